@@ -1,0 +1,90 @@
+"""Atomic output writing shared by every stage.
+
+Every file a stage writes goes to a temporary name in the same folder and is renamed into place
+only once complete, so a failed or killed run never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    The temporary file keeps the final suffix (writers such as matplotlib and anndata choose
+    their format from it) and is removed if the block raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_h5ad(adata, path: str | os.PathLike) -> Path:
+    """Write an AnnData atomically (gzip-compressed sparse blocks)."""
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+    return Path(path)
+
+
+def write_table(frame, path: str | os.PathLike, *, index: bool = False, header_lines: str = "") -> Path:
+    """Write a DataFrame as TSV atomically; ``header_lines`` (e.g. MultiQC ``#`` headers) go first."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(header_lines)
+            frame.to_csv(handle, sep="\t", index=index, float_format="%.6g")
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(data: Any, path: str | os.PathLike) -> Path:
+    return write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def write_yaml(data: Any, path: str | os.PathLike) -> Path:
+    return write_text(yaml.safe_dump(data, sort_keys=False), path)
+
+
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def provenance(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What ``uns['tmeflow'][stage]`` records: version and the parameters used."""
+    return {"version": __version__, "params": {k: v for k, v in params.items() if v is not None}}
+
+
+def multiqc_header(section_id: str, section_name: str, description: str, plot_type: str, **extra: Any) -> str:
+    """``#``-prefixed YAML header that turns a TSV into MultiQC custom content."""
+    config = {"id": section_id, "section_name": section_name, "description": description, "plot_type": plot_type}
+    config.update(extra)
+    return "".join(f"# {line}\n" for line in yaml.safe_dump(config, sort_keys=False).splitlines())
