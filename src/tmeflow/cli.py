@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         for opt in stage.options:
             sub.add_argument(*opt.flags, **opt.kwargs)
         for group in stage.param_groups:
-            add_group_arguments(sub, group)
+            add_group_arguments(sub, group, overrides_only=stage.overrides_only)
         sub.set_defaults(stage=stage)
     return parser
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _call(stage: Stage, args: argparse.Namespace) -> None:
     module_name, function_name = stage.entry.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
-    function(args, params_from_args(args, stage.param_groups))
+    function(args, {} if stage.overrides_only else params_from_args(args, stage.param_groups))
 
 
 def main(argv: list[str] | None = None) -> int:

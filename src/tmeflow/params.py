@@ -60,14 +60,18 @@ def parse_bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def add_group_arguments(parser: argparse.ArgumentParser, group: str) -> None:
-    """Add one option per parameter of a schema group, with the schema's type, choices and default."""
+def add_group_arguments(parser: argparse.ArgumentParser, group: str, *, overrides_only: bool = False) -> None:
+    """Add one option per parameter of a schema group, with the schema's type, choices and default.
+
+    With ``overrides_only`` every option defaults to None, so that only the options given on the
+    command line override other sources (``tmeflow run --params-file``).
+    """
     title = load_schema()["$defs"][group].get("title", group)
     arguments = parser.add_argument_group(title)
     for name, spec in group_properties(group).items():
-        default = spec.get("default")
+        default = None if overrides_only else spec.get("default")
         description = spec.get("description", "").replace("%", "%%")  # argparse formats help with %
-        help_text = f"{description} (default: {json.dumps(default)})"
+        help_text = f"{description} (default: {json.dumps(spec.get('default'))})"
         if spec.get("type") == "boolean":
             arguments.add_argument(
                 f"--{name}", type=parse_bool, nargs="?", const=True, default=default, metavar="true|false", help=help_text
@@ -91,13 +95,14 @@ def _parameter_validator() -> jsonschema.Validator:
 
 
 def validate(params: dict[str, Any], *, source: str) -> None:
-    """Check parameter values against the schema; raise one :class:`TmeflowInputError` on the first problem."""
-    for error in sorted(_parameter_validator().iter_errors(params), key=lambda e: list(e.path)):
+    """Check parameter values against the schema (None means unset); raise one :class:`TmeflowInputError`."""
+    given = {name: value for name, value in params.items() if value is not None}
+    for error in sorted(_parameter_validator().iter_errors(given), key=lambda e: list(e.path)):
         if error.validator == "additionalProperties":
-            unknown = sorted(set(params) - set(all_properties()))
-            raise TmeflowInputError(f"unknown parameter(s) {', '.join(unknown)}; see nextflow_schema.json", file=source)
+            unknown = sorted(set(given) - set(all_properties()))
+            raise TmeflowInputError(f"unknown parameter(s) {', '.join(unknown)} in {source}; see nextflow_schema.json")
         name = error.path[0] if error.path else "?"
-        raise TmeflowInputError(f"parameter {name}: {error.message}", file=source)
+        raise TmeflowInputError(f"parameter {name} in {source}: {error.message}")
 
 
 def read_params_file(path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .params import load_schema
+
 
 @dataclass(frozen=True)
 class Option:
@@ -33,6 +35,7 @@ class Stage:
     options: tuple[Option, ...] = ()
     param_groups: tuple[str, ...] = ()
     pipeline: bool = True  # has a Nextflow module and runs in `tmeflow run`
+    overrides_only: bool = False  # parameter options default to None: only what is given overrides
 
 
 OUTDIR = option("--outdir", required=True, help="Folder for this stage's outputs (created if missing).")
@@ -46,6 +49,9 @@ SAMPLE_META = (
     option("--batch", default="batch1", help="Batch, platform or run."),
 )
 
+# Schema groups that steer only Nextflow, or are the run's own options.
+_NOT_STAGE_GROUPS = ("input_output_options", "generic_options")
+
 STAGES: tuple[Stage, ...] = (
     Stage(
         name="qc",
@@ -57,6 +63,19 @@ STAGES: tuple[Stage, ...] = (
             OUTDIR,
         ),
         param_groups=("qc_options", "analysis_options"),
+    ),
+    Stage(
+        name="run",
+        summary="Run the whole pipeline on one machine (no Nextflow needed), same stages and outputs.",
+        entry="tmeflow.runner:cli",
+        options=(
+            option("--input", help="Samplesheet CSV (or 'input' in --params-file)."),
+            option("--outdir", help="Results folder (or 'outdir' in --params-file)."),
+            option("--params-file", help="YAML/JSON file of pipeline parameters, as for 'nextflow run -params-file'."),
+        ),
+        param_groups=tuple(group for group in load_schema()["$defs"] if group not in _NOT_STAGE_GROUPS),
+        pipeline=False,
+        overrides_only=True,
     ),
 )
 

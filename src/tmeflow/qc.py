@@ -1,0 +1,287 @@
+"""Per-sample quality control: QC metrics, cell filters, doublet removal.
+
+Method (Heumos et al. 2023, *Best practices for single-cell analysis across modalities*, Nat Rev
+Genet; sc-best-practices.org "Quality control"):
+
+1. Metrics per cell with :func:`scanpy.pp.calculate_qc_metrics`: detected genes, total counts and
+   the % of counts from mitochondrial (``MT-``/``mt-``), ribosomal and haemoglobin genes.
+2. Filters, ``qc_mode``:
+
+   - ``fixed`` (default): the thresholds of the studies tmeflow reproduces (min_genes 200,
+     min_counts 500, max_pct_mito 25, max_pct_hb 1);
+   - ``mad``: per-sample outliers, more than ``mad_counts`` / ``mad_genes`` median absolute
+     deviations (MADs) from the median of log1p total counts / log1p detected genes (5 MADs), or
+     more than ``mad_mito`` MADs above the median % mito (3 MADs); ``max_pct_hb`` still applies.
+3. Doublets: Scrublet (Wolock et al. 2019, Cell Syst) via :func:`scanpy.pp.scrublet` on the cells
+   that pass the filters, with ``expected_doublet_rate``; predicted doublets are removed. When the
+   automatic threshold fails (more than 3x the expected rate called), the top expected-rate fraction
+   of doublet scores is removed instead, with a warning.
+4. The kept cells are written with raw counts in ``layers['counts']`` and log1p(counts per 10,000)
+   in ``X`` (a fixed target sum, so values are comparable across samples).
+
+A sample left with fewer than ``min_cells_per_sample`` cells fails with one line naming it (and
+the cells lost to each filter), or is dropped with a warning when ``drop_failed_samples`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import io
+from .errors import TmeflowInputError
+from .genes import SPECIES, gene_class_mask
+from .log import get_logger, timed
+
+logger = get_logger(__name__)
+
+TARGET_SUM = 1e4
+GENE_CLASSES = ("mito", "ribo", "hb")
+# Scrublet's simulated-doublet kNN needs enough cells to be meaningful.
+MIN_CELLS_FOR_DOUBLETS = 100
+# Scrublet's automatic threshold (minimum of the simulated-score histogram) fails on unimodal score
+# distributions and can then call a third of a sample; above this multiple of the expected rate the
+# call is replaced by the top expected-rate fraction of scores.
+MAX_DOUBLET_RATE_FACTOR = 3.0
+META_COLUMNS = ("sample", "patient", "condition", "tissue", "species", "batch")
+
+
+@dataclass
+class QCResult:
+    """What QC of one sample produced; ``h5ad`` is None when the sample was dropped."""
+
+    sample: str
+    stats: dict[str, Any]
+    h5ad: Path | None
+
+
+def check_species(var_names: pd.Index, species: str, *, sample: str, file: str | None = None) -> None:
+    """Fail when the gene symbols look like another species (mitochondrial genes of the other one)."""
+    other = next(s for s in SPECIES if s != species)
+    if not gene_class_mask(var_names, species, "mito").any() and gene_class_mask(var_names, other, "mito").any():
+        raise TmeflowInputError(
+            f"species is {species} but the mitochondrial genes look {other}; fix the samplesheet's species",
+            file=file,
+            sample=sample,
+            column="species",
+        )
+
+
+def compute_qc_metrics(adata, species: str) -> None:
+    """Add per-cell QC metrics to ``obs`` (counts in ``X``): ``n_genes_by_counts``, ``total_counts``,
+    ``pct_counts_mito`` / ``_ribo`` / ``_hb`` and their log1p versions."""
+    import scanpy as sc
+
+    for gene_class in GENE_CLASSES:
+        adata.var[gene_class] = gene_class_mask(adata.var_names, species, gene_class)
+    sc.pp.calculate_qc_metrics(adata, qc_vars=list(GENE_CLASSES), percent_top=None, log1p=True, inplace=True)
+
+
+def mad_outlier(values: np.ndarray, n_mads: float, *, upper_only: bool = False) -> np.ndarray:
+    """Cells more than ``n_mads`` median absolute deviations from the median (above it if ``upper_only``)."""
+    median = np.median(values)
+    mad = np.median(np.abs(values - median))
+    deviation = values - median if upper_only else np.abs(values - median)
+    return deviation > n_mads * mad
+
+
+def filter_reasons(obs: pd.DataFrame, params: dict[str, Any]) -> pd.Series:
+    """The first filter each cell fails ('' when it passes), in the order the filters are listed."""
+    if params["qc_mode"] == "mad":
+        failed = {
+            "mad_counts": mad_outlier(obs["log1p_total_counts"].to_numpy(), params["mad_counts"]),
+            "mad_genes": mad_outlier(obs["log1p_n_genes_by_counts"].to_numpy(), params["mad_genes"]),
+            "mad_mito": mad_outlier(obs["pct_counts_mito"].to_numpy(), params["mad_mito"], upper_only=True),
+        }
+    else:
+        failed = {
+            "min_genes": obs["n_genes_by_counts"].to_numpy() < params["min_genes"],
+            "min_counts": obs["total_counts"].to_numpy() < params["min_counts"],
+            "max_pct_mito": obs["pct_counts_mito"].to_numpy() > params["max_pct_mito"],
+        }
+    failed["max_pct_hb"] = obs["pct_counts_hb"].to_numpy() > params["max_pct_hb"]
+    reasons = np.full(len(obs), "", dtype=object)
+    for name, mask in reversed(failed.items()):  # the first listed filter wins
+        reasons[mask] = name
+    return pd.Series(reasons, index=obs.index, name="qc_fail_reason")
+
+
+def detect_doublets(adata, *, expected_rate: float, seed: int, sample: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scrublet doublet scores and calls (counts in ``X``); no calls for samples too small to score."""
+    import scanpy as sc
+
+    if adata.n_obs < MIN_CELLS_FOR_DOUBLETS:
+        logger.warning("%s: %d cells are too few for Scrublet; no doublets removed", sample, adata.n_obs)
+        return np.zeros(adata.n_obs), np.zeros(adata.n_obs, dtype=bool)
+    scored = adata.copy()
+    n_pcs = min(30, scored.n_obs - 1, scored.n_vars - 1)
+    sc.pp.scrublet(scored, expected_doublet_rate=expected_rate, n_prin_comps=n_pcs, random_state=seed, verbose=False)
+    scores = scored.obs["doublet_score"].to_numpy()
+    called = scored.obs["predicted_doublet"].to_numpy(dtype=bool)
+    if called.mean() > MAX_DOUBLET_RATE_FACTOR * expected_rate:
+        cutoff = np.quantile(scores, 1.0 - expected_rate)
+        logger.warning(
+            "%s: Scrublet's automatic threshold called %.1f%% doublets (expected %.1f%%); keeping the top %.1f%% "
+            "of scores (>= %.3f) instead", sample, 100 * called.mean(), 100 * expected_rate, 100 * expected_rate, cutoff,
+        )
+        called = scores >= cutoff
+    return scores, called
+
+
+def qc_sample(adata, meta: dict[str, str], params: dict[str, Any]):
+    """Run QC on one sample (raw counts in ``X``).
+
+    Returns ``(kept, cells)``: the AnnData of kept cells (counts in ``layers['counts']``,
+    log-normalised ``X``) and a per-cell table of metrics with ``qc_fail_reason``.
+    """
+    import scanpy as sc
+
+    sample = meta["sample"]
+    check_species(adata.var_names, meta["species"], sample=sample)
+    for column in META_COLUMNS:
+        adata.obs[column] = meta[column]
+    adata.obs["barcode"] = adata.obs_names.astype(str)
+    adata.obs_names = [f"{sample}_{barcode}" for barcode in adata.obs["barcode"]]
+    compute_qc_metrics(adata, meta["species"])
+    reasons = filter_reasons(adata.obs, params)
+    adata.obs["doublet_score"] = np.nan
+    passing = (reasons == "").to_numpy()
+    if params["doublet_method"] == "scrublet":
+        scores, called = detect_doublets(
+            adata[passing], expected_rate=params["expected_doublet_rate"], seed=params["seed"], sample=sample
+        )
+        adata.obs.loc[passing, "doublet_score"] = scores
+        reasons.iloc[np.flatnonzero(passing)[called]] = "doublet"
+    adata.obs["qc_fail_reason"] = reasons
+    cells = adata.obs.copy()
+    kept = adata[(reasons == "").to_numpy()].copy()
+    kept.layers["counts"] = kept.X.copy()
+    sc.pp.normalize_total(kept, target_sum=TARGET_SUM)
+    sc.pp.log1p(kept)
+    for column in META_COLUMNS:
+        kept.obs[column] = pd.Categorical(kept.obs[column])
+    return kept, cells
+
+
+def sample_stats(cells: pd.DataFrame, kept_obs: pd.DataFrame, sample: str) -> dict[str, Any]:
+    """Per-sample QC summary for the MultiQC general-statistics table."""
+    reasons = cells["qc_fail_reason"]
+    n_scored = int(cells["doublet_score"].notna().sum())
+    stats = {
+        "Sample": sample,
+        "cells_in": len(cells),
+        "cells_kept": len(kept_obs),
+        "pct_kept": 100.0 * len(kept_obs) / len(cells),
+        "median_genes": float(kept_obs["n_genes_by_counts"].median()) if len(kept_obs) else 0.0,
+        "median_umis": float(kept_obs["total_counts"].median()) if len(kept_obs) else 0.0,
+        "median_pct_mito": float(kept_obs["pct_counts_mito"].median()) if len(kept_obs) else 0.0,
+        "doublet_rate": 100.0 * int((reasons == "doublet").sum()) / n_scored if n_scored else 0.0,
+    }
+    for reason, count in reasons[reasons != ""].value_counts().items():
+        stats[f"removed_{reason}"] = int(count)
+    return stats
+
+
+def _too_few_cells_message(stats: dict[str, Any], minimum: int) -> str:
+    removed = ", ".join(f"{value} {key.removeprefix('removed_')}" for key, value in stats.items() if key.startswith("removed_"))
+    return (
+        f"only {stats['cells_kept']} of {stats['cells_in']} cells pass QC (min_cells_per_sample {minimum}; "
+        f"removed: {removed or 'none'}); relax the filters or set --drop_failed_samples"
+    )
+
+
+def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path) -> list[Path]:
+    """Violins of the QC metrics before/after filtering and a counts-vs-genes scatter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept = cells["qc_fail_reason"] == ""
+    metrics = {
+        "n_genes_by_counts": "detected genes",
+        "total_counts": "total counts",
+        "pct_counts_mito": "% mitochondrial",
+        "pct_counts_hb": "% haemoglobin",
+    }
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4))
+    for ax, (column, label) in zip(axes, metrics.items()):
+        groups = [cells[column].to_numpy(), cells.loc[kept, column].to_numpy()]
+        groups = [g if len(g) else np.zeros(1) for g in groups]
+        ax.violinplot(groups, showmedians=True)
+        ax.set_xticks([1, 2], ["before", "after"])
+        ax.set_title(label)
+    fig.suptitle(f"{sample}: {int(kept.sum())} of {len(cells)} cells kept")
+    violin = io.save_figure(fig, outdir / f"{sample}.qc_violin.png")
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for reason, group in cells.groupby(cells["qc_fail_reason"].replace("", "kept")):
+        ax.scatter(group["total_counts"], group["n_genes_by_counts"], s=4, alpha=0.6, label=f"{reason} ({len(group)})")
+    ax.set(xscale="log", yscale="log", xlabel="total counts", ylabel="detected genes", title=sample)
+    ax.legend(fontsize=7, markerscale=3)
+    scatter = io.save_figure(fig, outdir / f"{sample}.qc_scatter.png")
+    return [violin, scatter]
+
+
+def write_outputs(kept, cells: pd.DataFrame, stats: dict[str, Any], sample: str, outdir: Path, params: dict[str, Any]):
+    header = io.multiqc_header(
+        "tmeflow_qc_general_stats",
+        "Per-sample QC",
+        "Cells before and after QC per sample (tmeflow qc).",
+        "generalstats",
+        pconfig=[
+            {"cells_kept": {"title": "Cells kept", "format": "{:,.0f}"}},
+            {"pct_kept": {"title": "% kept", "max": 100, "suffix": "%"}},
+            {"median_genes": {"title": "Median genes"}},
+            {"median_umis": {"title": "Median UMIs"}},
+            {"median_pct_mito": {"title": "% mito", "suffix": "%"}},
+            {"doublet_rate": {"title": "Doublets", "suffix": "%"}},
+        ],
+    )
+    columns = ["Sample", "cells_in", "cells_kept", "pct_kept", "median_genes", "median_umis", "median_pct_mito", "doublet_rate"]
+    io.write_table(pd.DataFrame([stats])[columns], outdir / f"{sample}.qc_stats_mqc.tsv", header_lines=header)
+    cell_columns = ["barcode", "n_genes_by_counts", "total_counts", "pct_counts_mito", "pct_counts_ribo", "pct_counts_hb", "doublet_score", "qc_fail_reason"]
+    io.write_table(cells[cell_columns], outdir / f"{sample}.qc_cells.tsv.gz", index=True)
+    plot_qc(cells, sample, outdir)
+    if kept is None:
+        return None
+    kept.uns["tmeflow"] = {"qc": {**io.provenance("qc", params), "stats": stats}}
+    return io.write_h5ad(kept, outdir / f"{sample}.qc.h5ad")
+
+
+def run_qc(input_path: str | Path, meta: dict[str, str], outdir: str | Path, params: dict[str, Any]) -> QCResult:
+    """Read one sample's counts, run QC and write ``<sample>.qc.h5ad``, tables and plots to ``outdir``."""
+    from .readers import read_counts
+
+    sample, outdir = meta["sample"], Path(outdir)
+    with timed(logger, f"{sample}: reading {input_path}"):
+        adata = read_counts(input_path, sample=sample, strict_counts=params["strict_counts"])
+    if not sp.issparse(adata.X):
+        adata.X = sp.csr_matrix(adata.X)
+    with timed(logger, f"{sample}: QC of {adata.n_obs} cells x {adata.n_vars} genes ({params['qc_mode']} filters)"):
+        try:
+            kept, cells = qc_sample(adata, meta, params)
+        except TmeflowInputError as error:
+            raise TmeflowInputError(error.message, file=input_path, sample=sample, column=error.column) from error
+    stats = sample_stats(cells, kept.obs, sample)
+    logger.info("%s: kept %d of %d cells (%s)", sample, stats["cells_kept"], stats["cells_in"],
+                ", ".join(f"{k}={v}" for k, v in stats.items() if k.startswith("removed_")) or "nothing removed")
+    if stats["cells_kept"] < params["min_cells_per_sample"]:
+        message = _too_few_cells_message(stats, params["min_cells_per_sample"])
+        if not params["drop_failed_samples"]:
+            raise TmeflowInputError(message, file=input_path, sample=sample)
+        logger.warning("%s: dropped: %s", sample, message)
+        kept = None
+    h5ad = write_outputs(kept, cells, stats, sample, outdir, params)
+    return QCResult(sample=sample, stats=stats, h5ad=h5ad)
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    meta = {column: getattr(args, column) for column in META_COLUMNS}
+    run_qc(args.input, meta, args.outdir, params)
