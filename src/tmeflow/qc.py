@@ -196,28 +196,33 @@ def _too_few_cells_message(stats: dict[str, Any], minimum: int) -> str:
     )
 
 
-def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path) -> list[Path]:
-    """Violins of the QC metrics before/after filtering and a counts-vs-genes scatter."""
+def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, params: dict[str, Any]) -> list[Path]:
+    """Violins of the QC metrics before/after filtering (with the fixed thresholds) and a
+    counts-vs-genes scatter coloured by the filter each cell failed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     kept = cells["qc_fail_reason"] == ""
-    metrics = {
-        "n_genes_by_counts": "detected genes",
-        "total_counts": "total counts",
-        "pct_counts_mito": "% mitochondrial",
-        "pct_counts_hb": "% haemoglobin",
+    fixed = params["qc_mode"] == "fixed"
+    metrics = {  # column: (label, log scale, threshold drawn)
+        "n_genes_by_counts": ("detected genes", True, params["min_genes"] if fixed else None),
+        "total_counts": ("total counts", True, params["min_counts"] if fixed else None),
+        "pct_counts_mito": ("% mitochondrial", False, params["max_pct_mito"] if fixed else None),
+        "pct_counts_hb": ("% haemoglobin", False, params["max_pct_hb"]),
     }
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4))
-    for ax, (column, label) in zip(axes, metrics.items()):
+    for ax, (column, (label, log_scale, threshold)) in zip(axes, metrics.items()):
         groups = [cells[column].to_numpy(), cells.loc[kept, column].to_numpy()]
-        groups = [g if len(g) else np.zeros(1) for g in groups]
-        ax.violinplot(groups, showmedians=True)
+        groups = [np.log10(1 + g) if log_scale else g for g in groups]
+        ax.violinplot([g if len(g) else np.zeros(1) for g in groups], showmedians=True)
+        if threshold is not None:
+            ax.axhline(np.log10(1 + threshold) if log_scale else threshold, color="red", linestyle="--", linewidth=1)
         ax.set_xticks([1, 2], ["before", "after"])
-        ax.set_title(label)
+        ax.set_title(f"log10(1 + {label})" if log_scale else label)
     fig.suptitle(f"{sample}: {int(kept.sum())} of {len(cells)} cells kept")
+    fig.tight_layout()
     violin = io.save_figure(fig, outdir / f"{sample}.qc_violin.png")
 
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -248,7 +253,7 @@ def write_outputs(kept, cells: pd.DataFrame, stats: dict[str, Any], sample: str,
     io.write_table(pd.DataFrame([stats])[columns], outdir / f"{sample}.qc_stats_mqc.tsv", header_lines=header)
     cell_columns = ["barcode", "n_genes_by_counts", "total_counts", "pct_counts_mito", "pct_counts_ribo", "pct_counts_hb", "doublet_score", "qc_fail_reason"]
     io.write_table(cells[cell_columns], outdir / f"{sample}.qc_cells.tsv.gz", index=True)
-    plot_qc(cells, sample, outdir)
+    plot_qc(cells, sample, outdir, params)
     if kept is None:
         return None
     kept.uns["tmeflow"] = {"qc": {**io.provenance("qc", params), "stats": stats}}
@@ -260,8 +265,7 @@ def run_qc(input_path: str | Path, meta: dict[str, str], outdir: str | Path, par
     from .readers import read_counts
 
     sample, outdir = meta["sample"], Path(outdir)
-    with timed(logger, f"{sample}: reading {input_path}"):
-        adata = read_counts(input_path, sample=sample, strict_counts=params["strict_counts"])
+    adata = read_counts(input_path, sample=sample, strict_counts=params["strict_counts"])
     if not sp.issparse(adata.X):
         adata.X = sp.csr_matrix(adata.X)
     with timed(logger, f"{sample}: QC of {adata.n_obs} cells x {adata.n_vars} genes ({params['qc_mode']} filters)"):
