@@ -39,3 +39,9 @@ def test_table_with_multiqc_header_round_trips(tmp_path):
 def test_errors_are_one_line_and_name_where():
     error = TmeflowInputError("bad\nthing", file="f.csv", sample="S1", column="data", row=3)
     assert str(error) == "bad thing [file f.csv, sample S1, row 3, column data]"
+
+
+def test_gz_tables_are_gzipped(tmp_path):
+    path = io.write_table(pd.DataFrame({"a": [1, 2]}), tmp_path / "t.tsv.gz")
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    assert pd.read_csv(path, sep="\t")["a"].tolist() == [1, 2]

@@ -6,6 +6,7 @@ only once complete, so a failed or killed run never leaves a file that looks fin
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -46,9 +47,11 @@ def write_h5ad(adata, path: str | os.PathLike) -> Path:
 
 
 def write_table(frame, path: str | os.PathLike, *, index: bool = False, header_lines: str = "") -> Path:
-    """Write a DataFrame as TSV atomically; ``header_lines`` (e.g. MultiQC ``#`` headers) go first."""
+    """Write a DataFrame as TSV atomically (gzipped for ``.gz`` names); ``header_lines`` (e.g. MultiQC
+    ``#`` headers) go first."""
+    opener = gzip.open if str(path).endswith(".gz") else open
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
+        with opener(tmp, "wt", encoding="utf-8") as handle:
             handle.write(header_lines)
             frame.to_csv(handle, sep="\t", index=index, float_format="%.6g")
     return Path(path)

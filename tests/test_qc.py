@@ -1,0 +1,101 @@
+"""Per-sample QC on a simulated sample with planted low-quality cells and doublets."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmeflow.cli import main
+from tmeflow.params import defaults
+from tmeflow.qc import mad_outlier, run_qc
+from tmeflow.samplesheet import read_samplesheet
+
+
+@pytest.fixture(scope="module")
+def planted_sample(tmp_path_factory):
+    """One primary-tumour sample of 2,000 cells: 10% low-quality cells, 8% heterotypic doublets."""
+    outdir = tmp_path_factory.mktemp("sim")
+    code = main([
+        "simulate", "--outdir", str(outdir), "--n_cells", "2000", "--n_patients", "1", "--conditions", "primary",
+        "--n_sections", "0", "--n_bulk", "0", "--low_quality_rate", "0.1", "--doublet_rate", "0.08", "--seed", "3",
+    ])
+    assert code == 0
+    (row,) = [row for row in read_samplesheet(outdir / "samplesheet.csv") if row.modality == "sc"]
+    return row
+
+
+def _qc(row, outdir, **overrides):
+    params = {**defaults(), **overrides}
+    return run_qc(row.data, row.meta(), outdir, params)
+
+
+def _removal_rates(row, result):
+    truth = ad.read_h5ad(row.data).obs["true_qc"].astype(str)
+    cells = pd.read_csv(result.h5ad.parent / f"{row.sample}.qc_cells.tsv.gz", sep="\t", index_col=0)
+    removed = pd.Series(cells["qc_fail_reason"].fillna("").to_numpy() != "", index=cells["barcode"].astype(str))
+    removed = removed.reindex(truth.index)
+    rates = {label: float(removed[truth == label].mean()) for label in ("good", "low_quality", "doublet")}
+    rates["precision"] = float((truth[removed] != "good").mean())
+    return rates
+
+
+@pytest.mark.parametrize("mode", ["fixed", "mad"])
+def test_planted_bad_cells_are_removed_and_good_cells_kept(planted_sample, tmp_path, mode):
+    result = _qc(planted_sample, tmp_path, qc_mode=mode)
+    rates = _removal_rates(planted_sample, result)
+    print(f"qc_mode={mode}: removed {rates}")
+    assert rates["low_quality"] >= 0.95
+    assert rates["doublet"] >= 0.5
+    assert rates["good"] <= 0.05
+    assert rates["precision"] >= 0.85
+    kept = ad.read_h5ad(result.h5ad)
+    counts = kept.layers["counts"]
+    assert np.allclose(counts.data, np.round(counts.data)) and counts.data.min() > 0
+    np.testing.assert_allclose(np.expm1(kept.X[:5].toarray()).sum(axis=1), 1e4, rtol=1e-3)
+    assert set(kept.obs["sample"]) == {planted_sample.sample}
+    assert kept.obs_names[0].startswith(f"{planted_sample.sample}_")
+    assert result.stats["cells_kept"] == kept.n_obs
+    stats = pd.read_csv(tmp_path / f"{planted_sample.sample}.qc_stats_mqc.tsv", sep="\t", comment="#")
+    assert stats.loc[0, "cells_in"] == 2000 and stats.loc[0, "cells_kept"] == kept.n_obs
+    assert (tmp_path / f"{planted_sample.sample}.qc_violin.png").stat().st_size > 0
+
+
+def test_mad_outliers_by_hand():
+    values = np.array([1.0, 2, 3, 4, 100])  # median 3, MAD 1
+    assert mad_outlier(values, 5).tolist() == [False, False, False, False, True]
+    assert mad_outlier(np.array([-10.0, 2, 3, 4, 5]), 3, upper_only=True).tolist() == [False] * 5
+
+
+def _qc_cli(row, outdir, *extra):
+    return main([
+        "qc", "--input", str(row.data), "--sample", row.sample, "--patient", row.patient,
+        "--condition", row.condition, "--species", row.species, "--outdir", str(outdir), *extra,
+    ])
+
+
+def test_too_few_cells_fails_with_one_line_and_writes_nothing(planted_sample, tmp_path, capsys):
+    assert _qc_cli(planted_sample, tmp_path, "--min_cells_per_sample", "100000") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("tmeflow qc: error: only") and planted_sample.sample in error
+    assert "min_cells_per_sample 100000" in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dropped_sample_writes_stats_but_no_h5ad(planted_sample, tmp_path):
+    assert _qc_cli(planted_sample, tmp_path, "--min_cells_per_sample", "100000", "--drop_failed_samples") == 0
+    names = {path.name for path in tmp_path.iterdir()}
+    assert f"{planted_sample.sample}.qc_stats_mqc.tsv" in names
+    assert f"{planted_sample.sample}.qc.h5ad" not in names
+
+
+def test_wrong_species_is_caught(planted_sample, tmp_path, capsys):
+    row = planted_sample
+    code = main([
+        "qc", "--input", str(row.data), "--sample", row.sample, "--patient", row.patient,
+        "--condition", row.condition, "--species", "mouse", "--outdir", str(tmp_path),
+    ])
+    assert code == 2
+    assert "species is mouse but the mitochondrial genes look human" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
