@@ -1,0 +1,56 @@
+process BULK {
+    tag "$meta.id"
+    label 'process_medium'
+
+    conda "${moduleDir}/../../../containers/environment.yml"
+    container "ghcr.io/tmeflow/tmeflow:0.1.0"
+
+    input:
+    tuple val(meta), path(expression), path(clinical)
+    path(reference)
+
+    output:
+    tuple val(meta), path("bulk_*.tsv")           , emit: tables
+    tuple val(meta), path("bulk_*.png")           , emit: plots   , optional: true
+    tuple val(meta), path("bulk_summary.json")    , emit: summary
+    path "bulk_*_mqc.*"                           , emit: mqc     , optional: true
+    path "versions.yml"                           , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def reference_arg = reference ? "--reference ${reference}" : ''
+    """
+    tmeflow bulk \\
+        --expression ${expression} \\
+        --clinical ${clinical} \\
+        ${reference_arg} \\
+        --outdir . \\
+        ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        tmeflow: \$(tmeflow --version | sed 's/tmeflow //')
+    END_VERSIONS
+    """
+
+    stub:
+    """
+    touch bulk_scores.tsv
+    touch bulk_features.tsv
+    touch bulk_gene_sets.tsv
+    touch bulk_survival.tsv
+    touch bulk_cox.tsv
+    touch bulk_survival_mqc.tsv
+    touch bulk_km_OS_mqc.png
+    touch bulk_forest_OS.png
+    echo '{}' > bulk_summary.json
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        tmeflow: \$(tmeflow --version | sed 's/tmeflow //')
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,232 @@
+"""Gene signatures: GMT reading, gene-set filtering, human-mouse ortholog mapping and ssGSEA scores.
+
+Shared by the bulk stage and by later stages that score signatures. Everything here is a pure
+function over lists, dicts and DataFrames (genes x samples).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from .errors import TmeflowInputError
+from .log import get_logger
+
+logger = get_logger(__name__)
+
+#: Bundled GMT files, relative to ``tmeflow/resources``.
+BUNDLED_GMTS = {
+    "estimate": "estimate/estimate_signatures_current_symbols.gmt",
+    "hallmark": "hallmark/hallmark_human.gmt",
+    "necroptosis": "cell_death/necroptosis.gmt",
+    "cell_death": "cell_death/pyroptosis_ferroptosis_autophagy.gmt",
+}
+
+
+def resource_path(relative: str) -> Path:
+    """Filesystem path of a file bundled in ``tmeflow/resources``."""
+    return Path(str(resources.files("tmeflow").joinpath("resources", relative)))
+
+
+def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Read a GMT file (Broad format: ``name<TAB>description<TAB>gene<TAB>gene...`` per line).
+
+    Empty lines and ``#`` comments are skipped, gene symbols are stripped, duplicated genes within a
+    set are kept once (first occurrence). A missing file, a line with fewer than 3 fields, a
+    duplicated set name or a file without any set raises :class:`TmeflowInputError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError("gene-set file not found", file=path)
+    sets: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = [field.strip() for field in line.split("\t")]
+            if len(fields) < 3:
+                raise TmeflowInputError(
+                    "GMT line needs name, description and at least one gene, tab-separated", file=path, row=number
+                )
+            name, genes = fields[0], [g for g in fields[2:] if g]
+            if not name or not genes:
+                raise TmeflowInputError("GMT line has an empty set name or no genes", file=path, row=number)
+            if name in sets:
+                raise TmeflowInputError(f"gene set {name} appears twice", file=path, row=number)
+            sets[name] = list(dict.fromkeys(genes))
+    if not sets:
+        raise TmeflowInputError("GMT file contains no gene sets", file=path)
+    return sets
+
+
+def read_bundled_gmt(key: str) -> dict[str, list[str]]:
+    """Read one of the bundled GMT files (:data:`BUNDLED_GMTS` key)."""
+    return read_gmt(resource_path(BUNDLED_GMTS[key]))
+
+
+def filter_gene_sets(
+    gene_sets: dict[str, list[str]],
+    genes: pd.Index | list[str],
+    *,
+    min_size: int = 1,
+    source: str | os.PathLike | None = None,
+    required: bool = True,
+) -> dict[str, list[str]]:
+    """Restrict each set to the genes present in ``genes``; drop sets left with fewer than ``min_size``.
+
+    Dropped sets are logged as a warning. When ``required`` and no set survives, a
+    :class:`TmeflowInputError` says how many of the file's genes were found at all (the usual cause is
+    a gene-identifier or species mismatch, e.g. mouse symbols against a human matrix).
+    """
+    present = set(map(str, genes))
+    kept: dict[str, list[str]] = {}
+    dropped = []
+    for name, members in gene_sets.items():
+        found = [g for g in members if g in present]
+        if len(found) >= min_size:
+            kept[name] = found
+        else:
+            dropped.append(f"{name} ({len(found)}/{len(members)})")
+    if dropped:
+        logger.warning(
+            "%d gene set(s) with fewer than %d genes in the expression matrix dropped: %s",
+            len(dropped), min_size, ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""),
+        )
+    if not kept and required:
+        universe = {g for members in gene_sets.values() for g in members}
+        n_found = len(universe & present)
+        raise TmeflowInputError(
+            f"none of the {len(gene_sets)} gene set(s) has at least {min_size} of its genes in the expression matrix "
+            f"({n_found} of {len(universe)} distinct set genes found); check gene identifiers and species",
+            file=source,
+        )
+    return kept
+
+
+# --------------------------------------------------------------------------------------------------
+# Orthologs
+
+
+@cache
+def load_orthologs() -> pd.DataFrame:
+    """The bundled one-to-one human-mouse ortholog table (Ensembl BioMart + HGNC HCOP; see SOURCE.md)."""
+    return pd.read_csv(resource_path("orthologs/orthologs_human_mouse.tsv"), sep="\t", dtype=str)
+
+
+def ortholog_map(from_species: str, to_species: str) -> dict[str, str]:
+    """Symbol -> symbol map between ``human`` and ``mouse`` (identity when the species are equal).
+
+    Uses only the bundled one-to-one orthologs (Ensembl Compara ``ortholog_one2one``), so genes with
+    one-to-many orthologs (e.g. CD8B) are not mapped.
+    """
+    if from_species == to_species:
+        return {}
+    table = load_orthologs()
+    column = {"human": "human_symbol", "mouse": "mouse_symbol"}
+    return dict(zip(table[column[from_species]], table[column[to_species]]))
+
+
+def map_gene_sets(gene_sets: dict[str, list[str]], from_species: str, to_species: str) -> dict[str, list[str]]:
+    """Translate gene sets to another species with :func:`ortholog_map`; unmapped genes are dropped."""
+    if from_species == to_species:
+        return gene_sets
+    mapping = ortholog_map(from_species, to_species)
+    return {name: list(dict.fromkeys(mapping[g] for g in genes if g in mapping)) for name, genes in gene_sets.items()}
+
+
+def ensembl_to_symbol(ids: pd.Index | list[str]) -> dict[str, str]:
+    """Ensembl gene ID (version suffix ignored) -> symbol, human and mouse, from the bundled ortholog table.
+
+    Only genes with a one-to-one ortholog are covered (about 17,000 per species).
+    """
+    table = load_orthologs()
+    mapping = dict(zip(table["human_ensembl"], table["human_symbol"]))
+    mapping.update(zip(table["mouse_ensembl"], table["mouse_symbol"]))
+    return {i: mapping[i.split(".")[0]] for i in map(str, ids) if i.split(".")[0] in mapping}
+
+
+# --------------------------------------------------------------------------------------------------
+# ssGSEA
+
+
+def gsva_ranks(expression: np.ndarray) -> np.ndarray:
+    """Per-sample gene ranks as GSVA's ssGSEA computes them: average ranks of ties, truncated to integers.
+
+    ``expression`` is genes x samples; the lowest value gets rank 1, the highest rank ``n_genes``
+    (GSVA: ``colRanks(X, ties.method = "average")`` then ``mode(R) <- "integer"``).
+    """
+    return np.floor(rankdata(expression, axis=0, method="average")).astype(np.int64)
+
+
+def ssgsea(
+    expression: pd.DataFrame,
+    gene_sets: dict[str, list[str]],
+    *,
+    alpha: float = 0.25,
+    normalize: bool = True,
+    min_size: int = 1,
+    drop_constant: bool = True,
+) -> pd.DataFrame:
+    """Single-sample GSEA scores (sets x samples), exactly as GSVA ``gsva(method="ssgsea")`` defines them.
+
+    Method (Barbie et al. 2009, Nature 462:108; implementation of Hänzelmann et al. 2013, BMC
+    Bioinformatics 14:7, GSVA package):
+
+    1. Within each sample, genes get integer ranks ``r`` (:func:`gsva_ranks`; 1 = lowest expression)
+       and are ordered by decreasing rank (ties keep the matrix order, as R's stable ``order``).
+    2. For a set ``S`` of ``k`` genes among ``N``, walking down the ordering, the in-set step CDF is
+       ``P_in(i) = sum_{j<=i, g_j in S} |r_j|^alpha / sum_{g in S} |r_g|^alpha`` and the out-of-set CDF
+       is ``P_out(i) = #{j<=i, g_j not in S} / (N - k)``.
+    3. The score is the *sum* over all positions of ``P_in(i) - P_out(i)`` (not the maximum
+       deviation of classic GSEA).
+    4. With ``normalize`` (GSVA ``ssgsea.norm=TRUE``) every score is divided by
+       ``max - min`` of the whole score matrix (so scores depend on which sets/samples are scored together).
+
+    The sums are evaluated in closed form: with 0-based positions ``p`` of the set's genes,
+    ``sum_i P_in(i) = sum_S w (N - p) / sum_S w`` and
+    ``sum_i P_out(i) = (N (N + 1) / 2 - sum_S (N - p)) / (N - k)``.
+    As GSVA does, genes with constant expression across samples are removed first (``drop_constant``)
+    and sets are restricted to genes present (sets with fewer than ``min_size`` are dropped, see
+    :func:`filter_gene_sets`). Missing values are not allowed.
+    """
+    if expression.isna().to_numpy().any():
+        raise TmeflowInputError("expression matrix has missing values; impute or drop them before ssGSEA")
+    frame = expression
+    if drop_constant and frame.shape[1] > 1:
+        values = frame.to_numpy(dtype=float)
+        constant = np.all(values == values[:, :1], axis=1)
+        if constant.any():
+            logger.info("ssGSEA: %d gene(s) with constant expression removed (as GSVA does)", int(constant.sum()))
+            frame = frame.loc[~constant]
+    sets = filter_gene_sets(gene_sets, frame.index, min_size=min_size)
+    genes = pd.Index(frame.index.astype(str))
+    n_genes = len(genes)
+    set_names = list(sets)
+    membership = np.zeros((len(set_names), n_genes))
+    index_of = pd.Series(np.arange(n_genes), index=genes)
+    index_of = index_of[~index_of.index.duplicated()]
+    for row, name in enumerate(set_names):
+        membership[row, index_of.loc[sets[name]].to_numpy()] = 1.0
+    ranks = gsva_ranks(frame.to_numpy(dtype=float))  # genes x samples
+    # position of each gene in the decreasing ordering (stable: ties keep matrix order)
+    order = np.argsort(-ranks, axis=0, kind="stable")
+    positions = np.empty_like(order)
+    np.put_along_axis(positions, order, np.arange(n_genes)[:, None], axis=0)
+    weights = np.abs(ranks.astype(float)) ** alpha
+    remaining = (n_genes - positions).astype(float)  # N - p: steps for which the gene is counted
+    size = membership.sum(axis=1, keepdims=True)
+    in_part = (membership @ (weights * remaining)) / (membership @ weights)
+    out_part = (n_genes * (n_genes + 1) / 2.0 - membership @ remaining) / (n_genes - size)
+    scores = in_part - out_part
+    if normalize:
+        spread = scores.max() - scores.min()
+        if spread > 0:
+            scores = scores / spread
+    return pd.DataFrame(scores, index=set_names, columns=frame.columns)
