@@ -1,0 +1,53 @@
+process COMPOSITION {
+    tag "$meta.id"
+    label 'process_single'
+
+    conda "${moduleDir}/../../../containers/environment.yml"
+    container "ghcr.io/tmeflow/tmeflow:0.1.0"
+
+    input:
+    tuple val(meta), path(atlas)
+
+    output:
+    tuple val(meta), path("composition_*_counts.tsv")      , emit: counts
+    tuple val(meta), path("composition_*_proportions.tsv") , emit: proportions
+    tuple val(meta), path("da_*.tsv")                      , emit: da
+    tuple val(meta), path("composition_*_stacked.png")     , emit: stacked
+    tuple val(meta), path("composition_*_boxplot.png")     , emit: boxplot
+    tuple val(meta), path("composition_summary.json")      , emit: summary
+    path "composition_mqc.tsv"                             , emit: mqc
+    path "versions.yml"                                    , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    tmeflow composition \\
+        --input ${atlas} \\
+        --outdir . \\
+        ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        tmeflow: \$(tmeflow --version | sed 's/tmeflow //')
+    END_VERSIONS
+    """
+
+    stub:
+    """
+    touch composition_major_counts.tsv
+    touch composition_major_proportions.tsv
+    touch da_major_metastasis_vs_primary.tsv
+    touch composition_major_stacked.png
+    touch composition_major_boxplot.png
+    echo '{}' > composition_summary.json
+    touch composition_mqc.tsv
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        tmeflow: \$(tmeflow --version | sed 's/tmeflow //')
+    END_VERSIONS
+    """
+}

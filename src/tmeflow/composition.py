@@ -1,0 +1,480 @@
+"""Cell-type composition and differential abundance between conditions (``tmeflow composition``).
+
+Input: the atlas h5ad (``obs``: ``sample``, ``condition``, ``cell_type``, optionally ``patient`` and
+``cell_type_fine``). Only ``obs`` is read.
+
+Proportions
+    Per sample and cell type (major ``cell_type`` and, when present, ``cell_type_fine``): cell counts,
+    proportions of the sample's cells.
+
+Differential abundance: a propeller-style test (Phipson et al. 2022, *Bioinformatics* 38:4720,
+speckle ``propeller``), with the sample as the unit of replication:
+
+1. Proportions per sample are transformed (``da_transform``): ``logit`` (default; speckle adds a
+   pseudo-count of 0.5 to every count before taking proportions, ``log(p / (1 - p))``) or ``asin``
+   (``asin(sqrt(p))`` of the raw proportions).
+2. One linear model per cell type, fitted to the samples of the two contrasted conditions:
+   ``~ condition`` or, when *paired* (every patient has samples in both conditions and there are at
+   least two patients), ``~ condition + patient``.
+3. The condition coefficient is tested with a t-test. With ``da_moderated`` (default) the residual
+   variances are shrunk towards a common prior by limma's empirical Bayes (Smyth 2004, *Stat Appl
+   Genet Mol Biol* 3:3; ``squeezeVar`` / ``fitFDist``, non-robust), giving moderated t-statistics with
+   ``df_residual + df_prior`` degrees of freedom (capped at the pooled residual df, as limma does).
+   speckle uses ``eBayes(robust = TRUE)``; the robust variant is not implemented here. Without
+   ``da_moderated`` ordinary t-tests are used.
+4. Benjamini-Hochberg FDR over the cell types of a contrast (per annotation level).
+
+Contrasts (``contrast``): ``"test,reference"`` (e.g. ``metastasis,primary``), several separated by
+``;``, or ``all`` (every pair of conditions, in the order of the ``condition`` categories). Default
+(empty): the two non-normal conditions with most samples (ties: category order), with ``primary`` as the
+reference when it is one of them, otherwise the second of the two; when there is only one non-normal
+condition it is tested against ``normal``. The same rule is used by ``tmeflow de`` and ``pathways``.
+
+Outputs (``<level>`` is ``major`` or ``fine``, ``<contrast>`` is ``<test>_vs_<reference>``):
+``composition_<level>_counts.tsv``, ``composition_<level>_proportions.tsv`` (long),
+``da_<level>_<contrast>.tsv``, ``composition_<level>_stacked.png``,
+``composition_<level>_boxplot.png``, ``composition_mqc.tsv`` (MultiQC bar graph of major proportions).
+"""
+
+from __future__ import annotations
+
+import argparse
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import TmeflowInputError
+from .io import multiqc_header, save_figure, write_json, write_table
+from .log import get_logger, timed
+
+logger = get_logger(__name__)
+
+NORMAL = "normal"
+PREFERRED_REFERENCE = "primary"
+LEVELS = {"major": "cell_type", "fine": "cell_type_fine"}
+MIN_SAMPLES_DA = 2  # per condition: with fewer, no residual variance can be estimated without pairing
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs shared by composition, de and pathways
+
+
+def read_obs(path: str | Path) -> pd.DataFrame:
+    """``obs`` of an h5ad file, without loading the matrix."""
+    import anndata as ad
+
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError("atlas h5ad not found", file=path)
+    adata = ad.read_h5ad(path, backed="r")
+    obs = adata.obs.copy()
+    adata.file.close()
+    return obs
+
+
+def check_obs(obs: pd.DataFrame, required: tuple[str, ...], *, file: str | Path | None = None) -> None:
+    """Fail with one line when ``obs`` lacks a required column or a sample has several conditions."""
+    for column in required:
+        if column not in obs.columns:
+            raise TmeflowInputError(f"atlas obs has no column '{column}'", file=file, column=column)
+        if obs[column].isna().any():
+            raise TmeflowInputError(f"atlas obs column '{column}' has missing values", file=file, column=column)
+    per_sample = obs.groupby(obs["sample"].astype(str), observed=True)["condition"].nunique()
+    mixed = per_sample[per_sample > 1]
+    if len(mixed):
+        raise TmeflowInputError(
+            f"sample {mixed.index[0]} has cells of several conditions; each sample must have one condition",
+            file=file, column="condition",
+        )
+    if "patient" in obs.columns:
+        patients = obs.groupby(obs["sample"].astype(str), observed=True)["patient"].nunique()
+        if (patients > 1).any():
+            raise TmeflowInputError(
+                f"sample {patients[patients > 1].index[0]} has cells of several patients", file=file, column="patient"
+            )
+
+
+def sample_table(obs: pd.DataFrame) -> pd.DataFrame:
+    """One row per sample: ``sample``, ``condition``, ``patient`` (the sample itself when absent)."""
+    frame = pd.DataFrame({"sample": obs["sample"].astype(str), "condition": obs["condition"].astype(str)})
+    frame["patient"] = obs["patient"].astype(str).to_numpy() if "patient" in obs.columns else frame["sample"]
+    return frame.drop_duplicates("sample").set_index("sample").sort_index()
+
+
+def condition_order(obs: pd.DataFrame) -> list[str]:
+    """Conditions in category order (or order of first appearance)."""
+    column = obs["condition"]
+    present = set(column.astype(str))
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return [str(c) for c in column.cat.categories if str(c) in present]
+    return list(dict.fromkeys(column.astype(str)))
+
+
+def resolve_contrasts(obs: pd.DataFrame, contrast: str | None, *, file: str | Path | None = None) -> list[tuple[str, str]]:
+    """The ``(test, reference)`` pairs to compare (see the module docstring for the default rule)."""
+    conditions = condition_order(obs)
+    if len(conditions) < 2:
+        raise TmeflowInputError(
+            f"only one condition ({conditions[0] if conditions else 'none'}) in obs 'condition'; "
+            "comparing conditions needs at least two", file=file, column="condition",
+        )
+    text = (contrast or "").strip()
+    if text.lower() == "all":
+        return [(test, ref) for ref, test in combinations(conditions, 2)]
+    if text:
+        pairs = []
+        for part in text.split(";"):
+            names = [name.strip() for name in part.split(",")]
+            if len(names) != 2 or not all(names) or names[0] == names[1]:
+                raise TmeflowInputError(f"contrast '{part}' must be 'test,reference' with two different conditions")
+            for name in names:
+                if name not in conditions:
+                    raise TmeflowInputError(
+                        f"contrast names condition '{name}', which is not in the data (conditions: {', '.join(conditions)})",
+                        file=file, column="condition",
+                    )
+            pairs.append((names[0], names[1]))
+        return pairs
+    n_samples = obs.groupby(obs["condition"].astype(str), observed=True)["sample"].nunique()
+    tumour = [c for c in conditions if c != NORMAL]
+    if len(tumour) >= 2:
+        ranked = sorted(tumour, key=lambda c: (-int(n_samples.get(c, 0)), conditions.index(c)))[:2]
+        reference = PREFERRED_REFERENCE if PREFERRED_REFERENCE in ranked else ranked[1]
+        test = next(c for c in ranked if c != reference)
+        return [(test, reference)]
+    reference = NORMAL if NORMAL in conditions else conditions[0]
+    test = next(c for c in conditions if c != reference)
+    return [(test, reference)]
+
+
+def contrast_name(test: str, reference: str) -> str:
+    return f"{test}_vs_{reference}"
+
+
+def is_paired(samples: pd.DataFrame, test: str, reference: str) -> bool:
+    """Every patient has samples in both conditions, and there are at least two patients."""
+    sub = samples[samples["condition"].isin([test, reference])]
+    per_patient = sub.groupby("patient")["condition"].nunique()
+    return len(per_patient) >= 2 and bool((per_patient == 2).all()) and not (sub["patient"] == sub.index).all()
+
+
+def check_samples_per_condition(samples: pd.DataFrame, pairs: list[tuple[str, str]], minimum: int, what: str,
+                                *, file: str | Path | None = None) -> None:
+    """Fail when a contrasted condition has fewer than ``minimum`` samples."""
+    counts = samples["condition"].value_counts()
+    for pair in pairs:
+        for condition in pair:
+            n = int(counts.get(condition, 0))
+            if n < minimum:
+                raise TmeflowInputError(
+                    f"condition '{condition}' has {n} sample(s); {what} needs at least {minimum} samples per condition",
+                    file=file, column="condition",
+                )
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def bh_fdr(pvalues) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values; NaN stays NaN."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        from statsmodels.stats.multitest import multipletests
+
+        out[ok] = multipletests(p[ok], method="fdr_bh")[1]
+    return out
+
+
+def cell_counts(obs: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Samples x cell types table of cell counts (all categories, zeros included)."""
+    table = pd.crosstab(obs["sample"].astype(str), obs[key].astype(str))
+    table.columns.name = None
+    table.index.name = "sample"
+    return table.sort_index()
+
+
+def transform_proportions(counts: pd.DataFrame, transform: str) -> pd.DataFrame:
+    """speckle ``getTransformedProps``: ``logit`` of (counts + 0.5) proportions, or ``asin(sqrt(p))``."""
+    values = counts.to_numpy(dtype=float)
+    if transform == "logit":
+        pseudo = values + 0.5
+        props = pseudo / pseudo.sum(axis=1, keepdims=True)
+        out = np.log(props / (1.0 - props))
+    elif transform == "asin":
+        out = np.arcsin(np.sqrt(values / values.sum(axis=1, keepdims=True)))
+    else:
+        raise TmeflowInputError(f"unknown proportion transform '{transform}' (logit or asin)")
+    return pd.DataFrame(out, index=counts.index, columns=counts.columns)
+
+
+def trigamma_inverse(x: np.ndarray) -> np.ndarray:
+    """Inverse of the trigamma function (limma ``trigammaInverse``, Newton's method)."""
+    from scipy.special import polygamma
+
+    x = np.atleast_1d(np.asarray(x, dtype=float))
+    y = np.where(x > 1e7, 1.0 / np.sqrt(np.maximum(x, 1e-300)), np.where(x < 1e-6, 1.0 / np.maximum(x, 1e-300), 0.5 + 1.0 / x))
+    middle = (x >= 1e-6) & (x <= 1e7)
+    ym = y[middle]
+    xm = x[middle]
+    for _ in range(50):
+        tri = polygamma(1, ym)
+        dif = tri * (1.0 - tri / xm) / polygamma(2, ym)
+        ym = ym + dif
+        if np.max(-dif / ym, initial=0.0) < 1e-8:
+            break
+    y[middle] = ym
+    return y
+
+
+def fit_f_dist(s2: np.ndarray, df1: float) -> tuple[float, float]:
+    """limma ``fitFDist`` (non-robust, no covariate): prior ``(s0^2, d0)`` of residual variances."""
+    from scipy.special import digamma, polygamma
+
+    s2 = np.asarray(s2, dtype=float)
+    ok = np.isfinite(s2)
+    s2 = np.maximum(s2[ok], 0.0)
+    if len(s2) < 2:
+        return float(np.nanmean(s2)) if len(s2) else np.nan, 0.0
+    median = np.median(s2)
+    if median == 0:
+        median = 1.0
+    s2 = np.maximum(s2, 1e-5 * median)  # limma keeps near-zero variances away from log(0)
+    z = np.log(s2)
+    e = z - digamma(df1 / 2.0) + np.log(df1 / 2.0)
+    emean = e.mean()
+    evar = np.sum((e - emean) ** 2) / (len(e) - 1) - polygamma(1, df1 / 2.0)
+    if evar > 0:
+        df2 = float(2.0 * trigamma_inverse(np.array([evar]))[0])
+        s20 = float(np.exp(emean + digamma(df2 / 2.0) - np.log(df2 / 2.0)))
+    else:
+        df2 = np.inf
+        s20 = float(np.exp(emean))
+    return s20, df2
+
+
+def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int, *, moderated: bool = True) -> pd.DataFrame:
+    """Per-column OLS of ``y`` (samples x features) on ``design``; t-test of coefficient ``coef``.
+
+    With ``moderated`` the residual variances are squeezed as in limma ``eBayes`` (non-robust).
+    Returns ``logfc`` (the coefficient), ``se``, ``t``, ``df``, ``pvalue``, ``s2``, ``s2_post``, ``df_prior``.
+    """
+    from scipy.stats import t as t_dist
+
+    values = y.to_numpy(dtype=float)
+    n, p = design.shape
+    rank = np.linalg.matrix_rank(design)
+    if rank < p:
+        raise TmeflowInputError("the design matrix is not of full rank (condition confounded with patient?)")
+    df_res = n - p
+    xtx_inv = np.linalg.inv(design.T @ design)
+    beta = xtx_inv @ design.T @ values
+    resid = values - design @ beta
+    stdev_unscaled = np.sqrt(xtx_inv[coef, coef])
+    if df_res > 0:
+        s2 = np.sum(resid**2, axis=0) / df_res
+    else:
+        s2 = np.full(values.shape[1], np.nan)
+    df_prior = 0.0
+    s2_post = s2
+    df_total = np.full(values.shape[1], float(df_res))
+    if moderated and df_res > 0:
+        s20, df_prior = fit_f_dist(s2, df_res)
+        if np.isinf(df_prior):
+            s2_post = np.full_like(s2, s20)
+        elif df_prior > 0:
+            s2_post = (df_prior * s20 + df_res * s2) / (df_prior + df_res)
+        df_total = np.minimum(np.full(values.shape[1], df_res + df_prior), df_res * values.shape[1])
+    se = stdev_unscaled * np.sqrt(s2_post)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = beta[coef] / se
+    pvalue = np.where(np.isfinite(t), 2.0 * t_dist.sf(np.abs(t), df_total), np.nan)
+    pvalue = np.where((se == 0) & (beta[coef] == 0), 1.0, pvalue)
+    return pd.DataFrame(
+        {"logfc": beta[coef], "se": se, "t": t, "df": df_total, "pvalue": pvalue, "s2": s2, "s2_post": s2_post,
+         "df_prior": df_prior},
+        index=y.columns,
+    )
+
+
+def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference: str, *,
+              transform: str = "logit", moderated: bool = True, paired: bool | None = None) -> pd.DataFrame:
+    """propeller-style differential abundance of every cell type (columns of ``counts``) for one contrast.
+
+    ``samples`` has ``condition`` and ``patient`` per sample (index). Returns one row per cell type
+    with mean proportions, their ratio, the transformed-scale difference (``logfc``), ``t``,
+    ``pvalue`` and BH ``fdr``.
+    """
+    sub = samples[samples["condition"].isin([test, reference])]
+    counts = counts.loc[sub.index]
+    counts = counts.loc[:, counts.sum(axis=0) > 0] if (counts.sum(axis=0) > 0).any() else counts
+    if paired is None:
+        paired = is_paired(samples, test, reference)
+    columns = [np.ones(len(sub)), (sub["condition"] == test).to_numpy(dtype=float)]
+    if paired:
+        patients = sorted(sub["patient"].unique())
+        columns += [(sub["patient"] == patient).to_numpy(dtype=float) for patient in patients[1:]]
+    design = np.column_stack(columns)
+    transformed = transform_proportions(counts, transform)
+    fit = linear_model_test(transformed, design, coef=1, moderated=moderated)
+    props = counts.div(counts.sum(axis=1), axis=0)
+    is_test = (sub["condition"] == test).to_numpy()
+    mean_test = props[is_test].mean(axis=0)
+    mean_ref = props[~is_test].mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = mean_test / mean_ref
+    result = pd.DataFrame(
+        {
+            "cell_type": counts.columns,
+            "contrast": contrast_name(test, reference),
+            "test": test,
+            "reference": reference,
+            "n_samples_test": int(is_test.sum()),
+            "n_samples_reference": int((~is_test).sum()),
+            "mean_prop_test": mean_test.to_numpy(),
+            "mean_prop_reference": mean_ref.to_numpy(),
+            "prop_ratio": ratio.to_numpy(),
+            "logfc": fit["logfc"].to_numpy(),
+            "t": fit["t"].to_numpy(),
+            "df": fit["df"].to_numpy(),
+            "pvalue": fit["pvalue"].to_numpy(),
+        }
+    )
+    result["fdr"] = bh_fdr(result["pvalue"])
+    result["transform"] = transform
+    result["moderated"] = moderated
+    result["design"] = "~ condition + patient" if paired else "~ condition"
+    return result.sort_values(["pvalue", "cell_type"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plots
+
+
+def plot_stacked(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = sorted(props.index, key=lambda s: (conditions.index(samples.loc[s, "condition"]), s))
+    data = props.loc[order]
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(order) + 2.5), 4.2))
+    bottom = np.zeros(len(order))
+    for i, cell_type in enumerate(data.columns):
+        ax.bar(range(len(order)), data[cell_type], bottom=bottom, color=cmap(i % 20), label=cell_type, width=0.85)
+        bottom += data[cell_type].to_numpy()
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f"{s}\n({samples.loc[s, 'condition']})" for s in order], rotation=90, fontsize=7)
+    ax.set_ylabel("proportion of cells")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=7, frameon=False)
+    return fig
+
+
+def plot_boxes(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str], da: pd.DataFrame | None, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    types = list(props.columns)
+    ncol = min(5, len(types))
+    nrow = int(np.ceil(len(types) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol, 2.3 * nrow), squeeze=False)
+    fdr = {} if da is None else dict(zip(da["cell_type"], da["fdr"]))
+    rng = np.random.default_rng(0)  # jitter only
+    for ax, cell_type in zip(axes.ravel(), types):
+        groups = [props.loc[samples.index[samples["condition"] == c].intersection(props.index), cell_type].to_numpy() for c in conditions]
+        ax.boxplot(groups, showfliers=False)
+        for i, values in enumerate(groups):
+            ax.scatter(np.full(len(values), i + 1) + rng.uniform(-0.12, 0.12, len(values)), values, s=8, color="k", zorder=3)
+        ax.set_xticks(range(1, len(conditions) + 1))
+        ax.set_xticklabels(conditions, rotation=45, fontsize=7)
+        label = f"{cell_type}" + (f"\nFDR {fdr[cell_type]:.2g}" if cell_type in fdr else "")
+        ax.set_title(label, fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in axes.ravel()[len(types):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage
+
+
+def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Read the atlas obs, check it, compute proportions and DA for every contrast; write outputs."""
+    outdir = Path(outdir)
+    obs = read_obs(input_path)
+    check_obs(obs, ("sample", "condition", "cell_type"), file=input_path)
+    samples = sample_table(obs)
+    pairs = resolve_contrasts(obs, params.get("contrast"), file=input_path)
+    for test, reference in pairs:
+        if not is_paired(samples, test, reference):
+            check_samples_per_condition(samples, [(test, reference)], MIN_SAMPLES_DA,
+                                        "the differential-abundance test (unpaired)", file=input_path)
+        else:
+            check_samples_per_condition(samples, [(test, reference)], MIN_SAMPLES_DA,
+                                        "the differential-abundance test (paired)", file=input_path)
+    conditions = condition_order(obs)
+    transform = params.get("da_transform", "logit")
+    moderated = bool(params.get("da_moderated", True))
+    fdr_cut = float(params.get("da_fdr", 0.05))
+    levels = {level: key for level, key in LEVELS.items() if key in obs.columns and obs[key].notna().all()}
+    if LEVELS["fine"] in obs.columns and "fine" not in levels:
+        logger.warning("obs '%s' has missing values; fine-level composition skipped", LEVELS["fine"])
+    summary: dict[str, Any] = {"contrasts": [contrast_name(*p) for p in pairs], "levels": list(levels), "significant": {}}
+    for level, key in levels.items():
+        with timed(logger, f"composition ({level}: {key})"):
+            counts = cell_counts(obs, key)
+            props = counts.div(counts.sum(axis=1), axis=0)
+            table = counts.copy()
+            table.insert(0, "condition", samples.loc[table.index, "condition"])
+            table.insert(1, "patient", samples.loc[table.index, "patient"])
+            write_table(table, outdir / f"composition_{level}_counts.tsv", index=True)
+            long = counts.stack().rename("n_cells").reset_index().rename(columns={"level_1": "cell_type"})
+            long.columns = ["sample", "cell_type", "n_cells"]
+            long["n_total"] = long["sample"].map(counts.sum(axis=1))
+            long["proportion"] = long["n_cells"] / long["n_total"]
+            long["condition"] = long["sample"].map(samples["condition"])
+            long["patient"] = long["sample"].map(samples["patient"])
+            write_table(long[["sample", "patient", "condition", "cell_type", "n_cells", "n_total", "proportion"]],
+                        outdir / f"composition_{level}_proportions.tsv")
+            first_da = None
+            for test, reference in pairs:
+                da = propeller(counts, samples, test, reference, transform=transform, moderated=moderated)
+                da["significant"] = da["fdr"] < fdr_cut
+                name = contrast_name(test, reference)
+                write_table(da, outdir / f"da_{level}_{name}.tsv")
+                called = da.loc[da["significant"], "cell_type"].tolist()
+                summary["significant"][f"{level}:{name}"] = called
+                logger.info("%s %s: %d of %d cell types differ (FDR < %g; %s, %s)%s", level, name, len(called), len(da),
+                            fdr_cut, da["design"].iat[0], "moderated" if moderated else "ordinary t",
+                            f": {', '.join(called)}" if called else "")
+                first_da = da if first_da is None else first_da
+            save_figure(plot_stacked(props, samples, conditions, f"Cell-type composition ({key})"),
+                        outdir / f"composition_{level}_stacked.png")
+            save_figure(plot_boxes(props, samples, conditions, first_da, f"Proportions per sample ({key}); FDR: {summary['contrasts'][0]}"),
+                        outdir / f"composition_{level}_boxplot.png")
+            if level == "major":
+                header = multiqc_header("tmeflow_composition", "Cell-type composition",
+                                        "Proportion of each major cell type per sample.", "bargraph",
+                                        pconfig={"id": "tmeflow_composition_plot", "title": "Cell-type composition", "cpswitch_c_active": False})
+                write_table(counts, outdir / "composition_mqc.tsv", index=True, header_lines=header)
+    write_json(summary, outdir / "composition_summary.json")
+    return summary
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow composition``."""
+    run_composition(args.input, args.outdir, params)

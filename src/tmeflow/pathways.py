@@ -1,0 +1,468 @@
+"""Pathways and signature scores (``tmeflow pathways``).
+
+Inputs: the atlas h5ad (raw counts in ``layers['counts']``, log1p CP10k in ``X``, ``obs`` ``sample``,
+``condition``, ``cell_type``), the DE tables of ``tmeflow de`` (``--de``, optional), user GMT files
+(``--signatures``, optional). Gene sets are human symbols; for a mouse atlas (``obs['species']`` or
+``mt-`` genes) they are mapped with the bundled one-to-one orthologs
+(:func:`tmeflow.signatures.map_gene_sets`; Hallmark uses its bundled mouse file).
+
+Gene sets
+    *Pathway collections* (GSEA, over-representation): bundled MSigDB Hallmark (50 sets) and the
+    regulated-cell-death sets (``resources/cell_death``). *Signatures* (ssGSEA, module scores): the
+    bundled TME signatures ``resources/signatures/tme_signatures.gmt`` (necroptosis, EMT, DAMPs,
+    naive / cytotoxic / exhausted T, M1 / M2, pro- / anti-inflammatory, 12-chemokine TLS, ESTIMATE
+    immune / stromal; see its SOURCE.md) plus every set of the user's GMT files. A user GMT none of
+    whose sets has a gene in the atlas is an input error (exit 2).
+
+Per DE table, contrast and cell type
+    * GSEA preranked (Subramanian et al. 2005, PNAS 102:15545) with ``gseapy.prerank`` on the DE
+      ``stat`` column (Wald statistic for pseudobulk, Wilcoxon z for wilcoxon), ``gsea_permutations``
+      gene-set permutations seeded with ``seed``, sets of ``gsea_min_size``-``gsea_max_size`` genes;
+      offline (gene sets passed as a dict). ``rank`` orders sets by nominal p-value, then by
+      decreasing |NES|.
+    * Over-representation: hypergeometric test (one-sided, ``scipy.stats.hypergeom``) of the up genes
+      (``padj < ora_fdr``, ``log2fc > ora_lfc``) and of the down genes, universe = genes tested in
+      that table, BH FDR over sets per list.
+
+Per sample
+    * ssGSEA (GSVA's ``method="ssgsea"`` definition, :func:`tmeflow.signatures.ssgsea`, normalised
+      over the scored matrix) of the signatures on pseudobulk profiles, log2(CPM + 1) of raw counts
+      summed per sample (all cells) and per sample x cell type (groups of at least
+      ``MIN_PSEUDOBULK_CELLS`` cells); columns ``ssgsea_<SET>``.
+
+Per cell
+    * Module scores: :func:`scanpy.tl.score_genes` (Seurat ``AddModuleScore``; Tirosh et al. 2016,
+      Science 352:189) on ``X`` with ``score_ctrl_size`` control genes from 25 expression bins, seeded;
+      ``obs['score_<SET>']``.
+    * Stemness, CytoTRACE-style (Gulati et al. 2020, Science 367:405): only CytoTRACE's first signal,
+      the number of detected genes per cell, converted to its rank over all cells of the atlas scaled
+      to (0, 1] (``obs['score_stemness_gene_counts']``; 1 = most genes detected = predicted least
+      differentiated). The gene-counts signature (genes correlated with gene counts) and the
+      diffusion smoothing of CytoTRACE are not implemented.
+    * PROGENy pathway activities (Schubert et al. 2018, Nat Commun 9:20) with decoupler
+      (Badia-i-Mompel et al. 2022) ``ulm`` or ``mlm`` (``progeny_method``) and the bundled weights
+      (``progeny_top`` 100 or 500 genes per pathway, ``resources/progeny``);
+      ``obs['progeny_<Pathway>']``.
+
+Set names become column names after replacing characters other than letters, digits and ``_`` by
+``_``; the same names are used in ``obs`` and in every table.
+
+Outputs: ``gsea_<contrast>.tsv``, ``ora_<contrast>.tsv``, ``gsea_<contrast>_bubble.png``,
+``gsea_<contrast>_enrichment.png`` (running score of the top set per cell type), ``ssgsea_samples.tsv``,
+``ssgsea_cell_types.tsv``, ``ssgsea_by_condition_heatmap.png``, ``ssgsea_cell_types_heatmap.png``,
+``cell_scores.tsv.gz`` (per cell: sample, condition, cell_type, ``score_*``, ``progeny_*``),
+``scores_by_cell_type.tsv`` (means per cell type x condition), ``module_scores_bubble.png``,
+``pathways.h5ad`` (the atlas with the scores in ``obs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import io
+from .composition import check_obs, condition_order
+from .errors import TmeflowInputError
+from .genes import gene_class_mask
+from .log import get_logger, timed
+from .signatures import filter_gene_sets, map_gene_sets, read_gmt, resource_path, ssgsea
+
+logger = get_logger(__name__)
+
+TME_SIGNATURES = "signatures/tme_signatures.gmt"
+HALLMARK = {"human": "hallmark/hallmark_human.gmt", "mouse": "hallmark/hallmark_mouse_orthomapped_DERIVED.gmt"}
+CELL_DEATH = ("cell_death/necroptosis.gmt", "cell_death/pyroptosis_ferroptosis_autophagy.gmt")
+PROGENY = "progeny/progeny_{species}_top{top}.tsv"
+MIN_PSEUDOBULK_CELLS = 10
+MIN_SIGNATURE_GENES = 2
+STEMNESS = "score_stemness_gene_counts"
+GSEA_COLUMNS = ["contrast", "cell_type", "term", "rank", "es", "nes", "pvalue", "fdr", "fwer", "n_genes", "lead_genes"]
+ORA_COLUMNS = ["contrast", "cell_type", "direction", "term", "n_list", "n_universe", "n_set", "overlap", "expected",
+               "odds_ratio", "pvalue", "fdr", "genes"]
+
+
+def column_name(prefix: str, set_name: str) -> str:
+    """``<prefix>_<set>`` with characters other than letters, digits and ``_`` replaced by ``_``."""
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]+', '_', set_name).strip('_')}"
+
+
+def detect_species(adata) -> str:
+    if "species" in adata.obs.columns and adata.obs["species"].notna().any():
+        value = str(adata.obs["species"].astype(str).iloc[0])
+        if value in ("human", "mouse"):
+            return value
+    if gene_class_mask(adata.var_names, "mouse", "mito").any() and not gene_class_mask(adata.var_names, "human", "mito").any():
+        return "mouse"
+    return "human"
+
+
+# --------------------------------------------------------------------------------------------------
+# Gene sets
+
+
+def pathway_collection(species: str) -> dict[str, list[str]]:
+    """Hallmark + regulated-cell-death sets for GSEA and over-representation."""
+    sets = dict(read_gmt(resource_path(HALLMARK[species])))
+    death: dict[str, list[str]] = {}
+    for path in CELL_DEATH:
+        death.update(read_gmt(resource_path(path)))
+    sets.update(map_gene_sets(death, "human", species))
+    return sets
+
+
+def signature_sets(species: str, user_gmts: list[str], genes) -> dict[str, list[str]]:
+    """Bundled TME signatures + user sets, restricted to ``genes``. A user GMT without any gene present fails."""
+    bundled = map_gene_sets(read_gmt(resource_path(TME_SIGNATURES)), "human", species)
+    sets = filter_gene_sets(bundled, genes, min_size=MIN_SIGNATURE_GENES, required=False)
+    for path in user_gmts:
+        user = read_gmt(path)
+        kept = filter_gene_sets(user, genes, min_size=1, source=path, required=True)
+        for name, members in kept.items():
+            if name in sets:
+                raise TmeflowInputError(f"gene set {name} is also a bundled signature; rename it", file=path)
+            sets[name] = members
+    return sets
+
+
+# --------------------------------------------------------------------------------------------------
+# DE-table analyses
+
+
+def read_de_tables(paths: list[str]) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise TmeflowInputError("DE table not found", file=path)
+        frame = pd.read_csv(path, sep="\t")
+        missing = [c for c in ("contrast", "cell_type", "gene", "log2fc", "stat", "padj") if c not in frame.columns]
+        if missing:
+            raise TmeflowInputError(f"DE table lacks column(s) {', '.join(missing)}; give tables written by 'tmeflow de'", file=path)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def gsea_prerank(ranking: pd.Series, gene_sets: dict[str, list[str]], params: dict[str, Any]):
+    """gseapy prerank of ``ranking`` (gene -> statistic); returns (table, gseapy result object)."""
+    import gseapy
+
+    rnk = ranking.dropna()
+    rnk = rnk[~rnk.index.duplicated()].sort_values(ascending=False)
+    result = gseapy.prerank(
+        rnk=rnk, gene_sets=gene_sets, permutation_num=int(params["gsea_permutations"]), seed=int(params["seed"]),
+        min_size=int(params["gsea_min_size"]), max_size=int(params["gsea_max_size"]), threads=1, outdir=None,
+        no_plot=True, verbose=False,
+    )
+    res = result.res2d.copy()
+    table = pd.DataFrame({
+        "term": res["Term"].astype(str),
+        "es": res["ES"].astype(float),
+        "nes": res["NES"].astype(float),
+        "pvalue": res["NOM p-val"].astype(float),
+        "fdr": res["FDR q-val"].astype(float),
+        "fwer": res["FWER p-val"].astype(float),
+        "n_genes": res["Tag %"].astype(str).str.split("/").str[1].astype(int),
+        "lead_genes": res["Lead_genes"].astype(str),
+    })
+    table = table.assign(abs_nes=table["nes"].abs()).sort_values(["pvalue", "abs_nes", "term"], ascending=[True, False, True])
+    table["rank"] = np.arange(1, len(table) + 1)
+    return table.drop(columns="abs_nes"), result
+
+
+def over_representation(genes: list[str], universe: list[str], gene_sets: dict[str, list[str]], *, min_size: int,
+                        max_size: int) -> pd.DataFrame:
+    """Hypergeometric test of ``genes`` against every set (restricted to ``universe``), BH FDR."""
+    from scipy.stats import hypergeom
+
+    from .composition import bh_fdr
+
+    universe_set = set(universe)
+    hits = set(genes) & universe_set
+    rows = []
+    for term, members in gene_sets.items():
+        in_universe = universe_set.intersection(members)
+        if not min_size <= len(in_universe) <= max_size:
+            continue
+        overlap = sorted(hits & in_universe)
+        n_u, n_s, n_l = len(universe_set), len(in_universe), len(hits)
+        p = float(hypergeom.sf(len(overlap) - 1, n_u, n_s, n_l)) if n_l else 1.0
+        expected = n_l * n_s / n_u if n_u else 0.0
+        odds = (len(overlap) * (n_u - n_s - n_l + len(overlap))) / max(1e-12, (n_s - len(overlap)) * (n_l - len(overlap))) if n_l else np.nan
+        rows.append({"term": term, "n_list": n_l, "n_universe": n_u, "n_set": n_s, "overlap": len(overlap),
+                     "expected": expected, "odds_ratio": odds, "pvalue": p, "genes": ",".join(overlap)})
+    frame = pd.DataFrame(rows, columns=[c for c in ORA_COLUMNS if c not in ("contrast", "cell_type", "direction", "fdr")])
+    frame["fdr"] = bh_fdr(frame["pvalue"]) if len(frame) else []
+    return frame.sort_values(["pvalue", "term"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Scores
+
+
+def log_cpm(counts: pd.DataFrame) -> pd.DataFrame:
+    """log2(CPM + 1) of a samples x genes count table, returned genes x samples."""
+    totals = counts.sum(axis=1).replace(0, 1)
+    return np.log2(counts.div(totals, axis=0) * 1e6 + 1).T
+
+
+def pseudobulk_profiles(adata, by: list[str], min_cells: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw counts summed per combination of ``obs`` columns ``by`` (groups with >= ``min_cells`` cells)."""
+    counts = adata.layers["counts"] if "counts" in adata.layers else None
+    if counts is None:
+        raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)")
+    keys = adata.obs[by].astype(str).agg("|".join, axis=1).to_numpy()
+    labels = pd.Categorical(keys)
+    sizes = np.bincount(labels.codes, minlength=len(labels.categories))
+    indicator = sp.csr_matrix((np.ones(len(keys)), (labels.codes, np.arange(len(keys)))), shape=(len(labels.categories), len(keys)))
+    summed = indicator @ sp.csr_matrix(counts)
+    frame = pd.DataFrame(summed.toarray(), index=labels.categories.astype(str), columns=adata.var_names.astype(str))
+    keep = sizes >= min_cells
+    meta = pd.DataFrame([k.split("|") for k in frame.index[keep]], columns=by, index=frame.index[keep])
+    meta["n_cells"] = sizes[keep]
+    return frame.loc[keep], meta
+
+
+def module_scores(adata, sets: dict[str, list[str]], *, ctrl_size: int, seed: int) -> list[str]:
+    """scanpy ``score_genes`` per set into ``obs['score_<SET>']``; returns the column names."""
+    import scanpy as sc
+
+    columns = []
+    for name, genes in sets.items():
+        column = column_name("score", name)
+        sc.tl.score_genes(adata, genes, ctrl_size=ctrl_size, n_bins=25, score_name=column, random_state=seed, use_raw=False)
+        columns.append(column)
+    return columns
+
+
+def stemness_gene_counts(adata) -> np.ndarray:
+    """CytoTRACE gene-count signal: rank of detected genes per cell over the atlas, scaled to (0, 1]."""
+    from scipy.stats import rankdata
+
+    matrix = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    detected = np.asarray((matrix > 0).sum(axis=1)).ravel()
+    adata.obs["n_genes_detected"] = detected
+    return rankdata(detected, method="average") / len(detected)
+
+
+def progeny_activities(adata, species: str, *, method: str, top: int) -> list[str]:
+    """PROGENy activities per cell with decoupler (bundled weights) into ``obs['progeny_<Pathway>']``."""
+    import decoupler as dc
+
+    net = pd.read_csv(resource_path(PROGENY.format(species=species, top=top)), sep="\t")
+    net = net[["source", "target", "weight"]]
+    present = net["target"].isin(adata.var_names)
+    if not present.any():
+        logger.warning("PROGENy: none of the footprint genes is in the atlas; no pathway activities")
+        return []
+    getattr(dc.mt, method)(data=adata, net=net, tmin=5, verbose=False)
+    scores = adata.obsm.pop(f"score_{method}")
+    adata.obsm.pop(f"padj_{method}", None)
+    columns = []
+    for pathway in scores.columns:
+        column = column_name("progeny", str(pathway))
+        adata.obs[column] = scores[pathway].to_numpy()
+        columns.append(column)
+    return columns
+
+
+# --------------------------------------------------------------------------------------------------
+# Plots
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def heatmap(frame: pd.DataFrame, title: str, *, center: bool = True):
+    """Rows x columns heatmap, rows z-scored across columns when ``center``."""
+    plt = _plt()
+    data = frame.astype(float)
+    if center and data.shape[1] > 1:
+        sd = data.std(axis=1).replace(0, 1)
+        data = data.sub(data.mean(axis=1), axis=0).div(sd, axis=0)
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.45 * data.shape[1] + 3), max(2.5, 0.28 * data.shape[0] + 1.2)))
+    limit = np.nanmax(np.abs(data.to_numpy())) if data.size else 1.0
+    image = ax.imshow(data.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set_xticks(range(data.shape[1]))
+    ax.set_xticklabels(data.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(data.shape[0]))
+    ax.set_yticklabels(data.index, fontsize=7)
+    fig.colorbar(image, ax=ax, shrink=0.6, label="row z-score" if center else "score")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def bubble_plot(frame: pd.DataFrame, x: str, y: str, colour: str, size: str, title: str, colour_label: str, size_label: str):
+    plt = _plt()
+    xs = list(dict.fromkeys(frame[x]))
+    ys = list(dict.fromkeys(frame[y]))
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.5 * len(xs) + 3.5), max(2.5, 0.3 * len(ys) + 1.2)))
+    sizes = frame[size].astype(float).to_numpy()
+    scale = 120.0 / max(1e-9, np.nanmax(sizes)) if len(sizes) else 1.0
+    values = frame[colour].astype(float)
+    limit = float(np.nanmax(np.abs(values))) if len(values) else 1.0
+    points = ax.scatter([xs.index(v) for v in frame[x]], [ys.index(v) for v in frame[y]], s=np.nan_to_num(sizes) * scale + 2,
+                        c=values, cmap="RdBu_r", vmin=-limit, vmax=limit, edgecolors="k", linewidths=0.3)
+    ax.set_xticks(range(len(xs)))
+    ax.set_xticklabels(xs, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(ys)))
+    ax.set_yticklabels(ys, fontsize=7)
+    fig.colorbar(points, ax=ax, shrink=0.6, label=colour_label)
+    ax.set_title(f"{title}\n(size: {size_label})", fontsize=9)
+    return fig
+
+
+def enrichment_plot(curves: list[tuple[str, str, float, np.ndarray, np.ndarray]], title: str):
+    """Running enrichment score (and hits) of one set per panel: (cell type, term, NES, RES, hit indices)."""
+    plt = _plt()
+    n = max(1, len(curves))
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.0), squeeze=False)
+    for ax, (group, term, nes, res, hits) in zip(axes.ravel(), curves):
+        ax.plot(np.arange(len(res)), res, color="#2b8cbe", lw=1.2)
+        ax.axhline(0, color="k", lw=0.5)
+        low = float(np.min(res)) if len(res) else 0.0
+        ax.vlines(hits, low - 0.08, low - 0.02, color="k", lw=0.4)
+        ax.set_title(f"{group}: {term}\nNES {nes:.2f}", fontsize=7)
+        ax.set_xlabel("gene rank", fontsize=7)
+        ax.set_ylabel("running enrichment score", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage
+
+
+def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[str], outdir: str | Path,
+                 params: dict[str, Any]) -> dict[str, Any]:
+    import anndata as ad
+
+    outdir = Path(outdir)
+    input_path = Path(input_path)
+    if not input_path.is_file():
+        raise TmeflowInputError("atlas h5ad not found", file=input_path)
+    adata = ad.read_h5ad(input_path)
+    check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
+    if "counts" not in adata.layers:
+        raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)", file=input_path)
+    species = detect_species(adata)
+    genes = adata.var_names.astype(str)
+    signatures = signature_sets(species, list(user_gmts or []), genes)
+    if not signatures:
+        raise TmeflowInputError("no signature has at least 2 genes in the atlas; check gene identifiers and species", file=input_path)
+    de = read_de_tables(list(de_paths or []))
+    collection = pathway_collection(species)
+    seed = int(params["seed"])
+    summary: dict[str, Any] = {"species": species, "signatures": {k: len(v) for k, v in signatures.items()}, "gsea_top": {}}
+
+    # ---------------------------------------------------------------- GSEA + ORA per DE table
+    for contrast, frame in (de.groupby("contrast", sort=False) if len(de) else []):
+        gsea_rows, ora_rows, curves = [], [], []
+        for group, sub in frame.groupby("cell_type", sort=False):
+            ranking = pd.Series(sub["stat"].to_numpy(dtype=float), index=sub["gene"].astype(str))
+            with timed(logger, f"GSEA {contrast}, {group} ({ranking.notna().sum()} ranked genes)"):
+                try:
+                    table, result = gsea_prerank(ranking, collection, params)
+                except (LookupError, ValueError) as error:  # gseapy: no set of the allowed size
+                    logger.warning("GSEA %s, %s skipped: %s", contrast, group, error)
+                    continue
+            table.insert(0, "cell_type", group)
+            table.insert(0, "contrast", contrast)
+            gsea_rows.append(table[GSEA_COLUMNS])
+            top = table.iloc[0]
+            summary["gsea_top"][f"{contrast}:{group}"] = top["term"]
+            detail = result.results.get(top["term"], {})
+            if "RES" in detail:
+                curves.append((group, top["term"], float(top["nes"]), np.asarray(detail["RES"]), np.asarray(detail["hits"])))
+            universe = sub.loc[sub["padj"].notna(), "gene"].astype(str).tolist()
+            tested = sub[sub["padj"].notna()]
+            for direction, chosen in (("up", tested["log2fc"] > params["ora_lfc"]), ("down", tested["log2fc"] < -params["ora_lfc"])):
+                genes_list = tested.loc[chosen & (tested["padj"] < params["ora_fdr"]), "gene"].astype(str).tolist()
+                ora = over_representation(genes_list, universe, collection, min_size=int(params["gsea_min_size"]),
+                                          max_size=int(params["gsea_max_size"]))
+                ora.insert(0, "direction", direction)
+                ora.insert(0, "cell_type", group)
+                ora.insert(0, "contrast", contrast)
+                ora_rows.append(ora[ORA_COLUMNS])
+        gsea = pd.concat(gsea_rows, ignore_index=True) if gsea_rows else pd.DataFrame(columns=GSEA_COLUMNS)
+        io.write_table(gsea, outdir / f"gsea_{contrast}.tsv")
+        io.write_table(pd.concat(ora_rows, ignore_index=True) if ora_rows else pd.DataFrame(columns=ORA_COLUMNS),
+                       outdir / f"ora_{contrast}.tsv")
+        if len(gsea):
+            top_terms = gsea[gsea["rank"] <= 5]["term"].unique()
+            shown = gsea[gsea["term"].isin(top_terms)].assign(mlog10fdr=lambda f: -np.log10(f["fdr"].clip(lower=1e-4)))
+            io.save_figure(bubble_plot(shown, "cell_type", "term", "nes", "mlog10fdr", f"GSEA {contrast}", "NES", "-log10 FDR"),
+                           outdir / f"gsea_{contrast}_bubble.png")
+        if curves:
+            io.save_figure(enrichment_plot(curves, f"GSEA {contrast}: top set per cell type"), outdir / f"gsea_{contrast}_enrichment.png")
+
+    # ---------------------------------------------------------------- ssGSEA on pseudobulk
+    conditions = condition_order(adata.obs)
+    with timed(logger, f"ssGSEA of {len(signatures)} signatures on pseudobulk profiles"):
+        per_sample, sample_meta = pseudobulk_profiles(adata, ["sample", "condition"], 1)
+        scores = ssgsea(log_cpm(per_sample), signatures).T
+        scores.columns = [column_name("ssgsea", c) for c in scores.columns]
+        samples_table = pd.concat([sample_meta.reset_index(drop=True), scores.reset_index(drop=True)], axis=1)
+        io.write_table(samples_table, outdir / "ssgsea_samples.tsv")
+        by_condition = samples_table.groupby("condition")[list(scores.columns)].mean().T
+        by_condition = by_condition[[c for c in conditions if c in by_condition.columns]]
+        io.save_figure(heatmap(by_condition, "ssGSEA (pseudobulk per sample), mean by condition"), outdir / "ssgsea_by_condition_heatmap.png")
+        per_type, type_meta = pseudobulk_profiles(adata, ["sample", "condition", "cell_type"], MIN_PSEUDOBULK_CELLS)
+        type_scores = ssgsea(log_cpm(per_type), signatures).T
+        type_scores.columns = [column_name("ssgsea", c) for c in type_scores.columns]
+        types_table = pd.concat([type_meta.reset_index(drop=True), type_scores.reset_index(drop=True)], axis=1)
+        io.write_table(types_table, outdir / "ssgsea_cell_types.tsv")
+        means = types_table.groupby(["cell_type", "condition"])[list(type_scores.columns)].mean()
+        means.index = [f"{t} | {c}" for t, c in means.index]
+        io.save_figure(heatmap(means.T, "ssGSEA (pseudobulk per sample x cell type), mean by cell type and condition"),
+                       outdir / "ssgsea_cell_types_heatmap.png")
+
+    # ---------------------------------------------------------------- per-cell scores
+    with timed(logger, f"module scores of {len(signatures)} signatures on {adata.n_obs} cells"):
+        score_columns = module_scores(adata, signatures, ctrl_size=int(params["score_ctrl_size"]), seed=seed)
+        adata.obs[STEMNESS] = stemness_gene_counts(adata)
+        score_columns.append(STEMNESS)
+    with timed(logger, f"PROGENy activities ({params['progeny_method']}, top {params['progeny_top']})"):
+        progeny_columns = progeny_activities(adata, species, method=params["progeny_method"], top=int(params["progeny_top"]))
+    meta_columns = [c for c in ("sample", "patient", "condition", "cell_type") if c in adata.obs.columns]
+    cell_table = adata.obs[meta_columns + score_columns + progeny_columns].copy()
+    cell_table.index.name = "cell"
+    with io.atomic_path(outdir / "cell_scores.tsv.gz") as tmp:
+        cell_table.to_csv(tmp, sep="\t", float_format="%.6g", compression="gzip")
+    grouped = cell_table.groupby(["cell_type", "condition"], observed=True)
+    means = grouped[score_columns + progeny_columns].mean()
+    means.insert(0, "n_cells", grouped.size())
+    io.write_table(means.reset_index(), outdir / "scores_by_cell_type.tsv")
+    long = []
+    for column in score_columns:
+        values = cell_table.groupby(["cell_type", "condition"], observed=True)[column]
+        zmean = values.mean()
+        long.append(pd.DataFrame({"group": [f"{t} | {c}" for t, c in zmean.index], "score": column,
+                                  "mean": zmean.to_numpy(), "fraction_positive": values.apply(lambda v: float((v > 0).mean())).to_numpy()}))
+    long = pd.concat(long, ignore_index=True)
+    long["mean_z"] = long.groupby("score")["mean"].transform(lambda v: (v - v.mean()) / (v.std() if v.std() > 0 else 1.0))
+    io.save_figure(bubble_plot(long, "score", "group", "mean_z", "fraction_positive", "Module scores by cell type and condition",
+                               "mean (z across groups)", "fraction of cells > 0"), outdir / "module_scores_bubble.png")
+    adata.uns.setdefault("tmeflow", {})["pathways"] = io.provenance("pathways", params)
+    io.write_h5ad(adata, outdir / "pathways.h5ad")
+    summary["cell_scores"] = score_columns + progeny_columns
+    io.write_json(summary, outdir / "pathways_summary.json")
+    return summary
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow pathways``."""
+    run_pathways(args.input, args.de, args.signatures, args.outdir, params)

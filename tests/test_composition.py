@@ -1,0 +1,131 @@
+"""Composition and propeller-style differential abundance (tmeflow composition)."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmeflow.cli import main
+from tmeflow.composition import propeller, resolve_contrasts
+
+N_NULL_COHORTS = 40
+
+
+def _simulated_atlas_obs(tmp_path_factory) -> tuple:
+    """A simulated cohort (6 patients x normal/primary/metastasis; obs only) and its truth."""
+    base = tmp_path_factory.getbasetemp() / "composition_cohort"
+    atlas = base / "atlas.h5ad"
+    if not atlas.exists():
+        assert main(["simulate", "--outdir", str(base / "sim"), "--n_cells", "8000", "--n_patients", "6", "--seed", "3",
+                     "--n_genes", "1500", "--n_sections", "0", "--n_bulk", "0"]) == 0
+        obs = pd.concat([ad.read_h5ad(path, backed="r").obs for path in sorted((base / "sim" / "sc").glob("*.h5ad"))])
+        obs.index = [f"c{i}" for i in range(len(obs))]
+        obs["cell_type"] = obs["true_cell_type"].astype(str).astype("category")
+        obs["cell_type_fine"] = obs["cell_type"].astype(str) + "_" + np.where(np.arange(len(obs)) % 2, "a", "b")
+        ad.AnnData(obs=obs).write_h5ad(atlas)
+    return atlas, json.loads((base / "sim" / "truth.json").read_text())
+
+
+def _obs_h5ad(path, conditions: list[str], patients: list[str] | None = None, n: int = 30):
+    """A tiny obs-only atlas: one sample per entry of ``conditions``."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for i, condition in enumerate(conditions):
+        frames.append(pd.DataFrame({"sample": f"S{i}", "condition": condition,
+                                    "patient": patients[i] if patients else f"P{i}",
+                                    "cell_type": rng.choice(["T", "B", "myeloid"], size=n)}))
+    obs = pd.concat(frames, ignore_index=True)
+    obs.index = obs.index.astype(str)
+    ad.AnnData(obs=obs).write_h5ad(path)
+    return path
+
+
+def test_planted_abundance_change_is_found(tmp_path_factory, tmp_path):
+    atlas, truth = _simulated_atlas_obs(tmp_path_factory)
+    assert main(["composition", "--input", str(atlas), "--outdir", str(tmp_path)]) == 0
+    planted = truth["differential_abundance"]
+    da = pd.read_csv(tmp_path / "da_major_metastasis_vs_primary.tsv", sep="\t").set_index("cell_type")
+    row = da.loc[planted["cell_type"]]
+    print(f"planted DA ({planted['cell_type']} x{planted['fold_change']}): FDR {row['fdr']:.3g}, "
+          f"proportion ratio {row['prop_ratio']:.2f}, design {row['design']}")
+    assert row["fdr"] < 0.05 and row["prop_ratio"] > 1.5
+    assert row["design"] == "~ condition + patient"  # every patient has both conditions: paired
+    props = pd.read_csv(tmp_path / "composition_major_proportions.tsv", sep="\t")
+    assert np.allclose(props.groupby("sample")["proportion"].sum(), 1.0)
+    for name in ("composition_major_stacked.png", "composition_major_boxplot.png", "composition_mqc.tsv",
+                 "da_fine_metastasis_vs_primary.tsv", "composition_fine_counts.tsv"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def _null_cohort(rng, *, paired: bool, n_per_condition: int = 4, k: int = 8, concentration: float = 40.0):
+    """Per-sample cell-type counts without any condition effect (Dirichlet-multinomial)."""
+    base = rng.dirichlet(np.full(k, 2.0)) * 0.9 + 0.1 / k
+    rows, meta = [], []
+    for p in range(n_per_condition):
+        patient_mean = rng.dirichlet(base * 200)  # patient effect shared by the patient's samples
+        for condition in ("metastasis", "primary"):
+            q = rng.dirichlet((patient_mean if paired else base) * concentration)
+            rows.append(rng.multinomial(int(rng.integers(150, 800)), q))
+            sample = f"S{len(meta)}"
+            meta.append((sample, condition, f"P{p}" if paired else sample))
+    counts = pd.DataFrame(rows, index=[m[0] for m in meta], columns=[f"type{i}" for i in range(k)])
+    samples = pd.DataFrame({"condition": [m[1] for m in meta], "patient": [m[2] for m in meta]}, index=counts.index)
+    return counts, samples
+
+
+@pytest.mark.parametrize("transform", ["logit", "asin"])
+def test_false_positive_rate_over_null_cohorts(transform):
+    rng = np.random.default_rng(7)
+    called = tested = 0
+    for i in range(N_NULL_COHORTS):
+        counts, samples = _null_cohort(rng, paired=bool(i % 2))
+        result = propeller(counts, samples, "metastasis", "primary", transform=transform)
+        called += int((result["fdr"] < 0.05).sum())
+        tested += len(result)
+    rate = called / tested
+    print(f"{transform}: {called} of {tested} cell types called over {N_NULL_COHORTS} null cohorts (rate {rate:.4f})")
+    assert rate < 0.05
+
+
+def test_ordinary_t_matches_statsmodels_ols():
+    import statsmodels.api as sm
+
+    from tmeflow.composition import transform_proportions
+
+    counts, samples = _null_cohort(np.random.default_rng(3), paired=True)
+    result = propeller(counts, samples, "metastasis", "primary", moderated=False).set_index("cell_type")
+    design = pd.get_dummies(samples[["patient"]], drop_first=True, dtype=float)
+    design.insert(0, "test", (samples["condition"] == "metastasis").astype(float))
+    design = sm.add_constant(design)
+    y = transform_proportions(counts, "logit")
+    for cell_type in counts.columns:
+        fit = sm.OLS(y[cell_type], design).fit()
+        assert result.loc[cell_type, "t"] == pytest.approx(fit.tvalues["test"], rel=1e-8)
+        assert result.loc[cell_type, "pvalue"] == pytest.approx(fit.pvalues["test"], rel=1e-6)
+
+
+def test_default_contrast_rule():
+    obs = pd.DataFrame({"sample": ["a", "b", "c", "d", "e", "f"],
+                        "condition": pd.Categorical(["metastasis", "normal", "primary", "metastasis", "primary", "normal"])})
+    assert resolve_contrasts(obs, "") == [("metastasis", "primary")]
+    assert resolve_contrasts(obs[obs["condition"] != "metastasis"], None) == [("primary", "normal")]
+    assert resolve_contrasts(obs, "normal,primary") == [("normal", "primary")]
+    assert len(resolve_contrasts(obs, "all")) == 3
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    one = _obs_h5ad(tmp_path / "one.h5ad", ["primary", "primary", "primary"])
+    assert main(["composition", "--input", str(one), "--outdir", str(tmp_path / "o1")]) == 2
+    assert "only one condition" in capsys.readouterr().err
+    few = _obs_h5ad(tmp_path / "few.h5ad", ["primary", "primary", "metastasis"])
+    assert main(["composition", "--input", str(few), "--outdir", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "'metastasis' has 1 sample(s)" in err and "at least 2" in err and len(err.strip().splitlines()) == 1
+    assert main(["composition", "--input", str(few), "--outdir", str(tmp_path / "o3"), "--contrast", "recurrent,primary"]) == 2
+    err = capsys.readouterr().err
+    assert "recurrent" in err and "not in the data" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()

@@ -1,0 +1,127 @@
+"""Differential expression per cell type (tmeflow de): pseudobulk PyDESeq2 and Wilcoxon."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from tmeflow.cli import main
+
+AUPRC_FLOOR = 0.7
+
+
+def build_atlas(sim_dir, path):
+    """Concatenate simulated samples: cell_type = true_cell_type, counts layer, log1p CP10k in X."""
+    parts = []
+    for file in sorted((sim_dir / "sc").glob("*.h5ad")):
+        part = ad.read_h5ad(file)
+        part.obs_names = [f"{part.obs['sample'].iat[0]}_{b}" for b in part.obs_names]
+        parts.append(part)
+    atlas = ad.concat(parts, merge="same")
+    atlas.obs["cell_type"] = atlas.obs["true_cell_type"].astype(str).astype("category")
+    atlas.obs["malignant"] = atlas.obs["true_malignant"].astype(bool)
+    counts = sp.csr_matrix(atlas.X, dtype=np.float32)
+    atlas.layers["counts"] = counts.copy()
+    x = sp.diags(1e4 / np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1)) @ counts
+    x.data = np.log1p(x.data)
+    atlas.X = sp.csr_matrix(x, dtype=np.float32)
+    atlas.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    base = tmp_path_factory.mktemp("de_cohort")
+    assert main(["simulate", "--outdir", str(base / "sim"), "--n_cells", "4000", "--n_patients", "6", "--seed", "5",
+                 "--conditions", "primary,metastasis", "--n_genes", "1500", "--n_sections", "0", "--n_bulk", "0"]) == 0
+    truth = json.loads((base / "sim" / "truth.json").read_text())
+    return build_atlas(base / "sim", base / "atlas.h5ad"), truth
+
+
+def _auprc(table: pd.DataFrame, truth: dict) -> float:
+    from sklearn.metrics import average_precision_score
+
+    planted = truth["differential_expression"]
+    sub = table[table["cell_type"] == planted["cell_type"]]
+    labels = sub["gene"].isin(planted["up"] + planted["down"])
+    assert labels.sum() >= 0.9 * (len(planted["up"]) + len(planted["down"]))  # planted genes were tested
+    return float(average_precision_score(labels, sub["stat"].abs().fillna(0.0)))
+
+
+def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path):
+    from tmeflow.de import run_pydeseq2
+
+    atlas, truth = cohort
+    assert main(["de", "--input", str(atlas), "--outdir", str(tmp_path), "--de_cell_types", "myeloid,mast"]) == 0
+    table = pd.read_csv(tmp_path / "de_metastasis_vs_primary.tsv", sep="\t")
+    auprc = _auprc(table, truth)
+    print(f"pseudobulk AUPRC of planted DE genes: {auprc:.3f}")
+    assert auprc >= AUPRC_FLOOR
+    myeloid = table[table["cell_type"] == "myeloid"].set_index("gene")
+    assert (myeloid["design"] == "~ patient + condition").all()
+    up = myeloid.loc[myeloid.index.intersection(truth["differential_expression"]["up"])]
+    assert (up["log2fc"] > 0).mean() > 0.9
+
+    # mast cells are ~2% of cells: too few per sample, skipped with the reason
+    skipped = pd.read_csv(tmp_path / "de_skipped.tsv", sep="\t")
+    assert list(skipped["cell_type"]) == ["mast"] and "needs 2 per condition" in skipped["reason"].iat[0]
+
+    # a direct PyDESeq2 run on the written pseudobulk matrix gives identical statistics (to the 6 significant
+    # digits the tables are written with)
+    pb = pd.read_csv(tmp_path / "pseudobulk_metastasis_vs_primary.tsv.gz", sep="\t")
+    pb = pb[pb["cell_type"] == "myeloid"].set_index("sample")
+    genes = list(myeloid.index)
+    counts = pb[genes].astype(int)
+    assert set(counts.columns[counts.sum() >= 10]) == set(genes)
+    direct = run_pydeseq2(counts, pb[["condition", "patient"]], "metastasis", "primary", paired=True)
+    np.testing.assert_allclose(myeloid.loc[direct.index, "stat"], direct["stat"], rtol=1e-5, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(myeloid.loc[direct.index, "log2fc"], direct["log2FoldChange"], rtol=1e-5, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(myeloid.loc[direct.index, "padj"], direct["padj"], rtol=1e-5, atol=1e-12, equal_nan=True)
+    assert (tmp_path / "de_metastasis_vs_primary_volcano.png").stat().st_size > 0
+
+
+def test_wilcoxon_recovers_planted_genes(cohort, tmp_path):
+    atlas, truth = cohort
+    assert main(["de", "--input", str(atlas), "--outdir", str(tmp_path), "--de_method", "wilcoxon",
+                 "--de_cell_types", "myeloid"]) == 0
+    table = pd.read_csv(tmp_path / "de_metastasis_vs_primary.tsv", sep="\t")
+    auprc = _auprc(table, truth)
+    print(f"Wilcoxon AUPRC of planted DE genes: {auprc:.3f}")
+    assert auprc >= AUPRC_FLOOR
+    called = table[table["significant"]]
+    assert (called["padj"] < 0.05).all() and (called["log2fc"].abs() > 0.5).all()
+
+
+def _tiny_atlas(path, conditions: list[str]):
+    rng = np.random.default_rng(0)
+    n = 20 * len(conditions)
+    obs = pd.DataFrame({
+        "sample": np.repeat([f"S{i}" for i in range(len(conditions))], 20),
+        "condition": np.repeat(conditions, 20),
+        "patient": np.repeat([f"P{i}" for i in range(len(conditions))], 20),
+        "cell_type": "T",
+    }, index=[f"c{i}" for i in range(n)])
+    counts = sp.csr_matrix(rng.poisson(2.0, size=(n, 30)).astype(np.float32))
+    adata = ad.AnnData(X=counts.copy(), obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(30)]))
+    adata.layers["counts"] = counts
+    adata.write_h5ad(path)
+    return path
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    one = _tiny_atlas(tmp_path / "one.h5ad", ["primary", "primary"])
+    assert main(["de", "--input", str(one), "--outdir", str(tmp_path / "o1")]) == 2
+    assert "only one condition" in capsys.readouterr().err
+    few = _tiny_atlas(tmp_path / "few.h5ad", ["primary", "primary", "metastasis"])
+    assert main(["de", "--input", str(few), "--outdir", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'metastasis' has 1 sample(s)" in err and "at least 2 samples per condition" in err and len(err.splitlines()) == 1
+    assert main(["de", "--input", str(few), "--outdir", str(tmp_path / "o3"), "--contrast", "metastasis,normal"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'normal'" in err and "not in the data" in err and len(err.splitlines()) == 1
+    assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3"))

@@ -1,0 +1,111 @@
+"""Pathways and signature scores (tmeflow pathways): GSEA, ORA, ssGSEA, module scores, PROGENy."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from tmeflow.cli import main
+
+
+def _build_atlas(sim_dir, path):
+    parts = []
+    for file in sorted((sim_dir / "sc").glob("*.h5ad")):
+        part = ad.read_h5ad(file)
+        part.obs_names = [f"{part.obs['sample'].iat[0]}_{b}" for b in part.obs_names]
+        parts.append(part)
+    atlas = ad.concat(parts, merge="same")
+    atlas.obs["cell_type"] = atlas.obs["true_cell_type"].astype(str).astype("category")
+    counts = sp.csr_matrix(atlas.X, dtype=np.float32)
+    atlas.layers["counts"] = counts.copy()
+    x = sp.diags(1e4 / np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1)) @ counts
+    x.data = np.log1p(x.data)
+    atlas.X = sp.csr_matrix(x, dtype=np.float32)
+    atlas.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Simulated cohort -> pseudobulk DE of malignant cells -> pathways."""
+    base = tmp_path_factory.mktemp("pathways")
+    assert main(["simulate", "--outdir", str(base / "sim"), "--n_cells", "2400", "--n_patients", "3", "--seed", "11",
+                 "--conditions", "primary,metastasis", "--n_genes", "1500", "--n_sections", "0", "--n_bulk", "0"]) == 0
+    atlas = _build_atlas(base / "sim", base / "atlas.h5ad")
+    assert main(["de", "--input", str(atlas), "--outdir", str(base / "de"), "--de_cell_types", "malignant"]) == 0
+    gmt = base / "user.gmt"
+    gmt.write_text("MY_HYPOXIA\tuser set\t" + "\t".join(json.loads((base / "sim" / "truth.json").read_text())["pathway"]["genes"][:30]) + "\n")
+    out = base / "out"
+    assert main(["pathways", "--input", str(atlas), "--de", str(base / "de" / "de_metastasis_vs_primary.tsv"),
+                 "--signatures", str(gmt), "--outdir", str(out), "--gsea_permutations", "100"]) == 0
+    return atlas, out, json.loads((base / "sim" / "truth.json").read_text())
+
+
+def test_gsea_ranks_planted_pathway_first(run):
+    _, out, truth = run
+    gsea = pd.read_csv(out / "gsea_metastasis_vs_primary.tsv", sep="\t")
+    malignant = gsea[gsea["cell_type"] == truth["pathway"]["cell_type"]].sort_values("rank")
+    top = malignant.iloc[0]
+    print(f"GSEA top set in malignant cells: {top['term']} (rank 1, NES {top['nes']:.2f}, FDR {top['fdr']:.3g}); "
+          f"planted {truth['pathway']['name']}")
+    assert top["term"] == truth["pathway"]["name"] and top["nes"] > 0
+    ora = pd.read_csv(out / "ora_metastasis_vs_primary.tsv", sep="\t")
+    up = ora[(ora["direction"] == "up") & (ora["cell_type"] == "malignant")].sort_values("pvalue")
+    assert up.iloc[0]["term"] == truth["pathway"]["name"] and up.iloc[0]["fdr"] < 0.05
+    for name in ("gsea_metastasis_vs_primary_bubble.png", "gsea_metastasis_vs_primary_enrichment.png",
+                 "ssgsea_by_condition_heatmap.png", "ssgsea_cell_types_heatmap.png", "module_scores_bubble.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_scores_are_named_consistently(run):
+    _, out, _ = run
+    scored = ad.read_h5ad(out / "pathways.h5ad", backed="r")
+    obs_scores = [c for c in scored.obs.columns if c.startswith(("score_", "progeny_"))]
+    cells = pd.read_csv(out / "cell_scores.tsv.gz", sep="\t", index_col=0)
+    by_type = pd.read_csv(out / "scores_by_cell_type.tsv", sep="\t")
+    assert [c for c in cells.columns if c.startswith(("score_", "progeny_"))] == obs_scores
+    assert [c for c in by_type.columns if c.startswith(("score_", "progeny_"))] == obs_scores
+    assert {"score_MY_HYPOXIA", "score_EMT", "score_stemness_gene_counts", "progeny_Hypoxia"} <= set(obs_scores)
+    np.testing.assert_allclose(cells.loc[scored.obs_names, "score_EMT"], scored.obs["score_EMT"], rtol=1e-5)
+    ssgsea = pd.read_csv(out / "ssgsea_samples.tsv", sep="\t")
+    signature_scores = {c.removeprefix("score_") for c in obs_scores if c.startswith("score_")} - {"stemness_gene_counts"}
+    assert {c.removeprefix("ssgsea_") for c in ssgsea.columns if c.startswith("ssgsea_")} == signature_scores
+    # the planted hypoxia programme (metastasis malignant cells) shows in the user's set
+    malignant = by_type[by_type["cell_type"] == "malignant"].set_index("condition")
+    assert malignant.loc["metastasis", "score_MY_HYPOXIA"] > malignant.loc["primary", "score_MY_HYPOXIA"]
+
+
+def test_scores_are_reproducible(run):
+    from tmeflow.pathways import gsea_prerank, module_scores, pathway_collection, signature_sets
+
+    atlas, out, _ = run
+    adata = ad.read_h5ad(atlas)
+    sets = signature_sets("human", [], adata.var_names)
+    first, second = adata.copy(), adata.copy()
+    columns = module_scores(first, sets, ctrl_size=50, seed=0)
+    module_scores(second, sets, ctrl_size=50, seed=0)
+    pd.testing.assert_frame_equal(first.obs[columns], second.obs[columns])
+    cells = pd.read_csv(out / "cell_scores.tsv.gz", sep="\t", index_col=0)
+    np.testing.assert_allclose(cells.loc[first.obs_names, columns].to_numpy(), first.obs[columns].to_numpy(), rtol=1e-5, atol=1e-6)
+    de = pd.read_csv(out.parent / "de" / "de_metastasis_vs_primary.tsv", sep="\t")
+    ranking = pd.Series(de["stat"].to_numpy(), index=de["gene"])
+    params = {"gsea_permutations": 50, "seed": 3, "gsea_min_size": 10, "gsea_max_size": 500}
+    hallmark = {k: v for k, v in pathway_collection("human").items() if k.startswith(("HALLMARK_H", "HALLMARK_G"))}
+    one, _ = gsea_prerank(ranking, hallmark, params)
+    two, _ = gsea_prerank(ranking, hallmark, params)
+    pd.testing.assert_frame_equal(one, two)
+
+
+def test_gmt_without_genes_in_data_exits_2(run, tmp_path, capsys):
+    atlas, _, _ = run
+    gmt = tmp_path / "foreign.gmt"
+    gmt.write_text("MOUSE_SET\tmouse symbols\tCd3e\tCd8a\tGzmb\n")
+    assert main(["pathways", "--input", str(atlas), "--signatures", str(gmt), "--outdir", str(tmp_path / "o")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "none of the 1 gene set(s)" in errors[0] and "foreign.gmt" in errors[0]
+    assert not (tmp_path / "o").exists()
