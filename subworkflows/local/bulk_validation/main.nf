@@ -1,0 +1,24 @@
+//
+// Bulk cohort validation: signature scores, survival, Cox, logistic regression, immune context
+// and deconvolution with the atlas as reference
+//
+
+include { BULK } from '../../../modules/local/bulk'
+
+workflow BULK_VALIDATION {
+
+    take:
+    ch_bulk  // channel: [ val(meta), path(expression), path(clinical) ]
+    ch_atlas // channel: [ val(meta), path(h5ad) ], reference profiles and signatures
+
+    main:
+    BULK (
+        ch_bulk,
+        ch_atlas.map { meta, h5ad -> h5ad }.first()
+    )
+
+    emit:
+    tables   = BULK.out.tables   // channel: [ val(meta), path(tsv) ]
+    mqc      = BULK.out.mqc      // channel: path(*_mqc.*)
+    versions = BULK.out.versions // channel: path(versions.yml)
+}

@@ -1,0 +1,39 @@
+//
+// Cohort atlas (fan-in): integrate every QC'd sample, annotate cell types, call malignant cells
+// from inferred CNV, sub-cluster compartments into fine subtypes
+//
+
+include { INTEGRATE  } from '../../../modules/local/integrate'
+include { ANNOTATE   } from '../../../modules/local/annotate'
+include { CNV        } from '../../../modules/local/cnv'
+include { SUBCLUSTER } from '../../../modules/local/subcluster'
+
+workflow COHORT_ATLAS {
+
+    take:
+    ch_qc_h5ad // channel: [ val(meta), path(h5ad) ], one per sample kept by QC
+
+    main:
+    ch_versions = Channel.empty()
+
+    // One cohort task; inputs sorted by name so that -resume sees the same task
+    ch_cohort = ch_qc_h5ad
+        .map { meta, h5ad -> h5ad }
+        .collect(sort: { a, b -> a.name <=> b.name })
+        .map { h5ads -> [ [ id: 'cohort' ], h5ads ] }
+
+    INTEGRATE ( ch_cohort )
+    ANNOTATE ( INTEGRATE.out.h5ad )
+    CNV ( ANNOTATE.out.h5ad )
+    SUBCLUSTER ( CNV.out.h5ad )
+
+    ch_versions = ch_versions.mix(
+        INTEGRATE.out.versions, ANNOTATE.out.versions, CNV.out.versions, SUBCLUSTER.out.versions
+    )
+    ch_mqc = INTEGRATE.out.mqc.mix(ANNOTATE.out.mqc, CNV.out.mqc, CNV.out.mqc_plots, SUBCLUSTER.out.mqc)
+
+    emit:
+    atlas    = SUBCLUSTER.out.h5ad // channel: [ val(meta), path(h5ad) ], the annotated atlas
+    mqc      = ch_mqc              // channel: path(*_mqc.*)
+    versions = ch_versions         // channel: path(versions.yml)
+}

@@ -1,0 +1,31 @@
+//
+// Compare conditions on the atlas: composition and differential abundance, differential
+// expression per cell type, then pathways and signature scores on the DE results
+//
+
+include { COMPOSITION } from '../../../modules/local/composition'
+include { DE          } from '../../../modules/local/de'
+include { PATHWAYS    } from '../../../modules/local/pathways'
+
+workflow COMPARE_CONDITIONS {
+
+    take:
+    ch_atlas      // channel: [ val(meta), path(h5ad) ]
+    ch_signatures // channel: path(gmt), user gene sets (may be empty)
+
+    main:
+    COMPOSITION ( ch_atlas )
+    DE ( ch_atlas )
+    PATHWAYS (
+        ch_atlas.join(DE.out.tables),
+        ch_signatures.collect().ifEmpty([])
+    )
+
+    ch_versions = COMPOSITION.out.versions.mix(DE.out.versions, PATHWAYS.out.versions)
+    ch_mqc      = COMPOSITION.out.mqc.mix(DE.out.mqc)
+
+    emit:
+    de       = DE.out.tables     // channel: [ val(meta), path(tsv) ]
+    mqc      = ch_mqc            // channel: path(*_mqc.*)
+    versions = ch_versions       // channel: path(versions.yml)
+}

@@ -1,0 +1,33 @@
+//
+// Spatial sections, in parallel (one task per section): QC and clustering, deconvolution with
+// the atlas as reference, then regions, co-localisation, spatial ligand-receptor and trajectories
+//
+
+include { SPATIAL_QC       } from '../../../modules/local/spatial_qc'
+include { DECONVOLVE       } from '../../../modules/local/deconvolve'
+include { SPATIAL_ANALYSIS } from '../../../modules/local/spatial_analysis'
+
+workflow SPATIAL {
+
+    take:
+    ch_sections // channel: [ val(meta), path(spaceranger_outs), path(region_annotation) or [] ]
+    ch_atlas    // channel: [ val(meta), path(h5ad) ], the deconvolution reference
+
+    main:
+    SPATIAL_QC ( ch_sections.map { meta, outs, regions -> [ meta, outs ] } )
+    DECONVOLVE (
+        SPATIAL_QC.out.h5ad,
+        ch_atlas.map { meta, h5ad -> h5ad }.first()
+    )
+    SPATIAL_ANALYSIS (
+        DECONVOLVE.out.h5ad.join(ch_sections.map { meta, outs, regions -> [ meta, regions ] })
+    )
+
+    ch_versions = SPATIAL_QC.out.versions.mix(DECONVOLVE.out.versions, SPATIAL_ANALYSIS.out.versions)
+    ch_mqc      = SPATIAL_QC.out.mqc.mix(DECONVOLVE.out.mqc, SPATIAL_ANALYSIS.out.mqc)
+
+    emit:
+    h5ad     = SPATIAL_ANALYSIS.out.h5ad // channel: [ val(meta), path(h5ad) ]
+    mqc      = ch_mqc                    // channel: path(*_mqc.*)
+    versions = ch_versions               // channel: path(versions.yml)
+}
