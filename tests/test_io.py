@@ -45,3 +45,8 @@ def test_gz_tables_are_gzipped(tmp_path):
     path = io.write_table(pd.DataFrame({"a": [1, 2]}), tmp_path / "t.tsv.gz")
     assert path.read_bytes()[:2] == b"\x1f\x8b"
     assert pd.read_csv(path, sep="\t")["a"].tolist() == [1, 2]
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    path = io.write_text("x", tmp_path / "a.txt")
+    assert path.stat().st_mode & 0o044 == 0o044  # readable by group and others under the usual umask
