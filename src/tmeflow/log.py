@@ -21,11 +21,19 @@ class _StageFilter(logging.Filter):
         return True
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (it may be replaced, e.g. by pytest)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def setup_logging(stage: str, level: int = logging.INFO) -> None:
     """Send tmeflow's log records to stderr, tagged with the running stage."""
     logger = logging.getLogger("tmeflow")
     logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
     handler.addFilter(_StageFilter(stage))
     logger.addHandler(handler)
