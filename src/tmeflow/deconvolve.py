@@ -1,0 +1,333 @@
+"""Deconvolution of spatial spots into the single-cell reference's cell types.
+
+Two methods (``deconvolution_method``):
+
+``cell2location`` (Kleshchevnikov et al. 2022, Nat Biotechnol 40:661)
+    1. Reference signatures: :class:`cell2location.models.RegressionModel` (negative-binomial
+       regression of the reference counts on ``cell_type``, with the reference ``sample`` as batch
+       when it has several) on genes detected in enough reference cells (the tutorial's
+       ``filter_genes`` criteria: >= 5 cells, and >= 3% of cells or mean non-zero count >= 1.12),
+       ``c2l_ref_epochs`` epochs; posterior means of the per-type expression.
+    2. Spatial model :class:`cell2location.models.Cell2location` on the section's counts with
+       ``N_cells_per_location = c2l_n_cells_per_spot`` and ``detection_alpha = c2l_detection_alpha``,
+       ``c2l_epochs`` epochs (full-data batches), ``c2l_posterior_samples`` posterior samples.
+       Abundances are the posterior means of cells per spot and type (``q05`` kept beside them).
+    Runs on the GPU when :func:`torch.cuda.is_available`, else on the CPU with a logged warning.
+
+``nnls`` (fast, non-Bayesian; Lawson-Hanson non-negative least squares, as in SPOTlight/MuSiC-style
+signature regression)
+    1. Signatures: mean raw counts per reference cell type (so that a type's larger or smaller
+       libraries are part of its signature and coefficients are cell numbers up to one global
+       capture factor) over ``nnls_n_markers`` informative genes per type: genes detected in >= 10% of
+       the type's cells with the largest log2 fold change of the type's mean normalised expression
+       over the mean of the other types.
+    2. Each spot's counts on those genes are regressed on the signatures with non-negative
+       coefficients (rows weighted by 1/sqrt(mean signature), a Poisson-like variance stabilisation).
+       Abundances are the coefficients, proportions the abundances normalised to sum 1.
+
+Both write ``obsm['deconvolution_abundance']`` / ``obsm['deconvolution_proportions']`` (spots x types
+DataFrames), ``obs['prop_<type>']``, ``obs['dominant_type']``, tables, and plots on the tissue.
+
+Input checks (one-line :class:`TmeflowInputError`, exit 2): no ``cell_type`` column in the
+reference; a reference without counts (no ``layers['counts']`` and a non-integer ``X``); fewer
+genes shared by section and reference than ``deconv_min_shared_genes``; fewer than two cell types
+with at least ``deconv_min_cells_per_type`` cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import io
+from .errors import TmeflowInputError
+from .log import get_logger, timed
+from .spatial_qc import plot_on_tissue
+
+logger = get_logger(__name__)
+
+LABEL_KEY = "cell_type"
+TARGET_SUM = 1e4
+MARKER_MIN_DETECTION = 0.10
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------
+def _is_integer_matrix(matrix) -> bool:
+    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel()
+    values = values[: 2_000_000]
+    return bool(values.size == 0 or (np.all(values >= 0) and np.all(np.abs(values - np.round(values)) < 1e-6)))
+
+
+def reference_counts(reference, *, file: str | None = None) -> sp.csr_matrix:
+    """Raw counts of the reference: ``layers['counts']``, else an integer-valued ``X``."""
+    if "counts" in reference.layers:
+        matrix = reference.layers["counts"]
+        if not _is_integer_matrix(matrix):
+            raise TmeflowInputError("reference layers['counts'] holds non-integer values; deconvolution needs raw counts",
+                                    file=file)
+    elif _is_integer_matrix(reference.X):
+        matrix = reference.X
+    else:
+        raise TmeflowInputError("reference has no raw counts (no layers['counts'] and X is not integer counts); "
+                                "give the atlas with raw counts", file=file)
+    return sp.csr_matrix(matrix, dtype=np.float32)
+
+
+def section_counts(adata, *, file: str | None = None) -> sp.csr_matrix:
+    if "counts" in adata.layers:
+        return sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
+    if _is_integer_matrix(adata.X):
+        return sp.csr_matrix(adata.X, dtype=np.float32)
+    raise TmeflowInputError("section has no raw counts (no layers['counts']); give the spatial_qc output", file=file)
+
+
+def prepare_inputs(section, reference, params: dict[str, Any], *, section_file=None, reference_file=None):
+    """Check inputs; return (section, reference) restricted to shared genes with counts in ``X``,
+    reference cells restricted to types with enough cells."""
+    import anndata as ad
+
+    if LABEL_KEY not in reference.obs.columns:
+        raise TmeflowInputError(f"reference has no obs column '{LABEL_KEY}' (the cell-type labels to deconvolve into)",
+                                file=reference_file, column=LABEL_KEY)
+    ref_counts = reference_counts(reference, file=reference_file)
+    spot_counts = section_counts(section, file=section_file)
+    shared = section.var_names.intersection(reference.var_names, sort=False)
+    minimum = params["deconv_min_shared_genes"]
+    if len(shared) < minimum:
+        raise TmeflowInputError(
+            f"only {len(shared)} genes are shared by the section ({section.n_vars} genes) and the reference "
+            f"({reference.n_vars} genes), fewer than deconv_min_shared_genes {minimum}; check gene identifiers and species",
+            file=reference_file)
+    labels = reference.obs[LABEL_KEY].astype(str)
+    sizes = labels.value_counts()
+    small = sizes[sizes < params["deconv_min_cells_per_type"]]
+    if len(small):
+        logger.warning("cell types with fewer than %d reference cells left out: %s", params["deconv_min_cells_per_type"],
+                       ", ".join(f"{k} ({v})" for k, v in small.items()))
+    keep_types = sizes.index[sizes >= params["deconv_min_cells_per_type"]]
+    if len(keep_types) < 2:
+        raise TmeflowInputError(f"fewer than two cell types have at least {params['deconv_min_cells_per_type']} reference "
+                                "cells; nothing to deconvolve", file=reference_file, column=LABEL_KEY)
+    cells = labels.isin(keep_types).to_numpy()
+    ref_index = reference.var_names.get_indexer(shared)
+    sec_index = section.var_names.get_indexer(shared)
+    ref = ad.AnnData(ref_counts[cells][:, ref_index], obs=pd.DataFrame({LABEL_KEY: pd.Categorical(labels[cells])},
+                                                                        index=reference.obs_names[cells]),
+                     var=pd.DataFrame(index=shared))
+    if "sample" in reference.obs.columns:
+        ref.obs["sample"] = reference.obs["sample"].astype(str).to_numpy()[cells]
+    spots = ad.AnnData(spot_counts[:, sec_index], obs=pd.DataFrame(index=section.obs_names), var=pd.DataFrame(index=shared))
+    logger.info("deconvolution inputs: %d spots, %d reference cells of %d types, %d shared genes",
+                spots.n_obs, ref.n_obs, len(keep_types), len(shared))
+    return spots, ref
+
+
+# ----------------------------------------------------------------------------------------------
+# NNLS
+# ----------------------------------------------------------------------------------------------
+def type_means(ref) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per type: mean raw counts, mean normalised (per 10,000) expression and detection rate (genes x types)."""
+    counts = sp.csr_matrix(ref.X)
+    size = np.asarray(counts.sum(axis=1)).ravel()
+    normalised = sp.diags(TARGET_SUM / np.maximum(size, 1.0)) @ counts
+    detected = counts.copy()
+    detected.data = (detected.data > 0).astype(np.float32)
+    types = list(ref.obs[LABEL_KEY].cat.categories)
+    codes = ref.obs[LABEL_KEY].cat.codes.to_numpy()
+    indicator = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(types), len(codes)))
+    n = np.asarray(indicator.sum(axis=1)).ravel()[:, None]
+    frames = []
+    for matrix in (counts, normalised, detected):
+        mean = np.asarray((indicator @ matrix).todense()) / n
+        frames.append(pd.DataFrame(mean.T, index=ref.var_names, columns=types))
+    return frames[0], frames[1], frames[2]
+
+
+def informative_genes(norm_means: pd.DataFrame, detection: pd.DataFrame, n_markers: int) -> list[str]:
+    """Union over types of the ``n_markers`` genes with the largest log2 fold change (type vs mean of
+    the others) among genes detected in >= 10% of the type's cells."""
+    genes: dict[str, None] = {}
+    total = norm_means.sum(axis=1)
+    k = norm_means.shape[1]
+    for cell_type in norm_means.columns:
+        others = (total - norm_means[cell_type]) / max(k - 1, 1)
+        lfc = np.log2(norm_means[cell_type] + 0.1) - np.log2(others + 0.1)
+        lfc = lfc[(detection[cell_type] >= MARKER_MIN_DETECTION) & (lfc > 0)]
+        genes.update(dict.fromkeys(lfc.sort_values(ascending=False).index[:n_markers]))
+    return list(genes)
+
+
+def nnls_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """NNLS abundances (spots x types) and a summary of what was used."""
+    from scipy.optimize import nnls
+
+    raw_means, norm_means, detection = type_means(ref)
+    genes = informative_genes(norm_means, detection, params["nnls_n_markers"])
+    if len(genes) < raw_means.shape[1]:
+        raise TmeflowInputError(f"only {len(genes)} informative genes for {raw_means.shape[1]} cell types; "
+                                "the reference and the section share too few marker genes")
+    signatures = raw_means.loc[genes].to_numpy(dtype=float)
+    weights = 1.0 / np.sqrt(signatures.mean(axis=1) + 1e-3)
+    design = signatures * weights[:, None]
+    y = np.asarray(spots[:, genes].X.todense(), dtype=float) * weights[None, :]
+    coefficients = np.zeros((spots.n_obs, signatures.shape[1]))
+    residuals = np.zeros(spots.n_obs)
+    for i in range(spots.n_obs):
+        coefficients[i], residuals[i] = nnls(design, y[i])
+    abundance = pd.DataFrame(coefficients, index=spots.obs_names, columns=raw_means.columns)
+    info = {"method": "nnls", "n_genes": len(genes), "genes": genes,
+            "median_relative_residual": float(np.median(residuals / np.maximum(np.linalg.norm(y, axis=1), 1e-9)))}
+    return abundance, info
+
+
+# ----------------------------------------------------------------------------------------------
+# cell2location
+# ----------------------------------------------------------------------------------------------
+def choose_accelerator() -> str:
+    """``gpu`` when CUDA is available, else ``cpu`` with a warning."""
+    import torch
+
+    if torch.cuda.is_available():
+        logger.info("cell2location: CUDA available, training on GPU (%s)", torch.cuda.get_device_name(0))
+        return "gpu"
+    logger.warning("cell2location: no CUDA GPU available, training on CPU (slow; use the GPU profile or "
+                   "deconvolution_method nnls for large sections)")
+    return "cpu"
+
+
+def c2l_gene_filter(ref) -> np.ndarray:
+    """cell2location tutorial gene filter: detected in >= 5 cells and (>= 3% of cells or mean non-zero >= 1.12)."""
+    counts = sp.csr_matrix(ref.X)
+    n_cells = np.asarray((counts > 0).sum(axis=0)).ravel()
+    totals = np.asarray(counts.sum(axis=0)).ravel()
+    nonzero_mean = totals / np.maximum(n_cells, 1)
+    return (n_cells >= 5) & ((n_cells / ref.n_obs >= 0.03) | (nonzero_mean >= 1.12))
+
+
+def cell2location_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """cell2location abundances (posterior means, spots x types) and a summary."""
+    import scvi
+    from cell2location.models import Cell2location, RegressionModel
+
+    accelerator = choose_accelerator()
+    scvi.settings.seed = params["seed"]
+    keep = c2l_gene_filter(ref)
+    ref = ref[:, keep].copy()
+    spots = spots[:, ref.var_names].copy()
+    logger.info("cell2location: %d genes after the reference gene filter", ref.n_vars)
+    batch_key = "sample" if "sample" in ref.obs.columns and ref.obs["sample"].nunique() > 1 else None
+    with timed(logger, f"cell2location reference regression ({params['c2l_ref_epochs']} epochs, {accelerator})"):
+        RegressionModel.setup_anndata(ref, labels_key=LABEL_KEY, batch_key=batch_key)
+        ref_model = RegressionModel(ref)
+        ref_model.train(max_epochs=params["c2l_ref_epochs"], batch_size=2500, train_size=1, lr=0.002,
+                        accelerator=accelerator, enable_progress_bar=False)
+        ref = ref_model.export_posterior(ref, sample_kwargs={"num_samples": params["c2l_posterior_samples"],
+                                                             "batch_size": 2500, "accelerator": accelerator})
+    signatures = ref.varm["means_per_cluster_mu_fg"].copy()
+    signatures.columns = [c.removeprefix("means_per_cluster_mu_fg_") for c in signatures.columns]
+    signatures = signatures[list(ref.obs[LABEL_KEY].cat.categories)]
+    with timed(logger, f"cell2location spatial model ({params['c2l_epochs']} epochs, {accelerator})"):
+        Cell2location.setup_anndata(spots)
+        model = Cell2location(spots, cell_state_df=signatures, N_cells_per_location=params["c2l_n_cells_per_spot"],
+                              detection_alpha=params["c2l_detection_alpha"])
+        model.train(max_epochs=params["c2l_epochs"], batch_size=None, train_size=1, accelerator=accelerator,
+                    enable_progress_bar=False)
+        spots = model.export_posterior(spots, sample_kwargs={"num_samples": params["c2l_posterior_samples"],
+                                                             "batch_size": spots.n_obs, "accelerator": accelerator})
+    names = model.factor_names_
+    mean = pd.DataFrame(spots.obsm["means_cell_abundance_w_sf"].to_numpy(), index=spots.obs_names, columns=names)
+    q05 = pd.DataFrame(spots.obsm["q05_cell_abundance_w_sf"].to_numpy(), index=spots.obs_names, columns=names)
+    elbo = model.history["elbo_train"].to_numpy().ravel() if "elbo_train" in model.history else np.array([np.nan])
+    info = {"method": "cell2location", "n_genes": int(ref.n_vars), "accelerator": accelerator,
+            "final_elbo": float(elbo[-1]), "q05_abundance": q05, "signatures": signatures}
+    return mean, info
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage
+# ----------------------------------------------------------------------------------------------
+def proportions_from(abundance: pd.DataFrame) -> pd.DataFrame:
+    total = abundance.sum(axis=1)
+    proportions = abundance.div(total.where(total > 0, 1.0), axis=0)
+    proportions[total <= 0] = 1.0 / abundance.shape[1]
+    return proportions
+
+
+def deconvolve(section, reference, params: dict[str, Any], *, section_file=None, reference_file=None):
+    """Deconvolve ``section`` with ``reference``; add results to ``section``; return (abundance, proportions, info)."""
+    spots, ref = prepare_inputs(section, reference, params, section_file=section_file, reference_file=reference_file)
+    method = params["deconvolution_method"]
+    with timed(logger, f"deconvolution ({method}) of {spots.n_obs} spots into {ref.obs[LABEL_KEY].nunique()} types"):
+        if method == "nnls":
+            abundance, info = nnls_deconvolve(spots, ref, params)
+        else:
+            abundance, info = cell2location_deconvolve(spots, ref, params)
+    proportions = proportions_from(abundance)
+    section.obsm["deconvolution_abundance"] = abundance
+    section.obsm["deconvolution_proportions"] = proportions
+    for cell_type in proportions.columns:
+        section.obs[f"prop_{cell_type}"] = proportions[cell_type].to_numpy()
+    section.obs["dominant_type"] = pd.Categorical(proportions.idxmax(axis=1).to_numpy(), categories=list(proportions.columns))
+    return abundance, proportions, info
+
+
+def write_outputs(section, abundance, proportions, info, sample: str, outdir: Path, params: dict[str, Any]) -> Path:
+    io.write_table(abundance.rename_axis("barcode"), outdir / f"{sample}.deconvolution_abundance.tsv", index=True)
+    io.write_table(proportions.rename_axis("barcode"), outdir / f"{sample}.deconvolution_proportions.tsv", index=True)
+    if "q05_abundance" in info:
+        io.write_table(info["q05_abundance"].rename_axis("barcode"), outdir / f"{sample}.deconvolution_abundance_q05.tsv",
+                       index=True)
+    summary = proportions.mean(axis=0).to_frame(sample).T
+    summary.index.name = "Sample"
+    header = io.multiqc_header(
+        "tmeflow_deconvolution", "Spatial deconvolution",
+        f"Mean cell-type proportion over the spots of each section ({info['method']}; tmeflow deconvolve).",
+        "bargraph", pconfig={"id": "tmeflow_deconvolution_bar", "title": "Mean spot composition", "stacking": "normal"})
+    io.write_table(summary, outdir / f"{sample}.deconvolution_mqc.tsv", index=True, header_lines=header)
+    types = list(proportions.columns)
+    plot_on_tissue(section, {t: proportions[t].to_numpy() for t in types}, outdir / f"{sample}.deconvolution_proportions.png",
+                   sample=sample, ncols=4, cmap="magma", title=f"{sample}: cell-type proportions ({info['method']})")
+    plot_on_tissue(section, {"dominant cell type": section.obs["dominant_type"]}, outdir / f"{sample}.deconvolution_dominant.png",
+                   sample=sample, ncols=1, title=f"{sample}: dominant cell type per spot")
+    record = {k: v for k, v in info.items() if k not in ("q05_abundance", "signatures", "genes")}
+    section.uns["deconvolution"] = {**record, "cell_types": types}
+    if "genes" in info:
+        section.uns["deconvolution"]["genes"] = np.asarray(info["genes"], dtype=object)
+    section.uns.setdefault("tmeflow", {})["deconvolve"] = {**io.provenance("deconvolve", params), **record}
+    return io.write_h5ad(section, outdir / f"{sample}.deconvolved.h5ad")
+
+
+def _read_h5ad(path, what: str):
+    import anndata as ad
+
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError(f"{what} not found", file=path)
+    try:
+        return ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as error:
+        raise TmeflowInputError(f"cannot read {what} as h5ad: {error}", file=path) from error
+
+
+def run_deconvolve(input_path, reference_path, outdir, params: dict[str, Any], *, sample: str | None = None) -> Path:
+    """Read a ``spatial_qc`` section and a reference atlas, deconvolve, write ``<sample>.deconvolved.h5ad`` etc."""
+    section = _read_h5ad(input_path, "spatial section")
+    reference = _read_h5ad(reference_path, "reference atlas")
+    if sample is None:
+        sample = str(section.obs["sample"].iloc[0]) if "sample" in section.obs else Path(input_path).name.split(".")[0]
+    abundance, proportions, info = deconvolve(section, reference, params, section_file=str(input_path),
+                                              reference_file=str(reference_path))
+    means = proportions.mean().sort_values(ascending=False)
+    logger.info("%s: mean proportions %s", sample, ", ".join(f"{k} {v:.2f}" for k, v in means.items()))
+    return write_outputs(section, abundance, proportions, info, sample, Path(outdir), params)
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    run_deconvolve(args.input, args.reference, args.outdir, params, sample=args.sample)

@@ -1,0 +1,161 @@
+"""tmeflow spatial_analysis on a simulated section (planted regions and the planted MDK -> NCL
+interface interaction), with a pathologist annotation, bad annotations, and end to end on a real
+breast-cancer section (MSTI DCIS) deconvolved with a real breast scRNA reference (Wu et al. 2021)."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_deconvolve import nnls_output
+from test_spatial_qc import section_dir, work_dir
+from tmeflow.cli import main
+
+ANALYSIS_ARGS = ["--spatial_n_perms", "100"]
+
+
+@functools.cache
+def analysis_output(cohort: Path) -> Path:
+    deconvolved = nnls_output(cohort)
+    outdir = work_dir(cohort, "spatial_analysis")
+    assert main(["spatial_analysis", "--input", str(deconvolved), "--outdir", str(outdir), *ANALYSIS_ARGS]) == 0
+    return outdir / deconvolved.name.replace(".deconvolved.h5ad", ".spatial_analysis.h5ad")
+
+
+@pytest.fixture(scope="module")
+def analysed(simulated_cohort) -> Path:
+    return analysis_output(simulated_cohort)
+
+
+def _truth(cohort: Path) -> pd.DataFrame:
+    return pd.read_csv(section_dir(cohort) / "truth_spots.tsv", sep="\t", index_col=0)
+
+
+def test_derived_regions_match_planted(analysed, simulated_cohort):
+    regions = pd.read_csv(analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".regions.tsv"), sep="\t", index_col=0)
+    truth = _truth(simulated_cohort).loc[regions.index, "true_region"]
+    accuracy = float((regions["region"] == truth).mean())
+    print(f"region accuracy {accuracy:.3f}\n{pd.crosstab(regions['region'], truth)}")
+    assert accuracy >= 0.8
+    assert set(regions["region"]) == {"tumour", "interface", "stroma"}
+    # signed distance: negative inside tumour, positive outside
+    assert (regions.loc[regions["region"] == "tumour", "signed_distance"] < 0).all()
+    assert (regions.loc[regions["region"] != "tumour", "signed_distance"] > 0).all()
+
+
+def test_planted_interface_interaction_detected(analysed):
+    lr = pd.read_csv(analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".lr_interface.tsv"), sep="\t")
+    row = lr.set_index("interaction").loc["MDK^NCL"]
+    print(f"MDK^NCL interface vs elsewhere: {row['mean_interface']:.3g} vs {row['mean_elsewhere']:.3g}, "
+          f"FDR {row['fdr']:.3g}, rank {lr.index[lr['interaction'] == 'MDK^NCL'][0] + 1} of {len(lr)}")
+    assert bool(row["interface_enriched"]) and row["fdr"] < 1e-3 and row["difference"] > 0
+    assert lr.index[lr["interaction"] == "MDK^NCL"][0] < 5  # among the top five interface-enriched pairs
+
+
+def test_neighbourhoods_colocalisation_trajectory(analysed):
+    import anndata as ad
+
+    prefix = analysed.parent / analysed.name.removesuffix(".spatial_analysis.h5ad")
+    nhood = pd.read_csv(f"{prefix}.nhood_enrichment_region.tsv", sep="\t", index_col=0)
+    assert nhood.loc["tumour", "interface"] > 0 and nhood.loc["tumour", "stroma"] < 0  # interface rings the tumour
+    coloc = pd.read_csv(f"{prefix}.colocalisation.tsv", sep="\t").set_index("cell_type")
+    assert coloc.loc["fibroblast", "r_lagged_malignant"] < 0  # fibroblasts sit away from tumour cells (planted)
+    correlation = pd.read_csv(f"{prefix}.trajectory_correlation.tsv", sep="\t").set_index("feature")
+    assert correlation.loc["prop_malignant", "spearman_rho"] < -0.3
+    assert correlation.loc["prop_fibroblast", "spearman_rho"] > 0.2
+    assert {"score_EMT", "score_necroptosis", "score_immune"} <= set(correlation.index)
+    bins = pd.read_csv(f"{prefix}.trajectory_bins.tsv", sep="\t")
+    assert bins["n_spots"].sum() > 0 and bins["signed_distance_mid"].is_monotonic_increasing
+    distance = pd.read_csv(f"{prefix}.distance_association.tsv", sep="\t")
+    assert {"gene", "spearman_rho", "fdr"} <= set(distance.columns) and len(distance)
+    assert Path(f"{prefix}.tls.tsv").is_file() and Path(f"{prefix}.trajectory_mqc.png").stat().st_size > 0
+    adata = ad.read_h5ad(analysed)
+    assert {"region", "signed_distance", "malignant_prop", "tls_id"} <= set(adata.obs.columns)
+
+
+def test_pathologist_annotation_used(simulated_cohort, tmp_path):
+    section = section_dir(simulated_cohort)
+    code = main(["spatial_analysis", "--input", str(nnls_output(simulated_cohort)), "--outdir", str(tmp_path),
+                 "--region_annotation", str(section / "region_annotation.csv"), *ANALYSIS_ARGS])
+    assert code == 0
+    regions = pd.read_csv(next(tmp_path.glob("*.regions.tsv")), sep="\t", index_col=0)
+    truth = _truth(simulated_cohort).loc[regions.index, "true_region"]
+    assert (regions["region"] == truth).all()
+
+
+def test_annotation_barcodes_not_matching_exit_2(simulated_cohort, tmp_path, capsys):
+    table = pd.read_csv(section_dir(simulated_cohort) / "region_annotation.csv")
+    table["barcode"] = "NOPE_" + table["barcode"].astype(str)
+    table.to_csv(tmp_path / "regions.csv", index=False)
+    code = main(["spatial_analysis", "--input", str(nnls_output(simulated_cohort)), "--outdir", str(tmp_path / "o"),
+                 "--region_annotation", str(tmp_path / "regions.csv"), *ANALYSIS_ARGS])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("tmeflow spatial_analysis: error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert "region annotation" in errors[0]
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("*.h5ad"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Real data: MSTI DCIS/IC breast section + Wu 2021 CID4465 reference (NNLS)
+
+REAL_PLOT_DIR = Path(tempfile.gettempdir()) / "tmeflow_spatial_real"
+
+
+def _spot_darkness(adata, sample: str) -> np.ndarray:
+    """Mean darkness (255 - mean RGB) of the low-res H&E under each spot: haematoxylin-dense epithelium is darker."""
+    library = adata.uns["spatial"][sample]
+    image = np.asarray(library["images"]["lowres"], dtype=float)[..., :3]
+    scale = library["scalefactors"]["tissue_lowres_scalef"]
+    radius = max(1, int(library["scalefactors"]["spot_diameter_fullres"] * scale / 2))
+    darkness = []
+    for x, y in np.round(adata.obsm["spatial"] * scale).astype(int):
+        patch = image[max(0, y - radius): y + radius + 1, max(0, x - radius): x + radius + 1]
+        darkness.append(255.0 - patch.mean())
+    return np.asarray(darkness)
+
+
+@pytest.mark.shared_data
+def test_real_breast_section_end_to_end(shared_data):
+    import anndata as ad
+    import scanpy as sc
+
+    from tmeflow.readers import read_counts
+
+    section = shared_data / "msti_breast_DCIS_IC_spatial"
+    reference_dir = shared_data / "wu2021_CID4465_scRNA"
+    out = REAL_PLOT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    reference = read_counts(reference_dir, sample="CID4465")
+    metadata = pd.read_csv(reference_dir / "cell_metadata.csv.gz", index_col=0)
+    reference.obs["cell_type"] = metadata.loc[reference.obs_names, "celltype_major"].astype(str).to_numpy()
+    reference.layers["counts"] = reference.X.copy()
+    reference.write_h5ad(out / "wu2021_reference.h5ad")
+
+    sample = "LBC_DCIS_IC"
+    assert main(["spatial_qc", "--input", str(section), "--sample", sample, "--patient", "LBC", "--condition", "primary",
+                 "--tissue", "breast", "--species", "human", "--outdir", str(out)]) == 0
+    assert main(["deconvolve", "--input", str(out / f"{sample}.spatial.h5ad"), "--reference", str(out / "wu2021_reference.h5ad"),
+                 "--outdir", str(out), "--deconvolution_method", "nnls"]) == 0
+    assert main(["spatial_analysis", "--input", str(out / f"{sample}.deconvolved.h5ad"), "--outdir", str(out),
+                 "--malignant_cell_types", "Cancer_Epithelial", *ANALYSIS_ARGS]) == 0
+
+    adata = ad.read_h5ad(out / f"{sample}.spatial_analysis.h5ad")
+    assert adata.n_obs > 2000
+    cancer = adata.obsm["deconvolution_proportions"]["Cancer Epithelial"].to_numpy()
+    darkness = _spot_darkness(adata, sample)
+    sc.tl.score_genes(adata, ["EPCAM", "KRT8", "KRT18", "KRT19", "CDH1", "KRT7", "ELF3", "CLDN4"], score_name="epithelial",
+                      random_state=0)
+    r_dark = float(np.corrcoef(cancer, darkness)[0, 1])
+    r_epi = float(np.corrcoef(cancer, adata.obs["epithelial"])[0, 1])
+    print(f"Cancer Epithelial proportion vs H&E darkness r={r_dark:.3f}, vs epithelial marker score r={r_epi:.3f}; "
+          f"plots in {out}")
+    assert r_dark > 0.1 and r_epi > 0.3
+    assert {"tumour", "stroma"} <= set(adata.obs["region"])
+    for name in ("spatial_qc.png", "deconvolution_proportions.png", "regions.png", "lr_interface.tsv", "colocalisation.tsv"):
+        assert (out / f"{sample}.{name}").stat().st_size > 0
