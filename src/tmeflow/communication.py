@@ -1,0 +1,602 @@
+"""Cell-cell communication per condition and its differences (``tmeflow communication``).
+
+Input: the atlas h5ad (log1p CP10k in ``X``; ``obs`` ``sample``, ``condition``, ``cell_type``,
+optionally ``patient`` and ``species``). Interactions are inferred between ``cell_type`` groups.
+
+Inference per condition (and per sample)
+    LIANA ``rank_aggregate`` (Dimitrov et al. 2022, *Nat Commun* 13:3224): the consensus of
+    CellPhoneDB, Connectome, log2FC, NATMI, SingleCellSignalR and CellChat-like scores, aggregated by
+    robust rank aggregation. Resource: ``communication_resource`` or, when empty, LIANA's bundled
+    ``consensus`` (human) / ``mouseconsensus`` (mouse; from obs ``species``); nothing is downloaded.
+    ``communication_expr_prop`` is the minimum fraction of cells of a group expressing every subunit
+    of a ligand / receptor; ``communication_n_perms`` permutations for the CellPhoneDB p-values.
+    An interaction *is called* in a condition when its ``magnitude_rank <= communication_rank_cutoff``.
+    With ``communication_per_sample`` the same runs on every sample alone.
+
+Too few cells
+    A cell type with fewer than ``communication_min_cells`` cells in a condition (or sample) is left
+    out of that condition's (sample's) inference with a warning; every such case is listed in
+    ``communication_skipped.tsv`` (scope, condition, sample, cell type, cells, reason).
+
+Number and strength (CellChat-style)
+    Per condition and source -> target pair: the number of called interactions and their strength
+    (sum of LIANA ``lr_means`` of the called interactions); heatmaps per condition and of the
+    difference between the contrasted conditions. Pathway grouping: a ``pathway`` column of the
+    resource when it has one; the LIANA consensus resources have none, so interactions are grouped
+    by *ligand family* (the ligand's symbol without its trailing digits / letter-digit suffix, e.g.
+    COL1A1 -> COL, CXCL12 -> CXCL, MDK -> MDK), a CellChat-like approximation stated in the table.
+
+Differential interactions between conditions (sample-level)
+    Cells are not replicates; samples are. For each sample and cell type the mean log-normalised
+    expression of every resource gene is computed (cell types with fewer than
+    ``communication_min_cells`` cells in a sample give no value for that sample). A complex takes
+    the minimum over its subunits (LIANA's convention). The sample-level score of an interaction
+    ``ligand -> receptor`` from ``source`` to ``target`` is ``mean_L(source) x mean_R(target)``
+    (LIANA's ``expr_prod`` on the sample's cells). Candidates: interactions whose ligand (in the
+    source) and receptor (in the target) are expressed by at least ``communication_expr_prop`` of the
+    cells in at least one of the two contrasted conditions (pooled). Per candidate,
+    ``log2(score + 0.1)`` (the pseudo-count damps the noise of near-zero products) is modelled over
+    the samples of the two conditions by a linear model ``~ condition`` or, when paired (every
+    patient has both conditions, at least two patients), ``~ condition + patient``, and the
+    condition coefficient is tested with limma-style moderated t-statistics (empirical-Bayes
+    variance shrinkage, :func:`tmeflow.composition.linear_model_test`, the test used for
+    differential abundance), fitted separately for each set of samples with values. Why not
+    Wilcoxon: with 2-6 samples per condition its smallest p-value cannot pass any FDR; why not a
+    plain t-test: with 2-4 residual degrees of freedom its ranking is dominated by interactions
+    whose few values happen to agree. Benjamini-Hochberg FDR over all candidates of the contrast;
+    ``significant`` when ``fdr < communication_fdr``. Each condition needs at least two samples with
+    values; otherwise the contrast is skipped (listed in the skipped table). A batch that coincides
+    with the condition is indistinguishable from it: its gene-wise factors show up as differential
+    interactions.
+    Contrasts as in :mod:`tmeflow.composition` (``contrast``; same default rule). With a single
+    condition and no ``contrast`` no differential analysis is done.
+
+Source -> target proportion tests (two-proportion z-tests, BH FDR per table)
+    ``within_condition``: for each condition, target and source, the fraction of candidate
+    interactions (rows LIANA tested) that are called, source -> target vs every other source ->
+    the same target (e.g. fibroblast -> malignant vs other sources -> malignant).
+    ``between_conditions``: for each contrast and source -> target pair, the called fraction in the
+    test vs the reference condition.
+
+Outputs: ``communication_liana_by_condition.tsv.gz``, ``communication_liana_by_sample.tsv.gz``
+(with ``communication_per_sample``), ``communication_counts.tsv``, ``communication_pathways.tsv``,
+``communication_counts_heatmap.png``, ``communication_strength_heatmap.png``,
+``communication_proportion_tests.tsv``, ``communication_sample_scores_<contrast>.tsv.gz``,
+``communication_diff_<contrast>.tsv``, ``communication_diff_<contrast>_dotplot.png``,
+``communication_skipped.tsv``, ``communication_summary.json``, ``communication_mqc.tsv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .composition import (
+    bh_fdr,
+    check_obs,
+    condition_order,
+    contrast_name,
+    is_paired,
+    linear_model_test,
+    resolve_contrasts,
+    sample_table,
+)
+from .errors import TmeflowInputError
+from .io import atomic_path, multiqc_header, save_figure, write_json, write_table
+from .log import get_logger, timed
+
+logger = get_logger(__name__)
+
+PSEUDO = 0.1  # added to the sample-level expr_prod (log1p CP10k units squared) before log2
+MIN_SAMPLES = 2  # per condition, for the differential test
+SKIP_COLUMNS = ["scope", "condition", "sample", "cell_type", "n_cells", "reason"]
+PATHWAY_COLUMNS = ("pathway", "pathway_name", "pathway_name_ligand", "category")
+DIFF_COLUMNS = [
+    "contrast", "source", "target", "ligand", "receptor", "interaction", "pathway", "logfc", "t", "df", "pvalue", "fdr",
+    "significant", "mean_score_test", "mean_score_reference", "n_samples_test", "n_samples_reference", "design",
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def read_atlas(path: str | Path):
+    import anndata as ad
+
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError("atlas h5ad not found", file=path)
+    return ad.read_h5ad(path)
+
+
+def check_lognorm(adata, *, file: str | Path | None = None) -> None:
+    """``X`` must be log-normalised (non-negative, not raw integer counts); checked on up to 2,000 cells."""
+    block = adata.X[: min(2000, adata.n_obs)]
+    values = block.data if sp.issparse(block) else np.asarray(block).ravel()
+    if not values.size:
+        return
+    if values.min() < 0:
+        raise TmeflowInputError("atlas X has negative values; communication needs log-normalised (log1p CP10k) X", file=file)
+    if values.max() > 50 and np.allclose(values, np.round(values)):
+        raise TmeflowInputError("atlas X looks like raw counts; communication needs log-normalised (log1p CP10k) X", file=file)
+
+
+def species_of(obs: pd.DataFrame) -> str:
+    if "species" in obs.columns and obs["species"].notna().any():
+        return str(obs["species"].astype(str).mode().iat[0]).lower()
+    return "human"
+
+
+def load_resource(name: str | None, species: str, var_names, *, file: str | Path | None = None) -> tuple[str, pd.DataFrame]:
+    """The ligand-receptor resource (bundled in LIANA; offline) and its name; checks gene overlap."""
+    import liana as li
+
+    name = (name or "").strip() or ("mouseconsensus" if species == "mouse" else "consensus")
+    available = list(li.rs.show_resources())
+    if name not in available:
+        raise TmeflowInputError(f"unknown communication_resource '{name}' (LIANA resources: {', '.join(available)})")
+    resource = li.rs.select_resource(name).copy()
+    resource["ligand"] = resource["ligand"].astype(str)
+    resource["receptor"] = resource["receptor"].astype(str)
+    genes = set(map(str, var_names))
+    subunits = {g for col in ("ligand", "receptor") for entry in resource[col] for g in entry.split("_")}
+    found = len(subunits & genes)
+    if found < 10:
+        raise TmeflowInputError(
+            f"only {found} genes of the ligand-receptor resource '{name}' are in the atlas var_names "
+            f"(species {species}: use gene symbols, or set communication_resource)", file=file,
+        )
+    return name, resource
+
+
+def ligand_family(symbol: str) -> str:
+    """CellChat-like pathway name from a ligand symbol: first subunit, trailing digits/suffix removed."""
+    first = symbol.split("_")[0]
+    stripped = re.sub(r"\d+[A-Z]?\d*$", "", first)
+    return stripped or first
+
+
+def pathway_map(resource: pd.DataFrame) -> tuple[dict[tuple[str, str], str], str]:
+    """(ligand, receptor) -> pathway, and where the pathway came from."""
+    for column in PATHWAY_COLUMNS:
+        if column in resource.columns and resource[column].notna().any():
+            labels = resource[column].fillna("other").astype(str)
+            return dict(zip(zip(resource["ligand"], resource["receptor"]), labels)), f"resource column '{column}'"
+    return {(l, r): ligand_family(l) for l, r in zip(resource["ligand"], resource["receptor"])}, "ligand family (resource has no pathway annotation)"
+
+
+# --------------------------------------------------------------------------------------------------
+# LIANA
+
+
+def groups_with_cells(labels: pd.Series, min_cells: int) -> tuple[list[str], dict[str, int]]:
+    """Cell types with at least ``min_cells`` cells, and the cell counts of those with fewer."""
+    counts = labels.astype(str).value_counts()
+    kept = sorted(counts.index[counts >= min_cells])
+    return kept, {k: int(v) for k, v in counts.items() if v < min_cells}
+
+
+def run_liana(adata, resource: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """LIANA ``rank_aggregate`` on ``adata`` (groupby ``cell_type``, log-normalised ``X``)."""
+    import liana as li
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = li.mt.rank_aggregate(
+            adata, groupby="cell_type", resource=resource[["ligand", "receptor"]], expr_prop=float(params["communication_expr_prop"]),
+            min_cells=int(params["communication_min_cells"]), use_raw=False, n_perms=int(params["communication_n_perms"]),
+            seed=int(params.get("seed", 0)), inplace=False, verbose=False,
+        )
+    return result.rename(columns={"ligand_complex": "ligand", "receptor_complex": "receptor"})
+
+
+def liana_on(adata, mask: np.ndarray, resource: pd.DataFrame, params: dict[str, Any], *, scope: str, condition: str,
+             sample: str, skipped: list[dict[str, Any]]) -> pd.DataFrame | None:
+    """LIANA on the cells of ``mask`` after leaving out cell types with too few cells (listed in ``skipped``)."""
+    min_cells = int(params["communication_min_cells"])
+    sub = adata[mask]
+    kept, few = groups_with_cells(sub.obs["cell_type"], min_cells)
+    for cell_type, n in sorted(few.items()):
+        logger.warning("%s %s: cell type %s has %d cells (< communication_min_cells %d); skipped", scope,
+                       sample if scope == "sample" else condition, cell_type, n, min_cells)
+        skipped.append({"scope": scope, "condition": condition, "sample": sample, "cell_type": cell_type, "n_cells": n,
+                        "reason": f"fewer than communication_min_cells ({min_cells}) cells"})
+    if len(kept) < 2:
+        skipped.append({"scope": scope, "condition": condition, "sample": sample, "cell_type": "", "n_cells": int(sub.n_obs),
+                        "reason": f"fewer than two cell types with >= {min_cells} cells; no inference"})
+        logger.warning("%s %s: fewer than two cell types with enough cells; skipped", scope, sample or condition)
+        return None
+    sub = sub[sub.obs["cell_type"].astype(str).isin(kept)].copy()
+    sub.obs["cell_type"] = pd.Categorical(sub.obs["cell_type"].astype(str), categories=kept)
+    try:
+        result = run_liana(sub, resource, params)
+    except ValueError as exc:  # e.g. no interaction passes the filters in a tiny sample
+        skipped.append({"scope": scope, "condition": condition, "sample": sample, "cell_type": "", "n_cells": int(sub.n_obs),
+                        "reason": f"LIANA found nothing to score ({str(exc).splitlines()[0]})"})
+        logger.warning("%s %s: LIANA failed: %s", scope, sample or condition, str(exc).splitlines()[0])
+        return None
+    result.insert(0, "condition", condition)
+    if scope == "sample":
+        result.insert(0, "sample", sample)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Summaries
+
+
+def count_strength(liana: pd.DataFrame, cutoff: float) -> pd.DataFrame:
+    """Per condition and source -> target: number of called interactions and their summed ``lr_means``."""
+    called = liana[liana["magnitude_rank"] <= cutoff]
+    tested = liana.groupby(["condition", "source", "target"], observed=True).size().rename("n_tested")
+    grouped = called.groupby(["condition", "source", "target"], observed=True)
+    table = pd.concat([tested, grouped.size().rename("n_interactions"), grouped["lr_means"].sum().rename("strength")], axis=1)
+    return table.fillna({"n_interactions": 0, "strength": 0.0}).astype({"n_interactions": int}).reset_index()
+
+
+def pathway_table(liana: pd.DataFrame, pathways: dict[tuple[str, str], str], cutoff: float) -> pd.DataFrame:
+    called = liana[liana["magnitude_rank"] <= cutoff].copy()
+    called["pathway"] = [pathways.get((l, r), ligand_family(l)) for l, r in zip(called["ligand"], called["receptor"])]
+    grouped = called.groupby(["condition", "pathway", "source", "target"], observed=True)
+    out = pd.concat([grouped.size().rename("n_interactions"), grouped["lr_means"].sum().rename("strength")], axis=1).reset_index()
+    return out.sort_values(["condition", "strength"], ascending=[True, False])
+
+
+def two_proportion(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
+    """Two-sided two-proportion z-test (pooled); (z, p); NaN when undefined."""
+    from scipy.stats import norm
+
+    if n1 == 0 or n2 == 0:
+        return np.nan, np.nan
+    pooled = (k1 + k2) / (n1 + n2)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 0.0, 1.0
+    z = (k1 / n1 - k2 / n2) / se
+    return float(z), float(2 * norm.sf(abs(z)))
+
+
+def proportion_tests(counts: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """Source -> target called fractions: vs other sources (within condition), and between conditions."""
+    rows = []
+    for condition, block in counts.groupby("condition", sort=False):
+        for target, per_target in block.groupby("target", sort=False):
+            k_all, n_all = per_target["n_interactions"].sum(), per_target["n_tested"].sum()
+            for row in per_target.itertuples():
+                k2, n2 = k_all - row.n_interactions, n_all - row.n_tested
+                z, p = two_proportion(int(row.n_interactions), int(row.n_tested), int(k2), int(n2))
+                rows.append({"comparison": "within_condition", "condition": condition, "contrast": "", "source": row.source,
+                             "target": target, "k": int(row.n_interactions), "n": int(row.n_tested), "fraction": row.n_interactions / max(row.n_tested, 1),
+                             "k_other": int(k2), "n_other": int(n2), "fraction_other": k2 / max(n2, 1),
+                             "other": "other sources -> same target", "z": z, "pvalue": p})
+    within = pd.DataFrame(rows)
+    if len(within):
+        within["fdr"] = np.nan
+        for condition, idx in within.groupby("condition").groups.items():
+            within.loc[idx, "fdr"] = bh_fdr(within.loc[idx, "pvalue"])
+    rows = []
+    for test, reference in pairs:
+        a = counts[counts["condition"] == test].set_index(["source", "target"])
+        b = counts[counts["condition"] == reference].set_index(["source", "target"])
+        for key in a.index.union(b.index):
+            k1, n1 = (int(a.at[key, "n_interactions"]), int(a.at[key, "n_tested"])) if key in a.index else (0, 0)
+            k2, n2 = (int(b.at[key, "n_interactions"]), int(b.at[key, "n_tested"])) if key in b.index else (0, 0)
+            z, p = two_proportion(k1, n1, k2, n2)
+            rows.append({"comparison": "between_conditions", "condition": test, "contrast": contrast_name(test, reference),
+                         "source": key[0], "target": key[1], "k": k1, "n": n1, "fraction": k1 / max(n1, 1), "k_other": k2,
+                         "n_other": n2, "fraction_other": k2 / max(n2, 1), "other": reference, "z": z, "pvalue": p})
+    between = pd.DataFrame(rows)
+    if len(between):
+        between["fdr"] = np.nan
+        for contrast, idx in between.groupby("contrast").groups.items():
+            between.loc[idx, "fdr"] = bh_fdr(between.loc[idx, "pvalue"])
+    return pd.concat([within, between], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sample-level differential interactions
+
+
+def group_means(X, labels: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Per label: mean of ``X`` and fraction of cells with a non-zero value (label order, means, fracs, n)."""
+    cat = pd.Categorical(labels)
+    codes = cat.codes
+    indicator = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(cat.categories), len(codes)))
+    n = np.asarray(indicator.sum(axis=1)).ravel()
+    sums = indicator @ X
+    nonzero = indicator @ (X != 0).astype(np.float32) if sp.issparse(X) else indicator @ (np.asarray(X) != 0).astype(np.float32)
+    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
+    nonzero = nonzero.toarray() if sp.issparse(nonzero) else np.asarray(nonzero)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return [str(c) for c in cat.categories], sums / n[:, None], nonzero / n[:, None], n
+
+
+def complex_values(values: np.ndarray, gene_index: dict[str, int], entries: list[str]) -> np.ndarray:
+    """groups x entries: the minimum over each complex's subunits (NaN where a subunit is missing)."""
+    out = np.full((values.shape[0], len(entries)), np.nan)
+    for j, entry in enumerate(entries):
+        idx = [gene_index.get(g) for g in entry.split("_")]
+        if all(i is not None for i in idx):
+            out[:, j] = values[:, idx].min(axis=1)
+    return out
+
+
+def differential_interactions(adata, resource: pd.DataFrame, pathways: dict, samples: pd.DataFrame, test: str, reference: str,
+                              cell_types: list[str], params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """Sample-level differential interactions of one contrast: (results, long sample scores, reason skipped)."""
+    min_cells = int(params["communication_min_cells"])
+    expr_prop = float(params["communication_expr_prop"])
+    name = contrast_name(test, reference)
+    obs = adata.obs
+    in_contrast = obs["condition"].astype(str).isin([test, reference]).to_numpy() & obs["cell_type"].astype(str).isin(cell_types).to_numpy()
+    genes = [g for g in adata.var_names.astype(str)]
+    wanted = sorted({g for col in ("ligand", "receptor") for e in resource[col] for g in e.split("_")} & set(genes))
+    gene_pos = pd.Index(genes).get_indexer(wanted)
+    X = adata.X[np.flatnonzero(in_contrast)][:, gene_pos]
+    X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+    gene_index = {g: i for i, g in enumerate(wanted)}
+    sub_obs = obs.iloc[np.flatnonzero(in_contrast)]
+    ct = sub_obs["cell_type"].astype(str).to_numpy()
+    ligands = sorted(set(resource["ligand"]))
+    receptors = sorted(set(resource["receptor"]))
+    lig_pos = {l: i for i, l in enumerate(ligands)}
+    rec_pos = {r: i for i, r in enumerate(receptors)}
+    # Pooled per condition x cell type: expression fractions (candidate filter).
+    keys = sub_obs["condition"].astype(str).to_numpy() + "\x1f" + ct
+    labels, _, fracs, _ = group_means(X, keys)
+    frac_l = complex_values(fracs, gene_index, ligands)
+    frac_r = complex_values(fracs, gene_index, receptors)
+    label_pos = {label: i for i, label in enumerate(labels)}
+    # Per sample x cell type: means (NaN when the cell type has too few cells in the sample).
+    skeys = sub_obs["sample"].astype(str).to_numpy() + "\x1f" + ct
+    slabels, smeans, _, sn = group_means(X, skeys)
+    smeans[sn < min_cells] = np.nan
+    mean_l = complex_values(smeans, gene_index, ligands)
+    mean_r = complex_values(smeans, gene_index, receptors)
+    spos = {label: i for i, label in enumerate(slabels)}
+    used = samples[samples["condition"].isin([test, reference])]
+    lr = resource[["ligand", "receptor"]].drop_duplicates().reset_index(drop=True)
+    li_idx = lr["ligand"].map(lig_pos).to_numpy()
+    ri_idx = lr["receptor"].map(rec_pos).to_numpy()
+    blocks, score_blocks = [], []
+    for source in cell_types:
+        for target in cell_types:
+            ok = np.zeros(len(lr), dtype=bool)
+            for condition in (test, reference):
+                a, b = label_pos.get(f"{condition}\x1f{source}"), label_pos.get(f"{condition}\x1f{target}")
+                if a is None or b is None:
+                    continue
+                ok |= (frac_l[a, li_idx] >= expr_prop) & (frac_r[b, ri_idx] >= expr_prop)
+            if not ok.any():
+                continue
+            scores = np.full((len(used), int(ok.sum())), np.nan)
+            for i, sample in enumerate(used.index):
+                a, b = spos.get(f"{sample}\x1f{source}"), spos.get(f"{sample}\x1f{target}")
+                if a is None or b is None:
+                    continue
+                scores[i] = mean_l[a, li_idx[ok]] * mean_r[b, ri_idx[ok]]
+            frame = pd.DataFrame(scores, index=used.index, columns=pd.MultiIndex.from_arrays(
+                [[source] * ok.sum(), [target] * ok.sum(), lr["ligand"][ok].to_numpy(), lr["receptor"][ok].to_numpy()],
+                names=["source", "target", "ligand", "receptor"]))
+            score_blocks.append(frame)
+    if not score_blocks:
+        return pd.DataFrame(columns=DIFF_COLUMNS), pd.DataFrame(), "no candidate interaction passes communication_expr_prop"
+    scores = pd.concat(score_blocks, axis=1)
+    long = scores.T.stack().rename("score").reset_index()
+    long.insert(0, "contrast", name)
+    long["condition"] = long["sample"].map(used["condition"])
+    # Group interactions by which samples have values; one moderated linear model per pattern.
+    valid = scores.notna()
+    patterns = valid.T.apply(lambda col: "".join("1" if v else "0" for v in col), axis=1)
+    results = []
+    designs = set()
+    for pattern, columns in patterns.groupby(patterns).groups.items():
+        keep = [s for s, flag in zip(used.index, pattern) if flag == "1"]
+        kept = used.loc[keep]
+        n_test, n_ref = int((kept["condition"] == test).sum()), int((kept["condition"] == reference).sum())
+        if n_test < MIN_SAMPLES or n_ref < MIN_SAMPLES:
+            continue
+        paired = is_paired(kept, test, reference)
+        design_cols = [np.ones(len(kept)), (kept["condition"] == test).to_numpy(dtype=float)]
+        if paired:
+            patients = sorted(kept["patient"].unique())
+            design_cols += [(kept["patient"] == p).to_numpy(dtype=float) for p in patients[1:]]
+        design = np.column_stack(design_cols)
+        y = np.log2(scores.loc[keep, columns] + PSEUDO)
+        fit = linear_model_test(y, design, coef=1, moderated=True)
+        is_test = (kept["condition"] == test).to_numpy()
+        block = pd.DataFrame({
+            "logfc": fit["logfc"].to_numpy(), "t": fit["t"].to_numpy(), "df": fit["df"].to_numpy(), "pvalue": fit["pvalue"].to_numpy(),
+            "mean_score_test": scores.loc[keep, columns][is_test].mean().to_numpy(),
+            "mean_score_reference": scores.loc[keep, columns][~is_test].mean().to_numpy(),
+            "n_samples_test": n_test, "n_samples_reference": n_ref,
+            "design": "~ condition + patient" if paired else "~ condition",
+        }, index=pd.MultiIndex.from_tuples(list(columns), names=scores.columns.names))
+        designs.add(block["design"].iat[0])
+        results.append(block)
+    if not results:
+        return pd.DataFrame(columns=DIFF_COLUMNS), long, f"fewer than {MIN_SAMPLES} samples per condition with >= {min_cells} cells of the cell types"
+    table = pd.concat(results).reset_index()
+    table.insert(0, "contrast", name)
+    table["interaction"] = table["ligand"] + "->" + table["receptor"]
+    table["pathway"] = [pathways.get((l, r), ligand_family(l)) for l, r in zip(table["ligand"], table["receptor"])]
+    table["fdr"] = bh_fdr(table["pvalue"])
+    table["significant"] = table["fdr"] < float(params["communication_fdr"])
+    table = table.sort_values(["pvalue", "logfc"], key=lambda s: s if s.name == "pvalue" else -s.abs(), na_position="last", kind="stable")
+    return table[DIFF_COLUMNS].reset_index(drop=True), long, None
+
+
+# --------------------------------------------------------------------------------------------------
+# Plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pair_heatmaps(counts: pd.DataFrame, value: str, conditions: list[str], pairs: list[tuple[str, str]], title: str):
+    plt = _pyplot()
+    types = sorted(set(counts["source"]) | set(counts["target"]))
+    mats = {c: counts[counts["condition"] == c].pivot_table(index="source", columns="target", values=value, aggfunc="sum")
+            .reindex(index=types, columns=types).fillna(0.0) for c in conditions}
+    panels = [(c, mats[c], "Reds") for c in conditions]
+    panels += [(f"{t} - {r}", mats[t] - mats[r], "RdBu_r") for t, r in pairs if t in mats and r in mats]
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.35 * len(types) * len(panels) + 2.5 * len(panels), 0.35 * len(types) + 2.2), squeeze=False)
+    for ax, (label, mat, cmap) in zip(axes.ravel(), panels):
+        values = mat.to_numpy()
+        if cmap == "RdBu_r":
+            bound = max(np.abs(values).max(), 1e-9)
+            im = ax.imshow(values, cmap=cmap, vmin=-bound, vmax=bound)
+        else:  # one scale for every condition, so that panels compare
+            im = ax.imshow(values, cmap=cmap, vmin=0, vmax=max(max(float(m.to_numpy().max()) for m in mats.values()), 1e-9))
+        ax.set_xticks(range(len(types)))
+        ax.set_xticklabels(types, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(types)))
+        ax.set_yticklabels(types, fontsize=7)
+        ax.set_xlabel("target", fontsize=8)
+        ax.set_ylabel("source", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
+    plt = _pyplot()
+    top = table.dropna(subset=["pvalue"]).head(top_n)
+    pairs = list(dict.fromkeys(top["source"] + " -> " + top["target"]))
+    lrs = list(dict.fromkeys(top["interaction"]))
+    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * len(pairs) + 2.5, 1.0 + 0.3 * len(lrs)))
+    x = [pairs.index(p) for p in top["source"] + " -> " + top["target"]]
+    y = [lrs.index(i) for i in top["interaction"]]
+    size = 20 + 40 * np.clip(-np.log10(np.clip(top["pvalue"].to_numpy(), 1e-300, 1)), 0, 10)
+    bound = max(float(top["logfc"].abs().max()), 1e-9) if len(top) else 1.0
+    dots = ax.scatter(x, y, s=size, c=top["logfc"], cmap="RdBu_r", vmin=-bound, vmax=bound, edgecolors="k", linewidths=0.4)
+    ax.set_xticks(range(len(pairs)))
+    ax.set_xticklabels(pairs, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(lrs)))
+    ax.set_yticklabels(lrs, fontsize=7)
+    ax.set_xlim(-0.7, len(pairs) - 0.3)
+    ax.set_ylim(-0.7, len(lrs) - 0.3)
+    fig.colorbar(dots, ax=ax, shrink=0.6, label="log2 fold change (sample-level score)")
+    ax.set_title(f"{title}\n(size: -log10 p)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage
+
+
+def _write_gz(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, compression="gzip", float_format="%.6g")
+
+
+def run_communication(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Check the atlas, infer interactions per condition / sample, test differences, write outputs."""
+    outdir = Path(outdir)
+    adata = read_atlas(input_path)
+    check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
+    check_lognorm(adata, file=input_path)
+    obs = adata.obs
+    samples = sample_table(obs)
+    conditions = condition_order(obs)
+    contrast = (params.get("contrast") or "").strip()
+    pairs = resolve_contrasts(obs, contrast, file=input_path) if (contrast or len(conditions) > 1) else []
+    resource_name, resource = load_resource(params.get("communication_resource"), species_of(obs), adata.var_names, file=input_path)
+    pathways, pathway_source = pathway_map(resource)
+    cutoff = float(params["communication_rank_cutoff"])
+    skipped: list[dict[str, Any]] = []
+    condition_labels = obs["condition"].astype(str).to_numpy()
+    results = []
+    for condition in conditions:
+        with timed(logger, f"LIANA rank_aggregate, condition {condition} ({int((condition_labels == condition).sum())} cells)"):
+            res = liana_on(adata, condition_labels == condition, resource, params, scope="condition", condition=condition,
+                           sample="", skipped=skipped)
+        if res is not None:
+            results.append(res)
+    if not results:
+        raise TmeflowInputError("no condition has two cell types with at least communication_min_cells cells", file=input_path)
+    liana = pd.concat(results, ignore_index=True)
+    liana["interaction"] = liana["ligand"] + "->" + liana["receptor"]
+    liana["called"] = liana["magnitude_rank"] <= cutoff
+    _write_gz(liana, outdir / "communication_liana_by_condition.tsv.gz")
+    summary: dict[str, Any] = {"resource": resource_name, "pathways_from": pathway_source, "conditions": conditions,
+                               "contrasts": [contrast_name(*p) for p in pairs], "called": {}, "differential": {}}
+    if params.get("communication_per_sample", True):
+        sample_labels = obs["sample"].astype(str).to_numpy()
+        per_sample = []
+        with timed(logger, f"LIANA rank_aggregate per sample ({len(samples)} samples)"):
+            for sample in samples.index:
+                res = liana_on(adata, sample_labels == sample, resource, params, scope="sample",
+                               condition=str(samples.at[sample, "condition"]), sample=sample, skipped=skipped)
+                if res is not None:
+                    per_sample.append(res)
+        if per_sample:
+            table = pd.concat(per_sample, ignore_index=True)
+            table["called"] = table["magnitude_rank"] <= cutoff
+            _write_gz(table, outdir / "communication_liana_by_sample.tsv.gz")
+    counts = count_strength(liana, cutoff)
+    write_table(counts, outdir / "communication_counts.tsv")
+    write_table(pathway_table(liana, pathways, cutoff).assign(pathway_source=pathway_source), outdir / "communication_pathways.tsv")
+    present = [c for c in conditions if c in set(counts["condition"])]
+    save_figure(plot_pair_heatmaps(counts, "n_interactions", present, pairs, f"Number of interactions (magnitude_rank <= {cutoff:g})"),
+                outdir / "communication_counts_heatmap.png")
+    save_figure(plot_pair_heatmaps(counts, "strength", present, pairs, "Interaction strength (sum of lr_means of called interactions)"),
+                outdir / "communication_strength_heatmap.png")
+    pairs_tested = [(t, r) for t, r in pairs if t in present and r in present]
+    write_table(proportion_tests(counts, pairs_tested), outdir / "communication_proportion_tests.tsv")
+    for condition in present:
+        summary["called"][condition] = int(liana.loc[liana["condition"] == condition, "called"].sum())
+    min_cells = int(params["communication_min_cells"])
+    for test, reference in pairs:
+        name = contrast_name(test, reference)
+        in_pair = obs["condition"].astype(str).isin([test, reference])
+        per_condition = pd.crosstab(obs.loc[in_pair, "cell_type"].astype(str), obs.loc[in_pair, "condition"].astype(str))
+        cell_types = sorted(per_condition.index[(per_condition.reindex(columns=[test, reference], fill_value=0) >= min_cells).all(axis=1)])
+        with timed(logger, f"{name}: sample-level differential interactions over {len(cell_types)} cell types"):
+            table, long, reason = differential_interactions(adata, resource, pathways, samples, test, reference, cell_types, params)
+        if reason:
+            logger.warning("%s: differential interactions skipped: %s", name, reason)
+            skipped.append({"scope": "contrast", "condition": name, "sample": "", "cell_type": "", "n_cells": 0, "reason": reason})
+        write_table(table, outdir / f"communication_diff_{name}.tsv")
+        if len(long):
+            _write_gz(long, outdir / f"communication_sample_scores_{name}.tsv.gz")
+        if len(table):
+            save_figure(plot_diff_dots(table, int(params["communication_top_n"]), f"Top differential interactions, {name}"),
+                        outdir / f"communication_diff_{name}_dotplot.png")
+        n_sig = int(table["significant"].sum()) if len(table) else 0
+        logger.info("%s: %d candidate interactions tested, %d with FDR < %g", name, len(table), n_sig, params["communication_fdr"])
+        summary["differential"][name] = {
+            "tested": int(len(table)), "significant": n_sig,
+            "top": table.head(10)[["source", "target", "interaction", "logfc", "pvalue", "fdr"]].to_dict("records") if len(table) else [],
+        }
+    write_table(pd.DataFrame(skipped, columns=SKIP_COLUMNS), outdir / "communication_skipped.tsv")
+    mqc = counts.groupby("condition", observed=True)[["n_interactions"]].sum()
+    header = multiqc_header("tmeflow_communication", "Cell-cell communication",
+                            f"Ligand-receptor interactions called by LIANA (magnitude_rank <= {cutoff:g}) per condition.", "bargraph",
+                            pconfig={"id": "tmeflow_communication_plot", "title": "Called interactions per condition"})
+    write_table(mqc, outdir / "communication_mqc.tsv", index=True, header_lines=header)
+    summary["skipped"] = skipped
+    write_json(summary, outdir / "communication_summary.json")
+    return summary
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow communication``."""
+    run_communication(args.input, args.outdir, params)

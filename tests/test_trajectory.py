@@ -1,0 +1,118 @@
+"""tmeflow trajectory: planted pseudotime and fates recovered on a simulated cohort; bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+
+def build_atlas(sim_dir: Path) -> ad.AnnData:
+    """Atlas from simulated samples: counts in layers['counts'], log1p CP10k in X, cell_type = truth."""
+    import scanpy as sc
+
+    adata = ad.concat([ad.read_h5ad(p) for p in sorted((sim_dir / "sc").glob("*.h5ad"))], merge="same", index_unique="-")
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    adata.obs["cell_type"] = adata.obs["true_cell_type"].astype(str)  # malignant epithelial cells are "malignant"
+    return adata
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[Path, dict]:
+    from tmeflow.cli import main
+
+    root = tmp_path_factory.mktemp("trajectory")
+    assert main(["simulate", "--outdir", str(root / "sim"), "--n_cells", "2500", "--n_patients", "3", "--n_sections", "0",
+                 "--n_bulk", "0", "--seed", "1"]) == 0
+    truth = json.loads((root / "sim" / "truth.json").read_text())["trajectory"]
+    atlas = root / "atlas.h5ad"
+    build_atlas(root / "sim").write_h5ad(atlas)
+    out = root / "out"
+    # malignant cells separate by patient (CNV) and batch: regress both out; one branching: 3 diffusion components
+    code = main(["trajectory", "--input", str(atlas), "--outdir", str(out), "--trajectory_subset", truth["cell_type"],
+                 "--trajectory_root_genes", ",".join(truth["early"]), "--trajectory_batch_key", "patient,batch",
+                 "--trajectory_n_pcs", "10", "--trajectory_n_dcs", "3", "--trajectory_n_states", "3"])
+    assert code == 0
+    return out, truth
+
+
+def test_pseudotime_and_fates_recover_planted_truth(planted):
+    out, truth = planted
+    adata = ad.read_h5ad(out / "trajectory.h5ad")
+    assert set(adata.obs["true_cell_type"]) == {truth["cell_type"]}
+    rho = spearmanr(adata.obs["pseudotime"], adata.obs["true_pseudotime"])[0]
+    assert rho >= 0.9, rho
+    fates = [c.removeprefix("fate_probability_") for c in adata.obs.columns if c.startswith("fate_probability_")]
+    assert len(fates) == 2
+    # each fate is the planted branch most of its terminal cells follow
+    terminal = adata.obs["terminal_state"].astype(str)
+    planted_of = {f: adata.obs.loc[terminal == f, "true_fate"].value_counts().idxmax() for f in fates}
+    assert sorted(planted_of.values()) == ["A", "B"]
+    branched = (adata.obs["true_pseudotime"] > truth["branch_point"]).to_numpy()
+    predicted = adata.obs["fate"].astype(str).map(planted_of).to_numpy()
+    accuracy = float((predicted[branched] == adata.obs["true_fate"].to_numpy()[branched]).mean())
+    assert accuracy >= 0.85, accuracy
+    # fate A is planted as enriched in metastasis: it is labelled the metastasis branch
+    fate_a = next(f for f, p in planted_of.items() if p == "A")
+    table = pd.read_csv(out / "trajectory_fates.tsv", sep="\t").set_index("fate")
+    assert table.loc[fate_a, "label"] == "metastasis branch"
+    assert fate_a == "metastasis_branch"
+
+
+def test_fate_genes_and_outputs(planted):
+    out, truth = planted
+    genes = pd.read_csv(out / "trajectory_fate_genes.tsv", sep="\t")
+    adata = ad.read_h5ad(out / "trajectory.h5ad")
+    terminal = adata.obs["terminal_state"].astype(str)
+    for fate in genes["fate"].unique():
+        branch = adata.obs.loc[terminal == fate, "true_fate"].value_counts().idxmax()
+        called = set(genes.loc[(genes["fate"] == fate) & genes["fate_gene"], "gene"])
+        planted_genes = set(truth[f"fate_{branch}"])
+        assert len(called & planted_genes) >= 10, (fate, called & planted_genes)
+        other = set(truth["fate_B" if branch == "A" else "fate_A"])
+        assert len(called & other) <= 2
+    enrichment = pd.read_csv(out / "trajectory_fate_enrichment.tsv", sep="\t")
+    assert {"fate", "gene_set", "overlap", "pvalue", "fdr"} <= set(enrichment.columns) and len(enrichment)
+    for name in ("trajectory_cells.tsv", "trajectory_fate_conditions.tsv", "trajectory_embedding.png", "trajectory_trends.png",
+                 "trajectory_summary.json", "trajectory_mqc.tsv"):
+        assert (out / name).is_file(), name
+    probs = adata.obs[[c for c in adata.obs.columns if c.startswith("fate_probability_")]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+
+
+def _tiny_atlas(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    genes = [f"G{i}" for i in range(40)]
+    counts = rng.poisson(1.0, size=(90, len(genes))).astype(np.float32)
+    counts[:, 0] = 0  # G0 is never expressed
+    obs = pd.DataFrame({"sample": "s1", "condition": "primary", "cell_type": np.repeat(["epithelial", "malignant", "T"], 30)},
+                       index=[f"c{i}" for i in range(90)])
+    adata = ad.AnnData(np.log1p(counts), obs=obs, var=pd.DataFrame(index=genes))
+    adata.layers["counts"] = counts
+    adata.write_h5ad(path)
+    return path
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--trajectory_root_type", "T"], "trajectory_root_type 'T' is not a cell type of the trajectory subset"),
+    (["--trajectory_root_genes", "G0"], "not expressed in the trajectory subset"),
+    (["--trajectory_root_genes", "Camp,Ltf"], "none of the trajectory_root_genes"),
+    (["--trajectory_subset", "hepatocyte"], "neither a compartment nor a cell type"),
+    (["--trajectory_batch_key", "nosuch"], "trajectory_batch_key 'nosuch'"),
+])
+def test_bad_inputs_exit_2_one_line(tmp_path, capsys, args, fragment):
+    from tmeflow.cli import main
+
+    atlas = _tiny_atlas(tmp_path / "atlas.h5ad")
+    code = main(["trajectory", "--input", str(atlas), "--outdir", str(tmp_path / "out"), "--trajectory_n_neighbors", "10", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and fragment in err[0] and err[0].startswith("tmeflow trajectory: error:")
+    assert not (tmp_path / "out").exists()
