@@ -1,0 +1,354 @@
+"""Cluster markers and automated major cell-type annotation.
+
+Method (sc-best-practices.org "Annotation"; Heumos et al. 2023 Nat Rev Genet):
+
+1. **Cluster markers**: Wilcoxon rank-sum tests of each cluster (``annotation_cluster_key``, default
+   the ``leiden`` clusters of ``tmeflow integrate``) against all other cells on the log-normalised
+   ``X`` (:func:`scanpy.tl.rank_genes_groups`, Benjamini-Hochberg), on at most 1,000 cells per
+   cluster (seeded) so large cohorts stay fast; the top ``n_marker_genes`` per cluster are written
+   with log2 fold changes and detection rates, and the top 3 per cluster are drawn as a dotplot.
+2. **Major cell types from canonical markers**: the bundled tables
+   ``resources/markers/major_<species>.tsv`` (T, NK, B, plasma, monocyte/macrophage, DC,
+   neutrophil, mast, epithelial, fibroblast, endothelial, smooth muscle/pericyte, hepatocyte,
+   cholangiocyte, erythroid, with sources in ``SOURCE.md``) or a user ``markers`` table. Every cell
+   is scored for every type by a univariate linear model (decoupler ``ulm``; Badia-i-Mompel et al.
+   2022, Bioinform Adv): the t-value of the slope of the cell's expression over all genes regressed
+   on marker membership. The scores are averaged per cluster; the cluster gets the best type, with
+   ``annotation_confidence`` = the margin between the best and the second-best cluster mean. A
+   cluster whose best score is below ``annotation_min_score`` or whose margin is below
+   ``annotation_min_margin`` is ``Unknown``. The ``proliferating`` genes are not a type: a cell with
+   a proliferation ULM score above 3 is flagged in ``obs['proliferating']``.
+3. **CellTypist** (optional; Domínguez Conde et al. 2022, Science): with a user-supplied model
+   file (never downloaded), logistic-regression labels with majority voting over the clusters are
+   added as ``obs['celltypist_label']`` / ``celltypist_majority`` / ``celltypist_conf``, next to the
+   marker-based call (which stays ``cell_type``).
+4. **Overrides**: a table ``cluster -> cell_type`` (optional ``compartment``) replaces the calls of
+   the clusters it names.
+
+Writes ``obs['cell_type']``, ``obs['compartment']`` (T/NK, B/plasma, myeloid, neutrophil, mast,
+epithelial, fibroblast, endothelial, perivascular, hepatocyte, erythroid, unknown),
+``obs['annotation_confidence']``; outputs ``annotated.h5ad``, ``annotation_markers.tsv``,
+``annotation_clusters_mqc.tsv``, ``annotation_scores.tsv``, ``annotation_dotplot_mqc.png``,
+``annotation_umap_mqc.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .errors import TmeflowInputError
+from .log import get_logger, timed
+
+logger = get_logger(__name__)
+
+UNKNOWN = "Unknown"
+FLAG_TYPES = ("proliferating",)
+PROLIFERATING_SCORE = 3.0
+MAX_CELLS_PER_CLUSTER_FOR_MARKERS = 1000
+MIN_GENES_PER_TYPE = 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Marker tables
+# ----------------------------------------------------------------------------------------------
+def bundled_markers(kind: str, species: str) -> Path:
+    """Path of a bundled marker table (``kind`` = ``major`` or ``subtypes``)."""
+    return Path(str(resources.files("tmeflow").joinpath("resources", "markers", f"{kind}_{species}.tsv")))
+
+
+def read_marker_table(path: str | Path, *, type_column: str = "cell_type", required=("gene",)) -> pd.DataFrame:
+    """Read a marker TSV (``cell_type``/``cell_type_fine``, ``compartment``, ``gene``[, ``source``])."""
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError("marker table not found", file=path)
+    try:
+        table = pd.read_csv(path, sep="\t", comment="#", dtype=str)
+    except Exception as exc:  # noqa: BLE001
+        raise TmeflowInputError(f"cannot read marker table ({exc})", file=path) from exc
+    for column in (type_column, *required):
+        if column not in table.columns:
+            raise TmeflowInputError(f"marker table lacks column '{column}' (has: {', '.join(table.columns)})", file=path, column=column)
+    table = table.dropna(subset=[type_column, "gene"])
+    table[type_column] = table[type_column].str.strip()
+    table["gene"] = table["gene"].str.strip()
+    if "compartment" not in table:
+        table["compartment"] = table[type_column]
+    table["compartment"] = table["compartment"].fillna(table[type_column])
+    return table
+
+
+def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "cell_type", file=None) -> pd.DataFrame:
+    """decoupler network (source, target, weight) of the marker genes present in ``genes``.
+
+    Types with fewer than 3 genes present are dropped (warning); no gene present at all fails."""
+    present = table[table["gene"].isin(set(genes))]
+    if present.empty:
+        raise TmeflowInputError(
+            f"none of the {table['gene'].nunique()} marker genes is in the data (e.g. {', '.join(table['gene'].head(3))}); "
+            "check the species and gene naming",
+            file=file,
+        )
+    counts = present.groupby(type_column)["gene"].nunique()
+    dropped = sorted(counts.index[counts < MIN_GENES_PER_TYPE].tolist() + sorted(set(table[type_column]) - set(counts.index)))
+    if dropped:
+        logger.warning("cell types with fewer than %d marker genes in the data are not scored: %s", MIN_GENES_PER_TYPE, ", ".join(dropped))
+    present = present[present[type_column].isin(counts.index[counts >= MIN_GENES_PER_TYPE])]
+    if present.empty:
+        raise TmeflowInputError(f"no cell type has {MIN_GENES_PER_TYPE} or more marker genes in the data", file=file)
+    present = present.drop_duplicates([type_column, "gene"])
+    return pd.DataFrame({"source": present[type_column].to_numpy(), "target": present["gene"].to_numpy(), "weight": 1.0})
+
+
+def species_of(adata) -> str:
+    if "species" in adata.obs and adata.obs["species"].nunique() == 1:
+        species = str(adata.obs["species"].iloc[0])
+        if species in ("human", "mouse"):
+            return species
+    mouse_like = np.mean([g[:1].isupper() and g[1:].islower() for g in adata.var_names[:2000] if g[:1].isalpha()])
+    return "mouse" if mouse_like > 0.5 else "human"
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------
+def score_column(cell_type: str) -> str:
+    """obs column of a type's score (no '/' or spaces, which HDF5 keys cannot hold)."""
+    return "score_" + "".join(c if c.isalnum() else "_" for c in cell_type)
+
+
+def ulm_scores(adata, net: pd.DataFrame) -> pd.DataFrame:
+    """Per-cell decoupler ULM t-values (cells x types) on the log-normalised ``X``."""
+    import decoupler as dc
+
+    scored = adata.__class__(X=adata.X, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+    dc.mt.ulm(data=scored, net=net, tmin=MIN_GENES_PER_TYPE, verbose=False)
+    scores = scored.obsm["score_ulm"]
+    if not isinstance(scores, pd.DataFrame):
+        scores = pd.DataFrame(np.asarray(scores), index=adata.obs_names, columns=sorted(net["source"].unique()))
+    return scores.fillna(0.0)
+
+
+def call_clusters(
+    cell_scores: pd.DataFrame, clusters: pd.Series, *, min_score: float, min_margin: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cluster means of the cell scores and the call per cluster (best type, margin, Unknown)."""
+    clusters = clusters.astype(str)
+    means = cell_scores.groupby(clusters.to_numpy(), observed=True).mean()
+    means.index.name = "cluster"
+    ordered = np.sort(means.to_numpy(), axis=1)
+    best = means.idxmax(axis=1)
+    top = ordered[:, -1]
+    second = ordered[:, -2] if means.shape[1] > 1 else np.full(len(means), -np.inf)
+    margin = top - second
+    calls = pd.DataFrame(
+        {
+            "cluster": means.index,
+            "n_cells": clusters.value_counts().reindex(means.index).to_numpy(),
+            "best_type": best.to_numpy(),
+            "best_score": top,
+            "second_type": [row.drop(b).idxmax() if len(row) > 1 else "" for (_, row), b in zip(means.iterrows(), best)],
+            "second_score": second,
+            "confidence": margin,
+        }
+    )
+    ambiguous = (calls["best_score"] < min_score) | (calls["confidence"] < min_margin)
+    calls["cell_type"] = np.where(ambiguous, UNKNOWN, calls["best_type"])
+    calls["call"] = np.where(ambiguous, "unknown (low score or margin)", "markers")
+    return calls, means
+
+
+def read_overrides(path: str | Path, clusters: set[str]) -> pd.DataFrame:
+    """Override table: columns ``cluster``, ``cell_type`` [, ``compartment``]."""
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError("annotation_overrides file not found", file=path)
+    table = pd.read_csv(path, sep=None, engine="python", dtype=str)
+    for column in ("cluster", "cell_type"):
+        if column not in table.columns:
+            raise TmeflowInputError(f"annotation_overrides lacks column '{column}'", file=path, column=column)
+    table["cluster"] = table["cluster"].str.strip()
+    unknown = sorted(set(table["cluster"]) - clusters)
+    if unknown:
+        raise TmeflowInputError(f"annotation_overrides names cluster(s) not in the data: {', '.join(unknown)}", file=path, column="cluster")
+    return table
+
+
+def run_celltypist(adata, model_path: str | Path, cluster_key: str) -> None:
+    """CellTypist labels from a local model file (majority voting over ``cluster_key``)."""
+    import celltypist
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise TmeflowInputError("celltypist_model file not found (models are never downloaded; give a local .pkl)", file=path)
+    try:
+        model = celltypist.models.Model.load(model=str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise TmeflowInputError(f"cannot load the CellTypist model ({type(exc).__name__})", file=path) from exc
+    shared = len(set(model.features) & set(adata.var_names))
+    if shared == 0:
+        raise TmeflowInputError("the CellTypist model shares no gene with the data", file=path)
+    data = adata.__class__(X=adata.X, obs=adata.obs[[cluster_key]].astype(str).copy(), var=pd.DataFrame(index=adata.var_names))
+    prediction = celltypist.annotate(data, model=model, majority_voting=True, over_clustering=cluster_key)
+    labels = prediction.predicted_labels
+    adata.obs["celltypist_label"] = pd.Categorical(labels["predicted_labels"].astype(str).to_numpy())
+    adata.obs["celltypist_majority"] = pd.Categorical(labels["majority_voting"].astype(str).to_numpy())
+    conf = prediction.probability_matrix.max(axis=1)
+    adata.obs["celltypist_conf"] = conf.to_numpy()
+    logger.info("CellTypist (%s, %d of its genes in the data): %d labels", path.name, shared, labels["majority_voting"].nunique())
+
+
+def find_markers(adata, cluster_key: str, n_genes: int, seed: int) -> pd.DataFrame:
+    """Wilcoxon markers per cluster (top ``n_genes``) on at most 1,000 cells per cluster."""
+    import scanpy as sc
+
+    rng = np.random.default_rng(seed)
+    codes = adata.obs[cluster_key].astype(str).to_numpy()
+    keep = []
+    for cluster in np.unique(codes):
+        members = np.flatnonzero(codes == cluster)
+        if len(members) > MAX_CELLS_PER_CLUSTER_FOR_MARKERS:
+            members = rng.choice(members, MAX_CELLS_PER_CLUSTER_FOR_MARKERS, replace=False)
+        keep.append(members)
+    sub = adata[np.sort(np.concatenate(keep))]
+    sub = sub.__class__(X=sub.X, obs=pd.DataFrame({cluster_key: pd.Categorical(sub.obs[cluster_key].astype(str))}, index=sub.obs_names),
+                        var=pd.DataFrame(index=sub.var_names))  # fmt: skip
+    groups = sub.obs[cluster_key].value_counts()
+    testable = groups.index[groups >= 2].tolist()
+    if len(testable) < 2:
+        return pd.DataFrame(columns=["cluster", "gene", "score", "logfoldchange", "pval", "pval_adj", "pct_in", "pct_out"])
+    sc.tl.rank_genes_groups(sub, cluster_key, groups=testable, method="wilcoxon", use_raw=False, pts=True)
+    table = sc.get.rank_genes_groups_df(sub, group=None)
+    if "group" not in table:
+        table.insert(0, "group", testable[0])
+    table = table.rename(columns={"group": "cluster", "names": "gene", "scores": "score", "logfoldchanges": "logfoldchange",
+                                  "pvals": "pval", "pvals_adj": "pval_adj", "pct_nz_group": "pct_in", "pct_nz_reference": "pct_out"})  # fmt: skip
+    table = table[table["logfoldchange"] > 0]
+    return table.groupby("cluster", observed=True, sort=False).head(n_genes).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage
+# ----------------------------------------------------------------------------------------------
+def annotate(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Markers, marker-based calls, CellTypist and overrides; writes obs columns in place."""
+    cluster_key = params["annotation_cluster_key"]
+    if cluster_key not in adata.obs:
+        raise TmeflowInputError(f"annotation_cluster_key '{cluster_key}' is not an obs column (run tmeflow integrate first)", column=cluster_key)
+    clusters = adata.obs[cluster_key].astype(str)
+    overrides = read_overrides(params["annotation_overrides"], set(clusters)) if params.get("annotation_overrides") else None
+    species = species_of(adata)
+    marker_file = params.get("markers") or bundled_markers("major", species)
+    table = read_marker_table(marker_file)
+    flags = table[table["cell_type"].isin(FLAG_TYPES)]
+    types = table[~table["cell_type"].isin(FLAG_TYPES)]
+    net = marker_network(types, adata.var_names, file=params.get("markers"))
+    compartments = types.drop_duplicates("cell_type").set_index("cell_type")["compartment"].to_dict()
+
+    with timed(logger, f"scoring {net['source'].nunique()} cell types ({species} markers) in {adata.n_obs} cells"):
+        scores = ulm_scores(adata, net)
+    calls, means = call_clusters(scores, clusters, min_score=params["annotation_min_score"], min_margin=params["annotation_min_margin"])
+    if not flags.empty and flags["gene"].isin(set(adata.var_names)).sum() >= MIN_GENES_PER_TYPE:
+        flag_scores = ulm_scores(adata, marker_network(flags, adata.var_names))
+        adata.obs["proliferating"] = (flag_scores.iloc[:, 0] > PROLIFERATING_SCORE).to_numpy()
+        calls["pct_proliferating"] = 100 * adata.obs["proliferating"].groupby(clusters.to_numpy(), observed=True).mean().reindex(calls["cluster"]).to_numpy()
+    for column in scores.columns:
+        adata.obs[score_column(column)] = scores[column].to_numpy(dtype=np.float32)
+
+    if params.get("celltypist_model"):
+        with timed(logger, "CellTypist"):
+            run_celltypist(adata, params["celltypist_model"], cluster_key)
+        majority = adata.obs["celltypist_majority"].astype(str).groupby(clusters.to_numpy(), observed=True).agg(lambda s: s.value_counts().index[0])
+        calls["celltypist"] = majority.reindex(calls["cluster"]).to_numpy()
+
+    calls["compartment"] = [compartments.get(t, "unknown") for t in calls["cell_type"]]
+    if overrides is not None:
+        for row in overrides.itertuples():
+            mask = calls["cluster"] == row.cluster
+            calls.loc[mask, "cell_type"] = row.cell_type
+            compartment = getattr(row, "compartment", None)
+            calls.loc[mask, "compartment"] = compartment if isinstance(compartment, str) and compartment else compartments.get(row.cell_type, "other")
+            calls.loc[mask, "call"] = "override"
+        logger.info("overrides applied to %d clusters", len(overrides))
+
+    by_cluster = calls.set_index("cluster")
+    adata.obs["cell_type"] = pd.Categorical(clusters.map(by_cluster["cell_type"]).to_numpy())
+    adata.obs["compartment"] = pd.Categorical(clusters.map(by_cluster["compartment"]).to_numpy())
+    adata.obs["annotation_confidence"] = clusters.map(by_cluster["confidence"]).to_numpy(dtype=np.float32)
+
+    with timed(logger, f"Wilcoxon markers of {clusters.nunique()} clusters"):
+        markers = find_markers(adata, cluster_key, params["n_marker_genes"], params["seed"])
+    markers.insert(1, "cell_type", markers["cluster"].astype(str).map(by_cluster["cell_type"]).to_numpy())
+    for row in calls.itertuples():
+        logger.info("cluster %s (%d cells): %s (best %s %.2f, second %s %.2f)", row.cluster, row.n_cells, row.cell_type, row.best_type,
+                    row.best_score, row.second_type, row.second_score)  # fmt: skip
+    return {"calls": calls, "scores": means.reset_index(), "markers": markers, "net": net}
+
+
+def plot_dotplot(adata, markers: pd.DataFrame, cluster_key: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    top = markers.groupby("cluster", observed=True, sort=False).head(3)
+    genes = list(dict.fromkeys(top["gene"]))[:120] or list(adata.var_names[:5])
+    labels = adata.obs[cluster_key].astype(str) + ": " + adata.obs["cell_type"].astype(str)
+    order = sorted(labels.unique(), key=lambda x: (len(x.split(":")[0]), x))
+    view = adata.__class__(X=adata[:, genes].X, obs=pd.DataFrame({"cluster": pd.Categorical(labels, categories=order)}, index=adata.obs_names),
+                           var=pd.DataFrame(index=genes))  # fmt: skip
+    dot = sc.pl.dotplot(view, genes, groupby="cluster", return_fig=True, show=False, standard_scale="var")
+    dot.make_figure()
+    return io.save_figure(dot.fig if hasattr(dot, "fig") else dot.get_axes()["mainplot_ax"].figure, path)
+
+
+def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params: dict[str, Any]) -> Path:
+    from .integrate import plot_umaps
+
+    cluster_key = params["annotation_cluster_key"]
+    header = io.multiqc_header("tmeflow_annotation", "Cluster annotation",
+                               "Major cell type per cluster from canonical markers (decoupler ULM); confidence = margin "
+                               "between the best and second-best type score.", "table")  # fmt: skip
+    calls = results["calls"].copy()
+    calls.insert(0, "Cluster", "cluster " + calls.pop("cluster").astype(str))
+    io.write_table(calls, outdir / "annotation_clusters_mqc.tsv", header_lines=header)
+    io.write_table(results["scores"], outdir / "annotation_scores.tsv")
+    io.write_table(results["markers"], outdir / "annotation_markers.tsv")
+    if len(results["markers"]):
+        plot_dotplot(adata, results["markers"], cluster_key, outdir / "annotation_dotplot_mqc.png")
+    if "X_umap" in adata.obsm:
+        keys = ["cell_type", "compartment", cluster_key] + (["celltypist_majority"] if "celltypist_majority" in adata.obs else [])
+        plot_umaps(adata, "X_umap", keys, "Annotation", outdir / "annotation_umap_mqc.png")
+    adata.uns.setdefault("tmeflow", {})["annotate"] = io.provenance("annotate", params)
+    return io.write_h5ad(adata, outdir / "annotated.h5ad")
+
+
+def run_annotate(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:
+    """Annotate ``input_path`` (integrated h5ad) into ``outdir/annotated.h5ad`` (+ tables, figures)."""
+    import anndata as ad
+
+    start = time.perf_counter()
+    input_path, outdir = Path(input_path), Path(outdir)
+    if not input_path.is_file():
+        raise TmeflowInputError("input h5ad not found", file=input_path)
+    for key in ("markers", "celltypist_model", "annotation_overrides"):
+        if params.get(key) and not Path(params[key]).is_file():
+            raise TmeflowInputError(f"{key} file not found", file=params[key])
+    adata = ad.read_h5ad(input_path)
+    results = annotate(adata, params)
+    path = write_outputs(adata, results, outdir, params)
+    counts = adata.obs["cell_type"].value_counts()
+    logger.info("annotated %d cells in %d clusters: %s (%.1f s)", adata.n_obs, len(results["calls"]),
+                ", ".join(f"{k} {v}" for k, v in counts.items()), time.perf_counter() - start)  # fmt: skip
+    return path
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    run_annotate(args.input, args.outdir, params)

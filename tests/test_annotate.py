@@ -1,0 +1,121 @@
+"""tmeflow annotate: major types recovered on the simulated cohort and on real breast-cancer data
+(Wu et al. 2021, CID4465); marker tables, overrides and CellTypist inputs checked."""
+
+from __future__ import annotations
+
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from _cohort import MAJOR_TO_SIM, SIM_TO_MAJOR, annotated, cid4465_annotated, integrated, qc_params
+from tmeflow import annotate
+from tmeflow.cli import main
+
+# Wu et al. 2021 celltype_major -> tmeflow major types. T-cells include their NK/NKT cells; PVL are
+# perivascular-like cells (smooth muscle/pericyte); cancer and normal epithelium are both epithelial.
+WU_TO_TMEFLOW = {
+    "CAFs": "fibroblast", "PVL": "smooth muscle/pericyte", "Endothelial": "endothelial", "Myeloid": "myeloid",
+    "Cancer Epithelial": "epithelial", "Normal Epithelial": "epithelial", "T-cells": "T/NK", "Plasmablasts": "plasma",
+    "B-cells": "B",
+}  # fmt: skip
+TMEFLOW_TO_WU_LEVEL = {"monocyte/macrophage": "myeloid", "DC": "myeloid", "T": "T/NK", "NK": "T/NK"}
+
+
+def test_simulated_major_types_recovered(tmp_path_factory):
+    adata = ad.read_h5ad(annotated(tmp_path_factory))
+    truth = adata.obs["true_cell_type"].astype(str).replace(SIM_TO_MAJOR)
+    called = adata.obs["cell_type"].astype(str).replace(MAJOR_TO_SIM)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(pd.crosstab(truth, called))
+    accuracy = (truth == called).mean()
+    print(f"simulated major-type accuracy: {accuracy:.3f}")
+    assert accuracy >= 0.90
+    assert set(adata.obs["compartment"].astype(str)) <= {"T/NK", "B/plasma", "myeloid", "neutrophil", "mast", "epithelial",
+                                                           "fibroblast", "endothelial", "perivascular", "unknown"}  # fmt: skip
+    out = annotated(tmp_path_factory).parent
+    markers = pd.read_csv(out / "annotation_markers.tsv", sep="\t")
+    # the top Wilcoxon markers of the T-cell clusters include the planted T markers
+    t_markers = set(markers.loc[markers["cell_type"] == "T"].groupby("cluster").head(25)["gene"])
+    assert {"CD3D", "CD3E", "CD2"} & t_markers
+    calls = pd.read_csv(out / "annotation_clusters_mqc.tsv", sep="\t", comment="#")
+    assert (calls["confidence"] > 0).all()
+    assert (out / "annotation_dotplot_mqc.png").stat().st_size > 0
+
+
+@pytest.mark.shared_data
+def test_cid4465_major_types_agree_with_authors(shared_data, tmp_path_factory):
+    result = ad.read_h5ad(cid4465_annotated(tmp_path_factory, shared_data))
+    folder = shared_data / "wu2021_CID4465_scRNA"
+    authors = pd.read_csv(folder / "cell_metadata.csv.gz", index_col=0).loc[result.obs["barcode"].to_numpy(), "celltype_major"]
+    table = pd.crosstab(pd.Series(authors.to_numpy(), name="Wu et al. 2021"), pd.Series(result.obs["cell_type"].astype(str).to_numpy(), name="tmeflow"))
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(table)
+    expected = authors.map(WU_TO_TMEFLOW).to_numpy()
+    called = result.obs["cell_type"].astype(str).replace(TMEFLOW_TO_WU_LEVEL).to_numpy()
+    accuracy = float(np.mean(expected == called))
+    print(f"CID4465 major-type accuracy: {accuracy:.3f} over {len(called)} cells")
+    assert accuracy >= 0.80
+
+
+def _one_line_error(capsys, argv):
+    code = main(argv)
+    logging.getLogger("tmeflow").handlers.clear()  # main() bound a handler to this test's captured stderr
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_marker_table_without_present_genes_fails(tmp_path, tmp_path_factory, capsys):
+    path = integrated(tmp_path_factory)
+    table = tmp_path / "markers.tsv"
+    table.write_text("cell_type\tcompartment\tgene\nalien\talien\tNOPE1\nalien\talien\tNOPE2\n")
+    err = _one_line_error(capsys, ["annotate", "--input", str(path), "--outdir", str(tmp_path / "o"), "--markers", str(table)])
+    assert "none of the 2 marker genes is in the data" in err
+    err = _one_line_error(capsys, ["annotate", "--input", str(path), "--outdir", str(tmp_path / "o"), "--celltypist_model", str(tmp_path / "no.pkl")])
+    assert "celltypist_model" in err and "not found" in err
+    assert not (tmp_path / "o" / "annotated.h5ad").exists()
+
+
+def test_user_markers_and_overrides(tmp_path, tmp_path_factory, capsys):
+    path = integrated(tmp_path_factory)
+    adata = ad.read_h5ad(path)
+    # user markers: only two types; everything else must then be one of them or Unknown
+    table = tmp_path / "markers.tsv"
+    table.write_text("cell_type\tcompartment\tgene\n" + "".join(f"Tcell\tT/NK\t{g}\n" for g in ("CD3D", "CD3E", "CD2", "TRAC"))
+                     + "".join(f"Bcell\tB/plasma\t{g}\n" for g in ("MS4A1", "CD79A", "CD79B", "CD19")))  # fmt: skip
+    first = adata.obs["leiden"].astype(str).iloc[0]
+    overrides = tmp_path / "overrides.tsv"
+    overrides.write_text(f"cluster\tcell_type\tcompartment\n{first}\tmy type\tmy compartment\n")
+    params = qc_params()
+    params.update(markers=str(table), annotation_overrides=str(overrides))
+    result = annotate.annotate(adata, params)
+    assert set(adata.obs["cell_type"].astype(str)) <= {"Tcell", "Bcell", annotate.UNKNOWN, "my type"}
+    is_first = adata.obs["leiden"].astype(str) == first
+    assert (adata.obs.loc[is_first, "cell_type"] == "my type").all()
+    assert (adata.obs.loc[is_first, "compartment"] == "my compartment").all()
+    true_t = adata.obs["true_cell_type"].astype(str) == "T"
+    assert (adata.obs.loc[true_t & ~is_first, "cell_type"] == "Tcell").mean() > 0.9
+    assert result["calls"].set_index("cluster").loc[first, "call"] == "override"
+    bad = tmp_path / "bad_overrides.tsv"
+    bad.write_text("cluster\tcell_type\n999\tX\n")
+    err = _one_line_error(capsys, ["annotate", "--input", str(path), "--outdir", str(tmp_path / "o"), "--annotation_overrides", str(bad)])
+    assert "999" in err
+
+
+def test_celltypist_with_a_local_model(tmp_path, tmp_path_factory):
+    celltypist = pytest.importorskip("celltypist")
+    adata = ad.read_h5ad(integrated(tmp_path_factory))
+    train = adata[::4, adata.var["highly_variable"].to_numpy()].copy()
+    model = celltypist.train(train, labels=train.obs["true_cell_type"].astype(str), feature_selection=False, max_iter=30,
+                             check_expression=False, n_jobs=1)  # fmt: skip
+    model.write(str(tmp_path / "tiny.pkl"))
+    params = qc_params()
+    params["celltypist_model"] = str(tmp_path / "tiny.pkl")
+    result = annotate.annotate(adata, params)
+    agreement = (adata.obs["celltypist_majority"].astype(str) == adata.obs["true_cell_type"].astype(str)).mean()
+    assert agreement > 0.9
+    assert "celltypist" in result["calls"] and adata.obs["celltypist_conf"].between(0, 1).all()
+    assert adata.obs["cell_type"].astype(str).str.len().gt(0).all()  # marker-based call kept as cell_type

@@ -1,0 +1,143 @@
+"""tmeflow integrate: Harmony fixes a planted batch effect without losing cell types; sparse PCA is
+exact; inputs that cannot be integrated fail with one line."""
+
+from __future__ import annotations
+
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from _cohort import integrated, qc_params
+from tmeflow import integrate
+from tmeflow.cli import main
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    path = integrated(tmp_path_factory)
+    metrics = pd.read_csv(path.parent / "integration_metrics_mqc.tsv", sep="\t", comment="#")
+    return path, metrics
+
+
+def test_harmony_improves_mixing_and_keeps_cell_types(cohort):
+    path, metrics = cohort
+    print(metrics.drop(columns=["Embedding"]).to_string())
+    for key in ("batch", "sample"):
+        rows = metrics[metrics["batch_key"] == key].set_index("embedding")
+        before, after = rows.loc["uncorrected"], rows.loc["harmony"]
+        assert after["ilisi"] > before["ilisi"] + 0.1, key
+        assert after["kbet_acceptance"] > before["kbet_acceptance"], key
+        if key == "batch":  # the corrected key
+            assert after["batch_asw"] > before["batch_asw"] + 0.1, key
+        else:  # samples of one batch already mix; correcting batches must not separate them
+            assert after["batch_asw"] > before["batch_asw"] - 0.02, key
+        assert after["graph_connectivity"] >= before["graph_connectivity"], key
+        assert after["label_asw"] >= 0.95 * before["label_asw"], key
+        assert after["clisi"] >= 0.95 * before["clisi"], key
+    by_batch = metrics[metrics["batch_key"] == "batch"].set_index("embedding")
+    assert by_batch.loc["uncorrected", "ilisi"] < 0.1  # the planted batch effect is real
+    assert by_batch.loc["harmony", "ilisi"] > 0.4
+
+
+def test_integrated_object_layout(cohort):
+    path, _ = cohort
+    adata = ad.read_h5ad(path)
+    qc_total = sum(ad.read_h5ad(p).layers["counts"].sum() for p in sorted((path.parent.parent / "qc").glob("*.qc.h5ad")))
+    assert adata.layers["counts"].sum() == pytest.approx(qc_total, rel=1e-6)  # raw counts kept
+    expm1 = np.expm1(adata.X[:5].toarray()).sum(axis=1)
+    assert np.allclose(expm1, 1e4, rtol=1e-3)  # log1p(CP10k)
+    assert adata.var["highly_variable"].sum() == 3000
+    assert adata.obsm["X_pca"].shape[1] == 50 and adata.obsm["X_pca_harmony"].shape[1] == 30
+    assert {"X_umap", "X_umap_uncorrected"} <= set(adata.obsm)
+    assert adata.obs["leiden"].nunique() >= 8
+    assert adata.uns["integration"]["use_rep"] == "X_pca_harmony"
+    for name in ("integration_umap_uncorrected_mqc.png", "integration_umap_corrected_mqc.png", "integration_clusters.tsv"):
+        assert (path.parent / name).stat().st_size > 0
+    # every true type sits mostly in clusters of its own (clusters are pure)
+    purity = pd.crosstab(adata.obs["leiden"], adata.obs["true_cell_type"]).pipe(lambda t: t.max(axis=1).sum() / t.to_numpy().sum())
+    assert purity > 0.95
+
+
+def test_sparse_pca_equals_dense_pca_of_the_regressed_scaled_matrix():
+    rng = np.random.default_rng(0)
+    rates = np.exp(rng.normal(size=(300, 5)) @ rng.normal(size=(5, 80)) * 0.6 - 1)  # rank-5 structure + Poisson noise
+    X = sp.csr_matrix(np.log1p(rng.poisson(rates)).astype(np.float32))
+    mito = rng.uniform(0, 20, 300)
+    result = integrate.sparse_pca(X, 10, covariates=mito, seed=0)
+    dense = X.toarray()
+    design = np.column_stack([np.ones(300), mito])
+    resid = dense - design @ np.linalg.lstsq(design, dense, rcond=None)[0]
+    resid /= resid.std(axis=0, ddof=1)
+    u, s, vt = np.linalg.svd(resid, full_matrices=False)
+    for i in range(5):  # same leading components up to sign
+        corr = np.corrcoef(result["scores"][:, i], u[:, i] * s[i])[0, 1]
+        assert abs(corr) > 0.999
+    assert np.allclose(result["variance"][:5], (s[:5] ** 2) / 299, rtol=1e-4)
+    assert np.allclose(result["variance"], (s[:10] ** 2) / 299, rtol=2e-2)  # noise components: randomised SVD
+    assert np.allclose(result["variance_ratio"].sum(), (s[:10] ** 2).sum() / (s**2).sum(), rtol=2e-2)
+
+
+def _tiny(path, sample, genes, batch="b1", species="human", n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = sp.csr_matrix(rng.poisson(1.0, size=(n, len(genes))).astype(np.float32))
+    obs = pd.DataFrame({"sample": sample, "patient": "p", "condition": "c", "tissue": "t", "species": species, "batch": batch},
+                       index=[f"{sample}_{i}" for i in range(n)])  # fmt: skip
+    adata = ad.AnnData(X=counts.copy(), obs=obs, var=pd.DataFrame(index=genes))
+    adata.layers["counts"] = counts
+    adata.write_h5ad(path)
+    return path
+
+
+def _one_line_error(capsys, argv):
+    code = main(argv)
+    logging.getLogger("tmeflow").handlers.clear()  # main() bound a handler to this test's captured stderr
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_disjoint_gene_sets_fail_naming_the_sample(tmp_path, capsys):
+    genes = [f"G{i}" for i in range(600)]
+    a = _tiny(tmp_path / "A.qc.h5ad", "A", genes)
+    b = _tiny(tmp_path / "B.qc.h5ad", "B", genes)
+    c = _tiny(tmp_path / "C.qc.h5ad", "C", [f"ENSG{i}" for i in range(600)])
+    err = _one_line_error(capsys, ["integrate", "--input", str(a), str(b), str(c), "--outdir", str(tmp_path / "out")])
+    assert "C (0 of 600 genes shared)" in err and "min_shared_genes" in err
+    assert not (tmp_path / "out" / "integrated.h5ad").exists()
+
+
+def test_bad_inputs_exit_2(tmp_path, capsys):
+    genes = [f"G{i}" for i in range(600)]
+    a = _tiny(tmp_path / "A.qc.h5ad", "A", genes)
+    m = _tiny(tmp_path / "M.qc.h5ad", "M", genes, species="mouse")
+    assert "mix species" in _one_line_error(capsys, ["integrate", "--input", str(a), str(m), "--outdir", str(tmp_path / "o")])
+    err = _one_line_error(capsys, ["integrate", "--input", str(a), "--batch_key", "lane", "--outdir", str(tmp_path / "o")])
+    assert "batch_key 'lane'" in err
+    err = _one_line_error(capsys, ["integrate", "--input", str(tmp_path / "missing.h5ad"), "--outdir", str(tmp_path / "o")])
+    assert "not found" in err
+
+
+def test_single_sample_skips_correction_and_scvi_runs_on_cpu(tmp_path, tmp_path_factory, caplog):
+    qc = sorted((integrated(tmp_path_factory).parent.parent / "qc").glob("*.qc.h5ad"))
+    params = qc_params()
+    params.update(n_top_genes=500, pca_comps=20, n_pcs=10)
+    out = integrate.run_integrate(qc[:1], tmp_path / "single", params)
+    single = ad.read_h5ad(out)
+    assert single.uns["integration"]["method"] == "none" and "X_pca_harmony" not in single.obsm
+    assert "single batch" in caplog.text
+    # scVI, 1 epoch on the CPU, on two samples of different batches
+    batches = {str(ad.read_h5ad(p, backed="r").obs["batch"].iloc[0]): p for p in qc}
+    assert len(batches) == 2
+    params.update(batch_correction="scvi", scvi_max_epochs=1, scvi_n_latent=8)
+    out = integrate.run_integrate(list(batches.values()), tmp_path / "scvi", params)
+    adata = ad.read_h5ad(out)
+    assert adata.obsm["X_scVI"].shape == (adata.n_obs, 8)
+    assert np.isfinite(adata.obsm["X_scVI"]).all()
+    assert adata.uns["integration"]["use_rep"] == "X_scVI"
+    metrics = pd.read_csv(tmp_path / "scvi" / "integration_metrics_mqc.tsv", sep="\t", comment="#")
+    assert set(metrics["embedding"]) == {"uncorrected", "scvi"}

@@ -1,0 +1,57 @@
+"""tmeflow subcluster: compartments re-clustered into fine subtypes; small compartments keep their
+major type; CAF subtypes agree with Wu et al. 2021 on CID4465."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from _cohort import annotated, cid4465_annotated, qc_params
+from tmeflow import subcluster
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    params = qc_params()
+    params.update(subcluster_min_cells=100, subcluster_n_top_genes=1000)
+    out = tmp_path_factory.mktemp("subcluster")
+    return ad.read_h5ad(subcluster.run_subcluster(annotated(tmp_path_factory), out, params)), out
+
+
+def test_fine_types_on_simulated_cohort(simulated):
+    adata, out = simulated
+    obs = adata.obs
+    sizes = obs["compartment"].astype(str).value_counts()
+    small = sizes.index[sizes < 100]
+    for compartment in small:  # e.g. neutrophils (~90 cells), mast cells: not re-clustered
+        cells = obs["compartment"].astype(str) == compartment
+        assert (obs.loc[cells, "cell_type_fine"].astype(str) == obs.loc[cells, "cell_type"].astype(str)).all()
+    calls = pd.read_csv(out / "subcluster_calls_mqc.tsv", sep="\t", comment="#")
+    assert {"T/NK", "B/plasma", "epithelial"} <= set(calls["compartment"])
+    # planted NK and plasma programmes are recovered as the NK and plasma subtypes
+    for true_type, fine in (("NK", "NK"), ("plasma", "plasma")):
+        cells = obs["true_cell_type"].astype(str) == true_type
+        assert (obs.loc[cells, "cell_type_fine"].astype(str) == fine).mean() > 0.8, true_type
+    tnk = obs["compartment"].astype(str) == "T/NK"
+    assert obs.loc[tnk, "subcluster"].astype(str).str.startswith("T/NK:").all()
+    assert np.isfinite(adata.obsm["X_umap_subcluster"][tnk.to_numpy()]).all()
+    assert (out / "subcluster_umap_T_NK.png").stat().st_size > 0
+    assert len(pd.read_csv(out / "subcluster_markers.tsv", sep="\t"))
+
+
+@pytest.mark.shared_data
+def test_cid4465_caf_subtypes_agree_with_authors(shared_data, tmp_path_factory, tmp_path):
+    adata = ad.read_h5ad(subcluster.run_subcluster(cid4465_annotated(tmp_path_factory, shared_data), tmp_path, qc_params()))
+    minor = pd.read_csv(shared_data / "wu2021_CID4465_scRNA" / "cell_metadata.csv.gz", index_col=0).loc[adata.obs["barcode"].to_numpy(), "celltype_minor"]
+    fine = pd.Series(adata.obs["cell_type_fine"].astype(str).to_numpy(), index=minor.index)
+    cafs = minor.isin(["CAFs MSC iCAF-like", "CAFs myCAF-like"]) & fine.isin(["iCAF", "myCAF"])
+    table = pd.crosstab(minor[cafs], fine[cafs])
+    print(table)
+    expected = minor[cafs].map({"CAFs MSC iCAF-like": "iCAF", "CAFs myCAF-like": "myCAF"})
+    agreement = (expected == fine[cafs]).mean()
+    print(f"CAF subtype agreement with Wu et al. 2021: {agreement:.3f} over {cafs.sum()} cells")
+    assert cafs.sum() > 300 and agreement >= 0.75
+    macrophages = minor == "Macrophage"
+    assert fine[macrophages].isin(["C1Q+ macrophage", "SPP1+ macrophage", "monocyte/macrophage"]).mean() > 0.8
