@@ -701,8 +701,21 @@ def check_stage_command(
     stage_params = [p for group in stage_spec.param_groups for p in schema["$defs"][group]["properties"]]
     flags = re.findall(r"(?:^|\s)--([A-Za-z][\w-]*)", args)
     flags_in_source = set(re.findall(r"--([A-Za-z][\w-]*)", scan(source).no_comments))  # conditional ones too
+    # File parameters are staged as path inputs of the process and passed by the script itself
+    staged = {
+        flag
+        for variable, (given, _) in script_locals(sections.get("script", "")).items()
+        if re.search(r"\$\{?\s*%s\b" % re.escape(variable), command)
+        for flag in re.findall(r"--([A-Za-z][\w-]*)", given)
+    }
+    properties = schema_properties(schema)
     for param in stage_params:
-        if param not in flags_in_source:
+        if properties[param].get("format") == "file-path":
+            if param in flags_in_source:
+                problems.append(f"{name}: ext.args passes the file parameter --{param}; stage it as a path input")
+            elif param not in staged:
+                problems.append(f"{name}: file parameter --{param} is neither staged as an input nor passed by the script")
+        elif param not in flags_in_source:
             problems.append(f"{name}: ext.args of {process} does not pass --{param} (schema group of `tmeflow {called}`)")
     for flag in sorted({f for f in flags if flags.count(f) > 1}):
         problems.append(f"{name}: ext.args passes --{flag} more than once")
@@ -1041,6 +1054,8 @@ def render_withname_block(stage: str, schema: dict[str, Any]) -> str:
     items = []
     for group in get_stage(stage).param_groups:
         for param, spec in schema["$defs"][group]["properties"].items():
+            if spec.get("format") == "file-path":  # staged as a path input of the process instead
+                continue
             quoted = spec.get("type") == "string" and "enum" not in spec
             value = f"'${{params.{param}}}'" if quoted else f"${{params.{param}}}"
             item = f'"--{param} {value}"'

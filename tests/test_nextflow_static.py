@@ -399,3 +399,13 @@ def test_output_check_reports_unmatched_globs(tmp_path):
     (stage_dir / "S1.qc.h5ad").unlink()
     assert any("optional output" in p for p in ns.check_outputs_produced(text, stage_dir, ["S1", "S2"]))
     assert any("wrote no" in p for p in ns.check_outputs_produced(text, tmp_path / "nothing", ["S1"]))
+
+
+def test_stage_command_check_reports_file_params_not_staged():
+    annotate = REPO / "modules" / "local" / "annotate" / "main.nf"
+    config = MODULES_CONFIG.read_text()
+    assert ns.check_stage_command(annotate.read_text(), config, SCHEMA, stage="annotate") == []
+    unstaged = annotate.read_text().replace("${markers_arg}", "")
+    assert any("--markers is neither staged" in p for p in ns.check_stage_command(unstaged, config, SCHEMA, stage="annotate"))
+    via_args = config.replace('"--n_marker_genes ${params.n_marker_genes}",', '"--n_marker_genes ${params.n_marker_genes}", "--markers ${params.markers}",')
+    assert any("passes the file parameter --markers" in p for p in ns.check_stage_command(annotate.read_text(), via_args, SCHEMA, stage="annotate"))

@@ -7,6 +7,8 @@
 include { SC_QC                  } from '../subworkflows/local/sc_qc'
 include { COHORT_ATLAS           } from '../subworkflows/local/cohort_atlas'
 include { COMPARE_CONDITIONS     } from '../subworkflows/local/compare_conditions'
+include { TRAJECTORY             } from '../modules/local/trajectory'
+include { COMMUNICATION          } from '../modules/local/communication'
 include { SPATIAL                } from '../subworkflows/local/spatial'
 include { BULK_VALIDATION        } from '../subworkflows/local/bulk_validation'
 include { MULTIQC                } from '../modules/local/multiqc'
@@ -47,6 +49,14 @@ workflow TMEFLOW {
     COMPARE_CONDITIONS ( ch_atlas, ch_signatures )
     ch_versions      = ch_versions.mix(COMPARE_CONDITIONS.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(COMPARE_CONDITIONS.out.mqc)
+
+    //
+    // Trajectories and cell-cell communication on the atlas
+    //
+    TRAJECTORY ( ch_atlas )
+    COMMUNICATION ( ch_atlas )
+    ch_versions      = ch_versions.mix(TRAJECTORY.out.versions, COMMUNICATION.out.versions)
+    ch_multiqc_files = ch_multiqc_files.mix(TRAJECTORY.out.mqc, COMMUNICATION.out.mqc)
 
     //
     // Spatial sections (fan-out per section), with the atlas as deconvolution reference

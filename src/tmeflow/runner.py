@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -43,18 +44,90 @@ class _Pipeline:
             self.stages_run.append(stage)
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
 
+    def run(self, stage: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call one stage's ``run_<stage>`` and record it."""
+        logger.info("stage %s", stage)
+        started = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.record(stage, started)
+        return result
+
 
 def _run_sc_qc(pipeline: _Pipeline, rows: list[SampleRow]) -> list[Path]:
+    """QC of each single-cell sample, as the SC_QC subworkflow."""
     from .qc import run_qc
 
-    h5ads = []
-    for row in rows:
-        started = time.perf_counter()
-        result = run_qc(row.data, row.meta(), pipeline.stage_dir("qc"), pipeline.params)
-        pipeline.record("qc", started)
-        if result.h5ad is not None:
-            h5ads.append(result.h5ad)
+    results = [pipeline.run("qc", run_qc, row.data, row.meta(), pipeline.stage_dir("qc"), pipeline.params) for row in rows]
+    h5ads = [result.h5ad for result in results if result.h5ad is not None]
+    if not h5ads:
+        raise TmeflowInputError("no single-cell sample passed QC; relax the QC filters")
     return h5ads
+
+
+def _run_atlas(pipeline: _Pipeline, qc_h5ads: list[Path]) -> Path:
+    """integrate -> annotate -> cnv -> subcluster, as the COHORT_ATLAS subworkflow."""
+    from .annotate import run_annotate
+    from .cnv import run_cnv
+    from .integrate import run_integrate
+    from .subcluster import run_subcluster
+
+    params = pipeline.params
+    integrated = pipeline.run("integrate", run_integrate, sorted(qc_h5ads), pipeline.stage_dir("integrate"), params)
+    annotated = pipeline.run("annotate", run_annotate, integrated, pipeline.stage_dir("annotate"), params)
+    cnv_outputs = pipeline.run("cnv", run_cnv, annotated, pipeline.stage_dir("cnv"), params)
+    return pipeline.run("subcluster", run_subcluster, cnv_outputs["h5ad"], pipeline.stage_dir("subcluster"), params)
+
+
+def _run_compare_conditions(pipeline: _Pipeline, atlas: Path, signatures: list[Path]) -> None:
+    """composition, de -> pathways, as the COMPARE_CONDITIONS subworkflow."""
+    from .composition import run_composition
+    from .de import run_de
+    from .pathways import run_pathways
+
+    params = pipeline.params
+    pipeline.run("composition", run_composition, atlas, pipeline.stage_dir("composition"), params)
+    de_dir = pipeline.stage_dir("de")
+    summary = pipeline.run("de", run_de, atlas, de_dir, params)
+    de_tables = [str(de_dir / f"de_{contrast}.tsv") for contrast in summary["contrasts"]]
+    pipeline.run("pathways", run_pathways, atlas, de_tables, [str(p) for p in signatures], pipeline.stage_dir("pathways"), params)
+
+
+def _run_trajectory_and_communication(pipeline: _Pipeline, atlas: Path) -> None:
+    """trajectory and communication, as the TRAJECTORY and COMMUNICATION subworkflows."""
+    from .communication import run_communication
+    from .trajectory import run_trajectory
+
+    pipeline.run("trajectory", run_trajectory, atlas, pipeline.stage_dir("trajectory"), pipeline.params)
+    pipeline.run("communication", run_communication, atlas, pipeline.stage_dir("communication"), pipeline.params)
+
+
+def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> None:
+    """Per section: spatial_qc -> deconvolve -> spatial_analysis, as the SPATIAL subworkflow."""
+    from .deconvolve import run_deconvolve
+    from .spatial_analysis import run_spatial_analysis
+    from .spatial_qc import run_spatial_qc
+
+    params = pipeline.params
+    for row in rows:
+        section = pipeline.run("spatial_qc", run_spatial_qc, row.data, row.meta(), pipeline.stage_dir("spatial_qc"), params)
+        deconvolved = pipeline.run(
+            "deconvolve", run_deconvolve, section, atlas, pipeline.stage_dir("deconvolve"), params, sample=row.sample
+        )
+        pipeline.run(
+            "spatial_analysis", run_spatial_analysis, deconvolved, pipeline.stage_dir("spatial_analysis"), params,
+            region_annotation=row.region_annotation,
+        )
+
+
+def _run_bulk(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path, signatures: list[Path]) -> None:
+    """One bulk cohort per bulk row, as the BULK_VALIDATION subworkflow."""
+    from .bulk import run_bulk
+
+    for row in rows:
+        pipeline.run(
+            "bulk", run_bulk, row.data, row.clinical, pipeline.stage_dir("bulk"), pipeline.params,
+            reference=atlas, signatures=[str(p) for p in signatures],
+        )
 
 
 def _write_samplesheet(rows: list[SampleRow], path: Path) -> None:
@@ -64,6 +137,12 @@ def _write_samplesheet(rows: list[SampleRow], path: Path) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({column: getattr(row, column) or "" for column in columns})
+
+
+def _existing(path: str, parameter: str) -> Path:
+    if not Path(path).is_file():
+        raise TmeflowInputError(f"{parameter} file not found: {path}")
+    return Path(path)
 
 
 def software_versions() -> dict[str, str]:
@@ -77,6 +156,7 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
     sc_rows = [row for row in rows if row.modality == "sc"]
     if not sc_rows:
         raise TmeflowInputError("the samplesheet has no single-cell (modality sc) samples", file=samplesheet, column="modality")
+    signatures = [_existing(path, "signatures") for path in (params.get("signatures") or "").split(",") if path]
     info = outdir / "pipeline_info"
     _write_samplesheet(rows, info / "samplesheet.valid.csv")
     io.write_json(params, info / "params.json")
@@ -84,6 +164,11 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
     started = time.perf_counter()
     qc_h5ads = _run_sc_qc(pipeline, sc_rows)
     logger.info("QC kept %d of %d single-cell samples", len(qc_h5ads), len(sc_rows))
+    atlas = _run_atlas(pipeline, qc_h5ads)
+    _run_compare_conditions(pipeline, atlas, signatures)
+    _run_trajectory_and_communication(pipeline, atlas)
+    _run_spatial(pipeline, [row for row in rows if row.modality == "spatial"], atlas)
+    _run_bulk(pipeline, [row for row in rows if row.modality == "bulk"], atlas, signatures)
     summary = {
         "tmeflow_version": __version__,
         "stages": pipeline.stages_run,

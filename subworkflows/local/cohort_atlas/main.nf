@@ -23,9 +23,14 @@ workflow COHORT_ATLAS {
         .map { h5ads -> [ [ id: 'cohort' ], h5ads ] }
 
     INTEGRATE ( ch_cohort )
-    ANNOTATE ( INTEGRATE.out.h5ad )
+    ANNOTATE (
+        INTEGRATE.out.h5ad,
+        optionalFile(params.markers),
+        optionalFile(params.celltypist_model),
+        optionalFile(params.annotation_overrides)
+    )
     CNV ( ANNOTATE.out.h5ad )
-    SUBCLUSTER ( CNV.out.h5ad )
+    SUBCLUSTER ( CNV.out.h5ad, optionalFile(params.subtype_markers) )
 
     ch_versions = ch_versions.mix(
         INTEGRATE.out.versions, ANNOTATE.out.versions, CNV.out.versions, SUBCLUSTER.out.versions
@@ -36,4 +41,11 @@ workflow COHORT_ATLAS {
     atlas    = SUBCLUSTER.out.h5ad // channel: [ val(meta), path(h5ad) ], the annotated atlas
     mqc      = ch_mqc              // channel: path(*_mqc.*)
     versions = ch_versions         // channel: path(versions.yml)
+}
+
+//
+// A user file given by a parameter, or [] (nf-core's "no file") when the parameter is unset
+//
+def optionalFile(path) {
+    return path ? file(path, checkIfExists: true) : []
 }

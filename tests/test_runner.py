@@ -1,0 +1,59 @@
+"""`tmeflow run`: the embedded runner executes every pipeline stage and writes the published layout."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import pandas as pd
+
+from tmeflow.cli import main
+from tmeflow.samplesheet import read_samplesheet
+from tmeflow.stages import pipeline_stage_names
+
+
+def test_run_executes_every_pipeline_stage(pipeline_results):
+    summary = json.loads((pipeline_results / "pipeline_info" / "run_summary.json").read_text())
+    assert sorted(summary["stages"]) == sorted(pipeline_stage_names())
+
+
+def test_qc_outputs_per_sample(pipeline_results, simulated_cohort):
+    sc_samples = [row.sample for row in read_samplesheet(simulated_cohort / "samplesheet.csv") if row.modality == "sc"]
+    for sample in sc_samples:
+        kept = ad.read_h5ad(pipeline_results / "qc" / f"{sample}.qc.h5ad", backed="r")
+        stats = pd.read_csv(pipeline_results / "qc" / f"{sample}.qc_stats_mqc.tsv", sep="\t", comment="#")
+        assert stats.loc[0, "cells_kept"] == kept.n_obs > 0
+        assert "counts" in kept.layers and "true_cell_type" in kept.obs
+    valid = pd.read_csv(pipeline_results / "pipeline_info" / "samplesheet.valid.csv")
+    assert set(sc_samples) <= set(valid["sample"])
+
+
+def test_run_rejects_a_bad_samplesheet_before_writing(tmp_path, capsys):
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("sample,patient,condition,tissue,species,batch,modality,data\nS1,P1,primary,t,human,b1,sc,nope.h5ad\n")
+    outdir = tmp_path / "results"
+    assert main(["run", "--input", str(sheet), "--outdir", str(outdir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "row 2, column data" in err
+    assert not outdir.exists()
+
+
+def test_test_profile_and_params_file_agree(repo_root):
+    """conf/test.config (Nextflow) and assets/test/params.yaml (tmeflow run) run the same test."""
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(repo_root / "tests"))
+    from nf_static import params_assignments, parse_groovy_literal
+
+    config = {name: source for name, source in params_assignments((repo_root / "conf" / "test.config").read_text()).items()}
+    params_file = yaml.safe_load((repo_root / "assets" / "test" / "params.yaml").read_text())
+    assert set(config) == set(params_file)
+    assert config.pop("input").strip("\"'").endswith(params_file.pop("input"))
+    assert {name: parse_groovy_literal(source) for name, source in config.items()} == params_file
+
+
+def test_bundled_test_samplesheet_is_valid(repo_root):
+    rows = read_samplesheet(repo_root / "assets" / "test" / "cohort" / "samplesheet.csv")
+    assert {row.modality for row in rows} == {"sc", "spatial", "bulk"}
