@@ -87,3 +87,23 @@ def cid4465_annotated(tmp_path_factory, shared_data) -> Path:
         run_integrate([root / "CID4465.qc.h5ad"], root / "int", params)
         run_annotate(root / "int" / "integrated.h5ad", root / "ann", params)
     return out
+
+
+def atlas_from_simulation(sim_dir: Path, *, with_malignant: bool = False) -> ad.AnnData:
+    """An atlas straight from simulated samples (no pipeline): raw counts in ``layers['counts']``,
+    log1p CP10k in ``X``, ``cell_type`` = ``true_cell_type`` (malignant epithelium is "malignant")
+    and, with ``with_malignant``, ``malignant`` = ``true_malignant``."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    parts = [ad.read_h5ad(path) for path in sorted((Path(sim_dir) / "sc").glob("*.h5ad"))]
+    atlas = ad.concat(parts, merge="same", index_unique="-")
+    atlas.obs["cell_type"] = atlas.obs["true_cell_type"].astype(str).astype("category")
+    if with_malignant:
+        atlas.obs["malignant"] = atlas.obs["true_malignant"].astype(bool)
+    counts = sp.csr_matrix(atlas.X, dtype=np.float32)
+    atlas.layers["counts"] = counts.copy()
+    normalised = sp.diags(1e4 / np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1)) @ counts
+    normalised.data = np.log1p(normalised.data)
+    atlas.X = sp.csr_matrix(normalised, dtype=np.float32)
+    return atlas

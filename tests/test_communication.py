@@ -9,18 +9,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from _cohort import atlas_from_simulation
 
 
-def build_atlas(sim_dir: Path) -> ad.AnnData:
-    """Atlas from simulated samples: counts in layers['counts'], log1p CP10k in X, cell_type = truth."""
-    import scanpy as sc
-
-    adata = ad.concat([ad.read_h5ad(p) for p in sorted((sim_dir / "sc").glob("*.h5ad"))], merge="same", index_unique="-")
-    adata.layers["counts"] = adata.X.copy()
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    adata.obs["cell_type"] = adata.obs["true_cell_type"].astype(str)
-    return adata
 
 
 def simulate(outdir: Path, *extra: str) -> Path:
@@ -40,7 +31,7 @@ def planted(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("communication")
     sim = simulate(root / "sim")
     atlas = root / "atlas.h5ad"
-    build_atlas(sim).write_h5ad(atlas)
+    atlas_from_simulation(sim).write_h5ad(atlas)
     out = root / "out"
     code = main(["communication", "--input", str(atlas), "--outdir", str(out), "--contrast", "metastasis,primary",
                  "--communication_n_perms", "50", "--communication_per_sample", "false"])
@@ -88,7 +79,7 @@ def test_null_cohort_has_no_differential_interaction(tmp_path):
     from tmeflow.composition import sample_table
     from tmeflow.params import defaults
 
-    adata = build_atlas(simulate(tmp_path / "sim", "--conditions", "primary,recurrent", "--n_batches", "1"))
+    adata = atlas_from_simulation(simulate(tmp_path / "sim", "--conditions", "primary,recurrent", "--n_batches", "1"))
     _, resource = load_resource("", "human", adata.var_names)
     pathways, _ = pathway_map(resource)
     cell_types = sorted(adata.obs["cell_type"].unique())

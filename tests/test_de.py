@@ -10,28 +10,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from _cohort import atlas_from_simulation
 from tmeflow.cli import main
 
 AUPRC_FLOOR = 0.7
 
 
-def build_atlas(sim_dir, path):
-    """Concatenate simulated samples: cell_type = true_cell_type, counts layer, log1p CP10k in X."""
-    parts = []
-    for file in sorted((sim_dir / "sc").glob("*.h5ad")):
-        part = ad.read_h5ad(file)
-        part.obs_names = [f"{part.obs['sample'].iat[0]}_{b}" for b in part.obs_names]
-        parts.append(part)
-    atlas = ad.concat(parts, merge="same")
-    atlas.obs["cell_type"] = atlas.obs["true_cell_type"].astype(str).astype("category")
-    atlas.obs["malignant"] = atlas.obs["true_malignant"].astype(bool)
-    counts = sp.csr_matrix(atlas.X, dtype=np.float32)
-    atlas.layers["counts"] = counts.copy()
-    x = sp.diags(1e4 / np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1)) @ counts
-    x.data = np.log1p(x.data)
-    atlas.X = sp.csr_matrix(x, dtype=np.float32)
-    atlas.write_h5ad(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +24,8 @@ def cohort(tmp_path_factory):
     assert main(["simulate", "--outdir", str(base / "sim"), "--n_cells", "4000", "--n_patients", "6", "--seed", "5",
                  "--conditions", "primary,metastasis", "--n_genes", "1500", "--n_sections", "0", "--n_bulk", "0"]) == 0
     truth = json.loads((base / "sim" / "truth.json").read_text())
-    return build_atlas(base / "sim", base / "atlas.h5ad"), truth
+    atlas_from_simulation(base / "sim", with_malignant=True).write_h5ad(base / "atlas.h5ad")
+    return base / "atlas.h5ad", truth
 
 
 def _auprc(table: pd.DataFrame, truth: dict) -> float:

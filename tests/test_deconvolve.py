@@ -70,7 +70,7 @@ def test_nnls_recovers_planted_proportions(simulated_cohort):
     assert {"malignant", "fibroblast", "T", "myeloid", "endothelial"} <= set(major)
     assert (r[major] >= 0.8).all(), r[major]
     assert adata.obs["dominant_type"].isin(proportions.columns).all()
-    assert f"prop_malignant" in adata.obs and adata.uns["deconvolution"]["method"] == "nnls"
+    assert "prop_malignant" in adata.obs and adata.uns["deconvolution"]["method"] == "nnls"
     sample = path.name.split(".")[0]
     table = pd.read_csv(path.parent / f"{sample}.deconvolution_proportions.tsv", sep="\t", index_col=0)
     assert table.shape == proportions.shape

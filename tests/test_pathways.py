@@ -8,26 +8,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 
+from _cohort import atlas_from_simulation
 from tmeflow.cli import main
 
 
-def _build_atlas(sim_dir, path):
-    parts = []
-    for file in sorted((sim_dir / "sc").glob("*.h5ad")):
-        part = ad.read_h5ad(file)
-        part.obs_names = [f"{part.obs['sample'].iat[0]}_{b}" for b in part.obs_names]
-        parts.append(part)
-    atlas = ad.concat(parts, merge="same")
-    atlas.obs["cell_type"] = atlas.obs["true_cell_type"].astype(str).astype("category")
-    counts = sp.csr_matrix(atlas.X, dtype=np.float32)
-    atlas.layers["counts"] = counts.copy()
-    x = sp.diags(1e4 / np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1)) @ counts
-    x.data = np.log1p(x.data)
-    atlas.X = sp.csr_matrix(x, dtype=np.float32)
-    atlas.write_h5ad(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +21,8 @@ def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("pathways")
     assert main(["simulate", "--outdir", str(base / "sim"), "--n_cells", "2400", "--n_patients", "3", "--seed", "11",
                  "--conditions", "primary,metastasis", "--n_genes", "1500", "--n_sections", "0", "--n_bulk", "0"]) == 0
-    atlas = _build_atlas(base / "sim", base / "atlas.h5ad")
+    atlas = base / "atlas.h5ad"
+    atlas_from_simulation(base / "sim").write_h5ad(atlas)
     assert main(["de", "--input", str(atlas), "--outdir", str(base / "de"), "--de_cell_types", "malignant"]) == 0
     gmt = base / "user.gmt"
     gmt.write_text("MY_HYPOXIA\tuser set\t" + "\t".join(json.loads((base / "sim" / "truth.json").read_text())["pathway"]["genes"][:30]) + "\n")

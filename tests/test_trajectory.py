@@ -9,19 +9,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from _cohort import atlas_from_simulation
 from scipy.stats import spearmanr
 
 
-def build_atlas(sim_dir: Path) -> ad.AnnData:
-    """Atlas from simulated samples: counts in layers['counts'], log1p CP10k in X, cell_type = truth."""
-    import scanpy as sc
-
-    adata = ad.concat([ad.read_h5ad(p) for p in sorted((sim_dir / "sc").glob("*.h5ad"))], merge="same", index_unique="-")
-    adata.layers["counts"] = adata.X.copy()
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    adata.obs["cell_type"] = adata.obs["true_cell_type"].astype(str)  # malignant epithelial cells are "malignant"
-    return adata
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +24,7 @@ def planted(tmp_path_factory) -> tuple[Path, dict]:
                  "--n_bulk", "0", "--seed", "1"]) == 0
     truth = json.loads((root / "sim" / "truth.json").read_text())["trajectory"]
     atlas = root / "atlas.h5ad"
-    build_atlas(root / "sim").write_h5ad(atlas)
+    atlas_from_simulation(root / "sim").write_h5ad(atlas)
     out = root / "out"
     # malignant cells separate by patient (CNV) and batch: regress both out; one branching: 3 diffusion components
     code = main(["trajectory", "--input", str(atlas), "--outdir", str(out), "--trajectory_subset", truth["cell_type"],

@@ -332,16 +332,13 @@ def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params:
 
 def run_annotate(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:
     """Annotate ``input_path`` (integrated h5ad) into ``outdir/annotated.h5ad`` (+ tables, figures)."""
-    import anndata as ad
 
     start = time.perf_counter()
     input_path, outdir = Path(input_path), Path(outdir)
-    if not input_path.is_file():
-        raise TmeflowInputError("input h5ad not found", file=input_path)
     for key in ("markers", "celltypist_model", "annotation_overrides"):
         if params.get(key) and not Path(params[key]).is_file():
             raise TmeflowInputError(f"{key} file not found", file=params[key])
-    adata = ad.read_h5ad(input_path)
+    adata = io.read_h5ad(input_path)
     results = annotate(adata, params)
     path = write_outputs(adata, results, outdir, params)
     counts = adata.obs["cell_type"].value_counts()

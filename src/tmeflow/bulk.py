@@ -37,7 +37,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import TmeflowInputError
-from .io import multiqc_header, save_figure, write_json, write_table
+from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 from .signatures import (
     ensembl_to_symbol,
@@ -771,13 +771,9 @@ def run_bulk(
 
     profiles, markers, ref_species = None, {}, None
     if reference:
-        import anndata as ad
 
-        reference = Path(reference)
-        if not reference.is_file():
-            raise TmeflowInputError("reference h5ad not found", file=reference)
         with timed(logger, "reading reference and building the signature matrix"):
-            adata = ad.read_h5ad(reference)
+            adata = read_h5ad(reference, "reference h5ad")
             ref_species = reference_species(adata)
             profiles = reference_profiles(adata, species, ref_species, reference)
             markers = marker_genes(profiles, params["reference_markers"], log_expr.index)

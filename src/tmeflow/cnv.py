@@ -826,16 +826,10 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
 def run_cnv(input_path: str | Path, outdir: str | Path, params: dict[str, Any], *,
             gene_positions: str | Path | None = None, species: str | None = None, n_jobs: int = 1) -> dict[str, Path]:
     """Read the annotated atlas, infer CNV, call malignant cells and write every output to ``outdir``."""
-    import anndata as ad
 
     input_path, outdir = Path(input_path), Path(outdir)
-    if not input_path.is_file():
-        raise TmeflowInputError("input h5ad not found", file=input_path)
     with timed(logger, f"reading {input_path}"):
-        try:
-            adata = ad.read_h5ad(input_path)
-        except Exception as exc:  # h5py/anndata raise many types for a broken file
-            raise TmeflowInputError(f"cannot read h5ad ({str(exc).splitlines()[0]})", file=input_path) from exc
+        adata = io.read_h5ad(input_path)
     prepare(adata, params, gene_positions=gene_positions, species=species, file=str(input_path))
     result = call_malignant(adata, params, n_jobs=n_jobs)
     return write_outputs(adata, result, outdir, params)

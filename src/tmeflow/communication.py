@@ -89,7 +89,7 @@ from .composition import (
     sample_table,
 )
 from .errors import TmeflowInputError
-from .io import atomic_path, multiqc_header, save_figure, write_json, write_table
+from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 
 logger = get_logger(__name__)
@@ -106,15 +106,6 @@ DIFF_COLUMNS = [
 
 # --------------------------------------------------------------------------------------------------
 # Inputs
-
-
-def read_atlas(path: str | Path):
-    import anndata as ad
-
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError("atlas h5ad not found", file=path)
-    return ad.read_h5ad(path)
 
 
 def check_lognorm(adata, *, file: str | Path | None = None) -> None:
@@ -366,7 +357,7 @@ def differential_interactions(adata, resource: pd.DataFrame, pathways: dict, sam
     lr = resource[["ligand", "receptor"]].drop_duplicates().reset_index(drop=True)
     li_idx = lr["ligand"].map(lig_pos).to_numpy()
     ri_idx = lr["receptor"].map(rec_pos).to_numpy()
-    blocks, score_blocks = [], []
+    score_blocks = []
     for source in cell_types:
         for target in cell_types:
             ok = np.zeros(len(lr), dtype=bool)
@@ -510,7 +501,7 @@ def _write_gz(frame: pd.DataFrame, path: Path) -> None:
 def run_communication(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Check the atlas, infer interactions per condition / sample, test differences, write outputs."""
     outdir = Path(outdir)
-    adata = read_atlas(input_path)
+    adata = read_h5ad(input_path, "atlas h5ad")
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     check_lognorm(adata, file=input_path)
     obs = adata.obs

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import TmeflowInputError
-from .io import multiqc_header, save_figure, write_json, write_table
+from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 
 logger = get_logger(__name__)
@@ -64,12 +64,8 @@ MIN_SAMPLES_DA = 2  # per condition: with fewer, no residual variance can be est
 
 def read_obs(path: str | Path) -> pd.DataFrame:
     """``obs`` of an h5ad file, without loading the matrix."""
-    import anndata as ad
 
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError("atlas h5ad not found", file=path)
-    adata = ad.read_h5ad(path, backed="r")
+    adata = read_h5ad(path, "atlas h5ad", backed="r")
     obs = adata.obs.copy()
     adata.file.close()
     return obs

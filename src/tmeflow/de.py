@@ -54,7 +54,7 @@ from .composition import (
     sample_table,
 )
 from .errors import TmeflowInputError
-from .io import atomic_path, multiqc_header, save_figure, write_json, write_table
+from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 
 logger = get_logger(__name__)
@@ -67,15 +67,6 @@ SKIP_COLUMNS = ["contrast", "cell_type", "reason", "n_samples_test", "n_samples_
 
 # --------------------------------------------------------------------------------------------------
 # Inputs
-
-
-def read_atlas(path: str | Path):
-    import anndata as ad
-
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError("atlas h5ad not found", file=path)
-    return ad.read_h5ad(path)
 
 
 def check_counts(adata, *, file: str | Path | None = None) -> None:
@@ -250,7 +241,7 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
     outdir = Path(outdir)
     method = params.get("de_method", "pseudobulk")
     min_cells, min_samples = int(params["de_min_cells"]), int(params["de_min_samples"])
-    adata = read_atlas(input_path)
+    adata = read_h5ad(input_path, "atlas h5ad")
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     if method == "pseudobulk":
         check_counts(adata, file=input_path)

@@ -304,22 +304,10 @@ def write_outputs(section, abundance, proportions, info, sample: str, outdir: Pa
     return io.write_h5ad(section, outdir / f"{sample}.deconvolved.h5ad")
 
 
-def _read_h5ad(path, what: str):
-    import anndata as ad
-
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError(f"{what} not found", file=path)
-    try:
-        return ad.read_h5ad(path)
-    except (OSError, KeyError, ValueError) as error:
-        raise TmeflowInputError(f"cannot read {what} as h5ad: {error}", file=path) from error
-
-
 def run_deconvolve(input_path, reference_path, outdir, params: dict[str, Any], *, sample: str | None = None) -> Path:
     """Read a ``spatial_qc`` section and a reference atlas, deconvolve, write ``<sample>.deconvolved.h5ad`` etc."""
-    section = _read_h5ad(input_path, "spatial section")
-    reference = _read_h5ad(reference_path, "reference atlas")
+    section = io.read_h5ad(input_path, "spatial section")
+    reference = io.read_h5ad(reference_path, "reference atlas")
     if sample is None:
         sample = str(section.obs["sample"].iloc[0]) if "sample" in section.obs else Path(input_path).name.split(".")[0]
     abundance, proportions, info = deconvolve(section, reference, params, section_file=str(input_path),

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from . import __version__
+from .errors import TmeflowInputError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -41,6 +42,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_h5ad(path: str | os.PathLike, what: str = "input h5ad", *, backed: str | None = None):
+    """Read a stage's input AnnData; a missing or unreadable file is a :class:`TmeflowInputError`."""
+    import anndata as ad
+
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError(f"{what} not found", file=path)
+    try:
+        return ad.read_h5ad(path, backed=backed)
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
 
 
 def write_h5ad(adata, path: str | os.PathLike) -> Path:

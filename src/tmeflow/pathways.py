@@ -348,13 +348,10 @@ def enrichment_plot(curves: list[tuple[str, str, float, np.ndarray, np.ndarray]]
 
 def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[str], outdir: str | Path,
                  params: dict[str, Any]) -> dict[str, Any]:
-    import anndata as ad
 
     outdir = Path(outdir)
     input_path = Path(input_path)
-    if not input_path.is_file():
-        raise TmeflowInputError("atlas h5ad not found", file=input_path)
-    adata = ad.read_h5ad(input_path)
+    adata = io.read_h5ad(input_path, "atlas h5ad")
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     if "counts" not in adata.layers:
         raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)", file=input_path)

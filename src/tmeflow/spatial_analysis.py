@@ -554,12 +554,9 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
 
 
 def run_spatial_analysis(input_path, outdir, params: dict[str, Any], *, region_annotation=None) -> Path:
-    import anndata as ad
 
     input_path = Path(input_path)
-    if not input_path.is_file():
-        raise TmeflowInputError("deconvolved section not found", file=input_path)
-    adata = ad.read_h5ad(input_path)
+    adata = io.read_h5ad(input_path, "deconvolved section")
     if "spatial" not in adata.obsm:
         raise TmeflowInputError("section has no obsm['spatial'] coordinates", file=input_path)
     try:

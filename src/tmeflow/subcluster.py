@@ -181,15 +181,12 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
 
 def run_subcluster(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:
     """Subcluster ``input_path`` (annotated h5ad) into ``outdir/subclustered.h5ad`` (+ tables, figures)."""
-    import anndata as ad
 
     start = time.perf_counter()
     input_path, outdir = Path(input_path), Path(outdir)
-    if not input_path.is_file():
-        raise TmeflowInputError("input h5ad not found", file=input_path)
     if params.get("subtype_markers") and not Path(params["subtype_markers"]).is_file():
         raise TmeflowInputError("subtype_markers file not found", file=params["subtype_markers"])
-    adata = ad.read_h5ad(input_path)
+    adata = io.read_h5ad(input_path)
     results = subcluster(adata, params)
     path = write_outputs(adata, results, outdir, params)
     logger.info("subclustered %d compartments, %d fine types, %d cells (%.1f s)", len(results["figures"]),

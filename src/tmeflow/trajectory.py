@@ -66,7 +66,7 @@ import scipy.sparse as sp
 
 from .composition import bh_fdr, condition_order
 from .errors import TmeflowInputError
-from .io import multiqc_header, provenance, save_figure, write_h5ad, write_json, write_table
+from .io import multiqc_header, provenance, read_h5ad, save_figure, write_h5ad, write_json, write_table
 from .log import get_logger, timed
 
 logger = get_logger(__name__)
@@ -79,15 +79,6 @@ CHUNK = 512
 
 # --------------------------------------------------------------------------------------------------
 # Inputs
-
-
-def read_atlas(path: str | Path):
-    import anndata as ad
-
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError("atlas h5ad not found", file=path)
-    return ad.read_h5ad(path)
 
 
 def _split(text: str | None) -> list[str]:
@@ -491,7 +482,7 @@ def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes
 def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Check the atlas and parameters, compute pseudotime, fates and fate genes, write outputs."""
     outdir = Path(outdir)
-    atlas = read_atlas(input_path)
+    atlas = read_h5ad(input_path, "atlas h5ad")
     for column in ("cell_type", "condition"):
         if column not in atlas.obs.columns:
             raise TmeflowInputError(f"atlas obs has no column '{column}'", file=input_path, column=column)
