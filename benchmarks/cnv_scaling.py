@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/cnv_scaling.py --n_cells 100000 --n_patients 8 --workdir /tmp/cnv_bench [--n_jobs 2]
+    python benchmarks/cnv_scaling.py --n_cells 100000 --n_patients 8 --workdir bench_work/cnv [--n_jobs 2]
 
 Simulates the cohort with ``tmeflow simulate`` (not timed; reused when ``workdir/sim`` exists),
 log-normalises it, then times the CNV stage's steps: gene placement, infercnvpy inference, CNV
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n_cells", type=int, default=100_000)
     parser.add_argument("--n_patients", type=int, default=8)
-    parser.add_argument("--workdir", default="/tmp/tmeflow_cnv_bench")
+    parser.add_argument("--workdir", default="bench_work/cnv")
     parser.add_argument("--n_jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

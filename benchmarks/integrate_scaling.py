@@ -11,8 +11,8 @@ Default: 200,000 cells in 12 samples (4 patients x 3 conditions, 2 batches). Ste
 Results go to ``<workdir>/integrate_scaling.json`` and stdout. Usage::
 
     python benchmarks/integrate_scaling.py --workdir /scratch/bench            # 200k cells
-    python benchmarks/integrate_scaling.py --workdir /tmp/b --n_cells 20000    # quick check
-    python benchmarks/integrate_scaling.py --workdir /tmp/b --batch_correction scvi --scvi_max_epochs 50
+    python benchmarks/integrate_scaling.py --workdir bench_work/integrate --n_cells 20000    # quick check
+    python benchmarks/integrate_scaling.py --workdir bench_work/integrate --batch_correction scvi --scvi_max_epochs 50
 
 Needs ~25 GB of disk-free space and, by the design of the integrate stage (sparse PCA, counts +
 log-normalised sparse matrices, on-disk concatenation), a few GB of memory at 200k cells.
