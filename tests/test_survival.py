@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tmeflow.stats import bh_fdr
 from tmeflow.survival import (
-    bh_fdr,
     cox_regression,
     kaplan_meier,
     logistic_regression,

@@ -49,8 +49,8 @@ from .signatures import (
     read_gmt,
     ssgsea,
 )
+from .stats import bh_fdr
 from .survival import (
-    bh_fdr,
     cox_regression,
     logistic_regression,
     logrank_test,

@@ -79,8 +79,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .composition import (
-    bh_fdr,
     check_obs,
+    condition_design,
     condition_order,
     contrast_name,
     is_paired,
@@ -89,6 +89,7 @@ from .composition import (
     sample_table,
 )
 from .errors import TmeflowInputError
+from .stats import bh_fdr
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 
@@ -396,11 +397,7 @@ def differential_interactions(adata, resource: pd.DataFrame, pathways: dict, sam
         if n_test < MIN_SAMPLES or n_ref < MIN_SAMPLES:
             continue
         paired = is_paired(kept, test, reference)
-        design_cols = [np.ones(len(kept)), (kept["condition"] == test).to_numpy(dtype=float)]
-        if paired:
-            patients = sorted(kept["patient"].unique())
-            design_cols += [(kept["patient"] == p).to_numpy(dtype=float) for p in patients[1:]]
-        design = np.column_stack(design_cols)
+        design = condition_design(kept, test, paired=paired)
         y = np.log2(scores.loc[keep, columns] + PSEUDO)
         fit = linear_model_test(y, design, coef=1, moderated=True)
         is_test = (kept["condition"] == test).to_numpy()

@@ -49,6 +49,7 @@ import pandas as pd
 from .errors import TmeflowInputError
 from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
+from .stats import bh_fdr
 
 logger = get_logger(__name__)
 
@@ -175,18 +176,6 @@ def check_samples_per_condition(samples: pd.DataFrame, pairs: list[tuple[str, st
 # Statistics
 
 
-def bh_fdr(pvalues) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values; NaN stays NaN."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        from statsmodels.stats.multitest import multipletests
-
-        out[ok] = multipletests(p[ok], method="fdr_bh")[1]
-    return out
-
-
 def cell_counts(obs: pd.DataFrame, key: str) -> pd.DataFrame:
     """Samples x cell types table of cell counts (all categories, zeros included)."""
     table = pd.crosstab(obs["sample"].astype(str), obs[key].astype(str))
@@ -298,6 +287,16 @@ def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int, *, moderat
     )
 
 
+
+def condition_design(samples: pd.DataFrame, test: str, *, paired: bool) -> np.ndarray:
+    """Design matrix of one contrast over ``samples`` (rows): intercept, condition == ``test`` (the
+    tested coefficient, column 1) and, when ``paired``, one indicator per patient but the first."""
+    columns = [np.ones(len(samples)), (samples["condition"] == test).to_numpy(dtype=float)]
+    if paired:
+        patients = sorted(samples["patient"].unique())
+        columns += [(samples["patient"] == patient).to_numpy(dtype=float) for patient in patients[1:]]
+    return np.column_stack(columns)
+
 def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference: str, *,
               transform: str = "logit", moderated: bool = True, paired: bool | None = None) -> pd.DataFrame:
     """propeller-style differential abundance of every cell type (columns of ``counts``) for one contrast.
@@ -311,11 +310,7 @@ def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference:
     counts = counts.loc[:, counts.sum(axis=0) > 0] if (counts.sum(axis=0) > 0).any() else counts
     if paired is None:
         paired = is_paired(samples, test, reference)
-    columns = [np.ones(len(sub)), (sub["condition"] == test).to_numpy(dtype=float)]
-    if paired:
-        patients = sorted(sub["patient"].unique())
-        columns += [(sub["patient"] == patient).to_numpy(dtype=float) for patient in patients[1:]]
-    design = np.column_stack(columns)
+    design = condition_design(sub, test, paired=paired)
     transformed = transform_proportions(counts, transform)
     fit = linear_model_test(transformed, design, coef=1, moderated=moderated)
     props = counts.div(counts.sum(axis=1), axis=0)

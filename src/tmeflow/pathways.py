@@ -180,7 +180,7 @@ def over_representation(genes: list[str], universe: list[str], gene_sets: dict[s
     """Hypergeometric test of ``genes`` against every set (restricted to ``universe``), BH FDR."""
     from scipy.stats import hypergeom
 
-    from .composition import bh_fdr
+    from .stats import bh_fdr
 
     universe_set = set(universe)
     hits = set(genes) & universe_set

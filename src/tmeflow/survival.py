@@ -462,20 +462,3 @@ def logistic_regression(data: pd.DataFrame, outcome: str, terms: list[str]) -> L
     )
     table.index.name = "term"
     return LogisticResult(table, len(frame), n_pos, bool(model.mle_retvals.get("converged", True)))
-
-
-def bh_fdr(p_values: np.ndarray | pd.Series) -> np.ndarray:
-    """Benjamini-Hochberg (1995) adjusted p-values; NaN stays NaN (as R ``p.adjust(method = "BH")``)."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    if ok.any():
-        values = p[ok]
-        n = len(values)
-        order = np.argsort(values)[::-1]
-        ranked = values[order] * n / np.arange(n, 0, -1)
-        adjusted = np.minimum.accumulate(ranked)
-        result = np.empty(n)
-        result[order] = np.minimum(adjusted, 1.0)
-        out[ok] = result
-    return out

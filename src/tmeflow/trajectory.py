@@ -64,7 +64,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .composition import bh_fdr, condition_order
+from .composition import condition_order
+from .stats import bh_fdr
 from .errors import TmeflowInputError
 from .io import multiqc_header, provenance, read_h5ad, save_figure, write_h5ad, write_json, write_table
 from .log import get_logger, timed
