@@ -77,6 +77,18 @@ def assert_input_error(excinfo, path, sample=SAMPLE) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _write_h5_matrix(handle, name: str, matrix, barcodes):
+    """The genes x barcodes CSC matrix of a Cell Ranger h5 (v2 genome group or v3 'matrix' group)."""
+    csc = sp.csc_matrix(matrix)
+    group = handle.create_group(name)
+    group["barcodes"] = np.array(barcodes, dtype="S")
+    group["data"] = csc.data.astype(np.int32)
+    group["indices"] = csc.indices.astype(np.int64)
+    group["indptr"] = csc.indptr.astype(np.int64)
+    group["shape"] = np.array(csc.shape, dtype=np.int32)
+    return group
+
+
 def write_h5_v3(path: Path, *, counts=COUNTS, barcodes=BARCODES, extra_antibodies: bool = True) -> Path:
     """Cell Ranger 3+ feature-barcode h5 (genes x cells CSC), optionally with Antibody Capture rows."""
     ids, names, types = list(GENE_IDS), list(GENES), ["Gene Expression"] * len(GENES)
@@ -86,14 +98,8 @@ def write_h5_v3(path: Path, *, counts=COUNTS, barcodes=BARCODES, extra_antibodie
         names += ["CD3", "CD4"]
         types += ["Antibody Capture"] * 2
         matrix = np.vstack([matrix, np.full((2, counts.shape[0]), 5)])
-    csc = sp.csc_matrix(matrix)
     with h5py.File(path, "w") as handle:
-        group = handle.create_group("matrix")
-        group["barcodes"] = np.array(barcodes, dtype="S")
-        group["data"] = csc.data.astype(np.int32)
-        group["indices"] = csc.indices.astype(np.int64)
-        group["indptr"] = csc.indptr.astype(np.int64)
-        group["shape"] = np.array(csc.shape, dtype=np.int32)
+        group = _write_h5_matrix(handle, "matrix", matrix, barcodes)
         features = group.create_group("features")
         features["id"] = np.array(ids, dtype="S")
         features["name"] = np.array(names, dtype="S")
@@ -104,14 +110,8 @@ def write_h5_v3(path: Path, *, counts=COUNTS, barcodes=BARCODES, extra_antibodie
 
 
 def write_h5_v2(path: Path) -> Path:
-    csc = sp.csc_matrix(COUNTS.T)
     with h5py.File(path, "w") as handle:
-        group = handle.create_group("GRCh38")
-        group["barcodes"] = np.array(BARCODES, dtype="S")
-        group["data"] = csc.data.astype(np.int32)
-        group["indices"] = csc.indices.astype(np.int64)
-        group["indptr"] = csc.indptr.astype(np.int64)
-        group["shape"] = np.array(csc.shape, dtype=np.int32)
+        group = _write_h5_matrix(handle, "GRCh38", COUNTS.T, BARCODES)
         group["genes"] = np.array(GENE_IDS, dtype="S")
         group["gene_names"] = np.array(GENES, dtype="S")
     return path
