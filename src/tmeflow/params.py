@@ -60,6 +60,13 @@ def parse_bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def option_help(spec: dict[str, Any]) -> str:
+    """The ``--help`` line of a schema parameter: its description and, where the schema gives one,
+    its default as JSON (optional paths and strings without a default show none)."""
+    description = spec.get("description", "")
+    return f"{description} (default: {json.dumps(spec['default'])})" if "default" in spec else description
+
+
 def add_group_arguments(parser: argparse.ArgumentParser, group: str, *, overrides_only: bool = False) -> None:
     """Add one option per parameter of a schema group, with the schema's type, choices and default.
 
@@ -70,8 +77,7 @@ def add_group_arguments(parser: argparse.ArgumentParser, group: str, *, override
     arguments = parser.add_argument_group(title)
     for name, spec in group_properties(group).items():
         default = None if overrides_only else spec.get("default")
-        description = spec.get("description", "").replace("%", "%%")  # argparse formats help with %
-        help_text = f"{description} (default: {json.dumps(spec.get('default'))})"
+        help_text = option_help(spec).replace("%", "%%")  # argparse formats help with %
         if spec.get("type") == "boolean":
             arguments.add_argument(
                 f"--{name}", type=parse_bool, nargs="?", const=True, default=default, metavar="true|false", help=help_text
