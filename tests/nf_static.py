@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Modules under modules/local/ that run a third-party tool rather than a `tmeflow <stage>`.
 TOOL_MODULES = frozenset({"multiqc"})
 
+# Topic channels: preview (nextflow.preview.topic = true) from 24.04, generally available from 25.04.
+TOPIC_GA_VERSION = (25, 4)
+
 # Parameters that .nf/.config files may use although nextflow_schema.json does not define them.
 # None today; nf-core's institutional-config parameters (custom_config_base, ...) would go here.
 CONFIG_ONLY_PARAMS: frozenset[str] = frozenset()
@@ -899,6 +902,123 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
             if not any(glob_match(token, pattern) for token in created):
                 problems.append(f"{name}: stub does not create output {output.pattern!r}")
     return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Software versions: every module emits versions.yml to the `versions` topic
+# --------------------------------------------------------------------------------------------------
+
+
+def named_blocks(text: str, keyword: str) -> dict[str, str]:
+    """``{name: body}`` of every ``<keyword> NAME { ... }`` (``process``/``workflow``); the entry
+    workflow (no name) is ``''``."""
+    s = scan(text)
+    blocks = {}
+    for match in re.finditer(rf"\b{keyword}\s+([A-Za-z_]\w*)?\s*\{{", s.code):
+        open_at = match.end() - 1
+        close_at = matching_close(s.code, open_at)
+        if close_at > 0:
+            blocks[match.group(1) or ""] = text[open_at + 1 : close_at]
+    return blocks
+
+
+def versions_topic_consumers(repo: Path = REPO) -> set[str]:
+    """Modules (folder names) whose process is called with the output of ``softwareVersionsToYAML``
+    (the report). They must not emit to the ``versions`` topic themselves, or the topic would wait
+    for them while they wait for the topic (nf-core/modules#9530 took the topic off MultiQC)."""
+    consumers = set()
+    files = [repo / "main.nf", *sorted((repo / "workflows").rglob("*.nf")), *sorted((repo / "subworkflows").rglob("*.nf"))]
+    for path in (f for f in files if f.is_file()):
+        text = path.read_text()
+        code = scan(text).code
+        variables = re.findall(r"\b(\w+)\s*=\s*softwareVersionsToYAML\s*\(", code)
+        if not variables:
+            continue
+        aliases = {alias: source for _, alias, source, _ in includes(text)}
+        for call in re.finditer(r"\b([A-Z][A-Z0-9_]*)\s*\(", code):
+            if call.group(1) not in aliases:
+                continue
+            close_at = matching_close(code, call.end() - 1)
+            arguments = code[call.end() : close_at]
+            if any(re.search(rf"\b{re.escape(v)}\b", arguments) for v in variables):
+                target = resolve_include(aliases[call.group(1)], path)
+                if target is not None and target.parent.parent == (repo / "modules" / "local").resolve():
+                    consumers.add(target.parent.name)
+    return consumers
+
+
+def check_versions_topic(text: str, name: str = "<module>", consumer: bool = False) -> list[str]:
+    """The module's ``path "versions.yml"`` output goes to the ``versions`` topic
+    (``emit: versions, topic: versions``), except in a module that consumes the topic."""
+    blocks = process_blocks(text)
+    if len(blocks) != 1:
+        return [f"{name}: expected one process, found {len(blocks)}"]
+    output = process_sections(next(iter(blocks.values()))).get("output", "")
+    lines = [line for line in scan(output).no_comments.splitlines() if re.search(r"[\"']versions\.yml[\"']", line)]
+    if not lines:
+        return [f"{name}: declares no versions.yml output"]
+    topic = any(re.search(r"\btopic\s*:\s*versions\b", line) for line in lines)
+    if consumer and topic:
+        return [f"{name}: consumes the versions topic (report), so it must not emit to it: the run would never end"]
+    if not consumer and not topic:
+        return [f'{name}: versions.yml is not sent to the versions topic (`path "versions.yml", emit: versions, topic: versions`)']
+    return []
+
+
+def _emit_names(workflow_body: str) -> list[str]:
+    code = scan(workflow_body).no_comments
+    match = re.search(r"^[ \t]*emit\s*:(?!:)", code, flags=re.M)
+    if not match:
+        return []
+    return re.findall(r"^[ \t]*([A-Za-z_]\w*)\s*=(?!=)", code[match.end() :], flags=re.M)
+
+
+def check_versions_collected(workflow_texts: dict[str, str]) -> list[str]:
+    """Versions travel by topic only: no workflow mixes ``*.out.versions`` or keeps a ``ch_versions``
+    channel, no subworkflow emits ``versions``, and some workflow collects
+    ``channel.topic('versions')`` (for ``softwareVersionsToYAML``)."""
+    problems = []
+    collected = False
+    for name, text in workflow_texts.items():
+        for workflow, body in named_blocks(text, "workflow").items():
+            label = f"{name}: workflow {workflow or '(entry)'}"
+            code = scan(body).no_comments
+            if re.search(r"\.out\.versions\b", code):
+                problems.append(f"{label} mixes .out.versions; versions.yml reaches the report through the versions topic")
+            if re.search(r"\bch_versions\b", code):
+                problems.append(f"{label} keeps a ch_versions channel; collect channel.topic('versions') instead")
+            if "versions" in _emit_names(body):
+                problems.append(f"{label} emits versions; modules send versions.yml to the versions topic")
+            if re.search(r"\b[cC]hannel\s*\.\s*topic\s*\(\s*['\"]versions['\"]\s*\)", code):
+                collected = True
+    if not collected:
+        problems.append("no workflow collects channel.topic('versions') (softwareVersionsToYAML of the report)")
+    return problems
+
+
+def nextflow_version_floor(config_text: str) -> tuple[int, ...] | None:
+    """The lowest Nextflow release ``manifest.nextflowVersion`` allows (``'!>=25.04.0'`` -> (25, 4, 0))."""
+    match = re.search(r"\bnextflowVersion\s*=\s*['\"]!?\s*>=?\s*([\d.]+)", scan(config_text).no_comments)
+    return tuple(int(part) for part in match.group(1).split(".") if part) if match else None
+
+
+def check_topic_support(config_text: str, uses_topic: bool, preview_flag_texts: Iterable[str] = (), name: str = "nextflow.config") -> list[str]:
+    """Topic channels need Nextflow >= 25.04, or >= 24.04 with ``nextflow.preview.topic = true``
+    (in main.nf or a config); the manifest must not allow a release that cannot run the pipeline."""
+    if not uses_topic:
+        return []
+    floor = nextflow_version_floor(config_text)
+    if floor is None:
+        return [f"{name}: manifest.nextflowVersion sets no minimum ('!>=25.04.0'), but the pipeline uses topic channels"]
+    if floor[:2] >= TOPIC_GA_VERSION:
+        return []
+    flagged = any(re.search(r"\bnextflow\.preview\.topic\s*=\s*true\b", scan(text).no_comments) for text in preview_flag_texts)
+    if floor[:2] >= (24, 4) and flagged:
+        return []
+    version = ".".join(str(part) for part in floor)
+    if floor[:2] < (24, 4):
+        return [f"{name}: manifest.nextflowVersion allows {version}, but topic channels need Nextflow >= 24.04"]
+    return [f"{name}: manifest.nextflowVersion allows {version}: topic channels need 25.04, or nextflow.preview.topic = true before it"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -355,6 +355,77 @@ def test_base_config_sizes_every_label():
 
 
 # --------------------------------------------------------------------------------------------------
+# Software versions by topic channel
+# --------------------------------------------------------------------------------------------------
+
+WORKFLOW_FILES = [path for path in NF_FILES if "modules" not in path.relative_to(REPO).parts]
+
+
+VERSIONS_CONSUMERS = ns.versions_topic_consumers(REPO)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_sends_versions_to_topic(module):
+    path = MODULES[module]
+    assert ns.check_versions_topic(path.read_text(), rel(path), consumer=module in VERSIONS_CONSUMERS) == []
+
+
+def test_the_report_consumes_the_versions_topic(pipeline_copy):
+    assert len(VERSIONS_CONSUMERS) == 1, VERSIONS_CONSUMERS  # the report module
+    workflow = pipeline_copy / "workflows" / "tmeflow.nf"
+    text = workflow.read_text()
+    renamed = re.sub(r"\bch_collated_versions\b", "ch_software", text)
+    assert renamed != text
+    workflow.write_text(renamed)
+    assert ns.versions_topic_consumers(pipeline_copy) == VERSIONS_CONSUMERS
+    workflow.write_text(text.replace("softwareVersionsToYAML(", "sorted("))
+    assert ns.versions_topic_consumers(pipeline_copy) == set()
+
+
+def test_versions_topic_check_reports_missing_topic_and_consumer_deadlock():
+    text = QC_MODULE.read_text()
+    no_topic = text.replace(", topic: versions", "")
+    assert no_topic != text
+    assert any("not sent to the versions topic" in p for p in ns.check_versions_topic(no_topic, "qc"))
+    assert any("must not emit to it" in p for p in ns.check_versions_topic(text, "report", consumer=True))
+    assert ns.check_versions_topic(no_topic, "report", consumer=True) == []
+
+
+def test_versions_collected_by_topic_not_plumbing():
+    texts = {rel(path): path.read_text() for path in WORKFLOW_FILES}
+    assert ns.check_versions_collected(texts) == []
+
+
+def test_versions_collection_check_reports_plumbing():
+    texts = {rel(path): path.read_text() for path in WORKFLOW_FILES}
+    sc_qc = "subworkflows/local/sc_qc/main.nf"
+    plumbed = {**texts, sc_qc: re.sub(r"(\n\s*emit:\n)", r"\1    versions = QC.out.versions\n", texts[sc_qc], count=1)}
+    assert plumbed[sc_qc] != texts[sc_qc]
+    problems = ns.check_versions_collected(plumbed)
+    assert any("mixes .out.versions" in p for p in problems) and any("emits versions" in p for p in problems)
+    workflow = "workflows/tmeflow.nf"
+    untopical = texts[workflow].replace("channel.topic('versions')", "ch_versions")
+    assert untopical != texts[workflow]
+    problems = ns.check_versions_collected({**texts, workflow: untopical})
+    assert any("keeps a ch_versions channel" in p for p in problems)
+    assert any("no workflow collects channel.topic('versions')" in p for p in problems)
+
+
+def test_nextflow_version_allows_topic_channels():
+    config = (REPO / "nextflow.config").read_text()
+    others = [(REPO / "main.nf").read_text(), *(path.read_text() for path in CONFIG_FILES)]
+    assert ns.check_topic_support(config, True, others) == []
+    assert ns.nextflow_version_floor(config) >= (25, 4)
+    old = re.sub(r"(nextflowVersion\s*=\s*')[^']*'", r"\g<1>!>=24.04.2'", config)
+    assert old != config and ns.nextflow_version_floor(old) == (24, 4, 2)
+    assert any("need 25.04" in p for p in ns.check_topic_support(old, True, others))
+    assert ns.check_topic_support(old, True, ["nextflow.preview.topic = true\n"]) == []
+    ancient = re.sub(r"(nextflowVersion\s*=\s*')[^']*'", r"\g<1>!>=23.10.1'", config)
+    assert any("need Nextflow >= 24.04" in p for p in ns.check_topic_support(ancient, True, ["nextflow.preview.topic = true\n"]))
+    assert ns.check_topic_support(ancient, False) == []
+
+
+# --------------------------------------------------------------------------------------------------
 # 6. Output globs match what the stage writes (needs the `pipeline_results` fixture)
 # --------------------------------------------------------------------------------------------------
 

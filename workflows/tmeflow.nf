@@ -22,14 +22,12 @@ workflow TMEFLOW {
     ch_bulk    // channel: [ val(meta), path(expression), path(clinical) ]
 
     main:
-    ch_versions      = Channel.empty()
     ch_multiqc_files = Channel.empty()
 
     //
     // Per-sample QC (fan-out: one task per sample)
     //
     SC_QC ( ch_sc )
-    ch_versions      = ch_versions.mix(SC_QC.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(SC_QC.out.mqc)
 
     //
@@ -37,7 +35,6 @@ workflow TMEFLOW {
     //
     COHORT_ATLAS ( SC_QC.out.h5ad )
     ch_atlas         = COHORT_ATLAS.out.atlas
-    ch_versions      = ch_versions.mix(COHORT_ATLAS.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(COHORT_ATLAS.out.mqc)
 
     //
@@ -47,7 +44,6 @@ workflow TMEFLOW {
         ? Channel.fromPath(params.signatures.tokenize(','), checkIfExists: true)
         : Channel.empty()
     COMPARE_CONDITIONS ( ch_atlas, ch_signatures )
-    ch_versions      = ch_versions.mix(COMPARE_CONDITIONS.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(COMPARE_CONDITIONS.out.mqc)
 
     //
@@ -55,27 +51,24 @@ workflow TMEFLOW {
     //
     TRAJECTORY ( ch_atlas )
     COMMUNICATION ( ch_atlas )
-    ch_versions      = ch_versions.mix(TRAJECTORY.out.versions, COMMUNICATION.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(TRAJECTORY.out.mqc, COMMUNICATION.out.mqc)
 
     //
     // Spatial sections (fan-out per section), with the atlas as deconvolution reference
     //
     SPATIAL ( ch_spatial, ch_atlas )
-    ch_versions      = ch_versions.mix(SPATIAL.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(SPATIAL.out.mqc)
 
     //
     // Bulk cohort validation
     //
     BULK_VALIDATION ( ch_bulk, ch_atlas )
-    ch_versions      = ch_versions.mix(BULK_VALIDATION.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(BULK_VALIDATION.out.mqc)
 
     //
     // MultiQC (fan-in): every stage's *_mqc* custom content and the software versions
     //
-    ch_collated_versions = softwareVersionsToYAML(ch_versions)
+    ch_collated_versions = softwareVersionsToYAML(channel.topic('versions'))
         .collectFile(
             storeDir: "${params.outdir}/pipeline_info",
             name: 'tmeflow_software_mqc_versions.yml',
@@ -93,11 +86,9 @@ workflow TMEFLOW {
         ch_multiqc_config.toList(),
         ch_multiqc_custom_config.toList()
     )
-    ch_versions = ch_versions.mix(MULTIQC.out.versions)
 
     emit:
     qc_h5ad        = SC_QC.out.h5ad       // channel: [ val(meta), path(h5ad) ]
     atlas          = ch_atlas             // channel: [ val(meta), path(h5ad) ]
     multiqc_report = MULTIQC.out.report   // channel: path(multiqc_report.html)
-    versions       = ch_versions          // channel: path(versions.yml)
 }

@@ -18,7 +18,7 @@ process ANNOTATE {
     tuple val(meta), path("annotation_dotplot_mqc.png"), emit: dotplot, optional: true
     tuple val(meta), path("annotation_umap_mqc.png")   , emit: umap   , optional: true
     path "annotation_clusters_mqc.tsv"                 , emit: mqc
-    path "versions.yml"                                , emit: versions
+    path "versions.yml"                                , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

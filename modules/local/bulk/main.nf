@@ -14,7 +14,7 @@ process BULK {
     tuple val(meta), path("bulk_*.png")           , emit: plots   , optional: true
     tuple val(meta), path("bulk_summary.json")    , emit: summary
     path "bulk_*_mqc.*"                           , emit: mqc     , optional: true
-    path "versions.yml"                           , emit: versions
+    path "versions.yml"                           , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

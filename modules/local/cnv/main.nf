@@ -17,7 +17,7 @@ process CNV {
     tuple val(meta), path("cnv_heatmap_*.png") , emit: heatmaps
     path "cnv_summary_mqc.tsv"                 , emit: mqc
     path "cnv_*_mqc.png"                       , emit: mqc_plots
-    path "versions.yml"                        , emit: versions
+    path "versions.yml"                        , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -20,7 +20,7 @@ process COMMUNICATION {
     tuple val(meta), path("communication_skipped.tsv")                 , emit: skipped
     tuple val(meta), path("communication_summary.json")                , emit: summary
     path "communication_mqc.tsv"                                       , emit: mqc
-    path "versions.yml"                                                , emit: versions
+    path "versions.yml"                                                , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -16,7 +16,7 @@ process COMPOSITION {
     tuple val(meta), path("composition_*_boxplot.png")     , emit: boxplot
     tuple val(meta), path("composition_summary.json")      , emit: summary
     path "composition_mqc.tsv"                             , emit: mqc
-    path "versions.yml"                                    , emit: versions
+    path "versions.yml"                                    , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -15,7 +15,7 @@ process DE {
     tuple val(meta), path("de_skipped.tsv")              , emit: skipped
     tuple val(meta), path("de_summary.json")             , emit: summary
     path "de_summary_mqc.tsv"                            , emit: mqc
-    path "versions.yml"                                  , emit: versions
+    path "versions.yml"                                  , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

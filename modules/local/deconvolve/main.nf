@@ -16,7 +16,7 @@ process DECONVOLVE {
     tuple val(meta), path("${meta.id}.deconvolution_proportions.png")     , emit: plot
     tuple val(meta), path("${meta.id}.deconvolution_dominant.png")        , emit: dominant_plot
     path "${meta.id}.deconvolution_mqc.tsv"                               , emit: mqc
-    path "versions.yml"                                                   , emit: versions
+    path "versions.yml"                                                   , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

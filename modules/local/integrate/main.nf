@@ -15,7 +15,7 @@ process INTEGRATE {
     tuple val(meta), path("integration_umap_uncorrected_mqc.png") , emit: umap_uncorrected
     tuple val(meta), path("integration_umap_corrected_mqc.png")   , emit: umap_corrected
     path "integration_metrics_mqc.tsv"                            , emit: mqc
-    path "versions.yml"                                           , emit: versions
+    path "versions.yml"                                           , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

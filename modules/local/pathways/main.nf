@@ -21,7 +21,7 @@ process PATHWAYS {
     tuple val(meta), path("scores_by_cell_type.tsv")       , emit: scores
     tuple val(meta), path("module_scores_bubble.png")      , emit: bubble
     tuple val(meta), path("pathways_summary.json")         , emit: summary
-    path "versions.yml"                                    , emit: versions
+    path "versions.yml"                                    , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -14,7 +14,7 @@ process QC {
     tuple val(meta), path("${meta.id}.qc_violin.png")  , emit: violin
     tuple val(meta), path("${meta.id}.qc_scatter.png") , emit: scatter
     path "${meta.id}.qc_stats_mqc.tsv"                 , emit: mqc
-    path "versions.yml"                                , emit: versions
+    path "versions.yml"                                , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

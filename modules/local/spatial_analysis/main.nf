@@ -21,7 +21,7 @@ process SPATIAL_ANALYSIS {
     tuple val(meta), path("${meta.id}.tls.tsv")                        , emit: tls
     tuple val(meta), path("${meta.id}.{regions,nhood_enrichment,lr_interface}.png"), emit: plots, optional: true
     path "${meta.id}.*_mqc.{tsv,png}"                                  , emit: mqc
-    path "versions.yml"                                                , emit: versions
+    path "versions.yml"                                                , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -15,7 +15,7 @@ process SPATIAL_QC {
     tuple val(meta), path("${meta.id}.spatial_qc.png")                 , emit: plot
     tuple val(meta), path("${meta.id}.spatial_svg.png")                , emit: svg_plot, optional: true
     path "${meta.id}.spatial_qc_stats_mqc.tsv"                         , emit: mqc
-    path "versions.yml"                                                , emit: versions
+    path "versions.yml"                                                , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

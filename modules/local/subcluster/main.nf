@@ -15,7 +15,7 @@ process SUBCLUSTER {
     tuple val(meta), path("subcluster_counts.tsv")    , emit: counts
     tuple val(meta), path("subcluster_umap_*.png")    , emit: umaps, optional: true
     path "subcluster_calls_mqc.tsv"                   , emit: mqc
-    path "versions.yml"                               , emit: versions
+    path "versions.yml"                               , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -18,7 +18,7 @@ process TRAJECTORY {
     tuple val(meta), path("trajectory_*.png")                , emit: plots
     tuple val(meta), path("trajectory_summary.json")         , emit: summary
     path "trajectory_mqc.tsv"                                , emit: mqc
-    path "versions.yml"                                      , emit: versions
+    path "versions.yml"                                      , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -20,5 +20,4 @@ workflow BULK_VALIDATION {
     emit:
     tables   = BULK.out.tables   // channel: [ val(meta), path(tsv) ]
     mqc      = BULK.out.mqc      // channel: path(*_mqc.*)
-    versions = BULK.out.versions // channel: path(versions.yml)
 }

@@ -14,8 +14,6 @@ workflow COHORT_ATLAS {
     ch_qc_h5ad // channel: [ val(meta), path(h5ad) ], one per sample kept by QC
 
     main:
-    ch_versions = Channel.empty()
-
     // One cohort task; inputs sorted by name so that -resume sees the same task
     ch_cohort = ch_qc_h5ad
         .map { meta, h5ad -> h5ad }
@@ -32,15 +30,11 @@ workflow COHORT_ATLAS {
     CNV ( ANNOTATE.out.h5ad )
     SUBCLUSTER ( CNV.out.h5ad, optionalFile(params.subtype_markers) )
 
-    ch_versions = ch_versions.mix(
-        INTEGRATE.out.versions, ANNOTATE.out.versions, CNV.out.versions, SUBCLUSTER.out.versions
-    )
     ch_mqc = INTEGRATE.out.mqc.mix(ANNOTATE.out.mqc, CNV.out.mqc, CNV.out.mqc_plots, SUBCLUSTER.out.mqc)
 
     emit:
     atlas    = SUBCLUSTER.out.h5ad // channel: [ val(meta), path(h5ad) ], the annotated atlas
     mqc      = ch_mqc              // channel: path(*_mqc.*)
-    versions = ch_versions         // channel: path(versions.yml)
 }
 
 //

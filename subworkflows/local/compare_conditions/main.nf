@@ -21,11 +21,9 @@ workflow COMPARE_CONDITIONS {
         ch_signatures.collect().ifEmpty([])
     )
 
-    ch_versions = COMPOSITION.out.versions.mix(DE.out.versions, PATHWAYS.out.versions)
     ch_mqc      = COMPOSITION.out.mqc.mix(DE.out.mqc)
 
     emit:
     de       = DE.out.tables     // channel: [ val(meta), path(tsv) ]
     mqc      = ch_mqc            // channel: path(*_mqc.*)
-    versions = ch_versions       // channel: path(versions.yml)
 }

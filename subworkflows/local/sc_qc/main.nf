@@ -17,5 +17,4 @@ workflow SC_QC {
     cells    = QC.out.cells    // channel: [ val(meta), path(tsv.gz) ]
     plots    = QC.out.violin.mix(QC.out.scatter) // channel: [ val(meta), path(png) ]
     mqc      = QC.out.mqc      // channel: path(*_mqc.tsv)
-    versions = QC.out.versions // channel: path(versions.yml)
 }

@@ -23,11 +23,9 @@ workflow SPATIAL {
         DECONVOLVE.out.h5ad.join(ch_sections.map { meta, outs, regions -> [ meta, regions ] })
     )
 
-    ch_versions = SPATIAL_QC.out.versions.mix(DECONVOLVE.out.versions, SPATIAL_ANALYSIS.out.versions)
     ch_mqc      = SPATIAL_QC.out.mqc.mix(DECONVOLVE.out.mqc, SPATIAL_ANALYSIS.out.mqc)
 
     emit:
     h5ad     = SPATIAL_ANALYSIS.out.h5ad // channel: [ val(meta), path(h5ad) ]
     mqc      = ch_mqc                    // channel: path(*_mqc.*)
-    versions = ch_versions               // channel: path(versions.yml)
 }
