@@ -29,6 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 # Modules under modules/local/ that run a third-party tool rather than a `tmeflow <stage>`.
 TOOL_MODULES = frozenset({"multiqc"})
 
+# Options of a stage's CLI (tmeflow.stages, not schema parameters) that its module may leave out,
+# with the reason. Every other option must be on the module's `tmeflow <stage>` line.
+OPTIONS_NOT_PASSED: dict[str, dict[str, str]] = {
+    "cnv": {"species": "read from the atlas's obs 'species' (the cohort task has no single-sample meta)"},
+}
+
 # Topic channels: preview (nextflow.preview.topic = true) from 24.04, generally available from 25.04.
 TOPIC_GA_VERSION = (25, 4)
 
@@ -741,6 +747,50 @@ def check_stage_command(
         got = getattr(namespace, param, _MISSING)
         if got is _MISSING or got != expected:
             problems.append(f"{name}: with schema defaults, tmeflow {called} receives --{param} {got!r}, not {expected!r}")
+    return problems
+
+
+def command_flags(module_text: str) -> set[str]:
+    """Options on the module's ``tmeflow <stage>`` line: given directly, or through a ``def x = ...``
+    script variable interpolated into the line (the optional inputs, ``markers ? "--markers ..." : ''``)."""
+    blocks = process_blocks(module_text)
+    if len(blocks) != 1:
+        return set()
+    sections = process_sections(next(iter(blocks.values())))
+    commands = tmeflow_commands(triple_quoted(sections.get("script", "")) or "")
+    if not commands:
+        return set()
+    command = commands[0]
+    flags = set(re.findall(r"(?:^|\s)--([A-Za-z][\w-]*)", command))
+    for variable, (given, _) in script_locals(sections.get("script", "")).items():
+        if re.search(r"\$\{?\s*%s\b" % re.escape(variable), command):
+            flags.update(re.findall(r"--([A-Za-z][\w-]*)", given))
+    return flags
+
+
+def check_stage_options_passed(
+    module_text: str, stage: str, name: str = "<module>", not_passed: dict[str, dict[str, str]] | None = None
+) -> list[str]:
+    """Every option of ``tmeflow <stage>`` declared in ``tmeflow.stages`` (inputs such as
+    ``--signatures`` or ``--gene_positions``, sample metadata) is on the module's command line, or
+    passed through a script variable of an optional staged input; schema parameters are checked by
+    :func:`check_stage_command`. Exceptions (with their reason) are in ``OPTIONS_NOT_PASSED``."""
+    from tmeflow.stages import get_stage
+
+    exempt = (OPTIONS_NOT_PASSED if not_passed is None else not_passed).get(stage, {})
+    flags = command_flags(module_text)
+    if not flags:
+        return [f"{name}: no `tmeflow <stage>` command line found"]
+    problems = []
+    for option in get_stage(stage).options:
+        flag = option.flags[0].lstrip("-")
+        if flag not in flags and flag not in exempt:
+            problems.append(
+                f"{name}: `tmeflow {stage}` takes --{flag} but the module never passes it "
+                "(stage a file as a path input, [] when unset, and pass the flag only when given)"
+            )
+    for flag in sorted(set(exempt) & flags):
+        problems.append(f"{name}: --{flag} is passed, remove it from OPTIONS_NOT_PASSED")
     return problems
 
 

@@ -7,7 +7,9 @@ process BULK {
 
     input:
     tuple val(meta), path(expression), path(clinical)
-    path(reference)
+    path reference          // single-cell reference .h5ad (the atlas); [] for none
+    path signatures         // user gene sets, GMT file(s) (params.signatures); [] for none
+    path probe_annotation   // probe -> gene symbol table for probe IDs; [] for none
 
     output:
     tuple val(meta), path("bulk_*.tsv")           , emit: tables
@@ -22,11 +24,15 @@ process BULK {
     script:
     def args = task.ext.args ?: ''
     def reference_arg = reference ? "--reference ${reference}" : ''
+    def signatures_arg = signatures ? "--signatures ${signatures}" : ''
+    def probes_arg = probe_annotation ? "--probe_annotation ${probe_annotation}" : ''
     """
     tmeflow bulk \\
         --expression ${expression} \\
         --clinical ${clinical} \\
         ${reference_arg} \\
+        ${signatures_arg} \\
+        ${probes_arg} \\
         --outdir . \\
         ${args}
 

@@ -7,6 +7,7 @@ process CNV {
 
     input:
     tuple val(meta), path(h5ad)
+    path gene_positions     // gene-position table replacing the bundled GRCh38/mm10 one; [] for none
 
     output:
     tuple val(meta), path("cnv.h5ad")          , emit: h5ad
@@ -24,9 +25,11 @@ process CNV {
 
     script:
     def args = task.ext.args ?: ''
+    def positions_arg = gene_positions ? "--gene_positions ${gene_positions}" : ''
     """
     tmeflow cnv \\
         --input ${h5ad} \\
+        ${positions_arg} \\
         --n_jobs ${task.cpus} \\
         --outdir . \\
         ${args}

@@ -3,7 +3,8 @@
 // and deconvolution with the atlas as reference
 //
 
-include { BULK } from '../../../modules/local/bulk'
+include { BULK         } from '../../../modules/local/bulk'
+include { optionalFiles } from '../utils_tmeflow'
 
 workflow BULK_VALIDATION {
 
@@ -14,7 +15,9 @@ workflow BULK_VALIDATION {
     main:
     BULK (
         ch_bulk,
-        ch_atlas.map { meta, h5ad -> h5ad }.first()
+        ch_atlas.map { meta, h5ad -> h5ad }.first(),
+        optionalFiles(params.signatures),   // user GMT file(s), comma-separated
+        []                                  // probe annotation: none (no parameter yet)
     )
 
     emit:

@@ -27,7 +27,10 @@ workflow COHORT_ATLAS {
         optionalFile(params.celltypist_model),
         optionalFile(params.annotation_overrides)
     )
-    CNV ( ANNOTATE.out.h5ad )
+    CNV (
+        ANNOTATE.out.h5ad,
+        []   // gene-position table: none (no parameter yet), the bundled GRCh38/mm10 one
+    )
     SUBCLUSTER ( CNV.out.h5ad, optionalFile(params.subtype_markers) )
 
     ch_mqc = INTEGRATE.out.mqc.mix(ANNOTATE.out.mqc, CNV.out.mqc, CNV.out.mqc_plots, SUBCLUSTER.out.mqc)

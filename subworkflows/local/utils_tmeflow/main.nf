@@ -122,6 +122,13 @@ def resolveRow(row, samplesheet) {
     ]
 }
 
+//
+// User files given by a comma-separated parameter (e.g. several GMT files), or [] when unset
+//
+def optionalFiles(paths) {
+    return paths ? paths.tokenize(',').collect { path -> file(path.trim(), checkIfExists: true) } : []
+}
+
 def checkUniqueSamples(rows) {
     def duplicated = rows.collect { row -> row[0].id }.countBy { id -> id }.findAll { id, count -> count > 1 }.keySet()
     if (duplicated) {
