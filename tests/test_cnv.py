@@ -279,6 +279,17 @@ def test_simulated_malignant_calls(simulated):
     assert not cells.loc[not_candidate, "malignant"].any()
 
 
+def test_simulated_cnv_clusters_are_clones_not_cells(simulated):
+    # Regression: a Gaussian kernel turned cells sharing one CNV profile into NaN connectivities
+    # and every cell into a cluster of its own.
+    outdir, cells, _ = simulated
+    clusters = pd.read_csv(outdir / "cnv_clusters.tsv", sep="\t")
+    print(f"{len(clusters)} CNV clusters for {len(cells)} cells")
+    assert len(clusters) <= len(cells) / 20
+    malignant_clusters = clusters[clusters["malignant"]]
+    assert not malignant_clusters.empty and malignant_clusters["n_cells"].min() >= 5
+
+
 def test_simulated_arm_events_recovered(simulated):
     outdir, _, truth = simulated
     arms = pd.read_csv(outdir / "cnv_arms.tsv", sep="\t", dtype={"patient": str, "cnv_cluster": str})

@@ -463,8 +463,10 @@ def cluster_cnv(adata, params: dict[str, Any]):
         n_comps = int(min(N_PCS, len(cells) - 1, sub.obsm["X_cnv"].shape[1] - 1))
         cnv.tl.pca(sub, n_comps=n_comps, random_state=params["seed"])
         transformer = "sklearn" if len(cells) <= EXACT_NEIGHBOURS_MAX_CELLS else neighbour_transformer()
+        # UMAP connectivities: the Gaussian kernel divides by zero where cells share one CNV profile
+        # (flat, denoised normal cells), which left every cell a cluster of its own
         cnv.pp.neighbors(sub, n_neighbors=min(SCORE_NEIGHBOURS, len(cells) - 1), random_state=params["seed"],
-                         method="gauss", transformer=transformer)
+                         method="umap", transformer=transformer)
         cnv.tl.leiden(sub, resolution=params["cnv_leiden_resolution"], random_state=params["seed"],
                       flavor="igraph", n_iterations=2, directed=False)
         labels[cells] = [f"{patient}:{k}" for k in sub.obs["cnv_leiden"].astype(str)]
