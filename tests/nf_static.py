@@ -1194,6 +1194,67 @@ def _label_blocks(code: str) -> list[tuple[str, str]]:
     return blocks
 
 
+def profile_blocks(config_text: str) -> dict[str, str]:
+    """``{profile: body}`` of the ``profiles { name { ... } }`` of a config."""
+    s = scan(config_text)
+    found = re.search(r"(?<![\w.])profiles\s*\{", s.code)
+    if not found:
+        return {}
+    close_at = matching_close(s.code, found.end() - 1)
+    blocks, k = {}, found.end()
+    while True:
+        match = re.compile(r"\s*([A-Za-z_]\w*)\s*\{").match(s.code, k)
+        if not match or match.end() > close_at:
+            break
+        end = matching_close(s.code, match.end() - 1)
+        blocks[match.group(1)] = config_text[match.end() : end]
+        k = end + 1
+    return blocks
+
+
+def check_config_includes(config_text: str, base: Path, name: str = "nextflow.config") -> list[str]:
+    """Every ``includeConfig 'path'`` names an existing file (relative to the including config)."""
+    return [
+        f"{name}: includeConfig '{source}' names no file"
+        for source in re.findall(r"\bincludeConfig\s*\(?\s*['\"]([^'\"$]+)['\"]", scan(config_text).no_comments)
+        if not (base / source).is_file()
+    ]
+
+
+# Cloud profiles: the config each includes, its executor, and settings it must make
+CLOUD_PROFILES = {
+    "awsbatch": ("conf/awsbatch.config", "awsbatch", ("queue", "cliPath")),
+    "google": ("conf/google.config", "google-batch", ("project", "location", "spot")),
+}
+
+
+def check_cloud_profiles(config_text: str, repo: Path = REPO) -> list[str]:
+    """The awsbatch and google profiles include conf/<profile>.config, which sets the executor,
+    the settings a user must give (each read from the environment or overridden with -c), GPU
+    resources for process_gpu, and turns conda off."""
+    problems = []
+    profiles = profile_blocks(config_text)
+    for profile, (path, executor, settings) in CLOUD_PROFILES.items():
+        body = scan(profiles.get(profile, "")).no_comments
+        if not re.search(rf"\bincludeConfig\s*\(?\s*['\"]{re.escape(path)}['\"]", body):
+            problems.append(f"nextflow.config: profile {profile} does not include {path}")
+            continue
+        if not (repo / path).is_file():
+            problems.append(f"{path}: missing")
+            continue
+        code = scan((repo / path).read_text()).no_comments
+        if not re.search(rf"\bexecutor\s*=\s*['\"]{re.escape(executor)}['\"]", code):
+            problems.append(f"{path}: does not set executor = '{executor}'")
+        for setting in settings:
+            if not re.search(rf"\b{setting}\s*=", code):
+                problems.append(f"{path}: does not set {setting}")
+        if "process_gpu" not in code and profile == "google":
+            problems.append(f"{path}: gives process_gpu no accelerator")
+        if not re.search(r"\bconda\.enabled\s*=\s*false\b", code):
+            problems.append(f"{path}: does not turn conda off (cloud batch jobs need the containers)")
+    return problems
+
+
 def render_params_block(schema: dict[str, Any]) -> str:
     """A ``params { }`` block with every schema parameter at its default, grouped as the schema is
     (to paste into nextflow.config when the schema grows)."""

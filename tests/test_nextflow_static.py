@@ -448,6 +448,39 @@ def test_nextflow_version_allows_topic_channels():
 
 
 # --------------------------------------------------------------------------------------------------
+# Profiles: included configs exist; cloud profiles are complete
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=rel)
+def test_included_configs_exist(path):
+    assert ns.check_config_includes(path.read_text(), REPO, rel(path)) == []
+
+
+def test_cloud_profiles_include_their_configs():
+    config = (REPO / "nextflow.config").read_text()
+    assert set(ns.CLOUD_PROFILES) <= set(ns.profile_blocks(config))
+    assert ns.check_cloud_profiles(config) == []
+
+
+def test_cloud_profile_check_reports_incomplete_profiles(tmp_path):
+    config = (REPO / "nextflow.config").read_text()
+    moved = config.replace("includeConfig 'conf/google.config'", "includeConfig 'conf/gcp.config'")
+    assert moved != config
+    assert any("profile google does not include conf/google.config" in p for p in ns.check_cloud_profiles(moved))
+    assert any("includeConfig 'conf/gcp.config' names no file" in p for p in ns.check_config_includes(moved, REPO))
+    (tmp_path / "conf").mkdir()
+    aws = (REPO / "conf" / "awsbatch.config").read_text()
+    (tmp_path / "conf" / "awsbatch.config").write_text(re.sub(r"\n\s*queue\s*=.*\n", "\n", aws).replace("'awsbatch'", "'local'"))
+    (tmp_path / "conf" / "google.config").write_text((REPO / "conf" / "google.config").read_text().replace("conda.enabled = false", ""))
+    problems = ns.check_cloud_profiles(config, tmp_path)
+    assert any("does not set executor = 'awsbatch'" in p for p in problems), problems
+    assert any("awsbatch.config: does not set queue" in p for p in problems), problems
+    assert any("google.config: does not turn conda off" in p for p in problems), problems
+    assert len(problems) == 3, problems
+
+
+# --------------------------------------------------------------------------------------------------
 # 6. Output globs match what the stage writes (needs the `pipeline_results` fixture)
 # --------------------------------------------------------------------------------------------------
 
