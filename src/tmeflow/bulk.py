@@ -856,11 +856,14 @@ def run_bulk(
         mqc = survival_table[["feature", "endpoint", "kind", "n_high", "n_low", "cut_p_corrected", "logrank_p",
                               "hr_per_sd", "hr_per_sd_p", "ph_fail"]].copy()
         mqc.insert(0, "id", mqc["feature"] + " | " + mqc["endpoint"])
-        mqc = mqc.drop(columns=["feature", "endpoint"])
+        mqc = mqc.drop(columns=["feature", "endpoint"]).sort_values("logrank_p", kind="stable")
+        p_value = {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1}
         written.append(write_table(mqc, outdir / "bulk_survival_mqc.tsv", header_lines=multiqc_header(
             "tmeflow_bulk_survival", "Bulk cohort: survival",
-            f"Per feature and endpoint: {params['cutpoint_method']} high/low cut-point (corrected p), log-rank p, "
-            "univariate Cox HR per SD; ph_fail = Schoenfeld test p < ph_alpha.", "table")))
+            f"Per feature and endpoint, most significant first: {params['cutpoint_method']} high/low cut-point "
+            "(corrected p), log-rank p, univariate Cox HR per SD; ph_fail = Schoenfeld test p < ph_alpha.", "table",
+            headers={"cut_p_corrected": p_value, "logrank_p": p_value, "hr_per_sd_p": p_value,
+                     "hr_per_sd": {"format": "{:.2f}"}})))
         with timed(logger, "survival plots"):
             written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir)
     if len(logistic):
