@@ -1072,6 +1072,122 @@ def check_topic_support(config_text: str, uses_topic: bool, preview_flag_texts: 
 
 
 # --------------------------------------------------------------------------------------------------
+# nf-test: every module and subworkflow has a test file that names its process / workflow
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NfTest:
+    path: Path
+    kind: str | None  # nextflow_process | nextflow_workflow | nextflow_pipeline | nextflow_function
+    script: Path | None  # resolved against the test file's folder
+    process: str | None
+    workflow: str | None
+    tests: tuple[tuple[str, bool], ...]  # (name, runs with -stub)
+
+
+def read_nf_test(path: Path, text: str | None = None) -> NfTest:
+    """What an ``*.nf.test`` file tests: its kind, script, process/workflow and test cases."""
+    text = path.read_text() if text is None else text
+    s = scan(text)
+    code = s.no_comments
+    kind = re.search(r"^\s*(nextflow_process|nextflow_workflow|nextflow_pipeline|nextflow_function)\s*\{", code, flags=re.M)
+    script = re.search(r"^\s*script\s+([\"'])(.+?)\1", code, flags=re.M)
+    process = re.search(r"^\s*process\s+([\"'])(\w+)\1", code, flags=re.M)
+    workflow = re.search(r"^\s*workflow\s+([\"'])(\w+)\1", code, flags=re.M)
+    tests = []
+    for match in re.finditer(r"\btest\s*\(\s*", s.code):
+        name = re.match(r"([\"'])(.*?)\1\s*\)\s*\{", text[match.end() :])
+        if not name:
+            continue
+        open_at = match.end() + name.end() - 1
+        close_at = matching_close(s.code, open_at)
+        body = code[open_at:close_at] if close_at > 0 else ""
+        stub = re.search(r"^\s*options\s+([\"'])[^\"']*-stub\b[^\"']*\1", body, flags=re.M) is not None
+        tests.append((name.group(2), stub))
+    return NfTest(
+        path=path,
+        kind=kind.group(1) if kind else None,
+        script=(path.parent / script.group(2)).resolve() if script else None,
+        process=process.group(2) if process else None,
+        workflow=workflow.group(2) if workflow else None,
+        tests=tuple(tests),
+    )
+
+
+def _calls_processes(text: str) -> bool:
+    return any("/modules/" in source for _, _, source, _ in includes(text))
+
+
+def check_nf_tests(repo: Path = REPO) -> list[str]:
+    """tests/nextflow/modules/<module>.nf.test for every modules/local/<module>/main.nf, naming its
+    process, with a -stub test; tests/nextflow/subworkflows/<name>*.nf.test naming every workflow of
+    subworkflows/local/<name>/main.nf (a -stub test where the subworkflow runs processes); every
+    nf-test script resolves to a pipeline file that defines the process/workflow it names."""
+    problems = []
+    tests_dir = repo / "tests" / "nextflow"
+    found = {path: read_nf_test(path) for path in sorted(tests_dir.rglob("*.nf.test"))}
+
+    def rel(path: Path) -> str:
+        return path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
+
+    for test in found.values():
+        if test.kind is None:
+            problems.append(f"{rel(test.path)}: no nextflow_process/nextflow_workflow/nextflow_pipeline block")
+            continue
+        if test.script is None or not test.script.is_file():
+            problems.append(f"{rel(test.path)}: script does not name an existing file")
+            continue
+        if not test.tests:
+            problems.append(f"{rel(test.path)}: has no test(...) case")
+        target = test.script.read_text()
+        if test.kind == "nextflow_process" and (test.process is None or test.process not in process_blocks(target)):
+            problems.append(f"{rel(test.path)}: process {test.process!r} is not defined in {rel(test.script)}")
+        if test.kind == "nextflow_workflow" and (test.workflow is None or test.workflow not in named_blocks(target, "workflow")):
+            problems.append(f"{rel(test.path)}: workflow {test.workflow!r} is not defined in {rel(test.script)}")
+
+    for module, main in module_dirs(repo).items():
+        expected = tests_dir / "modules" / f"{module}.nf.test"
+        test = found.get(expected)
+        if test is None:
+            problems.append(f"{rel(main)}: no nf-test {rel(expected)}")
+            continue
+        for process in process_blocks(main.read_text()):
+            if test.kind != "nextflow_process" or test.script != main.resolve() or test.process != process:
+                problems.append(f"{rel(expected)}: does not test process {process} of {rel(main)}")
+        if not any(stub for _, stub in test.tests):
+            problems.append(f"{rel(expected)}: has no test with options \"-stub\"")
+
+    for main in sorted((repo / "subworkflows" / "local").glob("*/main.nf")):
+        folder = main.parent.name
+        text = main.read_text()
+        candidates = [t for p, t in found.items() if p.parent == tests_dir / "subworkflows" and p.name.startswith(folder)]
+        for workflow in named_blocks(text, "workflow"):
+            testing = [t for t in candidates if t.kind == "nextflow_workflow" and t.script == main.resolve() and t.workflow == workflow]
+            if not testing:
+                problems.append(f"{rel(main)}: workflow {workflow} has no nf-test tests/nextflow/subworkflows/{folder}*.nf.test naming it")
+            elif _calls_processes(text) and not any(stub for t in testing for _, stub in t.tests):
+                problems.append(f"{rel(main)}: the nf-test of workflow {workflow} has no test with options \"-stub\"")
+    return problems
+
+
+def check_pipeline_nf_test(test: NfTest, text: str, repo: Path = REPO) -> list[str]:
+    """tests/nextflow/pipeline.nf.test runs main.nf with -stub and for real (the test profile of
+    nf-test.config), and asserts the report."""
+    name = test.path.name
+    problems = []
+    if test.kind != "nextflow_pipeline" or test.script != (repo / "main.nf").resolve():
+        problems.append(f"{name}: is not a nextflow_pipeline test of main.nf")
+    if not any(stub for _, stub in test.tests):
+        problems.append(f'{name}: has no test with options "-stub"')
+    if not any(not stub for _, stub in test.tests):
+        problems.append(f"{name}: has no real (non-stub) test")
+    if "multiqc/multiqc_report.html" not in scan(text).no_comments:
+        problems.append(f"{name}: does not assert multiqc/multiqc_report.html")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
 # Check 6: output globs match what the stage writes
 # --------------------------------------------------------------------------------------------------
 

@@ -87,7 +87,8 @@ def groovy_cache(pytestconfig, tmp_path_factory):
     return Path(cache.mkdir("tmeflow-groovy-parse")) if cache is not None else tmp_path_factory.mktemp("groovy-parse")
 
 
-@pytest.mark.parametrize("path", NF_FILES, ids=rel)
+# nf-test files (nextflow_process { ... } etc.) and configs are Groovy too, and parse with the same grammar
+@pytest.mark.parametrize("path", NF_FILES + NF_TEST_FILES + CONFIG_FILES, ids=rel)
 def test_groovy_parse(path, groovy_cache):
     text = ns.scan(path.read_text()).no_comments  # comments cannot break the grammar; fewer tokens
     if not ns.groovy_parse_cached(text, groovy_cache) and os.environ.get("TMEFLOW_GROOVY_PARSE") != "1":
@@ -445,6 +446,64 @@ def test_nextflow_version_allows_topic_channels():
     ancient = re.sub(r"(nextflowVersion\s*=\s*')[^']*'", r"\g<1>!>=23.10.1'", config)
     assert any("need Nextflow >= 24.04" in p for p in ns.check_topic_support(ancient, True, ["nextflow.preview.topic = true\n"]))
     assert ns.check_topic_support(ancient, False) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# nf-test files for machines with Nextflow (tests/nextflow/)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_every_module_and_subworkflow_has_an_nf_test():
+    assert ns.check_nf_tests(REPO) == []
+
+
+def test_pipeline_nf_test_runs_stub_and_real():
+    path = REPO / "tests" / "nextflow" / "pipeline.nf.test"
+    assert ns.check_pipeline_nf_test(ns.read_nf_test(path), path.read_text()) == []
+
+
+@pytest.fixture()
+def nf_test_copy(pipeline_copy):
+    shutil.copytree(REPO / "tests" / "nextflow", pipeline_copy / "tests" / "nextflow")
+    return pipeline_copy
+
+
+def test_nf_test_check_reports_missing_misnamed_and_stubless_tests(nf_test_copy):
+    tests = nf_test_copy / "tests" / "nextflow"
+    assert ns.check_nf_tests(nf_test_copy) == []
+    (tests / "modules" / "cnv.nf.test").unlink()
+    (tests / "subworkflows" / "spatial.nf.test").unlink()
+    qc = tests / "modules" / "qc.nf.test"
+    qc.write_text(qc.read_text().replace('process "QC"', 'process "QC_OLD"'))
+    de = tests / "modules" / "de.nf.test"
+    de.write_text(re.sub(r'\n\s*options "-stub"\n', "\n", de.read_text()))
+    (tests / "modules" / "orphan.nf.test").write_text(
+        'nextflow_process {\n    name "gone"\n    script "../../../modules/local/gone/main.nf"\n    process "GONE"\n'
+        '    test("x") {\n        then {\n            assert process.success\n        }\n    }\n}\n'
+    )
+    problems = ns.check_nf_tests(nf_test_copy)
+    expected = [
+        "no nf-test tests/nextflow/modules/cnv.nf.test",
+        "workflow SPATIAL has no nf-test",
+        "process 'QC_OLD' is not defined in modules/local/qc/main.nf",
+        "does not test process QC of modules/local/qc/main.nf",
+        'de.nf.test: has no test with options "-stub"',
+        "orphan.nf.test: script does not name an existing file",
+    ]
+    for text in expected:
+        assert any(text in p for p in problems), (text, problems)
+    assert len(problems) == len(expected), problems
+
+
+def test_pipeline_nf_test_check_reports_missing_cases():
+    path = REPO / "tests" / "nextflow" / "pipeline.nf.test"
+    text = path.read_text()
+    no_stub = re.sub(r'\n\s*options "-stub"\n', "\n", text)
+    assert no_stub != text
+    problems = ns.check_pipeline_nf_test(ns.read_nf_test(path, no_stub), no_stub)
+    assert problems == ['pipeline.nf.test: has no test with options "-stub"'], problems
+    no_report = text.replace("multiqc/multiqc_report.html", "multiqc/report.html")
+    assert any("multiqc_report.html" in p for p in ns.check_pipeline_nf_test(ns.read_nf_test(path, no_report), no_report))
 
 
 # --------------------------------------------------------------------------------------------------
