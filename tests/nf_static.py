@@ -27,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 # Modules under modules/local/ that run a third-party tool rather than a `tmeflow <stage>`.
-TOOL_MODULES = frozenset({"multiqc"})
+TOOL_MODULES: frozenset[str] = frozenset()
 
 # Options of a stage's CLI (tmeflow.stages, not schema parameters) that its module may leave out,
 # with the reason. Every other option must be on the module's `tmeflow <stage>` line.
@@ -461,9 +461,10 @@ def values_equal(config_value: Any, schema_value: Any, schema_type: str | None) 
 
 
 def params_used(text: str) -> set[str]:
-    """Names ``x`` of ``params.x`` in a .nf/.config text (comments ignored, strings included) and of
-    assignments inside ``params { }`` blocks."""
-    used = set(re.findall(r"(?<![\w.])params\.([A-Za-z_]\w*)", scan(text).no_comments))
+    """Names ``x`` of ``params.x`` in a .nf/.config text (comments and single-quoted strings, which
+    Groovy never interpolates, ignored; GStrings included) and of assignments inside ``params { }``."""
+    code = re.sub(r"'(?:[^'\\\n]|\\.)*'", "''", scan(text).no_comments)
+    used = set(re.findall(r"(?<![\w.])params\.([A-Za-z_]\w*)", code))
     for _, body in params_blocks(text):
         used.update(re.findall(r"^[ \t]*([A-Za-z_]\w*)\s*=(?!=)", body, flags=re.M))
     return used
@@ -921,7 +922,8 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
     resource = [label for label in labels if label in RESOURCE_LABELS]
     if len(resource) != 1:
         problems.append(f"{name}: needs exactly one resource label of {sorted(RESOURCE_LABELS)}, has {labels}")
-    if not tool and not re.search(r"^\s*tag\s+\"\$\{?meta\.id\}?\"", directives, flags=re.M):
+    takes_meta = "val(meta)" in sections.get("input", "")
+    if takes_meta and not tool and not re.search(r"^\s*tag\s+\"\$\{?meta\.id\}?\"", directives, flags=re.M):
         problems.append(f'{name}: lacks `tag "$meta.id"`')
     if not re.search(r"^\s*conda\s+\"\$\{moduleDir\}/\.\./\.\./\.\./containers/environment\.yml\"", directives, flags=re.M):
         problems.append(f'{name}: lacks `conda "${{moduleDir}}/../../../containers/environment.yml"`')

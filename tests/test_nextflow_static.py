@@ -27,7 +27,7 @@ import pytest
 
 import nf_static as ns
 from tmeflow import __version__
-from tmeflow.stages import pipeline_stage_names
+from tmeflow.stages import get_stage, pipeline_stage_names
 
 REPO = ns.REPO
 SCHEMA = ns.load_schema()
@@ -208,7 +208,7 @@ def test_ext_args_evaluation_of_conditional_items():
 @pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
 def test_stage_publishes_like_tmeflow_run(stage):
     process = next(iter(ns.process_blocks(STAGE_MODULES[stage].read_text())))
-    assert ns.check_publish_dir(MODULES_CONFIG.read_text(), process, stage) == []
+    assert ns.check_publish_dir(MODULES_CONFIG.read_text(), process, get_stage(stage).folder) == []
 
 
 def test_publish_dir_check_reports_other_folder():
@@ -561,7 +561,8 @@ def _samples(outdir: Path) -> list[str]:
 @pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
 def test_module_outputs_match_stage_outputs(stage, results):
     outdir = Path(results)
-    problems = ns.check_outputs_produced(STAGE_MODULES[stage].read_text(), outdir / stage, _samples(outdir), rel(STAGE_MODULES[stage]))
+    stage_dir = outdir / get_stage(stage).folder
+    problems = ns.check_outputs_produced(STAGE_MODULES[stage].read_text(), stage_dir, _samples(outdir), rel(STAGE_MODULES[stage]))
     assert problems == []
 
 

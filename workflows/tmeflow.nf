@@ -11,8 +11,8 @@ include { TRAJECTORY             } from '../modules/local/trajectory'
 include { COMMUNICATION          } from '../modules/local/communication'
 include { SPATIAL                } from '../subworkflows/local/spatial'
 include { BULK_VALIDATION        } from '../subworkflows/local/bulk_validation'
-include { MULTIQC                } from '../modules/local/multiqc'
-include { softwareVersionsToYAML } from '../subworkflows/local/utils_tmeflow'
+include { REPORT                 } from '../modules/local/report'
+include { softwareVersionsToYAML; optionalFile } from '../subworkflows/local/utils_tmeflow'
 
 workflow TMEFLOW {
 
@@ -22,20 +22,20 @@ workflow TMEFLOW {
     ch_bulk    // channel: [ val(meta), path(expression), path(clinical) ]
 
     main:
-    ch_multiqc_files = Channel.empty()
+    ch_report_files  = Channel.empty()
 
     //
     // Per-sample QC (fan-out: one task per sample)
     //
     SC_QC ( ch_sc )
-    ch_multiqc_files = ch_multiqc_files.mix(SC_QC.out.mqc)
+    ch_report_files  = ch_report_files.mix(SC_QC.out.report)
 
     //
     // Cohort atlas (fan-in): integration, annotation, malignant cells, compartments
     //
     COHORT_ATLAS ( SC_QC.out.h5ad )
     ch_atlas         = COHORT_ATLAS.out.atlas
-    ch_multiqc_files = ch_multiqc_files.mix(COHORT_ATLAS.out.mqc)
+    ch_report_files  = ch_report_files.mix(COHORT_ATLAS.out.report)
 
     //
     // Conditions compared on the atlas
@@ -44,29 +44,33 @@ workflow TMEFLOW {
         ? Channel.fromPath(params.signatures.tokenize(','), checkIfExists: true)
         : Channel.empty()
     COMPARE_CONDITIONS ( ch_atlas, ch_signatures )
-    ch_multiqc_files = ch_multiqc_files.mix(COMPARE_CONDITIONS.out.mqc)
+    ch_report_files  = ch_report_files.mix(COMPARE_CONDITIONS.out.report)
 
     //
     // Trajectories and cell-cell communication on the atlas
     //
     TRAJECTORY ( ch_atlas )
     COMMUNICATION ( ch_atlas )
-    ch_multiqc_files = ch_multiqc_files.mix(TRAJECTORY.out.mqc, COMMUNICATION.out.mqc)
+    ch_report_files  = ch_report_files.mix(
+        TRAJECTORY.out.mqc, COMMUNICATION.out.mqc,
+        TRAJECTORY.out.plots.mix(COMMUNICATION.out.plots).map { meta, pngs -> pngs }
+    )
 
     //
     // Spatial sections (fan-out per section), with the atlas as deconvolution reference
     //
     SPATIAL ( ch_spatial, ch_atlas )
-    ch_multiqc_files = ch_multiqc_files.mix(SPATIAL.out.mqc)
+    ch_report_files  = ch_report_files.mix(SPATIAL.out.report)
 
     //
     // Bulk cohort validation
     //
     BULK_VALIDATION ( ch_bulk, ch_atlas )
-    ch_multiqc_files = ch_multiqc_files.mix(BULK_VALIDATION.out.mqc)
+    ch_report_files  = ch_report_files.mix(BULK_VALIDATION.out.report)
 
     //
-    // MultiQC (fan-in): every stage's *_mqc* custom content and the software versions
+    // The report (fan-in): every stage's tables and figures, software versions and parameters,
+    // gathered by `tmeflow report` into one MultiQC HTML
     //
     ch_collated_versions = softwareVersionsToYAML(channel.topic('versions'))
         .collectFile(
@@ -75,20 +79,16 @@ workflow TMEFLOW {
             sort: true,
             newLine: true
         )
+    ch_params_json = Channel.value(groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(params)))
+        .collectFile(storeDir: "${params.outdir}/pipeline_info", name: 'params.json')
 
-    ch_multiqc_config        = Channel.fromPath("${projectDir}/assets/multiqc_config.yml", checkIfExists: true)
-    ch_multiqc_custom_config = params.multiqc_config
-        ? Channel.fromPath(params.multiqc_config, checkIfExists: true)
-        : Channel.empty()
-
-    MULTIQC (
-        ch_multiqc_files.mix(ch_collated_versions).collect(),
-        ch_multiqc_config.toList(),
-        ch_multiqc_custom_config.toList()
+    REPORT (
+        ch_report_files.mix(ch_collated_versions, ch_params_json).collect(sort: true),
+        optionalFile(params.multiqc_config)
     )
 
     emit:
     qc_h5ad        = SC_QC.out.h5ad       // channel: [ val(meta), path(h5ad) ]
     atlas          = ch_atlas             // channel: [ val(meta), path(h5ad) ]
-    multiqc_report = MULTIQC.out.report   // channel: path(multiqc_report.html)
+    multiqc_report = REPORT.out.report    // channel: path(multiqc_report.html)
 }

@@ -1,7 +1,8 @@
 """``tmeflow run``: the embedded single-machine runner.
 
 Runs the same stages as the Nextflow pipeline, in dependency order, in one process, and writes the
-same output layout (stage X under ``<outdir>/X/``, as ``conf/modules.config`` publishes them). It is
+same output layout (stage X under ``<outdir>/X/``, the report under ``<outdir>/multiqc/``, as
+``conf/modules.config`` publishes them; ``Stage.folder``). It is
 a convenience for small cohorts and laptops; Nextflow is how tmeflow scales out.
 """
 
@@ -19,12 +20,19 @@ from . import __version__, io
 from .errors import TmeflowInputError
 from .log import get_logger
 from .params import defaults, read_params_file, validate
+from .report import run_report
 from .samplesheet import SampleRow, read_samplesheet
+from .stages import get_stage
 
 logger = get_logger(__name__)
 
 # Packages whose versions the report lists (as the Nextflow modules' versions.yml do).
-REPORTED_PACKAGES = ("tmeflow", "scanpy", "anndata", "numpy", "pandas", "scipy", "scikit-learn")
+REPORTED_PACKAGES = (
+    "tmeflow", "scanpy", "anndata", "numpy", "pandas", "scipy", "scikit-learn", "harmonypy", "scvi-tools",
+    "infercnvpy", "decoupler", "pydeseq2", "cellrank", "liana", "squidpy", "cell2location", "lifelines", "multiqc",
+)
+# The same file name as the Nextflow workflow's collated versions, which MultiQC lists.
+VERSIONS_FILE = "tmeflow_software_mqc_versions.yml"
 
 
 class _Pipeline:
@@ -37,7 +45,7 @@ class _Pipeline:
         self.timings: dict[str, float] = {}
 
     def stage_dir(self, stage: str) -> Path:
-        return self.outdir / stage
+        return self.outdir / get_stage(stage).folder
 
     def record(self, stage: str, started: float) -> None:
         if stage not in self.stages_run:
@@ -145,8 +153,9 @@ def _existing(path: str, parameter: str) -> Path:
     return Path(path)
 
 
-def software_versions() -> dict[str, str]:
-    return {name: (__version__ if name == "tmeflow" else metadata.version(name)) for name in REPORTED_PACKAGES}
+def software_versions() -> dict[str, dict[str, str]]:
+    """``{"tmeflow run": {package: version}}``: MultiQC's software-versions layout (group -> tool)."""
+    return {"tmeflow run": {name: (__version__ if name == "tmeflow" else metadata.version(name)) for name in REPORTED_PACKAGES}}
 
 
 def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -169,17 +178,23 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
     _run_trajectory_and_communication(pipeline, atlas)
     _run_spatial(pipeline, [row for row in rows if row.modality == "spatial"], atlas)
     _run_bulk(pipeline, [row for row in rows if row.modality == "bulk"], atlas, signatures)
-    summary = {
+    io.write_yaml(software_versions(), info / VERSIONS_FILE)
+    io.write_json(_summary(pipeline, rows, started), info / "run_summary.json")
+    pipeline.run("report", run_report, outdir, pipeline.stage_dir("report"), params)
+    summary = _summary(pipeline, rows, started)
+    io.write_json(summary, info / "run_summary.json")
+    logger.info("finished: %s in %.0f s; results in %s", ", ".join(pipeline.stages_run), summary["total_seconds"], outdir)
+    return summary
+
+
+def _summary(pipeline: _Pipeline, rows: list[SampleRow], started: float) -> dict[str, Any]:
+    return {
         "tmeflow_version": __version__,
         "stages": pipeline.stages_run,
         "stage_seconds": {stage: round(seconds, 1) for stage, seconds in pipeline.timings.items()},
         "total_seconds": round(time.perf_counter() - started, 1),
         "samples": [row.sample for row in rows],
     }
-    io.write_yaml(software_versions(), info / "software_versions.yml")
-    io.write_json(summary, info / "run_summary.json")
-    logger.info("finished: %s in %.0f s; results in %s", ", ".join(pipeline.stages_run), summary["total_seconds"], outdir)
-    return summary
 
 
 def resolve_params(args: argparse.Namespace) -> dict[str, Any]:

@@ -36,6 +36,11 @@ class Stage:
     param_groups: tuple[str, ...] = ()
     pipeline: bool = True  # has a Nextflow module and runs in `tmeflow run`
     overrides_only: bool = False  # parameter options default to None: only what is given overrides
+    results_folder: str = ""  # folder under the results, as conf/modules.config publishes it; default: name
+
+    @property
+    def folder(self) -> str:
+        return self.results_folder or self.name
 
 
 OUTDIR = option("--outdir", required=True, help="Folder for this stage's outputs (created if missing).")
@@ -206,6 +211,17 @@ STAGES: tuple[Stage, ...] = (
             OUTDIR,
         ),
         param_groups=("comparison_options", "communication_options", "analysis_options"),
+    ),
+    Stage(
+        name="report",
+        summary="The MultiQC report: every stage's tables and figures, in analysis order, with software versions and parameters.",
+        entry="tmeflow.report:cli",
+        options=(
+            option("--input_dir", required=True, help="Results of a `tmeflow run` or a Nextflow run (or a task folder of staged files)."),
+            OUTDIR,
+        ),
+        param_groups=("report_options",),
+        results_folder="multiqc",
     ),
     Stage(
         name="run",

@@ -22,5 +22,5 @@ workflow BULK_VALIDATION {
 
     emit:
     tables   = BULK.out.tables   // channel: [ val(meta), path(tsv) ]
-    mqc      = BULK.out.mqc      // channel: path(*_mqc.*)
+    report   = BULK.out.mqc.mix(BULK.out.plots.map { meta, pngs -> pngs }) // channel: path(tables, figures)
 }

@@ -3,10 +3,11 @@
 // from inferred CNV, sub-cluster compartments into fine subtypes
 //
 
-include { INTEGRATE  } from '../../../modules/local/integrate'
-include { ANNOTATE   } from '../../../modules/local/annotate'
-include { CNV        } from '../../../modules/local/cnv'
-include { SUBCLUSTER } from '../../../modules/local/subcluster'
+include { INTEGRATE   } from '../../../modules/local/integrate'
+include { ANNOTATE    } from '../../../modules/local/annotate'
+include { CNV         } from '../../../modules/local/cnv'
+include { SUBCLUSTER  } from '../../../modules/local/subcluster'
+include { optionalFile } from '../utils_tmeflow'
 
 workflow COHORT_ATLAS {
 
@@ -33,16 +34,14 @@ workflow COHORT_ATLAS {
     )
     SUBCLUSTER ( CNV.out.h5ad, optionalFile(params.subtype_markers) )
 
-    ch_mqc = INTEGRATE.out.mqc.mix(ANNOTATE.out.mqc, CNV.out.mqc, CNV.out.mqc_plots, SUBCLUSTER.out.mqc)
+    ch_figures = INTEGRATE.out.umap_uncorrected.mix(
+        INTEGRATE.out.umap_corrected, ANNOTATE.out.umap, ANNOTATE.out.dotplot, CNV.out.heatmaps, SUBCLUSTER.out.umaps
+    )
+    ch_report = INTEGRATE.out.mqc
+        .mix(ANNOTATE.out.mqc, CNV.out.mqc, CNV.out.mqc_plots, SUBCLUSTER.out.mqc)
+        .mix(ch_figures.map { meta, pngs -> pngs })
 
     emit:
     atlas    = SUBCLUSTER.out.h5ad // channel: [ val(meta), path(h5ad) ], the annotated atlas
-    mqc      = ch_mqc              // channel: path(*_mqc.*)
-}
-
-//
-// A user file given by a parameter, or [] (nf-core's "no file") when the parameter is unset
-//
-def optionalFile(path) {
-    return path ? file(path, checkIfExists: true) : []
+    report   = ch_report           // channel: path(tables, figures), for the report
 }

@@ -21,9 +21,12 @@ workflow COMPARE_CONDITIONS {
         ch_signatures.collect().ifEmpty([])
     )
 
-    ch_mqc      = COMPOSITION.out.mqc.mix(DE.out.mqc)
+    ch_figures  = COMPOSITION.out.stacked.mix(
+        COMPOSITION.out.boxplot, DE.out.volcano, PATHWAYS.out.gsea_plots, PATHWAYS.out.heatmaps, PATHWAYS.out.bubble
+    )
+    ch_report   = COMPOSITION.out.mqc.mix(DE.out.mqc, ch_figures.map { meta, pngs -> pngs })
 
     emit:
     de       = DE.out.tables     // channel: [ val(meta), path(tsv) ]
-    mqc      = ch_mqc            // channel: path(*_mqc.*)
+    report   = ch_report         // channel: path(tables, figures), for the report
 }

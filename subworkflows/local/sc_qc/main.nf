@@ -16,5 +16,5 @@ workflow SC_QC {
     h5ad     = QC.out.h5ad     // channel: [ val(meta), path(h5ad) ], samples kept by QC only
     cells    = QC.out.cells    // channel: [ val(meta), path(tsv.gz) ]
     plots    = QC.out.violin.mix(QC.out.scatter) // channel: [ val(meta), path(png) ]
-    mqc      = QC.out.mqc      // channel: path(*_mqc.tsv)
+    report   = QC.out.mqc.mix(QC.out.violin.mix(QC.out.scatter).map { meta, png -> png }) // channel: path(tables, figures)
 }

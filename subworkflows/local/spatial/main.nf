@@ -23,9 +23,14 @@ workflow SPATIAL {
         DECONVOLVE.out.h5ad.join(ch_sections.map { meta, outs, regions -> [ meta, regions ] })
     )
 
-    ch_mqc      = SPATIAL_QC.out.mqc.mix(DECONVOLVE.out.mqc, SPATIAL_ANALYSIS.out.mqc)
+    ch_figures  = SPATIAL_QC.out.plot.mix(
+        SPATIAL_QC.out.svg_plot, DECONVOLVE.out.plot, DECONVOLVE.out.dominant_plot, SPATIAL_ANALYSIS.out.plots
+    )
+    ch_report   = SPATIAL_QC.out.mqc
+        .mix(DECONVOLVE.out.mqc, SPATIAL_ANALYSIS.out.mqc)
+        .mix(ch_figures.map { meta, pngs -> pngs })
 
     emit:
     h5ad     = SPATIAL_ANALYSIS.out.h5ad // channel: [ val(meta), path(h5ad) ]
-    mqc      = ch_mqc                    // channel: path(*_mqc.*)
+    report   = ch_report                 // channel: path(tables, figures), for the report
 }

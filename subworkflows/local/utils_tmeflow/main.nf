@@ -123,6 +123,13 @@ def resolveRow(row, samplesheet) {
 }
 
 //
+// A user file given by a parameter, or [] (nf-core's "no file") when the parameter is unset
+//
+def optionalFile(path) {
+    return path ? file(path, checkIfExists: true) : []
+}
+
+//
 // User files given by a comma-separated parameter (e.g. several GMT files), or [] when unset
 //
 def optionalFiles(paths) {

@@ -1,13 +1,12 @@
-process MULTIQC {
+process REPORT {
     label 'process_single'
 
     conda "${moduleDir}/../../../containers/environment.yml"
     container "ghcr.io/tmeflow/tmeflow:0.1.0"
 
     input:
-    path multiqc_files, stageAs: "?/*"
+    path report_files, stageAs: "?/*"
     path multiqc_config
-    path extra_multiqc_config
 
     output:
     path "*multiqc_report.html", emit: report
@@ -20,31 +19,29 @@ process MULTIQC {
 
     script:
     def args = task.ext.args ?: ''
-    def config = multiqc_config ? "--config ${multiqc_config}" : ''
-    def extra_config = extra_multiqc_config ? "--config ${extra_multiqc_config}" : ''
+    def config = multiqc_config ? "--multiqc_config ${multiqc_config}" : ''
     """
-    multiqc \\
-        --force \\
+    tmeflow report \\
+        --input_dir . \\
+        --outdir . \\
         ${config} \\
-        ${extra_config} \\
-        ${args} \\
-        .
+        ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
-        multiqc: \$(multiqc --version | sed -e 's/multiqc, version //g')
+        tmeflow: \$(tmeflow --version | sed 's/tmeflow //')
+        multiqc: \$(python -c 'import multiqc; print(multiqc.__version__)')
     END_VERSIONS
     """
 
     stub:
     """
     mkdir multiqc_data
-    mkdir multiqc_plots
     touch multiqc_report.html
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
-        multiqc: \$(multiqc --version | sed -e 's/multiqc, version //g')
+        tmeflow: \$(tmeflow --version | sed 's/tmeflow //')
     END_VERSIONS
     """
 }

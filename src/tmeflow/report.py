@@ -1,0 +1,388 @@
+"""The report: one MultiQC HTML page of every stage's tables and figures, in analysis order.
+
+Method
+------
+Every stage writes MultiQC custom content (``*_mqc.tsv`` with a ``#`` YAML header) and PNG figures.
+``tmeflow report`` walks a results folder -- of a ``tmeflow run``, of a Nextflow run, or the staged
+files of the Nextflow REPORT task -- and recognises each file by its name (:data:`SECTIONS`), so the
+folder layout does not matter. It then stages, in a temporary folder:
+
+- each table, with ``parent_id``/``parent_name`` added to its header, so that all of one analysis
+  step's tables and figures form one report section;
+- each figure as an HTML custom-content file embedding the PNG (base64), with a caption;
+- the per-sample QC general-statistics tables unchanged;
+- the software versions (``*_mqc_versions.yml``: Nextflow's collated file, or the one ``tmeflow run``
+  writes) and a "Run parameters" section from ``params.json`` (and the time per stage from
+  ``run_summary.json`` when ``tmeflow run`` wrote one).
+
+MultiQC (Ewels et al. 2016, Bioinformatics 32:3047) then builds the report with the bundled
+``multiqc_config.yml`` (section order, no version check, no AI toolbox) plus the user's
+``--multiqc_config``. The page is self-contained: scripts, styles and images are inlined, so it
+opens with no network. MultiQC runs in a subprocess so that its global configuration never leaks
+between reports built in one Python process.
+
+Outputs (in ``--outdir``): ``multiqc_report.html`` (``<title>_multiqc_report.html`` with
+``--multiqc_title``), ``multiqc_data/`` and ``multiqc_plots/``. They are built in a temporary folder
+and moved into place only when MultiQC succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fnmatch
+import html
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import TmeflowInputError
+from .log import get_logger, timed
+
+logger = get_logger(__name__)
+
+VERSIONS_PATTERN = "*_mqc_versions.yml"
+PARAMS_FILE = "params.json"
+RUN_SUMMARY_FILE = "run_summary.json"
+# Figures are embedded at most this wide, as 256-colour PNGs; the full-size files stay in the results.
+REPORT_IMAGE_MAX_WIDTH = 1600
+
+
+@dataclass(frozen=True)
+class Section:
+    """One analysis step of the report: files whose names match ``files`` (glob -> caption)."""
+
+    id: str
+    name: str
+    description: str
+    files: tuple[tuple[str, str], ...]
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("tmeflow_step_qc", "Cell QC", "Per-sample quality control and doublet removal (tmeflow qc).", (
+        ("*.qc_stats_mqc.tsv", ""),
+        ("*.qc_violin.png", "Detected genes, total counts, % mitochondrial and % haemoglobin per cell, before and after filtering; fixed thresholds dashed"),
+        ("*.qc_scatter.png", "Total counts against detected genes per cell, coloured by the filter each removed cell failed"),
+    )),
+    Section("tmeflow_step_integration", "Integration", "Batch correction and its scIB metrics (tmeflow integrate).", (
+        ("integration_metrics_mqc.tsv", ""),
+        ("integration_umap_*_mqc.png", "UMAP of the cohort before and after batch correction, coloured by sample, batch and Leiden cluster"),
+    )),
+    Section("tmeflow_step_annotation", "Cell types", "Marker-based cell-type calls per cluster (tmeflow annotate).", (
+        ("annotation_clusters_mqc.tsv", ""),
+        ("annotation_umap_mqc.png", "UMAP coloured by cell type, compartment and cluster"),
+        ("annotation_dotplot_mqc.png", "Top marker genes per cluster: fraction of cells expressing and mean expression"),
+    )),
+    Section("tmeflow_step_subcluster", "Cell subtypes", "Compartments re-clustered into fine subtypes (tmeflow subcluster).", (
+        ("subcluster_calls_mqc.tsv", ""),
+        ("subcluster_umap_*.png", "Compartment UMAP coloured by subtype"),
+    )),
+    Section("tmeflow_step_composition", "Composition and differential abundance",
+            "Cell-type proportions per sample and propeller-style tests between conditions (tmeflow composition).", (
+        ("composition_mqc.tsv", ""),
+        ("composition_*_stacked.png", "Cell-type proportions per sample"),
+        ("composition_*_boxplot.png", "Proportions per condition, one point per sample"),
+    )),
+    Section("tmeflow_step_cnv", "Copy-number and malignant cells",
+            "inferCNV-style copy-number profiles against an immune reference (tmeflow cnv).", (
+        ("cnv_summary_mqc.tsv", ""),
+        ("cnv_*_mqc.png", "CNV score by cell type and CNV cluster (malignant clusters in red), and mean copy number per chromosome arm of each patient's malignant cells"),
+        ("cnv_heatmap_*.png", "Smoothed expression-inferred copy number per cell along the genome"),
+    )),
+    Section("tmeflow_step_de", "Differential expression", "Pseudobulk differential expression per cell type (tmeflow de).", (
+        ("de_summary_mqc.tsv", ""),
+        ("de_*_volcano.png", "Volcano plot: log2 fold change against adjusted p"),
+    )),
+    Section("tmeflow_step_pathways", "Pathways and signatures", "GSEA, ssGSEA, module scores and PROGENy (tmeflow pathways).", (
+        ("gsea_*.png", "Pre-ranked GSEA of the differential-expression statistics per cell type: top sets and running enrichment scores"),
+        ("ssgsea_*_heatmap.png", "ssGSEA scores of pseudobulk profiles, by condition and by cell type"),
+        ("module_scores_bubble.png", "Signature module scores per cell type and condition: mean (z across groups) and fraction of cells above 0"),
+    )),
+    Section("tmeflow_step_trajectory", "Trajectories", "Diffusion pseudotime and CellRank fates (tmeflow trajectory).", (
+        ("trajectory_mqc.tsv", ""),
+        ("trajectory_*.png", "Diffusion pseudotime and fate probabilities on the embedding, and gene trends along each fate"),
+    )),
+    Section("tmeflow_step_communication", "Cell-cell communication",
+            "LIANA consensus interactions and their differences between conditions (tmeflow communication).", (
+        ("communication_mqc.tsv", ""),
+        ("communication_*.png", "Interactions between cell types (count and strength) and differential interactions between conditions"),
+    )),
+    Section("tmeflow_step_spatial_qc", "Spatial QC", "Spot QC and clustering per section (tmeflow spatial_qc).", (
+        ("*.spatial_qc_stats_mqc.tsv", ""),
+        ("*.spatial_qc.png", "Spot QC metrics and clusters over the tissue"),
+        ("*.spatial_svg.png", "Top spatially variable genes (Moran's I) over the tissue"),
+    )),
+    Section("tmeflow_step_deconvolution", "Spatial deconvolution",
+            "Cell-type abundance per spot with the atlas as reference (tmeflow deconvolve).", (
+        ("*.deconvolution_mqc.tsv", ""),
+        ("*.deconvolution_proportions.png", "Cell-type proportions per spot"),
+        ("*.deconvolution_dominant.png", "Dominant cell type per spot"),
+    )),
+    Section("tmeflow_step_spatial_analysis", "Spatial niches",
+            "Regions, co-localisation, neighbourhood enrichment and ligand-receptor pairs at the tumour interface "
+            "(tmeflow spatial_analysis).", (
+        ("*.regions_mqc.tsv", ""),
+        ("*.colocalisation_mqc.tsv", ""),
+        ("*.trajectory_mqc.png", "Cell-type proportions along the tumour-to-stroma axis"),
+        ("*.regions.png", "Tissue regions"),
+        ("*.nhood_enrichment.png", "Neighbourhood enrichment between cell types"),
+        ("*.lr_interface.png", "Ligand-receptor pairs at the tumour-stroma interface"),
+    )),
+    Section("tmeflow_step_bulk", "Bulk cohort and survival",
+            "Signature scores, immune context, cut-points, Kaplan-Meier and Cox models (tmeflow bulk).", (
+        ("bulk_survival_mqc.tsv", ""),
+        ("bulk_estimate_mqc.tsv", ""),
+        ("bulk_km_*.png", "Kaplan-Meier curves of high and low groups at the cut-point, with the log-rank test"),
+        ("bulk_forest_*.png", "Cox model hazard ratios with 95% confidence intervals"),
+        ("bulk_estimate_correlation.png", "Spearman correlation of each signature score with the ESTIMATE scores; * marks FDR < 0.05"),
+    )),
+)
+PARAMS_SECTION_ID = "tmeflow_run_parameters"
+
+
+@dataclass(frozen=True)
+class ReportFile:
+    path: Path
+    section: Section
+    caption: str
+
+
+def _is_skipped(path: Path, root: Path) -> bool:
+    """Hidden folders and MultiQC's own ``*multiqc*_data``/``_plots`` are never read back."""
+    return any(part.startswith(".") or ("multiqc" in part and part.endswith(("_data", "_plots")))
+               for part in path.relative_to(root).parts[:-1])
+
+
+def _match(name: str) -> tuple[Section, str] | None:
+    for section in SECTIONS:
+        for pattern, caption in section.files:
+            if fnmatch.fnmatchcase(name, pattern):
+                return section, caption
+    return None
+
+
+def collect(input_dir: Path) -> dict[str, list[Path]]:
+    """Files of a results folder for the report: ``{"content": [...], "versions": [...],
+    "params": [...], "run_summary": [...]}``, each sorted by name."""
+    found: dict[str, list[Path]] = {key: [] for key in ("content", "versions", "params", "run_summary")}
+    for path in sorted(input_dir.rglob("*"), key=lambda p: (p.name, str(p))):
+        if not path.is_file() or _is_skipped(path, input_dir):
+            continue
+        name = path.name
+        if fnmatch.fnmatchcase(name, VERSIONS_PATTERN):
+            found["versions"].append(path)
+        elif name == PARAMS_FILE:
+            found["params"].append(path)
+        elif name == RUN_SUMMARY_FILE:
+            found["run_summary"].append(path)
+        elif _match(name):
+            found["content"].append(path)
+    return found
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+
+
+def _parent_lines(section: Section) -> str:
+    parent = {"parent_id": section.id, "parent_name": section.name, "parent_description": section.description}
+    return "".join(f"# {line}\n" for line in yaml.safe_dump(parent, sort_keys=False, width=10**6).splitlines())
+
+
+def _stage_table(path: Path, section: Section, staging: Path) -> Path:
+    """Copy a ``*_mqc.tsv`` with its section's parent lines put in front of its own header
+    (general-statistics tables go to the top table as they are)."""
+    text = path.read_text()
+    if not text.startswith("#"):
+        raise TmeflowInputError(f"{path}: report table has no MultiQC '#' header (id, section_name, plot_type)")
+    general_stats = "# plot_type: generalstats\n" in text
+    target = staging / f"{_slug(path.parent.name)}__{path.name}"
+    target.write_text(text if general_stats else _parent_lines(section) + text)
+    return target
+
+
+def _figure_title(path: Path, pattern: str) -> str:
+    """'P1_normal.qc_violin.png' -> 'P1_normal: qc violin'; 'integration_umap_corrected_mqc.png' -> 'UMAP corrected'."""
+    stem = path.stem.removesuffix("_mqc")
+    if "." in stem:
+        sample, _, kind = stem.partition(".")
+        return f"{sample}: {kind.replace('_', ' ')}"
+    prefix = pattern.split("_", 1)[0] + "_" if "_" in pattern and not pattern.startswith("*") else ""
+    title = re.sub(r"\bumap\b", "UMAP", stem.removeprefix(prefix).replace("_", " "))
+    return title[:1].upper() + title[1:]
+
+
+def report_image(path: Path) -> bytes:
+    """The PNG to embed: at most :data:`REPORT_IMAGE_MAX_WIDTH` wide, 256 colours (plots lose
+    nothing visible; the page stays small enough to open quickly)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except OSError as error:
+        raise TmeflowInputError(f"{path}: not a readable PNG ({error})") from None
+    if image.width > REPORT_IMAGE_MAX_WIDTH:
+        height = max(1, round(image.height * REPORT_IMAGE_MAX_WIDTH / image.width))
+        image = image.resize((REPORT_IMAGE_MAX_WIDTH, height), Image.LANCZOS)
+    buffer = io.BytesIO()
+    image.quantize(colors=256).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _stage_figure(path: Path, section: Section, pattern: str, caption: str, staging: Path) -> Path:
+    """A PNG as HTML custom content: the embedded image under a title and a caption."""
+    title = _figure_title(path, pattern)
+    header = {
+        "id": f"tmeflow_figure_{_slug(path.stem)}",
+        "section_name": title,
+        "description": f"{caption} (<code>{html.escape(path.name)}</code>).",
+        **yaml.safe_load(_parent_lines(section).replace("# ", "")),
+    }
+    image = base64.b64encode(report_image(path)).decode("ascii")
+    body = f'<img src="data:image/png;base64,{image}" alt="{html.escape(title)}" style="max-width:100%; height:auto;"/>'
+    target = staging / f"{_slug(path.stem)}_mqc.html"
+    target.write_text(f"<!--\n{yaml.safe_dump(header, sort_keys=False, width=10**6)}-->\n{body}\n")
+    return target
+
+
+def _stage_content(path: Path, staging: Path) -> Path:
+    section, caption = _match(path.name)
+    pattern = next(glob for glob, _ in section.files if fnmatch.fnmatchcase(path.name, glob))
+    if path.suffix == ".png":
+        return _stage_figure(path, section, pattern, caption, staging)
+    return _stage_table(path, section, staging)
+
+
+def _params_html(params: dict[str, Any], stage_seconds: dict[str, float]) -> str:
+    rows = "".join(
+        f"<tr><td><code>{html.escape(name)}</code></td><td>{html.escape(json.dumps(value) if not isinstance(value, str) else value)}</td></tr>"
+        for name, value in sorted(params.items())
+        if value not in (None, "")
+    )
+    table = f'<table class="table table-sm table-hover"><thead><tr><th>Parameter</th><th>Value</th></tr></thead><tbody>{rows}</tbody></table>'
+    if not stage_seconds:
+        return table
+    timing = "".join(f"<tr><td>{html.escape(stage)}</td><td>{seconds:,.1f}</td></tr>" for stage, seconds in stage_seconds.items())
+    return table + f'<h4>Time per stage</h4><table class="table table-sm"><thead><tr><th>Stage</th><th>Seconds</th></tr></thead><tbody>{timing}</tbody></table>'
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise TmeflowInputError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(data, dict):
+        raise TmeflowInputError(f"{path}: expected a JSON object")
+    return data
+
+
+def _stage_params(params_files: list[Path], summary_files: list[Path], staging: Path) -> Path | None:
+    if not params_files:
+        return None
+    params = _read_json(params_files[0])
+    stage_seconds = _read_json(summary_files[0]).get("stage_seconds", {}) if summary_files else {}
+    header = {
+        "id": PARAMS_SECTION_ID,
+        "section_name": "Run parameters",
+        "description": "Every parameter of this run that has a value (defaults included).",
+        "plot_type": "html",
+    }
+    target = staging / f"{PARAMS_SECTION_ID}_mqc.html"
+    target.write_text(f"<!--\n{yaml.safe_dump(header, sort_keys=False)}-->\n{_params_html(params, stage_seconds)}\n")
+    return target
+
+
+def stage_report_files(found: dict[str, list[Path]], staging: Path) -> list[Path]:
+    """Write MultiQC's inputs for ``found`` into ``staging``; return them."""
+    staged = [_stage_content(path, staging) for path in found["content"]]
+    for index, path in enumerate(found["versions"]):
+        target = staging / f"{index:03d}_{path.name}"
+        shutil.copyfile(path, target)
+        staged.append(target)
+    params = _stage_params(found["params"], found["run_summary"], staging)
+    return staged + ([params] if params else [])
+
+
+def section_order_config() -> dict[str, Any]:
+    """MultiQC config: sections in analysis order, then software versions, then run parameters."""
+    order: dict[str, Any] = {"general_stats": {"order": 10_000}}
+    for rank, section in enumerate(SECTIONS):
+        order[section.id] = {"order": 1_000 - 10 * rank}
+    order["software_versions"] = {"order": -1_000}
+    order[PARAMS_SECTION_ID] = {"order": -1_010}
+    return {"report_section_order": order, "custom_content": {"order": [section.id for section in SECTIONS] + [PARAMS_SECTION_ID]}}
+
+
+def bundled_config() -> Path:
+    return Path(str(resources.files("tmeflow") / "resources" / "multiqc_config.yml"))
+
+
+def report_filename(title: str | None) -> str:
+    return f"{_slug(title)}_multiqc_report.html" if title else "multiqc_report.html"
+
+
+def _run_multiqc(staging: Path, build: Path, config_files: list[Path], title: str | None) -> None:
+    command = [sys.executable, "-m", "multiqc", str(staging), "--outdir", str(build), "--force", "--no-ansi",
+               "--no-version-check", "--no-ai"]
+    for config in config_files:
+        command += ["--config", str(config)]
+    if title:
+        command += ["--title", title, "--filename", report_filename(title)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not (build / report_filename(title)).is_file():
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise TmeflowInputError(f"MultiQC failed on {staging} (exit {result.returncode}): {last[0]}")
+
+
+def _move_into(build: Path, outdir: Path, report_name: str) -> None:
+    """Move MultiQC's outputs into ``outdir``, the HTML last, replacing an older report."""
+    for item in sorted(build.iterdir(), key=lambda p: p.name == report_name):
+        target = outdir / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+
+
+def run_report(input_dir: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:
+    """Build the MultiQC report of ``input_dir`` into ``outdir``; return the HTML's path."""
+    input_dir, outdir = Path(input_dir), Path(outdir)
+    if not input_dir.is_dir():
+        raise TmeflowInputError(f"report input folder not found: {input_dir}")
+    found = collect(input_dir)
+    if not found["content"]:
+        raise TmeflowInputError(f"{input_dir}: no tmeflow tables or figures to report (no *_mqc.tsv or stage .png files)")
+    user_config = params.get("multiqc_config")
+    if user_config and not Path(user_config).is_file():
+        raise TmeflowInputError(f"multiqc_config file not found: {user_config}")
+    title = params.get("multiqc_title") or None
+    outdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".report-", dir=outdir) as work:
+        staging, build = Path(work) / "content", Path(work) / "build"
+        staging.mkdir()
+        stage_report_files(found, staging)
+        order_config = Path(work) / "section_order.yml"
+        order_config.write_text(yaml.safe_dump(section_order_config(), sort_keys=False))
+        configs = [bundled_config(), order_config] + ([Path(user_config)] if user_config else [])
+        logger.info("report: %d tables and figures, %d versions files from %s", len(found["content"]), len(found["versions"]), input_dir)
+        with timed(logger, "MultiQC report"):
+            _run_multiqc(staging, build, configs, title)
+        _move_into(build, outdir, report_filename(title))
+    report = outdir / report_filename(title)
+    logger.info("report written: %s", report)
+    return report
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow report``."""
+    run_report(args.input_dir, args.outdir, params)
