@@ -1,6 +1,6 @@
 process INTEGRATE {
     tag "$meta.id"
-    // conf/modules.config switches this process to 'process_gpu' when params.batch_correction == 'scvi'
+    // -profile gpu gives this process a GPU and the CUDA image when params.batch_correction == 'scvi'
     label 'process_high'
 
     conda "${moduleDir}/../../../containers/environment.yml"
