@@ -773,7 +773,7 @@ def check_stage_options_passed(
     module_text: str, stage: str, name: str = "<module>", not_passed: dict[str, dict[str, str]] | None = None
 ) -> list[str]:
     """Every option of ``tmeflow <stage>`` declared in ``tmeflow.stages`` (inputs such as
-    ``--signatures`` or ``--gene_positions``, sample metadata) is on the module's command line, or
+    ``--signatures`` or ``--reference``, sample metadata) is on the module's command line, or
     passed through a script variable of an optional staged input; schema parameters are checked by
     :func:`check_stage_command`. Exceptions (with their reason) are in ``OPTIONS_NOT_PASSED``."""
     from tmeflow.stages import get_stage

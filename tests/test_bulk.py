@@ -259,6 +259,49 @@ def test_nki_probe_annotation_and_endpoints(shared_data):
     assert set(detect_endpoints(clin)) == {"DMFS", "OS", "RFS"}
 
 
+def _probe_matrix(cohort, folder):
+    """The cohort's matrix on probe IDs, with a GEO-platform-like annotation table (ID, Gene Symbol):
+    a second, weaker probe of the first gene and a control probe without a symbol."""
+    expr = pd.read_csv(cohort["expression"], index_col=0)
+    probes = [f"{1000 + i}_at" for i in range(len(expr))]
+    annotation = pd.DataFrame({"ID": probes + ["9999_x_at", "AFFX-ctrl"], "Gene Symbol": list(expr.index) + [expr.index[0], ""]})
+    weaker, control = expr.iloc[[0]] * 0.5, expr.iloc[[1]]
+    expr.index = probes
+    weaker.index, control.index = ["9999_x_at"], ["AFFX-ctrl"]
+    expr = pd.concat([expr, weaker, control])
+    expr.index.name = "ID_REF"
+    expression, table = folder / "probes.csv", folder / "platform.tsv"
+    expr.to_csv(expression)
+    annotation.to_csv(table, sep="\t", index=False)
+    return expression, table
+
+
+def test_cli_probe_annotation_parameter(cohort, tmp_path):
+    """--probe_annotation, a bulk_options parameter (probe_annotation in a params file, staged by the
+    Nextflow BULK process), maps probe IDs: bulk_id_type auto becomes probe, the weaker probe of a
+    gene and the probe without a symbol are dropped, and the scores are those of the symbol matrix."""
+    expression, table = _probe_matrix(cohort, tmp_path)
+    out = tmp_path / "out"
+    rc = main(["bulk", "--expression", str(expression), "--clinical", str(cohort["clinical"]),
+               "--probe_annotation", str(table), "--signatures", str(cohort["gmt"]), "--outdir", str(out),
+               "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--survival_endpoints", "OS"])
+    assert rc == 0
+    n_genes = len(cohort["tpm"])
+    identifiers = json.loads((out / "bulk_summary.json").read_text())["identifiers"]
+    assert identifiers["id_type"] == "probe"
+    assert (identifiers["rows_in"], identifiers["rows_mapped"], identifiers["genes"]) == (n_genes + 2, n_genes + 1, n_genes)
+    scores = _read(out, "bulk_scores.tsv").set_index("sample")
+    assert np.corrcoef(scores.loc[cohort["truth"].index, "PLANTED"], cohort["truth"]["s"])[0, 1] > 0.999
+
+
+def test_cli_probe_annotation_missing_file(cohort, tmp_path, capsys):
+    expression, _ = _probe_matrix(cohort, tmp_path)
+    msg = _bad_run(capsys, cohort, tmp_path, expression=expression, extra=("--probe_annotation", str(tmp_path / "nope.tsv")))
+    assert "probe annotation file not found" in msg
+    msg = _bad_run(capsys, cohort, tmp_path, expression=expression, extra=("--bulk_id_type", "probe"))
+    assert "bulk_id_type probe needs --probe_annotation" in msg
+
+
 def _bad_run(capsys, cohort, tmp_path, clinical=None, expression=None, extra=()):
     rc = main(["bulk", "--expression", str(expression or cohort["expression"]),
                "--clinical", str(clinical or cohort["clinical"]), "--outdir", str(tmp_path / "out"),

@@ -24,7 +24,7 @@ OLIGO_TUMOURS = ("MGH36", "MGH53", "93", "97")
 
 
 def default_params(**overrides):
-    params = {name: spec["default"] for name, spec in group_properties("cnv_options").items()}
+    params = {name: spec.get("default") for name, spec in group_properties("cnv_options").items()}
     params["seed"] = 0
     params.update(overrides)
     return params
@@ -139,6 +139,46 @@ def test_user_positions_bad_table(tmp_path):
     table.write_text("A1\tchr1\tone\t200\nA2\tchr1\t300\t400\n")
     with pytest.raises(cnv.TmeflowInputError, match="non-numeric"):
         cnv.read_gene_positions(table)
+
+
+def _positions_table(adata, path: Path, chromosome: str | None = None) -> Path:
+    """A user gene-position table (header gene, chromosome, start, end) for the atlas's genes, from
+    the bundled GRCh38 table, or with every gene moved to ``chromosome``."""
+    table = cnv.bundled_positions("human").reindex(adata.var_names)[["chromosome", "start", "end"]]
+    if chromosome is not None:
+        table["chromosome"] = chromosome
+    table.rename_axis("gene").reset_index().to_csv(path, sep="\t", index=False)
+    return path
+
+
+def test_cli_gene_positions_parameter_places_genes(tmp_path):
+    """--gene_positions (the cnv_options parameter gene_positions, which Nextflow's CNV process stages)
+    reaches the stage: a rat atlas has no bundled table, the user table places its genes."""
+    import anndata as ad
+
+    adata = tiny_atlas(species="rat")
+    path = write_atlas(adata, tmp_path / "atlas.h5ad")
+    table = _positions_table(adata, tmp_path / "positions.tsv")
+    outdir = tmp_path / "out"
+    assert main(["cnv", "--input", str(path), "--outdir", str(outdir), "--gene_positions", str(table),
+                 "--cnv_min_gene_fraction", "0"]) == 0
+    result = ad.read_h5ad(outdir / "cnv.h5ad")
+    placed = "chr" + cnv.bundled_positions("human").reindex(result.var_names)["chromosome"]
+    assert result.var["cnv_gene"].all() and (result.var["chromosome"].astype(str) == placed).all()
+    assert result.uns["tmeflow"]["cnv"]["params"]["gene_positions"] == str(table)
+
+
+def test_cli_gene_positions_parameter_replaces_bundled_table(tmp_path, capsys):
+    """With every gene on chrX (excluded) in the user table, nothing is left, although the bundled
+    table would place them all; a missing table is an input error."""
+    adata = tiny_atlas()
+    path = write_atlas(adata, tmp_path / "atlas.h5ad")
+    table = _positions_table(adata, tmp_path / "positions_x.tsv", chromosome="chrX")
+    for positions, expected in ((table, "only 0 genes have a known genomic position outside chrX, chrY (of 1500; 1500 placed)"),
+                                (tmp_path / "missing.tsv", "gene-position table not found")):
+        code = main(["cnv", "--input", str(path), "--outdir", str(tmp_path / "out"), "--gene_positions", str(positions)])
+        err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert code == 2 and len(err) == 1 and expected in err[0], err
 
 
 # ------------------------------------------------------------------------------------------------

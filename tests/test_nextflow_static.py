@@ -180,18 +180,18 @@ def test_stage_module_passes_every_cli_option(stage):
 
 def test_stage_options_check_reports_inputs_never_passed():
     bulk = (REPO / "modules" / "local" / "bulk" / "main.nf").read_text()
-    unstaged = bulk.replace("${signatures_arg}", "").replace("${probes_arg}", "")
+    unstaged = bulk.replace("${signatures_arg}", "").replace("${reference_arg}", "")
     assert unstaged != bulk
     problems = ns.check_stage_options_passed(unstaged, "bulk", "bulk")
     assert len(problems) == 2, problems
-    assert any("--signatures" in p for p in problems) and any("--probe_annotation" in p for p in problems)
+    assert any("--signatures" in p for p in problems) and any("--reference" in p for p in problems)
     cnv = (REPO / "modules" / "local" / "cnv" / "main.nf").read_text()
-    problems = ns.check_stage_options_passed(cnv.replace("${positions_arg}", ""), "cnv", "cnv")
-    assert problems and "--gene_positions" in problems[0]
+    problems = ns.check_stage_options_passed(cnv.replace("--n_jobs ${task.cpus}", ""), "cnv", "cnv")
+    assert problems and "--n_jobs" in problems[0]
     # without its exemption, --species (taken from the atlas) is reported too; an exempt option
     # that the module passes after all is reported as a stale exemption
     assert any("--species" in p for p in ns.check_stage_options_passed(cnv, "cnv", "cnv", not_passed={}))
-    stale = {"cnv": {"species": "x", "gene_positions": "y"}}
+    stale = {"cnv": {"species": "x", "n_jobs": "y"}}
     assert any("remove it from OPTIONS_NOT_PASSED" in p for p in ns.check_stage_options_passed(cnv, "cnv", "cnv", not_passed=stale))
 
 
@@ -595,3 +595,10 @@ def test_stage_command_check_reports_file_params_not_staged():
     assert any("--markers is neither staged" in p for p in ns.check_stage_command(unstaged, config, SCHEMA, stage="annotate"))
     via_args = config.replace('"--n_marker_genes ${params.n_marker_genes}",', '"--n_marker_genes ${params.n_marker_genes}", "--markers ${params.markers}",')
     assert any("passes the file parameter --markers" in p for p in ns.check_stage_command(annotate.read_text(), via_args, SCHEMA, stage="annotate"))
+    # probe_annotation and gene_positions are schema file parameters too, staged by BULK and CNV
+    for stage, variable, param in (("bulk", "probes_arg", "probe_annotation"), ("cnv", "positions_arg", "gene_positions")):
+        module = (REPO / "modules" / "local" / stage / "main.nf").read_text()
+        assert ns.check_stage_command(module, config, SCHEMA, stage=stage) == []
+        unstaged = module.replace("${%s}" % variable, "")
+        assert unstaged != module
+        assert any(f"--{param} is neither staged" in p for p in ns.check_stage_command(unstaged, config, SCHEMA, stage=stage))

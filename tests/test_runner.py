@@ -6,6 +6,7 @@ import json
 
 import anndata as ad
 import pandas as pd
+import pytest
 
 from tmeflow.cli import main
 from tmeflow.samplesheet import read_samplesheet
@@ -37,6 +38,20 @@ def test_run_rejects_a_bad_samplesheet_before_writing(tmp_path, capsys):
     assert err.count("\n") == 0 and "row 2, column data" in err
     assert not outdir.exists()
 
+
+
+@pytest.mark.parametrize("param", ["probe_annotation", "gene_positions", "markers"])
+def test_run_rejects_a_missing_user_file_before_writing(tmp_path, capsys, param):
+    """User files are read by their stages (bulk, cnv, annotate) from the parameters; tmeflow run checks
+    them first, as nf-schema does for Nextflow, instead of failing hours later."""
+    (tmp_path / "S1.h5ad").write_text("")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("sample,patient,condition,tissue,species,batch,modality,data\nS1,P1,primary,t,human,b1,sc,S1.h5ad\n")
+    outdir = tmp_path / "results"
+    assert main(["run", "--input", str(sheet), "--outdir", str(outdir), f"--{param}", str(tmp_path / "nope.tsv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{param} file not found" in err, err
+    assert not outdir.exists()
 
 def test_test_profile_and_params_file_agree(repo_root):
     """conf/test.config (Nextflow) and assets/test/params.yaml (tmeflow run) run the same test."""

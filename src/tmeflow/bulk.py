@@ -737,9 +737,9 @@ def run_bulk(
     *,
     reference: str | Path | None = None,
     signatures: list[str | Path] | None = None,
-    probe_annotation: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Read the cohort, compute every score and test, then write tables, plots and MultiQC content."""
+    """Read the cohort, compute every score and test, then write tables, plots and MultiQC content
+    (probe IDs mapped with the ``probe_annotation`` parameter's table when set)."""
     expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
     signatures = [Path(s) for s in (signatures or [])]
     for path in signatures:
@@ -751,7 +751,7 @@ def run_bulk(
     clin = read_clinical(clinical_path)
     raw = read_expression(expression, clin.index)
     clin = clin.loc[raw.columns]
-    probe_map = read_probe_annotation(probe_annotation) if probe_annotation else None
+    probe_map = read_probe_annotation(params["probe_annotation"]) if params.get("probe_annotation") else None
     id_type = detect_id_type(raw.index, params["bulk_id_type"], probe_map is not None)
     mapped, id_summary = map_identifiers(raw, id_type, species, probe_map, expression)
     log_expr, linear = transform_values(mapped, params["bulk_values"], params["bulk_max_missing"], expression)
@@ -960,5 +960,4 @@ def cli(args, params: dict[str, Any]) -> None:
         params,
         reference=args.reference,
         signatures=args.signatures or [],
-        probe_annotation=args.probe_annotation,
     )

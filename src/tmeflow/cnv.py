@@ -826,17 +826,17 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
 
 
 def run_cnv(input_path: str | Path, outdir: str | Path, params: dict[str, Any], *,
-            gene_positions: str | Path | None = None, species: str | None = None, n_jobs: int = 1) -> dict[str, Path]:
-    """Read the annotated atlas, infer CNV, call malignant cells and write every output to ``outdir``."""
+            species: str | None = None, n_jobs: int = 1) -> dict[str, Path]:
+    """Read the annotated atlas, infer CNV, call malignant cells and write every output to ``outdir``
+    (genes placed with the ``gene_positions`` parameter's table when set, else the bundled one)."""
 
     input_path, outdir = Path(input_path), Path(outdir)
     with timed(logger, f"reading {input_path}"):
         adata = io.read_h5ad(input_path)
-    prepare(adata, params, gene_positions=gene_positions, species=species, file=str(input_path))
+    prepare(adata, params, gene_positions=params.get("gene_positions"), species=species, file=str(input_path))
     result = call_malignant(adata, params, n_jobs=n_jobs)
     return write_outputs(adata, result, outdir, params)
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    run_cnv(args.input, args.outdir, params, gene_positions=args.gene_positions, species=args.species,
-            n_jobs=args.n_jobs)
+    run_cnv(args.input, args.outdir, params, species=args.species, n_jobs=args.n_jobs)

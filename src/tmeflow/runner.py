@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__, io
 from .errors import TmeflowInputError
 from .log import get_logger
-from .params import defaults, read_params_file, validate
+from .params import all_properties, defaults, read_params_file, validate
 from .report import run_report
 from .samplesheet import SampleRow, read_samplesheet
 from .stages import get_stage
@@ -166,6 +166,11 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
     if not sc_rows:
         raise TmeflowInputError("the samplesheet has no single-cell (modality sc) samples", file=samplesheet, column="modality")
     signatures = [_existing(path, "signatures") for path in (params.get("signatures") or "").split(",") if path]
+    # User files (markers, probe_annotation, gene_positions, ...) are read by their stages from params;
+    # check them before hours of work, as nf-schema does for Nextflow ("exists": true).
+    for name, spec in all_properties().items():
+        if name != "input" and spec.get("format") == "file-path" and spec.get("exists") and params.get(name):
+            _existing(params[name], name)
     info = outdir / "pipeline_info"
     _write_samplesheet(rows, info / "samplesheet.valid.csv")
     io.write_json(params, info / "params.json")

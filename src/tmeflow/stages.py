@@ -78,7 +78,6 @@ STAGES: tuple[Stage, ...] = (
             option("--clinical", required=True, help="Clinical table, one row per sample (CSV/TSV)."),
             option("--reference", default=None, help="Single-cell reference .h5ad (raw counts, obs 'cell_type')."),
             option("--signatures", nargs="*", default=[], help="User gene-set GMT file(s) to score."),
-            option("--probe_annotation", default=None, help="Probe -> gene symbol table for probe IDs."),
             OUTDIR,
         ),
         param_groups=("bulk_options", "analysis_options"),
@@ -151,7 +150,6 @@ STAGES: tuple[Stage, ...] = (
         entry="tmeflow.cnv:cli",
         options=(
             option("--input", required=True, help="Annotated .h5ad (obs cell_type, compartment, patient; log-normalised X)."),
-            option("--gene_positions", default=None, help="Gene-position table (gene, chromosome, start, end[, arm]; header optional) instead of the bundled GRCh38/mm10 tables."),
             option("--species", default=None, help="Species for the bundled gene-position table (default: obs 'species')."),
             option("--n_jobs", type=int, default=1, help="Processes for the CNV inference (default: 1)."),
             OUTDIR,

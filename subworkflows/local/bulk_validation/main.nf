@@ -4,7 +4,7 @@
 //
 
 include { BULK         } from '../../../modules/local/bulk'
-include { optionalFiles } from '../utils_tmeflow'
+include { optionalFile; optionalFiles } from '../utils_tmeflow'
 
 workflow BULK_VALIDATION {
 
@@ -16,8 +16,8 @@ workflow BULK_VALIDATION {
     BULK (
         ch_bulk,
         ch_atlas.map { meta, h5ad -> h5ad }.first(),
-        optionalFiles(params.signatures),   // user GMT file(s), comma-separated
-        []                                  // probe annotation: none (no parameter yet)
+        optionalFiles(params.signatures),       // user GMT file(s), comma-separated
+        optionalFile(params.probe_annotation)   // probe -> gene symbol table; [] when unset
     )
 
     emit:

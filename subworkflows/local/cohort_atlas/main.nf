@@ -30,7 +30,7 @@ workflow COHORT_ATLAS {
     )
     CNV (
         ANNOTATE.out.h5ad,
-        []   // gene-position table: none (no parameter yet), the bundled GRCh38/mm10 one
+        optionalFile(params.gene_positions)   // [] when unset: the bundled GRCh38/mm10 table
     )
     SUBCLUSTER ( CNV.out.h5ad, optionalFile(params.subtype_markers) )
 
