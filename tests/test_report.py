@@ -223,6 +223,19 @@ def test_pipeline_report_has_every_analysis_step(pipeline_results):
     assert remote_resources(html) == []
 
 
+def test_pipeline_report_tables_show_every_column(pipeline_results):
+    html = (pipeline_results / "multiqc" / "multiqc_report.html").read_text()
+    tables = [path for path in pipeline_results.rglob("*_mqc.tsv") if "# plot_type: table\n" in path.read_text()]
+    assert len(tables) >= 6
+    for path in tables:
+        text = path.read_text()
+        section_id = re.search(r"^# id: (\S+)$", text, flags=re.M).group(1)
+        columns = next(line for line in text.splitlines() if not line.startswith("#")).split("\t")[1:]
+        shown = re.search(rf'id="{re.escape(section_id)}[^"]*_numcols"[^>]*>(\d+)</sup>/<sub>(\d+)</sub>', html)
+        assert shown, f"{path.name}: table {section_id} not in the report"
+        assert int(shown.group(2)) == len(columns), f"{path.name}: {shown.group(2)} of {len(columns)} columns in the report"
+
+
 def test_pipeline_report_leaves_no_figure_or_table_out(pipeline_results):
     patterns = [pattern for section in report.SECTIONS for pattern, _ in section.files]
     outputs = [path for path in pipeline_results.rglob("*") if path.suffix == ".png" or path.name.endswith("_mqc.tsv")]

@@ -857,13 +857,15 @@ def run_bulk(
                               "hr_per_sd", "hr_per_sd_p", "ph_fail"]].copy()
         mqc.insert(0, "id", mqc["feature"] + " | " + mqc["endpoint"])
         mqc = mqc.drop(columns=["feature", "endpoint"]).sort_values("logrank_p", kind="stable")
-        p_value = {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1}
+        p_values = ("cut_p_corrected", "logrank_p", "hr_per_sd_p")
+        # MultiQC shows only the columns named in `headers`: every column, one dict each
+        headers = {column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} if column in p_values
+                   else {"format": "{:.2f}"} if column == "hr_per_sd" else {} for column in mqc.columns[1:]}
         written.append(write_table(mqc, outdir / "bulk_survival_mqc.tsv", header_lines=multiqc_header(
             "tmeflow_bulk_survival", "Bulk cohort: survival",
             f"Per feature and endpoint, most significant first: {params['cutpoint_method']} high/low cut-point "
             "(corrected p), log-rank p, univariate Cox HR per SD; ph_fail = Schoenfeld test p < ph_alpha.", "table",
-            headers={"cut_p_corrected": p_value, "logrank_p": p_value, "hr_per_sd_p": p_value,
-                     "hr_per_sd": {"format": "{:.2f}"}})))
+            headers=headers)))
         with timed(logger, "survival plots"):
             written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir)
     if len(logistic):
