@@ -865,7 +865,7 @@ def run_bulk(
             "tmeflow_bulk_survival", "Bulk cohort: survival",
             f"Per feature and endpoint, most significant first: {params['cutpoint_method']} high/low cut-point "
             "(corrected p), log-rank p, univariate Cox HR per SD; ph_fail = Schoenfeld test p < ph_alpha.", "table",
-            headers=headers)))
+            headers=headers, pconfig={"id": "tmeflow_bulk_survival_table", "sort_rows": False})))
         with timed(logger, "survival plots"):
             written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir)
     if len(logistic):
