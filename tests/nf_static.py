@@ -270,16 +270,23 @@ def check_groovy_parses(text: str, name: str = "<text>", cache_dir: Path | None 
 _SECTION_LABELS = ("input", "output", "when", "script", "shell", "exec", "stub")
 
 
-def process_blocks(text: str) -> dict[str, str]:
-    """``{process name: body source}`` of every ``process X { ... }`` in ``text``."""
+def named_blocks(text: str, keyword: str) -> dict[str, str]:
+    """``{name: body}`` of every ``<keyword> NAME { ... }`` (``process``/``workflow``); the entry
+    workflow (no name) is ``''``."""
     s = scan(text)
     blocks = {}
-    for match in re.finditer(r"\bprocess\s+([A-Za-z_]\w*)\s*\{", s.code):
+    for match in re.finditer(rf"\b{keyword}\s+([A-Za-z_]\w*)?\s*\{{", s.code):
         open_at = match.end() - 1
         close_at = matching_close(s.code, open_at)
         if close_at > 0:
-            blocks[match.group(1)] = text[open_at + 1 : close_at]
+            blocks[match.group(1) or ""] = text[open_at + 1 : close_at]
     return blocks
+
+
+def process_blocks(text: str) -> dict[str, str]:
+    """``{process name: body source}`` of every ``process X { ... }`` in ``text`` (a config's
+    unnamed ``process { }`` scope is not one)."""
+    return {name: body for name, body in named_blocks(text, "process").items() if name}
 
 
 def process_sections(body: str) -> dict[str, str]:
@@ -959,19 +966,6 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
 # --------------------------------------------------------------------------------------------------
 # Software versions: every module emits versions.yml to the `versions` topic
 # --------------------------------------------------------------------------------------------------
-
-
-def named_blocks(text: str, keyword: str) -> dict[str, str]:
-    """``{name: body}`` of every ``<keyword> NAME { ... }`` (``process``/``workflow``); the entry
-    workflow (no name) is ``''``."""
-    s = scan(text)
-    blocks = {}
-    for match in re.finditer(rf"\b{keyword}\s+([A-Za-z_]\w*)?\s*\{{", s.code):
-        open_at = match.end() - 1
-        close_at = matching_close(s.code, open_at)
-        if close_at > 0:
-            blocks[match.group(1) or ""] = text[open_at + 1 : close_at]
-    return blocks
 
 
 def versions_topic_consumers(repo: Path = REPO) -> set[str]:

@@ -86,7 +86,7 @@ def test_remote_resource_check_catches_a_cdn_script():
 
 def test_collect_recognises_files_by_name_in_any_layout(small_results):
     found = report.collect(small_results)
-    names = sorted(path.name for path in found["content"])
+    names = sorted(content.path.name for content in found["content"])
     assert "cnv_heatmap_P1.png" in names and "S1.qc_stats_mqc.tsv" in names
     assert not {"cnv_heatmap_P9.png", "cnv_heatmap_P8.png", "notes.txt"} & set(names)
     assert [path.name for path in found["versions"]] == ["tmeflow_software_mqc_versions.yml"]

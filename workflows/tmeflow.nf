@@ -12,7 +12,7 @@ include { COMMUNICATION          } from '../modules/local/communication'
 include { SPATIAL                } from '../subworkflows/local/spatial'
 include { BULK_VALIDATION        } from '../subworkflows/local/bulk_validation'
 include { REPORT                 } from '../modules/local/report'
-include { softwareVersionsToYAML; optionalFile } from '../subworkflows/local/utils_tmeflow'
+include { softwareVersionsToYAML; optionalFile; optionalFiles } from '../subworkflows/local/utils_tmeflow'
 
 workflow TMEFLOW {
 
@@ -40,9 +40,7 @@ workflow TMEFLOW {
     //
     // Conditions compared on the atlas
     //
-    ch_signatures = params.signatures
-        ? Channel.fromPath(params.signatures.tokenize(','), checkIfExists: true)
-        : Channel.empty()
+    ch_signatures = Channel.fromList(optionalFiles(params.signatures))
     COMPARE_CONDITIONS ( ch_atlas, ch_signatures )
     ch_report_files  = ch_report_files.mix(COMPARE_CONDITIONS.out.report)
 

@@ -16,8 +16,8 @@ folder layout does not matter. It then stages, in a temporary folder:
   ``run_summary.json`` when ``tmeflow run`` wrote one).
 
 MultiQC (Ewels et al. 2016, Bioinformatics 32:3047) then builds the report with the bundled
-``multiqc_config.yml`` (section order, no version check, no AI toolbox) plus the user's
-``--multiqc_config``. The page is self-contained: scripts, styles and images are inlined, so it
+``multiqc_config.yml``, the section order, then the user's ``--multiqc_config``, and with no version
+check and no AI toolbox. The page is self-contained: scripts, styles and images are inlined, so it
 opens with no network. MultiQC runs in a subprocess so that its global configuration never leaks
 between reports built in one Python process.
 
@@ -152,8 +152,11 @@ PARAMS_SECTION_ID = "tmeflow_run_parameters"
 
 @dataclass(frozen=True)
 class ReportFile:
+    """A table or figure of a stage, with the section and file pattern it belongs to."""
+
     path: Path
     section: Section
+    pattern: str
     caption: str
 
 
@@ -163,18 +166,18 @@ def _is_skipped(path: Path, root: Path) -> bool:
                for part in path.relative_to(root).parts[:-1])
 
 
-def _match(name: str) -> tuple[Section, str] | None:
+def _match(path: Path) -> ReportFile | None:
     for section in SECTIONS:
         for pattern, caption in section.files:
-            if fnmatch.fnmatchcase(name, pattern):
-                return section, caption
+            if fnmatch.fnmatchcase(path.name, pattern):
+                return ReportFile(path, section, pattern, caption)
     return None
 
 
-def collect(input_dir: Path) -> dict[str, list[Path]]:
-    """Files of a results folder for the report: ``{"content": [...], "versions": [...],
-    "params": [...], "run_summary": [...]}``, each sorted by name."""
-    found: dict[str, list[Path]] = {key: [] for key in ("content", "versions", "params", "run_summary")}
+def collect(input_dir: Path) -> dict[str, list]:
+    """Files of a results folder for the report: ``{"content": [ReportFile, ...], "versions":
+    [...], "params": [...], "run_summary": [...]}``, each sorted by name."""
+    found: dict[str, list] = {key: [] for key in ("content", "versions", "params", "run_summary")}
     for path in sorted(input_dir.rglob("*"), key=lambda p: (p.name, str(p))):
         if not path.is_file() or _is_skipped(path, input_dir):
             continue
@@ -185,8 +188,8 @@ def collect(input_dir: Path) -> dict[str, list[Path]]:
             found["params"].append(path)
         elif name == RUN_SUMMARY_FILE:
             found["run_summary"].append(path)
-        elif _match(name):
-            found["content"].append(path)
+        elif content := _match(path):
+            found["content"].append(content)
     return found
 
 
@@ -194,9 +197,19 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
 
 
+def _parent_config(section: Section) -> dict[str, str]:
+    """MultiQC custom-content keys that put a table or figure under its analysis step."""
+    return {"parent_id": section.id, "parent_name": section.name, "parent_description": section.description}
+
+
 def _parent_lines(section: Section) -> str:
-    parent = {"parent_id": section.id, "parent_name": section.name, "parent_description": section.description}
-    return "".join(f"# {line}\n" for line in yaml.safe_dump(parent, sort_keys=False, width=10**6).splitlines())
+    return "".join(f"# {line}\n" for line in yaml.safe_dump(_parent_config(section), sort_keys=False, width=10**6).splitlines())
+
+
+def _write_html_content(target: Path, header: dict[str, Any], body: str) -> Path:
+    """An HTML custom-content file: its MultiQC config as YAML in a leading comment."""
+    target.write_text(f"<!--\n{yaml.safe_dump(header, sort_keys=False, width=10**6)}-->\n{body}\n")
+    return target
 
 
 def _stage_table(path: Path, section: Section, staging: Path) -> Path:
@@ -240,28 +253,25 @@ def report_image(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _stage_figure(path: Path, section: Section, pattern: str, caption: str, staging: Path) -> Path:
+def _stage_figure(figure: ReportFile, staging: Path) -> Path:
     """A PNG as HTML custom content: the embedded image under a title and a caption."""
-    title = _figure_title(path, pattern)
+    path = figure.path
+    title = _figure_title(path, figure.pattern)
     header = {
         "id": f"tmeflow_figure_{_slug(path.stem)}",
         "section_name": title,
-        "description": f"{caption} (<code>{html.escape(path.name)}</code>).",
-        **yaml.safe_load(_parent_lines(section).replace("# ", "")),
+        "description": f"{figure.caption} (<code>{html.escape(path.name)}</code>).",
+        **_parent_config(figure.section),
     }
     image = base64.b64encode(report_image(path)).decode("ascii")
     body = f'<img src="data:image/png;base64,{image}" alt="{html.escape(title)}" style="max-width:100%; height:auto;"/>'
-    target = staging / f"{_slug(path.stem)}_mqc.html"
-    target.write_text(f"<!--\n{yaml.safe_dump(header, sort_keys=False, width=10**6)}-->\n{body}\n")
-    return target
+    return _write_html_content(staging / f"{_slug(path.stem)}_mqc.html", header, body)
 
 
-def _stage_content(path: Path, staging: Path) -> Path:
-    section, caption = _match(path.name)
-    pattern = next(glob for glob, _ in section.files if fnmatch.fnmatchcase(path.name, glob))
-    if path.suffix == ".png":
-        return _stage_figure(path, section, pattern, caption, staging)
-    return _stage_table(path, section, staging)
+def _stage_content(content: ReportFile, staging: Path) -> Path:
+    if content.path.suffix == ".png":
+        return _stage_figure(content, staging)
+    return _stage_table(content.path, content.section, staging)
 
 
 def _params_html(params: dict[str, Any], stage_seconds: dict[str, float]) -> str:
@@ -298,14 +308,12 @@ def _stage_params(params_files: list[Path], summary_files: list[Path], staging: 
         "description": "Every parameter of this run that has a value (defaults included).",
         "plot_type": "html",
     }
-    target = staging / f"{PARAMS_SECTION_ID}_mqc.html"
-    target.write_text(f"<!--\n{yaml.safe_dump(header, sort_keys=False)}-->\n{_params_html(params, stage_seconds)}\n")
-    return target
+    return _write_html_content(staging / f"{PARAMS_SECTION_ID}_mqc.html", header, _params_html(params, stage_seconds))
 
 
-def stage_report_files(found: dict[str, list[Path]], staging: Path) -> list[Path]:
+def stage_report_files(found: dict[str, list], staging: Path) -> list[Path]:
     """Write MultiQC's inputs for ``found`` into ``staging``; return them."""
-    staged = [_stage_content(path, staging) for path in found["content"]]
+    staged = [_stage_content(content, staging) for content in found["content"]]
     for index, path in enumerate(found["versions"]):
         target = staging / f"{index:03d}_{path.name}"
         shutil.copyfile(path, target)
@@ -321,7 +329,7 @@ def section_order_config() -> dict[str, Any]:
         order[section.id] = {"order": 1_000 - 10 * rank}
     order["software_versions"] = {"order": -1_000}
     order[PARAMS_SECTION_ID] = {"order": -1_010}
-    return {"report_section_order": order, "custom_content": {"order": [section.id for section in SECTIONS] + [PARAMS_SECTION_ID]}}
+    return {"report_section_order": order}
 
 
 def bundled_config() -> Path:
