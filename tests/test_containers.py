@@ -1,23 +1,33 @@
-"""The software environments of the Nextflow profiles match the package.
+"""One source of versions: pyproject.toml, the locks, the images and the conda env agree.
 
-containers/Dockerfile (CPU), containers/Dockerfile.gpu (CUDA) and containers/environment.yml (conda
-profile) install exactly pyproject.toml's pinned [project].dependencies; torch is the CPU wheel in
-the CPU image and conda env, the CUDA build of the same version in the GPU image. Images are labelled
-with the package version, and every module's container is tagged with it.
+- ``requirements.lock`` (every transitive runtime dependency, made by ``dev/lock.sh``) satisfies
+  pyproject.toml's pins, is closed (every dependency of a locked package is locked) and is what the
+  test environment has installed; ``requirements-test.lock`` adds only the test tools;
+  ``requirements-gpu.lock`` has the same versions plus PyPI's CUDA 13 torch wheel and its CUDA wheels.
+- containers/Dockerfile (CPU) installs torch's CPU build, then requirements.lock; containers/Dockerfile.gpu
+  installs requirements-gpu.lock in hash-checking mode; containers/environment.yml (conda profile)
+  installs requirements.lock with the CPU torch index. Images are labelled with the package version, and
+  every module's container is tagged with it.
+- The GPU torch pin is checked against what the registry serves (skipped without network to it).
 
 The checks are plain functions returning problems; each is also fed a broken file.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import re
 import shlex
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from tmeflow import __version__
@@ -26,7 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONTAINERS = REPO / "containers"
 IMAGE = "ghcr.io/tmeflow/tmeflow"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-TORCH_CUDA_INDEX = re.compile(r"https://download\.pytorch\.org/whl/cu(\d+)$")
+LOCKS = {"cpu": REPO / "requirements.lock", "test": REPO / "requirements-test.lock", "gpu": REPO / "requirements-gpu.lock"}
+# what PyPI's default torch wheel adds to the CPU set: the CUDA runtime as wheels
+CUDA_PACKAGES = re.compile(r"^(nvidia-.*|cuda-.*|triton)$")
+GPU_TORCH_WHEEL = "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl"
 
 PIP_TOOLING = {"pip", "setuptools", "wheel"}
 
@@ -118,48 +131,150 @@ def index_of(install: dict) -> str | None:
     return urls[-1] if urls else None
 
 
-def check_dockerfile(text: str, pins: dict[str, str], *, gpu: bool, version: str, name: str) -> list[str]:
+# --------------------------------------------------------------------------------------------------
+# The locks
+# --------------------------------------------------------------------------------------------------
+
+
+def lock_pins(text: str, name: str) -> tuple[dict[str, str], list[str]]:
+    """``{canonical name: version}`` of a lock's ``name==version`` lines (hash and comment lines skipped)."""
+    pins, problems = {}, []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip().rstrip("\\").strip()
+        if not line or line.startswith("--"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", line)
+        if not match:
+            problems.append(f"{name}: not an exact pin: {line!r}")
+            continue
+        package = canonicalize_name(match.group(1))
+        if package in pins:
+            problems.append(f"{name}: {package} is pinned twice")
+        pins[package] = match.group(2)
+    return pins, problems
+
+
+def check_lock_satisfies_pyproject(lock: dict[str, str], pins: dict[str, str], name: str) -> list[str]:
+    problems = []
+    for package, specifier in pins.items():
+        if package not in lock:
+            problems.append(f"{name}: {package}{specifier} (pyproject.toml) is not locked")
+        elif lock[package] not in SpecifierSet(specifier):
+            problems.append(f"{name}: {package}=={lock[package]}, pyproject.toml asks {package}{specifier}")
+    return problems
+
+
+def requirements_of(package: str, extras: set[str]) -> list[Requirement]:
+    """The installed distribution's requirements that apply here (with the requested extras)."""
+    requirements = []
+    for text in importlib.metadata.requires(package) or []:
+        requirement = Requirement(text)
+        marker = requirement.marker
+        if marker is None or any(marker.evaluate({"extra": extra}) for extra in extras | {""}):
+            requirements.append(requirement)
+    return requirements
+
+
+def check_lock_is_closed(lock: dict[str, str], roots: list[Requirement], name: str) -> list[str]:
+    """Every dependency of every locked package (as installed) is locked at a version that satisfies it."""
+    problems, extras, seen = [], {}, set()
+    queue = list(roots)
+    while queue:
+        requirement = queue.pop()
+        package = canonicalize_name(requirement.name)
+        wanted = extras.setdefault(package, set())
+        if (package, frozenset(requirement.extras)) in seen:
+            continue
+        seen.add((package, frozenset(requirement.extras)))
+        wanted |= requirement.extras
+        if package not in lock:
+            problems.append(f"{name}: {requirement} is needed but not locked")
+            continue
+        if lock[package] not in requirement.specifier:
+            problems.append(f"{name}: {package}=={lock[package]} does not satisfy {requirement}")
+        queue += requirements_of(package, wanted)
+    return problems
+
+
+def check_environment_matches_lock(lock: dict[str, str], name: str) -> list[str]:
+    problems = []
+    for package, version in lock.items():
+        try:
+            installed = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            problems.append(f"{name}: {package}=={version} is locked but not installed")
+            continue
+        if installed.split("+")[0] != version:
+            problems.append(f"{name}: {package} {installed} is installed, the lock says {version}")
+    return problems
+
+
+def check_gpu_lock(gpu: dict[str, str], cpu: dict[str, str], name: str) -> list[str]:
+    problems = []
+    for package in sorted(set(gpu) | set(cpu)):
+        if package in gpu and package in cpu and gpu[package] != cpu[package]:
+            problems.append(f"{name}: {package}=={gpu[package]}, requirements.lock has {cpu[package]}")
+        elif package not in gpu:
+            problems.append(f"{name}: {package} (requirements.lock) is missing")
+        elif package not in cpu and not CUDA_PACKAGES.match(package):
+            problems.append(f"{name}: {package} is not in requirements.lock and is not a CUDA wheel")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Dockerfiles and environment.yml
+# --------------------------------------------------------------------------------------------------
+
+
+def copied_files(text: str) -> set[str]:
+    """Repository files the Dockerfile COPYs (sources of COPY instructions)."""
+    files = set()
+    for instruction, arguments in dockerfile_instructions(text):
+        if instruction == "COPY":
+            files.update(arguments.split()[:-1])
+    return files
+
+
+def lock_installs(installs: list[dict]) -> list[str]:
+    return [Path(r).name for install in installs for r in install["options"].get("-r", []) + install["options"].get("--requirement", [])]
+
+
+def check_dockerfile(text: str, locks: dict[str, dict[str, str]], *, gpu: bool, version: str, name: str) -> list[str]:
     problems = []
     instructions = dockerfile_instructions(text)
-    # upgrading the installer itself (pip install --upgrade pip) is not part of the environment
     installs = [
         i for i in pip_installs(text)
-        if i["paths"] or {canonicalize_name(Requirement(r).name) for r in i["requirements"]} - PIP_TOOLING
+        if i["paths"] or i["options"].get("-r") or {canonicalize_name(Requirement(r).name) for r in i["requirements"]} - PIP_TOOLING
     ]
-    requirements = [r for install in installs for r in install["requirements"]]
-    installed, parse_problems = requirement_map(requirements, name)
+    lock_file = "requirements-gpu.lock" if gpu else "requirements.lock"
+    lock = locks["gpu" if gpu else "cpu"]
+    if lock_installs(installs) != [lock_file]:
+        problems.append(f"{name}: installs the locks {lock_installs(installs)}, expected exactly [{lock_file!r}]")
+    if lock_file not in copied_files(text):
+        problems.append(f"{name}: {lock_file} is not copied into the image")
+    loose = [r for install in installs for r in install["requirements"]]
+    loose_pins, parse_problems = requirement_map(loose, name)
     problems += parse_problems
-    for package in sorted(set(pins) | set(installed)):
-        if package not in installed:
-            problems.append(f"{name}: {package}{pins[package]} (pyproject.toml) is not installed")
-        elif package not in pins:
-            problems.append(f"{name}: installs {package}{installed[package]}, which pyproject.toml does not list")
-        elif installed[package] != pins[package]:
-            problems.append(f"{name}: {package}{installed[package]}, pyproject.toml pins {package}{pins[package]}")
+    for package, specifier in loose_pins.items():
+        if package != "torch" or gpu:
+            problems.append(f"{name}: installs {package}{specifier} outside the lock")
+        elif specifier != f"=={lock.get('torch')}":
+            problems.append(f"{name}: torch{specifier}, the lock pins torch=={lock.get('torch')}")
 
-    torch_installs = [i for i in installs if any(canonicalize_name(Requirement(r).name) == "torch" for r in i["requirements"])]
     base = next((args.split()[0] for instruction, args in instructions if instruction == "FROM"), "")
-    if len(torch_installs) == 1:
-        index = index_of(torch_installs[0]) or ""
-        if gpu:
-            cuda = TORCH_CUDA_INDEX.match(index)
-            if not cuda:
-                problems.append(f"{name}: torch must come from a CUDA index (download.pytorch.org/whl/cuXYZ), not {index or 'PyPI'}")
-            else:
-                tag = cuda.group(1)
-                cuda_version = f"{tag[:-1]}.{tag[-1]}"
-                if not re.match(rf"nvidia/cuda:{re.escape(cuda_version)}(\.\d+)?-.*runtime", base):
-                    problems.append(f"{name}: torch is the cu{tag} build but the base image {base!r} is not a CUDA {cuda_version} runtime")
-        elif index != TORCH_CPU_INDEX:
-            problems.append(f"{name}: torch must come from the CPU index {TORCH_CPU_INDEX}, not {index or 'PyPI'}")
-        if len(torch_installs[0]["requirements"]) != 1:
-            problems.append(f"{name}: install torch on its own, before the rest (one resolver pass per index)")
-        elif installs.index(torch_installs[0]) != 0:
-            problems.append(f"{name}: torch must be the first pip install")
-    else:
-        problems.append(f"{name}: torch is installed {len(torch_installs)} times")
-    if not gpu and not base.startswith("python:3.11"):
+    if not base.startswith("python:3.11"):
         problems.append(f"{name}: base image {base!r} is not python:3.11*")
+    if gpu:
+        if any(index_of(i) for i in installs):
+            problems.append(f"{name}: torch must be PyPI's CUDA wheel of the lock, not from another index")
+        if not any("--require-hashes" in i["flags"] for i in installs if i["options"].get("-r")):
+            problems.append(f"{name}: install {lock_file} with --require-hashes")
+    else:
+        torch_installs = [i for i in installs if "torch" in requirement_map(i["requirements"], name)[0]]
+        if len(torch_installs) != 1 or index_of(torch_installs[0]) != TORCH_CPU_INDEX:
+            problems.append(f"{name}: torch must be installed once, from the CPU index {TORCH_CPU_INDEX}")
+        elif installs.index(torch_installs[0]) != 0:
+            problems.append(f"{name}: torch must be the first pip install (the lock then finds it satisfied)")
 
     local = [i for i in installs if i["paths"]]
     if not local or "--no-deps" not in local[-1]["flags"]:
@@ -172,7 +287,7 @@ def check_dockerfile(text: str, pins: dict[str, str], *, gpu: bool, version: str
     return problems
 
 
-def check_environment(text: str, pins: dict[str, str], *, env_dir: Path, name: str) -> list[str]:
+def check_environment(text: str, *, env_dir: Path, name: str) -> list[str]:
     problems = []
     env = yaml.safe_load(text)
     dependencies = env.get("dependencies", [])
@@ -186,11 +301,11 @@ def check_environment(text: str, pins: dict[str, str], *, env_dir: Path, name: s
         return problems + [f"{name}: expected one pip: list, found {len(pip_lists)}"]
     words = [word for entry in pip_lists[0] for word in shlex.split(entry)]
     install = parse_pip_args(words)
-    installed, parse_problems = requirement_map(install["requirements"], name)
-    problems += parse_problems
-    for package in sorted(set(pins) | set(installed)):
-        if installed.get(package) != pins.get(package):
-            problems.append(f"{name}: {package} is {installed.get(package)!r}, pyproject.toml pins {pins.get(package)!r}")
+    if install["requirements"]:
+        problems.append(f"{name}: installs {install['requirements']} outside the lock")
+    locks = [(env_dir / path).resolve() for path in install["options"].get("-r", [])]
+    if locks != [(REPO / "requirements.lock").resolve()]:
+        problems.append(f"{name}: must install exactly -r ../requirements.lock, not {install['options'].get('-r', [])}")
     indexes = install["options"].get("--extra-index-url", []) + install["options"].get("--index-url", [])
     if TORCH_CPU_INDEX not in indexes:
         problems.append(f"{name}: the PyTorch CPU index is not given, pip would pull the CUDA build of torch")
@@ -213,6 +328,8 @@ def check_container_tags(text: str, version: str, name: str) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 PINS = pyproject_pins()
+LOCK_TEXT = {kind: path.read_text() for kind, path in LOCKS.items()}
+LOCK = {kind: lock_pins(text, LOCKS[kind].name)[0] for kind, text in LOCK_TEXT.items()}
 DOCKERFILES = {"Dockerfile": False, "Dockerfile.gpu": True}
 
 
@@ -222,15 +339,60 @@ def test_pyproject_pins_everything():
         assert specifier, f"{package} is not pinned in pyproject.toml"
 
 
+@pytest.mark.parametrize("kind", sorted(LOCKS))
+def test_locks_are_exact_pins_made_by_the_script(kind):
+    assert lock_pins(LOCK_TEXT[kind], LOCKS[kind].name)[1] == []
+    assert "generated by dev/lock.sh" in LOCK_TEXT[kind].splitlines()[0]
+    assert "+cpu" not in LOCK_TEXT[kind], "a local build label is not on PyPI"
+
+
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_locks_satisfy_pyproject(kind):
+    assert check_lock_satisfies_pyproject(LOCK[kind], PINS, LOCKS[kind].name) == []
+
+
+def test_lock_is_closed_over_every_transitive_dependency():
+    roots = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+    assert check_lock_is_closed(LOCK["cpu"], roots, "requirements.lock") == []
+
+
+def test_test_lock_adds_only_the_test_tools():
+    test_extras = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]]
+    assert set(LOCK["test"]).isdisjoint(LOCK["cpu"])
+    both = {**LOCK["cpu"], **LOCK["test"]}
+    assert check_lock_is_closed(both, test_extras, "requirements-test.lock") == []
+
+
+def test_environment_is_installed_from_the_locks():
+    assert check_environment_matches_lock({**LOCK["cpu"], **LOCK["test"]}, "locks") == []
+
+
+def test_gpu_lock_differs_from_the_cpu_lock_only_by_cuda_wheels():
+    assert check_gpu_lock(LOCK["gpu"], LOCK["cpu"], "requirements-gpu.lock") == []
+    assert {p for p in LOCK["gpu"] if p not in LOCK["cpu"]} >= {"nvidia-cudnn-cu13", "triton"}
+
+
+def test_lock_checks_report_drift():
+    broken = {**LOCK["cpu"], "numpy": "2.4.5"}
+    assert any("numpy==2.4.5, pyproject.toml asks numpy==2.4.6" in p for p in check_lock_satisfies_pyproject(broken, PINS, "lock"))
+    missing = {k: v for k, v in LOCK["cpu"].items() if k != "scipy"}
+    roots = [Requirement("scanpy==1.11.5")]
+    assert any(p.startswith("lock: scipy") and "not locked" in p for p in check_lock_is_closed(missing, roots, "lock"))
+    assert any("numpy 2.4.6 is installed, the lock says 2.4.5" in p for p in check_environment_matches_lock({"numpy": "2.4.5"}, "lock"))
+    assert any("numpy==2.4.5, requirements.lock has 2.4.6" in p for p in check_gpu_lock({**LOCK["gpu"], "numpy": "2.4.5"}, LOCK["cpu"], "gpu"))
+    assert any("not a CUDA wheel" in p for p in check_gpu_lock({**LOCK["gpu"], "requests-oauthlib": "1"}, LOCK["cpu"], "gpu"))
+    assert lock_pins("numpy>=2\n", "lock")[1] == ["lock: not an exact pin: 'numpy>=2'"]
+
+
 @pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
-def test_dockerfile_installs_pyproject_pins(dockerfile):
+def test_dockerfile_installs_the_lock(dockerfile):
     text = (CONTAINERS / dockerfile).read_text()
-    assert check_dockerfile(text, PINS, gpu=DOCKERFILES[dockerfile], version=__version__, name=dockerfile) == []
+    assert check_dockerfile(text, LOCK, gpu=DOCKERFILES[dockerfile], version=__version__, name=dockerfile) == []
 
 
-def test_environment_yml_installs_pyproject_pins():
+def test_environment_yml_installs_the_lock():
     text = (CONTAINERS / "environment.yml").read_text()
-    assert check_environment(text, PINS, env_dir=CONTAINERS, name="environment.yml") == []
+    assert check_environment(text, env_dir=CONTAINERS, name="environment.yml") == []
 
 
 def test_module_and_config_images_are_tagged_with_package_version():
@@ -247,24 +409,25 @@ def _problems(dockerfile: str, old: str, new: str) -> list[str]:
     text = (CONTAINERS / dockerfile).read_text()
     broken = re.sub(old, new, text, count=1, flags=re.M)
     assert broken != text, old
-    return check_dockerfile(broken, PINS, gpu=DOCKERFILES[dockerfile], version=__version__, name=dockerfile)
+    return check_dockerfile(broken, LOCK, gpu=DOCKERFILES[dockerfile], version=__version__, name=dockerfile)
 
 
 @pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
 def test_dockerfile_check_reports_drift(dockerfile):
-    assert any("numpy==2.4.5, pyproject.toml pins numpy==2.4.6" in p for p in _problems(dockerfile, r"numpy==2\.4\.6", "numpy==2.4.5"))
-    assert any("scanpy==1.11.5 (pyproject.toml) is not installed" in p for p in _problems(dockerfile, r"^\s*scanpy==1\.11\.5 \\\n", ""))
-    assert any("which pyproject.toml does not list" in p for p in _problems(dockerfile, r"numpy==2\.4\.6", "numpy==2.4.6 gtfparse==2.9.1"))
-    assert any("torch==2.12.0, pyproject.toml pins torch==2.13.0" in p for p in _problems(dockerfile, r"torch==2\.13\.0", "torch==2.12.0"))
+    lock = "requirements-gpu.lock" if DOCKERFILES[dockerfile] else "requirements.lock"
+    assert any("installs the locks" in p for p in _problems(dockerfile, rf"-r /opt/tmeflow/{lock}", "numpy==2.4.6"))
+    assert any("outside the lock" in p for p in _problems(dockerfile, rf"-r /opt/tmeflow/{lock}", f"-r /opt/tmeflow/{lock} gtfparse==2.9.1"))
+    assert any("is not copied" in p for p in _problems(dockerfile, rf"^COPY {lock} .*$", ""))
     assert any("image.version label" in p for p in _problems(dockerfile, r'image\.version="[^"]+"', 'image.version="0.0.1"'))
     assert any("pip check" in p for p in _problems(dockerfile, r"pip check", "true"))
+    assert any("--no-deps" in p for p in _problems(dockerfile, r"pip install --no-deps /opt/tmeflow", "pip install /opt/tmeflow"))
 
 
 def test_dockerfile_check_reports_wrong_torch_build():
     assert any("CPU index" in p for p in _problems("Dockerfile", r" --index-url https://download\.pytorch\.org/whl/cpu", ""))
-    assert any("CPU index" in p for p in _problems("Dockerfile", r"whl/cpu", "whl/cu128"))
-    assert any("CUDA index" in p for p in _problems("Dockerfile.gpu", r"whl/cu\d+", "whl/cpu"))
-    assert any("not a CUDA" in p for p in _problems("Dockerfile.gpu", r"whl/cu\d+", "whl/cu118"))
+    assert any("the lock pins torch==2.13.0" in p for p in _problems("Dockerfile", r"pip install torch==2\.13\.0", "pip install torch==2.12.0"))
+    assert any("--require-hashes" in p for p in _problems("Dockerfile.gpu", r" --require-hashes", ""))
+    assert any("outside the lock" in p for p in _problems("Dockerfile.gpu", r"^RUN pip install --require", "RUN pip install torch==2.13.0 \\\n    \\&\\& pip install --require"))
 
 
 def test_environment_check_reports_drift():
@@ -273,10 +436,10 @@ def test_environment_check_reports_drift():
     def problems(old: str, new: str) -> list[str]:
         broken = re.sub(old, new, text, count=1, flags=re.M)
         assert broken != text, old
-        return check_environment(broken, PINS, env_dir=CONTAINERS, name="environment.yml")
+        return check_environment(broken, env_dir=CONTAINERS, name="environment.yml")
 
-    assert any("pandas is '==2.3.2'" in p for p in problems(r"pandas==2\.3\.3", "pandas==2.3.2"))
-    assert any("liana is None" in p for p in problems(r"^\s*- liana==.*\n", ""))
+    assert any("outside the lock" in p for p in problems(r"^(\s*)- -r \.\./requirements\.lock", r"\1- -r ../requirements.lock\n\1- pandas==2.3.2"))
+    assert any("exactly -r ../requirements.lock" in p for p in problems(r"^\s*- -r \.\./requirements\.lock\n", ""))
     assert any("CPU index" in p for p in problems(r"^\s*- --extra-index-url .*\n", ""))
     assert any("python=3.11" in p for p in problems(r"python=3\.11", "python=3.12"))
     assert any("tmeflow itself" in p for p in problems(r"^\s*- \.\.\s*$", ""))
@@ -285,3 +448,45 @@ def test_environment_check_reports_drift():
 def test_container_tag_check_reports_other_versions():
     text = f'process QC {{\n    container "{IMAGE}:0.0.9"\n}}\nprocess X {{\n    container "{IMAGE}:{__version__}-gpu"\n}}\n'
     assert check_container_tags(text, __version__, "m.nf") == [f"m.nf: image {IMAGE}:0.0.9, package version is {__version__}"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The GPU torch pin against the registry
+# --------------------------------------------------------------------------------------------------
+
+
+def _registry_file(project: str, filename: str) -> dict:
+    request = urllib.request.Request(
+        f"https://pypi.org/simple/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    try:
+        files = json.load(urllib.request.urlopen(request, timeout=30))["files"]
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        pytest.skip(f"the package registry is not reachable ({error})")
+    matches = [f for f in files if f["filename"] == filename]
+    assert matches, f"the registry serves no {filename}"
+    return matches[0]
+
+
+def test_gpu_torch_pin_is_the_registry_wheel_built_on_cuda_13():
+    """The GPU lock's torch is PyPI's cp311 x86_64 wheel: its sha256 is locked and its CUDA wheels are too."""
+    wheel = _registry_file("torch", GPU_TORCH_WHEEL)
+    assert not wheel.get("yanked")
+    assert f"--hash=sha256:{wheel['hashes']['sha256']}" in LOCK_TEXT["gpu"]
+    assert LOCK["gpu"]["torch"] == GPU_TORCH_WHEEL.split("-")[1]
+    try:
+        metadata = urllib.request.urlopen(wheel["url"] + ".metadata", timeout=30).read().decode()
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        pytest.skip(f"the package registry is not reachable ({error})")
+    environment = {"platform_system": "Linux", "python_version": "3.11", "sys_platform": "linux", "platform_machine": "x86_64"}
+    cuda = [
+        Requirement(line.removeprefix("Requires-Dist: "))
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist: ") and re.match(r"Requires-Dist: (nvidia|cuda|triton)", line)
+    ]
+    cuda = [r for r in cuda if r.marker is None or r.marker.evaluate(environment)]
+    assert any(canonicalize_name(r.name) == "cuda-toolkit" and str(r.specifier).startswith("==13.0") for r in cuda), cuda
+    for requirement in cuda:
+        package = canonicalize_name(requirement.name)
+        assert package in LOCK["gpu"], f"{requirement} is not in requirements-gpu.lock"
+        assert LOCK["gpu"][package] in requirement.specifier, f"{package}=={LOCK['gpu'][package]} vs {requirement}"
