@@ -337,3 +337,30 @@ def test_blocks_do_not_change_the_distribution(monkeypatch, tmp_path):
     simulate.run_simulate(_small_config(tmp_path / "blocks", n_sections=1, n_bulk=0))
     adata = ad.read_h5ad(tmp_path / "blocks" / "sc" / "P1_normal.h5ad")
     assert math.isclose(np.median(np.asarray(adata.X.sum(axis=1))), 2500, rel_tol=0.4)
+
+
+def test_spatial_realism_options_change_only_the_section(tmp_path):
+    """Platform effects, a held-out patient and low depth touch the section and nothing else."""
+    import anndata as ad
+
+    base = ["--n_cells", "300", "--n_patients", "1", "--n_genes", "3000", "--n_sections", "1", "--n_spots", "100",
+            "--n_bulk", "0", "--seed", "4"]
+    assert main(["simulate", "--outdir", str(tmp_path / "plain"), *base, "--spatial_platform_sd", "0"]) == 0
+    assert main(["simulate", "--outdir", str(tmp_path / "real"), *base, "--spatial_platform_sd", "0.7",
+                 "--heldout_sections", "true", "--spot_umi_per_cell", "100"]) == 0
+    for sample in (tmp_path / "plain" / "sc").glob("*.h5ad"):
+        other = tmp_path / "real" / "sc" / sample.name
+        assert (ad.read_h5ad(sample).X != ad.read_h5ad(other).X).nnz == 0
+    truth = json.loads((tmp_path / "real" / "truth.json").read_text())
+    assert truth["spatial"]["sections"][0]["patient"] == "P2" and truth["spatial"]["heldout_patients"]
+    sheet = pd.read_csv(tmp_path / "real" / "samplesheet.csv")
+    assert set(sheet.loc[sheet["modality"] == "spatial", "patient"]) == {"P2"}
+    depth = {name: np.median(_section_totals(tmp_path / name)) for name in ("plain", "real")}
+    assert depth["real"] < depth["plain"] / 4
+
+
+def _section_totals(cohort):
+    from tmeflow.readers import read_spatial
+
+    section = next((cohort / "spatial").iterdir())
+    return np.asarray(read_spatial(section / "outs", sample=section.name).X.sum(axis=1)).ravel()

@@ -1,6 +1,19 @@
 """Deconvolution of spatial spots into the single-cell reference's cell types.
 
-Two methods (``deconvolution_method``):
+Methods (``deconvolution_method``); ``auto`` (the default) is cell2location when a CUDA GPU is
+visible (the ``process_gpu`` path) and ``poisson`` otherwise, with one log line saying which and why:
+
+``poisson`` (the CPU default; RCTD-style, Cable et al. 2022, Nat Biotechnol 40:517)
+    Spot counts on the informative genes (as for ``nnls``) are Poisson with rate
+    ``sum_k a_k m_gk exp(gamma_g)``: ``m_gk`` the type's mean raw counts per cell in the reference,
+    ``gamma_g`` a per-gene platform effect between the single-cell assay and the section (a random
+    effect, ``N(0, 1)``, estimated once on the summed section as RCTD does), ``a_k`` the spot's cell
+    abundances, fitted by maximum likelihood (multiplicative updates; seconds to a minute per section).
+    Chosen by measurement (``benchmarks/deconvolution_real.py``, ``benchmarks/deconvolution_simulated.py``):
+    on the real MSTI breast section with the CID4465 reference its proportions agree better with each
+    type's reference-marker score than NNLS's (mean Spearman 0.54 vs 0.45 over 9 types), and on
+    simulated sections with platform effects, a held-out patient and low depth it is closer to the
+    planted proportions than NNLS in every scenario.
 
 ``cell2location`` (Kleshchevnikov et al. 2022, Nat Biotechnol 40:661)
     1. Reference signatures: :class:`cell2location.models.RegressionModel` (negative-binomial
@@ -25,8 +38,14 @@ signature regression)
        coefficients (rows weighted by 1/sqrt(mean signature), a Poisson-like variance stabilisation).
        Abundances are the coefficients, proportions the abundances normalised to sum 1.
 
-Both write ``obsm['deconvolution_abundance']`` / ``obsm['deconvolution_proportions']`` (spots x types
-DataFrames), ``obs['prop_<type>']``, ``obs['dominant_type']``, tables, and plots on the tissue.
+Every method writes ``obsm['deconvolution_abundance']`` / ``obsm['deconvolution_proportions']`` (spots x
+types DataFrames), ``obs['prop_<type>']``, ``obs['dominant_type']``, tables, and plots on the tissue; with
+a ``cell_type_fine`` column in the reference also ``obsm['deconvolution_proportions_fine']`` (subtypes).
+
+A marker-score baseline guards every section: each reference type's score (scanpy ``score_genes`` of its
+``MARKER_BASELINE_GENES`` informative genes on the log-normalised spots) is written beside the proportions,
+with Spearman's rho between a type's proportion and its score; a type whose rho falls below
+``deconv_min_agreement`` gets a warning in the log and in the report's agreement table.
 
 Input checks (one-line :class:`TmeflowInputError`, exit 2): no ``cell_type`` column in the
 reference; a reference without counts (no ``layers['counts']`` and a non-integer ``X``); fewer
@@ -37,6 +56,7 @@ with at least ``deconv_min_cells_per_type`` cells.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +72,9 @@ from .spatial_qc import plot_on_tissue
 logger = get_logger(__name__)
 
 LABEL_KEY = "cell_type"
+FINE_LABEL_KEY = "cell_type_fine"
 TARGET_SUM = 1e4
+MARKER_BASELINE_GENES = 50
 MARKER_MIN_DETECTION = 0.10
 
 
@@ -88,14 +110,15 @@ def section_counts(adata, *, file: str | None = None) -> sp.csr_matrix:
     raise TmeflowInputError("section has no raw counts (no layers['counts']); give the spatial_qc output", file=file)
 
 
-def prepare_inputs(section, reference, params: dict[str, Any], *, section_file=None, reference_file=None):
+def prepare_inputs(section, reference, params: dict[str, Any], *, section_file=None, reference_file=None,
+                   label_key: str = LABEL_KEY):
     """Check inputs; return (section, reference) restricted to shared genes with counts in ``X``,
-    reference cells restricted to types with enough cells."""
+    reference cells restricted to types (``label_key``, stored as ``cell_type``) with enough cells."""
     import anndata as ad
 
-    if LABEL_KEY not in reference.obs.columns:
-        raise TmeflowInputError(f"reference has no obs column '{LABEL_KEY}' (the cell-type labels to deconvolve into)",
-                                file=reference_file, column=LABEL_KEY)
+    if label_key not in reference.obs.columns:
+        raise TmeflowInputError(f"reference has no obs column '{label_key}' (the cell-type labels to deconvolve into)",
+                                file=reference_file, column=label_key)
     ref_counts = reference_counts(reference, file=reference_file)
     spot_counts = section_counts(section, file=section_file)
     shared = section.var_names.intersection(reference.var_names, sort=False)
@@ -105,7 +128,7 @@ def prepare_inputs(section, reference, params: dict[str, Any], *, section_file=N
             f"only {len(shared)} genes are shared by the section ({section.n_vars} genes) and the reference "
             f"({reference.n_vars} genes), fewer than deconv_min_shared_genes {minimum}; check gene identifiers and species",
             file=reference_file)
-    labels = reference.obs[LABEL_KEY].astype(str)
+    labels = reference.obs[label_key].astype(str)
     sizes = labels.value_counts()
     small = sizes[sizes < params["deconv_min_cells_per_type"]]
     if len(small):
@@ -114,7 +137,7 @@ def prepare_inputs(section, reference, params: dict[str, Any], *, section_file=N
     keep_types = sizes.index[sizes >= params["deconv_min_cells_per_type"]]
     if len(keep_types) < 2:
         raise TmeflowInputError(f"fewer than two cell types have at least {params['deconv_min_cells_per_type']} reference "
-                                "cells; nothing to deconvolve", file=reference_file, column=LABEL_KEY)
+                                "cells; nothing to deconvolve", file=reference_file, column=label_key)
     cells = labels.isin(keep_types).to_numpy()
     ref_index = reference.var_names.get_indexer(shared)
     sec_index = section.var_names.get_indexer(shared)
@@ -188,8 +211,135 @@ def nnls_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.DataFrame, d
 
 
 # ----------------------------------------------------------------------------------------------
+# Poisson model with per-gene platform effects (RCTD-style)
+# ----------------------------------------------------------------------------------------------
+PLATFORM_SD = 1.0
+MAX_ITERATIONS = 2_000
+TOLERANCE = 1e-6
+
+
+def platform_effects(bulk: np.ndarray, signatures: np.ndarray, *, sd: float = PLATFORM_SD,
+                     rounds: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene platform effects ``gamma`` and bulk abundances ``b`` of the summed section.
+
+    Fits ``bulk_g ~ Poisson(exp(gamma_g) * sum_k b_k signatures_gk)`` with ``gamma_g ~ N(0, sd^2)``
+    (the random effect of RCTD's platform-effect step, Cable et al. 2022, Nat Biotechnol 40:517) by
+    alternating: ``b`` by multiplicative Poisson updates given ``gamma``; each ``gamma_g`` by Newton steps
+    on its penalised log-likelihood given ``b``.
+    """
+    gamma = np.zeros(bulk.shape[0])
+    b = np.full(signatures.shape[1], bulk.sum() / max(signatures.sum(), 1e-12))
+    for _ in range(rounds):
+        scaled = signatures * np.exp(gamma)[:, None]
+        b = poisson_weights(bulk[None, :], scaled, start=b[None, :], max_iterations=200)[0]
+        base = signatures @ b
+        for _ in range(5):  # Newton on  bulk*gamma - base*exp(gamma) - gamma^2 / (2 sd^2)
+            rate = base * np.exp(gamma)
+            gradient = bulk - rate - gamma / sd**2
+            gamma = gamma + np.clip(gradient / (rate + 1.0 / sd**2), -1.0, 1.0)
+    return gamma, b
+
+
+def poisson_weights(counts: np.ndarray, signatures: np.ndarray, *, start: np.ndarray | None = None,
+                    max_iterations: int = MAX_ITERATIONS, tolerance: float = TOLERANCE,
+                    progress: str | None = None) -> np.ndarray:
+    """Non-negative ``W`` (rows x types) maximising the Poisson likelihood of ``counts ~ W @ signatures.T``.
+
+    Lee-Seung multiplicative updates for the generalised KL divergence with the dictionary fixed (each
+    update raises the likelihood; Lee & Seung 2001), stopped when the mean log-likelihood per count
+    changes by less than ``tolerance`` (relative).
+    """
+    counts = np.asarray(counts, dtype=float)
+    column_sums = signatures.sum(axis=0)
+    weights = (np.array(start, dtype=float) if start is not None
+               else np.outer(counts.sum(axis=1), np.full(signatures.shape[1], 1.0 / signatures.shape[1]))
+               / max(column_sums.mean(), 1e-12))
+    weights = np.maximum(weights, 1e-10)
+    previous = -np.inf
+    started = time.perf_counter()
+    for iteration in range(1, max_iterations + 1):
+        rates = np.maximum(weights @ signatures.T, 1e-12)
+        weights *= ((counts / rates) @ signatures) / column_sums
+        if iteration % 25 == 0 or iteration == max_iterations:
+            rates = np.maximum(weights @ signatures.T, 1e-12)
+            loglik = float((counts * np.log(rates) - rates).sum() / max(counts.sum(), 1.0))
+            if progress and iteration % 250 == 0:
+                logger.info("%s: iteration %d, log-likelihood per count %.5f, %.0f s", progress, iteration, loglik,
+                            time.perf_counter() - started)
+            if abs(loglik - previous) < tolerance * max(abs(loglik), 1.0):
+                break
+            previous = loglik
+    return weights
+
+
+def poisson_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Cell abundances (spots x types) under a Poisson model with per-gene platform effects.
+
+    Spot counts on the informative genes are ``y_sg ~ Poisson(sum_k a_sk m_gk exp(gamma_g))`` with
+    ``m_gk`` the type's mean raw counts per cell in the reference (so ``a`` are cell numbers up to one
+    capture factor) and ``gamma_g`` the gene's platform effect between the reference assay and the
+    section, estimated once on the summed section (:func:`platform_effects`), as RCTD does (Cable et
+    al. 2022). ``a`` is then the Poisson maximum-likelihood fit per spot (:func:`poisson_weights`).
+    """
+    raw_means, norm_means, detection = type_means(ref)
+    genes = informative_genes(norm_means, detection, params["nnls_n_markers"])
+    if len(genes) < raw_means.shape[1]:
+        raise TmeflowInputError(f"only {len(genes)} informative genes for {raw_means.shape[1]} cell types; "
+                                "the reference and the section share too few marker genes")
+    signatures = raw_means.loc[genes].to_numpy(dtype=float) + 1e-6
+    counts = np.asarray(spots[:, genes].X.todense(), dtype=float)
+    gamma, _ = platform_effects(counts.sum(axis=0), signatures)
+    adjusted = signatures * np.exp(gamma)[:, None]
+    abundance = poisson_weights(counts, adjusted, progress=f"poisson deconvolution of {spots.n_obs} spots")
+    info = {"method": "poisson", "n_genes": len(genes), "genes": genes,
+            "platform_effect_sd": float(np.std(gamma)),
+            "platform_effects": pd.Series(gamma, index=genes, name="platform_effect")}
+    return pd.DataFrame(abundance, index=spots.obs_names, columns=raw_means.columns), info
+
+
+# ----------------------------------------------------------------------------------------------
 # cell2location
 # ----------------------------------------------------------------------------------------------
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_method(method: str) -> str:
+    """``auto``: cell2location on a CUDA GPU, else the CPU method ``poisson``; logged either way."""
+    if method != "auto":
+        return method
+    if cuda_available():
+        logger.info("deconvolution_method auto: a CUDA GPU is visible, using cell2location")
+        return "cell2location"
+    logger.info("deconvolution_method auto: no CUDA GPU, using poisson (cell2location needs hours on a CPU)")
+    return "poisson"
+
+
+def epoch_logger(what: str, max_epochs: int, every: int | None = None):
+    """A Lightning callback logging epoch, ELBO loss and ETA every ``every`` epochs (about 20 lines a run)."""
+    from lightning.pytorch.callbacks import Callback
+
+    every = every or max(1, max_epochs // 20)
+
+    class EpochLogger(Callback):
+        def on_train_start(self, trainer, module) -> None:
+            self.started = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module) -> None:
+            epoch = trainer.current_epoch + 1
+            if epoch % every and epoch != max_epochs:
+                return
+            elapsed = time.perf_counter() - self.started
+            loss = trainer.callback_metrics.get("elbo_train", trainer.callback_metrics.get("train_loss_epoch"))
+            loss_text = f"{float(loss):.4g}" if loss is not None else "n/a"
+            logger.info("%s: epoch %d/%d, ELBO loss %s, %.0f s elapsed, ETA %.0f s", what, epoch, max_epochs, loss_text,
+                        elapsed, elapsed / epoch * (max_epochs - epoch))
+
+    return EpochLogger()
+
+
 def choose_accelerator() -> str:
     """``gpu`` when CUDA is available, else ``cpu`` with a warning."""
     import torch
@@ -227,7 +377,8 @@ def cell2location_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.Dat
         RegressionModel.setup_anndata(ref, labels_key=LABEL_KEY, batch_key=batch_key)
         ref_model = RegressionModel(ref)
         ref_model.train(max_epochs=params["c2l_ref_epochs"], batch_size=2500, train_size=1, lr=0.002,
-                        accelerator=accelerator, enable_progress_bar=False)
+                        accelerator=accelerator, enable_progress_bar=False,
+                        callbacks=[epoch_logger("cell2location reference regression", params["c2l_ref_epochs"])])
         ref = ref_model.export_posterior(ref, sample_kwargs={"num_samples": params["c2l_posterior_samples"],
                                                              "batch_size": 2500, "accelerator": accelerator})
     signatures = ref.varm["means_per_cluster_mu_fg"].copy()
@@ -238,7 +389,7 @@ def cell2location_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.Dat
         model = Cell2location(spots, cell_state_df=signatures, N_cells_per_location=params["c2l_n_cells_per_spot"],
                               detection_alpha=params["c2l_detection_alpha"])
         model.train(max_epochs=params["c2l_epochs"], batch_size=None, train_size=1, accelerator=accelerator,
-                    enable_progress_bar=False)
+                    enable_progress_bar=False, callbacks=[epoch_logger("cell2location spatial model", params["c2l_epochs"])])
         spots = model.export_posterior(spots, sample_kwargs={"num_samples": params["c2l_posterior_samples"],
                                                              "batch_size": spots.n_obs, "accelerator": accelerator})
     names = model.factor_names_
@@ -260,22 +411,86 @@ def proportions_from(abundance: pd.DataFrame) -> pd.DataFrame:
     return proportions
 
 
+METHODS = {"nnls": nnls_deconvolve, "poisson": poisson_deconvolve, "cell2location": cell2location_deconvolve}
+
+
+def deconvolve_level(section, reference, params: dict[str, Any], method: str, *, label_key: str = LABEL_KEY,
+                     section_file=None, reference_file=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], Any]:
+    """Abundances, proportions and info of one label level; also the prepared reference (for the baseline)."""
+    spots, ref = prepare_inputs(section, reference, params, section_file=section_file, reference_file=reference_file,
+                                label_key=label_key)
+    with timed(logger, f"deconvolution ({method}, {label_key}) of {spots.n_obs} spots into {ref.obs[LABEL_KEY].nunique()} types"):
+        abundance, info = METHODS[method](spots, ref, params)
+    return abundance, proportions_from(abundance), info, (spots, ref)
+
+
 def deconvolve(section, reference, params: dict[str, Any], *, section_file=None, reference_file=None):
-    """Deconvolve ``section`` with ``reference``; add results to ``section``; return (abundance, proportions, info)."""
-    spots, ref = prepare_inputs(section, reference, params, section_file=section_file, reference_file=reference_file)
-    method = params["deconvolution_method"]
-    with timed(logger, f"deconvolution ({method}) of {spots.n_obs} spots into {ref.obs[LABEL_KEY].nunique()} types"):
-        if method == "nnls":
-            abundance, info = nnls_deconvolve(spots, ref, params)
-        else:
-            abundance, info = cell2location_deconvolve(spots, ref, params)
-    proportions = proportions_from(abundance)
+    """Deconvolve ``section`` with ``reference``; add results to ``section``; return (abundance, proportions, info).
+
+    ``info`` also holds the marker-score baseline (``marker_scores``, ``agreement``) and, when the
+    reference has ``cell_type_fine``, the subtype proportions (``proportions_fine``).
+    """
+    method = resolve_method(params["deconvolution_method"])
+    abundance, proportions, info, (spots, ref) = deconvolve_level(section, reference, params, method,
+                                                                  section_file=section_file, reference_file=reference_file)
+    info["marker_scores"] = marker_scores(spots, ref)
+    info["agreement"] = marker_agreement(proportions, info["marker_scores"], params["deconv_min_agreement"])
     section.obsm["deconvolution_abundance"] = abundance
     section.obsm["deconvolution_proportions"] = proportions
+    section.obsm["deconvolution_marker_scores"] = info["marker_scores"]
     for cell_type in proportions.columns:
         section.obs[f"prop_{cell_type}"] = proportions[cell_type].to_numpy()
     section.obs["dominant_type"] = pd.Categorical(proportions.idxmax(axis=1).to_numpy(), categories=list(proportions.columns))
+    if FINE_LABEL_KEY in reference.obs.columns and reference.obs[FINE_LABEL_KEY].nunique() > 1:
+        _, fine, _, _ = deconvolve_level(section, reference, params, method, label_key=FINE_LABEL_KEY,
+                                         section_file=section_file, reference_file=reference_file)
+        section.obsm["deconvolution_proportions_fine"] = fine
+        info["proportions_fine"] = fine
     return abundance, proportions, info
+
+
+# ----------------------------------------------------------------------------------------------
+# Marker-score baseline
+# ----------------------------------------------------------------------------------------------
+def marker_scores(spots, ref, n_markers: int = MARKER_BASELINE_GENES) -> pd.DataFrame:
+    """Per spot and reference type: scanpy ``score_genes`` of the type's ``n_markers`` informative genes
+    (largest log2 fold change over the other types, detected in >= 10% of its cells) on the
+    log-normalised spot counts (spots x types)."""
+    import anndata as ad
+    import scanpy as sc
+
+    _, norm_means, detection = type_means(ref)
+    normalised = ad.AnnData(sp.csr_matrix(spots.X, dtype=np.float32), obs=pd.DataFrame(index=spots.obs_names),
+                            var=pd.DataFrame(index=spots.var_names))
+    sc.pp.normalize_total(normalised, target_sum=TARGET_SUM)
+    sc.pp.log1p(normalised)
+    scores = {}
+    for cell_type in norm_means.columns:
+        genes = informative_genes(norm_means[[cell_type]].assign(_others=norm_means.drop(columns=cell_type).mean(axis=1)),
+                                  detection[[cell_type]].assign(_others=1.0), n_markers)
+        genes = [g for g in genes if g in normalised.var_names]
+        sc.tl.score_genes(normalised, genes, score_name="_score", random_state=0, ctrl_size=min(50, normalised.n_vars // 4))
+        scores[cell_type] = normalised.obs["_score"].to_numpy()
+    return pd.DataFrame(scores, index=spots.obs_names)
+
+
+def marker_agreement(proportions: pd.DataFrame, scores: pd.DataFrame, minimum: float) -> pd.DataFrame:
+    """Spearman's rho between each type's proportion and its marker score over spots; warns below ``minimum``."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for cell_type in proportions.columns:
+        constant = proportions[cell_type].nunique() < 2 or scores[cell_type].nunique() < 2
+        rho = np.nan if constant else float(spearmanr(proportions[cell_type], scores[cell_type]).statistic)
+        rows.append({"cell_type": cell_type, "mean_proportion": float(proportions[cell_type].mean()),
+                     "spearman_vs_marker_score": rho, "agrees": bool(rho >= minimum) if not constant else False})
+    table = pd.DataFrame(rows).set_index("cell_type")
+    disagree = table.index[~table["agrees"]]
+    if len(disagree):
+        logger.warning("deconvolution disagrees with the marker score (Spearman < %.2f) for: %s; check these types' "
+                       "proportions against their markers", minimum,
+                       ", ".join(f"{t} ({table.loc[t, 'spearman_vs_marker_score']:.2f})" for t in disagree))
+    return table
 
 
 def write_outputs(section, abundance, proportions, info, sample: str, outdir: Path, params: dict[str, Any]) -> Path:
@@ -284,6 +499,17 @@ def write_outputs(section, abundance, proportions, info, sample: str, outdir: Pa
     if "q05_abundance" in info:
         io.write_table(info["q05_abundance"].rename_axis("barcode"), outdir / f"{sample}.deconvolution_abundance_q05.tsv",
                        index=True)
+    if "proportions_fine" in info:
+        io.write_table(info["proportions_fine"].rename_axis("barcode"), outdir / f"{sample}.deconvolution_proportions_fine.tsv",
+                       index=True)
+    io.write_table(info["marker_scores"].rename_axis("barcode"), outdir / f"{sample}.deconvolution_marker_scores.tsv", index=True)
+    agreement = info["agreement"].set_axis([f"{sample}: {t}" for t in info["agreement"].index]).rename_axis("Section: cell type")
+    agreement_header = io.multiqc_header(
+        "tmeflow_deconvolution_agreement", "Deconvolution vs marker scores",
+        f"Spearman's rho between each type's proportion ({info['method']}) and its reference-marker score over the "
+        f"spots; 'agrees' is false below deconv_min_agreement {params['deconv_min_agreement']}, a reason to check "
+        "that type (tmeflow deconvolve).", "table")
+    io.write_table(agreement, outdir / f"{sample}.deconvolution_agreement_mqc.tsv", index=True, header_lines=agreement_header)
     summary = proportions.mean(axis=0).to_frame(sample).T
     summary.index.name = "Sample"
     header = io.multiqc_header(
@@ -296,7 +522,9 @@ def write_outputs(section, abundance, proportions, info, sample: str, outdir: Pa
                    sample=sample, ncols=4, cmap="magma", title=f"{sample}: cell-type proportions ({info['method']})")
     plot_on_tissue(section, {"dominant cell type": section.obs["dominant_type"]}, outdir / f"{sample}.deconvolution_dominant.png",
                    sample=sample, ncols=1, title=f"{sample}: dominant cell type per spot")
-    record = {k: v for k, v in info.items() if k not in ("q05_abundance", "signatures", "genes")}
+    record = {k: v for k, v in info.items()
+              if k not in ("q05_abundance", "signatures", "genes", "platform_effects", "marker_scores", "agreement",
+                           "proportions_fine")}
     section.uns["deconvolution"] = {**record, "cell_types": types}
     if "genes" in info:
         section.uns["deconvolution"]["genes"] = np.asarray(info["genes"], dtype=object)

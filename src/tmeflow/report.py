@@ -125,6 +125,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("tmeflow_step_deconvolution", "Spatial deconvolution",
             "Cell-type abundance per spot with the atlas as reference (tmeflow deconvolve).", (
         ("*.deconvolution_mqc.tsv", ""),
+        ("*.deconvolution_agreement_mqc.tsv", ""),
         ("*.deconvolution_proportions.png", "Cell-type proportions per spot"),
         ("*.deconvolution_dominant.png", "Dominant cell type per spot"),
     )),

@@ -194,7 +194,7 @@ REGION_COMPOSITION = {
                "plasma": 0.06, "epithelial": 0.05, "mast": 0.03, "NK": 0.03, "neutrophil": 0.03},
 }  # fmt: skip
 SPOT_CELLS = (5, 15)
-SPOT_UMI_PER_CELL = 800.0
+PLATFORM_STREAM, HELDOUT_STREAM = 0x504C, 0x484F  # extra random streams: spatial platform, held-out patients
 SPOT_SPACING_UM = 100.0
 PX_PER_UM = 1.625
 SCALEFACTORS = {"tissue_hires_scalef": 0.17, "tissue_lowres_scalef": 0.05}
@@ -233,6 +233,9 @@ class SimConfig:
     doublet_rate: float = 0.0
     low_quality_rate: float = 0.0
     sc_format: str = "h5ad"
+    spatial_platform_sd: float = 0.7
+    heldout_sections: bool = False
+    spot_umi_per_cell: float = 800.0
 
     def settings(self) -> dict[str, Any]:
         """The options as plain JSON/HDF5-friendly values (no output folder)."""
@@ -264,8 +267,11 @@ class SimConfig:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise TmeflowInputError(f"--{name} must be one of {', '.join(allowed)}, got {value}")
-        if self.batch_effect < 0:
-            raise TmeflowInputError(f"--batch_effect must be 0 or more, got {self.batch_effect}")
+        for name, value in {"batch_effect": self.batch_effect, "spatial_platform_sd": self.spatial_platform_sd}.items():
+            if value < 0:
+                raise TmeflowInputError(f"--{name} must be 0 or more, got {value}")
+        if self.spot_umi_per_cell <= 0:
+            raise TmeflowInputError(f"--spot_umi_per_cell must be positive, got {self.spot_umi_per_cell}")
         if not self.conditions or len(set(self.conditions)) != len(self.conditions):
             raise TmeflowInputError("--conditions must be a comma-separated list of distinct names")
         for condition in self.conditions:
@@ -496,6 +502,14 @@ def _base_profiles(genes: Genes, programmes: dict[str, list[str]], rng: np.rando
     return profiles
 
 
+def _draw_patient(genes: Genes, rng: np.random.Generator) -> tuple[list[dict[str, str]], np.ndarray]:
+    """A patient's CNV events and malignant-cell factor (CNV x patient-specific programme noise)."""
+    events = _draw_cnv_events(genes, rng)
+    noise = rng.lognormal(0.0, PATIENT_NOISE_SD, size=len(genes.var)).astype(np.float32)
+    noise[genes.index(genes.markers[MALIGNANT] + genes.mito + genes.ribo)] = 1.0
+    return events, _cnv_factor(genes, events) * noise
+
+
 def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Model:
     programmes = _draw_programmes(genes, rng)
     profiles = _base_profiles(genes, programmes, rng)
@@ -507,10 +521,7 @@ def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Mo
     cnv_events, patient_factors = {}, {}
     for p in range(config.n_patients):
         patient = f"P{p + 1}"
-        cnv_events[patient] = _draw_cnv_events(genes, rng)
-        noise = rng.lognormal(0.0, PATIENT_NOISE_SD, size=n_genes).astype(np.float32)
-        noise[genes.index(genes.markers[MALIGNANT] + genes.mito + genes.ribo)] = 1.0
-        patient_factors[patient] = _cnv_factor(genes, cnv_events[patient]) * noise
+        cnv_events[patient], patient_factors[patient] = _draw_patient(genes, rng)
     model = Model(genes, profiles, dispersion, batch_factors, patient_factors, cnv_events, programmes)
     names = {**programmes, "pathway": genes.pathway, "ligand": [genes.ligand], "receptor": [genes.receptor], "mito": genes.mito}
     model.idx = {name: genes.index(symbols) for name, symbols in names.items()}
@@ -878,11 +889,12 @@ def _spot_cells(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return counts
 
 
-def _spot_means(model: Model, counts: np.ndarray, region: np.ndarray, patient: str, condition: str, rng: np.random.Generator) -> np.ndarray:
+def _spot_means(model: Model, counts: np.ndarray, region: np.ndarray, patient: str, condition: str, umi_per_cell: float,
+                rng: np.random.Generator) -> np.ndarray:
     """Expected counts per spot: sum over its cells of the cell-type means (with planted effects)."""
     n_spots, n_genes = counts.shape[0], len(model.genes.var)
     mu = np.zeros((n_spots, n_genes), dtype=np.float32)
-    capture = rng.lognormal(math.log(SPOT_UMI_PER_CELL), 0.25, size=n_spots).astype(np.float32)
+    capture = rng.lognormal(math.log(umi_per_cell), 0.25, size=n_spots).astype(np.float32)
     interface = region == "interface"
     for t, cell_type in enumerate(CELL_TYPES):
         n_t = counts[:, t]
@@ -926,6 +938,23 @@ def _write_image(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def spatial_platform(model: Model, config: SimConfig) -> np.ndarray:
+    """Per-gene factors of the spatial assay relative to the single-cell one (log-normal, SD
+    ``spatial_platform_sd``), shared by every section: the gene-specific capture differences that
+    make a single-cell reference and a Visium section disagree (Cable et al. 2022, RCTD). Drawn from
+    their own random stream, so they leave every other simulated value unchanged."""
+    rng = np.random.default_rng([config.seed, PLATFORM_STREAM])
+    return rng.lognormal(0.0, config.spatial_platform_sd, size=len(model.genes.var)).astype(np.float32)
+
+
+def add_heldout_patients(model: Model, sections: list[dict[str, str]], config: SimConfig) -> None:
+    """Patients of held-out sections get their own CNVs and malignant programme (own random stream)."""
+    rng = np.random.default_rng([config.seed, HELDOUT_STREAM])
+    for section in sections:
+        if section["patient"] not in model.patient_factors:
+            model.cnv_events[section["patient"]], model.patient_factors[section["patient"]] = _draw_patient(model.genes, rng)
+
+
 def simulate_section(model: Model, section: dict[str, str], config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
     """Simulate one Visium-like section and write its ``outs/`` folder; return the spot truth."""
     spots = spot_grid(config.n_spots, config.grid)
@@ -936,11 +965,13 @@ def simulate_section(model: Model, section: dict[str, str], config: SimConfig, r
     spots["pxl_row_in_fullres"] = np.round(spots["y_um"] * PX_PER_UM + offset).astype(int)
     spots["pxl_col_in_fullres"] = np.round(spots["x_um"] * PX_PER_UM + offset).astype(int)
     barcodes = _barcodes(len(spots), rng)
+    platform = spatial_platform(model, config)
     block = max(1, BLOCK_ELEMENTS // len(model.genes.var))
     parts = []
     for s in range(0, len(spots), block):
-        mu = _spot_means(model, counts[s : s + block], region[s : s + block], section["patient"], section["condition"], rng)
-        parts.append(draw_counts(mu, model.dispersion, rng))
+        mu = _spot_means(model, counts[s : s + block], region[s : s + block], section["patient"], section["condition"],
+                         config.spot_umi_per_cell, rng)
+        parts.append(draw_counts(mu * platform[None, :], model.dispersion, rng))
     matrix = sp.vstack(parts, format="csr")
 
     folder = config.outdir / "spatial" / section["sample"]
@@ -976,7 +1007,8 @@ def _sections(config: SimConfig) -> list[dict[str, str]]:
     tumour = _tumour_conditions(config)
     sections = []
     for k in range(config.n_sections):
-        patient, condition = f"P{k % config.n_patients + 1}", tumour[k % len(tumour)]
+        patient = f"P{config.n_patients + k + 1}" if config.heldout_sections else f"P{k % config.n_patients + 1}"
+        condition = tumour[k % len(tumour)]
         sample = f"{patient}_{condition}_visium{k + 1}"
         sections.append({"sample": sample, "patient": patient, "condition": condition, "tissue": TISSUE.get(condition, condition)})
     return sections
@@ -1085,7 +1117,9 @@ def _truth(config: SimConfig, model: Model, plan: pd.DataFrame, sections: list[d
         "spatial": {"grid": config.grid, "n_spots": config.n_spots, "sections": sections, "regions": {
             "tumour": "inside a tumour blob (disc)", "interface": "within 1.5 spot spacings outside a blob",
             "stroma": "elsewhere", "composition": REGION_COMPOSITION}, "cells_per_spot": SPOT_CELLS,
-            "spot_spacing_um": SPOT_SPACING_UM, "pixels_per_um": PX_PER_UM},
+            "spot_spacing_um": SPOT_SPACING_UM, "pixels_per_um": PX_PER_UM,
+            "platform_sd": config.spatial_platform_sd, "umi_per_cell": config.spot_umi_per_cell,
+            "heldout_patients": config.heldout_sections},
         "bulk": {"n_samples": config.n_bulk, "beta": config.bulk_beta, "signature_genes": model.programmes["fate_A"],
                  "score": "mean log2(TPM+1) over signature_genes, z-scored across samples (population SD)",
                  "true_proportions": "bulk/true_proportions.tsv: mixture weights of the cell-type profiles (RNA fractions) and true_signature_z",
@@ -1119,6 +1153,7 @@ def run_simulate(config: SimConfig) -> Path:
             logger.info("sample %s: %d cells, %d genes, %.1f UMI/cell (mean) written in %.1f s", row.sample, len(counts.obs), len(counts.var),
                         counts.total_umi / max(1, len(counts.obs)), time.perf_counter() - start)  # fmt: skip
     sections = _sections(config)
+    add_heldout_patients(model, sections, config)
     for section in sections:
         start = time.perf_counter()
         simulate_section(model, section, config, rng_spatial)

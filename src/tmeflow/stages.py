@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .params import load_schema
+from .params import load_schema, parse_bool
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,12 @@ STAGES: tuple[Stage, ...] = (
             option("--doublet_rate", type=float, default=0.0, help="Fraction of heterotypic doublets (default: 0)."),
             option("--low_quality_rate", type=float, default=0.0, help="Fraction of low-quality cells (default: 0)."),
             option("--sc_format", default="h5ad", choices=["h5ad", "mtx", "h5"], help="scRNA output: h5ad, 10x mtx folder or 10x h5 (default: h5ad)."),
+            option("--spatial_platform_sd", type=float, default=0.7,
+                   help="SD of the gene-wise log factors of the spatial assay vs single-cell (platform effects; default: 0.7)."),
+            option("--heldout_sections", type=parse_bool, default=False,
+                   help="Spatial sections from patients absent from the scRNA samples, with their own tumour programme (default: false)."),
+            option("--spot_umi_per_cell", type=float, default=800.0,
+                   help="Mean UMIs per cell in a spot; lower it for low-depth sections (default: 800)."),
         ),
         param_groups=(),
         pipeline=False,

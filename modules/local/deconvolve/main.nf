@@ -13,9 +13,11 @@ process DECONVOLVE {
     tuple val(meta), path("${meta.id}.deconvolved.h5ad")                  , emit: h5ad
     tuple val(meta), path("${meta.id}.deconvolution_abundance*.tsv")      , emit: abundance
     tuple val(meta), path("${meta.id}.deconvolution_proportions.tsv")     , emit: proportions
+    tuple val(meta), path("${meta.id}.deconvolution_proportions_fine.tsv"), emit: proportions_fine, optional: true
+    tuple val(meta), path("${meta.id}.deconvolution_marker_scores.tsv")   , emit: marker_scores
     tuple val(meta), path("${meta.id}.deconvolution_proportions.png")     , emit: plot
     tuple val(meta), path("${meta.id}.deconvolution_dominant.png")        , emit: dominant_plot
-    path "${meta.id}.deconvolution_mqc.tsv"                               , emit: mqc
+    path "${meta.id}.deconvolution*_mqc.tsv"                              , emit: mqc
     path "versions.yml"                                                   , emit: versions, topic: versions
 
     when:
@@ -47,6 +49,8 @@ process DECONVOLVE {
     touch ${meta.id}.deconvolution_proportions.png
     touch ${meta.id}.deconvolution_dominant.png
     touch ${meta.id}.deconvolution_mqc.tsv
+    touch ${meta.id}.deconvolution_agreement_mqc.tsv
+    touch ${meta.id}.deconvolution_marker_scores.tsv
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
