@@ -81,7 +81,7 @@ def main() -> None:
         started = time.perf_counter()
         _, proportions, _ = dc.deconvolve(section.copy(), reference, params)
         seconds = time.perf_counter() - started
-        maps[method] = proportions["Cancer Epithelial"]
+        maps[method] = proportions
         for cell_type in baseline.columns:
             if cell_type in proportions:
                 rho = spearmanr(proportions[cell_type], baseline[cell_type]).statistic
@@ -94,29 +94,36 @@ def main() -> None:
     plot_maps(section, baseline["Cancer Epithelial"], maps, outdir / "cancer_epithelial_maps.png")
 
 
-def plot_maps(section: ad.AnnData, score: pd.Series, maps: dict[str, pd.Series], path: Path) -> None:
+def plot_maps(section: ad.AnnData, score: pd.Series, maps: dict[str, pd.DataFrame], path: Path) -> None:
+    """H&E, the Cancer Epithelial marker score, and each method's Cancer and Normal Epithelial proportions."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     library = next(iter(section.uns["spatial"]))
-    image = section.uns["spatial"][library]["images"].get("lowres")
+    image = section.uns["spatial"][library]["images"]["lowres"]
     scale = section.uns["spatial"][library]["scalefactors"]["tissue_lowres_scalef"]
     xy = section.obsm["spatial"] * scale
-    panels = {"marker score (baseline)": score}
-    panels.update({f"{m}: Cancer Epithelial proportion": v for m, v in maps.items()})
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.5 * (len(panels) + 1), 4.5))
+    panels = {"Cancer Epithelial marker score": score}
+    for method, proportions in maps.items():
+        panels[f"{method}: Cancer Epithelial"] = proportions["Cancer Epithelial"]
+        panels[f"{method}: Normal Epithelial"] = proportions["Normal Epithelial"]
+    ncols = 3
+    nrows = -(-(1 + len(panels)) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows))
+    axes = axes.ravel()
     axes[0].imshow(image)
-    axes[0].set_title("H&E (low-res)")
+    axes[0].set_title("H&E (low-res)", fontsize=9)
     for ax, (title, values) in zip(axes[1:], panels.items()):
-        ax.imshow(image, alpha=0.3)
-        ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(values), s=6, cmap="magma")
+        ax.imshow(image, alpha=0.25)
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(values), s=14, cmap="viridis", marker="s", linewidths=0)
+        fig.colorbar(points, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=9)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=72)
 
 
 if __name__ == "__main__":
