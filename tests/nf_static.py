@@ -17,8 +17,11 @@ import fnmatch
 import hashlib
 import io
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,6 +352,9 @@ def interpolate(template: str, values: dict[str, str]) -> str:
 
     def braced(match: re.Match[str]) -> str:
         expr = match.group(1).strip()
+        quoted = re.fullmatch(r"shellQuote\(\s*([\w.]+)\s*\)", expr)
+        if quoted and quoted.group(1) in values:
+            return shell_quote(values[quoted.group(1)])
         return values.get(expr, re.sub(r"[^A-Za-z0-9_.-]", "_", expr))
 
     def bare(match: re.Match[str]) -> str:
@@ -358,6 +364,24 @@ def interpolate(template: str, values: dict[str, str]) -> str:
     out = re.sub(r"(?<!\\)\$\{([^{}]*)\}", braced, template)
     out = re.sub(r"(?<!\\)\$([A-Za-z_][\w.]*)", bare, out)
     return out.replace("\\$", "$")
+
+
+def shell_quote(value: Any) -> str:
+    """Python twin of the Groovy ``shellQuote`` of subworkflows/local/utils_tmeflow: one POSIX
+    single-quoted word, each ``'`` written as ``'\\''``."""
+    return "'" + str(value).replace("'", "'\\''") + "'"
+
+
+def shell_words(command: str) -> list[str]:
+    """The words bash makes of a command line (the real shell when there is one, else shlex)."""
+    bash = shutil.which("bash")
+    if bash is None:
+        return shlex.split(command)
+    result = subprocess.run([bash, "--norc", "--noprofile", "-c", "printf '%s\\0' " + command],
+                            capture_output=True, check=False, env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"})
+    if result.returncode != 0:
+        raise ValueError(result.stderr.decode(errors="replace").strip() or f"bash exited {result.returncode}")
+    return result.stdout.decode("utf-8").split("\0")[:-1]
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -673,11 +697,13 @@ def check_stage_command(
     schema: dict[str, Any],
     stage: str | None = None,
     name: str = "<module>",
+    meta: dict[str, Any] | None = None,
 ) -> list[str]:
     """The module's ``tmeflow <stage>`` line, with ``$args`` replaced by the process's ``ext.args``
-    (every ``params.x`` at its schema default), parses with ``tmeflow.cli.build_parser()``; every
-    parameter of the stage's schema groups is passed, each ``--x`` from ``params.x``, and the values
-    the CLI receives are the schema defaults."""
+    (every ``params.x`` at its schema default) and ``meta`` (a samplesheet row's meta map; else
+    :data:`META_PLACEHOLDERS`), split into words by bash and parsed with
+    ``tmeflow.cli.build_parser()``; every parameter of the stage's schema groups is passed, each
+    ``--x`` from ``params.x``; the CLI receives the schema defaults and each meta value unchanged."""
     from tmeflow.stages import STAGES
 
     problems: list[str] = []
@@ -740,16 +766,22 @@ def check_stage_command(
     with_args = re.sub(r"\$\{\s*args\s*\}|\$args\b", lambda _: args, command)
     local_values = script_locals(sections.get("script", ""))
     namespace = None
+    meta_values = {**META_PLACEHOLDERS, **{f"meta.{key}": str(value) for key, value in (meta or {}).items()}}
     for branch in (0, 1):  # optional inputs given / not given
-        values = {**META_PLACEHOLDERS, **{k: interpolate(v[branch], META_PLACEHOLDERS) for k, v in local_values.items()}}
+        values = {**meta_values, **{k: interpolate(v[branch], meta_values) for k, v in local_values.items()}}
         rendered = interpolate(with_args, values)
         try:
-            argv = shlex.split(rendered)
+            argv = shell_words(rendered)
         except ValueError as error:
             return problems + [f"{name}: command line does not split like a shell would ({error}): {rendered}"]
         namespace, error = parse_with_cli(argv[1:])
         if namespace is None:
             return problems + [f"{name}: `{rendered}` is rejected by tmeflow's CLI: {error}"]
+        for key, value in (meta or {}).items():
+            option = "sample" if key == "id" else key
+            got = getattr(namespace, option, _MISSING)
+            if got is not _MISSING and got != str(value):
+                problems.append(f"{name}: meta.{key} {str(value)!r} reaches tmeflow {called} as --{option} {got!r}")
     for param in stage_params:
         expected = defaults[param]
         got = getattr(namespace, param, _MISSING)
@@ -935,8 +967,8 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
     if not re.search(r"^\s*conda\s+\"\$\{moduleDir\}/\.\./\.\./\.\./containers/environment\.yml\"", directives, flags=re.M):
         problems.append(f'{name}: lacks `conda "${{moduleDir}}/../../../containers/environment.yml"`')
     containers = re.findall(r"^\s*container\s+['\"]([^'\"]+)['\"]", directives, flags=re.M)
-    gpu = "process_gpu" in labels
-    expected = f"ghcr.io/tmeflow/tmeflow:{version}{'-gpu' if gpu else ''}"
+    # The CPU image everywhere: the CUDA image comes from conf/gpu.config under -profile gpu only
+    expected = f"ghcr.io/tmeflow/tmeflow:{version}"
     if containers != [expected]:
         problems.append(f"{name}: container should be {expected!r}, is {containers}")
     if not re.search(r"task\.ext\.when\s*==\s*null\s*\|\|\s*task\.ext\.when", sections.get("when", "")):
@@ -1287,14 +1319,27 @@ def check_resource_labels(base_config: str, name: str = "conf/base.config") -> l
         for label in sorted(RESOURCE_LABELS)
         if not re.search(rf"withLabel\s*:\s*['\"]?{label}['\"]?\s*\{{", code)
     ]
-    retry = re.search(r"task\.exitStatus\s+in\s+\[([\d,\s]+)\]\s*\?\s*'retry'", code)
-    codes = {int(c) for c in retry.group(1).split(",")} if retry else set()
-    if codes != {104, 134, 137, 139, 140, 143}:
-        problems.append(f"{name}: errorStrategy should retry on exit codes 104,134,137,139,140,143 (has {sorted(codes)})")
+    retry = re.search(r"task\.exitStatus\s+in\s+(.+?)\s*\?\s*'retry'", code)
+    codes = retry_exit_codes(retry.group(1)) if retry else set()
+    if not RETRY_EXIT_CODES <= codes:
+        problems.append(f"{name}: errorStrategy should retry on exit codes {sorted(RETRY_EXIT_CODES)} (has {sorted(codes)})")
     gpu = [body for selector, body in _label_blocks(code) if selector == "process_gpu"]
-    if not gpu or "accelerator" not in gpu[0] or "containerOptions" not in gpu[0]:
-        problems.append(f"{name}: withLabel:process_gpu sets no accelerator and containerOptions")
+    if gpu and re.search(r"\b(accelerator|containerOptions|container|clusterOptions)\s*=", gpu[0]):
+        problems.append(f"{name}: withLabel:process_gpu asks for a GPU outside -profile gpu (that is conf/gpu.config's job)")
     return problems
+
+
+# nf-core template (tools 3.x): 130-145 (killed by a signal), 104, 175 (spot reclaim)
+RETRY_EXIT_CODES = frozenset({*range(130, 146), 104, 175})
+
+
+def retry_exit_codes(expression: str) -> set[int]:
+    """Exit codes of a Groovy ``[104, 137]`` / ``((130..145) + 104 + 175)`` expression."""
+    codes: set[int] = set()
+    for low, high in re.findall(r"(\d+)\s*\.\.\s*(\d+)", expression):
+        codes |= set(range(int(low), int(high) + 1))
+    rest = re.sub(r"\d+\s*\.\.\s*\d+", " ", expression)
+    return codes | {int(c) for c in re.findall(r"\d+", rest)}
 
 
 def _label_blocks(code: str) -> list[tuple[str, str]]:
@@ -1342,8 +1387,8 @@ CLOUD_PROFILES = {
 
 def check_cloud_profiles(config_text: str, repo: Path = REPO) -> list[str]:
     """The awsbatch and google profiles include conf/<profile>.config, which sets the executor,
-    the settings a user must give (each read from the environment or overridden with -c), GPU
-    resources for process_gpu, and turns conda off."""
+    the settings a user must give (each read from the environment or overridden with -c), and
+    turns conda off (GPUs: conf/gpu.config, :func:`nf_strict.check_gpu_routing`)."""
     problems = []
     profiles = profile_blocks(config_text)
     for profile, (path, executor, settings) in CLOUD_PROFILES.items():
@@ -1360,8 +1405,6 @@ def check_cloud_profiles(config_text: str, repo: Path = REPO) -> list[str]:
         for setting in settings:
             if not re.search(rf"\b{setting}\s*=", code):
                 problems.append(f"{path}: does not set {setting}")
-        if "process_gpu" not in code and profile == "google":
-            problems.append(f"{path}: gives process_gpu no accelerator")
         if not re.search(r"\bconda\.enabled\s*=\s*false\b", code):
             problems.append(f"{path}: does not turn conda off (cloud batch jobs need the containers)")
     return problems

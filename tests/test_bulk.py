@@ -23,6 +23,7 @@ from tmeflow.signatures import load_orthologs, read_bundled_gmt, ssgsea
 BETA = np.log(2.0)  # planted log hazard ratio per SD of the planted signature's ssGSEA score
 LOG_OR = np.log(3.0)  # planted log odds ratio of node metastasis per SD
 N = 160
+COHORT = "TCGA-X_1"  # the samplesheet row: every output file starts with it
 
 
 def _write_cohort(folder, seed=0):
@@ -124,6 +125,7 @@ def run(cohort, tmp_path_factory):
     rc = main([
         "bulk", "--expression", str(cohort["expression"]), "--clinical", str(cohort["clinical"]),
         "--reference", str(cohort["reference"]), "--signatures", str(cohort["gmt"]), "--outdir", str(out),
+        "--sample", COHORT,
         "--bulk_values", "tpm", "--bulk_genes", "CHMP3", "--bulk_hallmark", "false",
         "--cox_covariates", "age,stage", "--node_column", "N_stage", "--cutpoint_permutations", "200",
     ])
@@ -131,7 +133,7 @@ def run(cohort, tmp_path_factory):
 
 
 def _read(out, name):
-    return pd.read_csv(out / name, sep="\t", comment="#")
+    return pd.read_csv(out / f"{COHORT}.{name}", sep="\t", comment="#")
 
 
 def test_cli_writes_tables_and_plots(run):
@@ -142,9 +144,12 @@ def test_cli_writes_tables_and_plots(run):
                  "bulk_deconvolution.tsv", "bulk_signature_matrix.tsv", "bulk_gene_sets.tsv", "bulk_summary.json",
                  "bulk_survival_mqc.tsv", "bulk_estimate_mqc.tsv", "bulk_km_OS_mqc.png", "bulk_km_PFS_mqc.png",
                  "bulk_forest_OS.png", "bulk_km_OS_PLANTED.png", "bulk_km_OS_gene_CHMP3.png"):
-        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert (out / "bulk_survival_mqc.tsv").read_text().startswith("# id: tmeflow_bulk_survival")
-    summary = json.loads((out / "bulk_summary.json").read_text())
+        assert (out / f"{COHORT}.{name}").is_file() and (out / f"{COHORT}.{name}").stat().st_size > 0, name
+    assert not list(out.glob("bulk_*")), "every file starts with the cohort's name"
+    mqc = (out / f"{COHORT}.bulk_survival_mqc.tsv").read_text()
+    assert mqc.startswith(f"# id: tmeflow_bulk_survival_{COHORT}\n") and f"Bulk cohort {COHORT}: survival" in mqc
+    summary = json.loads((out / f"{COHORT}.bulk_summary.json").read_text())
+    assert summary["cohort"] == COHORT
     assert set(summary["endpoints"]) == {"OS", "PFS"}
     assert summary["endpoints"]["PFS"]["time"] == "PFS_months"
     assert summary["samples"] == N and summary["reference_species"] == "human"
@@ -283,11 +288,11 @@ def test_cli_probe_annotation_parameter(cohort, tmp_path):
     expression, table = _probe_matrix(cohort, tmp_path)
     out = tmp_path / "out"
     rc = main(["bulk", "--expression", str(expression), "--clinical", str(cohort["clinical"]),
-               "--probe_annotation", str(table), "--signatures", str(cohort["gmt"]), "--outdir", str(out),
+               "--probe_annotation", str(table), "--signatures", str(cohort["gmt"]), "--outdir", str(out), "--sample", COHORT,
                "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--survival_endpoints", "OS"])
     assert rc == 0
     n_genes = len(cohort["tpm"])
-    identifiers = json.loads((out / "bulk_summary.json").read_text())["identifiers"]
+    identifiers = json.loads((out / f"{COHORT}.bulk_summary.json").read_text())["identifiers"]
     assert identifiers["id_type"] == "probe"
     assert (identifiers["rows_in"], identifiers["rows_mapped"], identifiers["genes"]) == (n_genes + 2, n_genes + 1, n_genes)
     scores = _read(out, "bulk_scores.tsv").set_index("sample")
@@ -304,7 +309,7 @@ def test_cli_probe_annotation_missing_file(cohort, tmp_path, capsys):
 
 def _bad_run(capsys, cohort, tmp_path, clinical=None, expression=None, extra=()):
     rc = main(["bulk", "--expression", str(expression or cohort["expression"]),
-               "--clinical", str(clinical or cohort["clinical"]), "--outdir", str(tmp_path / "out"),
+               "--clinical", str(clinical or cohort["clinical"]), "--outdir", str(tmp_path / "out"), "--sample", COHORT,
                "--bulk_hallmark", "false", "--cutpoint_permutations", "0", *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2

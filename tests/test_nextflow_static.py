@@ -126,7 +126,7 @@ def _qc_check(module: str | None = None, config: str | None = None, schema=None,
 
 
 def test_stage_command_check_reports_unknown_option():
-    broken = QC_MODULE.read_text().replace("--patient ${meta.patient}", "--patiënt ${meta.patient}")
+    broken = QC_MODULE.read_text().replace("--patient ${shellQuote(meta.patient)}", "--patiënt ${shellQuote(meta.patient)}")
     assert broken != QC_MODULE.read_text()
     problems = _qc_check(module=broken)
     assert any("rejected by tmeflow's CLI" in p for p in problems), problems
@@ -361,7 +361,8 @@ def test_module_convention_check_reports_breaches():
         return ns.check_module_conventions(new_text, __version__, "qc")
 
     assert any("container should be" in p for p in problems(text.replace(f"tmeflow:{__version__}", "tmeflow:0.0.9")))
-    assert any("container should be" in p and "-gpu" in p for p in problems(text.replace("process_medium", "process_gpu")))
+    gpu_image = text.replace("process_medium", "process_gpu").replace(f"tmeflow:{__version__}\"", f"tmeflow:{__version__}-gpu\"")
+    assert any("container should be" in p and "-gpu']" in p for p in problems(gpu_image))
     assert any("resource label" in p for p in problems(text.replace("process_medium", "process_huge")))
     assert any("stub does not create output" in p for p in problems(text.replace("touch ${meta.id}.qc_scatter.png\n", "")))
     assert any("does not emit" in p for p in problems(text.replace("emit: versions", "emit: version")))
@@ -373,8 +374,11 @@ def test_base_config_sizes_every_label():
     text = (REPO / "conf" / "base.config").read_text()
     assert ns.check_resource_labels(text) == []
     assert any("withLabel:process_high_memory" in p for p in ns.check_resource_labels(text.replace("withLabel:process_high_memory", "withLabel:process_bigmem")))
-    assert any("exit codes" in p for p in ns.check_resource_labels(text.replace("104, 134,", "134,")))
-    assert any("accelerator" in p for p in ns.check_resource_labels(re.sub(r"\n\s*accelerator *=.*\n", "\n", text)))
+    assert ns.retry_exit_codes("((130..145) + 104 + 175)") == ns.RETRY_EXIT_CODES
+    assert any("exit codes" in p for p in ns.check_resource_labels(text.replace("(130..145) + 104", "(130..143) + 104")))
+    assert any("exit codes" in p for p in ns.check_resource_labels(text.replace("((130..145) + 104 + 175)", "[104, 134, 137, 139, 140, 143]")))
+    gpu_everywhere = text.replace("withLabel:process_gpu {\n", "withLabel:process_gpu {\n        accelerator = 1\n")
+    assert any("outside -profile gpu" in p for p in ns.check_resource_labels(gpu_everywhere))
 
 
 # --------------------------------------------------------------------------------------------------

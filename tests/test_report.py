@@ -58,13 +58,13 @@ def small_results(tmp_path) -> Path:
     """A results folder laid out as Nextflow stages files for the REPORT task (numbered folders)."""
     root = tmp_path / "staged"
     for index, name in enumerate(["S1.qc_stats_mqc.tsv", "integration_metrics_mqc.tsv", "cnv_summary_mqc.tsv",
-                                  "bulk_survival_mqc.tsv"], start=1):
+                                  "TCGA.bulk_survival_mqc.tsv"], start=1):
         (root / str(index)).mkdir(parents=True)
         _table(root / str(index) / name, f"t_{index}", "generalstats" if index == 1 else "table")
     figures = root / "9"
     figures.mkdir()
     for seed, name in enumerate(["S1.qc_violin.png", "annotation_umap_mqc.png", "cnv_heatmap_P1.png",
-                                 "trajectory_embedding.png", "S1_visium.deconvolution_proportions.png", "bulk_km_os_mqc.png"]):
+                                 "trajectory_embedding.png", "S1_visium.deconvolution_proportions.png", "TCGA.bulk_km_os_mqc.png"]):
         _png(figures / name, seed=seed)
     (root / "10").mkdir()
     (root / "10" / "tmeflow_software_mqc_versions.yml").write_text(yaml.safe_dump({"QC": {"tmeflow": "0.1.0"}}))

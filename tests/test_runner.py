@@ -72,3 +72,23 @@ def test_test_profile_and_params_file_agree(repo_root):
 def test_bundled_test_samplesheet_is_valid(repo_root):
     rows = read_samplesheet(repo_root / "assets" / "test" / "cohort" / "samplesheet.csv")
     assert {row.modality for row in rows} == {"sc", "spatial", "bulk"}
+
+
+def test_each_bulk_cohort_gets_its_own_files(repo_root, tmp_path, monkeypatch):
+    """Two bulk rows (TCGA plus a GEO validation set) of the hard-values samplesheet: the bulk stage
+    runs once per row with the row's name, which starts every file it writes (no overwriting)."""
+    import tmeflow.bulk
+    from tmeflow.runner import _Pipeline, _run_bulk
+
+    calls = []
+
+    def fake_run_bulk(expression, clinical, outdir, params, *, reference, signatures, sample):
+        calls.append(sample)
+        (outdir / f"{sample}.bulk_summary.json").parent.mkdir(parents=True, exist_ok=True)
+        (outdir / f"{sample}.bulk_summary.json").write_text("{}")
+
+    monkeypatch.setattr(tmeflow.bulk, "run_bulk", fake_run_bulk)
+    rows = [row for row in read_samplesheet(repo_root / "assets" / "test" / "cohort" / "samplesheet_hard_values.csv") if row.modality == "bulk"]
+    _run_bulk(_Pipeline(tmp_path, {}), rows, tmp_path / "atlas.h5ad", [])
+    assert calls == ["TCGA-COAD", "GSE39582"]
+    assert sorted(p.name for p in (tmp_path / "bulk").iterdir()) == ["GSE39582.bulk_summary.json", "TCGA-COAD.bulk_summary.json"]

@@ -22,7 +22,7 @@ workflow TMEFLOW {
     ch_bulk    // channel: [ val(meta), path(expression), path(clinical) ]
 
     main:
-    ch_report_files  = Channel.empty()
+    ch_report_files  = channel.empty()
 
     //
     // Per-sample QC (fan-out: one task per sample)
@@ -40,7 +40,7 @@ workflow TMEFLOW {
     //
     // Conditions compared on the atlas
     //
-    ch_signatures = Channel.fromList(optionalFiles(params.signatures))
+    ch_signatures = channel.fromList(optionalFiles(params.signatures))
     COMPARE_CONDITIONS ( ch_atlas, ch_signatures )
     ch_report_files  = ch_report_files.mix(COMPARE_CONDITIONS.out.report)
 
@@ -77,7 +77,7 @@ workflow TMEFLOW {
             sort: true,
             newLine: true
         )
-    ch_params_json = Channel.value(groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(params)))
+    ch_params_json = channel.value(groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(params)))
         .collectFile(storeDir: "${params.outdir}/pipeline_info", name: 'params.json')
 
     REPORT (

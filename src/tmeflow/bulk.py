@@ -737,10 +737,15 @@ def run_bulk(
     *,
     reference: str | Path | None = None,
     signatures: list[str | Path] | None = None,
+    sample: str,
 ) -> dict[str, Any]:
     """Read the cohort, compute every score and test, then write tables, plots and MultiQC content
-    (probe IDs mapped with the ``probe_annotation`` parameter's table when set)."""
+    (probe IDs mapped with the ``probe_annotation`` parameter's table when set). Every file starts
+    with ``<sample>.`` (the samplesheet row), so that several cohorts share ``bulk/``; the report
+    shows each cohort as its own tables (MultiQC ids carry the name)."""
     expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
+    prefix = f"{sample}."
+    cohort_id = _slug(sample) or "cohort"
     signatures = [Path(s) for s in (signatures or [])]
     for path in signatures:
         if not path.is_file():
@@ -836,23 +841,23 @@ def run_bulk(
     # ---- outputs
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
-    written.append(write_table(scores.reset_index(), outdir / "bulk_scores.tsv"))
-    written.append(write_table(features.reset_index(), outdir / "bulk_features.tsv"))
+    written.append(write_table(scores.reset_index(), outdir / f"{prefix}bulk_scores.tsv"))
+    written.append(write_table(features.reset_index(), outdir / f"{prefix}bulk_features.tsv"))
     gene_set_table = pd.DataFrame(
         [{"gene_set": n, "kind": kinds[n], "n_genes": len(g), "genes": ",".join(g)} for n, g in sets.items()]
     )
-    written.append(write_table(gene_set_table, outdir / "bulk_gene_sets.tsv"))
+    written.append(write_table(gene_set_table, outdir / f"{prefix}bulk_gene_sets.tsv"))
     if fractions is not None:
-        written.append(write_table(fractions.reset_index(), outdir / "bulk_deconvolution.tsv"))
-        written.append(write_table(fit, outdir / "bulk_deconvolution_fit.tsv"))
+        written.append(write_table(fractions.reset_index(), outdir / f"{prefix}bulk_deconvolution.tsv"))
+        written.append(write_table(fit, outdir / f"{prefix}bulk_deconvolution_fit.tsv"))
         sig = profiles.loc[[g for g in dict.fromkeys(g for m in markers.values() for g in m)]]
         sig.index.name = "gene"
-        written.append(write_table(sig.reset_index(), outdir / "bulk_signature_matrix.tsv"))
+        written.append(write_table(sig.reset_index(), outdir / f"{prefix}bulk_signature_matrix.tsv"))
     if surv_tables:
         survival_table = pd.concat(surv_tables, ignore_index=True)
         cox_table = pd.concat(cox_tables, ignore_index=True)
-        written.append(write_table(survival_table, outdir / "bulk_survival.tsv"))
-        written.append(write_table(cox_table, outdir / "bulk_cox.tsv"))
+        written.append(write_table(survival_table, outdir / f"{prefix}bulk_survival.tsv"))
+        written.append(write_table(cox_table, outdir / f"{prefix}bulk_cox.tsv"))
         mqc = survival_table[["feature", "endpoint", "kind", "n_high", "n_low", "cut_p_corrected", "logrank_p",
                               "hr_per_sd", "hr_per_sd_p", "ph_fail"]].copy()
         mqc.insert(0, "id", mqc["feature"] + " | " + mqc["endpoint"])
@@ -861,26 +866,27 @@ def run_bulk(
         # MultiQC shows only the columns named in `headers`: every column, one dict each
         headers = {column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} if column in p_values
                    else {"format": "{:.2f}"} if column == "hr_per_sd" else {} for column in mqc.columns[1:]}
-        written.append(write_table(mqc, outdir / "bulk_survival_mqc.tsv", header_lines=multiqc_header(
-            "tmeflow_bulk_survival", "Bulk cohort: survival",
+        written.append(write_table(mqc, outdir / f"{prefix}bulk_survival_mqc.tsv", header_lines=multiqc_header(
+            f"tmeflow_bulk_survival_{cohort_id}", f"Bulk cohort {sample}: survival",
             f"Per feature and endpoint, most significant first: {params['cutpoint_method']} high/low cut-point "
             "(corrected p), log-rank p, univariate Cox HR per SD; ph_fail = Schoenfeld test p < ph_alpha.", "table",
-            headers=headers, pconfig={"id": "tmeflow_bulk_survival_table", "sort_rows": False})))
+            headers=headers, pconfig={"id": f"tmeflow_bulk_survival_{cohort_id}_table", "sort_rows": False})))
         with timed(logger, "survival plots"):
-            written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir)
+            written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir, prefix)
     if len(logistic):
-        written.append(write_table(logistic, outdir / "bulk_logistic.tsv"))
+        written.append(write_table(logistic, outdir / f"{prefix}bulk_logistic.tsv"))
     if estimate is not None:
-        written.append(write_table(estimate.reset_index(), outdir / "bulk_estimate.tsv"))
-        written.append(write_table(correlations, outdir / "bulk_estimate_correlation.tsv"))
-        written.append(write_table(estimate.reset_index(), outdir / "bulk_estimate_mqc.tsv", header_lines=multiqc_header(
-            "tmeflow_bulk_estimate", "Bulk cohort: ESTIMATE",
+        written.append(write_table(estimate.reset_index(), outdir / f"{prefix}bulk_estimate.tsv"))
+        written.append(write_table(correlations, outdir / f"{prefix}bulk_estimate_correlation.tsv"))
+        written.append(write_table(estimate.reset_index(), outdir / f"{prefix}bulk_estimate_mqc.tsv", header_lines=multiqc_header(
+            f"tmeflow_bulk_estimate_{cohort_id}", f"Bulk cohort {sample}: ESTIMATE",
             "ESTIMATE stromal/immune scores (un-normalised ssGSEA) and purity (Affymetrix-calibrated formula; "
             "indicative on other platforms).", "table")))
-        written.append(save_figure(correlation_heatmap(correlations), outdir / "bulk_estimate_correlation.png"))
+        written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
 
     summary = {
         "version": __version__,
+        "cohort": sample,
         "samples": int(features.shape[0]),
         "identifiers": id_summary,
         "bulk_values": params["bulk_values"],
@@ -903,13 +909,13 @@ def run_bulk(
         },
         "params": params,
     }
-    written.append(write_json(summary, outdir / "bulk_summary.json"))
+    written.append(write_json(summary, outdir / f"{prefix}bulk_summary.json"))
     logger.info("bulk: %d samples, %d features, %d endpoints; %d files written", features.shape[0], features.shape[1],
                 len(endpoints), len(written))
     return summary
 
 
-def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict, outdir: Path) -> list[Path]:
+def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict, outdir: Path, prefix: str) -> list[Path]:
     """Per endpoint: a KM plot for every single gene, user signature and non-Hallmark feature with corrected
     cut-point p < 0.05 (log-rank p for median splits), a MultiQC KM grid (up to 4 features: non-Hallmark ones
     by corrected cut-point p, then Hallmark ones) and a forest plot of all features."""
@@ -934,7 +940,7 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
             fig, ax = plt.subplots(figsize=(5, 4.5))
             g = groups[endpoint][row["feature"]]
             plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", ptext(row))
-            written.append(save_figure(fig, outdir / f"bulk_km_{_slug(endpoint)}_{_slug(row['feature'])}.png"))
+            written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{_slug(endpoint)}_{_slug(row['feature'])}.png"))
         rest = sub[sub["kind"] == "hallmark"]
         best = pd.concat([focus.sort_values(["cut_p_corrected", "logrank_p"], na_position="last"),
                           rest.sort_values(["cut_p_corrected", "logrank_p"], na_position="last")]).head(4)
@@ -948,8 +954,8 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
             for ax in axes.ravel()[len(best):]:
                 ax.axis("off")
             fig.subplots_adjust(hspace=0.7, wspace=0.3)
-            written.append(save_figure(fig, outdir / f"bulk_km_{_slug(endpoint)}_mqc.png"))
-        written.append(save_figure(forest_plot(sub, endpoint), outdir / f"bulk_forest_{_slug(endpoint)}.png"))
+            written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{_slug(endpoint)}_mqc.png"))
+        written.append(save_figure(forest_plot(sub, endpoint), outdir / f"{prefix}bulk_forest_{_slug(endpoint)}.png"))
     return written
 
 
@@ -962,4 +968,5 @@ def cli(args, params: dict[str, Any]) -> None:
         params,
         reference=args.reference,
         signatures=args.signatures or [],
+        sample=args.sample,
     )

@@ -141,11 +141,11 @@ SECTIONS: tuple[Section, ...] = (
     )),
     Section("tmeflow_step_bulk", "Bulk cohort and survival",
             "Signature scores, immune context, cut-points, Kaplan-Meier and Cox models (tmeflow bulk).", (
-        ("bulk_survival_mqc.tsv", ""),
-        ("bulk_estimate_mqc.tsv", ""),
-        ("bulk_km_*.png", "Kaplan-Meier curves of high and low groups at the cut-point, with the log-rank test"),
-        ("bulk_forest_*.png", "Cox model hazard ratios with 95% confidence intervals"),
-        ("bulk_estimate_correlation.png", "Spearman correlation of each signature score with the ESTIMATE scores; * marks FDR < 0.05"),
+        ("*.bulk_survival_mqc.tsv", ""),
+        ("*.bulk_estimate_mqc.tsv", ""),
+        ("*.bulk_km_*.png", "Kaplan-Meier curves of high and low groups at the cut-point, with the log-rank test"),
+        ("*.bulk_forest_*.png", "Cox model hazard ratios with 95% confidence intervals"),
+        ("*.bulk_estimate_correlation.png", "Spearman correlation of each signature score with the ESTIMATE scores; * marks FDR < 0.05"),
     )),
 )
 PARAMS_SECTION_ID = "tmeflow_run_parameters"

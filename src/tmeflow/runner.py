@@ -128,13 +128,13 @@ def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> Non
 
 
 def _run_bulk(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path, signatures: list[Path]) -> None:
-    """One bulk cohort per bulk row, as the BULK_VALIDATION subworkflow."""
+    """One bulk cohort per bulk row, as the BULK_VALIDATION subworkflow; files named after the row."""
     from .bulk import run_bulk
 
     for row in rows:
         pipeline.run(
             "bulk", run_bulk, row.data, row.clinical, pipeline.stage_dir("bulk"), pipeline.params,
-            reference=atlas, signatures=[str(p) for p in signatures],
+            reference=atlas, signatures=[str(p) for p in signatures], sample=row.sample,
         )
 
 

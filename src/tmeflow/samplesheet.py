@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -67,6 +68,26 @@ def _row_error(error: jsonschema.ValidationError, schema: dict[str, Any]) -> tup
     return column, error.message
 
 
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def infer_type(text: str) -> Any:
+    """A CSV cell as nf-schema's ``samplesheetToList`` reads it (org.json ``stringToValue``):
+    ``true``/``false`` -> bool, a whole number without leading zeros -> int, a decimal -> float,
+    anything else (``007``, ``P1``, ``+5``) the text itself. The schema is checked against these
+    types, so that both runners accept the same samplesheets; the row keeps the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text == "-0":
+        return -0.0
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    return text
+
+
 def _resolve(value: str, base: Path, *, path: Path, row: int, column: str) -> Path:
     resolved = Path(value).expanduser()
     resolved = resolved if resolved.is_absolute() else (base / resolved)
@@ -95,7 +116,8 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
     rows = []
     seen: set[str] = set()
     for number, record in enumerate(records, start=2):  # row 1 is the header
-        error = next(iter(sorted(validator.iter_errors(record), key=lambda e: e.path)), None)
+        typed = {key: (value if key in PATH_COLUMNS else infer_type(value)) for key, value in record.items()}
+        error = next(iter(sorted(validator.iter_errors(typed), key=lambda e: list(map(str, e.path)))), None)
         if error is not None:
             column, message = _row_error(error, schema)
             raise TmeflowInputError(message, file=path, row=number, column=column)

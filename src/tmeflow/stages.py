@@ -78,6 +78,7 @@ STAGES: tuple[Stage, ...] = (
             option("--clinical", required=True, help="Clinical table, one row per sample (CSV/TSV)."),
             option("--reference", default=None, help="Single-cell reference .h5ad (raw counts, obs 'cell_type')."),
             option("--signatures", nargs="*", default=[], help="User gene-set GMT file(s) to score."),
+            option("--sample", required=True, help="Cohort name (samplesheet column 'sample'): its output files start with it."),
             OUTDIR,
         ),
         param_groups=("bulk_options", "analysis_options"),

@@ -12,10 +12,10 @@ process BULK {
     path probe_annotation   // probe -> gene symbol table for probe IDs; [] for none
 
     output:
-    tuple val(meta), path("bulk_*.tsv")           , emit: tables
-    tuple val(meta), path("bulk_*.png")           , emit: plots   , optional: true
-    tuple val(meta), path("bulk_summary.json")    , emit: summary
-    path "bulk_*_mqc.*"                           , emit: mqc     , optional: true
+    tuple val(meta), path("${meta.id}.bulk_*.tsv")       , emit: tables
+    tuple val(meta), path("${meta.id}.bulk_*.png")       , emit: plots   , optional: true
+    tuple val(meta), path("${meta.id}.bulk_summary.json"), emit: summary
+    path "${meta.id}.bulk_*_mqc.*"                       , emit: mqc     , optional: true
     path "versions.yml"                           , emit: versions, topic: versions
 
     when:
@@ -33,6 +33,7 @@ process BULK {
         ${reference_arg} \\
         ${signatures_arg} \\
         ${probes_arg} \\
+        --sample ${meta.id} \\
         --outdir . \\
         ${args}
 
@@ -44,15 +45,15 @@ process BULK {
 
     stub:
     """
-    touch bulk_scores.tsv
-    touch bulk_features.tsv
-    touch bulk_gene_sets.tsv
-    touch bulk_survival.tsv
-    touch bulk_cox.tsv
-    touch bulk_survival_mqc.tsv
-    touch bulk_km_OS_mqc.png
-    touch bulk_forest_OS.png
-    echo '{}' > bulk_summary.json
+    touch ${meta.id}.bulk_scores.tsv
+    touch ${meta.id}.bulk_features.tsv
+    touch ${meta.id}.bulk_gene_sets.tsv
+    touch ${meta.id}.bulk_survival.tsv
+    touch ${meta.id}.bulk_cox.tsv
+    touch ${meta.id}.bulk_survival_mqc.tsv
+    touch ${meta.id}.bulk_km_OS_mqc.png
+    touch ${meta.id}.bulk_forest_OS.png
+    echo '{}' > ${meta.id}.bulk_summary.json
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

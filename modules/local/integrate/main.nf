@@ -1,6 +1,7 @@
 process INTEGRATE {
     tag "$meta.id"
     // -profile gpu gives this process a GPU and the CUDA image when params.batch_correction == 'scvi'
+    // (conf/gpu.config)
     label 'process_high'
 
     conda "${moduleDir}/../../../containers/environment.yml"

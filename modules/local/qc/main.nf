@@ -1,3 +1,5 @@
+include { shellQuote } from '../../../subworkflows/local/utils_tmeflow'
+
 process QC {
     tag "$meta.id"
     label 'process_medium'
@@ -25,11 +27,11 @@ process QC {
     tmeflow qc \\
         --input ${counts} \\
         --sample ${meta.id} \\
-        --patient ${meta.patient} \\
-        --condition ${meta.condition} \\
-        --tissue ${meta.tissue} \\
+        --patient ${shellQuote(meta.patient)} \\
+        --condition ${shellQuote(meta.condition)} \\
+        --tissue ${shellQuote(meta.tissue)} \\
         --species ${meta.species} \\
-        --batch ${meta.batch} \\
+        --batch ${shellQuote(meta.batch)} \\
         --outdir . \\
         ${args}
 

@@ -1,3 +1,5 @@
+include { shellQuote } from '../../../subworkflows/local/utils_tmeflow'
+
 process SPATIAL_QC {
     tag "$meta.id"
     label 'process_medium'
@@ -26,11 +28,11 @@ process SPATIAL_QC {
     tmeflow spatial_qc \\
         --input ${outs} \\
         --sample ${meta.id} \\
-        --patient ${meta.patient} \\
-        --condition ${meta.condition} \\
-        --tissue ${meta.tissue} \\
+        --patient ${shellQuote(meta.patient)} \\
+        --condition ${shellQuote(meta.condition)} \\
+        --tissue ${shellQuote(meta.tissue)} \\
         --species ${meta.species} \\
-        --batch ${meta.batch} \\
+        --batch ${shellQuote(meta.batch)} \\
         --outdir . \\
         ${args}
 

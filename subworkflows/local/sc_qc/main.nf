@@ -11,9 +11,13 @@ workflow SC_QC {
 
     main:
     QC ( ch_counts )
+    // As `tmeflow run`: an atlas of no sample is an error, not a QC-only report
+    ch_kept = QC.out.h5ad.ifEmpty {
+        error("No single-cell sample passed QC (see qc/*.qc_stats_mqc.tsv); relax the QC filters (--min_genes, --min_counts, --max_pct_mito, --qc_mode) or drop_failed_samples")
+    }
 
     emit:
-    h5ad     = QC.out.h5ad     // channel: [ val(meta), path(h5ad) ], samples kept by QC only
+    h5ad     = ch_kept         // channel: [ val(meta), path(h5ad) ], samples kept by QC only
     cells    = QC.out.cells    // channel: [ val(meta), path(tsv.gz) ]
     plots    = QC.out.violin.mix(QC.out.scatter) // channel: [ val(meta), path(png) ]
     report   = QC.out.mqc.mix(QC.out.violin.mix(QC.out.scatter).map { meta, png -> png }) // channel: path(tables, figures)

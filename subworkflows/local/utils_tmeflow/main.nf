@@ -41,7 +41,7 @@ workflow PIPELINE_INITIALISATION {
         error("Samplesheet ${samplesheet}: no single-cell (modality sc) samples; the atlas needs at least one")
     }
 
-    ch_rows = Channel.fromList(rows)
+    ch_rows = channel.fromList(rows)
         .branch { meta, data, clinical, region_annotation ->
             sc:      meta.modality == 'sc'
                 return [ meta, data ]
@@ -123,6 +123,16 @@ def resolveRow(row, samplesheet) {
 }
 
 //
+// A value as one POSIX shell word: single-quoted, each ' written as '\'' (the only character a
+// single-quoted shell string cannot hold). For samplesheet metadata on a command line: spaces,
+// parentheses, $, backticks, apostrophes and any Unicode reach the program unchanged.
+// tests/nf_strict.py (shell_quote) is its Python twin; the static tests run both through bash.
+//
+def shellQuote(value) {
+    return "'" + value.toString().replace("'", "'\\''") + "'"
+}
+
+//
 // A user file given by a parameter, or [] (nf-core's "no file") when the parameter is unset
 //
 def optionalFile(path) {
@@ -165,5 +175,5 @@ def softwareVersionsToYAML(ch_versions) {
         .unique()
         .map { yaml_file -> processVersionsFromYAML(yaml_file) }
         .unique()
-        .mix(Channel.of(workflowVersionToYAML()))
+        .mix(channel.of(workflowVersionToYAML()))
 }
