@@ -159,3 +159,40 @@ def test_real_breast_section_end_to_end(shared_data):
     assert {"tumour", "stroma"} <= set(adata.obs["region"])
     for name in ("spatial_qc.png", "deconvolution_proportions.png", "regions.png", "lr_interface.tsv", "colocalisation.tsv"):
         assert (out / f"{sample}.{name}").stat().st_size > 0
+
+
+def _grid_graph(side: int):
+    import scipy.sparse as sp
+
+    idx = np.arange(side * side).reshape(side, side)
+    pairs = np.vstack([np.c_[idx[:, :-1].ravel(), idx[:, 1:].ravel()], np.c_[idx[:-1].ravel(), idx[1:].ravel()]])
+    graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(side * side,) * 2)
+    return (graph + graph.T).tocsr()
+
+
+def test_tls_absolute_thresholds_and_minimum_size():
+    """A 20 x 20 section with scattered lymphocytes and chemokine noise but no aggregate reports no TLS
+    (per-section quantiles called several); a planted 3 x 3 aggregate is one TLS of 9 spots; one lone
+    spot above both thresholds is not a TLS."""
+    from tmeflow.params import defaults
+    from tmeflow.spatial_analysis import detect_tls
+
+    rng = np.random.default_rng(0)
+    side = 20
+    graph = _grid_graph(side)
+    n = side * side
+    score = pd.Series(rng.normal(0.0, 0.1, n))
+    props = pd.DataFrame({"B": rng.uniform(0, 0.08, n), "T": rng.uniform(0, 0.1, n)})
+    props["tumour"] = 1 - props.sum(axis=1)
+    regions, distance = np.array(["stroma"] * n), np.zeros(n)
+    params = defaults()
+    labels, table = detect_tls(score, props, graph, regions, distance, params)
+    assert table.empty and (labels == -1).all()
+    aggregate = (np.arange(n).reshape(side, side)[5:8, 5:8]).ravel()
+    lone = 15 * side + 15
+    for spots in (aggregate, [lone]):
+        score[spots] = 0.8
+        props.loc[spots, ["B", "T"]] = 0.35
+    labels, table = detect_tls(score, props, graph, regions, distance, params)
+    assert len(table) == 1 and table.loc[0, "n_spots"] == 9
+    assert set(np.flatnonzero(labels >= 0)) == set(aggregate) and labels[lone] == -1

@@ -40,9 +40,14 @@ Distance association
     distance to the nearest malignant-rich (tumour) spot over non-tumour spots, BH FDR.
 Tertiary lymphoid structures
     12-chemokine TLS score (CCL2, CCL3, CCL4, CCL5, CCL8, CCL18, CCL19, CCL21, CXCL9, CXCL10, CXCL11,
-    CXCL13; Coppola et al. 2011; Cabrita et al. 2020) per spot; TLS candidate spots have a score in the
-    top ``1 - tls_score_quantile`` and a lymphoid (``lymphoid_cell_types``: B/T) proportion in the
-    section's upper quartile and >= 5%; neighbouring candidate spots form one TLS (connected components of the spatial graph).
+    CXCL13; Coppola et al. 2011; Cabrita et al. 2020) per spot. Absolute thresholds, the same in every
+    section: a TLS spot has a chemokine score >= ``tls_min_score`` (score_genes units: log-normalised
+    expression above expression-matched control genes) and a lymphoid (``lymphoid_cell_types``: B/T)
+    proportion >= ``tls_min_lymphoid``; neighbouring TLS spots form one TLS (connected components of
+    the spatial graph) when there are at least ``tls_min_spots`` of them. A section without lymphoid
+    aggregates therefore reports none (per-section quantiles, used before, called a TLS in almost
+    every section). The defaults (0.3, 0.3, 3 spots) are tmeflow's conventions, not values from a
+    publication; histology remains the reference for TLS.
 """
 
 from __future__ import annotations
@@ -73,8 +78,6 @@ SIGNATURES = {  # name: (bundled GMT key, set name)
     "stromal": ("estimate", "StromalSignature"),
 }
 MIN_SIGNATURE_GENES = 3
-TLS_LYMPHOID_QUANTILE = 0.75  # TLS spots: lymphoid proportion in the section's upper quartile ...
-TLS_MIN_LYMPHOID = 0.05  # ... and at least 5% of the spot
 TLS_COLUMNS = ["tls_id", "n_spots", "mean_tls_score", "mean_lymphoid_prop", "region", "mean_signed_distance"]
 
 
@@ -380,18 +383,19 @@ def detect_tls(tls_score: pd.Series | None, proportions: pd.DataFrame, graph: sp
         return labels, pd.DataFrame(columns=TLS_COLUMNS)
     score = tls_score.to_numpy(dtype=float)
     lymphoid = proportions[lymphoid_types].sum(axis=1).to_numpy(dtype=float)
-    candidate = ((score >= np.quantile(score, params["tls_score_quantile"]))
-                 & (lymphoid >= np.quantile(lymphoid, TLS_LYMPHOID_QUANTILE)) & (lymphoid >= TLS_MIN_LYMPHOID))
+    candidate = (score >= float(params["tls_min_score"])) & (lymphoid >= float(params["tls_min_lymphoid"]))
     idx = np.flatnonzero(candidate)
     rows = []
     if len(idx):
         sub = graph[idx][:, idx]
         _, component = connected_components(sub, directed=False)
-        labels[idx] = component
-        for c in np.unique(component):
+        sizes = np.bincount(component)
+        large = np.flatnonzero(sizes >= int(params["tls_min_spots"]))
+        for number, c in enumerate(large):
             members = idx[component == c]
+            labels[members] = number
             region_values, counts = np.unique(regions[members], return_counts=True)
-            rows.append((int(c), len(members), float(score[members].mean()), float(lymphoid[members].mean()),
+            rows.append((number, len(members), float(score[members].mean()), float(lymphoid[members].mean()),
                          str(region_values[np.argmax(counts)]),
                          float(np.nanmean(distance[members])) if np.isfinite(distance[members]).any() else np.nan))
     table = pd.DataFrame(rows, columns=TLS_COLUMNS)
