@@ -37,6 +37,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import TmeflowInputError
+from .estimate import ESTIMATE_COLUMNS, estimate_scores
 from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 from .signatures import (
@@ -62,7 +63,6 @@ from .survival import (
 logger = get_logger(__name__)
 
 MIN_MATCHED_SAMPLES = 10
-ESTIMATE_COLUMNS = ("ImmuneScore", "StromalScore", "ESTIMATEScore")
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
@@ -373,39 +373,6 @@ def deconvolve_nnls(linear: pd.DataFrame, profiles: pd.DataFrame, markers: dict[
 
 # --------------------------------------------------------------------------------------------------
 # ESTIMATE
-
-
-def estimate_scores(
-    log_expression: pd.DataFrame, species: str, alpha: float = 0.25, min_size: int = 5
-) -> pd.DataFrame | None:
-    """ESTIMATE stromal, immune and ESTIMATE scores per sample (Yoshihara et al. 2013); no tumour purity.
-
-    Scores are un-normalised ssGSEA sums (:func:`tmeflow.signatures.ssgsea` with ``normalize=False``,
-    alpha 0.25), which is how the ``estimate`` package scores its two 141-gene signatures;
-    ESTIMATEScore = stromal + immune. They rank samples within a cohort.
-
-    Tumour purity is not reported. ESTIMATE's ``cos(0.6049872018 + 0.0001467884 * ESTIMATEScore)`` was
-    fitted on scores computed over its 10,412 "common genes" (``filterCommonGenes``), and the
-    un-normalised score grows with the number of ranked genes: with the same relative enrichment a
-    20,000-gene matrix gives purity about -0.65 and 35,000 genes about -0.95. The common-genes list is
-    not bundled (only the signatures are, see ``resources/estimate/SOURCE.md``), and no subset of the
-    matrix reproduces it faithfully, so a purity from this score would be wrong by construction.
-    Returns None (with a warning) when either signature has fewer than ``min_size`` genes in the matrix.
-    """
-    sets = read_bundled_gmt("estimate")
-    if species != "human":
-        sets = map_gene_sets(sets, "human", species)
-    sets = filter_gene_sets(sets, log_expression.index, min_size=min_size, required=False)
-    if len(sets) < 2:
-        logger.warning("ESTIMATE skipped: the stromal and immune signatures need %d genes each in the matrix", min_size)
-        return None
-    scores = ssgsea(log_expression, sets, alpha=alpha, normalize=False).T
-    out = pd.DataFrame(
-        {"StromalScore": scores["StromalSignature"], "ImmuneScore": scores["ImmuneSignature"]}, index=scores.index
-    )
-    out["ESTIMATEScore"] = out["StromalScore"] + out["ImmuneScore"]
-    out.index.name = "sample"
-    return out
 
 
 def spearman_table(features: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
