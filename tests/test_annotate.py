@@ -119,3 +119,25 @@ def test_celltypist_with_a_local_model(tmp_path, tmp_path_factory):
     assert agreement > 0.9
     assert "celltypist" in result["calls"] and adata.obs["celltypist_conf"].between(0, 1).all()
     assert adata.obs["cell_type"].astype(str).str.len().gt(0).all()  # marker-based call kept as cell_type
+
+
+def test_label_conservation_recomputed_after_annotation_shows_over_correction():
+    """Integration had no labels (cLISI, label ASW NaN). After annotation they are computed on the uncorrected
+    and the corrected embedding: an over-corrected embedding that merges cell types scores lower."""
+    import anndata as ad
+
+    from tmeflow.annotate import label_conservation
+
+    rng = np.random.default_rng(0)
+    types = np.repeat(["T", "B", "myeloid"], 200)
+    centres = {"T": [0, 0], "B": [8, 0], "myeloid": [0, 8]}
+    separated = np.array([centres[t] for t in types]) + rng.normal(0, 1, (600, 2))
+    adata = ad.AnnData(obs=pd.DataFrame({"cell_type": types, "sample": np.tile(["s1", "s2"], 300)},
+                                        index=[f"c{i}" for i in range(600)]))
+    adata.obsm["X_pca"] = np.c_[separated, rng.normal(0, 1, (600, 3))]
+    adata.obsm["X_pca_harmony"] = rng.normal(0, 1, (600, 5))  # cell types merged
+    adata.uns["integration"] = {"use_rep": "X_pca_harmony", "method": "harmony", "n_pcs": 5}
+    table = label_conservation(adata, seed=0).set_index("embedding")
+    assert list(table.index) == ["uncorrected", "harmony"] and set(table["label_key"]) == {"cell_type"}
+    assert table.loc["uncorrected", "label_asw"] > table.loc["harmony", "label_asw"] + 0.1
+    assert table.loc["uncorrected", "clisi"] > 0.9 > table.loc["harmony", "clisi"] + 0.3

@@ -9,8 +9,6 @@ import pandas as pd
 import pytest
 
 from tmeflow.bulk import (
-    PURITY_A,
-    PURITY_B,
     collapse_duplicates,
     deconvolve_nnls,
     detect_endpoints,
@@ -180,15 +178,35 @@ def test_planted_hazard_and_odds_ratio_recovered(run):
     assert lrow.or_lower <= 3.0 <= lrow.or_upper
 
 
+def test_primary_p_is_the_corrected_cut_point_p(run):
+    """The maxstat split is optimised, so its plain log-rank p is not the result: the primary p (and FDR)
+    is the corrected cut-point p, the report table is sorted by it, HRs come from the continuous score,
+    and the group-Cox rows say their split was optimised."""
+    _, out = run
+    surv = _read(out, "bulk_survival.tsv")
+    np.testing.assert_allclose(surv["p"], surv["cut_p_corrected"])
+    assert (surv["p"] >= surv["logrank_p"]).all() and (surv["split"] == "optimised (maxstat)").all()
+    from tmeflow.stats import bh_fdr
+
+    for _, sub in surv.groupby("endpoint"):
+        np.testing.assert_allclose(sub["fdr"], bh_fdr(sub["p"]), rtol=1e-4)  # TSV keeps 6 digits
+    mqc = _read(out, "bulk_survival_mqc.tsv")
+    assert mqc["p"].is_monotonic_increasing
+    assert {"p", "fdr", "hr_per_sd", "split", "logrank_p"} <= set(mqc.columns)
+    assert "corrected for the cut-point search" in (out / f"{COHORT}.bulk_survival_mqc.tsv").read_text()
+    cox = _read(out, "bulk_cox.tsv")
+    assert set(cox.loc[cox.model.str.endswith("_group"), "split"]) == {"optimised (maxstat)"}
+    assert set(cox.loc[cox.model == "univariate_continuous", "split"]) == {"continuous"}
+
+
 def test_estimate_and_deconvolution_track_planted_infiltration(run, cohort):
     _, out = run
     truth = cohort["truth"]
     est = _read(out, "bulk_estimate.tsv").set_index("sample")
-    np.testing.assert_allclose(est["TumorPurity"], np.cos(PURITY_A + PURITY_B * est["ESTIMATEScore"]), rtol=1e-5)
+    assert "TumorPurity" not in est.columns  # see test_estimate_reports_no_purity_off_the_common_genes
     np.testing.assert_allclose(est["ESTIMATEScore"], est["StromalScore"] + est["ImmuneScore"], atol=1e-3)
     assert est["ImmuneScore"].corr(truth["u"], method="spearman") > 0.8
     assert est["StromalScore"].corr(truth["v"], method="spearman") > 0.6
-    assert est["TumorPurity"].corr(truth["u"], method="spearman") < -0.5
     corr = _read(out, "bulk_estimate_correlation.tsv")
     row = corr[(corr.feature == "fraction:T cell") & (corr.target == "ImmuneScore")].iloc[0]
     assert row.rho > 0.5 and row.fdr < 0.05
@@ -196,6 +214,24 @@ def test_estimate_and_deconvolution_track_planted_infiltration(run, cohort):
     np.testing.assert_allclose(fractions.sum(axis=1), 1.0, atol=1e-6)
     assert (fractions.to_numpy() >= 0).all()
     assert fractions["T cell"].corr(truth["u"], method="spearman") > 0.6
+
+
+def test_estimate_reports_no_purity_off_the_common_genes():
+    """ESTIMATE's purity formula was fitted on scores over its 10,412 common genes; on a TCGA-sized
+    matrix (20,000 genes) it gave purity < 0. The common-genes list is not bundled, so no purity is
+    reported; the scores still order samples by planted immune infiltration."""
+    from tmeflow.bulk import estimate_scores
+
+    rng = np.random.default_rng(3)
+    sets = read_bundled_gmt("estimate")
+    signature = [g for genes in sets.values() for g in genes]
+    genes = signature + [f"FILLER{i}" for i in range(20000 - len(signature))]
+    expr = pd.DataFrame(rng.normal(6, 2, (len(genes), 12)), index=genes, columns=[f"s{i}" for i in range(12)])
+    immune = np.linspace(0, 3, 12)
+    expr.loc[sets["ImmuneSignature"]] += immune
+    est = estimate_scores(expr, "human")
+    assert list(est.columns) == ["StromalScore", "ImmuneScore", "ESTIMATEScore"]
+    assert est["ImmuneScore"].corr(pd.Series(immune, index=est.index), method="spearman") > 0.95
 
 
 def test_nnls_recovers_mixture_fractions():

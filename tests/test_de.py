@@ -110,3 +110,19 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "'normal'" in err and "not in the data" in err and len(err.splitlines()) == 1
     assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3"))
+
+
+def test_malignant_cells_form_one_group_with_the_cnv_label():
+    """CNV writes cell_type "Malignant" and obs['malignant']: DE must not test those cells twice."""
+    from tmeflow.cnv import MALIGNANT_LABEL
+    from tmeflow.de import de_groups
+
+    obs = pd.DataFrame({"cell_type": [MALIGNANT_LABEL, MALIGNANT_LABEL, "T", "Epithelial (normal)"],
+                        "malignant": [True, True, False, False]})
+    groups = de_groups(obs)
+    assert sorted(groups) == sorted([MALIGNANT_LABEL, "T", "Epithelial (normal)"])
+    # without a malignant cell type, the flag adds exactly one group, named with the same label
+    obs["cell_type"] = ["Epithelial", "Epithelial", "T", "Epithelial"]
+    groups = de_groups(obs)
+    assert list(groups) == ["Epithelial", "T", MALIGNANT_LABEL]
+    assert groups[MALIGNANT_LABEL].tolist() == [True, True, False, False]

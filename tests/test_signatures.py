@@ -117,3 +117,45 @@ def test_bundled_sets_and_ortholog_mapping():
     assert all(len(g) == 141 for g in estimate.values())
     mouse = map_gene_sets({"s": ["CHMP3", "MLKL", "RIPK3", "NOT_A_GENE"]}, "human", "mouse")
     assert mouse["s"] == ["Chmp3", "Mlkl", "Ripk3"]
+
+
+def test_human_ensembl_matrix_keeps_bundled_signatures():
+    """Every gene of the bundled gene tables, as an Ensembl-id matrix, maps back to its symbol: each
+    bundled human signature keeps >= 99% of its genes (the one-to-one ortholog table alone kept
+    116/141 ESTIMATE immune genes and lost GZMB, GNLY)."""
+    from tmeflow.signatures import BUNDLED_GMTS, GENE_TABLES, ensembl_to_symbol, load_orthologs, resource_path
+
+    table = pd.read_csv(resource_path(f"gene_positions/{GENE_TABLES['human']}"), sep="\t", dtype=str)
+    ids = pd.Index(table["gene_id"]).union(pd.Index(load_orthologs()["human_ensembl"]))
+    versioned = [f"{i}.{n % 7 + 1}" for n, i in enumerate(ids)]  # GENCODE-style version suffixes
+    symbols = set(ensembl_to_symbol(versioned).values())
+    assert {"GZMB", "GNLY", "CCL3", "CCL4", "HLA-DRA"} <= symbols
+    # genes absent from both bundled tables (microRNA genes, pseudogenes, recent names): not mappable from any id
+    absent = {"MIR107", "MIR485", "MIR4651", "H2BC12", "PTTG3P", "CROCCP2", "H4C3", "HBBP1", "H2AW", "GSTT2", "SEPTIN4",
+              "CHMP4BP1", "CRYZL2P-SEC16B", "GABARAPL3", "MIRLET7B", "RAB1C"}
+    # outdated symbols in the gene sets (PHB, DDX58, WISP1 ...): their id maps to the current symbol (PHB1, RIGI, CCN4)
+    current = ensembl_to_symbol(table["gene_id"])
+    renamed = {old for gid, old in zip(table["gene_id"], table["gene_symbol"]) if current[gid] != old}
+    absent |= renamed
+    files = [resource_path(BUNDLED_GMTS[k]) for k in ("estimate", "hallmark", "necroptosis", "cell_death")]
+    files.append(resource_path("signatures/tme_signatures.gmt"))
+    for path in files:
+        for name, genes in read_gmt(path).items():
+            wanted = [g for g in genes if g not in absent]
+            kept = [g for g in wanted if g in symbols]
+            assert len(kept) >= 0.99 * len(wanted), (path.name, name, sorted(set(wanted) - symbols))
+            assert len(set(genes) & renamed) <= 2, (name, sorted(set(genes) & renamed))
+
+
+def test_mouse_mapping_keeps_genes_without_one_to_one_orthologs(caplog):
+    """CCL3, CCL4, GZMB, S100A9 and HMGB1 have no one-to-one mouse ortholog; they keep the mouse gene of the
+    same name, and the coverage per set is reported."""
+    from tmeflow.signatures import mapping_coverage
+
+    sets = {"s": ["CCL3", "CCL4", "GZMB", "S100A9", "HMGB1", "CD3E", "CD8B"]}
+    mouse = map_gene_sets(sets, "human", "mouse")
+    assert mouse["s"] == ["Ccl3", "Ccl4", "Gzmb", "S100a9", "Hmgb1", "Cd3e"]
+    coverage = mapping_coverage(sets, mouse)
+    assert coverage.iloc[0].to_dict() == {"gene_set": "s", "n_genes": 7, "n_mapped": 6, "fraction": 6 / 7}
+    back = map_gene_sets({"m": ["Ccl3", "Gzmb", "Cd3e"]}, "mouse", "human")
+    assert back["m"] == ["CCL3", "GZMB", "CD3E"]

@@ -53,8 +53,11 @@ def test_planted_interface_interaction_detected(analysed):
     row = lr.set_index("interaction").loc["MDK^NCL"]
     print(f"MDK^NCL interface vs elsewhere: {row['mean_interface']:.3g} vs {row['mean_elsewhere']:.3g}, "
           f"FDR {row['fdr']:.3g}, rank {lr.index[lr['interaction'] == 'MDK^NCL'][0] + 1} of {len(lr)}")
-    assert bool(row["interface_enriched"]) and row["fdr"] < 1e-3 and row["difference"] > 0
-    assert lr.index[lr["interaction"] == "MDK^NCL"][0] < 5  # among the top five interface-enriched pairs
+    # One 400-spot section, one contiguous interface: against a spatially constrained null (Moran spectral
+    # randomisation) this is a handful of independent units, not 52 interface spots, so the planted pair is
+    # the top pair (z 2.3, p 0.012, FDR 0.11) but cannot reach the FDR < 1e-3 a Mann-Whitney test over spots gave.
+    assert lr.index[lr["interaction"] == "MDK^NCL"][0] == 0 and row["difference"] > 0
+    assert row["z_msr"] > 2 and row["pval"] < 0.05
 
 
 def test_neighbourhoods_colocalisation_trajectory(analysed):
@@ -159,3 +162,88 @@ def test_real_breast_section_end_to_end(shared_data):
     assert {"tumour", "stroma"} <= set(adata.obs["region"])
     for name in ("spatial_qc.png", "deconvolution_proportions.png", "regions.png", "lr_interface.tsv", "colocalisation.tsv"):
         assert (out / f"{sample}.{name}").stat().st_size > 0
+
+
+def _grid_graph(side: int):
+    import scipy.sparse as sp
+
+    idx = np.arange(side * side).reshape(side, side)
+    pairs = np.vstack([np.c_[idx[:, :-1].ravel(), idx[:, 1:].ravel()], np.c_[idx[:-1].ravel(), idx[1:].ravel()]])
+    graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(side * side,) * 2)
+    return (graph + graph.T).tocsr()
+
+
+def test_tls_absolute_thresholds_and_minimum_size():
+    """A 20 x 20 section with scattered lymphocytes and chemokine noise but no aggregate reports no TLS
+    (per-section quantiles called several); a planted 3 x 3 aggregate is one TLS of 9 spots; one lone
+    spot above both thresholds is not a TLS."""
+    from tmeflow.params import defaults
+    from tmeflow.spatial_analysis import detect_tls
+
+    rng = np.random.default_rng(0)
+    side = 20
+    graph = _grid_graph(side)
+    n = side * side
+    score = pd.Series(rng.normal(0.0, 0.1, n))
+    props = pd.DataFrame({"B": rng.uniform(0, 0.08, n), "T": rng.uniform(0, 0.1, n)})
+    props["tumour"] = 1 - props.sum(axis=1)
+    regions, distance = np.array(["stroma"] * n), np.zeros(n)
+    params = defaults()
+    labels, table = detect_tls(score, props, graph, regions, distance, params)
+    assert table.empty and (labels == -1).all()
+    aggregate = (np.arange(n).reshape(side, side)[5:8, 5:8]).ravel()
+    lone = 15 * side + 15
+    for spots in (aggregate, [lone]):
+        score[spots] = 0.8
+        props.loc[spots, ["B", "T"]] = 0.35
+    labels, table = detect_tls(score, props, graph, regions, distance, params)
+    assert len(table) == 1 and table.loc[0, "n_spots"] == 9
+    assert set(np.flatnonzero(labels >= 0)) == set(aggregate) and labels[lone] == -1
+
+
+def _smooth_field(rng, graph, n_passes: int = 4) -> np.ndarray:
+    """Spatially autocorrelated noise: white noise averaged over first-ring neighbours ``n_passes`` times."""
+    from tmeflow.spatial_analysis import smooth
+
+    values = rng.normal(size=graph.shape[0])
+    for _ in range(n_passes):
+        values = smooth(values, graph)
+    return values
+
+
+def test_spatial_nulls_are_calibrated():
+    """40 null sections (20 x 20 spots; smooth, mutually independent patterns): co-localisation and interface
+    tests reject at the nominal 5% (i.i.d. spot permutation and Mann-Whitney over spots rejected far more);
+    a planted co-localisation and a planted interface interaction are found."""
+    from tmeflow.params import defaults
+    from tmeflow.spatial_analysis import colocalisation, interface_test, section_eigenvectors
+
+    side = 20
+    graph = _grid_graph(side)
+    vectors = section_eigenvectors(graph)
+    params = defaults()
+    regions = np.full((side, side), "stroma", dtype=object)
+    regions[:, :6] = "tumour"
+    regions[:, 6:8] = "interface"
+    regions = regions.ravel().astype(str)
+    p_coloc, p_interface = [], []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        malignant = _smooth_field(rng, graph)
+        props = pd.DataFrame({f"type{i}": _smooth_field(rng, graph) for i in range(5)})
+        p_coloc += colocalisation(props, malignant, graph, params, [], vectors)["pval_msr"].tolist()
+        scores = np.column_stack([_smooth_field(rng, graph) for _ in range(10)])
+        p_interface += interface_test(scores, [f"L{i}^R{i}" for i in range(10)], regions, vectors, 0.05)["pval"].tolist()
+    rate_coloc, rate_interface = np.mean(np.array(p_coloc) < 0.05), np.mean(np.array(p_interface) < 0.05)
+    print(f"null rejection: co-localisation {rate_coloc:.3f} of {len(p_coloc)}, interface {rate_interface:.3f} of {len(p_interface)}")
+    assert rate_coloc <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / len(p_coloc))
+    assert rate_interface <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / len(p_interface))
+    rng = np.random.default_rng(99)
+    malignant = _smooth_field(rng, graph)
+    props = pd.DataFrame({"near": malignant + 0.3 * _smooth_field(rng, graph), "far": _smooth_field(rng, graph)})
+    coloc = colocalisation(props, malignant, graph, params, [], vectors).set_index("cell_type")
+    assert coloc.loc["near", "fdr"] < 0.01 and coloc.loc["near", "r_lagged_malignant"] > 0.5
+    scores = np.column_stack([_smooth_field(rng, graph), _smooth_field(rng, graph) + 3 * np.std(scores) * (regions == "interface")])
+    table = interface_test(scores, ["A^B", "MDK^NCL"], regions, vectors, 0.05).set_index("interaction")
+    assert table.loc["MDK^NCL", "interface_enriched"] and table.loc["MDK^NCL", "fdr"] < 1e-3
+    assert not table.loc["A^B", "interface_enriched"]

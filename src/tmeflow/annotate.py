@@ -309,6 +309,32 @@ def plot_dotplot(adata, markers: pd.DataFrame, cluster_key: str, path: Path) -> 
     return io.save_figure(dot.fig if hasattr(dot, "fig") else dot.get_axes()["mainplot_ax"].figure, path)
 
 
+#: cells scored by the label-conservation metrics (seeded subsample), as ``metrics_max_cells`` at integration
+LABEL_METRICS_MAX_CELLS = 20000
+
+
+def label_conservation(adata, seed: int) -> pd.DataFrame:
+    """Integration metrics again, now that cells have labels (``cell_type``), on the uncorrected PCs and
+    the batch-corrected embedding (``uns['integration']``): at integration time there were no labels,
+    so cLISI and label ASW were NaN and over-correction (cell types merged by the batch correction)
+    could not be seen. A drop of cLISI / label ASW from ``uncorrected`` to the corrected embedding is
+    that over-correction. Same definitions and subsample rule as :func:`tmeflow.integrate.metrics_table`."""
+    from .integrate import metrics_table
+
+    info = adata.uns.get("integration", {})
+    rep = str(info.get("use_rep", "X_pca"))
+    embeddings = {}
+    if "X_pca" in adata.obsm:
+        n_pcs = int(info.get("n_pcs", adata.obsm["X_pca"].shape[1]))
+        embeddings["uncorrected"] = np.asarray(adata.obsm["X_pca"])[:, :n_pcs]
+    if rep != "X_pca" and rep in adata.obsm:
+        embeddings[str(info.get("method", rep))] = np.asarray(adata.obsm[rep])
+    if not embeddings or "cell_type" not in adata.obs:
+        return pd.DataFrame(columns=["Embedding"])
+    table = metrics_table(adata, embeddings, "cell_type", {"metrics_max_cells": LABEL_METRICS_MAX_CELLS, "seed": seed})
+    return table
+
+
 def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params: dict[str, Any]) -> Path:
     from .integrate import plot_umaps
 
@@ -321,6 +347,12 @@ def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params:
     io.write_table(calls, outdir / "annotation_clusters_mqc.tsv", header_lines=header)
     io.write_table(results["scores"], outdir / "annotation_scores.tsv")
     io.write_table(results["markers"], outdir / "annotation_markers.tsv")
+    conservation = label_conservation(adata, int(params.get("seed", 0)))
+    io.write_table(conservation, outdir / "annotation_integration_metrics_mqc.tsv", header_lines=io.multiqc_header(
+        "tmeflow_annotation_integration_metrics", "Integration metrics with cell types",
+        "The integration metrics recomputed after annotation with cell_type labels, before (uncorrected) and after "
+        "batch correction: a drop of cLISI or label ASW after correction means cell types were merged "
+        "(over-correction). scIB definitions; higher is better.", "table"))
     if len(results["markers"]):
         plot_dotplot(adata, results["markers"], cluster_key, outdir / "annotation_dotplot_mqc.png")
     if "X_umap" in adata.obsm:

@@ -37,6 +37,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import TmeflowInputError
+from .estimate import ESTIMATE_COLUMNS, estimate_scores
 from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 from .signatures import (
@@ -61,12 +62,7 @@ from .survival import (
 
 logger = get_logger(__name__)
 
-#: ESTIMATE purity (Yoshihara et al. 2013): purity = cos(a + b * ESTIMATEScore), fitted on Affymetrix arrays.
-PURITY_A = 0.6049872018
-PURITY_B = 0.0001467884
-
 MIN_MATCHED_SAMPLES = 10
-ESTIMATE_COLUMNS = ("ImmuneScore", "StromalScore", "ESTIMATEScore", "TumorPurity")
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
@@ -379,36 +375,6 @@ def deconvolve_nnls(linear: pd.DataFrame, profiles: pd.DataFrame, markers: dict[
 # ESTIMATE
 
 
-def estimate_scores(
-    log_expression: pd.DataFrame, species: str, alpha: float = 0.25, min_size: int = 5
-) -> pd.DataFrame | None:
-    """ESTIMATE stromal, immune and ESTIMATE scores and tumour purity per sample (Yoshihara et al. 2013).
-
-    Scores are un-normalised ssGSEA sums (:func:`tmeflow.signatures.ssgsea` with ``normalize=False``,
-    alpha 0.25), which is how the ``estimate`` package scores its two 141-gene signatures;
-    ESTIMATEScore = stromal + immune; purity = ``cos(0.6049872018 + 0.0001467884 * ESTIMATEScore)``.
-    Differences from the original: all genes of the matrix are ranked (the original first restricts to
-    its 10,412 "common genes"), and the purity formula was fitted on Affymetrix arrays, so purity on
-    RNA-seq or other platforms is indicative only (compare samples within a cohort).
-    Returns None (with a warning) when either signature has fewer than ``min_size`` genes in the matrix.
-    """
-    sets = read_bundled_gmt("estimate")
-    if species != "human":
-        sets = map_gene_sets(sets, "human", species)
-    sets = filter_gene_sets(sets, log_expression.index, min_size=min_size, required=False)
-    if len(sets) < 2:
-        logger.warning("ESTIMATE skipped: the stromal and immune signatures need %d genes each in the matrix", min_size)
-        return None
-    scores = ssgsea(log_expression, sets, alpha=alpha, normalize=False).T
-    out = pd.DataFrame(
-        {"StromalScore": scores["StromalSignature"], "ImmuneScore": scores["ImmuneSignature"]}, index=scores.index
-    )
-    out["ESTIMATEScore"] = out["StromalScore"] + out["ImmuneScore"]
-    out["TumorPurity"] = np.cos(PURITY_A + PURITY_B * out["ESTIMATEScore"])
-    out.index.name = "sample"
-    return out
-
-
 def spearman_table(features: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     """Spearman correlation of every feature with every target (samples in rows), with BH FDR over all pairs."""
     from scipy.stats import spearmanr
@@ -568,6 +534,13 @@ def analyse_survival(
     log-rank (R ``survdiff``) of high vs low, univariate Cox of the standardised feature (HR per SD)
     and of high vs low, and, when covariates are given, multivariate Cox of high vs low + covariates,
     each with a Schoenfeld proportional-hazards check. Returns (survival table, Cox table, groups).
+
+    Which numbers to use: ``p`` (and its BH ``fdr``) is the primary p-value, the corrected cut-point p
+    for maxstat (Hothorn & Lausen 2003; the cut-point was chosen to minimise the log-rank p, so the
+    plain ``logrank_p`` at that split is anti-conservative) and the log-rank p for the pre-specified
+    median split. Effect sizes are the HRs per SD of the continuous score (``hr_per_sd``), which do
+    not depend on a chosen split; the high/low HRs of the Cox table (``*_group`` models) and the
+    log-rank p of a maxstat split are descriptive of the optimised split (``split`` says which).
     """
     rows, cox_rows, groups, cuts = [], [], {}, {}
     samples = surv.index.intersection(features.index)
@@ -601,6 +574,7 @@ def analyse_survival(
             "cutpoint_method": cut.method, "cutpoint": cut.cutpoint, "cut_statistic": cut.statistic,
             "cut_p_corrected": cut.p_value if cut.method == "maxstat" else np.nan,
             "cut_p_method": cut.p_method, "cut_p_lau92": cut.p_lau92,
+            "split": "optimised (maxstat)" if cut.method == "maxstat" else "median",
             "n_high": int(high.sum()), "n_low": int(len(high) - high.sum()),
             "logrank_chisq": lr.chisq, "logrank_p": lr.p,
             "observed_high": lr.table.loc["high", "observed"], "expected_high": lr.table.loc["high", "expected"],
@@ -619,6 +593,7 @@ def analyse_survival(
             for term, trow in res.table.iterrows():
                 cox_rows.append({
                     "feature": feature, "endpoint": endpoint, "model": model, "term": term,
+                    "split": row["split"] if model.endswith("_group") else "continuous",
                     **trow.to_dict(), "concordance": res.concordance, "lr_statistic": res.lr_statistic,
                     "lr_df": res.lr_df, "lr_p": res.lr_p, "n": res.n, "events": res.events, "converged": res.converged,
                 })
@@ -630,6 +605,9 @@ def analyse_survival(
                             "ph_fail": bool(res.table["ph_fail"].any())})
         rows.append(row)
     table = pd.DataFrame(rows)
+    primary = table["cut_p_corrected"].where(table["cutpoint_method"] == "maxstat", table["logrank_p"])
+    table.insert(2, "p", primary)
+    table.insert(3, "fdr", bh_fdr(primary))
     table["logrank_fdr"] = bh_fdr(table["logrank_p"])
     table["cut_fdr"] = bh_fdr(table["cut_p_corrected"])
     return table, pd.DataFrame(cox_rows), groups
@@ -858,18 +836,20 @@ def run_bulk(
         cox_table = pd.concat(cox_tables, ignore_index=True)
         written.append(write_table(survival_table, outdir / f"{prefix}bulk_survival.tsv"))
         written.append(write_table(cox_table, outdir / f"{prefix}bulk_cox.tsv"))
-        mqc = survival_table[["feature", "endpoint", "kind", "n_high", "n_low", "cut_p_corrected", "logrank_p",
-                              "hr_per_sd", "hr_per_sd_p", "ph_fail"]].copy()
+        mqc = survival_table[["feature", "endpoint", "kind", "p", "fdr", "hr_per_sd", "hr_per_sd_p", "split",
+                              "n_high", "n_low", "logrank_p", "ph_fail"]].copy()
         mqc.insert(0, "id", mqc["feature"] + " | " + mqc["endpoint"])
-        mqc = mqc.drop(columns=["feature", "endpoint"]).sort_values("logrank_p", kind="stable")
-        p_values = ("cut_p_corrected", "logrank_p", "hr_per_sd_p")
+        mqc = mqc.drop(columns=["feature", "endpoint"]).sort_values(["p", "hr_per_sd_p"], kind="stable")
+        p_values = ("p", "fdr", "logrank_p", "hr_per_sd_p")
         # MultiQC shows only the columns named in `headers`: every column, one dict each
         headers = {column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} if column in p_values
                    else {"format": "{:.2f}"} if column == "hr_per_sd" else {} for column in mqc.columns[1:]}
         written.append(write_table(mqc, outdir / f"{prefix}bulk_survival_mqc.tsv", header_lines=multiqc_header(
             f"tmeflow_bulk_survival_{cohort_id}", f"Bulk cohort {sample}: survival",
-            f"Per feature and endpoint, most significant first: {params['cutpoint_method']} high/low cut-point "
-            "(corrected p), log-rank p, univariate Cox HR per SD; ph_fail = Schoenfeld test p < ph_alpha.", "table",
+            f"Per feature and endpoint, by primary p: p/fdr = {params['cutpoint_method']} high/low cut-point p "
+            "(corrected for the cut-point search when maxstat); HR per SD of the continuous score (univariate Cox); "
+            "logrank_p = plain log-rank p at the split (not corrected for an optimised split); "
+            "ph_fail = Schoenfeld test p < ph_alpha.", "table",
             headers=headers, pconfig={"id": f"tmeflow_bulk_survival_{cohort_id}_table", "sort_rows": False})))
         with timed(logger, "survival plots"):
             written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir, prefix)
@@ -880,8 +860,8 @@ def run_bulk(
         written.append(write_table(correlations, outdir / f"{prefix}bulk_estimate_correlation.tsv"))
         written.append(write_table(estimate.reset_index(), outdir / f"{prefix}bulk_estimate_mqc.tsv", header_lines=multiqc_header(
             f"tmeflow_bulk_estimate_{cohort_id}", f"Bulk cohort {sample}: ESTIMATE",
-            "ESTIMATE stromal/immune scores (un-normalised ssGSEA) and purity (Affymetrix-calibrated formula; "
-            "indicative on other platforms).", "table")))
+            "ESTIMATE stromal/immune scores (un-normalised ssGSEA; compare samples within the cohort). Tumour "
+            "purity is not reported: its formula needs ESTIMATE's 10,412 common genes.", "table")))
         written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
 
     summary = {
@@ -916,9 +896,10 @@ def run_bulk(
 
 
 def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict, outdir: Path, prefix: str) -> list[Path]:
-    """Per endpoint: a KM plot for every single gene, user signature and non-Hallmark feature with corrected
-    cut-point p < 0.05 (log-rank p for median splits), a MultiQC KM grid (up to 4 features: non-Hallmark ones
-    by corrected cut-point p, then Hallmark ones) and a forest plot of all features."""
+    """Per endpoint: a KM plot for every single gene, user signature and non-Hallmark feature with primary
+    p < 0.05 (corrected cut-point p; log-rank p for median splits), a MultiQC KM grid (up to 4 features:
+    non-Hallmark ones by primary p, then Hallmark ones) and a forest plot of all features (continuous HR
+    per SD). Each KM panel names its split (optimised or median) and shows the primary p."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -930,20 +911,21 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
         focus = sub[sub["kind"] != "hallmark"]
 
         def ptext(row) -> str:
-            """Log-rank and corrected cut-point p-values for a KM panel."""
-            corrected = "" if np.isnan(row["cut_p_corrected"]) else f", corrected p={row['cut_p_corrected']:.2g}"
-            return f"log-rank p={row['logrank_p']:.2g}{corrected}"
+            """Primary p (corrected cut-point p of an optimised split), continuous HR and the split used."""
+            if row["cutpoint_method"] == "maxstat":
+                return (f"optimised (maxstat) split: corrected p={row['p']:.2g} (naive log-rank p={row['logrank_p']:.2g}); "
+                        f"HR/SD={row['hr_per_sd']:.2f}")
+            return f"median split: log-rank p={row['p']:.2g}; HR/SD={row['hr_per_sd']:.2f}"
 
-        p_used = focus["cut_p_corrected"].fillna(focus["logrank_p"])
-        single = focus[focus["kind"].isin(["gene", "user_signature"]) | (p_used < 0.05)]
+        single = focus[focus["kind"].isin(["gene", "user_signature"]) | (focus["p"] < 0.05)]
         for _, row in single.iterrows():
             fig, ax = plt.subplots(figsize=(5, 4.5))
             g = groups[endpoint][row["feature"]]
             plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", ptext(row))
             written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{_slug(endpoint)}_{_slug(row['feature'])}.png"))
         rest = sub[sub["kind"] == "hallmark"]
-        best = pd.concat([focus.sort_values(["cut_p_corrected", "logrank_p"], na_position="last"),
-                          rest.sort_values(["cut_p_corrected", "logrank_p"], na_position="last")]).head(4)
+        best = pd.concat([focus.sort_values(["p", "hr_per_sd_p"], na_position="last"),
+                          rest.sort_values(["p", "hr_per_sd_p"], na_position="last")]).head(4)
         if len(best):
             ncol = min(2, len(best))
             nrow = int(np.ceil(len(best) / ncol))

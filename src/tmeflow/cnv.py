@@ -26,8 +26,8 @@ Method
    least ``MIN_CELLS_PER_REFERENCE_TYPE`` (5) cells (infercnvpy's "bounded" difference between
    several references; the pooled mean when no type has 5 cells).
 3. **CNV inference** with :func:`infercnvpy.tl.infercnv` on log1p(CP10k) in ``X``: log fold change
-   against the reference, clipped at 3, pyramid-weighted running mean of ``cnv_window`` genes every
-   ``cnv_step`` genes per chromosome, per-cell median centring, noise below 1.5 SD set to 0.
+   against the reference, clipped at +/- ``cnv_lfc_clip`` (default 1.0; infercnvpy's own default is 3),
+   pyramid-weighted running mean of ``cnv_window`` genes every ``cnv_step`` genes per chromosome, per-cell median centring, noise below 1.5 SD set to 0.
 4. **CNV score** per cell: mean absolute CNV signal over all windows (infercnvpy's ``cnv_score``,
    computed per cell instead of per cluster), averaged over the cell and its CNV neighbours
    (``obs['cnv_score']``; the unsmoothed value is ``cnv_score_cell``). **CNV correlation**

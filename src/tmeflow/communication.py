@@ -21,10 +21,9 @@ Too few cells
 Number and strength (CellChat-style)
     Per condition and source -> target pair: the number of called interactions and their strength
     (sum of LIANA ``lr_means`` of the called interactions); heatmaps per condition and of the
-    difference between the contrasted conditions. Pathway grouping: a ``pathway`` column of the
-    resource when it has one; the LIANA consensus resources have none, so interactions are grouped
-    by *ligand family* (the ligand's symbol without its trailing digits / letter-digit suffix, e.g.
-    COL1A1 -> COL, CXCL12 -> CXCL, MDK -> MDK), a CellChat-like approximation stated in the table.
+    difference between the contrasted conditions. Pathway grouping only from a ``pathway`` column of
+    the resource; the LIANA consensus resources have none, so ``communication_pathways.tsv`` is then
+    empty (grouping by ligand-name prefix would put IL1B, IL6 and IL10 in one "IL" pathway).
 
 Differential interactions between conditions (sample-level)
     Cells are not replicates; samples are. For each sample and cell type the mean log-normalised
@@ -51,12 +50,13 @@ Differential interactions between conditions (sample-level)
     Contrasts as in :mod:`tmeflow.composition` (``contrast``; same default rule). With a single
     condition and no ``contrast`` no differential analysis is done.
 
-Source -> target proportion tests (two-proportion z-tests, BH FDR per table)
-    ``within_condition``: for each condition, target and source, the fraction of candidate
-    interactions (rows LIANA tested) that are called, source -> target vs every other source ->
-    the same target (e.g. fibroblast -> malignant vs other sources -> malignant).
-    ``between_conditions``: for each contrast and source -> target pair, the called fraction in the
-    test vs the reference condition.
+Source -> target proportion tests (sample level; with ``communication_per_sample``)
+    Samples, not interactions, are the units: per sample the fraction of interactions LIANA tested
+    that are called, per source -> target pair (arcsine-square-root scale), then moderated t-tests
+    (:func:`proportion_tests`). ``within_condition``: source -> target vs every other source -> the
+    same target (e.g. fibroblast -> malignant vs other sources -> malignant), over the samples of a
+    condition. ``between_conditions``: for each contrast and source -> target pair, test vs
+    reference condition (paired by patient when possible). BH FDR per condition / contrast.
 
 Outputs: ``communication_liana_by_condition.tsv.gz``, ``communication_liana_by_sample.tsv.gz``
 (with ``communication_per_sample``), ``communication_counts.tsv``, ``communication_pathways.tsv``,
@@ -69,7 +69,6 @@ Outputs: ``communication_liana_by_condition.tsv.gz``, ``communication_liana_by_s
 from __future__ import annotations
 
 import argparse
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -80,16 +79,13 @@ import scipy.sparse as sp
 
 from .composition import (
     check_obs,
-    condition_design,
     condition_order,
     contrast_name,
-    is_paired,
-    linear_model_test,
     resolve_contrasts,
     sample_table,
 )
 from .errors import TmeflowInputError
-from .stats import bh_fdr
+from .stats import bh_fdr, condition_contrast, moderated_by_pattern
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 
@@ -149,20 +145,13 @@ def load_resource(name: str | None, species: str, var_names, *, file: str | Path
     return name, resource
 
 
-def ligand_family(symbol: str) -> str:
-    """CellChat-like pathway name from a ligand symbol: first subunit, trailing digits/suffix removed."""
-    first = symbol.split("_")[0]
-    stripped = re.sub(r"\d+[A-Z]?\d*$", "", first)
-    return stripped or first
-
-
 def pathway_map(resource: pd.DataFrame) -> tuple[dict[tuple[str, str], str], str]:
     """(ligand, receptor) -> pathway, and where the pathway came from."""
     for column in PATHWAY_COLUMNS:
         if column in resource.columns and resource[column].notna().any():
             labels = resource[column].fillna("other").astype(str)
             return dict(zip(zip(resource["ligand"], resource["receptor"]), labels)), f"resource column '{column}'"
-    return {(l, r): ligand_family(l) for l, r in zip(resource["ligand"], resource["receptor"])}, "ligand family (resource has no pathway annotation)"
+    return {}, "none (the resource has no pathway annotation; no pathway table)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,62 +224,80 @@ def count_strength(liana: pd.DataFrame, cutoff: float) -> pd.DataFrame:
 
 
 def pathway_table(liana: pd.DataFrame, pathways: dict[tuple[str, str], str], cutoff: float) -> pd.DataFrame:
+    """Per condition, pathway (from the resource's annotation) and source -> target: called interactions
+    and their strength. Empty when the resource has no pathway annotation: grouping by ligand-name
+    prefix would put IL1B, IL6 and IL10 in one "IL" pathway."""
+    columns = ["condition", "pathway", "source", "target", "n_interactions", "strength"]
+    if not pathways:
+        return pd.DataFrame(columns=columns)
     called = liana[liana["magnitude_rank"] <= cutoff].copy()
-    called["pathway"] = [pathways.get((l, r), ligand_family(l)) for l, r in zip(called["ligand"], called["receptor"])]
+    called["pathway"] = [pathways.get((l, r), "other") for l, r in zip(called["ligand"], called["receptor"])]
     grouped = called.groupby(["condition", "pathway", "source", "target"], observed=True)
     out = pd.concat([grouped.size().rename("n_interactions"), grouped["lr_means"].sum().rename("strength")], axis=1).reset_index()
     return out.sort_values(["condition", "strength"], ascending=[True, False])
 
 
-def two_proportion(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
-    """Two-sided two-proportion z-test (pooled); (z, p); NaN when undefined."""
-    from scipy.stats import norm
-
-    if n1 == 0 or n2 == 0:
-        return np.nan, np.nan
-    pooled = (k1 + k2) / (n1 + n2)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 0.0, 1.0
-    z = (k1 / n1 - k2 / n2) / se
-    return float(z), float(2 * norm.sf(abs(z)))
+PROPORTION_COLUMNS = ["comparison", "condition", "contrast", "source", "target", "fraction", "fraction_other", "other",
+                      "estimate", "t", "df", "pvalue", "fdr", "n_samples", "design"]
 
 
-def proportion_tests(counts: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    """Source -> target called fractions: vs other sources (within condition), and between conditions."""
-    rows = []
-    for condition, block in counts.groupby("condition", sort=False):
-        for target, per_target in block.groupby("target", sort=False):
-            k_all, n_all = per_target["n_interactions"].sum(), per_target["n_tested"].sum()
-            for row in per_target.itertuples():
-                k2, n2 = k_all - row.n_interactions, n_all - row.n_tested
-                z, p = two_proportion(int(row.n_interactions), int(row.n_tested), int(k2), int(n2))
-                rows.append({"comparison": "within_condition", "condition": condition, "contrast": "", "source": row.source,
-                             "target": target, "k": int(row.n_interactions), "n": int(row.n_tested), "fraction": row.n_interactions / max(row.n_tested, 1),
-                             "k_other": int(k2), "n_other": int(n2), "fraction_other": k2 / max(n2, 1),
-                             "other": "other sources -> same target", "z": z, "pvalue": p})
-    within = pd.DataFrame(rows)
-    if len(within):
-        within["fdr"] = np.nan
-        for condition, idx in within.groupby("condition").groups.items():
-            within.loc[idx, "fdr"] = bh_fdr(within.loc[idx, "pvalue"])
-    rows = []
+def sample_call_counts(per_sample: pd.DataFrame, cutoff: float) -> pd.DataFrame:
+    """Per sample and source -> target: interactions LIANA tested (``n_tested``) and called (``n_interactions``)."""
+    called = (per_sample["magnitude_rank"] <= cutoff).astype(int)
+    grouped = per_sample.assign(called=called).groupby(["sample", "condition", "source", "target"], observed=True)["called"]
+    return pd.concat([grouped.size().rename("n_tested"), grouped.sum().rename("n_interactions")], axis=1).reset_index()
+
+
+def proportion_tests(counts: pd.DataFrame, samples: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """Source -> target called fractions with samples as units (per-sample LIANA, :func:`sample_call_counts`).
+
+    Interactions of one sample are not independent trials (they share cells, genes and pathways), so
+    the unit is the sample: per sample the called fraction ``k / n`` of a source -> target pair is
+    arcsine-square-root transformed (propeller's ``asin`` transform, Phipson et al. 2022) and
+    ``within_condition``: the per-sample difference to the fraction of every other source -> the same
+    target is tested against 0 over the samples of the condition (moderated one-sample t-test);
+    ``between_conditions``: the transformed fractions are compared between the contrasted conditions
+    (moderated t-test, paired by patient when every patient has both; :func:`tmeflow.stats.condition_contrast`).
+    At least two samples (per condition) are needed. BH FDR per condition / contrast.
+    ``fraction`` / ``fraction_other`` are mean per-sample fractions.
+    """
+    if not len(counts):
+        return pd.DataFrame(columns=PROPORTION_COLUMNS)
+    frac = counts.assign(fraction=counts["n_interactions"] / counts["n_tested"])
+    totals = counts.groupby(["sample", "target"], observed=True)[["n_interactions", "n_tested"]].transform("sum")
+    other_n = totals["n_tested"] - counts["n_tested"]
+    frac["fraction_other"] = np.where(other_n > 0, (totals["n_interactions"] - counts["n_interactions"]) / other_n.clip(lower=1), np.nan)
+    wide = frac.pivot_table(index="sample", columns=["source", "target"], values="fraction", observed=True)
+    wide_other = frac.pivot_table(index="sample", columns=["source", "target"], values="fraction_other", observed=True)
+    asin = np.arcsin(np.sqrt(wide))
+    parts = []
+    for condition, block in samples.groupby("condition", sort=False):
+        keep = [s for s in block.index if s in wide.index]
+        if len(keep) < 2:
+            continue
+        diff = asin.loc[keep] - np.arcsin(np.sqrt(wide_other.loc[keep]))
+        diff = diff.loc[:, diff.notna().sum() >= 2]
+        fit = moderated_by_pattern(diff, lambda k: (np.ones((len(k), 1)), 0, "~ 1") if len(k) >= 2 else None)
+        fit["fraction"] = wide.loc[keep].mean().reindex(fit.index)
+        fit["fraction_other"] = wide_other.loc[keep].mean().reindex(fit.index)
+        fit = fit.assign(comparison="within_condition", condition=condition, contrast="", other="other sources -> same target")
+        fit["fdr"] = bh_fdr(fit["pvalue"])
+        parts.append(fit)
     for test, reference in pairs:
-        a = counts[counts["condition"] == test].set_index(["source", "target"])
-        b = counts[counts["condition"] == reference].set_index(["source", "target"])
-        for key in a.index.union(b.index):
-            k1, n1 = (int(a.at[key, "n_interactions"]), int(a.at[key, "n_tested"])) if key in a.index else (0, 0)
-            k2, n2 = (int(b.at[key, "n_interactions"]), int(b.at[key, "n_tested"])) if key in b.index else (0, 0)
-            z, p = two_proportion(k1, n1, k2, n2)
-            rows.append({"comparison": "between_conditions", "condition": test, "contrast": contrast_name(test, reference),
-                         "source": key[0], "target": key[1], "k": k1, "n": n1, "fraction": k1 / max(n1, 1), "k_other": k2,
-                         "n_other": n2, "fraction_other": k2 / max(n2, 1), "other": reference, "z": z, "pvalue": p})
-    between = pd.DataFrame(rows)
-    if len(between):
-        between["fdr"] = np.nan
-        for contrast, idx in between.groupby("contrast").groups.items():
-            between.loc[idx, "fdr"] = bh_fdr(between.loc[idx, "pvalue"])
-    return pd.concat([within, between], ignore_index=True)
+        fit = condition_contrast(asin, samples, test, reference, min_samples=MIN_SAMPLES)
+        is_test = samples.loc[asin.index, "condition"].to_numpy() == test
+        is_ref = samples.loc[asin.index, "condition"].to_numpy() == reference
+        fit["fraction"] = wide[is_test].mean().reindex(fit.index)
+        fit["fraction_other"] = wide[is_ref].mean().reindex(fit.index)
+        fit = fit.assign(comparison="between_conditions", condition=test, contrast=contrast_name(test, reference), other=reference)
+        fit["fdr"] = bh_fdr(fit["pvalue"])
+        parts.append(fit.drop(columns=["n_samples_test", "n_samples_reference"]))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=PROPORTION_COLUMNS)
+    table = pd.concat(parts)
+    table.index = pd.MultiIndex.from_tuples(list(table.index), names=["source", "target"])
+    return table.reset_index()[PROPORTION_COLUMNS]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -385,37 +392,20 @@ def differential_interactions(adata, resource: pd.DataFrame, pathways: dict, sam
     long = scores.T.stack().rename("score").reset_index()
     long.insert(0, "contrast", name)
     long["condition"] = long["sample"].map(used["condition"])
-    # Group interactions by which samples have values; one moderated linear model per pattern.
-    valid = scores.notna()
-    patterns = valid.T.apply(lambda col: "".join("1" if v else "0" for v in col), axis=1)
-    results = []
-    designs = set()
-    for pattern, columns in patterns.groupby(patterns).groups.items():
-        keep = [s for s, flag in zip(used.index, pattern) if flag == "1"]
-        kept = used.loc[keep]
-        n_test, n_ref = int((kept["condition"] == test).sum()), int((kept["condition"] == reference).sum())
-        if n_test < MIN_SAMPLES or n_ref < MIN_SAMPLES:
-            continue
-        paired = is_paired(kept, test, reference)
-        design = condition_design(kept, test, paired=paired)
-        y = np.log2(scores.loc[keep, columns] + PSEUDO)
-        fit = linear_model_test(y, design, coef=1, moderated=True)
-        is_test = (kept["condition"] == test).to_numpy()
-        block = pd.DataFrame({
-            "logfc": fit["logfc"].to_numpy(), "t": fit["t"].to_numpy(), "df": fit["df"].to_numpy(), "pvalue": fit["pvalue"].to_numpy(),
-            "mean_score_test": scores.loc[keep, columns][is_test].mean().to_numpy(),
-            "mean_score_reference": scores.loc[keep, columns][~is_test].mean().to_numpy(),
-            "n_samples_test": n_test, "n_samples_reference": n_ref,
-            "design": "~ condition + patient" if paired else "~ condition",
-        }, index=pd.MultiIndex.from_tuples(list(columns), names=scores.columns.names))
-        designs.add(block["design"].iat[0])
-        results.append(block)
-    if not results:
+    # One moderated linear model per set of samples with values (tmeflow.stats.condition_contrast).
+    fit = condition_contrast(np.log2(scores + PSEUDO), used, test, reference, min_samples=MIN_SAMPLES)
+    if not len(fit):
         return pd.DataFrame(columns=DIFF_COLUMNS), long, f"fewer than {MIN_SAMPLES} samples per condition with >= {min_cells} cells of the cell types"
-    table = pd.concat(results).reset_index()
+    is_test = (used["condition"] == test).to_numpy()
+    results = [fit.rename(columns={"estimate": "logfc"}).assign(
+        mean_score_test=scores[is_test].mean().reindex(fit.index),
+        mean_score_reference=scores[~is_test].mean().reindex(fit.index))]
+    table = pd.concat(results)
+    table.index = pd.MultiIndex.from_tuples(list(table.index), names=scores.columns.names)
+    table = table.reset_index()
     table.insert(0, "contrast", name)
     table["interaction"] = table["ligand"] + "->" + table["receptor"]
-    table["pathway"] = [pathways.get((l, r), ligand_family(l)) for l, r in zip(table["ligand"], table["receptor"])]
+    table["pathway"] = [pathways.get((l, r), "") for l, r in zip(table["ligand"], table["receptor"])]
     table["fdr"] = bh_fdr(table["pvalue"])
     table["significant"] = table["fdr"] < float(params["communication_fdr"])
     table = table.sort_values(["pvalue", "logfc"], key=lambda s: s if s.name == "pvalue" else -s.abs(), na_position="last", kind="stable")
@@ -526,6 +516,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     _write_gz(liana, outdir / "communication_liana_by_condition.tsv.gz")
     summary: dict[str, Any] = {"resource": resource_name, "pathways_from": pathway_source, "conditions": conditions,
                                "contrasts": [contrast_name(*p) for p in pairs], "called": {}, "differential": {}}
+    sample_counts = None
     if params.get("communication_per_sample", True):
         sample_labels = obs["sample"].astype(str).to_numpy()
         per_sample = []
@@ -539,6 +530,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
             table = pd.concat(per_sample, ignore_index=True)
             table["called"] = table["magnitude_rank"] <= cutoff
             _write_gz(table, outdir / "communication_liana_by_sample.tsv.gz")
+            sample_counts = sample_call_counts(table, cutoff)
     counts = count_strength(liana, cutoff)
     write_table(counts, outdir / "communication_counts.tsv")
     write_table(pathway_table(liana, pathways, cutoff).assign(pathway_source=pathway_source), outdir / "communication_pathways.tsv")
@@ -547,8 +539,10 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
                 outdir / "communication_counts_heatmap.png")
     save_figure(plot_pair_heatmaps(counts, "strength", present, pairs, "Interaction strength (sum of lr_means of called interactions)"),
                 outdir / "communication_strength_heatmap.png")
-    pairs_tested = [(t, r) for t, r in pairs if t in present and r in present]
-    write_table(proportion_tests(counts, pairs_tested), outdir / "communication_proportion_tests.tsv")
+    if sample_counts is None:
+        logger.warning("source -> target proportion tests need per-sample inference (communication_per_sample); not done")
+    write_table(proportion_tests(sample_counts if sample_counts is not None else pd.DataFrame(), samples, pairs),
+                outdir / "communication_proportion_tests.tsv")
     for condition in present:
         summary["called"][condition] = int(liana.loc[liana["condition"] == condition, "called"].sum())
     min_cells = int(params["communication_min_cells"])

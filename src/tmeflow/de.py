@@ -5,8 +5,9 @@ Input: the atlas h5ad (raw counts in ``layers['counts']``, log1p CP10k in ``X``;
 :mod:`tmeflow.composition` (``contrast``: ``test,reference``; default rule documented there).
 
 Groups tested: every ``cell_type`` (or those listed in ``de_cell_types``) and, when ``obs`` has a
-boolean ``malignant`` column and no cell type is already called ``malignant``, the malignant cells as
-one more group named ``malignant``.
+boolean ``malignant`` column and no cell type is already the malignant label (``"Malignant"``,
+:data:`tmeflow.cnv.MALIGNANT_LABEL`, written by ``tmeflow cnv``; compared case-insensitively), the
+malignant cells as one more group with that label.
 
 Guards (per group and contrast): a sample enters the test only with at least ``de_min_cells`` cells
 of the group; the group is tested only when each condition keeps at least ``de_min_samples`` such
@@ -53,13 +54,14 @@ from .composition import (
     resolve_contrasts,
     sample_table,
 )
+from .cnv import MALIGNANT_LABEL
 from .errors import TmeflowInputError
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 
 logger = get_logger(__name__)
 
-MALIGNANT = "malignant"
+MALIGNANT = MALIGNANT_LABEL  # one label for malignant cells, defined where CNV writes it
 DE_COLUMNS = ["contrast", "cell_type", "gene", "method", "log2fc", "stat", "pvalue", "padj", "significant", "base_mean",
               "pct_test", "pct_reference", "n_samples_test", "n_samples_reference", "n_cells_test", "n_cells_reference", "design"]
 SKIP_COLUMNS = ["contrast", "cell_type", "reason", "n_samples_test", "n_samples_reference", "n_cells_test", "n_cells_reference"]
@@ -86,7 +88,7 @@ def de_groups(obs: pd.DataFrame, cell_types: str | None = None) -> dict[str, np.
     if isinstance(obs["cell_type"].dtype, pd.CategoricalDtype):
         names = [str(c) for c in obs["cell_type"].cat.categories if str(c) in set(labels)]
     groups = {name: labels == name for name in names}
-    if "malignant" in obs.columns and MALIGNANT not in groups:
+    if "malignant" in obs.columns and MALIGNANT.casefold() not in {name.casefold() for name in groups}:
         flag = obs["malignant"]
         if flag.dtype == bool or set(flag.dropna().unique()) <= {True, False}:
             mask = flag.fillna(False).astype(bool).to_numpy()

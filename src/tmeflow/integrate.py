@@ -489,7 +489,7 @@ def integrate(adata, params: dict[str, Any]) -> tuple[Any, pd.DataFrame]:
     with timed(logger, f"integration metrics (labels: {labels or 'none'})"):
         table = metrics_table(adata, embeddings, labels, params)
     adata.uns["integration"] = {"use_rep": rep, "batch_key": batch_key, "method": params["batch_correction"] if corrected else "none",
-                                "label_key": labels or ""}  # fmt: skip
+                                "label_key": labels or "", "n_pcs": int(params["n_pcs"])}  # fmt: skip
     return adata, table
 
 

@@ -80,6 +80,7 @@ SECTIONS: tuple[Section, ...] = (
     )),
     Section("tmeflow_step_annotation", "Cell types", "Marker-based cell-type calls per cluster (tmeflow annotate).", (
         ("annotation_clusters_mqc.tsv", ""),
+        ("annotation_integration_metrics_mqc.tsv", ""),
         ("annotation_umap_mqc.png", "UMAP coloured by cell type, compartment and cluster"),
         ("annotation_dotplot_mqc.png", "Top marker genes per cluster: fraction of cells expressing and mean expression"),
     )),

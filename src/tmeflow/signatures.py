@@ -27,6 +27,8 @@ BUNDLED_GMTS = {
     "necroptosis": "cell_death/necroptosis.gmt",
     "cell_death": "cell_death/pyroptosis_ferroptosis_autophagy.gmt",
 }
+#: Bundled gene tables (Ensembl id, symbol, position) per species, in ``tmeflow/resources/gene_positions``.
+GENE_TABLES = {"human": "genes_hg38_xclone.tsv", "mouse": "genes_mm10_xclone.tsv"}
 
 
 def resource_path(relative: str) -> Path:
@@ -133,22 +135,80 @@ def ortholog_map(from_species: str, to_species: str) -> dict[str, str]:
     return dict(zip(table[column[from_species]], table[column[to_species]]))
 
 
+@cache
+def species_symbols(species: str) -> frozenset[str]:
+    """Gene symbols known for ``species``: the bundled gene-position table plus the ortholog table's symbols."""
+    positions = pd.read_csv(resource_path(f"gene_positions/{GENE_TABLES[species]}"), sep="\t", dtype=str,
+                            usecols=["gene_symbol"])
+    column = {"human": "human_symbol", "mouse": "mouse_symbol"}[species]
+    return frozenset(positions["gene_symbol"].dropna()) | frozenset(load_orthologs()[column].dropna())
+
+
 def map_gene_sets(gene_sets: dict[str, list[str]], from_species: str, to_species: str) -> dict[str, list[str]]:
-    """Translate gene sets to another species with :func:`ortholog_map`; unmapped genes are dropped."""
+    """Translate gene sets to another species; unmapped genes are dropped and the coverage of each set
+    is logged (:func:`mapping_coverage`).
+
+    A gene with a one-to-one ortholog (:func:`ortholog_map`) takes it. A gene without one (one-to-many
+    or many-to-many in Ensembl Compara, e.g. CCL3, CCL4, GZMB, S100A9, HMGB1) keeps the gene of the
+    other species with the same symbol ignoring case when the bundled gene tables know it (``Ccl3``,
+    ``Gzmb`` ...), the usual convention for human-mouse symbol translation. Genes whose orthologs carry
+    other names (CD8B -> Cd8b1, CCL21 -> Ccl21a/b/c) are not mapped: the bundled table has only
+    one-to-one pairs, so such genes show up in the coverage log.
+    """
     if from_species == to_species:
         return gene_sets
     mapping = ortholog_map(from_species, to_species)
-    return {name: list(dict.fromkeys(mapping[g] for g in genes if g in mapping)) for name, genes in gene_sets.items()}
+    target = {g.casefold(): g for g in sorted(species_symbols(to_species))}
+    mapped_from = set(mapping.values())
+
+    def translate(gene: str) -> str | None:
+        if gene in mapping:
+            return mapping[gene]
+        same = target.get(gene.casefold())
+        return same if same is not None and same not in mapped_from else None
+
+    out = {name: list(dict.fromkeys(t for t in map(translate, genes) if t)) for name, genes in gene_sets.items()}
+    coverage = mapping_coverage(gene_sets, out)
+    low = coverage[coverage["fraction"] < 0.9]
+    logger.info("gene sets mapped %s -> %s: %d set(s), median coverage %.0f%%", from_species, to_species,
+                len(coverage), 100 * coverage["fraction"].median() if len(coverage) else 100.0)
+    if len(low):
+        logger.warning("gene sets keeping < 90%% of their genes after %s -> %s mapping: %s", from_species, to_species,
+                       ", ".join(f"{r.gene_set} {r.n_mapped}/{r.n_genes}" for r in low.itertuples()))
+    return out
+
+
+def mapping_coverage(gene_sets: dict[str, list[str]], mapped: dict[str, list[str]]) -> pd.DataFrame:
+    """Per set: genes before and after a species mapping and the fraction kept."""
+    rows = [{"gene_set": name, "n_genes": len(genes), "n_mapped": len(mapped.get(name, [])),
+             "fraction": len(mapped.get(name, [])) / len(genes) if genes else float("nan")}
+            for name, genes in gene_sets.items()]
+    return pd.DataFrame(rows, columns=["gene_set", "n_genes", "n_mapped", "fraction"])
+
+
+@cache
+def _ensembl_table() -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for table in GENE_TABLES.values():
+        positions = pd.read_csv(resource_path(f"gene_positions/{table}"), sep="\t", dtype=str,
+                                usecols=["gene_symbol", "gene_id"]).dropna()
+        mapping.update(zip(positions["gene_id"], positions["gene_symbol"]))
+    orthologs = load_orthologs()
+    # the ortholog table is the newer Ensembl release: its (current) symbols win where both know an id
+    mapping.update(zip(orthologs["human_ensembl"], orthologs["human_symbol"]))
+    mapping.update(zip(orthologs["mouse_ensembl"], orthologs["mouse_symbol"]))
+    return mapping
 
 
 def ensembl_to_symbol(ids: pd.Index | list[str]) -> dict[str, str]:
-    """Ensembl gene ID (version suffix ignored) -> symbol, human and mouse, from the bundled ortholog table.
+    """Ensembl gene ID (version suffix ignored) -> symbol, human and mouse.
 
-    Only genes with a one-to-one ortholog are covered (about 17,000 per species).
+    Sources: the bundled gene tables (``gene_positions/``: 33,472 human GRCh38 and 32,195 mouse GRCm38
+    Ensembl genes, all biotypes) and the one-to-one ortholog table (Ensembl ~110; its current symbols
+    win for ids in both). The ortholog table alone would drop every gene without a one-to-one ortholog
+    (e.g. GZMB, GNLY, many immune genes).
     """
-    table = load_orthologs()
-    mapping = dict(zip(table["human_ensembl"], table["human_symbol"]))
-    mapping.update(zip(table["mouse_ensembl"], table["mouse_symbol"]))
+    mapping = _ensembl_table()
     return {i: mapping[i.split(".")[0]] for i in map(str, ids) if i.split(".")[0] in mapping}
 
 

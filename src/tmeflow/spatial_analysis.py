@@ -18,16 +18,21 @@ Neighbourhoods
 Co-localisation with malignant cells
     For each cell type, Pearson correlation of its proportion with the *spatially lagged* malignant
     proportion (mean over the spot's neighbours, the spot excluded; a bivariate Moran-type
-    statistic), with a permutation p-value (spots permuted, ``spatial_n_perms``) and BH FDR.
+    statistic), with a spatially constrained p-value: Moran spectral randomisation of the cell
+    type's proportion (Wagner & Dray 2015), which keeps its spatial autocorrelation (an i.i.d.
+    permutation of spots does not, and rejects far above the nominal level for smooth patterns),
+    exact null variance and normal p (:func:`tmeflow.stats.msr_linear_test`); BH FDR.
 Spatial ligand-receptor co-expression
     :func:`liana.mt.bivariate` local scores (``lr_local_metric``, default ``product``: the spatially
     weighted product of the standardised ligand and receptor expression, which grows with the
     amount of both; cosine and correlation metrics are scale-free and miss a co-ordinated rise) over
     liana's bundled ``consensus`` resource and a Gaussian spatial kernel (bandwidth 1.5 spot spacings,
     the spot itself included; :func:`liana.ut.spatial_neighbors`), on log-normalised expression with
-    ligand and receptor each detected in >= ``lr_min_prop`` of spots. Interface enrichment: one-sided
-    Mann-Whitney U test of the local scores in interface spots against all other spots, BH FDR over
-    interactions; an interaction is interface-enriched at FDR < ``lr_fdr`` with a positive difference.
+    ligand and receptor each detected in >= ``lr_min_prop`` of spots. Interface enrichment: mean
+    local score in interface spots minus elsewhere, one-sided, against Moran spectral randomisation of
+    the (autocorrelated, kernel-smoothed) score (:func:`interface_test`), BH FDR over interactions;
+    interface-enriched at FDR < ``lr_fdr`` with a positive difference. Each section is one
+    observation of its patient: these p-values are about this section, not a population.
 Trajectory from tumour to stroma
     Axis = signed distance to the tumour boundary in spot spacings (negative inside tumour: distance
     to the nearest non-tumour spot; positive outside: distance to the nearest tumour spot). Signature
@@ -40,9 +45,14 @@ Distance association
     distance to the nearest malignant-rich (tumour) spot over non-tumour spots, BH FDR.
 Tertiary lymphoid structures
     12-chemokine TLS score (CCL2, CCL3, CCL4, CCL5, CCL8, CCL18, CCL19, CCL21, CXCL9, CXCL10, CXCL11,
-    CXCL13; Coppola et al. 2011; Cabrita et al. 2020) per spot; TLS candidate spots have a score in the
-    top ``1 - tls_score_quantile`` and a lymphoid (``lymphoid_cell_types``: B/T) proportion in the
-    section's upper quartile and >= 5%; neighbouring candidate spots form one TLS (connected components of the spatial graph).
+    CXCL13; Coppola et al. 2011; Cabrita et al. 2020) per spot. Absolute thresholds, the same in every
+    section: a TLS spot has a chemokine score >= ``tls_min_score`` (score_genes units: log-normalised
+    expression above expression-matched control genes) and a lymphoid (``lymphoid_cell_types``: B/T)
+    proportion >= ``tls_min_lymphoid``; neighbouring TLS spots form one TLS (connected components of
+    the spatial graph) when there are at least ``tls_min_spots`` of them. A section without lymphoid
+    aggregates therefore reports none (per-section quantiles, used before, called a TLS in almost
+    every section). The defaults (0.3, 0.3, 3 spots) are tmeflow's conventions, not values from a
+    publication; histology remains the reference for TLS.
 """
 
 from __future__ import annotations
@@ -73,8 +83,6 @@ SIGNATURES = {  # name: (bundled GMT key, set name)
     "stromal": ("estimate", "StromalSignature"),
 }
 MIN_SIGNATURE_GENES = 3
-TLS_LYMPHOID_QUANTILE = 0.75  # TLS spots: lymphoid proportion in the section's upper quartile ...
-TLS_MIN_LYMPHOID = 0.05  # ... and at least 5% of the spot
 TLS_COLUMNS = ["tls_id", "n_spots", "mean_tls_score", "mean_lymphoid_prop", "region", "mean_signed_distance"]
 
 
@@ -225,41 +233,90 @@ def neighbourhood(adata, key: str, params: dict[str, Any]) -> tuple[pd.DataFrame
     return zscore, co
 
 
+def section_eigenvectors(graph: sp.csr_matrix) -> np.ndarray | None:
+    """Moran eigenvectors of the section's spatial graph for the spatially constrained nulls, or None
+    (with a warning) above :data:`tmeflow.stats.MSR_MAX_SPOTS` spots."""
+    from .stats import MSR_MAX_SPOTS, moran_eigenvectors
+
+    if graph.shape[0] > MSR_MAX_SPOTS:
+        logger.warning("%d spots: above %d, no spatially constrained null (co-localisation and interface p-values NaN)",
+                       graph.shape[0], MSR_MAX_SPOTS)
+        return None
+    return moran_eigenvectors(graph)
+
+
 def colocalisation(proportions: pd.DataFrame, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[str, Any],
-                   malignant_types: list[str]) -> pd.DataFrame:
-    """Per cell type: correlation with the malignant proportion in the same spot and in the neighbours."""
+                   malignant_types: list[str], vectors: np.ndarray | None = None) -> pd.DataFrame:
+    """Per cell type: correlation with the malignant proportion in the same spot and in the neighbours.
+
+    The p-value of ``r_lagged_malignant`` comes from Moran spectral randomisation of the cell type's
+    proportion (:func:`tmeflow.stats.msr_linear_test`): the null keeps its spatial autocorrelation.
+    Permuting spots i.i.d. (done before) ignores it, and two smooth but unrelated patterns then
+    look co-localised far more often than the nominal level. ``vectors``: Moran eigenvectors of
+    ``graph`` (computed when None)."""
+    from .stats import msr_linear_test
+
+    if vectors is None:
+        vectors = section_eigenvectors(graph)
     degree = np.asarray(graph.sum(axis=1)).ravel()
     lagged = (graph @ malignant) / np.maximum(degree, 1)
-    rng = np.random.default_rng(params["seed"])
-    n_perms = params["spatial_n_perms"]
     z_lag = (lagged - lagged.mean()) / (lagged.std() or 1.0)
+    n = len(z_lag)
     rows = []
     for cell_type in proportions.columns:
         if cell_type in malignant_types:
             continue
         x = proportions[cell_type].to_numpy(dtype=float)
         if x.std() == 0:
-            rows.append((cell_type, np.nan, np.nan, np.nan))
+            rows.append((cell_type, np.nan, np.nan, np.nan, np.nan))
             continue
-        z = (x - x.mean()) / x.std()
-        r_lag = float(np.mean(z * z_lag))
         r_spot = float(np.corrcoef(x, malignant)[0, 1]) if malignant.std() > 0 else np.nan
-        null = np.array([np.mean(rng.permutation(z) * z_lag) for _ in range(n_perms)])
-        p = (1 + np.sum(np.abs(null) >= abs(r_lag))) / (n_perms + 1)
-        rows.append((cell_type, r_spot, r_lag, p))
-    table = pd.DataFrame(rows, columns=["cell_type", "r_same_spot", "r_lagged_malignant", "pval_perm"])
-    table["fdr"] = _bh(table["pval_perm"].to_numpy())
+        if vectors is None:
+            r_lag, z, p = float(np.mean((x - x.mean()) / x.std() * z_lag)), np.nan, np.nan
+        else:
+            r_lag, z, p = msr_linear_test(x, z_lag / (n * x.std()), vectors)
+        rows.append((cell_type, r_spot, r_lag, z, p))
+    table = pd.DataFrame(rows, columns=["cell_type", "r_same_spot", "r_lagged_malignant", "z_msr", "pval_msr"])
+    table["fdr"] = _bh(table["pval_msr"].to_numpy())
     return table.sort_values("r_lagged_malignant", ascending=False).reset_index(drop=True)
+
+
+def interface_test(scores: np.ndarray, names: list[str], regions: np.ndarray, vectors: np.ndarray | None,
+                   fdr: float) -> pd.DataFrame:
+    """Interface enrichment of local ligand-receptor scores (spots x interactions): the difference of
+    the mean score in interface spots and elsewhere, tested one-sided against Moran spectral
+    randomisation of each score (:func:`tmeflow.stats.msr_linear_test`). Kernel-smoothed local
+    scores are strongly autocorrelated, so a Mann-Whitney test over spots (done before) treats
+    thousands of dependent spots as independent; the constrained null keeps that autocorrelation.
+    BH FDR over interactions; ``interface_enriched`` at FDR < ``fdr`` with a positive difference."""
+    from .stats import msr_linear_test
+
+    interface = regions == "interface"
+    weights = np.where(interface, 1.0 / max(interface.sum(), 1), -1.0 / max((~interface).sum(), 1))
+    rows = []
+    for k, name in enumerate(names):
+        inside, outside = scores[interface, k], scores[~interface, k]
+        z = p = np.nan
+        if interface.sum() >= 3 and (~interface).sum() >= 3 and np.ptp(scores[:, k]) > 0 and vectors is not None:
+            _, z, p = msr_linear_test(scores[:, k], weights, vectors, alternative="greater")
+        rows.append((name, float(inside.mean()) if len(inside) else np.nan, float(outside.mean()), z, p))
+    table = pd.DataFrame(rows, columns=["interaction", "mean_interface", "mean_elsewhere", "z_msr", "pval"])
+    parts = table["interaction"].str.split("^", n=1, expand=True, regex=False)
+    table.insert(1, "ligand", parts[0])
+    table.insert(2, "receptor", parts[1] if parts.shape[1] > 1 else "")
+    table["difference"] = table["mean_interface"] - table["mean_elsewhere"]
+    table["fdr"] = _bh(table["pval"].to_numpy())
+    table["interface_enriched"] = (table["fdr"] < fdr) & (table["difference"] > 0)
+    return table.sort_values(["fdr", "difference"], ascending=[True, False]).reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------------------------
 # Ligand-receptor
 # ----------------------------------------------------------------------------------------------
-def spatial_lr(adata, regions: np.ndarray, params: dict[str, Any]) -> tuple[pd.DataFrame, Any]:
-    """liana bivariate local scores and their interface enrichment (Mann-Whitney, BH FDR)."""
+def spatial_lr(adata, regions: np.ndarray, params: dict[str, Any], vectors: np.ndarray | None = None) -> tuple[pd.DataFrame, Any]:
+    """liana bivariate local scores and their interface enrichment (:func:`interface_test`)."""
     import anndata as ad
     import liana as li
-    from scipy.stats import mannwhitneyu
 
     work = ad.AnnData(sp.csr_matrix(adata.X), obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
     work.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=float)
@@ -268,24 +325,7 @@ def spatial_lr(adata, regions: np.ndarray, params: dict[str, Any]) -> tuple[pd.D
     lrdata = li.mt.bivariate(work, resource_name="consensus", local_name=params["lr_local_metric"], global_name=None,
                              n_perms=None, nz_prop=params["lr_min_prop"], connectivity_key="lr_connectivities",
                              use_raw=False, verbose=False)
-    scores = _dense(lrdata.X)
-    interface = regions == "interface"
-    rows = []
-    for k, name in enumerate(lrdata.var_names):
-        inside, outside = scores[interface, k], scores[~interface, k]
-        if interface.sum() < 3 or (~interface).sum() < 3 or np.ptp(scores[:, k]) == 0:
-            p = np.nan
-        else:
-            p = float(mannwhitneyu(inside, outside, alternative="greater").pvalue)
-        rows.append((name, float(inside.mean()) if len(inside) else np.nan, float(outside.mean()), p))
-    table = pd.DataFrame(rows, columns=["interaction", "mean_interface", "mean_elsewhere", "pval"])
-    parts = table["interaction"].str.split("^", n=1, expand=True, regex=False)
-    table.insert(1, "ligand", parts[0])
-    table.insert(2, "receptor", parts[1] if parts.shape[1] > 1 else "")
-    table["difference"] = table["mean_interface"] - table["mean_elsewhere"]
-    table["fdr"] = _bh(table["pval"].to_numpy())
-    table["interface_enriched"] = (table["fdr"] < params["lr_fdr"]) & (table["difference"] > 0)
-    table = table.sort_values(["fdr", "difference"], ascending=[True, False]).reset_index(drop=True)
+    table = interface_test(_dense(lrdata.X), list(lrdata.var_names), regions, vectors, params["lr_fdr"])
     return table, lrdata
 
 
@@ -380,18 +420,19 @@ def detect_tls(tls_score: pd.Series | None, proportions: pd.DataFrame, graph: sp
         return labels, pd.DataFrame(columns=TLS_COLUMNS)
     score = tls_score.to_numpy(dtype=float)
     lymphoid = proportions[lymphoid_types].sum(axis=1).to_numpy(dtype=float)
-    candidate = ((score >= np.quantile(score, params["tls_score_quantile"]))
-                 & (lymphoid >= np.quantile(lymphoid, TLS_LYMPHOID_QUANTILE)) & (lymphoid >= TLS_MIN_LYMPHOID))
+    candidate = (score >= float(params["tls_min_score"])) & (lymphoid >= float(params["tls_min_lymphoid"]))
     idx = np.flatnonzero(candidate)
     rows = []
     if len(idx):
         sub = graph[idx][:, idx]
         _, component = connected_components(sub, directed=False)
-        labels[idx] = component
-        for c in np.unique(component):
+        sizes = np.bincount(component)
+        large = np.flatnonzero(sizes >= int(params["tls_min_spots"]))
+        for number, c in enumerate(large):
             members = idx[component == c]
+            labels[members] = number
             region_values, counts = np.unique(regions[members], return_counts=True)
-            rows.append((int(c), len(members), float(score[members].mean()), float(lymphoid[members].mean()),
+            rows.append((number, len(members), float(score[members].mean()), float(lymphoid[members].mean()),
                          str(region_values[np.argmax(counts)]),
                          float(np.nanmean(distance[members])) if np.isfinite(distance[members]).any() else np.nan))
     table = pd.DataFrame(rows, columns=TLS_COLUMNS)
@@ -470,15 +511,17 @@ def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) ->
     with timed(logger, f"{sample}: neighbourhood enrichment and co-occurrence"):
         results["nhood_region"], results["cooc_region"] = neighbourhood(adata, "region", params)
         results["nhood_type"], results["cooc_type"] = neighbourhood(adata, "dominant_type", params)
-    results["colocalisation"] = colocalisation(proportions, malignant, graph, params, malignant_types)
+    with timed(logger, f"{sample}: Moran eigenvectors of {graph.shape[0]} spots (spatially constrained nulls)"):
+        vectors = section_eigenvectors(graph)
+    results["colocalisation"] = colocalisation(proportions, malignant, graph, params, malignant_types, vectors)
     if (regions == "interface").sum() >= 3:
         with timed(logger, f"{sample}: spatial ligand-receptor (liana bivariate {params['lr_local_metric']})"):
-            results["lr"], lrdata = spatial_lr(adata, regions, params)
+            results["lr"], lrdata = spatial_lr(adata, regions, params, vectors)
         results["lrdata"] = lrdata
     else:
         logger.warning("%s: fewer than 3 interface spots; interface ligand-receptor test skipped", sample)
         results["lr"] = pd.DataFrame(columns=["interaction", "ligand", "receptor", "mean_interface", "mean_elsewhere",
-                                              "pval", "difference", "fdr", "interface_enriched"])
+                                              "z_msr", "pval", "difference", "fdr", "interface_enriched"])
     with timed(logger, f"{sample}: signature scores, trajectory, distances, TLS"):
         scores = score_signatures(adata, species, params["seed"])
         for column in scores.columns:

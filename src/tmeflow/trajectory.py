@@ -33,16 +33,23 @@ Fates (CellRank 2, Weiler et al. 2024)
     (fate) probabilities. Each fate is named after its label (below; e.g. ``metastasis_branch``,
     the macrostate appended when labels repeat): obs ``fate_probability_<fate>``, ``fate`` (most
     likely fate), ``terminal_state``.
-Condition enrichment of a fate
-    For each fate and condition: mean fate probability of the condition's cells over the mean of all
-    subset cells (``enrichment``), and a Fisher exact test of the condition among the cells whose
-    most likely fate it is vs the other cells. A fate's ``label`` is ``<condition> branch`` for the
-    condition with the highest enrichment when that test has p < 0.05 and enrichment > 1 (e.g.
-    "metastasis branch"), else ``shared``.
+Condition enrichment of a fate (samples as units)
+    Per sample (>= 10 subset cells) the mean fate probability of its cells; for each fate and
+    condition, the condition's samples against all other samples by a t-test on the per-sample means
+    (paired by patient when every patient has samples on both sides), BH FDR over all
+    fate x condition tests (:func:`condition_enrichment`). A fate's ``label`` is ``<condition>
+    branch`` for the condition with the largest positive difference at FDR < 0.05 (e.g. "metastasis
+    branch"), else ``shared``. Cells are not replicates: a cell-level test (used before) labels
+    branches after conditions almost automatically. Without ``obs['sample']`` each condition is one
+    sample and no fate can be labelled.
 Genes along each fate
     Weighted Spearman correlation of each gene (log-normalised, expressed in >= 5% of the subset)
     with pseudotime, weights = the fate's probability; p-values from the t approximation with the
-    Kish effective sample size, BH FDR per fate. *Fate genes*: FDR < ``trajectory_fdr``, rho > 0
+    Kish effective sample size, BH FDR per fate. What this ranking can claim: genes that change along
+    the inferred pseudotime of a fate, in these cells. It is exploratory, not a test of a biological
+    hypothesis: cells are not independent replicates (samples are), and pseudotime and fates were
+    computed from the same genes' expression (double dipping), so p-values and FDRs are too small and
+    serve to rank genes; validate in held-out samples or with sample-level designs. *Fate genes*: FDR < ``trajectory_fdr``, rho > 0
     and rho at least 0.1 above the gene's rho in every other fate. Hallmark over-representation of
     the fate genes: hypergeometric test against the tested genes (bundled Hallmark GMT; mouse: the
     ortholog-mapped one), BH FDR per fate.
@@ -290,36 +297,70 @@ def fates(adata, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series, int]:
     return frame, terminal, n_states
 
 
-def condition_enrichment(probs: pd.DataFrame, conditions: pd.Series, order: list[str]) -> pd.DataFrame:
-    """Per fate and condition: enrichment of the mean fate probability and a Fisher test on the most likely fate."""
-    from scipy.stats import fisher_exact
+MIN_CELLS_PER_SAMPLE = 10  # a sample's mean fate probability needs this many subset cells
+FATE_FDR = 0.05
 
-    best = probs.idxmax(axis=1)
+
+def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Per fate and condition: is the fate more likely in the condition's samples than in the others?
+
+    Samples are the units (cells of one sample are not independent): per sample with at least
+    :data:`MIN_CELLS_PER_SAMPLE` subset cells, the mean fate probability of its cells; per fate and
+    condition, those of the condition's samples against the other samples by a linear-model t-test
+    (:func:`tmeflow.stats.condition_contrast`, ``~ condition + patient`` -- a paired t-test -- when
+    every patient has samples on both sides, else ``~ condition``; not moderated: fate probabilities
+    sum to one, so fates share no exchangeable variance prior and eBayes over them was
+    anti-conservative, 12.5% rejections at 5% on null cohorts), two-sided, BH FDR
+    over all fate x condition tests. ``enrichment`` is the condition's mean of sample means over the
+    mean of all sample means; ``difference`` the tested effect. Needs two samples on each side;
+    otherwise ``pvalue`` is NaN.
+    """
+    from .composition import sample_table
+    from .stats import condition_contrast
+
+    cells = obs.assign(**{f"p{i}": probs[f].to_numpy() for i, f in enumerate(probs.columns)})
+    per_sample = cells.groupby(cells["sample"].astype(str), observed=True)
+    n_cells = per_sample.size()
+    means = per_sample[[f"p{i}" for i in range(probs.shape[1])]].mean()
+    means.columns = list(probs.columns)
+    kept = n_cells.index[n_cells >= MIN_CELLS_PER_SAMPLE]
+    means = means.loc[kept]
+    samples = sample_table(obs).loc[kept]
+    overall = means.mean()
     rows = []
-    for fate in probs.columns:
-        overall = float(probs[fate].mean())
-        in_fate = (best == fate).to_numpy()
-        for condition in order:
-            is_c = (conditions == condition).to_numpy()
-            if not is_c.any():
-                continue
-            table = [[int((in_fate & is_c).sum()), int((in_fate & ~is_c).sum())],
-                     [int((~in_fate & is_c).sum()), int((~in_fate & ~is_c).sum())]]
-            odds, p = fisher_exact(table, alternative="greater")
-            rows.append({"fate": fate, "condition": condition, "n_cells_condition": int(is_c.sum()),
-                         "mean_probability": float(probs.loc[is_c, fate].mean()), "enrichment": float(probs.loc[is_c, fate].mean()) / max(overall, 1e-12),
-                         "n_most_likely": int((in_fate & is_c).sum()), "odds_ratio": float(odds), "pvalue": float(p)})
-    return pd.DataFrame(rows)
+    for condition in order:
+        is_c = (samples["condition"] == condition).to_numpy()
+        if not is_c.any():
+            continue
+        sides = samples.assign(condition=np.where(is_c, condition, "\x1fother"))
+        fit = condition_contrast(means, sides, condition, "\x1fother", min_samples=2, moderated=False)
+        for fate in probs.columns:
+            tested = fate in fit.index
+            rows.append({"fate": fate, "condition": condition, "n_samples_condition": int(is_c.sum()),
+                         "n_samples_other": int((~is_c).sum()),
+                         "n_cells_condition": int(n_cells.loc[kept][is_c].sum()),
+                         "mean_probability": float(means.loc[is_c, fate].mean()),
+                         "enrichment": float(means.loc[is_c, fate].mean()) / max(float(overall[fate]), 1e-12),
+                         "difference": float(fit.at[fate, "estimate"]) if tested else np.nan,
+                         "t": float(fit.at[fate, "t"]) if tested else np.nan,
+                         "pvalue": float(fit.at[fate, "pvalue"]) if tested else np.nan,
+                         "design": fit.at[fate, "design"] if tested else "not tested (fewer than 2 samples per side)"})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["fdr"] = bh_fdr(table["pvalue"])
+    return table
 
 
 def label_fates(enrichment: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``<condition> branch`` for the condition with the largest sample-level difference when its
+    FDR < :data:`FATE_FDR` and the difference is positive; else ``shared``."""
     labels = {}
     for fate, block in enrichment.groupby("fate", sort=False):
-        top = block.sort_values("enrichment", ascending=False).iloc[0]
-        enriched = bool(top["pvalue"] < 0.05 and top["enrichment"] > 1.0)
+        top = block.sort_values("difference", ascending=False, na_position="last").iloc[0]
+        enriched = bool(top["fdr"] < FATE_FDR and top["difference"] > 0)
         labels[fate] = {"label": f"{top['condition']} branch" if enriched else "shared",
                         "enriched_condition": top["condition"] if enriched else "", "enrichment": float(top["enrichment"]),
-                        "pvalue": float(top["pvalue"])}
+                        "pvalue": float(top["pvalue"]), "fdr": float(top["fdr"])}
     return labels
 
 
@@ -530,7 +571,8 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     with timed(logger, "CellRank fates (PseudotimeKernel + ConnectivityKernel, GPCCA)"):
         probs, terminal, n_states = fates(adata, params)
     order = condition_order(adata.obs)
-    enrichment = condition_enrichment(probs, adata.obs["condition"].astype(str), order)
+    obs = adata.obs if "sample" in adata.obs.columns else adata.obs.assign(sample=adata.obs["condition"].astype(str))
+    enrichment = condition_enrichment(probs, obs, order)
     labels = label_fates(enrichment)
     # name each fate by its label ("metastasis_branch"); the macrostate is appended when labels repeat
     slugs = {m: _safe(labels[m]["label"]) for m in probs.columns}
