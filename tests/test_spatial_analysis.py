@@ -247,3 +247,37 @@ def test_spatial_nulls_are_calibrated():
     table = interface_test(scores, ["A^B", "MDK^NCL"], regions, vectors, 0.05).set_index("interaction")
     assert table.loc["MDK^NCL", "interface_enriched"] and table.loc["MDK^NCL", "fdr"] < 1e-3
     assert not table.loc["A^B", "interface_enriched"]
+
+
+def _lr_section(genes: list[str], seed: int = 0):
+    """A 15 x 15 square-grid section of log-normalised counts over ``genes``, interface in the middle rows."""
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    rows, cols = np.divmod(np.arange(225), 15)
+    adata = ad.AnnData(np.log1p(rng.poisson(2.0, size=(225, len(genes))).astype(np.float32)),
+                       var=pd.DataFrame(index=genes))
+    adata.obsm["spatial"] = np.column_stack([cols * 100.0, rows * 100.0])
+    regions = np.where(np.abs(rows - 7) <= 1, "interface", np.where(rows < 7, "tumour", "stroma"))
+    return adata, regions
+
+
+def test_spatial_lr_uses_the_species_resource_and_refuses_a_mismatch():
+    """A mouse section is scored with liana's mouseconsensus (it crashed with the human resource); human
+    genes against the mouse resource are one line naming the stage and species."""
+    import liana as li
+
+    from tmeflow.errors import TmeflowInputError
+    from tmeflow.params import defaults
+    from tmeflow.spatial_analysis import spatial_lr
+
+    mouse = li.rs.select_resource("mouseconsensus")
+    genes = sorted({g for entry in mouse["ligand"].head(150).tolist() + mouse["receptor"].head(150).tolist()
+                    for g in entry.split("_")})
+    adata, regions = _lr_section(genes)
+    params = {**defaults(), "lr_min_prop": 0.05}
+    table, lrdata = spatial_lr(adata, regions, params, species="mouse")
+    assert len(table) > 0 and lrdata.n_vars == len(table)
+    assert set(table["ligand"]) <= set(genes)
+    with pytest.raises(TmeflowInputError, match=r"spatial_analysis: only \d+ genes .*'consensus'.*species human"):
+        spatial_lr(adata, regions, params, species="human")

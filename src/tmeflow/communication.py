@@ -123,8 +123,12 @@ def species_of(obs: pd.DataFrame) -> str:
     return "human"
 
 
-def load_resource(name: str | None, species: str, var_names, *, file: str | Path | None = None) -> tuple[str, pd.DataFrame]:
-    """The ligand-receptor resource (bundled in LIANA; offline) and its name; checks gene overlap."""
+def load_resource(name: str | None, species: str, var_names, *, file: str | Path | None = None,
+                  stage: str = "communication") -> tuple[str, pd.DataFrame]:
+    """The ligand-receptor resource (bundled in LIANA; offline) and its name; checks gene overlap.
+
+    The default is the species' consensus resource; a resource that covers fewer than 10 of the data's
+    genes (species mismatch, Ensembl ids) is a one-line error naming ``stage`` and the species."""
     import liana as li
 
     name = (name or "").strip() or ("mouseconsensus" if species == "mouse" else "consensus")
@@ -139,8 +143,8 @@ def load_resource(name: str | None, species: str, var_names, *, file: str | Path
     found = len(subunits & genes)
     if found < 10:
         raise TmeflowInputError(
-            f"only {found} genes of the ligand-receptor resource '{name}' are in the atlas var_names "
-            f"(species {species}: use gene symbols, or set communication_resource)", file=file,
+            f"{stage}: only {found} genes of the ligand-receptor resource '{name}' are in the data's var_names "
+            f"(species {species}: use gene symbols of that species, or set communication_resource)", file=file,
         )
     return name, resource
 

@@ -313,16 +313,21 @@ def interface_test(scores: np.ndarray, names: list[str], regions: np.ndarray, ve
 # ----------------------------------------------------------------------------------------------
 # Ligand-receptor
 # ----------------------------------------------------------------------------------------------
-def spatial_lr(adata, regions: np.ndarray, params: dict[str, Any], vectors: np.ndarray | None = None) -> tuple[pd.DataFrame, Any]:
-    """liana bivariate local scores and their interface enrichment (:func:`interface_test`)."""
+def spatial_lr(adata, regions: np.ndarray, params: dict[str, Any], vectors: np.ndarray | None = None, *,
+               species: str = "human") -> tuple[pd.DataFrame, Any]:
+    """liana bivariate local scores and their interface enrichment (:func:`interface_test`), with the
+    species' bundled resource (``consensus`` / ``mouseconsensus``, as in ``tmeflow communication``)."""
     import anndata as ad
     import liana as li
 
+    from .communication import load_resource
+
+    _, resource = load_resource(None, species, adata.var_names, stage="spatial_analysis")
     work = ad.AnnData(sp.csr_matrix(adata.X), obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
     work.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=float)
     spacing = spot_spacing(work.obsm["spatial"])
     li.ut.spatial_neighbors(work, bandwidth=1.5 * spacing, cutoff=0.1, set_diag=True, key_added="lr")
-    lrdata = li.mt.bivariate(work, resource_name="consensus", local_name=params["lr_local_metric"], global_name=None,
+    lrdata = li.mt.bivariate(work, resource=resource[["ligand", "receptor"]], local_name=params["lr_local_metric"], global_name=None,
                              n_perms=None, nz_prop=params["lr_min_prop"], connectivity_key="lr_connectivities",
                              use_raw=False, verbose=False)
     table = interface_test(_dense(lrdata.X), list(lrdata.var_names), regions, vectors, params["lr_fdr"])
@@ -516,7 +521,7 @@ def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) ->
     results["colocalisation"] = colocalisation(proportions, malignant, graph, params, malignant_types, vectors)
     if (regions == "interface").sum() >= 3:
         with timed(logger, f"{sample}: spatial ligand-receptor (liana bivariate {params['lr_local_metric']})"):
-            results["lr"], lrdata = spatial_lr(adata, regions, params, vectors)
+            results["lr"], lrdata = spatial_lr(adata, regions, params, vectors, species=species)
         results["lrdata"] = lrdata
     else:
         logger.warning("%s: fewer than 3 interface spots; interface ligand-receptor test skipped", sample)
