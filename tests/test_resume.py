@@ -56,14 +56,18 @@ def _env() -> dict[str, str]:
 
 def _run_until(params: Path, outdir: Path, record: str, *extra: str) -> str:
     """Start `tmeflow run`, SIGTERM it once ``record`` is written; return its stderr's last line."""
-    process = subprocess.Popen(_command(params, outdir, *extra), env=_env(), stderr=subprocess.PIPE, text=True)
-    target = outdir / "pipeline_info" / "tasks" / f"{record}.json"
-    deadline = time.monotonic() + 900
-    while not target.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # into the next stage's writing
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=300)
+    log = outdir.parent / f"{outdir.name}.{record}.log"  # a file, not a pipe: a full pipe would stall the run
+    with open(log, "w") as handle:
+        process = subprocess.Popen(_command(params, outdir, *extra), env=_env(), stderr=handle)
+        target = outdir / "pipeline_info" / "tasks" / f"{record}.json"
+        deadline = time.monotonic() + 900
+        while not target.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None, f"the run ended before {record} was recorded: {log.read_text()[-3000:]}"
+        time.sleep(0.5)  # into the next stage
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=300)
+    err = log.read_text()
     assert process.returncode == 143, err[-3000:]
     return err.strip().splitlines()[-1]
 
@@ -144,3 +148,60 @@ def test_a_rerun_removes_the_stale_temporaries_of_a_hard_kill(small_cohort, tmp_
     kept.write_bytes(b"finished")
     assert remove_stale_temporaries(outdir) == 2
     assert not any(path.exists() for path in stale) and kept.exists() and not (outdir / ".tmeflow_tmp").exists()
+
+
+def test_task_key_follows_inputs_stage_parameters_user_files_and_version(tmp_path, monkeypatch):
+    """What decides reuse: the stage's own parameters (not another stage's), its input files' size and
+    mtime, the content stamp of user files it reads, and the tmeflow version."""
+    import os as _os
+
+    import tmeflow.resume as resume
+    from tmeflow.params import defaults
+
+    data = tmp_path / "atlas.h5ad"
+    data.write_bytes(b"atlas")
+    markers = tmp_path / "markers.tsv"
+    markers.write_text("gene\tcell_type\n")
+    params = {**defaults(), "markers": str(markers)}
+    key = resume.task_key("annotate", (data,), {}, params)
+    assert resume.task_key("annotate", (data,), {}, {**params, "communication_n_perms": 7}) == key
+    assert resume.task_key("annotate", (data,), {}, {**params, "n_marker_genes": 7}) != key
+    assert resume.task_key("annotate", (str(data),), {}, params) == resume.task_key("annotate", (data,), {}, params)
+    stamp = data.stat().st_mtime_ns
+    _os.utime(data, ns=(stamp + 10**9, stamp + 10**9))
+    assert resume.task_key("annotate", (data,), {}, params) != key
+    _os.utime(data, ns=(stamp, stamp))
+    assert resume.task_key("annotate", (data,), {}, params) == key
+    markers.write_text("gene\tcell_type\nCD3E\tT\n")
+    assert resume.task_key("annotate", (data,), {}, params) != key
+    markers_key = resume.task_key("annotate", (data,), {}, params)
+    monkeypatch.setattr(resume, "__version__", "999")
+    assert resume.task_key("annotate", (data,), {}, params) != markers_key
+
+
+def test_a_changed_output_or_record_means_the_task_runs_again(tmp_path):
+    """A record is trusted only while the outputs it lists are unchanged."""
+    from tmeflow.params import defaults
+    from tmeflow.resume import TaskRunner
+
+    calls = []
+
+    def stage(value, outdir, params):
+        calls.append(value)
+        (Path(outdir) / "out.tsv").write_text(f"{value}\n")
+        return {"table": Path(outdir) / "out.tsv"}
+
+    outdir = tmp_path / "results"
+    runner = TaskRunner(outdir, defaults(), resume=True)
+    first = runner.run("composition", "composition", stage, (1,), {}, outdir / "composition")
+    assert first["table"] == outdir / "composition" / "out.tsv" and first["table"].read_text() == "1\n"
+    again = TaskRunner(outdir, defaults(), resume=True)
+    assert again.run("composition", "composition", stage, (1,), {}, outdir / "composition") == first
+    assert calls == [1] and again.reused == ["composition"]
+    first["table"].write_text("edited by hand\n")
+    third = TaskRunner(outdir, defaults(), resume=True)
+    third.run("composition", "composition", stage, (1,), {}, outdir / "composition")
+    assert calls == [1, 1] and third.ran == ["composition"] and not (outdir / ".tmeflow_tmp").exists()
+    fresh = TaskRunner(outdir, defaults(), resume=False)
+    fresh.run("composition", "composition", stage, (1,), {}, outdir / "composition")
+    assert calls == [1, 1, 1]

@@ -83,9 +83,16 @@ def _file_state(path: Path) -> list[Any]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
+def _is_path(value: Any) -> bool:
+    """A Path, or a string that names an absolute path (not a sample name that happens to name a folder)."""
+    if isinstance(value, Path):
+        return value.exists()
+    return isinstance(value, str) and len(value) < 4096 and os.path.isabs(value) and os.path.exists(value)
+
+
 def _inputs_state(value: Any) -> Any:
     """Paths in a task's arguments with the size and mtime of every file (folders walked)."""
-    if isinstance(value, (str, Path)) and len(str(value)) < 4096 and os.path.exists(value):
+    if _is_path(value):
         path = Path(value)
         if path.is_dir():
             return {str(p.relative_to(path)): _file_state(p) for p in sorted(path.rglob("*")) if p.is_file()}
@@ -98,9 +105,17 @@ def _inputs_state(value: Any) -> Any:
 
 
 def stage_params(stage: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters a stage reads: those of its schema groups."""
-    names = {name for group in get_stage(stage).param_groups for name in group_properties(group)}
-    return {name: params.get(name) for name in sorted(names)}
+    """The parameters a stage reads: those of its schema groups; a user file (markers, gene positions,
+    probe annotation ...) with its size and mtime, so that editing it reruns the stage."""
+    specs = {name: spec for group in get_stage(stage).param_groups for name, spec in group_properties(group).items()}
+    values = {}
+    for name in sorted(specs):
+        value = params.get(name)
+        if specs[name].get("format") == "file-path" and value:
+            path = Path(value).resolve()
+            value = [value, _file_state(path) if path.is_file() else None]
+        values[name] = value
+    return values
 
 
 def task_key(stage: str, args: tuple, kwargs: dict[str, Any], params: dict[str, Any]) -> str:
