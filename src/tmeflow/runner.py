@@ -161,7 +161,7 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
         raise TmeflowInputError("the samplesheet has no single-cell (modality sc) samples", file=samplesheet, column="modality")
     with signals_interrupt():
         validate_inputs(rows, params)
-        signatures = [Path(path) for path in (params.get("signatures") or "").split(",") if path]
+        signatures = [Path(path.strip()).resolve() for path in (params.get("signatures") or "").split(",") if path.strip()]
         remove_stale_temporaries(outdir)
         info = outdir / "pipeline_info"
         _write_samplesheet(rows, info / "samplesheet.valid.csv")
