@@ -329,8 +329,10 @@ def test_dense_orientation_uses_gene_list(tmp_path, monkeypatch, tme_log):
     monkeypatch.setattr(readers, "_known_genes", lambda: frozenset(GENES))
     assert_same(read_counts(path, sample=SAMPLE), barcodes=cells)
     monkeypatch.setattr(readers, "_known_genes", lambda: None)
-    adata = read_counts(path, sample=SAMPLE)
-    assert adata.shape == (len(GENES), N_CELLS)  # the documented fallback, with a warning
+    # the documented fallback (genes in rows), with a warning; here it makes the duplicated symbol
+    # TBCE a duplicated barcode, which is an error naming file and sample
+    with pytest.raises(TmeflowInputError, match="duplicated barcodes .first: TBCE"):
+        read_counts(path, sample=SAMPLE)
     assert any("cannot tell whether genes are rows or columns" in r.getMessage() for r in tme_log.records)
 
 

@@ -49,8 +49,9 @@ def test_run_rejects_a_missing_user_file_before_writing(tmp_path, capsys, param)
     sheet.write_text("sample,patient,condition,tissue,species,batch,modality,data\nS1,P1,primary,t,human,b1,sc,S1.h5ad\n")
     outdir = tmp_path / "results"
     assert main(["run", "--input", str(sheet), "--outdir", str(outdir), f"--{param}", str(tmp_path / "nope.tsv")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and f"{param} file not found" in err, err
+    errors = capsys.readouterr().err.strip().splitlines()
+    # every problem at once, one line each: the missing file and the (empty) count file
+    assert f"{param} file not found" in errors[0] and "S1.h5ad" in errors[1] and len(errors) == 2, errors
     assert not outdir.exists()
 
 def test_test_profile_and_params_file_agree(repo_root):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -455,7 +456,7 @@ def survival_frame(clinical: pd.DataFrame, name: str, columns: tuple[str, str], 
     if unreadable.any():
         value = clinical[event_col][unreadable].iloc[0]
         raise TmeflowInputError(
-            f"endpoint {name}: event value {value!r} is not 0/1, true/false, dead/alive or 1:DECEASED-style",
+            f"endpoint {name}: event value '{value}' is not 0/1, true/false, dead/alive or 1:DECEASED-style",
             file=source, column=event_col,
         )
     frame = pd.DataFrame({"time": time, "event": event}).dropna()
@@ -707,6 +708,32 @@ def _gene_sets(params: dict[str, Any], signatures: list[Path], genes: pd.Index, 
     return sets, kinds
 
 
+def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -> SimpleNamespace:
+    """Read and check a bulk cohort's inputs (sample matching, identifiers, values, endpoints and their
+    event coding, covariates, node column, bulk_genes); every check runs before anything is written,
+    and ``tmeflow run`` calls this for every bulk row before its first stage."""
+    clin = read_clinical(clinical_path)
+    raw = read_expression(expression, clin.index)
+    clin = clin.loc[raw.columns]
+    probe_map = read_probe_annotation(params["probe_annotation"]) if params.get("probe_annotation") else None
+    id_type = detect_id_type(raw.index, params["bulk_id_type"], probe_map is not None)
+    mapped, id_summary = map_identifiers(raw, id_type, params["bulk_species"], probe_map, expression)
+    log_expr, linear = transform_values(mapped, params["bulk_values"], params["bulk_max_missing"], expression)
+
+    endpoints = detect_endpoints(clin, params["survival_columns"], params["survival_endpoints"])
+    survs = {name: survival_frame(clin, name, cols, clinical_path) for name, cols in endpoints.items()}
+    covariates = covariate_matrix(clin, params["cox_covariates"], clinical_path)
+    if params["node_column"] and params["node_column"] not in clin.columns:
+        raise TmeflowInputError("node_column is not a clinical column", file=clinical_path, column=params["node_column"])
+    node = node_status(clin[params["node_column"]], clinical_path) if params["node_column"] else None
+    genes = [g.strip() for g in params["bulk_genes"].split(",") if g.strip()]
+    missing = [g for g in genes if g not in log_expr.index]
+    if missing:
+        raise TmeflowInputError(f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression)
+    return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
+                           survs=survs, covariates=covariates, node=node, genes=genes)
+
+
 def run_bulk(
     expression: str | Path,
     clinical: str | Path,
@@ -729,26 +756,9 @@ def run_bulk(
         if not path.is_file():
             raise TmeflowInputError("signature GMT not found", file=path)
     species = params["bulk_species"]
-
-    # ---- inputs (all checks before anything is written)
-    clin = read_clinical(clinical_path)
-    raw = read_expression(expression, clin.index)
-    clin = clin.loc[raw.columns]
-    probe_map = read_probe_annotation(params["probe_annotation"]) if params.get("probe_annotation") else None
-    id_type = detect_id_type(raw.index, params["bulk_id_type"], probe_map is not None)
-    mapped, id_summary = map_identifiers(raw, id_type, species, probe_map, expression)
-    log_expr, linear = transform_values(mapped, params["bulk_values"], params["bulk_max_missing"], expression)
-
-    endpoints = detect_endpoints(clin, params["survival_columns"], params["survival_endpoints"])
-    survs = {name: survival_frame(clin, name, cols, clinical_path) for name, cols in endpoints.items()}
-    covariates = covariate_matrix(clin, params["cox_covariates"], clinical_path)
-    if params["node_column"] and params["node_column"] not in clin.columns:
-        raise TmeflowInputError("node_column is not a clinical column", file=clinical_path, column=params["node_column"])
-    node = node_status(clin[params["node_column"]], clinical_path) if params["node_column"] else None
-    genes = [g.strip() for g in params["bulk_genes"].split(",") if g.strip()]
-    missing = [g for g in genes if g not in log_expr.index]
-    if missing:
-        raise TmeflowInputError(f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression)
+    cohort = read_cohort(expression, clinical_path, params)
+    clin, id_summary, log_expr, linear = cohort.clinical, cohort.id_summary, cohort.log_expr, cohort.linear
+    endpoints, survs, covariates, node, genes = cohort.endpoints, cohort.survs, cohort.covariates, cohort.node, cohort.genes
     if not endpoints and node is None:
         logger.warning("no survival endpoint and no node_column: only scores and correlations are computed")
 

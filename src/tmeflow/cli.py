@@ -7,14 +7,23 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import EXIT_INPUT_ERROR, TmeflowInputError
+from .errors import EXIT_INPUT_ERROR, Interrupted, TmeflowInputError, TmeflowInputErrors
 from .log import setup_logging
 from .params import add_group_arguments, params_from_args
 from .stages import STAGES, Stage
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``tmeflow <stage>: error: ...``, exit 2), as every
+    other user mistake, instead of argparse's usage block; ``--help`` still shows the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        line = " ".join(f"{message}; see '{self.prog} --help'".split())
+        self.exit(EXIT_INPUT_ERROR, f"{self.prog}: error: {line}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tmeflow",
         description="Tumour-microenvironment atlas pipeline. Each stage is a subcommand; "
         "'tmeflow run' runs them all on one machine.",
@@ -46,9 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.command)
     try:
         _call(args.stage, args)
+    except TmeflowInputErrors as errors:
+        for line in errors.lines():
+            print(f"tmeflow {args.command}: error: {line}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     except TmeflowInputError as error:
         print(f"tmeflow {args.command}: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except Interrupted as interrupted:
+        print(f"tmeflow {args.command}: {interrupted}; temporary files removed, finished stages kept "
+              "(rerun with --resume to continue)", file=sys.stderr)
+        return interrupted.exit_code
     return 0
 
 

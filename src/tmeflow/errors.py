@@ -43,3 +43,27 @@ class TmeflowInputError(Exception):
         ]
         message = " ".join(self.message.split())  # always one line
         return f"{message} [{', '.join(where)}]" if where else message
+
+
+class TmeflowInputErrors(TmeflowInputError):
+    """Several input problems found at once (``tmeflow run`` checks every row before any stage);
+    the CLI prints one line per problem."""
+
+    def __init__(self, errors: list[TmeflowInputError]) -> None:
+        self.errors = list(errors)
+        super().__init__(f"{len(self.errors)} input problem(s): " + "; ".join(str(error) for error in self.errors))
+
+    def lines(self) -> list[str]:
+        return [str(error) for error in self.errors]
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT during ``tmeflow run``: a BaseException, so that no stage's ``except
+    Exception`` swallows it and every ``finally`` (temporary files) runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from . import io
 from .errors import TmeflowInputError
-from .genes import SPECIES, gene_class_mask
+from .genes import SPECIES, gene_class_mask, mostly_ensembl, symbols_from_ensembl
 from .log import get_logger, timed
 
 logger = get_logger(__name__)
@@ -71,6 +71,29 @@ def check_species(var_names: pd.Index, species: str, *, sample: str, file: str |
             sample=sample,
             column="species",
         )
+
+
+def ensembl_to_symbols(adata, species: str, *, sample: str) -> None:
+    """Name genes by symbol when the input has Ensembl ids only (a features.tsv without symbols, an
+    h5ad without a symbol column): the mitochondrial, ribosomal and haemoglobin classes, the species
+    check and every later stage work on symbols. Ids without a symbol in the bundled table are kept.
+    Fails when no mitochondrial gene can be named, rather than setting % mito to 0 for every cell."""
+    if not mostly_ensembl(adata.var_names):
+        return
+    symbols, mapped = symbols_from_ensembl(adata.var_names, species)
+    if "gene_ids" not in adata.var:
+        adata.var["gene_ids"] = adata.var_names.astype(str)
+    adata.var_names = symbols
+    adata.var_names_make_unique()
+    if mapped == 0 or not gene_class_mask(adata.var_names, species, "mito").any():
+        raise TmeflowInputError(
+            f"genes are Ensembl ids and {'none' if mapped == 0 else 'no mitochondrial one'} maps to a {species} symbol "
+            "(bundled table), so % mito cannot be computed; give gene symbols (features.tsv column 2, or a symbol "
+            "column in var) or check the species",
+            sample=sample, column="species" if mapped == 0 else None,
+        )
+    logger.info("%s: genes were Ensembl ids; named %d of %d by symbol (bundled %s table)",
+                sample, mapped, adata.n_vars, species)
 
 
 def compute_qc_metrics(adata, species: str) -> None:
@@ -143,6 +166,7 @@ def qc_sample(adata, meta: dict[str, str], params: dict[str, Any]):
     import scanpy as sc
 
     sample = meta["sample"]
+    ensembl_to_symbols(adata, meta["species"], sample=sample)
     check_species(adata.var_names, meta["species"], sample=sample)
     for column in META_COLUMNS:
         adata.obs[column] = meta[column]
@@ -162,8 +186,9 @@ def qc_sample(adata, meta: dict[str, str], params: dict[str, Any]):
     cells = adata.obs.copy()
     kept = adata[(reasons == "").to_numpy()].copy()
     kept.layers["counts"] = kept.X.copy()
-    sc.pp.normalize_total(kept, target_sum=TARGET_SUM)
-    sc.pp.log1p(kept)
+    if kept.n_obs:  # every cell may fail; run_qc then fails or drops the sample with one line
+        sc.pp.normalize_total(kept, target_sum=TARGET_SUM)
+        sc.pp.log1p(kept)
     for column in META_COLUMNS:
         kept.obs[column] = pd.Categorical(kept.obs[column])
     return kept, cells

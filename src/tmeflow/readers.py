@@ -59,6 +59,8 @@ import gzip
 import io
 import json
 import os
+import shutil
+import tempfile
 import re
 import time
 import warnings
@@ -205,9 +207,26 @@ def _resolve_dir(path: Path, sample: str | None) -> tuple[str, Path]:
     for h5 in (path / "filtered_feature_bc_matrix.h5", path / "outs" / "filtered_feature_bc_matrix.h5"):
         if h5.is_file():
             return "10x_h5", h5
+    for folder in (path, path / "filtered_feature_bc_matrix", path / "outs" / "filtered_feature_bc_matrix"):
+        _missing_mtx_companion(folder, sample)
     raise TmeflowInputError(
         "folder holds no count data (expected matrix.mtx[.gz] with barcodes.tsv and features.tsv/genes.tsv, "
         "filtered_feature_bc_matrix/ or filtered_feature_bc_matrix.h5)", file=path, sample=sample)
+
+
+def _missing_mtx_companion(folder: Path, sample: str | None) -> None:
+    """A folder with a matrix.mtx but no barcodes or features file: name the missing file."""
+    matrices = sorted(p for p in folder.glob("*matrix.mtx*") if p.name.endswith(("matrix.mtx", "matrix.mtx.gz")))
+    if not matrices:
+        return
+    name = matrices[0].name.removesuffix(".gz")
+    prefix = name[: -len("matrix.mtx")]
+    suffix = ".gz" if matrices[0].name.endswith(".gz") else ""
+    for kind, names in (("barcodes", ("barcodes.tsv", "barcodes.txt", "barcodes.csv")),
+                        ("features", ("features.tsv", "genes.tsv", "features.txt", "genes.txt"))):
+        if _find(folder, prefix, names) is None:
+            raise TmeflowInputError(f"{prefix}{names[0]}{suffix} (or {prefix}{names[1]}) is missing beside "
+                                    f"{matrices[0].name}", file=folder, sample=sample)
 
 
 def _spaceranger_counts(outs: Path) -> Path | None:
@@ -438,6 +457,33 @@ def _read_lines_table(path: Path, sample: str) -> list[list[str]]:
         raise TmeflowInputError(f"cannot read file: {error}", file=path, sample=sample) from error
 
 
+def _mmread(path: Path, mmread):
+    """Read a Matrix Market file, gzipped or not, whatever its name says.
+
+    scipy's reader parses in C++ threads that read a Python stream; a gzip stream that fails part-way
+    (truncated, or not gzip at all) then aborts the process or prints "Exception ignored" noise. A
+    gzipped file is therefore decompressed here first (a corrupt one fails cleanly in Python) into a
+    temporary file that the reader opens natively.
+    """
+    with open(path, "rb") as probe:
+        gz = probe.read(2) == _GZIP_MAGIC
+    if not gz:
+        return mmread(os.fspath(path)) if not path.name.endswith(".gz") else _mmread_plain(path, mmread)
+    with tempfile.TemporaryDirectory(prefix="tmeflow-mtx-") as folder:
+        plain = Path(folder) / "matrix.mtx"
+        with gzip.open(path, "rb") as source, open(plain, "wb") as target:
+            shutil.copyfileobj(source, target, length=16 * 1024 * 1024)
+        return mmread(os.fspath(plain))
+
+
+def _mmread_plain(path: Path, mmread):
+    """A file named ``.gz`` that is not gzip: read it as plain Matrix Market (scipy goes by the name)."""
+    with tempfile.TemporaryDirectory(prefix="tmeflow-mtx-") as folder:
+        plain = Path(folder) / "matrix.mtx"
+        os.symlink(path.resolve(), plain)
+        return mmread(os.fspath(plain))
+
+
 def _read_10x_mtx(path: Path, sample: str) -> ad.AnnData:
     files = _mtx_files(path.parent, path) if path.is_file() else _mtx_files(path)
     if files is None:
@@ -447,8 +493,7 @@ def _read_10x_mtx(path: Path, sample: str) -> ad.AnnData:
     from scipy.io import mmread
 
     try:
-        with _open_text(matrix_file) as handle:
-            matrix = mmread(handle)
+        matrix = _mmread(matrix_file, mmread)
     except (OSError, EOFError, ValueError, UnicodeDecodeError, IndexError) as error:
         raise TmeflowInputError(f"cannot read Matrix Market file (corrupt or truncated?): {error}",
                                 file=matrix_file, sample=sample) from error
@@ -731,8 +776,10 @@ def _finalise(adata: ad.AnnData, path: Path, sample: str, strict_counts: bool) -
     adata.X = matrix
     if adata.var_names.has_duplicates:
         adata.var_names = _unique_names(adata.var_names, sample)
-    if adata.obs_names.has_duplicates:
-        logger.warning("sample %s: %d duplicated barcodes in %s", sample, int(adata.obs_names.duplicated().sum()), path)
+    if adata.obs_names.has_duplicates:  # cell names must be unique for every later stage
+        duplicated = adata.obs_names[adata.obs_names.duplicated()]
+        raise TmeflowInputError(f"{len(duplicated)} duplicated barcodes (first: {duplicated[0]}); "
+                                "each cell needs a unique barcode", file=path, sample=sample)
     return adata
 
 

@@ -19,10 +19,12 @@ from typing import Any
 from . import __version__, io
 from .errors import TmeflowInputError
 from .log import get_logger
-from .params import all_properties, defaults, read_params_file, validate
+from .params import defaults, read_params_file, validate
 from .report import run_report
+from .resume import TaskRunner, remove_stale_temporaries, signals_interrupt
 from .samplesheet import SampleRow, read_samplesheet
 from .stages import get_stage
+from .validate import validate_inputs
 
 logger = get_logger(__name__)
 
@@ -36,13 +38,15 @@ VERSIONS_FILE = "tmeflow_software_mqc_versions.yml"
 
 
 class _Pipeline:
-    """Runs stages and records what ran, for ``pipeline_info/run_summary.json``."""
+    """Runs stages (kill-safe, reused with ``--resume``: :mod:`tmeflow.resume`) and records what ran,
+    for ``pipeline_info/run_summary.json``."""
 
-    def __init__(self, outdir: Path, params: dict[str, Any]) -> None:
+    def __init__(self, outdir: Path, params: dict[str, Any], *, resume: bool = False) -> None:
         self.outdir = outdir
         self.params = params
         self.stages_run: list[str] = []
         self.timings: dict[str, float] = {}
+        self.tasks = TaskRunner(outdir, params, resume=resume)
 
     def stage_dir(self, stage: str) -> Path:
         return self.outdir / get_stage(stage).folder
@@ -52,11 +56,13 @@ class _Pipeline:
             self.stages_run.append(stage)
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
 
-    def run(self, stage: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call one stage's ``run_<stage>`` and record it."""
-        logger.info("stage %s", stage)
+    def run(self, stage: str, function: Callable[..., Any], *inputs: Any, per: str | None = None, **kwargs: Any) -> Any:
+        """Call one stage's ``run_<stage>(*inputs, <outdir>, params, **kwargs)`` (for sample ``per`` of
+        per-sample stages) as a task, and record it."""
+        task = f"{stage}.{per}" if per else stage
+        logger.info("stage %s", task)
         started = time.perf_counter()
-        result = function(*args, **kwargs)
+        result = self.tasks.run(task, stage, function, inputs, kwargs, self.stage_dir(stage))
         self.record(stage, started)
         return result
 
@@ -65,7 +71,7 @@ def _run_sc_qc(pipeline: _Pipeline, rows: list[SampleRow]) -> list[Path]:
     """QC of each single-cell sample, as the SC_QC subworkflow."""
     from .qc import run_qc
 
-    results = [pipeline.run("qc", run_qc, row.data, row.meta(), pipeline.stage_dir("qc"), pipeline.params) for row in rows]
+    results = [pipeline.run("qc", run_qc, row.data, row.meta(), per=row.sample) for row in rows]
     h5ads = [result.h5ad for result in results if result.h5ad is not None]
     if not h5ads:
         raise TmeflowInputError("no single-cell sample passed QC; relax the QC filters")
@@ -79,11 +85,10 @@ def _run_atlas(pipeline: _Pipeline, qc_h5ads: list[Path]) -> Path:
     from .integrate import run_integrate
     from .subcluster import run_subcluster
 
-    params = pipeline.params
-    integrated = pipeline.run("integrate", run_integrate, sorted(qc_h5ads), pipeline.stage_dir("integrate"), params)
-    annotated = pipeline.run("annotate", run_annotate, integrated, pipeline.stage_dir("annotate"), params)
-    cnv_outputs = pipeline.run("cnv", run_cnv, annotated, pipeline.stage_dir("cnv"), params)
-    return pipeline.run("subcluster", run_subcluster, cnv_outputs["h5ad"], pipeline.stage_dir("subcluster"), params)
+    integrated = pipeline.run("integrate", run_integrate, sorted(qc_h5ads))
+    annotated = pipeline.run("annotate", run_annotate, integrated)
+    cnv_outputs = pipeline.run("cnv", run_cnv, annotated)
+    return pipeline.run("subcluster", run_subcluster, cnv_outputs["h5ad"])
 
 
 def _run_compare_conditions(pipeline: _Pipeline, atlas: Path, signatures: list[Path]) -> None:
@@ -92,12 +97,10 @@ def _run_compare_conditions(pipeline: _Pipeline, atlas: Path, signatures: list[P
     from .de import run_de
     from .pathways import run_pathways
 
-    params = pipeline.params
-    pipeline.run("composition", run_composition, atlas, pipeline.stage_dir("composition"), params)
-    de_dir = pipeline.stage_dir("de")
-    summary = pipeline.run("de", run_de, atlas, de_dir, params)
-    de_tables = [str(de_dir / f"de_{contrast}.tsv") for contrast in summary["contrasts"]]
-    pipeline.run("pathways", run_pathways, atlas, de_tables, [str(p) for p in signatures], pipeline.stage_dir("pathways"), params)
+    pipeline.run("composition", run_composition, atlas)
+    summary = pipeline.run("de", run_de, atlas)
+    de_tables = [str(pipeline.stage_dir("de") / f"de_{contrast}.tsv") for contrast in summary["contrasts"]]
+    pipeline.run("pathways", run_pathways, atlas, de_tables, [str(p) for p in signatures])
 
 
 def _run_trajectory_and_communication(pipeline: _Pipeline, atlas: Path) -> None:
@@ -105,8 +108,8 @@ def _run_trajectory_and_communication(pipeline: _Pipeline, atlas: Path) -> None:
     from .communication import run_communication
     from .trajectory import run_trajectory
 
-    pipeline.run("trajectory", run_trajectory, atlas, pipeline.stage_dir("trajectory"), pipeline.params)
-    pipeline.run("communication", run_communication, atlas, pipeline.stage_dir("communication"), pipeline.params)
+    pipeline.run("trajectory", run_trajectory, atlas)
+    pipeline.run("communication", run_communication, atlas)
 
 
 def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> None:
@@ -115,16 +118,11 @@ def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> Non
     from .spatial_analysis import run_spatial_analysis
     from .spatial_qc import run_spatial_qc
 
-    params = pipeline.params
     for row in rows:
-        section = pipeline.run("spatial_qc", run_spatial_qc, row.data, row.meta(), pipeline.stage_dir("spatial_qc"), params)
-        deconvolved = pipeline.run(
-            "deconvolve", run_deconvolve, section, atlas, pipeline.stage_dir("deconvolve"), params, sample=row.sample
-        )
-        pipeline.run(
-            "spatial_analysis", run_spatial_analysis, deconvolved, pipeline.stage_dir("spatial_analysis"), params,
-            region_annotation=row.region_annotation,
-        )
+        section = pipeline.run("spatial_qc", run_spatial_qc, row.data, row.meta(), per=row.sample)
+        deconvolved = pipeline.run("deconvolve", run_deconvolve, section, atlas, per=row.sample, sample=row.sample)
+        pipeline.run("spatial_analysis", run_spatial_analysis, deconvolved, per=row.sample,
+                     region_annotation=row.region_annotation)
 
 
 def _run_bulk(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path, signatures: list[Path]) -> None:
@@ -132,10 +130,8 @@ def _run_bulk(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path, signature
     from .bulk import run_bulk
 
     for row in rows:
-        pipeline.run(
-            "bulk", run_bulk, row.data, row.clinical, pipeline.stage_dir("bulk"), pipeline.params,
-            reference=atlas, signatures=[str(p) for p in signatures], sample=row.sample,
-        )
+        pipeline.run("bulk", run_bulk, row.data, row.clinical, per=row.sample,
+                     reference=atlas, signatures=[str(p) for p in signatures], sample=row.sample)
 
 
 def _write_samplesheet(rows: list[SampleRow], path: Path) -> None:
@@ -147,47 +143,45 @@ def _write_samplesheet(rows: list[SampleRow], path: Path) -> None:
             writer.writerow({column: getattr(row, column) or "" for column in columns})
 
 
-def _existing(path: str, parameter: str) -> Path:
-    if not Path(path).is_file():
-        raise TmeflowInputError(f"{parameter} file not found: {path}")
-    return Path(path)
-
-
 def software_versions() -> dict[str, dict[str, str]]:
     """``{"tmeflow run": {package: version}}``: MultiQC's software-versions layout (group -> tool)."""
     return {"tmeflow run": {name: (__version__ if name == "tmeflow" else metadata.version(name)) for name in REPORTED_PACKAGES}}
 
 
-def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Run every stage on the samplesheet's cohort; return the run summary."""
+def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
+    """Run every stage on the samplesheet's cohort; return the run summary.
+
+    Every input of every row is checked first (:mod:`tmeflow.validate`); nothing is written when one
+    fails. Stages are kill-safe and, with ``resume``, reused when complete (:mod:`tmeflow.resume`).
+    """
     outdir = Path(outdir)
     rows = read_samplesheet(samplesheet)
     sc_rows = [row for row in rows if row.modality == "sc"]
     if not sc_rows:
         raise TmeflowInputError("the samplesheet has no single-cell (modality sc) samples", file=samplesheet, column="modality")
-    signatures = [_existing(path, "signatures") for path in (params.get("signatures") or "").split(",") if path]
-    # User files (markers, probe_annotation, gene_positions, ...) are read by their stages from params;
-    # check them before hours of work, as nf-schema does for Nextflow ("exists": true).
-    for name, spec in all_properties().items():
-        if name != "input" and spec.get("format") == "file-path" and spec.get("exists") and params.get(name):
-            _existing(params[name], name)
-    info = outdir / "pipeline_info"
-    _write_samplesheet(rows, info / "samplesheet.valid.csv")
-    io.write_json(params, info / "params.json")
-    pipeline = _Pipeline(outdir, params)
-    started = time.perf_counter()
-    qc_h5ads = _run_sc_qc(pipeline, sc_rows)
-    logger.info("QC kept %d of %d single-cell samples", len(qc_h5ads), len(sc_rows))
-    atlas = _run_atlas(pipeline, qc_h5ads)
-    _run_compare_conditions(pipeline, atlas, signatures)
-    _run_trajectory_and_communication(pipeline, atlas)
-    _run_spatial(pipeline, [row for row in rows if row.modality == "spatial"], atlas)
-    _run_bulk(pipeline, [row for row in rows if row.modality == "bulk"], atlas, signatures)
-    io.write_yaml(software_versions(), info / VERSIONS_FILE)
-    io.write_json(_summary(pipeline, rows, started), info / "run_summary.json")
-    pipeline.run("report", run_report, outdir, pipeline.stage_dir("report"), params)
-    summary = _summary(pipeline, rows, started)
-    io.write_json(summary, info / "run_summary.json")
+    with signals_interrupt():
+        validate_inputs(rows, params)
+        signatures = [Path(path.strip()).resolve() for path in (params.get("signatures") or "").split(",") if path.strip()]
+        remove_stale_temporaries(outdir)
+        info = outdir / "pipeline_info"
+        _write_samplesheet(rows, info / "samplesheet.valid.csv")
+        io.write_json(params, info / "params.json")
+        pipeline = _Pipeline(outdir, params, resume=resume)
+        started = time.perf_counter()
+        qc_h5ads = _run_sc_qc(pipeline, sc_rows)
+        logger.info("QC kept %d of %d single-cell samples", len(qc_h5ads), len(sc_rows))
+        atlas = _run_atlas(pipeline, qc_h5ads)
+        _run_compare_conditions(pipeline, atlas, signatures)
+        _run_trajectory_and_communication(pipeline, atlas)
+        _run_spatial(pipeline, [row for row in rows if row.modality == "spatial"], atlas)
+        _run_bulk(pipeline, [row for row in rows if row.modality == "bulk"], atlas, signatures)
+        io.write_yaml(software_versions(), info / VERSIONS_FILE)
+        io.write_json(_summary(pipeline, rows, started), info / "run_summary.json")
+        pipeline.run("report", run_report, outdir)
+        summary = _summary(pipeline, rows, started)
+        io.write_json(summary, info / "run_summary.json")
+    if pipeline.tasks.reused:
+        logger.info("resumed: reused %d task(s): %s", len(pipeline.tasks.reused), ", ".join(pipeline.tasks.reused))
     logger.info("finished: %s in %.0f s; results in %s", ", ".join(pipeline.stages_run), summary["total_seconds"], outdir)
     return summary
 
@@ -198,6 +192,8 @@ def _summary(pipeline: _Pipeline, rows: list[SampleRow], started: float) -> dict
         "stages": pipeline.stages_run,
         "stage_seconds": {stage: round(seconds, 1) for stage, seconds in pipeline.timings.items()},
         "total_seconds": round(time.perf_counter() - started, 1),
+        "tasks_reused": pipeline.tasks.reused,
+        "tasks_run": pipeline.tasks.ran,
         "samples": [row.sample for row in rows],
     }
 
@@ -207,7 +203,7 @@ def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
     params = defaults()
     if args.params_file:
         params.update(read_params_file(args.params_file))
-    given = {name: value for name, value in vars(args).items() if name in params and value is not None}
+    given = {name: value for name, value in vars(args).items() if name in params and value is not None}  # --signatures too
     params.update(given)
     validate(params, source="tmeflow run")
     for required in ("input", "outdir"):
@@ -218,4 +214,4 @@ def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
     params = resolve_params(args)
-    run_pipeline(params["input"], params["outdir"], params)
+    run_pipeline(params["input"], params["outdir"], params, resume=bool(getattr(args, "resume", False)))

@@ -230,6 +230,9 @@ STAGES: tuple[Stage, ...] = (
             option("--input", help="Samplesheet CSV (or 'input' in --params-file)."),
             option("--outdir", help="Results folder (or 'outdir' in --params-file)."),
             option("--params-file", help="YAML/JSON file of pipeline parameters, as for 'nextflow run -params-file'."),
+            option("--signatures", help="User gene sets (GMT; several files comma-separated) scored by the pathways and bulk stages."),
+            option("--resume", action="store_true", help="Reuse the stages a previous run into the same --outdir completed "
+                   "with the same inputs, parameters and tmeflow version (as 'nextflow run -resume'); rerun the rest."),
         ),
         param_groups=tuple(group for group in load_schema()["$defs"] if group not in _NOT_STAGE_GROUPS),
         pipeline=False,
