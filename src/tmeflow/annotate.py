@@ -45,6 +45,7 @@ import pandas as pd
 
 from . import io
 from .errors import TmeflowInputError
+from .genes import species_of
 from .log import get_logger, timed
 
 logger = get_logger(__name__)
@@ -105,15 +106,6 @@ def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "
         raise TmeflowInputError(f"no cell type has {MIN_GENES_PER_TYPE} or more marker genes in the data", file=file)
     present = present.drop_duplicates([type_column, "gene"])
     return pd.DataFrame({"source": present[type_column].to_numpy(), "target": present["gene"].to_numpy(), "weight": 1.0})
-
-
-def species_of(adata) -> str:
-    if "species" in adata.obs and adata.obs["species"].nunique() == 1:
-        species = str(adata.obs["species"].iloc[0])
-        if species in ("human", "mouse"):
-            return species
-    mouse_like = np.mean([g[:1].isupper() and g[1:].islower() for g in adata.var_names[:2000] if g[:1].isalpha()])
-    return "mouse" if mouse_like > 0.5 else "human"
 
 
 # ----------------------------------------------------------------------------------------------

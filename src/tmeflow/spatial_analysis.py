@@ -67,6 +67,7 @@ import scipy.sparse as sp
 
 from . import io
 from .errors import TmeflowInputError
+from .genes import species_of
 from .log import get_logger, timed
 from .spatial_qc import plot_on_tissue, spatial_graph, spot_spacing
 
@@ -493,7 +494,7 @@ def _trajectory_plot(binned: pd.DataFrame, path: Path, title: str) -> Path:
 def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) -> dict[str, Any]:
     """Run every analysis on a deconvolved section; annotate ``adata`` and return the result tables."""
     sample = str(adata.obs["sample"].iloc[0]) if "sample" in adata.obs else "section"
-    species = str(adata.obs["species"].iloc[0]) if "species" in adata.obs else "human"
+    species = species_of(adata)
     malignant, malignant_types = malignant_proportion(adata, params)
     graph = spatial_graph(adata)
     if region_annotation is not None:
