@@ -53,3 +53,13 @@ def test_species_comes_from_obs_or_the_gene_symbols_never_assumed_human():
     assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["Cd3e", "Epcam", "mt-Co1"]) == "mouse"  # a section without obs species
     assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["Cd3e", "Epcam", "Hbb-bs", "Ptprc"]) == "mouse"
     assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["CD3E", "EPCAM", "MT-CO1", "Mdk"]) == "human"
+
+
+def test_a_marker_table_of_the_other_species_is_one_line_naming_stage_and_species():
+    from tmeflow.annotate import marker_network
+    from tmeflow.errors import TmeflowInputError
+
+    human = read_marker_table(bundled_markers("major", "human"))
+    with pytest.raises(TmeflowInputError, match=r"^annotate: none of the \d+ human marker genes is in the data") as error:
+        marker_network(human, pd.Index(["Cd3e", "Epcam", "Ptprc", "mt-Co1"]), species="human")
+    assert "\n" not in str(error.value)

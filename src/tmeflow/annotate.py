@@ -86,15 +86,18 @@ def read_marker_table(path: str | Path, *, type_column: str = "cell_type", requi
     return table
 
 
-def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "cell_type", file=None) -> pd.DataFrame:
+def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "cell_type", file=None,
+                   stage: str = "annotate", species: str | None = None) -> pd.DataFrame:
     """decoupler network (source, target, weight) of the marker genes present in ``genes``.
 
-    Types with fewer than 3 genes present are dropped (warning); no gene present at all fails."""
+    Types with fewer than 3 genes present are dropped (warning); no gene present at all fails, in one line
+    naming the stage and the species of the marker table (a species mismatch is the usual cause)."""
     present = table[table["gene"].isin(set(genes))]
     if present.empty:
+        which = f"{species} " if species else ""
         raise TmeflowInputError(
-            f"none of the {table['gene'].nunique()} marker genes is in the data (e.g. {', '.join(table['gene'].head(3))}); "
-            "check the species and gene naming",
+            f"{stage}: none of the {table['gene'].nunique()} {which}marker genes is in the data "
+            f"(e.g. {', '.join(table['gene'].head(3))}); check the species and gene naming",
             file=file,
         )
     counts = present.groupby(type_column)["gene"].nunique()
@@ -241,7 +244,7 @@ def annotate(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
     table = read_marker_table(marker_file)
     flags = table[table["cell_type"].isin(FLAG_TYPES)]
     types = table[~table["cell_type"].isin(FLAG_TYPES)]
-    net = marker_network(types, adata.var_names, file=params.get("markers"))
+    net = marker_network(types, adata.var_names, file=params.get("markers"), species=None if params.get("markers") else species)
     compartments = types.drop_duplicates("cell_type").set_index("cell_type")["compartment"].to_dict()
 
     with timed(logger, f"scoring {net['source'].nunique()} cell types ({species} markers) in {adata.n_obs} cells"):
