@@ -63,3 +63,12 @@ def test_a_marker_table_of_the_other_species_is_one_line_naming_stage_and_specie
     with pytest.raises(TmeflowInputError, match=r"^annotate: none of the \d+ human marker genes is in the data") as error:
         marker_network(human, pd.Index(["Cd3e", "Epcam", "Ptprc", "mt-Co1"]), species="human")
     assert "\n" not in str(error.value)
+
+
+def test_distance_genes_follow_the_section_species():
+    """The default ``distance_genes`` are human symbols; a mouse section takes their mouse orthologs."""
+    from tmeflow.spatial_analysis import species_genes
+
+    section = pd.Index(["S100a8", "Cd68", "Spp1", "Epcam"])
+    assert species_genes(["S100A8", "CD68", "SPP1", "Epcam"], "mouse", section) == ["S100a8", "Cd68", "Spp1", "Epcam"]
+    assert species_genes(["S100A8", "CD68"], "human", section) == ["S100A8", "CD68"]

@@ -716,9 +716,11 @@ def run_bulk(
     reference: str | Path | None = None,
     signatures: list[str | Path] | None = None,
     sample: str,
+    species: str | None = None,
 ) -> dict[str, Any]:
     """Read the cohort, compute every score and test, then write tables, plots and MultiQC content
-    (probe IDs mapped with the ``probe_annotation`` parameter's table when set). Every file starts
+    (probe IDs mapped with the ``probe_annotation`` parameter's table when set). ``species`` (the
+    samplesheet row's) overrides the ``bulk_species`` parameter. Every file starts
     with ``<sample>.`` (the samplesheet row), so that several cohorts share ``bulk/``; the report
     shows each cohort as its own tables (MultiQC ids carry the name)."""
     expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
@@ -728,7 +730,8 @@ def run_bulk(
     for path in signatures:
         if not path.is_file():
             raise TmeflowInputError("signature GMT not found", file=path)
-    species = params["bulk_species"]
+    species = species or params["bulk_species"]
+    params = {**params, "bulk_species": species}
 
     # ---- inputs (all checks before anything is written)
     clin = read_clinical(clinical_path)
