@@ -81,10 +81,11 @@ def test_each_bulk_cohort_gets_its_own_files(repo_root, tmp_path, monkeypatch):
     import tmeflow.bulk
     from tmeflow.runner import _Pipeline, _run_bulk
 
-    calls = []
+    calls, species_seen = [], []
 
-    def fake_run_bulk(expression, clinical, outdir, params, *, reference, signatures, sample):
+    def fake_run_bulk(expression, clinical, outdir, params, *, reference, signatures, sample, species):
         calls.append(sample)
+        species_seen.append(species)
         (outdir / f"{sample}.bulk_summary.json").parent.mkdir(parents=True, exist_ok=True)
         (outdir / f"{sample}.bulk_summary.json").write_text("{}")
 
@@ -92,4 +93,5 @@ def test_each_bulk_cohort_gets_its_own_files(repo_root, tmp_path, monkeypatch):
     rows = [row for row in read_samplesheet(repo_root / "assets" / "test" / "cohort" / "samplesheet_hard_values.csv") if row.modality == "bulk"]
     _run_bulk(_Pipeline(tmp_path, {}), rows, tmp_path / "atlas.h5ad", [])
     assert calls == ["TCGA-COAD", "GSE39582"]
+    assert species_seen == [row.species for row in rows]  # the bulk cohort's species is its samplesheet row's
     assert sorted(p.name for p in (tmp_path / "bulk").iterdir()) == ["GSE39582.bulk_summary.json", "TCGA-COAD.bulk_summary.json"]

@@ -364,3 +364,17 @@ def _section_totals(cohort):
 
     section = next((cohort / "spatial").iterdir())
     return np.asarray(read_spatial(section / "outs", sample=section.name).X.sum(axis=1)).ravel()
+
+
+def test_mouse_gene_model_holds_the_bundled_mouse_marker_tables():
+    """Every bundled mouse major type and subtype has >= 3 of its markers in a simulated mouse cohort (so
+    annotation and sub-clustering score them); the human gene list is drawn as before."""
+    from tmeflow.annotate import MIN_GENES_PER_TYPE, bundled_markers, read_marker_table
+
+    mouse = set(simulate.build_genes(_small_config(Path("unused"), species="mouse", n_genes=3000), np.random.default_rng(0)).var.index)
+    for kind, column in (("major", "cell_type"), ("subtypes", "cell_type_fine")):
+        table = read_marker_table(bundled_markers(kind, "mouse"), type_column=column)
+        covered = table[table["gene"].isin(mouse)].groupby(column).size()
+        assert set(table[column]) == set(covered.index[covered >= MIN_GENES_PER_TYPE]), kind
+    assert {"Prok2", "Camp", "Ltf"} <= mouse  # the study's neutrophil sub-cluster and trajectory-root genes
+    assert simulate._marker_table_genes("human", mouse) == []  # human gene lists (and bytes) unchanged

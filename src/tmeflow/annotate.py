@@ -45,6 +45,7 @@ import pandas as pd
 
 from . import io
 from .errors import TmeflowInputError
+from .genes import species_of
 from .log import get_logger, timed
 
 logger = get_logger(__name__)
@@ -85,15 +86,18 @@ def read_marker_table(path: str | Path, *, type_column: str = "cell_type", requi
     return table
 
 
-def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "cell_type", file=None) -> pd.DataFrame:
+def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "cell_type", file=None,
+                   stage: str = "annotate", species: str | None = None) -> pd.DataFrame:
     """decoupler network (source, target, weight) of the marker genes present in ``genes``.
 
-    Types with fewer than 3 genes present are dropped (warning); no gene present at all fails."""
+    Types with fewer than 3 genes present are dropped (warning); no gene present at all fails, in one line
+    naming the stage and the species of the marker table (a species mismatch is the usual cause)."""
     present = table[table["gene"].isin(set(genes))]
     if present.empty:
+        which = f"{species} " if species else ""
         raise TmeflowInputError(
-            f"none of the {table['gene'].nunique()} marker genes is in the data (e.g. {', '.join(table['gene'].head(3))}); "
-            "check the species and gene naming",
+            f"{stage}: none of the {table['gene'].nunique()} {which}marker genes is in the data "
+            f"(e.g. {', '.join(table['gene'].head(3))}); check the species and gene naming",
             file=file,
         )
     counts = present.groupby(type_column)["gene"].nunique()
@@ -105,15 +109,6 @@ def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "
         raise TmeflowInputError(f"no cell type has {MIN_GENES_PER_TYPE} or more marker genes in the data", file=file)
     present = present.drop_duplicates([type_column, "gene"])
     return pd.DataFrame({"source": present[type_column].to_numpy(), "target": present["gene"].to_numpy(), "weight": 1.0})
-
-
-def species_of(adata) -> str:
-    if "species" in adata.obs and adata.obs["species"].nunique() == 1:
-        species = str(adata.obs["species"].iloc[0])
-        if species in ("human", "mouse"):
-            return species
-    mouse_like = np.mean([g[:1].isupper() and g[1:].islower() for g in adata.var_names[:2000] if g[:1].isalpha()])
-    return "mouse" if mouse_like > 0.5 else "human"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,7 +244,7 @@ def annotate(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
     table = read_marker_table(marker_file)
     flags = table[table["cell_type"].isin(FLAG_TYPES)]
     types = table[~table["cell_type"].isin(FLAG_TYPES)]
-    net = marker_network(types, adata.var_names, file=params.get("markers"))
+    net = marker_network(types, adata.var_names, file=params.get("markers"), species=None if params.get("markers") else species)
     compartments = types.drop_duplicates("cell_type").set_index("cell_type")["compartment"].to_dict()
 
     with timed(logger, f"scoring {net['source'].nunique()} cell types ({species} markers) in {adata.n_obs} cells"):

@@ -743,9 +743,11 @@ def run_bulk(
     reference: str | Path | None = None,
     signatures: list[str | Path] | None = None,
     sample: str,
+    species: str | None = None,
 ) -> dict[str, Any]:
     """Read the cohort, compute every score and test, then write tables, plots and MultiQC content
-    (probe IDs mapped with the ``probe_annotation`` parameter's table when set). Every file starts
+    (probe IDs mapped with the ``probe_annotation`` parameter's table when set). ``species`` (the
+    samplesheet row's) overrides the ``bulk_species`` parameter. Every file starts
     with ``<sample>.`` (the samplesheet row), so that several cohorts share ``bulk/``; the report
     shows each cohort as its own tables (MultiQC ids carry the name)."""
     expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
@@ -755,7 +757,8 @@ def run_bulk(
     for path in signatures:
         if not path.is_file():
             raise TmeflowInputError("signature GMT not found", file=path)
-    species = params["bulk_species"]
+    species = species or params["bulk_species"]
+    params = {**params, "bulk_species": species}
     cohort = read_cohort(expression, clinical_path, params)
     clin, id_summary, log_expr, linear = cohort.clinical, cohort.id_summary, cohort.log_expr, cohort.linear
     endpoints, survs, covariates, node, genes = cohort.endpoints, cohort.survs, cohort.covariates, cohort.node, cohort.genes

@@ -85,6 +85,7 @@ from .composition import (
     sample_table,
 )
 from .errors import TmeflowInputError
+from .genes import species_of
 from .stats import bh_fdr, condition_contrast, moderated_by_pattern
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
@@ -115,12 +116,6 @@ def check_lognorm(adata, *, file: str | Path | None = None) -> None:
         raise TmeflowInputError("atlas X has negative values; communication needs log-normalised (log1p CP10k) X", file=file)
     if values.max() > 50 and np.allclose(values, np.round(values)):
         raise TmeflowInputError("atlas X looks like raw counts; communication needs log-normalised (log1p CP10k) X", file=file)
-
-
-def species_of(obs: pd.DataFrame) -> str:
-    if "species" in obs.columns and obs["species"].notna().any():
-        return str(obs["species"].astype(str).mode().iat[0]).lower()
-    return "human"
 
 
 def load_resource(name: str | None, species: str, var_names, *, file: str | Path | None = None,
@@ -500,7 +495,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     conditions = condition_order(obs)
     contrast = (params.get("contrast") or "").strip()
     pairs = resolve_contrasts(obs, contrast, file=input_path) if (contrast or len(conditions) > 1) else []
-    resource_name, resource = load_resource(params.get("communication_resource"), species_of(obs), adata.var_names, file=input_path)
+    resource_name, resource = load_resource(params.get("communication_resource"), species_of(obs=obs, var_names=adata.var_names), adata.var_names, file=input_path)
     pathways, pathway_source = pathway_map(resource)
     cutoff = float(params["communication_rank_cutoff"])
     skipped: list[dict[str, Any]] = []

@@ -69,3 +69,24 @@ def symbols_from_ensembl(names, species: str) -> tuple[pd.Index, int]:
     symbols = [mapping.get(str(name).split(".")[0], str(name)) for name in names]
     mapped = sum(new != str(old) for new, old in zip(symbols, names))
     return pd.Index(symbols), mapped
+
+
+def species_of(adata=None, *, obs: pd.DataFrame | None = None, var_names=None) -> str:
+    """Species of a dataset: the obs ``species`` column (from the samplesheet) when it names one, else
+    inferred from the gene symbols (mouse mitochondrial ``mt-`` genes and no human ``MT-``, or mostly
+    capitalised symbols such as ``Cd3e``), never assumed human. The one place every stage asks."""
+    obs = adata.obs if obs is None and adata is not None else obs
+    var_names = adata.var_names if var_names is None and adata is not None else var_names
+    if obs is not None and "species" in obs.columns:
+        values = obs["species"].dropna().astype(str).str.lower()
+        values = values[values.isin(SPECIES)]
+        if len(values):
+            return str(values.mode().iat[0])
+    if var_names is None or not len(var_names):
+        return "human"
+    names = pd.Index(var_names).astype(str)
+    if gene_class_mask(names, "mouse", "mito").any() and not gene_class_mask(names, "human", "mito").any():
+        return "mouse"
+    letters = [g for g in names[:2000] if g[:1].isalpha() and len(g) > 1]
+    mouse_like = np.mean([g[0].isupper() and g[1:] != g[1:].upper() for g in letters]) if letters else 0.0
+    return "mouse" if mouse_like > 0.5 else "human"

@@ -69,7 +69,7 @@ import scipy.sparse as sp
 from . import io
 from .composition import check_obs, condition_order
 from .errors import TmeflowInputError
-from .genes import gene_class_mask
+from .genes import species_of
 from .log import get_logger, timed
 from .signatures import filter_gene_sets, map_gene_sets, read_gmt, resource_path, ssgsea
 
@@ -90,16 +90,6 @@ ORA_COLUMNS = ["contrast", "cell_type", "direction", "term", "n_list", "n_univer
 def column_name(prefix: str, set_name: str) -> str:
     """``<prefix>_<set>`` with characters other than letters, digits and ``_`` replaced by ``_``."""
     return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]+', '_', set_name).strip('_')}"
-
-
-def detect_species(adata) -> str:
-    if "species" in adata.obs.columns and adata.obs["species"].notna().any():
-        value = str(adata.obs["species"].astype(str).iloc[0])
-        if value in ("human", "mouse"):
-            return value
-    if gene_class_mask(adata.var_names, "mouse", "mito").any() and not gene_class_mask(adata.var_names, "human", "mito").any():
-        return "mouse"
-    return "human"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -355,7 +345,7 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     if "counts" not in adata.layers:
         raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)", file=input_path)
-    species = detect_species(adata)
+    species = species_of(adata)
     genes = adata.var_names.astype(str)
     signatures = signature_sets(species, list(user_gmts or []), genes)
     if not signatures:

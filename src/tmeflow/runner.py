@@ -131,7 +131,7 @@ def _run_bulk(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path, signature
 
     for row in rows:
         pipeline.run("bulk", run_bulk, row.data, row.clinical, per=row.sample,
-                     reference=atlas, signatures=[str(p) for p in signatures], sample=row.sample)
+                     reference=atlas, signatures=[str(p) for p in signatures], sample=row.sample, species=row.species)
 
 
 def _write_samplesheet(rows: list[SampleRow], path: Path) -> None:

@@ -324,6 +324,18 @@ def _read_gmt_set(species: str, name: str) -> list[str]:
     raise KeyError(name)
 
 
+def _marker_table_genes(species: str, available: set[str]) -> list[str]:
+    """Genes of the bundled major and subtype marker tables (mouse only), so annotation and sub-clustering
+    of a simulated mouse cohort can score every bundled type. Human simulations keep their gene list (and so
+    their bytes for a seed): the human tables are matched by the random background genes as before."""
+    if species == "human":
+        return []
+    genes: set[str] = set()
+    for kind in ("major", "subtypes"):
+        genes |= set(_resource_table("markers", f"{kind}_{species}.tsv")["gene"].astype(str))
+    return sorted(genes & available)
+
+
 def _species_symbol(human: str, species: str, orthologs: dict[str, str], available: set[str]) -> str | None:
     """The symbol of a human gene in ``species`` (ortholog, then known mouse name, then capitalised)."""
     if species == "human":
@@ -374,7 +386,7 @@ def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
     ribo = sorted(table.index[table.index.str.match(RIBO_PATTERN[species])])
     special = set().union(*markers.values(), {ligand, receptor}, haemoglobin, ribo)
     pathway = [g for g in _read_gmt_set(species, PATHWAY) if g in available and g not in special]
-    required = sorted(special | set(pathway))
+    required = sorted(special | set(pathway) | set(_marker_table_genes(species, available)))
 
     mito = HUMAN_MITO if species == "human" else MOUSE_MITO
     budget = config.n_genes - len(required) - len(mito)

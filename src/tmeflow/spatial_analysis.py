@@ -67,6 +67,7 @@ import scipy.sparse as sp
 
 from . import io
 from .errors import TmeflowInputError
+from .genes import species_of
 from .log import get_logger, timed
 from .spatial_qc import plot_on_tissue, spatial_graph, spot_spacing
 
@@ -392,6 +393,19 @@ def trajectory(axis: np.ndarray, scores: pd.DataFrame, proportions: pd.DataFrame
     return binned.reset_index(drop=True), correlation
 
 
+def species_genes(genes: list[str], species: str, var_names) -> list[str]:
+    """``distance_genes`` in the section's species: a gene in the section is kept as given (symbols of the
+    species), a human symbol missing from a mouse section takes its mouse ortholog (``S100A8`` -> ``S100a8``)."""
+    if species == "human":
+        return genes
+    from .signatures import map_gene_sets
+
+    present = set(var_names)
+    missing = {g: [g] for g in genes if g not in present}
+    mapped = map_gene_sets(missing, "human", species) if missing else {}
+    return list(dict.fromkeys(g if g in present else (mapped[g][0] if mapped.get(g) else g) for g in genes))
+
+
 def distance_association(adata, distance: np.ndarray, tumour: np.ndarray, genes: list[str]) -> pd.DataFrame:
     from scipy.stats import spearmanr
 
@@ -493,7 +507,7 @@ def _trajectory_plot(binned: pd.DataFrame, path: Path, title: str) -> Path:
 def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) -> dict[str, Any]:
     """Run every analysis on a deconvolved section; annotate ``adata`` and return the result tables."""
     sample = str(adata.obs["sample"].iloc[0]) if "sample" in adata.obs else "section"
-    species = str(adata.obs["species"].iloc[0]) if "species" in adata.obs else "human"
+    species = species_of(adata)
     malignant, malignant_types = malignant_proportion(adata, params)
     graph = spatial_graph(adata)
     if region_annotation is not None:
@@ -535,7 +549,8 @@ def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) ->
         results["trajectory_bins"], results["trajectory_correlation"] = trajectory(
             distance, scores, proportions, params["trajectory_n_bins"])
         distance_to_tumour = np.where(tumour, 0.0, distance)
-        results["distance"] = distance_association(adata, distance_to_tumour, tumour, _split(params["distance_genes"]))
+        distance_genes = species_genes(_split(params["distance_genes"]), species, adata.var_names)
+        results["distance"] = distance_association(adata, distance_to_tumour, tumour, distance_genes)
         tls_labels, results["tls"] = detect_tls(scores["TLS_chemokines"] if "TLS_chemokines" in scores else None,
                                                 proportions, graph, regions, distance, params)
         adata.obs["tls_id"] = tls_labels

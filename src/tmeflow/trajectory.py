@@ -74,6 +74,7 @@ import scipy.sparse as sp
 from .composition import condition_order
 from .stats import bh_fdr
 from .errors import TmeflowInputError
+from .genes import species_of
 from .io import multiqc_header, provenance, read_h5ad, save_figure, write_h5ad, write_json, write_table
 from .log import get_logger, timed
 
@@ -591,7 +592,7 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     adata.obs["terminal_state"] = terminal.reindex(adata.obs_names).fillna("").to_numpy()
     with timed(logger, f"genes along {len(fate_names)} fates"):
         genes_table = fate_genes(adata, probs, float(params["trajectory_fdr"]))
-    species = str(adata.obs["species"].astype(str).mode().iat[0]).lower() if "species" in adata.obs.columns else "human"
+    species = species_of(adata)
     hallmark = hallmark_enrichment(genes_table, species)
     hallmark["significant"] = hallmark["fdr"] < float(params["trajectory_fdr"])
     # outputs

@@ -50,7 +50,7 @@ def _check_bulk(row: SampleRow, params: dict[str, Any]) -> None:
 
     if row.clinical is None:
         raise TmeflowInputError("a bulk row needs a clinical table", sample=row.sample, column="clinical")
-    read_cohort(Path(row.data), Path(row.clinical), params)
+    read_cohort(Path(row.data), Path(row.clinical), {**params, "bulk_species": row.species or params["bulk_species"]})
 
 
 CHECKS: dict[str, Callable[[SampleRow, dict[str, Any]], None]] = {

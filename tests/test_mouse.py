@@ -1,0 +1,74 @@
+"""A mouse cohort (the colorectal liver-metastasis study's shape: control, pre-metastatic and metastatic
+liver, one Visium section, a bulk cohort) through ``tmeflow run``: every stage runs on the mouse resources,
+and the bundled mouse subtypes are scored. Kept small (~1,500 cells) so it runs in every CI job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tmeflow.annotate import bundled_markers, read_marker_table
+from tmeflow.cli import main
+from tmeflow.genes import species_of
+from tmeflow.stages import pipeline_stage_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mouse_run(tmp_path_factory) -> Path:
+    cohort = tmp_path_factory.mktemp("mouse_cohort")
+    assert main([
+        "simulate", "--species", "mouse", "--n_cells", "1500", "--n_patients", "2",
+        "--conditions", "control,pre-metastatic,metastasis", "--n_genes", "3000", "--n_sections", "1",
+        "--n_spots", "300", "--n_bulk", "60", "--seed", "3", "--outdir", str(cohort),
+    ]) == 0  # fmt: skip
+    outdir = tmp_path_factory.mktemp("mouse_results")
+    assert main([
+        "run", "--params-file", str(REPO / "assets" / "test" / "params.yaml"), "--input", str(cohort / "samplesheet.csv"),
+        "--outdir", str(outdir), "--deconvolution_method", "poisson",
+    ]) == 0  # fmt: skip
+    return outdir
+
+
+def test_every_stage_runs_on_a_mouse_cohort_and_writes_the_report(mouse_run):
+    summary = json.loads((mouse_run / "pipeline_info" / "run_summary.json").read_text())
+    assert sorted(summary["stages"]) == sorted(pipeline_stage_names())
+    reports = list(mouse_run.rglob("*report*.html"))
+    assert reports and all(path.stat().st_size > 10_000 for path in reports)
+
+
+def test_mouse_subtypes_are_scored(mouse_run):
+    """Sub-clustering scores the bundled mouse subtypes (before, none had 3 markers in the simulated genes)."""
+    subtypes = set(read_marker_table(bundled_markers("subtypes", "mouse"), type_column="cell_type_fine")["cell_type_fine"])
+    calls = pd.read_csv(next(mouse_run.rglob("subcluster_calls_mqc.tsv")), sep="\t", comment="#")
+    assert "best_type" in calls.columns and calls["best_type"].isin(subtypes).any()
+
+
+def test_species_comes_from_obs_or_the_gene_symbols_never_assumed_human():
+    assert species_of(obs=pd.DataFrame({"species": ["mouse", None]}), var_names=["CD3E"]) == "mouse"
+    assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["Cd3e", "Epcam", "mt-Co1"]) == "mouse"  # a section without obs species
+    assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["Cd3e", "Epcam", "Hbb-bs", "Ptprc"]) == "mouse"
+    assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["CD3E", "EPCAM", "MT-CO1", "Mdk"]) == "human"
+
+
+def test_a_marker_table_of_the_other_species_is_one_line_naming_stage_and_species():
+    from tmeflow.annotate import marker_network
+    from tmeflow.errors import TmeflowInputError
+
+    human = read_marker_table(bundled_markers("major", "human"))
+    with pytest.raises(TmeflowInputError, match=r"^annotate: none of the \d+ human marker genes is in the data") as error:
+        marker_network(human, pd.Index(["Cd3e", "Epcam", "Ptprc", "mt-Co1"]), species="human")
+    assert "\n" not in str(error.value)
+
+
+def test_distance_genes_follow_the_section_species():
+    """The default ``distance_genes`` are human symbols; a mouse section takes their mouse orthologs."""
+    from tmeflow.spatial_analysis import species_genes
+
+    section = pd.Index(["S100a8", "Cd68", "Spp1", "Epcam"])
+    assert species_genes(["S100A8", "CD68", "SPP1", "Epcam"], "mouse", section) == ["S100a8", "Cd68", "Spp1", "Epcam"]
+    assert species_genes(["S100A8", "CD68"], "human", section) == ["S100A8", "CD68"]
