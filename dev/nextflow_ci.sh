@@ -3,7 +3,7 @@
 # Run from the repository root on a machine with Nextflow >= 25.10, nf-test and Docker:
 #
 #     dev/nextflow_ci.sh            # lint, stub run, nf-test
-#     OUTDIR=/tmp/x PROFILE=test,singularity dev/nextflow_ci.sh
+#     OUTDIR=ci_results PROFILE=test,singularity dev/nextflow_ci.sh
 #
 # Not run where the Python tests run (Nextflow's launcher downloads its jar).
 set -euo pipefail

@@ -173,17 +173,20 @@ def type_means(ref) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return frames[0], frames[1], frames[2]
 
 
+def type_markers(norm_means: pd.DataFrame, detection: pd.DataFrame, cell_type: str, n_markers: int) -> list[str]:
+    """The ``n_markers`` genes with the largest log2 fold change of ``cell_type`` over the mean of the
+    other types, among genes detected in >= 10% of the type's cells."""
+    others = norm_means.drop(columns=cell_type).mean(axis=1) if norm_means.shape[1] > 1 else norm_means[cell_type] * 0
+    lfc = np.log2(norm_means[cell_type] + 0.1) - np.log2(others + 0.1)
+    lfc = lfc[(detection[cell_type] >= MARKER_MIN_DETECTION) & (lfc > 0)]
+    return list(lfc.sort_values(ascending=False).index[:n_markers])
+
+
 def informative_genes(norm_means: pd.DataFrame, detection: pd.DataFrame, n_markers: int) -> list[str]:
-    """Union over types of the ``n_markers`` genes with the largest log2 fold change (type vs mean of
-    the others) among genes detected in >= 10% of the type's cells."""
+    """Union over types of each type's :func:`type_markers`."""
     genes: dict[str, None] = {}
-    total = norm_means.sum(axis=1)
-    k = norm_means.shape[1]
     for cell_type in norm_means.columns:
-        others = (total - norm_means[cell_type]) / max(k - 1, 1)
-        lfc = np.log2(norm_means[cell_type] + 0.1) - np.log2(others + 0.1)
-        lfc = lfc[(detection[cell_type] >= MARKER_MIN_DETECTION) & (lfc > 0)]
-        genes.update(dict.fromkeys(lfc.sort_values(ascending=False).index[:n_markers]))
+        genes.update(dict.fromkeys(type_markers(norm_means, detection, cell_type, n_markers)))
     return list(genes)
 
 
@@ -466,9 +469,10 @@ def marker_scores(spots, ref, n_markers: int = MARKER_BASELINE_GENES) -> pd.Data
     sc.pp.log1p(normalised)
     scores = {}
     for cell_type in norm_means.columns:
-        genes = informative_genes(norm_means[[cell_type]].assign(_others=norm_means.drop(columns=cell_type).mean(axis=1)),
-                                  detection[[cell_type]].assign(_others=1.0), n_markers)
-        genes = [g for g in genes if g in normalised.var_names]
+        genes = type_markers(norm_means, detection, cell_type, n_markers)
+        if not genes:  # no gene is specific to the type: no baseline (its agreement is reported as missing)
+            scores[cell_type] = np.full(normalised.n_obs, np.nan)
+            continue
         sc.tl.score_genes(normalised, genes, score_name="_score", random_state=0, ctrl_size=min(50, normalised.n_vars // 4))
         scores[cell_type] = normalised.obs["_score"].to_numpy()
     return pd.DataFrame(scores, index=spots.obs_names)
@@ -480,7 +484,7 @@ def marker_agreement(proportions: pd.DataFrame, scores: pd.DataFrame, minimum: f
 
     rows = []
     for cell_type in proportions.columns:
-        constant = proportions[cell_type].nunique() < 2 or scores[cell_type].nunique() < 2
+        constant = proportions[cell_type].nunique() < 2 or scores[cell_type].nunique(dropna=True) < 2
         rho = np.nan if constant else float(spearmanr(proportions[cell_type], scores[cell_type]).statistic)
         rows.append({"cell_type": cell_type, "mean_proportion": float(proportions[cell_type].mean()),
                      "spearman_vs_marker_score": rho, "agrees": bool(rho >= minimum) if not constant else False})
