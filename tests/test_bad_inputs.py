@@ -271,11 +271,11 @@ def test_broken_gzip_in_a_subprocess_prints_one_line(case, mtx_folder, tmp_path)
 
 def test_ensembl_only_genes_are_named_by_symbol(mtx_folder, good_sc, tmp_path):
     """Ensembl ids without symbols: QC names them by symbol (bundled table) so % mito is computed."""
-    from tmeflow.genes import ensembl_symbols
+    from tmeflow.signatures import ensembl_symbol_table
     from tmeflow.params import defaults
     from tmeflow.qc import run_qc
 
-    to_id = {symbol: gene_id for gene_id, symbol in ensembl_symbols("human").items()}
+    to_id = {symbol: gene_id for gene_id, symbol in ensembl_symbol_table().items() if gene_id.startswith("ENSG")}
     adata = ad.read_h5ad(good_sc)
     ids = [to_id.get(name, f"ENSG9{index:010d}") for index, name in enumerate(adata.var_names)]
     folder = tmp_path / "ids"

@@ -39,6 +39,7 @@ import pandas as pd
 from . import __version__
 from .errors import TmeflowInputError
 from .estimate import ESTIMATE_COLUMNS, estimate_scores
+from .genes import ENSEMBL_ID
 from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
 from .signatures import (
@@ -65,7 +66,6 @@ logger = get_logger(__name__)
 
 MIN_MATCHED_SAMPLES = 10
 
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def detect_id_type(ids: pd.Index, id_type: str, has_annotation: bool) -> str:
         return id_type
     if has_annotation:
         return "probe"
-    looks_ensembl = np.mean([bool(_ENSEMBL.match(str(i))) for i in ids])
+    looks_ensembl = np.mean([bool(ENSEMBL_ID.match(str(i))) for i in ids])
     return "ensembl" if looks_ensembl >= 0.5 else "symbol"
 
 

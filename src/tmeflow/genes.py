@@ -31,16 +31,7 @@ def gene_class_mask(var_names: pd.Index | list[str], species: str, gene_class: s
 
 
 ENSEMBL_ID = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
-# The bundled gene-position tables (resources/gene_positions, XClone 0.4.0) carry no mitochondrial
-# genes; the 13 protein-coding human MT genes, as GENCODE/Cell Ranger's GRCh38 features.tsv name them.
-_HUMAN_MITO_IDS = {
-    "ENSG00000198888": "MT-ND1", "ENSG00000198763": "MT-ND2", "ENSG00000198804": "MT-CO1",
-    "ENSG00000198712": "MT-CO2", "ENSG00000228253": "MT-ATP8", "ENSG00000198899": "MT-ATP6",
-    "ENSG00000198938": "MT-CO3", "ENSG00000198840": "MT-ND3", "ENSG00000212907": "MT-ND4L",
-    "ENSG00000198886": "MT-ND4", "ENSG00000198786": "MT-ND5", "ENSG00000198695": "MT-ND6",
-    "ENSG00000198727": "MT-CYB",
-}
-_POSITION_TABLES = {"human": "genes_hg38_xclone.tsv", "mouse": "genes_mm10_xclone.tsv"}
+_ENSEMBL_PREFIX = {"human": "ENSG", "mouse": "ENSMUSG"}
 
 
 def mostly_ensembl(names) -> bool:
@@ -49,24 +40,15 @@ def mostly_ensembl(names) -> bool:
     return bool(names) and np.mean([bool(ENSEMBL_ID.match(name)) for name in names]) > 0.5
 
 
-def ensembl_symbols(species: str) -> dict[str, str]:
-    """Ensembl gene id (unversioned) -> symbol, from the bundled gene-position table of ``species``."""
-    from importlib import resources
-
-    path = resources.files("tmeflow").joinpath("resources", "gene_positions", _POSITION_TABLES[species])
-    with path.open() as handle:
-        table = pd.read_csv(handle, sep="\t", usecols=["gene_symbol", "gene_id"], dtype=str).dropna()
-    mapping = dict(zip(table["gene_id"], table["gene_symbol"]))
-    if species == "human":
-        mapping.update(_HUMAN_MITO_IDS)
-    return mapping
-
-
 def symbols_from_ensembl(names, species: str) -> tuple[pd.Index, int]:
-    """Gene symbols for Ensembl ids (versions ignored); ids without a symbol are kept. Returns the new
-    names and how many were mapped."""
-    mapping = ensembl_symbols(species)
-    symbols = [mapping.get(str(name).split(".")[0], str(name)) for name in names]
+    """Gene symbols for the ``species``' Ensembl ids (versions ignored; the table of
+    :func:`tmeflow.signatures.ensembl_to_symbol`); other ids are kept. Returns the new names and how many
+    were mapped."""
+    from .signatures import ensembl_to_symbol
+
+    names = [str(name) for name in names]
+    mapping = ensembl_to_symbol([name for name in names if name.startswith(_ENSEMBL_PREFIX[species])])
+    symbols = [mapping.get(name, name) for name in names]
     mapped = sum(new != str(old) for new, old in zip(symbols, names))
     return pd.Index(symbols), mapped
 

@@ -74,6 +74,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .errors import TmeflowInputError
+from .genes import ENSEMBL_ID, mostly_ensembl
 from .log import get_logger
 
 logger = get_logger(__name__)
@@ -85,7 +86,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _DENSE_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".matrix")
 _NOT_TABLES = (".json", ".yaml", ".yml", ".md", ".html", ".rds", ".rda", ".rdata", ".loom", ".xlsx", ".xls", ".pdf",
                ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".zip", ".tar", ".bam", ".fastq", ".fq", ".mtx")
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 _SYMBOL = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*$")
 _CELL_LIKE = re.compile(r"[ACGTN]{8,}|^\d+$|^(cell|barcode|spot|bc)", re.IGNORECASE)
 _NUCLEOTIDES = re.compile(r"[ACGTN]{8,}")
@@ -526,7 +526,7 @@ def _anndata(matrix, barcodes, names, ids, path: Path, sample: str) -> ad.AnnDat
     var = pd.DataFrame(index=pd.Index(names.astype(str), name=None))
     if not np.array_equal(ids, names):
         var["gene_ids"] = ids.astype(str)
-    elif len(names) and np.mean([bool(_ENSEMBL.match(n)) for n in names[:2000]]) > 0.5:
+    elif mostly_ensembl(names):
         logger.warning("sample %s: genes have Ensembl ids only, no symbols; keeping ids as gene names (%s)",
                        sample, path)
     var.index = _unique_names(var.index, sample)
@@ -592,13 +592,13 @@ def _symbols_as_names(var: pd.DataFrame, sample: str, path: Path) -> pd.DataFram
     """Use a symbol column as ``var_names`` when the names are Ensembl ids."""
     var = var.copy()
     names = var.index.astype(str)
-    if not len(names) or np.mean([bool(_ENSEMBL.match(n)) for n in names[:2000]]) <= 0.5:
+    if not mostly_ensembl(names):
         var.index = names
         return var
     for column in _SYMBOL_COLUMNS:
         if column in var.columns:
             symbols = var[column].astype(str)
-            if np.mean([bool(_ENSEMBL.match(s)) for s in symbols[:2000]]) > 0.5:
+            if mostly_ensembl(symbols):
                 continue
             empty = symbols.isin(["", "nan", "None"]).to_numpy()
             symbols = np.where(empty, names, symbols.to_numpy())
@@ -712,7 +712,7 @@ def _known_genes() -> frozenset[str] | None:
 
 def _gene_score(labels: list[str]) -> float:
     sample_labels = labels[:: max(1, len(labels) // 2000)]
-    gene = sum(bool(_ENSEMBL.match(x) or (len(x) <= 20 and _SYMBOL.match(x) and not _CELL_LIKE.search(x)))
+    gene = sum(bool(ENSEMBL_ID.match(x) or (len(x) <= 20 and _SYMBOL.match(x) and not _CELL_LIKE.search(x)))
                for x in sample_labels)
     cell = sum(bool(_CELL_LIKE.search(x)) for x in sample_labels)
     return (gene - cell) / max(1, len(sample_labels))

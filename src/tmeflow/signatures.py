@@ -186,8 +186,21 @@ def mapping_coverage(gene_sets: dict[str, list[str]], mapped: dict[str, list[str
     return pd.DataFrame(rows, columns=["gene_set", "n_genes", "n_mapped", "fraction"])
 
 
+# The bundled gene-position tables (resources/gene_positions, XClone 0.4.0) carry no mitochondrial
+# genes; the 13 protein-coding human MT genes, as GENCODE/Cell Ranger's GRCh38 features.tsv name them.
+_HUMAN_MITO_IDS = {
+    "ENSG00000198888": "MT-ND1", "ENSG00000198763": "MT-ND2", "ENSG00000198804": "MT-CO1",
+    "ENSG00000198712": "MT-CO2", "ENSG00000228253": "MT-ATP8", "ENSG00000198899": "MT-ATP6",
+    "ENSG00000198938": "MT-CO3", "ENSG00000198840": "MT-ND3", "ENSG00000212907": "MT-ND4L",
+    "ENSG00000198886": "MT-ND4", "ENSG00000198786": "MT-ND5", "ENSG00000198695": "MT-ND6",
+    "ENSG00000198727": "MT-CYB",
+}
+_POSITION_TABLES = {"human": "genes_hg38_xclone.tsv", "mouse": "genes_mm10_xclone.tsv"}
+
+
 @cache
-def _ensembl_table() -> dict[str, str]:
+def ensembl_symbol_table() -> dict[str, str]:
+    """Unversioned Ensembl gene id -> symbol, human and mouse (see :func:`ensembl_to_symbol`)."""
     mapping: dict[str, str] = {}
     for table in GENE_TABLES.values():
         positions = pd.read_csv(resource_path(f"gene_positions/{table}"), sep="\t", dtype=str,
@@ -197,6 +210,7 @@ def _ensembl_table() -> dict[str, str]:
     # the ortholog table is the newer Ensembl release: its (current) symbols win where both know an id
     mapping.update(zip(orthologs["human_ensembl"], orthologs["human_symbol"]))
     mapping.update(zip(orthologs["mouse_ensembl"], orthologs["mouse_symbol"]))
+    mapping.update(_HUMAN_MITO_IDS)
     return mapping
 
 
@@ -204,11 +218,11 @@ def ensembl_to_symbol(ids: pd.Index | list[str]) -> dict[str, str]:
     """Ensembl gene ID (version suffix ignored) -> symbol, human and mouse.
 
     Sources: the bundled gene tables (``gene_positions/``: 33,472 human GRCh38 and 32,195 mouse GRCm38
-    Ensembl genes, all biotypes) and the one-to-one ortholog table (Ensembl ~110; its current symbols
+    Ensembl genes, all biotypes; plus the 13 human MT genes they lack) and the one-to-one ortholog table (Ensembl ~110; its current symbols
     win for ids in both). The ortholog table alone would drop every gene without a one-to-one ortholog
     (e.g. GZMB, GNLY, many immune genes).
     """
-    mapping = _ensembl_table()
+    mapping = ensembl_symbol_table()
     return {i: mapping[i.split(".")[0]] for i in map(str, ids) if i.split(".")[0] in mapping}
 
 
