@@ -344,14 +344,14 @@ def epoch_logger(what: str, max_epochs: int, every: int | None = None):
 
 
 def choose_accelerator() -> str:
-    """``gpu`` when CUDA is available, else ``cpu`` with a warning."""
+    """``gpu`` when CUDA is available (:func:`cuda_available`), else ``cpu`` with a warning."""
     import torch
 
-    if torch.cuda.is_available():
+    if cuda_available():
         logger.info("cell2location: CUDA available, training on GPU (%s)", torch.cuda.get_device_name(0))
         return "gpu"
     logger.warning("cell2location: no CUDA GPU available, training on CPU (slow; use the GPU profile or "
-                   "deconvolution_method nnls for large sections)")
+                   "deconvolution_method poisson for large sections)")
     return "cpu"
 
 
