@@ -205,3 +205,33 @@ def test_a_changed_output_or_record_means_the_task_runs_again(tmp_path):
     fresh = TaskRunner(outdir, defaults(), resume=False)
     fresh.run("composition", "composition", stage, (1,), {}, outdir / "composition")
     assert calls == [1, 1, 1]
+
+
+def test_a_signal_whose_exception_a_library_swallows_still_stops_the_run(tmp_path):
+    """A SIGTERM whose Interrupted a library swallows (a ``__del__``, a C callback) stops the run at the
+    next task boundary, with the interrupted task complete and recorded."""
+    from tmeflow.errors import Interrupted
+    from tmeflow.params import defaults
+    from tmeflow.resume import TaskRunner, signals_interrupt
+
+    calls = []
+
+    def swallowing_stage(value, outdir, params):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here
+        except BaseException:  # noqa: BLE001 - what some libraries do
+            pass
+        calls.append(value)
+        (Path(outdir) / "out.tsv").write_text(f"{value}\n")
+        return {}
+
+    outdir = tmp_path / "results"
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as raised, signals_interrupt():
+        runner = TaskRunner(outdir, defaults(), resume=True)
+        runner.run("composition", "composition", swallowing_stage, (1,), {}, outdir / "composition")
+        runner.run("de", "de", swallowing_stage, (2,), {}, outdir / "de")
+    assert raised.value.exit_code == 143 and calls == [1]
+    assert (outdir / "pipeline_info" / "tasks" / "composition.json").is_file() and (outdir / "composition" / "out.tsv").is_file()
+    assert signal.getsignal(signal.SIGTERM) == handler_before

@@ -47,16 +47,33 @@ RECORDS = Path("pipeline_info") / "tasks"
 _STALE_FILE = re.compile(r"^\..+\.tmp(\.[^/]*)?$")
 
 
+# The signal received, kept: a library that swallows the handler's exception (a ``__del__``, a C
+# callback, an ``except BaseException``) does not swallow the interruption, which
+# :func:`raise_if_interrupted` raises again at the next task boundary.
+_received_signal: int | None = None
+
+
 def _raise_interrupted(signum: int, frame: Any) -> None:
+    global _received_signal
+    _received_signal = signum
     raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` if a signal arrived whose exception did not unwind the run."""
+    if _received_signal is not None:
+        raise Interrupted(_received_signal)
 
 
 @contextmanager
 def signals_interrupt() -> Iterator[None]:
     """Turn SIGTERM and SIGINT into :class:`Interrupted` for the duration of the block."""
+    global _received_signal
+    _received_signal = None
     previous = {signum: signal.signal(signum, _raise_interrupted) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
+        raise_if_interrupted()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -178,6 +195,7 @@ class TaskRunner:
             final_dir: Path) -> Any:
         """Call ``function(*args, <tmp folder>, self.params, **kwargs)`` unless a matching record exists;
         move its outputs into ``final_dir`` and write the completion record last."""
+        raise_if_interrupted()
         key = task_key(stage, args, kwargs, self.params)
         reusable, result = self._reusable(task, key, final_dir)
         if reusable:
@@ -210,4 +228,5 @@ class TaskRunner:
             except OSError:  # not empty (another task's folder) or already gone
                 pass
         self.ran.append(task)
+        raise_if_interrupted()  # the task is complete and recorded; the run stops before the next one
         return result
