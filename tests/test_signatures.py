@@ -13,6 +13,7 @@ from tmeflow.signatures import (
     map_gene_sets,
     read_bundled_gmt,
     read_gmt,
+    resource_path,
     ssgsea,
 )
 
@@ -117,6 +118,20 @@ def test_bundled_sets_and_ortholog_mapping():
     assert all(len(g) == 141 for g in estimate.values())
     mouse = map_gene_sets({"s": ["CHMP3", "MLKL", "RIPK3", "NOT_A_GENE"]}, "human", "mouse")
     assert mouse["s"] == ["Chmp3", "Mlkl", "Ripk3"]
+
+
+# Azizi et al. 2018 (Cell 174:1293) M1/M2 macrophage genes as reused by Cheng et al. 2021 (Cell 184:792);
+# the paper's IL23, FIGF and FASL under their current symbols.
+AZIZI_M1 = "CCL5 CCR7 CD40 CD86 CXCL9 CXCL10 CXCL11 IDO1 IL1A IL1B IL6 IL23A IRF1 IRF5 KYNU TNF"
+AZIZI_M2 = ("CCL4 CCL13 CCL17 CCL18 CCL20 CCL22 CCL24 CD276 CLEC7A CTSA CTSB CTSC CTSD EGF FASLG FN1 IL4R IRF4 LYVE1 "
+            "MMP9 MMP14 MMP19 MSR1 TGFB1 TGFB2 TGFB3 TNFSF8 TNFSF12 VEGFA VEGFB VEGFC VEGFD VTCN1 WNT7B")
+
+
+def test_bundled_m1_m2_are_the_published_lists():
+    """The bundled lists missed TNF and IL23A (M1) and CCL17, CCL24, VEGFD, EGF, WNT7B, FASLG, VTCN1 (M2)."""
+    bundled = read_gmt(resource_path("signatures/tme_signatures.gmt"))
+    assert sorted(bundled["M1"]) == sorted(AZIZI_M1.split())
+    assert sorted(bundled["M2"]) == sorted(AZIZI_M2.split())
 
 
 def test_human_ensembl_matrix_keeps_bundled_signatures():

@@ -55,3 +55,15 @@ def test_cid4465_caf_subtypes_agree_with_authors(shared_data, tmp_path_factory, 
     assert cafs.sum() > 300 and agreement >= 0.75
     macrophages = minor == "Macrophage"
     assert fine[macrophages].isin(["C1Q+ macrophage", "SPP1+ macrophage", "monocyte/macrophage"]).mean() > 0.8
+
+
+@pytest.mark.parametrize("species", ["human", "mouse"])
+def test_bundled_epithelial_states_are_not_breast_specific(species):
+    """The epithelial states apply to carcinomas of any organ: no hormone-receptor (ESR1/PGR/AR) state,
+    which called gastric, nasopharyngeal and colorectal cells 'luminal'."""
+    from tmeflow.signatures import resource_path
+
+    table = pd.read_csv(resource_path(f"markers/subtypes_{species}.tsv"), sep="\t")
+    epithelial = table[table["compartment"] == "epithelial"]
+    assert not {"ESR1", "PGR", "AR"} & set(epithelial["gene"].str.upper())
+    assert set(epithelial["cell_type_fine"]) == {"basal epithelial", "simple (glandular) epithelial", "cycling epithelial"}
