@@ -53,7 +53,7 @@ def test_planted_abundance_change_is_found(tmp_path_factory, tmp_path):
     print(f"planted DA ({planted['cell_type']} x{planted['fold_change']}): FDR {row['fdr']:.3g}, "
           f"proportion ratio {row['prop_ratio']:.2f}, design {row['design']}")
     assert row["fdr"] < 0.05 and row["prop_ratio"] > 1.5
-    assert row["design"] == "~ condition + patient"  # every patient has both conditions: paired
+    assert row["design"] == "~ 0 + condition + patient (all conditions)"  # every patient has both conditions: paired
     props = pd.read_csv(tmp_path / "composition_major_proportions.tsv", sep="\t")
     assert np.allclose(props.groupby("sample")["proportion"].sum(), 1.0)
     for name in ("composition_major_stacked.png", "composition_major_boxplot.png", "composition_mqc.tsv",
@@ -106,6 +106,31 @@ def test_ordinary_t_matches_statsmodels_ols():
         fit = sm.OLS(y[cell_type], design).fit()
         assert result.loc[cell_type, "t"] == pytest.approx(fit.tvalues["test"], rel=1e-8)
         assert result.loc[cell_type, "pvalue"] == pytest.approx(fit.pvalues["test"], rel=1e-6)
+
+
+def test_all_conditions_fitted_as_limma_contrasts_fit():
+    """speckle/limma fit ``~ 0 + group`` to every sample and test the contrast: the third condition's
+    samples add residual degrees of freedom (the old fit used only the two contrasted conditions)."""
+    import statsmodels.api as sm
+
+    from tmeflow.composition import transform_proportions
+
+    rng = np.random.default_rng(5)
+    counts, samples = _null_cohort(rng, paired=False)
+    normal = pd.DataFrame([rng.multinomial(400, rng.dirichlet(np.full(counts.shape[1], 5.0))) for _ in range(3)],
+                          index=["N0", "N1", "N2"], columns=counts.columns)
+    counts = pd.concat([counts, normal])
+    samples = pd.concat([samples, pd.DataFrame({"condition": "normal", "patient": normal.index}, index=normal.index)])
+    result = propeller(counts, samples, "metastasis", "primary", moderated=False).set_index("cell_type")
+    design = pd.get_dummies(samples["condition"], dtype=float)
+    y = transform_proportions(counts, "logit")
+    for cell_type in counts.columns:
+        fit = sm.OLS(y[cell_type], design).fit()
+        contrast = fit.t_test(np.array([[1.0 if c == "metastasis" else -1.0 if c == "primary" else 0.0 for c in design.columns]]))
+        assert result.loc[cell_type, "t"] == pytest.approx(float(contrast.tvalue[0][0]), rel=1e-8)
+        assert result.loc[cell_type, "pvalue"] == pytest.approx(float(contrast.pvalue), rel=1e-6)
+    assert (result["df"] == len(samples) - 3).all() and (result["n_samples_test"] == 4).all()
+    assert result["design"].iat[0] == "~ 0 + condition (all conditions)"
 
 
 def test_default_contrast_rule():

@@ -13,10 +13,13 @@ speckle ``propeller``), with the sample as the unit of replication:
 1. Proportions per sample are transformed (``da_transform``): ``logit`` (default; speckle adds a
    pseudo-count of 0.5 to every count before taking proportions, ``log(p / (1 - p))``) or ``asin``
    (``asin(sqrt(p))`` of the raw proportions).
-2. One linear model per cell type, fitted to the samples of the two contrasted conditions:
-   ``~ condition`` or, when *paired* (every patient has samples in both conditions and there are at
-   least two patients), ``~ condition + patient``.
-3. The condition coefficient is tested with a t-test. With ``da_moderated`` (default) the residual
+2. One linear model per cell type, fitted to the samples of every condition, as limma/speckle do
+   (``~ 0 + condition``; the residual variance borrows the other conditions' samples) or, when *paired*
+   (every patient has samples in both contrasted conditions and there are at least two patients),
+   ``~ 0 + condition + patient``. When that design is not of full rank (a condition's samples all
+   belong to patients seen only in that condition), the model is fitted to the two contrasted
+   conditions alone.
+3. The contrast ``test - reference`` is tested with a t-test. With ``da_moderated`` (default) the residual
    variances are shrunk towards a common prior by limma's empirical Bayes (Smyth 2004, *Stat Appl
    Genet Mol Biol* 3:3; ``squeezeVar`` / ``fitFDist``, non-robust), giving moderated t-statistics with
    ``df_residual + df_prior`` degrees of freedom (capped at the pooled residual df, as limma does).
@@ -243,11 +246,13 @@ def fit_f_dist(s2: np.ndarray, df1: float) -> tuple[float, float]:
     return s20, df2
 
 
-def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int, *, moderated: bool = True) -> pd.DataFrame:
-    """Per-column OLS of ``y`` (samples x features) on ``design``; t-test of coefficient ``coef``.
+def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int | np.ndarray, *, moderated: bool = True) -> pd.DataFrame:
+    """Per-column OLS of ``y`` (samples x features) on ``design``; t-test of coefficient ``coef`` or,
+    when ``coef`` is a vector, of the contrast ``coef @ beta`` (limma ``contrasts.fit``).
 
     With ``moderated`` the residual variances are squeezed as in limma ``eBayes`` (non-robust).
-    Returns ``logfc`` (the coefficient), ``se``, ``t``, ``df``, ``pvalue``, ``s2``, ``s2_post``, ``df_prior``.
+    Returns ``logfc`` (the coefficient or contrast), ``se``, ``t``, ``df``, ``pvalue``, ``s2``,
+    ``s2_post``, ``df_prior``.
     """
     from scipy.stats import t as t_dist
 
@@ -257,10 +262,12 @@ def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int, *, moderat
     if rank < p:
         raise TmeflowInputError("the design matrix is not of full rank (condition confounded with patient?)")
     df_res = n - p
+    contrast = np.eye(p)[coef] if np.ndim(coef) == 0 else np.asarray(coef, dtype=float)
     xtx_inv = np.linalg.inv(design.T @ design)
     beta = xtx_inv @ design.T @ values
     resid = values - design @ beta
-    stdev_unscaled = np.sqrt(xtx_inv[coef, coef])
+    estimate = contrast @ beta
+    stdev_unscaled = np.sqrt(contrast @ xtx_inv @ contrast)
     if df_res > 0:
         s2 = np.sum(resid**2, axis=0) / df_res
     else:
@@ -277,11 +284,11 @@ def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int, *, moderat
         df_total = np.minimum(np.full(values.shape[1], df_res + df_prior), df_res * values.shape[1])
     se = stdev_unscaled * np.sqrt(s2_post)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = beta[coef] / se
+        t = estimate / se
     pvalue = np.where(np.isfinite(t), 2.0 * t_dist.sf(np.abs(t), df_total), np.nan)
-    pvalue = np.where((se == 0) & (beta[coef] == 0), 1.0, pvalue)
+    pvalue = np.where((se == 0) & (estimate == 0), 1.0, pvalue)
     return pd.DataFrame(
-        {"logfc": beta[coef], "se": se, "t": t, "df": df_total, "pvalue": pvalue, "s2": s2, "s2_post": s2_post,
+        {"logfc": estimate, "se": se, "t": t, "df": df_total, "pvalue": pvalue, "s2": s2, "s2_post": s2_post,
          "df_prior": df_prior},
         index=y.columns,
     )
@@ -297,6 +304,22 @@ def condition_design(samples: pd.DataFrame, test: str, *, paired: bool) -> np.nd
         columns += [(samples["patient"] == patient).to_numpy(dtype=float) for patient in patients[1:]]
     return np.column_stack(columns)
 
+def all_groups_design(samples: pd.DataFrame, test: str, reference: str, *, paired: bool) -> tuple[np.ndarray | None, np.ndarray]:
+    """``~ 0 + condition`` (``+ patient`` but the first when ``paired``) over every sample, and the
+    contrast vector of ``test - reference``; ``(None, contrast)`` when the design is not of full rank."""
+    conditions = sorted(samples["condition"].unique())
+    columns = [(samples["condition"] == condition).to_numpy(dtype=float) for condition in conditions]
+    if paired:
+        patients = sorted(samples["patient"].unique())
+        columns += [(samples["patient"] == patient).to_numpy(dtype=float) for patient in patients[1:]]
+    design = np.column_stack(columns)
+    contrast = np.zeros(design.shape[1])
+    contrast[conditions.index(test)], contrast[conditions.index(reference)] = 1.0, -1.0
+    if np.linalg.matrix_rank(design) < design.shape[1] or design.shape[0] <= design.shape[1]:
+        return None, contrast
+    return design, contrast
+
+
 def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference: str, *,
               transform: str = "logit", moderated: bool = True, paired: bool | None = None) -> pd.DataFrame:
     """propeller-style differential abundance of every cell type (columns of ``counts``) for one contrast.
@@ -305,14 +328,18 @@ def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference:
     with mean proportions, their ratio, the transformed-scale difference (``logfc``), ``t``,
     ``pvalue`` and BH ``fdr``.
     """
-    sub = samples[samples["condition"].isin([test, reference])]
-    counts = counts.loc[sub.index]
-    counts = counts.loc[:, counts.sum(axis=0) > 0] if (counts.sum(axis=0) > 0).any() else counts
     if paired is None:
         paired = is_paired(samples, test, reference)
-    design = condition_design(sub, test, paired=paired)
-    transformed = transform_proportions(counts, transform)
-    fit = linear_model_test(transformed, design, coef=1, moderated=moderated)
+    samples = samples.loc[counts.index]
+    design, contrast = all_groups_design(samples, test, reference, paired=paired)
+    if design is None:  # not of full rank over all conditions: the two contrasted conditions alone
+        samples = samples[samples["condition"].isin([test, reference])]
+        design, contrast = condition_design(samples, test, paired=paired), 1
+    counts = counts.loc[samples.index]
+    counts = counts.loc[:, counts.sum(axis=0) > 0] if (counts.sum(axis=0) > 0).any() else counts
+    fit = linear_model_test(transform_proportions(counts, transform), design, coef=contrast, moderated=moderated)
+    sub = samples[samples["condition"].isin([test, reference])]
+    counts = counts.loc[sub.index]
     props = counts.div(counts.sum(axis=1), axis=0)
     is_test = (sub["condition"] == test).to_numpy()
     mean_test = props[is_test].mean(axis=0)
@@ -339,7 +366,8 @@ def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference:
     result["fdr"] = bh_fdr(result["pvalue"])
     result["transform"] = transform
     result["moderated"] = moderated
-    result["design"] = "~ condition + patient" if paired else "~ condition"
+    groups = "all conditions" if samples["condition"].nunique() > 2 else "two conditions"
+    result["design"] = f"~ 0 + condition{' + patient' if paired else ''} ({groups})"
     return result.sort_values(["pvalue", "cell_type"]).reset_index(drop=True)
 
 
