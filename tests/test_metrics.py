@@ -84,6 +84,27 @@ def test_kbet_hand_computed_line():
     assert metrics.kbet_acceptance(x2, blocks, k0=4) == pytest.approx(0.0)
 
 
+def test_kbet_neighbourhood_and_k0_follow_r_kbet_and_scib():
+    """R kBET tests the cell with its k0 - 1 nearest neighbours; scIB keeps k0 in [10, 70]."""
+    assert metrics.kbet_k0(np.array([400, 400])) == 70 and metrics.kbet_k0(np.array([20, 30])) == 10
+    assert metrics.kbet_k0(np.array([100, 140])) == 30
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 3))
+    batches = np.where(rng.random(60) < 0.4, "A", "B")
+    x[batches == "A"] += 0.6
+    k0 = 6
+    distances = np.linalg.norm(x[:, None] - x[None], axis=2)
+    rejected = 0
+    freq = np.array([(batches == "A").mean(), (batches == "B").mean()])
+    for cell in range(60):
+        env = np.argsort(distances[cell], kind="stable")[:k0]  # the cell itself first, then k0 - 1 neighbours
+        assert env[0] == cell
+        observed = np.array([(batches[env] == "A").sum(), (batches[env] == "B").sum()])
+        statistic = (((observed - k0 * freq) ** 2) / (k0 * freq)).sum()
+        rejected += chi2.sf(statistic, 1) < 0.05
+    assert metrics.kbet_acceptance(x, batches, k0=k0) == pytest.approx(1 - rejected / 60)
+
+
 def test_integration_metrics_rank_mixed_above_separated():
     sep = metrics.integration_metrics(*_blocks(mixed=False), seed=0)
     mix = metrics.integration_metrics(*_blocks(mixed=True), seed=0)

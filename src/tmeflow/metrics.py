@@ -6,12 +6,14 @@ returned on scIB's scale, where **higher is better** for all of them:
 
 Batch mixing (``batch`` is the batch key: ``sample``, ``batch``...)
     * **kBET acceptance rate** (Büttner et al. 2019, Nat Methods). For each label (cell type) with at
-      least two batches, every test cell's ``k0`` nearest neighbours (``k0`` = 25% of the mean batch
-      size within the label, as scIB sets it, kept between 5 and 100) are compared with the label's
+      least two batches and 10 cells, every cell's neighbourhood of ``k0`` cells (the cell itself and
+      its ``k0 - 1`` nearest neighbours, as the R package builds it; ``k0`` = a quarter of the mean
+      batch size within the label, kept between 10 and 70 as scIB sets it) is compared with the label's
       batch frequencies by Pearson's chi-squared test (df = batches - 1); a cell is *rejected* when
       p < 0.05. The score is ``1 - mean rejection rate`` over labels (scIB's ``kBET``). This is a
-      re-implementation of the test (the R package is not called); scIB's extra handling of
-      disconnected graph components is not reproduced.
+      re-implementation of the test (the R package is not called): every cell is tested, the
+      expectation of R's repeated random 10% test subsets; scIB's extra handling of disconnected graph
+      components is not reproduced.
     * **iLISI** (Korsunsky et al. 2019, Nat Methods): the inverse Simpson index of batch labels in a
       Gaussian-kernel neighbourhood of perplexity 30 over the 90 nearest neighbours (the LISI
       definition, on embedding distances); the median over cells is scaled as
@@ -43,7 +45,8 @@ LISI_PERPLEXITY = 30.0
 LISI_NEIGHBOURS = 90  # 3 x perplexity, as in the LISI reference implementation and scIB
 GRAPH_NEIGHBOURS = 15
 KBET_ALPHA = 0.05
-KBET_K0_RANGE = (5, 100)
+KBET_K0_RANGE = (10, 70)  # scIB's kBET
+KBET_MIN_CELLS = 10  # scIB skips smaller labels
 
 
 def knn(embedding: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,6 +172,11 @@ def graph_connectivity(indices: np.ndarray, labels=None) -> float:
     return float(np.mean(fractions))
 
 
+def kbet_k0(batch_sizes: np.ndarray) -> int:
+    """scIB's kBET neighbourhood size: a quarter of the mean batch size, kept between 10 and 70."""
+    return int(np.clip(np.floor(np.mean(batch_sizes) / 4), *KBET_K0_RANGE))
+
+
 def kbet_acceptance(embedding: np.ndarray, batches, labels=None, *, alpha: float = KBET_ALPHA, k0: int | None = None) -> float:
     """kBET acceptance rate (``1 -`` mean rejection rate over labels; see the module docstring)."""
     from scipy.stats import chi2
@@ -183,11 +191,13 @@ def kbet_acceptance(embedding: np.ndarray, batches, labels=None, *, alpha: float
         if len(levels) < 2:
             continue
         sizes = np.bincount(codes)
-        k = k0 or int(np.clip(np.floor(0.25 * sizes.mean()), *KBET_K0_RANGE))
-        k = min(k, mask.sum() - 1)
+        if mask.sum() < KBET_MIN_CELLS and k0 is None:
+            continue
+        k = min(k0 or kbet_k0(sizes), int(mask.sum()))
         if k < 2:
             continue
-        _, idx = knn(embedding[mask], k)
+        _, neighbours = knn(embedding[mask], k - 1)
+        idx = np.column_stack([np.arange(mask.sum()), neighbours])  # R kBET: the cell and its k0 - 1 neighbours
         observed = np.stack([(codes[idx] == b).sum(axis=1) for b in range(len(levels))], axis=1)
         expected = k * sizes / sizes.sum()
         statistic = ((observed - expected) ** 2 / expected).sum(axis=1)
