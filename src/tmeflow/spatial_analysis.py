@@ -39,10 +39,14 @@ Trajectory from tumour to stroma
     scores per spot (:func:`scanpy.tl.score_genes`): EMT (Hallmark EPITHELIAL_MESENCHYMAL_TRANSITION),
     necroptosis (GO:0070266 necroptotic process, bundled cell_death sets), immune and stromal
     (ESTIMATE) and the 12-chemokine TLS score; means per ``trajectory_n_bins`` equal-width bins of the
-    axis, and Spearman correlation of each score and each cell-type proportion with the axis.
+    axis, and Spearman correlation of each score and each cell-type proportion with the axis; its
+    p-value comes from Moran spectral randomisation of the feature's ranks
+    (:func:`tmeflow.stats.msr_rank_correlation`), not from Spearman's test over spots, which treats
+    autocorrelated spots as independent; BH FDR.
 Distance association
     For the genes in ``distance_genes``: Spearman correlation of log-normalised expression with the
-    distance to the nearest malignant-rich (tumour) spot over non-tumour spots, BH FDR.
+    distance to the nearest malignant-rich (tumour) spot over non-tumour spots, p-value from Moran
+    spectral randomisation of the gene over the section, BH FDR.
 Tertiary lymphoid structures
     12-chemokine TLS score (CCL2, CCL3, CCL4, CCL5, CCL8, CCL18, CCL19, CCL21, CXCL9, CXCL10, CXCL11,
     CXCL13; Coppola et al. 2011; Cabrita et al. 2020) per spot. Absolute thresholds, the same in every
@@ -366,8 +370,10 @@ def score_signatures(adata, species: str, seed: int) -> pd.DataFrame:
 
 
 def trajectory(axis: np.ndarray, scores: pd.DataFrame, proportions: pd.DataFrame,
-               n_bins: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from scipy.stats import spearmanr
+               n_bins: int, vectors: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores and proportions per equal-width bin of the tumour-to-stroma ``axis``, and their Spearman
+    correlation with it, p-values from Moran spectral randomisation (:func:`tmeflow.stats.msr_rank_correlation`)."""
+    from .stats import msr_rank_correlation
 
     ok = np.isfinite(axis)
     values = pd.concat([scores.add_prefix("score_"), proportions.add_prefix("prop_")], axis=1)
@@ -382,13 +388,9 @@ def trajectory(axis: np.ndarray, scores: pd.DataFrame, proportions: pd.DataFrame
     binned.insert(0, "signed_distance_mid", [(edges[b] + edges[b + 1]) / 2 for b in binned.index])
     rows = []
     for column in values.columns:
-        v = values[column].to_numpy(dtype=float)[ok]
-        if np.ptp(v) == 0:
-            rows.append((column, np.nan, np.nan))
-            continue
-        rho, p = spearmanr(axis[ok], v)
-        rows.append((column, float(rho), float(p)))
-    correlation = pd.DataFrame(rows, columns=["feature", "spearman_rho", "pval"])
+        rho, z, p = msr_rank_correlation(axis, values[column].to_numpy(dtype=float), vectors, ok)
+        rows.append((column, rho, z, p))
+    correlation = pd.DataFrame(rows, columns=["feature", "spearman_rho", "z_msr", "pval"])
     correlation["fdr"] = _bh(correlation["pval"].to_numpy())
     return binned.reset_index(drop=True), correlation
 
@@ -406,8 +408,11 @@ def species_genes(genes: list[str], species: str, var_names) -> list[str]:
     return list(dict.fromkeys(g if g in present else (mapped[g][0] if mapped.get(g) else g) for g in genes))
 
 
-def distance_association(adata, distance: np.ndarray, tumour: np.ndarray, genes: list[str]) -> pd.DataFrame:
-    from scipy.stats import spearmanr
+def distance_association(adata, distance: np.ndarray, tumour: np.ndarray, genes: list[str],
+                         vectors: np.ndarray | None = None) -> pd.DataFrame:
+    """Spearman correlation of each gene with the distance to the tumour over non-tumour spots, p-values
+    from Moran spectral randomisation of the gene over the section (:func:`tmeflow.stats.msr_rank_correlation`)."""
+    from .stats import msr_rank_correlation
 
     outside = ~tumour & np.isfinite(distance)
     rows = []
@@ -415,13 +420,9 @@ def distance_association(adata, distance: np.ndarray, tumour: np.ndarray, genes:
         if gene not in adata.var_names:
             logger.warning("distance_genes: %s is not in the section; skipped", gene)
             continue
-        x = _dense(adata[:, gene].X).ravel()[outside]
-        if outside.sum() < 3 or np.ptp(x) == 0:
-            rows.append((gene, int(outside.sum()), np.nan, np.nan))
-            continue
-        rho, p = spearmanr(distance[outside], x)
-        rows.append((gene, int(outside.sum()), float(rho), float(p)))
-    table = pd.DataFrame(rows, columns=["gene", "n_spots", "spearman_rho", "pval"])
+        rho, z, p = msr_rank_correlation(distance, _dense(adata[:, gene].X).ravel(), vectors, outside)
+        rows.append((gene, int(outside.sum()), rho, z, p))
+    table = pd.DataFrame(rows, columns=["gene", "n_spots", "spearman_rho", "z_msr", "pval"])
     table["fdr"] = _bh(table["pval"].to_numpy()) if len(table) else []
     return table
 
@@ -547,10 +548,10 @@ def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) ->
             adata.obs[f"score_{column}"] = scores[column].to_numpy()
         results["scores"] = scores
         results["trajectory_bins"], results["trajectory_correlation"] = trajectory(
-            distance, scores, proportions, params["trajectory_n_bins"])
+            distance, scores, proportions, params["trajectory_n_bins"], vectors)
         distance_to_tumour = np.where(tumour, 0.0, distance)
         distance_genes = species_genes(_split(params["distance_genes"]), species, adata.var_names)
-        results["distance"] = distance_association(adata, distance_to_tumour, tumour, distance_genes)
+        results["distance"] = distance_association(adata, distance_to_tumour, tumour, distance_genes, vectors)
         tls_labels, results["tls"] = detect_tls(scores["TLS_chemokines"] if "TLS_chemokines" in scores else None,
                                                 proportions, graph, regions, distance, params)
         adata.obs["tls_id"] = tls_labels
