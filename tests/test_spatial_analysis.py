@@ -48,6 +48,25 @@ def test_derived_regions_match_planted(analysed, simulated_cohort):
     assert (regions.loc[regions["region"] != "tumour", "signed_distance"] > 0).all()
 
 
+def test_spot_cnv_map_finds_the_planted_tumour(analysed, simulated_cohort):
+    """The spot-level CNV map (infercnvpy on spots, split stromal reference) agrees with the planted
+    tumour region and with the deconvolved malignant proportion; planted stroma is rarely called."""
+    import anndata as ad
+
+    obs = ad.read_h5ad(analysed, backed="r").obs
+    truth = _truth(simulated_cohort).loc[obs.index, "true_region"].to_numpy()
+    called = obs["cnv_tumour"].to_numpy(dtype=bool)
+    summary = pd.read_csv(analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".spot_cnv.tsv"), sep="\t").iloc[0]
+    accuracy = float(np.mean(called == (truth == "tumour")))
+    stroma_called = float(called[truth == "stroma"].mean())
+    print(f"spot CNV: accuracy vs planted tumour {accuracy:.3f}, planted stroma called {stroma_called:.3f}, "
+          f"Spearman with malignant proportion {summary['spearman_cnv_vs_malignant_prop']:.2f}\n"
+          f"{pd.crosstab(called, truth)}")
+    assert accuracy >= 0.85 and stroma_called <= 0.1
+    assert summary["spearman_cnv_vs_malignant_prop"] > 0.5
+    assert (analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".spot_cnv.png")).stat().st_size > 0
+
+
 def test_planted_interface_interaction_detected(analysed):
     lr = pd.read_csv(analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".lr_interface.tsv"), sep="\t")
     row = lr.set_index("interaction").loc["MDK^NCL"]
@@ -156,11 +175,17 @@ def test_real_breast_section_end_to_end(shared_data):
                       random_state=0)
     r_dark = float(np.corrcoef(cancer, darkness)[0, 1])
     r_epi = float(np.corrcoef(cancer, adata.obs["epithelial"])[0, 1])
+    cnv_score = adata.obs["cnv_score_spot"].to_numpy()
+    r_cnv_dark = float(np.corrcoef(cnv_score, darkness)[0, 1])
+    r_cnv_epi = float(np.corrcoef(cnv_score, adata.obs["epithelial"])[0, 1])
     print(f"Cancer Epithelial proportion vs H&E darkness r={r_dark:.3f}, vs epithelial marker score r={r_epi:.3f}; "
-          f"plots in {out}")
+          f"spot CNV score vs darkness r={r_cnv_dark:.3f}, vs epithelial score r={r_cnv_epi:.3f}, "
+          f"{int(adata.obs['cnv_tumour'].sum())} of {adata.n_obs} spots CNV-high; plots in {out}")
     assert r_dark > 0.1 and r_epi > 0.3
+    assert r_cnv_epi > 0.3  # the CNV map, made without the deconvolution's reference, finds the same epithelium
     assert {"tumour", "stroma"} <= set(adata.obs["region"])
-    for name in ("spatial_qc.png", "deconvolution_proportions.png", "regions.png", "lr_interface.tsv", "colocalisation.tsv"):
+    for name in ("spatial_qc.png", "deconvolution_proportions.png", "regions.png", "lr_interface.tsv", "colocalisation.tsv",
+                 "spot_cnv.png", "spot_cnv.tsv"):
         assert (out / f"{sample}.{name}").stat().st_size > 0
 
 

@@ -47,6 +47,10 @@ Distance association
     For the genes in ``distance_genes``: Spearman correlation of log-normalised expression with the
     distance to the nearest malignant-rich (tumour) spot over non-tumour spots, p-value from Moran
     spectral randomisation of the gene over the section, BH FDR.
+Spot-level CNV map
+    Copy-number inference on the spots themselves (:mod:`tmeflow.spatial_cnv`: infercnvpy against half
+    of the stroma-rich spots, the other half the null): a tumour map that does not come from the
+    deconvolution, with its agreement with the malignant proportion and the regions.
 Tertiary lymphoid structures
     12-chemokine TLS score (CCL2, CCL3, CCL4, CCL5, CCL8, CCL18, CCL19, CCL21, CXCL9, CXCL10, CXCL11,
     CXCL13; Coppola et al. 2011; Cabrita et al. 2020) per spot. Absolute thresholds, the same in every
@@ -73,6 +77,7 @@ from . import io
 from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
+from .spatial_cnv import agreement, spot_cnv
 from .spatial_qc import plot_on_tissue, spatial_graph, spot_spacing
 
 logger = get_logger(__name__)
@@ -555,6 +560,16 @@ def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) ->
         tls_labels, results["tls"] = detect_tls(scores["TLS_chemokines"] if "TLS_chemokines" in scores else None,
                                                 proportions, graph, regions, distance, params)
         adata.obs["tls_id"] = tls_labels
+    with timed(logger, f"{sample}: spot-level CNV map"):
+        calls = spot_cnv(adata, malignant, graph, params, species=species)
+    if calls is not None:
+        for column in calls.columns:
+            adata.obs[column] = calls[column].to_numpy()
+        results["spot_cnv"] = agreement(calls, malignant, regions, sample, source)
+        row = results["spot_cnv"].iloc[0]
+        logger.info("%s: %d CNV-high spots; Spearman with the malignant proportion %.2f; agreement with the %s tumour "
+                    "region %.2f", sample, row["n_cnv_tumour"], row["spearman_cnv_vs_malignant_prop"], source,
+                    row["agreement_with_regions"])
     results["region_counts"] = counts
     return results
 
@@ -589,6 +604,12 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
     io.write_table(results["trajectory_correlation"], f"{prefix}.trajectory_correlation.tsv")
     io.write_table(results["distance"], f"{prefix}.distance_association.tsv")
     io.write_table(results["tls"], f"{prefix}.tls.tsv")
+    if "spot_cnv" in results:
+        io.write_table(results["spot_cnv"], f"{prefix}.spot_cnv.tsv")
+        plot_on_tissue(adata, {"tissue": None, "spot CNV score": adata.obs["cnv_score_spot"].to_numpy(),
+                               "CNV tumour spots": adata.obs["cnv_tumour"].astype(str).astype("category"),
+                               "malignant proportion (deconvolution)": adata.obs["malignant_prop"].to_numpy()},
+                       Path(f"{prefix}.spot_cnv.png"), sample=sample, title=f"{sample}: spot-level CNV map vs deconvolution")
 
     panels = {"region": adata.obs["region"], "malignant proportion": adata.obs["malignant_prop"].to_numpy(),
               "signed distance to tumour": adata.obs["signed_distance"].to_numpy()}

@@ -99,8 +99,8 @@ def _marker_size(xy: np.ndarray, spacing: float, image) -> float:
 
 def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | None = None, ncols: int = 4,
                    title: str | None = None, cmap: str = "viridis", spot_size: float | None = None) -> Path:
-    """Spots coloured by each entry of ``values`` (numeric arrays or categorical Series) over the
-    tissue image of ``uns['spatial'][sample]`` (hires, else lowres), one panel per entry."""
+    """Spots coloured by each entry of ``values`` (numeric arrays or categorical Series; None: the tissue
+    image alone) over the tissue image of ``uns['spatial'][sample]`` (hires, else lowres), one panel per entry."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,8 +119,10 @@ def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | N
         if image is not None:
             ax.imshow(image)
         size = spot_size if spot_size is not None else _marker_size(xy, spacing, image)
-        series = pd.Series(np.asarray(value), index=adata.obs_names) if not isinstance(value, pd.Series) else value
-        if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or series.dtype == bool:
+        series = None if value is None else (pd.Series(np.asarray(value), index=adata.obs_names) if not isinstance(value, pd.Series) else value)
+        if series is None:  # the tissue image alone, spots' extent kept
+            ax.scatter(xy[:, 0], xy[:, 1], s=size, facecolors="none", edgecolors="none")
+        elif isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or series.dtype == bool:
             categories = pd.Categorical(series.astype(str))
             palette = plt.get_cmap("tab20" if len(categories.categories) > 10 else "tab10")
             for i, category in enumerate(categories.categories):

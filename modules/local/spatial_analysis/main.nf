@@ -19,7 +19,8 @@ process SPATIAL_ANALYSIS {
     tuple val(meta), path("${meta.id}.trajectory_correlation.tsv")     , emit: trajectory_correlation
     tuple val(meta), path("${meta.id}.distance_association.tsv")       , emit: distance
     tuple val(meta), path("${meta.id}.tls.tsv")                        , emit: tls
-    tuple val(meta), path("${meta.id}.{regions,nhood_enrichment,lr_interface}.png"), emit: plots, optional: true
+    tuple val(meta), path("${meta.id}.spot_cnv.tsv")                   , emit: spot_cnv, optional: true
+    tuple val(meta), path("${meta.id}.{regions,nhood_enrichment,lr_interface,spot_cnv}.png"), emit: plots, optional: true
     path "${meta.id}.*_mqc.{tsv,png}"                                  , emit: mqc
     path "versions.yml"                                                , emit: versions, topic: versions
 

@@ -1,0 +1,129 @@
+"""Copy-number inference on spots: a tumour map of a section that does not come from deconvolution.
+
+Malignant cells carry clonal copy-number changes; a spot dominated by them shows the same
+chromosome-wide shifts of expression as a malignant cell (inferCNV on spatial data: Erickson et al.
+2022, *Nature* 608:360; infercnvpy on spots). The map is an independent check of where the
+deconvolution puts malignant cells, and of regions a pathologist did not draw.
+
+Method
+    1. Genes placed on the genome with the bundled position table of the section's species
+       (:func:`tmeflow.cnv.bundled_positions`); genes detected in fewer than ``cnv_min_gene_fraction``
+       of the spots left out; fewer than :data:`tmeflow.cnv.MIN_POSITIONED_GENES` placed genes skips
+       the map with a warning.
+    2. **Reference spots**: those whose deconvolved malignant proportion is at most the
+       ``spot_cnv_reference_quantile`` quantile of the section (stroma- and immune-rich spots), at
+       least :data:`MIN_REFERENCE_SPOTS`. They are split at random (seeded) in two halves: one half's
+       mean log-normalised profile is the reference expression, the other half is the null. A
+       reference that also served as the null would be shrunk towards zero and make every other
+       spot look altered (the reason tmeflow's cell-level calls are being recalibrated, issue 15).
+    3. :func:`infercnvpy.tl.infercnv` on log1p(CP10k) against that reference, with the ``cnv`` stage's
+       defaults (window, step, log-fold-change clip, excluded chromosomes: the schema defaults of
+       ``cnv_window``, ``cnv_step``, ``cnv_lfc_clip``, ``cnv_exclude_chromosomes``).
+    4. **Spot CNV score**: mean absolute CNV signal of the spot, averaged with its first-ring
+       neighbours (a spot holds few cells; neighbours of a tumour nest share its clones).
+    5. **CNV tumour spots**: score above the 95th percentile of the held-out reference half.
+    6. **Agreement** with the deconvolution: Spearman correlation of the score with the malignant
+       proportion, and the fraction of spots where the CNV call and the region (``tumour`` vs not)
+       agree.
+
+Outputs (by :mod:`tmeflow.spatial_analysis`): ``obs['cnv_score_spot']``, ``obs['cnv_tumour']``,
+``obs['cnv_reference_spot']``; ``<sample>.spot_cnv.tsv`` (the agreement summary) and the
+``spot_cnv`` panels of ``<sample>.spot_cnv.png`` (tissue image, CNV score, CNV tumour call,
+deconvolved malignant proportion).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .log import get_logger
+
+logger = get_logger(__name__)
+
+MIN_REFERENCE_SPOTS = 20
+NULL_QUANTILE = 0.95
+TARGET_SUM = 1e4
+
+
+def _log_normalised(adata) -> sp.csr_matrix:
+    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    counts = sp.csr_matrix(counts, dtype=np.float32)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    scaled = sp.diags((TARGET_SUM / np.maximum(totals, 1)).astype(np.float32)) @ counts
+    scaled.data = np.log1p(scaled.data)
+    return scaled.tocsr()
+
+
+def _placed_genes(adata, species: str, min_fraction: float):
+    """An AnnData of the section's log-normalised spots with genome positions in ``var``, or None."""
+    import anndata as ad
+
+    from .cnv import MIN_POSITIONED_GENES, annotate_positions, bundled_positions
+
+    work = ad.AnnData(X=_log_normalised(adata), obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+    annotate_positions(work, bundled_positions(species))
+    detected = np.asarray((work.X > 0).mean(axis=0)).ravel() >= min_fraction
+    keep = work.var["chromosome"].notna().to_numpy() & detected
+    if keep.sum() < MIN_POSITIONED_GENES:
+        logger.warning("spot CNV skipped: %d detected genes with a genome position (need %d)", int(keep.sum()), MIN_POSITIONED_GENES)
+        return None
+    return work[:, keep].copy()
+
+
+def _neighbour_mean(values: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
+    with_self = sp.csr_matrix(graph, dtype=float) + sp.identity(graph.shape[0], format="csr")
+    return np.asarray(with_self @ values).ravel() / np.asarray(with_self.sum(axis=1)).ravel()
+
+
+def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[str, Any], *, species: str) -> pd.DataFrame | None:
+    """Spot CNV scores and tumour calls (see the module docstring): one row per spot with
+    ``cnv_score_spot``, ``cnv_tumour``, ``cnv_reference_spot``; None when the section cannot be mapped."""
+    import infercnvpy as cnv
+
+    from .params import defaults
+
+    if params["spot_cnv_reference_quantile"] <= 0:
+        return None
+    cnv_defaults = defaults()
+    reference = malignant <= np.quantile(malignant, params["spot_cnv_reference_quantile"])
+    if reference.sum() < MIN_REFERENCE_SPOTS:
+        logger.warning("spot CNV skipped: %d reference spots (need %d)", int(reference.sum()), MIN_REFERENCE_SPOTS)
+        return None
+    work = _placed_genes(adata, species, cnv_defaults["cnv_min_gene_fraction"])
+    if work is None:
+        return None
+    rng = np.random.default_rng(params["seed"])
+    builds = np.zeros(adata.n_obs, dtype=bool)
+    reference_index = np.flatnonzero(reference)
+    builds[rng.choice(reference_index, size=len(reference_index) // 2, replace=False)] = True
+    null = reference & ~builds
+    profile = np.asarray(work.X[builds].mean(axis=0))
+    excluded = ["chr" + c.strip().removeprefix("chr") for c in str(cnv_defaults["cnv_exclude_chromosomes"]).split(",") if c.strip()]
+    _, matrix, _ = cnv.tl.infercnv(work, reference=profile, window_size=cnv_defaults["cnv_window"], step=cnv_defaults["cnv_step"],
+                                   exclude_chromosomes=excluded, lfc_clip=cnv_defaults["cnv_lfc_clip"], inplace=False, n_jobs=1)
+    score = _neighbour_mean(np.asarray(abs(matrix).mean(axis=1)).ravel(), graph)
+    threshold = float(np.quantile(score[null], NULL_QUANTILE))
+    logger.info("spot CNV: %d genes, %d reference spots (%d build the reference, %d are the null); %d of %d spots "
+                "CNV-high (score > %.4f)", work.n_vars, int(reference.sum()), int(builds.sum()), int(null.sum()),
+                int((score > threshold).sum()), adata.n_obs, threshold)
+    return pd.DataFrame({"cnv_score_spot": score, "cnv_tumour": score > threshold, "cnv_reference_spot": reference},
+                        index=adata.obs_names)
+
+
+def agreement(calls: pd.DataFrame, malignant: np.ndarray, regions: np.ndarray, sample: str, region_source: str) -> pd.DataFrame:
+    """One row: how the CNV map agrees with the deconvolution's malignant proportion and the regions."""
+    from scipy.stats import spearmanr
+
+    tumour_region = regions == "tumour"
+    return pd.DataFrame([{
+        "sample": sample,
+        "n_spots": len(calls),
+        "n_cnv_tumour": int(calls["cnv_tumour"].sum()),
+        "spearman_cnv_vs_malignant_prop": float(spearmanr(calls["cnv_score_spot"], malignant)[0]),
+        "agreement_with_regions": float(np.mean(calls["cnv_tumour"].to_numpy() == tumour_region)),
+        "region_source": region_source,
+    }])
