@@ -27,6 +27,10 @@ speckle ``propeller``), with the sample as the unit of replication:
    ``da_moderated`` ordinary t-tests are used.
 4. Benjamini-Hochberg FDR over the cell types of a contrast (per annotation level).
 
+Cluster-free differential abundance (``da_nhood``, default on): the same test on overlapping kNN
+neighbourhoods of the integrated embedding, Milo-style (Dann et al. 2022), for a state that expands
+inside a cell type; see :mod:`tmeflow.neighbourhood_da`.
+
 Contrasts (``contrast``): ``"test,reference"`` (e.g. ``metastasis,primary``), several separated by
 ``;``, or ``all`` (every pair of conditions, in the order of the ``condition`` categories). Default
 (empty): the two non-normal conditions with most samples (ties: category order), with ``primary`` as the
@@ -490,8 +494,38 @@ def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str
                                         "Proportion of each major cell type per sample.", "bargraph",
                                         pconfig={"id": "tmeflow_composition_plot", "title": "Cell-type composition", "cpswitch_c_active": False})
                 write_table(counts, outdir / "composition_mqc.tsv", index=True, header_lines=header)
+    if params.get("da_nhood"):
+        summary["significant_neighbourhoods"] = _neighbourhood_da(input_path, obs, samples, pairs, outdir, params)
     write_json(summary, outdir / "composition_summary.json")
     return summary
+
+
+def _neighbourhood_da(input_path: str | Path, obs: pd.DataFrame, samples: pd.DataFrame, pairs: list[tuple[str, str]],
+                      outdir: Path, params: dict[str, Any]) -> dict[str, int]:
+    """Milo-style neighbourhood DA (:mod:`tmeflow.neighbourhood_da`); tables and beeswarms per contrast."""
+    from .neighbourhood_da import EMBEDDINGS, neighbourhood_da, plot_beeswarm
+
+    adata = read_h5ad(input_path, "atlas h5ad", backed="r")
+    if not any(key in adata.obsm for key in EMBEDDINGS):
+        adata.file.close()
+        logger.warning("atlas has no integrated embedding (%s, written by tmeflow integrate); neighbourhood DA skipped",
+                       ", ".join(EMBEDDINGS))
+        return {}
+    try:
+        with timed(logger, "neighbourhood DA (Milo-style)"):
+            import anndata as ad
+
+            embedding = ad.AnnData(obs=obs[["sample", "cell_type"]], obsm={k: adata.obsm[k] for k in EMBEDDINGS if k in adata.obsm})
+            tables = neighbourhood_da(embedding, samples, pairs, params)
+    except TmeflowInputError as error:
+        raise TmeflowInputError(error.message, file=input_path, column=error.column) from error
+    finally:
+        adata.file.close()
+    for name, table in tables.items():
+        write_table(table, outdir / f"da_nhood_{name}.tsv")
+        save_figure(plot_beeswarm(table, params["da_fdr"], f"Neighbourhood DA {name} (spatial FDR < {params['da_fdr']:g} coloured)"),
+                    outdir / f"da_nhood_{name}.png")
+    return {name: int((table["spatial_fdr"] < params["da_fdr"]).sum()) for name, table in tables.items()}
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:

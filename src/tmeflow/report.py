@@ -93,6 +93,7 @@ SECTIONS: tuple[Section, ...] = (
         ("composition_mqc.tsv", ""),
         ("composition_*_stacked.png", "Cell-type proportions per sample"),
         ("composition_*_boxplot.png", "Proportions per condition, one point per sample"),
+        ("da_nhood_*.png", "Neighbourhood (Milo-style) differential abundance per majority cell type"),
     )),
     Section("tmeflow_step_cnv", "Copy-number and malignant cells",
             "inferCNV-style copy-number profiles against an immune reference (tmeflow cnv).", (
@@ -137,6 +138,7 @@ SECTIONS: tuple[Section, ...] = (
         ("*.colocalisation_mqc.tsv", ""),
         ("*.trajectory_mqc.png", "Cell-type proportions along the tumour-to-stroma axis"),
         ("*.regions.png", "Tissue regions"),
+        ("*.spot_cnv.png", "Spot-level CNV map next to the deconvolved malignant proportion"),
         ("*.nhood_enrichment.png", "Neighbourhood enrichment between cell types"),
         ("*.lr_interface.png", "Ligand-receptor pairs at the tumour-stroma interface"),
     )),

@@ -14,6 +14,7 @@ process COMPOSITION {
     tuple val(meta), path("da_*.tsv")                      , emit: da
     tuple val(meta), path("composition_*_stacked.png")     , emit: stacked
     tuple val(meta), path("composition_*_boxplot.png")     , emit: boxplot
+    tuple val(meta), path("da_nhood_*.png")                , emit: nhood_plots, optional: true
     tuple val(meta), path("composition_summary.json")      , emit: summary
     path "composition_mqc.tsv"                             , emit: mqc
     path "versions.yml"                                    , emit: versions, topic: versions
