@@ -11,6 +11,8 @@ Genes
     haemoglobin genes, plus an equal share of random genes per chromosome arm (capped by what the arm
     has), so that arm-level copy-number changes span many genes. The 13 mitochondrial genes (not in
     the table) are added on chromosome ``MT``. Mouse uses the bundled one-to-one orthologs of the
+    ``--n_genes`` must leave room for the programme genes, 20 genes per arm and five autosomal arms of
+    40 genes for the planted CNVs (1,322 for human, 975 for mouse); a smaller value is a one-line error.
     human markers (with a few well-known mouse names where no one-to-one ortholog exists).
 Expression profiles
     A baseline profile is drawn once (gamma, shape 0.3: heavy-tailed). Each cell type multiplies it by
@@ -363,8 +365,18 @@ def _allocate_per_arm(available: pd.Series, budget: int) -> dict[str, int]:
     return quota
 
 
+def _cnv_arms(table: pd.DataFrame, required: list[str], per_arm: pd.Series, budget: int) -> int:
+    """How many autosomal arms hold at least ``MIN_CNV_ARM_GENES`` simulated genes for this ``budget``.
+
+    The count is fixed by the programme genes and the per-arm quota alone (the random draw only picks
+    which genes of an arm), so it can be checked before anything is drawn."""
+    counts = table.loc[required, "chr_arm"].value_counts().add(pd.Series(_allocate_per_arm(per_arm, budget)), fill_value=0)
+    autosomal = set(table.loc[~table["chromosome"].isin(["X", "Y", "MT"]), "chr_arm"])
+    return int(sum(n >= MIN_CNV_ARM_GENES for arm, n in counts.items() if arm in autosomal))
+
+
 def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
-    """Choose the simulated genes; raise if ``--n_genes`` cannot hold the programme genes."""
+    """Choose the simulated genes; raise if ``--n_genes`` cannot hold the programme genes and the CNV arms."""
     species = config.species
     table_name = "genes_hg38_xclone.tsv" if species == "human" else "genes_mm10_xclone.tsv"
     table = _resource_table("gene_positions", table_name).drop_duplicates("gene_symbol")
@@ -391,11 +403,17 @@ def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
     mito = HUMAN_MITO if species == "human" else MOUSE_MITO
     budget = config.n_genes - len(required) - len(mito)
     n_arms = table["chr_arm"].nunique()
-    if budget < 20 * n_arms:
-        minimum = len(required) + len(mito) + 20 * n_arms
-        raise TmeflowInputError(f"--n_genes must be at least {minimum} for {species} (programme genes plus 20 per arm)")
     pool = table.drop(index=required)
     per_arm = pool.groupby("chr_arm").size()
+    fixed = len(required) + len(mito)
+    if budget < 20 * n_arms or _cnv_arms(table, required, per_arm, budget) < CNV_EVENTS_RANGE[1]:
+        least = 20 * n_arms  # the smallest budget that also leaves enough arms for the planted CNVs
+        while least < len(pool) and _cnv_arms(table, required, per_arm, least) < CNV_EVENTS_RANGE[1]:
+            least += 1
+        raise TmeflowInputError(
+            f"--n_genes must be at least {fixed + least} for {species} (programme genes plus 20 per arm, and "
+            f"{CNV_EVENTS_RANGE[1]} autosomal arms of {MIN_CNV_ARM_GENES} genes for the planted CNVs); got {config.n_genes}"
+        )
     quota = _allocate_per_arm(per_arm, budget)
     chosen = list(required)
     for arm, n in quota.items():
