@@ -11,9 +11,9 @@ Genes
     haemoglobin genes, plus an equal share of random genes per chromosome arm (capped by what the arm
     has), so that arm-level copy-number changes span many genes. The 13 mitochondrial genes (not in
     the table) are added on chromosome ``MT``. Mouse uses the bundled one-to-one orthologs of the
+    human markers (with a few well-known mouse names where no one-to-one ortholog exists).
     ``--n_genes`` must leave room for the programme genes, 20 genes per arm and five autosomal arms of
     40 genes for the planted CNVs (1,322 for human, 975 for mouse); a smaller value is a one-line error.
-    human markers (with a few well-known mouse names where no one-to-one ortholog exists).
 Expression profiles
     A baseline profile is drawn once (gamma, shape 0.3: heavy-tailed). Each cell type multiplies it by
     a log-normal type-specific factor; its marker genes sit at the 95-99.9th percentile of the
