@@ -39,9 +39,10 @@ import pandas as pd
 from . import __version__
 from .errors import TmeflowInputError
 from .estimate import ESTIMATE_COLUMNS, estimate_scores
-from .genes import ENSEMBL_ID
+from .genes import ENSEMBL_ID, species_of
 from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
+from .plotting import pyplot
 from .signatures import (
     ensembl_to_symbol,
     filter_gene_sets,
@@ -53,6 +54,9 @@ from .signatures import (
     ssgsea,
 )
 from .stats import bh_fdr
+from .text import slug
+
+reference_species = species_of  # the species of a reference atlas: the one detector every stage asks
 from .survival import (
     cox_regression,
     logistic_regression,
@@ -280,17 +284,6 @@ def transform_values(frame: pd.DataFrame, values: str, max_missing: float, sourc
 # Reference: marker signatures and deconvolution
 
 
-def reference_species(adata) -> str:
-    """Species of an atlas: ``obs['species']`` if it has one value, else the case of its gene symbols."""
-    if "species" in adata.obs and adata.obs["species"].nunique() == 1:
-        value = str(adata.obs["species"].iloc[0]).lower()
-        if value in {"human", "mouse"}:
-            return value
-    names = pd.Index(adata.var_names.astype(str))
-    upper = np.mean([n == n.upper() for n in names if any(ch.isalpha() for ch in n)])
-    return "human" if upper >= 0.6 else "mouse"
-
-
 def reference_profiles(adata, bulk_species: str, ref_species: str, source: Path) -> pd.DataFrame:
     """Mean counts-per-million per ``cell_type`` (genes x cell types) of a single-cell reference.
 
@@ -516,11 +509,6 @@ def node_status(column: pd.Series, source: Path) -> pd.Series:
 # Survival per feature
 
 
-def _slug(text: str) -> str:
-    """File-name-safe version of a feature or endpoint name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
-
-
 def analyse_survival(
     features: pd.DataFrame,
     surv: pd.DataFrame,
@@ -640,7 +628,7 @@ def plot_km(ax, surv: pd.DataFrame, groups: pd.Series, title: str, p_text: str) 
 
 def forest_plot(table: pd.DataFrame, endpoint: str):
     """Forest plot of univariate hazard ratios per SD (95% CI) of every feature for one endpoint."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = table.dropna(subset=["hr_per_sd"]).sort_values("hr_per_sd")
     fig, ax = plt.subplots(figsize=(6, 0.25 * len(data) + 1.2))
@@ -660,7 +648,7 @@ def forest_plot(table: pd.DataFrame, endpoint: str):
 
 def correlation_heatmap(table: pd.DataFrame):
     """Heatmap of Spearman rho (features x ESTIMATE scores); * marks FDR < 0.05."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rho = table.pivot(index="feature", columns="target", values="rho")
     rho = rho[[c for c in ESTIMATE_COLUMNS if c in rho.columns] + [c for c in rho.columns if c not in ESTIMATE_COLUMNS]]
@@ -752,7 +740,7 @@ def run_bulk(
     shows each cohort as its own tables (MultiQC ids carry the name)."""
     expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
     prefix = f"{sample}."
-    cohort_id = _slug(sample) or "cohort"
+    cohort_id = slug(sample) or "cohort"
     signatures = [Path(s) for s in (signatures or [])]
     for path in signatures:
         if not path.is_file():
@@ -770,7 +758,7 @@ def run_bulk(
 
         with timed(logger, "reading reference and building the signature matrix"):
             adata = read_h5ad(reference, "reference h5ad")
-            ref_species = reference_species(adata)
+            ref_species = species_of(adata)
             profiles = reference_profiles(adata, species, ref_species, reference)
             markers = marker_genes(profiles, params["reference_markers"], log_expr.index)
 
@@ -913,10 +901,7 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
     p < 0.05 (corrected cut-point p; log-rank p for median splits), a MultiQC KM grid (up to 4 features:
     non-Hallmark ones by primary p, then Hallmark ones) and a forest plot of all features (continuous HR
     per SD). Each KM panel names its split (optimised or median) and shows the primary p."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     written = []
     for endpoint, surv in survs.items():
@@ -935,7 +920,7 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
             fig, ax = plt.subplots(figsize=(5, 4.5))
             g = groups[endpoint][row["feature"]]
             plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", ptext(row))
-            written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{_slug(endpoint)}_{_slug(row['feature'])}.png"))
+            written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{slug(endpoint)}_{slug(row['feature'])}.png"))
         rest = sub[sub["kind"] == "hallmark"]
         best = pd.concat([focus.sort_values(["p", "hr_per_sd_p"], na_position="last"),
                           rest.sort_values(["p", "hr_per_sd_p"], na_position="last")]).head(4)
@@ -949,8 +934,8 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
             for ax in axes.ravel()[len(best):]:
                 ax.axis("off")
             fig.subplots_adjust(hspace=0.7, wspace=0.3)
-            written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{_slug(endpoint)}_mqc.png"))
-        written.append(save_figure(forest_plot(sub, endpoint), outdir / f"{prefix}bulk_forest_{_slug(endpoint)}.png"))
+            written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{slug(endpoint)}_mqc.png"))
+        written.append(save_figure(forest_plot(sub, endpoint), outdir / f"{prefix}bulk_forest_{slug(endpoint)}.png"))
     return written
 
 

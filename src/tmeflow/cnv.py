@@ -81,6 +81,8 @@ import scipy.sparse as sp
 from . import io
 from .errors import TmeflowInputError
 from .log import get_logger, timed
+from .plotting import pyplot
+from .text import split_list
 
 logger = get_logger(__name__)
 
@@ -98,11 +100,6 @@ NORMAL_EPITHELIAL_LABEL = "Epithelial (normal)"
 # ----------------------------------------------------------------------------------------------
 # Parameters
 # ----------------------------------------------------------------------------------------------
-def split_list(value: str | None) -> list[str]:
-    """Comma-separated parameter -> list of stripped, non-empty items."""
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
-
-
 def _chrom(name: Any) -> str:
     """Chromosome name without a ``chr`` prefix (``chr1`` -> ``1``, ``chrX`` -> ``X``)."""
     text = str(name).strip()
@@ -639,18 +636,9 @@ def _summary(adata, plan: pd.DataFrame, arms: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 # Plots
 # ----------------------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_heatmap(adata, patient: str, path: Path, seed: int) -> Path:
     """CNV heatmap of one patient: cells (reference, other, malignant; by CNV cluster) x windows."""
-    plt = _plt()
+    plt = pyplot()
     obs = adata.obs
     cells = np.flatnonzero((obs["patient"].astype(str) == patient).to_numpy())
     rng = np.random.default_rng(seed)
@@ -686,7 +674,7 @@ VIOLIN_MAX_CELLS = 20000
 
 def plot_violin(adata, path: Path, seed: int = 0) -> Path:
     """CNV score by cell type and by CNV cluster (at most ``VIOLIN_MAX_CELLS`` cells, seeded sample)."""
-    plt = _plt()
+    plt = pyplot()
     obs = adata.obs
     if len(obs) > VIOLIN_MAX_CELLS:
         obs = obs.iloc[np.sort(np.random.default_rng(seed).choice(len(obs), VIOLIN_MAX_CELLS, replace=False))]
@@ -709,7 +697,7 @@ def plot_violin(adata, path: Path, seed: int = 0) -> Path:
 
 def plot_arms(arms: pd.DataFrame, path: Path) -> Path:
     """Patients x arms heatmap of the mean CNV of malignant cells."""
-    plt = _plt()
+    plt = pyplot()
     table = arms[arms["cnv_cluster"] == "all"].pivot(index="patient", columns="chr_arm", values="mean_cnv")
     fig, ax = plt.subplots(figsize=(12, 0.4 * max(len(table), 1) + 1.5))
     if table.empty:
