@@ -350,7 +350,8 @@ def test_small_gene_counts_hold_the_planted_cnvs_or_fail_in_one_line(tmp_path, c
 
 def test_blocks_do_not_change_the_distribution(monkeypatch, tmp_path):
     """Generating in small blocks gives a cohort of the same shape (memory bound, not a different model)."""
-    monkeypatch.setattr(simulate, "BLOCK_ELEMENTS", 2500 * 7)
+    for module in (simulate.singlecell, simulate.spatial):  # the two modules that generate in blocks
+        monkeypatch.setattr(module, "BLOCK_ELEMENTS", 2500 * 7)
     simulate.run_simulate(_small_config(tmp_path / "blocks", n_sections=1, n_bulk=0))
     adata = ad.read_h5ad(tmp_path / "blocks" / "sc" / "P1_normal.h5ad")
     assert math.isclose(np.median(np.asarray(adata.X.sum(axis=1))), 2500, rel_tol=0.4)
