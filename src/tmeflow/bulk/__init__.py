@@ -24,6 +24,10 @@ OS, PFS, DSS, DFI, DMFS, RFS): ``X_time`` + ``X_event`` (or ``X_status``), ``X_m
 ``X_status`` (cBioPortal), ``t.x`` + ``e.x`` (genefu/NKI) and ``X.time`` + ``X`` (TCGA-CDR), or given
 explicitly with ``survival_columns`` (``NAME:time_column:event_column,...``). ``survival_endpoints``
 restricts the analysis to some names.
+
+Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolution` (reference,
+markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
+:mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations

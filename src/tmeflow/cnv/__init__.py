@@ -63,6 +63,10 @@ Known trap: ``infercnvpy.pp.neighbors`` (scanpy's neighbours) fails with
 ``'csr_array' object has no attribute 'getnnz'`` when pynndescent >= 0.7 is used (from 8,192 cells
 on). tmeflow pins ``pynndescent==0.5.13`` / ``scipy==1.16.3``; if a known-bad version is installed
 anyway, :func:`neighbour_transformer` switches to scikit-learn's exact neighbours with a warning.
+
+Package layout: :mod:`.positions`, :mod:`.reference` (reference/candidate cells, dependency trap),
+:mod:`.infer` (inference, clusters, arms, the malignant call), :mod:`.plots`, :mod:`.run` (``run_cnv``,
+``cli``); every name is importable from ``tmeflow.cnv``.
 """
 
 from __future__ import annotations

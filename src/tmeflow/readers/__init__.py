@@ -50,6 +50,10 @@ Validation
 Every reader checks the matrix: no cells or no genes, NaN or infinite values, negative values or
 an all-zero matrix raise :class:`~tmeflow.errors.TmeflowInputError`. Non-integer values are logged
 as a warning with their fraction, or raise with ``strict_counts=True``.
+
+Package layout: :mod:`.detection` (format detection), :mod:`.formats` (10x h5/mtx, h5ad),
+:mod:`.dense` (text tables), :mod:`.checks` (``_finalise``), :mod:`.spatial` (Space Ranger pieces),
+:mod:`.core` (``read_counts``, ``read_spatial``); every name is importable from ``tmeflow.readers``.
 """
 
 from __future__ import annotations

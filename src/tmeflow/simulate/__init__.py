@@ -54,6 +54,10 @@ h5ad, so memory does not grow with the number of cells.
 
 Truth lives in ``truth.json`` (cohort-level), ``truth_cells.tsv.gz`` and the ``true_*`` obs columns
 (per cell), ``spatial/<section>/truth_spots.tsv`` (per spot) and ``bulk/true_proportions.tsv``.
+
+Package layout: :mod:`.settings` (constants, ``SimConfig``), :mod:`.genes`, :mod:`.model`,
+:mod:`.singlecell` (samples and 10x/h5ad writers), :mod:`.spatial`, :mod:`.cohort` (bulk), :mod:`.run`
+(``run_simulate``, ``cli``); every name is importable from ``tmeflow.simulate``.
 """
 
 from __future__ import annotations
