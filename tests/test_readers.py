@@ -323,12 +323,13 @@ def test_dense_bd_rhapsody_with_comment_lines(tmp_path):
 def test_dense_orientation_uses_gene_list(tmp_path, monkeypatch, tme_log):
     """Cell names that look like symbols (C1, C2...): the bundled gene list decides; without it, genes in rows."""
     import tmeflow.readers as readers
+    import tmeflow.readers.dense  # noqa: F401  (the module that reads the patched names)
 
     cells = [f"C{i}" for i in range(N_CELLS)]
     path = write_dense(tmp_path / "ambiguous.csv", genes_in_rows=False, sep=",", corner="", cells=cells)
-    monkeypatch.setattr(readers, "_known_genes", lambda: frozenset(GENES))
+    monkeypatch.setattr(readers.dense, "_known_genes", lambda: frozenset(GENES))
     assert_same(read_counts(path, sample=SAMPLE), barcodes=cells)
-    monkeypatch.setattr(readers, "_known_genes", lambda: None)
+    monkeypatch.setattr(readers.dense, "_known_genes", lambda: None)
     # the documented fallback (genes in rows), with a warning; here it makes the duplicated symbol
     # TBCE a duplicated barcode, which is an error naming file and sample
     with pytest.raises(TmeflowInputError, match="duplicated barcodes .first: TBCE"):
@@ -338,6 +339,7 @@ def test_dense_orientation_uses_gene_list(tmp_path, monkeypatch, tme_log):
 
 def test_known_genes_list_when_bundled():
     import tmeflow.readers as readers
+    import tmeflow.readers.dense  # noqa: F401  (the module that reads the patched names)
 
     known = readers._known_genes()
     if known is None:
@@ -347,8 +349,9 @@ def test_known_genes_list_when_bundled():
 
 def test_dense_read_in_chunks(tmp_path, monkeypatch):
     import tmeflow.readers as readers
+    import tmeflow.readers.dense  # noqa: F401  (the module that reads the patched names)
 
-    monkeypatch.setattr(readers, "_DENSE_CHUNK_VALUES", 7 * len(GENES))  # several chunks per file
+    monkeypatch.setattr(readers.dense, "_DENSE_CHUNK_VALUES", 7 * len(GENES))  # several chunks per file
     path = write_dense(tmp_path / "chunks.csv", genes_in_rows=False, sep=",", corner="cell")
     assert_same(read_counts(path, sample=SAMPLE))
     path = write_dense(tmp_path / "chunks.tsv", genes_in_rows=True, sep="\t", corner=None)

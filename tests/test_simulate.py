@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from tmeflow import simulate
 from tmeflow.cli import main
+from tmeflow.errors import TmeflowInputError
 from tmeflow.samplesheet import read_samplesheet
 
 SMALL = ["--n_cells", "1500", "--n_spots", "600", "--n_bulk", "200", "--doublet_rate", "0.05", "--low_quality_rate", "0.05"]
@@ -331,9 +332,26 @@ def test_bad_options_exit_2(tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+def test_small_gene_counts_hold_the_planted_cnvs_or_fail_in_one_line(tmp_path, capsys):
+    """Issue 21: ``--n_genes 1300`` crashed in ``_draw_cnv_events`` (too few arms of 40 genes for 5 events).
+
+    Below the minimum the user gets one line naming it; at the minimum every seed draws its CNV arms."""
+    assert main(["simulate", "--outdir", str(tmp_path / "x"), "--n_genes", "1300", "--n_cells", "100"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line or "Traceback" in line]
+    assert len(err) == 1 and "--n_genes must be at least 1322 for human" in err[0] and "got 1300" in err[0]
+    assert not (tmp_path / "x").exists()
+    genes = simulate.build_genes(_small_config(Path("unused"), n_genes=1322), np.random.default_rng(0))
+    for seed in range(20):
+        events = simulate._draw_cnv_events(genes, np.random.default_rng(seed))
+        assert 3 <= len(events) <= 5 and len({e["arm"] for e in events}) == len(events)
+    with pytest.raises(TmeflowInputError, match="at least 1322"):
+        simulate.build_genes(_small_config(Path("unused"), n_genes=1321), np.random.default_rng(0))
+
+
 def test_blocks_do_not_change_the_distribution(monkeypatch, tmp_path):
     """Generating in small blocks gives a cohort of the same shape (memory bound, not a different model)."""
-    monkeypatch.setattr(simulate, "BLOCK_ELEMENTS", 2500 * 7)
+    for module in (simulate.singlecell, simulate.spatial):  # the two modules that generate in blocks
+        monkeypatch.setattr(module, "BLOCK_ELEMENTS", 2500 * 7)
     simulate.run_simulate(_small_config(tmp_path / "blocks", n_sections=1, n_bulk=0))
     adata = ad.read_h5ad(tmp_path / "blocks" / "sc" / "P1_normal.h5ad")
     assert math.isclose(np.median(np.asarray(adata.X.sum(axis=1))), 2500, rel_tol=0.4)

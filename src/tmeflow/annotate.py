@@ -47,6 +47,7 @@ from . import io
 from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
+from .plotting import pyplot
 
 logger = get_logger(__name__)
 
@@ -288,9 +289,7 @@ def annotate(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
 
 def plot_dotplot(adata, markers: pd.DataFrame, cluster_key: str, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    pyplot()  # scanpy draws with the Agg backend
     import scanpy as sc
 
     top = markers.groupby("cluster", observed=True, sort=False).head(3)

@@ -89,6 +89,7 @@ from .genes import species_of
 from .stats import bh_fdr, condition_contrast, moderated_by_pattern
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
+from .plotting import pyplot
 
 logger = get_logger(__name__)
 
@@ -415,17 +416,8 @@ def differential_interactions(adata, resource: pd.DataFrame, pathways: dict, sam
 # Plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_pair_heatmaps(counts: pd.DataFrame, value: str, conditions: list[str], pairs: list[tuple[str, str]], title: str):
-    plt = _pyplot()
+    plt = pyplot()
     types = sorted(set(counts["source"]) | set(counts["target"]))
     mats = {c: counts[counts["condition"] == c].pivot_table(index="source", columns="target", values=value, aggfunc="sum")
             .reindex(index=types, columns=types).fillna(0.0) for c in conditions}
@@ -453,7 +445,7 @@ def plot_pair_heatmaps(counts: pd.DataFrame, value: str, conditions: list[str], 
 
 
 def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
-    plt = _pyplot()
+    plt = pyplot()
     top = table.dropna(subset=["pvalue"]).head(top_n)
     pairs = list(dict.fromkeys(top["source"] + " -> " + top["target"]))
     lrs = list(dict.fromkeys(top["interaction"]))

@@ -56,6 +56,7 @@ import pandas as pd
 from .errors import TmeflowInputError
 from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, timed
+from .plotting import pyplot
 from .stats import bh_fdr
 
 logger = get_logger(__name__)
@@ -380,10 +381,7 @@ def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference:
 
 
 def plot_stacked(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str], title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     order = sorted(props.index, key=lambda s: (conditions.index(samples.loc[s, "condition"]), s))
     data = props.loc[order]
@@ -403,10 +401,7 @@ def plot_stacked(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[st
 
 
 def plot_boxes(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str], da: pd.DataFrame | None, title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     types = list(props.columns)
     ncol = min(5, len(types))

@@ -60,6 +60,7 @@ import scipy.sparse as sp
 from . import io
 from .errors import TmeflowInputError
 from .log import get_logger, timed
+from .plotting import pyplot
 
 logger = get_logger(__name__)
 
@@ -437,10 +438,7 @@ def metrics_table(adata, embeddings: dict[str, np.ndarray], labels_key: str | No
 
 def plot_umaps(adata, basis: str, keys: list[str], title: str, path: Path) -> Path:
     """One UMAP panel per obs key (categorical colours, legend when it fits)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     coords = np.asarray(adata.obsm[basis])
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4.0), squeeze=False)

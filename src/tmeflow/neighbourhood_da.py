@@ -166,11 +166,9 @@ def _majority_type(membership: sp.csr_matrix, cell_types: np.ndarray) -> tuple[n
 
 def plot_beeswarm(table: pd.DataFrame, fdr: float, title: str):
     """Neighbourhood log fold changes per majority cell type; neighbourhoods at spatial FDR < ``fdr`` coloured."""
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     types = table.groupby("cell_type")["logfc"].mean().sort_values().index.tolist()
     fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.35 * len(types) + 1)))
     rng = np.random.default_rng(0)  # jitter only

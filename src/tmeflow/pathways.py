@@ -71,6 +71,7 @@ from .composition import check_obs, condition_order
 from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
+from .plotting import pyplot
 from .signatures import filter_gene_sets, map_gene_sets, read_gmt, resource_path, ssgsea
 
 logger = get_logger(__name__)
@@ -265,18 +266,9 @@ def progeny_activities(adata, species: str, *, method: str, top: int) -> list[st
 # Plots
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def heatmap(frame: pd.DataFrame, title: str, *, center: bool = True):
     """Rows x columns heatmap, rows z-scored across columns when ``center``."""
-    plt = _plt()
+    plt = pyplot()
     data = frame.astype(float)
     if center and data.shape[1] > 1:
         sd = data.std(axis=1).replace(0, 1)
@@ -294,7 +286,7 @@ def heatmap(frame: pd.DataFrame, title: str, *, center: bool = True):
 
 
 def bubble_plot(frame: pd.DataFrame, x: str, y: str, colour: str, size: str, title: str, colour_label: str, size_label: str):
-    plt = _plt()
+    plt = pyplot()
     xs = list(dict.fromkeys(frame[x]))
     ys = list(dict.fromkeys(frame[y]))
     fig, ax = plt.subplots(figsize=(max(3.5, 0.5 * len(xs) + 3.5), max(2.5, 0.3 * len(ys) + 1.2)))
@@ -315,7 +307,7 @@ def bubble_plot(frame: pd.DataFrame, x: str, y: str, colour: str, size: str, tit
 
 def enrichment_plot(curves: list[tuple[str, str, float, np.ndarray, np.ndarray]], title: str):
     """Running enrichment score (and hits) of one set per panel: (cell type, term, NES, RES, hit indices)."""
-    plt = _plt()
+    plt = pyplot()
     n = max(1, len(curves))
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.0), squeeze=False)
     for ax, (group, term, nes, res, hits) in zip(axes.ravel(), curves):

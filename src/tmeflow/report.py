@@ -48,6 +48,7 @@ import yaml
 
 from .errors import TmeflowInputError
 from .log import get_logger, timed
+from .text import slug
 
 logger = get_logger(__name__)
 
@@ -197,10 +198,6 @@ def collect(input_dir: Path) -> dict[str, list]:
     return found
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
-
-
 def _parent_config(section: Section) -> dict[str, str]:
     """MultiQC custom-content keys that put a table or figure under its analysis step."""
     return {"parent_id": section.id, "parent_name": section.name, "parent_description": section.description}
@@ -223,7 +220,7 @@ def _stage_table(path: Path, section: Section, staging: Path) -> Path:
     if not text.startswith("#"):
         raise TmeflowInputError(f"{path}: report table has no MultiQC '#' header (id, section_name, plot_type)")
     general_stats = "# plot_type: generalstats\n" in text
-    target = staging / f"{_slug(path.parent.name)}__{path.name}"
+    target = staging / f"{slug(path.parent.name, keep='', lower=True)}__{path.name}"
     target.write_text(text if general_stats else _parent_lines(section) + text)
     return target
 
@@ -262,14 +259,14 @@ def _stage_figure(figure: ReportFile, staging: Path) -> Path:
     path = figure.path
     title = _figure_title(path, figure.pattern)
     header = {
-        "id": f"tmeflow_figure_{_slug(path.stem)}",
+        "id": f"tmeflow_figure_{slug(path.stem, keep='', lower=True)}",
         "section_name": title,
         "description": f"{figure.caption} (<code>{html.escape(path.name)}</code>).",
         **_parent_config(figure.section),
     }
     image = base64.b64encode(report_image(path)).decode("ascii")
     body = f'<img src="data:image/png;base64,{image}" alt="{html.escape(title)}" style="max-width:100%; height:auto;"/>'
-    return _write_html_content(staging / f"{_slug(path.stem)}_mqc.html", header, body)
+    return _write_html_content(staging / f"{slug(path.stem, keep='', lower=True)}_mqc.html", header, body)
 
 
 def _stage_content(content: ReportFile, staging: Path) -> Path:
@@ -341,7 +338,7 @@ def bundled_config() -> Path:
 
 
 def report_filename(title: str | None) -> str:
-    return f"{_slug(title)}_multiqc_report.html" if title else "multiqc_report.html"
+    return f"{slug(title, keep='', lower=True)}_multiqc_report.html" if title else "multiqc_report.html"
 
 
 def _run_multiqc(staging: Path, build: Path, config_files: list[Path], title: str | None) -> None:

@@ -77,8 +77,11 @@ from . import io
 from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
+from .plotting import pyplot
 from .spatial_cnv import agreement, spot_cnv
 from .spatial_qc import plot_on_tissue, spatial_graph, spot_spacing
+from .stats import bh_fdr
+from .text import split_list
 
 logger = get_logger(__name__)
 
@@ -96,10 +99,6 @@ MIN_SIGNATURE_GENES = 3
 TLS_COLUMNS = ["tls_id", "n_spots", "mean_tls_score", "mean_lymphoid_prop", "region", "mean_signed_distance"]
 
 
-def _split(value: str | None) -> list[str]:
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
-
-
 def _normalise_name(name: str) -> str:
     return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
@@ -114,17 +113,6 @@ def _dense(matrix) -> np.ndarray:
     return np.asarray(matrix.todense() if sp.issparse(matrix) else matrix, dtype=float)
 
 
-def _bh(pvalues: np.ndarray) -> np.ndarray:
-    from scipy.stats import false_discovery_control
-
-    pvalues = np.asarray(pvalues, dtype=float)
-    out = np.full(pvalues.shape, np.nan)
-    ok = np.isfinite(pvalues)
-    if ok.any():
-        out[ok] = false_discovery_control(pvalues[ok], method="bh")
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # Regions
 # ----------------------------------------------------------------------------------------------
@@ -132,7 +120,7 @@ def malignant_proportion(adata, params: dict[str, Any]) -> tuple[np.ndarray, lis
     if "deconvolution_proportions" not in adata.obsm:
         raise TmeflowInputError("section has no obsm['deconvolution_proportions']; run tmeflow deconvolve first")
     proportions = adata.obsm["deconvolution_proportions"]
-    types = _match_types(_split(params["malignant_cell_types"]), list(proportions.columns))
+    types = _match_types(split_list(params["malignant_cell_types"]), list(proportions.columns))
     if not types:
         raise TmeflowInputError(
             f"none of malignant_cell_types ({params['malignant_cell_types']}) is a deconvolved cell type "
@@ -287,7 +275,7 @@ def colocalisation(proportions: pd.DataFrame, malignant: np.ndarray, graph: sp.c
             r_lag, z, p = msr_linear_test(x, z_lag / (n * x.std()), vectors)
         rows.append((cell_type, r_spot, r_lag, z, p))
     table = pd.DataFrame(rows, columns=["cell_type", "r_same_spot", "r_lagged_malignant", "z_msr", "pval_msr"])
-    table["fdr"] = _bh(table["pval_msr"].to_numpy())
+    table["fdr"] = bh_fdr(table["pval_msr"].to_numpy())
     return table.sort_values("r_lagged_malignant", ascending=False).reset_index(drop=True)
 
 
@@ -315,7 +303,7 @@ def interface_test(scores: np.ndarray, names: list[str], regions: np.ndarray, ve
     table.insert(1, "ligand", parts[0])
     table.insert(2, "receptor", parts[1] if parts.shape[1] > 1 else "")
     table["difference"] = table["mean_interface"] - table["mean_elsewhere"]
-    table["fdr"] = _bh(table["pval"].to_numpy())
+    table["fdr"] = bh_fdr(table["pval"].to_numpy())
     table["interface_enriched"] = (table["fdr"] < fdr) & (table["difference"] > 0)
     return table.sort_values(["fdr", "difference"], ascending=[True, False]).reset_index(drop=True)
 
@@ -396,7 +384,7 @@ def trajectory(axis: np.ndarray, scores: pd.DataFrame, proportions: pd.DataFrame
         rho, z, p = msr_rank_correlation(axis, values[column].to_numpy(dtype=float), vectors, ok)
         rows.append((column, rho, z, p))
     correlation = pd.DataFrame(rows, columns=["feature", "spearman_rho", "z_msr", "pval"])
-    correlation["fdr"] = _bh(correlation["pval"].to_numpy())
+    correlation["fdr"] = bh_fdr(correlation["pval"].to_numpy())
     return binned.reset_index(drop=True), correlation
 
 
@@ -428,7 +416,7 @@ def distance_association(adata, distance: np.ndarray, tumour: np.ndarray, genes:
         rho, z, p = msr_rank_correlation(distance, _dense(adata[:, gene].X).ravel(), vectors, outside)
         rows.append((gene, int(outside.sum()), rho, z, p))
     table = pd.DataFrame(rows, columns=["gene", "n_spots", "spearman_rho", "z_msr", "pval"])
-    table["fdr"] = _bh(table["pval"].to_numpy()) if len(table) else []
+    table["fdr"] = bh_fdr(table["pval"].to_numpy()) if len(table) else []
     return table
 
 
@@ -438,7 +426,7 @@ def detect_tls(tls_score: pd.Series | None, proportions: pd.DataFrame, graph: sp
 
     n = proportions.shape[0]
     labels = np.full(n, -1)
-    lymphoid_types = _match_types(_split(params["lymphoid_cell_types"]), list(proportions.columns))
+    lymphoid_types = _match_types(split_list(params["lymphoid_cell_types"]), list(proportions.columns))
     if tls_score is None or not lymphoid_types:
         logger.warning("TLS detection skipped (%s)", "no chemokine score" if tls_score is None else
                        f"none of lymphoid_cell_types {params['lymphoid_cell_types']} was deconvolved")
@@ -468,10 +456,7 @@ def detect_tls(tls_score: pd.Series | None, proportions: pd.DataFrame, graph: sp
 # Plots
 # ----------------------------------------------------------------------------------------------
 def _heatmap(frames: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     frames = {k: v for k, v in frames.items() if not v.empty}
     fig, axes = plt.subplots(1, max(1, len(frames)), figsize=(5.2 * max(1, len(frames)), 4.4), squeeze=False)
@@ -487,10 +472,7 @@ def _heatmap(frames: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
 
 
 def _trajectory_plot(binned: pd.DataFrame, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     x = binned["signed_distance_mid"]
@@ -555,7 +537,7 @@ def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) ->
         results["trajectory_bins"], results["trajectory_correlation"] = trajectory(
             distance, scores, proportions, params["trajectory_n_bins"], vectors)
         distance_to_tumour = np.where(tumour, 0.0, distance)
-        distance_genes = species_genes(_split(params["distance_genes"]), species, adata.var_names)
+        distance_genes = species_genes(split_list(params["distance_genes"]), species, adata.var_names)
         results["distance"] = distance_association(adata, distance_to_tumour, tumour, distance_genes, vectors)
         tls_labels, results["tls"] = detect_tls(scores["TLS_chemokines"] if "TLS_chemokines" in scores else None,
                                                 proportions, graph, regions, distance, params)

@@ -41,6 +41,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .log import get_logger
+from .text import split_list
 
 logger = get_logger(__name__)
 
@@ -102,7 +103,7 @@ def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[st
     builds[rng.choice(reference_index, size=len(reference_index) // 2, replace=False)] = True
     null = reference & ~builds
     profile = np.asarray(work.X[builds].mean(axis=0))
-    excluded = ["chr" + c.strip().removeprefix("chr") for c in str(cnv_defaults["cnv_exclude_chromosomes"]).split(",") if c.strip()]
+    excluded = ["chr" + c.removeprefix("chr") for c in split_list(cnv_defaults["cnv_exclude_chromosomes"])]
     _, matrix, _ = cnv.tl.infercnv(work, reference=profile, window_size=cnv_defaults["cnv_window"], step=cnv_defaults["cnv_step"],
                                    exclude_chromosomes=excluded, lfc_clip=cnv_defaults["cnv_lfc_clip"], inplace=False, n_jobs=1)
     score = _neighbour_mean(np.asarray(abs(matrix).mean(axis=1)).ravel(), graph)

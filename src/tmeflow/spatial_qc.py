@@ -35,6 +35,7 @@ from . import io
 from .errors import TmeflowInputError
 from .genes import gene_class_mask
 from .log import get_logger, timed
+from .plotting import pyplot
 
 logger = get_logger(__name__)
 
@@ -101,10 +102,7 @@ def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | N
                    title: str | None = None, cmap: str = "viridis", spot_size: float | None = None) -> Path:
     """Spots coloured by each entry of ``values`` (numeric arrays or categorical Series; None: the tissue
     image alone) over the tissue image of ``uns['spatial'][sample]`` (hires, else lowres), one panel per entry."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     image, scale = _image_and_scale(adata, sample)
     xy = np.asarray(adata.obsm["spatial"], dtype=float) * scale

@@ -77,6 +77,8 @@ from .errors import TmeflowInputError
 from .genes import species_of
 from .io import multiqc_header, provenance, read_h5ad, save_figure, write_h5ad, write_json, write_table
 from .log import get_logger, timed
+from .plotting import pyplot
+from .text import slug, split_list
 
 logger = get_logger(__name__)
 
@@ -90,13 +92,9 @@ CHUNK = 512
 # Inputs
 
 
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
 def subset_mask(obs: pd.DataFrame, spec: str | None, *, file: str | Path | None = None) -> np.ndarray:
     """Cells of the compartments / cell types named in ``spec`` (all cells when empty)."""
-    names = _split(spec)
+    names = split_list(spec)
     if not names:
         return np.ones(len(obs), dtype=bool)
     mask = np.zeros(len(obs), dtype=bool)
@@ -159,7 +157,7 @@ def root_in_group(adata, mask: np.ndarray) -> int:
 
 def choose_root(adata, params: dict[str, Any], *, file: str | Path | None = None) -> tuple[int, str]:
     """Index of the root cell in the subset, and how it was chosen."""
-    genes = _split(params.get("trajectory_root_genes"))
+    genes = split_list(params.get("trajectory_root_genes"))
     if genes:
         score = root_gene_score(adata, genes, file=file)
         return int(np.argmax(score)), f"root genes {', '.join(genes)}"
@@ -217,7 +215,7 @@ def embed(adata, params: dict[str, Any]) -> None:
         else:
             sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat")
     n_pcs = int(min(params["trajectory_n_pcs"], adata.n_obs - 1, int(adata.var["highly_variable"].sum()) - 1))
-    keys = _split(params.get("trajectory_batch_key"))
+    keys = split_list(params.get("trajectory_batch_key"))
     if keys:
         hvg = adata[:, adata.var["highly_variable"].to_numpy()]
         X = hvg.X.toarray() if sp.issparse(hvg.X) else np.array(hvg.X, dtype=float)
@@ -244,7 +242,7 @@ def pseudotime(adata, root: int, n_dcs: int = 10) -> np.ndarray:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]+", "_", str(name)).strip("_") or "fate"
+    return slug(name, keep="_") or "fate"
 
 
 def fates(adata, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series, int]:
@@ -450,17 +448,8 @@ def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
 # Plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_embedding(adata, fate_names: list[str], labels: dict[str, dict[str, Any]]):
-    plt = _pyplot()
+    plt = pyplot()
     xy = adata.obsm["X_diffmap"][:, 1:3]
     panels = [("pseudotime", adata.obs["pseudotime"].to_numpy(dtype=float), "viridis")]
     panels += [(f"{f} ({labels[f]['label']})", adata.obs[f"fate_probability_{f}"].to_numpy(dtype=float), "magma_r") for f in fate_names]
@@ -489,7 +478,7 @@ def plot_embedding(adata, fate_names: list[str], labels: dict[str, dict[str, Any
 
 def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes: int = 12, n_bins: int = 30):
     """Heatmap per fate: top fate genes (rows) x pseudotime bins of the cells most likely in that fate."""
-    plt = _pyplot()
+    plt = pyplot()
     top = {f: genes_table[(genes_table["fate"] == f)].head(n_genes)["gene"].tolist() for f in fate_names}
     genes = list(dict.fromkeys(g for f in fate_names for g in top[f]))
     fig, axes = plt.subplots(1, len(fate_names), figsize=(3.0 * len(fate_names) + 1.5, 0.22 * max(len(genes), 4) + 1.5), squeeze=False)
@@ -536,18 +525,18 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
                                 file=input_path)
     adata = atlas[mask].copy()
     del atlas
-    for key in _split(params.get("trajectory_batch_key")):
+    for key in split_list(params.get("trajectory_batch_key")):
         if key not in adata.obs.columns:
             raise TmeflowInputError(f"trajectory_batch_key '{key}' is not an obs column of the atlas", file=input_path, column=key)
     root_type = (params.get("trajectory_root_type") or "").strip()
-    if root_type and not _split(params.get("trajectory_root_genes")):
+    if root_type and not split_list(params.get("trajectory_root_genes")):
         present = set(adata.obs["cell_type"].astype(str))
         if "cell_type_fine" in adata.obs.columns:
             present |= set(adata.obs["cell_type_fine"].astype(str))
         if root_type not in present:
             raise TmeflowInputError(f"trajectory_root_type '{root_type}' is not a cell type of the trajectory subset "
                                     f"(types: {', '.join(sorted(set(adata.obs['cell_type'].astype(str))))})", file=input_path, column="cell_type")
-    genes = _split(params.get("trajectory_root_genes"))
+    genes = split_list(params.get("trajectory_root_genes"))
     if genes:
         present = [g for g in genes if g in adata.var_names]
         if not present:

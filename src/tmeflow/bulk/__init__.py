@@ -1,0 +1,72 @@
+"""Bulk cohort validation (``tmeflow bulk``): signature scores, cut-points, Kaplan-Meier, Cox,
+logistic regression, ESTIMATE immune context and deconvolution with the single-cell reference.
+
+Inputs
+    * expression matrix: genes x samples (a samples x genes matrix is transposed when its *rows*, not
+      its columns, match the clinical sample identifiers), CSV/TSV (optionally gzipped), first column
+      the gene identifier. Values are declared by ``bulk_values``: ``tpm`` or ``counts`` (counts are
+      first scaled to counts per million) become ``log2(x + 1)``; ``log`` values are used as given
+      (linear scale for deconvolution: ``2^x - 1``).
+    * clinical table: one row per sample; the sample identifier is the column ``sample`` or
+      ``sample_id`` if present, otherwise the first column.
+
+Identifiers (``bulk_id_type``; ``auto`` = ``probe`` when ``--probe_annotation`` is given, ``ensembl``
+when most identifiers look like ``ENS...G`` IDs, else ``symbol``): probes are mapped with the
+annotation table (probe column: ``probe``/``probe_id``/``id`` or the first column; symbol column:
+``symbol``/``gene_symbol``/``hugo.gene.symbol``/``ncbi.gene.symbol``/``gene`` or the first column whose
+name contains "symbol"); Ensembl IDs are mapped with the bundled one-to-one ortholog table (version
+suffixes ignored). Several rows for the same symbol are collapsed by keeping the row with the highest
+mean expression (WGCNA ``collapseRows`` "MaxMean"). Genes with more than ``bulk_max_missing`` missing
+values are dropped; remaining missing values get the gene's mean.
+
+Survival endpoints are detected from column names (case-insensitive; ``X`` is the endpoint name, e.g.
+OS, PFS, DSS, DFI, DMFS, RFS): ``X_time`` + ``X_event`` (or ``X_status``), ``X_months``/``X_days`` +
+``X_status`` (cBioPortal), ``t.x`` + ``e.x`` (genefu/NKI) and ``X.time`` + ``X`` (TCGA-CDR), or given
+explicitly with ``survival_columns`` (``NAME:time_column:event_column,...``). ``survival_endpoints``
+restricts the analysis to some names.
+
+Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolution` (reference,
+markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
+:mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+"""
+
+from __future__ import annotations
+
+from ..estimate import estimate_scores  # noqa: F401  (tmeflow.bulk.estimate_scores, as before the split)
+from .reading import (  # noqa: F401
+    MIN_MATCHED_SAMPLES,
+    _read_delimited,
+    read_clinical,
+    read_expression,
+    read_probe_annotation,
+    detect_id_type,
+    collapse_duplicates,
+    map_identifiers,
+    transform_values,
+)
+from .deconvolution import (  # noqa: F401
+    reference_species,
+    reference_profiles,
+    marker_genes,
+    deconvolve_nnls,
+    spearman_table,
+)
+from .endpoints import (  # noqa: F401
+    detect_endpoints,
+    survival_frame,
+    covariate_matrix,
+    node_status,
+    analyse_survival,
+)
+from .plots import (  # noqa: F401
+    plot_km,
+    forest_plot,
+    correlation_heatmap,
+    _survival_plots,
+)
+from .run import (  # noqa: F401
+    _gene_sets,
+    read_cohort,
+    run_bulk,
+    cli,
+)

@@ -1,0 +1,268 @@
+"""The ``tmeflow bulk`` stage: read the cohort, score, deconvolve, test endpoints and write the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..errors import TmeflowInputError
+from ..estimate import ESTIMATE_COLUMNS, estimate_scores
+from ..genes import species_of
+from ..io import multiqc_header, read_h5ad, save_figure, write_json, write_table
+from ..log import get_logger, timed
+from ..signatures import filter_gene_sets, map_gene_sets, read_bundled_gmt, read_gmt, ssgsea
+from ..stats import bh_fdr
+from ..text import slug
+from ..survival import logistic_regression
+from .reading import detect_id_type, map_identifiers, read_clinical, read_expression, read_probe_annotation, transform_values
+from .deconvolution import deconvolve_nnls, marker_genes, reference_profiles, spearman_table
+from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
+from .plots import _survival_plots, correlation_heatmap
+
+
+logger = get_logger(__package__)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage
+
+
+def _gene_sets(params: dict[str, Any], signatures: list[Path], genes: pd.Index, markers: dict[str, list[str]]):
+    """All scored gene sets with their kind: necroptosis, Hallmark, user GMTs, reference markers."""
+    species = params["bulk_species"]
+    min_size = params["signature_min_size"]
+    kinds: dict[str, str] = {}
+    sets: dict[str, list[str]] = {}
+
+    def add(new: dict[str, list[str]], kind: str, source: str, required: bool) -> None:
+        """Keep the sets of ``new`` with enough genes in the matrix, tagged with ``kind``."""
+        kept = filter_gene_sets(new, genes, min_size=min_size, source=source, required=required)
+        for name, members in kept.items():
+            sets[name] = members
+            kinds[name] = kind
+
+    bundled = read_bundled_gmt("necroptosis")
+    add(map_gene_sets(bundled, "human", species), "necroptosis", "bundled necroptosis sets", False)
+    if params["bulk_hallmark"]:
+        add(map_gene_sets(read_bundled_gmt("hallmark"), "human", species), "hallmark", "bundled Hallmark", False)
+    for path in signatures:
+        add(read_gmt(path), "user_signature", str(path), True)
+    if markers:
+        add({f"REF_{t}": g for t, g in markers.items()}, "reference_signature", "reference markers", True)
+    return sets, kinds
+
+
+def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -> SimpleNamespace:
+    """Read and check a bulk cohort's inputs (sample matching, identifiers, values, endpoints and their
+    event coding, covariates, node column, bulk_genes); every check runs before anything is written,
+    and ``tmeflow run`` calls this for every bulk row before its first stage."""
+    clin = read_clinical(clinical_path)
+    raw = read_expression(expression, clin.index)
+    clin = clin.loc[raw.columns]
+    probe_map = read_probe_annotation(params["probe_annotation"]) if params.get("probe_annotation") else None
+    id_type = detect_id_type(raw.index, params["bulk_id_type"], probe_map is not None)
+    mapped, id_summary = map_identifiers(raw, id_type, params["bulk_species"], probe_map, expression)
+    log_expr, linear = transform_values(mapped, params["bulk_values"], params["bulk_max_missing"], expression)
+
+    endpoints = detect_endpoints(clin, params["survival_columns"], params["survival_endpoints"])
+    survs = {name: survival_frame(clin, name, cols, clinical_path) for name, cols in endpoints.items()}
+    covariates = covariate_matrix(clin, params["cox_covariates"], clinical_path)
+    if params["node_column"] and params["node_column"] not in clin.columns:
+        raise TmeflowInputError("node_column is not a clinical column", file=clinical_path, column=params["node_column"])
+    node = node_status(clin[params["node_column"]], clinical_path) if params["node_column"] else None
+    genes = [g.strip() for g in params["bulk_genes"].split(",") if g.strip()]
+    missing = [g for g in genes if g not in log_expr.index]
+    if missing:
+        raise TmeflowInputError(f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression)
+    return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
+                           survs=survs, covariates=covariates, node=node, genes=genes)
+
+
+def run_bulk(
+    expression: str | Path,
+    clinical: str | Path,
+    outdir: str | Path,
+    params: dict[str, Any],
+    *,
+    reference: str | Path | None = None,
+    signatures: list[str | Path] | None = None,
+    sample: str,
+    species: str | None = None,
+) -> dict[str, Any]:
+    """Read the cohort, compute every score and test, then write tables, plots and MultiQC content
+    (probe IDs mapped with the ``probe_annotation`` parameter's table when set). ``species`` (the
+    samplesheet row's) overrides the ``bulk_species`` parameter. Every file starts
+    with ``<sample>.`` (the samplesheet row), so that several cohorts share ``bulk/``; the report
+    shows each cohort as its own tables (MultiQC ids carry the name)."""
+    expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
+    prefix = f"{sample}."
+    cohort_id = slug(sample) or "cohort"
+    signatures = [Path(s) for s in (signatures or [])]
+    for path in signatures:
+        if not path.is_file():
+            raise TmeflowInputError("signature GMT not found", file=path)
+    species = species or params["bulk_species"]
+    params = {**params, "bulk_species": species}
+    cohort = read_cohort(expression, clinical_path, params)
+    clin, id_summary, log_expr, linear = cohort.clinical, cohort.id_summary, cohort.log_expr, cohort.linear
+    endpoints, survs, covariates, node, genes = cohort.endpoints, cohort.survs, cohort.covariates, cohort.node, cohort.genes
+    if not endpoints and node is None:
+        logger.warning("no survival endpoint and no node_column: only scores and correlations are computed")
+
+    profiles, markers, ref_species = None, {}, None
+    if reference:
+
+        with timed(logger, "reading reference and building the signature matrix"):
+            adata = read_h5ad(reference, "reference h5ad")
+            ref_species = species_of(adata)
+            profiles = reference_profiles(adata, species, ref_species, reference)
+            markers = marker_genes(profiles, params["reference_markers"], log_expr.index)
+
+    # ---- scores
+    with timed(logger, f"ssGSEA on {log_expr.shape[0]} genes x {log_expr.shape[1]} samples"):
+        sets, kinds = _gene_sets(params, signatures, log_expr.index, markers)
+        scores = ssgsea(log_expr, sets, alpha=params["ssgsea_alpha"], normalize=params["ssgsea_normalize"]).T
+        estimate = estimate_scores(log_expr, species, params["ssgsea_alpha"], params["signature_min_size"])
+    features = scores.copy()
+    feature_kind = dict(kinds)
+    for gene in genes:
+        features[f"gene:{gene}"] = log_expr.loc[gene]
+        feature_kind[f"gene:{gene}"] = "gene"
+    for column in ESTIMATE_COLUMNS if estimate is not None else ():
+        features[f"ESTIMATE:{column}"] = estimate[column]
+        feature_kind[f"ESTIMATE:{column}"] = "estimate"
+    fractions = fit = None
+    if profiles is not None:
+        fractions, fit = deconvolve_nnls(linear, profiles, markers)
+        for column in fractions.columns:
+            features[f"fraction:{column}"] = fractions[column]
+            feature_kind[f"fraction:{column}"] = "fraction"
+    features.index.name = "sample"
+
+    # ---- survival and node status
+    surv_tables, cox_tables, all_groups = [], [], {}
+    for name, surv in survs.items():
+        with timed(logger, f"survival {name}: {features.shape[1]} features, {len(surv)} samples, {int(surv['event'].sum())} events"):
+            table, cox, groups = analyse_survival(features, surv, name, covariates, params)
+        table.insert(1, "kind", table["feature"].map(feature_kind))
+        surv_tables.append(table)
+        cox_tables.append(cox)
+        all_groups[name] = groups
+    logistic_rows = []
+    if node is not None:
+        for feature in features.columns:
+            data = pd.DataFrame({"node": node, "score_per_sd": features[feature]})
+            data["score_per_sd"] = (data["score_per_sd"] - data["score_per_sd"].mean()) / data["score_per_sd"].std()
+            for model, terms in (("univariate", ["score_per_sd"]),) + (
+                (("multivariate", ["score_per_sd", *covariates.columns]),) if covariates.shape[1] else ()
+            ):
+                res = logistic_regression(data.join(covariates), "node", terms)
+                for term, trow in res.table.iterrows():
+                    logistic_rows.append({"feature": feature, "kind": feature_kind[feature], "model": model, "term": term,
+                                          **trow.to_dict(), "n": res.n, "n_node_positive": res.n_positive})
+    logistic = pd.DataFrame(logistic_rows)
+    if len(logistic):
+        focus = logistic["term"] == "score_per_sd"
+        logistic["fdr"] = np.nan
+        for model in logistic["model"].unique():
+            sel = focus & (logistic["model"] == model)
+            logistic.loc[sel, "fdr"] = bh_fdr(logistic.loc[sel, "p"])
+
+    correlations = None
+    if estimate is not None:
+        corr_features = features[[c for c in features.columns if feature_kind[c] != "estimate"]]
+        correlations = spearman_table(corr_features, estimate[list(ESTIMATE_COLUMNS)])
+
+    # ---- outputs
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    written.append(write_table(scores.reset_index(), outdir / f"{prefix}bulk_scores.tsv"))
+    written.append(write_table(features.reset_index(), outdir / f"{prefix}bulk_features.tsv"))
+    gene_set_table = pd.DataFrame(
+        [{"gene_set": n, "kind": kinds[n], "n_genes": len(g), "genes": ",".join(g)} for n, g in sets.items()]
+    )
+    written.append(write_table(gene_set_table, outdir / f"{prefix}bulk_gene_sets.tsv"))
+    if fractions is not None:
+        written.append(write_table(fractions.reset_index(), outdir / f"{prefix}bulk_deconvolution.tsv"))
+        written.append(write_table(fit, outdir / f"{prefix}bulk_deconvolution_fit.tsv"))
+        sig = profiles.loc[[g for g in dict.fromkeys(g for m in markers.values() for g in m)]]
+        sig.index.name = "gene"
+        written.append(write_table(sig.reset_index(), outdir / f"{prefix}bulk_signature_matrix.tsv"))
+    if surv_tables:
+        survival_table = pd.concat(surv_tables, ignore_index=True)
+        cox_table = pd.concat(cox_tables, ignore_index=True)
+        written.append(write_table(survival_table, outdir / f"{prefix}bulk_survival.tsv"))
+        written.append(write_table(cox_table, outdir / f"{prefix}bulk_cox.tsv"))
+        mqc = survival_table[["feature", "endpoint", "kind", "p", "fdr", "hr_per_sd", "hr_per_sd_p", "split",
+                              "n_high", "n_low", "logrank_p", "ph_fail"]].copy()
+        mqc.insert(0, "id", mqc["feature"] + " | " + mqc["endpoint"])
+        mqc = mqc.drop(columns=["feature", "endpoint"]).sort_values(["p", "hr_per_sd_p"], kind="stable")
+        p_values = ("p", "fdr", "logrank_p", "hr_per_sd_p")
+        # MultiQC shows only the columns named in `headers`: every column, one dict each
+        headers = {column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} if column in p_values
+                   else {"format": "{:.2f}"} if column == "hr_per_sd" else {} for column in mqc.columns[1:]}
+        written.append(write_table(mqc, outdir / f"{prefix}bulk_survival_mqc.tsv", header_lines=multiqc_header(
+            f"tmeflow_bulk_survival_{cohort_id}", f"Bulk cohort {sample}: survival",
+            f"Per feature and endpoint, by primary p: p/fdr = {params['cutpoint_method']} high/low cut-point p "
+            "(corrected for the cut-point search when maxstat); HR per SD of the continuous score (univariate Cox); "
+            "logrank_p = plain log-rank p at the split (not corrected for an optimised split); "
+            "ph_fail = Schoenfeld test p < ph_alpha.", "table",
+            headers=headers, pconfig={"id": f"tmeflow_bulk_survival_{cohort_id}_table", "sort_rows": False})))
+        with timed(logger, "survival plots"):
+            written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir, prefix)
+    if len(logistic):
+        written.append(write_table(logistic, outdir / f"{prefix}bulk_logistic.tsv"))
+    if estimate is not None:
+        written.append(write_table(estimate.reset_index(), outdir / f"{prefix}bulk_estimate.tsv"))
+        written.append(write_table(correlations, outdir / f"{prefix}bulk_estimate_correlation.tsv"))
+        written.append(write_table(estimate.reset_index(), outdir / f"{prefix}bulk_estimate_mqc.tsv", header_lines=multiqc_header(
+            f"tmeflow_bulk_estimate_{cohort_id}", f"Bulk cohort {sample}: ESTIMATE",
+            "ESTIMATE stromal/immune scores (un-normalised ssGSEA; compare samples within the cohort). Tumour "
+            "purity is not reported: its formula needs ESTIMATE's 10,412 common genes.", "table")))
+        written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
+
+    summary = {
+        "version": __version__,
+        "cohort": sample,
+        "samples": int(features.shape[0]),
+        "identifiers": id_summary,
+        "bulk_values": params["bulk_values"],
+        "bulk_species": species,
+        "reference_species": ref_species,
+        "gene_sets_scored": len(sets),
+        "features": int(features.shape[1]),
+        "endpoints": {name: {"time": cols[0], "event": cols[1], "n": int(len(survs[name])),
+                             "events": int(survs[name]["event"].sum())} for name, cols in endpoints.items()},
+        "cox_covariates": list(covariates.columns),
+        "node_column": params["node_column"] or None,
+        "methods": {
+            "ssgsea": f"GSVA ssgsea definition, alpha={params['ssgsea_alpha']}, normalize={params['ssgsea_normalize']}",
+            "cutpoint": (f"maxstat log-rank, min_prop={params['cutpoint_min_prop']}, p corrected by "
+                         + (f"{params['cutpoint_permutations']} permutations (seed {params['seed']}); Lau92 also reported"
+                            if params["cutpoint_permutations"] else "Lausen & Schumacher 1992 (Lau92)"))
+            if params["cutpoint_method"] == "maxstat" else "median split",
+            "cox": "lifelines CoxPHFitter, Efron ties; PH by Grambsch-Therneau test on scaled Schoenfeld residuals (km transform)",
+            "deconvolution": "NNLS on mean-CPM signature matrix of reference marker genes" if profiles is not None else None,
+        },
+        "params": params,
+    }
+    written.append(write_json(summary, outdir / f"{prefix}bulk_summary.json"))
+    logger.info("bulk: %d samples, %d features, %d endpoints; %d files written", features.shape[0], features.shape[1],
+                len(endpoints), len(written))
+    return summary
+def cli(args, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow bulk`` (declared in :mod:`tmeflow.stages`)."""
+    run_bulk(
+        args.expression,
+        args.clinical,
+        args.outdir,
+        params,
+        reference=args.reference,
+        signatures=args.signatures or [],
+        sample=args.sample,
+    )

@@ -1,0 +1,116 @@
+"""The CNV reference and candidate cells, and the pynndescent dependency trap."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..log import get_logger
+from ..text import split_list
+from .positions import MIN_CELLS_PER_REFERENCE_TYPE
+
+
+logger = get_logger(__package__)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dependency trap
+# ----------------------------------------------------------------------------------------------
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def dependency_problem() -> str | None:
+    """Why scanpy's pynndescent neighbours would crash here (None when the versions are known-good)."""
+    import pynndescent
+    import scipy
+
+    if _version_tuple(pynndescent.__version__) >= (0, 7):
+        return (f"pynndescent {pynndescent.__version__} returns sparse arrays that scanpy 1.11 cannot read "
+                "('csr_array' object has no attribute 'getnnz'); pin pynndescent==0.5.13")
+    if _version_tuple(scipy.__version__) >= (1, 17):
+        return f"scipy {scipy.__version__} is untested with infercnvpy 0.6.1 (known-good: 1.16.3)"
+    return None
+
+
+def neighbour_transformer() -> str | None:
+    """``None`` (scanpy's default, pynndescent on large data) or ``'sklearn'`` when pynndescent is a
+    known-bad version."""
+    problem = dependency_problem()
+    if problem and problem.startswith("pynndescent"):
+        logger.warning("%s; using scikit-learn exact neighbours for the CNV graph instead", problem)
+        return "sklearn"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference and candidates
+# ----------------------------------------------------------------------------------------------
+def _in_list(values: pd.Series, items: list[str]) -> np.ndarray:
+    wanted = {item.lower() for item in items}
+    return values.astype(str).str.strip().str.lower().isin(wanted).to_numpy()
+
+
+def _candidate_like(obs: pd.DataFrame, params: dict[str, Any]) -> np.ndarray:
+    mask = np.zeros(len(obs), dtype=bool)
+    compartments = split_list(params["cnv_candidate_compartments"])
+    if compartments and "compartment" in obs.columns:
+        mask |= _in_list(obs["compartment"], compartments)
+    types = split_list(params.get("cnv_candidate_types"))
+    if types:
+        mask |= _in_list(obs["cell_type"], types)
+    return mask
+
+
+def normal_tissue_mask(obs: pd.DataFrame, params: dict[str, Any]) -> np.ndarray:
+    """Candidate-like cells (e.g. epithelium) of samples whose condition is a normal tissue."""
+    conditions = split_list(params.get("cnv_normal_conditions"))
+    if not conditions or "condition" not in obs.columns:
+        return np.zeros(len(obs), dtype=bool)
+    return _candidate_like(obs, params) & _in_list(obs["condition"], conditions)
+
+
+def reference_mask(obs: pd.DataFrame, params: dict[str, Any]) -> np.ndarray:
+    """Reference cells: the cell types of cnv_reference_types, plus candidate-like cells of normal tissue."""
+    return _in_list(obs["cell_type"], split_list(params["cnv_reference_types"])) | normal_tissue_mask(obs, params)
+
+
+def candidate_mask(obs: pd.DataFrame, params: dict[str, Any]) -> np.ndarray:
+    return _candidate_like(obs, params) & ~reference_mask(obs, params)
+
+
+def reference_plan(obs: pd.DataFrame, is_reference: np.ndarray, min_reference_cells: int) -> pd.DataFrame:
+    """Per patient: cells, reference cells and whether it is inferred against its own reference."""
+    patients = obs["patient"].astype(str)
+    rows = []
+    for patient in pd.unique(patients):
+        in_patient = (patients == patient).to_numpy()
+        n_ref = int((is_reference & in_patient).sum())
+        rows.append({
+            "patient": patient,
+            "n_cells": int(in_patient.sum()),
+            "n_reference_cells": n_ref,
+            "reference": "patient" if n_ref >= min_reference_cells else "cohort",
+        })
+    plan = pd.DataFrame(rows)
+    n_cohort_ref = int(is_reference.sum())
+    plan["reference_cells_used"] = np.where(plan["reference"] == "patient", plan["n_reference_cells"], n_cohort_ref)
+    return plan
+
+
+def reference_profiles(X, cell_types: pd.Series, is_reference: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Mean expression per reference cell type with enough cells (rows), or the pooled mean."""
+    types = cell_types.astype(str).to_numpy()
+    kept = []
+    rows = []
+    for cell_type in pd.unique(types[is_reference]):
+        mask = is_reference & (types == cell_type)
+        if mask.sum() >= MIN_CELLS_PER_REFERENCE_TYPE:
+            kept.append(str(cell_type))
+            rows.append(np.asarray(X[mask].mean(axis=0)).ravel())
+    if not rows:
+        return np.asarray(X[is_reference].mean(axis=0)).ravel()[np.newaxis, :], ["pooled"]
+    return np.vstack(rows), kept

@@ -1,0 +1,140 @@
+"""The ``tmeflow cnv`` stage: check the input, prepare positions, call malignant cells, write the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .. import io
+from ..errors import TmeflowInputError
+from ..log import get_logger, timed
+from ..text import split_list
+from .positions import MIN_POSITIONED_GENES, REQUIRED_OBS, annotate_positions, bundled_positions, read_gene_positions
+from .reference import reference_mask
+from .infer import CnvResult, _excluded, call_malignant
+from .plots import plot_arms, plot_heatmap, plot_violin
+
+
+logger = get_logger(__package__)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage
+# ----------------------------------------------------------------------------------------------
+def check_inputs(adata, params: dict[str, Any], *, file: str | None = None) -> None:
+    """Everything that can be wrong with the input before any work is done."""
+    missing = [c for c in REQUIRED_OBS if c not in adata.obs.columns]
+    if missing:
+        raise TmeflowInputError(f"obs lacks column(s) {', '.join(missing)} needed for CNV inference", file=file, column=missing[0])
+    ref_types = split_list(params["cnv_reference_types"])
+    if not ref_types:
+        raise TmeflowInputError("cnv_reference_types is empty; name the normal cell types to use as reference", column="cnv_reference_types")
+    n_ref = int(reference_mask(adata.obs, params).sum())
+    if n_ref == 0:
+        present = ", ".join(sorted(map(str, pd.unique(adata.obs["cell_type"].astype(str))))[:15])
+        raise TmeflowInputError(
+            f"no reference cells: no cell_type in cnv_reference_types ({', '.join(ref_types)}); cell types present: {present}",
+            file=file, column="cell_type",
+        )
+    if params["cnv_window"] < 1 or params["cnv_step"] < 1:
+        raise TmeflowInputError("cnv_window and cnv_step must be at least 1", column="cnv_window")
+
+
+def prepare(adata, params: dict[str, Any], *, gene_positions: str | Path | None = None, species: str | None = None,
+            file: str | None = None) -> int:
+    """Check inputs and place genes on the genome; return the number of positioned, included genes."""
+    check_inputs(adata, params, file=file)
+    if species is None and "species" in adata.obs.columns:
+        values = pd.unique(adata.obs["species"].astype(str))
+        species = str(values[0]) if len(values) else None
+    if gene_positions is not None:
+        positions = read_gene_positions(gene_positions, species)
+    else:
+        if species is None:
+            raise TmeflowInputError("species unknown (no obs 'species'); give --species or --gene_positions", file=file)
+        positions = bundled_positions(species)
+    n_placed = annotate_positions(adata, positions)
+    excluded = _excluded(params)
+    positioned = (adata.var["chromosome"].notna() & ~adata.var["chromosome"].isin(excluded)).to_numpy()
+    n_positioned = int(positioned.sum())
+    if n_positioned < MIN_POSITIONED_GENES:
+        raise TmeflowInputError(
+            f"only {n_positioned} genes have a known genomic position outside {', '.join(excluded) or 'no excluded chromosomes'} "
+            f"(of {adata.n_vars}; {n_placed} placed); CNV inference needs at least {MIN_POSITIONED_GENES}; "
+            "check the species or give --gene_positions",
+            file=file,
+        )
+    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    if sp.issparse(counts):
+        counts = sp.csr_matrix(counts)
+        detected = np.bincount(counts.indices[counts.data > 0], minlength=adata.n_vars) / max(adata.n_obs, 1)
+    else:
+        detected = np.asarray((np.asarray(counts) > 0).mean(axis=0)).ravel()
+    used = positioned & (detected >= params["cnv_min_gene_fraction"])
+    adata.var["cnv_detected_fraction"] = detected.astype(np.float32)
+    adata.var["cnv_gene"] = used
+    n_used = int(used.sum())
+    if n_used < MIN_POSITIONED_GENES:
+        raise TmeflowInputError(
+            f"only {n_used} positioned genes are detected in at least {params['cnv_min_gene_fraction']:.1%} of cells; "
+            f"CNV inference needs at least {MIN_POSITIONED_GENES}; lower cnv_min_gene_fraction",
+            file=file,
+        )
+    logger.info("%d of %d genes placed on the genome; %d used (outside %s, detected in >= %.1f%% of cells)", n_placed,
+                adata.n_vars, n_used, ", ".join(excluded) or "nothing", 100 * params["cnv_min_gene_fraction"])
+    return n_used
+
+
+def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]) -> dict[str, Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    header = io.multiqc_header(
+        "tmeflow_cnv_summary", "CNV and malignant cells",
+        "Per patient: candidate cells, cells called malignant from inferred copy-number profiles (infercnvpy), "
+        f"the reference used and arm-level gains/losses of malignant cells (|mean CNV| > {params['cnv_arm_threshold']}).",
+        "table",
+    )
+    paths["summary"] = io.write_table(result.summary, outdir / "cnv_summary_mqc.tsv", header_lines=header)
+    paths["reference"] = io.write_table(result.plan, outdir / "cnv_reference.tsv")
+    paths["clusters"] = io.write_table(result.clusters, outdir / "cnv_clusters.tsv")
+    paths["arms"] = io.write_table(result.arms, outdir / "cnv_arms.tsv")
+    cell_columns = ["patient", "cell_type_pre_cnv", "cell_type", "cnv_reference", "cnv_candidate", "cnv_group",
+                    "cnv_cluster", "cnv_score", "cnv_score_cell", "cnv_correlation", "cnv_threshold", "cnv_high", "malignant"]
+    if "sample" in adata.obs.columns:
+        cell_columns.insert(0, "sample")
+    with timed(logger, "writing cnv_cells.tsv.gz"):
+        paths["cells"] = io.write_table(adata.obs[cell_columns], outdir / "cnv_cells.tsv.gz", index=True)
+    with timed(logger, "plots"):
+        paths["violin"] = plot_violin(adata, outdir / "cnv_score_violin_mqc.png", params["seed"])
+        paths["arms_png"] = plot_arms(result.arms, outdir / "cnv_arms_mqc.png")
+        for patient in pd.unique(adata.obs["patient"].astype(str)):
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", patient)
+            paths[f"heatmap_{patient}"] = plot_heatmap(adata, patient, outdir / f"cnv_heatmap_{safe}.png", params["seed"])
+    adata.uns.setdefault("tmeflow", {})
+    adata.uns["tmeflow"]["cnv"] = {**io.provenance("cnv", params), "reference": result.plan.to_dict(orient="list")}
+    with timed(logger, "writing cnv.h5ad"):
+        paths["h5ad"] = io.write_h5ad(adata, outdir / "cnv.h5ad")
+    return paths
+
+
+def run_cnv(input_path: str | Path, outdir: str | Path, params: dict[str, Any], *,
+            species: str | None = None, n_jobs: int = 1) -> dict[str, Path]:
+    """Read the annotated atlas, infer CNV, call malignant cells and write every output to ``outdir``
+    (genes placed with the ``gene_positions`` parameter's table when set, else the bundled one)."""
+
+    input_path, outdir = Path(input_path), Path(outdir)
+    with timed(logger, f"reading {input_path}"):
+        adata = io.read_h5ad(input_path)
+    prepare(adata, params, gene_positions=params.get("gene_positions"), species=species, file=str(input_path))
+    result = call_malignant(adata, params, n_jobs=n_jobs)
+    return write_outputs(adata, result, outdir, params)
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    run_cnv(args.input, args.outdir, params, species=args.species, n_jobs=args.n_jobs)

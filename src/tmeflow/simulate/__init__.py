@@ -1,0 +1,210 @@
+"""``tmeflow simulate``: a synthetic cancer cohort with planted ground truth.
+
+Every later test and benchmark runs on this cohort, so everything that is planted is written down in
+``truth.json`` (and per cell / spot / bulk sample in truth tables).
+
+Generative model
+----------------
+Genes
+    Real symbols from the bundled gene-position table of the species (``--n_genes`` of them, default
+    4,000): every marker / programme gene below, the Hallmark hypoxia genes, ribosomal RPL/RPS genes,
+    haemoglobin genes, plus an equal share of random genes per chromosome arm (capped by what the arm
+    has), so that arm-level copy-number changes span many genes. The 13 mitochondrial genes (not in
+    the table) are added on chromosome ``MT``. Mouse uses the bundled one-to-one orthologs of the
+    human markers (with a few well-known mouse names where no one-to-one ortholog exists).
+    ``--n_genes`` must leave room for the programme genes, 20 genes per arm and five autosomal arms of
+    40 genes for the planted CNVs (1,322 for human, 975 for mouse); a smaller value is a one-line error.
+Expression profiles
+    A baseline profile is drawn once (gamma, shape 0.3: heavy-tailed). Each cell type multiplies it by
+    a log-normal type-specific factor; its marker genes sit at the 95-99.9th percentile of the
+    baseline in that type and at the 10-40th elsewhere; malignant cells start from the epithelial
+    profile. Mitochondrial genes hold 5% and ribosomal genes 15% of every profile.
+Cells
+    ``mean = library size x profile(cell type) x batch factor x planted effects``; counts are
+    negative-binomial (gamma-Poisson) with gene-wise dispersion 0.2-0.5. Library sizes are
+    log-normal around 2,500 UMI with a per-sample shift; batches multiply genes by log-normal
+    factors (``--batch_effect`` is their log-scale SD).
+Planted effects (all recorded in ``truth.json``)
+    * CNV: each patient has 3-5 autosomal arm-level events (gain x1.5 / loss x0.5 on every gene of
+      the arm), in that patient's malignant cells only.
+    * Trajectory (malignant cells): ``true_pseudotime`` ~ U(0, 1); an early programme decreases with
+      pseudotime; after the branch point (0.3) cells follow fate A or B, each raising its own genes.
+      Fate A makes 75% of branched metastasis cells and 25% elsewhere.
+    * Ligand-receptor: MDK x4 in malignant cells and NCL x4 in fibroblasts of metastasis samples.
+    * Differential abundance: neutrophils x3 in metastasis.
+    * Differential expression: ~30 genes in myeloid cells, metastasis vs other tumour samples,
+      log2FC +1 / -1; Hallmark hypoxia genes x1.5 in metastasis malignant cells.
+    * QC: ``--low_quality_rate`` cells with 200-400 UMI and 30-60% mitochondrial reads;
+      ``--doublet_rate`` heterotypic doublets (two cells' means summed and thinned to 75-100%).
+Spatial
+    A Visium-like hexagonal (or square) grid; one or two tumour blobs, an interface ring 1-2 spots
+    wide, stroma elsewhere. A spot mixes 5-15 cells drawn from region-specific proportions; in
+    interface spots MDK (malignant cells) and NCL (fibroblasts) are raised further. Each section is
+    a Space Ranger-like ``outs/`` folder (``filtered_feature_bc_matrix/`` and ``.h5``,
+    ``spatial/tissue_positions.csv``, ``scalefactors_json.json``, rendered tissue images).
+Bulk
+    TPM from per-sample random mixtures of the cell-type profiles; the fate-A genes form a signature
+    whose z-scored score (mean log2(TPM+1) over the signature, z across samples) sets an exponential
+    hazard ``exp(beta * z)``; exponential censoring (~35%).
+
+All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
+model / single-cell / spatial / bulk streams). Cells are generated one sample at a time, in blocks
+of at most ``BLOCK_ELEMENTS`` dense means, turned into CSR at once and appended to the sample's
+h5ad, so memory does not grow with the number of cells.
+
+Truth lives in ``truth.json`` (cohort-level), ``truth_cells.tsv.gz`` and the ``true_*`` obs columns
+(per cell), ``spatial/<section>/truth_spots.tsv`` (per spot) and ``bulk/true_proportions.tsv``.
+
+Package layout: :mod:`.settings` (constants, ``SimConfig``), :mod:`.genes`, :mod:`.model`,
+:mod:`.singlecell` (samples and 10x/h5ad writers), :mod:`.spatial`, :mod:`.cohort` (bulk), :mod:`.run`
+(``run_simulate``, ``cli``); every name is importable from ``tmeflow.simulate``.
+"""
+
+from __future__ import annotations
+
+from .settings import (  # noqa: F401
+    CELL_TYPES,
+    MALIGNANT,
+    MARKERS,
+    MARKERS,
+    MALIGNANT,
+    MARKER_QUANTILES,
+    MARKER_OFF_QUANTILES,
+    PROGRAMME_QUANTILES,
+    COMPARTMENT,
+    LIBRARY_FACTOR,
+    HUMAN_MITO,
+    MOUSE_MITO,
+    HAEMOGLOBIN,
+    RIBO_PATTERN,
+    MOUSE_NAMES,
+    MITO_FRACTION,
+    RIBO_FRACTION,
+    HB_WEIGHT,
+    BASELINE_SHAPE,
+    TYPE_NOISE_SD,
+    MALIGNANT_NOISE_SD,
+    PATIENT_NOISE_SD,
+    DISPERSION_RANGE,
+    LIBRARY_MEDIAN,
+    LIBRARY_SD,
+    SAMPLE_SHIFT_SD,
+    COMPOSITION,
+    COMPOSITION_CONCENTRATION,
+    METASTASIS,
+    NORMAL,
+    TISSUE,
+    DA_CELL_TYPE,
+    DA_FOLD,
+    DE_CELL_TYPE,
+    DE_N_GENES,
+    DE_LOG2FC,
+    PATHWAY,
+    PATHWAY_FOLD,
+    LR_LIGAND,
+    LR_RECEPTOR,
+    LR_SOURCE,
+    LR_TARGET,
+    LR_FOLD,
+    INTERFACE_LR_FOLD,
+    CNV_GAIN,
+    CNV_LOSS,
+    CNV_EVENTS_RANGE,
+    MIN_CNV_ARM_GENES,
+    TRAJECTORY_N_GENES,
+    BRANCH_POINT,
+    TRAJECTORY_LOG2FC,
+    FATE_A_PROB,
+    LOW_QUALITY_UMI,
+    LOW_QUALITY_MITO,
+    DOUBLET_THINNING,
+    BLOCK_ELEMENTS,
+    REGIONS,
+    REGION_COMPOSITION,
+    SPOT_CELLS,
+    PLATFORM_STREAM,
+    HELDOUT_STREAM,
+    SPOT_SPACING_UM,
+    PX_PER_UM,
+    SCALEFACTORS,
+    REGION_COLOUR,
+    BULK_SIGNATURE_LOG2FC,
+    BULK_NOISE_SD,
+    BULK_PLATFORM_SD,
+    BULK_MEDIAN_SURVIVAL_DAYS,
+    BULK_CENSORING_RATIO,
+    SC_FORMATS,
+    TRUTH_CELL_COLUMNS,
+    SimConfig,
+    _tumour_conditions,
+)
+from .genes import (  # noqa: F401
+    Genes,
+    _resource_table,
+    _read_gmt_set,
+    _marker_table_genes,
+    _species_symbol,
+    _allocate_per_arm,
+    _cnv_arms,
+    build_genes,
+)
+from .model import (  # noqa: F401
+    Model,
+    _quantile_values,
+    _pick_programme_genes,
+    _draw_programmes,
+    _cnv_factor,
+    _draw_cnv_events,
+    _base_profiles,
+    _draw_patient,
+    build_model,
+    _trajectory_factor,
+    _scale_columns,
+    cell_means,
+    _make_low_quality,
+    draw_counts,
+)
+from .singlecell import (  # noqa: F401
+    _composition,
+    plan_samples,
+    _barcodes,
+    _draw_cells,
+    _draw_qc,
+    _partner_cells,
+    _sample_block,
+    SampleCounts,
+    simulate_sample,
+    _write_gz_lines,
+    _mtx_chunks,
+    write_10x_mtx,
+    write_10x_h5,
+    write_h5ad_streamed,
+    _write_sc_sample,
+    _genome,
+)
+from .spatial import (  # noqa: F401
+    spot_grid,
+    _regions,
+    _spot_cells,
+    _spot_means,
+    _lowres_image,
+    _write_image,
+    spatial_platform,
+    add_heldout_patients,
+    simulate_section,
+    _sections,
+)
+from .cohort import (  # noqa: F401
+    signature_score,
+    _bulk_expression,
+    _survival,
+    simulate_bulk,
+)
+from .run import (  # noqa: F401
+    SAMPLESHEET_COLUMNS,
+    _samplesheet,
+    _truth,
+    run_simulate,
+    config_from_args,
+    cli,
+)

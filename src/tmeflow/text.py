@@ -1,0 +1,17 @@
+"""Small text helpers shared by every stage: comma-separated lists and file-name slugs."""
+
+from __future__ import annotations
+
+import re
+
+
+def split_list(value: str | None) -> list[str]:
+    """Comma-separated parameter -> list of stripped, non-empty items (``None`` or ``""`` -> ``[]``)."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def slug(text: str, *, keep: str = "._-", lower: bool = False) -> str:
+    """File-name-safe version of ``text``: every run of characters other than ASCII letters, digits and
+    ``keep`` becomes one ``_``; leading/trailing ``_`` are dropped; lower-cased with ``lower``."""
+    out = re.sub(f"[^A-Za-z0-9{re.escape(keep)}]+", "_", str(text)).strip("_")
+    return out.lower() if lower else out
