@@ -409,3 +409,27 @@ def _negative(cohort, tmp_path):
     path = tmp_path / "neg_expr.csv"
     expr.to_csv(path)
     return path
+
+
+def test_a_feature_that_cannot_be_split_is_left_out_unless_the_user_named_it(caplog):
+    """A deconvolution fraction that is 0 in every sample (a cell type the bulk cohort lacks) used to stop
+    the whole bulk stage; it is now left out with a warning. A gene the user named still fails clearly."""
+    from tmeflow.bulk.endpoints import analyse_survival
+    from tmeflow.errors import TmeflowInputError
+    from tmeflow.params import defaults
+
+    rng = np.random.default_rng(0)
+    n = 60
+    samples = [f"S{i}" for i in range(n)]
+    score = rng.normal(size=n)
+    surv = pd.DataFrame({"time": rng.exponential(1000 * np.exp(-0.7 * score)), "event": rng.uniform(size=n) < 0.7},
+                        index=samples).astype({"event": int})
+    features = pd.DataFrame({"signature": score, "fraction:neutrophil": 0.0, "gene:CHMP3": 1.0}, index=samples)
+    params = {**defaults(), "cutpoint_permutations": 20}
+    table, _, groups = analyse_survival(features[["signature", "fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), params)
+    assert list(table["feature"]) == ["signature"] and set(groups) == {"signature"}
+    assert "fraction:neutrophil" in caplog.text and "cannot be split" in caplog.text
+    with pytest.raises(TmeflowInputError, match="gene:CHMP3, endpoint OS: all 60 samples fall in one cut-point group"):
+        analyse_survival(features, surv, "OS", pd.DataFrame(index=samples), params, required=("gene:CHMP3",))
+    with pytest.raises(TmeflowInputError, match="no feature can be split"):
+        analyse_survival(features[["fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), params)

@@ -256,6 +256,9 @@ STAGES: tuple[Stage, ...] = (
             option("--n_spots", type=int, default=1000, help="Spots per spatial section (default: 1000)."),
             option("--grid", default="hex", choices=["hex", "square"], help="Spot grid: Visium hexagonal or square (default: hex)."),
             option("--n_bulk", type=int, default=200, help="Bulk samples with survival; 0 for none (default: 200)."),
+            option("--bulk_species", default=None, choices=["human", "mouse"],
+                   help="Species of the bulk cohort's genes (default: --species). A human bulk cohort of a mouse model "
+                        "(cross-species validation) carries the one-to-one human orthologs of the model's genes."),
             option("--bulk_beta", type=float, default=0.6931471805599453, help="Log hazard ratio per SD of the bulk signature score (default: log 2)."),
             option("--doublet_rate", type=float, default=0.0, help="Fraction of heterotypic doublets (default: 0)."),
             option("--low_quality_rate", type=float, default=0.0, help="Fraction of low-quality cells (default: 0)."),

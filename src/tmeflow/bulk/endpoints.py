@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TmeflowInputError
+from ..log import get_logger
 from ..stats import bh_fdr
 from ..survival import cox_regression, logrank_test, maxstat_cutpoint, median_cutpoint, parse_event
+
+logger = get_logger(__package__)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,8 +144,13 @@ def analyse_survival(
     endpoint: str,
     covariates: pd.DataFrame,
     params: dict[str, Any],
+    required: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.Series]]:
     """Cut-point, log-rank and Cox models of every feature for one endpoint.
+
+    A feature whose values cannot be split (constant or heavily tied, e.g. the fraction of a cell type
+    the deconvolution never finds) is left out with a warning; when it is one of ``required`` (the
+    genes a user named) or no feature can be split, that is an input error.
 
     Per feature: high/low groups by ``cutpoint_method`` (maxstat with a permutation- or Lau92-corrected
     p, or median; every split is checked before any model is fitted),
@@ -157,7 +165,7 @@ def analyse_survival(
     not depend on a chosen split; the high/low HRs of the Cox table (``*_group`` models) and the
     log-rank p of a maxstat split are descriptive of the optimised split (``split`` says which).
     """
-    rows, cox_rows, groups, cuts = [], [], {}, {}
+    rows, cox_rows, groups, cuts, unsplittable = [], [], {}, {}, []
     samples = surv.index.intersection(features.index)
     surv = surv.loc[samples]
     for feature in features.columns:  # all cut-points first: a degenerate split fails before any model is fitted
@@ -172,13 +180,21 @@ def analyse_survival(
             cut = median_cutpoint(x.to_numpy(), s["time"].to_numpy(), s["event"].to_numpy())
         high = (x > cut.cutpoint).astype(float)
         if not np.isfinite(cut.cutpoint) or high.sum() == 0 or high.sum() == len(high):
-            raise TmeflowInputError(
-                f"feature {feature}, endpoint {endpoint}: all {len(x)} samples fall in one cut-point group "
-                "(constant or heavily tied values); remove it or change cutpoint_method/cutpoint_min_prop"
-            )
+            message = (f"feature {feature}, endpoint {endpoint}: all {len(x)} samples fall in one cut-point group "
+                       "(constant or heavily tied values)")
+            if feature in required:
+                raise TmeflowInputError(f"{message}; remove it or change cutpoint_method/cutpoint_min_prop")
+            unsplittable.append(feature)
+            continue
         cuts[feature] = cut
         groups[feature] = high.map({1.0: "high", 0.0: "low"})
-    for feature in features.columns:
+    if unsplittable:
+        if not cuts:
+            raise TmeflowInputError(f"endpoint {endpoint}: no feature can be split into high and low groups "
+                                    f"({', '.join(unsplittable)}: constant or heavily tied values)")
+        logger.warning("endpoint %s: %d feature(s) left out, their values cannot be split (constant or heavily tied): %s",
+                       endpoint, len(unsplittable), ", ".join(unsplittable))
+    for feature in cuts:
         x = features.loc[samples, feature].dropna()
         s = surv.loc[x.index]
         cut = cuts[feature]

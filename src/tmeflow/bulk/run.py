@@ -148,7 +148,8 @@ def run_bulk(
     surv_tables, cox_tables, all_groups = [], [], {}
     for name, surv in survs.items():
         with timed(logger, f"survival {name}: {features.shape[1]} features, {len(surv)} samples, {int(surv['event'].sum())} events"):
-            table, cox, groups = analyse_survival(features, surv, name, covariates, params)
+            table, cox, groups = analyse_survival(features, surv, name, covariates, params,
+                                                  required=tuple(f"gene:{gene}" for gene in genes))
         table.insert(1, "kind", table["feature"].map(feature_kind))
         surv_tables.append(table)
         cox_tables.append(cox)

@@ -62,10 +62,26 @@ def _survival(z: pd.Series, beta: float, rng: np.random.Generator) -> pd.DataFra
     )  # fmt: skip
 
 
+def to_species(expression: pd.DataFrame, from_species: str, to_species: str) -> pd.DataFrame:
+    """The expression table under the one-to-one orthologs of ``to_species`` (genes without one dropped)."""
+    from ..signatures import ortholog_map
+
+    if from_species == to_species:
+        return expression
+    mapping = ortholog_map(from_species, to_species)
+    mapped = expression.loc[expression.index.isin(list(mapping))]
+    mapped.index = pd.Index([mapping[g] for g in mapped.index], name=expression.index.name)
+    logger.info("bulk: %d of %d %s genes written as their %s one-to-one orthologs", len(mapped), len(expression),
+                from_species, to_species)
+    return mapped[~mapped.index.duplicated()]
+
+
 def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     expression, proportions = _bulk_expression(model, config.n_bulk, rng)
     z = signature_score(expression, model.programmes["fate_A"])
     clinical = _survival(z, config.bulk_beta, rng)
+    bulk_species = config.bulk_species or config.species
+    expression = to_species(expression, config.species, bulk_species)
     bulk_dir = config.outdir / "bulk"
     with atomic_path(bulk_dir / "expression.tsv") as tmp:  # values are already rounded: skip slow float formatting
         expression.to_csv(tmp, sep="\t")
@@ -73,4 +89,4 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
     proportions["true_signature_z"] = z
     write_table(proportions, bulk_dir / "true_proportions.tsv", index=True)
     logger.info("bulk: %d samples, %.0f%% censored", config.n_bulk, 100 * (1 - clinical["os_event"].mean()))
-    return {"censored_fraction": float(1 - clinical["os_event"].mean())}
+    return {"censored_fraction": float(1 - clinical["os_event"].mean()), "species": bulk_species, "n_genes": len(expression)}

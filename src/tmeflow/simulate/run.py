@@ -117,7 +117,7 @@ def run_simulate(config: SimConfig) -> Path:
     if config.n_bulk:
         bulk = simulate_bulk(model, config, rng_bulk)
         sheet.append({"sample": "bulk", "patient": "bulk_cohort", "condition": _tumour_conditions(config)[0], "tissue": "primary_tumour",
-                      "species": config.species, "batch": "bulk", "modality": "bulk", "data": "bulk/expression.tsv", "clinical": "bulk/clinical.tsv"})  # fmt: skip
+                      "species": config.bulk_species or config.species, "batch": "bulk", "modality": "bulk", "data": "bulk/expression.tsv", "clinical": "bulk/clinical.tsv"})  # fmt: skip
     write_json(_truth(config, model, plan, sections, bulk), outdir / "truth.json")
     return write_text(_samplesheet(sheet), outdir / "samplesheet.csv")
 

@@ -162,6 +162,7 @@ class SimConfig:
     n_spots: int = 1000
     grid: str = "hex"
     n_bulk: int = 200
+    bulk_species: str | None = None
     bulk_beta: float = math.log(2)
     doublet_rate: float = 0.0
     low_quality_rate: float = 0.0
@@ -194,6 +195,7 @@ class SimConfig:
             raise TmeflowInputError("--doublet_rate plus --low_quality_rate must stay below 0.5")
         choices = {
             "species": (self.species, ("human", "mouse")),
+            "bulk_species": (self.bulk_species or self.species, ("human", "mouse")),
             "grid": (self.grid, ("hex", "square")),
             "sc_format": (self.sc_format, SC_FORMATS),
         }
