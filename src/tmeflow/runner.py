@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__, io
+from . import __version__, io, numba_cache
 from .errors import TmeflowInputError
 from .log import get_logger
 from .params import defaults, read_params_file, validate
@@ -214,4 +214,6 @@ def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
     params = resolve_params(args)
+    folder = numba_cache.enable(numba_cache.default_cache_dir(params["outdir"]))
+    logger.info("numba code of UMAP / PyNNDescent cached in %s (NUMBA_CACHE_DIR)", folder)
     run_pipeline(params["input"], params["outdir"], params, resume=bool(getattr(args, "resume", False)))
