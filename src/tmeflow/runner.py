@@ -161,6 +161,9 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
         raise TmeflowInputError("the samplesheet has no single-cell (modality sc) samples", file=samplesheet, column="modality")
     with signals_interrupt():
         validate_inputs(rows, params)
+        # after the checks (nothing is written when one fails), before the first stage imports UMAP
+        folder = numba_cache.enable(numba_cache.default_cache_dir(outdir))
+        logger.info("numba code of UMAP / PyNNDescent cached in %s (NUMBA_CACHE_DIR)", folder)
         signatures = [Path(path.strip()).resolve() for path in (params.get("signatures") or "").split(",") if path.strip()]
         remove_stale_temporaries(outdir)
         info = outdir / "pipeline_info"
@@ -214,6 +217,4 @@ def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
     params = resolve_params(args)
-    folder = numba_cache.enable(numba_cache.default_cache_dir(params["outdir"]))
-    logger.info("numba code of UMAP / PyNNDescent cached in %s (NUMBA_CACHE_DIR)", folder)
     run_pipeline(params["input"], params["outdir"], params, resume=bool(getattr(args, "resume", False)))
