@@ -18,8 +18,11 @@ independent filtering, BH) and the defaults are PyDESeq2's; only the inner loops
   for MAP dispersions, the log-normal prior; Love et al. 2014, *Genome Biol* 15:550), minimised
   over log(alpha) within [min_disp, max_disp] by a safeguarded Newton iteration (analytic gradient,
   finite-difference curvature, backtracking) from the same start, run to |step| < 1e-10 instead of
-  L-BFGS-B's default tolerances. Genes where it does not converge in 100 iterations are handed to
-  PyDESeq2's per-gene L-BFGS-B (with its grid-search fallback).
+  L-BFGS-B's default tolerances. As L-BFGS-B, a gene whose projected gradient at the start is within
+  1e-5 keeps its start. Genes where the Newton fit does not converge in 100 iterations or its line
+  search fails are handed to PyDESeq2's per-gene L-BFGS-B (with its grid-search fallback). Where
+  L-BFGS-B stops early in a flat likelihood near ``min_disp``, the Newton fit goes on to the optimum:
+  results then differ more (``benchmarks/README.md``).
 - ``wald_test``: the same covariance and statistic for all genes at once (two-sided test; other
   alternative hypotheses use PyDESeq2's per-gene routine).
 
