@@ -50,3 +50,25 @@ def test_gz_tables_are_gzipped(tmp_path):
 def test_outputs_get_normal_permissions(tmp_path):
     path = io.write_text("x", tmp_path / "a.txt")
     assert path.stat().st_mode & 0o044 == 0o044  # readable by group and others under the usual umask
+
+
+def test_intermediate_h5ad_is_lzf_and_the_kept_atlas_gzip(tmp_path):
+    """Stage-to-stage h5ad files are LZF (fast to write); files users keep stay gzip (HDF5's built-in filter)."""
+    import anndata as ad
+    import h5py
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(sp.random(200, 50, density=0.2, format="csr", random_state=rng, dtype=np.float32))
+    adata.layers["counts"] = adata.X.copy()
+    inter = io.write_h5ad(adata, tmp_path / "integrated.h5ad")
+    final = io.write_h5ad(adata, tmp_path / "subclustered.h5ad", final=True)
+    with h5py.File(inter) as handle:
+        assert handle["X/data"].compression == "lzf" and handle["layers/counts/data"].compression == "lzf"
+    with h5py.File(final) as handle:
+        assert handle["X/data"].compression == "gzip"
+    for path in (inter, final):  # same content either way
+        back = ad.read_h5ad(path)
+        assert (back.X != adata.X).nnz == 0 and (back.layers["counts"] != adata.layers["counts"]).nnz == 0
+

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _call(stage: Stage, args: argparse.Namespace) -> None:
+    from .numba_cache import enable
+
+    enable()  # with NUMBA_CACHE_DIR set (Nextflow sets it), UMAP / PyNNDescent load compiled code from it
     module_name, function_name = stage.entry.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
     function(args, {} if stage.overrides_only else params_from_args(args, stage.param_groups))

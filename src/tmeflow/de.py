@@ -149,17 +149,22 @@ def paired_design(samples: pd.DataFrame) -> bool:
     return len(per_patient) >= 2 and bool((per_patient == 2).all()) and not (samples["patient"] == samples.index).all()
 
 
-def run_pydeseq2(counts: pd.DataFrame, metadata: pd.DataFrame, test: str, reference: str, *, paired: bool) -> pd.DataFrame:
+def run_pydeseq2(counts: pd.DataFrame, metadata: pd.DataFrame, test: str, reference: str, *, paired: bool,
+                 inference: Any = None) -> pd.DataFrame:
     """PyDESeq2 Wald test of ``condition`` test vs reference; returns PyDESeq2's ``results_df``.
 
     ``counts``: samples x genes integers; ``metadata``: ``condition`` (and ``patient`` when paired)
-    per sample. Design ``~ patient + condition`` when ``paired``, else ``~ condition``.
+    per sample. Design ``~ patient + condition`` when ``paired``, else ``~ condition``. ``inference``:
+    PyDESeq2's inference engine; default :class:`tmeflow.deseq.VectorizedInference` (PyDESeq2's
+    routines vectorised over genes), ``pydeseq2.default_inference.DefaultInference(n_cpus=1)`` for
+    PyDESeq2's own per-gene loops.
     """
     from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
 
-    inference = DefaultInference(n_cpus=1)
+    from .deseq import VectorizedInference
+
+    inference = inference if inference is not None else VectorizedInference()
     design = "~ patient + condition" if paired else "~ condition"
     meta = metadata[["condition", "patient"] if paired else ["condition"]].astype(str)
     dds = DeseqDataSet(counts=counts, metadata=meta, design=design, refit_cooks=True, inference=inference, quiet=True)

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__, io
+from . import __version__, io, numba_cache
 from .errors import TmeflowInputError
 from .log import get_logger
 from .params import defaults, read_params_file, validate
@@ -161,6 +161,9 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
         raise TmeflowInputError("the samplesheet has no single-cell (modality sc) samples", file=samplesheet, column="modality")
     with signals_interrupt():
         validate_inputs(rows, params)
+        # after the checks (nothing is written when one fails), before the first stage imports UMAP
+        folder = numba_cache.enable(numba_cache.default_cache_dir(outdir))
+        logger.info("numba code of UMAP / PyNNDescent cached in %s (NUMBA_CACHE_DIR)", folder)
         signatures = [Path(path.strip()).resolve() for path in (params.get("signatures") or "").split(",") if path.strip()]
         remove_stale_temporaries(outdir)
         info = outdir / "pipeline_info"

@@ -617,7 +617,7 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
     for key in list(adata.uns):
         if key.endswith("_co_occurrence") or key.endswith("_nhood_enrichment"):
             adata.uns.pop(key)
-    return io.write_h5ad(adata, f"{prefix}.spatial_analysis.h5ad")
+    return io.write_h5ad(adata, f"{prefix}.spatial_analysis.h5ad", final=True)
 
 
 def run_spatial_analysis(input_path, outdir, params: dict[str, Any], *, region_annotation=None) -> Path:
