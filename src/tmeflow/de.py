@@ -191,10 +191,9 @@ def wilcoxon(adata, test: str, reference: str) -> pd.DataFrame:
 
 
 def plot_volcanoes(table: pd.DataFrame, title: str, lfc: float, fdr: float):
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     groups = list(dict.fromkeys(table["cell_type"]))
     ncol = min(4, max(1, len(groups)))

@@ -224,10 +224,9 @@ def _too_few_cells_message(stats: dict[str, Any], minimum: int) -> str:
 def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, params: dict[str, Any]) -> list[Path]:
     """Violins of the QC metrics before/after filtering (with the fixed thresholds) and a
     counts-vs-genes scatter coloured by the filter each cell failed."""
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     kept = cells["qc_fail_reason"] == ""
     fixed = params["qc_mode"] == "fixed"
