@@ -185,3 +185,12 @@ def test_cohort_report_links_per_sample_figures_and_draws_native_plots(cohort_re
         assert f'id="{plot_id}"' in page, plot_id
     assert "% malignant" in page and "Dominant cell type" in page
 
+
+
+def test_cohort_report_carries_no_ai_copy_of_the_sections(cohort_report):
+    page = (cohort_report / "multiqc_report.html").read_text()
+    encoded = re.search(r'aiReportMetadataBase64 = "([^"]*)"', page).group(1)
+    metadata = json.loads(base64.b64decode(encoded))
+    assert metadata["sections"], "the page's scripts parse this object: it must stay"
+    assert all(section["content"] is None for section in metadata["sections"].values())
+    assert "data:image" not in base64.b64decode(encoded).decode()

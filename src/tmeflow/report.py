@@ -21,9 +21,10 @@ folder layout does not matter. It then stages, in a temporary folder:
 
 MultiQC (Ewels et al. 2016, Bioinformatics 32:3047) then builds the report with the bundled
 ``multiqc_config.yml``, the section order, then the user's ``--multiqc_config``, and with no version
-check and no AI toolbox. The page is self-contained: scripts, styles and images are inlined, so it
-opens with no network. MultiQC runs in a subprocess so that its global configuration never leaks
-between reports built in one Python process.
+check and no AI toolbox -- nor the AI-metadata copy of every section that MultiQC 1.35 embeds even
+with ``--no-ai`` (:mod:`tmeflow.multiqc_launch`). The page is self-contained: scripts, styles and images
+are inlined, so it opens with no network. MultiQC runs in a subprocess so that its global configuration
+never leaks between reports built in one Python process.
 
 Outputs (in ``--outdir``): ``multiqc_report.html`` (``<title>_multiqc_report.html`` with
 ``--multiqc_title``), ``multiqc_data/``, ``multiqc_plots/`` and, for a cohort, ``multiqc_report_figures/``. They are built in a temporary folder
@@ -380,7 +381,7 @@ def figures_dirname(title: str | None) -> str:
 
 
 def _run_multiqc(staging: Path, build: Path, config_files: list[Path], title: str | None) -> None:
-    command = [sys.executable, "-m", "multiqc", str(staging), "--outdir", str(build), "--force", "--no-ansi",
+    command = [sys.executable, "-m", "tmeflow.multiqc_launch", str(staging), "--outdir", str(build), "--force", "--no-ansi",
                "--no-version-check", "--no-ai"]
     for config in config_files:
         command += ["--config", str(config)]
