@@ -134,6 +134,20 @@ def test_per_sample_figures_are_linked_only_above_the_limit(cohort_results):
     assert report_samples.figures_to_link(found["content"], limit=N_SAMPLES) == {}
 
 
+def test_per_patient_cnv_heatmaps_are_linked_above_the_limit_and_cohort_figures_stay(tmp_path):
+    for seed in range(report_samples.INLINE_SAMPLE_LIMIT + 1):
+        _png(tmp_path / f"cnv_heatmap_P{seed}.png", seed)
+    _png(tmp_path / "cnv_score_violin_mqc.png", 99)
+    found = report.collect(tmp_path)
+    linked = report_samples.figures_to_link(found["content"])
+    assert sorted(f.path.name for f in linked["tmeflow_step_cnv"]) == sorted(
+        f"cnv_heatmap_P{seed}.png" for seed in range(report_samples.INLINE_SAMPLE_LIMIT + 1))
+    page = report_samples.link_figures(linked["tmeflow_step_cnv"], "tmeflow_step_cnv", {}, tmp_path / "figs",
+                                       tmp_path, lambda path: path.read_bytes()).read_text()
+    assert "<th>Patient</th>" in page and 'href="figs/cnv_heatmap_P12.png"' in page
+    assert (tmp_path / "figs" / "cnv_heatmap_P0.png").read_bytes() == (tmp_path / "cnv_heatmap_P0.png").read_bytes()
+
+
 def test_staged_custom_content_has_the_right_headers(cohort_results, tmp_path):
     found = report.collect(cohort_results)
     staged = {path.name: path for path in report.stage_report_files(found, tmp_path, tmp_path / "figures")}

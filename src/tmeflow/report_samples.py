@@ -18,8 +18,8 @@ whose size grows by a few numbers per sample:
 - **general statistics**: % malignant cells and the dominant cell type per sample, from the CNV stage's
   ``cnv_cells.tsv.gz`` (final cell types and malignant calls of every atlas cell).
 
-Per-sample figures (``<sample>.<kind>.png``: QC violins and scatters, spatial maps ...) stay inline while a
-section has at most :data:`INLINE_SAMPLE_LIMIT` samples. Above it they are written, report-sized, into
+Per-sample figures (``<sample>.<kind>.png``: QC violins and scatters, spatial maps ...) and per-patient ones
+(CNV heatmaps) stay inline while a section has at most :data:`INLINE_SAMPLE_LIMIT` samples (patients). Above it they are written, report-sized, into
 ``<report name>_figures/`` next to the report, and the section shows one table of links (a row per sample,
 a column per figure kind) instead of the images.
 """
@@ -232,19 +232,31 @@ def stage_cell_types(paths: list[Path], staging: Path) -> list[Path]:
 # ----------------------------------------------------------------------------------------------
 # Per-sample figures: inline for a few samples, linked files for a cohort
 # ----------------------------------------------------------------------------------------------
-def is_per_sample(pattern: str) -> bool:
-    """Figures named ``<sample>.<kind>.png`` (patterns starting ``*.``) are per sample or section."""
-    return pattern.startswith("*.")
+# Figures of one patient each (pattern -> file-name prefix before the patient), besides the per-sample
+# (per-section) ``<sample>.<kind>.png`` ones.
+PER_PATIENT_FIGURES = {"cnv_heatmap_*.png": "cnv_heatmap_"}
+
+
+def figure_entity(figure) -> tuple[str, str] | None:
+    """``(sample or patient, figure kind)`` of a per-sample or per-patient figure; None for a cohort figure."""
+    stem = figure.path.stem
+    if figure.pattern.startswith("*."):
+        sample, _, kind = stem.partition(".")
+        return sample, kind
+    if prefix := PER_PATIENT_FIGURES.get(figure.pattern):
+        return stem.removeprefix(prefix), prefix.rstrip("_")
+    return None
 
 
 def figures_to_link(figures: list, limit: int = INLINE_SAMPLE_LIMIT) -> dict[str, list]:
-    """``{section id: [figure, ...]}`` of the per-sample figures of sections with more than ``limit`` samples."""
+    """``{section id: [figure, ...]}`` of the per-sample (per-patient) figures of sections with more than
+    ``limit`` samples (patients)."""
     by_section: dict[str, list] = defaultdict(list)
     for figure in figures:
-        if figure.path.suffix == ".png" and is_per_sample(figure.pattern):
+        if figure.path.suffix == ".png" and figure_entity(figure):
             by_section[figure.section.id].append(figure)
     return {section_id: items for section_id, items in by_section.items()
-            if len({item.path.name.split(".", 1)[0] for item in items}) > limit}
+            if len({figure_entity(item)[0] for item in items}) > limit}
 
 
 def link_figures(figures: list, section_id: str, parent: dict[str, str], folder: Path, staging: Path, image: Callable[[Path], bytes]) -> Path:
@@ -254,7 +266,7 @@ def link_figures(figures: list, section_id: str, parent: dict[str, str], folder:
     links: dict[str, dict[str, str]] = defaultdict(dict)
     kinds: dict[str, str] = {}
     for figure in figures:
-        sample, _, kind = figure.path.stem.partition(".")
+        sample, kind = figure_entity(figure)
         target = folder / figure.path.name
         with io.atomic_path(target) as tmp:
             tmp.write_bytes(image(figure.path))
@@ -267,12 +279,13 @@ def link_figures(figures: list, section_id: str, parent: dict[str, str], folder:
             if kind in links[sample] else "<td></td>" for kind in kinds) + "</tr>"
         for sample in sorted(links))
     captions = "".join(f"<li><b>{html.escape(kind.replace('_', ' '))}</b>: {html.escape(caption)}</li>" for kind, caption in kinds.items())
+    label = "Patient" if any(figure.pattern in PER_PATIENT_FIGURES for figure in figures) else "Sample"
     body = (f"<ul>{captions}</ul>"
-            f'<table class="table table-sm table-hover"><thead><tr><th>Sample</th>{head}</tr></thead><tbody>{rows}</tbody></table>')
+            f'<table class="table table-sm table-hover"><thead><tr><th>{label}</th>{head}</tr></thead><tbody>{rows}</tbody></table>')
     header = {
         "id": f"{section_id}_figure_links",
-        "section_name": "Figures per sample",
-        "description": (f"{len(links)} samples: more than {INLINE_SAMPLE_LIMIT}, so their figures are files in "
+        "section_name": f"Figures per {label.lower()}",
+        "description": (f"{len(links)} {label.lower()}s: more than {INLINE_SAMPLE_LIMIT}, so their figures are files in "
                         f"<code>{html.escape(folder.name)}/</code> next to this report, not images in the page."),
         **parent,
     }
