@@ -208,3 +208,20 @@ def test_cohort_report_carries_no_ai_copy_of_the_sections(cohort_report):
     assert metadata["sections"], "the page's scripts parse this object: it must stay"
     assert all(section["content"] is None for section in metadata["sections"].values())
     assert "data:image" not in base64.b64decode(encoded).decode()
+
+
+def test_a_report_of_fewer_samples_in_the_same_outdir_embeds_them_and_drops_the_old_links(cohort_results, tmp_path, monkeypatch):
+    outdir = tmp_path / "multiqc"
+    assert main(["report", "--input_dir", str(cohort_results), "--outdir", str(outdir)]) == 0
+    assert (outdir / "multiqc_report_figures").is_dir()
+    monkeypatch.setattr(report_samples, "INLINE_SAMPLE_LIMIT", N_SAMPLES)
+    assert main(["report", "--input_dir", str(cohort_results), "--outdir", str(outdir)]) == 0
+    assert not (outdir / "multiqc_report_figures").exists()
+    page = (outdir / "multiqc_report.html").read_text()
+    assert "tmeflow_figure_s13_qc_violin" in page and "multiqc_report_figures/" not in page
+
+
+def test_bundled_config_draws_cohort_plots_without_a_click():
+    config = yaml.safe_load(report.bundled_config().read_text())
+    assert config["plots_defer_loading_numseries"] >= 100 * 3 and config["num_datasets_plot_limit"] >= 100 * 3
+

@@ -18,8 +18,9 @@ whose size grows by a few numbers per sample:
 - **general statistics**: % malignant cells and the dominant cell type per sample, from the CNV stage's
   ``cnv_cells.tsv.gz`` (final cell types and malignant calls of every atlas cell).
 
-Per-sample figures (``<sample>.<kind>.png``: QC violins and scatters, spatial maps ...) and per-patient ones
-(CNV heatmaps) stay inline while a section has at most :data:`INLINE_SAMPLE_LIMIT` samples (patients). Above it they are written, report-sized, into
+Per-sample figures (``<sample>.<kind>.png``: QC violins and scatters, spatial maps ...) and per-patient
+ones (CNV heatmaps) stay inline while a section has at most :data:`INLINE_SAMPLE_LIMIT` samples
+(patients). Above it they are written, report-sized, into
 ``<report name>_figures/`` next to the report, and the section shows one table of links (a row per sample,
 a column per figure kind) instead of the images.
 """
@@ -248,9 +249,10 @@ def figure_entity(figure) -> tuple[str, str] | None:
     return None
 
 
-def figures_to_link(figures: list, limit: int = INLINE_SAMPLE_LIMIT) -> dict[str, list]:
+def figures_to_link(figures: list, limit: int | None = None) -> dict[str, list]:
     """``{section id: [figure, ...]}`` of the per-sample (per-patient) figures of sections with more than
-    ``limit`` samples (patients)."""
+    ``limit`` (default :data:`INLINE_SAMPLE_LIMIT`) samples (patients)."""
+    limit = INLINE_SAMPLE_LIMIT if limit is None else limit
     by_section: dict[str, list] = defaultdict(list)
     for figure in figures:
         if figure.path.suffix == ".png" and figure_entity(figure):
