@@ -11,18 +11,23 @@ folder layout does not matter. It then stages, in a temporary folder:
   step's tables and figures form one report section;
 - each figure as an HTML custom-content file embedding the PNG (base64), with a caption;
 - the per-sample QC general-statistics tables unchanged;
+- native MultiQC plots drawn from the stages' per-cell and per-spot tables (cells by QC outcome, QC
+  distributions, doublet rates, spots per section, % malignant and dominant cell type per sample), and,
+  above :data:`report_samples.INLINE_SAMPLE_LIMIT` samples in a section, its per-sample figures as files
+  linked from the page (:mod:`tmeflow.report_samples`);
 - the software versions (``*_mqc_versions.yml``: Nextflow's collated file, or the one ``tmeflow run``
   writes) and a "Run parameters" section from ``params.json`` (and the time per stage from
   ``run_summary.json`` when ``tmeflow run`` wrote one).
 
 MultiQC (Ewels et al. 2016, Bioinformatics 32:3047) then builds the report with the bundled
 ``multiqc_config.yml``, the section order, then the user's ``--multiqc_config``, and with no version
-check and no AI toolbox. The page is self-contained: scripts, styles and images are inlined, so it
-opens with no network. MultiQC runs in a subprocess so that its global configuration never leaks
-between reports built in one Python process.
+check and no AI toolbox -- nor the AI-metadata copy of every section that MultiQC 1.35 embeds even
+with ``--no-ai`` (:mod:`tmeflow.multiqc_launch`). The page is self-contained: scripts, styles and images
+are inlined, so it opens with no network. MultiQC runs in a subprocess so that its global configuration
+never leaks between reports built in one Python process.
 
 Outputs (in ``--outdir``): ``multiqc_report.html`` (``<title>_multiqc_report.html`` with
-``--multiqc_title``), ``multiqc_data/`` and ``multiqc_plots/``. They are built in a temporary folder
+``--multiqc_title``), ``multiqc_data/``, ``multiqc_plots/`` and, for a cohort, ``multiqc_report_figures/``. They are built in a temporary folder
 and moved into place only when MultiQC succeeded.
 """
 
@@ -46,8 +51,10 @@ from typing import Any
 
 import yaml
 
+from . import report_samples
 from .errors import TmeflowInputError
 from .log import get_logger, timed
+from .report_samples import write_html_content as _write_html_content
 from .text import slug
 
 logger = get_logger(__name__)
@@ -61,12 +68,14 @@ REPORT_IMAGE_MAX_WIDTH = 1600
 
 @dataclass(frozen=True)
 class Section:
-    """One analysis step of the report: files whose names match ``files`` (glob -> caption)."""
+    """One analysis step of the report: files whose names match ``files`` (glob -> caption), and the
+    per-cell tables (``data`` globs) it draws MultiQC plots from (:mod:`tmeflow.report_samples`)."""
 
     id: str
     name: str
     description: str
     files: tuple[tuple[str, str], ...]
+    data: tuple[str, ...] = ()
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -74,7 +83,7 @@ SECTIONS: tuple[Section, ...] = (
         ("*.qc_stats_mqc.tsv", ""),
         ("*.qc_violin.png", "Detected genes, total counts, % mitochondrial and % haemoglobin per cell, before and after filtering; fixed thresholds dashed"),
         ("*.qc_scatter.png", "Total counts against detected genes per cell, coloured by the filter each removed cell failed"),
-    )),
+    ), data=(f"*{report_samples.QC_CELLS_SUFFIX}",)),
     Section("tmeflow_step_integration", "Integration", "Batch correction and its scIB metrics (tmeflow integrate).", (
         ("integration_metrics_mqc.tsv", ""),
         ("integration_umap_*_mqc.png", "UMAP of the cohort before and after batch correction, coloured by sample, batch and Leiden cluster"),
@@ -101,7 +110,7 @@ SECTIONS: tuple[Section, ...] = (
         ("cnv_summary_mqc.tsv", ""),
         ("cnv_*_mqc.png", "CNV score by cell type and CNV cluster (malignant clusters in red), and mean copy number per chromosome arm of each patient's malignant cells"),
         ("cnv_heatmap_*.png", "Smoothed expression-inferred copy number per cell along the genome"),
-    )),
+    ), data=(report_samples.CNV_CELLS_FILE,)),
     Section("tmeflow_step_de", "Differential expression", "Pseudobulk differential expression per cell type (tmeflow de).", (
         ("de_summary_mqc.tsv", ""),
         ("de_*_volcano.png", "Volcano plot: log2 fold change against adjusted p"),
@@ -124,7 +133,7 @@ SECTIONS: tuple[Section, ...] = (
         ("*.spatial_qc_stats_mqc.tsv", ""),
         ("*.spatial_qc.png", "Spot QC metrics and clusters over the tissue"),
         ("*.spatial_svg.png", "Top spatially variable genes (Moran's I) over the tissue"),
-    )),
+    ), data=(f"*{report_samples.SPATIAL_SPOTS_SUFFIX}",)),
     Section("tmeflow_step_deconvolution", "Spatial deconvolution",
             "Cell-type abundance per spot with the atlas as reference (tmeflow deconvolve).", (
         ("*.deconvolution_mqc.tsv", ""),
@@ -166,8 +175,8 @@ class ReportFile:
 
 
 def _is_skipped(path: Path, root: Path) -> bool:
-    """Hidden folders and MultiQC's own ``*multiqc*_data``/``_plots`` are never read back."""
-    return any(part.startswith(".") or ("multiqc" in part and part.endswith(("_data", "_plots")))
+    """Hidden folders and the report's own ``*multiqc*_data``/``_plots``/``_figures`` are never read back."""
+    return any(part.startswith(".") or ("multiqc" in part and part.endswith(("_data", "_plots", "_figures")))
                for part in path.relative_to(root).parts[:-1])
 
 
@@ -179,10 +188,19 @@ def _match(path: Path) -> ReportFile | None:
     return None
 
 
-def collect(input_dir: Path) -> dict[str, list]:
+def _match_data(path: Path) -> str | None:
+    for section in SECTIONS:
+        for pattern in section.data:
+            if fnmatch.fnmatchcase(path.name, pattern):
+                return pattern
+    return None
+
+
+def collect(input_dir: Path) -> dict[str, Any]:
     """Files of a results folder for the report: ``{"content": [ReportFile, ...], "versions":
-    [...], "params": [...], "run_summary": [...]}``, each sorted by name."""
-    found: dict[str, list] = {key: [] for key in ("content", "versions", "params", "run_summary")}
+    [...], "params": [...], "run_summary": [...], "data": {pattern: [...]}}``, each sorted by name."""
+    found: dict[str, Any] = {key: [] for key in ("content", "versions", "params", "run_summary")}
+    found["data"] = {}
     for path in sorted(input_dir.rglob("*"), key=lambda p: (p.name, str(p))):
         if not path.is_file() or _is_skipped(path, input_dir):
             continue
@@ -195,6 +213,8 @@ def collect(input_dir: Path) -> dict[str, list]:
             found["run_summary"].append(path)
         elif content := _match(path):
             found["content"].append(content)
+        elif pattern := _match_data(path):
+            found["data"].setdefault(pattern, []).append(path)
     return found
 
 
@@ -205,12 +225,6 @@ def _parent_config(section: Section) -> dict[str, str]:
 
 def _parent_lines(section: Section) -> str:
     return "".join(f"# {line}\n" for line in yaml.safe_dump(_parent_config(section), sort_keys=False, width=10**6).splitlines())
-
-
-def _write_html_content(target: Path, header: dict[str, Any], body: str) -> Path:
-    """An HTML custom-content file: its MultiQC config as YAML in a leading comment."""
-    target.write_text(f"<!--\n{yaml.safe_dump(header, sort_keys=False, width=10**6)}-->\n{body}\n")
-    return target
 
 
 def _stage_table(path: Path, section: Section, staging: Path) -> Path:
@@ -312,9 +326,28 @@ def _stage_params(params_files: list[Path], summary_files: list[Path], staging: 
     return _write_html_content(staging / f"{PARAMS_SECTION_ID}_mqc.html", header, _params_html(params, stage_seconds))
 
 
-def stage_report_files(found: dict[str, list], staging: Path) -> list[Path]:
-    """Write MultiQC's inputs for ``found`` into ``staging``; return them."""
-    staged = [_stage_content(content, staging) for content in found["content"]]
+def _stage_sample_plots(found: dict[str, Any], staging: Path) -> list[Path]:
+    """The native MultiQC plots drawn from the stages' per-cell and per-spot tables."""
+    data = found.get("data", {})
+    by_id = {section.id: section for section in SECTIONS}
+    qc, spatial = by_id["tmeflow_step_qc"], by_id["tmeflow_step_spatial_qc"]
+    return (report_samples.stage_cell_qc(data.get(qc.data[0], []), _parent_config(qc), staging)
+            + report_samples.stage_spatial_qc(data.get(spatial.data[0], []), _parent_config(spatial), staging)
+            + report_samples.stage_cell_types(data.get(report_samples.CNV_CELLS_FILE, []), staging))
+
+
+def stage_report_files(found: dict[str, Any], staging: Path, figures_dir: Path | None = None) -> list[Path]:
+    """Write MultiQC's inputs for ``found`` into ``staging``; return them. The per-sample figures of
+    sections with more than :data:`report_samples.INLINE_SAMPLE_LIMIT` samples go to ``figures_dir``
+    (next to the report) as linked files, not into the page."""
+    linked = report_samples.figures_to_link(found["content"]) if figures_dir is not None else {}
+    linked_paths = {figure.path for figures in linked.values() for figure in figures}
+    staged = [_stage_content(content, staging) for content in found["content"] if content.path not in linked_paths]
+    by_id = {section.id: section for section in SECTIONS}
+    for section_id, figures in linked.items():
+        staged.append(report_samples.link_figures(figures, section_id, _parent_config(by_id[section_id]), figures_dir,
+                                                  staging, report_image))
+    staged += _stage_sample_plots(found, staging)
     for index, path in enumerate(found["versions"]):
         target = staging / f"{index:03d}_{path.name}"
         shutil.copyfile(path, target)
@@ -341,8 +374,13 @@ def report_filename(title: str | None) -> str:
     return f"{slug(title, keep='', lower=True)}_multiqc_report.html" if title else "multiqc_report.html"
 
 
+def figures_dirname(title: str | None) -> str:
+    """The folder next to the report that holds linked per-sample figures."""
+    return report_filename(title).removesuffix(".html") + "_figures"
+
+
 def _run_multiqc(staging: Path, build: Path, config_files: list[Path], title: str | None) -> None:
-    command = [sys.executable, "-m", "multiqc", str(staging), "--outdir", str(build), "--force", "--no-ansi",
+    command = [sys.executable, "-m", "tmeflow.multiqc_launch", str(staging), "--outdir", str(build), "--force", "--no-ansi",
                "--no-version-check", "--no-ai"]
     for config in config_files:
         command += ["--config", str(config)]
@@ -379,13 +417,17 @@ def run_report(input_dir: str | Path, outdir: str | Path, params: dict[str, Any]
     with tempfile.TemporaryDirectory(prefix=".report-", dir=outdir) as work:
         staging, build = Path(work) / "content", Path(work) / "build"
         staging.mkdir()
-        stage_report_files(found, staging)
+        build.mkdir()
+        stage_report_files(found, staging, build / figures_dirname(title))
         order_config = Path(work) / "section_order.yml"
         order_config.write_text(yaml.safe_dump(section_order_config(), sort_keys=False))
         configs = [bundled_config(), order_config] + ([Path(user_config)] if user_config else [])
         logger.info("report: %d tables and figures, %d versions files from %s", len(found["content"]), len(found["versions"]), input_dir)
         with timed(logger, "MultiQC report"):
             _run_multiqc(staging, build, configs, title)
+        stale = outdir / figures_dirname(title)
+        if not (build / stale.name).exists() and stale.is_dir():
+            shutil.rmtree(stale)  # an older report's linked figures
         _move_into(build, outdir, report_filename(title))
     report = outdir / report_filename(title)
     logger.info("report written: %s", report)

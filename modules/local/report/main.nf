@@ -12,6 +12,7 @@ process REPORT {
     path "*multiqc_report.html", emit: report
     path "*_data"              , emit: data
     path "*_plots"             , emit: plots, optional: true
+    path "*_figures"           , emit: figures, optional: true // per-sample figures linked from a cohort's report
     path "versions.yml"        , emit: versions
 
     when:

@@ -39,7 +39,7 @@ workflow COHORT_ATLAS {
     )
     ch_report = INTEGRATE.out.mqc
         .mix(ANNOTATE.out.mqc, CNV.out.mqc, CNV.out.mqc_plots, SUBCLUSTER.out.mqc)
-        .mix(ch_figures.map { meta, pngs -> pngs })
+        .mix(ch_figures.mix(CNV.out.cells).map { meta, files -> files }) // cells: % malignant, dominant type per sample
 
     emit:
     atlas    = SUBCLUSTER.out.h5ad // channel: [ val(meta), path(h5ad) ], the annotated atlas

@@ -20,5 +20,6 @@ workflow SC_QC {
     h5ad     = ch_kept         // channel: [ val(meta), path(h5ad) ], samples kept by QC only
     cells    = QC.out.cells    // channel: [ val(meta), path(tsv.gz) ]
     plots    = QC.out.violin.mix(QC.out.scatter) // channel: [ val(meta), path(png) ]
-    report   = QC.out.mqc.mix(QC.out.violin.mix(QC.out.scatter).map { meta, png -> png }) // channel: path(tables, figures)
+    // the per-cell tables feed the report's per-sample MultiQC plots (cells by reason, QC distributions)
+    report   = QC.out.mqc.mix(QC.out.violin.mix(QC.out.scatter, QC.out.cells).map { meta, file -> file }) // channel: path(tables, figures)
 }

@@ -28,7 +28,7 @@ workflow SPATIAL {
     )
     ch_report   = SPATIAL_QC.out.mqc
         .mix(DECONVOLVE.out.mqc, SPATIAL_ANALYSIS.out.mqc)
-        .mix(ch_figures.map { meta, pngs -> pngs })
+        .mix(ch_figures.mix(SPATIAL_QC.out.spots).map { meta, files -> files }) // spots: the report's per-section plots
 
     emit:
     h5ad     = SPATIAL_ANALYSIS.out.h5ad // channel: [ val(meta), path(h5ad) ]
