@@ -309,20 +309,23 @@ def condition_design(samples: pd.DataFrame, test: str, *, paired: bool) -> np.nd
         columns += [(samples["patient"] == patient).to_numpy(dtype=float) for patient in patients[1:]]
     return np.column_stack(columns)
 
-def all_groups_design(samples: pd.DataFrame, test: str, reference: str, *, paired: bool) -> tuple[np.ndarray | None, np.ndarray]:
-    """``~ 0 + condition`` (``+ patient`` but the first when ``paired``) over every sample, and the
-    contrast vector of ``test - reference``; ``(None, contrast)`` when the design is not of full rank."""
+def contrast_design(samples: pd.DataFrame, test: str, reference: str, *, paired: bool
+                    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | int]:
+    """The samples fitted, the design and the contrast of ``test - reference``: ``~ 0 + condition``
+    (``+ patient`` but the first when ``paired``) over every sample; when that design is not of full
+    rank, :func:`condition_design` over the two contrasted conditions (contrast: its coefficient 1)."""
     conditions = sorted(samples["condition"].unique())
     columns = [(samples["condition"] == condition).to_numpy(dtype=float) for condition in conditions]
     if paired:
         patients = sorted(samples["patient"].unique())
         columns += [(samples["patient"] == patient).to_numpy(dtype=float) for patient in patients[1:]]
     design = np.column_stack(columns)
-    contrast = np.zeros(design.shape[1])
-    contrast[conditions.index(test)], contrast[conditions.index(reference)] = 1.0, -1.0
-    if np.linalg.matrix_rank(design) < design.shape[1] or design.shape[0] <= design.shape[1]:
-        return None, contrast
-    return design, contrast
+    if np.linalg.matrix_rank(design) == design.shape[1] and design.shape[0] > design.shape[1]:
+        contrast = np.zeros(design.shape[1])
+        contrast[conditions.index(test)], contrast[conditions.index(reference)] = 1.0, -1.0
+        return samples, design, contrast
+    kept = samples[samples["condition"].isin([test, reference])]
+    return kept, condition_design(kept, test, paired=paired), 1
 
 
 def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference: str, *,
@@ -335,11 +338,7 @@ def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference:
     """
     if paired is None:
         paired = is_paired(samples, test, reference)
-    samples = samples.loc[counts.index]
-    design, contrast = all_groups_design(samples, test, reference, paired=paired)
-    if design is None:  # not of full rank over all conditions: the two contrasted conditions alone
-        samples = samples[samples["condition"].isin([test, reference])]
-        design, contrast = condition_design(samples, test, paired=paired), 1
+    samples, design, contrast = contrast_design(samples.loc[counts.index], test, reference, paired=paired)
     counts = counts.loc[samples.index]
     counts = counts.loc[:, counts.sum(axis=0) > 0] if (counts.sum(axis=0) > 0).any() else counts
     fit = linear_model_test(transform_proportions(counts, transform), design, coef=contrast, moderated=moderated)

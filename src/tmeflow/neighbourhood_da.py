@@ -112,13 +112,9 @@ def nhood_counts(membership: sp.csr_matrix, samples_of_cells: np.ndarray, sample
 def contrast_neighbourhoods(counts: pd.DataFrame, sample_sizes: pd.Series, samples: pd.DataFrame, test: str, reference: str,
                         *, paired: bool, moderated: bool = True) -> pd.DataFrame:
     """The moderated contrast ``test - reference`` of every neighbourhood's logit fraction (see step 4)."""
-    from .composition import all_groups_design, condition_design, linear_model_test
+    from .composition import contrast_design, linear_model_test
 
-    design, contrast = all_groups_design(samples, test, reference, paired=paired)
-    kept = samples
-    if design is None:
-        kept = samples[samples["condition"].isin([test, reference])]
-        design, contrast = condition_design(kept, test, paired=paired), 1
+    kept, design, contrast = contrast_design(samples, test, reference, paired=paired)
     fraction = (counts.loc[kept.index] + 0.5).div(sample_sizes.loc[kept.index] + 1.0, axis=0)
     return linear_model_test(np.log(fraction / (1 - fraction)), design, coef=contrast, moderated=moderated)
 
