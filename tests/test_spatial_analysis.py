@@ -228,7 +228,7 @@ def test_tls_absolute_thresholds_and_minimum_size():
 
 def _smooth_field(rng, graph, n_passes: int = 4) -> np.ndarray:
     """Spatially autocorrelated noise: white noise averaged over first-ring neighbours ``n_passes`` times."""
-    from tmeflow.spatial_analysis import smooth
+    from tmeflow.spatial_qc import smooth
 
     values = rng.normal(size=graph.shape[0])
     for _ in range(n_passes):

@@ -79,7 +79,7 @@ from .genes import species_of
 from .log import get_logger, timed
 from .plotting import pyplot
 from .spatial_cnv import agreement, spot_cnv
-from .spatial_qc import plot_on_tissue, spatial_graph, spot_spacing
+from .spatial_qc import plot_on_tissue, smooth, spatial_graph, spot_spacing
 from .stats import bh_fdr
 from .text import split_list
 
@@ -138,12 +138,6 @@ def rings_graph(graph: sp.csr_matrix, rings: int) -> sp.csr_matrix:
     reach.setdiag(0)
     reach.eliminate_zeros()
     return reach
-
-
-def smooth(values: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
-    """Mean of each spot and its first-ring neighbours."""
-    degree = np.asarray(graph.sum(axis=1)).ravel()
-    return (graph @ values + values) / (degree + 1.0)
 
 
 def derive_regions(malignant: np.ndarray, graph: sp.csr_matrix, params: dict[str, Any]) -> np.ndarray:

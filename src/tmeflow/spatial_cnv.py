@@ -16,7 +16,7 @@ Method
        mean log-normalised profile is the reference expression, the other half is the null. A
        reference that also served as the null would be shrunk towards zero and make every other
        spot look altered (the reason tmeflow's cell-level calls are being recalibrated, issue 15).
-    3. :func:`infercnvpy.tl.infercnv` on log1p(CP10k) against that reference, with the ``cnv`` stage's
+    3. :func:`infercnvpy.tl.infercnv` on the section's ``X`` (log1p CP10k, from ``tmeflow spatial_qc``) against that reference, with the ``cnv`` stage's
        defaults (window, step, log-fold-change clip, excluded chromosomes: the schema defaults of
        ``cnv_window``, ``cnv_step``, ``cnv_lfc_clip``, ``cnv_exclude_chromosomes``).
     4. **Spot CNV score**: mean absolute CNV signal of the spot, averaged with its first-ring
@@ -41,31 +41,23 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .log import get_logger
-from .text import split_list
+from .spatial_qc import smooth
 
 logger = get_logger(__name__)
 
 MIN_REFERENCE_SPOTS = 20
 NULL_QUANTILE = 0.95
-TARGET_SUM = 1e4
-
-
-def _log_normalised(adata) -> sp.csr_matrix:
-    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
-    counts = sp.csr_matrix(counts, dtype=np.float32)
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    scaled = sp.diags((TARGET_SUM / np.maximum(totals, 1)).astype(np.float32)) @ counts
-    scaled.data = np.log1p(scaled.data)
-    return scaled.tocsr()
 
 
 def _placed_genes(adata, species: str, min_fraction: float):
-    """An AnnData of the section's log-normalised spots with genome positions in ``var``, or None."""
+    """An AnnData of the section's spots (``X``: log1p CP10k, as ``tmeflow spatial_qc`` writes it) with
+    genome positions in ``var``, or None."""
     import anndata as ad
 
     from .cnv import MIN_POSITIONED_GENES, annotate_positions, bundled_positions
 
-    work = ad.AnnData(X=_log_normalised(adata), obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+    work = ad.AnnData(X=sp.csr_matrix(adata.X, dtype=np.float32), obs=pd.DataFrame(index=adata.obs_names),
+                      var=pd.DataFrame(index=adata.var_names))
     annotate_positions(work, bundled_positions(species))
     detected = np.asarray((work.X > 0).mean(axis=0)).ravel() >= min_fraction
     keep = work.var["chromosome"].notna().to_numpy() & detected
@@ -75,16 +67,12 @@ def _placed_genes(adata, species: str, min_fraction: float):
     return work[:, keep].copy()
 
 
-def _neighbour_mean(values: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
-    with_self = sp.csr_matrix(graph, dtype=float) + sp.identity(graph.shape[0], format="csr")
-    return np.asarray(with_self @ values).ravel() / np.asarray(with_self.sum(axis=1)).ravel()
-
-
 def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[str, Any], *, species: str) -> pd.DataFrame | None:
     """Spot CNV scores and tumour calls (see the module docstring): one row per spot with
     ``cnv_score_spot``, ``cnv_tumour``, ``cnv_reference_spot``; None when the section cannot be mapped."""
     import infercnvpy as cnv
 
+    from .cnv import excluded_chromosomes
     from .params import defaults
 
     if params["spot_cnv_reference_quantile"] <= 0:
@@ -103,10 +91,9 @@ def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[st
     builds[rng.choice(reference_index, size=len(reference_index) // 2, replace=False)] = True
     null = reference & ~builds
     profile = np.asarray(work.X[builds].mean(axis=0))
-    excluded = ["chr" + c.removeprefix("chr") for c in split_list(cnv_defaults["cnv_exclude_chromosomes"])]
     _, matrix, _ = cnv.tl.infercnv(work, reference=profile, window_size=cnv_defaults["cnv_window"], step=cnv_defaults["cnv_step"],
-                                   exclude_chromosomes=excluded, lfc_clip=cnv_defaults["cnv_lfc_clip"], inplace=False, n_jobs=1)
-    score = _neighbour_mean(np.asarray(abs(matrix).mean(axis=1)).ravel(), graph)
+                                   exclude_chromosomes=excluded_chromosomes(cnv_defaults), lfc_clip=cnv_defaults["cnv_lfc_clip"], inplace=False, n_jobs=1)
+    score = smooth(np.asarray(abs(matrix).mean(axis=1)).ravel(), graph)
     threshold = float(np.quantile(score[null], NULL_QUANTILE))
     logger.info("spot CNV: %d genes, %d reference spots (%d build the reference, %d are the null); %d of %d spots "
                 "CNV-high (score > %.4f)", work.n_vars, int(reference.sum()), int(builds.sum()), int(null.sum()),

@@ -76,6 +76,12 @@ def spatial_graph(adata, *, rings: int = 1) -> sp.csr_matrix:
     return graph
 
 
+def smooth(values: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
+    """Mean of each spot and its first-ring neighbours (``graph``: :func:`spatial_graph`)."""
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    return (graph @ values + values) / (degree + 1.0)
+
+
 def _image_and_scale(adata, sample: str | None):
     spatial = adata.uns.get("spatial", {})
     key = sample if sample in spatial else next(iter(spatial), None)

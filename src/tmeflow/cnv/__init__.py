@@ -104,7 +104,7 @@ from .reference import (  # noqa: F401
 )
 from .infer import (  # noqa: F401
     CnvResult,
-    _excluded,
+    excluded_chromosomes,
     infer_cnv,
     window_arms,
     smooth_over_neighbours,

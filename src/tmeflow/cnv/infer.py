@@ -34,7 +34,8 @@ class CnvResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _excluded(params: dict[str, Any]) -> list[str]:
+def excluded_chromosomes(params: dict[str, Any]) -> list[str]:
+    """``cnv_exclude_chromosomes`` as infercnvpy names chromosomes (``chr``-prefixed)."""
     return ["chr" + _chrom(c) for c in split_list(params["cnv_exclude_chromosomes"])]
 
 
@@ -70,7 +71,7 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
         genes = adata.var["cnv_gene"].to_numpy(dtype=bool)
         chr_pos, matrix, _ = cnv.tl.infercnv(
             adata[cells, genes], reference=profiles[:, genes], window_size=params["cnv_window"], step=params["cnv_step"],
-            exclude_chromosomes=_excluded(params), lfc_clip=params["cnv_lfc_clip"], inplace=False, n_jobs=n_jobs, chunksize=chunk,
+            exclude_chromosomes=excluded_chromosomes(params), lfc_clip=params["cnv_lfc_clip"], inplace=False, n_jobs=n_jobs, chunksize=chunk,
         )
         blocks.append(sp.csr_matrix(matrix, dtype=np.float32))
         order.append(cells)

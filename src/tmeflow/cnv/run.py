@@ -17,7 +17,7 @@ from ..log import get_logger, timed
 from ..text import split_list
 from .positions import MIN_POSITIONED_GENES, REQUIRED_OBS, annotate_positions, bundled_positions, read_gene_positions
 from .reference import reference_mask
-from .infer import CnvResult, _excluded, call_malignant
+from .infer import CnvResult, excluded_chromosomes, call_malignant
 from .plots import plot_arms, plot_heatmap, plot_violin
 
 
@@ -60,7 +60,7 @@ def prepare(adata, params: dict[str, Any], *, gene_positions: str | Path | None 
             raise TmeflowInputError("species unknown (no obs 'species'); give --species or --gene_positions", file=file)
         positions = bundled_positions(species)
     n_placed = annotate_positions(adata, positions)
-    excluded = _excluded(params)
+    excluded = excluded_chromosomes(params)
     positioned = (adata.var["chromosome"].notna() & ~adata.var["chromosome"].isin(excluded)).to_numpy()
     n_positioned = int(positioned.sum())
     if n_positioned < MIN_POSITIONED_GENES:
