@@ -1,6 +1,8 @@
 """A mouse cohort (the colorectal liver-metastasis study's shape: control, pre-metastatic and metastatic
-liver, one Visium section, a bulk cohort) through ``tmeflow run``: every stage runs on the mouse resources,
-and the bundled mouse subtypes are scored. Kept small (~1,500 cells) so it runs in every CI job."""
+liver, one Visium section, a human bulk cohort) through ``tmeflow run`` with the study's neutrophil-rooted
+trajectory: every stage runs on the mouse resources, planted neutrophil states are sub-clustered, the
+trajectory orders planted maturation and the human bulk is deconvolved with the mouse atlas. Kept small
+(3,000 cells, ~140 neutrophils) so it runs in every CI job."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 def mouse_run(tmp_path_factory) -> Path:
     cohort = tmp_path_factory.mktemp("mouse_cohort")
     assert main([
-        "simulate", "--species", "mouse", "--n_cells", "1500", "--n_patients", "2",
+        "simulate", "--species", "mouse", "--n_cells", "3000", "--n_patients", "2",
         "--conditions", "control,pre-metastatic,metastasis", "--n_genes", "3000", "--n_sections", "1",
         "--n_spots", "300", "--n_bulk", "60", "--bulk_species", "human", "--seed", "3", "--outdir", str(cohort),
     ]) == 0  # fmt: skip
@@ -30,7 +32,8 @@ def mouse_run(tmp_path_factory) -> Path:
     (outdir / "cohort").symlink_to(cohort, target_is_directory=True)
     assert main([
         "run", "--params-file", str(REPO / "assets" / "test" / "params.yaml"), "--input", str(cohort / "samplesheet.csv"),
-        "--outdir", str(outdir), "--deconvolution_method", "poisson",
+        "--outdir", str(outdir), "--deconvolution_method", "poisson", "--subcluster_min_cells", "50",
+        "--trajectory_subset", "neutrophil", "--trajectory_root_genes", "Camp,Ltf", "--trajectory_batch_key", "batch",
     ]) == 0  # fmt: skip
     return outdir
 
@@ -69,6 +72,32 @@ def test_mouse_subtypes_are_scored(mouse_run):
     assert "best_type" in calls.columns and calls["best_type"].isin(subtypes).any()
 
 
+def test_planted_neutrophil_states_are_sub_clustered(mouse_run):
+    """Neutrophils re-clustered and named from the bundled mouse subtypes split the planted immature cells from
+    the later (mature, PROK2-high) ones."""
+    import anndata as ad
+
+    obs = ad.read_h5ad(next(mouse_run.rglob("subclustered.h5ad")), backed="r").obs
+    neutrophils = obs[(obs["cell_type"] == "neutrophil") & (obs["true_cell_type"] == "neutrophil")]
+    called_immature = neutrophils["cell_type_fine"] == "immature neutrophil"
+    planted_immature = neutrophils["true_state"] == "immature neutrophil"
+    print(pd.crosstab(neutrophils["cell_type_fine"], neutrophils["true_state"]))
+    assert len(neutrophils) >= 100 and (called_immature == planted_immature).mean() >= 0.7
+    assert neutrophils.loc[~planted_immature, "cell_type_fine"].eq("mature neutrophil").mean() >= 0.6
+
+
+def test_neutrophil_rooted_trajectory_orders_planted_maturation(mouse_run):
+    """The mouse study's trajectory: rooted at early neutrophils (Camp, Ltf), pseudotime follows maturation."""
+    import anndata as ad
+    from scipy.stats import spearmanr
+
+    obs = ad.read_h5ad(mouse_run / "trajectory" / "trajectory.h5ad", backed="r").obs
+    obs = obs[obs["true_cell_type"] == "neutrophil"]
+    rho = spearmanr(obs["pseudotime"], obs["true_maturation"])[0]
+    print(f"neutrophil pseudotime vs planted maturation: Spearman {rho:.3f} over {len(obs)} cells")
+    assert len(obs) >= 100 and rho >= 0.8
+
+
 def test_species_comes_from_obs_or_the_gene_symbols_never_assumed_human():
     assert species_of(obs=pd.DataFrame({"species": ["mouse", None]}), var_names=["CD3E"]) == "mouse"
     assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["Cd3e", "Epcam", "mt-Co1"]) == "mouse"  # a section without obs species
@@ -93,3 +122,17 @@ def test_distance_genes_follow_the_section_species():
     section = pd.Index(["S100a8", "Cd68", "Spp1", "Epcam"])
     assert species_genes(["S100A8", "CD68", "SPP1", "Epcam"], "mouse", section) == ["S100a8", "Cd68", "Spp1", "Epcam"]
     assert species_genes(["S100A8", "CD68"], "human", section) == ["S100A8", "CD68"]
+
+
+def test_a_section_that_covers_no_signature_of_its_species_is_one_line():
+    """Human symbols scored as a mouse section (a species mismatch): one line naming stage, species and section."""
+    import anndata as ad
+    import numpy as np
+
+    from tmeflow.errors import TmeflowInputError
+    from tmeflow.spatial_analysis import score_signatures
+
+    section = ad.AnnData(np.ones((5, 3), dtype=np.float32), var=pd.DataFrame(index=["CD3E", "EPCAM", "PTPRC"]))
+    with pytest.raises(TmeflowInputError, match=r"^spatial_analysis: none of the \d+ bundled mouse signatures .*sample S1") as error:
+        score_signatures(section, "mouse", seed=0, section="S1")
+    assert "\n" not in str(error.value)

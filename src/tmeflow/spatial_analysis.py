@@ -341,11 +341,15 @@ def signature_sets(species: str) -> dict[str, list[str]]:
     return sets
 
 
-def score_signatures(adata, species: str, seed: int) -> pd.DataFrame:
+def score_signatures(adata, species: str, seed: int, section: str = "") -> pd.DataFrame:
+    """``score_genes`` of each bundled signature (in the section's species) with at least
+    ``MIN_SIGNATURE_GENES`` genes in the section; a section that covers none of them is a one-line error
+    (a species mismatch, or a gene panel), never a silently empty result."""
     import scanpy as sc
 
+    sets = signature_sets(species)
     scores = {}
-    for name, genes in signature_sets(species).items():
+    for name, genes in sets.items():
         present = [g for g in genes if g in adata.var_names]
         if len(present) < MIN_SIGNATURE_GENES:
             logger.warning("signature %s: only %d of %d genes in the section; not scored", name, len(present), len(genes))
@@ -353,6 +357,9 @@ def score_signatures(adata, species: str, seed: int) -> pd.DataFrame:
         result = sc.tl.score_genes(adata, present, ctrl_size=min(50, max(10, adata.n_vars // 20)), random_state=seed,
                                    score_name=f"score_{name}", copy=True, use_raw=False)
         scores[name] = result.obs[f"score_{name}"].to_numpy()
+    if sets and not scores:
+        raise TmeflowInputError(f"spatial_analysis: none of the {len(sets)} bundled {species} signatures has "
+                                f"{MIN_SIGNATURE_GENES} genes in the section; is the section {species}?", sample=section or None)
     return pd.DataFrame(scores, index=adata.obs_names)
 
 
@@ -524,7 +531,7 @@ def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) ->
         results["lr"] = pd.DataFrame(columns=["interaction", "ligand", "receptor", "mean_interface", "mean_elsewhere",
                                               "z_msr", "pval", "difference", "fdr", "interface_enriched"])
     with timed(logger, f"{sample}: signature scores, trajectory, distances, TLS"):
-        scores = score_signatures(adata, species, params["seed"])
+        scores = score_signatures(adata, species, params["seed"], sample)
         for column in scores.columns:
             adata.obs[f"score_{column}"] = scores[column].to_numpy()
         results["scores"] = scores

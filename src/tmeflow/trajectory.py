@@ -283,7 +283,10 @@ def fates(adata, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series, int]:
         if n_terminal > 0:
             g.predict_terminal_states(method="top_n", n_states=min(n_terminal, n_states))
         else:
-            g.predict_terminal_states(method="stability")
+            try:
+                g.predict_terminal_states(method="stability")
+            except ValueError:  # CellRank raises when no macrostate passes the stability threshold
+                logger.info("no macrostate passed CellRank's stability threshold")
             if g.terminal_states is None or g.terminal_states.cat.categories.size < 2:
                 logger.warning("stability criterion found < 2 terminal states; taking the 2 highest-mass macrostates")
                 g.predict_terminal_states(method="top_n", n_states=min(2, n_states))

@@ -32,6 +32,12 @@ Planted effects (all recorded in ``truth.json``)
       Fate A makes 75% of branched metastasis cells and 25% elsewhere.
     * Ligand-receptor: MDK x4 in malignant cells and NCL x4 in fibroblasts of metastasis samples.
     * Differential abundance: neutrophils x3 in metastasis.
+    * Neutrophil states (mouse only, the liver-metastasis study's shape): each neutrophil has a
+      ``true_maturation`` ~ U(0, 1); immature genes (Camp, Ltf, Lcn2, Ngp... plus 40 random genes)
+      fall and mature genes (Sell, Mme plus 40) rise 8-fold along it; from maturation 0.7 a cell turns
+      PROK2-high (Prok2, Mmp25 plus 40) with probability 0.6 in metastasis and 0.15 elsewhere.
+      ``true_state`` names the state (immature below 0.4, mature, PROK2-high); drawn from streams of
+      their own, so nothing else changes.
     * Differential expression: ~30 genes in myeloid cells, metastasis vs other tumour samples,
       log2FC +1 / -1; Hallmark hypoxia genes x1.5 in metastasis malignant cells.
     * QC: ``--low_quality_rate`` cells with 200-400 UMI and 30-60% mitochondrial reads;

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TmeflowInputError
-from .settings import CELL_TYPES, CNV_EVENTS_RANGE, HAEMOGLOBIN, HUMAN_MITO, LR_LIGAND, LR_RECEPTOR, MALIGNANT, MARKERS, MIN_CNV_ARM_GENES, MOUSE_MITO, MOUSE_NAMES, PATHWAY, RIBO_PATTERN, SimConfig
+from .settings import CELL_TYPES, CNV_EVENTS_RANGE, HAEMOGLOBIN, HUMAN_MITO, LR_LIGAND, LR_RECEPTOR, MALIGNANT, MARKERS, MIN_CNV_ARM_GENES, MOUSE_MITO, MOUSE_NAMES, NEUTROPHIL_STATE_GENES, PATHWAY, RIBO_PATTERN, SimConfig
 
 
 # ----------------------------------------------------------------------------------------------
@@ -27,6 +27,7 @@ class Genes:
     pathway: list[str]
     ligand: str
     receptor: str
+    neutrophil_states: dict[str, list[str]] = field(default_factory=dict)  # mouse only: state -> varying genes
     position: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -158,4 +159,12 @@ def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
     var.index.name = None
     var.insert(1, "feature_types", "Gene Expression")
     var = var.rename(columns={"gene_id": "gene_ids"})
-    return Genes(var, markers, ribo, list(mito), haemoglobin, pathway, ligand, receptor)
+    states = _neutrophil_states(species, set(var.index) - special)
+    return Genes(var, markers, ribo, list(mito), haemoglobin, pathway, ligand, receptor, states)
+
+
+def _neutrophil_states(species: str, candidates: set[str]) -> dict[str, list[str]]:
+    """The genes that vary with the planted neutrophil states (mouse only; see ``NEUTROPHIL_STATE_GENES``)."""
+    if species != "mouse":
+        return {}
+    return {state: [g for g in genes if g in candidates] for state, genes in NEUTROPHIL_STATE_GENES.items()}

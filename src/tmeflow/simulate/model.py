@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .settings import BASELINE_SHAPE, BRANCH_POINT, CELL_TYPES, CNV_EVENTS_RANGE, CNV_GAIN, CNV_LOSS, DE_CELL_TYPE, DE_LOG2FC, DE_N_GENES, DISPERSION_RANGE, HB_WEIGHT, LOW_QUALITY_MITO, LOW_QUALITY_UMI, LR_FOLD, LR_TARGET, MALIGNANT, MALIGNANT_NOISE_SD, MARKER_OFF_QUANTILES, MARKER_QUANTILES, METASTASIS, MIN_CNV_ARM_GENES, MITO_FRACTION, PATHWAY_FOLD, PATIENT_NOISE_SD, PROGRAMME_QUANTILES, RIBO_FRACTION, SimConfig, TRAJECTORY_LOG2FC, TRAJECTORY_N_GENES, TYPE_NOISE_SD
+from .settings import BASELINE_SHAPE, BRANCH_POINT, CELL_TYPES, CNV_EVENTS_RANGE, CNV_GAIN, CNV_LOSS, DE_CELL_TYPE, DE_LOG2FC, DE_N_GENES, DISPERSION_RANGE, HB_WEIGHT, LOW_QUALITY_MITO, LOW_QUALITY_UMI, LR_FOLD, LR_TARGET, MALIGNANT, MALIGNANT_NOISE_SD, MARKER_OFF_QUANTILES, MARKER_QUANTILES, METASTASIS, MIN_CNV_ARM_GENES, MITO_FRACTION, NEUTROPHIL_LOG2FC, NEUTROPHIL_PROGRAMME_GENES, NEUTROPHIL_STREAM, PATHWAY_FOLD, PATIENT_NOISE_SD, PROGRAMME_QUANTILES, RIBO_FRACTION, SimConfig, TRAJECTORY_LOG2FC, TRAJECTORY_N_GENES, TYPE_NOISE_SD
 from .genes import Genes
 
 
@@ -26,6 +26,7 @@ class Model:
     patient_factors: dict[str, np.ndarray]  # malignant-cell factor per patient (CNV x patient noise)
     cnv_events: dict[str, list[dict[str, str]]]
     programmes: dict[str, list[str]]  # early, fate_A, fate_B, de_up, de_down
+    neutrophil_states: dict[str, list[str]] = field(default_factory=dict)  # mouse only: state -> its genes
     idx: dict[str, np.ndarray] = field(default_factory=dict)
 
     def type_index(self, cell_type: str) -> int:
@@ -129,9 +130,41 @@ def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Mo
         patient = f"P{p + 1}"
         cnv_events[patient], patient_factors[patient] = _draw_patient(genes, rng)
     model = Model(genes, profiles, dispersion, batch_factors, patient_factors, cnv_events, programmes)
+    model.neutrophil_states = _neutrophil_state_genes(genes, programmes, config.seed)
     names = {**programmes, "pathway": genes.pathway, "ligand": [genes.ligand], "receptor": [genes.receptor], "mito": genes.mito}
+    names.update({f"neutrophil:{state}": symbols for state, symbols in model.neutrophil_states.items()})
     model.idx = {name: genes.index(symbols) for name, symbols in names.items()}
+    _raise_neutrophil_state_genes(model)
     return model
+
+
+def _neutrophil_state_genes(genes: Genes, programmes: dict[str, list[str]], seed: int) -> dict[str, list[str]]:
+    """The genes of each planted neutrophil state (mouse only): the bundled subtype markers plus
+    ``NEUTROPHIL_PROGRAMME_GENES`` random genes each (a state moves hundreds of genes in real neutrophils, not
+    a handful of markers). Drawn from a stream of its own."""
+    if not genes.neutrophil_states:
+        return {}
+    rng = np.random.default_rng([seed, NEUTROPHIL_STREAM])
+    taken = set().union(*genes.markers.values(), *genes.neutrophil_states.values(), *programmes.values(), genes.ribo,
+                        genes.haemoglobin, genes.pathway, {genes.ligand, genes.receptor})  # fmt: skip
+    states = {state: list(symbols) for state, symbols in genes.neutrophil_states.items()}
+    for state in states:
+        states[state] += _pick_programme_genes(genes, taken, NEUTROPHIL_PROGRAMME_GENES, rng)
+    return states
+
+
+def _raise_neutrophil_state_genes(model: Model) -> None:
+    """Neutrophil state genes at the level of the neutrophil's highest marker for the bundled markers
+    (granule-protein genes such as Camp, Ltf, Ngp are among immature neutrophils' most abundant transcripts) and
+    at the 95th percentile of the neutrophil profile for the random programme genes; the state factors of
+    :func:`_neutrophil_factors` then lower them outside their state. No random draw."""
+    neutrophil = model.type_index("neutrophil")
+    profile = model.profiles[neutrophil]
+    marker_level = np.max(profile[model.genes.index(model.genes.markers["neutrophil"])])
+    programme_level = np.quantile(profile, 0.95)
+    for state, symbols in model.neutrophil_states.items():
+        markers = set(model.genes.neutrophil_states[state])
+        profile[model.genes.index(symbols)] = [marker_level if g in markers else programme_level for g in symbols]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,6 +178,17 @@ def _trajectory_factor(model: Model, pseudotime: np.ndarray, fate: np.ndarray) -
     fate_b = 2.0 ** (TRAJECTORY_LOG2FC * progress * (fate == "B"))
     n = TRAJECTORY_N_GENES
     return np.concatenate([np.repeat(early[:, None], n, 1), np.repeat(fate_a[:, None], n, 1), np.repeat(fate_b[:, None], n, 1)], axis=1)
+
+
+def _neutrophil_factors(maturation: np.ndarray, state: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-cell factors of each state's genes: immature genes fall and mature genes rise with maturation
+    (``NEUTROPHIL_LOG2FC`` over the path), PROK2-high genes are on in PROK2-high cells only."""
+    low = 2.0**-NEUTROPHIL_LOG2FC
+    return {
+        "immature neutrophil": 2.0 ** (-NEUTROPHIL_LOG2FC * maturation),
+        "mature neutrophil": 2.0 ** (-NEUTROPHIL_LOG2FC * (1.0 - maturation)),
+        "PROK2-high neutrophil": np.where(state == "PROK2-high neutrophil", 1.0, low),
+    }
 
 
 def _scale_columns(mu: np.ndarray, rows: np.ndarray, cols: np.ndarray, factor) -> None:
@@ -169,6 +213,13 @@ def cell_means(model: Model, cells: pd.DataFrame, *, patient: str, condition: st
         traj_cols = np.concatenate([model.idx["early"], model.idx["fate_A"], model.idx["fate_B"]])
         factor = _trajectory_factor(model, cells["pseudotime"].to_numpy()[malignant], cells["fate"].to_numpy()[malignant])
         mu[np.ix_(malignant, traj_cols)] *= factor.astype(np.float32)
+    neutrophil = type_codes == model.type_index("neutrophil")
+    if model.genes.neutrophil_states and neutrophil.any():
+        # cells without a drawn maturation (spot cells, doublet partners) sit mid-path, mature
+        maturation = cells.get("maturation", pd.Series(0.5, index=cells.index)).fillna(0.5).to_numpy()[neutrophil]
+        state = cells.get("state", pd.Series("mature neutrophil", index=cells.index)).to_numpy()[neutrophil]
+        for name, factor in _neutrophil_factors(maturation, state).items():
+            mu[np.ix_(neutrophil, model.idx[f"neutrophil:{name}"])] *= factor.astype(np.float32)[:, None]
     if condition == METASTASIS:
         _scale_columns(mu, malignant, model.idx["ligand"], LR_FOLD)
         _scale_columns(mu, malignant, model.idx["pathway"], PATHWAY_FOLD)

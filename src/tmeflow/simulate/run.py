@@ -13,7 +13,7 @@ import pandas as pd
 from .. import __version__
 from ..io import atomic_path, write_json, write_text
 from ..log import get_logger, timed
-from .settings import BRANCH_POINT, BULK_MEDIAN_SURVIVAL_DAYS, CELL_TYPES, CNV_GAIN, CNV_LOSS, COMPARTMENT, DA_CELL_TYPE, DA_FOLD, DE_CELL_TYPE, DE_LOG2FC, DOUBLET_THINNING, FATE_A_PROB, INTERFACE_LR_FOLD, LOW_QUALITY_MITO, LOW_QUALITY_UMI, LR_FOLD, LR_SOURCE, LR_TARGET, MALIGNANT, METASTASIS, MITO_FRACTION, PATHWAY, PATHWAY_FOLD, PX_PER_UM, REGION_COMPOSITION, SPOT_CELLS, SPOT_SPACING_UM, SimConfig, TRAJECTORY_LOG2FC, TRUTH_CELL_COLUMNS, _tumour_conditions
+from .settings import BRANCH_POINT, BULK_MEDIAN_SURVIVAL_DAYS, CELL_TYPES, CNV_GAIN, CNV_LOSS, COMPARTMENT, DA_CELL_TYPE, DA_FOLD, DE_CELL_TYPE, DE_LOG2FC, DOUBLET_THINNING, FATE_A_PROB, INTERFACE_LR_FOLD, LOW_QUALITY_MITO, LOW_QUALITY_UMI, LR_FOLD, LR_SOURCE, LR_TARGET, MALIGNANT, METASTASIS, MITO_FRACTION, NEUTROPHIL_LOG2FC, NEUTROPHIL_MATURE_AT, NEUTROPHIL_PROK2_AT, NEUTROPHIL_PROK2_PROB, PATHWAY, PATHWAY_FOLD, PX_PER_UM, REGION_COMPOSITION, SPOT_CELLS, SPOT_SPACING_UM, SimConfig, TRAJECTORY_LOG2FC, TRUTH_CELL_COLUMNS, _tumour_conditions
 from .genes import build_genes
 from .model import Model, build_model
 from .singlecell import _write_sc_sample, plan_samples, simulate_sample
@@ -64,6 +64,9 @@ def _truth(config: SimConfig, model: Model, plan: pd.DataFrame, sections: list[d
         "trajectory": {"cell_type": MALIGNANT, "branch_point": BRANCH_POINT, "log2fc": TRAJECTORY_LOG2FC,
                        "early": model.programmes["early"], "fate_A": model.programmes["fate_A"], "fate_B": model.programmes["fate_B"],
                        "fate_A_probability": {"metastasis": FATE_A_PROB["metastasis"], "other": FATE_A_PROB["other"]}},
+        "neutrophil_states": {"genes": model.neutrophil_states, "mature_at": NEUTROPHIL_MATURE_AT, "prok2_at": NEUTROPHIL_PROK2_AT,
+                              "prok2_probability": NEUTROPHIL_PROK2_PROB, "log2fc": NEUTROPHIL_LOG2FC,
+                              "root_genes": genes.neutrophil_states.get("immature neutrophil", [])},
         "qc": {"low_quality_rate": config.low_quality_rate, "low_quality_umi": LOW_QUALITY_UMI, "low_quality_mito_fraction": LOW_QUALITY_MITO,
                "doublet_rate": config.doublet_rate, "doublet_thinning": DOUBLET_THINNING, "mito_fraction_good": MITO_FRACTION},
         "spatial": {"grid": config.grid, "n_spots": config.n_spots, "sections": sections, "regions": {
@@ -98,7 +101,7 @@ def run_simulate(config: SimConfig) -> Path:
             start = time.perf_counter()
             counts = simulate_sample(model, row, config, rng_sc)
             data = _write_sc_sample(counts, config)
-            truth_cells = counts.obs[truth_columns].rename_axis("barcode").assign(true_pseudotime=lambda f: f["true_pseudotime"].round(5))
+            truth_cells = counts.obs[truth_columns].rename_axis("barcode").round({"true_pseudotime": 5, "true_maturation": 5})
             truth_cells.to_csv(truth_handle, sep="\t", header=(i == 0))
             meta = {k: getattr(row, k) for k in ("sample", "patient", "condition", "tissue", "species", "batch")}
             sheet.append({**meta, "modality": "sc", "data": data})

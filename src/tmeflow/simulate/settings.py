@@ -112,6 +112,23 @@ BRANCH_POINT = 0.3
 TRAJECTORY_LOG2FC = 3.0
 FATE_A_PROB = {"metastasis": 0.75, "other": 0.25}
 
+# Neutrophil maturation, planted in mouse cohorts only (the colorectal liver-metastasis study's neutrophil
+# states; state genes from the bundled mouse subtype table, Xue et al. 2022): maturation ~ U(0, 1) per
+# neutrophil; immature genes fall and mature genes rise along it; late cells turn PROK2-high, more often in
+# metastasis. Genes that are also simulated major neutrophil markers stay constant (they are dropped here);
+# each state also moves NEUTROPHIL_PROGRAMME_GENES random genes.
+NEUTROPHIL_STREAM = 0x4E45
+NEUTROPHIL_STATE_GENES = {
+    "immature neutrophil": ("Camp", "Ltf", "Lcn2", "Ngp", "Chil3", "Cd177", "Olfm4", "Mmp8"),
+    "mature neutrophil": ("Sell", "Mme"),
+    "PROK2-high neutrophil": ("Prok2", "Mmp25"),
+}
+NEUTROPHIL_MATURE_AT = 0.4  # maturation from which a neutrophil is mature
+NEUTROPHIL_PROK2_AT = 0.7  # maturation from which a mature neutrophil may turn PROK2-high
+NEUTROPHIL_PROK2_PROB = {"metastasis": 0.6, "other": 0.15}
+NEUTROPHIL_LOG2FC = 3.0
+NEUTROPHIL_PROGRAMME_GENES = 40  # random genes added to each state's markers
+
 LOW_QUALITY_UMI = (200, 400)
 LOW_QUALITY_MITO = (0.3, 0.6)
 DOUBLET_THINNING = (0.75, 1.0)
@@ -141,6 +158,7 @@ BULK_CENSORING_RATIO = 0.55  # censoring hazard / baseline event hazard (~35% ce
 SC_FORMATS = ("h5ad", "mtx", "h5")
 TRUTH_CELL_COLUMNS = (
     "true_cell_type", "true_compartment", "true_malignant", "true_pseudotime", "true_fate", "true_qc", "true_doublet_partner",
+    "true_state", "true_maturation",
 )  # fmt: skip
 
 

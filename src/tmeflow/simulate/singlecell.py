@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import scipy.sparse as sp
 
 from .. import __version__
 from ..io import atomic_path, provenance
-from .settings import BLOCK_ELEMENTS, BRANCH_POINT, CELL_TYPES, COMPARTMENT, COMPOSITION, COMPOSITION_CONCENTRATION, DA_CELL_TYPE, DA_FOLD, DOUBLET_THINNING, FATE_A_PROB, LIBRARY_FACTOR, LIBRARY_MEDIAN, LIBRARY_SD, MALIGNANT, METASTASIS, NORMAL, SAMPLE_SHIFT_SD, SimConfig, TISSUE
+from .settings import BLOCK_ELEMENTS, BRANCH_POINT, CELL_TYPES, COMPARTMENT, COMPOSITION, COMPOSITION_CONCENTRATION, DA_CELL_TYPE, DA_FOLD, DOUBLET_THINNING, FATE_A_PROB, LIBRARY_FACTOR, LIBRARY_MEDIAN, LIBRARY_SD, MALIGNANT, METASTASIS, NEUTROPHIL_MATURE_AT, NEUTROPHIL_PROK2_AT, NEUTROPHIL_PROK2_PROB, NEUTROPHIL_STREAM, NORMAL, SAMPLE_SHIFT_SD, SimConfig, TISSUE
 from .model import Model, _make_low_quality, cell_means, draw_counts
 
 
@@ -74,6 +75,24 @@ def _draw_cells(plan_row, n: int, composition: np.ndarray, rng: np.random.Genera
     fate = np.where(pseudotime < BRANCH_POINT, "root", fate)
     fate = np.where(malignant, fate, "none")
     return pd.DataFrame({"type_code": type_codes, "library": library, "pseudotime": pseudotime, "fate": fate})
+
+
+def _draw_neutrophil_states(cells: pd.DataFrame, plan_row, config: SimConfig) -> pd.DataFrame:
+    """Maturation and state of each neutrophil (mouse only; ``NEUTROPHIL_*`` in settings), from a stream of
+    its own per sample so every other draw of the cohort is unchanged."""
+    n = len(cells)
+    cells["maturation"], cells["state"] = np.nan, "none"
+    if config.species != "mouse":
+        return cells
+    rng = np.random.default_rng([config.seed, NEUTROPHIL_STREAM, zlib.crc32(str(plan_row.sample).encode())])
+    maturation, u = rng.uniform(size=n), rng.uniform(size=n)
+    neutrophil = cells["type_code"].to_numpy() == CELL_TYPES.index("neutrophil")
+    p_prok2 = NEUTROPHIL_PROK2_PROB["metastasis" if plan_row.condition == METASTASIS else "other"]
+    state = np.where(maturation < NEUTROPHIL_MATURE_AT, "immature neutrophil", "mature neutrophil")
+    state = np.where((maturation >= NEUTROPHIL_PROK2_AT) & (u < p_prok2), "PROK2-high neutrophil", state)
+    cells["maturation"] = np.where(neutrophil, maturation, np.nan)
+    cells["state"] = np.where(neutrophil, state, "none")
+    return cells
 
 
 def _draw_qc(cells: pd.DataFrame, config: SimConfig, composition: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -139,6 +158,7 @@ def simulate_sample(model: Model, plan_row, config: SimConfig, rng: np.random.Ge
     n = int(plan_row.n_cells)
     cells = _draw_cells(plan_row, n, plan_row.composition, rng)
     cells = _draw_qc(cells, config, plan_row.composition, rng)
+    cells = _draw_neutrophil_states(cells, plan_row, config)
     type_names = np.array(CELL_TYPES)
     obs = pd.DataFrame(
         {
@@ -151,10 +171,12 @@ def simulate_sample(model: Model, plan_row, config: SimConfig, rng: np.random.Ge
             "true_fate": cells["fate"].to_numpy(),
             "true_qc": cells["qc"].to_numpy(),
             "true_doublet_partner": np.where(cells["partner_code"] >= 0, type_names[cells["partner_code"].clip(lower=0)], "none"),
+            "true_state": cells["state"].to_numpy(),
+            "true_maturation": cells["maturation"].to_numpy(),
         },  # fmt: skip
         index=pd.Index(_barcodes(n, rng), name=None),
     )
-    for column in obs.columns.drop(["true_malignant", "true_pseudotime"]):
+    for column in obs.columns.drop(["true_malignant", "true_pseudotime", "true_maturation"]):
         obs[column] = obs[column].astype("category")
     block = max(1, BLOCK_ELEMENTS // len(model.genes.var))
     blocks = (_sample_block(model, cells.iloc[s : s + block], plan_row, rng) for s in range(0, n, block))
