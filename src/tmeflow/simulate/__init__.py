@@ -34,8 +34,8 @@ Planted effects (all recorded in ``truth.json``)
     * Differential abundance: neutrophils x3 in metastasis.
     * Neutrophil states (mouse only, the liver-metastasis study's shape): each neutrophil has a
       ``true_maturation`` ~ U(0, 1); immature genes (Camp, Ltf, Lcn2, Ngp... plus 40 random genes)
-      fall and mature genes (Sell, Mme plus 40) rise 8-fold along it; from maturation 0.7 a cell turns
-      PROK2-high (Prok2, Mmp25 plus 40) with probability 0.6 in metastasis and 0.15 elsewhere.
+      fall and mature genes (Sell, Mme plus 40) rise 8-fold along it; from maturation 0.6 a cell turns
+      PROK2-high (Prok2, Mmp25 plus 40; mature genes off) with probability 0.9 in metastasis and 0.3 elsewhere.
       ``true_state`` names the state (immature below 0.4, mature, PROK2-high); drawn from streams of
       their own, so nothing else changes.
     * Differential expression: ~30 genes in myeloid cells, metastasis vs other tumour samples,

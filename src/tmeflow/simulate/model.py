@@ -182,12 +182,14 @@ def _trajectory_factor(model: Model, pseudotime: np.ndarray, fate: np.ndarray) -
 
 def _neutrophil_factors(maturation: np.ndarray, state: np.ndarray) -> dict[str, np.ndarray]:
     """Per-cell factors of each state's genes: immature genes fall and mature genes rise with maturation
-    (``NEUTROPHIL_LOG2FC`` over the path), PROK2-high genes are on in PROK2-high cells only."""
+    (``NEUTROPHIL_LOG2FC`` over the path); PROK2-high cells switch their state's genes on and the mature
+    state's genes off (a distinct state, as in Xue et al. 2022, not a mature cell with extra genes)."""
     low = 2.0**-NEUTROPHIL_LOG2FC
+    prok2 = state == "PROK2-high neutrophil"
     return {
         "immature neutrophil": 2.0 ** (-NEUTROPHIL_LOG2FC * maturation),
-        "mature neutrophil": 2.0 ** (-NEUTROPHIL_LOG2FC * (1.0 - maturation)),
-        "PROK2-high neutrophil": np.where(state == "PROK2-high neutrophil", 1.0, low),
+        "mature neutrophil": np.where(prok2, low, 2.0 ** (-NEUTROPHIL_LOG2FC * (1.0 - maturation))),
+        "PROK2-high neutrophil": np.where(prok2, 1.0, low),
     }
 
 

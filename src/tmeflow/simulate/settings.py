@@ -124,8 +124,8 @@ NEUTROPHIL_STATE_GENES = {
     "PROK2-high neutrophil": ("Prok2", "Mmp25"),
 }
 NEUTROPHIL_MATURE_AT = 0.4  # maturation from which a neutrophil is mature
-NEUTROPHIL_PROK2_AT = 0.7  # maturation from which a mature neutrophil may turn PROK2-high
-NEUTROPHIL_PROK2_PROB = {"metastasis": 0.6, "other": 0.15}
+NEUTROPHIL_PROK2_AT = 0.6  # maturation from which a mature neutrophil may turn PROK2-high
+NEUTROPHIL_PROK2_PROB = {"metastasis": 0.9, "other": 0.3}
 NEUTROPHIL_LOG2FC = 3.0
 NEUTROPHIL_PROGRAMME_GENES = 40  # random genes added to each state's markers
 
