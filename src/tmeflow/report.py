@@ -125,9 +125,9 @@ SECTIONS: tuple[Section, ...] = (
         ("trajectory_*.png", "Diffusion pseudotime and fate probabilities on the embedding, and gene trends along each fate"),
     )),
     Section("tmeflow_step_communication", "Cell-cell communication",
-            "LIANA consensus interactions and their differences between conditions (tmeflow communication).", (
+            "LIANA consensus interactions, signalling pathways and roles, and their differences between conditions (tmeflow communication).", (
         ("communication_mqc.tsv", ""),
-        ("communication_*.png", "Interactions between cell types (count and strength) and differential interactions between conditions"),
+        ("communication_*.png", "Interactions between cell types (count and strength), differential interactions and signalling pathways between conditions (circle plots), signalling roles (sender, receiver, mediator, influencer)"),
     )),
     Section("tmeflow_step_spatial_qc", "Spatial QC", "Spot QC and clustering per section (tmeflow spatial_qc).", (
         ("*.spatial_qc_stats_mqc.tsv", ""),

@@ -203,7 +203,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="communication",
-        summary="Cell-cell communication: LIANA per condition and sample, sample-level differential interactions, proportion tests.",
+        summary="Cell-cell communication: LIANA per condition and sample, sample-level differential interactions and pathways, signalling roles, proportion tests.",
         entry="tmeflow.communication:cli",
         options=(
             option("--input", required=True, help="Atlas .h5ad (log-normalised X, obs sample, condition, cell_type)."),
