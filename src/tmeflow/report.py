@@ -115,10 +115,11 @@ SECTIONS: tuple[Section, ...] = (
         ("de_summary_mqc.tsv", ""),
         ("de_*_volcano.png", "Volcano plot: log2 fold change against adjusted p"),
     )),
-    Section("tmeflow_step_pathways", "Pathways and signatures", "GSEA, ssGSEA, module scores and PROGENy (tmeflow pathways).", (
+    Section("tmeflow_step_pathways", "Pathways and signatures", "GSEA, ssGSEA, module scores, PROGENy and CytoTRACE stemness (tmeflow pathways).", (
         ("gsea_*.png", "Pre-ranked GSEA of the differential-expression statistics per cell type: top sets and running enrichment scores"),
         ("ssgsea_*_heatmap.png", "ssGSEA scores of pseudobulk profiles, by condition and by cell type"),
         ("module_scores_bubble.png", "Signature module scores per cell type and condition: mean (z across groups) and fraction of cells above 0"),
+        ("stemness_by_condition.png", "Stemness (CytoTRACE): per-sample mean score per cell type and condition (1 = least differentiated)"),
     )),
     Section("tmeflow_step_trajectory", "Trajectories", "Diffusion pseudotime and CellRank fates (tmeflow trajectory).", (
         ("trajectory_mqc.tsv", ""),
