@@ -58,7 +58,8 @@ def test_outputs_and_summaries(planted):
     for name in ("communication_liana_by_condition.tsv.gz", "communication_counts.tsv", "communication_pathways.tsv",
                  "communication_counts_heatmap.png", "communication_strength_heatmap.png", "communication_proportion_tests.tsv",
                  "communication_diff_metastasis_vs_primary_dotplot.png", "communication_sample_scores_metastasis_vs_primary.tsv.gz",
-                 "communication_skipped.tsv", "communication_summary.json", "communication_mqc.tsv"):
+                 "communication_skipped.tsv", "communication_summary.json", "communication_mqc.tsv", "communication_roles.tsv",
+                 "communication_pathway_diff_metastasis_vs_primary.tsv", "communication_roles_heatmap.png"):
         assert (out / name).is_file(), name
     liana = pd.read_csv(out / "communication_liana_by_condition.tsv.gz", sep="\t")
     assert set(liana["condition"]) == {"normal", "primary", "metastasis"}
@@ -89,6 +90,13 @@ def test_null_cohort_has_no_differential_interaction(tmp_path):
                                                  cell_types, defaults())
     assert reason is None and len(table) > 100
     assert not (table["fdr"] < 0.05).any(), table.head()
+    from tmeflow.communication import pathway_tests
+
+    paths = pathway_tests(table, pathways, "recurrent_vs_primary", fdr=0.05)
+    overall = paths[paths["level"] == "pathway"]
+    print(f"null cohort: {len(overall)} pathways, {np.mean(overall['pvalue'] < 0.05):.3f} with p < 0.05")
+    assert len(overall) > 10
+    assert not (paths["fdr"] < 0.05).any(), paths.head()
 
 
 def _tiny_atlas(path: Path, *, raw: bool = False) -> Path:
@@ -108,6 +116,7 @@ def _tiny_atlas(path: Path, *, raw: bool = False) -> Path:
 @pytest.mark.parametrize("args, fragment", [
     (["--contrast", "metastasis,recurrent"], "recurrent"),
     (["--communication_resource", "nosuch"], "unknown communication_resource"),
+    (["--communication_plot_pathways", "MK,NOSUCH"], "communication_plot_pathways: unknown pathway(s) NOSUCH"),
 ])
 def test_bad_inputs_exit_2_one_line(tmp_path, capsys, args, fragment):
     from tmeflow.cli import main
@@ -164,6 +173,22 @@ def test_cid4465_end_to_end(shared_data, tmp_path):
     caf = liana[(liana["source"] == "CAFs") & (liana["target"] == "Cancer Epithelial")].sort_values("magnitude_rank")
     assert len(caf) > 10 and caf["called"].any()
     print(caf.head(15)[["interaction", "lr_means", "magnitude_rank", "specificity_rank"]].to_string())
+    # issue 20: pathway communication and signalling roles run on real data (one condition: no pathway test;
+    # the strongest pathways are plotted and their roles given)
+    strength = pd.read_csv(out / "communication_pathways.tsv", sep="\t")
+    top = strength[strength["pathway"] != "other"].groupby("pathway")["strength"].sum().sort_values(ascending=False)
+    print(top.head(10).round(2).to_string())
+    assert len(top) >= 5 and "COLLAGEN" in set(top.index[:3])  # measured: COLLAGEN, MHC-I, FN1, APP, MK, ... (9 pathways)
+    summary = json.loads((out / "communication_summary.json").read_text())
+    assert summary["plotted_pathways"]["pathways"] == list(top.index[:3])
+    roles = pd.read_csv(out / "communication_roles.tsv", sep="\t")
+    for pathway in top.index[:3]:
+        assert (out / f"communication_pathway_circle_{pathway}.png").is_file()
+        block = roles[roles["pathway"] == pathway].set_index("cell_type")
+        print(pathway, *(f"{role} {block[role].idxmax() if block[role].max() > 0 else '-'}"
+                         for role in ("sender", "receiver", "mediator", "influencer")))
+    coll = roles[roles["pathway"] == "COLLAGEN"].set_index("cell_type")
+    assert coll["sender"].idxmax() == "CAFs"  # collagens come from the fibroblasts
 
 
 def _sample_counts(seed: int, effect: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -212,17 +237,72 @@ def test_proportion_tests_are_calibrated_at_sample_level():
     assert hit["fdr"] < 0.05 and hit["estimate"] > 0 and hit["design"] == "~ condition + patient"
 
 
-def test_no_ligand_name_pathways():
-    """Without a pathway annotation in the resource, no pathway is invented from ligand names (IL1B, IL6 and
-    IL10 used to become one 'IL' pathway)."""
-    from tmeflow.communication import pathway_map, pathway_table
+def test_pathways_are_cellchatdb_names_not_ligand_prefixes():
+    """Without a pathway column the bundled ligand -> CellChatDB pathway table names the pathways: IL1B,
+    IL6 and IL10 stay three pathways (a ligand-name prefix made them one 'IL'); collagen chains are one
+    COLLAGEN, MDK is MK, mouse symbols and complex ligands map; a resource's own column wins."""
+    from tmeflow.communication import pathway_map, pathway_of, pathway_table
 
-    resource = pd.DataFrame({"ligand": ["IL1B", "IL6", "IL10"], "receptor": ["IL1R1", "IL6R", "IL10RA"]})
+    resource = pd.DataFrame({"ligand": ["IL1B", "IL6", "IL10", "COL1A1", "COL4A2", "MDK", "NOSUCHGENE"],
+                             "receptor": ["IL1R1", "IL6R", "IL10RA", "CD44", "ITGA1_ITGB1", "NCL", "X"]})
     pathways, source = pathway_map(resource)
-    assert pathways == {} and "no pathway annotation" in source
-    liana = pd.DataFrame({"condition": "c", "source": "a", "target": "b", "ligand": ["IL1B", "IL6"],
-                          "receptor": ["IL1R1", "IL6R"], "magnitude_rank": 0.001, "lr_means": 1.0})
-    assert pathway_table(liana, pathways, 0.05).empty
-    annotated, _ = pathway_map(resource.assign(pathway=["IL1", "IL6", "IL10"]))
-    assert annotated[("IL6", "IL6R")] == "IL6"
-    assert set(pathway_table(liana, annotated, 0.05)["pathway"]) == {"IL1", "IL6"}
+    assert "CellChatDB" in source
+    assert pathways[("IL1B", "IL1R1")] == "IL1" and pathways[("IL6", "IL6R")] == "IL6" and pathways[("IL10", "IL10RA")] == "IL10"
+    assert pathways[("COL1A1", "CD44")] == pathways[("COL4A2", "ITGA1_ITGB1")] == "COLLAGEN"
+    assert pathways[("MDK", "NCL")] == "MK" and ("NOSUCHGENE", "X") not in pathways
+    assert pathway_of("Mdk") == "MK" and pathway_of("Mif") == "MIF" and pathway_of("IL12A_IL12B") == "IL12"
+    liana = pd.DataFrame({"condition": "c", "source": "a", "target": "b", "ligand": ["IL1B", "IL6", "NOSUCHGENE"],
+                          "receptor": ["IL1R1", "IL6R", "X"], "magnitude_rank": 0.001, "lr_means": 1.0})
+    assert set(pathway_table(liana, pathways, 0.05)["pathway"]) == {"IL1", "IL6", "other"}
+    annotated, source = pathway_map(resource.assign(pathway=["a", "b", "c", "d", "e", "f", "g"]))
+    assert annotated[("IL6", "IL6R")] == "b" and source == "resource column 'pathway'"
+
+
+def test_planted_mdk_ncl_makes_mk_the_top_differential_pathway(planted):
+    """Issue 20 acceptance: on the simulated cohort (MDK x4 in malignant cells, NCL x4 in fibroblasts of
+    metastasis samples) MK is the top differential pathway (measured: Simes p 0.0014, FDR 0.018; next VEGF,
+    p 0.031), carried by malignant -> fibroblast MDK->NCL; it is plotted first; in metastasis the
+    malignant cells are MK's main sender and fibroblasts its main receiver."""
+    _, out = planted
+    table = pd.read_csv(out / "communication_pathway_diff_metastasis_vs_primary.tsv", sep="\t")
+    overall = table[table["level"] == "pathway"].reset_index(drop=True)
+    assert overall.loc[0, "pathway"] == "MK", overall.head()
+    assert overall.loc[0, "fdr"] < 0.05 and overall.loc[0, "top_interaction"] == "malignant -> fibroblast: MDK->NCL"
+    assert overall.loc[0, "design"] == "~ condition + patient"
+    pairs = table[(table["level"] == "pair") & (table["pathway"] == "MK")]
+    best = pairs.sort_values("pvalue").iloc[0]
+    assert (best["source"], best["target"]) == ("malignant", "fibroblast") and best["logfc"] > 0
+    summary = json.loads((out / "communication_summary.json").read_text())
+    assert summary["plotted_pathways"]["pathways"][0] == "MK" and len(summary["plotted_pathways"]["pathways"]) == 3
+    assert summary["pathway_differential"]["metastasis_vs_primary"][0]["pathway"] == "MK"
+    for name in ("communication_pathway_circle_MK.png", "communication_roles_heatmap.png",
+                 "communication_pathway_diff_metastasis_vs_primary_heatmap.png"):
+        assert (out / name).stat().st_size > 5000, name
+    roles = pd.read_csv(out / "communication_roles.tsv", sep="\t")
+    mk = roles[(roles["condition"] == "metastasis") & (roles["pathway"] == "MK")].set_index("cell_type")
+    assert mk["sender_scaled"].idxmax() == "malignant" and mk["receiver_scaled"].idxmax() == "fibroblast"
+    assert set(roles["pathway"]) >= {"MK", "all"} and (roles[["sender", "receiver", "mediator", "influencer"]] >= 0).all().all()
+    strength = pd.read_csv(out / "communication_pathways.tsv", sep="\t")
+    assert "MK" in set(strength["pathway"]) and strength["pathway_source"].str.contains("CellChatDB").all()
+
+
+def test_centralities_on_known_networks():
+    """Flow betweenness (Freeman et al. 1991) and information centrality (Stephenson & Zelen 1989) on graphs
+    with known answers: on a chain a -> b -> c only b mediates, carrying the a -> c max-flow (the smaller
+    capacity, 2); a star's centre is the top influencer and leaves tie."""
+    from tmeflow.communication import flow_betweenness, information_centrality, network_roles
+
+    chain = np.array([[0, 3.0, 0], [0, 0, 2.0], [0, 0, 0]])
+    assert np.allclose(flow_betweenness(chain), [0, 2.0, 0])
+    star = np.zeros((4, 4))
+    star[1:, 0] = 1.0  # leaves -> centre
+    info = information_centrality(star)
+    assert info[0] > info[1] and np.allclose(info[1:], info[1]) and np.isclose(info.sum(), 1.0)
+    # the order of the cell types does not matter (CellChat's cmode = "lower" made it matter)
+    assert np.allclose(information_centrality(star.T), info)
+    isolated = np.zeros((3, 3))
+    isolated[1, 0] = 1.0
+    assert information_centrality(isolated)[2] == 0.0
+    roles = network_roles(pd.DataFrame(chain, index=list("abc"), columns=list("abc")))
+    assert roles.set_index("cell_type")["sender"].to_dict() == {"a": 3.0, "b": 2.0, "c": 0.0}
+    assert roles.set_index("cell_type")["mediator_scaled"].to_dict() == {"a": 0.0, "b": 1.0, "c": 0.0}

@@ -26,6 +26,8 @@ def test_no_module_over_700_lines():
     ("readers", ["read_counts", "read_spatial", "detect_format", "FORMATS", "_known_genes", "_finalise"]),
     ("simulate", ["cli", "run_simulate", "SimConfig", "build_genes", "_draw_cnv_events", "BLOCK_ELEMENTS",
                   "CELL_TYPES", "write_10x_h5", "simulate_section", "simulate_bulk"]),
+    ("communication", ["cli", "run_communication", "load_resource", "pathway_map", "differential_interactions",
+                       "proportion_tests", "PROPORTION_COLUMNS", "pathway_tests", "signalling_roles", "plot_pathway_circles"]),
     ("cnv", ["cli", "run_cnv", "call_malignant", "bundled_positions", "read_gene_positions", "dependency_problem",
              "neighbour_transformer", "plot_heatmap", "TmeflowInputError", "CnvResult"]),
 ])

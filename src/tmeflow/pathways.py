@@ -34,11 +34,15 @@ Per cell
     * Module scores: :func:`scanpy.tl.score_genes` (Seurat ``AddModuleScore``; Tirosh et al. 2016,
       Science 352:189) on ``X`` with ``score_ctrl_size`` control genes from 25 expression bins, seeded;
       ``obs['score_<SET>']``.
-    * Stemness, CytoTRACE-style (Gulati et al. 2020, Science 367:405): only CytoTRACE's first signal,
-      the number of detected genes per cell, converted to its rank over all cells of the atlas scaled
-      to (0, 1] (``obs['score_stemness_gene_counts']``; 1 = most genes detected = predicted least
-      differentiated). The gene-counts signature (genes correlated with gene counts) and the
-      diffusion smoothing of CytoTRACE are not implemented.
+    * Stemness: original CytoTRACE (Gulati et al. 2020, Science 367:405; :mod:`tmeflow.stemness`):
+      the gene counts signature (the 200 genes most correlated with the number of detected genes)
+      smoothed on the kNN graph and ranked to (0, 1] (``obs['score_cytotrace']``, 1 = least
+      differentiated; ``n_genes_detected``, ``gene_counts_signature`` beside it). Compared between
+      conditions with samples as units: per sample and cell type (>= ``MIN_PSEUDOBULK_CELLS`` cells)
+      the mean score, a moderated test per cell type and contrast (``contrast``; paired by patient
+      when possible), BH FDR (``stemness_samples.tsv``, ``stemness_tests.tsv``,
+      ``stemness_by_condition.png``). CytoTRACE 2 is not used (non-commercial licence; see
+      :mod:`tmeflow.stemness`).
     * PROGENy pathway activities (Schubert et al. 2018, Nat Commun 9:20) with decoupler
       (Badia-i-Mompel et al. 2022) ``ulm`` or ``mlm`` (``progeny_method``) and the bundled weights
       (``progeny_top`` 100 or 500 genes per pathway, ``resources/progeny``);
@@ -52,7 +56,8 @@ Outputs: ``gsea_<contrast>.tsv``, ``ora_<contrast>.tsv``, ``gsea_<contrast>_bubb
 ``ssgsea_cell_types.tsv``, ``ssgsea_by_condition_heatmap.png``, ``ssgsea_cell_types_heatmap.png``,
 ``cell_scores.tsv.gz`` (per cell: sample, condition, cell_type, ``score_*``, ``progeny_*``),
 ``scores_by_cell_type.tsv`` (means per cell type x condition), ``module_scores_bubble.png``,
-``pathways.h5ad`` (the atlas with the scores in ``obs``).
+``pathways.h5ad`` (the atlas with the scores in ``obs``), ``stemness_samples.tsv``, ``stemness_tests.tsv``,
+``stemness_by_condition.png``.
 """
 
 from __future__ import annotations
@@ -67,12 +72,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import io
-from .composition import check_obs, condition_order
+from .composition import check_obs, condition_order, resolve_contrasts, sample_table
 from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
 from .plotting import pyplot
 from .signatures import filter_gene_sets, map_gene_sets, read_gmt, resource_path, ssgsea
+from .stemness import compare_conditions, cytotrace, plot_by_condition, sample_means
 
 logger = get_logger(__name__)
 
@@ -82,7 +88,7 @@ CELL_DEATH = ("cell_death/necroptosis.gmt", "cell_death/pyroptosis_ferroptosis_a
 PROGENY = "progeny/progeny_{species}_top{top}.tsv"
 MIN_PSEUDOBULK_CELLS = 10
 MIN_SIGNATURE_GENES = 2
-STEMNESS = "score_stemness_gene_counts"
+STEMNESS = "score_cytotrace"
 GSEA_COLUMNS = ["contrast", "cell_type", "term", "rank", "es", "nes", "pvalue", "fdr", "fwer", "n_genes", "lead_genes"]
 ORA_COLUMNS = ["contrast", "cell_type", "direction", "term", "n_list", "n_universe", "n_set", "overlap", "expected",
                "odds_ratio", "pvalue", "fdr", "genes"]
@@ -231,16 +237,6 @@ def module_scores(adata, sets: dict[str, list[str]], *, ctrl_size: int, seed: in
     return columns
 
 
-def stemness_gene_counts(adata) -> np.ndarray:
-    """CytoTRACE gene-count signal: rank of detected genes per cell over the atlas, scaled to (0, 1]."""
-    from scipy.stats import rankdata
-
-    matrix = adata.layers["counts"] if "counts" in adata.layers else adata.X
-    detected = np.asarray((matrix > 0).sum(axis=1)).ravel()
-    adata.obs["n_genes_detected"] = detected
-    return rankdata(detected, method="average") / len(detected)
-
-
 def progeny_activities(adata, species: str, *, method: str, top: int) -> list[str]:
     """PROGENy activities per cell with decoupler (bundled weights) into ``obs['progeny_<Pathway>']``."""
     import decoupler as dc
@@ -337,6 +333,8 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     if "counts" not in adata.layers:
         raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)", file=input_path)
+    contrast = (params.get("contrast") or "").strip()
+    pairs = resolve_contrasts(adata.obs, contrast, file=input_path) if (contrast or len(condition_order(adata.obs)) > 1) else []
     species = species_of(adata)
     genes = adata.var_names.astype(str)
     signatures = signature_sets(species, list(user_gmts or []), genes)
@@ -412,8 +410,18 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
     # ---------------------------------------------------------------- per-cell scores
     with timed(logger, f"module scores of {len(signatures)} signatures on {adata.n_obs} cells"):
         score_columns = module_scores(adata, signatures, ctrl_size=int(params["score_ctrl_size"]), seed=seed)
-        adata.obs[STEMNESS] = stemness_gene_counts(adata)
+    with timed(logger, f"CytoTRACE on {adata.n_obs} cells"):
+        stem = cytotrace(adata, seed=seed)
+        for column in ("n_genes_detected", "gene_counts_signature"):
+            adata.obs[column] = stem[column].to_numpy()
+        adata.obs[STEMNESS] = stem["cytotrace"].to_numpy()
         score_columns.append(STEMNESS)
+    stem_means = sample_means(adata.obs, STEMNESS, min_cells=MIN_PSEUDOBULK_CELLS)
+    io.write_table(stem_means, outdir / "stemness_samples.tsv")
+    stem_tests = compare_conditions(stem_means, sample_table(adata.obs), pairs)
+    io.write_table(stem_tests, outdir / "stemness_tests.tsv")
+    io.save_figure(plot_by_condition(stem_means, conditions), outdir / "stemness_by_condition.png")
+    summary["stemness"] = {"method": "CytoTRACE (Gulati et al. 2020)", "tests": stem_tests.head(20).to_dict("records")}
     with timed(logger, f"PROGENy activities ({params['progeny_method']}, top {params['progeny_top']})"):
         progeny_columns = progeny_activities(adata, species, method=params["progeny_method"], top=int(params["progeny_top"]))
     meta_columns = [c for c in ("sample", "patient", "condition", "cell_type") if c in adata.obs.columns]

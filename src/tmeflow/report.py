@@ -115,19 +115,20 @@ SECTIONS: tuple[Section, ...] = (
         ("de_summary_mqc.tsv", ""),
         ("de_*_volcano.png", "Volcano plot: log2 fold change against adjusted p"),
     )),
-    Section("tmeflow_step_pathways", "Pathways and signatures", "GSEA, ssGSEA, module scores and PROGENy (tmeflow pathways).", (
+    Section("tmeflow_step_pathways", "Pathways and signatures", "GSEA, ssGSEA, module scores, PROGENy and CytoTRACE stemness (tmeflow pathways).", (
         ("gsea_*.png", "Pre-ranked GSEA of the differential-expression statistics per cell type: top sets and running enrichment scores"),
         ("ssgsea_*_heatmap.png", "ssGSEA scores of pseudobulk profiles, by condition and by cell type"),
         ("module_scores_bubble.png", "Signature module scores per cell type and condition: mean (z across groups) and fraction of cells above 0"),
+        ("stemness_by_condition.png", "Stemness (CytoTRACE): per-sample mean score per cell type and condition (1 = least differentiated)"),
     )),
     Section("tmeflow_step_trajectory", "Trajectories", "Diffusion pseudotime and CellRank fates (tmeflow trajectory).", (
         ("trajectory_mqc.tsv", ""),
         ("trajectory_*.png", "Diffusion pseudotime and fate probabilities on the embedding, and gene trends along each fate"),
     )),
     Section("tmeflow_step_communication", "Cell-cell communication",
-            "LIANA consensus interactions and their differences between conditions (tmeflow communication).", (
+            "LIANA consensus interactions, signalling pathways and roles, and their differences between conditions (tmeflow communication).", (
         ("communication_mqc.tsv", ""),
-        ("communication_*.png", "Interactions between cell types (count and strength) and differential interactions between conditions"),
+        ("communication_*.png", "Interactions between cell types (count and strength), differential interactions and signalling pathways between conditions (circle plots), signalling roles (sender, receiver, mediator, influencer)"),
     )),
     Section("tmeflow_step_spatial_qc", "Spatial QC", "Spot QC and clustering per section (tmeflow spatial_qc).", (
         ("*.spatial_qc_stats_mqc.tsv", ""),

@@ -105,7 +105,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="pathways",
-        summary="GSEA, over-representation, ssGSEA, module scores and PROGENy activities per cell type and condition.",
+        summary="GSEA, over-representation, ssGSEA, module scores, PROGENy activities and CytoTRACE stemness per cell type and condition.",
         entry="tmeflow.pathways:cli",
         options=(
             option("--input", required=True, help="Atlas .h5ad (raw counts in layers['counts'], log-normalised X, obs cell_type)."),
@@ -113,7 +113,7 @@ STAGES: tuple[Stage, ...] = (
             option("--signatures", nargs="*", default=[], help="User gene-set GMT file(s) to score."),
             OUTDIR,
         ),
-        param_groups=("pathways_options", "analysis_options"),
+        param_groups=("comparison_options", "pathways_options", "analysis_options"),
     ),
     Stage(
         name="integrate",
@@ -203,7 +203,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="communication",
-        summary="Cell-cell communication: LIANA per condition and sample, sample-level differential interactions, proportion tests.",
+        summary="Cell-cell communication: LIANA per condition and sample, sample-level differential interactions and pathways, signalling roles, proportion tests.",
         entry="tmeflow.communication:cli",
         options=(
             option("--input", required=True, help="Atlas .h5ad (log-normalised X, obs sample, condition, cell_type)."),

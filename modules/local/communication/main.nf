@@ -13,6 +13,8 @@ process COMMUNICATION {
     tuple val(meta), path("communication_liana_by_sample.tsv.gz")      , emit: liana_by_sample, optional: true
     tuple val(meta), path("communication_counts.tsv")                  , emit: counts
     tuple val(meta), path("communication_pathways.tsv")                , emit: pathways
+    tuple val(meta), path("communication_roles.tsv")                   , emit: roles
+    tuple val(meta), path("communication_pathway_diff_*_vs_*.tsv")     , emit: pathway_diff, optional: true
     tuple val(meta), path("communication_proportion_tests.tsv")        , emit: proportion_tests
     tuple val(meta), path("communication_diff_*_vs_*.tsv")             , emit: diff      , optional: true
     tuple val(meta), path("communication_sample_scores_*.tsv.gz")      , emit: scores    , optional: true
@@ -47,6 +49,11 @@ process COMMUNICATION {
     echo "" | gzip > communication_liana_by_sample.tsv.gz
     touch communication_counts.tsv
     touch communication_pathways.tsv
+    touch communication_roles.tsv
+    touch communication_pathway_diff_metastasis_vs_primary.tsv
+    touch communication_pathway_diff_metastasis_vs_primary_heatmap.png
+    touch communication_pathway_circle_MK.png
+    touch communication_roles_heatmap.png
     touch communication_proportion_tests.tsv
     touch communication_diff_metastasis_vs_primary.tsv
     echo "" | gzip > communication_sample_scores_metastasis_vs_primary.tsv.gz

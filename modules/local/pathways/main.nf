@@ -20,6 +20,9 @@ process PATHWAYS {
     tuple val(meta), path("cell_scores.tsv.gz")            , emit: cell_scores
     tuple val(meta), path("scores_by_cell_type.tsv")       , emit: scores
     tuple val(meta), path("module_scores_bubble.png")      , emit: bubble
+    tuple val(meta), path("stemness_samples.tsv")          , emit: stemness_samples
+    tuple val(meta), path("stemness_tests.tsv")            , emit: stemness_tests
+    tuple val(meta), path("stemness_by_condition.png")     , emit: stemness_plot
     tuple val(meta), path("pathways_summary.json")         , emit: summary
     path "versions.yml"                                    , emit: versions, topic: versions
 
@@ -58,6 +61,9 @@ process PATHWAYS {
     echo "" | gzip > cell_scores.tsv.gz
     touch scores_by_cell_type.tsv
     touch module_scores_bubble.png
+    touch stemness_samples.tsv
+    touch stemness_tests.tsv
+    touch stemness_by_condition.png
     echo '{}' > pathways_summary.json
 
     cat <<-END_VERSIONS > versions.yml

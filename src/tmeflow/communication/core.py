@@ -21,9 +21,18 @@ Too few cells
 Number and strength (CellChat-style)
     Per condition and source -> target pair: the number of called interactions and their strength
     (sum of LIANA ``lr_means`` of the called interactions); heatmaps per condition and of the
-    difference between the contrasted conditions. Pathway grouping only from a ``pathway`` column of
-    the resource; the LIANA consensus resources have none, so ``communication_pathways.tsv`` is then
-    empty (grouping by ligand-name prefix would put IL1B, IL6 and IL10 in one "IL" pathway).
+    difference between the contrasted conditions. Pathways from a ``pathway`` column of the resource
+    or, as the LIANA consensus resources have none, the bundled ligand -> CellChatDB pathway names
+    (:mod:`tmeflow.communication.signalling`; never a ligand-name prefix, which would put IL1B, IL6 and
+    IL10 in one "IL" pathway): strength per condition, pathway and source -> target
+    (``communication_pathways.tsv``).
+
+Signalling pathways and roles (:mod:`tmeflow.communication.signalling`)
+    Pathway-level differential signalling per contrast (Simes combination of the sample-level
+    interaction tests below, per pathway and per pathway and source -> target; BH FDR), signalling
+    roles per condition and pathway (sender, receiver, mediator, influencer: CellChat's network
+    centralities, Jin et al. 2021), circle plots of the pathways of ``communication_plot_pathways`` or
+    else the ``communication_n_pathway_plots`` top differential (or, without a contrast, strongest) ones.
 
 Differential interactions between conditions (sample-level)
     Cells are not replicates; samples are. For each sample and cell type the mean log-normalised
@@ -63,7 +72,9 @@ Outputs: ``communication_liana_by_condition.tsv.gz``, ``communication_liana_by_s
 ``communication_counts_heatmap.png``, ``communication_strength_heatmap.png``,
 ``communication_proportion_tests.tsv``, ``communication_sample_scores_<contrast>.tsv.gz``,
 ``communication_diff_<contrast>.tsv``, ``communication_diff_<contrast>_dotplot.png``,
-``communication_skipped.tsv``, ``communication_summary.json``, ``communication_mqc.tsv``.
+``communication_skipped.tsv``, ``communication_summary.json``, ``communication_mqc.tsv``,
+``communication_roles.tsv``, ``communication_roles_heatmap.png``, ``communication_pathway_circle_<pathway>.png``,
+``communication_pathway_diff_<contrast>.tsv``, ``communication_pathway_diff_<contrast>_heatmap.png``.
 """
 
 from __future__ import annotations
@@ -77,19 +88,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .composition import (
+from ..composition import (
     check_obs,
     condition_order,
     contrast_name,
     resolve_contrasts,
     sample_table,
 )
-from .errors import TmeflowInputError
-from .genes import species_of
-from .stats import bh_fdr, condition_contrast, moderated_by_pattern
-from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
-from .log import get_logger, timed
-from .plotting import pyplot
+from ..errors import TmeflowInputError
+from ..genes import species_of
+from ..stats import bh_fdr, condition_contrast, moderated_by_pattern
+from ..io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
+from ..log import get_logger, timed
+from ..text import slug, split_list
+from .plots import plot_diff_dots, plot_pair_heatmaps, plot_pathway_circles, plot_pathway_diff_heatmap, plot_roles_heatmap
+from .signalling import curated_pathway_map, ligand_pathways, pathway_tests, signalling_roles
 
 logger = get_logger(__name__)
 
@@ -151,7 +164,11 @@ def pathway_map(resource: pd.DataFrame) -> tuple[dict[tuple[str, str], str], str
         if column in resource.columns and resource[column].notna().any():
             labels = resource[column].fillna("other").astype(str)
             return dict(zip(zip(resource["ligand"], resource["receptor"]), labels)), f"resource column '{column}'"
-    return {}, "none (the resource has no pathway annotation; no pathway table)"
+    curated = curated_pathway_map(resource)
+    if curated:
+        return curated, (f"bundled ligand -> CellChatDB pathway names (cellchat_pathways/ligand_pathways.tsv; "
+                         f"{len(curated)} of {len(resource)} interactions)")
+    return {}, "none (the resource has no pathway annotation and no ligand is in the bundled pathway table)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,61 +430,6 @@ def differential_interactions(adata, resource: pd.DataFrame, pathways: dict, sam
 
 
 # --------------------------------------------------------------------------------------------------
-# Plots
-
-
-def plot_pair_heatmaps(counts: pd.DataFrame, value: str, conditions: list[str], pairs: list[tuple[str, str]], title: str):
-    plt = pyplot()
-    types = sorted(set(counts["source"]) | set(counts["target"]))
-    mats = {c: counts[counts["condition"] == c].pivot_table(index="source", columns="target", values=value, aggfunc="sum")
-            .reindex(index=types, columns=types).fillna(0.0) for c in conditions}
-    panels = [(c, mats[c], "Reds") for c in conditions]
-    panels += [(f"{t} - {r}", mats[t] - mats[r], "RdBu_r") for t, r in pairs if t in mats and r in mats]
-    fig, axes = plt.subplots(1, len(panels), figsize=(0.35 * len(types) * len(panels) + 2.5 * len(panels), 0.35 * len(types) + 2.2), squeeze=False)
-    for ax, (label, mat, cmap) in zip(axes.ravel(), panels):
-        values = mat.to_numpy()
-        if cmap == "RdBu_r":
-            bound = max(np.abs(values).max(), 1e-9)
-            im = ax.imshow(values, cmap=cmap, vmin=-bound, vmax=bound)
-        else:  # one scale for every condition, so that panels compare
-            im = ax.imshow(values, cmap=cmap, vmin=0, vmax=max(max(float(m.to_numpy().max()) for m in mats.values()), 1e-9))
-        ax.set_xticks(range(len(types)))
-        ax.set_xticklabels(types, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(types)))
-        ax.set_yticklabels(types, fontsize=7)
-        ax.set_xlabel("target", fontsize=8)
-        ax.set_ylabel("source", fontsize=8)
-        ax.set_title(label, fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.6)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
-    plt = pyplot()
-    top = table.dropna(subset=["pvalue"]).head(top_n)
-    pairs = list(dict.fromkeys(top["source"] + " -> " + top["target"]))
-    lrs = list(dict.fromkeys(top["interaction"]))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * len(pairs) + 2.5, 1.0 + 0.3 * len(lrs)))
-    x = [pairs.index(p) for p in top["source"] + " -> " + top["target"]]
-    y = [lrs.index(i) for i in top["interaction"]]
-    size = 20 + 40 * np.clip(-np.log10(np.clip(top["pvalue"].to_numpy(), 1e-300, 1)), 0, 10)
-    bound = max(float(top["logfc"].abs().max()), 1e-9) if len(top) else 1.0
-    dots = ax.scatter(x, y, s=size, c=top["logfc"], cmap="RdBu_r", vmin=-bound, vmax=bound, edgecolors="k", linewidths=0.4)
-    ax.set_xticks(range(len(pairs)))
-    ax.set_xticklabels(pairs, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(lrs)))
-    ax.set_yticklabels(lrs, fontsize=7)
-    ax.set_xlim(-0.7, len(pairs) - 0.3)
-    ax.set_ylim(-0.7, len(lrs) - 0.3)
-    fig.colorbar(dots, ax=ax, shrink=0.6, label="log2 fold change (sample-level score)")
-    ax.set_title(f"{title}\n(size: -log10 p)", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------------------------------
 # Stage
 
 
@@ -489,6 +451,12 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     pairs = resolve_contrasts(obs, contrast, file=input_path) if (contrast or len(conditions) > 1) else []
     resource_name, resource = load_resource(params.get("communication_resource"), species_of(obs=obs, var_names=adata.var_names), adata.var_names, file=input_path)
     pathways, pathway_source = pathway_map(resource)
+    chosen = split_list(params.get("communication_plot_pathways"))
+    unknown = [p for p in chosen if p not in set(pathways.values())]
+    if unknown:
+        known = sorted(set(pathways.values()) - {"other"})
+        raise TmeflowInputError(f"communication_plot_pathways: unknown pathway(s) {', '.join(unknown)} (known: {', '.join(known[:40])}"
+                                f"{' ...' if len(known) > 40 else ''})", file=input_path)
     cutoff = float(params["communication_rank_cutoff"])
     skipped: list[dict[str, Any]] = []
     condition_labels = obs["condition"].astype(str).to_numpy()
@@ -506,7 +474,8 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     liana["called"] = liana["magnitude_rank"] <= cutoff
     _write_gz(liana, outdir / "communication_liana_by_condition.tsv.gz")
     summary: dict[str, Any] = {"resource": resource_name, "pathways_from": pathway_source, "conditions": conditions,
-                               "contrasts": [contrast_name(*p) for p in pairs], "called": {}, "differential": {}}
+                               "contrasts": [contrast_name(*p) for p in pairs], "called": {}, "differential": {},
+                               "pathway_differential": {}}
     sample_counts = None
     if params.get("communication_per_sample", True):
         sample_labels = obs["sample"].astype(str).to_numpy()
@@ -524,7 +493,10 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
             sample_counts = sample_call_counts(table, cutoff)
     counts = count_strength(liana, cutoff)
     write_table(counts, outdir / "communication_counts.tsv")
-    write_table(pathway_table(liana, pathways, cutoff).assign(pathway_source=pathway_source), outdir / "communication_pathways.tsv")
+    strength = pathway_table(liana, pathways, cutoff)
+    write_table(strength.assign(pathway_source=pathway_source), outdir / "communication_pathways.tsv")
+    roles = signalling_roles(strength)
+    write_table(roles, outdir / "communication_roles.tsv")
     present = [c for c in conditions if c in set(counts["condition"])]
     save_figure(plot_pair_heatmaps(counts, "n_interactions", present, pairs, f"Number of interactions (magnitude_rank <= {cutoff:g})"),
                 outdir / "communication_counts_heatmap.png")
@@ -553,12 +525,20 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
         if len(table):
             save_figure(plot_diff_dots(table, int(params["communication_top_n"]), f"Top differential interactions, {name}"),
                         outdir / f"communication_diff_{name}_dotplot.png")
+        path_table = pathway_tests(table, pathways, name, fdr=float(params["communication_fdr"]))
+        write_table(path_table, outdir / f"communication_pathway_diff_{name}.tsv")
+        overall = path_table[path_table["level"] == "pathway"]
+        if len(overall):
+            save_figure(plot_pathway_diff_heatmap(path_table, int(params["communication_top_n"]), f"Differential signalling pathways, {name}"),
+                        outdir / f"communication_pathway_diff_{name}_heatmap.png")
+        summary["pathway_differential"][name] = overall.head(10)[["pathway", "logfc", "pvalue", "fdr"]].to_dict("records")
         n_sig = int(table["significant"].sum()) if len(table) else 0
         logger.info("%s: %d candidate interactions tested, %d with FDR < %g", name, len(table), n_sig, params["communication_fdr"])
         summary["differential"][name] = {
             "tested": int(len(table)), "significant": n_sig,
             "top": table.head(10)[["source", "target", "interaction", "logfc", "pvalue", "fdr"]].to_dict("records") if len(table) else [],
         }
+    plot_pathways(strength, roles, summary, chosen, present, int(params["communication_n_pathway_plots"]), outdir)
     write_table(pd.DataFrame(skipped, columns=SKIP_COLUMNS), outdir / "communication_skipped.tsv")
     mqc = counts.groupby("condition", observed=True)[["n_interactions"]].sum()
     header = multiqc_header("tmeflow_communication", "Cell-cell communication",
@@ -568,6 +548,34 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     summary["skipped"] = skipped
     write_json(summary, outdir / "communication_summary.json")
     return summary
+
+
+def plot_pathways(strength: pd.DataFrame, roles: pd.DataFrame, summary: dict[str, Any], chosen: list[str], conditions: list[str],
+                  n_plots: int, outdir: Path) -> None:
+    """Circle plots and the role heatmap of the chosen pathways: ``communication_plot_pathways`` or else the
+    ``n_plots`` top pathways of the first contrast's pathway-level test (by p-value), or, without a
+    contrast, the ``n_plots`` strongest pathways (summed strength of called interactions)."""
+    ranked = strength[strength["pathway"] != "other"]
+    if chosen:
+        selected, rule = chosen, "communication_plot_pathways"
+    elif summary["pathway_differential"] and next(iter(summary["pathway_differential"].values())):
+        selected = [r["pathway"] for r in next(iter(summary["pathway_differential"].values()))][:n_plots]
+        rule = f"top {n_plots} differential pathways of {next(iter(summary['pathway_differential']))}"
+    else:
+        selected = list(ranked.groupby("pathway")["strength"].sum().sort_values(ascending=False).index[:n_plots])
+        rule = f"top {n_plots} pathways by strength"
+    summary["plotted_pathways"] = {"pathways": selected, "rule": rule}
+    summary["top_pathways_by_strength"] = {
+        c: ranked[ranked["condition"] == c].groupby("pathway")["strength"].sum().sort_values(ascending=False).head(10).round(4).to_dict()
+        for c in conditions}
+    for pathway in selected:
+        if pathway in set(ranked["pathway"]):
+            save_figure(plot_pathway_circles(ranked, pathway, conditions), outdir / f"communication_pathway_circle_{slug(pathway)}.png")
+        else:
+            logger.warning("pathway %s has no called interaction in any condition; no circle plot", pathway)
+    shown = [p for p in selected if p in set(roles["pathway"])]
+    if len(roles):
+        save_figure(plot_roles_heatmap(roles, shown + ["all"], conditions), outdir / "communication_roles_heatmap.png")
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
