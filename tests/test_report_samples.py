@@ -126,6 +126,27 @@ def test_malignant_fraction_and_dominant_cell_type_per_sample():
     assert table.loc["B", "dominant_cell_type"] == "B"  # a tie goes to the first name
 
 
+def test_per_sample_plots_and_links_list_samples_in_natural_order(tmp_path):
+    """P2 before P10 (plain sorting put P10..P19 before P1_ in a 102-sample report's bars and boxes)."""
+    samples = ["P10_normal", "P1_primary", "P2_normal", "P1_normal"]
+    rng = np.random.default_rng(1)
+    for seed, sample in enumerate(samples):
+        _qc_cells(tmp_path / f"{sample}.qc_cells.tsv.gz", rng, n=16)
+        _png(tmp_path / f"{sample}.qc_violin.png", seed)
+    natural = ["P1_normal", "P1_primary", "P2_normal", "P10_normal"]
+    staged = {path.name: path for path in report_samples.stage_cell_qc(
+        sorted(tmp_path.glob("*.qc_cells.tsv.gz")), {"parent_id": "tmeflow_step_qc"}, tmp_path)}
+    bar = pd.read_csv(staged["tmeflow_qc_cells_by_reason_mqc.tsv"], sep="\t", comment="#", index_col=0)
+    rates = pd.read_csv(staged["tmeflow_qc_doublet_rate_mqc.tsv"], sep="\t", comment="#", index_col=0)
+    box = yaml.safe_load(staged["tmeflow_qc_distributions_mqc.yaml"].read_text())
+    assert list(bar.index) == list(rates.index) == list(box["data"][0]) == natural
+    figures = report.collect(tmp_path)["content"]
+    page = report_samples.link_figures([f for f in figures if f.path.suffix == ".png"], "tmeflow_step_qc", {},
+                                       tmp_path / "figs", tmp_path, lambda path: path.read_bytes()).read_text()
+    assert [page.index(f"<tr><td>{sample}</td>") for sample in natural] == sorted(
+        page.index(f"<tr><td>{sample}</td>") for sample in natural)
+
+
 def test_per_sample_figures_are_linked_only_above_the_limit(cohort_results):
     found = report.collect(cohort_results)
     linked = report_samples.figures_to_link(found["content"])

@@ -39,6 +39,7 @@ import yaml
 
 from . import io
 from .errors import TmeflowInputError
+from .text import natural_key
 
 # Per-sample figures of a section are embedded while it has at most this many samples; above, linked.
 INLINE_SAMPLE_LIMIT = 12
@@ -64,7 +65,8 @@ def sample_of(path: Path, suffix: str) -> str:
 
 
 def read_per_sample(paths: list[Path], suffix: str, columns: list[str]) -> dict[str, pd.DataFrame]:
-    """``{sample: table}`` of per-cell (per-spot) tables named ``<sample><suffix>``."""
+    """``{sample: table}`` of per-cell (per-spot) tables named ``<sample><suffix>``, in natural order of the
+    sample names (the order of the bars and boxes: ``P2`` before ``P10``)."""
     tables: dict[str, pd.DataFrame] = {}
     for path in paths:
         try:
@@ -78,7 +80,7 @@ def read_per_sample(paths: list[Path], suffix: str, columns: list[str]) -> dict[
             raise TmeflowInputError(f"{path}: missing column(s) {', '.join(missing)}")
         table["qc_fail_reason"] = table["qc_fail_reason"].fillna("") if "qc_fail_reason" in table else ""
         tables[sample_of(path, suffix)] = table
-    return dict(sorted(tables.items()))
+    return {sample: tables[sample] for sample in sorted(tables, key=natural_key)}
 
 
 def box_summary(values) -> dict[str, float]:
@@ -279,7 +281,7 @@ def link_figures(figures: list, section_id: str, parent: dict[str, str], folder:
         f"<tr><td>{html.escape(sample)}</td>" + "".join(
             f'<td><a href="{html.escape(links[sample][kind])}" target="_blank">{html.escape(kind.replace("_", " "))}</a></td>'
             if kind in links[sample] else "<td></td>" for kind in kinds) + "</tr>"
-        for sample in sorted(links))
+        for sample in sorted(links, key=natural_key))
     captions = "".join(f"<li><b>{html.escape(kind.replace('_', ' '))}</b>: {html.escape(caption)}</li>" for kind, caption in kinds.items())
     label = "Patient" if any(figure.pattern in PER_PATIENT_FIGURES for figure in figures) else "Sample"
     body = (f"<ul>{captions}</ul>"
