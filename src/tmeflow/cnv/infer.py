@@ -11,10 +11,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..log import get_logger, timed
-from ..stats import conformal_quantile
 from ..text import split_list
-from .positions import MIN_CELLS_PER_REFERENCE_TYPE, MALIGNANT_LABEL, NORMAL_EPITHELIAL_LABEL, N_PCS, SCORE_NEIGHBOURS, _chrom
-from .reference import _in_list, candidate_mask, neighbour_transformer, normal_tissue_mask, reference_mask, reference_plan, reference_profiles
+from .positions import MALIGNANT_LABEL, NORMAL_EPITHELIAL_LABEL, N_PCS, SCORE_NEIGHBOURS, _chrom
+from .reference import candidate_mask, neighbour_transformer, normal_tissue_mask, reference_mask, reference_plan, reference_profiles
 
 
 logger = get_logger(__package__)
@@ -40,171 +39,48 @@ def excluded_chromosomes(params: dict[str, Any]) -> list[str]:
     return ["chr" + _chrom(c) for c in split_list(params["cnv_exclude_chromosomes"])]
 
 
-NOISE_SD_AMPLIFIER = 1.5
-"""Noise filter of the CNV matrix: values within this many SDs of the held-out reference cells' CNV
-values are set to 0 (inferCNV's ``sd_amplifier`` and infercnvpy's ``dynamic_threshold``, both 1.5)."""
-
-MIN_NULL_CELLS = 5
-"""Fewest held-out reference cells per half; a smaller reference is not split (its null is then the
-reference cells themselves, which built it: a warning says the calls are not calibrated)."""
-
-
-@dataclass
-class ReferenceNull:
-    """The held-out reference cells of one inference group, scored exactly like its candidates."""
-
-    cells: np.ndarray  # indices (adata order) of the held-out reference cells
-    matrix: sp.csr_matrix  # their CNV rows against the group's baseline (denoised like every row)
-    in_group: np.ndarray  # which of them belong to the group (their adata row is this row)
-    noise_threshold: float
-    held_out: bool
-
-
-def split_reference(cell_types: np.ndarray, mask: np.ndarray, seed: int, salt: str) -> tuple[np.ndarray, np.ndarray]:
-    """Split the reference cells at random (seeded), within each cell type, into a half that builds the
-    baseline and a half that is the null; both are ``mask``-sized boolean arrays. A reference with
-    fewer than ``2 * MIN_NULL_CELLS`` cells is not split (both masks are the whole reference)."""
-    if mask.sum() < 2 * MIN_NULL_CELLS:
-        return mask.copy(), mask.copy()
-    rng = np.random.default_rng([int(seed), *(ord(ch) for ch in salt)])
-    build = np.zeros(len(mask), dtype=bool)
-    for cell_type in pd.unique(cell_types[mask]):
-        members = rng.permutation(np.flatnonzero(mask & (cell_types == cell_type)))
-        build[members[: (len(members) + 1) // 2]] = True
-    return build, mask & ~build
-
-
-def _infer_rows(adata, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarray, params: dict[str, Any], n_jobs: int):
-    """Undenoised CNV rows (dense float32) of ``cells`` against ``profiles`` (infercnvpy without its
-    per-chunk noise filter)."""
+def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue: np.ndarray, params: dict[str, Any],
+              *, n_jobs: int = 1):
+    """Run infercnvpy per inference group; store ``obsm['X_cnv']`` (cells in ``adata`` order) and
+    ``uns['cnv']``; return the per-cell group label and the mask of the cells whose profiles formed
+    the reference (normal-tissue candidate-like cells when the group has ``cnv_min_reference_cells``
+    of them, else the reference cell types)."""
     import infercnvpy as cnv
 
-    chunk = max(200, min(2000, int(2e7 // max(int(genes.sum()), 1))))
-    chr_pos, blocks = None, []
-    for start in range(0, len(cells), chunk):
-        chr_pos, matrix, _ = cnv.tl.infercnv(
-            adata[cells[start:start + chunk], genes], reference=profiles[:, genes], window_size=params["cnv_window"],
-            step=params["cnv_step"], exclude_chromosomes=excluded_chromosomes(params), lfc_clip=params["cnv_lfc_clip"],
-            dynamic_threshold=None, inplace=False, n_jobs=n_jobs, chunksize=chunk,
-        )
-        blocks.append(np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float32))
-    return chr_pos, (np.vstack(blocks) if blocks else None)
-
-
-def sample_offsets(rows: np.ndarray, samples: np.ndarray, cell_types: np.ndarray) -> dict[str, np.ndarray]:
-    """What every cell of a sample shares: per sample, the mean over anchor cell types (the reference
-    cell types, e.g. T, NK, B, which carry no CNV) with at least ``MIN_CELLS_PER_REFERENCE_TYPE`` cells
-    there of (the type's mean CNV row in the sample - its mean over all samples). ``rows`` are the
-    anchors' CNV rows against one baseline. A batch or sample effect on gene expression (per-gene
-    factors, depth) otherwise reads as a CNV shared by every cell of the sample, which the candidate
-    profile picks up and the reference cells of other samples (normal tissue) do not."""
-    offsets: dict[str, np.ndarray] = {}
-    type_means = {t: rows[cell_types == t].mean(axis=0) for t in pd.unique(cell_types)}
-    for sample in pd.unique(samples):
-        parts = [rows[(samples == sample) & (cell_types == t)].mean(axis=0) - type_means[t] for t in type_means
-                 if ((samples == sample) & (cell_types == t)).sum() >= MIN_CELLS_PER_REFERENCE_TYPE]
-        if parts:
-            offsets[str(sample)] = np.mean(parts, axis=0).astype(np.float32)
-    return offsets
-
-
-def _denoise(rows: np.ndarray, threshold: float) -> sp.csr_matrix:
-    rows[np.abs(rows) < threshold] = 0
-    return sp.csr_matrix(rows)
-
-
-def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue: np.ndarray, params: dict[str, Any],
-              *, n_jobs: int = 1, anchors: np.ndarray | None = None):
-    """Run infercnvpy per inference group; store ``obsm['X_cnv']`` (cells in ``adata`` order) and
-    ``uns['cnv']``; return the per-cell group label, the mask of the reference cells of every group
-    (normal-tissue candidate-like cells when the group has ``cnv_min_reference_cells`` of them, else
-    the reference cell types), each group's :class:`ReferenceNull` and the mask of the baseline
-    halves (their rows are against the other half's baseline).
-
-    Calibration (cross-fitting: inferCNV and CopyKAT compare cells with normal cells that did not take
-    part in the comparison): the group's reference cells are split at random within each cell type
-    (:func:`split_reference`). One half builds the baseline expression; the other half is scored
-    against it exactly like the candidates (same rows, offsets, noise filter and, later, neighbour
-    smoothing) and is the null of the malignant call. The baseline half's own rows are scored against
-    the null half, so no reference cell is compared with a mean it belongs to (which shrank reference
-    rows towards 0 and made other cells look CNV-rich). With an obs ``sample`` column and ``anchors``
-    (cells of the reference cell types), each sample's shared offset (:func:`sample_offsets`) is
-    subtracted from its cells' rows before the noise filter. The noise filter is inferCNV's
-    (``NOISE_SD_AMPLIFIER`` SDs of the held-out reference cells' values, inferCNV ``sd_amplifier``), one
-    value per group, instead of infercnvpy's SD of each chunk of cells, which made a cell's profile
-    depend on the cells that shared its chunk."""
     patients = adata.obs["patient"].astype(str).to_numpy()
-    cell_types = adata.obs["cell_type"].astype(str).to_numpy()
-    samples = adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs.columns else None
     group = np.where(np.isin(patients, plan.loc[plan["reference"] == "patient", "patient"].to_numpy()), patients, "cohort")
-    genes = adata.var["cnv_gene"].to_numpy(dtype=bool)
     profile_cells = np.zeros(adata.n_obs, dtype=bool)
-    crossed_cells = np.zeros(adata.n_obs, dtype=bool)
-    nulls: dict[str, ReferenceNull] = {}
     blocks: list[sp.csr_matrix] = []
     order: list[np.ndarray] = []
     chr_pos = None
     for name in pd.unique(group):
-        members = group == name
-        cells = np.flatnonzero(members)
-        ref_cells = is_reference & members if name != "cohort" else is_reference.copy()
+        cells = np.flatnonzero(group == name)
+        ref_cells = is_reference & (group == name) if name != "cohort" else is_reference.copy()
         normal_cells = ref_cells & normal_tissue
         if normal_cells.sum() >= params["cnv_min_reference_cells"]:
             ref_cells = normal_cells
-        elif (ref_cells & ~normal_tissue).any():
+        else:
             ref_cells = ref_cells & ~normal_tissue
         profile_cells |= ref_cells
-        build, null = split_reference(cell_types, ref_cells, params["seed"], str(name))
-        held_out = not (build & null).any()
-        if not held_out:
-            logger.warning("CNV group %s has only %d reference cells: its null is the reference itself, so malignant "
-                           "calls are not calibrated", name, int(ref_cells.sum()))
-        profiles, used = reference_profiles(adata.X, adata.obs["cell_type"], build)
-        logger.info("CNV inference for %s: %d cells against %d %sreference cells (%s), %d held out as the null",
+        profiles, used = reference_profiles(adata.X, adata.obs["cell_type"], ref_cells)
+        logger.info("CNV inference for %s: %d cells against %d %sreference cells (%s)",
                     "patients without enough reference cells" if name == "cohort" else f"patient {name}",
-                    len(cells), int(build.sum()), "normal-tissue " if ref_cells[normal_tissue].any() else "",
-                    ", ".join(used), int(null.sum()) if held_out else 0)
-        null_cells = np.flatnonzero(null)
-        in_group = members[null_cells]
-        crossed = np.flatnonzero(build & members) if held_out else np.array([], dtype=int)
-        crossed_cells[crossed] = True
-        scored = cells[~null[cells] & ~build[cells]] if held_out else cells
-        chr_pos, null_rows = _infer_rows(adata, null_cells, genes, profiles, params, n_jobs)
-        _, rows = _infer_rows(adata, scored, genes, profiles, params, n_jobs)
-        cross_rows = None
-        if len(crossed):  # the baseline half against the null half's baseline
-            cross_profiles, _ = reference_profiles(adata.X, adata.obs["cell_type"], null)
-            _, cross_rows = _infer_rows(adata, crossed, genes, cross_profiles, params, n_jobs)
-        if samples is not None and anchors is not None:
-            relevant = np.isin(samples, pd.unique(samples[np.concatenate([cells, null_cells])]))
-            anchor_cells = np.flatnonzero(anchors & relevant)
-            if len(anchor_cells) and len(pd.unique(samples[anchor_cells])) > 1:
-                _, anchor_rows = _infer_rows(adata, anchor_cells, genes, profiles, params, n_jobs)
-                offsets = sample_offsets(anchor_rows, samples[anchor_cells], cell_types[anchor_cells])
-                missing = sorted(set(pd.unique(samples[cells])) - set(offsets))
-                if missing:
-                    logger.info("CNV group %s: no sample offset for %s (fewer than %d cells of every reference type)",
-                                name, ", ".join(missing), MIN_CELLS_PER_REFERENCE_TYPE)
-                for idx, matrix in ((null_cells, null_rows), (scored, rows), (crossed, cross_rows)):
-                    for sample, offset in offsets.items():
-                        if matrix is not None:
-                            matrix[samples[idx] == sample] -= offset
-        threshold = NOISE_SD_AMPLIFIER * float(np.std(null_rows))
-        null_matrix = _denoise(null_rows, threshold)
-        for idx, matrix in ((scored, rows), (crossed, cross_rows)):
-            if matrix is not None and len(idx):
-                blocks.append(_denoise(matrix, threshold))
-                order.append(idx)
-        if held_out and in_group.any():
-            blocks.append(null_matrix[in_group])
-            order.append(null_cells[in_group])
-        nulls[str(name)] = ReferenceNull(null_cells, null_matrix, in_group, threshold, held_out)
+                    len(cells), int(ref_cells.sum()), "normal-tissue " if ref_cells[normal_tissue].any() else "",
+                    ", ".join(used))
+        chunk = max(200, min(2000, int(2e7 // max(adata.n_vars, 1))))
+        genes = adata.var["cnv_gene"].to_numpy(dtype=bool)
+        chr_pos, matrix, _ = cnv.tl.infercnv(
+            adata[cells, genes], reference=profiles[:, genes], window_size=params["cnv_window"], step=params["cnv_step"],
+            exclude_chromosomes=excluded_chromosomes(params), lfc_clip=params["cnv_lfc_clip"], inplace=False, n_jobs=n_jobs, chunksize=chunk,
+        )
+        blocks.append(sp.csr_matrix(matrix, dtype=np.float32))
+        order.append(cells)
     stacked = sp.vstack(blocks).tocsr()
     inverse = np.empty(adata.n_obs, dtype=np.int64)
     inverse[np.concatenate(order)] = np.arange(adata.n_obs)
     adata.obsm["X_cnv"] = stacked[inverse]
     adata.uns["cnv"] = {"chr_pos": {k: int(v) for k, v in chr_pos.items()}}
-    return group, profile_cells, nulls, crossed_cells
+    return group, profile_cells
 
 
 def window_arms(var: pd.DataFrame, params: dict[str, Any], chr_pos: dict[str, int], n_windows: int) -> np.ndarray:
@@ -223,13 +99,9 @@ def window_arms(var: pd.DataFrame, params: dict[str, Any], chr_pos: dict[str, in
     return arms
 
 
-def smooth_over_neighbours(values: np.ndarray, distances, include: np.ndarray | None = None) -> np.ndarray:
-    """Average of each cell's value and its CNV neighbours' values (only neighbours in ``include``
-    when given: the baseline half of the reference, scored against the other half, is not comparable)."""
-    edges = (distances > 0).astype(np.float64)
-    if include is not None:
-        edges = sp.csr_matrix(edges) @ sp.diags(np.asarray(include, dtype=np.float64))
-    graph = sp.csr_matrix(edges + sp.identity(distances.shape[0], format="csr"))
+def smooth_over_neighbours(values: np.ndarray, distances) -> np.ndarray:
+    """Average of each cell's value and its CNV neighbours' values."""
+    graph = sp.csr_matrix((distances > 0).astype(np.float64) + sp.identity(distances.shape[0], format="csr"))
     return np.asarray(graph @ values).ravel() / np.asarray(graph.sum(axis=1)).ravel()
 
 
@@ -241,23 +113,18 @@ def cnv_scores(X_cnv, distances=None) -> tuple[np.ndarray, np.ndarray]:
     return raw, smooth_over_neighbours(raw, distances)
 
 
-def profile_correlation(X_cnv, consensus: np.ndarray, own_weight: np.ndarray | None = None) -> np.ndarray:
-    """Pearson correlation of each cell's CNV profile with a consensus profile. A cell with
-    ``own_weight`` w > 0 is part of the consensus (mean of cells, each with weight w): it is
-    correlated with the consensus without itself (``consensus - w * profile``), so that it is not
-    compared with a profile it helped to make (with 25 candidate cells, each cell is 4% of the mean
-    and correlates with it even when no cell has a CNV)."""
+def profile_correlation(X_cnv, consensus: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each cell's CNV profile with a consensus profile."""
     X = X_cnv.toarray() if sp.issparse(X_cnv) else np.asarray(X_cnv)
-    weights = np.zeros(X.shape[0]) if own_weight is None else np.asarray(own_weight, dtype=float)
+    centred = consensus - consensus.mean()
+    norm_c = np.linalg.norm(centred)
     out = np.zeros(X.shape[0])
     for start in range(0, X.shape[0], 5000):
-        block = X[start:start + 5000].astype(np.float64)
-        reference = consensus[np.newaxis, :] - weights[start:start + 5000, np.newaxis] * block
-        reference = reference - reference.mean(axis=1, keepdims=True)
+        block = X[start:start + 5000]
         block = block - block.mean(axis=1, keepdims=True)
-        norms = np.linalg.norm(block, axis=1) * np.linalg.norm(reference, axis=1)
+        norms = np.linalg.norm(block, axis=1) * norm_c
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + 5000] = np.where(norms > 0, (block * reference).sum(axis=1) / norms, 0.0)
+            out[start:start + 5000] = np.where(norms > 0, block @ centred / norms, 0.0)
     return out
 
 
@@ -352,89 +219,6 @@ def _arm_key(arm: str) -> tuple:
     return (0, int(match.group(1)), match.group(2)) if match else (1, 0, str(arm))
 
 
-def cnv_high(adata, group: np.ndarray, nulls: dict, is_candidate: np.ndarray, distances, level: float,
-             crossed: np.ndarray | None = None):
-    """CNV-high cells: CNV correlation above the conformal ``level`` quantile
-    (:func:`tmeflow.stats.conformal_quantile`) of the held-out reference cells' correlations with the
-    same patient profile, and CNV score above their median.
-
-    The held-out cells (:func:`infer_cnv`) are scored exactly like the candidates: rows against the
-    same baseline, the same noise filter, correlation with the patient's candidate profile (each
-    candidate without itself, :func:`profile_correlation`), and both values averaged over the cell's
-    CNV neighbours (inferCNV's and CopyKAT's reference cells are likewise never scored against
-    themselves). For patients inferred against the cohort-wide reference, held-out cells of other
-    patients are not in the patient's neighbour graph and give their unsmoothed values, which vary
-    more: that threshold is conservative. Returns the CNV-high mask, smoothed correlation, raw and
-    smoothed scores, per-cell threshold and per-patient thresholds."""
-    X = adata.obsm["X_cnv"]
-    comparable = None if crossed is None else ~crossed
-    raw = np.asarray(abs(X).mean(axis=1)).ravel()
-    smoothed = smooth_over_neighbours(raw, distances, comparable)
-    patients = adata.obs["patient"].astype(str).to_numpy()
-    samples = adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs.columns else None
-    correlation = np.zeros(adata.n_obs)
-    null_corr = {}
-    for patient in pd.unique(patients):
-        in_patient = patients == patient
-        consensus_cells = in_patient & is_candidate
-        if not consensus_cells.any():
-            continue
-        null = nulls[str(group[in_patient][0])]
-        null_mean = np.asarray(null.matrix.mean(axis=0)).ravel()
-        n_null = null.matrix.shape[0]
-        # null cells of this patient whose adata row is their null row
-        null_here = np.zeros(adata.n_obs, dtype=bool)
-        null_here[null.cells[null.in_group]] = True
-        null_here &= in_patient
-        null_corr[patient] = np.zeros(n_null)
-        sample_of = samples if samples is not None else np.full(adata.n_obs, "", dtype=object)
-        split = len(pd.unique(sample_of[consensus_cells])) > 1
-        for sample in (pd.unique(sample_of[in_patient]) if split else [None]):
-            cells = in_patient & (sample_of == sample) if split else in_patient
-            pool = consensus_cells & ~cells if split else consensus_cells
-            n_pool = int(pool.sum())
-            pool_mean = np.asarray(X[pool].mean(axis=0)).ravel()
-            loo = cells & consensus_cells & pool  # candidates compared with the other candidates
-            plain = cells & ~loo & ~null_here
-            if loo.any():
-                correlation[loo] = profile_correlation(X[loo], n_pool * pool_mean / (n_pool - 1) - null_mean, np.full(int(loo.sum()), 1.0 / (n_pool - 1))) if n_pool > 1 else 0.0
-            if plain.any():
-                correlation[plain] = profile_correlation(X[plain], pool_mean - null_mean)
-            own = np.isin(null.cells, np.flatnonzero(cells)) if split else np.ones(n_null, dtype=bool)
-            if split and sample is not None:
-                own &= (sample_of[null.cells] == sample)
-            if own.any() and n_null > 1:  # held-out cells compared with the other held-out cells
-                null_corr[patient][own] = profile_correlation(null.matrix[own], pool_mean - n_null * null_mean / (n_null - 1),
-                                                              np.full(int(own.sum()), -1.0 / (n_null - 1)))
-        if split:  # held-out cells of samples of other patients (cohort-wide reference)
-            rest = ~np.isin(sample_of[null.cells], pd.unique(sample_of[in_patient]))
-            if rest.any() and n_null > 1:
-                c_mean = np.asarray(X[consensus_cells].mean(axis=0)).ravel()
-                null_corr[patient][rest] = profile_correlation(null.matrix[rest], c_mean - n_null * null_mean / (n_null - 1),
-                                                               np.full(int(rest.sum()), -1.0 / (n_null - 1)))
-        here = np.flatnonzero(null_here)
-        position = {cell: k for k, cell in enumerate(null.cells)}
-        correlation[here] = null_corr[patient][[position[cell] for cell in here]]
-    smoothed_corr = smooth_over_neighbours(correlation, distances, comparable)
-    threshold = np.full(adata.n_obs, np.nan)
-    score_floor = np.full(adata.n_obs, np.nan)
-    patient_thresholds = {}
-    for patient in pd.unique(patients):
-        if patient not in null_corr:
-            patient_thresholds[patient] = np.nan
-            continue
-        in_patient = patients == patient
-        null = nulls[str(group[in_patient][0])]
-        own = null.in_group & (patients[null.cells] == patient)  # in this patient's graph: smoothed like candidates
-        corr_values = np.where(own, smoothed_corr[null.cells], null_corr[patient])
-        score_values = np.where(own, smoothed[null.cells], np.asarray(abs(null.matrix).mean(axis=1)).ravel())
-        patient_thresholds[patient] = conformal_quantile(corr_values, level)
-        threshold[in_patient] = patient_thresholds[patient]
-        score_floor[in_patient] = float(np.median(score_values)) if len(score_values) else np.nan
-    above = (smoothed_corr > threshold) & (smoothed > score_floor)
-    return above, smoothed_corr, raw, smoothed, threshold, patient_thresholds
-
-
 def call_malignant(adata, params: dict[str, Any], *, n_jobs: int = 1) -> CnvResult:
     """CNV inference, scores, clusters and malignant calls on an AnnData whose ``var`` carries positions
     (:func:`annotate_positions`); adds ``obs`` ``malignant``, ``cnv_score``, ``cnv_cluster`` and more."""
@@ -446,13 +230,31 @@ def call_malignant(adata, params: dict[str, Any], *, n_jobs: int = 1) -> CnvResu
         logger.info("patient %s: %d reference cells -> %s reference", row.patient, row.n_reference_cells,
                     "own" if row.reference == "patient" else "cohort-wide")
     with timed(logger, f"CNV inference on {adata.n_obs} cells x {int(adata.var['chromosome'].notna().sum())} positioned genes"):
-        anchors = _in_list(obs["cell_type"], split_list(params["cnv_reference_types"]))
-        group, profile_cells, nulls, crossed = infer_cnv(adata, plan, is_reference, normal_tissue_mask(obs, params), params, n_jobs=n_jobs,
-                                                anchors=anchors)
+        group, profile_cells = infer_cnv(adata, plan, is_reference, normal_tissue_mask(obs, params), params, n_jobs=n_jobs)
     with timed(logger, "CNV clustering (PCA, neighbours, Leiden)"):
         distances = cluster_cnv(adata, params)
-    above, correlation, raw, smoothed, threshold, patient_thresholds = cnv_high(
-        adata, group, nulls, is_candidate, distances, params["cnv_score_quantile"], crossed=crossed)
+    raw, smoothed = cnv_scores(adata.obsm["X_cnv"], distances=distances)
+    patients = obs["patient"].astype(str).to_numpy()
+    correlation = np.zeros(adata.n_obs)
+    threshold = np.full(adata.n_obs, np.nan)
+    score_floor = np.full(adata.n_obs, np.nan)
+    patient_thresholds = {}
+    for patient in pd.unique(patients):
+        in_patient = patients == patient
+        name = group[in_patient][0]
+        ref = profile_cells & ((group == name) if name != "cohort" else np.ones(adata.n_obs, dtype=bool))
+        consensus_cells = in_patient & is_candidate
+        if not consensus_cells.any():
+            patient_thresholds[patient] = np.nan
+            continue
+        consensus = np.asarray(adata.obsm["X_cnv"][consensus_cells].mean(axis=0)).ravel()
+        correlation[in_patient] = profile_correlation(adata.obsm["X_cnv"][in_patient], consensus)
+        ref_corr = profile_correlation(adata.obsm["X_cnv"][ref], consensus)
+        patient_thresholds[patient] = float(np.quantile(ref_corr, params["cnv_score_quantile"]))
+        threshold[in_patient] = patient_thresholds[patient]
+        score_floor[in_patient] = float(np.median(smoothed[ref]))
+    correlation = smooth_over_neighbours(correlation, distances)
+    above = (correlation > threshold) & (smoothed > score_floor)
 
     clusters = adata.obs["cnv_cluster"].astype(str).to_numpy()
     rows = []
