@@ -27,7 +27,8 @@ Method
    several references; the pooled mean when no type has 5 cells).
 3. **CNV inference** with :func:`infercnvpy.tl.infercnv` on log1p(CP10k) in ``X``: log fold change
    against the reference, clipped at +/- ``cnv_lfc_clip`` (default 1.0; infercnvpy's own default is 3),
-   pyramid-weighted running mean of ``cnv_window`` genes every ``cnv_step`` genes per chromosome, per-cell median centring, noise below 1.5 SD set to 0.
+   pyramid-weighted running mean of ``cnv_window`` genes every ``cnv_step`` genes per chromosome, per-cell median centring, noise below 1.5 SD
+   (the SD of all values of the inference group, not of each chunk of cells: :func:`infer_group`) set to 0.
 4. **CNV score** per cell: mean absolute CNV signal over all windows (infercnvpy's ``cnv_score``,
    computed per cell instead of per cluster), averaged over the cell and its CNV neighbours
    (``obs['cnv_score']``; the unsmoothed value is ``cnv_score_cell``). **CNV correlation**
@@ -105,6 +106,9 @@ from .reference import (  # noqa: F401
 from .infer import (  # noqa: F401
     CnvResult,
     excluded_chromosomes,
+    NOISE_SD_AMPLIFIER,
+    chunk_cells,
+    infer_group,
     infer_cnv,
     window_arms,
     smooth_over_neighbours,

@@ -39,14 +39,65 @@ def excluded_chromosomes(params: dict[str, Any]) -> list[str]:
     return ["chr" + _chrom(c) for c in split_list(params["cnv_exclude_chromosomes"])]
 
 
+NOISE_SD_AMPLIFIER = 1.5
+"""infercnvpy's ``dynamic_threshold`` (inferCNV's ``sd_amplifier``): CNV values within this many SDs
+of 0 are set to 0."""
+
+
+def chunk_cells(n_genes: int) -> int:
+    """Cells per infercnvpy call (bounds the dense cells x genes block to ~2e7 values)."""
+    return max(200, min(2000, int(2e7 // max(n_genes, 1))))
+
+
+def infer_group(sub, reference: np.ndarray, params: dict[str, Any], *, n_jobs: int = 1) -> tuple[dict, sp.csr_matrix]:
+    """:func:`infercnvpy.tl.infercnv` on one inference group, with one noise threshold for the group.
+
+    infercnvpy sets to 0 the values below ``dynamic_threshold`` x the SD of each *chunk* of cells it
+    processes, so a cell's CNV profile depended on the cells that shared its chunk (a chunk full of
+    malignant cells has a larger SD than one of normal cells) and on the chunk size. Here infercnvpy
+    runs without its filter, chunk by chunk (:func:`chunk_cells`), and the filter uses the SD of all
+    the group's values (computed in a first pass when the group spans several chunks): the same
+    result as infercnvpy's when the group fits in one chunk, and independent of chunking otherwise."""
+    import infercnvpy as cnv
+
+    chunk = chunk_cells(sub.n_vars)
+    starts = list(range(0, sub.n_obs, chunk))
+
+    def rows(start: int):
+        chr_pos, matrix, _ = cnv.tl.infercnv(
+            sub[start:start + chunk], reference=reference, window_size=params["cnv_window"], step=params["cnv_step"],
+            exclude_chromosomes=excluded_chromosomes(params), lfc_clip=params["cnv_lfc_clip"], dynamic_threshold=None,
+            inplace=False, n_jobs=n_jobs, chunksize=chunk,
+        )
+        return chr_pos, (matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix))
+
+    if len(starts) == 1:
+        chr_pos, block = rows(0)
+        cached = [block]
+        sd = float(np.std(block))
+    else:  # first pass: the SD of every value of the group, as infercnvpy's np.std of a chunk
+        cached, total, squares, count = [], 0.0, 0.0, 0
+        for start in starts:
+            chr_pos, block = rows(start)
+            values = block.astype(np.float64)
+            total, squares, count = total + values.sum(), squares + np.square(values).sum(), count + values.size
+        mean = total / count
+        sd = float(np.sqrt(max(squares / count - mean * mean, 0.0)))
+    threshold = NOISE_SD_AMPLIFIER * sd
+    out = []
+    for index, start in enumerate(starts):
+        block = cached[index] if cached else rows(start)[1]
+        block[np.abs(block) < threshold] = 0
+        out.append(sp.csr_matrix(block, dtype=np.float32))
+    return chr_pos, sp.vstack(out).tocsr()
+
+
 def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue: np.ndarray, params: dict[str, Any],
               *, n_jobs: int = 1):
     """Run infercnvpy per inference group; store ``obsm['X_cnv']`` (cells in ``adata`` order) and
     ``uns['cnv']``; return the per-cell group label and the mask of the cells whose profiles formed
     the reference (normal-tissue candidate-like cells when the group has ``cnv_min_reference_cells``
     of them, else the reference cell types)."""
-    import infercnvpy as cnv
-
     patients = adata.obs["patient"].astype(str).to_numpy()
     group = np.where(np.isin(patients, plan.loc[plan["reference"] == "patient", "patient"].to_numpy()), patients, "cohort")
     profile_cells = np.zeros(adata.n_obs, dtype=bool)
@@ -67,13 +118,9 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
                     "patients without enough reference cells" if name == "cohort" else f"patient {name}",
                     len(cells), int(ref_cells.sum()), "normal-tissue " if ref_cells[normal_tissue].any() else "",
                     ", ".join(used))
-        chunk = max(200, min(2000, int(2e7 // max(adata.n_vars, 1))))
         genes = adata.var["cnv_gene"].to_numpy(dtype=bool)
-        chr_pos, matrix, _ = cnv.tl.infercnv(
-            adata[cells, genes], reference=profiles[:, genes], window_size=params["cnv_window"], step=params["cnv_step"],
-            exclude_chromosomes=excluded_chromosomes(params), lfc_clip=params["cnv_lfc_clip"], inplace=False, n_jobs=n_jobs, chunksize=chunk,
-        )
-        blocks.append(sp.csr_matrix(matrix, dtype=np.float32))
+        chr_pos, matrix = infer_group(adata[cells, genes], profiles[:, genes], params, n_jobs=n_jobs)
+        blocks.append(matrix)
         order.append(cells)
     stacked = sp.vstack(blocks).tocsr()
     inverse = np.empty(adata.n_obs, dtype=np.int64)
