@@ -57,8 +57,8 @@ Method
    ``cnv_candidate_types``; reference cells are never candidates. A cell is *CNV-high*
    (:func:`cnv_high`) when its CNV correlation is above the conformal ``cnv_score_quantile`` (0.95)
    quantile of the held-out reference cells' correlations and its CNV score above their median.
-   Normal-only simulated cohorts (malignant cells removed) give 3.3% CNV-high and 0.9% malignant
-   normal epithelial cells (before: 9.7% and 7.0%; CHANGELOG). Calibration needs normal cells of the
+   Normal-only simulated cohorts (malignant cells removed, 40 seeds) give 2.7% CNV-high and 0.7%
+   malignant normal epithelial cells (before: 9.0% and 6.6%; CHANGELOG). Calibration needs normal cells of the
    candidates' type in the reference (``cnv_normal_conditions``): against immune cells only,
    cell-type expression differences still look like CNVs. A CNV cluster is malignant when at least ``cnv_cluster_min_fraction`` (0.5) of its
    candidate cells are CNV-high and at most ``cnv_cluster_max_reference`` (0.25) of its cells are

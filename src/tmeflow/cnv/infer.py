@@ -186,6 +186,11 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
         elif (ref_cells & ~normal_tissue).any():
             ref_cells = ref_cells & ~normal_tissue
         profile_cells |= ref_cells
+        if not (ref_cells & normal_tissue).any():
+            logger.warning("CNV group %s: no normal-tissue cells of the candidates' type in the reference (cnv_normal_conditions); "
+                           "the null holds only %s cells, so cell-type expression differences can look like CNVs "
+                           "(simulated normal-only cohorts: 30-65%% of normal epithelial cells CNV-high)", name,
+                           ", ".join(sorted(pd.unique(cell_types[ref_cells]))))
         build, null = split_reference(cell_types, ref_cells, params["seed"], str(name))
         held_out = not (build & null).any()
         if not held_out:
