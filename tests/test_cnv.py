@@ -248,8 +248,16 @@ def test_oligodendroglioma_malignant_calls(oligodendroglioma):
     score = f1(truth, called)
     print(f"oligodendroglioma malignant F1 = {score:.3f} ({called.sum()} called, {truth.sum()} malignant)")
     assert score >= 0.95
-    # the CNV score separates malignant from normal cells
-    assert cells.loc[truth, "cnv_score"].median() > 3 * cells.loc[~truth, "cnv_score"].median()
+    # the CNV score separates malignant from normal cells. Every normal cell here is a reference cell;
+    # they are scored against a baseline they did not build (issue 15 item 9), so their scores are no
+    # longer shrunk towards 0 (the ratio of medians was > 3 only with that shrinkage): rank separation
+    from scipy.stats import mannwhitneyu
+
+    malignant_scores, normal_scores = cells.loc[truth, "cnv_score"], cells.loc[~truth, "cnv_score"]
+    auc = mannwhitneyu(malignant_scores, normal_scores).statistic / (len(malignant_scores) * len(normal_scores))
+    print(f"oligodendroglioma CNV score: median malignant/normal {malignant_scores.median() / normal_scores.median():.2f}, AUC {auc:.3f}")
+    assert malignant_scores.median() > 2 * normal_scores.median()
+    assert auc >= 0.95
 
 
 @pytest.mark.shared_data

@@ -154,3 +154,69 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "recurrent" in err and "not in the data" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Robust empirical Bayes (speckle: eBayes(robust = TRUE); limma fitFDistRobustly, Phipson et al. 2016)
+# ------------------------------------------------------------------------------------------------
+def _scaled_f(seed: int, n: int = 200, df1: int = 4, d0: int = 10, s0: float = 0.3) -> np.ndarray:
+    from scipy import stats
+
+    return s0 * stats.f.rvs(df1, d0, size=n, random_state=np.random.default_rng(seed))
+
+
+def test_robust_fit_is_the_non_robust_fit_below_ten_features():
+    from tmeflow.composition import fit_f_dist, fit_f_dist_robust
+
+    s2 = _scaled_f(0, n=9)
+    scale, df_prior = fit_f_dist_robust(s2, 4)
+    assert (scale, df_prior[0]) == fit_f_dist(s2, 4) and len(set(df_prior)) == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_robust_fit_gives_outlier_variances_their_own_smaller_prior_df(seed):
+    """Five variances at 30x the median among 200 scaled-F draws: they get a prior df near 0 (hardly
+    shrunk), the others keep a prior df above the non-robust one, which the outliers drag down, and the
+    prior scale stays near the clean fit's."""
+    from tmeflow.composition import fit_f_dist, fit_f_dist_robust
+
+    clean = _scaled_f(seed)
+    s2 = clean.copy()
+    s2[:5] = 30 * np.median(clean)
+    scale_nr, df_nr = fit_f_dist(s2, 4)
+    scale, df_prior = fit_f_dist_robust(s2, 4)
+    assert np.all(df_prior[:5] < 1.0)
+    assert np.median(df_prior[5:]) > 1.5 * df_nr
+    assert abs(scale / fit_f_dist(clean, 4)[0] - 1) < 0.1
+    # the outliers' posterior variances stay near their own, not pulled towards the prior
+    from tmeflow.composition import linear_model_test
+
+    design = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
+    rng = np.random.default_rng(seed)
+    y = pd.DataFrame(rng.normal(size=(6, 200)) * np.sqrt(np.where(np.arange(200) < 5, 100 * s2, s2)))
+    robust = linear_model_test(y, design, coef=1, robust=True)
+    plain = linear_model_test(y, design, coef=1, robust=False)
+    outliers = robust.index[:5]
+    assert (robust.loc[outliers, "s2_post"] > plain.loc[outliers, "s2_post"]).all()
+    assert (robust.loc[outliers, "s2_post"] / robust.loc[outliers, "s2"]).min() > 0.8
+
+
+def test_robust_fit_without_outliers_is_close_to_the_non_robust_fit():
+    """Without outliers the robust moderated t-test gives nearly the non-robust p-values."""
+    from tmeflow.composition import linear_model_test
+
+    rng = np.random.default_rng(3)
+    s2 = _scaled_f(3)
+    design = np.column_stack([np.ones(8), [0, 0, 0, 0, 1, 1, 1, 1]])
+    y = pd.DataFrame(rng.normal(size=(8, 200)) * np.sqrt(s2))
+    robust = linear_model_test(y, design, coef=1, robust=True)
+    plain = linear_model_test(y, design, coef=1, robust=False)
+    assert np.corrcoef(np.log10(robust["pvalue"]), np.log10(plain["pvalue"]))[0, 1] > 0.99
+    assert np.max(np.abs(np.log10(robust["pvalue"]) - np.log10(plain["pvalue"]))) < 0.3
+
+
+def test_propeller_moderates_robustly_by_default():
+    """propeller uses speckle's eBayes(robust = TRUE): per-cell-type prior df."""
+    import inspect
+
+    assert inspect.signature(propeller).parameters["robust"].default is True

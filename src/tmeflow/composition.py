@@ -21,10 +21,12 @@ speckle ``propeller``), with the sample as the unit of replication:
    conditions alone.
 3. The contrast ``test - reference`` is tested with a t-test. With ``da_moderated`` (default) the residual
    variances are shrunk towards a common prior by limma's empirical Bayes (Smyth 2004, *Stat Appl
-   Genet Mol Biol* 3:3; ``squeezeVar`` / ``fitFDist``, non-robust), giving moderated t-statistics with
+   Genet Mol Biol* 3:3; ``squeezeVar``), robustly as speckle's ``eBayes(robust = TRUE)``
+   (``fitFDistRobustly``, Phipson et al. 2016, *Ann Appl Stat* 10:946: :func:`fit_f_dist_robust`; a
+   cell type with an outlying variance gets a smaller prior df and is shrunk less; below 10 cell types
+   limma's robust fit is the non-robust one), giving moderated t-statistics with
    ``df_residual + df_prior`` degrees of freedom (capped at the pooled residual df, as limma does).
-   speckle uses ``eBayes(robust = TRUE)``; the robust variant is not implemented here. Without
-   ``da_moderated`` ordinary t-tests are used.
+   Without ``da_moderated`` ordinary t-tests are used.
 4. Benjamini-Hochberg FDR over the cell types of a contrast (per annotation level).
 
 Cluster-free differential abundance (``da_nhood``, default on): the same test on overlapping kNN
@@ -251,11 +253,140 @@ def fit_f_dist(s2: np.ndarray, df1: float) -> tuple[float, float]:
     return s20, df2
 
 
-def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int | np.ndarray, *, moderated: bool = True) -> pd.DataFrame:
+WINSOR_TAIL_P = (0.05, 0.1)  # limma fitFDistRobustly's default winsor.tail.p (lower, upper)
+
+
+def _f_distribution(df1: float, df2: float):
+    """The F(df1, df2) distribution; F(df1, inf) is chi-square(df1) / df1."""
+    from scipy import stats
+
+    return stats.chi2(df1, scale=1.0 / df1) if np.isinf(df2) else stats.f(df1, df2)
+
+
+def _winsorized_moments(df1: float, df2: float, tail: tuple[float, float]) -> tuple[float, float]:
+    """Mean and variance of log(F) Winsorized at the ``tail`` probabilities, by 128-point Gauss-Legendre
+    quadrature on x / (1 + x) (limma ``fitFDistRobustly``'s ``winsorizedMoments``)."""
+    nodes, weights = np.polynomial.legendre.leggauss(128)
+    nodes, weights = (nodes + 1.0) / 2.0, weights / 2.0  # statmod gauss.quad.prob(128, "uniform")
+    dist = _f_distribution(df1, df2)
+    fq = dist.ppf([tail[0], 1.0 - tail[1]])
+    zq = np.log(fq)
+    q = fq / (1.0 + fq)
+    u = q[0] + (q[1] - q[0]) * nodes
+    fu = u / (1.0 - u)
+    zu = np.log(fu)
+    density = dist.pdf(fu) / (1.0 - u) ** 2
+    width = q[1] - q[0]
+    mean = width * np.sum(weights * density * zu) + np.sum(zq * np.asarray(tail))
+    var = width * np.sum(weights * density * (zu - mean) ** 2) + np.sum((zq - mean) ** 2 * np.asarray(tail))
+    return float(mean), float(var)
+
+
+def fit_f_dist_robust(s2: np.ndarray, df1: float, tail: tuple[float, float] = WINSOR_TAIL_P) -> tuple[float, np.ndarray]:
+    """limma ``fitFDistRobustly`` (no covariate; Phipson, Lee, Majewski, Alexander & Smyth 2016, *Ann
+    Appl Stat* 10:946): prior scale ``s0^2`` and per-feature prior df of residual variances, robust
+    to outlier variances. The moments of Winsorized log-variances are matched to those of a
+    Winsorized scaled F-distribution (df2 searched between the non-robust estimate and infinity);
+    a variance that is an outlier (upper tail probability below its empirical rank probability) gets
+    a smaller prior df (shrunk less towards ``s0^2``), monotone in its tail probability. With fewer
+    than 10 features (both tail proportions below 1/n) the non-robust fit is returned, as limma does."""
+    from scipy.optimize import brentq
+    from scipy.stats import rankdata, trim_mean
+
+    s2 = np.asarray(s2, dtype=float)
+    n = len(s2)
+    ok = np.isfinite(s2)
+    if not ok.all():  # limma: fit the finite values; the others get the global df2
+        scale, shrunk_ok = fit_f_dist_robust(s2[ok], df1, tail)
+        shrunk = np.full(n, np.nan)
+        shrunk[ok] = shrunk_ok
+        shrunk[~ok] = np.max(shrunk_ok) if len(shrunk_ok) else np.nan
+        return scale, shrunk
+    if n < 2:
+        return np.nan, np.full(n, np.nan)
+    if n == 2:
+        scale, df2 = fit_f_dist(s2, df1)
+        return scale, np.full(n, df2)
+    median = np.median(s2)
+    if median <= 0:
+        return fit_f_dist(s2, df1)[0], np.full(n, fit_f_dist(s2, df1)[1])
+    x = np.maximum(s2, median * 1e-12)
+    scale_nr, df2_nr = fit_f_dist(x, df1)
+    if all(p < 1.0 / n for p in tail):
+        return scale_nr, np.full(n, df2_nr)
+    z = np.log(x)
+    ztrend = float(trim_mean(z, tail[1]))
+    zresid = z - ztrend
+    lower, upper = np.quantile(zresid, [tail[0], 1.0 - tail[1]])
+    zwins = np.clip(zresid, lower, upper)
+    zwmean = float(zwins.mean())
+    zwvar = float(np.mean((zwins - zwmean) ** 2) * n / (n - 1))
+    mean_inf, var_inf = _winsorized_moments(df1, np.inf, tail)
+    value_inf = np.log(zwvar / var_inf)
+    if value_inf <= 0:  # no more spread than chi-square: df2 infinite
+        from scipy.stats import chi2
+
+        corrected = ztrend + zwmean - mean_inf
+        fstat = np.exp(z - corrected)
+        tail_p = chi2.sf(fstat * df1, df1)
+        empirical = (n - rankdata(fstat) + 0.5) / n
+        not_outlier = np.minimum(tail_p / empirical, 1.0)
+        shrunk = np.full(n, np.inf)
+        outlier = not_outlier < 1
+        if outlier.any():
+            shrunk[outlier] = not_outlier[outlier] * n * df1
+            order = np.argsort(tail_p, kind="stable")
+            shrunk[order] = np.maximum.accumulate(shrunk[order])
+        return float(np.exp(corrected)), shrunk
+    if np.isinf(df2_nr):
+        return scale_nr, np.full(n, df2_nr)
+
+    def objective(link: float) -> float:
+        if link >= 1.0:
+            return value_inf
+        return float(np.log(zwvar / _winsorized_moments(df1, link / (1.0 - link), tail)[1]))
+
+    low = df2_nr / (1.0 + df2_nr)
+    value_low = objective(low)
+    if value_low >= 0:
+        df2 = df2_nr
+    else:
+        root = brentq(objective, low, 1.0, xtol=1e-8)
+        df2 = root / (1.0 - root)
+    corrected = ztrend + zwmean - _winsorized_moments(df1, df2, tail)[0]
+    fstat = np.exp(z - corrected)
+    dist = _f_distribution(df1, df2)
+    log_tail = dist.logsf(fstat)
+    log_empirical = np.log(n - rankdata(fstat) + 0.5) - np.log(n)
+    log_not_outlier = np.minimum(log_tail - log_empirical, 0.0)
+    if not (log_not_outlier < 0).any():
+        return float(np.exp(corrected)), np.full(n, df2)
+    not_outlier = np.exp(log_not_outlier)
+    outlier_p = -np.expm1(log_not_outlier)
+    min_log_tail = float(np.min(log_tail))
+    if min_log_tail == -np.inf:
+        shrunk = not_outlier * df2
+    else:  # prior df of the most extreme variance: makes it the median of its distribution
+        df2_outlier = np.log(0.5) / min_log_tail * df2
+        df2_outlier = np.log(0.5) / float(_f_distribution(df1, df2_outlier).logsf(np.max(fstat))) * df2_outlier
+        shrunk = not_outlier * df2 + outlier_p * df2_outlier
+    order = np.argsort(log_tail, kind="stable")
+    ordered = shrunk[order]
+    running = np.cumsum(ordered) / np.arange(1, n + 1)
+    first_min = int(np.argmin(running))
+    ordered[: first_min + 1] = running[first_min]
+    shrunk[order] = np.maximum.accumulate(ordered)
+    return float(np.exp(corrected)), shrunk
+
+
+def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int | np.ndarray, *, moderated: bool = True,
+                      robust: bool = False) -> pd.DataFrame:
     """Per-column OLS of ``y`` (samples x features) on ``design``; t-test of coefficient ``coef`` or,
     when ``coef`` is a vector, of the contrast ``coef @ beta`` (limma ``contrasts.fit``).
 
-    With ``moderated`` the residual variances are squeezed as in limma ``eBayes`` (non-robust).
+    With ``moderated`` the residual variances are squeezed as in limma ``eBayes``; with ``robust`` as in
+    ``eBayes(robust = TRUE)`` (:func:`fit_f_dist_robust`: per-feature prior df, outlier variances
+    shrunk less). ``df_prior`` is then per feature.
     Returns ``logfc`` (the coefficient or contrast), ``se``, ``t``, ``df``, ``pvalue``, ``s2``,
     ``s2_post``, ``df_prior``.
     """
@@ -281,12 +412,15 @@ def linear_model_test(y: pd.DataFrame, design: np.ndarray, coef: int | np.ndarra
     s2_post = s2
     df_total = np.full(values.shape[1], float(df_res))
     if moderated and df_res > 0:
-        s20, df_prior = fit_f_dist(s2, df_res)
-        if np.isinf(df_prior):
-            s2_post = np.full_like(s2, s20)
-        elif df_prior > 0:
-            s2_post = (df_prior * s20 + df_res * s2) / (df_prior + df_res)
-        df_total = np.minimum(np.full(values.shape[1], df_res + df_prior), df_res * values.shape[1])
+        if robust:
+            s20, df_prior = fit_f_dist_robust(s2, df_res)
+        else:
+            s20, df_prior = fit_f_dist(s2, df_res)
+        prior = np.nan_to_num(np.broadcast_to(np.asarray(df_prior, dtype=float), s2.shape), nan=0.0, posinf=np.inf)
+        with np.errstate(invalid="ignore"):
+            s2_post = np.where(np.isinf(prior), s20, (prior * s20 + df_res * s2) / (prior + df_res))
+        s2_post = np.where(prior > 0, s2_post, s2)
+        df_total = np.minimum(df_res + prior, df_res * values.shape[1])
     se = stdev_unscaled * np.sqrt(s2_post)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = estimate / se
@@ -329,8 +463,10 @@ def contrast_design(samples: pd.DataFrame, test: str, reference: str, *, paired:
 
 
 def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference: str, *,
-              transform: str = "logit", moderated: bool = True, paired: bool | None = None) -> pd.DataFrame:
-    """propeller-style differential abundance of every cell type (columns of ``counts``) for one contrast.
+              transform: str = "logit", moderated: bool = True, paired: bool | None = None,
+              robust: bool = True) -> pd.DataFrame:
+    """propeller-style differential abundance of every cell type (columns of ``counts``) for one contrast
+    (moderation as speckle's ``eBayes(robust = TRUE)`` unless ``robust`` is False).
 
     ``samples`` has ``condition`` and ``patient`` per sample (index). Returns one row per cell type
     with mean proportions, their ratio, the transformed-scale difference (``logfc``), ``t``,
@@ -341,7 +477,8 @@ def propeller(counts: pd.DataFrame, samples: pd.DataFrame, test: str, reference:
     samples, design, contrast = contrast_design(samples.loc[counts.index], test, reference, paired=paired)
     counts = counts.loc[samples.index]
     counts = counts.loc[:, counts.sum(axis=0) > 0] if (counts.sum(axis=0) > 0).any() else counts
-    fit = linear_model_test(transform_proportions(counts, transform), design, coef=contrast, moderated=moderated)
+    fit = linear_model_test(transform_proportions(counts, transform), design, coef=contrast, moderated=moderated,
+                            robust=robust)
     sub = samples[samples["condition"].isin([test, reference])]
     counts = counts.loc[sub.index]
     props = counts.div(counts.sum(axis=1), axis=0)

@@ -149,3 +149,16 @@ def msr_linear_test(values: np.ndarray, weights: np.ndarray, vectors: np.ndarray
     z = statistic / sd
     p = norm.sf(z) if alternative == "greater" else 2 * norm.sf(abs(z))
     return statistic, float(z), float(p)
+
+
+def conformal_quantile(null_values, level: float) -> float:
+    """Split-conformal upper threshold: the ``ceil((n + 1) * level)``-th smallest of ``n`` null values
+    (the largest when ``n`` is too small), so that a new value exchangeable with the null exceeds it
+    with probability at most ``1 - level`` (Vovk, Gammerman & Shafer 2005; Lei et al. 2018, *JASA*
+    113:1094). NaN when there is no null value."""
+    values = np.sort(np.asarray(null_values, dtype=float))
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return float("nan")
+    rank = min(int(np.ceil((len(values) + 1) * level)), len(values))
+    return float(values[max(rank, 1) - 1])

@@ -11,9 +11,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..log import get_logger, timed
+from ..stats import conformal_quantile
 from ..text import split_list
-from .positions import MALIGNANT_LABEL, NORMAL_EPITHELIAL_LABEL, N_PCS, SCORE_NEIGHBOURS, _chrom
-from .reference import candidate_mask, neighbour_transformer, normal_tissue_mask, reference_mask, reference_plan, reference_profiles
+from .positions import MIN_CELLS_PER_REFERENCE_TYPE, MALIGNANT_LABEL, NORMAL_EPITHELIAL_LABEL, N_PCS, SCORE_NEIGHBOURS, _chrom
+from .reference import _in_list, candidate_mask, neighbour_transformer, normal_tissue_mask, reference_mask, reference_plan, reference_profiles
 
 
 logger = get_logger(__package__)
@@ -39,48 +40,204 @@ def excluded_chromosomes(params: dict[str, Any]) -> list[str]:
     return ["chr" + _chrom(c) for c in split_list(params["cnv_exclude_chromosomes"])]
 
 
-def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue: np.ndarray, params: dict[str, Any],
-              *, n_jobs: int = 1):
-    """Run infercnvpy per inference group; store ``obsm['X_cnv']`` (cells in ``adata`` order) and
-    ``uns['cnv']``; return the per-cell group label and the mask of the cells whose profiles formed
-    the reference (normal-tissue candidate-like cells when the group has ``cnv_min_reference_cells``
-    of them, else the reference cell types)."""
+NOISE_SD_AMPLIFIER = 1.5
+"""Noise filter of the CNV matrix: values within this many SDs of the held-out reference cells' CNV
+values are set to 0 (inferCNV's ``sd_amplifier`` and infercnvpy's ``dynamic_threshold``, both 1.5)."""
+
+MIN_NULL_CELLS = 5
+"""Fewest held-out reference cells per half; a smaller reference is not split (its null is then the
+reference cells themselves, which built it: a warning says the calls are not calibrated)."""
+
+
+@dataclass
+class ReferenceNull:
+    """The held-out reference cells of one inference group, scored exactly like its candidates."""
+
+    cells: np.ndarray  # indices (adata order) of the held-out reference cells
+    matrix: sp.csr_matrix  # their CNV rows against the group's baseline (denoised like every row)
+    in_group: np.ndarray  # which of them belong to the group (their adata row is this row)
+    noise_threshold: float
+    held_out: bool
+
+
+def split_reference(cell_types: np.ndarray, mask: np.ndarray, seed: int, salt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split the reference cells at random (seeded), within each cell type, into a half that builds the
+    baseline and a half that is the null; both are ``mask``-sized boolean arrays. A reference with
+    fewer than ``2 * MIN_NULL_CELLS`` cells is not split (both masks are the whole reference)."""
+    if mask.sum() < 2 * MIN_NULL_CELLS:
+        return mask.copy(), mask.copy()
+    rng = np.random.default_rng([int(seed), *(ord(ch) for ch in salt)])
+    build = np.zeros(len(mask), dtype=bool)
+    for cell_type in pd.unique(cell_types[mask]):
+        members = rng.permutation(np.flatnonzero(mask & (cell_types == cell_type)))
+        build[members[: (len(members) + 1) // 2]] = True
+    return build, mask & ~build
+
+
+def chunk_cells(n_genes: int) -> int:
+    """Cells per infercnvpy call (bounds the dense cells x genes block to ~2e7 values)."""
+    return max(200, min(2000, int(2e7 // max(n_genes, 1))))
+
+
+def _infer_rows(adata, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarray, params: dict[str, Any], n_jobs: int):
+    """Undenoised CNV rows of ``cells`` against ``profiles`` (infercnvpy without its per-chunk noise
+    filter), as (chr_pos, dense float32 block) per chunk of :func:`chunk_cells` cells."""
     import infercnvpy as cnv
 
+    chunk = chunk_cells(int(genes.sum()))
+    for start in range(0, len(cells), chunk):
+        chr_pos, matrix, _ = cnv.tl.infercnv(
+            adata[cells[start:start + chunk], genes], reference=profiles[:, genes], window_size=params["cnv_window"],
+            step=params["cnv_step"], exclude_chromosomes=excluded_chromosomes(params), lfc_clip=params["cnv_lfc_clip"],
+            dynamic_threshold=None, inplace=False, n_jobs=n_jobs, chunksize=chunk,
+        )
+        yield start, chr_pos, np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float32)
+
+
+def _rows(adata, cells, genes, profiles, params, n_jobs, offsets=None, samples=None, threshold=None):
+    """CNV rows of ``cells`` (csr, or dense when ``threshold`` is None), each minus its sample's offset
+    and, with a ``threshold``, denoised chunk by chunk (memory stays one chunk of dense rows)."""
+    blocks, chr_pos = [], None
+    for start, chr_pos, block in _infer_rows(adata, cells, genes, profiles, params, n_jobs):
+        if offsets:
+            block_samples = samples[cells[start:start + len(block)]]
+            for sample, offset in offsets.items():
+                block[block_samples == sample] -= offset
+        if threshold is not None:
+            block[np.abs(block) < threshold] = 0
+            block = sp.csr_matrix(block)
+        blocks.append(block)
+    if not blocks:
+        return chr_pos, None
+    return chr_pos, (sp.vstack(blocks).tocsr() if threshold is not None else np.vstack(blocks))
+
+
+def sample_offsets(rows: np.ndarray, samples: np.ndarray, cell_types: np.ndarray) -> dict[str, np.ndarray]:
+    """What every cell of a sample shares: per sample, the mean over anchor cell types (the reference
+    cell types, e.g. T, NK, B, which carry no CNV) with at least ``MIN_CELLS_PER_REFERENCE_TYPE`` cells
+    there of (the type's mean CNV row in the sample - its mean over all samples), shrunk towards 0 by
+    the positive-part James-Stein factor ``max(0, 1 - noise / |offset|^2)`` (James & Stein 1961; noise:
+    the summed sampling variance of the offset over windows). ``rows`` are the anchors' CNV rows
+    against one baseline. A batch or sample effect on gene expression otherwise reads as a CNV shared
+    by every cell of the sample, which the candidate profile picks up and the held-out reference cells
+    of other samples (normal tissue) do not; an offset estimated from few anchors would add its own
+    shared noise instead, hence the shrinkage (no batch effect: offsets near 0)."""
+    offsets: dict[str, np.ndarray] = {}
+    stats = {}
+    for t in pd.unique(cell_types):
+        of_type = rows[cell_types == t]
+        stats[t] = (of_type.mean(axis=0), of_type.var(axis=0, ddof=1) if len(of_type) > 1 else np.zeros(rows.shape[1]), len(of_type))
+    for sample in pd.unique(samples):
+        parts, noise = [], []
+        for t, (mean_all, _, n_all) in stats.items():
+            here = rows[(samples == sample) & (cell_types == t)]
+            if len(here) < MIN_CELLS_PER_REFERENCE_TYPE:
+                continue
+            parts.append(here.mean(axis=0) - mean_all)
+            # variance of (sample mean - overall mean); the sample's cells are part of the overall mean
+            noise.append(here.var(axis=0, ddof=1) * (1.0 / len(here) - 1.0 / n_all))
+        if parts:
+            offset = np.mean(parts, axis=0)
+            energy = float(np.sum(np.mean(noise, axis=0)) / len(parts))
+            norm = float(np.sum(offset.astype(np.float64) ** 2))
+            factor = max(0.0, 1.0 - energy / norm) if norm > 0 else 0.0
+            offsets[str(sample)] = (factor * offset).astype(np.float32)
+    return offsets
+
+
+def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue: np.ndarray, params: dict[str, Any],
+              *, n_jobs: int = 1, anchors: np.ndarray | None = None):
+    """Run infercnvpy per inference group; store ``obsm['X_cnv']`` (cells in ``adata`` order) and
+    ``uns['cnv']``; return the per-cell group label, the mask of the reference cells of every group
+    (normal-tissue candidate-like cells when the group has ``cnv_min_reference_cells`` of them, else
+    the reference cell types), each group's :class:`ReferenceNull` and the mask of the baseline
+    halves (their rows are against the other half's baseline).
+
+    Calibration (cross-fitting: inferCNV and CopyKAT compare cells with normal cells that did not take
+    part in the comparison): the group's reference cells are split at random within each cell type
+    (:func:`split_reference`). One half builds the baseline expression; the other half is scored
+    against it exactly like the candidates (same rows, offsets, noise filter and, later, neighbour
+    smoothing) and is the null of the malignant call. The baseline half's own rows are scored against
+    the null half, so no reference cell is compared with a mean it belongs to (which shrank reference
+    rows towards 0 and made other cells look CNV-rich). With an obs ``sample`` column and ``anchors``
+    (cells of the reference cell types), each sample's shared offset (:func:`sample_offsets`) is
+    subtracted from its cells' rows before the noise filter. The noise filter is inferCNV's
+    (``NOISE_SD_AMPLIFIER`` SDs of the held-out reference cells' values, inferCNV ``sd_amplifier``), one
+    value per group, instead of infercnvpy's SD of each chunk of cells, which made a cell's profile
+    depend on the cells that shared its chunk."""
     patients = adata.obs["patient"].astype(str).to_numpy()
+    cell_types = adata.obs["cell_type"].astype(str).to_numpy()
+    samples = adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs.columns else None
     group = np.where(np.isin(patients, plan.loc[plan["reference"] == "patient", "patient"].to_numpy()), patients, "cohort")
+    genes = adata.var["cnv_gene"].to_numpy(dtype=bool)
     profile_cells = np.zeros(adata.n_obs, dtype=bool)
+    crossed_cells = np.zeros(adata.n_obs, dtype=bool)
+    nulls: dict[str, ReferenceNull] = {}
     blocks: list[sp.csr_matrix] = []
     order: list[np.ndarray] = []
     chr_pos = None
     for name in pd.unique(group):
-        cells = np.flatnonzero(group == name)
-        ref_cells = is_reference & (group == name) if name != "cohort" else is_reference.copy()
+        members = group == name
+        cells = np.flatnonzero(members)
+        ref_cells = is_reference & members if name != "cohort" else is_reference.copy()
         normal_cells = ref_cells & normal_tissue
         if normal_cells.sum() >= params["cnv_min_reference_cells"]:
             ref_cells = normal_cells
-        else:
+        elif (ref_cells & ~normal_tissue).any():
             ref_cells = ref_cells & ~normal_tissue
         profile_cells |= ref_cells
-        profiles, used = reference_profiles(adata.X, adata.obs["cell_type"], ref_cells)
-        logger.info("CNV inference for %s: %d cells against %d %sreference cells (%s)",
+        if not (ref_cells & normal_tissue).any():
+            logger.warning("CNV group %s: no normal-tissue cells of the candidates' type in the reference (cnv_normal_conditions); "
+                           "the null holds only %s cells, so cell-type expression differences can look like CNVs "
+                           "(simulated normal-only cohorts: 30-65%% of normal epithelial cells CNV-high)", name,
+                           ", ".join(sorted(pd.unique(cell_types[ref_cells]))))
+        build, null = split_reference(cell_types, ref_cells, params["seed"], str(name))
+        held_out = not (build & null).any()
+        if not held_out:
+            logger.warning("CNV group %s has only %d reference cells: its null is the reference itself, so malignant "
+                           "calls are not calibrated", name, int(ref_cells.sum()))
+        profiles, used = reference_profiles(adata.X, adata.obs["cell_type"], build)
+        logger.info("CNV inference for %s: %d cells against %d %sreference cells (%s), %d held out as the null",
                     "patients without enough reference cells" if name == "cohort" else f"patient {name}",
-                    len(cells), int(ref_cells.sum()), "normal-tissue " if ref_cells[normal_tissue].any() else "",
-                    ", ".join(used))
-        chunk = max(200, min(2000, int(2e7 // max(adata.n_vars, 1))))
-        genes = adata.var["cnv_gene"].to_numpy(dtype=bool)
-        chr_pos, matrix, _ = cnv.tl.infercnv(
-            adata[cells, genes], reference=profiles[:, genes], window_size=params["cnv_window"], step=params["cnv_step"],
-            exclude_chromosomes=excluded_chromosomes(params), lfc_clip=params["cnv_lfc_clip"], inplace=False, n_jobs=n_jobs, chunksize=chunk,
-        )
-        blocks.append(sp.csr_matrix(matrix, dtype=np.float32))
-        order.append(cells)
+                    len(cells), int(build.sum()), "normal-tissue " if ref_cells[normal_tissue].any() else "",
+                    ", ".join(used), int(null.sum()) if held_out else 0)
+        null_cells = np.flatnonzero(null)
+        in_group = members[null_cells]
+        crossed = np.flatnonzero(build & members) if held_out else np.array([], dtype=int)
+        crossed_cells[crossed] = True
+        scored = cells[~null[cells] & ~build[cells]] if held_out else cells
+        offsets: dict[str, np.ndarray] = {}
+        if samples is not None and anchors is not None:
+            relevant = np.isin(samples, pd.unique(samples[np.concatenate([cells, null_cells])]))
+            anchor_cells = np.flatnonzero(anchors & relevant)
+            if len(anchor_cells) and len(pd.unique(samples[anchor_cells])) > 1:
+                _, anchor_rows = _rows(adata, anchor_cells, genes, profiles, params, n_jobs)
+                offsets = sample_offsets(anchor_rows, samples[anchor_cells], cell_types[anchor_cells])
+                missing = sorted(set(pd.unique(samples[cells])) - set(offsets))
+                if missing:
+                    logger.info("CNV group %s: no sample offset for %s (fewer than %d cells of every reference type)",
+                                name, ", ".join(missing), MIN_CELLS_PER_REFERENCE_TYPE)
+        chr_pos, null_rows = _rows(adata, null_cells, genes, profiles, params, n_jobs, offsets, samples)
+        threshold = NOISE_SD_AMPLIFIER * float(np.std(null_rows))
+        null_rows[np.abs(null_rows) < threshold] = 0
+        null_matrix = sp.csr_matrix(null_rows)
+        if len(scored):
+            blocks.append(_rows(adata, scored, genes, profiles, params, n_jobs, offsets, samples, threshold)[1])
+            order.append(scored)
+        if len(crossed):  # the baseline half against the held-out half's baseline
+            cross_profiles, _ = reference_profiles(adata.X, adata.obs["cell_type"], null)
+            blocks.append(_rows(adata, crossed, genes, cross_profiles, params, n_jobs, offsets, samples, threshold)[1])
+            order.append(crossed)
+        if held_out and in_group.any():
+            blocks.append(null_matrix[in_group])
+            order.append(null_cells[in_group])
+        nulls[str(name)] = ReferenceNull(null_cells, null_matrix, in_group, threshold, held_out)
     stacked = sp.vstack(blocks).tocsr()
     inverse = np.empty(adata.n_obs, dtype=np.int64)
     inverse[np.concatenate(order)] = np.arange(adata.n_obs)
     adata.obsm["X_cnv"] = stacked[inverse]
     adata.uns["cnv"] = {"chr_pos": {k: int(v) for k, v in chr_pos.items()}}
-    return group, profile_cells
+    return group, profile_cells, nulls, crossed_cells
 
 
 def window_arms(var: pd.DataFrame, params: dict[str, Any], chr_pos: dict[str, int], n_windows: int) -> np.ndarray:
@@ -99,33 +256,14 @@ def window_arms(var: pd.DataFrame, params: dict[str, Any], chr_pos: dict[str, in
     return arms
 
 
-def smooth_over_neighbours(values: np.ndarray, distances) -> np.ndarray:
-    """Average of each cell's value and its CNV neighbours' values."""
-    graph = sp.csr_matrix((distances > 0).astype(np.float64) + sp.identity(distances.shape[0], format="csr"))
+def smooth_over_neighbours(values: np.ndarray, distances, include: np.ndarray | None = None) -> np.ndarray:
+    """Average of each cell's value and its CNV neighbours' values (only neighbours in ``include``
+    when given: the baseline half of the reference, scored against the other half, is not comparable)."""
+    edges = (distances > 0).astype(np.float64)
+    if include is not None:
+        edges = sp.csr_matrix(edges) @ sp.diags(np.asarray(include, dtype=np.float64))
+    graph = sp.csr_matrix(edges + sp.identity(distances.shape[0], format="csr"))
     return np.asarray(graph @ values).ravel() / np.asarray(graph.sum(axis=1)).ravel()
-
-
-def cnv_scores(X_cnv, distances=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cell mean |CNV| and its average over the cell's CNV neighbours (raw, smoothed)."""
-    raw = np.asarray(abs(X_cnv).mean(axis=1)).ravel()
-    if distances is None:
-        return raw, raw
-    return raw, smooth_over_neighbours(raw, distances)
-
-
-def profile_correlation(X_cnv, consensus: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each cell's CNV profile with a consensus profile."""
-    X = X_cnv.toarray() if sp.issparse(X_cnv) else np.asarray(X_cnv)
-    centred = consensus - consensus.mean()
-    norm_c = np.linalg.norm(centred)
-    out = np.zeros(X.shape[0])
-    for start in range(0, X.shape[0], 5000):
-        block = X[start:start + 5000]
-        block = block - block.mean(axis=1, keepdims=True)
-        norms = np.linalg.norm(block, axis=1) * norm_c
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + 5000] = np.where(norms > 0, block @ centred / norms, 0.0)
-    return out
 
 
 EXACT_NEIGHBOURS_MAX_CELLS = 30000
@@ -219,6 +357,104 @@ def _arm_key(arm: str) -> tuple:
     return (0, int(match.group(1)), match.group(2)) if match else (1, 0, str(arm))
 
 
+def _pearson_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson correlation of two equally shaped matrices (0 where a row is constant)."""
+    A = A - A.mean(axis=1, keepdims=True)
+    B = B - B.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(A, axis=1) * np.linalg.norm(B, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, (A * B).sum(axis=1) / norms, 0.0)
+
+
+def neighbourhood_correlation(X, graph, in_consensus: np.ndarray, in_null: np.ndarray, null_sum: np.ndarray,
+                              n_null: int) -> np.ndarray:
+    """Correlation of each cell's neighbourhood-averaged CNV profile with the candidate-minus-null
+    contrast computed *without* the cell's neighbourhood.
+
+    ``graph`` (cells x cells, binary, self included) defines the neighbourhood N(i); ``in_consensus``
+    marks the candidate cells whose mean makes the patient profile, ``in_null`` the held-out reference
+    cells among these rows; ``null_sum`` / ``n_null`` are the sum and number of all held-out rows of
+    the group. For cell i the contrast is mean(candidates outside N(i)) - mean(held-out cells outside
+    N(i)): a cell is never compared with a profile it or its neighbours helped to make. (Averaging
+    correlations over neighbours, as before, let each candidate's neighbours be correlated with a
+    candidate mean that contained the candidate, and each held-out cell's neighbours with a held-out
+    mean that contained it, which pushed candidates up and the null down.) Subtracting the held-out
+    mean removes the baseline's own noise, which every row shares."""
+    X = sp.csr_matrix(X)
+    cand = sp.csr_matrix(X.multiply(in_consensus[:, None].astype(np.float64)))
+    nul = sp.csr_matrix(X.multiply(in_null[:, None].astype(np.float64)))
+    cand_sum = np.asarray(cand.sum(axis=0)).ravel()
+    n_cand = int(in_consensus.sum())
+    graph = sp.csr_matrix(graph)
+    out = np.zeros(X.shape[0])
+    for start in range(0, X.shape[0], 2000):
+        g = graph[start:start + 2000]
+        degree = np.asarray(g.sum(axis=1)).ravel()
+        profile = np.asarray((g @ X).todense()) / np.maximum(degree, 1)[:, None]
+        k_cand = g @ in_consensus.astype(np.float64)
+        k_null = g @ in_null.astype(np.float64)
+        rest_cand = (cand_sum[None, :] - np.asarray((g @ cand).todense())) / np.maximum(n_cand - k_cand, 1)[:, None]
+        rest_null = (null_sum[None, :] - np.asarray((g @ nul).todense())) / np.maximum(n_null - k_null, 1)[:, None]
+        out[start:start + 2000] = _pearson_rows(profile, rest_cand - rest_null)
+    return out
+
+
+def cnv_high(adata, group: np.ndarray, nulls: dict, is_candidate: np.ndarray, distances, level: float,
+             crossed: np.ndarray | None = None):
+    """CNV-high cells: CNV correlation above the conformal ``level`` quantile
+    (:func:`tmeflow.stats.conformal_quantile`) of the held-out reference cells' correlations, and CNV
+    score above their median.
+
+    The held-out cells (:func:`infer_cnv`) are scored exactly like the candidates: rows against the
+    same baseline and noise filter, then :func:`neighbourhood_correlation` over the same CNV
+    neighbour graph (the baseline half, scored against the other half, is left out of every
+    neighbourhood); the CNV score is averaged over the same neighbourhoods. inferCNV and CopyKAT
+    likewise judge cells against normal cells that did not build what they are compared with. For
+    patients inferred against the cohort-wide reference, held-out cells of other patients are not in
+    the patient's graph: their single-cell rows are correlated with the contrast without themselves,
+    which varies more than a neighbourhood average, so that threshold is conservative. Returns the
+    CNV-high mask, correlation, raw and smoothed scores, per-cell threshold and per-patient thresholds."""
+    X = sp.csr_matrix(adata.obsm["X_cnv"])
+    comparable = np.ones(adata.n_obs, dtype=bool) if crossed is None else ~crossed
+    raw = np.asarray(abs(X).mean(axis=1)).ravel()
+    smoothed = smooth_over_neighbours(raw, distances, comparable)
+    graph = sp.csr_matrix((sp.csr_matrix(distances) > 0).astype(np.float64)) @ sp.diags(comparable.astype(np.float64))
+    graph = sp.csr_matrix(graph + sp.identity(adata.n_obs, format="csr"))
+    patients = adata.obs["patient"].astype(str).to_numpy()
+    correlation = np.zeros(adata.n_obs)
+    threshold = np.full(adata.n_obs, np.nan)
+    score_floor = np.full(adata.n_obs, np.nan)
+    patient_thresholds = {}
+    for patient in pd.unique(patients):
+        in_patient = patients == patient
+        cells = np.flatnonzero(in_patient)
+        if not is_candidate[cells].any():
+            patient_thresholds[patient] = np.nan
+            continue
+        null = nulls[str(group[cells[0]])]
+        null_sum = np.asarray(null.matrix.sum(axis=0)).ravel()
+        n_null = null.matrix.shape[0]
+        here = np.zeros(adata.n_obs, dtype=bool)
+        here[null.cells[null.in_group]] = True
+        here &= in_patient
+        correlation[cells] = neighbourhood_correlation(X[cells], graph[cells][:, cells], is_candidate[cells], here[cells],
+                                                       null_sum, n_null)
+        own = np.isin(null.cells, cells) & null.in_group
+        corr_values = np.zeros(n_null)
+        corr_values[own] = correlation[null.cells[own]]
+        if (~own).any():  # held-out cells outside this patient's graph: each row alone, without itself
+            others = null.matrix[~own].toarray()
+            cand_mean = np.asarray(X[cells[is_candidate[cells]]].mean(axis=0)).ravel()
+            rest_null = (null_sum[None, :] - others) / max(n_null - 1, 1)
+            corr_values[~own] = _pearson_rows(others, cand_mean[None, :] - rest_null)
+        score_values = np.where(own, smoothed[null.cells], np.asarray(abs(null.matrix).mean(axis=1)).ravel())
+        patient_thresholds[patient] = conformal_quantile(corr_values, level)
+        threshold[in_patient] = patient_thresholds[patient]
+        score_floor[in_patient] = float(np.median(score_values)) if len(score_values) else np.nan
+    above = (correlation > threshold) & (smoothed > score_floor)
+    return above, correlation, raw, smoothed, threshold, patient_thresholds
+
+
 def call_malignant(adata, params: dict[str, Any], *, n_jobs: int = 1) -> CnvResult:
     """CNV inference, scores, clusters and malignant calls on an AnnData whose ``var`` carries positions
     (:func:`annotate_positions`); adds ``obs`` ``malignant``, ``cnv_score``, ``cnv_cluster`` and more."""
@@ -230,31 +466,13 @@ def call_malignant(adata, params: dict[str, Any], *, n_jobs: int = 1) -> CnvResu
         logger.info("patient %s: %d reference cells -> %s reference", row.patient, row.n_reference_cells,
                     "own" if row.reference == "patient" else "cohort-wide")
     with timed(logger, f"CNV inference on {adata.n_obs} cells x {int(adata.var['chromosome'].notna().sum())} positioned genes"):
-        group, profile_cells = infer_cnv(adata, plan, is_reference, normal_tissue_mask(obs, params), params, n_jobs=n_jobs)
+        anchors = _in_list(obs["cell_type"], split_list(params["cnv_reference_types"]))
+        group, profile_cells, nulls, crossed = infer_cnv(adata, plan, is_reference, normal_tissue_mask(obs, params), params, n_jobs=n_jobs,
+                                                anchors=anchors)
     with timed(logger, "CNV clustering (PCA, neighbours, Leiden)"):
         distances = cluster_cnv(adata, params)
-    raw, smoothed = cnv_scores(adata.obsm["X_cnv"], distances=distances)
-    patients = obs["patient"].astype(str).to_numpy()
-    correlation = np.zeros(adata.n_obs)
-    threshold = np.full(adata.n_obs, np.nan)
-    score_floor = np.full(adata.n_obs, np.nan)
-    patient_thresholds = {}
-    for patient in pd.unique(patients):
-        in_patient = patients == patient
-        name = group[in_patient][0]
-        ref = profile_cells & ((group == name) if name != "cohort" else np.ones(adata.n_obs, dtype=bool))
-        consensus_cells = in_patient & is_candidate
-        if not consensus_cells.any():
-            patient_thresholds[patient] = np.nan
-            continue
-        consensus = np.asarray(adata.obsm["X_cnv"][consensus_cells].mean(axis=0)).ravel()
-        correlation[in_patient] = profile_correlation(adata.obsm["X_cnv"][in_patient], consensus)
-        ref_corr = profile_correlation(adata.obsm["X_cnv"][ref], consensus)
-        patient_thresholds[patient] = float(np.quantile(ref_corr, params["cnv_score_quantile"]))
-        threshold[in_patient] = patient_thresholds[patient]
-        score_floor[in_patient] = float(np.median(smoothed[ref]))
-    correlation = smooth_over_neighbours(correlation, distances)
-    above = (correlation > threshold) & (smoothed > score_floor)
+    above, correlation, raw, smoothed, threshold, patient_thresholds = cnv_high(
+        adata, group, nulls, is_candidate, distances, params["cnv_score_quantile"], crossed=crossed)
 
     clusters = adata.obs["cnv_cluster"].astype(str).to_numpy()
     rows = []
