@@ -27,7 +27,8 @@ restricts the analysis to some names.
 
 Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolution` (reference,
 markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
-:mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+:mod:`.pancancer` (per-cancer-type survival and correlations, when the clinical table has a cancer-type
+column), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ from .plots import (  # noqa: F401
     forest_plot,
     correlation_heatmap,
     _survival_plots,
+)
+from .pancancer import (  # noqa: F401
+    cancer_types,
+    type_table,
+    survival_per_type,
+    correlation_per_type,
+    focus_features,
+    plot_pancancer_forest,
+    plot_pancancer_heatmap,
+    run_pancancer,
+    write_pancancer,
 )
 from .run import (  # noqa: F401
     _gene_sets,

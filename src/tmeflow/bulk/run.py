@@ -23,6 +23,7 @@ from .reading import detect_id_type, map_identifiers, read_clinical, read_expres
 from .deconvolution import deconvolve_nnls, marker_genes, reference_profiles, spearman_table
 from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
 from .plots import _survival_plots, correlation_heatmap
+from .pancancer import cancer_types, run_pancancer, write_pancancer
 
 
 logger = get_logger(__package__)
@@ -79,8 +80,9 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
     missing = [g for g in genes if g not in log_expr.index]
     if missing:
         raise TmeflowInputError(f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression)
+    types = cancer_types(clin, params["cancer_type_column"], clinical_path)
     return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
-                           survs=survs, covariates=covariates, node=node, genes=genes)
+                           survs=survs, covariates=covariates, node=node, genes=genes, types=types)
 
 
 def run_bulk(
@@ -174,6 +176,11 @@ def run_bulk(
             sel = focus & (logistic["model"] == model)
             logistic.loc[sel, "fdr"] = bh_fdr(logistic.loc[sel, "p"])
 
+    pancancer = None
+    if cohort.types is not None:
+        with timed(logger, f"pan-cancer analyses over {cohort.types.nunique()} cancer type(s)"):
+            pancancer = run_pancancer(features, feature_kind, survs, cohort.types, covariates, params)
+
     correlations = None
     if estimate is not None:
         corr_features = features[[c for c in features.columns if feature_kind[c] != "estimate"]]
@@ -226,6 +233,8 @@ def run_bulk(
             "ESTIMATE stromal/immune scores (un-normalised ssGSEA; compare samples within the cohort). Tumour "
             "purity is not reported: its formula needs ESTIMATE's 10,412 common genes.", "table")))
         written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
+    if pancancer is not None:
+        written += write_pancancer(pancancer, outdir, prefix, sample, cohort_id)
 
     summary = {
         "version": __version__,
@@ -241,6 +250,8 @@ def run_bulk(
                              "events": int(survs[name]["event"].sum())} for name, cols in endpoints.items()},
         "cox_covariates": list(covariates.columns),
         "node_column": params["node_column"] or None,
+        "cancer_types": None if pancancer is None else {
+            row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])} for _, row in pancancer["types"].iterrows()},
         "methods": {
             "ssgsea": f"GSVA ssgsea definition, alpha={params['ssgsea_alpha']}, normalize={params['ssgsea_normalize']}",
             "cutpoint": (f"maxstat log-rank, min_prop={params['cutpoint_min_prop']}, p corrected by "

@@ -1,0 +1,123 @@
+"""Pan-cancer bulk analyses (``tmeflow.bulk.pancancer``): per-type survival and correlations, with BH
+across types x endpoints; a one-type cohort gives the single-cohort numbers exactly (NKI)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmeflow.bulk.pancancer import cancer_types, run_pancancer
+from tmeflow.cli import main
+from tmeflow.errors import TmeflowInputError
+from tmeflow.params import defaults
+from tmeflow.signatures import read_bundled_gmt
+from tmeflow.stats import bh_fdr
+
+PROLIFERATION = "MKI67 CCNB1 BUB1 AURKA CENPF MCM2 CDC20 CCNE2 BIRC5 MYBL2 RRM2 TYMS".split()
+
+
+def _typed_cohort(seed=0):
+    """Three types: A (80 samples, score -> OS and PFI with HR 2.5 per SD), B (80, null), C (8, too few).
+    Targets: an ESTIMATE immune score tracking the score in A only."""
+    rng = np.random.default_rng(seed)
+    sizes = {"A": 80, "B": 80, "C": 8}
+    types = pd.Series(np.repeat(list(sizes), list(sizes.values())), index=[f"S{i:03d}" for i in range(sum(sizes.values()))])
+    score = pd.Series(rng.normal(size=len(types)), index=types.index)
+    beta = np.where(types == "A", np.log(2.5), 0.0)
+    survs = {}
+    for endpoint in ("OS", "PFI"):
+        t = rng.exponential(1000 * np.exp(-beta * score))
+        c = rng.uniform(200, 3000, len(types))
+        survs[endpoint] = pd.DataFrame({"time": np.minimum(t, c), "event": (t <= c).astype(int)}, index=types.index)
+    immune = np.where(types == "A", score, 0) + 0.5 * rng.normal(size=len(types))
+    features = pd.DataFrame({"SIG": score, "noise": rng.normal(size=len(types)), "ESTIMATE:ImmuneScore": immune},
+                            index=types.index)
+    kinds = {"SIG": "user_signature", "noise": "hallmark", "ESTIMATE:ImmuneScore": "estimate"}
+    return features, kinds, survs, types
+
+
+def test_per_type_survival_finds_the_planted_type_and_skips_small_types(caplog):
+    features, kinds, survs, types = _typed_cohort()
+    params = {**defaults(), "cutpoint_permutations": 0, "pancancer_min_samples": 20}
+    with caplog.at_level(logging.INFO, logger="tmeflow"):
+        result = run_pancancer(features, kinds, survs, types, pd.DataFrame(index=types.index), params)
+    assert "cancer type C skipped: 8 samples < pancancer_min_samples=20" in caplog.text
+    assert result["types"].set_index("cancer_type")["analysed"].to_dict() == {"A": True, "B": True, "C": False}
+    surv = result["survival"]
+    assert set(surv["cancer_type"]) == {"A", "B"} and set(surv["endpoint"]) == {"OS", "PFI"}
+    sig = surv[surv["feature"] == "SIG"].set_index(["cancer_type", "endpoint"])
+    assert (sig.loc["A", "pancancer_hr_fdr"] < 0.05).all() and (sig.loc["A", "hr_per_sd"] > 1.5).all()
+    assert (sig.loc["B", "pancancer_hr_fdr"] > 0.05).all()
+    # BH across the 2 types x 2 endpoints of each feature, not across features
+    assert np.allclose(sig["pancancer_hr_fdr"], bh_fdr(sig["hr_per_sd_p"]))
+    assert np.allclose(sig["pancancer_fdr"], bh_fdr(sig["p"]))
+    assert set(result["cox"]["cancer_type"]) == {"A", "B"}
+    corr = result["correlations"].set_index(["cancer_type", "feature"])
+    assert corr.loc[("A", "SIG"), "rho"] > 0.6 and corr.loc[("A", "SIG"), "pancancer_fdr"] < 0.05
+    assert abs(corr.loc[("B", "SIG"), "rho"]) < 0.3
+    assert result["focus"] == ["SIG"]
+
+
+def test_cancer_type_column_detection(tmp_path):
+    clinical = pd.DataFrame({"Cancer_Type": ["BRCA", " LUAD ", None]}, index=["a", "b", "c"])
+    types = cancer_types(clinical, "", tmp_path / "clin.tsv")
+    assert types.tolist()[:2] == ["BRCA", "LUAD"] and pd.isna(types["c"])
+    assert cancer_types(clinical.rename(columns={"Cancer_Type": "x"}), "", tmp_path / "clin.tsv") is None
+    with pytest.raises(TmeflowInputError, match="cancer_type_column is not a clinical column") as info:
+        cancer_types(clinical, "project", tmp_path / "clin.tsv")
+    assert "project" in str(info.value) and "clin.tsv" in str(info.value)
+
+
+@pytest.mark.shared_data
+def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp_path):
+    """Acceptance: the NKI cohort run once as today and once with cancer_type = BRCA for every sample; the
+    per-type survival and Cox tables equal the single-cohort ones exactly."""
+    folder = shared_data / "nki_breast_bulk_survival"
+    clinical = pd.read_csv(folder / "nkis_clinical.csv.gz", index_col=0)
+    clinical.to_csv(tmp_path / "plain.csv")
+    clinical.assign(cancer_type="BRCA").to_csv(tmp_path / "typed.csv")
+    gmt = tmp_path / "prolif.gmt"
+    gmt.write_text("PROLIFERATION\tproliferation genes\t" + "\t".join(PROLIFERATION) + "\n")
+    outs = {}
+    for name in ("plain", "typed"):
+        outs[name] = tmp_path / name
+        assert main([
+            "bulk", "--expression", str(folder / "nkis_expression_log10ratio.csv.gz"), "--clinical", str(tmp_path / f"{name}.csv"),
+            "--probe_annotation", str(folder / "nkis_probe_annotation.csv.gz"), "--bulk_values", "log", "--sample", "NKI",
+            "--signatures", str(gmt), "--bulk_hallmark", "false", "--bulk_genes", "ESR1,ERBB2", "--cox_covariates", "age,node",
+            "--cutpoint_permutations", "200", "--outdir", str(outs[name]),
+        ]) == 0
+    assert not (outs["plain"] / "NKI.bulk_pancancer_survival.tsv").exists()
+    single = pd.read_csv(outs["plain"] / "NKI.bulk_survival.tsv", sep="\t")
+    per_type = pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_survival.tsv", sep="\t")
+    assert set(single["endpoint"]) == {"DMFS", "OS", "RFS"} and set(per_type["cancer_type"]) == {"BRCA"}
+    pd.testing.assert_frame_equal(per_type[single.columns], single)
+    pd.testing.assert_frame_equal(pd.read_csv(outs["typed"] / "NKI.bulk_survival.tsv", sep="\t"), single)
+    cox = pd.read_csv(outs["plain"] / "NKI.bulk_cox.tsv", sep="\t")
+    pd.testing.assert_frame_equal(pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_cox.tsv", sep="\t").drop(columns="cancer_type"), cox)
+    # one type: BH across types x endpoints = BH over the feature's 3 endpoints
+    for feature, rows in per_type.groupby("feature"):
+        assert np.allclose(rows["pancancer_hr_fdr"], bh_fdr(rows["hr_per_sd_p"]))
+    for endpoint in ("DMFS", "OS", "RFS"):
+        assert (outs["typed"] / f"NKI.bulk_pancancer_forest_{endpoint}.png").stat().st_size > 5000
+    esr1 = single[(single["feature"] == "gene:ESR1") & (single["endpoint"] == "OS")].iloc[0]
+    # ER expression is protective in breast cancer (van de Vijver 2002 cohort): the figures quoted in the notes
+    assert esr1["n"] == 129 and esr1["events"] == 36 and esr1["hr_per_sd"] < 1 and esr1["hr_per_sd_p"] < 0.01
+
+
+def test_cli_bad_cancer_type_column_is_one_line(tmp_path, capsys):
+    genes = read_bundled_gmt("estimate")["ImmuneSignature"][:30]
+    expression = pd.DataFrame(np.random.default_rng(0).uniform(1, 50, (30, 12)), index=genes, columns=[f"S{i}" for i in range(12)])
+    expression.index.name = "gene"
+    expression.to_csv(tmp_path / "expr.csv")
+    pd.DataFrame({"sample": expression.columns, "age": 50}).to_csv(tmp_path / "clin.csv", index=False)
+    rc = main(["bulk", "--expression", str(tmp_path / "expr.csv"), "--clinical", str(tmp_path / "clin.csv"),
+               "--sample", "C", "--outdir", str(tmp_path / "out"), "--cancer_type_column", "project"])
+    err = capsys.readouterr().err.strip().splitlines()
+    message = [line for line in err if line.startswith("tmeflow bulk: error:")]
+    assert rc == 2 and len(message) == 1 and "Traceback" not in "\n".join(err)
+    assert "cancer_type_column" in message[0] and "column project" in message[0] and "clin.csv" in message[0]
+    assert not (tmp_path / "out").exists()
