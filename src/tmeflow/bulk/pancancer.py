@@ -164,6 +164,8 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
     """Forest plot of the univariate Cox HR per SD (95% CI) per cancer type, one panel per feature;
     filled markers: pan-cancer FDR (of the HR p) < 0.05."""
     plt = pyplot()
+    import matplotlib.ticker
+
     sub = table[(table["endpoint"] == endpoint) & table["feature"].isin(features)].dropna(subset=["hr_per_sd"])
     shown = [f for f in features if f in set(sub["feature"])]
     types = sorted(sub["cancer_type"].unique(), reverse=True)
@@ -181,6 +183,12 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
         ax.scatter(hr, y, s=18, c=np.where(significant, "black", "white"), edgecolors="black", zorder=3)
         ax.axvline(1, color="red", lw=0.8, ls="--")
         ax.set_xscale("log")
+        low, high = ax.get_xlim()
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(
+            [t for t in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10) if low <= t <= high]))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.tick_params(axis="x", labelsize=7)
         ax.set_yticks(range(len(types)))
         ax.set_yticklabels(types, fontsize=7)
         ax.set_ylim(-0.7, len(types) - 0.3)
@@ -210,7 +218,7 @@ def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
         ax.set_xticks(range(len(shown)))
         ax.set_xticklabels(shown, rotation=90, fontsize=6)
         ax.set_yticks(range(len(types)))
-        ax.set_yticklabels(types, fontsize=7)
+        ax.set_yticklabels(types if ax is axes[0][0] else [], fontsize=7)
         ax.set_title(target, fontsize=8)
         for i in range(len(types)):
             for j in range(len(shown)):

@@ -48,7 +48,25 @@ def _bulk_expression(model: Model, n: int, rng: np.random.Generator) -> tuple[pd
     return expression, truth
 
 
-def _survival(z: pd.Series, beta: float, rng: np.random.Generator) -> pd.DataFrame:
+def cancer_type_labels(n: int, n_types: int) -> np.ndarray:
+    """Cancer type of each of ``n`` samples: ``TYPE1`` ... ``TYPE<n_types>`` dealt round-robin (no random draw,
+    so the rest of the cohort is the one a single-cohort simulation with the same seed makes)."""
+    return np.array([f"TYPE{i % n_types + 1}" for i in range(n)])
+
+
+def planted_types(config: SimConfig) -> list[str]:
+    """The cancer types with a score-survival effect: the first ``bulk_planted_types``."""
+    return [f"TYPE{k + 1}" for k in range(min(config.bulk_planted_types, config.bulk_cancer_types))]
+
+
+def sample_beta(types: np.ndarray | None, config: SimConfig) -> float | np.ndarray:
+    """Log hazard ratio per SD of each sample: ``bulk_beta`` (in the planted types of a pan-cancer cohort), else 0."""
+    if types is None:
+        return config.bulk_beta
+    return np.where(np.isin(types, planted_types(config)), config.bulk_beta, 0.0)
+
+
+def _survival(z: pd.Series, beta: float | np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     n = len(z)
     baseline = math.log(2) / BULK_MEDIAN_SURVIVAL_DAYS
     event_time = rng.exponential(1.0 / (baseline * np.exp(beta * z.to_numpy())))
@@ -79,7 +97,10 @@ def to_species(expression: pd.DataFrame, from_species: str, to_species: str) -> 
 def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     expression, proportions = _bulk_expression(model, config.n_bulk, rng)
     z = signature_score(expression, model.programmes["fate_A"])
-    clinical = _survival(z, config.bulk_beta, rng)
+    types = cancer_type_labels(config.n_bulk, config.bulk_cancer_types) if config.bulk_cancer_types else None
+    clinical = _survival(z, sample_beta(types, config), rng)
+    if types is not None:
+        clinical.insert(1, "cancer_type", types)
     bulk_species = config.bulk_species or config.species
     expression = to_species(expression, config.species, bulk_species)
     bulk_dir = config.outdir / "bulk"
@@ -89,4 +110,11 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
     proportions["true_signature_z"] = z
     write_table(proportions, bulk_dir / "true_proportions.tsv", index=True)
     logger.info("bulk: %d samples, %.0f%% censored", config.n_bulk, 100 * (1 - clinical["os_event"].mean()))
-    return {"censored_fraction": float(1 - clinical["os_event"].mean()), "species": bulk_species, "n_genes": len(expression)}
+    summary = {"censored_fraction": float(1 - clinical["os_event"].mean()), "species": bulk_species, "n_genes": len(expression)}
+    if types is not None:
+        planted = planted_types(config)
+        summary["cancer_types"] = {"column": "cancer_type", "planted": planted,
+                                   "null": sorted(set(types) - set(planted), key=lambda t: int(t[4:])),
+                                   "hazard": "exp(beta * z) in the planted types, no effect of z in the others"}
+        logger.info("bulk: %d cancer types, score-survival effect planted in %s", config.bulk_cancer_types, ", ".join(planted) or "none")
+    return summary
