@@ -4,6 +4,7 @@ across types x endpoints; a one-type cohort gives the single-cohort numbers exac
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,31 +132,43 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
     """20 seeds of the simulator's pan-cancer bulk cohort (6 types x 100 samples, HR 2 per SD of the planted
     score in TYPE1-2 only): the pipeline's ssGSEA score and per-type analysis find every planted type at
     pan-cancer FDR < 0.05, and the 4 null types x 20 seeds reject at <= 5% (Cox HR-per-SD p, corrected
-    cut-point p, and pan-cancer FDR)."""
+    cut-point p, and pan-cancer FDR). The same for the planted score-TMB correlation (Spearman, BH across types)
+    of the simulated MAF."""
     from pathlib import Path
 
     from tmeflow.signatures import ssgsea
+    from tmeflow.bulk.mutations import tmb_correlations, tumour_mutational_burden
     from tmeflow.simulate import (SimConfig, _bulk_expression, _survival, build_genes, build_model, cancer_type_labels,
-                                  planted_types, sample_beta, signature_score)
+                                  planted_types, sample_beta, signature_score, simulate_maf)
 
     config = SimConfig(outdir=Path("unused"), n_genes=1500, n_bulk=600, bulk_cancer_types=6, bulk_planted_types=2)
     rng = np.random.default_rng(0)
     model = build_model(config, build_genes(config, rng), rng)
     genes = model.programmes["fate_A"]
     params = {**defaults(), "cutpoint_permutations": 0}
-    tables = []
+    tables, tmb_tables = [], []
     for seed in range(20):
         rng = np.random.default_rng(seed)
         expression, _ = _bulk_expression(model, config.n_bulk, rng)
         types = cancer_type_labels(config.n_bulk, config.bulk_cancer_types)
-        clinical = _survival(signature_score(expression, genes), sample_beta(types, config), rng)
+        z = signature_score(expression, genes)
+        clinical = _survival(z, sample_beta(types, config), rng)
+        maf = simulate_maf(z, types, config, rng)
         surv = pd.DataFrame({"time": clinical["os_time"].to_numpy(), "event": clinical["os_event"].to_numpy()},
                             index=expression.columns)
         score = ssgsea(np.log2(expression + 1.0), {"SIG": genes}).T
         result = run_pancancer(score, {"SIG": "user_signature"}, {"OS": surv}, pd.Series(types, index=expression.columns),
                                pd.DataFrame(index=expression.columns), params)
         tables.append(result["survival"].assign(seed=seed))
+        tmb = tumour_mutational_burden(maf, expression.columns, 38.0, Path("simulated.maf"))
+        tmb_tables.append(tmb_correlations(score, {"SIG": "user_signature"}, tmb["tmb"],
+                                           pd.Series(types, index=expression.columns), 20).assign(seed=seed))
     table = pd.concat(tables, ignore_index=True)
+    tmb_table = pd.concat(tmb_tables, ignore_index=True)
+    tmb_planted = tmb_table["cancer_type"].isin(planted_types(config))
+    assert (tmb_table.loc[tmb_planted, "pancancer_fdr"] < 0.05).all() and (tmb_table.loc[tmb_planted, "rho"] > 0.3).all()
+    assert (tmb_table.loc[~tmb_planted, "p"] < 0.05).mean() <= 0.05
+    assert (tmb_table.loc[~tmb_planted, "pancancer_fdr"] < 0.05).mean() <= 0.05
     planted = table["cancer_type"].isin(planted_types(config))
     assert planted.sum() == 40 and (~planted).sum() == 80
     assert (table.loc[planted, "pancancer_hr_fdr"] < 0.05).all()
@@ -169,7 +182,8 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
 
 def test_simulate_pancancer_cohort_end_to_end(tmp_path):
     """`tmeflow simulate --bulk_cancer_types 4` then `tmeflow bulk` on its bulk row: a cancer_type column, the
-    truth naming the planted type, and the per-type outputs find it (pan-cancer FDR < 0.05)."""
+    truth naming the planted type, and the per-type outputs find it (pan-cancer FDR < 0.05), for survival and,
+    from the simulated MAF given as --maf, for the score-TMB correlation."""
     import json
 
     sim = tmp_path / "sim"
@@ -185,14 +199,21 @@ def test_simulate_pancancer_cohort_end_to_end(tmp_path):
     out = tmp_path / "out"
     assert main(["bulk", "--expression", str(sim / "bulk" / "expression.tsv"), "--clinical", str(sim / "bulk" / "clinical.tsv"),
                  "--signatures", str(gmt), "--sample", "PAN", "--outdir", str(out), "--bulk_values", "tpm",
-                 "--bulk_hallmark", "false", "--cutpoint_permutations", "0"]) == 0
+                 "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf")]) == 0
     table = pd.read_csv(out / "PAN.bulk_pancancer_survival.tsv", sep="\t")
     fate = table[table["feature"] == "FATE_A"].set_index("cancer_type")
     assert fate.loc["TYPE1", "pancancer_hr_fdr"] < 0.05 and fate.loc["TYPE1", "hr_per_sd"] > 1.5
     for name in ("bulk_pancancer_types.tsv", "bulk_pancancer_cox.tsv", "bulk_pancancer_mqc.tsv", "bulk_pancancer_correlation.tsv",
                  "bulk_pancancer_forest_OS.png", "bulk_pancancer_correlation.png"):
         assert (out / f"PAN.{name}").stat().st_size > 0, name
+    tmb = pd.read_csv(out / "PAN.bulk_tmb.tsv", sep="\t")
+    assert tmb["tmb"].notna().all() and 1.5 < tmb["tmb"].median() < 2.5 and set(tmb["match_rule"]) == {"exact"}
+    tmb_corr = pd.read_csv(out / "PAN.bulk_tmb_correlation.tsv", sep="\t")
+    fate_tmb = tmb_corr[tmb_corr["feature"] == "FATE_A"].set_index("cancer_type")
+    assert fate_tmb.loc["TYPE1", "pancancer_fdr"] < 0.05 and fate_tmb.loc["TYPE1", "rho"] > 0.3
+    assert (out / "PAN.bulk_tmb_correlation.png").stat().st_size > 0
     summary = json.loads((out / "PAN.bulk_summary.json").read_text())
+    assert summary["tmb"]["samples_with_tmb"] == 400 and summary["tmb"]["capture_mb"] == 38
     assert summary["cancer_types"] == {f"TYPE{k}": {"n": 100, "analysed": True} for k in range(1, 5)}
 
 

@@ -28,7 +28,7 @@ restricts the analysis to some names.
 Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolution` (reference,
 markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
 :mod:`.pancancer` (per-cancer-type survival and correlations, when the clinical table has a cancer-type
-column), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,14 @@ from .pancancer import (  # noqa: F401
     plot_pancancer_heatmap,
     run_pancancer,
     write_pancancer,
+)
+from .mutations import (  # noqa: F401
+    NON_SYNONYMOUS,
+    read_maf,
+    match_barcodes,
+    tumour_mutational_burden,
+    tmb_correlations,
+    plot_tmb_correlation,
 )
 from .run import (  # noqa: F401
     _gene_sets,

@@ -47,7 +47,9 @@ Bulk
     whose z-scored score (mean log2(TPM+1) over the signature, z across samples) sets an exponential
     hazard ``exp(beta * z)``; exponential censoring (~35%). With ``--bulk_cancer_types K`` the cohort is
     pan-cancer: a ``cancer_type`` column (``TYPE1``..``TYPEK``, dealt round-robin) and the score-survival
-    effect only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others).
+    effect only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others), and a MAF
+    (``bulk/mutations.maf``) whose non-synonymous counts rise with z in the planted types only (score-TMB
+    correlation).
 
 All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
 model / single-cell / spatial / bulk streams). Cells are generated one sample at a time, in blocks
@@ -203,6 +205,7 @@ from .cohort import (  # noqa: F401
     cancer_type_labels,
     planted_types,
     sample_beta,
+    simulate_maf,
     simulate_bulk,
 )
 from .run import (  # noqa: F401

@@ -138,6 +138,9 @@ BULK_NOISE_SD = 0.25
 BULK_PLATFORM_SD = 0.3
 BULK_MEDIAN_SURVIVAL_DAYS = 1500.0
 BULK_CENSORING_RATIO = 0.55  # censoring hazard / baseline event hazard (~35% censored)
+BULK_TMB_PER_MB = 2.0  # pan-cancer cohorts: mean non-synonymous variants per Mb (38 Mb capture) ...
+BULK_TMB_LOG_PER_SD = 0.5  # ... times exp(0.5 * z) in the planted types (score-TMB correlation), flat elsewhere
+BULK_CAPTURE_MB = 38.0
 SC_FORMATS = ("h5ad", "mtx", "h5")
 TRUTH_CELL_COLUMNS = (
     "true_cell_type", "true_compartment", "true_malignant", "true_pseudotime", "true_fate", "true_qc", "true_doublet_partner",
