@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io import atomic_path, write_table
 from ..log import get_logger
-from .settings import BULK_CAPTURE_MB, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
+from .settings import BULK_CAPTURE_MB, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
 from .model import Model
 from .singlecell import _composition
 
@@ -71,10 +71,12 @@ NONSYN_CLASSES = (("Missense_Mutation", 0.85), ("Nonsense_Mutation", 0.07), ("Fr
 
 def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
     """Somatic mutations of a pan-cancer cohort (MAF columns): non-synonymous variants per sample
-    Poisson(``BULK_TMB_PER_MB`` x 38 Mb x exp(``BULK_TMB_LOG_PER_SD`` x z)) in the planted types, without the
-    z term elsewhere, plus Poisson(30% of that mean) silent variants; barcodes are the sample identifiers."""
+    Poisson(``BULK_TMB_PER_MB`` x 38 Mb x exp(``BULK_TMB_LOG_PER_SD`` x z + ``BULK_TMB_LOG_SD`` x N(0, 1))) in the
+    planted types, without the z term elsewhere, plus Poisson(30% of that mean) silent variants; barcodes are
+    the sample identifiers."""
     planted = np.isin(types, planted_types(config))
-    mean = BULK_TMB_PER_MB * BULK_CAPTURE_MB * np.exp(np.where(planted, BULK_TMB_LOG_PER_SD * z.to_numpy(), 0.0))
+    log_mean = np.where(planted, BULK_TMB_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_TMB_LOG_SD * rng.normal(size=len(z))
+    mean = BULK_TMB_PER_MB * BULK_CAPTURE_MB * np.exp(log_mean)
     n_nonsyn, n_silent = rng.poisson(mean), rng.poisson(0.3 * mean)
     names, weights = zip(*NONSYN_CLASSES)
     rows = []
@@ -145,6 +147,7 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
                                    "hazard": "exp(beta * z) in the planted types, no effect of z in the others",
                                    "maf": "bulk/mutations.maf", "tmb_capture_mb": BULK_CAPTURE_MB,
                                    "tmb": f"non-synonymous variants Poisson({BULK_TMB_PER_MB:g}/Mb x {BULK_CAPTURE_MB:g} Mb x "
-                                          f"exp({BULK_TMB_LOG_PER_SD:g} z)) in the planted types, without the z term in the others"}
+                                          f"exp({BULK_TMB_LOG_PER_SD:g} z + {BULK_TMB_LOG_SD:g} N(0,1))) in the planted types, "
+                                          "without the z term in the others"}
         logger.info("bulk: %d cancer types, score-survival effect planted in %s", config.bulk_cancer_types, ", ".join(planted) or "none")
     return summary
