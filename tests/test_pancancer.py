@@ -180,12 +180,12 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
     assert (null["logrank_p"] < 0.05).mean() > 0.15
 
 
-def test_simulate_pancancer_cohort_end_to_end(tmp_path):
-    """`tmeflow simulate --bulk_cancer_types 4` then `tmeflow bulk` on its bulk row: a cancer_type column, the
-    truth naming the planted type, and the per-type outputs find it (pan-cancer FDR < 0.05), for survival and,
-    from the simulated MAF given as --maf, for the score-TMB correlation."""
+@pytest.fixture(scope="module")
+def pancancer_run(tmp_path_factory):
+    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1`, then `tmeflow bulk` with its MAF."""
     import json
 
+    tmp_path = tmp_path_factory.mktemp("pancancer")
     sim = tmp_path / "sim"
     assert main(["simulate", "--outdir", str(sim), "--n_cells", "300", "--n_patients", "2", "--n_genes", "1500",
                  "--n_sections", "0", "--n_bulk", "400", "--bulk_cancer_types", "4", "--bulk_planted_types", "1",
@@ -200,6 +200,16 @@ def test_simulate_pancancer_cohort_end_to_end(tmp_path):
     assert main(["bulk", "--expression", str(sim / "bulk" / "expression.tsv"), "--clinical", str(sim / "bulk" / "clinical.tsv"),
                  "--signatures", str(gmt), "--sample", "PAN", "--outdir", str(out), "--bulk_values", "tpm",
                  "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf")]) == 0
+    return out
+
+
+def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
+    """`tmeflow simulate --bulk_cancer_types 4` then `tmeflow bulk` on its bulk row: a cancer_type column, the
+    truth naming the planted type, and the per-type outputs find it (pan-cancer FDR < 0.05), for survival and,
+    from the simulated MAF given as --maf, for the score-TMB correlation."""
+    import json
+
+    out = pancancer_run
     table = pd.read_csv(out / "PAN.bulk_pancancer_survival.tsv", sep="\t")
     fate = table[table["feature"] == "FATE_A"].set_index("cancer_type")
     assert fate.loc["TYPE1", "pancancer_hr_fdr"] < 0.05 and fate.loc["TYPE1", "hr_per_sd"] > 1.5
@@ -226,3 +236,21 @@ def test_simulate_pancancer_settings_are_checked():
         SimConfig(outdir=Path("x"), n_bulk=50, bulk_cancer_types=6).check()
     with pytest.raises(TmeflowInputError, match="--bulk_planted_types between 0 and it"):
         SimConfig(outdir=Path("x"), bulk_cancer_types=2, bulk_planted_types=3).check()
+
+
+def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_path):
+    import re
+
+    from tmeflow import report
+
+    outdir = tmp_path / "multiqc"
+    assert main(["report", "--input_dir", str(pancancer_run), "--outdir", str(outdir)]) == 0
+    html = (outdir / "multiqc_report.html").read_text()
+    assert 'id="tmeflow_step_pancancer"' in html
+    figures = [p for p in pancancer_run.glob("*.png") if "pancancer" in p.name or "tmb" in p.name]
+    assert len(figures) == 3
+    for figure in figures:
+        assert re.search("tmeflow_figure_" + re.escape(figure.stem.lower().replace(".", "_")), html), figure.name
+    assert "tmeflow_bulk_pancancer_PAN" in html
+    patterns = [p for p, _ in next(s for s in report.SECTIONS if s.id == "tmeflow_step_pancancer").files]
+    assert all(any(f.match(p) for f in list(pancancer_run.iterdir())) for p in patterns)
