@@ -28,7 +28,8 @@ restricts the analysis to some names.
 Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolution` (reference,
 markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
 :mod:`.pancancer` (per-cancer-type survival and correlations, when the clinical table has a cancer-type
-column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.response`
+(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ from .mutations import (  # noqa: F401
     tumour_mutational_burden,
     tmb_correlations,
     plot_tmb_correlation,
+)
+from .response import (  # noqa: F401
+    response_status,
+    delong_auc,
+    response_table,
+    plot_response_roc,
 )
 from .run import (  # noqa: F401
     _gene_sets,

@@ -25,6 +25,7 @@ from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, nod
 from .plots import _survival_plots, correlation_heatmap
 from .pancancer import cancer_types, focus_features, run_pancancer, write_pancancer
 from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
+from .response import plot_response_roc, response_status, response_table
 
 
 logger = get_logger(__package__)
@@ -86,8 +87,9 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
     if params.get("maf"):
         maf_path = Path(params["maf"])
         tmb = tumour_mutational_burden(read_maf(maf_path), clin.index, params["tmb_capture_mb"], maf_path)
+    response = response_status(clin, params["response_column"], clinical_path)
     return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
-                           survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb)
+                           survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response)
 
 
 def run_bulk(
@@ -190,6 +192,10 @@ def run_bulk(
     if cohort.tmb is not None:
         tmb_corr = tmb_correlations(features, feature_kind, cohort.tmb["tmb"], cohort.types, params["pancancer_min_samples"])
 
+    response = None
+    if cohort.response is not None:
+        response = response_table(features, feature_kind, cohort.response)
+
     correlations = None
     if estimate is not None:
         corr_features = features[[c for c in features.columns if feature_kind[c] != "estimate"]]
@@ -244,6 +250,11 @@ def run_bulk(
         written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
     if pancancer is not None:
         written += write_pancancer(pancancer, outdir, prefix, sample, cohort_id)
+    if response is not None:
+        written.append(write_table(response, outdir / f"{prefix}bulk_response.tsv"))
+        focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
+        written.append(save_figure(plot_response_roc(features, cohort.response, response, focus),
+                                   outdir / f"{prefix}bulk_response_roc.png"))
     if cohort.tmb is not None:
         written.append(write_table(cohort.tmb.reset_index(), outdir / f"{prefix}bulk_tmb.tsv"))
         if len(tmb_corr):
@@ -269,6 +280,9 @@ def run_bulk(
             "maf": str(params["maf"]), "capture_mb": params["tmb_capture_mb"], "samples_with_tmb": int(cohort.tmb["tmb"].notna().sum()),
             "match_rule": next((r for r in cohort.tmb["match_rule"] if r), ""),
             "method": "non-synonymous coding variants (maftools vc_nonSyn) per Mb of capture"},
+        "response": None if cohort.response is None else {
+            "responders": int((cohort.response == 1).sum()), "non_responders": int((cohort.response == 0).sum()),
+            "method": "Wilcoxon rank-sum, ROC AUC with DeLong 95% CI, BH across features"},
         "cancer_types": None if pancancer is None else {
             row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])} for _, row in pancancer["types"].iterrows()},
         "methods": {
