@@ -29,7 +29,7 @@ Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolut
 markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
 :mod:`.pancancer` (per-cancer-type survival and correlations, when the clinical table has a cancer-type
 column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.response`
-(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ from .response import (  # noqa: F401
     delong_auc,
     response_table,
     plot_response_roc,
+)
+from .regulators import (  # noqa: F401
+    immunomodulator_genes,
+    regulator_correlations,
+    plot_regulator_heatmap,
 )
 from .run import (  # noqa: F401
     _gene_sets,

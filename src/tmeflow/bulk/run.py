@@ -26,6 +26,7 @@ from .plots import _survival_plots, correlation_heatmap
 from .pancancer import cancer_types, focus_features, run_pancancer, write_pancancer
 from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
 from .response import plot_response_roc, response_status, response_table
+from .regulators import plot_regulator_heatmap, regulator_correlations
 
 
 logger = get_logger(__package__)
@@ -196,6 +197,9 @@ def run_bulk(
     if cohort.response is not None:
         response = response_table(features, feature_kind, cohort.response)
 
+    focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
+    regulators = regulator_correlations(features, focus, log_expr, cohort.types, params["pancancer_min_samples"], species)
+
     correlations = None
     if estimate is not None:
         corr_features = features[[c for c in features.columns if feature_kind[c] != "estimate"]]
@@ -250,16 +254,17 @@ def run_bulk(
         written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
     if pancancer is not None:
         written += write_pancancer(pancancer, outdir, prefix, sample, cohort_id)
+    if len(regulators):
+        written.append(write_table(regulators, outdir / f"{prefix}bulk_immunomodulators.tsv"))
+        written.append(save_figure(plot_regulator_heatmap(regulators, focus), outdir / f"{prefix}bulk_immunomodulators.png"))
     if response is not None:
         written.append(write_table(response, outdir / f"{prefix}bulk_response.tsv"))
-        focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
         written.append(save_figure(plot_response_roc(features, cohort.response, response, focus),
                                    outdir / f"{prefix}bulk_response_roc.png"))
     if cohort.tmb is not None:
         written.append(write_table(cohort.tmb.reset_index(), outdir / f"{prefix}bulk_tmb.tsv"))
         if len(tmb_corr):
             written.append(write_table(tmb_corr, outdir / f"{prefix}bulk_tmb_correlation.tsv"))
-            focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
             written.append(save_figure(plot_tmb_correlation(tmb_corr, focus), outdir / f"{prefix}bulk_tmb_correlation.png"))
 
     summary = {
