@@ -397,6 +397,8 @@ BULK_CASES = {
     "no_matching_samples": (dict(clinical=lambda c: c.assign(sample=[f"X{i}" for i in range(len(c))])), ("match", "expression.tsv")),
     "duplicate_clinical_sample": (dict(clinical=_set("sample", 1, "BULK0001")), ("more than once", "clinical.tsv")),
     "non_numeric_expression": (dict(expression=_set("BULK0002", 4, "high")), ("non-numeric", "expression.tsv")),
+    "response_value": (dict(clinical=lambda c: c.assign(response=(["CR", "SD"] * len(c))[:len(c)]).pipe(_set("response", 2, "MR"))),
+                       ("response value 'MR'", "column response", "clinical.tsv")),
 }
 
 
@@ -407,6 +409,14 @@ def test_bad_bulk_cohort(case, cohort, good_sc, tmp_path, capsys):
     sheet = _sheet(tmp_path, SC_ROW.format(data=good_sc), f"B1,bulk,primary,t,human,b,bulk,{expr},{clin},")
     line = _one_error(*_run(tmp_path, sheet, capsys), *named, "B1")
     assert "np." not in line
+
+
+def test_maf_without_its_columns_fails_before_any_stage(cohort, good_sc, tmp_path, capsys):
+    expr, clin = _bulk(cohort, tmp_path)
+    maf = tmp_path / "mutations.maf"
+    maf.write_text("Hugo_Symbol\tTumor_Sample_Barcode\nTP53\tBULK0001\n")
+    sheet = _sheet(tmp_path, SC_ROW.format(data=good_sc), f"B1,bulk,primary,t,human,b,bulk,{expr},{clin},")
+    _one_error(*_run(tmp_path, sheet, capsys, "--maf", str(maf)), "Variant_Classification", "mutations.maf")
 
 
 def test_missing_covariate_column(cohort, good_sc, tmp_path, capsys):

@@ -260,6 +260,10 @@ STAGES: tuple[Stage, ...] = (
                    help="Species of the bulk cohort's genes (default: --species). A human bulk cohort of a mouse model "
                         "(cross-species validation) carries the one-to-one human orthologs of the model's genes."),
             option("--bulk_beta", type=float, default=0.6931471805599453, help="Log hazard ratio per SD of the bulk signature score (default: log 2)."),
+            option("--bulk_cancer_types", type=int, default=0,
+                   help="Cancer types of a pan-cancer bulk cohort (clinical column cancer_type, samples dealt round-robin); 0 for one cohort (default: 0)."),
+            option("--bulk_planted_types", type=int, default=1,
+                   help="With --bulk_cancer_types: the first this many types carry the score-survival effect (--bulk_beta), the others none (default: 1)."),
             option("--doublet_rate", type=float, default=0.0, help="Fraction of heterotypic doublets (default: 0)."),
             option("--low_quality_rate", type=float, default=0.0, help="Fraction of low-quality cells (default: 0)."),
             option("--sc_format", default="h5ad", choices=["h5ad", "mtx", "h5"], help="scRNA output: h5ad, 10x mtx folder or 10x h5 (default: h5ad)."),

@@ -10,6 +10,7 @@ process BULK {
     path reference          // single-cell reference .h5ad (the atlas); [] for none
     path signatures         // user gene sets, GMT file(s) (params.signatures); [] for none
     path probe_annotation   // probe -> gene symbol table for probe IDs; [] for none
+    path maf                // somatic mutations (GDC MAF) for TMB; [] for none
 
     output:
     tuple val(meta), path("${meta.id}.bulk_*.tsv")       , emit: tables
@@ -26,6 +27,7 @@ process BULK {
     def reference_arg = reference ? "--reference ${reference}" : ''
     def signatures_arg = signatures ? "--signatures ${signatures}" : ''
     def probes_arg = probe_annotation ? "--probe_annotation ${probe_annotation}" : ''
+    def maf_arg = maf ? "--maf ${maf}" : ''
     """
     tmeflow bulk \\
         --expression ${expression} \\
@@ -33,6 +35,7 @@ process BULK {
         ${reference_arg} \\
         ${signatures_arg} \\
         ${probes_arg} \\
+        ${maf_arg} \\
         --sample ${meta.id} \\
         --outdir . \\
         ${args}

@@ -27,7 +27,9 @@ restricts the analysis to some names.
 
 Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolution` (reference,
 markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
-:mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+:mod:`.pancancer` (per-cancer-type survival and correlations, when the clinical table has a cancer-type
+column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.response`
+(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,36 @@ from .plots import (  # noqa: F401
     forest_plot,
     correlation_heatmap,
     _survival_plots,
+)
+from .pancancer import (  # noqa: F401
+    cancer_types,
+    type_table,
+    survival_per_type,
+    correlation_per_type,
+    focus_features,
+    plot_pancancer_forest,
+    plot_pancancer_heatmap,
+    run_pancancer,
+    write_pancancer,
+)
+from .mutations import (  # noqa: F401
+    NON_SYNONYMOUS,
+    read_maf,
+    match_barcodes,
+    tumour_mutational_burden,
+    tmb_correlations,
+    plot_tmb_correlation,
+)
+from .response import (  # noqa: F401
+    response_status,
+    delong_auc,
+    response_table,
+    plot_response_roc,
+)
+from .regulators import (  # noqa: F401
+    immunomodulator_genes,
+    regulator_correlations,
+    plot_regulator_heatmap,
 )
 from .run import (  # noqa: F401
     _gene_sets,

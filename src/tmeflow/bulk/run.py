@@ -23,6 +23,10 @@ from .reading import detect_id_type, map_identifiers, read_clinical, read_expres
 from .deconvolution import deconvolve_nnls, marker_genes, reference_profiles, spearman_table
 from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
 from .plots import _survival_plots, correlation_heatmap
+from .pancancer import cancer_types, focus_features, run_pancancer, write_pancancer
+from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
+from .response import plot_response_roc, response_status, response_table
+from .regulators import plot_regulator_heatmap, regulator_correlations
 
 
 logger = get_logger(__package__)
@@ -79,8 +83,14 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
     missing = [g for g in genes if g not in log_expr.index]
     if missing:
         raise TmeflowInputError(f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression)
+    types = cancer_types(clin, params["cancer_type_column"], clinical_path)
+    tmb = None
+    if params.get("maf"):
+        maf_path = Path(params["maf"])
+        tmb = tumour_mutational_burden(read_maf(maf_path), clin.index, params["tmb_capture_mb"], maf_path)
+    response = response_status(clin, params["response_column"], clinical_path)
     return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
-                           survs=survs, covariates=covariates, node=node, genes=genes)
+                           survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response)
 
 
 def run_bulk(
@@ -174,6 +184,22 @@ def run_bulk(
             sel = focus & (logistic["model"] == model)
             logistic.loc[sel, "fdr"] = bh_fdr(logistic.loc[sel, "p"])
 
+    pancancer = None
+    if cohort.types is not None:
+        with timed(logger, f"pan-cancer analyses over {cohort.types.nunique()} cancer type(s)"):
+            pancancer = run_pancancer(features, feature_kind, survs, cohort.types, covariates, params)
+
+    tmb_corr = None
+    if cohort.tmb is not None:
+        tmb_corr = tmb_correlations(features, feature_kind, cohort.tmb["tmb"], cohort.types, params["pancancer_min_samples"])
+
+    response = None
+    if cohort.response is not None:
+        response = response_table(features, feature_kind, cohort.response)
+
+    focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
+    regulators = regulator_correlations(features, focus, log_expr, cohort.types, params["pancancer_min_samples"], species)
+
     correlations = None
     if estimate is not None:
         corr_features = features[[c for c in features.columns if feature_kind[c] != "estimate"]]
@@ -226,6 +252,20 @@ def run_bulk(
             "ESTIMATE stromal/immune scores (un-normalised ssGSEA; compare samples within the cohort). Tumour "
             "purity is not reported: its formula needs ESTIMATE's 10,412 common genes.", "table")))
         written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
+    if pancancer is not None:
+        written += write_pancancer(pancancer, outdir, prefix, sample, cohort_id)
+    if len(regulators):
+        written.append(write_table(regulators, outdir / f"{prefix}bulk_immunomodulators.tsv"))
+        written.append(save_figure(plot_regulator_heatmap(regulators, focus), outdir / f"{prefix}bulk_immunomodulators.png"))
+    if response is not None:
+        written.append(write_table(response, outdir / f"{prefix}bulk_response.tsv"))
+        written.append(save_figure(plot_response_roc(features, cohort.response, response, focus),
+                                   outdir / f"{prefix}bulk_response_roc.png"))
+    if cohort.tmb is not None:
+        written.append(write_table(cohort.tmb.reset_index(), outdir / f"{prefix}bulk_tmb.tsv"))
+        if len(tmb_corr):
+            written.append(write_table(tmb_corr, outdir / f"{prefix}bulk_tmb_correlation.tsv"))
+            written.append(save_figure(plot_tmb_correlation(tmb_corr, focus), outdir / f"{prefix}bulk_tmb_correlation.png"))
 
     summary = {
         "version": __version__,
@@ -241,6 +281,15 @@ def run_bulk(
                              "events": int(survs[name]["event"].sum())} for name, cols in endpoints.items()},
         "cox_covariates": list(covariates.columns),
         "node_column": params["node_column"] or None,
+        "tmb": None if cohort.tmb is None else {
+            "maf": str(params["maf"]), "capture_mb": params["tmb_capture_mb"], "samples_with_tmb": int(cohort.tmb["tmb"].notna().sum()),
+            "match_rule": next((r for r in cohort.tmb["match_rule"] if r), ""),
+            "method": "non-synonymous coding variants (maftools vc_nonSyn) per Mb of capture"},
+        "response": None if cohort.response is None else {
+            "responders": int((cohort.response == 1).sum()), "non_responders": int((cohort.response == 0).sum()),
+            "method": "Wilcoxon rank-sum, ROC AUC with DeLong 95% CI, BH across features"},
+        "cancer_types": None if pancancer is None else {
+            row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])} for _, row in pancancer["types"].iterrows()},
         "methods": {
             "ssgsea": f"GSVA ssgsea definition, alpha={params['ssgsea_alpha']}, normalize={params['ssgsea_normalize']}",
             "cutpoint": (f"maxstat log-rank, min_prop={params['cutpoint_min_prop']}, p corrected by "

@@ -51,7 +51,11 @@ Spatial
 Bulk
     TPM from per-sample random mixtures of the cell-type profiles; the fate-A genes form a signature
     whose z-scored score (mean log2(TPM+1) over the signature, z across samples) sets an exponential
-    hazard ``exp(beta * z)``; exponential censoring (~35%).
+    hazard ``exp(beta * z)``; exponential censoring (~35%). With ``--bulk_cancer_types K`` the cohort is
+    pan-cancer: a ``cancer_type`` column (``TYPE1``..``TYPEK``, dealt round-robin) and the score-survival
+    effect only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others), and a MAF
+    (``bulk/mutations.maf``) whose non-synonymous counts rise with z in the planted types only (score-TMB
+    correlation).
 
 All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
 model / single-cell / spatial / bulk streams). Cells are generated one sample at a time, in blocks
@@ -204,6 +208,10 @@ from .cohort import (  # noqa: F401
     signature_score,
     _bulk_expression,
     _survival,
+    cancer_type_labels,
+    planted_types,
+    sample_beta,
+    simulate_maf,
     simulate_bulk,
 )
 from .run import (  # noqa: F401

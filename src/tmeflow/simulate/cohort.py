@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io import atomic_path, write_table
 from ..log import get_logger
-from .settings import BULK_CENSORING_RATIO, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
+from .settings import BULK_CAPTURE_MB, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
 from .model import Model
 from .singlecell import _composition
 
@@ -48,7 +48,50 @@ def _bulk_expression(model: Model, n: int, rng: np.random.Generator) -> tuple[pd
     return expression, truth
 
 
-def _survival(z: pd.Series, beta: float, rng: np.random.Generator) -> pd.DataFrame:
+def cancer_type_labels(n: int, n_types: int) -> np.ndarray:
+    """Cancer type of each of ``n`` samples: ``TYPE1`` ... ``TYPE<n_types>`` dealt round-robin (no random draw,
+    so the rest of the cohort is the one a single-cohort simulation with the same seed makes)."""
+    return np.array([f"TYPE{i % n_types + 1}" for i in range(n)])
+
+
+def planted_types(config: SimConfig) -> list[str]:
+    """The cancer types with a score-survival effect: the first ``bulk_planted_types``."""
+    return [f"TYPE{k + 1}" for k in range(min(config.bulk_planted_types, config.bulk_cancer_types))]
+
+
+def sample_beta(types: np.ndarray | None, config: SimConfig) -> float | np.ndarray:
+    """Log hazard ratio per SD of each sample: ``bulk_beta`` (in the planted types of a pan-cancer cohort), else 0."""
+    if types is None:
+        return config.bulk_beta
+    return np.where(np.isin(types, planted_types(config)), config.bulk_beta, 0.0)
+
+
+NONSYN_CLASSES = (("Missense_Mutation", 0.85), ("Nonsense_Mutation", 0.07), ("Frame_Shift_Del", 0.04), ("Splice_Site", 0.04))
+
+
+def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
+    """Somatic mutations of a pan-cancer cohort (MAF columns): non-synonymous variants per sample
+    Poisson(``BULK_TMB_PER_MB`` x 38 Mb x exp(``BULK_TMB_LOG_PER_SD`` x z + ``BULK_TMB_LOG_SD`` x N(0, 1))) in the
+    planted types, without the z term elsewhere, plus Poisson(30% of that mean) silent variants; barcodes are
+    the sample identifiers."""
+    planted = np.isin(types, planted_types(config))
+    log_mean = np.where(planted, BULK_TMB_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_TMB_LOG_SD * rng.normal(size=len(z))
+    mean = BULK_TMB_PER_MB * BULK_CAPTURE_MB * np.exp(log_mean)
+    n_nonsyn, n_silent = rng.poisson(mean), rng.poisson(0.3 * mean)
+    names, weights = zip(*NONSYN_CLASSES)
+    rows = []
+    for sample, k, m in zip(z.index, n_nonsyn, n_silent):
+        classes = list(rng.choice(names, size=k, p=weights)) + ["Silent"] * m
+        starts = rng.integers(1, 248_000_000, size=len(classes))
+        rows += [(sample, c, int(p)) for c, p in zip(classes, starts)]
+    maf = pd.DataFrame(rows, columns=["Tumor_Sample_Barcode", "Variant_Classification", "Start_Position"])
+    maf.insert(0, "Hugo_Symbol", "SIMGENE")
+    maf.insert(1, "Chromosome", "chr1")
+    maf["Reference_Allele"], maf["Tumor_Seq_Allele2"] = "C", "T"
+    return maf
+
+
+def _survival(z: pd.Series, beta: float | np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     n = len(z)
     baseline = math.log(2) / BULK_MEDIAN_SURVIVAL_DAYS
     event_time = rng.exponential(1.0 / (baseline * np.exp(beta * z.to_numpy())))
@@ -79,14 +122,32 @@ def to_species(expression: pd.DataFrame, from_species: str, to_species: str) -> 
 def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     expression, proportions = _bulk_expression(model, config.n_bulk, rng)
     z = signature_score(expression, model.programmes["fate_A"])
-    clinical = _survival(z, config.bulk_beta, rng)
+    types = cancer_type_labels(config.n_bulk, config.bulk_cancer_types) if config.bulk_cancer_types else None
+    clinical = _survival(z, sample_beta(types, config), rng)
+    maf = None
+    if types is not None:
+        clinical.insert(1, "cancer_type", types)
+        maf = simulate_maf(z, types, config, rng)
     bulk_species = config.bulk_species or config.species
     expression = to_species(expression, config.species, bulk_species)
     bulk_dir = config.outdir / "bulk"
     with atomic_path(bulk_dir / "expression.tsv") as tmp:  # values are already rounded: skip slow float formatting
         expression.to_csv(tmp, sep="\t")
     write_table(clinical, bulk_dir / "clinical.tsv")
+    if maf is not None:
+        write_table(maf, bulk_dir / "mutations.maf")
     proportions["true_signature_z"] = z
     write_table(proportions, bulk_dir / "true_proportions.tsv", index=True)
     logger.info("bulk: %d samples, %.0f%% censored", config.n_bulk, 100 * (1 - clinical["os_event"].mean()))
-    return {"censored_fraction": float(1 - clinical["os_event"].mean()), "species": bulk_species, "n_genes": len(expression)}
+    summary = {"censored_fraction": float(1 - clinical["os_event"].mean()), "species": bulk_species, "n_genes": len(expression)}
+    if types is not None:
+        planted = planted_types(config)
+        summary["cancer_types"] = {"column": "cancer_type", "planted": planted,
+                                   "null": sorted(set(types) - set(planted), key=lambda t: int(t[4:])),
+                                   "hazard": "exp(beta * z) in the planted types, no effect of z in the others",
+                                   "maf": "bulk/mutations.maf", "tmb_capture_mb": BULK_CAPTURE_MB,
+                                   "tmb": f"non-synonymous variants Poisson({BULK_TMB_PER_MB:g}/Mb x {BULK_CAPTURE_MB:g} Mb x "
+                                          f"exp({BULK_TMB_LOG_PER_SD:g} z + {BULK_TMB_LOG_SD:g} N(0,1))) in the planted types, "
+                                          "without the z term in the others"}
+        logger.info("bulk: %d cancer types, score-survival effect planted in %s", config.bulk_cancer_types, ", ".join(planted) or "none")
+    return summary

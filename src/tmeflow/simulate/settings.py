@@ -155,6 +155,10 @@ BULK_NOISE_SD = 0.25
 BULK_PLATFORM_SD = 0.3
 BULK_MEDIAN_SURVIVAL_DAYS = 1500.0
 BULK_CENSORING_RATIO = 0.55  # censoring hazard / baseline event hazard (~35% censored)
+BULK_TMB_PER_MB = 2.0  # pan-cancer cohorts: mean non-synonymous variants per Mb (38 Mb capture) ...
+BULK_TMB_LOG_PER_SD = 0.5  # ... times exp(0.5 * z) in the planted types (score-TMB correlation), flat elsewhere ...
+BULK_TMB_LOG_SD = 0.8  # ... times a per-tumour log-normal factor (TMB varies over orders of magnitude between tumours)
+BULK_CAPTURE_MB = 38.0
 SC_FORMATS = ("h5ad", "mtx", "h5")
 TRUTH_CELL_COLUMNS = (
     "true_cell_type", "true_compartment", "true_malignant", "true_pseudotime", "true_fate", "true_qc", "true_doublet_partner",
@@ -182,6 +186,8 @@ class SimConfig:
     n_bulk: int = 200
     bulk_species: str | None = None
     bulk_beta: float = math.log(2)
+    bulk_cancer_types: int = 0
+    bulk_planted_types: int = 1
     doublet_rate: float = 0.0
     low_quality_rate: float = 0.0
     sc_format: str = "h5ad"
@@ -204,6 +210,12 @@ class SimConfig:
                 raise TmeflowInputError(f"--{name} must be 0 or more, got {value}")
         if 0 < self.n_bulk < 10:
             raise TmeflowInputError(f"--n_bulk must be 0 or at least 10, got {self.n_bulk}")
+        if self.bulk_cancer_types < 0 or not 0 <= self.bulk_planted_types <= max(self.bulk_cancer_types, 1):
+            raise TmeflowInputError(f"--bulk_cancer_types must be 0 or more and --bulk_planted_types between 0 and it, got "
+                                    f"{self.bulk_cancer_types} and {self.bulk_planted_types}")
+        if self.bulk_cancer_types and self.n_bulk < 10 * self.bulk_cancer_types:
+            raise TmeflowInputError(f"--n_bulk {self.n_bulk} is fewer than 10 samples per cancer type "
+                                    f"(--bulk_cancer_types {self.bulk_cancer_types})")
         if self.n_sections and self.n_spots < 50:
             raise TmeflowInputError(f"--n_spots must be at least 50, got {self.n_spots}")
         for name, value in {"doublet_rate": self.doublet_rate, "low_quality_rate": self.low_quality_rate}.items():

@@ -17,7 +17,8 @@ workflow BULK_VALIDATION {
         ch_bulk,
         ch_atlas.map { meta, h5ad -> h5ad }.first(),
         optionalFiles(params.signatures),       // user GMT file(s), comma-separated
-        optionalFile(params.probe_annotation)   // probe -> gene symbol table; [] when unset
+        optionalFile(params.probe_annotation),  // probe -> gene symbol table; [] when unset
+        optionalFile(params.maf)                // somatic mutations (GDC MAF) for TMB; [] when unset
     )
 
     emit:

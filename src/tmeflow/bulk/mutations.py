@@ -1,0 +1,185 @@
+"""Somatic mutations of a bulk cohort: the MAF reader, TCGA barcode matching and tumour mutational burden.
+
+MAF (GDC Mutation Annotation Format): tab-separated, ``#`` comment lines (e.g. ``#version gdc-1.0.0``)
+skipped; the columns ``Tumor_Sample_Barcode`` and ``Variant_Classification`` are required. Rows that
+repeat a variant of a sample (same ``Chromosome``, ``Start_Position``, ``Reference_Allele``,
+``Tumor_Seq_Allele2`` when those columns exist) are counted once.
+
+Barcode matching (:func:`match_barcodes`): MAF barcodes are matched to the cohort's sample identifiers
+exactly; when that matches fewer samples than a TCGA truncation does, both sides are truncated to the
+TCGA sample (15 characters, ``TCGA-XX-XXXX-NN``) or patient (12 characters, ``TCGA-XX-XXXX``) level --
+the level that matches the most samples, the finer one on a tie -- and the rule used is logged with
+the number of samples matched; ``.`` separators (R's ``make.names``) read as ``-``. Two MAF aliquots
+falling on one cohort sample, or two cohort samples on one truncated barcode, is an input error (not
+guessed). A cohort sample with no MAF row has no TMB (NA, not 0): it may not have been sequenced.
+
+TMB (:func:`tumour_mutational_burden`): non-synonymous coding variants per megabase of captured
+sequence, ``tmb_capture_mb`` Mb (default 38 Mb, the exome size used for TCGA whole-exome TMB, e.g.
+Chalmers et al. 2017, Genome Med 9:34). Non-synonymous classes are maftools' default ``vc_nonSyn``
+(Mayakonda et al. 2018, Genome Res 28:1747): Frame_Shift_Del, Frame_Shift_Ins, Splice_Site,
+Translation_Start_Site, Nonsense_Mutation, Nonstop_Mutation, In_Frame_Del, In_Frame_Ins,
+Missense_Mutation.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TmeflowInputError
+from ..log import get_logger
+from ..plotting import pyplot
+from .pancancer import correlation_per_type
+
+logger = get_logger(__package__)
+
+REQUIRED_COLUMNS = ("Tumor_Sample_Barcode", "Variant_Classification")
+VARIANT_KEY = ("Chromosome", "Start_Position", "Reference_Allele", "Tumor_Seq_Allele2")
+NON_SYNONYMOUS = (
+    "Frame_Shift_Del", "Frame_Shift_Ins", "Splice_Site", "Translation_Start_Site", "Nonsense_Mutation",
+    "Nonstop_Mutation", "In_Frame_Del", "In_Frame_Ins", "Missense_Mutation",
+)
+TCGA_BARCODE = re.compile(r"^TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}")
+LEVELS = ((15, "TCGA sample (15 characters)"), (12, "TCGA patient (12 characters)"))
+
+
+def read_maf(path: str | Path) -> pd.DataFrame:
+    """The MAF's rows (every column as text), duplicated variants of a sample dropped (logged)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError("MAF file not found", file=path)
+    try:
+        maf = pd.read_csv(path, sep="\t", comment="#", dtype=str, low_memory=False)
+    except Exception as exc:  # parser errors, empty files
+        raise TmeflowInputError(f"cannot read MAF ({str(exc).splitlines()[0]})", file=path) from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in maf.columns]
+    if missing:
+        raise TmeflowInputError(f"MAF lacks the column(s) {', '.join(missing)} (a tab-separated GDC MAF is expected)",
+                                file=path, column=missing[0])
+    maf = maf.dropna(subset=["Tumor_Sample_Barcode"])
+    maf["Tumor_Sample_Barcode"] = maf["Tumor_Sample_Barcode"].str.strip()
+    if maf.empty:
+        raise TmeflowInputError("MAF has no variant rows", file=path)
+    key = ["Tumor_Sample_Barcode", *[c for c in VARIANT_KEY if c in maf.columns]]
+    if len(key) > 1:
+        duplicated = maf.duplicated(subset=key)
+        if duplicated.any():
+            logger.info("MAF %s: %d repeated variant row(s) of a sample counted once", path.name, int(duplicated.sum()))
+            maf = maf[~duplicated]
+    logger.info("MAF %s: %d variants, %d tumour barcodes", path.name, len(maf), maf["Tumor_Sample_Barcode"].nunique())
+    return maf.reset_index(drop=True)
+
+
+def _normalise(barcode: str) -> str:
+    """TCGA barcodes compared in upper case with ``-`` separators (R writes ``.``); others unchanged."""
+    text = str(barcode).strip()
+    dashed = text.upper().replace(".", "-")
+    return dashed if TCGA_BARCODE.match(dashed) else text
+
+
+def match_barcodes(barcodes: pd.Index, samples: pd.Index, source: Path) -> tuple[dict[str, str], str]:
+    """MAF barcode -> cohort sample, and the rule used (module docstring). Raises when ambiguous."""
+    barcodes = pd.Index(pd.unique(barcodes))
+    candidates = [(None, "exact")] + list(LEVELS)
+    best, best_rule, best_n = {}, "exact", -1
+    for width, rule in candidates:
+        def key(value: str) -> str:
+            """The compared form of an identifier at this level."""
+            norm = _normalise(value)
+            return norm[:width] if width and TCGA_BARCODE.match(norm) else norm
+        targets: dict[str, str] = {}
+        for sample in samples:
+            targets.setdefault(key(sample), str(sample))
+        if len(targets) < len(samples):  # two cohort samples are one TCGA sample/patient: this level cannot tell them apart
+            continue
+        mapping = {str(b): targets[key(b)] for b in barcodes if key(b) in targets}
+        if len(set(mapping.values())) > best_n:
+            best, best_rule, best_n = mapping, rule, len(set(mapping.values()))
+    by_sample: dict[str, list[str]] = {}
+    for barcode, sample in best.items():
+        by_sample.setdefault(sample, []).append(barcode)
+    for sample, found in by_sample.items():
+        if len(found) > 1:
+            raise TmeflowInputError(f"MAF barcodes {', '.join(sorted(found)[:3])} all match cohort sample {sample} "
+                                    f"({best_rule}); keep one aliquot per sample", file=source, sample=sample)
+    return best, best_rule
+
+
+def tumour_mutational_burden(maf: pd.DataFrame, samples: pd.Index, capture_mb: float, source: Path) -> pd.DataFrame:
+    """Per cohort sample: matched MAF barcode, variants, non-synonymous variants and TMB (per Mb).
+
+    Samples without a MAF barcode get NA; the matching rule and counts are logged."""
+    if capture_mb <= 0:
+        raise TmeflowInputError(f"tmb_capture_mb must be positive, got {capture_mb}")
+    mapping, rule = match_barcodes(pd.Index(maf["Tumor_Sample_Barcode"]), samples, source)
+    n_barcodes = maf["Tumor_Sample_Barcode"].nunique()
+    if not mapping:
+        raise TmeflowInputError(f"none of the {n_barcodes} MAF barcodes (e.g. {maf['Tumor_Sample_Barcode'].iloc[0]}) "
+                                f"matches a cohort sample (e.g. {samples[0]}), exactly or as TCGA sample/patient barcodes",
+                                file=source, column="Tumor_Sample_Barcode")
+    logger.info("MAF %s: %d of %d barcodes matched to %d of %d cohort samples by %s", source.name, len(mapping), n_barcodes,
+                len(set(mapping.values())), len(samples), "exact identifiers" if rule == "exact" else f"truncation to the {rule}")
+    kept = maf[maf["Tumor_Sample_Barcode"].isin(list(mapping))]
+    nonsyn = kept["Variant_Classification"].isin(NON_SYNONYMOUS)
+    counts = pd.DataFrame({"barcode": kept["Tumor_Sample_Barcode"], "nonsyn": nonsyn.astype(int)}).groupby("barcode")
+    table = pd.DataFrame({"n_variants": counts.size(), "n_nonsynonymous": counts["nonsyn"].sum()})
+    table["sample"] = table.index.map(mapping)
+    table = table.reset_index().set_index("sample").reindex(samples)
+    table.index.name = "sample"
+    table["tmb"] = table["n_nonsynonymous"] / capture_mb
+    unmatched = int(table["barcode"].isna().sum())
+    if unmatched:
+        logger.info("MAF %s: %d cohort sample(s) have no MAF barcode: TMB left NA", source.name, unmatched)
+    table["match_rule"] = np.where(table["barcode"].notna(), rule, "")
+    return table[["barcode", "match_rule", "n_variants", "n_nonsynonymous", "tmb"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Score vs TMB
+
+
+def tmb_correlations(features: pd.DataFrame, kinds: dict[str, str], tmb: pd.Series, types: pd.Series | None,
+                     min_samples: int) -> pd.DataFrame:
+    """Spearman rho of every score (not ESTIMATE scores or fractions) with TMB per cancer type (types with at
+    least ``min_samples`` samples with a TMB; the whole cohort as ``all`` without a cancer-type column).
+    ``fdr``: BH within the type across features; ``pancancer_fdr``: BH across types of each feature."""
+    tmb = tmb.dropna()
+    columns = [c for c in features.columns if kinds[c] not in ("estimate", "fraction")]
+    groups = (types if types is not None else pd.Series("all", index=features.index)).loc[tmb.index].dropna()
+    sizes = groups.value_counts()
+    analysed = sorted(sizes.index[sizes >= min_samples])
+    for skipped in sorted(sizes.index[sizes < min_samples]):
+        logger.info("TMB correlation: %s skipped: %d samples with a TMB < pancancer_min_samples=%d", skipped, sizes[skipped], min_samples)
+    if not analysed:
+        return pd.DataFrame()
+    table = correlation_per_type(features.loc[groups.index, columns], tmb.loc[groups.index].to_frame("TMB"), groups, analysed)
+    table.insert(2, "kind", table["feature"].map(kinds))
+    return table
+
+
+def plot_tmb_correlation(table: pd.DataFrame, features: list[str]):
+    """Bars of the Spearman rho of each focus score with TMB per cancer type; * marks pan-cancer FDR < 0.05."""
+    plt = pyplot()
+    sub = table[table["feature"].isin(features)]
+    shown = [f for f in features if f in set(sub["feature"])]
+    types = sorted(sub["cancer_type"].unique())
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(types) * max(1, len(shown)) + 2), 3.6))
+    width = 0.8 / max(1, len(shown))
+    for j, feature in enumerate(shown):
+        part = sub[sub["feature"] == feature].set_index("cancer_type").reindex(types)
+        x = np.arange(len(types)) + j * width
+        ax.bar(x, part["rho"].to_numpy(dtype=float), width=width, label=feature)
+        for xi, rho, fdr in zip(x, part["rho"], part["pancancer_fdr"]):
+            if fdr < 0.05:
+                ax.text(xi, rho + (0.02 if rho >= 0 else -0.08), "*", ha="center", fontsize=9)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(np.arange(len(types)) + 0.4 - width / 2)
+    ax.set_xticklabels(types, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("Spearman rho with TMB")
+    ax.set_ylim(-1, 1)
+    ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return fig

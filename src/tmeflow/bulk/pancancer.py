@@ -1,0 +1,293 @@
+"""Pan-cancer analysis of a bulk cohort: every survival and correlation analysis repeated per cancer type.
+
+A bulk cohort whose clinical table has a cancer-type column (``cancer_type``, or the column named by
+``cancer_type_column``) is analysed as today over all samples, and then once per cancer type with at
+least ``pancancer_min_samples`` samples (smaller types are skipped with a log line):
+
+* survival: for every endpoint present (e.g. OS, DSS, DFI, PFI, the TCGA Pan-Cancer Clinical Data
+  Resource endpoints, Liu et al. 2018, Cell 173:400), :func:`tmeflow.bulk.endpoints.analyse_survival`
+  on the type's samples -- the same cut-point, log-rank and Cox models as the single-cohort analysis,
+  so a cohort of one cancer type gives the same numbers -- with the univariate Cox hazard ratio per SD
+  as the effect size. Covariates constant within a type are left out of that type's multivariate model.
+  ``pancancer_fdr`` (of the primary p) and ``pancancer_hr_fdr`` (of the Cox HR-per-SD p) are
+  Benjamini-Hochberg adjusted across the types x endpoints of each feature (the pan-cancer question
+  "in which types, for which endpoints, is this score prognostic?"); ``fdr`` stays the within-type,
+  within-endpoint FDR across features.
+* correlations: Spearman rho of every feature with the immune context (ESTIMATE scores, and reference
+  cell-type fractions when deconvolved) per type, BH across types x targets of each feature.
+
+Figures: a forest plot per endpoint (HR per SD with 95% CI of each focus feature, one row per type)
+and a heatmap of the correlations (types x focus features, one panel per target). Focus features are
+the user's signatures and genes, and the bundled necroptosis sets (Hallmark sets, ESTIMATE scores and
+fractions are in the tables, not the figures).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TmeflowInputError
+from ..io import multiqc_header, save_figure, write_table
+from ..log import get_logger
+from ..plotting import pyplot
+from ..stats import bh_fdr
+from ..text import slug
+from .deconvolution import spearman_table
+from .endpoints import analyse_survival
+
+logger = get_logger(__package__)
+
+DEFAULT_COLUMN = "cancer_type"
+FOCUS_KINDS = ("user_signature", "gene", "necroptosis")
+
+
+# --------------------------------------------------------------------------------------------------
+# Input
+
+
+def cancer_types(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series | None:
+    """Cancer type per sample, or None when the cohort has no cancer-type column.
+
+    ``column`` empty: the column ``cancer_type`` (any case) if present; named: it must exist. Samples
+    with no type are left out of the per-type analyses (logged); a column with no value is an error."""
+    if column:
+        if column not in clinical.columns:
+            raise TmeflowInputError("cancer_type_column is not a clinical column", file=source, column=column)
+        name = column
+    else:
+        lowered = {c.lower(): c for c in clinical.columns}
+        if DEFAULT_COLUMN not in lowered:
+            return None
+        name = lowered[DEFAULT_COLUMN]
+    values = clinical[name].map(lambda v: str(v).strip() if pd.notna(v) else "").replace("", np.nan)
+    if values.notna().sum() == 0:
+        raise TmeflowInputError("cancer-type column has no values", file=source, column=name)
+    if values.isna().any():
+        logger.info("pan-cancer: %d sample(s) without a %s value left out of the per-type analyses (e.g. %s)",
+                    int(values.isna().sum()), name, values.index[values.isna()][0])
+    return values.rename("cancer_type")
+
+
+def type_table(types: pd.Series, min_samples: int) -> pd.DataFrame:
+    """Samples per type and whether it is analysed (types below ``min_samples`` are skipped, logged)."""
+    counts = types.value_counts().sort_index()
+    table = pd.DataFrame({"cancer_type": counts.index, "n": counts.to_numpy()})
+    table["analysed"] = table["n"] >= min_samples
+    table["reason"] = np.where(table["analysed"], "", f"fewer than pancancer_min_samples={min_samples} samples")
+    for _, row in table[~table["analysed"]].iterrows():
+        logger.info("pan-cancer: cancer type %s skipped: %d samples < pancancer_min_samples=%d",
+                    row["cancer_type"], row["n"], min_samples)
+    return table
+
+
+# --------------------------------------------------------------------------------------------------
+# Analyses
+
+
+def survival_per_type(
+    features: pd.DataFrame,
+    survs: dict[str, pd.DataFrame],
+    types: pd.Series,
+    analysed: list[str],
+    covariates: pd.DataFrame,
+    params: dict[str, Any],
+    min_samples: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`analyse_survival` per type and endpoint; returns (survival table, Cox table) with a
+    ``cancer_type`` first column and the pan-cancer FDRs (module docstring)."""
+    tables, coxes = [], []
+    for cancer_type in analysed:
+        members = types.index[types == cancer_type]
+        for endpoint, surv in survs.items():
+            s = surv.loc[surv.index.intersection(members)]
+            if len(s) < min_samples or s["event"].sum() == 0:
+                logger.info("pan-cancer: %s %s skipped: %d samples with this endpoint, %d events", cancer_type, endpoint,
+                            len(s), int(s["event"].sum()))
+                continue
+            cov = covariates.loc[s.index]
+            constant = [c for c in cov.columns if cov[c].nunique(dropna=True) < 2]
+            if constant:
+                logger.info("pan-cancer: %s %s: covariate(s) %s constant within the type, left out of its multivariate Cox",
+                            cancer_type, endpoint, ", ".join(constant))
+                cov = cov.drop(columns=constant)
+            try:
+                table, cox, _ = analyse_survival(features.loc[s.index], s, endpoint, cov, params)
+            except TmeflowInputError as exc:  # no feature splittable in a small type: skip the type, not the cohort
+                logger.info("pan-cancer: %s %s skipped: %s", cancer_type, endpoint, exc)
+                continue
+            table.insert(0, "cancer_type", cancer_type)
+            cox.insert(0, "cancer_type", cancer_type)
+            tables.append(table)
+            coxes.append(cox)
+    if not tables:
+        return pd.DataFrame(), pd.DataFrame()
+    table = pd.concat(tables, ignore_index=True)
+    table["pancancer_fdr"] = np.nan
+    table["pancancer_hr_fdr"] = np.nan
+    for _, index in table.groupby("feature", sort=False).groups.items():
+        table.loc[index, "pancancer_fdr"] = bh_fdr(table.loc[index, "p"])
+        table.loc[index, "pancancer_hr_fdr"] = bh_fdr(table.loc[index, "hr_per_sd_p"])
+    return table, pd.concat(coxes, ignore_index=True)
+
+
+def correlation_per_type(features: pd.DataFrame, targets: pd.DataFrame, types: pd.Series, analysed: list[str]) -> pd.DataFrame:
+    """Spearman rho of every feature with every target per type (``fdr`` within the type, as
+    :func:`spearman_table`), and ``pancancer_fdr``: BH across types x targets of each feature."""
+    tables = []
+    for cancer_type in analysed:
+        members = types.index[types == cancer_type].intersection(features.index)
+        table = spearman_table(features.loc[members], targets.loc[members])
+        table.insert(0, "cancer_type", cancer_type)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    table["pancancer_fdr"] = np.nan
+    for _, index in table.groupby("feature", sort=False).groups.items():
+        table.loc[index, "pancancer_fdr"] = bh_fdr(table.loc[index, "p"])
+    return table
+
+
+def focus_features(kinds: dict[str, str]) -> list[str]:
+    """Features drawn in the pan-cancer figures: user signatures, genes and necroptosis sets, else all."""
+    focus = [f for f, k in kinds.items() if k in FOCUS_KINDS]
+    return focus or list(kinds)
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+
+
+def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str]):
+    """Forest plot of the univariate Cox HR per SD (95% CI) per cancer type, one panel per feature;
+    filled markers: pan-cancer FDR (of the HR p) < 0.05."""
+    plt = pyplot()
+    import matplotlib.ticker
+
+    sub = table[(table["endpoint"] == endpoint) & table["feature"].isin(features)].dropna(subset=["hr_per_sd"])
+    shown = [f for f in features if f in set(sub["feature"])]
+    types = sorted(sub["cancer_type"].unique(), reverse=True)
+    ncol = min(3, max(1, len(shown)))
+    nrow = int(np.ceil(max(1, len(shown)) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, (0.3 * len(types) + 1.4) * nrow), squeeze=False)
+    y_of = {t: i for i, t in enumerate(types)}
+    for ax, feature in zip(axes.ravel(), shown):
+        data = sub[sub["feature"] == feature]
+        y = data["cancer_type"].map(y_of).to_numpy()
+        significant = (data["pancancer_hr_fdr"] < 0.05).to_numpy()
+        hr = data["hr_per_sd"].to_numpy(dtype=float)
+        xerr = np.vstack([hr - data["hr_per_sd_lower"].to_numpy(dtype=float), data["hr_per_sd_upper"].to_numpy(dtype=float) - hr])
+        ax.errorbar(hr, y, xerr=xerr, fmt="none", ecolor="grey", capsize=2)
+        ax.scatter(hr, y, s=18, c=np.where(significant, "black", "white"), edgecolors="black", zorder=3)
+        ax.axvline(1, color="red", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        low, high = ax.get_xlim()
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(
+            [t for t in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10) if low <= t <= high]))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_yticks(range(len(types)))
+        ax.set_yticklabels(types, fontsize=7)
+        ax.set_ylim(-0.7, len(types) - 0.3)
+        ax.set_title(feature, fontsize=8)
+        ax.set_xlabel(f"HR per SD ({endpoint}, univariate Cox)", fontsize=7)
+    for ax in axes.ravel()[len(shown):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
+    """Heatmap of Spearman rho, cancer types x features, one panel per target; * pan-cancer FDR < 0.05."""
+    plt = pyplot()
+    sub = table[table["feature"].isin(features)]
+    targets = list(dict.fromkeys(sub["target"]))
+    shown = [f for f in features if f in set(sub["feature"])]
+    types = sorted(sub["cancer_type"].unique())
+    width = 0.35 * len(shown) + 1.2
+    fig, axes = plt.subplots(1, len(targets), figsize=(width * len(targets) + 2.5, 0.3 * len(types) + 3), squeeze=False)
+    image = None
+    for ax, target in zip(axes[0], targets):
+        part = sub[sub["target"] == target]
+        rho = part.pivot(index="cancer_type", columns="feature", values="rho").reindex(index=types, columns=shown)
+        fdr = part.pivot(index="cancer_type", columns="feature", values="pancancer_fdr").reindex(index=types, columns=shown)
+        image = ax.imshow(rho.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(shown)))
+        ax.set_xticklabels(shown, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(types)))
+        ax.set_yticklabels(types if ax is axes[0][0] else [], fontsize=7)
+        ax.set_title(target, fontsize=8)
+        for i in range(len(types)):
+            for j in range(len(shown)):
+                if fdr.iat[i, j] < 0.05:
+                    ax.text(j, i, "*", ha="center", va="center", fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[0]), label="Spearman rho", shrink=0.8)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage step
+
+
+def run_pancancer(
+    features: pd.DataFrame,
+    kinds: dict[str, str],
+    survs: dict[str, pd.DataFrame],
+    types: pd.Series,
+    covariates: pd.DataFrame,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """All per-type analyses of a cohort (module docstring): the type table, survival and Cox tables,
+    the immune-context correlations (targets: ESTIMATE scores and cell-type fractions, when present)."""
+    min_samples = params["pancancer_min_samples"]
+    types = types.loc[types.index.intersection(features.index)].dropna()
+    table = type_table(types, min_samples)
+    analysed = list(table.loc[table["analysed"], "cancer_type"])
+    logger.info("pan-cancer: %d cancer type(s), %d analysed (>= %d samples)", len(table), len(analysed), min_samples)
+    survival, cox = survival_per_type(features, survs, types, analysed, covariates, params, min_samples) if analysed \
+        else (pd.DataFrame(), pd.DataFrame())
+    if len(survival):
+        survival.insert(2, "kind", survival["feature"].map(kinds))
+    target_columns = [c for c in features.columns if kinds[c] in ("estimate", "fraction")]
+    source_columns = [c for c in features.columns if kinds[c] not in ("estimate", "fraction")]
+    correlations = pd.DataFrame()
+    if analysed and target_columns:
+        targets = features[target_columns].rename(columns=lambda c: c.split(":", 1)[1])
+        correlations = correlation_per_type(features[source_columns], targets, types, analysed)
+        correlations.insert(2, "kind", correlations["feature"].map(kinds))
+    return {"types": table, "survival": survival, "cox": cox, "correlations": correlations,
+            "focus": focus_features({f: k for f, k in kinds.items() if f in source_columns})}
+
+
+def write_pancancer(result: dict[str, Any], outdir: Path, prefix: str, sample: str, cohort_id: str) -> list[Path]:
+    """Tables, figures and the report table of :func:`run_pancancer` (file names in docs/output.md)."""
+    written = [write_table(result["types"], outdir / f"{prefix}bulk_pancancer_types.tsv")]
+    survival, focus = result["survival"], result["focus"]
+    if len(survival):
+        written.append(write_table(survival, outdir / f"{prefix}bulk_pancancer_survival.tsv"))
+        written.append(write_table(result["cox"], outdir / f"{prefix}bulk_pancancer_cox.tsv"))
+        for endpoint in dict.fromkeys(survival["endpoint"]):
+            fig = plot_pancancer_forest(survival, endpoint, focus)
+            written.append(save_figure(fig, outdir / f"{prefix}bulk_pancancer_forest_{slug(endpoint)}.png"))
+        columns = ["cancer_type", "feature", "endpoint", "n", "events", "hr_per_sd", "hr_per_sd_p", "pancancer_hr_fdr",
+                   "logrank_p", "p", "pancancer_fdr"]
+        mqc = survival.loc[survival["feature"].isin(focus), columns].copy()
+        mqc.insert(0, "id", mqc["feature"] + " | " + mqc["cancer_type"] + " | " + mqc["endpoint"])
+        mqc = mqc.drop(columns=["feature", "cancer_type", "endpoint"]).sort_values(["pancancer_hr_fdr", "hr_per_sd_p"], kind="stable")
+        p_values = ("hr_per_sd_p", "pancancer_hr_fdr", "logrank_p", "p", "pancancer_fdr")
+        headers = {column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} if column in p_values
+                   else {"format": "{:.2f}"} if column == "hr_per_sd" else {} for column in mqc.columns[1:]}
+        written.append(write_table(mqc, outdir / f"{prefix}bulk_pancancer_mqc.tsv", header_lines=multiqc_header(
+            f"tmeflow_bulk_pancancer_{cohort_id}", f"Bulk cohort {sample}: survival per cancer type",
+            "Per feature, cancer type and endpoint: HR per SD (univariate Cox) and its p, BH across types x endpoints "
+            "of the feature (pancancer_hr_fdr); log-rank p at the cut-point, primary cut-point p and its pan-cancer FDR.",
+            "table", headers=headers, pconfig={"id": f"tmeflow_bulk_pancancer_{cohort_id}_table", "sort_rows": False})))
+    if len(result["correlations"]):
+        written.append(write_table(result["correlations"], outdir / f"{prefix}bulk_pancancer_correlation.tsv"))
+        fig = plot_pancancer_heatmap(result["correlations"], focus)
+        written.append(save_figure(fig, outdir / f"{prefix}bulk_pancancer_correlation.png"))
+    return written

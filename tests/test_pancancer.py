@@ -1,0 +1,257 @@
+"""Pan-cancer bulk analyses (``tmeflow.bulk.pancancer``): per-type survival and correlations, with BH
+across types x endpoints; a one-type cohort gives the single-cohort numbers exactly (NKI)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmeflow.bulk.pancancer import cancer_types, run_pancancer
+from tmeflow.cli import main
+from tmeflow.errors import TmeflowInputError
+from tmeflow.params import defaults
+from tmeflow.signatures import read_bundled_gmt
+from tmeflow.stats import bh_fdr
+
+PROLIFERATION = "MKI67 CCNB1 BUB1 AURKA CENPF MCM2 CDC20 CCNE2 BIRC5 MYBL2 RRM2 TYMS".split()
+
+
+def _typed_cohort(seed=0):
+    """Three types: A (80 samples, score -> OS and PFI with HR 2.5 per SD), B (80, null), C (8, too few).
+    Targets: an ESTIMATE immune score tracking the score in A only."""
+    rng = np.random.default_rng(seed)
+    sizes = {"A": 80, "B": 80, "C": 8}
+    types = pd.Series(np.repeat(list(sizes), list(sizes.values())), index=[f"S{i:03d}" for i in range(sum(sizes.values()))])
+    score = pd.Series(rng.normal(size=len(types)), index=types.index)
+    beta = np.where(types == "A", np.log(2.5), 0.0)
+    survs = {}
+    for endpoint in ("OS", "PFI"):
+        t = rng.exponential(1000 * np.exp(-beta * score))
+        c = rng.uniform(200, 3000, len(types))
+        survs[endpoint] = pd.DataFrame({"time": np.minimum(t, c), "event": (t <= c).astype(int)}, index=types.index)
+    immune = np.where(types == "A", score, 0) + 0.5 * rng.normal(size=len(types))
+    features = pd.DataFrame({"SIG": score, "noise": rng.normal(size=len(types)), "ESTIMATE:ImmuneScore": immune},
+                            index=types.index)
+    kinds = {"SIG": "user_signature", "noise": "hallmark", "ESTIMATE:ImmuneScore": "estimate"}
+    return features, kinds, survs, types
+
+
+def test_per_type_survival_finds_the_planted_type_and_skips_small_types(caplog):
+    features, kinds, survs, types = _typed_cohort()
+    params = {**defaults(), "cutpoint_permutations": 0, "pancancer_min_samples": 20}
+    with caplog.at_level(logging.INFO, logger="tmeflow"):
+        result = run_pancancer(features, kinds, survs, types, pd.DataFrame(index=types.index), params)
+    assert "cancer type C skipped: 8 samples < pancancer_min_samples=20" in caplog.text
+    assert result["types"].set_index("cancer_type")["analysed"].to_dict() == {"A": True, "B": True, "C": False}
+    surv = result["survival"]
+    assert set(surv["cancer_type"]) == {"A", "B"} and set(surv["endpoint"]) == {"OS", "PFI"}
+    sig = surv[surv["feature"] == "SIG"].set_index(["cancer_type", "endpoint"])
+    assert (sig.loc["A", "pancancer_hr_fdr"] < 0.05).all() and (sig.loc["A", "hr_per_sd"] > 1.5).all()
+    assert (sig.loc["B", "pancancer_hr_fdr"] > 0.05).all()
+    # BH across the 2 types x 2 endpoints of each feature, not across features
+    assert np.allclose(sig["pancancer_hr_fdr"], bh_fdr(sig["hr_per_sd_p"]))
+    assert np.allclose(sig["pancancer_fdr"], bh_fdr(sig["p"]))
+    assert set(result["cox"]["cancer_type"]) == {"A", "B"}
+    corr = result["correlations"].set_index(["cancer_type", "feature"])
+    assert corr.loc[("A", "SIG"), "rho"] > 0.6 and corr.loc[("A", "SIG"), "pancancer_fdr"] < 0.05
+    assert abs(corr.loc[("B", "SIG"), "rho"]) < 0.3
+    assert result["focus"] == ["SIG"]
+
+
+def test_cancer_type_column_detection(tmp_path):
+    clinical = pd.DataFrame({"Cancer_Type": ["BRCA", " LUAD ", None]}, index=["a", "b", "c"])
+    types = cancer_types(clinical, "", tmp_path / "clin.tsv")
+    assert types.tolist()[:2] == ["BRCA", "LUAD"] and pd.isna(types["c"])
+    assert cancer_types(clinical.rename(columns={"Cancer_Type": "x"}), "", tmp_path / "clin.tsv") is None
+    with pytest.raises(TmeflowInputError, match="cancer_type_column is not a clinical column") as info:
+        cancer_types(clinical, "project", tmp_path / "clin.tsv")
+    assert "project" in str(info.value) and "clin.tsv" in str(info.value)
+
+
+@pytest.mark.shared_data
+def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp_path):
+    """Acceptance: the NKI cohort run once as today and once with cancer_type = BRCA for every sample; the
+    per-type survival and Cox tables equal the single-cohort ones exactly."""
+    folder = shared_data / "nki_breast_bulk_survival"
+    clinical = pd.read_csv(folder / "nkis_clinical.csv.gz", index_col=0)
+    clinical.to_csv(tmp_path / "plain.csv")
+    clinical.assign(cancer_type="BRCA").to_csv(tmp_path / "typed.csv")
+    gmt = tmp_path / "prolif.gmt"
+    gmt.write_text("PROLIFERATION\tproliferation genes\t" + "\t".join(PROLIFERATION) + "\n")
+    outs = {}
+    for name in ("plain", "typed"):
+        outs[name] = tmp_path / name
+        assert main([
+            "bulk", "--expression", str(folder / "nkis_expression_log10ratio.csv.gz"), "--clinical", str(tmp_path / f"{name}.csv"),
+            "--probe_annotation", str(folder / "nkis_probe_annotation.csv.gz"), "--bulk_values", "log", "--sample", "NKI",
+            "--signatures", str(gmt), "--bulk_hallmark", "false", "--bulk_genes", "ESR1,ERBB2", "--cox_covariates", "age,node",
+            "--cutpoint_permutations", "200", "--outdir", str(outs[name]),
+        ]) == 0
+    assert not (outs["plain"] / "NKI.bulk_pancancer_survival.tsv").exists()
+    single = pd.read_csv(outs["plain"] / "NKI.bulk_survival.tsv", sep="\t")
+    per_type = pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_survival.tsv", sep="\t")
+    assert set(single["endpoint"]) == {"DMFS", "OS", "RFS"} and set(per_type["cancer_type"]) == {"BRCA"}
+    pd.testing.assert_frame_equal(per_type[single.columns], single)
+    pd.testing.assert_frame_equal(pd.read_csv(outs["typed"] / "NKI.bulk_survival.tsv", sep="\t"), single)
+    cox = pd.read_csv(outs["plain"] / "NKI.bulk_cox.tsv", sep="\t")
+    pd.testing.assert_frame_equal(pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_cox.tsv", sep="\t").drop(columns="cancer_type"), cox)
+    # one type: BH across types x endpoints = BH over the feature's 3 endpoints
+    for feature, rows in per_type.groupby("feature"):
+        assert np.allclose(rows["pancancer_hr_fdr"], bh_fdr(rows["hr_per_sd_p"]))
+    for endpoint in ("DMFS", "OS", "RFS"):
+        assert (outs["typed"] / f"NKI.bulk_pancancer_forest_{endpoint}.png").stat().st_size > 5000
+    esr1 = single[(single["feature"] == "gene:ESR1") & (single["endpoint"] == "OS")].iloc[0]
+    # ER expression is protective in breast cancer (van de Vijver 2002 cohort): the figures quoted in the notes
+    assert esr1["n"] == 129 and esr1["events"] == 36 and esr1["hr_per_sd"] < 1 and esr1["hr_per_sd_p"] < 0.01
+
+
+def test_cli_bad_cancer_type_column_is_one_line(tmp_path, capsys):
+    genes = read_bundled_gmt("estimate")["ImmuneSignature"][:30]
+    expression = pd.DataFrame(np.random.default_rng(0).uniform(1, 50, (30, 12)), index=genes, columns=[f"S{i}" for i in range(12)])
+    expression.index.name = "gene"
+    expression.to_csv(tmp_path / "expr.csv")
+    pd.DataFrame({"sample": expression.columns, "age": 50}).to_csv(tmp_path / "clin.csv", index=False)
+    rc = main(["bulk", "--expression", str(tmp_path / "expr.csv"), "--clinical", str(tmp_path / "clin.csv"),
+               "--sample", "C", "--outdir", str(tmp_path / "out"), "--cancer_type_column", "project"])
+    err = capsys.readouterr().err.strip().splitlines()
+    message = [line for line in err if line.startswith("tmeflow bulk: error:")]
+    assert rc == 2 and len(message) == 1 and "Traceback" not in "\n".join(err)
+    assert "cancer_type_column" in message[0] and "column project" in message[0] and "clin.csv" in message[0]
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Simulated pan-cancer cohorts (tmeflow simulate --bulk_cancer_types)
+
+
+def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_20_seeds():
+    """20 seeds of the simulator's pan-cancer bulk cohort (6 types x 100 samples, HR 2 per SD of the planted
+    score in TYPE1-2 only): the pipeline's ssGSEA score and per-type analysis find every planted type at
+    pan-cancer FDR < 0.05, and the 4 null types x 20 seeds reject at <= 5% (Cox HR-per-SD p, corrected
+    cut-point p, and pan-cancer FDR). The same for the planted score-TMB correlation (Spearman, BH across types)
+    of the simulated MAF."""
+    from pathlib import Path
+
+    from tmeflow.signatures import ssgsea
+    from tmeflow.bulk.mutations import tmb_correlations, tumour_mutational_burden
+    from tmeflow.simulate import (SimConfig, _bulk_expression, _survival, build_genes, build_model, cancer_type_labels,
+                                  planted_types, sample_beta, signature_score, simulate_maf)
+
+    config = SimConfig(outdir=Path("unused"), n_genes=1500, n_bulk=600, bulk_cancer_types=6, bulk_planted_types=2)
+    rng = np.random.default_rng(0)
+    model = build_model(config, build_genes(config, rng), rng)
+    genes = model.programmes["fate_A"]
+    params = {**defaults(), "cutpoint_permutations": 0}
+    tables, tmb_tables = [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        expression, _ = _bulk_expression(model, config.n_bulk, rng)
+        types = cancer_type_labels(config.n_bulk, config.bulk_cancer_types)
+        z = signature_score(expression, genes)
+        clinical = _survival(z, sample_beta(types, config), rng)
+        maf = simulate_maf(z, types, config, rng)
+        surv = pd.DataFrame({"time": clinical["os_time"].to_numpy(), "event": clinical["os_event"].to_numpy()},
+                            index=expression.columns)
+        score = ssgsea(np.log2(expression + 1.0), {"SIG": genes}).T
+        result = run_pancancer(score, {"SIG": "user_signature"}, {"OS": surv}, pd.Series(types, index=expression.columns),
+                               pd.DataFrame(index=expression.columns), params)
+        tables.append(result["survival"].assign(seed=seed))
+        tmb = tumour_mutational_burden(maf, expression.columns, 38.0, Path("simulated.maf"))
+        tmb_tables.append(tmb_correlations(score, {"SIG": "user_signature"}, tmb["tmb"],
+                                           pd.Series(types, index=expression.columns), 20).assign(seed=seed))
+    table = pd.concat(tables, ignore_index=True)
+    tmb_table = pd.concat(tmb_tables, ignore_index=True)
+    tmb_planted = tmb_table["cancer_type"].isin(planted_types(config))
+    assert (tmb_table.loc[tmb_planted, "pancancer_fdr"] < 0.05).all() and (tmb_table.loc[tmb_planted, "rho"] > 0.2).all()
+    assert (tmb_table.loc[~tmb_planted, "p"] < 0.05).mean() <= 0.05
+    assert (tmb_table.loc[~tmb_planted, "pancancer_fdr"] < 0.05).mean() <= 0.05
+    planted = table["cancer_type"].isin(planted_types(config))
+    assert planted.sum() == 40 and (~planted).sum() == 80
+    assert (table.loc[planted, "pancancer_hr_fdr"] < 0.05).all()
+    assert 1.7 < table.loc[planted, "hr_per_sd"].mean() < 2.4 and 0.9 < table.loc[~planted, "hr_per_sd"].mean() < 1.1
+    null = table[~planted]
+    for column in ("hr_per_sd_p", "p", "pancancer_hr_fdr", "pancancer_fdr"):
+        assert (null[column] < 0.05).mean() <= 0.05, column
+    # the plain log-rank p at an optimised split is anti-conservative, as documented (not the primary p)
+    assert (null["logrank_p"] < 0.05).mean() > 0.15
+
+
+@pytest.fixture(scope="module")
+def pancancer_run(tmp_path_factory):
+    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1`, then `tmeflow bulk` with its MAF."""
+    import json
+
+    tmp_path = tmp_path_factory.mktemp("pancancer")
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--outdir", str(sim), "--n_cells", "300", "--n_patients", "2", "--n_genes", "1500",
+                 "--n_sections", "0", "--n_bulk", "400", "--bulk_cancer_types", "4", "--bulk_planted_types", "1",
+                 "--seed", "1"]) == 0
+    truth = json.loads((sim / "truth.json").read_text())["bulk"]
+    assert truth["cancer_types"]["planted"] == ["TYPE1"] and truth["cancer_types"]["null"] == ["TYPE2", "TYPE3", "TYPE4"]
+    clinical = pd.read_csv(sim / "bulk" / "clinical.tsv", sep="\t")
+    assert clinical["cancer_type"].value_counts().to_dict() == {f"TYPE{k}": 100 for k in range(1, 5)}
+    gmt = sim / "fate_a.gmt"
+    gmt.write_text("FATE_A\tplanted\t" + "\t".join(truth["signature_genes"]) + "\n")
+    out = tmp_path / "out"
+    assert main(["bulk", "--expression", str(sim / "bulk" / "expression.tsv"), "--clinical", str(sim / "bulk" / "clinical.tsv"),
+                 "--signatures", str(gmt), "--sample", "PAN", "--outdir", str(out), "--bulk_values", "tpm",
+                 "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf")]) == 0
+    return out
+
+
+def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
+    """`tmeflow simulate --bulk_cancer_types 4` then `tmeflow bulk` on its bulk row: a cancer_type column, the
+    truth naming the planted type, and the per-type outputs find it (pan-cancer FDR < 0.05), for survival and,
+    from the simulated MAF given as --maf, for the score-TMB correlation."""
+    import json
+
+    out = pancancer_run
+    table = pd.read_csv(out / "PAN.bulk_pancancer_survival.tsv", sep="\t")
+    fate = table[table["feature"] == "FATE_A"].set_index("cancer_type")
+    assert fate.loc["TYPE1", "pancancer_hr_fdr"] < 0.05 and fate.loc["TYPE1", "hr_per_sd"] > 1.5
+    for name in ("bulk_pancancer_types.tsv", "bulk_pancancer_cox.tsv", "bulk_pancancer_mqc.tsv", "bulk_pancancer_correlation.tsv",
+                 "bulk_pancancer_forest_OS.png", "bulk_pancancer_correlation.png"):
+        assert (out / f"PAN.{name}").stat().st_size > 0, name
+    tmb = pd.read_csv(out / "PAN.bulk_tmb.tsv", sep="\t")
+    assert tmb["tmb"].notna().all() and 1.4 < tmb["tmb"].median() < 2.6 and set(tmb["match_rule"]) == {"exact"}
+    tmb_corr = pd.read_csv(out / "PAN.bulk_tmb_correlation.tsv", sep="\t")
+    fate_tmb = tmb_corr[tmb_corr["feature"] == "FATE_A"].set_index("cancer_type")
+    assert fate_tmb.loc["TYPE1", "pancancer_fdr"] < 0.05 and fate_tmb.loc["TYPE1", "rho"] > 0.2
+    assert (out / "PAN.bulk_tmb_correlation.png").stat().st_size > 0
+    summary = json.loads((out / "PAN.bulk_summary.json").read_text())
+    assert summary["tmb"]["samples_with_tmb"] == 400 and summary["tmb"]["capture_mb"] == 38
+    assert summary["cancer_types"] == {f"TYPE{k}": {"n": 100, "analysed": True} for k in range(1, 5)}
+
+
+def test_simulate_pancancer_settings_are_checked():
+    from pathlib import Path
+
+    from tmeflow.simulate import SimConfig
+
+    with pytest.raises(TmeflowInputError, match="fewer than 10 samples per cancer type"):
+        SimConfig(outdir=Path("x"), n_bulk=50, bulk_cancer_types=6).check()
+    with pytest.raises(TmeflowInputError, match="--bulk_planted_types between 0 and it"):
+        SimConfig(outdir=Path("x"), bulk_cancer_types=2, bulk_planted_types=3).check()
+
+
+def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_path):
+    import re
+
+    from tmeflow import report
+
+    outdir = tmp_path / "multiqc"
+    assert main(["report", "--input_dir", str(pancancer_run), "--outdir", str(outdir)]) == 0
+    html = (outdir / "multiqc_report.html").read_text()
+    assert 'id="tmeflow_step_pancancer"' in html
+    figures = [p for p in pancancer_run.glob("*.png") if "pancancer" in p.name or "tmb" in p.name]
+    assert len(figures) == 3
+    for figure in figures:
+        assert re.search("tmeflow_figure_" + re.escape(figure.stem.lower().replace(".", "_")), html), figure.name
+    assert "tmeflow_bulk_pancancer_PAN" in html
+    patterns = [p for p, _ in next(s for s in report.SECTIONS if s.id == "tmeflow_step_pancancer").files]
+    unused = [p for p in patterns if not any(f.match(p) for f in pancancer_run.iterdir())]
+    assert unused == ["*.bulk_response_roc.png"]  # no response column here (tests/test_response.py)
