@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import TmeflowInputError
-from .io import multiqc_header, read_h5ad, save_figure, write_json, write_table
+from .io import multiqc_header, read_h5ad, save_figure, write_json, write_multiqc_table, write_table
 from .log import get_logger, timed
 from .plotting import pyplot
 from .stats import bh_fdr
@@ -566,6 +566,18 @@ def plot_boxes(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str]
 # Stage
 
 
+DA_TABLE_COLUMNS = ["level", "contrast", "cell_type", "mean_prop_test", "mean_prop_reference", "prop_ratio", "pvalue", "fdr"]
+
+
+def write_da_table(da_tables: list[pd.DataFrame], path: Path) -> Path:
+    """Every level's and contrast's propeller results as one sortable MultiQC table, lowest FDR first."""
+    table = pd.concat(da_tables, ignore_index=True) if da_tables else pd.DataFrame(columns=DA_TABLE_COLUMNS)
+    table = table[DA_TABLE_COLUMNS].sort_values(["fdr", "pvalue"], kind="stable")
+    table.insert(0, "test", table["level"] + ": " + table["contrast"] + ": " + table["cell_type"].astype(str))
+    return write_multiqc_table(table, path, "tmeflow_composition_da", "Differential abundance",
+                               "propeller tests of cell-type proportions (samples as replicates), every level and contrast, lowest FDR first.")
+
+
 def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Read the atlas obs, check it, compute proportions and DA for every contrast; write outputs."""
     outdir = Path(outdir)
@@ -588,6 +600,7 @@ def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str
     if LEVELS["fine"] in obs.columns and "fine" not in levels:
         logger.warning("obs '%s' has missing values; fine-level composition skipped", LEVELS["fine"])
     summary: dict[str, Any] = {"contrasts": [contrast_name(*p) for p in pairs], "levels": list(levels), "significant": {}}
+    da_tables: list[pd.DataFrame] = []
     for level, key in levels.items():
         with timed(logger, f"composition ({level}: {key})"):
             counts = cell_counts(obs, key)
@@ -610,6 +623,7 @@ def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str
                 da["significant"] = da["fdr"] < fdr_cut
                 name = contrast_name(test, reference)
                 write_table(da, outdir / f"da_{level}_{name}.tsv")
+                da_tables.append(da.assign(level=level))
                 called = da.loc[da["significant"], "cell_type"].tolist()
                 summary["significant"][f"{level}:{name}"] = called
                 logger.info("%s %s: %d of %d cell types differ (FDR < %g; %s, %s)%s", level, name, len(called), len(da),
@@ -625,6 +639,7 @@ def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str
                                         "Proportion of each major cell type per sample.", "bargraph",
                                         pconfig={"id": "tmeflow_composition_plot", "title": "Cell-type composition", "cpswitch_c_active": False})
                 write_table(counts, outdir / "composition_mqc.tsv", index=True, header_lines=header)
+    write_da_table(da_tables, outdir / "composition_da_mqc.tsv")
     if params.get("da_nhood"):
         summary["significant_neighbourhoods"] = _neighbourhood_da(input_path, obs, samples, pairs, outdir, params)
     write_json(summary, outdir / "composition_summary.json")

@@ -117,3 +117,21 @@ def multiqc_header(section_id: str, section_name: str, description: str, plot_ty
     config = {"id": section_id, "section_name": section_name, "description": description, "plot_type": plot_type}
     config.update(extra)
     return "".join(f"# {line}\n" for line in yaml.safe_dump(config, sort_keys=False).splitlines())
+
+
+P_VALUE_COLUMNS = frozenset({"pvalue", "fdr", "pval", "p", "padj"})
+
+
+def write_multiqc_table(frame, path: str | Path, section_id: str, section_name: str, description: str) -> Path:
+    """A sortable MultiQC table of ``frame`` (first column: the row names, unique), every other column shown:
+    p-values and FDRs coloured on [0, 1] with 2 significant digits, other numbers with 3."""
+    from pandas.api.types import is_float_dtype
+
+    headers = {
+        column: ({"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} if column in P_VALUE_COLUMNS
+                 else {"format": "{:.3g}"} if is_float_dtype(frame[column]) else {})
+        for column in frame.columns[1:]
+    }  # fmt: skip
+    header = multiqc_header(section_id, section_name, description, "table", headers=headers,
+                            pconfig={"id": f"{section_id}_table", "sort_rows": False})
+    return write_table(frame, path, header_lines=header)

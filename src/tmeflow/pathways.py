@@ -324,6 +324,20 @@ def enrichment_plot(curves: list[tuple[str, str, float, np.ndarray, np.ndarray]]
 # Stage
 
 
+TOP_SETS_IN_REPORT = 3
+GSEA_TABLE_COLUMNS = ["contrast", "cell_type", "term", "nes", "pvalue", "fdr"]
+
+
+def write_gsea_table(gsea_tables: list[pd.DataFrame], path: Path) -> Path:
+    """The top GSEA sets of each cell type and contrast as one sortable MultiQC table, lowest FDR first."""
+    gsea = pd.concat(gsea_tables, ignore_index=True) if gsea_tables else pd.DataFrame(columns=[*GSEA_TABLE_COLUMNS, "rank"])
+    table = gsea[gsea["rank"] <= TOP_SETS_IN_REPORT][GSEA_TABLE_COLUMNS].sort_values(["fdr", "pvalue"], kind="stable")
+    table.insert(0, "test", table["contrast"].astype(str) + ": " + table["cell_type"].astype(str) + ": " + table["term"].astype(str))
+    return io.write_multiqc_table(table, path, "tmeflow_pathways_gsea", "Top gene sets (GSEA)",
+                                  f"Pre-ranked GSEA of the differential-expression statistics: the {TOP_SETS_IN_REPORT} top sets "
+                                  "per cell type and contrast, lowest FDR first (NES > 0: up in the test condition).")
+
+
 def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[str], outdir: str | Path,
                  params: dict[str, Any]) -> dict[str, Any]:
 
@@ -346,6 +360,7 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
     summary: dict[str, Any] = {"species": species, "signatures": {k: len(v) for k, v in signatures.items()}, "gsea_top": {}}
 
     # ---------------------------------------------------------------- GSEA + ORA per DE table
+    gsea_tables: list[pd.DataFrame] = []
     for contrast, frame in (de.groupby("contrast", sort=False) if len(de) else []):
         gsea_rows, ora_rows, curves = [], [], []
         for group, sub in frame.groupby("cell_type", sort=False):
@@ -376,6 +391,7 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
                 ora_rows.append(ora[ORA_COLUMNS])
         gsea = pd.concat(gsea_rows, ignore_index=True) if gsea_rows else pd.DataFrame(columns=GSEA_COLUMNS)
         io.write_table(gsea, outdir / f"gsea_{contrast}.tsv")
+        gsea_tables.append(gsea)
         io.write_table(pd.concat(ora_rows, ignore_index=True) if ora_rows else pd.DataFrame(columns=ORA_COLUMNS),
                        outdir / f"ora_{contrast}.tsv")
         if len(gsea):
@@ -385,6 +401,7 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
                            outdir / f"gsea_{contrast}_bubble.png")
         if curves:
             io.save_figure(enrichment_plot(curves, f"GSEA {contrast}: top set per cell type"), outdir / f"gsea_{contrast}_enrichment.png")
+    write_gsea_table(gsea_tables, outdir / "pathways_gsea_mqc.tsv")
 
     # ---------------------------------------------------------------- ssGSEA on pseudobulk
     conditions = condition_order(adata.obs)

@@ -101,6 +101,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("tmeflow_step_composition", "Composition and differential abundance",
             "Cell-type proportions per sample and propeller-style tests between conditions (tmeflow composition).", (
         ("composition_mqc.tsv", ""),
+        ("composition_da_mqc.tsv", ""),
         ("composition_*_stacked.png", "Cell-type proportions per sample"),
         ("composition_*_boxplot.png", "Proportions per condition, one point per sample"),
         ("da_nhood_*.png", "Neighbourhood (Milo-style) differential abundance per majority cell type"),
@@ -116,6 +117,7 @@ SECTIONS: tuple[Section, ...] = (
         ("de_*_volcano.png", "Volcano plot: log2 fold change against adjusted p"),
     )),
     Section("tmeflow_step_pathways", "Pathways and signatures", "GSEA, ssGSEA, module scores, PROGENy and CytoTRACE stemness (tmeflow pathways).", (
+        ("pathways_gsea_mqc.tsv", ""),
         ("gsea_*.png", "Pre-ranked GSEA of the differential-expression statistics per cell type: top sets and running enrichment scores"),
         ("ssgsea_*_heatmap.png", "ssGSEA scores of pseudobulk profiles, by condition and by cell type"),
         ("module_scores_bubble.png", "Signature module scores per cell type and condition: mean (z across groups) and fraction of cells above 0"),
@@ -128,6 +130,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("tmeflow_step_communication", "Cell-cell communication",
             "LIANA consensus interactions, signalling pathways and roles, and their differences between conditions (tmeflow communication).", (
         ("communication_mqc.tsv", ""),
+        ("communication_pathways_mqc.tsv", ""),
         ("communication_*.png", "Interactions between cell types (count and strength), differential interactions and signalling pathways between conditions (circle plots), signalling roles (sender, receiver, mediator, influencer)"),
     )),
     Section("tmeflow_step_spatial_qc", "Spatial QC", "Spot QC and clustering per section (tmeflow spatial_qc).", (

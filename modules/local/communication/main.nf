@@ -21,7 +21,7 @@ process COMMUNICATION {
     tuple val(meta), path("communication_*.png")                       , emit: plots
     tuple val(meta), path("communication_skipped.tsv")                 , emit: skipped
     tuple val(meta), path("communication_summary.json")                , emit: summary
-    path "communication_mqc.tsv"                                       , emit: mqc
+    path "communication*_mqc.tsv"                                      , emit: mqc // interactions bar graph, pathway table
     path "versions.yml"                                                , emit: versions, topic: versions
 
     when:
@@ -63,6 +63,7 @@ process COMMUNICATION {
     touch communication_skipped.tsv
     echo '{}' > communication_summary.json
     touch communication_mqc.tsv
+    touch communication_pathways_mqc.tsv
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

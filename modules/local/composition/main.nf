@@ -16,7 +16,7 @@ process COMPOSITION {
     tuple val(meta), path("composition_*_boxplot.png")     , emit: boxplot
     tuple val(meta), path("da_nhood_*.png")                , emit: nhood_plots, optional: true
     tuple val(meta), path("composition_summary.json")      , emit: summary
-    path "composition_mqc.tsv"                             , emit: mqc
+    path "composition*_mqc.tsv"                            , emit: mqc // composition bar graph, DA table
     path "versions.yml"                                    , emit: versions, topic: versions
 
     when:
@@ -45,6 +45,7 @@ process COMPOSITION {
     touch composition_major_boxplot.png
     echo '{}' > composition_summary.json
     touch composition_mqc.tsv
+    touch composition_da_mqc.tsv
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

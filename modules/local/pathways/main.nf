@@ -24,6 +24,7 @@ process PATHWAYS {
     tuple val(meta), path("stemness_tests.tsv")            , emit: stemness_tests
     tuple val(meta), path("stemness_by_condition.png")     , emit: stemness_plot
     tuple val(meta), path("pathways_summary.json")         , emit: summary
+    path "pathways_gsea_mqc.tsv"                           , emit: mqc
     path "versions.yml"                                    , emit: versions, topic: versions
 
     when:
@@ -64,6 +65,7 @@ process PATHWAYS {
     touch stemness_samples.tsv
     touch stemness_tests.tsv
     touch stemness_by_condition.png
+    touch pathways_gsea_mqc.tsv
     echo '{}' > pathways_summary.json
 
     cat <<-END_VERSIONS > versions.yml

@@ -98,7 +98,7 @@ from ..composition import (
 from ..errors import TmeflowInputError
 from ..genes import species_of
 from ..stats import bh_fdr, condition_contrast, moderated_by_pattern
-from ..io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
+from ..io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_multiqc_table, write_table
 from ..log import get_logger, timed
 from ..text import slug, split_list
 from .plots import plot_diff_dots, plot_pair_heatmaps, plot_pathway_circles, plot_pathway_diff_heatmap, plot_roles_heatmap
@@ -438,6 +438,20 @@ def _write_gz(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, sep="\t", index=False, compression="gzip", float_format="%.6g")
 
 
+TOP_PATHWAYS_IN_REPORT = 15
+PATHWAY_TABLE_COLUMNS = ["contrast", "pathway", "logfc", "pvalue", "fdr"]
+
+
+def write_pathway_table(top_pathways: list[pd.DataFrame], path: Path) -> Path:
+    """The top differential signalling pathways of every contrast as one sortable MultiQC table."""
+    table = pd.concat(top_pathways, ignore_index=True) if top_pathways else pd.DataFrame(columns=PATHWAY_TABLE_COLUMNS)
+    table = table[PATHWAY_TABLE_COLUMNS].copy()
+    table.insert(0, "test", table["contrast"].astype(str) + ": " + table["pathway"].astype(str))
+    return write_multiqc_table(table, path, "tmeflow_communication_pathways", "Differential signalling pathways",
+                               f"Top {TOP_PATHWAYS_IN_REPORT} pathways per contrast by p (Simes over the sample-level interaction "
+                               "tests of the pathway, BH); logfc = log2 summed strength, test over reference (descriptive).")
+
+
 def run_communication(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Check the atlas, infer interactions per condition / sample, test differences, write outputs."""
     outdir = Path(outdir)
@@ -509,6 +523,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     for condition in present:
         summary["called"][condition] = int(liana.loc[liana["condition"] == condition, "called"].sum())
     min_cells = int(params["communication_min_cells"])
+    top_pathways: list[pd.DataFrame] = []
     for test, reference in pairs:
         name = contrast_name(test, reference)
         in_pair = obs["condition"].astype(str).isin([test, reference])
@@ -528,6 +543,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
         path_table = pathway_tests(table, pathways, name, fdr=float(params["communication_fdr"]))
         write_table(path_table, outdir / f"communication_pathway_diff_{name}.tsv")
         overall = path_table[path_table["level"] == "pathway"]
+        top_pathways.append(overall.sort_values("pvalue", kind="stable").head(TOP_PATHWAYS_IN_REPORT))
         if len(overall):
             save_figure(plot_pathway_diff_heatmap(path_table, int(params["communication_top_n"]), f"Differential signalling pathways, {name}"),
                         outdir / f"communication_pathway_diff_{name}_heatmap.png")
@@ -540,6 +556,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
         }
     plot_pathways(strength, roles, summary, chosen, present, int(params["communication_n_pathway_plots"]), outdir)
     write_table(pd.DataFrame(skipped, columns=SKIP_COLUMNS), outdir / "communication_skipped.tsv")
+    write_pathway_table(top_pathways, outdir / "communication_pathways_mqc.tsv")
     mqc = counts.groupby("condition", observed=True)[["n_interactions"]].sum()
     header = multiqc_header("tmeflow_communication", "Cell-cell communication",
                             f"Ligand-receptor interactions called by LIANA (magnitude_rank <= {cutoff:g}) per condition.", "bargraph",

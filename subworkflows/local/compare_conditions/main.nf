@@ -22,9 +22,10 @@ workflow COMPARE_CONDITIONS {
     )
 
     ch_figures  = COMPOSITION.out.stacked.mix(
-        COMPOSITION.out.boxplot, DE.out.volcano, PATHWAYS.out.gsea_plots, PATHWAYS.out.heatmaps, PATHWAYS.out.bubble
+        COMPOSITION.out.boxplot, COMPOSITION.out.nhood_plots, DE.out.volcano, PATHWAYS.out.gsea_plots, PATHWAYS.out.heatmaps,
+        PATHWAYS.out.bubble, PATHWAYS.out.stemness_plot
     )
-    ch_report   = COMPOSITION.out.mqc.mix(DE.out.mqc, ch_figures.map { meta, pngs -> pngs })
+    ch_report   = COMPOSITION.out.mqc.mix(DE.out.mqc, PATHWAYS.out.mqc, ch_figures.map { meta, pngs -> pngs })
 
     emit:
     de       = DE.out.tables     // channel: [ val(meta), path(tsv) ]
