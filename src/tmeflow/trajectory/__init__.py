@@ -54,15 +54,29 @@ Genes along each fate
     the fate genes: hypergeometric test against the tested genes (bundled Hallmark GMT; mouse: the
     ortholog-mapped one), BH FDR per fate.
 
+Branch-dependent genes (:mod:`tmeflow.trajectory.branch`; tradeSeq, Van den Berge et al. 2020)
+    Per HVG (expressed in >= 5% of the subset), lineage smooths of log-normalised expression on
+    pseudotime (natural cubic splines, ``trajectory_branch_knots`` knots at pseudotime quantiles, cells
+    weighted by their fate probabilities), fitted per sample; association (start vs end of each
+    lineage) and between-lineage (end-point and mean difference) summaries tested across samples with
+    moderated t-tests (cells are not replicates), BH FDR. Branch genes (FDR < ``trajectory_fdr``) are
+    clustered by k-means on their smooths (``trajectory_branch_clusters``) and each cluster is tested
+    for over-representation in the Hallmark, regulated-cell-death and DAMPs sets; the root-to-fate
+    heatmap shows them per fate (Monocle BEAM heatmap of the gastric study, Qiu et al. 2017), and the
+    sets named in ``trajectory_trend_sets`` (default necroptosis and DAMPs) get pseudotime trends per fate.
+
 Outputs: ``trajectory.h5ad`` (the subset), ``trajectory_cells.tsv``, ``trajectory_fates.tsv``,
 ``trajectory_fate_genes.tsv``, ``trajectory_fate_enrichment.tsv``, ``trajectory_embedding.png``,
-``trajectory_trends.png``, ``trajectory_summary.json``, ``trajectory_mqc.tsv``.
+``trajectory_trends.png``, ``trajectory_branch_genes.tsv``, ``trajectory_branch_clusters.tsv``,
+``trajectory_branch_enrichment.tsv``, ``trajectory_set_trends.tsv``, ``trajectory_branch_heatmap.png``,
+``trajectory_set_trends.png``, ``trajectory_summary.json``, ``trajectory_mqc.tsv``.
 """
 
 from __future__ import annotations
 
+from .branch import branch_analysis, branch_tests, cluster_genes, fit_smooths, spline_basis
 from .fates import FATE_FDR, MIN_CELLS_PER_SAMPLE, condition_enrichment, embed, fates, label_fates, pseudotime, regress_out_keys
 from .genes import CHUNK, MIN_EXPRESSED, SPECIFICITY, fate_genes, hallmark_enrichment, weighted_spearman
 from .inputs import EPITHELIAL_PATTERN, choose_root, root_gene_score, root_in_group, subset_mask
-from .plots import plot_embedding, plot_trends
+from .plots import plot_branch_heatmap, plot_embedding, plot_set_trends, plot_trends
 from .stage import cli, run_trajectory

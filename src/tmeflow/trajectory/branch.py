@@ -201,3 +201,83 @@ def cluster_enrichment(clusters: pd.Series, universe, gene_sets: dict[str, list[
                                      "pvalue", "fdr", "genes"])
     table = pd.concat(tables, ignore_index=True)
     return table[["cluster", *[c for c in table.columns if c != "cluster"]]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Gene sets and the stage-level analysis
+
+DAMPS_GMT = "cell_death/damps.gmt"
+
+
+def branch_gene_sets(species: str) -> dict[str, list[str]]:
+    """Hallmark + regulated cell death (the pathways stage's collection) + the bundled DAMPs set."""
+    from ..pathways import pathway_collection
+    from ..signatures import map_gene_sets, read_gmt, resource_path
+
+    sets = dict(pathway_collection(species))
+    sets.update(map_gene_sets(read_gmt(resource_path(DAMPS_GMT)), "human", species))
+    return sets
+
+
+def set_scores(adata, sets: dict[str, list[str]]) -> pd.DataFrame:
+    """Per cell, the mean z-score (over the subset) of each set's genes present in ``adata``."""
+    out = {}
+    for name, members in sets.items():
+        present = [g for g in members if g in adata.var_names]
+        if not present:
+            out[name] = np.zeros(adata.n_obs)
+            continue
+        X = adata[:, present].X
+        X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=float)
+        out[name] = ((X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-9)).mean(axis=1)
+    return pd.DataFrame(out, index=adata.obs_names)
+
+
+def branch_analysis(adata, probs: pd.DataFrame, params: dict, species: str, *, min_expressed: float, file=None) -> dict:
+    """Branch genes, their clusters and enrichment, and set trends of the trajectory subset ``adata``
+    (obs ``pseudotime``, var ``highly_variable``; ``probs`` cells x fates)."""
+    from ..errors import TmeflowInputError
+    from ..text import split_list
+
+    sets = branch_gene_sets(species)
+    wanted = split_list(params.get("trajectory_trend_sets"))
+    by_upper = {name.upper(): name for name in sets}
+    unknown = [w for w in wanted if w.upper() not in by_upper]
+    if unknown:
+        raise TmeflowInputError(f"trajectory_trend_sets names unknown gene sets: {', '.join(unknown)} (bundled: Hallmark, "
+                                "regulated cell death and DAMPS, e.g. GO_0070266_NECROPTOTIC_PROCESS, DAMPS, HALLMARK_HYPOXIA)", file=file)
+    X = adata.X
+    hvg = adata.var["highly_variable"].to_numpy() if "highly_variable" in adata.var.columns else np.ones(adata.n_vars, bool)
+    expressed = np.asarray((X > 0).mean(axis=0)).ravel() >= min_expressed
+    keep = np.flatnonzero(hvg & expressed)
+    genes = adata.var_names[keep].astype(str)
+    t = adata.obs["pseudotime"].to_numpy(dtype=float)
+    samples = (adata.obs["sample"] if "sample" in adata.obs.columns else adata.obs["condition"]).astype(str).to_numpy()
+    fate_names = list(probs.columns)
+    W = probs.to_numpy(dtype=float)
+    knots = int(params["trajectory_branch_knots"])
+    per_sample, pooled, grid = fit_smooths(X[:, keep], t, W, samples, n_knots=knots)
+    table = branch_tests(per_sample, grid, genes, fate_names)
+    fdr = float(params["trajectory_fdr"])
+    table["branch_gene"] = table["fdr_branch"] < fdr
+    clusters = cluster_genes(pooled, genes, table.loc[table["branch_gene"], "gene"], int(params["trajectory_branch_clusters"]),
+                             int(params.get("seed", 0)))
+    table["cluster"] = table["gene"].map(clusters).astype("Int64")
+    enrichment = cluster_enrichment(clusters, genes, sets)
+    if len(enrichment):
+        enrichment["significant"] = enrichment["fdr"] < fdr
+    chosen = {by_upper[w.upper()]: sets[by_upper[w.upper()]] for w in wanted}
+    scores = set_scores(adata, chosen)
+    set_per_sample, set_pooled, _ = fit_smooths(scores.to_numpy(), t, W, samples, n_knots=knots)
+    set_tests = branch_tests(set_per_sample, grid, list(chosen), fate_names).set_index("gene")
+    rows = []
+    for s, name in enumerate(chosen):
+        for l, fate in enumerate(fate_names):
+            for g, x in enumerate(grid):
+                rows.append({"gene_set": name, "fate": fate, "pseudotime_scaled": float(x), "score": float(set_pooled[l, g, s]),
+                             "n_genes_present": int(sum(m in adata.var_names for m in chosen[name])),
+                             "pvalue_association": set_tests.at[name, "pvalue_association"],
+                             "pvalue_branch": set_tests.at[name, "pvalue_branch"]})
+    trends = pd.DataFrame(rows)
+    return {"genes": table, "clusters": clusters, "enrichment": enrichment, "trends": trends, "pooled": pooled,
+            "tested_genes": genes, "grid": grid, "fate_names": fate_names, "n_samples": len(per_sample)}

@@ -69,3 +69,59 @@ def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="z-score")
     return fig
 
+
+
+def plot_branch_heatmap(result: dict, max_genes: int = 200):
+    """Root-to-fate heatmap (as the gastric study's branched heatmap): branch genes x pseudotime grid, one
+    panel per fate, rows ordered by cluster and then by where the gene peaks; cohort-level smooths z-scored
+    per gene over all panels."""
+    plt = pyplot()
+    fates = result["fate_names"]
+    clusters = result["clusters"]
+    table = result["genes"].set_index("gene")
+    genes = list(clusters.index)
+    if len(genes) > max_genes:
+        genes = list(table.loc[genes, "pvalue_branch"].nsmallest(max_genes).index)
+    pos = pd.Index(result["tested_genes"]).get_indexer(genes)
+    fig, axes = plt.subplots(1, len(fates), figsize=(2.8 * len(fates) + 2.0, 0.12 * max(len(genes), 20) + 1.8), squeeze=False)
+    if not genes:
+        axes[0, 0].text(0.5, 0.5, "no branch-dependent genes at this FDR", ha="center", va="center", fontsize=8)
+        return fig
+    curves = result["pooled"][:, :, pos]  # L x grid x genes
+    flat = np.concatenate(list(curves), axis=0)
+    z = (curves - flat.mean(axis=0)) / np.maximum(flat.std(axis=0), 1e-9)
+    peak = np.argmax(np.concatenate(list(z), axis=0), axis=0)
+    order = np.lexsort((peak, clusters.loc[genes].to_numpy()))
+    labels = clusters.loc[genes].to_numpy()[order]
+    for ax, (l, fate) in zip(axes.ravel(), enumerate(fates)):
+        im = ax.imshow(z[l][:, order].T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
+        ax.set_title(f"root -> {fate}", fontsize=8)
+        ax.set_xticks([0, z.shape[1] - 1], ["root", "fate"], fontsize=7)
+        for boundary in np.flatnonzero(np.diff(labels)) + 0.5:
+            ax.axhline(boundary, color="k", lw=0.6)
+        if len(genes) <= 60:
+            ax.set_yticks(range(len(genes)), [genes[i] for i in order], fontsize=5)
+        else:
+            ax.set_yticks([])
+    starts = np.r_[0, np.flatnonzero(np.diff(labels)) + 1]
+    axes[0, 0].set_ylabel("branch genes by cluster (" + ", ".join(f"{labels[s]}" for s in starts) + " top to bottom)", fontsize=7)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="z-score of the smooth")
+    return fig
+
+
+def plot_set_trends(trends: pd.DataFrame):
+    """Pseudotime trends of named gene sets (e.g. necroptosis, DAMPs): one panel per set, one line per fate."""
+    plt = pyplot()
+    names = list(dict.fromkeys(trends["gene_set"])) if len(trends) else []
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.6 * max(len(names), 1), 3.0), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        block = trends[trends["gene_set"] == name]
+        for fate, rows in block.groupby("fate", sort=False):
+            ax.plot(rows["pseudotime_scaled"], rows["score"], label=fate)
+        p = block["pvalue_branch"].iloc[0]
+        ax.set_title(f"{name}\nbranch p = {p:.2g}" if np.isfinite(p) else name, fontsize=7)
+        ax.set_xlabel("pseudotime (scaled)", fontsize=7)
+        ax.set_ylabel("mean z-score of the set's genes", fontsize=7)
+        ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -16,10 +16,11 @@ from ..genes import species_of
 from ..io import multiqc_header, provenance, read_h5ad, save_figure, write_h5ad, write_json, write_table
 from ..log import get_logger, timed
 from ..text import split_list
+from .branch import branch_analysis
 from .fates import _safe, condition_enrichment, embed, fates, label_fates, pseudotime
-from .genes import fate_genes, hallmark_enrichment
+from .genes import MIN_EXPRESSED, fate_genes, hallmark_enrichment
 from .inputs import choose_root, subset_mask
-from .plots import plot_embedding, plot_trends
+from .plots import plot_branch_heatmap, plot_embedding, plot_set_trends, plot_trends
 
 logger = get_logger(__name__)
 
@@ -97,6 +98,11 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     species = species_of(adata)
     hallmark = hallmark_enrichment(genes_table, species)
     hallmark["significant"] = hallmark["fdr"] < float(params["trajectory_fdr"])
+    with timed(logger, "branch-dependent genes (lineage smooths per sample, sample-level tests)"):
+        branch = branch_analysis(adata, probs, params, species, min_expressed=MIN_EXPRESSED, file=input_path)
+    if branch["n_samples"] < 3:
+        logger.warning("branch-gene tests need >= 3 samples with enough cells in every fate; %d had them: no p-values",
+                       branch["n_samples"])
     # outputs
     fates_table = pd.DataFrame([{"fate": f, **labels[f], "n_terminal_cells": int((adata.obs["terminal_state"] == f).sum()),
                                  "n_most_likely": int((adata.obs["fate"] == f).sum()),
@@ -115,6 +121,14 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     write_table(enrichment, outdir / "trajectory_fate_conditions.tsv")
     write_table(genes_table, outdir / "trajectory_fate_genes.tsv")
     write_table(hallmark, outdir / "trajectory_fate_enrichment.tsv")
+    write_table(branch["genes"], outdir / "trajectory_branch_genes.tsv")
+    clusters = branch["clusters"].rename_axis("gene").reset_index()
+    write_table(clusters.merge(branch["genes"], on=["gene", "cluster"]).sort_values(["cluster", "pvalue_branch"]),
+                outdir / "trajectory_branch_clusters.tsv")
+    write_table(branch["enrichment"], outdir / "trajectory_branch_enrichment.tsv")
+    write_table(branch["trends"], outdir / "trajectory_set_trends.tsv")
+    save_figure(plot_branch_heatmap(branch), outdir / "trajectory_branch_heatmap.png")
+    save_figure(plot_set_trends(branch["trends"]), outdir / "trajectory_set_trends.png")
     save_figure(plot_embedding(adata, fate_names, labels), outdir / "trajectory_embedding.png")
     save_figure(plot_trends(adata, genes_table[genes_table["fate_gene"]], fate_names), outdir / "trajectory_trends.png")
     mqc = pd.crosstab(adata.obs["condition"].astype(str), adata.obs["fate"].astype(str))
@@ -131,6 +145,10 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     summary = {"n_cells": int(adata.n_obs), "root": str(adata.obs_names[root]), "root_rule": how, "n_macrostates": int(n_states),
                "fates": {f: labels[f] for f in fate_names},
                "n_fate_genes": {f: int(genes_table.loc[genes_table["fate"] == f, "fate_gene"].sum()) for f in fate_names},
+               "branch_genes": {"n_samples": int(branch["n_samples"]), "n_tested": int(len(branch["genes"])),
+                                "n_branch_genes": int(branch["genes"]["branch_gene"].sum()),
+                                "n_clusters": int(branch["clusters"].nunique()),
+                                "top": branch["genes"].loc[branch["genes"]["branch_gene"], "gene"].head(20).tolist()},
                "hallmark_significant": {f: hallmark.loc[(hallmark["fate"] == f) & hallmark["significant"], "gene_set"].tolist() for f in fate_names}}
     write_json(summary, outdir / "trajectory_summary.json")
     logger.info("fates: %s", "; ".join(f"{f}: {labels[f]['label']}" for f in fate_names))
