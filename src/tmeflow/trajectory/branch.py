@@ -7,11 +7,12 @@ probabilities, and lineages are compared through their fitted smooths.
 Smooths
     Natural cubic regression splines (Hastie, Tibshirani & Friedman, ESL 2nd ed., eq. 5.4-5.5) with
     ``n_knots`` knots at pseudotime quantiles (pseudotime scaled to [0, 1] between its 1% and 99%
-    quantiles). A gene's log-normalised expression of cell ``i`` is modelled as
-    ``sum_l w_il f_l(t_i)`` (``w_il`` the fate probabilities, which sum to one): a Gaussian GAM with one
-    smooth per lineage, fitted by least squares with a small ridge penalty (cells before the branch
-    point, with ``w`` near 1/L, identify only the average of the smooths; the penalty splits it
-    evenly). The design is shared by all genes, so one solve fits every gene.
+    quantiles). One smooth ``f_l`` per lineage, fitted by weighted least squares with the cells'
+    probabilities of lineage ``l`` as weights (Gaussian GAM on log-normalised expression; a small ridge
+    penalty keeps sparse samples stable). Each cell thus counts in every lineage with its probability,
+    the expectation of tradeSeq's random assignment of cells to lineages by their weights; cells before
+    the branch point (probabilities near 1/L) anchor all smooths at the root. The normal equations
+    are shared by all genes, so one solve per lineage fits every gene.
 Inference (samples are the units; cells of one sample are not independent)
     The model is fitted in each sample (>= ``MIN_SAMPLE_CELLS`` cells and a summed probability
     >= ``MIN_LINEAGE_WEIGHT`` in every lineage) and summarised on a grid of ``GRID`` pseudotime points:
@@ -78,21 +79,20 @@ def spline_basis(t: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones_like(t), t] + [d(k) - last for k in range(K - 2)])
 
 
-def lineage_design(t: np.ndarray, weights: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """Columns ``w_l * N(t)`` for every lineage ``l`` (cells x L*K)."""
-    basis = spline_basis(t, knots)
-    return np.hstack([weights[:, [l]] * basis for l in range(weights.shape[1])])
-
-
 def _solve(ztz: np.ndarray, zty: np.ndarray) -> np.ndarray:
     penalty = RIDGE * max(float(np.trace(ztz)) / ztz.shape[0], 1e-12)
     return np.linalg.solve(ztz + penalty * np.eye(ztz.shape[0]), zty)
 
 
-def _curves(beta: np.ndarray, knots: np.ndarray, n_lineages: int, grid: np.ndarray) -> np.ndarray:
-    basis = spline_basis(grid, knots)
-    K = basis.shape[1]
-    return np.stack([basis @ beta[l * K:(l + 1) * K] for l in range(n_lineages)])  # L x grid x genes
+def _normal_equations(basis: np.ndarray, weights: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per lineage ``N' W_l N`` and ``N' W_l Y`` (L x K x K, L x K x genes)."""
+    ztz = np.stack([basis.T @ (weights[:, [l]] * basis) for l in range(weights.shape[1])])
+    zty = np.stack([basis.T @ (weights[:, [l]] * Y) for l in range(weights.shape[1])])
+    return ztz, zty
+
+
+def _curves(ztz: np.ndarray, zty: np.ndarray, grid_basis: np.ndarray) -> np.ndarray:
+    return np.stack([grid_basis @ _solve(ztz[l], zty[l]) for l in range(ztz.shape[0])])  # L x grid x genes
 
 
 def fit_smooths(X, t: np.ndarray, weights: np.ndarray, samples: np.ndarray, *, n_knots: int = 5,
@@ -100,25 +100,26 @@ def fit_smooths(X, t: np.ndarray, weights: np.ndarray, samples: np.ndarray, *, n
     """Per-sample and pooled lineage smooths on a pseudotime grid.
 
     ``X`` cells x genes (log-normalised, dense or sparse), ``t`` pseudotime, ``weights`` cells x L.
-    Returns ``({sample: L x grid x genes}, pooled L x grid x genes, grid)``; samples without enough cells
-    or lineage weight are left out."""
+    Each lineage's smooth is the weighted least-squares spline fit with the cells' probabilities of that
+    lineage as weights (each cell counted in every lineage with its probability: the expectation of
+    tradeSeq's random assignment of cells to lineages), so cells before the branch point, shared by
+    all lineages, anchor every smooth at the root. Returns ``({sample: L x grid x genes}, pooled
+    L x grid x genes, grid)``; samples without enough cells or lineage weight are left out."""
     ts = scale_pseudotime(np.asarray(t, dtype=float))
     knots = knots_at_quantiles(ts, n_knots)
     grid = np.linspace(0.0, 1.0, grid_size)
+    grid_basis = spline_basis(grid, knots)
     W = np.asarray(weights, dtype=float)
-    L = W.shape[1]
     per_sample, ztz_all, zty_all = {}, 0.0, 0.0
     for sample in pd.unique(samples):
         idx = np.flatnonzero(samples == sample)
         Y = X[idx]
         Y = Y.toarray() if sp.issparse(Y) else np.asarray(Y, dtype=float)
-        Z = lineage_design(ts[idx], W[idx], knots)
-        ztz, zty = Z.T @ Z, Z.T @ Y
+        ztz, zty = _normal_equations(spline_basis(ts[idx], knots), W[idx], Y)
         ztz_all, zty_all = ztz_all + ztz, zty_all + zty
         if idx.size >= MIN_SAMPLE_CELLS and W[idx].sum(axis=0).min() >= MIN_LINEAGE_WEIGHT:
-            per_sample[str(sample)] = _curves(_solve(ztz, zty), knots, L, grid)
-    pooled = _curves(_solve(ztz_all, zty_all), knots, L, grid)
-    return per_sample, pooled, grid
+            per_sample[str(sample)] = _curves(ztz, zty, grid_basis)
+    return per_sample, _curves(ztz_all, zty_all, grid_basis), grid
 
 
 def _one_sample_tests(values: pd.DataFrame) -> pd.DataFrame:
