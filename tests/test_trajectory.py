@@ -97,6 +97,7 @@ def _tiny_atlas(path: Path) -> Path:
     (["--trajectory_root_genes", "Camp,Ltf"], "none of the trajectory_root_genes"),
     (["--trajectory_subset", "hepatocyte"], "neither a compartment nor a cell type"),
     (["--trajectory_batch_key", "nosuch"], "trajectory_batch_key 'nosuch'"),
+    (["--trajectory_trend_sets", "DAMPS,necrosis"], "trajectory_trend_sets names unknown gene sets: necrosis"),
 ])
 def test_bad_inputs_exit_2_one_line(tmp_path, capsys, args, fragment):
     from tmeflow.cli import main

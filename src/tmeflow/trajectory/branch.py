@@ -234,19 +234,26 @@ def set_scores(adata, sets: dict[str, list[str]]) -> pd.DataFrame:
     return pd.DataFrame(out, index=adata.obs_names)
 
 
-def branch_analysis(adata, probs: pd.DataFrame, params: dict, species: str, *, min_expressed: float, file=None) -> dict:
-    """Branch genes, their clusters and enrichment, and set trends of the trajectory subset ``adata``
-    (obs ``pseudotime``, var ``highly_variable``; ``probs`` cells x fates)."""
+def resolve_trend_sets(params: dict, species: str, *, file=None) -> dict[str, list[str]]:
+    """The bundled sets named in ``trajectory_trend_sets`` (case-insensitive); an unknown name is an input error."""
     from ..errors import TmeflowInputError
     from ..text import split_list
 
     sets = branch_gene_sets(species)
-    wanted = split_list(params.get("trajectory_trend_sets"))
     by_upper = {name.upper(): name for name in sets}
+    wanted = split_list(params.get("trajectory_trend_sets"))
     unknown = [w for w in wanted if w.upper() not in by_upper]
     if unknown:
         raise TmeflowInputError(f"trajectory_trend_sets names unknown gene sets: {', '.join(unknown)} (bundled: Hallmark, "
                                 "regulated cell death and DAMPS, e.g. GO_0070266_NECROPTOTIC_PROCESS, DAMPS, HALLMARK_HYPOXIA)", file=file)
+    return {by_upper[w.upper()]: sets[by_upper[w.upper()]] for w in wanted}
+
+
+def branch_analysis(adata, probs: pd.DataFrame, params: dict, species: str, *, min_expressed: float, file=None) -> dict:
+    """Branch genes, their clusters and enrichment, and set trends of the trajectory subset ``adata``
+    (obs ``pseudotime``, var ``highly_variable``; ``probs`` cells x fates)."""
+    sets = branch_gene_sets(species)
+    chosen = resolve_trend_sets(params, species, file=file)
     X = adata.X
     hvg = adata.var["highly_variable"].to_numpy() if "highly_variable" in adata.var.columns else np.ones(adata.n_vars, bool)
     expressed = np.asarray((X > 0).mean(axis=0)).ravel() >= min_expressed
@@ -267,18 +274,19 @@ def branch_analysis(adata, probs: pd.DataFrame, params: dict, species: str, *, m
     enrichment = cluster_enrichment(clusters, genes, sets)
     if len(enrichment):
         enrichment["significant"] = enrichment["fdr"] < fdr
-    chosen = {by_upper[w.upper()]: sets[by_upper[w.upper()]] for w in wanted}
-    scores = set_scores(adata, chosen)
-    set_per_sample, set_pooled, _ = fit_smooths(scores.to_numpy(), t, W, samples, n_knots=knots)
-    set_tests = branch_tests(set_per_sample, grid, list(chosen), fate_names).set_index("gene")
     rows = []
-    for s, name in enumerate(chosen):
-        for l, fate in enumerate(fate_names):
-            for g, x in enumerate(grid):
-                rows.append({"gene_set": name, "fate": fate, "pseudotime_scaled": float(x), "score": float(set_pooled[l, g, s]),
-                             "n_genes_present": int(sum(m in adata.var_names for m in chosen[name])),
-                             "pvalue_association": set_tests.at[name, "pvalue_association"],
-                             "pvalue_branch": set_tests.at[name, "pvalue_branch"]})
-    trends = pd.DataFrame(rows)
+    if chosen:
+        scores = set_scores(adata, chosen)
+        set_per_sample, set_pooled, _ = fit_smooths(scores.to_numpy(), t, W, samples, n_knots=knots)
+        set_tests = branch_tests(set_per_sample, grid, list(chosen), fate_names).set_index("gene")
+        for s, name in enumerate(chosen):
+            for l, fate in enumerate(fate_names):
+                for g, x in enumerate(grid):
+                    rows.append({"gene_set": name, "fate": fate, "pseudotime_scaled": float(x), "score": float(set_pooled[l, g, s]),
+                                 "n_genes_present": int(sum(m in adata.var_names for m in chosen[name])),
+                                 "pvalue_association": set_tests.at[name, "pvalue_association"],
+                                 "pvalue_branch": set_tests.at[name, "pvalue_branch"]})
+    trends = pd.DataFrame(rows, columns=["gene_set", "fate", "pseudotime_scaled", "score", "n_genes_present", "pvalue_association",
+                                         "pvalue_branch"])
     return {"genes": table, "clusters": clusters, "enrichment": enrichment, "trends": trends, "pooled": pooled,
             "tested_genes": genes, "grid": grid, "fate_names": fate_names, "n_samples": len(per_sample)}

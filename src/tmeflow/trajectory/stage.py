@@ -16,7 +16,7 @@ from ..genes import species_of
 from ..io import multiqc_header, provenance, read_h5ad, save_figure, write_h5ad, write_json, write_table
 from ..log import get_logger, timed
 from ..text import split_list
-from .branch import branch_analysis
+from .branch import branch_analysis, resolve_trend_sets
 from .fates import _safe, condition_enrichment, embed, fates, label_fates, pseudotime
 from .genes import MIN_EXPRESSED, fate_genes, hallmark_enrichment
 from .inputs import choose_root, subset_mask
@@ -59,6 +59,7 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
         if (block.count_nonzero() if sp.issparse(block) else np.count_nonzero(block)) == 0:
             raise TmeflowInputError(f"the trajectory_root_genes ({', '.join(present)}) are not expressed in the trajectory subset",
                                     file=input_path)
+    resolve_trend_sets(params, species_of(adata), file=input_path)  # fail on a misspelt set before the heavy steps
     logger.info("trajectory subset: %d cells (%s)", adata.n_obs, params.get("trajectory_subset") or "all cells")
     with timed(logger, "embedding (HVG, PCA, kNN, diffusion map, Leiden)"):
         embed(adata, params)
