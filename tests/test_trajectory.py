@@ -179,3 +179,32 @@ def test_branch_genes_recover_planted_fates(planted):
         assert (out / name).stat().st_size > 5000, name
     summary = json.loads((out / "trajectory_summary.json").read_text())
     assert summary["branch_genes"]["n_branch_genes"] == int(called.sum())
+
+
+def test_branch_genes_null_by_permuting_fates_within_sample(planted):
+    """Fate probabilities permuted among cells of the same sample and pseudotime decile (fates then carry no
+    gene's expression; per-sample fate proportions and pseudotime kept): the stage's branch test on the
+    simulated cohort makes no or very few calls."""
+    from tmeflow.trajectory.branch import branch_analysis
+
+    out, _ = planted
+    adata = ad.read_h5ad(out / "trajectory.h5ad")
+    columns = [c for c in adata.obs.columns if c.startswith("fate_probability_")]
+    probs = adata.obs[columns].rename(columns=lambda c: c.removeprefix("fate_probability_"))
+    decile = pd.qcut(adata.obs["pseudotime"].rank(method="first"), 10, labels=False).to_numpy()
+    strata = adata.obs["sample"].astype(str).to_numpy() + "_" + decile.astype(str)
+    params = {"trajectory_trend_sets": "", "trajectory_branch_knots": 5, "trajectory_branch_clusters": 4, "trajectory_fdr": 0.05}
+    rng = np.random.default_rng(0)
+    calls, with_call, n_perm = [], 0, 10
+    for _ in range(n_perm):
+        order = np.arange(adata.n_obs)
+        for stratum in np.unique(strata):
+            idx = np.flatnonzero(strata == stratum)
+            order[idx] = rng.permutation(idx)
+        permuted = pd.DataFrame(probs.to_numpy()[order], index=probs.index, columns=probs.columns)
+        table = branch_analysis(adata, permuted, params, "human", min_expressed=0.05)["genes"]
+        calls.append(int(table["branch_gene"].sum()))
+        with_call += calls[-1] > 0
+    n_tested = len(table)
+    print(f"within-sample permutations: branch genes called {calls} of {n_tested} tested")
+    assert with_call <= 2 and max(calls) <= 0.01 * n_tested
