@@ -30,6 +30,8 @@ def test_no_module_over_700_lines():
                        "proportion_tests", "PROPORTION_COLUMNS", "pathway_tests", "signalling_roles", "plot_pathway_circles"]),
     ("cnv", ["cli", "run_cnv", "call_malignant", "bundled_positions", "read_gene_positions", "dependency_problem",
              "neighbour_transformer", "plot_heatmap", "TmeflowInputError", "CnvResult"]),
+    ("trajectory", ["cli", "run_trajectory", "subset_mask", "choose_root", "embed", "fates", "condition_enrichment",
+                    "label_fates", "fate_genes", "hallmark_enrichment", "weighted_spearman", "plot_trends"]),
 ])
 def test_split_packages_keep_their_import_paths(package, names):
     """``from tmeflow.<package> import X`` and the stage entries ``tmeflow.<package>:cli`` still work."""

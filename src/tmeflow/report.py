@@ -125,7 +125,9 @@ SECTIONS: tuple[Section, ...] = (
     )),
     Section("tmeflow_step_trajectory", "Trajectories", "Diffusion pseudotime and CellRank fates (tmeflow trajectory).", (
         ("trajectory_mqc.tsv", ""),
-        ("trajectory_*.png", "Diffusion pseudotime and fate probabilities on the embedding, and gene trends along each fate"),
+        ("trajectory_*.png", "Diffusion pseudotime and fate probabilities on the embedding, gene trends along each fate, the root-to-fate "
+                             "heatmap of branch-dependent genes (sample-level tradeSeq-style tests, k-means clusters) and necroptosis / DAMPs "
+                             "trends per fate"),
     )),
     Section("tmeflow_step_communication", "Cell-cell communication",
             "LIANA consensus interactions, signalling pathways and roles, and their differences between conditions (tmeflow communication).", (

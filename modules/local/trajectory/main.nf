@@ -15,6 +15,10 @@ process TRAJECTORY {
     tuple val(meta), path("trajectory_fate_conditions.tsv")  , emit: fate_conditions
     tuple val(meta), path("trajectory_fate_genes.tsv")       , emit: fate_genes
     tuple val(meta), path("trajectory_fate_enrichment.tsv")  , emit: enrichment
+    tuple val(meta), path("trajectory_branch_genes.tsv")     , emit: branch_genes
+    tuple val(meta), path("trajectory_branch_clusters.tsv")  , emit: branch_clusters
+    tuple val(meta), path("trajectory_branch_enrichment.tsv"), emit: branch_enrichment
+    tuple val(meta), path("trajectory_set_trends.tsv")       , emit: set_trends
     tuple val(meta), path("trajectory_*.png")                , emit: plots
     tuple val(meta), path("trajectory_summary.json")         , emit: summary
     path "trajectory_mqc.tsv"                                , emit: mqc
@@ -47,6 +51,12 @@ process TRAJECTORY {
     touch trajectory_fate_conditions.tsv
     touch trajectory_fate_genes.tsv
     touch trajectory_fate_enrichment.tsv
+    touch trajectory_branch_genes.tsv
+    touch trajectory_branch_clusters.tsv
+    touch trajectory_branch_enrichment.tsv
+    touch trajectory_set_trends.tsv
+    touch trajectory_branch_heatmap.png
+    touch trajectory_set_trends.png
     touch trajectory_embedding.png
     touch trajectory_trends.png
     echo '{}' > trajectory_summary.json

@@ -1,0 +1,193 @@
+"""Embedding, diffusion pseudotime, CellRank fates and their condition labels."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import TmeflowInputError
+from ..log import get_logger
+from ..stats import bh_fdr
+from ..text import slug, split_list
+
+logger = get_logger(__name__)
+
+
+def regress_out_keys(X: np.ndarray, obs: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """``X`` minus its least-squares fit on the one-hot levels of the categorical ``keys`` (means kept)."""
+    columns = [np.ones(len(obs))]
+    for key in keys:
+        levels = obs[key].astype(str).to_numpy()
+        columns += [(levels == level).astype(float) for level in sorted(set(levels))[1:]]
+    design = np.column_stack(columns)
+    beta, *_ = np.linalg.lstsq(design, X, rcond=None)
+    return (X - design[:, 1:] @ beta[1:]).astype(np.float32)
+
+
+def embed(adata, params: dict[str, Any]) -> None:
+    """HVGs, PCA, kNN graph, diffusion map and Leiden clusters of the subset (in place)."""
+    import scanpy as sc
+
+    seed = int(params.get("seed", 0))
+    n_top = min(int(params["trajectory_n_top_genes"]), adata.n_vars)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "counts" in adata.layers:
+            sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat_v3", layer="counts")
+        else:
+            sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat")
+    n_pcs = int(min(params["trajectory_n_pcs"], adata.n_obs - 1, int(adata.var["highly_variable"].sum()) - 1))
+    keys = split_list(params.get("trajectory_batch_key"))
+    if keys:
+        hvg = adata[:, adata.var["highly_variable"].to_numpy()]
+        X = hvg.X.toarray() if sp.issparse(hvg.X) else np.array(hvg.X, dtype=float)
+        work = sc.AnnData(regress_out_keys(X, adata.obs, keys), obs=adata.obs[[]].copy())
+        sc.pp.pca(work, n_comps=n_pcs, random_state=seed)
+        adata.obsm["X_pca"] = work.obsm["X_pca"]
+        adata.uns["trajectory_regressed_out"] = keys
+    else:
+        sc.pp.pca(adata, n_comps=n_pcs, mask_var="highly_variable", random_state=seed)
+    sc.pp.neighbors(adata, n_neighbors=int(params["trajectory_n_neighbors"]), use_rep="X_pca", random_state=seed)
+    sc.tl.diffmap(adata, n_comps=min(15, adata.n_obs - 2))
+    sc.tl.leiden(adata, resolution=float(params["trajectory_resolution"]), key_added="trajectory_cluster", random_state=seed,
+                 flavor="igraph", n_iterations=2, directed=False)
+
+
+def pseudotime(adata, root: int, n_dcs: int = 10) -> np.ndarray:
+    import scanpy as sc
+
+    adata.uns["iroot"] = int(root)
+    sc.tl.dpt(adata, n_dcs=min(int(n_dcs), adata.obsm["X_diffmap"].shape[1]))
+    values = adata.obs["dpt_pseudotime"].to_numpy(dtype=float)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _safe(name: str) -> str:
+    return slug(name, keep="_") or "fate"
+
+
+def fates(adata, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series, int]:
+    """CellRank fate probabilities (cells x fates), terminal-state labels and the macrostates used."""
+    import cellrank as cr
+
+    seed = int(params.get("seed", 0))
+    np.random.seed(seed)
+    weight = float(params["trajectory_kernel_weight"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pk = cr.kernels.PseudotimeKernel(adata, time_key="pseudotime").compute_transition_matrix(
+            threshold_scheme="soft", show_progress_bar=False)
+        ck = cr.kernels.ConnectivityKernel(adata).compute_transition_matrix()
+        kernel = weight * pk + (1.0 - weight) * ck if 0.0 < weight < 1.0 else (pk if weight >= 1.0 else ck)
+        g = cr.estimators.GPCCA(kernel)
+        requested = int(params["trajectory_n_states"])
+        tries = [requested, requested + 1] + list(range(requested - 1, 1, -1))
+        g.compute_schur(n_components=max(requested + 6, 10))
+        errors = []
+        for n in tries:
+            try:
+                np.random.seed(seed)
+                g.compute_macrostates(n_states=n, cluster_key="trajectory_cluster")
+                if g.macrostates is None or g.macrostates.cat.categories.size < 2:
+                    raise ValueError("fewer than two macrostates")
+                break
+            except Exception as exc:  # GPCCA raises ValueError / RuntimeError on split complex-conjugate pairs
+                errors.append(f"{n}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        else:
+            raise TmeflowInputError(
+                f"CellRank GPCCA found no macrostates for trajectory_n_states {tries} ({'; '.join(errors)}); "
+                "try another trajectory_n_states or a larger trajectory subset")
+        n_states = g.macrostates.cat.categories.size
+        if n != requested:
+            logger.warning("GPCCA could not use %d macrostates; used %d", requested, n)
+        n_terminal = int(params["trajectory_n_terminal"])
+        if n_terminal > 0:
+            g.predict_terminal_states(method="top_n", n_states=min(n_terminal, n_states))
+        else:
+            try:
+                g.predict_terminal_states(method="stability")
+            except ValueError:  # CellRank raises when no macrostate passes the stability threshold
+                logger.info("no macrostate passed CellRank's stability threshold")
+            if g.terminal_states is None or g.terminal_states.cat.categories.size < 2:
+                logger.warning("stability criterion found < 2 terminal states; taking the 2 highest-mass macrostates")
+                g.predict_terminal_states(method="top_n", n_states=min(2, n_states))
+        g.compute_fate_probabilities(solver="gmres", use_petsc=False, n_jobs=1, show_progress_bar=False)
+    probs = g.fate_probabilities
+    names = [_safe(n) for n in probs.names]
+    frame = pd.DataFrame(np.asarray(probs.X), index=adata.obs_names, columns=names)
+    terminal = g.terminal_states.astype(str).replace("nan", "").rename("terminal_state")
+    terminal = terminal.map(lambda v: _safe(v) if v else "")
+    return frame, terminal, n_states
+
+
+MIN_CELLS_PER_SAMPLE = 10  # a sample's mean fate probability needs this many subset cells
+FATE_FDR = 0.05
+
+
+def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Per fate and condition: is the fate more likely in the condition's samples than in the others?
+
+    Samples are the units (cells of one sample are not independent): per sample with at least
+    :data:`MIN_CELLS_PER_SAMPLE` subset cells, the mean fate probability of its cells; per fate and
+    condition, those of the condition's samples against the other samples by a linear-model t-test
+    (:func:`tmeflow.stats.condition_contrast`, ``~ condition + patient`` -- a paired t-test -- when
+    every patient has samples on both sides, else ``~ condition``; not moderated: fate probabilities
+    sum to one, so fates share no exchangeable variance prior and eBayes over them was
+    anti-conservative, 12.5% rejections at 5% on null cohorts), two-sided, BH FDR
+    over all fate x condition tests. ``enrichment`` is the condition's mean of sample means over the
+    mean of all sample means; ``difference`` the tested effect. Needs two samples on each side;
+    otherwise ``pvalue`` is NaN.
+    """
+    from ..composition import sample_table
+    from ..stats import condition_contrast
+
+    cells = obs.assign(**{f"p{i}": probs[f].to_numpy() for i, f in enumerate(probs.columns)})
+    per_sample = cells.groupby(cells["sample"].astype(str), observed=True)
+    n_cells = per_sample.size()
+    means = per_sample[[f"p{i}" for i in range(probs.shape[1])]].mean()
+    means.columns = list(probs.columns)
+    kept = n_cells.index[n_cells >= MIN_CELLS_PER_SAMPLE]
+    means = means.loc[kept]
+    samples = sample_table(obs).loc[kept]
+    overall = means.mean()
+    rows = []
+    for condition in order:
+        is_c = (samples["condition"] == condition).to_numpy()
+        if not is_c.any():
+            continue
+        sides = samples.assign(condition=np.where(is_c, condition, "\x1fother"))
+        fit = condition_contrast(means, sides, condition, "\x1fother", min_samples=2, moderated=False)
+        for fate in probs.columns:
+            tested = fate in fit.index
+            rows.append({"fate": fate, "condition": condition, "n_samples_condition": int(is_c.sum()),
+                         "n_samples_other": int((~is_c).sum()),
+                         "n_cells_condition": int(n_cells.loc[kept][is_c].sum()),
+                         "mean_probability": float(means.loc[is_c, fate].mean()),
+                         "enrichment": float(means.loc[is_c, fate].mean()) / max(float(overall[fate]), 1e-12),
+                         "difference": float(fit.at[fate, "estimate"]) if tested else np.nan,
+                         "t": float(fit.at[fate, "t"]) if tested else np.nan,
+                         "pvalue": float(fit.at[fate, "pvalue"]) if tested else np.nan,
+                         "design": fit.at[fate, "design"] if tested else "not tested (fewer than 2 samples per side)"})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["fdr"] = bh_fdr(table["pvalue"])
+    return table
+
+
+def label_fates(enrichment: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``<condition> branch`` for the condition with the largest sample-level difference when its
+    FDR < :data:`FATE_FDR` and the difference is positive; else ``shared``."""
+    labels = {}
+    for fate, block in enrichment.groupby("fate", sort=False):
+        top = block.sort_values("difference", ascending=False, na_position="last").iloc[0]
+        enriched = bool(top["fdr"] < FATE_FDR and top["difference"] > 0)
+        labels[fate] = {"label": f"{top['condition']} branch" if enriched else "shared",
+                        "enriched_condition": top["condition"] if enriched else "", "enrichment": float(top["enrichment"]),
+                        "pvalue": float(top["pvalue"]), "fdr": float(top["fdr"])}
+    return labels
+

@@ -1,0 +1,115 @@
+"""Trajectory inputs: the cell subset and the root cell."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import TmeflowInputError
+from ..log import get_logger
+from ..text import split_list
+
+logger = get_logger(__name__)
+
+EPITHELIAL_PATTERN = re.compile(r"epithel|malignant|tumou?r|cancer|carcinoma", re.IGNORECASE)
+
+
+def subset_mask(obs: pd.DataFrame, spec: str | None, *, file: str | Path | None = None) -> np.ndarray:
+    """Cells of the compartments / cell types named in ``spec`` (all cells when empty)."""
+    names = split_list(spec)
+    if not names:
+        return np.ones(len(obs), dtype=bool)
+    mask = np.zeros(len(obs), dtype=bool)
+    for name in names:
+        low = name.lower()
+        if "compartment" in obs.columns:
+            hit = obs["compartment"].astype(str).str.lower().to_numpy() == low
+            if hit.any():
+                mask |= hit
+                continue
+        hit = np.zeros(len(obs), dtype=bool)
+        for column in ("cell_type", "cell_type_fine"):
+            if column in obs.columns:
+                hit |= obs[column].astype(str).str.lower().to_numpy() == low
+        if low == "epithelial":
+            hit |= obs["cell_type"].astype(str).str.contains(EPITHELIAL_PATTERN).to_numpy()
+            if "malignant" in obs.columns:
+                hit |= obs["malignant"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+        if not hit.any():
+            raise TmeflowInputError(
+                f"trajectory_subset names '{name}', which is neither a compartment nor a cell type of the atlas",
+                column="cell_type",
+            )
+        mask |= hit
+    return mask
+
+
+def root_gene_score(adata, genes: list[str], *, file: str | Path | None = None) -> np.ndarray:
+    """Neighbourhood-smoothed mean z-score of the root genes (input errors when none is usable)."""
+    present = [g for g in genes if g in adata.var_names]
+    missing = [g for g in genes if g not in adata.var_names]
+    if missing:
+        logger.warning("root genes not in the atlas, ignored: %s", ", ".join(missing))
+    if not present:
+        raise TmeflowInputError(f"none of the trajectory_root_genes ({', '.join(genes)}) is in the atlas var_names", file=file)
+    X = adata[:, present].X
+    X = X.toarray() if sp.issparse(X) else np.asarray(X)
+    expressed = (X > 0).sum(axis=0)
+    if not expressed.any():
+        raise TmeflowInputError(f"the trajectory_root_genes ({', '.join(present)}) are not expressed in the trajectory subset", file=file)
+    X = X[:, expressed > 0]
+    z = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-9)
+    score = z.mean(axis=1)
+    conn = adata.obsp["connectivities"] + sp.identity(adata.n_obs, format="csr")
+    conn = sp.diags(1.0 / np.asarray(conn.sum(axis=1)).ravel()) @ conn
+    return np.asarray(conn @ score).ravel()
+
+
+def root_in_group(adata, mask: np.ndarray) -> int:
+    """The cell of ``mask`` at the extreme of the diffusion component that best separates it from the rest."""
+    dcs = adata.obsm["X_diffmap"][:, 1:6]
+    if mask.all():
+        return int(np.argmax(dcs[:, 0]))
+    diff = dcs[mask].mean(axis=0) - dcs[~mask].mean(axis=0)
+    effect = np.abs(diff) / np.maximum(dcs.std(axis=0), 1e-12)
+    k = int(np.argmax(effect))
+    values = np.where(mask, dcs[:, k] * np.sign(diff[k] or 1.0), -np.inf)
+    return int(np.argmax(values))
+
+
+def choose_root(adata, params: dict[str, Any], *, file: str | Path | None = None) -> tuple[int, str]:
+    """Index of the root cell in the subset, and how it was chosen."""
+    genes = split_list(params.get("trajectory_root_genes"))
+    if genes:
+        score = root_gene_score(adata, genes, file=file)
+        return int(np.argmax(score)), f"root genes {', '.join(genes)}"
+    root_type = (params.get("trajectory_root_type") or "").strip()
+    if root_type:
+        types = adata.obs["cell_type"].astype(str)
+        mask = (types == root_type).to_numpy()
+        if not mask.any() and "cell_type_fine" in adata.obs.columns:
+            mask = (adata.obs["cell_type_fine"].astype(str) == root_type).to_numpy()
+        if not mask.any():
+            raise TmeflowInputError(
+                f"trajectory_root_type '{root_type}' is not a cell type of the trajectory subset "
+                f"(types: {', '.join(sorted(types.unique()))})", file=file, column="cell_type",
+            )
+        return root_in_group(adata, mask), f"cell type {root_type}"
+    cluster = (params.get("trajectory_root_cluster") or "").strip()
+    if cluster:
+        labels = adata.obs["trajectory_cluster"].astype(str)
+        mask = (labels == cluster).to_numpy()
+        if not mask.any():
+            raise TmeflowInputError(
+                f"trajectory_root_cluster '{cluster}' is not a cluster of the trajectory subset "
+                f"(clusters: {', '.join(sorted(labels.unique(), key=lambda c: (len(c), c)))})", file=file,
+            )
+        return root_in_group(adata, mask), f"cluster {cluster}"
+    logger.warning("no trajectory_root_genes / _type / _cluster given: root = extreme cell of diffusion component 1")
+    return int(np.argmax(adata.obsm["X_diffmap"][:, 1])), "diffusion component 1 (no root given)"
+
