@@ -126,11 +126,11 @@ def build_atlas(subclustered: str | Path, extras: dict[str, str | Path], title: 
         raise TmeflowInputError("the atlas has no raw counts (layers['counts'])", file=subclustered)
     if "log1p" not in adata.uns:
         raise TmeflowInputError("the atlas X is not log-normalised (uns['log1p'] missing)", file=subclustered)
-    sources = dict.fromkeys(adata.obs.columns, "subcluster")
+    sources = dict.fromkeys(map(h5_key, adata.obs.columns), "subcluster")
     obs = adata.obs.copy()
     for stage, path in extras.items():
         for column in merge_obs(obs, read_obs(path, f"{stage} h5ad"), stage, path):
-            sources[column] = stage
+            sources[h5_key(column)] = stage
     adata.obs = clean_obs(obs)
     adata.var = clean_obs(adata.var)
     adata.var_names_make_unique()
