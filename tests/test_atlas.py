@@ -29,6 +29,7 @@ def assert_cellxgene_conventions(adata: ad.AnnData, embedding_prefix: str = "X_"
                 or isinstance(dtype, pd.CategoricalDtype)), (column, dtype)
         if isinstance(dtype, pd.CategoricalDtype):
             assert all(isinstance(c, str) for c in dtype.categories), column
+        assert dtype != np.float64, f"obs column {column} is float64 (CELLxGENE converts it with a warning)"
     counts = adata.layers["counts"]
     assert sp.issparse(counts) and sp.issparse(adata.X)
     assert np.allclose(counts.data, np.round(counts.data)) and counts.data.min() >= 0  # raw counts
@@ -160,7 +161,7 @@ def test_merge_and_clean_obs_units():
     cleaned = clean_obs(obs)
     assert cleaned["flag"].dtype == "category" and cleaned.loc["a", "flag"] == "False" and cleaned.loc["c", "flag"] == "True"
     assert pd.isna(cleaned.loc["b", "flag"])
-    assert cleaned["n"].dtype == np.float64 and np.isnan(cleaned.loc["b", "n"])
+    assert cleaned["n"].dtype == np.float32 and np.isnan(cleaned.loc["b", "n"])
     assert h5_key("prop_monocyte/macrophage") == "prop_monocyte_macrophage"
 
 

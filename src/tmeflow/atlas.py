@@ -84,7 +84,8 @@ def merge_obs(obs: pd.DataFrame, extra: pd.DataFrame, source: str, path: str | P
 
 def clean_obs(frame: pd.DataFrame) -> pd.DataFrame:
     """CELLxGENE-style annotations: strings as categoricals of strings (unused categories dropped),
-    integers with missing values as floats; numbers and booleans unchanged."""
+    integers with missing values as floats, 64-bit floats as 32-bit (CELLxGENE converts them, with a
+    warning per column); booleans and integers unchanged."""
     frame = frame.copy()
     for column in frame.columns:
         values = frame[column]
@@ -96,7 +97,9 @@ def clean_obs(frame: pd.DataFrame) -> pd.DataFrame:
         elif values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
             frame[column] = values.where(values.isna(), values.astype(str)).astype("category")
         elif pd.api.types.is_extension_array_dtype(values.dtype):  # nullable ints / booleans
-            frame[column] = values.astype("float64") if values.isna().any() else values.to_numpy(values.dtype.numpy_dtype)
+            frame[column] = values.astype("float32") if values.isna().any() else values.to_numpy(values.dtype.numpy_dtype)
+        elif values.dtype == np.float64:
+            frame[column] = values.astype(np.float32)
     frame.index = frame.index.astype(str)
     frame.columns = [h5_key(column) for column in frame.columns]
     return frame
