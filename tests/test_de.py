@@ -88,10 +88,12 @@ def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path
     assert set(called) == set(ours.index[ours["significant"]])
 
 
-def test_wilcoxon_recovers_planted_genes(cohort, tmp_path):
+def test_wilcoxon_recovers_planted_genes(cohort, tmp_path, capsys):
     atlas, truth = cohort
     assert main(["de", "--input", str(atlas), "--outdir", str(tmp_path), "--de_method", "wilcoxon",
                  "--de_cell_types", "myeloid"]) == 0
+    # progress of the cell-type groups (tmeflow.log.progress): count, elapsed and ETA
+    assert "metastasis_vs_primary: wilcoxon DE, cell-type group 1/1 (100%), elapsed " in capsys.readouterr().err
     table = pd.read_csv(tmp_path / "de_metastasis_vs_primary.tsv", sep="\t")
     auprc = _auprc(table, truth)
     print(f"Wilcoxon AUPRC of planted DE genes: {auprc:.3f}")

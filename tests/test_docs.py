@@ -114,7 +114,7 @@ def test_output_doc_sections_follow_the_analysis_order():
     order = list(doc_sections((DOCS / "output.md").read_text()))
     assert order == [
         "qc", "integrate", "annotate", "cnv", "subcluster", "composition", "de", "pathways", "trajectory",
-        "communication", "spatial_qc", "deconvolve", "spatial_analysis", "bulk", "multiqc", "pipeline_info",
+        "communication", "spatial_qc", "deconvolve", "spatial_analysis", "bulk", "atlas", "multiqc", "pipeline_info",
     ]
 
 

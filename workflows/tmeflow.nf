@@ -11,6 +11,7 @@ include { TRAJECTORY             } from '../modules/local/trajectory'
 include { COMMUNICATION          } from '../modules/local/communication'
 include { SPATIAL                } from '../subworkflows/local/spatial'
 include { BULK_VALIDATION        } from '../subworkflows/local/bulk_validation'
+include { ATLAS                  } from '../modules/local/atlas'
 include { REPORT                 } from '../modules/local/report'
 include { softwareVersionsToYAML; optionalFile; optionalFiles } from '../subworkflows/local/utils_tmeflow'
 
@@ -61,6 +62,16 @@ workflow TMEFLOW {
     ch_report_files  = ch_report_files.mix(SPATIAL.out.report)
 
     //
+    // The explorable atlas: every stage's per-cell annotations in one h5ad (CELLxGENE), one per section
+    //
+    ATLAS (
+        ch_atlas,
+        COMPARE_CONDITIONS.out.pathways.map { meta, h5ad -> h5ad },
+        TRAJECTORY.out.h5ad.map { meta, h5ad -> h5ad },
+        SPATIAL.out.h5ad.map { meta, h5ad -> h5ad }.collect().ifEmpty([])
+    )
+
+    //
     // Bulk cohort validation
     //
     BULK_VALIDATION ( ch_bulk, ch_atlas )
@@ -88,5 +99,6 @@ workflow TMEFLOW {
     emit:
     qc_h5ad        = SC_QC.out.h5ad       // channel: [ val(meta), path(h5ad) ]
     atlas          = ch_atlas             // channel: [ val(meta), path(h5ad) ]
+    explorable     = ATLAS.out.h5ad       // channel: [ val(meta), path(atlas.h5ad) ]
     multiqc_report = REPORT.out.report    // channel: path(multiqc_report.html)
 }

@@ -57,7 +57,7 @@ from .composition import (
 from .cnv import MALIGNANT_LABEL
 from .errors import TmeflowInputError
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
-from .log import get_logger, timed
+from .log import get_logger, progress, timed
 
 logger = get_logger(__name__)
 
@@ -266,7 +266,7 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
     for test, reference in pairs:
         name = contrast_name(test, reference)
         tables, pb_tables = [], []
-        for group, mask in groups.items():
+        for group, mask in progress(groups.items(), len(groups), f"{name}: {method} DE, cell-type group", logger, every_s=0):
             n_cells = pd.Series(sample_labels[mask]).value_counts()
             kept, reason, info = guard_samples(n_cells, samples, test, reference, min_cells, min_samples)
             if reason:

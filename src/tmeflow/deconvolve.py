@@ -66,7 +66,7 @@ import scipy.sparse as sp
 
 from . import io
 from .errors import TmeflowInputError
-from .log import get_logger, timed
+from .log import get_logger, progress_line, timed
 from .spatial_qc import plot_on_tissue
 
 logger = get_logger(__name__)
@@ -337,8 +337,7 @@ def epoch_logger(what: str, max_epochs: int, every: int | None = None):
             elapsed = time.perf_counter() - self.started
             loss = trainer.callback_metrics.get("elbo_train", trainer.callback_metrics.get("train_loss_epoch"))
             loss_text = f"{float(loss):.4g}" if loss is not None else "n/a"
-            logger.info("%s: epoch %d/%d, ELBO loss %s, %.0f s elapsed, ETA %.0f s", what, epoch, max_epochs, loss_text,
-                        elapsed, elapsed / epoch * (max_epochs - epoch))
+            logger.info("%s, ELBO loss %s", progress_line(f"{what}: epoch", epoch, max_epochs, elapsed), loss_text)
 
     return EpochLogger()
 

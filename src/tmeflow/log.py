@@ -1,12 +1,15 @@
-"""Logging for stages: one logger per stage, timestamps, timed steps."""
+"""Logging for stages: one logger per stage, timestamps, timed steps, progress of long loops."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _FORMAT = "%(asctime)s [tmeflow %(stage)s] %(levelname)s %(message)s"
 
@@ -53,3 +56,43 @@ def timed(logger: logging.Logger, what: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     logger.info("%s done in %.1f s", what, time.perf_counter() - start)
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``: durations in progress lines."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_line(what: str, done: int, total: int | None, elapsed: float) -> str:
+    """``<what> i/n (p%), elapsed E, ETA R`` (``<what> i, elapsed E`` without a total): the one format of
+    progress lines (:func:`progress`; cell2location's epoch logger)."""
+    if not total:
+        return f"{what} {done}, elapsed {format_duration(elapsed)}"
+    eta = elapsed / done * (total - done) if done else float("nan")
+    eta_text = format_duration(eta) if done else "unknown"
+    return f"{what} {done}/{total} ({100 * done // total}%), elapsed {format_duration(elapsed)}, ETA {eta_text}"
+
+
+def progress(items: Iterable[T], total: int | None = None, what: str = "items", logger: logging.Logger | None = None,
+             every_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> Iterator[T]:
+    """Yield ``items``, logging ``<what> i/n (p%), elapsed E, ETA R`` after an item is done, at most once every
+    ``every_s`` seconds (``0``: after every item) and always after the last one. ``n`` is ``total`` or
+    ``len(items)``; without either, the lines give the count and elapsed time only. The ETA assumes the
+    remaining items take as long as the mean of the done ones."""
+    logger = logger or get_logger("progress")
+    if total is None and isinstance(items, Sized):
+        total = len(items)
+    start = last = clock()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = clock()
+        if now - last >= every_s or done == total:
+            last = now
+            logger.info("%s", progress_line(what, done, total, now - start))

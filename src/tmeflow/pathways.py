@@ -75,7 +75,7 @@ from . import io
 from .composition import check_obs, condition_order, resolve_contrasts, sample_table
 from .errors import TmeflowInputError
 from .genes import species_of
-from .log import get_logger, timed
+from .log import get_logger, progress, timed
 from .plotting import pyplot
 from .signatures import filter_gene_sets, map_gene_sets, read_gmt, resource_path, ssgsea
 from .stemness import compare_conditions, cytotrace, plot_by_condition, sample_means
@@ -363,7 +363,8 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
     gsea_tables: list[pd.DataFrame] = []
     for contrast, frame in (de.groupby("contrast", sort=False) if len(de) else []):
         gsea_rows, ora_rows, curves = [], [], []
-        for group, sub in frame.groupby("cell_type", sort=False):
+        for group, sub in progress(frame.groupby("cell_type", sort=False), frame["cell_type"].nunique(),
+                                   f"GSEA {contrast} ({int(params['gsea_permutations'])} permutations), cell type", logger):
             ranking = pd.Series(sub["stat"].to_numpy(dtype=float), index=sub["gene"].astype(str))
             with timed(logger, f"GSEA {contrast}, {group} ({ranking.notna().sum()} ranked genes)"):
                 try:

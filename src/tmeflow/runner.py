@@ -112,8 +112,9 @@ def _run_trajectory_and_communication(pipeline: _Pipeline, atlas: Path) -> None:
     pipeline.run("communication", run_communication, atlas)
 
 
-def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> None:
-    """Per section: spatial_qc -> deconvolve -> spatial_analysis, as the SPATIAL subworkflow."""
+def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> list[Path]:
+    """Per section: spatial_qc -> deconvolve -> spatial_analysis, as the SPATIAL subworkflow; returns the
+    analysed sections (``<sample>.spatial_analysis.h5ad``)."""
     from .deconvolve import run_deconvolve
     from .spatial_analysis import run_spatial_analysis
     from .spatial_qc import run_spatial_qc
@@ -123,6 +124,15 @@ def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> Non
         deconvolved = pipeline.run("deconvolve", run_deconvolve, section, atlas, per=row.sample, sample=row.sample)
         pipeline.run("spatial_analysis", run_spatial_analysis, deconvolved, per=row.sample,
                      region_annotation=row.region_annotation)
+    return [pipeline.stage_dir("spatial_analysis") / f"{row.sample}.spatial_analysis.h5ad" for row in rows]
+
+
+def _run_explorable_atlas(pipeline: _Pipeline, atlas: Path, sections: list[Path]) -> None:
+    """Every stage's per-cell annotations in one h5ad, and one per section, as the ATLAS module."""
+    from .atlas import run_atlas
+
+    pipeline.run("atlas", run_atlas, atlas, pathways=pipeline.stage_dir("pathways") / "pathways.h5ad",
+                 trajectory=pipeline.stage_dir("trajectory") / "trajectory.h5ad", sections=sections)
 
 
 def _run_bulk(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path, signatures: list[Path]) -> None:
@@ -176,7 +186,8 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
         atlas = _run_atlas(pipeline, qc_h5ads)
         _run_compare_conditions(pipeline, atlas, signatures)
         _run_trajectory_and_communication(pipeline, atlas)
-        _run_spatial(pipeline, [row for row in rows if row.modality == "spatial"], atlas)
+        sections = _run_spatial(pipeline, [row for row in rows if row.modality == "spatial"], atlas)
+        _run_explorable_atlas(pipeline, atlas, sections)
         _run_bulk(pipeline, [row for row in rows if row.modality == "bulk"], atlas, signatures)
         io.write_yaml(software_versions(), info / VERSIONS_FILE)
         io.write_json(_summary(pipeline, rows, started), info / "run_summary.json")

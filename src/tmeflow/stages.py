@@ -212,6 +212,18 @@ STAGES: tuple[Stage, ...] = (
         param_groups=("comparison_options", "communication_options", "analysis_options"),
     ),
     Stage(
+        name="atlas",
+        summary="The explorable atlas: every stage's per-cell annotations in one CELLxGENE-ready h5ad, one h5ad per spatial section.",
+        entry="tmeflow.atlas:cli",
+        options=(
+            option("--input", required=True, help="Subclustered atlas .h5ad (tmeflow subcluster): cells, counts, embeddings."),
+            option("--pathways", default=None, help="pathways.h5ad (tmeflow pathways): per-cell module scores to merge."),
+            option("--trajectory", default=None, help="trajectory.h5ad (tmeflow trajectory): pseudotime and fate probabilities to merge."),
+            option("--sections", nargs="*", default=[], help="Spatial sections (<sample>.spatial_analysis.h5ad), one atlas each."),
+            OUTDIR,
+        ),
+    ),
+    Stage(
         name="report",
         summary="The MultiQC report: every stage's tables and figures, in analysis order, with software versions and parameters.",
         entry="tmeflow.report:cli",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TmeflowInputError
-from ..log import get_logger
+from ..log import get_logger, progress
 from ..stats import bh_fdr
 from ..survival import cox_regression, logrank_test, maxstat_cutpoint, median_cutpoint, parse_event
 
@@ -168,7 +168,10 @@ def analyse_survival(
     rows, cox_rows, groups, cuts, unsplittable = [], [], {}, {}, []
     samples = surv.index.intersection(features.index)
     surv = surv.loc[samples]
-    for feature in features.columns:  # all cut-points first: a degenerate split fails before any model is fitted
+    n_perm = params["cutpoint_permutations"] if params["cutpoint_method"] == "maxstat" else 0
+    # all cut-points first: a degenerate split fails before any model is fitted
+    what = f"endpoint {endpoint}: cut-points ({n_perm} permutations each), feature"
+    for feature in progress(features.columns, len(features.columns), what, logger):
         x = features.loc[samples, feature].dropna()
         s = surv.loc[x.index]
         if params["cutpoint_method"] == "maxstat":

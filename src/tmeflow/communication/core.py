@@ -99,7 +99,7 @@ from ..errors import TmeflowInputError
 from ..genes import species_of
 from ..stats import bh_fdr, condition_contrast, moderated_by_pattern
 from ..io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_multiqc_table, write_table
-from ..log import get_logger, timed
+from ..log import get_logger, progress, timed
 from ..text import slug, split_list
 from .plots import plot_diff_dots, plot_pair_heatmaps, plot_pathway_circles, plot_pathway_diff_heatmap, plot_roles_heatmap
 from .signalling import curated_pathway_map, ligand_pathways, pathway_tests, signalling_roles
@@ -495,7 +495,8 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
         sample_labels = obs["sample"].astype(str).to_numpy()
         per_sample = []
         with timed(logger, f"LIANA rank_aggregate per sample ({len(samples)} samples)"):
-            for sample in samples.index:
+            what = f"LIANA ({int(params['communication_n_perms'])} permutations), sample"
+            for sample in progress(samples.index, len(samples), what, logger):
                 res = liana_on(adata, sample_labels == sample, resource, params, scope="sample",
                                condition=str(samples.at[sample, "condition"]), sample=sample, skipped=skipped)
                 if res is not None:

@@ -29,5 +29,6 @@ workflow COMPARE_CONDITIONS {
 
     emit:
     de       = DE.out.tables     // channel: [ val(meta), path(tsv) ]
+    pathways = PATHWAYS.out.h5ad // channel: [ val(meta), path(h5ad) ], per-cell scores for the atlas
     report   = ch_report         // channel: path(tables, figures), for the report
 }
