@@ -276,7 +276,7 @@ def test_oligodendroglioma_outputs(oligodendroglioma):
     import anndata as ad
 
     outdir, _ = oligodendroglioma
-    for name in ("cnv.h5ad", "cnv_reference.tsv", "cnv_clusters.tsv", "cnv_score_violin_mqc.png", "cnv_arms_mqc.png",
+    for name in ("cnv.h5ad", "cnv_reference.tsv", "cnv_clusters.tsv", "cnv_score_violin_mqc.png", "cnv_arms_mqc.yaml",
                  "cnv_heatmap_MGH36.png", "cnv_heatmap_93.png"):
         assert (outdir / name).stat().st_size > 0, name
     summary = (outdir / "cnv_summary_mqc.tsv").read_text()

@@ -99,7 +99,7 @@ def test_every_stage_figure_and_table_pattern_belongs_to_one_section():
         for pattern, caption in section.files:
             assert pattern not in seen, f"{pattern} in {seen.get(pattern)} and {section.id}"
             seen[pattern] = section.id
-            assert pattern.endswith((".png", "_mqc.tsv"))
+            assert pattern.endswith((".png", "_mqc.tsv", "_mqc.yaml"))
             assert bool(caption) == pattern.endswith(".png"), f"{pattern}: figures need a caption, tables have their own"
 
 
@@ -236,9 +236,18 @@ def test_pipeline_report_tables_show_every_column(pipeline_results):
         assert int(shown.group(2)) == len(columns), f"{path.name}: {shown.group(2)} of {len(columns)} columns in the report"
 
 
+def test_pipeline_report_shows_cnv_arms_as_a_native_heatmap(pipeline_results):
+    """The patients x arms CNV heatmap is MultiQC's own (interactive) heatmap, not an image."""
+    html = (pipeline_results / "multiqc" / "multiqc_report.html").read_text()
+    content = yaml.safe_load(next(pipeline_results.rglob("cnv_arms_mqc.yaml")).read_text())
+    assert content["plot_type"] == "heatmap" and len(content["data"]) == len(content["ycats"]) >= 1
+    assert "tmeflow_cnv_arms_heatmap" in html
+    assert not list(pipeline_results.rglob("cnv_arms_mqc.png"))
+
+
 def test_pipeline_report_leaves_no_figure_or_table_out(pipeline_results):
     patterns = [pattern for section in report.SECTIONS for pattern, _ in section.files]
-    outputs = [path for path in pipeline_results.rglob("*") if path.suffix == ".png" or path.name.endswith("_mqc.tsv")]
+    outputs = [path for path in pipeline_results.rglob("*") if path.suffix == ".png" or path.name.endswith(("_mqc.tsv", "_mqc.yaml"))]
     outputs = [path for path in outputs if "multiqc" not in path.relative_to(pipeline_results).parts[0]]
     assert len(outputs) > 40
     left_out = [path.name for path in outputs if not any(fnmatch.fnmatchcase(path.name, p) for p in patterns)]

@@ -2,7 +2,8 @@
 
 Method
 ------
-Every stage writes MultiQC custom content (``*_mqc.tsv`` with a ``#`` YAML header) and PNG figures.
+Every stage writes MultiQC custom content (``*_mqc.tsv`` with a ``#`` YAML header, or ``*_mqc.yaml`` with
+its data inline, e.g. a heatmap) and PNG figures.
 ``tmeflow report`` walks a results folder -- of a ``tmeflow run``, of a Nextflow run, or the staged
 files of the Nextflow REPORT task -- and recognises each file by its name (:data:`SECTIONS`), so the
 folder layout does not matter. It then stages, in a temporary folder:
@@ -109,7 +110,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("tmeflow_step_cnv", "Copy-number and malignant cells",
             "inferCNV-style copy-number profiles against an immune reference (tmeflow cnv).", (
         ("cnv_summary_mqc.tsv", ""),
-        ("cnv_*_mqc.png", "CNV score by cell type and CNV cluster (malignant clusters in red), and mean copy number per chromosome arm of each patient's malignant cells"),
+        ("cnv_arms_mqc.yaml", ""),
+        ("cnv_*_mqc.png", "CNV score by cell type and CNV cluster (malignant clusters in red)"),
         ("cnv_heatmap_*.png", "Smoothed expression-inferred copy number per cell along the genome"),
     ), data=(report_samples.CNV_CELLS_FILE,)),
     Section("tmeflow_step_de", "Differential expression", "Pseudobulk differential expression per cell type (tmeflow de).", (
@@ -298,9 +300,21 @@ def _stage_figure(figure: ReportFile, staging: Path) -> Path:
     return _write_html_content(staging / f"{slug(path.stem, keep='', lower=True)}_mqc.html", header, body)
 
 
+def _stage_yaml(path: Path, section: Section, staging: Path) -> Path:
+    """Copy a ``*_mqc.yaml`` (MultiQC custom content with its data inline, e.g. a heatmap) under its section."""
+    config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict) or "plot_type" not in config:
+        raise TmeflowInputError(f"{path}: report content has no MultiQC plot_type")
+    target = staging / f"{slug(path.parent.name, keep='', lower=True)}__{path.name}"
+    target.write_text(yaml.safe_dump({**config, **_parent_config(section)}, sort_keys=False))
+    return target
+
+
 def _stage_content(content: ReportFile, staging: Path) -> Path:
     if content.path.suffix == ".png":
         return _stage_figure(content, staging)
+    if content.path.suffix == ".yaml":
+        return _stage_yaml(content.path, content.section, staging)
     return _stage_table(content.path, content.section, staging)
 
 

@@ -18,6 +18,7 @@ process CNV {
     tuple val(meta), path("cnv_heatmap_*.png") , emit: heatmaps
     path "cnv_summary_mqc.tsv"                 , emit: mqc
     path "cnv_*_mqc.png"                       , emit: mqc_plots
+    path "cnv_arms_mqc.yaml"                   , emit: mqc_heatmap // native MultiQC heatmap, patients x arms
     path "versions.yml"                        , emit: versions, topic: versions
 
     when:
@@ -51,7 +52,7 @@ process CNV {
     touch cnv_heatmap_stub.png
     touch cnv_summary_mqc.tsv
     touch cnv_score_violin_mqc.png
-    touch cnv_arms_mqc.png
+    touch cnv_arms_mqc.yaml
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -143,7 +143,7 @@ from .plots import (  # noqa: F401
     plot_heatmap,
     VIOLIN_MAX_CELLS,
     plot_violin,
-    plot_arms,
+    arms_heatmap,
 )
 from .run import (  # noqa: F401
     check_inputs,

@@ -75,20 +75,18 @@ def plot_violin(adata, path: Path, seed: int = 0) -> Path:
     return io.save_figure(fig, path)
 
 
-def plot_arms(arms: pd.DataFrame, path: Path) -> Path:
-    """Patients x arms heatmap of the mean CNV of malignant cells."""
-    plt = pyplot()
+def arms_heatmap(arms: pd.DataFrame, threshold: float) -> dict:
+    """Patients x arms mean CNV of malignant cells as MultiQC custom content (a native heatmap; an HTML
+    note when no patient has malignant cells)."""
     table = arms[arms["cnv_cluster"] == "all"].pivot(index="patient", columns="chr_arm", values="mean_cnv")
-    fig, ax = plt.subplots(figsize=(12, 0.4 * max(len(table), 1) + 1.5))
+    header = {"id": "tmeflow_cnv_arms", "section_name": "Arm-level CNV per patient",
+              "description": "Mean CNV of each patient's malignant cells per chromosome arm (red: gain, blue: loss; "
+                             f"|mean| > {threshold:g} is called an event in cnv_arms.tsv)."}
     if table.empty:
-        ax.text(0.5, 0.5, "no malignant cells called", ha="center", va="center")
-        ax.axis("off")
-    else:
-        table = table[sorted(table.columns, key=_arm_key)]
-        vmax = max(float(np.nanmax(np.abs(table.to_numpy()))), 1e-3)
-        image = ax.imshow(table.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.set_xticks(np.arange(table.shape[1]), table.columns, rotation=90, fontsize=7)
-        ax.set_yticks(np.arange(table.shape[0]), table.index)
-        fig.colorbar(image, ax=ax, fraction=0.02, label="mean CNV (malignant cells)")
-        ax.set_title("Arm-level CNV of malignant cells per patient")
-    return io.save_figure(fig, path)
+        return {**header, "plot_type": "html", "data": "<p>No malignant cells called.</p>"}
+    table = table[sorted(table.columns, key=_arm_key)]
+    vmax = max(float(np.nanmax(np.abs(table.to_numpy()))), 1e-3)
+    data = [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in table.to_numpy()]
+    return {**header, "plot_type": "heatmap", "xcats": [str(c) for c in table.columns], "ycats": [str(p) for p in table.index],
+            "data": data, "pconfig": {"id": "tmeflow_cnv_arms_heatmap", "title": "Arm-level CNV of malignant cells per patient",
+                                      "xlab": "chromosome arm", "ylab": "patient", "min": -vmax, "max": vmax, "reverse_colors": True}}

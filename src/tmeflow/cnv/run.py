@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import yaml
 
 from .. import io
 from ..errors import TmeflowInputError
@@ -18,7 +19,7 @@ from ..text import split_list
 from .positions import MIN_POSITIONED_GENES, REQUIRED_OBS, annotate_positions, bundled_positions, read_gene_positions
 from .reference import reference_mask
 from .infer import CnvResult, excluded_chromosomes, call_malignant
-from .plots import plot_arms, plot_heatmap, plot_violin
+from .plots import arms_heatmap, plot_heatmap, plot_violin
 
 
 logger = get_logger(__package__)
@@ -112,7 +113,8 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
         paths["cells"] = io.write_table(adata.obs[cell_columns], outdir / "cnv_cells.tsv.gz", index=True)
     with timed(logger, "plots"):
         paths["violin"] = plot_violin(adata, outdir / "cnv_score_violin_mqc.png", params["seed"])
-        paths["arms_png"] = plot_arms(result.arms, outdir / "cnv_arms_mqc.png")
+        paths["arms_heatmap"] = io.write_text(yaml.safe_dump(arms_heatmap(result.arms, params["cnv_arm_threshold"]), sort_keys=False),
+                                              outdir / "cnv_arms_mqc.yaml")
         for patient in pd.unique(adata.obs["patient"].astype(str)):
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", patient)
             paths[f"heatmap_{patient}"] = plot_heatmap(adata, patient, outdir / f"cnv_heatmap_{safe}.png", params["seed"])

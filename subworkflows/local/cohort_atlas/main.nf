@@ -38,7 +38,7 @@ workflow COHORT_ATLAS {
         INTEGRATE.out.umap_corrected, ANNOTATE.out.umap, ANNOTATE.out.dotplot, CNV.out.heatmaps, SUBCLUSTER.out.umaps
     )
     ch_report = INTEGRATE.out.mqc
-        .mix(ANNOTATE.out.mqc, CNV.out.mqc, CNV.out.mqc_plots, SUBCLUSTER.out.mqc)
+        .mix(ANNOTATE.out.mqc, CNV.out.mqc, CNV.out.mqc_plots, CNV.out.mqc_heatmap, SUBCLUSTER.out.mqc)
         .mix(ch_figures.mix(CNV.out.cells).map { meta, files -> files }) // cells: % malignant, dominant type per sample
 
     emit:
