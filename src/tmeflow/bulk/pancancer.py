@@ -38,6 +38,7 @@ from ..stats import bh_fdr
 from ..text import slug
 from .deconvolution import spearman_table
 from .endpoints import analyse_survival
+from .reading import clinical_column
 
 logger = get_logger(__package__)
 
@@ -54,15 +55,9 @@ def cancer_types(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series
 
     ``column`` empty: the column ``cancer_type`` (any case) if present; named: it must exist. Samples
     with no type are left out of the per-type analyses (logged); a column with no value is an error."""
-    if column:
-        if column not in clinical.columns:
-            raise TmeflowInputError("cancer_type_column is not a clinical column", file=source, column=column)
-        name = column
-    else:
-        lowered = {c.lower(): c for c in clinical.columns}
-        if DEFAULT_COLUMN not in lowered:
-            return None
-        name = lowered[DEFAULT_COLUMN]
+    name = clinical_column(clinical, column, DEFAULT_COLUMN, "cancer_type_column", source)
+    if name is None:
+        return None
     values = clinical[name].map(lambda v: str(v).strip() if pd.notna(v) else "").replace("", np.nan)
     if values.notna().sum() == 0:
         raise TmeflowInputError("cancer-type column has no values", file=source, column=name)
@@ -200,6 +195,24 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
     return fig
 
 
+def rho_panel(ax, part: pd.DataFrame, rows: tuple[str, list], columns: tuple[str, list], title: str, *,
+              show_rows: bool, fontsizes: tuple[float, float, float]):
+    """One panel of a per-type correlation heatmap: Spearman rho of ``part`` (``rows`` and ``columns`` are
+    (column of ``part``, order)), * where the pan-cancer FDR < 0.05; ``fontsizes`` = row labels, title, stars."""
+    (row_key, row_order), (column_key, column_order) = rows, columns
+    rho, fdr = (part.pivot(index=row_key, columns=column_key, values=value).reindex(index=row_order, columns=column_order)
+                for value in ("rho", "pancancer_fdr"))
+    image = ax.imshow(rho.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(column_order)))
+    ax.set_xticklabels(column_order, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(row_order)))
+    ax.set_yticklabels(row_order if show_rows else [], fontsize=fontsizes[0])
+    ax.set_title(title, fontsize=fontsizes[1])
+    for i, j in zip(*np.nonzero(fdr.to_numpy(dtype=float) < 0.05)):
+        ax.text(j, i, "*", ha="center", va="center", fontsize=fontsizes[2])
+    return image
+
+
 def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
     """Heatmap of Spearman rho, cancer types x features, one panel per target; * pan-cancer FDR < 0.05."""
     plt = pyplot()
@@ -211,19 +224,8 @@ def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
     fig, axes = plt.subplots(1, len(targets), figsize=(width * len(targets) + 2.5, 0.3 * len(types) + 3), squeeze=False)
     image = None
     for ax, target in zip(axes[0], targets):
-        part = sub[sub["target"] == target]
-        rho = part.pivot(index="cancer_type", columns="feature", values="rho").reindex(index=types, columns=shown)
-        fdr = part.pivot(index="cancer_type", columns="feature", values="pancancer_fdr").reindex(index=types, columns=shown)
-        image = ax.imshow(rho.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-        ax.set_xticks(range(len(shown)))
-        ax.set_xticklabels(shown, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(types)))
-        ax.set_yticklabels(types if ax is axes[0][0] else [], fontsize=7)
-        ax.set_title(target, fontsize=8)
-        for i in range(len(types)):
-            for j in range(len(shown)):
-                if fdr.iat[i, j] < 0.05:
-                    ax.text(j, i, "*", ha="center", va="center", fontsize=8)
+        image = rho_panel(ax, sub[sub["target"] == target], ("cancer_type", types), ("feature", shown), target,
+                          show_rows=ax is axes[0][0], fontsizes=(7, 8, 8))
     if image is not None:
         fig.colorbar(image, ax=list(axes[0]), label="Spearman rho", shrink=0.8)
     return fig

@@ -58,6 +58,16 @@ def read_clinical(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def clinical_column(clinical: pd.DataFrame, named: str, default: str, parameter: str, source: Path) -> str | None:
+    """The clinical column an optional analysis reads: ``named`` (the ``parameter``'s value) must exist;
+    empty: the column called ``default`` in any case, or None when there is none."""
+    if named:
+        if named not in clinical.columns:
+            raise TmeflowInputError(f"{parameter} is not a clinical column", file=source, column=named)
+        return named
+    return {c.lower(): c for c in clinical.columns}.get(default)
+
+
 def read_expression(path: str | Path, samples: pd.Index) -> pd.DataFrame:
     """Expression matrix as genes x samples, restricted to the samples also in the clinical table.
 

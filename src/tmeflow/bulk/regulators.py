@@ -10,13 +10,12 @@ tested; immunomodulators absent from the expression matrix are skipped (logged).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from ..log import get_logger
 from ..plotting import pyplot
 from ..signatures import resource_path
-from .pancancer import correlation_per_type
+from .pancancer import correlation_per_type, rho_panel
 
 logger = get_logger(__package__)
 
@@ -63,18 +62,8 @@ def plot_regulator_heatmap(table: pd.DataFrame, focus: list[str]):
                                                      0.17 * len(genes) + 1.5), squeeze=False)
     image = None
     for ax, feature in zip(axes[0], shown):
-        part = table[table["feature"] == feature]
-        rho = part.pivot(index="target", columns="cancer_type", values="rho").reindex(index=genes, columns=types)
-        fdr = part.pivot(index="target", columns="cancer_type", values="pancancer_fdr").reindex(index=genes, columns=types)
-        image = ax.imshow(rho.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-        ax.set_xticks(range(len(types)))
-        ax.set_xticklabels(types, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(genes)))
-        ax.set_yticklabels(genes if ax is axes[0][0] else [], fontsize=5)
-        ax.set_title(feature, fontsize=7)
-        rows, cols = np.nonzero(fdr.to_numpy(dtype=float) < 0.05)
-        for i, j in zip(rows, cols):
-            ax.text(j, i, "*", ha="center", va="center", fontsize=6)
+        image = rho_panel(ax, table[table["feature"] == feature], ("target", genes), ("cancer_type", types), feature,
+                          show_rows=ax is axes[0][0], fontsizes=(5, 7, 6))
     if image is not None:
         fig.colorbar(image, ax=list(axes[0]), label="Spearman rho", shrink=0.5)
     return fig

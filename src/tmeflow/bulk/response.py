@@ -24,6 +24,7 @@ from ..errors import TmeflowInputError
 from ..log import get_logger
 from ..plotting import pyplot
 from ..stats import bh_fdr
+from .reading import clinical_column
 
 logger = get_logger(__package__)
 
@@ -37,15 +38,9 @@ MIN_PER_GROUP = 3
 
 def response_status(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series | None:
     """1 (responder) / 0 (non-responder) / NaN per sample, or None when the cohort has no response column."""
-    if column:
-        if column not in clinical.columns:
-            raise TmeflowInputError("response_column is not a clinical column", file=source, column=column)
-        name = column
-    else:
-        lowered = {c.lower(): c for c in clinical.columns}
-        if DEFAULT_COLUMN not in lowered:
-            return None
-        name = lowered[DEFAULT_COLUMN]
+    name = clinical_column(clinical, column, DEFAULT_COLUMN, "response_column", source)
+    if name is None:
+        return None
 
     def one(value) -> float:
         """One clinical value -> 1/0/NaN; anything else is an error."""
