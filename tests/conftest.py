@@ -49,3 +49,21 @@ def pipeline_results(simulated_cohort, tmp_path_factory) -> Path:
     ])
     assert code == 0
     return outdir
+
+
+@pytest.fixture
+def small_bulk_args(tmp_path) -> list[str]:
+    """``tmeflow bulk`` arguments of a tiny valid cohort (30 ESTIMATE immune genes x 12 samples, an age
+    column), writing to ``tmp_path/out``: tests add the one bad option they check."""
+    import numpy as np
+    import pandas as pd
+
+    from tmeflow.signatures import read_bundled_gmt
+
+    genes = read_bundled_gmt("estimate")["ImmuneSignature"][:30]
+    expression = pd.DataFrame(np.random.default_rng(0).uniform(1, 50, (30, 12)), index=genes, columns=[f"S{i}" for i in range(12)])
+    expression.index.name = "gene"
+    expression.to_csv(tmp_path / "expr.csv")
+    pd.DataFrame({"sample": expression.columns, "age": 50}).to_csv(tmp_path / "clin.csv", index=False)
+    return ["bulk", "--expression", str(tmp_path / "expr.csv"), "--clinical", str(tmp_path / "clin.csv"),
+            "--sample", "C", "--outdir", str(tmp_path / "out")]

@@ -75,7 +75,7 @@ def test_barcode_matching_levels_and_ambiguity(tmp_path):
     assert "m.maf" in str(info.value)
 
 
-def test_maf_errors_are_one_line(tmp_path, capsys):
+def test_maf_errors_are_one_line(tmp_path, capsys, small_bulk_args):
     bad = tmp_path / "bad.maf"
     pd.DataFrame({"Tumor_Sample_Barcode": ["S1"], "Hugo_Symbol": ["TP53"]}).to_csv(bad, sep="\t", index=False)
     with pytest.raises(TmeflowInputError, match="MAF lacks the column\\(s\\) Variant_Classification") as info:
@@ -85,15 +85,7 @@ def test_maf_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(TmeflowInputError, match="none of the 1 MAF barcodes \\(e.g. X1\\) matches a cohort sample"):
         tumour_mutational_burden(read_maf(other), pd.Index(["S1"]), 38.0, other)
     # through the CLI: exit 2, one line naming the file and the column, nothing written
-    from tmeflow.signatures import read_bundled_gmt
-
-    genes = read_bundled_gmt("estimate")["ImmuneSignature"][:30]
-    expression = pd.DataFrame(np.random.default_rng(0).uniform(1, 50, (30, 12)), index=genes, columns=[f"S{i}" for i in range(12)])
-    expression.index.name = "gene"
-    expression.to_csv(tmp_path / "expr.csv")
-    pd.DataFrame({"sample": expression.columns, "age": 50}).to_csv(tmp_path / "clin.csv", index=False)
-    rc = main(["bulk", "--expression", str(tmp_path / "expr.csv"), "--clinical", str(tmp_path / "clin.csv"),
-               "--sample", "C", "--outdir", str(tmp_path / "out"), "--maf", str(bad)])
+    rc = main([*small_bulk_args, "--maf", str(bad)])
     message = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tmeflow bulk: error:")]
     assert rc == 2 and len(message) == 1 and "bad.maf" in message[0] and "Variant_Classification" in message[0]
     assert not (tmp_path / "out").exists()

@@ -14,7 +14,6 @@ from tmeflow.bulk.pancancer import cancer_types, run_pancancer
 from tmeflow.cli import main
 from tmeflow.errors import TmeflowInputError
 from tmeflow.params import defaults
-from tmeflow.signatures import read_bundled_gmt
 from tmeflow.stats import bh_fdr
 
 PROLIFERATION = "MKI67 CCNB1 BUB1 AURKA CENPF MCM2 CDC20 CCNE2 BIRC5 MYBL2 RRM2 TYMS".split()
@@ -109,14 +108,8 @@ def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp
     assert esr1["n"] == 129 and esr1["events"] == 36 and esr1["hr_per_sd"] < 1 and esr1["hr_per_sd_p"] < 0.01
 
 
-def test_cli_bad_cancer_type_column_is_one_line(tmp_path, capsys):
-    genes = read_bundled_gmt("estimate")["ImmuneSignature"][:30]
-    expression = pd.DataFrame(np.random.default_rng(0).uniform(1, 50, (30, 12)), index=genes, columns=[f"S{i}" for i in range(12)])
-    expression.index.name = "gene"
-    expression.to_csv(tmp_path / "expr.csv")
-    pd.DataFrame({"sample": expression.columns, "age": 50}).to_csv(tmp_path / "clin.csv", index=False)
-    rc = main(["bulk", "--expression", str(tmp_path / "expr.csv"), "--clinical", str(tmp_path / "clin.csv"),
-               "--sample", "C", "--outdir", str(tmp_path / "out"), "--cancer_type_column", "project"])
+def test_cli_bad_cancer_type_column_is_one_line(tmp_path, capsys, small_bulk_args):
+    rc = main([*small_bulk_args, "--cancer_type_column", "project"])
     err = capsys.readouterr().err.strip().splitlines()
     message = [line for line in err if line.startswith("tmeflow bulk: error:")]
     assert rc == 2 and len(message) == 1 and "Traceback" not in "\n".join(err)
