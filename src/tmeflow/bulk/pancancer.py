@@ -195,40 +195,40 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
     return fig
 
 
-def rho_panel(ax, part: pd.DataFrame, rows: tuple[str, list], columns: tuple[str, list], title: str, *,
-              show_rows: bool, fontsizes: tuple[float, float, float]):
-    """One panel of a per-type correlation heatmap: Spearman rho of ``part`` (``rows`` and ``columns`` are
-    (column of ``part``, order)), * where the pan-cancer FDR < 0.05; ``fontsizes`` = row labels, title, stars."""
+def rho_figure(panels: list[tuple[str, pd.DataFrame]], rows: tuple[str, list], columns: tuple[str, list], *,
+               figsize: tuple[float, float], fontsizes: tuple[float, float, float], shrink: float):
+    """Heatmaps of Spearman rho side by side, one per ``(title, part)`` of ``panels`` (``rows`` and ``columns``
+    are (column of the part, order)), * where the pan-cancer FDR < 0.05; ``fontsizes`` = row labels, title,
+    stars. Row labels on the first panel only, one shared colour bar."""
+    plt = pyplot()
     (row_key, row_order), (column_key, column_order) = rows, columns
-    rho, fdr = (part.pivot(index=row_key, columns=column_key, values=value).reindex(index=row_order, columns=column_order)
-                for value in ("rho", "pancancer_fdr"))
-    image = ax.imshow(rho.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(column_order)))
-    ax.set_xticklabels(column_order, rotation=90, fontsize=6)
-    ax.set_yticks(range(len(row_order)))
-    ax.set_yticklabels(row_order if show_rows else [], fontsize=fontsizes[0])
-    ax.set_title(title, fontsize=fontsizes[1])
-    for i, j in zip(*np.nonzero(fdr.to_numpy(dtype=float) < 0.05)):
-        ax.text(j, i, "*", ha="center", va="center", fontsize=fontsizes[2])
-    return image
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False)
+    image = None
+    for ax, (title, part) in zip(axes[0], panels):
+        rho, fdr = (part.pivot(index=row_key, columns=column_key, values=value).reindex(index=row_order, columns=column_order)
+                    for value in ("rho", "pancancer_fdr"))
+        image = ax.imshow(rho.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(column_order)))
+        ax.set_xticklabels(column_order, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(row_order)))
+        ax.set_yticklabels(row_order if ax is axes[0][0] else [], fontsize=fontsizes[0])
+        ax.set_title(title, fontsize=fontsizes[1])
+        for i, j in zip(*np.nonzero(fdr.to_numpy(dtype=float) < 0.05)):
+            ax.text(j, i, "*", ha="center", va="center", fontsize=fontsizes[2])
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[0]), label="Spearman rho", shrink=shrink)
+    return fig
 
 
 def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
     """Heatmap of Spearman rho, cancer types x features, one panel per target; * pan-cancer FDR < 0.05."""
-    plt = pyplot()
     sub = table[table["feature"].isin(features)]
     targets = list(dict.fromkeys(sub["target"]))
     shown = [f for f in features if f in set(sub["feature"])]
     types = sorted(sub["cancer_type"].unique())
     width = 0.35 * len(shown) + 1.2
-    fig, axes = plt.subplots(1, len(targets), figsize=(width * len(targets) + 2.5, 0.3 * len(types) + 3), squeeze=False)
-    image = None
-    for ax, target in zip(axes[0], targets):
-        image = rho_panel(ax, sub[sub["target"] == target], ("cancer_type", types), ("feature", shown), target,
-                          show_rows=ax is axes[0][0], fontsizes=(7, 8, 8))
-    if image is not None:
-        fig.colorbar(image, ax=list(axes[0]), label="Spearman rho", shrink=0.8)
-    return fig
+    return rho_figure([(target, sub[sub["target"] == target]) for target in targets], ("cancer_type", types), ("feature", shown),
+                      figsize=(width * len(targets) + 2.5, 0.3 * len(types) + 3), fontsizes=(7, 8, 8), shrink=0.8)
 
 
 # --------------------------------------------------------------------------------------------------

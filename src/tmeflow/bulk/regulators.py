@@ -13,9 +13,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..log import get_logger
-from ..plotting import pyplot
 from ..signatures import resource_path
-from .pancancer import correlation_per_type, rho_panel
+from .pancancer import correlation_per_type, rho_figure
 
 logger = get_logger(__package__)
 
@@ -54,16 +53,9 @@ def regulator_correlations(features: pd.DataFrame, focus: list[str], log_expr: p
 def plot_regulator_heatmap(table: pd.DataFrame, focus: list[str]):
     """Heatmap of rho, immunomodulators x cancer types, one panel per focus score (the first
     :data:`MAX_PANELS`); * marks pan-cancer FDR < 0.05."""
-    plt = pyplot()
     shown = [f for f in focus if f in set(table["feature"])][:MAX_PANELS]
     genes = list(dict.fromkeys(table["target"]))
     types = sorted(table["cancer_type"].unique())
-    fig, axes = plt.subplots(1, len(shown), figsize=(0.35 * len(types) * len(shown) + 2.5 * len(shown) + 1,
-                                                     0.17 * len(genes) + 1.5), squeeze=False)
-    image = None
-    for ax, feature in zip(axes[0], shown):
-        image = rho_panel(ax, table[table["feature"] == feature], ("target", genes), ("cancer_type", types), feature,
-                          show_rows=ax is axes[0][0], fontsizes=(5, 7, 6))
-    if image is not None:
-        fig.colorbar(image, ax=list(axes[0]), label="Spearman rho", shrink=0.5)
-    return fig
+    return rho_figure([(feature, table[table["feature"] == feature]) for feature in shown], ("target", genes), ("cancer_type", types),
+                      figsize=(0.35 * len(types) * len(shown) + 2.5 * len(shown) + 1, 0.17 * len(genes) + 1.5),
+                      fontsizes=(5, 7, 6), shrink=0.5)
