@@ -244,6 +244,12 @@ def _parent_lines(section: Section) -> str:
     return "".join(f"# {line}\n" for line in yaml.safe_dump(_parent_config(section), sort_keys=False, width=10**6).splitlines())
 
 
+def _staged_path(path: Path, staging: Path) -> Path:
+    """Where a stage's table goes in the staging folder: its folder's name in front, so that two stages'
+    tables of the same name do not collide."""
+    return staging / f"{slug(path.parent.name, keep='', lower=True)}__{path.name}"
+
+
 def _stage_table(path: Path, section: Section, staging: Path) -> Path:
     """Copy a ``*_mqc.tsv`` with its section's parent lines put in front of its own header
     (general-statistics tables go to the top table as they are)."""
@@ -251,7 +257,7 @@ def _stage_table(path: Path, section: Section, staging: Path) -> Path:
     if not text.startswith("#"):
         raise TmeflowInputError(f"{path}: report table has no MultiQC '#' header (id, section_name, plot_type)")
     general_stats = "# plot_type: generalstats\n" in text
-    target = staging / f"{slug(path.parent.name, keep='', lower=True)}__{path.name}"
+    target = _staged_path(path, staging)
     target.write_text(text if general_stats else _parent_lines(section) + text)
     return target
 
@@ -305,7 +311,7 @@ def _stage_yaml(path: Path, section: Section, staging: Path) -> Path:
     config = yaml.safe_load(path.read_text())
     if not isinstance(config, dict) or "plot_type" not in config:
         raise TmeflowInputError(f"{path}: report content has no MultiQC plot_type")
-    target = staging / f"{slug(path.parent.name, keep='', lower=True)}__{path.name}"
+    target = _staged_path(path, staging)
     target.write_text(yaml.safe_dump({**config, **_parent_config(section)}, sort_keys=False))
     return target
 
