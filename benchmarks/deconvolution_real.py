@@ -3,8 +3,14 @@
 No spot labels ship with the section, so each method's proportion of a type is compared with the
 reference-marker score of that type on the same spots (scanpy ``score_genes`` on the top 50 Wilcoxon
 markers of the type in the reference), the simple baseline a method must agree with; the table reports
-Spearman's rho per type and method, and the run time. Also writes maps of the Cancer Epithelial
-proportion per method beside the H&E.
+Spearman's rho per type and method, and the run time.
+
+A second check uses the histology only: the fraction of strongly stained pixels under each spot
+(:func:`tmeflow.spatial_qc.stained_fraction`) marks dense epithelium (ducts, tumour nests) against pale
+stroma. Each map (the marker scores, the log UMI count, and each method's Cancer Epithelial and
+epithelial = Cancer + Normal Epithelial proportion and abundance) gets Spearman's rho with that fraction
+and the AUROC separating stained (>= 0.3) from pale (<= 0.1) spots. Maps of the same quantities are
+drawn beside the H&E.
 
     python benchmarks/deconvolution_real.py [--methods nnls,poisson] [--outdir bench_work/deconv_real]
 """
@@ -25,7 +31,10 @@ from scipy.stats import spearmanr
 
 from tmeflow import deconvolve as dc
 from tmeflow.params import defaults
+from sklearn.metrics import roc_auc_score
+
 from tmeflow.readers import read_spatial
+from tmeflow.spatial_qc import stained_fraction
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -75,13 +84,20 @@ def main() -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     reference, section = load_reference(), load_section()
     baseline = marker_scores(section, reference)
-    rows, maps = [], {}
+    stained = stained_fraction(section)
+    umi = np.log1p(np.asarray(section.layers["counts"].sum(axis=1)).ravel())
+    maps = {"H&E stained fraction": stained, "log UMI per spot": umi,
+            "marker score: Cancer Epithelial": baseline["Cancer Epithelial"].to_numpy(),
+            "marker score: Normal Epithelial": baseline["Normal Epithelial"].to_numpy()}
+    rows = []
     for method in args.methods.split(","):
         params = {**defaults(), "deconvolution_method": method, "seed": 0}
         started = time.perf_counter()
-        _, proportions, _ = dc.deconvolve(section.copy(), reference, params)
+        abundance, proportions, _ = dc.deconvolve(section.copy(), reference, params)
         seconds = time.perf_counter() - started
-        maps[method] = proportions
+        for kind, table in (("proportion", proportions), ("abundance", abundance)):
+            maps[f"{method} {kind}: Cancer Epithelial"] = table["Cancer Epithelial"].to_numpy()
+            maps[f"{method} {kind}: epithelial"] = (table["Cancer Epithelial"] + table["Normal Epithelial"]).to_numpy()
         for cell_type in baseline.columns:
             if cell_type in proportions:
                 rho = spearmanr(proportions[cell_type], baseline[cell_type]).statistic
@@ -91,11 +107,26 @@ def main() -> None:
     table.to_csv(outdir / "spearman_vs_marker_score.tsv", sep="\t", index=False)
     print(table.pivot(index="cell_type", columns="method", values="spearman_vs_marker_score").to_string())
     print(table.groupby("method")["seconds"].first().to_string())
-    plot_maps(section, baseline["Cancer Epithelial"], maps, outdir / "cancer_epithelial_maps.png")
+    histology = histology_agreement(maps, stained)
+    histology.to_csv(outdir / "histology_agreement.tsv", sep="\t")
+    print(histology.to_string())
+    plot_maps(section, maps, outdir / "cancer_epithelial_maps.png")
 
 
-def plot_maps(section: ad.AnnData, score: pd.Series, maps: dict[str, pd.DataFrame], path: Path) -> None:
-    """H&E, the Cancer Epithelial marker score, and each method's Cancer and Normal Epithelial proportions."""
+def histology_agreement(maps: dict[str, np.ndarray], stained: np.ndarray) -> pd.DataFrame:
+    """Spearman's rho of each map with the stained fraction, and the AUROC of stained vs pale spots."""
+    epithelium, stroma = stained >= 0.3, stained <= 0.1
+    keep = epithelium | stroma
+    rows = {name: {"spearman_vs_stained_fraction": spearmanr(values, stained).statistic,
+                   "auroc_stained_vs_pale": roc_auc_score(epithelium[keep], np.asarray(values)[keep])}
+            for name, values in maps.items() if name != "H&E stained fraction"}
+    table = pd.DataFrame(rows).T.round(3)
+    print(f"{epithelium.sum()} stained and {stroma.sum()} pale spots")
+    return table
+
+
+def plot_maps(section: ad.AnnData, maps: dict[str, np.ndarray], path: Path) -> None:
+    """The H&E and every map of ``maps`` over it, one panel each."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,25 +136,22 @@ def plot_maps(section: ad.AnnData, score: pd.Series, maps: dict[str, pd.DataFram
     image = section.uns["spatial"][library]["images"]["lowres"]
     scale = section.uns["spatial"][library]["scalefactors"]["tissue_lowres_scalef"]
     xy = section.obsm["spatial"] * scale
-    panels = {"Cancer Epithelial marker score": score}
-    for method, proportions in maps.items():
-        panels[f"{method}: Cancer Epithelial"] = proportions["Cancer Epithelial"]
-        panels[f"{method}: Normal Epithelial"] = proportions["Normal Epithelial"]
-    ncols = 3
-    nrows = -(-(1 + len(panels)) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows))
+    ncols = 4
+    nrows = -(-(1 + len(maps)) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.4 * nrows))
     axes = axes.ravel()
     axes[0].imshow(image)
     axes[0].set_title("H&E (low-res)", fontsize=9)
-    for ax, (title, values) in zip(axes[1:], panels.items()):
+    for ax, (title, values) in zip(axes[1:], maps.items()):
         ax.imshow(image, alpha=0.25)
-        points = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(values), s=14, cmap="viridis", marker="s", linewidths=0)
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(values), s=9, cmap="viridis", marker="s", linewidths=0,
+                            vmax=np.percentile(values, 99))
         fig.colorbar(points, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=9)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
+    fig.savefig(path, dpi=60)
 
 
 if __name__ == "__main__":

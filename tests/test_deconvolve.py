@@ -257,3 +257,49 @@ def test_reference_without_cell_type_exit_2(simulated_cohort, small_reference, t
     message = _expect_error(["--input", str(spatial_qc_output(simulated_cohort)), "--reference", str(tmp_path / "ref.h5ad")],
                             tmp_path / "out", capsys)
     assert "cell_type" in message
+
+
+@pytest.mark.shared_data
+def test_real_section_abundance_follows_the_histology(shared_data, tmp_path):
+    """MSTI DCIS section with the CID4465 reference: the CPU default's epithelial abundance (cells per spot)
+    separates the H&E's strongly stained epithelium from pale stroma better than the stage's own marker-score
+    baseline does; proportions lose the spot's cellularity and separate them less well."""
+    import anndata as ad
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from tmeflow.readers import read_counts
+    from tmeflow.spatial_qc import stained_fraction
+
+    reference_dir = shared_data / "wu2021_CID4465_scRNA"
+    reference = read_counts(reference_dir, sample="CID4465")
+    metadata = pd.read_csv(reference_dir / "cell_metadata.csv.gz", index_col=0)
+    reference.obs["cell_type"] = metadata.loc[reference.obs_names, "celltype_major"].astype(str).to_numpy()
+    reference.layers["counts"] = reference.X.copy()
+    reference.write_h5ad(tmp_path / "reference.h5ad")
+    sample = "LBC_DCIS_IC"
+    assert main(["spatial_qc", "--input", str(shared_data / "msti_breast_DCIS_IC_spatial"), "--sample", sample,
+                 "--patient", "LBC", "--condition", "primary", "--tissue", "breast", "--species", "human",
+                 "--outdir", str(tmp_path)]) == 0
+    assert main(["deconvolve", "--input", str(tmp_path / f"{sample}.spatial.h5ad"), "--reference",
+                 str(tmp_path / "reference.h5ad"), "--outdir", str(tmp_path)]) == 0
+    assert (tmp_path / f"{sample}.deconvolution_abundance.png").stat().st_size > 0
+    adata = ad.read_h5ad(tmp_path / f"{sample}.deconvolved.h5ad")
+    assert adata.uns["deconvolution"]["method"] == "poisson"
+    stained = stained_fraction(adata, sample)
+    epithelium, stroma = stained >= 0.3, stained <= 0.1  # strongly stained nests vs pale stroma
+    assert epithelium.sum() > 300 and stroma.sum() > 300
+    keep = epithelium | stroma
+    abundance = adata.obsm["deconvolution_abundance"]
+    proportions = adata.obsm["deconvolution_proportions"]
+    maps = {"abundance Cancer Epithelial": abundance["Cancer Epithelial"],
+            "abundance epithelial": abundance["Cancer Epithelial"] + abundance["Normal Epithelial"],
+            "proportion Cancer Epithelial": proportions["Cancer Epithelial"],
+            "marker score Cancer Epithelial": adata.obsm["deconvolution_marker_scores"]["Cancer Epithelial"]}
+    auroc = {name: roc_auc_score(epithelium[keep], np.asarray(values)[keep]) for name, values in maps.items()}
+    rho = {name: spearmanr(values, stained).statistic for name, values in maps.items()}
+    print("AUROC stained epithelium vs stroma:", {k: round(v, 3) for k, v in auroc.items()},
+          "Spearman with stained fraction:", {k: round(v, 3) for k, v in rho.items()})
+    assert auroc["abundance Cancer Epithelial"] > auroc["marker score Cancer Epithelial"]
+    assert auroc["abundance Cancer Epithelial"] > auroc["proportion Cancer Epithelial"]
+    assert auroc["abundance epithelial"] >= 0.9 and rho["abundance epithelial"] >= 0.6

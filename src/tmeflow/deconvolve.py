@@ -523,6 +523,9 @@ def write_outputs(section, abundance, proportions, info, sample: str, outdir: Pa
     types = list(proportions.columns)
     plot_on_tissue(section, {t: proportions[t].to_numpy() for t in types}, outdir / f"{sample}.deconvolution_proportions.png",
                    sample=sample, ncols=4, cmap="magma", title=f"{sample}: cell-type proportions ({info['method']})")
+    plot_on_tissue(section, {t: abundance[t].to_numpy() for t in types}, outdir / f"{sample}.deconvolution_abundance.png",
+                   sample=sample, ncols=4, cmap="magma",
+                   title=f"{sample}: estimated cells per spot ({info['method']}; follows cellularity, unlike proportions)")
     plot_on_tissue(section, {"dominant cell type": section.obs["dominant_type"]}, outdir / f"{sample}.deconvolution_dominant.png",
                    sample=sample, ncols=1, title=f"{sample}: dominant cell type per spot")
     record = {k: v for k, v in info.items()

@@ -147,6 +147,7 @@ SECTIONS: tuple[Section, ...] = (
         ("*.deconvolution_mqc.tsv", ""),
         ("*.deconvolution_agreement_mqc.tsv", ""),
         ("*.deconvolution_proportions.png", "Cell-type proportions per spot"),
+        ("*.deconvolution_abundance.png", "Estimated cells per spot of each type (follows cellularity)"),
         ("*.deconvolution_dominant.png", "Dominant cell type per spot"),
     )),
     Section("tmeflow_step_spatial_analysis", "Spatial niches",

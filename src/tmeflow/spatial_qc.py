@@ -95,6 +95,35 @@ def _image_and_scale(adata, sample: str | None):
     return None, 1.0
 
 
+STAINED_SATURATION = 0.45
+STAINED_MAX_VALUE = 0.9
+
+
+def stained_fraction(adata, sample: str | None = None) -> np.ndarray:
+    """Per spot, the fraction of tissue-image pixels under the spot that are strongly stained.
+
+    A pixel is strongly stained when its HSV saturation exceeds ``STAINED_SATURATION`` and its value is
+    below ``STAINED_MAX_VALUE``: in H&E, densely cellular epithelium (tumour nests, ducts) is saturated
+    pink-purple, while collagenous stroma is pale and lumens and background are white. It is an image-only
+    proxy of epithelium, independent of the expression data, used to check expression maps against the
+    histology (``benchmarks/deconvolution_real.py``); thresholds depend on the staining, so it is a check,
+    not a call. Returns NaN for every spot when the section carries no image.
+    """
+    from matplotlib.colors import rgb_to_hsv
+
+    image, scale = _image_and_scale(adata, sample)
+    if image is None:
+        return np.full(adata.n_obs, np.nan)
+    rgb = np.asarray(image, dtype=float)[..., :3]
+    hsv = rgb_to_hsv(rgb / 255.0 if rgb.max() > 1.0 else rgb)
+    stained = (hsv[..., 1] > STAINED_SATURATION) & (hsv[..., 2] < STAINED_MAX_VALUE)
+    xy = np.round(np.asarray(adata.obsm["spatial"], dtype=float) * scale).astype(int)
+    radius = max(1, int(round(spot_spacing(xy) / 2)))
+    height, width = stained.shape
+    return np.array([stained[max(0, y - radius): min(height, y + radius + 1),
+                             max(0, x - radius): min(width, x + radius + 1)].mean() for x, y in xy])
+
+
 def _marker_size(xy: np.ndarray, spacing: float, image) -> float:
     """Scatter marker area (points^2) that makes a spot about one spot spacing wide in a 4-inch panel."""
     extent = max(np.ptp(xy[:, 0]), np.ptp(xy[:, 1])) + 2 * spacing
@@ -102,6 +131,10 @@ def _marker_size(xy: np.ndarray, spacing: float, image) -> float:
         extent = max(image.shape[0], image.shape[1])
     diameter_points = 0.75 * spacing / max(extent, 1e-9) * 250.0
     return float(max(0.5, diameter_points**2))
+
+
+COLOUR_MAX_PERCENTILE = 99  # colour scales end at the 99th percentile (cell2location's vmax='p99'), so a few
+                            # extreme spots do not darken the whole map
 
 
 def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | None = None, ncols: int = 4,
@@ -135,8 +168,11 @@ def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | N
                            linewidths=0, alpha=0.85)
             ax.legend(fontsize=6, markerscale=1.5, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         else:
-            points = ax.scatter(xy[:, 0], xy[:, 1], c=series.to_numpy(dtype=float), s=size, cmap=cmap, linewidths=0, alpha=0.85)
-            fig.colorbar(points, ax=ax, fraction=0.04)
+            numbers = series.to_numpy(dtype=float)
+            top = np.nanpercentile(numbers, COLOUR_MAX_PERCENTILE) if np.isfinite(numbers).any() else None
+            points = ax.scatter(xy[:, 0], xy[:, 1], c=numbers, s=size, cmap=cmap, linewidths=0, alpha=0.85,
+                                vmax=top if top is not None and top > np.nanmin(numbers) else None)
+            fig.colorbar(points, ax=ax, fraction=0.04, extend="max")
         if image is None:
             ax.invert_yaxis()
         ax.set_aspect("equal")

@@ -16,6 +16,7 @@ process DECONVOLVE {
     tuple val(meta), path("${meta.id}.deconvolution_proportions_fine.tsv"), emit: proportions_fine, optional: true
     tuple val(meta), path("${meta.id}.deconvolution_marker_scores.tsv")   , emit: marker_scores
     tuple val(meta), path("${meta.id}.deconvolution_proportions.png")     , emit: plot
+    tuple val(meta), path("${meta.id}.deconvolution_abundance.png")       , emit: abundance_plot
     tuple val(meta), path("${meta.id}.deconvolution_dominant.png")        , emit: dominant_plot
     path "${meta.id}.deconvolution*_mqc.tsv"                              , emit: mqc
     path "versions.yml"                                                   , emit: versions, topic: versions
@@ -47,6 +48,7 @@ process DECONVOLVE {
     touch ${meta.id}.deconvolution_abundance.tsv
     touch ${meta.id}.deconvolution_proportions.tsv
     touch ${meta.id}.deconvolution_proportions.png
+    touch ${meta.id}.deconvolution_abundance.png
     touch ${meta.id}.deconvolution_dominant.png
     touch ${meta.id}.deconvolution_mqc.tsv
     touch ${meta.id}.deconvolution_agreement_mqc.tsv

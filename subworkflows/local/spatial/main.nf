@@ -24,7 +24,7 @@ workflow SPATIAL {
     )
 
     ch_figures  = SPATIAL_QC.out.plot.mix(
-        SPATIAL_QC.out.svg_plot, DECONVOLVE.out.plot, DECONVOLVE.out.dominant_plot, SPATIAL_ANALYSIS.out.plots
+        SPATIAL_QC.out.svg_plot, DECONVOLVE.out.plot, DECONVOLVE.out.abundance_plot, DECONVOLVE.out.dominant_plot, SPATIAL_ANALYSIS.out.plots
     )
     ch_report   = SPATIAL_QC.out.mqc
         .mix(DECONVOLVE.out.mqc, SPATIAL_ANALYSIS.out.mqc)
