@@ -30,7 +30,6 @@ import scipy.sparse as sp
 from scipy.stats import spearmanr
 
 from tmeflow import deconvolve as dc
-from tmeflow.params import defaults
 from sklearn.metrics import roc_auc_score
 
 from tmeflow.readers import read_spatial
@@ -91,9 +90,9 @@ def main() -> None:
             "marker score: Normal Epithelial": baseline["Normal Epithelial"].to_numpy()}
     rows = []
     for method in args.methods.split(","):
-        params = {**defaults(), "deconvolution_method": method, "seed": 0}
+        settings = dc.DeconvolutionSettings.defaults().replace(deconvolution_method=method, seed=0)
         started = time.perf_counter()
-        abundance, proportions, _ = dc.deconvolve(section.copy(), reference, params)
+        abundance, proportions, _ = dc.deconvolve(section.copy(), reference, settings)
         seconds = time.perf_counter() - started
         for kind, table in (("proportion", proportions), ("abundance", abundance)):
             maps[f"{method} {kind}: Cancer Epithelial"] = table["Cancer Epithelial"].to_numpy()

@@ -20,7 +20,6 @@ import pandas as pd
 
 from tmeflow import deconvolve as dc
 from tmeflow.cli import main as tmeflow
-from tmeflow.params import defaults
 from tmeflow.readers import read_spatial
 
 SCENARIOS = {  # name: (platform SD, held-out patient, UMI per cell)
@@ -64,7 +63,8 @@ def main() -> None:
         ref = reference(cohort)
         for method in args.methods.split(","):
             started = time.perf_counter()
-            _, proportions, _ = dc.deconvolve(section.copy(), ref, {**defaults(), "deconvolution_method": method})
+            settings = dc.DeconvolutionSettings.defaults().replace(deconvolution_method=method)
+            _, proportions, _ = dc.deconvolve(section.copy(), ref, settings)
             seconds = time.perf_counter() - started
             for cell_type in proportions.columns:
                 planted = truth[f"true_prop_{cell_type}"]

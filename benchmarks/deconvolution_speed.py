@@ -19,7 +19,6 @@ import pandas as pd
 
 from tmeflow import deconvolve as dc
 from tmeflow.cli import main as tmeflow
-from tmeflow.params import defaults
 from tmeflow.readers import read_spatial
 
 
@@ -43,7 +42,8 @@ def main() -> None:
     section_dir = next((cohort / "spatial").iterdir())
     section = read_spatial(section_dir / "outs", sample=section_dir.name)
     loaded = time.perf_counter()
-    _, proportions, info = dc.deconvolve(section, reference, {**defaults(), "deconvolution_method": args.method})
+    settings = dc.DeconvolutionSettings.defaults().replace(deconvolution_method=args.method)
+    _, proportions, info = dc.deconvolve(section, reference, settings)
     done = time.perf_counter()
     truth = pd.read_csv(section_dir / "truth_spots.tsv", sep="\t", index_col=0).loc[proportions.index]
     r = {t: float(np.corrcoef(proportions[t], truth[f"true_prop_{t}"])[0, 1]) for t in proportions

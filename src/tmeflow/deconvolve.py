@@ -57,16 +57,19 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from . import io
 from .errors import TmeflowInputError
 from .log import get_logger, progress_line, timed
+from .settings import StageSettings
 from .spatial_qc import plot_on_tissue
 
 logger = get_logger(__name__)
@@ -110,10 +113,32 @@ def section_counts(adata, *, file: str | None = None) -> sp.csr_matrix:
     raise TmeflowInputError("section has no raw counts (no layers['counts']); give the spatial_qc output", file=file)
 
 
-def prepare_inputs(section, reference, params: dict[str, Any], *, section_file=None, reference_file=None,
-                   label_key: str = LABEL_KEY):
+@dataclass(frozen=True)
+class DeconvolutionSettings(StageSettings):
+    """The ``deconvolution_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("deconvolution_options",)
+
+    deconvolution_method: str
+    deconv_min_shared_genes: int
+    deconv_min_cells_per_type: int
+    deconv_min_agreement: float
+    nnls_n_markers: int
+    c2l_ref_epochs: int
+    c2l_epochs: int
+    c2l_n_cells_per_spot: float
+    c2l_detection_alpha: float
+    c2l_posterior_samples: int
+    seed: int
+
+
+def prepare_inputs(section: AnnData, reference: AnnData, *, min_shared_genes: int, min_cells_per_type: int,
+                   section_file: str | None = None, reference_file: str | None = None,
+                   label_key: str = LABEL_KEY) -> tuple[AnnData, AnnData]:
     """Check inputs; return (section, reference) restricted to shared genes with counts in ``X``,
-    reference cells restricted to types (``label_key``, stored as ``cell_type``) with enough cells."""
+    reference cells restricted to types (``label_key``, stored as ``cell_type``) with at least
+    ``min_cells_per_type`` cells. Fewer than ``min_shared_genes`` shared genes, or fewer than two types
+    left, is a :class:`TmeflowInputError`."""
     import anndata as ad
 
     if label_key not in reference.obs.columns:
@@ -122,21 +147,20 @@ def prepare_inputs(section, reference, params: dict[str, Any], *, section_file=N
     ref_counts = reference_counts(reference, file=reference_file)
     spot_counts = section_counts(section, file=section_file)
     shared = section.var_names.intersection(reference.var_names, sort=False)
-    minimum = params["deconv_min_shared_genes"]
-    if len(shared) < minimum:
+    if len(shared) < min_shared_genes:
         raise TmeflowInputError(
             f"only {len(shared)} genes are shared by the section ({section.n_vars} genes) and the reference "
-            f"({reference.n_vars} genes), fewer than deconv_min_shared_genes {minimum}; check gene identifiers and species",
+            f"({reference.n_vars} genes), fewer than deconv_min_shared_genes {min_shared_genes}; check gene identifiers and species",
             file=reference_file)
     labels = reference.obs[label_key].astype(str)
     sizes = labels.value_counts()
-    small = sizes[sizes < params["deconv_min_cells_per_type"]]
+    small = sizes[sizes < min_cells_per_type]
     if len(small):
-        logger.warning("cell types with fewer than %d reference cells left out: %s", params["deconv_min_cells_per_type"],
+        logger.warning("cell types with fewer than %d reference cells left out: %s", min_cells_per_type,
                        ", ".join(f"{k} ({v})" for k, v in small.items()))
-    keep_types = sizes.index[sizes >= params["deconv_min_cells_per_type"]]
+    keep_types = sizes.index[sizes >= min_cells_per_type]
     if len(keep_types) < 2:
-        raise TmeflowInputError(f"fewer than two cell types have at least {params['deconv_min_cells_per_type']} reference "
+        raise TmeflowInputError(f"fewer than two cell types have at least {min_cells_per_type} reference "
                                 "cells; nothing to deconvolve", file=reference_file, column=label_key)
     cells = labels.isin(keep_types).to_numpy()
     ref_index = reference.var_names.get_indexer(shared)
@@ -190,12 +214,12 @@ def informative_genes(norm_means: pd.DataFrame, detection: pd.DataFrame, n_marke
     return list(genes)
 
 
-def nnls_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def nnls_deconvolve(spots: AnnData, ref: AnnData, settings: DeconvolutionSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
     """NNLS abundances (spots x types) and a summary of what was used."""
     from scipy.optimize import nnls
 
     raw_means, norm_means, detection = type_means(ref)
-    genes = informative_genes(norm_means, detection, params["nnls_n_markers"])
+    genes = informative_genes(norm_means, detection, settings.nnls_n_markers)
     if len(genes) < raw_means.shape[1]:
         raise TmeflowInputError(f"only {len(genes)} informative genes for {raw_means.shape[1]} cell types; "
                                 "the reference and the section share too few marker genes")
@@ -275,7 +299,7 @@ def poisson_weights(counts: np.ndarray, signatures: np.ndarray, *, start: np.nda
     return weights
 
 
-def poisson_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def poisson_deconvolve(spots: AnnData, ref: AnnData, settings: DeconvolutionSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cell abundances (spots x types) under a Poisson model with per-gene platform effects.
 
     Spot counts on the informative genes are ``y_sg ~ Poisson(sum_k a_sk m_gk exp(gamma_g))`` with
@@ -285,7 +309,7 @@ def poisson_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.DataFrame
     al. 2022). ``a`` is then the Poisson maximum-likelihood fit per spot (:func:`poisson_weights`).
     """
     raw_means, norm_means, detection = type_means(ref)
-    genes = informative_genes(norm_means, detection, params["nnls_n_markers"])
+    genes = informative_genes(norm_means, detection, settings.nnls_n_markers)
     if len(genes) < raw_means.shape[1]:
         raise TmeflowInputError(f"only {len(genes)} informative genes for {raw_means.shape[1]} cell types; "
                                 "the reference and the section share too few marker genes")
@@ -363,36 +387,37 @@ def c2l_gene_filter(ref) -> np.ndarray:
     return (n_cells >= 5) & ((n_cells / ref.n_obs >= 0.03) | (nonzero_mean >= 1.12))
 
 
-def cell2location_deconvolve(spots, ref, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def cell2location_deconvolve(spots: AnnData, ref: AnnData,
+                             settings: DeconvolutionSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
     """cell2location abundances (posterior means, spots x types) and a summary."""
     import scvi
     from cell2location.models import Cell2location, RegressionModel
 
     accelerator = choose_accelerator()
-    scvi.settings.seed = params["seed"]
+    scvi.settings.seed = settings.seed
     keep = c2l_gene_filter(ref)
     ref = ref[:, keep].copy()
     spots = spots[:, ref.var_names].copy()
     logger.info("cell2location: %d genes after the reference gene filter", ref.n_vars)
     batch_key = "sample" if "sample" in ref.obs.columns and ref.obs["sample"].nunique() > 1 else None
-    with timed(logger, f"cell2location reference regression ({params['c2l_ref_epochs']} epochs, {accelerator})"):
+    with timed(logger, f"cell2location reference regression ({settings.c2l_ref_epochs} epochs, {accelerator})"):
         RegressionModel.setup_anndata(ref, labels_key=LABEL_KEY, batch_key=batch_key)
         ref_model = RegressionModel(ref)
-        ref_model.train(max_epochs=params["c2l_ref_epochs"], batch_size=2500, train_size=1, lr=0.002,
+        ref_model.train(max_epochs=settings.c2l_ref_epochs, batch_size=2500, train_size=1, lr=0.002,
                         accelerator=accelerator, enable_progress_bar=False,
-                        callbacks=[epoch_logger("cell2location reference regression", params["c2l_ref_epochs"])])
-        ref = ref_model.export_posterior(ref, sample_kwargs={"num_samples": params["c2l_posterior_samples"],
+                        callbacks=[epoch_logger("cell2location reference regression", settings.c2l_ref_epochs)])
+        ref = ref_model.export_posterior(ref, sample_kwargs={"num_samples": settings.c2l_posterior_samples,
                                                              "batch_size": 2500, "accelerator": accelerator})
     signatures = ref.varm["means_per_cluster_mu_fg"].copy()
     signatures.columns = [c.removeprefix("means_per_cluster_mu_fg_") for c in signatures.columns]
     signatures = signatures[list(ref.obs[LABEL_KEY].cat.categories)]
-    with timed(logger, f"cell2location spatial model ({params['c2l_epochs']} epochs, {accelerator})"):
+    with timed(logger, f"cell2location spatial model ({settings.c2l_epochs} epochs, {accelerator})"):
         Cell2location.setup_anndata(spots)
-        model = Cell2location(spots, cell_state_df=signatures, N_cells_per_location=params["c2l_n_cells_per_spot"],
-                              detection_alpha=params["c2l_detection_alpha"])
-        model.train(max_epochs=params["c2l_epochs"], batch_size=None, train_size=1, accelerator=accelerator,
-                    enable_progress_bar=False, callbacks=[epoch_logger("cell2location spatial model", params["c2l_epochs"])])
-        spots = model.export_posterior(spots, sample_kwargs={"num_samples": params["c2l_posterior_samples"],
+        model = Cell2location(spots, cell_state_df=signatures, N_cells_per_location=settings.c2l_n_cells_per_spot,
+                              detection_alpha=settings.c2l_detection_alpha)
+        model.train(max_epochs=settings.c2l_epochs, batch_size=None, train_size=1, accelerator=accelerator,
+                    enable_progress_bar=False, callbacks=[epoch_logger("cell2location spatial model", settings.c2l_epochs)])
+        spots = model.export_posterior(spots, sample_kwargs={"num_samples": settings.c2l_posterior_samples,
                                                              "batch_size": spots.n_obs, "accelerator": accelerator})
     names = model.factor_names_
     mean = pd.DataFrame(spots.obsm["means_cell_abundance_w_sf"].to_numpy(), index=spots.obs_names, columns=names)
@@ -416,27 +441,32 @@ def proportions_from(abundance: pd.DataFrame) -> pd.DataFrame:
 METHODS = {"nnls": nnls_deconvolve, "poisson": poisson_deconvolve, "cell2location": cell2location_deconvolve}
 
 
-def deconvolve_level(section, reference, params: dict[str, Any], method: str, *, label_key: str = LABEL_KEY,
-                     section_file=None, reference_file=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], Any]:
+def deconvolve_level(section: AnnData, reference: AnnData, settings: DeconvolutionSettings, method: str, *,
+                     label_key: str = LABEL_KEY, section_file: str | None = None,
+                     reference_file: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], Any]:
     """Abundances, proportions and info of one label level; also the prepared reference (for the baseline)."""
-    spots, ref = prepare_inputs(section, reference, params, section_file=section_file, reference_file=reference_file,
-                                label_key=label_key)
+    spots, ref = prepare_inputs(section, reference, min_shared_genes=settings.deconv_min_shared_genes,
+                                min_cells_per_type=settings.deconv_min_cells_per_type, section_file=section_file,
+                                reference_file=reference_file, label_key=label_key)
     with timed(logger, f"deconvolution ({method}, {label_key}) of {spots.n_obs} spots into {ref.obs[LABEL_KEY].nunique()} types"):
-        abundance, info = METHODS[method](spots, ref, params)
+        abundance, info = METHODS[method](spots, ref, settings)
     return abundance, proportions_from(abundance), info, (spots, ref)
 
 
-def deconvolve(section, reference, params: dict[str, Any], *, section_file=None, reference_file=None):
+def deconvolve(section: AnnData, reference: AnnData, settings: DeconvolutionSettings, *,
+               section_file: str | None = None, reference_file: str | None = None):
     """Deconvolve ``section`` with ``reference``; add results to ``section``; return (abundance, proportions, info).
+
+    ``settings``: ``DeconvolutionSettings.from_params(params)``, or ``DeconvolutionSettings.defaults()``.
 
     ``info`` also holds the marker-score baseline (``marker_scores``, ``agreement``) and, when the
     reference has ``cell_type_fine``, the subtype proportions (``proportions_fine``).
     """
-    method = resolve_method(params["deconvolution_method"])
-    abundance, proportions, info, (spots, ref) = deconvolve_level(section, reference, params, method,
+    method = resolve_method(settings.deconvolution_method)
+    abundance, proportions, info, (spots, ref) = deconvolve_level(section, reference, settings, method,
                                                                   section_file=section_file, reference_file=reference_file)
     info["marker_scores"] = marker_scores(spots, ref)
-    info["agreement"] = marker_agreement(proportions, info["marker_scores"], params["deconv_min_agreement"])
+    info["agreement"] = marker_agreement(proportions, info["marker_scores"], settings.deconv_min_agreement)
     section.obsm["deconvolution_abundance"] = abundance
     section.obsm["deconvolution_proportions"] = proportions
     section.obsm["deconvolution_marker_scores"] = info["marker_scores"]
@@ -444,7 +474,7 @@ def deconvolve(section, reference, params: dict[str, Any], *, section_file=None,
         section.obs[f"prop_{cell_type}"] = proportions[cell_type].to_numpy()
     section.obs["dominant_type"] = pd.Categorical(proportions.idxmax(axis=1).to_numpy(), categories=list(proportions.columns))
     if FINE_LABEL_KEY in reference.obs.columns and reference.obs[FINE_LABEL_KEY].nunique() > 1:
-        _, fine, _, _ = deconvolve_level(section, reference, params, method, label_key=FINE_LABEL_KEY,
+        _, fine, _, _ = deconvolve_level(section, reference, settings, method, label_key=FINE_LABEL_KEY,
                                          section_file=section_file, reference_file=reference_file)
         section.obsm["deconvolution_proportions_fine"] = fine
         info["proportions_fine"] = fine
@@ -544,7 +574,8 @@ def run_deconvolve(input_path, reference_path, outdir, params: dict[str, Any], *
     reference = io.read_h5ad(reference_path, "reference atlas")
     if sample is None:
         sample = str(section.obs["sample"].iloc[0]) if "sample" in section.obs else Path(input_path).name.split(".")[0]
-    abundance, proportions, info = deconvolve(section, reference, params, section_file=str(input_path),
+    abundance, proportions, info = deconvolve(section, reference, DeconvolutionSettings.from_params(params),
+                                              section_file=str(input_path),
                                               reference_file=str(reference_path))
     means = proportions.mean().sort_values(ascending=False)
     logger.info("%s: mean proportions %s", sample, ", ".join(f"{k} {v:.2f}" for k, v in means.items()))
