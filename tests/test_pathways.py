@@ -80,10 +80,10 @@ def test_scores_are_reproducible(run):
     np.testing.assert_allclose(cells.loc[first.obs_names, columns].to_numpy(), first.obs[columns].to_numpy(), rtol=1e-5, atol=1e-6)
     de = pd.read_csv(out.parent / "de" / "de_metastasis_vs_primary.tsv", sep="\t")
     ranking = pd.Series(de["stat"].to_numpy(), index=de["gene"])
-    params = {"gsea_permutations": 50, "seed": 3, "gsea_min_size": 10, "gsea_max_size": 500}
+    options = {"permutations": 50, "seed": 3, "min_size": 10, "max_size": 500}
     hallmark = {k: v for k, v in pathway_collection("human").items() if k.startswith(("HALLMARK_H", "HALLMARK_G"))}
-    one, _ = gsea_prerank(ranking, hallmark, params)
-    two, _ = gsea_prerank(ranking, hallmark, params)
+    one, _ = gsea_prerank(ranking, hallmark, **options)
+    two, _ = gsea_prerank(ranking, hallmark, **options)
     pd.testing.assert_frame_equal(one, two)
 
 

@@ -15,7 +15,7 @@ from tmeflow.settings import StageSettings
 
 SHARED_FIELDS = {"seed"}
 # Stages whose science functions take settings or keyword arguments; the rest still pass ``params`` down.
-CONVERTED_STAGES = ("deconvolve",)
+CONVERTED_STAGES = ("deconvolve", "subcluster", "de", "pathways")
 STAGE_ENTRIES = {"cli", "write_outputs"}  # besides run_<stage>: where the parameter dict is unpacked
 
 
@@ -34,6 +34,11 @@ def test_fields_equal_the_schema_groups(cls):
     assert all(getattr(settings, name) == defaults()[name] for name in names)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.seed = 1
+
+
+def test_every_converted_stage_has_settings():
+    names = {cls.__module__.removeprefix("tmeflow.") for cls in settings_classes()}
+    assert set(CONVERTED_STAGES) <= names
 
 
 def test_missing_parameter_fails_when_built():

@@ -40,6 +40,7 @@ Outputs (``<contrast>`` = ``<test>_vs_<reference>``): ``de_<contrast>.tsv`` (all
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ from .cnv import MALIGNANT_LABEL
 from .errors import TmeflowInputError
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, progress, timed
+from .settings import StageSettings
 
 logger = get_logger(__name__)
 
@@ -227,8 +229,24 @@ def plot_volcanoes(table: pd.DataFrame, title: str, lfc: float, fdr: float):
 # Stage
 
 
+@dataclass(frozen=True)
+class DeSettings(StageSettings):
+    """The ``comparison_options`` and ``de_options`` of the schema."""
+
+    SCHEMA_GROUPS = ("comparison_options", "de_options")
+
+    contrast: str | None
+    de_method: str
+    de_min_cells: int
+    de_min_samples: int
+    de_min_counts: int
+    de_lfc: float
+    de_fdr: float
+    de_cell_types: str | None
+
+
 def _result_frame(res: pd.DataFrame, *, name: str, group: str, method: str, info: dict[str, int], design: str,
-                  params: dict[str, Any]) -> pd.DataFrame:
+                  fdr: float, lfc: float) -> pd.DataFrame:
     out = pd.DataFrame({
         "contrast": name, "cell_type": group, "gene": res.index.astype(str), "method": method,
         "log2fc": res["log2fc"].to_numpy(), "stat": res["stat"].to_numpy(), "pvalue": res["pvalue"].to_numpy(),
@@ -238,23 +256,24 @@ def _result_frame(res: pd.DataFrame, *, name: str, group: str, method: str, info
         "pct_reference": res["pct_reference"].to_numpy() if "pct_reference" in res else np.nan,
         **info, "design": design,
     })
-    out["significant"] = (out["padj"] < params["de_fdr"]) & (out["log2fc"].abs() > params["de_lfc"])
+    out["significant"] = (out["padj"] < fdr) & (out["log2fc"].abs() > lfc)
     return out[DE_COLUMNS].sort_values(["padj", "pvalue"], na_position="last", kind="stable")
 
 
 def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Check the atlas, run DE for every contrast and group, write tables and plots."""
     outdir = Path(outdir)
-    method = params.get("de_method", "pseudobulk")
-    min_cells, min_samples = int(params["de_min_cells"]), int(params["de_min_samples"])
+    settings = DeSettings.from_params(params)
+    method = settings.de_method
+    min_cells, min_samples = settings.de_min_cells, settings.de_min_samples
     adata = read_h5ad(input_path, "atlas h5ad")
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     if method == "pseudobulk":
         check_counts(adata, file=input_path)
     samples = sample_table(adata.obs)
-    pairs = resolve_contrasts(adata.obs, params.get("contrast"), file=input_path)
+    pairs = resolve_contrasts(adata.obs, settings.contrast, file=input_path)
     check_samples_per_condition(samples, pairs, min_samples, f"{method} DE (de_min_samples)", file=input_path)
-    groups = de_groups(adata.obs, params.get("de_cell_types"))
+    groups = de_groups(adata.obs, settings.de_cell_types)
     sample_labels = adata.obs["sample"].astype(str).to_numpy()
     counts = adata.layers["counts"] if method == "pseudobulk" else None
     if counts is not None and sp.issparse(counts):
@@ -280,7 +299,7 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
                     cell_mask = mask & np.isin(sample_labels, kept)
                     pb, pb_cells = pseudobulk(counts, sample_labels, cell_mask, genes)
                     pb_full = pb.loc[kept]
-                    pb = pb_full.loc[:, pb_full.sum(axis=0) >= max(1, int(params["de_min_counts"]))]
+                    pb = pb_full.loc[:, pb_full.sum(axis=0) >= max(1, settings.de_min_counts)]
                     if pb.shape[1] == 0:
                         skipped.append({"contrast": name, "cell_type": group, "reason": "no gene passes de_min_counts", **info})
                         continue
@@ -296,10 +315,12 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
                     sub.obs["condition"] = sub.obs["condition"].astype(str).astype("category")
                     res = wilcoxon(sub, test, reference)
                     design = "cells (Wilcoxon rank-sum)"
-                tables.append(_result_frame(res, name=name, group=group, method=method, info=info, design=design, params=params))
+                tables.append(_result_frame(res, name=name, group=group, method=method, info=info, design=design,
+                                            fdr=settings.de_fdr, lfc=settings.de_lfc))
             n_up = int((tables[-1]["significant"] & (tables[-1]["log2fc"] > 0)).sum())
             n_down = int((tables[-1]["significant"] & (tables[-1]["log2fc"] < 0)).sum())
-            logger.info("%s, %s: %d up, %d down (padj < %g, |log2FC| > %g)", name, group, n_up, n_down, params["de_fdr"], params["de_lfc"])
+            logger.info("%s, %s: %d up, %d down (padj < %g, |log2FC| > %g)", name, group, n_up, n_down,
+                        settings.de_fdr, settings.de_lfc)
             mqc_rows.append({"group": f"{group} ({name})", "up": n_up, "down": n_down})
         table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=DE_COLUMNS)
         write_table(table, outdir / f"de_{name}.tsv")
@@ -307,7 +328,7 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
             with atomic_path(outdir / f"pseudobulk_{name}.tsv.gz") as tmp:
                 pd.concat(pb_tables, ignore_index=True).to_csv(tmp, sep="\t", index=False, compression="gzip")
         if len(table):
-            save_figure(plot_volcanoes(table, f"{name} ({method})", params["de_lfc"], params["de_fdr"]), outdir / f"de_{name}_volcano.png")
+            save_figure(plot_volcanoes(table, f"{name} ({method})", settings.de_lfc, settings.de_fdr), outdir / f"de_{name}_volcano.png")
         summary["contrasts"][name] = {
             "tested": sorted(set(table["cell_type"])),
             "significant_genes": {g: int(n) for g, n in table.groupby("cell_type")["significant"].sum().items()},

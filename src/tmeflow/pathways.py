@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, progress, timed
 from .plotting import pyplot
+from .settings import StageSettings
 from .signatures import filter_gene_sets, map_gene_sets, read_gmt, resource_path, ssgsea
 from .stemness import compare_conditions, cytotrace, plot_by_condition, sample_means
 
@@ -145,15 +147,35 @@ def read_de_tables(paths: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def gsea_prerank(ranking: pd.Series, gene_sets: dict[str, list[str]], params: dict[str, Any]):
-    """gseapy prerank of ``ranking`` (gene -> statistic); returns (table, gseapy result object)."""
+@dataclass(frozen=True)
+class PathwaysSettings(StageSettings):
+    """The ``comparison_options`` and ``pathways_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("comparison_options", "pathways_options")
+
+    contrast: str | None
+    gsea_permutations: int
+    gsea_min_size: int
+    gsea_max_size: int
+    ora_fdr: float
+    ora_lfc: float
+    score_ctrl_size: int
+    progeny_method: str
+    progeny_top: int
+    seed: int
+
+
+def gsea_prerank(ranking: pd.Series, gene_sets: dict[str, list[str]], *, permutations: int, min_size: int,
+                 max_size: int, seed: int):
+    """gseapy prerank of ``ranking`` (gene -> statistic) with ``permutations`` gene-set permutations over
+    sets of ``min_size``-``max_size`` genes; returns (table, gseapy result object)."""
     import gseapy
 
     rnk = ranking.dropna()
     rnk = rnk[~rnk.index.duplicated()].sort_values(ascending=False)
     result = gseapy.prerank(
-        rnk=rnk, gene_sets=gene_sets, permutation_num=int(params["gsea_permutations"]), seed=int(params["seed"]),
-        min_size=int(params["gsea_min_size"]), max_size=int(params["gsea_max_size"]), threads=1, outdir=None,
+        rnk=rnk, gene_sets=gene_sets, permutation_num=permutations, seed=seed,
+        min_size=min_size, max_size=max_size, threads=1, outdir=None,
         no_plot=True, verbose=False,
     )
     res = result.res2d.copy()
@@ -343,11 +365,12 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
 
     outdir = Path(outdir)
     input_path = Path(input_path)
+    settings = PathwaysSettings.from_params(params)
     adata = io.read_h5ad(input_path, "atlas h5ad")
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     if "counts" not in adata.layers:
         raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)", file=input_path)
-    contrast = (params.get("contrast") or "").strip()
+    contrast = (settings.contrast or "").strip()
     pairs = resolve_contrasts(adata.obs, contrast, file=input_path) if (contrast or len(condition_order(adata.obs)) > 1) else []
     species = species_of(adata)
     genes = adata.var_names.astype(str)
@@ -356,7 +379,7 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
         raise TmeflowInputError("no signature has at least 2 genes in the atlas; check gene identifiers and species", file=input_path)
     de = read_de_tables(list(de_paths or []))
     collection = pathway_collection(species)
-    seed = int(params["seed"])
+    seed = settings.seed
     summary: dict[str, Any] = {"species": species, "signatures": {k: len(v) for k, v in signatures.items()}, "gsea_top": {}}
 
     # ---------------------------------------------------------------- GSEA + ORA per DE table
@@ -364,11 +387,13 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
     for contrast, frame in (de.groupby("contrast", sort=False) if len(de) else []):
         gsea_rows, ora_rows, curves = [], [], []
         for group, sub in progress(frame.groupby("cell_type", sort=False), frame["cell_type"].nunique(),
-                                   f"GSEA {contrast} ({int(params['gsea_permutations'])} permutations), cell type", logger):
+                                   f"GSEA {contrast} ({settings.gsea_permutations} permutations), cell type", logger):
             ranking = pd.Series(sub["stat"].to_numpy(dtype=float), index=sub["gene"].astype(str))
             with timed(logger, f"GSEA {contrast}, {group} ({ranking.notna().sum()} ranked genes)"):
                 try:
-                    table, result = gsea_prerank(ranking, collection, params)
+                    table, result = gsea_prerank(ranking, collection, permutations=settings.gsea_permutations,
+                                                 min_size=settings.gsea_min_size, max_size=settings.gsea_max_size,
+                                                 seed=seed)
                 except (LookupError, ValueError) as error:  # gseapy: no set of the allowed size
                     logger.warning("GSEA %s, %s skipped: %s", contrast, group, error)
                     continue
@@ -382,10 +407,11 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
                 curves.append((group, top["term"], float(top["nes"]), np.asarray(detail["RES"]), np.asarray(detail["hits"])))
             universe = sub.loc[sub["padj"].notna(), "gene"].astype(str).tolist()
             tested = sub[sub["padj"].notna()]
-            for direction, chosen in (("up", tested["log2fc"] > params["ora_lfc"]), ("down", tested["log2fc"] < -params["ora_lfc"])):
-                genes_list = tested.loc[chosen & (tested["padj"] < params["ora_fdr"]), "gene"].astype(str).tolist()
-                ora = over_representation(genes_list, universe, collection, min_size=int(params["gsea_min_size"]),
-                                          max_size=int(params["gsea_max_size"]))
+            for direction, chosen in (("up", tested["log2fc"] > settings.ora_lfc),
+                                      ("down", tested["log2fc"] < -settings.ora_lfc)):
+                genes_list = tested.loc[chosen & (tested["padj"] < settings.ora_fdr), "gene"].astype(str).tolist()
+                ora = over_representation(genes_list, universe, collection, min_size=settings.gsea_min_size,
+                                          max_size=settings.gsea_max_size)
                 ora.insert(0, "direction", direction)
                 ora.insert(0, "cell_type", group)
                 ora.insert(0, "contrast", contrast)
@@ -427,7 +453,7 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
 
     # ---------------------------------------------------------------- per-cell scores
     with timed(logger, f"module scores of {len(signatures)} signatures on {adata.n_obs} cells"):
-        score_columns = module_scores(adata, signatures, ctrl_size=int(params["score_ctrl_size"]), seed=seed)
+        score_columns = module_scores(adata, signatures, ctrl_size=settings.score_ctrl_size, seed=seed)
     with timed(logger, f"CytoTRACE on {adata.n_obs} cells"):
         stem = cytotrace(adata, seed=seed)
         for column in ("n_genes_detected", "gene_counts_signature"):
@@ -440,8 +466,8 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
     io.write_table(stem_tests, outdir / "stemness_tests.tsv")
     io.save_figure(plot_by_condition(stem_means, conditions), outdir / "stemness_by_condition.png")
     summary["stemness"] = {"method": "CytoTRACE (Gulati et al. 2020)", "tests": stem_tests.head(20).to_dict("records")}
-    with timed(logger, f"PROGENy activities ({params['progeny_method']}, top {params['progeny_top']})"):
-        progeny_columns = progeny_activities(adata, species, method=params["progeny_method"], top=int(params["progeny_top"]))
+    with timed(logger, f"PROGENy activities ({settings.progeny_method}, top {settings.progeny_top})"):
+        progeny_columns = progeny_activities(adata, species, method=settings.progeny_method, top=settings.progeny_top)
     meta_columns = [c for c in ("sample", "patient", "condition", "cell_type") if c in adata.obs.columns]
     cell_table = adata.obs[meta_columns + score_columns + progeny_columns].copy()
     cell_table.index.name = "cell"

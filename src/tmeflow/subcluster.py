@@ -32,17 +32,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from . import io
 from .annotate import bundled_markers, call_clusters, find_markers, marker_network, read_marker_table, species_of, ulm_scores
 from .errors import TmeflowInputError
 from .log import get_logger, timed
+from .settings import StageSettings
 
 logger = get_logger(__name__)
 
@@ -58,36 +61,52 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def recluster(sub, batch_key: str | None, params: dict[str, Any]) -> None:
-    """Normalise, HVGs, PCA, Harmony, graph, Leiden and UMAP of one compartment (in place)."""
+@dataclass(frozen=True)
+class SubclusterSettings(StageSettings):
+    """The ``subcluster_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("subcluster_options",)
+
+    subtype_markers: str | None
+    subcluster_min_cells: int
+    subcluster_n_top_genes: int
+    subcluster_resolution: float
+    seed: int
+
+
+def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resolution: float, seed: int) -> None:
+    """Normalise, ``n_top_genes`` HVGs, PCA, Harmony, graph, Leiden at ``resolution`` and UMAP of one
+    compartment (in place)."""
     import scanpy as sc
 
     from .integrate import harmony, normalise, select_hvgs, sparse_pca
 
     sub.X = sub.layers["counts"].copy()
     normalise(sub)
-    select_hvgs(sub, params["subcluster_n_top_genes"], batch_key)
+    select_hvgs(sub, n_top_genes, batch_key)
     hvg = sub.var["highly_variable"].to_numpy()
-    result = sparse_pca(sub.X[:, hvg], min(N_PCS, sub.n_obs - 2, int(hvg.sum()) - 1), seed=params["seed"])
+    result = sparse_pca(sub.X[:, hvg], min(N_PCS, sub.n_obs - 2, int(hvg.sum()) - 1), seed=seed)
     sub.obsm["X_pca"] = result["scores"].astype(np.float32)
     rep = "X_pca"
     if batch_key and sub.obs[batch_key].nunique() > 1:
-        sub.obsm["X_pca_harmony"] = harmony(sub.obsm["X_pca"], sub.obs, batch_key, params["seed"])
+        sub.obsm["X_pca_harmony"] = harmony(sub.obsm["X_pca"], sub.obs, batch_key, seed)
         rep = "X_pca_harmony"
-    sc.pp.neighbors(sub, n_neighbors=min(N_NEIGHBORS, sub.n_obs - 1), use_rep=rep, random_state=params["seed"])
-    sc.tl.leiden(sub, resolution=params["subcluster_resolution"], flavor="igraph", n_iterations=2, directed=False,
-                 random_state=params["seed"], key_added="subcluster")  # fmt: skip
-    sc.tl.umap(sub, random_state=params["seed"])
+    sc.pp.neighbors(sub, n_neighbors=min(N_NEIGHBORS, sub.n_obs - 1), use_rep=rep, random_state=seed)
+    sc.tl.leiden(sub, resolution=resolution, flavor="igraph", n_iterations=2, directed=False,
+                 random_state=seed, key_added="subcluster")  # fmt: skip
+    sc.tl.umap(sub, random_state=seed)
 
 
-def subcluster_compartment(adata, mask: np.ndarray, compartment: str, subtypes: pd.DataFrame, batch_key: str | None, params: dict[str, Any]):
+def subcluster_compartment(adata: AnnData, mask: np.ndarray, compartment: str, subtypes: pd.DataFrame,
+                           batch_key: str | None, settings: SubclusterSettings):
     """Re-cluster and annotate one compartment; returns (sub AnnData, calls, markers)."""
     counts = sp.csr_matrix(adata.layers["counts"][mask], dtype=np.float32)
     detected = np.asarray((counts > 0).sum(axis=0)).ravel() >= MIN_CELLS_PER_GENE  # genes silent in the compartment break loess
     sub = adata.__class__(X=counts[:, detected], obs=adata.obs.loc[mask].copy(), var=pd.DataFrame(index=adata.var_names[detected]))
     sub.layers["counts"] = sub.X.copy()
-    recluster(sub, batch_key, params)
-    markers = find_markers(sub, "subcluster", N_MARKERS, params["seed"])
+    recluster(sub, batch_key, n_top_genes=settings.subcluster_n_top_genes, resolution=settings.subcluster_resolution,
+              seed=settings.seed)
+    markers = find_markers(sub, "subcluster", N_MARKERS, settings.seed)
     genes = subtypes.loc[subtypes["compartment"] == compartment]
     calls = pd.DataFrame({"cluster": sorted(sub.obs["subcluster"].astype(str).unique(), key=int)})
     try:
@@ -112,18 +131,21 @@ def subcluster_compartment(adata, mask: np.ndarray, compartment: str, subtypes: 
     return sub, calls, markers
 
 
-def subcluster(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """Every eligible compartment; writes ``subcluster``, ``cell_type_fine`` and ``X_umap_subcluster``."""
+def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, pd.DataFrame]:
+    """Every eligible compartment; writes ``subcluster``, ``cell_type_fine`` and ``X_umap_subcluster``.
+
+    ``settings``: ``SubclusterSettings.from_params(params)``, or ``SubclusterSettings.defaults()``.
+    """
     for column in ("cell_type", "compartment"):
         if column not in adata.obs:
             raise TmeflowInputError(f"input has no obs '{column}' (run tmeflow annotate first)", column=column)
     if "counts" not in adata.layers:
         raise TmeflowInputError("input has no raw counts in layers['counts'] (run tmeflow integrate first)")
     species = species_of(adata)
-    subtypes = read_marker_table(params.get("subtype_markers") or bundled_markers("subtypes", species), type_column="cell_type_fine",
-                                 required=("gene", "compartment"))  # fmt: skip
-    if params.get("subtype_markers") and not subtypes["gene"].isin(set(adata.var_names)).any():
-        raise TmeflowInputError("none of the subtype marker genes is in the data", file=params["subtype_markers"])
+    subtypes = read_marker_table(settings.subtype_markers or bundled_markers("subtypes", species),
+                                 type_column="cell_type_fine", required=("gene", "compartment"))
+    if settings.subtype_markers and not subtypes["gene"].isin(set(adata.var_names)).any():
+        raise TmeflowInputError("none of the subtype marker genes is in the data", file=settings.subtype_markers)
     batch_key = (adata.uns.get("integration", {}) or {}).get("batch_key") or "batch"
     batch_key = batch_key if batch_key in adata.obs else None
 
@@ -135,12 +157,13 @@ def subcluster(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
     for compartment, n_cells in compartments.value_counts().items():
         if compartment not in set(subtypes["compartment"]):
             continue
-        if n_cells < params["subcluster_min_cells"]:
-            logger.info("%s: %d cells (< subcluster_min_cells %d); cell_type_fine = cell_type", compartment, n_cells, params["subcluster_min_cells"])
+        if n_cells < settings.subcluster_min_cells:
+            logger.info("%s: %d cells (< subcluster_min_cells %d); cell_type_fine = cell_type", compartment, n_cells,
+                        settings.subcluster_min_cells)
             continue
         mask = (compartments == compartment).to_numpy()
         with timed(logger, f"{compartment}: re-clustering {n_cells} cells"):
-            sub, calls, markers = subcluster_compartment(adata, mask, compartment, subtypes, batch_key, params)
+            sub, calls, markers = subcluster_compartment(adata, mask, compartment, subtypes, batch_key, settings)
         by_cluster = calls.set_index("cluster")["cell_type_fine"]
         clusters = sub.obs["subcluster"].astype(str)
         fine[mask] = clusters.map(by_cluster).to_numpy()
@@ -187,7 +210,7 @@ def run_subcluster(input_path: str | Path, outdir: str | Path, params: dict[str,
     if params.get("subtype_markers") and not Path(params["subtype_markers"]).is_file():
         raise TmeflowInputError("subtype_markers file not found", file=params["subtype_markers"])
     adata = io.read_h5ad(input_path)
-    results = subcluster(adata, params)
+    results = subcluster(adata, SubclusterSettings.from_params(params))
     path = write_outputs(adata, results, outdir, params)
     logger.info("subclustered %d compartments, %d fine types, %d cells (%.1f s)", len(results["figures"]),
                 adata.obs["cell_type_fine"].nunique(), adata.n_obs, time.perf_counter() - start)  # fmt: skip
