@@ -89,9 +89,9 @@ def test_user_markers_and_overrides(tmp_path, tmp_path_factory, capsys):
     first = adata.obs["leiden"].astype(str).iloc[0]
     overrides = tmp_path / "overrides.tsv"
     overrides.write_text(f"cluster\tcell_type\tcompartment\n{first}\tmy type\tmy compartment\n")
-    params = qc_params()
-    params.update(markers=str(table), annotation_overrides=str(overrides))
-    result = annotate.annotate(adata, params)
+    settings = annotate.AnnotationSettings.from_params(qc_params()).replace(
+        markers=str(table), annotation_overrides=str(overrides))
+    result = annotate.annotate(adata, settings)
     assert set(adata.obs["cell_type"].astype(str)) <= {"Tcell", "Bcell", annotate.UNKNOWN, "my type"}
     is_first = adata.obs["leiden"].astype(str) == first
     assert (adata.obs.loc[is_first, "cell_type"] == "my type").all()
@@ -112,9 +112,8 @@ def test_celltypist_with_a_local_model(tmp_path, tmp_path_factory):
     model = celltypist.train(train, labels=train.obs["true_cell_type"].astype(str), feature_selection=False, max_iter=30,
                              check_expression=False, n_jobs=1)  # fmt: skip
     model.write(str(tmp_path / "tiny.pkl"))
-    params = qc_params()
-    params["celltypist_model"] = str(tmp_path / "tiny.pkl")
-    result = annotate.annotate(adata, params)
+    settings = annotate.AnnotationSettings.from_params(qc_params()).replace(celltypist_model=str(tmp_path / "tiny.pkl"))
+    result = annotate.annotate(adata, settings)
     agreement = (adata.obs["celltypist_majority"].astype(str) == adata.obs["true_cell_type"].astype(str)).mean()
     assert agreement > 0.9
     assert "celltypist" in result["calls"] and adata.obs["celltypist_conf"].between(0, 1).all()

@@ -390,8 +390,7 @@ def test_cid4465_malignant_calls_after_tmeflow_annotation(shared_data):
         adata.obsm["X_pca"] = scaled.obsm["X_pca"]
         sc.pp.neighbors(adata, n_neighbors=15, method="gauss", random_state=0)
         sc.tl.leiden(adata, resolution=1.0, flavor="igraph", n_iterations=2, directed=False, random_state=0)
-        annotation = {name: spec.get("default") for name, spec in group_properties("annotation_options").items()}
-        annotate.annotate(adata, {**annotation, "seed": 0})
+        annotate.annotate(adata, annotate.AnnotationSettings.defaults().replace(seed=0))
     else:
         adata.obs["cell_type"] = truth.map(lambda t: AUTHOR_TYPES[t][0]).to_numpy()
         adata.obs["compartment"] = truth.map(lambda t: AUTHOR_TYPES[t][1]).to_numpy()

@@ -52,16 +52,16 @@ def test_spatial_fdr_is_milos_weighted_bh():
 
 
 def test_null_cohorts_are_calibrated_and_a_planted_state_is_found():
-    params = {**defaults(), "seed": 0}
+    options = {"prop": defaults()["da_nhood_prop"], "fdr": 0.05, "moderated": True, "seed": 0}
     any_discovery, null_p = 0, []
     for seed in range(N_NULL_COHORTS):
         adata = _atlas(np.random.default_rng(seed))
-        table = neighbourhood_da(adata, _samples(adata), [("metastasis", "primary")], params)["metastasis_vs_primary"]
+        table = neighbourhood_da(adata, _samples(adata), [("metastasis", "primary")], **options)["metastasis_vs_primary"]
         any_discovery += int((table["spatial_fdr"] < 0.05).any())
         null_p += table["pvalue"].tolist()
     rate_any, rate_p = any_discovery / N_NULL_COHORTS, float(np.mean(np.array(null_p) < 0.05))
     adata = _atlas(np.random.default_rng(123), fold=3.0, n_per_condition=6)
-    table = neighbourhood_da(adata, _samples(adata), [("metastasis", "primary")], params)["metastasis_vs_primary"]
+    table = neighbourhood_da(adata, _samples(adata), [("metastasis", "primary")], **options)["metastasis_vs_primary"]
     state = adata.obs.loc[table["index_cell"], "state"].to_numpy()
     found = table["spatial_fdr"].to_numpy() < 0.05
     print(f"null: {any_discovery} of {N_NULL_COHORTS} cohorts with a discovery (spatial FDR < 0.05), neighbourhood "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import pkgutil
 
 import pytest
 
@@ -15,7 +16,8 @@ from tmeflow.settings import StageSettings
 
 SHARED_FIELDS = {"seed"}
 # Stages whose science functions take settings or keyword arguments; the rest still pass ``params`` down.
-CONVERTED_STAGES = ("deconvolve", "subcluster", "de", "pathways")
+CONVERTED_STAGES = ("annotate", "composition", "deconvolve", "de", "pathways", "subcluster", "trajectory")
+CONVERTED_MODULES = (*CONVERTED_STAGES, "neighbourhood_da")
 STAGE_ENTRIES = {"cli", "write_outputs"}  # besides run_<stage>: where the parameter dict is unpacked
 
 
@@ -37,7 +39,7 @@ def test_fields_equal_the_schema_groups(cls):
 
 
 def test_every_converted_stage_has_settings():
-    names = {cls.__module__.removeprefix("tmeflow.") for cls in settings_classes()}
+    names = {cls.__module__.split(".")[1] for cls in settings_classes()}
     assert set(CONVERTED_STAGES) <= names
 
 
@@ -51,10 +53,13 @@ def test_missing_parameter_fails_when_built():
     assert DeconvolutionSettings.defaults().replace(nnls_n_markers=7).nnls_n_markers == 7
 
 
-@pytest.mark.parametrize("stage", CONVERTED_STAGES)
+@pytest.mark.parametrize("stage", CONVERTED_MODULES)
 def test_no_function_below_the_stage_entry_takes_params(stage):
-    module = importlib.import_module(f"tmeflow.{stage}")
-    offenders = [name for name, function in inspect.getmembers(module, inspect.isfunction)
+    package = importlib.import_module(f"tmeflow.{stage}")
+    modules = [package] + [importlib.import_module(info.name)
+                           for info in pkgutil.walk_packages(getattr(package, "__path__", []), f"{package.__name__}.")]
+    offenders = [f"{module.__name__}.{name}" for module in modules
+                 for name, function in inspect.getmembers(module, inspect.isfunction)
                  if function.__module__ == module.__name__ and "params" in inspect.signature(function).parameters
                  and not (name.startswith("run_") or name in STAGE_ENTRIES)]
     assert offenders == []

@@ -193,7 +193,7 @@ def test_branch_genes_null_by_permuting_fates_within_sample(planted):
     probs = adata.obs[columns].rename(columns=lambda c: c.removeprefix("fate_probability_"))
     decile = pd.qcut(adata.obs["pseudotime"].rank(method="first"), 10, labels=False).to_numpy()
     strata = adata.obs["sample"].astype(str).to_numpy() + "_" + decile.astype(str)
-    params = {"trajectory_trend_sets": "", "trajectory_branch_knots": 5, "trajectory_branch_clusters": 4, "trajectory_fdr": 0.05}
+    options = {"trend_sets": [], "knots": 5, "n_clusters": 4, "fdr": 0.05, "seed": 0}
     rng = np.random.default_rng(0)
     calls, with_call, n_perm = [], 0, 10
     for _ in range(n_perm):
@@ -202,7 +202,7 @@ def test_branch_genes_null_by_permuting_fates_within_sample(planted):
             idx = np.flatnonzero(strata == stratum)
             order[idx] = rng.permutation(idx)
         permuted = pd.DataFrame(probs.to_numpy()[order], index=probs.index, columns=probs.columns)
-        table = branch_analysis(adata, permuted, params, "human", min_expressed=0.05)["genes"]
+        table = branch_analysis(adata, permuted, "human", min_expressed=0.05, **options)["genes"]
         calls.append(int(table["branch_gene"].sum()))
         with_call += calls[-1] > 0
     n_tested = len(table)

@@ -36,18 +36,21 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from anndata import AnnData
 
 from . import io
 from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
 from .plotting import pyplot
+from .settings import StageSettings
 
 logger = get_logger(__name__)
 
@@ -233,24 +236,44 @@ def find_markers(adata, cluster_key: str, n_genes: int, seed: int) -> pd.DataFra
 # ----------------------------------------------------------------------------------------------
 # Stage
 # ----------------------------------------------------------------------------------------------
-def annotate(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """Markers, marker-based calls, CellTypist and overrides; writes obs columns in place."""
-    cluster_key = params["annotation_cluster_key"]
+@dataclass(frozen=True)
+class AnnotationSettings(StageSettings):
+    """The ``annotation_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("annotation_options",)
+
+    markers: str | None
+    celltypist_model: str | None
+    annotation_overrides: str | None
+    annotation_cluster_key: str
+    annotation_min_score: float
+    annotation_min_margin: float
+    n_marker_genes: int
+    seed: int
+
+
+def annotate(adata: AnnData, settings: AnnotationSettings) -> dict[str, pd.DataFrame]:
+    """Markers, marker-based calls, CellTypist and overrides; writes obs columns in place.
+
+    ``settings``: ``AnnotationSettings.from_params(params)``, or ``AnnotationSettings.defaults()``.
+    """
+    cluster_key = settings.annotation_cluster_key
     if cluster_key not in adata.obs:
         raise TmeflowInputError(f"annotation_cluster_key '{cluster_key}' is not an obs column (run tmeflow integrate first)", column=cluster_key)
     clusters = adata.obs[cluster_key].astype(str)
-    overrides = read_overrides(params["annotation_overrides"], set(clusters)) if params.get("annotation_overrides") else None
+    overrides = read_overrides(settings.annotation_overrides, set(clusters)) if settings.annotation_overrides else None
     species = species_of(adata)
-    marker_file = params.get("markers") or bundled_markers("major", species)
+    marker_file = settings.markers or bundled_markers("major", species)
     table = read_marker_table(marker_file)
     flags = table[table["cell_type"].isin(FLAG_TYPES)]
     types = table[~table["cell_type"].isin(FLAG_TYPES)]
-    net = marker_network(types, adata.var_names, file=params.get("markers"), species=None if params.get("markers") else species)
+    net = marker_network(types, adata.var_names, file=settings.markers, species=None if settings.markers else species)
     compartments = types.drop_duplicates("cell_type").set_index("cell_type")["compartment"].to_dict()
 
     with timed(logger, f"scoring {net['source'].nunique()} cell types ({species} markers) in {adata.n_obs} cells"):
         scores = ulm_scores(adata, net)
-    calls, means = call_clusters(scores, clusters, min_score=params["annotation_min_score"], min_margin=params["annotation_min_margin"])
+    calls, means = call_clusters(scores, clusters, min_score=settings.annotation_min_score,
+                                 min_margin=settings.annotation_min_margin)
     if not flags.empty and flags["gene"].isin(set(adata.var_names)).sum() >= MIN_GENES_PER_TYPE:
         flag_scores = ulm_scores(adata, marker_network(flags, adata.var_names))
         adata.obs["proliferating"] = (flag_scores.iloc[:, 0] > PROLIFERATING_SCORE).to_numpy()
@@ -258,9 +281,9 @@ def annotate(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
     for column in scores.columns:
         adata.obs[score_column(column)] = scores[column].to_numpy(dtype=np.float32)
 
-    if params.get("celltypist_model"):
+    if settings.celltypist_model:
         with timed(logger, "CellTypist"):
-            run_celltypist(adata, params["celltypist_model"], cluster_key)
+            run_celltypist(adata, settings.celltypist_model, cluster_key)
         majority = adata.obs["celltypist_majority"].astype(str).groupby(clusters.to_numpy(), observed=True).agg(lambda s: s.value_counts().index[0])
         calls["celltypist"] = majority.reindex(calls["cluster"]).to_numpy()
 
@@ -280,7 +303,7 @@ def annotate(adata, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
     adata.obs["annotation_confidence"] = clusters.map(by_cluster["confidence"]).to_numpy(dtype=np.float32)
 
     with timed(logger, f"Wilcoxon markers of {clusters.nunique()} clusters"):
-        markers = find_markers(adata, cluster_key, params["n_marker_genes"], params["seed"])
+        markers = find_markers(adata, cluster_key, settings.n_marker_genes, settings.seed)
     markers.insert(1, "cell_type", markers["cluster"].astype(str).map(by_cluster["cell_type"]).to_numpy())
     for row in calls.itertuples():
         logger.info("cluster %s (%d cells): %s (best %s %.2f, second %s %.2f)", row.cluster, row.n_cells, row.cell_type, row.best_type,
@@ -365,7 +388,7 @@ def run_annotate(input_path: str | Path, outdir: str | Path, params: dict[str, A
         if params.get(key) and not Path(params[key]).is_file():
             raise TmeflowInputError(f"{key} file not found", file=params[key])
     adata = io.read_h5ad(input_path)
-    results = annotate(adata, params)
+    results = annotate(adata, AnnotationSettings.from_params(params))
     path = write_outputs(adata, results, outdir, params)
     counts = adata.obs["cell_type"].value_counts()
     logger.info("annotated %d cells in %d clusters: %s (%.1f s)", adata.n_obs, len(results["calls"]),

@@ -48,6 +48,7 @@ Outputs (``<level>`` is ``major`` or ``fine``, ``<contrast>`` is ``<test>_vs_<re
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from .errors import TmeflowInputError
 from .io import multiqc_header, read_h5ad, save_figure, write_json, write_multiqc_table, write_table
 from .log import get_logger, timed
 from .plotting import pyplot
+from .settings import StageSettings
 from .stats import bh_fdr
 
 logger = get_logger(__name__)
@@ -578,13 +580,29 @@ def write_da_table(da_tables: list[pd.DataFrame], path: Path) -> Path:
                                "propeller tests of cell-type proportions (samples as replicates), every level and contrast, lowest FDR first.")
 
 
+@dataclass(frozen=True)
+class CompositionSettings(StageSettings):
+    """The ``comparison_options`` and ``composition_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("comparison_options", "composition_options")
+
+    contrast: str | None
+    da_transform: str
+    da_moderated: bool
+    da_fdr: float
+    da_nhood: bool
+    da_nhood_prop: float
+    seed: int
+
+
 def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Read the atlas obs, check it, compute proportions and DA for every contrast; write outputs."""
     outdir = Path(outdir)
+    settings = CompositionSettings.from_params(params)
     obs = read_obs(input_path)
     check_obs(obs, ("sample", "condition", "cell_type"), file=input_path)
     samples = sample_table(obs)
-    pairs = resolve_contrasts(obs, params.get("contrast"), file=input_path)
+    pairs = resolve_contrasts(obs, settings.contrast, file=input_path)
     for test, reference in pairs:
         if not is_paired(samples, test, reference):
             check_samples_per_condition(samples, [(test, reference)], MIN_SAMPLES_DA,
@@ -593,9 +611,7 @@ def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str
             check_samples_per_condition(samples, [(test, reference)], MIN_SAMPLES_DA,
                                         "the differential-abundance test (paired)", file=input_path)
     conditions = condition_order(obs)
-    transform = params.get("da_transform", "logit")
-    moderated = bool(params.get("da_moderated", True))
-    fdr_cut = float(params.get("da_fdr", 0.05))
+    transform, moderated, fdr_cut = settings.da_transform, settings.da_moderated, settings.da_fdr
     levels = {level: key for level, key in LEVELS.items() if key in obs.columns and obs[key].notna().all()}
     if LEVELS["fine"] in obs.columns and "fine" not in levels:
         logger.warning("obs '%s' has missing values; fine-level composition skipped", LEVELS["fine"])
@@ -640,14 +656,14 @@ def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str
                                         pconfig={"id": "tmeflow_composition_plot", "title": "Cell-type composition", "cpswitch_c_active": False})
                 write_table(counts, outdir / "composition_mqc.tsv", index=True, header_lines=header)
     write_da_table(da_tables, outdir / "composition_da_mqc.tsv")
-    if params.get("da_nhood"):
-        summary["significant_neighbourhoods"] = _neighbourhood_da(input_path, obs, samples, pairs, outdir, params)
+    if settings.da_nhood:
+        summary["significant_neighbourhoods"] = _neighbourhood_da(input_path, obs, samples, pairs, outdir, settings)
     write_json(summary, outdir / "composition_summary.json")
     return summary
 
 
 def _neighbourhood_da(input_path: str | Path, obs: pd.DataFrame, samples: pd.DataFrame, pairs: list[tuple[str, str]],
-                      outdir: Path, params: dict[str, Any]) -> dict[str, int]:
+                      outdir: Path, settings: CompositionSettings) -> dict[str, int]:
     """Milo-style neighbourhood DA (:mod:`tmeflow.neighbourhood_da`); tables and beeswarms per contrast."""
     from .neighbourhood_da import EMBEDDINGS, neighbourhood_da, plot_beeswarm
 
@@ -662,16 +678,18 @@ def _neighbourhood_da(input_path: str | Path, obs: pd.DataFrame, samples: pd.Dat
             import anndata as ad
 
             embedding = ad.AnnData(obs=obs[["sample", "cell_type"]], obsm={k: adata.obsm[k] for k in EMBEDDINGS if k in adata.obsm})
-            tables = neighbourhood_da(embedding, samples, pairs, params)
+            tables = neighbourhood_da(embedding, samples, pairs, prop=settings.da_nhood_prop, fdr=settings.da_fdr,
+                                      moderated=settings.da_moderated, seed=settings.seed)
     except TmeflowInputError as error:
         raise TmeflowInputError(error.message, file=input_path, column=error.column) from error
     finally:
         adata.file.close()
     for name, table in tables.items():
         write_table(table, outdir / f"da_nhood_{name}.tsv")
-        save_figure(plot_beeswarm(table, params["da_fdr"], f"Neighbourhood DA {name} (spatial FDR < {params['da_fdr']:g} coloured)"),
+        save_figure(plot_beeswarm(table, settings.da_fdr,
+                                  f"Neighbourhood DA {name} (spatial FDR < {settings.da_fdr:g} coloured)"),
                     outdir / f"da_nhood_{name}.png")
-    return {name: int((table["spatial_fdr"] < params["da_fdr"]).sum()) for name, table in tables.items()}
+    return {name: int((table["spatial_fdr"] < settings.da_fdr).sum()) for name, table in tables.items()}
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:

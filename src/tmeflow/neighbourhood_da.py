@@ -32,11 +32,11 @@ type, Milo's beeswarm).
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from .errors import TmeflowInputError
 from .log import get_logger
@@ -119,13 +119,18 @@ def contrast_neighbourhoods(counts: pd.DataFrame, sample_sizes: pd.Series, sampl
     return linear_model_test(np.log(fraction / (1 - fraction)), design, coef=contrast, moderated=moderated)
 
 
-def neighbourhood_da(adata, samples: pd.DataFrame, pairs: list[tuple[str, str]], params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """One table per contrast (``<test>_vs_<reference>``) of neighbourhood DA (see the module docstring)."""
+def neighbourhood_da(adata: AnnData, samples: pd.DataFrame, pairs: list[tuple[str, str]], *, prop: float, fdr: float,
+                     moderated: bool, seed: int) -> dict[str, pd.DataFrame]:
+    """One table per contrast (``<test>_vs_<reference>``) of neighbourhood DA (see the module docstring).
+
+    ``prop``: the fraction of cells sampled as neighbourhood indices (``da_nhood_prop``); ``moderated``:
+    empirical-Bayes moderated t (``da_moderated``); ``fdr``: the spatial FDR logged as a call (``da_fdr``).
+    """
     from .composition import contrast_name, is_paired
 
     key, embedding = embedding_of(adata)
     k = nhood_size(len(samples))
-    index, neighbourhoods, kth_distance = index_cells(embedding, k, params["da_nhood_prop"], params["seed"])
+    index, neighbourhoods, kth_distance = index_cells(embedding, k, prop, seed)
     membership = nhood_matrix(neighbourhoods, adata.n_obs)
     sizes = np.full(len(index), neighbourhoods.shape[1])
     weights = 1.0 / np.maximum(kth_distance, 1e-12)
@@ -137,7 +142,7 @@ def neighbourhood_da(adata, samples: pd.DataFrame, pairs: list[tuple[str, str]],
     tables = {}
     for test, reference in pairs:
         fit = contrast_neighbourhoods(counts, sample_sizes, samples, test, reference, paired=is_paired(samples, test, reference),
-                                  moderated=bool(params["da_moderated"]))
+                                  moderated=moderated)
         table = pd.DataFrame({
             "index_cell": adata.obs_names[index], "n_cells": sizes.astype(int), "cell_type": majority,
             "cell_type_fraction": purity, "logfc": fit["logfc"].to_numpy(), "t": fit["t"].to_numpy(),
@@ -146,7 +151,7 @@ def neighbourhood_da(adata, samples: pd.DataFrame, pairs: list[tuple[str, str]],
         table["spatial_fdr"] = spatial_fdr(table["pvalue"].to_numpy(), weights)
         name = contrast_name(test, reference)
         logger.info("neighbourhood DA %s: %d of %d neighbourhoods differ (spatial FDR < %g)", name,
-                    int((table["spatial_fdr"] < params["da_fdr"]).sum()), len(table), params["da_fdr"])
+                    int((table["spatial_fdr"] < fdr).sum()), len(table), fdr)
         tables[name] = table
     return tables
 

@@ -45,6 +45,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from ..stats import bh_fdr, moderated_by_pattern
 
@@ -234,14 +235,13 @@ def set_scores(adata, sets: dict[str, list[str]]) -> pd.DataFrame:
     return pd.DataFrame(out, index=adata.obs_names)
 
 
-def resolve_trend_sets(params: dict, species: str, *, file=None) -> dict[str, list[str]]:
-    """The bundled sets named in ``trajectory_trend_sets`` (case-insensitive); an unknown name is an input error."""
+def resolve_trend_sets(wanted: list[str], species: str, *, file=None) -> dict[str, list[str]]:
+    """The bundled sets named in ``wanted`` (``trajectory_trend_sets``, case-insensitive); an unknown name is
+    an input error."""
     from ..errors import TmeflowInputError
-    from ..text import split_list
 
     sets = branch_gene_sets(species)
     by_upper = {name.upper(): name for name in sets}
-    wanted = split_list(params.get("trajectory_trend_sets"))
     unknown = [w for w in wanted if w.upper() not in by_upper]
     if unknown:
         raise TmeflowInputError(f"trajectory_trend_sets names unknown gene sets: {', '.join(unknown)} (bundled: Hallmark, "
@@ -249,11 +249,14 @@ def resolve_trend_sets(params: dict, species: str, *, file=None) -> dict[str, li
     return {by_upper[w.upper()]: sets[by_upper[w.upper()]] for w in wanted}
 
 
-def branch_analysis(adata, probs: pd.DataFrame, params: dict, species: str, *, min_expressed: float, file=None) -> dict:
+def branch_analysis(adata: AnnData, probs: pd.DataFrame, species: str, *, trend_sets: list[str], knots: int, fdr: float,
+                    n_clusters: int, seed: int, min_expressed: float, file=None) -> dict:
     """Branch genes, their clusters and enrichment, and set trends of the trajectory subset ``adata``
-    (obs ``pseudotime``, var ``highly_variable``; ``probs`` cells x fates)."""
+    (obs ``pseudotime``, var ``highly_variable``; ``probs`` cells x fates): lineage smooths with ``knots``
+    knots, branch genes at FDR ``fdr`` grouped into ``n_clusters`` k-means clusters (``seed``), pseudotime
+    trends of the bundled ``trend_sets``."""
     sets = branch_gene_sets(species)
-    chosen = resolve_trend_sets(params, species, file=file)
+    chosen = resolve_trend_sets(trend_sets, species, file=file)
     X = adata.X
     hvg = adata.var["highly_variable"].to_numpy() if "highly_variable" in adata.var.columns else np.ones(adata.n_vars, bool)
     expressed = np.asarray((X > 0).mean(axis=0)).ravel() >= min_expressed
@@ -263,13 +266,10 @@ def branch_analysis(adata, probs: pd.DataFrame, params: dict, species: str, *, m
     samples = (adata.obs["sample"] if "sample" in adata.obs.columns else adata.obs["condition"]).astype(str).to_numpy()
     fate_names = list(probs.columns)
     W = probs.to_numpy(dtype=float)
-    knots = int(params["trajectory_branch_knots"])
     per_sample, pooled, grid = fit_smooths(X[:, keep], t, W, samples, n_knots=knots)
     table = branch_tests(per_sample, grid, genes, fate_names)
-    fdr = float(params["trajectory_fdr"])
     table["branch_gene"] = table["fdr_branch"] < fdr
-    clusters = cluster_genes(pooled, genes, table.loc[table["branch_gene"], "gene"], int(params["trajectory_branch_clusters"]),
-                             int(params.get("seed", 0)))
+    clusters = cluster_genes(pooled, genes, table.loc[table["branch_gene"], "gene"], n_clusters, seed)
     table["cluster"] = table["gene"].map(clusters).astype("Int64")
     enrichment = cluster_enrichment(clusters, genes, sets)
     if len(enrichment):

@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from ..errors import TmeflowInputError
 from ..log import get_logger
 from ..stats import bh_fdr
-from ..text import slug, split_list
+from ..text import slug
+from .settings import TrajectorySettings
 
 logger = get_logger(__name__)
 
@@ -28,20 +30,20 @@ def regress_out_keys(X: np.ndarray, obs: pd.DataFrame, keys: list[str]) -> np.nd
     return (X - design[:, 1:] @ beta[1:]).astype(np.float32)
 
 
-def embed(adata, params: dict[str, Any]) -> None:
+def embed(adata: AnnData, settings: TrajectorySettings) -> None:
     """HVGs, PCA, kNN graph, diffusion map and Leiden clusters of the subset (in place)."""
     import scanpy as sc
 
-    seed = int(params.get("seed", 0))
-    n_top = min(int(params["trajectory_n_top_genes"]), adata.n_vars)
+    seed = settings.seed
+    n_top = min(settings.trajectory_n_top_genes, adata.n_vars)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if "counts" in adata.layers:
             sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat_v3", layer="counts")
         else:
             sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat")
-    n_pcs = int(min(params["trajectory_n_pcs"], adata.n_obs - 1, int(adata.var["highly_variable"].sum()) - 1))
-    keys = split_list(params.get("trajectory_batch_key"))
+    n_pcs = int(min(settings.trajectory_n_pcs, adata.n_obs - 1, int(adata.var["highly_variable"].sum()) - 1))
+    keys = settings.batch_keys
     if keys:
         hvg = adata[:, adata.var["highly_variable"].to_numpy()]
         X = hvg.X.toarray() if sp.issparse(hvg.X) else np.array(hvg.X, dtype=float)
@@ -51,9 +53,9 @@ def embed(adata, params: dict[str, Any]) -> None:
         adata.uns["trajectory_regressed_out"] = keys
     else:
         sc.pp.pca(adata, n_comps=n_pcs, mask_var="highly_variable", random_state=seed)
-    sc.pp.neighbors(adata, n_neighbors=int(params["trajectory_n_neighbors"]), use_rep="X_pca", random_state=seed)
+    sc.pp.neighbors(adata, n_neighbors=settings.trajectory_n_neighbors, use_rep="X_pca", random_state=seed)
     sc.tl.diffmap(adata, n_comps=min(15, adata.n_obs - 2))
-    sc.tl.leiden(adata, resolution=float(params["trajectory_resolution"]), key_added="trajectory_cluster", random_state=seed,
+    sc.tl.leiden(adata, resolution=settings.trajectory_resolution, key_added="trajectory_cluster", random_state=seed,
                  flavor="igraph", n_iterations=2, directed=False)
 
 
@@ -71,13 +73,13 @@ def _safe(name: str) -> str:
     return slug(name, keep="_") or "fate"
 
 
-def fates(adata, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series, int]:
+def fates(adata: AnnData, settings: TrajectorySettings) -> tuple[pd.DataFrame, pd.Series, int]:
     """CellRank fate probabilities (cells x fates), terminal-state labels and the macrostates used."""
     import cellrank as cr
 
-    seed = int(params.get("seed", 0))
+    seed = settings.seed
     np.random.seed(seed)
-    weight = float(params["trajectory_kernel_weight"])
+    weight = settings.trajectory_kernel_weight
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pk = cr.kernels.PseudotimeKernel(adata, time_key="pseudotime").compute_transition_matrix(
@@ -85,7 +87,7 @@ def fates(adata, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series, int]:
         ck = cr.kernels.ConnectivityKernel(adata).compute_transition_matrix()
         kernel = weight * pk + (1.0 - weight) * ck if 0.0 < weight < 1.0 else (pk if weight >= 1.0 else ck)
         g = cr.estimators.GPCCA(kernel)
-        requested = int(params["trajectory_n_states"])
+        requested = settings.trajectory_n_states
         tries = [requested, requested + 1] + list(range(requested - 1, 1, -1))
         g.compute_schur(n_components=max(requested + 6, 10))
         errors = []
@@ -105,7 +107,7 @@ def fates(adata, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series, int]:
         n_states = g.macrostates.cat.categories.size
         if n != requested:
             logger.warning("GPCCA could not use %d macrostates; used %d", requested, n)
-        n_terminal = int(params["trajectory_n_terminal"])
+        n_terminal = settings.trajectory_n_terminal
         if n_terminal > 0:
             g.predict_terminal_states(method="top_n", n_states=min(n_terminal, n_states))
         else:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from ..errors import TmeflowInputError
 from ..log import get_logger
 from ..text import split_list
+from .settings import TrajectorySettings
 
 logger = get_logger(__name__)
 
@@ -82,13 +83,13 @@ def root_in_group(adata, mask: np.ndarray) -> int:
     return int(np.argmax(values))
 
 
-def choose_root(adata, params: dict[str, Any], *, file: str | Path | None = None) -> tuple[int, str]:
+def choose_root(adata: AnnData, settings: TrajectorySettings, *, file: str | Path | None = None) -> tuple[int, str]:
     """Index of the root cell in the subset, and how it was chosen."""
-    genes = split_list(params.get("trajectory_root_genes"))
+    genes = settings.root_genes
     if genes:
         score = root_gene_score(adata, genes, file=file)
         return int(np.argmax(score)), f"root genes {', '.join(genes)}"
-    root_type = (params.get("trajectory_root_type") or "").strip()
+    root_type = settings.root_type
     if root_type:
         types = adata.obs["cell_type"].astype(str)
         mask = (types == root_type).to_numpy()
@@ -100,7 +101,7 @@ def choose_root(adata, params: dict[str, Any], *, file: str | Path | None = None
                 f"(types: {', '.join(sorted(types.unique()))})", file=file, column="cell_type",
             )
         return root_in_group(adata, mask), f"cell type {root_type}"
-    cluster = (params.get("trajectory_root_cluster") or "").strip()
+    cluster = settings.root_cluster
     if cluster:
         labels = adata.obs["trajectory_cluster"].astype(str)
         mask = (labels == cluster).to_numpy()

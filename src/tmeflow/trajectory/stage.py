@@ -15,12 +15,12 @@ from ..errors import TmeflowInputError
 from ..genes import species_of
 from ..io import multiqc_header, provenance, read_h5ad, save_figure, write_h5ad, write_json, write_table
 from ..log import get_logger, timed
-from ..text import split_list
 from .branch import branch_analysis, resolve_trend_sets
 from .fates import _safe, condition_enrichment, embed, fates, label_fates, pseudotime
 from .genes import MIN_EXPRESSED, fate_genes, hallmark_enrichment
 from .inputs import choose_root, subset_mask
 from .plots import plot_branch_heatmap, plot_embedding, plot_set_trends, plot_trends
+from .settings import TrajectorySettings
 
 logger = get_logger(__name__)
 
@@ -28,29 +28,30 @@ logger = get_logger(__name__)
 def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Check the atlas and parameters, compute pseudotime, fates and fate genes, write outputs."""
     outdir = Path(outdir)
+    settings = TrajectorySettings.from_params(params)
     atlas = read_h5ad(input_path, "atlas h5ad")
     for column in ("cell_type", "condition"):
         if column not in atlas.obs.columns:
             raise TmeflowInputError(f"atlas obs has no column '{column}'", file=input_path, column=column)
-    mask = subset_mask(atlas.obs, params.get("trajectory_subset"), file=input_path)
-    n_min = max(50, int(params["trajectory_n_neighbors"]) + 2)
+    mask = subset_mask(atlas.obs, settings.trajectory_subset, file=input_path)
+    n_min = max(50, settings.trajectory_n_neighbors + 2)
     if mask.sum() < n_min:
-        raise TmeflowInputError(f"trajectory subset '{params.get('trajectory_subset')}' has {int(mask.sum())} cells; needs at least {n_min}",
+        raise TmeflowInputError(f"trajectory subset '{settings.trajectory_subset}' has {int(mask.sum())} cells; needs at least {n_min}",
                                 file=input_path)
     adata = atlas[mask].copy()
     del atlas
-    for key in split_list(params.get("trajectory_batch_key")):
+    for key in settings.batch_keys:
         if key not in adata.obs.columns:
             raise TmeflowInputError(f"trajectory_batch_key '{key}' is not an obs column of the atlas", file=input_path, column=key)
-    root_type = (params.get("trajectory_root_type") or "").strip()
-    if root_type and not split_list(params.get("trajectory_root_genes")):
+    root_type = settings.root_type
+    if root_type and not settings.root_genes:
         present = set(adata.obs["cell_type"].astype(str))
         if "cell_type_fine" in adata.obs.columns:
             present |= set(adata.obs["cell_type_fine"].astype(str))
         if root_type not in present:
             raise TmeflowInputError(f"trajectory_root_type '{root_type}' is not a cell type of the trajectory subset "
                                     f"(types: {', '.join(sorted(set(adata.obs['cell_type'].astype(str))))})", file=input_path, column="cell_type")
-    genes = split_list(params.get("trajectory_root_genes"))
+    genes = settings.root_genes
     if genes:
         present = [g for g in genes if g in adata.var_names]
         if not present:
@@ -59,14 +60,14 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
         if (block.count_nonzero() if sp.issparse(block) else np.count_nonzero(block)) == 0:
             raise TmeflowInputError(f"the trajectory_root_genes ({', '.join(present)}) are not expressed in the trajectory subset",
                                     file=input_path)
-    resolve_trend_sets(params, species_of(adata), file=input_path)  # fail on a misspelt set before the heavy steps
-    logger.info("trajectory subset: %d cells (%s)", adata.n_obs, params.get("trajectory_subset") or "all cells")
+    resolve_trend_sets(settings.trend_sets, species_of(adata), file=input_path)  # fail on a misspelt set before the heavy steps
+    logger.info("trajectory subset: %d cells (%s)", adata.n_obs, settings.trajectory_subset or "all cells")
     with timed(logger, "embedding (HVG, PCA, kNN, diffusion map, Leiden)"):
-        embed(adata, params)
-    root, how = choose_root(adata, params, file=input_path)
+        embed(adata, settings)
+    root, how = choose_root(adata, settings, file=input_path)
     logger.info("root cell %s (%s)", adata.obs_names[root], how)
     with timed(logger, "diffusion pseudotime"):
-        adata.obs["pseudotime"] = pseudotime(adata, root, int(params["trajectory_n_dcs"]))
+        adata.obs["pseudotime"] = pseudotime(adata, root, settings.trajectory_n_dcs)
     reachable = np.isfinite(adata.obs["pseudotime"].to_numpy())
     if (~reachable).any():
         logger.warning("%d cells are not connected to the root; left out of the fate analysis", int((~reachable).sum()))
@@ -74,7 +75,7 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
         root = int(np.flatnonzero(reachable[: root + 1]).size - 1)
         adata.uns["iroot"] = root
     with timed(logger, "CellRank fates (PseudotimeKernel + ConnectivityKernel, GPCCA)"):
-        probs, terminal, n_states = fates(adata, params)
+        probs, terminal, n_states = fates(adata, settings)
     order = condition_order(adata.obs)
     obs = adata.obs if "sample" in adata.obs.columns else adata.obs.assign(sample=adata.obs["condition"].astype(str))
     enrichment = condition_enrichment(probs, obs, order)
@@ -95,12 +96,14 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     adata.obs["fate"] = pd.Categorical(probs.idxmax(axis=1).to_numpy(), categories=fate_names)
     adata.obs["terminal_state"] = terminal.reindex(adata.obs_names).fillna("").to_numpy()
     with timed(logger, f"genes along {len(fate_names)} fates"):
-        genes_table = fate_genes(adata, probs, float(params["trajectory_fdr"]))
+        genes_table = fate_genes(adata, probs, settings.trajectory_fdr)
     species = species_of(adata)
     hallmark = hallmark_enrichment(genes_table, species)
-    hallmark["significant"] = hallmark["fdr"] < float(params["trajectory_fdr"])
+    hallmark["significant"] = hallmark["fdr"] < settings.trajectory_fdr
     with timed(logger, "branch-dependent genes (lineage smooths per sample, sample-level tests)"):
-        branch = branch_analysis(adata, probs, params, species, min_expressed=MIN_EXPRESSED, file=input_path)
+        branch = branch_analysis(adata, probs, species, trend_sets=settings.trend_sets, knots=settings.trajectory_branch_knots,
+                                 fdr=settings.trajectory_fdr, n_clusters=settings.trajectory_branch_clusters,
+                                 seed=settings.seed, min_expressed=MIN_EXPRESSED, file=input_path)
     if branch["n_samples"] < 3:
         logger.warning("branch-gene tests need >= 3 samples with enough cells in every fate; %d had them: no p-values",
                        branch["n_samples"])
