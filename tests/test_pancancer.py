@@ -175,18 +175,21 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
 
 @pytest.fixture(scope="module")
 def pancancer_run(tmp_path_factory):
-    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1`, then `tmeflow bulk` with its MAF."""
+    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1 --bulk_normals 10`, then `tmeflow bulk` with
+    its MAF (the 40 normals in the expression table are compared with the tumours, not analysed as tumours)."""
     import json
 
     tmp_path = tmp_path_factory.mktemp("pancancer")
     sim = tmp_path / "sim"
     assert main(["simulate", "--outdir", str(sim), "--n_cells", "300", "--n_patients", "2", "--n_genes", "1500",
                  "--n_sections", "0", "--n_bulk", "400", "--bulk_cancer_types", "4", "--bulk_planted_types", "1",
-                 "--seed", "1"]) == 0
+                 "--bulk_normals", "10", "--seed", "1"]) == 0
     truth = json.loads((sim / "truth.json").read_text())["bulk"]
     assert truth["cancer_types"]["planted"] == ["TYPE1"] and truth["cancer_types"]["null"] == ["TYPE2", "TYPE3", "TYPE4"]
     clinical = pd.read_csv(sim / "bulk" / "clinical.tsv", sep="\t")
-    assert clinical["cancer_type"].value_counts().to_dict() == {f"TYPE{k}": 100 for k in range(1, 5)}
+    assert clinical["cancer_type"].value_counts().to_dict() == {f"TYPE{k}": 110 for k in range(1, 5)}
+    assert clinical["sample_type"].value_counts().to_dict() == {"tumour": 400, "normal": 40}
+    assert clinical.loc[clinical["sample_type"] == "normal", "os_time"].isna().all()
     gmt = sim / "fate_a.gmt"
     gmt.write_text("FATE_A\tplanted\t" + "\t".join(truth["signature_genes"]) + "\n")
     out = tmp_path / "out"
@@ -220,6 +223,30 @@ def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
     assert summary["cancer_types"] == {f"TYPE{k}": {"n": 100, "analysed": True} for k in range(1, 5)}
 
 
+def test_simulated_normals_compared_per_cancer_type_end_to_end(pancancer_run):
+    """The simulated in-table normals (sample_type column): left out of the tumour analyses, compared per cancer
+    type; the 6 planted genes are found in every type (FDR < 0.05, right sign) and no null signature gene is."""
+    import json
+
+    out = pancancer_run
+    truth = json.loads((out.parent / "sim" / "truth.json").read_text())["bulk"]["normals"]
+    planted = truth["genes_log2fc_tumour_vs_normal"]
+    table = pd.read_csv(out / "PAN.bulk_tumour_normal.tsv", sep="\t")
+    genes = table[table["kind"] == "gene"]
+    assert set(genes["cancer_type"]) == {f"TYPE{k}" for k in range(1, 5)}
+    assert (genes["n_tumour"] == 100).all() and (genes["n_normal"] == 10).all()
+    hit = genes["feature"].isin(list(planted))
+    assert hit.sum() == 6 * 4 and (genes.loc[hit, "fdr"] < 0.05).all()
+    assert (np.sign(genes.loc[hit, "log2fc"]) == genes.loc[hit, "feature"].map(planted)).all()
+    assert (genes.loc[~hit, "fdr"] < 0.05).mean() <= 0.05
+    assert set(table.loc[table["kind"] == "score", "feature"]) == {"FATE_A"}
+    summary = json.loads((out / "PAN.bulk_summary.json").read_text())
+    assert summary["samples"] == 400 and summary["tumour_normal"]["normals"] == {f"TYPE{k}": 10 for k in range(1, 5)}
+    assert summary["tumour_normal"]["caveat"] is None
+    for name in ("bulk_tumour_normal_heatmap.png", "bulk_tumour_normal_scores.png"):
+        assert (out / f"PAN.{name}").stat().st_size > 0
+
+
 def test_simulate_pancancer_settings_are_checked():
     from pathlib import Path
 
@@ -240,8 +267,8 @@ def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_pa
     assert main(["report", "--input_dir", str(pancancer_run), "--outdir", str(outdir)]) == 0
     html = (outdir / "multiqc_report.html").read_text()
     assert 'id="tmeflow_step_pancancer"' in html
-    figures = [p for p in pancancer_run.glob("*.png") if "pancancer" in p.name or "tmb" in p.name]
-    assert len(figures) == 3
+    figures = [p for p in pancancer_run.glob("*.png") if any(k in p.name for k in ("pancancer", "tmb", "tumour_normal"))]
+    assert len(figures) == 5
     for figure in figures:
         assert re.search("tmeflow_figure_" + re.escape(figure.stem.lower().replace(".", "_")), html), figure.name
     assert "tmeflow_bulk_pancancer_PAN" in html

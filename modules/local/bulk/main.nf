@@ -11,6 +11,8 @@ process BULK {
     path signatures         // user gene sets, GMT file(s) (params.signatures); [] for none
     path probe_annotation   // probe -> gene symbol table for probe IDs; [] for none
     path maf                // somatic mutations (GDC MAF) for TMB; [] for none
+    path normal_expression  // separate normal-tissue cohort (e.g. GTEx); [] for none
+    path normal_clinical    // its sample table with the cancer-type mapping column; [] for none
 
     output:
     tuple val(meta), path("${meta.id}.bulk_*.tsv")       , emit: tables
@@ -28,6 +30,8 @@ process BULK {
     def signatures_arg = signatures ? "--signatures ${signatures}" : ''
     def probes_arg = probe_annotation ? "--probe_annotation ${probe_annotation}" : ''
     def maf_arg = maf ? "--maf ${maf}" : ''
+    def normal_expression_arg = normal_expression ? "--normal_expression ${normal_expression}" : ''
+    def normal_clinical_arg = normal_clinical ? "--normal_clinical ${normal_clinical}" : ''
     """
     tmeflow bulk \\
         --expression ${expression} \\
@@ -36,6 +40,8 @@ process BULK {
         ${signatures_arg} \\
         ${probes_arg} \\
         ${maf_arg} \\
+        ${normal_expression_arg} \\
+        ${normal_clinical_arg} \\
         --sample ${meta.id} \\
         --outdir . \\
         ${args}
