@@ -13,6 +13,9 @@ process BULK {
     path maf                // somatic mutations (GDC MAF) for TMB; [] for none
     path normal_expression  // separate normal-tissue cohort (e.g. GTEx); [] for none
     path normal_clinical    // its sample table with the cancer-type mapping column; [] for none
+    path msi                // MSI scores per sample; [] for none
+    path copy_number        // gene-level GISTIC-style thresholded copy number; [] for none
+    path methylation        // gene-level methylation beta values; [] for none
 
     output:
     tuple val(meta), path("${meta.id}.bulk_*.tsv")       , emit: tables
@@ -32,6 +35,9 @@ process BULK {
     def maf_arg = maf ? "--maf ${maf}" : ''
     def normal_expression_arg = normal_expression ? "--normal_expression ${normal_expression}" : ''
     def normal_clinical_arg = normal_clinical ? "--normal_clinical ${normal_clinical}" : ''
+    def msi_arg = msi ? "--msi ${msi}" : ''
+    def copy_number_arg = copy_number ? "--copy_number ${copy_number}" : ''
+    def methylation_arg = methylation ? "--methylation ${methylation}" : ''
     """
     tmeflow bulk \\
         --expression ${expression} \\
@@ -42,6 +48,9 @@ process BULK {
         ${maf_arg} \\
         ${normal_expression_arg} \\
         ${normal_clinical_arg} \\
+        ${msi_arg} \\
+        ${copy_number_arg} \\
+        ${methylation_arg} \\
         --sample ${meta.id} \\
         --outdir . \\
         ${args}

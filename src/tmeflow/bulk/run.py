@@ -27,7 +27,8 @@ from .pancancer import cancer_types, focus_features, run_pancancer, write_pancan
 from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
 from .response import plot_response_roc, response_status, response_table
 from .regulators import plot_regulator_heatmap, regulator_correlations
-from .normals import BATCH_WARNING, in_table_normals, read_normal_cohort, run_tumour_normal, sample_states, write_tumour_normal
+from .molecular import read_gene_table, read_msi, run_molecular, write_molecular
+from .normals import BATCH_WARNING, signature_genes, in_table_normals, read_normal_cohort, run_tumour_normal, sample_states, write_tumour_normal
 
 
 logger = get_logger(__package__)
@@ -121,10 +122,14 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
     if params.get("maf"):
         maf_path = Path(params["maf"])
         tmb = tumour_mutational_burden(read_maf(maf_path), clin.index, params["tmb_capture_mb"], maf_path)
+    msi = read_msi(params["msi"], clin.index) if params.get("msi") else None
+    cnv = read_gene_table(params["copy_number"], clin.index, "CNV") if params.get("copy_number") else None
+    methylation = read_gene_table(params["methylation"], clin.index, "methylation") if params.get("methylation") else None
     response = response_status(clin, params["response_column"], clinical_path)
     return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
                            survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response,
-                           normal_expr=normal_expr, normals=normals, normals_separate=bool(params.get("normal_expression")))
+                           msi=msi, cnv=cnv, methylation=methylation, normal_expr=normal_expr, normals=normals,
+                           normals_separate=bool(params.get("normal_expression")))
 
 
 def run_bulk(
@@ -227,6 +232,11 @@ def run_bulk(
     if cohort.tmb is not None:
         tmb_corr = tmb_correlations(features, feature_kind, cohort.tmb["tmb"], cohort.types, params["pancancer_min_samples"])
 
+    molecular = {}
+    if cohort.msi is not None or cohort.cnv is not None or cohort.methylation is not None:
+        with timed(logger, "MSI, CNV and methylation analyses"):
+            molecular = run_molecular(cohort, features, feature_kind, signature_genes(sets, kinds, genes), params["pancancer_min_samples"])
+
     response = None
     if cohort.response is not None:
         response = response_table(features, feature_kind, cohort.response)
@@ -309,6 +319,9 @@ def run_bulk(
             written.append(write_table(tmb_corr, outdir / f"{prefix}bulk_tmb_correlation.tsv"))
             written.append(save_figure(plot_tmb_correlation(tmb_corr, focus), outdir / f"{prefix}bulk_tmb_correlation.png"))
 
+    if molecular or (tmb_corr is not None and len(tmb_corr)):
+        written += write_molecular(molecular, tmb_corr, focus, outdir, prefix)
+
     summary = {
         "version": __version__,
         "cohort": sample,
@@ -335,6 +348,9 @@ def run_bulk(
             "source": "separate normal cohort (normal_expression)" if cohort.normals_separate else "the cohort's expression table",
             "caveat": BATCH_WARNING if cohort.normals_separate else None,
             "method": "Wilcoxon rank-sum tumour vs normal per cancer type, BH across types x genes (or scores)"},
+        "samples_with": {name: None if table is None else int(table.notna().to_frame().any(axis=1).sum() if table.ndim == 1
+                                                               else table.notna().any(axis=1).sum())
+                         for name, table in (("msi", cohort.msi), ("cnv", cohort.cnv), ("methylation", cohort.methylation))},
         "cancer_types": None if pancancer is None else {
             row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])} for _, row in pancancer["types"].iterrows()},
         "methods": {

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io import atomic_path, write_table
 from ..log import get_logger
-from .settings import BULK_CAPTURE_MB, BULK_NORMAL_DE_GENES, BULK_NORMAL_LOG2FC, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
+from .settings import BULK_CAPTURE_MB, BULK_CNV_LOG2_PER_LEVEL, BULK_CNV_PROBABILITIES, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD, BULK_MSI_MEDIAN, BULK_NORMAL_DE_GENES, BULK_NORMAL_LOG2FC, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
 from .model import Model
 from .singlecell import _composition
 
@@ -96,6 +96,34 @@ def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.ran
     return maf
 
 
+def simulate_msi(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
+    """MSI score per tumour (``sample``, ``msi_score``): ``BULK_MSI_MEDIAN`` x exp(``BULK_MSI_LOG_PER_SD`` x z in the
+    planted types + ``BULK_MSI_LOG_SD`` x N(0, 1)): a score-MSI correlation in the planted types only."""
+    planted = np.isin(types, planted_types(config))
+    log_score = np.where(planted, BULK_MSI_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_MSI_LOG_SD * rng.normal(size=len(z))
+    return pd.DataFrame({"sample": z.index, "msi_score": np.round(BULK_MSI_MEDIAN * np.exp(log_score), 4)})
+
+
+def cnv_gene(model: Model) -> str:
+    """The signature gene whose copy number drives its expression (the first one without a tumour-normal difference)."""
+    return model.programmes["fate_A"][BULK_NORMAL_DE_GENES]
+
+
+def simulate_cnv(expression: pd.DataFrame, model: Model, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GISTIC-style thresholded copy number (-2..2, probabilities ``BULK_CNV_PROBABILITIES``, independent per gene and
+    tumour) of the signature genes, as GISTIC2's ``all_thresholded.by_genes`` (Gene Symbol, Locus ID, Cytoband,
+    samples); returns (table, expression with :func:`cnv_gene`'s TPM x 2^(``BULK_CNV_LOG2_PER_LEVEL`` x level))."""
+    genes = model.programmes["fate_A"]
+    levels = rng.choice(np.arange(-2, 3), size=(len(genes), expression.shape[1]), p=BULK_CNV_PROBABILITIES)
+    table = pd.DataFrame(levels, index=pd.Index(genes, name="Gene Symbol"), columns=expression.columns)
+    expression = expression.copy()
+    gene = cnv_gene(model)
+    expression.loc[gene] = np.round(expression.loc[gene] * 2.0 ** (BULK_CNV_LOG2_PER_LEVEL * table.loc[gene]), 3)
+    table.insert(0, "Locus ID", np.arange(1, len(genes) + 1))
+    table.insert(1, "Cytoband", "1p36.33")
+    return table, expression
+
+
 def normal_de_genes(model: Model) -> dict[str, float]:
     """The planted tumour-normal differences: the first ``BULK_NORMAL_DE_GENES`` signature (fate-A) genes, log2
     fold change tumour / normal ``+BULK_NORMAL_LOG2FC`` (even positions) or ``-BULK_NORMAL_LOG2FC`` (odd)."""
@@ -146,10 +174,13 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
     z = signature_score(expression, model.programmes["fate_A"])
     types = cancer_type_labels(config.n_bulk, config.bulk_cancer_types) if config.bulk_cancer_types else None
     clinical = _survival(z, sample_beta(types, config), rng)
-    maf = None
+    maf = msi = cnv = None
     if types is not None:
         clinical.insert(1, "cancer_type", types)
         maf = simulate_maf(z, types, config, rng)
+    if types is not None:  # drawn after everything else, so the rest of the cohort is unchanged
+        msi = simulate_msi(z, types, config, rng)
+        cnv, expression = simulate_cnv(expression, model, rng)
     normal_summary = None
     if config.bulk_normals:
         groups = sorted(set(types), key=lambda t: int(t[4:])) if types is not None else [None]
@@ -175,6 +206,8 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
     write_table(clinical, bulk_dir / "clinical.tsv")
     if maf is not None:
         write_table(maf, bulk_dir / "mutations.maf")
+        write_table(msi, bulk_dir / "msi.tsv")
+        write_table(to_species(cnv, config.species, bulk_species).reset_index(), bulk_dir / "cnv_thresholded.tsv")
     proportions["true_signature_z"] = z
     write_table(proportions, bulk_dir / "true_proportions.tsv", index=True)
     censored = float(1 - clinical["os_event"].dropna().astype(float).mean())
@@ -188,6 +221,10 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
                                    "null": sorted(set(types) - set(planted), key=lambda t: int(t[4:])),
                                    "hazard": "exp(beta * z) in the planted types, no effect of z in the others",
                                    "maf": "bulk/mutations.maf", "tmb_capture_mb": BULK_CAPTURE_MB,
+                                   "msi": "bulk/msi.tsv: msi_score = %g x exp(%g z in the planted types + %g N(0,1))"
+                                          % (BULK_MSI_MEDIAN, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD),
+                                   "cnv": "bulk/cnv_thresholded.tsv: GISTIC levels -2..2 of the signature genes, independent",
+                                   "cnv_gene": cnv_gene(model), "cnv_log2_per_level": BULK_CNV_LOG2_PER_LEVEL,
                                    "tmb": f"non-synonymous variants Poisson({BULK_TMB_PER_MB:g}/Mb x {BULK_CAPTURE_MB:g} Mb x "
                                           f"exp({BULK_TMB_LOG_PER_SD:g} z + {BULK_TMB_LOG_SD:g} N(0,1))) in the planted types, "
                                           "without the z term in the others"}

@@ -160,6 +160,11 @@ BULK_TMB_LOG_PER_SD = 0.5  # ... times exp(0.5 * z) in the planted types (score-
 BULK_TMB_LOG_SD = 0.8  # ... times a per-tumour log-normal factor (TMB varies over orders of magnitude between tumours)
 BULK_CAPTURE_MB = 38.0
 BULK_NORMAL_DE_GENES = 6  # --bulk_normals: the first 6 signature (fate-A) genes differ between tumour and normal ...
+BULK_MSI_MEDIAN = 0.3  # pan-cancer cohorts: MSI score (MANTIS-like scale) = 0.3 x exp(0.4 z in the planted types + 0.5 N(0,1))
+BULK_MSI_LOG_PER_SD = 0.4
+BULK_MSI_LOG_SD = 0.5
+BULK_CNV_PROBABILITIES = (0.05, 0.15, 0.6, 0.15, 0.05)  # GISTIC levels -2..2 of every signature gene, independent ...
+BULK_CNV_LOG2_PER_LEVEL = 0.8  # ... and the 7th signature gene's TPM x 2^(0.8 x level) in tumours (CNV-expression correlation)
 BULK_NORMAL_LOG2FC = 1.0  # ... by log2 fold change +1 (even positions: higher in tumours) or -1 (odd: lower); others equal
 SC_FORMATS = ("h5ad", "mtx", "h5")
 TRUTH_CELL_COLUMNS = (
