@@ -108,3 +108,44 @@ def test_cli_normal_expression_without_its_clinical_is_one_line(tmp_path, capsys
     assert main([*small_bulk_args, "--normal_expression", str(expression)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "normal_expression needs normal_clinical" in err and "normals.tsv" in err
+
+
+def test_separate_normal_cohort_read_with_the_cohorts_rules_and_compared(tmp_path, caplog):
+    """read_cohort with normal_expression/normal_clinical: a GTEx-like table (other gene order, one extra gene,
+    counts per type from a comma-separated mapping), the cohort's own in-table normals set aside (logged) and the
+    separate ones compared; the planted gene differs (FDR < 0.05), another gene's fold change equals a hand computation; the batch caveat is logged."""
+    from tmeflow.bulk.run import read_cohort
+    from tmeflow.params import defaults
+    from tmeflow.signatures import read_bundled_gmt
+
+    rng = np.random.default_rng(3)
+    genes = read_bundled_gmt("estimate")["ImmuneSignature"][:31]
+    extra, genes = genes[30], genes[:30]
+    tumours = pd.DataFrame(rng.lognormal(3, 0.3, (30, 40)), index=genes, columns=[f"T{i}" for i in range(40)])
+    tumours.index.name = "gene"
+    in_table = pd.DataFrame(rng.lognormal(3, 0.3, (30, 5)), index=genes, columns=[f"IN{i}" for i in range(5)])
+    pd.concat([tumours, in_table], axis=1).to_csv(tmp_path / "expr.tsv", sep="\t")
+    pd.DataFrame({"sample": [*tumours.columns, *in_table.columns], "cancer_type": ["A"] * 20 + ["B"] * 20 + ["A"] * 5,
+                  "sample_type": ["tumour"] * 40 + ["normal"] * 5}).to_csv(tmp_path / "clin.tsv", sep="\t", index=False)
+    normals = pd.DataFrame(rng.lognormal(3, 0.3, (31, 12)), index=genes[::-1] + [extra], columns=[f"GTEX{i}" for i in range(12)])
+    normals.loc[genes[0]] *= 4.0  # planted: lower in tumours
+    normals.index.name = "gene"
+    normals.to_csv(tmp_path / "gtex.tsv", sep="\t")
+    pd.DataFrame({"SAMPID": normals.columns, "cancer_type": ["A,B"] * 6 + ["B"] * 4 + ["LUAD"] * 2}).to_csv(
+        tmp_path / "gtex_samples.tsv", sep="\t", index=False)
+    params = {**defaults(), "bulk_values": "tpm", "normal_expression": str(tmp_path / "gtex.tsv"),
+              "normal_clinical": str(tmp_path / "gtex_samples.tsv")}
+    with caplog.at_level(logging.INFO, logger="tmeflow"):
+        cohort = read_cohort(tmp_path / "expr.tsv", tmp_path / "clin.tsv", params)
+    assert list(cohort.log_expr.columns) == list(tumours.columns) and cohort.normals_separate
+    assert {t: len(s) for t, s in cohort.normals.items()} == {"A": 6, "B": 10}
+    assert "the 5 normals of the expression table are not compared" in caplog.text and BATCH_WARNING in caplog.text
+    values = pd.concat([cohort.log_expr, cohort.normal_expr.loc[cohort.log_expr.index]], axis=1).loc[genes[:2]].T
+    table = tumour_normal_table(values, {genes[0]: "gene", genes[1]: "gene"}, cohort.types, cohort.normals).set_index(
+        ["cancer_type", "feature"])
+    planted, null = table.xs(genes[0], level="feature"), table.xs(genes[1], level="feature")
+    assert (planted["fdr"] < 0.05).all() and (planted["log2fc"] < -1).all() 
+    # the other gene's log2 FC is the hand computation on the raw tables (genes matched by name, normals by mapping)
+    hand = {t: np.log2(tumours.loc[genes[1], cols] + 1).mean() - np.log2(normals.loc[genes[1], gtex] + 1).mean()
+            for t, cols, gtex in (("A", tumours.columns[:20], normals.columns[:6]), ("B", tumours.columns[20:], normals.columns[:10]))}
+    assert np.allclose(null["log2fc"], pd.Series(hand)[null.index])
