@@ -175,24 +175,37 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
 
 @pytest.fixture(scope="module")
 def pancancer_run(tmp_path_factory):
-    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1`, then `tmeflow bulk` with its MAF."""
+    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1 --bulk_normals 10`, then `tmeflow bulk` with
+    its MAF (the 40 normals in the expression table are compared with the tumours, not analysed as tumours)."""
     import json
 
     tmp_path = tmp_path_factory.mktemp("pancancer")
     sim = tmp_path / "sim"
     assert main(["simulate", "--outdir", str(sim), "--n_cells", "300", "--n_patients", "2", "--n_genes", "1500",
                  "--n_sections", "0", "--n_bulk", "400", "--bulk_cancer_types", "4", "--bulk_planted_types", "1",
-                 "--seed", "1"]) == 0
+                 "--bulk_normals", "10", "--seed", "1"]) == 0
     truth = json.loads((sim / "truth.json").read_text())["bulk"]
     assert truth["cancer_types"]["planted"] == ["TYPE1"] and truth["cancer_types"]["null"] == ["TYPE2", "TYPE3", "TYPE4"]
     clinical = pd.read_csv(sim / "bulk" / "clinical.tsv", sep="\t")
-    assert clinical["cancer_type"].value_counts().to_dict() == {f"TYPE{k}": 100 for k in range(1, 5)}
+    assert clinical["cancer_type"].value_counts().to_dict() == {f"TYPE{k}": 110 for k in range(1, 5)}
+    assert clinical["sample_type"].value_counts().to_dict() == {"tumour": 400, "normal": 40}
+    assert clinical.loc[clinical["sample_type"] == "normal", "os_time"].isna().all()
     gmt = sim / "fate_a.gmt"
     gmt.write_text("FATE_A\tplanted\t" + "\t".join(truth["signature_genes"]) + "\n")
+    # gene-level methylation of the signature genes: the 8th gene's beta falls with its expression, the others random
+    expression = pd.read_csv(sim / "bulk" / "expression.tsv", sep="\t", index_col=0).filter(like="BULK")
+    rng = np.random.default_rng(0)
+    beta = pd.DataFrame(rng.uniform(0.1, 0.9, (len(truth["signature_genes"]), expression.shape[1])),
+                        index=pd.Index(truth["signature_genes"], name="gene"), columns=expression.columns)
+    level = np.log2(expression.loc[truth["signature_genes"][7]] + 1)
+    beta.iloc[7] = 1 / (1 + np.exp((level - level.mean()) / level.std() + 0.5 * rng.normal(size=expression.shape[1])))
+    beta.round(4).to_csv(tmp_path / "methylation.csv")
     out = tmp_path / "out"
     assert main(["bulk", "--expression", str(sim / "bulk" / "expression.tsv"), "--clinical", str(sim / "bulk" / "clinical.tsv"),
                  "--signatures", str(gmt), "--sample", "PAN", "--outdir", str(out), "--bulk_values", "tpm",
-                 "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf")]) == 0
+                 "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf"),
+                 "--msi", str(sim / "bulk" / "msi.tsv"), "--copy_number", str(sim / "bulk" / "cnv_thresholded.tsv"),
+                 "--methylation", str(tmp_path / "methylation.csv")]) == 0
     return out
 
 
@@ -220,6 +233,56 @@ def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
     assert summary["cancer_types"] == {f"TYPE{k}": {"n": 100, "analysed": True} for k in range(1, 5)}
 
 
+def test_simulated_normals_compared_per_cancer_type_end_to_end(pancancer_run):
+    """The simulated in-table normals (sample_type column): left out of the tumour analyses, compared per cancer
+    type; the 6 planted genes are found in every type (FDR < 0.05, right sign) and no null signature gene is."""
+    import json
+
+    out = pancancer_run
+    truth = json.loads((out.parent / "sim" / "truth.json").read_text())["bulk"]["normals"]
+    planted = truth["genes_log2fc_tumour_vs_normal"]
+    table = pd.read_csv(out / "PAN.bulk_tumour_normal.tsv", sep="\t")
+    genes = table[table["kind"] == "gene"]
+    assert set(genes["cancer_type"]) == {f"TYPE{k}" for k in range(1, 5)}
+    assert (genes["n_tumour"] == 100).all() and (genes["n_normal"] == 10).all()
+    hit = genes["feature"].isin(list(planted))
+    assert hit.sum() == 6 * 4 and (genes.loc[hit, "fdr"] < 0.05).all()
+    assert (np.sign(genes.loc[hit, "log2fc"]) == genes.loc[hit, "feature"].map(planted)).all()
+    assert (genes.loc[~hit, "fdr"] < 0.05).mean() <= 0.05
+    assert set(table.loc[table["kind"] == "score", "feature"]) == {"FATE_A"}
+    summary = json.loads((out / "PAN.bulk_summary.json").read_text())
+    assert summary["samples"] == 400 and summary["tumour_normal"]["normals"] == {f"TYPE{k}": 10 for k in range(1, 5)}
+    assert summary["tumour_normal"]["caveat"] is None
+    for name in ("bulk_tumour_normal_heatmap.png", "bulk_tumour_normal_scores.png"):
+        assert (out / f"PAN.{name}").stat().st_size > 0
+
+
+def test_simulated_msi_cnv_and_methylation_end_to_end(pancancer_run):
+    """`tmeflow bulk --msi --copy_number --methylation` on the simulated pan-cancer cohort: the planted score-MSI
+    correlation (TYPE1), the CNV-driven gene (every type) and the methylation-silenced gene (every type) are found
+    at pan-cancer FDR < 0.05; CNV frequencies follow the simulated GISTIC level probabilities."""
+    import json
+
+    out = pancancer_run
+    truth = json.loads((out.parent / "sim" / "truth.json").read_text())["bulk"]
+    msi = pd.read_csv(out / "PAN.bulk_msi_correlation.tsv", sep="\t")
+    fate = msi[msi["feature"] == "FATE_A"].set_index("cancer_type")
+    assert fate.loc["TYPE1", "pancancer_fdr"] < 0.05 and fate.loc["TYPE1", "rho"] > 0.2
+    cnv = pd.read_csv(out / "PAN.bulk_cnv_expression.tsv", sep="\t")
+    hit = cnv["feature"] == truth["cancer_types"]["cnv_gene"]
+    assert hit.sum() == 4 and (cnv.loc[hit, "pancancer_fdr"] < 0.05).all() and (cnv.loc[~hit, "pancancer_fdr"] < 0.05).mean() <= 0.05
+    frequency = pd.read_csv(out / "PAN.bulk_cnv_frequency.tsv", sep="\t")
+    assert (frequency["n"] == 100).all() and abs(frequency["gain"].mean() - 0.2) < 0.02 and abs(frequency["loss"].mean() - 0.2) < 0.02
+    methylation = pd.read_csv(out / "PAN.bulk_methylation_expression.tsv", sep="\t")
+    silenced = methylation["feature"] == truth["signature_genes"][7]
+    assert (methylation.loc[silenced, "pancancer_fdr"] < 0.05).all() and (methylation.loc[silenced, "rho"] < -0.5).all()
+    assert (methylation.loc[~silenced, "pancancer_fdr"] < 0.05).mean() <= 0.05
+    summary = json.loads((out / "PAN.bulk_summary.json").read_text())
+    assert summary["samples_with"] == {"msi": 400, "cnv": 400, "methylation": 400}
+    for name in ("bulk_msi_correlation.png", "bulk_tmb_msi_radar.png", "bulk_cnv_frequency.png", "bulk_molecular_correlation.png"):
+        assert (out / f"PAN.{name}").stat().st_size > 0
+
+
 def test_simulate_pancancer_settings_are_checked():
     from pathlib import Path
 
@@ -240,8 +303,9 @@ def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_pa
     assert main(["report", "--input_dir", str(pancancer_run), "--outdir", str(outdir)]) == 0
     html = (outdir / "multiqc_report.html").read_text()
     assert 'id="tmeflow_step_pancancer"' in html
-    figures = [p for p in pancancer_run.glob("*.png") if "pancancer" in p.name or "tmb" in p.name]
-    assert len(figures) == 3
+    figures = [p for p in pancancer_run.glob("*.png")
+               if any(k in p.name for k in ("pancancer", "tmb", "tumour_normal", "msi", "cnv", "molecular"))]
+    assert len(figures) == 9
     for figure in figures:
         assert re.search("tmeflow_figure_" + re.escape(figure.stem.lower().replace(".", "_")), html), figure.name
     assert "tmeflow_bulk_pancancer_PAN" in html

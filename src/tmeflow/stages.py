@@ -276,6 +276,9 @@ STAGES: tuple[Stage, ...] = (
                    help="Cancer types of a pan-cancer bulk cohort (clinical column cancer_type, samples dealt round-robin); 0 for one cohort (default: 0)."),
             option("--bulk_planted_types", type=int, default=1,
                    help="With --bulk_cancer_types: the first this many types carry the score-survival effect (--bulk_beta), the others none (default: 1)."),
+            option("--bulk_normals", type=int, default=0,
+                   help="Normal samples per cancer type (or for the one cohort) in the bulk expression table (clinical column sample_type), "
+                        "with a planted tumour-normal difference in the first 6 signature genes (default: 0)."),
             option("--doublet_rate", type=float, default=0.0, help="Fraction of heterotypic doublets (default: 0)."),
             option("--low_quality_rate", type=float, default=0.0, help="Fraction of low-quality cells (default: 0)."),
             option("--sc_format", default="h5ad", choices=["h5ad", "mtx", "h5"], help="scRNA output: h5ad, 10x mtx folder or 10x h5 (default: h5ad)."),

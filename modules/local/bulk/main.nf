@@ -11,6 +11,11 @@ process BULK {
     path signatures         // user gene sets, GMT file(s) (params.signatures); [] for none
     path probe_annotation   // probe -> gene symbol table for probe IDs; [] for none
     path maf                // somatic mutations (GDC MAF) for TMB; [] for none
+    path normal_expression  // separate normal-tissue cohort (e.g. GTEx); [] for none
+    path normal_clinical    // its sample table with the cancer-type mapping column; [] for none
+    path msi                // MSI scores per sample; [] for none
+    path copy_number        // gene-level GISTIC-style thresholded copy number; [] for none
+    path methylation        // gene-level methylation beta values; [] for none
 
     output:
     tuple val(meta), path("${meta.id}.bulk_*.tsv")       , emit: tables
@@ -28,6 +33,11 @@ process BULK {
     def signatures_arg = signatures ? "--signatures ${signatures}" : ''
     def probes_arg = probe_annotation ? "--probe_annotation ${probe_annotation}" : ''
     def maf_arg = maf ? "--maf ${maf}" : ''
+    def normal_expression_arg = normal_expression ? "--normal_expression ${normal_expression}" : ''
+    def normal_clinical_arg = normal_clinical ? "--normal_clinical ${normal_clinical}" : ''
+    def msi_arg = msi ? "--msi ${msi}" : ''
+    def copy_number_arg = copy_number ? "--copy_number ${copy_number}" : ''
+    def methylation_arg = methylation ? "--methylation ${methylation}" : ''
     """
     tmeflow bulk \\
         --expression ${expression} \\
@@ -36,6 +46,11 @@ process BULK {
         ${signatures_arg} \\
         ${probes_arg} \\
         ${maf_arg} \\
+        ${normal_expression_arg} \\
+        ${normal_clinical_arg} \\
+        ${msi_arg} \\
+        ${copy_number_arg} \\
+        ${methylation_arg} \\
         --sample ${meta.id} \\
         --outdir . \\
         ${args}

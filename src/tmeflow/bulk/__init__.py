@@ -29,7 +29,9 @@ Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolut
 markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
 :mod:`.pancancer` (per-cancer-type survival and correlations, when the clinical table has a cancer-type
 column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.response`
-(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.molecular` (MSI, CNV and methylation tables: score-MSI
+and CNV/methylation-expression correlations, CNV frequencies, radar plots), :mod:`.normals` (tumour vs normal per cancer type, normals from the
+same table or a separate normal cohort), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ from .pancancer import (  # noqa: F401
     focus_features,
     plot_pancancer_forest,
     plot_pancancer_heatmap,
+    value_correlations,
+    plot_value_correlation,
+    plot_radar,
     run_pancancer,
     write_pancancer,
 )
@@ -95,6 +100,27 @@ from .regulators import (  # noqa: F401
     immunomodulator_genes,
     regulator_correlations,
     plot_regulator_heatmap,
+)
+from .normals import (  # noqa: F401
+    sample_states,
+    read_normal_cohort,
+    in_table_normals,
+    signature_genes,
+    tumour_normal_table,
+    run_tumour_normal,
+    plot_tumour_normal_heatmap,
+    plot_tumour_normal_scores,
+    write_tumour_normal,
+)
+from .molecular import (  # noqa: F401
+    read_msi,
+    read_gene_table,
+    cnv_frequency,
+    gene_correlations,
+    run_molecular,
+    plot_cnv_frequency,
+    plot_gene_correlations,
+    write_molecular,
 )
 from .run import (  # noqa: F401
     _gene_sets,

@@ -31,8 +31,7 @@ import pandas as pd
 
 from ..errors import TmeflowInputError
 from ..log import get_logger
-from ..plotting import pyplot
-from .pancancer import correlation_per_type
+from .pancancer import plot_value_correlation, value_correlations
 
 logger = get_logger(__package__)
 
@@ -80,8 +79,9 @@ def _normalise(barcode: str) -> str:
     return dashed if TCGA_BARCODE.match(dashed) else text
 
 
-def match_barcodes(barcodes: pd.Index, samples: pd.Index, source: Path) -> tuple[dict[str, str], str]:
-    """MAF barcode -> cohort sample, and the rule used (module docstring). Raises when ambiguous."""
+def match_barcodes(barcodes: pd.Index, samples: pd.Index, source: Path, what: str = "MAF") -> tuple[dict[str, str], str]:
+    """Barcode of a ``what`` table (MAF, CNV, methylation, MSI) -> cohort sample, and the rule used (module
+    docstring). Raises when ambiguous."""
     barcodes = pd.Index(pd.unique(barcodes))
     candidates = [(None, "exact")] + list(LEVELS)
     best, best_rule, best_n = {}, "exact", -1
@@ -103,7 +103,7 @@ def match_barcodes(barcodes: pd.Index, samples: pd.Index, source: Path) -> tuple
         by_sample.setdefault(sample, []).append(barcode)
     for sample, found in by_sample.items():
         if len(found) > 1:
-            raise TmeflowInputError(f"MAF barcodes {', '.join(sorted(found)[:3])} all match cohort sample {sample} "
+            raise TmeflowInputError(f"{what} barcodes {', '.join(sorted(found)[:3])} all match cohort sample {sample} "
                                     f"({best_rule}); keep one aliquot per sample", file=source, sample=sample)
     return best, best_rule
 
@@ -143,43 +143,10 @@ def tumour_mutational_burden(maf: pd.DataFrame, samples: pd.Index, capture_mb: f
 
 def tmb_correlations(features: pd.DataFrame, kinds: dict[str, str], tmb: pd.Series, types: pd.Series | None,
                      min_samples: int) -> pd.DataFrame:
-    """Spearman rho of every score (not ESTIMATE scores or fractions) with TMB per cancer type (types with at
-    least ``min_samples`` samples with a TMB; the whole cohort as ``all`` without a cancer-type column).
-    ``fdr``: BH within the type across features; ``pancancer_fdr``: BH across types of each feature."""
-    tmb = tmb.dropna()
-    columns = [c for c in features.columns if kinds[c] not in ("estimate", "fraction")]
-    groups = (types if types is not None else pd.Series("all", index=features.index)).loc[tmb.index].dropna()
-    sizes = groups.value_counts()
-    analysed = sorted(sizes.index[sizes >= min_samples])
-    for skipped in sorted(sizes.index[sizes < min_samples]):
-        logger.info("TMB correlation: %s skipped: %d samples with a TMB < pancancer_min_samples=%d", skipped, sizes[skipped], min_samples)
-    if not analysed:
-        return pd.DataFrame()
-    table = correlation_per_type(features.loc[groups.index, columns], tmb.loc[groups.index].to_frame("TMB"), groups, analysed)
-    table.insert(2, "kind", table["feature"].map(kinds))
-    return table
+    """Spearman rho of every score with TMB per cancer type (:func:`tmeflow.bulk.pancancer.value_correlations`)."""
+    return value_correlations(features, kinds, tmb, types, min_samples, "TMB")
 
 
 def plot_tmb_correlation(table: pd.DataFrame, features: list[str]):
     """Bars of the Spearman rho of each focus score with TMB per cancer type; * marks pan-cancer FDR < 0.05."""
-    plt = pyplot()
-    sub = table[table["feature"].isin(features)]
-    shown = [f for f in features if f in set(sub["feature"])]
-    types = sorted(sub["cancer_type"].unique())
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(types) * max(1, len(shown)) + 2), 3.6))
-    width = 0.8 / max(1, len(shown))
-    for j, feature in enumerate(shown):
-        part = sub[sub["feature"] == feature].set_index("cancer_type").reindex(types)
-        x = np.arange(len(types)) + j * width
-        ax.bar(x, part["rho"].to_numpy(dtype=float), width=width, label=feature)
-        for xi, rho, fdr in zip(x, part["rho"], part["pancancer_fdr"]):
-            if fdr < 0.05:
-                ax.text(xi, rho + (0.02 if rho >= 0 else -0.08), "*", ha="center", fontsize=9)
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_xticks(np.arange(len(types)) + 0.4 - width / 2)
-    ax.set_xticklabels(types, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("Spearman rho with TMB")
-    ax.set_ylim(-1, 1)
-    ax.legend(fontsize=6, frameon=False)
-    fig.tight_layout()
-    return fig
+    return plot_value_correlation(table, features, "TMB")

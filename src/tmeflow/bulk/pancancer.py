@@ -151,6 +151,27 @@ def focus_features(kinds: dict[str, str]) -> list[str]:
     return focus or list(kinds)
 
 
+def value_correlations(features: pd.DataFrame, kinds: dict[str, str], values: pd.Series, types: pd.Series | None,
+                       min_samples: int, label: str) -> pd.DataFrame:
+    """Spearman rho of every score (not ESTIMATE scores or fractions) with one per-sample value (TMB, MSI score)
+    per cancer type (types with at least ``min_samples`` samples with a value; the whole cohort as ``all``
+    without a cancer-type column); ``target`` is ``label``. ``fdr``: BH within the type across features;
+    ``pancancer_fdr``: BH across types of each feature."""
+    values = values.dropna()
+    columns = [c for c in features.columns if kinds[c] not in ("estimate", "fraction")]
+    groups = (types if types is not None else pd.Series("all", index=features.index)).reindex(values.index).dropna()
+    sizes = groups.value_counts()
+    analysed = sorted(sizes.index[sizes >= min_samples])
+    for skipped in sorted(sizes.index[sizes < min_samples]):
+        logger.info("%s correlation: %s skipped: %d samples with a %s < pancancer_min_samples=%d", label, skipped, sizes[skipped],
+                    label, min_samples)
+    if not analysed:
+        return pd.DataFrame()
+    table = correlation_per_type(features.loc[groups.index, columns], values.loc[groups.index].to_frame(label), groups, analysed)
+    table.insert(2, "kind", table["feature"].map(kinds))
+    return table
+
+
 # --------------------------------------------------------------------------------------------------
 # Figures
 
@@ -229,6 +250,59 @@ def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
     width = 0.35 * len(shown) + 1.2
     return rho_figure([(target, sub[sub["target"] == target]) for target in targets], ("cancer_type", types), ("feature", shown),
                       figsize=(width * len(targets) + 2.5, 0.3 * len(types) + 3), fontsizes=(7, 8, 8), shrink=0.8)
+
+
+def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str):
+    """Bars of the Spearman rho of each focus score with ``label`` (TMB, MSI) per cancer type; * marks pan-cancer
+    FDR < 0.05."""
+    plt = pyplot()
+    sub = table[table["feature"].isin(features)]
+    shown = [f for f in features if f in set(sub["feature"])]
+    types = sorted(sub["cancer_type"].unique())
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(types) * max(1, len(shown)) + 2), 3.6))
+    width = 0.8 / max(1, len(shown))
+    for j, feature in enumerate(shown):
+        part = sub[sub["feature"] == feature].set_index("cancer_type").reindex(types)
+        x = np.arange(len(types)) + j * width
+        ax.bar(x, part["rho"].to_numpy(dtype=float), width=width, label=feature)
+        for xi, rho, fdr in zip(x, part["rho"], part["pancancer_fdr"]):
+            if fdr < 0.05:
+                ax.text(xi, rho + (0.02 if rho >= 0 else -0.08), "*", ha="center", fontsize=9)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(np.arange(len(types)) + 0.4 - width / 2)
+    ax.set_xticklabels(types, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(f"Spearman rho with {label}")
+    ax.set_ylim(-1, 1)
+    ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_radar(tables: dict[str, pd.DataFrame], features: list[str]):
+    """Radar plots (one per focus score, up to 4): Spearman rho with each of ``tables``' values (e.g. TMB and MSI)
+    on spokes, one per cancer type, as pan-cancer signature papers draw them; filled markers: pan-cancer FDR < 0.05."""
+    plt = pyplot()
+    shown = [f for f in features if any(f in set(t["feature"]) for t in tables.values())][:4]
+    types = sorted(set().union(*(set(t["cancer_type"]) for t in tables.values())))
+    angles = np.linspace(0, 2 * np.pi, len(types), endpoint=False)
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.6 * max(1, len(shown)), 3.8), subplot_kw={"projection": "polar"},
+                             squeeze=False)
+    for ax, feature in zip(axes[0], shown):
+        for (label, table), colour in zip(tables.items(), ("#b2182b", "#2166ac", "#1b7837")):
+            part = table[table["feature"] == feature].set_index("cancer_type").reindex(types)
+            rho = part["rho"].to_numpy(dtype=float)
+            ax.plot(np.append(angles, angles[0]), np.append(rho, rho[0]), color=colour, lw=1.2, label=label)
+            significant = (part["pancancer_fdr"] < 0.05).to_numpy()
+            ax.scatter(angles, rho, s=14, color=np.where(significant, colour, "white"), edgecolors=colour, zorder=3)
+        ax.set_xticks(angles)
+        ax.set_xticklabels(types, fontsize=6)
+        ax.set_ylim(-1, 1)
+        ax.set_yticks([-0.5, 0, 0.5])
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_title(feature, fontsize=8)
+        ax.legend(fontsize=6, frameon=False, loc="lower right", bbox_to_anchor=(1.25, -0.1))
+    fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------------------------------

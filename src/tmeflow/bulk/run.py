@@ -19,7 +19,7 @@ from ..signatures import filter_gene_sets, map_gene_sets, read_bundled_gmt, read
 from ..stats import bh_fdr
 from ..text import slug
 from ..survival import logistic_regression
-from .reading import detect_id_type, map_identifiers, read_clinical, read_expression, read_probe_annotation, transform_values
+from .reading import MIN_MATCHED_SAMPLES, detect_id_type, map_identifiers, read_clinical, read_expression, read_probe_annotation, transform_values
 from .deconvolution import deconvolve_nnls, marker_genes, reference_profiles, spearman_table
 from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
 from .plots import _survival_plots, correlation_heatmap
@@ -27,6 +27,8 @@ from .pancancer import cancer_types, focus_features, run_pancancer, write_pancan
 from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
 from .response import plot_response_roc, response_status, response_table
 from .regulators import plot_regulator_heatmap, regulator_correlations
+from .molecular import read_gene_table, read_msi, run_molecular, write_molecular
+from .normals import BATCH_WARNING, signature_genes, in_table_normals, read_normal_cohort, run_tumour_normal, sample_states, write_tumour_normal
 
 
 logger = get_logger(__package__)
@@ -61,17 +63,50 @@ def _gene_sets(params: dict[str, Any], signatures: list[Path], genes: pd.Index, 
     return sets, kinds
 
 
+def _read_table(expression: Path, clinical_path: Path, params: dict[str, Any], probe_map: pd.Series | None):
+    """An expression table and its clinical table read with the cohort's rules: (clinical, log2 expression,
+    linear expression, identifier summary); used for the cohort and for a separate normal cohort."""
+    clin = read_clinical(clinical_path)
+    raw = read_expression(expression, clin.index)
+    clin = clin.loc[raw.columns]
+    id_type = detect_id_type(raw.index, params["bulk_id_type"], probe_map is not None)
+    mapped, id_summary = map_identifiers(raw, id_type, params["bulk_species"], probe_map, expression)
+    log_expr, linear = transform_values(mapped, params["bulk_values"], params["bulk_max_missing"], expression)
+    return clin, log_expr, linear, id_summary
+
+
 def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -> SimpleNamespace:
     """Read and check a bulk cohort's inputs (sample matching, identifiers, values, endpoints and their
     event coding, covariates, node column, bulk_genes); every check runs before anything is written,
     and ``tmeflow run`` calls this for every bulk row before its first stage."""
-    clin = read_clinical(clinical_path)
-    raw = read_expression(expression, clin.index)
-    clin = clin.loc[raw.columns]
+    if bool(params.get("normal_expression")) != bool(params.get("normal_clinical")):
+        given, missing = ("normal_expression", "normal_clinical") if params.get("normal_expression") else ("normal_clinical", "normal_expression")
+        raise TmeflowInputError(f"{given} needs {missing} (the normal cohort's expression and its sample table, with a "
+                                "cancer_type column when the cohort has cancer types)", file=params[given])
     probe_map = read_probe_annotation(params["probe_annotation"]) if params.get("probe_annotation") else None
-    id_type = detect_id_type(raw.index, params["bulk_id_type"], probe_map is not None)
-    mapped, id_summary = map_identifiers(raw, id_type, params["bulk_species"], probe_map, expression)
-    log_expr, linear = transform_values(mapped, params["bulk_values"], params["bulk_max_missing"], expression)
+    clin, log_expr, linear, id_summary = _read_table(expression, clinical_path, params, probe_map)
+    types = cancer_types(clin, params["cancer_type_column"], clinical_path)
+    states = sample_states(clin, params["sample_type_column"], clinical_path)
+    normal_expr, normals = None, {}
+    if states is not None:
+        tumours = states.index[states == "tumour"]
+        if (states == "normal").any():
+            normal_expr, normals = log_expr.loc[:, states == "normal"], in_table_normals(states, types)
+        if len(tumours) < len(states):
+            logger.info("%d normal and %d other non-tumour sample(s) left out of the tumour analyses", int((states == "normal").sum()),
+                        int(states.isna().sum()))
+            if len(tumours) < MIN_MATCHED_SAMPLES:
+                raise TmeflowInputError(f"only {len(tumours)} tumour samples (at least {MIN_MATCHED_SAMPLES} are needed)",
+                                        file=clinical_path)
+            clin, log_expr, linear = clin.loc[tumours], log_expr[tumours], linear[tumours]
+            types = None if types is None else types.loc[tumours]
+    if params.get("normal_expression"):
+        if normals:
+            logger.info("the %d normals of the expression table are not compared: the separate normal cohort is",
+                        sum(len(s) for s in normals.values()))
+        normal_expr, normals = read_normal_cohort(
+            Path(params["normal_expression"]), Path(params["normal_clinical"]), types, params,
+            lambda path, clinical: _read_table(path, clinical, params, probe_map)[:2])
 
     endpoints = detect_endpoints(clin, params["survival_columns"], params["survival_endpoints"])
     survs = {name: survival_frame(clin, name, cols, clinical_path) for name, cols in endpoints.items()}
@@ -83,14 +118,18 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
     missing = [g for g in genes if g not in log_expr.index]
     if missing:
         raise TmeflowInputError(f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression)
-    types = cancer_types(clin, params["cancer_type_column"], clinical_path)
     tmb = None
     if params.get("maf"):
         maf_path = Path(params["maf"])
         tmb = tumour_mutational_burden(read_maf(maf_path), clin.index, params["tmb_capture_mb"], maf_path)
+    msi = read_msi(params["msi"], clin.index) if params.get("msi") else None
+    cnv = read_gene_table(params["copy_number"], clin.index, "CNV") if params.get("copy_number") else None
+    methylation = read_gene_table(params["methylation"], clin.index, "methylation") if params.get("methylation") else None
     response = response_status(clin, params["response_column"], clinical_path)
     return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
-                           survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response)
+                           survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response,
+                           msi=msi, cnv=cnv, methylation=methylation, normal_expr=normal_expr, normals=normals,
+                           normals_separate=bool(params.get("normal_expression")))
 
 
 def run_bulk(
@@ -193,12 +232,23 @@ def run_bulk(
     if cohort.tmb is not None:
         tmb_corr = tmb_correlations(features, feature_kind, cohort.tmb["tmb"], cohort.types, params["pancancer_min_samples"])
 
+    molecular = {}
+    if cohort.msi is not None or cohort.cnv is not None or cohort.methylation is not None:
+        with timed(logger, "MSI, CNV and methylation analyses"):
+            molecular = run_molecular(cohort, features, feature_kind, signature_genes(sets, kinds, genes), params["pancancer_min_samples"])
+
     response = None
     if cohort.response is not None:
         response = response_table(features, feature_kind, cohort.response)
 
     focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
     regulators = regulator_correlations(features, focus, log_expr, cohort.types, params["pancancer_min_samples"], species)
+
+    tumour_normal = None
+    if cohort.normals:
+        with timed(logger, "tumour vs normal per cancer type"):
+            tumour_normal = run_tumour_normal(log_expr, cohort.normal_expr, cohort.normals, cohort.types, sets, kinds, genes,
+                                              focus, params)
 
     correlations = None
     if estimate is not None:
@@ -254,6 +304,8 @@ def run_bulk(
         written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
     if pancancer is not None:
         written += write_pancancer(pancancer, outdir, prefix, sample, cohort_id)
+    if tumour_normal is not None and len(tumour_normal[0]):
+        written += write_tumour_normal(*tumour_normal, cohort.types, cohort.normals, outdir, prefix)
     if len(regulators):
         written.append(write_table(regulators, outdir / f"{prefix}bulk_immunomodulators.tsv"))
         written.append(save_figure(plot_regulator_heatmap(regulators, focus), outdir / f"{prefix}bulk_immunomodulators.png"))
@@ -266,6 +318,9 @@ def run_bulk(
         if len(tmb_corr):
             written.append(write_table(tmb_corr, outdir / f"{prefix}bulk_tmb_correlation.tsv"))
             written.append(save_figure(plot_tmb_correlation(tmb_corr, focus), outdir / f"{prefix}bulk_tmb_correlation.png"))
+
+    if molecular or (tmb_corr is not None and len(tmb_corr)):
+        written += write_molecular(molecular, tmb_corr, focus, outdir, prefix)
 
     summary = {
         "version": __version__,
@@ -288,6 +343,14 @@ def run_bulk(
         "response": None if cohort.response is None else {
             "responders": int((cohort.response == 1).sum()), "non_responders": int((cohort.response == 0).sum()),
             "method": "Wilcoxon rank-sum, ROC AUC with DeLong 95% CI, BH across features"},
+        "tumour_normal": None if not cohort.normals else {
+            "normals": {t: len(s) for t, s in sorted(cohort.normals.items())},
+            "source": "separate normal cohort (normal_expression)" if cohort.normals_separate else "the cohort's expression table",
+            "caveat": BATCH_WARNING if cohort.normals_separate else None,
+            "method": "Wilcoxon rank-sum tumour vs normal per cancer type, BH across types x genes (or scores)"},
+        "samples_with": {name: None if table is None else int(table.notna().to_frame().any(axis=1).sum() if table.ndim == 1
+                                                               else table.notna().any(axis=1).sum())
+                         for name, table in (("msi", cohort.msi), ("cnv", cohort.cnv), ("methylation", cohort.methylation))},
         "cancer_types": None if pancancer is None else {
             row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])} for _, row in pancancer["types"].iterrows()},
         "methods": {

@@ -55,7 +55,11 @@ Bulk
     pan-cancer: a ``cancer_type`` column (``TYPE1``..``TYPEK``, dealt round-robin) and the score-survival
     effect only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others), and a MAF
     (``bulk/mutations.maf``) whose non-synonymous counts rise with z in the planted types only (score-TMB
-    correlation).
+    correlation), an MSI table (``bulk/msi.tsv``, rising with z in the planted types) and GISTIC-style thresholded
+    copy number of the signature genes (``bulk/cnv_thresholded.tsv``; the 7th gene's expression follows its copy
+    number, the others are independent). ``--bulk_normals N`` adds N normal samples per type (``NORMAL0001``..., clinical column
+    ``sample_type``, no survival) drawn from the same mixture model with the first 6 fate-A genes shifted by
+    log2 fold change +-1 (tumour / normal; listed in truth.json), every other gene null.
 
 All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
 model / single-cell / spatial / bulk streams). Cells are generated one sample at a time, in blocks
@@ -210,6 +214,11 @@ from .cohort import (  # noqa: F401
     _survival,
     cancer_type_labels,
     planted_types,
+    normal_de_genes,
+    simulate_normals,
+    simulate_msi,
+    cnv_gene,
+    simulate_cnv,
     sample_beta,
     simulate_maf,
     simulate_bulk,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io import atomic_path, write_table
 from ..log import get_logger
-from .settings import BULK_CAPTURE_MB, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
+from .settings import BULK_CAPTURE_MB, BULK_CNV_LOG2_PER_LEVEL, BULK_CNV_PROBABILITIES, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD, BULK_MSI_MEDIAN, BULK_NORMAL_DE_GENES, BULK_NORMAL_LOG2FC, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
 from .model import Model
 from .singlecell import _composition
 
@@ -27,12 +27,16 @@ def signature_score(expression: pd.DataFrame, genes: list[str]) -> pd.Series:
     return (score - score.mean()) / score.std(ddof=0)
 
 
-def _bulk_expression(model: Model, n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ids = [f"BULK{i + 1:04d}" for i in range(n)]
+def _bulk_expression(model: Model, n: int, rng: np.random.Generator, platform: np.ndarray | None = None,
+                     prefix: str = "BULK") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """TPM of ``n`` mixed samples and their truth; ``platform`` (gene-wise assay factors, drawn when None) is
+    kept in ``truth.attrs["platform"]`` so that more samples of the same assay (normals) can share it."""
+    ids = [f"{prefix}{i + 1:04d}" for i in range(n)]
     proportions = rng.dirichlet(_composition("primary") * 10.0 + 0.05, size=n)
     fate_a = rng.beta(2.0, 2.0, size=n)
     malignant = model.type_index(MALIGNANT)
-    platform = rng.lognormal(0.0, BULK_PLATFORM_SD, size=model.profiles.shape[1])
+    if platform is None:
+        platform = rng.lognormal(0.0, BULK_PLATFORM_SD, size=model.profiles.shape[1])
     tpm = np.empty((n, model.profiles.shape[1]))
     for i in range(n):
         profiles = model.profiles.copy()
@@ -45,6 +49,7 @@ def _bulk_expression(model: Model, n: int, rng: np.random.Generator) -> tuple[pd
     truth = pd.DataFrame(proportions, index=ids, columns=CELL_TYPES)
     truth.index.name = "sample"
     truth["true_fate_A_fraction"] = fate_a
+    truth.attrs["platform"] = platform
     return expression, truth
 
 
@@ -91,6 +96,51 @@ def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.ran
     return maf
 
 
+def simulate_msi(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
+    """MSI score per tumour (``sample``, ``msi_score``): ``BULK_MSI_MEDIAN`` x exp(``BULK_MSI_LOG_PER_SD`` x z in the
+    planted types + ``BULK_MSI_LOG_SD`` x N(0, 1)): a score-MSI correlation in the planted types only."""
+    planted = np.isin(types, planted_types(config))
+    log_score = np.where(planted, BULK_MSI_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_MSI_LOG_SD * rng.normal(size=len(z))
+    return pd.DataFrame({"sample": z.index, "msi_score": np.round(BULK_MSI_MEDIAN * np.exp(log_score), 4)})
+
+
+def cnv_gene(model: Model) -> str:
+    """The signature gene whose copy number drives its expression (the first one without a tumour-normal difference)."""
+    return model.programmes["fate_A"][BULK_NORMAL_DE_GENES]
+
+
+def simulate_cnv(expression: pd.DataFrame, model: Model, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GISTIC-style thresholded copy number (-2..2, probabilities ``BULK_CNV_PROBABILITIES``, independent per gene and
+    tumour) of the signature genes, as GISTIC2's ``all_thresholded.by_genes`` (Gene Symbol, Locus ID, Cytoband,
+    samples); returns (table, expression with :func:`cnv_gene`'s TPM x 2^(``BULK_CNV_LOG2_PER_LEVEL`` x level))."""
+    genes = model.programmes["fate_A"]
+    levels = rng.choice(np.arange(-2, 3), size=(len(genes), expression.shape[1]), p=BULK_CNV_PROBABILITIES)
+    table = pd.DataFrame(levels, index=pd.Index(genes, name="Gene Symbol"), columns=expression.columns)
+    expression = expression.copy()
+    gene = cnv_gene(model)
+    expression.loc[gene] = np.round(expression.loc[gene] * 2.0 ** (BULK_CNV_LOG2_PER_LEVEL * table.loc[gene]), 3)
+    table.insert(0, "Locus ID", np.arange(1, len(genes) + 1))
+    table.insert(1, "Cytoband", "1p36.33")
+    return table, expression
+
+
+def normal_de_genes(model: Model) -> dict[str, float]:
+    """The planted tumour-normal differences: the first ``BULK_NORMAL_DE_GENES`` signature (fate-A) genes, log2
+    fold change tumour / normal ``+BULK_NORMAL_LOG2FC`` (even positions) or ``-BULK_NORMAL_LOG2FC`` (odd)."""
+    genes = model.programmes["fate_A"][:BULK_NORMAL_DE_GENES]
+    return {gene: BULK_NORMAL_LOG2FC * (1.0 if k % 2 == 0 else -1.0) for k, gene in enumerate(genes)}
+
+
+def simulate_normals(model: Model, n: int, platform: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """``n`` normal samples (TPM, genes x samples, ``NORMAL0001``...): drawn from the tumours' mixture model on
+    the tumours' assay (``platform``), then each gene of :func:`normal_de_genes` divided by 2^log2fc (not
+    renormalised); every other gene has the tumours' distribution: a null gene of the tumour-normal test."""
+    expression, _ = _bulk_expression(model, n, rng, platform=platform, prefix="NORMAL")
+    for gene, log2fc in normal_de_genes(model).items():
+        expression.loc[gene] = np.round(expression.loc[gene] * 2.0 ** -log2fc, 3)
+    return expression
+
+
 def _survival(z: pd.Series, beta: float | np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     n = len(z)
     baseline = math.log(2) / BULK_MEDIAN_SURVIVAL_DAYS
@@ -124,10 +174,30 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
     z = signature_score(expression, model.programmes["fate_A"])
     types = cancer_type_labels(config.n_bulk, config.bulk_cancer_types) if config.bulk_cancer_types else None
     clinical = _survival(z, sample_beta(types, config), rng)
-    maf = None
+    maf = msi = cnv = None
     if types is not None:
         clinical.insert(1, "cancer_type", types)
         maf = simulate_maf(z, types, config, rng)
+    if types is not None:  # drawn after everything else, so the rest of the cohort is unchanged
+        msi = simulate_msi(z, types, config, rng)
+        cnv, expression = simulate_cnv(expression, model, rng)
+    normal_summary = None
+    if config.bulk_normals:
+        groups = sorted(set(types), key=lambda t: int(t[4:])) if types is not None else [None]
+        normals = simulate_normals(model, config.bulk_normals * len(groups), proportions.attrs["platform"], rng)
+        expression = pd.concat([expression, normals], axis=1)
+        extra = pd.DataFrame({"sample": normals.columns, "sample_type": "normal"})
+        if types is not None:
+            extra.insert(1, "cancer_type", np.repeat(groups, config.bulk_normals))
+        clinical.insert(1, "sample_type", "tumour")
+        clinical = pd.concat([clinical.astype({c: "Int64" for c in ("os_time", "os_event", "age", "n_stage")}), extra],
+                             ignore_index=True)[clinical.columns]
+        normal_summary = {"column": "sample_type", "per_type": config.bulk_normals, "samples": len(normals.columns),
+                          "genes_log2fc_tumour_vs_normal": normal_de_genes(model),
+                          "model": "normals drawn from the tumours' mixture model, the planted genes' TPM divided by 2^log2fc; "
+                                   "every other gene is null (no tumour-normal difference); no survival"}
+        logger.info("bulk: %d normal samples, tumour-normal difference planted in %d genes", len(normals.columns),
+                    len(normal_summary["genes_log2fc_tumour_vs_normal"]))
     bulk_species = config.bulk_species or config.species
     expression = to_species(expression, config.species, bulk_species)
     bulk_dir = config.outdir / "bulk"
@@ -136,16 +206,25 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
     write_table(clinical, bulk_dir / "clinical.tsv")
     if maf is not None:
         write_table(maf, bulk_dir / "mutations.maf")
+        write_table(msi, bulk_dir / "msi.tsv")
+        write_table(to_species(cnv, config.species, bulk_species).reset_index(), bulk_dir / "cnv_thresholded.tsv")
     proportions["true_signature_z"] = z
     write_table(proportions, bulk_dir / "true_proportions.tsv", index=True)
-    logger.info("bulk: %d samples, %.0f%% censored", config.n_bulk, 100 * (1 - clinical["os_event"].mean()))
-    summary = {"censored_fraction": float(1 - clinical["os_event"].mean()), "species": bulk_species, "n_genes": len(expression)}
+    censored = float(1 - clinical["os_event"].dropna().astype(float).mean())
+    logger.info("bulk: %d samples, %.0f%% censored", config.n_bulk, 100 * censored)
+    summary = {"censored_fraction": censored, "species": bulk_species, "n_genes": len(expression)}
+    if normal_summary is not None:
+        summary["normals"] = normal_summary
     if types is not None:
         planted = planted_types(config)
         summary["cancer_types"] = {"column": "cancer_type", "planted": planted,
                                    "null": sorted(set(types) - set(planted), key=lambda t: int(t[4:])),
                                    "hazard": "exp(beta * z) in the planted types, no effect of z in the others",
                                    "maf": "bulk/mutations.maf", "tmb_capture_mb": BULK_CAPTURE_MB,
+                                   "msi": "bulk/msi.tsv: msi_score = %g x exp(%g z in the planted types + %g N(0,1))"
+                                          % (BULK_MSI_MEDIAN, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD),
+                                   "cnv": "bulk/cnv_thresholded.tsv: GISTIC levels -2..2 of the signature genes, independent",
+                                   "cnv_gene": cnv_gene(model), "cnv_log2_per_level": BULK_CNV_LOG2_PER_LEVEL,
                                    "tmb": f"non-synonymous variants Poisson({BULK_TMB_PER_MB:g}/Mb x {BULK_CAPTURE_MB:g} Mb x "
                                           f"exp({BULK_TMB_LOG_PER_SD:g} z + {BULK_TMB_LOG_SD:g} N(0,1))) in the planted types, "
                                           "without the z term in the others"}

@@ -159,6 +159,13 @@ BULK_TMB_PER_MB = 2.0  # pan-cancer cohorts: mean non-synonymous variants per Mb
 BULK_TMB_LOG_PER_SD = 0.5  # ... times exp(0.5 * z) in the planted types (score-TMB correlation), flat elsewhere ...
 BULK_TMB_LOG_SD = 0.8  # ... times a per-tumour log-normal factor (TMB varies over orders of magnitude between tumours)
 BULK_CAPTURE_MB = 38.0
+BULK_NORMAL_DE_GENES = 6  # --bulk_normals: the first 6 signature (fate-A) genes differ between tumour and normal ...
+BULK_MSI_MEDIAN = 0.3  # pan-cancer cohorts: MSI score (MANTIS-like scale) = 0.3 x exp(0.4 z in the planted types + 0.5 N(0,1))
+BULK_MSI_LOG_PER_SD = 0.4
+BULK_MSI_LOG_SD = 0.5
+BULK_CNV_PROBABILITIES = (0.05, 0.15, 0.6, 0.15, 0.05)  # GISTIC levels -2..2 of every signature gene, independent ...
+BULK_CNV_LOG2_PER_LEVEL = 0.8  # ... and the 7th signature gene's TPM x 2^(0.8 x level) in tumours (CNV-expression correlation)
+BULK_NORMAL_LOG2FC = 1.0  # ... by log2 fold change +1 (even positions: higher in tumours) or -1 (odd: lower); others equal
 SC_FORMATS = ("h5ad", "mtx", "h5")
 TRUTH_CELL_COLUMNS = (
     "true_cell_type", "true_compartment", "true_malignant", "true_pseudotime", "true_fate", "true_qc", "true_doublet_partner",
@@ -188,6 +195,7 @@ class SimConfig:
     bulk_beta: float = math.log(2)
     bulk_cancer_types: int = 0
     bulk_planted_types: int = 1
+    bulk_normals: int = 0
     doublet_rate: float = 0.0
     low_quality_rate: float = 0.0
     sc_format: str = "h5ad"
@@ -213,6 +221,8 @@ class SimConfig:
         if self.bulk_cancer_types < 0 or not 0 <= self.bulk_planted_types <= max(self.bulk_cancer_types, 1):
             raise TmeflowInputError(f"--bulk_cancer_types must be 0 or more and --bulk_planted_types between 0 and it, got "
                                     f"{self.bulk_cancer_types} and {self.bulk_planted_types}")
+        if self.bulk_normals < 0:
+            raise TmeflowInputError(f"--bulk_normals must be 0 or more, got {self.bulk_normals}")
         if self.bulk_cancer_types and self.n_bulk < 10 * self.bulk_cancer_types:
             raise TmeflowInputError(f"--n_bulk {self.n_bulk} is fewer than 10 samples per cancer type "
                                     f"(--bulk_cancer_types {self.bulk_cancer_types})")

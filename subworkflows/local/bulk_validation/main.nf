@@ -18,7 +18,12 @@ workflow BULK_VALIDATION {
         ch_atlas.map { meta, h5ad -> h5ad }.first(),
         optionalFiles(params.signatures),       // user GMT file(s), comma-separated
         optionalFile(params.probe_annotation),  // probe -> gene symbol table; [] when unset
-        optionalFile(params.maf)                // somatic mutations (GDC MAF) for TMB; [] when unset
+        optionalFile(params.maf),               // somatic mutations (GDC MAF) for TMB; [] when unset
+        optionalFile(params.normal_expression), // separate normal cohort (e.g. GTEx); [] when unset
+        optionalFile(params.normal_clinical),   // its sample table (cancer-type mapping); [] when unset
+        optionalFile(params.msi),               // MSI scores; [] when unset
+        optionalFile(params.copy_number),       // gene-level thresholded copy number; [] when unset
+        optionalFile(params.methylation)        // gene-level methylation beta values; [] when unset
     )
 
     emit:
