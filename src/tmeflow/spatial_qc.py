@@ -24,18 +24,21 @@ the ``deconvolve`` and ``spatial_analysis`` stages.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from . import io
 from .errors import TmeflowInputError
 from .genes import gene_class_mask
 from .log import get_logger, timed
 from .plotting import pyplot
+from .settings import StageSettings
 
 logger = get_logger(__name__)
 
@@ -187,13 +190,31 @@ def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | N
 # ----------------------------------------------------------------------------------------------
 # QC
 # ----------------------------------------------------------------------------------------------
-def spot_filter_reasons(obs: pd.DataFrame, params: dict[str, Any]) -> pd.Series:
-    """The first filter each spot fails ('' when it passes)."""
+@dataclass(frozen=True)
+class SpatialQcSettings(StageSettings):
+    """The ``spatial_qc_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("spatial_qc_options",)
+
+    spatial_min_counts: int
+    spatial_min_genes: int
+    spatial_max_pct_mito: float
+    spatial_min_spots: int
+    spatial_n_hvg: int
+    spatial_n_pcs: int
+    spatial_leiden_resolution: float
+    spatial_n_svg: int
+    seed: int
+
+
+def spot_filter_reasons(obs: pd.DataFrame, *, min_counts: int, min_genes: int, max_pct_mito: float) -> pd.Series:
+    """The first filter each spot fails ('' when it passes), named after its parameter: out of the tissue,
+    fewer than ``min_counts`` UMIs, fewer than ``min_genes`` genes, more than ``max_pct_mito`` % mitochondrial."""
     failed = {
         "not_in_tissue": obs["in_tissue"].to_numpy() == 0,
-        "spatial_min_counts": obs["total_counts"].to_numpy() < params["spatial_min_counts"],
-        "spatial_min_genes": obs["n_genes_by_counts"].to_numpy() < params["spatial_min_genes"],
-        "spatial_max_pct_mito": obs["pct_counts_mito"].to_numpy() > params["spatial_max_pct_mito"],
+        "spatial_min_counts": obs["total_counts"].to_numpy() < min_counts,
+        "spatial_min_genes": obs["n_genes_by_counts"].to_numpy() < min_genes,
+        "spatial_max_pct_mito": obs["pct_counts_mito"].to_numpy() > max_pct_mito,
     }
     reasons = np.full(len(obs), "", dtype=object)
     for name, mask in reversed(failed.items()):
@@ -212,7 +233,7 @@ def spatially_variable_genes(adata, genes: list[str], *, seed: int) -> pd.DataFr
     return table
 
 
-def process_section(adata, meta: dict[str, str], params: dict[str, Any]):
+def process_section(adata: AnnData, meta: dict[str, str], settings: SpatialQcSettings):
     """QC, normalise, cluster and find spatially variable genes of one section (counts in ``X``).
 
     Returns ``(kept, spots, svg)``: the kept spots (counts in ``layers['counts']``), the per-spot
@@ -227,35 +248,36 @@ def process_section(adata, meta: dict[str, str], params: dict[str, Any]):
     for gene_class in ("mito", "ribo"):
         adata.var[gene_class] = gene_class_mask(adata.var_names, meta["species"], gene_class)
     sc.pp.calculate_qc_metrics(adata, qc_vars=["mito", "ribo"], percent_top=None, log1p=False, inplace=True)
-    reasons = spot_filter_reasons(adata.obs, params)
+    reasons = spot_filter_reasons(adata.obs, min_counts=settings.spatial_min_counts, min_genes=settings.spatial_min_genes,
+                                  max_pct_mito=settings.spatial_max_pct_mito)
     adata.obs["qc_fail_reason"] = reasons
     spots = adata.obs.copy()
     kept = adata[(reasons == "").to_numpy()].copy()
     n_tissue = int((adata.obs["in_tissue"] == 1).sum())
-    if kept.n_obs < params["spatial_min_spots"]:
+    if kept.n_obs < settings.spatial_min_spots:
         lost = reasons[reasons != ""].value_counts()
         raise TmeflowInputError(
             f"only {kept.n_obs} of {n_tissue} in-tissue spots pass the spot filters (spatial_min_spots "
-            f"{params['spatial_min_spots']}; removed: {', '.join(f'{v} {k}' for k, v in lost.items()) or 'none'})",
+            f"{settings.spatial_min_spots}; removed: {', '.join(f'{v} {k}' for k, v in lost.items()) or 'none'})",
             sample=sample)
     detected = np.asarray((kept.X > 0).sum(axis=0)).ravel() > 0
     kept = kept[:, detected].copy()
     kept.layers["counts"] = kept.X.copy()
     sc.pp.normalize_total(kept, target_sum=TARGET_SUM)
     sc.pp.log1p(kept)
-    n_hvg = int(min(params["spatial_n_hvg"], kept.n_vars))
+    n_hvg = int(min(settings.spatial_n_hvg, kept.n_vars))
     sc.pp.highly_variable_genes(kept, n_top_genes=n_hvg, flavor="seurat")
-    n_pcs = int(max(2, min(params["spatial_n_pcs"], kept.n_obs - 1, int(kept.var["highly_variable"].sum()) - 1)))
-    sc.pp.pca(kept, n_comps=n_pcs, mask_var="highly_variable", random_state=params["seed"])
+    n_pcs = int(max(2, min(settings.spatial_n_pcs, kept.n_obs - 1, int(kept.var["highly_variable"].sum()) - 1)))
+    sc.pp.pca(kept, n_comps=n_pcs, mask_var="highly_variable", random_state=settings.seed)
     # Gaussian kernel on an exact sklearn kNN: same graph quality here, without UMAP's numba compilation
     sc.pp.neighbors(kept, n_neighbors=min(15, kept.n_obs - 1), n_pcs=n_pcs, method="gauss", transformer="sklearn",
-                    random_state=params["seed"])
-    sc.tl.leiden(kept, resolution=params["spatial_leiden_resolution"], random_state=params["seed"],
+                    random_state=settings.seed)
+    sc.tl.leiden(kept, resolution=settings.spatial_leiden_resolution, random_state=settings.seed,
                  flavor="igraph", n_iterations=2, directed=False, key_added="leiden")
     spatial_graph(kept)
     hvgs = kept.var_names[kept.var["highly_variable"].to_numpy()].tolist()
     with timed(logger, f"{sample}: Moran's I of {len(hvgs)} highly variable genes"):
-        svg = spatially_variable_genes(kept, hvgs, seed=params["seed"])
+        svg = spatially_variable_genes(kept, hvgs, seed=settings.seed)
     kept.var["moranI"] = svg["I"].reindex(kept.var_names).to_numpy()
     kept.var["moranI_fdr"] = svg["fdr"].reindex(kept.var_names).to_numpy()
     for column in META_COLUMNS:
@@ -326,7 +348,7 @@ def run_spatial_qc(input_path: str | Path, meta: dict[str, str], outdir: str | P
         adata.X = sp.csr_matrix(adata.X)
     with timed(logger, f"{sample}: spatial QC of {adata.n_obs} spots x {adata.n_vars} genes"):
         try:
-            kept, spots, svg = process_section(adata, meta, params)
+            kept, spots, svg = process_section(adata, meta, SpatialQcSettings.from_params(params))
         except TmeflowInputError as error:
             raise TmeflowInputError(error.message, file=input_path, sample=sample) from error
     stats = section_stats(spots, kept, svg, sample)
