@@ -16,6 +16,9 @@ process ATLAS {
     tuple val(meta), path("*.atlas.h5ad")         , emit: sections, optional: true
     tuple val(meta), path("atlas_columns.tsv")    , emit: columns
     tuple val(meta), path("atlas_summary.json")   , emit: summary
+    tuple val(meta), path("spatial_cohort*.tsv")  , emit: spatial_cohort, optional: true // sections combined, patients as units
+    path "spatial_cohort_mqc.tsv"                 , emit: mqc, optional: true
+    path "spatial_cohort_*.png"                   , emit: plots, optional: true
     path "versions.yml"                           , emit: versions, topic: versions
 
     when:
