@@ -59,8 +59,14 @@ Method
    quantile of the held-out reference cells' correlations and its CNV score above their median.
    Normal-only simulated cohorts (malignant cells removed, 40 seeds) give 2.7% CNV-high and 0.7%
    malignant normal epithelial cells (before: 9.0% and 6.6%; CHANGELOG). Calibration needs normal cells of the
-   candidates' type in the reference (``cnv_normal_conditions``): against immune cells only,
-   cell-type expression differences still look like CNVs. A CNV cluster is malignant when at least ``cnv_cluster_min_fraction`` (0.5) of its
+   candidates' type in the reference (``cnv_normal_conditions``): against immune cells only, the
+   candidates' own expression programme (epithelial genes) reads as a CNV of every candidate. Without
+   such cells, that programme is taken to be what the candidates of at least 3 patients share: per
+   candidate cell type, the window-wise median across patients of each patient's mean CNV row is
+   subtracted from the candidates' rows (:func:`tmeflow.cnv.infer.candidate_programme`; carcinoma
+   CNVs are patient-specific, so a change present in fewer than half of the patients survives, while
+   one recurrent in most patients is weakened). Simulated normal-only cohorts with the immune-only
+   reference: 64% of normal epithelial cells CNV-high and 65% malignant before, see the CHANGELOG for after. A CNV cluster is malignant when at least ``cnv_cluster_min_fraction`` (0.5) of its
    candidate cells are CNV-high and at most ``cnv_cluster_max_reference`` (0.25) of its cells are
    reference cells. ``obs['malignant']`` is True for the candidate cells of malignant clusters, and
    for the CNV-high candidate cells of clusters that fail only the reference rule (small tumours
