@@ -45,8 +45,10 @@ process ATLAS {
 
     stub:
     def section_atlases = [sections].flatten().collect { f -> "touch ${f.name.replace('.spatial_analysis.h5ad', '.atlas.h5ad')}" }.join('\n    ')
+    def spatial_cohort = sections ? 'touch spatial_cohort.tsv spatial_cohort_patients.tsv spatial_cohort_mqc.tsv' : ''
     """
     ${section_atlases}
+    ${spatial_cohort}
     touch atlas.h5ad
     touch atlas_columns.tsv
     echo '{}' > atlas_summary.json
