@@ -188,3 +188,17 @@ def test_pipeline_atlas_holds_every_obs_key_the_stages_write(pipeline_results):
         assert "deconvolution_proportions" in section.obsm and section.obsm["spatial"].shape == (section.n_obs, 2)
         library = next(iter(section.uns["spatial"].values()))
         assert {"images", "scalefactors"} <= set(library)
+
+
+def test_pipeline_spatial_cohort_one_section_has_no_pvalue(pipeline_results):
+    """The pipeline's fan-in combines the sections' statistics (both runners run it in the atlas stage); the
+    simulated cohort has one section, so per-patient values and no cohort p-value."""
+    outdir = Path(pipeline_results)
+    combined = pd.read_csv(outdir / "atlas" / "spatial_cohort.tsv", sep="\t")
+    assert {"colocalisation", "trajectory"} <= set(combined["analysis"])
+    assert (combined["n_patients"] == 1).all() and combined["pval"].isna().all() and not combined["cohort_wide"].any()
+    section = pd.read_csv(next((outdir / "spatial_analysis").glob("*.colocalisation.tsv")), sep="\t").set_index("cell_type")
+    coloc = combined[combined["analysis"] == "colocalisation"].set_index("feature")
+    assert np.allclose(coloc["mean_z"], section.loc[coloc.index, "z_msr"])
+    summary = json.loads((outdir / "atlas" / "atlas_summary.json").read_text())
+    assert summary["spatial_cohort"]["n_sections"] == 1

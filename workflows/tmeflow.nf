@@ -62,7 +62,8 @@ workflow TMEFLOW {
     ch_report_files  = ch_report_files.mix(SPATIAL.out.report)
 
     //
-    // The explorable atlas: every stage's per-cell annotations in one h5ad (CELLxGENE), one per section
+    // The explorable atlas: every stage's per-cell annotations in one h5ad (CELLxGENE), one per section,
+    // and the sections' spatial statistics combined with patients as the units (fan-in of every section)
     //
     ATLAS (
         ch_atlas,
@@ -70,6 +71,7 @@ workflow TMEFLOW {
         TRAJECTORY.out.h5ad.map { meta, h5ad -> h5ad },
         SPATIAL.out.h5ad.map { meta, h5ad -> h5ad }.collect().ifEmpty([])
     )
+    ch_report_files  = ch_report_files.mix(ATLAS.out.mqc, ATLAS.out.plots) // spatial statistics across patients
 
     //
     // Bulk cohort validation

@@ -18,6 +18,10 @@ Each spatial section gets ``<sample>.atlas.h5ad``: spots with deconvolved propor
 ``prop_*`` columns), regions, spot CNV scores, coordinates in ``obsm['spatial']`` and the tissue image in
 ``uns['spatial']`` (squidpy's / scanpy's Visium layout: ``sq.pl.spatial_scatter(adata, color="region")``),
 plus ``obsm['X_spatial']`` (y flipped) so CELLxGENE shows the tissue layout too.
+
+The sections' spatial statistics are combined here, where every section fans in, with patients as the
+units (:mod:`tmeflow.spatial_cohort`): ``spatial_cohort.tsv``, ``spatial_cohort_patients.tsv``, a report
+table and one dot plot per analysis.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import pandas as pd
 from . import io
 from .errors import TmeflowInputError
 from .log import get_logger, timed
+from .spatial_cohort import run_spatial_cohort
 
 logger = get_logger(__name__)
 
@@ -182,7 +187,8 @@ def build_section(path: str | Path):
 
 def run_atlas(subclustered: str | Path, outdir: str | Path, params: dict[str, Any], *, pathways: str | Path | None = None,
               trajectory: str | Path | None = None, sections: list[str | Path] | None = None) -> dict[str, Any]:
-    """Write ``atlas.h5ad``, ``atlas_columns.tsv``, one ``<sample>.atlas.h5ad`` per section and ``atlas_summary.json``."""
+    """Write ``atlas.h5ad``, ``atlas_columns.tsv``, one ``<sample>.atlas.h5ad`` per section, the spatial statistics
+    across sections and patients (``spatial_cohort*``) and ``atlas_summary.json``."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     extras = {stage: path for stage, path in (("pathways", pathways), ("trajectory", trajectory)) if path}
@@ -203,8 +209,9 @@ def run_atlas(subclustered: str | Path, outdir: str | Path, params: dict[str, An
             section = build_section(path)
             section.uns["tmeflow"] = {**section.uns.get("tmeflow", {}), "atlas": io.provenance("atlas", params)}
             written.append(io.write_h5ad(section, outdir / f"{section_name(path)}{SECTION_SUFFIX}", final=True).name)
+    cohort = run_spatial_cohort(sections, outdir, seed=int(params.get("seed", 0))) if sections else None
     summary = {"n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars), "stages": sorted(set(sources.values())),
-               "embeddings": sorted(adata.obsm), "sections": written,
+               "embeddings": sorted(adata.obsm), "sections": written, "spatial_cohort": cohort,
                "open_with": f"cellxgene launch {ATLAS_FILE}"}
     io.write_json(summary, outdir / "atlas_summary.json")
     logger.info("atlas: %d cells, %d obs columns, embeddings %s; %d section(s)", adata.n_obs, adata.obs.shape[1],

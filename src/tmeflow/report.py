@@ -161,6 +161,13 @@ SECTIONS: tuple[Section, ...] = (
         ("*.nhood_enrichment.png", "Neighbourhood enrichment between cell types"),
         ("*.lr_interface.png", "Ligand-receptor pairs at the tumour-stroma interface"),
     )),
+    Section("tmeflow_step_spatial_cohort", "Spatial statistics across patients",
+            "Each section's co-localisation, interface ligand-receptor, trajectory and distance z-scores (spatially "
+            "constrained nulls), averaged per patient and tested across patients (tmeflow atlas; no p-value with one patient).", (
+        ("spatial_cohort_mqc.tsv", ""),
+        ("spatial_cohort_*.png", "One dot per patient (mean section z-score), bar = cohort mean; FDR of the one-sample t-test "
+                                 "across patients, * cohort-wide"),
+    )),
     Section("tmeflow_step_bulk", "Bulk cohort and survival",
             "Signature scores, immune context, cut-points, Kaplan-Meier and Cox models (tmeflow bulk).", (
         ("*.bulk_survival_mqc.tsv", ""),

@@ -32,7 +32,9 @@ Spatial ligand-receptor co-expression
     local score in interface spots minus elsewhere, one-sided, against Moran spectral randomisation of
     the (autocorrelated, kernel-smoothed) score (:func:`interface_test`), BH FDR over interactions;
     interface-enriched at FDR < ``lr_fdr`` with a positive difference. Each section is one
-    observation of its patient: these p-values are about this section, not a population.
+    observation of its patient: these p-values are about this section, not a population; the
+    section's z-scores are stored (``uns['spatial_statistics']``) and combined across sections with
+    patients as the units by :mod:`tmeflow.spatial_cohort` (in ``tmeflow atlas``).
 Trajectory from tumour to stroma
     Axis = signed distance to the tumour boundary in spot spacings (negative inside tumour: distance
     to the nearest non-tumour spot; positive outside: distance to the nearest tumour spot). Signature
@@ -73,7 +75,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import io
+from . import io, spatial_cohort
 from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
@@ -614,6 +616,8 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
         "lr_interface_enriched": results["lr"].loc[results["lr"]["interface_enriched"].astype(bool),
                                                    "interaction"].tolist()[:200],
     }
+    # the section's z-scores and effects, for the statistics across sections and patients (tmeflow.spatial_cohort)
+    adata.uns[spatial_cohort.UNS_KEY] = spatial_cohort.section_table(results)
     adata.uns.setdefault("tmeflow", {})["spatial_analysis"] = io.provenance("spatial_analysis", params)
     for key in list(adata.uns):
         if key.endswith("_co_occurrence") or key.endswith("_nhood_enrichment"):

@@ -213,7 +213,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="atlas",
-        summary="The explorable atlas: every stage's per-cell annotations in one CELLxGENE-ready h5ad, one h5ad per spatial section.",
+        summary="The explorable atlas: every stage's per-cell annotations in one CELLxGENE-ready h5ad, one h5ad per spatial section; "
+                "the sections' spatial statistics combined across patients.",
         entry="tmeflow.atlas:cli",
         options=(
             option("--input", required=True, help="Subclustered atlas .h5ad (tmeflow subcluster): cells, counts, embeddings."),

@@ -16,6 +16,9 @@ process ATLAS {
     tuple val(meta), path("*.atlas.h5ad")         , emit: sections, optional: true
     tuple val(meta), path("atlas_columns.tsv")    , emit: columns
     tuple val(meta), path("atlas_summary.json")   , emit: summary
+    tuple val(meta), path("spatial_cohort*.tsv")  , emit: spatial_cohort, optional: true // sections combined, patients as units
+    path "spatial_cohort_mqc.tsv"                 , emit: mqc, optional: true
+    path "spatial_cohort_*.png"                   , emit: plots, optional: true
     path "versions.yml"                           , emit: versions, topic: versions
 
     when:
@@ -42,8 +45,10 @@ process ATLAS {
 
     stub:
     def section_atlases = [sections].flatten().collect { f -> "touch ${f.name.replace('.spatial_analysis.h5ad', '.atlas.h5ad')}" }.join('\n    ')
+    def spatial_cohort = sections ? 'touch spatial_cohort.tsv spatial_cohort_patients.tsv spatial_cohort_mqc.tsv' : ''
     """
     ${section_atlases}
+    ${spatial_cohort}
     touch atlas.h5ad
     touch atlas_columns.tsv
     echo '{}' > atlas_summary.json

@@ -94,15 +94,19 @@ def _infer_rows(adata, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarra
         yield start, chr_pos, np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float32)
 
 
-def _rows(adata, cells, genes, profiles, params, n_jobs, offsets=None, samples=None, threshold=None):
+def _rows(adata, cells, genes, profiles, params, n_jobs, offsets=None, samples=None, threshold=None, programme=None):
     """CNV rows of ``cells`` (csr, or dense when ``threshold`` is None), each minus its sample's offset
-    and, with a ``threshold``, denoised chunk by chunk (memory stays one chunk of dense rows)."""
+    and, for candidate cells of a type in ``programme`` (:class:`Programme`), minus that type's
+    cross-patient consensus, and, with a ``threshold``, denoised chunk by chunk (memory stays one chunk
+    of dense rows)."""
     blocks, chr_pos = [], None
     for start, chr_pos, block in _infer_rows(adata, cells, genes, profiles, params, n_jobs):
         if offsets:
             block_samples = samples[cells[start:start + len(block)]]
             for sample, offset in offsets.items():
                 block[block_samples == sample] -= offset
+        if programme is not None:
+            programme.subtract(block, cells[start:start + len(block)])
         if threshold is not None:
             block[np.abs(block) < threshold] = 0
             block = sp.csr_matrix(block)
@@ -110,6 +114,65 @@ def _rows(adata, cells, genes, profiles, params, n_jobs, offsets=None, samples=N
     if not blocks:
         return chr_pos, None
     return chr_pos, (sp.vstack(blocks).tocsr() if threshold is not None else np.vstack(blocks))
+
+
+MIN_CONSENSUS_PATIENTS = 3
+"""Fewest patients with candidates of a cell type for its cross-patient consensus (with two, the median
+is the mean and half of each patient's CNVs would enter it)."""
+
+CONSENSUS_CELLS = 300
+"""Candidate cells per patient and cell type (at most, seeded subsample) whose mean enters the consensus."""
+
+
+@dataclass
+class Programme:
+    """Per candidate cell type, the cross-patient consensus CNV row that :func:`candidate_programme` found."""
+
+    consensus: dict[str, np.ndarray]
+    candidates: np.ndarray  # adata-sized mask of the cells it applies to
+    cell_types: np.ndarray  # adata-sized cell-type labels
+
+    def subtract(self, block: np.ndarray, cells: np.ndarray) -> None:
+        for cell_type, row in self.consensus.items():
+            block[self.candidates[cells] & (self.cell_types[cells] == cell_type)] -= row
+
+
+def candidate_programme(adata, candidates: np.ndarray, genes: np.ndarray, profiles: np.ndarray, params: dict[str, Any],
+                        n_jobs: int, offsets: dict[str, np.ndarray], samples: np.ndarray | None) -> Programme | None:
+    """Cross-patient consensus of the candidates' CNV rows, per candidate cell type: against a reference
+    of other cell types only (immune cells), the expression programme of the candidates' own cell type
+    (e.g. epithelial genes) reads as a CNV of every candidate, normal or malignant. That programme is
+    shared by the cell type in every patient, whereas copy-number changes of carcinomas are
+    patient-specific (clonal). So, against the group's baseline, each patient's mean CNV row of the
+    type's candidates (at most :data:`CONSENSUS_CELLS` per patient, after the sample offsets) is taken,
+    and their window-wise median across patients is the type's expression programme, subtracted from its
+    candidates' rows (cf. Tirosh et al. 2016, Science 352:189, who judged cells by the correlation with
+    their own tumour's consensus CNV profile; CopyKAT and SCEVAN likewise look for what distinguishes a
+    clone from the cell population's baseline). The median over at least :data:`MIN_CONSENSUS_PATIENTS`
+    patients leaves out a change present in fewer than half of them; a change recurrent in most
+    patients (e.g. a cancer type's hallmark arm event) is absorbed into the consensus and weakened.
+    None when no candidate type has :data:`MIN_CONSENSUS_PATIENTS` patients with
+    ``2 * MIN_CELLS_PER_REFERENCE_TYPE`` candidates of it."""
+    patients = adata.obs["patient"].astype(str).to_numpy()
+    cell_types = adata.obs["cell_type"].astype(str).to_numpy()
+    rng = np.random.default_rng(int(params["seed"]))
+    consensus = {}
+    for cell_type in pd.unique(cell_types[candidates]):
+        means = []
+        for patient in pd.unique(patients[candidates]):
+            cells = np.flatnonzero(candidates & (cell_types == cell_type) & (patients == patient))
+            if len(cells) < 2 * MIN_CELLS_PER_REFERENCE_TYPE:
+                continue
+            if len(cells) > CONSENSUS_CELLS:
+                cells = np.sort(rng.choice(cells, CONSENSUS_CELLS, replace=False))
+            means.append(_rows(adata, cells, genes, profiles, params, n_jobs, offsets, samples)[1].mean(axis=0))
+        if len(means) >= MIN_CONSENSUS_PATIENTS:
+            consensus[str(cell_type)] = np.median(np.vstack(means), axis=0).astype(np.float32)
+            logger.info("candidate %s: cross-patient consensus of %d patients subtracted (its expression programme "
+                        "against the reference types)", cell_type, len(means))
+    if not consensus:
+        return None
+    return Programme(consensus, candidates.copy(), cell_types)
 
 
 def sample_offsets(rows: np.ndarray, samples: np.ndarray, cell_types: np.ndarray) -> dict[str, np.ndarray]:
@@ -146,7 +209,7 @@ def sample_offsets(rows: np.ndarray, samples: np.ndarray, cell_types: np.ndarray
 
 
 def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue: np.ndarray, params: dict[str, Any],
-              *, n_jobs: int = 1, anchors: np.ndarray | None = None):
+              *, n_jobs: int = 1, anchors: np.ndarray | None = None, candidates: np.ndarray | None = None):
     """Run infercnvpy per inference group; store ``obsm['X_cnv']`` (cells in ``adata`` order) and
     ``uns['cnv']``; return the per-cell group label, the mask of the reference cells of every group
     (normal-tissue candidate-like cells when the group has ``cnv_min_reference_cells`` of them, else
@@ -164,7 +227,9 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
     subtracted from its cells' rows before the noise filter. The noise filter is inferCNV's
     (``NOISE_SD_AMPLIFIER`` SDs of the held-out reference cells' values, inferCNV ``sd_amplifier``), one
     value per group, instead of infercnvpy's SD of each chunk of cells, which made a cell's profile
-    depend on the cells that shared its chunk."""
+    depend on the cells that shared its chunk. When the group's reference has no normal tissue of the
+    candidates' type, the candidates' cross-patient consensus (:func:`candidate_programme`) is subtracted
+    from their rows (``candidates``: the candidate mask)."""
     patients = adata.obs["patient"].astype(str).to_numpy()
     cell_types = adata.obs["cell_type"].astype(str).to_numpy()
     samples = adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs.columns else None
@@ -186,11 +251,6 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
         elif (ref_cells & ~normal_tissue).any():
             ref_cells = ref_cells & ~normal_tissue
         profile_cells |= ref_cells
-        if not (ref_cells & normal_tissue).any():
-            logger.warning("CNV group %s: no normal-tissue cells of the candidates' type in the reference (cnv_normal_conditions); "
-                           "the null holds only %s cells, so cell-type expression differences can look like CNVs "
-                           "(simulated normal-only cohorts: 30-65%% of normal epithelial cells CNV-high)", name,
-                           ", ".join(sorted(pd.unique(cell_types[ref_cells]))))
         build, null = split_reference(cell_types, ref_cells, params["seed"], str(name))
         held_out = not (build & null).any()
         if not held_out:
@@ -217,12 +277,21 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
                 if missing:
                     logger.info("CNV group %s: no sample offset for %s (fewer than %d cells of every reference type)",
                                 name, ", ".join(missing), MIN_CELLS_PER_REFERENCE_TYPE)
+        programme = None
+        if not (ref_cells & normal_tissue).any() and candidates is not None and candidates[cells].any():
+            programme = candidate_programme(adata, candidates, genes, profiles, params, n_jobs, offsets, samples)
+            if programme is None:
+                logger.warning("CNV group %s: no normal-tissue cells of the candidates' type in the reference (cnv_normal_conditions) "
+                               "and fewer than %d patients with candidates of one type for a cross-patient consensus; the null "
+                               "holds only %s cells, so cell-type expression differences can look like CNVs (simulated "
+                               "normal-only cohorts: 30-65%% of normal epithelial cells CNV-high)", name, MIN_CONSENSUS_PATIENTS,
+                               ", ".join(sorted(pd.unique(cell_types[ref_cells]))))
         chr_pos, null_rows = _rows(adata, null_cells, genes, profiles, params, n_jobs, offsets, samples)
         threshold = NOISE_SD_AMPLIFIER * float(np.std(null_rows))
         null_rows[np.abs(null_rows) < threshold] = 0
         null_matrix = sp.csr_matrix(null_rows)
         if len(scored):
-            blocks.append(_rows(adata, scored, genes, profiles, params, n_jobs, offsets, samples, threshold)[1])
+            blocks.append(_rows(adata, scored, genes, profiles, params, n_jobs, offsets, samples, threshold, programme)[1])
             order.append(scored)
         if len(crossed):  # the baseline half against the held-out half's baseline
             cross_profiles, _ = reference_profiles(adata.X, adata.obs["cell_type"], null)
@@ -468,7 +537,7 @@ def call_malignant(adata, params: dict[str, Any], *, n_jobs: int = 1) -> CnvResu
     with timed(logger, f"CNV inference on {adata.n_obs} cells x {int(adata.var['chromosome'].notna().sum())} positioned genes"):
         anchors = _in_list(obs["cell_type"], split_list(params["cnv_reference_types"]))
         group, profile_cells, nulls, crossed = infer_cnv(adata, plan, is_reference, normal_tissue_mask(obs, params), params, n_jobs=n_jobs,
-                                                anchors=anchors)
+                                                         anchors=anchors, candidates=is_candidate)
     with timed(logger, "CNV clustering (PCA, neighbours, Leiden)"):
         distances = cluster_cnv(adata, params)
     above, correlation, raw, smoothed, threshold, patient_thresholds = cnv_high(
