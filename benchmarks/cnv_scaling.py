@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     params = {name: spec["default"] for name, spec in group_properties("cnv_options").items()}
     params.update(seed=args.seed, cnv_window=51, cnv_step=5)  # the simulator has ~100 genes per arm
     total_start = time.perf_counter()
-    step("place genes", lambda: cnv.prepare(adata, params))
-    result = step("inference + clustering + calls + arm summary", lambda: cnv.call_malignant(adata, params, n_jobs=args.n_jobs))
+    settings = cnv.CnvSettings.from_params(params)
+    step("place genes", lambda: cnv.prepare(adata, settings))
+    result = step("inference + clustering + calls + arm summary", lambda: cnv.call_malignant(adata, settings, n_jobs=args.n_jobs))
     step("write outputs", lambda: cnv.write_outputs(adata, result, workdir / "cnv", params))
     total = time.perf_counter() - total_start
 

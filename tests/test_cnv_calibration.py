@@ -14,11 +14,11 @@ from tmeflow import cnv
 from tmeflow.params import group_properties
 
 
-def default_params(**overrides):
+def cnv_settings(**overrides):
     params = {name: spec.get("default") for name, spec in group_properties("cnv_options").items()}
     params.update(seed=0, cnv_window=51, cnv_step=5, cnv_min_gene_fraction=0.0)
     params.update(overrides)
-    return params
+    return cnv.CnvSettings.from_params(params)
 
 
 def exchangeable_atlas(seed: int, n_genes: int = 1500, n_t: int = 25, n_normal: int = 120, n_candidates: int = 60):
@@ -52,9 +52,9 @@ def test_exchangeable_normal_candidates_are_cnv_high_at_the_nominal_rate():
     rates = []
     for seed in range(8):
         adata = exchangeable_atlas(seed)
-        params = default_params(seed=seed)
-        cnv.prepare(adata, params)
-        cnv.call_malignant(adata, params)
+        settings = cnv_settings(seed=seed)
+        cnv.prepare(adata, settings)
+        cnv.call_malignant(adata, settings)
         candidates = adata.obs["cnv_candidate"].to_numpy(dtype=bool)
         assert candidates.sum() == 60
         rates.append(float(adata.obs["cnv_high"].to_numpy(dtype=bool)[candidates].mean()))
@@ -84,9 +84,9 @@ def test_simulated_normal_only_cohorts_reject_at_the_nominal_rate(tmp_path):
         adata.layers["counts"] = adata.X.copy()
         sc.pp.normalize_total(adata, target_sum=1e4)
         sc.pp.log1p(adata)
-        params = default_params(cnv_min_gene_fraction=0.02, cnv_arm_threshold=0.04)
-        cnv.prepare(adata, params)
-        cnv.call_malignant(adata, params)
+        settings = cnv_settings(cnv_min_gene_fraction=0.02, cnv_arm_threshold=0.04)
+        cnv.prepare(adata, settings)
+        cnv.call_malignant(adata, settings)
         candidates = adata.obs["cnv_candidate"].to_numpy(dtype=bool)
         high.append(float(adata.obs["cnv_high"].to_numpy(dtype=bool)[candidates].mean()))
         malignant.append(float(adata.obs["malignant"].to_numpy(dtype=bool)[candidates].mean()))
@@ -122,10 +122,10 @@ def test_cnv_profile_does_not_depend_on_chunking(monkeypatch):
     """The same cells give the same CNV rows in one chunk or in chunks of 40 cells (before: the noise
     filter used each chunk's SD, so the tumour-only first chunk zeroed more of its cells' signal)."""
     adata = atlas_with_gain()
-    params = default_params()
-    cnv.prepare(adata, params)
+    settings = cnv_settings()
+    cnv.prepare(adata, settings)
     whole = adata.copy()
-    cnv.call_malignant(whole, params)
+    cnv.call_malignant(whole, settings)
     import infercnvpy
 
     original = infercnvpy.tl.infercnv
@@ -133,7 +133,7 @@ def test_cnv_profile_does_not_depend_on_chunking(monkeypatch):
     if hasattr(cnv.infer, "chunk_cells"):
         monkeypatch.setattr(cnv.infer, "chunk_cells", lambda n_genes: 40)
     chunked = adata.copy()
-    cnv.call_malignant(chunked, params)
+    cnv.call_malignant(chunked, settings)
     a, b = whole.obsm["X_cnv"].toarray(), chunked.obsm["X_cnv"].toarray()
     assert np.count_nonzero(a) > 0.05 * a.size
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -180,9 +180,9 @@ def test_immune_only_reference_normal_epithelium_is_not_malignant():
     epithelium of the 3 other patients is CNV-high at <= 10% and never malignant (now 0% and 0%; before
     the consensus: 53% CNV-high and 51% malignant here, 46% and 46% on simulated normal-only cohorts)."""
     adata = immune_reference_atlas(0, gain_patient="P2")
-    params = default_params(cnv_normal_conditions="")
-    cnv.prepare(adata, params)
-    result = cnv.call_malignant(adata, params)
+    settings = cnv_settings(cnv_normal_conditions="")
+    cnv.prepare(adata, settings)
+    result = cnv.call_malignant(adata, settings)
     obs = adata.obs
     candidates, tumour = obs["cnv_candidate"].to_numpy(dtype=bool), (obs["patient"] == "P2").to_numpy()
     high, malignant = obs["cnv_high"].to_numpy(dtype=bool), obs["malignant"].to_numpy(dtype=bool)

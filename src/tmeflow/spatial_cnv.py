@@ -72,17 +72,16 @@ def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[st
     ``cnv_score_spot``, ``cnv_tumour``, ``cnv_reference_spot``; None when the section cannot be mapped."""
     import infercnvpy as cnv
 
-    from .cnv import excluded_chromosomes
-    from .params import defaults
+    from .cnv import CnvSettings
 
     if params["spot_cnv_reference_quantile"] <= 0:
         return None
-    cnv_defaults = defaults()
+    cnv_defaults = CnvSettings.defaults()
     reference = malignant <= np.quantile(malignant, params["spot_cnv_reference_quantile"])
     if reference.sum() < MIN_REFERENCE_SPOTS:
         logger.warning("spot CNV skipped: %d reference spots (need %d)", int(reference.sum()), MIN_REFERENCE_SPOTS)
         return None
-    work = _placed_genes(adata, species, cnv_defaults["cnv_min_gene_fraction"])
+    work = _placed_genes(adata, species, cnv_defaults.cnv_min_gene_fraction)
     if work is None:
         return None
     rng = np.random.default_rng(params["seed"])
@@ -91,8 +90,9 @@ def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[st
     builds[rng.choice(reference_index, size=len(reference_index) // 2, replace=False)] = True
     null = reference & ~builds
     profile = np.asarray(work.X[builds].mean(axis=0))
-    _, matrix, _ = cnv.tl.infercnv(work, reference=profile, window_size=cnv_defaults["cnv_window"], step=cnv_defaults["cnv_step"],
-                                   exclude_chromosomes=excluded_chromosomes(cnv_defaults), lfc_clip=cnv_defaults["cnv_lfc_clip"], inplace=False, n_jobs=1)
+    _, matrix, _ = cnv.tl.infercnv(work, reference=profile, window_size=cnv_defaults.cnv_window, step=cnv_defaults.cnv_step,
+                                   exclude_chromosomes=cnv_defaults.excluded_chromosomes, lfc_clip=cnv_defaults.cnv_lfc_clip,
+                                   inplace=False, n_jobs=1)
     score = smooth(np.asarray(abs(matrix).mean(axis=1)).ravel(), graph)
     threshold = float(np.quantile(score[null], NULL_QUANTILE))
     logger.info("spot CNV: %d genes, %d reference spots (%d build the reference, %d are the null); %d of %d spots "

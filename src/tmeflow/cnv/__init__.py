@@ -127,7 +127,6 @@ from .reference import (  # noqa: F401
 )
 from .infer import (  # noqa: F401
     CnvResult,
-    excluded_chromosomes,
     infer_cnv,
     window_arms,
     smooth_over_neighbours,
@@ -154,6 +153,7 @@ from .plots import (  # noqa: F401
     plot_violin,
     arms_heatmap,
 )
+from .settings import CnvSettings, excluded_chromosomes  # noqa: F401
 from .run import (  # noqa: F401
     check_inputs,
     prepare,

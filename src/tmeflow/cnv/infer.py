@@ -12,8 +12,8 @@ import scipy.sparse as sp
 
 from ..log import get_logger, timed
 from ..stats import conformal_quantile
-from ..text import split_list
-from .positions import MIN_CELLS_PER_REFERENCE_TYPE, MALIGNANT_LABEL, NORMAL_EPITHELIAL_LABEL, N_PCS, SCORE_NEIGHBOURS, _chrom
+from .positions import MIN_CELLS_PER_REFERENCE_TYPE, MALIGNANT_LABEL, NORMAL_EPITHELIAL_LABEL, N_PCS, SCORE_NEIGHBOURS
+from .settings import CnvSettings
 from .reference import _in_list, candidate_mask, neighbour_transformer, normal_tissue_mask, reference_mask, reference_plan, reference_profiles
 
 
@@ -33,11 +33,6 @@ class CnvResult:
     window_arms: np.ndarray
     summary: pd.DataFrame
     notes: dict[str, Any] = field(default_factory=dict)
-
-
-def excluded_chromosomes(params: dict[str, Any]) -> list[str]:
-    """``cnv_exclude_chromosomes`` as infercnvpy names chromosomes (``chr``-prefixed)."""
-    return ["chr" + _chrom(c) for c in split_list(params["cnv_exclude_chromosomes"])]
 
 
 NOISE_SD_AMPLIFIER = 1.5
@@ -79,7 +74,7 @@ def chunk_cells(n_genes: int) -> int:
     return max(200, min(2000, int(2e7 // max(n_genes, 1))))
 
 
-def _infer_rows(adata, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarray, params: dict[str, Any], n_jobs: int):
+def _infer_rows(adata, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarray, settings: CnvSettings, n_jobs: int):
     """Undenoised CNV rows of ``cells`` against ``profiles`` (infercnvpy without its per-chunk noise
     filter), as (chr_pos, dense float32 block) per chunk of :func:`chunk_cells` cells."""
     import infercnvpy as cnv
@@ -87,20 +82,21 @@ def _infer_rows(adata, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarra
     chunk = chunk_cells(int(genes.sum()))
     for start in range(0, len(cells), chunk):
         chr_pos, matrix, _ = cnv.tl.infercnv(
-            adata[cells[start:start + chunk], genes], reference=profiles[:, genes], window_size=params["cnv_window"],
-            step=params["cnv_step"], exclude_chromosomes=excluded_chromosomes(params), lfc_clip=params["cnv_lfc_clip"],
+            adata[cells[start:start + chunk], genes], reference=profiles[:, genes], window_size=settings.cnv_window,
+            step=settings.cnv_step, exclude_chromosomes=settings.excluded_chromosomes, lfc_clip=settings.cnv_lfc_clip,
             dynamic_threshold=None, inplace=False, n_jobs=n_jobs, chunksize=chunk,
         )
         yield start, chr_pos, np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float32)
 
 
-def _rows(adata, cells, genes, profiles, params, n_jobs, offsets=None, samples=None, threshold=None, programme=None):
+def _rows(adata, cells, genes, profiles, settings: CnvSettings, n_jobs, offsets=None, samples=None, threshold=None,
+          programme=None):
     """CNV rows of ``cells`` (csr, or dense when ``threshold`` is None), each minus its sample's offset
     and, for candidate cells of a type in ``programme`` (:class:`Programme`), minus that type's
     cross-patient consensus, and, with a ``threshold``, denoised chunk by chunk (memory stays one chunk
     of dense rows)."""
     blocks, chr_pos = [], None
-    for start, chr_pos, block in _infer_rows(adata, cells, genes, profiles, params, n_jobs):
+    for start, chr_pos, block in _infer_rows(adata, cells, genes, profiles, settings, n_jobs):
         if offsets:
             block_samples = samples[cells[start:start + len(block)]]
             for sample, offset in offsets.items():
@@ -137,7 +133,7 @@ class Programme:
             block[self.candidates[cells] & (self.cell_types[cells] == cell_type)] -= row
 
 
-def candidate_programme(adata, candidates: np.ndarray, genes: np.ndarray, profiles: np.ndarray, params: dict[str, Any],
+def candidate_programme(adata, candidates: np.ndarray, genes: np.ndarray, profiles: np.ndarray, settings: CnvSettings,
                         n_jobs: int, offsets: dict[str, np.ndarray], samples: np.ndarray | None) -> Programme | None:
     """Cross-patient consensus of the candidates' CNV rows, per candidate cell type: against a reference
     of other cell types only (immune cells), the expression programme of the candidates' own cell type
@@ -155,7 +151,7 @@ def candidate_programme(adata, candidates: np.ndarray, genes: np.ndarray, profil
     ``2 * MIN_CELLS_PER_REFERENCE_TYPE`` candidates of it."""
     patients = adata.obs["patient"].astype(str).to_numpy()
     cell_types = adata.obs["cell_type"].astype(str).to_numpy()
-    rng = np.random.default_rng(int(params["seed"]))
+    rng = np.random.default_rng(settings.seed)
     consensus = {}
     for cell_type in pd.unique(cell_types[candidates]):
         means = []
@@ -165,7 +161,7 @@ def candidate_programme(adata, candidates: np.ndarray, genes: np.ndarray, profil
                 continue
             if len(cells) > CONSENSUS_CELLS:
                 cells = np.sort(rng.choice(cells, CONSENSUS_CELLS, replace=False))
-            means.append(_rows(adata, cells, genes, profiles, params, n_jobs, offsets, samples)[1].mean(axis=0))
+            means.append(_rows(adata, cells, genes, profiles, settings, n_jobs, offsets, samples)[1].mean(axis=0))
         if len(means) >= MIN_CONSENSUS_PATIENTS:
             consensus[str(cell_type)] = np.median(np.vstack(means), axis=0).astype(np.float32)
             logger.info("candidate %s: cross-patient consensus of %d patients subtracted (its expression programme "
@@ -208,7 +204,7 @@ def sample_offsets(rows: np.ndarray, samples: np.ndarray, cell_types: np.ndarray
     return offsets
 
 
-def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue: np.ndarray, params: dict[str, Any],
+def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue: np.ndarray, settings: CnvSettings,
               *, n_jobs: int = 1, anchors: np.ndarray | None = None, candidates: np.ndarray | None = None):
     """Run infercnvpy per inference group; store ``obsm['X_cnv']`` (cells in ``adata`` order) and
     ``uns['cnv']``; return the per-cell group label, the mask of the reference cells of every group
@@ -246,12 +242,12 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
         cells = np.flatnonzero(members)
         ref_cells = is_reference & members if name != "cohort" else is_reference.copy()
         normal_cells = ref_cells & normal_tissue
-        if normal_cells.sum() >= params["cnv_min_reference_cells"]:
+        if normal_cells.sum() >= settings.cnv_min_reference_cells:
             ref_cells = normal_cells
         elif (ref_cells & ~normal_tissue).any():
             ref_cells = ref_cells & ~normal_tissue
         profile_cells |= ref_cells
-        build, null = split_reference(cell_types, ref_cells, params["seed"], str(name))
+        build, null = split_reference(cell_types, ref_cells, settings.seed, str(name))
         held_out = not (build & null).any()
         if not held_out:
             logger.warning("CNV group %s has only %d reference cells: its null is the reference itself, so malignant "
@@ -271,7 +267,7 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
             relevant = np.isin(samples, pd.unique(samples[np.concatenate([cells, null_cells])]))
             anchor_cells = np.flatnonzero(anchors & relevant)
             if len(anchor_cells) and len(pd.unique(samples[anchor_cells])) > 1:
-                _, anchor_rows = _rows(adata, anchor_cells, genes, profiles, params, n_jobs)
+                _, anchor_rows = _rows(adata, anchor_cells, genes, profiles, settings, n_jobs)
                 offsets = sample_offsets(anchor_rows, samples[anchor_cells], cell_types[anchor_cells])
                 missing = sorted(set(pd.unique(samples[cells])) - set(offsets))
                 if missing:
@@ -279,23 +275,23 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
                                 name, ", ".join(missing), MIN_CELLS_PER_REFERENCE_TYPE)
         programme = None
         if not (ref_cells & normal_tissue).any() and candidates is not None and candidates[cells].any():
-            programme = candidate_programme(adata, candidates, genes, profiles, params, n_jobs, offsets, samples)
+            programme = candidate_programme(adata, candidates, genes, profiles, settings, n_jobs, offsets, samples)
             if programme is None:
                 logger.warning("CNV group %s: no normal-tissue cells of the candidates' type in the reference (cnv_normal_conditions) "
                                "and fewer than %d patients with candidates of one type for a cross-patient consensus; the null "
                                "holds only %s cells, so cell-type expression differences can look like CNVs (simulated "
                                "normal-only cohorts: 30-65%% of normal epithelial cells CNV-high)", name, MIN_CONSENSUS_PATIENTS,
                                ", ".join(sorted(pd.unique(cell_types[ref_cells]))))
-        chr_pos, null_rows = _rows(adata, null_cells, genes, profiles, params, n_jobs, offsets, samples)
+        chr_pos, null_rows = _rows(adata, null_cells, genes, profiles, settings, n_jobs, offsets, samples)
         threshold = NOISE_SD_AMPLIFIER * float(np.std(null_rows))
         null_rows[np.abs(null_rows) < threshold] = 0
         null_matrix = sp.csr_matrix(null_rows)
         if len(scored):
-            blocks.append(_rows(adata, scored, genes, profiles, params, n_jobs, offsets, samples, threshold, programme)[1])
+            blocks.append(_rows(adata, scored, genes, profiles, settings, n_jobs, offsets, samples, threshold, programme)[1])
             order.append(scored)
         if len(crossed):  # the baseline half against the held-out half's baseline
             cross_profiles, _ = reference_profiles(adata.X, adata.obs["cell_type"], null)
-            blocks.append(_rows(adata, crossed, genes, cross_profiles, params, n_jobs, offsets, samples, threshold)[1])
+            blocks.append(_rows(adata, crossed, genes, cross_profiles, settings, n_jobs, offsets, samples, threshold)[1])
             order.append(crossed)
         if held_out and in_group.any():
             blocks.append(null_matrix[in_group])
@@ -309,9 +305,8 @@ def infer_cnv(adata, plan: pd.DataFrame, is_reference: np.ndarray, normal_tissue
     return group, profile_cells, nulls, crossed_cells
 
 
-def window_arms(var: pd.DataFrame, params: dict[str, Any], chr_pos: dict[str, int], n_windows: int) -> np.ndarray:
+def window_arms(var: pd.DataFrame, window: int, step: int, chr_pos: dict[str, int], n_windows: int) -> np.ndarray:
     """Chromosome arm of every CNV window (the arm of its central gene), as infercnvpy lays them out."""
-    window, step = params["cnv_window"], params["cnv_step"]
     placed = var[var["cnv_gene"].to_numpy(dtype=bool)]
     arms = np.empty(n_windows, dtype=object)
     for chrom, first in chr_pos.items():
@@ -343,7 +338,7 @@ def _cluster_key(label: str) -> tuple:
     return (patient, int(number)) if number.isdigit() else (str(label), -1)
 
 
-def cluster_cnv(adata, params: dict[str, Any]):
+def cluster_cnv(adata, *, resolution: float, seed: int):
     """CNV-PCA, neighbours and Leiden clusters within each patient (``obs['cnv_cluster']``, labelled
     ``<patient>:<n>``); returns the CNV-neighbour distances of all cells (block-diagonal by patient).
 
@@ -365,13 +360,13 @@ def cluster_cnv(adata, params: dict[str, Any]):
         sub = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names[cells]))
         sub.obsm["X_cnv"] = adata.obsm["X_cnv"][cells]
         n_comps = int(min(N_PCS, len(cells) - 1, sub.obsm["X_cnv"].shape[1] - 1))
-        cnv.tl.pca(sub, n_comps=n_comps, random_state=params["seed"])
+        cnv.tl.pca(sub, n_comps=n_comps, random_state=seed)
         transformer = "sklearn" if len(cells) <= EXACT_NEIGHBOURS_MAX_CELLS else neighbour_transformer()
         # UMAP connectivities: the Gaussian kernel divides by zero where cells share one CNV profile
         # (flat, denoised normal cells), which left every cell a cluster of its own
-        cnv.pp.neighbors(sub, n_neighbors=min(SCORE_NEIGHBOURS, len(cells) - 1), random_state=params["seed"],
+        cnv.pp.neighbors(sub, n_neighbors=min(SCORE_NEIGHBOURS, len(cells) - 1), random_state=seed,
                          method="umap", transformer=transformer)
-        cnv.tl.leiden(sub, resolution=params["cnv_leiden_resolution"], random_state=params["seed"],
+        cnv.tl.leiden(sub, resolution=resolution, random_state=seed,
                       flavor="igraph", n_iterations=2, directed=False)
         labels[cells] = [f"{patient}:{k}" for k in sub.obs["cnv_leiden"].astype(str)]
         pcs[cells, :n_comps] = sub.obsm["X_cnv_pca"]
@@ -524,24 +519,24 @@ def cnv_high(adata, group: np.ndarray, nulls: dict, is_candidate: np.ndarray, di
     return above, correlation, raw, smoothed, threshold, patient_thresholds
 
 
-def call_malignant(adata, params: dict[str, Any], *, n_jobs: int = 1) -> CnvResult:
+def call_malignant(adata, settings: CnvSettings, *, n_jobs: int = 1) -> CnvResult:
     """CNV inference, scores, clusters and malignant calls on an AnnData whose ``var`` carries positions
     (:func:`annotate_positions`); adds ``obs`` ``malignant``, ``cnv_score``, ``cnv_cluster`` and more."""
     obs = adata.obs
-    is_reference = reference_mask(obs, params)
-    is_candidate = candidate_mask(obs, params)
-    plan = reference_plan(obs, is_reference, params["cnv_min_reference_cells"])
+    is_reference = reference_mask(obs, settings)
+    is_candidate = candidate_mask(obs, settings)
+    plan = reference_plan(obs, is_reference, settings.cnv_min_reference_cells)
     for row in plan.itertuples():
         logger.info("patient %s: %d reference cells -> %s reference", row.patient, row.n_reference_cells,
                     "own" if row.reference == "patient" else "cohort-wide")
     with timed(logger, f"CNV inference on {adata.n_obs} cells x {int(adata.var['chromosome'].notna().sum())} positioned genes"):
-        anchors = _in_list(obs["cell_type"], split_list(params["cnv_reference_types"]))
-        group, profile_cells, nulls, crossed = infer_cnv(adata, plan, is_reference, normal_tissue_mask(obs, params), params, n_jobs=n_jobs,
+        anchors = _in_list(obs["cell_type"], settings.reference_types)
+        group, profile_cells, nulls, crossed = infer_cnv(adata, plan, is_reference, normal_tissue_mask(obs, settings), settings, n_jobs=n_jobs,
                                                          anchors=anchors, candidates=is_candidate)
     with timed(logger, "CNV clustering (PCA, neighbours, Leiden)"):
-        distances = cluster_cnv(adata, params)
+        distances = cluster_cnv(adata, resolution=settings.cnv_leiden_resolution, seed=settings.seed)
     above, correlation, raw, smoothed, threshold, patient_thresholds = cnv_high(
-        adata, group, nulls, is_candidate, distances, params["cnv_score_quantile"], crossed=crossed)
+        adata, group, nulls, is_candidate, distances, settings.cnv_score_quantile, crossed=crossed)
 
     clusters = adata.obs["cnv_cluster"].astype(str).to_numpy()
     rows = []
@@ -554,13 +549,13 @@ def call_malignant(adata, params: dict[str, Any], *, n_jobs: int = 1) -> CnvResu
             "cnv_cluster": cluster, "n_cells": int(in_cluster.sum()), "n_candidates": int(cand.sum()),
             "n_reference": int((in_cluster & is_reference).sum()), "fraction_candidates_above": frac_above,
             "fraction_reference": frac_ref, "mean_cnv_score": float(smoothed[in_cluster].mean()),
-            "malignant": bool(cand.any() and frac_above >= params["cnv_cluster_min_fraction"]
-                              and frac_ref <= params["cnv_cluster_max_reference"]),
+            "malignant": bool(cand.any() and frac_above >= settings.cnv_cluster_min_fraction
+                              and frac_ref <= settings.cnv_cluster_max_reference),
         })
     cluster_table = pd.DataFrame(rows)
     malignant_clusters = set(cluster_table.loc[cluster_table["malignant"], "cnv_cluster"])
     # clusters that fail only the reference rule (mixed clusters): their CNV-high candidates are still malignant
-    mostly_high = set(cluster_table.loc[cluster_table["fraction_candidates_above"] >= params["cnv_cluster_min_fraction"], "cnv_cluster"])
+    mostly_high = set(cluster_table.loc[cluster_table["fraction_candidates_above"] >= settings.cnv_cluster_min_fraction, "cnv_cluster"])
     malignant = is_candidate & (np.isin(clusters, list(malignant_clusters)) | (above & np.isin(clusters, list(mostly_high))))
 
     obs["cnv_score"] = smoothed.astype(np.float32)
@@ -575,8 +570,9 @@ def call_malignant(adata, params: dict[str, Any], *, n_jobs: int = 1) -> CnvResu
     _relabel(adata, is_candidate, malignant)
 
     plan["cnv_correlation_threshold"] = [patient_thresholds[p] for p in plan["patient"]]
-    arms = window_arms(adata.var, params, adata.uns["cnv"]["chr_pos"], adata.obsm["X_cnv"].shape[1])
-    arm_table = arm_summary(adata, arms, params["cnv_arm_threshold"])
+    arms = window_arms(adata.var, settings.cnv_window, settings.cnv_step, adata.uns["cnv"]["chr_pos"],
+                       adata.obsm["X_cnv"].shape[1])
+    arm_table = arm_summary(adata, arms, settings.cnv_arm_threshold)
     summary = _summary(adata, plan, arm_table)
     logger.info("malignant cells: %d of %d candidates (%d CNV clusters, %d malignant)",
                 int(malignant.sum()), int(is_candidate.sum()), len(cluster_table), len(malignant_clusters))

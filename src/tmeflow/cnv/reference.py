@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..log import get_logger
-from ..text import split_list
+from .settings import CnvSettings
 from .positions import MIN_CELLS_PER_REFERENCE_TYPE
 
 
@@ -54,32 +53,32 @@ def _in_list(values: pd.Series, items: list[str]) -> np.ndarray:
     return values.astype(str).str.strip().str.lower().isin(wanted).to_numpy()
 
 
-def _candidate_like(obs: pd.DataFrame, params: dict[str, Any]) -> np.ndarray:
+def _candidate_like(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
     mask = np.zeros(len(obs), dtype=bool)
-    compartments = split_list(params["cnv_candidate_compartments"])
+    compartments = settings.candidate_compartments
     if compartments and "compartment" in obs.columns:
         mask |= _in_list(obs["compartment"], compartments)
-    types = split_list(params.get("cnv_candidate_types"))
+    types = settings.candidate_types
     if types:
         mask |= _in_list(obs["cell_type"], types)
     return mask
 
 
-def normal_tissue_mask(obs: pd.DataFrame, params: dict[str, Any]) -> np.ndarray:
+def normal_tissue_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
     """Candidate-like cells (e.g. epithelium) of samples whose condition is a normal tissue."""
-    conditions = split_list(params.get("cnv_normal_conditions"))
+    conditions = settings.normal_conditions
     if not conditions or "condition" not in obs.columns:
         return np.zeros(len(obs), dtype=bool)
-    return _candidate_like(obs, params) & _in_list(obs["condition"], conditions)
+    return _candidate_like(obs, settings) & _in_list(obs["condition"], conditions)
 
 
-def reference_mask(obs: pd.DataFrame, params: dict[str, Any]) -> np.ndarray:
+def reference_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
     """Reference cells: the cell types of cnv_reference_types, plus candidate-like cells of normal tissue."""
-    return _in_list(obs["cell_type"], split_list(params["cnv_reference_types"])) | normal_tissue_mask(obs, params)
+    return _in_list(obs["cell_type"], settings.reference_types) | normal_tissue_mask(obs, settings)
 
 
-def candidate_mask(obs: pd.DataFrame, params: dict[str, Any]) -> np.ndarray:
-    return _candidate_like(obs, params) & ~reference_mask(obs, params)
+def candidate_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
+    return _candidate_like(obs, settings) & ~reference_mask(obs, settings)
 
 
 def reference_plan(obs: pd.DataFrame, is_reference: np.ndarray, min_reference_cells: int) -> pd.DataFrame:

@@ -15,10 +15,10 @@ import yaml
 from .. import io
 from ..errors import TmeflowInputError
 from ..log import get_logger, timed
-from ..text import split_list
 from .positions import MIN_POSITIONED_GENES, REQUIRED_OBS, annotate_positions, bundled_positions, read_gene_positions
 from .reference import reference_mask
-from .infer import CnvResult, excluded_chromosomes, call_malignant
+from .infer import CnvResult, call_malignant
+from .settings import CnvSettings
 from .plots import arms_heatmap, plot_heatmap, plot_violin
 
 
@@ -28,29 +28,30 @@ logger = get_logger(__package__)
 # ----------------------------------------------------------------------------------------------
 # Stage
 # ----------------------------------------------------------------------------------------------
-def check_inputs(adata, params: dict[str, Any], *, file: str | None = None) -> None:
+def check_inputs(adata, settings: CnvSettings, *, file: str | None = None) -> None:
     """Everything that can be wrong with the input before any work is done."""
     missing = [c for c in REQUIRED_OBS if c not in adata.obs.columns]
     if missing:
         raise TmeflowInputError(f"obs lacks column(s) {', '.join(missing)} needed for CNV inference", file=file, column=missing[0])
-    ref_types = split_list(params["cnv_reference_types"])
+    ref_types = settings.reference_types
     if not ref_types:
         raise TmeflowInputError("cnv_reference_types is empty; name the normal cell types to use as reference", column="cnv_reference_types")
-    n_ref = int(reference_mask(adata.obs, params).sum())
+    n_ref = int(reference_mask(adata.obs, settings).sum())
     if n_ref == 0:
         present = ", ".join(sorted(map(str, pd.unique(adata.obs["cell_type"].astype(str))))[:15])
         raise TmeflowInputError(
             f"no reference cells: no cell_type in cnv_reference_types ({', '.join(ref_types)}); cell types present: {present}",
             file=file, column="cell_type",
         )
-    if params["cnv_window"] < 1 or params["cnv_step"] < 1:
+    if settings.cnv_window < 1 or settings.cnv_step < 1:
         raise TmeflowInputError("cnv_window and cnv_step must be at least 1", column="cnv_window")
 
 
-def prepare(adata, params: dict[str, Any], *, gene_positions: str | Path | None = None, species: str | None = None,
-            file: str | None = None) -> int:
-    """Check inputs and place genes on the genome; return the number of positioned, included genes."""
-    check_inputs(adata, params, file=file)
+def prepare(adata, settings: CnvSettings, *, species: str | None = None, file: str | None = None) -> int:
+    """Check inputs and place genes on the genome (the ``gene_positions`` table when set, else the bundled
+    one of the species); return the number of positioned, included genes."""
+    check_inputs(adata, settings, file=file)
+    gene_positions = settings.gene_positions
     if species is None and "species" in adata.obs.columns:
         values = pd.unique(adata.obs["species"].astype(str))
         species = str(values[0]) if len(values) else None
@@ -61,7 +62,7 @@ def prepare(adata, params: dict[str, Any], *, gene_positions: str | Path | None 
             raise TmeflowInputError("species unknown (no obs 'species'); give --species or --gene_positions", file=file)
         positions = bundled_positions(species)
     n_placed = annotate_positions(adata, positions)
-    excluded = excluded_chromosomes(params)
+    excluded = settings.excluded_chromosomes
     positioned = (adata.var["chromosome"].notna() & ~adata.var["chromosome"].isin(excluded)).to_numpy()
     n_positioned = int(positioned.sum())
     if n_positioned < MIN_POSITIONED_GENES:
@@ -77,18 +78,18 @@ def prepare(adata, params: dict[str, Any], *, gene_positions: str | Path | None 
         detected = np.bincount(counts.indices[counts.data > 0], minlength=adata.n_vars) / max(adata.n_obs, 1)
     else:
         detected = np.asarray((np.asarray(counts) > 0).mean(axis=0)).ravel()
-    used = positioned & (detected >= params["cnv_min_gene_fraction"])
+    used = positioned & (detected >= settings.cnv_min_gene_fraction)
     adata.var["cnv_detected_fraction"] = detected.astype(np.float32)
     adata.var["cnv_gene"] = used
     n_used = int(used.sum())
     if n_used < MIN_POSITIONED_GENES:
         raise TmeflowInputError(
-            f"only {n_used} positioned genes are detected in at least {params['cnv_min_gene_fraction']:.1%} of cells; "
+            f"only {n_used} positioned genes are detected in at least {settings.cnv_min_gene_fraction:.1%} of cells; "
             f"CNV inference needs at least {MIN_POSITIONED_GENES}; lower cnv_min_gene_fraction",
             file=file,
         )
     logger.info("%d of %d genes placed on the genome; %d used (outside %s, detected in >= %.1f%% of cells)", n_placed,
-                adata.n_vars, n_used, ", ".join(excluded) or "nothing", 100 * params["cnv_min_gene_fraction"])
+                adata.n_vars, n_used, ", ".join(excluded) or "nothing", 100 * settings.cnv_min_gene_fraction)
     return n_used
 
 
@@ -133,8 +134,9 @@ def run_cnv(input_path: str | Path, outdir: str | Path, params: dict[str, Any], 
     input_path, outdir = Path(input_path), Path(outdir)
     with timed(logger, f"reading {input_path}"):
         adata = io.read_h5ad(input_path)
-    prepare(adata, params, gene_positions=params.get("gene_positions"), species=species, file=str(input_path))
-    result = call_malignant(adata, params, n_jobs=n_jobs)
+    settings = CnvSettings.from_params(params)
+    prepare(adata, settings, species=species, file=str(input_path))
+    result = call_malignant(adata, settings, n_jobs=n_jobs)
     return write_outputs(adata, result, outdir, params)
 
 

@@ -1,0 +1,59 @@
+"""The cnv stage's settings: the ``cnv_options`` of the schema, and the seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import StageSettings
+from ..text import split_list
+from .positions import _chrom
+
+
+def excluded_chromosomes(names: str | None) -> list[str]:
+    """``cnv_exclude_chromosomes`` (e.g. ``"X,Y"``) as infercnvpy names chromosomes (``chr``-prefixed)."""
+    return ["chr" + _chrom(name) for name in split_list(names)]
+
+
+@dataclass(frozen=True)
+class CnvSettings(StageSettings):
+    """The ``cnv_options`` of the schema, and the seed; comma lists parsed once (properties)."""
+
+    SCHEMA_GROUPS = ("cnv_options",)
+
+    gene_positions: str | None
+    cnv_reference_types: str
+    cnv_candidate_compartments: str | None
+    cnv_candidate_types: str | None
+    cnv_normal_conditions: str | None
+    cnv_min_reference_cells: int
+    cnv_window: int
+    cnv_step: int
+    cnv_exclude_chromosomes: str | None
+    cnv_min_gene_fraction: float
+    cnv_lfc_clip: float
+    cnv_score_quantile: float
+    cnv_leiden_resolution: float
+    cnv_cluster_min_fraction: float
+    cnv_cluster_max_reference: float
+    cnv_arm_threshold: float
+    seed: int
+
+    @property
+    def reference_types(self) -> list[str]:
+        return split_list(self.cnv_reference_types)
+
+    @property
+    def candidate_compartments(self) -> list[str]:
+        return split_list(self.cnv_candidate_compartments)
+
+    @property
+    def candidate_types(self) -> list[str]:
+        return split_list(self.cnv_candidate_types)
+
+    @property
+    def normal_conditions(self) -> list[str]:
+        return split_list(self.cnv_normal_conditions)
+
+    @property
+    def excluded_chromosomes(self) -> list[str]:
+        return excluded_chromosomes(self.cnv_exclude_chromosomes)
