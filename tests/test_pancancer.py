@@ -175,14 +175,15 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
 
 @pytest.fixture(scope="module")
 def pancancer_run(tmp_path_factory):
-    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1`, then `tmeflow bulk` with its MAF."""
+    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1 --n_cell_lines 200`, then `tmeflow bulk` with
+    its MAF and its drug screen (with the ridge prediction)."""
     import json
 
     tmp_path = tmp_path_factory.mktemp("pancancer")
     sim = tmp_path / "sim"
     assert main(["simulate", "--outdir", str(sim), "--n_cells", "300", "--n_patients", "2", "--n_genes", "1500",
                  "--n_sections", "0", "--n_bulk", "400", "--bulk_cancer_types", "4", "--bulk_planted_types", "1",
-                 "--seed", "1"]) == 0
+                 "--n_cell_lines", "200", "--seed", "1"]) == 0
     truth = json.loads((sim / "truth.json").read_text())["bulk"]
     assert truth["cancer_types"]["planted"] == ["TYPE1"] and truth["cancer_types"]["null"] == ["TYPE2", "TYPE3", "TYPE4"]
     clinical = pd.read_csv(sim / "bulk" / "clinical.tsv", sep="\t")
@@ -192,7 +193,9 @@ def pancancer_run(tmp_path_factory):
     out = tmp_path / "out"
     assert main(["bulk", "--expression", str(sim / "bulk" / "expression.tsv"), "--clinical", str(sim / "bulk" / "clinical.tsv"),
                  "--signatures", str(gmt), "--sample", "PAN", "--outdir", str(out), "--bulk_values", "tpm",
-                 "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf")]) == 0
+                 "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf"),
+                 "--drug_expression", str(sim / "drugs" / "cell_line_expression.tsv"),
+                 "--drug_response", str(sim / "drugs" / "drug_response.tsv"), "--drug_predict", "true"]) == 0
     return out
 
 
@@ -220,6 +223,30 @@ def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
     assert summary["cancer_types"] == {f"TYPE{k}": {"n": 100, "analysed": True} for k in range(1, 5)}
 
 
+def test_simulate_drug_screen_end_to_end(pancancer_run):
+    """`tmeflow simulate --n_cell_lines 200` writes a GDSC-like screen with 3 planted drugs; `tmeflow bulk
+    --drug_expression --drug_response --drug_predict true` finds exactly those at FDR < 0.05 for the user
+    signature, draws the bubble plot, and predicts them for the tumours (CV rho >= drug_min_cv_rho)."""
+    import json
+
+    out = pancancer_run
+    truth = json.loads((out.parent / "sim" / "truth.json").read_text())["drugs"]
+    assert truth["planted"] == ["DRUG01", "DRUG02", "DRUG03"] and len(truth["null"]) == 17
+    table = pd.read_csv(out / "PAN.bulk_drug_correlation.tsv", sep="\t")
+    fate = table[table["feature"] == "FATE_A"].set_index("drug")
+    assert set(fate.index[fate["fdr"] < 0.05]) == set(truth["planted"]) and (fate.loc[truth["planted"], "rho"] < -0.3).all()
+    assert set(table["kind"]) == {"score", "gene"} and (table.loc[table["kind"] == "gene", "feature"].nunique() > 10)
+    cv = pd.read_csv(out / "PAN.bulk_drug_cv.tsv", sep="\t").set_index("drug")
+    assert cv.loc[truth["planted"], "predicted"].all() and (cv.loc[truth["planted"], "cv_rho"] > 0.3).all()
+    predicted = pd.read_csv(out / "PAN.bulk_drug_predicted.tsv", sep="\t", index_col="sample")
+    assert predicted.shape[0] == 400 and set(truth["planted"]) <= set(predicted.columns)
+    assert set(predicted.columns) == set(cv.index[cv["predicted"]])
+    assert (out / "PAN.bulk_drug_bubble.png").stat().st_size > 5000
+    summary = json.loads((out / "PAN.bulk_summary.json").read_text())["drugs"]
+    assert summary["cell_lines"] == 200 and summary["drugs"] == 20 and summary["measure"] == "LN_IC50"
+    assert summary["lead_feature"] == "FATE_A" and summary["drugs_fdr_below_0.05"] == 3
+
+
 def test_simulate_pancancer_settings_are_checked():
     from pathlib import Path
 
@@ -240,11 +267,11 @@ def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_pa
     assert main(["report", "--input_dir", str(pancancer_run), "--outdir", str(outdir)]) == 0
     html = (outdir / "multiqc_report.html").read_text()
     assert 'id="tmeflow_step_pancancer"' in html
-    figures = [p for p in pancancer_run.glob("*.png") if "pancancer" in p.name or "tmb" in p.name]
-    assert len(figures) == 3
+    figures = [p for p in pancancer_run.glob("*.png") if "pancancer" in p.name or "tmb" in p.name or "drug" in p.name]
+    assert len(figures) == 4
     for figure in figures:
         assert re.search("tmeflow_figure_" + re.escape(figure.stem.lower().replace(".", "_")), html), figure.name
-    assert "tmeflow_bulk_pancancer_PAN" in html
+    assert "tmeflow_bulk_pancancer_PAN" in html and "tmeflow_bulk_drug_PAN" in html
     patterns = [p for p, _ in next(s for s in report.SECTIONS if s.id == "tmeflow_step_pancancer").files]
     unused = [p for p in patterns if not any(f.match(p) for f in pancancer_run.iterdir())]
     assert unused == ["*.bulk_response_roc.png"]  # no response column here (tests/test_response.py)

@@ -169,13 +169,15 @@ SECTIONS: tuple[Section, ...] = (
         ("*.bulk_estimate_correlation.png", "Spearman correlation of each signature score with the ESTIMATE scores; * marks FDR < 0.05"),
     )),
     Section("tmeflow_step_pancancer", "Pan-cancer",
-            "Survival, immune-context and TMB correlations per cancer type, BH across types x endpoints (tmeflow bulk, cohorts with a cancer_type column or a MAF).", (
+            "Survival, immune-context and TMB correlations per cancer type, BH across types x endpoints (tmeflow bulk, cohorts with a cancer_type column or a MAF); treatment response; drug sensitivity of cell lines (drug_expression, drug_response).", (
         ("*.bulk_pancancer_mqc.tsv", ""),
         ("*.bulk_pancancer_forest_*.png", "Hazard ratio per SD (univariate Cox, 95% CI) per cancer type; filled: pan-cancer FDR < 0.05"),
         ("*.bulk_pancancer_correlation.png", "Spearman correlation of each score with the immune context per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_immunomodulators.png", "Spearman correlation of each signature with the immunomodulator genes (Thorsson et al. 2018) per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_response_roc.png", "ROC curves of the scores for treatment response (responders CR/PR vs SD/PD), AUC with DeLong 95% CI"),
         ("*.bulk_tmb_correlation.png", "Spearman correlation of each score with tumour mutational burden (from the MAF) per cancer type; * marks pan-cancer FDR < 0.05"),
+        ("*.bulk_drug_mqc.tsv", ""),
+        ("*.bulk_drug_bubble.png", "Drugs whose cell-line IC50/AUC correlates with the signature (scored on the cell lines as on the tumours): x = Spearman rho, size = -log10 FDR (BH across drugs); filled: FDR < 0.05"),
     )),
 )
 PARAMS_SECTION_ID = "tmeflow_run_parameters"

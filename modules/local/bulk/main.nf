@@ -11,6 +11,8 @@ process BULK {
     path signatures         // user gene sets, GMT file(s) (params.signatures); [] for none
     path probe_annotation   // probe -> gene symbol table for probe IDs; [] for none
     path maf                // somatic mutations (GDC MAF) for TMB; [] for none
+    path drug_expression    // drug-screened cell lines' expression (GDSC/CTRP); [] for none
+    path drug_response      // their IC50/AUC per drug; [] for none
 
     output:
     tuple val(meta), path("${meta.id}.bulk_*.tsv")       , emit: tables
@@ -28,6 +30,8 @@ process BULK {
     def signatures_arg = signatures ? "--signatures ${signatures}" : ''
     def probes_arg = probe_annotation ? "--probe_annotation ${probe_annotation}" : ''
     def maf_arg = maf ? "--maf ${maf}" : ''
+    def drug_expression_arg = drug_expression ? "--drug_expression ${drug_expression}" : ''
+    def drug_response_arg = drug_response ? "--drug_response ${drug_response}" : ''
     """
     tmeflow bulk \\
         --expression ${expression} \\
@@ -36,6 +40,8 @@ process BULK {
         ${signatures_arg} \\
         ${probes_arg} \\
         ${maf_arg} \\
+        ${drug_expression_arg} \\
+        ${drug_response_arg} \\
         --sample ${meta.id} \\
         --outdir . \\
         ${args}

@@ -29,7 +29,8 @@ Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolut
 markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
 :mod:`.pancancer` (per-cancer-type survival and correlations, when the clinical table has a cancer-type
 column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.response`
-(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.drugs` (cell-line drug sensitivity:
+Spearman per drug, oncoPredict-style ridge prediction), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ from .regulators import (  # noqa: F401
     immunomodulator_genes,
     regulator_correlations,
     plot_regulator_heatmap,
+)
+from .drugs import (  # noqa: F401
+    read_drug_response,
+    read_drug_inputs,
+    cell_line_features,
+    spearman_columns,
+    drug_correlations,
+    plot_drug_bubbles,
+    predict_drug_response,
+    run_drugs,
+    write_drugs,
 )
 from .run import (  # noqa: F401
     _gene_sets,

@@ -27,6 +27,7 @@ from .pancancer import cancer_types, focus_features, run_pancancer, write_pancan
 from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
 from .response import plot_response_roc, response_status, response_table
 from .regulators import plot_regulator_heatmap, regulator_correlations
+from .drugs import read_drug_inputs, run_drugs, write_drugs
 
 
 logger = get_logger(__package__)
@@ -89,8 +90,10 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
         maf_path = Path(params["maf"])
         tmb = tumour_mutational_burden(read_maf(maf_path), clin.index, params["tmb_capture_mb"], maf_path)
     response = response_status(clin, params["response_column"], clinical_path)
+    drugs = read_drug_inputs(params)
     return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
-                           survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response)
+                           survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response,
+                           drugs=drugs)
 
 
 def run_bulk(
@@ -199,6 +202,10 @@ def run_bulk(
 
     focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
     regulators = regulator_correlations(features, focus, log_expr, cohort.types, params["pancancer_min_samples"], species)
+    drugs = None
+    if cohort.drugs is not None:
+        with timed(logger, f"drug sensitivity: {cohort.drugs.response.shape[1]} drugs on {cohort.drugs.response.shape[0]} cell lines"):
+            drugs = run_drugs(cohort.drugs, sets, focus, log_expr, params)
 
     correlations = None
     if estimate is not None:
@@ -261,6 +268,8 @@ def run_bulk(
         written.append(write_table(response, outdir / f"{prefix}bulk_response.tsv"))
         written.append(save_figure(plot_response_roc(features, cohort.response, response, focus),
                                    outdir / f"{prefix}bulk_response_roc.png"))
+    if drugs is not None:
+        written += write_drugs(drugs, outdir, prefix, sample, cohort_id)
     if cohort.tmb is not None:
         written.append(write_table(cohort.tmb.reset_index(), outdir / f"{prefix}bulk_tmb.tsv"))
         if len(tmb_corr):
@@ -288,6 +297,13 @@ def run_bulk(
         "response": None if cohort.response is None else {
             "responders": int((cohort.response == 1).sum()), "non_responders": int((cohort.response == 0).sum()),
             "method": "Wilcoxon rank-sum, ROC AUC with DeLong 95% CI, BH across features"},
+        "drugs": None if not drugs else {
+            "expression": str(cohort.drugs.expression), "response": str(cohort.drugs.source), "measure": drugs["measure"],
+            "cell_lines": int(cohort.drugs.response.shape[0]), "drugs": int(cohort.drugs.response.shape[1]),
+            "lead_feature": drugs["lead"],
+            "drugs_fdr_below_0.05": int(((drugs["correlations"]["feature"] == drugs["lead"]) & (drugs["correlations"]["fdr"] < 0.05)).sum()),
+            "predicted_drugs": int(drugs["predicted"].shape[1]) if "predicted" in drugs else None,
+            "method": "Spearman per drug, BH across drugs; ridge (RidgeCV, per-set gene standardisation, 5-fold CV) with drug_predict"},
         "cancer_types": None if pancancer is None else {
             row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])} for _, row in pancancer["types"].iterrows()},
         "methods": {

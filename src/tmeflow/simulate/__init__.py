@@ -56,9 +56,14 @@ Bulk
     effect only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others), and a MAF
     (``bulk/mutations.maf``) whose non-synonymous counts rise with z in the planted types only (score-TMB
     correlation).
+Drug screen (``--n_cell_lines N``, default none)
+    N cell lines drawn like bulk samples (``drugs/cell_line_expression.tsv``, log2(TPM+1)) and a long
+    GDSC-like table (``drugs/drug_response.tsv``: ``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``) of
+    ``--n_drugs`` drugs: ln IC50 = 2 + N(0, 1) - 0.8 z for the first ``--planted_drugs`` (z: the line's
+    signature score), without the z term for the others.
 
 All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
-model / single-cell / spatial / bulk streams). Cells are generated one sample at a time, in blocks
+model / single-cell / spatial / bulk / drug-screen streams). Cells are generated one sample at a time, in blocks
 of at most ``BLOCK_ELEMENTS`` dense means, turned into CSR at once and appended to the sample's
 h5ad, so memory does not grow with the number of cells.
 
@@ -213,6 +218,9 @@ from .cohort import (  # noqa: F401
     sample_beta,
     simulate_maf,
     simulate_bulk,
+    drug_names,
+    simulate_cell_lines,
+    write_cell_lines,
 )
 from .run import (  # noqa: F401
     SAMPLESHEET_COLUMNS,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io import atomic_path, write_table
 from ..log import get_logger
-from .settings import BULK_CAPTURE_MB, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
+from .settings import DRUG_BASE_LN_IC50, DRUG_SLOPE_PER_SD, BULK_CAPTURE_MB, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
 from .model import Model
 from .singlecell import _composition
 
@@ -151,3 +151,44 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
                                           "without the z term in the others"}
         logger.info("bulk: %d cancer types, score-survival effect planted in %s", config.bulk_cancer_types, ", ".join(planted) or "none")
     return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Drug-screened cell lines
+# ----------------------------------------------------------------------------------------------
+def drug_names(config: SimConfig) -> tuple[list[str], list[str]]:
+    """(planted, null) drug names: ``DRUG01`` ... ; the first ``planted_drugs`` are planted."""
+    names = [f"DRUG{k + 1:02d}" for k in range(config.n_drugs)]
+    return names[:config.planted_drugs], names[config.planted_drugs:]
+
+
+def simulate_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Cell lines drawn like bulk samples (log2(TPM + 1), genes x lines ``CL0001`` ...) and a long GDSC-like
+    response table (``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``): ln IC50 = ``DRUG_BASE_LN_IC50`` + N(0, 1)
+    - ``DRUG_SLOPE_PER_SD`` x z for the planted drugs (z: the signature score), without the z term for the others."""
+    expression, _ = _bulk_expression(model, config.n_cell_lines, rng)
+    expression.columns = [f"CL{i + 1:04d}" for i in range(config.n_cell_lines)]
+    z = signature_score(expression, model.programmes["fate_A"])
+    planted, null = drug_names(config)
+    rows = []
+    for drug in planted + null:
+        slope = DRUG_SLOPE_PER_SD if drug in planted else 0.0
+        ic50 = DRUG_BASE_LN_IC50 + rng.normal(0.0, 1.0, size=len(z)) - slope * z.to_numpy()
+        rows.append(pd.DataFrame({"CELL_LINE_NAME": z.index, "DRUG_NAME": drug, "LN_IC50": np.round(ic50, 4)}))
+    return np.log2(expression + 1.0).round(3), pd.concat(rows, ignore_index=True), z
+
+
+def write_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """``drugs/cell_line_expression.tsv`` and ``drugs/drug_response.tsv`` (species: the bulk cohort's); the truth."""
+    expression, response, _ = simulate_cell_lines(model, config, rng)
+    expression = to_species(expression, config.species, config.bulk_species or config.species)
+    with atomic_path(config.outdir / "drugs" / "cell_line_expression.tsv") as tmp:
+        expression.to_csv(tmp, sep="\t")
+    write_table(response, config.outdir / "drugs" / "drug_response.tsv")
+    planted, null = drug_names(config)
+    logger.info("drugs: %d cell lines, %d drugs (%d planted)", config.n_cell_lines, config.n_drugs, len(planted))
+    return {"n_cell_lines": config.n_cell_lines, "expression": "drugs/cell_line_expression.tsv (log2(TPM+1); drug_values log)",
+            "response": "drugs/drug_response.tsv", "planted": planted, "null": null,
+            "ln_ic50": f"{DRUG_BASE_LN_IC50:g} + N(0,1) - {DRUG_SLOPE_PER_SD:g} z for the planted drugs, without the z term for the others "
+                       "(z: the bulk signature score of the cell line)"}
+

@@ -159,6 +159,8 @@ BULK_TMB_PER_MB = 2.0  # pan-cancer cohorts: mean non-synonymous variants per Mb
 BULK_TMB_LOG_PER_SD = 0.5  # ... times exp(0.5 * z) in the planted types (score-TMB correlation), flat elsewhere ...
 BULK_TMB_LOG_SD = 0.8  # ... times a per-tumour log-normal factor (TMB varies over orders of magnitude between tumours)
 BULK_CAPTURE_MB = 38.0
+DRUG_BASE_LN_IC50 = 2.0  # simulated cell lines: ln IC50 = 2 + N(0, 1) ...
+DRUG_SLOPE_PER_SD = 0.8  # ... minus 0.8 per SD of the signature score for the planted drugs (rho about -0.6)
 SC_FORMATS = ("h5ad", "mtx", "h5")
 TRUTH_CELL_COLUMNS = (
     "true_cell_type", "true_compartment", "true_malignant", "true_pseudotime", "true_fate", "true_qc", "true_doublet_partner",
@@ -188,6 +190,9 @@ class SimConfig:
     bulk_beta: float = math.log(2)
     bulk_cancer_types: int = 0
     bulk_planted_types: int = 1
+    n_cell_lines: int = 0
+    n_drugs: int = 20
+    planted_drugs: int = 3
     doublet_rate: float = 0.0
     low_quality_rate: float = 0.0
     sc_format: str = "h5ad"
@@ -216,6 +221,9 @@ class SimConfig:
         if self.bulk_cancer_types and self.n_bulk < 10 * self.bulk_cancer_types:
             raise TmeflowInputError(f"--n_bulk {self.n_bulk} is fewer than 10 samples per cancer type "
                                     f"(--bulk_cancer_types {self.bulk_cancer_types})")
+        if self.n_cell_lines and (self.n_cell_lines < 20 or self.n_drugs < 1 or not 0 <= self.planted_drugs <= self.n_drugs):
+            raise TmeflowInputError(f"--n_cell_lines must be 0 or at least 20, --n_drugs at least 1 and --planted_drugs between 0 "
+                                    f"and --n_drugs, got {self.n_cell_lines}, {self.n_drugs} and {self.planted_drugs}")
         if self.n_sections and self.n_spots < 50:
             raise TmeflowInputError(f"--n_spots must be at least 50, got {self.n_spots}")
         for name, value in {"doublet_rate": self.doublet_rate, "low_quality_rate": self.low_quality_rate}.items():

@@ -18,7 +18,9 @@ workflow BULK_VALIDATION {
         ch_atlas.map { meta, h5ad -> h5ad }.first(),
         optionalFiles(params.signatures),       // user GMT file(s), comma-separated
         optionalFile(params.probe_annotation),  // probe -> gene symbol table; [] when unset
-        optionalFile(params.maf)                // somatic mutations (GDC MAF) for TMB; [] when unset
+        optionalFile(params.maf),               // somatic mutations (GDC MAF) for TMB; [] when unset
+        optionalFile(params.drug_expression),   // drug-screened cell lines' expression; [] when unset
+        optionalFile(params.drug_response)      // their IC50/AUC per drug; [] when unset
     )
 
     emit:
