@@ -175,6 +175,7 @@ SECTIONS: tuple[Section, ...] = (
         ("*.bulk_pancancer_correlation.png", "Spearman correlation of each score with the immune context per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_immunomodulators.png", "Spearman correlation of each signature with the immunomodulator genes (Thorsson et al. 2018) per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_response_roc.png", "ROC curves of the scores for treatment response (responders CR/PR vs SD/PD), AUC with DeLong 95% CI"),
+        ("*.bulk_immunotherapy_km.png", "Kaplan-Meier curves of the lead signature per endpoint (e.g. OS, PFS) of a cohort with a response column, split at the optimised (maxstat) cut-point: corrected cut-point p, naive log-rank p for reference"),
         ("*.bulk_tmb_correlation.png", "Spearman correlation of each score with tumour mutational burden (from the MAF) per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_drug_mqc.tsv", ""),
         ("*.bulk_drug_bubble.png", "Drugs whose cell-line IC50/AUC correlates with the signature (scored on the cell lines as on the tumours): x = Spearman rho, size = -log10 FDR (BH across drugs); filled: FDR < 0.05"),

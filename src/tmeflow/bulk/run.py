@@ -23,9 +23,9 @@ from .reading import detect_id_type, map_identifiers, read_clinical, read_expres
 from .deconvolution import deconvolve_nnls, marker_genes, reference_profiles, spearman_table
 from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
 from .plots import _survival_plots, correlation_heatmap
-from .pancancer import cancer_types, focus_features, run_pancancer, write_pancancer
+from .pancancer import cancer_types, focus_features, lead_first, run_pancancer, write_pancancer
 from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
-from .response import plot_response_roc, response_status, response_table
+from .response import plot_immunotherapy_km, plot_response_roc, response_status, response_table
 from .regulators import plot_regulator_heatmap, regulator_correlations
 from .drugs import read_drug_inputs, run_drugs, write_drugs
 
@@ -205,7 +205,7 @@ def run_bulk(
     drugs = None
     if cohort.drugs is not None:
         with timed(logger, f"drug sensitivity: {cohort.drugs.response.shape[1]} drugs on {cohort.drugs.response.shape[0]} cell lines"):
-            drugs = run_drugs(cohort.drugs, sets, focus, log_expr, params)
+            drugs = run_drugs(cohort.drugs, sets, lead_first(focus, feature_kind), log_expr, params)
 
     correlations = None
     if estimate is not None:
@@ -249,6 +249,10 @@ def run_bulk(
             headers=headers, pconfig={"id": f"tmeflow_bulk_survival_{cohort_id}_table", "sort_rows": False})))
         with timed(logger, "survival plots"):
             written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir, prefix)
+        lead = lead_first(focus, feature_kind)[0]
+        if cohort.response is not None and (survival_table["feature"] == lead).any():
+            written.append(save_figure(plot_immunotherapy_km(survival_table, survs, all_groups, lead),
+                                       outdir / f"{prefix}bulk_immunotherapy_km.png"))
     if len(logistic):
         written.append(write_table(logistic, outdir / f"{prefix}bulk_logistic.tsv"))
     if estimate is not None:

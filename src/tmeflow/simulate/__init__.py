@@ -56,6 +56,10 @@ Bulk
     effect only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others), and a MAF
     (``bulk/mutations.maf``) whose non-synonymous counts rise with z in the planted types only (score-TMB
     correlation).
+Immunotherapy cohort (``--n_immunotherapy N``, default none)
+    A second bulk row (``immunotherapy``): N samples drawn like the bulk cohort, a clinical table with best
+    response (CR/PR/SD/PD; P(CR/PR) = logistic(-0.5 + ``--immunotherapy_log_or`` x z)) and OS/PFS whose
+    hazards fall as exp(-0.6 x log_or x z) (PFS <= OS).
 Drug screen (``--n_cell_lines N``, default none)
     N cell lines drawn like bulk samples (``drugs/cell_line_expression.tsv``, log2(TPM+1)) and a long
     GDSC-like table (``drugs/drug_response.tsv``: ``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``) of
@@ -63,7 +67,7 @@ Drug screen (``--n_cell_lines N``, default none)
     signature score), without the z term for the others.
 
 All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
-model / single-cell / spatial / bulk / drug-screen streams). Cells are generated one sample at a time, in blocks
+model / single-cell / spatial / bulk / drug-screen / immunotherapy streams). Cells are generated one sample at a time, in blocks
 of at most ``BLOCK_ELEMENTS`` dense means, turned into CSR at once and appended to the sample's
 h5ad, so memory does not grow with the number of cells.
 
@@ -221,6 +225,8 @@ from .cohort import (  # noqa: F401
     drug_names,
     simulate_cell_lines,
     write_cell_lines,
+    immunotherapy_clinical,
+    simulate_immunotherapy,
 )
 from .run import (  # noqa: F401
     SAMPLESHEET_COLUMNS,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io import atomic_path, write_table
 from ..log import get_logger
-from .settings import DRUG_BASE_LN_IC50, DRUG_SLOPE_PER_SD, BULK_CAPTURE_MB, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
+from .settings import IO_BASE_LOGIT, IO_CENSORING_HAZARD, IO_LOG_HR_PER_LOG_OR, IO_MEDIAN_PFS_DAYS, IO_MEDIAN_POST_PROGRESSION_DAYS, DRUG_BASE_LN_IC50, DRUG_SLOPE_PER_SD, BULK_CAPTURE_MB, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
 from .model import Model
 from .singlecell import _composition
 
@@ -191,4 +191,44 @@ def write_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) 
             "response": "drugs/drug_response.tsv", "planted": planted, "null": null,
             "ln_ic50": f"{DRUG_BASE_LN_IC50:g} + N(0,1) - {DRUG_SLOPE_PER_SD:g} z for the planted drugs, without the z term for the others "
                        "(z: the bulk signature score of the cell line)"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Immunotherapy cohort
+# ----------------------------------------------------------------------------------------------
+def immunotherapy_clinical(z: pd.Series, log_or: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Best response and survival of an immunotherapy cohort driven by the signature score z: P(CR/PR) =
+    logistic(``IO_BASE_LOGIT`` + log_or z) (responders CR 30% / PR, the others SD 40% / PD); time to
+    progression and death after progression exponential with hazards exp(-``IO_LOG_HR_PER_LOG_OR`` log_or z)
+    (OS = progression + post-progression time, so PFS <= OS); one exponential censoring time for both."""
+    n, x = len(z), z.to_numpy()
+    responder = rng.uniform(size=n) < 1 / (1 + np.exp(-(IO_BASE_LOGIT + log_or * x)))
+    best = np.where(responder, np.where(rng.uniform(size=n) < 0.3, "CR", "PR"), np.where(rng.uniform(size=n) < 0.4, "SD", "PD"))
+    hazard = np.exp(-IO_LOG_HR_PER_LOG_OR * log_or * x)
+    progression = rng.exponential(IO_MEDIAN_PFS_DAYS / math.log(2) / hazard)
+    death = progression + rng.exponential(IO_MEDIAN_POST_PROGRESSION_DAYS / math.log(2) / hazard)
+    censor = rng.exponential(1 / IO_CENSORING_HAZARD, size=n)
+    days = lambda t: np.maximum(1, np.ceil(np.minimum(t, censor))).astype(int)  # noqa: E731
+    return pd.DataFrame({"sample": z.index, "response": best, "os_time": days(death), "os_event": (death <= censor).astype(int),
+                         "pfs_time": days(progression), "pfs_event": (progression <= censor).astype(int)})
+
+
+def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """``immunotherapy/expression.tsv`` (TPM, samples ``IO0001`` ...) and ``immunotherapy/clinical.tsv``
+    (:func:`immunotherapy_clinical`); returns the truth."""
+    expression, _ = _bulk_expression(model, config.n_immunotherapy, rng)
+    expression.columns = [f"IO{i + 1:04d}" for i in range(config.n_immunotherapy)]
+    z = signature_score(expression, model.programmes["fate_A"])
+    clinical = immunotherapy_clinical(z, config.immunotherapy_log_or, rng)
+    folder = config.outdir / "immunotherapy"
+    with atomic_path(folder / "expression.tsv") as tmp:
+        to_species(expression, config.species, config.bulk_species or config.species).to_csv(tmp, sep="\t")
+    write_table(clinical, folder / "clinical.tsv")
+    responders = int(clinical["response"].isin(["CR", "PR"]).sum())
+    logger.info("immunotherapy: %d samples, %d responders (CR/PR)", config.n_immunotherapy, responders)
+    return {"n_samples": config.n_immunotherapy, "log_or_per_sd": config.immunotherapy_log_or, "responders": responders,
+            "response": f"P(CR/PR) = logistic({IO_BASE_LOGIT:g} + {config.immunotherapy_log_or:g} z)",
+            "hazard": f"progression and post-progression hazards x exp(-{IO_LOG_HR_PER_LOG_OR * config.immunotherapy_log_or:g} z); "
+                      f"median PFS {IO_MEDIAN_PFS_DAYS:g} days at z = 0; OS = PFS + post-progression time",
+            "files": {"expression": "immunotherapy/expression.tsv", "clinical": "immunotherapy/clinical.tsv"}}
 
