@@ -1,17 +1,15 @@
 """Immunotherapy cohorts: `tmeflow simulate --n_immunotherapy` (its own bulk row with response and OS/PFS
-driven by the signature) and the bulk stage's response ROC and optimised-split KM figure; the planted
-association is found and a null cohort is calibrated over 20 seeds."""
+driven by the signature): the planted association is found and a null cohort is calibrated over 20 seeds.
+The row end to end (`tmeflow run`, response ROC, optimised-split KM figure, report) is in tests/test_runner.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tmeflow.cli import main
 from tmeflow.errors import TmeflowInputError
 from tmeflow.params import defaults
 
@@ -76,54 +74,3 @@ def test_simulate_immunotherapy_options_are_checked():
 
     with pytest.raises(TmeflowInputError, match="--n_immunotherapy must be 0 or at least 30"):
         SimConfig(outdir=Path("x"), n_immunotherapy=10).check()
-
-
-@pytest.fixture(scope="module")
-def immunotherapy_run(tmp_path_factory):
-    """`tmeflow simulate --n_immunotherapy 120`, then `tmeflow bulk` on its immunotherapy row."""
-    tmp_path = tmp_path_factory.mktemp("immunotherapy")
-    sim = tmp_path / "sim"
-    assert main(["simulate", "--outdir", str(sim), "--n_cells", "300", "--n_patients", "2", "--n_genes", "1500",
-                 "--n_sections", "0", "--n_bulk", "0", "--n_immunotherapy", "120", "--seed", "3"]) == 0
-    truth = json.loads((sim / "truth.json").read_text())
-    gmt = sim / "fate_a.gmt"
-    gmt.write_text("FATE_A\tplanted\t" + "\t".join(truth["bulk"]["signature_genes"]) + "\n")
-    out = tmp_path / "out"
-    assert main(["bulk", "--expression", str(sim / "immunotherapy" / "expression.tsv"),
-                 "--clinical", str(sim / "immunotherapy" / "clinical.tsv"), "--signatures", str(gmt), "--sample", "IO",
-                 "--outdir", str(out), "--bulk_values", "tpm", "--bulk_hallmark", "false", "--cutpoint_permutations", "0"]) == 0
-    return sim, out
-
-
-def test_simulated_immunotherapy_row_and_its_bulk_outputs(immunotherapy_run, tmp_path):
-    """The simulator's immunotherapy row (samplesheet, truth, clinical columns) and the bulk stage on it: the
-    planted signature separates responders (ROC) and OS/PFS at an optimised split with a corrected p, drawn
-    in <sample>.bulk_immunotherapy_km.png, which the report shows in its Pan-cancer section."""
-    import re
-
-    from tmeflow.samplesheet import read_samplesheet
-
-    sim, out = immunotherapy_run
-    rows = [row for row in read_samplesheet(sim / "samplesheet.csv") if row.modality == "bulk"]
-    assert [(row.sample, Path(row.data).name, Path(row.clinical).name) for row in rows] == [
-        ("immunotherapy", "expression.tsv", "clinical.tsv")]
-    clinical = pd.read_csv(sim / "immunotherapy" / "clinical.tsv", sep="\t")
-    assert set(clinical["response"]) == {"CR", "PR", "SD", "PD"} and len(clinical) == 120
-    assert (clinical["pfs_time"] <= clinical["os_time"]).all()
-    truth = json.loads((sim / "truth.json").read_text())["immunotherapy"]
-    assert truth["n_samples"] == 120 and truth["responders"] == int(clinical["response"].isin(["CR", "PR"]).sum())
-    response = pd.read_csv(out / "IO.bulk_response.tsv", sep="\t").set_index("feature")
-    assert response.loc["FATE_A", "fdr"] < 0.05 and response.loc["FATE_A", "auc_lower"] > 0.5
-    survival = pd.read_csv(out / "IO.bulk_survival.tsv", sep="\t")
-    fate = survival[survival["feature"] == "FATE_A"].set_index("endpoint")
-    assert set(fate.index) == {"OS", "PFS"} and fate["split"].str.startswith("optimised").all() and (fate["p"] < 0.05).all()
-    assert (fate["hr_per_sd"] < 1).all()
-    assert (out / "IO.bulk_immunotherapy_km.png").stat().st_size > 10000
-    assert (out / "IO.bulk_response_roc.png").stat().st_size > 5000
-    summary = json.loads((out / "IO.bulk_summary.json").read_text())
-    assert summary["response"]["responders"] == truth["responders"]
-    outdir = tmp_path / "multiqc"
-    assert main(["report", "--input_dir", str(out), "--outdir", str(outdir)]) == 0
-    html = (outdir / "multiqc_report.html").read_text()
-    for name in ("IO.bulk_immunotherapy_km", "IO.bulk_response_roc"):
-        assert re.search("tmeflow_figure_" + re.escape(name.lower().replace(".", "_")), html), name

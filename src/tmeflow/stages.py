@@ -276,6 +276,8 @@ STAGES: tuple[Stage, ...] = (
                    help="Cancer types of a pan-cancer bulk cohort (clinical column cancer_type, samples dealt round-robin); 0 for one cohort (default: 0)."),
             option("--bulk_planted_types", type=int, default=1,
                    help="With --bulk_cancer_types: the first this many types carry the score-survival effect (--bulk_beta), the others none (default: 1)."),
+            option("--n_bulk_validation", type=int, default=0,
+                   help="Samples of a second bulk cohort with survival (its own samplesheet row 'bulk_validation', drawn as the first with the same --bulk_beta, a validation set); 0 for none (default: 0)."),
             option("--n_immunotherapy", type=int, default=0,
                    help="Samples of an immunotherapy bulk cohort (its own samplesheet row 'immunotherapy': expression, response CR/PR/SD/PD, OS and PFS); 0 for none (default: 0)."),
             option("--immunotherapy_log_or", type=float, default=1.0,

@@ -56,6 +56,8 @@ Bulk
     effect only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others), and a MAF
     (``bulk/mutations.maf``) whose non-synonymous counts rise with z in the planted types only (score-TMB
     correlation).
+Validation cohort (``--n_bulk_validation N``, default none)
+    A second bulk row (``bulk_validation``) drawn like the first, with the same survival model.
 Immunotherapy cohort (``--n_immunotherapy N``, default none)
     A second bulk row (``immunotherapy``): N samples drawn like the bulk cohort, a clinical table with best
     response (CR/PR/SD/PD; P(CR/PR) = logistic(-0.5 + ``--immunotherapy_log_or`` x z)) and OS/PFS whose
@@ -67,7 +69,7 @@ Drug screen (``--n_cell_lines N``, default none)
     signature score), without the z term for the others.
 
 All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
-model / single-cell / spatial / bulk / drug-screen / immunotherapy streams). Cells are generated one sample at a time, in blocks
+model / single-cell / spatial / bulk / drug-screen / immunotherapy / validation-cohort streams). Cells are generated one sample at a time, in blocks
 of at most ``BLOCK_ELEMENTS`` dense means, turned into CSR at once and appended to the sample's
 h5ad, so memory does not grow with the number of cells.
 
@@ -227,6 +229,7 @@ from .cohort import (  # noqa: F401
     write_cell_lines,
     immunotherapy_clinical,
     simulate_immunotherapy,
+    simulate_validation_cohort,
 )
 from .run import (  # noqa: F401
     SAMPLESHEET_COLUMNS,

@@ -232,3 +232,19 @@ def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Gener
                       f"median PFS {IO_MEDIAN_PFS_DAYS:g} days at z = 0; OS = PFS + post-progression time",
             "files": {"expression": "immunotherapy/expression.tsv", "clinical": "immunotherapy/clinical.tsv"}}
 
+
+def simulate_validation_cohort(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """A second bulk cohort (``bulk_validation/``: samples ``VAL0001`` ..., one cancer type) drawn like the first,
+    with the same hazard ``exp(bulk_beta * z)``: a validation set; returns the truth."""
+    expression, _ = _bulk_expression(model, config.n_bulk_validation, rng)
+    expression.columns = [f"VAL{i + 1:04d}" for i in range(config.n_bulk_validation)]
+    z = signature_score(expression, model.programmes["fate_A"])
+    clinical = _survival(z, config.bulk_beta, rng)
+    folder = config.outdir / "bulk_validation"
+    with atomic_path(folder / "expression.tsv") as tmp:
+        to_species(expression, config.species, config.bulk_species or config.species).to_csv(tmp, sep="\t")
+    write_table(clinical, folder / "clinical.tsv")
+    logger.info("bulk validation cohort: %d samples, %.0f%% censored", config.n_bulk_validation, 100 * (1 - clinical["os_event"].mean()))
+    return {"n_samples": config.n_bulk_validation, "beta": config.bulk_beta, "hazard": "as the bulk cohort: exp(beta * z)",
+            "files": {"expression": "bulk_validation/expression.tsv", "clinical": "bulk_validation/clinical.tsv"}}
+

@@ -197,6 +197,7 @@ class SimConfig:
     bulk_planted_types: int = 1
     n_cell_lines: int = 0
     n_immunotherapy: int = 0
+    n_bulk_validation: int = 0
     immunotherapy_log_or: float = 1.0
     n_drugs: int = 20
     planted_drugs: int = 3
@@ -231,6 +232,8 @@ class SimConfig:
         if self.n_cell_lines and (self.n_cell_lines < 20 or self.n_drugs < 1 or not 0 <= self.planted_drugs <= self.n_drugs):
             raise TmeflowInputError(f"--n_cell_lines must be 0 or at least 20, --n_drugs at least 1 and --planted_drugs between 0 "
                                     f"and --n_drugs, got {self.n_cell_lines}, {self.n_drugs} and {self.planted_drugs}")
+        if 0 < self.n_bulk_validation < 10:
+            raise TmeflowInputError(f"--n_bulk_validation must be 0 or at least 10, got {self.n_bulk_validation}")
         if 0 < self.n_immunotherapy < 30:
             raise TmeflowInputError(f"--n_immunotherapy must be 0 or at least 30, got {self.n_immunotherapy}")
         if self.n_sections and self.n_spots < 50:
