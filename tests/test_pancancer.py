@@ -274,4 +274,5 @@ def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_pa
     assert "tmeflow_bulk_pancancer_PAN" in html and "tmeflow_bulk_drug_PAN" in html
     patterns = [p for p, _ in next(s for s in report.SECTIONS if s.id == "tmeflow_step_pancancer").files]
     unused = [p for p in patterns if not any(f.match(p) for f in pancancer_run.iterdir())]
-    assert unused == ["*.bulk_response_roc.png"]  # no response column here (tests/test_response.py)
+    # no response column here (tests/test_response.py, and the immunotherapy row of tests/test_runner.py)
+    assert unused == ["*.bulk_response_roc.png", "*.bulk_immunotherapy_km.png"]
