@@ -25,13 +25,15 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def simulated_cohort(tmp_path_factory) -> Path:
-    """A small simulated cohort (samplesheet.csv, truth.json, sc/, spatial/, bulk/) shared by tests."""
+    """A small simulated cohort (samplesheet.csv, truth.json, sc/, spatial/, bulk/, and the bulk rows
+    bulk_validation/ and immunotherapy/, as the bundled test cohort) shared by tests."""
     from tmeflow.cli import main
 
     outdir = tmp_path_factory.mktemp("cohort")
     code = main([
         "simulate", "--outdir", str(outdir), "--n_cells", "1800", "--n_patients", "2", "--n_genes", "3000",
         "--n_sections", "1", "--n_spots", "400", "--n_bulk", "60", "--seed", "7",
+        "--n_bulk_validation", "30", "--n_immunotherapy", "40",
     ])
     assert code == 0
     return outdir

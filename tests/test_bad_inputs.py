@@ -419,6 +419,15 @@ def test_maf_without_its_columns_fails_before_any_stage(cohort, good_sc, tmp_pat
     _one_error(*_run(tmp_path, sheet, capsys, "--maf", str(maf)), "Variant_Classification", "mutations.maf")
 
 
+def test_drug_response_without_a_value_column_fails_before_any_stage(cohort, good_sc, tmp_path, capsys):
+    expr, clin = _bulk(cohort, tmp_path)
+    response = tmp_path / "gdsc_response.tsv"
+    response.write_text("CELL_LINE_NAME\tDRUG_NAME\tRMSE\nCL1\tx\t0.1\n")
+    sheet = _sheet(tmp_path, SC_ROW.format(data=good_sc), f"B1,bulk,primary,t,human,b,bulk,{expr},{clin},")
+    _one_error(*_run(tmp_path, sheet, capsys, "--drug_expression", str(expr), "--drug_response", str(response)),
+               "no value column", "gdsc_response.tsv")
+
+
 def test_missing_covariate_column(cohort, good_sc, tmp_path, capsys):
     expr, clin = _bulk(cohort, tmp_path)
     sheet = _sheet(tmp_path, SC_ROW.format(data=good_sc), f"B1,bulk,primary,t,human,b,bulk,{expr},{clin},")

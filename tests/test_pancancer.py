@@ -175,15 +175,16 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
 
 @pytest.fixture(scope="module")
 def pancancer_run(tmp_path_factory):
-    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1 --bulk_normals 10`, then `tmeflow bulk` with
-    its MAF (the 40 normals in the expression table are compared with the tumours, not analysed as tumours)."""
+    """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1 --bulk_normals 10 --n_cell_lines 200`, then
+    `tmeflow bulk` with its MAF, MSI, copy-number and methylation tables and its drug screen (with the ridge prediction;
+    the 40 normals in the expression table are compared with the tumours, not analysed as tumours)."""
     import json
 
     tmp_path = tmp_path_factory.mktemp("pancancer")
     sim = tmp_path / "sim"
     assert main(["simulate", "--outdir", str(sim), "--n_cells", "300", "--n_patients", "2", "--n_genes", "1500",
                  "--n_sections", "0", "--n_bulk", "400", "--bulk_cancer_types", "4", "--bulk_planted_types", "1",
-                 "--bulk_normals", "10", "--seed", "1"]) == 0
+                 "--bulk_normals", "10", "--n_cell_lines", "200", "--seed", "1"]) == 0
     truth = json.loads((sim / "truth.json").read_text())["bulk"]
     assert truth["cancer_types"]["planted"] == ["TYPE1"] and truth["cancer_types"]["null"] == ["TYPE2", "TYPE3", "TYPE4"]
     clinical = pd.read_csv(sim / "bulk" / "clinical.tsv", sep="\t")
@@ -205,7 +206,9 @@ def pancancer_run(tmp_path_factory):
                  "--signatures", str(gmt), "--sample", "PAN", "--outdir", str(out), "--bulk_values", "tpm",
                  "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf"),
                  "--msi", str(sim / "bulk" / "msi.tsv"), "--copy_number", str(sim / "bulk" / "cnv_thresholded.tsv"),
-                 "--methylation", str(tmp_path / "methylation.csv")]) == 0
+                 "--methylation", str(tmp_path / "methylation.csv"),
+                 "--drug_expression", str(sim / "drugs" / "cell_line_expression.tsv"),
+                 "--drug_response", str(sim / "drugs" / "drug_response.tsv"), "--drug_predict", "true"]) == 0
     return out
 
 
@@ -283,6 +286,30 @@ def test_simulated_msi_cnv_and_methylation_end_to_end(pancancer_run):
         assert (out / f"PAN.{name}").stat().st_size > 0
 
 
+def test_simulate_drug_screen_end_to_end(pancancer_run):
+    """`tmeflow simulate --n_cell_lines 200` writes a GDSC-like screen with 3 planted drugs; `tmeflow bulk
+    --drug_expression --drug_response --drug_predict true` finds exactly those at FDR < 0.05 for the user
+    signature, draws the bubble plot, and predicts them for the tumours (CV rho >= drug_min_cv_rho)."""
+    import json
+
+    out = pancancer_run
+    truth = json.loads((out.parent / "sim" / "truth.json").read_text())["drugs"]
+    assert truth["planted"] == ["DRUG01", "DRUG02", "DRUG03"] and len(truth["null"]) == 17
+    table = pd.read_csv(out / "PAN.bulk_drug_correlation.tsv", sep="\t")
+    fate = table[table["feature"] == "FATE_A"].set_index("drug")
+    assert set(fate.index[fate["fdr"] < 0.05]) == set(truth["planted"]) and (fate.loc[truth["planted"], "rho"] < -0.3).all()
+    assert set(table["kind"]) == {"score", "gene"} and (table.loc[table["kind"] == "gene", "feature"].nunique() > 10)
+    cv = pd.read_csv(out / "PAN.bulk_drug_cv.tsv", sep="\t").set_index("drug")
+    assert cv.loc[truth["planted"], "predicted"].all() and (cv.loc[truth["planted"], "cv_rho"] > 0.3).all()
+    predicted = pd.read_csv(out / "PAN.bulk_drug_predicted.tsv", sep="\t", index_col="sample")
+    assert predicted.shape[0] == 400 and set(truth["planted"]) <= set(predicted.columns)
+    assert set(predicted.columns) == set(cv.index[cv["predicted"]])
+    assert (out / "PAN.bulk_drug_bubble.png").stat().st_size > 5000
+    summary = json.loads((out / "PAN.bulk_summary.json").read_text())["drugs"]
+    assert summary["cell_lines"] == 200 and summary["drugs"] == 20 and summary["measure"] == "LN_IC50"
+    assert summary["lead_feature"] == "FATE_A" and summary["drugs_fdr_below_0.05"] == 3
+
+
 def test_simulate_pancancer_settings_are_checked():
     from pathlib import Path
 
@@ -304,11 +331,12 @@ def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_pa
     html = (outdir / "multiqc_report.html").read_text()
     assert 'id="tmeflow_step_pancancer"' in html
     figures = [p for p in pancancer_run.glob("*.png")
-               if any(k in p.name for k in ("pancancer", "tmb", "tumour_normal", "msi", "cnv", "molecular"))]
-    assert len(figures) == 9
+               if any(k in p.name for k in ("pancancer", "tmb", "tumour_normal", "msi", "cnv", "molecular", "drug"))]
+    assert len(figures) == 10
     for figure in figures:
         assert re.search("tmeflow_figure_" + re.escape(figure.stem.lower().replace(".", "_")), html), figure.name
-    assert "tmeflow_bulk_pancancer_PAN" in html
+    assert "tmeflow_bulk_pancancer_PAN" in html and "tmeflow_bulk_drug_PAN" in html
     patterns = [p for p, _ in next(s for s in report.SECTIONS if s.id == "tmeflow_step_pancancer").files]
     unused = [p for p in patterns if not any(f.match(p) for f in pancancer_run.iterdir())]
-    assert unused == ["*.bulk_response_roc.png"]  # no response column here (tests/test_response.py)
+    # no response column here (tests/test_response.py, and the immunotherapy row of tests/test_runner.py)
+    assert unused == ["*.bulk_response_roc.png", "*.bulk_immunotherapy_km.png"]

@@ -29,6 +29,42 @@ def test_qc_outputs_per_sample(pipeline_results, simulated_cohort):
     assert set(sc_samples) <= set(valid["sample"])
 
 
+def test_two_bulk_cohorts_and_an_immunotherapy_cohort_get_distinct_outputs(pipeline_results, simulated_cohort):
+    """The simulated cohort's three bulk rows (bulk, bulk_validation, immunotherapy) run in one `tmeflow run`:
+    each has its own files and report tables, its own samples, and only the immunotherapy cohort (response,
+    OS and PFS) gets the response table, ROC and optimised-split KM figure; the report shows every cohort.
+    (tests/test_nextflow_static.py holds the same outdir to the BULK module's output globs for all three rows.)"""
+    import re
+
+    truth = json.loads((simulated_cohort / "truth.json").read_text())
+    bulk = pipeline_results / "bulk"
+    cohorts = {"bulk": 60, "bulk_validation": truth["bulk_validation"]["n_samples"], "immunotherapy": truth["immunotherapy"]["n_samples"]}
+    samples = {}
+    for cohort, n in cohorts.items():
+        summary = json.loads((bulk / f"{cohort}.bulk_summary.json").read_text())
+        assert summary["cohort"] == cohort and summary["samples"] == n
+        scores = pd.read_csv(bulk / f"{cohort}.bulk_scores.tsv", sep="\t")
+        samples[cohort] = set(scores["sample"])
+        assert (bulk / f"{cohort}.bulk_survival.tsv").stat().st_size > 0
+    assert not (samples["bulk"] & samples["bulk_validation"]) and not (samples["bulk"] & samples["immunotherapy"])
+    assert json.loads((bulk / "bulk_validation.bulk_summary.json").read_text())["endpoints"].keys() == {"OS"}
+    clinical = pd.read_csv(simulated_cohort / "immunotherapy" / "clinical.tsv", sep="\t")
+    assert set(clinical["response"]) == {"CR", "PR", "SD", "PD"} and (clinical["pfs_time"] <= clinical["os_time"]).all()
+    assert truth["immunotherapy"]["responders"] == int(clinical["response"].isin(["CR", "PR"]).sum())
+    io_summary = json.loads((bulk / "immunotherapy.bulk_summary.json").read_text())
+    assert io_summary["endpoints"].keys() == {"OS", "PFS"} and io_summary["response"]["responders"] == truth["immunotherapy"]["responders"]
+    for cohort in ("bulk", "bulk_validation"):
+        assert not (bulk / f"{cohort}.bulk_response.tsv").exists() and not (bulk / f"{cohort}.bulk_immunotherapy_km.png").exists()
+    assert (bulk / "immunotherapy.bulk_immunotherapy_km.png").stat().st_size > 10000
+    assert (bulk / "immunotherapy.bulk_response_roc.png").stat().st_size > 5000
+    response = pd.read_csv(bulk / "immunotherapy.bulk_response.tsv", sep="\t").set_index("feature")
+    assert (response["n_responders"] == truth["immunotherapy"]["responders"]).all() and response["auc"].between(0, 1).all()
+    html = (pipeline_results / "multiqc" / "multiqc_report.html").read_text()
+    for cohort in cohorts:
+        assert f"tmeflow_bulk_survival_{cohort}" in html
+    assert re.search("tmeflow_figure_immunotherapy_bulk_immunotherapy_km", html)
+
+
 def test_run_rejects_a_bad_samplesheet_before_writing(tmp_path, capsys):
     sheet = tmp_path / "sheet.csv"
     sheet.write_text("sample,patient,condition,tissue,species,batch,modality,data\nS1,P1,primary,t,human,b1,sc,nope.h5ad\n")

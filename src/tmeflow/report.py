@@ -177,14 +177,15 @@ SECTIONS: tuple[Section, ...] = (
         ("*.bulk_estimate_correlation.png", "Spearman correlation of each signature score with the ESTIMATE scores; * marks FDR < 0.05"),
     )),
     Section("tmeflow_step_pancancer", "Pan-cancer",
-            "Survival, immune-context and TMB correlations per cancer type, BH across types x endpoints, and tumour vs normal "
+            "Survival, immune-context and TMB correlations per cancer type, BH across types x endpoints, tumour vs normal "
             "expression, MSI, copy number and methylation (tmeflow bulk, cohorts with a cancer_type column, a MAF, normals or "
-            "molecular tables).", (
+            "molecular tables); treatment response; drug sensitivity of cell lines (drug_expression, drug_response).", (
         ("*.bulk_pancancer_mqc.tsv", ""),
         ("*.bulk_pancancer_forest_*.png", "Hazard ratio per SD (univariate Cox, 95% CI) per cancer type; filled: pan-cancer FDR < 0.05"),
         ("*.bulk_pancancer_correlation.png", "Spearman correlation of each score with the immune context per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_immunomodulators.png", "Spearman correlation of each signature with the immunomodulator genes (Thorsson et al. 2018) per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_response_roc.png", "ROC curves of the scores for treatment response (responders CR/PR vs SD/PD), AUC with DeLong 95% CI"),
+        ("*.bulk_immunotherapy_km.png", "Kaplan-Meier curves of the lead signature per endpoint (e.g. OS, PFS) of a cohort with a response column, split at the optimised (maxstat) cut-point: corrected cut-point p, naive log-rank p for reference"),
         ("*.bulk_tmb_correlation.png", "Spearman correlation of each score with tumour mutational burden (from the MAF) per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_msi_correlation.png", "Spearman correlation of each score with the MSI score per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_tmb_msi_radar.png", "Spearman correlation of each score with TMB and MSI, one spoke per cancer type; filled: pan-cancer FDR < 0.05"),
@@ -192,6 +193,8 @@ SECTIONS: tuple[Section, ...] = (
         ("*.bulk_molecular_correlation.png", "Spearman correlation of each signature gene's copy number and methylation (beta) with its expression per cancer type; * marks pan-cancer FDR < 0.05"),
         ("*.bulk_tumour_normal_heatmap.png", "Log2 fold change tumour / normal of each signature gene per cancer type (Wilcoxon rank-sum; * FDR < 0.05, ** < 0.01, *** < 0.001)"),
         ("*.bulk_tumour_normal_scores.png", "Signature scores of tumours (red) and normals (blue) per cancer type (Wilcoxon rank-sum; stars: BH FDR)"),
+        ("*.bulk_drug_mqc.tsv", ""),
+        ("*.bulk_drug_bubble.png", "Drugs whose cell-line IC50/AUC correlates with the signature (scored on the cell lines as on the tumours): x = Spearman rho, size = -log10 FDR (BH across drugs); filled: FDR < 0.05"),
     )),
 )
 PARAMS_SECTION_ID = "tmeflow_run_parameters"

@@ -16,6 +16,8 @@ process BULK {
     path msi                // MSI scores per sample; [] for none
     path copy_number        // gene-level GISTIC-style thresholded copy number; [] for none
     path methylation        // gene-level methylation beta values; [] for none
+    path drug_expression    // drug-screened cell lines' expression (GDSC/CTRP); [] for none
+    path drug_response      // their IC50/AUC per drug; [] for none
 
     output:
     tuple val(meta), path("${meta.id}.bulk_*.tsv")       , emit: tables
@@ -38,6 +40,8 @@ process BULK {
     def msi_arg = msi ? "--msi ${msi}" : ''
     def copy_number_arg = copy_number ? "--copy_number ${copy_number}" : ''
     def methylation_arg = methylation ? "--methylation ${methylation}" : ''
+    def drug_expression_arg = drug_expression ? "--drug_expression ${drug_expression}" : ''
+    def drug_response_arg = drug_response ? "--drug_response ${drug_response}" : ''
     """
     tmeflow bulk \\
         --expression ${expression} \\
@@ -51,6 +55,8 @@ process BULK {
         ${msi_arg} \\
         ${copy_number_arg} \\
         ${methylation_arg} \\
+        ${drug_expression_arg} \\
+        ${drug_response_arg} \\
         --sample ${meta.id} \\
         --outdir . \\
         ${args}

@@ -31,7 +31,8 @@ markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feat
 column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.response`
 (treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.molecular` (MSI, CNV and methylation tables: score-MSI
 and CNV/methylation-expression correlations, CNV frequencies, radar plots), :mod:`.normals` (tumour vs normal per cancer type, normals from the
-same table or a separate normal cohort), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+same table or a separate normal cohort), :mod:`.drugs` (cell-line drug sensitivity: Spearman per drug, oncoPredict-style ridge
+prediction), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -121,6 +122,17 @@ from .molecular import (  # noqa: F401
     plot_cnv_frequency,
     plot_gene_correlations,
     write_molecular,
+)
+from .drugs import (  # noqa: F401
+    read_drug_response,
+    read_drug_inputs,
+    cell_line_features,
+    spearman_columns,
+    drug_correlations,
+    plot_drug_bubbles,
+    predict_drug_response,
+    run_drugs,
+    write_drugs,
 )
 from .run import (  # noqa: F401
     _gene_sets,

@@ -172,6 +172,13 @@ def value_correlations(features: pd.DataFrame, kinds: dict[str, str], values: pd
     return table
 
 
+def lead_first(focus: list[str], kinds: dict[str, str]) -> list[str]:
+    """``focus`` with the user's signatures first, then the necroptosis sets, then genes (stable within a kind):
+    the first is the lead feature of the one-signature figures (drug bubbles, immunotherapy KM)."""
+    order = {"user_signature": 0, "necroptosis": 1, "gene": 2}
+    return sorted(focus, key=lambda f: order.get(kinds.get(f, ""), 3))
+
+
 # --------------------------------------------------------------------------------------------------
 # Figures
 

@@ -37,6 +37,14 @@ def plot_km(ax, surv: pd.DataFrame, groups: pd.Series, title: str, p_text: str) 
     add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
 
 
+def split_label(row) -> str:
+    """Primary p of a survival-table row (corrected cut-point p of an optimised split), continuous HR and the split used."""
+    if row["cutpoint_method"] == "maxstat":
+        return (f"optimised (maxstat) split: corrected p={row['p']:.2g} (naive log-rank p={row['logrank_p']:.2g}); "
+                f"HR/SD={row['hr_per_sd']:.2f}")
+    return f"median split: log-rank p={row['p']:.2g}; HR/SD={row['hr_per_sd']:.2f}"
+
+
 def forest_plot(table: pd.DataFrame, endpoint: str):
     """Forest plot of univariate hazard ratios per SD (95% CI) of every feature for one endpoint."""
     plt = pyplot()
@@ -90,18 +98,11 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
         sub = table[table["endpoint"] == endpoint]
         focus = sub[sub["kind"] != "hallmark"]
 
-        def ptext(row) -> str:
-            """Primary p (corrected cut-point p of an optimised split), continuous HR and the split used."""
-            if row["cutpoint_method"] == "maxstat":
-                return (f"optimised (maxstat) split: corrected p={row['p']:.2g} (naive log-rank p={row['logrank_p']:.2g}); "
-                        f"HR/SD={row['hr_per_sd']:.2f}")
-            return f"median split: log-rank p={row['p']:.2g}; HR/SD={row['hr_per_sd']:.2f}"
-
         single = focus[focus["kind"].isin(["gene", "user_signature"]) | (focus["p"] < 0.05)]
         for _, row in single.iterrows():
             fig, ax = plt.subplots(figsize=(5, 4.5))
             g = groups[endpoint][row["feature"]]
-            plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", ptext(row))
+            plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", split_label(row))
             written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{slug(endpoint)}_{slug(row['feature'])}.png"))
         rest = sub[sub["kind"] == "hallmark"]
         best = pd.concat([focus.sort_values(["p", "hr_per_sd_p"], na_position="last"),
@@ -112,7 +113,7 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
             fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 5 * nrow), squeeze=False)
             for ax, (_, row) in zip(axes.ravel(), best.iterrows()):
                 g = groups[endpoint][row["feature"]]
-                plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", ptext(row))
+                plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", split_label(row))
             for ax in axes.ravel()[len(best):]:
                 ax.axis("off")
             fig.subplots_adjust(hspace=0.7, wspace=0.3)

@@ -68,7 +68,7 @@ def clinical_column(clinical: pd.DataFrame, named: str, default: str, parameter:
     return {c.lower(): c for c in clinical.columns}.get(default)
 
 
-def read_expression(path: str | Path, samples: pd.Index) -> pd.DataFrame:
+def read_expression(path: str | Path, samples: pd.Index, what: str = "clinical samples") -> pd.DataFrame:
     """Expression matrix as genes x samples, restricted to the samples also in the clinical table.
 
     The orientation is chosen by which axis matches the clinical identifiers. Fewer than
@@ -86,15 +86,15 @@ def read_expression(path: str | Path, samples: pd.Index) -> pd.DataFrame:
     n_matched = len(matched)
     if n_matched < MIN_MATCHED_SAMPLES:
         raise TmeflowInputError(
-            f"only {n_matched} of {len(samples)} clinical samples match expression columns "
+            f"only {n_matched} of {len(samples)} {what} match expression columns "
             f"({frame.shape[1]} expression samples, e.g. {', '.join(map(str, frame.columns[:3]))}; "
-            f"clinical e.g. {', '.join(map(str, samples[:3]))}); at least {MIN_MATCHED_SAMPLES} are needed",
+            f"{what.split()[0]} e.g. {', '.join(map(str, samples[:3]))}); at least {MIN_MATCHED_SAMPLES} are needed",
             file=path,
         )
     if n_matched < len(samples) or n_matched < frame.shape[1]:
         logger.warning(
-            "%d samples in both tables; %d clinical-only and %d expression-only samples ignored",
-            n_matched, len(samples) - n_matched, frame.shape[1] - n_matched,
+            "%d samples in both tables; %d %s-only and %d expression-only samples ignored",
+            n_matched, len(samples) - n_matched, what.split()[0], frame.shape[1] - n_matched,
         )
     frame = frame[matched]
     numeric = frame.apply(pd.to_numeric, errors="coerce")

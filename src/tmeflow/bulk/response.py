@@ -11,6 +11,12 @@ ROC AUC (the probability that a responder scores higher than a non-responder, ti
 95% CI from DeLong's variance (DeLong, DeLong & Clarke-Pearson 1988, Biometrics 44:837; pROC's default),
 clipped to [0, 1] (at perfect separation DeLong's variance is 0 and the CI collapses to the AUC); BH FDR
 across features.
+
+Immunotherapy cohorts (a response column and survival endpoints such as OS and PFS): besides the ROC,
+one figure of Kaplan-Meier curves of the lead signature per endpoint, split at the maxstat optimal
+cut-point (:func:`tmeflow.bulk.endpoints.analyse_survival`, the same split as ``<sample>.bulk_survival.tsv``),
+each panel labelled as an optimised split with its corrected cut-point p (Hothorn & Lausen 2003, or
+permutations) next to the naive log-rank p.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from ..errors import TmeflowInputError
 from ..log import get_logger
 from ..plotting import pyplot
 from ..stats import bh_fdr
+from .plots import plot_km, split_label
 from .reading import clinical_column
 
 logger = get_logger(__package__)
@@ -117,3 +124,19 @@ def plot_response_roc(features: pd.DataFrame, status: pd.Series, table: pd.DataF
     ax.legend(fontsize=6, loc="lower right", frameon=False)
     fig.tight_layout()
     return fig
+
+
+def plot_immunotherapy_km(survival: pd.DataFrame, survs: dict[str, pd.DataFrame], groups: dict[str, dict[str, pd.Series]],
+                          feature: str):
+    """Kaplan-Meier curves of ``feature``'s high/low groups at its cut-point, one panel per endpoint (up to 4),
+    each titled with the endpoint and labelled with the split and its corrected p (module docstring)."""
+    plt = pyplot()
+    rows = survival[(survival["feature"] == feature) & survival["endpoint"].isin(list(survs))].drop_duplicates("endpoint").head(4)
+    fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(5.6 * max(1, len(rows)), 5), squeeze=False)
+    for ax, (_, row) in zip(axes[0], rows.iterrows()):
+        g = groups[row["endpoint"]][feature]
+        label = split_label(row).replace(" (naive", "\n(naive").replace("; HR/SD", "\nHR/SD")
+        plot_km(ax, survs[row["endpoint"]].loc[g.index], g, f"{feature} ({row['endpoint']}, immunotherapy)", label)
+    fig.subplots_adjust(bottom=0.25, wspace=0.3)
+    return fig
+

@@ -23,12 +23,13 @@ from .reading import MIN_MATCHED_SAMPLES, detect_id_type, map_identifiers, read_
 from .deconvolution import deconvolve_nnls, marker_genes, reference_profiles, spearman_table
 from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
 from .plots import _survival_plots, correlation_heatmap
-from .pancancer import cancer_types, focus_features, run_pancancer, write_pancancer
+from .pancancer import cancer_types, focus_features, lead_first, run_pancancer, write_pancancer
 from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
-from .response import plot_response_roc, response_status, response_table
+from .response import plot_immunotherapy_km, plot_response_roc, response_status, response_table
 from .regulators import plot_regulator_heatmap, regulator_correlations
 from .molecular import read_gene_table, read_msi, run_molecular, write_molecular
 from .normals import BATCH_WARNING, signature_genes, in_table_normals, read_normal_cohort, run_tumour_normal, sample_states, write_tumour_normal
+from .drugs import read_drug_inputs, run_drugs, write_drugs
 
 
 logger = get_logger(__package__)
@@ -126,10 +127,11 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
     cnv = read_gene_table(params["copy_number"], clin.index, "CNV") if params.get("copy_number") else None
     methylation = read_gene_table(params["methylation"], clin.index, "methylation") if params.get("methylation") else None
     response = response_status(clin, params["response_column"], clinical_path)
+    drugs = read_drug_inputs(params)
     return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
                            survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response,
                            msi=msi, cnv=cnv, methylation=methylation, normal_expr=normal_expr, normals=normals,
-                           normals_separate=bool(params.get("normal_expression")))
+                           normals_separate=bool(params.get("normal_expression")), drugs=drugs)
 
 
 def run_bulk(
@@ -243,6 +245,10 @@ def run_bulk(
 
     focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
     regulators = regulator_correlations(features, focus, log_expr, cohort.types, params["pancancer_min_samples"], species)
+    drugs = None
+    if cohort.drugs is not None:
+        with timed(logger, f"drug sensitivity: {cohort.drugs.response.shape[1]} drugs on {cohort.drugs.response.shape[0]} cell lines"):
+            drugs = run_drugs(cohort.drugs, sets, lead_first(focus, feature_kind), log_expr, params)
 
     tumour_normal = None
     if cohort.normals:
@@ -292,6 +298,10 @@ def run_bulk(
             headers=headers, pconfig={"id": f"tmeflow_bulk_survival_{cohort_id}_table", "sort_rows": False})))
         with timed(logger, "survival plots"):
             written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir, prefix)
+        lead = lead_first(focus, feature_kind)[0]
+        if cohort.response is not None and (survival_table["feature"] == lead).any():
+            written.append(save_figure(plot_immunotherapy_km(survival_table, survs, all_groups, lead),
+                                       outdir / f"{prefix}bulk_immunotherapy_km.png"))
     if len(logistic):
         written.append(write_table(logistic, outdir / f"{prefix}bulk_logistic.tsv"))
     if estimate is not None:
@@ -313,6 +323,8 @@ def run_bulk(
         written.append(write_table(response, outdir / f"{prefix}bulk_response.tsv"))
         written.append(save_figure(plot_response_roc(features, cohort.response, response, focus),
                                    outdir / f"{prefix}bulk_response_roc.png"))
+    if drugs is not None:
+        written += write_drugs(drugs, outdir, prefix, sample, cohort_id)
     if cohort.tmb is not None:
         written.append(write_table(cohort.tmb.reset_index(), outdir / f"{prefix}bulk_tmb.tsv"))
         if len(tmb_corr):
@@ -351,6 +363,13 @@ def run_bulk(
         "samples_with": {name: None if table is None else int(table.notna().to_frame().any(axis=1).sum() if table.ndim == 1
                                                                else table.notna().any(axis=1).sum())
                          for name, table in (("msi", cohort.msi), ("cnv", cohort.cnv), ("methylation", cohort.methylation))},
+        "drugs": None if not drugs else {
+            "expression": str(cohort.drugs.expression), "response": str(cohort.drugs.source), "measure": drugs["measure"],
+            "cell_lines": int(cohort.drugs.response.shape[0]), "drugs": int(cohort.drugs.response.shape[1]),
+            "lead_feature": drugs["lead"],
+            "drugs_fdr_below_0.05": int(((drugs["correlations"]["feature"] == drugs["lead"]) & (drugs["correlations"]["fdr"] < 0.05)).sum()),
+            "predicted_drugs": int(drugs["predicted"].shape[1]) if "predicted" in drugs else None,
+            "method": "Spearman per drug, BH across drugs; ridge (RidgeCV, per-set gene standardisation, 5-fold CV) with drug_predict"},
         "cancer_types": None if pancancer is None else {
             row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])} for _, row in pancancer["types"].iterrows()},
         "methods": {

@@ -60,9 +60,20 @@ Bulk
     number, the others are independent). ``--bulk_normals N`` adds N normal samples per type (``NORMAL0001``..., clinical column
     ``sample_type``, no survival) drawn from the same mixture model with the first 6 fate-A genes shifted by
     log2 fold change +-1 (tumour / normal; listed in truth.json), every other gene null.
+Validation cohort (``--n_bulk_validation N``, default none)
+    A second bulk row (``bulk_validation``) drawn like the first, with the same survival model.
+Immunotherapy cohort (``--n_immunotherapy N``, default none)
+    A second bulk row (``immunotherapy``): N samples drawn like the bulk cohort, a clinical table with best
+    response (CR/PR/SD/PD; P(CR/PR) = logistic(-0.5 + ``--immunotherapy_log_or`` x z)) and OS/PFS whose
+    hazards fall as exp(-0.6 x log_or x z) (PFS <= OS).
+Drug screen (``--n_cell_lines N``, default none)
+    N cell lines drawn like bulk samples (``drugs/cell_line_expression.tsv``, log2(TPM+1)) and a long
+    GDSC-like table (``drugs/drug_response.tsv``: ``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``) of
+    ``--n_drugs`` drugs: ln IC50 = 2 + N(0, 1) - 0.8 z for the first ``--planted_drugs`` (z: the line's
+    signature score), without the z term for the others.
 
 All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
-model / single-cell / spatial / bulk streams). Cells are generated one sample at a time, in blocks
+model / single-cell / spatial / bulk / drug-screen / immunotherapy / validation-cohort streams). Cells are generated one sample at a time, in blocks
 of at most ``BLOCK_ELEMENTS`` dense means, turned into CSR at once and appended to the sample's
 h5ad, so memory does not grow with the number of cells.
 
@@ -222,6 +233,12 @@ from .cohort import (  # noqa: F401
     sample_beta,
     simulate_maf,
     simulate_bulk,
+    drug_names,
+    simulate_cell_lines,
+    write_cell_lines,
+    immunotherapy_clinical,
+    simulate_immunotherapy,
+    simulate_validation_cohort,
 )
 from .run import (  # noqa: F401
     SAMPLESHEET_COLUMNS,

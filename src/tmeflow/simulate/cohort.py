@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io import atomic_path, write_table
 from ..log import get_logger
-from .settings import BULK_CAPTURE_MB, BULK_CNV_LOG2_PER_LEVEL, BULK_CNV_PROBABILITIES, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD, BULK_MSI_MEDIAN, BULK_NORMAL_DE_GENES, BULK_NORMAL_LOG2FC, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
+from .settings import IO_BASE_LOGIT, IO_CENSORING_HAZARD, IO_LOG_HR_PER_LOG_OR, IO_MEDIAN_PFS_DAYS, IO_MEDIAN_POST_PROGRESSION_DAYS, DRUG_BASE_LN_IC50, DRUG_SLOPE_PER_SD, BULK_CAPTURE_MB, BULK_CNV_LOG2_PER_LEVEL, BULK_CNV_PROBABILITIES, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD, BULK_MSI_MEDIAN, BULK_NORMAL_DE_GENES, BULK_NORMAL_LOG2FC, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
 from .model import Model
 from .singlecell import _composition
 
@@ -230,3 +230,100 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
                                           "without the z term in the others"}
         logger.info("bulk: %d cancer types, score-survival effect planted in %s", config.bulk_cancer_types, ", ".join(planted) or "none")
     return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Drug-screened cell lines
+# ----------------------------------------------------------------------------------------------
+def drug_names(config: SimConfig) -> tuple[list[str], list[str]]:
+    """(planted, null) drug names: ``DRUG01`` ... ; the first ``planted_drugs`` are planted."""
+    names = [f"DRUG{k + 1:02d}" for k in range(config.n_drugs)]
+    return names[:config.planted_drugs], names[config.planted_drugs:]
+
+
+def simulate_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Cell lines drawn like bulk samples (log2(TPM + 1), genes x lines ``CL0001`` ...) and a long GDSC-like
+    response table (``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``): ln IC50 = ``DRUG_BASE_LN_IC50`` + N(0, 1)
+    - ``DRUG_SLOPE_PER_SD`` x z for the planted drugs (z: the signature score), without the z term for the others."""
+    expression, _ = _bulk_expression(model, config.n_cell_lines, rng)
+    expression.columns = [f"CL{i + 1:04d}" for i in range(config.n_cell_lines)]
+    z = signature_score(expression, model.programmes["fate_A"])
+    planted, null = drug_names(config)
+    rows = []
+    for drug in planted + null:
+        slope = DRUG_SLOPE_PER_SD if drug in planted else 0.0
+        ic50 = DRUG_BASE_LN_IC50 + rng.normal(0.0, 1.0, size=len(z)) - slope * z.to_numpy()
+        rows.append(pd.DataFrame({"CELL_LINE_NAME": z.index, "DRUG_NAME": drug, "LN_IC50": np.round(ic50, 4)}))
+    return np.log2(expression + 1.0).round(3), pd.concat(rows, ignore_index=True), z
+
+
+def write_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """``drugs/cell_line_expression.tsv`` and ``drugs/drug_response.tsv`` (species: the bulk cohort's); the truth."""
+    expression, response, _ = simulate_cell_lines(model, config, rng)
+    expression = to_species(expression, config.species, config.bulk_species or config.species)
+    with atomic_path(config.outdir / "drugs" / "cell_line_expression.tsv") as tmp:
+        expression.to_csv(tmp, sep="\t")
+    write_table(response, config.outdir / "drugs" / "drug_response.tsv")
+    planted, null = drug_names(config)
+    logger.info("drugs: %d cell lines, %d drugs (%d planted)", config.n_cell_lines, config.n_drugs, len(planted))
+    return {"n_cell_lines": config.n_cell_lines, "expression": "drugs/cell_line_expression.tsv (log2(TPM+1); drug_values log)",
+            "response": "drugs/drug_response.tsv", "planted": planted, "null": null,
+            "ln_ic50": f"{DRUG_BASE_LN_IC50:g} + N(0,1) - {DRUG_SLOPE_PER_SD:g} z for the planted drugs, without the z term for the others "
+                       "(z: the bulk signature score of the cell line)"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Immunotherapy cohort
+# ----------------------------------------------------------------------------------------------
+def immunotherapy_clinical(z: pd.Series, log_or: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Best response and survival of an immunotherapy cohort driven by the signature score z: P(CR/PR) =
+    logistic(``IO_BASE_LOGIT`` + log_or z) (responders CR 30% / PR, the others SD 40% / PD); time to
+    progression and death after progression exponential with hazards exp(-``IO_LOG_HR_PER_LOG_OR`` log_or z)
+    (OS = progression + post-progression time, so PFS <= OS); one exponential censoring time for both."""
+    n, x = len(z), z.to_numpy()
+    responder = rng.uniform(size=n) < 1 / (1 + np.exp(-(IO_BASE_LOGIT + log_or * x)))
+    best = np.where(responder, np.where(rng.uniform(size=n) < 0.3, "CR", "PR"), np.where(rng.uniform(size=n) < 0.4, "SD", "PD"))
+    hazard = np.exp(-IO_LOG_HR_PER_LOG_OR * log_or * x)
+    progression = rng.exponential(IO_MEDIAN_PFS_DAYS / math.log(2) / hazard)
+    death = progression + rng.exponential(IO_MEDIAN_POST_PROGRESSION_DAYS / math.log(2) / hazard)
+    censor = rng.exponential(1 / IO_CENSORING_HAZARD, size=n)
+    days = lambda t: np.maximum(1, np.ceil(np.minimum(t, censor))).astype(int)  # noqa: E731
+    return pd.DataFrame({"sample": z.index, "response": best, "os_time": days(death), "os_event": (death <= censor).astype(int),
+                         "pfs_time": days(progression), "pfs_event": (progression <= censor).astype(int)})
+
+
+def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """``immunotherapy/expression.tsv`` (TPM, samples ``IO0001`` ...) and ``immunotherapy/clinical.tsv``
+    (:func:`immunotherapy_clinical`); returns the truth."""
+    expression, _ = _bulk_expression(model, config.n_immunotherapy, rng)
+    expression.columns = [f"IO{i + 1:04d}" for i in range(config.n_immunotherapy)]
+    z = signature_score(expression, model.programmes["fate_A"])
+    clinical = immunotherapy_clinical(z, config.immunotherapy_log_or, rng)
+    folder = config.outdir / "immunotherapy"
+    with atomic_path(folder / "expression.tsv") as tmp:
+        to_species(expression, config.species, config.bulk_species or config.species).to_csv(tmp, sep="\t")
+    write_table(clinical, folder / "clinical.tsv")
+    responders = int(clinical["response"].isin(["CR", "PR"]).sum())
+    logger.info("immunotherapy: %d samples, %d responders (CR/PR)", config.n_immunotherapy, responders)
+    return {"n_samples": config.n_immunotherapy, "log_or_per_sd": config.immunotherapy_log_or, "responders": responders,
+            "response": f"P(CR/PR) = logistic({IO_BASE_LOGIT:g} + {config.immunotherapy_log_or:g} z)",
+            "hazard": f"progression and post-progression hazards x exp(-{IO_LOG_HR_PER_LOG_OR * config.immunotherapy_log_or:g} z); "
+                      f"median PFS {IO_MEDIAN_PFS_DAYS:g} days at z = 0; OS = PFS + post-progression time",
+            "files": {"expression": "immunotherapy/expression.tsv", "clinical": "immunotherapy/clinical.tsv"}}
+
+
+def simulate_validation_cohort(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """A second bulk cohort (``bulk_validation/``: samples ``VAL0001`` ..., one cancer type) drawn like the first,
+    with the same hazard ``exp(bulk_beta * z)``: a validation set; returns the truth."""
+    expression, _ = _bulk_expression(model, config.n_bulk_validation, rng)
+    expression.columns = [f"VAL{i + 1:04d}" for i in range(config.n_bulk_validation)]
+    z = signature_score(expression, model.programmes["fate_A"])
+    clinical = _survival(z, config.bulk_beta, rng)
+    folder = config.outdir / "bulk_validation"
+    with atomic_path(folder / "expression.tsv") as tmp:
+        to_species(expression, config.species, config.bulk_species or config.species).to_csv(tmp, sep="\t")
+    write_table(clinical, folder / "clinical.tsv")
+    logger.info("bulk validation cohort: %d samples, %.0f%% censored", config.n_bulk_validation, 100 * (1 - clinical["os_event"].mean()))
+    return {"n_samples": config.n_bulk_validation, "beta": config.bulk_beta, "hazard": "as the bulk cohort: exp(beta * z)",
+            "files": {"expression": "bulk_validation/expression.tsv", "clinical": "bulk_validation/clinical.tsv"}}
+

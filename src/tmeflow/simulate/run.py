@@ -18,7 +18,7 @@ from .genes import build_genes
 from .model import Model, build_model
 from .singlecell import _write_sc_sample, plan_samples, simulate_sample
 from .spatial import _sections, add_heldout_patients, simulate_section
-from .cohort import simulate_bulk
+from .cohort import simulate_bulk, simulate_immunotherapy, simulate_validation_cohort, write_cell_lines
 
 
 logger = get_logger(__package__)
@@ -86,7 +86,8 @@ def _truth(config: SimConfig, model: Model, plan: pd.DataFrame, sections: list[d
 def run_simulate(config: SimConfig) -> Path:
     """Simulate the cohort into ``config.outdir``; return the samplesheet path."""
     config.check()
-    rng_model, rng_sc, rng_spatial, rng_bulk = np.random.default_rng(config.seed).spawn(4)
+    # one stream per part (spawn(n)[:4] equals spawn(4): new parts leave the others unchanged)
+    rng_model, rng_sc, rng_spatial, rng_bulk, rng_drugs, rng_io, rng_validation = np.random.default_rng(config.seed).spawn(7)
     with timed(logger, f"building the {config.species} model"):
         genes = build_genes(config, rng_model)  # checks --n_genes before anything is written
         model = build_model(config, genes, rng_model)
@@ -121,7 +122,26 @@ def run_simulate(config: SimConfig) -> Path:
         bulk = simulate_bulk(model, config, rng_bulk)
         sheet.append({"sample": "bulk", "patient": "bulk_cohort", "condition": _tumour_conditions(config)[0], "tissue": "primary_tumour",
                       "species": config.bulk_species or config.species, "batch": "bulk", "modality": "bulk", "data": "bulk/expression.tsv", "clinical": "bulk/clinical.tsv"})  # fmt: skip
-    write_json(_truth(config, model, plan, sections, bulk), outdir / "truth.json")
+    validation = None
+    if config.n_bulk_validation:
+        validation = simulate_validation_cohort(model, config, rng_validation)
+        sheet.append({"sample": "bulk_validation", "patient": "bulk_validation_cohort", "condition": _tumour_conditions(config)[0],
+                      "tissue": "primary_tumour", "species": config.bulk_species or config.species, "batch": "bulk_validation",
+                      "modality": "bulk", "data": "bulk_validation/expression.tsv", "clinical": "bulk_validation/clinical.tsv"})  # fmt: skip
+    immunotherapy = None
+    if config.n_immunotherapy:
+        immunotherapy = simulate_immunotherapy(model, config, rng_io)
+        sheet.append({"sample": "immunotherapy", "patient": "immunotherapy_cohort", "condition": _tumour_conditions(config)[0],
+                      "tissue": "primary_tumour", "species": config.bulk_species or config.species, "batch": "immunotherapy",
+                      "modality": "bulk", "data": "immunotherapy/expression.tsv", "clinical": "immunotherapy/clinical.tsv"})  # fmt: skip
+    truth = _truth(config, model, plan, sections, bulk)
+    if validation is not None:
+        truth["bulk_validation"] = validation
+    if immunotherapy is not None:
+        truth["immunotherapy"] = immunotherapy
+    if config.n_cell_lines:
+        truth["drugs"] = write_cell_lines(model, config, rng_drugs)
+    write_json(truth, outdir / "truth.json")
     return write_text(_samplesheet(sheet), outdir / "samplesheet.csv")
 
 

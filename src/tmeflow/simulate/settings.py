@@ -166,6 +166,13 @@ BULK_MSI_LOG_SD = 0.5
 BULK_CNV_PROBABILITIES = (0.05, 0.15, 0.6, 0.15, 0.05)  # GISTIC levels -2..2 of every signature gene, independent ...
 BULK_CNV_LOG2_PER_LEVEL = 0.8  # ... and the 7th signature gene's TPM x 2^(0.8 x level) in tumours (CNV-expression correlation)
 BULK_NORMAL_LOG2FC = 1.0  # ... by log2 fold change +1 (even positions: higher in tumours) or -1 (odd: lower); others equal
+DRUG_BASE_LN_IC50 = 2.0  # simulated cell lines: ln IC50 = 2 + N(0, 1) ...
+IO_BASE_LOGIT = -0.5  # immunotherapy cohort: logit P(CR/PR) = -0.5 + log_or * z (about 38% responders) ...
+IO_LOG_HR_PER_LOG_OR = 0.6  # ... and progression / death-after-progression hazards exp(-0.6 * log_or * z)
+IO_MEDIAN_PFS_DAYS = 150.0
+IO_MEDIAN_POST_PROGRESSION_DAYS = 250.0
+IO_CENSORING_HAZARD = 1 / 900.0  # administrative/loss-to-follow-up censoring of both endpoints
+DRUG_SLOPE_PER_SD = 0.8  # ... minus 0.8 per SD of the signature score for the planted drugs (rho about -0.6)
 SC_FORMATS = ("h5ad", "mtx", "h5")
 TRUTH_CELL_COLUMNS = (
     "true_cell_type", "true_compartment", "true_malignant", "true_pseudotime", "true_fate", "true_qc", "true_doublet_partner",
@@ -196,6 +203,12 @@ class SimConfig:
     bulk_cancer_types: int = 0
     bulk_planted_types: int = 1
     bulk_normals: int = 0
+    n_cell_lines: int = 0
+    n_immunotherapy: int = 0
+    n_bulk_validation: int = 0
+    immunotherapy_log_or: float = 1.0
+    n_drugs: int = 20
+    planted_drugs: int = 3
     doublet_rate: float = 0.0
     low_quality_rate: float = 0.0
     sc_format: str = "h5ad"
@@ -226,6 +239,13 @@ class SimConfig:
         if self.bulk_cancer_types and self.n_bulk < 10 * self.bulk_cancer_types:
             raise TmeflowInputError(f"--n_bulk {self.n_bulk} is fewer than 10 samples per cancer type "
                                     f"(--bulk_cancer_types {self.bulk_cancer_types})")
+        if self.n_cell_lines and (self.n_cell_lines < 20 or self.n_drugs < 1 or not 0 <= self.planted_drugs <= self.n_drugs):
+            raise TmeflowInputError(f"--n_cell_lines must be 0 or at least 20, --n_drugs at least 1 and --planted_drugs between 0 "
+                                    f"and --n_drugs, got {self.n_cell_lines}, {self.n_drugs} and {self.planted_drugs}")
+        if 0 < self.n_bulk_validation < 10:
+            raise TmeflowInputError(f"--n_bulk_validation must be 0 or at least 10, got {self.n_bulk_validation}")
+        if 0 < self.n_immunotherapy < 30:
+            raise TmeflowInputError(f"--n_immunotherapy must be 0 or at least 30, got {self.n_immunotherapy}")
         if self.n_sections and self.n_spots < 50:
             raise TmeflowInputError(f"--n_spots must be at least 50, got {self.n_spots}")
         for name, value in {"doublet_rate": self.doublet_rate, "low_quality_rate": self.low_quality_rate}.items():

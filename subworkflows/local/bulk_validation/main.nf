@@ -23,7 +23,9 @@ workflow BULK_VALIDATION {
         optionalFile(params.normal_clinical),   // its sample table (cancer-type mapping); [] when unset
         optionalFile(params.msi),               // MSI scores; [] when unset
         optionalFile(params.copy_number),       // gene-level thresholded copy number; [] when unset
-        optionalFile(params.methylation)        // gene-level methylation beta values; [] when unset
+        optionalFile(params.methylation),       // gene-level methylation beta values; [] when unset
+        optionalFile(params.drug_expression),   // drug-screened cell lines' expression; [] when unset
+        optionalFile(params.drug_response)      // their IC50/AUC per drug; [] when unset
     )
 
     emit:
