@@ -433,3 +433,19 @@ def test_a_feature_that_cannot_be_split_is_left_out_unless_the_user_named_it(cap
         analyse_survival(features, surv, "OS", pd.DataFrame(index=samples), params, required=("gene:CHMP3",))
     with pytest.raises(TmeflowInputError, match="no feature can be split"):
         analyse_survival(features[["fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), params)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_nnls_fractions_of_an_exact_two_type_three_gene_mixture():
+    from tmeflow.bulk import deconvolve_nnls
+
+    profiles = pd.DataFrame({"A": [10.0, 0.0, 5.0], "B": [0.0, 10.0, 5.0]}, index=["g1", "g2", "g3"])
+    # S1 = 0.25 A + 0.75 B = (2.5, 7.5, 5.0); S2 = 4 A = (40, 0, 20): fractions normalised to sum 1
+    bulk = pd.DataFrame({"S1": [2.5, 7.5, 5.0], "S2": [40.0, 0.0, 20.0]}, index=["g1", "g2", "g3"])
+    fractions, fit = deconvolve_nnls(bulk, profiles, {"A": ["g1"], "B": ["g2", "g3"]})
+    np.testing.assert_allclose(fractions.to_numpy(), [[0.25, 0.75], [1.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(fit["residual_norm"], [0.0, 0.0], atol=1e-9)
+    assert fit["n_genes"].tolist() == [3, 3]

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from tmeflow import cnv
 from tmeflow.cli import main
 from tmeflow.params import group_properties
+import tiny
 
 OLIGO_REFERENCE = "Microglia/Macrophage,Oligodendrocytes (non-malignant)"
 OLIGO_TUMOURS = ("MGH36", "MGH53", "93", "97")
@@ -405,3 +406,30 @@ def test_cid4465_malignant_calls_after_tmeflow_annotation(shared_data):
           f"specificity on immune+stromal {specificity:.4f}")
     assert score >= 0.90
     assert specificity >= 0.98
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_reference_and_candidate_masks_and_plan_of_six_cells_by_hand():
+    from tmeflow.cnv.reference import candidate_mask, normal_tissue_mask, reference_mask, reference_plan
+
+    obs = tiny.frame({
+        "cell_type": ["T cell", "epithelial", "epithelial", "fibroblast", " b CELL ", "epithelial"],
+        "compartment": ["T/NK", "epithelial", "epithelial", "fibroblast", "B/plasma", "epithelial"],
+        "condition": ["primary", "primary", "normal", "primary", "primary", "primary"],
+        "patient": ["P1", "P1", "P1", "P2", "P2", "P2"],
+    })
+    params = tiny.params(cnv_reference_types="T cell,B cell", cnv_candidate_compartments="epithelial",
+                         cnv_candidate_types=None, cnv_normal_conditions="normal")
+    # c2 is epithelium of a normal-tissue sample; c4 matches "B cell" ignoring case and spaces
+    assert normal_tissue_mask(obs, params).tolist() == [False, False, True, False, False, False]
+    assert reference_mask(obs, params).tolist() == [True, False, True, False, True, False]
+    # candidates: epithelial compartment (c1, c2, c5) minus the reference (c2)
+    assert candidate_mask(obs, params).tolist() == [False, True, False, False, False, True]
+    plan = reference_plan(obs, reference_mask(obs, params), min_reference_cells=2).set_index("patient")
+    # P1 has 2 reference cells (c0, c2) >= 2: its own; P2 has 1 (c4): the cohort's 3
+    assert plan["n_reference_cells"].tolist() == [2, 1]
+    assert plan["reference"].tolist() == ["patient", "cohort"]
+    assert plan["reference_cells_used"].tolist() == [2, 3]

@@ -306,3 +306,17 @@ def test_centralities_on_known_networks():
     roles = network_roles(pd.DataFrame(chain, index=list("abc"), columns=list("abc")))
     assert roles.set_index("cell_type")["sender"].to_dict() == {"a": 3.0, "b": 2.0, "c": 0.0}
     assert roles.set_index("cell_type")["mediator_scaled"].to_dict() == {"a": 0.0, "b": 1.0, "c": 0.0}
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_simes_combination_by_hand():
+    from tmeflow.communication.signalling import simes
+
+    # sorted finite p = (0.01, 0.03, 0.04), m = 3: m p_(i) / i = 0.03, 0.045, 0.04 -> min 0.03 (NaN ignored)
+    assert simes([0.04, np.nan, 0.01, 0.03]) == pytest.approx(0.03)
+    # (0.5, 0.6): 2 x 0.5 / 1 = 1.0, 2 x 0.6 / 2 = 0.6 -> 0.6
+    assert simes([0.6, 0.5]) == pytest.approx(0.6)
+    assert np.isnan(simes([np.nan]))

@@ -303,3 +303,19 @@ def test_real_section_abundance_follows_the_histology(shared_data, tmp_path):
     assert auroc["abundance Cancer Epithelial"] > auroc["marker score Cancer Epithelial"]
     assert auroc["abundance Cancer Epithelial"] > auroc["proportion Cancer Epithelial"]
     assert auroc["abundance epithelial"] >= 0.9 and rho["abundance epithelial"] >= 0.6
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_poisson_weights_recover_an_exact_two_type_three_gene_mixture():
+    """Signatures (genes x types) A = (10, 0, 5), B = (0, 10, 5); spot 1 = 2 A + 3 B = (20, 30, 25),
+    spot 2 = 1 A + 0 B = (10, 0, 5). Counts equal the rates exactly, the maximum of the Poisson likelihood,
+    so the weights are (2, 3) and (1, 0)."""
+    from tmeflow.deconvolve import poisson_weights
+
+    signatures = np.array([[10.0, 0.0], [0.0, 10.0], [5.0, 5.0]])
+    counts = np.array([[20.0, 30.0, 25.0], [10.0, 0.0, 5.0]])
+    weights = poisson_weights(counts, signatures, max_iterations=5000, tolerance=1e-12)
+    np.testing.assert_allclose(weights, [[2.0, 3.0], [1.0, 0.0]], atol=1e-3)

@@ -119,3 +119,34 @@ def test_stemness_is_cytotrace_compared_per_sample(run):
     assert b_cells.loc[["P2_metastasis", "P3_metastasis"], "median_genes_detected"].max() < b_cells.loc[
         ["P2_primary", "P3_primary"], "median_genes_detected"].min()
     assert (out / "stemness_by_condition.png").stat().st_size > 5000
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_over_representation_of_a_ten_gene_universe_by_hand():
+    from tmeflow.pathways import over_representation
+
+    universe = [f"G{i}" for i in range(10)]
+    sets = {"A": ["G0", "G1", "G2", "G3", "OTHER"], "B": ["G7", "G8", "G9"], "tiny": ["G5"]}
+    table = over_representation(["G0", "G1", "G5"], universe, sets, min_size=2, max_size=50).set_index("term")
+    # "tiny" has 1 gene in the universe < min_size 2: left out; OTHER is outside the universe: A has 4
+    assert sorted(table.index) == ["A", "B"]
+    a = table.loc["A"]
+    assert (a["n_universe"], a["n_set"], a["n_list"], a["overlap"], a["genes"]) == (10, 4, 3, 2, "G0,G1")
+    # P(X >= 2), X ~ hypergeometric(N=10, K=4, n=3): [C(4,2) C(6,1) + C(4,3) C(6,0)] / C(10,3) = (36 + 4) / 120 = 1/3
+    assert a["pvalue"] == pytest.approx(1 / 3)
+    assert a["expected"] == pytest.approx(3 * 4 / 10)  # 1.2
+    assert a["odds_ratio"] == pytest.approx(2 * (10 - 4 - 3 + 2) / ((4 - 2) * (3 - 2)))  # 2 x 5 / 2 = 5
+    assert table.loc["B", "pvalue"] == 1.0  # no overlap: P(X >= 0) = 1
+    # BH of (1/3, 1): 1/3 x 2/1 = 2/3; 1 x 2/2 = 1
+    assert table["fdr"].tolist() == pytest.approx([2 / 3, 1.0])
+
+
+def test_log_cpm_by_hand():
+    from tmeflow.pathways import log_cpm
+
+    counts = pd.DataFrame({"g0": [1, 0], "g1": [3, 0]}, index=["S1", "S2"])
+    # S1: 1/4 and 3/4 of 10^6 -> log2(250001) = 17.931574, log2(750001) = 19.516535; S2 all zero -> log2(1) = 0
+    np.testing.assert_allclose(log_cpm(counts).to_numpy(), [[17.931574, 0.0], [19.516535, 0.0]], atol=1e-6)

@@ -11,6 +11,7 @@ from tmeflow.cli import main
 from tmeflow.params import defaults
 from tmeflow.qc import mad_outlier, run_qc
 from tmeflow.samplesheet import read_samplesheet
+import tiny
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,25 @@ def test_wrong_species_is_caught(planted_sample, tmp_path, capsys):
     assert code == 2
     assert "species is mouse but the mitochondrial genes look human" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_fixed_filter_reasons_of_six_cells_by_hand():
+    """Fixed thresholds; a cell failing several filters gets the first listed one."""
+    from tmeflow.qc import filter_reasons
+
+    obs = tiny.frame({
+        "n_genes_by_counts": [300, 150, 300, 300, 300, 100],
+        "total_counts": [1000, 1000, 400, 1000, 1000, 300],
+        "pct_counts_mito": [5.0, 5.0, 5.0, 25.0, 5.0, 50.0],
+        "pct_counts_hb": [0.0, 0.0, 0.0, 0.0, 10.0, 10.0],
+    })
+    params = tiny.params(qc_mode="fixed", min_genes=200, min_counts=500, max_pct_mito=20.0, max_pct_hb=5.0)
+    reasons = filter_reasons(obs, params)
+    # c0 passes all; c1 150 < 200 genes; c2 400 < 500 counts; c3 25 > 20 % mito; c4 10 > 5 % hb;
+    # c5 fails all four (100 < 200, 300 < 500, 50 > 20, 10 > 5): min_genes, the first listed, wins
+    assert reasons.tolist() == ["", "min_genes", "min_counts", "max_pct_mito", "max_pct_hb", "min_genes"]
+    assert reasons.index.tolist() == obs.index.tolist()

@@ -15,6 +15,7 @@ import pytest
 from test_deconvolve import nnls_output
 from test_spatial_qc import section_dir, work_dir
 from tmeflow.cli import main
+import tiny
 
 ANALYSIS_ARGS = ["--spatial_n_perms", "100"]
 
@@ -349,3 +350,22 @@ def test_spatial_lr_uses_the_species_resource_and_refuses_a_mismatch():
     assert set(table["ligand"]) <= set(genes)
     with pytest.raises(TmeflowInputError, match=r"spatial_analysis: only \d+ genes .*'consensus'.*species human"):
         spatial_lr(adata, regions, params, species="human")
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_signed_distance_and_rings_on_a_chain_of_five_spots():
+    from tmeflow.spatial_analysis import rings_graph, signed_distance
+
+    coords = tiny.line(5, 100.0)
+    tumour = np.array([True, True, False, False, False])
+    # tumour spots: minus the distance to the nearest non-tumour spot (x=200): s0 -200/100 = -2, s1 -1;
+    # others: distance to the nearest tumour spot (x=100): s2 1, s3 2, s4 3
+    np.testing.assert_allclose(signed_distance(coords, tumour, 100.0), [-2.0, -1.0, 1.0, 2.0, 3.0])
+    reach = rings_graph(tiny.chain_graph(5), 2).toarray().astype(bool)
+    # within 2 steps on the chain, self excluded: s0 -> s1, s2; s2 -> s0, s1, s3, s4
+    assert np.flatnonzero(reach[0]).tolist() == [1, 2]
+    assert np.flatnonzero(reach[2]).tolist() == [0, 1, 3, 4]
+    assert (reach == reach.T).all() and not reach.diagonal().any()

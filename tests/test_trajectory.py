@@ -208,3 +208,20 @@ def test_branch_genes_null_by_permuting_fates_within_sample(planted):
     n_tested = len(table)
     print(f"within-sample permutations: branch genes called {calls} of {n_tested} tested")
     assert with_call <= 2 and max(calls) <= 0.01 * n_tested
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_pseudotime_scaling_of_eleven_cells_by_hand():
+    from tmeflow.trajectory.branch import knots_at_quantiles, scale_pseudotime
+
+    t = np.arange(11.0)  # 0, 1, ..., 10
+    # linear quantiles: 1 % at 0.01 x 10 = 0.1, 99 % at 9.9; scaled (t - 0.1) / 9.8, clipped to [0, 1]
+    scaled = scale_pseudotime(t)
+    assert scaled[0] == 0.0 and scaled[10] == 1.0
+    assert scaled[5] == pytest.approx(0.5)  # (5 - 0.1) / 9.8
+    assert scaled[1] == pytest.approx(0.9 / 9.8)  # 0.091837
+    # 5 knots at the 0, 25, 50, 75, 100 % quantiles of 0..10: 0, 2.5, 5, 7.5, 10
+    np.testing.assert_allclose(knots_at_quantiles(t, 5), [0.0, 2.5, 5.0, 7.5, 10.0])
