@@ -235,3 +235,7 @@ def test_a_signal_whose_exception_a_library_swallows_still_stops_the_run(tmp_pat
     assert raised.value.exit_code == 143 and calls == [1]
     assert (outdir / "pipeline_info" / "tasks" / "composition.json").is_file() and (outdir / "composition" / "out.tsv").is_file()
     assert signal.getsignal(signal.SIGTERM) == handler_before
+    # the interruption ends with its block: a task run later in this process is not interrupted again
+    from tmeflow.resume import raise_if_interrupted
+
+    raise_if_interrupted()
