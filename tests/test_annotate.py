@@ -25,6 +25,7 @@ WU_TO_TMEFLOW = {
 TMEFLOW_TO_WU_LEVEL = {"monocyte/macrophage": "myeloid", "DC": "myeloid", "T": "T/NK", "NK": "T/NK"}
 
 
+@pytest.mark.slow
 def test_simulated_major_types_recovered(tmp_path_factory):
     adata = ad.read_h5ad(annotated(tmp_path_factory))
     truth = adata.obs["true_cell_type"].astype(str).replace(SIM_TO_MAJOR)
@@ -46,6 +47,7 @@ def test_simulated_major_types_recovered(tmp_path_factory):
     assert (out / "annotation_dotplot_mqc.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cid4465_major_types_agree_with_authors(shared_data, tmp_path_factory):
     result = ad.read_h5ad(cid4465_annotated(tmp_path_factory, shared_data))
@@ -69,6 +71,7 @@ def _one_line_error(capsys, argv):
     return err
 
 
+@pytest.mark.slow
 def test_marker_table_without_present_genes_fails(tmp_path, tmp_path_factory, capsys):
     path = integrated(tmp_path_factory)
     table = tmp_path / "markers.tsv"
@@ -80,6 +83,7 @@ def test_marker_table_without_present_genes_fails(tmp_path, tmp_path_factory, ca
     assert not (tmp_path / "o" / "annotated.h5ad").exists()
 
 
+@pytest.mark.slow
 def test_user_markers_and_overrides(tmp_path, tmp_path_factory, capsys):
     path = integrated(tmp_path_factory)
     adata = ad.read_h5ad(path)
@@ -106,6 +110,7 @@ def test_user_markers_and_overrides(tmp_path, tmp_path_factory, capsys):
     assert "999" in err
 
 
+@pytest.mark.slow
 def test_celltypist_with_a_local_model(tmp_path, tmp_path_factory):
     celltypist = pytest.importorskip("celltypist")
     adata = ad.read_h5ad(integrated(tmp_path_factory))

@@ -69,6 +69,7 @@ def tiny_atlas(n_genes: int = 1500, cell_types=("T",) * 30 + ("epithelial",) * 5
 # ------------------------------------------------------------------------------------------------
 # The infercnvpy / pynndescent / scipy trap
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_installed_versions_are_the_known_good_ones():
     """pynndescent >= 0.7 returns scipy csr_array kNN graphs; scanpy 1.11.5 then fails in
     infercnvpy.pp.neighbors from 8,192 cells on ("'csr_array' object has no attribute 'getnnz'")."""
@@ -76,6 +77,7 @@ def test_installed_versions_are_the_known_good_ones():
     assert problem is None, f"known-bad dependency for CNV neighbours: {problem} (see ../shared/STACK.md)"
 
 
+@pytest.mark.slow
 def test_scanpy_needs_spmatrix_knn_graphs():
     """The crash itself: scanpy reads a kNN graph with .getnnz, which sparse *arrays* lack. If this
     starts passing for csr_array, the pynndescent pin can be lifted."""
@@ -152,6 +154,7 @@ def _positions_table(adata, path: Path, chromosome: str | None = None) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_cli_gene_positions_parameter_places_genes(tmp_path):
     """--gene_positions (the cnv_options parameter gene_positions, which Nextflow's CNV process stages)
     reaches the stage: a rat atlas has no bundled table, the user table places its genes."""
@@ -241,6 +244,7 @@ def oligodendroglioma(shared_data, tmp_path_factory):
     return outdir, cells
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_oligodendroglioma_malignant_calls(oligodendroglioma):
     _, cells = oligodendroglioma
@@ -261,6 +265,7 @@ def test_oligodendroglioma_malignant_calls(oligodendroglioma):
     assert auc >= 0.95
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_oligodendroglioma_1p_19q_codeletion(oligodendroglioma):
     outdir, _ = oligodendroglioma
@@ -272,6 +277,7 @@ def test_oligodendroglioma_1p_19q_codeletion(oligodendroglioma):
         assert per_tumour.loc[(tumour, "1q"), "call"] == "neutral", tumour
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_oligodendroglioma_outputs(oligodendroglioma):
     import anndata as ad
@@ -319,6 +325,7 @@ def simulated(tmp_path_factory):
     return outdir, cells, truth
 
 
+@pytest.mark.slow
 def test_simulated_malignant_calls(simulated):
     _, cells, _ = simulated
     score = f1(cells["true_malignant"].to_numpy(), cells["malignant"].to_numpy(dtype=bool))
@@ -328,6 +335,7 @@ def test_simulated_malignant_calls(simulated):
     assert not cells.loc[not_candidate, "malignant"].any()
 
 
+@pytest.mark.slow
 def test_simulated_cnv_clusters_are_clones_not_cells(simulated):
     # Regression: a Gaussian kernel turned cells sharing one CNV profile into NaN connectivities
     # and every cell into a cluster of its own.
@@ -339,6 +347,7 @@ def test_simulated_cnv_clusters_are_clones_not_cells(simulated):
     assert not malignant_clusters.empty and malignant_clusters["n_cells"].min() >= 5
 
 
+@pytest.mark.slow
 def test_simulated_arm_events_recovered(simulated):
     outdir, _, truth = simulated
     arms = pd.read_csv(outdir / "cnv_arms.tsv", sep="\t", dtype={"patient": str, "cnv_cluster": str})
@@ -366,6 +375,7 @@ AUTHOR_TYPES = {  # fallback when tmeflow.annotate is unavailable: authors' majo
 }
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cid4465_malignant_calls_after_tmeflow_annotation(shared_data):
     import scanpy as sc

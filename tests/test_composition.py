@@ -44,6 +44,7 @@ def _obs_h5ad(path, conditions: list[str], patients: list[str] | None = None, n:
     return path
 
 
+@pytest.mark.slow
 def test_planted_abundance_change_is_found(tmp_path_factory, tmp_path):
     atlas, truth = _simulated_atlas_obs(tmp_path_factory)
     assert main(["composition", "--input", str(atlas), "--outdir", str(tmp_path)]) == 0

@@ -39,6 +39,7 @@ def _auprc(table: pd.DataFrame, truth: dict) -> float:
     return float(average_precision_score(labels, sub["stat"].abs().fillna(0.0)))
 
 
+@pytest.mark.slow
 def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path):
     from tmeflow.de import run_pydeseq2
 
@@ -89,6 +90,7 @@ def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path
     assert set(called) == set(ours.index[ours["significant"]])
 
 
+@pytest.mark.slow
 def test_wilcoxon_recovers_planted_genes(cohort, tmp_path, capsys):
     atlas, truth = cohort
     assert main(["de", "--input", str(atlas), "--outdir", str(tmp_path), "--de_method", "wilcoxon",

@@ -23,6 +23,7 @@ def cohort(tmp_path_factory):
     return path, metrics
 
 
+@pytest.mark.slow
 def test_harmony_improves_mixing_and_keeps_cell_types(cohort):
     path, metrics = cohort
     print(metrics.drop(columns=["Embedding"]).to_string())
@@ -43,6 +44,7 @@ def test_harmony_improves_mixing_and_keeps_cell_types(cohort):
     assert by_batch.loc["harmony", "ilisi"] > 0.4
 
 
+@pytest.mark.slow
 def test_integrated_object_layout(cohort):
     path, _ = cohort
     adata = ad.read_h5ad(path)
@@ -122,6 +124,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert "not found" in err
 
 
+@pytest.mark.slow
 def test_single_sample_skips_correction_and_scvi_runs_on_cpu(tmp_path, tmp_path_factory, caplog):
     qc = sorted((integrated(tmp_path_factory).parent.parent / "qc").glob("*.qc.h5ad"))
     params = qc_params()

@@ -32,6 +32,7 @@ def run(tmp_path_factory):
     return atlas, out, json.loads((base / "sim" / "truth.json").read_text())
 
 
+@pytest.mark.slow
 def test_gsea_ranks_planted_pathway_first(run):
     _, out, truth = run
     gsea = pd.read_csv(out / "gsea_metastasis_vs_primary.tsv", sep="\t")
@@ -48,6 +49,7 @@ def test_gsea_ranks_planted_pathway_first(run):
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_scores_are_named_consistently(run):
     _, out, _ = run
     scored = ad.read_h5ad(out / "pathways.h5ad", backed="r")
@@ -66,6 +68,7 @@ def test_scores_are_named_consistently(run):
     assert malignant.loc["metastasis", "score_MY_HYPOXIA"] > malignant.loc["primary", "score_MY_HYPOXIA"]
 
 
+@pytest.mark.slow
 def test_scores_are_reproducible(run):
     from tmeflow.pathways import gsea_prerank, module_scores, pathway_collection, signature_sets
 
@@ -87,6 +90,7 @@ def test_scores_are_reproducible(run):
     pd.testing.assert_frame_equal(one, two)
 
 
+@pytest.mark.slow
 def test_gmt_without_genes_in_data_exits_2(run, tmp_path, capsys):
     atlas, _, _ = run
     gmt = tmp_path / "foreign.gmt"
@@ -97,6 +101,7 @@ def test_gmt_without_genes_in_data_exits_2(run, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_stemness_is_cytotrace_compared_per_sample(run):
     """Issue 20: stemness is CytoTRACE (ranks in (0, 1], with the gene counts signature beside it), summarised
     per sample and cell type and tested between the two conditions with samples as units (3 patients,

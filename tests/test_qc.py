@@ -42,6 +42,7 @@ def _removal_rates(row, result):
     return rates
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fixed", "mad"])
 def test_planted_bad_cells_are_removed_and_good_cells_kept(planted_sample, tmp_path, mode):
     result = _qc(planted_sample, tmp_path, qc_mode=mode)
@@ -76,6 +77,7 @@ def _qc_cli(row, outdir, *extra):
     ])
 
 
+@pytest.mark.slow
 def test_too_few_cells_fails_with_one_line_and_writes_nothing(planted_sample, tmp_path, capsys):
     assert _qc_cli(planted_sample, tmp_path, "--min_cells_per_sample", "100000") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
@@ -84,6 +86,7 @@ def test_too_few_cells_fails_with_one_line_and_writes_nothing(planted_sample, tm
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_dropped_sample_writes_stats_but_no_h5ad(planted_sample, tmp_path):
     assert _qc_cli(planted_sample, tmp_path, "--min_cells_per_sample", "100000", "--drop_failed_samples") == 0
     names = {path.name for path in tmp_path.iterdir()}
@@ -91,6 +94,7 @@ def test_dropped_sample_writes_stats_but_no_h5ad(planted_sample, tmp_path):
     assert f"{planted_sample.sample}.qc.h5ad" not in names
 
 
+@pytest.mark.slow
 def test_wrong_species_is_caught(planted_sample, tmp_path, capsys):
     row = planted_sample
     code = main([

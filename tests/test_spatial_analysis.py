@@ -37,6 +37,7 @@ def _truth(cohort: Path) -> pd.DataFrame:
     return pd.read_csv(section_dir(cohort) / "truth_spots.tsv", sep="\t", index_col=0)
 
 
+@pytest.mark.slow
 def test_derived_regions_match_planted(analysed, simulated_cohort):
     regions = pd.read_csv(analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".regions.tsv"), sep="\t", index_col=0)
     truth = _truth(simulated_cohort).loc[regions.index, "true_region"]
@@ -49,6 +50,7 @@ def test_derived_regions_match_planted(analysed, simulated_cohort):
     assert (regions.loc[regions["region"] != "tumour", "signed_distance"] > 0).all()
 
 
+@pytest.mark.slow
 def test_spot_cnv_map_finds_the_planted_tumour(analysed, simulated_cohort):
     """The spot-level CNV map (infercnvpy on spots, split stromal reference) agrees with the planted
     tumour region and with the deconvolved malignant proportion; planted stroma is rarely called."""
@@ -68,6 +70,7 @@ def test_spot_cnv_map_finds_the_planted_tumour(analysed, simulated_cohort):
     assert (analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".spot_cnv.png")).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_planted_interface_interaction_detected(analysed):
     lr = pd.read_csv(analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".lr_interface.tsv"), sep="\t")
     row = lr.set_index("interaction").loc["MDK^NCL"]
@@ -80,6 +83,7 @@ def test_planted_interface_interaction_detected(analysed):
     assert row["z_msr"] > 2 and row["pval"] < 0.05
 
 
+@pytest.mark.slow
 def test_neighbourhoods_colocalisation_trajectory(analysed):
     import anndata as ad
 
@@ -101,6 +105,7 @@ def test_neighbourhoods_colocalisation_trajectory(analysed):
     assert {"region", "signed_distance", "malignant_prop", "tls_id"} <= set(adata.obs.columns)
 
 
+@pytest.mark.slow
 def test_pathologist_annotation_used(simulated_cohort, tmp_path):
     section = section_dir(simulated_cohort)
     code = main(["spatial_analysis", "--input", str(nnls_output(simulated_cohort)), "--outdir", str(tmp_path),
@@ -111,6 +116,7 @@ def test_pathologist_annotation_used(simulated_cohort, tmp_path):
     assert (regions["region"] == truth).all()
 
 
+@pytest.mark.slow
 def test_annotation_barcodes_not_matching_exit_2(simulated_cohort, tmp_path, capsys):
     table = pd.read_csv(section_dir(simulated_cohort) / "region_annotation.csv")
     table["barcode"] = "NOPE_" + table["barcode"].astype(str)
@@ -143,6 +149,7 @@ def _spot_darkness(adata, sample: str) -> np.ndarray:
     return np.asarray(darkness)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_breast_section_end_to_end(shared_data):
     import anndata as ad
@@ -331,6 +338,7 @@ def _lr_section(genes: list[str], seed: int = 0):
     return adata, regions
 
 
+@pytest.mark.slow
 def test_spatial_lr_uses_the_species_resource_and_refuses_a_mismatch():
     """A mouse section is scored with liana's mouseconsensus (it crashed with the human resource); human
     genes against the mouse resource are one line naming the stage and species."""

@@ -49,6 +49,7 @@ def qc_h5ad(simulated_cohort) -> Path:
     return spatial_qc_output(simulated_cohort)
 
 
+@pytest.mark.slow
 def test_spatial_qc_outputs(qc_h5ad, simulated_cohort):
     import anndata as ad
 
@@ -88,6 +89,7 @@ def _run_expect_error(outs: Path, tmp_path: Path, capsys, *extra: str) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_barcodes_not_in_positions_exit_2(simulated_cohort, tmp_path, capsys):
     outs = _broken_copy(simulated_cohort, tmp_path)
     positions = outs / "spatial" / "tissue_positions.csv"
@@ -97,6 +99,7 @@ def test_barcodes_not_in_positions_exit_2(simulated_cohort, tmp_path, capsys):
     assert "missing from the positions file" in _run_expect_error(outs, tmp_path, capsys)
 
 
+@pytest.mark.slow
 def test_no_spots_in_tissue_exit_2(simulated_cohort, tmp_path, capsys):
     outs = _broken_copy(simulated_cohort, tmp_path)
     positions = outs / "spatial" / "tissue_positions.csv"
@@ -106,6 +109,7 @@ def test_no_spots_in_tissue_exit_2(simulated_cohort, tmp_path, capsys):
     assert "in tissue" in _run_expect_error(outs, tmp_path, capsys)
 
 
+@pytest.mark.slow
 def test_too_few_spots_after_filters_exit_2(simulated_cohort, tmp_path, capsys):
     message = _run_expect_error(section_dir(simulated_cohort) / "outs", tmp_path, capsys, "--spatial_min_counts", "10000000")
     assert "spatial_min_counts" in message

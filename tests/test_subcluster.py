@@ -21,6 +21,7 @@ def simulated(tmp_path_factory):
     return ad.read_h5ad(subcluster.run_subcluster(annotated(tmp_path_factory), out, params)), out
 
 
+@pytest.mark.slow
 def test_fine_types_on_simulated_cohort(simulated):
     adata, out = simulated
     obs = adata.obs
@@ -42,6 +43,7 @@ def test_fine_types_on_simulated_cohort(simulated):
     assert len(pd.read_csv(out / "subcluster_markers.tsv", sep="\t"))
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cid4465_caf_subtypes_agree_with_authors(shared_data, tmp_path_factory, tmp_path):
     adata = ad.read_h5ad(subcluster.run_subcluster(cid4465_annotated(tmp_path_factory, shared_data), tmp_path, qc_params()))

@@ -26,6 +26,7 @@ def nki(shared_data):
     return pd.read_csv(shared_data / "nki_breast_bulk_survival" / "nkis_clinical.csv.gz", index_col=0)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_logrank_matches_r_survdiff_on_nki(nki):
     """R survival 3.5-3: survdiff(Surv(t.dmfs, e.dmfs) ~ vantveer2002_70_genes): chisq 15.6 on 1 df,
@@ -41,6 +42,7 @@ def test_logrank_matches_r_survdiff_on_nki(nki):
     assert result.table["n"].sum() == 129
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cox_matches_r_coxph_on_nki(nki):
     """R: coxph(Surv(t.os, e.os) ~ node + age + size + er) on complete cases (Efron ties):
