@@ -90,6 +90,7 @@ def test_scanpy_needs_spmatrix_knn_graphs():
         _get_indices_distances_from_sparse_matrix(sp.csr_array(dense), 2)
 
 
+@pytest.mark.slow
 def test_bad_pynndescent_switches_to_exact_neighbours(monkeypatch):
     import pynndescent
 

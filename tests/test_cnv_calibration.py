@@ -121,6 +121,7 @@ def atlas_with_gain(seed: int = 0, n_genes: int = 1500, n_t: int = 60, n_normal:
     return adata
 
 
+@pytest.mark.slow
 def test_cnv_profile_does_not_depend_on_chunking(monkeypatch):
     """The same cells give the same CNV rows in one chunk or in chunks of 40 cells (before: the noise
     filter used each chunk's SD, so the tumour-only first chunk zeroed more of its cells' signal)."""
