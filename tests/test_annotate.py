@@ -13,6 +13,7 @@ import pytest
 from _cohort import MAJOR_TO_SIM, SIM_TO_MAJOR, annotated, cid4465_annotated, integrated, qc_params
 from tmeflow import annotate
 from tmeflow.cli import main
+import tiny
 
 # Wu et al. 2021 celltype_major -> tmeflow major types. T-cells include their NK/NKT cells; PVL are
 # perivascular-like cells (smooth muscle/pericyte); cancer and normal epithelium are both epithelial.
@@ -24,6 +25,7 @@ WU_TO_TMEFLOW = {
 TMEFLOW_TO_WU_LEVEL = {"monocyte/macrophage": "myeloid", "DC": "myeloid", "T": "T/NK", "NK": "T/NK"}
 
 
+@pytest.mark.slow
 def test_simulated_major_types_recovered(tmp_path_factory):
     adata = ad.read_h5ad(annotated(tmp_path_factory))
     truth = adata.obs["true_cell_type"].astype(str).replace(SIM_TO_MAJOR)
@@ -45,6 +47,7 @@ def test_simulated_major_types_recovered(tmp_path_factory):
     assert (out / "annotation_dotplot_mqc.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cid4465_major_types_agree_with_authors(shared_data, tmp_path_factory):
     result = ad.read_h5ad(cid4465_annotated(tmp_path_factory, shared_data))
@@ -68,6 +71,7 @@ def _one_line_error(capsys, argv):
     return err
 
 
+@pytest.mark.slow
 def test_marker_table_without_present_genes_fails(tmp_path, tmp_path_factory, capsys):
     path = integrated(tmp_path_factory)
     table = tmp_path / "markers.tsv"
@@ -79,6 +83,7 @@ def test_marker_table_without_present_genes_fails(tmp_path, tmp_path_factory, ca
     assert not (tmp_path / "o" / "annotated.h5ad").exists()
 
 
+@pytest.mark.slow
 def test_user_markers_and_overrides(tmp_path, tmp_path_factory, capsys):
     path = integrated(tmp_path_factory)
     adata = ad.read_h5ad(path)
@@ -105,6 +110,7 @@ def test_user_markers_and_overrides(tmp_path, tmp_path_factory, capsys):
     assert "999" in err
 
 
+@pytest.mark.slow
 def test_celltypist_with_a_local_model(tmp_path, tmp_path_factory):
     celltypist = pytest.importorskip("celltypist")
     adata = ad.read_h5ad(integrated(tmp_path_factory))
@@ -140,3 +146,22 @@ def test_label_conservation_recomputed_after_annotation_shows_over_correction():
     assert list(table.index) == ["uncorrected", "harmony"] and set(table["label_key"]) == {"cell_type"}
     assert table.loc["uncorrected", "label_asw"] > table.loc["harmony", "label_asw"] + 0.1
     assert table.loc["uncorrected", "clisi"] > 0.9 > table.loc["harmony", "clisi"] + 0.3
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_cluster_calls_of_six_cells_by_hand():
+    from tmeflow.annotate import UNKNOWN, call_clusters
+
+    scores = tiny.frame({"T cell": [3.0, 1.0, 0.0, 0.0, 1.0, 1.0], "B cell": [0.0, 0.0, 4.0, 2.0, 0.8, 1.0]})
+    clusters = pd.Series(["0", "0", "1", "1", "2", "2"], index=scores.index)
+    calls, means = call_clusters(scores, clusters, min_score=0.5, min_margin=0.5)
+    # cluster means: 0 -> T (3+1)/2 = 2, B 0; 1 -> T 0, B (4+2)/2 = 3; 2 -> T (1+1)/2 = 1, B (0.8+1)/2 = 0.9
+    assert means.loc["2"].tolist() == pytest.approx([1.0, 0.9])
+    # margins (best - second): 2, 3 and 1 - 0.9 = 0.1 < 0.5, so cluster 2 is Unknown
+    assert calls["confidence"].tolist() == pytest.approx([2.0, 3.0, 0.1])
+    assert calls["cell_type"].tolist() == ["T cell", "B cell", UNKNOWN]
+    assert calls["second_type"].tolist() == ["B cell", "T cell", "B cell"]
+    assert calls["n_cells"].tolist() == [2, 2, 2]

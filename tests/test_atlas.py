@@ -165,6 +165,7 @@ def test_merge_and_clean_obs_units():
     assert h5_key("prop_monocyte/macrophage") == "prop_monocyte_macrophage"
 
 
+@pytest.mark.slow
 def test_pipeline_atlas_holds_every_obs_key_the_stages_write(pipeline_results):
     outdir = Path(pipeline_results)
     atlas = ad.read_h5ad(outdir / "atlas" / "atlas.h5ad")

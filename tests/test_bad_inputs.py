@@ -23,6 +23,8 @@ import scipy.sparse as sp
 
 from tmeflow.cli import main
 
+pytestmark = pytest.mark.slow  # every test here simulates a cohort (see docs/developing.md)
+
 HEADER = "sample,patient,condition,tissue,species,batch,modality,data,clinical,region_annotation"
 SC_ROW = "S1,P1,primary,t,human,b1,sc,{data},,"
 REPO = Path(__file__).resolve().parents[1]

@@ -134,6 +134,7 @@ def _read(out, name):
     return pd.read_csv(out / f"{COHORT}.{name}", sep="\t", comment="#")
 
 
+@pytest.mark.slow
 def test_cli_writes_tables_and_plots(run):
     rc, out = run
     assert rc == 0
@@ -153,6 +154,7 @@ def test_cli_writes_tables_and_plots(run):
     assert summary["samples"] == N and summary["reference_species"] == "human"
 
 
+@pytest.mark.slow
 def test_planted_hazard_and_odds_ratio_recovered(run):
     """The planted signature's HR per SD (2) lies in its 95% CI; its corrected cut-point p is small;
     the unrelated PFS endpoint shows no effect; node OR per SD (3) lies in its CI."""
@@ -178,6 +180,7 @@ def test_planted_hazard_and_odds_ratio_recovered(run):
     assert lrow.or_lower <= 3.0 <= lrow.or_upper
 
 
+@pytest.mark.slow
 def test_primary_p_is_the_corrected_cut_point_p(run):
     """The maxstat split is optimised, so its plain log-rank p is not the result: the primary p (and FDR)
     is the corrected cut-point p, the report table is sorted by it, HRs come from the continuous score,
@@ -199,6 +202,7 @@ def test_primary_p_is_the_corrected_cut_point_p(run):
     assert set(cox.loc[cox.model == "univariate_continuous", "split"]) == {"continuous"}
 
 
+@pytest.mark.slow
 def test_estimate_and_deconvolution_track_planted_infiltration(run, cohort):
     _, out = run
     truth = cohort["truth"]
@@ -286,6 +290,7 @@ def test_mouse_reference_maps_to_human_bulk_and_ensembl_ids():
     assert mapped == {"ENSG00000141510.17": "TP53", "ENSMUSG00000059552": "Trp53"}
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_nki_probe_annotation_and_endpoints(shared_data):
     from tmeflow.bulk import map_identifiers, read_expression, read_probe_annotation
@@ -317,6 +322,7 @@ def _probe_matrix(cohort, folder):
     return expression, table
 
 
+@pytest.mark.slow
 def test_cli_probe_annotation_parameter(cohort, tmp_path):
     """--probe_annotation, a bulk_options parameter (probe_annotation in a params file, staged by the
     Nextflow BULK process), maps probe IDs: bulk_id_type auto becomes probe, the weaker probe of a
@@ -411,6 +417,7 @@ def _negative(cohort, tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_a_feature_that_cannot_be_split_is_left_out_unless_the_user_named_it(caplog):
     """A deconvolution fraction that is 0 in every sample (a cell type the bulk cohort lacks) used to stop
     the whole bulk stage; it is now left out with a warning. A gene the user named still fails clearly."""
@@ -433,3 +440,19 @@ def test_a_feature_that_cannot_be_split_is_left_out_unless_the_user_named_it(cap
         analyse_survival(features, surv, "OS", pd.DataFrame(index=samples), params, required=("gene:CHMP3",))
     with pytest.raises(TmeflowInputError, match="no feature can be split"):
         analyse_survival(features[["fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), params)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_nnls_fractions_of_an_exact_two_type_three_gene_mixture():
+    from tmeflow.bulk import deconvolve_nnls
+
+    profiles = pd.DataFrame({"A": [10.0, 0.0, 5.0], "B": [0.0, 10.0, 5.0]}, index=["g1", "g2", "g3"])
+    # S1 = 0.25 A + 0.75 B = (2.5, 7.5, 5.0); S2 = 4 A = (40, 0, 20): fractions normalised to sum 1
+    bulk = pd.DataFrame({"S1": [2.5, 7.5, 5.0], "S2": [40.0, 0.0, 20.0]}, index=["g1", "g2", "g3"])
+    fractions, fit = deconvolve_nnls(bulk, profiles, {"A": ["g1"], "B": ["g2", "g3"]})
+    np.testing.assert_allclose(fractions.to_numpy(), [[0.25, 0.75], [1.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(fit["residual_norm"], [0.0, 0.0], atol=1e-9)
+    assert fit["n_genes"].tolist() == [3, 3]

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from tmeflow import cnv
 from tmeflow.cli import main
 from tmeflow.params import group_properties
+import tiny
 
 OLIGO_REFERENCE = "Microglia/Macrophage,Oligodendrocytes (non-malignant)"
 OLIGO_TUMOURS = ("MGH36", "MGH53", "93", "97")
@@ -68,6 +69,7 @@ def tiny_atlas(n_genes: int = 1500, cell_types=("T",) * 30 + ("epithelial",) * 5
 # ------------------------------------------------------------------------------------------------
 # The infercnvpy / pynndescent / scipy trap
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_installed_versions_are_the_known_good_ones():
     """pynndescent >= 0.7 returns scipy csr_array kNN graphs; scanpy 1.11.5 then fails in
     infercnvpy.pp.neighbors from 8,192 cells on ("'csr_array' object has no attribute 'getnnz'")."""
@@ -75,6 +77,7 @@ def test_installed_versions_are_the_known_good_ones():
     assert problem is None, f"known-bad dependency for CNV neighbours: {problem} (see ../shared/STACK.md)"
 
 
+@pytest.mark.slow
 def test_scanpy_needs_spmatrix_knn_graphs():
     """The crash itself: scanpy reads a kNN graph with .getnnz, which sparse *arrays* lack. If this
     starts passing for csr_array, the pynndescent pin can be lifted."""
@@ -87,6 +90,7 @@ def test_scanpy_needs_spmatrix_knn_graphs():
         _get_indices_distances_from_sparse_matrix(sp.csr_array(dense), 2)
 
 
+@pytest.mark.slow
 def test_bad_pynndescent_switches_to_exact_neighbours(monkeypatch):
     import pynndescent
 
@@ -151,6 +155,7 @@ def _positions_table(adata, path: Path, chromosome: str | None = None) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_cli_gene_positions_parameter_places_genes(tmp_path):
     """--gene_positions (the cnv_options parameter gene_positions, which Nextflow's CNV process stages)
     reaches the stage: a rat atlas has no bundled table, the user table places its genes."""
@@ -240,6 +245,7 @@ def oligodendroglioma(shared_data, tmp_path_factory):
     return outdir, cells
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_oligodendroglioma_malignant_calls(oligodendroglioma):
     _, cells = oligodendroglioma
@@ -260,6 +266,7 @@ def test_oligodendroglioma_malignant_calls(oligodendroglioma):
     assert auc >= 0.95
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_oligodendroglioma_1p_19q_codeletion(oligodendroglioma):
     outdir, _ = oligodendroglioma
@@ -271,6 +278,7 @@ def test_oligodendroglioma_1p_19q_codeletion(oligodendroglioma):
         assert per_tumour.loc[(tumour, "1q"), "call"] == "neutral", tumour
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_oligodendroglioma_outputs(oligodendroglioma):
     import anndata as ad
@@ -318,6 +326,7 @@ def simulated(tmp_path_factory):
     return outdir, cells, truth
 
 
+@pytest.mark.slow
 def test_simulated_malignant_calls(simulated):
     _, cells, _ = simulated
     score = f1(cells["true_malignant"].to_numpy(), cells["malignant"].to_numpy(dtype=bool))
@@ -327,6 +336,7 @@ def test_simulated_malignant_calls(simulated):
     assert not cells.loc[not_candidate, "malignant"].any()
 
 
+@pytest.mark.slow
 def test_simulated_cnv_clusters_are_clones_not_cells(simulated):
     # Regression: a Gaussian kernel turned cells sharing one CNV profile into NaN connectivities
     # and every cell into a cluster of its own.
@@ -338,6 +348,7 @@ def test_simulated_cnv_clusters_are_clones_not_cells(simulated):
     assert not malignant_clusters.empty and malignant_clusters["n_cells"].min() >= 5
 
 
+@pytest.mark.slow
 def test_simulated_arm_events_recovered(simulated):
     outdir, _, truth = simulated
     arms = pd.read_csv(outdir / "cnv_arms.tsv", sep="\t", dtype={"patient": str, "cnv_cluster": str})
@@ -365,6 +376,7 @@ AUTHOR_TYPES = {  # fallback when tmeflow.annotate is unavailable: authors' majo
 }
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cid4465_malignant_calls_after_tmeflow_annotation(shared_data):
     import scanpy as sc
@@ -406,3 +418,31 @@ def test_cid4465_malignant_calls_after_tmeflow_annotation(shared_data):
           f"specificity on immune+stromal {specificity:.4f}")
     assert score >= 0.90
     assert specificity >= 0.98
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_reference_and_candidate_masks_and_plan_of_six_cells_by_hand():
+    from tmeflow.cnv import CnvSettings
+    from tmeflow.cnv.reference import candidate_mask, normal_tissue_mask, reference_mask, reference_plan
+
+    obs = tiny.frame({
+        "cell_type": ["T cell", "epithelial", "epithelial", "fibroblast", " b CELL ", "epithelial"],
+        "compartment": ["T/NK", "epithelial", "epithelial", "fibroblast", "B/plasma", "epithelial"],
+        "condition": ["primary", "primary", "normal", "primary", "primary", "primary"],
+        "patient": ["P1", "P1", "P1", "P2", "P2", "P2"],
+    })
+    settings = CnvSettings.defaults().replace(cnv_reference_types="T cell,B cell", cnv_candidate_compartments="epithelial",
+                                              cnv_candidate_types=None, cnv_normal_conditions="normal")
+    # c2 is epithelium of a normal-tissue sample; c4 matches "B cell" ignoring case and spaces
+    assert normal_tissue_mask(obs, settings).tolist() == [False, False, True, False, False, False]
+    assert reference_mask(obs, settings).tolist() == [True, False, True, False, True, False]
+    # candidates: epithelial compartment (c1, c2, c5) minus the reference (c2)
+    assert candidate_mask(obs, settings).tolist() == [False, True, False, False, False, True]
+    plan = reference_plan(obs, reference_mask(obs, settings), min_reference_cells=2).set_index("patient")
+    # P1 has 2 reference cells (c0, c2) >= 2: its own; P2 has 1 (c4): the cohort's 3
+    assert plan["n_reference_cells"].tolist() == [2, 1]
+    assert plan["reference"].tolist() == ["patient", "cohort"]
+    assert plan["reference_cells_used"].tolist() == [2, 3]

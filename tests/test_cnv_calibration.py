@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from tmeflow import cnv
@@ -43,6 +44,7 @@ def exchangeable_atlas(seed: int, n_genes: int = 1500, n_t: int = 25, n_normal: 
     return adata
 
 
+@pytest.mark.slow
 def test_exchangeable_normal_candidates_are_cnv_high_at_the_nominal_rate():
     """Candidates drawn like the reference cells are CNV-high at <= 5% (mean of 8 seeds; 1.7% now).
     This guards the design (held-out null, neighbourhood left out of both means): averaging
@@ -62,6 +64,7 @@ def test_exchangeable_normal_candidates_are_cnv_high_at_the_nominal_rate():
     assert np.mean(rates) <= 0.05
 
 
+@pytest.mark.slow
 def test_simulated_normal_only_cohorts_reject_at_the_nominal_rate(tmp_path):
     """Simulated cohorts (3 patients x normal/primary/metastasis, two batches) with the malignant
     cells removed: the normal epithelium of the tumour samples is CNV-high at <= 5% and called
@@ -118,6 +121,7 @@ def atlas_with_gain(seed: int = 0, n_genes: int = 1500, n_t: int = 60, n_normal:
     return adata
 
 
+@pytest.mark.slow
 def test_cnv_profile_does_not_depend_on_chunking(monkeypatch):
     """The same cells give the same CNV rows in one chunk or in chunks of 40 cells (before: the noise
     filter used each chunk's SD, so the tumour-only first chunk zeroed more of its cells' signal)."""

@@ -39,6 +39,7 @@ def planted(tmp_path_factory) -> tuple[Path, Path]:
     return atlas, out
 
 
+@pytest.mark.slow
 def test_planted_interaction_ranks_top(planted):
     _, out = planted
     truth = json.loads((out.parent / "sim" / "truth.json").read_text())["ligand_receptor"]
@@ -53,6 +54,7 @@ def test_planted_interaction_ranks_top(planted):
     assert table.loc[hit[0], "design"] == "~ condition + patient"  # every patient has both conditions
 
 
+@pytest.mark.slow
 def test_outputs_and_summaries(planted):
     _, out = planted
     for name in ("communication_liana_by_condition.tsv.gz", "communication_counts.tsv", "communication_pathways.tsv",
@@ -75,6 +77,7 @@ def test_outputs_and_summaries(planted):
     assert bool(met.loc[met["interaction"] == "MDK->NCL", "called"].iat[0])
 
 
+@pytest.mark.slow
 def test_null_cohort_has_no_differential_interaction(tmp_path):
     """A cohort simulated without any condition effect: the simulator plants the LR (and every other) effect only
     in 'metastasis' samples, so primary vs recurrent is a null; one batch, so batch is not confounded with condition."""
@@ -140,6 +143,7 @@ def test_raw_counts_in_x_exit_2(tmp_path, capsys):
     assert "raw counts" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cid4465_end_to_end(shared_data, tmp_path):
     """Wu et al. 2021 CID4465 (TNBC): one sample, one condition; too-small cell types are skipped and listed."""
@@ -212,6 +216,7 @@ def _sample_counts(seed: int, effect: float = 0.0) -> tuple[pd.DataFrame, pd.Dat
     return pd.DataFrame(rows), pd.DataFrame(samples).set_index("sample")
 
 
+@pytest.mark.slow
 def test_proportion_tests_are_calibrated_at_sample_level():
     """40 null cohorts (no condition or source effect): within- and between-condition proportion tests reject
     at the nominal 5% at p < 0.05 (measured: 5.2% of 1,280 and 4.1% of 640; the old z-tests on pooled
@@ -237,6 +242,7 @@ def test_proportion_tests_are_calibrated_at_sample_level():
     assert hit["fdr"] < 0.05 and hit["estimate"] > 0 and hit["design"] == "~ condition + patient"
 
 
+@pytest.mark.slow
 def test_pathways_are_cellchatdb_names_not_ligand_prefixes():
     """Without a pathway column the bundled ligand -> CellChatDB pathway table names the pathways: IL1B,
     IL6 and IL10 stay three pathways (a ligand-name prefix made them one 'IL'); collagen chains are one
@@ -258,6 +264,7 @@ def test_pathways_are_cellchatdb_names_not_ligand_prefixes():
     assert annotated[("IL6", "IL6R")] == "b" and source == "resource column 'pathway'"
 
 
+@pytest.mark.slow
 def test_planted_mdk_ncl_makes_mk_the_top_differential_pathway(planted):
     """Issue 20 acceptance: on the simulated cohort (MDK x4 in malignant cells, NCL x4 in fibroblasts of
     metastasis samples) MK is the top differential pathway (measured: Simes p 0.0014, FDR 0.018; next VEGF,
@@ -306,3 +313,17 @@ def test_centralities_on_known_networks():
     roles = network_roles(pd.DataFrame(chain, index=list("abc"), columns=list("abc")))
     assert roles.set_index("cell_type")["sender"].to_dict() == {"a": 3.0, "b": 2.0, "c": 0.0}
     assert roles.set_index("cell_type")["mediator_scaled"].to_dict() == {"a": 0.0, "b": 1.0, "c": 0.0}
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_simes_combination_by_hand():
+    from tmeflow.communication.signalling import simes
+
+    # sorted finite p = (0.01, 0.03, 0.04), m = 3: m p_(i) / i = 0.03, 0.045, 0.04 -> min 0.03 (NaN ignored)
+    assert simes([0.04, np.nan, 0.01, 0.03]) == pytest.approx(0.03)
+    # (0.5, 0.6): 2 x 0.5 / 1 = 1.0, 2 x 0.6 / 2 = 0.6 -> 0.6
+    assert simes([0.6, 0.5]) == pytest.approx(0.6)
+    assert np.isnan(simes([np.nan]))

@@ -44,6 +44,7 @@ def _obs_h5ad(path, conditions: list[str], patients: list[str] | None = None, n:
     return path
 
 
+@pytest.mark.slow
 def test_planted_abundance_change_is_found(tmp_path_factory, tmp_path):
     atlas, truth = _simulated_atlas_obs(tmp_path_factory)
     assert main(["composition", "--input", str(atlas), "--outdir", str(tmp_path)]) == 0
@@ -220,3 +221,23 @@ def test_propeller_moderates_robustly_by_default():
     import inspect
 
     assert inspect.signature(propeller).parameters["robust"].default is True
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_logit_and_asin_transforms_of_a_three_sample_table_by_hand():
+    """speckle's getTransformedProps: logit of (count + 0.5) proportions; asin(sqrt(p)) of raw proportions."""
+    from tmeflow.composition import transform_proportions
+
+    counts = pd.DataFrame({"T": [1, 1, 3], "B": [1, 7, 0]}, index=["S1", "S2", "S3"])
+    logit = transform_proportions(counts, "logit")
+    # S1: (1.5, 1.5) / 3 = (0.5, 0.5) -> log(1) = 0
+    # S2: (1.5, 7.5) / 9 = (1/6, 5/6) -> log((1/6)/(5/6)) = log(1/5) = -1.609438, +1.609438
+    # S3: (3.5, 0.5) / 4 = (0.875, 0.125) -> log(7) = 1.945910, -1.945910
+    np.testing.assert_allclose(logit.to_numpy(), [[0.0, 0.0], [-1.609438, 1.609438], [1.945910, -1.945910]], atol=1e-6)
+    asin = transform_proportions(counts, "asin")
+    # S2: asin(sqrt(1/8)) = 0.361367, asin(sqrt(7/8)) = 1.209429; S3: asin(1) = pi/2, asin(0) = 0
+    np.testing.assert_allclose(asin.loc["S2"], [0.361367, 1.209429], atol=1e-6)
+    np.testing.assert_allclose(asin.loc["S3"], [np.pi / 2, 0.0], atol=1e-12)

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from _cohort import atlas_from_simulation
 from tmeflow.cli import main
+import tiny
 
 AUPRC_FLOOR = 0.7
 
@@ -38,6 +39,7 @@ def _auprc(table: pd.DataFrame, truth: dict) -> float:
     return float(average_precision_score(labels, sub["stat"].abs().fillna(0.0)))
 
 
+@pytest.mark.slow
 def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path):
     from tmeflow.de import run_pydeseq2
 
@@ -88,6 +90,7 @@ def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path
     assert set(called) == set(ours.index[ours["significant"]])
 
 
+@pytest.mark.slow
 def test_wilcoxon_recovers_planted_genes(cohort, tmp_path, capsys):
     atlas, truth = cohort
     assert main(["de", "--input", str(atlas), "--outdir", str(tmp_path), "--de_method", "wilcoxon",
@@ -146,3 +149,32 @@ def test_malignant_cells_form_one_group_with_the_cnv_label():
     groups = de_groups(obs)
     assert list(groups) == ["Epithelial", "T", MALIGNANT_LABEL]
     assert groups[MALIGNANT_LABEL].tolist() == [True, True, False, False]
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_pseudobulk_sums_of_six_cells_by_hand():
+    import scipy.sparse as sp
+
+    from tmeflow.de import pseudobulk
+
+    counts = sp.csr_matrix(np.array([[1, 0, 2], [3, 1, 0], [0, 0, 5], [2, 2, 2], [4, 0, 1], [9, 9, 9]]))
+    samples = np.array(["S2", "S1", "S2", "S1", "S1", "S2"])
+    mask = np.array([True, True, True, True, True, False])  # cell 5 is not of the tested type
+    frame, n_cells = pseudobulk(counts, samples, mask, ["g0", "g1", "g2"])
+    # S1: cells 1, 3, 4 -> (3+2+4, 1+2+0, 0+2+1) = (9, 3, 3); S2: cells 0, 2 -> (1+0, 0+0, 2+5) = (1, 0, 7)
+    assert frame.loc["S1"].tolist() == [9, 3, 3] and frame.loc["S2"].tolist() == [1, 0, 7]
+    assert n_cells.to_dict() == {"S1": 3, "S2": 2}
+
+
+def test_de_groups_add_the_malignant_cells_as_a_group():
+    from tmeflow.de import MALIGNANT, de_groups
+
+    obs = tiny.frame({"cell_type": ["T cell", "epithelial", "epithelial", "T cell"],
+                      "malignant": [False, True, False, False]})
+    groups = de_groups(obs)
+    assert list(groups) == ["T cell", "epithelial", MALIGNANT]
+    assert groups[MALIGNANT].tolist() == [False, True, False, False]
+    assert list(de_groups(obs, "epithelial")) == ["epithelial"]

@@ -57,6 +57,7 @@ def pearson_per_type(proportions: pd.DataFrame, truth: pd.DataFrame) -> pd.Serie
     return pd.Series({t: float(np.corrcoef(proportions[t], truth[f"true_prop_{t}"])[0, 1]) for t in proportions.columns})
 
 
+@pytest.mark.slow
 def test_nnls_recovers_planted_proportions(simulated_cohort):
     import anndata as ad
 
@@ -85,6 +86,7 @@ def test_nnls_recovers_planted_proportions(simulated_cohort):
         assert (path.parent / f"{sample}.{name}").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_cell2location_runs_on_cpu(simulated_cohort, tmp_path, capsys):
     """The CPU path of cell2location with very few epochs: it runs, warns about the CPU and writes abundances."""
     import anndata as ad
@@ -126,6 +128,7 @@ def realistic_cohort(tmp_path_factory) -> Path:
     return outdir
 
 
+@pytest.mark.slow
 def test_default_cpu_method_recovers_planted_proportions_under_platform_effects(realistic_cohort, tmp_path, capsys):
     import anndata as ad
 
@@ -228,6 +231,7 @@ def small_reference(simulated_cohort):
     return ad.read_h5ad(reference_h5ad(simulated_cohort, cells_per_type=20))
 
 
+@pytest.mark.slow
 def test_reference_without_counts_exit_2(simulated_cohort, small_reference, tmp_path, capsys):
     import scanpy as sc
 
@@ -241,6 +245,7 @@ def test_reference_without_counts_exit_2(simulated_cohort, small_reference, tmp_
     assert "no raw counts" in message
 
 
+@pytest.mark.slow
 def test_too_few_shared_genes_exit_2(simulated_cohort, small_reference, tmp_path, capsys):
     ref = small_reference
     ref.var_names = [f"ENSG{i:011d}" for i in range(ref.n_vars)]  # another identifier type
@@ -250,6 +255,7 @@ def test_too_few_shared_genes_exit_2(simulated_cohort, small_reference, tmp_path
     assert "deconv_min_shared_genes" in message and "0 genes are shared" in message
 
 
+@pytest.mark.slow
 def test_reference_without_cell_type_exit_2(simulated_cohort, small_reference, tmp_path, capsys):
     ref = small_reference
     del ref.obs["cell_type"]
@@ -259,6 +265,7 @@ def test_reference_without_cell_type_exit_2(simulated_cohort, small_reference, t
     assert "cell_type" in message
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_section_abundance_follows_the_histology(shared_data, tmp_path):
     """MSTI DCIS section with the CID4465 reference: the CPU default's epithelial abundance (cells per spot)
@@ -303,3 +310,19 @@ def test_real_section_abundance_follows_the_histology(shared_data, tmp_path):
     assert auroc["abundance Cancer Epithelial"] > auroc["marker score Cancer Epithelial"]
     assert auroc["abundance Cancer Epithelial"] > auroc["proportion Cancer Epithelial"]
     assert auroc["abundance epithelial"] >= 0.9 and rho["abundance epithelial"] >= 0.6
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_poisson_weights_recover_an_exact_two_type_three_gene_mixture():
+    """Signatures (genes x types) A = (10, 0, 5), B = (0, 10, 5); spot 1 = 2 A + 3 B = (20, 30, 25),
+    spot 2 = 1 A + 0 B = (10, 0, 5). Counts equal the rates exactly, the maximum of the Poisson likelihood,
+    so the weights are (2, 3) and (1, 0)."""
+    from tmeflow.deconvolve import poisson_weights
+
+    signatures = np.array([[10.0, 0.0], [0.0, 10.0], [5.0, 5.0]])
+    counts = np.array([[20.0, 30.0, 25.0], [10.0, 0.0, 5.0]])
+    weights = poisson_weights(counts, signatures, max_iterations=5000, tolerance=1e-12)
+    np.testing.assert_allclose(weights, [[2.0, 3.0], [1.0, 0.0]], atol=1e-3)

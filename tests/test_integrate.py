@@ -23,6 +23,7 @@ def cohort(tmp_path_factory):
     return path, metrics
 
 
+@pytest.mark.slow
 def test_harmony_improves_mixing_and_keeps_cell_types(cohort):
     path, metrics = cohort
     print(metrics.drop(columns=["Embedding"]).to_string())
@@ -43,6 +44,7 @@ def test_harmony_improves_mixing_and_keeps_cell_types(cohort):
     assert by_batch.loc["harmony", "ilisi"] > 0.4
 
 
+@pytest.mark.slow
 def test_integrated_object_layout(cohort):
     path, _ = cohort
     adata = ad.read_h5ad(path)
@@ -122,6 +124,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert "not found" in err
 
 
+@pytest.mark.slow
 def test_single_sample_skips_correction_and_scvi_runs_on_cpu(tmp_path, tmp_path_factory, caplog):
     qc = sorted((integrated(tmp_path_factory).parent.parent / "qc").glob("*.qc.h5ad"))
     params = qc_params()
@@ -141,3 +144,35 @@ def test_single_sample_skips_correction_and_scvi_runs_on_cpu(tmp_path, tmp_path_
     assert adata.uns["integration"]["use_rep"] == "X_scVI"
     metrics = pd.read_csv(tmp_path / "scvi" / "integration_metrics_mqc.tsv", sep="\t", comment="#")
     assert set(metrics["embedding"]) == {"uncorrected", "scvi"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_kbet_on_ten_points_segregated_and_interleaved_by_hand():
+    """kBET with k0 = 5 (the cell and its 4 nearest neighbours) on 10 cells of 2 batches of 5 on a line.
+
+    Expected counts per neighbourhood: 5 x 5/10 = 2.5 per batch. Segregated (batch A at x = 0..4, B at
+    x = 100..104): every neighbourhood is 5 + 0, chi2 = 2 x 2.5^2 / 2.5 = 5.0, p = P(chi2_1 > 5) = 0.0253 < 0.05:
+    all rejected, acceptance 0. Interleaved (A, B, A, ... at x = 0..9): every neighbourhood of 5 consecutive
+    cells is 3 + 2, chi2 = 2 x 0.5^2 / 2.5 = 0.2, p = 0.655: none rejected, acceptance 1."""
+    from tmeflow import metrics
+
+    batches = ["A"] * 5 + ["B"] * 5
+    segregated = np.c_[[0, 1, 2, 3, 4, 100, 101, 102, 103, 104], np.zeros(10)]
+    assert metrics.kbet_acceptance(segregated, batches, k0=5) == 0.0
+    interleaved = np.c_[np.arange(10), np.zeros(10)]
+    assert metrics.kbet_acceptance(interleaved, ["A", "B"] * 5, k0=5) == 1.0
+    # with k0 = 3 the segregated case is 3 + 0 vs 1.5 each: chi2 = 2 x 1.5^2 / 1.5 = 3.0, p = 0.083: not rejected
+    assert metrics.kbet_acceptance(segregated, batches, k0=3) == 1.0
+
+
+def test_label_asw_of_two_pairs_by_hand():
+    """Silhouette s = (b - a) / max(a, b): points 0, 1 (label x) and 10, 11 (label y) on a line.
+    x=0: a = 1, b = (10 + 11) / 2 = 10.5, s = 1 - 1/10.5 = 0.904762; x=1: a = 1, b = (9 + 10) / 2 = 9.5,
+    s = 1 - 1/9.5 = 0.894737; y mirrors x. Mean 0.899749, scaled (s + 1) / 2 = 0.949875."""
+    from tmeflow import metrics
+
+    embedding = np.c_[[0.0, 1.0, 10.0, 11.0], np.zeros(4)]
+    assert metrics.label_asw(embedding, ["x", "x", "y", "y"]) == pytest.approx(0.949875, abs=1e-6)

@@ -67,6 +67,7 @@ def test_gistic_and_beta_tables_are_read_and_validated(tmp_path):
     assert read_gene_table(tmp_path / "beta.csv", SAMPLES, "methylation")["G1"].tolist() == [0.1, 0.2, 0.9, 0.5]
 
 
+@pytest.mark.slow
 def test_planted_msi_and_cnv_correlations_found_and_nulls_calibrated_over_20_seeds():
     """20 seeds of the simulator's pan-cancer tumours (5 types x 50, the score-MSI effect planted in TYPE1): the
     pipeline's ssGSEA score correlates with MSI at pan-cancer FDR < 0.05 in TYPE1 every time and the 4 null types

@@ -38,6 +38,7 @@ def mouse_run(tmp_path_factory) -> Path:
     return outdir
 
 
+@pytest.mark.slow
 def test_every_stage_runs_on_a_mouse_cohort_and_writes_the_report(mouse_run):
     summary = json.loads((mouse_run / "pipeline_info" / "run_summary.json").read_text())
     assert sorted(summary["stages"]) == sorted(pipeline_stage_names())
@@ -51,6 +52,7 @@ ATLAS_TO_SIMULATED = {"B": "B", "NK": "NK", "T": "T", "plasma": "plasma", "mast"
                       "Malignant": "malignant", "Epithelial (normal)": "epithelial"}
 
 
+@pytest.mark.slow
 def test_human_bulk_deconvolved_with_the_mouse_atlas_through_orthologs(mouse_run):
     """The study's cross-species validation: a human bulk cohort (the mouse model's genes as their human
     one-to-one orthologs) deconvolved with the mouse atlas as reference recovers the planted fractions."""
@@ -65,6 +67,7 @@ def test_human_bulk_deconvolved_with_the_mouse_atlas_through_orthologs(mouse_run
     assert json.loads(next(mouse_run.rglob("*.bulk_summary.json")).read_text())["reference_species"] == "mouse"
 
 
+@pytest.mark.slow
 def test_mouse_subtypes_are_scored(mouse_run):
     """Sub-clustering scores the bundled mouse subtypes (before, none had 3 markers in the simulated genes)."""
     subtypes = set(read_marker_table(bundled_markers("subtypes", "mouse"), type_column="cell_type_fine")["cell_type_fine"])
@@ -72,6 +75,7 @@ def test_mouse_subtypes_are_scored(mouse_run):
     assert "best_type" in calls.columns and calls["best_type"].isin(subtypes).any()
 
 
+@pytest.mark.slow
 def test_planted_neutrophil_states_are_sub_clustered(mouse_run):
     """Neutrophils re-clustered and named from the bundled mouse subtypes recover the planted states: immature,
     mature and PROK2-high."""
@@ -88,6 +92,7 @@ def test_planted_neutrophil_states_are_sub_clustered(mouse_run):
     assert neutrophils.loc[prok2, "cell_type_fine"].eq("PROK2-high neutrophil").mean() >= 0.8
 
 
+@pytest.mark.slow
 def test_neutrophil_rooted_trajectory_orders_planted_maturation(mouse_run):
     """The mouse study's trajectory: rooted at early neutrophils (Camp, Ltf), pseudotime follows maturation."""
     import anndata as ad

@@ -89,3 +89,22 @@ def test_maf_errors_are_one_line(tmp_path, capsys, small_bulk_args):
     message = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tmeflow bulk: error:")]
     assert rc == 2 and len(message) == 1 and "bad.maf" in message[0] and "Variant_Classification" in message[0]
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_tmb_of_three_samples_by_hand(tmp_path):
+    from tmeflow.bulk.mutations import tumour_mutational_burden
+
+    maf = pd.DataFrame({
+        "Tumor_Sample_Barcode": ["S1", "S1", "S1", "S1", "S2"],
+        "Variant_Classification": ["Missense_Mutation", "Nonsense_Mutation", "Frame_Shift_Del", "Silent",
+                                   "Missense_Mutation"],
+    })
+    table = tumour_mutational_burden(maf, pd.Index(["S1", "S2", "S3"]), 1.5, tmp_path / "cohort.maf")
+    # S1: 4 variants, 3 non-synonymous (Silent is not) -> 3 / 1.5 Mb = 2.0; S2: 1 / 1.5 = 0.6667; S3: no row -> NA
+    assert table.loc["S1", "n_variants"] == 4 and table.loc["S1", "n_nonsynonymous"] == 3
+    assert table["tmb"].iloc[:2].tolist() == pytest.approx([2.0, 1 / 1.5])
+    assert pd.isna(table.loc["S3", "tmb"]) and table.loc["S1", "match_rule"] == "exact"

@@ -562,6 +562,7 @@ def _samples(outdir: Path) -> list[str]:
         return [row["sample"] for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
 def test_module_outputs_match_stage_outputs(stage, results):
     outdir = Path(results)

@@ -44,6 +44,7 @@ def test_sample_states_from_a_column_and_from_tcga_barcodes(caplog):
         {"A": [barcodes[1]], "B": [barcodes[2]]}
 
 
+@pytest.mark.slow
 def test_planted_tumour_normal_genes_found_and_null_genes_calibrated_over_20_seeds():
     """20 seeds of the simulator's tumours (60) and normals (15, same assay): the 6 planted genes (log2 FC +-1)
     are found at FDR < 0.05 in every seed, and the 14 null signature genes reject at <= 5% (p and FDR)."""

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 # A stand-in for pynndescent: a package whose numba kernel is compiled eagerly at import, without cache=True.
@@ -44,6 +46,7 @@ def _probe(tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None) 
     return result.stdout
 
 
+@pytest.mark.slow
 def test_second_process_loads_the_compiled_kernel_from_the_cache(tmp_path):
     cache = tmp_path / "cache"
     first = _probe(tmp_path, str(cache))
@@ -54,6 +57,7 @@ def test_second_process_loads_the_compiled_kernel_from_the_cache(tmp_path):
     assert "never_cached_hits 0" in second  # an explicit cache=False is kept
 
 
+@pytest.mark.slow
 def test_nothing_changes_without_a_cache_folder(tmp_path):
     out = _probe(tmp_path)
     assert "folder None" in out and "hits 0" in out

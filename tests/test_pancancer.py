@@ -71,6 +71,7 @@ def test_cancer_type_column_detection(tmp_path):
     assert "project" in str(info.value) and "clin.tsv" in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp_path):
     """Acceptance: the NKI cohort run once as today and once with cancer_type = BRCA for every sample; the
@@ -121,6 +122,7 @@ def test_cli_bad_cancer_type_column_is_one_line(tmp_path, capsys, small_bulk_arg
 # Simulated pan-cancer cohorts (tmeflow simulate --bulk_cancer_types)
 
 
+@pytest.mark.slow
 def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_20_seeds():
     """20 seeds of the simulator's pan-cancer bulk cohort (6 types x 100 samples, HR 2 per SD of the planted
     score in TYPE1-2 only): the pipeline's ssGSEA score and per-type analysis find every planted type at
@@ -212,6 +214,7 @@ def pancancer_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
     """`tmeflow simulate --bulk_cancer_types 4` then `tmeflow bulk` on its bulk row: a cancer_type column, the
     truth naming the planted type, and the per-type outputs find it (pan-cancer FDR < 0.05), for survival and,
@@ -236,6 +239,7 @@ def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
     assert summary["cancer_types"] == {f"TYPE{k}": {"n": 100, "analysed": True} for k in range(1, 5)}
 
 
+@pytest.mark.slow
 def test_simulated_normals_compared_per_cancer_type_end_to_end(pancancer_run):
     """The simulated in-table normals (sample_type column): left out of the tumour analyses, compared per cancer
     type; the 6 planted genes are found in every type (FDR < 0.05, right sign) and no null signature gene is."""
@@ -260,6 +264,7 @@ def test_simulated_normals_compared_per_cancer_type_end_to_end(pancancer_run):
         assert (out / f"PAN.{name}").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_simulated_msi_cnv_and_methylation_end_to_end(pancancer_run):
     """`tmeflow bulk --msi --copy_number --methylation` on the simulated pan-cancer cohort: the planted score-MSI
     correlation (TYPE1), the CNV-driven gene (every type) and the methylation-silenced gene (every type) are found
@@ -286,6 +291,7 @@ def test_simulated_msi_cnv_and_methylation_end_to_end(pancancer_run):
         assert (out / f"PAN.{name}").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_simulate_drug_screen_end_to_end(pancancer_run):
     """`tmeflow simulate --n_cell_lines 200` writes a GDSC-like screen with 3 planted drugs; `tmeflow bulk
     --drug_expression --drug_response --drug_predict true` finds exactly those at FDR < 0.05 for the user
@@ -310,6 +316,7 @@ def test_simulate_drug_screen_end_to_end(pancancer_run):
     assert summary["lead_feature"] == "FATE_A" and summary["drugs_fdr_below_0.05"] == 3
 
 
+@pytest.mark.slow
 def test_simulate_pancancer_settings_are_checked():
     from pathlib import Path
 
@@ -321,6 +328,7 @@ def test_simulate_pancancer_settings_are_checked():
         SimConfig(outdir=Path("x"), bulk_cancer_types=2, bulk_planted_types=3).check()
 
 
+@pytest.mark.slow
 def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_path):
     import re
 

@@ -32,6 +32,7 @@ def run(tmp_path_factory):
     return atlas, out, json.loads((base / "sim" / "truth.json").read_text())
 
 
+@pytest.mark.slow
 def test_gsea_ranks_planted_pathway_first(run):
     _, out, truth = run
     gsea = pd.read_csv(out / "gsea_metastasis_vs_primary.tsv", sep="\t")
@@ -48,6 +49,7 @@ def test_gsea_ranks_planted_pathway_first(run):
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_scores_are_named_consistently(run):
     _, out, _ = run
     scored = ad.read_h5ad(out / "pathways.h5ad", backed="r")
@@ -66,6 +68,7 @@ def test_scores_are_named_consistently(run):
     assert malignant.loc["metastasis", "score_MY_HYPOXIA"] > malignant.loc["primary", "score_MY_HYPOXIA"]
 
 
+@pytest.mark.slow
 def test_scores_are_reproducible(run):
     from tmeflow.pathways import gsea_prerank, module_scores, pathway_collection, signature_sets
 
@@ -87,6 +90,7 @@ def test_scores_are_reproducible(run):
     pd.testing.assert_frame_equal(one, two)
 
 
+@pytest.mark.slow
 def test_gmt_without_genes_in_data_exits_2(run, tmp_path, capsys):
     atlas, _, _ = run
     gmt = tmp_path / "foreign.gmt"
@@ -97,6 +101,7 @@ def test_gmt_without_genes_in_data_exits_2(run, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_stemness_is_cytotrace_compared_per_sample(run):
     """Issue 20: stemness is CytoTRACE (ranks in (0, 1], with the gene counts signature beside it), summarised
     per sample and cell type and tested between the two conditions with samples as units (3 patients,
@@ -119,3 +124,34 @@ def test_stemness_is_cytotrace_compared_per_sample(run):
     assert b_cells.loc[["P2_metastasis", "P3_metastasis"], "median_genes_detected"].max() < b_cells.loc[
         ["P2_primary", "P3_primary"], "median_genes_detected"].min()
     assert (out / "stemness_by_condition.png").stat().st_size > 5000
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_over_representation_of_a_ten_gene_universe_by_hand():
+    from tmeflow.pathways import over_representation
+
+    universe = [f"G{i}" for i in range(10)]
+    sets = {"A": ["G0", "G1", "G2", "G3", "OTHER"], "B": ["G7", "G8", "G9"], "tiny": ["G5"]}
+    table = over_representation(["G0", "G1", "G5"], universe, sets, min_size=2, max_size=50).set_index("term")
+    # "tiny" has 1 gene in the universe < min_size 2: left out; OTHER is outside the universe: A has 4
+    assert sorted(table.index) == ["A", "B"]
+    a = table.loc["A"]
+    assert (a["n_universe"], a["n_set"], a["n_list"], a["overlap"], a["genes"]) == (10, 4, 3, 2, "G0,G1")
+    # P(X >= 2), X ~ hypergeometric(N=10, K=4, n=3): [C(4,2) C(6,1) + C(4,3) C(6,0)] / C(10,3) = (36 + 4) / 120 = 1/3
+    assert a["pvalue"] == pytest.approx(1 / 3)
+    assert a["expected"] == pytest.approx(3 * 4 / 10)  # 1.2
+    assert a["odds_ratio"] == pytest.approx(2 * (10 - 4 - 3 + 2) / ((4 - 2) * (3 - 2)))  # 2 x 5 / 2 = 5
+    assert table.loc["B", "pvalue"] == 1.0  # no overlap: P(X >= 0) = 1
+    # BH of (1/3, 1): 1/3 x 2/1 = 2/3; 1 x 2/2 = 1
+    assert table["fdr"].tolist() == pytest.approx([2 / 3, 1.0])
+
+
+def test_log_cpm_by_hand():
+    from tmeflow.pathways import log_cpm
+
+    counts = pd.DataFrame({"g0": [1, 0], "g1": [3, 0]}, index=["S1", "S2"])
+    # S1: 1/4 and 3/4 of 10^6 -> log2(250001) = 17.931574, log2(750001) = 19.516535; S2 all zero -> log2(1) = 0
+    np.testing.assert_allclose(log_cpm(counts).to_numpy(), [[17.931574, 0.0], [19.516535, 0.0]], atol=1e-6)

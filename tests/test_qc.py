@@ -11,6 +11,7 @@ from tmeflow.cli import main
 from tmeflow.params import defaults
 from tmeflow.qc import mad_outlier, run_qc
 from tmeflow.samplesheet import read_samplesheet
+import tiny
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def _removal_rates(row, result):
     return rates
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fixed", "mad"])
 def test_planted_bad_cells_are_removed_and_good_cells_kept(planted_sample, tmp_path, mode):
     result = _qc(planted_sample, tmp_path, qc_mode=mode)
@@ -75,6 +77,7 @@ def _qc_cli(row, outdir, *extra):
     ])
 
 
+@pytest.mark.slow
 def test_too_few_cells_fails_with_one_line_and_writes_nothing(planted_sample, tmp_path, capsys):
     assert _qc_cli(planted_sample, tmp_path, "--min_cells_per_sample", "100000") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
@@ -83,6 +86,7 @@ def test_too_few_cells_fails_with_one_line_and_writes_nothing(planted_sample, tm
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_dropped_sample_writes_stats_but_no_h5ad(planted_sample, tmp_path):
     assert _qc_cli(planted_sample, tmp_path, "--min_cells_per_sample", "100000", "--drop_failed_samples") == 0
     names = {path.name for path in tmp_path.iterdir()}
@@ -90,6 +94,7 @@ def test_dropped_sample_writes_stats_but_no_h5ad(planted_sample, tmp_path):
     assert f"{planted_sample.sample}.qc.h5ad" not in names
 
 
+@pytest.mark.slow
 def test_wrong_species_is_caught(planted_sample, tmp_path, capsys):
     row = planted_sample
     code = main([
@@ -99,3 +104,25 @@ def test_wrong_species_is_caught(planted_sample, tmp_path, capsys):
     assert code == 2
     assert "species is mouse but the mitochondrial genes look human" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_fixed_filter_reasons_of_six_cells_by_hand():
+    """Fixed thresholds; a cell failing several filters gets the first listed one."""
+    from tmeflow.qc import filter_reasons
+
+    obs = tiny.frame({
+        "n_genes_by_counts": [300, 150, 300, 300, 300, 100],
+        "total_counts": [1000, 1000, 400, 1000, 1000, 300],
+        "pct_counts_mito": [5.0, 5.0, 5.0, 25.0, 5.0, 50.0],
+        "pct_counts_hb": [0.0, 0.0, 0.0, 0.0, 10.0, 10.0],
+    })
+    params = tiny.params(qc_mode="fixed", min_genes=200, min_counts=500, max_pct_mito=20.0, max_pct_hb=5.0)
+    reasons = filter_reasons(obs, params)
+    # c0 passes all; c1 150 < 200 genes; c2 400 < 500 counts; c3 25 > 20 % mito; c4 10 > 5 % hb;
+    # c5 fails all four (100 < 200, 300 < 500, 50 > 20, 10 > 5): min_genes, the first listed, wins
+    assert reasons.tolist() == ["", "min_genes", "min_counts", "max_pct_mito", "max_pct_hb", "min_genes"]
+    assert reasons.index.tolist() == obs.index.tolist()

@@ -536,6 +536,7 @@ def test_mtx_with_mismatched_barcodes(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_infercnv_oligodendroglioma_dense(shared_data, tme_log):
     path = shared_data / "infercnv_oligodendroglioma" / "oligodendroglioma_expression_downsampled.counts.matrix.gz"
@@ -550,6 +551,7 @@ def test_infercnv_oligodendroglioma_dense(shared_data, tme_log):
     assert_input_error(excinfo, path, sample="oligo")
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_wu2021_mtx(shared_data, tme_log):
     adata = read_counts(shared_data / "wu2021_CID4465_scRNA", sample="CID4465")
@@ -560,6 +562,7 @@ def test_wu2021_mtx(shared_data, tme_log):
     assert not any("not integers" in r.getMessage() for r in tme_log.records)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_msti_spatial_square_grid(shared_data):
     folder = shared_data / "msti_breast_DCIS_IC_spatial"

@@ -117,6 +117,7 @@ def _section_positions(html: str) -> list[str]:
     return re.findall(r'<h2[^>]*id="(tmeflow_step_[a-z_]+|multiqc_software_versions|tmeflow_run_parameters)"', html)
 
 
+@pytest.mark.slow
 def test_report_sections_follow_the_analysis_order(small_results, tmp_path):
     outdir = tmp_path / "multiqc"
     assert main(["report", "--input_dir", str(small_results), "--outdir", str(outdir)]) == 0
@@ -136,6 +137,7 @@ def test_report_sections_follow_the_analysis_order(small_results, tmp_path):
     assert not [p for p in outdir.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
+@pytest.mark.slow
 def test_report_in_a_nextflow_task_folder(small_results, monkeypatch):
     # The REPORT process runs `tmeflow report --input_dir . --outdir .` among its staged inputs.
     monkeypatch.chdir(small_results)
@@ -145,6 +147,7 @@ def test_report_in_a_nextflow_task_folder(small_results, monkeypatch):
     assert "tmeflow_figure_cnv_heatmap_p1" in Path("multiqc_report.html").read_text()
 
 
+@pytest.mark.slow
 def test_report_title_names_the_report(small_results, tmp_path):
     outdir = tmp_path / "multiqc"
     assert main(["report", "--input_dir", str(small_results), "--outdir", str(outdir), "--multiqc_title", "Cohort A"]) == 0
@@ -152,6 +155,7 @@ def test_report_title_names_the_report(small_results, tmp_path):
     assert "Cohort A" in (outdir / "cohort_a_multiqc_report.html").read_text()
 
 
+@pytest.mark.slow
 def test_user_multiqc_config_is_applied_last(small_results, tmp_path):
     config = tmp_path / "mine.yml"
     config.write_text("report_comment: 'Lab of Tumour Ecology, run 42'\n")
@@ -214,6 +218,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case, expected):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pipeline_report_has_every_analysis_step(pipeline_results):
     html = (pipeline_results / "multiqc" / "multiqc_report.html").read_text()
     assert _section_positions(html) == [section.id for section in report.SECTIONS] + [
@@ -223,6 +228,7 @@ def test_pipeline_report_has_every_analysis_step(pipeline_results):
     assert remote_resources(html) == []
 
 
+@pytest.mark.slow
 def test_pipeline_report_tables_show_every_column(pipeline_results):
     html = (pipeline_results / "multiqc" / "multiqc_report.html").read_text()
     tables = [path for path in pipeline_results.rglob("*_mqc.tsv") if "# plot_type: table\n" in path.read_text()]
@@ -236,6 +242,7 @@ def test_pipeline_report_tables_show_every_column(pipeline_results):
         assert int(shown.group(2)) == len(columns), f"{path.name}: {shown.group(2)} of {len(columns)} columns in the report"
 
 
+@pytest.mark.slow
 def test_pipeline_report_shows_cnv_arms_as_a_native_heatmap(pipeline_results):
     """The patients x arms CNV heatmap is MultiQC's own (interactive) heatmap, not an image."""
     html = (pipeline_results / "multiqc" / "multiqc_report.html").read_text()
@@ -245,6 +252,7 @@ def test_pipeline_report_shows_cnv_arms_as_a_native_heatmap(pipeline_results):
     assert not list(pipeline_results.rglob("cnv_arms_mqc.png"))
 
 
+@pytest.mark.slow
 def test_pipeline_report_leaves_no_figure_or_table_out(pipeline_results):
     patterns = [pattern for section in report.SECTIONS for pattern, _ in section.files]
     outputs = [path for path in pipeline_results.rglob("*") if path.suffix == ".png" or path.name.endswith(("_mqc.tsv", "_mqc.yaml"))]
@@ -275,6 +283,7 @@ def _view_from(page: Path, section_id: str, folder: Path) -> Path:
     return view
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
 def test_pipeline_report_renders_offline_in_chromium(pipeline_results, tmp_path):
     page = (pipeline_results / "multiqc" / "multiqc_report.html").resolve()

@@ -204,6 +204,7 @@ def test_staged_custom_content_has_the_right_headers(cohort_results, tmp_path):
     assert sorted(p.name for p in (tmp_path / "figures").iterdir())[:2] == ["S00.qc_scatter.png", "S00.qc_violin.png"]
 
 
+@pytest.mark.slow
 def test_cohort_report_links_per_sample_figures_and_draws_native_plots(cohort_report):
     page = (cohort_report / "multiqc_report.html").read_text()
     sections = re.findall(r'<h2[^>]*id="(tmeflow_step_[a-z_]+)"', page)
@@ -222,6 +223,7 @@ def test_cohort_report_links_per_sample_figures_and_draws_native_plots(cohort_re
 
 
 
+@pytest.mark.slow
 def test_cohort_report_carries_no_ai_copy_of_the_sections(cohort_report):
     page = (cohort_report / "multiqc_report.html").read_text()
     encoded = re.search(r'aiReportMetadataBase64 = "([^"]*)"', page).group(1)
@@ -231,6 +233,7 @@ def test_cohort_report_carries_no_ai_copy_of_the_sections(cohort_report):
     assert "data:image" not in base64.b64decode(encoded).decode()
 
 
+@pytest.mark.slow
 def test_a_report_of_fewer_samples_in_the_same_outdir_embeds_them_and_drops_the_old_links(cohort_results, tmp_path, monkeypatch):
     outdir = tmp_path / "multiqc"
     assert main(["report", "--input_dir", str(cohort_results), "--outdir", str(outdir)]) == 0

@@ -95,6 +95,7 @@ def _same(reference: Path, resumed: Path, name: str) -> None:
         pd.testing.assert_frame_equal(x, y, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_killed_three_times_and_resumed_equals_an_uninterrupted_run(small_cohort, tmp_path):
     root, params = small_cohort
     started = time.perf_counter()
@@ -134,6 +135,7 @@ def test_killed_three_times_and_resumed_equals_an_uninterrupted_run(small_cohort
     assert (resumed / "multiqc").is_dir() and not _leftovers(resumed)
 
 
+@pytest.mark.slow
 def test_a_rerun_removes_the_stale_temporaries_of_a_hard_kill(small_cohort, tmp_path):
     """SIGKILL leaves temporaries no handler could remove; the next run removes them first."""
     from tmeflow.resume import remove_stale_temporaries
@@ -235,3 +237,7 @@ def test_a_signal_whose_exception_a_library_swallows_still_stops_the_run(tmp_pat
     assert raised.value.exit_code == 143 and calls == [1]
     assert (outdir / "pipeline_info" / "tasks" / "composition.json").is_file() and (outdir / "composition" / "out.tsv").is_file()
     assert signal.getsignal(signal.SIGTERM) == handler_before
+    # the interruption ends with its block: a task run later in this process is not interrupted again
+    from tmeflow.resume import raise_if_interrupted
+
+    raise_if_interrupted()

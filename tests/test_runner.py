@@ -13,11 +13,13 @@ from tmeflow.samplesheet import read_samplesheet
 from tmeflow.stages import pipeline_stage_names
 
 
+@pytest.mark.slow
 def test_run_executes_every_pipeline_stage(pipeline_results):
     summary = json.loads((pipeline_results / "pipeline_info" / "run_summary.json").read_text())
     assert sorted(summary["stages"]) == sorted(pipeline_stage_names())
 
 
+@pytest.mark.slow
 def test_qc_outputs_per_sample(pipeline_results, simulated_cohort):
     sc_samples = [row.sample for row in read_samplesheet(simulated_cohort / "samplesheet.csv") if row.modality == "sc"]
     for sample in sc_samples:

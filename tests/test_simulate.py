@@ -18,6 +18,8 @@ from tmeflow.cli import main
 from tmeflow.errors import TmeflowInputError
 from tmeflow.samplesheet import read_samplesheet
 
+pytestmark = pytest.mark.slow  # every test here simulates a cohort (see docs/developing.md)
+
 SMALL = ["--n_cells", "1500", "--n_spots", "600", "--n_bulk", "200", "--doublet_rate", "0.05", "--low_quality_rate", "0.05"]
 
 

@@ -15,6 +15,7 @@ import pytest
 from test_deconvolve import nnls_output
 from test_spatial_qc import section_dir, work_dir
 from tmeflow.cli import main
+import tiny
 
 ANALYSIS_ARGS = ["--spatial_n_perms", "100"]
 
@@ -36,6 +37,7 @@ def _truth(cohort: Path) -> pd.DataFrame:
     return pd.read_csv(section_dir(cohort) / "truth_spots.tsv", sep="\t", index_col=0)
 
 
+@pytest.mark.slow
 def test_derived_regions_match_planted(analysed, simulated_cohort):
     regions = pd.read_csv(analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".regions.tsv"), sep="\t", index_col=0)
     truth = _truth(simulated_cohort).loc[regions.index, "true_region"]
@@ -48,6 +50,7 @@ def test_derived_regions_match_planted(analysed, simulated_cohort):
     assert (regions.loc[regions["region"] != "tumour", "signed_distance"] > 0).all()
 
 
+@pytest.mark.slow
 def test_spot_cnv_map_finds_the_planted_tumour(analysed, simulated_cohort):
     """The spot-level CNV map (infercnvpy on spots, split stromal reference) agrees with the planted
     tumour region and with the deconvolved malignant proportion; planted stroma is rarely called."""
@@ -67,6 +70,7 @@ def test_spot_cnv_map_finds_the_planted_tumour(analysed, simulated_cohort):
     assert (analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".spot_cnv.png")).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_planted_interface_interaction_detected(analysed):
     lr = pd.read_csv(analysed.parent / analysed.name.replace(".spatial_analysis.h5ad", ".lr_interface.tsv"), sep="\t")
     row = lr.set_index("interaction").loc["MDK^NCL"]
@@ -79,6 +83,7 @@ def test_planted_interface_interaction_detected(analysed):
     assert row["z_msr"] > 2 and row["pval"] < 0.05
 
 
+@pytest.mark.slow
 def test_neighbourhoods_colocalisation_trajectory(analysed):
     import anndata as ad
 
@@ -100,6 +105,7 @@ def test_neighbourhoods_colocalisation_trajectory(analysed):
     assert {"region", "signed_distance", "malignant_prop", "tls_id"} <= set(adata.obs.columns)
 
 
+@pytest.mark.slow
 def test_pathologist_annotation_used(simulated_cohort, tmp_path):
     section = section_dir(simulated_cohort)
     code = main(["spatial_analysis", "--input", str(nnls_output(simulated_cohort)), "--outdir", str(tmp_path),
@@ -110,6 +116,7 @@ def test_pathologist_annotation_used(simulated_cohort, tmp_path):
     assert (regions["region"] == truth).all()
 
 
+@pytest.mark.slow
 def test_annotation_barcodes_not_matching_exit_2(simulated_cohort, tmp_path, capsys):
     table = pd.read_csv(section_dir(simulated_cohort) / "region_annotation.csv")
     table["barcode"] = "NOPE_" + table["barcode"].astype(str)
@@ -142,6 +149,7 @@ def _spot_darkness(adata, sample: str) -> np.ndarray:
     return np.asarray(darkness)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_breast_section_end_to_end(shared_data):
     import anndata as ad
@@ -330,6 +338,7 @@ def _lr_section(genes: list[str], seed: int = 0):
     return adata, regions
 
 
+@pytest.mark.slow
 def test_spatial_lr_uses_the_species_resource_and_refuses_a_mismatch():
     """A mouse section is scored with liana's mouseconsensus (it crashed with the human resource); human
     genes against the mouse resource are one line naming the stage and species."""
@@ -349,3 +358,22 @@ def test_spatial_lr_uses_the_species_resource_and_refuses_a_mismatch():
     assert set(table["ligand"]) <= set(genes)
     with pytest.raises(TmeflowInputError, match=r"spatial_analysis: only \d+ genes .*'consensus'.*species human"):
         spatial_lr(adata, regions, params, species="human")
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_signed_distance_and_rings_on_a_chain_of_five_spots():
+    from tmeflow.spatial_analysis import rings_graph, signed_distance
+
+    coords = tiny.line(5, 100.0)
+    tumour = np.array([True, True, False, False, False])
+    # tumour spots: minus the distance to the nearest non-tumour spot (x=200): s0 -200/100 = -2, s1 -1;
+    # others: distance to the nearest tumour spot (x=100): s2 1, s3 2, s4 3
+    np.testing.assert_allclose(signed_distance(coords, tumour, 100.0), [-2.0, -1.0, 1.0, 2.0, 3.0])
+    reach = rings_graph(tiny.chain_graph(5), 2).toarray().astype(bool)
+    # within 2 steps on the chain, self excluded: s0 -> s1, s2; s2 -> s0, s1, s3, s4
+    assert np.flatnonzero(reach[0]).tolist() == [1, 2]
+    assert np.flatnonzero(reach[2]).tolist() == [0, 1, 3, 4]
+    assert (reach == reach.T).all() and not reach.diagonal().any()

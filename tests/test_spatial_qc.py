@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tmeflow.cli import main
+import tiny
 
 EPITHELIAL_MARKERS = {"EPCAM", "KRT8", "KRT18", "KRT19", "CDH1", "CLDN4", "CLDN7", "KRT7", "ELF3", "SPINT2"}
 SECTION_META = ["--patient", "P1", "--condition", "primary", "--species", "human"]
@@ -48,6 +49,7 @@ def qc_h5ad(simulated_cohort) -> Path:
     return spatial_qc_output(simulated_cohort)
 
 
+@pytest.mark.slow
 def test_spatial_qc_outputs(qc_h5ad, simulated_cohort):
     import anndata as ad
 
@@ -87,6 +89,7 @@ def _run_expect_error(outs: Path, tmp_path: Path, capsys, *extra: str) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_barcodes_not_in_positions_exit_2(simulated_cohort, tmp_path, capsys):
     outs = _broken_copy(simulated_cohort, tmp_path)
     positions = outs / "spatial" / "tissue_positions.csv"
@@ -96,6 +99,7 @@ def test_barcodes_not_in_positions_exit_2(simulated_cohort, tmp_path, capsys):
     assert "missing from the positions file" in _run_expect_error(outs, tmp_path, capsys)
 
 
+@pytest.mark.slow
 def test_no_spots_in_tissue_exit_2(simulated_cohort, tmp_path, capsys):
     outs = _broken_copy(simulated_cohort, tmp_path)
     positions = outs / "spatial" / "tissue_positions.csv"
@@ -105,6 +109,38 @@ def test_no_spots_in_tissue_exit_2(simulated_cohort, tmp_path, capsys):
     assert "in tissue" in _run_expect_error(outs, tmp_path, capsys)
 
 
+@pytest.mark.slow
 def test_too_few_spots_after_filters_exit_2(simulated_cohort, tmp_path, capsys):
     message = _run_expect_error(section_dir(simulated_cohort) / "outs", tmp_path, capsys, "--spatial_min_counts", "10000000")
     assert "spatial_min_counts" in message
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_spot_filter_reasons_of_six_spots_by_hand():
+    from tmeflow import spatial_qc
+
+    obs = tiny.frame({
+        "in_tissue": [1, 0, 1, 1, 1, 0],
+        "total_counts": [800, 800, 50, 800, 800, 10],
+        "n_genes_by_counts": [400, 400, 400, 20, 400, 5],
+        "pct_counts_mito": [5.0, 5.0, 5.0, 5.0, 40.0, 90.0],
+    }, prefix="s")
+    thresholds = {"min_counts": 100, "min_genes": 50, "max_pct_mito": 30.0}
+    # s0 passes; s1 outside the tissue; s2 50 < 100 counts; s3 20 < 50 genes; s4 40 > 30 % mito;
+    # s5 fails everything: not_in_tissue, the first listed, wins
+    assert spatial_qc.spot_filter_reasons(obs, **thresholds).tolist() == [
+        "", "not_in_tissue", "spatial_min_counts", "spatial_min_genes", "spatial_max_pct_mito", "not_in_tissue"]
+
+
+def test_spacing_and_first_ring_smoothing_on_a_chain_of_five_spots():
+    from tmeflow import spatial_qc
+
+    # spots at x = 0, 100, ..., 400: every nearest neighbour is 100 away
+    assert spatial_qc.spot_spacing(tiny.line(5, 100.0)) == 100.0
+    # mean of each spot and its chain neighbours, (sum of neighbours + own) / (degree + 1), of [0, 0, 3, 0, 0]:
+    # s0 (0 + 0) / 2 = 0; s1 (0 + 3 + 0) / 3 = 1; s2 (0 + 0 + 3) / 3 = 1; s3 (3 + 0 + 0) / 3 = 1; s4 (0 + 0) / 2 = 0
+    smoothed = spatial_qc.smooth(np.array([0.0, 0.0, 3.0, 0.0, 0.0]), tiny.chain_graph(5))
+    np.testing.assert_allclose(smoothed, [0.0, 1.0, 1.0, 1.0, 0.0])

@@ -10,6 +10,7 @@ import pytest
 
 from _cohort import annotated, cid4465_annotated, qc_params
 from tmeflow import subcluster
+import tiny
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +21,7 @@ def simulated(tmp_path_factory):
     return ad.read_h5ad(subcluster.run_subcluster(annotated(tmp_path_factory), out, params)), out
 
 
+@pytest.mark.slow
 def test_fine_types_on_simulated_cohort(simulated):
     adata, out = simulated
     obs = adata.obs
@@ -41,6 +43,7 @@ def test_fine_types_on_simulated_cohort(simulated):
     assert len(pd.read_csv(out / "subcluster_markers.tsv", sep="\t"))
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cid4465_caf_subtypes_agree_with_authors(shared_data, tmp_path_factory, tmp_path):
     adata = ad.read_h5ad(subcluster.run_subcluster(cid4465_annotated(tmp_path_factory, shared_data), tmp_path, qc_params()))
@@ -67,3 +70,24 @@ def test_bundled_epithelial_states_are_not_breast_specific(species):
     epithelial = table[table["compartment"] == "epithelial"]
     assert not {"ESR1", "PGR", "AR"} & set(epithelial["gene"].str.upper())
     assert set(epithelial["cell_type_fine"]) == {"basal epithelial", "simple (glandular) epithelial", "cycling epithelial"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_compartments_below_the_minimum_keep_their_major_type():
+    """12 cells in 2 compartments of 6, below subcluster_min_cells = 7: nothing is re-clustered, so
+    cell_type_fine = cell_type, subcluster = compartment, the UMAP is NaN and no call is made."""
+    from tmeflow.subcluster import SubclusterSettings
+
+    types = ["T cell"] * 3 + ["NK"] * 3 + ["iCAF"] * 2 + ["fibroblast"] * 4
+    compartments = ["T/NK"] * 6 + ["fibroblast"] * 6
+    data = tiny.adata(np.arange(12 * 4).reshape(12, 4) % 5, {"cell_type": types, "compartment": compartments,
+                                                            "species": ["human"] * 12},
+                      genes=["CD3E", "NKG7", "DCN", "COL1A1"])
+    result = subcluster.subcluster(data, SubclusterSettings.defaults().replace(subcluster_min_cells=7))
+    assert data.obs["cell_type_fine"].astype(str).tolist() == types
+    assert data.obs["subcluster"].astype(str).tolist() == compartments
+    assert np.isnan(data.obsm["X_umap_subcluster"]).all() and data.obsm["X_umap_subcluster"].shape == (12, 2)
+    assert result["calls"].empty and result["figures"] == {}

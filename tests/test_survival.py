@@ -26,6 +26,7 @@ def nki(shared_data):
     return pd.read_csv(shared_data / "nki_breast_bulk_survival" / "nkis_clinical.csv.gz", index_col=0)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_logrank_matches_r_survdiff_on_nki(nki):
     """R survival 3.5-3: survdiff(Surv(t.dmfs, e.dmfs) ~ vantveer2002_70_genes): chisq 15.6 on 1 df,
@@ -41,6 +42,7 @@ def test_logrank_matches_r_survdiff_on_nki(nki):
     assert result.table["n"].sum() == 129
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_cox_matches_r_coxph_on_nki(nki):
     """R: coxph(Surv(t.os, e.os) ~ node + age + size + er) on complete cases (Efron ties):
@@ -181,3 +183,20 @@ def test_median_cutpoint_and_logistic_and_bh():
     fit = logistic_regression(pd.DataFrame({"y": y, "x": x}), "y", ["x"])
     assert fit.table.loc["x", "or_lower"] <= 3 <= fit.table.loc["x", "or_upper"]
     np.testing.assert_allclose(bh_fdr([0.01, 0.04, 0.03, np.nan]), [0.03, 0.04, 0.04, np.nan])
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_logrank_of_six_subjects_by_hand():
+    """A dies at 1, 3, 5 and B at 2, 4, 6. Per event time (at risk A/B, E_A = n_A / n, V = n_A n_B / n^2):
+    t1 3/3 1/2 1/4; t2 2/3 2/5 6/25; t3 2/2 1/2 1/4; t4 1/2 1/3 2/9; t5 1/1 1/2 1/4; t6 0/1 0 0.
+    E_A = 67/30, O_A - E_A = 3 - 67/30 = 23/30, V = 1091/900, chi2 = (23/30)^2 / V = 529/1091 = 0.484876."""
+    from tmeflow.survival import logrank_test
+
+    result = logrank_test(np.array([1, 3, 5, 2, 4, 6]), np.ones(6), np.array(["A", "A", "A", "B", "B", "B"]))
+    assert result.chisq == pytest.approx(529 / 1091)
+    assert result.df == 1
+    assert result.table["expected"].tolist() == pytest.approx([67 / 30, 6 - 67 / 30])
+    assert result.table["observed"].tolist() == [3, 3]

@@ -34,6 +34,7 @@ def planted(tmp_path_factory) -> tuple[Path, dict]:
     return out, truth
 
 
+@pytest.mark.slow
 def test_pseudotime_and_fates_recover_planted_truth(planted):
     out, truth = planted
     adata = ad.read_h5ad(out / "trajectory.h5ad")
@@ -57,6 +58,7 @@ def test_pseudotime_and_fates_recover_planted_truth(planted):
     assert fate_a == "metastasis_branch"
 
 
+@pytest.mark.slow
 def test_fate_genes_and_outputs(planted):
     out, truth = planted
     genes = pd.read_csv(out / "trajectory_fate_genes.tsv", sep="\t")
@@ -125,6 +127,7 @@ def _fate_cells(seed: int, effect: float = 0.0) -> tuple[pd.DataFrame, pd.DataFr
     return pd.DataFrame(np.vstack(probs), index=obs.index, columns=["fate_A", "fate_B"]), obs
 
 
+@pytest.mark.slow
 def test_fate_labels_are_calibrated_at_sample_level():
     """Null cohorts (fate propensity varies between samples, not with condition): fates get a condition label
     at the nominal 5% (within Monte Carlo error; 200 cohorts, as 40 seeds alone cannot tell 5% from 10%;
@@ -146,6 +149,7 @@ def test_fate_labels_are_calibrated_at_sample_level():
     assert set(table["design"]) == {"~ condition + patient"}
 
 
+@pytest.mark.slow
 def test_branch_genes_recover_planted_fates(planted):
     """tradeSeq-style branch test (sample-level) on the simulated two-fate cohort: the planted fate_A / fate_B
     genes rank first among the tested genes (AUPRC >= 0.8); clusters, enrichment, heatmap and set trends written."""
@@ -181,6 +185,7 @@ def test_branch_genes_recover_planted_fates(planted):
     assert summary["branch_genes"]["n_branch_genes"] == int(called.sum())
 
 
+@pytest.mark.slow
 def test_branch_genes_null_by_permuting_fates_within_sample(planted):
     """Fate probabilities permuted among cells of the same sample and pseudotime decile (fates then carry no
     gene's expression; per-sample fate proportions and pseudotime kept): the stage's branch test on the
@@ -208,3 +213,20 @@ def test_branch_genes_null_by_permuting_fates_within_sample(planted):
     n_tested = len(table)
     print(f"within-sample permutations: branch genes called {calls} of {n_tested} tested")
     assert with_call <= 2 and max(calls) <= 0.01 * n_tested
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast tier: hand-built tiny inputs, hand-computed expectations
+
+
+def test_pseudotime_scaling_of_eleven_cells_by_hand():
+    from tmeflow.trajectory.branch import knots_at_quantiles, scale_pseudotime
+
+    t = np.arange(11.0)  # 0, 1, ..., 10
+    # linear quantiles: 1 % at 0.01 x 10 = 0.1, 99 % at 9.9; scaled (t - 0.1) / 9.8, clipped to [0, 1]
+    scaled = scale_pseudotime(t)
+    assert scaled[0] == 0.0 and scaled[10] == 1.0
+    assert scaled[5] == pytest.approx(0.5)  # (5 - 0.1) / 9.8
+    assert scaled[1] == pytest.approx(0.9 / 9.8)  # 0.091837
+    # 5 knots at the 0, 25, 50, 75, 100 % quantiles of 0..10: 0, 2.5, 5, 7.5, 10
+    np.testing.assert_allclose(knots_at_quantiles(t, 5), [0.0, 2.5, 5.0, 7.5, 10.0])

@@ -85,6 +85,7 @@ def test_dockerfile_copies_the_package_source():
     assert {"pyproject.toml", "src"} <= set(dockerfile_sources())
 
 
+@pytest.mark.slow
 def test_wheel_carries_every_resource(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"tmeflow/resources/{p.relative_to(RESOURCES).as_posix()}" for p in RESOURCES.rglob("*") if p.is_file()}
@@ -97,6 +98,7 @@ def _tmeflow(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(venv / "bin" / "tmeflow"), *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_wheel_runs_outside_the_repository(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

@@ -77,6 +77,7 @@ def signals_interrupt() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _received_signal = None  # this block's interruption is raised: later task runs must not see it again
 
 
 def remove_stale_temporaries(outdir: Path) -> int:
