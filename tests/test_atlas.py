@@ -191,6 +191,7 @@ def test_pipeline_atlas_holds_every_obs_key_the_stages_write(pipeline_results):
         assert {"images", "scalefactors"} <= set(library)
 
 
+@pytest.mark.slow
 def test_pipeline_spatial_cohort_one_section_has_no_pvalue(pipeline_results):
     """The pipeline's fan-in combines the sections' statistics (both runners run it in the atlas stage); the
     simulated cohort has one section, so per-patient values and no cohort p-value."""

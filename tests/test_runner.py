@@ -31,6 +31,7 @@ def test_qc_outputs_per_sample(pipeline_results, simulated_cohort):
     assert set(sc_samples) <= set(valid["sample"])
 
 
+@pytest.mark.slow
 def test_two_bulk_cohorts_and_an_immunotherapy_cohort_get_distinct_outputs(pipeline_results, simulated_cohort):
     """The simulated cohort's three bulk rows (bulk, bulk_validation, immunotherapy) run in one `tmeflow run`:
     each has its own files and report tables, its own samples, and only the immunotherapy cohort (response,
