@@ -210,8 +210,7 @@ def test_tls_absolute_thresholds_and_minimum_size():
     """A 20 x 20 section with scattered lymphocytes and chemokine noise but no aggregate reports no TLS
     (per-section quantiles called several); a planted 3 x 3 aggregate is one TLS of 9 spots; one lone
     spot above both thresholds is not a TLS."""
-    from tmeflow.params import defaults
-    from tmeflow.spatial_analysis import detect_tls
+    from tmeflow.spatial_analysis import SpatialAnalysisSettings, detect_tls
 
     rng = np.random.default_rng(0)
     side = 20
@@ -221,15 +220,17 @@ def test_tls_absolute_thresholds_and_minimum_size():
     props = pd.DataFrame({"B": rng.uniform(0, 0.08, n), "T": rng.uniform(0, 0.1, n)})
     props["tumour"] = 1 - props.sum(axis=1)
     regions, distance = np.array(["stroma"] * n), np.zeros(n)
-    params = defaults()
-    labels, table = detect_tls(score, props, graph, regions, distance, params)
+    settings = SpatialAnalysisSettings.defaults()
+    thresholds = {"lymphoid_types": settings.lymphoid_types, "min_score": settings.tls_min_score,
+                  "min_lymphoid": settings.tls_min_lymphoid, "min_spots": settings.tls_min_spots}
+    labels, table = detect_tls(score, props, graph, regions, distance, **thresholds)
     assert table.empty and (labels == -1).all()
     aggregate = (np.arange(n).reshape(side, side)[5:8, 5:8]).ravel()
     lone = 15 * side + 15
     for spots in (aggregate, [lone]):
         score[spots] = 0.8
         props.loc[spots, ["B", "T"]] = 0.35
-    labels, table = detect_tls(score, props, graph, regions, distance, params)
+    labels, table = detect_tls(score, props, graph, regions, distance, **thresholds)
     assert len(table) == 1 and table.loc[0, "n_spots"] == 9
     assert set(np.flatnonzero(labels >= 0)) == set(aggregate) and labels[lone] == -1
 
@@ -248,13 +249,11 @@ def test_spatial_nulls_are_calibrated():
     """40 null sections (20 x 20 spots; smooth, mutually independent patterns): co-localisation and interface
     tests reject at the nominal 5% (i.i.d. spot permutation and Mann-Whitney over spots rejected far more);
     a planted co-localisation and a planted interface interaction are found."""
-    from tmeflow.params import defaults
     from tmeflow.spatial_analysis import colocalisation, interface_test, section_eigenvectors
 
     side = 20
     graph = _grid_graph(side)
     vectors = section_eigenvectors(graph)
-    params = defaults()
     regions = np.full((side, side), "stroma", dtype=object)
     regions[:, :6] = "tumour"
     regions[:, 6:8] = "interface"
@@ -264,7 +263,7 @@ def test_spatial_nulls_are_calibrated():
         rng = np.random.default_rng(seed)
         malignant = _smooth_field(rng, graph)
         props = pd.DataFrame({f"type{i}": _smooth_field(rng, graph) for i in range(5)})
-        p_coloc += colocalisation(props, malignant, graph, params, [], vectors)["pval_msr"].tolist()
+        p_coloc += colocalisation(props, malignant, graph, [], vectors)["pval_msr"].tolist()
         scores = np.column_stack([_smooth_field(rng, graph) for _ in range(10)])
         p_interface += interface_test(scores, [f"L{i}^R{i}" for i in range(10)], regions, vectors, 0.05)["pval"].tolist()
     rate_coloc, rate_interface = np.mean(np.array(p_coloc) < 0.05), np.mean(np.array(p_interface) < 0.05)
@@ -274,7 +273,7 @@ def test_spatial_nulls_are_calibrated():
     rng = np.random.default_rng(99)
     malignant = _smooth_field(rng, graph)
     props = pd.DataFrame({"near": malignant + 0.3 * _smooth_field(rng, graph), "far": _smooth_field(rng, graph)})
-    coloc = colocalisation(props, malignant, graph, params, [], vectors).set_index("cell_type")
+    coloc = colocalisation(props, malignant, graph, [], vectors).set_index("cell_type")
     assert coloc.loc["near", "fdr"] < 0.01 and coloc.loc["near", "r_lagged_malignant"] > 0.5
     scores = np.column_stack([_smooth_field(rng, graph), _smooth_field(rng, graph) + 3 * np.std(scores) * (regions == "interface")])
     table = interface_test(scores, ["A^B", "MDK^NCL"], regions, vectors, 0.05).set_index("interaction")
@@ -345,19 +344,17 @@ def test_spatial_lr_uses_the_species_resource_and_refuses_a_mismatch():
     import liana as li
 
     from tmeflow.errors import TmeflowInputError
-    from tmeflow.params import defaults
     from tmeflow.spatial_analysis import spatial_lr
 
     mouse = li.rs.select_resource("mouseconsensus")
     genes = sorted({g for entry in mouse["ligand"].head(150).tolist() + mouse["receptor"].head(150).tolist()
                     for g in entry.split("_")})
     adata, regions = _lr_section(genes)
-    params = {**defaults(), "lr_min_prop": 0.05}
-    table, lrdata = spatial_lr(adata, regions, params, species="mouse")
+    table, lrdata = spatial_lr(adata, regions, species="mouse", min_prop=0.05)
     assert len(table) > 0 and lrdata.n_vars == len(table)
     assert set(table["ligand"]) <= set(genes)
     with pytest.raises(TmeflowInputError, match=r"spatial_analysis: only \d+ genes .*'consensus'.*species human"):
-        spatial_lr(adata, regions, params, species="human")
+        spatial_lr(adata, regions, species="human", min_prop=0.05)
 
 
 # --------------------------------------------------------------------------------------------------

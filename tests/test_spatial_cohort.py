@@ -130,12 +130,10 @@ def test_sections_end_to_end_patients_as_units(tmp_path, caplog):
     stored in section h5ads and combined by the fan-in: 4 patients x 2 sections. 'shared' is co-localised
     with the malignant pattern in every section, 'one' only in patient P0's sections, the rest are smooth
     independent patterns. Over 10 null cohorts the null types reject at <= 5% across patients."""
-    from tmeflow.params import defaults
     from tmeflow.spatial_analysis import colocalisation, section_eigenvectors
 
     graph = _grid_graph(20)
     vectors = section_eigenvectors(graph)
-    params = defaults()
     null_p = []
     for cohort in range(10):
         paths = []
@@ -147,7 +145,7 @@ def test_sections_end_to_end_patients_as_units(tmp_path, caplog):
                 if cohort == 0:
                     props["shared"] = malignant + 0.5 * _smooth(rng, graph)
                     props["one"] = malignant + 0.3 * _smooth(rng, graph) if patient == 0 else _smooth(rng, graph)
-                coloc = colocalisation(props, malignant, graph, params, [], vectors)
+                coloc = colocalisation(props, malignant, graph, [], vectors)
                 table = section_table({"colocalisation": coloc})
                 paths.append(_write_section(tmp_path / f"c{cohort}" / f"P{patient}_S{s}.spatial_analysis.h5ad", table,
                                             f"P{patient}_S{s}", f"P{patient}"))

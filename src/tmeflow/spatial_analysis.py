@@ -68,18 +68,21 @@ Tertiary lymphoid structures
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from . import io, spatial_cohort
 from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
 from .plotting import pyplot
+from .settings import StageSettings
 from .spatial_cnv import agreement, spot_cnv
 from .spatial_qc import plot_on_tissue, smooth, spatial_graph, spot_spacing
 from .stats import bh_fdr
@@ -115,17 +118,54 @@ def _dense(matrix) -> np.ndarray:
     return np.asarray(matrix.todense() if sp.issparse(matrix) else matrix, dtype=float)
 
 
+@dataclass(frozen=True)
+class SpatialAnalysisSettings(StageSettings):
+    """The ``spatial_analysis_options`` of the schema, and the seed; comma lists parsed once (properties)."""
+
+    SCHEMA_GROUPS = ("spatial_analysis_options",)
+
+    malignant_cell_types: str
+    tumour_threshold: float
+    region_smoothing: bool
+    interface_rings: int
+    spatial_n_perms: int
+    lr_local_metric: str
+    lr_min_prop: float
+    lr_fdr: float
+    trajectory_n_bins: int
+    distance_genes: str | None
+    tls_min_score: float
+    tls_min_lymphoid: float
+    tls_min_spots: int
+    lymphoid_cell_types: str | None
+    spot_cnv_reference_quantile: float
+    seed: int
+
+    @property
+    def malignant_types(self) -> list[str]:
+        return split_list(self.malignant_cell_types)
+
+    @property
+    def lymphoid_types(self) -> list[str]:
+        return split_list(self.lymphoid_cell_types)
+
+    @property
+    def distance_gene_names(self) -> list[str]:
+        return split_list(self.distance_genes)
+
+
 # ----------------------------------------------------------------------------------------------
 # Regions
 # ----------------------------------------------------------------------------------------------
-def malignant_proportion(adata, params: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+def malignant_proportion(adata: AnnData, malignant_types: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Summed deconvolved proportion of the ``malignant_types`` per spot, and the types matched."""
     if "deconvolution_proportions" not in adata.obsm:
         raise TmeflowInputError("section has no obsm['deconvolution_proportions']; run tmeflow deconvolve first")
     proportions = adata.obsm["deconvolution_proportions"]
-    types = _match_types(split_list(params["malignant_cell_types"]), list(proportions.columns))
+    types = _match_types(malignant_types, list(proportions.columns))
     if not types:
         raise TmeflowInputError(
-            f"none of malignant_cell_types ({params['malignant_cell_types']}) is a deconvolved cell type "
+            f"none of malignant_cell_types ({', '.join(malignant_types)}) is a deconvolved cell type "
             f"({', '.join(map(str, proportions.columns))}); set --malignant_cell_types")
     return proportions[types].sum(axis=1).to_numpy(dtype=float), types
 
@@ -142,12 +182,14 @@ def rings_graph(graph: sp.csr_matrix, rings: int) -> sp.csr_matrix:
     return reach
 
 
-def derive_regions(malignant: np.ndarray, graph: sp.csr_matrix, params: dict[str, Any]) -> np.ndarray:
-    """tumour / interface / stroma from the (optionally first-ring smoothed) malignant proportion."""
-    if params.get("region_smoothing", True):
+def derive_regions(malignant: np.ndarray, graph: sp.csr_matrix, *, threshold: float, rings: int,
+                   smoothing: bool = True) -> np.ndarray:
+    """tumour (malignant proportion >= ``threshold``, first-ring smoothed when ``smoothing``) / interface
+    (within ``rings`` rings of a tumour spot) / stroma."""
+    if smoothing:
         malignant = smooth(malignant, graph)
-    tumour = malignant >= params["tumour_threshold"]
-    near = rings_graph(graph, params["interface_rings"]) @ tumour.astype(float) > 0
+    tumour = malignant >= threshold
+    near = rings_graph(graph, rings) @ tumour.astype(float) > 0
     return np.where(tumour, "tumour", np.where(near, "interface", "stroma"))
 
 
@@ -202,7 +244,7 @@ def signed_distance(coords: np.ndarray, tumour: np.ndarray, spacing: float) -> n
 # ----------------------------------------------------------------------------------------------
 # Neighbourhoods and co-localisation
 # ----------------------------------------------------------------------------------------------
-def neighbourhood(adata, key: str, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def neighbourhood(adata: AnnData, key: str, *, n_perms: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Neighbourhood-enrichment z-scores (cluster x cluster) and co-occurrence (long table)."""
     import squidpy as sq
 
@@ -211,7 +253,7 @@ def neighbourhood(adata, key: str, params: dict[str, Any]) -> tuple[pd.DataFrame
     categories = list(adata.obs[key].cat.categories)
     if len(categories) < 2:
         return pd.DataFrame(), pd.DataFrame()
-    sq.gr.nhood_enrichment(adata, cluster_key=key, n_perms=params["spatial_n_perms"], seed=params["seed"], n_jobs=1,
+    sq.gr.nhood_enrichment(adata, cluster_key=key, n_perms=n_perms, seed=seed, n_jobs=1,
                            show_progress_bar=False)
     zscore = pd.DataFrame(adata.uns[f"{key}_nhood_enrichment"]["zscore"], index=categories, columns=categories)
     spacing = spot_spacing(adata.obsm["spatial"])
@@ -239,7 +281,7 @@ def section_eigenvectors(graph: sp.csr_matrix) -> np.ndarray | None:
     return moran_eigenvectors(graph)
 
 
-def colocalisation(proportions: pd.DataFrame, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[str, Any],
+def colocalisation(proportions: pd.DataFrame, malignant: np.ndarray, graph: sp.csr_matrix,
                    malignant_types: list[str], vectors: np.ndarray | None = None) -> pd.DataFrame:
     """Per cell type: correlation with the malignant proportion in the same spot and in the neighbours.
 
@@ -307,10 +349,11 @@ def interface_test(scores: np.ndarray, names: list[str], regions: np.ndarray, ve
 # ----------------------------------------------------------------------------------------------
 # Ligand-receptor
 # ----------------------------------------------------------------------------------------------
-def spatial_lr(adata, regions: np.ndarray, params: dict[str, Any], vectors: np.ndarray | None = None, *,
-               species: str = "human") -> tuple[pd.DataFrame, Any]:
-    """liana bivariate local scores and their interface enrichment (:func:`interface_test`), with the
-    species' bundled resource (``consensus`` / ``mouseconsensus``, as in ``tmeflow communication``)."""
+def spatial_lr(adata: AnnData, regions: np.ndarray, vectors: np.ndarray | None = None, *, species: str = "human",
+               local_metric: str = "product", min_prop: float = 0.05, fdr: float = 0.05) -> tuple[pd.DataFrame, Any]:
+    """liana bivariate local scores (``local_metric``, pairs expressed in >= ``min_prop`` of spots) and their
+    interface enrichment at ``fdr`` (:func:`interface_test`), with the species' bundled resource
+    (``consensus`` / ``mouseconsensus``, as in ``tmeflow communication``)."""
     import anndata as ad
     import liana as li
 
@@ -321,10 +364,10 @@ def spatial_lr(adata, regions: np.ndarray, params: dict[str, Any], vectors: np.n
     work.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=float)
     spacing = spot_spacing(work.obsm["spatial"])
     li.ut.spatial_neighbors(work, bandwidth=1.5 * spacing, cutoff=0.1, set_diag=True, key_added="lr")
-    lrdata = li.mt.bivariate(work, resource=resource[["ligand", "receptor"]], local_name=params["lr_local_metric"], global_name=None,
-                             n_perms=None, nz_prop=params["lr_min_prop"], connectivity_key="lr_connectivities",
+    lrdata = li.mt.bivariate(work, resource=resource[["ligand", "receptor"]], local_name=local_metric, global_name=None,
+                             n_perms=None, nz_prop=min_prop, connectivity_key="lr_connectivities",
                              use_raw=False, verbose=False)
-    table = interface_test(_dense(lrdata.X), list(lrdata.var_names), regions, vectors, params["lr_fdr"])
+    table = interface_test(_dense(lrdata.X), list(lrdata.var_names), regions, vectors, fdr)
     return table, lrdata
 
 
@@ -424,26 +467,28 @@ def distance_association(adata, distance: np.ndarray, tumour: np.ndarray, genes:
 
 
 def detect_tls(tls_score: pd.Series | None, proportions: pd.DataFrame, graph: sp.csr_matrix, regions: np.ndarray,
-               distance: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, pd.DataFrame]:
+               distance: np.ndarray, *, lymphoid_types: list[str], min_score: float, min_lymphoid: float,
+               min_spots: int) -> tuple[np.ndarray, pd.DataFrame]:
     from scipy.sparse.csgraph import connected_components
 
     n = proportions.shape[0]
     labels = np.full(n, -1)
-    lymphoid_types = _match_types(split_list(params["lymphoid_cell_types"]), list(proportions.columns))
+    wanted = lymphoid_types
+    lymphoid_types = _match_types(wanted, list(proportions.columns))
     if tls_score is None or not lymphoid_types:
         logger.warning("TLS detection skipped (%s)", "no chemokine score" if tls_score is None else
-                       f"none of lymphoid_cell_types {params['lymphoid_cell_types']} was deconvolved")
+                       f"none of lymphoid_cell_types {', '.join(wanted)} was deconvolved")
         return labels, pd.DataFrame(columns=TLS_COLUMNS)
     score = tls_score.to_numpy(dtype=float)
     lymphoid = proportions[lymphoid_types].sum(axis=1).to_numpy(dtype=float)
-    candidate = (score >= float(params["tls_min_score"])) & (lymphoid >= float(params["tls_min_lymphoid"]))
+    candidate = (score >= min_score) & (lymphoid >= min_lymphoid)
     idx = np.flatnonzero(candidate)
     rows = []
     if len(idx):
         sub = graph[idx][:, idx]
         _, component = connected_components(sub, directed=False)
         sizes = np.bincount(component)
-        large = np.flatnonzero(sizes >= int(params["tls_min_spots"]))
+        large = np.flatnonzero(sizes >= min_spots)
         for number, c in enumerate(large):
             members = idx[component == c]
             labels[members] = number
@@ -495,17 +540,21 @@ def _trajectory_plot(binned: pd.DataFrame, path: Path, title: str) -> Path:
 # ----------------------------------------------------------------------------------------------
 # Stage
 # ----------------------------------------------------------------------------------------------
-def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) -> dict[str, Any]:
-    """Run every analysis on a deconvolved section; annotate ``adata`` and return the result tables."""
+def analyse_section(adata: AnnData, settings: SpatialAnalysisSettings, *, region_annotation=None) -> dict[str, Any]:
+    """Run every analysis on a deconvolved section; annotate ``adata`` and return the result tables.
+
+    ``settings``: ``SpatialAnalysisSettings.from_params(params)``, or ``SpatialAnalysisSettings.defaults()``.
+    """
     sample = str(adata.obs["sample"].iloc[0]) if "sample" in adata.obs else "section"
     species = species_of(adata)
-    malignant, malignant_types = malignant_proportion(adata, params)
+    malignant, malignant_types = malignant_proportion(adata, settings.malignant_types)
     graph = spatial_graph(adata)
     if region_annotation is not None:
         regions = read_region_annotation(region_annotation, adata)
         source = "annotation"
     else:
-        regions = derive_regions(malignant, graph, params)
+        regions = derive_regions(malignant, graph, threshold=settings.tumour_threshold, rings=settings.interface_rings,
+                                 smoothing=settings.region_smoothing)
         source = "derived"
     adata.obs["malignant_prop"] = malignant
     adata.obs["region"] = pd.Categorical(regions)
@@ -519,34 +568,39 @@ def analyse_section(adata, params: dict[str, Any], *, region_annotation=None) ->
     proportions = adata.obsm["deconvolution_proportions"]
 
     with timed(logger, f"{sample}: neighbourhood enrichment and co-occurrence"):
-        results["nhood_region"], results["cooc_region"] = neighbourhood(adata, "region", params)
-        results["nhood_type"], results["cooc_type"] = neighbourhood(adata, "dominant_type", params)
+        for key, name in (("region", "region"), ("dominant_type", "type")):
+            results[f"nhood_{name}"], results[f"cooc_{name}"] = neighbourhood(adata, key, n_perms=settings.spatial_n_perms,
+                                                                                seed=settings.seed)
     with timed(logger, f"{sample}: Moran eigenvectors of {graph.shape[0]} spots (spatially constrained nulls)"):
         vectors = section_eigenvectors(graph)
-    results["colocalisation"] = colocalisation(proportions, malignant, graph, params, malignant_types, vectors)
+    results["colocalisation"] = colocalisation(proportions, malignant, graph, malignant_types, vectors)
     if (regions == "interface").sum() >= 3:
-        with timed(logger, f"{sample}: spatial ligand-receptor (liana bivariate {params['lr_local_metric']})"):
-            results["lr"], lrdata = spatial_lr(adata, regions, params, vectors, species=species)
+        with timed(logger, f"{sample}: spatial ligand-receptor (liana bivariate {settings.lr_local_metric})"):
+            results["lr"], lrdata = spatial_lr(adata, regions, vectors, species=species, local_metric=settings.lr_local_metric,
+                                               min_prop=settings.lr_min_prop, fdr=settings.lr_fdr)
         results["lrdata"] = lrdata
     else:
         logger.warning("%s: fewer than 3 interface spots; interface ligand-receptor test skipped", sample)
         results["lr"] = pd.DataFrame(columns=["interaction", "ligand", "receptor", "mean_interface", "mean_elsewhere",
                                               "z_msr", "pval", "difference", "fdr", "interface_enriched"])
     with timed(logger, f"{sample}: signature scores, trajectory, distances, TLS"):
-        scores = score_signatures(adata, species, params["seed"], sample)
+        scores = score_signatures(adata, species, settings.seed, sample)
         for column in scores.columns:
             adata.obs[f"score_{column}"] = scores[column].to_numpy()
         results["scores"] = scores
         results["trajectory_bins"], results["trajectory_correlation"] = trajectory(
-            distance, scores, proportions, params["trajectory_n_bins"], vectors)
+            distance, scores, proportions, settings.trajectory_n_bins, vectors)
         distance_to_tumour = np.where(tumour, 0.0, distance)
-        distance_genes = species_genes(split_list(params["distance_genes"]), species, adata.var_names)
+        distance_genes = species_genes(settings.distance_gene_names, species, adata.var_names)
         results["distance"] = distance_association(adata, distance_to_tumour, tumour, distance_genes, vectors)
         tls_labels, results["tls"] = detect_tls(scores["TLS_chemokines"] if "TLS_chemokines" in scores else None,
-                                                proportions, graph, regions, distance, params)
+                                                proportions, graph, regions, distance,
+                                                lymphoid_types=settings.lymphoid_types, min_score=settings.tls_min_score,
+                                                min_lymphoid=settings.tls_min_lymphoid, min_spots=settings.tls_min_spots)
         adata.obs["tls_id"] = tls_labels
     with timed(logger, f"{sample}: spot-level CNV map"):
-        calls = spot_cnv(adata, malignant, graph, params, species=species)
+        calls = spot_cnv(adata, malignant, graph, reference_quantile=settings.spot_cnv_reference_quantile,
+                         seed=settings.seed, species=species)
     if calls is not None:
         for column in calls.columns:
             adata.obs[column] = calls[column].to_numpy()
@@ -632,7 +686,7 @@ def run_spatial_analysis(input_path, outdir, params: dict[str, Any], *, region_a
     if "spatial" not in adata.obsm:
         raise TmeflowInputError("section has no obsm['spatial'] coordinates", file=input_path)
     try:
-        results = analyse_section(adata, params, region_annotation=region_annotation)
+        results = analyse_section(adata, SpatialAnalysisSettings.from_params(params), region_annotation=region_annotation)
     except TmeflowInputError as error:
         raise TmeflowInputError(error.message, file=error.file or input_path, column=error.column) from error
     lr = results["lr"]

@@ -34,7 +34,6 @@ deconvolved malignant proportion).
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,24 +66,26 @@ def _placed_genes(adata, species: str, min_fraction: float):
     return work[:, keep].copy()
 
 
-def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, params: dict[str, Any], *, species: str) -> pd.DataFrame | None:
-    """Spot CNV scores and tumour calls (see the module docstring): one row per spot with
+def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, *, reference_quantile: float, seed: int,
+             species: str) -> pd.DataFrame | None:
+    """Spot CNV scores and tumour calls (see the module docstring; reference spots at or below the
+    ``reference_quantile`` of the malignant proportion, 0 turns the map off): one row per spot with
     ``cnv_score_spot``, ``cnv_tumour``, ``cnv_reference_spot``; None when the section cannot be mapped."""
     import infercnvpy as cnv
 
     from .cnv import CnvSettings
 
-    if params["spot_cnv_reference_quantile"] <= 0:
+    if reference_quantile <= 0:
         return None
     cnv_defaults = CnvSettings.defaults()
-    reference = malignant <= np.quantile(malignant, params["spot_cnv_reference_quantile"])
+    reference = malignant <= np.quantile(malignant, reference_quantile)
     if reference.sum() < MIN_REFERENCE_SPOTS:
         logger.warning("spot CNV skipped: %d reference spots (need %d)", int(reference.sum()), MIN_REFERENCE_SPOTS)
         return None
     work = _placed_genes(adata, species, cnv_defaults.cnv_min_gene_fraction)
     if work is None:
         return None
-    rng = np.random.default_rng(params["seed"])
+    rng = np.random.default_rng(seed)
     builds = np.zeros(adata.n_obs, dtype=bool)
     reference_index = np.flatnonzero(reference)
     builds[rng.choice(reference_index, size=len(reference_index) // 2, replace=False)] = True
