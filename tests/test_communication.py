@@ -81,16 +81,17 @@ def test_outputs_and_summaries(planted):
 def test_null_cohort_has_no_differential_interaction(tmp_path):
     """A cohort simulated without any condition effect: the simulator plants the LR (and every other) effect only
     in 'metastasis' samples, so primary vs recurrent is a null; one batch, so batch is not confounded with condition."""
-    from tmeflow.communication import differential_interactions, load_resource, pathway_map
+    from tmeflow.communication import CommunicationSettings, differential_interactions, load_resource, pathway_map
     from tmeflow.composition import sample_table
-    from tmeflow.params import defaults
 
     adata = atlas_from_simulation(simulate(tmp_path / "sim", "--conditions", "primary,recurrent", "--n_batches", "1"))
     _, resource = load_resource("", "human", adata.var_names)
     pathways, _ = pathway_map(resource)
     cell_types = sorted(adata.obs["cell_type"].unique())
+    settings = CommunicationSettings.defaults()
     table, _, reason = differential_interactions(adata, resource, pathways, sample_table(adata.obs), "recurrent", "primary",
-                                                 cell_types, defaults())
+                                                 cell_types, min_cells=settings.communication_min_cells,
+                                                 expr_prop=settings.communication_expr_prop, fdr=settings.communication_fdr)
     assert reason is None and len(table) > 100
     assert not (table["fdr"] < 0.05).any(), table.head()
     from tmeflow.communication import pathway_tests

@@ -81,12 +81,14 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from ..composition import (
     check_obs,
@@ -100,6 +102,7 @@ from ..genes import species_of
 from ..stats import bh_fdr, condition_contrast, moderated_by_pattern
 from ..io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_multiqc_table, write_table
 from ..log import get_logger, progress, timed
+from ..settings import StageSettings
 from ..text import slug, split_list
 from .plots import plot_diff_dots, plot_pair_heatmaps, plot_pathway_circles, plot_pathway_diff_heatmap, plot_roles_heatmap
 from .signalling import curated_pathway_map, ligand_pathways, pathway_tests, signalling_roles
@@ -182,24 +185,44 @@ def groups_with_cells(labels: pd.Series, min_cells: int) -> tuple[list[str], dic
     return kept, {k: int(v) for k, v in counts.items() if v < min_cells}
 
 
-def run_liana(adata, resource: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CommunicationSettings(StageSettings):
+    """The ``comparison_options`` and ``communication_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("comparison_options", "communication_options")
+
+    contrast: str | None
+    communication_resource: str | None
+    communication_expr_prop: float
+    communication_min_cells: int
+    communication_n_perms: int
+    communication_per_sample: bool
+    communication_rank_cutoff: float
+    communication_fdr: float
+    communication_top_n: int
+    communication_plot_pathways: str | None
+    communication_n_pathway_plots: int
+    seed: int
+
+
+def run_liana(adata: AnnData, resource: pd.DataFrame, settings: CommunicationSettings) -> pd.DataFrame:
     """LIANA ``rank_aggregate`` on ``adata`` (groupby ``cell_type``, log-normalised ``X``)."""
     import liana as li
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = li.mt.rank_aggregate(
-            adata, groupby="cell_type", resource=resource[["ligand", "receptor"]], expr_prop=float(params["communication_expr_prop"]),
-            min_cells=int(params["communication_min_cells"]), use_raw=False, n_perms=int(params["communication_n_perms"]),
-            seed=int(params.get("seed", 0)), inplace=False, verbose=False,
+            adata, groupby="cell_type", resource=resource[["ligand", "receptor"]], expr_prop=settings.communication_expr_prop,
+            min_cells=settings.communication_min_cells, use_raw=False, n_perms=settings.communication_n_perms,
+            seed=settings.seed, inplace=False, verbose=False,
         )
     return result.rename(columns={"ligand_complex": "ligand", "receptor_complex": "receptor"})
 
 
-def liana_on(adata, mask: np.ndarray, resource: pd.DataFrame, params: dict[str, Any], *, scope: str, condition: str,
-             sample: str, skipped: list[dict[str, Any]]) -> pd.DataFrame | None:
+def liana_on(adata: AnnData, mask: np.ndarray, resource: pd.DataFrame, settings: CommunicationSettings, *, scope: str,
+             condition: str, sample: str, skipped: list[dict[str, Any]]) -> pd.DataFrame | None:
     """LIANA on the cells of ``mask`` after leaving out cell types with too few cells (listed in ``skipped``)."""
-    min_cells = int(params["communication_min_cells"])
+    min_cells = settings.communication_min_cells
     sub = adata[mask]
     kept, few = groups_with_cells(sub.obs["cell_type"], min_cells)
     for cell_type, n in sorted(few.items()):
@@ -215,7 +238,7 @@ def liana_on(adata, mask: np.ndarray, resource: pd.DataFrame, params: dict[str, 
     sub = sub[sub.obs["cell_type"].astype(str).isin(kept)].copy()
     sub.obs["cell_type"] = pd.Categorical(sub.obs["cell_type"].astype(str), categories=kept)
     try:
-        result = run_liana(sub, resource, params)
+        result = run_liana(sub, resource, settings)
     except ValueError as exc:  # e.g. no interaction passes the filters in a tiny sample
         skipped.append({"scope": scope, "condition": condition, "sample": sample, "cell_type": "", "n_cells": int(sub.n_obs),
                         "reason": f"LIANA found nothing to score ({str(exc).splitlines()[0]})"})
@@ -345,11 +368,12 @@ def complex_values(values: np.ndarray, gene_index: dict[str, int], entries: list
     return out
 
 
-def differential_interactions(adata, resource: pd.DataFrame, pathways: dict, samples: pd.DataFrame, test: str, reference: str,
-                              cell_types: list[str], params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
-    """Sample-level differential interactions of one contrast: (results, long sample scores, reason skipped)."""
-    min_cells = int(params["communication_min_cells"])
-    expr_prop = float(params["communication_expr_prop"])
+def differential_interactions(adata: AnnData, resource: pd.DataFrame, pathways: dict, samples: pd.DataFrame, test: str,
+                              reference: str, cell_types: list[str], *, min_cells: int, expr_prop: float,
+                              fdr: float) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """Sample-level differential interactions of one contrast: (results, long sample scores, reason skipped).
+    A cell type needs ``min_cells`` cells in a sample and a gene ``expr_prop`` of them expressing it;
+    ``significant`` is FDR < ``fdr``."""
     name = contrast_name(test, reference)
     obs = adata.obs
     in_contrast = obs["condition"].astype(str).isin([test, reference]).to_numpy() & obs["cell_type"].astype(str).isin(cell_types).to_numpy()
@@ -424,7 +448,7 @@ def differential_interactions(adata, resource: pd.DataFrame, pathways: dict, sam
     table["interaction"] = table["ligand"] + "->" + table["receptor"]
     table["pathway"] = [pathways.get((l, r), "") for l, r in zip(table["ligand"], table["receptor"])]
     table["fdr"] = bh_fdr(table["pvalue"])
-    table["significant"] = table["fdr"] < float(params["communication_fdr"])
+    table["significant"] = table["fdr"] < fdr
     table = table.sort_values(["pvalue", "logfc"], key=lambda s: s if s.name == "pvalue" else -s.abs(), na_position="last", kind="stable")
     return table[DIFF_COLUMNS].reset_index(drop=True), long, None
 
@@ -454,6 +478,7 @@ def write_pathway_table(top_pathways: list[pd.DataFrame], path: Path) -> Path:
 
 def run_communication(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Check the atlas, infer interactions per condition / sample, test differences, write outputs."""
+    settings = CommunicationSettings.from_params(params)
     outdir = Path(outdir)
     adata = read_h5ad(input_path, "atlas h5ad")
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
@@ -461,23 +486,24 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     obs = adata.obs
     samples = sample_table(obs)
     conditions = condition_order(obs)
-    contrast = (params.get("contrast") or "").strip()
+    contrast = (settings.contrast or "").strip()
     pairs = resolve_contrasts(obs, contrast, file=input_path) if (contrast or len(conditions) > 1) else []
-    resource_name, resource = load_resource(params.get("communication_resource"), species_of(obs=obs, var_names=adata.var_names), adata.var_names, file=input_path)
+    resource_name, resource = load_resource(settings.communication_resource, species_of(obs=obs, var_names=adata.var_names),
+                                            adata.var_names, file=input_path)
     pathways, pathway_source = pathway_map(resource)
-    chosen = split_list(params.get("communication_plot_pathways"))
+    chosen = split_list(settings.communication_plot_pathways)
     unknown = [p for p in chosen if p not in set(pathways.values())]
     if unknown:
         known = sorted(set(pathways.values()) - {"other"})
         raise TmeflowInputError(f"communication_plot_pathways: unknown pathway(s) {', '.join(unknown)} (known: {', '.join(known[:40])}"
                                 f"{' ...' if len(known) > 40 else ''})", file=input_path)
-    cutoff = float(params["communication_rank_cutoff"])
+    cutoff = settings.communication_rank_cutoff
     skipped: list[dict[str, Any]] = []
     condition_labels = obs["condition"].astype(str).to_numpy()
     results = []
     for condition in conditions:
         with timed(logger, f"LIANA rank_aggregate, condition {condition} ({int((condition_labels == condition).sum())} cells)"):
-            res = liana_on(adata, condition_labels == condition, resource, params, scope="condition", condition=condition,
+            res = liana_on(adata, condition_labels == condition, resource, settings, scope="condition", condition=condition,
                            sample="", skipped=skipped)
         if res is not None:
             results.append(res)
@@ -491,13 +517,13 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
                                "contrasts": [contrast_name(*p) for p in pairs], "called": {}, "differential": {},
                                "pathway_differential": {}}
     sample_counts = None
-    if params.get("communication_per_sample", True):
+    if settings.communication_per_sample:
         sample_labels = obs["sample"].astype(str).to_numpy()
         per_sample = []
         with timed(logger, f"LIANA rank_aggregate per sample ({len(samples)} samples)"):
-            what = f"LIANA ({int(params['communication_n_perms'])} permutations), sample"
+            what = f"LIANA ({settings.communication_n_perms} permutations), sample"
             for sample in progress(samples.index, len(samples), what, logger):
-                res = liana_on(adata, sample_labels == sample, resource, params, scope="sample",
+                res = liana_on(adata, sample_labels == sample, resource, settings, scope="sample",
                                condition=str(samples.at[sample, "condition"]), sample=sample, skipped=skipped)
                 if res is not None:
                     per_sample.append(res)
@@ -523,7 +549,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
                 outdir / "communication_proportion_tests.tsv")
     for condition in present:
         summary["called"][condition] = int(liana.loc[liana["condition"] == condition, "called"].sum())
-    min_cells = int(params["communication_min_cells"])
+    min_cells = settings.communication_min_cells
     top_pathways: list[pd.DataFrame] = []
     for test, reference in pairs:
         name = contrast_name(test, reference)
@@ -531,7 +557,9 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
         per_condition = pd.crosstab(obs.loc[in_pair, "cell_type"].astype(str), obs.loc[in_pair, "condition"].astype(str))
         cell_types = sorted(per_condition.index[(per_condition.reindex(columns=[test, reference], fill_value=0) >= min_cells).all(axis=1)])
         with timed(logger, f"{name}: sample-level differential interactions over {len(cell_types)} cell types"):
-            table, long, reason = differential_interactions(adata, resource, pathways, samples, test, reference, cell_types, params)
+            table, long, reason = differential_interactions(
+                adata, resource, pathways, samples, test, reference, cell_types, min_cells=min_cells,
+                expr_prop=settings.communication_expr_prop, fdr=settings.communication_fdr)
         if reason:
             logger.warning("%s: differential interactions skipped: %s", name, reason)
             skipped.append({"scope": "contrast", "condition": name, "sample": "", "cell_type": "", "n_cells": 0, "reason": reason})
@@ -539,23 +567,23 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
         if len(long):
             _write_gz(long, outdir / f"communication_sample_scores_{name}.tsv.gz")
         if len(table):
-            save_figure(plot_diff_dots(table, int(params["communication_top_n"]), f"Top differential interactions, {name}"),
+            save_figure(plot_diff_dots(table, settings.communication_top_n, f"Top differential interactions, {name}"),
                         outdir / f"communication_diff_{name}_dotplot.png")
-        path_table = pathway_tests(table, pathways, name, fdr=float(params["communication_fdr"]))
+        path_table = pathway_tests(table, pathways, name, fdr=settings.communication_fdr)
         write_table(path_table, outdir / f"communication_pathway_diff_{name}.tsv")
         overall = path_table[path_table["level"] == "pathway"]
         top_pathways.append(overall.sort_values("pvalue", kind="stable").head(TOP_PATHWAYS_IN_REPORT))
         if len(overall):
-            save_figure(plot_pathway_diff_heatmap(path_table, int(params["communication_top_n"]), f"Differential signalling pathways, {name}"),
+            save_figure(plot_pathway_diff_heatmap(path_table, settings.communication_top_n, f"Differential signalling pathways, {name}"),
                         outdir / f"communication_pathway_diff_{name}_heatmap.png")
         summary["pathway_differential"][name] = overall.head(10)[["pathway", "logfc", "pvalue", "fdr"]].to_dict("records")
         n_sig = int(table["significant"].sum()) if len(table) else 0
-        logger.info("%s: %d candidate interactions tested, %d with FDR < %g", name, len(table), n_sig, params["communication_fdr"])
+        logger.info("%s: %d candidate interactions tested, %d with FDR < %g", name, len(table), n_sig, settings.communication_fdr)
         summary["differential"][name] = {
             "tested": int(len(table)), "significant": n_sig,
             "top": table.head(10)[["source", "target", "interaction", "logfc", "pvalue", "fdr"]].to_dict("records") if len(table) else [],
         }
-    plot_pathways(strength, roles, summary, chosen, present, int(params["communication_n_pathway_plots"]), outdir)
+    plot_pathways(strength, roles, summary, chosen, present, settings.communication_n_pathway_plots, outdir)
     write_table(pd.DataFrame(skipped, columns=SKIP_COLUMNS), outdir / "communication_skipped.tsv")
     write_pathway_table(top_pathways, outdir / "communication_pathways_mqc.tsv")
     mqc = counts.groupby("condition", observed=True)[["n_interactions"]].sum()
