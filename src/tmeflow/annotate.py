@@ -348,7 +348,7 @@ def label_conservation(adata, seed: int) -> pd.DataFrame:
         embeddings[str(info.get("method", rep))] = np.asarray(adata.obsm[rep])
     if not embeddings or "cell_type" not in adata.obs:
         return pd.DataFrame(columns=["Embedding"])
-    table = metrics_table(adata, embeddings, "cell_type", {"metrics_max_cells": LABEL_METRICS_MAX_CELLS, "seed": seed})
+    table = metrics_table(adata, embeddings, "cell_type", max_cells=LABEL_METRICS_MAX_CELLS, seed=seed)
     return table
 
 

@@ -50,17 +50,20 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from . import io
 from .errors import TmeflowInputError
 from .log import get_logger, timed
 from .plotting import pyplot
+from .settings import StageSettings
 
 logger = get_logger(__name__)
 
@@ -137,18 +140,40 @@ def shared_genes(infos: list[dict[str, Any]], min_shared: int) -> pd.Index:
     )
 
 
-def check_inputs(infos: list[dict[str, Any]], params: dict[str, Any]) -> pd.Index:
-    """Validate the inputs before anything is computed; return the shared genes."""
+@dataclass(frozen=True)
+class IntegrationSettings(StageSettings):
+    """The ``integration_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("integration_options",)
+
+    batch_key: str
+    min_shared_genes: int
+    n_top_genes: int
+    regress_mito: bool
+    pca_comps: int
+    n_pcs: int
+    batch_correction: str
+    scvi_max_epochs: int
+    scvi_n_latent: int
+    n_neighbors: int
+    leiden_resolution: float
+    metrics_label_key: str | None
+    metrics_max_cells: int
+    seed: int
+
+
+def check_inputs(infos: list[dict[str, Any]], *, batch_key: str, min_shared_genes: int) -> pd.Index:
+    """Validate the inputs before anything is computed (one species, ``batch_key`` present, >= 3 cells per
+    sample); return the genes shared by every sample (at least ``min_shared_genes``)."""
     species = sorted({s for info in infos for s in info["species"]})
     if len(species) > 1:
         raise TmeflowInputError(f"the samples mix species ({', '.join(species)}); integrate each species separately")
-    batch_key = params["batch_key"]
     for info in infos:
         if batch_key not in info["columns"]:
             raise TmeflowInputError(f"batch_key '{batch_key}' is not an obs column", file=info["path"], sample=info["sample"], column=batch_key)
         if info["n_obs"] < 3:
             raise TmeflowInputError(f"only {info['n_obs']} cells", file=info["path"], sample=info["sample"])
-    return shared_genes(infos, params["min_shared_genes"])
+    return shared_genes(infos, min_shared_genes)
 
 
 def _slim_counts(path: Path, genes: pd.Index, columns: list[str]):
@@ -294,15 +319,16 @@ def sparse_pca(
     return {"scores": u * s, "loadings": vt.T, "variance": variance, "variance_ratio": variance / total}
 
 
-def pca(adata, params: dict[str, Any]) -> None:
-    """Implicitly centred/scaled PCA of the HVGs -> ``obsm['X_pca']``, ``varm['PCs']``, ``uns['pca']``."""
+def pca(adata: AnnData, *, n_comps: int, regress_mito: bool, seed: int) -> None:
+    """Implicitly centred/scaled PCA (``n_comps`` components) of the HVGs, the % mito regressed out when
+    ``regress_mito`` -> ``obsm['X_pca']``, ``varm['PCs']``, ``uns['pca']``."""
     hvg = adata.var["highly_variable"].to_numpy()
     covariates = None
-    if params["regress_mito"]:
+    if regress_mito:
         if "pct_counts_mito" not in adata.obs:
             raise TmeflowInputError("regress_mito needs obs 'pct_counts_mito' (written by tmeflow qc)", column="pct_counts_mito")
         covariates = adata.obs["pct_counts_mito"].to_numpy(dtype=float)
-    result = sparse_pca(adata.X[:, hvg], params["pca_comps"], covariates=covariates, seed=params["seed"])
+    result = sparse_pca(adata.X[:, hvg], n_comps, covariates=covariates, seed=seed)
     adata.obsm["X_pca"] = result["scores"].astype(np.float32)
     loadings = np.zeros((adata.n_vars, result["loadings"].shape[1]), dtype=np.float32)
     loadings[hvg] = result["loadings"]
@@ -310,7 +336,7 @@ def pca(adata, params: dict[str, Any]) -> None:
     adata.uns["pca"] = {
         "variance": result["variance"],
         "variance_ratio": result["variance_ratio"],
-        "params": {"zero_center": True, "implicit_scaling": True, "regress_mito": bool(params["regress_mito"])},
+        "params": {"zero_center": True, "implicit_scaling": True, "regress_mito": bool(regress_mito)},
     }
 
 
@@ -330,27 +356,28 @@ def harmony(pcs: np.ndarray, obs: pd.DataFrame, batch_key: str, seed: int) -> np
     return corrected.astype(np.float32)
 
 
-def scvi_latent(adata, batch_key: str, params: dict[str, Any]) -> np.ndarray:
-    """scVI latent space trained on the HVG counts with ``batch_key`` as the batch covariate."""
+def scvi_latent(adata: AnnData, batch_key: str, *, n_latent: int, max_epochs: int, seed: int) -> np.ndarray:
+    """scVI latent space (``n_latent`` dimensions, ``max_epochs`` epochs) trained on the HVG counts with
+    ``batch_key`` as the batch covariate."""
     import scvi
     import torch
 
-    scvi.settings.seed = params["seed"]
+    scvi.settings.seed = seed
     use_gpu = torch.cuda.is_available()
     if not use_gpu:
         logger.warning("no CUDA GPU: training scVI on the CPU (slow on large cohorts; use the GPU profile)")
     hvg = adata[:, adata.var["highly_variable"].to_numpy()].copy()
     hvg.obs = hvg.obs[[batch_key]].astype(str).astype("category")
     scvi.model.SCVI.setup_anndata(hvg, layer="counts", batch_key=batch_key)
-    model = scvi.model.SCVI(hvg, n_latent=params["scvi_n_latent"], n_layers=2, gene_likelihood="nb")
-    model.train(max_epochs=params["scvi_max_epochs"], accelerator="gpu" if use_gpu else "cpu", devices=1,
+    model = scvi.model.SCVI(hvg, n_latent=n_latent, n_layers=2, gene_likelihood="nb")
+    model.train(max_epochs=max_epochs, accelerator="gpu" if use_gpu else "cpu", devices=1,
                 enable_progress_bar=False)  # fmt: skip
     return np.asarray(model.get_latent_representation(), dtype=np.float32)
 
 
-def correct(adata, params: dict[str, Any]) -> str:
+def correct(adata: AnnData, settings: IntegrationSettings) -> str:
     """Run the chosen batch correction; return the obsm key of the embedding to use downstream."""
-    method, batch_key, n_pcs = params["batch_correction"], params["batch_key"], params["n_pcs"]
+    method, batch_key, n_pcs = settings.batch_correction, settings.batch_key, settings.n_pcs
     n_pcs = min(n_pcs, adata.obsm["X_pca"].shape[1])
     n_batches = adata.obs[batch_key].nunique()
     if method != "none" and n_batches < 2:
@@ -358,10 +385,11 @@ def correct(adata, params: dict[str, Any]) -> str:
         method = "none"
     if method == "harmony":
         with timed(logger, f"Harmony on {n_pcs} PCs over {n_batches} levels of '{batch_key}'"):
-            adata.obsm["X_pca_harmony"] = harmony(adata.obsm["X_pca"][:, :n_pcs], adata.obs, batch_key, params["seed"])
+            adata.obsm["X_pca_harmony"] = harmony(adata.obsm["X_pca"][:, :n_pcs], adata.obs, batch_key, settings.seed)
     elif method == "scvi":
-        with timed(logger, f"scVI ({params['scvi_max_epochs']} epochs) over {n_batches} levels of '{batch_key}'"):
-            adata.obsm["X_scVI"] = scvi_latent(adata, batch_key, params)
+        with timed(logger, f"scVI ({settings.scvi_max_epochs} epochs) over {n_batches} levels of '{batch_key}'"):
+            adata.obsm["X_scVI"] = scvi_latent(adata, batch_key, n_latent=settings.scvi_n_latent,
+                                               max_epochs=settings.scvi_max_epochs, seed=settings.seed)
     return REPRESENTATION[method]
 
 
@@ -369,20 +397,20 @@ def _embedding(adata, rep: str, n_pcs: int) -> np.ndarray:
     return adata.obsm[rep][:, :n_pcs] if rep == "X_pca" else adata.obsm[rep]
 
 
-def graph_and_umap(adata, rep: str, params: dict[str, Any], *, key: str | None = None) -> None:
-    """kNN graph on ``rep`` (first ``n_pcs`` for PCs) and UMAP; ``key`` names a secondary graph."""
+def graph_and_umap(adata: AnnData, rep: str, *, n_neighbors: int, n_pcs: int, seed: int, key: str | None = None) -> None:
+    """``n_neighbors`` kNN graph on ``rep`` (its first ``n_pcs`` for PCs) and UMAP; ``key`` names a secondary graph."""
     import scanpy as sc
 
-    n_pcs = min(params["n_pcs"], adata.obsm[rep].shape[1]) if rep == "X_pca" else None
-    sc.pp.neighbors(adata, n_neighbors=params["n_neighbors"], use_rep=rep, n_pcs=n_pcs, random_state=params["seed"], key_added=key)
+    n_pcs = min(n_pcs, adata.obsm[rep].shape[1]) if rep == "X_pca" else None
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=rep, n_pcs=n_pcs, random_state=seed, key_added=key)
     if key is None:
-        sc.tl.umap(adata, random_state=params["seed"])
+        sc.tl.umap(adata, random_state=seed)
     else:
-        sc.tl.umap(adata, random_state=params["seed"], neighbors_key=key)
+        sc.tl.umap(adata, random_state=seed, neighbors_key=key)
         adata.obsm[f"X_umap_{key}"] = adata.obsm.pop("X_umap")
 
 
-def uncorrected_umap(adata, params: dict[str, Any]) -> None:
+def uncorrected_umap(adata: AnnData, settings: IntegrationSettings) -> None:
     """UMAP of the uncorrected PCs for the before/after figure -> ``obsm['X_umap_uncorrected']``.
 
     Computed on at most ``metrics_max_cells`` cells (seeded subsample; the other rows are NaN): it
@@ -391,10 +419,10 @@ def uncorrected_umap(adata, params: dict[str, Any]) -> None:
 
     from .metrics import subsample
 
-    idx = subsample(adata.n_obs, params["metrics_max_cells"], params["seed"])
+    idx = subsample(adata.n_obs, settings.metrics_max_cells, settings.seed)
     view = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names[idx]))
     view.obsm["X_pca"] = np.asarray(adata.obsm["X_pca"][idx])
-    graph_and_umap(view, "X_pca", params)
+    graph_and_umap(view, "X_pca", n_neighbors=settings.n_neighbors, n_pcs=settings.n_pcs, seed=settings.seed)
     coords = np.full((adata.n_obs, 2), np.nan, dtype=np.float32)
     coords[idx] = view.obsm["X_umap"]
     adata.obsm["X_umap_uncorrected"] = coords
@@ -411,9 +439,10 @@ def leiden(adata, resolution: float, seed: int, *, key_added: str = "leiden", ne
 # ----------------------------------------------------------------------------------------------
 # Metrics and figures
 # ----------------------------------------------------------------------------------------------
-def label_key(adata, params: dict[str, Any]) -> str | None:
-    """The obs column used as cell labels by the conservation metrics (None when there is none)."""
-    key = params.get("metrics_label_key") or ""
+def label_key(adata: AnnData, metrics_label_key: str | None) -> str | None:
+    """The obs column used as cell labels by the conservation metrics: ``metrics_label_key`` when set, else
+    ``cell_type`` when present (None when there is none)."""
+    key = metrics_label_key or ""
     if key:
         if key not in adata.obs:
             raise TmeflowInputError(f"metrics_label_key '{key}' is not an obs column", column=key)
@@ -421,8 +450,10 @@ def label_key(adata, params: dict[str, Any]) -> str | None:
     return "cell_type" if "cell_type" in adata.obs else None
 
 
-def metrics_table(adata, embeddings: dict[str, np.ndarray], labels_key: str | None, params: dict[str, Any]) -> pd.DataFrame:
-    """scIB metrics per embedding and per batch key (``sample``, ``batch``)."""
+def metrics_table(adata: AnnData, embeddings: dict[str, np.ndarray], labels_key: str | None, *, max_cells: int,
+                  seed: int) -> pd.DataFrame:
+    """scIB metrics per embedding and per batch key (``sample``, ``batch``), on at most ``max_cells`` cells
+    (seeded subsample)."""
     from .metrics import integration_metrics
 
     labels = None if labels_key is None else adata.obs[labels_key].astype(str).to_numpy()
@@ -431,7 +462,7 @@ def metrics_table(adata, embeddings: dict[str, np.ndarray], labels_key: str | No
         if key not in adata.obs or adata.obs[key].nunique() < 2:
             continue
         for name, emb in embeddings.items():
-            values = integration_metrics(emb, adata.obs[key].to_numpy(), labels, max_cells=params["metrics_max_cells"], seed=params["seed"])
+            values = integration_metrics(emb, adata.obs[key].to_numpy(), labels, max_cells=max_cells, seed=seed)
             rows.append({"Embedding": f"{name} ({key})", "embedding": name, "batch_key": key, "label_key": labels_key or "", **values})
     return pd.DataFrame(rows)
 
@@ -463,31 +494,36 @@ def plot_umaps(adata, basis: str, keys: list[str], title: str, path: Path) -> Pa
 # ----------------------------------------------------------------------------------------------
 # Stage
 # ----------------------------------------------------------------------------------------------
-def integrate(adata, params: dict[str, Any]) -> tuple[Any, pd.DataFrame]:
-    """Everything after concatenation (counts in ``X``); returns the AnnData and the metrics table."""
-    batch_key = params["batch_key"]
-    with timed(logger, f"normalising and selecting {params['n_top_genes']} HVGs ({adata.n_obs} cells x {adata.n_vars} genes)"):
+def integrate(adata: AnnData, settings: IntegrationSettings) -> tuple[AnnData, pd.DataFrame]:
+    """Everything after concatenation (counts in ``X``); returns the AnnData and the metrics table.
+
+    ``settings``: ``IntegrationSettings.from_params(params)``, or ``IntegrationSettings.defaults()``.
+    """
+    batch_key, n_pcs, seed = settings.batch_key, settings.n_pcs, settings.seed
+    with timed(logger, f"normalising and selecting {settings.n_top_genes} HVGs ({adata.n_obs} cells x {adata.n_vars} genes)"):
         normalise(adata)
-        select_hvgs(adata, params["n_top_genes"], batch_key)
-    with timed(logger, f"sparse PCA ({params['pca_comps']} components{', % mito regressed' if params['regress_mito'] else ''})"):
-        pca(adata, params)
-    rep = correct(adata, params)
+        select_hvgs(adata, settings.n_top_genes, batch_key)
+    mito = ", % mito regressed" if settings.regress_mito else ""
+    with timed(logger, f"sparse PCA ({settings.pca_comps} components{mito})"):
+        pca(adata, n_comps=settings.pca_comps, regress_mito=settings.regress_mito, seed=seed)
+    rep = correct(adata, settings)
     corrected = rep != "X_pca"
     if corrected:
-        with timed(logger, f"neighbours and UMAP of the uncorrected PCs (at most {params['metrics_max_cells']} cells)"):
-            uncorrected_umap(adata, params)
-    with timed(logger, f"neighbours, UMAP and Leiden (resolution {params['leiden_resolution']}) on {rep}"):
-        graph_and_umap(adata, rep, params)
-        leiden(adata, params["leiden_resolution"], params["seed"])
+        with timed(logger, f"neighbours and UMAP of the uncorrected PCs (at most {settings.metrics_max_cells} cells)"):
+            uncorrected_umap(adata, settings)
+    with timed(logger, f"neighbours, UMAP and Leiden (resolution {settings.leiden_resolution}) on {rep}"):
+        graph_and_umap(adata, rep, n_neighbors=settings.n_neighbors, n_pcs=n_pcs, seed=seed)
+        leiden(adata, settings.leiden_resolution, seed)
     logger.info("%d Leiden clusters", adata.obs["leiden"].nunique())
-    labels = label_key(adata, params)
-    embeddings = {"uncorrected": _embedding(adata, "X_pca", params["n_pcs"])}
+    labels = label_key(adata, settings.metrics_label_key)
+    embeddings = {"uncorrected": _embedding(adata, "X_pca", n_pcs)}
     if corrected:
-        embeddings[params["batch_correction"]] = _embedding(adata, rep, params["n_pcs"])
+        embeddings[settings.batch_correction] = _embedding(adata, rep, n_pcs)
     with timed(logger, f"integration metrics (labels: {labels or 'none'})"):
-        table = metrics_table(adata, embeddings, labels, params)
-    adata.uns["integration"] = {"use_rep": rep, "batch_key": batch_key, "method": params["batch_correction"] if corrected else "none",
-                                "label_key": labels or "", "n_pcs": int(params["n_pcs"])}  # fmt: skip
+        table = metrics_table(adata, embeddings, labels, max_cells=settings.metrics_max_cells, seed=seed)
+    adata.uns["integration"] = {"use_rep": rep, "batch_key": batch_key,
+                                "method": settings.batch_correction if corrected else "none",
+                                "label_key": labels or "", "n_pcs": int(n_pcs)}
     return adata, table
 
 
@@ -530,12 +566,13 @@ def run_integrate(inputs: list[str | Path], outdir: str | Path, params: dict[str
     if not paths:
         raise TmeflowInputError("no input h5ad given")
     infos = inspect_inputs(paths)
-    genes = check_inputs(infos, params)
+    settings = IntegrationSettings.from_params(params)
+    genes = check_inputs(infos, batch_key=settings.batch_key, min_shared_genes=settings.min_shared_genes)
     outdir.mkdir(parents=True, exist_ok=True)
     with timed(logger, f"concatenating {len(infos)} samples ({sum(i['n_obs'] for i in infos)} cells) on {len(genes)} shared genes"):
         with tempfile.TemporaryDirectory(prefix=".integrate.", dir=outdir) as workdir:
             adata = concatenate(infos, genes, Path(workdir))
-    adata, table = integrate(adata, params)
+    adata, table = integrate(adata, settings)
     for row in table.itertuples():
         logger.info("%s: kBET %.3f iLISI %.3f batchASW %.3f graph %.3f cLISI %.3f labelASW %.3f", row.Embedding, row.kbet_acceptance,
                     row.ilisi, row.batch_asw, row.graph_connectivity, row.clisi, row.label_asw)  # fmt: skip
