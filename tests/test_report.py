@@ -343,3 +343,15 @@ def test_report_image_is_cheap_and_faithful(tmp_path):
     mse = np.mean((pixels - np.asarray(original, dtype=float)) ** 2)
     assert 10 * np.log10(255**2 / mse) >= 40
     assert cost < 0.5 * median_cut, (cost, median_cut)
+
+
+def test_bundled_config_requests_no_plot_export_the_installed_kaleido_cannot_do():
+    """MultiQC exports static plots with plotly, which needs Kaleido >= 1; with the pinned Kaleido 0.2.1
+    every export failed (an error per plot and format) and cost ~13 s of the report (issue 23)."""
+    from importlib import metadata
+
+    from packaging.version import Version
+
+    config = yaml.safe_load(report.bundled_config().read_text())
+    if config.get("export_plots"):
+        assert Version(metadata.version("kaleido")) >= Version("1"), "export_plots needs Kaleido >= 1"

@@ -28,7 +28,8 @@ are inlined, so it opens with no network. MultiQC runs in a subprocess so that i
 never leaks between reports built in one Python process.
 
 Outputs (in ``--outdir``): ``multiqc_report.html`` (``<title>_multiqc_report.html`` with
-``--multiqc_title``), ``multiqc_data/``, ``multiqc_plots/`` and, for a cohort, ``multiqc_report_figures/``. They are built in a temporary folder
+``--multiqc_title``), ``multiqc_data/``, for a cohort ``multiqc_report_figures/`` (and ``multiqc_plots/`` when a
+user config turns MultiQC's ``export_plots`` on). They are built in a temporary folder
 and moved into place only when MultiQC succeeded.
 """
 
