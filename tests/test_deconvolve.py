@@ -196,6 +196,22 @@ def test_auto_method_is_cell2location_on_a_gpu_else_poisson(monkeypatch):
     assert deconvolve.resolve_method("nnls") == "nnls"
 
 
+def test_cuda_check_imports_torch_only_where_a_cuda_driver_loads():
+    """``deconvolution_method auto`` on a machine without the CUDA driver: poisson, torch not imported."""
+    import ctypes
+    import subprocess
+    import sys
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        pytest.skip("a CUDA driver is present")
+    except OSError:
+        pass
+    code = "import sys; from tmeflow import deconvolve; print(deconvolve.resolve_method('auto'), 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["poisson", "False"]
+
+
 def test_poisson_weights_and_platform_effects_recover_planted_values():
     from tmeflow.deconvolve import platform_effects, poisson_weights
 

@@ -106,6 +106,31 @@ def test_wrong_species_is_caught(planted_sample, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_scrublet_knn_is_exact_above_scanpys_brute_force_size():
+    """3,000 cells (9,000 with Scrublet's simulated doublets: scanpy would use PyNNDescent's approximate
+    kNN above 8,192): the scores are those of the exact kNN, and the planted doublets are called."""
+    import scanpy as sc
+
+    from tmeflow.qc import detect_doublets
+
+    rng = np.random.default_rng(7)
+    n_cells, n_genes, n_types = 3000, 400, 6
+    programmes = rng.gamma(0.6, 1.0, size=(n_types, n_genes))
+    types = rng.integers(0, n_types, n_cells)
+    means = programmes[types] * rng.lognormal(np.log(4), 0.3, size=(n_cells, 1))
+    planted = rng.choice(n_cells, 150, replace=False)  # heterotypic doublets: two cells' expression summed
+    partners = (types[planted] + rng.integers(1, n_types, planted.size)) % n_types
+    means[planted] += programmes[partners] * rng.lognormal(np.log(4), 0.3, size=(planted.size, 1))
+    counts = rng.poisson(means).astype(np.float32)
+    adata = ad.AnnData(X=__import__("scipy.sparse", fromlist=["csr_matrix"]).csr_matrix(counts))
+    scores, called = detect_doublets(adata, expected_rate=0.06, seed=0, sample="S")
+    exact = adata.copy()
+    sc.pp.scrublet(exact, expected_doublet_rate=0.06, n_prin_comps=30, random_state=0, verbose=False, use_approx_neighbors=False)
+    np.testing.assert_allclose(scores, exact.obs["doublet_score"].to_numpy(), rtol=0, atol=1e-12)
+    assert called[planted].mean() > 0.6
+    assert called[np.setdiff1d(np.arange(n_cells), planted)].mean() < 0.03
+
+
 # --------------------------------------------------------------------------------------------------
 # Fast tier: hand-built tiny inputs, hand-computed expectations
 
