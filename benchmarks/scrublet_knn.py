@@ -33,15 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import scanpy as sc
 
-    from tmeflow.params import defaults
-    from tmeflow.qc import compute_qc_metrics, filter_reasons
+    from tmeflow.qc import QcSettings, compute_qc_metrics, filter_reasons
 
-    params = defaults()
+    settings = QcSettings.defaults()
     sheet = pd.read_csv(sim / "samplesheet.csv")
     for row in sheet[sheet["modality"] == "sc"].itertuples():
         adata = ad.read_h5ad(sim / row.data)
         compute_qc_metrics(adata, row.species)
-        adata = adata[(filter_reasons(adata.obs, params) == "").to_numpy()].copy()
+        adata = adata[(filter_reasons(adata.obs, settings) == "").to_numpy()].copy()
         runs = {}
         for name, flag in (("exact", False), ("approx", None)):
             scored = adata.copy()

@@ -24,7 +24,7 @@ def qc_params():
 
 def qc_cohort(root: Path) -> list[Path]:
     """Simulate and QC; returns the <sample>.qc.h5ad paths."""
-    from tmeflow.qc import qc_sample
+    from tmeflow.qc import QcSettings, qc_sample
     from tmeflow.simulate import SimConfig, run_simulate
 
     done = root / "qc" / "done"
@@ -33,7 +33,7 @@ def qc_cohort(root: Path) -> list[Path]:
         sheet = pd.read_csv(root / "sim" / "samplesheet.csv")
         for row in sheet.itertuples():
             meta = {k: getattr(row, k) for k in ("sample", "patient", "condition", "tissue", "species", "batch")}
-            kept, _ = qc_sample(ad.read_h5ad(root / "sim" / row.data), meta, qc_params())
+            kept, _ = qc_sample(ad.read_h5ad(root / "sim" / row.data), meta, QcSettings.from_params(qc_params()))
             (root / "qc").mkdir(parents=True, exist_ok=True)
             kept.write_h5ad(root / "qc" / f"{row.sample}.qc.h5ad")
         done.touch()
@@ -71,7 +71,7 @@ def cid4465_annotated(tmp_path_factory, shared_data) -> Path:
     """CID4465 (Wu et al. 2021) read, QC'd without filters (the authors' cells), integrated, annotated."""
     from tmeflow.annotate import run_annotate
     from tmeflow.integrate import run_integrate
-    from tmeflow.qc import qc_sample
+    from tmeflow.qc import QcSettings, qc_sample
     from tmeflow.readers import read_counts
 
     root = tmp_path_factory.getbasetemp() / "tmeflow_cid4465"
@@ -81,7 +81,7 @@ def cid4465_annotated(tmp_path_factory, shared_data) -> Path:
         params.update(min_genes=0, min_counts=0, max_pct_mito=100, max_pct_hb=100)
         raw = read_counts(shared_data / "wu2021_CID4465_scRNA", sample="CID4465")
         meta = {"sample": "CID4465", "patient": "CID4465", "condition": "primary", "tissue": "breast", "species": "human", "batch": "b1"}
-        kept, _ = qc_sample(raw, meta, params)
+        kept, _ = qc_sample(raw, meta, QcSettings.from_params(params))
         root.mkdir(parents=True, exist_ok=True)
         kept.write_h5ad(root / "CID4465.qc.h5ad")
         run_integrate([root / "CID4465.qc.h5ad"], root / "int", params)

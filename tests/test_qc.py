@@ -137,7 +137,7 @@ def test_scrublet_knn_is_exact_above_scanpys_brute_force_size():
 
 def test_fixed_filter_reasons_of_six_cells_by_hand():
     """Fixed thresholds; a cell failing several filters gets the first listed one."""
-    from tmeflow.qc import filter_reasons
+    from tmeflow.qc import QcSettings, filter_reasons
 
     obs = tiny.frame({
         "n_genes_by_counts": [300, 150, 300, 300, 300, 100],
@@ -145,8 +145,9 @@ def test_fixed_filter_reasons_of_six_cells_by_hand():
         "pct_counts_mito": [5.0, 5.0, 5.0, 25.0, 5.0, 50.0],
         "pct_counts_hb": [0.0, 0.0, 0.0, 0.0, 10.0, 10.0],
     })
-    params = tiny.params(qc_mode="fixed", min_genes=200, min_counts=500, max_pct_mito=20.0, max_pct_hb=5.0)
-    reasons = filter_reasons(obs, params)
+    settings = QcSettings.defaults().replace(qc_mode="fixed", min_genes=200, min_counts=500, max_pct_mito=20.0,
+                                             max_pct_hb=5.0)
+    reasons = filter_reasons(obs, settings)
     # c0 passes all; c1 150 < 200 genes; c2 400 < 500 counts; c3 25 > 20 % mito; c4 10 > 5 % hb;
     # c5 fails all four (100 < 200, 300 < 500, 50 > 20, 10 > 5): min_genes, the first listed, wins
     assert reasons.tolist() == ["", "min_genes", "min_counts", "max_pct_mito", "max_pct_hb", "min_genes"]

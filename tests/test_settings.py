@@ -17,7 +17,7 @@ from tmeflow.settings import StageSettings
 SHARED_FIELDS = {"seed"}
 # Stages whose science functions take settings or keyword arguments; the rest still pass ``params`` down.
 CONVERTED_STAGES = ("annotate", "cnv", "communication", "composition", "deconvolve", "de", "integrate", "pathways",
-                    "spatial_analysis", "spatial_qc", "subcluster", "trajectory")
+                    "qc", "spatial_analysis", "spatial_qc", "subcluster", "trajectory")
 CONVERTED_MODULES = (*CONVERTED_STAGES, "neighbourhood_da", "spatial_cnv")
 STAGE_ENTRIES = {"cli", "write_outputs"}  # besides run_<stage>: where the parameter dict is unpacked
 

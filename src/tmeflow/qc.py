@@ -35,11 +35,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from . import io
 from .errors import TmeflowInputError
 from .genes import SPECIES, gene_class_mask, mostly_ensembl, symbols_from_ensembl
 from .log import get_logger, timed
+from .settings import StageSettings
 
 logger = get_logger(__name__)
 
@@ -122,21 +124,44 @@ def mad_outlier(values: np.ndarray, n_mads: float, *, upper_only: bool = False) 
     return deviation > n_mads * mad
 
 
-def filter_reasons(obs: pd.DataFrame, params: dict[str, Any]) -> pd.Series:
-    """The first filter each cell fails ('' when it passes), in the order the filters are listed."""
-    if params["qc_mode"] == "mad":
+@dataclass(frozen=True)
+class QcSettings(StageSettings):
+    """The ``qc_options`` of the schema, and the seed."""
+
+    SCHEMA_GROUPS = ("qc_options",)
+
+    qc_mode: str
+    min_genes: int
+    min_counts: int
+    max_pct_mito: float
+    max_pct_hb: float
+    mad_counts: float
+    mad_genes: float
+    mad_mito: float
+    doublet_method: str
+    expected_doublet_rate: float
+    min_cells_per_sample: int
+    drop_failed_samples: bool
+    strict_counts: bool
+    seed: int
+
+
+def filter_reasons(obs: pd.DataFrame, settings: QcSettings) -> pd.Series:
+    """The first filter each cell fails ('' when it passes), in the order the filters are listed: the MAD
+    outlier filters (``qc_mode`` mad) or the fixed thresholds, then % haemoglobin."""
+    if settings.qc_mode == "mad":
         failed = {
-            "mad_counts": mad_outlier(obs["log1p_total_counts"].to_numpy(), params["mad_counts"]),
-            "mad_genes": mad_outlier(obs["log1p_n_genes_by_counts"].to_numpy(), params["mad_genes"]),
-            "mad_mito": mad_outlier(obs["pct_counts_mito"].to_numpy(), params["mad_mito"], upper_only=True),
+            "mad_counts": mad_outlier(obs["log1p_total_counts"].to_numpy(), settings.mad_counts),
+            "mad_genes": mad_outlier(obs["log1p_n_genes_by_counts"].to_numpy(), settings.mad_genes),
+            "mad_mito": mad_outlier(obs["pct_counts_mito"].to_numpy(), settings.mad_mito, upper_only=True),
         }
     else:
         failed = {
-            "min_genes": obs["n_genes_by_counts"].to_numpy() < params["min_genes"],
-            "min_counts": obs["total_counts"].to_numpy() < params["min_counts"],
-            "max_pct_mito": obs["pct_counts_mito"].to_numpy() > params["max_pct_mito"],
+            "min_genes": obs["n_genes_by_counts"].to_numpy() < settings.min_genes,
+            "min_counts": obs["total_counts"].to_numpy() < settings.min_counts,
+            "max_pct_mito": obs["pct_counts_mito"].to_numpy() > settings.max_pct_mito,
         }
-    failed["max_pct_hb"] = obs["pct_counts_hb"].to_numpy() > params["max_pct_hb"]
+    failed["max_pct_hb"] = obs["pct_counts_hb"].to_numpy() > settings.max_pct_hb
     reasons = np.full(len(obs), "", dtype=object)
     for name, mask in reversed(failed.items()):  # the first listed filter wins
         reasons[mask] = name
@@ -166,7 +191,7 @@ def detect_doublets(adata, *, expected_rate: float, seed: int, sample: str) -> t
     return scores, called
 
 
-def qc_sample(adata, meta: dict[str, str], params: dict[str, Any]):
+def qc_sample(adata: AnnData, meta: dict[str, str], settings: QcSettings):
     """Run QC on one sample (raw counts in ``X``).
 
     Returns ``(kept, cells)``: the AnnData of kept cells (counts in ``layers['counts']``,
@@ -182,13 +207,12 @@ def qc_sample(adata, meta: dict[str, str], params: dict[str, Any]):
     adata.obs["barcode"] = adata.obs_names.astype(str)
     adata.obs_names = [f"{sample}_{barcode}" for barcode in adata.obs["barcode"]]
     compute_qc_metrics(adata, meta["species"])
-    reasons = filter_reasons(adata.obs, params)
+    reasons = filter_reasons(adata.obs, settings)
     adata.obs["doublet_score"] = np.nan
     passing = (reasons == "").to_numpy()
-    if params["doublet_method"] == "scrublet":
-        scores, called = detect_doublets(
-            adata[passing], expected_rate=params["expected_doublet_rate"], seed=params["seed"], sample=sample
-        )
+    if settings.doublet_method == "scrublet":
+        scores, called = detect_doublets(adata[passing], expected_rate=settings.expected_doublet_rate, seed=settings.seed,
+                                         sample=sample)
         adata.obs.loc[passing, "doublet_score"] = scores
         reasons.iloc[np.flatnonzero(passing)[called]] = "doublet"
     adata.obs["qc_fail_reason"] = reasons
@@ -230,7 +254,7 @@ def _too_few_cells_message(stats: dict[str, Any], minimum: int) -> str:
     )
 
 
-def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, params: dict[str, Any]) -> list[Path]:
+def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, settings: QcSettings) -> list[Path]:
     """Violins of the QC metrics before/after filtering (with the fixed thresholds) and a
     counts-vs-genes scatter coloured by the filter each cell failed."""
     from .plotting import pyplot
@@ -238,12 +262,12 @@ def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, params: dict[str, An
     plt = pyplot()
 
     kept = cells["qc_fail_reason"] == ""
-    fixed = params["qc_mode"] == "fixed"
+    fixed = settings.qc_mode == "fixed"
     metrics = {  # column: (label, log scale, threshold drawn)
-        "n_genes_by_counts": ("detected genes", True, params["min_genes"] if fixed else None),
-        "total_counts": ("total counts", True, params["min_counts"] if fixed else None),
-        "pct_counts_mito": ("% mitochondrial", False, params["max_pct_mito"] if fixed else None),
-        "pct_counts_hb": ("% haemoglobin", False, params["max_pct_hb"]),
+        "n_genes_by_counts": ("detected genes", True, settings.min_genes if fixed else None),
+        "total_counts": ("total counts", True, settings.min_counts if fixed else None),
+        "pct_counts_mito": ("% mitochondrial", False, settings.max_pct_mito if fixed else None),
+        "pct_counts_hb": ("% haemoglobin", False, settings.max_pct_hb),
     }
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4))
     for ax, (column, (label, log_scale, threshold)) in zip(axes, metrics.items()):
@@ -267,7 +291,8 @@ def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, params: dict[str, An
     return [violin, scatter]
 
 
-def write_outputs(kept, cells: pd.DataFrame, stats: dict[str, Any], sample: str, outdir: Path, params: dict[str, Any]):
+def write_outputs(kept, cells: pd.DataFrame, stats: dict[str, Any], sample: str, outdir: Path, settings: QcSettings,
+                  params: dict[str, Any]):
     header = io.multiqc_header(
         "tmeflow_qc_general_stats",
         "Per-sample QC",
@@ -286,7 +311,7 @@ def write_outputs(kept, cells: pd.DataFrame, stats: dict[str, Any], sample: str,
     io.write_table(pd.DataFrame([stats])[columns], outdir / f"{sample}.qc_stats_mqc.tsv", header_lines=header)
     cell_columns = ["barcode", "n_genes_by_counts", "total_counts", "pct_counts_mito", "pct_counts_ribo", "pct_counts_hb", "doublet_score", "qc_fail_reason"]
     io.write_table(cells[cell_columns], outdir / f"{sample}.qc_cells.tsv.gz", index=True)
-    plot_qc(cells, sample, outdir, params)
+    plot_qc(cells, sample, outdir, settings)
     if kept is None:
         return None
     kept.uns["tmeflow"] = {"qc": {**io.provenance("qc", params), "stats": stats}}
@@ -298,24 +323,25 @@ def run_qc(input_path: str | Path, meta: dict[str, str], outdir: str | Path, par
     from .readers import read_counts
 
     sample, outdir = meta["sample"], Path(outdir)
-    adata = read_counts(input_path, sample=sample, strict_counts=params["strict_counts"])
+    settings = QcSettings.from_params(params)
+    adata = read_counts(input_path, sample=sample, strict_counts=settings.strict_counts)
     if not sp.issparse(adata.X):
         adata.X = sp.csr_matrix(adata.X)
-    with timed(logger, f"{sample}: QC of {adata.n_obs} cells x {adata.n_vars} genes ({params['qc_mode']} filters)"):
+    with timed(logger, f"{sample}: QC of {adata.n_obs} cells x {adata.n_vars} genes ({settings.qc_mode} filters)"):
         try:
-            kept, cells = qc_sample(adata, meta, params)
+            kept, cells = qc_sample(adata, meta, settings)
         except TmeflowInputError as error:
             raise TmeflowInputError(error.message, file=input_path, sample=sample, column=error.column) from error
     stats = sample_stats(cells, kept.obs, sample)
     logger.info("%s: kept %d of %d cells (%s)", sample, stats["cells_kept"], stats["cells_in"],
                 ", ".join(f"{k}={v}" for k, v in stats.items() if k.startswith("removed_")) or "nothing removed")
-    if stats["cells_kept"] < params["min_cells_per_sample"]:
-        message = _too_few_cells_message(stats, params["min_cells_per_sample"])
-        if not params["drop_failed_samples"]:
+    if stats["cells_kept"] < settings.min_cells_per_sample:
+        message = _too_few_cells_message(stats, settings.min_cells_per_sample)
+        if not settings.drop_failed_samples:
             raise TmeflowInputError(message, file=input_path, sample=sample)
         logger.warning("%s: dropped: %s", sample, message)
         kept = None
-    h5ad = write_outputs(kept, cells, stats, sample, outdir, params)
+    h5ad = write_outputs(kept, cells, stats, sample, outdir, settings, params)
     return QCResult(sample=sample, stats=stats, h5ad=h5ad)
 
 
