@@ -107,3 +107,25 @@ def atlas_from_simulation(sim_dir: Path, *, with_malignant: bool = False) -> ad.
     normalised.data = np.log1p(normalised.data)
     atlas.X = sp.csr_matrix(normalised, dtype=np.float32)
     return atlas
+
+
+MSTI_SAMPLE = "LBC_DCIS_IC"
+
+
+def msti_and_cid4465_reference(shared_data: Path, out: Path) -> tuple[Path, Path]:
+    """The MSTI DCIS section through ``tmeflow spatial_qc`` and the Wu 2021 CID4465 reference (counts,
+    ``cell_type`` = the authors' major types) written to ``out``: (section h5ad, reference h5ad)."""
+    from tmeflow.cli import main
+    from tmeflow.readers import read_counts
+
+    out.mkdir(parents=True, exist_ok=True)
+    reference_dir = shared_data / "wu2021_CID4465_scRNA"
+    reference = read_counts(reference_dir, sample="CID4465")
+    metadata = pd.read_csv(reference_dir / "cell_metadata.csv.gz", index_col=0)
+    reference.obs["cell_type"] = metadata.loc[reference.obs_names, "celltype_major"].astype(str).to_numpy()
+    reference.layers["counts"] = reference.X.copy()
+    reference.write_h5ad(out / "wu2021_reference.h5ad")
+    assert main(["spatial_qc", "--input", str(shared_data / "msti_breast_DCIS_IC_spatial"), "--sample", MSTI_SAMPLE,
+                 "--patient", "LBC", "--condition", "primary", "--tissue", "breast", "--species", "human",
+                 "--outdir", str(out)]) == 0
+    return out / f"{MSTI_SAMPLE}.spatial.h5ad", out / "wu2021_reference.h5ad"

@@ -291,21 +291,12 @@ def test_real_section_abundance_follows_the_histology(shared_data, tmp_path):
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from tmeflow.readers import read_counts
+    from _cohort import MSTI_SAMPLE, msti_and_cid4465_reference
     from tmeflow.spatial_qc import stained_fraction
 
-    reference_dir = shared_data / "wu2021_CID4465_scRNA"
-    reference = read_counts(reference_dir, sample="CID4465")
-    metadata = pd.read_csv(reference_dir / "cell_metadata.csv.gz", index_col=0)
-    reference.obs["cell_type"] = metadata.loc[reference.obs_names, "celltype_major"].astype(str).to_numpy()
-    reference.layers["counts"] = reference.X.copy()
-    reference.write_h5ad(tmp_path / "reference.h5ad")
-    sample = "LBC_DCIS_IC"
-    assert main(["spatial_qc", "--input", str(shared_data / "msti_breast_DCIS_IC_spatial"), "--sample", sample,
-                 "--patient", "LBC", "--condition", "primary", "--tissue", "breast", "--species", "human",
-                 "--outdir", str(tmp_path)]) == 0
-    assert main(["deconvolve", "--input", str(tmp_path / f"{sample}.spatial.h5ad"), "--reference",
-                 str(tmp_path / "reference.h5ad"), "--outdir", str(tmp_path)]) == 0
+    section, reference = msti_and_cid4465_reference(shared_data, tmp_path)
+    sample = MSTI_SAMPLE
+    assert main(["deconvolve", "--input", str(section), "--reference", str(reference), "--outdir", str(tmp_path)]) == 0
     assert (tmp_path / f"{sample}.deconvolution_abundance.png").stat().st_size > 0
     adata = ad.read_h5ad(tmp_path / f"{sample}.deconvolved.h5ad")
     assert adata.uns["deconvolution"]["method"] == "poisson"

@@ -155,23 +155,13 @@ def test_real_breast_section_end_to_end(shared_data):
     import anndata as ad
     import scanpy as sc
 
-    from tmeflow.readers import read_counts
+    from _cohort import MSTI_SAMPLE, msti_and_cid4465_reference
 
-    section = shared_data / "msti_breast_DCIS_IC_spatial"
-    reference_dir = shared_data / "wu2021_CID4465_scRNA"
     out = REAL_PLOT_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    reference = read_counts(reference_dir, sample="CID4465")
-    metadata = pd.read_csv(reference_dir / "cell_metadata.csv.gz", index_col=0)
-    reference.obs["cell_type"] = metadata.loc[reference.obs_names, "celltype_major"].astype(str).to_numpy()
-    reference.layers["counts"] = reference.X.copy()
-    reference.write_h5ad(out / "wu2021_reference.h5ad")
-
-    sample = "LBC_DCIS_IC"
-    assert main(["spatial_qc", "--input", str(section), "--sample", sample, "--patient", "LBC", "--condition", "primary",
-                 "--tissue", "breast", "--species", "human", "--outdir", str(out)]) == 0
-    assert main(["deconvolve", "--input", str(out / f"{sample}.spatial.h5ad"), "--reference", str(out / "wu2021_reference.h5ad"),
-                 "--outdir", str(out), "--deconvolution_method", "nnls"]) == 0
+    section, reference = msti_and_cid4465_reference(shared_data, out)
+    sample = MSTI_SAMPLE
+    assert main(["deconvolve", "--input", str(section), "--reference", str(reference), "--outdir", str(out),
+                 "--deconvolution_method", "nnls"]) == 0
     assert main(["spatial_analysis", "--input", str(out / f"{sample}.deconvolved.h5ad"), "--outdir", str(out),
                  "--malignant_cell_types", "Cancer_Epithelial", *ANALYSIS_ARGS]) == 0
 

@@ -14,6 +14,13 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Self
 
 from .params import defaults
+from .text import split_list
+
+
+def comma_list(name: str) -> property:
+    """A read-only property: the settings field ``name`` (a comma-separated string) as a list, parsed in this one
+    place instead of at every use."""
+    return property(lambda settings: split_list(getattr(settings, name)), doc=f"``{name}`` as a list.")
 
 
 @dataclass(frozen=True)

@@ -82,11 +82,10 @@ from .errors import TmeflowInputError
 from .genes import species_of
 from .log import get_logger, timed
 from .plotting import pyplot
-from .settings import StageSettings
+from .settings import StageSettings, comma_list
 from .spatial_cnv import agreement, spot_cnv
 from .spatial_qc import plot_on_tissue, smooth, spatial_graph, spot_spacing
 from .stats import bh_fdr
-from .text import split_list
 
 logger = get_logger(__name__)
 
@@ -120,7 +119,7 @@ def _dense(matrix) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SpatialAnalysisSettings(StageSettings):
-    """The ``spatial_analysis_options`` of the schema, and the seed; comma lists parsed once (properties)."""
+    """The ``spatial_analysis_options`` of the schema, and the seed; the comma lists also as lists (properties)."""
 
     SCHEMA_GROUPS = ("spatial_analysis_options",)
 
@@ -141,17 +140,9 @@ class SpatialAnalysisSettings(StageSettings):
     spot_cnv_reference_quantile: float
     seed: int
 
-    @property
-    def malignant_types(self) -> list[str]:
-        return split_list(self.malignant_cell_types)
-
-    @property
-    def lymphoid_types(self) -> list[str]:
-        return split_list(self.lymphoid_cell_types)
-
-    @property
-    def distance_gene_names(self) -> list[str]:
-        return split_list(self.distance_genes)
+    malignant_types = comma_list("malignant_cell_types")
+    lymphoid_types = comma_list("lymphoid_cell_types")
+    distance_gene_names = comma_list("distance_genes")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settings import StageSettings
+from ..settings import StageSettings, comma_list
 from ..text import split_list
 from .positions import _chrom
 
@@ -16,7 +16,7 @@ def excluded_chromosomes(names: str | None) -> list[str]:
 
 @dataclass(frozen=True)
 class CnvSettings(StageSettings):
-    """The ``cnv_options`` of the schema, and the seed; comma lists parsed once (properties)."""
+    """The ``cnv_options`` of the schema, and the seed; the comma lists also as lists (properties)."""
 
     SCHEMA_GROUPS = ("cnv_options",)
 
@@ -38,21 +38,10 @@ class CnvSettings(StageSettings):
     cnv_arm_threshold: float
     seed: int
 
-    @property
-    def reference_types(self) -> list[str]:
-        return split_list(self.cnv_reference_types)
-
-    @property
-    def candidate_compartments(self) -> list[str]:
-        return split_list(self.cnv_candidate_compartments)
-
-    @property
-    def candidate_types(self) -> list[str]:
-        return split_list(self.cnv_candidate_types)
-
-    @property
-    def normal_conditions(self) -> list[str]:
-        return split_list(self.cnv_normal_conditions)
+    reference_types = comma_list("cnv_reference_types")
+    candidate_compartments = comma_list("cnv_candidate_compartments")
+    candidate_types = comma_list("cnv_candidate_types")
+    normal_conditions = comma_list("cnv_normal_conditions")
 
     @property
     def excluded_chromosomes(self) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -292,17 +292,25 @@ def immunotherapy_clinical(z: pd.Series, log_or: float, rng: np.random.Generator
                          "pfs_time": days(progression), "pfs_event": (progression <= censor).astype(int)})
 
 
+def write_bulk_cohort(model: Model, config: SimConfig, n: int, prefix: str, folder: str,
+                      clinical_of: Callable[[pd.Series], pd.DataFrame], rng: np.random.Generator) -> pd.DataFrame:
+    """``n`` more bulk samples drawn like the bulk cohort (``<prefix>0001`` ...): ``<folder>/expression.tsv``
+    (TPM, in the bulk species) and ``<folder>/clinical.tsv`` = ``clinical_of(z)`` of their signature score;
+    returns the clinical table."""
+    expression, _ = _bulk_expression(model, n, rng)
+    expression.columns = [f"{prefix}{i + 1:04d}" for i in range(n)]
+    clinical = clinical_of(signature_score(expression, model.programmes["fate_A"]))
+    with atomic_path(config.outdir / folder / "expression.tsv") as tmp:
+        to_species(expression, config.species, config.bulk_species or config.species).to_csv(tmp, sep="\t")
+    write_table(clinical, config.outdir / folder / "clinical.tsv")
+    return clinical
+
+
 def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     """``immunotherapy/expression.tsv`` (TPM, samples ``IO0001`` ...) and ``immunotherapy/clinical.tsv``
     (:func:`immunotherapy_clinical`); returns the truth."""
-    expression, _ = _bulk_expression(model, config.n_immunotherapy, rng)
-    expression.columns = [f"IO{i + 1:04d}" for i in range(config.n_immunotherapy)]
-    z = signature_score(expression, model.programmes["fate_A"])
-    clinical = immunotherapy_clinical(z, config.immunotherapy_log_or, rng)
-    folder = config.outdir / "immunotherapy"
-    with atomic_path(folder / "expression.tsv") as tmp:
-        to_species(expression, config.species, config.bulk_species or config.species).to_csv(tmp, sep="\t")
-    write_table(clinical, folder / "clinical.tsv")
+    clinical = write_bulk_cohort(model, config, config.n_immunotherapy, "IO", "immunotherapy",
+                                 lambda z: immunotherapy_clinical(z, config.immunotherapy_log_or, rng), rng)
     responders = int(clinical["response"].isin(["CR", "PR"]).sum())
     logger.info("immunotherapy: %d samples, %d responders (CR/PR)", config.n_immunotherapy, responders)
     return {"n_samples": config.n_immunotherapy, "log_or_per_sd": config.immunotherapy_log_or, "responders": responders,
@@ -315,14 +323,8 @@ def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Gener
 def simulate_validation_cohort(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     """A second bulk cohort (``bulk_validation/``: samples ``VAL0001`` ..., one cancer type) drawn like the first,
     with the same hazard ``exp(bulk_beta * z)``: a validation set; returns the truth."""
-    expression, _ = _bulk_expression(model, config.n_bulk_validation, rng)
-    expression.columns = [f"VAL{i + 1:04d}" for i in range(config.n_bulk_validation)]
-    z = signature_score(expression, model.programmes["fate_A"])
-    clinical = _survival(z, config.bulk_beta, rng)
-    folder = config.outdir / "bulk_validation"
-    with atomic_path(folder / "expression.tsv") as tmp:
-        to_species(expression, config.species, config.bulk_species or config.species).to_csv(tmp, sep="\t")
-    write_table(clinical, folder / "clinical.tsv")
+    clinical = write_bulk_cohort(model, config, config.n_bulk_validation, "VAL", "bulk_validation",
+                                 lambda z: _survival(z, config.bulk_beta, rng), rng)
     logger.info("bulk validation cohort: %d samples, %.0f%% censored", config.n_bulk_validation, 100 * (1 - clinical["os_event"].mean()))
     return {"n_samples": config.n_bulk_validation, "beta": config.bulk_beta, "hazard": "as the bulk cohort: exp(beta * z)",
             "files": {"expression": "bulk_validation/expression.tsv", "clinical": "bulk_validation/clinical.tsv"}}

@@ -83,6 +83,13 @@ def _truth(config: SimConfig, model: Model, plan: pd.DataFrame, sections: list[d
     }  # fmt: skip
 
 
+def _bulk_row(config: SimConfig, sample: str, patient: str) -> dict[str, str]:
+    """The samplesheet row of a bulk cohort written to the folder ``<sample>/``."""
+    return {"sample": sample, "patient": patient, "condition": _tumour_conditions(config)[0], "tissue": "primary_tumour",
+            "species": config.bulk_species or config.species, "batch": sample, "modality": "bulk",
+            "data": f"{sample}/expression.tsv", "clinical": f"{sample}/clinical.tsv"}
+
+
 def run_simulate(config: SimConfig) -> Path:
     """Simulate the cohort into ``config.outdir``; return the samplesheet path."""
     config.check()
@@ -120,20 +127,15 @@ def run_simulate(config: SimConfig) -> Path:
     bulk: dict[str, Any] = {}
     if config.n_bulk:
         bulk = simulate_bulk(model, config, rng_bulk)
-        sheet.append({"sample": "bulk", "patient": "bulk_cohort", "condition": _tumour_conditions(config)[0], "tissue": "primary_tumour",
-                      "species": config.bulk_species or config.species, "batch": "bulk", "modality": "bulk", "data": "bulk/expression.tsv", "clinical": "bulk/clinical.tsv"})  # fmt: skip
+        sheet.append(_bulk_row(config, "bulk", "bulk_cohort"))
     validation = None
     if config.n_bulk_validation:
         validation = simulate_validation_cohort(model, config, rng_validation)
-        sheet.append({"sample": "bulk_validation", "patient": "bulk_validation_cohort", "condition": _tumour_conditions(config)[0],
-                      "tissue": "primary_tumour", "species": config.bulk_species or config.species, "batch": "bulk_validation",
-                      "modality": "bulk", "data": "bulk_validation/expression.tsv", "clinical": "bulk_validation/clinical.tsv"})  # fmt: skip
+        sheet.append(_bulk_row(config, "bulk_validation", "bulk_validation_cohort"))
     immunotherapy = None
     if config.n_immunotherapy:
         immunotherapy = simulate_immunotherapy(model, config, rng_io)
-        sheet.append({"sample": "immunotherapy", "patient": "immunotherapy_cohort", "condition": _tumour_conditions(config)[0],
-                      "tissue": "primary_tumour", "species": config.bulk_species or config.species, "batch": "immunotherapy",
-                      "modality": "bulk", "data": "immunotherapy/expression.tsv", "clinical": "immunotherapy/clinical.tsv"})  # fmt: skip
+        sheet.append(_bulk_row(config, "immunotherapy", "immunotherapy_cohort"))
     truth = _truth(config, model, plan, sections, bulk)
     if validation is not None:
         truth["bulk_validation"] = validation

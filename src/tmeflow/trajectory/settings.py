@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settings import StageSettings
-from ..text import split_list
+from ..settings import StageSettings, comma_list
 
 
 @dataclass(frozen=True)
 class TrajectorySettings(StageSettings):
-    """The ``trajectory_options`` of the schema, and the seed; comma lists parsed once (properties)."""
+    """The ``trajectory_options`` of the schema, and the seed; the comma lists also as lists (properties)."""
 
     SCHEMA_GROUPS = ("trajectory_options",)
 
@@ -33,17 +32,9 @@ class TrajectorySettings(StageSettings):
     trajectory_trend_sets: str | None
     seed: int
 
-    @property
-    def root_genes(self) -> list[str]:
-        return split_list(self.trajectory_root_genes)
-
-    @property
-    def batch_keys(self) -> list[str]:
-        return split_list(self.trajectory_batch_key)
-
-    @property
-    def trend_sets(self) -> list[str]:
-        return split_list(self.trajectory_trend_sets)
+    root_genes = comma_list("trajectory_root_genes")
+    batch_keys = comma_list("trajectory_batch_key")
+    trend_sets = comma_list("trajectory_trend_sets")
 
     @property
     def root_type(self) -> str:
