@@ -39,7 +39,9 @@ signature regression)
        Abundances are the coefficients, proportions the abundances normalised to sum 1.
 
 Every method writes ``obsm['deconvolution_abundance']`` / ``obsm['deconvolution_proportions']`` (spots x
-types DataFrames), ``obs['prop_<type>']``, ``obs['dominant_type']``, tables, and plots on the tissue; with
+types DataFrames), ``obs['prop_<type>']``, ``obs['dominant_type']``, tables, and plots on the tissue (proportions,
+and abundances, which keep the spot's cellularity: on the MSTI section the epithelial abundance follows the
+H&E's stained epithelium better than the proportion or the marker score, ``benchmarks/deconvolution_real.py``); with
 a ``cell_type_fine`` column in the reference also ``obsm['deconvolution_proportions_fine']`` (subtypes).
 
 A marker-score baseline guards every section: each reference type's score (scanpy ``score_genes`` of its
