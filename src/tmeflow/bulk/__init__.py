@@ -54,6 +54,7 @@ from .deconvolution import (  # noqa: F401
     reference_profiles,
     marker_genes,
     deconvolve_nnls,
+    spearman_pair,
     spearman_table,
 )
 from .endpoints import (  # noqa: F401

@@ -107,20 +107,25 @@ def deconvolve_nnls(linear: pd.DataFrame, profiles: pd.DataFrame, markers: dict[
 # ESTIMATE
 
 
-def spearman_table(features: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlation of every feature with every target (samples in rows), with BH FDR over all pairs."""
+def spearman_pair(x: pd.Series, y: pd.Series) -> tuple[float, float, int]:
+    """Spearman rho and p of ``x`` and ``y`` over the samples where both are known, and that number of
+    samples; rho and p are NaN below 3 samples or when either side is constant."""
     from scipy.stats import spearmanr
 
+    ok = x.notna() & y.notna()
+    if ok.sum() < 3 or x[ok].nunique() < 2 or y[ok].nunique() < 2:
+        return np.nan, np.nan, int(ok.sum())
+    rho, p = spearmanr(x[ok], y[ok])
+    return rho, p, int(ok.sum())
+
+
+def spearman_table(features: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlation of every feature with every target (samples in rows), with BH FDR over all pairs."""
     rows = []
     for feature in features.columns:
         for target in targets.columns:
-            x, y = features[feature], targets[target]
-            ok = x.notna() & y.notna()
-            if ok.sum() < 3 or x[ok].nunique() < 2 or y[ok].nunique() < 2:
-                rho, p = np.nan, np.nan
-            else:
-                rho, p = spearmanr(x[ok], y[ok])
-            rows.append({"feature": feature, "target": target, "rho": rho, "p": p, "n": int(ok.sum())})
+            rho, p, n = spearman_pair(features[feature], targets[target])
+            rows.append({"feature": feature, "target": target, "rho": rho, "p": p, "n": n})
     table = pd.DataFrame(rows)
     table["fdr"] = bh_fdr(table["p"])
     return table

@@ -45,6 +45,7 @@ from ..io import save_figure, write_table
 from ..log import get_logger
 from ..plotting import pyplot
 from ..stats import bh_fdr
+from .deconvolution import spearman_pair
 from .mutations import match_barcodes
 from .pancancer import plot_radar, plot_value_correlation, rho_figure, value_correlations
 from .reading import _read_delimited
@@ -157,17 +158,12 @@ def gene_correlations(values: pd.DataFrame, expression: pd.DataFrame, genes: lis
                       label: str) -> pd.DataFrame:
     """Per cancer type and gene: Spearman rho of the gene's ``values`` (copy number, beta) with its own expression
     (``expression``: genes x samples); ``fdr`` within the type, ``pancancer_fdr`` across types x genes."""
-    from scipy.stats import spearmanr
-
     rows = []
     for cancer_type in sorted(groups.unique()):
         members = groups.index[groups == cancer_type]
         for gene in genes:
-            x, y = values.loc[members, gene], expression.loc[gene, members]
-            ok = x.notna() & y.notna()
-            rho, p = (spearmanr(x[ok], y[ok]) if ok.sum() >= 3 and x[ok].nunique() > 1 and y[ok].nunique() > 1
-                      else (np.nan, np.nan))
-            rows.append({"cancer_type": cancer_type, "feature": gene, "target": label, "rho": rho, "p": p, "n": int(ok.sum())})
+            rho, p, n = spearman_pair(values.loc[members, gene], expression.loc[gene, members])
+            rows.append({"cancer_type": cancer_type, "feature": gene, "target": label, "rho": rho, "p": p, "n": n})
     table = pd.DataFrame(rows)
     table["fdr"] = np.nan
     for _, index in table.groupby("cancer_type").groups.items():
