@@ -42,8 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     sim = workdir / "sim"
     if not (sim / "truth.json").is_file():
-        code = tmeflow_main(["simulate", "--outdir", str(sim), "--n_cells", str(args.n_cells), "--n_patients",
-                             str(args.n_patients), "--seed", str(args.seed), "--n_bulk", "0", "--n_spots", "50"])
+        code = tmeflow_main(
+            [
+                "simulate",
+                "--outdir",
+                str(sim),
+                "--n_cells",
+                str(args.n_cells),
+                "--n_patients",
+                str(args.n_patients),
+                "--seed",
+                str(args.seed),
+                "--n_bulk",
+                "0",
+                "--n_spots",
+                "50",
+            ]
+        )
         if code:
             return code
     setup_logging("cnv")
@@ -57,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return result
 
     def load():
-        adata = ad.concat([ad.read_h5ad(p) for p in sorted((sim / "sc").glob("*.h5ad"))], index_unique="-", merge="same")
+        adata = ad.concat(
+            [ad.read_h5ad(p) for p in sorted((sim / "sc").glob("*.h5ad"))], index_unique="-", merge="same"
+        )
         adata.obs["cell_type"] = adata.obs["true_cell_type"].astype(str).replace({"malignant": "epithelial"})
         adata.obs["compartment"] = adata.obs["true_compartment"].astype(str)
         adata.layers["counts"] = adata.X.copy()
@@ -71,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     total_start = time.perf_counter()
     settings = cnv.CnvSettings.from_params(params)
     step("place genes", lambda: cnv.prepare(adata, settings))
-    result = step("inference + clustering + calls + arm summary", lambda: cnv.call_malignant(adata, settings, n_jobs=args.n_jobs))
+    result = step(
+        "inference + clustering + calls + arm summary", lambda: cnv.call_malignant(adata, settings, n_jobs=args.n_jobs)
+    )
     step("write outputs", lambda: cnv.write_outputs(adata, result, workdir / "cnv", params))
     total = time.perf_counter() - total_start
 
@@ -79,9 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     called = adata.obs["malignant"].to_numpy(dtype=bool)
     f1 = 2 * np.sum(truth & called) / (truth.sum() + called.sum())
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(json.dumps({"n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars), "n_jobs": args.n_jobs,
-                      "stage_seconds": round(total, 1), "steps": {k: round(v, 1) for k, v in timings.items()},
-                      "peak_rss_gb": round(peak_gb, 2), "malignant_f1": round(float(f1), 3)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "n_cells": int(adata.n_obs),
+                "n_genes": int(adata.n_vars),
+                "n_jobs": args.n_jobs,
+                "stage_seconds": round(total, 1),
+                "steps": {k: round(v, 1) for k, v in timings.items()},
+                "peak_rss_gb": round(peak_gb, 2),
+                "malignant_f1": round(float(f1), 3),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

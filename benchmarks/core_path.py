@@ -84,8 +84,12 @@ def scanpy_script(sim: Path, out: Path, seed: int = 0) -> dict[str, float]:
         adata.var["hb"] = adata.var_names.str.contains(r"^HB(?:A1|A2|B|D|E1|G1|G2|M|Q1|Z)$")
         sc.pp.calculate_qc_metrics(adata, qc_vars=["mito", "ribo", "hb"], percent_top=None, log1p=True, inplace=True)
         obs = adata.obs
-        passing = ((obs["n_genes_by_counts"] >= 200) & (obs["total_counts"] >= 500) & (obs["pct_counts_mito"] <= 25)
-                   & (obs["pct_counts_hb"] <= 1)).to_numpy()
+        passing = (
+            (obs["n_genes_by_counts"] >= 200)
+            & (obs["total_counts"] >= 500)
+            & (obs["pct_counts_mito"] <= 25)
+            & (obs["pct_counts_hb"] <= 1)
+        ).to_numpy()
         adata = adata[passing].copy()
         start = lap("qc_filters", start)
         sc.pp.scrublet(adata, expected_doublet_rate=0.06, n_prin_comps=30, random_state=seed, verbose=False)
@@ -108,8 +112,13 @@ def scanpy_script(sim: Path, out: Path, seed: int = 0) -> dict[str, float]:
     adata.obsm["X_pca"] = hvg.obsm["X_pca"]
     del hvg
     start = lap("pca", start)
-    result = harmonypy.run_harmony(adata.obsm["X_pca"][:, :30].astype(np.float64), adata.obs[["batch"]], ["batch"],
-                                   random_state=seed, verbose=False)
+    result = harmonypy.run_harmony(
+        adata.obsm["X_pca"][:, :30].astype(np.float64),
+        adata.obs[["batch"]],
+        ["batch"],
+        random_state=seed,
+        verbose=False,
+    )
     corrected = result.Z_corr
     corrected = corrected.cpu().numpy() if hasattr(corrected, "cpu") else np.asarray(corrected)
     adata.obsm["X_pca_harmony"] = (corrected if corrected.shape[0] == adata.n_obs else corrected.T).astype(np.float32)
@@ -138,8 +147,11 @@ def _child(command: list[str], env: dict[str, str], log: Path) -> dict[str, floa
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise subprocess.CalledProcessError(process.returncode, command)
-    return {"wall": time.perf_counter() - start, "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_rss_gb": usage.ru_maxrss / 1024**2}
+    return {
+        "wall": time.perf_counter() - start,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak_rss_gb": usage.ru_maxrss / 1024**2,
+    }
 
 
 def _extras(log: Path) -> dict[str, float]:
@@ -163,13 +175,22 @@ def run_tmeflow(sim: Path, out: Path, env: dict[str, str]) -> dict[str, object]:
     qc = {"wall": 0.0, "cpu": 0.0, "peak_rss_gb": 0.0}
     for row in sheet.itertuples():
         meta = [f"--{key}={getattr(row, key)}" for key in META]
-        step = _child([sys.executable, "-m", "tmeflow.cli", "qc", "--input", str(sim / row.data), *meta, "--outdir", str(qc_dir)],
-                      env, log)
-        qc = {"wall": qc["wall"] + step["wall"], "cpu": qc["cpu"] + step["cpu"],
-              "peak_rss_gb": max(qc["peak_rss_gb"], step["peak_rss_gb"])}
+        step = _child(
+            [sys.executable, "-m", "tmeflow.cli", "qc", "--input", str(sim / row.data), *meta, "--outdir", str(qc_dir)],
+            env,
+            log,
+        )
+        qc = {
+            "wall": qc["wall"] + step["wall"],
+            "cpu": qc["cpu"] + step["cpu"],
+            "peak_rss_gb": max(qc["peak_rss_gb"], step["peak_rss_gb"]),
+        }
     inputs = sorted(str(path) for path in qc_dir.glob("*.qc.h5ad"))
-    integrate = _child([sys.executable, "-m", "tmeflow.cli", "integrate", "--input", *inputs, "--outdir", str(out / "integrate")],
-                       env, log)
+    integrate = _child(
+        [sys.executable, "-m", "tmeflow.cli", "integrate", "--input", *inputs, "--outdir", str(out / "integrate")],
+        env,
+        log,
+    )
     return {"qc": qc, "integrate": integrate, "extras_s": _extras(log)}
 
 
@@ -188,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reuse", action="store_true", help="reuse the simulated cohort in --workdir if present")
     parser.add_argument("--only", choices=["scanpy", "tmeflow"], help="run one side only")
-    parser.add_argument("--src", default=str(ROOT / "src"), help="tmeflow sources to time (e.g. an older commit's, exported)")
+    parser.add_argument(
+        "--src", default=str(ROOT / "src"), help="tmeflow sources to time (e.g. an older commit's, exported)"
+    )
     args = parser.parse_args(argv)
 
     work = Path(args.workdir).resolve()
@@ -197,17 +220,48 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(Path(args.src).resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     if not (args.reuse and (sim / "samplesheet.csv").exists()):
         shutil.rmtree(sim, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "tmeflow.cli", "simulate", "--outdir", str(sim), "--n_cells", str(args.n_cells),
-                        "--n_patients", str(args.n_patients), "--n_genes", str(args.n_genes), "--n_sections", "0",
-                        "--n_bulk", "0", "--batch_effect", "0.4", "--doublet_rate", str(args.doublet_rate),
-                        "--low_quality_rate", str(args.low_quality_rate)], env=env, cwd=ROOT, check=True)
-    result: dict[str, object] = {"n_cells": args.n_cells, "n_genes": args.n_genes, "threads": args.threads,
-                                 "load_at_start": os.getloadavg()[0]}
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tmeflow.cli",
+                "simulate",
+                "--outdir",
+                str(sim),
+                "--n_cells",
+                str(args.n_cells),
+                "--n_patients",
+                str(args.n_patients),
+                "--n_genes",
+                str(args.n_genes),
+                "--n_sections",
+                "0",
+                "--n_bulk",
+                "0",
+                "--batch_effect",
+                "0.4",
+                "--doublet_rate",
+                str(args.doublet_rate),
+                "--low_quality_rate",
+                str(args.low_quality_rate),
+            ],
+            env=env,
+            cwd=ROOT,
+            check=True,
+        )
+    result: dict[str, object] = {
+        "n_cells": args.n_cells,
+        "n_genes": args.n_genes,
+        "threads": args.threads,
+        "load_at_start": os.getloadavg()[0],
+    }
     if args.only != "tmeflow":
         out = work / "scanpy"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        step = _child([sys.executable, str(Path(__file__).resolve()), "scanpy", str(sim), str(out)], env, out / "scanpy.log")
+        step = _child(
+            [sys.executable, str(Path(__file__).resolve()), "scanpy", str(sim), str(out)], env, out / "scanpy.log"
+        )
         lines = [line for line in (out / "scanpy.log").read_text().splitlines() if line.startswith('{"steps"')]
         result["scanpy"] = {**step, "steps": json.loads(lines[-1])["steps"] if lines else {}}
     if args.only != "scanpy":

@@ -28,10 +28,9 @@ import scanpy as sc
 import scipy.io
 import scipy.sparse as sp
 from scipy.stats import spearmanr
-
-from tmeflow import deconvolve as dc
 from sklearn.metrics import roc_auc_score
 
+from tmeflow import deconvolve as dc
 from tmeflow.readers import read_spatial
 from tmeflow.spatial_qc import stained_fraction
 
@@ -44,8 +43,11 @@ def load_reference() -> ad.AnnData:
     genes = pd.read_csv(folder / "features.tsv.gz", sep="\t", header=None)[0].astype(str)
     barcodes = pd.read_csv(folder / "barcodes.tsv.gz", sep="\t", header=None)[0].astype(str)
     meta = pd.read_csv(folder / "cell_metadata.csv.gz", index_col=0).reindex(barcodes)
-    reference = ad.AnnData(matrix, obs=pd.DataFrame({"cell_type": pd.Categorical(meta["celltype_major"].astype(str))},
-                                                    index=barcodes.to_numpy()), var=pd.DataFrame(index=genes.to_numpy()))
+    reference = ad.AnnData(
+        matrix,
+        obs=pd.DataFrame({"cell_type": pd.Categorical(meta["celltype_major"].astype(str))}, index=barcodes.to_numpy()),
+        var=pd.DataFrame(index=genes.to_numpy()),
+    )
     reference.var_names_make_unique()
     reference.layers["counts"] = reference.X.copy()
     return reference
@@ -85,9 +87,12 @@ def main() -> None:
     baseline = marker_scores(section, reference)
     stained = stained_fraction(section)
     umi = np.log1p(np.asarray(section.layers["counts"].sum(axis=1)).ravel())
-    maps = {"H&E stained fraction": stained, "log UMI per spot": umi,
-            "marker score: Cancer Epithelial": baseline["Cancer Epithelial"].to_numpy(),
-            "marker score: Normal Epithelial": baseline["Normal Epithelial"].to_numpy()}
+    maps = {
+        "H&E stained fraction": stained,
+        "log UMI per spot": umi,
+        "marker score: Cancer Epithelial": baseline["Cancer Epithelial"].to_numpy(),
+        "marker score: Normal Epithelial": baseline["Normal Epithelial"].to_numpy(),
+    }
     rows = []
     for method in args.methods.split(","):
         settings = dc.DeconvolutionSettings.defaults().replace(deconvolution_method=method, seed=0)
@@ -100,8 +105,15 @@ def main() -> None:
         for cell_type in baseline.columns:
             if cell_type in proportions:
                 rho = spearmanr(proportions[cell_type], baseline[cell_type]).statistic
-                rows.append({"method": method, "cell_type": cell_type, "spearman_vs_marker_score": round(float(rho), 3),
-                             "mean_proportion": round(float(proportions[cell_type].mean()), 3), "seconds": round(seconds, 1)})
+                rows.append(
+                    {
+                        "method": method,
+                        "cell_type": cell_type,
+                        "spearman_vs_marker_score": round(float(rho), 3),
+                        "mean_proportion": round(float(proportions[cell_type].mean()), 3),
+                        "seconds": round(seconds, 1),
+                    }
+                )
     table = pd.DataFrame(rows)
     table.to_csv(outdir / "spearman_vs_marker_score.tsv", sep="\t", index=False)
     print(table.pivot(index="cell_type", columns="method", values="spearman_vs_marker_score").to_string())
@@ -116,9 +128,14 @@ def histology_agreement(maps: dict[str, np.ndarray], stained: np.ndarray) -> pd.
     """Spearman's rho of each map with the stained fraction, and the AUROC of stained vs pale spots."""
     epithelium, stroma = stained >= 0.3, stained <= 0.1
     keep = epithelium | stroma
-    rows = {name: {"spearman_vs_stained_fraction": spearmanr(values, stained).statistic,
-                   "auroc_stained_vs_pale": roc_auc_score(epithelium[keep], np.asarray(values)[keep])}
-            for name, values in maps.items() if name != "H&E stained fraction"}
+    rows = {
+        name: {
+            "spearman_vs_stained_fraction": spearmanr(values, stained).statistic,
+            "auroc_stained_vs_pale": roc_auc_score(epithelium[keep], np.asarray(values)[keep]),
+        }
+        for name, values in maps.items()
+        if name != "H&E stained fraction"
+    }
     table = pd.DataFrame(rows).T.round(3)
     print(f"{epithelium.sum()} stained and {stroma.sum()} pale spots")
     return table
@@ -143,8 +160,16 @@ def plot_maps(section: ad.AnnData, maps: dict[str, np.ndarray], path: Path) -> N
     axes[0].set_title("H&E (low-res)", fontsize=9)
     for ax, (title, values) in zip(axes[1:], maps.items()):
         ax.imshow(image, alpha=0.25)
-        points = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(values), s=9, cmap="viridis", marker="s", linewidths=0,
-                            vmax=np.percentile(values, 99))
+        points = ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            c=np.asarray(values),
+            s=9,
+            cmap="viridis",
+            marker="s",
+            linewidths=0,
+            vmax=np.percentile(values, 99),
+        )
         fig.colorbar(points, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title, fontsize=9)
     for ax in axes:

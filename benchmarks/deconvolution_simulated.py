@@ -32,10 +32,36 @@ SCENARIOS = {  # name: (platform SD, held-out patient, UMI per cell)
 
 def simulate(outdir: Path, platform_sd: float, heldout: bool, umi: float, n_spots: int, seed: int) -> Path:
     if not (outdir / "samplesheet.csv").exists():
-        assert tmeflow(["simulate", "--outdir", str(outdir), "--n_cells", "2400", "--n_patients", "2", "--n_genes", "3000",
-                        "--n_sections", "1", "--n_spots", str(n_spots), "--n_bulk", "0", "--seed", str(seed),
-                        "--spatial_platform_sd", str(platform_sd), "--heldout_sections", str(heldout).lower(),
-                        "--spot_umi_per_cell", str(umi)]) == 0
+        assert (
+            tmeflow(
+                [
+                    "simulate",
+                    "--outdir",
+                    str(outdir),
+                    "--n_cells",
+                    "2400",
+                    "--n_patients",
+                    "2",
+                    "--n_genes",
+                    "3000",
+                    "--n_sections",
+                    "1",
+                    "--n_spots",
+                    str(n_spots),
+                    "--n_bulk",
+                    "0",
+                    "--seed",
+                    str(seed),
+                    "--spatial_platform_sd",
+                    str(platform_sd),
+                    "--heldout_sections",
+                    str(heldout).lower(),
+                    "--spot_umi_per_cell",
+                    str(umi),
+                ]
+            )
+            == 0
+        )
     return outdir
 
 
@@ -70,15 +96,25 @@ def main() -> None:
                 planted = truth[f"true_prop_{cell_type}"]
                 if planted.mean() >= 0.05:
                     r = float(np.corrcoef(proportions[cell_type], planted)[0, 1])
-                    rows.append({"scenario": name, "method": method, "cell_type": cell_type, "pearson_r": round(r, 3),
-                                 "seconds": round(seconds, 1)})
+                    rows.append(
+                        {
+                            "scenario": name,
+                            "method": method,
+                            "cell_type": cell_type,
+                            "pearson_r": round(r, 3),
+                            "seconds": round(seconds, 1),
+                        }
+                    )
     table = pd.DataFrame(rows)
     Path(args.outdir).mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(args.outdir) / "pearson_vs_planted.tsv", sep="\t", index=False)
-    summary = table.groupby(["scenario", "method"], sort=False).agg(min_r=("pearson_r", "min"), mean_r=("pearson_r", "mean"),
-                                                                     seconds=("seconds", "first"))
+    summary = table.groupby(["scenario", "method"], sort=False).agg(
+        min_r=("pearson_r", "min"), mean_r=("pearson_r", "mean"), seconds=("seconds", "first")
+    )
     print(summary.round(3).to_string())
-    print(table.pivot_table(index=["scenario", "cell_type"], columns="method", values="pearson_r", sort=False).to_string())
+    print(
+        table.pivot_table(index=["scenario", "cell_type"], columns="method", values="pearson_r", sort=False).to_string()
+    )
 
 
 if __name__ == "__main__":

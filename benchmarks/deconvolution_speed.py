@@ -32,9 +32,30 @@ def main() -> None:
     args = parser.parse_args()
     cohort = Path(args.outdir)
     if not (cohort / "samplesheet.csv").exists():
-        assert tmeflow(["simulate", "--outdir", str(cohort), "--n_cells", str(args.n_cells), "--n_patients", "3",
-                        "--n_genes", str(args.n_genes), "--n_sections", "1", "--n_spots", str(args.n_spots), "--n_bulk", "0",
-                        "--heldout_sections", "true"]) == 0
+        assert (
+            tmeflow(
+                [
+                    "simulate",
+                    "--outdir",
+                    str(cohort),
+                    "--n_cells",
+                    str(args.n_cells),
+                    "--n_patients",
+                    "3",
+                    "--n_genes",
+                    str(args.n_genes),
+                    "--n_sections",
+                    "1",
+                    "--n_spots",
+                    str(args.n_spots),
+                    "--n_bulk",
+                    "0",
+                    "--heldout_sections",
+                    "true",
+                ]
+            )
+            == 0
+        )
     started = time.perf_counter()
     parts = [ad.read_h5ad(p) for p in sorted((cohort / "sc").glob("*.h5ad"))]
     reference = ad.concat(parts, index_unique="-")
@@ -46,12 +67,17 @@ def main() -> None:
     _, proportions, info = dc.deconvolve(section, reference, settings)
     done = time.perf_counter()
     truth = pd.read_csv(section_dir / "truth_spots.tsv", sep="\t", index_col=0).loc[proportions.index]
-    r = {t: float(np.corrcoef(proportions[t], truth[f"true_prop_{t}"])[0, 1]) for t in proportions
-         if truth[f"true_prop_{t}"].mean() >= 0.05}
+    r = {
+        t: float(np.corrcoef(proportions[t], truth[f"true_prop_{t}"])[0, 1])
+        for t in proportions
+        if truth[f"true_prop_{t}"].mean() >= 0.05
+    }
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"{args.method}: {section.n_obs} spots x {reference.n_obs} reference cells x {reference.n_vars} genes: "
-          f"load {loaded - started:.1f} s, deconvolution + marker baseline {done - loaded:.1f} s, peak RSS {peak_gb:.2f} GB; "
-          f"{info['n_genes']} genes; min Pearson r vs planted (types >= 5%) {min(r.values()):.3f}")
+    print(
+        f"{args.method}: {section.n_obs} spots x {reference.n_obs} reference cells x {reference.n_vars} genes: "
+        f"load {loaded - started:.1f} s, deconvolution + marker baseline {done - loaded:.1f} s, peak RSS {peak_gb:.2f} GB; "
+        f"{info['n_genes']} genes; min Pearson r vs planted (types >= 5%) {min(r.values()):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_correction", default="harmony", choices=["harmony", "scvi", "none"])
     parser.add_argument("--scvi_max_epochs", type=int, default=50)
     parser.add_argument("--metrics_max_cells", type=int, default=20000)
-    parser.add_argument("--reuse", action="store_true", help="reuse the simulated and QC'd cohort in --workdir if present")
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse the simulated and QC'd cohort in --workdir if present"
+    )
     args = parser.parse_args(argv)
 
     import pandas as pd

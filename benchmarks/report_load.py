@@ -36,8 +36,15 @@ import urllib.parse
 from pathlib import Path
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--hide-scrollbars", "--window-size=1400,1000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--window-size=1400,1000",
 ]
 STABLE_MS = 3000
 GIVE_UP_MS = 120_000
@@ -86,8 +93,12 @@ def serve(folder: Path, results: dict) -> http.server.ThreadingHTTPServer:
 
 def open_once(chromium: str, url: str, profile: Path, results: dict) -> dict:
     results.clear()
-    browser = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    browser = subprocess.Popen(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         start = time.perf_counter()
         while not results and time.perf_counter() - start < GIVE_UP_MS / 1000 + 30:
@@ -117,13 +128,21 @@ def main() -> None:
             for number, report in enumerate(args.reports):
                 page = probe_copy(report, folder / f"report{number}.html")
                 url = f"http://127.0.0.1:{server.server_port}/{page.name}"
-                runs = [open_once(chromium, url, folder / f"profile{number}_{rep}", results) for rep in range(args.reps)]
+                runs = [
+                    open_once(chromium, url, folder / f"profile{number}_{rep}", results) for rep in range(args.reps)
+                ]
                 ok = [run for run in runs if "timeout" not in run]
-                cell = {key: f"{statistics.median(int(run[key]) for run in ok):.0f} ({', '.join(run[key] for run in ok)})"
-                        if ok else "timeout" for key in ("load", "last")}
+                cell = {
+                    key: f"{statistics.median(int(run[key]) for run in ok):.0f} ({', '.join(run[key] for run in ok)})"
+                    if ok
+                    else "timeout"
+                    for key in ("load", "last")
+                }
                 plots = ok[0]["plots"] if ok else "-"
-                print(f"| {report} | {report.stat().st_size / 1e6:.2f} | {cell['load']} | {cell['last']} | {plots} |",
-                      flush=True)
+                print(
+                    f"| {report} | {report.stat().st_size / 1e6:.2f} | {cell['load']} | {cell['last']} | {plots} |",
+                    flush=True,
+                )
         finally:
             server.shutdown()
 

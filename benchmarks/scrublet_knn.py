@@ -45,16 +45,33 @@ def main(argv: list[str] | None = None) -> int:
         for name, flag in (("exact", False), ("approx", None)):
             scored = adata.copy()
             started = time.process_time()
-            sc.pp.scrublet(scored, expected_doublet_rate=0.06, n_prin_comps=30, random_state=0, verbose=False,
-                           use_approx_neighbors=flag)
-            runs[name] = (time.process_time() - started, scored.obs["doublet_score"].to_numpy(),
-                          scored.obs["predicted_doublet"].to_numpy(dtype=bool))
+            sc.pp.scrublet(
+                scored,
+                expected_doublet_rate=0.06,
+                n_prin_comps=30,
+                random_state=0,
+                verbose=False,
+                use_approx_neighbors=flag,
+            )
+            runs[name] = (
+                time.process_time() - started,
+                scored.obs["doublet_score"].to_numpy(),
+                scored.obs["predicted_doublet"].to_numpy(dtype=bool),
+            )
         exact, approx = runs["exact"][2], runs["approx"][2]
-        line = {"sample": row.sample, "cells": int(adata.n_obs), "cpu_exact_s": round(runs["exact"][0], 1),
-                "cpu_approx_s": round(runs["approx"][0], 1), "called_exact": int(exact.sum()),
-                "called_approx": int(approx.sum()), "called_both": int((exact & approx).sum()),
-                "same_call": round(float((exact == approx).mean()), 5),
-                "score_spearman": round(float(pd.Series(runs["exact"][1]).corr(pd.Series(runs["approx"][1]), method="spearman")), 5)}
+        line = {
+            "sample": row.sample,
+            "cells": int(adata.n_obs),
+            "cpu_exact_s": round(runs["exact"][0], 1),
+            "cpu_approx_s": round(runs["approx"][0], 1),
+            "called_exact": int(exact.sum()),
+            "called_approx": int(approx.sum()),
+            "called_both": int((exact & approx).sum()),
+            "same_call": round(float((exact == approx).mean()), 5),
+            "score_spearman": round(
+                float(pd.Series(runs["exact"][1]).corr(pd.Series(runs["approx"][1]), method="spearman")), 5
+            ),
+        }
         if "true_qc" in adata.obs:
             planted = adata.obs["true_qc"].astype(str).to_numpy() == "doublet"
             for name, called in (("exact", exact), ("approx", approx)):

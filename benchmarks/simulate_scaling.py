@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         outdir = workdir / f"cells_{n_cells}"
         shutil.rmtree(outdir, ignore_errors=True)
         stats = run_once(n_cells, outdir, extra)
-        print(f"{n_cells}\t{stats['wall_s']:.1f}\t{stats['peak_rss_mib']:.0f}\t{stats['output_mib']:.0f}\t{n_cells / stats['wall_s']:.0f}", flush=True)
+        print(
+            f"{n_cells}\t{stats['wall_s']:.1f}\t{stats['peak_rss_mib']:.0f}\t{stats['output_mib']:.0f}\t{n_cells / stats['wall_s']:.0f}",
+            flush=True,
+        )
         if not args.keep:
             shutil.rmtree(outdir, ignore_errors=True)
     if not args.keep and args.workdir is None:

@@ -34,8 +34,10 @@ def table(summary: dict, before: dict | None) -> str:
     stages = list(summary["stage_seconds"])
     if before:
         stages += [s for s in before["stage_seconds"] if s not in stages]
-    lines = ["| stage | before (s) | after (s) |" if before else "| stage | seconds |",
-             "|---|---:|---:|" if before else "|---|---:|"]
+    lines = [
+        "| stage | before (s) | after (s) |" if before else "| stage | seconds |",
+        "|---|---:|---:|" if before else "|---|---:|",
+    ]
     for stage in stages:
         now = summary["stage_seconds"].get(stage, float("nan"))
         if before:
@@ -60,8 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(outdir, ignore_errors=True)
     env = dict(os.environ, **{name: str(args.threads) for name in THREADS})
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    command = [sys.executable, "-m", "tmeflow.cli", "run", "--params-file", str(ROOT / "assets/test/params.yaml"),
-               "--outdir", str(outdir)]
+    command = [
+        sys.executable,
+        "-m",
+        "tmeflow.cli",
+        "run",
+        "--params-file",
+        str(ROOT / "assets/test/params.yaml"),
+        "--outdir",
+        str(outdir),
+    ]
     load = os.getloadavg()[0]
     started = time.perf_counter()
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -71,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads((outdir / "pipeline_info" / "run_summary.json").read_text())
     before = json.loads(Path(args.compare).read_text()) if args.compare else None
     print(table(summary, before))
-    print(f"\nwall {wall:.1f} s (process start and imports included), CPU {cpu:.1f} s (the run and MultiQC's "
-          f"subprocess), peak RSS {peak_mib:.0f} MiB, load average {load:.2f} at start and "
-          f"{os.getloadavg()[0]:.2f} at the end, {args.threads} thread(s)")
+    print(
+        f"\nwall {wall:.1f} s (process start and imports included), CPU {cpu:.1f} s (the run and MultiQC's "
+        f"subprocess), peak RSS {peak_mib:.0f} MiB, load average {load:.2f} at start and "
+        f"{os.getloadavg()[0]:.2f} at the end, {args.threads} thread(s)"
+    )
     return 0
 
 

@@ -67,7 +67,10 @@ def render(schema: dict[str, Any], stages_of_group: dict[str, list[str]]) -> str
             lines += [" ".join(group["description"].split()), ""]
         stages = stages_of_group.get(name)
         if name == "input_output_options":
-            lines += ["Stages: `tmeflow run` and `nextflow run` (a single stage takes its inputs as options of its own).", ""]
+            lines += [
+                "Stages: `tmeflow run` and `nextflow run` (a single stage takes its inputs as options of its own).",
+                "",
+            ]
         elif name == "generic_options":
             lines += ["Stages: Nextflow only (`tmeflow` accepts and ignores these in a params file).", ""]
         elif stages:

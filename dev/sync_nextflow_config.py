@@ -1,9 +1,9 @@
 """Bring nextflow.config's params block and conf/modules.config's stage blocks in line with the
-schema and the stage registry (run after adding a stage or a parameter; the static tests check)."""
+schema and the stage registry (run after adding a stage or a parameter; the static tests check).
+"""
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -20,7 +20,9 @@ def sync_params(schema) -> None:
     text = path.read_text()
     start = text.index("params {")
     end = text.index("\n}\n", start) + 3
-    path.write_text(text[:start] + render_params_block(schema).rstrip("\n") + "\n" + text[end:].lstrip("\n").join(["\n", ""]))
+    path.write_text(
+        text[:start] + render_params_block(schema).rstrip("\n") + "\n" + text[end:].lstrip("\n").join(["\n", ""])
+    )
 
 
 def sync_modules(schema) -> None:

@@ -29,7 +29,17 @@ def qc_cohort(root: Path) -> list[Path]:
 
     done = root / "qc" / "done"
     if not done.exists():
-        run_simulate(SimConfig(outdir=root / "sim", n_cells=N_CELLS, n_patients=2, seed=1, batch_effect=BATCH_EFFECT, n_sections=0, n_bulk=0))
+        run_simulate(
+            SimConfig(
+                outdir=root / "sim",
+                n_cells=N_CELLS,
+                n_patients=2,
+                seed=1,
+                batch_effect=BATCH_EFFECT,
+                n_sections=0,
+                n_bulk=0,
+            )
+        )
         sheet = pd.read_csv(root / "sim" / "samplesheet.csv")
         for row in sheet.itertuples():
             meta = {k: getattr(row, k) for k in ("sample", "patient", "condition", "tissue", "species", "batch")}
@@ -80,7 +90,14 @@ def cid4465_annotated(tmp_path_factory, shared_data) -> Path:
         params = qc_params()
         params.update(min_genes=0, min_counts=0, max_pct_mito=100, max_pct_hb=100)
         raw = read_counts(shared_data / "wu2021_CID4465_scRNA", sample="CID4465")
-        meta = {"sample": "CID4465", "patient": "CID4465", "condition": "primary", "tissue": "breast", "species": "human", "batch": "b1"}
+        meta = {
+            "sample": "CID4465",
+            "patient": "CID4465",
+            "condition": "primary",
+            "tissue": "breast",
+            "species": "human",
+            "batch": "b1",
+        }
         kept, _ = qc_sample(raw, meta, QcSettings.from_params(params))
         root.mkdir(parents=True, exist_ok=True)
         kept.write_h5ad(root / "CID4465.qc.h5ad")
@@ -92,7 +109,8 @@ def cid4465_annotated(tmp_path_factory, shared_data) -> Path:
 def atlas_from_simulation(sim_dir: Path, *, with_malignant: bool = False) -> ad.AnnData:
     """An atlas straight from simulated samples (no pipeline): raw counts in ``layers['counts']``,
     log1p CP10k in ``X``, ``cell_type`` = ``true_cell_type`` (malignant epithelium is "malignant")
-    and, with ``with_malignant``, ``malignant`` = ``true_malignant``."""
+    and, with ``with_malignant``, ``malignant`` = ``true_malignant``.
+    """
     import numpy as np
     import scipy.sparse as sp
 
@@ -114,7 +132,8 @@ MSTI_SAMPLE = "LBC_DCIS_IC"
 
 def msti_and_cid4465_reference(shared_data: Path, out: Path) -> tuple[Path, Path]:
     """The MSTI DCIS section through ``tmeflow spatial_qc`` and the Wu 2021 CID4465 reference (counts,
-    ``cell_type`` = the authors' major types) written to ``out``: (section h5ad, reference h5ad)."""
+    ``cell_type`` = the authors' major types) written to ``out``: (section h5ad, reference h5ad).
+    """
     from tmeflow.cli import main
     from tmeflow.readers import read_counts
 
@@ -125,7 +144,26 @@ def msti_and_cid4465_reference(shared_data: Path, out: Path) -> tuple[Path, Path
     reference.obs["cell_type"] = metadata.loc[reference.obs_names, "celltype_major"].astype(str).to_numpy()
     reference.layers["counts"] = reference.X.copy()
     reference.write_h5ad(out / "wu2021_reference.h5ad")
-    assert main(["spatial_qc", "--input", str(shared_data / "msti_breast_DCIS_IC_spatial"), "--sample", MSTI_SAMPLE,
-                 "--patient", "LBC", "--condition", "primary", "--tissue", "breast", "--species", "human",
-                 "--outdir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "spatial_qc",
+                "--input",
+                str(shared_data / "msti_breast_DCIS_IC_spatial"),
+                "--sample",
+                MSTI_SAMPLE,
+                "--patient",
+                "LBC",
+                "--condition",
+                "primary",
+                "--tissue",
+                "breast",
+                "--species",
+                "human",
+                "--outdir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out / f"{MSTI_SAMPLE}.spatial.h5ad", out / "wu2021_reference.h5ad"

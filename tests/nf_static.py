@@ -73,7 +73,8 @@ META_PLACEHOLDERS = {
 @dataclass
 class Scan:
     """``text`` with comments blanked (``no_comments``) and, in addition, string contents blanked
-    except interpolated code (``code``); same length and line breaks as the input."""
+    except interpolated code (``code``); same length and line breaks as the input.
+    """
 
     text: str
     no_comments: str
@@ -155,7 +156,9 @@ def scan(text: str, name: str = "<text>") -> Scan:
                         opener, where = brackets.pop()
                         if opener == "${":
                             if c != "}":
-                                problems.append(f"{name}:{line(i)}: '{c}' closes the interpolation opened on line {line(where)}")
+                                problems.append(
+                                    f"{name}:{line(i)}: '{c}' closes the interpolation opened on line {line(where)}"
+                                )
                             stack.pop()  # back into the string
                             _blank(code, i, i + 1)
                             prev_sig = '"'
@@ -275,7 +278,8 @@ _SECTION_LABELS = ("input", "output", "when", "script", "shell", "exec", "stub")
 
 def named_blocks(text: str, keyword: str) -> dict[str, str]:
     """``{name: body}`` of every ``<keyword> NAME { ... }`` (``process``/``workflow``); the entry
-    workflow (no name) is ``''``."""
+    workflow (no name) is ``''``.
+    """
     s = scan(text)
     blocks = {}
     for match in re.finditer(rf"\b{keyword}\s+([A-Za-z_]\w*)?\s*\{{", s.code):
@@ -288,13 +292,15 @@ def named_blocks(text: str, keyword: str) -> dict[str, str]:
 
 def process_blocks(text: str) -> dict[str, str]:
     """``{process name: body source}`` of every ``process X { ... }`` in ``text`` (a config's
-    unnamed ``process { }`` scope is not one)."""
+    unnamed ``process { }`` scope is not one).
+    """
     return {name: body for name, body in named_blocks(text, "process").items() if name}
 
 
 def process_sections(body: str) -> dict[str, str]:
     """The labelled sections of a process body (``input:``, ``output:``, ``script:``, ...), and
-    ``directives`` (what comes before the first label)."""
+    ``directives`` (what comes before the first label).
+    """
     s = scan(body)
     marks = [
         (m.start(), m.end(), m.group(1))
@@ -368,7 +374,8 @@ def interpolate(template: str, values: dict[str, str]) -> str:
 
 def shell_quote(value: Any) -> str:
     """Python twin of the Groovy ``shellQuote`` of subworkflows/local/utils_tmeflow: one POSIX
-    single-quoted word, each ``'`` written as ``'\\''``."""
+    single-quoted word, each ``'`` written as ``'\\''``.
+    """
     return "'" + str(value).replace("'", "'\\''") + "'"
 
 
@@ -377,8 +384,12 @@ def shell_words(command: str) -> list[str]:
     bash = shutil.which("bash")
     if bash is None:
         return shlex.split(command)
-    result = subprocess.run([bash, "--norc", "--noprofile", "-c", "printf '%s\\0' " + command],
-                            capture_output=True, check=False, env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"})
+    result = subprocess.run(
+        [bash, "--norc", "--noprofile", "-c", "printf '%s\\0' " + command],
+        capture_output=True,
+        check=False,
+        env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"},
+    )
     if result.returncode != 0:
         raise ValueError(result.stderr.decode(errors="replace").strip() or f"bash exited {result.returncode}")
     return result.stdout.decode("utf-8").split("\0")[:-1]
@@ -462,12 +473,15 @@ def params_blocks(text: str) -> list[tuple[int, str]]:
 
 def params_assignments(text: str) -> dict[str, str]:
     """``{name: right-hand side source}`` of the assignments in the ``params { }`` blocks of a config
-    and of ``params.x = ...`` statements."""
+    and of ``params.x = ...`` statements.
+    """
     assignments: dict[str, str] = {}
     for _, body in params_blocks(text):
         for match in re.finditer(r"^[ \t]*([A-Za-z_]\w*)\s*=(?!=)\s*(.*?)\s*$", body, flags=re.M):
             assignments[match.group(1)] = match.group(2)
-    for match in re.finditer(r"(?<![\w.])params\.([A-Za-z_]\w*)\s*=(?!=)\s*(.*?)\s*$", scan(text).no_comments, flags=re.M):
+    for match in re.finditer(
+        r"(?<![\w.])params\.([A-Za-z_]\w*)\s*=(?!=)\s*(.*?)\s*$", scan(text).no_comments, flags=re.M
+    ):
         assignments[match.group(1)] = match.group(2)
     return assignments
 
@@ -493,7 +507,8 @@ def values_equal(config_value: Any, schema_value: Any, schema_type: str | None) 
 
 def params_used(text: str) -> set[str]:
     """Names ``x`` of ``params.x`` in a .nf/.config text (comments and single-quoted strings, which
-    Groovy never interpolates, ignored; GStrings included) and of assignments inside ``params { }``."""
+    Groovy never interpolates, ignored; GStrings included) and of assignments inside ``params { }``.
+    """
     code = re.sub(r"'(?:[^'\\\n]|\\.)*'", "''", scan(text).no_comments)
     used = set(re.findall(r"(?<![\w.])params\.([A-Za-z_]\w*)", code))
     for _, body in params_blocks(text):
@@ -506,8 +521,7 @@ def check_params_in_schema(
 ) -> list[str]:
     known = set(schema_properties(schema)) | set(allowed)
     return [
-        f"{name}: params.{param} is not defined in nextflow_schema.json"
-        for param in sorted(params_used(text) - known)
+        f"{name}: params.{param} is not defined in nextflow_schema.json" for param in sorted(params_used(text) - known)
     ]
 
 
@@ -553,7 +567,8 @@ def withname_blocks(config_text: str) -> list[tuple[str, str]]:
 
 def selector_matches(selector: str, process: str) -> bool:
     """Nextflow's withName rule: a regex matched against the simple or fully qualified name;
-    ``!pattern`` negates."""
+    ``!pattern`` negates.
+    """
     negate = selector.startswith("!")
     pattern = selector[1:] if negate else selector
     hit = re.fullmatch(pattern, process) is not None or re.fullmatch(pattern, process.split(":")[-1]) is not None
@@ -628,7 +643,9 @@ def evaluate_ext_args(source: str, defaults: dict[str, Any]) -> tuple[str, list[
                 problems.append(f"ext.args uses params.{param}, which nextflow_schema.json does not define")
                 return "UNKNOWN"
             if defaults[param] is None:
-                problems.append(f"ext.args passes params.{param} unconditionally but it has no default (it would be 'null')")
+                problems.append(
+                    f"ext.args passes params.{param} unconditionally but it has no default (it would be 'null')"
+                )
             return groovy_str(defaults[param])
 
         out = re.sub(r"\$\{\s*params\.(\w+)\s*\}", value, template)
@@ -662,7 +679,8 @@ def _flag_value_pairs(source: str) -> list[tuple[str, str]]:
 def script_locals(script_section: str) -> dict[str, tuple[str, str]]:
     """``def x = ...`` variables of a ``script:`` section (before its shell string) that the static
     check can evaluate: ``{name: (value when set, value when not)}``. Understood right-hand sides:
-    a string literal, and ``<condition> ? <string> : <string>`` (both branches are tried)."""
+    a string literal, and ``<condition> ? <string> : <string>`` (both branches are tried).
+    """
     head = script_section.split('"""', 1)[0]
     found = {}
     for match in re.finditer(r"^\s*def\s+(\w+)\s*=\s*(.+?)\s*$", scan(head).no_comments, flags=re.M):
@@ -703,7 +721,8 @@ def check_stage_command(
     (every ``params.x`` at its schema default) and ``meta`` (a samplesheet row's meta map; else
     :data:`META_PLACEHOLDERS`), split into words by bash and parsed with
     ``tmeflow.cli.build_parser()``; every parameter of the stage's schema groups is passed, each
-    ``--x`` from ``params.x``; the CLI receives the schema defaults and each meta value unchanged."""
+    ``--x`` from ``params.x``; the CLI receives the schema defaults and each meta value unchanged.
+    """
     from tmeflow.stages import STAGES
 
     problems: list[str] = []
@@ -714,7 +733,7 @@ def check_stage_command(
     sections = process_sections(body)
     script = triple_quoted(sections.get("script", ""))
     if script is None:
-        return [f"{name}: process {process} has no script: block with a \"\"\" string"]
+        return [f'{name}: process {process} has no script: block with a """ string']
     commands = tmeflow_commands(script)
     if len(commands) != 1:
         return [f"{name}: expected one `tmeflow <stage>` command in the script, found {len(commands)}"]
@@ -757,9 +776,13 @@ def check_stage_command(
             if param in flags_in_source:
                 problems.append(f"{name}: ext.args passes the file parameter --{param}; stage it as a path input")
             elif param not in staged:
-                problems.append(f"{name}: file parameter --{param} is neither staged as an input nor passed by the script")
+                problems.append(
+                    f"{name}: file parameter --{param} is neither staged as an input nor passed by the script"
+                )
         elif param not in flags_in_source:
-            problems.append(f"{name}: ext.args of {process} does not pass --{param} (schema group of `tmeflow {called}`)")
+            problems.append(
+                f"{name}: ext.args of {process} does not pass --{param} (schema group of `tmeflow {called}`)"
+            )
     for flag in sorted({f for f in flags if flags.count(f) > 1}):
         problems.append(f"{name}: ext.args passes --{flag} more than once")
 
@@ -786,13 +809,16 @@ def check_stage_command(
         expected = defaults[param]
         got = getattr(namespace, param, _MISSING)
         if got is _MISSING or got != expected:
-            problems.append(f"{name}: with schema defaults, tmeflow {called} receives --{param} {got!r}, not {expected!r}")
+            problems.append(
+                f"{name}: with schema defaults, tmeflow {called} receives --{param} {got!r}, not {expected!r}"
+            )
     return problems
 
 
 def command_flags(module_text: str) -> set[str]:
     """Options on the module's ``tmeflow <stage>`` line: given directly, or through a ``def x = ...``
-    script variable interpolated into the line (the optional inputs, ``markers ? "--markers ..." : ''``)."""
+    script variable interpolated into the line (the optional inputs, ``markers ? "--markers ..." : ''``).
+    """
     blocks = process_blocks(module_text)
     if len(blocks) != 1:
         return set()
@@ -814,7 +840,8 @@ def check_stage_options_passed(
     """Every option of ``tmeflow <stage>`` declared in ``tmeflow.stages`` (inputs such as
     ``--signatures`` or ``--reference``, sample metadata) is on the module's command line, or
     passed through a script variable of an optional staged input; schema parameters are checked by
-    :func:`check_stage_command`. Exceptions (with their reason) are in ``OPTIONS_NOT_PASSED``."""
+    :func:`check_stage_command`. Exceptions (with their reason) are in ``OPTIONS_NOT_PASSED``.
+    """
     from tmeflow.stages import get_stage
 
     exempt = (OPTIONS_NOT_PASSED if not_passed is None else not_passed).get(stage, {})
@@ -875,7 +902,8 @@ def defines(text: str, component: str) -> bool:
 
 def check_includes(path: Path, text: str | None = None) -> list[str]:
     """Every ``include { X } from './path'`` resolves to a file defining process/workflow/def X, and
-    every included name is used in the including file."""
+    every included name is used in the including file.
+    """
     text = path.read_text() if text is None else text
     problems = []
     no_includes = _INCLUDE.sub(" ", scan(text).no_comments)
@@ -890,7 +918,9 @@ def check_includes(path: Path, text: str | None = None) -> list[str]:
             problems.append(f"{path}: include {{ {component} }} from '{source}': no such file (.nf or /main.nf)")
             continue
         if not defines(target.read_text(), component):
-            problems.append(f"{path}: include {{ {component} }} from '{source}': {target} defines no process/workflow/def {component}")
+            problems.append(
+                f"{path}: include {{ {component} }} from '{source}': {target} defines no process/workflow/def {component}"
+            )
         if not re.search(rf"\b{re.escape(alias)}\b", no_includes):
             problems.append(f"{path}: {alias} is included but never used")
     return problems
@@ -905,10 +935,13 @@ def module_dirs(repo: Path) -> dict[str, Path]:
     return {p.parent.name: p for p in sorted((repo / "modules" / "local").glob("*/main.nf"))}
 
 
-def check_stage_modules(repo: Path, stage_names: Iterable[str], tool_modules: Iterable[str] = TOOL_MODULES) -> list[str]:
+def check_stage_modules(
+    repo: Path, stage_names: Iterable[str], tool_modules: Iterable[str] = TOOL_MODULES
+) -> list[str]:
     """modules/local/<stage>/main.nf exists for exactly the pipeline stages (tool modules aside);
     each defines one process named <STAGE>; every module's process is included and called in
-    main.nf, workflows/ or subworkflows/."""
+    main.nf, workflows/ or subworkflows/.
+    """
     problems = []
     modules = module_dirs(repo)
     stages = set(stage_names)
@@ -920,7 +953,11 @@ def check_stage_modules(repo: Path, stage_names: Iterable[str], tool_modules: It
     for missing_tool in sorted(tools - set(modules)):
         problems.append(f"tool module modules/local/{missing_tool}/main.nf is missing")
 
-    workflow_files = [repo / "main.nf", *sorted((repo / "workflows").rglob("*.nf")), *sorted((repo / "subworkflows").rglob("*.nf"))]
+    workflow_files = [
+        repo / "main.nf",
+        *sorted((repo / "workflows").rglob("*.nf")),
+        *sorted((repo / "subworkflows").rglob("*.nf")),
+    ]
     texts = {p: p.read_text() for p in workflow_files if p.is_file()}
     for stage, path in modules.items():
         blocks = process_blocks(path.read_text())
@@ -938,7 +975,9 @@ def check_stage_modules(repo: Path, stage_names: Iterable[str], tool_modules: It
                     if re.search(rf"\b{re.escape(alias)}\s*\(", code):
                         called = True
         if not called:
-            problems.append(f"{path}: process {process} is not included and called in main.nf, workflows/ or subworkflows/")
+            problems.append(
+                f"{path}: process {process} is not included and called in main.nf, workflows/ or subworkflows/"
+            )
     return problems
 
 
@@ -949,7 +988,8 @@ def check_stage_modules(repo: Path, stage_names: Iterable[str], tool_modules: It
 
 def check_module_conventions(text: str, version: str, name: str = "<module>", tool: bool = False) -> list[str]:
     """tag, one resource label, conda + container lines, `when:`, versions.yml emitted and written,
-    a stub that creates every required output (optional ones may be left out)."""
+    a stub that creates every required output (optional ones may be left out).
+    """
     problems = []
     blocks = process_blocks(text)
     if len(blocks) != 1:
@@ -964,7 +1004,9 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
     takes_meta = "val(meta)" in sections.get("input", "")
     if takes_meta and not tool and not re.search(r"^\s*tag\s+\"\$\{?meta\.id\}?\"", directives, flags=re.M):
         problems.append(f'{name}: lacks `tag "$meta.id"`')
-    if not re.search(r"^\s*conda\s+\"\$\{moduleDir\}/\.\./\.\./\.\./containers/environment\.yml\"", directives, flags=re.M):
+    if not re.search(
+        r"^\s*conda\s+\"\$\{moduleDir\}/\.\./\.\./\.\./containers/environment\.yml\"", directives, flags=re.M
+    ):
         problems.append(f'{name}: lacks `conda "${{moduleDir}}/../../../containers/environment.yml"`')
     containers = re.findall(r"^\s*container\s+['\"]([^'\"]+)['\"]", directives, flags=re.M)
     # The CPU image everywhere: the CUDA image comes from conf/gpu.config under -profile gpu only
@@ -973,13 +1015,20 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
         problems.append(f"{name}: container should be {expected!r}, is {containers}")
     if not re.search(r"task\.ext\.when\s*==\s*null\s*\|\|\s*task\.ext\.when", sections.get("when", "")):
         problems.append(f"{name}: lacks `when: task.ext.when == null || task.ext.when`")
-    if not re.search(r"path\s*\(?\s*[\"']versions\.yml[\"']\s*\)?\s*,\s*emit\s*:\s*versions", sections.get("output", "")):
+    if not re.search(
+        r"path\s*\(?\s*[\"']versions\.yml[\"']\s*\)?\s*,\s*emit\s*:\s*versions", sections.get("output", "")
+    ):
         problems.append(f'{name}: does not emit `path "versions.yml", emit: versions`')
     for section in ("script", "stub"):
         script = triple_quoted(sections.get(section, "")) or ""
-        if not re.search(r"cat\s+<<-?\s*END_VERSIONS\s+>\s+versions\.yml", script) or '"${task.process}":' not in script:
+        if (
+            not re.search(r"cat\s+<<-?\s*END_VERSIONS\s+>\s+versions\.yml", script)
+            or '"${task.process}":' not in script
+        ):
             problems.append(f"{name}: {section}: does not write versions.yml with the END_VERSIONS heredoc")
-    if not tool and "tmeflow: \\$(tmeflow --version | sed 's/tmeflow //')" not in (triple_quoted(sections.get("script", "")) or ""):
+    if not tool and "tmeflow: \\$(tmeflow --version | sed 's/tmeflow //')" not in (
+        triple_quoted(sections.get("script", "")) or ""
+    ):
         problems.append(f"{name}: versions.yml does not record `tmeflow --version`")
     stub = triple_quoted(sections.get("stub", ""))
     if stub is None:
@@ -1003,9 +1052,14 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
 def versions_topic_consumers(repo: Path = REPO) -> set[str]:
     """Modules (folder names) whose process is called with the output of ``softwareVersionsToYAML``
     (the report). They must not emit to the ``versions`` topic themselves, or the topic would wait
-    for them while they wait for the topic (nf-core/modules#9530 took the topic off MultiQC)."""
+    for them while they wait for the topic (nf-core/modules#9530 took the topic off MultiQC).
+    """
     consumers = set()
-    files = [repo / "main.nf", *sorted((repo / "workflows").rglob("*.nf")), *sorted((repo / "subworkflows").rglob("*.nf"))]
+    files = [
+        repo / "main.nf",
+        *sorted((repo / "workflows").rglob("*.nf")),
+        *sorted((repo / "subworkflows").rglob("*.nf")),
+    ]
     for path in (f for f in files if f.is_file()):
         text = path.read_text()
         code = scan(text).code
@@ -1027,7 +1081,8 @@ def versions_topic_consumers(repo: Path = REPO) -> set[str]:
 
 def check_versions_topic(text: str, name: str = "<module>", consumer: bool = False) -> list[str]:
     """The module's ``path "versions.yml"`` output goes to the ``versions`` topic
-    (``emit: versions, topic: versions``), except in a module that consumes the topic."""
+    (``emit: versions, topic: versions``), except in a module that consumes the topic.
+    """
     blocks = process_blocks(text)
     if len(blocks) != 1:
         return [f"{name}: expected one process, found {len(blocks)}"]
@@ -1039,7 +1094,9 @@ def check_versions_topic(text: str, name: str = "<module>", consumer: bool = Fal
     if consumer and topic:
         return [f"{name}: consumes the versions topic (report), so it must not emit to it: the run would never end"]
     if not consumer and not topic:
-        return [f'{name}: versions.yml is not sent to the versions topic (`path "versions.yml", emit: versions, topic: versions`)']
+        return [
+            f'{name}: versions.yml is not sent to the versions topic (`path "versions.yml", emit: versions, topic: versions`)'
+        ]
     return []
 
 
@@ -1054,7 +1111,8 @@ def _emit_names(workflow_body: str) -> list[str]:
 def check_versions_collected(workflow_texts: dict[str, str]) -> list[str]:
     """Versions travel by topic only: no workflow mixes ``*.out.versions`` or keeps a ``ch_versions``
     channel, no subworkflow emits ``versions``, and some workflow collects
-    ``channel.topic('versions')`` (for ``softwareVersionsToYAML``)."""
+    ``channel.topic('versions')`` (for ``softwareVersionsToYAML``).
+    """
     problems = []
     collected = False
     for name, text in workflow_texts.items():
@@ -1062,7 +1120,9 @@ def check_versions_collected(workflow_texts: dict[str, str]) -> list[str]:
             label = f"{name}: workflow {workflow or '(entry)'}"
             code = scan(body).no_comments
             if re.search(r"\.out\.versions\b", code):
-                problems.append(f"{label} mixes .out.versions; versions.yml reaches the report through the versions topic")
+                problems.append(
+                    f"{label} mixes .out.versions; versions.yml reaches the report through the versions topic"
+                )
             if re.search(r"\bch_versions\b", code):
                 problems.append(f"{label} keeps a ch_versions channel; collect channel.topic('versions') instead")
             if "versions" in _emit_names(body):
@@ -1080,23 +1140,32 @@ def nextflow_version_floor(config_text: str) -> tuple[int, ...] | None:
     return tuple(int(part) for part in match.group(1).split(".") if part) if match else None
 
 
-def check_topic_support(config_text: str, uses_topic: bool, preview_flag_texts: Iterable[str] = (), name: str = "nextflow.config") -> list[str]:
+def check_topic_support(
+    config_text: str, uses_topic: bool, preview_flag_texts: Iterable[str] = (), name: str = "nextflow.config"
+) -> list[str]:
     """Topic channels need Nextflow >= 25.04, or >= 24.04 with ``nextflow.preview.topic = true``
-    (in main.nf or a config); the manifest must not allow a release that cannot run the pipeline."""
+    (in main.nf or a config); the manifest must not allow a release that cannot run the pipeline.
+    """
     if not uses_topic:
         return []
     floor = nextflow_version_floor(config_text)
     if floor is None:
-        return [f"{name}: manifest.nextflowVersion sets no minimum ('!>=25.04.0'), but the pipeline uses topic channels"]
+        return [
+            f"{name}: manifest.nextflowVersion sets no minimum ('!>=25.04.0'), but the pipeline uses topic channels"
+        ]
     if floor[:2] >= TOPIC_GA_VERSION:
         return []
-    flagged = any(re.search(r"\bnextflow\.preview\.topic\s*=\s*true\b", scan(text).no_comments) for text in preview_flag_texts)
+    flagged = any(
+        re.search(r"\bnextflow\.preview\.topic\s*=\s*true\b", scan(text).no_comments) for text in preview_flag_texts
+    )
     if floor[:2] >= (24, 4) and flagged:
         return []
     version = ".".join(str(part) for part in floor)
     if floor[:2] < (24, 4):
         return [f"{name}: manifest.nextflowVersion allows {version}, but topic channels need Nextflow >= 24.04"]
-    return [f"{name}: manifest.nextflowVersion allows {version}: topic channels need 25.04, or nextflow.preview.topic = true before it"]
+    return [
+        f"{name}: manifest.nextflowVersion allows {version}: topic channels need 25.04, or nextflow.preview.topic = true before it"
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1119,7 +1188,9 @@ def read_nf_test(path: Path, text: str | None = None) -> NfTest:
     text = path.read_text() if text is None else text
     s = scan(text)
     code = s.no_comments
-    kind = re.search(r"^\s*(nextflow_process|nextflow_workflow|nextflow_pipeline|nextflow_function)\s*\{", code, flags=re.M)
+    kind = re.search(
+        r"^\s*(nextflow_process|nextflow_workflow|nextflow_pipeline|nextflow_function)\s*\{", code, flags=re.M
+    )
     script = re.search(r"^\s*script\s+([\"'])(.+?)\1", code, flags=re.M)
     process = re.search(r"^\s*process\s+([\"'])(\w+)\1", code, flags=re.M)
     workflow = re.search(r"^\s*workflow\s+([\"'])(\w+)\1", code, flags=re.M)
@@ -1151,7 +1222,8 @@ def check_nf_tests(repo: Path = REPO) -> list[str]:
     """tests/nextflow/modules/<module>.nf.test for every modules/local/<module>/main.nf, naming its
     process, with a -stub test; tests/nextflow/subworkflows/<name>*.nf.test naming every workflow of
     subworkflows/local/<name>/main.nf (a -stub test where the subworkflow runs processes); every
-    nf-test script resolves to a pipeline file that defines the process/workflow it names."""
+    nf-test script resolves to a pipeline file that defines the process/workflow it names.
+    """
     problems = []
     tests_dir = repo / "tests" / "nextflow"
     found = {path: read_nf_test(path) for path in sorted(tests_dir.rglob("*.nf.test"))}
@@ -1171,7 +1243,9 @@ def check_nf_tests(repo: Path = REPO) -> list[str]:
         target = test.script.read_text()
         if test.kind == "nextflow_process" and (test.process is None or test.process not in process_blocks(target)):
             problems.append(f"{rel(test.path)}: process {test.process!r} is not defined in {rel(test.script)}")
-        if test.kind == "nextflow_workflow" and (test.workflow is None or test.workflow not in named_blocks(target, "workflow")):
+        if test.kind == "nextflow_workflow" and (
+            test.workflow is None or test.workflow not in named_blocks(target, "workflow")
+        ):
             problems.append(f"{rel(test.path)}: workflow {test.workflow!r} is not defined in {rel(test.script)}")
 
     for module, main in module_dirs(repo).items():
@@ -1184,24 +1258,33 @@ def check_nf_tests(repo: Path = REPO) -> list[str]:
             if test.kind != "nextflow_process" or test.script != main.resolve() or test.process != process:
                 problems.append(f"{rel(expected)}: does not test process {process} of {rel(main)}")
         if not any(stub for _, stub in test.tests):
-            problems.append(f"{rel(expected)}: has no test with options \"-stub\"")
+            problems.append(f'{rel(expected)}: has no test with options "-stub"')
 
     for main in sorted((repo / "subworkflows" / "local").glob("*/main.nf")):
         folder = main.parent.name
         text = main.read_text()
-        candidates = [t for p, t in found.items() if p.parent == tests_dir / "subworkflows" and p.name.startswith(folder)]
+        candidates = [
+            t for p, t in found.items() if p.parent == tests_dir / "subworkflows" and p.name.startswith(folder)
+        ]
         for workflow in named_blocks(text, "workflow"):
-            testing = [t for t in candidates if t.kind == "nextflow_workflow" and t.script == main.resolve() and t.workflow == workflow]
+            testing = [
+                t
+                for t in candidates
+                if t.kind == "nextflow_workflow" and t.script == main.resolve() and t.workflow == workflow
+            ]
             if not testing:
-                problems.append(f"{rel(main)}: workflow {workflow} has no nf-test tests/nextflow/subworkflows/{folder}*.nf.test naming it")
+                problems.append(
+                    f"{rel(main)}: workflow {workflow} has no nf-test tests/nextflow/subworkflows/{folder}*.nf.test naming it"
+                )
             elif _calls_processes(text) and not any(stub for t in testing for _, stub in t.tests):
-                problems.append(f"{rel(main)}: the nf-test of workflow {workflow} has no test with options \"-stub\"")
+                problems.append(f'{rel(main)}: the nf-test of workflow {workflow} has no test with options "-stub"')
     return problems
 
 
 def check_pipeline_nf_test(test: NfTest, text: str, repo: Path = REPO) -> list[str]:
     """tests/nextflow/pipeline.nf.test runs main.nf with -stub and for real (the test profile of
-    nf-test.config), and asserts the report."""
+    nf-test.config), and asserts the report.
+    """
     name = test.path.name
     problems = []
     if test.kind != "nextflow_pipeline" or test.script != (repo / "main.nf").resolve():
@@ -1220,7 +1303,9 @@ def check_pipeline_nf_test(test: NfTest, text: str, repo: Path = REPO) -> list[s
 # --------------------------------------------------------------------------------------------------
 
 
-def check_outputs_produced(module_text: str, stage_dir: Path, samples: Iterable[str], name: str = "<module>") -> list[str]:
+def check_outputs_produced(
+    module_text: str, stage_dir: Path, samples: Iterable[str], name: str = "<module>"
+) -> list[str]:
     """Every ``path(...)`` output of the module (``${meta.id}`` = each sample) matches a file the
     stage wrote into ``stage_dir`` (its publishDir, ``<outdir>/<stage>/`` of ``tmeflow run``).
 
@@ -1252,7 +1337,9 @@ def check_outputs_produced(module_text: str, stage_dir: Path, samples: Iterable[
                 matched = any(glob_match(f, pattern) for f in written)
                 hits.append(matched)
                 if not matched and not output.optional:
-                    problems.append(f"{name}: output {output.pattern!r} ({pattern}) was not written for sample {sample}")
+                    problems.append(
+                        f"{name}: output {output.pattern!r} ({pattern}) was not written for sample {sample}"
+                    )
             if output.optional and not any(hits):
                 problems.append(f"{name}: optional output {output.pattern!r} was written for no sample")
         else:
@@ -1295,7 +1382,8 @@ def check_config_selectors(config_text: str, processes: Iterable[str], name: str
 
 def check_publish_dir(config_text: str, process: str, folder: str, name: str = "conf/modules.config") -> list[str]:
     """The process publishes to ``${params.outdir}/<folder>`` with ``params.publish_dir_mode`` and
-    leaves versions.yml out, as ``tmeflow run`` lays out its results."""
+    leaves versions.yml out, as ``tmeflow run`` lays out its results.
+    """
     bodies = [body for selector, body in withname_blocks(config_text) if selector_matches(selector, process)]
     if not bodies:
         return [f"{name}: no withName block for {process}"]
@@ -1312,7 +1400,8 @@ def check_publish_dir(config_text: str, process: str, folder: str, name: str = "
 
 def check_resource_labels(base_config: str, name: str = "conf/base.config") -> list[str]:
     """conf/base.config sizes every label a module may carry, retries on the exit codes of a task
-    killed for resources, and gives process_gpu its accelerator."""
+    killed for resources, and gives process_gpu its accelerator.
+    """
     code = scan(base_config).no_comments
     problems = [
         f"{name}: no withLabel:{label} block"
@@ -1322,10 +1411,14 @@ def check_resource_labels(base_config: str, name: str = "conf/base.config") -> l
     retry = re.search(r"task\.exitStatus\s+in\s+(.+?)\s*\?\s*'retry'", code)
     codes = retry_exit_codes(retry.group(1)) if retry else set()
     if not RETRY_EXIT_CODES <= codes:
-        problems.append(f"{name}: errorStrategy should retry on exit codes {sorted(RETRY_EXIT_CODES)} (has {sorted(codes)})")
+        problems.append(
+            f"{name}: errorStrategy should retry on exit codes {sorted(RETRY_EXIT_CODES)} (has {sorted(codes)})"
+        )
     gpu = [body for selector, body in _label_blocks(code) if selector == "process_gpu"]
     if gpu and re.search(r"\b(accelerator|containerOptions|container|clusterOptions)\s*=", gpu[0]):
-        problems.append(f"{name}: withLabel:process_gpu asks for a GPU outside -profile gpu (that is conf/gpu.config's job)")
+        problems.append(
+            f"{name}: withLabel:process_gpu asks for a GPU outside -profile gpu (that is conf/gpu.config's job)"
+        )
     return problems
 
 
@@ -1388,7 +1481,8 @@ CLOUD_PROFILES = {
 def check_cloud_profiles(config_text: str, repo: Path = REPO) -> list[str]:
     """The awsbatch and google profiles include conf/<profile>.config, which sets the executor,
     the settings a user must give (each read from the environment or overridden with -c), and
-    turns conda off (GPUs: conf/gpu.config, :func:`nf_strict.check_gpu_routing`)."""
+    turns conda off (GPUs: conf/gpu.config, :func:`nf_strict.check_gpu_routing`).
+    """
     problems = []
     profiles = profile_blocks(config_text)
     for profile, (path, executor, settings) in CLOUD_PROFILES.items():
@@ -1412,7 +1506,8 @@ def check_cloud_profiles(config_text: str, repo: Path = REPO) -> list[str]:
 
 def render_params_block(schema: dict[str, Any]) -> str:
     """A ``params { }`` block with every schema parameter at its default, grouped as the schema is
-    (to paste into nextflow.config when the schema grows)."""
+    (to paste into nextflow.config when the schema grows).
+    """
 
     def literal(value: Any) -> str:
         if isinstance(value, str):
@@ -1434,7 +1529,8 @@ def render_params_block(schema: dict[str, Any]) -> str:
 def render_withname_block(stage: str, schema: dict[str, Any]) -> str:
     """A conf/modules.config ``withName`` block for a stage: ext.args from the stage's schema groups
     (parameters without a default, or with '', passed only when set; strings quoted) and publishDir
-    ``<outdir>/<stage>``. A starting point for a new stage, to be read before use."""
+    ``<outdir>/<stage>``. A starting point for a new stage, to be read before use.
+    """
     from tmeflow.stages import get_stage
 
     items = []

@@ -33,7 +33,10 @@ import nf_static as ns
 DEPRECATED_CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
     "manifest.author": ("manifest.contributors", "[manifest] deprecated in 24.10"),
     "manifest.defaultBranch": ("nothing (detected from the remote repository)", "[manifest] deprecated in 26.04"),
-    "nextflow.enable.configProcessNamesValidation": ("the strict syntax (validates selectors)", "[flags] deprecated in 25.10.0"),
+    "nextflow.enable.configProcessNamesValidation": (
+        "the strict syntax (validates selectors)",
+        "[flags] deprecated in 25.10.0",
+    ),
     "nextflow.enable.dsl": ("nothing (DSL2 is the only one)", "[flags] deprecated in 25.04.0"),
     "nextflow.enable.strict": ("the strict syntax", "[flags] deprecated in 26.04.0"),
 }
@@ -42,7 +45,10 @@ DEPRECATED_CONFIG_OPTIONS: dict[str, tuple[str, str]] = {
 NEXTFLOW_FLOORS: dict[str, tuple[tuple[int, int, int], str]] = {
     "topic channels": ((25, 4, 0), "channel.topic without nextflow.preview.topic"),
     "strict syntax": ((25, 4, 0), "`nextflow lint` and the strict config parser"),
-    "nf-schema >= 2.6.0": ((25, 10, 0), "nf-schema 2.6.0 CHANGELOG: 'the minimal compatible Nextflow version is 25.10.0'"),
+    "nf-schema >= 2.6.0": (
+        (25, 10, 0),
+        "nf-schema 2.6.0 CHANGELOG: 'the minimal compatible Nextflow version is 25.10.0'",
+    ),
 }
 # nf-schema: 2.7.0 casts command-line parameters to their schema types under the strict syntax
 # (CHANGELOG 2.7.0/2.7.2); 3.0.0 drops the configured help message (validation.help) used here.
@@ -65,7 +71,8 @@ def _line(text: str, position: int) -> int:
 def _brace_kinds(code: str) -> list[tuple[int, int, str, str]]:
     """``(open, close, kind, name)`` of every ``{...}`` of config code: kind ``closure`` (after
     ``=``, ``(``, ``,``, ``[``, ``?``, ``:``, ``->``) or ``block`` (after a name, a selector such as
-    ``withLabel:x`` or ``withName:'X'``); name is the block's name (``process``, ``withLabel``...)."""
+    ``withLabel:x`` or ``withName:'X'``); name is the block's name (``process``, ``withLabel``...).
+    """
     found = []
     for match in re.finditer(r"\{", code):
         if code[match.start() - 1 : match.start()] == "$":
@@ -90,7 +97,8 @@ def _in_closure(position: int, braces: list[tuple[int, int, str, str]]) -> bool:
 
 def check_config_declarations(text: str, name: str = "<config>") -> list[str]:
     """No ``def``/typed variable, function, ``import`` or ``class`` declaration outside closures:
-    the strict config syntax allows only assignments, blocks and ``includeConfig`` there."""
+    the strict config syntax allows only assignments, blocks and ``includeConfig`` there.
+    """
     code = ns.scan(text, name).code
     braces = _brace_kinds(code)
     declaration = re.compile(
@@ -98,7 +106,7 @@ def check_config_declarations(text: str, name: str = "<config>") -> list[str]:
         flags=re.M,
     )
     return [
-        f"{name}:{_line(text, m.start())}: declaration `{text[m.start():text.find(chr(10), m.start())].strip()}` "
+        f"{name}:{_line(text, m.start())}: declaration `{text[m.start() : text.find(chr(10), m.start())].strip()}` "
         "(the strict config syntax allows only assignments, blocks and includeConfig)"
         for m in declaration.finditer(code)
         if not _in_closure(m.start(), braces)
@@ -108,14 +116,17 @@ def check_config_declarations(text: str, name: str = "<config>") -> list[str]:
 def config_assignments(text: str) -> list[tuple[str, int]]:
     """``(option path, line)`` of every assignment of a config, with ``manifest { author = x }``
     and ``manifest.author = x`` both as ``manifest.author``; profile names and process selectors
-    are left out of the path (``profiles { debug { process.x = 1 } }`` -> ``process.x``)."""
+    are left out of the path (``profiles { debug { process.x = 1 } }`` -> ``process.x``).
+    """
     code = ns.scan(text).code
     braces = _brace_kinds(code)
     found = []
     for match in re.finditer(r"^[ \t]*([A-Za-z_][\w.]*)\s*=(?!=)", code, flags=re.M):
         if _in_closure(match.start(), braces):
             continue
-        enclosing = sorted((start, kind, block) for start, close, kind, block in braces if start < match.start() < close)
+        enclosing = sorted(
+            (start, kind, block) for start, close, kind, block in braces if start < match.start() < close
+        )
         path: list[str] = []
         for k, (_, _, block) in enumerate(enclosing):
             parent = enclosing[k - 1][2] if k else ""
@@ -152,7 +163,8 @@ def check_channel_factory(text: str, name: str = "<script>") -> list[str]:
 def shell_safe_columns(input_schema: dict[str, Any]) -> set[str]:
     """``meta`` keys whose samplesheet column cannot hold a character a shell would act on: an
     enum of safe words, or a pattern of only safe characters (``^[A-Za-z0-9][A-Za-z0-9._-]*$``);
-    a number (nf-schema casts ``101`` to an integer) is safe too."""
+    a number (nf-schema casts ``101`` to an integer) is safe too.
+    """
     safe = set()
     for column, spec in input_schema["items"]["properties"].items():
         keys = spec.get("meta", [])
@@ -172,7 +184,8 @@ def shell_safe_columns(input_schema: dict[str, Any]) -> set[str]:
 
 def check_meta_quoted(module_text: str, safe_keys: set[str], name: str = "<module>") -> list[str]:
     """Every ``${meta.x}`` / ``$meta.x`` in a script or stub is ``${shellQuote(meta.x)}`` unless
-    ``x`` is in ``safe_keys`` (:func:`shell_safe_columns`)."""
+    ``x`` is in ``safe_keys`` (:func:`shell_safe_columns`).
+    """
     problems = []
     for process, body in ns.process_blocks(module_text).items():
         sections = ns.process_sections(body)
@@ -211,7 +224,8 @@ def nf_schema_version(config_text: str) -> tuple[int, ...] | None:
 
 def check_versions(config_text: str, name: str = "nextflow.config") -> list[str]:
     """``manifest.nextflowVersion`` is ``!>=X`` (strict: refuse older releases) with no upper
-    bound, X at least every floor of :data:`NEXTFLOW_FLOORS`; nf-schema pinned to a 2.x >= 2.7.0."""
+    bound, X at least every floor of :data:`NEXTFLOW_FLOORS`; nf-schema pinned to a 2.x >= 2.7.0.
+    """
     problems = []
     match = re.search(r"\bnextflowVersion\s*=\s*['\"]([^'\"]*)['\"]", ns.scan(config_text).no_comments)
     if not match:
@@ -258,7 +272,8 @@ GPU_IMAGE = re.compile(r"ghcr\.io/tmeflow/tmeflow:[\w.]+-gpu")
 def check_gpu_routing(repo: Path = ns.REPO) -> list[str]:
     """GPUs come from conf/gpu.config only (``-profile gpu``): the CUDA image and one GPU for
     label process_gpu and, with scVI, INTEGRATE; exactly one GPU flag per container engine
-    (no engine-wide runOptions), ``--gres=gpu:1`` under SLURM, a typed accelerator on Google."""
+    (no engine-wide runOptions), ``--gres=gpu:1`` under SLURM, a typed accelerator on Google.
+    """
     problems = []
     config = (repo / "nextflow.config").read_text()
     gpu_profile = ns.scan(ns.profile_blocks(config).get("gpu", "")).no_comments
@@ -270,7 +285,9 @@ def check_gpu_routing(repo: Path = ns.REPO) -> list[str]:
         for match in re.finditer(r"\b(\w+)\.runOptions\s*=\s*(['\"])(.*?)\2", code):
             engine, options = match.group(1), match.group(3)
             if engine in GPU_FLAGS and GPU_FLAGS[engine] in options:
-                problems.append(f"{rel}: {engine}.runOptions gives every task a GPU ({options!r}); GPU flags belong to conf/gpu.config")
+                problems.append(
+                    f"{rel}: {engine}.runOptions gives every task a GPU ({options!r}); GPU flags belong to conf/gpu.config"
+                )
         if rel != "conf/gpu.config" and GPU_IMAGE.search(code):
             problems.append(f"{rel}: names the CUDA image; only conf/gpu.config may (-profile gpu)")
     gpu_config = repo / "conf" / "gpu.config"
@@ -284,7 +301,10 @@ def check_gpu_routing(repo: Path = ns.REPO) -> list[str]:
         if body is None:
             problems.append(f"conf/gpu.config: no {selector} block")
             continue
-        settings = {m.group(1): m.group(2) for m in re.finditer(r"^\s*(\w+)\s*=\s*(.*?)(?=^\s*\w+\s*=|\Z)", body, flags=re.M | re.S)}
+        settings = {
+            m.group(1): m.group(2)
+            for m in re.finditer(r"^\s*(\w+)\s*=\s*(.*?)(?=^\s*\w+\s*=|\Z)", body, flags=re.M | re.S)
+        }
         for directive in ("container", "accelerator", "containerOptions", "clusterOptions", "machineType"):
             if directive not in settings:
                 problems.append(f"conf/gpu.config: {selector} sets no {directive}")
@@ -292,18 +312,24 @@ def check_gpu_routing(repo: Path = ns.REPO) -> list[str]:
             problems.append(f"conf/gpu.config: {selector} does not run the CUDA image")
         options = settings.get("containerOptions", "")
         for engine, flag in GPU_FLAGS.items():
-            given = re.findall(rf"['\"]([^'\"]*)['\"]", options)
+            given = re.findall(r"['\"]([^'\"]*)['\"]", options)
             with_flag = [g for g in given if flag in g]
             if len(with_flag) != 1 or with_flag[0].count(flag.split()[0]) != 1:
-                problems.append(f"conf/gpu.config: {selector} gives {engine} {len(with_flag)} options with {flag} (want exactly one)")
+                problems.append(
+                    f"conf/gpu.config: {selector} gives {engine} {len(with_flag)} options with {flag} (want exactly one)"
+                )
             if not re.search(rf"['\"]{engine}['\"]", options):
                 problems.append(f"conf/gpu.config: {selector} containerOptions do not test for {engine}")
-        if "--gres=gpu:1" not in settings.get("clusterOptions", "") or "slurm" not in settings.get("clusterOptions", ""):
+        if "--gres=gpu:1" not in settings.get("clusterOptions", "") or "slurm" not in settings.get(
+            "clusterOptions", ""
+        ):
             problems.append(f"conf/gpu.config: {selector} does not ask SLURM for --gres=gpu:1")
         if not re.search(r"type\s*:\s*['\"][\w-]+['\"]", settings.get("accelerator", "")):
             problems.append(f"conf/gpu.config: {selector} accelerator has no type for Google Batch")
         if selector == "withName:INTEGRATE":
             for directive in ("container", "accelerator", "containerOptions", "clusterOptions"):
                 if "batch_correction" not in settings.get(directive, ""):
-                    problems.append(f"conf/gpu.config: INTEGRATE {directive} does not depend on batch_correction (scVI only)")
+                    problems.append(
+                        f"conf/gpu.config: INTEGRATE {directive} does not depend on batch_correction (scVI only)"
+                    )
     return problems

@@ -1,5 +1,6 @@
 """tmeflow annotate: major types recovered on the simulated cohort and on real breast-cancer data
-(Wu et al. 2021, CID4465); marker tables, overrides and CellTypist inputs checked."""
+(Wu et al. 2021, CID4465); marker tables, overrides and CellTypist inputs checked.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-
+import tiny
 from _cohort import MAJOR_TO_SIM, SIM_TO_MAJOR, annotated, cid4465_annotated, integrated, qc_params
+
 from tmeflow import annotate
 from tmeflow.cli import main
-import tiny
 
 # Wu et al. 2021 celltype_major -> tmeflow major types. T-cells include their NK/NKT cells; PVL are
 # perivascular-like cells (smooth muscle/pericyte); cancer and normal epithelium are both epithelial.
@@ -52,8 +53,13 @@ def test_simulated_major_types_recovered(tmp_path_factory):
 def test_cid4465_major_types_agree_with_authors(shared_data, tmp_path_factory):
     result = ad.read_h5ad(cid4465_annotated(tmp_path_factory, shared_data))
     folder = shared_data / "wu2021_CID4465_scRNA"
-    authors = pd.read_csv(folder / "cell_metadata.csv.gz", index_col=0).loc[result.obs["barcode"].to_numpy(), "celltype_major"]
-    table = pd.crosstab(pd.Series(authors.to_numpy(), name="Wu et al. 2021"), pd.Series(result.obs["cell_type"].astype(str).to_numpy(), name="tmeflow"))
+    authors = pd.read_csv(folder / "cell_metadata.csv.gz", index_col=0).loc[
+        result.obs["barcode"].to_numpy(), "celltype_major"
+    ]
+    table = pd.crosstab(
+        pd.Series(authors.to_numpy(), name="Wu et al. 2021"),
+        pd.Series(result.obs["cell_type"].astype(str).to_numpy(), name="tmeflow"),
+    )
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table)
     expected = authors.map(WU_TO_TMEFLOW).to_numpy()
@@ -76,9 +82,22 @@ def test_marker_table_without_present_genes_fails(tmp_path, tmp_path_factory, ca
     path = integrated(tmp_path_factory)
     table = tmp_path / "markers.tsv"
     table.write_text("cell_type\tcompartment\tgene\nalien\talien\tNOPE1\nalien\talien\tNOPE2\n")
-    err = _one_line_error(capsys, ["annotate", "--input", str(path), "--outdir", str(tmp_path / "o"), "--markers", str(table)])
+    err = _one_line_error(
+        capsys, ["annotate", "--input", str(path), "--outdir", str(tmp_path / "o"), "--markers", str(table)]
+    )
     assert "none of the 2 marker genes is in the data" in err
-    err = _one_line_error(capsys, ["annotate", "--input", str(path), "--outdir", str(tmp_path / "o"), "--celltypist_model", str(tmp_path / "no.pkl")])
+    err = _one_line_error(
+        capsys,
+        [
+            "annotate",
+            "--input",
+            str(path),
+            "--outdir",
+            str(tmp_path / "o"),
+            "--celltypist_model",
+            str(tmp_path / "no.pkl"),
+        ],
+    )
     assert "celltypist_model" in err and "not found" in err
     assert not (tmp_path / "o" / "annotated.h5ad").exists()
 
@@ -95,7 +114,8 @@ def test_user_markers_and_overrides(tmp_path, tmp_path_factory, capsys):
     overrides = tmp_path / "overrides.tsv"
     overrides.write_text(f"cluster\tcell_type\tcompartment\n{first}\tmy type\tmy compartment\n")
     settings = annotate.AnnotationSettings.from_params(qc_params()).replace(
-        markers=str(table), annotation_overrides=str(overrides))
+        markers=str(table), annotation_overrides=str(overrides)
+    )
     result = annotate.annotate(adata, settings)
     assert set(adata.obs["cell_type"].astype(str)) <= {"Tcell", "Bcell", annotate.UNKNOWN, "my type"}
     is_first = adata.obs["leiden"].astype(str) == first
@@ -106,7 +126,9 @@ def test_user_markers_and_overrides(tmp_path, tmp_path_factory, capsys):
     assert result["calls"].set_index("cluster").loc[first, "call"] == "override"
     bad = tmp_path / "bad_overrides.tsv"
     bad.write_text("cluster\tcell_type\n999\tX\n")
-    err = _one_line_error(capsys, ["annotate", "--input", str(path), "--outdir", str(tmp_path / "o"), "--annotation_overrides", str(bad)])
+    err = _one_line_error(
+        capsys, ["annotate", "--input", str(path), "--outdir", str(tmp_path / "o"), "--annotation_overrides", str(bad)]
+    )
     assert "999" in err
 
 
@@ -128,7 +150,8 @@ def test_celltypist_with_a_local_model(tmp_path, tmp_path_factory):
 
 def test_label_conservation_recomputed_after_annotation_shows_over_correction():
     """Integration had no labels (cLISI, label ASW NaN). After annotation they are computed on the uncorrected
-    and the corrected embedding: an over-corrected embedding that merges cell types scores lower."""
+    and the corrected embedding: an over-corrected embedding that merges cell types scores lower.
+    """
     import anndata as ad
 
     from tmeflow.annotate import label_conservation
@@ -137,8 +160,11 @@ def test_label_conservation_recomputed_after_annotation_shows_over_correction():
     types = np.repeat(["T", "B", "myeloid"], 200)
     centres = {"T": [0, 0], "B": [8, 0], "myeloid": [0, 8]}
     separated = np.array([centres[t] for t in types]) + rng.normal(0, 1, (600, 2))
-    adata = ad.AnnData(obs=pd.DataFrame({"cell_type": types, "sample": np.tile(["s1", "s2"], 300)},
-                                        index=[f"c{i}" for i in range(600)]))
+    adata = ad.AnnData(
+        obs=pd.DataFrame(
+            {"cell_type": types, "sample": np.tile(["s1", "s2"], 300)}, index=[f"c{i}" for i in range(600)]
+        )
+    )
     adata.obsm["X_pca"] = np.c_[separated, rng.normal(0, 1, (600, 3))]
     adata.obsm["X_pca_harmony"] = rng.normal(0, 1, (600, 5))  # cell types merged
     adata.uns["integration"] = {"use_rep": "X_pca_harmony", "method": "harmony", "n_pcs": 5}

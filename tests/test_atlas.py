@@ -15,8 +15,14 @@ from tmeflow.atlas import build_atlas, build_section, clean_obs, h5_key, merge_o
 from tmeflow.errors import TmeflowInputError
 
 # The stage files whose obs the cohort atlas gathers, and the spatial one each section atlas comes from.
-CELL_STAGE_FILES = ("integrate/integrated.h5ad", "annotate/annotated.h5ad", "cnv/cnv.h5ad", "subcluster/subclustered.h5ad",
-                    "pathways/pathways.h5ad", "trajectory/trajectory.h5ad")
+CELL_STAGE_FILES = (
+    "integrate/integrated.h5ad",
+    "annotate/annotated.h5ad",
+    "cnv/cnv.h5ad",
+    "subcluster/subclustered.h5ad",
+    "pathways/pathways.h5ad",
+    "trajectory/trajectory.h5ad",
+)
 
 
 def assert_cellxgene_conventions(adata: ad.AnnData, embedding_prefix: str = "X_") -> None:
@@ -25,8 +31,11 @@ def assert_cellxgene_conventions(adata: ad.AnnData, embedding_prefix: str = "X_"
     for column, dtype in adata.obs.dtypes.items():
         assert "/" not in column, column
         assert dtype != object, f"obs column {column} is object"
-        assert (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-                or isinstance(dtype, pd.CategoricalDtype)), (column, dtype)
+        assert (
+            pd.api.types.is_numeric_dtype(dtype)
+            or pd.api.types.is_bool_dtype(dtype)
+            or isinstance(dtype, pd.CategoricalDtype)
+        ), (column, dtype)
         if isinstance(dtype, pd.CategoricalDtype):
             assert all(isinstance(c, str) for c in dtype.categories), column
         assert dtype != np.float64, f"obs column {column} is float64 (CELLxGENE converts it with a warning)"
@@ -51,8 +60,11 @@ def assert_cellxgene_conventions(adata: ad.AnnData, embedding_prefix: str = "X_"
 def _counts_adata(n_cells: int, n_genes: int, seed: int = 0) -> ad.AnnData:
     rng = np.random.default_rng(seed)
     counts = sp.csr_matrix(rng.poisson(1.0, (n_cells, n_genes)).astype(np.float32))
-    adata = ad.AnnData(counts.copy(), obs=pd.DataFrame(index=[f"S1_cell{i}" for i in range(n_cells)]),
-                       var=pd.DataFrame(index=[f"G{i % (n_genes - 2)}" for i in range(n_genes)]))  # two duplicated names
+    adata = ad.AnnData(
+        counts.copy(),
+        obs=pd.DataFrame(index=[f"S1_cell{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=[f"G{i % (n_genes - 2)}" for i in range(n_genes)]),
+    )  # two duplicated names
     adata.layers["counts"] = counts
     scale = 1e4 / np.asarray(counts.sum(axis=1)).ravel()
     adata.X = sp.csr_matrix(sp.diags(scale) @ counts).log1p().astype(np.float32)
@@ -97,10 +109,15 @@ def stage_files(tmp_path):
     spots.obs["region"] = pd.Categorical(np.where(np.arange(20) < 10, "tumour", "stroma"))
     spots.obs["cnv_score_spot"] = rng.uniform(size=20)
     spots.obsm["spatial"] = rng.uniform(0, 100, size=(20, 2))
-    spots.obsm["deconvolution_proportions"] = pd.DataFrame(rng.uniform(size=(20, 2)), index=spots.obs_names,
-                                                           columns=["T", "monocyte/macrophage"])
-    spots.uns["spatial"] = {"S1": {"images": {"lowres": np.zeros((8, 8, 3), dtype=np.float32)},
-                                   "scalefactors": {"tissue_lowres_scalef": 0.1, "spot_diameter_fullres": 5.0}}}
+    spots.obsm["deconvolution_proportions"] = pd.DataFrame(
+        rng.uniform(size=(20, 2)), index=spots.obs_names, columns=["T", "monocyte/macrophage"]
+    )
+    spots.uns["spatial"] = {
+        "S1": {
+            "images": {"lowres": np.zeros((8, 8, 3), dtype=np.float32)},
+            "scalefactors": {"tissue_lowres_scalef": 0.1, "spot_diameter_fullres": 5.0},
+        }
+    }
     spots.uns["pca"] = {"variance": np.ones(5)}
     paths["section"] = tmp_path / "S1.spatial_analysis.h5ad"
     spots.write_h5ad(paths["section"])
@@ -108,8 +125,14 @@ def stage_files(tmp_path):
 
 
 def test_atlas_merges_every_stage_column_by_barcode_with_cellxgene_conventions(stage_files, tmp_path):
-    summary = run_atlas(stage_files["subcluster"], tmp_path / "out", {}, pathways=stage_files["pathways"],
-                        trajectory=stage_files["trajectory"], sections=[stage_files["section"]])
+    summary = run_atlas(
+        stage_files["subcluster"],
+        tmp_path / "out",
+        {},
+        pathways=stage_files["pathways"],
+        trajectory=stage_files["trajectory"],
+        sections=[stage_files["section"]],
+    )
     atlas = ad.read_h5ad(tmp_path / "out" / "atlas.h5ad")
     assert_cellxgene_conventions(atlas)
     trajectory = ad.read_h5ad(stage_files["trajectory"])
@@ -127,7 +150,10 @@ def test_atlas_merges_every_stage_column_by_barcode_with_cellxgene_conventions(s
     assert list(atlas.obs["leiden"].cat.categories) == ["0", "1", "2"]
     assert set(atlas.obsm) == {"X_umap", "X_umap_subcluster"} and np.isnan(atlas.obsm["X_umap_subcluster"][:5]).all()
     assert not atlas.obsp and "neighbors" not in atlas.uns and len(atlas.uns["cell_type_colors"]) == 2
-    assert sp.issparse(atlas.layers["counts"]) and atlas.layers["counts"].nnz == ad.read_h5ad(stage_files["subcluster"]).layers["counts"].nnz
+    assert (
+        sp.issparse(atlas.layers["counts"])
+        and atlas.layers["counts"].nnz == ad.read_h5ad(stage_files["subcluster"]).layers["counts"].nnz
+    )
     columns = pd.read_csv(tmp_path / "out" / "atlas_columns.tsv", sep="\t").set_index("column")
     assert columns.loc["pseudotime", "stage"] == "trajectory" and columns.loc["score_EMT", "stage"] == "pathways"
     assert columns.loc["pseudotime", "missing_fraction"] == pytest.approx(len(others) / atlas.n_obs, abs=1e-3)
@@ -138,7 +164,10 @@ def test_atlas_merges_every_stage_column_by_barcode_with_cellxgene_conventions(s
 def test_section_atlas_keeps_image_proportions_and_regions(stage_files):
     section = build_section(stage_files["section"])
     assert_cellxgene_conventions(section, embedding_prefix="X_spatial")
-    assert "prop_monocyte_macrophage" in section.obs and list(section.obsm["deconvolution_proportions"].columns) == ["T", "monocyte_macrophage"]
+    assert "prop_monocyte_macrophage" in section.obs and list(section.obsm["deconvolution_proportions"].columns) == [
+        "T",
+        "monocyte_macrophage",
+    ]
     assert section.obs["region"].dtype == "category" and "cnv_score_spot" in section.obs
     assert np.allclose(section.obsm["X_spatial"][:, 1], -section.obsm["spatial"][:, 1])
     assert "images" in section.uns["spatial"]["S1"] and "pca" not in section.uns
@@ -159,7 +188,11 @@ def test_merge_and_clean_obs_units():
     extra = pd.DataFrame({"flag": [True, False], "n": pd.array([1, 2], dtype="Int64")}, index=["c", "a"])
     assert merge_obs(obs, extra, "x", "x.h5ad") == ["flag", "n"]
     cleaned = clean_obs(obs)
-    assert cleaned["flag"].dtype == "category" and cleaned.loc["a", "flag"] == "False" and cleaned.loc["c", "flag"] == "True"
+    assert (
+        cleaned["flag"].dtype == "category"
+        and cleaned.loc["a", "flag"] == "False"
+        and cleaned.loc["c", "flag"] == "True"
+    )
     assert pd.isna(cleaned.loc["b", "flag"])
     assert cleaned["n"].dtype == np.float32 and np.isnan(cleaned.loc["b", "n"])
     assert h5_key("prop_monocyte/macrophage") == "prop_monocyte_macrophage"
@@ -176,9 +209,21 @@ def test_pipeline_atlas_holds_every_obs_key_the_stages_write(pipeline_results):
         written |= set(stage_obs.columns)
     assert len(written) > 60  # the stages' columns were read (not an empty list that cannot fail)
     assert written - set(atlas.obs.columns) == set()
-    for column in ("cell_type", "cell_type_fine", "malignant", "cnv_score", "pseudotime", "fate", "subcluster", "score_EMT"):
+    for column in (
+        "cell_type",
+        "cell_type_fine",
+        "malignant",
+        "cnv_score",
+        "pseudotime",
+        "fate",
+        "subcluster",
+        "score_EMT",
+    ):
         assert column in atlas.obs, column
-    assert atlas.obs["pseudotime"].notna().sum() == ad.read_h5ad(outdir / "trajectory" / "trajectory.h5ad", backed="r").n_obs
+    assert (
+        atlas.obs["pseudotime"].notna().sum()
+        == ad.read_h5ad(outdir / "trajectory" / "trajectory.h5ad", backed="r").n_obs
+    )
     sections = sorted((outdir / "spatial_analysis").glob("*.spatial_analysis.h5ad"))
     assert sections
     for path in sections:
@@ -194,12 +239,15 @@ def test_pipeline_atlas_holds_every_obs_key_the_stages_write(pipeline_results):
 @pytest.mark.slow
 def test_pipeline_spatial_cohort_one_section_has_no_pvalue(pipeline_results):
     """The pipeline's fan-in combines the sections' statistics (both runners run it in the atlas stage); the
-    simulated cohort has one section, so per-patient values and no cohort p-value."""
+    simulated cohort has one section, so per-patient values and no cohort p-value.
+    """
     outdir = Path(pipeline_results)
     combined = pd.read_csv(outdir / "atlas" / "spatial_cohort.tsv", sep="\t")
     assert {"colocalisation", "trajectory"} <= set(combined["analysis"])
     assert (combined["n_patients"] == 1).all() and combined["pval"].isna().all() and not combined["cohort_wide"].any()
-    section = pd.read_csv(next((outdir / "spatial_analysis").glob("*.colocalisation.tsv")), sep="\t").set_index("cell_type")
+    section = pd.read_csv(next((outdir / "spatial_analysis").glob("*.colocalisation.tsv")), sep="\t").set_index(
+        "cell_type"
+    )
     coloc = combined[combined["analysis"] == "colocalisation"].set_index("feature")
     assert np.allclose(coloc["mean_z"], section.loc[coloc.index, "z_msr"])
     summary = json.loads((outdir / "atlas" / "atlas_summary.json").read_text())

@@ -34,10 +34,32 @@ REPO = Path(__file__).resolve().parents[1]
 def cohort(tmp_path_factory) -> Path:
     """A tiny cohort: 2 single-cell samples (h5ad), one Visium-like section, a 40-sample bulk cohort."""
     outdir = tmp_path_factory.mktemp("bad_inputs_cohort")
-    assert main([
-        "simulate", "--outdir", str(outdir), "--n_cells", "300", "--n_patients", "1", "--conditions", "normal,primary",
-        "--n_genes", "1500", "--n_sections", "1", "--n_spots", "200", "--n_bulk", "40", "--seed", "5",
-    ]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(outdir),
+                "--n_cells",
+                "300",
+                "--n_patients",
+                "1",
+                "--conditions",
+                "normal,primary",
+                "--n_genes",
+                "1500",
+                "--n_sections",
+                "1",
+                "--n_spots",
+                "200",
+                "--n_bulk",
+                "40",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     return outdir
 
 
@@ -83,7 +105,8 @@ def _run(tmp_path: Path, sheet: Path | str, capsys, *extra: str) -> tuple[int, l
 
 def _one_error(code: int, lines: list[str], outdir: Path | None, *named: str) -> str:
     """Exit 2, exactly one error line (other stderr lines are timestamped log records), every ``named``
-    text in it, no traceback, and no output folder."""
+    text in it, no traceback, and no output folder.
+    """
     assert code == 2, lines
     errors = [line for line in lines if ": error: " in line]
     assert len(errors) == 1, lines
@@ -102,15 +125,24 @@ def _one_error(code: int, lines: list[str], outdir: Path | None, *named: str) ->
 # ------------------------------------------------------------------------------------------------
 
 SHEETS = {
-    "missing_column": ("sample,patient,condition,tissue,batch,modality,data\nS1,P1,primary,t,b1,sc,{good}\n", "species"),
+    "missing_column": (
+        "sample,patient,condition,tissue,batch,modality,data\nS1,P1,primary,t,b1,sc,{good}\n",
+        "species",
+    ),
     "bad_modality": (HEADER + "\nS1,P1,primary,t,human,b1,rna,{good},,\n", "column modality"),
     "bad_species": (HEADER + "\nS1,P1,primary,t,dog,b1,sc,{good},,\n", "column species"),
-    "duplicate_sample": (HEADER + "\nS1,P1,primary,t,human,b1,sc,{good},,\nS1,P1,normal,t,human,b1,sc,{good},,\n", "row 3, column sample"),
+    "duplicate_sample": (
+        HEADER + "\nS1,P1,primary,t,human,b1,sc,{good},,\nS1,P1,normal,t,human,b1,sc,{good},,\n",
+        "row 3, column sample",
+    ),
     "missing_data": (HEADER + "\nS1,P1,primary,t,human,b1,sc,nope.h5ad,,\n", "row 2, column data"),
     "no_sc_rows": (HEADER + "\nB1,bulk,primary,t,human,b1,bulk,{expr},{clin},\n", "column modality"),
     "header_only": (HEADER + "\n", "no samples"),
     "empty_file": ("", "empty"),
-    "missing_clinical_path": (HEADER + "\nS1,P1,primary,t,human,b1,sc,{good},,\nB1,bulk,primary,t,human,b1,bulk,{expr},nope.tsv,\n", "column clinical"),
+    "missing_clinical_path": (
+        HEADER + "\nS1,P1,primary,t,human,b1,sc,{good},,\nB1,bulk,primary,t,human,b1,bulk,{expr},nope.tsv,\n",
+        "column clinical",
+    ),
 }
 
 
@@ -118,7 +150,9 @@ SHEETS = {
 def test_bad_samplesheet(case, cohort, good_sc, tmp_path, capsys):
     text, named = SHEETS[case]
     sheet = tmp_path / "sheet.csv"
-    sheet.write_text(text.format(good=good_sc, expr=cohort / "bulk" / "expression.tsv", clin=cohort / "bulk" / "clinical.tsv"))
+    sheet.write_text(
+        text.format(good=good_sc, expr=cohort / "bulk" / "expression.tsv", clin=cohort / "bulk" / "clinical.tsv")
+    )
     _one_error(*_run(tmp_path, sheet, capsys), named, "sheet.csv")
 
 
@@ -166,7 +200,9 @@ def _duplicate_barcodes(adata):
 
 
 def _mouse_genes(adata):
-    adata.var_names = [name.replace("MT-", "mt-").capitalize() if name.startswith("MT-") else name for name in adata.var_names]
+    adata.var_names = [
+        name.replace("MT-", "mt-").capitalize() if name.startswith("MT-") else name for name in adata.var_names
+    ]
     adata.var_names = [f"mt-{n[3:]}" if n.lower().startswith("mt-") else n for n in adata.var_names]
 
 
@@ -240,9 +276,16 @@ MTX_CASES = {
     "mtx_truncated": (lambda f: _truncate(f / "matrix.mtx.gz"), "matrix.mtx.gz"),
     "barcodes_short": (lambda f: _lines_gz(f / "barcodes.tsv.gz", lambda lines: lines[:-1]), "barcodes.tsv.gz"),
     "features_short": (lambda f: _lines_gz(f / "features.tsv.gz", lambda lines: lines[:-1]), "features.tsv.gz"),
-    "duplicate_barcodes": (lambda f: _lines_gz(f / "barcodes.tsv.gz", lambda lines: [lines[0], *lines[:-1]]), "duplicated barcodes"),
-    "no_gene_expression": (lambda f: _lines_gz(f / "features.tsv.gz", lambda ls: [l.replace("Gene Expression", "Antibody Capture") for l in ls]),
-                           "no 'Gene Expression' features"),
+    "duplicate_barcodes": (
+        lambda f: _lines_gz(f / "barcodes.tsv.gz", lambda lines: [lines[0], *lines[:-1]]),
+        "duplicated barcodes",
+    ),
+    "no_gene_expression": (
+        lambda f: _lines_gz(
+            f / "features.tsv.gz", lambda ls: [l.replace("Gene Expression", "Antibody Capture") for l in ls]
+        ),
+        "no 'Gene Expression' features",
+    ),
 }
 
 
@@ -257,13 +300,32 @@ def test_bad_mtx_folder(case, mtx_folder, tmp_path, capsys):
 @pytest.mark.parametrize("case", ["mtx_not_gzip", "mtx_truncated"])
 def test_broken_gzip_in_a_subprocess_prints_one_line(case, mtx_folder, tmp_path):
     """The 'Exception ignored ... I/O operation on closed file' noise appears at interpreter exit,
-    so only a real process shows it."""
+    so only a real process shows it.
+    """
     folder = _mtx_case(mtx_folder, tmp_path, MTX_CASES[case][0])
     outdir = tmp_path / "qc"
     result = subprocess.run(
-        [sys.executable, "-m", "tmeflow.cli", "qc", "--input", str(folder), "--sample", "S1", "--patient", "P1",
-         "--condition", "primary", "--species", "human", "--outdir", str(outdir)],
-        capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "tmeflow.cli",
+            "qc",
+            "--input",
+            str(folder),
+            "--sample",
+            "S1",
+            "--patient",
+            "P1",
+            "--condition",
+            "primary",
+            "--species",
+            "human",
+            "--outdir",
+            str(outdir),
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -273,9 +335,9 @@ def test_broken_gzip_in_a_subprocess_prints_one_line(case, mtx_folder, tmp_path)
 
 def test_ensembl_only_genes_are_named_by_symbol(mtx_folder, good_sc, tmp_path):
     """Ensembl ids without symbols: QC names them by symbol (bundled table) so % mito is computed."""
-    from tmeflow.signatures import ensembl_symbol_table
     from tmeflow.params import defaults
     from tmeflow.qc import run_qc
+    from tmeflow.signatures import ensembl_symbol_table
 
     to_id = {symbol: gene_id for gene_id, symbol in ensembl_symbol_table().items() if gene_id.startswith("ENSG")}
     adata = ad.read_h5ad(good_sc)
@@ -308,9 +370,27 @@ def test_ensembl_ids_of_the_other_species_fail_clearly(mtx_folder, good_sc, tmp_
 @pytest.mark.parametrize("drop", [False, True])
 def test_every_cell_failing_qc_is_one_line_or_a_dropped_sample(drop, good_sc, tmp_path, capsys):
     outdir = tmp_path / "qc"
-    code = main(["qc", "--input", str(good_sc), "--sample", "S1", "--patient", "P1", "--condition", "primary",
-                 "--species", "human", "--outdir", str(outdir), "--min_genes", "100000",
-                 "--drop_failed_samples", str(drop).lower()])
+    code = main(
+        [
+            "qc",
+            "--input",
+            str(good_sc),
+            "--sample",
+            "S1",
+            "--patient",
+            "P1",
+            "--condition",
+            "primary",
+            "--species",
+            "human",
+            "--outdir",
+            str(outdir),
+            "--min_genes",
+            "100000",
+            "--drop_failed_samples",
+            str(drop).lower(),
+        ]
+    )
     lines = capsys.readouterr().err.splitlines()
     if drop:
         assert code == 0 and not (outdir / "S1.qc.h5ad").exists() and (outdir / "S1.qc_stats_mqc.tsv").exists()
@@ -349,8 +429,10 @@ SPATIAL_CASES = {
     "nothing_in_tissue": (lambda s: _positions(s, lambda t: t.assign(in_tissue=0)), "in tissue"),
     "bad_scalefactors": (lambda s: (s / "spatial" / "scalefactors_json.json").write_text("{not json"), "scale factors"),
     "non_numeric_positions": (lambda s: _positions(s, lambda t: t.assign(array_row="x")), "non-numeric"),
-    "no_counts": (lambda s: ((s / "filtered_feature_bc_matrix.h5").unlink(), shutil.rmtree(s / "filtered_feature_bc_matrix")),
-                  "filtered_feature_bc_matrix"),
+    "no_counts": (
+        lambda s: ((s / "filtered_feature_bc_matrix.h5").unlink(), shutil.rmtree(s / "filtered_feature_bc_matrix")),
+        "filtered_feature_bc_matrix",
+    ),
 }
 
 
@@ -364,7 +446,9 @@ def test_bad_spatial_section(case, cohort, good_sc, tmp_path, capsys):
 
 def test_region_annotation_not_matching_the_section(cohort, good_sc, tmp_path, capsys):
     section = _section(cohort, tmp_path, lambda s: None)
-    sheet = _sheet(tmp_path, SC_ROW.format(data=good_sc), f"V1,P1,primary,t,human,v,spatial,{section},,{_regions(section)}")
+    sheet = _sheet(
+        tmp_path, SC_ROW.format(data=good_sc), f"V1,P1,primary,t,human,v,spatial,{section},,{_regions(section)}"
+    )
     _one_error(*_run(tmp_path, sheet, capsys), "region annotation", "regions.csv", "sample V1")
 
 
@@ -390,17 +474,23 @@ def _set(column, row, value):
         frame[column] = frame[column].astype(object)
         frame.loc[row, column] = value
         return frame
+
     return edit
 
 
 BULK_CASES = {
     "event_coded_2": (dict(clinical=_set("os_event", 3, 2)), ("event value '2'", "column os_event", "clinical.tsv")),
     "negative_time": (dict(clinical=_set("os_time", 0, -5)), ("negative survival time", "column os_time")),
-    "no_matching_samples": (dict(clinical=lambda c: c.assign(sample=[f"X{i}" for i in range(len(c))])), ("match", "expression.tsv")),
+    "no_matching_samples": (
+        dict(clinical=lambda c: c.assign(sample=[f"X{i}" for i in range(len(c))])),
+        ("match", "expression.tsv"),
+    ),
     "duplicate_clinical_sample": (dict(clinical=_set("sample", 1, "BULK0001")), ("more than once", "clinical.tsv")),
     "non_numeric_expression": (dict(expression=_set("BULK0002", 4, "high")), ("non-numeric", "expression.tsv")),
-    "response_value": (dict(clinical=lambda c: c.assign(response=(["CR", "SD"] * len(c))[:len(c)]).pipe(_set("response", 2, "MR"))),
-                       ("response value 'MR'", "column response", "clinical.tsv")),
+    "response_value": (
+        dict(clinical=lambda c: c.assign(response=(["CR", "SD"] * len(c))[: len(c)]).pipe(_set("response", 2, "MR"))),
+        ("response value 'MR'", "column response", "clinical.tsv"),
+    ),
 }
 
 
@@ -426,8 +516,11 @@ def test_drug_response_without_a_value_column_fails_before_any_stage(cohort, goo
     response = tmp_path / "gdsc_response.tsv"
     response.write_text("CELL_LINE_NAME\tDRUG_NAME\tRMSE\nCL1\tx\t0.1\n")
     sheet = _sheet(tmp_path, SC_ROW.format(data=good_sc), f"B1,bulk,primary,t,human,b,bulk,{expr},{clin},")
-    _one_error(*_run(tmp_path, sheet, capsys, "--drug_expression", str(expr), "--drug_response", str(response)),
-               "no value column", "gdsc_response.tsv")
+    _one_error(
+        *_run(tmp_path, sheet, capsys, "--drug_expression", str(expr), "--drug_response", str(response)),
+        "no value column",
+        "gdsc_response.tsv",
+    )
 
 
 def test_missing_covariate_column(cohort, good_sc, tmp_path, capsys):
@@ -471,7 +564,9 @@ def test_bad_params_file(case, good_sc, tmp_path, capsys):
 @pytest.mark.parametrize("option", ["--signatures", "--markers"])
 def test_missing_user_file(option, good_sc, tmp_path, capsys):
     sheet = _sheet(tmp_path, SC_ROW.format(data=good_sc))
-    _one_error(*_run(tmp_path, sheet, capsys, option, str(tmp_path / "nope.gmt")), f"{option[2:]} file not found", "nope.gmt")
+    _one_error(
+        *_run(tmp_path, sheet, capsys, option, str(tmp_path / "nope.gmt")), f"{option[2:]} file not found", "nope.gmt"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -481,13 +576,17 @@ def test_missing_user_file(option, good_sc, tmp_path, capsys):
 
 def test_every_problem_of_every_row_is_reported_at_once_before_any_stage(cohort, good_sc, tmp_path, capsys):
     """Problems in several rows (the last one a bulk cohort) are listed together, one line each, in
-    seconds, before anything is written."""
+    seconds, before anything is written.
+    """
     bad_sc = _h5ad_variant(good_sc, tmp_path / "S2.h5ad", _negative)
     section = _section(cohort, tmp_path, lambda s: _positions(s, lambda t: t.assign(in_tissue=0)))
     expr, clin = _bulk(cohort, tmp_path, clinical=_set("os_event", 3, 2))
     sheet = _sheet(
-        tmp_path, SC_ROW.format(data=good_sc), f"S2,P1,normal,t,human,b1,sc,{bad_sc},,",
-        f"V1,P1,primary,t,human,v,spatial,{section},,", f"B1,bulk,primary,t,human,b,bulk,{expr},{clin},",
+        tmp_path,
+        SC_ROW.format(data=good_sc),
+        f"S2,P1,normal,t,human,b1,sc,{bad_sc},,",
+        f"V1,P1,primary,t,human,v,spatial,{section},,",
+        f"B1,bulk,primary,t,human,b,bulk,{expr},{clin},",
     )
     started = time.perf_counter()
     code, lines, outdir = _run(tmp_path, sheet, capsys)
@@ -500,4 +599,6 @@ def test_every_problem_of_every_row_is_reported_at_once_before_any_stage(cohort,
 
 
 def test_scalefactors_json_written(cohort):  # sanity of the corpus itself: the good section is valid
-    assert json.loads((cohort / "spatial" / "P1_primary_visium1" / "outs" / "spatial" / "scalefactors_json.json").read_text())
+    assert json.loads(
+        (cohort / "spatial" / "P1_primary_visium1" / "outs" / "spatial" / "scalefactors_json.json").read_text()
+    )

@@ -79,13 +79,22 @@ def _write_cohort(folder, seed=0):
     gmt = folder / "planted.gmt"
     gmt.write_text("PLANTED\tplanted signature\t" + "\t".join(planted) + "\n")
     truth = pd.DataFrame({"z": z, "u": u, "v": v, "s": s}, index=samples)
-    return {"expression": expression, "clinical": clinical_path, "gmt": gmt, "truth": truth,
-            "immune": immune, "stromal": stromal, "tumour": tumour, "tpm": tpm}
+    return {
+        "expression": expression,
+        "clinical": clinical_path,
+        "gmt": gmt,
+        "truth": truth,
+        "immune": immune,
+        "stromal": stromal,
+        "tumour": tumour,
+        "tpm": tpm,
+    }
 
 
 def _write_reference(folder, cohort, seed=1):
     """Single-cell reference: T cells express the ESTIMATE immune genes, fibroblasts the stromal genes,
-    tumour cells 40 tumour genes; raw counts in layers['counts']."""
+    tumour cells 40 tumour genes; raw counts in layers['counts'].
+    """
     import anndata as ad
     import scipy.sparse as sp
 
@@ -100,9 +109,11 @@ def _write_reference(folder, cohort, seed=1):
         blocks.append(rng.poisson(rate, size=(100, len(genes))))
         labels += [cell_type] * 100
     counts = sp.csr_matrix(np.vstack(blocks).astype(np.float32))
-    adata = ad.AnnData(X=counts.copy(), obs=pd.DataFrame({"cell_type": labels, "species": "human"},
-                                                          index=[f"c{i}" for i in range(len(labels))]),
-                       var=pd.DataFrame(index=genes))
+    adata = ad.AnnData(
+        X=counts.copy(),
+        obs=pd.DataFrame({"cell_type": labels, "species": "human"}, index=[f"c{i}" for i in range(len(labels))]),
+        var=pd.DataFrame(index=genes),
+    )
     adata.layers["counts"] = counts
     path = folder / "reference.h5ad"
     adata.write_h5ad(path)
@@ -120,13 +131,35 @@ def cohort(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("bulk_out")
-    rc = main([
-        "bulk", "--expression", str(cohort["expression"]), "--clinical", str(cohort["clinical"]),
-        "--reference", str(cohort["reference"]), "--signatures", str(cohort["gmt"]), "--outdir", str(out),
-        "--sample", COHORT,
-        "--bulk_values", "tpm", "--bulk_genes", "CHMP3", "--bulk_hallmark", "false",
-        "--cox_covariates", "age,stage", "--node_column", "N_stage", "--cutpoint_permutations", "200",
-    ])
+    rc = main(
+        [
+            "bulk",
+            "--expression",
+            str(cohort["expression"]),
+            "--clinical",
+            str(cohort["clinical"]),
+            "--reference",
+            str(cohort["reference"]),
+            "--signatures",
+            str(cohort["gmt"]),
+            "--outdir",
+            str(out),
+            "--sample",
+            COHORT,
+            "--bulk_values",
+            "tpm",
+            "--bulk_genes",
+            "CHMP3",
+            "--bulk_hallmark",
+            "false",
+            "--cox_covariates",
+            "age,stage",
+            "--node_column",
+            "N_stage",
+            "--cutpoint_permutations",
+            "200",
+        ]
+    )
     return rc, out
 
 
@@ -138,11 +171,27 @@ def _read(out, name):
 def test_cli_writes_tables_and_plots(run):
     rc, out = run
     assert rc == 0
-    for name in ("bulk_scores.tsv", "bulk_features.tsv", "bulk_survival.tsv", "bulk_cox.tsv", "bulk_logistic.tsv",
-                 "bulk_estimate.tsv", "bulk_estimate_correlation.tsv", "bulk_estimate_correlation.png",
-                 "bulk_deconvolution.tsv", "bulk_signature_matrix.tsv", "bulk_gene_sets.tsv", "bulk_summary.json",
-                 "bulk_survival_mqc.tsv", "bulk_estimate_mqc.tsv", "bulk_km_OS_mqc.png", "bulk_km_PFS_mqc.png",
-                 "bulk_forest_OS.png", "bulk_km_OS_PLANTED.png", "bulk_km_OS_gene_CHMP3.png"):
+    for name in (
+        "bulk_scores.tsv",
+        "bulk_features.tsv",
+        "bulk_survival.tsv",
+        "bulk_cox.tsv",
+        "bulk_logistic.tsv",
+        "bulk_estimate.tsv",
+        "bulk_estimate_correlation.tsv",
+        "bulk_estimate_correlation.png",
+        "bulk_deconvolution.tsv",
+        "bulk_signature_matrix.tsv",
+        "bulk_gene_sets.tsv",
+        "bulk_summary.json",
+        "bulk_survival_mqc.tsv",
+        "bulk_estimate_mqc.tsv",
+        "bulk_km_OS_mqc.png",
+        "bulk_km_PFS_mqc.png",
+        "bulk_forest_OS.png",
+        "bulk_km_OS_PLANTED.png",
+        "bulk_km_OS_gene_CHMP3.png",
+    ):
         assert (out / f"{COHORT}.{name}").is_file() and (out / f"{COHORT}.{name}").stat().st_size > 0, name
     assert not list(out.glob("bulk_*")), "every file starts with the cohort's name"
     mqc = (out / f"{COHORT}.bulk_survival_mqc.tsv").read_text()
@@ -157,7 +206,8 @@ def test_cli_writes_tables_and_plots(run):
 @pytest.mark.slow
 def test_planted_hazard_and_odds_ratio_recovered(run):
     """The planted signature's HR per SD (2) lies in its 95% CI; its corrected cut-point p is small;
-    the unrelated PFS endpoint shows no effect; node OR per SD (3) lies in its CI."""
+    the unrelated PFS endpoint shows no effect; node OR per SD (3) lies in its CI.
+    """
     _, out = run
     cox = _read(out, "bulk_cox.tsv")
     row = cox[(cox.feature == "PLANTED") & (cox.endpoint == "OS") & (cox.model == "univariate_continuous")].iloc[0]
@@ -184,7 +234,8 @@ def test_planted_hazard_and_odds_ratio_recovered(run):
 def test_primary_p_is_the_corrected_cut_point_p(run):
     """The maxstat split is optimised, so its plain log-rank p is not the result: the primary p (and FDR)
     is the corrected cut-point p, the report table is sorted by it, HRs come from the continuous score,
-    and the group-Cox rows say their split was optimised."""
+    and the group-Cox rows say their split was optimised.
+    """
     _, out = run
     surv = _read(out, "bulk_survival.tsv")
     np.testing.assert_allclose(surv["p"], surv["cut_p_corrected"])
@@ -223,7 +274,8 @@ def test_estimate_and_deconvolution_track_planted_infiltration(run, cohort):
 def test_estimate_reports_no_purity_off_the_common_genes():
     """ESTIMATE's purity formula was fitted on scores over its 10,412 common genes; on a TCGA-sized
     matrix (20,000 genes) it gave purity < 0. The common-genes list is not bundled, so no purity is
-    reported; the scores still order samples by planted immune infiltration."""
+    reported; the scores still order samples by planted immune infiltration.
+    """
     from tmeflow.bulk import estimate_scores
 
     rng = np.random.default_rng(3)
@@ -244,7 +296,7 @@ def test_nnls_recovers_mixture_fractions():
     genes = [f"G{i}" for i in range(60)]
     profiles = pd.DataFrame(rng.uniform(0, 5, (60, 3)), index=genes, columns=["a", "b", "c"])
     for j, col in enumerate(profiles.columns):
-        profiles.iloc[j * 20:(j + 1) * 20, j] += 100
+        profiles.iloc[j * 20 : (j + 1) * 20, j] += 100
     truth = rng.dirichlet(np.ones(3), size=8)
     bulk = pd.DataFrame(profiles.to_numpy() @ truth.T * 3.0, index=genes, columns=[f"s{i}" for i in range(8)])
     markers = marker_genes(profiles, 10)
@@ -258,11 +310,26 @@ def test_identifier_rules(tmp_path):
     frame = pd.DataFrame({"s1": [1.0, 5.0, 2.0], "s2": [1.0, 7.0, 2.0]}, index=["TP53", "TP53", "MYC"])
     collapsed = collapse_duplicates(frame)
     assert collapsed.loc["TP53", "s1"] == 5.0 and len(collapsed) == 2
-    clin = pd.DataFrame({"t.dmfs": [1], "e.dmfs": [0], "OS.time": [1], "OS": [1], "dss_days": [2], "DSS_status": [1],
-                         "pfi_time": [3], "pfi_event": [0]}, index=["a"])
+    clin = pd.DataFrame(
+        {
+            "t.dmfs": [1],
+            "e.dmfs": [0],
+            "OS.time": [1],
+            "OS": [1],
+            "dss_days": [2],
+            "DSS_status": [1],
+            "pfi_time": [3],
+            "pfi_event": [0],
+        },
+        index=["a"],
+    )
     found = detect_endpoints(clin)
-    assert found == {"DMFS": ("t.dmfs", "e.dmfs"), "OS": ("OS.time", "OS"), "DSS": ("dss_days", "DSS_status"),
-                     "PFI": ("pfi_time", "pfi_event")}
+    assert found == {
+        "DMFS": ("t.dmfs", "e.dmfs"),
+        "OS": ("OS.time", "OS"),
+        "DSS": ("dss_days", "DSS_status"),
+        "PFI": ("pfi_time", "pfi_event"),
+    }
     assert detect_endpoints(clin, "X:pfi_time:OS") == {"X": ("pfi_time", "OS")}
     path = tmp_path / "c.csv"
     pd.DataFrame({"id": ["a", "b"], "sample_id": ["S1", "S2"]}).to_csv(path, index=False)
@@ -271,16 +338,19 @@ def test_identifier_rules(tmp_path):
 
 def test_mouse_reference_maps_to_human_bulk_and_ensembl_ids():
     """A mouse atlas (obs species) is translated to human symbols with the one-to-one orthologs;
-    Ensembl IDs (with version suffix) map to symbols."""
+    Ensembl IDs (with version suffix) map to symbols.
+    """
     import anndata as ad
 
     from tmeflow.bulk import reference_profiles, reference_species
     from tmeflow.signatures import ensembl_to_symbol
 
     counts = np.array([[10, 0, 5, 1], [0, 8, 5, 1], [12, 1, 4, 0], [1, 9, 6, 2]], dtype=float)
-    adata = ad.AnnData(X=counts, obs=pd.DataFrame({"cell_type": ["T", "Neu", "T", "Neu"], "species": "mouse"},
-                                                  index=list("abcd")),
-                       var=pd.DataFrame(index=["Cd3e", "S100a8", "Actb", "Gm12345"]))
+    adata = ad.AnnData(
+        X=counts,
+        obs=pd.DataFrame({"cell_type": ["T", "Neu", "T", "Neu"], "species": "mouse"}, index=list("abcd")),
+        var=pd.DataFrame(index=["Cd3e", "S100a8", "Actb", "Gm12345"]),
+    )
     assert reference_species(adata) == "mouse"
     profiles = reference_profiles(adata, "human", "mouse", "ref.h5ad")
     assert set(profiles.index) == {"CD3E", "S100A8", "ACTB"} and list(profiles.columns) == ["Neu", "T"]
@@ -299,18 +369,22 @@ def test_nki_probe_annotation_and_endpoints(shared_data):
     clin = read_clinical(folder / "nkis_clinical.csv.gz")
     expr = read_expression(folder / "nkis_expression_log10ratio.csv.gz", clin.index)  # samples x probes: transposed
     assert expr.shape == (922, 150)
-    mapped, summary = map_identifiers(expr, "probe", "human", read_probe_annotation(folder / "nkis_probe_annotation.csv.gz"),
-                                      folder)
+    mapped, summary = map_identifiers(
+        expr, "probe", "human", read_probe_annotation(folder / "nkis_probe_annotation.csv.gz"), folder
+    )
     assert "ESR1" in mapped.index and summary["genes"] < 922 and not mapped.index.duplicated().any()
     assert set(detect_endpoints(clin)) == {"DMFS", "OS", "RFS"}
 
 
 def _probe_matrix(cohort, folder):
     """The cohort's matrix on probe IDs, with a GEO-platform-like annotation table (ID, Gene Symbol):
-    a second, weaker probe of the first gene and a control probe without a symbol."""
+    a second, weaker probe of the first gene and a control probe without a symbol.
+    """
     expr = pd.read_csv(cohort["expression"], index_col=0)
     probes = [f"{1000 + i}_at" for i in range(len(expr))]
-    annotation = pd.DataFrame({"ID": probes + ["9999_x_at", "AFFX-ctrl"], "Gene Symbol": list(expr.index) + [expr.index[0], ""]})
+    annotation = pd.DataFrame(
+        {"ID": probes + ["9999_x_at", "AFFX-ctrl"], "Gene Symbol": list(expr.index) + [expr.index[0], ""]}
+    )
     weaker, control = expr.iloc[[0]] * 0.5, expr.iloc[[1]]
     expr.index = probes
     weaker.index, control.index = ["9999_x_at"], ["AFFX-ctrl"]
@@ -326,33 +400,75 @@ def _probe_matrix(cohort, folder):
 def test_cli_probe_annotation_parameter(cohort, tmp_path):
     """--probe_annotation, a bulk_options parameter (probe_annotation in a params file, staged by the
     Nextflow BULK process), maps probe IDs: bulk_id_type auto becomes probe, the weaker probe of a
-    gene and the probe without a symbol are dropped, and the scores are those of the symbol matrix."""
+    gene and the probe without a symbol are dropped, and the scores are those of the symbol matrix.
+    """
     expression, table = _probe_matrix(cohort, tmp_path)
     out = tmp_path / "out"
-    rc = main(["bulk", "--expression", str(expression), "--clinical", str(cohort["clinical"]),
-               "--probe_annotation", str(table), "--signatures", str(cohort["gmt"]), "--outdir", str(out), "--sample", COHORT,
-               "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--survival_endpoints", "OS"])
+    rc = main(
+        [
+            "bulk",
+            "--expression",
+            str(expression),
+            "--clinical",
+            str(cohort["clinical"]),
+            "--probe_annotation",
+            str(table),
+            "--signatures",
+            str(cohort["gmt"]),
+            "--outdir",
+            str(out),
+            "--sample",
+            COHORT,
+            "--bulk_hallmark",
+            "false",
+            "--cutpoint_permutations",
+            "0",
+            "--survival_endpoints",
+            "OS",
+        ]
+    )
     assert rc == 0
     n_genes = len(cohort["tpm"])
     identifiers = json.loads((out / f"{COHORT}.bulk_summary.json").read_text())["identifiers"]
     assert identifiers["id_type"] == "probe"
-    assert (identifiers["rows_in"], identifiers["rows_mapped"], identifiers["genes"]) == (n_genes + 2, n_genes + 1, n_genes)
+    assert (identifiers["rows_in"], identifiers["rows_mapped"], identifiers["genes"]) == (
+        n_genes + 2,
+        n_genes + 1,
+        n_genes,
+    )
     scores = _read(out, "bulk_scores.tsv").set_index("sample")
     assert np.corrcoef(scores.loc[cohort["truth"].index, "PLANTED"], cohort["truth"]["s"])[0, 1] > 0.999
 
 
 def test_cli_probe_annotation_missing_file(cohort, tmp_path, capsys):
     expression, _ = _probe_matrix(cohort, tmp_path)
-    msg = _bad_run(capsys, cohort, tmp_path, expression=expression, extra=("--probe_annotation", str(tmp_path / "nope.tsv")))
+    msg = _bad_run(
+        capsys, cohort, tmp_path, expression=expression, extra=("--probe_annotation", str(tmp_path / "nope.tsv"))
+    )
     assert "probe annotation file not found" in msg
     msg = _bad_run(capsys, cohort, tmp_path, expression=expression, extra=("--bulk_id_type", "probe"))
     assert "bulk_id_type probe needs --probe_annotation" in msg
 
 
 def _bad_run(capsys, cohort, tmp_path, clinical=None, expression=None, extra=()):
-    rc = main(["bulk", "--expression", str(expression or cohort["expression"]),
-               "--clinical", str(clinical or cohort["clinical"]), "--outdir", str(tmp_path / "out"), "--sample", COHORT,
-               "--bulk_hallmark", "false", "--cutpoint_permutations", "0", *extra])
+    rc = main(
+        [
+            "bulk",
+            "--expression",
+            str(expression or cohort["expression"]),
+            "--clinical",
+            str(clinical or cohort["clinical"]),
+            "--outdir",
+            str(tmp_path / "out"),
+            "--sample",
+            COHORT,
+            "--bulk_hallmark",
+            "false",
+            "--cutpoint_permutations",
+            "0",
+            *extra,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     message = [line for line in err if line.startswith("tmeflow bulk: error:")]
@@ -379,12 +495,16 @@ def test_bad_inputs_exit_2_with_one_line(cohort, tmp_path, capsys):
     def negative(c):
         c.loc[3, "OS_time"] = -5
 
-    assert "negative survival time" in _bad_run(capsys, cohort, tmp_path, clinical=_clinical(cohort, tmp_path, negative))
+    assert "negative survival time" in _bad_run(
+        capsys, cohort, tmp_path, clinical=_clinical(cohort, tmp_path, negative)
+    )
 
     def no_events(c):
         c["PFS_status"] = "0:Censored"
 
-    assert "endpoint PFS has no events" in _bad_run(capsys, cohort, tmp_path, clinical=_clinical(cohort, tmp_path, no_events))
+    assert "endpoint PFS has no events" in _bad_run(
+        capsys, cohort, tmp_path, clinical=_clinical(cohort, tmp_path, no_events)
+    )
 
     expr = pd.read_csv(cohort["expression"], index_col=0)
     expr.index = [f"FOO{i}X" for i in range(len(expr))]
@@ -398,15 +518,17 @@ def test_bad_inputs_exit_2_with_one_line(cohort, tmp_path, capsys):
     expr.loc["CHMP3"] = 0.0  # constant gene: every sample in the low group at the median
     const_expr = tmp_path / "const_expr.csv"
     expr.to_csv(const_expr)
-    msg = _bad_run(capsys, cohort, tmp_path, expression=const_expr,
-                   extra=("--bulk_genes", "CHMP3", "--cutpoint_method", "median"))
+    msg = _bad_run(
+        capsys, cohort, tmp_path, expression=const_expr, extra=("--bulk_genes", "CHMP3", "--cutpoint_method", "median")
+    )
     assert "all 160 samples fall in one cut-point group" in msg
 
     gmt = tmp_path / "mouse.gmt"
     gmt.write_text("MOUSE\td\tCd3e\tCd8a\tGzmb\tPrf1\tNkg7\n")
     assert "check gene identifiers and species" in _bad_run(capsys, cohort, tmp_path, extra=("--signatures", str(gmt)))
     assert "negative values" in _bad_run(
-        capsys, cohort, tmp_path, expression=_negative(cohort, tmp_path), extra=("--bulk_values", "tpm"))
+        capsys, cohort, tmp_path, expression=_negative(cohort, tmp_path), extra=("--bulk_values", "tpm")
+    )
 
 
 def _negative(cohort, tmp_path):
@@ -420,7 +542,8 @@ def _negative(cohort, tmp_path):
 @pytest.mark.slow
 def test_a_feature_that_cannot_be_split_is_left_out_unless_the_user_named_it(caplog):
     """A deconvolution fraction that is 0 in every sample (a cell type the bulk cohort lacks) used to stop
-    the whole bulk stage; it is now left out with a warning. A gene the user named still fails clearly."""
+    the whole bulk stage; it is now left out with a warning. A gene the user named still fails clearly.
+    """
     from tmeflow.bulk.endpoints import analyse_survival
     from tmeflow.errors import TmeflowInputError
     from tmeflow.params import defaults
@@ -429,11 +552,14 @@ def test_a_feature_that_cannot_be_split_is_left_out_unless_the_user_named_it(cap
     n = 60
     samples = [f"S{i}" for i in range(n)]
     score = rng.normal(size=n)
-    surv = pd.DataFrame({"time": rng.exponential(1000 * np.exp(-0.7 * score)), "event": rng.uniform(size=n) < 0.7},
-                        index=samples).astype({"event": int})
+    surv = pd.DataFrame(
+        {"time": rng.exponential(1000 * np.exp(-0.7 * score)), "event": rng.uniform(size=n) < 0.7}, index=samples
+    ).astype({"event": int})
     features = pd.DataFrame({"signature": score, "fraction:neutrophil": 0.0, "gene:CHMP3": 1.0}, index=samples)
     params = {**defaults(), "cutpoint_permutations": 20}
-    table, _, groups = analyse_survival(features[["signature", "fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), params)
+    table, _, groups = analyse_survival(
+        features[["signature", "fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), params
+    )
     assert list(table["feature"]) == ["signature"] and set(groups) == {"signature"}
     assert "fraction:neutrophil" in caplog.text and "cannot be split" in caplog.text
     with pytest.raises(TmeflowInputError, match="gene:CHMP3, endpoint OS: all 60 samples fall in one cut-point group"):

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import tiny
 
 from tmeflow import cnv
 from tmeflow.cli import main
 from tmeflow.params import group_properties
-import tiny
 
 OLIGO_REFERENCE = "Microglia/Macrophage,Oligodendrocytes (non-malignant)"
 OLIGO_TUMOURS = ("MGH36", "MGH53", "93", "97")
@@ -47,7 +47,9 @@ def write_atlas(adata, path: Path) -> Path:
     return path
 
 
-def tiny_atlas(n_genes: int = 1500, cell_types=("T",) * 30 + ("epithelial",) * 50, species: str = "human", seed: int = 0):
+def tiny_atlas(
+    n_genes: int = 1500, cell_types=("T",) * 30 + ("epithelial",) * 50, species: str = "human", seed: int = 0
+):
     """A small synthetic atlas on real GRCh38 gene symbols (autosomes)."""
     import anndata as ad
 
@@ -56,13 +58,16 @@ def tiny_atlas(n_genes: int = 1500, cell_types=("T",) * 30 + ("epithelial",) * 5
     genes = genes[~genes["chromosome"].isin(["X", "Y"])].index.to_numpy()
     genes = np.sort(rng.choice(genes, n_genes, replace=False))
     counts = sp.csr_matrix(rng.poisson(1.0, size=(len(cell_types), n_genes)).astype(np.float32))
-    obs = pd.DataFrame({
-        "cell_type": list(cell_types),
-        "compartment": ["immune" if t in ("T", "NK", "B") else "epithelial" for t in cell_types],
-        "patient": "P1",
-        "sample": "P1_primary",
-        "species": species,
-    }, index=[f"cell{i}" for i in range(len(cell_types))])
+    obs = pd.DataFrame(
+        {
+            "cell_type": list(cell_types),
+            "compartment": ["immune" if t in ("T", "NK", "B") else "epithelial" for t in cell_types],
+            "patient": "P1",
+            "sample": "P1_primary",
+            "species": species,
+        },
+        index=[f"cell{i}" for i in range(len(cell_types))],
+    )
     return ad.AnnData(counts, obs=obs, var=pd.DataFrame(index=genes))
 
 
@@ -71,8 +76,9 @@ def tiny_atlas(n_genes: int = 1500, cell_types=("T",) * 30 + ("epithelial",) * 5
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_installed_versions_are_the_known_good_ones():
-    """pynndescent >= 0.7 returns scipy csr_array kNN graphs; scanpy 1.11.5 then fails in
-    infercnvpy.pp.neighbors from 8,192 cells on ("'csr_array' object has no attribute 'getnnz'")."""
+    """Pynndescent >= 0.7 returns scipy csr_array kNN graphs; scanpy 1.11.5 then fails in
+    infercnvpy.pp.neighbors from 8,192 cells on ("'csr_array' object has no attribute 'getnnz'").
+    """
     problem = cnv.dependency_problem()
     assert problem is None, f"known-bad dependency for CNV neighbours: {problem} (see ../shared/STACK.md)"
 
@@ -80,7 +86,8 @@ def test_installed_versions_are_the_known_good_ones():
 @pytest.mark.slow
 def test_scanpy_needs_spmatrix_knn_graphs():
     """The crash itself: scanpy reads a kNN graph with .getnnz, which sparse *arrays* lack. If this
-    starts passing for csr_array, the pynndescent pin can be lifted."""
+    starts passing for csr_array, the pynndescent pin can be lifted.
+    """
     from scanpy.neighbors._common import _get_indices_distances_from_sparse_matrix
 
     dense = np.array([[0, 1.0, 2.0], [1.0, 0, 3.0], [2.0, 3.0, 0]])
@@ -100,7 +107,9 @@ def test_bad_pynndescent_switches_to_exact_neighbours(monkeypatch):
     assert cnv.neighbour_transformer() == "sklearn"
 
 
-@pytest.mark.skipif(not os.environ.get("TMEFLOW_SLOW_TESTS"), reason="~2 min of numba compilation; set TMEFLOW_SLOW_TESTS=1")
+@pytest.mark.skipif(
+    not os.environ.get("TMEFLOW_SLOW_TESTS"), reason="~2 min of numba compilation; set TMEFLOW_SLOW_TESTS=1"
+)
 def test_cnv_neighbours_on_pynndescent_path():
     """8,300 cells: scanpy uses pynndescent (>= 8,192 cells), where the getnnz crash happened."""
     import anndata as ad
@@ -124,7 +133,9 @@ def test_bundled_positions_have_arms():
 
 def test_user_positions_without_header_get_arms_from_bundled_table(tmp_path):
     table = tmp_path / "order.txt"
-    table.write_text("TP53\tchr17\t7565097\t7590856\nMYC\tchr8\t128748315\t128753680\nNOVELGENE\tchr8\t128800000\t128900000\n")
+    table.write_text(
+        "TP53\tchr17\t7565097\t7590856\nMYC\tchr8\t128748315\t128753680\nNOVELGENE\tchr8\t128800000\t128900000\n"
+    )
     positions = cnv.read_gene_positions(table, species="human")
     assert positions.loc["TP53", "chromosome"] == "17"
     assert positions.loc["MYC", "chr_arm"] == "8q"
@@ -147,7 +158,8 @@ def test_user_positions_bad_table(tmp_path):
 
 def _positions_table(adata, path: Path, chromosome: str | None = None) -> Path:
     """A user gene-position table (header gene, chromosome, start, end) for the atlas's genes, from
-    the bundled GRCh38 table, or with every gene moved to ``chromosome``."""
+    the bundled GRCh38 table, or with every gene moved to ``chromosome``.
+    """
     table = cnv.bundled_positions("human").reindex(adata.var_names)[["chromosome", "start", "end"]]
     if chromosome is not None:
         table["chromosome"] = chromosome
@@ -158,15 +170,30 @@ def _positions_table(adata, path: Path, chromosome: str | None = None) -> Path:
 @pytest.mark.slow
 def test_cli_gene_positions_parameter_places_genes(tmp_path):
     """--gene_positions (the cnv_options parameter gene_positions, which Nextflow's CNV process stages)
-    reaches the stage: a rat atlas has no bundled table, the user table places its genes."""
+    reaches the stage: a rat atlas has no bundled table, the user table places its genes.
+    """
     import anndata as ad
 
     adata = tiny_atlas(species="rat")
     path = write_atlas(adata, tmp_path / "atlas.h5ad")
     table = _positions_table(adata, tmp_path / "positions.tsv")
     outdir = tmp_path / "out"
-    assert main(["cnv", "--input", str(path), "--outdir", str(outdir), "--gene_positions", str(table),
-                 "--cnv_min_gene_fraction", "0"]) == 0
+    assert (
+        main(
+            [
+                "cnv",
+                "--input",
+                str(path),
+                "--outdir",
+                str(outdir),
+                "--gene_positions",
+                str(table),
+                "--cnv_min_gene_fraction",
+                "0",
+            ]
+        )
+        == 0
+    )
     result = ad.read_h5ad(outdir / "cnv.h5ad")
     placed = "chr" + cnv.bundled_positions("human").reindex(result.var_names)["chromosome"]
     assert result.var["cnv_gene"].all() and (result.var["chromosome"].astype(str) == placed).all()
@@ -175,13 +202,18 @@ def test_cli_gene_positions_parameter_places_genes(tmp_path):
 
 def test_cli_gene_positions_parameter_replaces_bundled_table(tmp_path, capsys):
     """With every gene on chrX (excluded) in the user table, nothing is left, although the bundled
-    table would place them all; a missing table is an input error."""
+    table would place them all; a missing table is an input error.
+    """
     adata = tiny_atlas()
     path = write_atlas(adata, tmp_path / "atlas.h5ad")
     table = _positions_table(adata, tmp_path / "positions_x.tsv", chromosome="chrX")
-    for positions, expected in ((table, "only 0 genes have a known genomic position outside chrX, chrY (of 1500; 1500 placed)"),
-                                (tmp_path / "missing.tsv", "gene-position table not found")):
-        code = main(["cnv", "--input", str(path), "--outdir", str(tmp_path / "out"), "--gene_positions", str(positions)])
+    for positions, expected in (
+        (table, "only 0 genes have a known genomic position outside chrX, chrY (of 1500; 1500 placed)"),
+        (tmp_path / "missing.tsv", "gene-position table not found"),
+    ):
+        code = main(
+            ["cnv", "--input", str(path), "--outdir", str(tmp_path / "out"), "--gene_positions", str(positions)]
+        )
         err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
         assert code == 2 and len(err) == 1 and expected in err[0], err
 
@@ -226,7 +258,9 @@ def oligodendroglioma(shared_data, tmp_path_factory):
 
     setup_logging("cnv")  # a handler left on a closed captured stream by an earlier test would complain
     folder = shared_data / "infercnv_oligodendroglioma"
-    adata = read_counts(folder / "oligodendroglioma_expression_downsampled.counts.matrix.gz", sample="oligodendroglioma")
+    adata = read_counts(
+        folder / "oligodendroglioma_expression_downsampled.counts.matrix.gz", sample="oligodendroglioma"
+    )
     truth = pd.read_csv(folder / "oligodendroglioma_annotations_downsampled.txt", sep="\t", header=None, index_col=0)[1]
     adata.obs["cell_type"] = truth.reindex(adata.obs_names).to_numpy()
     adata.obs["patient"] = [name.split("_")[0] for name in adata.obs_names]
@@ -234,11 +268,23 @@ def oligodendroglioma(shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("oligo")
     path = write_atlas(adata, tmp / "atlas.h5ad")
     outdir = tmp / "cnv"
-    code = main([
-        "cnv", "--input", str(path), "--outdir", str(outdir),
-        "--gene_positions", str(folder / "gencode_downsampled.EXAMPLE_ONLY_DONT_REUSE.txt"), "--species", "human",
-        "--cnv_reference_types", OLIGO_REFERENCE, "--cnv_candidate_compartments", "brain",
-    ])
+    code = main(
+        [
+            "cnv",
+            "--input",
+            str(path),
+            "--outdir",
+            str(outdir),
+            "--gene_positions",
+            str(folder / "gencode_downsampled.EXAMPLE_ONLY_DONT_REUSE.txt"),
+            "--species",
+            "human",
+            "--cnv_reference_types",
+            OLIGO_REFERENCE,
+            "--cnv_candidate_compartments",
+            "brain",
+        ]
+    )
     assert code == 0
     cells = pd.read_csv(outdir / "cnv_cells.tsv.gz", sep="\t", index_col=0)
     cells["truth"] = truth.reindex(cells.index).to_numpy()
@@ -261,7 +307,9 @@ def test_oligodendroglioma_malignant_calls(oligodendroglioma):
 
     malignant_scores, normal_scores = cells.loc[truth, "cnv_score"], cells.loc[~truth, "cnv_score"]
     auc = mannwhitneyu(malignant_scores, normal_scores).statistic / (len(malignant_scores) * len(normal_scores))
-    print(f"oligodendroglioma CNV score: median malignant/normal {malignant_scores.median() / normal_scores.median():.2f}, AUC {auc:.3f}")
+    print(
+        f"oligodendroglioma CNV score: median malignant/normal {malignant_scores.median() / normal_scores.median():.2f}, AUC {auc:.3f}"
+    )
     assert malignant_scores.median() > 2 * normal_scores.median()
     assert auc >= 0.95
 
@@ -284,8 +332,15 @@ def test_oligodendroglioma_outputs(oligodendroglioma):
     import anndata as ad
 
     outdir, _ = oligodendroglioma
-    for name in ("cnv.h5ad", "cnv_reference.tsv", "cnv_clusters.tsv", "cnv_score_violin_mqc.png", "cnv_arms_mqc.yaml",
-                 "cnv_heatmap_MGH36.png", "cnv_heatmap_93.png"):
+    for name in (
+        "cnv.h5ad",
+        "cnv_reference.tsv",
+        "cnv_clusters.tsv",
+        "cnv_score_violin_mqc.png",
+        "cnv_arms_mqc.yaml",
+        "cnv_heatmap_MGH36.png",
+        "cnv_heatmap_93.png",
+    ):
         assert (outdir / name).stat().st_size > 0, name
     summary = (outdir / "cnv_summary_mqc.tsv").read_text()
     assert summary.startswith("# id: tmeflow_cnv_summary")
@@ -307,8 +362,26 @@ def simulated(tmp_path_factory):
     import anndata as ad
 
     tmp = tmp_path_factory.mktemp("sim")
-    assert main(["simulate", "--outdir", str(tmp / "sim"), "--n_cells", "3000", "--n_patients", "3", "--seed", "1",
-                 "--n_bulk", "0", "--n_spots", "50"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(tmp / "sim"),
+                "--n_cells",
+                "3000",
+                "--n_patients",
+                "3",
+                "--seed",
+                "1",
+                "--n_bulk",
+                "0",
+                "--n_spots",
+                "50",
+            ]
+        )
+        == 0
+    )
     samples = [ad.read_h5ad(path) for path in sorted((tmp / "sim" / "sc").glob("*.h5ad"))]
     adata = ad.concat(samples, index_unique="-", merge="same")
     # the annotation sees malignant cells as epithelial; immune/stromal labels as simulated
@@ -317,8 +390,24 @@ def simulated(tmp_path_factory):
     path = write_atlas(adata, tmp / "atlas.h5ad")
     outdir = tmp / "cnv"
     # ~100 simulated genes per arm (4,000 genes): a 51-gene window keeps arms apart
-    assert main(["cnv", "--input", str(path), "--outdir", str(outdir), "--cnv_window", "51", "--cnv_step", "5",
-                 "--cnv_arm_threshold", "0.04"]) == 0
+    assert (
+        main(
+            [
+                "cnv",
+                "--input",
+                str(path),
+                "--outdir",
+                str(outdir),
+                "--cnv_window",
+                "51",
+                "--cnv_step",
+                "5",
+                "--cnv_arm_threshold",
+                "0.04",
+            ]
+        )
+        == 0
+    )
     truth = json.loads((tmp / "sim" / "truth.json").read_text())
     cells = pd.read_csv(outdir / "cnv_cells.tsv.gz", sep="\t", index_col=0)
     cells["true_malignant"] = adata.obs["true_malignant"].reindex(cells.index).astype(bool).to_numpy()
@@ -360,7 +449,9 @@ def test_simulated_arm_events_recovered(simulated):
         called = set(zip(rows["chr_arm"], rows["call"]))
         tp, fp, fn = tp + len(planted & called), fp + len(called - planted), fn + len(planted - called)
     sensitivity, precision = tp / (tp + fn), tp / max(tp + fp, 1)
-    print(f"simulation arm events: sensitivity {sensitivity:.2f}, precision {precision:.2f} (tp {tp}, fp {fp}, fn {fn})")
+    print(
+        f"simulation arm events: sensitivity {sensitivity:.2f}, precision {precision:.2f} (tp {tp}, fp {fp}, fn {fn})"
+    )
     assert sensitivity >= 0.8
     assert precision >= 0.8
 
@@ -369,10 +460,15 @@ def test_simulated_arm_events_recovered(simulated):
 # Real tumour with tmeflow's own annotation upstream: Wu et al. 2021 breast cancer CID4465 (TNBC)
 # ------------------------------------------------------------------------------------------------
 AUTHOR_TYPES = {  # fallback when tmeflow.annotate is unavailable: authors' major types -> tmeflow labels
-    "T-cells": ("T", "T/NK"), "B-cells": ("B", "B/plasma"), "Plasmablasts": ("plasma", "B/plasma"),
-    "Myeloid": ("monocyte/macrophage", "myeloid"), "CAFs": ("fibroblast", "fibroblast"),
-    "PVL": ("smooth muscle/pericyte", "perivascular"), "Endothelial": ("endothelial", "endothelial"),
-    "Cancer Epithelial": ("epithelial", "epithelial"), "Normal Epithelial": ("epithelial", "epithelial"),
+    "T-cells": ("T", "T/NK"),
+    "B-cells": ("B", "B/plasma"),
+    "Plasmablasts": ("plasma", "B/plasma"),
+    "Myeloid": ("monocyte/macrophage", "myeloid"),
+    "CAFs": ("fibroblast", "fibroblast"),
+    "PVL": ("smooth muscle/pericyte", "perivascular"),
+    "Endothelial": ("endothelial", "endothelial"),
+    "Cancer Epithelial": ("epithelial", "epithelial"),
+    "Normal Epithelial": ("epithelial", "epithelial"),
 }
 
 
@@ -395,7 +491,9 @@ def test_cid4465_malignant_calls_after_tmeflow_annotation(shared_data):
     except ImportError:
         annotate = None
     if annotate is not None:  # tmeflow's own annotation: HVGs, PCA, neighbours, Leiden, marker scoring
-        hvg = sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat", inplace=False)["highly_variable"].to_numpy()
+        hvg = sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat", inplace=False)[
+            "highly_variable"
+        ].to_numpy()
         scaled = adata[:, hvg].copy()
         sc.pp.scale(scaled, max_value=10)
         sc.pp.pca(scaled, n_comps=30, random_state=0)
@@ -412,10 +510,14 @@ def test_cid4465_malignant_calls_after_tmeflow_annotation(shared_data):
     cnv.call_malignant(adata, settings)
     malignant_truth = (truth == "Cancer Epithelial").to_numpy()
     called = adata.obs["malignant"].to_numpy(dtype=bool)
-    immune_stromal = truth.isin(["T-cells", "B-cells", "Plasmablasts", "Myeloid", "CAFs", "PVL", "Endothelial"]).to_numpy()
+    immune_stromal = truth.isin(
+        ["T-cells", "B-cells", "Plasmablasts", "Myeloid", "CAFs", "PVL", "Endothelial"]
+    ).to_numpy()
     score, specificity = f1(malignant_truth, called), 1 - called[immune_stromal].mean()
-    print(f"CID4465 ({'tmeflow annotate' if annotate else 'author labels'}): F1 {score:.3f}, "
-          f"specificity on immune+stromal {specificity:.4f}")
+    print(
+        f"CID4465 ({'tmeflow annotate' if annotate else 'author labels'}): F1 {score:.3f}, "
+        f"specificity on immune+stromal {specificity:.4f}"
+    )
     assert score >= 0.90
     assert specificity >= 0.98
 
@@ -428,14 +530,20 @@ def test_reference_and_candidate_masks_and_plan_of_six_cells_by_hand():
     from tmeflow.cnv import CnvSettings
     from tmeflow.cnv.reference import candidate_mask, normal_tissue_mask, reference_mask, reference_plan
 
-    obs = tiny.frame({
-        "cell_type": ["T cell", "epithelial", "epithelial", "fibroblast", " b CELL ", "epithelial"],
-        "compartment": ["T/NK", "epithelial", "epithelial", "fibroblast", "B/plasma", "epithelial"],
-        "condition": ["primary", "primary", "normal", "primary", "primary", "primary"],
-        "patient": ["P1", "P1", "P1", "P2", "P2", "P2"],
-    })
-    settings = CnvSettings.defaults().replace(cnv_reference_types="T cell,B cell", cnv_candidate_compartments="epithelial",
-                                              cnv_candidate_types=None, cnv_normal_conditions="normal")
+    obs = tiny.frame(
+        {
+            "cell_type": ["T cell", "epithelial", "epithelial", "fibroblast", " b CELL ", "epithelial"],
+            "compartment": ["T/NK", "epithelial", "epithelial", "fibroblast", "B/plasma", "epithelial"],
+            "condition": ["primary", "primary", "normal", "primary", "primary", "primary"],
+            "patient": ["P1", "P1", "P1", "P2", "P2", "P2"],
+        }
+    )
+    settings = CnvSettings.defaults().replace(
+        cnv_reference_types="T cell,B cell",
+        cnv_candidate_compartments="epithelial",
+        cnv_candidate_types=None,
+        cnv_normal_conditions="normal",
+    )
     # c2 is epithelium of a normal-tissue sample; c4 matches "B cell" ignoring case and spaces
     assert normal_tissue_mask(obs, settings).tolist() == [False, False, True, False, False, False]
     assert reference_mask(obs, settings).tolist() == [True, False, True, False, True, False]

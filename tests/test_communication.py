@@ -12,13 +12,27 @@ import pytest
 from _cohort import atlas_from_simulation
 
 
-
-
 def simulate(outdir: Path, *extra: str) -> Path:
     from tmeflow.cli import main
 
-    code = main(["simulate", "--outdir", str(outdir), "--n_cells", "2500", "--n_patients", "3", "--n_sections", "0",
-                 "--n_bulk", "0", "--seed", "1", *extra])
+    code = main(
+        [
+            "simulate",
+            "--outdir",
+            str(outdir),
+            "--n_cells",
+            "2500",
+            "--n_patients",
+            "3",
+            "--n_sections",
+            "0",
+            "--n_bulk",
+            "0",
+            "--seed",
+            "1",
+            *extra,
+        ]
+    )
     assert code == 0
     return outdir
 
@@ -33,8 +47,21 @@ def planted(tmp_path_factory) -> tuple[Path, Path]:
     atlas = root / "atlas.h5ad"
     atlas_from_simulation(sim).write_h5ad(atlas)
     out = root / "out"
-    code = main(["communication", "--input", str(atlas), "--outdir", str(out), "--contrast", "metastasis,primary",
-                 "--communication_n_perms", "50", "--communication_per_sample", "false"])
+    code = main(
+        [
+            "communication",
+            "--input",
+            str(atlas),
+            "--outdir",
+            str(out),
+            "--contrast",
+            "metastasis,primary",
+            "--communication_n_perms",
+            "50",
+            "--communication_per_sample",
+            "false",
+        ]
+    )
     assert code == 0
     return atlas, out
 
@@ -45,8 +72,12 @@ def test_planted_interaction_ranks_top(planted):
     truth = json.loads((out.parent / "sim" / "truth.json").read_text())["ligand_receptor"]
     table = pd.read_csv(out / "communication_diff_metastasis_vs_primary.tsv", sep="\t")
     assert len(table) > 100
-    hit = table.index[(table["ligand"] == truth["ligand"]) & (table["receptor"] == truth["receptor"])
-                      & (table["source"] == truth["source"]) & (table["target"] == truth["target"])]
+    hit = table.index[
+        (table["ligand"] == truth["ligand"])
+        & (table["receptor"] == truth["receptor"])
+        & (table["source"] == truth["source"])
+        & (table["target"] == truth["target"])
+    ]
     assert len(hit) == 1
     rank = int(hit[0]) + 1  # table is sorted by p-value
     assert rank <= 5, table.head(10)
@@ -57,11 +88,22 @@ def test_planted_interaction_ranks_top(planted):
 @pytest.mark.slow
 def test_outputs_and_summaries(planted):
     _, out = planted
-    for name in ("communication_liana_by_condition.tsv.gz", "communication_counts.tsv", "communication_pathways.tsv",
-                 "communication_counts_heatmap.png", "communication_strength_heatmap.png", "communication_proportion_tests.tsv",
-                 "communication_diff_metastasis_vs_primary_dotplot.png", "communication_sample_scores_metastasis_vs_primary.tsv.gz",
-                 "communication_skipped.tsv", "communication_summary.json", "communication_mqc.tsv", "communication_roles.tsv",
-                 "communication_pathway_diff_metastasis_vs_primary.tsv", "communication_roles_heatmap.png"):
+    for name in (
+        "communication_liana_by_condition.tsv.gz",
+        "communication_counts.tsv",
+        "communication_pathways.tsv",
+        "communication_counts_heatmap.png",
+        "communication_strength_heatmap.png",
+        "communication_proportion_tests.tsv",
+        "communication_diff_metastasis_vs_primary_dotplot.png",
+        "communication_sample_scores_metastasis_vs_primary.tsv.gz",
+        "communication_skipped.tsv",
+        "communication_summary.json",
+        "communication_mqc.tsv",
+        "communication_roles.tsv",
+        "communication_pathway_diff_metastasis_vs_primary.tsv",
+        "communication_roles_heatmap.png",
+    ):
         assert (out / name).is_file(), name
     liana = pd.read_csv(out / "communication_liana_by_condition.tsv.gz", sep="\t")
     assert set(liana["condition"]) == {"normal", "primary", "metastasis"}
@@ -73,14 +115,17 @@ def test_outputs_and_summaries(planted):
 
     assert tests.empty and list(tests.columns) == PROPORTION_COLUMNS
     # the planted interaction is called (LIANA) in metastasis
-    met = liana[(liana["condition"] == "metastasis") & (liana["source"] == "malignant") & (liana["target"] == "fibroblast")]
+    met = liana[
+        (liana["condition"] == "metastasis") & (liana["source"] == "malignant") & (liana["target"] == "fibroblast")
+    ]
     assert bool(met.loc[met["interaction"] == "MDK->NCL", "called"].iat[0])
 
 
 @pytest.mark.slow
 def test_null_cohort_has_no_differential_interaction(tmp_path):
     """A cohort simulated without any condition effect: the simulator plants the LR (and every other) effect only
-    in 'metastasis' samples, so primary vs recurrent is a null; one batch, so batch is not confounded with condition."""
+    in 'metastasis' samples, so primary vs recurrent is a null; one batch, so batch is not confounded with condition.
+    """
     from tmeflow.communication import CommunicationSettings, differential_interactions, load_resource, pathway_map
     from tmeflow.composition import sample_table
 
@@ -89,9 +134,18 @@ def test_null_cohort_has_no_differential_interaction(tmp_path):
     pathways, _ = pathway_map(resource)
     cell_types = sorted(adata.obs["cell_type"].unique())
     settings = CommunicationSettings.defaults()
-    table, _, reason = differential_interactions(adata, resource, pathways, sample_table(adata.obs), "recurrent", "primary",
-                                                 cell_types, min_cells=settings.communication_min_cells,
-                                                 expr_prop=settings.communication_expr_prop, fdr=settings.communication_fdr)
+    table, _, reason = differential_interactions(
+        adata,
+        resource,
+        pathways,
+        sample_table(adata.obs),
+        "recurrent",
+        "primary",
+        cell_types,
+        min_cells=settings.communication_min_cells,
+        expr_prop=settings.communication_expr_prop,
+        fdr=settings.communication_fdr,
+    )
     assert reason is None and len(table) > 100
     assert not (table["fdr"] < 0.05).any(), table.head()
     from tmeflow.communication import pathway_tests
@@ -105,23 +159,35 @@ def test_null_cohort_has_no_differential_interaction(tmp_path):
 
 def _tiny_atlas(path: Path, *, raw: bool = False) -> Path:
     rng = np.random.default_rng(0)
-    genes = ["MDK", "NCL", "CD47", "SIRPA", "MIF", "CD74", "CXCR4", "CD44", "COL1A1", "ITGB1", "APP", "CD4"] + [f"G{i}" for i in range(20)]
+    genes = ["MDK", "NCL", "CD47", "SIRPA", "MIF", "CD74", "CXCR4", "CD44", "COL1A1", "ITGB1", "APP", "CD4"] + [
+        f"G{i}" for i in range(20)
+    ]
     counts = rng.poisson(2.0, size=(120, len(genes))).astype(np.float32)
-    obs = pd.DataFrame({"sample": np.repeat(["s1", "s2", "s3", "s4"], 30), "patient": np.repeat(["p1", "p2", "p1", "p2"], 30),
-                        "condition": np.repeat(["primary", "primary", "metastasis", "metastasis"], 30),
-                        "cell_type": np.tile(["a", "b", "c"], 40)}, index=[f"c{i}" for i in range(120)])
-    adata = ad.AnnData(counts if raw else np.log1p(counts / counts.sum(1, keepdims=True) * 1e4), obs=obs,
-                       var=pd.DataFrame(index=genes))
+    obs = pd.DataFrame(
+        {
+            "sample": np.repeat(["s1", "s2", "s3", "s4"], 30),
+            "patient": np.repeat(["p1", "p2", "p1", "p2"], 30),
+            "condition": np.repeat(["primary", "primary", "metastasis", "metastasis"], 30),
+            "cell_type": np.tile(["a", "b", "c"], 40),
+        },
+        index=[f"c{i}" for i in range(120)],
+    )
+    adata = ad.AnnData(
+        counts if raw else np.log1p(counts / counts.sum(1, keepdims=True) * 1e4), obs=obs, var=pd.DataFrame(index=genes)
+    )
     adata.layers["counts"] = counts
     adata.write_h5ad(path)
     return path
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--contrast", "metastasis,recurrent"], "recurrent"),
-    (["--communication_resource", "nosuch"], "unknown communication_resource"),
-    (["--communication_plot_pathways", "MK,NOSUCH"], "communication_plot_pathways: unknown pathway(s) NOSUCH"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--contrast", "metastasis,recurrent"], "recurrent"),
+        (["--communication_resource", "nosuch"], "unknown communication_resource"),
+        (["--communication_plot_pathways", "MK,NOSUCH"], "communication_plot_pathways: unknown pathway(s) NOSUCH"),
+    ],
+)
 def test_bad_inputs_exit_2_one_line(tmp_path, capsys, args, fragment):
     from tmeflow.cli import main
 
@@ -167,8 +233,19 @@ def test_cid4465_end_to_end(shared_data, tmp_path):
     atlas = tmp_path / "cid4465.h5ad"
     adata.write_h5ad(atlas)
     out = tmp_path / "out"
-    code = main(["communication", "--input", str(atlas), "--outdir", str(out), "--communication_n_perms", "50",
-                 "--communication_min_cells", "20"])
+    code = main(
+        [
+            "communication",
+            "--input",
+            str(atlas),
+            "--outdir",
+            str(out),
+            "--communication_n_perms",
+            "50",
+            "--communication_min_cells",
+            "20",
+        ]
+    )
     assert code == 0
     skipped = pd.read_csv(out / "communication_skipped.tsv", sep="\t")
     assert "Normal Epithelial" in set(skipped["cell_type"])  # 10 cells < 20
@@ -183,15 +260,22 @@ def test_cid4465_end_to_end(shared_data, tmp_path):
     strength = pd.read_csv(out / "communication_pathways.tsv", sep="\t")
     top = strength[strength["pathway"] != "other"].groupby("pathway")["strength"].sum().sort_values(ascending=False)
     print(top.head(10).round(2).to_string())
-    assert len(top) >= 5 and "COLLAGEN" in set(top.index[:3])  # measured: COLLAGEN, MHC-I, FN1, APP, MK, ... (9 pathways)
+    assert len(top) >= 5 and "COLLAGEN" in set(
+        top.index[:3]
+    )  # measured: COLLAGEN, MHC-I, FN1, APP, MK, ... (9 pathways)
     summary = json.loads((out / "communication_summary.json").read_text())
     assert summary["plotted_pathways"]["pathways"] == list(top.index[:3])
     roles = pd.read_csv(out / "communication_roles.tsv", sep="\t")
     for pathway in top.index[:3]:
         assert (out / f"communication_pathway_circle_{pathway}.png").is_file()
         block = roles[roles["pathway"] == pathway].set_index("cell_type")
-        print(pathway, *(f"{role} {block[role].idxmax() if block[role].max() > 0 else '-'}"
-                         for role in ("sender", "receiver", "mediator", "influencer")))
+        print(
+            pathway,
+            *(
+                f"{role} {block[role].idxmax() if block[role].max() > 0 else '-'}"
+                for role in ("sender", "receiver", "mediator", "influencer")
+            ),
+        )
     coll = roles[roles["pathway"] == "COLLAGEN"].set_index("cell_type")
     assert coll["sender"].idxmax() == "CAFs"  # collagens come from the fibroblasts
 
@@ -199,7 +283,8 @@ def test_cid4465_end_to_end(shared_data, tmp_path):
 def _sample_counts(seed: int, effect: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-sample called/tested interaction counts of 4 cell types x 4 (16 source -> target pairs), 4 patients
     with one primary and one metastasis sample each. The called fraction varies between samples (beta,
-    overdispersed as real per-sample LIANA calls); ``effect`` raises a -> b in metastasis only."""
+    overdispersed as real per-sample LIANA calls); ``effect`` raises a -> b in metastasis only.
+    """
     rng = np.random.default_rng(seed)
     types = ["a", "b", "c", "d"]
     rows, samples = [], []
@@ -209,11 +294,21 @@ def _sample_counts(seed: int, effect: float = 0.0) -> tuple[pd.DataFrame, pd.Dat
             samples.append({"sample": sample, "condition": condition, "patient": f"p{patient}"})
             for source in types:
                 for target in types:
-                    base = 0.2 + (0.3 if effect and condition == "metastasis" and (source, target) == ("a", "b") else 0.0)
+                    base = 0.2 + (
+                        0.3 if effect and condition == "metastasis" and (source, target) == ("a", "b") else 0.0
+                    )
                     fraction = rng.beta(base * 20, (1 - base) * 20)
                     n = int(rng.integers(150, 400))
-                    rows.append({"sample": sample, "condition": condition, "source": source, "target": target,
-                                 "n_tested": n, "n_interactions": int(rng.binomial(n, fraction))})
+                    rows.append(
+                        {
+                            "sample": sample,
+                            "condition": condition,
+                            "source": source,
+                            "target": target,
+                            "n_tested": n,
+                            "n_interactions": int(rng.binomial(n, fraction)),
+                        }
+                    )
     return pd.DataFrame(rows), pd.DataFrame(samples).set_index("sample")
 
 
@@ -222,7 +317,8 @@ def test_proportion_tests_are_calibrated_at_sample_level():
     """40 null cohorts (no condition or source effect): within- and between-condition proportion tests reject
     at the nominal 5% at p < 0.05 (measured: 5.2% of 1,280 and 4.1% of 640; the old z-tests on pooled
     interaction counts treated interactions as independent trials); a planted +0.3 fraction
-    of a -> b in metastasis is found at FDR < 0.05."""
+    of a -> b in metastasis is found at FDR < 0.05.
+    """
     from tmeflow.communication import proportion_tests
 
     p_within, p_between = [], []
@@ -239,7 +335,9 @@ def test_proportion_tests_are_calibrated_at_sample_level():
     assert rate_between <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / len(p_between))
     counts, samples = _sample_counts(0, effect=0.3)
     table = proportion_tests(counts, samples, [("metastasis", "primary")])
-    hit = table[(table["comparison"] == "between_conditions") & (table["source"] == "a") & (table["target"] == "b")].iloc[0]
+    hit = table[
+        (table["comparison"] == "between_conditions") & (table["source"] == "a") & (table["target"] == "b")
+    ].iloc[0]
     assert hit["fdr"] < 0.05 and hit["estimate"] > 0 and hit["design"] == "~ condition + patient"
 
 
@@ -247,19 +345,37 @@ def test_proportion_tests_are_calibrated_at_sample_level():
 def test_pathways_are_cellchatdb_names_not_ligand_prefixes():
     """Without a pathway column the bundled ligand -> CellChatDB pathway table names the pathways: IL1B,
     IL6 and IL10 stay three pathways (a ligand-name prefix made them one 'IL'); collagen chains are one
-    COLLAGEN, MDK is MK, mouse symbols and complex ligands map; a resource's own column wins."""
+    COLLAGEN, MDK is MK, mouse symbols and complex ligands map; a resource's own column wins.
+    """
     from tmeflow.communication import pathway_map, pathway_of, pathway_table
 
-    resource = pd.DataFrame({"ligand": ["IL1B", "IL6", "IL10", "COL1A1", "COL4A2", "MDK", "NOSUCHGENE"],
-                             "receptor": ["IL1R1", "IL6R", "IL10RA", "CD44", "ITGA1_ITGB1", "NCL", "X"]})
+    resource = pd.DataFrame(
+        {
+            "ligand": ["IL1B", "IL6", "IL10", "COL1A1", "COL4A2", "MDK", "NOSUCHGENE"],
+            "receptor": ["IL1R1", "IL6R", "IL10RA", "CD44", "ITGA1_ITGB1", "NCL", "X"],
+        }
+    )
     pathways, source = pathway_map(resource)
     assert "CellChatDB" in source
-    assert pathways[("IL1B", "IL1R1")] == "IL1" and pathways[("IL6", "IL6R")] == "IL6" and pathways[("IL10", "IL10RA")] == "IL10"
+    assert (
+        pathways[("IL1B", "IL1R1")] == "IL1"
+        and pathways[("IL6", "IL6R")] == "IL6"
+        and pathways[("IL10", "IL10RA")] == "IL10"
+    )
     assert pathways[("COL1A1", "CD44")] == pathways[("COL4A2", "ITGA1_ITGB1")] == "COLLAGEN"
     assert pathways[("MDK", "NCL")] == "MK" and ("NOSUCHGENE", "X") not in pathways
     assert pathway_of("Mdk") == "MK" and pathway_of("Mif") == "MIF" and pathway_of("IL12A_IL12B") == "IL12"
-    liana = pd.DataFrame({"condition": "c", "source": "a", "target": "b", "ligand": ["IL1B", "IL6", "NOSUCHGENE"],
-                          "receptor": ["IL1R1", "IL6R", "X"], "magnitude_rank": 0.001, "lr_means": 1.0})
+    liana = pd.DataFrame(
+        {
+            "condition": "c",
+            "source": "a",
+            "target": "b",
+            "ligand": ["IL1B", "IL6", "NOSUCHGENE"],
+            "receptor": ["IL1R1", "IL6R", "X"],
+            "magnitude_rank": 0.001,
+            "lr_means": 1.0,
+        }
+    )
     assert set(pathway_table(liana, pathways, 0.05)["pathway"]) == {"IL1", "IL6", "other"}
     annotated, source = pathway_map(resource.assign(pathway=["a", "b", "c", "d", "e", "f", "g"]))
     assert annotated[("IL6", "IL6R")] == "b" and source == "resource column 'pathway'"
@@ -270,7 +386,8 @@ def test_planted_mdk_ncl_makes_mk_the_top_differential_pathway(planted):
     """Issue 20 acceptance: on the simulated cohort (MDK x4 in malignant cells, NCL x4 in fibroblasts of
     metastasis samples) MK is the top differential pathway (measured: Simes p 0.0014, FDR 0.018; next VEGF,
     p 0.031), carried by malignant -> fibroblast MDK->NCL; it is plotted first; in metastasis the
-    malignant cells are MK's main sender and fibroblasts its main receiver."""
+    malignant cells are MK's main sender and fibroblasts its main receiver.
+    """
     _, out = planted
     table = pd.read_csv(out / "communication_pathway_diff_metastasis_vs_primary.tsv", sep="\t")
     overall = table[table["level"] == "pathway"].reset_index(drop=True)
@@ -283,13 +400,19 @@ def test_planted_mdk_ncl_makes_mk_the_top_differential_pathway(planted):
     summary = json.loads((out / "communication_summary.json").read_text())
     assert summary["plotted_pathways"]["pathways"][0] == "MK" and len(summary["plotted_pathways"]["pathways"]) == 3
     assert summary["pathway_differential"]["metastasis_vs_primary"][0]["pathway"] == "MK"
-    for name in ("communication_pathway_circle_MK.png", "communication_roles_heatmap.png",
-                 "communication_pathway_diff_metastasis_vs_primary_heatmap.png"):
+    for name in (
+        "communication_pathway_circle_MK.png",
+        "communication_roles_heatmap.png",
+        "communication_pathway_diff_metastasis_vs_primary_heatmap.png",
+    ):
         assert (out / name).stat().st_size > 5000, name
     roles = pd.read_csv(out / "communication_roles.tsv", sep="\t")
     mk = roles[(roles["condition"] == "metastasis") & (roles["pathway"] == "MK")].set_index("cell_type")
     assert mk["sender_scaled"].idxmax() == "malignant" and mk["receiver_scaled"].idxmax() == "fibroblast"
-    assert set(roles["pathway"]) >= {"MK", "all"} and (roles[["sender", "receiver", "mediator", "influencer"]] >= 0).all().all()
+    assert (
+        set(roles["pathway"]) >= {"MK", "all"}
+        and (roles[["sender", "receiver", "mediator", "influencer"]] >= 0).all().all()
+    )
     strength = pd.read_csv(out / "communication_pathways.tsv", sep="\t")
     assert "MK" in set(strength["pathway"]) and strength["pathway_source"].str.contains("CellChatDB").all()
 
@@ -297,7 +420,8 @@ def test_planted_mdk_ncl_makes_mk_the_top_differential_pathway(planted):
 def test_centralities_on_known_networks():
     """Flow betweenness (Freeman et al. 1991) and information centrality (Stephenson & Zelen 1989) on graphs
     with known answers: on a chain a -> b -> c only b mediates, carrying the a -> c max-flow (the smaller
-    capacity, 2); a star's centre is the top influencer and leaves tie."""
+    capacity, 2); a star's centre is the top influencer and leaves tie.
+    """
     from tmeflow.communication import flow_betweenness, information_centrality, network_roles
 
     chain = np.array([[0, 3.0, 0], [0, 0, 2.0], [0, 0, 0]])

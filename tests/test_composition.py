@@ -20,8 +20,28 @@ def _simulated_atlas_obs(tmp_path_factory) -> tuple:
     base = tmp_path_factory.getbasetemp() / "composition_cohort"
     atlas = base / "atlas.h5ad"
     if not atlas.exists():
-        assert main(["simulate", "--outdir", str(base / "sim"), "--n_cells", "8000", "--n_patients", "6", "--seed", "3",
-                     "--n_genes", "1500", "--n_sections", "0", "--n_bulk", "0"]) == 0
+        assert (
+            main(
+                [
+                    "simulate",
+                    "--outdir",
+                    str(base / "sim"),
+                    "--n_cells",
+                    "8000",
+                    "--n_patients",
+                    "6",
+                    "--seed",
+                    "3",
+                    "--n_genes",
+                    "1500",
+                    "--n_sections",
+                    "0",
+                    "--n_bulk",
+                    "0",
+                ]
+            )
+            == 0
+        )
         obs = pd.concat([ad.read_h5ad(path, backed="r").obs for path in sorted((base / "sim" / "sc").glob("*.h5ad"))])
         obs.index = [f"c{i}" for i in range(len(obs))]
         obs["cell_type"] = obs["true_cell_type"].astype(str).astype("category")
@@ -35,9 +55,16 @@ def _obs_h5ad(path, conditions: list[str], patients: list[str] | None = None, n:
     rng = np.random.default_rng(0)
     frames = []
     for i, condition in enumerate(conditions):
-        frames.append(pd.DataFrame({"sample": f"S{i}", "condition": condition,
-                                    "patient": patients[i] if patients else f"P{i}",
-                                    "cell_type": rng.choice(["T", "B", "myeloid"], size=n)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "sample": f"S{i}",
+                    "condition": condition,
+                    "patient": patients[i] if patients else f"P{i}",
+                    "cell_type": rng.choice(["T", "B", "myeloid"], size=n),
+                }
+            )
+        )
     obs = pd.concat(frames, ignore_index=True)
     obs.index = obs.index.astype(str)
     ad.AnnData(obs=obs).write_h5ad(path)
@@ -51,14 +78,21 @@ def test_planted_abundance_change_is_found(tmp_path_factory, tmp_path):
     planted = truth["differential_abundance"]
     da = pd.read_csv(tmp_path / "da_major_metastasis_vs_primary.tsv", sep="\t").set_index("cell_type")
     row = da.loc[planted["cell_type"]]
-    print(f"planted DA ({planted['cell_type']} x{planted['fold_change']}): FDR {row['fdr']:.3g}, "
-          f"proportion ratio {row['prop_ratio']:.2f}, design {row['design']}")
+    print(
+        f"planted DA ({planted['cell_type']} x{planted['fold_change']}): FDR {row['fdr']:.3g}, "
+        f"proportion ratio {row['prop_ratio']:.2f}, design {row['design']}"
+    )
     assert row["fdr"] < 0.05 and row["prop_ratio"] > 1.5
     assert row["design"] == "~ 0 + condition + patient (all conditions)"  # every patient has both conditions: paired
     props = pd.read_csv(tmp_path / "composition_major_proportions.tsv", sep="\t")
     assert np.allclose(props.groupby("sample")["proportion"].sum(), 1.0)
-    for name in ("composition_major_stacked.png", "composition_major_boxplot.png", "composition_mqc.tsv",
-                 "da_fine_metastasis_vs_primary.tsv", "composition_fine_counts.tsv"):
+    for name in (
+        "composition_major_stacked.png",
+        "composition_major_boxplot.png",
+        "composition_mqc.tsv",
+        "da_fine_metastasis_vs_primary.tsv",
+        "composition_fine_counts.tsv",
+    ):
         assert (tmp_path / name).stat().st_size > 0
 
 
@@ -111,15 +145,19 @@ def test_ordinary_t_matches_statsmodels_ols():
 
 def test_all_conditions_fitted_as_limma_contrasts_fit():
     """speckle/limma fit ``~ 0 + group`` to every sample and test the contrast: the third condition's
-    samples add residual degrees of freedom (the old fit used only the two contrasted conditions)."""
+    samples add residual degrees of freedom (the old fit used only the two contrasted conditions).
+    """
     import statsmodels.api as sm
 
     from tmeflow.composition import transform_proportions
 
     rng = np.random.default_rng(5)
     counts, samples = _null_cohort(rng, paired=False)
-    normal = pd.DataFrame([rng.multinomial(400, rng.dirichlet(np.full(counts.shape[1], 5.0))) for _ in range(3)],
-                          index=["N0", "N1", "N2"], columns=counts.columns)
+    normal = pd.DataFrame(
+        [rng.multinomial(400, rng.dirichlet(np.full(counts.shape[1], 5.0))) for _ in range(3)],
+        index=["N0", "N1", "N2"],
+        columns=counts.columns,
+    )
     counts = pd.concat([counts, normal])
     samples = pd.concat([samples, pd.DataFrame({"condition": "normal", "patient": normal.index}, index=normal.index)])
     result = propeller(counts, samples, "metastasis", "primary", moderated=False).set_index("cell_type")
@@ -127,7 +165,9 @@ def test_all_conditions_fitted_as_limma_contrasts_fit():
     y = transform_proportions(counts, "logit")
     for cell_type in counts.columns:
         fit = sm.OLS(y[cell_type], design).fit()
-        contrast = fit.t_test(np.array([[1.0 if c == "metastasis" else -1.0 if c == "primary" else 0.0 for c in design.columns]]))
+        contrast = fit.t_test(
+            np.array([[1.0 if c == "metastasis" else -1.0 if c == "primary" else 0.0 for c in design.columns]])
+        )
         assert result.loc[cell_type, "t"] == pytest.approx(float(contrast.tvalue[0][0]), rel=1e-8)
         assert result.loc[cell_type, "pvalue"] == pytest.approx(float(contrast.pvalue), rel=1e-6)
     assert (result["df"] == len(samples) - 3).all() and (result["n_samples_test"] == 4).all()
@@ -135,8 +175,12 @@ def test_all_conditions_fitted_as_limma_contrasts_fit():
 
 
 def test_default_contrast_rule():
-    obs = pd.DataFrame({"sample": ["a", "b", "c", "d", "e", "f"],
-                        "condition": pd.Categorical(["metastasis", "normal", "primary", "metastasis", "primary", "normal"])})
+    obs = pd.DataFrame(
+        {
+            "sample": ["a", "b", "c", "d", "e", "f"],
+            "condition": pd.Categorical(["metastasis", "normal", "primary", "metastasis", "primary", "normal"]),
+        }
+    )
     assert resolve_contrasts(obs, "") == [("metastasis", "primary")]
     assert resolve_contrasts(obs[obs["condition"] != "metastasis"], None) == [("primary", "normal")]
     assert resolve_contrasts(obs, "normal,primary") == [("normal", "primary")]
@@ -151,7 +195,10 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     assert main(["composition", "--input", str(few), "--outdir", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "'metastasis' has 1 sample(s)" in err and "at least 2" in err and len(err.strip().splitlines()) == 1
-    assert main(["composition", "--input", str(few), "--outdir", str(tmp_path / "o3"), "--contrast", "recurrent,primary"]) == 2
+    assert (
+        main(["composition", "--input", str(few), "--outdir", str(tmp_path / "o3"), "--contrast", "recurrent,primary"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "recurrent" in err and "not in the data" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
@@ -178,7 +225,8 @@ def test_robust_fit_is_the_non_robust_fit_below_ten_features():
 def test_robust_fit_gives_outlier_variances_their_own_smaller_prior_df(seed):
     """Five variances at 30x the median among 200 scaled-F draws: they get a prior df near 0 (hardly
     shrunk), the others keep a prior df above the non-robust one, which the outliers drag down, and the
-    prior scale stays near the clean fit's."""
+    prior scale stays near the clean fit's.
+    """
     from tmeflow.composition import fit_f_dist, fit_f_dist_robust
 
     clean = _scaled_f(seed)
@@ -217,7 +265,7 @@ def test_robust_fit_without_outliers_is_close_to_the_non_robust_fit():
 
 
 def test_propeller_moderates_robustly_by_default():
-    """propeller uses speckle's eBayes(robust = TRUE): per-cell-type prior df."""
+    """Propeller uses speckle's eBayes(robust = TRUE): per-cell-type prior df."""
     import inspect
 
     assert inspect.signature(propeller).parameters["robust"].default is True
@@ -228,7 +276,7 @@ def test_propeller_moderates_robustly_by_default():
 
 
 def test_logit_and_asin_transforms_of_a_three_sample_table_by_hand():
-    """speckle's getTransformedProps: logit of (count + 0.5) proportions; asin(sqrt(p)) of raw proportions."""
+    """Speckle's getTransformedProps: logit of (count + 0.5) proportions; asin(sqrt(p)) of raw proportions."""
     from tmeflow.composition import transform_proportions
 
     counts = pd.DataFrame({"T": [1, 1, 3], "B": [1, 7, 0]}, index=["S1", "S2", "S3"])

@@ -36,7 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 CONTAINERS = REPO / "containers"
 IMAGE = "ghcr.io/tmeflow/tmeflow"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-LOCKS = {"cpu": REPO / "requirements.lock", "test": REPO / "requirements-test.lock", "gpu": REPO / "requirements-gpu.lock"}
+LOCKS = {
+    "cpu": REPO / "requirements.lock",
+    "test": REPO / "requirements-test.lock",
+    "gpu": REPO / "requirements-gpu.lock",
+}
 # what PyPI's default torch wheel adds to the CPU set: the CUDA runtime as wheels
 CUDA_PACKAGES = re.compile(r"^(nvidia-.*|cuda-.*|triton)$")
 GPU_TORCH_WHEEL = "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -45,9 +49,28 @@ PIP_TOOLING = {"pip", "setuptools", "wheel"}
 
 # pip options that take a value (the value is not a requirement)
 _PIP_VALUE_OPTIONS = {
-    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-r", "--requirement",
-    "-c", "--constraint", "-t", "--target", "--prefix", "--root", "--platform", "--python-version",
-    "--implementation", "--abi", "--src", "-e", "--editable", "--progress-bar", "--cache-dir",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-t",
+    "--target",
+    "--prefix",
+    "--root",
+    "--platform",
+    "--python-version",
+    "--implementation",
+    "--abi",
+    "--src",
+    "-e",
+    "--editable",
+    "--progress-bar",
+    "--cache-dir",
 }
 
 
@@ -236,15 +259,22 @@ def copied_files(text: str) -> set[str]:
 
 
 def lock_installs(installs: list[dict]) -> list[str]:
-    return [Path(r).name for install in installs for r in install["options"].get("-r", []) + install["options"].get("--requirement", [])]
+    return [
+        Path(r).name
+        for install in installs
+        for r in install["options"].get("-r", []) + install["options"].get("--requirement", [])
+    ]
 
 
 def check_dockerfile(text: str, locks: dict[str, dict[str, str]], *, gpu: bool, version: str, name: str) -> list[str]:
     problems = []
     instructions = dockerfile_instructions(text)
     installs = [
-        i for i in pip_installs(text)
-        if i["paths"] or i["options"].get("-r") or {canonicalize_name(Requirement(r).name) for r in i["requirements"]} - PIP_TOOLING
+        i
+        for i in pip_installs(text)
+        if i["paths"]
+        or i["options"].get("-r")
+        or {canonicalize_name(Requirement(r).name) for r in i["requirements"]} - PIP_TOOLING
     ]
     lock_file = "requirements-gpu.lock" if gpu else "requirements.lock"
     lock = locks["gpu" if gpu else "cpu"]
@@ -357,7 +387,10 @@ def test_lock_is_closed_over_every_transitive_dependency():
 
 
 def test_test_lock_adds_only_the_test_tools():
-    test_extras = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]]
+    test_extras = [
+        Requirement(r)
+        for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    ]
     assert set(LOCK["test"]).isdisjoint(LOCK["cpu"])
     both = {**LOCK["cpu"], **LOCK["test"]}
     assert check_lock_is_closed(both, test_extras, "requirements-test.lock") == []
@@ -374,13 +407,24 @@ def test_gpu_lock_differs_from_the_cpu_lock_only_by_cuda_wheels():
 
 def test_lock_checks_report_drift():
     broken = {**LOCK["cpu"], "numpy": "2.4.5"}
-    assert any("numpy==2.4.5, pyproject.toml asks numpy==2.4.6" in p for p in check_lock_satisfies_pyproject(broken, PINS, "lock"))
+    assert any(
+        "numpy==2.4.5, pyproject.toml asks numpy==2.4.6" in p
+        for p in check_lock_satisfies_pyproject(broken, PINS, "lock")
+    )
     missing = {k: v for k, v in LOCK["cpu"].items() if k != "scipy"}
     roots = [Requirement("scanpy==1.11.5")]
     assert any(p.startswith("lock: scipy") and "not locked" in p for p in check_lock_is_closed(missing, roots, "lock"))
-    assert any("numpy 2.4.6 is installed, the lock says 2.4.5" in p for p in check_environment_matches_lock({"numpy": "2.4.5"}, "lock"))
-    assert any("numpy==2.4.5, requirements.lock has 2.4.6" in p for p in check_gpu_lock({**LOCK["gpu"], "numpy": "2.4.5"}, LOCK["cpu"], "gpu"))
-    assert any("not a CUDA wheel" in p for p in check_gpu_lock({**LOCK["gpu"], "requests-oauthlib": "1"}, LOCK["cpu"], "gpu"))
+    assert any(
+        "numpy 2.4.6 is installed, the lock says 2.4.5" in p
+        for p in check_environment_matches_lock({"numpy": "2.4.5"}, "lock")
+    )
+    assert any(
+        "numpy==2.4.5, requirements.lock has 2.4.6" in p
+        for p in check_gpu_lock({**LOCK["gpu"], "numpy": "2.4.5"}, LOCK["cpu"], "gpu")
+    )
+    assert any(
+        "not a CUDA wheel" in p for p in check_gpu_lock({**LOCK["gpu"], "requests-oauthlib": "1"}, LOCK["cpu"], "gpu")
+    )
     assert lock_pins("numpy>=2\n", "lock")[1] == ["lock: not an exact pin: 'numpy>=2'"]
 
 
@@ -396,7 +440,10 @@ def test_environment_yml_installs_the_lock():
 
 
 def test_module_and_config_images_are_tagged_with_package_version():
-    files = sorted((REPO / "modules").rglob("*.nf")) + [REPO / "nextflow.config", *sorted((REPO / "conf").glob("*.config"))]
+    files = sorted((REPO / "modules").rglob("*.nf")) + [
+        REPO / "nextflow.config",
+        *sorted((REPO / "conf").glob("*.config")),
+    ]
     assert files
     for path in files:
         assert check_container_tags(path.read_text(), __version__, path.name) == []
@@ -416,18 +463,38 @@ def _problems(dockerfile: str, old: str, new: str) -> list[str]:
 def test_dockerfile_check_reports_drift(dockerfile):
     lock = "requirements-gpu.lock" if DOCKERFILES[dockerfile] else "requirements.lock"
     assert any("installs the locks" in p for p in _problems(dockerfile, rf"-r /opt/tmeflow/{lock}", "numpy==2.4.6"))
-    assert any("outside the lock" in p for p in _problems(dockerfile, rf"-r /opt/tmeflow/{lock}", f"-r /opt/tmeflow/{lock} gtfparse==2.9.1"))
+    assert any(
+        "outside the lock" in p
+        for p in _problems(dockerfile, rf"-r /opt/tmeflow/{lock}", f"-r /opt/tmeflow/{lock} gtfparse==2.9.1")
+    )
     assert any("is not copied" in p for p in _problems(dockerfile, rf"^COPY {lock} .*$", ""))
-    assert any("image.version label" in p for p in _problems(dockerfile, r'image\.version="[^"]+"', 'image.version="0.0.1"'))
+    assert any(
+        "image.version label" in p for p in _problems(dockerfile, r'image\.version="[^"]+"', 'image.version="0.0.1"')
+    )
     assert any("pip check" in p for p in _problems(dockerfile, r"pip check", "true"))
-    assert any("--no-deps" in p for p in _problems(dockerfile, r"pip install --no-deps /opt/tmeflow", "pip install /opt/tmeflow"))
+    assert any(
+        "--no-deps" in p
+        for p in _problems(dockerfile, r"pip install --no-deps /opt/tmeflow", "pip install /opt/tmeflow")
+    )
 
 
 def test_dockerfile_check_reports_wrong_torch_build():
-    assert any("CPU index" in p for p in _problems("Dockerfile", r" --index-url https://download\.pytorch\.org/whl/cpu", ""))
-    assert any("the lock pins torch==2.13.0" in p for p in _problems("Dockerfile", r"pip install torch==2\.13\.0", "pip install torch==2.12.0"))
+    assert any(
+        "CPU index" in p for p in _problems("Dockerfile", r" --index-url https://download\.pytorch\.org/whl/cpu", "")
+    )
+    assert any(
+        "the lock pins torch==2.13.0" in p
+        for p in _problems("Dockerfile", r"pip install torch==2\.13\.0", "pip install torch==2.12.0")
+    )
     assert any("--require-hashes" in p for p in _problems("Dockerfile.gpu", r" --require-hashes", ""))
-    assert any("outside the lock" in p for p in _problems("Dockerfile.gpu", r"^RUN pip install --require", "RUN pip install torch==2.13.0 \\\n    \\&\\& pip install --require"))
+    assert any(
+        "outside the lock" in p
+        for p in _problems(
+            "Dockerfile.gpu",
+            r"^RUN pip install --require",
+            "RUN pip install torch==2.13.0 \\\n    \\&\\& pip install --require",
+        )
+    )
 
 
 def test_environment_check_reports_drift():
@@ -438,7 +505,10 @@ def test_environment_check_reports_drift():
         assert broken != text, old
         return check_environment(broken, env_dir=CONTAINERS, name="environment.yml")
 
-    assert any("outside the lock" in p for p in problems(r"^(\s*)- -r \.\./requirements\.lock", r"\1- -r ../requirements.lock\n\1- pandas==2.3.2"))
+    assert any(
+        "outside the lock" in p
+        for p in problems(r"^(\s*)- -r \.\./requirements\.lock", r"\1- -r ../requirements.lock\n\1- pandas==2.3.2")
+    )
     assert any("exactly -r ../requirements.lock" in p for p in problems(r"^\s*- -r \.\./requirements\.lock\n", ""))
     assert any("CPU index" in p for p in problems(r"^\s*- --extra-index-url .*\n", ""))
     assert any("python=3.11" in p for p in problems(r"python=3\.11", "python=3.12"))
@@ -447,7 +517,9 @@ def test_environment_check_reports_drift():
 
 def test_container_tag_check_reports_other_versions():
     text = f'process QC {{\n    container "{IMAGE}:0.0.9"\n}}\nprocess X {{\n    container "{IMAGE}:{__version__}-gpu"\n}}\n'
-    assert check_container_tags(text, __version__, "m.nf") == [f"m.nf: image {IMAGE}:0.0.9, package version is {__version__}"]
+    assert check_container_tags(text, __version__, "m.nf") == [
+        f"m.nf: image {IMAGE}:0.0.9, package version is {__version__}"
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -478,14 +550,21 @@ def test_gpu_torch_pin_is_the_registry_wheel_built_on_cuda_13():
         metadata = urllib.request.urlopen(wheel["url"] + ".metadata", timeout=30).read().decode()
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         pytest.skip(f"the package registry is not reachable ({error})")
-    environment = {"platform_system": "Linux", "python_version": "3.11", "sys_platform": "linux", "platform_machine": "x86_64"}
+    environment = {
+        "platform_system": "Linux",
+        "python_version": "3.11",
+        "sys_platform": "linux",
+        "platform_machine": "x86_64",
+    }
     cuda = [
         Requirement(line.removeprefix("Requires-Dist: "))
         for line in metadata.splitlines()
         if line.startswith("Requires-Dist: ") and re.match(r"Requires-Dist: (nvidia|cuda|triton)", line)
     ]
     cuda = [r for r in cuda if r.marker is None or r.marker.evaluate(environment)]
-    assert any(canonicalize_name(r.name) == "cuda-toolkit" and str(r.specifier).startswith("==13.0") for r in cuda), cuda
+    assert any(canonicalize_name(r.name) == "cuda-toolkit" and str(r.specifier).startswith("==13.0") for r in cuda), (
+        cuda
+    )
     for requirement in cuda:
         package = canonicalize_name(requirement.name)
         assert package in LOCK["gpu"], f"{requirement} is not in requirements-gpu.lock"

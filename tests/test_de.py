@@ -9,21 +9,41 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-from _cohort import atlas_from_simulation
-from tmeflow.cli import main
 import tiny
+from _cohort import atlas_from_simulation
+
+from tmeflow.cli import main
 
 AUPRC_FLOOR = 0.7
-
-
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     base = tmp_path_factory.mktemp("de_cohort")
-    assert main(["simulate", "--outdir", str(base / "sim"), "--n_cells", "4000", "--n_patients", "6", "--seed", "5",
-                 "--conditions", "primary,metastasis", "--n_genes", "1500", "--n_sections", "0", "--n_bulk", "0"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(base / "sim"),
+                "--n_cells",
+                "4000",
+                "--n_patients",
+                "6",
+                "--seed",
+                "5",
+                "--conditions",
+                "primary,metastasis",
+                "--n_genes",
+                "1500",
+                "--n_sections",
+                "0",
+                "--n_bulk",
+                "0",
+            ]
+        )
+        == 0
+    )
     truth = json.loads((base / "sim" / "truth.json").read_text())
     atlas_from_simulation(base / "sim", with_malignant=True).write_h5ad(base / "atlas.h5ad")
     return base / "atlas.h5ad", truth
@@ -67,7 +87,9 @@ def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path
     assert set(counts.columns[counts.sum() >= 10]) == set(genes)
     direct = run_pydeseq2(counts, pb[["condition", "patient"]], "metastasis", "primary", paired=True)
     np.testing.assert_allclose(myeloid.loc[direct.index, "stat"], direct["stat"], rtol=1e-5, atol=1e-12, equal_nan=True)
-    np.testing.assert_allclose(myeloid.loc[direct.index, "log2fc"], direct["log2FoldChange"], rtol=1e-5, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(
+        myeloid.loc[direct.index, "log2fc"], direct["log2FoldChange"], rtol=1e-5, atol=1e-12, equal_nan=True
+    )
     np.testing.assert_allclose(myeloid.loc[direct.index, "padj"], direct["padj"], rtol=1e-5, atol=1e-12, equal_nan=True)
     assert (tmp_path / "de_metastasis_vs_primary_volcano.png").stat().st_size > 0
 
@@ -75,15 +97,22 @@ def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path
     # statistics to the precision of PyDESeq2's L-BFGS-B dispersion fits, and the same genes called
     from pydeseq2.default_inference import DefaultInference
 
-    pydeseq2 = run_pydeseq2(counts, pb[["condition", "patient"]], "metastasis", "primary", paired=True,
-                            inference=DefaultInference(n_cpus=1))
+    pydeseq2 = run_pydeseq2(
+        counts, pb[["condition", "patient"]], "metastasis", "primary", paired=True, inference=DefaultInference(n_cpus=1)
+    )
     ours = myeloid.loc[pydeseq2.index]
     # (a p-value's relative error is ~stat^2 times the statistic's, hence the looser bound on p-values)
-    for column, name, bound in (("stat", "stat", 1e-4), ("log2FoldChange", "log2fc", 1e-4), ("pvalue", "pvalue", 1e-3),
-                                ("padj", "padj", 1e-3)):
+    for column, name, bound in (
+        ("stat", "stat", 1e-4),
+        ("log2FoldChange", "log2fc", 1e-4),
+        ("pvalue", "pvalue", 1e-3),
+        ("padj", "padj", 1e-3),
+    ):
         rel = ((ours[name] - pydeseq2[column]).abs() / pydeseq2[column].abs().clip(lower=1e-12)).to_numpy()
-        print(f"{column}: relative difference to DefaultInference: median {np.nanmedian(rel):.1e}, "
-              f"99% {np.nanquantile(rel, 0.99):.1e}, max {np.nanmax(rel):.1e}")
+        print(
+            f"{column}: relative difference to DefaultInference: median {np.nanmedian(rel):.1e}, "
+            f"99% {np.nanquantile(rel, 0.99):.1e}, max {np.nanmax(rel):.1e}"
+        )
         assert (ours[name].isna() == pydeseq2[column].isna()).all()
         assert np.nanquantile(rel, 0.99) < bound and np.nanmax(rel) < 1e-2
     called = pydeseq2.index[(pydeseq2["padj"] < 0.05) & (pydeseq2["log2FoldChange"].abs() > 0.5)]
@@ -93,8 +122,22 @@ def test_pseudobulk_recovers_planted_genes_and_matches_pydeseq2(cohort, tmp_path
 @pytest.mark.slow
 def test_wilcoxon_recovers_planted_genes(cohort, tmp_path, capsys):
     atlas, truth = cohort
-    assert main(["de", "--input", str(atlas), "--outdir", str(tmp_path), "--de_method", "wilcoxon",
-                 "--de_cell_types", "myeloid"]) == 0
+    assert (
+        main(
+            [
+                "de",
+                "--input",
+                str(atlas),
+                "--outdir",
+                str(tmp_path),
+                "--de_method",
+                "wilcoxon",
+                "--de_cell_types",
+                "myeloid",
+            ]
+        )
+        == 0
+    )
     # progress of the cell-type groups (tmeflow.log.progress): count, elapsed and ETA
     assert "metastasis_vs_primary: wilcoxon DE, cell-type group 1/1 (100%), elapsed " in capsys.readouterr().err
     table = pd.read_csv(tmp_path / "de_metastasis_vs_primary.tsv", sep="\t")
@@ -108,12 +151,15 @@ def test_wilcoxon_recovers_planted_genes(cohort, tmp_path, capsys):
 def _tiny_atlas(path, conditions: list[str]):
     rng = np.random.default_rng(0)
     n = 20 * len(conditions)
-    obs = pd.DataFrame({
-        "sample": np.repeat([f"S{i}" for i in range(len(conditions))], 20),
-        "condition": np.repeat(conditions, 20),
-        "patient": np.repeat([f"P{i}" for i in range(len(conditions))], 20),
-        "cell_type": "T",
-    }, index=[f"c{i}" for i in range(n)])
+    obs = pd.DataFrame(
+        {
+            "sample": np.repeat([f"S{i}" for i in range(len(conditions))], 20),
+            "condition": np.repeat(conditions, 20),
+            "patient": np.repeat([f"P{i}" for i in range(len(conditions))], 20),
+            "cell_type": "T",
+        },
+        index=[f"c{i}" for i in range(n)],
+    )
     counts = sp.csr_matrix(rng.poisson(2.0, size=(n, 30)).astype(np.float32))
     adata = ad.AnnData(X=counts.copy(), obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(30)]))
     adata.layers["counts"] = counts
@@ -128,7 +174,11 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     few = _tiny_atlas(tmp_path / "few.h5ad", ["primary", "primary", "metastasis"])
     assert main(["de", "--input", str(few), "--outdir", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "'metastasis' has 1 sample(s)" in err and "at least 2 samples per condition" in err and len(err.splitlines()) == 1
+    assert (
+        "'metastasis' has 1 sample(s)" in err
+        and "at least 2 samples per condition" in err
+        and len(err.splitlines()) == 1
+    )
     assert main(["de", "--input", str(few), "--outdir", str(tmp_path / "o3"), "--contrast", "metastasis,normal"]) == 2
     err = capsys.readouterr().err.strip()
     assert "'normal'" in err and "not in the data" in err and len(err.splitlines()) == 1
@@ -140,8 +190,12 @@ def test_malignant_cells_form_one_group_with_the_cnv_label():
     from tmeflow.cnv import MALIGNANT_LABEL
     from tmeflow.de import de_groups
 
-    obs = pd.DataFrame({"cell_type": [MALIGNANT_LABEL, MALIGNANT_LABEL, "T", "Epithelial (normal)"],
-                        "malignant": [True, True, False, False]})
+    obs = pd.DataFrame(
+        {
+            "cell_type": [MALIGNANT_LABEL, MALIGNANT_LABEL, "T", "Epithelial (normal)"],
+            "malignant": [True, True, False, False],
+        }
+    )
     groups = de_groups(obs)
     assert sorted(groups) == sorted([MALIGNANT_LABEL, "T", "Epithelial (normal)"])
     # without a malignant cell type, the flag adds exactly one group, named with the same label
@@ -172,8 +226,9 @@ def test_pseudobulk_sums_of_six_cells_by_hand():
 def test_de_groups_add_the_malignant_cells_as_a_group():
     from tmeflow.de import MALIGNANT, de_groups
 
-    obs = tiny.frame({"cell_type": ["T cell", "epithelial", "epithelial", "T cell"],
-                      "malignant": [False, True, False, False]})
+    obs = tiny.frame(
+        {"cell_type": ["T cell", "epithelial", "epithelial", "T cell"], "malignant": [False, True, False, False]}
+    )
     groups = de_groups(obs)
     assert list(groups) == ["T cell", "epithelial", MALIGNANT]
     assert groups[MALIGNANT].tolist() == [False, True, False, False]

@@ -1,7 +1,8 @@
 """tmeflow deconvolve: the CPU default (``auto`` -> ``poisson``) recovers the planted spot composition of
 a simulated section with platform effects and a patient absent from the reference, at major and fine
 level; NNLS recovers it on the default cohort; the marker-score baseline is written and flags types that
-disagree; the cell2location path runs on the CPU (few epochs) and logs its progress; bad inputs exit 2."""
+disagree; the cell2location path runs on the CPU (few epochs) and logs its progress; bad inputs exit 2.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_spatial_qc import section_dir, spatial_qc_output, work_dir
+
 from tmeflow.cli import main
 
 MAJOR_MIN_PROPORTION = 0.05  # "major" cell types: mean planted proportion over spots >= 5%
@@ -32,8 +33,12 @@ def reference_h5ad(cohort: Path, cells_per_type: int | None = None) -> Path:
     ref.obs["cell_type"] = ref.obs["true_cell_type"].astype(str)
     if cells_per_type:
         rng = np.random.default_rng(0)
-        keep = np.concatenate([rng.permutation(np.flatnonzero(ref.obs["cell_type"].to_numpy() == t))[:cells_per_type]
-                               for t in ref.obs["cell_type"].unique()])
+        keep = np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(ref.obs["cell_type"].to_numpy() == t))[:cells_per_type]
+                for t in ref.obs["cell_type"].unique()
+            ]
+        )
         ref = ref[np.sort(keep)].copy()
     ref.layers["counts"] = ref.X.copy()
     path = work_dir(cohort, f"reference_{cells_per_type or 'all'}") / "reference.h5ad"
@@ -46,15 +51,28 @@ def nnls_output(cohort: Path) -> Path:
     """``tmeflow deconvolve --deconvolution_method nnls`` once per cohort; the deconvolved h5ad."""
     qc = spatial_qc_output(cohort)
     outdir = work_dir(cohort, "deconvolve_nnls")
-    code = main(["deconvolve", "--input", str(qc), "--reference", str(reference_h5ad(cohort)), "--outdir", str(outdir),
-                 "--deconvolution_method", "nnls"])
+    code = main(
+        [
+            "deconvolve",
+            "--input",
+            str(qc),
+            "--reference",
+            str(reference_h5ad(cohort)),
+            "--outdir",
+            str(outdir),
+            "--deconvolution_method",
+            "nnls",
+        ]
+    )
     assert code == 0
     return outdir / qc.name.replace(".spatial.h5ad", ".deconvolved.h5ad")
 
 
 def pearson_per_type(proportions: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
     truth = truth.loc[proportions.index]
-    return pd.Series({t: float(np.corrcoef(proportions[t], truth[f"true_prop_{t}"])[0, 1]) for t in proportions.columns})
+    return pd.Series(
+        {t: float(np.corrcoef(proportions[t], truth[f"true_prop_{t}"])[0, 1]) for t in proportions.columns}
+    )
 
 
 @pytest.mark.slow
@@ -75,8 +93,9 @@ def test_nnls_recovers_planted_proportions(simulated_cohort):
     assert adata.obs["dominant_type"].isin(proportions.columns).all()
     assert "prop_malignant" in adata.obs and adata.uns["deconvolution"]["method"] == "nnls"
     # the marker-score baseline agrees with every major type of this section
-    agreement = pd.read_csv(path.parent / f"{path.name.split('.')[0]}.deconvolution_agreement_mqc.tsv", sep="\t",
-                            index_col=0, comment="#")
+    agreement = pd.read_csv(
+        path.parent / f"{path.name.split('.')[0]}.deconvolution_agreement_mqc.tsv", sep="\t", index_col=0, comment="#"
+    )
     agreement.index = agreement.index.str.split(": ").str[-1]
     assert agreement.loc[major, "agrees"].all(), agreement
     sample = path.name.split(".")[0]
@@ -93,9 +112,27 @@ def test_cell2location_runs_on_cpu(simulated_cohort, tmp_path, capsys):
 
     qc = spatial_qc_output(simulated_cohort)
     reference = reference_h5ad(simulated_cohort, cells_per_type=40)
-    code = main(["deconvolve", "--input", str(qc), "--reference", str(reference), "--outdir", str(tmp_path),
-                     "--deconvolution_method", "cell2location", "--c2l_ref_epochs", "2", "--c2l_epochs", "3",
-                 "--c2l_posterior_samples", "4", "--c2l_n_cells_per_spot", "10"])
+    code = main(
+        [
+            "deconvolve",
+            "--input",
+            str(qc),
+            "--reference",
+            str(reference),
+            "--outdir",
+            str(tmp_path),
+            "--deconvolution_method",
+            "cell2location",
+            "--c2l_ref_epochs",
+            "2",
+            "--c2l_epochs",
+            "3",
+            "--c2l_posterior_samples",
+            "4",
+            "--c2l_n_cells_per_spot",
+            "10",
+        ]
+    )
     assert code == 0
     import torch
 
@@ -122,16 +159,40 @@ def test_cell2location_runs_on_cpu(simulated_cohort, tmp_path, capsys):
 def realistic_cohort(tmp_path_factory) -> Path:
     """Platform effects (SD 0.7) between the scRNA samples and the section, whose patient is not in them."""
     outdir = tmp_path_factory.mktemp("realistic")
-    assert main(["simulate", "--outdir", str(outdir), "--n_cells", "2400", "--n_patients", "2", "--n_genes", "3000",
-                 "--n_sections", "1", "--n_spots", "600", "--n_bulk", "0", "--seed", "3", "--spatial_platform_sd", "0.7",
-                 "--heldout_sections", "true"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(outdir),
+                "--n_cells",
+                "2400",
+                "--n_patients",
+                "2",
+                "--n_genes",
+                "3000",
+                "--n_sections",
+                "1",
+                "--n_spots",
+                "600",
+                "--n_bulk",
+                "0",
+                "--seed",
+                "3",
+                "--spatial_platform_sd",
+                "0.7",
+                "--heldout_sections",
+                "true",
+            ]
+        )
+        == 0
+    )
     return outdir
 
 
 @pytest.mark.slow
 def test_default_cpu_method_recovers_planted_proportions_under_platform_effects(realistic_cohort, tmp_path, capsys):
     import anndata as ad
-
     import torch
 
     truth_json = pd.read_json(realistic_cohort / "truth.json", typ="series")
@@ -143,7 +204,9 @@ def test_default_cpu_method_recovers_planted_proportions_under_platform_effects(
     reference.obs["cell_type_fine"] = reference.obs["cell_type"]
     reference.obs["cell_type"] = reference.obs["true_compartment"].astype(str)
     reference.write_h5ad(tmp_path / "reference.h5ad")
-    code = main(["deconvolve", "--input", str(qc), "--reference", str(tmp_path / "reference.h5ad"), "--outdir", str(tmp_path)])
+    code = main(
+        ["deconvolve", "--input", str(qc), "--reference", str(tmp_path / "reference.h5ad"), "--outdir", str(tmp_path)]
+    )
     assert code == 0
     if not torch.cuda.is_available():
         assert "deconvolution_method auto: no CUDA GPU, using poisson" in capsys.readouterr().err
@@ -160,12 +223,18 @@ def test_default_cpu_method_recovers_planted_proportions_under_platform_effects(
     assert (r[major] >= 0.8).all(), r[major]
     # the major level (compartments) is the sum of its planted types
     compartments = reference.obs.groupby("cell_type_fine", observed=True)["cell_type"].first()
-    planted = pd.DataFrame({c: truth[[f"true_prop_{t}" for t in compartments.index[compartments == c]]].sum(axis=1)
-                            for c in compartments.unique()})
+    planted = pd.DataFrame(
+        {
+            c: truth[[f"true_prop_{t}" for t in compartments.index[compartments == c]]].sum(axis=1)
+            for c in compartments.unique()
+        }
+    )
     proportions = adata.obsm["deconvolution_proportions"]
     for compartment in proportions.columns:
         if planted[compartment].mean() >= MAJOR_MIN_PROPORTION:
-            assert np.corrcoef(proportions[compartment], planted.loc[proportions.index, compartment])[0, 1] >= 0.8, compartment
+            assert np.corrcoef(proportions[compartment], planted.loc[proportions.index, compartment])[0, 1] >= 0.8, (
+                compartment
+            )
     # the marker-score baseline is written per type; the tumour compartment agrees with its markers
     # (a mixed compartment such as "immune" need not: its top markers are those of one of its types)
     agreement = pd.read_csv(tmp_path / f"{sample}.deconvolution_agreement_mqc.tsv", sep="\t", index_col=0, comment="#")
@@ -207,7 +276,9 @@ def test_cuda_check_imports_torch_only_where_a_cuda_driver_loads():
         pytest.skip("a CUDA driver is present")
     except OSError:
         pass
-    code = "import sys; from tmeflow import deconvolve; print(deconvolve.resolve_method('auto'), 'torch' in sys.modules)"
+    code = (
+        "import sys; from tmeflow import deconvolve; print(deconvolve.resolve_method('auto'), 'torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["poisson", "False"]
 
@@ -256,8 +327,11 @@ def test_reference_without_counts_exit_2(simulated_cohort, small_reference, tmp_
     sc.pp.normalize_total(ref, target_sum=1e4)
     sc.pp.log1p(ref)
     ref.write_h5ad(tmp_path / "ref.h5ad")
-    message = _expect_error(["--input", str(spatial_qc_output(simulated_cohort)), "--reference", str(tmp_path / "ref.h5ad")],
-                            tmp_path / "out", capsys)
+    message = _expect_error(
+        ["--input", str(spatial_qc_output(simulated_cohort)), "--reference", str(tmp_path / "ref.h5ad")],
+        tmp_path / "out",
+        capsys,
+    )
     assert "no raw counts" in message
 
 
@@ -266,8 +340,11 @@ def test_too_few_shared_genes_exit_2(simulated_cohort, small_reference, tmp_path
     ref = small_reference
     ref.var_names = [f"ENSG{i:011d}" for i in range(ref.n_vars)]  # another identifier type
     ref.write_h5ad(tmp_path / "ref.h5ad")
-    message = _expect_error(["--input", str(spatial_qc_output(simulated_cohort)), "--reference", str(tmp_path / "ref.h5ad")],
-                            tmp_path / "out", capsys)
+    message = _expect_error(
+        ["--input", str(spatial_qc_output(simulated_cohort)), "--reference", str(tmp_path / "ref.h5ad")],
+        tmp_path / "out",
+        capsys,
+    )
     assert "deconv_min_shared_genes" in message and "0 genes are shared" in message
 
 
@@ -276,8 +353,11 @@ def test_reference_without_cell_type_exit_2(simulated_cohort, small_reference, t
     ref = small_reference
     del ref.obs["cell_type"]
     ref.write_h5ad(tmp_path / "ref.h5ad")
-    message = _expect_error(["--input", str(spatial_qc_output(simulated_cohort)), "--reference", str(tmp_path / "ref.h5ad")],
-                            tmp_path / "out", capsys)
+    message = _expect_error(
+        ["--input", str(spatial_qc_output(simulated_cohort)), "--reference", str(tmp_path / "ref.h5ad")],
+        tmp_path / "out",
+        capsys,
+    )
     assert "cell_type" in message
 
 
@@ -286,12 +366,13 @@ def test_reference_without_cell_type_exit_2(simulated_cohort, small_reference, t
 def test_real_section_abundance_follows_the_histology(shared_data, tmp_path):
     """MSTI DCIS section with the CID4465 reference: the CPU default's epithelial abundance (cells per spot)
     separates the H&E's strongly stained epithelium from pale stroma better than the stage's own marker-score
-    baseline does; proportions lose the spot's cellularity and separate them less well."""
+    baseline does; proportions lose the spot's cellularity and separate them less well.
+    """
     import anndata as ad
+    from _cohort import MSTI_SAMPLE, msti_and_cid4465_reference
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from _cohort import MSTI_SAMPLE, msti_and_cid4465_reference
     from tmeflow.spatial_qc import stained_fraction
 
     section, reference = msti_and_cid4465_reference(shared_data, tmp_path)
@@ -306,14 +387,20 @@ def test_real_section_abundance_follows_the_histology(shared_data, tmp_path):
     keep = epithelium | stroma
     abundance = adata.obsm["deconvolution_abundance"]
     proportions = adata.obsm["deconvolution_proportions"]
-    maps = {"abundance Cancer Epithelial": abundance["Cancer Epithelial"],
-            "abundance epithelial": abundance["Cancer Epithelial"] + abundance["Normal Epithelial"],
-            "proportion Cancer Epithelial": proportions["Cancer Epithelial"],
-            "marker score Cancer Epithelial": adata.obsm["deconvolution_marker_scores"]["Cancer Epithelial"]}
+    maps = {
+        "abundance Cancer Epithelial": abundance["Cancer Epithelial"],
+        "abundance epithelial": abundance["Cancer Epithelial"] + abundance["Normal Epithelial"],
+        "proportion Cancer Epithelial": proportions["Cancer Epithelial"],
+        "marker score Cancer Epithelial": adata.obsm["deconvolution_marker_scores"]["Cancer Epithelial"],
+    }
     auroc = {name: roc_auc_score(epithelium[keep], np.asarray(values)[keep]) for name, values in maps.items()}
     rho = {name: spearmanr(values, stained).statistic for name, values in maps.items()}
-    print("AUROC stained epithelium vs stroma:", {k: round(v, 3) for k, v in auroc.items()},
-          "Spearman with stained fraction:", {k: round(v, 3) for k, v in rho.items()})
+    print(
+        "AUROC stained epithelium vs stroma:",
+        {k: round(v, 3) for k, v in auroc.items()},
+        "Spearman with stained fraction:",
+        {k: round(v, 3) for k, v in rho.items()},
+    )
     assert auroc["abundance Cancer Epithelial"] > auroc["marker score Cancer Epithelial"]
     assert auroc["abundance Cancer Epithelial"] > auroc["proportion Cancer Epithelial"]
     assert auroc["abundance epithelial"] >= 0.9 and rho["abundance epithelial"] >= 0.6
@@ -326,7 +413,8 @@ def test_real_section_abundance_follows_the_histology(shared_data, tmp_path):
 def test_poisson_weights_recover_an_exact_two_type_three_gene_mixture():
     """Signatures (genes x types) A = (10, 0, 5), B = (0, 10, 5); spot 1 = 2 A + 3 B = (20, 30, 25),
     spot 2 = 1 A + 0 B = (10, 0, 5). Counts equal the rates exactly, the maximum of the Poisson likelihood,
-    so the weights are (2, 3) and (1, 0)."""
+    so the weights are (2, 3) and (1, 0).
+    """
     from tmeflow.deconvolve import poisson_weights
 
     signatures = np.array([[10.0, 0.0], [0.0, 10.0], [5.0, 5.0]])

@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from nf_static import (
     REPO,
     expand_braces,
@@ -86,7 +85,9 @@ def doc_sections(text: str) -> dict[str, list[str]]:
     return sections
 
 
-def output_doc_problems(doc_text: str, outputs: dict[str, list[tuple[str, str]]], name: str = "docs/output.md") -> list[str]:
+def output_doc_problems(
+    doc_text: str, outputs: dict[str, list[tuple[str, str]]], name: str = "docs/output.md"
+) -> list[str]:
     sections = doc_sections(doc_text)
     problems = []
     for folder, items in outputs.items():
@@ -113,8 +114,23 @@ def test_output_doc_names_every_module_output():
 def test_output_doc_sections_follow_the_analysis_order():
     order = list(doc_sections((DOCS / "output.md").read_text()))
     assert order == [
-        "qc", "integrate", "annotate", "cnv", "subcluster", "composition", "de", "pathways", "trajectory",
-        "communication", "spatial_qc", "deconvolve", "spatial_analysis", "bulk", "atlas", "multiqc", "pipeline_info",
+        "qc",
+        "integrate",
+        "annotate",
+        "cnv",
+        "subcluster",
+        "composition",
+        "de",
+        "pathways",
+        "trajectory",
+        "communication",
+        "spatial_qc",
+        "deconvolve",
+        "spatial_analysis",
+        "bulk",
+        "atlas",
+        "multiqc",
+        "pipeline_info",
     ]
 
 
@@ -125,16 +141,18 @@ def test_output_doc_check_reports_missing_misplaced_and_partly_documented_output
         "spatial_analysis": [("spatial_analysis", "<sample>.{regions,tls}.png")],
         "multiqc": [("report", "*multiqc_data")],
     }
-    doc = "\n".join([
-        "# outputs",
-        "## `qc/`",
-        "| `<sample>.qc.h5ad` | kept cells |",
-        "## `de/`",
-        "| `de_<contrast>.tsv` | the glob needs `_vs_` |",
-        "| `<sample>.qc_stats_mqc.tsv` | in the wrong section |",
-        "## `spatial_analysis/`",
-        "| `<sample>.regions.png` | only one of the two |",
-    ])
+    doc = "\n".join(
+        [
+            "# outputs",
+            "## `qc/`",
+            "| `<sample>.qc.h5ad` | kept cells |",
+            "## `de/`",
+            "| `de_<contrast>.tsv` | the glob needs `_vs_` |",
+            "| `<sample>.qc_stats_mqc.tsv` | in the wrong section |",
+            "## `spatial_analysis/`",
+            "| `<sample>.regions.png` | only one of the two |",
+        ]
+    )
     problems = output_doc_problems(doc, outputs, "doc")
     assert problems == [
         "doc: section qc/ names no file matching '<sample>.qc_stats_mqc.tsv' (module qc)",
@@ -205,13 +223,26 @@ def usage_problems(usage_text: str, profiles: list[str]) -> list[str]:
 
 def test_usage_doc_mentions_every_profile():
     profiles = config_profiles((REPO / "nextflow.config").read_text())
-    assert {"test", "test_full", "docker", "singularity", "apptainer", "conda", "gpu", "slurm", "awsbatch", "google"} <= set(profiles)
+    assert {
+        "test",
+        "test_full",
+        "docker",
+        "singularity",
+        "apptainer",
+        "conda",
+        "gpu",
+        "slurm",
+        "awsbatch",
+        "google",
+    } <= set(profiles)
     assert "process" not in profiles  # nested blocks are not profiles
     assert usage_problems((DOCS / "usage.md").read_text(), profiles) == []
 
 
 def test_usage_check_reports_a_missing_profile():
-    assert usage_problems("use `docker` or `conda`", ["docker", "gpu"]) == ["docs/usage.md does not mention profile `gpu`"]
+    assert usage_problems("use `docker` or `conda`", ["docker", "gpu"]) == [
+        "docs/usage.md does not mention profile `gpu`"
+    ]
 
 
 @pytest.mark.parametrize("doc", ["docs/usage.md", "docs/output.md", "docs/parameters.md"])

@@ -1,6 +1,7 @@
 """Drug sensitivity (``tmeflow.bulk.drugs``): GDSC/CTRP tables read long or wide with one-line errors, the
 signature's Spearman correlation with each drug's IC50 (planted drugs found, null drugs calibrated over 20
-simulated screens) and the oncoPredict-style ridge model (cross-validated, predicting the tumours)."""
+simulated screens) and the oncoPredict-style ridge model (cross-validated, predicting the tumours).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmeflow.bulk.drugs import (cell_line_features, drug_correlations, predict_drug_response, read_drug_inputs,
-                                read_drug_response, spearman_columns)
+from tmeflow.bulk.drugs import (
+    cell_line_features,
+    drug_correlations,
+    predict_drug_response,
+    read_drug_inputs,
+    read_drug_response,
+    spearman_columns,
+)
 from tmeflow.cli import main
 from tmeflow.errors import TmeflowInputError
 from tmeflow.params import defaults
-
 
 # --------------------------------------------------------------------------------------------------
 # Reading
@@ -24,14 +30,23 @@ from tmeflow.params import defaults
 def test_drug_response_long_gdsc_ctrp_and_wide_tables(tmp_path):
     """GDSC long (LN_IC50 chosen over AUC, a repeated pair averaged), CTRP long (area_under_curve), wide."""
     gdsc = tmp_path / "gdsc.csv"
-    pd.DataFrame({"COSMIC_ID": ["1", "1", "2", "1"], "CELL_LINE_NAME": ["A", "A", "B", "A"], "DRUG_NAME": ["x", "y", "x", "x"],
-                  "LN_IC50": [1.0, 2.0, 3.0, 2.0], "AUC": [0.9, 0.8, 0.7, 0.6]}).to_csv(gdsc, index=False)
+    pd.DataFrame(
+        {
+            "COSMIC_ID": ["1", "1", "2", "1"],
+            "CELL_LINE_NAME": ["A", "A", "B", "A"],
+            "DRUG_NAME": ["x", "y", "x", "x"],
+            "LN_IC50": [1.0, 2.0, 3.0, 2.0],
+            "AUC": [0.9, 0.8, 0.7, 0.6],
+        }
+    ).to_csv(gdsc, index=False)
     matrix, measure = read_drug_response(gdsc)
     assert measure == "LN_IC50" and matrix.loc["A", "x"] == 1.5 and np.isnan(matrix.loc["B", "y"])
     matrix, measure = read_drug_response(gdsc, "AUC")
     assert measure == "AUC" and matrix.loc["A", "x"] == pytest.approx(0.75)
     ctrp = tmp_path / "ctrp.tsv"
-    pd.DataFrame({"ccl_name": ["A", "B"], "cpd_name": ["z", "z"], "area_under_curve": [10.0, 12.0]}).to_csv(ctrp, sep="\t", index=False)
+    pd.DataFrame({"ccl_name": ["A", "B"], "cpd_name": ["z", "z"], "area_under_curve": [10.0, 12.0]}).to_csv(
+        ctrp, sep="\t", index=False
+    )
     matrix, measure = read_drug_response(ctrp)
     assert measure == "area_under_curve" and matrix["z"].to_dict() == {"A": 10.0, "B": 12.0}
     wide = tmp_path / "wide.tsv"
@@ -52,7 +67,9 @@ def test_drug_input_errors_name_file_and_column(tmp_path, capsys, small_bulk_arg
     assert "no value column" in message and "novalue.tsv" in message
     message = error(pd.DataFrame({"CELL_LINE_NAME": ["A"], "DRUG_NAME": ["x"], "AUC": [1.0]}), "named.tsv", "IC50")
     assert "drug_response_column is not a column" in message and "column IC50" in message
-    message = error(pd.DataFrame({"CELL_LINE_NAME": ["A", "B"], "DRUG_NAME": ["x", "x"], "AUC": ["1", "high"]}), "text.tsv")
+    message = error(
+        pd.DataFrame({"CELL_LINE_NAME": ["A", "B"], "DRUG_NAME": ["x", "x"], "AUC": ["1", "high"]}), "text.tsv"
+    )
     assert "non-numeric drug response 'high'" in message and "row 3" in message and "column AUC" in message
     message = error(pd.DataFrame({"line": ["A"], "d1": ["high"]}), "widetext.tsv")
     assert "wide drug_response" in message and "column d1" in message
@@ -63,12 +80,21 @@ def test_drug_input_errors_name_file_and_column(tmp_path, capsys, small_bulk_arg
     assert read_drug_inputs({"drug_expression": None, "drug_response": None}) is None
     # cell lines that do not match the expression: one line through the CLI, before anything is written
     response = tmp_path / "response.tsv"
-    pd.DataFrame({"CELL_LINE_NAME": [f"L{i}" for i in range(12)], "DRUG_NAME": "x", "LN_IC50": 1.0}).to_csv(response, sep="\t", index=False)
+    pd.DataFrame({"CELL_LINE_NAME": [f"L{i}" for i in range(12)], "DRUG_NAME": "x", "LN_IC50": 1.0}).to_csv(
+        response, sep="\t", index=False
+    )
     expression = tmp_path / "lines.tsv"
-    pd.DataFrame(np.ones((3, 12)), index=["A", "B", "C"], columns=[f"M{i}" for i in range(12)]).rename_axis("gene").to_csv(expression, sep="\t")
+    pd.DataFrame(np.ones((3, 12)), index=["A", "B", "C"], columns=[f"M{i}" for i in range(12)]).rename_axis(
+        "gene"
+    ).to_csv(expression, sep="\t")
     rc = main([*small_bulk_args, "--drug_expression", str(expression), "--drug_response", str(response)])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tmeflow bulk: error:")]
-    assert rc == 2 and len(lines) == 1 and "only 0 of 12 drug_response cell lines match" in lines[0] and "lines.tsv" in lines[0]
+    assert (
+        rc == 2
+        and len(lines) == 1
+        and "only 0 of 12 drug_response cell lines match" in lines[0]
+        and "lines.tsv" in lines[0]
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -107,7 +133,8 @@ def _screen(config, model, seed):
 def test_simulated_planted_drugs_found_and_null_drugs_calibrated_over_20_seeds(model):
     """20 simulated screens (60 cell lines, 3 planted drugs with ln IC50 falling 0.8 per SD of the score, 17
     null): the signature scored on the cell lines by ssGSEA (as on tumours) finds every planted drug at
-    FDR < 0.05 with rho < 0, and the 340 null drug tests reject at <= 5% (p and FDR)."""
+    FDR < 0.05 with rho < 0, and the 340 null drug tests reject at <= 5% (p and FDR).
+    """
     from tmeflow.simulate import drug_names
 
     config, model = model
@@ -135,7 +162,8 @@ def test_simulated_planted_drugs_found_and_null_drugs_calibrated_over_20_seeds(m
 def test_ridge_cross_validates_planted_drugs_and_predicts_tumours(model):
     """oncoPredict-style ridge on 200 simulated cell lines x 1500 genes: planted drugs reach CV rho > 0.3 and
     are predicted, null drugs average CV rho about 0; tumours (another platform) get a predicted IC50 of each
-    planted drug that falls with their true signature score."""
+    planted drug that falls with their true signature score.
+    """
     from dataclasses import replace
 
     from tmeflow.simulate import _bulk_expression, drug_names, signature_score
@@ -146,7 +174,9 @@ def test_ridge_cross_validates_planted_drugs_and_predicts_tumours(model):
     expression, response, _ = _screen(config, model, 7)
     tumours, _ = _bulk_expression(model, 80, np.random.default_rng(99))
     z = signature_score(tumours, model.programmes["fate_A"])
-    tumour_log = np.log2(tumours * 1.7 + 1.0) + 0.5  # another platform: scale and offset removed by per-set standardisation
+    tumour_log = (
+        np.log2(tumours * 1.7 + 1.0) + 0.5
+    )  # another platform: scale and offset removed by per-set standardisation
     cv, predicted = predict_drug_response(expression, tumour_log, response, min_cv_rho=0.3, seed=0)
     cv = cv.set_index("drug")
     assert (cv.loc[planted, "cv_rho"] > 0.3).all() and cv.loc[planted, "predicted"].all()
@@ -159,7 +189,11 @@ def test_ridge_cross_validates_planted_drugs_and_predicts_tumours(model):
 def test_simulate_drug_options_are_checked():
     from tmeflow.simulate import SimConfig
 
-    for bad in ({"n_cell_lines": 10}, {"n_cell_lines": 30, "n_drugs": 0}, {"n_cell_lines": 30, "n_drugs": 2, "planted_drugs": 3}):
+    for bad in (
+        {"n_cell_lines": 10},
+        {"n_cell_lines": 30, "n_drugs": 0},
+        {"n_cell_lines": 30, "n_drugs": 2, "planted_drugs": 3},
+    ):
         with pytest.raises(TmeflowInputError, match="--n_cell_lines must be 0 or at least 20"):
             SimConfig(outdir=Path("x"), **bad).check()
     SimConfig(outdir=Path("x"), n_cell_lines=0, n_drugs=0).check()  # no screen: the drug options are not used

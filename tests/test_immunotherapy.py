@@ -1,6 +1,7 @@
 """Immunotherapy cohorts: `tmeflow simulate --n_immunotherapy` (its own bulk row with response and OS/PFS
 driven by the signature): the planted association is found and a null cohort is calibrated over 20 seeds.
-The row end to end (`tmeflow run`, response ROC, optimised-split KM figure, report) is in tests/test_runner.py."""
+The row end to end (`tmeflow run`, response ROC, optimised-split KM figure, report) is in tests/test_runner.py.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ def _cohorts(log_or: float, seeds: range, n: int = 100):
     """Per seed: the pipeline's ssGSEA score of the planted signature, response status and OS/PFS frames."""
     from tmeflow.bulk.response import response_status
     from tmeflow.signatures import ssgsea
-    from tmeflow.simulate import SimConfig, _bulk_expression, build_genes, build_model, immunotherapy_clinical, signature_score
+    from tmeflow.simulate import (
+        SimConfig,
+        _bulk_expression,
+        build_genes,
+        build_model,
+        immunotherapy_clinical,
+        signature_score,
+    )
 
     config = SimConfig(outdir=Path("unused"), n_genes=1500)
     rng = np.random.default_rng(0)
@@ -30,8 +38,10 @@ def _cohorts(log_or: float, seeds: range, n: int = 100):
         clinical = immunotherapy_clinical(signature_score(expression, genes), log_or, rng).set_index("sample")
         score = ssgsea(np.log2(expression + 1.0), {"SIG": genes}).T
         status = response_status(clinical, "", Path("clinical.tsv"))
-        survs = {name: pd.DataFrame({"time": clinical[f"{name.lower()}_time"], "event": clinical[f"{name.lower()}_event"]})
-                 for name in ("OS", "PFS")}
+        survs = {
+            name: pd.DataFrame({"time": clinical[f"{name.lower()}_time"], "event": clinical[f"{name.lower()}_event"]})
+            for name in ("OS", "PFS")
+        }
         yield seed, score, status, survs
 
 
@@ -43,11 +53,21 @@ def _tests(log_or: float) -> pd.DataFrame:
     rows = []
     for seed, score, status, survs in _cohorts(log_or, range(20)):
         response = response_table(score, {"SIG": "user_signature"}, status).iloc[0]
-        row = {"seed": seed, "wilcoxon_p": response["wilcoxon_p"], "auc": response["auc"], "auc_lower": response["auc_lower"],
-               "auc_upper": response["auc_upper"], "responders": int(status.sum())}
+        row = {
+            "seed": seed,
+            "wilcoxon_p": response["wilcoxon_p"],
+            "auc": response["auc"],
+            "auc_lower": response["auc_lower"],
+            "auc_upper": response["auc_upper"],
+            "responders": int(status.sum()),
+        }
         for name, surv in survs.items():
             table, _, _ = analyse_survival(score, surv, name, pd.DataFrame(index=score.index), params)
-            row |= {f"{name}_p": table["p"].iloc[0], f"{name}_hr_p": table["hr_per_sd_p"].iloc[0], f"{name}_hr": table["hr_per_sd"].iloc[0]}
+            row |= {
+                f"{name}_p": table["p"].iloc[0],
+                f"{name}_hr_p": table["hr_per_sd_p"].iloc[0],
+                f"{name}_hr": table["hr_per_sd"].iloc[0],
+            }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -57,11 +77,16 @@ def test_planted_immunotherapy_association_found_and_null_calibrated_over_20_see
     exp(-0.6 z)): the pipeline's score separates responders (Wilcoxon p < 0.05, AUC CI above 0.5) and the
     optimised-split KM (Lau92-corrected p) and Cox HR per SD find OS and PFS in every seed. Null (log OR 0):
     the 20 seeds x 5 tests (Wilcoxon, corrected cut-point p and Cox p for OS and PFS) reject at <= 5%, and the
-    DeLong CI covers AUC 0.5 in >= 90% of seeds."""
+    DeLong CI covers AUC 0.5 in >= 90% of seeds.
+    """
     planted = _tests(1.0)
     assert (planted["wilcoxon_p"] < 0.05).all() and (planted["auc_lower"] > 0.5).all() and planted["auc"].mean() > 0.7
     for name in ("OS", "PFS"):
-        assert (planted[f"{name}_p"] < 0.05).all() and (planted[f"{name}_hr_p"] < 0.05).all() and (planted[f"{name}_hr"] < 1).all()
+        assert (
+            (planted[f"{name}_p"] < 0.05).all()
+            and (planted[f"{name}_hr_p"] < 0.05).all()
+            and (planted[f"{name}_hr"] < 1).all()
+        )
     null = _tests(0.0)
     tests = null[["wilcoxon_p", "OS_p", "OS_hr_p", "PFS_p", "PFS_hr_p"]]
     assert (tests < 0.05).to_numpy().mean() <= 0.05

@@ -1,5 +1,6 @@
 """tmeflow integrate: Harmony fixes a planted batch effect without losing cell types; sparse PCA is
-exact; inputs that cannot be integrated fail with one line."""
+exact; inputs that cannot be integrated fail with one line.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from _cohort import integrated, qc_params
+
 from tmeflow import integrate
 from tmeflow.cli import main
 
@@ -48,7 +49,9 @@ def test_harmony_improves_mixing_and_keeps_cell_types(cohort):
 def test_integrated_object_layout(cohort):
     path, _ = cohort
     adata = ad.read_h5ad(path)
-    qc_total = sum(ad.read_h5ad(p).layers["counts"].sum() for p in sorted((path.parent.parent / "qc").glob("*.qc.h5ad")))
+    qc_total = sum(
+        ad.read_h5ad(p).layers["counts"].sum() for p in sorted((path.parent.parent / "qc").glob("*.qc.h5ad"))
+    )
     assert adata.layers["counts"].sum() == pytest.approx(qc_total, rel=1e-6)  # raw counts kept
     expm1 = np.expm1(adata.X[:5].toarray()).sum(axis=1)
     assert np.allclose(expm1, 1e4, rtol=1e-3)  # log1p(CP10k)
@@ -57,10 +60,16 @@ def test_integrated_object_layout(cohort):
     assert {"X_umap", "X_umap_uncorrected"} <= set(adata.obsm)
     assert adata.obs["leiden"].nunique() >= 8
     assert adata.uns["integration"]["use_rep"] == "X_pca_harmony"
-    for name in ("integration_umap_uncorrected_mqc.png", "integration_umap_corrected_mqc.png", "integration_clusters.tsv"):
+    for name in (
+        "integration_umap_uncorrected_mqc.png",
+        "integration_umap_corrected_mqc.png",
+        "integration_clusters.tsv",
+    ):
         assert (path.parent / name).stat().st_size > 0
     # every true type sits mostly in clusters of its own (clusters are pure)
-    purity = pd.crosstab(adata.obs["leiden"], adata.obs["true_cell_type"]).pipe(lambda t: t.max(axis=1).sum() / t.to_numpy().sum())
+    purity = pd.crosstab(adata.obs["leiden"], adata.obs["true_cell_type"]).pipe(
+        lambda t: t.max(axis=1).sum() / t.to_numpy().sum()
+    )
     assert purity > 0.95
 
 
@@ -117,10 +126,16 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     genes = [f"G{i}" for i in range(600)]
     a = _tiny(tmp_path / "A.qc.h5ad", "A", genes)
     m = _tiny(tmp_path / "M.qc.h5ad", "M", genes, species="mouse")
-    assert "mix species" in _one_line_error(capsys, ["integrate", "--input", str(a), str(m), "--outdir", str(tmp_path / "o")])
-    err = _one_line_error(capsys, ["integrate", "--input", str(a), "--batch_key", "lane", "--outdir", str(tmp_path / "o")])
+    assert "mix species" in _one_line_error(
+        capsys, ["integrate", "--input", str(a), str(m), "--outdir", str(tmp_path / "o")]
+    )
+    err = _one_line_error(
+        capsys, ["integrate", "--input", str(a), "--batch_key", "lane", "--outdir", str(tmp_path / "o")]
+    )
     assert "batch_key 'lane'" in err
-    err = _one_line_error(capsys, ["integrate", "--input", str(tmp_path / "missing.h5ad"), "--outdir", str(tmp_path / "o")])
+    err = _one_line_error(
+        capsys, ["integrate", "--input", str(tmp_path / "missing.h5ad"), "--outdir", str(tmp_path / "o")]
+    )
     assert "not found" in err
 
 
@@ -151,12 +166,13 @@ def test_single_sample_skips_correction_and_scvi_runs_on_cpu(tmp_path, tmp_path_
 
 
 def test_kbet_on_ten_points_segregated_and_interleaved_by_hand():
-    """kBET with k0 = 5 (the cell and its 4 nearest neighbours) on 10 cells of 2 batches of 5 on a line.
+    """KBET with k0 = 5 (the cell and its 4 nearest neighbours) on 10 cells of 2 batches of 5 on a line.
 
     Expected counts per neighbourhood: 5 x 5/10 = 2.5 per batch. Segregated (batch A at x = 0..4, B at
     x = 100..104): every neighbourhood is 5 + 0, chi2 = 2 x 2.5^2 / 2.5 = 5.0, p = P(chi2_1 > 5) = 0.0253 < 0.05:
     all rejected, acceptance 0. Interleaved (A, B, A, ... at x = 0..9): every neighbourhood of 5 consecutive
-    cells is 3 + 2, chi2 = 2 x 0.5^2 / 2.5 = 0.2, p = 0.655: none rejected, acceptance 1."""
+    cells is 3 + 2, chi2 = 2 x 0.5^2 / 2.5 = 0.2, p = 0.655: none rejected, acceptance 1.
+    """
     from tmeflow import metrics
 
     batches = ["A"] * 5 + ["B"] * 5
@@ -171,7 +187,8 @@ def test_kbet_on_ten_points_segregated_and_interleaved_by_hand():
 def test_label_asw_of_two_pairs_by_hand():
     """Silhouette s = (b - a) / max(a, b): points 0, 1 (label x) and 10, 11 (label y) on a line.
     x=0: a = 1, b = (10 + 11) / 2 = 10.5, s = 1 - 1/10.5 = 0.904762; x=1: a = 1, b = (9 + 10) / 2 = 9.5,
-    s = 1 - 1/9.5 = 0.894737; y mirrors x. Mean 0.899749, scaled (s + 1) / 2 = 0.949875."""
+    s = 1 - 1/9.5 = 0.894737; y mirrors x. Mean 0.899749, scaled (s + 1) / 2 = 0.949875.
+    """
     from tmeflow import metrics
 
     embedding = np.c_[[0.0, 1.0, 10.0, 11.0], np.zeros(4)]

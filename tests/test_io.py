@@ -71,4 +71,3 @@ def test_intermediate_h5ad_is_lzf_and_the_kept_atlas_gzip(tmp_path):
     for path in (inter, final):  # same content either way
         back = ad.read_h5ad(path)
         assert (back.X != adata.X).nnz == 0 and (back.layers["counts"] != adata.layers["counts"]).nnz == 0
-

@@ -69,10 +69,19 @@ def test_progress_without_a_total_counts_only_and_an_unfinished_loop_stops_loggi
 
 
 def test_format_duration():
-    assert [format_duration(s) for s in (0, 59.6, 61, 3599, 3600, 7620)] == ["0s", "1m00s", "1m01s", "59m59s", "1h00m", "2h07m"]
+    assert [format_duration(s) for s in (0, 59.6, 61, 3599, 3600, 7620)] == [
+        "0s",
+        "1m00s",
+        "1m01s",
+        "59m59s",
+        "1h00m",
+        "2h07m",
+    ]
 
 
 def test_progress_line_is_the_shared_format():
-    assert progress_line("cell2location spatial model: epoch", 500, 30000, 125) == \
-        "cell2location spatial model: epoch 500/30000 (1%), elapsed 2m05s, ETA 2h02m"
+    assert (
+        progress_line("cell2location spatial model: epoch", 500, 30000, 125)
+        == "cell2location spatial model: epoch 500/30000 (1%), elapsed 2m05s, ETA 2h02m"
+    )
     assert progress_line("group", 0, 3, 0) == "group 0/3 (0%), elapsed 0s, ETA unknown"

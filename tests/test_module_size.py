@@ -20,19 +20,90 @@ def test_no_module_over_700_lines():
     assert not too_long, f"split these into packages (one file per concern): {too_long}"
 
 
-@pytest.mark.parametrize("package, names", [
-    ("bulk", ["cli", "run_bulk", "read_cohort", "read_expression", "map_identifiers", "deconvolve_nnls",
-              "analyse_survival", "forest_plot", "reference_species", "estimate_scores", "MIN_MATCHED_SAMPLES"]),
-    ("readers", ["read_counts", "read_spatial", "detect_format", "FORMATS", "_known_genes", "_finalise"]),
-    ("simulate", ["cli", "run_simulate", "SimConfig", "build_genes", "_draw_cnv_events", "BLOCK_ELEMENTS",
-                  "CELL_TYPES", "write_10x_h5", "simulate_section", "simulate_bulk"]),
-    ("communication", ["cli", "run_communication", "load_resource", "pathway_map", "differential_interactions",
-                       "proportion_tests", "PROPORTION_COLUMNS", "pathway_tests", "signalling_roles", "plot_pathway_circles"]),
-    ("cnv", ["cli", "run_cnv", "call_malignant", "bundled_positions", "read_gene_positions", "dependency_problem",
-             "neighbour_transformer", "plot_heatmap", "TmeflowInputError", "CnvResult"]),
-    ("trajectory", ["cli", "run_trajectory", "subset_mask", "choose_root", "embed", "fates", "condition_enrichment",
-                    "label_fates", "fate_genes", "hallmark_enrichment", "weighted_spearman", "plot_trends"]),
-])
+@pytest.mark.parametrize(
+    "package, names",
+    [
+        (
+            "bulk",
+            [
+                "cli",
+                "run_bulk",
+                "read_cohort",
+                "read_expression",
+                "map_identifiers",
+                "deconvolve_nnls",
+                "analyse_survival",
+                "forest_plot",
+                "reference_species",
+                "estimate_scores",
+                "MIN_MATCHED_SAMPLES",
+            ],
+        ),
+        ("readers", ["read_counts", "read_spatial", "detect_format", "FORMATS", "_known_genes", "_finalise"]),
+        (
+            "simulate",
+            [
+                "cli",
+                "run_simulate",
+                "SimConfig",
+                "build_genes",
+                "_draw_cnv_events",
+                "BLOCK_ELEMENTS",
+                "CELL_TYPES",
+                "write_10x_h5",
+                "simulate_section",
+                "simulate_bulk",
+            ],
+        ),
+        (
+            "communication",
+            [
+                "cli",
+                "run_communication",
+                "load_resource",
+                "pathway_map",
+                "differential_interactions",
+                "proportion_tests",
+                "PROPORTION_COLUMNS",
+                "pathway_tests",
+                "signalling_roles",
+                "plot_pathway_circles",
+            ],
+        ),
+        (
+            "cnv",
+            [
+                "cli",
+                "run_cnv",
+                "call_malignant",
+                "bundled_positions",
+                "read_gene_positions",
+                "dependency_problem",
+                "neighbour_transformer",
+                "plot_heatmap",
+                "TmeflowInputError",
+                "CnvResult",
+            ],
+        ),
+        (
+            "trajectory",
+            [
+                "cli",
+                "run_trajectory",
+                "subset_mask",
+                "choose_root",
+                "embed",
+                "fates",
+                "condition_enrichment",
+                "label_fates",
+                "fate_genes",
+                "hallmark_enrichment",
+                "weighted_spearman",
+                "plot_trends",
+            ],
+        ),
+    ],
+)
 def test_split_packages_keep_their_import_paths(package, names):
     """``from tmeflow.<package> import X`` and the stage entries ``tmeflow.<package>:cli`` still work."""
     module = importlib.import_module(f"tmeflow.{package}")

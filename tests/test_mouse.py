@@ -2,7 +2,8 @@
 liver, one Visium section, a human bulk cohort) through ``tmeflow run`` with the study's neutrophil-rooted
 trajectory: every stage runs on the mouse resources, planted neutrophil states are sub-clustered, the
 trajectory orders planted maturation and the human bulk is deconvolved with the mouse atlas. Kept small
-(3,000 cells, ~140 neutrophils) so it runs in every CI job."""
+(3,000 cells, ~140 neutrophils) so it runs in every CI job.
+"""
 
 from __future__ import annotations
 
@@ -47,21 +48,39 @@ def test_every_stage_runs_on_a_mouse_cohort_and_writes_the_report(mouse_run):
 
 
 # the atlas's annotation labels -> the simulator's cell types
-ATLAS_TO_SIMULATED = {"B": "B", "NK": "NK", "T": "T", "plasma": "plasma", "mast": "mast", "neutrophil": "neutrophil",
-                      "fibroblast": "fibroblast", "endothelial": "endothelial", "monocyte/macrophage": "myeloid",
-                      "Malignant": "malignant", "Epithelial (normal)": "epithelial"}
+ATLAS_TO_SIMULATED = {
+    "B": "B",
+    "NK": "NK",
+    "T": "T",
+    "plasma": "plasma",
+    "mast": "mast",
+    "neutrophil": "neutrophil",
+    "fibroblast": "fibroblast",
+    "endothelial": "endothelial",
+    "monocyte/macrophage": "myeloid",
+    "Malignant": "malignant",
+    "Epithelial (normal)": "epithelial",
+}
 
 
 @pytest.mark.slow
 def test_human_bulk_deconvolved_with_the_mouse_atlas_through_orthologs(mouse_run):
     """The study's cross-species validation: a human bulk cohort (the mouse model's genes as their human
-    one-to-one orthologs) deconvolved with the mouse atlas as reference recovers the planted fractions."""
+    one-to-one orthologs) deconvolved with the mouse atlas as reference recovers the planted fractions.
+    """
     import numpy as np
 
     fractions = pd.read_csv(next(mouse_run.rglob("*.bulk_deconvolution.tsv")), sep="\t", index_col=0)
-    truth = pd.read_csv(mouse_run / "cohort" / "bulk" / "true_proportions.tsv", sep="\t", index_col=0).loc[fractions.index]
-    r = pd.Series({label: float(np.corrcoef(fractions[label], truth[planted])[0, 1])
-                   for label, planted in ATLAS_TO_SIMULATED.items() if label in fractions.columns})
+    truth = pd.read_csv(mouse_run / "cohort" / "bulk" / "true_proportions.tsv", sep="\t", index_col=0).loc[
+        fractions.index
+    ]
+    r = pd.Series(
+        {
+            label: float(np.corrcoef(fractions[label], truth[planted])[0, 1])
+            for label, planted in ATLAS_TO_SIMULATED.items()
+            if label in fractions.columns
+        }
+    )
     print(f"human bulk vs planted fractions (mouse reference): {r.round(2).to_dict()}")
     assert len(r) >= 9 and r.median() >= 0.8
     assert json.loads(next(mouse_run.rglob("*.bulk_summary.json")).read_text())["reference_species"] == "mouse"
@@ -70,7 +89,9 @@ def test_human_bulk_deconvolved_with_the_mouse_atlas_through_orthologs(mouse_run
 @pytest.mark.slow
 def test_mouse_subtypes_are_scored(mouse_run):
     """Sub-clustering scores the bundled mouse subtypes (before, none had 3 markers in the simulated genes)."""
-    subtypes = set(read_marker_table(bundled_markers("subtypes", "mouse"), type_column="cell_type_fine")["cell_type_fine"])
+    subtypes = set(
+        read_marker_table(bundled_markers("subtypes", "mouse"), type_column="cell_type_fine")["cell_type_fine"]
+    )
     calls = pd.read_csv(next(mouse_run.rglob("subcluster_calls_mqc.tsv")), sep="\t", comment="#")
     assert "best_type" in calls.columns and calls["best_type"].isin(subtypes).any()
 
@@ -78,7 +99,8 @@ def test_mouse_subtypes_are_scored(mouse_run):
 @pytest.mark.slow
 def test_planted_neutrophil_states_are_sub_clustered(mouse_run):
     """Neutrophils re-clustered and named from the bundled mouse subtypes recover the planted states: immature,
-    mature and PROK2-high."""
+    mature and PROK2-high.
+    """
     import anndata as ad
 
     obs = ad.read_h5ad(next(mouse_run.rglob("subclustered.h5ad")), backed="r").obs
@@ -107,7 +129,9 @@ def test_neutrophil_rooted_trajectory_orders_planted_maturation(mouse_run):
 
 def test_species_comes_from_obs_or_the_gene_symbols_never_assumed_human():
     assert species_of(obs=pd.DataFrame({"species": ["mouse", None]}), var_names=["CD3E"]) == "mouse"
-    assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["Cd3e", "Epcam", "mt-Co1"]) == "mouse"  # a section without obs species
+    assert (
+        species_of(obs=pd.DataFrame(index=range(2)), var_names=["Cd3e", "Epcam", "mt-Co1"]) == "mouse"
+    )  # a section without obs species
     assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["Cd3e", "Epcam", "Hbb-bs", "Ptprc"]) == "mouse"
     assert species_of(obs=pd.DataFrame(index=range(2)), var_names=["CD3E", "EPCAM", "MT-CO1", "Mdk"]) == "human"
 
@@ -117,7 +141,9 @@ def test_a_marker_table_of_the_other_species_is_one_line_naming_stage_and_specie
     from tmeflow.errors import TmeflowInputError
 
     human = read_marker_table(bundled_markers("major", "human"))
-    with pytest.raises(TmeflowInputError, match=r"^annotate: none of the \d+ human marker genes is in the data") as error:
+    with pytest.raises(
+        TmeflowInputError, match=r"^annotate: none of the \d+ human marker genes is in the data"
+    ) as error:
         marker_network(human, pd.Index(["Cd3e", "Epcam", "Ptprc", "mt-Co1"]), species="human")
     assert "\n" not in str(error.value)
 
@@ -140,6 +166,8 @@ def test_a_section_that_covers_no_signature_of_its_species_is_one_line():
     from tmeflow.spatial_analysis import score_signatures
 
     section = ad.AnnData(np.ones((5, 3), dtype=np.float32), var=pd.DataFrame(index=["CD3E", "EPCAM", "PTPRC"]))
-    with pytest.raises(TmeflowInputError, match=r"^spatial_analysis: none of the \d+ bundled mouse signatures .*sample S1") as error:
+    with pytest.raises(
+        TmeflowInputError, match=r"^spatial_analysis: none of the \d+ bundled mouse signatures .*sample S1"
+    ) as error:
         score_signatures(section, "mouse", seed=0, section="S1")
     assert "\n" not in str(error.value)

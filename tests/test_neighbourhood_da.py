@@ -1,5 +1,6 @@
 """Milo-style neighbourhood differential abundance: Milo's spatial FDR, calibration on null cohorts,
-a planted expanding state inside a cell type found, end to end through tmeflow composition."""
+a planted expanding state inside a cell type found, end to end through tmeflow composition.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ STATES = 6
 def _atlas(rng, *, fold: float = 1.0, n_per_condition: int = 4, cells: int = 250) -> ad.AnnData:
     """Cells of ``STATES`` Gaussian states in 10 dimensions; states 0-2 are cell type A, 3-5 type B.
     Every sample draws its own state proportions (Dirichlet: sample-to-sample variation); in
-    ``metastasis`` state 1 is ``fold`` times as frequent (a state expanding inside type A)."""
+    ``metastasis`` state 1 is ``fold`` times as frequent (a state expanding inside type A).
+    """
     centres = rng.normal(0, 4, size=(STATES, 10))
     base = np.full(STATES, 1.0 / STATES)
     blocks, obs = [], []
@@ -30,8 +32,17 @@ def _atlas(rng, *, fold: float = 1.0, n_per_condition: int = 4, cells: int = 250
             q = rng.dirichlet(weights / weights.sum() * 200)
             states = rng.choice(STATES, size=cells, p=q)
             blocks.append(centres[states] + rng.normal(size=(cells, 10)))
-            obs.append(pd.DataFrame({"sample": f"{condition}{s}", "patient": f"{condition}{s}", "condition": condition,
-                                     "cell_type": np.where(states < 3, "A", "B"), "state": states}))
+            obs.append(
+                pd.DataFrame(
+                    {
+                        "sample": f"{condition}{s}",
+                        "patient": f"{condition}{s}",
+                        "condition": condition,
+                        "cell_type": np.where(states < 3, "A", "B"),
+                        "state": states,
+                    }
+                )
+            )
     embedding = np.vstack(blocks)
     obs = pd.concat(obs, ignore_index=True)
     obs.index = [f"c{i}" for i in range(len(obs))]
@@ -46,7 +57,9 @@ def test_spatial_fdr_is_milos_weighted_bh():
     p = np.array([0.01, 0.04, 0.03, 0.5])
     w = np.array([1.0, 2.0, 1.0, 1.0])
     # p order 0.01 (w1), 0.03 (w1), 0.04 (w2), 0.5 (w1); sum w = 5; cumsum 1, 2, 4, 5
-    expected_sorted = np.minimum.accumulate(np.array([0.01 * 5 / 1, 0.03 * 5 / 2, 0.04 * 5 / 4, 0.5 * 5 / 5])[::-1])[::-1]
+    expected_sorted = np.minimum.accumulate(np.array([0.01 * 5 / 1, 0.03 * 5 / 2, 0.04 * 5 / 4, 0.5 * 5 / 5])[::-1])[
+        ::-1
+    ]
     np.testing.assert_allclose(spatial_fdr(p, w), expected_sorted[[0, 2, 1, 3]])
     np.testing.assert_allclose(spatial_fdr(p, np.ones(4)), bh_fdr(p))  # equal weights: Benjamini-Hochberg
 
@@ -56,7 +69,9 @@ def test_null_cohorts_are_calibrated_and_a_planted_state_is_found():
     any_discovery, null_p = 0, []
     for seed in range(N_NULL_COHORTS):
         adata = _atlas(np.random.default_rng(seed))
-        table = neighbourhood_da(adata, _samples(adata), [("metastasis", "primary")], **options)["metastasis_vs_primary"]
+        table = neighbourhood_da(adata, _samples(adata), [("metastasis", "primary")], **options)[
+            "metastasis_vs_primary"
+        ]
         any_discovery += int((table["spatial_fdr"] < 0.05).any())
         null_p += table["pvalue"].tolist()
     rate_any, rate_p = any_discovery / N_NULL_COHORTS, float(np.mean(np.array(null_p) < 0.05))
@@ -64,9 +79,11 @@ def test_null_cohorts_are_calibrated_and_a_planted_state_is_found():
     table = neighbourhood_da(adata, _samples(adata), [("metastasis", "primary")], **options)["metastasis_vs_primary"]
     state = adata.obs.loc[table["index_cell"], "state"].to_numpy()
     found = table["spatial_fdr"].to_numpy() < 0.05
-    print(f"null: {any_discovery} of {N_NULL_COHORTS} cohorts with a discovery (spatial FDR < 0.05), neighbourhood "
-          f"p < 0.05 in {rate_p:.3f}; planted state 1 x3 (6 vs 6 samples): {found[state == 1].mean():.2f} of its neighbourhoods found, "
-          f"{found[state != 1].mean():.3f} of the others")
+    print(
+        f"null: {any_discovery} of {N_NULL_COHORTS} cohorts with a discovery (spatial FDR < 0.05), neighbourhood "
+        f"p < 0.05 in {rate_p:.3f}; planted state 1 x3 (6 vs 6 samples): {found[state == 1].mean():.2f} of its neighbourhoods found, "
+        f"{found[state != 1].mean():.3f} of the others"
+    )
     assert rate_any <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / N_NULL_COHORTS)
     assert found[state == 1].mean() >= 0.8 and (table.loc[state == 1, "logfc"] > 0).all()
     # the other states' fractions really fall (proportions sum to one): what is found there is a decrease
@@ -79,7 +96,9 @@ def test_composition_writes_neighbourhood_da(tmp_path):
     assert main(["composition", "--input", str(tmp_path / "atlas.h5ad"), "--outdir", str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "da_nhood_metastasis_vs_primary.tsv", sep="\t")
     assert {"index_cell", "n_cells", "cell_type", "logfc", "pvalue", "spatial_fdr"} <= set(table.columns)
-    assert (table["spatial_fdr"] < 0.05).any() and (tmp_path / "out" / "da_nhood_metastasis_vs_primary.png").stat().st_size > 0
+    assert (table["spatial_fdr"] < 0.05).any() and (
+        tmp_path / "out" / "da_nhood_metastasis_vs_primary.png"
+    ).stat().st_size > 0
     da = pd.read_csv(tmp_path / "out" / "da_major_metastasis_vs_primary.tsv", sep="\t").set_index("cell_type")
     print(f"type A propeller FDR {da.loc['A', 'fdr']:.3g}; neighbourhoods found {(table['spatial_fdr'] < 0.05).sum()}")
 

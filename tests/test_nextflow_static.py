@@ -23,9 +23,9 @@ import re
 import shutil
 from pathlib import Path
 
+import nf_static as ns
 import pytest
 
-import nf_static as ns
 from tmeflow import __version__
 from tmeflow.stages import get_stage, pipeline_stage_names
 
@@ -63,10 +63,10 @@ def test_light_parse(path):
 @pytest.mark.parametrize(
     "broken, expected",
     [
-        ("process QC {\n    script:\n    \"\"\"\n    echo ${meta.id}\n    \"\"\"\n", "never closed"),
+        ('process QC {\n    script:\n    """\n    echo ${meta.id}\n    """\n', "never closed"),
         ("workflow X {\n    take:\n    a )\n}\n", "closes"),
         ("workflow X {\n    def s = 'unterminated\n}\n", "unterminated ' string"),
-        ("process QC {\n    script:\n    \"\"\"\n    echo\n}\n", "unterminated string"),
+        ('process QC {\n    script:\n    """\n    echo\n}\n', "unterminated string"),
         ("/* never closed\nprocess QC { }\n", "unterminated /* comment"),
         ('process QC {\n    tag "${meta.id"\n}\n', 'unterminated " string'),
     ],
@@ -110,7 +110,11 @@ def test_groovy_parse_reports_broken_groovy():
 @pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
 def test_stage_command_parses_with_tmeflow_cli(stage):
     problems = ns.check_stage_command(
-        STAGE_MODULES[stage].read_text(), MODULES_CONFIG.read_text(), SCHEMA, stage=stage, name=rel(STAGE_MODULES[stage])
+        STAGE_MODULES[stage].read_text(),
+        MODULES_CONFIG.read_text(),
+        SCHEMA,
+        stage=stage,
+        name=rel(STAGE_MODULES[stage]),
     )
     assert problems == []
 
@@ -126,7 +130,9 @@ def _qc_check(module: str | None = None, config: str | None = None, schema=None,
 
 
 def test_stage_command_check_reports_unknown_option():
-    broken = QC_MODULE.read_text().replace("--patient ${shellQuote(meta.patient)}", "--patiënt ${shellQuote(meta.patient)}")
+    broken = QC_MODULE.read_text().replace(
+        "--patient ${shellQuote(meta.patient)}", "--patiënt ${shellQuote(meta.patient)}"
+    )
     assert broken != QC_MODULE.read_text()
     problems = _qc_check(module=broken)
     assert any("rejected by tmeflow's CLI" in p for p in problems), problems
@@ -192,7 +198,10 @@ def test_stage_options_check_reports_inputs_never_passed():
     # that the module passes after all is reported as a stale exemption
     assert any("--species" in p for p in ns.check_stage_options_passed(cnv, "cnv", "cnv", not_passed={}))
     stale = {"cnv": {"species": "x", "n_jobs": "y"}}
-    assert any("remove it from OPTIONS_NOT_PASSED" in p for p in ns.check_stage_options_passed(cnv, "cnv", "cnv", not_passed=stale))
+    assert any(
+        "remove it from OPTIONS_NOT_PASSED" in p
+        for p in ns.check_stage_options_passed(cnv, "cnv", "cnv", not_passed=stale)
+    )
 
 
 def test_ext_args_evaluation_of_conditional_items():
@@ -267,7 +276,9 @@ def test_params_exist_in_schema(path):
 
 def test_params_check_reports_unknown_params():
     nf = 'workflow {\n    X(params.inputt)\n    // params.in_a_comment is ignored\n    Y("${params.outdir}/a")\n}\n'
-    assert ns.check_params_in_schema(nf, SCHEMA, "main.nf") == ["main.nf: params.inputt is not defined in nextflow_schema.json"]
+    assert ns.check_params_in_schema(nf, SCHEMA, "main.nf") == [
+        "main.nf: params.inputt is not defined in nextflow_schema.json"
+    ]
     config = "params {\n    input = 'a.csv'\n    max_cpus = 2\n}\nparams.max_memory = '6.GB'\n"
     problems = ns.check_params_in_schema(config, SCHEMA, "test.config")
     assert {p.split("params.")[1].split()[0] for p in problems} == {"max_cpus", "max_memory"}
@@ -290,7 +301,9 @@ def test_config_defaults_check_reports_differences():
 
     assert any("min_genes is 300" in p for p in problems_after(r"^(\s*min_genes\s*=\s*)200", r"\g<1>300"))
     assert any("min_genes is '200'" in p for p in problems_after(r"^(\s*min_genes\s*=\s*)200", r"\g<1>'200'"))
-    assert any("strict_counts is 'false'" in p for p in problems_after(r"^(\s*strict_counts\s*=\s*)false", r"\g<1>'false'"))
+    assert any(
+        "strict_counts is 'false'" in p for p in problems_after(r"^(\s*strict_counts\s*=\s*)false", r"\g<1>'false'")
+    )
     assert any("outdir is 'results'" in p for p in problems_after(r"^(\s*outdir\s*=\s*)null", r"\g<1>'results'"))
     assert any("qc_mode is 'mad'" in p for p in problems_after(r"^(\s*qc_mode\s*=\s*)'fixed'", r"\g<1>'mad'"))
     assert any("seed has no default" in p for p in problems_after(r"^\s*seed\s*=.*\n", ""))
@@ -361,10 +374,14 @@ def test_module_convention_check_reports_breaches():
         return ns.check_module_conventions(new_text, __version__, "qc")
 
     assert any("container should be" in p for p in problems(text.replace(f"tmeflow:{__version__}", "tmeflow:0.0.9")))
-    gpu_image = text.replace("process_medium", "process_gpu").replace(f"tmeflow:{__version__}\"", f"tmeflow:{__version__}-gpu\"")
+    gpu_image = text.replace("process_medium", "process_gpu").replace(
+        f'tmeflow:{__version__}"', f'tmeflow:{__version__}-gpu"'
+    )
     assert any("container should be" in p and "-gpu']" in p for p in problems(gpu_image))
     assert any("resource label" in p for p in problems(text.replace("process_medium", "process_huge")))
-    assert any("stub does not create output" in p for p in problems(text.replace("touch ${meta.id}.qc_scatter.png\n", "")))
+    assert any(
+        "stub does not create output" in p for p in problems(text.replace("touch ${meta.id}.qc_scatter.png\n", ""))
+    )
     assert any("does not emit" in p for p in problems(text.replace("emit: versions", "emit: version")))
     assert any("task.ext.when" in p for p in problems(text.replace("task.ext.when == null || task.ext.when", "true")))
     assert any('tag "$meta.id"' in p for p in problems(text.replace('tag "$meta.id"', "tag 'qc'")))
@@ -373,10 +390,18 @@ def test_module_convention_check_reports_breaches():
 def test_base_config_sizes_every_label():
     text = (REPO / "conf" / "base.config").read_text()
     assert ns.check_resource_labels(text) == []
-    assert any("withLabel:process_high_memory" in p for p in ns.check_resource_labels(text.replace("withLabel:process_high_memory", "withLabel:process_bigmem")))
+    assert any(
+        "withLabel:process_high_memory" in p
+        for p in ns.check_resource_labels(text.replace("withLabel:process_high_memory", "withLabel:process_bigmem"))
+    )
     assert ns.retry_exit_codes("((130..145) + 104 + 175)") == ns.RETRY_EXIT_CODES
-    assert any("exit codes" in p for p in ns.check_resource_labels(text.replace("(130..145) + 104", "(130..143) + 104")))
-    assert any("exit codes" in p for p in ns.check_resource_labels(text.replace("((130..145) + 104 + 175)", "[104, 134, 137, 139, 140, 143]")))
+    assert any(
+        "exit codes" in p for p in ns.check_resource_labels(text.replace("(130..145) + 104", "(130..143) + 104"))
+    )
+    assert any(
+        "exit codes" in p
+        for p in ns.check_resource_labels(text.replace("((130..145) + 104 + 175)", "[104, 134, 137, 139, 140, 143]"))
+    )
     gpu_everywhere = text.replace("withLabel:process_gpu {\n", "withLabel:process_gpu {\n        accelerator = 1\n")
     assert any("outside -profile gpu" in p for p in ns.check_resource_labels(gpu_everywhere))
 
@@ -448,7 +473,10 @@ def test_nextflow_version_allows_topic_channels():
     assert any("need 25.04" in p for p in ns.check_topic_support(old, True, others))
     assert ns.check_topic_support(old, True, ["nextflow.preview.topic = true\n"]) == []
     ancient = re.sub(r"(nextflowVersion\s*=\s*')[^']*'", r"\g<1>!>=23.10.1'", config)
-    assert any("need Nextflow >= 24.04" in p for p in ns.check_topic_support(ancient, True, ["nextflow.preview.topic = true\n"]))
+    assert any(
+        "need Nextflow >= 24.04" in p
+        for p in ns.check_topic_support(ancient, True, ["nextflow.preview.topic = true\n"])
+    )
     assert ns.check_topic_support(ancient, False) == []
 
 
@@ -507,7 +535,9 @@ def test_pipeline_nf_test_check_reports_missing_cases():
     problems = ns.check_pipeline_nf_test(ns.read_nf_test(path, no_stub), no_stub)
     assert problems == ['pipeline.nf.test: has no test with options "-stub"'], problems
     no_report = text.replace("multiqc/multiqc_report.html", "multiqc/report.html")
-    assert any("multiqc_report.html" in p for p in ns.check_pipeline_nf_test(ns.read_nf_test(path, no_report), no_report))
+    assert any(
+        "multiqc_report.html" in p for p in ns.check_pipeline_nf_test(ns.read_nf_test(path, no_report), no_report)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -534,8 +564,12 @@ def test_cloud_profile_check_reports_incomplete_profiles(tmp_path):
     assert any("includeConfig 'conf/gcp.config' names no file" in p for p in ns.check_config_includes(moved, REPO))
     (tmp_path / "conf").mkdir()
     aws = (REPO / "conf" / "awsbatch.config").read_text()
-    (tmp_path / "conf" / "awsbatch.config").write_text(re.sub(r"\n\s*queue\s*=.*\n", "\n", aws).replace("'awsbatch'", "'local'"))
-    (tmp_path / "conf" / "google.config").write_text((REPO / "conf" / "google.config").read_text().replace("conda.enabled = false", ""))
+    (tmp_path / "conf" / "awsbatch.config").write_text(
+        re.sub(r"\n\s*queue\s*=.*\n", "\n", aws).replace("'awsbatch'", "'local'")
+    )
+    (tmp_path / "conf" / "google.config").write_text(
+        (REPO / "conf" / "google.config").read_text().replace("conda.enabled = false", "")
+    )
     problems = ns.check_cloud_profiles(config, tmp_path)
     assert any("does not set executor = 'awsbatch'" in p for p in problems), problems
     assert any("awsbatch.config: does not set queue" in p for p in problems), problems
@@ -567,7 +601,9 @@ def _samples(outdir: Path) -> list[str]:
 def test_module_outputs_match_stage_outputs(stage, results):
     outdir = Path(results)
     stage_dir = outdir / get_stage(stage).folder
-    problems = ns.check_outputs_produced(STAGE_MODULES[stage].read_text(), stage_dir, _samples(outdir), rel(STAGE_MODULES[stage]))
+    problems = ns.check_outputs_produced(
+        STAGE_MODULES[stage].read_text(), stage_dir, _samples(outdir), rel(STAGE_MODULES[stage])
+    )
     assert problems == []
 
 
@@ -597,13 +633,26 @@ def test_stage_command_check_reports_file_params_not_staged():
     config = MODULES_CONFIG.read_text()
     assert ns.check_stage_command(annotate.read_text(), config, SCHEMA, stage="annotate") == []
     unstaged = annotate.read_text().replace("${markers_arg}", "")
-    assert any("--markers is neither staged" in p for p in ns.check_stage_command(unstaged, config, SCHEMA, stage="annotate"))
-    via_args = config.replace('"--n_marker_genes ${params.n_marker_genes}",', '"--n_marker_genes ${params.n_marker_genes}", "--markers ${params.markers}",')
-    assert any("passes the file parameter --markers" in p for p in ns.check_stage_command(annotate.read_text(), via_args, SCHEMA, stage="annotate"))
+    assert any(
+        "--markers is neither staged" in p for p in ns.check_stage_command(unstaged, config, SCHEMA, stage="annotate")
+    )
+    via_args = config.replace(
+        '"--n_marker_genes ${params.n_marker_genes}",',
+        '"--n_marker_genes ${params.n_marker_genes}", "--markers ${params.markers}",',
+    )
+    assert any(
+        "passes the file parameter --markers" in p
+        for p in ns.check_stage_command(annotate.read_text(), via_args, SCHEMA, stage="annotate")
+    )
     # probe_annotation and gene_positions are schema file parameters too, staged by BULK and CNV
-    for stage, variable, param in (("bulk", "probes_arg", "probe_annotation"), ("cnv", "positions_arg", "gene_positions")):
+    for stage, variable, param in (
+        ("bulk", "probes_arg", "probe_annotation"),
+        ("cnv", "positions_arg", "gene_positions"),
+    ):
         module = (REPO / "modules" / "local" / stage / "main.nf").read_text()
         assert ns.check_stage_command(module, config, SCHEMA, stage=stage) == []
         unstaged = module.replace("${%s}" % variable, "")
         assert unstaged != module
-        assert any(f"--{param} is neither staged" in p for p in ns.check_stage_command(unstaged, config, SCHEMA, stage=stage))
+        assert any(
+            f"--{param} is neither staged" in p for p in ns.check_stage_command(unstaged, config, SCHEMA, stage=stage)
+        )

@@ -1,6 +1,7 @@
 """Strict-syntax and convention checks of the Nextflow layer (``nf_strict.py``), each also fed a
 broken file to prove it fails; and the hard-values samplesheet through both runners' validation
-and every module command line."""
+and every module command line.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 import nf_static as ns
 import nf_strict as st
+import pytest
+
 from tmeflow.samplesheet import read_samplesheet
 
 REPO = ns.REPO
@@ -63,14 +64,18 @@ def test_deprecated_option_check_reports_each_spelling():
     )
     problems = st.check_deprecated_options(broken, "broken.config")
     assert [p.split(": ")[1].split(" ")[0] for p in problems] == [
-        "manifest.author", "manifest.defaultBranch",
-        "nextflow.enable.configProcessNamesValidation", "nextflow.enable.configProcessNamesValidation",
+        "manifest.author",
+        "manifest.defaultBranch",
+        "nextflow.enable.configProcessNamesValidation",
+        "nextflow.enable.configProcessNamesValidation",
     ], problems
     assert "broken.config:2:" in problems[0] and "manifest.contributors" in problems[0]
 
 
 def test_config_assignments_drop_profiles_and_selectors():
-    text = "profiles {\n  gpu {\n    process {\n      withLabel:process_gpu {\n        cpus = 2\n      }\n    }\n  }\n}\n"
+    text = (
+        "profiles {\n  gpu {\n    process {\n      withLabel:process_gpu {\n        cpus = 2\n      }\n    }\n  }\n}\n"
+    )
     assert st.config_assignments(text) == [("process.cpus", 5)]
 
 
@@ -161,19 +166,31 @@ def test_gpu_routing():
 
 def test_gpu_routing_check_reports_double_flags_and_missing_routes(tmp_path):
     (tmp_path / "conf").mkdir()
-    config = (REPO / "nextflow.config").read_text().replace(
-        "    gpu {\n        includeConfig 'conf/gpu.config'\n    }",
-        "    gpu {\n        docker.runOptions = '-u $(id -u):$(id -g) --gpus all'\n        includeConfig 'conf/gpu.config'\n    }",
+    config = (
+        (REPO / "nextflow.config")
+        .read_text()
+        .replace(
+            "    gpu {\n        includeConfig 'conf/gpu.config'\n    }",
+            "    gpu {\n        docker.runOptions = '-u $(id -u):$(id -g) --gpus all'\n        includeConfig 'conf/gpu.config'\n    }",
+        )
     )
     (tmp_path / "nextflow.config").write_text(config)
     for path in (REPO / "conf").glob("*.config"):
         (tmp_path / "conf" / path.name).write_text(path.read_text())
     gpu = (REPO / "conf" / "gpu.config").read_text()
     (tmp_path / "conf" / "gpu.config").write_text(
-        gpu.replace("'--gres=gpu:1' : null }\n        containerOptions = {\n            params", "null : null }\n        containerOptions = {\n            params")
-        .replace("[ request: 1, type: 'nvidia-tesla-t4' ] : 1 }\n        machineType      = { workflow", "1 : 1 }\n        machineType      = { workflow", 1)
+        gpu.replace(
+            "'--gres=gpu:1' : null }\n        containerOptions = {\n            params",
+            "null : null }\n        containerOptions = {\n            params",
+        ).replace(
+            "[ request: 1, type: 'nvidia-tesla-t4' ] : 1 }\n        machineType      = { workflow",
+            "1 : 1 }\n        machineType      = { workflow",
+            1,
+        )
     )
-    (tmp_path / "conf" / "slurm.config").write_text((REPO / "conf" / "slurm.config").read_text() + "\nprocess.container = 'ghcr.io/tmeflow/tmeflow:0.1.0-gpu'\n")
+    (tmp_path / "conf" / "slurm.config").write_text(
+        (REPO / "conf" / "slurm.config").read_text() + "\nprocess.container = 'ghcr.io/tmeflow/tmeflow:0.1.0-gpu'\n"
+    )
     problems = st.check_gpu_routing(tmp_path)
     assert any("docker.runOptions gives every task a GPU" in p for p in problems), problems
     assert any("INTEGRATE does not ask SLURM for --gres=gpu:1" in p for p in problems), problems
@@ -184,9 +201,16 @@ def test_gpu_routing_check_reports_double_flags_and_missing_routes(tmp_path):
 def test_core_facility_profiles_exist():
     profiles = ns.profile_blocks((REPO / "nextflow.config").read_text())
     assert {"wave", "arm64", "shifter", "charliecloud", "gpu"} <= set(profiles)
-    assert "shifter.enabled        = true" in profiles["shifter"] and "charliecloud.enabled   = true" in profiles["charliecloud"]
+    assert (
+        "shifter.enabled        = true" in profiles["shifter"]
+        and "charliecloud.enabled   = true" in profiles["charliecloud"]
+    )
     config = ns.scan((REPO / "nextflow.config").read_text()).no_comments
-    include = re.search(r"^includeConfig params\.custom_config_base && \(!System\.getenv\('NXF_OFFLINE'\).*\"/dev/null\"$", config, flags=re.M)
+    include = re.search(
+        r"^includeConfig params\.custom_config_base && \(!System\.getenv\('NXF_OFFLINE'\).*\"/dev/null\"$",
+        config,
+        flags=re.M,
+    )
     assert include, "no nf-core institutional config include that NXF_OFFLINE skips"
 
 
@@ -250,7 +274,14 @@ def test_module_command_lines_carry_every_row_unchanged(stage):
 def test_command_line_check_reports_a_value_the_shell_splits():
     qc = (REPO / "modules" / "local" / "qc" / "main.nf").read_text()
     broken = qc.replace("${shellQuote(meta.tissue)}", "${meta.tissue}")
-    meta = {"id": "S1", "patient": "P1", "condition": "primary", "tissue": "lymph node", "species": "human", "batch": "b1"}
+    meta = {
+        "id": "S1",
+        "patient": "P1",
+        "condition": "primary",
+        "tissue": "lymph node",
+        "species": "human",
+        "batch": "b1",
+    }
     problems = ns.check_stage_command(broken, MODULES_CONFIG, SCHEMA, stage="qc", name="qc", meta=meta)
     assert any("unrecognized arguments: node" in p for p in problems), problems
     meta["tissue"] = "stomach (antrum)"

@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # A stand-in for pynndescent: a package whose numba kernel is compiled eagerly at import, without cache=True.
-FAKE_PACKAGE = '''
+FAKE_PACKAGE = """
 import numba
 
 @numba.njit("f8(f8)")
@@ -23,9 +23,9 @@ def square(x):
 @numba.njit("f8(f8)", cache=False)
 def never_cached(x):
     return x + 1.0
-'''
+"""
 
-PROBE = '''
+PROBE = """
 import sys
 from tmeflow import numba_cache
 numba_cache.HOOKED_PACKAGES = numba_cache.HOOKED_PACKAGES + ("fakepkg",)
@@ -33,7 +33,7 @@ print("folder", numba_cache.enable(sys.argv[1] if len(sys.argv) > 1 else None))
 import fakepkg
 print("square", fakepkg.square(3.0), "hits", sum(fakepkg.square.stats.cache_hits.values()),
       "never_cached_hits", sum(fakepkg.never_cached.stats.cache_hits.values()))
-'''
+"""
 
 
 def _probe(tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None) -> str:

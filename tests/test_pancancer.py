@@ -1,5 +1,6 @@
 """Pan-cancer bulk analyses (``tmeflow.bulk.pancancer``): per-type survival and correlations, with BH
-across types x endpoints; a one-type cohort gives the single-cohort numbers exactly (NKI)."""
+across types x endpoints; a one-type cohort gives the single-cohort numbers exactly (NKI).
+"""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ PROLIFERATION = "MKI67 CCNB1 BUB1 AURKA CENPF MCM2 CDC20 CCNE2 BIRC5 MYBL2 RRM2 
 
 def _typed_cohort(seed=0):
     """Three types: A (80 samples, score -> OS and PFI with HR 2.5 per SD), B (80, null), C (8, too few).
-    Targets: an ESTIMATE immune score tracking the score in A only."""
+    Targets: an ESTIMATE immune score tracking the score in A only.
+    """
     rng = np.random.default_rng(seed)
     sizes = {"A": 80, "B": 80, "C": 8}
-    types = pd.Series(np.repeat(list(sizes), list(sizes.values())), index=[f"S{i:03d}" for i in range(sum(sizes.values()))])
+    types = pd.Series(
+        np.repeat(list(sizes), list(sizes.values())), index=[f"S{i:03d}" for i in range(sum(sizes.values()))]
+    )
     score = pd.Series(rng.normal(size=len(types)), index=types.index)
     beta = np.where(types == "A", np.log(2.5), 0.0)
     survs = {}
@@ -33,8 +37,9 @@ def _typed_cohort(seed=0):
         c = rng.uniform(200, 3000, len(types))
         survs[endpoint] = pd.DataFrame({"time": np.minimum(t, c), "event": (t <= c).astype(int)}, index=types.index)
     immune = np.where(types == "A", score, 0) + 0.5 * rng.normal(size=len(types))
-    features = pd.DataFrame({"SIG": score, "noise": rng.normal(size=len(types)), "ESTIMATE:ImmuneScore": immune},
-                            index=types.index)
+    features = pd.DataFrame(
+        {"SIG": score, "noise": rng.normal(size=len(types)), "ESTIMATE:ImmuneScore": immune}, index=types.index
+    )
     kinds = {"SIG": "user_signature", "noise": "hallmark", "ESTIMATE:ImmuneScore": "estimate"}
     return features, kinds, survs, types
 
@@ -75,7 +80,8 @@ def test_cancer_type_column_detection(tmp_path):
 @pytest.mark.shared_data
 def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp_path):
     """Acceptance: the NKI cohort run once as today and once with cancer_type = BRCA for every sample; the
-    per-type survival and Cox tables equal the single-cohort ones exactly."""
+    per-type survival and Cox tables equal the single-cohort ones exactly.
+    """
     folder = shared_data / "nki_breast_bulk_survival"
     clinical = pd.read_csv(folder / "nkis_clinical.csv.gz", index_col=0)
     clinical.to_csv(tmp_path / "plain.csv")
@@ -85,12 +91,36 @@ def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp
     outs = {}
     for name in ("plain", "typed"):
         outs[name] = tmp_path / name
-        assert main([
-            "bulk", "--expression", str(folder / "nkis_expression_log10ratio.csv.gz"), "--clinical", str(tmp_path / f"{name}.csv"),
-            "--probe_annotation", str(folder / "nkis_probe_annotation.csv.gz"), "--bulk_values", "log", "--sample", "NKI",
-            "--signatures", str(gmt), "--bulk_hallmark", "false", "--bulk_genes", "ESR1,ERBB2", "--cox_covariates", "age,node",
-            "--cutpoint_permutations", "200", "--outdir", str(outs[name]),
-        ]) == 0
+        assert (
+            main(
+                [
+                    "bulk",
+                    "--expression",
+                    str(folder / "nkis_expression_log10ratio.csv.gz"),
+                    "--clinical",
+                    str(tmp_path / f"{name}.csv"),
+                    "--probe_annotation",
+                    str(folder / "nkis_probe_annotation.csv.gz"),
+                    "--bulk_values",
+                    "log",
+                    "--sample",
+                    "NKI",
+                    "--signatures",
+                    str(gmt),
+                    "--bulk_hallmark",
+                    "false",
+                    "--bulk_genes",
+                    "ESR1,ERBB2",
+                    "--cox_covariates",
+                    "age,node",
+                    "--cutpoint_permutations",
+                    "200",
+                    "--outdir",
+                    str(outs[name]),
+                ]
+            )
+            == 0
+        )
     assert not (outs["plain"] / "NKI.bulk_pancancer_survival.tsv").exists()
     single = pd.read_csv(outs["plain"] / "NKI.bulk_survival.tsv", sep="\t")
     per_type = pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_survival.tsv", sep="\t")
@@ -98,7 +128,9 @@ def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp
     pd.testing.assert_frame_equal(per_type[single.columns], single)
     pd.testing.assert_frame_equal(pd.read_csv(outs["typed"] / "NKI.bulk_survival.tsv", sep="\t"), single)
     cox = pd.read_csv(outs["plain"] / "NKI.bulk_cox.tsv", sep="\t")
-    pd.testing.assert_frame_equal(pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_cox.tsv", sep="\t").drop(columns="cancer_type"), cox)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_cox.tsv", sep="\t").drop(columns="cancer_type"), cox
+    )
     # one type: BH across types x endpoints = BH over the feature's 3 endpoints
     for feature, rows in per_type.groupby("feature"):
         assert np.allclose(rows["pancancer_hr_fdr"], bh_fdr(rows["hr_per_sd_p"]))
@@ -128,13 +160,22 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
     score in TYPE1-2 only): the pipeline's ssGSEA score and per-type analysis find every planted type at
     pan-cancer FDR < 0.05, and the 4 null types x 20 seeds reject at <= 5% (Cox HR-per-SD p, corrected
     cut-point p, and pan-cancer FDR). The same for the planted score-TMB correlation (Spearman, BH across types)
-    of the simulated MAF."""
-    from pathlib import Path
-
-    from tmeflow.signatures import ssgsea
+    of the simulated MAF.
+    """
     from tmeflow.bulk.mutations import tmb_correlations, tumour_mutational_burden
-    from tmeflow.simulate import (SimConfig, _bulk_expression, _survival, build_genes, build_model, cancer_type_labels,
-                                  planted_types, sample_beta, signature_score, simulate_maf)
+    from tmeflow.signatures import ssgsea
+    from tmeflow.simulate import (
+        SimConfig,
+        _bulk_expression,
+        _survival,
+        build_genes,
+        build_model,
+        cancer_type_labels,
+        planted_types,
+        sample_beta,
+        signature_score,
+        simulate_maf,
+    )
 
     config = SimConfig(outdir=Path("unused"), n_genes=1500, n_bulk=600, bulk_cancer_types=6, bulk_planted_types=2)
     rng = np.random.default_rng(0)
@@ -149,19 +190,31 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
         z = signature_score(expression, genes)
         clinical = _survival(z, sample_beta(types, config), rng)
         maf = simulate_maf(z, types, config, rng)
-        surv = pd.DataFrame({"time": clinical["os_time"].to_numpy(), "event": clinical["os_event"].to_numpy()},
-                            index=expression.columns)
+        surv = pd.DataFrame(
+            {"time": clinical["os_time"].to_numpy(), "event": clinical["os_event"].to_numpy()}, index=expression.columns
+        )
         score = ssgsea(np.log2(expression + 1.0), {"SIG": genes}).T
-        result = run_pancancer(score, {"SIG": "user_signature"}, {"OS": surv}, pd.Series(types, index=expression.columns),
-                               pd.DataFrame(index=expression.columns), params)
+        result = run_pancancer(
+            score,
+            {"SIG": "user_signature"},
+            {"OS": surv},
+            pd.Series(types, index=expression.columns),
+            pd.DataFrame(index=expression.columns),
+            params,
+        )
         tables.append(result["survival"].assign(seed=seed))
         tmb = tumour_mutational_burden(maf, expression.columns, 38.0, Path("simulated.maf"))
-        tmb_tables.append(tmb_correlations(score, {"SIG": "user_signature"}, tmb["tmb"],
-                                           pd.Series(types, index=expression.columns), 20).assign(seed=seed))
+        tmb_tables.append(
+            tmb_correlations(
+                score, {"SIG": "user_signature"}, tmb["tmb"], pd.Series(types, index=expression.columns), 20
+            ).assign(seed=seed)
+        )
     table = pd.concat(tables, ignore_index=True)
     tmb_table = pd.concat(tmb_tables, ignore_index=True)
     tmb_planted = tmb_table["cancer_type"].isin(planted_types(config))
-    assert (tmb_table.loc[tmb_planted, "pancancer_fdr"] < 0.05).all() and (tmb_table.loc[tmb_planted, "rho"] > 0.2).all()
+    assert (tmb_table.loc[tmb_planted, "pancancer_fdr"] < 0.05).all() and (
+        tmb_table.loc[tmb_planted, "rho"] > 0.2
+    ).all()
     assert (tmb_table.loc[~tmb_planted, "p"] < 0.05).mean() <= 0.05
     assert (tmb_table.loc[~tmb_planted, "pancancer_fdr"] < 0.05).mean() <= 0.05
     planted = table["cancer_type"].isin(planted_types(config))
@@ -179,16 +232,48 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
 def pancancer_run(tmp_path_factory):
     """`tmeflow simulate --bulk_cancer_types 4 --bulk_planted_types 1 --bulk_normals 10 --n_cell_lines 200`, then
     `tmeflow bulk` with its MAF, MSI, copy-number and methylation tables and its drug screen (with the ridge prediction;
-    the 40 normals in the expression table are compared with the tumours, not analysed as tumours)."""
+    the 40 normals in the expression table are compared with the tumours, not analysed as tumours).
+    """
     import json
 
     tmp_path = tmp_path_factory.mktemp("pancancer")
     sim = tmp_path / "sim"
-    assert main(["simulate", "--outdir", str(sim), "--n_cells", "300", "--n_patients", "2", "--n_genes", "1500",
-                 "--n_sections", "0", "--n_bulk", "400", "--bulk_cancer_types", "4", "--bulk_planted_types", "1",
-                 "--bulk_normals", "10", "--n_cell_lines", "200", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(sim),
+                "--n_cells",
+                "300",
+                "--n_patients",
+                "2",
+                "--n_genes",
+                "1500",
+                "--n_sections",
+                "0",
+                "--n_bulk",
+                "400",
+                "--bulk_cancer_types",
+                "4",
+                "--bulk_planted_types",
+                "1",
+                "--bulk_normals",
+                "10",
+                "--n_cell_lines",
+                "200",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     truth = json.loads((sim / "truth.json").read_text())["bulk"]
-    assert truth["cancer_types"]["planted"] == ["TYPE1"] and truth["cancer_types"]["null"] == ["TYPE2", "TYPE3", "TYPE4"]
+    assert truth["cancer_types"]["planted"] == ["TYPE1"] and truth["cancer_types"]["null"] == [
+        "TYPE2",
+        "TYPE3",
+        "TYPE4",
+    ]
     clinical = pd.read_csv(sim / "bulk" / "clinical.tsv", sep="\t")
     assert clinical["cancer_type"].value_counts().to_dict() == {f"TYPE{k}": 110 for k in range(1, 5)}
     assert clinical["sample_type"].value_counts().to_dict() == {"tumour": 400, "normal": 40}
@@ -198,19 +283,53 @@ def pancancer_run(tmp_path_factory):
     # gene-level methylation of the signature genes: the 8th gene's beta falls with its expression, the others random
     expression = pd.read_csv(sim / "bulk" / "expression.tsv", sep="\t", index_col=0).filter(like="BULK")
     rng = np.random.default_rng(0)
-    beta = pd.DataFrame(rng.uniform(0.1, 0.9, (len(truth["signature_genes"]), expression.shape[1])),
-                        index=pd.Index(truth["signature_genes"], name="gene"), columns=expression.columns)
+    beta = pd.DataFrame(
+        rng.uniform(0.1, 0.9, (len(truth["signature_genes"]), expression.shape[1])),
+        index=pd.Index(truth["signature_genes"], name="gene"),
+        columns=expression.columns,
+    )
     level = np.log2(expression.loc[truth["signature_genes"][7]] + 1)
     beta.iloc[7] = 1 / (1 + np.exp((level - level.mean()) / level.std() + 0.5 * rng.normal(size=expression.shape[1])))
     beta.round(4).to_csv(tmp_path / "methylation.csv")
     out = tmp_path / "out"
-    assert main(["bulk", "--expression", str(sim / "bulk" / "expression.tsv"), "--clinical", str(sim / "bulk" / "clinical.tsv"),
-                 "--signatures", str(gmt), "--sample", "PAN", "--outdir", str(out), "--bulk_values", "tpm",
-                 "--bulk_hallmark", "false", "--cutpoint_permutations", "0", "--maf", str(sim / "bulk" / "mutations.maf"),
-                 "--msi", str(sim / "bulk" / "msi.tsv"), "--copy_number", str(sim / "bulk" / "cnv_thresholded.tsv"),
-                 "--methylation", str(tmp_path / "methylation.csv"),
-                 "--drug_expression", str(sim / "drugs" / "cell_line_expression.tsv"),
-                 "--drug_response", str(sim / "drugs" / "drug_response.tsv"), "--drug_predict", "true"]) == 0
+    assert (
+        main(
+            [
+                "bulk",
+                "--expression",
+                str(sim / "bulk" / "expression.tsv"),
+                "--clinical",
+                str(sim / "bulk" / "clinical.tsv"),
+                "--signatures",
+                str(gmt),
+                "--sample",
+                "PAN",
+                "--outdir",
+                str(out),
+                "--bulk_values",
+                "tpm",
+                "--bulk_hallmark",
+                "false",
+                "--cutpoint_permutations",
+                "0",
+                "--maf",
+                str(sim / "bulk" / "mutations.maf"),
+                "--msi",
+                str(sim / "bulk" / "msi.tsv"),
+                "--copy_number",
+                str(sim / "bulk" / "cnv_thresholded.tsv"),
+                "--methylation",
+                str(tmp_path / "methylation.csv"),
+                "--drug_expression",
+                str(sim / "drugs" / "cell_line_expression.tsv"),
+                "--drug_response",
+                str(sim / "drugs" / "drug_response.tsv"),
+                "--drug_predict",
+                "true",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -218,15 +337,22 @@ def pancancer_run(tmp_path_factory):
 def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
     """`tmeflow simulate --bulk_cancer_types 4` then `tmeflow bulk` on its bulk row: a cancer_type column, the
     truth naming the planted type, and the per-type outputs find it (pan-cancer FDR < 0.05), for survival and,
-    from the simulated MAF given as --maf, for the score-TMB correlation."""
+    from the simulated MAF given as --maf, for the score-TMB correlation.
+    """
     import json
 
     out = pancancer_run
     table = pd.read_csv(out / "PAN.bulk_pancancer_survival.tsv", sep="\t")
     fate = table[table["feature"] == "FATE_A"].set_index("cancer_type")
     assert fate.loc["TYPE1", "pancancer_hr_fdr"] < 0.05 and fate.loc["TYPE1", "hr_per_sd"] > 1.5
-    for name in ("bulk_pancancer_types.tsv", "bulk_pancancer_cox.tsv", "bulk_pancancer_mqc.tsv", "bulk_pancancer_correlation.tsv",
-                 "bulk_pancancer_forest_OS.png", "bulk_pancancer_correlation.png"):
+    for name in (
+        "bulk_pancancer_types.tsv",
+        "bulk_pancancer_cox.tsv",
+        "bulk_pancancer_mqc.tsv",
+        "bulk_pancancer_correlation.tsv",
+        "bulk_pancancer_forest_OS.png",
+        "bulk_pancancer_correlation.png",
+    ):
         assert (out / f"PAN.{name}").stat().st_size > 0, name
     tmb = pd.read_csv(out / "PAN.bulk_tmb.tsv", sep="\t")
     assert tmb["tmb"].notna().all() and 1.4 < tmb["tmb"].median() < 2.6 and set(tmb["match_rule"]) == {"exact"}
@@ -242,7 +368,8 @@ def test_simulate_pancancer_cohort_end_to_end(pancancer_run):
 @pytest.mark.slow
 def test_simulated_normals_compared_per_cancer_type_end_to_end(pancancer_run):
     """The simulated in-table normals (sample_type column): left out of the tumour analyses, compared per cancer
-    type; the 6 planted genes are found in every type (FDR < 0.05, right sign) and no null signature gene is."""
+    type; the 6 planted genes are found in every type (FDR < 0.05, right sign) and no null signature gene is.
+    """
     import json
 
     out = pancancer_run
@@ -268,7 +395,8 @@ def test_simulated_normals_compared_per_cancer_type_end_to_end(pancancer_run):
 def test_simulated_msi_cnv_and_methylation_end_to_end(pancancer_run):
     """`tmeflow bulk --msi --copy_number --methylation` on the simulated pan-cancer cohort: the planted score-MSI
     correlation (TYPE1), the CNV-driven gene (every type) and the methylation-silenced gene (every type) are found
-    at pan-cancer FDR < 0.05; CNV frequencies follow the simulated GISTIC level probabilities."""
+    at pan-cancer FDR < 0.05; CNV frequencies follow the simulated GISTIC level probabilities.
+    """
     import json
 
     out = pancancer_run
@@ -278,16 +406,29 @@ def test_simulated_msi_cnv_and_methylation_end_to_end(pancancer_run):
     assert fate.loc["TYPE1", "pancancer_fdr"] < 0.05 and fate.loc["TYPE1", "rho"] > 0.2
     cnv = pd.read_csv(out / "PAN.bulk_cnv_expression.tsv", sep="\t")
     hit = cnv["feature"] == truth["cancer_types"]["cnv_gene"]
-    assert hit.sum() == 4 and (cnv.loc[hit, "pancancer_fdr"] < 0.05).all() and (cnv.loc[~hit, "pancancer_fdr"] < 0.05).mean() <= 0.05
+    assert (
+        hit.sum() == 4
+        and (cnv.loc[hit, "pancancer_fdr"] < 0.05).all()
+        and (cnv.loc[~hit, "pancancer_fdr"] < 0.05).mean() <= 0.05
+    )
     frequency = pd.read_csv(out / "PAN.bulk_cnv_frequency.tsv", sep="\t")
-    assert (frequency["n"] == 100).all() and abs(frequency["gain"].mean() - 0.2) < 0.02 and abs(frequency["loss"].mean() - 0.2) < 0.02
+    assert (
+        (frequency["n"] == 100).all()
+        and abs(frequency["gain"].mean() - 0.2) < 0.02
+        and abs(frequency["loss"].mean() - 0.2) < 0.02
+    )
     methylation = pd.read_csv(out / "PAN.bulk_methylation_expression.tsv", sep="\t")
     silenced = methylation["feature"] == truth["signature_genes"][7]
     assert (methylation.loc[silenced, "pancancer_fdr"] < 0.05).all() and (methylation.loc[silenced, "rho"] < -0.5).all()
     assert (methylation.loc[~silenced, "pancancer_fdr"] < 0.05).mean() <= 0.05
     summary = json.loads((out / "PAN.bulk_summary.json").read_text())
     assert summary["samples_with"] == {"msi": 400, "cnv": 400, "methylation": 400}
-    for name in ("bulk_msi_correlation.png", "bulk_tmb_msi_radar.png", "bulk_cnv_frequency.png", "bulk_molecular_correlation.png"):
+    for name in (
+        "bulk_msi_correlation.png",
+        "bulk_tmb_msi_radar.png",
+        "bulk_cnv_frequency.png",
+        "bulk_molecular_correlation.png",
+    ):
         assert (out / f"PAN.{name}").stat().st_size > 0
 
 
@@ -295,7 +436,8 @@ def test_simulated_msi_cnv_and_methylation_end_to_end(pancancer_run):
 def test_simulate_drug_screen_end_to_end(pancancer_run):
     """`tmeflow simulate --n_cell_lines 200` writes a GDSC-like screen with 3 planted drugs; `tmeflow bulk
     --drug_expression --drug_response --drug_predict true` finds exactly those at FDR < 0.05 for the user
-    signature, draws the bubble plot, and predicts them for the tumours (CV rho >= drug_min_cv_rho)."""
+    signature, draws the bubble plot, and predicts them for the tumours (CV rho >= drug_min_cv_rho).
+    """
     import json
 
     out = pancancer_run
@@ -303,7 +445,10 @@ def test_simulate_drug_screen_end_to_end(pancancer_run):
     assert truth["planted"] == ["DRUG01", "DRUG02", "DRUG03"] and len(truth["null"]) == 17
     table = pd.read_csv(out / "PAN.bulk_drug_correlation.tsv", sep="\t")
     fate = table[table["feature"] == "FATE_A"].set_index("drug")
-    assert set(fate.index[fate["fdr"] < 0.05]) == set(truth["planted"]) and (fate.loc[truth["planted"], "rho"] < -0.3).all()
+    assert (
+        set(fate.index[fate["fdr"] < 0.05]) == set(truth["planted"])
+        and (fate.loc[truth["planted"], "rho"] < -0.3).all()
+    )
     assert set(table["kind"]) == {"score", "gene"} and (table.loc[table["kind"] == "gene", "feature"].nunique() > 10)
     cv = pd.read_csv(out / "PAN.bulk_drug_cv.tsv", sep="\t").set_index("drug")
     assert cv.loc[truth["planted"], "predicted"].all() and (cv.loc[truth["planted"], "cv_rho"] > 0.3).all()
@@ -318,7 +463,6 @@ def test_simulate_drug_screen_end_to_end(pancancer_run):
 
 @pytest.mark.slow
 def test_simulate_pancancer_settings_are_checked():
-    from pathlib import Path
 
     from tmeflow.simulate import SimConfig
 
@@ -338,8 +482,11 @@ def test_report_has_a_pan_cancer_section_with_every_figure(pancancer_run, tmp_pa
     assert main(["report", "--input_dir", str(pancancer_run), "--outdir", str(outdir)]) == 0
     html = (outdir / "multiqc_report.html").read_text()
     assert 'id="tmeflow_step_pancancer"' in html
-    figures = [p for p in pancancer_run.glob("*.png")
-               if any(k in p.name for k in ("pancancer", "tmb", "tumour_normal", "msi", "cnv", "molecular", "drug"))]
+    figures = [
+        p
+        for p in pancancer_run.glob("*.png")
+        if any(k in p.name for k in ("pancancer", "tmb", "tumour_normal", "msi", "cnv", "molecular", "drug"))
+    ]
     assert len(figures) == 10
     for figure in figures:
         assert re.search("tmeflow_figure_" + re.escape(figure.stem.lower().replace(".", "_")), html), figure.name

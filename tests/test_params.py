@@ -24,7 +24,21 @@ def test_every_schema_parameter_is_documented():
 
 def test_stage_options_take_schema_defaults_and_types():
     args = build_parser().parse_args(
-        ["qc", "--input", "x", "--sample", "S", "--patient", "P", "--condition", "primary", "--species", "human", "--outdir", "o"]
+        [
+            "qc",
+            "--input",
+            "x",
+            "--sample",
+            "S",
+            "--patient",
+            "P",
+            "--condition",
+            "primary",
+            "--species",
+            "human",
+            "--outdir",
+            "o",
+        ]
     )
     qc_params = params.params_from_args(args, get_stage("qc").param_groups)
     schema_defaults = params.defaults()
@@ -32,13 +46,26 @@ def test_stage_options_take_schema_defaults_and_types():
     assert set(qc_params) >= {"min_genes", "max_pct_mito", "qc_mode", "seed"}
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"), [("true", True), ("false", False), ("True", True), ("0", False)]
-)
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("false", False), ("True", True), ("0", False)])
 def test_boolean_options_accept_true_false(value, expected):
     args = build_parser().parse_args(
-        ["qc", "--input", "x", "--sample", "S", "--patient", "P", "--condition", "c", "--species", "human",
-         "--outdir", "o", "--drop_failed_samples", value]
+        [
+            "qc",
+            "--input",
+            "x",
+            "--sample",
+            "S",
+            "--patient",
+            "P",
+            "--condition",
+            "c",
+            "--species",
+            "human",
+            "--outdir",
+            "o",
+            "--drop_failed_samples",
+            value,
+        ]
     )
     assert args.drop_failed_samples is expected
 
@@ -72,8 +99,13 @@ def test_run_help_lists_every_stage_parameter(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = capsys.readouterr().out
-    stage_params = {name for stage in STAGES if stage.pipeline for group in stage.param_groups
-                    for name in params.group_properties(group)}
+    stage_params = {
+        name
+        for stage in STAGES
+        if stage.pipeline
+        for group in stage.param_groups
+        for name in params.group_properties(group)
+    }
     assert stage_params
     missing = [name for name in stage_params if f"--{name}" not in text]
     assert not missing

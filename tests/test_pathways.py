@@ -8,27 +8,67 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-
 from _cohort import atlas_from_simulation
+
 from tmeflow.cli import main
-
-
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Simulated cohort -> pseudobulk DE of malignant cells -> pathways."""
     base = tmp_path_factory.mktemp("pathways")
-    assert main(["simulate", "--outdir", str(base / "sim"), "--n_cells", "2400", "--n_patients", "3", "--seed", "11",
-                 "--conditions", "primary,metastasis", "--n_genes", "1500", "--n_sections", "0", "--n_bulk", "0"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(base / "sim"),
+                "--n_cells",
+                "2400",
+                "--n_patients",
+                "3",
+                "--seed",
+                "11",
+                "--conditions",
+                "primary,metastasis",
+                "--n_genes",
+                "1500",
+                "--n_sections",
+                "0",
+                "--n_bulk",
+                "0",
+            ]
+        )
+        == 0
+    )
     atlas = base / "atlas.h5ad"
     atlas_from_simulation(base / "sim").write_h5ad(atlas)
     assert main(["de", "--input", str(atlas), "--outdir", str(base / "de"), "--de_cell_types", "malignant"]) == 0
     gmt = base / "user.gmt"
-    gmt.write_text("MY_HYPOXIA\tuser set\t" + "\t".join(json.loads((base / "sim" / "truth.json").read_text())["pathway"]["genes"][:30]) + "\n")
+    gmt.write_text(
+        "MY_HYPOXIA\tuser set\t"
+        + "\t".join(json.loads((base / "sim" / "truth.json").read_text())["pathway"]["genes"][:30])
+        + "\n"
+    )
     out = base / "out"
-    assert main(["pathways", "--input", str(atlas), "--de", str(base / "de" / "de_metastasis_vs_primary.tsv"),
-                 "--signatures", str(gmt), "--outdir", str(out), "--gsea_permutations", "100"]) == 0
+    assert (
+        main(
+            [
+                "pathways",
+                "--input",
+                str(atlas),
+                "--de",
+                str(base / "de" / "de_metastasis_vs_primary.tsv"),
+                "--signatures",
+                str(gmt),
+                "--outdir",
+                str(out),
+                "--gsea_permutations",
+                "100",
+            ]
+        )
+        == 0
+    )
     return atlas, out, json.loads((base / "sim" / "truth.json").read_text())
 
 
@@ -38,14 +78,21 @@ def test_gsea_ranks_planted_pathway_first(run):
     gsea = pd.read_csv(out / "gsea_metastasis_vs_primary.tsv", sep="\t")
     malignant = gsea[gsea["cell_type"] == truth["pathway"]["cell_type"]].sort_values("rank")
     top = malignant.iloc[0]
-    print(f"GSEA top set in malignant cells: {top['term']} (rank 1, NES {top['nes']:.2f}, FDR {top['fdr']:.3g}); "
-          f"planted {truth['pathway']['name']}")
+    print(
+        f"GSEA top set in malignant cells: {top['term']} (rank 1, NES {top['nes']:.2f}, FDR {top['fdr']:.3g}); "
+        f"planted {truth['pathway']['name']}"
+    )
     assert top["term"] == truth["pathway"]["name"] and top["nes"] > 0
     ora = pd.read_csv(out / "ora_metastasis_vs_primary.tsv", sep="\t")
     up = ora[(ora["direction"] == "up") & (ora["cell_type"] == "malignant")].sort_values("pvalue")
     assert up.iloc[0]["term"] == truth["pathway"]["name"] and up.iloc[0]["fdr"] < 0.05
-    for name in ("gsea_metastasis_vs_primary_bubble.png", "gsea_metastasis_vs_primary_enrichment.png",
-                 "ssgsea_by_condition_heatmap.png", "ssgsea_cell_types_heatmap.png", "module_scores_bubble.png"):
+    for name in (
+        "gsea_metastasis_vs_primary_bubble.png",
+        "gsea_metastasis_vs_primary_enrichment.png",
+        "ssgsea_by_condition_heatmap.png",
+        "ssgsea_cell_types_heatmap.png",
+        "module_scores_bubble.png",
+    ):
         assert (out / name).stat().st_size > 0
 
 
@@ -80,7 +127,9 @@ def test_scores_are_reproducible(run):
     module_scores(second, sets, ctrl_size=50, seed=0)
     pd.testing.assert_frame_equal(first.obs[columns], second.obs[columns])
     cells = pd.read_csv(out / "cell_scores.tsv.gz", sep="\t", index_col=0)
-    np.testing.assert_allclose(cells.loc[first.obs_names, columns].to_numpy(), first.obs[columns].to_numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        cells.loc[first.obs_names, columns].to_numpy(), first.obs[columns].to_numpy(), rtol=1e-5, atol=1e-6
+    )
     de = pd.read_csv(out.parent / "de" / "de_metastasis_vs_primary.tsv", sep="\t")
     ranking = pd.Series(de["stat"].to_numpy(), index=de["gene"])
     options = {"permutations": 50, "seed": 3, "min_size": 10, "max_size": 500}
@@ -107,7 +156,8 @@ def test_stemness_is_cytotrace_compared_per_sample(run):
     per sample and cell type and tested between the two conditions with samples as units (3 patients,
     paired where every patient has the cell type in both). The simulator plants no potency difference:
     malignant cells (depth balanced) show none; B cells of two metastasis samples have ~35% fewer UMIs
-    and score lower (measured FDR 0.012), CytoTRACE's known dependence on depth, shown beside the score."""
+    and score lower (measured FDR 0.012), CytoTRACE's known dependence on depth, shown beside the score.
+    """
     atlas, out, _ = run
     scored = ad.read_h5ad(out / "pathways.h5ad", backed="r")
     score = scored.obs["score_cytotrace"]
@@ -117,12 +167,17 @@ def test_stemness_is_cytotrace_compared_per_sample(run):
     tests = pd.read_csv(out / "stemness_tests.tsv", sep="\t")
     assert set(tests["contrast"]) == {"metastasis_vs_primary"} and "malignant" in set(tests["cell_type"])
     malignant = tests.set_index("cell_type").loc["malignant"]
-    assert malignant["design"] == "~ condition + patient" and malignant["n_samples_test"] == malignant["n_samples_reference"] == 3
+    assert (
+        malignant["design"] == "~ condition + patient"
+        and malignant["n_samples_test"] == malignant["n_samples_reference"] == 3
+    )
     assert malignant["fdr"] > 0.05, tests
     assert "median_genes_detected" in samples.columns
     b_cells = samples[samples["cell_type"] == "B"].set_index("sample")
-    assert b_cells.loc[["P2_metastasis", "P3_metastasis"], "median_genes_detected"].max() < b_cells.loc[
-        ["P2_primary", "P3_primary"], "median_genes_detected"].min()
+    assert (
+        b_cells.loc[["P2_metastasis", "P3_metastasis"], "median_genes_detected"].max()
+        < b_cells.loc[["P2_primary", "P3_primary"], "median_genes_detected"].min()
+    )
     assert (out / "stemness_by_condition.png").stat().st_size > 5000
 
 

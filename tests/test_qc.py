@@ -6,22 +6,41 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import tiny
 
 from tmeflow.cli import main
 from tmeflow.params import defaults
 from tmeflow.qc import mad_outlier, run_qc
 from tmeflow.samplesheet import read_samplesheet
-import tiny
 
 
 @pytest.fixture(scope="module")
 def planted_sample(tmp_path_factory):
     """One primary-tumour sample of 2,000 cells: 10% low-quality cells, 8% heterotypic doublets."""
     outdir = tmp_path_factory.mktemp("sim")
-    code = main([
-        "simulate", "--outdir", str(outdir), "--n_cells", "2000", "--n_patients", "1", "--conditions", "primary",
-        "--n_sections", "0", "--n_bulk", "0", "--low_quality_rate", "0.1", "--doublet_rate", "0.08", "--seed", "3",
-    ])
+    code = main(
+        [
+            "simulate",
+            "--outdir",
+            str(outdir),
+            "--n_cells",
+            "2000",
+            "--n_patients",
+            "1",
+            "--conditions",
+            "primary",
+            "--n_sections",
+            "0",
+            "--n_bulk",
+            "0",
+            "--low_quality_rate",
+            "0.1",
+            "--doublet_rate",
+            "0.08",
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     (row,) = [row for row in read_samplesheet(outdir / "samplesheet.csv") if row.modality == "sc"]
     return row
@@ -71,10 +90,24 @@ def test_mad_outliers_by_hand():
 
 
 def _qc_cli(row, outdir, *extra):
-    return main([
-        "qc", "--input", str(row.data), "--sample", row.sample, "--patient", row.patient,
-        "--condition", row.condition, "--species", row.species, "--outdir", str(outdir), *extra,
-    ])
+    return main(
+        [
+            "qc",
+            "--input",
+            str(row.data),
+            "--sample",
+            row.sample,
+            "--patient",
+            row.patient,
+            "--condition",
+            row.condition,
+            "--species",
+            row.species,
+            "--outdir",
+            str(outdir),
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -97,10 +130,23 @@ def test_dropped_sample_writes_stats_but_no_h5ad(planted_sample, tmp_path):
 @pytest.mark.slow
 def test_wrong_species_is_caught(planted_sample, tmp_path, capsys):
     row = planted_sample
-    code = main([
-        "qc", "--input", str(row.data), "--sample", row.sample, "--patient", row.patient,
-        "--condition", row.condition, "--species", "mouse", "--outdir", str(tmp_path),
-    ])
+    code = main(
+        [
+            "qc",
+            "--input",
+            str(row.data),
+            "--sample",
+            row.sample,
+            "--patient",
+            row.patient,
+            "--condition",
+            row.condition,
+            "--species",
+            "mouse",
+            "--outdir",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "species is mouse but the mitochondrial genes look human" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
@@ -108,7 +154,8 @@ def test_wrong_species_is_caught(planted_sample, tmp_path, capsys):
 
 def test_scrublet_knn_is_exact_above_scanpys_brute_force_size():
     """3,000 cells (9,000 with Scrublet's simulated doublets: scanpy would use PyNNDescent's approximate
-    kNN above 8,192): the scores are those of the exact kNN, and the planted doublets are called."""
+    kNN above 8,192): the scores are those of the exact kNN, and the planted doublets are called.
+    """
     import scanpy as sc
 
     from tmeflow.qc import detect_doublets
@@ -125,7 +172,9 @@ def test_scrublet_knn_is_exact_above_scanpys_brute_force_size():
     adata = ad.AnnData(X=__import__("scipy.sparse", fromlist=["csr_matrix"]).csr_matrix(counts))
     scores, called = detect_doublets(adata, expected_rate=0.06, seed=0, sample="S")
     exact = adata.copy()
-    sc.pp.scrublet(exact, expected_doublet_rate=0.06, n_prin_comps=30, random_state=0, verbose=False, use_approx_neighbors=False)
+    sc.pp.scrublet(
+        exact, expected_doublet_rate=0.06, n_prin_comps=30, random_state=0, verbose=False, use_approx_neighbors=False
+    )
     np.testing.assert_allclose(scores, exact.obs["doublet_score"].to_numpy(), rtol=0, atol=1e-12)
     assert called[planted].mean() > 0.6
     assert called[np.setdiff1d(np.arange(n_cells), planted)].mean() < 0.03
@@ -139,14 +188,17 @@ def test_fixed_filter_reasons_of_six_cells_by_hand():
     """Fixed thresholds; a cell failing several filters gets the first listed one."""
     from tmeflow.qc import QcSettings, filter_reasons
 
-    obs = tiny.frame({
-        "n_genes_by_counts": [300, 150, 300, 300, 300, 100],
-        "total_counts": [1000, 1000, 400, 1000, 1000, 300],
-        "pct_counts_mito": [5.0, 5.0, 5.0, 25.0, 5.0, 50.0],
-        "pct_counts_hb": [0.0, 0.0, 0.0, 0.0, 10.0, 10.0],
-    })
-    settings = QcSettings.defaults().replace(qc_mode="fixed", min_genes=200, min_counts=500, max_pct_mito=20.0,
-                                             max_pct_hb=5.0)
+    obs = tiny.frame(
+        {
+            "n_genes_by_counts": [300, 150, 300, 300, 300, 100],
+            "total_counts": [1000, 1000, 400, 1000, 1000, 300],
+            "pct_counts_mito": [5.0, 5.0, 5.0, 25.0, 5.0, 50.0],
+            "pct_counts_hb": [0.0, 0.0, 0.0, 0.0, 10.0, 10.0],
+        }
+    )
+    settings = QcSettings.defaults().replace(
+        qc_mode="fixed", min_genes=200, min_counts=500, max_pct_mito=20.0, max_pct_hb=5.0
+    )
     reasons = filter_reasons(obs, settings)
     # c0 passes all; c1 150 < 200 genes; c2 400 < 500 counts; c3 25 > 20 % mito; c4 10 > 5 % hb;
     # c5 fails all four (100 < 200, 300 < 500, 50 > 20, 10 > 5): min_genes, the first listed, wins

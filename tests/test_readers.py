@@ -1,6 +1,7 @@
 """tmeflow.readers: one known count matrix written in every supported format reads back identically;
 bad inputs give one-line TmeflowInputErrors naming file and sample; the shared real data sets read
-with their documented shapes."""
+with their documented shapes.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +26,38 @@ from tmeflow.readers import detect_format, read_counts, read_spatial
 SAMPLE = "S1"
 N_CELLS = 50
 # 30 genes with real symbols: MT- genes and one duplicated symbol (TBCE, as in GRCh38)
-GENES = ["ACTB", "GAPDH", "CD3E", "CD8A", "MS4A1", "CD14", "LYZ", "EPCAM", "KRT18", "KRT8", "PTPRC", "COL1A1",
-         "DCN", "PECAM1", "VWF", "MKI67", "TOP2A", "ESR1", "ERBB2", "CD68", "MT-CO1", "MT-ND1", "MT-ATP6", "RPS6",
-         "RPL13", "HBB", "MALAT1", "TBCE", "TBCE", "XIST"]
+GENES = [
+    "ACTB",
+    "GAPDH",
+    "CD3E",
+    "CD8A",
+    "MS4A1",
+    "CD14",
+    "LYZ",
+    "EPCAM",
+    "KRT18",
+    "KRT8",
+    "PTPRC",
+    "COL1A1",
+    "DCN",
+    "PECAM1",
+    "VWF",
+    "MKI67",
+    "TOP2A",
+    "ESR1",
+    "ERBB2",
+    "CD68",
+    "MT-CO1",
+    "MT-ND1",
+    "MT-ATP6",
+    "RPS6",
+    "RPL13",
+    "HBB",
+    "MALAT1",
+    "TBCE",
+    "TBCE",
+    "XIST",
+]
 UNIQUE_GENES = GENES[:28] + ["TBCE-1", "XIST"]
 GENE_IDS = [f"ENSG{i:011d}" for i in range(1, len(GENES) + 1)]
 
@@ -125,8 +155,16 @@ def _write_text(path: Path, text: str, gz: bool) -> None:
         path.write_text(text)
 
 
-def write_mtx(folder: Path, *, version: int = 3, gz: bool = True, prefix: str = "", counts=COUNTS,
-              barcodes=BARCODES, feature_lines=None) -> Path:
+def write_mtx(
+    folder: Path,
+    *,
+    version: int = 3,
+    gz: bool = True,
+    prefix: str = "",
+    counts=COUNTS,
+    barcodes=BARCODES,
+    feature_lines=None,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".gz" if gz else ""
     buffer = io.BytesIO()
@@ -146,8 +184,17 @@ def write_mtx(folder: Path, *, version: int = 3, gz: bool = True, prefix: str = 
     return folder
 
 
-def write_dense(path: Path, *, genes_in_rows: bool, sep: str, corner: str | None, comments: str = "",
-                counts=COUNTS, cells=BARCODES, genes=GENES) -> Path:
+def write_dense(
+    path: Path,
+    *,
+    genes_in_rows: bool,
+    sep: str,
+    corner: str | None,
+    comments: str = "",
+    counts=COUNTS,
+    cells=BARCODES,
+    genes=GENES,
+) -> Path:
     matrix = counts.T if genes_in_rows else counts
     rows, columns = (genes, cells) if genes_in_rows else (cells, genes)
     header = ([corner] if corner is not None else []) + list(columns)
@@ -156,8 +203,15 @@ def write_dense(path: Path, *, genes_in_rows: bool, sep: str, corner: str | None
     return path
 
 
-def write_spaceranger(outs: Path, *, positions_version: int = 1, counts_as: str = "h5", barcodes=BARCODES,
-                      in_tissue=None, drop_positions: int = 0) -> Path:
+def write_spaceranger(
+    outs: Path,
+    *,
+    positions_version: int = 1,
+    counts_as: str = "h5",
+    barcodes=BARCODES,
+    in_tissue=None,
+    drop_positions: int = 0,
+) -> Path:
     """Space Ranger outs/: counts, positions (with 2 extra spots lacking counts), scale factors, a PNG."""
     outs.mkdir(parents=True)
     if counts_as == "h5":
@@ -168,21 +222,30 @@ def write_spaceranger(outs: Path, *, positions_version: int = 1, counts_as: str 
     spatial.mkdir()
     all_barcodes = list(barcodes) + ["TTTTTTTTTTTTTTTT-1", "GGGGGGGGGGGGGGGG-1"]
     in_tissue = [1] * N_CELLS + [0, 0] if in_tissue is None else in_tissue
-    table = pd.DataFrame({
-        "barcode": all_barcodes,
-        "in_tissue": in_tissue,
-        "array_row": [i // 10 for i in range(len(all_barcodes))],
-        "array_col": [i % 10 for i in range(len(all_barcodes))],
-        "pxl_row_in_fullres": [100.0 + 10 * (i // 10) for i in range(len(all_barcodes))],
-        "pxl_col_in_fullres": [200.5 + 10 * (i % 10) for i in range(len(all_barcodes))],
-    }).iloc[drop_positions:]
+    table = pd.DataFrame(
+        {
+            "barcode": all_barcodes,
+            "in_tissue": in_tissue,
+            "array_row": [i // 10 for i in range(len(all_barcodes))],
+            "array_col": [i % 10 for i in range(len(all_barcodes))],
+            "pxl_row_in_fullres": [100.0 + 10 * (i // 10) for i in range(len(all_barcodes))],
+            "pxl_col_in_fullres": [200.5 + 10 * (i % 10) for i in range(len(all_barcodes))],
+        }
+    ).iloc[drop_positions:]
     if positions_version == 1:
         table.to_csv(spatial / "tissue_positions_list.csv", header=False, index=False)
     else:
         table.to_csv(spatial / "tissue_positions.csv", header=True, index=False)
-    (spatial / "scalefactors_json.json").write_text(json.dumps({
-        "tissue_hires_scalef": 0.2, "tissue_lowres_scalef": 0.05, "fiducial_diameter_fullres": 20.0,
-        "spot_diameter_fullres": 8.0}))
+    (spatial / "scalefactors_json.json").write_text(
+        json.dumps(
+            {
+                "tissue_hires_scalef": 0.2,
+                "tissue_lowres_scalef": 0.05,
+                "fiducial_diameter_fullres": 20.0,
+                "spot_diameter_fullres": 8.0,
+            }
+        )
+    )
     image = (np.arange(20 * 24 * 3) % 255).astype(np.uint8).reshape(20, 24, 3)
     Image.fromarray(image).save(spatial / "tissue_lowres_image.png")
     return outs
@@ -209,8 +272,9 @@ def test_h5_v2_genome_group(tmp_path):
     assert list(adata.var["gene_ids"]) == GENE_IDS
 
 
-@pytest.mark.parametrize(("version", "gz", "prefix"), [(3, True, ""), (3, False, ""), (2, True, ""), (2, False, ""),
-                                                       (3, True, "GSM123_S1_")])
+@pytest.mark.parametrize(
+    ("version", "gz", "prefix"), [(3, True, ""), (3, False, ""), (2, True, ""), (2, False, ""), (3, True, "GSM123_S1_")]
+)
 def test_mtx_folders(tmp_path, version, gz, prefix):
     folder = write_mtx(tmp_path / "mtx", version=version, gz=gz, prefix=prefix)
     assert detect_format(folder) == "10x_mtx"
@@ -269,8 +333,11 @@ def test_h5ad_counts_location_and_truth_columns(tmp_path, where):
 
 
 def test_h5ad_ensembl_names_with_symbol_column(tmp_path):
-    adata = ad.AnnData(X=sp.csr_matrix(COUNTS.astype(np.float32)), obs=pd.DataFrame(index=BARCODES),
-                       var=pd.DataFrame({"gene_symbols": GENES}, index=GENE_IDS))
+    adata = ad.AnnData(
+        X=sp.csr_matrix(COUNTS.astype(np.float32)),
+        obs=pd.DataFrame(index=BARCODES),
+        var=pd.DataFrame({"gene_symbols": GENES}, index=GENE_IDS),
+    )
     adata.write_h5ad(tmp_path / "ens.h5ad")
     result = read_counts(tmp_path / "ens.h5ad", sample=SAMPLE)
     assert_same(result)
@@ -284,15 +351,18 @@ def test_h5ad_log_normalised_without_counts_is_an_error(tmp_path):
     assert_input_error(excinfo, path)
 
 
-@pytest.mark.parametrize(("name", "genes_in_rows", "sep", "corner"), [
-    ("cells_by_genes.csv", False, ",", ""),          # empty corner cell, orientation from the labels
-    ("cells_by_genes.tsv", False, "\t", "barcode"),
-    ("genes_by_cells.tsv", True, "\t", None),        # inferCNV style: header without corner cell
-    ("genes_by_cells.csv.gz", True, ",", "gene"),
-    ("genes_by_cells.counts.matrix.gz", True, "\t", None),
-    ("genes_by_cells_nocorner.txt", True, " ", None),
-    ("cells_by_genes_nocorner.txt.gz", False, "\t", None),
-])
+@pytest.mark.parametrize(
+    ("name", "genes_in_rows", "sep", "corner"),
+    [
+        ("cells_by_genes.csv", False, ",", ""),  # empty corner cell, orientation from the labels
+        ("cells_by_genes.tsv", False, "\t", "barcode"),
+        ("genes_by_cells.tsv", True, "\t", None),  # inferCNV style: header without corner cell
+        ("genes_by_cells.csv.gz", True, ",", "gene"),
+        ("genes_by_cells.counts.matrix.gz", True, "\t", None),
+        ("genes_by_cells_nocorner.txt", True, " ", None),
+        ("cells_by_genes_nocorner.txt.gz", False, "\t", None),
+    ],
+)
 def test_dense_tables_both_orientations(tmp_path, name, genes_in_rows, sep, corner):
     path = write_dense(tmp_path / name, genes_in_rows=genes_in_rows, sep=sep, corner=corner)
     assert detect_format(path) == "dense"
@@ -314,8 +384,14 @@ def test_dense_r_write_table_quoted(tmp_path):
 def test_dense_bd_rhapsody_with_comment_lines(tmp_path):
     comments = "##########\n## BD Targeted Multiplex Rhapsody Analysis Pipeline Version 1.11\n## Analysis Date: x\n"
     cells = [str(i + 1) for i in range(N_CELLS)]
-    path = write_dense(tmp_path / "Sample_RSEC_MolsPerCell.csv", genes_in_rows=False, sep=",", corner="Cell_Index",
-                       comments=comments, cells=cells)
+    path = write_dense(
+        tmp_path / "Sample_RSEC_MolsPerCell.csv",
+        genes_in_rows=False,
+        sep=",",
+        corner="Cell_Index",
+        comments=comments,
+        cells=cells,
+    )
     assert_same(read_counts(path, sample=SAMPLE), barcodes=cells)
 
 
@@ -440,10 +516,13 @@ def test_missing_file(tmp_path):
         assert_input_error(excinfo, path)
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("data.bin", bytes(range(256)) * 4),
-    ("notes.json", b'{"a": 1, "b": 2}\n'),
-])
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("data.bin", bytes(range(256)) * 4),
+        ("notes.json", b'{"a": 1, "b": 2}\n'),
+    ],
+)
 def test_unknown_format(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
@@ -463,8 +542,7 @@ def test_folder_without_counts(tmp_path):
 
 def test_corrupt_h5(tmp_path):
     good = write_h5_v3(tmp_path / "good.h5")
-    for name, content in (("garbage.h5", b"not an hdf5 file at all\n" * 10),
-                          ("truncated.h5", good.read_bytes()[:600])):
+    for name, content in (("garbage.h5", b"not an hdf5 file at all\n" * 10), ("truncated.h5", good.read_bytes()[:600])):
         path = tmp_path / name
         path.write_bytes(content)
         with pytest.raises(TmeflowInputError) as excinfo:

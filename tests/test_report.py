@@ -27,17 +27,25 @@ REMOTE_RESOURCE = re.compile(
 
 def remote_resources(html: str) -> list[str]:
     """Network fetches a page makes to render: its tags and styles, inline scripts' bodies aside
-    (the bundled JS libraries carry URL strings, e.g. showdown's emoji table, that load nothing)."""
+    (the bundled JS libraries carry URL strings, e.g. showdown's emoji table, that load nothing).
+    """
     markup = re.sub(r"(<script[^>]*>).*?(</script>)", r"\1\2", html, flags=re.S | re.IGNORECASE)
     return [match.group(0) for match in REMOTE_RESOURCE.finditer(markup)]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--hide-scrollbars",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
     # No network at all: every host name fails and every request would go to a closed local port.
-    "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
 ]
 
 
@@ -57,18 +65,30 @@ def _table(path: Path, section_id: str, plot_type: str = "table") -> Path:
 def small_results(tmp_path) -> Path:
     """A results folder laid out as Nextflow stages files for the REPORT task (numbered folders)."""
     root = tmp_path / "staged"
-    for index, name in enumerate(["S1.qc_stats_mqc.tsv", "integration_metrics_mqc.tsv", "cnv_summary_mqc.tsv",
-                                  "TCGA.bulk_survival_mqc.tsv"], start=1):
+    for index, name in enumerate(
+        ["S1.qc_stats_mqc.tsv", "integration_metrics_mqc.tsv", "cnv_summary_mqc.tsv", "TCGA.bulk_survival_mqc.tsv"],
+        start=1,
+    ):
         (root / str(index)).mkdir(parents=True)
         _table(root / str(index) / name, f"t_{index}", "generalstats" if index == 1 else "table")
     figures = root / "9"
     figures.mkdir()
-    for seed, name in enumerate(["S1.qc_violin.png", "annotation_umap_mqc.png", "cnv_heatmap_P1.png",
-                                 "trajectory_embedding.png", "S1_visium.deconvolution_proportions.png", "TCGA.bulk_km_os_mqc.png"]):
+    for seed, name in enumerate(
+        [
+            "S1.qc_violin.png",
+            "annotation_umap_mqc.png",
+            "cnv_heatmap_P1.png",
+            "trajectory_embedding.png",
+            "S1_visium.deconvolution_proportions.png",
+            "TCGA.bulk_km_os_mqc.png",
+        ]
+    ):
         _png(figures / name, seed=seed)
     (root / "10").mkdir()
     (root / "10" / "tmeflow_software_mqc_versions.yml").write_text(yaml.safe_dump({"QC": {"tmeflow": "0.1.0"}}))
-    (root / "10" / "params.json").write_text(json.dumps({"seed": 0, "deconvolution_method": "nnls", "multiqc_title": None}))
+    (root / "10" / "params.json").write_text(
+        json.dumps({"seed": 0, "deconvolution_method": "nnls", "multiqc_title": None})
+    )
     # never reported: an unknown file, MultiQC's own data folder, a hidden folder
     (root / "10" / "notes.txt").write_text("x")
     (root / "multiqc_data").mkdir()
@@ -100,7 +120,9 @@ def test_every_stage_figure_and_table_pattern_belongs_to_one_section():
             assert pattern not in seen, f"{pattern} in {seen.get(pattern)} and {section.id}"
             seen[pattern] = section.id
             assert pattern.endswith((".png", "_mqc.tsv", "_mqc.yaml"))
-            assert bool(caption) == pattern.endswith(".png"), f"{pattern}: figures need a caption, tables have their own"
+            assert bool(caption) == pattern.endswith(".png"), (
+                f"{pattern}: figures need a caption, tables have their own"
+            )
 
 
 def test_report_image_is_capped_in_width_and_keeps_its_aspect(tmp_path):
@@ -124,9 +146,17 @@ def test_report_sections_follow_the_analysis_order(small_results, tmp_path):
     html = (outdir / "multiqc_report.html").read_text()
     order = [section.id for section in report.SECTIONS]
     present = _section_positions(html)
-    expected = ["tmeflow_step_qc", "tmeflow_step_integration", "tmeflow_step_annotation", "tmeflow_step_cnv",
-                "tmeflow_step_trajectory", "tmeflow_step_deconvolution", "tmeflow_step_bulk",
-                "multiqc_software_versions", "tmeflow_run_parameters"]
+    expected = [
+        "tmeflow_step_qc",
+        "tmeflow_step_integration",
+        "tmeflow_step_annotation",
+        "tmeflow_step_cnv",
+        "tmeflow_step_trajectory",
+        "tmeflow_step_deconvolution",
+        "tmeflow_step_bulk",
+        "multiqc_software_versions",
+        "tmeflow_run_parameters",
+    ]
     assert present == expected
     assert [s for s in present if s in order] == sorted([s for s in present if s in order], key=order.index)
     assert 'id="general_stats_table"' in html or "general_stats" in html
@@ -150,7 +180,9 @@ def test_report_in_a_nextflow_task_folder(small_results, monkeypatch):
 @pytest.mark.slow
 def test_report_title_names_the_report(small_results, tmp_path):
     outdir = tmp_path / "multiqc"
-    assert main(["report", "--input_dir", str(small_results), "--outdir", str(outdir), "--multiqc_title", "Cohort A"]) == 0
+    assert (
+        main(["report", "--input_dir", str(small_results), "--outdir", str(outdir), "--multiqc_title", "Cohort A"]) == 0
+    )
     assert (outdir / "cohort_a_multiqc_report.html").is_file()
     assert "Cohort A" in (outdir / "cohort_a_multiqc_report.html").read_text()
 
@@ -160,7 +192,10 @@ def test_user_multiqc_config_is_applied_last(small_results, tmp_path):
     config = tmp_path / "mine.yml"
     config.write_text("report_comment: 'Lab of Tumour Ecology, run 42'\n")
     outdir = tmp_path / "multiqc"
-    assert main(["report", "--input_dir", str(small_results), "--outdir", str(outdir), "--multiqc_config", str(config)]) == 0
+    assert (
+        main(["report", "--input_dir", str(small_results), "--outdir", str(outdir), "--multiqc_config", str(config)])
+        == 0
+    )
     assert "Lab of Tumour Ecology, run 42" in (outdir / "multiqc_report.html").read_text()
 
 
@@ -222,7 +257,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case, expected):
 def test_pipeline_report_has_every_analysis_step(pipeline_results):
     html = (pipeline_results / "multiqc" / "multiqc_report.html").read_text()
     assert _section_positions(html) == [section.id for section in report.SECTIONS] + [
-        "multiqc_software_versions", "tmeflow_run_parameters"]
+        "multiqc_software_versions",
+        "tmeflow_run_parameters",
+    ]
     for package in ("tmeflow", "scanpy", "multiqc"):
         assert f">{package}<" in html
     assert remote_resources(html) == []
@@ -239,7 +276,9 @@ def test_pipeline_report_tables_show_every_column(pipeline_results):
         columns = next(line for line in text.splitlines() if not line.startswith("#")).split("\t")[1:]
         shown = re.search(rf'id="{re.escape(section_id)}[^"]*_numcols"[^>]*>(\d+)</sup>/<sub>(\d+)</sub>', html)
         assert shown, f"{path.name}: table {section_id} not in the report"
-        assert int(shown.group(2)) == len(columns), f"{path.name}: {shown.group(2)} of {len(columns)} columns in the report"
+        assert int(shown.group(2)) == len(columns), (
+            f"{path.name}: {shown.group(2)} of {len(columns)} columns in the report"
+        )
 
 
 @pytest.mark.slow
@@ -255,7 +294,11 @@ def test_pipeline_report_shows_cnv_arms_as_a_native_heatmap(pipeline_results):
 @pytest.mark.slow
 def test_pipeline_report_leaves_no_figure_or_table_out(pipeline_results):
     patterns = [pattern for section in report.SECTIONS for pattern, _ in section.files]
-    outputs = [path for path in pipeline_results.rglob("*") if path.suffix == ".png" or path.name.endswith(("_mqc.tsv", "_mqc.yaml"))]
+    outputs = [
+        path
+        for path in pipeline_results.rglob("*")
+        if path.suffix == ".png" or path.name.endswith(("_mqc.tsv", "_mqc.yaml"))
+    ]
     outputs = [path for path in outputs if "multiqc" not in path.relative_to(pipeline_results).parts[0]]
     assert len(outputs) > 40
     left_out = [path.name for path in outputs if not any(fnmatch.fnmatchcase(path.name, p) for p in patterns)]
@@ -268,14 +311,19 @@ def test_pipeline_report_leaves_no_figure_or_table_out(pipeline_results):
 
 
 def _chromium(args: list[str], timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _view_from(page: Path, section_id: str, folder: Path) -> Path:
     """A copy of the report that starts at one section (the sections before it hidden by CSS).
-    Headless Chromium paints nothing when told to screenshot at an #anchor of a long page."""
-    style = (f"<style>.mqc-module-section {{ display: none; }} #mqc-module-section-{section_id}, "
-             f"#mqc-module-section-{section_id} ~ .mqc-module-section {{ display: block; }}</style>")
+    Headless Chromium paints nothing when told to screenshot at an #anchor of a long page.
+    """
+    style = (
+        f"<style>.mqc-module-section {{ display: none; }} #mqc-module-section-{section_id}, "
+        f"#mqc-module-section-{section_id} ~ .mqc-module-section {{ display: block; }}</style>"
+    )
     view = folder / f"view_{section_id}.html"
     html = page.read_text()
     body = html.rindex("</body>")  # the page's own; inlined libraries carry "</head>" strings
@@ -284,7 +332,9 @@ def _view_from(page: Path, section_id: str, folder: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium'; .ci/run installs it)"
+)
 def test_pipeline_report_renders_offline_in_chromium(pipeline_results, tmp_path):
     page = (pipeline_results / "multiqc" / "multiqc_report.html").resolve()
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
@@ -296,11 +346,24 @@ def test_pipeline_report_renders_offline_in_chromium(pipeline_results, tmp_path)
     assert dom.stdout.count("js-plotly-plot") >= 3
     assert dom.stdout.count("data:image/png;base64") >= 40
     screenshots = {}
-    for section in ("", "tmeflow_step_integration", "tmeflow_step_cnv", "tmeflow_step_deconvolution", "tmeflow_step_bulk"):
+    for section in (
+        "",
+        "tmeflow_step_integration",
+        "tmeflow_step_cnv",
+        "tmeflow_step_deconvolution",
+        "tmeflow_step_bulk",
+    ):
         name = f"report_{section.removeprefix('tmeflow_step_') or 'top'}.png"
         view = _view_from(page, section, tmp_path) if section else page
-        shot = _chromium([*profile, "--window-size=1400,3200", "--virtual-time-budget=20000",
-                          f"--screenshot={tmp_path / name}", view.as_uri()])
+        shot = _chromium(
+            [
+                *profile,
+                "--window-size=1400,3200",
+                "--virtual-time-budget=20000",
+                f"--screenshot={tmp_path / name}",
+                view.as_uri(),
+            ]
+        )
         assert shot.returncode == 0 and (tmp_path / name).is_file(), shot.stderr[-2000:]
         with Image.open(tmp_path / name) as image:
             colours = len(image.convert("RGB").getcolors(maxcolors=1 << 20) or [])
@@ -331,7 +394,8 @@ def _plot_png(path: Path) -> Path:
 
 def test_report_image_is_cheap_and_faithful(tmp_path):
     """256 colours at >= 40 dB PSNR against the full-colour figure, in under half the CPU time of
-    median cut with ``optimize=True`` (what the report did before issue 23: ~7x slower)."""
+    median cut with ``optimize=True`` (what the report did before issue 23: ~7x slower).
+    """
     import time
     from io import BytesIO
 
@@ -356,7 +420,8 @@ def test_report_image_is_cheap_and_faithful(tmp_path):
 
 def test_bundled_config_requests_no_plot_export_the_installed_kaleido_cannot_do():
     """MultiQC exports static plots with plotly, which needs Kaleido >= 1; with the pinned Kaleido 0.2.1
-    every export failed (an error per plot and format) and cost ~13 s of the report (issue 23)."""
+    every export failed (an error per plot and format) and cost ~13 s of the report (issue 23).
+    """
     from importlib import metadata
 
     from packaging.version import Version

@@ -1,5 +1,6 @@
 """The report of a cohort: per-sample content as native MultiQC plots, per-sample figures linked above a
-sample count, and no AI-metadata copy of the page (issue 18)."""
+sample count, and no AI-metadata copy of the page (issue 18).
+"""
 
 from __future__ import annotations
 
@@ -28,16 +29,19 @@ def _png(path: Path, seed: int) -> Path:
 
 
 def _qc_cells(path: Path, rng: np.random.Generator, n: int = 80) -> pd.DataFrame:
-    cells = pd.DataFrame({
-        "barcode": [f"C{i}" for i in range(n)],
-        "n_genes_by_counts": rng.integers(200, 3000, n),
-        "total_counts": rng.integers(500, 20000, n),
-        "pct_counts_mito": rng.uniform(0, 20, n).round(3),
-        "pct_counts_ribo": rng.uniform(0, 20, n).round(3),
-        "pct_counts_hb": np.zeros(n),
-        "doublet_score": rng.uniform(0, 1, n).round(3),
-        "qc_fail_reason": [REASONS[i % len(REASONS)] for i in range(n)],
-    }, index=pd.Index([f"{path.name.split('.')[0]}_C{i}" for i in range(n)]))
+    cells = pd.DataFrame(
+        {
+            "barcode": [f"C{i}" for i in range(n)],
+            "n_genes_by_counts": rng.integers(200, 3000, n),
+            "total_counts": rng.integers(500, 20000, n),
+            "pct_counts_mito": rng.uniform(0, 20, n).round(3),
+            "pct_counts_ribo": rng.uniform(0, 20, n).round(3),
+            "pct_counts_hb": np.zeros(n),
+            "doublet_score": rng.uniform(0, 1, n).round(3),
+            "qc_fail_reason": [REASONS[i % len(REASONS)] for i in range(n)],
+        },
+        index=pd.Index([f"{path.name.split('.')[0]}_C{i}" for i in range(n)]),
+    )
     cells.loc[cells["qc_fail_reason"] == "min_genes", "doublet_score"] = np.nan  # not scored
     io.write_table(cells, path, index=True)
     return cells
@@ -64,18 +68,25 @@ def cohort_results(tmp_path_factory) -> Path:
     cnv = root / "cnv"
     cnv.mkdir()
     cell_types = np.where(np.arange(N_SAMPLES * 20) % 4 == 0, "T cell", "Epithelial")
-    io.write_table(pd.DataFrame({
-        "sample": np.repeat(samples, 20), "cell_type": cell_types,
-        "malignant": (np.arange(N_SAMPLES * 20) % 5 == 0),
-    }), cnv / "cnv_cells.tsv.gz")
+    io.write_table(
+        pd.DataFrame(
+            {
+                "sample": np.repeat(samples, 20),
+                "cell_type": cell_types,
+                "malignant": (np.arange(N_SAMPLES * 20) % 5 == 0),
+            }
+        ),
+        cnv / "cnv_cells.tsv.gz",
+    )
     _png(cnv / "cnv_heatmap_P1.png", 7)
     spatial = root / "spatial"
     spatial.mkdir()
     for section in ("V1", "V2"):
         spots = _qc_cells(spatial / f"{section}.spatial_spots.tsv.gz", rng, n=60).drop(columns=["doublet_score"])
         spots["in_tissue"] = (np.arange(60) % 6 != 0).astype(int)
-        spots["qc_fail_reason"] = np.where(spots["in_tissue"] == 0, "not_in_tissue",
-                                           np.where(np.arange(60) % 7 == 0, "spatial_min_counts", ""))
+        spots["qc_fail_reason"] = np.where(
+            spots["in_tissue"] == 0, "not_in_tissue", np.where(np.arange(60) % 7 == 0, "spatial_min_counts", "")
+        )
         io.write_table(spots, spatial / f"{section}.spatial_spots.tsv.gz", index=True)
         _png(spatial / f"{section}.spatial_qc.png", 3)
     (root / "pipeline_info").mkdir()
@@ -110,16 +121,23 @@ def test_box_summary_whiskers_stop_at_the_last_value_within_1_5_iqr():
 
 
 def test_reason_counts_put_kept_first_then_reasons_in_filter_order():
-    tables = {"B": pd.DataFrame({"qc_fail_reason": ["", "doublet", "min_genes", ""]}),
-              "A": pd.DataFrame({"qc_fail_reason": ["", "", "", "max_pct_hb"]})}
+    tables = {
+        "B": pd.DataFrame({"qc_fail_reason": ["", "doublet", "min_genes", ""]}),
+        "A": pd.DataFrame({"qc_fail_reason": ["", "", "", "max_pct_hb"]}),
+    }
     counts = report_samples.reason_counts(tables, ["min_genes", "max_pct_hb", "doublet"])
     assert list(counts.columns) == ["kept", "min_genes", "max_pct_hb", "doublet"]
     assert counts.loc["A"].tolist() == [3, 0, 1, 0] and counts.loc["B"].tolist() == [2, 1, 0, 1]
 
 
 def test_malignant_fraction_and_dominant_cell_type_per_sample():
-    cells = pd.DataFrame({"sample": ["A"] * 4 + ["B"] * 2, "cell_type": ["T", "T", "B", "Epi", "Epi", "B"],
-                          "malignant": [False, False, False, True, True, False]})
+    cells = pd.DataFrame(
+        {
+            "sample": ["A"] * 4 + ["B"] * 2,
+            "cell_type": ["T", "T", "B", "Epi", "Epi", "B"],
+            "malignant": [False, False, False, True, True, False],
+        }
+    )
     table = report_samples.malignant_and_dominant(cells)
     assert table.loc["A", "pct_malignant"] == 25.0 and table.loc["B", "pct_malignant"] == 50.0
     assert table.loc["A", "dominant_cell_type"] == "T" and table.loc["A", "pct_dominant"] == 50.0
@@ -134,17 +152,28 @@ def test_per_sample_plots_and_links_list_samples_in_natural_order(tmp_path):
         _qc_cells(tmp_path / f"{sample}.qc_cells.tsv.gz", rng, n=16)
         _png(tmp_path / f"{sample}.qc_violin.png", seed)
     natural = ["P1_normal", "P1_primary", "P2_normal", "P10_normal"]
-    staged = {path.name: path for path in report_samples.stage_cell_qc(
-        sorted(tmp_path.glob("*.qc_cells.tsv.gz")), {"parent_id": "tmeflow_step_qc"}, tmp_path)}
+    staged = {
+        path.name: path
+        for path in report_samples.stage_cell_qc(
+            sorted(tmp_path.glob("*.qc_cells.tsv.gz")), {"parent_id": "tmeflow_step_qc"}, tmp_path
+        )
+    }
     bar = pd.read_csv(staged["tmeflow_qc_cells_by_reason_mqc.tsv"], sep="\t", comment="#", index_col=0)
     rates = pd.read_csv(staged["tmeflow_qc_doublet_rate_mqc.tsv"], sep="\t", comment="#", index_col=0)
     box = yaml.safe_load(staged["tmeflow_qc_distributions_mqc.yaml"].read_text())
     assert list(bar.index) == list(rates.index) == list(box["data"][0]) == natural
     figures = report.collect(tmp_path)["content"]
-    page = report_samples.link_figures([f for f in figures if f.path.suffix == ".png"], "tmeflow_step_qc", {},
-                                       tmp_path / "figs", tmp_path, lambda path: path.read_bytes()).read_text()
+    page = report_samples.link_figures(
+        [f for f in figures if f.path.suffix == ".png"],
+        "tmeflow_step_qc",
+        {},
+        tmp_path / "figs",
+        tmp_path,
+        lambda path: path.read_bytes(),
+    ).read_text()
     assert [page.index(f"<tr><td>{sample}</td>") for sample in natural] == sorted(
-        page.index(f"<tr><td>{sample}</td>") for sample in natural)
+        page.index(f"<tr><td>{sample}</td>") for sample in natural
+    )
 
 
 def test_per_sample_figures_are_linked_only_above_the_limit(cohort_results):
@@ -162,9 +191,11 @@ def test_per_patient_cnv_heatmaps_are_linked_above_the_limit_and_cohort_figures_
     found = report.collect(tmp_path)
     linked = report_samples.figures_to_link(found["content"])
     assert sorted(f.path.name for f in linked["tmeflow_step_cnv"]) == sorted(
-        f"cnv_heatmap_P{seed}.png" for seed in range(report_samples.INLINE_SAMPLE_LIMIT + 1))
-    page = report_samples.link_figures(linked["tmeflow_step_cnv"], "tmeflow_step_cnv", {}, tmp_path / "figs",
-                                       tmp_path, lambda path: path.read_bytes()).read_text()
+        f"cnv_heatmap_P{seed}.png" for seed in range(report_samples.INLINE_SAMPLE_LIMIT + 1)
+    )
+    page = report_samples.link_figures(
+        linked["tmeflow_step_cnv"], "tmeflow_step_cnv", {}, tmp_path / "figs", tmp_path, lambda path: path.read_bytes()
+    ).read_text()
     assert "<th>Patient</th>" in page and 'href="figs/cnv_heatmap_P12.png"' in page
     assert (tmp_path / "figs" / "cnv_heatmap_P0.png").read_bytes() == (tmp_path / "cnv_heatmap_P0.png").read_bytes()
 
@@ -216,11 +247,15 @@ def test_cohort_report_links_per_sample_figures_and_draws_native_plots(cohort_re
     assert "tmeflow_figure_s00_qc_violin" not in page
     assert page.count("data:image/png;base64") == 3  # the cohort heatmap and 2 spatial sections stay inline
     # native MultiQC plots and general-statistics columns
-    for plot_id in ("tmeflow_qc_cells_by_reason_plot", "tmeflow_qc_doublet_rate_plot", "tmeflow_qc_distributions_plot",
-                    "tmeflow_spatial_spots_by_reason_plot", "tmeflow_spatial_distributions_plot"):
+    for plot_id in (
+        "tmeflow_qc_cells_by_reason_plot",
+        "tmeflow_qc_doublet_rate_plot",
+        "tmeflow_qc_distributions_plot",
+        "tmeflow_spatial_spots_by_reason_plot",
+        "tmeflow_spatial_distributions_plot",
+    ):
         assert f'id="{plot_id}"' in page, plot_id
     assert "% malignant" in page and "Dominant cell type" in page
-
 
 
 @pytest.mark.slow
@@ -234,7 +269,9 @@ def test_cohort_report_carries_no_ai_copy_of_the_sections(cohort_report):
 
 
 @pytest.mark.slow
-def test_a_report_of_fewer_samples_in_the_same_outdir_embeds_them_and_drops_the_old_links(cohort_results, tmp_path, monkeypatch):
+def test_a_report_of_fewer_samples_in_the_same_outdir_embeds_them_and_drops_the_old_links(
+    cohort_results, tmp_path, monkeypatch
+):
     outdir = tmp_path / "multiqc"
     assert main(["report", "--input_dir", str(cohort_results), "--outdir", str(outdir)]) == 0
     assert (outdir / "multiqc_report_figures").is_dir()
@@ -248,4 +285,3 @@ def test_a_report_of_fewer_samples_in_the_same_outdir_embeds_them_and_drops_the_
 def test_bundled_config_draws_cohort_plots_without_a_click():
     config = yaml.safe_load(report.bundled_config().read_text())
     assert config["plots_defer_loading_numseries"] >= 100 * 3 and config["num_datasets_plot_limit"] >= 100 * 3
-

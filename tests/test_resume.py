@@ -24,8 +24,14 @@ from tmeflow.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {
-    "doublet_method": "none", "deconvolution_method": "nnls", "gsea_permutations": 20, "communication_n_perms": 20,
-    "cutpoint_permutations": 20, "spatial_n_perms": 20, "n_top_genes": 500, "subcluster_n_top_genes": 300,
+    "doublet_method": "none",
+    "deconvolution_method": "nnls",
+    "gsea_permutations": 20,
+    "communication_n_perms": 20,
+    "cutpoint_permutations": 20,
+    "spatial_n_perms": 20,
+    "n_top_genes": 500,
+    "subcluster_n_top_genes": 300,
     "trajectory_n_top_genes": 300,
 }
 # Kill when this completion record appears: during integrate, during pathways, during deconvolve.
@@ -35,10 +41,32 @@ KILL_AFTER = ("qc.P2_primary", "de", "spatial_qc.P1_primary_visium1")
 @pytest.fixture(scope="module")
 def small_cohort(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("resume")
-    assert main([
-        "simulate", "--outdir", str(root / "sim"), "--n_cells", "600", "--n_patients", "2", "--conditions", "normal,primary",
-        "--n_genes", "1500", "--n_sections", "1", "--n_spots", "150", "--n_bulk", "0", "--seed", "11",
-    ]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(root / "sim"),
+                "--n_cells",
+                "600",
+                "--n_patients",
+                "2",
+                "--conditions",
+                "normal,primary",
+                "--n_genes",
+                "1500",
+                "--n_sections",
+                "1",
+                "--n_spots",
+                "150",
+                "--n_bulk",
+                "0",
+                "--seed",
+                "11",
+            ]
+        )
+        == 0
+    )
     params = root / "params.json"
     params.write_text(json.dumps({**PARAMS, "input": str(root / "sim" / "samplesheet.csv")}))
     return root, params
@@ -78,7 +106,9 @@ def _leftovers(outdir: Path) -> list[Path]:
 
 def _outputs(outdir: Path) -> set[str]:
     skip = ("pipeline_info", "multiqc")
-    return {str(p.relative_to(outdir)) for p in outdir.rglob("*") if p.is_file() and p.parts[len(outdir.parts)] not in skip}
+    return {
+        str(p.relative_to(outdir)) for p in outdir.rglob("*") if p.is_file() and p.parts[len(outdir.parts)] not in skip
+    }
 
 
 def _same(reference: Path, resumed: Path, name: str) -> None:
@@ -118,7 +148,9 @@ def test_killed_three_times_and_resumed_equals_an_uninterrupted_run(small_cohort
     assert done.returncode == 0, done.stderr[-3000:]
     resume_seconds = time.perf_counter() - started
     summary = json.loads((resumed / "pipeline_info" / "run_summary.json").read_text())
-    print(f"uninterrupted run {full_seconds:.0f} s; last resume {resume_seconds:.0f} s; reused {summary['tasks_reused']}")
+    print(
+        f"uninterrupted run {full_seconds:.0f} s; last resume {resume_seconds:.0f} s; reused {summary['tasks_reused']}"
+    )
 
     # the tasks finished before the last kill were reused, not recomputed (their records are untouched)
     assert set(finished) - {"report"} <= set(summary["tasks_reused"])
@@ -142,7 +174,10 @@ def test_a_rerun_removes_the_stale_temporaries_of_a_hard_kill(small_cohort, tmp_
 
     outdir = tmp_path / "results"
     (outdir / "qc").mkdir(parents=True)
-    stale = [outdir / "qc" / ".P1_primary.qc.x1y2z3.tmp.h5ad", outdir / ".tmeflow_tmp" / "integrate" / "integrated.h5ad"]
+    stale = [
+        outdir / "qc" / ".P1_primary.qc.x1y2z3.tmp.h5ad",
+        outdir / ".tmeflow_tmp" / "integrate" / "integrated.h5ad",
+    ]
     stale[1].parent.mkdir(parents=True)
     for path in stale:
         path.write_bytes(b"partial")
@@ -154,7 +189,8 @@ def test_a_rerun_removes_the_stale_temporaries_of_a_hard_kill(small_cohort, tmp_
 
 def test_task_key_follows_inputs_stage_parameters_user_files_and_version(tmp_path, monkeypatch):
     """What decides reuse: the stage's own parameters (not another stage's), its input files' size and
-    mtime, the content stamp of user files it reads, and the tmeflow version."""
+    mtime, the content stamp of user files it reads, and the tmeflow version.
+    """
     import os as _os
 
     import tmeflow.resume as resume
@@ -211,7 +247,8 @@ def test_a_changed_output_or_record_means_the_task_runs_again(tmp_path):
 
 def test_a_signal_whose_exception_a_library_swallows_still_stops_the_run(tmp_path):
     """A SIGTERM whose Interrupted a library swallows (a ``__del__``, a C callback) stops the run at the
-    next task boundary, with the interrupted task complete and recorded."""
+    next task boundary, with the interrupted task complete and recorded.
+    """
     from tmeflow.errors import Interrupted
     from tmeflow.params import defaults
     from tmeflow.resume import TaskRunner, signals_interrupt
@@ -235,7 +272,9 @@ def test_a_signal_whose_exception_a_library_swallows_still_stops_the_run(tmp_pat
         runner.run("composition", "composition", swallowing_stage, (1,), {}, outdir / "composition")
         runner.run("de", "de", swallowing_stage, (2,), {}, outdir / "de")
     assert raised.value.exit_code == 143 and calls == [1]
-    assert (outdir / "pipeline_info" / "tasks" / "composition.json").is_file() and (outdir / "composition" / "out.tsv").is_file()
+    assert (outdir / "pipeline_info" / "tasks" / "composition.json").is_file() and (
+        outdir / "composition" / "out.tsv"
+    ).is_file()
     assert signal.getsignal(signal.SIGTERM) == handler_before
     # the interruption ends with its block: a task run later in this process is not interrupted again
     from tmeflow.resume import raise_if_interrupted

@@ -35,7 +35,10 @@ def test_valid_sheet_resolves_paths_against_its_folder(tmp_path):
 @pytest.mark.parametrize(
     ("row", "pattern"),
     [
-        ("S1,P1,primary,breast,dog,b1,sc,counts.h5ad,", r"species must be human or mouse \[file .*row 2, column species\]"),
+        (
+            "S1,P1,primary,breast,dog,b1,sc,counts.h5ad,",
+            r"species must be human or mouse \[file .*row 2, column species\]",
+        ),
         ("S1,P1,primary,breast,human,b1,rna,counts.h5ad,", r"modality must be .*column modality"),
         ("S 1,P1,primary,breast,human,b1,sc,counts.h5ad,", r"sample must be .*column sample"),
         ("S1,,primary,breast,human,b1,sc,counts.h5ad,", r"'patient'.*row 2, column patient"),
@@ -51,7 +54,9 @@ def test_bad_rows_name_row_and_column(tmp_path, row, pattern):
 
 def test_duplicate_samples_and_empty_sheets(tmp_path):
     with pytest.raises(TmeflowInputError, match="appears twice.*row 3"):
-        read_samplesheet(_sheet(tmp_path, "S1,P1,primary,t,human,b1,sc,counts.h5ad,", "S1,P2,primary,t,human,b1,sc,counts.h5ad,"))
+        read_samplesheet(
+            _sheet(tmp_path, "S1,P1,primary,t,human,b1,sc,counts.h5ad,", "S1,P2,primary,t,human,b1,sc,counts.h5ad,")
+        )
     with pytest.raises(TmeflowInputError, match="no samples"):
         read_samplesheet(_sheet(tmp_path))
     with pytest.raises(TmeflowInputError, match="not found"):

@@ -29,7 +29,8 @@ _TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean"
 
 def schema_doc_problems(schema: dict[str, Any]) -> list[str]:
     """Every parameter of every ``$defs`` group: known type, description, help_text, and a default
-    of that type unless it is a string (an optional path or text that defaults to unset)."""
+    of that type unless it is a string (an optional path or text that defaults to unset).
+    """
     problems = []
     for group_name, group in schema.get("$defs", {}).items():
         for name, spec in group.get("properties", {}).items():
@@ -61,9 +62,12 @@ def _squeeze(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def help_problems(parser: argparse.ArgumentParser, properties: dict[str, dict[str, Any]], name: str = "<parser>") -> list[str]:
+def help_problems(
+    parser: argparse.ArgumentParser, properties: dict[str, dict[str, Any]], name: str = "<parser>"
+) -> list[str]:
     """Each parameter of ``properties`` is an option of ``parser`` whose help is the schema's
-    description and default, and the formatted ``--help`` shows it."""
+    description and default, and the formatted ``--help`` shows it.
+    """
     options = {opt: action for action in parser._actions for opt in action.option_strings}
     formatted = _squeeze(parser.format_help())
     problems = []
@@ -89,7 +93,11 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def stage_properties(stage_name: str) -> dict[str, dict[str, Any]]:
-    return {name: spec for group in get_stage(stage_name).param_groups for name, spec in params.group_properties(group).items()}
+    return {
+        name: spec
+        for group in get_stage(stage_name).param_groups
+        for name, spec in params.group_properties(group).items()
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,8 +125,15 @@ def test_schema_doc_check_reports_missing_help_text_default_and_type():
 
 
 def test_optional_paths_may_leave_the_default_out():
-    schema = {"$defs": {"g": {"properties": {"markers": {"type": "string", "format": "file-path",
-                                                          "description": "d", "help_text": "h"}}}}}
+    schema = {
+        "$defs": {
+            "g": {
+                "properties": {
+                    "markers": {"type": "string", "format": "file-path", "description": "d", "help_text": "h"}
+                }
+            }
+        }
+    }
     assert schema_doc_problems(schema) == []
 
 

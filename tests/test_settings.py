@@ -1,6 +1,7 @@
 """Per-stage settings (issue 21): each settings class's fields are exactly its schema groups' parameters
 (plus the shared ``seed``), defaults come from the schema, unknown or missing names fail when the object is
-built, and in the stages converted so far no function below the stage entry takes the parameter dict."""
+built, and in the stages converted so far no function below the stage entry takes the parameter dict.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +17,21 @@ from tmeflow.settings import StageSettings
 
 SHARED_FIELDS = {"seed"}
 # Stages whose science functions take settings or keyword arguments; the rest still pass ``params`` down.
-CONVERTED_STAGES = ("annotate", "cnv", "communication", "composition", "deconvolve", "de", "integrate", "pathways",
-                    "qc", "spatial_analysis", "spatial_qc", "subcluster", "trajectory")
+CONVERTED_STAGES = (
+    "annotate",
+    "cnv",
+    "communication",
+    "composition",
+    "deconvolve",
+    "de",
+    "integrate",
+    "pathways",
+    "qc",
+    "spatial_analysis",
+    "spatial_qc",
+    "subcluster",
+    "trajectory",
+)
 CONVERTED_MODULES = (*CONVERTED_STAGES, "neighbourhood_da", "spatial_cnv")
 STAGE_ENTRIES = {"cli", "write_outputs"}  # besides run_<stage>: where the parameter dict is unpacked
 
@@ -32,7 +46,7 @@ def settings_classes() -> list[type[StageSettings]]:
 def test_fields_equal_the_schema_groups(cls):
     expected = set().union(*(group_properties(group) for group in cls.SCHEMA_GROUPS))
     names = {field.name for field in dataclasses.fields(cls)}
-    assert expected <= names and names - expected <= SHARED_FIELDS, (names ^ expected)
+    assert expected <= names and names - expected <= SHARED_FIELDS, names ^ expected
     settings = cls.defaults()
     assert all(getattr(settings, name) == defaults()[name] for name in names)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -57,10 +71,16 @@ def test_missing_parameter_fails_when_built():
 @pytest.mark.parametrize("stage", CONVERTED_MODULES)
 def test_no_function_below_the_stage_entry_takes_params(stage):
     package = importlib.import_module(f"tmeflow.{stage}")
-    modules = [package] + [importlib.import_module(info.name)
-                           for info in pkgutil.walk_packages(getattr(package, "__path__", []), f"{package.__name__}.")]
-    offenders = [f"{module.__name__}.{name}" for module in modules
-                 for name, function in inspect.getmembers(module, inspect.isfunction)
-                 if function.__module__ == module.__name__ and "params" in inspect.signature(function).parameters
-                 and not (name.startswith("run_") or name in STAGE_ENTRIES)]
+    modules = [package] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), f"{package.__name__}.")
+    ]
+    offenders = [
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name, function in inspect.getmembers(module, inspect.isfunction)
+        if function.__module__ == module.__name__
+        and "params" in inspect.signature(function).parameters
+        and not (name.startswith("run_") or name in STAGE_ENTRIES)
+    ]
     assert offenders == []

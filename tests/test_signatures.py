@@ -123,8 +123,10 @@ def test_bundled_sets_and_ortholog_mapping():
 # Azizi et al. 2018 (Cell 174:1293) M1/M2 macrophage genes as reused by Cheng et al. 2021 (Cell 184:792);
 # the paper's IL23, FIGF and FASL under their current symbols.
 AZIZI_M1 = "CCL5 CCR7 CD40 CD86 CXCL9 CXCL10 CXCL11 IDO1 IL1A IL1B IL6 IL23A IRF1 IRF5 KYNU TNF"
-AZIZI_M2 = ("CCL4 CCL13 CCL17 CCL18 CCL20 CCL22 CCL24 CD276 CLEC7A CTSA CTSB CTSC CTSD EGF FASLG FN1 IL4R IRF4 LYVE1 "
-            "MMP9 MMP14 MMP19 MSR1 TGFB1 TGFB2 TGFB3 TNFSF8 TNFSF12 VEGFA VEGFB VEGFC VEGFD VTCN1 WNT7B")
+AZIZI_M2 = (
+    "CCL4 CCL13 CCL17 CCL18 CCL20 CCL22 CCL24 CD276 CLEC7A CTSA CTSB CTSC CTSD EGF FASLG FN1 IL4R IRF4 LYVE1 "
+    "MMP9 MMP14 MMP19 MSR1 TGFB1 TGFB2 TGFB3 TNFSF8 TNFSF12 VEGFA VEGFB VEGFC VEGFD VTCN1 WNT7B"
+)
 
 
 def test_bundled_m1_m2_are_the_published_lists():
@@ -137,7 +139,8 @@ def test_bundled_m1_m2_are_the_published_lists():
 def test_human_ensembl_matrix_keeps_bundled_signatures():
     """Every gene of the bundled gene tables, as an Ensembl-id matrix, maps back to its symbol: each
     bundled human signature keeps >= 99% of its genes (the one-to-one ortholog table alone kept
-    116/141 ESTIMATE immune genes and lost GZMB, GNLY)."""
+    116/141 ESTIMATE immune genes and lost GZMB, GNLY).
+    """
     from tmeflow.signatures import BUNDLED_GMTS, GENE_TABLES, ensembl_to_symbol, load_orthologs, resource_path
 
     table = pd.read_csv(resource_path(f"gene_positions/{GENE_TABLES['human']}"), sep="\t", dtype=str)
@@ -146,8 +149,24 @@ def test_human_ensembl_matrix_keeps_bundled_signatures():
     symbols = set(ensembl_to_symbol(versioned).values())
     assert {"GZMB", "GNLY", "CCL3", "CCL4", "HLA-DRA"} <= symbols
     # genes absent from both bundled tables (microRNA genes, pseudogenes, recent names): not mappable from any id
-    absent = {"MIR107", "MIR485", "MIR4651", "H2BC12", "PTTG3P", "CROCCP2", "H4C3", "HBBP1", "H2AW", "GSTT2", "SEPTIN4",
-              "CHMP4BP1", "CRYZL2P-SEC16B", "GABARAPL3", "MIRLET7B", "RAB1C"}
+    absent = {
+        "MIR107",
+        "MIR485",
+        "MIR4651",
+        "H2BC12",
+        "PTTG3P",
+        "CROCCP2",
+        "H4C3",
+        "HBBP1",
+        "H2AW",
+        "GSTT2",
+        "SEPTIN4",
+        "CHMP4BP1",
+        "CRYZL2P-SEC16B",
+        "GABARAPL3",
+        "MIRLET7B",
+        "RAB1C",
+    }
     # outdated symbols in the gene sets (PHB, DDX58, WISP1 ...): their id maps to the current symbol (PHB1, RIGI, CCN4)
     current = ensembl_to_symbol(table["gene_id"])
     renamed = {old for gid, old in zip(table["gene_id"], table["gene_symbol"]) if current[gid] != old}
@@ -164,7 +183,8 @@ def test_human_ensembl_matrix_keeps_bundled_signatures():
 
 def test_mouse_mapping_keeps_genes_without_one_to_one_orthologs(caplog):
     """CCL3, CCL4, GZMB, S100A9 and HMGB1 have no one-to-one mouse ortholog; they keep the mouse gene of the
-    same name, and the coverage per set is reported."""
+    same name, and the coverage per set is reported.
+    """
     from tmeflow.signatures import mapping_coverage
 
     sets = {"s": ["CCL3", "CCL4", "GZMB", "S100A9", "HMGB1", "CD3E", "CD8B"]}

@@ -20,7 +20,18 @@ from tmeflow.samplesheet import read_samplesheet
 
 pytestmark = pytest.mark.slow  # every test here simulates a cohort (see docs/developing.md)
 
-SMALL = ["--n_cells", "1500", "--n_spots", "600", "--n_bulk", "200", "--doublet_rate", "0.05", "--low_quality_rate", "0.05"]
+SMALL = [
+    "--n_cells",
+    "1500",
+    "--n_spots",
+    "600",
+    "--n_bulk",
+    "200",
+    "--doublet_rate",
+    "0.05",
+    "--low_quality_rate",
+    "0.05",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +49,9 @@ def truth(cohort) -> dict:
 @pytest.fixture(scope="module")
 def cells(cohort) -> ad.AnnData:
     """All scRNA samples, with CPM in layers['cpm'] and QC metrics in obs."""
-    adata = ad.concat([ad.read_h5ad(path) for path in sorted((cohort / "sc").glob("*.h5ad"))], index_unique="-", merge="same")
+    adata = ad.concat(
+        [ad.read_h5ad(path) for path in sorted((cohort / "sc").glob("*.h5ad"))], index_unique="-", merge="same"
+    )
     totals = np.asarray(adata.X.sum(axis=1)).ravel()
     adata.obs["total"] = totals
     mito = adata.var_names.str.startswith("MT-")
@@ -79,7 +92,12 @@ def test_cli_writes_truth_and_samplesheet(cohort, truth):
     assert modalities == {"sc": 9, "spatial": 1, "bulk": 1}
     assert all(row.data.exists() for row in rows)
     sheet = pd.read_csv(cohort / "samplesheet.csv").fillna("")
-    assert not any(Path(value).is_absolute() for column in ("data", "clinical", "region_annotation") for value in sheet[column] if value)
+    assert not any(
+        Path(value).is_absolute()
+        for column in ("data", "clinical", "region_annotation")
+        for value in sheet[column]
+        if value
+    )
     bulk = next(row for row in rows if row.modality == "bulk")
     assert bulk.clinical is not None and bulk.clinical.exists()
     for key in ("seed", "parameters", "markers", "cnv", "differential_abundance", "differential_expression",
@@ -95,7 +113,17 @@ def test_counts_are_nonnegative_integers(cells):
     assert cells.X.dtype == np.float32 and sp.issparse(cells.X)
     assert (data >= 0).all() and np.array_equal(data, np.round(data))
     assert 1000 < np.median(cells.obs.loc[cells.obs["true_qc"] == "good", "total"]) < 6000
-    for column in ("true_cell_type", "true_malignant", "true_pseudotime", "true_fate", "true_qc", "sample", "patient", "condition", "batch"):
+    for column in (
+        "true_cell_type",
+        "true_malignant",
+        "true_pseudotime",
+        "true_fate",
+        "true_qc",
+        "sample",
+        "patient",
+        "condition",
+        "batch",
+    ):
         assert column in cells.obs
     assert cells.n_vars == 4000 and {"MT-CO1", "HBB", "RPL13", "MDK", "NCL"} <= set(cells.var_names)
 
@@ -116,7 +144,9 @@ def test_same_seed_same_data_other_seed_differs(tmp_path):
     a, b, c = read("a"), read("b"), read("c")
     assert (a.X != b.X).nnz == 0 and a.obs.equals(b.obs)
     assert a.shape != c.shape or (a.X != c.X).nnz > 0
-    spatial = lambda name: _read_mtx_gz(next((paths[name] / "spatial").glob("*/outs/filtered_feature_bc_matrix/matrix.mtx.gz")))  # noqa: E731
+    spatial = lambda name: _read_mtx_gz(
+        next((paths[name] / "spatial").glob("*/outs/filtered_feature_bc_matrix/matrix.mtx.gz"))
+    )  # noqa: E731
     assert (spatial("a") != spatial("b")).nnz == 0 and (spatial("a") != spatial("c")).nnz > 0
     bulk = lambda name: pd.read_csv(paths[name] / "bulk" / "expression.tsv", sep="\t", index_col=0)  # noqa: E731
     assert bulk("a").equals(bulk("b")) and not bulk("a").equals(bulk("c"))
@@ -191,7 +221,12 @@ def test_ligand_up_in_metastasis_malignant_and_receptor_in_fibroblasts(cells, tr
 
 def test_differential_abundance_in_metastasis(cells, truth):
     da = truth["differential_abundance"]
-    fraction = (cells.obs["true_cell_type"] == da["cell_type"]).groupby([cells.obs["patient"], cells.obs["condition"]], observed=True).mean().unstack()
+    fraction = (
+        (cells.obs["true_cell_type"] == da["cell_type"])
+        .groupby([cells.obs["patient"], cells.obs["condition"]], observed=True)
+        .mean()
+        .unstack()
+    )
     assert (fraction["metastasis"] > fraction["primary"]).all()
     assert fraction["metastasis"].mean() > 1.8 * fraction["primary"].mean()
 
@@ -255,7 +290,14 @@ def test_spatial_section_is_spaceranger_like(cohort, truth):
     section = truth["spatial"]["sections"][0]["sample"]
     outs = cohort / "spatial" / section / "outs"
     positions = pd.read_csv(outs / "spatial" / "tissue_positions.csv")
-    assert list(positions.columns) == ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+    assert list(positions.columns) == [
+        "barcode",
+        "in_tissue",
+        "array_row",
+        "array_col",
+        "pxl_row_in_fullres",
+        "pxl_col_in_fullres",
+    ]
     assert len(positions) == 600
     assert ((positions["array_row"] + positions["array_col"]) % 2 == 0).all()  # Visium hexagonal offset
     matrix = _read_mtx_gz(outs / "filtered_feature_bc_matrix" / "matrix.mtx.gz")
@@ -265,7 +307,10 @@ def test_spatial_section_is_spaceranger_like(cohort, truth):
     assert (outs / "filtered_feature_bc_matrix.h5").is_file()  # what squidpy.read.visium reads by default
     scalefactors = json.loads((outs / "spatial" / "scalefactors_json.json").read_text())
     image = np.asarray(Image.open(outs / "spatial" / "tissue_lowres_image.png"))
-    assert image.ndim == 3 and image.shape[0] >= positions["pxl_row_in_fullres"].max() * scalefactors["tissue_lowres_scalef"]
+    assert (
+        image.ndim == 3
+        and image.shape[0] >= positions["pxl_row_in_fullres"].max() * scalefactors["tissue_lowres_scalef"]
+    )
 
 
 def test_spatial_truth(cohort, truth):
@@ -278,9 +323,15 @@ def test_spatial_truth(cohort, truth):
     malignant = spots.groupby("true_region")["true_prop_malignant"].mean()
     assert malignant.idxmax() == "tumour" and malignant["tumour"] > 0.5 > malignant["stroma"]
     # the planted interface interaction: MDK and NCL relative to the malignant and fibroblast content
-    matrix = _read_mtx_gz(cohort / "spatial" / section / "outs" / "filtered_feature_bc_matrix" / "matrix.mtx.gz").T.tocsr()
-    genes = pd.read_csv(cohort / "spatial" / section / "outs" / "filtered_feature_bc_matrix" / "features.tsv.gz", sep="\t", header=None)[1]
-    mdk = np.asarray(matrix[:, genes.tolist().index("MDK")].todense()).ravel() / np.maximum(spots["true_n_malignant"], 1)
+    matrix = _read_mtx_gz(
+        cohort / "spatial" / section / "outs" / "filtered_feature_bc_matrix" / "matrix.mtx.gz"
+    ).T.tocsr()
+    genes = pd.read_csv(
+        cohort / "spatial" / section / "outs" / "filtered_feature_bc_matrix" / "features.tsv.gz", sep="\t", header=None
+    )[1]
+    mdk = np.asarray(matrix[:, genes.tolist().index("MDK")].todense()).ravel() / np.maximum(
+        spots["true_n_malignant"], 1
+    )
     with_tumour = spots["true_n_malignant"] > 0
     per_cell = pd.Series(mdk[with_tumour]).groupby(spots.loc[with_tumour, "true_region"].to_numpy()).mean()
     assert per_cell["interface"] > 1.8 * per_cell["tumour"]
@@ -310,7 +361,9 @@ def test_mouse_and_10x_formats(tmp_path):
 
     simulate.run_simulate(_small_config(tmp_path / "mtx", species="mouse", sc_format="mtx", n_sections=0, n_bulk=0))
     adata = sc.read_10x_mtx(tmp_path / "mtx" / "sc" / "P1_primary")
-    assert adata.var_names.str.startswith("mt-").sum() == 13 and {"Cd3e", "Epcam", "Mdk", "Hbb-bs"} <= set(adata.var_names)
+    assert adata.var_names.str.startswith("mt-").sum() == 13 and {"Cd3e", "Epcam", "Mdk", "Hbb-bs"} <= set(
+        adata.var_names
+    )
     rows = read_samplesheet(tmp_path / "mtx" / "samplesheet.csv")
     assert {row.modality for row in rows} == {"sc"} and all(row.species == "mouse" for row in rows)
     truth = json.loads((tmp_path / "mtx" / "truth.json").read_text())
@@ -337,7 +390,8 @@ def test_bad_options_exit_2(tmp_path, capsys):
 def test_small_gene_counts_hold_the_planted_cnvs_or_fail_in_one_line(tmp_path, capsys):
     """Issue 21: ``--n_genes 1300`` crashed in ``_draw_cnv_events`` (too few arms of 40 genes for 5 events).
 
-    Below the minimum the user gets one line naming it; at the minimum every seed draws its CNV arms."""
+    Below the minimum the user gets one line naming it; at the minimum every seed draws its CNV arms.
+    """
     assert main(["simulate", "--outdir", str(tmp_path / "x"), "--n_genes", "1300", "--n_cells", "100"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line or "Traceback" in line]
     assert len(err) == 1 and "--n_genes must be at least 1322 for human" in err[0] and "got 1300" in err[0]
@@ -363,11 +417,40 @@ def test_spatial_realism_options_change_only_the_section(tmp_path):
     """Platform effects, a held-out patient and low depth touch the section and nothing else."""
     import anndata as ad
 
-    base = ["--n_cells", "300", "--n_patients", "1", "--n_genes", "3000", "--n_sections", "1", "--n_spots", "100",
-            "--n_bulk", "0", "--seed", "4"]
+    base = [
+        "--n_cells",
+        "300",
+        "--n_patients",
+        "1",
+        "--n_genes",
+        "3000",
+        "--n_sections",
+        "1",
+        "--n_spots",
+        "100",
+        "--n_bulk",
+        "0",
+        "--seed",
+        "4",
+    ]
     assert main(["simulate", "--outdir", str(tmp_path / "plain"), *base, "--spatial_platform_sd", "0"]) == 0
-    assert main(["simulate", "--outdir", str(tmp_path / "real"), *base, "--spatial_platform_sd", "0.7",
-                 "--heldout_sections", "true", "--spot_umi_per_cell", "100"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(tmp_path / "real"),
+                *base,
+                "--spatial_platform_sd",
+                "0.7",
+                "--heldout_sections",
+                "true",
+                "--spot_umi_per_cell",
+                "100",
+            ]
+        )
+        == 0
+    )
     for sample in (tmp_path / "plain" / "sc").glob("*.h5ad"):
         other = tmp_path / "real" / "sc" / sample.name
         assert (ad.read_h5ad(sample).X != ad.read_h5ad(other).X).nnz == 0
@@ -388,10 +471,15 @@ def _section_totals(cohort):
 
 def test_mouse_gene_model_holds_the_bundled_mouse_marker_tables():
     """Every bundled mouse major type and subtype has >= 3 of its markers in a simulated mouse cohort (so
-    annotation and sub-clustering score them); the human gene list is drawn as before."""
+    annotation and sub-clustering score them); the human gene list is drawn as before.
+    """
     from tmeflow.annotate import MIN_GENES_PER_TYPE, bundled_markers, read_marker_table
 
-    mouse = set(simulate.build_genes(_small_config(Path("unused"), species="mouse", n_genes=3000), np.random.default_rng(0)).var.index)
+    mouse = set(
+        simulate.build_genes(
+            _small_config(Path("unused"), species="mouse", n_genes=3000), np.random.default_rng(0)
+        ).var.index
+    )
     for kind, column in (("major", "cell_type"), ("subtypes", "cell_type_fine")):
         table = read_marker_table(bundled_markers(kind, "mouse"), type_column=column)
         covered = table[table["gene"].isin(mouse)].groupby(column).size()

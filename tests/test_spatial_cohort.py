@@ -4,7 +4,8 @@ Null cohorts (no planted effect, with and without between-patient spread) reject
 an effect shared by every patient is found; an effect carried by one patient is not called cohort-wide
 (Stouffer over sections, i.e. pooling the sections as replicates, calls it); one patient gives no
 p-value. End to end: real section tests (co-localisation with Moran spectral randomisation on grid
-sections) stored in section h5ads, combined by the fan-in."""
+sections) stored in section h5ads, combined by the fan-in.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ import pandas as pd
 from scipy.stats import norm
 
 from tmeflow import io
-from tmeflow.spatial_cohort import COMBINED_FILE, PATIENTS_FILE, UNS_KEY, combine_sections, run_spatial_cohort, section_table, signflip_pvalue
+from tmeflow.spatial_cohort import (
+    COMBINED_FILE,
+    PATIENTS_FILE,
+    UNS_KEY,
+    combine_sections,
+    run_spatial_cohort,
+    section_table,
+    signflip_pvalue,
+)
 
 LIMIT = lambda p: 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / len(p))  # noqa: E731 (one-sided 95% binomial bound)
 
@@ -24,7 +33,8 @@ LIMIT = lambda p: 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / len(p))  # noqa: E731 (on
 def _cohort(rng, *, n_patients: int, n_features: int, tau: float = 0.0, shift=None, analysis: str = "colocalisation"):
     """Per-section z-scores: 1-3 sections per patient, z = patient effect + N(0, 1); patient effect =
     ``shift[feature, patient]`` (default 0) + N(0, tau^2), i.e. effects that vary between patients around
-    a cohort mean."""
+    a cohort mean.
+    """
     rows = []
     for p in range(n_patients):
         mu = (np.zeros(n_features) if shift is None else shift[:, p]) + tau * rng.normal(size=n_features)
@@ -45,7 +55,8 @@ def _stouffer_over_sections(sections: pd.DataFrame) -> pd.Series:
 def test_null_cohorts_reject_at_nominal_level_and_pooling_does_not():
     """40 null cohorts x 25 features, 6 patients of 1-3 sections: without between-patient spread and with
     it (patient effects N(0, 1.5^2) around 0), the patient-level t-test and the exact sign-flip test
-    reject at <= 5%; Stouffer over sections rejects far more with spread (pseudo-replication)."""
+    reject at <= 5%; Stouffer over sections rejects far more with spread (pseudo-replication).
+    """
     rates = {}
     for tau in (0.0, 1.5):
         p_t, p_flip, p_pooled = [], [], []
@@ -56,8 +67,10 @@ def test_null_cohorts_reject_at_nominal_level_and_pooling_does_not():
             p_flip += combined["pval_signflip"].tolist()
             p_pooled += _stouffer_over_sections(sections).tolist()
         rates[tau] = [float(np.mean(np.array(p) < 0.05)) for p in (p_t, p_flip, p_pooled)]
-        print(f"tau {tau}: null rejection at 5%: patient t-test {rates[tau][0]:.3f}, sign-flip {rates[tau][1]:.3f}, "
-              f"Stouffer over sections {rates[tau][2]:.3f} (n = {len(p_t)})")
+        print(
+            f"tau {tau}: null rejection at 5%: patient t-test {rates[tau][0]:.3f}, sign-flip {rates[tau][1]:.3f}, "
+            f"Stouffer over sections {rates[tau][2]:.3f} (n = {len(p_t)})"
+        )
         assert rates[tau][0] <= LIMIT(p_t) and rates[tau][1] <= LIMIT(p_flip)
     assert rates[1.5][2] > 0.3
 
@@ -102,8 +115,13 @@ def _grid_graph(side: int):
     import scipy.sparse as sp
 
     index = np.arange(side * side).reshape(side, side)
-    pairs = [(index[i, j], index[i + di, j + dj]) for i in range(side) for j in range(side)
-             for di, dj in ((0, 1), (1, 0)) if i + di < side and j + dj < side]
+    pairs = [
+        (index[i, j], index[i + di, j + dj])
+        for i in range(side)
+        for j in range(side)
+        for di, dj in ((0, 1), (1, 0))
+        if i + di < side and j + dj < side
+    ]
     rows, cols = zip(*pairs)
     graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(side * side,) * 2)
     return sp.csr_matrix(graph + graph.T)
@@ -119,8 +137,10 @@ def _smooth(rng, graph, n_passes: int = 4) -> np.ndarray:
 
 
 def _write_section(path, table: pd.DataFrame, sample: str, patient: str):
-    adata = ad.AnnData(np.zeros((3, 1), dtype=np.float32), obs=pd.DataFrame(
-        {"sample": [sample] * 3, "patient": [patient] * 3}, index=[f"{sample}_{i}" for i in range(3)]))
+    adata = ad.AnnData(
+        np.zeros((3, 1), dtype=np.float32),
+        obs=pd.DataFrame({"sample": [sample] * 3, "patient": [patient] * 3}, index=[f"{sample}_{i}" for i in range(3)]),
+    )
     adata.uns[UNS_KEY] = table
     return io.write_h5ad(adata, path)
 
@@ -129,7 +149,8 @@ def test_sections_end_to_end_patients_as_units(tmp_path, caplog):
     """Grid sections (20 x 20 spots) tested by spatial_analysis's co-localisation (MSR null), their tables
     stored in section h5ads and combined by the fan-in: 4 patients x 2 sections. 'shared' is co-localised
     with the malignant pattern in every section, 'one' only in patient P0's sections, the rest are smooth
-    independent patterns. Over 10 null cohorts the null types reject at <= 5% across patients."""
+    independent patterns. Over 10 null cohorts the null types reject at <= 5% across patients.
+    """
     from tmeflow.spatial_analysis import colocalisation, section_eigenvectors
 
     graph = _grid_graph(20)
@@ -147,8 +168,14 @@ def test_sections_end_to_end_patients_as_units(tmp_path, caplog):
                     props["one"] = malignant + 0.3 * _smooth(rng, graph) if patient == 0 else _smooth(rng, graph)
                 coloc = colocalisation(props, malignant, graph, [], vectors)
                 table = section_table({"colocalisation": coloc})
-                paths.append(_write_section(tmp_path / f"c{cohort}" / f"P{patient}_S{s}.spatial_analysis.h5ad", table,
-                                            f"P{patient}_S{s}", f"P{patient}"))
+                paths.append(
+                    _write_section(
+                        tmp_path / f"c{cohort}" / f"P{patient}_S{s}.spatial_analysis.h5ad",
+                        table,
+                        f"P{patient}_S{s}",
+                        f"P{patient}",
+                    )
+                )
         with caplog.at_level(logging.INFO, logger="tmeflow"):
             summary = run_spatial_cohort(paths, tmp_path / f"c{cohort}")
         assert summary["n_sections"] == 8 and summary["n_patients"] == 4
@@ -170,8 +197,12 @@ def test_one_patient_gets_no_pvalue(tmp_path, caplog):
     """Two sections of one patient (and one section alone): patient values written, no cohort p-value."""
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"analysis": "colocalisation", "feature": ["A", "B"], "effect": [0.8, 0.1], "z": [9.0, 0.5]})
-    paths = [_write_section(tmp_path / f"S{s}.spatial_analysis.h5ad", table.assign(z=table["z"] + rng.normal(size=2)),
-                            f"S{s}", "P1") for s in range(2)]
+    paths = [
+        _write_section(
+            tmp_path / f"S{s}.spatial_analysis.h5ad", table.assign(z=table["z"] + rng.normal(size=2)), f"S{s}", "P1"
+        )
+        for s in range(2)
+    ]
     for used in (paths, paths[:1]):
         with caplog.at_level(logging.INFO, logger="tmeflow"):
             summary = run_spatial_cohort(used, tmp_path)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tiny
 
 from tmeflow.cli import main
-import tiny
 
 EPITHELIAL_MARKERS = {"EPCAM", "KRT8", "KRT18", "KRT19", "CDH1", "CLDN4", "CLDN7", "KRT7", "ELF3", "SPINT2"}
 SECTION_META = ["--patient", "P1", "--condition", "primary", "--species", "human"]
@@ -38,8 +38,20 @@ def spatial_qc_output(cohort: Path) -> Path:
     """Run ``tmeflow spatial_qc`` once per cohort; the path of ``<section>.spatial.h5ad``."""
     section = section_dir(cohort)
     outdir = work_dir(cohort, "spatial_qc")
-    code = main(["spatial_qc", "--input", str(section / "outs"), "--sample", section.name, *SECTION_META,
-                 "--outdir", str(outdir), "--spatial_n_svg", "50"])
+    code = main(
+        [
+            "spatial_qc",
+            "--input",
+            str(section / "outs"),
+            "--sample",
+            section.name,
+            *SECTION_META,
+            "--outdir",
+            str(outdir),
+            "--spatial_n_svg",
+            "50",
+        ]
+    )
     assert code == 0
     return outdir / f"{section.name}.spatial.h5ad"
 
@@ -80,7 +92,9 @@ def _broken_copy(simulated_cohort, tmp_path) -> Path:
 
 
 def _run_expect_error(outs: Path, tmp_path: Path, capsys, *extra: str) -> str:
-    code = main(["spatial_qc", "--input", str(outs), "--sample", "bad", *SECTION_META, "--outdir", str(tmp_path / "o"), *extra])
+    code = main(
+        ["spatial_qc", "--input", str(outs), "--sample", "bad", *SECTION_META, "--outdir", str(tmp_path / "o"), *extra]
+    )
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("tmeflow spatial_qc: error:")]
     assert code == 2
@@ -111,7 +125,9 @@ def test_no_spots_in_tissue_exit_2(simulated_cohort, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_too_few_spots_after_filters_exit_2(simulated_cohort, tmp_path, capsys):
-    message = _run_expect_error(section_dir(simulated_cohort) / "outs", tmp_path, capsys, "--spatial_min_counts", "10000000")
+    message = _run_expect_error(
+        section_dir(simulated_cohort) / "outs", tmp_path, capsys, "--spatial_min_counts", "10000000"
+    )
     assert "spatial_min_counts" in message
 
 
@@ -122,17 +138,26 @@ def test_too_few_spots_after_filters_exit_2(simulated_cohort, tmp_path, capsys):
 def test_spot_filter_reasons_of_six_spots_by_hand():
     from tmeflow import spatial_qc
 
-    obs = tiny.frame({
-        "in_tissue": [1, 0, 1, 1, 1, 0],
-        "total_counts": [800, 800, 50, 800, 800, 10],
-        "n_genes_by_counts": [400, 400, 400, 20, 400, 5],
-        "pct_counts_mito": [5.0, 5.0, 5.0, 5.0, 40.0, 90.0],
-    }, prefix="s")
+    obs = tiny.frame(
+        {
+            "in_tissue": [1, 0, 1, 1, 1, 0],
+            "total_counts": [800, 800, 50, 800, 800, 10],
+            "n_genes_by_counts": [400, 400, 400, 20, 400, 5],
+            "pct_counts_mito": [5.0, 5.0, 5.0, 5.0, 40.0, 90.0],
+        },
+        prefix="s",
+    )
     thresholds = {"min_counts": 100, "min_genes": 50, "max_pct_mito": 30.0}
     # s0 passes; s1 outside the tissue; s2 50 < 100 counts; s3 20 < 50 genes; s4 40 > 30 % mito;
     # s5 fails everything: not_in_tissue, the first listed, wins
     assert spatial_qc.spot_filter_reasons(obs, **thresholds).tolist() == [
-        "", "not_in_tissue", "spatial_min_counts", "spatial_min_genes", "spatial_max_pct_mito", "not_in_tissue"]
+        "",
+        "not_in_tissue",
+        "spatial_min_counts",
+        "spatial_min_genes",
+        "spatial_max_pct_mito",
+        "not_in_tissue",
+    ]
 
 
 def test_spacing_and_first_ring_smoothing_on_a_chain_of_five_spots():

@@ -1,5 +1,6 @@
 """tmeflow subcluster: compartments re-clustered into fine subtypes; small compartments keep their
-major type; CAF subtypes agree with Wu et al. 2021 on CID4465."""
+major type; CAF subtypes agree with Wu et al. 2021 on CID4465.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-
-from _cohort import annotated, cid4465_annotated, qc_params
-from tmeflow import subcluster
 import tiny
+from _cohort import annotated, cid4465_annotated, qc_params
+
+from tmeflow import subcluster
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,12 @@ def test_fine_types_on_simulated_cohort(simulated):
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_cid4465_caf_subtypes_agree_with_authors(shared_data, tmp_path_factory, tmp_path):
-    adata = ad.read_h5ad(subcluster.run_subcluster(cid4465_annotated(tmp_path_factory, shared_data), tmp_path, qc_params()))
-    minor = pd.read_csv(shared_data / "wu2021_CID4465_scRNA" / "cell_metadata.csv.gz", index_col=0).loc[adata.obs["barcode"].to_numpy(), "celltype_minor"]
+    adata = ad.read_h5ad(
+        subcluster.run_subcluster(cid4465_annotated(tmp_path_factory, shared_data), tmp_path, qc_params())
+    )
+    minor = pd.read_csv(shared_data / "wu2021_CID4465_scRNA" / "cell_metadata.csv.gz", index_col=0).loc[
+        adata.obs["barcode"].to_numpy(), "celltype_minor"
+    ]
     fine = pd.Series(adata.obs["cell_type_fine"].astype(str).to_numpy(), index=minor.index)
     cafs = minor.isin(["CAFs MSC iCAF-like", "CAFs myCAF-like"]) & fine.isin(["iCAF", "myCAF"])
     table = pd.crosstab(minor[cafs], fine[cafs])
@@ -63,13 +68,18 @@ def test_cid4465_caf_subtypes_agree_with_authors(shared_data, tmp_path_factory, 
 @pytest.mark.parametrize("species", ["human", "mouse"])
 def test_bundled_epithelial_states_are_not_breast_specific(species):
     """The epithelial states apply to carcinomas of any organ: no hormone-receptor (ESR1/PGR/AR) state,
-    which called gastric, nasopharyngeal and colorectal cells 'luminal'."""
+    which called gastric, nasopharyngeal and colorectal cells 'luminal'.
+    """
     from tmeflow.signatures import resource_path
 
     table = pd.read_csv(resource_path(f"markers/subtypes_{species}.tsv"), sep="\t")
     epithelial = table[table["compartment"] == "epithelial"]
     assert not {"ESR1", "PGR", "AR"} & set(epithelial["gene"].str.upper())
-    assert set(epithelial["cell_type_fine"]) == {"basal epithelial", "simple (glandular) epithelial", "cycling epithelial"}
+    assert set(epithelial["cell_type_fine"]) == {
+        "basal epithelial",
+        "simple (glandular) epithelial",
+        "cycling epithelial",
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -78,14 +88,17 @@ def test_bundled_epithelial_states_are_not_breast_specific(species):
 
 def test_compartments_below_the_minimum_keep_their_major_type():
     """12 cells in 2 compartments of 6, below subcluster_min_cells = 7: nothing is re-clustered, so
-    cell_type_fine = cell_type, subcluster = compartment, the UMAP is NaN and no call is made."""
+    cell_type_fine = cell_type, subcluster = compartment, the UMAP is NaN and no call is made.
+    """
     from tmeflow.subcluster import SubclusterSettings
 
     types = ["T cell"] * 3 + ["NK"] * 3 + ["iCAF"] * 2 + ["fibroblast"] * 4
     compartments = ["T/NK"] * 6 + ["fibroblast"] * 6
-    data = tiny.adata(np.arange(12 * 4).reshape(12, 4) % 5, {"cell_type": types, "compartment": compartments,
-                                                            "species": ["human"] * 12},
-                      genes=["CD3E", "NKG7", "DCN", "COL1A1"])
+    data = tiny.adata(
+        np.arange(12 * 4).reshape(12, 4) % 5,
+        {"cell_type": types, "compartment": compartments, "species": ["human"] * 12},
+        genes=["CD3E", "NKG7", "DCN", "COL1A1"],
+    )
     result = subcluster.subcluster(data, SubclusterSettings.defaults().replace(subcluster_min_cells=7))
     assert data.obs["cell_type_fine"].astype(str).tolist() == types
     assert data.obs["subcluster"].astype(str).tolist() == compartments

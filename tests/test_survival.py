@@ -30,7 +30,8 @@ def nki(shared_data):
 @pytest.mark.shared_data
 def test_logrank_matches_r_survdiff_on_nki(nki):
     """R survival 3.5-3: survdiff(Surv(t.dmfs, e.dmfs) ~ vantveer2002_70_genes): chisq 15.6 on 1 df,
-    observed/expected Good 8/21.5, Poor 40/26.5 (R prints these rounded; tolerance = half a printed unit)."""
+    observed/expected Good 8/21.5, Poor 40/26.5 (R prints these rounded; tolerance = half a printed unit).
+    """
     data = nki.dropna(subset=["t.dmfs", "e.dmfs", "vantveer2002_70_genes"])
     result = logrank_test(data["t.dmfs"], data["e.dmfs"], data["vantveer2002_70_genes"])
     assert result.df == 1
@@ -46,7 +47,8 @@ def test_logrank_matches_r_survdiff_on_nki(nki):
 @pytest.mark.shared_data
 def test_cox_matches_r_coxph_on_nki(nki):
     """R: coxph(Surv(t.os, e.os) ~ node + age + size + er) on complete cases (Efron ties):
-    coef 0.332, -0.0389, 0.410, -1.083; concordance 0.676; LR 15.74 on 4 df; n = 129, 36 events."""
+    coef 0.332, -0.0389, 0.410, -1.083; concordance 0.676; LR 15.74 on 4 df; n = 129, 36 events.
+    """
     result = cox_regression(nki, "t.os", "e.os", ["node", "age", "size", "er"])
     expected = {"node": 0.332, "age": -0.0389, "size": 0.410, "er": -1.083}
     for term, coef in expected.items():
@@ -59,8 +61,9 @@ def test_cox_matches_r_coxph_on_nki(nki):
 
 
 def test_kaplan_meier_hand_computation():
-    """times 1,2,2+,3,4+,5 (+ = censored): S(1) = 5/6, S(2) = 5/6 * 4/5 = 2/3, S(3) = 2/3 * 2/3 = 4/9,
-    S(4) = 4/9 (censoring only), S(5) = 0; numbers at risk 6, 5, 3, 2, 1."""
+    """Times 1,2,2+,3,4+,5 (+ = censored): S(1) = 5/6, S(2) = 5/6 * 4/5 = 2/3, S(3) = 2/3 * 2/3 = 4/9,
+    S(4) = 4/9 (censoring only), S(5) = 0; numbers at risk 6, 5, 3, 2, 1.
+    """
     time = np.array([1, 2, 2, 3, 4, 5])
     event = np.array([1, 1, 0, 1, 0, 1])
     km = kaplan_meier(time, event)
@@ -93,8 +96,9 @@ def test_parse_event_forms():
 
 
 def test_p_lausen92_hand_value():
-    """b = 2.5, minprop 0.1: phi(2.5) = 0.01752830; 4 phi / b = 0.02804528;
-    phi (b - 1/b) log(0.9 * 0.9 / (0.1 * 0.1)) = 0.01752830 * 2.1 * 4.394449 = 0.16175717; p = 0.18980245."""
+    """B = 2.5, minprop 0.1: phi(2.5) = 0.01752830; 4 phi / b = 0.02804528;
+    phi (b - 1/b) log(0.9 * 0.9 / (0.1 * 0.1)) = 0.01752830 * 2.1 * 4.394449 = 0.16175717; p = 0.18980245.
+    """
     assert p_lausen92(2.5, 0.1, 0.9) == pytest.approx(0.18980245, abs=1e-7)
     ps = [p_lausen92(b) for b in (2.0, 2.5, 3.0, 3.5)]
     assert all(0 <= p <= 1 for p in ps) and ps == sorted(ps, reverse=True)
@@ -136,7 +140,8 @@ def _null_cohort(rng, n=100):
 def test_maxstat_corrected_pvalue_controls_type_one_error():
     """No effect (n = 100, ~60% events, 200 simulations): the permutation-corrected cut-point test (1000
     seeded permutations, the stage default) rejects at about 5%; the Lau92 approximation is conservative
-    but also below 10%; the naive p of the selected cut-point rejects several times more often."""
+    but also below 10%; the naive p of the selected cut-point rejects several times more often.
+    """
     from scipy.stats import norm
 
     rng = np.random.default_rng(2024)
@@ -156,7 +161,8 @@ def test_maxstat_corrected_pvalue_controls_type_one_error():
 
 def test_planted_hazard_ratio_recovered():
     """Hazard exp(beta * z), beta = log 2 per SD: the Cox HR per SD covers 2 in its 95% CI (one seeded cohort)
-    and in about 95% of 20 cohorts (at least 16); the maxstat cut-point p is small."""
+    and in about 95% of 20 cohorts (at least 16); the maxstat cut-point p is small.
+    """
     rng = np.random.default_rng(7)
     covered = []
     for i in range(20):
@@ -192,7 +198,8 @@ def test_median_cutpoint_and_logistic_and_bh():
 def test_logrank_of_six_subjects_by_hand():
     """A dies at 1, 3, 5 and B at 2, 4, 6. Per event time (at risk A/B, E_A = n_A / n, V = n_A n_B / n^2):
     t1 3/3 1/2 1/4; t2 2/3 2/5 6/25; t3 2/2 1/2 1/4; t4 1/2 1/3 2/9; t5 1/1 1/2 1/4; t6 0/1 0 0.
-    E_A = 67/30, O_A - E_A = 3 - 67/30 = 23/30, V = 1091/900, chi2 = (23/30)^2 / V = 529/1091 = 0.484876."""
+    E_A = 67/30, O_A - E_A = 3 - 67/30 = 23/30, V = 1091/900, chi2 = (23/30)^2 / V = 529/1091 = 0.484876.
+    """
     from tmeflow.survival import logrank_test
 
     result = logrank_test(np.array([1, 3, 5, 2, 4, 6]), np.ones(6), np.array(["A", "A", "A", "B", "B", "B"]))

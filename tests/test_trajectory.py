@@ -13,23 +13,57 @@ from _cohort import atlas_from_simulation
 from scipy.stats import spearmanr
 
 
-
-
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> tuple[Path, dict]:
     from tmeflow.cli import main
 
     root = tmp_path_factory.mktemp("trajectory")
-    assert main(["simulate", "--outdir", str(root / "sim"), "--n_cells", "2500", "--n_patients", "3", "--n_sections", "0",
-                 "--n_bulk", "0", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--outdir",
+                str(root / "sim"),
+                "--n_cells",
+                "2500",
+                "--n_patients",
+                "3",
+                "--n_sections",
+                "0",
+                "--n_bulk",
+                "0",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     truth = json.loads((root / "sim" / "truth.json").read_text())["trajectory"]
     atlas = root / "atlas.h5ad"
     atlas_from_simulation(root / "sim").write_h5ad(atlas)
     out = root / "out"
     # malignant cells separate by patient (CNV) and batch: regress both out; one branching: 3 diffusion components
-    code = main(["trajectory", "--input", str(atlas), "--outdir", str(out), "--trajectory_subset", truth["cell_type"],
-                 "--trajectory_root_genes", ",".join(truth["early"]), "--trajectory_batch_key", "patient,batch",
-                 "--trajectory_n_pcs", "10", "--trajectory_n_dcs", "3", "--trajectory_n_states", "3"])
+    code = main(
+        [
+            "trajectory",
+            "--input",
+            str(atlas),
+            "--outdir",
+            str(out),
+            "--trajectory_subset",
+            truth["cell_type"],
+            "--trajectory_root_genes",
+            ",".join(truth["early"]),
+            "--trajectory_batch_key",
+            "patient,batch",
+            "--trajectory_n_pcs",
+            "10",
+            "--trajectory_n_dcs",
+            "3",
+            "--trajectory_n_states",
+            "3",
+        ]
+    )
     assert code == 0
     return out, truth
 
@@ -73,8 +107,14 @@ def test_fate_genes_and_outputs(planted):
         assert len(called & other) <= 2
     enrichment = pd.read_csv(out / "trajectory_fate_enrichment.tsv", sep="\t")
     assert {"fate", "gene_set", "overlap", "pvalue", "fdr"} <= set(enrichment.columns) and len(enrichment)
-    for name in ("trajectory_cells.tsv", "trajectory_fate_conditions.tsv", "trajectory_embedding.png", "trajectory_trends.png",
-                 "trajectory_summary.json", "trajectory_mqc.tsv"):
+    for name in (
+        "trajectory_cells.tsv",
+        "trajectory_fate_conditions.tsv",
+        "trajectory_embedding.png",
+        "trajectory_trends.png",
+        "trajectory_summary.json",
+        "trajectory_mqc.tsv",
+    ):
         assert (out / name).is_file(), name
     probs = adata.obs[[c for c in adata.obs.columns if c.startswith("fate_probability_")]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
@@ -85,27 +125,43 @@ def _tiny_atlas(path: Path) -> Path:
     genes = [f"G{i}" for i in range(40)]
     counts = rng.poisson(1.0, size=(90, len(genes))).astype(np.float32)
     counts[:, 0] = 0  # G0 is never expressed
-    obs = pd.DataFrame({"sample": "s1", "condition": "primary", "cell_type": np.repeat(["epithelial", "malignant", "T"], 30)},
-                       index=[f"c{i}" for i in range(90)])
+    obs = pd.DataFrame(
+        {"sample": "s1", "condition": "primary", "cell_type": np.repeat(["epithelial", "malignant", "T"], 30)},
+        index=[f"c{i}" for i in range(90)],
+    )
     adata = ad.AnnData(np.log1p(counts), obs=obs, var=pd.DataFrame(index=genes))
     adata.layers["counts"] = counts
     adata.write_h5ad(path)
     return path
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--trajectory_root_type", "T"], "trajectory_root_type 'T' is not a cell type of the trajectory subset"),
-    (["--trajectory_root_genes", "G0"], "not expressed in the trajectory subset"),
-    (["--trajectory_root_genes", "Camp,Ltf"], "none of the trajectory_root_genes"),
-    (["--trajectory_subset", "hepatocyte"], "neither a compartment nor a cell type"),
-    (["--trajectory_batch_key", "nosuch"], "trajectory_batch_key 'nosuch'"),
-    (["--trajectory_trend_sets", "DAMPS,necrosis"], "trajectory_trend_sets names unknown gene sets: necrosis"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--trajectory_root_type", "T"], "trajectory_root_type 'T' is not a cell type of the trajectory subset"),
+        (["--trajectory_root_genes", "G0"], "not expressed in the trajectory subset"),
+        (["--trajectory_root_genes", "Camp,Ltf"], "none of the trajectory_root_genes"),
+        (["--trajectory_subset", "hepatocyte"], "neither a compartment nor a cell type"),
+        (["--trajectory_batch_key", "nosuch"], "trajectory_batch_key 'nosuch'"),
+        (["--trajectory_trend_sets", "DAMPS,necrosis"], "trajectory_trend_sets names unknown gene sets: necrosis"),
+    ],
+)
 def test_bad_inputs_exit_2_one_line(tmp_path, capsys, args, fragment):
     from tmeflow.cli import main
 
     atlas = _tiny_atlas(tmp_path / "atlas.h5ad")
-    code = main(["trajectory", "--input", str(atlas), "--outdir", str(tmp_path / "out"), "--trajectory_n_neighbors", "10", *args])
+    code = main(
+        [
+            "trajectory",
+            "--input",
+            str(atlas),
+            "--outdir",
+            str(tmp_path / "out"),
+            "--trajectory_n_neighbors",
+            "10",
+            *args,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and fragment in err[0] and err[0].startswith("tmeflow trajectory: error:")
@@ -114,7 +170,8 @@ def test_bad_inputs_exit_2_one_line(tmp_path, capsys, args, fragment):
 
 def _fate_cells(seed: int, effect: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fate probabilities of 60 cells per sample, 5 patients x (primary, metastasis). Each sample has its own
-    propensity for fate A (samples vary, as real ones do); ``effect`` raises it in metastasis."""
+    propensity for fate A (samples vary, as real ones do); ``effect`` raises it in metastasis.
+    """
     rng = np.random.default_rng(seed)
     obs, probs = [], []
     for patient in range(5):
@@ -131,7 +188,8 @@ def _fate_cells(seed: int, effect: float = 0.0) -> tuple[pd.DataFrame, pd.DataFr
 def test_fate_labels_are_calibrated_at_sample_level():
     """Null cohorts (fate propensity varies between samples, not with condition): fates get a condition label
     at the nominal 5% (within Monte Carlo error; 200 cohorts, as 40 seeds alone cannot tell 5% from 10%;
-    cell-level Fisher tests labelled most); a planted metastasis shift is labelled."""
+    cell-level Fisher tests labelled most); a planted metastasis shift is labelled.
+    """
     from tmeflow.trajectory import condition_enrichment, label_fates
 
     labelled = 0
@@ -152,7 +210,8 @@ def test_fate_labels_are_calibrated_at_sample_level():
 @pytest.mark.slow
 def test_branch_genes_recover_planted_fates(planted):
     """tradeSeq-style branch test (sample-level) on the simulated two-fate cohort: the planted fate_A / fate_B
-    genes rank first among the tested genes (AUPRC >= 0.8); clusters, enrichment, heatmap and set trends written."""
+    genes rank first among the tested genes (AUPRC >= 0.8); clusters, enrichment, heatmap and set trends written.
+    """
     from sklearn.metrics import average_precision_score
 
     out, truth = planted
@@ -164,8 +223,10 @@ def test_branch_genes_recover_planted_fates(planted):
     called = table["branch_gene"].to_numpy()
     fdp = float((called & ~is_planted).sum() / max(called.sum(), 1))
     early = table["gene"].isin(truth["early"]).to_numpy()
-    print(f"planted cohort: AUPRC {auprc:.3f}; {called.sum()} branch genes, {int((called & is_planted).sum())} planted, "
-          f"false discovery proportion {fdp:.3f}; early (not branch-dependent) genes called {int((called & early).sum())}/{int(early.sum())}")
+    print(
+        f"planted cohort: AUPRC {auprc:.3f}; {called.sum()} branch genes, {int((called & is_planted).sum())} planted, "
+        f"false discovery proportion {fdp:.3f}; early (not branch-dependent) genes called {int((called & early).sum())}/{int(early.sum())}"
+    )
     assert auprc >= 0.8
     assert (table["n_samples"] >= 3).all()
     clusters = pd.read_csv(out / "trajectory_branch_clusters.tsv", sep="\t")
@@ -189,7 +250,8 @@ def test_branch_genes_recover_planted_fates(planted):
 def test_branch_genes_null_by_permuting_fates_within_sample(planted):
     """Fate probabilities permuted among cells of the same sample and pseudotime decile (fates then carry no
     gene's expression; per-sample fate proportions and pseudotime kept): the stage's branch test on the
-    simulated cohort makes no or very few calls."""
+    simulated cohort makes no or very few calls.
+    """
     from tmeflow.trajectory.branch import branch_analysis
 
     out, _ = planted

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import average_precision_score
 
 
@@ -11,7 +10,8 @@ def _cohort(seed: int, effect: float, n_samples: int = 8, n_cells: int = 150, n_
     """Cells of ``n_samples`` samples on a two-lineage trajectory (branch at pseudotime 0.4). Every gene has its
     own pseudotime trend shared by both lineages, sample offsets, and a *sample-specific* lineage difference
     (sd 0.25 at the end: cells of one sample share it, so cell-level tests are pseudo-replicated). The first
-    ``n_branch`` genes rise by ``effect`` along lineage A only."""
+    ``n_branch`` genes rise by ``effect`` along lineage A only.
+    """
     rng = np.random.default_rng(seed)
     trend = rng.normal(0, 1, n_genes)
     X, T, W, S = [], [], [], []
@@ -21,8 +21,13 @@ def _cohort(seed: int, effect: float, n_samples: int = 8, n_cells: int = 150, n_
         lineage_a = rng.random(n_cells) < rng.uniform(0.3, 0.7)
         wa = 0.5 + 0.5 * progress * np.where(lineage_a, 1, -1) * rng.uniform(0.6, 1.0, n_cells)
         sample_diff = rng.normal(0, 0.25, n_genes)
-        y = (2 + rng.normal(0, 0.3, n_genes) + np.outer(t, trend) + np.outer(progress * (wa - 0.5) * 2, sample_diff)
-             + rng.normal(0, 1.0, (n_cells, n_genes)))
+        y = (
+            2
+            + rng.normal(0, 0.3, n_genes)
+            + np.outer(t, trend)
+            + np.outer(progress * (wa - 0.5) * 2, sample_diff)
+            + rng.normal(0, 1.0, (n_cells, n_genes))
+        )
         y[:, :n_branch] += effect * np.outer(progress * lineage_a, np.ones(n_branch))
         X.append(y)
         T.append(t)
@@ -42,14 +47,17 @@ def _run(X, t, W, S):
 def test_null_cohorts_are_calibrated_and_cell_level_is_not():
     """Fates independent of expression: at FDR 5% no cohort of 40 should reject much (BH under the complete null
     controls the chance of any rejection at 5%); the per-gene p-values are uniform. Pooling cells (a cell-level
-    fit, each sample's lineage difference then looks like signal) rejects far more often."""
+    fit, each sample's lineage difference then looks like signal) rejects far more often.
+    """
     any_rejection, pvalues = 0, []
     for seed in range(40):
         table = _run(*_cohort(seed, effect=0.0))
         any_rejection += bool((table["fdr_branch"] < 0.05).any())
         pvalues.append(table["pvalue_diff_end"].to_numpy())
     p = np.concatenate(pvalues)
-    print(f"null: {any_rejection}/40 cohorts with a branch gene at FDR 5%; P(p_diff_end < 0.05) = {np.mean(p < 0.05):.3f}")
+    print(
+        f"null: {any_rejection}/40 cohorts with a branch gene at FDR 5%; P(p_diff_end < 0.05) = {np.mean(p < 0.05):.3f}"
+    )
     assert any_rejection / 40 <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / 40)
     assert abs(np.mean(p < 0.05) - 0.05) < 0.02
     # the same cohorts analysed as one sample (cells as replicates, a t-test over cell residuals) are not calibrated

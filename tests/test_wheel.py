@@ -74,8 +74,20 @@ def wheel(tmp_path_factory) -> Path:
             shutil.copy2(REPO / name, source / name)
     outdir = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(outdir)],
-        check=True, cwd=outdir,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(outdir),
+        ],
+        check=True,
+        cwd=outdir,
     )
     (built,) = outdir.glob("tmeflow-*.whl")
     return built
@@ -107,7 +119,17 @@ def test_wheel_runs_outside_the_repository(wheel, tmp_path):
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     (site / "locked_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps", "-q", str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "-q",
+            str(wheel),
+        ],
         check=True,
     )
     elsewhere = tmp_path / "elsewhere"
@@ -122,7 +144,10 @@ def test_wheel_runs_outside_the_repository(wheel, tmp_path):
     assert "--params-file" in help_text.stdout
     # every packaged copy of a top-level file loads
     loads = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", LOAD_PACKAGED_COPIES], cwd=elsewhere, capture_output=True, text=True,
+        [str(venv / "bin" / "python"), "-c", LOAD_PACKAGED_COPIES],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
         env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")},
     )
     assert loads.returncode == 0, loads.stderr

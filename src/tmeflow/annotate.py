@@ -80,7 +80,9 @@ def read_marker_table(path: str | Path, *, type_column: str = "cell_type", requi
         raise TmeflowInputError(f"cannot read marker table ({exc})", file=path) from exc
     for column in (type_column, *required):
         if column not in table.columns:
-            raise TmeflowInputError(f"marker table lacks column '{column}' (has: {', '.join(table.columns)})", file=path, column=column)
+            raise TmeflowInputError(
+                f"marker table lacks column '{column}' (has: {', '.join(table.columns)})", file=path, column=column
+            )
     table = table.dropna(subset=[type_column, "gene"])
     table[type_column] = table[type_column].str.strip()
     table["gene"] = table["gene"].str.strip()
@@ -90,12 +92,20 @@ def read_marker_table(path: str | Path, *, type_column: str = "cell_type", requi
     return table
 
 
-def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "cell_type", file=None,
-                   stage: str = "annotate", species: str | None = None) -> pd.DataFrame:
-    """decoupler network (source, target, weight) of the marker genes present in ``genes``.
+def marker_network(
+    table: pd.DataFrame,
+    genes: pd.Index,
+    *,
+    type_column: str = "cell_type",
+    file=None,
+    stage: str = "annotate",
+    species: str | None = None,
+) -> pd.DataFrame:
+    """Decoupler network (source, target, weight) of the marker genes present in ``genes``.
 
     Types with fewer than 3 genes present are dropped (warning); no gene present at all fails, in one line
-    naming the stage and the species of the marker table (a species mismatch is the usual cause)."""
+    naming the stage and the species of the marker table (a species mismatch is the usual cause).
+    """
     present = table[table["gene"].isin(set(genes))]
     if present.empty:
         which = f"{species} " if species else ""
@@ -105,21 +115,29 @@ def marker_network(table: pd.DataFrame, genes: pd.Index, *, type_column: str = "
             file=file,
         )
     counts = present.groupby(type_column)["gene"].nunique()
-    dropped = sorted(counts.index[counts < MIN_GENES_PER_TYPE].tolist() + sorted(set(table[type_column]) - set(counts.index)))
+    dropped = sorted(
+        counts.index[counts < MIN_GENES_PER_TYPE].tolist() + sorted(set(table[type_column]) - set(counts.index))
+    )
     if dropped:
-        logger.warning("cell types with fewer than %d marker genes in the data are not scored: %s", MIN_GENES_PER_TYPE, ", ".join(dropped))
+        logger.warning(
+            "cell types with fewer than %d marker genes in the data are not scored: %s",
+            MIN_GENES_PER_TYPE,
+            ", ".join(dropped),
+        )
     present = present[present[type_column].isin(counts.index[counts >= MIN_GENES_PER_TYPE])]
     if present.empty:
         raise TmeflowInputError(f"no cell type has {MIN_GENES_PER_TYPE} or more marker genes in the data", file=file)
     present = present.drop_duplicates([type_column, "gene"])
-    return pd.DataFrame({"source": present[type_column].to_numpy(), "target": present["gene"].to_numpy(), "weight": 1.0})
+    return pd.DataFrame(
+        {"source": present[type_column].to_numpy(), "target": present["gene"].to_numpy(), "weight": 1.0}
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Scoring
 # ----------------------------------------------------------------------------------------------
 def score_column(cell_type: str) -> str:
-    """obs column of a type's score (no '/' or spaces, which HDF5 keys cannot hold)."""
+    """Obs column of a type's score (no '/' or spaces, which HDF5 keys cannot hold)."""
     return "score_" + "".join(c if c.isalnum() else "_" for c in cell_type)
 
 
@@ -127,7 +145,9 @@ def ulm_scores(adata, net: pd.DataFrame) -> pd.DataFrame:
     """Per-cell decoupler ULM t-values (cells x types) on the log-normalised ``X``."""
     import decoupler as dc
 
-    scored = adata.__class__(X=adata.X, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+    scored = adata.__class__(
+        X=adata.X, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names)
+    )
     dc.mt.ulm(data=scored, net=net, tmin=MIN_GENES_PER_TYPE, verbose=False)
     scores = scored.obsm["score_ulm"]
     if not isinstance(scores, pd.DataFrame):
@@ -153,7 +173,9 @@ def call_clusters(
             "n_cells": clusters.value_counts().reindex(means.index).to_numpy(),
             "best_type": best.to_numpy(),
             "best_score": top,
-            "second_type": [row.drop(b).idxmax() if len(row) > 1 else "" for (_, row), b in zip(means.iterrows(), best)],
+            "second_type": [
+                row.drop(b).idxmax() if len(row) > 1 else "" for (_, row), b in zip(means.iterrows(), best)
+            ],
             "second_score": second,
             "confidence": margin,
         }
@@ -176,7 +198,9 @@ def read_overrides(path: str | Path, clusters: set[str]) -> pd.DataFrame:
     table["cluster"] = table["cluster"].str.strip()
     unknown = sorted(set(table["cluster"]) - clusters)
     if unknown:
-        raise TmeflowInputError(f"annotation_overrides names cluster(s) not in the data: {', '.join(unknown)}", file=path, column="cluster")
+        raise TmeflowInputError(
+            f"annotation_overrides names cluster(s) not in the data: {', '.join(unknown)}", file=path, column="cluster"
+        )
     return table
 
 
@@ -186,7 +210,9 @@ def run_celltypist(adata, model_path: str | Path, cluster_key: str) -> None:
 
     path = Path(model_path)
     if not path.is_file():
-        raise TmeflowInputError("celltypist_model file not found (models are never downloaded; give a local .pkl)", file=path)
+        raise TmeflowInputError(
+            "celltypist_model file not found (models are never downloaded; give a local .pkl)", file=path
+        )
     try:
         model = celltypist.models.Model.load(model=str(path))
     except Exception as exc:  # noqa: BLE001
@@ -194,14 +220,21 @@ def run_celltypist(adata, model_path: str | Path, cluster_key: str) -> None:
     shared = len(set(model.features) & set(adata.var_names))
     if shared == 0:
         raise TmeflowInputError("the CellTypist model shares no gene with the data", file=path)
-    data = adata.__class__(X=adata.X, obs=adata.obs[[cluster_key]].astype(str).copy(), var=pd.DataFrame(index=adata.var_names))
+    data = adata.__class__(
+        X=adata.X, obs=adata.obs[[cluster_key]].astype(str).copy(), var=pd.DataFrame(index=adata.var_names)
+    )
     prediction = celltypist.annotate(data, model=model, majority_voting=True, over_clustering=cluster_key)
     labels = prediction.predicted_labels
     adata.obs["celltypist_label"] = pd.Categorical(labels["predicted_labels"].astype(str).to_numpy())
     adata.obs["celltypist_majority"] = pd.Categorical(labels["majority_voting"].astype(str).to_numpy())
     conf = prediction.probability_matrix.max(axis=1)
     adata.obs["celltypist_conf"] = conf.to_numpy()
-    logger.info("CellTypist (%s, %d of its genes in the data): %d labels", path.name, shared, labels["majority_voting"].nunique())
+    logger.info(
+        "CellTypist (%s, %d of its genes in the data): %d labels",
+        path.name,
+        shared,
+        labels["majority_voting"].nunique(),
+    )
 
 
 def find_markers(adata, cluster_key: str, n_genes: int, seed: int) -> pd.DataFrame:
@@ -222,7 +255,9 @@ def find_markers(adata, cluster_key: str, n_genes: int, seed: int) -> pd.DataFra
     groups = sub.obs[cluster_key].value_counts()
     testable = groups.index[groups >= 2].tolist()
     if len(testable) < 2:
-        return pd.DataFrame(columns=["cluster", "gene", "score", "logfoldchange", "pval", "pval_adj", "pct_in", "pct_out"])
+        return pd.DataFrame(
+            columns=["cluster", "gene", "score", "logfoldchange", "pval", "pval_adj", "pct_in", "pct_out"]
+        )
     sc.tl.rank_genes_groups(sub, cluster_key, groups=testable, method="wilcoxon", use_raw=False, pts=True)
     table = sc.get.rank_genes_groups_df(sub, group=None)
     if "group" not in table:
@@ -259,7 +294,10 @@ def annotate(adata: AnnData, settings: AnnotationSettings) -> dict[str, pd.DataF
     """
     cluster_key = settings.annotation_cluster_key
     if cluster_key not in adata.obs:
-        raise TmeflowInputError(f"annotation_cluster_key '{cluster_key}' is not an obs column (run tmeflow integrate first)", column=cluster_key)
+        raise TmeflowInputError(
+            f"annotation_cluster_key '{cluster_key}' is not an obs column (run tmeflow integrate first)",
+            column=cluster_key,
+        )
     clusters = adata.obs[cluster_key].astype(str)
     overrides = read_overrides(settings.annotation_overrides, set(clusters)) if settings.annotation_overrides else None
     species = species_of(adata)
@@ -272,19 +310,32 @@ def annotate(adata: AnnData, settings: AnnotationSettings) -> dict[str, pd.DataF
 
     with timed(logger, f"scoring {net['source'].nunique()} cell types ({species} markers) in {adata.n_obs} cells"):
         scores = ulm_scores(adata, net)
-    calls, means = call_clusters(scores, clusters, min_score=settings.annotation_min_score,
-                                 min_margin=settings.annotation_min_margin)
+    calls, means = call_clusters(
+        scores, clusters, min_score=settings.annotation_min_score, min_margin=settings.annotation_min_margin
+    )
     if not flags.empty and flags["gene"].isin(set(adata.var_names)).sum() >= MIN_GENES_PER_TYPE:
         flag_scores = ulm_scores(adata, marker_network(flags, adata.var_names))
         adata.obs["proliferating"] = (flag_scores.iloc[:, 0] > PROLIFERATING_SCORE).to_numpy()
-        calls["pct_proliferating"] = 100 * adata.obs["proliferating"].groupby(clusters.to_numpy(), observed=True).mean().reindex(calls["cluster"]).to_numpy()
+        calls["pct_proliferating"] = (
+            100
+            * adata.obs["proliferating"]
+            .groupby(clusters.to_numpy(), observed=True)
+            .mean()
+            .reindex(calls["cluster"])
+            .to_numpy()
+        )
     for column in scores.columns:
         adata.obs[score_column(column)] = scores[column].to_numpy(dtype=np.float32)
 
     if settings.celltypist_model:
         with timed(logger, "CellTypist"):
             run_celltypist(adata, settings.celltypist_model, cluster_key)
-        majority = adata.obs["celltypist_majority"].astype(str).groupby(clusters.to_numpy(), observed=True).agg(lambda s: s.value_counts().index[0])
+        majority = (
+            adata.obs["celltypist_majority"]
+            .astype(str)
+            .groupby(clusters.to_numpy(), observed=True)
+            .agg(lambda s: s.value_counts().index[0])
+        )
         calls["celltypist"] = majority.reindex(calls["cluster"]).to_numpy()
 
     calls["compartment"] = [compartments.get(t, "unknown") for t in calls["cell_type"]]
@@ -293,7 +344,11 @@ def annotate(adata: AnnData, settings: AnnotationSettings) -> dict[str, pd.DataF
             mask = calls["cluster"] == row.cluster
             calls.loc[mask, "cell_type"] = row.cell_type
             compartment = getattr(row, "compartment", None)
-            calls.loc[mask, "compartment"] = compartment if isinstance(compartment, str) and compartment else compartments.get(row.cell_type, "other")
+            calls.loc[mask, "compartment"] = (
+                compartment
+                if isinstance(compartment, str) and compartment
+                else compartments.get(row.cell_type, "other")
+            )
             calls.loc[mask, "call"] = "override"
         logger.info("overrides applied to %d clusters", len(overrides))
 
@@ -335,7 +390,8 @@ def label_conservation(adata, seed: int) -> pd.DataFrame:
     the batch-corrected embedding (``uns['integration']``): at integration time there were no labels,
     so cLISI and label ASW were NaN and over-correction (cell types merged by the batch correction)
     could not be seen. A drop of cLISI / label ASW from ``uncorrected`` to the corrected embedding is
-    that over-correction. Same definitions and subsample rule as :func:`tmeflow.integrate.metrics_table`."""
+    that over-correction. Same definitions and subsample rule as :func:`tmeflow.integrate.metrics_table`.
+    """
     from .integrate import metrics_table
 
     info = adata.uns.get("integration", {})
@@ -365,15 +421,24 @@ def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params:
     io.write_table(results["scores"], outdir / "annotation_scores.tsv")
     io.write_table(results["markers"], outdir / "annotation_markers.tsv")
     conservation = label_conservation(adata, int(params.get("seed", 0)))
-    io.write_table(conservation, outdir / "annotation_integration_metrics_mqc.tsv", header_lines=io.multiqc_header(
-        "tmeflow_annotation_integration_metrics", "Integration metrics with cell types",
-        "The integration metrics recomputed after annotation with cell_type labels, before (uncorrected) and after "
-        "batch correction: a drop of cLISI or label ASW after correction means cell types were merged "
-        "(over-correction). scIB definitions; higher is better.", "table"))
+    io.write_table(
+        conservation,
+        outdir / "annotation_integration_metrics_mqc.tsv",
+        header_lines=io.multiqc_header(
+            "tmeflow_annotation_integration_metrics",
+            "Integration metrics with cell types",
+            "The integration metrics recomputed after annotation with cell_type labels, before (uncorrected) and after "
+            "batch correction: a drop of cLISI or label ASW after correction means cell types were merged "
+            "(over-correction). scIB definitions; higher is better.",
+            "table",
+        ),
+    )
     if len(results["markers"]):
         plot_dotplot(adata, results["markers"], cluster_key, outdir / "annotation_dotplot_mqc.png")
     if "X_umap" in adata.obsm:
-        keys = ["cell_type", "compartment", cluster_key] + (["celltypist_majority"] if "celltypist_majority" in adata.obs else [])
+        keys = ["cell_type", "compartment", cluster_key] + (
+            ["celltypist_majority"] if "celltypist_majority" in adata.obs else []
+        )
         plot_umaps(adata, "X_umap", keys, "Annotation", outdir / "annotation_umap_mqc.png")
     adata.uns.setdefault("tmeflow", {})["annotate"] = io.provenance("annotate", params)
     return io.write_h5ad(adata, outdir / "annotated.h5ad")
@@ -381,7 +446,6 @@ def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params:
 
 def run_annotate(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:
     """Annotate ``input_path`` (integrated h5ad) into ``outdir/annotated.h5ad`` (+ tables, figures)."""
-
     start = time.perf_counter()
     input_path, outdir = Path(input_path), Path(outdir)
     for key in ("markers", "celltypist_model", "annotation_overrides"):

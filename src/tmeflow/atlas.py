@@ -63,7 +63,9 @@ def read_obs(path: str | Path, what: str) -> pd.DataFrame:
         with h5py.File(path, "r") as handle:
             return read_elem(handle["obs"])
     except (OSError, KeyError, ValueError, TypeError) as error:
-        raise TmeflowInputError(f"cannot read the obs table of {what} ({str(error).splitlines()[0]})", file=path) from error
+        raise TmeflowInputError(
+            f"cannot read the obs table of {what} ({str(error).splitlines()[0]})", file=path
+        ) from error
 
 
 def _bool_with_missing(values: pd.Series) -> pd.Series:
@@ -75,8 +77,10 @@ def merge_obs(obs: pd.DataFrame, extra: pd.DataFrame, source: str, path: str | P
     """Add ``extra``'s columns that ``obs`` lacks, aligned by cell barcode (``obs_names``); return their names."""
     unknown = extra.index.difference(obs.index)
     if len(unknown):
-        raise TmeflowInputError(f"{len(unknown)} cells of {source} are not in the atlas (e.g. {unknown[0]!r}); "
-                                "pass the outputs of one run", file=path)
+        raise TmeflowInputError(
+            f"{len(unknown)} cells of {source} are not in the atlas (e.g. {unknown[0]!r}); pass the outputs of one run",
+            file=path,
+        )
     added = [column for column in extra.columns if column not in obs.columns]
     for column in added:
         values = extra[column]
@@ -90,7 +94,8 @@ def merge_obs(obs: pd.DataFrame, extra: pd.DataFrame, source: str, path: str | P
 def clean_obs(frame: pd.DataFrame) -> pd.DataFrame:
     """CELLxGENE-style annotations: strings as categoricals of strings (unused categories dropped),
     integers with missing values as floats, 64-bit floats as 32-bit (CELLxGENE converts them, with a
-    warning per column); booleans and integers unchanged."""
+    warning per column); booleans and integers unchanged.
+    """
     frame = frame.copy()
     for column in frame.columns:
         values = frame[column]
@@ -102,7 +107,9 @@ def clean_obs(frame: pd.DataFrame) -> pd.DataFrame:
         elif values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
             frame[column] = values.where(values.isna(), values.astype(str)).astype("category")
         elif pd.api.types.is_extension_array_dtype(values.dtype):  # nullable ints / booleans
-            frame[column] = values.astype("float32") if values.isna().any() else values.to_numpy(values.dtype.numpy_dtype)
+            frame[column] = (
+                values.astype("float32") if values.isna().any() else values.to_numpy(values.dtype.numpy_dtype)
+            )
         elif values.dtype == np.float64:
             frame[column] = values.astype(np.float32)
     frame.index = frame.index.astype(str)
@@ -120,15 +127,20 @@ def _kept_colours(uns: dict[str, Any], obs: pd.DataFrame) -> dict[str, Any]:
     kept = {}
     for key, value in uns.items():
         column = key.removesuffix("_colors")
-        if key.endswith("_colors") and column in obs and isinstance(obs[column].dtype, pd.CategoricalDtype) \
-                and len(value) == len(obs[column].cat.categories):
+        if (
+            key.endswith("_colors")
+            and column in obs
+            and isinstance(obs[column].dtype, pd.CategoricalDtype)
+            and len(value) == len(obs[column].cat.categories)
+        ):
             kept[key] = value
     return kept
 
 
 def build_atlas(subclustered: str | Path, extras: dict[str, str | Path], title: str = "tmeflow atlas"):
     """The cohort atlas: ``subclustered`` (all cells, counts, embeddings) with the new obs columns of
-    ``extras`` (``{stage: h5ad}``); returns ``(adata, {column: source stage})``."""
+    ``extras`` (``{stage: h5ad}``); returns ``(adata, {column: source stage})``.
+    """
     adata = io.read_h5ad(subclustered, "subclustered atlas")
     if "counts" not in adata.layers:
         raise TmeflowInputError("the atlas has no raw counts (layers['counts'])", file=subclustered)
@@ -142,8 +154,11 @@ def build_atlas(subclustered: str | Path, extras: dict[str, str | Path], title: 
     adata.obs = clean_obs(obs)
     adata.var = clean_obs(adata.var)
     adata.var_names_make_unique()
-    embeddings = {key: np.asarray(value, dtype=np.float32)[:, :2] for key, value in adata.obsm.items()
-                  if key.startswith("X_umap") and isinstance(value, np.ndarray) and value.ndim == 2 and value.shape[1] >= 2}
+    embeddings = {
+        key: np.asarray(value, dtype=np.float32)[:, :2]
+        for key, value in adata.obsm.items()
+        if key.startswith("X_umap") and isinstance(value, np.ndarray) and value.ndim == 2 and value.shape[1] >= 2
+    }
     if "X_umap" not in embeddings:
         raise TmeflowInputError("the atlas has no UMAP (obsm['X_umap'])", file=subclustered)
     for value in embeddings.values():
@@ -167,8 +182,11 @@ def build_section(path: str | Path):
     adata = io.read_h5ad(path, "spatial section")
     for needed, where in (("spatial", adata.obsm), ("spatial", adata.uns)):
         if needed not in where:
-            raise TmeflowInputError(f"the section has no {needed!r} ({'obsm' if where is adata.obsm else 'uns'}); "
-                                    "pass a <sample>.spatial_analysis.h5ad", file=path)
+            raise TmeflowInputError(
+                f"the section has no {needed!r} ({'obsm' if where is adata.obsm else 'uns'}); "
+                "pass a <sample>.spatial_analysis.h5ad",
+                file=path,
+            )
     adata.obs = clean_obs(adata.obs)
     adata.var = clean_obs(adata.var)
     adata.var_names_make_unique()
@@ -185,10 +203,18 @@ def build_section(path: str | Path):
     return adata
 
 
-def run_atlas(subclustered: str | Path, outdir: str | Path, params: dict[str, Any], *, pathways: str | Path | None = None,
-              trajectory: str | Path | None = None, sections: list[str | Path] | None = None) -> dict[str, Any]:
+def run_atlas(
+    subclustered: str | Path,
+    outdir: str | Path,
+    params: dict[str, Any],
+    *,
+    pathways: str | Path | None = None,
+    trajectory: str | Path | None = None,
+    sections: list[str | Path] | None = None,
+) -> dict[str, Any]:
     """Write ``atlas.h5ad``, ``atlas_columns.tsv``, one ``<sample>.atlas.h5ad`` per section, the spatial statistics
-    across sections and patients (``spatial_cohort*``) and ``atlas_summary.json``."""
+    across sections and patients (``spatial_cohort*``) and ``atlas_summary.json``.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     extras = {stage: path for stage, path in (("pathways", pathways), ("trajectory", trajectory)) if path}
@@ -196,12 +222,14 @@ def run_atlas(subclustered: str | Path, outdir: str | Path, params: dict[str, An
         adata, sources = build_atlas(subclustered, extras)
         adata.uns["tmeflow"] = {**adata.uns.get("tmeflow", {}), "atlas": io.provenance("atlas", params)}
         io.write_h5ad(adata, outdir / ATLAS_FILE, final=True)
-    columns = pd.DataFrame({
-        "column": list(adata.obs.columns),
-        "stage": [sources.get(c, "subcluster") for c in adata.obs.columns],
-        "dtype": [str(adata.obs[c].dtype) for c in adata.obs.columns],
-        "missing_fraction": [round(float(adata.obs[c].isna().mean()), 4) for c in adata.obs.columns],
-    })
+    columns = pd.DataFrame(
+        {
+            "column": list(adata.obs.columns),
+            "stage": [sources.get(c, "subcluster") for c in adata.obs.columns],
+            "dtype": [str(adata.obs[c].dtype) for c in adata.obs.columns],
+            "missing_fraction": [round(float(adata.obs[c].isna().mean()), 4) for c in adata.obs.columns],
+        }
+    )
     io.write_table(columns, outdir / "atlas_columns.tsv")
     written = []
     for path in sorted(sections or [], key=str):
@@ -210,15 +238,28 @@ def run_atlas(subclustered: str | Path, outdir: str | Path, params: dict[str, An
             section.uns["tmeflow"] = {**section.uns.get("tmeflow", {}), "atlas": io.provenance("atlas", params)}
             written.append(io.write_h5ad(section, outdir / f"{section_name(path)}{SECTION_SUFFIX}", final=True).name)
     cohort = run_spatial_cohort(sections, outdir, seed=int(params.get("seed", 0))) if sections else None
-    summary = {"n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars), "stages": sorted(set(sources.values())),
-               "embeddings": sorted(adata.obsm), "sections": written, "spatial_cohort": cohort,
-               "open_with": f"cellxgene launch {ATLAS_FILE}"}
+    summary = {
+        "n_cells": int(adata.n_obs),
+        "n_genes": int(adata.n_vars),
+        "stages": sorted(set(sources.values())),
+        "embeddings": sorted(adata.obsm),
+        "sections": written,
+        "spatial_cohort": cohort,
+        "open_with": f"cellxgene launch {ATLAS_FILE}",
+    }
     io.write_json(summary, outdir / "atlas_summary.json")
-    logger.info("atlas: %d cells, %d obs columns, embeddings %s; %d section(s)", adata.n_obs, adata.obs.shape[1],
-                ", ".join(sorted(adata.obsm)), len(written))
+    logger.info(
+        "atlas: %d cells, %d obs columns, embeddings %s; %d section(s)",
+        adata.n_obs,
+        adata.obs.shape[1],
+        ", ".join(sorted(adata.obsm)),
+        len(written),
+    )
     return summary
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
     """Entry of ``tmeflow atlas``."""
-    run_atlas(args.input, args.outdir, params, pathways=args.pathways, trajectory=args.trajectory, sections=args.sections)
+    run_atlas(
+        args.input, args.outdir, params, pathways=args.pathways, trajectory=args.trajectory, sections=args.sections
+    )

@@ -15,7 +15,8 @@ from .stages import STAGES, Stage
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (``tmeflow <stage>: error: ...``, exit 2), as every
-    other user mistake, instead of argparse's usage block; ``--help`` still shows the usage."""
+    other user mistake, instead of argparse's usage block; ``--help`` still shows the usage.
+    """
 
     def error(self, message: str):  # type: ignore[override]
         line = " ".join(f"{message}; see '{self.prog} --help'".split())
@@ -66,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tmeflow {args.command}: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except Interrupted as interrupted:
-        print(f"tmeflow {args.command}: {interrupted}; temporary files removed, finished stages kept "
-              "(rerun with --resume to continue)", file=sys.stderr)
+        print(
+            f"tmeflow {args.command}: {interrupted}; temporary files removed, finished stages kept "
+            "(rerun with --resume to continue)",
+            file=sys.stderr,
+        )
         return interrupted.exit_code
     return 0
 

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .cnv import MALIGNANT_LABEL
 from .composition import (
     check_obs,
     check_samples_per_condition,
@@ -55,7 +56,6 @@ from .composition import (
     resolve_contrasts,
     sample_table,
 )
-from .cnv import MALIGNANT_LABEL
 from .errors import TmeflowInputError
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, progress, timed
@@ -64,9 +64,34 @@ from .settings import StageSettings
 logger = get_logger(__name__)
 
 MALIGNANT = MALIGNANT_LABEL  # one label for malignant cells, defined where CNV writes it
-DE_COLUMNS = ["contrast", "cell_type", "gene", "method", "log2fc", "stat", "pvalue", "padj", "significant", "base_mean",
-              "pct_test", "pct_reference", "n_samples_test", "n_samples_reference", "n_cells_test", "n_cells_reference", "design"]
-SKIP_COLUMNS = ["contrast", "cell_type", "reason", "n_samples_test", "n_samples_reference", "n_cells_test", "n_cells_reference"]
+DE_COLUMNS = [
+    "contrast",
+    "cell_type",
+    "gene",
+    "method",
+    "log2fc",
+    "stat",
+    "pvalue",
+    "padj",
+    "significant",
+    "base_mean",
+    "pct_test",
+    "pct_reference",
+    "n_samples_test",
+    "n_samples_reference",
+    "n_cells_test",
+    "n_cells_reference",
+    "design",
+]
+SKIP_COLUMNS = [
+    "contrast",
+    "cell_type",
+    "reason",
+    "n_samples_test",
+    "n_samples_reference",
+    "n_cells_test",
+    "n_cells_reference",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,18 +141,24 @@ def pseudobulk(counts, sample_labels: np.ndarray, mask: np.ndarray, genes) -> tu
     """Raw counts summed per sample over the cells in ``mask``: (samples x genes counts, cells per sample)."""
     labels = pd.Categorical(np.asarray(sample_labels)[mask])
     codes = labels.codes
-    indicator = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(labels.categories), len(codes)))
+    indicator = sp.csr_matrix(
+        (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(labels.categories), len(codes))
+    )
     sub = counts[np.flatnonzero(mask)]
     summed = indicator @ sub
     summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
-    frame = pd.DataFrame(np.rint(summed).astype(np.int64), index=pd.Index(labels.categories.astype(str), name="sample"),
-                         columns=pd.Index(genes, name=None))
+    frame = pd.DataFrame(
+        np.rint(summed).astype(np.int64),
+        index=pd.Index(labels.categories.astype(str), name="sample"),
+        columns=pd.Index(genes, name=None),
+    )
     n_cells = pd.Series(np.bincount(codes, minlength=len(labels.categories)), index=frame.index, name="n_cells")
     return frame, n_cells
 
 
-def guard_samples(n_cells: pd.Series, samples: pd.DataFrame, test: str, reference: str, min_cells: int,
-                  min_samples: int) -> tuple[list[str], str | None, dict[str, int]]:
+def guard_samples(
+    n_cells: pd.Series, samples: pd.DataFrame, test: str, reference: str, min_cells: int, min_samples: int
+) -> tuple[list[str], str | None, dict[str, int]]:
     """Samples kept (enough cells), and the reason to skip the group (None when it can be tested)."""
     cells = n_cells.reindex(samples.index, fill_value=0)
     sub = samples[samples["condition"].isin([test, reference])]
@@ -138,7 +169,11 @@ def guard_samples(n_cells: pd.Series, samples: pd.DataFrame, test: str, referenc
         "n_cells_test": int(cells[sub.index[sub["condition"] == test]].sum()),
         "n_cells_reference": int(cells[sub.index[sub["condition"] == reference]].sum()),
     }
-    short = [(c, info[key]) for c, key in ((test, "n_samples_test"), (reference, "n_samples_reference")) if info[key] < min_samples]
+    short = [
+        (c, info[key])
+        for c, key in ((test, "n_samples_test"), (reference, "n_samples_reference"))
+        if info[key] < min_samples
+    ]
     if short:
         text = "; ".join(f"{c} has {n} sample(s) with >= {min_cells} cells" for c, n in short)
         return kept, f"{text} (needs {min_samples} per condition)", info
@@ -151,8 +186,9 @@ def paired_design(samples: pd.DataFrame) -> bool:
     return len(per_patient) >= 2 and bool((per_patient == 2).all()) and not (samples["patient"] == samples.index).all()
 
 
-def run_pydeseq2(counts: pd.DataFrame, metadata: pd.DataFrame, test: str, reference: str, *, paired: bool,
-                 inference: Any = None) -> pd.DataFrame:
+def run_pydeseq2(
+    counts: pd.DataFrame, metadata: pd.DataFrame, test: str, reference: str, *, paired: bool, inference: Any = None
+) -> pd.DataFrame:
     """PyDESeq2 Wald test of ``condition`` test vs reference; returns PyDESeq2's ``results_df``.
 
     ``counts``: samples x genes integers; ``metadata``: ``condition`` (and ``patient`` when paired)
@@ -177,14 +213,32 @@ def run_pydeseq2(counts: pd.DataFrame, metadata: pd.DataFrame, test: str, refere
 
 
 def wilcoxon(adata, test: str, reference: str) -> pd.DataFrame:
-    """scanpy Wilcoxon rank-sum of ``test`` vs ``reference`` cells (log-normalised X), Bonferroni."""
+    """Scanpy Wilcoxon rank-sum of ``test`` vs ``reference`` cells (log-normalised X), Bonferroni."""
     import scanpy as sc
 
-    sc.tl.rank_genes_groups(adata, "condition", groups=[test], reference=reference, method="wilcoxon",
-                            corr_method="bonferroni", use_raw=False, pts=True, key_added="tmeflow_de")
+    sc.tl.rank_genes_groups(
+        adata,
+        "condition",
+        groups=[test],
+        reference=reference,
+        method="wilcoxon",
+        corr_method="bonferroni",
+        use_raw=False,
+        pts=True,
+        key_added="tmeflow_de",
+    )
     frame = sc.get.rank_genes_groups_df(adata, group=test, key="tmeflow_de")
-    frame = frame.rename(columns={"names": "gene", "scores": "stat", "logfoldchanges": "log2fc", "pvals": "pvalue",
-                                  "pvals_adj": "padj", "pct_nz_group": "pct_test", "pct_nz_reference": "pct_reference"})
+    frame = frame.rename(
+        columns={
+            "names": "gene",
+            "scores": "stat",
+            "logfoldchanges": "log2fc",
+            "pvals": "pvalue",
+            "pvals_adj": "padj",
+            "pct_nz_group": "pct_test",
+            "pct_nz_reference": "pct_reference",
+        }
+    )
     return frame.set_index("gene")
 
 
@@ -218,7 +272,7 @@ def plot_volcanoes(table: pd.DataFrame, title: str, lfc: float, fdr: float):
         ax.set_xlabel("log2 fold change", fontsize=7)
         ax.set_ylabel("-log10 adjusted p", fontsize=7)
         ax.tick_params(labelsize=6)
-    for ax in axes.ravel()[len(groups):]:
+    for ax in axes.ravel()[len(groups) :]:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -245,17 +299,26 @@ class DeSettings(StageSettings):
     de_cell_types: str | None
 
 
-def _result_frame(res: pd.DataFrame, *, name: str, group: str, method: str, info: dict[str, int], design: str,
-                  fdr: float, lfc: float) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "contrast": name, "cell_type": group, "gene": res.index.astype(str), "method": method,
-        "log2fc": res["log2fc"].to_numpy(), "stat": res["stat"].to_numpy(), "pvalue": res["pvalue"].to_numpy(),
-        "padj": res["padj"].to_numpy(),
-        "base_mean": res["base_mean"].to_numpy() if "base_mean" in res else np.nan,
-        "pct_test": res["pct_test"].to_numpy() if "pct_test" in res else np.nan,
-        "pct_reference": res["pct_reference"].to_numpy() if "pct_reference" in res else np.nan,
-        **info, "design": design,
-    })
+def _result_frame(
+    res: pd.DataFrame, *, name: str, group: str, method: str, info: dict[str, int], design: str, fdr: float, lfc: float
+) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "contrast": name,
+            "cell_type": group,
+            "gene": res.index.astype(str),
+            "method": method,
+            "log2fc": res["log2fc"].to_numpy(),
+            "stat": res["stat"].to_numpy(),
+            "pvalue": res["pvalue"].to_numpy(),
+            "padj": res["padj"].to_numpy(),
+            "base_mean": res["base_mean"].to_numpy() if "base_mean" in res else np.nan,
+            "pct_test": res["pct_test"].to_numpy() if "pct_test" in res else np.nan,
+            "pct_reference": res["pct_reference"].to_numpy() if "pct_reference" in res else np.nan,
+            **info,
+            "design": design,
+        }
+    )
     out["significant"] = (out["padj"] < fdr) & (out["log2fc"].abs() > lfc)
     return out[DE_COLUMNS].sort_values(["padj", "pvalue"], na_position="last", kind="stable")
 
@@ -285,7 +348,9 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
     for test, reference in pairs:
         name = contrast_name(test, reference)
         tables, pb_tables = [], []
-        for group, mask in progress(groups.items(), len(groups), f"{name}: {method} DE, cell-type group", logger, every_s=0):
+        for group, mask in progress(
+            groups.items(), len(groups), f"{name}: {method} DE, cell-type group", logger, every_s=0
+        ):
             n_cells = pd.Series(sample_labels[mask]).value_counts()
             kept, reason, info = guard_samples(n_cells, samples, test, reference, min_cells, min_samples)
             if reason:
@@ -294,14 +359,18 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
                 continue
             kept_samples = samples.loc[kept]
             paired = paired_design(kept_samples)
-            with timed(logger, f"{name}, {group}: {method} DE on {len(kept)} samples ({'paired' if paired else 'unpaired'})"):
+            with timed(
+                logger, f"{name}, {group}: {method} DE on {len(kept)} samples ({'paired' if paired else 'unpaired'})"
+            ):
                 if method == "pseudobulk":
                     cell_mask = mask & np.isin(sample_labels, kept)
                     pb, pb_cells = pseudobulk(counts, sample_labels, cell_mask, genes)
                     pb_full = pb.loc[kept]
                     pb = pb_full.loc[:, pb_full.sum(axis=0) >= max(1, settings.de_min_counts)]
                     if pb.shape[1] == 0:
-                        skipped.append({"contrast": name, "cell_type": group, "reason": "no gene passes de_min_counts", **info})
+                        skipped.append(
+                            {"contrast": name, "cell_type": group, "reason": "no gene passes de_min_counts", **info}
+                        )
                         continue
                     res = run_pydeseq2(pb, kept_samples, test, reference, paired=paired)
                     res = res.rename(columns={"log2FoldChange": "log2fc", "baseMean": "base_mean"})
@@ -315,12 +384,29 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
                     sub.obs["condition"] = sub.obs["condition"].astype(str).astype("category")
                     res = wilcoxon(sub, test, reference)
                     design = "cells (Wilcoxon rank-sum)"
-                tables.append(_result_frame(res, name=name, group=group, method=method, info=info, design=design,
-                                            fdr=settings.de_fdr, lfc=settings.de_lfc))
+                tables.append(
+                    _result_frame(
+                        res,
+                        name=name,
+                        group=group,
+                        method=method,
+                        info=info,
+                        design=design,
+                        fdr=settings.de_fdr,
+                        lfc=settings.de_lfc,
+                    )
+                )
             n_up = int((tables[-1]["significant"] & (tables[-1]["log2fc"] > 0)).sum())
             n_down = int((tables[-1]["significant"] & (tables[-1]["log2fc"] < 0)).sum())
-            logger.info("%s, %s: %d up, %d down (padj < %g, |log2FC| > %g)", name, group, n_up, n_down,
-                        settings.de_fdr, settings.de_lfc)
+            logger.info(
+                "%s, %s: %d up, %d down (padj < %g, |log2FC| > %g)",
+                name,
+                group,
+                n_up,
+                n_down,
+                settings.de_fdr,
+                settings.de_lfc,
+            )
             mqc_rows.append({"group": f"{group} ({name})", "up": n_up, "down": n_down})
         table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=DE_COLUMNS)
         write_table(table, outdir / f"de_{name}.tsv")
@@ -328,15 +414,25 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
             with atomic_path(outdir / f"pseudobulk_{name}.tsv.gz") as tmp:
                 pd.concat(pb_tables, ignore_index=True).to_csv(tmp, sep="\t", index=False, compression="gzip")
         if len(table):
-            save_figure(plot_volcanoes(table, f"{name} ({method})", settings.de_lfc, settings.de_fdr), outdir / f"de_{name}_volcano.png")
+            save_figure(
+                plot_volcanoes(table, f"{name} ({method})", settings.de_lfc, settings.de_fdr),
+                outdir / f"de_{name}_volcano.png",
+            )
         summary["contrasts"][name] = {
             "tested": sorted(set(table["cell_type"])),
             "significant_genes": {g: int(n) for g, n in table.groupby("cell_type")["significant"].sum().items()},
         }
     write_table(pd.DataFrame(skipped, columns=SKIP_COLUMNS), outdir / "de_skipped.tsv")
-    header = multiqc_header("tmeflow_de", "Differential expression", f"Genes called per cell type ({method}).", "bargraph",
-                            pconfig={"id": "tmeflow_de_plot", "title": "DE genes per cell type"})
-    write_table(pd.DataFrame(mqc_rows, columns=["group", "up", "down"]), outdir / "de_summary_mqc.tsv", header_lines=header)
+    header = multiqc_header(
+        "tmeflow_de",
+        "Differential expression",
+        f"Genes called per cell type ({method}).",
+        "bargraph",
+        pconfig={"id": "tmeflow_de_plot", "title": "DE genes per cell type"},
+    )
+    write_table(
+        pd.DataFrame(mqc_rows, columns=["group", "up", "down"]), outdir / "de_summary_mqc.tsv", header_lines=header
+    )
     summary["skipped"] = skipped
     write_json(summary, outdir / "de_summary.json")
     return summary

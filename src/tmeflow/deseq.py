@@ -69,8 +69,19 @@ class VectorizedInference(DefaultInference):
         coef = np.linalg.lstsq(design_matrix, counts / size_factors[:, None], rcond=None)[0]
         return np.maximum(size_factors[:, None] * (design_matrix @ coef), min_mu)
 
-    def irls(self, counts, size_factors, design_matrix, disp, min_mu, beta_tol, min_beta=-30, max_beta=30,
-             optimizer="L-BFGS-B", maxiter=250):  # noqa: D102
+    def irls(
+        self,
+        counts,
+        size_factors,
+        design_matrix,
+        disp,
+        min_mu,
+        beta_tol,
+        min_beta=-30,
+        max_beta=30,
+        optimizer="L-BFGS-B",
+        maxiter=250,
+    ):  # noqa: D102
         X = np.asarray(design_matrix, dtype=float)
         counts = np.asarray(counts, dtype=float)
         n, p = X.shape
@@ -113,12 +124,32 @@ class VectorizedInference(DefaultInference):
         converged = np.ones(g, dtype=bool)
         for i in np.flatnonzero(diverged):  # PyDESeq2's own solver, with its L-BFGS-B / grid fallback
             beta[i], mu_raw[:, i], hat[:, i], converged[i] = utils.irls_solver(
-                counts=counts[:, i], size_factors=sf[:, 0], design_matrix=X, disp=disp[i], min_mu=min_mu,
-                beta_tol=beta_tol, min_beta=min_beta, max_beta=max_beta, optimizer=optimizer, maxiter=maxiter)
+                counts=counts[:, i],
+                size_factors=sf[:, 0],
+                design_matrix=X,
+                disp=disp[i],
+                min_mu=min_mu,
+                beta_tol=beta_tol,
+                min_beta=min_beta,
+                max_beta=max_beta,
+                optimizer=optimizer,
+                maxiter=maxiter,
+            )
         return beta, mu_raw, hat, converged
 
-    def alpha_mle(self, counts, design_matrix, mu, alpha_hat, min_disp, max_disp, prior_disp_var=None, cr_reg=True,
-                  prior_reg=False, optimizer="L-BFGS-B"):  # noqa: D102
+    def alpha_mle(
+        self,
+        counts,
+        design_matrix,
+        mu,
+        alpha_hat,
+        min_disp,
+        max_disp,
+        prior_disp_var=None,
+        cr_reg=True,
+        prior_reg=False,
+        optimizer="L-BFGS-B",
+    ):  # noqa: D102
         X = np.asarray(design_matrix, dtype=float)
         counts = np.asarray(counts, dtype=float)
         mu = np.asarray(mu, dtype=float)
@@ -142,7 +173,9 @@ class VectorizedInference(DefaultInference):
             alpha = np.exp(log_alpha)
             inv = 1.0 / alpha
             y, m = counts[:, cols], mu[:, cols]
-            dnll = -(inv**2) * (digamma(inv) - digamma(y + inv) + np.log(1 + m * alpha) + (y - m) / (m + inv)).sum(axis=0)
+            dnll = -(inv**2) * (digamma(inv) - digamma(y + inv) + np.log(1 + m * alpha) + (y - m) / (m + inv)).sum(
+                axis=0
+            )
             value = alpha * dnll
             if cr_reg:
                 W = m / (1 + m * alpha)
@@ -186,8 +219,17 @@ class VectorizedInference(DefaultInference):
             active = active[~done & ~worse]  # a gene whose line search failed goes to PyDESeq2's L-BFGS-B
         for i in np.flatnonzero(~converged):  # PyDESeq2's own L-BFGS-B (and grid search) for the rest
             alpha, converged[i] = utils.fit_alpha_mle(
-                counts=counts[:, i], design_matrix=X, mu=mu[:, i], alpha_hat=alpha_hat[i], min_disp=min_disp,
-                max_disp=max_disp, prior_disp_var=prior_disp_var, cr_reg=cr_reg, prior_reg=prior_reg, optimizer=optimizer)
+                counts=counts[:, i],
+                design_matrix=X,
+                mu=mu[:, i],
+                alpha_hat=alpha_hat[i],
+                min_disp=min_disp,
+                max_disp=max_disp,
+                prior_disp_var=prior_disp_var,
+                cr_reg=cr_reg,
+                prior_reg=prior_reg,
+                optimizer=optimizer,
+            )
             x[i] = np.log(alpha)
         return np.exp(x), converged
 

@@ -47,7 +47,8 @@ class TmeflowInputError(Exception):
 
 class TmeflowInputErrors(TmeflowInputError):
     """Several input problems found at once (``tmeflow run`` checks every row before any stage);
-    the CLI prints one line per problem."""
+    the CLI prints one line per problem.
+    """
 
     def __init__(self, errors: list[TmeflowInputError]) -> None:
         self.errors = list(errors)
@@ -59,7 +60,8 @@ class TmeflowInputErrors(TmeflowInputError):
 
 class Interrupted(BaseException):
     """SIGTERM or SIGINT during ``tmeflow run``: a BaseException, so that no stage's ``except
-    Exception`` swallows it and every ``finally`` (temporary files) runs on the way out."""
+    Exception`` swallows it and every ``finally`` (temporary files) runs on the way out.
+    """
 
     def __init__(self, signum: int) -> None:
         import signal

@@ -43,7 +43,8 @@ def mostly_ensembl(names) -> bool:
 def symbols_from_ensembl(names, species: str) -> tuple[pd.Index, int]:
     """Gene symbols for the ``species``' Ensembl ids (versions ignored; the table of
     :func:`tmeflow.signatures.ensembl_to_symbol`); other ids are kept. Returns the new names and how many
-    were mapped."""
+    were mapped.
+    """
     from .signatures import ensembl_to_symbol
 
     names = [str(name) for name in names]
@@ -56,7 +57,8 @@ def symbols_from_ensembl(names, species: str) -> tuple[pd.Index, int]:
 def species_of(adata=None, *, obs: pd.DataFrame | None = None, var_names=None) -> str:
     """Species of a dataset: the obs ``species`` column (from the samplesheet) when it names one, else
     inferred from the gene symbols (mouse mitochondrial ``mt-`` genes and no human ``MT-``, or mostly
-    capitalised symbols such as ``Cd3e``), never assumed human. The one place every stage asks."""
+    capitalised symbols such as ``Cd3e``), never assumed human. The one place every stage asks.
+    """
     obs = adata.obs if obs is None and adata is not None else obs
     var_names = adata.var_names if var_names is None and adata is not None else var_names
     if obs is not None and "species" in obs.columns:

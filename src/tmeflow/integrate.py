@@ -132,7 +132,9 @@ def shared_genes(infos: list[dict[str, Any]], min_shared: int) -> pd.Index:
             for genes in others[1:]:
                 rest = rest.intersection(genes)
             if len(rest) >= min_shared:
-                culprits.append(f"{info['sample']} ({len(info['genes'].intersection(rest))} of {len(info['genes'])} genes shared)")
+                culprits.append(
+                    f"{info['sample']} ({len(info['genes'].intersection(rest))} of {len(info['genes'])} genes shared)"
+                )
     named = ", ".join(culprits) if culprits else ", ".join(f"{i['sample']} ({len(i['genes'])} genes)" for i in infos)
     raise TmeflowInputError(
         f"the samples share only {len(common)} genes (min_shared_genes {min_shared}): {named}; "
@@ -164,13 +166,19 @@ class IntegrationSettings(StageSettings):
 
 def check_inputs(infos: list[dict[str, Any]], *, batch_key: str, min_shared_genes: int) -> pd.Index:
     """Validate the inputs before anything is computed (one species, ``batch_key`` present, >= 3 cells per
-    sample); return the genes shared by every sample (at least ``min_shared_genes``)."""
+    sample); return the genes shared by every sample (at least ``min_shared_genes``).
+    """
     species = sorted({s for info in infos for s in info["species"]})
     if len(species) > 1:
         raise TmeflowInputError(f"the samples mix species ({', '.join(species)}); integrate each species separately")
     for info in infos:
         if batch_key not in info["columns"]:
-            raise TmeflowInputError(f"batch_key '{batch_key}' is not an obs column", file=info["path"], sample=info["sample"], column=batch_key)
+            raise TmeflowInputError(
+                f"batch_key '{batch_key}' is not an obs column",
+                file=info["path"],
+                sample=info["sample"],
+                column=batch_key,
+            )
         if info["n_obs"] < 3:
             raise TmeflowInputError(f"only {info['n_obs']} cells", file=info["path"], sample=info["sample"])
     return shared_genes(infos, min_shared_genes)
@@ -235,7 +243,8 @@ def select_hvgs(adata, n_top_genes: int, batch_key: str | None) -> None:
 
     seurat_v3's loess fit can fail on small or sparse data (near-singular fits); then it is retried
     without the batch key, and finally the ``seurat`` flavour (dispersions of the log data, no
-    loess) is used, each time with a warning."""
+    loess) is used, each time with a warning.
+    """
     import scanpy as sc
 
     n_top = min(n_top_genes, adata.n_vars)
@@ -246,14 +255,18 @@ def select_hvgs(adata, n_top_genes: int, batch_key: str | None) -> None:
     for flavor, key in attempts:
         try:
             if flavor == "seurat_v3":
-                sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top, layer="counts", batch_key=key, subset=False)
+                sc.pp.highly_variable_genes(
+                    adata, flavor=flavor, n_top_genes=n_top, layer="counts", batch_key=key, subset=False
+                )
             else:
                 sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top, batch_key=key, subset=False)
             return
         except (ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
             if (flavor, key) == attempts[-1]:
                 raise
-            logger.warning("HVG selection (%s, batch_key %s) failed (%s); retrying more simply", flavor, key, str(exc).strip()[:80])
+            logger.warning(
+                "HVG selection (%s, batch_key %s) failed (%s); retrying more simply", flavor, key, str(exc).strip()[:80]
+            )
 
 
 def _svd_flip(u: np.ndarray, vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -321,12 +334,15 @@ def sparse_pca(
 
 def pca(adata: AnnData, *, n_comps: int, regress_mito: bool, seed: int) -> None:
     """Implicitly centred/scaled PCA (``n_comps`` components) of the HVGs, the % mito regressed out when
-    ``regress_mito`` -> ``obsm['X_pca']``, ``varm['PCs']``, ``uns['pca']``."""
+    ``regress_mito`` -> ``obsm['X_pca']``, ``varm['PCs']``, ``uns['pca']``.
+    """
     hvg = adata.var["highly_variable"].to_numpy()
     covariates = None
     if regress_mito:
         if "pct_counts_mito" not in adata.obs:
-            raise TmeflowInputError("regress_mito needs obs 'pct_counts_mito' (written by tmeflow qc)", column="pct_counts_mito")
+            raise TmeflowInputError(
+                "regress_mito needs obs 'pct_counts_mito' (written by tmeflow qc)", column="pct_counts_mito"
+            )
         covariates = adata.obs["pct_counts_mito"].to_numpy(dtype=float)
     result = sparse_pca(adata.X[:, hvg], n_comps, covariates=covariates, seed=seed)
     adata.obsm["X_pca"] = result["scores"].astype(np.float32)
@@ -357,8 +373,9 @@ def harmony(pcs: np.ndarray, obs: pd.DataFrame, batch_key: str, seed: int) -> np
 
 
 def scvi_latent(adata: AnnData, batch_key: str, *, n_latent: int, max_epochs: int, seed: int) -> np.ndarray:
-    """scVI latent space (``n_latent`` dimensions, ``max_epochs`` epochs) trained on the HVG counts with
-    ``batch_key`` as the batch covariate."""
+    """ScVI latent space (``n_latent`` dimensions, ``max_epochs`` epochs) trained on the HVG counts with
+    ``batch_key`` as the batch covariate.
+    """
     import scvi
     import torch
 
@@ -381,15 +398,22 @@ def correct(adata: AnnData, settings: IntegrationSettings) -> str:
     n_pcs = min(n_pcs, adata.obsm["X_pca"].shape[1])
     n_batches = adata.obs[batch_key].nunique()
     if method != "none" and n_batches < 2:
-        logger.warning("batch_correction %s requested but the cohort has a single %s; not correcting", method, batch_key)
+        logger.warning(
+            "batch_correction %s requested but the cohort has a single %s; not correcting", method, batch_key
+        )
         method = "none"
     if method == "harmony":
         with timed(logger, f"Harmony on {n_pcs} PCs over {n_batches} levels of '{batch_key}'"):
             adata.obsm["X_pca_harmony"] = harmony(adata.obsm["X_pca"][:, :n_pcs], adata.obs, batch_key, settings.seed)
     elif method == "scvi":
         with timed(logger, f"scVI ({settings.scvi_max_epochs} epochs) over {n_batches} levels of '{batch_key}'"):
-            adata.obsm["X_scVI"] = scvi_latent(adata, batch_key, n_latent=settings.scvi_n_latent,
-                                               max_epochs=settings.scvi_max_epochs, seed=settings.seed)
+            adata.obsm["X_scVI"] = scvi_latent(
+                adata,
+                batch_key,
+                n_latent=settings.scvi_n_latent,
+                max_epochs=settings.scvi_max_epochs,
+                seed=settings.seed,
+            )
     return REPRESENTATION[method]
 
 
@@ -397,7 +421,9 @@ def _embedding(adata, rep: str, n_pcs: int) -> np.ndarray:
     return adata.obsm[rep][:, :n_pcs] if rep == "X_pca" else adata.obsm[rep]
 
 
-def graph_and_umap(adata: AnnData, rep: str, *, n_neighbors: int, n_pcs: int, seed: int, key: str | None = None) -> None:
+def graph_and_umap(
+    adata: AnnData, rep: str, *, n_neighbors: int, n_pcs: int, seed: int, key: str | None = None
+) -> None:
     """``n_neighbors`` kNN graph on ``rep`` (its first ``n_pcs`` for PCs) and UMAP; ``key`` names a secondary graph."""
     import scanpy as sc
 
@@ -414,7 +440,8 @@ def uncorrected_umap(adata: AnnData, settings: IntegrationSettings) -> None:
     """UMAP of the uncorrected PCs for the before/after figure -> ``obsm['X_umap_uncorrected']``.
 
     Computed on at most ``metrics_max_cells`` cells (seeded subsample; the other rows are NaN): it
-    only feeds the figure, and a full second graph + UMAP would double the cost on large cohorts."""
+    only feeds the figure, and a full second graph + UMAP would double the cost on large cohorts.
+    """
     import anndata as ad
 
     from .metrics import subsample
@@ -441,7 +468,8 @@ def leiden(adata, resolution: float, seed: int, *, key_added: str = "leiden", ne
 # ----------------------------------------------------------------------------------------------
 def label_key(adata: AnnData, metrics_label_key: str | None) -> str | None:
     """The obs column used as cell labels by the conservation metrics: ``metrics_label_key`` when set, else
-    ``cell_type`` when present (None when there is none)."""
+    ``cell_type`` when present (None when there is none).
+    """
     key = metrics_label_key or ""
     if key:
         if key not in adata.obs:
@@ -450,10 +478,12 @@ def label_key(adata: AnnData, metrics_label_key: str | None) -> str | None:
     return "cell_type" if "cell_type" in adata.obs else None
 
 
-def metrics_table(adata: AnnData, embeddings: dict[str, np.ndarray], labels_key: str | None, *, max_cells: int,
-                  seed: int) -> pd.DataFrame:
-    """scIB metrics per embedding and per batch key (``sample``, ``batch``), on at most ``max_cells`` cells
-    (seeded subsample)."""
+def metrics_table(
+    adata: AnnData, embeddings: dict[str, np.ndarray], labels_key: str | None, *, max_cells: int, seed: int
+) -> pd.DataFrame:
+    """ScIB metrics per embedding and per batch key (``sample``, ``batch``), on at most ``max_cells`` cells
+    (seeded subsample).
+    """
     from .metrics import integration_metrics
 
     labels = None if labels_key is None else adata.obs[labels_key].astype(str).to_numpy()
@@ -463,7 +493,15 @@ def metrics_table(adata: AnnData, embeddings: dict[str, np.ndarray], labels_key:
             continue
         for name, emb in embeddings.items():
             values = integration_metrics(emb, adata.obs[key].to_numpy(), labels, max_cells=max_cells, seed=seed)
-            rows.append({"Embedding": f"{name} ({key})", "embedding": name, "batch_key": key, "label_key": labels_key or "", **values})
+            rows.append(
+                {
+                    "Embedding": f"{name} ({key})",
+                    "embedding": name,
+                    "batch_key": key,
+                    "label_key": labels_key or "",
+                    **values,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -481,7 +519,14 @@ def plot_umaps(adata, basis: str, keys: list[str], title: str, path: Path) -> Pa
         categories = sorted(pd.unique(values))
         cmap = plt.get_cmap("tab20" if len(categories) > 10 else "tab10")
         colour = {c: cmap(i % cmap.N) for i, c in enumerate(categories)}
-        ax.scatter(coords[order, 0], coords[order, 1], c=[colour[v] for v in values[order]], s=size, linewidths=0, rasterized=True)
+        ax.scatter(
+            coords[order, 0],
+            coords[order, 1],
+            c=[colour[v] for v in values[order]],
+            s=size,
+            linewidths=0,
+            rasterized=True,
+        )
         ax.set(title=key, xticks=[], yticks=[], xlabel="UMAP1", ylabel="UMAP2")
         if len(categories) <= 25:
             handles = [plt.Line2D([], [], marker="o", ls="", color=colour[c], label=c) for c in categories]
@@ -500,7 +545,9 @@ def integrate(adata: AnnData, settings: IntegrationSettings) -> tuple[AnnData, p
     ``settings``: ``IntegrationSettings.from_params(params)``, or ``IntegrationSettings.defaults()``.
     """
     batch_key, n_pcs, seed = settings.batch_key, settings.n_pcs, settings.seed
-    with timed(logger, f"normalising and selecting {settings.n_top_genes} HVGs ({adata.n_obs} cells x {adata.n_vars} genes)"):
+    with timed(
+        logger, f"normalising and selecting {settings.n_top_genes} HVGs ({adata.n_obs} cells x {adata.n_vars} genes)"
+    ):
         normalise(adata)
         select_hvgs(adata, settings.n_top_genes, batch_key)
     mito = ", % mito regressed" if settings.regress_mito else ""
@@ -521,9 +568,13 @@ def integrate(adata: AnnData, settings: IntegrationSettings) -> tuple[AnnData, p
         embeddings[settings.batch_correction] = _embedding(adata, rep, n_pcs)
     with timed(logger, f"integration metrics (labels: {labels or 'none'})"):
         table = metrics_table(adata, embeddings, labels, max_cells=settings.metrics_max_cells, seed=seed)
-    adata.uns["integration"] = {"use_rep": rep, "batch_key": batch_key,
-                                "method": settings.batch_correction if corrected else "none",
-                                "label_key": labels or "", "n_pcs": int(n_pcs)}
+    adata.uns["integration"] = {
+        "use_rep": rep,
+        "batch_key": batch_key,
+        "method": settings.batch_correction if corrected else "none",
+        "label_key": labels or "",
+        "n_pcs": int(n_pcs),
+    }
     return adata, table
 
 
@@ -552,9 +603,17 @@ def write_outputs(adata, table: pd.DataFrame, outdir: Path, params: dict[str, An
         plot_umaps(adata, "X_umap", keys + ([label] if label else []), "Uncorrected PCs (no batch correction)",
                    outdir / "integration_umap_uncorrected_mqc.png")  # fmt: skip
         title = "No batch correction"
-    plot_umaps(adata, "X_umap", keys + ([label] if label else []) + ["leiden"], title, outdir / "integration_umap_corrected_mqc.png")
-    adata.uns.setdefault("tmeflow", {})["integrate"] = {**io.provenance("integrate", params), "metrics": {
-        str(row["Embedding"]): {k: float(row[k]) for k in METRIC_COLUMNS} for _, row in table.iterrows()}}
+    plot_umaps(
+        adata,
+        "X_umap",
+        keys + ([label] if label else []) + ["leiden"],
+        title,
+        outdir / "integration_umap_corrected_mqc.png",
+    )
+    adata.uns.setdefault("tmeflow", {})["integrate"] = {
+        **io.provenance("integrate", params),
+        "metrics": {str(row["Embedding"]): {k: float(row[k]) for k in METRIC_COLUMNS} for _, row in table.iterrows()},
+    }
     return io.write_h5ad(adata, outdir / "integrated.h5ad")
 
 
@@ -569,7 +628,10 @@ def run_integrate(inputs: list[str | Path], outdir: str | Path, params: dict[str
     settings = IntegrationSettings.from_params(params)
     genes = check_inputs(infos, batch_key=settings.batch_key, min_shared_genes=settings.min_shared_genes)
     outdir.mkdir(parents=True, exist_ok=True)
-    with timed(logger, f"concatenating {len(infos)} samples ({sum(i['n_obs'] for i in infos)} cells) on {len(genes)} shared genes"):
+    with timed(
+        logger,
+        f"concatenating {len(infos)} samples ({sum(i['n_obs'] for i in infos)} cells) on {len(genes)} shared genes",
+    ):
         with tempfile.TemporaryDirectory(prefix=".integrate.", dir=outdir) as workdir:
             adata = concatenate(infos, genes, Path(workdir))
     adata, table = integrate(adata, settings)

@@ -66,7 +66,8 @@ FINAL_H5AD_COMPRESSION = "gzip"
 
 def write_h5ad(adata, path: str | os.PathLike, *, final: bool = False) -> Path:
     """Write an AnnData atomically: LZF-compressed when another stage reads it next, gzip when ``final``
-    (the cohort atlas and the per-section result users keep)."""
+    (the cohort atlas and the per-section result users keep).
+    """
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp, compression=FINAL_H5AD_COMPRESSION if final else INTERMEDIATE_H5AD_COMPRESSION)
     return Path(path)
@@ -74,7 +75,8 @@ def write_h5ad(adata, path: str | os.PathLike, *, final: bool = False) -> Path:
 
 def write_table(frame, path: str | os.PathLike, *, index: bool = False, header_lines: str = "") -> Path:
     """Write a DataFrame as TSV atomically (gzipped for ``.gz`` names); ``header_lines`` (e.g. MultiQC
-    ``#`` headers) go first."""
+    ``#`` headers) go first.
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
     with atomic_path(path) as tmp:
         with opener(tmp, "wt", encoding="utf-8") as handle:
@@ -124,7 +126,8 @@ P_VALUE_COLUMNS = frozenset({"pvalue", "fdr", "pval", "p", "padj"})
 
 def write_multiqc_table(frame, path: str | Path, section_id: str, section_name: str, description: str) -> Path:
     """A sortable MultiQC table of ``frame`` (first column: the row names, unique), every other column shown:
-    p-values and FDRs coloured on [0, 1] with 2 significant digits, other numbers with 3."""
+    p-values and FDRs coloured on [0, 1] with 2 significant digits, other numbers with 3.
+    """
     from pandas.api.types import is_float_dtype
 
     headers = {
@@ -132,6 +135,12 @@ def write_multiqc_table(frame, path: str | Path, section_id: str, section_name: 
                  else {"format": "{:.3g}"} if is_float_dtype(frame[column]) else {})
         for column in frame.columns[1:]
     }  # fmt: skip
-    header = multiqc_header(section_id, section_name, description, "table", headers=headers,
-                            pconfig={"id": f"{section_id}_table", "sort_rows": False})
+    header = multiqc_header(
+        section_id,
+        section_name,
+        description,
+        "table",
+        headers=headers,
+        pconfig={"id": f"{section_id}_table", "sort_rows": False},
+    )
     return write_table(frame, path, header_lines=header)

@@ -70,7 +70,8 @@ def format_duration(seconds: float) -> str:
 
 def progress_line(what: str, done: int, total: int | None, elapsed: float) -> str:
     """``<what> i/n (p%), elapsed E, ETA R`` (``<what> i, elapsed E`` without a total): the one format of
-    progress lines (:func:`progress`; cell2location's epoch logger)."""
+    progress lines (:func:`progress`; cell2location's epoch logger).
+    """
     if not total:
         return f"{what} {done}, elapsed {format_duration(elapsed)}"
     eta = elapsed / done * (total - done) if done else float("nan")
@@ -78,12 +79,19 @@ def progress_line(what: str, done: int, total: int | None, elapsed: float) -> st
     return f"{what} {done}/{total} ({100 * done // total}%), elapsed {format_duration(elapsed)}, ETA {eta_text}"
 
 
-def progress(items: Iterable[T], total: int | None = None, what: str = "items", logger: logging.Logger | None = None,
-             every_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> Iterator[T]:
+def progress(
+    items: Iterable[T],
+    total: int | None = None,
+    what: str = "items",
+    logger: logging.Logger | None = None,
+    every_s: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[T]:
     """Yield ``items``, logging ``<what> i/n (p%), elapsed E, ETA R`` after an item is done, at most once every
     ``every_s`` seconds (``0``: after every item) and always after the last one. ``n`` is ``total`` or
     ``len(items)``; without either, the lines give the count and elapsed time only. The ETA assumes the
-    remaining items take as long as the mean of the done ones."""
+    remaining items take as long as the mean of the done ones.
+    """
     logger = logger or get_logger("progress")
     if total is None and isinstance(items, Sized):
         total = len(items)

@@ -68,7 +68,8 @@ def knn(embedding: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _perplexity_weights(distances: np.ndarray, perplexity: float, *, tol: float = 1e-5, n_iter: int = 50) -> np.ndarray:
     """Gaussian-kernel neighbour weights with entropy ``log(perplexity)`` per row (LISI's binary search
-    over the precision ``beta``), vectorised over cells."""
+    over the precision ``beta``), vectorised over cells.
+    """
     n = distances.shape[0]
     beta = np.ones(n)
     beta_min = np.full(n, -np.inf)
@@ -137,9 +138,10 @@ def label_asw(embedding: np.ndarray, labels) -> float:
 
 
 def batch_asw(embedding: np.ndarray, batches, labels=None) -> float:
-    """scIB ``silhouette_batch``: per label, mean of ``1 - |silhouette of the batches|``; mean over labels.
+    """ScIB ``silhouette_batch``: per label, mean of ``1 - |silhouette of the batches|``; mean over labels.
 
-    Labels holding a single batch, or as many batches as cells, are skipped (as in scIB)."""
+    Labels holding a single batch, or as many batches as cells, are skipped (as in scIB).
+    """
     from sklearn.metrics import silhouette_samples
 
     batches = pd.Series(batches).astype(str).to_numpy()
@@ -157,7 +159,8 @@ def batch_asw(embedding: np.ndarray, batches, labels=None) -> float:
 
 def graph_connectivity(indices: np.ndarray, labels=None) -> float:
     """Mean over labels of the fraction of the label's cells in the largest connected component of
-    the kNN graph (given as neighbour ``indices``) restricted to the label."""
+    the kNN graph (given as neighbour ``indices``) restricted to the label.
+    """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -173,12 +176,14 @@ def graph_connectivity(indices: np.ndarray, labels=None) -> float:
 
 
 def kbet_k0(batch_sizes: np.ndarray) -> int:
-    """scIB's kBET neighbourhood size: a quarter of the mean batch size, kept between 10 and 70."""
+    """ScIB's kBET neighbourhood size: a quarter of the mean batch size, kept between 10 and 70."""
     return int(np.clip(np.floor(np.mean(batch_sizes) / 4), *KBET_K0_RANGE))
 
 
-def kbet_acceptance(embedding: np.ndarray, batches, labels=None, *, alpha: float = KBET_ALPHA, k0: int | None = None) -> float:
-    """kBET acceptance rate (``1 -`` mean rejection rate over labels; see the module docstring)."""
+def kbet_acceptance(
+    embedding: np.ndarray, batches, labels=None, *, alpha: float = KBET_ALPHA, k0: int | None = None
+) -> float:
+    """KBET acceptance rate (``1 -`` mean rejection rate over labels; see the module docstring)."""
     from scipy.stats import chi2
 
     batches = pd.Series(batches).astype(str).to_numpy()

@@ -32,7 +32,6 @@ type, Milo's beeswarm).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -63,7 +62,8 @@ def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[
     """Milo's refined sampling: each randomly drawn cell moves to the member of its ``k``-neighbourhood
     nearest to the neighbourhood's median position. Returns the unique index cells (sorted), their
     neighbourhoods (index cells x ``k`` cell indices, the index cell included) and the distance of each
-    index cell to its k-th neighbour."""
+    index cell to its k-th neighbour.
+    """
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, embedding.shape[0])
@@ -81,13 +81,16 @@ def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[
 def nhood_matrix(neighbourhoods: np.ndarray, n_cells: int) -> sp.csr_matrix:
     """Cells x neighbourhoods membership."""
     n_nhoods, k = neighbourhoods.shape
-    return sp.csr_matrix((np.ones(n_nhoods * k, dtype=np.float32), (neighbourhoods.ravel(), np.repeat(np.arange(n_nhoods), k))),
-                         shape=(n_cells, n_nhoods))
+    return sp.csr_matrix(
+        (np.ones(n_nhoods * k, dtype=np.float32), (neighbourhoods.ravel(), np.repeat(np.arange(n_nhoods), k))),
+        shape=(n_cells, n_nhoods),
+    )
 
 
 def spatial_fdr(pvalues: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Milo's weighted Benjamini-Hochberg (``graphSpatialFDR``): ``p_(i) * sum(w) / cumsum(w)_(i)``
-    in p-value order, made monotone from the largest p down; NaN p-values stay NaN."""
+    in p-value order, made monotone from the largest p down; NaN p-values stay NaN.
+    """
     out = np.full(len(pvalues), np.nan)
     ok = np.isfinite(pvalues) & np.isfinite(weights)
     if not ok.any():
@@ -109,8 +112,16 @@ def nhood_counts(membership: sp.csr_matrix, samples_of_cells: np.ndarray, sample
     return pd.DataFrame((design @ membership).toarray(), index=samples)
 
 
-def contrast_neighbourhoods(counts: pd.DataFrame, sample_sizes: pd.Series, samples: pd.DataFrame, test: str, reference: str,
-                        *, paired: bool, moderated: bool = True) -> pd.DataFrame:
+def contrast_neighbourhoods(
+    counts: pd.DataFrame,
+    sample_sizes: pd.Series,
+    samples: pd.DataFrame,
+    test: str,
+    reference: str,
+    *,
+    paired: bool,
+    moderated: bool = True,
+) -> pd.DataFrame:
     """The moderated contrast ``test - reference`` of every neighbourhood's logit fraction (see step 4)."""
     from .composition import contrast_design, linear_model_test
 
@@ -119,8 +130,16 @@ def contrast_neighbourhoods(counts: pd.DataFrame, sample_sizes: pd.Series, sampl
     return linear_model_test(np.log(fraction / (1 - fraction)), design, coef=contrast, moderated=moderated)
 
 
-def neighbourhood_da(adata: AnnData, samples: pd.DataFrame, pairs: list[tuple[str, str]], *, prop: float, fdr: float,
-                     moderated: bool, seed: int) -> dict[str, pd.DataFrame]:
+def neighbourhood_da(
+    adata: AnnData,
+    samples: pd.DataFrame,
+    pairs: list[tuple[str, str]],
+    *,
+    prop: float,
+    fdr: float,
+    moderated: bool,
+    seed: int,
+) -> dict[str, pd.DataFrame]:
     """One table per contrast (``<test>_vs_<reference>``) of neighbourhood DA (see the module docstring).
 
     ``prop``: the fraction of cells sampled as neighbourhood indices (``da_nhood_prop``); ``moderated``:
@@ -141,25 +160,46 @@ def neighbourhood_da(adata: AnnData, samples: pd.DataFrame, pairs: list[tuple[st
     logger.info("neighbourhood DA: %d neighbourhoods of %d cells on %s", len(index), k, key)
     tables = {}
     for test, reference in pairs:
-        fit = contrast_neighbourhoods(counts, sample_sizes, samples, test, reference, paired=is_paired(samples, test, reference),
-                                  moderated=moderated)
-        table = pd.DataFrame({
-            "index_cell": adata.obs_names[index], "n_cells": sizes.astype(int), "cell_type": majority,
-            "cell_type_fraction": purity, "logfc": fit["logfc"].to_numpy(), "t": fit["t"].to_numpy(),
-            "df": fit["df"].to_numpy(), "pvalue": fit["pvalue"].to_numpy(),
-        })
+        fit = contrast_neighbourhoods(
+            counts,
+            sample_sizes,
+            samples,
+            test,
+            reference,
+            paired=is_paired(samples, test, reference),
+            moderated=moderated,
+        )
+        table = pd.DataFrame(
+            {
+                "index_cell": adata.obs_names[index],
+                "n_cells": sizes.astype(int),
+                "cell_type": majority,
+                "cell_type_fraction": purity,
+                "logfc": fit["logfc"].to_numpy(),
+                "t": fit["t"].to_numpy(),
+                "df": fit["df"].to_numpy(),
+                "pvalue": fit["pvalue"].to_numpy(),
+            }
+        )
         table["spatial_fdr"] = spatial_fdr(table["pvalue"].to_numpy(), weights)
         name = contrast_name(test, reference)
-        logger.info("neighbourhood DA %s: %d of %d neighbourhoods differ (spatial FDR < %g)", name,
-                    int((table["spatial_fdr"] < fdr).sum()), len(table), fdr)
+        logger.info(
+            "neighbourhood DA %s: %d of %d neighbourhoods differ (spatial FDR < %g)",
+            name,
+            int((table["spatial_fdr"] < fdr).sum()),
+            len(table),
+            fdr,
+        )
         tables[name] = table
     return tables
 
 
 def _majority_type(membership: sp.csr_matrix, cell_types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     categories = pd.Categorical(cell_types)
-    one_hot = sp.csr_matrix((np.ones(len(cell_types)), (np.arange(len(cell_types)), categories.codes)),
-                            shape=(len(cell_types), len(categories.categories)))
+    one_hot = sp.csr_matrix(
+        (np.ones(len(cell_types)), (np.arange(len(cell_types)), categories.codes)),
+        shape=(len(cell_types), len(categories.categories)),
+    )
     per_nhood = np.asarray((membership.T @ one_hot).todense())
     best = per_nhood.argmax(axis=1)
     return np.asarray(categories.categories)[best], per_nhood.max(axis=1) / np.maximum(per_nhood.sum(axis=1), 1)
@@ -178,8 +218,16 @@ def plot_beeswarm(table: pd.DataFrame, fdr: float, title: str):
         significant = (part["spatial_fdr"] < fdr).to_numpy()
         y = row + rng.uniform(-0.3, 0.3, len(part))
         ax.scatter(part["logfc"][~significant], y[~significant], s=6, color="0.7", linewidths=0)
-        ax.scatter(part["logfc"][significant], y[significant], s=8, c=np.sign(part["logfc"][significant]), cmap="coolwarm",
-                   vmin=-1, vmax=1, linewidths=0)
+        ax.scatter(
+            part["logfc"][significant],
+            y[significant],
+            s=8,
+            c=np.sign(part["logfc"][significant]),
+            cmap="coolwarm",
+            vmin=-1,
+            vmax=1,
+            linewidths=0,
+        )
     ax.axvline(0, color="k", lw=0.6)
     ax.set_yticks(range(len(types)))
     ax.set_yticklabels(types, fontsize=7)

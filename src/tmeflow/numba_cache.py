@@ -34,7 +34,8 @@ HOOKED_PACKAGES = ("pynndescent", "umap")
 def default_cache_dir(outdir: str | os.PathLike) -> Path:
     """Where ``tmeflow run`` caches numba code when ``NUMBA_CACHE_DIR`` is unset: the user's cache
     folder (``$XDG_CACHE_HOME`` or ``~/.cache``)/tmeflow/numba when writable, so that every later run
-    reuses it, else ``<outdir>/.tmeflow_cache/numba``."""
+    reuses it, else ``<outdir>/.tmeflow_cache/numba``.
+    """
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tmeflow" / "numba"
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,8 @@ def default_cache_dir(outdir: str | os.PathLike) -> Path:
 
 def _cached_by_default(decorator: Callable[..., Any]) -> Callable[..., Any]:
     """``decorator`` (numba.njit / numba.jit) with ``cache=True`` unless given; if numba cannot cache a
-    function (no writable cache folder, dynamic globals), it is compiled uncached as before."""
+    function (no writable cache folder, dynamic globals), it is compiled uncached as before.
+    """
 
     def patched(*args: Any, **kwargs: Any) -> Any:
         if "cache" in kwargs:
@@ -102,7 +104,8 @@ class _Loader(importlib.abc.Loader):
 
 class _Finder(importlib.abc.MetaPathFinder):
     """Finds the hooked packages with the other finders and wraps their loader (submodules are
-    imported while the package executes, so they are covered too)."""
+    imported while the package executes, so they are covered too).
+    """
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if name not in HOOKED_PACKAGES:
@@ -121,7 +124,8 @@ def enable(cache_dir: str | os.PathLike | None = None) -> Path | None:
     """Cache UMAP / PyNNDescent numba code in ``cache_dir`` (sets ``NUMBA_CACHE_DIR`` when it is unset)
     or in ``NUMBA_CACHE_DIR``; returns the folder, or None (nothing changed) when neither is given.
 
-    Call it before UMAP or PyNNDescent is imported: packages already imported keep their code."""
+    Call it before UMAP or PyNNDescent is imported: packages already imported keep their code.
+    """
     if not os.environ.get("NUMBA_CACHE_DIR"):
         if cache_dir is None:
             return None

@@ -62,7 +62,8 @@ def parse_bool(value: str | bool) -> bool:
 
 def option_help(spec: dict[str, Any]) -> str:
     """The ``--help`` line of a schema parameter: its description and, where the schema gives one,
-    its default as JSON (optional paths and strings without a default show none)."""
+    its default as JSON (optional paths and strings without a default show none).
+    """
     description = spec.get("description", "")
     return f"{description} (default: {json.dumps(spec['default'])})" if "default" in spec else description
 
@@ -80,11 +81,21 @@ def add_group_arguments(parser: argparse.ArgumentParser, group: str, *, override
         help_text = option_help(spec).replace("%", "%%")  # argparse formats help with %
         if spec.get("type") == "boolean":
             arguments.add_argument(
-                f"--{name}", type=parse_bool, nargs="?", const=True, default=default, metavar="true|false", help=help_text
+                f"--{name}",
+                type=parse_bool,
+                nargs="?",
+                const=True,
+                default=default,
+                metavar="true|false",
+                help=help_text,
             )
         else:
             arguments.add_argument(
-                f"--{name}", type=_TYPES[spec.get("type", "string")], choices=spec.get("enum"), default=default, help=help_text
+                f"--{name}",
+                type=_TYPES[spec.get("type", "string")],
+                choices=spec.get("enum"),
+                default=default,
+                help=help_text,
             )
 
 

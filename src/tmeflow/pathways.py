@@ -92,8 +92,21 @@ MIN_PSEUDOBULK_CELLS = 10
 MIN_SIGNATURE_GENES = 2
 STEMNESS = "score_cytotrace"
 GSEA_COLUMNS = ["contrast", "cell_type", "term", "rank", "es", "nes", "pvalue", "fdr", "fwer", "n_genes", "lead_genes"]
-ORA_COLUMNS = ["contrast", "cell_type", "direction", "term", "n_list", "n_universe", "n_set", "overlap", "expected",
-               "odds_ratio", "pvalue", "fdr", "genes"]
+ORA_COLUMNS = [
+    "contrast",
+    "cell_type",
+    "direction",
+    "term",
+    "n_list",
+    "n_universe",
+    "n_set",
+    "overlap",
+    "expected",
+    "odds_ratio",
+    "pvalue",
+    "fdr",
+    "genes",
+]
 
 
 def column_name(prefix: str, set_name: str) -> str:
@@ -142,7 +155,9 @@ def read_de_tables(paths: list[str]) -> pd.DataFrame:
         frame = pd.read_csv(path, sep="\t")
         missing = [c for c in ("contrast", "cell_type", "gene", "log2fc", "stat", "padj") if c not in frame.columns]
         if missing:
-            raise TmeflowInputError(f"DE table lacks column(s) {', '.join(missing)}; give tables written by 'tmeflow de'", file=path)
+            raise TmeflowInputError(
+                f"DE table lacks column(s) {', '.join(missing)}; give tables written by 'tmeflow de'", file=path
+            )
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -165,37 +180,51 @@ class PathwaysSettings(StageSettings):
     seed: int
 
 
-def gsea_prerank(ranking: pd.Series, gene_sets: dict[str, list[str]], *, permutations: int, min_size: int,
-                 max_size: int, seed: int):
-    """gseapy prerank of ``ranking`` (gene -> statistic) with ``permutations`` gene-set permutations over
-    sets of ``min_size``-``max_size`` genes; returns (table, gseapy result object)."""
+def gsea_prerank(
+    ranking: pd.Series, gene_sets: dict[str, list[str]], *, permutations: int, min_size: int, max_size: int, seed: int
+):
+    """Gseapy prerank of ``ranking`` (gene -> statistic) with ``permutations`` gene-set permutations over
+    sets of ``min_size``-``max_size`` genes; returns (table, gseapy result object).
+    """
     import gseapy
 
     rnk = ranking.dropna()
     rnk = rnk[~rnk.index.duplicated()].sort_values(ascending=False)
     result = gseapy.prerank(
-        rnk=rnk, gene_sets=gene_sets, permutation_num=permutations, seed=seed,
-        min_size=min_size, max_size=max_size, threads=1, outdir=None,
-        no_plot=True, verbose=False,
+        rnk=rnk,
+        gene_sets=gene_sets,
+        permutation_num=permutations,
+        seed=seed,
+        min_size=min_size,
+        max_size=max_size,
+        threads=1,
+        outdir=None,
+        no_plot=True,
+        verbose=False,
     )
     res = result.res2d.copy()
-    table = pd.DataFrame({
-        "term": res["Term"].astype(str),
-        "es": res["ES"].astype(float),
-        "nes": res["NES"].astype(float),
-        "pvalue": res["NOM p-val"].astype(float),
-        "fdr": res["FDR q-val"].astype(float),
-        "fwer": res["FWER p-val"].astype(float),
-        "n_genes": res["Tag %"].astype(str).str.split("/").str[1].astype(int),
-        "lead_genes": res["Lead_genes"].astype(str),
-    })
-    table = table.assign(abs_nes=table["nes"].abs()).sort_values(["pvalue", "abs_nes", "term"], ascending=[True, False, True])
+    table = pd.DataFrame(
+        {
+            "term": res["Term"].astype(str),
+            "es": res["ES"].astype(float),
+            "nes": res["NES"].astype(float),
+            "pvalue": res["NOM p-val"].astype(float),
+            "fdr": res["FDR q-val"].astype(float),
+            "fwer": res["FWER p-val"].astype(float),
+            "n_genes": res["Tag %"].astype(str).str.split("/").str[1].astype(int),
+            "lead_genes": res["Lead_genes"].astype(str),
+        }
+    )
+    table = table.assign(abs_nes=table["nes"].abs()).sort_values(
+        ["pvalue", "abs_nes", "term"], ascending=[True, False, True]
+    )
     table["rank"] = np.arange(1, len(table) + 1)
     return table.drop(columns="abs_nes"), result
 
 
-def over_representation(genes: list[str], universe: list[str], gene_sets: dict[str, list[str]], *, min_size: int,
-                        max_size: int) -> pd.DataFrame:
+def over_representation(
+    genes: list[str], universe: list[str], gene_sets: dict[str, list[str]], *, min_size: int, max_size: int
+) -> pd.DataFrame:
     """Hypergeometric test of ``genes`` against every set (restricted to ``universe``), BH FDR."""
     from scipy.stats import hypergeom
 
@@ -212,10 +241,27 @@ def over_representation(genes: list[str], universe: list[str], gene_sets: dict[s
         n_u, n_s, n_l = len(universe_set), len(in_universe), len(hits)
         p = float(hypergeom.sf(len(overlap) - 1, n_u, n_s, n_l)) if n_l else 1.0
         expected = n_l * n_s / n_u if n_u else 0.0
-        odds = (len(overlap) * (n_u - n_s - n_l + len(overlap))) / max(1e-12, (n_s - len(overlap)) * (n_l - len(overlap))) if n_l else np.nan
-        rows.append({"term": term, "n_list": n_l, "n_universe": n_u, "n_set": n_s, "overlap": len(overlap),
-                     "expected": expected, "odds_ratio": odds, "pvalue": p, "genes": ",".join(overlap)})
-    frame = pd.DataFrame(rows, columns=[c for c in ORA_COLUMNS if c not in ("contrast", "cell_type", "direction", "fdr")])
+        odds = (
+            (len(overlap) * (n_u - n_s - n_l + len(overlap))) / max(1e-12, (n_s - len(overlap)) * (n_l - len(overlap)))
+            if n_l
+            else np.nan
+        )
+        rows.append(
+            {
+                "term": term,
+                "n_list": n_l,
+                "n_universe": n_u,
+                "n_set": n_s,
+                "overlap": len(overlap),
+                "expected": expected,
+                "odds_ratio": odds,
+                "pvalue": p,
+                "genes": ",".join(overlap),
+            }
+        )
+    frame = pd.DataFrame(
+        rows, columns=[c for c in ORA_COLUMNS if c not in ("contrast", "cell_type", "direction", "fdr")]
+    )
     frame["fdr"] = bh_fdr(frame["pvalue"]) if len(frame) else []
     return frame.sort_values(["pvalue", "term"]).reset_index(drop=True)
 
@@ -238,7 +284,9 @@ def pseudobulk_profiles(adata, by: list[str], min_cells: int) -> tuple[pd.DataFr
     keys = adata.obs[by].astype(str).agg("|".join, axis=1).to_numpy()
     labels = pd.Categorical(keys)
     sizes = np.bincount(labels.codes, minlength=len(labels.categories))
-    indicator = sp.csr_matrix((np.ones(len(keys)), (labels.codes, np.arange(len(keys)))), shape=(len(labels.categories), len(keys)))
+    indicator = sp.csr_matrix(
+        (np.ones(len(keys)), (labels.codes, np.arange(len(keys)))), shape=(len(labels.categories), len(keys))
+    )
     summed = indicator @ sp.csr_matrix(counts)
     frame = pd.DataFrame(summed.toarray(), index=labels.categories.astype(str), columns=adata.var_names.astype(str))
     keep = sizes >= min_cells
@@ -248,13 +296,15 @@ def pseudobulk_profiles(adata, by: list[str], min_cells: int) -> tuple[pd.DataFr
 
 
 def module_scores(adata, sets: dict[str, list[str]], *, ctrl_size: int, seed: int) -> list[str]:
-    """scanpy ``score_genes`` per set into ``obs['score_<SET>']``; returns the column names."""
+    """Scanpy ``score_genes`` per set into ``obs['score_<SET>']``; returns the column names."""
     import scanpy as sc
 
     columns = []
     for name, genes in sets.items():
         column = column_name("score", name)
-        sc.tl.score_genes(adata, genes, ctrl_size=ctrl_size, n_bins=25, score_name=column, random_state=seed, use_raw=False)
+        sc.tl.score_genes(
+            adata, genes, ctrl_size=ctrl_size, n_bins=25, score_name=column, random_state=seed, use_raw=False
+        )
         columns.append(column)
     return columns
 
@@ -303,7 +353,9 @@ def heatmap(frame: pd.DataFrame, title: str, *, center: bool = True):
     return fig
 
 
-def bubble_plot(frame: pd.DataFrame, x: str, y: str, colour: str, size: str, title: str, colour_label: str, size_label: str):
+def bubble_plot(
+    frame: pd.DataFrame, x: str, y: str, colour: str, size: str, title: str, colour_label: str, size_label: str
+):
     plt = pyplot()
     xs = list(dict.fromkeys(frame[x]))
     ys = list(dict.fromkeys(frame[y]))
@@ -312,8 +364,17 @@ def bubble_plot(frame: pd.DataFrame, x: str, y: str, colour: str, size: str, tit
     scale = 120.0 / max(1e-9, np.nanmax(sizes)) if len(sizes) else 1.0
     values = frame[colour].astype(float)
     limit = float(np.nanmax(np.abs(values))) if len(values) else 1.0
-    points = ax.scatter([xs.index(v) for v in frame[x]], [ys.index(v) for v in frame[y]], s=np.nan_to_num(sizes) * scale + 2,
-                        c=values, cmap="RdBu_r", vmin=-limit, vmax=limit, edgecolors="k", linewidths=0.3)
+    points = ax.scatter(
+        [xs.index(v) for v in frame[x]],
+        [ys.index(v) for v in frame[y]],
+        s=np.nan_to_num(sizes) * scale + 2,
+        c=values,
+        cmap="RdBu_r",
+        vmin=-limit,
+        vmax=limit,
+        edgecolors="k",
+        linewidths=0.3,
+    )
     ax.set_xticks(range(len(xs)))
     ax.set_xticklabels(xs, rotation=90, fontsize=7)
     ax.set_yticks(range(len(ys)))
@@ -352,48 +413,82 @@ GSEA_TABLE_COLUMNS = ["contrast", "cell_type", "term", "nes", "pvalue", "fdr"]
 
 def write_gsea_table(gsea_tables: list[pd.DataFrame], path: Path) -> Path:
     """The top GSEA sets of each cell type and contrast as one sortable MultiQC table, lowest FDR first."""
-    gsea = pd.concat(gsea_tables, ignore_index=True) if gsea_tables else pd.DataFrame(columns=[*GSEA_TABLE_COLUMNS, "rank"])
+    gsea = (
+        pd.concat(gsea_tables, ignore_index=True)
+        if gsea_tables
+        else pd.DataFrame(columns=[*GSEA_TABLE_COLUMNS, "rank"])
+    )
     table = gsea[gsea["rank"] <= TOP_SETS_IN_REPORT][GSEA_TABLE_COLUMNS].sort_values(["fdr", "pvalue"], kind="stable")
-    table.insert(0, "test", table["contrast"].astype(str) + ": " + table["cell_type"].astype(str) + ": " + table["term"].astype(str))
-    return io.write_multiqc_table(table, path, "tmeflow_pathways_gsea", "Top gene sets (GSEA)",
-                                  f"Pre-ranked GSEA of the differential-expression statistics: the {TOP_SETS_IN_REPORT} top sets "
-                                  "per cell type and contrast, lowest FDR first (NES > 0: up in the test condition).")
+    table.insert(
+        0,
+        "test",
+        table["contrast"].astype(str) + ": " + table["cell_type"].astype(str) + ": " + table["term"].astype(str),
+    )
+    return io.write_multiqc_table(
+        table,
+        path,
+        "tmeflow_pathways_gsea",
+        "Top gene sets (GSEA)",
+        f"Pre-ranked GSEA of the differential-expression statistics: the {TOP_SETS_IN_REPORT} top sets "
+        "per cell type and contrast, lowest FDR first (NES > 0: up in the test condition).",
+    )
 
 
-def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[str], outdir: str | Path,
-                 params: dict[str, Any]) -> dict[str, Any]:
-
+def run_pathways(
+    input_path: str | Path, de_paths: list[str], user_gmts: list[str], outdir: str | Path, params: dict[str, Any]
+) -> dict[str, Any]:
     outdir = Path(outdir)
     input_path = Path(input_path)
     settings = PathwaysSettings.from_params(params)
     adata = io.read_h5ad(input_path, "atlas h5ad")
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     if "counts" not in adata.layers:
-        raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)", file=input_path)
+        raise TmeflowInputError(
+            "atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)", file=input_path
+        )
     contrast = (settings.contrast or "").strip()
-    pairs = resolve_contrasts(adata.obs, contrast, file=input_path) if (contrast or len(condition_order(adata.obs)) > 1) else []
+    pairs = (
+        resolve_contrasts(adata.obs, contrast, file=input_path)
+        if (contrast or len(condition_order(adata.obs)) > 1)
+        else []
+    )
     species = species_of(adata)
     genes = adata.var_names.astype(str)
     signatures = signature_sets(species, list(user_gmts or []), genes)
     if not signatures:
-        raise TmeflowInputError("no signature has at least 2 genes in the atlas; check gene identifiers and species", file=input_path)
+        raise TmeflowInputError(
+            "no signature has at least 2 genes in the atlas; check gene identifiers and species", file=input_path
+        )
     de = read_de_tables(list(de_paths or []))
     collection = pathway_collection(species)
     seed = settings.seed
-    summary: dict[str, Any] = {"species": species, "signatures": {k: len(v) for k, v in signatures.items()}, "gsea_top": {}}
+    summary: dict[str, Any] = {
+        "species": species,
+        "signatures": {k: len(v) for k, v in signatures.items()},
+        "gsea_top": {},
+    }
 
     # ---------------------------------------------------------------- GSEA + ORA per DE table
     gsea_tables: list[pd.DataFrame] = []
-    for contrast, frame in (de.groupby("contrast", sort=False) if len(de) else []):
+    for contrast, frame in de.groupby("contrast", sort=False) if len(de) else []:
         gsea_rows, ora_rows, curves = [], [], []
-        for group, sub in progress(frame.groupby("cell_type", sort=False), frame["cell_type"].nunique(),
-                                   f"GSEA {contrast} ({settings.gsea_permutations} permutations), cell type", logger):
+        for group, sub in progress(
+            frame.groupby("cell_type", sort=False),
+            frame["cell_type"].nunique(),
+            f"GSEA {contrast} ({settings.gsea_permutations} permutations), cell type",
+            logger,
+        ):
             ranking = pd.Series(sub["stat"].to_numpy(dtype=float), index=sub["gene"].astype(str))
             with timed(logger, f"GSEA {contrast}, {group} ({ranking.notna().sum()} ranked genes)"):
                 try:
-                    table, result = gsea_prerank(ranking, collection, permutations=settings.gsea_permutations,
-                                                 min_size=settings.gsea_min_size, max_size=settings.gsea_max_size,
-                                                 seed=seed)
+                    table, result = gsea_prerank(
+                        ranking,
+                        collection,
+                        permutations=settings.gsea_permutations,
+                        min_size=settings.gsea_min_size,
+                        max_size=settings.gsea_max_size,
+                        seed=seed,
+                    )
                 except (LookupError, ValueError) as error:  # gseapy: no set of the allowed size
                     logger.warning("GSEA %s, %s skipped: %s", contrast, group, error)
                     continue
@@ -404,14 +499,19 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
             summary["gsea_top"][f"{contrast}:{group}"] = top["term"]
             detail = result.results.get(top["term"], {})
             if "RES" in detail:
-                curves.append((group, top["term"], float(top["nes"]), np.asarray(detail["RES"]), np.asarray(detail["hits"])))
+                curves.append(
+                    (group, top["term"], float(top["nes"]), np.asarray(detail["RES"]), np.asarray(detail["hits"]))
+                )
             universe = sub.loc[sub["padj"].notna(), "gene"].astype(str).tolist()
             tested = sub[sub["padj"].notna()]
-            for direction, chosen in (("up", tested["log2fc"] > settings.ora_lfc),
-                                      ("down", tested["log2fc"] < -settings.ora_lfc)):
+            for direction, chosen in (
+                ("up", tested["log2fc"] > settings.ora_lfc),
+                ("down", tested["log2fc"] < -settings.ora_lfc),
+            ):
                 genes_list = tested.loc[chosen & (tested["padj"] < settings.ora_fdr), "gene"].astype(str).tolist()
-                ora = over_representation(genes_list, universe, collection, min_size=settings.gsea_min_size,
-                                          max_size=settings.gsea_max_size)
+                ora = over_representation(
+                    genes_list, universe, collection, min_size=settings.gsea_min_size, max_size=settings.gsea_max_size
+                )
                 ora.insert(0, "direction", direction)
                 ora.insert(0, "cell_type", group)
                 ora.insert(0, "contrast", contrast)
@@ -419,15 +519,22 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
         gsea = pd.concat(gsea_rows, ignore_index=True) if gsea_rows else pd.DataFrame(columns=GSEA_COLUMNS)
         io.write_table(gsea, outdir / f"gsea_{contrast}.tsv")
         gsea_tables.append(gsea)
-        io.write_table(pd.concat(ora_rows, ignore_index=True) if ora_rows else pd.DataFrame(columns=ORA_COLUMNS),
-                       outdir / f"ora_{contrast}.tsv")
+        io.write_table(
+            pd.concat(ora_rows, ignore_index=True) if ora_rows else pd.DataFrame(columns=ORA_COLUMNS),
+            outdir / f"ora_{contrast}.tsv",
+        )
         if len(gsea):
             top_terms = gsea[gsea["rank"] <= 5]["term"].unique()
             shown = gsea[gsea["term"].isin(top_terms)].assign(mlog10fdr=lambda f: -np.log10(f["fdr"].clip(lower=1e-4)))
-            io.save_figure(bubble_plot(shown, "cell_type", "term", "nes", "mlog10fdr", f"GSEA {contrast}", "NES", "-log10 FDR"),
-                           outdir / f"gsea_{contrast}_bubble.png")
+            io.save_figure(
+                bubble_plot(shown, "cell_type", "term", "nes", "mlog10fdr", f"GSEA {contrast}", "NES", "-log10 FDR"),
+                outdir / f"gsea_{contrast}_bubble.png",
+            )
         if curves:
-            io.save_figure(enrichment_plot(curves, f"GSEA {contrast}: top set per cell type"), outdir / f"gsea_{contrast}_enrichment.png")
+            io.save_figure(
+                enrichment_plot(curves, f"GSEA {contrast}: top set per cell type"),
+                outdir / f"gsea_{contrast}_enrichment.png",
+            )
     write_gsea_table(gsea_tables, outdir / "pathways_gsea_mqc.tsv")
 
     # ---------------------------------------------------------------- ssGSEA on pseudobulk
@@ -440,7 +547,10 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
         io.write_table(samples_table, outdir / "ssgsea_samples.tsv")
         by_condition = samples_table.groupby("condition")[list(scores.columns)].mean().T
         by_condition = by_condition[[c for c in conditions if c in by_condition.columns]]
-        io.save_figure(heatmap(by_condition, "ssGSEA (pseudobulk per sample), mean by condition"), outdir / "ssgsea_by_condition_heatmap.png")
+        io.save_figure(
+            heatmap(by_condition, "ssGSEA (pseudobulk per sample), mean by condition"),
+            outdir / "ssgsea_by_condition_heatmap.png",
+        )
         per_type, type_meta = pseudobulk_profiles(adata, ["sample", "condition", "cell_type"], MIN_PSEUDOBULK_CELLS)
         type_scores = ssgsea(log_cpm(per_type), signatures).T
         type_scores.columns = [column_name("ssgsea", c) for c in type_scores.columns]
@@ -448,8 +558,10 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
         io.write_table(types_table, outdir / "ssgsea_cell_types.tsv")
         means = types_table.groupby(["cell_type", "condition"])[list(type_scores.columns)].mean()
         means.index = [f"{t} | {c}" for t, c in means.index]
-        io.save_figure(heatmap(means.T, "ssGSEA (pseudobulk per sample x cell type), mean by cell type and condition"),
-                       outdir / "ssgsea_cell_types_heatmap.png")
+        io.save_figure(
+            heatmap(means.T, "ssGSEA (pseudobulk per sample x cell type), mean by cell type and condition"),
+            outdir / "ssgsea_cell_types_heatmap.png",
+        )
 
     # ---------------------------------------------------------------- per-cell scores
     with timed(logger, f"module scores of {len(signatures)} signatures on {adata.n_obs} cells"):
@@ -481,12 +593,33 @@ def run_pathways(input_path: str | Path, de_paths: list[str], user_gmts: list[st
     for column in score_columns:
         values = cell_table.groupby(["cell_type", "condition"], observed=True)[column]
         zmean = values.mean()
-        long.append(pd.DataFrame({"group": [f"{t} | {c}" for t, c in zmean.index], "score": column,
-                                  "mean": zmean.to_numpy(), "fraction_positive": values.apply(lambda v: float((v > 0).mean())).to_numpy()}))
+        long.append(
+            pd.DataFrame(
+                {
+                    "group": [f"{t} | {c}" for t, c in zmean.index],
+                    "score": column,
+                    "mean": zmean.to_numpy(),
+                    "fraction_positive": values.apply(lambda v: float((v > 0).mean())).to_numpy(),
+                }
+            )
+        )
     long = pd.concat(long, ignore_index=True)
-    long["mean_z"] = long.groupby("score")["mean"].transform(lambda v: (v - v.mean()) / (v.std() if v.std() > 0 else 1.0))
-    io.save_figure(bubble_plot(long, "score", "group", "mean_z", "fraction_positive", "Module scores by cell type and condition",
-                               "mean (z across groups)", "fraction of cells > 0"), outdir / "module_scores_bubble.png")
+    long["mean_z"] = long.groupby("score")["mean"].transform(
+        lambda v: (v - v.mean()) / (v.std() if v.std() > 0 else 1.0)
+    )
+    io.save_figure(
+        bubble_plot(
+            long,
+            "score",
+            "group",
+            "mean_z",
+            "fraction_positive",
+            "Module scores by cell type and condition",
+            "mean (z across groups)",
+            "fraction of cells > 0",
+        ),
+        outdir / "module_scores_bubble.png",
+    )
     adata.uns.setdefault("tmeflow", {})["pathways"] = io.provenance("pathways", params)
     io.write_h5ad(adata, outdir / "pathways.h5ad")
     summary["cell_scores"] = score_columns + progeny_columns

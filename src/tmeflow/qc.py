@@ -87,7 +87,8 @@ def ensembl_to_symbols(adata, species: str, *, sample: str) -> None:
     """Name genes by symbol when the input has Ensembl ids only (a features.tsv without symbols, an
     h5ad without a symbol column): the mitochondrial, ribosomal and haemoglobin classes, the species
     check and every later stage work on symbols. Ids without a symbol in the bundled table are kept.
-    Fails when no mitochondrial gene can be named, rather than setting % mito to 0 for every cell."""
+    Fails when no mitochondrial gene can be named, rather than setting % mito to 0 for every cell.
+    """
     if not mostly_ensembl(adata.var_names):
         return
     symbols, mapped = symbols_from_ensembl(adata.var_names, species)
@@ -100,15 +101,18 @@ def ensembl_to_symbols(adata, species: str, *, sample: str) -> None:
             f"genes are Ensembl ids and {'none' if mapped == 0 else 'no mitochondrial one'} maps to a {species} symbol "
             "(bundled table), so % mito cannot be computed; give gene symbols (features.tsv column 2, or a symbol "
             "column in var) or check the species",
-            sample=sample, column="species" if mapped == 0 else None,
+            sample=sample,
+            column="species" if mapped == 0 else None,
         )
-    logger.info("%s: genes were Ensembl ids; named %d of %d by symbol (bundled %s table)",
-                sample, mapped, adata.n_vars, species)
+    logger.info(
+        "%s: genes were Ensembl ids; named %d of %d by symbol (bundled %s table)", sample, mapped, adata.n_vars, species
+    )
 
 
 def compute_qc_metrics(adata, species: str) -> None:
     """Add per-cell QC metrics to ``obs`` (counts in ``X``): ``n_genes_by_counts``, ``total_counts``,
-    ``pct_counts_mito`` / ``_ribo`` / ``_hb`` and their log1p versions."""
+    ``pct_counts_mito`` / ``_ribo`` / ``_hb`` and their log1p versions.
+    """
     import scanpy as sc
 
     for gene_class in GENE_CLASSES:
@@ -148,7 +152,8 @@ class QcSettings(StageSettings):
 
 def filter_reasons(obs: pd.DataFrame, settings: QcSettings) -> pd.Series:
     """The first filter each cell fails ('' when it passes), in the order the filters are listed: the MAD
-    outlier filters (``qc_mode`` mad) or the fixed thresholds, then % haemoglobin."""
+    outlier filters (``qc_mode`` mad) or the fixed thresholds, then % haemoglobin.
+    """
     if settings.qc_mode == "mad":
         failed = {
             "mad_counts": mad_outlier(obs["log1p_total_counts"].to_numpy(), settings.mad_counts),
@@ -177,15 +182,26 @@ def detect_doublets(adata, *, expected_rate: float, seed: int, sample: str) -> t
         return np.zeros(adata.n_obs), np.zeros(adata.n_obs, dtype=bool)
     scored = adata.copy()
     n_pcs = min(30, scored.n_obs - 1, scored.n_vars - 1)
-    sc.pp.scrublet(scored, expected_doublet_rate=expected_rate, n_prin_comps=n_pcs, random_state=seed, verbose=False,
-                   use_approx_neighbors=False if scored.n_obs <= SCRUBLET_EXACT_MAX_CELLS else None)  # None: scanpy's choice
+    sc.pp.scrublet(
+        scored,
+        expected_doublet_rate=expected_rate,
+        n_prin_comps=n_pcs,
+        random_state=seed,
+        verbose=False,
+        use_approx_neighbors=False if scored.n_obs <= SCRUBLET_EXACT_MAX_CELLS else None,
+    )  # None: scanpy's choice
     scores = scored.obs["doublet_score"].to_numpy()
     called = scored.obs["predicted_doublet"].to_numpy(dtype=bool)
     if called.mean() > MAX_DOUBLET_RATE_FACTOR * expected_rate:
         cutoff = np.quantile(scores, 1.0 - expected_rate)
         logger.warning(
             "%s: Scrublet's automatic threshold called %.1f%% doublets (expected %.1f%%); keeping the top %.1f%% "
-            "of scores (>= %.3f) instead", sample, 100 * called.mean(), 100 * expected_rate, 100 * expected_rate, cutoff,
+            "of scores (>= %.3f) instead",
+            sample,
+            100 * called.mean(),
+            100 * expected_rate,
+            100 * expected_rate,
+            cutoff,
         )
         called = scores >= cutoff
     return scores, called
@@ -211,8 +227,9 @@ def qc_sample(adata: AnnData, meta: dict[str, str], settings: QcSettings):
     adata.obs["doublet_score"] = np.nan
     passing = (reasons == "").to_numpy()
     if settings.doublet_method == "scrublet":
-        scores, called = detect_doublets(adata[passing], expected_rate=settings.expected_doublet_rate, seed=settings.seed,
-                                         sample=sample)
+        scores, called = detect_doublets(
+            adata[passing], expected_rate=settings.expected_doublet_rate, seed=settings.seed, sample=sample
+        )
         adata.obs.loc[passing, "doublet_score"] = scores
         reasons.iloc[np.flatnonzero(passing)[called]] = "doublet"
     adata.obs["qc_fail_reason"] = reasons
@@ -247,7 +264,9 @@ def sample_stats(cells: pd.DataFrame, kept_obs: pd.DataFrame, sample: str) -> di
 
 
 def _too_few_cells_message(stats: dict[str, Any], minimum: int) -> str:
-    removed = ", ".join(f"{value} {key.removeprefix('removed_')}" for key, value in stats.items() if key.startswith("removed_"))
+    removed = ", ".join(
+        f"{value} {key.removeprefix('removed_')}" for key, value in stats.items() if key.startswith("removed_")
+    )
     return (
         f"only {stats['cells_kept']} of {stats['cells_in']} cells pass QC (min_cells_per_sample {minimum}; "
         f"removed: {removed or 'none'}); relax the filters or set --drop_failed_samples"
@@ -256,7 +275,8 @@ def _too_few_cells_message(stats: dict[str, Any], minimum: int) -> str:
 
 def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, settings: QcSettings) -> list[Path]:
     """Violins of the QC metrics before/after filtering (with the fixed thresholds) and a
-    counts-vs-genes scatter coloured by the filter each cell failed."""
+    counts-vs-genes scatter coloured by the filter each cell failed.
+    """
     from .plotting import pyplot
 
     plt = pyplot()
@@ -291,8 +311,15 @@ def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, settings: QcSettings
     return [violin, scatter]
 
 
-def write_outputs(kept, cells: pd.DataFrame, stats: dict[str, Any], sample: str, outdir: Path, settings: QcSettings,
-                  params: dict[str, Any]):
+def write_outputs(
+    kept,
+    cells: pd.DataFrame,
+    stats: dict[str, Any],
+    sample: str,
+    outdir: Path,
+    settings: QcSettings,
+    params: dict[str, Any],
+):
     header = io.multiqc_header(
         "tmeflow_qc_general_stats",
         "Per-sample QC",
@@ -307,9 +334,27 @@ def write_outputs(kept, cells: pd.DataFrame, stats: dict[str, Any], sample: str,
             {"doublet_rate": {"title": "Doublets", "suffix": "%"}},
         ],
     )
-    columns = ["Sample", "cells_in", "cells_kept", "pct_kept", "median_genes", "median_umis", "median_pct_mito", "doublet_rate"]
+    columns = [
+        "Sample",
+        "cells_in",
+        "cells_kept",
+        "pct_kept",
+        "median_genes",
+        "median_umis",
+        "median_pct_mito",
+        "doublet_rate",
+    ]
     io.write_table(pd.DataFrame([stats])[columns], outdir / f"{sample}.qc_stats_mqc.tsv", header_lines=header)
-    cell_columns = ["barcode", "n_genes_by_counts", "total_counts", "pct_counts_mito", "pct_counts_ribo", "pct_counts_hb", "doublet_score", "qc_fail_reason"]
+    cell_columns = [
+        "barcode",
+        "n_genes_by_counts",
+        "total_counts",
+        "pct_counts_mito",
+        "pct_counts_ribo",
+        "pct_counts_hb",
+        "doublet_score",
+        "qc_fail_reason",
+    ]
     io.write_table(cells[cell_columns], outdir / f"{sample}.qc_cells.tsv.gz", index=True)
     plot_qc(cells, sample, outdir, settings)
     if kept is None:
@@ -333,8 +378,13 @@ def run_qc(input_path: str | Path, meta: dict[str, str], outdir: str | Path, par
         except TmeflowInputError as error:
             raise TmeflowInputError(error.message, file=input_path, sample=sample, column=error.column) from error
     stats = sample_stats(cells, kept.obs, sample)
-    logger.info("%s: kept %d of %d cells (%s)", sample, stats["cells_kept"], stats["cells_in"],
-                ", ".join(f"{k}={v}" for k, v in stats.items() if k.startswith("removed_")) or "nothing removed")
+    logger.info(
+        "%s: kept %d of %d cells (%s)",
+        sample,
+        stats["cells_kept"],
+        stats["cells_in"],
+        ", ".join(f"{k}={v}" for k, v in stats.items() if k.startswith("removed_")) or "nothing removed",
+    )
     if stats["cells_kept"] < settings.min_cells_per_sample:
         message = _too_few_cells_message(stats, settings.min_cells_per_sample)
         if not settings.drop_failed_samples:

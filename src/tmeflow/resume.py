@@ -124,7 +124,8 @@ def _inputs_state(value: Any) -> Any:
 
 def stage_params(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     """The parameters a stage reads: those of its schema groups; a user file (markers, gene positions,
-    probe annotation ...) with its size and mtime, so that editing it reruns the stage."""
+    probe annotation ...) with its size and mtime, so that editing it reruns the stage.
+    """
     specs = {name: spec for group in get_stage(stage).param_groups for name, spec in group_properties(group).items()}
     values = {}
     for name in sorted(specs):
@@ -159,7 +160,9 @@ def _remap(value: Any, old: Path, new: Path) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_remap(v, old, new) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _remap(getattr(value, f.name), old, new) for f in dataclasses.fields(value)})
+        return dataclasses.replace(
+            value, **{f.name: _remap(getattr(value, f.name), old, new) for f in dataclasses.fields(value)}
+        )
     return value
 
 
@@ -192,10 +195,12 @@ class TaskRunner:
         except (OSError, ValueError, KeyError, pickle.UnpicklingError, AttributeError, EOFError):
             return False, None
 
-    def run(self, task: str, stage: str, function: Callable[..., Any], args: tuple, kwargs: dict[str, Any],
-            final_dir: Path) -> Any:
+    def run(
+        self, task: str, stage: str, function: Callable[..., Any], args: tuple, kwargs: dict[str, Any], final_dir: Path
+    ) -> Any:
         """Call ``function(*args, <tmp folder>, self.params, **kwargs)`` unless a matching record exists;
-        move its outputs into ``final_dir`` and write the completion record last."""
+        move its outputs into ``final_dir`` and write the completion record last.
+        """
         raise_if_interrupted()
         key = task_key(stage, args, kwargs, self.params)
         reusable, result = self._reusable(task, key, final_dir)
@@ -218,7 +223,11 @@ class TaskRunner:
                 outputs[str(path.relative_to(tmp))] = _file_state(target)
             result = _remap(result, tmp, final_dir)
             record = {
-                "task": task, "stage": stage, "key": key, "tmeflow_version": __version__, "outputs": outputs,
+                "task": task,
+                "stage": stage,
+                "key": key,
+                "tmeflow_version": __version__,
+                "outputs": outputs,
                 "result": base64.b64encode(pickle.dumps(result)).decode(),
             }
             io.write_json(record, self._record_path(task))

@@ -30,8 +30,24 @@ logger = get_logger(__name__)
 
 # Packages whose versions the report lists (as the Nextflow modules' versions.yml do).
 REPORTED_PACKAGES = (
-    "tmeflow", "scanpy", "anndata", "numpy", "pandas", "scipy", "scikit-learn", "harmonypy", "scvi-tools",
-    "infercnvpy", "decoupler", "pydeseq2", "cellrank", "liana", "squidpy", "cell2location", "lifelines", "multiqc",
+    "tmeflow",
+    "scanpy",
+    "anndata",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "harmonypy",
+    "scvi-tools",
+    "infercnvpy",
+    "decoupler",
+    "pydeseq2",
+    "cellrank",
+    "liana",
+    "squidpy",
+    "cell2location",
+    "lifelines",
+    "multiqc",
 )
 # The same file name as the Nextflow workflow's collated versions, which MultiQC lists.
 VERSIONS_FILE = "tmeflow_software_mqc_versions.yml"
@@ -39,7 +55,8 @@ VERSIONS_FILE = "tmeflow_software_mqc_versions.yml"
 
 class _Pipeline:
     """Runs stages (kill-safe, reused with ``--resume``: :mod:`tmeflow.resume`) and records what ran,
-    for ``pipeline_info/run_summary.json``."""
+    for ``pipeline_info/run_summary.json``.
+    """
 
     def __init__(self, outdir: Path, params: dict[str, Any], *, resume: bool = False) -> None:
         self.outdir = outdir
@@ -58,7 +75,8 @@ class _Pipeline:
 
     def run(self, stage: str, function: Callable[..., Any], *inputs: Any, per: str | None = None, **kwargs: Any) -> Any:
         """Call one stage's ``run_<stage>(*inputs, <outdir>, params, **kwargs)`` (for sample ``per`` of
-        per-sample stages) as a task, and record it."""
+        per-sample stages) as a task, and record it.
+        """
         task = f"{stage}.{per}" if per else stage
         logger.info("stage %s", task)
         started = time.perf_counter()
@@ -79,7 +97,7 @@ def _run_sc_qc(pipeline: _Pipeline, rows: list[SampleRow]) -> list[Path]:
 
 
 def _run_atlas(pipeline: _Pipeline, qc_h5ads: list[Path]) -> Path:
-    """integrate -> annotate -> cnv -> subcluster, as the COHORT_ATLAS subworkflow."""
+    """Integrate -> annotate -> cnv -> subcluster, as the COHORT_ATLAS subworkflow."""
     from .annotate import run_annotate
     from .cnv import run_cnv
     from .integrate import run_integrate
@@ -104,7 +122,7 @@ def _run_compare_conditions(pipeline: _Pipeline, atlas: Path, signatures: list[P
 
 
 def _run_trajectory_and_communication(pipeline: _Pipeline, atlas: Path) -> None:
-    """trajectory and communication, as the TRAJECTORY and COMMUNICATION subworkflows."""
+    """Trajectory and communication, as the TRAJECTORY and COMMUNICATION subworkflows."""
     from .communication import run_communication
     from .trajectory import run_trajectory
 
@@ -114,7 +132,8 @@ def _run_trajectory_and_communication(pipeline: _Pipeline, atlas: Path) -> None:
 
 def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> list[Path]:
     """Per section: spatial_qc -> deconvolve -> spatial_analysis, as the SPATIAL subworkflow; returns the
-    analysed sections (``<sample>.spatial_analysis.h5ad``)."""
+    analysed sections (``<sample>.spatial_analysis.h5ad``).
+    """
     from .deconvolve import run_deconvolve
     from .spatial_analysis import run_spatial_analysis
     from .spatial_qc import run_spatial_qc
@@ -122,8 +141,13 @@ def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> lis
     for row in rows:
         section = pipeline.run("spatial_qc", run_spatial_qc, row.data, row.meta(), per=row.sample)
         deconvolved = pipeline.run("deconvolve", run_deconvolve, section, atlas, per=row.sample, sample=row.sample)
-        pipeline.run("spatial_analysis", run_spatial_analysis, deconvolved, per=row.sample,
-                     region_annotation=row.region_annotation)
+        pipeline.run(
+            "spatial_analysis",
+            run_spatial_analysis,
+            deconvolved,
+            per=row.sample,
+            region_annotation=row.region_annotation,
+        )
     return [pipeline.stage_dir("spatial_analysis") / f"{row.sample}.spatial_analysis.h5ad" for row in rows]
 
 
@@ -131,8 +155,14 @@ def _run_explorable_atlas(pipeline: _Pipeline, atlas: Path, sections: list[Path]
     """Every stage's per-cell annotations in one h5ad, and one per section, as the ATLAS module."""
     from .atlas import run_atlas
 
-    pipeline.run("atlas", run_atlas, atlas, pathways=pipeline.stage_dir("pathways") / "pathways.h5ad",
-                 trajectory=pipeline.stage_dir("trajectory") / "trajectory.h5ad", sections=sections)
+    pipeline.run(
+        "atlas",
+        run_atlas,
+        atlas,
+        pathways=pipeline.stage_dir("pathways") / "pathways.h5ad",
+        trajectory=pipeline.stage_dir("trajectory") / "trajectory.h5ad",
+        sections=sections,
+    )
 
 
 def _run_bulk(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path, signatures: list[Path]) -> None:
@@ -140,8 +170,17 @@ def _run_bulk(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path, signature
     from .bulk import run_bulk
 
     for row in rows:
-        pipeline.run("bulk", run_bulk, row.data, row.clinical, per=row.sample,
-                     reference=atlas, signatures=[str(p) for p in signatures], sample=row.sample, species=row.species)
+        pipeline.run(
+            "bulk",
+            run_bulk,
+            row.data,
+            row.clinical,
+            per=row.sample,
+            reference=atlas,
+            signatures=[str(p) for p in signatures],
+            sample=row.sample,
+            species=row.species,
+        )
 
 
 def _write_samplesheet(rows: list[SampleRow], path: Path) -> None:
@@ -155,10 +194,16 @@ def _write_samplesheet(rows: list[SampleRow], path: Path) -> None:
 
 def software_versions() -> dict[str, dict[str, str]]:
     """``{"tmeflow run": {package: version}}``: MultiQC's software-versions layout (group -> tool)."""
-    return {"tmeflow run": {name: (__version__ if name == "tmeflow" else metadata.version(name)) for name in REPORTED_PACKAGES}}
+    return {
+        "tmeflow run": {
+            name: (__version__ if name == "tmeflow" else metadata.version(name)) for name in REPORTED_PACKAGES
+        }
+    }
 
 
-def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
+def run_pipeline(
+    samplesheet: str | Path, outdir: str | Path, params: dict[str, Any], *, resume: bool = False
+) -> dict[str, Any]:
     """Run every stage on the samplesheet's cohort; return the run summary.
 
     Every input of every row is checked first (:mod:`tmeflow.validate`); nothing is written when one
@@ -168,13 +213,17 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
     rows = read_samplesheet(samplesheet)
     sc_rows = [row for row in rows if row.modality == "sc"]
     if not sc_rows:
-        raise TmeflowInputError("the samplesheet has no single-cell (modality sc) samples", file=samplesheet, column="modality")
+        raise TmeflowInputError(
+            "the samplesheet has no single-cell (modality sc) samples", file=samplesheet, column="modality"
+        )
     with signals_interrupt():
         validate_inputs(rows, params)
         # after the checks (nothing is written when one fails), before the first stage imports UMAP
         folder = numba_cache.enable(numba_cache.default_cache_dir(outdir))
         logger.info("numba code of UMAP / PyNNDescent cached in %s (NUMBA_CACHE_DIR)", folder)
-        signatures = [Path(path.strip()).resolve() for path in (params.get("signatures") or "").split(",") if path.strip()]
+        signatures = [
+            Path(path.strip()).resolve() for path in (params.get("signatures") or "").split(",") if path.strip()
+        ]
         remove_stale_temporaries(outdir)
         info = outdir / "pipeline_info"
         _write_samplesheet(rows, info / "samplesheet.valid.csv")
@@ -196,7 +245,9 @@ def run_pipeline(samplesheet: str | Path, outdir: str | Path, params: dict[str, 
         io.write_json(summary, info / "run_summary.json")
     if pipeline.tasks.reused:
         logger.info("resumed: reused %d task(s): %s", len(pipeline.tasks.reused), ", ".join(pipeline.tasks.reused))
-    logger.info("finished: %s in %.0f s; results in %s", ", ".join(pipeline.stages_run), summary["total_seconds"], outdir)
+    logger.info(
+        "finished: %s in %.0f s; results in %s", ", ".join(pipeline.stages_run), summary["total_seconds"], outdir
+    )
     return summary
 
 
@@ -217,12 +268,16 @@ def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
     params = defaults()
     if args.params_file:
         params.update(read_params_file(args.params_file))
-    given = {name: value for name, value in vars(args).items() if name in params and value is not None}  # --signatures too
+    given = {
+        name: value for name, value in vars(args).items() if name in params and value is not None
+    }  # --signatures too
     params.update(given)
     validate(params, source="tmeflow run")
     for required in ("input", "outdir"):
         if not params.get(required):
-            raise TmeflowInputError(f"--{required} is required (on the command line or as '{required}' in --params-file)")
+            raise TmeflowInputError(
+                f"--{required} is required (on the command line or as '{required}' in --params-file)"
+            )
     return params
 
 

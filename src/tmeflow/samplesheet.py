@@ -76,7 +76,8 @@ def infer_type(text: str) -> Any:
     """A CSV cell as nf-schema's ``samplesheetToList`` reads it (org.json ``stringToValue``):
     ``true``/``false`` -> bool, a whole number without leading zeros -> int, a decimal -> float,
     anything else (``007``, ``P1``, ``+5``) the text itself. The schema is checked against these
-    types, so that both runners accept the same samplesheets; the row keeps the text."""
+    types, so that both runners accept the same samplesheets; the row keeps the text.
+    """
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     if text == "-0":
@@ -106,7 +107,11 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
         if reader.fieldnames is None:
             raise TmeflowInputError("samplesheet is empty", file=path)
         records = [
-            {key.strip(): (value or "").strip() for key, value in record.items() if key is not None and (value or "").strip()}
+            {
+                key.strip(): (value or "").strip()
+                for key, value in record.items()
+                if key is not None and (value or "").strip()
+            }
             for record in reader
         ]
     if not records:
@@ -122,7 +127,9 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
             column, message = _row_error(error, schema)
             raise TmeflowInputError(message, file=path, row=number, column=column)
         if record["sample"] in seen:
-            raise TmeflowInputError(f"sample name '{record['sample']}' appears twice", file=path, row=number, column="sample")
+            raise TmeflowInputError(
+                f"sample name '{record['sample']}' appears twice", file=path, row=number, column="sample"
+            )
         seen.add(record["sample"])
         paths = {
             column: _resolve(record[column], path.parent, path=path, row=number, column=column)

@@ -19,7 +19,8 @@ from .text import split_list
 
 def comma_list(name: str) -> property:
     """A read-only property: the settings field ``name`` (a comma-separated string) as a list, parsed in this one
-    place instead of at every use."""
+    place instead of at every use.
+    """
     return property(lambda settings: split_list(getattr(settings, name)), doc=f"``{name}`` as a list.")
 
 

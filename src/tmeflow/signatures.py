@@ -99,7 +99,9 @@ def filter_gene_sets(
     if dropped:
         logger.warning(
             "%d gene set(s) with fewer than %d genes in the expression matrix dropped: %s",
-            len(dropped), min_size, ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""),
+            len(dropped),
+            min_size,
+            ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""),
         )
     if not kept and required:
         universe = {g for members in gene_sets.values() for g in members}
@@ -138,8 +140,9 @@ def ortholog_map(from_species: str, to_species: str) -> dict[str, str]:
 @cache
 def species_symbols(species: str) -> frozenset[str]:
     """Gene symbols known for ``species``: the bundled gene-position table plus the ortholog table's symbols."""
-    positions = pd.read_csv(resource_path(f"gene_positions/{GENE_TABLES[species]}"), sep="\t", dtype=str,
-                            usecols=["gene_symbol"])
+    positions = pd.read_csv(
+        resource_path(f"gene_positions/{GENE_TABLES[species]}"), sep="\t", dtype=str, usecols=["gene_symbol"]
+    )
     column = {"human": "human_symbol", "mouse": "mouse_symbol"}[species]
     return frozenset(positions["gene_symbol"].dropna()) | frozenset(load_orthologs()[column].dropna())
 
@@ -170,29 +173,52 @@ def map_gene_sets(gene_sets: dict[str, list[str]], from_species: str, to_species
     out = {name: list(dict.fromkeys(t for t in map(translate, genes) if t)) for name, genes in gene_sets.items()}
     coverage = mapping_coverage(gene_sets, out)
     low = coverage[coverage["fraction"] < 0.9]
-    logger.info("gene sets mapped %s -> %s: %d set(s), median coverage %.0f%%", from_species, to_species,
-                len(coverage), 100 * coverage["fraction"].median() if len(coverage) else 100.0)
+    logger.info(
+        "gene sets mapped %s -> %s: %d set(s), median coverage %.0f%%",
+        from_species,
+        to_species,
+        len(coverage),
+        100 * coverage["fraction"].median() if len(coverage) else 100.0,
+    )
     if len(low):
-        logger.warning("gene sets keeping < 90%% of their genes after %s -> %s mapping: %s", from_species, to_species,
-                       ", ".join(f"{r.gene_set} {r.n_mapped}/{r.n_genes}" for r in low.itertuples()))
+        logger.warning(
+            "gene sets keeping < 90%% of their genes after %s -> %s mapping: %s",
+            from_species,
+            to_species,
+            ", ".join(f"{r.gene_set} {r.n_mapped}/{r.n_genes}" for r in low.itertuples()),
+        )
     return out
 
 
 def mapping_coverage(gene_sets: dict[str, list[str]], mapped: dict[str, list[str]]) -> pd.DataFrame:
     """Per set: genes before and after a species mapping and the fraction kept."""
-    rows = [{"gene_set": name, "n_genes": len(genes), "n_mapped": len(mapped.get(name, [])),
-             "fraction": len(mapped.get(name, [])) / len(genes) if genes else float("nan")}
-            for name, genes in gene_sets.items()]
+    rows = [
+        {
+            "gene_set": name,
+            "n_genes": len(genes),
+            "n_mapped": len(mapped.get(name, [])),
+            "fraction": len(mapped.get(name, [])) / len(genes) if genes else float("nan"),
+        }
+        for name, genes in gene_sets.items()
+    ]
     return pd.DataFrame(rows, columns=["gene_set", "n_genes", "n_mapped", "fraction"])
 
 
 # The bundled gene-position tables (resources/gene_positions, XClone 0.4.0) carry no mitochondrial
 # genes; the 13 protein-coding human MT genes, as GENCODE/Cell Ranger's GRCh38 features.tsv name them.
 _HUMAN_MITO_IDS = {
-    "ENSG00000198888": "MT-ND1", "ENSG00000198763": "MT-ND2", "ENSG00000198804": "MT-CO1",
-    "ENSG00000198712": "MT-CO2", "ENSG00000228253": "MT-ATP8", "ENSG00000198899": "MT-ATP6",
-    "ENSG00000198938": "MT-CO3", "ENSG00000198840": "MT-ND3", "ENSG00000212907": "MT-ND4L",
-    "ENSG00000198886": "MT-ND4", "ENSG00000198786": "MT-ND5", "ENSG00000198695": "MT-ND6",
+    "ENSG00000198888": "MT-ND1",
+    "ENSG00000198763": "MT-ND2",
+    "ENSG00000198804": "MT-CO1",
+    "ENSG00000198712": "MT-CO2",
+    "ENSG00000228253": "MT-ATP8",
+    "ENSG00000198899": "MT-ATP6",
+    "ENSG00000198938": "MT-CO3",
+    "ENSG00000198840": "MT-ND3",
+    "ENSG00000212907": "MT-ND4L",
+    "ENSG00000198886": "MT-ND4",
+    "ENSG00000198786": "MT-ND5",
+    "ENSG00000198695": "MT-ND6",
     "ENSG00000198727": "MT-CYB",
 }
 _POSITION_TABLES = {"human": "genes_hg38_xclone.tsv", "mouse": "genes_mm10_xclone.tsv"}
@@ -203,8 +229,9 @@ def ensembl_symbol_table() -> dict[str, str]:
     """Unversioned Ensembl gene id -> symbol, human and mouse (see :func:`ensembl_to_symbol`)."""
     mapping: dict[str, str] = {}
     for table in GENE_TABLES.values():
-        positions = pd.read_csv(resource_path(f"gene_positions/{table}"), sep="\t", dtype=str,
-                                usecols=["gene_symbol", "gene_id"]).dropna()
+        positions = pd.read_csv(
+            resource_path(f"gene_positions/{table}"), sep="\t", dtype=str, usecols=["gene_symbol", "gene_id"]
+        ).dropna()
         mapping.update(zip(positions["gene_id"], positions["gene_symbol"]))
     orthologs = load_orthologs()
     # the ortholog table is the newer Ensembl release: its (current) symbols win where both know an id

@@ -34,7 +34,6 @@ deconvolved malignant proportion).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -50,27 +49,37 @@ NULL_QUANTILE = 0.95
 
 def _placed_genes(adata, species: str, min_fraction: float):
     """An AnnData of the section's spots (``X``: log1p CP10k, as ``tmeflow spatial_qc`` writes it) with
-    genome positions in ``var``, or None."""
+    genome positions in ``var``, or None.
+    """
     import anndata as ad
 
     from .cnv import MIN_POSITIONED_GENES, annotate_positions, bundled_positions
 
-    work = ad.AnnData(X=sp.csr_matrix(adata.X, dtype=np.float32), obs=pd.DataFrame(index=adata.obs_names),
-                      var=pd.DataFrame(index=adata.var_names))
+    work = ad.AnnData(
+        X=sp.csr_matrix(adata.X, dtype=np.float32),
+        obs=pd.DataFrame(index=adata.obs_names),
+        var=pd.DataFrame(index=adata.var_names),
+    )
     annotate_positions(work, bundled_positions(species))
     detected = np.asarray((work.X > 0).mean(axis=0)).ravel() >= min_fraction
     keep = work.var["chromosome"].notna().to_numpy() & detected
     if keep.sum() < MIN_POSITIONED_GENES:
-        logger.warning("spot CNV skipped: %d detected genes with a genome position (need %d)", int(keep.sum()), MIN_POSITIONED_GENES)
+        logger.warning(
+            "spot CNV skipped: %d detected genes with a genome position (need %d)",
+            int(keep.sum()),
+            MIN_POSITIONED_GENES,
+        )
         return None
     return work[:, keep].copy()
 
 
-def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, *, reference_quantile: float, seed: int,
-             species: str) -> pd.DataFrame | None:
+def spot_cnv(
+    adata, malignant: np.ndarray, graph: sp.csr_matrix, *, reference_quantile: float, seed: int, species: str
+) -> pd.DataFrame | None:
     """Spot CNV scores and tumour calls (see the module docstring; reference spots at or below the
     ``reference_quantile`` of the malignant proportion, 0 turns the map off): one row per spot with
-    ``cnv_score_spot``, ``cnv_tumour``, ``cnv_reference_spot``; None when the section cannot be mapped."""
+    ``cnv_score_spot``, ``cnv_tumour``, ``cnv_reference_spot``; None when the section cannot be mapped.
+    """
     import infercnvpy as cnv
 
     from .cnv import CnvSettings
@@ -91,28 +100,51 @@ def spot_cnv(adata, malignant: np.ndarray, graph: sp.csr_matrix, *, reference_qu
     builds[rng.choice(reference_index, size=len(reference_index) // 2, replace=False)] = True
     null = reference & ~builds
     profile = np.asarray(work.X[builds].mean(axis=0))
-    _, matrix, _ = cnv.tl.infercnv(work, reference=profile, window_size=cnv_defaults.cnv_window, step=cnv_defaults.cnv_step,
-                                   exclude_chromosomes=cnv_defaults.excluded_chromosomes, lfc_clip=cnv_defaults.cnv_lfc_clip,
-                                   inplace=False, n_jobs=1)
+    _, matrix, _ = cnv.tl.infercnv(
+        work,
+        reference=profile,
+        window_size=cnv_defaults.cnv_window,
+        step=cnv_defaults.cnv_step,
+        exclude_chromosomes=cnv_defaults.excluded_chromosomes,
+        lfc_clip=cnv_defaults.cnv_lfc_clip,
+        inplace=False,
+        n_jobs=1,
+    )
     score = smooth(np.asarray(abs(matrix).mean(axis=1)).ravel(), graph)
     threshold = float(np.quantile(score[null], NULL_QUANTILE))
-    logger.info("spot CNV: %d genes, %d reference spots (%d build the reference, %d are the null); %d of %d spots "
-                "CNV-high (score > %.4f)", work.n_vars, int(reference.sum()), int(builds.sum()), int(null.sum()),
-                int((score > threshold).sum()), adata.n_obs, threshold)
-    return pd.DataFrame({"cnv_score_spot": score, "cnv_tumour": score > threshold, "cnv_reference_spot": reference},
-                        index=adata.obs_names)
+    logger.info(
+        "spot CNV: %d genes, %d reference spots (%d build the reference, %d are the null); %d of %d spots "
+        "CNV-high (score > %.4f)",
+        work.n_vars,
+        int(reference.sum()),
+        int(builds.sum()),
+        int(null.sum()),
+        int((score > threshold).sum()),
+        adata.n_obs,
+        threshold,
+    )
+    return pd.DataFrame(
+        {"cnv_score_spot": score, "cnv_tumour": score > threshold, "cnv_reference_spot": reference},
+        index=adata.obs_names,
+    )
 
 
-def agreement(calls: pd.DataFrame, malignant: np.ndarray, regions: np.ndarray, sample: str, region_source: str) -> pd.DataFrame:
+def agreement(
+    calls: pd.DataFrame, malignant: np.ndarray, regions: np.ndarray, sample: str, region_source: str
+) -> pd.DataFrame:
     """One row: how the CNV map agrees with the deconvolution's malignant proportion and the regions."""
     from scipy.stats import spearmanr
 
     tumour_region = regions == "tumour"
-    return pd.DataFrame([{
-        "sample": sample,
-        "n_spots": len(calls),
-        "n_cnv_tumour": int(calls["cnv_tumour"].sum()),
-        "spearman_cnv_vs_malignant_prop": float(spearmanr(calls["cnv_score_spot"], malignant)[0]),
-        "agreement_with_regions": float(np.mean(calls["cnv_tumour"].to_numpy() == tumour_region)),
-        "region_source": region_source,
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "sample": sample,
+                "n_spots": len(calls),
+                "n_cnv_tumour": int(calls["cnv_tumour"].sum()),
+                "spearman_cnv_vs_malignant_prop": float(spearmanr(calls["cnv_score_spot"], malignant)[0]),
+                "agreement_with_regions": float(np.mean(calls["cnv_tumour"].to_numpy() == tumour_region)),
+                "region_source": region_source,
+            }
+        ]
+    )

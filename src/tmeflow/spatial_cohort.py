@@ -58,23 +58,34 @@ PATIENTS_FILE = "spatial_cohort_patients.tsv"
 
 def section_table(results: dict[str, Any]) -> pd.DataFrame:
     """One section's statistics as a long table (``analysis, feature, effect, z``) from
-    :func:`tmeflow.spatial_analysis.analyse_section`'s results; rows without a z-score are dropped."""
+    :func:`tmeflow.spatial_analysis.analyse_section`'s results; rows without a z-score are dropped.
+    """
     parts = []
     for analysis, (key, feature, effect, _) in ANALYSES.items():
         frame = results.get(key)
         if frame is None or frame.empty or "z_msr" not in frame:
             continue
-        parts.append(pd.DataFrame({"analysis": analysis, "feature": frame[feature].astype(str).to_numpy(),
-                                   "effect": pd.to_numeric(frame[effect], errors="coerce").to_numpy(dtype=float),
-                                   "z": pd.to_numeric(frame["z_msr"], errors="coerce").to_numpy(dtype=float)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "analysis": analysis,
+                    "feature": frame[feature].astype(str).to_numpy(),
+                    "effect": pd.to_numeric(frame[effect], errors="coerce").to_numpy(dtype=float),
+                    "z": pd.to_numeric(frame["z_msr"], errors="coerce").to_numpy(dtype=float),
+                }
+            )
+        )
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SECTION_COLUMNS)
     return table[np.isfinite(table["z"].to_numpy(dtype=float))].reset_index(drop=True)
 
 
-def signflip_pvalue(values: np.ndarray, alternative: str = "two-sided", *, seed: int = 0, n_random: int = 2**16) -> float:
+def signflip_pvalue(
+    values: np.ndarray, alternative: str = "two-sided", *, seed: int = 0, n_random: int = 2**16
+) -> float:
     """Sign-flip permutation p-value of the mean of ``values`` (one per patient) against 0: exact over
     all ``2^P`` sign patterns for ``P <=`` :data:`MAX_EXACT_PATIENTS`, else ``n_random`` random patterns
-    (seeded) with the observed one counted (Phipson & Smyth 2010)."""
+    (seeded) with the observed one counted (Phipson & Smyth 2010).
+    """
     values = np.asarray(values, dtype=float)
     p = len(values)
     if p < 2:
@@ -110,24 +121,51 @@ def combine_sections(sections: pd.DataFrame, *, seed: int = 0) -> tuple[pd.DataF
     ``sections``: one row per section and feature, columns ``analysis, feature, sample, patient, effect,
     z``. Returns ``(combined, patients)``: per analysis and feature, ``n_sections, n_patients,
     mean_effect, mean_z, sd_z, t, df, pval, pval_signflip, fdr, cohort_wide`` (p-values NaN with fewer than
-    two patients), and the per-patient means (``analysis, feature, patient, n_sections, effect, z``)."""
+    two patients), and the per-patient means (``analysis, feature, patient, n_sections, effect, z``).
+    """
     missing = {"analysis", "feature", "sample", "patient", "effect", "z"} - set(sections.columns)
     if missing:
         raise ValueError(f"section statistics lack {sorted(missing)}")
-    patients = (sections.groupby(["analysis", "feature", "patient"], sort=True, observed=True)
-                .agg(n_sections=("sample", "nunique"), effect=("effect", "mean"), z=("z", "mean")).reset_index())
+    patients = (
+        sections.groupby(["analysis", "feature", "patient"], sort=True, observed=True)
+        .agg(n_sections=("sample", "nunique"), effect=("effect", "mean"), z=("z", "mean"))
+        .reset_index()
+    )
     rows = []
     for (analysis, feature), group in patients.groupby(["analysis", "feature"], sort=False):
         alternative = ANALYSES[analysis][3]
         z = group["z"].to_numpy(dtype=float)
         t, p = _ttest(z, alternative)
-        rows.append({"analysis": analysis, "feature": feature, "n_sections": int(group["n_sections"].sum()),
-                     "n_patients": len(group), "mean_effect": float(group["effect"].mean()), "mean_z": float(z.mean()),
-                     "sd_z": float(np.std(z, ddof=1)) if len(z) > 1 else np.nan, "t": t,
-                     "df": len(z) - 1 if len(z) > 1 else np.nan, "pval": p,
-                     "pval_signflip": signflip_pvalue(z, alternative, seed=seed)})
-    columns = ["analysis", "feature", "n_sections", "n_patients", "mean_effect", "mean_z", "sd_z", "t", "df", "pval",
-               "pval_signflip", "fdr", "cohort_wide"]
+        rows.append(
+            {
+                "analysis": analysis,
+                "feature": feature,
+                "n_sections": int(group["n_sections"].sum()),
+                "n_patients": len(group),
+                "mean_effect": float(group["effect"].mean()),
+                "mean_z": float(z.mean()),
+                "sd_z": float(np.std(z, ddof=1)) if len(z) > 1 else np.nan,
+                "t": t,
+                "df": len(z) - 1 if len(z) > 1 else np.nan,
+                "pval": p,
+                "pval_signflip": signflip_pvalue(z, alternative, seed=seed),
+            }
+        )
+    columns = [
+        "analysis",
+        "feature",
+        "n_sections",
+        "n_patients",
+        "mean_effect",
+        "mean_z",
+        "sd_z",
+        "t",
+        "df",
+        "pval",
+        "pval_signflip",
+        "fdr",
+        "cohort_wide",
+    ]
     if not rows:
         return pd.DataFrame(columns=columns), patients
     combined = pd.DataFrame(rows)
@@ -145,7 +183,8 @@ def combine_sections(sections: pd.DataFrame, *, seed: int = 0) -> tuple[pd.DataF
 # ----------------------------------------------------------------------------------------------
 def read_section(path: str | Path) -> pd.DataFrame | None:
     """A ``<sample>.spatial_analysis.h5ad``'s statistics (``uns['spatial_statistics']``) with its sample and
-    patient, read without the matrices; None (with a warning) for a section written before they were stored."""
+    patient, read without the matrices; None (with a warning) for a section written before they were stored.
+    """
     import h5py
     from anndata.io import read_elem
 
@@ -159,8 +198,12 @@ def read_section(path: str | Path) -> pd.DataFrame | None:
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise TmeflowInputError(f"cannot read the spatial section ({str(error).splitlines()[0]})", file=path) from error
     if table is None:
-        logger.warning("%s has no section statistics (uns['%s']; written by an older tmeflow): rerun spatial_analysis "
-                       "to include it in the cohort statistics", path.name, UNS_KEY)
+        logger.warning(
+            "%s has no section statistics (uns['%s']; written by an older tmeflow): rerun spatial_analysis "
+            "to include it in the cohort statistics",
+            path.name,
+            UNS_KEY,
+        )
         return None
     sample = str(obs["sample"].iloc[0]) if "sample" in obs and len(obs) else path.name.split(".")[0]
     if "patient" in obs and len(obs):
@@ -177,7 +220,8 @@ def read_section(path: str | Path) -> pd.DataFrame | None:
 # ----------------------------------------------------------------------------------------------
 def plot_patients(combined: pd.DataFrame, patients: pd.DataFrame, analysis: str, *, top: int = 20):
     """Forest-style dot plot: one row per feature (the ``top`` smallest cohort p-values, else the largest
-    |mean z|), one dot per patient (its mean section z-score), the cohort mean as a black bar; FDR at right."""
+    |mean z|), one dot per patient (its mean section z-score), the cohort mean as a black bar; FDR at right.
+    """
     plt = pyplot()
 
     rows = combined[combined["analysis"] == analysis].copy()
@@ -190,16 +234,28 @@ def plot_patients(combined: pd.DataFrame, patients: pd.DataFrame, analysis: str,
     for y, (_, row) in enumerate(rows.iterrows()):
         for name in names:
             if (row["feature"], name) in values.index:
-                ax.scatter(values[(row["feature"], name)], y, color=colours[name], s=22, zorder=3,
-                           label=name if y == 0 else None)
+                ax.scatter(
+                    values[(row["feature"], name)],
+                    y,
+                    color=colours[name],
+                    s=22,
+                    zorder=3,
+                    label=name if y == 0 else None,
+                )
         ax.plot([row["mean_z"]] * 2, [y - 0.35, y + 0.35], color="black", lw=2, zorder=4)
-        label = "n = 1 patient" if not np.isfinite(row["fdr"]) else f"FDR {row['fdr']:.2g}" + (" *" if row["cohort_wide"] else "")
+        label = (
+            "n = 1 patient"
+            if not np.isfinite(row["fdr"])
+            else f"FDR {row['fdr']:.2g}" + (" *" if row["cohort_wide"] else "")
+        )
         ax.annotate(label, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=7)
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_yticks(range(len(rows)), rows["feature"], fontsize=7)
     ax.set_xlabel("section z-score (Moran spectral randomisation), mean per patient")
     ax.set_title(f"{analysis.replace('_', ' ')}: one dot per patient, bar = cohort mean; * cohort-wide", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.12, 1.0), title="patient", title_fontsize=7)
+    ax.legend(
+        fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.12, 1.0), title="patient", title_fontsize=7
+    )
     fig.tight_layout()
     return fig
 
@@ -207,7 +263,8 @@ def plot_patients(combined: pd.DataFrame, patients: pd.DataFrame, analysis: str,
 def run_spatial_cohort(sections: list[str | Path], outdir: str | Path, *, seed: int = 0) -> dict[str, Any] | None:
     """Combine the sections' statistics (patients as units) and write ``spatial_cohort.tsv``,
     ``spatial_cohort_patients.tsv``, ``spatial_cohort_mqc.tsv`` and one figure per analysis; None when no
-    section carries statistics."""
+    section carries statistics.
+    """
     outdir = Path(outdir)
     tables = [table for table in (read_section(path) for path in sorted(sections, key=str)) if table is not None]
     if not tables:
@@ -215,23 +272,44 @@ def run_spatial_cohort(sections: list[str | Path], outdir: str | Path, *, seed: 
     per_section = pd.concat(tables, ignore_index=True)
     n_sections, n_patients = per_section["sample"].nunique(), per_section["patient"].nunique()
     if n_patients < 2:
-        logger.info("spatial cohort statistics: %d section(s) of one patient (%s): per-patient values written, no "
-                    "cohort p-value (a p-value needs at least two patients)", n_sections, per_section["patient"].iloc[0])
+        logger.info(
+            "spatial cohort statistics: %d section(s) of one patient (%s): per-patient values written, no "
+            "cohort p-value (a p-value needs at least two patients)",
+            n_sections,
+            per_section["patient"].iloc[0],
+        )
     combined, patients = combine_sections(per_section, seed=seed)
     io.write_table(combined, outdir / COMBINED_FILE)
     io.write_table(patients, outdir / PATIENTS_FILE)
     shown = combined.assign(row=combined["analysis"] + ": " + combined["feature"]).set_index("row")
     header = io.multiqc_header(
-        "tmeflow_spatial_cohort", "Spatial statistics across patients",
+        "tmeflow_spatial_cohort",
+        "Spatial statistics across patients",
         f"Section z-scores (spatially constrained nulls) averaged per patient, one-sample t-test across {n_patients} "
         f"patient(s) ({n_sections} sections); BH per analysis; cohort-wide at FDR < {COHORT_FDR}. No p-value with one "
-        "patient (tmeflow atlas).", "table")
-    io.write_table(shown[["n_patients", "n_sections", "mean_effect", "mean_z", "pval", "pval_signflip", "fdr"]],
-                   outdir / "spatial_cohort_mqc.tsv", index=True, header_lines=header)
+        "patient (tmeflow atlas).",
+        "table",
+    )
+    io.write_table(
+        shown[["n_patients", "n_sections", "mean_effect", "mean_z", "pval", "pval_signflip", "fdr"]],
+        outdir / "spatial_cohort_mqc.tsv",
+        index=True,
+        header_lines=header,
+    )
     for analysis in combined["analysis"].unique():
         io.save_figure(plot_patients(combined, patients, analysis), outdir / f"spatial_cohort_{analysis}.png")
     wide = combined[combined["cohort_wide"].astype(bool)]
-    logger.info("spatial cohort statistics: %d sections, %d patients, %d features; %d cohort-wide (%s)", n_sections,
-                n_patients, len(combined), len(wide), ", ".join((wide["analysis"] + ":" + wide["feature"]).head(10)) or "none")
-    return {"n_sections": int(n_sections), "n_patients": int(n_patients), "n_features": len(combined),
-            "n_cohort_wide": len(wide)}
+    logger.info(
+        "spatial cohort statistics: %d sections, %d patients, %d features; %d cohort-wide (%s)",
+        n_sections,
+        n_patients,
+        len(combined),
+        len(wide),
+        ", ".join((wide["analysis"] + ":" + wide["feature"]).head(10)) or "none",
+    )
+    return {
+        "n_sections": int(n_sections),
+        "n_patients": int(n_patients),
+        "n_features": len(combined),
+        "n_cohort_wide": len(wide),
+    }

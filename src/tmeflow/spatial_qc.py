@@ -64,7 +64,8 @@ def spot_spacing(coords: np.ndarray) -> float:
 def spatial_graph(adata, *, rings: int = 1) -> sp.csr_matrix:
     """Binary spot adjacency within ``rings`` x 1.5 spot spacings (no self loops), computed with
     :func:`squidpy.gr.spatial_neighbors` (generic coordinates); stored in ``obsp['spatial_connectivities']``
-    and ``obsp['spatial_distances']``."""
+    and ``obsp['spatial_distances']``.
+    """
     import squidpy as sq
 
     spacing = spot_spacing(adata.obsm["spatial"])
@@ -123,8 +124,14 @@ def stained_fraction(adata, sample: str | None = None) -> np.ndarray:
     xy = np.round(np.asarray(adata.obsm["spatial"], dtype=float) * scale).astype(int)
     radius = max(1, int(round(spot_spacing(xy) / 2)))
     height, width = stained.shape
-    return np.array([stained[max(0, y - radius): min(height, y + radius + 1),
-                             max(0, x - radius): min(width, x + radius + 1)].mean() for x, y in xy])
+    return np.array(
+        [
+            stained[
+                max(0, y - radius) : min(height, y + radius + 1), max(0, x - radius) : min(width, x + radius + 1)
+            ].mean()
+            for x, y in xy
+        ]
+    )
 
 
 def _marker_size(xy: np.ndarray, spacing: float, image) -> float:
@@ -137,13 +144,23 @@ def _marker_size(xy: np.ndarray, spacing: float, image) -> float:
 
 
 COLOUR_MAX_PERCENTILE = 99  # colour scales end at the 99th percentile (cell2location's vmax='p99'), so a few
-                            # extreme spots do not darken the whole map
+# extreme spots do not darken the whole map
 
 
-def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | None = None, ncols: int = 4,
-                   title: str | None = None, cmap: str = "viridis", spot_size: float | None = None) -> Path:
+def plot_on_tissue(
+    adata,
+    values: dict[str, Any],
+    path: Path,
+    *,
+    sample: str | None = None,
+    ncols: int = 4,
+    title: str | None = None,
+    cmap: str = "viridis",
+    spot_size: float | None = None,
+) -> Path:
     """Spots coloured by each entry of ``values`` (numeric arrays or categorical Series; None: the tissue
-    image alone) over the tissue image of ``uns['spatial'][sample]`` (hires, else lowres), one panel per entry."""
+    image alone) over the tissue image of ``uns['spatial'][sample]`` (hires, else lowres), one panel per entry.
+    """
     plt = pyplot()
 
     image, scale = _image_and_scale(adata, sample)
@@ -159,7 +176,11 @@ def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | N
         if image is not None:
             ax.imshow(image)
         size = spot_size if spot_size is not None else _marker_size(xy, spacing, image)
-        series = None if value is None else (pd.Series(np.asarray(value), index=adata.obs_names) if not isinstance(value, pd.Series) else value)
+        series = (
+            None
+            if value is None
+            else (pd.Series(np.asarray(value), index=adata.obs_names) if not isinstance(value, pd.Series) else value)
+        )
         if series is None:  # the tissue image alone, spots' extent kept
             ax.scatter(xy[:, 0], xy[:, 1], s=size, facecolors="none", edgecolors="none")
         elif isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or series.dtype == bool:
@@ -167,14 +188,29 @@ def plot_on_tissue(adata, values: dict[str, Any], path: Path, *, sample: str | N
             palette = plt.get_cmap("tab20" if len(categories.categories) > 10 else "tab10")
             for i, category in enumerate(categories.categories):
                 mask = np.asarray(categories == category)
-                ax.scatter(xy[mask, 0], xy[mask, 1], s=size, color=palette(i % palette.N), label=category,
-                           linewidths=0, alpha=0.85)
+                ax.scatter(
+                    xy[mask, 0],
+                    xy[mask, 1],
+                    s=size,
+                    color=palette(i % palette.N),
+                    label=category,
+                    linewidths=0,
+                    alpha=0.85,
+                )
             ax.legend(fontsize=6, markerscale=1.5, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         else:
             numbers = series.to_numpy(dtype=float)
             top = np.nanpercentile(numbers, COLOUR_MAX_PERCENTILE) if np.isfinite(numbers).any() else None
-            points = ax.scatter(xy[:, 0], xy[:, 1], c=numbers, s=size, cmap=cmap, linewidths=0, alpha=0.85,
-                                vmax=top if top is not None and top > np.nanmin(numbers) else None)
+            points = ax.scatter(
+                xy[:, 0],
+                xy[:, 1],
+                c=numbers,
+                s=size,
+                cmap=cmap,
+                linewidths=0,
+                alpha=0.85,
+                vmax=top if top is not None and top > np.nanmin(numbers) else None,
+            )
             fig.colorbar(points, ax=ax, fraction=0.04, extend="max")
         if image is None:
             ax.invert_yaxis()
@@ -209,7 +245,8 @@ class SpatialQcSettings(StageSettings):
 
 def spot_filter_reasons(obs: pd.DataFrame, *, min_counts: int, min_genes: int, max_pct_mito: float) -> pd.Series:
     """The first filter each spot fails ('' when it passes), named after its parameter: out of the tissue,
-    fewer than ``min_counts`` UMIs, fewer than ``min_genes`` genes, more than ``max_pct_mito`` % mitochondrial."""
+    fewer than ``min_counts`` UMIs, fewer than ``min_genes`` genes, more than ``max_pct_mito`` % mitochondrial.
+    """
     failed = {
         "not_in_tissue": obs["in_tissue"].to_numpy() == 0,
         "spatial_min_counts": obs["total_counts"].to_numpy() < min_counts,
@@ -248,8 +285,12 @@ def process_section(adata: AnnData, meta: dict[str, str], settings: SpatialQcSet
     for gene_class in ("mito", "ribo"):
         adata.var[gene_class] = gene_class_mask(adata.var_names, meta["species"], gene_class)
     sc.pp.calculate_qc_metrics(adata, qc_vars=["mito", "ribo"], percent_top=None, log1p=False, inplace=True)
-    reasons = spot_filter_reasons(adata.obs, min_counts=settings.spatial_min_counts, min_genes=settings.spatial_min_genes,
-                                  max_pct_mito=settings.spatial_max_pct_mito)
+    reasons = spot_filter_reasons(
+        adata.obs,
+        min_counts=settings.spatial_min_counts,
+        min_genes=settings.spatial_min_genes,
+        max_pct_mito=settings.spatial_max_pct_mito,
+    )
     adata.obs["qc_fail_reason"] = reasons
     spots = adata.obs.copy()
     kept = adata[(reasons == "").to_numpy()].copy()
@@ -259,7 +300,8 @@ def process_section(adata: AnnData, meta: dict[str, str], settings: SpatialQcSet
         raise TmeflowInputError(
             f"only {kept.n_obs} of {n_tissue} in-tissue spots pass the spot filters (spatial_min_spots "
             f"{settings.spatial_min_spots}; removed: {', '.join(f'{v} {k}' for k, v in lost.items()) or 'none'})",
-            sample=sample)
+            sample=sample,
+        )
     detected = np.asarray((kept.X > 0).sum(axis=0)).ravel() > 0
     kept = kept[:, detected].copy()
     kept.layers["counts"] = kept.X.copy()
@@ -270,10 +312,23 @@ def process_section(adata: AnnData, meta: dict[str, str], settings: SpatialQcSet
     n_pcs = int(max(2, min(settings.spatial_n_pcs, kept.n_obs - 1, int(kept.var["highly_variable"].sum()) - 1)))
     sc.pp.pca(kept, n_comps=n_pcs, mask_var="highly_variable", random_state=settings.seed)
     # Gaussian kernel on an exact sklearn kNN: same graph quality here, without UMAP's numba compilation
-    sc.pp.neighbors(kept, n_neighbors=min(15, kept.n_obs - 1), n_pcs=n_pcs, method="gauss", transformer="sklearn",
-                    random_state=settings.seed)
-    sc.tl.leiden(kept, resolution=settings.spatial_leiden_resolution, random_state=settings.seed,
-                 flavor="igraph", n_iterations=2, directed=False, key_added="leiden")
+    sc.pp.neighbors(
+        kept,
+        n_neighbors=min(15, kept.n_obs - 1),
+        n_pcs=n_pcs,
+        method="gauss",
+        transformer="sklearn",
+        random_state=settings.seed,
+    )
+    sc.tl.leiden(
+        kept,
+        resolution=settings.spatial_leiden_resolution,
+        random_state=settings.seed,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+        key_added="leiden",
+    )
     spatial_graph(kept)
     hvgs = kept.var_names[kept.var["highly_variable"].to_numpy()].tolist()
     with timed(logger, f"{sample}: Moran's I of {len(hvgs)} highly variable genes"):
@@ -302,7 +357,8 @@ def section_stats(spots: pd.DataFrame, kept, svg: pd.DataFrame, sample: str) -> 
 
 def write_outputs(kept, spots, svg, stats, sample: str, outdir: Path, params: dict[str, Any]) -> Path:
     header = io.multiqc_header(
-        "tmeflow_spatial_qc_general_stats", "Spatial section QC",
+        "tmeflow_spatial_qc_general_stats",
+        "Spatial section QC",
         "Spots in tissue and kept per section, counts per spot, spatially variable genes (tmeflow spatial_qc).",
         "generalstats",
         pconfig=[
@@ -313,25 +369,45 @@ def write_outputs(kept, spots, svg, stats, sample: str, outdir: Path, params: di
         ],
     )
     io.write_table(pd.DataFrame([stats]), outdir / f"{sample}.spatial_qc_stats_mqc.tsv", header_lines=header)
-    columns = ["barcode", "in_tissue", "array_row", "array_col", "total_counts", "n_genes_by_counts", "pct_counts_mito",
-               "qc_fail_reason"]
+    columns = [
+        "barcode",
+        "in_tissue",
+        "array_row",
+        "array_col",
+        "total_counts",
+        "n_genes_by_counts",
+        "pct_counts_mito",
+        "qc_fail_reason",
+    ]
     io.write_table(spots[columns], outdir / f"{sample}.spatial_spots.tsv.gz", index=True)
     top = svg.head(params["spatial_n_svg"]).reset_index()
     io.write_table(top, outdir / f"{sample}.spatially_variable_genes.tsv")
 
-    plot_on_tissue(kept, {
-        "total counts": np.log10(kept.obs["total_counts"].to_numpy() + 1),
-        "detected genes": kept.obs["n_genes_by_counts"].to_numpy(),
-        "% mitochondrial": kept.obs["pct_counts_mito"].to_numpy(),
-        "Leiden cluster": kept.obs["leiden"],
-    }, outdir / f"{sample}.spatial_qc.png", sample=sample, title=f"{sample}: {kept.n_obs} spots kept")
+    plot_on_tissue(
+        kept,
+        {
+            "total counts": np.log10(kept.obs["total_counts"].to_numpy() + 1),
+            "detected genes": kept.obs["n_genes_by_counts"].to_numpy(),
+            "% mitochondrial": kept.obs["pct_counts_mito"].to_numpy(),
+            "Leiden cluster": kept.obs["leiden"],
+        },
+        outdir / f"{sample}.spatial_qc.png",
+        sample=sample,
+        title=f"{sample}: {kept.n_obs} spots kept",
+    )
     genes = top["gene"].head(4).tolist()
     if genes:
         matrix = kept[:, genes].X
         matrix = np.asarray(matrix.todense() if sp.issparse(matrix) else matrix)
         values = {f"{g} (I={svg.loc[g, 'I']:.2f})": matrix[:, k] for k, g in enumerate(genes)}
-        plot_on_tissue(kept, values, outdir / f"{sample}.spatial_svg.png", sample=sample, cmap="magma",
-                       title=f"{sample}: top spatially variable genes (Moran's I)")
+        plot_on_tissue(
+            kept,
+            values,
+            outdir / f"{sample}.spatial_svg.png",
+            sample=sample,
+            cmap="magma",
+            title=f"{sample}: top spatially variable genes (Moran's I)",
+        )
     kept.uns["tmeflow"] = {"spatial_qc": {**io.provenance("spatial_qc", params), "stats": stats}}
     kept.uns.pop("tmeflow_spatial", None)
     return io.write_h5ad(kept, outdir / f"{sample}.spatial.h5ad")
@@ -352,8 +428,14 @@ def run_spatial_qc(input_path: str | Path, meta: dict[str, str], outdir: str | P
         except TmeflowInputError as error:
             raise TmeflowInputError(error.message, file=input_path, sample=sample) from error
     stats = section_stats(spots, kept, svg, sample)
-    logger.info("%s: kept %d of %d in-tissue spots, %d clusters, %d spatially variable genes (FDR < 0.05)", sample,
-                stats["spots_kept"], stats["spots_in_tissue"], stats["n_clusters"], stats["n_svg_fdr05"])
+    logger.info(
+        "%s: kept %d of %d in-tissue spots, %d clusters, %d spatially variable genes (FDR < 0.05)",
+        sample,
+        stats["spots_kept"],
+        stats["spots_in_tissue"],
+        stats["n_clusters"],
+        stats["n_svg_fdr05"],
+    )
     return write_outputs(kept, spots, svg, stats, sample, outdir, params)
 
 

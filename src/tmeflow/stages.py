@@ -78,7 +78,11 @@ STAGES: tuple[Stage, ...] = (
             option("--clinical", required=True, help="Clinical table, one row per sample (CSV/TSV)."),
             option("--reference", default=None, help="Single-cell reference .h5ad (raw counts, obs 'cell_type')."),
             option("--signatures", nargs="*", default=[], help="User gene-set GMT file(s) to score."),
-            option("--sample", required=True, help="Cohort name (samplesheet column 'sample'): its output files start with it."),
+            option(
+                "--sample",
+                required=True,
+                help="Cohort name (samplesheet column 'sample'): its output files start with it.",
+            ),
             OUTDIR,
         ),
         param_groups=("bulk_options", "analysis_options"),
@@ -88,7 +92,11 @@ STAGES: tuple[Stage, ...] = (
         summary="Cell-type proportions per sample and propeller-style differential abundance between conditions.",
         entry="tmeflow.composition:cli",
         options=(
-            option("--input", required=True, help="Atlas .h5ad (obs: sample, condition, cell_type; optional patient, cell_type_fine)."),
+            option(
+                "--input",
+                required=True,
+                help="Atlas .h5ad (obs: sample, condition, cell_type; optional patient, cell_type_fine).",
+            ),
             OUTDIR,
         ),
         param_groups=("comparison_options", "composition_options", "analysis_options"),
@@ -98,7 +106,11 @@ STAGES: tuple[Stage, ...] = (
         summary="Differential expression per cell type between conditions: pseudobulk PyDESeq2 or Wilcoxon.",
         entry="tmeflow.de:cli",
         options=(
-            option("--input", required=True, help="Atlas .h5ad (raw counts in layers['counts'], log-normalised X, obs cell_type)."),
+            option(
+                "--input",
+                required=True,
+                help="Atlas .h5ad (raw counts in layers['counts'], log-normalised X, obs cell_type).",
+            ),
             OUTDIR,
         ),
         param_groups=("comparison_options", "de_options", "analysis_options"),
@@ -108,7 +120,11 @@ STAGES: tuple[Stage, ...] = (
         summary="GSEA, over-representation, ssGSEA, module scores, PROGENy activities and CytoTRACE stemness per cell type and condition.",
         entry="tmeflow.pathways:cli",
         options=(
-            option("--input", required=True, help="Atlas .h5ad (raw counts in layers['counts'], log-normalised X, obs cell_type)."),
+            option(
+                "--input",
+                required=True,
+                help="Atlas .h5ad (raw counts in layers['counts'], log-normalised X, obs cell_type).",
+            ),
             option("--de", nargs="*", default=[], help="DE tables written by 'tmeflow de' (de_<contrast>.tsv)."),
             option("--signatures", nargs="*", default=[], help="User gene-set GMT file(s) to score."),
             OUTDIR,
@@ -150,8 +166,14 @@ STAGES: tuple[Stage, ...] = (
         summary="Malignant cells: CNV inference (infercnvpy) against immune reference cells, CNV score, malignant calls.",
         entry="tmeflow.cnv:cli",
         options=(
-            option("--input", required=True, help="Annotated .h5ad (obs cell_type, compartment, patient; log-normalised X)."),
-            option("--species", default=None, help="Species for the bundled gene-position table (default: obs 'species')."),
+            option(
+                "--input",
+                required=True,
+                help="Annotated .h5ad (obs cell_type, compartment, patient; log-normalised X).",
+            ),
+            option(
+                "--species", default=None, help="Species for the bundled gene-position table (default: obs 'species')."
+            ),
             option("--n_jobs", type=int, default=1, help="Processes for the CNV inference (default: 1)."),
             OUTDIR,
         ),
@@ -174,8 +196,12 @@ STAGES: tuple[Stage, ...] = (
         entry="tmeflow.deconvolve:cli",
         options=(
             option("--input", required=True, help="Section from spatial_qc (<sample>.spatial.h5ad)."),
-            option("--reference", required=True, help="Single-cell reference .h5ad with raw counts and obs 'cell_type'."),
-            option("--sample", default=None, help="Section name for output files (default: obs 'sample' of the input)."),
+            option(
+                "--reference", required=True, help="Single-cell reference .h5ad with raw counts and obs 'cell_type'."
+            ),
+            option(
+                "--sample", default=None, help="Section name for output files (default: obs 'sample' of the input)."
+            ),
             OUTDIR,
         ),
         param_groups=("deconvolution_options", "analysis_options"),
@@ -186,7 +212,11 @@ STAGES: tuple[Stage, ...] = (
         entry="tmeflow.spatial_analysis:cli",
         options=(
             option("--input", required=True, help="Deconvolved section (<sample>.deconvolved.h5ad)."),
-            option("--region_annotation", default=None, help="Pathologist regions: CSV/TSV barcode,region (tumour/stroma/interface)."),
+            option(
+                "--region_annotation",
+                default=None,
+                help="Pathologist regions: CSV/TSV barcode,region (tumour/stroma/interface).",
+            ),
             OUTDIR,
         ),
         param_groups=("spatial_analysis_options", "analysis_options"),
@@ -196,7 +226,11 @@ STAGES: tuple[Stage, ...] = (
         summary="Trajectories: diffusion pseudotime from a chosen root, CellRank fates, fate genes and their Hallmark enrichment.",
         entry="tmeflow.trajectory:cli",
         options=(
-            option("--input", required=True, help="Atlas .h5ad (log-normalised X, raw counts in layers['counts'], obs cell_type, condition)."),
+            option(
+                "--input",
+                required=True,
+                help="Atlas .h5ad (log-normalised X, raw counts in layers['counts'], obs cell_type, condition).",
+            ),
             OUTDIR,
         ),
         param_groups=("trajectory_options", "analysis_options"),
@@ -214,13 +248,28 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="atlas",
         summary="The explorable atlas: every stage's per-cell annotations in one CELLxGENE-ready h5ad, one h5ad per spatial section; "
-                "the sections' spatial statistics combined across patients.",
+        "the sections' spatial statistics combined across patients.",
         entry="tmeflow.atlas:cli",
         options=(
-            option("--input", required=True, help="Subclustered atlas .h5ad (tmeflow subcluster): cells, counts, embeddings."),
-            option("--pathways", default=None, help="pathways.h5ad (tmeflow pathways): per-cell module scores to merge."),
-            option("--trajectory", default=None, help="trajectory.h5ad (tmeflow trajectory): pseudotime and fate probabilities to merge."),
-            option("--sections", nargs="*", default=[], help="Spatial sections (<sample>.spatial_analysis.h5ad), one atlas each."),
+            option(
+                "--input",
+                required=True,
+                help="Subclustered atlas .h5ad (tmeflow subcluster): cells, counts, embeddings.",
+            ),
+            option(
+                "--pathways", default=None, help="pathways.h5ad (tmeflow pathways): per-cell module scores to merge."
+            ),
+            option(
+                "--trajectory",
+                default=None,
+                help="trajectory.h5ad (tmeflow trajectory): pseudotime and fate probabilities to merge.",
+            ),
+            option(
+                "--sections",
+                nargs="*",
+                default=[],
+                help="Spatial sections (<sample>.spatial_analysis.h5ad), one atlas each.",
+            ),
             OUTDIR,
         ),
     ),
@@ -229,7 +278,11 @@ STAGES: tuple[Stage, ...] = (
         summary="The MultiQC report: every stage's tables and figures, in analysis order, with software versions and parameters.",
         entry="tmeflow.report:cli",
         options=(
-            option("--input_dir", required=True, help="Results of a `tmeflow run` or a Nextflow run (or a task folder of staged files)."),
+            option(
+                "--input_dir",
+                required=True,
+                help="Results of a `tmeflow run` or a Nextflow run (or a task folder of staged files).",
+            ),
             OUTDIR,
         ),
         param_groups=("report_options",),
@@ -243,9 +296,16 @@ STAGES: tuple[Stage, ...] = (
             option("--input", help="Samplesheet CSV (or 'input' in --params-file)."),
             option("--outdir", help="Results folder (or 'outdir' in --params-file)."),
             option("--params-file", help="YAML/JSON file of pipeline parameters, as for 'nextflow run -params-file'."),
-            option("--signatures", help="User gene sets (GMT; several files comma-separated) scored by the pathways and bulk stages."),
-            option("--resume", action="store_true", help="Reuse the stages a previous run into the same --outdir completed "
-                   "with the same inputs, parameters and tmeflow version (as 'nextflow run -resume'); rerun the rest."),
+            option(
+                "--signatures",
+                help="User gene sets (GMT; several files comma-separated) scored by the pathways and bulk stages.",
+            ),
+            option(
+                "--resume",
+                action="store_true",
+                help="Reuse the stages a previous run into the same --outdir completed "
+                "with the same inputs, parameters and tmeflow version (as 'nextflow run -resume'); rerun the rest.",
+            ),
         ),
         param_groups=tuple(group for group in load_schema()["$defs"] if group not in _NOT_STAGE_GROUPS),
         pipeline=False,
@@ -258,48 +318,131 @@ STAGES: tuple[Stage, ...] = (
         options=(
             OUTDIR,
             option("--n_cells", type=int, default=3000, help="Total cells over all scRNA samples (default: 3000)."),
-            option("--n_patients", type=int, default=3, help="Patients; one scRNA sample per patient and condition (default: 3)."),
-            option("--conditions", default="normal,primary,metastasis", help="Comma-separated conditions (default: normal,primary,metastasis)."),
-            option("--species", default="human", choices=["human", "mouse"], help="Species of the gene symbols (default: human)."),
-            option("--seed", type=int, default=0, help="Random seed; the same seed gives identical outputs (default: 0)."),
-            option("--n_genes", type=int, default=4000, help="Genes simulated, programme genes included (default: 4000)."),
+            option(
+                "--n_patients",
+                type=int,
+                default=3,
+                help="Patients; one scRNA sample per patient and condition (default: 3).",
+            ),
+            option(
+                "--conditions",
+                default="normal,primary,metastasis",
+                help="Comma-separated conditions (default: normal,primary,metastasis).",
+            ),
+            option(
+                "--species",
+                default="human",
+                choices=["human", "mouse"],
+                help="Species of the gene symbols (default: human).",
+            ),
+            option(
+                "--seed", type=int, default=0, help="Random seed; the same seed gives identical outputs (default: 0)."
+            ),
+            option(
+                "--n_genes", type=int, default=4000, help="Genes simulated, programme genes included (default: 4000)."
+            ),
             option("--n_batches", type=int, default=2, help="Batches the scRNA samples are spread over (default: 2)."),
-            option("--batch_effect", type=float, default=0.3, help="SD of the gene-wise log batch factors (default: 0.3)."),
+            option(
+                "--batch_effect", type=float, default=0.3, help="SD of the gene-wise log batch factors (default: 0.3)."
+            ),
             option("--n_sections", type=int, default=1, help="Visium-like spatial sections (default: 1)."),
             option("--n_spots", type=int, default=1000, help="Spots per spatial section (default: 1000)."),
-            option("--grid", default="hex", choices=["hex", "square"], help="Spot grid: Visium hexagonal or square (default: hex)."),
+            option(
+                "--grid",
+                default="hex",
+                choices=["hex", "square"],
+                help="Spot grid: Visium hexagonal or square (default: hex).",
+            ),
             option("--n_bulk", type=int, default=200, help="Bulk samples with survival; 0 for none (default: 200)."),
-            option("--bulk_species", default=None, choices=["human", "mouse"],
-                   help="Species of the bulk cohort's genes (default: --species). A human bulk cohort of a mouse model "
-                        "(cross-species validation) carries the one-to-one human orthologs of the model's genes."),
-            option("--bulk_beta", type=float, default=0.6931471805599453, help="Log hazard ratio per SD of the bulk signature score (default: log 2)."),
-            option("--bulk_cancer_types", type=int, default=0,
-                   help="Cancer types of a pan-cancer bulk cohort (clinical column cancer_type, samples dealt round-robin); 0 for one cohort (default: 0)."),
-            option("--bulk_planted_types", type=int, default=1,
-                   help="With --bulk_cancer_types: the first this many types carry the score-survival effect (--bulk_beta), the others none (default: 1)."),
-            option("--bulk_normals", type=int, default=0,
-                   help="Normal samples per cancer type (or for the one cohort) in the bulk expression table (clinical column sample_type), "
-                        "with a planted tumour-normal difference in the first 6 signature genes (default: 0)."),
-            option("--n_bulk_validation", type=int, default=0,
-                   help="Samples of a second bulk cohort with survival (its own samplesheet row 'bulk_validation', drawn as the first with the same --bulk_beta, a validation set); 0 for none (default: 0)."),
-            option("--n_immunotherapy", type=int, default=0,
-                   help="Samples of an immunotherapy bulk cohort (its own samplesheet row 'immunotherapy': expression, response CR/PR/SD/PD, OS and PFS); 0 for none (default: 0)."),
-            option("--immunotherapy_log_or", type=float, default=1.0,
-                   help="Log odds ratio of response per SD of the signature score in the immunotherapy cohort; OS/PFS hazards fall as exp(-0.6 x it x z); 0 for a null cohort (default: 1)."),
-            option("--n_cell_lines", type=int, default=0,
-                   help="Drug-screened cell lines (drugs/cell_line_expression.tsv, drugs/drug_response.tsv, GDSC-like); 0 for none (default: 0)."),
+            option(
+                "--bulk_species",
+                default=None,
+                choices=["human", "mouse"],
+                help="Species of the bulk cohort's genes (default: --species). A human bulk cohort of a mouse model "
+                "(cross-species validation) carries the one-to-one human orthologs of the model's genes.",
+            ),
+            option(
+                "--bulk_beta",
+                type=float,
+                default=0.6931471805599453,
+                help="Log hazard ratio per SD of the bulk signature score (default: log 2).",
+            ),
+            option(
+                "--bulk_cancer_types",
+                type=int,
+                default=0,
+                help="Cancer types of a pan-cancer bulk cohort (clinical column cancer_type, samples dealt round-robin); 0 for one cohort (default: 0).",
+            ),
+            option(
+                "--bulk_planted_types",
+                type=int,
+                default=1,
+                help="With --bulk_cancer_types: the first this many types carry the score-survival effect (--bulk_beta), the others none (default: 1).",
+            ),
+            option(
+                "--bulk_normals",
+                type=int,
+                default=0,
+                help="Normal samples per cancer type (or for the one cohort) in the bulk expression table (clinical column sample_type), "
+                "with a planted tumour-normal difference in the first 6 signature genes (default: 0).",
+            ),
+            option(
+                "--n_bulk_validation",
+                type=int,
+                default=0,
+                help="Samples of a second bulk cohort with survival (its own samplesheet row 'bulk_validation', drawn as the first with the same --bulk_beta, a validation set); 0 for none (default: 0).",
+            ),
+            option(
+                "--n_immunotherapy",
+                type=int,
+                default=0,
+                help="Samples of an immunotherapy bulk cohort (its own samplesheet row 'immunotherapy': expression, response CR/PR/SD/PD, OS and PFS); 0 for none (default: 0).",
+            ),
+            option(
+                "--immunotherapy_log_or",
+                type=float,
+                default=1.0,
+                help="Log odds ratio of response per SD of the signature score in the immunotherapy cohort; OS/PFS hazards fall as exp(-0.6 x it x z); 0 for a null cohort (default: 1).",
+            ),
+            option(
+                "--n_cell_lines",
+                type=int,
+                default=0,
+                help="Drug-screened cell lines (drugs/cell_line_expression.tsv, drugs/drug_response.tsv, GDSC-like); 0 for none (default: 0).",
+            ),
             option("--n_drugs", type=int, default=20, help="With --n_cell_lines: drugs screened (default: 20)."),
-            option("--planted_drugs", type=int, default=3,
-                   help="With --n_cell_lines: the first this many drugs have an IC50 that falls with the signature score, the others none (default: 3)."),
+            option(
+                "--planted_drugs",
+                type=int,
+                default=3,
+                help="With --n_cell_lines: the first this many drugs have an IC50 that falls with the signature score, the others none (default: 3).",
+            ),
             option("--doublet_rate", type=float, default=0.0, help="Fraction of heterotypic doublets (default: 0)."),
             option("--low_quality_rate", type=float, default=0.0, help="Fraction of low-quality cells (default: 0)."),
-            option("--sc_format", default="h5ad", choices=["h5ad", "mtx", "h5"], help="scRNA output: h5ad, 10x mtx folder or 10x h5 (default: h5ad)."),
-            option("--spatial_platform_sd", type=float, default=0.7,
-                   help="SD of the gene-wise log factors of the spatial assay vs single-cell (platform effects; default: 0.7)."),
-            option("--heldout_sections", type=parse_bool, default=False,
-                   help="Spatial sections from patients absent from the scRNA samples, with their own tumour programme (default: false)."),
-            option("--spot_umi_per_cell", type=float, default=800.0,
-                   help="Mean UMIs per cell in a spot; lower it for low-depth sections (default: 800)."),
+            option(
+                "--sc_format",
+                default="h5ad",
+                choices=["h5ad", "mtx", "h5"],
+                help="scRNA output: h5ad, 10x mtx folder or 10x h5 (default: h5ad).",
+            ),
+            option(
+                "--spatial_platform_sd",
+                type=float,
+                default=0.7,
+                help="SD of the gene-wise log factors of the spatial assay vs single-cell (platform effects; default: 0.7).",
+            ),
+            option(
+                "--heldout_sections",
+                type=parse_bool,
+                default=False,
+                help="Spatial sections from patients absent from the scRNA samples, with their own tumour programme (default: false).",
+            ),
+            option(
+                "--spot_umi_per_cell",
+                type=float,
+                default=800.0,
+                help="Mean UMIs per cell in a spot; lower it for low-depth sections (default: 800).",
+            ),
         ),
         param_groups=(),
         pipeline=False,

@@ -44,19 +44,33 @@ def moderated_by_pattern(y, design_for, *, moderated: bool = True) -> pd.DataFra
             continue
         design, coef, label = spec
         fit = linear_model_test(y.loc[keep, cols], design, coef=coef, moderated=moderated)
-        blocks.append(pd.DataFrame({"estimate": fit["logfc"].to_numpy(), "t": fit["t"].to_numpy(), "df": fit["df"].to_numpy(),
-                                    "pvalue": fit["pvalue"].to_numpy(), "n_samples": len(keep), "design": label}, index=cols))
+        blocks.append(
+            pd.DataFrame(
+                {
+                    "estimate": fit["logfc"].to_numpy(),
+                    "t": fit["t"].to_numpy(),
+                    "df": fit["df"].to_numpy(),
+                    "pvalue": fit["pvalue"].to_numpy(),
+                    "n_samples": len(keep),
+                    "design": label,
+                },
+                index=cols,
+            )
+        )
     if not blocks:
         return pd.DataFrame(columns=columns, index=y.columns[:0])
     return pd.concat(blocks)[columns]
 
 
-def condition_contrast(y, samples, test: str, reference: str, *, min_samples: int = 2, moderated: bool = True) -> pd.DataFrame:
+def condition_contrast(
+    y, samples, test: str, reference: str, *, min_samples: int = 2, moderated: bool = True
+) -> pd.DataFrame:
     """Sample-level test of ``test`` vs ``reference`` for every column of ``y`` (samples x features, NaN
     allowed) with :func:`moderated_by_pattern`: design ``~ condition`` or, when every patient has both
     conditions (:func:`tmeflow.composition.is_paired`), ``~ condition + patient``. ``samples`` has
     ``condition`` and ``patient`` per sample. A feature needs ``min_samples`` samples with values in each
-    condition. Adds ``n_samples_test`` / ``n_samples_reference``; ``estimate`` is the condition effect."""
+    condition. Adds ``n_samples_test`` / ``n_samples_reference``; ``estimate`` is the condition effect.
+    """
     from .composition import condition_design, is_paired
 
     def design_for(keep):
@@ -76,8 +90,9 @@ def condition_contrast(y, samples, test: str, reference: str, *, min_samples: in
     return out
 
 
-def msr_rank_correlation(x: np.ndarray, y: np.ndarray, vectors: np.ndarray | None,
-                         mask: np.ndarray | None = None) -> tuple[float, float, float]:
+def msr_rank_correlation(
+    x: np.ndarray, y: np.ndarray, vectors: np.ndarray | None, mask: np.ndarray | None = None
+) -> tuple[float, float, float]:
     """Spearman correlation of ``x`` and ``y`` over the spots in ``mask`` (all when None), tested against
     Moran spectral randomisation of ``y``'s ranks over the whole section (:func:`msr_linear_test`).
 
@@ -90,7 +105,11 @@ def msr_rank_correlation(x: np.ndarray, y: np.ndarray, vectors: np.ndarray | Non
     from scipy.stats import rankdata, spearmanr
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    mask = np.isfinite(x) & np.isfinite(y) if mask is None else np.asarray(mask, dtype=bool) & np.isfinite(x) & np.isfinite(y)
+    mask = (
+        np.isfinite(x) & np.isfinite(y)
+        if mask is None
+        else np.asarray(mask, dtype=bool) & np.isfinite(x) & np.isfinite(y)
+    )
     if mask.sum() < 3 or np.ptp(x[mask]) == 0 or np.ptp(y[mask]) == 0:
         return np.nan, np.nan, np.nan
     rho = float(spearmanr(x[mask], y[mask])[0])
@@ -114,7 +133,8 @@ MSR_MAX_SPOTS = 6000
 def moran_eigenvectors(graph) -> np.ndarray:
     """Eigenvectors (columns) of the doubly-centred symmetric spatial weight matrix
     ``(I - 11'/n) W (I - 11'/n)`` (Moran eigenvector maps, Dray et al. 2006), ``W`` = ``graph``
-    symmetrised and binarised. Dense: O(n^3) time, n^2 memory."""
+    symmetrised and binarised. Dense: O(n^3) time, n^2 memory.
+    """
     import scipy.sparse as sp
 
     w = sp.csr_matrix(graph, dtype=float)
@@ -125,8 +145,9 @@ def moran_eigenvectors(graph) -> np.ndarray:
     return vectors
 
 
-def msr_linear_test(values: np.ndarray, weights: np.ndarray, vectors: np.ndarray,
-                    alternative: str = "two-sided") -> tuple[float, float, float]:
+def msr_linear_test(
+    values: np.ndarray, weights: np.ndarray, vectors: np.ndarray, alternative: str = "two-sided"
+) -> tuple[float, float, float]:
     """Test of a linear statistic ``T = weights . (values - mean)`` against Moran spectral randomisation
     of ``values`` (Wagner & Dray 2015, Methods Ecol Evol 6:1169; adespatial ``msr``, "singleton"
     method: the centred vector is expanded on the Moran eigenvectors ``vectors``
@@ -155,7 +176,8 @@ def conformal_quantile(null_values, level: float) -> float:
     """Split-conformal upper threshold: the ``ceil((n + 1) * level)``-th smallest of ``n`` null values
     (the largest when ``n`` is too small), so that a new value exchangeable with the null exceeds it
     with probability at most ``1 - level`` (Vovk, Gammerman & Shafer 2005; Lei et al. 2018, *JASA*
-    113:1094). NaN when there is no null value."""
+    113:1094). NaN when there is no null value.
+    """
     values = np.sort(np.asarray(null_values, dtype=float))
     values = values[~np.isnan(values)]
     if not len(values):

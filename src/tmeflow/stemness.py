@@ -47,8 +47,20 @@ from .stats import bh_fdr, condition_contrast
 N_SIGNATURE_GENES = 200
 MIN_GENE_CELLS = 5
 ALPHA = 0.9
-TEST_COLUMNS = ["contrast", "cell_type", "difference", "t", "df", "pvalue", "fdr", "mean_test", "mean_reference",
-                "n_samples_test", "n_samples_reference", "design"]
+TEST_COLUMNS = [
+    "contrast",
+    "cell_type",
+    "difference",
+    "t",
+    "df",
+    "pvalue",
+    "fdr",
+    "mean_test",
+    "mean_reference",
+    "n_samples_test",
+    "n_samples_reference",
+    "design",
+]
 
 
 def gene_counts_signature(counts, X, *, n_genes: int = N_SIGNATURE_GENES) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -62,7 +74,7 @@ def gene_counts_signature(counts, X, *, n_genes: int = N_SIGNATURE_GENES) -> tup
     c = gene_counts - gene_counts.mean()
     mean = np.asarray(X.mean(axis=0)).ravel()
     square = np.asarray((X.multiply(X) if sp.issparse(X) else X * X).mean(axis=0)).ravel()
-    sd = np.sqrt(np.clip(square - mean ** 2, 0, None))
+    sd = np.sqrt(np.clip(square - mean**2, 0, None))
     cov = np.asarray(X.T @ c).ravel() / n  # E[(x - mean) c] = E[x c] since c is centred
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = cov / (sd * c.std())
@@ -87,9 +99,12 @@ def knn_graph(adata, *, n_neighbors: int, seed: int) -> sp.csr_matrix:
     return sp.csr_matrix(work.obsp["connectivities"])
 
 
-def diffuse(graph: sp.csr_matrix, values: np.ndarray, *, alpha: float = ALPHA, tol: float = 1e-6, max_iter: int = 10_000) -> np.ndarray:
+def diffuse(
+    graph: sp.csr_matrix, values: np.ndarray, *, alpha: float = ALPHA, tol: float = 1e-6, max_iter: int = 10_000
+) -> np.ndarray:
     """``p <- alpha M p + (1 - alpha) values`` on the row-normalised ``graph`` until the largest change is
-    below ``tol`` times the range of ``values`` (CytoTRACE's smoothing step)."""
+    below ``tol`` times the range of ``values`` (CytoTRACE's smoothing step).
+    """
     degree = np.asarray(graph.sum(axis=1)).ravel()
     markov = sp.diags(np.divide(1.0, degree, out=np.zeros_like(degree, dtype=float), where=degree > 0)) @ graph
     p0 = np.asarray(values, dtype=float)
@@ -106,20 +121,32 @@ def diffuse(graph: sp.csr_matrix, values: np.ndarray, *, alpha: float = ALPHA, t
 
 def cytotrace(adata, *, n_neighbors: int = 30, seed: int = 0) -> pd.DataFrame:
     """Per cell: ``n_genes_detected``, ``gene_counts_signature`` and ``cytotrace`` (rank of the smoothed
-    GCS scaled to (0, 1]; 1 = least differentiated). Raw counts from ``layers['counts']`` (else ``X``)."""
+    GCS scaled to (0, 1]; 1 = least differentiated). Raw counts from ``layers['counts']`` (else ``X``).
+    """
     from scipy.stats import rankdata
 
     counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
     gene_counts, gcs, _ = gene_counts_signature(counts, adata.X)
     smoothed = diffuse(knn_graph(adata, n_neighbors=n_neighbors, seed=seed), gcs)
-    return pd.DataFrame({"n_genes_detected": gene_counts.astype(int), "gene_counts_signature": gcs,
-                         "cytotrace": rankdata(smoothed, method="average") / len(smoothed)}, index=adata.obs_names)
+    return pd.DataFrame(
+        {
+            "n_genes_detected": gene_counts.astype(int),
+            "gene_counts_signature": gcs,
+            "cytotrace": rankdata(smoothed, method="average") / len(smoothed),
+        },
+        index=adata.obs_names,
+    )
 
 
 def sample_means(obs: pd.DataFrame, score: str, *, min_cells: int) -> pd.DataFrame:
     """Mean ``score`` per sample and cell type (groups of at least ``min_cells`` cells), with condition
-    and patient."""
-    keys = ["sample", "condition", "patient", "cell_type"] if "patient" in obs.columns else ["sample", "condition", "cell_type"]
+    and patient.
+    """
+    keys = (
+        ["sample", "condition", "patient", "cell_type"]
+        if "patient" in obs.columns
+        else ["sample", "condition", "cell_type"]
+    )
     frame = obs[keys + [score]].copy()
     for key in keys:
         frame[key] = frame[key].astype(str)
@@ -132,9 +159,12 @@ def sample_means(obs: pd.DataFrame, score: str, *, min_cells: int) -> pd.DataFra
     return table[table["n_cells"] >= min_cells].reset_index(drop=True)
 
 
-def compare_conditions(means: pd.DataFrame, samples: pd.DataFrame, pairs: list[tuple[str, str]], *, min_samples: int = 2) -> pd.DataFrame:
+def compare_conditions(
+    means: pd.DataFrame, samples: pd.DataFrame, pairs: list[tuple[str, str]], *, min_samples: int = 2
+) -> pd.DataFrame:
     """Per contrast and cell type: moderated test of the per-sample mean score (samples as units), BH FDR
-    per contrast; ``difference`` = test minus reference (score units)."""
+    per contrast; ``difference`` = test minus reference (score units).
+    """
     parts = []
     wide = means.pivot_table(index="sample", columns="cell_type", values="mean_score", observed=True)
     for test, reference in pairs:
@@ -166,12 +196,20 @@ def plot_by_condition(means: pd.DataFrame, conditions: list[str]):
     rng = np.random.default_rng(0)
     for j, condition in enumerate(conditions):
         for i, cell_type in enumerate(types):
-            values = means.loc[(means["cell_type"] == cell_type) & (means["condition"] == condition), "mean_score"].to_numpy()
+            values = means.loc[
+                (means["cell_type"] == cell_type) & (means["condition"] == condition), "mean_score"
+            ].to_numpy()
             x = i - 0.4 + width * (j + 0.5)
             if len(values):
                 ax.boxplot(values, positions=[x], widths=width * 0.8, showfliers=False, manage_ticks=False)
-                ax.scatter(x + rng.uniform(-width / 5, width / 5, len(values)), values, s=12, color=colours(j % 10),
-                           label=condition if i == 0 else None, zorder=3)
+                ax.scatter(
+                    x + rng.uniform(-width / 5, width / 5, len(values)),
+                    values,
+                    s=12,
+                    color=colours(j % 10),
+                    label=condition if i == 0 else None,
+                    zorder=3,
+                )
     ax.set_xticks(range(len(types)))
     ax.set_xticklabels(types, rotation=90, fontsize=7)
     ax.set_ylabel("CytoTRACE (mean per sample; 1 = least differentiated)")

@@ -42,7 +42,15 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from . import io
-from .annotate import bundled_markers, call_clusters, find_markers, marker_network, read_marker_table, species_of, ulm_scores
+from .annotate import (
+    bundled_markers,
+    call_clusters,
+    find_markers,
+    marker_network,
+    read_marker_table,
+    species_of,
+    ulm_scores,
+)
 from .errors import TmeflowInputError
 from .log import get_logger, timed
 from .settings import StageSettings
@@ -76,7 +84,8 @@ class SubclusterSettings(StageSettings):
 
 def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resolution: float, seed: int) -> None:
     """Normalise, ``n_top_genes`` HVGs, PCA, Harmony, graph, Leiden at ``resolution`` and UMAP of one
-    compartment (in place)."""
+    compartment (in place).
+    """
     import scanpy as sc
 
     from .integrate import harmony, normalise, select_hvgs, sparse_pca
@@ -97,15 +106,30 @@ def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resoluti
     sc.tl.umap(sub, random_state=seed)
 
 
-def subcluster_compartment(adata: AnnData, mask: np.ndarray, compartment: str, subtypes: pd.DataFrame,
-                           batch_key: str | None, settings: SubclusterSettings):
+def subcluster_compartment(
+    adata: AnnData,
+    mask: np.ndarray,
+    compartment: str,
+    subtypes: pd.DataFrame,
+    batch_key: str | None,
+    settings: SubclusterSettings,
+):
     """Re-cluster and annotate one compartment; returns (sub AnnData, calls, markers)."""
     counts = sp.csr_matrix(adata.layers["counts"][mask], dtype=np.float32)
-    detected = np.asarray((counts > 0).sum(axis=0)).ravel() >= MIN_CELLS_PER_GENE  # genes silent in the compartment break loess
-    sub = adata.__class__(X=counts[:, detected], obs=adata.obs.loc[mask].copy(), var=pd.DataFrame(index=adata.var_names[detected]))
+    detected = (
+        np.asarray((counts > 0).sum(axis=0)).ravel() >= MIN_CELLS_PER_GENE
+    )  # genes silent in the compartment break loess
+    sub = adata.__class__(
+        X=counts[:, detected], obs=adata.obs.loc[mask].copy(), var=pd.DataFrame(index=adata.var_names[detected])
+    )
     sub.layers["counts"] = sub.X.copy()
-    recluster(sub, batch_key, n_top_genes=settings.subcluster_n_top_genes, resolution=settings.subcluster_resolution,
-              seed=settings.seed)
+    recluster(
+        sub,
+        batch_key,
+        n_top_genes=settings.subcluster_n_top_genes,
+        resolution=settings.subcluster_resolution,
+        seed=settings.seed,
+    )
     markers = find_markers(sub, "subcluster", N_MARKERS, settings.seed)
     genes = subtypes.loc[subtypes["compartment"] == compartment]
     calls = pd.DataFrame({"cluster": sorted(sub.obs["subcluster"].astype(str).unique(), key=int)})
@@ -116,12 +140,21 @@ def subcluster_compartment(adata: AnnData, mask: np.ndarray, compartment: str, s
         n_types = 0
     if n_types >= 2:
         scores = ulm_scores(sub, net)
-        calls, _ = call_clusters(scores, sub.obs["subcluster"], min_score=SUBTYPE_MIN_SCORE, min_margin=SUBTYPE_MIN_MARGIN)
+        calls, _ = call_clusters(
+            scores, sub.obs["subcluster"], min_score=SUBTYPE_MIN_SCORE, min_margin=SUBTYPE_MIN_MARGIN
+        )
     else:
-        logger.warning("%s: fewer than 2 subtypes have 3 marker genes in the data; subclusters keep the major type", compartment)
+        logger.warning(
+            "%s: fewer than 2 subtypes have 3 marker genes in the data; subclusters keep the major type", compartment
+        )
         calls["n_cells"] = sub.obs["subcluster"].astype(str).value_counts().reindex(calls["cluster"]).to_numpy()
         calls["cell_type"] = "Unknown"
-    major = sub.obs["cell_type"].astype(str).groupby(sub.obs["subcluster"].astype(str).to_numpy()).agg(lambda s: s.value_counts().index[0])
+    major = (
+        sub.obs["cell_type"]
+        .astype(str)
+        .groupby(sub.obs["subcluster"].astype(str).to_numpy())
+        .agg(lambda s: s.value_counts().index[0])
+    )
     resolved = calls["cell_type"] != "Unknown"
     calls["cell_type_fine"] = np.where(resolved, calls["cell_type"], calls["cluster"].map(major))
     calls["call"] = np.where(resolved, "subtype markers", "major type kept (low score or margin)")
@@ -142,8 +175,11 @@ def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, pd.Dat
     if "counts" not in adata.layers:
         raise TmeflowInputError("input has no raw counts in layers['counts'] (run tmeflow integrate first)")
     species = species_of(adata)
-    subtypes = read_marker_table(settings.subtype_markers or bundled_markers("subtypes", species),
-                                 type_column="cell_type_fine", required=("gene", "compartment"))
+    subtypes = read_marker_table(
+        settings.subtype_markers or bundled_markers("subtypes", species),
+        type_column="cell_type_fine",
+        required=("gene", "compartment"),
+    )
     if settings.subtype_markers and not subtypes["gene"].isin(set(adata.var_names)).any():
         raise TmeflowInputError("none of the subtype marker genes is in the data", file=settings.subtype_markers)
     batch_key = (adata.uns.get("integration", {}) or {}).get("batch_key") or "batch"
@@ -158,8 +194,12 @@ def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, pd.Dat
         if compartment not in set(subtypes["compartment"]):
             continue
         if n_cells < settings.subcluster_min_cells:
-            logger.info("%s: %d cells (< subcluster_min_cells %d); cell_type_fine = cell_type", compartment, n_cells,
-                        settings.subcluster_min_cells)
+            logger.info(
+                "%s: %d cells (< subcluster_min_cells %d); cell_type_fine = cell_type",
+                compartment,
+                n_cells,
+                settings.subcluster_min_cells,
+            )
             continue
         mask = (compartments == compartment).to_numpy()
         with timed(logger, f"{compartment}: re-clustering {n_cells} cells"):
@@ -172,13 +212,19 @@ def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, pd.Dat
         all_calls.append(calls)
         all_markers.append(markers)
         figures[compartment] = sub
-        logger.info("%s: %d subclusters: %s", compartment, len(calls), ", ".join(f"{c}={t}" for c, t in by_cluster.items()))
+        logger.info(
+            "%s: %d subclusters: %s", compartment, len(calls), ", ".join(f"{c}={t}" for c, t in by_cluster.items())
+        )
     adata.obs["cell_type_fine"] = pd.Categorical(fine)
     adata.obs["subcluster"] = pd.Categorical(np.where(labels == "", adata.obs["compartment"].astype(str), labels))
     adata.obsm["X_umap_subcluster"] = umap
     return {
-        "calls": pd.concat(all_calls, ignore_index=True) if all_calls else pd.DataFrame(columns=["compartment", "cluster", "cell_type_fine"]),
-        "markers": pd.concat(all_markers, ignore_index=True) if all_markers else pd.DataFrame(columns=["compartment", "cluster", "gene"]),
+        "calls": pd.concat(all_calls, ignore_index=True)
+        if all_calls
+        else pd.DataFrame(columns=["compartment", "cluster", "cell_type_fine"]),
+        "markers": pd.concat(all_markers, ignore_index=True)
+        if all_markers
+        else pd.DataFrame(columns=["compartment", "cluster", "gene"]),
         "figures": figures,
     }
 
@@ -192,19 +238,33 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
     calls.insert(0, "Subcluster", calls["compartment"].astype(str) + ":" + calls["cluster"].astype(str))
     io.write_table(calls, outdir / "subcluster_calls_mqc.tsv", header_lines=header)
     io.write_table(results["markers"], outdir / "subcluster_markers.tsv")
-    io.write_table(pd.crosstab(adata.obs["cell_type_fine"], adata.obs["sample"]), outdir / "subcluster_counts.tsv", index=True)
+    io.write_table(
+        pd.crosstab(adata.obs["cell_type_fine"], adata.obs["sample"]), outdir / "subcluster_counts.tsv", index=True
+    )
     for compartment, sub in results["figures"].items():
-        sub.obs["cell_type_fine"] = sub.obs["subcluster"].astype(str).map(
-            results["calls"].loc[results["calls"]["compartment"] == compartment].set_index("cluster")["cell_type_fine"])
+        sub.obs["cell_type_fine"] = (
+            sub.obs["subcluster"]
+            .astype(str)
+            .map(
+                results["calls"]
+                .loc[results["calls"]["compartment"] == compartment]
+                .set_index("cluster")["cell_type_fine"]
+            )
+        )
         keys = ["subcluster", "cell_type_fine"] + [k for k in ("sample", "condition") if k in sub.obs]
-        plot_umaps(sub, "X_umap", keys, f"{compartment}: {sub.n_obs} cells", outdir / f"subcluster_umap_{_safe(compartment)}.png")
+        plot_umaps(
+            sub,
+            "X_umap",
+            keys,
+            f"{compartment}: {sub.n_obs} cells",
+            outdir / f"subcluster_umap_{_safe(compartment)}.png",
+        )
     adata.uns.setdefault("tmeflow", {})["subcluster"] = io.provenance("subcluster", params)
     return io.write_h5ad(adata, outdir / "subclustered.h5ad", final=True)
 
 
 def run_subcluster(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:
     """Subcluster ``input_path`` (annotated h5ad) into ``outdir/subclustered.h5ad`` (+ tables, figures)."""
-
     start = time.perf_counter()
     input_path, outdir = Path(input_path), Path(outdir)
     if params.get("subtype_markers") and not Path(params["subtype_markers"]).is_file():

@@ -22,10 +22,37 @@ from .log import get_logger
 logger = get_logger(__name__)
 
 _EVENT_WORDS = {
-    1: ("dead", "deceased", "died", "death", "event", "yes", "true", "progressed", "progression", "recurred",
-        "recurrence", "relapse", "relapsed", "metastasis"),
-    0: ("alive", "living", "censored", "censor", "no", "false", "diseasefree", "disease-free", "tumor free",
-        "tumour free", "progressionfree", "progression-free", "none"),
+    1: (
+        "dead",
+        "deceased",
+        "died",
+        "death",
+        "event",
+        "yes",
+        "true",
+        "progressed",
+        "progression",
+        "recurred",
+        "recurrence",
+        "relapse",
+        "relapsed",
+        "metastasis",
+    ),
+    0: (
+        "alive",
+        "living",
+        "censored",
+        "censor",
+        "no",
+        "false",
+        "diseasefree",
+        "disease-free",
+        "tumor free",
+        "tumour free",
+        "progressionfree",
+        "progression-free",
+        "none",
+    ),
 }
 
 
@@ -124,7 +151,9 @@ def logrank_test(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> LogR
         pass
     event_times = np.unique(time[event > 0])
     at_risk = np.array([[((time >= t) & (group == g)).sum() for g in levels] for t in event_times], dtype=float)
-    deaths = np.array([[((time == t) & (event > 0) & (group == g)).sum() for g in levels] for t in event_times], dtype=float)
+    deaths = np.array(
+        [[((time == t) & (event > 0) & (group == g)).sum() for g in levels] for t in event_times], dtype=float
+    )
     n_t = at_risk.sum(axis=1, keepdims=True)
     d_t = deaths.sum(axis=1, keepdims=True)
     expected = (d_t * at_risk / n_t).sum(axis=0)
@@ -286,7 +315,10 @@ def maxstat_cutpoint(
     statistic = float(statistics[best])
     p_lau = p_lausen92(statistic, min_prop, 1 - min_prop)
     if n_perm > 0:
-        p_value, p_method = maxstat_permutation_p(x, scores, statistic, min_prop, n_perm, seed), f"permutation({n_perm})"
+        p_value, p_method = (
+            maxstat_permutation_p(x, scores, statistic, min_prop, n_perm, seed),
+            f"permutation({n_perm})",
+        )
     else:
         p_value, p_method = p_lau, "Lau92"
     return CutpointResult(
@@ -363,13 +395,18 @@ def cox_regression(
         try:
             fitter.fit(frame, duration_col=duration, event_col=event)
         except Exception as exc:  # convergence failure (e.g. separation): report NaN, never crash the stage
-            logger.warning("Cox model %s ~ %s did not converge: %s", duration, " + ".join(terms), str(exc).splitlines()[0])
+            logger.warning(
+                "Cox model %s ~ %s did not converge: %s", duration, " + ".join(terms), str(exc).splitlines()[0]
+            )
             nan_table = pd.DataFrame(
-                np.nan, index=pd.Index(terms, name="term"),
+                np.nan,
+                index=pd.Index(terms, name="term"),
                 columns=["coef", "hr", "hr_lower", "hr_upper", "se", "z", "p", "ph_p"],
             )
             nan_table["ph_fail"] = False
-            return CoxResult(nan_table, np.nan, np.nan, len(terms), np.nan, len(frame), int(frame[event].sum()), True, False)
+            return CoxResult(
+                nan_table, np.nan, np.nan, len(terms), np.nan, len(frame), int(frame[event].sum()), True, False
+            )
         summary = fitter.summary
         lr = fitter.log_likelihood_ratio_test()
     table = pd.DataFrame(
@@ -398,7 +435,11 @@ def cox_regression(
     if not ph_ok:
         logger.warning(
             "proportional-hazards assumption violated (Schoenfeld p < %g) for %s in %s%s ~ %s",
-            ph_alpha, ", ".join(table.index[table["ph_fail"]]), f"{label}: " if label else "", duration, " + ".join(terms),
+            ph_alpha,
+            ", ".join(table.index[table["ph_fail"]]),
+            f"{label}: " if label else "",
+            duration,
+            " + ".join(terms),
         )
     return CoxResult(
         table=table,

@@ -12,7 +12,8 @@ def split_list(value: str | None) -> list[str]:
 
 def slug(text: str, *, keep: str = "._-", lower: bool = False) -> str:
     """File-name-safe version of ``text``: every run of characters other than ASCII letters, digits and
-    ``keep`` becomes one ``_``; leading/trailing ``_`` are dropped; lower-cased with ``lower``."""
+    ``keep`` becomes one ``_``; leading/trailing ``_`` are dropped; lower-cased with ``lower``.
+    """
     out = re.sub(f"[^A-Za-z0-9{re.escape(keep)}]+", "_", str(text)).strip("_")
     return out.lower() if lower else out
 
@@ -20,6 +21,7 @@ def slug(text: str, *, keep: str = "._-", lower: bool = False) -> str:
 def natural_key(text: str) -> tuple:
     """Sort key of "natural" order: runs of digits compare as numbers, the rest case-insensitively, so
     ``P2_primary`` comes before ``P10_primary`` (plain sorting puts ``P10``..``P19`` before ``P1_``, as
-    ``_`` sorts after digits); the text itself breaks ties."""
+    ``_`` sorts after digits); the text itself breaks ties.
+    """
     parts = re.split(r"(\d+)", str(text))
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in parts if part), str(text)

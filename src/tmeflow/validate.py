@@ -65,10 +65,16 @@ def _with_sample(error: TmeflowInputError, row: SampleRow) -> TmeflowInputError:
     if error.sample == row.sample:
         return error
     if error.sample is None:
-        return TmeflowInputError(error.message, file=error.file or row.data, sample=row.sample, column=error.column,
-                                 row=error.row)
-    return TmeflowInputError(f"{row.modality} {row.sample}: {error.message}", file=error.file or row.data,
-                             sample=error.sample, column=error.column, row=error.row)
+        return TmeflowInputError(
+            error.message, file=error.file or row.data, sample=row.sample, column=error.column, row=error.row
+        )
+    return TmeflowInputError(
+        f"{row.modality} {row.sample}: {error.message}",
+        file=error.file or row.data,
+        sample=error.sample,
+        column=error.column,
+        row=error.row,
+    )
 
 
 def user_file_errors(params: dict[str, Any]) -> list[TmeflowInputError]:

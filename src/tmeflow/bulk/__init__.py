@@ -38,106 +38,106 @@ prediction), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is
 from __future__ import annotations
 
 from ..estimate import estimate_scores  # noqa: F401  (tmeflow.bulk.estimate_scores, as before the split)
-from .reading import (  # noqa: F401
-    MIN_MATCHED_SAMPLES,
-    _read_delimited,
-    read_clinical,
-    read_expression,
-    read_probe_annotation,
-    detect_id_type,
-    collapse_duplicates,
-    map_identifiers,
-    transform_values,
-)
 from .deconvolution import (  # noqa: F401
-    reference_species,
-    reference_profiles,
-    marker_genes,
     deconvolve_nnls,
+    marker_genes,
+    reference_profiles,
+    reference_species,
     spearman_pair,
     spearman_table,
 )
-from .endpoints import (  # noqa: F401
-    detect_endpoints,
-    survival_frame,
-    covariate_matrix,
-    node_status,
-    analyse_survival,
+from .drugs import (  # noqa: F401
+    cell_line_features,
+    drug_correlations,
+    plot_drug_bubbles,
+    predict_drug_response,
+    read_drug_inputs,
+    read_drug_response,
+    run_drugs,
+    spearman_columns,
+    write_drugs,
 )
-from .plots import (  # noqa: F401
-    plot_km,
-    forest_plot,
-    correlation_heatmap,
-    _survival_plots,
+from .endpoints import (  # noqa: F401
+    analyse_survival,
+    covariate_matrix,
+    detect_endpoints,
+    node_status,
+    survival_frame,
+)
+from .molecular import (  # noqa: F401
+    cnv_frequency,
+    gene_correlations,
+    plot_cnv_frequency,
+    plot_gene_correlations,
+    read_gene_table,
+    read_msi,
+    run_molecular,
+    write_molecular,
+)
+from .mutations import (  # noqa: F401
+    NON_SYNONYMOUS,
+    match_barcodes,
+    plot_tmb_correlation,
+    read_maf,
+    tmb_correlations,
+    tumour_mutational_burden,
+)
+from .normals import (  # noqa: F401
+    in_table_normals,
+    plot_tumour_normal_heatmap,
+    plot_tumour_normal_scores,
+    read_normal_cohort,
+    run_tumour_normal,
+    sample_states,
+    signature_genes,
+    tumour_normal_table,
+    write_tumour_normal,
 )
 from .pancancer import (  # noqa: F401
     cancer_types,
-    type_table,
-    survival_per_type,
     correlation_per_type,
     focus_features,
     plot_pancancer_forest,
     plot_pancancer_heatmap,
-    value_correlations,
-    plot_value_correlation,
     plot_radar,
+    plot_value_correlation,
     run_pancancer,
+    survival_per_type,
+    type_table,
+    value_correlations,
     write_pancancer,
 )
-from .mutations import (  # noqa: F401
-    NON_SYNONYMOUS,
-    read_maf,
-    match_barcodes,
-    tumour_mutational_burden,
-    tmb_correlations,
-    plot_tmb_correlation,
+from .plots import (  # noqa: F401
+    _survival_plots,
+    correlation_heatmap,
+    forest_plot,
+    plot_km,
 )
-from .response import (  # noqa: F401
-    response_status,
-    delong_auc,
-    response_table,
-    plot_response_roc,
+from .reading import (  # noqa: F401
+    MIN_MATCHED_SAMPLES,
+    _read_delimited,
+    collapse_duplicates,
+    detect_id_type,
+    map_identifiers,
+    read_clinical,
+    read_expression,
+    read_probe_annotation,
+    transform_values,
 )
 from .regulators import (  # noqa: F401
     immunomodulator_genes,
-    regulator_correlations,
     plot_regulator_heatmap,
+    regulator_correlations,
 )
-from .normals import (  # noqa: F401
-    sample_states,
-    read_normal_cohort,
-    in_table_normals,
-    signature_genes,
-    tumour_normal_table,
-    run_tumour_normal,
-    plot_tumour_normal_heatmap,
-    plot_tumour_normal_scores,
-    write_tumour_normal,
-)
-from .molecular import (  # noqa: F401
-    read_msi,
-    read_gene_table,
-    cnv_frequency,
-    gene_correlations,
-    run_molecular,
-    plot_cnv_frequency,
-    plot_gene_correlations,
-    write_molecular,
-)
-from .drugs import (  # noqa: F401
-    read_drug_response,
-    read_drug_inputs,
-    cell_line_features,
-    spearman_columns,
-    drug_correlations,
-    plot_drug_bubbles,
-    predict_drug_response,
-    run_drugs,
-    write_drugs,
+from .response import (  # noqa: F401
+    delong_auc,
+    plot_response_roc,
+    response_status,
+    response_table,
 )
 from .run import (  # noqa: F401
     _gene_sets,
+    cli,
     read_cohort,
     run_bulk,
-    cli,
 )

@@ -13,7 +13,6 @@ from ..log import get_logger
 from ..signatures import ortholog_map
 from ..stats import bh_fdr
 
-
 logger = get_logger(__package__)
 
 
@@ -47,7 +46,9 @@ def reference_profiles(adata, bulk_species: str, ref_species: str, source: Path)
         mapping = ortholog_map(ref_species, bulk_species)
         frame = frame.loc[frame.index.isin(list(mapping))]
         frame.index = [mapping[g] for g in frame.index]
-        logger.info("reference genes mapped %s -> %s with one-to-one orthologs: %d genes", ref_species, bulk_species, len(frame))
+        logger.info(
+            "reference genes mapped %s -> %s with one-to-one orthologs: %d genes", ref_species, bulk_species, len(frame)
+        )
     frame = frame.groupby(level=0).sum() if frame.index.duplicated().any() else frame
     return frame
 
@@ -69,7 +70,9 @@ def marker_genes(profiles: pd.DataFrame, n_markers: int, universe: pd.Index | No
     return markers
 
 
-def deconvolve_nnls(linear: pd.DataFrame, profiles: pd.DataFrame, markers: dict[str, list[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def deconvolve_nnls(
+    linear: pd.DataFrame, profiles: pd.DataFrame, markers: dict[str, list[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cell-type fractions of bulk samples by non-negative least squares on a signature matrix.
 
     Signature-matrix deconvolution (Abbas et al. 2009, PLoS One 4:e6098; the CIBERSORT idea of a
@@ -109,7 +112,8 @@ def deconvolve_nnls(linear: pd.DataFrame, profiles: pd.DataFrame, markers: dict[
 
 def spearman_pair(x: pd.Series, y: pd.Series) -> tuple[float, float, int]:
     """Spearman rho and p of ``x`` and ``y`` over the samples where both are known, and that number of
-    samples; rho and p are NaN below 3 samples or when either side is constant."""
+    samples; rho and p are NaN below 3 samples or when either side is constant.
+    """
     from scipy.stats import spearmanr
 
     ok = x.notna() & y.notna()

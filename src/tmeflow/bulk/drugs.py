@@ -66,7 +66,8 @@ def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
 
 def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame, str]:
     """Cell lines x drugs response matrix (NaN where a line was not screened) and the measure's name,
-    from a long or wide table (module docstring)."""
+    from a long or wide table (module docstring).
+    """
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError("drug_response file not found", file=path)
@@ -78,28 +79,44 @@ def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame
         raise TmeflowInputError(f"cannot read drug_response table ({str(exc).splitlines()[0]})", file=path) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty or frame.shape[1] < 2:
-        raise TmeflowInputError("drug_response table needs a cell-line column and at least one drug or value column", file=path)
+        raise TmeflowInputError(
+            "drug_response table needs a cell-line column and at least one drug or value column", file=path
+        )
     drug = _pick(list(frame.columns), DRUG_COLUMNS)
     if drug is not None:  # long
         cell = _pick(list(frame.columns), CELL_COLUMNS)
         if cell is None:
-            raise TmeflowInputError(f"long drug_response table has no cell-line column (one of {', '.join(CELL_COLUMNS)})",
-                                    file=path, column=drug)
+            raise TmeflowInputError(
+                f"long drug_response table has no cell-line column (one of {', '.join(CELL_COLUMNS)})",
+                file=path,
+                column=drug,
+            )
         if column:
             if column not in frame.columns:
-                raise TmeflowInputError("drug_response_column is not a column of drug_response", file=path, column=column)
+                raise TmeflowInputError(
+                    "drug_response_column is not a column of drug_response", file=path, column=column
+                )
             value = column
         else:
             value = _pick(list(frame.columns), VALUE_COLUMNS)
             if value is None:
-                raise TmeflowInputError(f"long drug_response table has no value column (one of {', '.join(VALUE_COLUMNS)}; "
-                                        "or set drug_response_column)", file=path)
+                raise TmeflowInputError(
+                    f"long drug_response table has no value column (one of {', '.join(VALUE_COLUMNS)}; "
+                    "or set drug_response_column)",
+                    file=path,
+                )
         numeric = pd.to_numeric(frame[value], errors="coerce")
         bad = numeric.isna() & frame[value].notna() & ~frame[value].str.strip().str.upper().isin(["", "NA", "NAN"])
         if bad.any():
-            raise TmeflowInputError(f"non-numeric drug response '{frame[value][bad].iloc[0]}'", file=path, column=value,
-                                    row=int(np.flatnonzero(bad)[0]) + 2)
-        long = pd.DataFrame({"cell": frame[cell].str.strip(), "drug": frame[drug].str.strip(), "value": numeric}).dropna()
+            raise TmeflowInputError(
+                f"non-numeric drug response '{frame[value][bad].iloc[0]}'",
+                file=path,
+                column=value,
+                row=int(np.flatnonzero(bad)[0]) + 2,
+            )
+        long = pd.DataFrame(
+            {"cell": frame[cell].str.strip(), "drug": frame[drug].str.strip(), "value": numeric}
+        ).dropna()
         repeated = int(long.duplicated(["cell", "drug"]).sum())
         if repeated:
             logger.info("drug_response: %d repeated cell line-drug measurement(s) averaged", repeated)
@@ -109,13 +126,22 @@ def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame
         matrix = frame.set_index(frame.columns[0])
         matrix.index = matrix.index.map(lambda v: str(v).strip())
         numeric = matrix.apply(pd.to_numeric, errors="coerce")
-        bad = numeric.isna() & matrix.notna() & ~matrix.apply(lambda c: c.str.strip().str.upper().isin(["", "NA", "NAN"]))
+        bad = (
+            numeric.isna() & matrix.notna() & ~matrix.apply(lambda c: c.str.strip().str.upper().isin(["", "NA", "NAN"]))
+        )
         if bad.to_numpy().any():
-            raise TmeflowInputError("non-numeric drug response in a wide drug_response table (no drug column: "
-                                    f"one of {', '.join(DRUG_COLUMNS)} makes it long)", file=path, column=str(bad.any().idxmax()))
+            raise TmeflowInputError(
+                "non-numeric drug response in a wide drug_response table (no drug column: "
+                f"one of {', '.join(DRUG_COLUMNS)} makes it long)",
+                file=path,
+                column=str(bad.any().idxmax()),
+            )
         if matrix.index.duplicated().any():
-            raise TmeflowInputError(f"cell line {matrix.index[matrix.index.duplicated()][0]} appears more than once", file=path,
-                                    column=frame.columns[0])
+            raise TmeflowInputError(
+                f"cell line {matrix.index[matrix.index.duplicated()][0]} appears more than once",
+                file=path,
+                column=frame.columns[0],
+            )
         matrix, measure = numeric, "response"
     matrix.index.name, matrix.columns.name = "cell_line", "drug"
     return matrix.astype(float), measure
@@ -123,7 +149,8 @@ def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame
 
 def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
     """The cell lines' log expression (genes x lines) and response (lines x drugs), lines in both only;
-    None when ``drug_expression`` and ``drug_response`` are unset (one without the other is an error)."""
+    None when ``drug_expression`` and ``drug_response`` are unset (one without the other is an error).
+    """
     expr_path, resp_path = params.get("drug_expression"), params.get("drug_response")
     if not expr_path and not resp_path:
         return None
@@ -143,21 +170,35 @@ def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
         logger.info("drugs: %d drug(s) with fewer than %d screened cell lines left out", len(dropped), MIN_CELL_LINES)
     response = response.drop(columns=dropped)
     if response.shape[1] == 0:
-        raise TmeflowInputError(f"no drug has at least {MIN_CELL_LINES} screened cell lines with expression", file=resp_path)
-    logger.info("drugs: %d cell lines, %d genes, %d drugs (%s)", log_expr.shape[1], log_expr.shape[0], response.shape[1], measure)
-    return SimpleNamespace(log_expr=log_expr, response=response, measure=measure, expression=expr_path, source=resp_path)
+        raise TmeflowInputError(
+            f"no drug has at least {MIN_CELL_LINES} screened cell lines with expression", file=resp_path
+        )
+    logger.info(
+        "drugs: %d cell lines, %d genes, %d drugs (%s)",
+        log_expr.shape[1],
+        log_expr.shape[0],
+        response.shape[1],
+        measure,
+    )
+    return SimpleNamespace(
+        log_expr=log_expr, response=response, measure=measure, expression=expr_path, source=resp_path
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Correlations
 
 
-def cell_line_features(log_expr: pd.DataFrame, sets: dict[str, list[str]], focus: list[str],
-                       params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, str]]:
+def cell_line_features(
+    log_expr: pd.DataFrame, sets: dict[str, list[str]], focus: list[str], params: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """Cell lines x features: the focus signatures scored by ssGSEA as on the tumours (sets with fewer than
-    ``signature_min_size`` genes on the cell lines left out), and every member gene (``gene:X``) present."""
+    ``signature_min_size`` genes on the cell lines left out), and every member gene (``gene:X``) present.
+    """
     wanted = {name: sets[name] for name in focus if name in sets}
-    kept = filter_gene_sets(wanted, log_expr.index, min_size=params["signature_min_size"], source="cell lines", required=False)
+    kept = filter_gene_sets(
+        wanted, log_expr.index, min_size=params["signature_min_size"], source="cell lines", required=False
+    )
     features = pd.DataFrame(index=log_expr.columns)
     kinds: dict[str, str] = {}
     if kept:
@@ -173,15 +214,17 @@ def cell_line_features(log_expr: pd.DataFrame, sets: dict[str, list[str]], focus
 
 def spearman_columns(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Spearman rho of each column of ``x`` with ``y`` and its two-sided p (t approximation, as
-    scipy.stats.spearmanr); NaN for a constant column."""
-    from scipy.stats import rankdata, t as student_t
+    scipy.stats.spearmanr); NaN for a constant column.
+    """
+    from scipy.stats import rankdata
+    from scipy.stats import t as student_t
 
     n = len(y)
     rx, ry = rankdata(x, axis=0), rankdata(y)
     rx, ry = rx - rx.mean(axis=0), ry - ry.mean()
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (rx * ry[:, None]).sum(axis=0) / np.sqrt((rx ** 2).sum(axis=0) * (ry ** 2).sum())
-        stat = rho * np.sqrt((n - 2) / np.clip(1 - rho ** 2, 1e-300, None))
+        rho = (rx * ry[:, None]).sum(axis=0) / np.sqrt((rx**2).sum(axis=0) * (ry**2).sum())
+        stat = rho * np.sqrt((n - 2) / np.clip(1 - rho**2, 1e-300, None))
     p = 2 * student_t.sf(np.abs(stat), n - 2)
     return rho, np.where(np.isnan(rho), np.nan, p)
 
@@ -203,21 +246,31 @@ def drug_correlations(features: pd.DataFrame, kinds: dict[str, str], response: p
 
 def plot_drug_bubbles(table: pd.DataFrame, feature: str, measure: str, top: int = TOP_DRUGS):
     """The ``top`` drugs by p for ``feature``: x = Spearman rho with the response, size = -log10 FDR,
-    filled where FDR < 0.05 (blue: higher score, lower IC50/AUC = more sensitive)."""
+    filled where FDR < 0.05 (blue: higher score, lower IC50/AUC = more sensitive).
+    """
     plt = pyplot()
     sub = table[table["feature"] == feature].dropna(subset=["p"]).sort_values("p", kind="stable").head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(5.2, 0.25 * len(sub) + 1.6))
     size = -np.log10(sub["fdr"].clip(lower=1e-300).to_numpy(float))
     colours = np.where(sub["rho"] < 0, "#2166ac", "#b2182b")
-    ax.scatter(sub["rho"], np.arange(len(sub)), s=20 + 25 * np.minimum(size, 12), c=colours,
-               alpha=np.where(sub["fdr"] < 0.05, 0.9, 0.3), edgecolors="black", linewidths=0.4)
+    ax.scatter(
+        sub["rho"],
+        np.arange(len(sub)),
+        s=20 + 25 * np.minimum(size, 12),
+        c=colours,
+        alpha=np.where(sub["fdr"] < 0.05, 0.9, 0.3),
+        edgecolors="black",
+        linewidths=0.4,
+    )
     ax.axvline(0, color="grey", lw=0.6)
     ax.set_yticks(np.arange(len(sub)))
     ax.set_yticklabels(sub["drug"], fontsize=6)
     ax.set_xlim(-1, 1)
     ax.set_xlabel(f"Spearman rho of {feature} with {measure}")
     for value in (1, 5, 10):
-        ax.scatter([], [], s=20 + 25 * value, c="white", edgecolors="black", linewidths=0.4, label=f"-log10 FDR {value}")
+        ax.scatter(
+            [], [], s=20 + 25 * value, c="white", edgecolors="black", linewidths=0.4, label=f"-log10 FDR {value}"
+        )
     ax.legend(fontsize=6, frameon=False, loc="lower right", labelspacing=1.2)
     ax.set_title(f"Top {len(sub)} drugs", fontsize=8)
     fig.tight_layout()
@@ -234,18 +287,22 @@ def _standardise(log_expr: pd.DataFrame) -> pd.DataFrame:
     return (frame - frame.mean()) / frame.std(ddof=0)
 
 
-def predict_drug_response(cell_log: pd.DataFrame, tumour_log: pd.DataFrame, response: pd.DataFrame, *,
-                          min_cv_rho: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def predict_drug_response(
+    cell_log: pd.DataFrame, tumour_log: pd.DataFrame, response: pd.DataFrame, *, min_cv_rho: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per drug: 5-fold CV Spearman of a ridge model (module docstring) and, for drugs with ``cv_rho >=
-    min_cv_rho``, the tumours' predicted response (tumours x drugs)."""
+    min_cv_rho``, the tumours' predicted response (tumours x drugs).
+    """
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold
 
     genes = cell_log.index.intersection(tumour_log.index)
     genes = genes[(cell_log.loc[genes].std(axis=1) > 0).to_numpy() & (tumour_log.loc[genes].std(axis=1) > 0).to_numpy()]
     if len(genes) < 10:
-        raise TmeflowInputError(f"only {len(genes)} varying genes are shared by the cell lines and the tumours; "
-                                "drug_predict needs the same gene identifiers in both")
+        raise TmeflowInputError(
+            f"only {len(genes)} varying genes are shared by the cell lines and the tumours; "
+            "drug_predict needs the same gene identifiers in both"
+        )
     x_cells, x_tumours = _standardise(cell_log.loc[genes]), _standardise(tumour_log.loc[genes])
     alphas = len(genes) * np.logspace(-5, 1, 13)
     rows, predictions = [], {}
@@ -266,15 +323,29 @@ def predict_drug_response(cell_log: pd.DataFrame, tumour_log: pd.DataFrame, resp
         for j, drug in enumerate(drugs):
             rho, p = spearman_columns(oof[:, [j]], y[:, j])
             keep = bool(rho[0] >= min_cv_rho)
-            rows.append({"drug": drug, "n_cell_lines": len(lines), "n_genes": len(genes), "alpha": float(chosen[j]),
-                         "cv_rho": float(rho[0]), "cv_p": float(p[0]), "predicted": keep})
+            rows.append(
+                {
+                    "drug": drug,
+                    "n_cell_lines": len(lines),
+                    "n_genes": len(genes),
+                    "alpha": float(chosen[j]),
+                    "cv_rho": float(rho[0]),
+                    "cv_p": float(p[0]),
+                    "predicted": keep,
+                }
+            )
             if keep:
                 predictions[drug] = predicted[:, j]
     cv = pd.DataFrame(rows).sort_values("cv_rho", ascending=False, kind="stable").reset_index(drop=True)
     frame = pd.DataFrame(predictions, index=x_tumours.index)[[d for d in cv["drug"] if d in predictions]]
     frame.index.name = "sample"
-    logger.info("drug prediction: %d of %d drugs with CV rho >= %.2f predicted for %d tumours", frame.shape[1], len(cv),
-                min_cv_rho, frame.shape[0])
+    logger.info(
+        "drug prediction: %d of %d drugs with CV rho >= %.2f predicted for %d tumours",
+        frame.shape[1],
+        len(cv),
+        min_cv_rho,
+        frame.shape[0],
+    )
     return cv, frame
 
 
@@ -282,18 +353,27 @@ def predict_drug_response(cell_log: pd.DataFrame, tumour_log: pd.DataFrame, resp
 # Stage step
 
 
-def run_drugs(drugs: SimpleNamespace, sets: dict[str, list[str]], focus: list[str], tumour_log: pd.DataFrame,
-              params: dict[str, Any]) -> dict[str, Any]:
+def run_drugs(
+    drugs: SimpleNamespace,
+    sets: dict[str, list[str]],
+    focus: list[str],
+    tumour_log: pd.DataFrame,
+    params: dict[str, Any],
+) -> dict[str, Any]:
     """Correlations (and, with ``drug_predict``, ridge CV and predictions) for one bulk cohort."""
     features, kinds = cell_line_features(drugs.log_expr, sets, focus, params)
     if features.shape[1] == 0:
         logger.warning("drugs: no focus signature or gene is measured on the cell lines; drug correlations skipped")
         return {}
-    result = {"correlations": drug_correlations(features, kinds, drugs.response), "measure": drugs.measure,
-              "lead": next((f for f in features.columns if kinds[f] == "score"), features.columns[0])}
+    result = {
+        "correlations": drug_correlations(features, kinds, drugs.response),
+        "measure": drugs.measure,
+        "lead": next((f for f in features.columns if kinds[f] == "score"), features.columns[0]),
+    }
     if params.get("drug_predict"):
-        result["cv"], result["predicted"] = predict_drug_response(drugs.log_expr, tumour_log, drugs.response,
-                                                                  min_cv_rho=params["drug_min_cv_rho"], seed=params["seed"])
+        result["cv"], result["predicted"] = predict_drug_response(
+            drugs.log_expr, tumour_log, drugs.response, min_cv_rho=params["drug_min_cv_rho"], seed=params["seed"]
+        )
     return result
 
 
@@ -303,14 +383,30 @@ def write_drugs(result: dict[str, Any], outdir: Path, prefix: str, sample: str, 
         return []
     table, lead = result["correlations"], result["lead"]
     written = [write_table(table, outdir / f"{prefix}bulk_drug_correlation.tsv")]
-    written.append(save_figure(plot_drug_bubbles(table, lead, result["measure"]), outdir / f"{prefix}bulk_drug_bubble.png"))
+    written.append(
+        save_figure(plot_drug_bubbles(table, lead, result["measure"]), outdir / f"{prefix}bulk_drug_bubble.png")
+    )
     mqc = table[table["feature"] == lead].sort_values("p", kind="stable").head(50)[["drug", "n", "rho", "p", "fdr"]]
-    headers = {"n": {}, "rho": {"format": "{:.2f}"}, **{c: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} for c in ("p", "fdr")}}
-    written.append(write_table(mqc, outdir / f"{prefix}bulk_drug_mqc.tsv", header_lines=multiqc_header(
-        f"tmeflow_bulk_drug_{cohort_id}", f"Bulk cohort {sample}: drug sensitivity",
-        f"Top drugs by Spearman correlation of {lead} (scored on the cell lines as on the tumours) with {result['measure']}; "
-        "fdr: BH across drugs. Negative rho: higher score, more sensitive.", "table",
-        headers=headers, pconfig={"id": f"tmeflow_bulk_drug_{cohort_id}_table", "sort_rows": False})))
+    headers = {
+        "n": {},
+        "rho": {"format": "{:.2f}"},
+        **{c: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} for c in ("p", "fdr")},
+    }
+    written.append(
+        write_table(
+            mqc,
+            outdir / f"{prefix}bulk_drug_mqc.tsv",
+            header_lines=multiqc_header(
+                f"tmeflow_bulk_drug_{cohort_id}",
+                f"Bulk cohort {sample}: drug sensitivity",
+                f"Top drugs by Spearman correlation of {lead} (scored on the cell lines as on the tumours) with {result['measure']}; "
+                "fdr: BH across drugs. Negative rho: higher score, more sensitive.",
+                "table",
+                headers=headers,
+                pconfig={"id": f"tmeflow_bulk_drug_{cohort_id}_table", "sort_rows": False},
+            ),
+        )
+    )
     if "cv" in result:
         written.append(write_table(result["cv"], outdir / f"{prefix}bulk_drug_cv.tsv"))
         written.append(write_table(result["predicted"].reset_index(), outdir / f"{prefix}bulk_drug_predicted.tsv"))

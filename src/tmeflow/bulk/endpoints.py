@@ -72,18 +72,23 @@ def survival_frame(clinical: pd.DataFrame, name: str, columns: tuple[str, str], 
         raise TmeflowInputError(f"endpoint {name}: non-numeric survival times", file=source, column=time_col)
     if (time < 0).any():
         bad = time.index[time < 0][0]
-        raise TmeflowInputError(f"endpoint {name}: negative survival time", file=source, column=time_col, sample=str(bad))
+        raise TmeflowInputError(
+            f"endpoint {name}: negative survival time", file=source, column=time_col, sample=str(bad)
+        )
     event = parse_event(clinical[event_col])
     unreadable = event.isna() & clinical[event_col].notna()
     if unreadable.any():
         value = clinical[event_col][unreadable].iloc[0]
         raise TmeflowInputError(
             f"endpoint {name}: event value '{value}' is not 0/1, true/false, dead/alive or 1:DECEASED-style",
-            file=source, column=event_col,
+            file=source,
+            column=event_col,
         )
     frame = pd.DataFrame({"time": time, "event": event}).dropna()
     if frame["event"].sum() == 0:
-        raise TmeflowInputError(f"endpoint {name} has no events among {len(frame)} samples", file=source, column=event_col)
+        raise TmeflowInputError(
+            f"endpoint {name} has no events among {len(frame)} samples", file=source, column=event_col
+        )
     return frame
 
 
@@ -107,6 +112,7 @@ def covariate_matrix(clinical: pd.DataFrame, covariates: str, source: Path) -> p
 
 def node_status(column: pd.Series, source: Path) -> pd.Series:
     """Lymph-node status as 0 (N0) / 1 (N+): numbers > 0, ``N1``-``N3`` (any prefix such as pN), yes/positive."""
+
     def one(value: Any) -> float:
         """One clinical value -> 0/1/NaN."""
         if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -129,7 +135,8 @@ def node_status(column: pd.Series, source: Path) -> pd.Series:
     if status.nunique() < 2:
         raise TmeflowInputError(
             "node column must have both node-negative (0/N0) and node-positive (>0/N1-N3) samples",
-            file=source, column=str(column.name),
+            file=source,
+            column=str(column.name),
         )
     return status
 
@@ -176,15 +183,21 @@ def analyse_survival(
         s = surv.loc[x.index]
         if params["cutpoint_method"] == "maxstat":
             cut = maxstat_cutpoint(
-                x.to_numpy(), s["time"].to_numpy(), s["event"].to_numpy(), params["cutpoint_min_prop"],
-                n_perm=params["cutpoint_permutations"], seed=params["seed"],
+                x.to_numpy(),
+                s["time"].to_numpy(),
+                s["event"].to_numpy(),
+                params["cutpoint_min_prop"],
+                n_perm=params["cutpoint_permutations"],
+                seed=params["seed"],
             )
         else:
             cut = median_cutpoint(x.to_numpy(), s["time"].to_numpy(), s["event"].to_numpy())
         high = (x > cut.cutpoint).astype(float)
         if not np.isfinite(cut.cutpoint) or high.sum() == 0 or high.sum() == len(high):
-            message = (f"feature {feature}, endpoint {endpoint}: all {len(x)} samples fall in one cut-point group "
-                       "(constant or heavily tied values)")
+            message = (
+                f"feature {feature}, endpoint {endpoint}: all {len(x)} samples fall in one cut-point group "
+                "(constant or heavily tied values)"
+            )
             if feature in required:
                 raise TmeflowInputError(f"{message}; remove it or change cutpoint_method/cutpoint_min_prop")
             unsplittable.append(feature)
@@ -193,10 +206,16 @@ def analyse_survival(
         groups[feature] = high.map({1.0: "high", 0.0: "low"})
     if unsplittable:
         if not cuts:
-            raise TmeflowInputError(f"endpoint {endpoint}: no feature can be split into high and low groups "
-                                    f"({', '.join(unsplittable)}: constant or heavily tied values)")
-        logger.warning("endpoint %s: %d feature(s) left out, their values cannot be split (constant or heavily tied): %s",
-                       endpoint, len(unsplittable), ", ".join(unsplittable))
+            raise TmeflowInputError(
+                f"endpoint {endpoint}: no feature can be split into high and low groups "
+                f"({', '.join(unsplittable)}: constant or heavily tied values)"
+            )
+        logger.warning(
+            "endpoint %s: %d feature(s) left out, their values cannot be split (constant or heavily tied): %s",
+            endpoint,
+            len(unsplittable),
+            ", ".join(unsplittable),
+        )
     for feature in cuts:
         x = features.loc[samples, feature].dropna()
         s = surv.loc[x.index]
@@ -204,15 +223,25 @@ def analyse_survival(
         high = (groups[feature] == "high").astype(float)
         lr = logrank_test(s["time"], s["event"], groups[feature])
         row = {
-            "feature": feature, "endpoint": endpoint, "n": len(x), "events": int(s["event"].sum()),
-            "cutpoint_method": cut.method, "cutpoint": cut.cutpoint, "cut_statistic": cut.statistic,
+            "feature": feature,
+            "endpoint": endpoint,
+            "n": len(x),
+            "events": int(s["event"].sum()),
+            "cutpoint_method": cut.method,
+            "cutpoint": cut.cutpoint,
+            "cut_statistic": cut.statistic,
             "cut_p_corrected": cut.p_value if cut.method == "maxstat" else np.nan,
-            "cut_p_method": cut.p_method, "cut_p_lau92": cut.p_lau92,
+            "cut_p_method": cut.p_method,
+            "cut_p_lau92": cut.p_lau92,
             "split": "optimised (maxstat)" if cut.method == "maxstat" else "median",
-            "n_high": int(high.sum()), "n_low": int(len(high) - high.sum()),
-            "logrank_chisq": lr.chisq, "logrank_p": lr.p,
-            "observed_high": lr.table.loc["high", "observed"], "expected_high": lr.table.loc["high", "expected"],
-            "observed_low": lr.table.loc["low", "observed"], "expected_low": lr.table.loc["low", "expected"],
+            "n_high": int(high.sum()),
+            "n_low": int(len(high) - high.sum()),
+            "logrank_chisq": lr.chisq,
+            "logrank_p": lr.p,
+            "observed_high": lr.table.loc["high", "observed"],
+            "expected_high": lr.table.loc["high", "expected"],
+            "observed_low": lr.table.loc["low", "observed"],
+            "expected_low": lr.table.loc["low", "expected"],
         }
         data = s.copy()
         sd = x.std()
@@ -223,20 +252,37 @@ def analyse_survival(
             data = data.join(covariates)
             models.append(("multivariate_group", ["high", *covariates.columns]))
         for model, terms in models:
-            res = cox_regression(data, "time", "event", terms, ph_alpha=params["ph_alpha"], label=f"{feature} {endpoint} {model}")
+            res = cox_regression(
+                data, "time", "event", terms, ph_alpha=params["ph_alpha"], label=f"{feature} {endpoint} {model}"
+            )
             for term, trow in res.table.iterrows():
-                cox_rows.append({
-                    "feature": feature, "endpoint": endpoint, "model": model, "term": term,
-                    "split": row["split"] if model.endswith("_group") else "continuous",
-                    **trow.to_dict(), "concordance": res.concordance, "lr_statistic": res.lr_statistic,
-                    "lr_df": res.lr_df, "lr_p": res.lr_p, "n": res.n, "events": res.events, "converged": res.converged,
-                })
+                cox_rows.append(
+                    {
+                        "feature": feature,
+                        "endpoint": endpoint,
+                        "model": model,
+                        "term": term,
+                        "split": row["split"] if model.endswith("_group") else "continuous",
+                        **trow.to_dict(),
+                        "concordance": res.concordance,
+                        "lr_statistic": res.lr_statistic,
+                        "lr_df": res.lr_df,
+                        "lr_p": res.lr_p,
+                        "n": res.n,
+                        "events": res.events,
+                        "converged": res.converged,
+                    }
+                )
             if model == "univariate_continuous":
-                row.update({"hr_per_sd": res.table.loc["score_per_sd", "hr"],
-                            "hr_per_sd_lower": res.table.loc["score_per_sd", "hr_lower"],
-                            "hr_per_sd_upper": res.table.loc["score_per_sd", "hr_upper"],
-                            "hr_per_sd_p": res.table.loc["score_per_sd", "p"],
-                            "ph_fail": bool(res.table["ph_fail"].any())})
+                row.update(
+                    {
+                        "hr_per_sd": res.table.loc["score_per_sd", "hr"],
+                        "hr_per_sd_lower": res.table.loc["score_per_sd", "hr_lower"],
+                        "hr_per_sd_upper": res.table.loc["score_per_sd", "hr_upper"],
+                        "hr_per_sd_p": res.table.loc["score_per_sd", "p"],
+                        "ph_fail": bool(res.table["ph_fail"].any()),
+                    }
+                )
         rows.append(row)
     table = pd.DataFrame(rows)
     primary = table["cut_p_corrected"].where(table["cutpoint_method"] == "maxstat", table["logrank_p"])

@@ -67,20 +67,33 @@ def _numeric(frame: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
     bad = numeric.isna() & frame.notna()
     if bad.to_numpy().any():
         column = bad.any(axis=0).idxmax()
-        raise TmeflowInputError(f"{what} table has non-numeric values (e.g. '{frame.loc[bad[column], column].iloc[0]}')",
-                                file=path, column=str(column))
+        raise TmeflowInputError(
+            f"{what} table has non-numeric values (e.g. '{frame.loc[bad[column], column].iloc[0]}')",
+            file=path,
+            column=str(column),
+        )
     return numeric.astype(float)
 
 
 def _to_cohort(frame: pd.DataFrame, samples: pd.Index, path: Path, what: str) -> pd.DataFrame:
     """Rows = the table's sample barcodes, renamed to the cohort's samples (matched by
-    :func:`match_barcodes`, logged) and reindexed to them (NaN rows: samples absent from the table)."""
+    :func:`match_barcodes`, logged) and reindexed to them (NaN rows: samples absent from the table).
+    """
     mapping, rule = match_barcodes(pd.Index(frame.index), samples, path, what)
     if not mapping:
-        raise TmeflowInputError(f"none of the {len(frame)} {what} samples (e.g. {frame.index[0]}) matches a cohort sample "
-                                f"(e.g. {samples[0]}), exactly or as TCGA sample/patient barcodes", file=path)
-    logger.info("%s %s: %d of %d cohort samples matched by %s", what, path.name, len(mapping), len(samples),
-                "exact identifiers" if rule == "exact" else f"truncation to the {rule}")
+        raise TmeflowInputError(
+            f"none of the {len(frame)} {what} samples (e.g. {frame.index[0]}) matches a cohort sample "
+            f"(e.g. {samples[0]}), exactly or as TCGA sample/patient barcodes",
+            file=path,
+        )
+    logger.info(
+        "%s %s: %d of %d cohort samples matched by %s",
+        what,
+        path.name,
+        len(mapping),
+        len(samples),
+        "exact identifiers" if rule == "exact" else f"truncation to the {rule}",
+    )
     kept = frame.loc[list(mapping)]
     kept.index = [mapping[b] for b in kept.index]
     return kept.reindex(samples)
@@ -94,8 +107,11 @@ def read_msi(path: str | Path, samples: pd.Index) -> pd.Series:
     column = next((lowered[c] for c in MSI_COLUMNS if c in lowered), None)
     if column is None:
         if frame.shape[1] != 1:
-            raise TmeflowInputError(f"MSI table needs a column msi_score (or one value column), has {', '.join(frame.columns[:4])}",
-                                    file=path, column="msi_score")
+            raise TmeflowInputError(
+                f"MSI table needs a column msi_score (or one value column), has {', '.join(frame.columns[:4])}",
+                file=path,
+                column="msi_score",
+            )
         column = frame.columns[0]
     values = _numeric(frame[[column]], path, "MSI")[column]
     return _to_cohort(values.to_frame(), samples, path, "MSI")[column].rename("MSI")
@@ -103,7 +119,8 @@ def read_msi(path: str | Path, samples: pd.Index) -> pd.Series:
 
 def read_gene_table(path: str | Path, samples: pd.Index, what: str) -> pd.DataFrame:
     """A gene-level CNV (``what="CNV"``) or methylation table as cohort samples x genes, validated (module
-    docstring); genes x samples and samples x genes are told apart by which axis matches the cohort."""
+    docstring); genes x samples and samples x genes are told apart by which axis matches the cohort.
+    """
     path = Path(path)
     frame = _read_delimited(path, what)
     frame = frame.drop(columns=[c for c in frame.columns if c.lower() in ANNOTATION_COLUMNS])
@@ -117,13 +134,21 @@ def read_gene_table(path: str | Path, samples: pd.Index, what: str) -> pd.DataFr
     if what == "CNV":
         bad = observed[~observed.isin(CNV_LEVELS)]
         if len(bad):
-            raise TmeflowInputError(f"CNV values must be GISTIC thresholded levels -2, -1, 0, 1, 2 (found {bad.iloc[0]:g}); "
-                                    "give all_thresholded.by_genes, not segment means", file=path, column=str(bad.index[0][0]))
+            raise TmeflowInputError(
+                f"CNV values must be GISTIC thresholded levels -2, -1, 0, 1, 2 (found {bad.iloc[0]:g}); "
+                "give all_thresholded.by_genes, not segment means",
+                file=path,
+                column=str(bad.index[0][0]),
+            )
     else:
         bad = observed[(observed < 0) | (observed > 1)]
         if len(bad):
-            raise TmeflowInputError(f"methylation values must be beta values in [0, 1] (found {bad.iloc[0]:g}; for M-values "
-                                    "use beta = 2^M / (2^M + 1))", file=path, column=str(bad.index[0][0]))
+            raise TmeflowInputError(
+                f"methylation values must be beta values in [0, 1] (found {bad.iloc[0]:g}; for M-values "
+                "use beta = 2^M / (2^M + 1))",
+                file=path,
+                column=str(bad.index[0][0]),
+            )
     return _to_cohort(values, samples, path, what)
 
 
@@ -136,28 +161,45 @@ def _groups(index: pd.Index, types: pd.Series | None, min_samples: int, what: st
     groups = (types if types is not None else pd.Series("all", index=index)).reindex(index).dropna()
     sizes = groups.value_counts()
     for skipped in sorted(sizes.index[sizes < min_samples]):
-        logger.info("%s: %s skipped: %d samples with the table < pancancer_min_samples=%d", what, skipped, sizes[skipped], min_samples)
+        logger.info(
+            "%s: %s skipped: %d samples with the table < pancancer_min_samples=%d",
+            what,
+            skipped,
+            sizes[skipped],
+            min_samples,
+        )
     return groups[groups.isin(sizes.index[sizes >= min_samples])]
 
 
 def cnv_frequency(cnv: pd.DataFrame, genes: list[str], groups: pd.Series) -> pd.DataFrame:
     """Per cancer type and signature gene: samples and the fraction amplified (2), gained (>= 1), lost (<= -1)
-    and deeply deleted (-2)."""
+    and deeply deleted (-2).
+    """
     rows = []
     for cancer_type in sorted(groups.unique()):
         part = cnv.loc[groups.index[groups == cancer_type], genes]
         for gene in genes:
             values = part[gene].dropna()
-            rows.append({"cancer_type": cancer_type, "feature": gene, "n": len(values),
-                         "amplification": float((values == 2).mean()), "gain": float((values >= 1).mean()),
-                         "loss": float((values <= -1).mean()), "deep_deletion": float((values == -2).mean())})
+            rows.append(
+                {
+                    "cancer_type": cancer_type,
+                    "feature": gene,
+                    "n": len(values),
+                    "amplification": float((values == 2).mean()),
+                    "gain": float((values >= 1).mean()),
+                    "loss": float((values <= -1).mean()),
+                    "deep_deletion": float((values == -2).mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def gene_correlations(values: pd.DataFrame, expression: pd.DataFrame, genes: list[str], groups: pd.Series,
-                      label: str) -> pd.DataFrame:
+def gene_correlations(
+    values: pd.DataFrame, expression: pd.DataFrame, genes: list[str], groups: pd.Series, label: str
+) -> pd.DataFrame:
     """Per cancer type and gene: Spearman rho of the gene's ``values`` (copy number, beta) with its own expression
-    (``expression``: genes x samples); ``fdr`` within the type, ``pancancer_fdr`` across types x genes."""
+    (``expression``: genes x samples); ``fdr`` within the type, ``pancancer_fdr`` across types x genes.
+    """
     rows = []
     for cancer_type in sorted(groups.unique()):
         members = groups.index[groups == cancer_type]
@@ -172,9 +214,12 @@ def gene_correlations(values: pd.DataFrame, expression: pd.DataFrame, genes: lis
     return table
 
 
-def run_molecular(cohort: Any, features: pd.DataFrame, kinds: dict[str, str], genes: list[str], min_samples: int) -> dict[str, Any]:
+def run_molecular(
+    cohort: Any, features: pd.DataFrame, kinds: dict[str, str], genes: list[str], min_samples: int
+) -> dict[str, Any]:
     """Every analysis of the tables the cohort has (``cohort.msi``, ``cohort.cnv``, ``cohort.methylation``:
-    None when not given); ``genes``: the signature genes (:func:`tmeflow.bulk.normals.signature_genes`)."""
+    None when not given); ``genes``: the signature genes (:func:`tmeflow.bulk.normals.signature_genes`).
+    """
     result: dict[str, Any] = {}
     if cohort.msi is not None:
         result["msi"] = value_correlations(features, kinds, cohort.msi, cohort.types, min_samples, "MSI")
@@ -190,10 +235,17 @@ def run_molecular(cohort: Any, features: pd.DataFrame, kinds: dict[str, str], ge
             continue
         if name == "cnv":
             result["cnv_frequency"] = cnv_frequency(table, shown, groups)
-        result[name] = gene_correlations(table, cohort.log_expr, shown, groups, "CNV" if name == "cnv" else "methylation")
+        result[name] = gene_correlations(
+            table, cohort.log_expr, shown, groups, "CNV" if name == "cnv" else "methylation"
+        )
         significant = result[name][result[name]["pancancer_fdr"] < 0.05]
-        logger.info("%s vs expression: %d signature genes x %d cancer type(s), %d at pan-cancer FDR < 0.05", name, len(shown),
-                    groups.nunique(), len(significant))
+        logger.info(
+            "%s vs expression: %d signature genes x %d cancer type(s), %d at pan-cancer FDR < 0.05",
+            name,
+            len(shown),
+            groups.nunique(),
+            len(significant),
+        )
     return result
 
 
@@ -209,8 +261,13 @@ def plot_cnv_frequency(table: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(2 * (0.45 * len(types) + 2.2), 0.22 * len(genes) + 1.8), squeeze=False)
     for ax, (column, cmap) in zip(axes[0], (("gain", "Reds"), ("loss", "Blues"))):
         values = table.pivot(index="feature", columns="cancer_type", values=column).reindex(index=genes, columns=types)
-        image = ax.imshow(values.to_numpy(dtype=float), cmap=cmap, vmin=0, vmax=max(0.05, float(np.nanmax(values.to_numpy()))),
-                          aspect="auto")
+        image = ax.imshow(
+            values.to_numpy(dtype=float),
+            cmap=cmap,
+            vmin=0,
+            vmax=max(0.05, float(np.nanmax(values.to_numpy()))),
+            aspect="auto",
+        )
         ax.set_xticks(range(len(types)))
         ax.set_xticklabels(types, rotation=90, fontsize=7)
         ax.set_yticks(range(len(genes)))
@@ -226,29 +283,41 @@ def plot_gene_correlations(tables: list[pd.DataFrame]):
     genes = list(dict.fromkeys(g for t in tables for g in t["feature"]))
     types = sorted(set().union(*(set(t["cancer_type"]) for t in tables)))
     titles = {"CNV": "copy number vs expression", "methylation": "methylation vs expression"}
-    return rho_figure([(titles[t["target"].iloc[0]], t) for t in tables], ("feature", genes), ("cancer_type", types),
-                      figsize=(len(tables) * (0.45 * len(types) + 1.6) + 2.5, 0.22 * len(genes) + 2.2), fontsizes=(6, 8, 7),
-                      shrink=0.7)
+    return rho_figure(
+        [(titles[t["target"].iloc[0]], t) for t in tables],
+        ("feature", genes),
+        ("cancer_type", types),
+        figsize=(len(tables) * (0.45 * len(types) + 1.6) + 2.5, 0.22 * len(genes) + 2.2),
+        fontsizes=(6, 8, 7),
+        shrink=0.7,
+    )
 
 
-def write_molecular(result: dict[str, Any], tmb_corr: pd.DataFrame | None, focus: list[str], outdir: Path,
-                    prefix: str) -> list[Path]:
+def write_molecular(
+    result: dict[str, Any], tmb_corr: pd.DataFrame | None, focus: list[str], outdir: Path, prefix: str
+) -> list[Path]:
     """Tables and figures of :func:`run_molecular` (file names in docs/output.md), and the TMB/MSI radar plot."""
     written = []
     msi = result.get("msi")
     if msi is not None and len(msi):
         written.append(write_table(msi, outdir / f"{prefix}bulk_msi_correlation.tsv"))
-        written.append(save_figure(plot_value_correlation(msi, focus, "MSI"), outdir / f"{prefix}bulk_msi_correlation.png"))
+        written.append(
+            save_figure(plot_value_correlation(msi, focus, "MSI"), outdir / f"{prefix}bulk_msi_correlation.png")
+        )
     radar = {label: t for label, t in (("TMB", tmb_corr), ("MSI", msi)) if t is not None and len(t)}
     if radar and len(set().union(*(set(t["cancer_type"]) for t in radar.values()))) >= 3:
         written.append(save_figure(plot_radar(radar, focus), outdir / f"{prefix}bulk_tmb_msi_radar.png"))
     if "cnv_frequency" in result:
         written.append(write_table(result["cnv_frequency"], outdir / f"{prefix}bulk_cnv_frequency.tsv"))
-        written.append(save_figure(plot_cnv_frequency(result["cnv_frequency"]), outdir / f"{prefix}bulk_cnv_frequency.png"))
+        written.append(
+            save_figure(plot_cnv_frequency(result["cnv_frequency"]), outdir / f"{prefix}bulk_cnv_frequency.png")
+        )
     correlations = [result[name] for name in ("cnv", "methylation") if name in result]
     for name in ("cnv", "methylation"):
         if name in result:
             written.append(write_table(result[name], outdir / f"{prefix}bulk_{name}_expression.tsv"))
     if correlations:
-        written.append(save_figure(plot_gene_correlations(correlations), outdir / f"{prefix}bulk_molecular_correlation.png"))
+        written.append(
+            save_figure(plot_gene_correlations(correlations), outdir / f"{prefix}bulk_molecular_correlation.png")
+        )
     return written

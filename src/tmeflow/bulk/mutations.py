@@ -38,8 +38,15 @@ logger = get_logger(__package__)
 REQUIRED_COLUMNS = ("Tumor_Sample_Barcode", "Variant_Classification")
 VARIANT_KEY = ("Chromosome", "Start_Position", "Reference_Allele", "Tumor_Seq_Allele2")
 NON_SYNONYMOUS = (
-    "Frame_Shift_Del", "Frame_Shift_Ins", "Splice_Site", "Translation_Start_Site", "Nonsense_Mutation",
-    "Nonstop_Mutation", "In_Frame_Del", "In_Frame_Ins", "Missense_Mutation",
+    "Frame_Shift_Del",
+    "Frame_Shift_Ins",
+    "Splice_Site",
+    "Translation_Start_Site",
+    "Nonsense_Mutation",
+    "Nonstop_Mutation",
+    "In_Frame_Del",
+    "In_Frame_Ins",
+    "Missense_Mutation",
 )
 TCGA_BARCODE = re.compile(r"^TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}")
 LEVELS = ((15, "TCGA sample (15 characters)"), (12, "TCGA patient (12 characters)"))
@@ -56,8 +63,11 @@ def read_maf(path: str | Path) -> pd.DataFrame:
         raise TmeflowInputError(f"cannot read MAF ({str(exc).splitlines()[0]})", file=path) from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in maf.columns]
     if missing:
-        raise TmeflowInputError(f"MAF lacks the column(s) {', '.join(missing)} (a tab-separated GDC MAF is expected)",
-                                file=path, column=missing[0])
+        raise TmeflowInputError(
+            f"MAF lacks the column(s) {', '.join(missing)} (a tab-separated GDC MAF is expected)",
+            file=path,
+            column=missing[0],
+        )
     maf = maf.dropna(subset=["Tumor_Sample_Barcode"])
     maf["Tumor_Sample_Barcode"] = maf["Tumor_Sample_Barcode"].str.strip()
     if maf.empty:
@@ -79,21 +89,28 @@ def _normalise(barcode: str) -> str:
     return dashed if TCGA_BARCODE.match(dashed) else text
 
 
-def match_barcodes(barcodes: pd.Index, samples: pd.Index, source: Path, what: str = "MAF") -> tuple[dict[str, str], str]:
+def match_barcodes(
+    barcodes: pd.Index, samples: pd.Index, source: Path, what: str = "MAF"
+) -> tuple[dict[str, str], str]:
     """Barcode of a ``what`` table (MAF, CNV, methylation, MSI) -> cohort sample, and the rule used (module
-    docstring). Raises when ambiguous."""
+    docstring). Raises when ambiguous.
+    """
     barcodes = pd.Index(pd.unique(barcodes))
     candidates = [(None, "exact")] + list(LEVELS)
     best, best_rule, best_n = {}, "exact", -1
     for width, rule in candidates:
+
         def key(value: str) -> str:
             """The compared form of an identifier at this level."""
             norm = _normalise(value)
             return norm[:width] if width and TCGA_BARCODE.match(norm) else norm
+
         targets: dict[str, str] = {}
         for sample in samples:
             targets.setdefault(key(sample), str(sample))
-        if len(targets) < len(samples):  # two cohort samples are one TCGA sample/patient: this level cannot tell them apart
+        if len(targets) < len(
+            samples
+        ):  # two cohort samples are one TCGA sample/patient: this level cannot tell them apart
             continue
         mapping = {str(b): targets[key(b)] for b in barcodes if key(b) in targets}
         if len(set(mapping.values())) > best_n:
@@ -103,25 +120,40 @@ def match_barcodes(barcodes: pd.Index, samples: pd.Index, source: Path, what: st
         by_sample.setdefault(sample, []).append(barcode)
     for sample, found in by_sample.items():
         if len(found) > 1:
-            raise TmeflowInputError(f"{what} barcodes {', '.join(sorted(found)[:3])} all match cohort sample {sample} "
-                                    f"({best_rule}); keep one aliquot per sample", file=source, sample=sample)
+            raise TmeflowInputError(
+                f"{what} barcodes {', '.join(sorted(found)[:3])} all match cohort sample {sample} "
+                f"({best_rule}); keep one aliquot per sample",
+                file=source,
+                sample=sample,
+            )
     return best, best_rule
 
 
 def tumour_mutational_burden(maf: pd.DataFrame, samples: pd.Index, capture_mb: float, source: Path) -> pd.DataFrame:
     """Per cohort sample: matched MAF barcode, variants, non-synonymous variants and TMB (per Mb).
 
-    Samples without a MAF barcode get NA; the matching rule and counts are logged."""
+    Samples without a MAF barcode get NA; the matching rule and counts are logged.
+    """
     if capture_mb <= 0:
         raise TmeflowInputError(f"tmb_capture_mb must be positive, got {capture_mb}")
     mapping, rule = match_barcodes(pd.Index(maf["Tumor_Sample_Barcode"]), samples, source)
     n_barcodes = maf["Tumor_Sample_Barcode"].nunique()
     if not mapping:
-        raise TmeflowInputError(f"none of the {n_barcodes} MAF barcodes (e.g. {maf['Tumor_Sample_Barcode'].iloc[0]}) "
-                                f"matches a cohort sample (e.g. {samples[0]}), exactly or as TCGA sample/patient barcodes",
-                                file=source, column="Tumor_Sample_Barcode")
-    logger.info("MAF %s: %d of %d barcodes matched to %d of %d cohort samples by %s", source.name, len(mapping), n_barcodes,
-                len(set(mapping.values())), len(samples), "exact identifiers" if rule == "exact" else f"truncation to the {rule}")
+        raise TmeflowInputError(
+            f"none of the {n_barcodes} MAF barcodes (e.g. {maf['Tumor_Sample_Barcode'].iloc[0]}) "
+            f"matches a cohort sample (e.g. {samples[0]}), exactly or as TCGA sample/patient barcodes",
+            file=source,
+            column="Tumor_Sample_Barcode",
+        )
+    logger.info(
+        "MAF %s: %d of %d barcodes matched to %d of %d cohort samples by %s",
+        source.name,
+        len(mapping),
+        n_barcodes,
+        len(set(mapping.values())),
+        len(samples),
+        "exact identifiers" if rule == "exact" else f"truncation to the {rule}",
+    )
     kept = maf[maf["Tumor_Sample_Barcode"].isin(list(mapping))]
     nonsyn = kept["Variant_Classification"].isin(NON_SYNONYMOUS)
     counts = pd.DataFrame({"barcode": kept["Tumor_Sample_Barcode"], "nonsyn": nonsyn.astype(int)}).groupby("barcode")
@@ -141,8 +173,9 @@ def tumour_mutational_burden(maf: pd.DataFrame, samples: pd.Index, capture_mb: f
 # Score vs TMB
 
 
-def tmb_correlations(features: pd.DataFrame, kinds: dict[str, str], tmb: pd.Series, types: pd.Series | None,
-                     min_samples: int) -> pd.DataFrame:
+def tmb_correlations(
+    features: pd.DataFrame, kinds: dict[str, str], tmb: pd.Series, types: pd.Series | None, min_samples: int
+) -> pd.DataFrame:
     """Spearman rho of every score with TMB per cancer type (:func:`tmeflow.bulk.pancancer.value_correlations`)."""
     return value_correlations(features, kinds, tmb, types, min_samples, "TMB")
 

@@ -53,8 +53,10 @@ MIN_PER_GROUP = 3
 ALL = "all"
 NORMAL_WORDS = ("normal", "n", "healthy", "adjacent", "solid tissue normal", "blood derived normal", "nt")
 TUMOUR_WORDS = ("tumour", "tumor", "t", "cancer", "primary", "metastatic", "metastasis", "recurrent", "tp", "tm")
-BATCH_WARNING = ("normals from a separate cohort: batch (study, protocol, processing) is confounded with tissue state, "
-                 "so tumour-normal differences include batch effects (Wang et al. 2018, Sci Data 5:180061)")
+BATCH_WARNING = (
+    "normals from a separate cohort: batch (study, protocol, processing) is confounded with tissue state, "
+    "so tumour-normal differences include batch effects (Wang et al. 2018, Sci Data 5:180061)"
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,17 +79,23 @@ def _state_of_value(value: Any, source: Path, column: str, sample: str) -> str |
         return "normal"
     if text in TUMOUR_WORDS or any(word in text for word in ("tumour", "tumor", "metasta", "cancer", "carcinoma")):
         return "tumour"
-    raise TmeflowInputError(f"sample type '{value}' is neither tumour nor normal (e.g. tumour, normal, TCGA code 01 or 11)",
-                            file=source, column=column, sample=sample)
+    raise TmeflowInputError(
+        f"sample type '{value}' is neither tumour nor normal (e.g. tumour, normal, TCGA code 01 or 11)",
+        file=source,
+        column=column,
+        sample=sample,
+    )
 
 
 def sample_states(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series | None:
     """``tumour`` / ``normal`` / NaN per sample from the sample-type column or TCGA barcodes (module
-    docstring); None when neither tells (every sample is then a tumour, as before)."""
+    docstring); None when neither tells (every sample is then a tumour, as before).
+    """
     name = clinical_column(clinical, column, DEFAULT_COLUMN, "sample_type_column", source)
     if name is not None:
-        states = pd.Series([_state_of_value(v, source, name, s) for s, v in clinical[name].items()], index=clinical.index,
-                           dtype=object)
+        states = pd.Series(
+            [_state_of_value(v, source, name, s) for s, v in clinical[name].items()], index=clinical.index, dtype=object
+        )
         rule = f"clinical column {name}"
     else:
         barcodes = [_normalise(s) for s in clinical.index]
@@ -96,8 +104,13 @@ def sample_states(clinical: pd.DataFrame, column: str, source: Path) -> pd.Serie
         states = pd.Series([_state_of_code(int(b[13:15])) for b in barcodes], index=clinical.index, dtype=object)
         rule = "TCGA barcodes' sample-type code (characters 14-15: 01-09 tumour, 10-19 normal)"
     counts = states.value_counts()
-    logger.info("sample types from %s: %d tumour, %d normal, %d neither (left out)", rule, int(counts.get("tumour", 0)),
-                int(counts.get("normal", 0)), int(states.isna().sum()))
+    logger.info(
+        "sample types from %s: %d tumour, %d normal, %d neither (left out)",
+        rule,
+        int(counts.get("tumour", 0)),
+        int(counts.get("normal", 0)),
+        int(states.isna().sum()),
+    )
     if counts.get("tumour", 0) == 0:
         raise TmeflowInputError(f"no tumour sample by {rule}", file=source, column=name)
     return states
@@ -108,20 +121,25 @@ def _type_lists(values: pd.Series) -> pd.Series:
     return values.map(lambda v: split_list(str(v)) if pd.notna(v) else [])
 
 
-def read_normal_cohort(expression: Path, clinical: Path, tumour_types: pd.Series | None, params: dict[str, Any],
-                       read_table) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+def read_normal_cohort(
+    expression: Path, clinical: Path, tumour_types: pd.Series | None, params: dict[str, Any], read_table
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """The separate normal cohort's log2 expression (genes x samples) and, per cancer type of the
     tumours (``all`` without types), its normal samples. ``read_table(expression, clinical)`` reads an
-    expression table with the cohort's rules and returns (clinical, log2 expression)."""
+    expression table with the cohort's rules and returns (clinical, log2 expression).
+    """
     clin, log_expr = read_table(expression, clinical)
     logger.warning("%s (%s: %d normal samples)", BATCH_WARNING, expression.name, log_expr.shape[1])
     if tumour_types is None:
         return log_expr, {ALL: list(log_expr.columns)}
     name = clinical_column(clin, params["cancer_type_column"], "cancer_type", "cancer_type_column", clinical)
     if name is None:
-        raise TmeflowInputError("the normal cohort's clinical table needs a cancer_type column naming the cancer type(s) "
-                                "each normal serves (comma-separated), as the tumour cohort has cancer types",
-                                file=clinical, column=params["cancer_type_column"] or "cancer_type")
+        raise TmeflowInputError(
+            "the normal cohort's clinical table needs a cancer_type column naming the cancer type(s) "
+            "each normal serves (comma-separated), as the tumour cohort has cancer types",
+            file=clinical,
+            column=params["cancer_type_column"] or "cancer_type",
+        )
     lists = _type_lists(clin.loc[log_expr.columns, name])
     known = set(tumour_types.dropna())
     by_type: dict[str, list[str]] = {}
@@ -130,13 +148,23 @@ def read_normal_cohort(expression: Path, clinical: Path, tumour_types: pd.Series
             by_type.setdefault(cancer_type, []).append(sample)
     unknown = sorted(set(by_type) - known)
     if unknown:
-        logger.info("normal cohort %s: cancer type(s) %s not in the tumour cohort, ignored", clinical.name, ", ".join(unknown))
+        logger.info(
+            "normal cohort %s: cancer type(s) %s not in the tumour cohort, ignored", clinical.name, ", ".join(unknown)
+        )
     by_type = {t: s for t, s in by_type.items() if t in known}
     if not by_type:
-        raise TmeflowInputError(f"no normal sample names a cancer type of the tumour cohort (e.g. {sorted(known)[0]})",
-                                file=clinical, column=name)
-    logger.info("normal cohort %s: normals for %d of %d cancer types (%s)", clinical.name, len(by_type), len(known),
-                ", ".join(f"{t}: {len(s)}" for t, s in sorted(by_type.items())))
+        raise TmeflowInputError(
+            f"no normal sample names a cancer type of the tumour cohort (e.g. {sorted(known)[0]})",
+            file=clinical,
+            column=name,
+        )
+    logger.info(
+        "normal cohort %s: normals for %d of %d cancer types (%s)",
+        clinical.name,
+        len(by_type),
+        len(known),
+        ", ".join(f"{t}: {len(s)}" for t, s in sorted(by_type.items())),
+    )
     return log_expr, by_type
 
 
@@ -160,29 +188,50 @@ def signature_genes(sets: dict[str, list[str]], kinds: dict[str, str], extra: li
     return list(dict.fromkeys([g for n in chosen for g in sets[n]] + list(extra)))
 
 
-def tumour_normal_table(values: pd.DataFrame, kinds: dict[str, str], tumour_types: pd.Series | None,
-                        normals: dict[str, list[str]]) -> pd.DataFrame:
+def tumour_normal_table(
+    values: pd.DataFrame, kinds: dict[str, str], tumour_types: pd.Series | None, normals: dict[str, list[str]]
+) -> pd.DataFrame:
     """Wilcoxon rank-sum tumour vs normal per cancer type of every column of ``values`` (samples x
-    features: tumours and normals); ``kinds`` maps a column to ``gene`` or ``score`` (module docstring)."""
+    features: tumours and normals); ``kinds`` maps a column to ``gene`` or ``score`` (module docstring).
+    """
     from scipy.stats import mannwhitneyu
 
-    tumour_types = tumour_types if tumour_types is not None else pd.Series(ALL, index=values.index.difference(
-        [s for ss in normals.values() for s in ss]))
+    tumour_types = (
+        tumour_types
+        if tumour_types is not None
+        else pd.Series(ALL, index=values.index.difference([s for ss in normals.values() for s in ss]))
+    )
     rows = []
     for cancer_type, normal_samples in sorted(normals.items()):
         tumours = tumour_types.index[tumour_types == cancer_type].intersection(values.index)
         normal_samples = pd.Index(normal_samples).intersection(values.index)
         if len(tumours) < MIN_PER_GROUP or len(normal_samples) < MIN_PER_GROUP:
-            logger.info("tumour vs normal: %s skipped: %d tumours, %d normals (< %d)", cancer_type, len(tumours),
-                        len(normal_samples), MIN_PER_GROUP)
+            logger.info(
+                "tumour vs normal: %s skipped: %d tumours, %d normals (< %d)",
+                cancer_type,
+                len(tumours),
+                len(normal_samples),
+                MIN_PER_GROUP,
+            )
             continue
         for feature in values.columns:
             t, n = values.loc[tumours, feature].dropna(), values.loc[normal_samples, feature].dropna()
             p = mannwhitneyu(t, n, alternative="two-sided").pvalue if pd.concat([t, n]).nunique() > 1 else 1.0
             difference = float(t.mean() - n.mean())
-            rows.append({"cancer_type": cancer_type, "feature": feature, "kind": kinds[feature], "n_tumour": len(t),
-                         "n_normal": len(n), "mean_tumour": float(t.mean()), "mean_normal": float(n.mean()),
-                         "difference": difference, "log2fc": difference if kinds[feature] == "gene" else np.nan, "p": p})
+            rows.append(
+                {
+                    "cancer_type": cancer_type,
+                    "feature": feature,
+                    "kind": kinds[feature],
+                    "n_tumour": len(t),
+                    "n_normal": len(n),
+                    "mean_tumour": float(t.mean()),
+                    "mean_normal": float(n.mean()),
+                    "difference": difference,
+                    "log2fc": difference if kinds[feature] == "gene" else np.nan,
+                    "p": p,
+                }
+            )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -192,29 +241,53 @@ def tumour_normal_table(values: pd.DataFrame, kinds: dict[str, str], tumour_type
     return table
 
 
-def run_tumour_normal(tumour_expr: pd.DataFrame, normal_expr: pd.DataFrame, normals: dict[str, list[str]],
-                      tumour_types: pd.Series | None, sets: dict[str, list[str]], kinds: dict[str, str],
-                      extra_genes: list[str], focus: list[str], params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_tumour_normal(
+    tumour_expr: pd.DataFrame,
+    normal_expr: pd.DataFrame,
+    normals: dict[str, list[str]],
+    tumour_types: pd.Series | None,
+    sets: dict[str, list[str]],
+    kinds: dict[str, str],
+    extra_genes: list[str],
+    focus: list[str],
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tumour-normal tests of the signature genes and the focus scores (ssGSEA of the focus sets on tumours and
-    normals together, over the genes both tables have); returns (table, the tested values: samples x features)."""
+    normals together, over the genes both tables have); returns (table, the tested values: samples x features).
+    """
     from ..signatures import ssgsea
 
     common = tumour_expr.index.intersection(normal_expr.index)
     if len(common) < len(tumour_expr.index):
         logger.info("tumour vs normal: %d of %d cohort genes are in the normals' table", len(common), len(tumour_expr))
-    combined = pd.concat([tumour_expr.loc[common], normal_expr.loc[common, ~normal_expr.columns.isin(tumour_expr.columns)]], axis=1)
+    combined = pd.concat(
+        [tumour_expr.loc[common], normal_expr.loc[common, ~normal_expr.columns.isin(tumour_expr.columns)]], axis=1
+    )
     genes = [g for g in signature_genes(sets, kinds, extra_genes) if g in common]
     score_sets = {f: [g for g in sets[f] if g in common] for f in focus if f in sets}
-    scores = ssgsea(combined, {f: g for f, g in score_sets.items() if g}, alpha=params["ssgsea_alpha"],
-                    normalize=params["ssgsea_normalize"]).T if score_sets else pd.DataFrame(index=combined.columns)
+    scores = (
+        ssgsea(
+            combined,
+            {f: g for f, g in score_sets.items() if g},
+            alpha=params["ssgsea_alpha"],
+            normalize=params["ssgsea_normalize"],
+        ).T
+        if score_sets
+        else pd.DataFrame(index=combined.columns)
+    )
     values = pd.concat([scores, combined.loc[genes].T], axis=1)
     value_kinds = {**{c: "score" for c in scores.columns}, **{g: "gene" for g in genes}}
     table = tumour_normal_table(values, value_kinds, tumour_types, normals)
     if len(table):
         significant = table[table["fdr"] < 0.05]
-        logger.info("tumour vs normal: %d genes and %d scores over %d cancer type(s); %d gene and %d score tests at FDR < 0.05",
-                    len(genes), scores.shape[1], table["cancer_type"].nunique(), int((significant["kind"] == "gene").sum()),
-                    int((significant["kind"] == "score").sum()))
+        logger.info(
+            "tumour vs normal: %d genes and %d scores over %d cancer type(s); %d gene and %d score tests at FDR < 0.05",
+            len(genes),
+            scores.shape[1],
+            table["cancer_type"].nunique(),
+            int((significant["kind"] == "gene").sum()),
+            int((significant["kind"] == "score").sum()),
+        )
     return table, values
 
 
@@ -249,21 +322,28 @@ def plot_tumour_normal_heatmap(table: pd.DataFrame):
     return fig
 
 
-def plot_tumour_normal_scores(table: pd.DataFrame, values: pd.DataFrame, tumour_types: pd.Series | None,
-                              normals: dict[str, list[str]]):
+def plot_tumour_normal_scores(
+    table: pd.DataFrame, values: pd.DataFrame, tumour_types: pd.Series | None, normals: dict[str, list[str]]
+):
     """Box plots of each focus score by cancer type, tumour (red) vs normal (blue); stars: BH FDR."""
     plt = pyplot()
     scores = list(dict.fromkeys(table.loc[table["kind"] == "score", "feature"]))
     types = sorted(table["cancer_type"].unique())
-    fig, axes = plt.subplots(len(scores) or 1, 1, figsize=(max(4.0, 0.8 * len(types) + 2), 2.6 * max(1, len(scores))),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(scores) or 1, 1, figsize=(max(4.0, 0.8 * len(types) + 2), 2.6 * max(1, len(scores))), squeeze=False
+    )
     for ax, score in zip(axes[:, 0], scores):
         fdr = table[(table["kind"] == "score") & (table["feature"] == score)].set_index("cancer_type")["fdr"]
         for k, cancer_type in enumerate(types):
-            tumours = (tumour_types.index[tumour_types == cancer_type] if tumour_types is not None
-                       else values.index.difference([s for ss in normals.values() for s in ss]))
-            groups = [values.loc[values.index.intersection(tumours), score].dropna(),
-                      values.loc[values.index.intersection(normals.get(cancer_type, [])), score].dropna()]
+            tumours = (
+                tumour_types.index[tumour_types == cancer_type]
+                if tumour_types is not None
+                else values.index.difference([s for ss in normals.values() for s in ss])
+            )
+            groups = [
+                values.loc[values.index.intersection(tumours), score].dropna(),
+                values.loc[values.index.intersection(normals.get(cancer_type, [])), score].dropna(),
+            ]
             parts = ax.boxplot(groups, positions=[3 * k, 3 * k + 1], widths=0.8, patch_artist=True, showfliers=False)
             for patch, colour in zip(parts["boxes"], ("#d6604d", "#4393c3")):
                 patch.set_facecolor(colour)
@@ -278,13 +358,25 @@ def plot_tumour_normal_scores(table: pd.DataFrame, values: pd.DataFrame, tumour_
     return fig
 
 
-def write_tumour_normal(table: pd.DataFrame, values: pd.DataFrame, tumour_types: pd.Series | None,
-                        normals: dict[str, list[str]], outdir: Path, prefix: str) -> list[Path]:
+def write_tumour_normal(
+    table: pd.DataFrame,
+    values: pd.DataFrame,
+    tumour_types: pd.Series | None,
+    normals: dict[str, list[str]],
+    outdir: Path,
+    prefix: str,
+) -> list[Path]:
     """The test table and its two figures (file names in docs/output.md)."""
     written = [write_table(table, outdir / f"{prefix}bulk_tumour_normal.tsv")]
     if (table["kind"] == "gene").any():
-        written.append(save_figure(plot_tumour_normal_heatmap(table), outdir / f"{prefix}bulk_tumour_normal_heatmap.png"))
+        written.append(
+            save_figure(plot_tumour_normal_heatmap(table), outdir / f"{prefix}bulk_tumour_normal_heatmap.png")
+        )
     if (table["kind"] == "score").any():
-        written.append(save_figure(plot_tumour_normal_scores(table, values, tumour_types, normals),
-                                   outdir / f"{prefix}bulk_tumour_normal_scores.png"))
+        written.append(
+            save_figure(
+                plot_tumour_normal_scores(table, values, tumour_types, normals),
+                outdir / f"{prefix}bulk_tumour_normal_scores.png",
+            )
+        )
     return written

@@ -54,7 +54,8 @@ def cancer_types(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series
     """Cancer type per sample, or None when the cohort has no cancer-type column.
 
     ``column`` empty: the column ``cancer_type`` (any case) if present; named: it must exist. Samples
-    with no type are left out of the per-type analyses (logged); a column with no value is an error."""
+    with no type are left out of the per-type analyses (logged); a column with no value is an error.
+    """
     name = clinical_column(clinical, column, DEFAULT_COLUMN, "cancer_type_column", source)
     if name is None:
         return None
@@ -62,8 +63,12 @@ def cancer_types(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series
     if values.notna().sum() == 0:
         raise TmeflowInputError("cancer-type column has no values", file=source, column=name)
     if values.isna().any():
-        logger.info("pan-cancer: %d sample(s) without a %s value left out of the per-type analyses (e.g. %s)",
-                    int(values.isna().sum()), name, values.index[values.isna()][0])
+        logger.info(
+            "pan-cancer: %d sample(s) without a %s value left out of the per-type analyses (e.g. %s)",
+            int(values.isna().sum()),
+            name,
+            values.index[values.isna()][0],
+        )
     return values.rename("cancer_type")
 
 
@@ -74,8 +79,12 @@ def type_table(types: pd.Series, min_samples: int) -> pd.DataFrame:
     table["analysed"] = table["n"] >= min_samples
     table["reason"] = np.where(table["analysed"], "", f"fewer than pancancer_min_samples={min_samples} samples")
     for _, row in table[~table["analysed"]].iterrows():
-        logger.info("pan-cancer: cancer type %s skipped: %d samples < pancancer_min_samples=%d",
-                    row["cancer_type"], row["n"], min_samples)
+        logger.info(
+            "pan-cancer: cancer type %s skipped: %d samples < pancancer_min_samples=%d",
+            row["cancer_type"],
+            row["n"],
+            min_samples,
+        )
     return table
 
 
@@ -93,21 +102,31 @@ def survival_per_type(
     min_samples: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`analyse_survival` per type and endpoint; returns (survival table, Cox table) with a
-    ``cancer_type`` first column and the pan-cancer FDRs (module docstring)."""
+    ``cancer_type`` first column and the pan-cancer FDRs (module docstring).
+    """
     tables, coxes = [], []
     for cancer_type in analysed:
         members = types.index[types == cancer_type]
         for endpoint, surv in survs.items():
             s = surv.loc[surv.index.intersection(members)]
             if len(s) < min_samples or s["event"].sum() == 0:
-                logger.info("pan-cancer: %s %s skipped: %d samples with this endpoint, %d events", cancer_type, endpoint,
-                            len(s), int(s["event"].sum()))
+                logger.info(
+                    "pan-cancer: %s %s skipped: %d samples with this endpoint, %d events",
+                    cancer_type,
+                    endpoint,
+                    len(s),
+                    int(s["event"].sum()),
+                )
                 continue
             cov = covariates.loc[s.index]
             constant = [c for c in cov.columns if cov[c].nunique(dropna=True) < 2]
             if constant:
-                logger.info("pan-cancer: %s %s: covariate(s) %s constant within the type, left out of its multivariate Cox",
-                            cancer_type, endpoint, ", ".join(constant))
+                logger.info(
+                    "pan-cancer: %s %s: covariate(s) %s constant within the type, left out of its multivariate Cox",
+                    cancer_type,
+                    endpoint,
+                    ", ".join(constant),
+                )
                 cov = cov.drop(columns=constant)
             try:
                 table, cox, _ = analyse_survival(features.loc[s.index], s, endpoint, cov, params)
@@ -129,9 +148,12 @@ def survival_per_type(
     return table, pd.concat(coxes, ignore_index=True)
 
 
-def correlation_per_type(features: pd.DataFrame, targets: pd.DataFrame, types: pd.Series, analysed: list[str]) -> pd.DataFrame:
+def correlation_per_type(
+    features: pd.DataFrame, targets: pd.DataFrame, types: pd.Series, analysed: list[str]
+) -> pd.DataFrame:
     """Spearman rho of every feature with every target per type (``fdr`` within the type, as
-    :func:`spearman_table`), and ``pancancer_fdr``: BH across types x targets of each feature."""
+    :func:`spearman_table`), and ``pancancer_fdr``: BH across types x targets of each feature.
+    """
     tables = []
     for cancer_type in analysed:
         members = types.index[types == cancer_type].intersection(features.index)
@@ -151,30 +173,46 @@ def focus_features(kinds: dict[str, str]) -> list[str]:
     return focus or list(kinds)
 
 
-def value_correlations(features: pd.DataFrame, kinds: dict[str, str], values: pd.Series, types: pd.Series | None,
-                       min_samples: int, label: str) -> pd.DataFrame:
+def value_correlations(
+    features: pd.DataFrame,
+    kinds: dict[str, str],
+    values: pd.Series,
+    types: pd.Series | None,
+    min_samples: int,
+    label: str,
+) -> pd.DataFrame:
     """Spearman rho of every score (not ESTIMATE scores or fractions) with one per-sample value (TMB, MSI score)
     per cancer type (types with at least ``min_samples`` samples with a value; the whole cohort as ``all``
     without a cancer-type column); ``target`` is ``label``. ``fdr``: BH within the type across features;
-    ``pancancer_fdr``: BH across types of each feature."""
+    ``pancancer_fdr``: BH across types of each feature.
+    """
     values = values.dropna()
     columns = [c for c in features.columns if kinds[c] not in ("estimate", "fraction")]
     groups = (types if types is not None else pd.Series("all", index=features.index)).reindex(values.index).dropna()
     sizes = groups.value_counts()
     analysed = sorted(sizes.index[sizes >= min_samples])
     for skipped in sorted(sizes.index[sizes < min_samples]):
-        logger.info("%s correlation: %s skipped: %d samples with a %s < pancancer_min_samples=%d", label, skipped, sizes[skipped],
-                    label, min_samples)
+        logger.info(
+            "%s correlation: %s skipped: %d samples with a %s < pancancer_min_samples=%d",
+            label,
+            skipped,
+            sizes[skipped],
+            label,
+            min_samples,
+        )
     if not analysed:
         return pd.DataFrame()
-    table = correlation_per_type(features.loc[groups.index, columns], values.loc[groups.index].to_frame(label), groups, analysed)
+    table = correlation_per_type(
+        features.loc[groups.index, columns], values.loc[groups.index].to_frame(label), groups, analysed
+    )
     table.insert(2, "kind", table["feature"].map(kinds))
     return table
 
 
 def lead_first(focus: list[str], kinds: dict[str, str]) -> list[str]:
     """``focus`` with the user's signatures first, then the necroptosis sets, then genes (stable within a kind):
-    the first is the lead feature of the one-signature figures (drug bubbles, immunotherapy KM)."""
+    the first is the lead feature of the one-signature figures (drug bubbles, immunotherapy KM).
+    """
     order = {"user_signature": 0, "necroptosis": 1, "gene": 2}
     return sorted(focus, key=lambda f: order.get(kinds.get(f, ""), 3))
 
@@ -185,7 +223,8 @@ def lead_first(focus: list[str], kinds: dict[str, str]) -> list[str]:
 
 def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str]):
     """Forest plot of the univariate Cox HR per SD (95% CI) per cancer type, one panel per feature;
-    filled markers: pan-cancer FDR (of the HR p) < 0.05."""
+    filled markers: pan-cancer FDR (of the HR p) < 0.05.
+    """
     plt = pyplot()
     import matplotlib.ticker
 
@@ -201,14 +240,17 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
         y = data["cancer_type"].map(y_of).to_numpy()
         significant = (data["pancancer_hr_fdr"] < 0.05).to_numpy()
         hr = data["hr_per_sd"].to_numpy(dtype=float)
-        xerr = np.vstack([hr - data["hr_per_sd_lower"].to_numpy(dtype=float), data["hr_per_sd_upper"].to_numpy(dtype=float) - hr])
+        xerr = np.vstack(
+            [hr - data["hr_per_sd_lower"].to_numpy(dtype=float), data["hr_per_sd_upper"].to_numpy(dtype=float) - hr]
+        )
         ax.errorbar(hr, y, xerr=xerr, fmt="none", ecolor="grey", capsize=2)
         ax.scatter(hr, y, s=18, c=np.where(significant, "black", "white"), edgecolors="black", zorder=3)
         ax.axvline(1, color="red", lw=0.8, ls="--")
         ax.set_xscale("log")
         low, high = ax.get_xlim()
-        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(
-            [t for t in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10) if low <= t <= high]))
+        ax.xaxis.set_major_locator(
+            matplotlib.ticker.FixedLocator([t for t in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10) if low <= t <= high])
+        )
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.tick_params(axis="x", labelsize=7)
@@ -217,24 +259,34 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
         ax.set_ylim(-0.7, len(types) - 0.3)
         ax.set_title(feature, fontsize=8)
         ax.set_xlabel(f"HR per SD ({endpoint}, univariate Cox)", fontsize=7)
-    for ax in axes.ravel()[len(shown):]:
+    for ax in axes.ravel()[len(shown) :]:
         ax.axis("off")
     fig.tight_layout()
     return fig
 
 
-def rho_figure(panels: list[tuple[str, pd.DataFrame]], rows: tuple[str, list], columns: tuple[str, list], *,
-               figsize: tuple[float, float], fontsizes: tuple[float, float, float], shrink: float):
+def rho_figure(
+    panels: list[tuple[str, pd.DataFrame]],
+    rows: tuple[str, list],
+    columns: tuple[str, list],
+    *,
+    figsize: tuple[float, float],
+    fontsizes: tuple[float, float, float],
+    shrink: float,
+):
     """Heatmaps of Spearman rho side by side, one per ``(title, part)`` of ``panels`` (``rows`` and ``columns``
     are (column of the part, order)), * where the pan-cancer FDR < 0.05; ``fontsizes`` = row labels, title,
-    stars. Row labels on the first panel only, one shared colour bar."""
+    stars. Row labels on the first panel only, one shared colour bar.
+    """
     plt = pyplot()
     (row_key, row_order), (column_key, column_order) = rows, columns
     fig, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False)
     image = None
     for ax, (title, part) in zip(axes[0], panels):
-        rho, fdr = (part.pivot(index=row_key, columns=column_key, values=value).reindex(index=row_order, columns=column_order)
-                    for value in ("rho", "pancancer_fdr"))
+        rho, fdr = (
+            part.pivot(index=row_key, columns=column_key, values=value).reindex(index=row_order, columns=column_order)
+            for value in ("rho", "pancancer_fdr")
+        )
         image = ax.imshow(rho.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
         ax.set_xticks(range(len(column_order)))
         ax.set_xticklabels(column_order, rotation=90, fontsize=6)
@@ -255,13 +307,20 @@ def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
     shown = [f for f in features if f in set(sub["feature"])]
     types = sorted(sub["cancer_type"].unique())
     width = 0.35 * len(shown) + 1.2
-    return rho_figure([(target, sub[sub["target"] == target]) for target in targets], ("cancer_type", types), ("feature", shown),
-                      figsize=(width * len(targets) + 2.5, 0.3 * len(types) + 3), fontsizes=(7, 8, 8), shrink=0.8)
+    return rho_figure(
+        [(target, sub[sub["target"] == target]) for target in targets],
+        ("cancer_type", types),
+        ("feature", shown),
+        figsize=(width * len(targets) + 2.5, 0.3 * len(types) + 3),
+        fontsizes=(7, 8, 8),
+        shrink=0.8,
+    )
 
 
 def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str):
     """Bars of the Spearman rho of each focus score with ``label`` (TMB, MSI) per cancer type; * marks pan-cancer
-    FDR < 0.05."""
+    FDR < 0.05.
+    """
     plt = pyplot()
     sub = table[table["feature"].isin(features)]
     shown = [f for f in features if f in set(sub["feature"])]
@@ -287,13 +346,19 @@ def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str)
 
 def plot_radar(tables: dict[str, pd.DataFrame], features: list[str]):
     """Radar plots (one per focus score, up to 4): Spearman rho with each of ``tables``' values (e.g. TMB and MSI)
-    on spokes, one per cancer type, as pan-cancer signature papers draw them; filled markers: pan-cancer FDR < 0.05."""
+    on spokes, one per cancer type, as pan-cancer signature papers draw them; filled markers: pan-cancer FDR < 0.05.
+    """
     plt = pyplot()
     shown = [f for f in features if any(f in set(t["feature"]) for t in tables.values())][:4]
     types = sorted(set().union(*(set(t["cancer_type"]) for t in tables.values())))
     angles = np.linspace(0, 2 * np.pi, len(types), endpoint=False)
-    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.6 * max(1, len(shown)), 3.8), subplot_kw={"projection": "polar"},
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        max(1, len(shown)),
+        figsize=(3.6 * max(1, len(shown)), 3.8),
+        subplot_kw={"projection": "polar"},
+        squeeze=False,
+    )
     for ax, feature in zip(axes[0], shown):
         for (label, table), colour in zip(tables.items(), ("#b2182b", "#2166ac", "#1b7837")):
             part = table[table["feature"] == feature].set_index("cancer_type").reindex(types)
@@ -325,14 +390,18 @@ def run_pancancer(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """All per-type analyses of a cohort (module docstring): the type table, survival and Cox tables,
-    the immune-context correlations (targets: ESTIMATE scores and cell-type fractions, when present)."""
+    the immune-context correlations (targets: ESTIMATE scores and cell-type fractions, when present).
+    """
     min_samples = params["pancancer_min_samples"]
     types = types.loc[types.index.intersection(features.index)].dropna()
     table = type_table(types, min_samples)
     analysed = list(table.loc[table["analysed"], "cancer_type"])
     logger.info("pan-cancer: %d cancer type(s), %d analysed (>= %d samples)", len(table), len(analysed), min_samples)
-    survival, cox = survival_per_type(features, survs, types, analysed, covariates, params, min_samples) if analysed \
+    survival, cox = (
+        survival_per_type(features, survs, types, analysed, covariates, params, min_samples)
+        if analysed
         else (pd.DataFrame(), pd.DataFrame())
+    )
     if len(survival):
         survival.insert(2, "kind", survival["feature"].map(kinds))
     target_columns = [c for c in features.columns if kinds[c] in ("estimate", "fraction")]
@@ -342,8 +411,13 @@ def run_pancancer(
         targets = features[target_columns].rename(columns=lambda c: c.split(":", 1)[1])
         correlations = correlation_per_type(features[source_columns], targets, types, analysed)
         correlations.insert(2, "kind", correlations["feature"].map(kinds))
-    return {"types": table, "survival": survival, "cox": cox, "correlations": correlations,
-            "focus": focus_features({f: k for f, k in kinds.items() if f in source_columns})}
+    return {
+        "types": table,
+        "survival": survival,
+        "cox": cox,
+        "correlations": correlations,
+        "focus": focus_features({f: k for f, k in kinds.items() if f in source_columns}),
+    }
 
 
 def write_pancancer(result: dict[str, Any], outdir: Path, prefix: str, sample: str, cohort_id: str) -> list[Path]:
@@ -356,19 +430,48 @@ def write_pancancer(result: dict[str, Any], outdir: Path, prefix: str, sample: s
         for endpoint in dict.fromkeys(survival["endpoint"]):
             fig = plot_pancancer_forest(survival, endpoint, focus)
             written.append(save_figure(fig, outdir / f"{prefix}bulk_pancancer_forest_{slug(endpoint)}.png"))
-        columns = ["cancer_type", "feature", "endpoint", "n", "events", "hr_per_sd", "hr_per_sd_p", "pancancer_hr_fdr",
-                   "logrank_p", "p", "pancancer_fdr"]
+        columns = [
+            "cancer_type",
+            "feature",
+            "endpoint",
+            "n",
+            "events",
+            "hr_per_sd",
+            "hr_per_sd_p",
+            "pancancer_hr_fdr",
+            "logrank_p",
+            "p",
+            "pancancer_fdr",
+        ]
         mqc = survival.loc[survival["feature"].isin(focus), columns].copy()
         mqc.insert(0, "id", mqc["feature"] + " | " + mqc["cancer_type"] + " | " + mqc["endpoint"])
-        mqc = mqc.drop(columns=["feature", "cancer_type", "endpoint"]).sort_values(["pancancer_hr_fdr", "hr_per_sd_p"], kind="stable")
+        mqc = mqc.drop(columns=["feature", "cancer_type", "endpoint"]).sort_values(
+            ["pancancer_hr_fdr", "hr_per_sd_p"], kind="stable"
+        )
         p_values = ("hr_per_sd_p", "pancancer_hr_fdr", "logrank_p", "p", "pancancer_fdr")
-        headers = {column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} if column in p_values
-                   else {"format": "{:.2f}"} if column == "hr_per_sd" else {} for column in mqc.columns[1:]}
-        written.append(write_table(mqc, outdir / f"{prefix}bulk_pancancer_mqc.tsv", header_lines=multiqc_header(
-            f"tmeflow_bulk_pancancer_{cohort_id}", f"Bulk cohort {sample}: survival per cancer type",
-            "Per feature, cancer type and endpoint: HR per SD (univariate Cox) and its p, BH across types x endpoints "
-            "of the feature (pancancer_hr_fdr); log-rank p at the cut-point, primary cut-point p and its pan-cancer FDR.",
-            "table", headers=headers, pconfig={"id": f"tmeflow_bulk_pancancer_{cohort_id}_table", "sort_rows": False})))
+        headers = {
+            column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1}
+            if column in p_values
+            else {"format": "{:.2f}"}
+            if column == "hr_per_sd"
+            else {}
+            for column in mqc.columns[1:]
+        }
+        written.append(
+            write_table(
+                mqc,
+                outdir / f"{prefix}bulk_pancancer_mqc.tsv",
+                header_lines=multiqc_header(
+                    f"tmeflow_bulk_pancancer_{cohort_id}",
+                    f"Bulk cohort {sample}: survival per cancer type",
+                    "Per feature, cancer type and endpoint: HR per SD (univariate Cox) and its p, BH across types x endpoints "
+                    "of the feature (pancancer_hr_fdr); log-rank p at the cut-point, primary cut-point p and its pan-cancer FDR.",
+                    "table",
+                    headers=headers,
+                    pconfig={"id": f"tmeflow_bulk_pancancer_{cohort_id}_table", "sort_rows": False},
+                ),
+            )
+        )
     if len(result["correlations"]):
         written.append(write_table(result["correlations"], outdir / f"{prefix}bulk_pancancer_correlation.tsv"))
         fig = plot_pancancer_heatmap(result["correlations"], focus)

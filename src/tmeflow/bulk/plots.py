@@ -12,7 +12,6 @@ from ..io import save_figure
 from ..plotting import pyplot
 from ..text import slug
 
-
 # --------------------------------------------------------------------------------------------------
 # Plots
 
@@ -40,8 +39,10 @@ def plot_km(ax, surv: pd.DataFrame, groups: pd.Series, title: str, p_text: str) 
 def split_label(row) -> str:
     """Primary p of a survival-table row (corrected cut-point p of an optimised split), continuous HR and the split used."""
     if row["cutpoint_method"] == "maxstat":
-        return (f"optimised (maxstat) split: corrected p={row['p']:.2g} (naive log-rank p={row['logrank_p']:.2g}); "
-                f"HR/SD={row['hr_per_sd']:.2f}")
+        return (
+            f"optimised (maxstat) split: corrected p={row['p']:.2g} (naive log-rank p={row['logrank_p']:.2g}); "
+            f"HR/SD={row['hr_per_sd']:.2f}"
+        )
     return f"median split: log-rank p={row['p']:.2g}; HR/SD={row['hr_per_sd']:.2f}"
 
 
@@ -53,9 +54,14 @@ def forest_plot(table: pd.DataFrame, endpoint: str):
     fig, ax = plt.subplots(figsize=(6, 0.25 * len(data) + 1.2))
     y = np.arange(len(data))
     ax.errorbar(
-        data["hr_per_sd"], y,
+        data["hr_per_sd"],
+        y,
         xerr=[data["hr_per_sd"] - data["hr_per_sd_lower"], data["hr_per_sd_upper"] - data["hr_per_sd"]],
-        fmt="o", color="black", ecolor="grey", capsize=2, markersize=3,
+        fmt="o",
+        color="black",
+        ecolor="grey",
+        capsize=2,
+        markersize=3,
     )
     ax.axvline(1, color="red", lw=0.8, ls="--")
     ax.set_xscale("log")
@@ -86,11 +92,14 @@ def correlation_heatmap(table: pd.DataFrame):
     return fig
 
 
-def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict, outdir: Path, prefix: str) -> list[Path]:
+def _survival_plots(
+    table: pd.DataFrame, survs: dict, groups: dict, kinds: dict, outdir: Path, prefix: str
+) -> list[Path]:
     """Per endpoint: a KM plot for every single gene, user signature and non-Hallmark feature with primary
     p < 0.05 (corrected cut-point p; log-rank p for median splits), a MultiQC KM grid (up to 4 features:
     non-Hallmark ones by primary p, then Hallmark ones) and a forest plot of all features (continuous HR
-    per SD). Each KM panel names its split (optimised or median) and shows the primary p."""
+    per SD). Each KM panel names its split (optimised or median) and shows the primary p.
+    """
     plt = pyplot()
 
     written = []
@@ -105,8 +114,12 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
             plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", split_label(row))
             written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{slug(endpoint)}_{slug(row['feature'])}.png"))
         rest = sub[sub["kind"] == "hallmark"]
-        best = pd.concat([focus.sort_values(["p", "hr_per_sd_p"], na_position="last"),
-                          rest.sort_values(["p", "hr_per_sd_p"], na_position="last")]).head(4)
+        best = pd.concat(
+            [
+                focus.sort_values(["p", "hr_per_sd_p"], na_position="last"),
+                rest.sort_values(["p", "hr_per_sd_p"], na_position="last"),
+            ]
+        ).head(4)
         if len(best):
             ncol = min(2, len(best))
             nrow = int(np.ceil(len(best) / ncol))
@@ -114,7 +127,7 @@ def _survival_plots(table: pd.DataFrame, survs: dict, groups: dict, kinds: dict,
             for ax, (_, row) in zip(axes.ravel(), best.iterrows()):
                 g = groups[endpoint][row["feature"]]
                 plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", split_label(row))
-            for ax in axes.ravel()[len(best):]:
+            for ax in axes.ravel()[len(best) :]:
                 ax.axis("off")
             fig.subplots_adjust(hspace=0.7, wspace=0.3)
             written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{slug(endpoint)}_mqc.png"))

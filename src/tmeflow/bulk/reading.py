@@ -13,7 +13,6 @@ from ..genes import ENSEMBL_ID
 from ..log import get_logger
 from ..signatures import ensembl_to_symbol, load_orthologs
 
-
 logger = get_logger(__package__)
 
 
@@ -60,7 +59,8 @@ def read_clinical(path: str | Path) -> pd.DataFrame:
 
 def clinical_column(clinical: pd.DataFrame, named: str, default: str, parameter: str, source: Path) -> str | None:
     """The clinical column an optional analysis reads: ``named`` (the ``parameter``'s value) must exist;
-    empty: the column called ``default`` in any case, or None when there is none."""
+    empty: the column called ``default`` in any case, or None when there is none.
+    """
     if named:
         if named not in clinical.columns:
             raise TmeflowInputError(f"{parameter} is not a clinical column", file=source, column=named)
@@ -94,7 +94,10 @@ def read_expression(path: str | Path, samples: pd.Index, what: str = "clinical s
     if n_matched < len(samples) or n_matched < frame.shape[1]:
         logger.warning(
             "%d samples in both tables; %d %s-only and %d expression-only samples ignored",
-            n_matched, len(samples) - n_matched, what.split()[0], frame.shape[1] - n_matched,
+            n_matched,
+            len(samples) - n_matched,
+            what.split()[0],
+            frame.shape[1] - n_matched,
         )
     frame = frame[matched]
     numeric = frame.apply(pd.to_numeric, errors="coerce")
@@ -116,8 +119,11 @@ def read_probe_annotation(path: str | Path) -> pd.Series:
     lowered = {c.lower(): c for c in frame.columns}
     probe_col = next((lowered[k] for k in ("probe", "probe_id", "probeid", "id") if k in lowered), frame.columns[0])
     symbol_col = next(
-        (lowered[k] for k in ("symbol", "gene_symbol", "hugo.gene.symbol", "ncbi.gene.symbol", "gene.symbol", "gene")
-         if k in lowered),
+        (
+            lowered[k]
+            for k in ("symbol", "gene_symbol", "hugo.gene.symbol", "ncbi.gene.symbol", "gene.symbol", "gene")
+            if k in lowered
+        ),
         next((c for c in frame.columns if "symbol" in c.lower() and "alternative" not in c.lower()), None),
     )
     if symbol_col is None:
@@ -169,7 +175,8 @@ def map_identifiers(
         if not known.any():
             raise TmeflowInputError(
                 f"none of the {n_rows} expression row identifiers is a probe of the annotation table "
-                f"(e.g. {', '.join(frame.index[:3])})", file=source,
+                f"(e.g. {', '.join(frame.index[:3])})",
+                file=source,
             )
         frame = frame.loc[known]
         frame.index = probe_map.reindex(frame.index).to_numpy()
@@ -199,13 +206,20 @@ def map_identifiers(
         )
     frame = collapse_duplicates(frame)
     frame.index.name = "gene"
-    summary = {"id_type": id_type, "rows_in": n_rows, "rows_mapped": n_mapped, "genes": len(frame),
-               "known_symbols": hits[species]}
+    summary = {
+        "id_type": id_type,
+        "rows_in": n_rows,
+        "rows_mapped": n_mapped,
+        "genes": len(frame),
+        "known_symbols": hits[species],
+    }
     logger.info("identifiers (%s): %d rows -> %d mapped -> %d genes", id_type, n_rows, n_mapped, len(frame))
     return frame, summary
 
 
-def transform_values(frame: pd.DataFrame, values: str, max_missing: float, source: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def transform_values(
+    frame: pd.DataFrame, values: str, max_missing: float, source: Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return ``(log_expression, linear_expression)`` from the declared ``bulk_values``.
 
     tpm -> log2(TPM + 1); counts -> CPM then log2(CPM + 1); log -> as given (linear = 2^x - 1).
@@ -213,7 +227,9 @@ def transform_values(frame: pd.DataFrame, values: str, max_missing: float, sourc
     """
     missing = frame.isna().mean(axis=1)
     if (missing > max_missing).any():
-        logger.warning("%d gene(s) with > %.0f%% missing values dropped", int((missing > max_missing).sum()), 100 * max_missing)
+        logger.warning(
+            "%d gene(s) with > %.0f%% missing values dropped", int((missing > max_missing).sum()), 100 * max_missing
+        )
         frame = frame.loc[missing <= max_missing]
     if frame.isna().to_numpy().any():
         frame = frame.T.fillna(frame.mean(axis=1)).T
@@ -232,7 +248,9 @@ def transform_values(frame: pd.DataFrame, values: str, max_missing: float, sourc
         log = np.log2(linear + 1.0)
     else:
         if frame.to_numpy().max() > 100:
-            logger.warning("bulk_values is log but values reach %.0f; are they really log-scale?", frame.to_numpy().max())
+            logger.warning(
+                "bulk_values is log but values reach %.0f; are they really log-scale?", frame.to_numpy().max()
+            )
         log = frame
         linear = np.power(2.0, frame) - 1.0
     return log, linear

@@ -27,8 +27,14 @@ def immunomodulator_genes() -> list[str]:
     return pd.read_csv(resource_path(RESOURCE), sep="\t")["gene"].tolist()
 
 
-def regulator_correlations(features: pd.DataFrame, focus: list[str], log_expr: pd.DataFrame, types: pd.Series | None,
-                           min_samples: int, species: str = "human") -> pd.DataFrame:
+def regulator_correlations(
+    features: pd.DataFrame,
+    focus: list[str],
+    log_expr: pd.DataFrame,
+    types: pd.Series | None,
+    min_samples: int,
+    species: str = "human",
+) -> pd.DataFrame:
     """Spearman rho of each focus score with each immunomodulator's log expression, per type (module docstring)."""
     genes = immunomodulator_genes()
     if species != "human":
@@ -38,7 +44,9 @@ def regulator_correlations(features: pd.DataFrame, focus: list[str], log_expr: p
         genes = [mapping[g] for g in genes if g in mapping]
     present = [g for g in genes if g in log_expr.index]
     if len(present) < len(genes):
-        logger.info("immune regulators: %d of %d immunomodulator genes in the expression matrix", len(present), len(genes))
+        logger.info(
+            "immune regulators: %d of %d immunomodulator genes in the expression matrix", len(present), len(genes)
+        )
     if not present or not focus:
         return pd.DataFrame()
     groups = types.dropna() if types is not None else pd.Series("all", index=features.index)
@@ -52,10 +60,16 @@ def regulator_correlations(features: pd.DataFrame, focus: list[str], log_expr: p
 
 def plot_regulator_heatmap(table: pd.DataFrame, focus: list[str]):
     """Heatmap of rho, immunomodulators x cancer types, one panel per focus score (the first
-    :data:`MAX_PANELS`); * marks pan-cancer FDR < 0.05."""
+    :data:`MAX_PANELS`); * marks pan-cancer FDR < 0.05.
+    """
     shown = [f for f in focus if f in set(table["feature"])][:MAX_PANELS]
     genes = list(dict.fromkeys(table["target"]))
     types = sorted(table["cancer_type"].unique())
-    return rho_figure([(feature, table[table["feature"] == feature]) for feature in shown], ("target", genes), ("cancer_type", types),
-                      figsize=(0.35 * len(types) * len(shown) + 2.5 * len(shown) + 1, 0.17 * len(genes) + 1.5),
-                      fontsizes=(5, 7, 6), shrink=0.5)
+    return rho_figure(
+        [(feature, table[table["feature"] == feature]) for feature in shown],
+        ("target", genes),
+        ("cancer_type", types),
+        figsize=(0.35 * len(types) * len(shown) + 2.5 * len(shown) + 1, 0.17 * len(genes) + 1.5),
+        fontsizes=(5, 7, 6),
+        shrink=0.5,
+    )

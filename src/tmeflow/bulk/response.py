@@ -37,8 +37,19 @@ logger = get_logger(__package__)
 
 DEFAULT_COLUMN = "response"
 RESPONDER = {"cr", "pr", "complete response", "partial response", "responder", "response", "r", "yes", "1", "true"}
-NON_RESPONDER = {"sd", "pd", "stable disease", "progressive disease", "non-responder", "nonresponder", "non-response",
-                 "nr", "no", "0", "false"}
+NON_RESPONDER = {
+    "sd",
+    "pd",
+    "stable disease",
+    "progressive disease",
+    "non-responder",
+    "nonresponder",
+    "non-response",
+    "nr",
+    "no",
+    "0",
+    "false",
+}
 MISSING = {"", "na", "nan", "ne", "not evaluable", "unknown"}
 MIN_PER_GROUP = 3
 
@@ -60,16 +71,23 @@ def response_status(clinical: pd.DataFrame, column: str, source: Path) -> pd.Ser
             return 0.0
         if text in MISSING:
             return np.nan
-        raise TmeflowInputError(f"response value '{value}' is not CR/PR/SD/PD, responder/non-responder, R/NR, yes/no or 1/0",
-                                file=source, column=name)
+        raise TmeflowInputError(
+            f"response value '{value}' is not CR/PR/SD/PD, responder/non-responder, R/NR, yes/no or 1/0",
+            file=source,
+            column=name,
+        )
 
     status = clinical[name].map(one).astype(float).rename("response")
     if status.isna().any():
         logger.info("response: %d sample(s) without an evaluable %s value left out", int(status.isna().sum()), name)
     counts = status.value_counts()
     if counts.get(1.0, 0) < MIN_PER_GROUP or counts.get(0.0, 0) < MIN_PER_GROUP:
-        raise TmeflowInputError(f"response needs at least {MIN_PER_GROUP} responders and {MIN_PER_GROUP} non-responders "
-                                f"(found {int(counts.get(1.0, 0))} and {int(counts.get(0.0, 0))})", file=source, column=name)
+        raise TmeflowInputError(
+            f"response needs at least {MIN_PER_GROUP} responders and {MIN_PER_GROUP} non-responders "
+            f"(found {int(counts.get(1.0, 0))} and {int(counts.get(0.0, 0))})",
+            file=source,
+            column=name,
+        )
     return status
 
 
@@ -94,10 +112,21 @@ def response_table(features: pd.DataFrame, kinds: dict[str, str], status: pd.Ser
         resp, other = x[ok & (status == 1)].to_numpy(), x[ok & (status == 0)].to_numpy()
         auc, se = delong_auc(resp, other)
         p = mannwhitneyu(resp, other, alternative="two-sided").pvalue
-        rows.append({"feature": feature, "kind": kinds[feature], "n_responders": len(resp), "n_non_responders": len(other),
-                     "median_responders": np.median(resp), "median_non_responders": np.median(other), "wilcoxon_p": p,
-                     "auc": auc, "auc_lower": max(0.0, auc - 1.959964 * se), "auc_upper": min(1.0, auc + 1.959964 * se),
-                     "auc_se": se})
+        rows.append(
+            {
+                "feature": feature,
+                "kind": kinds[feature],
+                "n_responders": len(resp),
+                "n_non_responders": len(other),
+                "median_responders": np.median(resp),
+                "median_non_responders": np.median(other),
+                "wilcoxon_p": p,
+                "auc": auc,
+                "auc_lower": max(0.0, auc - 1.959964 * se),
+                "auc_upper": min(1.0, auc + 1.959964 * se),
+                "auc_se": se,
+            }
+        )
     table = pd.DataFrame(rows)
     table["fdr"] = bh_fdr(table["wilcoxon_p"])
     return table
@@ -126,12 +155,18 @@ def plot_response_roc(features: pd.DataFrame, status: pd.Series, table: pd.DataF
     return fig
 
 
-def plot_immunotherapy_km(survival: pd.DataFrame, survs: dict[str, pd.DataFrame], groups: dict[str, dict[str, pd.Series]],
-                          feature: str):
+def plot_immunotherapy_km(
+    survival: pd.DataFrame, survs: dict[str, pd.DataFrame], groups: dict[str, dict[str, pd.Series]], feature: str
+):
     """Kaplan-Meier curves of ``feature``'s high/low groups at its cut-point, one panel per endpoint (up to 4),
-    each titled with the endpoint and labelled with the split and its corrected p (module docstring)."""
+    each titled with the endpoint and labelled with the split and its corrected p (module docstring).
+    """
     plt = pyplot()
-    rows = survival[(survival["feature"] == feature) & survival["endpoint"].isin(list(survs))].drop_duplicates("endpoint").head(4)
+    rows = (
+        survival[(survival["feature"] == feature) & survival["endpoint"].isin(list(survs))]
+        .drop_duplicates("endpoint")
+        .head(4)
+    )
     fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(5.6 * max(1, len(rows)), 5), squeeze=False)
     for ax, (_, row) in zip(axes[0], rows.iterrows()):
         g = groups[row["endpoint"]][feature]
@@ -139,4 +174,3 @@ def plot_immunotherapy_km(survival: pd.DataFrame, survs: dict[str, pd.DataFrame]
         plot_km(ax, survs[row["endpoint"]].loc[g.index], g, f"{feature} ({row['endpoint']}, immunotherapy)", label)
     fig.subplots_adjust(bottom=0.25, wspace=0.3)
     return fig
-

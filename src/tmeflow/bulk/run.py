@@ -17,20 +17,35 @@ from ..io import multiqc_header, read_h5ad, save_figure, write_json, write_table
 from ..log import get_logger, timed
 from ..signatures import filter_gene_sets, map_gene_sets, read_bundled_gmt, read_gmt, ssgsea
 from ..stats import bh_fdr
-from ..text import slug
 from ..survival import logistic_regression
-from .reading import MIN_MATCHED_SAMPLES, detect_id_type, map_identifiers, read_clinical, read_expression, read_probe_annotation, transform_values
+from ..text import slug
 from .deconvolution import deconvolve_nnls, marker_genes, reference_profiles, spearman_table
-from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
-from .plots import _survival_plots, correlation_heatmap
-from .pancancer import cancer_types, focus_features, lead_first, run_pancancer, write_pancancer
-from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
-from .response import plot_immunotherapy_km, plot_response_roc, response_status, response_table
-from .regulators import plot_regulator_heatmap, regulator_correlations
-from .molecular import read_gene_table, read_msi, run_molecular, write_molecular
-from .normals import BATCH_WARNING, signature_genes, in_table_normals, read_normal_cohort, run_tumour_normal, sample_states, write_tumour_normal
 from .drugs import read_drug_inputs, run_drugs, write_drugs
-
+from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
+from .molecular import read_gene_table, read_msi, run_molecular, write_molecular
+from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
+from .normals import (
+    BATCH_WARNING,
+    in_table_normals,
+    read_normal_cohort,
+    run_tumour_normal,
+    sample_states,
+    signature_genes,
+    write_tumour_normal,
+)
+from .pancancer import cancer_types, focus_features, lead_first, run_pancancer, write_pancancer
+from .plots import _survival_plots, correlation_heatmap
+from .reading import (
+    MIN_MATCHED_SAMPLES,
+    detect_id_type,
+    map_identifiers,
+    read_clinical,
+    read_expression,
+    read_probe_annotation,
+    transform_values,
+)
+from .regulators import plot_regulator_heatmap, regulator_correlations
+from .response import plot_immunotherapy_km, plot_response_roc, response_status, response_table
 
 logger = get_logger(__package__)
 
@@ -66,7 +81,8 @@ def _gene_sets(params: dict[str, Any], signatures: list[Path], genes: pd.Index, 
 
 def _read_table(expression: Path, clinical_path: Path, params: dict[str, Any], probe_map: pd.Series | None):
     """An expression table and its clinical table read with the cohort's rules: (clinical, log2 expression,
-    linear expression, identifier summary); used for the cohort and for a separate normal cohort."""
+    linear expression, identifier summary); used for the cohort and for a separate normal cohort.
+    """
     clin = read_clinical(clinical_path)
     raw = read_expression(expression, clin.index)
     clin = clin.loc[raw.columns]
@@ -79,11 +95,19 @@ def _read_table(expression: Path, clinical_path: Path, params: dict[str, Any], p
 def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -> SimpleNamespace:
     """Read and check a bulk cohort's inputs (sample matching, identifiers, values, endpoints and their
     event coding, covariates, node column, bulk_genes); every check runs before anything is written,
-    and ``tmeflow run`` calls this for every bulk row before its first stage."""
+    and ``tmeflow run`` calls this for every bulk row before its first stage.
+    """
     if bool(params.get("normal_expression")) != bool(params.get("normal_clinical")):
-        given, missing = ("normal_expression", "normal_clinical") if params.get("normal_expression") else ("normal_clinical", "normal_expression")
-        raise TmeflowInputError(f"{given} needs {missing} (the normal cohort's expression and its sample table, with a "
-                                "cancer_type column when the cohort has cancer types)", file=params[given])
+        given, missing = (
+            ("normal_expression", "normal_clinical")
+            if params.get("normal_expression")
+            else ("normal_clinical", "normal_expression")
+        )
+        raise TmeflowInputError(
+            f"{given} needs {missing} (the normal cohort's expression and its sample table, with a "
+            "cancer_type column when the cohort has cancer types)",
+            file=params[given],
+        )
     probe_map = read_probe_annotation(params["probe_annotation"]) if params.get("probe_annotation") else None
     clin, log_expr, linear, id_summary = _read_table(expression, clinical_path, params, probe_map)
     types = cancer_types(clin, params["cancer_type_column"], clinical_path)
@@ -94,44 +118,78 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
         if (states == "normal").any():
             normal_expr, normals = log_expr.loc[:, states == "normal"], in_table_normals(states, types)
         if len(tumours) < len(states):
-            logger.info("%d normal and %d other non-tumour sample(s) left out of the tumour analyses", int((states == "normal").sum()),
-                        int(states.isna().sum()))
+            logger.info(
+                "%d normal and %d other non-tumour sample(s) left out of the tumour analyses",
+                int((states == "normal").sum()),
+                int(states.isna().sum()),
+            )
             if len(tumours) < MIN_MATCHED_SAMPLES:
-                raise TmeflowInputError(f"only {len(tumours)} tumour samples (at least {MIN_MATCHED_SAMPLES} are needed)",
-                                        file=clinical_path)
+                raise TmeflowInputError(
+                    f"only {len(tumours)} tumour samples (at least {MIN_MATCHED_SAMPLES} are needed)",
+                    file=clinical_path,
+                )
             clin, log_expr, linear = clin.loc[tumours], log_expr[tumours], linear[tumours]
             types = None if types is None else types.loc[tumours]
     if params.get("normal_expression"):
         if normals:
-            logger.info("the %d normals of the expression table are not compared: the separate normal cohort is",
-                        sum(len(s) for s in normals.values()))
+            logger.info(
+                "the %d normals of the expression table are not compared: the separate normal cohort is",
+                sum(len(s) for s in normals.values()),
+            )
         normal_expr, normals = read_normal_cohort(
-            Path(params["normal_expression"]), Path(params["normal_clinical"]), types, params,
-            lambda path, clinical: _read_table(path, clinical, params, probe_map)[:2])
+            Path(params["normal_expression"]),
+            Path(params["normal_clinical"]),
+            types,
+            params,
+            lambda path, clinical: _read_table(path, clinical, params, probe_map)[:2],
+        )
 
     endpoints = detect_endpoints(clin, params["survival_columns"], params["survival_endpoints"])
     survs = {name: survival_frame(clin, name, cols, clinical_path) for name, cols in endpoints.items()}
     covariates = covariate_matrix(clin, params["cox_covariates"], clinical_path)
     if params["node_column"] and params["node_column"] not in clin.columns:
-        raise TmeflowInputError("node_column is not a clinical column", file=clinical_path, column=params["node_column"])
+        raise TmeflowInputError(
+            "node_column is not a clinical column", file=clinical_path, column=params["node_column"]
+        )
     node = node_status(clin[params["node_column"]], clinical_path) if params["node_column"] else None
     genes = [g.strip() for g in params["bulk_genes"].split(",") if g.strip()]
     missing = [g for g in genes if g not in log_expr.index]
     if missing:
-        raise TmeflowInputError(f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression)
+        raise TmeflowInputError(
+            f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression
+        )
     tmb = None
     if params.get("maf"):
         maf_path = Path(params["maf"])
         tmb = tumour_mutational_burden(read_maf(maf_path), clin.index, params["tmb_capture_mb"], maf_path)
     msi = read_msi(params["msi"], clin.index) if params.get("msi") else None
     cnv = read_gene_table(params["copy_number"], clin.index, "CNV") if params.get("copy_number") else None
-    methylation = read_gene_table(params["methylation"], clin.index, "methylation") if params.get("methylation") else None
+    methylation = (
+        read_gene_table(params["methylation"], clin.index, "methylation") if params.get("methylation") else None
+    )
     response = response_status(clin, params["response_column"], clinical_path)
     drugs = read_drug_inputs(params)
-    return SimpleNamespace(clinical=clin, id_summary=id_summary, log_expr=log_expr, linear=linear, endpoints=endpoints,
-                           survs=survs, covariates=covariates, node=node, genes=genes, types=types, tmb=tmb, response=response,
-                           msi=msi, cnv=cnv, methylation=methylation, normal_expr=normal_expr, normals=normals,
-                           normals_separate=bool(params.get("normal_expression")), drugs=drugs)
+    return SimpleNamespace(
+        clinical=clin,
+        id_summary=id_summary,
+        log_expr=log_expr,
+        linear=linear,
+        endpoints=endpoints,
+        survs=survs,
+        covariates=covariates,
+        node=node,
+        genes=genes,
+        types=types,
+        tmb=tmb,
+        response=response,
+        msi=msi,
+        cnv=cnv,
+        methylation=methylation,
+        normal_expr=normal_expr,
+        normals=normals,
+        normals_separate=bool(params.get("normal_expression")),
+        drugs=drugs,
+    )
 
 
 def run_bulk(
@@ -149,7 +207,8 @@ def run_bulk(
     (probe IDs mapped with the ``probe_annotation`` parameter's table when set). ``species`` (the
     samplesheet row's) overrides the ``bulk_species`` parameter. Every file starts
     with ``<sample>.`` (the samplesheet row), so that several cohorts share ``bulk/``; the report
-    shows each cohort as its own tables (MultiQC ids carry the name)."""
+    shows each cohort as its own tables (MultiQC ids carry the name).
+    """
     expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
     prefix = f"{sample}."
     cohort_id = slug(sample) or "cohort"
@@ -161,13 +220,18 @@ def run_bulk(
     params = {**params, "bulk_species": species}
     cohort = read_cohort(expression, clinical_path, params)
     clin, id_summary, log_expr, linear = cohort.clinical, cohort.id_summary, cohort.log_expr, cohort.linear
-    endpoints, survs, covariates, node, genes = cohort.endpoints, cohort.survs, cohort.covariates, cohort.node, cohort.genes
+    endpoints, survs, covariates, node, genes = (
+        cohort.endpoints,
+        cohort.survs,
+        cohort.covariates,
+        cohort.node,
+        cohort.genes,
+    )
     if not endpoints and node is None:
         logger.warning("no survival endpoint and no node_column: only scores and correlations are computed")
 
     profiles, markers, ref_species = None, {}, None
     if reference:
-
         with timed(logger, "reading reference and building the signature matrix"):
             adata = read_h5ad(reference, "reference h5ad")
             ref_species = species_of(adata)
@@ -198,9 +262,13 @@ def run_bulk(
     # ---- survival and node status
     surv_tables, cox_tables, all_groups = [], [], {}
     for name, surv in survs.items():
-        with timed(logger, f"survival {name}: {features.shape[1]} features, {len(surv)} samples, {int(surv['event'].sum())} events"):
-            table, cox, groups = analyse_survival(features, surv, name, covariates, params,
-                                                  required=tuple(f"gene:{gene}" for gene in genes))
+        with timed(
+            logger,
+            f"survival {name}: {features.shape[1]} features, {len(surv)} samples, {int(surv['event'].sum())} events",
+        ):
+            table, cox, groups = analyse_survival(
+                features, surv, name, covariates, params, required=tuple(f"gene:{gene}" for gene in genes)
+            )
         table.insert(1, "kind", table["feature"].map(feature_kind))
         surv_tables.append(table)
         cox_tables.append(cox)
@@ -215,8 +283,17 @@ def run_bulk(
             ):
                 res = logistic_regression(data.join(covariates), "node", terms)
                 for term, trow in res.table.iterrows():
-                    logistic_rows.append({"feature": feature, "kind": feature_kind[feature], "model": model, "term": term,
-                                          **trow.to_dict(), "n": res.n, "n_node_positive": res.n_positive})
+                    logistic_rows.append(
+                        {
+                            "feature": feature,
+                            "kind": feature_kind[feature],
+                            "model": model,
+                            "term": term,
+                            **trow.to_dict(),
+                            "n": res.n,
+                            "n_node_positive": res.n_positive,
+                        }
+                    )
     logistic = pd.DataFrame(logistic_rows)
     if len(logistic):
         focus = logistic["term"] == "score_per_sd"
@@ -232,29 +309,39 @@ def run_bulk(
 
     tmb_corr = None
     if cohort.tmb is not None:
-        tmb_corr = tmb_correlations(features, feature_kind, cohort.tmb["tmb"], cohort.types, params["pancancer_min_samples"])
+        tmb_corr = tmb_correlations(
+            features, feature_kind, cohort.tmb["tmb"], cohort.types, params["pancancer_min_samples"]
+        )
 
     molecular = {}
     if cohort.msi is not None or cohort.cnv is not None or cohort.methylation is not None:
         with timed(logger, "MSI, CNV and methylation analyses"):
-            molecular = run_molecular(cohort, features, feature_kind, signature_genes(sets, kinds, genes), params["pancancer_min_samples"])
+            molecular = run_molecular(
+                cohort, features, feature_kind, signature_genes(sets, kinds, genes), params["pancancer_min_samples"]
+            )
 
     response = None
     if cohort.response is not None:
         response = response_table(features, feature_kind, cohort.response)
 
     focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
-    regulators = regulator_correlations(features, focus, log_expr, cohort.types, params["pancancer_min_samples"], species)
+    regulators = regulator_correlations(
+        features, focus, log_expr, cohort.types, params["pancancer_min_samples"], species
+    )
     drugs = None
     if cohort.drugs is not None:
-        with timed(logger, f"drug sensitivity: {cohort.drugs.response.shape[1]} drugs on {cohort.drugs.response.shape[0]} cell lines"):
+        with timed(
+            logger,
+            f"drug sensitivity: {cohort.drugs.response.shape[1]} drugs on {cohort.drugs.response.shape[0]} cell lines",
+        ):
             drugs = run_drugs(cohort.drugs, sets, lead_first(focus, feature_kind), log_expr, params)
 
     tumour_normal = None
     if cohort.normals:
         with timed(logger, "tumour vs normal per cancer type"):
-            tumour_normal = run_tumour_normal(log_expr, cohort.normal_expr, cohort.normals, cohort.types, sets, kinds, genes,
-                                              focus, params)
+            tumour_normal = run_tumour_normal(
+                log_expr, cohort.normal_expr, cohort.normals, cohort.types, sets, kinds, genes, focus, params
+            )
 
     correlations = None
     if estimate is not None:
@@ -281,55 +368,107 @@ def run_bulk(
         cox_table = pd.concat(cox_tables, ignore_index=True)
         written.append(write_table(survival_table, outdir / f"{prefix}bulk_survival.tsv"))
         written.append(write_table(cox_table, outdir / f"{prefix}bulk_cox.tsv"))
-        mqc = survival_table[["feature", "endpoint", "kind", "p", "fdr", "hr_per_sd", "hr_per_sd_p", "split",
-                              "n_high", "n_low", "logrank_p", "ph_fail"]].copy()
+        mqc = survival_table[
+            [
+                "feature",
+                "endpoint",
+                "kind",
+                "p",
+                "fdr",
+                "hr_per_sd",
+                "hr_per_sd_p",
+                "split",
+                "n_high",
+                "n_low",
+                "logrank_p",
+                "ph_fail",
+            ]
+        ].copy()
         mqc.insert(0, "id", mqc["feature"] + " | " + mqc["endpoint"])
         mqc = mqc.drop(columns=["feature", "endpoint"]).sort_values(["p", "hr_per_sd_p"], kind="stable")
         p_values = ("p", "fdr", "logrank_p", "hr_per_sd_p")
         # MultiQC shows only the columns named in `headers`: every column, one dict each
-        headers = {column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1} if column in p_values
-                   else {"format": "{:.2f}"} if column == "hr_per_sd" else {} for column in mqc.columns[1:]}
-        written.append(write_table(mqc, outdir / f"{prefix}bulk_survival_mqc.tsv", header_lines=multiqc_header(
-            f"tmeflow_bulk_survival_{cohort_id}", f"Bulk cohort {sample}: survival",
-            f"Per feature and endpoint, by primary p: p/fdr = {params['cutpoint_method']} high/low cut-point p "
-            "(corrected for the cut-point search when maxstat); HR per SD of the continuous score (univariate Cox); "
-            "logrank_p = plain log-rank p at the split (not corrected for an optimised split); "
-            "ph_fail = Schoenfeld test p < ph_alpha.", "table",
-            headers=headers, pconfig={"id": f"tmeflow_bulk_survival_{cohort_id}_table", "sort_rows": False})))
+        headers = {
+            column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1}
+            if column in p_values
+            else {"format": "{:.2f}"}
+            if column == "hr_per_sd"
+            else {}
+            for column in mqc.columns[1:]
+        }
+        written.append(
+            write_table(
+                mqc,
+                outdir / f"{prefix}bulk_survival_mqc.tsv",
+                header_lines=multiqc_header(
+                    f"tmeflow_bulk_survival_{cohort_id}",
+                    f"Bulk cohort {sample}: survival",
+                    f"Per feature and endpoint, by primary p: p/fdr = {params['cutpoint_method']} high/low cut-point p "
+                    "(corrected for the cut-point search when maxstat); HR per SD of the continuous score (univariate Cox); "
+                    "logrank_p = plain log-rank p at the split (not corrected for an optimised split); "
+                    "ph_fail = Schoenfeld test p < ph_alpha.",
+                    "table",
+                    headers=headers,
+                    pconfig={"id": f"tmeflow_bulk_survival_{cohort_id}_table", "sort_rows": False},
+                ),
+            )
+        )
         with timed(logger, "survival plots"):
             written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir, prefix)
         lead = lead_first(focus, feature_kind)[0]
         if cohort.response is not None and (survival_table["feature"] == lead).any():
-            written.append(save_figure(plot_immunotherapy_km(survival_table, survs, all_groups, lead),
-                                       outdir / f"{prefix}bulk_immunotherapy_km.png"))
+            written.append(
+                save_figure(
+                    plot_immunotherapy_km(survival_table, survs, all_groups, lead),
+                    outdir / f"{prefix}bulk_immunotherapy_km.png",
+                )
+            )
     if len(logistic):
         written.append(write_table(logistic, outdir / f"{prefix}bulk_logistic.tsv"))
     if estimate is not None:
         written.append(write_table(estimate.reset_index(), outdir / f"{prefix}bulk_estimate.tsv"))
         written.append(write_table(correlations, outdir / f"{prefix}bulk_estimate_correlation.tsv"))
-        written.append(write_table(estimate.reset_index(), outdir / f"{prefix}bulk_estimate_mqc.tsv", header_lines=multiqc_header(
-            f"tmeflow_bulk_estimate_{cohort_id}", f"Bulk cohort {sample}: ESTIMATE",
-            "ESTIMATE stromal/immune scores (un-normalised ssGSEA; compare samples within the cohort). Tumour "
-            "purity is not reported: its formula needs ESTIMATE's 10,412 common genes.", "table")))
-        written.append(save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png"))
+        written.append(
+            write_table(
+                estimate.reset_index(),
+                outdir / f"{prefix}bulk_estimate_mqc.tsv",
+                header_lines=multiqc_header(
+                    f"tmeflow_bulk_estimate_{cohort_id}",
+                    f"Bulk cohort {sample}: ESTIMATE",
+                    "ESTIMATE stromal/immune scores (un-normalised ssGSEA; compare samples within the cohort). Tumour "
+                    "purity is not reported: its formula needs ESTIMATE's 10,412 common genes.",
+                    "table",
+                ),
+            )
+        )
+        written.append(
+            save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png")
+        )
     if pancancer is not None:
         written += write_pancancer(pancancer, outdir, prefix, sample, cohort_id)
     if tumour_normal is not None and len(tumour_normal[0]):
         written += write_tumour_normal(*tumour_normal, cohort.types, cohort.normals, outdir, prefix)
     if len(regulators):
         written.append(write_table(regulators, outdir / f"{prefix}bulk_immunomodulators.tsv"))
-        written.append(save_figure(plot_regulator_heatmap(regulators, focus), outdir / f"{prefix}bulk_immunomodulators.png"))
+        written.append(
+            save_figure(plot_regulator_heatmap(regulators, focus), outdir / f"{prefix}bulk_immunomodulators.png")
+        )
     if response is not None:
         written.append(write_table(response, outdir / f"{prefix}bulk_response.tsv"))
-        written.append(save_figure(plot_response_roc(features, cohort.response, response, focus),
-                                   outdir / f"{prefix}bulk_response_roc.png"))
+        written.append(
+            save_figure(
+                plot_response_roc(features, cohort.response, response, focus), outdir / f"{prefix}bulk_response_roc.png"
+            )
+        )
     if drugs is not None:
         written += write_drugs(drugs, outdir, prefix, sample, cohort_id)
     if cohort.tmb is not None:
         written.append(write_table(cohort.tmb.reset_index(), outdir / f"{prefix}bulk_tmb.tsv"))
         if len(tmb_corr):
             written.append(write_table(tmb_corr, outdir / f"{prefix}bulk_tmb_correlation.tsv"))
-            written.append(save_figure(plot_tmb_correlation(tmb_corr, focus), outdir / f"{prefix}bulk_tmb_correlation.png"))
+            written.append(
+                save_figure(plot_tmb_correlation(tmb_corr, focus), outdir / f"{prefix}bulk_tmb_correlation.png")
+            )
 
     if molecular or (tmb_corr is not None and len(tmb_corr)):
         written += write_molecular(molecular, tmb_corr, focus, outdir, prefix)
@@ -344,49 +483,100 @@ def run_bulk(
         "reference_species": ref_species,
         "gene_sets_scored": len(sets),
         "features": int(features.shape[1]),
-        "endpoints": {name: {"time": cols[0], "event": cols[1], "n": int(len(survs[name])),
-                             "events": int(survs[name]["event"].sum())} for name, cols in endpoints.items()},
+        "endpoints": {
+            name: {
+                "time": cols[0],
+                "event": cols[1],
+                "n": int(len(survs[name])),
+                "events": int(survs[name]["event"].sum()),
+            }
+            for name, cols in endpoints.items()
+        },
         "cox_covariates": list(covariates.columns),
         "node_column": params["node_column"] or None,
-        "tmb": None if cohort.tmb is None else {
-            "maf": str(params["maf"]), "capture_mb": params["tmb_capture_mb"], "samples_with_tmb": int(cohort.tmb["tmb"].notna().sum()),
+        "tmb": None
+        if cohort.tmb is None
+        else {
+            "maf": str(params["maf"]),
+            "capture_mb": params["tmb_capture_mb"],
+            "samples_with_tmb": int(cohort.tmb["tmb"].notna().sum()),
             "match_rule": next((r for r in cohort.tmb["match_rule"] if r), ""),
-            "method": "non-synonymous coding variants (maftools vc_nonSyn) per Mb of capture"},
-        "response": None if cohort.response is None else {
-            "responders": int((cohort.response == 1).sum()), "non_responders": int((cohort.response == 0).sum()),
-            "method": "Wilcoxon rank-sum, ROC AUC with DeLong 95% CI, BH across features"},
-        "tumour_normal": None if not cohort.normals else {
+            "method": "non-synonymous coding variants (maftools vc_nonSyn) per Mb of capture",
+        },
+        "response": None
+        if cohort.response is None
+        else {
+            "responders": int((cohort.response == 1).sum()),
+            "non_responders": int((cohort.response == 0).sum()),
+            "method": "Wilcoxon rank-sum, ROC AUC with DeLong 95% CI, BH across features",
+        },
+        "tumour_normal": None
+        if not cohort.normals
+        else {
             "normals": {t: len(s) for t, s in sorted(cohort.normals.items())},
-            "source": "separate normal cohort (normal_expression)" if cohort.normals_separate else "the cohort's expression table",
+            "source": "separate normal cohort (normal_expression)"
+            if cohort.normals_separate
+            else "the cohort's expression table",
             "caveat": BATCH_WARNING if cohort.normals_separate else None,
-            "method": "Wilcoxon rank-sum tumour vs normal per cancer type, BH across types x genes (or scores)"},
-        "samples_with": {name: None if table is None else int(table.notna().to_frame().any(axis=1).sum() if table.ndim == 1
-                                                               else table.notna().any(axis=1).sum())
-                         for name, table in (("msi", cohort.msi), ("cnv", cohort.cnv), ("methylation", cohort.methylation))},
-        "drugs": None if not drugs else {
-            "expression": str(cohort.drugs.expression), "response": str(cohort.drugs.source), "measure": drugs["measure"],
-            "cell_lines": int(cohort.drugs.response.shape[0]), "drugs": int(cohort.drugs.response.shape[1]),
+            "method": "Wilcoxon rank-sum tumour vs normal per cancer type, BH across types x genes (or scores)",
+        },
+        "samples_with": {
+            name: None
+            if table is None
+            else int(table.notna().to_frame().any(axis=1).sum() if table.ndim == 1 else table.notna().any(axis=1).sum())
+            for name, table in (("msi", cohort.msi), ("cnv", cohort.cnv), ("methylation", cohort.methylation))
+        },
+        "drugs": None
+        if not drugs
+        else {
+            "expression": str(cohort.drugs.expression),
+            "response": str(cohort.drugs.source),
+            "measure": drugs["measure"],
+            "cell_lines": int(cohort.drugs.response.shape[0]),
+            "drugs": int(cohort.drugs.response.shape[1]),
             "lead_feature": drugs["lead"],
-            "drugs_fdr_below_0.05": int(((drugs["correlations"]["feature"] == drugs["lead"]) & (drugs["correlations"]["fdr"] < 0.05)).sum()),
+            "drugs_fdr_below_0.05": int(
+                ((drugs["correlations"]["feature"] == drugs["lead"]) & (drugs["correlations"]["fdr"] < 0.05)).sum()
+            ),
             "predicted_drugs": int(drugs["predicted"].shape[1]) if "predicted" in drugs else None,
-            "method": "Spearman per drug, BH across drugs; ridge (RidgeCV, per-set gene standardisation, 5-fold CV) with drug_predict"},
-        "cancer_types": None if pancancer is None else {
-            row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])} for _, row in pancancer["types"].iterrows()},
+            "method": "Spearman per drug, BH across drugs; ridge (RidgeCV, per-set gene standardisation, 5-fold CV) with drug_predict",
+        },
+        "cancer_types": None
+        if pancancer is None
+        else {
+            row["cancer_type"]: {"n": int(row["n"]), "analysed": bool(row["analysed"])}
+            for _, row in pancancer["types"].iterrows()
+        },
         "methods": {
             "ssgsea": f"GSVA ssgsea definition, alpha={params['ssgsea_alpha']}, normalize={params['ssgsea_normalize']}",
-            "cutpoint": (f"maxstat log-rank, min_prop={params['cutpoint_min_prop']}, p corrected by "
-                         + (f"{params['cutpoint_permutations']} permutations (seed {params['seed']}); Lau92 also reported"
-                            if params["cutpoint_permutations"] else "Lausen & Schumacher 1992 (Lau92)"))
-            if params["cutpoint_method"] == "maxstat" else "median split",
+            "cutpoint": (
+                f"maxstat log-rank, min_prop={params['cutpoint_min_prop']}, p corrected by "
+                + (
+                    f"{params['cutpoint_permutations']} permutations (seed {params['seed']}); Lau92 also reported"
+                    if params["cutpoint_permutations"]
+                    else "Lausen & Schumacher 1992 (Lau92)"
+                )
+            )
+            if params["cutpoint_method"] == "maxstat"
+            else "median split",
             "cox": "lifelines CoxPHFitter, Efron ties; PH by Grambsch-Therneau test on scaled Schoenfeld residuals (km transform)",
-            "deconvolution": "NNLS on mean-CPM signature matrix of reference marker genes" if profiles is not None else None,
+            "deconvolution": "NNLS on mean-CPM signature matrix of reference marker genes"
+            if profiles is not None
+            else None,
         },
         "params": params,
     }
     written.append(write_json(summary, outdir / f"{prefix}bulk_summary.json"))
-    logger.info("bulk: %d samples, %d features, %d endpoints; %d files written", features.shape[0], features.shape[1],
-                len(endpoints), len(written))
+    logger.info(
+        "bulk: %d samples, %d features, %d endpoints; %d files written",
+        features.shape[0],
+        features.shape[1],
+        len(endpoints),
+        len(written),
+    )
     return summary
+
+
 def cli(args, params: dict[str, Any]) -> None:
     """Entry of ``tmeflow bulk`` (declared in :mod:`tmeflow.stages`)."""
     run_bulk(

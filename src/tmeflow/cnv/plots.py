@@ -9,8 +9,8 @@ import pandas as pd
 
 from .. import io
 from ..plotting import pyplot
-from .positions import HEATMAP_MAX_CELLS
 from .infer import _arm_key
+from .positions import HEATMAP_MAX_CELLS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -31,8 +31,14 @@ def plot_heatmap(adata, patient: str, path: Path, seed: int) -> Path:
     matrix = adata.obsm["X_cnv"][cells].toarray()
     vmax = max(float(np.quantile(np.abs(matrix), 0.99)), 1e-3)
     fig, (ax_lab, ax) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1, 40], "wspace": 0.01})
-    ax_lab.imshow(status[:, None], aspect="auto", cmap=plt.matplotlib.colors.ListedColormap(["#4477aa", "#bbbbbb", "#cc3311"]),
-                  vmin=0, vmax=2, interpolation="nearest")
+    ax_lab.imshow(
+        status[:, None],
+        aspect="auto",
+        cmap=plt.matplotlib.colors.ListedColormap(["#4477aa", "#bbbbbb", "#cc3311"]),
+        vmin=0,
+        vmax=2,
+        interpolation="nearest",
+    )
     ax_lab.set_xticks([])
     ax_lab.set_yticks([])
     ax_lab.set_ylabel("cells: reference (blue), other (grey), malignant (red)")
@@ -77,16 +83,33 @@ def plot_violin(adata, path: Path, seed: int = 0) -> Path:
 
 def arms_heatmap(arms: pd.DataFrame, threshold: float) -> dict:
     """Patients x arms mean CNV of malignant cells as MultiQC custom content (a native heatmap; an HTML
-    note when no patient has malignant cells)."""
+    note when no patient has malignant cells).
+    """
     table = arms[arms["cnv_cluster"] == "all"].pivot(index="patient", columns="chr_arm", values="mean_cnv")
-    header = {"id": "tmeflow_cnv_arms", "section_name": "Arm-level CNV per patient",
-              "description": "Mean CNV of each patient's malignant cells per chromosome arm (red: gain, blue: loss; "
-                             f"|mean| > {threshold:g} is called an event in cnv_arms.tsv)."}
+    header = {
+        "id": "tmeflow_cnv_arms",
+        "section_name": "Arm-level CNV per patient",
+        "description": "Mean CNV of each patient's malignant cells per chromosome arm (red: gain, blue: loss; "
+        f"|mean| > {threshold:g} is called an event in cnv_arms.tsv).",
+    }
     if table.empty:
         return {**header, "plot_type": "html", "data": "<p>No malignant cells called.</p>"}
     table = table[sorted(table.columns, key=_arm_key)]
     vmax = max(float(np.nanmax(np.abs(table.to_numpy()))), 1e-3)
     data = [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in table.to_numpy()]
-    return {**header, "plot_type": "heatmap", "xcats": [str(c) for c in table.columns], "ycats": [str(p) for p in table.index],
-            "data": data, "pconfig": {"id": "tmeflow_cnv_arms_heatmap", "title": "Arm-level CNV of malignant cells per patient",
-                                      "xlab": "chromosome arm", "ylab": "patient", "min": -vmax, "max": vmax, "reverse_colors": True}}
+    return {
+        **header,
+        "plot_type": "heatmap",
+        "xcats": [str(c) for c in table.columns],
+        "ycats": [str(p) for p in table.index],
+        "data": data,
+        "pconfig": {
+            "id": "tmeflow_cnv_arms_heatmap",
+            "title": "Arm-level CNV of malignant cells per patient",
+            "xlab": "chromosome arm",
+            "ylab": "patient",
+            "min": -vmax,
+            "max": vmax,
+            "reverse_colors": True,
+        },
+    }

@@ -12,7 +12,6 @@ import pandas as pd
 
 from ..errors import TmeflowInputError
 
-
 MIN_POSITIONED_GENES = 1000
 MIN_CELLS_PER_REFERENCE_TYPE = 5
 N_PCS = 30
@@ -38,7 +37,8 @@ def _chrom(name: Any) -> str:
 # ----------------------------------------------------------------------------------------------
 def bundled_positions(species: str) -> pd.DataFrame:
     """The bundled gene-position table of ``species`` (index gene symbol; chromosome, start, end,
-    chr_arm, gene_id)."""
+    chr_arm, gene_id).
+    """
     if species not in BUNDLED_POSITIONS:
         raise TmeflowInputError(
             f"no bundled gene-position table for species {species!r} (have: {', '.join(BUNDLED_POSITIONS)}); "
@@ -85,21 +85,27 @@ def read_gene_positions(path: str | Path, species: str | None = None) -> pd.Data
         raw.columns = [f"c{i}" for i in range(raw.shape[1])]
         gene_col, chrom_col, start_col, end_col = "c0", "c1", "c2", "c3"
         arm_col = None
-    table = pd.DataFrame({
-        "gene": raw[gene_col].str.strip(),
-        "chromosome": raw[chrom_col].map(_chrom),
-        "start": pd.to_numeric(raw[start_col], errors="coerce"),
-        "end": pd.to_numeric(raw[end_col], errors="coerce"),
-    })
+    table = pd.DataFrame(
+        {
+            "gene": raw[gene_col].str.strip(),
+            "chromosome": raw[chrom_col].map(_chrom),
+            "start": pd.to_numeric(raw[start_col], errors="coerce"),
+            "end": pd.to_numeric(raw[end_col], errors="coerce"),
+        }
+    )
     bad = table["start"].isna() | table["end"].isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise TmeflowInputError(f"gene-position table has {int(bad.sum())} non-numeric start/end values", file=path, row=row)
+        raise TmeflowInputError(
+            f"gene-position table has {int(bad.sum())} non-numeric start/end values", file=path, row=row
+        )
     table = table.drop_duplicates("gene", keep="first").set_index("gene")
     table["start"] = table["start"].astype(np.int64)
     table["end"] = table["end"].astype(np.int64)
     if arm_col is not None:
-        arms = raw.drop_duplicates(gene_col, keep="first").set_index(raw[gene_col].drop_duplicates().str.strip())[arm_col]
+        arms = raw.drop_duplicates(gene_col, keep="first").set_index(raw[gene_col].drop_duplicates().str.strip())[
+            arm_col
+        ]
         arms = arms.reindex(table.index).astype(str).str.strip()
         # an arm column holding only "p"/"q" is prefixed with the chromosome
         short = arms.str.fullmatch(r"[pq]")
@@ -127,7 +133,8 @@ def _arms_from_bundled(table: pd.DataFrame, species: str | None) -> pd.Series:
 
 def annotate_positions(adata, positions: pd.DataFrame) -> int:
     """Write ``chromosome`` (``chr``-prefixed, as infercnvpy expects), ``start``, ``end`` and ``chr_arm``
-    to ``adata.var`` by gene symbol (then by ``var['gene_ids']``); return the number of genes placed."""
+    to ``adata.var`` by gene symbol (then by ``var['gene_ids']``); return the number of genes placed.
+    """
     var = adata.var
     matched = positions.reindex(var.index)
     if "gene_ids" in var.columns and positions["gene_id"].notna().any():
@@ -140,7 +147,9 @@ def annotate_positions(adata, positions: pd.DataFrame) -> int:
                 values[missing] = fill[column].to_numpy(dtype=object)
                 matched[column] = values
     placed = matched["chromosome"].notna().to_numpy()
-    var["chromosome"] = pd.Series(np.where(placed, "chr" + matched["chromosome"].astype(str), None), index=var.index, dtype=object)
+    var["chromosome"] = pd.Series(
+        np.where(placed, "chr" + matched["chromosome"].astype(str), None), index=var.index, dtype=object
+    )
     var["start"] = pd.to_numeric(matched["start"]).to_numpy()
     var["end"] = pd.to_numeric(matched["end"]).to_numpy()
     var["chr_arm"] = pd.Series(np.where(placed, matched["chr_arm"].astype(str), None), index=var.index, dtype=object)

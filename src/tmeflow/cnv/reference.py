@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ..log import get_logger
-from .settings import CnvSettings
 from .positions import MIN_CELLS_PER_REFERENCE_TYPE
-
+from .settings import CnvSettings
 
 logger = get_logger(__package__)
 
@@ -28,8 +27,10 @@ def dependency_problem() -> str | None:
     import scipy
 
     if _version_tuple(pynndescent.__version__) >= (0, 7):
-        return (f"pynndescent {pynndescent.__version__} returns sparse arrays that scanpy 1.11 cannot read "
-                "('csr_array' object has no attribute 'getnnz'); pin pynndescent==0.5.13")
+        return (
+            f"pynndescent {pynndescent.__version__} returns sparse arrays that scanpy 1.11 cannot read "
+            "('csr_array' object has no attribute 'getnnz'); pin pynndescent==0.5.13"
+        )
     if _version_tuple(scipy.__version__) >= (1, 17):
         return f"scipy {scipy.__version__} is untested with infercnvpy 0.6.1 (known-good: 1.16.3)"
     return None
@@ -37,7 +38,8 @@ def dependency_problem() -> str | None:
 
 def neighbour_transformer() -> str | None:
     """``None`` (scanpy's default, pynndescent on large data) or ``'sklearn'`` when pynndescent is a
-    known-bad version."""
+    known-bad version.
+    """
     problem = dependency_problem()
     if problem and problem.startswith("pynndescent"):
         logger.warning("%s; using scikit-learn exact neighbours for the CNV graph instead", problem)
@@ -88,12 +90,14 @@ def reference_plan(obs: pd.DataFrame, is_reference: np.ndarray, min_reference_ce
     for patient in pd.unique(patients):
         in_patient = (patients == patient).to_numpy()
         n_ref = int((is_reference & in_patient).sum())
-        rows.append({
-            "patient": patient,
-            "n_cells": int(in_patient.sum()),
-            "n_reference_cells": n_ref,
-            "reference": "patient" if n_ref >= min_reference_cells else "cohort",
-        })
+        rows.append(
+            {
+                "patient": patient,
+                "n_cells": int(in_patient.sum()),
+                "n_reference_cells": n_ref,
+                "reference": "patient" if n_ref >= min_reference_cells else "cohort",
+            }
+        )
     plan = pd.DataFrame(rows)
     n_cohort_ref = int(is_reference.sum())
     plan["reference_cells_used"] = np.where(plan["reference"] == "patient", plan["n_reference_cells"], n_cohort_ref)

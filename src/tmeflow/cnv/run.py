@@ -15,12 +15,11 @@ import yaml
 from .. import io
 from ..errors import TmeflowInputError
 from ..log import get_logger, timed
+from .infer import CnvResult, call_malignant
+from .plots import arms_heatmap, plot_heatmap, plot_violin
 from .positions import MIN_POSITIONED_GENES, REQUIRED_OBS, annotate_positions, bundled_positions, read_gene_positions
 from .reference import reference_mask
-from .infer import CnvResult, call_malignant
 from .settings import CnvSettings
-from .plots import arms_heatmap, plot_heatmap, plot_violin
-
 
 logger = get_logger(__package__)
 
@@ -32,16 +31,21 @@ def check_inputs(adata, settings: CnvSettings, *, file: str | None = None) -> No
     """Everything that can be wrong with the input before any work is done."""
     missing = [c for c in REQUIRED_OBS if c not in adata.obs.columns]
     if missing:
-        raise TmeflowInputError(f"obs lacks column(s) {', '.join(missing)} needed for CNV inference", file=file, column=missing[0])
+        raise TmeflowInputError(
+            f"obs lacks column(s) {', '.join(missing)} needed for CNV inference", file=file, column=missing[0]
+        )
     ref_types = settings.reference_types
     if not ref_types:
-        raise TmeflowInputError("cnv_reference_types is empty; name the normal cell types to use as reference", column="cnv_reference_types")
+        raise TmeflowInputError(
+            "cnv_reference_types is empty; name the normal cell types to use as reference", column="cnv_reference_types"
+        )
     n_ref = int(reference_mask(adata.obs, settings).sum())
     if n_ref == 0:
         present = ", ".join(sorted(map(str, pd.unique(adata.obs["cell_type"].astype(str))))[:15])
         raise TmeflowInputError(
             f"no reference cells: no cell_type in cnv_reference_types ({', '.join(ref_types)}); cell types present: {present}",
-            file=file, column="cell_type",
+            file=file,
+            column="cell_type",
         )
     if settings.cnv_window < 1 or settings.cnv_step < 1:
         raise TmeflowInputError("cnv_window and cnv_step must be at least 1", column="cnv_window")
@@ -49,7 +53,8 @@ def check_inputs(adata, settings: CnvSettings, *, file: str | None = None) -> No
 
 def prepare(adata, settings: CnvSettings, *, species: str | None = None, file: str | None = None) -> int:
     """Check inputs and place genes on the genome (the ``gene_positions`` table when set, else the bundled
-    one of the species); return the number of positioned, included genes."""
+    one of the species); return the number of positioned, included genes.
+    """
     check_inputs(adata, settings, file=file)
     gene_positions = settings.gene_positions
     if species is None and "species" in adata.obs.columns:
@@ -88,8 +93,14 @@ def prepare(adata, settings: CnvSettings, *, species: str | None = None, file: s
             f"CNV inference needs at least {MIN_POSITIONED_GENES}; lower cnv_min_gene_fraction",
             file=file,
         )
-    logger.info("%d of %d genes placed on the genome; %d used (outside %s, detected in >= %.1f%% of cells)", n_placed,
-                adata.n_vars, n_used, ", ".join(excluded) or "nothing", 100 * settings.cnv_min_gene_fraction)
+    logger.info(
+        "%d of %d genes placed on the genome; %d used (outside %s, detected in >= %.1f%% of cells)",
+        n_placed,
+        adata.n_vars,
+        n_used,
+        ", ".join(excluded) or "nothing",
+        100 * settings.cnv_min_gene_fraction,
+    )
     return n_used
 
 
@@ -97,7 +108,8 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
     outdir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     header = io.multiqc_header(
-        "tmeflow_cnv_summary", "CNV and malignant cells",
+        "tmeflow_cnv_summary",
+        "CNV and malignant cells",
         "Per patient: candidate cells, cells called malignant from inferred copy-number profiles (infercnvpy), "
         f"the reference used and arm-level gains/losses of malignant cells (|mean CNV| > {params['cnv_arm_threshold']}).",
         "table",
@@ -106,19 +118,36 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
     paths["reference"] = io.write_table(result.plan, outdir / "cnv_reference.tsv")
     paths["clusters"] = io.write_table(result.clusters, outdir / "cnv_clusters.tsv")
     paths["arms"] = io.write_table(result.arms, outdir / "cnv_arms.tsv")
-    cell_columns = ["patient", "cell_type_pre_cnv", "cell_type", "cnv_reference", "cnv_candidate", "cnv_group",
-                    "cnv_cluster", "cnv_score", "cnv_score_cell", "cnv_correlation", "cnv_threshold", "cnv_high", "malignant"]
+    cell_columns = [
+        "patient",
+        "cell_type_pre_cnv",
+        "cell_type",
+        "cnv_reference",
+        "cnv_candidate",
+        "cnv_group",
+        "cnv_cluster",
+        "cnv_score",
+        "cnv_score_cell",
+        "cnv_correlation",
+        "cnv_threshold",
+        "cnv_high",
+        "malignant",
+    ]
     if "sample" in adata.obs.columns:
         cell_columns.insert(0, "sample")
     with timed(logger, "writing cnv_cells.tsv.gz"):
         paths["cells"] = io.write_table(adata.obs[cell_columns], outdir / "cnv_cells.tsv.gz", index=True)
     with timed(logger, "plots"):
         paths["violin"] = plot_violin(adata, outdir / "cnv_score_violin_mqc.png", params["seed"])
-        paths["arms_heatmap"] = io.write_text(yaml.safe_dump(arms_heatmap(result.arms, params["cnv_arm_threshold"]), sort_keys=False),
-                                              outdir / "cnv_arms_mqc.yaml")
+        paths["arms_heatmap"] = io.write_text(
+            yaml.safe_dump(arms_heatmap(result.arms, params["cnv_arm_threshold"]), sort_keys=False),
+            outdir / "cnv_arms_mqc.yaml",
+        )
         for patient in pd.unique(adata.obs["patient"].astype(str)):
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", patient)
-            paths[f"heatmap_{patient}"] = plot_heatmap(adata, patient, outdir / f"cnv_heatmap_{safe}.png", params["seed"])
+            paths[f"heatmap_{patient}"] = plot_heatmap(
+                adata, patient, outdir / f"cnv_heatmap_{safe}.png", params["seed"]
+            )
     adata.uns.setdefault("tmeflow", {})
     adata.uns["tmeflow"]["cnv"] = {**io.provenance("cnv", params), "reference": result.plan.to_dict(orient="list")}
     with timed(logger, "writing cnv.h5ad"):
@@ -126,11 +155,12 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
     return paths
 
 
-def run_cnv(input_path: str | Path, outdir: str | Path, params: dict[str, Any], *,
-            species: str | None = None, n_jobs: int = 1) -> dict[str, Path]:
+def run_cnv(
+    input_path: str | Path, outdir: str | Path, params: dict[str, Any], *, species: str | None = None, n_jobs: int = 1
+) -> dict[str, Path]:
     """Read the annotated atlas, infer CNV, call malignant cells and write every output to ``outdir``
-    (genes placed with the ``gene_positions`` parameter's table when set, else the bundled one)."""
-
+    (genes placed with the ``gene_positions`` parameter's table when set, else the bundled one).
+    """
     input_path, outdir = Path(input_path), Path(outdir)
     with timed(logger, f"reading {input_path}"):
         adata = io.read_h5ad(input_path)

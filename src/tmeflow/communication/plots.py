@@ -1,6 +1,7 @@
 """Figures of ``tmeflow communication``: pair heatmaps, differential dot plot, pathway circle plots,
 differential pathway heatmap and signalling-role heatmap (CellChat's ``netVisual_circle``,
-``netVisual_heatmap`` and ``netAnalysis_signalingRole_heatmap``, Jin et al. 2021)."""
+``netVisual_heatmap`` and ``netAnalysis_signalingRole_heatmap``, Jin et al. 2021).
+"""
 
 from __future__ import annotations
 
@@ -10,22 +11,35 @@ import pandas as pd
 from ..plotting import pyplot
 
 
-
-def plot_pair_heatmaps(counts: pd.DataFrame, value: str, conditions: list[str], pairs: list[tuple[str, str]], title: str):
+def plot_pair_heatmaps(
+    counts: pd.DataFrame, value: str, conditions: list[str], pairs: list[tuple[str, str]], title: str
+):
     plt = pyplot()
     types = sorted(set(counts["source"]) | set(counts["target"]))
-    mats = {c: counts[counts["condition"] == c].pivot_table(index="source", columns="target", values=value, aggfunc="sum")
-            .reindex(index=types, columns=types).fillna(0.0) for c in conditions}
+    mats = {
+        c: counts[counts["condition"] == c]
+        .pivot_table(index="source", columns="target", values=value, aggfunc="sum")
+        .reindex(index=types, columns=types)
+        .fillna(0.0)
+        for c in conditions
+    }
     panels = [(c, mats[c], "Reds") for c in conditions]
     panels += [(f"{t} - {r}", mats[t] - mats[r], "RdBu_r") for t, r in pairs if t in mats and r in mats]
-    fig, axes = plt.subplots(1, len(panels), figsize=(0.35 * len(types) * len(panels) + 2.5 * len(panels), 0.35 * len(types) + 2.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(0.35 * len(types) * len(panels) + 2.5 * len(panels), 0.35 * len(types) + 2.2),
+        squeeze=False,
+    )
     for ax, (label, mat, cmap) in zip(axes.ravel(), panels):
         values = mat.to_numpy()
         if cmap == "RdBu_r":
             bound = max(np.abs(values).max(), 1e-9)
             im = ax.imshow(values, cmap=cmap, vmin=-bound, vmax=bound)
         else:  # one scale for every condition, so that panels compare
-            im = ax.imshow(values, cmap=cmap, vmin=0, vmax=max(max(float(m.to_numpy().max()) for m in mats.values()), 1e-9))
+            im = ax.imshow(
+                values, cmap=cmap, vmin=0, vmax=max(max(float(m.to_numpy().max()) for m in mats.values()), 1e-9)
+            )
         ax.set_xticks(range(len(types)))
         ax.set_xticklabels(types, rotation=90, fontsize=7)
         ax.set_yticks(range(len(types)))
@@ -49,7 +63,9 @@ def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
     y = [lrs.index(i) for i in top["interaction"]]
     size = 20 + 40 * np.clip(-np.log10(np.clip(top["pvalue"].to_numpy(), 1e-300, 1)), 0, 10)
     bound = max(float(top["logfc"].abs().max()), 1e-9) if len(top) else 1.0
-    dots = ax.scatter(x, y, s=size, c=top["logfc"], cmap="RdBu_r", vmin=-bound, vmax=bound, edgecolors="k", linewidths=0.4)
+    dots = ax.scatter(
+        x, y, s=size, c=top["logfc"], cmap="RdBu_r", vmin=-bound, vmax=bound, edgecolors="k", linewidths=0.4
+    )
     ax.set_xticks(range(len(pairs)))
     ax.set_xticklabels(pairs, rotation=90, fontsize=7)
     ax.set_yticks(range(len(lrs)))
@@ -65,7 +81,8 @@ def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
 def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[str]):
     """Circle plot of one pathway per condition: cell types on a circle, an arrow source -> target with
     width proportional to the pathway strength (one scale across conditions); self-signalling as a
-    node ring."""
+    node ring.
+    """
     from matplotlib.patches import FancyArrowPatch
 
     plt = pyplot()
@@ -83,11 +100,24 @@ def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[
             width = 0.5 + 6.0 * row["strength"] / top
             if row["source"] == row["target"]:
                 x, y = pos[row["source"]]
-                ax.add_patch(plt.Circle((1.12 * x, 1.12 * y), 0.1, fill=False, lw=width, color=colours[row["source"]], alpha=0.7))
+                ax.add_patch(
+                    plt.Circle((1.12 * x, 1.12 * y), 0.1, fill=False, lw=width, color=colours[row["source"]], alpha=0.7)
+                )
                 continue
-            ax.add_patch(FancyArrowPatch(pos[row["source"]], pos[row["target"]], connectionstyle="arc3,rad=0.2", arrowstyle="-|>",
-                                         mutation_scale=8 + width * 2, lw=width, color=colours[row["source"]], alpha=0.7,
-                                         shrinkA=12, shrinkB=12))
+            ax.add_patch(
+                FancyArrowPatch(
+                    pos[row["source"]],
+                    pos[row["target"]],
+                    connectionstyle="arc3,rad=0.2",
+                    arrowstyle="-|>",
+                    mutation_scale=8 + width * 2,
+                    lw=width,
+                    color=colours[row["source"]],
+                    alpha=0.7,
+                    shrinkA=12,
+                    shrinkB=12,
+                )
+            )
         for t in types:
             size = 60 + 500 * float(sent.get(t, 0.0)) / max(float(sent.max()) if len(sent) else 0.0, 1e-9)
             ax.scatter(*pos[t], s=size, color=colours[t], edgecolors="k", zorder=3)
@@ -104,12 +134,15 @@ def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[
 
 def plot_pathway_diff_heatmap(table: pd.DataFrame, top_n: int, title: str):
     """Pathways (rows; the ``top_n`` of the pathway-level test) x source -> target pairs (columns):
-    log2 fold change of the pair-level test; ``*`` marks ``significant``."""
+    log2 fold change of the pair-level test; ``*`` marks ``significant``.
+    """
     plt = pyplot()
     overall = table[table["level"] == "pathway"].dropna(subset=["pvalue"]).head(top_n)
     pairs = table[(table["level"] == "pair") & table["pathway"].isin(overall["pathway"])].copy()
     pairs["pair"] = pairs["source"] + " -> " + pairs["target"]
-    mat = pairs.pivot_table(index="pathway", columns="pair", values="logfc", aggfunc="first").reindex(overall["pathway"])
+    mat = pairs.pivot_table(index="pathway", columns="pair", values="logfc", aggfunc="first").reindex(
+        overall["pathway"]
+    )
     sig = pairs.pivot_table(index="pathway", columns="pair", values="significant", aggfunc="first").reindex_like(mat)
     values = mat.to_numpy(dtype=float)
     fig, ax = plt.subplots(figsize=(2.5 + 0.28 * max(mat.shape[1], 1), 1.5 + 0.3 * max(mat.shape[0], 1)))
@@ -129,12 +162,17 @@ def plot_pathway_diff_heatmap(table: pd.DataFrame, top_n: int, title: str):
 
 def plot_roles_heatmap(roles: pd.DataFrame, pathways: list[str], conditions: list[str]):
     """Scaled sender / receiver / mediator / influencer of each cell type (columns) for the chosen
-    pathways (rows), one row of panels per condition."""
+    pathways (rows), one row of panels per condition.
+    """
     plt = pyplot()
     names = ("sender", "receiver", "mediator", "influencer")
     types = sorted(set(roles["cell_type"]))
-    fig, axes = plt.subplots(len(conditions), 4, figsize=(4 * (1 + 0.22 * len(types)), 0.6 + (1.2 + 0.3 * len(pathways)) * len(conditions)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(conditions),
+        4,
+        figsize=(4 * (1 + 0.22 * len(types)), 0.6 + (1.2 + 0.3 * len(pathways)) * len(conditions)),
+        squeeze=False,
+    )
     for r, condition in enumerate(conditions):
         block = roles[(roles["condition"] == condition) & roles["pathway"].isin(pathways)]
         for c, name in enumerate(names):

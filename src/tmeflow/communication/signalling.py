@@ -48,8 +48,19 @@ PATHWAY_TEST_COLUMNS = [
     "contrast", "level", "pathway", "source", "target", "logfc", "pvalue", "fdr", "significant", "strength_test",
     "strength_reference", "n_interactions", "top_interaction", "n_samples_test", "n_samples_reference", "design",
 ]  # fmt: skip
-ROLE_COLUMNS = ["condition", "pathway", "cell_type", "sender", "receiver", "mediator", "influencer",
-                "sender_scaled", "receiver_scaled", "mediator_scaled", "influencer_scaled"]
+ROLE_COLUMNS = [
+    "condition",
+    "pathway",
+    "cell_type",
+    "sender",
+    "receiver",
+    "mediator",
+    "influencer",
+    "sender_scaled",
+    "receiver_scaled",
+    "mediator_scaled",
+    "influencer_scaled",
+]
 
 
 @lru_cache(maxsize=1)
@@ -85,7 +96,8 @@ def curated_pathway_map(resource: pd.DataFrame) -> dict[tuple[str, str], str]:
 
 def simes(pvalues) -> float:
     """Simes (1986) combination ``min_i m p_(i) / i``: a valid test of "no interaction of the set differs"
-    when the tests are independent or positively dependent (Sarkar 1998), as tests sharing a ligand are."""
+    when the tests are independent or positively dependent (Sarkar 1998), as tests sharing a ligand are.
+    """
     p = np.sort(np.asarray(pvalues, dtype=float))
     p = p[np.isfinite(p)]
     if not len(p):
@@ -98,7 +110,8 @@ def pathway_tests(table: pd.DataFrame, pathways: dict[tuple[str, str], str], nam
     docstring): per pathway (``level = pathway``, ``source = target = all``) and per pathway and
     source -> target (``level = pair``) the Simes combination of the interaction p-values, BH FDR per
     level; ``logfc`` = log2 of the summed mean sample score (strength) in test over reference, with
-    the interaction of smallest p-value."""
+    the interaction of smallest p-value.
+    """
     if not len(table) or not pathways:
         return pd.DataFrame(columns=PATHWAY_TEST_COLUMNS)
     frame = table.assign(pathway=[pathways.get((l, r)) for l, r in zip(table["ligand"], table["receptor"])])
@@ -106,20 +119,32 @@ def pathway_tests(table: pd.DataFrame, pathways: dict[tuple[str, str], str], nam
     parts = []
     for level, keys in (("pathway", ["pathway"]), ("pair", ["pathway", "source", "target"])):
         grouped = frame.groupby(keys, sort=False)
-        out = grouped.agg(pvalue=("pvalue", simes), n_interactions=("pvalue", "size"), strength_test=("mean_score_test", "sum"),
-                          strength_reference=("mean_score_reference", "sum"), top_interaction=("interaction", "first"),
-                          n_samples_test=("n_samples_test", "max"), n_samples_reference=("n_samples_reference", "max"),
-                          design=("design", "first")).reset_index()
+        out = grouped.agg(
+            pvalue=("pvalue", simes),
+            n_interactions=("pvalue", "size"),
+            strength_test=("mean_score_test", "sum"),
+            strength_reference=("mean_score_reference", "sum"),
+            top_interaction=("interaction", "first"),
+            n_samples_test=("n_samples_test", "max"),
+            n_samples_reference=("n_samples_reference", "max"),
+            design=("design", "first"),
+        ).reset_index()
         if level == "pathway":
             out["source"], out["target"] = "all", "all"
-            out["top_interaction"] = grouped[["source", "target", "interaction"]].first().apply(
-                lambda r: f"{r['source']} -> {r['target']}: {r['interaction']}", axis=1).to_numpy()
+            out["top_interaction"] = (
+                grouped[["source", "target", "interaction"]]
+                .first()
+                .apply(lambda r: f"{r['source']} -> {r['target']}: {r['interaction']}", axis=1)
+                .to_numpy()
+            )
         else:
             out["top_interaction"] = out["top_interaction"].astype(str)
         out["logfc"] = np.log2((out["strength_test"] + PSEUDO) / (out["strength_reference"] + PSEUDO))
         out["fdr"] = bh_fdr(out["pvalue"])
         out["level"] = level
-        parts.append(out.sort_values(["pvalue", "logfc"], key=lambda c: c if c.name == "pvalue" else -c.abs(), kind="stable"))
+        parts.append(
+            out.sort_values(["pvalue", "logfc"], key=lambda c: c if c.name == "pvalue" else -c.abs(), kind="stable")
+        )
     result = pd.concat(parts, ignore_index=True)
     result.insert(0, "contrast", name)
     result["significant"] = result["fdr"] < fdr
@@ -133,7 +158,8 @@ def pathway_tests(table: pd.DataFrame, pathways: dict[tuple[str, str], str], nam
 def flow_betweenness(weights: np.ndarray) -> np.ndarray:
     """Flow betweenness (Freeman, Borgatti & White 1991; ``sna::flowbet``): for node ``i``, the sum over
     ordered pairs ``j != k`` (both ``!= i``) of ``maxflow(j, k) - maxflow(j, k without i)``. Weights
-    are capacities (scaled to integers for :func:`scipy.sparse.csgraph.maximum_flow`)."""
+    are capacities (scaled to integers for :func:`scipy.sparse.csgraph.maximum_flow`).
+    """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import maximum_flow
 
@@ -174,7 +200,8 @@ def information_centrality(weights: np.ndarray) -> np.ndarray:
     Laplacian, ``J`` all ones), ``I_i = 1 / (C_ii + (T - 2 R_i) / n)`` with ``T`` the trace and ``R_i``
     the row sum of ``C``; rescaled to sum 1; isolated nodes get 0. CellChat passes ``cmode = "lower"``,
     which keeps only the edges from later to earlier cell types in the factor order (so the result
-    depends on how the cell types are named); the sum of both directions is used here instead."""
+    depends on how the cell types are named); the sum of both directions is used here instead.
+    """
     w = np.array(weights, dtype=float)
     np.fill_diagonal(w, 0.0)
     sym = w + w.T
@@ -194,8 +221,15 @@ def information_centrality(weights: np.ndarray) -> np.ndarray:
 def network_roles(matrix: pd.DataFrame) -> pd.DataFrame:
     """Sender / receiver / mediator / influencer of every cell type of a source x target weight matrix."""
     w = matrix.to_numpy(dtype=float)
-    roles = pd.DataFrame({"cell_type": matrix.index, "sender": w.sum(axis=1), "receiver": w.sum(axis=0),
-                          "mediator": flow_betweenness(w), "influencer": information_centrality(w)})
+    roles = pd.DataFrame(
+        {
+            "cell_type": matrix.index,
+            "sender": w.sum(axis=1),
+            "receiver": w.sum(axis=0),
+            "mediator": flow_betweenness(w),
+            "influencer": information_centrality(w),
+        }
+    )
     for role in ("sender", "receiver", "mediator", "influencer"):
         top = roles[role].max()
         roles[f"{role}_scaled"] = roles[role] / top if top > 0 else 0.0
@@ -204,7 +238,8 @@ def network_roles(matrix: pd.DataFrame) -> pd.DataFrame:
 
 def signalling_roles(pathway_strength: pd.DataFrame) -> pd.DataFrame:
     """Roles per condition and pathway (and ``all``) from the called-interaction pathway table
-    (condition, pathway, source, target, strength)."""
+    (condition, pathway, source, target, strength).
+    """
     table = pathway_strength[pathway_strength["pathway"] != "other"]
     if not len(table):
         return pd.DataFrame(columns=ROLE_COLUMNS)

@@ -58,66 +58,66 @@ Package layout: :mod:`.detection` (format detection), :mod:`.formats` (10x h5/mt
 
 from __future__ import annotations
 
-from .detection import (  # noqa: F401
-    FORMATS,
-    _HDF5_MAGIC,
-    _GZIP_MAGIC,
-    _DENSE_SUFFIXES,
-    _NOT_TABLES,
-    _SYMBOL,
-    _CELL_LIKE,
-    _NUCLEOTIDES,
-    _GENE_CORNERS,
-    _CELL_CORNERS,
-    _SYMBOL_COLUMNS,
-    detect_format,
-    _resolve,
-    _head_bytes,
-    _looks_like_text_table,
-    _hdf5_kind,
-    _resolve_dir,
-    _missing_mtx_companion,
-    _spaceranger_counts,
-    _find,
-    _mtx_files,
-)
-from .formats import (  # noqa: F401
-    _decode,
-    _read_10x_h5,
-    _csc_cells,
-    _read_10x_h5_v3,
-    _read_10x_h5_v2,
-    _open_text,
-    _read_lines_table,
-    _mmread,
-    _mmread_plain,
-    _read_10x_mtx,
-    _anndata,
-    _unique_names,
-    _read_h5ad,
-    _looks_log_normalised,
-    _symbols_as_names,
-)
-from .dense import (  # noqa: F401
-    _DENSE_CHUNK_VALUES,
-    _split,
-    _read_dense,
-    _compression,
-    _known_genes,
-    _gene_score,
-    _known_fraction,
-    _genes_in_rows,
-)
 from .checks import (  # noqa: F401
     _finalise,
-)
-from .spatial import (  # noqa: F401
-    _POSITION_COLUMNS,
-    _read_positions,
-    _read_scalefactors,
-    _read_image,
 )
 from .core import (  # noqa: F401
     read_counts,
     read_spatial,
+)
+from .dense import (  # noqa: F401
+    _DENSE_CHUNK_VALUES,
+    _compression,
+    _gene_score,
+    _genes_in_rows,
+    _known_fraction,
+    _known_genes,
+    _read_dense,
+    _split,
+)
+from .detection import (  # noqa: F401
+    _CELL_CORNERS,
+    _CELL_LIKE,
+    _DENSE_SUFFIXES,
+    _GENE_CORNERS,
+    _GZIP_MAGIC,
+    _HDF5_MAGIC,
+    _NOT_TABLES,
+    _NUCLEOTIDES,
+    _SYMBOL,
+    _SYMBOL_COLUMNS,
+    FORMATS,
+    _find,
+    _hdf5_kind,
+    _head_bytes,
+    _looks_like_text_table,
+    _missing_mtx_companion,
+    _mtx_files,
+    _resolve,
+    _resolve_dir,
+    _spaceranger_counts,
+    detect_format,
+)
+from .formats import (  # noqa: F401
+    _anndata,
+    _csc_cells,
+    _decode,
+    _looks_log_normalised,
+    _mmread,
+    _mmread_plain,
+    _open_text,
+    _read_10x_h5,
+    _read_10x_h5_v2,
+    _read_10x_h5_v3,
+    _read_10x_mtx,
+    _read_h5ad,
+    _read_lines_table,
+    _symbols_as_names,
+    _unique_names,
+)
+from .spatial import (  # noqa: F401
+    _POSITION_COLUMNS,
+    _read_image,
+    _read_positions,
+    _read_scalefactors,
 )

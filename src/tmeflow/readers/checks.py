@@ -12,7 +12,6 @@ from ..errors import TmeflowInputError
 from ..log import get_logger
 from .formats import _unique_names
 
-
 logger = get_logger(__package__)
 
 
@@ -29,11 +28,15 @@ def _finalise(adata: ad.AnnData, path: Path, sample: str, strict_counts: bool) -
     matrix = sp.csr_matrix(matrix) if not sp.issparse(matrix) else matrix.tocsr()
     data = np.asarray(matrix.data, dtype=np.float64)
     if not np.isfinite(data).all():
-        raise TmeflowInputError(f"{int((~np.isfinite(data)).sum())} NaN or infinite values in the count matrix",
-                                file=path, sample=sample)
+        raise TmeflowInputError(
+            f"{int((~np.isfinite(data)).sum())} NaN or infinite values in the count matrix", file=path, sample=sample
+        )
     if (data < 0).any():
-        raise TmeflowInputError(f"{int((data < 0).sum())} negative values in the count matrix (expected raw counts)",
-                                file=path, sample=sample)
+        raise TmeflowInputError(
+            f"{int((data < 0).sum())} negative values in the count matrix (expected raw counts)",
+            file=path,
+            sample=sample,
+        )
     nonzero = data[data != 0]
     if not len(nonzero):
         raise TmeflowInputError("the count matrix is all zero", file=path, sample=sample)
@@ -51,6 +54,9 @@ def _finalise(adata: ad.AnnData, path: Path, sample: str, strict_counts: bool) -
         adata.var_names = _unique_names(adata.var_names, sample)
     if adata.obs_names.has_duplicates:  # cell names must be unique for every later stage
         duplicated = adata.obs_names[adata.obs_names.duplicated()]
-        raise TmeflowInputError(f"{len(duplicated)} duplicated barcodes (first: {duplicated[0]}); "
-                                "each cell needs a unique barcode", file=path, sample=sample)
+        raise TmeflowInputError(
+            f"{len(duplicated)} duplicated barcodes (first: {duplicated[0]}); each cell needs a unique barcode",
+            file=path,
+            sample=sample,
+        )
     return adata

@@ -11,12 +11,11 @@ import numpy as np
 
 from ..errors import TmeflowInputError
 from ..log import get_logger
+from .checks import _finalise
+from .dense import _read_dense
 from .detection import _resolve, _spaceranger_counts
 from .formats import _read_10x_h5, _read_10x_mtx, _read_h5ad
-from .dense import _read_dense
-from .checks import _finalise
 from .spatial import _read_image, _read_positions, _read_scalefactors
-
 
 logger = get_logger(__package__)
 
@@ -59,8 +58,15 @@ def read_counts(path: str | os.PathLike, *, sample: str, strict_counts: bool = F
     reader = {"10x_h5": _read_10x_h5, "10x_mtx": _read_10x_mtx, "h5ad": _read_h5ad, "dense": _read_dense}[fmt]
     adata = reader(target, sample)
     adata = _finalise(adata, target, sample, strict_counts)
-    logger.info("sample %s: read %d cells x %d genes from %s (%s) in %.1f s",
-                sample, adata.n_obs, adata.n_vars, path, fmt, time.perf_counter() - start)
+    logger.info(
+        "sample %s: read %d cells x %d genes from %s (%s) in %.1f s",
+        sample,
+        adata.n_obs,
+        adata.n_vars,
+        path,
+        fmt,
+        time.perf_counter() - start,
+    )
     return adata
 
 
@@ -99,8 +105,11 @@ def read_spatial(path: str | os.PathLike, *, sample: str, strict_counts: bool = 
         raise TmeflowInputError("spatial data must be a Space Ranger outs/ folder", file=path, sample=sample)
     outs = next((o for o in (path, path / "outs") if _spaceranger_counts(o) is not None), None)
     if outs is None:
-        raise TmeflowInputError("no filtered_feature_bc_matrix.h5 or filtered_feature_bc_matrix/ in the spatial folder",
-                                file=path, sample=sample)
+        raise TmeflowInputError(
+            "no filtered_feature_bc_matrix.h5 or filtered_feature_bc_matrix/ in the spatial folder",
+            file=path,
+            sample=sample,
+        )
     spatial_dir = outs / "spatial"
     if not spatial_dir.is_dir():
         raise TmeflowInputError("no spatial/ folder beside the count matrix", file=outs, sample=sample)
@@ -110,13 +119,18 @@ def read_spatial(path: str | os.PathLike, *, sample: str, strict_counts: bool = 
     missing = adata.obs_names.difference(positions.index, sort=False)
     if len(missing):
         raise TmeflowInputError(
-            f"{len(missing)} of {adata.n_obs} matrix barcodes are missing from the positions file "
-            f"(e.g. {missing[0]})", file=positions_file, sample=sample)
+            f"{len(missing)} of {adata.n_obs} matrix barcodes are missing from the positions file (e.g. {missing[0]})",
+            file=positions_file,
+            sample=sample,
+        )
     dropped = len(positions) - adata.n_obs
     positions = positions.loc[adata.obs_names]
     if int(positions["in_tissue"].sum()) == 0:
-        raise TmeflowInputError(f"none of the {adata.n_obs} spots is in tissue (in_tissue is 0 everywhere)",
-                                file=positions_file, sample=sample)
+        raise TmeflowInputError(
+            f"none of the {adata.n_obs} spots is in tissue (in_tissue is 0 everywhere)",
+            file=positions_file,
+            sample=sample,
+        )
     for column in ("in_tissue", "array_row", "array_col"):
         adata.obs[column] = positions[column].to_numpy()
     adata.obsm["spatial"] = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(dtype=np.float64)
@@ -130,7 +144,13 @@ def read_spatial(path: str | os.PathLike, *, sample: str, strict_counts: bool = 
     if not images:
         logger.warning("sample %s: no tissue_lowres_image.png or tissue_hires_image.png in %s", sample, spatial_dir)
     adata.uns["spatial"] = {sample: {"images": images, "scalefactors": scalefactors, "metadata": {}}}
-    logger.info("sample %s: %d spots (%d in tissue, %d positions without counts dropped), images %s, read in %.1f s",
-                sample, adata.n_obs, int(adata.obs["in_tissue"].sum()), dropped,
-                ", ".join(f"{k} {v.shape}" for k, v in images.items()) or "none", time.perf_counter() - start)
+    logger.info(
+        "sample %s: %d spots (%d in tissue, %d positions without counts dropped), images %s, read in %.1f s",
+        sample,
+        adata.n_obs,
+        int(adata.obs["in_tissue"].sum()),
+        dropped,
+        ", ".join(f"{k} {v.shape}" for k, v in images.items()) or "none",
+        time.perf_counter() - start,
+    )
     return adata

@@ -18,7 +18,6 @@ from ..log import get_logger
 from .detection import _CELL_CORNERS, _CELL_LIKE, _GENE_CORNERS, _GZIP_MAGIC, _SYMBOL
 from .formats import _anndata, _open_text
 
-
 logger = get_logger(__package__)
 
 
@@ -59,8 +58,9 @@ def _read_dense(path: Path, sample: str) -> ad.AnnData:
     elif n_fields == len(header):
         corner, column_labels = header[0], header[1:]
     else:
-        raise TmeflowInputError(f"header has {len(header)} fields but the first data row has {n_fields}",
-                                file=path, sample=sample)
+        raise TmeflowInputError(
+            f"header has {len(header)} fields but the first data row has {n_fields}", file=path, sample=sample
+        )
     if not column_labels:
         raise TmeflowInputError("text table has no data columns (empty matrix)", file=path, sample=sample)
 
@@ -69,24 +69,37 @@ def _read_dense(path: Path, sample: str) -> ad.AnnData:
     names = list(range(len(column_labels) + 1))
     dtype = {0: str, **{i: np.float64 for i in names[1:]}}
     try:
-        reader = pd.read_csv(path, sep=sep, header=None, names=names, skiprows=n_comments + 1, dtype=dtype,
-                             index_col=0, chunksize=chunksize, compression=_compression(path),
-                             skip_blank_lines=True, quotechar='"', engine="c")
+        reader = pd.read_csv(
+            path,
+            sep=sep,
+            header=None,
+            names=names,
+            skiprows=n_comments + 1,
+            dtype=dtype,
+            index_col=0,
+            chunksize=chunksize,
+            compression=_compression(path),
+            skip_blank_lines=True,
+            quotechar='"',
+            engine="c",
+        )
         with reader:
             for chunk in reader:
                 values = chunk.to_numpy(dtype=np.float64)
                 if np.isnan(values).any():
                     row = chunk.index[np.flatnonzero(np.isnan(values).any(axis=1))[0]]
-                    raise TmeflowInputError(f"missing or NaN values in the table (first in row {row})",
-                                            file=path, sample=sample)
+                    raise TmeflowInputError(
+                        f"missing or NaN values in the table (first in row {row})", file=path, sample=sample
+                    )
                 blocks.append(sp.csr_matrix(values))
                 row_labels.extend(chunk.index.astype(str))
     except TmeflowInputError:
         raise
     except (ValueError, pd.errors.ParserError, OSError, EOFError, UnicodeDecodeError) as error:
         message = " ".join(str(error).split())[:300]
-        raise TmeflowInputError(f"cannot parse text table (non-numeric values or ragged rows?): {message}",
-                                file=path, sample=sample) from error
+        raise TmeflowInputError(
+            f"cannot parse text table (non-numeric values or ragged rows?): {message}", file=path, sample=sample
+        ) from error
     if not blocks:
         raise TmeflowInputError("text table has no data rows (empty matrix)", file=path, sample=sample)
     matrix = sp.vstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
@@ -123,8 +136,10 @@ def _known_genes() -> frozenset[str] | None:
 
 def _gene_score(labels: list[str]) -> float:
     sample_labels = labels[:: max(1, len(labels) // 2000)]
-    gene = sum(bool(ENSEMBL_ID.match(x) or (len(x) <= 20 and _SYMBOL.match(x) and not _CELL_LIKE.search(x)))
-               for x in sample_labels)
+    gene = sum(
+        bool(ENSEMBL_ID.match(x) or (len(x) <= 20 and _SYMBOL.match(x) and not _CELL_LIKE.search(x)))
+        for x in sample_labels
+    )
     cell = sum(bool(_CELL_LIKE.search(x)) for x in sample_labels)
     return (gene - cell) / max(1, len(sample_labels))
 
@@ -149,6 +164,7 @@ def _genes_in_rows(corner: str | None, rows: list[str], columns: list[str], path
     row_score, column_score = _gene_score(rows), _gene_score(columns)
     if abs(row_score - column_score) >= 0.3:
         return row_score > column_score
-    logger.warning("sample %s: cannot tell whether genes are rows or columns of %s; assuming genes in rows",
-                   sample, path)
+    logger.warning(
+        "sample %s: cannot tell whether genes are rows or columns of %s; assuming genes in rows", sample, path
+    )
     return True

@@ -11,24 +11,91 @@ import h5py
 
 from ..errors import TmeflowInputError
 
-
 FORMATS = ("10x_h5", "10x_mtx", "h5ad", "dense", "spaceranger")
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _GZIP_MAGIC = b"\x1f\x8b"
 _DENSE_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".matrix")
-_NOT_TABLES = (".json", ".yaml", ".yml", ".md", ".html", ".rds", ".rda", ".rdata", ".loom", ".xlsx", ".xls", ".pdf",
-               ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".zip", ".tar", ".bam", ".fastq", ".fq", ".mtx")
+_NOT_TABLES = (
+    ".json",
+    ".yaml",
+    ".yml",
+    ".md",
+    ".html",
+    ".rds",
+    ".rda",
+    ".rdata",
+    ".loom",
+    ".xlsx",
+    ".xls",
+    ".pdf",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".zip",
+    ".tar",
+    ".bam",
+    ".fastq",
+    ".fq",
+    ".mtx",
+)
 _SYMBOL = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*$")
 _CELL_LIKE = re.compile(r"[ACGTN]{8,}|^\d+$|^(cell|barcode|spot|bc)", re.IGNORECASE)
 _NUCLEOTIDES = re.compile(r"[ACGTN]{8,}")
-_GENE_CORNERS = {"gene", "genes", "symbol", "gene_symbol", "gene_symbols", "genesymbol", "gene_name",
-                 "gene_names", "genename", "gene_id", "gene_ids", "geneid", "feature", "features",
-                 "feature_name", "ensembl", "ensembl_id", "id", "name", "hugo_symbol"}
-_CELL_CORNERS = {"cell", "cells", "cell_index", "cellindex", "cell_id", "cellid", "cell_name", "barcode",
-                 "barcodes", "cell_barcode", "cellbarcode", "spot", "spots", "spot_id", "obs", "obs_names"}
-_SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "symbol", "symbols", "gene_name", "gene_names",
-                   "feature_name", "feature_names", "name", "genes")
+_GENE_CORNERS = {
+    "gene",
+    "genes",
+    "symbol",
+    "gene_symbol",
+    "gene_symbols",
+    "genesymbol",
+    "gene_name",
+    "gene_names",
+    "genename",
+    "gene_id",
+    "gene_ids",
+    "geneid",
+    "feature",
+    "features",
+    "feature_name",
+    "ensembl",
+    "ensembl_id",
+    "id",
+    "name",
+    "hugo_symbol",
+}
+_CELL_CORNERS = {
+    "cell",
+    "cells",
+    "cell_index",
+    "cellindex",
+    "cell_id",
+    "cellid",
+    "cell_name",
+    "barcode",
+    "barcodes",
+    "cell_barcode",
+    "cellbarcode",
+    "spot",
+    "spots",
+    "spot_id",
+    "obs",
+    "obs_names",
+}
+_SYMBOL_COLUMNS = (
+    "gene_symbols",
+    "gene_symbol",
+    "symbol",
+    "symbols",
+    "gene_name",
+    "gene_names",
+    "feature_name",
+    "feature_names",
+    "name",
+    "genes",
+)
 # ---------------------------------------------------------------------------------------------
 # Format detection
 # ---------------------------------------------------------------------------------------------
@@ -65,8 +132,9 @@ def _resolve(path: Path, sample: str | None) -> tuple[str, Path]:
     if head.startswith(_HDF5_MAGIC):
         return _hdf5_kind(path, sample), path
     if name.endswith((".h5", ".h5ad", ".hdf5")):
-        raise TmeflowInputError("file has an HDF5 name but is not an HDF5 file (corrupt or truncated?)",
-                                file=path, sample=sample)
+        raise TmeflowInputError(
+            "file has an HDF5 name but is not an HDF5 file (corrupt or truncated?)", file=path, sample=sample
+        )
     text = head
     if head.startswith(_GZIP_MAGIC):
         try:
@@ -76,8 +144,9 @@ def _resolve(path: Path, sample: str | None) -> tuple[str, Path]:
             raise TmeflowInputError(f"cannot decompress gzip file: {error}", file=path, sample=sample) from error
     if text.startswith(b"%%MatrixMarket"):
         if _mtx_files(path.parent, path) is None:
-            raise TmeflowInputError("Matrix Market file without barcodes.tsv and features.tsv/genes.tsv beside it",
-                                    file=path, sample=sample)
+            raise TmeflowInputError(
+                "Matrix Market file without barcodes.tsv and features.tsv/genes.tsv beside it", file=path, sample=sample
+            )
         return "10x_mtx", path
     stem = name.removesuffix(".gz")
     if _looks_like_text_table(text) and (
@@ -86,7 +155,10 @@ def _resolve(path: Path, sample: str | None) -> tuple[str, Path]:
         return "dense", path
     raise TmeflowInputError(
         "unknown count-data format (expected a 10x .h5, a 10x mtx folder, .h5ad, a delimited text table "
-        "or a Space Ranger outs/ folder)", file=path, sample=sample)
+        "or a Space Ranger outs/ folder)",
+        file=path,
+        sample=sample,
+    )
 
 
 def _head_bytes(path: Path, sample: str | None, n: int = 4096) -> bytes:
@@ -119,10 +191,12 @@ def _hdf5_kind(path: Path, sample: str | None) -> str:
             if keys and all(isinstance(handle[k], h5py.Group) and "barcodes" in handle[k] for k in keys):
                 return "10x_h5"
     except OSError as error:
-        raise TmeflowInputError(f"cannot open HDF5 file (corrupt or truncated?): {error}",
-                                file=path, sample=sample) from error
-    raise TmeflowInputError("HDF5 file is neither a Cell Ranger matrix nor an AnnData (.h5ad)",
-                            file=path, sample=sample)
+        raise TmeflowInputError(
+            f"cannot open HDF5 file (corrupt or truncated?): {error}", file=path, sample=sample
+        ) from error
+    raise TmeflowInputError(
+        "HDF5 file is neither a Cell Ranger matrix nor an AnnData (.h5ad)", file=path, sample=sample
+    )
 
 
 def _resolve_dir(path: Path, sample: str | None) -> tuple[str, Path]:
@@ -141,7 +215,10 @@ def _resolve_dir(path: Path, sample: str | None) -> tuple[str, Path]:
         _missing_mtx_companion(folder, sample)
     raise TmeflowInputError(
         "folder holds no count data (expected matrix.mtx[.gz] with barcodes.tsv and features.tsv/genes.tsv, "
-        "filtered_feature_bc_matrix/ or filtered_feature_bc_matrix.h5)", file=path, sample=sample)
+        "filtered_feature_bc_matrix/ or filtered_feature_bc_matrix.h5)",
+        file=path,
+        sample=sample,
+    )
 
 
 def _missing_mtx_companion(folder: Path, sample: str | None) -> None:
@@ -152,11 +229,16 @@ def _missing_mtx_companion(folder: Path, sample: str | None) -> None:
     name = matrices[0].name.removesuffix(".gz")
     prefix = name[: -len("matrix.mtx")]
     suffix = ".gz" if matrices[0].name.endswith(".gz") else ""
-    for kind, names in (("barcodes", ("barcodes.tsv", "barcodes.txt", "barcodes.csv")),
-                        ("features", ("features.tsv", "genes.tsv", "features.txt", "genes.txt"))):
+    for kind, names in (
+        ("barcodes", ("barcodes.tsv", "barcodes.txt", "barcodes.csv")),
+        ("features", ("features.tsv", "genes.tsv", "features.txt", "genes.txt")),
+    ):
         if _find(folder, prefix, names) is None:
-            raise TmeflowInputError(f"{prefix}{names[0]}{suffix} (or {prefix}{names[1]}) is missing beside "
-                                    f"{matrices[0].name}", file=folder, sample=sample)
+            raise TmeflowInputError(
+                f"{prefix}{names[0]}{suffix} (or {prefix}{names[1]}) is missing beside {matrices[0].name}",
+                file=folder,
+                sample=sample,
+            )
 
 
 def _spaceranger_counts(outs: Path) -> Path | None:

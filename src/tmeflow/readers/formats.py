@@ -20,7 +20,6 @@ from ..genes import mostly_ensembl
 from ..log import get_logger
 from .detection import _GZIP_MAGIC, _SYMBOL_COLUMNS, _mtx_files
 
-
 logger = get_logger(__package__)
 
 
@@ -42,8 +41,9 @@ def _read_10x_h5(path: Path, sample: str) -> ad.AnnData:
     except TmeflowInputError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as error:
-        raise TmeflowInputError(f"cannot read Cell Ranger h5 (corrupt or not the Cell Ranger layout): {error}",
-                                file=path, sample=sample) from error
+        raise TmeflowInputError(
+            f"cannot read Cell Ranger h5 (corrupt or not the Cell Ranger layout): {error}", file=path, sample=sample
+        ) from error
 
 
 def _csc_cells(group: h5py.Group) -> sp.csr_matrix:
@@ -61,11 +61,17 @@ def _read_10x_h5_v3(group: h5py.Group, path: Path, sample: str) -> ad.AnnData:
     matrix = _csc_cells(group)
     keep = types == "Gene Expression"
     if not keep.any():
-        raise TmeflowInputError(f"no 'Gene Expression' features (feature types: {', '.join(sorted(set(types)))})",
-                                file=path, sample=sample)
+        raise TmeflowInputError(
+            f"no 'Gene Expression' features (feature types: {', '.join(sorted(set(types)))})", file=path, sample=sample
+        )
     if not keep.all():
-        logger.info("sample %s: kept %d Gene Expression features, dropped %d others (%s)", sample, int(keep.sum()),
-                    int((~keep).sum()), ", ".join(sorted(set(types[~keep]))))
+        logger.info(
+            "sample %s: kept %d Gene Expression features, dropped %d others (%s)",
+            sample,
+            int(keep.sum()),
+            int((~keep).sum()),
+            ", ".join(sorted(set(types[~keep]))),
+        )
         matrix, ids, names = matrix[:, np.flatnonzero(keep)], ids[keep], names[keep]
     return _anndata(matrix, _decode(group["barcodes"][:]), names, ids, path, sample)
 
@@ -79,8 +85,11 @@ def _read_10x_h5_v2(handle: h5py.File, path: Path, sample: str) -> ad.AnnData:
     for genome in genomes:
         group = handle[genome]
         if not np.array_equal(_decode(group["barcodes"][:]), barcodes):
-            raise TmeflowInputError(f"genomes {genomes[0]} and {genome} have different barcodes in a Cell Ranger 2 h5",
-                                    file=path, sample=sample)
+            raise TmeflowInputError(
+                f"genomes {genomes[0]} and {genome} have different barcodes in a Cell Ranger 2 h5",
+                file=path,
+                sample=sample,
+            )
         matrices.append(_csc_cells(group))
         ids.append(_decode(group["genes"][:]))
         names.append(_decode(group["gene_names"][:]) if "gene_names" in group else ids[-1])
@@ -132,25 +141,33 @@ def _mmread_plain(path: Path, mmread):
 def _read_10x_mtx(path: Path, sample: str) -> ad.AnnData:
     files = _mtx_files(path.parent, path) if path.is_file() else _mtx_files(path)
     if files is None:
-        raise TmeflowInputError("mtx folder lacks matrix.mtx, barcodes.tsv or features.tsv/genes.tsv",
-                                file=path, sample=sample)
+        raise TmeflowInputError(
+            "mtx folder lacks matrix.mtx, barcodes.tsv or features.tsv/genes.tsv", file=path, sample=sample
+        )
     matrix_file, barcodes_file, features_file = files
     from scipy.io import mmread
 
     try:
         matrix = _mmread(matrix_file, mmread)
     except (OSError, EOFError, ValueError, UnicodeDecodeError, IndexError) as error:
-        raise TmeflowInputError(f"cannot read Matrix Market file (corrupt or truncated?): {error}",
-                                file=matrix_file, sample=sample) from error
+        raise TmeflowInputError(
+            f"cannot read Matrix Market file (corrupt or truncated?): {error}", file=matrix_file, sample=sample
+        ) from error
     matrix = sp.csr_matrix(matrix.T) if sp.issparse(matrix) else sp.csr_matrix(np.asarray(matrix).T)
     barcodes = np.array([row[0] for row in _read_lines_table(barcodes_file, sample)], dtype=object)
     features = _read_lines_table(features_file, sample)
     if len(barcodes) != matrix.shape[0]:
-        raise TmeflowInputError(f"barcodes file has {len(barcodes)} lines but the matrix has {matrix.shape[0]} columns",
-                                file=barcodes_file, sample=sample)
+        raise TmeflowInputError(
+            f"barcodes file has {len(barcodes)} lines but the matrix has {matrix.shape[0]} columns",
+            file=barcodes_file,
+            sample=sample,
+        )
     if len(features) != matrix.shape[1]:
-        raise TmeflowInputError(f"features file has {len(features)} lines but the matrix has {matrix.shape[1]} rows",
-                                file=features_file, sample=sample)
+        raise TmeflowInputError(
+            f"features file has {len(features)} lines but the matrix has {matrix.shape[1]} rows",
+            file=features_file,
+            sample=sample,
+        )
     ids = np.array([row[0] for row in features], dtype=object)
     names = np.array([row[1] if len(row) > 1 else row[0] for row in features], dtype=object)
     types = np.array([row[2] if len(row) > 2 else "Gene Expression" for row in features], dtype=object)
@@ -158,8 +175,13 @@ def _read_10x_mtx(path: Path, sample: str) -> ad.AnnData:
     if not keep.any():
         raise TmeflowInputError("no 'Gene Expression' features", file=features_file, sample=sample)
     if not keep.all():
-        logger.info("sample %s: kept %d Gene Expression features, dropped %d others (%s)", sample, int(keep.sum()),
-                    int((~keep).sum()), ", ".join(sorted(set(types[~keep]))))
+        logger.info(
+            "sample %s: kept %d Gene Expression features, dropped %d others (%s)",
+            sample,
+            int(keep.sum()),
+            int((~keep).sum()),
+            ", ".join(sorted(set(types[~keep]))),
+        )
         matrix, ids, names = matrix[:, np.flatnonzero(keep)], ids[keep], names[keep]
     return _anndata(matrix, barcodes, names, ids, features_file, sample)
 
@@ -172,8 +194,9 @@ def _anndata(matrix, barcodes, names, ids, path: Path, sample: str) -> ad.AnnDat
     if not np.array_equal(ids, names):
         var["gene_ids"] = ids.astype(str)
     elif mostly_ensembl(names):
-        logger.warning("sample %s: genes have Ensembl ids only, no symbols; keeping ids as gene names (%s)",
-                       sample, path)
+        logger.warning(
+            "sample %s: genes have Ensembl ids only, no symbols; keeping ids as gene names (%s)", sample, path
+        )
     var.index = _unique_names(var.index, sample)
     obs = pd.DataFrame(index=pd.Index(np.asarray(barcodes).astype(str), name=None))
     return ad.AnnData(X=matrix, obs=obs, var=var)
@@ -197,8 +220,9 @@ def _read_h5ad(path: Path, sample: str) -> ad.AnnData:
             warnings.filterwarnings("ignore", message=".*names are not unique", category=UserWarning)
             source = ad.read_h5ad(path)
     except Exception as error:  # anndata raises many types for broken files
-        raise TmeflowInputError(f"cannot read .h5ad (corrupt or not an AnnData): {type(error).__name__}: {error}",
-                                file=path, sample=sample) from error
+        raise TmeflowInputError(
+            f"cannot read .h5ad (corrupt or not an AnnData): {type(error).__name__}: {error}", file=path, sample=sample
+        ) from error
     var = source.var.copy()
     if "counts" in source.layers:
         matrix, origin = source.layers["counts"], "layers['counts']"
@@ -207,8 +231,12 @@ def _read_h5ad(path: Path, sample: str) -> ad.AnnData:
     else:
         matrix, origin = source.X, "X"
         if matrix is not None and _looks_log_normalised(matrix):
-            raise TmeflowInputError("X looks log-normalised (non-integer, small values) and there is no "
-                                    "layers['counts'] or .raw with raw counts", file=path, sample=sample)
+            raise TmeflowInputError(
+                "X looks log-normalised (non-integer, small values) and there is no "
+                "layers['counts'] or .raw with raw counts",
+                file=path,
+                sample=sample,
+            )
     if matrix is None:
         raise TmeflowInputError("the AnnData has no X, layers['counts'] or .raw", file=path, sample=sample)
     logger.info("sample %s: counts from %s of %s", sample, origin, path)

@@ -11,7 +11,6 @@ import pandas as pd
 from ..errors import TmeflowInputError
 from ..log import get_logger
 
-
 logger = get_logger(__package__)
 
 
@@ -29,8 +28,9 @@ def _read_positions(spatial_dir: Path, sample: str) -> tuple[Path, pd.DataFrame]
         if path.is_file():
             break
     else:
-        raise TmeflowInputError("no tissue_positions.csv or tissue_positions_list.csv in spatial/",
-                                file=spatial_dir, sample=sample)
+        raise TmeflowInputError(
+            "no tissue_positions.csv or tissue_positions_list.csv in spatial/", file=spatial_dir, sample=sample
+        )
     try:
         with open(path, encoding="utf-8") as handle:
             first = handle.readline().split(",")
@@ -41,12 +41,17 @@ def _read_positions(spatial_dir: Path, sample: str) -> tuple[Path, pd.DataFrame]
     if table.shape[1] != 6:
         raise TmeflowInputError(
             f"positions file has {table.shape[1]} columns, expected 6 ({', '.join(_POSITION_COLUMNS)})",
-            file=path, sample=sample)
+            file=path,
+            sample=sample,
+        )
     table.columns = _POSITION_COLUMNS
     table["barcode"] = table["barcode"].astype(str)
     if table["barcode"].duplicated().any():
-        raise TmeflowInputError(f"duplicated barcode {table['barcode'][table['barcode'].duplicated()].iloc[0]} in "
-                                "the positions file", file=path, sample=sample)
+        raise TmeflowInputError(
+            f"duplicated barcode {table['barcode'][table['barcode'].duplicated()].iloc[0]} in the positions file",
+            file=path,
+            sample=sample,
+        )
     try:
         for column in _POSITION_COLUMNS[1:4]:
             table[column] = pd.to_numeric(table[column], errors="raise").astype(np.int64)

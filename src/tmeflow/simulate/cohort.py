@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..io import atomic_path, write_table
 from ..log import get_logger
-from .settings import IO_BASE_LOGIT, IO_CENSORING_HAZARD, IO_LOG_HR_PER_LOG_OR, IO_MEDIAN_PFS_DAYS, IO_MEDIAN_POST_PROGRESSION_DAYS, DRUG_BASE_LN_IC50, DRUG_SLOPE_PER_SD, BULK_CAPTURE_MB, BULK_CNV_LOG2_PER_LEVEL, BULK_CNV_PROBABILITIES, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD, BULK_MSI_MEDIAN, BULK_NORMAL_DE_GENES, BULK_NORMAL_LOG2FC, BULK_CENSORING_RATIO, BULK_TMB_LOG_PER_SD, BULK_TMB_LOG_SD, BULK_TMB_PER_MB, BULK_MEDIAN_SURVIVAL_DAYS, BULK_NOISE_SD, BULK_PLATFORM_SD, BULK_SIGNATURE_LOG2FC, CELL_TYPES, MALIGNANT, SimConfig
 from .model import Model
+from .settings import (
+    BULK_CAPTURE_MB,
+    BULK_CENSORING_RATIO,
+    BULK_CNV_LOG2_PER_LEVEL,
+    BULK_CNV_PROBABILITIES,
+    BULK_MEDIAN_SURVIVAL_DAYS,
+    BULK_MSI_LOG_PER_SD,
+    BULK_MSI_LOG_SD,
+    BULK_MSI_MEDIAN,
+    BULK_NOISE_SD,
+    BULK_NORMAL_DE_GENES,
+    BULK_NORMAL_LOG2FC,
+    BULK_PLATFORM_SD,
+    BULK_SIGNATURE_LOG2FC,
+    BULK_TMB_LOG_PER_SD,
+    BULK_TMB_LOG_SD,
+    BULK_TMB_PER_MB,
+    CELL_TYPES,
+    DRUG_BASE_LN_IC50,
+    DRUG_SLOPE_PER_SD,
+    IO_BASE_LOGIT,
+    IO_CENSORING_HAZARD,
+    IO_LOG_HR_PER_LOG_OR,
+    IO_MEDIAN_PFS_DAYS,
+    IO_MEDIAN_POST_PROGRESSION_DAYS,
+    MALIGNANT,
+    SimConfig,
+)
 from .singlecell import _composition
-
 
 logger = get_logger(__package__)
 
@@ -27,10 +54,12 @@ def signature_score(expression: pd.DataFrame, genes: list[str]) -> pd.Series:
     return (score - score.mean()) / score.std(ddof=0)
 
 
-def _bulk_expression(model: Model, n: int, rng: np.random.Generator, platform: np.ndarray | None = None,
-                     prefix: str = "BULK") -> tuple[pd.DataFrame, pd.DataFrame]:
+def _bulk_expression(
+    model: Model, n: int, rng: np.random.Generator, platform: np.ndarray | None = None, prefix: str = "BULK"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """TPM of ``n`` mixed samples and their truth; ``platform`` (gene-wise assay factors, drawn when None) is
-    kept in ``truth.attrs["platform"]`` so that more samples of the same assay (normals) can share it."""
+    kept in ``truth.attrs["platform"]`` so that more samples of the same assay (normals) can share it.
+    """
     ids = [f"{prefix}{i + 1:04d}" for i in range(n)]
     proportions = rng.dirichlet(_composition("primary") * 10.0 + 0.05, size=n)
     fate_a = rng.beta(2.0, 2.0, size=n)
@@ -55,7 +84,8 @@ def _bulk_expression(model: Model, n: int, rng: np.random.Generator, platform: n
 
 def cancer_type_labels(n: int, n_types: int) -> np.ndarray:
     """Cancer type of each of ``n`` samples: ``TYPE1`` ... ``TYPE<n_types>`` dealt round-robin (no random draw,
-    so the rest of the cohort is the one a single-cohort simulation with the same seed makes)."""
+    so the rest of the cohort is the one a single-cohort simulation with the same seed makes).
+    """
     return np.array([f"TYPE{i % n_types + 1}" for i in range(n)])
 
 
@@ -71,14 +101,20 @@ def sample_beta(types: np.ndarray | None, config: SimConfig) -> float | np.ndarr
     return np.where(np.isin(types, planted_types(config)), config.bulk_beta, 0.0)
 
 
-NONSYN_CLASSES = (("Missense_Mutation", 0.85), ("Nonsense_Mutation", 0.07), ("Frame_Shift_Del", 0.04), ("Splice_Site", 0.04))
+NONSYN_CLASSES = (
+    ("Missense_Mutation", 0.85),
+    ("Nonsense_Mutation", 0.07),
+    ("Frame_Shift_Del", 0.04),
+    ("Splice_Site", 0.04),
+)
 
 
 def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
     """Somatic mutations of a pan-cancer cohort (MAF columns): non-synonymous variants per sample
     Poisson(``BULK_TMB_PER_MB`` x 38 Mb x exp(``BULK_TMB_LOG_PER_SD`` x z + ``BULK_TMB_LOG_SD`` x N(0, 1))) in the
     planted types, without the z term elsewhere, plus Poisson(30% of that mean) silent variants; barcodes are
-    the sample identifiers."""
+    the sample identifiers.
+    """
     planted = np.isin(types, planted_types(config))
     log_mean = np.where(planted, BULK_TMB_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_TMB_LOG_SD * rng.normal(size=len(z))
     mean = BULK_TMB_PER_MB * BULK_CAPTURE_MB * np.exp(log_mean)
@@ -98,7 +134,8 @@ def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.ran
 
 def simulate_msi(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
     """MSI score per tumour (``sample``, ``msi_score``): ``BULK_MSI_MEDIAN`` x exp(``BULK_MSI_LOG_PER_SD`` x z in the
-    planted types + ``BULK_MSI_LOG_SD`` x N(0, 1)): a score-MSI correlation in the planted types only."""
+    planted types + ``BULK_MSI_LOG_SD`` x N(0, 1)): a score-MSI correlation in the planted types only.
+    """
     planted = np.isin(types, planted_types(config))
     log_score = np.where(planted, BULK_MSI_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_MSI_LOG_SD * rng.normal(size=len(z))
     return pd.DataFrame({"sample": z.index, "msi_score": np.round(BULK_MSI_MEDIAN * np.exp(log_score), 4)})
@@ -112,7 +149,8 @@ def cnv_gene(model: Model) -> str:
 def simulate_cnv(expression: pd.DataFrame, model: Model, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GISTIC-style thresholded copy number (-2..2, probabilities ``BULK_CNV_PROBABILITIES``, independent per gene and
     tumour) of the signature genes, as GISTIC2's ``all_thresholded.by_genes`` (Gene Symbol, Locus ID, Cytoband,
-    samples); returns (table, expression with :func:`cnv_gene`'s TPM x 2^(``BULK_CNV_LOG2_PER_LEVEL`` x level))."""
+    samples); returns (table, expression with :func:`cnv_gene`'s TPM x 2^(``BULK_CNV_LOG2_PER_LEVEL`` x level)).
+    """
     genes = model.programmes["fate_A"]
     levels = rng.choice(np.arange(-2, 3), size=(len(genes), expression.shape[1]), p=BULK_CNV_PROBABILITIES)
     table = pd.DataFrame(levels, index=pd.Index(genes, name="Gene Symbol"), columns=expression.columns)
@@ -126,7 +164,8 @@ def simulate_cnv(expression: pd.DataFrame, model: Model, rng: np.random.Generato
 
 def normal_de_genes(model: Model) -> dict[str, float]:
     """The planted tumour-normal differences: the first ``BULK_NORMAL_DE_GENES`` signature (fate-A) genes, log2
-    fold change tumour / normal ``+BULK_NORMAL_LOG2FC`` (even positions) or ``-BULK_NORMAL_LOG2FC`` (odd)."""
+    fold change tumour / normal ``+BULK_NORMAL_LOG2FC`` (even positions) or ``-BULK_NORMAL_LOG2FC`` (odd).
+    """
     genes = model.programmes["fate_A"][:BULK_NORMAL_DE_GENES]
     return {gene: BULK_NORMAL_LOG2FC * (1.0 if k % 2 == 0 else -1.0) for k, gene in enumerate(genes)}
 
@@ -134,10 +173,11 @@ def normal_de_genes(model: Model) -> dict[str, float]:
 def simulate_normals(model: Model, n: int, platform: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     """``n`` normal samples (TPM, genes x samples, ``NORMAL0001``...): drawn from the tumours' mixture model on
     the tumours' assay (``platform``), then each gene of :func:`normal_de_genes` divided by 2^log2fc (not
-    renormalised); every other gene has the tumours' distribution: a null gene of the tumour-normal test."""
+    renormalised); every other gene has the tumours' distribution: a null gene of the tumour-normal test.
+    """
     expression, _ = _bulk_expression(model, n, rng, platform=platform, prefix="NORMAL")
     for gene, log2fc in normal_de_genes(model).items():
-        expression.loc[gene] = np.round(expression.loc[gene] * 2.0 ** -log2fc, 3)
+        expression.loc[gene] = np.round(expression.loc[gene] * 2.0**-log2fc, 3)
     return expression
 
 
@@ -164,8 +204,13 @@ def to_species(expression: pd.DataFrame, from_species: str, to_species: str) -> 
     mapping = ortholog_map(from_species, to_species)
     mapped = expression.loc[expression.index.isin(list(mapping))]
     mapped.index = pd.Index([mapping[g] for g in mapped.index], name=expression.index.name)
-    logger.info("bulk: %d of %d %s genes written as their %s one-to-one orthologs", len(mapped), len(expression),
-                from_species, to_species)
+    logger.info(
+        "bulk: %d of %d %s genes written as their %s one-to-one orthologs",
+        len(mapped),
+        len(expression),
+        from_species,
+        to_species,
+    )
     return mapped[~mapped.index.duplicated()]
 
 
@@ -190,14 +235,22 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
         if types is not None:
             extra.insert(1, "cancer_type", np.repeat(groups, config.bulk_normals))
         clinical.insert(1, "sample_type", "tumour")
-        clinical = pd.concat([clinical.astype({c: "Int64" for c in ("os_time", "os_event", "age", "n_stage")}), extra],
-                             ignore_index=True)[clinical.columns]
-        normal_summary = {"column": "sample_type", "per_type": config.bulk_normals, "samples": len(normals.columns),
-                          "genes_log2fc_tumour_vs_normal": normal_de_genes(model),
-                          "model": "normals drawn from the tumours' mixture model, the planted genes' TPM divided by 2^log2fc; "
-                                   "every other gene is null (no tumour-normal difference); no survival"}
-        logger.info("bulk: %d normal samples, tumour-normal difference planted in %d genes", len(normals.columns),
-                    len(normal_summary["genes_log2fc_tumour_vs_normal"]))
+        clinical = pd.concat(
+            [clinical.astype({c: "Int64" for c in ("os_time", "os_event", "age", "n_stage")}), extra], ignore_index=True
+        )[clinical.columns]
+        normal_summary = {
+            "column": "sample_type",
+            "per_type": config.bulk_normals,
+            "samples": len(normals.columns),
+            "genes_log2fc_tumour_vs_normal": normal_de_genes(model),
+            "model": "normals drawn from the tumours' mixture model, the planted genes' TPM divided by 2^log2fc; "
+            "every other gene is null (no tumour-normal difference); no survival",
+        }
+        logger.info(
+            "bulk: %d normal samples, tumour-normal difference planted in %d genes",
+            len(normals.columns),
+            len(normal_summary["genes_log2fc_tumour_vs_normal"]),
+        )
     bulk_species = config.bulk_species or config.species
     expression = to_species(expression, config.species, bulk_species)
     bulk_dir = config.outdir / "bulk"
@@ -217,18 +270,27 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
         summary["normals"] = normal_summary
     if types is not None:
         planted = planted_types(config)
-        summary["cancer_types"] = {"column": "cancer_type", "planted": planted,
-                                   "null": sorted(set(types) - set(planted), key=lambda t: int(t[4:])),
-                                   "hazard": "exp(beta * z) in the planted types, no effect of z in the others",
-                                   "maf": "bulk/mutations.maf", "tmb_capture_mb": BULK_CAPTURE_MB,
-                                   "msi": "bulk/msi.tsv: msi_score = %g x exp(%g z in the planted types + %g N(0,1))"
-                                          % (BULK_MSI_MEDIAN, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD),
-                                   "cnv": "bulk/cnv_thresholded.tsv: GISTIC levels -2..2 of the signature genes, independent",
-                                   "cnv_gene": cnv_gene(model), "cnv_log2_per_level": BULK_CNV_LOG2_PER_LEVEL,
-                                   "tmb": f"non-synonymous variants Poisson({BULK_TMB_PER_MB:g}/Mb x {BULK_CAPTURE_MB:g} Mb x "
-                                          f"exp({BULK_TMB_LOG_PER_SD:g} z + {BULK_TMB_LOG_SD:g} N(0,1))) in the planted types, "
-                                          "without the z term in the others"}
-        logger.info("bulk: %d cancer types, score-survival effect planted in %s", config.bulk_cancer_types, ", ".join(planted) or "none")
+        summary["cancer_types"] = {
+            "column": "cancer_type",
+            "planted": planted,
+            "null": sorted(set(types) - set(planted), key=lambda t: int(t[4:])),
+            "hazard": "exp(beta * z) in the planted types, no effect of z in the others",
+            "maf": "bulk/mutations.maf",
+            "tmb_capture_mb": BULK_CAPTURE_MB,
+            "msi": "bulk/msi.tsv: msi_score = %g x exp(%g z in the planted types + %g N(0,1))"
+            % (BULK_MSI_MEDIAN, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD),
+            "cnv": "bulk/cnv_thresholded.tsv: GISTIC levels -2..2 of the signature genes, independent",
+            "cnv_gene": cnv_gene(model),
+            "cnv_log2_per_level": BULK_CNV_LOG2_PER_LEVEL,
+            "tmb": f"non-synonymous variants Poisson({BULK_TMB_PER_MB:g}/Mb x {BULK_CAPTURE_MB:g} Mb x "
+            f"exp({BULK_TMB_LOG_PER_SD:g} z + {BULK_TMB_LOG_SD:g} N(0,1))) in the planted types, "
+            "without the z term in the others",
+        }
+        logger.info(
+            "bulk: %d cancer types, score-survival effect planted in %s",
+            config.bulk_cancer_types,
+            ", ".join(planted) or "none",
+        )
     return summary
 
 
@@ -238,13 +300,16 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
 def drug_names(config: SimConfig) -> tuple[list[str], list[str]]:
     """(planted, null) drug names: ``DRUG01`` ... ; the first ``planted_drugs`` are planted."""
     names = [f"DRUG{k + 1:02d}" for k in range(config.n_drugs)]
-    return names[:config.planted_drugs], names[config.planted_drugs:]
+    return names[: config.planted_drugs], names[config.planted_drugs :]
 
 
-def simulate_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+def simulate_cell_lines(
+    model: Model, config: SimConfig, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """Cell lines drawn like bulk samples (log2(TPM + 1), genes x lines ``CL0001`` ...) and a long GDSC-like
     response table (``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``): ln IC50 = ``DRUG_BASE_LN_IC50`` + N(0, 1)
-    - ``DRUG_SLOPE_PER_SD`` x z for the planted drugs (z: the signature score), without the z term for the others."""
+    - ``DRUG_SLOPE_PER_SD`` x z for the planted drugs (z: the signature score), without the z term for the others.
+    """
     expression, _ = _bulk_expression(model, config.n_cell_lines, rng)
     expression.columns = [f"CL{i + 1:04d}" for i in range(config.n_cell_lines)]
     z = signature_score(expression, model.programmes["fate_A"])
@@ -266,10 +331,15 @@ def write_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) 
     write_table(response, config.outdir / "drugs" / "drug_response.tsv")
     planted, null = drug_names(config)
     logger.info("drugs: %d cell lines, %d drugs (%d planted)", config.n_cell_lines, config.n_drugs, len(planted))
-    return {"n_cell_lines": config.n_cell_lines, "expression": "drugs/cell_line_expression.tsv (log2(TPM+1); drug_values log)",
-            "response": "drugs/drug_response.tsv", "planted": planted, "null": null,
-            "ln_ic50": f"{DRUG_BASE_LN_IC50:g} + N(0,1) - {DRUG_SLOPE_PER_SD:g} z for the planted drugs, without the z term for the others "
-                       "(z: the bulk signature score of the cell line)"}
+    return {
+        "n_cell_lines": config.n_cell_lines,
+        "expression": "drugs/cell_line_expression.tsv (log2(TPM+1); drug_values log)",
+        "response": "drugs/drug_response.tsv",
+        "planted": planted,
+        "null": null,
+        "ln_ic50": f"{DRUG_BASE_LN_IC50:g} + N(0,1) - {DRUG_SLOPE_PER_SD:g} z for the planted drugs, without the z term for the others "
+        "(z: the bulk signature score of the cell line)",
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,24 +349,43 @@ def immunotherapy_clinical(z: pd.Series, log_or: float, rng: np.random.Generator
     """Best response and survival of an immunotherapy cohort driven by the signature score z: P(CR/PR) =
     logistic(``IO_BASE_LOGIT`` + log_or z) (responders CR 30% / PR, the others SD 40% / PD); time to
     progression and death after progression exponential with hazards exp(-``IO_LOG_HR_PER_LOG_OR`` log_or z)
-    (OS = progression + post-progression time, so PFS <= OS); one exponential censoring time for both."""
+    (OS = progression + post-progression time, so PFS <= OS); one exponential censoring time for both.
+    """
     n, x = len(z), z.to_numpy()
     responder = rng.uniform(size=n) < 1 / (1 + np.exp(-(IO_BASE_LOGIT + log_or * x)))
-    best = np.where(responder, np.where(rng.uniform(size=n) < 0.3, "CR", "PR"), np.where(rng.uniform(size=n) < 0.4, "SD", "PD"))
+    best = np.where(
+        responder, np.where(rng.uniform(size=n) < 0.3, "CR", "PR"), np.where(rng.uniform(size=n) < 0.4, "SD", "PD")
+    )
     hazard = np.exp(-IO_LOG_HR_PER_LOG_OR * log_or * x)
     progression = rng.exponential(IO_MEDIAN_PFS_DAYS / math.log(2) / hazard)
     death = progression + rng.exponential(IO_MEDIAN_POST_PROGRESSION_DAYS / math.log(2) / hazard)
     censor = rng.exponential(1 / IO_CENSORING_HAZARD, size=n)
     days = lambda t: np.maximum(1, np.ceil(np.minimum(t, censor))).astype(int)  # noqa: E731
-    return pd.DataFrame({"sample": z.index, "response": best, "os_time": days(death), "os_event": (death <= censor).astype(int),
-                         "pfs_time": days(progression), "pfs_event": (progression <= censor).astype(int)})
+    return pd.DataFrame(
+        {
+            "sample": z.index,
+            "response": best,
+            "os_time": days(death),
+            "os_event": (death <= censor).astype(int),
+            "pfs_time": days(progression),
+            "pfs_event": (progression <= censor).astype(int),
+        }
+    )
 
 
-def write_bulk_cohort(model: Model, config: SimConfig, n: int, prefix: str, folder: str,
-                      clinical_of: Callable[[pd.Series], pd.DataFrame], rng: np.random.Generator) -> pd.DataFrame:
+def write_bulk_cohort(
+    model: Model,
+    config: SimConfig,
+    n: int,
+    prefix: str,
+    folder: str,
+    clinical_of: Callable[[pd.Series], pd.DataFrame],
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     """``n`` more bulk samples drawn like the bulk cohort (``<prefix>0001`` ...): ``<folder>/expression.tsv``
     (TPM, in the bulk species) and ``<folder>/clinical.tsv`` = ``clinical_of(z)`` of their signature score;
-    returns the clinical table."""
+    returns the clinical table.
+    """
     expression, _ = _bulk_expression(model, n, rng)
     expression.columns = [f"{prefix}{i + 1:04d}" for i in range(n)]
     clinical = clinical_of(signature_score(expression, model.programmes["fate_A"]))
@@ -308,24 +397,51 @@ def write_bulk_cohort(model: Model, config: SimConfig, n: int, prefix: str, fold
 
 def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     """``immunotherapy/expression.tsv`` (TPM, samples ``IO0001`` ...) and ``immunotherapy/clinical.tsv``
-    (:func:`immunotherapy_clinical`); returns the truth."""
-    clinical = write_bulk_cohort(model, config, config.n_immunotherapy, "IO", "immunotherapy",
-                                 lambda z: immunotherapy_clinical(z, config.immunotherapy_log_or, rng), rng)
+    (:func:`immunotherapy_clinical`); returns the truth.
+    """
+    clinical = write_bulk_cohort(
+        model,
+        config,
+        config.n_immunotherapy,
+        "IO",
+        "immunotherapy",
+        lambda z: immunotherapy_clinical(z, config.immunotherapy_log_or, rng),
+        rng,
+    )
     responders = int(clinical["response"].isin(["CR", "PR"]).sum())
     logger.info("immunotherapy: %d samples, %d responders (CR/PR)", config.n_immunotherapy, responders)
-    return {"n_samples": config.n_immunotherapy, "log_or_per_sd": config.immunotherapy_log_or, "responders": responders,
-            "response": f"P(CR/PR) = logistic({IO_BASE_LOGIT:g} + {config.immunotherapy_log_or:g} z)",
-            "hazard": f"progression and post-progression hazards x exp(-{IO_LOG_HR_PER_LOG_OR * config.immunotherapy_log_or:g} z); "
-                      f"median PFS {IO_MEDIAN_PFS_DAYS:g} days at z = 0; OS = PFS + post-progression time",
-            "files": {"expression": "immunotherapy/expression.tsv", "clinical": "immunotherapy/clinical.tsv"}}
+    return {
+        "n_samples": config.n_immunotherapy,
+        "log_or_per_sd": config.immunotherapy_log_or,
+        "responders": responders,
+        "response": f"P(CR/PR) = logistic({IO_BASE_LOGIT:g} + {config.immunotherapy_log_or:g} z)",
+        "hazard": f"progression and post-progression hazards x exp(-{IO_LOG_HR_PER_LOG_OR * config.immunotherapy_log_or:g} z); "
+        f"median PFS {IO_MEDIAN_PFS_DAYS:g} days at z = 0; OS = PFS + post-progression time",
+        "files": {"expression": "immunotherapy/expression.tsv", "clinical": "immunotherapy/clinical.tsv"},
+    }
 
 
 def simulate_validation_cohort(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     """A second bulk cohort (``bulk_validation/``: samples ``VAL0001`` ..., one cancer type) drawn like the first,
-    with the same hazard ``exp(bulk_beta * z)``: a validation set; returns the truth."""
-    clinical = write_bulk_cohort(model, config, config.n_bulk_validation, "VAL", "bulk_validation",
-                                 lambda z: _survival(z, config.bulk_beta, rng), rng)
-    logger.info("bulk validation cohort: %d samples, %.0f%% censored", config.n_bulk_validation, 100 * (1 - clinical["os_event"].mean()))
-    return {"n_samples": config.n_bulk_validation, "beta": config.bulk_beta, "hazard": "as the bulk cohort: exp(beta * z)",
-            "files": {"expression": "bulk_validation/expression.tsv", "clinical": "bulk_validation/clinical.tsv"}}
-
+    with the same hazard ``exp(bulk_beta * z)``: a validation set; returns the truth.
+    """
+    clinical = write_bulk_cohort(
+        model,
+        config,
+        config.n_bulk_validation,
+        "VAL",
+        "bulk_validation",
+        lambda z: _survival(z, config.bulk_beta, rng),
+        rng,
+    )
+    logger.info(
+        "bulk validation cohort: %d samples, %.0f%% censored",
+        config.n_bulk_validation,
+        100 * (1 - clinical["os_event"].mean()),
+    )
+    return {
+        "n_samples": config.n_bulk_validation,
+        "beta": config.bulk_beta,
+        "hazard": "as the bulk cohort: exp(beta * z)",
+        "files": {"expression": "bulk_validation/expression.tsv", "clinical": "bulk_validation/clinical.tsv"},
+    }

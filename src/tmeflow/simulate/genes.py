@@ -9,7 +9,23 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TmeflowInputError
-from .settings import CELL_TYPES, CNV_EVENTS_RANGE, HAEMOGLOBIN, HUMAN_MITO, LR_LIGAND, LR_RECEPTOR, MALIGNANT, MARKERS, MIN_CNV_ARM_GENES, MOUSE_MITO, MOUSE_NAMES, NEUTROPHIL_STATE_GENES, PATHWAY, RIBO_PATTERN, SimConfig
+from .settings import (
+    CELL_TYPES,
+    CNV_EVENTS_RANGE,
+    HAEMOGLOBIN,
+    HUMAN_MITO,
+    LR_LIGAND,
+    LR_RECEPTOR,
+    MALIGNANT,
+    MARKERS,
+    MIN_CNV_ARM_GENES,
+    MOUSE_MITO,
+    MOUSE_NAMES,
+    NEUTROPHIL_STATE_GENES,
+    PATHWAY,
+    RIBO_PATTERN,
+    SimConfig,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -55,7 +71,8 @@ def _read_gmt_set(species: str, name: str) -> list[str]:
 def _marker_table_genes(species: str, available: set[str]) -> list[str]:
     """Genes of the bundled major and subtype marker tables (mouse only), so annotation and sub-clustering
     of a simulated mouse cohort can score every bundled type. Human simulations keep their gene list (and so
-    their bytes for a seed): the human tables are matched by the random background genes as before."""
+    their bytes for a seed): the human tables are matched by the random background genes as before.
+    """
     if species == "human":
         return []
     genes: set[str] = set()
@@ -95,8 +112,11 @@ def _cnv_arms(table: pd.DataFrame, required: list[str], per_arm: pd.Series, budg
     """How many autosomal arms hold at least ``MIN_CNV_ARM_GENES`` simulated genes for this ``budget``.
 
     The count is fixed by the programme genes and the per-arm quota alone (the random draw only picks
-    which genes of an arm), so it can be checked before anything is drawn."""
-    counts = table.loc[required, "chr_arm"].value_counts().add(pd.Series(_allocate_per_arm(per_arm, budget)), fill_value=0)
+    which genes of an arm), so it can be checked before anything is drawn.
+    """
+    counts = (
+        table.loc[required, "chr_arm"].value_counts().add(pd.Series(_allocate_per_arm(per_arm, budget)), fill_value=0)
+    )
     autosomal = set(table.loc[~table["chromosome"].isin(["X", "Y", "MT"]), "chr_arm"])
     return int(sum(n >= MIN_CNV_ARM_GENES for arm, n in counts.items() if arm in autosomal))
 
@@ -151,8 +171,13 @@ def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
     var["_order"] = var["chromosome"].map(chrom_order)
     var = var.sort_values(["_order", "start"]).drop(columns="_order")
     mito_var = pd.DataFrame(
-        {"gene_id": [v[0] for v in mito.values()], "chromosome": "MT", "start": [v[1] for v in mito.values()],
-         "end": [v[1] + 500 for v in mito.values()], "chr_arm": "MT"},
+        {
+            "gene_id": [v[0] for v in mito.values()],
+            "chromosome": "MT",
+            "start": [v[1] for v in mito.values()],
+            "end": [v[1] + 500 for v in mito.values()],
+            "chr_arm": "MT",
+        },
         index=list(mito),
     )
     var = pd.concat([var, mito_var])

@@ -8,8 +8,42 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .settings import BASELINE_SHAPE, BRANCH_POINT, CELL_TYPES, CNV_EVENTS_RANGE, CNV_GAIN, CNV_LOSS, DE_CELL_TYPE, DE_LOG2FC, DE_N_GENES, DISPERSION_RANGE, HB_WEIGHT, LOW_QUALITY_MITO, LOW_QUALITY_UMI, LR_FOLD, LR_TARGET, MALIGNANT, MALIGNANT_NOISE_SD, MARKER_OFF_QUANTILES, MARKER_QUANTILES, METASTASIS, MIN_CNV_ARM_GENES, MITO_FRACTION, NEUTROPHIL_LOG2FC, NEUTROPHIL_PROGRAMME_GENES, NEUTROPHIL_STREAM, PATHWAY_FOLD, PATIENT_NOISE_SD, PROGRAMME_QUANTILES, RIBO_FRACTION, SimConfig, TRAJECTORY_LOG2FC, TRAJECTORY_N_GENES, TYPE_NOISE_SD
 from .genes import Genes
+from .settings import (
+    BASELINE_SHAPE,
+    BRANCH_POINT,
+    CELL_TYPES,
+    CNV_EVENTS_RANGE,
+    CNV_GAIN,
+    CNV_LOSS,
+    DE_CELL_TYPE,
+    DE_LOG2FC,
+    DE_N_GENES,
+    DISPERSION_RANGE,
+    HB_WEIGHT,
+    LOW_QUALITY_MITO,
+    LOW_QUALITY_UMI,
+    LR_FOLD,
+    LR_TARGET,
+    MALIGNANT,
+    MALIGNANT_NOISE_SD,
+    MARKER_OFF_QUANTILES,
+    MARKER_QUANTILES,
+    METASTASIS,
+    MIN_CNV_ARM_GENES,
+    MITO_FRACTION,
+    NEUTROPHIL_LOG2FC,
+    NEUTROPHIL_PROGRAMME_GENES,
+    NEUTROPHIL_STREAM,
+    PATHWAY_FOLD,
+    PATIENT_NOISE_SD,
+    PROGRAMME_QUANTILES,
+    RIBO_FRACTION,
+    TRAJECTORY_LOG2FC,
+    TRAJECTORY_N_GENES,
+    TYPE_NOISE_SD,
+    SimConfig,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -47,8 +81,12 @@ def _pick_programme_genes(genes: Genes, taken: set[str], n: int, rng: np.random.
 
 
 def _draw_programmes(genes: Genes, rng: np.random.Generator) -> dict[str, list[str]]:
-    taken = set().union(*genes.markers.values(), genes.ribo, genes.haemoglobin, genes.pathway, {genes.ligand, genes.receptor})
-    programmes = {name: _pick_programme_genes(genes, taken, TRAJECTORY_N_GENES, rng) for name in ("early", "fate_A", "fate_B")}
+    taken = set().union(
+        *genes.markers.values(), genes.ribo, genes.haemoglobin, genes.pathway, {genes.ligand, genes.receptor}
+    )
+    programmes = {
+        name: _pick_programme_genes(genes, taken, TRAJECTORY_N_GENES, rng) for name in ("early", "fate_A", "fate_B")
+    }
     de = _pick_programme_genes(genes, taken, DE_N_GENES, rng)
     programmes["de_up"], programmes["de_down"] = sorted(de[: DE_N_GENES // 2]), sorted(de[DE_N_GENES // 2 :])
     return programmes
@@ -93,7 +131,9 @@ def _base_profiles(genes: Genes, programmes: dict[str, list[str]], rng: np.rando
         markers = genes.index(genes.markers[cell_type])
         profiles[t, markers] = np.exp(rng.uniform(*np.log(marker_levels), size=len(markers)))
     malignant = CELL_TYPES.index(MALIGNANT)
-    profiles[malignant] = profiles[CELL_TYPES.index("epithelial")] * rng.lognormal(0.0, MALIGNANT_NOISE_SD, size=n_genes)
+    profiles[malignant] = profiles[CELL_TYPES.index("epithelial")] * rng.lognormal(
+        0.0, MALIGNANT_NOISE_SD, size=n_genes
+    )
     # markers of other types stay at their (low) baseline in every type
     for t, cell_type in enumerate(CELL_TYPES):
         own = set(genes.markers[cell_type])
@@ -123,7 +163,8 @@ def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Mo
     n_genes = len(genes.var)
     dispersion = rng.uniform(*DISPERSION_RANGE, size=n_genes).astype(np.float32)
     batch_factors = {
-        f"batch{b + 1}": rng.lognormal(0.0, config.batch_effect, size=n_genes).astype(np.float32) for b in range(config.n_batches)
+        f"batch{b + 1}": rng.lognormal(0.0, config.batch_effect, size=n_genes).astype(np.float32)
+        for b in range(config.n_batches)
     }
     cnv_events, patient_factors = {}, {}
     for p in range(config.n_patients):
@@ -131,7 +172,13 @@ def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Mo
         cnv_events[patient], patient_factors[patient] = _draw_patient(genes, rng)
     model = Model(genes, profiles, dispersion, batch_factors, patient_factors, cnv_events, programmes)
     model.neutrophil_states = _neutrophil_state_genes(genes, programmes, config.seed)
-    names = {**programmes, "pathway": genes.pathway, "ligand": [genes.ligand], "receptor": [genes.receptor], "mito": genes.mito}
+    names = {
+        **programmes,
+        "pathway": genes.pathway,
+        "ligand": [genes.ligand],
+        "receptor": [genes.receptor],
+        "mito": genes.mito,
+    }
     names.update({f"neutrophil:{state}": symbols for state, symbols in model.neutrophil_states.items()})
     model.idx = {name: genes.index(symbols) for name, symbols in names.items()}
     _raise_neutrophil_state_genes(model)
@@ -141,7 +188,8 @@ def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Mo
 def _neutrophil_state_genes(genes: Genes, programmes: dict[str, list[str]], seed: int) -> dict[str, list[str]]:
     """The genes of each planted neutrophil state (mouse only): the bundled subtype markers plus
     ``NEUTROPHIL_PROGRAMME_GENES`` random genes each (a state moves hundreds of genes in real neutrophils, not
-    a handful of markers). Drawn from a stream of its own."""
+    a handful of markers). Drawn from a stream of its own.
+    """
     if not genes.neutrophil_states:
         return {}
     rng = np.random.default_rng([seed, NEUTROPHIL_STREAM])
@@ -157,7 +205,8 @@ def _raise_neutrophil_state_genes(model: Model) -> None:
     """Neutrophil state genes at the level of the neutrophil's highest marker for the bundled markers
     (granule-protein genes such as Camp, Ltf, Ngp are among immature neutrophils' most abundant transcripts) and
     at the 95th percentile of the neutrophil profile for the random programme genes; the state factors of
-    :func:`_neutrophil_factors` then lower them outside their state. No random draw."""
+    :func:`_neutrophil_factors` then lower them outside their state. No random draw.
+    """
     neutrophil = model.type_index("neutrophil")
     profile = model.profiles[neutrophil]
     marker_level = np.max(profile[model.genes.index(model.genes.markers["neutrophil"])])
@@ -177,13 +226,16 @@ def _trajectory_factor(model: Model, pseudotime: np.ndarray, fate: np.ndarray) -
     fate_a = 2.0 ** (TRAJECTORY_LOG2FC * progress * (fate == "A"))
     fate_b = 2.0 ** (TRAJECTORY_LOG2FC * progress * (fate == "B"))
     n = TRAJECTORY_N_GENES
-    return np.concatenate([np.repeat(early[:, None], n, 1), np.repeat(fate_a[:, None], n, 1), np.repeat(fate_b[:, None], n, 1)], axis=1)
+    return np.concatenate(
+        [np.repeat(early[:, None], n, 1), np.repeat(fate_a[:, None], n, 1), np.repeat(fate_b[:, None], n, 1)], axis=1
+    )
 
 
 def _neutrophil_factors(maturation: np.ndarray, state: np.ndarray) -> dict[str, np.ndarray]:
     """Per-cell factors of each state's genes: immature genes fall and mature genes rise with maturation
     (``NEUTROPHIL_LOG2FC`` over the path); PROK2-high cells switch their state's genes on and the mature
-    state's genes off (a distinct state, as in Xue et al. 2022, not a mature cell with extra genes)."""
+    state's genes off (a distinct state, as in Xue et al. 2022, not a mature cell with extra genes).
+    """
     low = 2.0**-NEUTROPHIL_LOG2FC
     prok2 = state == "PROK2-high neutrophil"
     return {
@@ -213,7 +265,9 @@ def cell_means(model: Model, cells: pd.DataFrame, *, patient: str, condition: st
     if malignant.any():
         mu[malignant] *= model.patient_factors[patient][None, :]
         traj_cols = np.concatenate([model.idx["early"], model.idx["fate_A"], model.idx["fate_B"]])
-        factor = _trajectory_factor(model, cells["pseudotime"].to_numpy()[malignant], cells["fate"].to_numpy()[malignant])
+        factor = _trajectory_factor(
+            model, cells["pseudotime"].to_numpy()[malignant], cells["fate"].to_numpy()[malignant]
+        )
         mu[np.ix_(malignant, traj_cols)] *= factor.astype(np.float32)
     neutrophil = type_codes == model.type_index("neutrophil")
     if model.genes.neutrophil_states and neutrophil.any():

@@ -13,13 +13,48 @@ import pandas as pd
 from .. import __version__
 from ..io import atomic_path, write_json, write_text
 from ..log import get_logger, timed
-from .settings import BRANCH_POINT, BULK_MEDIAN_SURVIVAL_DAYS, CELL_TYPES, CNV_GAIN, CNV_LOSS, COMPARTMENT, DA_CELL_TYPE, DA_FOLD, DE_CELL_TYPE, DE_LOG2FC, DOUBLET_THINNING, FATE_A_PROB, INTERFACE_LR_FOLD, LOW_QUALITY_MITO, LOW_QUALITY_UMI, LR_FOLD, LR_SOURCE, LR_TARGET, MALIGNANT, METASTASIS, MITO_FRACTION, NEUTROPHIL_LOG2FC, NEUTROPHIL_MATURE_AT, NEUTROPHIL_PROK2_AT, NEUTROPHIL_PROK2_PROB, PATHWAY, PATHWAY_FOLD, PX_PER_UM, REGION_COMPOSITION, SPOT_CELLS, SPOT_SPACING_UM, SimConfig, TRAJECTORY_LOG2FC, TRUTH_CELL_COLUMNS, _tumour_conditions
+from .cohort import simulate_bulk, simulate_immunotherapy, simulate_validation_cohort, write_cell_lines
 from .genes import build_genes
 from .model import Model, build_model
+from .settings import (
+    BRANCH_POINT,
+    BULK_MEDIAN_SURVIVAL_DAYS,
+    CELL_TYPES,
+    CNV_GAIN,
+    CNV_LOSS,
+    COMPARTMENT,
+    DA_CELL_TYPE,
+    DA_FOLD,
+    DE_CELL_TYPE,
+    DE_LOG2FC,
+    DOUBLET_THINNING,
+    FATE_A_PROB,
+    INTERFACE_LR_FOLD,
+    LOW_QUALITY_MITO,
+    LOW_QUALITY_UMI,
+    LR_FOLD,
+    LR_SOURCE,
+    LR_TARGET,
+    MALIGNANT,
+    METASTASIS,
+    MITO_FRACTION,
+    NEUTROPHIL_LOG2FC,
+    NEUTROPHIL_MATURE_AT,
+    NEUTROPHIL_PROK2_AT,
+    NEUTROPHIL_PROK2_PROB,
+    PATHWAY,
+    PATHWAY_FOLD,
+    PX_PER_UM,
+    REGION_COMPOSITION,
+    SPOT_CELLS,
+    SPOT_SPACING_UM,
+    TRAJECTORY_LOG2FC,
+    TRUTH_CELL_COLUMNS,
+    SimConfig,
+    _tumour_conditions,
+)
 from .singlecell import _write_sc_sample, plan_samples, simulate_sample
 from .spatial import _sections, add_heldout_patients, simulate_section
-from .cohort import simulate_bulk, simulate_immunotherapy, simulate_validation_cohort, write_cell_lines
-
 
 logger = get_logger(__package__)
 
@@ -27,7 +62,18 @@ logger = get_logger(__package__)
 # ----------------------------------------------------------------------------------------------
 # Samplesheet, truth, run
 # ----------------------------------------------------------------------------------------------
-SAMPLESHEET_COLUMNS = ("sample", "patient", "condition", "tissue", "species", "batch", "modality", "data", "clinical", "region_annotation")
+SAMPLESHEET_COLUMNS = (
+    "sample",
+    "patient",
+    "condition",
+    "tissue",
+    "species",
+    "batch",
+    "modality",
+    "data",
+    "clinical",
+    "region_annotation",
+)
 
 
 def _samplesheet(rows: list[dict[str, str]]) -> str:
@@ -85,31 +131,51 @@ def _truth(config: SimConfig, model: Model, plan: pd.DataFrame, sections: list[d
 
 def _bulk_row(config: SimConfig, sample: str, patient: str) -> dict[str, str]:
     """The samplesheet row of a bulk cohort written to the folder ``<sample>/``."""
-    return {"sample": sample, "patient": patient, "condition": _tumour_conditions(config)[0], "tissue": "primary_tumour",
-            "species": config.bulk_species or config.species, "batch": sample, "modality": "bulk",
-            "data": f"{sample}/expression.tsv", "clinical": f"{sample}/clinical.tsv"}
+    return {
+        "sample": sample,
+        "patient": patient,
+        "condition": _tumour_conditions(config)[0],
+        "tissue": "primary_tumour",
+        "species": config.bulk_species or config.species,
+        "batch": sample,
+        "modality": "bulk",
+        "data": f"{sample}/expression.tsv",
+        "clinical": f"{sample}/clinical.tsv",
+    }
 
 
 def run_simulate(config: SimConfig) -> Path:
     """Simulate the cohort into ``config.outdir``; return the samplesheet path."""
     config.check()
     # one stream per part (spawn(n)[:4] equals spawn(4): new parts leave the others unchanged)
-    rng_model, rng_sc, rng_spatial, rng_bulk, rng_drugs, rng_io, rng_validation = np.random.default_rng(config.seed).spawn(7)
+    rng_model, rng_sc, rng_spatial, rng_bulk, rng_drugs, rng_io, rng_validation = np.random.default_rng(
+        config.seed
+    ).spawn(7)
     with timed(logger, f"building the {config.species} model"):
         genes = build_genes(config, rng_model)  # checks --n_genes before anything is written
         model = build_model(config, genes, rng_model)
     outdir = config.outdir
     outdir.mkdir(parents=True, exist_ok=True)
-    logger.info("%d genes, %d patients, %d CNV events", len(genes.var), config.n_patients, sum(map(len, model.cnv_events.values())))
+    logger.info(
+        "%d genes, %d patients, %d CNV events",
+        len(genes.var),
+        config.n_patients,
+        sum(map(len, model.cnv_events.values())),
+    )
     plan = plan_samples(config, rng_sc)
     sheet: list[dict[str, str]] = []
     truth_columns = ["sample", *TRUTH_CELL_COLUMNS]
-    with atomic_path(outdir / "truth_cells.tsv.gz") as tmp, gzip.open(tmp, "wt", compresslevel=4, encoding="utf-8") as truth_handle:
+    with (
+        atomic_path(outdir / "truth_cells.tsv.gz") as tmp,
+        gzip.open(tmp, "wt", compresslevel=4, encoding="utf-8") as truth_handle,
+    ):
         for i, row in enumerate(plan.itertuples(index=False)):
             start = time.perf_counter()
             counts = simulate_sample(model, row, config, rng_sc)
             data = _write_sc_sample(counts, config)
-            truth_cells = counts.obs[truth_columns].rename_axis("barcode").round({"true_pseudotime": 5, "true_maturation": 5})
+            truth_cells = (
+                counts.obs[truth_columns].rename_axis("barcode").round({"true_pseudotime": 5, "true_maturation": 5})
+            )
             truth_cells.to_csv(truth_handle, sep="\t", header=(i == 0))
             meta = {k: getattr(row, k) for k in ("sample", "patient", "condition", "tissue", "species", "batch")}
             sheet.append({**meta, "modality": "sc", "data": data})
@@ -149,13 +215,20 @@ def run_simulate(config: SimConfig) -> Path:
 
 def config_from_args(args) -> SimConfig:
     conditions = tuple(c.strip() for c in str(args.conditions).split(",") if c.strip())
-    fields = {name: getattr(args, name) for name in SimConfig.__dataclass_fields__ if name not in {"outdir", "conditions"} and hasattr(args, name)}
+    fields = {
+        name: getattr(args, name)
+        for name in SimConfig.__dataclass_fields__
+        if name not in {"outdir", "conditions"} and hasattr(args, name)
+    }
     return SimConfig(outdir=Path(args.outdir), conditions=conditions, **fields)
 
 
 def cli(args, params: dict[str, Any]) -> None:
     """Entry of ``tmeflow simulate``."""
     config = config_from_args(args)
-    with timed(logger, f"simulating {config.n_cells} cells, {config.n_sections} section(s), {config.n_bulk} bulk samples into {config.outdir}"):
+    with timed(
+        logger,
+        f"simulating {config.n_cells} cells, {config.n_sections} section(s), {config.n_bulk} bulk samples into {config.outdir}",
+    ):
         sheet = run_simulate(config)
     logger.info("samplesheet: %s", sheet)

@@ -9,7 +9,6 @@ from typing import Any
 
 from ..errors import TmeflowInputError
 
-
 # ----------------------------------------------------------------------------------------------
 # Programme genes (human symbols; mouse symbols come from the ortholog table)
 # ----------------------------------------------------------------------------------------------
@@ -160,12 +159,18 @@ BULK_TMB_LOG_PER_SD = 0.5  # ... times exp(0.5 * z) in the planted types (score-
 BULK_TMB_LOG_SD = 0.8  # ... times a per-tumour log-normal factor (TMB varies over orders of magnitude between tumours)
 BULK_CAPTURE_MB = 38.0
 BULK_NORMAL_DE_GENES = 6  # --bulk_normals: the first 6 signature (fate-A) genes differ between tumour and normal ...
-BULK_MSI_MEDIAN = 0.3  # pan-cancer cohorts: MSI score (MANTIS-like scale) = 0.3 x exp(0.4 z in the planted types + 0.5 N(0,1))
+BULK_MSI_MEDIAN = (
+    0.3  # pan-cancer cohorts: MSI score (MANTIS-like scale) = 0.3 x exp(0.4 z in the planted types + 0.5 N(0,1))
+)
 BULK_MSI_LOG_PER_SD = 0.4
 BULK_MSI_LOG_SD = 0.5
 BULK_CNV_PROBABILITIES = (0.05, 0.15, 0.6, 0.15, 0.05)  # GISTIC levels -2..2 of every signature gene, independent ...
-BULK_CNV_LOG2_PER_LEVEL = 0.8  # ... and the 7th signature gene's TPM x 2^(0.8 x level) in tumours (CNV-expression correlation)
-BULK_NORMAL_LOG2FC = 1.0  # ... by log2 fold change +1 (even positions: higher in tumours) or -1 (odd: lower); others equal
+BULK_CNV_LOG2_PER_LEVEL = (
+    0.8  # ... and the 7th signature gene's TPM x 2^(0.8 x level) in tumours (CNV-expression correlation)
+)
+BULK_NORMAL_LOG2FC = (
+    1.0  # ... by log2 fold change +1 (even positions: higher in tumours) or -1 (odd: lower); others equal
+)
 DRUG_BASE_LN_IC50 = 2.0  # simulated cell lines: ln IC50 = 2 + N(0, 1) ...
 IO_BASE_LOGIT = -0.5  # immunotherapy cohort: logit P(CR/PR) = -0.5 + log_or * z (about 38% responders) ...
 IO_LOG_HR_PER_LOG_OR = 0.6  # ... and progression / death-after-progression hazards exp(-0.6 * log_or * z)
@@ -222,7 +227,12 @@ class SimConfig:
 
     def check(self) -> None:
         """Raise :class:`TmeflowInputError` on an impossible setting (before anything is written)."""
-        positive = {"n_cells": self.n_cells, "n_patients": self.n_patients, "n_genes": self.n_genes, "n_batches": self.n_batches}
+        positive = {
+            "n_cells": self.n_cells,
+            "n_patients": self.n_patients,
+            "n_genes": self.n_genes,
+            "n_batches": self.n_batches,
+        }
         for name, value in positive.items():
             if value < 1:
                 raise TmeflowInputError(f"--{name} must be at least 1, got {value}")
@@ -232,16 +242,24 @@ class SimConfig:
         if 0 < self.n_bulk < 10:
             raise TmeflowInputError(f"--n_bulk must be 0 or at least 10, got {self.n_bulk}")
         if self.bulk_cancer_types < 0 or not 0 <= self.bulk_planted_types <= max(self.bulk_cancer_types, 1):
-            raise TmeflowInputError(f"--bulk_cancer_types must be 0 or more and --bulk_planted_types between 0 and it, got "
-                                    f"{self.bulk_cancer_types} and {self.bulk_planted_types}")
+            raise TmeflowInputError(
+                f"--bulk_cancer_types must be 0 or more and --bulk_planted_types between 0 and it, got "
+                f"{self.bulk_cancer_types} and {self.bulk_planted_types}"
+            )
         if self.bulk_normals < 0:
             raise TmeflowInputError(f"--bulk_normals must be 0 or more, got {self.bulk_normals}")
         if self.bulk_cancer_types and self.n_bulk < 10 * self.bulk_cancer_types:
-            raise TmeflowInputError(f"--n_bulk {self.n_bulk} is fewer than 10 samples per cancer type "
-                                    f"(--bulk_cancer_types {self.bulk_cancer_types})")
-        if self.n_cell_lines and (self.n_cell_lines < 20 or self.n_drugs < 1 or not 0 <= self.planted_drugs <= self.n_drugs):
-            raise TmeflowInputError(f"--n_cell_lines must be 0 or at least 20, --n_drugs at least 1 and --planted_drugs between 0 "
-                                    f"and --n_drugs, got {self.n_cell_lines}, {self.n_drugs} and {self.planted_drugs}")
+            raise TmeflowInputError(
+                f"--n_bulk {self.n_bulk} is fewer than 10 samples per cancer type "
+                f"(--bulk_cancer_types {self.bulk_cancer_types})"
+            )
+        if self.n_cell_lines and (
+            self.n_cell_lines < 20 or self.n_drugs < 1 or not 0 <= self.planted_drugs <= self.n_drugs
+        ):
+            raise TmeflowInputError(
+                f"--n_cell_lines must be 0 or at least 20, --n_drugs at least 1 and --planted_drugs between 0 "
+                f"and --n_drugs, got {self.n_cell_lines}, {self.n_drugs} and {self.planted_drugs}"
+            )
         if 0 < self.n_bulk_validation < 10:
             raise TmeflowInputError(f"--n_bulk_validation must be 0 or at least 10, got {self.n_bulk_validation}")
         if 0 < self.n_immunotherapy < 30:

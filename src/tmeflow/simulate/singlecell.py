@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gzip
 import math
-import zlib
 import shutil
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,32 @@ import scipy.sparse as sp
 
 from .. import __version__
 from ..io import atomic_path, provenance
-from .settings import BLOCK_ELEMENTS, BRANCH_POINT, CELL_TYPES, COMPARTMENT, COMPOSITION, COMPOSITION_CONCENTRATION, DA_CELL_TYPE, DA_FOLD, DOUBLET_THINNING, FATE_A_PROB, LIBRARY_FACTOR, LIBRARY_MEDIAN, LIBRARY_SD, MALIGNANT, METASTASIS, NEUTROPHIL_MATURE_AT, NEUTROPHIL_PROK2_AT, NEUTROPHIL_PROK2_PROB, NEUTROPHIL_STREAM, NORMAL, SAMPLE_SHIFT_SD, SimConfig, TISSUE
 from .model import Model, _make_low_quality, cell_means, draw_counts
+from .settings import (
+    BLOCK_ELEMENTS,
+    BRANCH_POINT,
+    CELL_TYPES,
+    COMPARTMENT,
+    COMPOSITION,
+    COMPOSITION_CONCENTRATION,
+    DA_CELL_TYPE,
+    DA_FOLD,
+    DOUBLET_THINNING,
+    FATE_A_PROB,
+    LIBRARY_FACTOR,
+    LIBRARY_MEDIAN,
+    LIBRARY_SD,
+    MALIGNANT,
+    METASTASIS,
+    NEUTROPHIL_MATURE_AT,
+    NEUTROPHIL_PROK2_AT,
+    NEUTROPHIL_PROK2_PROB,
+    NEUTROPHIL_STREAM,
+    NORMAL,
+    SAMPLE_SHIFT_SD,
+    TISSUE,
+    SimConfig,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -79,7 +103,8 @@ def _draw_cells(plan_row, n: int, composition: np.ndarray, rng: np.random.Genera
 
 def _draw_neutrophil_states(cells: pd.DataFrame, plan_row, config: SimConfig) -> pd.DataFrame:
     """Maturation and state of each neutrophil (mouse only; ``NEUTROPHIL_*`` in settings), from a stream of
-    its own per sample so every other draw of the cohort is unchanged."""
+    its own per sample so every other draw of the cohort is unchanged.
+    """
     n = len(cells)
     cells["maturation"], cells["state"] = np.nan, "none"
     if config.species != "mouse":
@@ -162,15 +187,21 @@ def simulate_sample(model: Model, plan_row, config: SimConfig, rng: np.random.Ge
     type_names = np.array(CELL_TYPES)
     obs = pd.DataFrame(
         {
-            "sample": plan_row.sample, "patient": plan_row.patient, "condition": plan_row.condition,
-            "tissue": plan_row.tissue, "species": plan_row.species, "batch": plan_row.batch,
+            "sample": plan_row.sample,
+            "patient": plan_row.patient,
+            "condition": plan_row.condition,
+            "tissue": plan_row.tissue,
+            "species": plan_row.species,
+            "batch": plan_row.batch,
             "true_cell_type": type_names[cells["type_code"]],
             "true_compartment": [COMPARTMENT[t] for t in type_names[cells["type_code"]]],
             "true_malignant": cells["type_code"].to_numpy() == CELL_TYPES.index(MALIGNANT),
             "true_pseudotime": cells["pseudotime"].to_numpy(),
             "true_fate": cells["fate"].to_numpy(),
             "true_qc": cells["qc"].to_numpy(),
-            "true_doublet_partner": np.where(cells["partner_code"] >= 0, type_names[cells["partner_code"].clip(lower=0)], "none"),
+            "true_doublet_partner": np.where(
+                cells["partner_code"] >= 0, type_names[cells["partner_code"].clip(lower=0)], "none"
+            ),
             "true_state": cells["state"].to_numpy(),
             "true_maturation": cells["maturation"].to_numpy(),
         },  # fmt: skip
@@ -195,7 +226,7 @@ def _write_gz_lines(path: Path, lines_iter) -> None:
 
 def _mtx_chunks(matrix: sp.csr_matrix, n_genes: int):
     """MatrixMarket lines (genes x cells, 1-based) of a cells x genes CSR, in chunks of cells."""
-    yield "%%MatrixMarket matrix coordinate integer general\n%metadata_json: {\"software_version\": \"tmeflow-simulate\"}\n"
+    yield '%%MatrixMarket matrix coordinate integer general\n%metadata_json: {"software_version": "tmeflow-simulate"}\n'
     yield f"{n_genes} {matrix.shape[0]} {matrix.nnz}\n"
     step = 20_000
     for start in range(0, matrix.shape[0], step):

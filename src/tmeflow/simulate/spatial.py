@@ -11,10 +11,31 @@ import scipy.sparse as sp
 
 from ..io import atomic_path, write_json, write_table
 from ..log import get_logger
-from .settings import BLOCK_ELEMENTS, BRANCH_POINT, CELL_TYPES, FATE_A_PROB, HELDOUT_STREAM, INTERFACE_LR_FOLD, LR_SOURCE, LR_TARGET, MALIGNANT, METASTASIS, PLATFORM_STREAM, PX_PER_UM, REGIONS, REGION_COLOUR, REGION_COMPOSITION, SCALEFACTORS, SPOT_CELLS, SPOT_SPACING_UM, SimConfig, TISSUE, _tumour_conditions
 from .model import Model, _draw_patient, cell_means, draw_counts
+from .settings import (
+    BLOCK_ELEMENTS,
+    BRANCH_POINT,
+    CELL_TYPES,
+    FATE_A_PROB,
+    HELDOUT_STREAM,
+    INTERFACE_LR_FOLD,
+    LR_SOURCE,
+    LR_TARGET,
+    MALIGNANT,
+    METASTASIS,
+    PLATFORM_STREAM,
+    PX_PER_UM,
+    REGION_COLOUR,
+    REGION_COMPOSITION,
+    REGIONS,
+    SCALEFACTORS,
+    SPOT_CELLS,
+    SPOT_SPACING_UM,
+    TISSUE,
+    SimConfig,
+    _tumour_conditions,
+)
 from .singlecell import _barcodes, _genome, write_10x_h5, write_10x_mtx
-
 
 logger = get_logger(__package__)
 
@@ -47,7 +68,9 @@ def _regions(spots: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray,
         cx = width * ((b + 0.5) / n_blobs + rng.uniform(-0.05, 0.05))
         cy = height * rng.uniform(0.4, 0.6)
         blobs.append({"x_um": float(cx), "y_um": float(cy), "radius_um": float(radius * rng.uniform(0.85, 1.15))})
-    distance = np.min([np.hypot(spots["x_um"] - b["x_um"], spots["y_um"] - b["y_um"]) - b["radius_um"] for b in blobs], axis=0)
+    distance = np.min(
+        [np.hypot(spots["x_um"] - b["x_um"], spots["y_um"] - b["y_um"]) - b["radius_um"] for b in blobs], axis=0
+    )
     ring = 1.5 * SPOT_SPACING_UM
     region = np.where(distance <= 0, "tumour", np.where(distance <= ring, "interface", "stroma"))
     return region, blobs
@@ -66,8 +89,15 @@ def _spot_cells(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return counts
 
 
-def _spot_means(model: Model, counts: np.ndarray, region: np.ndarray, patient: str, condition: str, umi_per_cell: float,
-                rng: np.random.Generator) -> np.ndarray:
+def _spot_means(
+    model: Model,
+    counts: np.ndarray,
+    region: np.ndarray,
+    patient: str,
+    condition: str,
+    umi_per_cell: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Expected counts per spot: sum over its cells of the cell-type means (with planted effects)."""
     n_spots, n_genes = counts.shape[0], len(model.genes.var)
     mu = np.zeros((n_spots, n_genes), dtype=np.float32)
@@ -77,7 +107,9 @@ def _spot_means(model: Model, counts: np.ndarray, region: np.ndarray, patient: s
         n_t = counts[:, t]
         if not n_t.any():
             continue
-        cells = pd.DataFrame({"type_code": t, "library": n_t * capture, "pseudotime": rng.uniform(0, 1, n_spots), "fate": "none"})
+        cells = pd.DataFrame(
+            {"type_code": t, "library": n_t * capture, "pseudotime": rng.uniform(0, 1, n_spots), "fate": "none"}
+        )
         if cell_type == MALIGNANT:
             p_a = FATE_A_PROB["metastasis" if condition == METASTASIS else "other"]
             fate = np.where(rng.uniform(size=n_spots) < p_a, "A", "B")
@@ -91,7 +123,9 @@ def _spot_means(model: Model, counts: np.ndarray, region: np.ndarray, patient: s
     return mu
 
 
-def _lowres_image(spots: pd.DataFrame, region: np.ndarray, scalef: float, spot_diameter_px: float, rng: np.random.Generator) -> np.ndarray:
+def _lowres_image(
+    spots: pd.DataFrame, region: np.ndarray, scalef: float, spot_diameter_px: float, rng: np.random.Generator
+) -> np.ndarray:
     """An RGB tissue image: darker purple where tumour, pink stroma, white background."""
     margin = 2 * spot_diameter_px
     height = int((spots["pxl_row_in_fullres"].max() + margin) * scalef) + 1
@@ -119,7 +153,8 @@ def spatial_platform(model: Model, config: SimConfig) -> np.ndarray:
     """Per-gene factors of the spatial assay relative to the single-cell one (log-normal, SD
     ``spatial_platform_sd``), shared by every section: the gene-specific capture differences that
     make a single-cell reference and a Visium section disagree (Cable et al. 2022, RCTD). Drawn from
-    their own random stream, so they leave every other simulated value unchanged."""
+    their own random stream, so they leave every other simulated value unchanged.
+    """
     rng = np.random.default_rng([config.seed, PLATFORM_STREAM])
     return rng.lognormal(0.0, config.spatial_platform_sd, size=len(model.genes.var)).astype(np.float32)
 
@@ -129,10 +164,14 @@ def add_heldout_patients(model: Model, sections: list[dict[str, str]], config: S
     rng = np.random.default_rng([config.seed, HELDOUT_STREAM])
     for section in sections:
         if section["patient"] not in model.patient_factors:
-            model.cnv_events[section["patient"]], model.patient_factors[section["patient"]] = _draw_patient(model.genes, rng)
+            model.cnv_events[section["patient"]], model.patient_factors[section["patient"]] = _draw_patient(
+                model.genes, rng
+            )
 
 
-def simulate_section(model: Model, section: dict[str, str], config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
+def simulate_section(
+    model: Model, section: dict[str, str], config: SimConfig, rng: np.random.Generator
+) -> pd.DataFrame:
     """Simulate one Visium-like section and write its ``outs/`` folder; return the spot truth."""
     spots = spot_grid(config.n_spots, config.grid)
     region, blobs = _regions(spots, rng)
@@ -146,15 +185,29 @@ def simulate_section(model: Model, section: dict[str, str], config: SimConfig, r
     block = max(1, BLOCK_ELEMENTS // len(model.genes.var))
     parts = []
     for s in range(0, len(spots), block):
-        mu = _spot_means(model, counts[s : s + block], region[s : s + block], section["patient"], section["condition"],
-                         config.spot_umi_per_cell, rng)
+        mu = _spot_means(
+            model,
+            counts[s : s + block],
+            region[s : s + block],
+            section["patient"],
+            section["condition"],
+            config.spot_umi_per_cell,
+            rng,
+        )
         parts.append(draw_counts(mu * platform[None, :], model.dispersion, rng))
     matrix = sp.vstack(parts, format="csr")
 
     folder = config.outdir / "spatial" / section["sample"]
     outs = folder / "outs"
     write_10x_mtx(matrix, barcodes, model.genes.var, outs / "filtered_feature_bc_matrix")
-    write_10x_h5(matrix, barcodes, model.genes.var, outs / "filtered_feature_bc_matrix.h5", _genome(config.species), section["sample"])
+    write_10x_h5(
+        matrix,
+        barcodes,
+        model.genes.var,
+        outs / "filtered_feature_bc_matrix.h5",
+        _genome(config.species),
+        section["sample"],
+    )
     position_columns = ("array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres")
     positions = pd.DataFrame({"barcode": barcodes, "in_tissue": 1, **{c: spots[c] for c in position_columns}})
     with atomic_path(outs / "spatial" / "tissue_positions.csv") as tmp:
@@ -162,7 +215,10 @@ def simulate_section(model: Model, section: dict[str, str], config: SimConfig, r
     diameter = 55.0 * PX_PER_UM
     scalefactors = {**SCALEFACTORS, "spot_diameter_fullres": diameter, "fiducial_diameter_fullres": diameter * 1.6}
     write_json(scalefactors, outs / "spatial" / "scalefactors_json.json")
-    for name, key in (("tissue_lowres_image.png", "tissue_lowres_scalef"), ("tissue_hires_image.png", "tissue_hires_scalef")):
+    for name, key in (
+        ("tissue_lowres_image.png", "tissue_lowres_scalef"),
+        ("tissue_hires_image.png", "tissue_hires_scalef"),
+    ):
         _write_image(_lowres_image(positions, region, SCALEFACTORS[key], diameter, rng), outs / "spatial" / name)
 
     n_cells = counts.sum(axis=1)
@@ -187,5 +243,7 @@ def _sections(config: SimConfig) -> list[dict[str, str]]:
         patient = f"P{config.n_patients + k + 1}" if config.heldout_sections else f"P{k % config.n_patients + 1}"
         condition = tumour[k % len(tumour)]
         sample = f"{patient}_{condition}_visium{k + 1}"
-        sections.append({"sample": sample, "patient": patient, "condition": condition, "tissue": TISSUE.get(condition, condition)})
+        sections.append(
+            {"sample": sample, "patient": patient, "condition": condition, "tissue": TISSUE.get(condition, condition)}
+        )
     return sections

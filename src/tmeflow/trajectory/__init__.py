@@ -75,7 +75,16 @@ Outputs: ``trajectory.h5ad`` (the subset), ``trajectory_cells.tsv``, ``trajector
 from __future__ import annotations
 
 from .branch import branch_analysis, branch_tests, cluster_genes, fit_smooths, spline_basis
-from .fates import FATE_FDR, MIN_CELLS_PER_SAMPLE, condition_enrichment, embed, fates, label_fates, pseudotime, regress_out_keys
+from .fates import (
+    FATE_FDR,
+    MIN_CELLS_PER_SAMPLE,
+    condition_enrichment,
+    embed,
+    fates,
+    label_fates,
+    pseudotime,
+    regress_out_keys,
+)
 from .genes import CHUNK, MIN_EXPRESSED, SPECIFICITY, fate_genes, hallmark_enrichment, weighted_spearman
 from .inputs import EPITHELIAL_PATTERN, choose_root, root_gene_score, root_in_group, subset_mask
 from .plots import plot_branch_heatmap, plot_embedding, plot_set_trends, plot_trends

@@ -96,8 +96,9 @@ def _curves(ztz: np.ndarray, zty: np.ndarray, grid_basis: np.ndarray) -> np.ndar
     return np.stack([grid_basis @ _solve(ztz[l], zty[l]) for l in range(ztz.shape[0])])  # L x grid x genes
 
 
-def fit_smooths(X, t: np.ndarray, weights: np.ndarray, samples: np.ndarray, *, n_knots: int = 5,
-                grid_size: int = GRID) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def fit_smooths(
+    X, t: np.ndarray, weights: np.ndarray, samples: np.ndarray, *, n_knots: int = 5, grid_size: int = GRID
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Per-sample and pooled lineage smooths on a pseudotime grid.
 
     ``X`` cells x genes (log-normalised, dense or sparse), ``t`` pseudotime, ``weights`` cells x L.
@@ -105,7 +106,8 @@ def fit_smooths(X, t: np.ndarray, weights: np.ndarray, samples: np.ndarray, *, n
     lineage as weights (each cell counted in every lineage with its probability: the expectation of
     tradeSeq's random assignment of cells to lineages), so cells before the branch point, shared by
     all lineages, anchor every smooth at the root. Returns ``({sample: L x grid x genes}, pooled
-    L x grid x genes, grid)``; samples without enough cells or lineage weight are left out."""
+    L x grid x genes, grid)``; samples without enough cells or lineage weight are left out.
+    """
     ts = scale_pseudotime(np.asarray(t, dtype=float))
     knots = knots_at_quantiles(ts, n_knots)
     grid = np.linspace(0.0, 1.0, grid_size)
@@ -125,6 +127,7 @@ def fit_smooths(X, t: np.ndarray, weights: np.ndarray, samples: np.ndarray, *, n
 
 def _one_sample_tests(values: pd.DataFrame) -> pd.DataFrame:
     """Moderated one-sample t-test of every column (samples x genes) against zero."""
+
     def design_for(keep):
         return (np.ones((len(keep), 1)), 0, "~ 1") if len(keep) >= MIN_SAMPLES else None
 
@@ -174,7 +177,8 @@ def branch_tests(per_sample: dict[str, np.ndarray], grid: np.ndarray, genes, fat
 
 def cluster_genes(pooled: np.ndarray, genes, selected, k: int, seed: int) -> pd.Series:
     """k-means clusters (1..k, ordered by where along pseudotime the cluster peaks) of the ``selected``
-    genes' pooled smooths (lineages concatenated, z-scored per gene)."""
+    genes' pooled smooths (lineages concatenated, z-scored per gene).
+    """
     from sklearn.cluster import KMeans
 
     genes = pd.Index(genes, dtype=str)
@@ -196,11 +200,26 @@ def cluster_enrichment(clusters: pd.Series, universe, gene_sets: dict[str, list[
 
     tables = []
     for cluster in sorted(clusters.unique()):
-        table = over_representation(list(clusters.index[clusters == cluster]), list(universe), gene_sets, min_size=5, max_size=1000)
+        table = over_representation(
+            list(clusters.index[clusters == cluster]), list(universe), gene_sets, min_size=5, max_size=1000
+        )
         tables.append(table.assign(cluster=int(cluster)))
     if not tables:
-        return pd.DataFrame(columns=["cluster", "term", "n_list", "n_universe", "n_set", "overlap", "expected", "odds_ratio",
-                                     "pvalue", "fdr", "genes"])
+        return pd.DataFrame(
+            columns=[
+                "cluster",
+                "term",
+                "n_list",
+                "n_universe",
+                "n_set",
+                "overlap",
+                "expected",
+                "odds_ratio",
+                "pvalue",
+                "fdr",
+                "genes",
+            ]
+        )
     table = pd.concat(tables, ignore_index=True)
     return table[["cluster", *[c for c in table.columns if c != "cluster"]]]
 
@@ -237,28 +256,48 @@ def set_scores(adata, sets: dict[str, list[str]]) -> pd.DataFrame:
 
 def resolve_trend_sets(wanted: list[str], species: str, *, file=None) -> dict[str, list[str]]:
     """The bundled sets named in ``wanted`` (``trajectory_trend_sets``, case-insensitive); an unknown name is
-    an input error."""
+    an input error.
+    """
     from ..errors import TmeflowInputError
 
     sets = branch_gene_sets(species)
     by_upper = {name.upper(): name for name in sets}
     unknown = [w for w in wanted if w.upper() not in by_upper]
     if unknown:
-        raise TmeflowInputError(f"trajectory_trend_sets names unknown gene sets: {', '.join(unknown)} (bundled: Hallmark, "
-                                "regulated cell death and DAMPS, e.g. GO_0070266_NECROPTOTIC_PROCESS, DAMPS, HALLMARK_HYPOXIA)", file=file)
+        raise TmeflowInputError(
+            f"trajectory_trend_sets names unknown gene sets: {', '.join(unknown)} (bundled: Hallmark, "
+            "regulated cell death and DAMPS, e.g. GO_0070266_NECROPTOTIC_PROCESS, DAMPS, HALLMARK_HYPOXIA)",
+            file=file,
+        )
     return {by_upper[w.upper()]: sets[by_upper[w.upper()]] for w in wanted}
 
 
-def branch_analysis(adata: AnnData, probs: pd.DataFrame, species: str, *, trend_sets: list[str], knots: int, fdr: float,
-                    n_clusters: int, seed: int, min_expressed: float, file=None) -> dict:
+def branch_analysis(
+    adata: AnnData,
+    probs: pd.DataFrame,
+    species: str,
+    *,
+    trend_sets: list[str],
+    knots: int,
+    fdr: float,
+    n_clusters: int,
+    seed: int,
+    min_expressed: float,
+    file=None,
+) -> dict:
     """Branch genes, their clusters and enrichment, and set trends of the trajectory subset ``adata``
     (obs ``pseudotime``, var ``highly_variable``; ``probs`` cells x fates): lineage smooths with ``knots``
     knots, branch genes at FDR ``fdr`` grouped into ``n_clusters`` k-means clusters (``seed``), pseudotime
-    trends of the bundled ``trend_sets``."""
+    trends of the bundled ``trend_sets``.
+    """
     sets = branch_gene_sets(species)
     chosen = resolve_trend_sets(trend_sets, species, file=file)
     X = adata.X
-    hvg = adata.var["highly_variable"].to_numpy() if "highly_variable" in adata.var.columns else np.ones(adata.n_vars, bool)
+    hvg = (
+        adata.var["highly_variable"].to_numpy()
+        if "highly_variable" in adata.var.columns
+        else np.ones(adata.n_vars, bool)
+    )
     expressed = np.asarray((X > 0).mean(axis=0)).ravel() >= min_expressed
     keep = np.flatnonzero(hvg & expressed)
     genes = adata.var_names[keep].astype(str)
@@ -282,11 +321,37 @@ def branch_analysis(adata: AnnData, probs: pd.DataFrame, species: str, *, trend_
         for s, name in enumerate(chosen):
             for l, fate in enumerate(fate_names):
                 for g, x in enumerate(grid):
-                    rows.append({"gene_set": name, "fate": fate, "pseudotime_scaled": float(x), "score": float(set_pooled[l, g, s]),
-                                 "n_genes_present": int(sum(m in adata.var_names for m in chosen[name])),
-                                 "pvalue_association": set_tests.at[name, "pvalue_association"],
-                                 "pvalue_branch": set_tests.at[name, "pvalue_branch"]})
-    trends = pd.DataFrame(rows, columns=["gene_set", "fate", "pseudotime_scaled", "score", "n_genes_present", "pvalue_association",
-                                         "pvalue_branch"])
-    return {"genes": table, "clusters": clusters, "enrichment": enrichment, "trends": trends, "pooled": pooled,
-            "tested_genes": genes, "grid": grid, "fate_names": fate_names, "n_samples": len(per_sample)}
+                    rows.append(
+                        {
+                            "gene_set": name,
+                            "fate": fate,
+                            "pseudotime_scaled": float(x),
+                            "score": float(set_pooled[l, g, s]),
+                            "n_genes_present": int(sum(m in adata.var_names for m in chosen[name])),
+                            "pvalue_association": set_tests.at[name, "pvalue_association"],
+                            "pvalue_branch": set_tests.at[name, "pvalue_branch"],
+                        }
+                    )
+    trends = pd.DataFrame(
+        rows,
+        columns=[
+            "gene_set",
+            "fate",
+            "pseudotime_scaled",
+            "score",
+            "n_genes_present",
+            "pvalue_association",
+            "pvalue_branch",
+        ],
+    )
+    return {
+        "genes": table,
+        "clusters": clusters,
+        "enrichment": enrichment,
+        "trends": trends,
+        "pooled": pooled,
+        "tested_genes": genes,
+        "grid": grid,
+        "fate_names": fate_names,
+        "n_samples": len(per_sample),
+    }

@@ -55,8 +55,15 @@ def embed(adata: AnnData, settings: TrajectorySettings) -> None:
         sc.pp.pca(adata, n_comps=n_pcs, mask_var="highly_variable", random_state=seed)
     sc.pp.neighbors(adata, n_neighbors=settings.trajectory_n_neighbors, use_rep="X_pca", random_state=seed)
     sc.tl.diffmap(adata, n_comps=min(15, adata.n_obs - 2))
-    sc.tl.leiden(adata, resolution=settings.trajectory_resolution, key_added="trajectory_cluster", random_state=seed,
-                 flavor="igraph", n_iterations=2, directed=False)
+    sc.tl.leiden(
+        adata,
+        resolution=settings.trajectory_resolution,
+        key_added="trajectory_cluster",
+        random_state=seed,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+    )
 
 
 def pseudotime(adata, root: int, n_dcs: int = 10) -> np.ndarray:
@@ -83,7 +90,8 @@ def fates(adata: AnnData, settings: TrajectorySettings) -> tuple[pd.DataFrame, p
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pk = cr.kernels.PseudotimeKernel(adata, time_key="pseudotime").compute_transition_matrix(
-            threshold_scheme="soft", show_progress_bar=False)
+            threshold_scheme="soft", show_progress_bar=False
+        )
         ck = cr.kernels.ConnectivityKernel(adata).compute_transition_matrix()
         kernel = weight * pk + (1.0 - weight) * ck if 0.0 < weight < 1.0 else (pk if weight >= 1.0 else ck)
         g = cr.estimators.GPCCA(kernel)
@@ -103,7 +111,8 @@ def fates(adata: AnnData, settings: TrajectorySettings) -> tuple[pd.DataFrame, p
         else:
             raise TmeflowInputError(
                 f"CellRank GPCCA found no macrostates for trajectory_n_states {tries} ({'; '.join(errors)}); "
-                "try another trajectory_n_states or a larger trajectory subset")
+                "try another trajectory_n_states or a larger trajectory subset"
+            )
         n_states = g.macrostates.cat.categories.size
         if n != requested:
             logger.warning("GPCCA could not use %d macrostates; used %d", requested, n)
@@ -166,15 +175,21 @@ def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str
         fit = condition_contrast(means, sides, condition, "\x1fother", min_samples=2, moderated=False)
         for fate in probs.columns:
             tested = fate in fit.index
-            rows.append({"fate": fate, "condition": condition, "n_samples_condition": int(is_c.sum()),
-                         "n_samples_other": int((~is_c).sum()),
-                         "n_cells_condition": int(n_cells.loc[kept][is_c].sum()),
-                         "mean_probability": float(means.loc[is_c, fate].mean()),
-                         "enrichment": float(means.loc[is_c, fate].mean()) / max(float(overall[fate]), 1e-12),
-                         "difference": float(fit.at[fate, "estimate"]) if tested else np.nan,
-                         "t": float(fit.at[fate, "t"]) if tested else np.nan,
-                         "pvalue": float(fit.at[fate, "pvalue"]) if tested else np.nan,
-                         "design": fit.at[fate, "design"] if tested else "not tested (fewer than 2 samples per side)"})
+            rows.append(
+                {
+                    "fate": fate,
+                    "condition": condition,
+                    "n_samples_condition": int(is_c.sum()),
+                    "n_samples_other": int((~is_c).sum()),
+                    "n_cells_condition": int(n_cells.loc[kept][is_c].sum()),
+                    "mean_probability": float(means.loc[is_c, fate].mean()),
+                    "enrichment": float(means.loc[is_c, fate].mean()) / max(float(overall[fate]), 1e-12),
+                    "difference": float(fit.at[fate, "estimate"]) if tested else np.nan,
+                    "t": float(fit.at[fate, "t"]) if tested else np.nan,
+                    "pvalue": float(fit.at[fate, "pvalue"]) if tested else np.nan,
+                    "design": fit.at[fate, "design"] if tested else "not tested (fewer than 2 samples per side)",
+                }
+            )
     table = pd.DataFrame(rows)
     if len(table):
         table["fdr"] = bh_fdr(table["pvalue"])
@@ -183,13 +198,17 @@ def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str
 
 def label_fates(enrichment: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """``<condition> branch`` for the condition with the largest sample-level difference when its
-    FDR < :data:`FATE_FDR` and the difference is positive; else ``shared``."""
+    FDR < :data:`FATE_FDR` and the difference is positive; else ``shared``.
+    """
     labels = {}
     for fate, block in enrichment.groupby("fate", sort=False):
         top = block.sort_values("difference", ascending=False, na_position="last").iloc[0]
         enriched = bool(top["fdr"] < FATE_FDR and top["difference"] > 0)
-        labels[fate] = {"label": f"{top['condition']} branch" if enriched else "shared",
-                        "enriched_condition": top["condition"] if enriched else "", "enrichment": float(top["enrichment"]),
-                        "pvalue": float(top["pvalue"]), "fdr": float(top["fdr"])}
+        labels[fate] = {
+            "label": f"{top['condition']} branch" if enriched else "shared",
+            "enriched_condition": top["condition"] if enriched else "",
+            "enrichment": float(top["enrichment"]),
+            "pvalue": float(top["pvalue"]),
+            "fdr": float(top["fdr"]),
+        }
     return labels
-

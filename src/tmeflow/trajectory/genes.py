@@ -25,7 +25,7 @@ def weighted_spearman(X, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
     vt = np.sum(w * rt**2)
     rhos = []
     for start in range(0, X.shape[1], CHUNK):
-        block = X[:, start:start + CHUNK]
+        block = X[:, start : start + CHUNK]
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
         r = rankdata(block, axis=0)
         r = r - (w[:, None] * r).sum(axis=0)
@@ -59,7 +59,9 @@ def fate_genes(adata, probs: pd.DataFrame, fdr: float) -> pd.DataFrame:
         others.append(np.max(rest, axis=0) if rest else np.full(len(genes), -1.0))
     table["rho_other_max"] = np.concatenate(others)
     table["direction"] = np.where(table["rho"] > 0, "up", "down")
-    table["fate_gene"] = (table["fdr"] < fdr) & (table["rho"] > 0) & (table["rho"] - table["rho_other_max"] >= SPECIFICITY)
+    table["fate_gene"] = (
+        (table["fdr"] < fdr) & (table["rho"] > 0) & (table["rho"] - table["rho_other_max"] >= SPECIFICITY)
+    )
     return table.sort_values(["fate", "fate_gene", "rho"], ascending=[True, False, False]).reset_index(drop=True)
 
 
@@ -69,7 +71,11 @@ def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
 
     from ..signatures import BUNDLED_GMTS, read_gmt, resource_path
 
-    gmt = resource_path("hallmark/hallmark_mouse_orthomapped_DERIVED.gmt") if species == "mouse" else resource_path(BUNDLED_GMTS["hallmark"])
+    gmt = (
+        resource_path("hallmark/hallmark_mouse_orthomapped_DERIVED.gmt")
+        if species == "mouse"
+        else resource_path(BUNDLED_GMTS["hallmark"])
+    )
     sets = read_gmt(gmt)
     universe = set(table["gene"])
     rows = []
@@ -81,11 +87,22 @@ def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
                 continue
             overlap = hits & members
             p = float(hypergeom.sf(len(overlap) - 1, len(universe), len(members), len(hits))) if hits else 1.0
-            rows.append({"fate": fate, "gene_set": name, "set_size": len(members), "n_fate_genes": len(hits), "overlap": len(overlap),
-                         "expected": len(hits) * len(members) / max(len(universe), 1), "pvalue": p, "genes": ",".join(sorted(overlap))})
-    out = pd.DataFrame(rows, columns=["fate", "gene_set", "set_size", "n_fate_genes", "overlap", "expected", "pvalue", "genes"])
+            rows.append(
+                {
+                    "fate": fate,
+                    "gene_set": name,
+                    "set_size": len(members),
+                    "n_fate_genes": len(hits),
+                    "overlap": len(overlap),
+                    "expected": len(hits) * len(members) / max(len(universe), 1),
+                    "pvalue": p,
+                    "genes": ",".join(sorted(overlap)),
+                }
+            )
+    out = pd.DataFrame(
+        rows, columns=["fate", "gene_set", "set_size", "n_fate_genes", "overlap", "expected", "pvalue", "genes"]
+    )
     out["fdr"] = np.nan
     for fate, idx in out.groupby("fate").groups.items():
         out.loc[idx, "fdr"] = bh_fdr(out.loc[idx, "pvalue"])
     return out.sort_values(["fate", "pvalue"]).reset_index(drop=True)
-

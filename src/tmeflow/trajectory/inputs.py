@@ -57,12 +57,16 @@ def root_gene_score(adata, genes: list[str], *, file: str | Path | None = None) 
     if missing:
         logger.warning("root genes not in the atlas, ignored: %s", ", ".join(missing))
     if not present:
-        raise TmeflowInputError(f"none of the trajectory_root_genes ({', '.join(genes)}) is in the atlas var_names", file=file)
+        raise TmeflowInputError(
+            f"none of the trajectory_root_genes ({', '.join(genes)}) is in the atlas var_names", file=file
+        )
     X = adata[:, present].X
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
     expressed = (X > 0).sum(axis=0)
     if not expressed.any():
-        raise TmeflowInputError(f"the trajectory_root_genes ({', '.join(present)}) are not expressed in the trajectory subset", file=file)
+        raise TmeflowInputError(
+            f"the trajectory_root_genes ({', '.join(present)}) are not expressed in the trajectory subset", file=file
+        )
     X = X[:, expressed > 0]
     z = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-9)
     score = z.mean(axis=1)
@@ -98,7 +102,9 @@ def choose_root(adata: AnnData, settings: TrajectorySettings, *, file: str | Pat
         if not mask.any():
             raise TmeflowInputError(
                 f"trajectory_root_type '{root_type}' is not a cell type of the trajectory subset "
-                f"(types: {', '.join(sorted(types.unique()))})", file=file, column="cell_type",
+                f"(types: {', '.join(sorted(types.unique()))})",
+                file=file,
+                column="cell_type",
             )
         return root_in_group(adata, mask), f"cell type {root_type}"
     cluster = settings.root_cluster
@@ -108,9 +114,9 @@ def choose_root(adata: AnnData, settings: TrajectorySettings, *, file: str | Pat
         if not mask.any():
             raise TmeflowInputError(
                 f"trajectory_root_cluster '{cluster}' is not a cluster of the trajectory subset "
-                f"(clusters: {', '.join(sorted(labels.unique(), key=lambda c: (len(c), c)))})", file=file,
+                f"(clusters: {', '.join(sorted(labels.unique(), key=lambda c: (len(c), c)))})",
+                file=file,
             )
         return root_in_group(adata, mask), f"cluster {cluster}"
     logger.warning("no trajectory_root_genes / _type / _cluster given: root = extreme cell of diffusion component 1")
     return int(np.argmax(adata.obsm["X_diffmap"][:, 1])), "diffusion component 1 (no root given)"
-

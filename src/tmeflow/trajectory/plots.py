@@ -15,7 +15,10 @@ def plot_embedding(adata, fate_names: list[str], labels: dict[str, dict[str, Any
     plt = pyplot()
     xy = adata.obsm["X_diffmap"][:, 1:3]
     panels = [("pseudotime", adata.obs["pseudotime"].to_numpy(dtype=float), "viridis")]
-    panels += [(f"{f} ({labels[f]['label']})", adata.obs[f"fate_probability_{f}"].to_numpy(dtype=float), "magma_r") for f in fate_names]
+    panels += [
+        (f"{f} ({labels[f]['label']})", adata.obs[f"fate_probability_{f}"].to_numpy(dtype=float), "magma_r")
+        for f in fate_names
+    ]
     ncol = len(panels) + 1
     fig, axes = plt.subplots(1, ncol, figsize=(3.3 * ncol, 3.2), squeeze=False)
     for ax, (title, values, cmap) in zip(axes.ravel(), panels):
@@ -44,7 +47,9 @@ def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes
     plt = pyplot()
     top = {f: genes_table[(genes_table["fate"] == f)].head(n_genes)["gene"].tolist() for f in fate_names}
     genes = list(dict.fromkeys(g for f in fate_names for g in top[f]))
-    fig, axes = plt.subplots(1, len(fate_names), figsize=(3.0 * len(fate_names) + 1.5, 0.22 * max(len(genes), 4) + 1.5), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(fate_names), figsize=(3.0 * len(fate_names) + 1.5, 0.22 * max(len(genes), 4) + 1.5), squeeze=False
+    )
     if not genes:
         return fig
     X = adata[:, genes].X
@@ -70,11 +75,11 @@ def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes
     return fig
 
 
-
 def plot_branch_heatmap(result: dict, max_genes: int = 200):
     """Root-to-fate heatmap (as the gastric study's branched heatmap): branch genes x pseudotime grid, one
     panel per fate, rows ordered by cluster and then by where the gene peaks; cohort-level smooths z-scored
-    per gene over all panels."""
+    per gene over all panels.
+    """
     plt = pyplot()
     fates = result["fate_names"]
     clusters = result["clusters"]
@@ -83,7 +88,9 @@ def plot_branch_heatmap(result: dict, max_genes: int = 200):
     if len(genes) > max_genes:
         genes = list(table.loc[genes, "pvalue_branch"].nsmallest(max_genes).index)
     pos = pd.Index(result["tested_genes"]).get_indexer(genes)
-    fig, axes = plt.subplots(1, len(fates), figsize=(2.8 * len(fates) + 2.0, 0.12 * max(len(genes), 20) + 1.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(fates), figsize=(2.8 * len(fates) + 2.0, 0.12 * max(len(genes), 20) + 1.8), squeeze=False
+    )
     if not genes:
         axes[0, 0].text(0.5, 0.5, "no branch-dependent genes at this FDR", ha="center", va="center", fontsize=8)
         return fig
@@ -104,7 +111,9 @@ def plot_branch_heatmap(result: dict, max_genes: int = 200):
         else:
             ax.set_yticks([])
     starts = np.r_[0, np.flatnonzero(np.diff(labels)) + 1]
-    axes[0, 0].set_ylabel("branch genes by cluster (" + ", ".join(f"{labels[s]}" for s in starts) + " top to bottom)", fontsize=7)
+    axes[0, 0].set_ylabel(
+        "branch genes by cluster (" + ", ".join(f"{labels[s]}" for s in starts) + " top to bottom)", fontsize=7
+    )
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="z-score of the smooth")
     return fig
 

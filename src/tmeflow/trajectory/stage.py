@@ -36,31 +36,45 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     mask = subset_mask(atlas.obs, settings.trajectory_subset, file=input_path)
     n_min = max(50, settings.trajectory_n_neighbors + 2)
     if mask.sum() < n_min:
-        raise TmeflowInputError(f"trajectory subset '{settings.trajectory_subset}' has {int(mask.sum())} cells; needs at least {n_min}",
-                                file=input_path)
+        raise TmeflowInputError(
+            f"trajectory subset '{settings.trajectory_subset}' has {int(mask.sum())} cells; needs at least {n_min}",
+            file=input_path,
+        )
     adata = atlas[mask].copy()
     del atlas
     for key in settings.batch_keys:
         if key not in adata.obs.columns:
-            raise TmeflowInputError(f"trajectory_batch_key '{key}' is not an obs column of the atlas", file=input_path, column=key)
+            raise TmeflowInputError(
+                f"trajectory_batch_key '{key}' is not an obs column of the atlas", file=input_path, column=key
+            )
     root_type = settings.root_type
     if root_type and not settings.root_genes:
         present = set(adata.obs["cell_type"].astype(str))
         if "cell_type_fine" in adata.obs.columns:
             present |= set(adata.obs["cell_type_fine"].astype(str))
         if root_type not in present:
-            raise TmeflowInputError(f"trajectory_root_type '{root_type}' is not a cell type of the trajectory subset "
-                                    f"(types: {', '.join(sorted(set(adata.obs['cell_type'].astype(str))))})", file=input_path, column="cell_type")
+            raise TmeflowInputError(
+                f"trajectory_root_type '{root_type}' is not a cell type of the trajectory subset "
+                f"(types: {', '.join(sorted(set(adata.obs['cell_type'].astype(str))))})",
+                file=input_path,
+                column="cell_type",
+            )
     genes = settings.root_genes
     if genes:
         present = [g for g in genes if g in adata.var_names]
         if not present:
-            raise TmeflowInputError(f"none of the trajectory_root_genes ({', '.join(genes)}) is in the atlas var_names", file=input_path)
+            raise TmeflowInputError(
+                f"none of the trajectory_root_genes ({', '.join(genes)}) is in the atlas var_names", file=input_path
+            )
         block = adata[:, present].X
         if (block.count_nonzero() if sp.issparse(block) else np.count_nonzero(block)) == 0:
-            raise TmeflowInputError(f"the trajectory_root_genes ({', '.join(present)}) are not expressed in the trajectory subset",
-                                    file=input_path)
-    resolve_trend_sets(settings.trend_sets, species_of(adata), file=input_path)  # fail on a misspelt set before the heavy steps
+            raise TmeflowInputError(
+                f"the trajectory_root_genes ({', '.join(present)}) are not expressed in the trajectory subset",
+                file=input_path,
+            )
+    resolve_trend_sets(
+        settings.trend_sets, species_of(adata), file=input_path
+    )  # fail on a misspelt set before the heavy steps
     logger.info("trajectory subset: %d cells (%s)", adata.n_obs, settings.trajectory_subset or "all cells")
     with timed(logger, "embedding (HVG, PCA, kNN, diffusion map, Leiden)"):
         embed(adata, settings)
@@ -101,20 +115,45 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     hallmark = hallmark_enrichment(genes_table, species)
     hallmark["significant"] = hallmark["fdr"] < settings.trajectory_fdr
     with timed(logger, "branch-dependent genes (lineage smooths per sample, sample-level tests)"):
-        branch = branch_analysis(adata, probs, species, trend_sets=settings.trend_sets, knots=settings.trajectory_branch_knots,
-                                 fdr=settings.trajectory_fdr, n_clusters=settings.trajectory_branch_clusters,
-                                 seed=settings.seed, min_expressed=MIN_EXPRESSED, file=input_path)
+        branch = branch_analysis(
+            adata,
+            probs,
+            species,
+            trend_sets=settings.trend_sets,
+            knots=settings.trajectory_branch_knots,
+            fdr=settings.trajectory_fdr,
+            n_clusters=settings.trajectory_branch_clusters,
+            seed=settings.seed,
+            min_expressed=MIN_EXPRESSED,
+            file=input_path,
+        )
     if branch["n_samples"] < 3:
-        logger.warning("branch-gene tests need >= 3 samples with enough cells in every fate; %d had them: no p-values",
-                       branch["n_samples"])
+        logger.warning(
+            "branch-gene tests need >= 3 samples with enough cells in every fate; %d had them: no p-values",
+            branch["n_samples"],
+        )
     # outputs
-    fates_table = pd.DataFrame([{"fate": f, **labels[f], "n_terminal_cells": int((adata.obs["terminal_state"] == f).sum()),
-                                 "n_most_likely": int((adata.obs["fate"] == f).sum()),
-                                 "n_fate_genes": int(genes_table.loc[genes_table["fate"] == f, "fate_gene"].sum()),
-                                 "top_genes": ",".join(genes_table.loc[(genes_table["fate"] == f) & genes_table["fate_gene"], "gene"].head(10))}
-                                for f in fate_names])
-    adata.uns.setdefault("tmeflow", {})["trajectory"] = {**provenance("trajectory", params), "root": str(adata.obs_names[root]),
-                                                         "root_rule": how, "n_macrostates": int(n_states)}
+    fates_table = pd.DataFrame(
+        [
+            {
+                "fate": f,
+                **labels[f],
+                "n_terminal_cells": int((adata.obs["terminal_state"] == f).sum()),
+                "n_most_likely": int((adata.obs["fate"] == f).sum()),
+                "n_fate_genes": int(genes_table.loc[genes_table["fate"] == f, "fate_gene"].sum()),
+                "top_genes": ",".join(
+                    genes_table.loc[(genes_table["fate"] == f) & genes_table["fate_gene"], "gene"].head(10)
+                ),
+            }
+            for f in fate_names
+        ]
+    )
+    adata.uns.setdefault("tmeflow", {})["trajectory"] = {
+        **provenance("trajectory", params),
+        "root": str(adata.obs_names[root]),
+        "root_rule": how,
+        "n_macrostates": int(n_states),
+    }
     adata.uns["trajectory_fate_labels"] = {f: labels[f]["label"] for f in fate_names}
     cells = adata.obs[["pseudotime", "fate", "terminal_state", *[f"fate_probability_{f}" for f in fate_names]]].copy()
     for column in ("sample", "condition", "cell_type", "trajectory_cluster"):
@@ -127,8 +166,10 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     write_table(hallmark, outdir / "trajectory_fate_enrichment.tsv")
     write_table(branch["genes"], outdir / "trajectory_branch_genes.tsv")
     clusters = branch["clusters"].rename_axis("gene").reset_index()
-    write_table(clusters.merge(branch["genes"], on=["gene", "cluster"]).sort_values(["cluster", "pvalue_branch"]),
-                outdir / "trajectory_branch_clusters.tsv")
+    write_table(
+        clusters.merge(branch["genes"], on=["gene", "cluster"]).sort_values(["cluster", "pvalue_branch"]),
+        outdir / "trajectory_branch_clusters.tsv",
+    )
     write_table(branch["enrichment"], outdir / "trajectory_branch_enrichment.tsv")
     write_table(branch["trends"], outdir / "trajectory_set_trends.tsv")
     save_figure(plot_branch_heatmap(branch), outdir / "trajectory_branch_heatmap.png")
@@ -136,8 +177,13 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     save_figure(plot_embedding(adata, fate_names, labels), outdir / "trajectory_embedding.png")
     save_figure(plot_trends(adata, genes_table[genes_table["fate_gene"]], fate_names), outdir / "trajectory_trends.png")
     mqc = pd.crosstab(adata.obs["condition"].astype(str), adata.obs["fate"].astype(str))
-    header = multiqc_header("tmeflow_trajectory", "Trajectory fates", "Cells per most likely CellRank fate and condition.", "bargraph",
-                            pconfig={"id": "tmeflow_trajectory_plot", "title": "Most likely fate per condition"})
+    header = multiqc_header(
+        "tmeflow_trajectory",
+        "Trajectory fates",
+        "Cells per most likely CellRank fate and condition.",
+        "bargraph",
+        pconfig={"id": "tmeflow_trajectory_plot", "title": "Most likely fate per condition"},
+    )
     write_table(mqc, outdir / "trajectory_mqc.tsv", index=True, header_lines=header)
     for key in list(adata.obsm):
         if type(adata.obsm[key]).__name__ == "Lineage":  # CellRank's array subclass does not round-trip through h5ad
@@ -146,14 +192,24 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
         if adata.obs[column].dtype == object:
             adata.obs[column] = adata.obs[column].astype(str)
     write_h5ad(adata, outdir / "trajectory.h5ad")
-    summary = {"n_cells": int(adata.n_obs), "root": str(adata.obs_names[root]), "root_rule": how, "n_macrostates": int(n_states),
-               "fates": {f: labels[f] for f in fate_names},
-               "n_fate_genes": {f: int(genes_table.loc[genes_table["fate"] == f, "fate_gene"].sum()) for f in fate_names},
-               "branch_genes": {"n_samples": int(branch["n_samples"]), "n_tested": int(len(branch["genes"])),
-                                "n_branch_genes": int(branch["genes"]["branch_gene"].sum()),
-                                "n_clusters": int(branch["clusters"].nunique()),
-                                "top": branch["genes"].loc[branch["genes"]["branch_gene"], "gene"].head(20).tolist()},
-               "hallmark_significant": {f: hallmark.loc[(hallmark["fate"] == f) & hallmark["significant"], "gene_set"].tolist() for f in fate_names}}
+    summary = {
+        "n_cells": int(adata.n_obs),
+        "root": str(adata.obs_names[root]),
+        "root_rule": how,
+        "n_macrostates": int(n_states),
+        "fates": {f: labels[f] for f in fate_names},
+        "n_fate_genes": {f: int(genes_table.loc[genes_table["fate"] == f, "fate_gene"].sum()) for f in fate_names},
+        "branch_genes": {
+            "n_samples": int(branch["n_samples"]),
+            "n_tested": int(len(branch["genes"])),
+            "n_branch_genes": int(branch["genes"]["branch_gene"].sum()),
+            "n_clusters": int(branch["clusters"].nunique()),
+            "top": branch["genes"].loc[branch["genes"]["branch_gene"], "gene"].head(20).tolist(),
+        },
+        "hallmark_significant": {
+            f: hallmark.loc[(hallmark["fate"] == f) & hallmark["significant"], "gene_set"].tolist() for f in fate_names
+        },
+    }
     write_json(summary, outdir / "trajectory_summary.json")
     logger.info("fates: %s", "; ".join(f"{f}: {labels[f]['label']}" for f in fate_names))
     return summary
