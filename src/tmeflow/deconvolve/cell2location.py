@@ -1,0 +1,175 @@
+"""The ``cell2location`` method (Kleshchevnikov et al. 2022) and the choice of device (``auto``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from ..log import get_logger, progress_line, timed
+
+logger = get_logger(__name__)
+from .inputs import LABEL_KEY, DeconvolutionSettings
+
+
+# ----------------------------------------------------------------------------------------------
+# cell2location
+# ----------------------------------------------------------------------------------------------
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU. On Linux, torch is imported only when the CUDA driver library
+    (``libcuda.so.1``) loads: without it ``torch.cuda.is_available()`` is False, and importing torch
+    to learn so costs ~4 s of CPU, a tenth of a small cohort's deconvolve stage (issue 23)."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _cuda() -> bool:
+    """:func:`cuda_available` as the package exports it, so that stubbing ``tmeflow.deconvolve.cuda_available`` decides."""
+    from .. import deconvolve
+
+    return bool(deconvolve.cuda_available())
+
+
+def resolve_method(method: str) -> str:
+    """``auto``: cell2location on a CUDA GPU, else the CPU method ``poisson``; logged either way."""
+    if method != "auto":
+        return method
+    if _cuda():
+        logger.info("deconvolution_method auto: a CUDA GPU is visible, using cell2location")
+        return "cell2location"
+    logger.info("deconvolution_method auto: no CUDA GPU, using poisson (cell2location needs hours on a CPU)")
+    return "poisson"
+
+
+def epoch_logger(what: str, max_epochs: int, every: int | None = None):
+    """A Lightning callback logging epoch, ELBO loss and ETA every ``every`` epochs (about 20 lines a run)."""
+    from lightning.pytorch.callbacks import Callback
+
+    every = every or max(1, max_epochs // 20)
+
+    class EpochLogger(Callback):
+        def on_train_start(self, trainer, module) -> None:
+            self.started = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module) -> None:
+            epoch = trainer.current_epoch + 1
+            if epoch % every and epoch != max_epochs:
+                return
+            elapsed = time.perf_counter() - self.started
+            loss = trainer.callback_metrics.get("elbo_train", trainer.callback_metrics.get("train_loss_epoch"))
+            loss_text = f"{float(loss):.4g}" if loss is not None else "n/a"
+            logger.info("%s, ELBO loss %s", progress_line(f"{what}: epoch", epoch, max_epochs, elapsed), loss_text)
+
+    return EpochLogger()
+
+
+def choose_accelerator() -> str:
+    """``gpu`` when CUDA is available (:func:`cuda_available`), else ``cpu`` with a warning."""
+    import torch
+
+    if _cuda():
+        logger.info("cell2location: CUDA available, training on GPU (%s)", torch.cuda.get_device_name(0))
+        return "gpu"
+    logger.warning(
+        "cell2location: no CUDA GPU available, training on CPU (slow; use the GPU profile or "
+        "deconvolution_method poisson for large sections)"
+    )
+    return "cpu"
+
+
+def c2l_gene_filter(ref) -> np.ndarray:
+    """cell2location tutorial gene filter: detected in >= 5 cells and (>= 3% of cells or mean non-zero >= 1.12)."""
+    counts = sp.csr_matrix(ref.X)
+    n_cells = np.asarray((counts > 0).sum(axis=0)).ravel()
+    totals = np.asarray(counts.sum(axis=0)).ravel()
+    nonzero_mean = totals / np.maximum(n_cells, 1)
+    return (n_cells >= 5) & ((n_cells / ref.n_obs >= 0.03) | (nonzero_mean >= 1.12))
+
+
+def cell2location_deconvolve(
+    spots: AnnData, ref: AnnData, settings: DeconvolutionSettings
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """cell2location abundances (posterior means, spots x types) and a summary."""
+    import scvi
+    from cell2location.models import Cell2location, RegressionModel
+
+    accelerator = choose_accelerator()
+    scvi.settings.seed = settings.seed
+    keep = c2l_gene_filter(ref)
+    ref = ref[:, keep].copy()
+    spots = spots[:, ref.var_names].copy()
+    logger.info("cell2location: %d genes after the reference gene filter", ref.n_vars)
+    batch_key = "sample" if "sample" in ref.obs.columns and ref.obs["sample"].nunique() > 1 else None
+    with timed(logger, f"cell2location reference regression ({settings.c2l_ref_epochs} epochs, {accelerator})"):
+        RegressionModel.setup_anndata(ref, labels_key=LABEL_KEY, batch_key=batch_key)
+        ref_model = RegressionModel(ref)
+        ref_model.train(
+            max_epochs=settings.c2l_ref_epochs,
+            batch_size=2500,
+            train_size=1,
+            lr=0.002,
+            accelerator=accelerator,
+            enable_progress_bar=False,
+            callbacks=[epoch_logger("cell2location reference regression", settings.c2l_ref_epochs)],
+        )
+        ref = ref_model.export_posterior(
+            ref,
+            sample_kwargs={
+                "num_samples": settings.c2l_posterior_samples,
+                "batch_size": 2500,
+                "accelerator": accelerator,
+            },
+        )
+    signatures = ref.varm["means_per_cluster_mu_fg"].copy()
+    signatures.columns = [c.removeprefix("means_per_cluster_mu_fg_") for c in signatures.columns]
+    signatures = signatures[list(ref.obs[LABEL_KEY].cat.categories)]
+    with timed(logger, f"cell2location spatial model ({settings.c2l_epochs} epochs, {accelerator})"):
+        Cell2location.setup_anndata(spots)
+        model = Cell2location(
+            spots,
+            cell_state_df=signatures,
+            N_cells_per_location=settings.c2l_n_cells_per_spot,
+            detection_alpha=settings.c2l_detection_alpha,
+        )
+        model.train(
+            max_epochs=settings.c2l_epochs,
+            batch_size=None,
+            train_size=1,
+            accelerator=accelerator,
+            enable_progress_bar=False,
+            callbacks=[epoch_logger("cell2location spatial model", settings.c2l_epochs)],
+        )
+        spots = model.export_posterior(
+            spots,
+            sample_kwargs={
+                "num_samples": settings.c2l_posterior_samples,
+                "batch_size": spots.n_obs,
+                "accelerator": accelerator,
+            },
+        )
+    names = model.factor_names_
+    mean = pd.DataFrame(spots.obsm["means_cell_abundance_w_sf"].to_numpy(), index=spots.obs_names, columns=names)
+    q05 = pd.DataFrame(spots.obsm["q05_cell_abundance_w_sf"].to_numpy(), index=spots.obs_names, columns=names)
+    elbo = model.history["elbo_train"].to_numpy().ravel() if "elbo_train" in model.history else np.array([np.nan])
+    info = {
+        "method": "cell2location",
+        "n_genes": int(ref.n_vars),
+        "accelerator": accelerator,
+        "final_elbo": float(elbo[-1]),
+        "q05_abundance": q05,
+        "signatures": signatures,
+    }
+    return mean, info

@@ -1,0 +1,221 @@
+"""The ``tmeflow deconvolve`` stage: one section and label level, the results added to the section, the outputs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .. import io
+from ..log import get_logger, timed
+from ..spatial_qc import plot_on_tissue
+
+logger = get_logger(__name__)
+from .baseline import marker_agreement, marker_scores
+from .cell2location import cell2location_deconvolve, resolve_method
+from .inputs import FINE_LABEL_KEY, LABEL_KEY, DeconvolutionSettings, prepare_inputs
+from .nnls import nnls_deconvolve
+from .poisson import poisson_deconvolve
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage
+# ----------------------------------------------------------------------------------------------
+def proportions_from(abundance: pd.DataFrame) -> pd.DataFrame:
+    total = abundance.sum(axis=1)
+    proportions = abundance.div(total.where(total > 0, 1.0), axis=0)
+    proportions[total <= 0] = 1.0 / abundance.shape[1]
+    return proportions
+
+
+METHODS = {"nnls": nnls_deconvolve, "poisson": poisson_deconvolve, "cell2location": cell2location_deconvolve}
+
+
+def deconvolve_level(
+    section: AnnData,
+    reference: AnnData,
+    settings: DeconvolutionSettings,
+    method: str,
+    *,
+    label_key: str = LABEL_KEY,
+    section_file: str | None = None,
+    reference_file: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], Any]:
+    """Abundances, proportions and info of one label level; also the prepared reference (for the baseline)."""
+    spots, ref = prepare_inputs(
+        section,
+        reference,
+        min_shared_genes=settings.deconv_min_shared_genes,
+        min_cells_per_type=settings.deconv_min_cells_per_type,
+        section_file=section_file,
+        reference_file=reference_file,
+        label_key=label_key,
+    )
+    with timed(
+        logger,
+        f"deconvolution ({method}, {label_key}) of {spots.n_obs} spots into {ref.obs[LABEL_KEY].nunique()} types",
+    ):
+        abundance, info = METHODS[method](spots, ref, settings)
+    return abundance, proportions_from(abundance), info, (spots, ref)
+
+
+def deconvolve(
+    section: AnnData,
+    reference: AnnData,
+    settings: DeconvolutionSettings,
+    *,
+    section_file: str | None = None,
+    reference_file: str | None = None,
+):
+    """Deconvolve ``section`` with ``reference``; add results to ``section``; return (abundance, proportions, info).
+
+    ``settings``: ``DeconvolutionSettings.from_params(params)``, or ``DeconvolutionSettings.defaults()``.
+
+    ``info`` also holds the marker-score baseline (``marker_scores``, ``agreement``) and, when the
+    reference has ``cell_type_fine``, the subtype proportions (``proportions_fine``).
+    """
+    method = resolve_method(settings.deconvolution_method)
+    abundance, proportions, info, (spots, ref) = deconvolve_level(
+        section, reference, settings, method, section_file=section_file, reference_file=reference_file
+    )
+    info["marker_scores"] = marker_scores(spots, ref)
+    info["agreement"] = marker_agreement(proportions, info["marker_scores"], settings.deconv_min_agreement)
+    section.obsm["deconvolution_abundance"] = abundance
+    section.obsm["deconvolution_proportions"] = proportions
+    section.obsm["deconvolution_marker_scores"] = info["marker_scores"]
+    for cell_type in proportions.columns:
+        section.obs[f"prop_{cell_type}"] = proportions[cell_type].to_numpy()
+    section.obs["dominant_type"] = pd.Categorical(
+        proportions.idxmax(axis=1).to_numpy(), categories=list(proportions.columns)
+    )
+    if FINE_LABEL_KEY in reference.obs.columns and reference.obs[FINE_LABEL_KEY].nunique() > 1:
+        _, fine, _, _ = deconvolve_level(
+            section,
+            reference,
+            settings,
+            method,
+            label_key=FINE_LABEL_KEY,
+            section_file=section_file,
+            reference_file=reference_file,
+        )
+        section.obsm["deconvolution_proportions_fine"] = fine
+        info["proportions_fine"] = fine
+    return abundance, proportions, info
+
+
+def write_outputs(section, abundance, proportions, info, sample: str, outdir: Path, params: dict[str, Any]) -> Path:
+    io.write_table(abundance.rename_axis("barcode"), outdir / f"{sample}.deconvolution_abundance.tsv", index=True)
+    io.write_table(proportions.rename_axis("barcode"), outdir / f"{sample}.deconvolution_proportions.tsv", index=True)
+    if "q05_abundance" in info:
+        io.write_table(
+            info["q05_abundance"].rename_axis("barcode"),
+            outdir / f"{sample}.deconvolution_abundance_q05.tsv",
+            index=True,
+        )
+    if "proportions_fine" in info:
+        io.write_table(
+            info["proportions_fine"].rename_axis("barcode"),
+            outdir / f"{sample}.deconvolution_proportions_fine.tsv",
+            index=True,
+        )
+    io.write_table(
+        info["marker_scores"].rename_axis("barcode"), outdir / f"{sample}.deconvolution_marker_scores.tsv", index=True
+    )
+    agreement = (
+        info["agreement"]
+        .set_axis([f"{sample}: {t}" for t in info["agreement"].index])
+        .rename_axis("Section: cell type")
+    )
+    agreement_header = io.multiqc_header(
+        "tmeflow_deconvolution_agreement",
+        "Deconvolution vs marker scores",
+        f"Spearman's rho between each type's proportion ({info['method']}) and its reference-marker score over the "
+        f"spots; 'agrees' is false below deconv_min_agreement {params['deconv_min_agreement']}, a reason to check "
+        "that type (tmeflow deconvolve).",
+        "table",
+    )
+    io.write_table(
+        agreement, outdir / f"{sample}.deconvolution_agreement_mqc.tsv", index=True, header_lines=agreement_header
+    )
+    summary = proportions.mean(axis=0).to_frame(sample).T
+    summary.index.name = "Sample"
+    header = io.multiqc_header(
+        "tmeflow_deconvolution",
+        "Spatial deconvolution",
+        f"Mean cell-type proportion over the spots of each section ({info['method']}; tmeflow deconvolve).",
+        "bargraph",
+        pconfig={"id": "tmeflow_deconvolution_bar", "title": "Mean spot composition", "stacking": "normal"},
+    )
+    io.write_table(summary, outdir / f"{sample}.deconvolution_mqc.tsv", index=True, header_lines=header)
+    types = list(proportions.columns)
+    plot_on_tissue(
+        section,
+        {t: proportions[t].to_numpy() for t in types},
+        outdir / f"{sample}.deconvolution_proportions.png",
+        sample=sample,
+        ncols=4,
+        cmap="magma",
+        title=f"{sample}: cell-type proportions ({info['method']})",
+    )
+    plot_on_tissue(
+        section,
+        {t: abundance[t].to_numpy() for t in types},
+        outdir / f"{sample}.deconvolution_abundance.png",
+        sample=sample,
+        ncols=4,
+        cmap="magma",
+        title=f"{sample}: estimated cells per spot ({info['method']}; follows cellularity, unlike proportions)",
+    )
+    plot_on_tissue(
+        section,
+        {"dominant cell type": section.obs["dominant_type"]},
+        outdir / f"{sample}.deconvolution_dominant.png",
+        sample=sample,
+        ncols=1,
+        title=f"{sample}: dominant cell type per spot",
+    )
+    record = {
+        k: v
+        for k, v in info.items()
+        if k
+        not in (
+            "q05_abundance",
+            "signatures",
+            "genes",
+            "platform_effects",
+            "marker_scores",
+            "agreement",
+            "proportions_fine",
+        )
+    }
+    section.uns["deconvolution"] = {**record, "cell_types": types}
+    if "genes" in info:
+        section.uns["deconvolution"]["genes"] = np.asarray(info["genes"], dtype=object)
+    section.uns.setdefault("tmeflow", {})["deconvolve"] = {**io.provenance("deconvolve", params), **record}
+    return io.write_h5ad(section, outdir / f"{sample}.deconvolved.h5ad")
+
+
+def run_deconvolve(input_path, reference_path, outdir, params: dict[str, Any], *, sample: str | None = None) -> Path:
+    """Read a ``spatial_qc`` section and a reference atlas, deconvolve, write ``<sample>.deconvolved.h5ad`` etc."""
+    section = io.read_h5ad(input_path, "spatial section")
+    reference = io.read_h5ad(reference_path, "reference atlas")
+    if sample is None:
+        sample = str(section.obs["sample"].iloc[0]) if "sample" in section.obs else Path(input_path).name.split(".")[0]
+    abundance, proportions, info = deconvolve(
+        section,
+        reference,
+        DeconvolutionSettings.from_params(params),
+        section_file=str(input_path),
+        reference_file=str(reference_path),
+    )
+    means = proportions.mean().sort_values(ascending=False)
+    logger.info("%s: mean proportions %s", sample, ", ".join(f"{k} {v:.2f}" for k, v in means.items()))
+    return write_outputs(section, abundance, proportions, info, sample, Path(outdir), params)
+
+
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    run_deconvolve(args.input, args.reference, args.outdir, params, sample=args.sample)
