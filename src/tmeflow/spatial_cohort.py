@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ from .errors import TmeflowInputError
 from .log import get_logger
 from .plotting import pyplot
 from .stats import bh_fdr
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -218,7 +221,7 @@ def read_section(path: str | Path) -> pd.DataFrame | None:
 # ----------------------------------------------------------------------------------------------
 # Figure and stage
 # ----------------------------------------------------------------------------------------------
-def plot_patients(combined: pd.DataFrame, patients: pd.DataFrame, analysis: str, *, top: int = 20):
+def plot_patients(combined: pd.DataFrame, patients: pd.DataFrame, analysis: str, *, top: int = 20) -> Figure:
     """Forest-style dot plot: one row per feature (the ``top`` smallest cohort p-values, else the largest
     |mean z|), one dot per patient (its mean section z-score), the cohort mean as a black bar; FDR at right.
     """

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from .genes import gene_class_mask
 from .log import get_logger, timed
 from .plotting import pyplot
 from .settings import StageSettings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -148,16 +151,15 @@ COLOUR_MAX_PERCENTILE = 99  # colour scales end at the 99th percentile (cell2loc
 
 
 def plot_on_tissue(
-    adata,
+    adata: AnnData,
     values: dict[str, Any],
-    path: Path,
     *,
     sample: str | None = None,
     ncols: int = 4,
     title: str | None = None,
     cmap: str = "viridis",
     spot_size: float | None = None,
-) -> Path:
+) -> Figure:
     """Spots coloured by each entry of ``values`` (numeric arrays or categorical Series; None: the tissue
     image alone) over the tissue image of ``uns['spatial'][sample]`` (hires, else lowres), one panel per entry.
     """
@@ -220,7 +222,7 @@ def plot_on_tissue(
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
-    return io.save_figure(fig, path)
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
@@ -383,31 +385,25 @@ def write_outputs(kept, spots, svg, stats, sample: str, outdir: Path, params: di
     top = svg.head(params["spatial_n_svg"]).reset_index()
     io.write_table(top, outdir / f"{sample}.spatially_variable_genes.tsv")
 
-    plot_on_tissue(
-        kept,
-        {
-            "total counts": np.log10(kept.obs["total_counts"].to_numpy() + 1),
-            "detected genes": kept.obs["n_genes_by_counts"].to_numpy(),
-            "% mitochondrial": kept.obs["pct_counts_mito"].to_numpy(),
-            "Leiden cluster": kept.obs["leiden"],
-        },
+    qc_maps = {
+        "total counts": np.log10(kept.obs["total_counts"].to_numpy() + 1),
+        "detected genes": kept.obs["n_genes_by_counts"].to_numpy(),
+        "% mitochondrial": kept.obs["pct_counts_mito"].to_numpy(),
+        "Leiden cluster": kept.obs["leiden"],
+    }
+    io.save_figure(
+        plot_on_tissue(kept, qc_maps, sample=sample, title=f"{sample}: {kept.n_obs} spots kept"),
         outdir / f"{sample}.spatial_qc.png",
-        sample=sample,
-        title=f"{sample}: {kept.n_obs} spots kept",
     )
     genes = top["gene"].head(4).tolist()
     if genes:
         matrix = kept[:, genes].X
         matrix = np.asarray(matrix.todense() if sp.issparse(matrix) else matrix)
         values = {f"{g} (I={svg.loc[g, 'I']:.2f})": matrix[:, k] for k, g in enumerate(genes)}
-        plot_on_tissue(
-            kept,
-            values,
-            outdir / f"{sample}.spatial_svg.png",
-            sample=sample,
-            cmap="magma",
-            title=f"{sample}: top spatially variable genes (Moran's I)",
+        figure = plot_on_tissue(
+            kept, values, sample=sample, cmap="magma", title=f"{sample}: top spatially variable genes (Moran's I)"
         )
+        io.save_figure(figure, outdir / f"{sample}.spatial_svg.png")
     kept.uns["tmeflow"] = {"spatial_qc": {**io.provenance("spatial_qc", params), "stats": stats}}
     kept.uns.pop("tmeflow_spatial", None)
     return io.write_h5ad(kept, outdir / f"{sample}.spatial.h5ad")

@@ -41,9 +41,10 @@ from .plots import (
 from .run import (
     PATHWAY_TABLE_COLUMNS,
     TOP_PATHWAYS_IN_REPORT,
+    choose_pathways,
     cli,
-    plot_pathways,
     run_communication,
+    top_pathways_by_strength,
     write_pathway_table,
 )
 from .signalling import (
@@ -72,6 +73,7 @@ __all__ = [
     "SKIP_COLUMNS",
     "TOP_PATHWAYS_IN_REPORT",
     "check_lognorm",
+    "choose_pathways",
     "cli",
     "complex_values",
     "count_strength",
@@ -93,12 +95,12 @@ __all__ = [
     "plot_pair_heatmaps",
     "plot_pathway_circles",
     "plot_pathway_diff_heatmap",
-    "plot_pathways",
     "plot_roles_heatmap",
     "proportion_tests",
     "run_communication",
     "run_liana",
     "sample_call_counts",
     "signalling_roles",
+    "top_pathways_by_strength",
     "write_pathway_table",
 ]

@@ -5,15 +5,20 @@ differential pathway heatmap and signalling-role heatmap (CellChat's ``netVisual
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from ..plotting import pyplot
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 def plot_pair_heatmaps(
     counts: pd.DataFrame, value: str, conditions: list[str], pairs: list[tuple[str, str]], title: str
-):
+) -> Figure:
     plt = pyplot()
     types = sorted(set(counts["source"]) | set(counts["target"]))
     mats = {
@@ -53,7 +58,7 @@ def plot_pair_heatmaps(
     return fig
 
 
-def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
+def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str) -> Figure:
     plt = pyplot()
     top = table.dropna(subset=["pvalue"]).head(top_n)
     pairs = list(dict.fromkeys(top["source"] + " -> " + top["target"]))
@@ -78,7 +83,7 @@ def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
     return fig
 
 
-def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[str]):
+def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[str]) -> Figure:
     """Circle plot of one pathway per condition: cell types on a circle, an arrow source -> target with
     width proportional to the pathway strength (one scale across conditions); self-signalling as a
     node ring.
@@ -132,7 +137,7 @@ def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[
     return fig
 
 
-def plot_pathway_diff_heatmap(table: pd.DataFrame, top_n: int, title: str):
+def plot_pathway_diff_heatmap(table: pd.DataFrame, top_n: int, title: str) -> Figure:
     """Pathways (rows; the ``top_n`` of the pathway-level test) x source -> target pairs (columns):
     log2 fold change of the pair-level test; ``*`` marks ``significant``.
     """
@@ -160,7 +165,7 @@ def plot_pathway_diff_heatmap(table: pd.DataFrame, top_n: int, title: str):
     return fig
 
 
-def plot_roles_heatmap(roles: pd.DataFrame, pathways: list[str], conditions: list[str]):
+def plot_roles_heatmap(roles: pd.DataFrame, pathways: list[str], conditions: list[str]) -> Figure:
     """Scaled sender / receiver / mediator / influencer of each cell type (columns) for the chosen
     pathways (rows), one row of panels per condition.
     """

@@ -258,7 +258,12 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
             if len(table)
             else [],
         }
-    plot_pathways(strength, roles, summary, chosen, present, settings.communication_n_pathway_plots, outdir)
+    selected, rule = choose_pathways(
+        strength, summary["pathway_differential"], chosen=chosen, n_plots=settings.communication_n_pathway_plots
+    )
+    summary["plotted_pathways"] = {"pathways": selected, "rule": rule}
+    summary["top_pathways_by_strength"] = top_pathways_by_strength(strength, present)
+    _save_pathway_figures(strength, roles, selected, present, outdir)
     write_table(pd.DataFrame(skipped, columns=SKIP_COLUMNS), outdir / "communication_skipped.tsv")
     write_pathway_table(top_pathways, outdir / "communication_pathways_mqc.tsv")
     mqc = counts.groupby("condition", observed=True)[["n_interactions"]].sum()
@@ -275,38 +280,81 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     return summary
 
 
-def plot_pathways(
-    strength: pd.DataFrame,
-    roles: pd.DataFrame,
-    summary: dict[str, Any],
-    chosen: list[str],
-    conditions: list[str],
-    n_plots: int,
-    outdir: Path,
-) -> None:
-    """Circle plots and the role heatmap of the chosen pathways: ``communication_plot_pathways`` or else the
-    ``n_plots`` top pathways of the first contrast's pathway-level test (by p-value), or, without a
-    contrast, the ``n_plots`` strongest pathways (summed strength of called interactions)."""
+def choose_pathways(
+    strength: pd.DataFrame, pathway_differential: dict[str, list[dict[str, Any]]], *, chosen: list[str], n_plots: int
+) -> tuple[list[str], str]:
+    """Choose the pathways drawn as circle plots and in the role heatmap, and say by which rule.
+
+    Parameters
+    ----------
+    strength
+        Per condition, pathway and source -> target strength (:func:`tmeflow.communication.pathway_table`);
+        the ``other`` pathway is never chosen by rank.
+    pathway_differential
+        Contrast name -> its pathway-level test records, smallest p-value first (the summary's
+        ``pathway_differential``); the first contrast ranks the pathways when it has any.
+    chosen
+        The pathways of ``communication_plot_pathways`` (kept as given when not empty).
+    n_plots
+        How many top pathways to choose otherwise (``communication_n_pathway_plots``).
+
+    Returns
+    -------
+    tuple[list[str], str]
+        The pathways, and the rule that chose them (recorded in ``communication_summary.json``):
+        ``communication_plot_pathways``, else the ``n_plots`` top pathways of the first contrast's
+        pathway-level test (by p-value), else, without a contrast, the ``n_plots`` strongest pathways
+        (summed strength of called interactions).
+    """
     ranked = strength[strength["pathway"] != "other"]
     if chosen:
-        selected, rule = chosen, "communication_plot_pathways"
-    elif summary["pathway_differential"] and next(iter(summary["pathway_differential"].values())):
-        selected = [r["pathway"] for r in next(iter(summary["pathway_differential"].values()))][:n_plots]
-        rule = f"top {n_plots} differential pathways of {next(iter(summary['pathway_differential']))}"
-    else:
-        selected = list(ranked.groupby("pathway")["strength"].sum().sort_values(ascending=False).index[:n_plots])
-        rule = f"top {n_plots} pathways by strength"
-    summary["plotted_pathways"] = {"pathways": selected, "rule": rule}
-    summary["top_pathways_by_strength"] = {
+        return list(chosen), "communication_plot_pathways"
+    first = next(iter(pathway_differential.values()), None) if pathway_differential else None
+    if first:
+        return [r["pathway"] for r in first][
+            :n_plots
+        ], f"top {n_plots} differential pathways of {next(iter(pathway_differential))}"
+    selected = list(ranked.groupby("pathway")["strength"].sum().sort_values(ascending=False).index[:n_plots])
+    return selected, f"top {n_plots} pathways by strength"
+
+
+def top_pathways_by_strength(
+    strength: pd.DataFrame, conditions: list[str], *, top: int = 10
+) -> dict[str, dict[str, float]]:
+    """Rank each condition's pathways by summed strength.
+
+    Parameters
+    ----------
+    strength
+        Per condition, pathway and source -> target strength (:func:`tmeflow.communication.pathway_table`).
+    conditions
+        The conditions to report, in order.
+    top
+        How many pathways per condition (10 in ``communication_summary.json``).
+
+    Returns
+    -------
+    dict[str, dict[str, float]]
+        Condition -> pathway -> summed strength (rounded to 4 decimals), strongest first; ``other`` left out.
+    """
+    ranked = strength[strength["pathway"] != "other"]
+    return {
         c: ranked[ranked["condition"] == c]
         .groupby("pathway")["strength"]
         .sum()
         .sort_values(ascending=False)
-        .head(10)
+        .head(top)
         .round(4)
         .to_dict()
         for c in conditions
     }
+
+
+def _save_pathway_figures(
+    strength: pd.DataFrame, roles: pd.DataFrame, selected: list[str], conditions: list[str], outdir: Path
+) -> None:
+    """Save the circle plot of each selected pathway with a called interaction, and the role heatmap."""
+    ranked = strength[strength["pathway"] != "other"]
     for pathway in selected:
         if pathway in set(ranked["pathway"]):
             save_figure(

@@ -7,10 +7,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..log import get_logger
-
-logger = get_logger(__name__)
 from .inputs import MARKER_BASELINE_GENES, TARGET_SUM
 from .nnls import type_markers, type_means
+
+logger = get_logger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..log import get_logger, progress_line, timed
+from .inputs import LABEL_KEY, DeconvolutionSettings
 
 logger = get_logger(__name__)
-from .inputs import LABEL_KEY, DeconvolutionSettings
 
 
 # ----------------------------------------------------------------------------------------------

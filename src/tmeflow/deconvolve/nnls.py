@@ -11,9 +11,9 @@ from anndata import AnnData
 
 from ..errors import TmeflowInputError
 from ..log import get_logger
+from .inputs import LABEL_KEY, MARKER_MIN_DETECTION, TARGET_SUM, DeconvolutionSettings
 
 logger = get_logger(__name__)
-from .inputs import LABEL_KEY, MARKER_MIN_DETECTION, TARGET_SUM, DeconvolutionSettings
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from anndata import AnnData
 
 from ..errors import TmeflowInputError
 from ..log import get_logger
-
-logger = get_logger(__name__)
 from .inputs import DeconvolutionSettings
 from .nnls import informative_genes, type_means
+
+logger = get_logger(__name__)
+
 
 # ----------------------------------------------------------------------------------------------
 # Poisson model with per-gene platform effects (RCTD-style)

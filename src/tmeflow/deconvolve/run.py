@@ -13,13 +13,13 @@ from anndata import AnnData
 from .. import io
 from ..log import get_logger, timed
 from ..spatial_qc import plot_on_tissue
-
-logger = get_logger(__name__)
 from .baseline import marker_agreement, marker_scores
 from .cell2location import cell2location_deconvolve, resolve_method
 from .inputs import FINE_LABEL_KEY, LABEL_KEY, DeconvolutionSettings, prepare_inputs
 from .nnls import nnls_deconvolve
 from .poisson import poisson_deconvolve
+
+logger = get_logger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,31 +152,37 @@ def write_outputs(section, abundance, proportions, info, sample: str, outdir: Pa
     )
     io.write_table(summary, outdir / f"{sample}.deconvolution_mqc.tsv", index=True, header_lines=header)
     types = list(proportions.columns)
-    plot_on_tissue(
-        section,
-        {t: proportions[t].to_numpy() for t in types},
+    io.save_figure(
+        plot_on_tissue(
+            section,
+            {t: proportions[t].to_numpy() for t in types},
+            sample=sample,
+            ncols=4,
+            cmap="magma",
+            title=f"{sample}: cell-type proportions ({info['method']})",
+        ),
         outdir / f"{sample}.deconvolution_proportions.png",
-        sample=sample,
-        ncols=4,
-        cmap="magma",
-        title=f"{sample}: cell-type proportions ({info['method']})",
     )
-    plot_on_tissue(
-        section,
-        {t: abundance[t].to_numpy() for t in types},
+    io.save_figure(
+        plot_on_tissue(
+            section,
+            {t: abundance[t].to_numpy() for t in types},
+            sample=sample,
+            ncols=4,
+            cmap="magma",
+            title=f"{sample}: estimated cells per spot ({info['method']}; follows cellularity, unlike proportions)",
+        ),
         outdir / f"{sample}.deconvolution_abundance.png",
-        sample=sample,
-        ncols=4,
-        cmap="magma",
-        title=f"{sample}: estimated cells per spot ({info['method']}; follows cellularity, unlike proportions)",
     )
-    plot_on_tissue(
-        section,
-        {"dominant cell type": section.obs["dominant_type"]},
+    io.save_figure(
+        plot_on_tissue(
+            section,
+            {"dominant cell type": section.obs["dominant_type"]},
+            sample=sample,
+            ncols=1,
+            title=f"{sample}: dominant cell type per spot",
+        ),
         outdir / f"{sample}.deconvolution_dominant.png",
-        sample=sample,
-        ncols=1,
-        title=f"{sample}: dominant cell type per spot",
     )
     record = {
         k: v

@@ -80,6 +80,7 @@ from .common import (
 )
 from .ligand_receptor import spatial_lr
 from .neighbourhoods import colocalisation, interface_test, neighbourhood, section_eigenvectors
+from .plots import plot_nhood_enrichment, plot_trajectory
 from .regions import derive_regions, malignant_proportion, read_region_annotation, rings_graph, signed_distance
 from .run import analyse_section, cli, run_spatial_analysis, write_outputs
 from .scores import detect_tls, distance_association, score_signatures, signature_sets, species_genes, trajectory
@@ -101,6 +102,8 @@ __all__ = [
     "interface_test",
     "malignant_proportion",
     "neighbourhood",
+    "plot_nhood_enrichment",
+    "plot_trajectory",
     "read_region_annotation",
     "rings_graph",
     "run_spatial_analysis",

@@ -11,11 +11,10 @@ from anndata import AnnData
 
 from ..log import get_logger
 from ..spatial_qc import spot_spacing
-
-logger = get_logger(__name__)
-
 from .common import _dense
 from .neighbourhoods import interface_test
+
+logger = get_logger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------

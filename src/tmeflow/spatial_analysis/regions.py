@@ -12,10 +12,9 @@ from anndata import AnnData
 from ..errors import TmeflowInputError
 from ..log import get_logger
 from ..spatial_qc import smooth
+from .common import REGION_SYNONYMS, _match_types
 
 logger = get_logger(__name__)
-
-from .common import REGION_SYNONYMS, _match_types
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,15 +16,14 @@ from ..genes import species_of
 from ..log import get_logger, timed
 from ..spatial_cnv import agreement, spot_cnv
 from ..spatial_qc import plot_on_tissue, spatial_graph, spot_spacing
-
-logger = get_logger(__name__)
-
 from .common import REGIONS, SpatialAnalysisSettings, _dense
 from .ligand_receptor import spatial_lr
 from .neighbourhoods import colocalisation, neighbourhood, section_eigenvectors
-from .plots import _heatmap, _trajectory_plot
+from .plots import plot_nhood_enrichment, plot_trajectory
 from .regions import derive_regions, malignant_proportion, read_region_annotation, signed_distance
 from .scores import detect_tls, distance_association, score_signatures, species_genes, trajectory
+
+logger = get_logger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,17 +190,19 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
     io.write_table(results["tls"], f"{prefix}.tls.tsv")
     if "spot_cnv" in results:
         io.write_table(results["spot_cnv"], f"{prefix}.spot_cnv.tsv")
-        plot_on_tissue(
-            adata,
-            {
-                "tissue": None,
-                "spot CNV score": adata.obs["cnv_score_spot"].to_numpy(),
-                "CNV tumour spots": adata.obs["cnv_tumour"].astype(str).astype("category"),
-                "malignant proportion (deconvolution)": adata.obs["malignant_prop"].to_numpy(),
-            },
+        io.save_figure(
+            plot_on_tissue(
+                adata,
+                {
+                    "tissue": None,
+                    "spot CNV score": adata.obs["cnv_score_spot"].to_numpy(),
+                    "CNV tumour spots": adata.obs["cnv_tumour"].astype(str).astype("category"),
+                    "malignant proportion (deconvolution)": adata.obs["malignant_prop"].to_numpy(),
+                },
+                sample=sample,
+                title=f"{sample}: spot-level CNV map vs deconvolution",
+            ),
             Path(f"{prefix}.spot_cnv.png"),
-            sample=sample,
-            title=f"{sample}: spot-level CNV map vs deconvolution",
         )
 
     panels = {
@@ -211,32 +212,37 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
     }
     if "score_TLS_chemokines" in adata.obs:
         panels["TLS chemokine score"] = adata.obs["score_TLS_chemokines"].to_numpy()
-    plot_on_tissue(
-        adata,
-        panels,
+    io.save_figure(
+        plot_on_tissue(
+            adata,
+            panels,
+            sample=sample,
+            title=f"{sample}: regions ({results['region_source']})",
+        ),
         Path(f"{prefix}.regions.png"),
-        sample=sample,
-        title=f"{sample}: regions ({results['region_source']})",
     )
-    _heatmap(
-        {"regions": results["nhood_region"], "dominant cell types": results["nhood_type"]},
+    nhood = {"regions": results["nhood_region"], "dominant cell types": results["nhood_type"]}
+    io.save_figure(
+        plot_nhood_enrichment(nhood, title=f"{sample}: neighbourhood enrichment"),
         Path(f"{prefix}.nhood_enrichment.png"),
-        f"{sample}: neighbourhood enrichment",
     )
     if "lrdata" in results and len(results["lr"]):
         top = [i for i in results["lr"]["interaction"].head(4) if i in results["lrdata"].var_names]
         lrdata = results["lrdata"]
-        plot_on_tissue(
-            adata,
-            {f"{i} (local)": _dense(lrdata[:, i].X).ravel() for i in top},
+        io.save_figure(
+            plot_on_tissue(
+                adata,
+                {f"{i} (local)": _dense(lrdata[:, i].X).ravel() for i in top},
+                sample=sample,
+                cmap="magma",
+                title=f"{sample}: top interface-enriched ligand-receptor pairs",
+            ),
             Path(f"{prefix}.lr_interface.png"),
-            sample=sample,
-            cmap="magma",
-            title=f"{sample}: top interface-enriched ligand-receptor pairs",
         )
     if not results["trajectory_bins"].empty:
-        _trajectory_plot(
-            results["trajectory_bins"], Path(f"{prefix}.trajectory_mqc.png"), f"{sample}: tumour -> stroma"
+        io.save_figure(
+            plot_trajectory(results["trajectory_bins"], title=f"{sample}: tumour -> stroma"),
+            Path(f"{prefix}.trajectory_mqc.png"),
         )
     adata.uns["spatial_analysis"] = {
         "region_source": results["region_source"],

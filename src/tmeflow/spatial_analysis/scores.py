@@ -9,10 +9,9 @@ import scipy.sparse as sp
 from ..errors import TmeflowInputError
 from ..log import get_logger
 from ..stats import bh_fdr
+from .common import MIN_SIGNATURE_GENES, SIGNATURES, TLS_CHEMOKINES, TLS_COLUMNS, _dense, _match_types
 
 logger = get_logger(__name__)
-
-from .common import MIN_SIGNATURE_GENES, SIGNATURES, TLS_CHEMOKINES, TLS_COLUMNS, _dense, _match_types
 
 
 # ----------------------------------------------------------------------------------------------
