@@ -105,8 +105,21 @@ PATHWAY_COLUMNS = ("pathway", "pathway_name", "pathway_name_ligand", "category")
 # Inputs
 
 
-def check_lognorm(adata, *, file: str | Path | None = None) -> None:
-    """``X`` must be log-normalised (non-negative, not raw integer counts); checked on up to 2,000 cells."""
+def check_lognorm(adata: AnnData, *, file: str | Path | None = None) -> None:
+    """Check that ``X`` is log-normalised (non-negative, not raw integer counts), on up to 2,000 cells.
+
+    Parameters
+    ----------
+    adata
+        The atlas; only the first 2,000 rows of ``X`` are read.
+    file
+        The atlas file, named in the error.
+
+    Raises
+    ------
+    TmeflowInputError
+        ``X`` has negative values, or its values are integers above 50 (raw counts).
+    """
     block = adata.X[: min(2000, adata.n_obs)]
     values = block.data if sp.issparse(block) else np.asarray(block).ravel()
     if not values.size:
@@ -124,10 +137,33 @@ def check_lognorm(adata, *, file: str | Path | None = None) -> None:
 def load_resource(
     name: str | None, species: str, var_names, *, file: str | Path | None = None, stage: str = "communication"
 ) -> tuple[str, pd.DataFrame]:
-    """The ligand-receptor resource (bundled in LIANA; offline) and its name; checks gene overlap.
+    """Load the ligand-receptor resource bundled in LIANA (offline) and check its gene overlap with the data.
 
-    The default is the species' consensus resource; a resource that covers fewer than 10 of the data's
-    genes (species mismatch, Ensembl ids) is a one-line error naming ``stage`` and the species."""
+    Parameters
+    ----------
+    name
+        A LIANA resource name (``communication_resource``); empty or None: the species' consensus resource
+        (``consensus`` for human, ``mouseconsensus`` for mouse).
+    species
+        ``human`` or ``mouse`` (:func:`tmeflow.genes.species_of`).
+    var_names
+        The data's gene symbols.
+    file
+        The input file, named in the errors.
+    stage
+        The stage named in the error (``communication``, ``spatial_analysis``).
+
+    Returns
+    -------
+    tuple[str, pandas.DataFrame]
+        The resource name and the resource (``ligand``, ``receptor`` as strings, complexes ``A_B``).
+
+    Raises
+    ------
+    TmeflowInputError
+        An unknown resource name, or fewer than 10 of the resource's genes in ``var_names`` (species
+        mismatch, Ensembl ids).
+    """
     import liana as li
 
     name = (name or "").strip() or ("mouseconsensus" if species == "mouse" else "consensus")
@@ -150,11 +186,27 @@ def load_resource(
 
 
 def pathway_map(resource: pd.DataFrame) -> tuple[dict[tuple[str, str], str], str]:
-    """(ligand, receptor) -> pathway, and where the pathway came from."""
+    """Map each (ligand, receptor) of the resource to its signalling pathway.
+
+    Parameters
+    ----------
+    resource
+        The ligand-receptor resource (:func:`load_resource`). Its first non-empty column of
+        ``PATHWAY_COLUMNS`` is used; else the bundled ligand -> CellChatDB pathway table
+        (:func:`tmeflow.communication.curated_pathway_map`).
+
+    Returns
+    -------
+    tuple[dict[tuple[str, str], str], str]
+        (ligand, receptor) -> pathway name (``other`` where the resource column is empty; empty dict when no
+        annotation exists), and a sentence saying where the pathways came from.
+    """
     for column in PATHWAY_COLUMNS:
         if column in resource.columns and resource[column].notna().any():
             labels = resource[column].fillna("other").astype(str)
-            return dict(zip(zip(resource["ligand"], resource["receptor"]), labels)), f"resource column '{column}'"
+            return dict(
+                zip(zip(resource["ligand"], resource["receptor"], strict=True), labels, strict=True)
+            ), f"resource column '{column}'"
     curated = curated_pathway_map(resource)
     if curated:
         return curated, (
@@ -169,7 +221,20 @@ def pathway_map(resource: pd.DataFrame) -> tuple[dict[tuple[str, str], str], str
 
 
 def groups_with_cells(labels: pd.Series, min_cells: int) -> tuple[list[str], dict[str, int]]:
-    """Cell types with at least ``min_cells`` cells, and the cell counts of those with fewer."""
+    """Split cell types into those with at least ``min_cells`` cells and those with fewer.
+
+    Parameters
+    ----------
+    labels
+        Cell type per cell.
+    min_cells
+        Minimum number of cells (``communication_min_cells``).
+
+    Returns
+    -------
+    tuple[list[str], dict[str, int]]
+        The kept cell types (sorted), and the cell count of every type with fewer cells.
+    """
     counts = labels.astype(str).value_counts()
     kept = sorted(counts.index[counts >= min_cells])
     return kept, {k: int(v) for k, v in counts.items() if v < min_cells}
@@ -196,7 +261,24 @@ class CommunicationSettings(StageSettings):
 
 
 def run_liana(adata: AnnData, resource: pd.DataFrame, settings: CommunicationSettings) -> pd.DataFrame:
-    """LIANA ``rank_aggregate`` on ``adata`` (groupby ``cell_type``, log-normalised ``X``)."""
+    """Run LIANA ``rank_aggregate`` (Dimitrov et al. 2022) between the ``cell_type`` groups of ``adata``.
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X`` and ``obs['cell_type']``.
+    resource
+        The ligand-receptor resource (:func:`load_resource`).
+    settings
+        ``communication_expr_prop``, ``communication_min_cells``, ``communication_n_perms`` (CellPhoneDB
+        permutations) and ``seed`` are used.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per source, target, ligand and receptor with LIANA's scores (``lr_means``, ``magnitude_rank``,
+        ``specificity_rank``, ...); the complex columns renamed ``ligand`` and ``receptor``.
+    """
     import liana as li
 
     with warnings.catch_warnings():
@@ -227,7 +309,31 @@ def liana_on(
     sample: str,
     skipped: list[dict[str, Any]],
 ) -> pd.DataFrame | None:
-    """LIANA on the cells of ``mask`` after leaving out cell types with too few cells (listed in ``skipped``)."""
+    """Run LIANA on the cells of ``mask`` after leaving out the cell types with too few cells.
+
+    Parameters
+    ----------
+    adata
+        The atlas (log-normalised ``X``; ``obs['cell_type']``); not modified.
+    mask
+        Boolean per cell: the cells of one condition or sample.
+    resource
+        The ligand-receptor resource (:func:`load_resource`).
+    settings
+        The stage settings (:func:`run_liana`; ``communication_min_cells``).
+    scope
+        ``condition`` or ``sample``: what ``mask`` selects (recorded in ``skipped`` and the result).
+    condition, sample
+        The condition and sample names written into the result and into ``skipped``.
+    skipped
+        The skipped-cases list; one row is appended per cell type left out and when nothing is inferred.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        :func:`run_liana`'s table with ``condition`` (and, for ``scope='sample'``, ``sample``) inserted first;
+        None when fewer than two cell types have enough cells or LIANA finds nothing to score.
+    """
     min_cells = settings.communication_min_cells
     sub = adata[mask]
     kept, few = groups_with_cells(sub.obs["cell_type"], min_cells)
@@ -291,7 +397,21 @@ def liana_on(
 
 
 def count_strength(liana: pd.DataFrame, cutoff: float) -> pd.DataFrame:
-    """Per condition and source -> target: number of called interactions and their summed ``lr_means``."""
+    """Count the called interactions and sum their strength per condition and source -> target.
+
+    Parameters
+    ----------
+    liana
+        LIANA results with ``condition``, ``source``, ``target``, ``magnitude_rank`` and ``lr_means``.
+    cutoff
+        An interaction is called when ``magnitude_rank <= cutoff`` (``communication_rank_cutoff``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``condition, source, target, n_tested, n_interactions, strength`` (strength: the summed
+        ``lr_means`` of the called interactions, CellChat-style; 0 when none is called).
+    """
     called = liana[liana["magnitude_rank"] <= cutoff]
     tested = liana.groupby(["condition", "source", "target"], observed=True).size().rename("n_tested")
     grouped = called.groupby(["condition", "source", "target"], observed=True)
@@ -302,14 +422,33 @@ def count_strength(liana: pd.DataFrame, cutoff: float) -> pd.DataFrame:
 
 
 def pathway_table(liana: pd.DataFrame, pathways: dict[tuple[str, str], str], cutoff: float) -> pd.DataFrame:
-    """Per condition, pathway (from the resource's annotation) and source -> target: called interactions
-    and their strength. Empty when the resource has no pathway annotation: grouping by ligand-name
-    prefix would put IL1B, IL6 and IL10 in one "IL" pathway."""
+    """Count the called interactions and sum their strength per condition, pathway and source -> target.
+
+    Grouping by ligand-name prefix is never used: it would put IL1B, IL6 and IL10 in one "IL" pathway.
+
+    Parameters
+    ----------
+    liana
+        LIANA results with ``condition``, ``source``, ``target``, ``ligand``, ``receptor``,
+        ``magnitude_rank`` and ``lr_means``.
+    pathways
+        (ligand, receptor) -> pathway (:func:`pathway_map`); interactions not in it are ``other``.
+    cutoff
+        An interaction is called when ``magnitude_rank <= cutoff``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``condition, pathway, source, target, n_interactions, strength``, strongest first within a
+        condition; empty (with these columns) when ``pathways`` is empty.
+    """
     columns = ["condition", "pathway", "source", "target", "n_interactions", "strength"]
     if not pathways:
         return pd.DataFrame(columns=columns)
     called = liana[liana["magnitude_rank"] <= cutoff].copy()
-    called["pathway"] = [pathways.get((l, r), "other") for l, r in zip(called["ligand"], called["receptor"])]
+    called["pathway"] = [
+        pathways.get((lig, rec), "other") for lig, rec in zip(called["ligand"], called["receptor"], strict=True)
+    ]
     grouped = called.groupby(["condition", "pathway", "source", "target"], observed=True)
     out = pd.concat(
         [grouped.size().rename("n_interactions"), grouped["lr_means"].sum().rename("strength")], axis=1

@@ -1,5 +1,7 @@
-"""Sample-level tests of ``tmeflow communication``: source -> target proportion tests and differential
-interactions between conditions (the method is described in :mod:`tmeflow.communication.core`).
+"""Sample-level tests of ``tmeflow communication``.
+
+Source -> target proportion tests and differential interactions between conditions (the method is described in
+:mod:`tmeflow.communication.core`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,20 @@ PROPORTION_COLUMNS = [
 
 
 def sample_call_counts(per_sample: pd.DataFrame, cutoff: float) -> pd.DataFrame:
-    """Per sample and source -> target: interactions LIANA tested (``n_tested``) and called (``n_interactions``)."""
+    """Count the interactions LIANA tested and called per sample and source -> target.
+
+    Parameters
+    ----------
+    per_sample
+        Per-sample LIANA results (``sample``, ``condition``, ``source``, ``target``, ``magnitude_rank``).
+    cutoff
+        An interaction is called when ``magnitude_rank <= cutoff``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``sample, condition, source, target, n_tested, n_interactions``.
+    """
     called = (per_sample["magnitude_rank"] <= cutoff).astype(int)
     grouped = per_sample.assign(called=called).groupby(["sample", "condition", "source", "target"], observed=True)[
         "called"
@@ -55,7 +70,7 @@ def sample_call_counts(per_sample: pd.DataFrame, cutoff: float) -> pd.DataFrame:
 
 
 def proportion_tests(counts: pd.DataFrame, samples: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    """Source -> target called fractions with samples as units (per-sample LIANA, :func:`sample_call_counts`).
+    """Test source -> target called fractions with samples as the units.
 
     Interactions of one sample are not independent trials (they share cells, genes and pathways), so
     the unit is the sample: per sample the called fraction ``k / n`` of a source -> target pair is
@@ -65,7 +80,22 @@ def proportion_tests(counts: pd.DataFrame, samples: pd.DataFrame, pairs: list[tu
     ``between_conditions``: the transformed fractions are compared between the contrasted conditions
     (moderated t-test, paired by patient when every patient has both; :func:`tmeflow.stats.condition_contrast`).
     At least two samples (per condition) are needed. BH FDR per condition / contrast.
-    ``fraction`` / ``fraction_other`` are mean per-sample fractions.
+
+    Parameters
+    ----------
+    counts
+        Per-sample tested and called counts (:func:`sample_call_counts`); empty: no test.
+    samples
+        One row per sample (index: sample) with ``condition`` (and ``patient``)
+        (:func:`tmeflow.composition.sample_table`).
+    pairs
+        The (test, reference) condition pairs to contrast.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``PROPORTION_COLUMNS``: comparison, condition, contrast, source, target, ``fraction`` /
+        ``fraction_other`` (mean per-sample fractions), other, estimate, t, df, pvalue, fdr, n_samples, design.
     """
     if not len(counts):
         return pd.DataFrame(columns=PROPORTION_COLUMNS)
@@ -117,7 +147,21 @@ def proportion_tests(counts: pd.DataFrame, samples: pd.DataFrame, pairs: list[tu
 
 
 def group_means(X, labels: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Per label: mean of ``X`` and fraction of cells with a non-zero value (label order, means, fracs, n)."""
+    """Average a matrix and count its non-zero fraction per label.
+
+    Parameters
+    ----------
+    X
+        Cells x genes, dense or sparse.
+    labels
+        One label per cell.
+
+    Returns
+    -------
+    tuple[list[str], numpy.ndarray, numpy.ndarray, numpy.ndarray]
+        The labels in category order, their means (labels x genes), non-zero fractions (labels x genes)
+        and cell counts.
+    """
     cat = pd.Categorical(labels)
     codes = cat.codes
     indicator = sp.csr_matrix(
@@ -137,7 +181,22 @@ def group_means(X, labels: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarra
 
 
 def complex_values(values: np.ndarray, gene_index: dict[str, int], entries: list[str]) -> np.ndarray:
-    """groups x entries: the minimum over each complex's subunits (NaN where a subunit is missing)."""
+    """Take each complex's value as the minimum over its subunits (LIANA's convention).
+
+    Parameters
+    ----------
+    values
+        Groups x genes.
+    gene_index
+        Gene -> column of ``values``.
+    entries
+        Ligands or receptors; complexes are ``A_B``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Groups x entries; NaN where a subunit is missing from ``gene_index``.
+    """
     out = np.full((values.shape[0], len(entries)), np.nan)
     for j, entry in enumerate(entries):
         idx = [gene_index.get(g) for g in entry.split("_")]
@@ -159,9 +218,39 @@ def differential_interactions(
     expr_prop: float,
     fdr: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
-    """Sample-level differential interactions of one contrast: (results, long sample scores, reason skipped).
-    A cell type needs ``min_cells`` cells in a sample and a gene ``expr_prop`` of them expressing it;
-    ``significant`` is FDR < ``fdr``."""
+    """Test the interactions of one contrast at the sample level (moderated linear model on sample scores).
+
+    The method is described in :mod:`tmeflow.communication.core` (sample-level differential interactions).
+
+    Parameters
+    ----------
+    adata
+        The atlas (log-normalised ``X``; ``obs`` ``sample``, ``condition``, ``cell_type``); not modified.
+    resource
+        The ligand-receptor resource (:func:`tmeflow.communication.load_resource`).
+    pathways
+        (ligand, receptor) -> pathway, for the ``pathway`` column.
+    samples
+        One row per sample with ``condition`` (and ``patient``).
+    test, reference
+        The contrasted conditions.
+    cell_types
+        The source and target cell types (those with enough cells in both conditions).
+    min_cells
+        Cells a cell type needs in a sample to give that sample a value (``communication_min_cells``).
+    expr_prop
+        Fraction of a cell type's cells (pooled per condition) that must express the ligand (source) and
+        receptor (target) for a candidate (``communication_expr_prop``).
+    fdr
+        ``significant`` is ``fdr < fdr`` (``communication_fdr``).
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, pandas.DataFrame, str or None]
+        The results (``DIFF_COLUMNS``, smallest p-value first), the long table of sample scores
+        (contrast, source, target, ligand, receptor, sample, score, condition), and the reason the
+        contrast was skipped (None when tested).
+    """
     name = contrast_name(test, reference)
     obs = adata.obs
     in_contrast = (
@@ -178,7 +267,7 @@ def differential_interactions(
     ct = sub_obs["cell_type"].astype(str).to_numpy()
     ligands = sorted(set(resource["ligand"]))
     receptors = sorted(set(resource["receptor"]))
-    lig_pos = {l: i for i, l in enumerate(ligands)}
+    lig_pos = {lig: i for i, lig in enumerate(ligands)}
     rec_pos = {r: i for i, r in enumerate(receptors)}
     # Pooled per condition x cell type: expression fractions (candidate filter).
     keys = sub_obs["condition"].astype(str).to_numpy() + "\x1f" + ct
@@ -200,7 +289,7 @@ def differential_interactions(
     score_blocks = []
     for source in cell_types:
         for target in cell_types:
-            ok = np.zeros(len(lr), dtype=bool)
+            ok: np.ndarray = np.zeros(len(lr), dtype=bool)
             for condition in (test, reference):
                 a, b = label_pos.get(f"{condition}\x1f{source}"), label_pos.get(f"{condition}\x1f{target}")
                 if a is None or b is None:
@@ -258,7 +347,9 @@ def differential_interactions(
     table = table.reset_index()
     table.insert(0, "contrast", name)
     table["interaction"] = table["ligand"] + "->" + table["receptor"]
-    table["pathway"] = [pathways.get((l, r), "") for l, r in zip(table["ligand"], table["receptor"])]
+    table["pathway"] = [
+        pathways.get((lig, rec), "") for lig, rec in zip(table["ligand"], table["receptor"], strict=True)
+    ]
     table["fdr"] = bh_fdr(table["pvalue"])
     table["significant"] = table["fdr"] < fdr
     table = table.sort_values(

@@ -1,5 +1,6 @@
-"""The ``tmeflow communication`` stage: runs the inference and the tests and writes every output
-(listed in :mod:`tmeflow.communication.core`).
+"""The ``tmeflow communication`` stage.
+
+Runs the inference and the tests and writes every output (listed in :mod:`tmeflow.communication.core`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,20 @@ PATHWAY_TABLE_COLUMNS = ["contrast", "pathway", "logfc", "pvalue", "fdr"]
 
 
 def write_pathway_table(top_pathways: list[pd.DataFrame], path: Path) -> Path:
-    """The top differential signalling pathways of every contrast as one sortable MultiQC table."""
+    """Write the top differential signalling pathways of every contrast as one sortable MultiQC table.
+
+    Parameters
+    ----------
+    top_pathways
+        Per contrast, its top pathway-level tests (``PATHWAY_TABLE_COLUMNS``).
+    path
+        The ``*_mqc.tsv`` file written.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     table = pd.concat(top_pathways, ignore_index=True) if top_pathways else pd.DataFrame(columns=PATHWAY_TABLE_COLUMNS)
     table = table[PATHWAY_TABLE_COLUMNS].copy()
     table.insert(0, "test", table["contrast"].astype(str) + ": " + table["pathway"].astype(str))
@@ -73,7 +87,24 @@ def write_pathway_table(top_pathways: list[pd.DataFrame], path: Path) -> Path:
 
 
 def run_communication(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Check the atlas, infer interactions per condition / sample, test differences, write outputs."""
+    """Check the atlas, infer interactions per condition and sample, test differences and write the outputs.
+
+    Parameters
+    ----------
+    input_path
+        The atlas h5ad (log1p CP10k ``X``; ``obs`` ``sample``, ``condition``, ``cell_type``).
+    outdir
+        The output folder (files listed in :mod:`tmeflow.communication.core`).
+    params
+        Parameters of the schema's ``comparison_options`` and ``communication_options`` groups and ``seed``
+        (read once into :class:`CommunicationSettings`).
+
+    Returns
+    -------
+    dict
+        The summary written to ``communication_summary.json`` (resource, conditions, contrasts, called and
+        differential counts, plotted pathways, skipped cases).
+    """
     settings = CommunicationSettings.from_params(params)
     outdir = Path(outdir)
     adata = read_h5ad(input_path, "atlas h5ad")
@@ -369,5 +400,13 @@ def _save_pathway_figures(
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    """Entry of ``tmeflow communication``."""
+    """Run ``tmeflow communication``.
+
+    Parameters
+    ----------
+    args
+        The parsed command line (``input``, ``outdir``).
+    params
+        The parameters (:func:`run_communication`).
+    """
     run_communication(args.input, args.outdir, params)
