@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from ..log import get_logger
 from .inputs import MARKER_BASELINE_GENES, TARGET_SUM
@@ -16,10 +17,26 @@ logger = get_logger(__name__)
 # ----------------------------------------------------------------------------------------------
 # Marker-score baseline
 # ----------------------------------------------------------------------------------------------
-def marker_scores(spots, ref, n_markers: int = MARKER_BASELINE_GENES) -> pd.DataFrame:
-    """Per spot and reference type: scanpy ``score_genes`` of the type's ``n_markers`` informative genes
+def marker_scores(spots: AnnData, ref: AnnData, n_markers: int = MARKER_BASELINE_GENES) -> pd.DataFrame:
+    """Score every reference type's markers on the spots (the baseline the proportions are checked against).
+
+    Per spot and reference type: scanpy ``score_genes`` of the type's ``n_markers`` informative genes
     (largest log2 fold change over the other types, detected in >= 10% of its cells) on the
-    log-normalised spot counts (spots x types)."""
+    log-normalised (log1p CP10k) spot counts.
+
+    Parameters
+    ----------
+    spots, ref
+        The prepared section and reference (:func:`tmeflow.deconvolve.prepare_inputs`: shared genes, raw counts
+        in ``X``, reference ``obs['cell_type']``). Neither is modified.
+    n_markers
+        Marker genes per type (``MARKER_BASELINE_GENES``, 50: enough genes for a stable score).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Spots x types; all NaN for a type with no specific gene.
+    """
     import anndata as ad
     import scanpy as sc
 
@@ -45,7 +62,23 @@ def marker_scores(spots, ref, n_markers: int = MARKER_BASELINE_GENES) -> pd.Data
 
 
 def marker_agreement(proportions: pd.DataFrame, scores: pd.DataFrame, minimum: float) -> pd.DataFrame:
-    """Spearman's rho between each type's proportion and its marker score over spots; warns below ``minimum``."""
+    """Compare each type's proportion with its marker score over the spots (Spearman's rho).
+
+    Parameters
+    ----------
+    proportions
+        Spots x types deconvolution proportions.
+    scores
+        Spots x types marker scores (:func:`marker_scores`).
+    minimum
+        ``deconv_min_agreement``: a type whose rho is below it gets a logged warning.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``cell_type``; ``mean_proportion``, ``spearman_vs_marker_score`` (NaN when either side is
+        constant) and ``agrees`` (rho >= ``minimum``; False when NaN).
+    """
     from scipy.stats import spearmanr
 
     rows = []

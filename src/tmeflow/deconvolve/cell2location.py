@@ -20,9 +20,17 @@ logger = get_logger(__name__)
 # cell2location
 # ----------------------------------------------------------------------------------------------
 def cuda_available() -> bool:
-    """Whether torch sees a CUDA GPU. On Linux, torch is imported only when the CUDA driver library
-    (``libcuda.so.1``) loads: without it ``torch.cuda.is_available()`` is False, and importing torch
-    to learn so costs ~4 s of CPU, a tenth of a small cohort's deconvolve stage (issue 23)."""
+    """Say whether torch sees a CUDA GPU, importing torch only where the CUDA driver loads.
+
+    On Linux, torch is imported only when the CUDA driver library (``libcuda.so.1``) loads: without it
+    ``torch.cuda.is_available()`` is False, and importing torch to learn so costs ~4 s of CPU, a tenth of a
+    small cohort's deconvolve stage (issue 23).
+
+    Returns
+    -------
+    bool
+        True when a CUDA GPU is usable.
+    """
     import ctypes
     import sys
 
@@ -37,14 +45,25 @@ def cuda_available() -> bool:
 
 
 def _cuda() -> bool:
-    """:func:`cuda_available` as the package exports it, so that stubbing ``tmeflow.deconvolve.cuda_available`` decides."""
+    """Ask the package's :func:`cuda_available`, so that stubbing ``tmeflow.deconvolve.cuda_available`` decides."""
     from .. import deconvolve
 
     return bool(deconvolve.cuda_available())
 
 
 def resolve_method(method: str) -> str:
-    """``auto``: cell2location on a CUDA GPU, else the CPU method ``poisson``; logged either way."""
+    """Resolve ``deconvolution_method``: ``auto`` is cell2location on a CUDA GPU, else ``poisson`` (logged either way).
+
+    Parameters
+    ----------
+    method
+        ``auto``, ``poisson``, ``nnls`` or ``cell2location``.
+
+    Returns
+    -------
+    str
+        The method to run (``method`` itself unless ``auto``).
+    """
     if method != "auto":
         return method
     if _cuda():
@@ -55,7 +74,22 @@ def resolve_method(method: str) -> str:
 
 
 def epoch_logger(what: str, max_epochs: int, every: int | None = None):
-    """A Lightning callback logging epoch, ELBO loss and ETA every ``every`` epochs (about 20 lines a run)."""
+    """Build a Lightning callback that logs epoch, ELBO loss and ETA (about 20 lines a run).
+
+    Parameters
+    ----------
+    what
+        The step named in the log line (e.g. ``cell2location reference``).
+    max_epochs
+        The epochs of the run.
+    every
+        Log every ``every`` epochs; None: ``max_epochs // 20``.
+
+    Returns
+    -------
+    lightning.pytorch.callbacks.Callback
+        The callback, to pass to the model's ``train``.
+    """
     from lightning.pytorch.callbacks import Callback
 
     every = every or max(1, max_epochs // 20)
@@ -77,7 +111,13 @@ def epoch_logger(what: str, max_epochs: int, every: int | None = None):
 
 
 def choose_accelerator() -> str:
-    """``gpu`` when CUDA is available (:func:`cuda_available`), else ``cpu`` with a warning."""
+    """Choose the device cell2location trains on: the GPU when CUDA is available, else the CPU with a warning.
+
+    Returns
+    -------
+    str
+        ``gpu`` or ``cpu`` (a Lightning accelerator name).
+    """
     import torch
 
     if _cuda():
@@ -90,8 +130,19 @@ def choose_accelerator() -> str:
     return "cpu"
 
 
-def c2l_gene_filter(ref) -> np.ndarray:
-    """cell2location tutorial gene filter: detected in >= 5 cells and (>= 3% of cells or mean non-zero >= 1.12)."""
+def c2l_gene_filter(ref: AnnData) -> np.ndarray:
+    """Select the reference genes of the cell2location tutorial's ``filter_genes``.
+
+    Parameters
+    ----------
+    ref
+        The reference with raw counts in ``X``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per gene: detected in >= 5 cells and (>= 3% of cells or mean non-zero count >= 1.12).
+    """
     counts = sp.csr_matrix(ref.X)
     n_cells = np.asarray((counts > 0).sum(axis=0)).ravel()
     totals = np.asarray(counts.sum(axis=0)).ravel()
@@ -102,7 +153,26 @@ def c2l_gene_filter(ref) -> np.ndarray:
 def cell2location_deconvolve(
     spots: AnnData, ref: AnnData, settings: DeconvolutionSettings
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """cell2location abundances (posterior means, spots x types) and a summary."""
+    """Estimate cell abundances with cell2location (Kleshchevnikov et al. 2022).
+
+    Reference signatures from :class:`cell2location.models.RegressionModel`, then the spatial model
+    :class:`cell2location.models.Cell2location`; see :mod:`tmeflow.deconvolve` for the settings used.
+
+    Parameters
+    ----------
+    spots, ref
+        The prepared section and reference (:func:`tmeflow.deconvolve.prepare_inputs`: shared genes, raw counts
+        in ``X``, reference ``obs['cell_type']``).
+    settings
+        The stage settings (``DeconvolutionSettings.from_params(params)`` or ``.defaults()``);
+        ``c2l_*`` and ``seed`` are used.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, dict]
+        Posterior-mean cells per spot and type (spots x types), and a summary (``method``, epochs, final ELBO,
+        ``q05_abundance`` spots x types, ``signatures`` genes x types).
+    """
     import scvi
     from cell2location.models import Cell2location, RegressionModel
 

@@ -1,4 +1,4 @@
-"""Inputs of ``tmeflow deconvolve``: count matrices, the settings and the checked, gene-matched section and reference."""
+"""Inputs of ``tmeflow deconvolve``: count matrices, the settings, the checked gene-matched section and reference."""
 
 from __future__ import annotations
 
@@ -32,8 +32,26 @@ def _is_integer_matrix(matrix) -> bool:
     return bool(values.size == 0 or (np.all(values >= 0) and np.all(np.abs(values - np.round(values)) < 1e-6)))
 
 
-def reference_counts(reference, *, file: str | None = None) -> sp.csr_matrix:
-    """Raw counts of the reference: ``layers['counts']``, else an integer-valued ``X``."""
+def reference_counts(reference: AnnData, *, file: str | None = None) -> sp.csr_matrix:
+    """Return the reference's raw counts: ``layers['counts']``, else an integer-valued ``X``.
+
+    Parameters
+    ----------
+    reference
+        The reference atlas.
+    file
+        The reference file, named in the error.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Cells x genes, float32.
+
+    Raises
+    ------
+    TmeflowInputError
+        No ``layers['counts']`` and a non-integer ``X``.
+    """
     if "counts" in reference.layers:
         matrix = reference.layers["counts"]
         if not _is_integer_matrix(matrix):
@@ -51,7 +69,26 @@ def reference_counts(reference, *, file: str | None = None) -> sp.csr_matrix:
     return sp.csr_matrix(matrix, dtype=np.float32)
 
 
-def section_counts(adata, *, file: str | None = None) -> sp.csr_matrix:
+def section_counts(adata: AnnData, *, file: str | None = None) -> sp.csr_matrix:
+    """Return the section's raw counts: ``layers['counts']``, else an integer-valued ``X``.
+
+    Parameters
+    ----------
+    adata
+        The spatial section (``tmeflow spatial_qc`` output).
+    file
+        The section file, named in the error.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Spots x genes, float32.
+
+    Raises
+    ------
+    TmeflowInputError
+        No ``layers['counts']`` and a non-integer ``X``.
+    """
     if "counts" in adata.layers:
         return sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
     if _is_integer_matrix(adata.X):
@@ -88,10 +125,35 @@ def prepare_inputs(
     reference_file: str | None = None,
     label_key: str = LABEL_KEY,
 ) -> tuple[AnnData, AnnData]:
-    """Check inputs; return (section, reference) restricted to shared genes with counts in ``X``,
-    reference cells restricted to types (``label_key``, stored as ``cell_type``) with at least
-    ``min_cells_per_type`` cells. Fewer than ``min_shared_genes`` shared genes, or fewer than two types
-    left, is a :class:`TmeflowInputError`."""
+    """Check the section and the reference and restrict both to what the methods use.
+
+    Parameters
+    ----------
+    section
+        The spatial section (raw counts in ``layers['counts']`` or ``X``); not modified.
+    reference
+        The reference atlas with a ``label_key`` column (raw counts as for :func:`reference_counts`); not modified.
+    min_shared_genes
+        Fewest genes shared by section and reference (``deconv_min_shared_genes``).
+    min_cells_per_type
+        Fewest reference cells a type needs to be kept (``deconv_min_cells_per_type``).
+    section_file, reference_file
+        The input files, named in the errors.
+    label_key
+        The reference label column (``cell_type``, or ``cell_type_fine`` for subtypes).
+
+    Returns
+    -------
+    tuple[AnnData, AnnData]
+        (section, reference) on the shared genes with raw counts in ``X``; the reference restricted to the kept
+        types, stored as ``obs['cell_type']``.
+
+    Raises
+    ------
+    TmeflowInputError
+        No ``label_key`` column, no raw counts, fewer than ``min_shared_genes`` shared genes, or fewer than two
+        types left.
+    """
     import anndata as ad
 
     if label_key not in reference.obs.columns:
@@ -106,7 +168,8 @@ def prepare_inputs(
     if len(shared) < min_shared_genes:
         raise TmeflowInputError(
             f"only {len(shared)} genes are shared by the section ({section.n_vars} genes) and the reference "
-            f"({reference.n_vars} genes), fewer than deconv_min_shared_genes {min_shared_genes}; check gene identifiers and species",
+            f"({reference.n_vars} genes), fewer than deconv_min_shared_genes {min_shared_genes}; "
+            "check gene identifiers and species",
             file=reference_file,
         )
     labels = reference.obs[label_key].astype(str)

@@ -19,8 +19,20 @@ logger = get_logger(__name__)
 # ----------------------------------------------------------------------------------------------
 # NNLS
 # ----------------------------------------------------------------------------------------------
-def type_means(ref) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per type: mean raw counts, mean normalised (per 10,000) expression and detection rate (genes x types)."""
+def type_means(ref: AnnData) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Average the reference per type: raw counts, normalised expression and detection.
+
+    Parameters
+    ----------
+    ref
+        The prepared reference (raw counts in ``X``; ``obs['cell_type']``).
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, pandas.DataFrame, pandas.DataFrame]
+        Genes x types: mean raw counts per cell, mean normalised (per 10,000) expression, fraction of cells
+        detecting the gene.
+    """
     counts = sp.csr_matrix(ref.X)
     size = np.asarray(counts.sum(axis=1)).ravel()
     normalised = sp.diags(TARGET_SUM / np.maximum(size, 1.0)) @ counts
@@ -38,8 +50,24 @@ def type_means(ref) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 def type_markers(norm_means: pd.DataFrame, detection: pd.DataFrame, cell_type: str, n_markers: int) -> list[str]:
-    """The ``n_markers`` genes with the largest log2 fold change of ``cell_type`` over the mean of the
-    other types, among genes detected in >= 10% of the type's cells."""
+    """Choose a type's markers: the largest log2 fold change over the other types' mean among detected genes.
+
+    Parameters
+    ----------
+    norm_means
+        Genes x types mean normalised expression (:func:`type_means`).
+    detection
+        Genes x types detection rates (:func:`type_means`).
+    cell_type
+        The type.
+    n_markers
+        How many genes (``nnls_n_markers``).
+
+    Returns
+    -------
+    list[str]
+        Up to ``n_markers`` genes detected in >= 10% of the type's cells, largest fold change first.
+    """
     others = norm_means.drop(columns=cell_type).mean(axis=1) if norm_means.shape[1] > 1 else norm_means[cell_type] * 0
     lfc = np.log2(norm_means[cell_type] + 0.1) - np.log2(others + 0.1)
     lfc = lfc[(detection[cell_type] >= MARKER_MIN_DETECTION) & (lfc > 0)]
@@ -47,7 +75,20 @@ def type_markers(norm_means: pd.DataFrame, detection: pd.DataFrame, cell_type: s
 
 
 def informative_genes(norm_means: pd.DataFrame, detection: pd.DataFrame, n_markers: int) -> list[str]:
-    """Union over types of each type's :func:`type_markers`."""
+    """Take the union over types of each type's markers (:func:`type_markers`).
+
+    Parameters
+    ----------
+    norm_means, detection
+        Genes x types (:func:`type_means`).
+    n_markers
+        Markers per type.
+
+    Returns
+    -------
+    list[str]
+        The genes, in reference order.
+    """
     genes: dict[str, None] = {}
     for cell_type in norm_means.columns:
         genes.update(dict.fromkeys(type_markers(norm_means, detection, cell_type, n_markers)))
@@ -57,7 +98,23 @@ def informative_genes(norm_means: pd.DataFrame, detection: pd.DataFrame, n_marke
 def nnls_deconvolve(
     spots: AnnData, ref: AnnData, settings: DeconvolutionSettings
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """NNLS abundances (spots x types) and a summary of what was used."""
+    """Estimate cell abundances by non-negative least squares on type signatures (Lawson-Hanson NNLS).
+
+    Parameters
+    ----------
+    spots, ref
+        The prepared section and reference (:func:`tmeflow.deconvolve.prepare_inputs`: shared genes, raw counts
+        in ``X``, reference ``obs['cell_type']``).
+    settings
+        The stage settings (``DeconvolutionSettings.from_params(params)`` or ``.defaults()``);
+        ``nnls_n_markers`` is used.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, dict]
+        Abundances (spots x types; cell numbers up to one capture factor), and a summary (``method``,
+        ``n_genes``, ``genes``, ``median_relative_residual``).
+    """
     from scipy.optimize import nnls
 
     raw_means, norm_means, detection = type_means(ref)

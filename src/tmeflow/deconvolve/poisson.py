@@ -28,12 +28,28 @@ TOLERANCE = 1e-6
 def platform_effects(
     bulk: np.ndarray, signatures: np.ndarray, *, sd: float = PLATFORM_SD, rounds: int = 25
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene platform effects ``gamma`` and bulk abundances ``b`` of the summed section.
+    """Estimate per-gene platform effects ``gamma`` and bulk abundances ``b`` on the summed section.
 
     Fits ``bulk_g ~ Poisson(exp(gamma_g) * sum_k b_k signatures_gk)`` with ``gamma_g ~ N(0, sd^2)``
     (the random effect of RCTD's platform-effect step, Cable et al. 2022, Nat Biotechnol 40:517) by
     alternating: ``b`` by multiplicative Poisson updates given ``gamma``; each ``gamma_g`` by Newton steps
     on its penalised log-likelihood given ``b``.
+
+    Parameters
+    ----------
+    bulk
+        Summed counts per gene over the section's spots.
+    signatures
+        Genes x types mean raw counts per cell in the reference.
+    sd
+        Prior standard deviation of ``gamma`` (``PLATFORM_SD``, 1, as RCTD).
+    rounds
+        Alternation rounds.
+
+    Returns
+    -------
+    tuple[numpy.ndarray, numpy.ndarray]
+        ``gamma`` (per gene, log scale) and ``b`` (per type).
     """
     gamma = np.zeros(bulk.shape[0])
     b = np.full(signatures.shape[1], bulk.sum() / max(signatures.sum(), 1e-12))
@@ -57,11 +73,31 @@ def poisson_weights(
     tolerance: float = TOLERANCE,
     progress: str | None = None,
 ) -> np.ndarray:
-    """Non-negative ``W`` (rows x types) maximising the Poisson likelihood of ``counts ~ W @ signatures.T``.
+    """Fit non-negative ``W`` (rows x types) maximising the Poisson likelihood of ``counts ~ W @ signatures.T``.
 
     Lee-Seung multiplicative updates for the generalised KL divergence with the dictionary fixed (each
     update raises the likelihood; Lee & Seung 2001), stopped when the mean log-likelihood per count
     changes by less than ``tolerance`` (relative).
+
+    Parameters
+    ----------
+    counts
+        Rows (spots) x genes counts.
+    signatures
+        Genes x types rates per cell.
+    start
+        Initial ``W``; None: each row's total spread equally over the types, divided by the mean signature total.
+    max_iterations
+        Most updates (``MAX_ITERATIONS``).
+    tolerance
+        Relative change of the log-likelihood that stops the updates (``TOLERANCE``).
+    progress
+        When given, the step named in progress log lines.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``W``, rows x types, non-negative.
     """
     counts = np.asarray(counts, dtype=float)
     column_sums = signatures.sum(axis=0)
@@ -97,13 +133,28 @@ def poisson_weights(
 def poisson_deconvolve(
     spots: AnnData, ref: AnnData, settings: DeconvolutionSettings
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Cell abundances (spots x types) under a Poisson model with per-gene platform effects.
+    """Estimate cell abundances under a Poisson model with per-gene platform effects (RCTD-style).
 
     Spot counts on the informative genes are ``y_sg ~ Poisson(sum_k a_sk m_gk exp(gamma_g))`` with
     ``m_gk`` the type's mean raw counts per cell in the reference (so ``a`` are cell numbers up to one
     capture factor) and ``gamma_g`` the gene's platform effect between the reference assay and the
     section, estimated once on the summed section (:func:`platform_effects`), as RCTD does (Cable et
     al. 2022). ``a`` is then the Poisson maximum-likelihood fit per spot (:func:`poisson_weights`).
+
+    Parameters
+    ----------
+    spots, ref
+        The prepared section and reference (:func:`tmeflow.deconvolve.prepare_inputs`: shared genes, raw counts
+        in ``X``, reference ``obs['cell_type']``).
+    settings
+        The stage settings (``DeconvolutionSettings.from_params(params)`` or ``.defaults()``);
+        ``nnls_n_markers`` chooses the informative genes.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, dict]
+        Abundances (spots x types), and a summary (``method``, ``n_genes``, ``genes``, ``platform_effect_sd``,
+        ``platform_effects`` per gene).
     """
     raw_means, norm_means, detection = type_means(ref)
     genes = informative_genes(norm_means, detection, settings.nnls_n_markers)

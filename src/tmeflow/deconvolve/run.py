@@ -26,6 +26,18 @@ logger = get_logger(__name__)
 # Stage
 # ----------------------------------------------------------------------------------------------
 def proportions_from(abundance: pd.DataFrame) -> pd.DataFrame:
+    """Normalise abundances to proportions summing to 1 per spot.
+
+    Parameters
+    ----------
+    abundance
+        Spots x types, non-negative.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Spots x types; a spot with no abundance gets equal proportions.
+    """
     total = abundance.sum(axis=1)
     proportions = abundance.div(total.where(total > 0, 1.0), axis=0)
     proportions[total <= 0] = 1.0 / abundance.shape[1]
@@ -45,7 +57,27 @@ def deconvolve_level(
     section_file: str | None = None,
     reference_file: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], Any]:
-    """Abundances, proportions and info of one label level; also the prepared reference (for the baseline)."""
+    """Deconvolve one label level (``cell_type`` or ``cell_type_fine``).
+
+    Parameters
+    ----------
+    section, reference
+        The inputs (:func:`tmeflow.deconvolve.prepare_inputs`); not modified.
+    settings
+        The stage settings.
+    method
+        ``poisson``, ``nnls`` or ``cell2location`` (resolved, not ``auto``).
+    label_key
+        The reference label column.
+    section_file, reference_file
+        The input files, named in the errors.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, pandas.DataFrame, dict, tuple[AnnData, AnnData]]
+        Abundances and proportions (spots x types), the method's summary, and the prepared (spots, reference)
+        for the marker baseline.
+    """
     spots, ref = prepare_inputs(
         section,
         reference,
@@ -71,12 +103,38 @@ def deconvolve(
     section_file: str | None = None,
     reference_file: str | None = None,
 ):
-    """Deconvolve ``section`` with ``reference``; add results to ``section``; return (abundance, proportions, info).
+    """Deconvolve ``section`` with ``reference`` and add the results to ``section``.
 
-    ``settings``: ``DeconvolutionSettings.from_params(params)``, or ``DeconvolutionSettings.defaults()``.
+    Parameters
+    ----------
+    section
+        The spatial section (``tmeflow spatial_qc`` output); modified in place.
+    reference
+        The reference atlas (raw counts; ``obs['cell_type']``, optionally ``cell_type_fine``).
+    settings
+        ``DeconvolutionSettings.from_params(params)``, or ``DeconvolutionSettings.defaults()``.
+    section_file, reference_file
+        The input files, named in the errors.
 
-    ``info`` also holds the marker-score baseline (``marker_scores``, ``agreement``) and, when the
-    reference has ``cell_type_fine``, the subtype proportions (``proportions_fine``).
+    Returns
+    -------
+    tuple[pandas.DataFrame, pandas.DataFrame, dict]
+        Abundances and proportions (spots x types) and the summary ``info``, which also holds the marker-score
+        baseline (``marker_scores``, ``agreement``) and, when the reference has ``cell_type_fine``, the subtype
+        proportions (``proportions_fine``).
+
+    Adds
+    ----
+    ``obsm['deconvolution_abundance']``, ``obsm['deconvolution_proportions']``
+        Spots x types estimated cells and proportions.
+    ``obsm['deconvolution_marker_scores']``
+        Spots x types marker scores (:func:`marker_scores`).
+    ``obsm['deconvolution_proportions_fine']``
+        Spots x subtypes proportions, when the reference has ``cell_type_fine``.
+    ``obs['prop_<type>']``
+        Proportion of each type.
+    ``obs['dominant_type']``
+        The type of largest proportion (categorical).
     """
     method = resolve_method(settings.deconvolution_method)
     abundance, proportions, info, (spots, ref) = deconvolve_level(
@@ -108,6 +166,35 @@ def deconvolve(
 
 
 def write_outputs(section, abundance, proportions, info, sample: str, outdir: Path, params: dict[str, Any]) -> Path:
+    """Write the tables, MultiQC sections, tissue maps and ``<sample>.deconvolved.h5ad``.
+
+    Parameters
+    ----------
+    section
+        The deconvolved section (:func:`deconvolve`); modified in place.
+    abundance, proportions
+        Spots x types.
+    info
+        The summary of :func:`deconvolve`.
+    sample
+        The section's sample name (file prefix).
+    outdir
+        The output folder.
+    params
+        The parameters, recorded as provenance (``deconv_min_agreement`` is named in the agreement table).
+
+    Returns
+    -------
+    pathlib.Path
+        The written h5ad.
+
+    Adds
+    ----
+    ``uns['deconvolution']``
+        Method, cell types, genes and the method's scalar summary.
+    ``uns['tmeflow']['deconvolve']``
+        Provenance (version, parameters) and the same summary.
+    """
     io.write_table(abundance.rename_axis("barcode"), outdir / f"{sample}.deconvolution_abundance.tsv", index=True)
     io.write_table(proportions.rename_axis("barcode"), outdir / f"{sample}.deconvolution_proportions.tsv", index=True)
     if "q05_abundance" in info:
@@ -206,7 +293,26 @@ def write_outputs(section, abundance, proportions, info, sample: str, outdir: Pa
 
 
 def run_deconvolve(input_path, reference_path, outdir, params: dict[str, Any], *, sample: str | None = None) -> Path:
-    """Read a ``spatial_qc`` section and a reference atlas, deconvolve, write ``<sample>.deconvolved.h5ad`` etc."""
+    """Read a ``spatial_qc`` section and a reference atlas, deconvolve, and write the outputs.
+
+    Parameters
+    ----------
+    input_path
+        The section h5ad (``tmeflow spatial_qc`` output).
+    reference_path
+        The reference atlas h5ad.
+    outdir
+        The output folder.
+    params
+        The ``deconvolution_options`` parameters and ``seed`` (read once into :class:`DeconvolutionSettings`).
+    sample
+        The sample name; None: ``obs['sample']`` or the file name.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<sample>.deconvolved.h5ad``.
+    """
     section = io.read_h5ad(input_path, "spatial section")
     reference = io.read_h5ad(reference_path, "reference atlas")
     if sample is None:
@@ -224,4 +330,13 @@ def run_deconvolve(input_path, reference_path, outdir, params: dict[str, Any], *
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Run ``tmeflow deconvolve``.
+
+    Parameters
+    ----------
+    args
+        The parsed command line (``input``, ``reference``, ``outdir``, ``sample``).
+    params
+        The parameters (:func:`run_deconvolve`).
+    """
     run_deconvolve(args.input, args.reference, args.outdir, params, sample=args.sample)
