@@ -1,5 +1,7 @@
-"""Per-section spatial analysis of a deconvolved section: regions, neighbourhoods, co-localisation,
-spatial ligand-receptor co-expression, a tumour-to-stroma trajectory, distance tests and TLS.
+"""Per-section spatial analysis of a deconvolved section (``tmeflow spatial_analysis``).
+
+Regions, neighbourhoods, co-localisation, spatial ligand-receptor co-expression, a tumour-to-stroma trajectory,
+distance tests and TLS.
 
 Methods
 -------

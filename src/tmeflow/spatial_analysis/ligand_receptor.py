@@ -30,9 +30,36 @@ def spatial_lr(
     min_prop: float = 0.05,
     fdr: float = 0.05,
 ) -> tuple[pd.DataFrame, Any]:
-    """liana bivariate local scores (``local_metric``, pairs expressed in >= ``min_prop`` of spots) and their
-    interface enrichment at ``fdr`` (:func:`interface_test`), with the species' bundled resource
-    (``consensus`` / ``mouseconsensus``, as in ``tmeflow communication``)."""
+    """Score spatial ligand-receptor co-expression per spot and test its interface enrichment.
+
+    liana bivariate local scores (``local_metric``; Gaussian kernel of bandwidth 1.5 spot spacings) over the
+    species' bundled resource (``consensus`` / ``mouseconsensus``, as in ``tmeflow communication``) on pairs
+    expressed in >= ``min_prop`` of spots, then :func:`interface_test`.
+
+    Parameters
+    ----------
+    adata
+        The section (log-normalised ``X``, ``obsm['spatial']``); not modified.
+    regions
+        Region per spot (``tumour``, ``interface``, ``stroma``).
+    vectors
+        Moran eigenvectors of the section's graph (:func:`section_eigenvectors`); None: no constrained null
+        (p-values NaN) for sections above :data:`tmeflow.stats.MSR_MAX_SPOTS` spots.
+    species
+        ``human`` or ``mouse``: chooses the resource.
+    local_metric
+        liana's local metric (``lr_local_metric``; ``product`` grows with the amount of both partners).
+    min_prop
+        Fraction of spots that must express ligand and receptor (``lr_min_prop``).
+    fdr
+        ``interface_enriched`` at FDR < ``fdr`` (``lr_fdr``) with a positive difference.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, AnnData]
+        The interface test per interaction (:func:`interface_test`) and liana's spots x interactions AnnData of
+        local scores (drawn on the tissue for the top pairs).
+    """
     import anndata as ad
     import liana as li
 

@@ -1,4 +1,4 @@
-"""Neighbourhood enrichment, co-localisation with malignant cells and the interface test (Moran spectral randomisation)."""
+"""Neighbourhood enrichment, co-localisation with malignant cells and the interface test (Moran spectral nulls)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,35 @@ logger = get_logger(__name__)
 # Neighbourhoods and co-localisation
 # ----------------------------------------------------------------------------------------------
 def neighbourhood(adata: AnnData, key: str, *, n_perms: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Neighbourhood-enrichment z-scores (cluster x cluster) and co-occurrence (long table)."""
+    """Compute neighbourhood enrichment and co-occurrence of a spot grouping (squidpy).
+
+    :func:`squidpy.gr.nhood_enrichment` (permutation z-scores) and :func:`squidpy.gr.co_occurrence` on the
+    first-ring spatial graph.
+
+    Parameters
+    ----------
+    adata
+        The section (``obsm['spatial']``); modified in place (see Adds).
+    key
+        The ``obs`` column grouping the spots (``region`` or ``dominant_type``).
+    n_perms
+        Permutations of the enrichment test (``spatial_n_perms``).
+    seed
+        Random seed of the permutations.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, pandas.DataFrame]
+        Cluster x cluster z-scores, and the co-occurrence long table (``cluster``, ``conditional_on``,
+        ``distance_spots``, ``co_occurrence_ratio``); both empty when ``key`` has fewer than two groups.
+
+    Adds
+    ----
+    ``obs[key]``
+        Made categorical, unused categories removed.
+    ``uns['<key>_nhood_enrichment']``, ``uns['<key>_co_occurrence']``
+        squidpy's results (``write_outputs`` removes them before writing).
+    """
     import squidpy as sq
 
     adata.obs[key] = pd.Categorical(adata.obs[key].astype(str))
@@ -42,8 +70,19 @@ def neighbourhood(adata: AnnData, key: str, *, n_perms: int, seed: int) -> tuple
 
 
 def section_eigenvectors(graph: sp.csr_matrix) -> np.ndarray | None:
-    """Moran eigenvectors of the section's spatial graph for the spatially constrained nulls, or None
-    (with a warning) above :data:`tmeflow.stats.MSR_MAX_SPOTS` spots."""
+    """Compute the Moran eigenvectors of the section's spatial graph for the spatially constrained nulls.
+
+    Parameters
+    ----------
+    graph
+        Spots x spots first-ring adjacency (:func:`tmeflow.spatial_qc.spatial_graph`).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Spots x eigenvectors (:func:`tmeflow.stats.moran_eigenvectors`); None, with a warning, above
+        :data:`tmeflow.stats.MSR_MAX_SPOTS` spots.
+    """
     from ..stats import MSR_MAX_SPOTS, moran_eigenvectors
 
     if graph.shape[0] > MSR_MAX_SPOTS:
@@ -63,13 +102,32 @@ def colocalisation(
     malignant_types: list[str],
     vectors: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Per cell type: correlation with the malignant proportion in the same spot and in the neighbours.
+    """Correlate each cell type's proportion with the malignant proportion in the same spot and in the neighbours.
 
     The p-value of ``r_lagged_malignant`` comes from Moran spectral randomisation of the cell type's
-    proportion (:func:`tmeflow.stats.msr_linear_test`): the null keeps its spatial autocorrelation.
-    Permuting spots i.i.d. (done before) ignores it, and two smooth but unrelated patterns then
-    look co-localised far more often than the nominal level. ``vectors``: Moran eigenvectors of
-    ``graph`` (computed when None)."""
+    proportion (Wagner & Dray 2015; :func:`tmeflow.stats.msr_linear_test`): the null keeps its spatial
+    autocorrelation. Permuting spots i.i.d. (done before) ignores it, and two smooth but unrelated patterns
+    then look co-localised far more often than the nominal level.
+
+    Parameters
+    ----------
+    proportions
+        Spots x types deconvolution proportions.
+    malignant
+        Malignant proportion per spot (:func:`malignant_proportion`).
+    graph
+        Spots x spots first-ring adjacency; the lag is the mean over the spot's neighbours, the spot excluded.
+    malignant_types
+        The malignant types (left out of the table).
+    vectors
+        Moran eigenvectors of ``graph``; None: computed here.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cell_type``, ``r_same_spot``, ``r_lagged_malignant`` (Pearson), ``z_msr``, ``pval_msr`` and ``fdr``
+        (BH over cell types), largest ``r_lagged_malignant`` first; NaN for a constant proportion.
+    """
     from ..stats import msr_linear_test
 
     if vectors is None:
@@ -100,12 +158,33 @@ def colocalisation(
 def interface_test(
     scores: np.ndarray, names: list[str], regions: np.ndarray, vectors: np.ndarray | None, fdr: float
 ) -> pd.DataFrame:
-    """Interface enrichment of local ligand-receptor scores (spots x interactions): the difference of
-    the mean score in interface spots and elsewhere, tested one-sided against Moran spectral
-    randomisation of each score (:func:`tmeflow.stats.msr_linear_test`). Kernel-smoothed local
-    scores are strongly autocorrelated, so a Mann-Whitney test over spots (done before) treats
-    thousands of dependent spots as independent; the constrained null keeps that autocorrelation.
-    BH FDR over interactions; ``interface_enriched`` at FDR < ``fdr`` with a positive difference."""
+    """Test the interface enrichment of local ligand-receptor scores against Moran spectral randomisation.
+
+    The difference of the mean score in interface spots and elsewhere, one-sided, against Moran spectral
+    randomisation of each score (:func:`tmeflow.stats.msr_linear_test`). Kernel-smoothed local scores are
+    strongly autocorrelated, so a Mann-Whitney test over spots (done before) treats thousands of dependent
+    spots as independent; the constrained null keeps that autocorrelation.
+
+    Parameters
+    ----------
+    scores
+        Spots x interactions local scores.
+    names
+        The interactions (columns of ``scores``).
+    regions
+        Region per spot.
+    vectors
+        Moran eigenvectors of the section's graph (:func:`section_eigenvectors`); None: no constrained null
+        (p-values NaN) for sections above :data:`tmeflow.stats.MSR_MAX_SPOTS` spots.
+    fdr
+        ``interface_enriched`` at FDR < ``fdr`` with a positive difference.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``interaction``, ``ligand``, ``receptor``, ``mean_interface``, ``mean_elsewhere``, ``z_msr``, ``pval``,
+        ``difference``, ``fdr`` (BH over interactions) and ``interface_enriched``, smallest FDR first.
+    """
     from ..stats import msr_linear_test
 
     interface = regions == "interface"

@@ -21,7 +21,25 @@ logger = get_logger(__name__)
 # Regions
 # ----------------------------------------------------------------------------------------------
 def malignant_proportion(adata: AnnData, malignant_types: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Summed deconvolved proportion of the ``malignant_types`` per spot, and the types matched."""
+    """Sum the deconvolved proportions of the malignant types per spot.
+
+    Parameters
+    ----------
+    adata
+        The deconvolved section (``obsm['deconvolution_proportions']``); not modified.
+    malignant_types
+        The malignant reference types (``malignant_cell_types``; case, spaces, '_' and '-' ignored).
+
+    Returns
+    -------
+    tuple[numpy.ndarray, list[str]]
+        The malignant proportion per spot and the types matched.
+
+    Raises
+    ------
+    TmeflowInputError
+        No deconvolution in the section, or none of ``malignant_types`` among its types.
+    """
     if "deconvolution_proportions" not in adata.obsm:
         raise TmeflowInputError("section has no obsm['deconvolution_proportions']; run tmeflow deconvolve first")
     proportions = adata.obsm["deconvolution_proportions"]
@@ -35,7 +53,20 @@ def malignant_proportion(adata: AnnData, malignant_types: list[str]) -> tuple[np
 
 
 def rings_graph(graph: sp.csr_matrix, rings: int) -> sp.csr_matrix:
-    """Spots within ``rings`` steps of each other on ``graph`` (no self loops)."""
+    """Connect the spots within ``rings`` steps of each other on ``graph``.
+
+    Parameters
+    ----------
+    graph
+        Spots x spots first-ring adjacency.
+    rings
+        Steps (``interface_rings``).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Spots x spots adjacency within ``rings`` steps, no self loops.
+    """
     reach = sp.identity(graph.shape[0], format="csr")
     step = sp.csr_matrix(graph, dtype=bool).astype(np.float32) + sp.identity(graph.shape[0], format="csr")
     for _ in range(max(1, rings)):
@@ -49,8 +80,27 @@ def rings_graph(graph: sp.csr_matrix, rings: int) -> sp.csr_matrix:
 def derive_regions(
     malignant: np.ndarray, graph: sp.csr_matrix, *, threshold: float, rings: int, smoothing: bool = True
 ) -> np.ndarray:
-    """tumour (malignant proportion >= ``threshold``, first-ring smoothed when ``smoothing``) / interface
-    (within ``rings`` rings of a tumour spot) / stroma."""
+    """Derive tumour, interface and stroma regions from the malignant proportion.
+
+    Parameters
+    ----------
+    malignant
+        Malignant proportion per spot.
+    graph
+        Spots x spots first-ring adjacency.
+    threshold
+        Tumour at (smoothed) malignant proportion >= ``threshold`` (``tumour_threshold``).
+    rings
+        Interface: non-tumour spots within ``rings`` rings of a tumour spot (``interface_rings``).
+    smoothing
+        Average the proportion with the first-ring neighbours first (``region_smoothing``): deconvolution noise
+        otherwise fragments the tumour.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``tumour``, ``interface`` or ``stroma`` per spot.
+    """
     if smoothing:
         malignant = smooth(malignant, graph)
     tumour = malignant >= threshold
@@ -58,9 +108,28 @@ def derive_regions(
     return np.where(tumour, "tumour", np.where(near, "interface", "stroma"))
 
 
-def read_region_annotation(path, adata) -> np.ndarray:
-    """Regions per spot from a barcode -> region table (CSV/TSV; columns ``barcode`` and ``region``,
-    else the first two columns)."""
+def read_region_annotation(path: str | Path, adata: AnnData) -> np.ndarray:
+    """Read a pathologist's region per spot from a barcode -> region table.
+
+    Parameters
+    ----------
+    path
+        CSV or TSV with columns ``barcode`` and ``region`` (else the first two columns); ``tumor``/``tumour``
+        and other spellings unified (``REGION_SYNONYMS``).
+    adata
+        The section; its ``obs['barcode']`` (or ``obs_names``) are matched. Not modified.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``tumour``, ``interface`` or ``stroma`` per spot.
+
+    Raises
+    ------
+    TmeflowInputError
+        A missing or unreadable table, fewer than two columns, a barcode annotated twice, or fewer than half of
+        the section's spots in it (naming the file).
+    """
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError("region annotation file not found", file=path)
@@ -103,7 +172,23 @@ def read_region_annotation(path, adata) -> np.ndarray:
 
 
 def signed_distance(coords: np.ndarray, tumour: np.ndarray, spacing: float) -> np.ndarray:
-    """Signed distance to the tumour boundary in spot spacings (< 0 inside tumour)."""
+    """Compute each spot's signed distance to the tumour boundary in spot spacings.
+
+    Parameters
+    ----------
+    coords
+        Spots x 2 coordinates.
+    tumour
+        Boolean per spot.
+    spacing
+        Spot spacing in coordinate units (:func:`tmeflow.spatial_qc.spot_spacing`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Negative inside tumour (distance to the nearest non-tumour spot), positive outside (distance to the
+        nearest tumour spot); NaN everywhere without tumour or without non-tumour spots.
+    """
     from scipy.spatial import cKDTree
 
     distance = np.full(len(coords), np.nan)

@@ -32,7 +32,35 @@ logger = get_logger(__name__)
 def analyse_section(adata: AnnData, settings: SpatialAnalysisSettings, *, region_annotation=None) -> dict[str, Any]:
     """Run every analysis on a deconvolved section; annotate ``adata`` and return the result tables.
 
-    ``settings``: ``SpatialAnalysisSettings.from_params(params)``, or ``SpatialAnalysisSettings.defaults()``.
+    Parameters
+    ----------
+    adata
+        The deconvolved section (``tmeflow deconvolve`` output); modified in place (see Adds).
+    settings
+        ``SpatialAnalysisSettings.from_params(params)``, or ``SpatialAnalysisSettings.defaults()``.
+    region_annotation
+        A barcode -> region table (:func:`read_region_annotation`); None: regions derived from the
+        deconvolution (:func:`derive_regions`).
+
+    Returns
+    -------
+    dict
+        ``sample``, ``region_source``, ``malignant_types``, ``nhood_*`` / ``cooc_*`` (per grouping),
+        ``colocalisation``, ``lr`` (and ``lrdata``), ``scores``, ``trajectory_bins``, ``trajectory_correlation``,
+        ``distance``, ``tls``, ``spot_cnv`` (when the CNV map ran) and ``region_counts``.
+
+    Adds
+    ----
+    ``obs['malignant_prop']``, ``obs['region']``, ``obs['signed_distance']``
+        Malignant proportion, region (categorical) and signed distance to the tumour boundary (spot spacings).
+    ``obs['score_<signature>']``
+        Signature scores (:func:`score_signatures`).
+    ``obs['tls_id']``
+        TLS number per spot, -1 outside a TLS (:func:`detect_tls`).
+    ``obs['cnv_score_spot']``, ``obs['cnv_tumour']``, ``obs['cnv_reference_spot']``
+        The spot-level CNV map (:func:`tmeflow.spatial_cnv.spot_cnv`), when it ran.
+    ``uns['region_nhood_enrichment']``, ``uns['region_co_occurrence']`` (and ``dominant_type_*``)
+        From :func:`neighbourhood`, which also makes ``obs['region']`` and ``obs['dominant_type']`` categorical.
     """
     sample = str(adata.obs["sample"].iloc[0]) if "sample" in adata.obs else "section"
     species = species_of(adata)
@@ -147,7 +175,35 @@ def analyse_section(adata: AnnData, settings: SpatialAnalysisSettings, *, region
     return results
 
 
-def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str, Any]) -> Path:
+def write_outputs(adata: AnnData, results: dict[str, Any], outdir: Path, params: dict[str, Any]) -> Path:
+    """Write the section's tables, MultiQC sections, figures and ``<sample>.spatial_analysis.h5ad``.
+
+    Parameters
+    ----------
+    adata
+        The analysed section (:func:`analyse_section`); modified in place (see Adds).
+    results
+        The result tables of :func:`analyse_section`.
+    outdir
+        The output folder.
+    params
+        The parameters, recorded as provenance.
+
+    Returns
+    -------
+    pathlib.Path
+        The written h5ad.
+
+    Adds
+    ----
+    ``uns['spatial_analysis']``
+        Region source, malignant types and up to 200 interface-enriched interactions.
+    ``uns['spatial_statistics']``
+        The section's z-scores and effects for the statistics across sections
+        (:func:`tmeflow.spatial_cohort.section_table`).
+    ``uns['tmeflow']['spatial_analysis']``
+        Provenance (version, parameters); squidpy's ``uns`` entries are removed.
+    """
     sample = results["sample"]
     prefix = outdir / sample
     regions_table = adata.obs[["region", "malignant_prop", "signed_distance", "dominant_type", "tls_id"]].copy()
@@ -174,7 +230,8 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
     coloc_header = io.multiqc_header(
         f"tmeflow_spatial_colocalisation_{sample}",
         f"Co-localisation with malignant cells: {sample}",
-        "Correlation of each cell type's spot proportion with the neighbours' malignant proportion (tmeflow spatial_analysis).",
+        "Correlation of each cell type's spot proportion with the neighbours' malignant proportion "
+        "(tmeflow spatial_analysis).",
         "table",
     )
     io.write_table(
@@ -261,6 +318,29 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
 
 
 def run_spatial_analysis(input_path, outdir, params: dict[str, Any], *, region_annotation=None) -> Path:
+    """Read a deconvolved section, analyse it and write the outputs.
+
+    Parameters
+    ----------
+    input_path
+        The deconvolved section h5ad (``tmeflow deconvolve`` output).
+    outdir
+        The output folder.
+    params
+        The ``spatial_analysis_options`` parameters and ``seed`` (read once into :class:`SpatialAnalysisSettings`).
+    region_annotation
+        A barcode -> region table, or None.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<sample>.spatial_analysis.h5ad``.
+
+    Raises
+    ------
+    TmeflowInputError
+        No ``obsm['spatial']``, or an input error of the analysis (naming the file).
+    """
     input_path = Path(input_path)
     adata = io.read_h5ad(input_path, "deconvolved section")
     if "spatial" not in adata.obsm:
@@ -284,4 +364,13 @@ def run_spatial_analysis(input_path, outdir, params: dict[str, Any], *, region_a
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Run ``tmeflow spatial_analysis``.
+
+    Parameters
+    ----------
+    args
+        The parsed command line (``input``, ``outdir``, ``region_annotation``).
+    params
+        The parameters (:func:`run_spatial_analysis`).
+    """
     run_spatial_analysis(args.input, args.outdir, params, region_annotation=args.region_annotation)

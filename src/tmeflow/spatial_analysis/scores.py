@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from ..errors import TmeflowInputError
 from ..log import get_logger
@@ -18,6 +19,18 @@ logger = get_logger(__name__)
 # Scores, trajectory, distances, TLS
 # ----------------------------------------------------------------------------------------------
 def signature_sets(species: str) -> dict[str, list[str]]:
+    """Read the bundled signatures of the trajectory and TLS scores in a species.
+
+    Parameters
+    ----------
+    species
+        ``human`` or ``mouse`` (mouse sets mapped through orthologs).
+
+    Returns
+    -------
+    dict[str, list[str]]
+        Name -> genes: ``SIGNATURES`` (EMT, necroptosis, immune, stromal) and ``TLS_chemokines``.
+    """
     from ..signatures import map_gene_sets, read_bundled_gmt
 
     sets = {}
@@ -29,10 +42,31 @@ def signature_sets(species: str) -> dict[str, list[str]]:
     return sets
 
 
-def score_signatures(adata, species: str, seed: int, section: str = "") -> pd.DataFrame:
-    """``score_genes`` of each bundled signature (in the section's species) with at least
-    ``MIN_SIGNATURE_GENES`` genes in the section; a section that covers none of them is a one-line error
-    (a species mismatch, or a gene panel), never a silently empty result."""
+def score_signatures(adata: AnnData, species: str, seed: int, section: str = "") -> pd.DataFrame:
+    """Score each bundled signature per spot with scanpy ``score_genes``.
+
+    Parameters
+    ----------
+    adata
+        The section (log-normalised ``X``); not modified (``score_genes`` on a copy).
+    species
+        ``human`` or ``mouse``.
+    seed
+        ``score_genes`` random state (control genes).
+    section
+        The section named in the error.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Spots x signatures with at least ``MIN_SIGNATURE_GENES`` genes in the section.
+
+    Raises
+    ------
+    TmeflowInputError
+        The section covers none of the signatures (a species mismatch, or a gene panel); never a silently
+        empty result.
+    """
     import scanpy as sc
 
     sets = signature_sets(species)
@@ -66,8 +100,32 @@ def score_signatures(adata, species: str, seed: int, section: str = "") -> pd.Da
 def trajectory(
     axis: np.ndarray, scores: pd.DataFrame, proportions: pd.DataFrame, n_bins: int, vectors: np.ndarray | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Scores and proportions per equal-width bin of the tumour-to-stroma ``axis``, and their Spearman
-    correlation with it, p-values from Moran spectral randomisation (:func:`tmeflow.stats.msr_rank_correlation`)."""
+    """Bin scores and proportions along the tumour-to-stroma axis and correlate them with it.
+
+    Spearman correlation of each feature with the axis; its p-value comes from Moran spectral
+    randomisation of the feature's ranks (:func:`tmeflow.stats.msr_rank_correlation`), not from
+    Spearman's test over spots, which treats autocorrelated spots as independent; BH FDR.
+
+    Parameters
+    ----------
+    axis
+        Signed distance to the tumour boundary per spot (spot spacings).
+    scores
+        Spots x signature scores.
+    proportions
+        Spots x types proportions.
+    n_bins
+        Equal-width bins of the axis (``trajectory_n_bins``).
+    vectors
+        Moran eigenvectors of the section's graph, or None (p-values NaN).
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, pandas.DataFrame]
+        Bins (``signed_distance_mid``, ``n_spots``, mean ``score_<name>`` and ``prop_<type>``), and the
+        correlations (``feature``, ``spearman_rho``, ``z_msr``, ``pval``, ``fdr``); both empty with fewer than 3
+        spots of finite axis.
+    """
     from ..stats import msr_rank_correlation
 
     ok = np.isfinite(axis)
@@ -91,8 +149,25 @@ def trajectory(
 
 
 def species_genes(genes: list[str], species: str, var_names) -> list[str]:
-    """``distance_genes`` in the section's species: a gene in the section is kept as given (symbols of the
-    species), a human symbol missing from a mouse section takes its mouse ortholog (``S100A8`` -> ``S100a8``)."""
+    """Translate ``distance_genes`` to the section's species.
+
+    A gene in the section is kept as given (symbols of the species); a human symbol missing from a mouse
+    section takes its mouse ortholog (``S100A8`` -> ``S100a8``).
+
+    Parameters
+    ----------
+    genes
+        The requested genes.
+    species
+        ``human`` or ``mouse``.
+    var_names
+        The section's genes.
+
+    Returns
+    -------
+    list[str]
+        The genes to test, in the section's symbols.
+    """
     if species == "human":
         return genes
     from ..signatures import map_gene_sets
@@ -104,10 +179,29 @@ def species_genes(genes: list[str], species: str, var_names) -> list[str]:
 
 
 def distance_association(
-    adata, distance: np.ndarray, tumour: np.ndarray, genes: list[str], vectors: np.ndarray | None = None
+    adata: AnnData, distance: np.ndarray, tumour: np.ndarray, genes: list[str], vectors: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """Spearman correlation of each gene with the distance to the tumour over non-tumour spots, p-values
-    from Moran spectral randomisation of the gene over the section (:func:`tmeflow.stats.msr_rank_correlation`)."""
+    """Correlate each gene with the distance to the tumour over the non-tumour spots.
+
+    Parameters
+    ----------
+    adata
+        The section (log-normalised ``X``); not modified.
+    distance
+        Distance to the nearest tumour spot (0 inside tumour), spot spacings.
+    tumour
+        Boolean per spot; tumour spots are left out.
+    genes
+        The genes (``distance_genes`` after :func:`species_genes`); genes not in the section are skipped.
+    vectors
+        Moran eigenvectors of the section's graph, or None (p-values NaN).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``gene``, ``n_spots``, ``spearman_rho``, ``z_msr``, ``pval`` (Moran spectral randomisation of the gene over
+        the section, :func:`tmeflow.stats.msr_rank_correlation`) and ``fdr`` (BH).
+    """
     from ..stats import msr_rank_correlation
 
     outside = ~tumour & np.isfinite(distance)
@@ -135,6 +229,33 @@ def detect_tls(
     min_lymphoid: float,
     min_spots: int,
 ) -> tuple[np.ndarray, pd.DataFrame]:
+    """Call tertiary lymphoid structures: connected groups of spots with chemokine score and lymphoid cells.
+
+    Absolute thresholds, the same in every section: a TLS spot has a 12-chemokine score >= ``min_score``
+    (Coppola et al. 2011; Cabrita et al. 2020) and a lymphoid proportion >= ``min_lymphoid``; neighbouring
+    TLS spots form one TLS (connected components of the spatial graph) when there are at least ``min_spots``.
+
+    Parameters
+    ----------
+    tls_score
+        The TLS chemokine score per spot; None: no TLS.
+    proportions
+        Spots x types proportions.
+    graph
+        Spots x spots first-ring adjacency.
+    regions, distance
+        Region and signed distance per spot, summarised per TLS.
+    lymphoid_types
+        The lymphoid (B/T) reference types (``lymphoid_cell_types``).
+    min_score, min_lymphoid, min_spots
+        ``tls_min_score``, ``tls_min_lymphoid``, ``tls_min_spots`` (tmeflow's conventions 0.3, 0.3 and 3).
+
+    Returns
+    -------
+    tuple[numpy.ndarray, pandas.DataFrame]
+        TLS number per spot (0, 1, ...; -1 outside a TLS), and one row per TLS (``TLS_COLUMNS``), highest mean
+        chemokine score first; empty when the score or the lymphoid types are missing.
+    """
     from scipy.sparse.csgraph import connected_components
 
     n = proportions.shape[0]
