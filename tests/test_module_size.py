@@ -71,6 +71,37 @@ def test_no_module_over_700_lines():
             ],
         ),
         (
+            "deconvolve",
+            [
+                "cli",
+                "run_deconvolve",
+                "deconvolve",
+                "DeconvolutionSettings",
+                "prepare_inputs",
+                "nnls_deconvolve",
+                "poisson_weights",
+                "cuda_available",
+                "resolve_method",
+                "marker_agreement",
+                "write_outputs",
+            ],
+        ),
+        (
+            "spatial_analysis",
+            [
+                "cli",
+                "run_spatial_analysis",
+                "analyse_section",
+                "SpatialAnalysisSettings",
+                "read_region_annotation",
+                "signed_distance",
+                "colocalisation",
+                "spatial_lr",
+                "detect_tls",
+                "write_outputs",
+            ],
+        ),
+        (
             "cnv",
             [
                 "cli",

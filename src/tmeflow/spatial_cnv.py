@@ -16,9 +16,9 @@ Method
        mean log-normalised profile is the reference expression, the other half is the null. A
        reference that also served as the null would be shrunk towards zero and make every other
        spot look altered (the reason tmeflow's cell-level calls are being recalibrated, issue 15).
-    3. :func:`infercnvpy.tl.infercnv` on the section's ``X`` (log1p CP10k, from ``tmeflow spatial_qc``) against that reference, with the ``cnv`` stage's
-       defaults (window, step, log-fold-change clip, excluded chromosomes: the schema defaults of
-       ``cnv_window``, ``cnv_step``, ``cnv_lfc_clip``, ``cnv_exclude_chromosomes``).
+    3. :func:`infercnvpy.tl.infercnv` on the section's ``X`` (log1p CP10k, from ``tmeflow spatial_qc``) against
+       that reference, with the ``cnv`` stage's defaults (window, step, log-fold-change clip, excluded
+       chromosomes: the schema defaults of ``cnv_window``, ``cnv_step``, ``cnv_lfc_clip``, ``cnv_exclude_chromosomes``).
     4. **Spot CNV score**: mean absolute CNV signal of the spot, averaged with its first-ring
        neighbours (a spot holds few cells; neighbours of a tumour nest share its clones).
     5. **CNV tumour spots**: score above the 95th percentile of the held-out reference half.
@@ -34,12 +34,17 @@ deconvolved malignant proportion).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .log import get_logger
 from .spatial_qc import smooth
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 logger = get_logger(__name__)
 
@@ -48,8 +53,9 @@ NULL_QUANTILE = 0.95
 
 
 def _placed_genes(adata, species: str, min_fraction: float):
-    """An AnnData of the section's spots (``X``: log1p CP10k, as ``tmeflow spatial_qc`` writes it) with
-    genome positions in ``var``, or None.
+    """Copy the section's spots with genome positions in ``var``, or return None.
+
+    ``X`` is log1p CP10k, as ``tmeflow spatial_qc`` writes it.
     """
     import anndata as ad
 
@@ -74,11 +80,33 @@ def _placed_genes(adata, species: str, min_fraction: float):
 
 
 def spot_cnv(
-    adata, malignant: np.ndarray, graph: sp.csr_matrix, *, reference_quantile: float, seed: int, species: str
+    adata: AnnData, malignant: np.ndarray, graph: sp.csr_matrix, *, reference_quantile: float, seed: int, species: str
 ) -> pd.DataFrame | None:
-    """Spot CNV scores and tumour calls (see the module docstring; reference spots at or below the
-    ``reference_quantile`` of the malignant proportion, 0 turns the map off): one row per spot with
-    ``cnv_score_spot``, ``cnv_tumour``, ``cnv_reference_spot``; None when the section cannot be mapped.
+    """Map copy-number on the spots themselves (infercnvpy), independently of the deconvolution.
+
+    Reference spots are those at or below the ``reference_quantile`` of the malignant proportion; half of
+    them are the reference, the other half the null that sets the tumour threshold (see the module docstring).
+
+    Parameters
+    ----------
+    adata
+        The section (raw counts in ``layers['counts']``); not modified.
+    malignant
+        Malignant proportion per spot (deconvolution).
+    graph
+        Spots x spots first-ring adjacency (scores are smoothed over it).
+    reference_quantile
+        ``spot_cnv_reference_quantile``; 0 turns the map off.
+    seed
+        Seed of the reference / null split.
+    species
+        ``human`` or ``mouse`` (gene positions).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        One row per spot: ``cnv_score_spot``, ``cnv_tumour``, ``cnv_reference_spot``; None when the section
+        cannot be mapped (map off, too few reference spots or positioned genes).
     """
     import infercnvpy as cnv
 
@@ -132,7 +160,28 @@ def spot_cnv(
 def agreement(
     calls: pd.DataFrame, malignant: np.ndarray, regions: np.ndarray, sample: str, region_source: str
 ) -> pd.DataFrame:
-    """One row: how the CNV map agrees with the deconvolution's malignant proportion and the regions."""
+    """Summarise how the CNV map agrees with the deconvolution's malignant proportion and the regions.
+
+    Parameters
+    ----------
+    calls
+        :func:`spot_cnv`'s table.
+    malignant
+        Malignant proportion per spot.
+    regions
+        Region per spot.
+    sample
+        The sample name.
+    region_source
+        ``derived`` or ``annotation``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row: ``sample``, ``n_spots``, ``n_cnv_tumour``, ``spearman_cnv_vs_malignant_prop``,
+        ``agreement_with_regions`` (fraction of spots where the CNV call equals the tumour region),
+        ``region_source``.
+    """
     from scipy.stats import spearmanr
 
     tumour_region = regions == "tumour"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ from .errors import TmeflowInputError
 from .log import get_logger
 from .plotting import pyplot
 from .stats import bh_fdr
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -57,8 +60,17 @@ PATIENTS_FILE = "spatial_cohort_patients.tsv"
 
 
 def section_table(results: dict[str, Any]) -> pd.DataFrame:
-    """One section's statistics as a long table (``analysis, feature, effect, z``) from
-    :func:`tmeflow.spatial_analysis.analyse_section`'s results; rows without a z-score are dropped.
+    """Collect one section's statistics as a long table.
+
+    Parameters
+    ----------
+    results
+        :func:`tmeflow.spatial_analysis.analyse_section`'s results.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``analysis, feature, effect, z``; rows without a z-score are dropped.
     """
     parts = []
     for analysis, (key, feature, effect, _) in ANALYSES.items():
@@ -82,9 +94,26 @@ def section_table(results: dict[str, Any]) -> pd.DataFrame:
 def signflip_pvalue(
     values: np.ndarray, alternative: str = "two-sided", *, seed: int = 0, n_random: int = 2**16
 ) -> float:
-    """Sign-flip permutation p-value of the mean of ``values`` (one per patient) against 0: exact over
-    all ``2^P`` sign patterns for ``P <=`` :data:`MAX_EXACT_PATIENTS`, else ``n_random`` random patterns
-    (seeded) with the observed one counted (Phipson & Smyth 2010).
+    """Compute the sign-flip permutation p-value of the mean of ``values`` against 0 (one value per patient).
+
+    Exact over all ``2^P`` sign patterns for ``P <=`` :data:`MAX_EXACT_PATIENTS`, else ``n_random`` random
+    patterns (seeded) with the observed one counted (Phipson & Smyth 2010).
+
+    Parameters
+    ----------
+    values
+        One value per patient.
+    alternative
+        ``greater`` (one-sided: mean above 0); anything else is two-sided.
+    seed
+        Seed of the random patterns.
+    n_random
+        Random patterns above ``MAX_EXACT_PATIENTS`` patients.
+
+    Returns
+    -------
+    float
+        The p-value; NaN with fewer than two values.
     """
     values = np.asarray(values, dtype=float)
     p = len(values)
@@ -116,12 +145,21 @@ def _ttest(values: np.ndarray, alternative: str) -> tuple[float, float]:
 
 
 def combine_sections(sections: pd.DataFrame, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cohort tests with patients as units (see the module docstring).
+    """Test each feature across the cohort with patients as the units (see the module docstring).
 
-    ``sections``: one row per section and feature, columns ``analysis, feature, sample, patient, effect,
-    z``. Returns ``(combined, patients)``: per analysis and feature, ``n_sections, n_patients,
-    mean_effect, mean_z, sd_z, t, df, pval, pval_signflip, fdr, cohort_wide`` (p-values NaN with fewer than
-    two patients), and the per-patient means (``analysis, feature, patient, n_sections, effect, z``).
+    Parameters
+    ----------
+    sections
+        One row per section and feature: ``analysis, feature, sample, patient, effect, z``.
+    seed
+        Seed of the sign-flip p-values.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, pandas.DataFrame]
+        Per analysis and feature: ``n_sections, n_patients, mean_effect, mean_z, sd_z, t, df, pval,
+        pval_signflip, fdr, cohort_wide`` (p-values NaN with fewer than two patients); and the per-patient
+        means (``analysis, feature, patient, n_sections, effect, z``).
     """
     missing = {"analysis", "feature", "sample", "patient", "effect", "z"} - set(sections.columns)
     if missing:
@@ -170,7 +208,7 @@ def combine_sections(sections: pd.DataFrame, *, seed: int = 0) -> tuple[pd.DataF
         return pd.DataFrame(columns=columns), patients
     combined = pd.DataFrame(rows)
     combined["fdr"] = np.nan
-    for analysis, index in combined.groupby("analysis").groups.items():
+    for _analysis, index in combined.groupby("analysis").groups.items():
         combined.loc[index, "fdr"] = bh_fdr(combined.loc[index, "pval"].to_numpy())
     greater = combined["analysis"].map(lambda a: ANALYSES[a][3] == "greater").to_numpy(dtype=bool)
     combined["cohort_wide"] = (combined["fdr"] < COHORT_FDR) & (~greater | (combined["mean_z"] > 0))
@@ -182,8 +220,24 @@ def combine_sections(sections: pd.DataFrame, *, seed: int = 0) -> tuple[pd.DataF
 # Reading the sections
 # ----------------------------------------------------------------------------------------------
 def read_section(path: str | Path) -> pd.DataFrame | None:
-    """A ``<sample>.spatial_analysis.h5ad``'s statistics (``uns['spatial_statistics']``) with its sample and
-    patient, read without the matrices; None (with a warning) for a section written before they were stored.
+    """Read a ``<sample>.spatial_analysis.h5ad``'s statistics with its sample and patient, without the matrices.
+
+    Parameters
+    ----------
+    path
+        The section h5ad.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        ``uns['spatial_statistics']`` with ``sample`` and ``patient`` columns (a section without
+        ``obs['patient']`` is its own patient); None, with a warning, for a section written before the
+        statistics were stored.
+
+    Raises
+    ------
+    TmeflowInputError
+        The file is missing or unreadable.
     """
     import h5py
     from anndata.io import read_elem
@@ -218,9 +272,25 @@ def read_section(path: str | Path) -> pd.DataFrame | None:
 # ----------------------------------------------------------------------------------------------
 # Figure and stage
 # ----------------------------------------------------------------------------------------------
-def plot_patients(combined: pd.DataFrame, patients: pd.DataFrame, analysis: str, *, top: int = 20):
-    """Forest-style dot plot: one row per feature (the ``top`` smallest cohort p-values, else the largest
-    |mean z|), one dot per patient (its mean section z-score), the cohort mean as a black bar; FDR at right.
+def plot_patients(combined: pd.DataFrame, patients: pd.DataFrame, analysis: str, *, top: int = 20) -> Figure:
+    """Draw a forest-style dot plot of one analysis across patients.
+
+    Parameters
+    ----------
+    combined
+        :func:`combine_sections`'s cohort table.
+    patients
+        :func:`combine_sections`'s per-patient table.
+    analysis
+        The analysis drawn.
+    top
+        Rows: the ``top`` features with the smallest cohort p-values, else the largest ``|mean z|``.
+
+    Returns
+    -------
+    Figure
+        One row per feature, one dot per patient (its mean section z-score), the cohort mean as a black bar;
+        FDR at right.
     """
     plt = pyplot()
 
@@ -261,9 +331,23 @@ def plot_patients(combined: pd.DataFrame, patients: pd.DataFrame, analysis: str,
 
 
 def run_spatial_cohort(sections: list[str | Path], outdir: str | Path, *, seed: int = 0) -> dict[str, Any] | None:
-    """Combine the sections' statistics (patients as units) and write ``spatial_cohort.tsv``,
-    ``spatial_cohort_patients.tsv``, ``spatial_cohort_mqc.tsv`` and one figure per analysis; None when no
-    section carries statistics.
+    """Combine the sections' statistics (patients as units) and write the cohort tables and figures.
+
+    Parameters
+    ----------
+    sections
+        The ``<sample>.spatial_analysis.h5ad`` files.
+    outdir
+        The output folder: ``spatial_cohort.tsv``, ``spatial_cohort_patients.tsv``, ``spatial_cohort_mqc.tsv``
+        and ``spatial_cohort_<analysis>.png``.
+    seed
+        Seed of the sign-flip p-values.
+
+    Returns
+    -------
+    dict or None
+        ``n_sections``, ``n_patients``, ``n_features``, ``n_cohort_wide``; None when no section carries
+        statistics.
     """
     outdir = Path(outdir)
     tables = [table for table in (read_section(path) for path in sorted(sections, key=str)) if table is not None]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,9 @@ from .log import get_logger, timed
 from .plotting import pyplot
 from .settings import StageSettings
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 logger = get_logger(__name__)
 
 TARGET_SUM = 1e4
@@ -51,7 +54,18 @@ NEIGHBOUR_RADIUS = 1.5  # spot spacings: first ring on hexagonal and square grid
 # Shared spatial helpers
 # ----------------------------------------------------------------------------------------------
 def spot_spacing(coords: np.ndarray) -> float:
-    """Median distance from each spot to its nearest neighbour (same units as ``coords``)."""
+    """Estimate the spot spacing: the median distance from each spot to its nearest neighbour.
+
+    Parameters
+    ----------
+    coords
+        Spots x 2 coordinates.
+
+    Returns
+    -------
+    float
+        The spacing, in the units of ``coords``.
+    """
     from scipy.spatial import cKDTree
 
     if len(coords) < 2:
@@ -61,10 +75,30 @@ def spot_spacing(coords: np.ndarray) -> float:
     return spacing if spacing > 0 else 1.0
 
 
-def spatial_graph(adata, *, rings: int = 1) -> sp.csr_matrix:
-    """Binary spot adjacency within ``rings`` x 1.5 spot spacings (no self loops), computed with
-    :func:`squidpy.gr.spatial_neighbors` (generic coordinates); stored in ``obsp['spatial_connectivities']``
-    and ``obsp['spatial_distances']``.
+def spatial_graph(adata: AnnData, *, rings: int = 1) -> sp.csr_matrix:
+    """Connect the spots within ``rings`` x 1.5 spot spacings (squidpy, generic coordinates).
+
+    :func:`squidpy.gr.spatial_neighbors` with a radius of 1.5 spot spacings for the first ring (6 neighbours
+    on a Visium hexagonal grid, 8 on a square grid), one spacing more per further ring; no lattice assumed.
+
+    Parameters
+    ----------
+    adata
+        The section (``obsm['spatial']``); modified in place (see Adds).
+    rings
+        Neighbour rings (1: the first shell).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Binary spots x spots adjacency, no self loops.
+
+    Adds
+    ----
+    ``obsp['spatial_connectivities']``, ``obsp['spatial_distances']``
+        The binary adjacency and squidpy's distances.
+    ``uns['tmeflow_spatial']['spot_spacing']``
+        The spot spacing (coordinate units).
     """
     import squidpy as sq
 
@@ -81,7 +115,20 @@ def spatial_graph(adata, *, rings: int = 1) -> sp.csr_matrix:
 
 
 def smooth(values: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
-    """Mean of each spot and its first-ring neighbours (``graph``: :func:`spatial_graph`)."""
+    """Average each spot's value with its first-ring neighbours.
+
+    Parameters
+    ----------
+    values
+        One value per spot.
+    graph
+        Spots x spots adjacency (:func:`spatial_graph`).
+
+    Returns
+    -------
+    numpy.ndarray
+        The mean over the spot and its neighbours.
+    """
     degree = np.asarray(graph.sum(axis=1)).ravel()
     return (graph @ values + values) / (degree + 1.0)
 
@@ -103,15 +150,27 @@ STAINED_SATURATION = 0.45
 STAINED_MAX_VALUE = 0.9
 
 
-def stained_fraction(adata, sample: str | None = None) -> np.ndarray:
-    """Per spot, the fraction of tissue-image pixels under the spot that are strongly stained.
+def stained_fraction(adata: AnnData, sample: str | None = None) -> np.ndarray:
+    """Measure, per spot, the fraction of tissue-image pixels under the spot that are strongly stained.
 
     A pixel is strongly stained when its HSV saturation exceeds ``STAINED_SATURATION`` and its value is
     below ``STAINED_MAX_VALUE``: in H&E, densely cellular epithelium (tumour nests, ducts) is saturated
     pink-purple, while collagenous stroma is pale and lumens and background are white. It is an image-only
     proxy of epithelium, independent of the expression data, used to check expression maps against the
     histology (``benchmarks/deconvolution_real.py``); thresholds depend on the staining, so it is a check,
-    not a call. Returns NaN for every spot when the section carries no image.
+    not a call.
+
+    Parameters
+    ----------
+    adata
+        The section (``obsm['spatial']``, image in ``uns['spatial'][sample]``); not modified.
+    sample
+        The key of ``uns['spatial']``; None: the first.
+
+    Returns
+    -------
+    numpy.ndarray
+        Fraction per spot in [0, 1]; NaN for every spot when the section carries no image.
     """
     from matplotlib.colors import rgb_to_hsv
 
@@ -148,18 +207,40 @@ COLOUR_MAX_PERCENTILE = 99  # colour scales end at the 99th percentile (cell2loc
 
 
 def plot_on_tissue(
-    adata,
+    adata: AnnData,
     values: dict[str, Any],
-    path: Path,
     *,
     sample: str | None = None,
     ncols: int = 4,
     title: str | None = None,
     cmap: str = "viridis",
     spot_size: float | None = None,
-) -> Path:
-    """Spots coloured by each entry of ``values`` (numeric arrays or categorical Series; None: the tissue
-    image alone) over the tissue image of ``uns['spatial'][sample]`` (hires, else lowres), one panel per entry.
+) -> Figure:
+    """Draw spots coloured by each entry of ``values`` over the tissue image, one panel per entry.
+
+    Parameters
+    ----------
+    adata
+        The section (``obsm['spatial']``; image in ``uns['spatial'][sample]``, hires else lowres); not modified.
+    values
+        Panel title -> numeric array or categorical Series per spot (None: the tissue image alone). Numeric
+        colour scales end at the 99th percentile (``COLOUR_MAX_PERCENTILE``), so a few extreme spots do not
+        darken the map.
+    sample
+        The key of ``uns['spatial']``; None: the first.
+    ncols
+        Panels per row.
+    title
+        Figure title.
+    cmap
+        Colour map of numeric panels.
+    spot_size
+        Marker area (points^2); None: about one spot spacing wide.
+
+    Returns
+    -------
+    Figure
+        The panels; without an image, the y axis is inverted (image orientation).
     """
     plt = pyplot()
 
@@ -172,7 +253,7 @@ def plot_on_tissue(
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.0 * nrows), squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    for ax, (name, value) in zip(axes.ravel(), values.items()):
+    for ax, (name, value) in zip(axes.ravel(), values.items(), strict=False):
         if image is not None:
             ax.imshow(image)
         size = spot_size if spot_size is not None else _marker_size(xy, spacing, image)
@@ -220,7 +301,7 @@ def plot_on_tissue(
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
-    return io.save_figure(fig, path)
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,8 +325,24 @@ class SpatialQcSettings(StageSettings):
 
 
 def spot_filter_reasons(obs: pd.DataFrame, *, min_counts: int, min_genes: int, max_pct_mito: float) -> pd.Series:
-    """The first filter each spot fails ('' when it passes), named after its parameter: out of the tissue,
-    fewer than ``min_counts`` UMIs, fewer than ``min_genes`` genes, more than ``max_pct_mito`` % mitochondrial.
+    """Name the first filter each spot fails, after its parameter ('' when it passes).
+
+    Parameters
+    ----------
+    obs
+        Per-spot metrics: ``in_tissue``, ``total_counts``, ``n_genes_by_counts``, ``pct_counts_mito``.
+    min_counts
+        Fewest UMIs (``spatial_min_counts``).
+    min_genes
+        Fewest detected genes (``spatial_min_genes``).
+    max_pct_mito
+        Most mitochondrial percentage (``spatial_max_pct_mito``).
+
+    Returns
+    -------
+    pandas.Series
+        ``qc_fail_reason`` per spot: ``not_in_tissue``, ``spatial_min_counts``, ``spatial_min_genes``,
+        ``spatial_max_pct_mito`` or ''.
     """
     failed = {
         "not_in_tissue": obs["in_tissue"].to_numpy() == 0,
@@ -253,14 +350,29 @@ def spot_filter_reasons(obs: pd.DataFrame, *, min_counts: int, min_genes: int, m
         "spatial_min_genes": obs["n_genes_by_counts"].to_numpy() < min_genes,
         "spatial_max_pct_mito": obs["pct_counts_mito"].to_numpy() > max_pct_mito,
     }
-    reasons = np.full(len(obs), "", dtype=object)
+    reasons: np.ndarray = np.full(len(obs), "", dtype=object)
     for name, mask in reversed(failed.items()):
         reasons[mask] = name
     return pd.Series(reasons, index=obs.index, name="qc_fail_reason")
 
 
-def spatially_variable_genes(adata, genes: list[str], *, seed: int) -> pd.DataFrame:
-    """Moran's I (analytical p-values, BH FDR) of ``genes`` over ``obsp['spatial_connectivities']``."""
+def spatially_variable_genes(adata: AnnData, genes: list[str], *, seed: int) -> pd.DataFrame:
+    """Compute Moran's I of ``genes`` over the spatial graph (squidpy, analytical p-values, BH FDR).
+
+    Parameters
+    ----------
+    adata
+        The section (log-normalised ``X``, ``obsp['spatial_connectivities']``); not modified.
+    genes
+        The genes tested (the highly variable genes).
+    seed
+        squidpy's seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``gene``; ``I``, ``pval``, ``fdr``, largest I first.
+    """
     import squidpy as sq
 
     result = sq.gr.spatial_autocorr(adata, mode="moran", genes=genes, n_perms=None, n_jobs=1, seed=seed, copy=True)
@@ -271,10 +383,41 @@ def spatially_variable_genes(adata, genes: list[str], *, seed: int) -> pd.DataFr
 
 
 def process_section(adata: AnnData, meta: dict[str, str], settings: SpatialQcSettings):
-    """QC, normalise, cluster and find spatially variable genes of one section (counts in ``X``).
+    """Filter, normalise and cluster one section and find its spatially variable genes.
 
-    Returns ``(kept, spots, svg)``: the kept spots (counts in ``layers['counts']``), the per-spot
-    metric table with ``qc_fail_reason`` and the Moran's I table of the highly variable genes.
+    Parameters
+    ----------
+    adata
+        The section read by :func:`tmeflow.readers.read_spatial` (raw counts in ``X``); modified in place
+        (metadata and QC columns, see Adds).
+    meta
+        The samplesheet values of ``META_COLUMNS`` (``sample``, ``patient``, ``condition``, ``tissue``,
+        ``species``, ``batch``).
+    settings
+        The ``spatial_qc_options`` (``SpatialQcSettings.from_params(params)``) and the seed.
+
+    Returns
+    -------
+    tuple[AnnData, pandas.DataFrame, pandas.DataFrame]
+        The kept spots (log1p CP10k ``X``, counts in ``layers['counts']``, PCA, kNN graph, ``obs['leiden']``,
+        the spatial graph, ``var['moranI']`` and ``var['moranI_fdr']``), the per-spot metric table with
+        ``qc_fail_reason``, and the Moran's I table of the highly variable genes.
+
+    Adds
+    ----
+    ``obs[<meta column>]``, ``obs['barcode']``
+        The samplesheet values and the spot barcode.
+    ``var['mito']``, ``var['ribo']``
+        Gene classes of the species.
+    ``obs['total_counts']``, ``obs['n_genes_by_counts']``, ``obs['pct_counts_mito']``, ...
+        scanpy's QC metrics.
+    ``obs['qc_fail_reason']``
+        :func:`spot_filter_reasons`.
+
+    Raises
+    ------
+    TmeflowInputError
+        Fewer than ``spatial_min_spots`` spots pass the filters (naming the sample).
     """
     import scanpy as sc
 
@@ -340,7 +483,26 @@ def process_section(adata: AnnData, meta: dict[str, str], settings: SpatialQcSet
     return kept, spots, svg
 
 
-def section_stats(spots: pd.DataFrame, kept, svg: pd.DataFrame, sample: str) -> dict[str, Any]:
+def section_stats(spots: pd.DataFrame, kept: AnnData, svg: pd.DataFrame, sample: str) -> dict[str, Any]:
+    """Summarise a section's QC for the MultiQC table.
+
+    Parameters
+    ----------
+    spots
+        The per-spot metric table (all spots).
+    kept
+        The kept spots (:func:`process_section`).
+    svg
+        The Moran's I table.
+    sample
+        The sample name.
+
+    Returns
+    -------
+    dict
+        ``Sample``, spot counts (total, in tissue, kept), median UMIs, genes and % mitochondrial per kept spot,
+        Leiden clusters and spatially variable genes at FDR < 0.05.
+    """
     in_tissue = spots["in_tissue"] == 1
     return {
         "Sample": sample,
@@ -356,6 +518,35 @@ def section_stats(spots: pd.DataFrame, kept, svg: pd.DataFrame, sample: str) -> 
 
 
 def write_outputs(kept, spots, svg, stats, sample: str, outdir: Path, params: dict[str, Any]) -> Path:
+    """Write the QC tables, MultiQC sections, tissue maps and ``<sample>.spatial.h5ad``.
+
+    Parameters
+    ----------
+    kept
+        The kept spots (:func:`process_section`); modified in place (see Adds).
+    spots
+        The per-spot metric table.
+    svg
+        The Moran's I table.
+    stats
+        :func:`section_stats`.
+    sample
+        The sample name (file prefix).
+    outdir
+        The output folder.
+    params
+        The parameters (``spatial_n_svg``; recorded as provenance).
+
+    Returns
+    -------
+    pathlib.Path
+        The written h5ad.
+
+    Adds
+    ----
+    ``uns['tmeflow']['spatial_qc']``
+        Provenance (version, parameters) and ``stats``; ``uns['tmeflow_spatial']`` is removed.
+    """
     header = io.multiqc_header(
         "tmeflow_spatial_qc_general_stats",
         "Spatial section QC",
@@ -383,38 +574,49 @@ def write_outputs(kept, spots, svg, stats, sample: str, outdir: Path, params: di
     top = svg.head(params["spatial_n_svg"]).reset_index()
     io.write_table(top, outdir / f"{sample}.spatially_variable_genes.tsv")
 
-    plot_on_tissue(
-        kept,
-        {
-            "total counts": np.log10(kept.obs["total_counts"].to_numpy() + 1),
-            "detected genes": kept.obs["n_genes_by_counts"].to_numpy(),
-            "% mitochondrial": kept.obs["pct_counts_mito"].to_numpy(),
-            "Leiden cluster": kept.obs["leiden"],
-        },
+    qc_maps = {
+        "total counts": np.log10(kept.obs["total_counts"].to_numpy() + 1),
+        "detected genes": kept.obs["n_genes_by_counts"].to_numpy(),
+        "% mitochondrial": kept.obs["pct_counts_mito"].to_numpy(),
+        "Leiden cluster": kept.obs["leiden"],
+    }
+    io.save_figure(
+        plot_on_tissue(kept, qc_maps, sample=sample, title=f"{sample}: {kept.n_obs} spots kept"),
         outdir / f"{sample}.spatial_qc.png",
-        sample=sample,
-        title=f"{sample}: {kept.n_obs} spots kept",
     )
     genes = top["gene"].head(4).tolist()
     if genes:
         matrix = kept[:, genes].X
         matrix = np.asarray(matrix.todense() if sp.issparse(matrix) else matrix)
         values = {f"{g} (I={svg.loc[g, 'I']:.2f})": matrix[:, k] for k, g in enumerate(genes)}
-        plot_on_tissue(
-            kept,
-            values,
-            outdir / f"{sample}.spatial_svg.png",
-            sample=sample,
-            cmap="magma",
-            title=f"{sample}: top spatially variable genes (Moran's I)",
+        figure = plot_on_tissue(
+            kept, values, sample=sample, cmap="magma", title=f"{sample}: top spatially variable genes (Moran's I)"
         )
+        io.save_figure(figure, outdir / f"{sample}.spatial_svg.png")
     kept.uns["tmeflow"] = {"spatial_qc": {**io.provenance("spatial_qc", params), "stats": stats}}
     kept.uns.pop("tmeflow_spatial", None)
     return io.write_h5ad(kept, outdir / f"{sample}.spatial.h5ad")
 
 
 def run_spatial_qc(input_path: str | Path, meta: dict[str, str], outdir: str | Path, params: dict[str, Any]) -> Path:
-    """Read one section, run QC and write ``<sample>.spatial.h5ad``, tables and plots to ``outdir``."""
+    """Read one section, run QC and write ``<sample>.spatial.h5ad``, tables and plots to ``outdir``.
+
+    Parameters
+    ----------
+    input_path
+        The Space Ranger-like ``outs/`` folder (or a file :func:`tmeflow.readers.read_spatial` reads).
+    meta
+        The samplesheet values of ``META_COLUMNS``.
+    outdir
+        The output folder.
+    params
+        The ``spatial_qc_options`` parameters, ``seed`` and ``strict_counts``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<sample>.spatial.h5ad``.
+    """
     from .readers import read_spatial
 
     sample, outdir = meta["sample"], Path(outdir)
@@ -440,5 +642,14 @@ def run_spatial_qc(input_path: str | Path, meta: dict[str, str], outdir: str | P
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Run ``tmeflow spatial_qc``.
+
+    Parameters
+    ----------
+    args
+        The parsed command line (``input``, ``outdir`` and the ``META_COLUMNS``).
+    params
+        The parameters (:func:`run_spatial_qc`).
+    """
     meta = {column: getattr(args, column) for column in META_COLUMNS}
     run_spatial_qc(args.input, meta, args.outdir, params)

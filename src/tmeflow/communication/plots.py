@@ -1,19 +1,46 @@
-"""Figures of ``tmeflow communication``: pair heatmaps, differential dot plot, pathway circle plots,
-differential pathway heatmap and signalling-role heatmap (CellChat's ``netVisual_circle``,
-``netVisual_heatmap`` and ``netAnalysis_signalingRole_heatmap``, Jin et al. 2021).
+"""Figures of ``tmeflow communication``.
+
+Pair heatmaps, differential dot plot, pathway circle plots, differential pathway heatmap and signalling-role heatmap
+(CellChat's ``netVisual_circle``, ``netVisual_heatmap`` and ``netAnalysis_signalingRole_heatmap``, Jin et al. 2021).
+Each ``plot_*`` takes the data and returns the figure; :mod:`tmeflow.communication.run` saves it.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..plotting import pyplot
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 def plot_pair_heatmaps(
     counts: pd.DataFrame, value: str, conditions: list[str], pairs: list[tuple[str, str]], title: str
-):
+) -> Figure:
+    """Draw a source x target heatmap per condition and of each contrast's difference.
+
+    Parameters
+    ----------
+    counts
+        Per condition and source -> target values (:func:`tmeflow.communication.count_strength`).
+    value
+        The column drawn: ``n_interactions`` or ``strength``.
+    conditions
+        The conditions with a panel (one colour scale across them).
+    pairs
+        (test, reference) pairs; each gets a difference panel (test - reference, diverging scale).
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        One row of panels.
+    """
     plt = pyplot()
     types = sorted(set(counts["source"]) | set(counts["target"]))
     mats = {
@@ -31,7 +58,7 @@ def plot_pair_heatmaps(
         figsize=(0.35 * len(types) * len(panels) + 2.5 * len(panels), 0.35 * len(types) + 2.2),
         squeeze=False,
     )
-    for ax, (label, mat, cmap) in zip(axes.ravel(), panels):
+    for ax, (label, mat, cmap) in zip(axes.ravel(), panels, strict=True):
         values = mat.to_numpy()
         if cmap == "RdBu_r":
             bound = max(np.abs(values).max(), 1e-9)
@@ -53,7 +80,24 @@ def plot_pair_heatmaps(
     return fig
 
 
-def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
+def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str) -> Figure:
+    """Draw the top differential interactions as a dot plot (CellChat's ``netVisual_bubble``).
+
+    Parameters
+    ----------
+    table
+        Differential interactions (:func:`tmeflow.communication.differential_interactions`), smallest
+        p-value first.
+    top_n
+        How many interactions with a p-value are drawn (``communication_top_n``).
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        Source -> target pairs (x) by interaction (y); colour: log2 fold change, size: -log10 p.
+    """
     plt = pyplot()
     top = table.dropna(subset=["pvalue"]).head(top_n)
     pairs = list(dict.fromkeys(top["source"] + " -> " + top["target"]))
@@ -78,10 +122,25 @@ def plot_diff_dots(table: pd.DataFrame, top_n: int, title: str):
     return fig
 
 
-def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[str]):
-    """Circle plot of one pathway per condition: cell types on a circle, an arrow source -> target with
-    width proportional to the pathway strength (one scale across conditions); self-signalling as a
-    node ring.
+def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[str]) -> Figure:
+    """Draw one pathway's circle plot per condition (CellChat's ``netVisual_circle``).
+
+    Cell types sit on a circle; an arrow source -> target has a width proportional to the pathway
+    strength (one scale across conditions); self-signalling is drawn as a ring around the node.
+
+    Parameters
+    ----------
+    strength
+        Per condition, pathway and source -> target strength (:func:`tmeflow.communication.pathway_table`).
+    pathway
+        The pathway drawn.
+    conditions
+        One panel per condition, in this order.
+
+    Returns
+    -------
+    Figure
+        One panel per condition.
     """
     from matplotlib.patches import FancyArrowPatch
 
@@ -93,7 +152,7 @@ def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[
     colours = {t: plt.get_cmap("tab20")(i % 20) for i, t in enumerate(types)}
     top = max(float(table["strength"].max()) if len(table) else 0.0, 1e-9)
     fig, axes = plt.subplots(1, len(conditions), figsize=(4.2 * len(conditions), 4.6), squeeze=False)
-    for ax, condition in zip(axes.ravel(), conditions):
+    for ax, condition in zip(axes.ravel(), conditions, strict=False):
         block = table[table["condition"] == condition]
         sent = block.groupby("source", observed=True)["strength"].sum()
         for _, row in block.iterrows():
@@ -132,9 +191,22 @@ def plot_pathway_circles(strength: pd.DataFrame, pathway: str, conditions: list[
     return fig
 
 
-def plot_pathway_diff_heatmap(table: pd.DataFrame, top_n: int, title: str):
-    """Pathways (rows; the ``top_n`` of the pathway-level test) x source -> target pairs (columns):
-    log2 fold change of the pair-level test; ``*`` marks ``significant``.
+def plot_pathway_diff_heatmap(table: pd.DataFrame, top_n: int, title: str) -> Figure:
+    """Draw the pair-level log2 fold changes of the top differential pathways.
+
+    Parameters
+    ----------
+    table
+        The pathway-level tests of one contrast (:func:`tmeflow.communication.pathway_tests`, both levels).
+    top_n
+        How many pathways (rows), smallest pathway-level p-value first.
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        Pathways (rows) x source -> target pairs (columns), diverging colour; ``*`` marks ``significant``.
     """
     plt = pyplot()
     overall = table[table["level"] == "pathway"].dropna(subset=["pvalue"]).head(top_n)
@@ -148,21 +220,37 @@ def plot_pathway_diff_heatmap(table: pd.DataFrame, top_n: int, title: str):
     fig, ax = plt.subplots(figsize=(2.5 + 0.28 * max(mat.shape[1], 1), 1.5 + 0.3 * max(mat.shape[0], 1)))
     bound = max(float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0, 1e-9)
     im = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
-    for i, j in zip(*np.nonzero(sig.astype(float).fillna(0.0).to_numpy() > 0)):
+    for i, j in zip(*np.nonzero(sig.astype(float).fillna(0.0).to_numpy() > 0), strict=True):
         ax.text(j, i, "*", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(mat.shape[1]))
     ax.set_xticklabels(mat.columns, rotation=90, fontsize=6)
     ax.set_yticks(range(mat.shape[0]))
-    ax.set_yticklabels([f"{p} (FDR {f:.2g})" for p, f in zip(overall["pathway"], overall["fdr"])], fontsize=7)
+    ax.set_yticklabels(
+        [f"{p} (FDR {f:.2g})" for p, f in zip(overall["pathway"], overall["fdr"], strict=True)], fontsize=7
+    )
     fig.colorbar(im, ax=ax, shrink=0.6, label="log2 fold change (sample-level strength)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def plot_roles_heatmap(roles: pd.DataFrame, pathways: list[str], conditions: list[str]):
-    """Scaled sender / receiver / mediator / influencer of each cell type (columns) for the chosen
-    pathways (rows), one row of panels per condition.
+def plot_roles_heatmap(roles: pd.DataFrame, pathways: list[str], conditions: list[str]) -> Figure:
+    """Draw the scaled signalling roles of the chosen pathways (CellChat's ``netAnalysis_signalingRole_heatmap``).
+
+    Parameters
+    ----------
+    roles
+        Roles per condition, pathway and cell type (:func:`tmeflow.communication.signalling_roles`).
+    pathways
+        The pathways (rows), e.g. the plotted ones and ``all``.
+    conditions
+        One row of panels per condition.
+
+    Returns
+    -------
+    Figure
+        Per condition, a panel per role (sender, receiver, mediator, influencer; scaled to the maximum 1)
+        with the pathways as rows and the cell types as columns.
     """
     plt = pyplot()
     names = ("sender", "receiver", "mediator", "influencer")

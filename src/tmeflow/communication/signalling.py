@@ -27,9 +27,9 @@ Signalling roles (Jin et al. 2021, ``netAnalysis_computeCentrality``)
     **mediator** = flow betweenness (Freeman, Borgatti & White 1991, as ``sna::flowbet``: the max-flow
     between every other pair of cell types that is lost when the cell type is removed), **influencer**
     = information centrality (Stephenson & Zelen 1989, as ``sna::infocent`` on the network made
-    symmetric by summing both directions, rescaled to sum 1; see :func:`information_centrality`). Each centrality is also given scaled to a maximum of 1 within the pathway and
-    condition (``*_scaled``), as CellChat's role heatmaps show them. ``pathway = "all"`` is the network
-    of every called interaction with a pathway.
+    symmetric by summing both directions, rescaled to sum 1; see :func:`information_centrality`). Each centrality is
+    also given scaled to a maximum of 1 within the pathway and condition (``*_scaled``), as CellChat's role heatmaps
+    show them. ``pathway = "all"`` is the network of every called interaction with a pathway.
 """
 
 from __future__ import annotations
@@ -65,13 +65,30 @@ ROLE_COLUMNS = [
 
 @lru_cache(maxsize=1)
 def ligand_pathways() -> dict[str, str]:
-    """Human ligand symbol -> CellChatDB pathway name (the bundled curated table)."""
+    """Read the bundled ligand -> pathway table.
+
+    Returns
+    -------
+    dict[str, str]
+        Human ligand symbol -> CellChatDB pathway name (``cellchat_pathways/ligand_pathways.tsv``).
+    """
     table = pd.read_csv(RESOURCE, sep="\t", dtype=str)
-    return dict(zip(table["ligand"], table["pathway"]))
+    return dict(zip(table["ligand"], table["pathway"], strict=True))
 
 
 def pathway_of(ligand: str) -> str | None:
-    """Pathway of a (possibly complex ``A_B``) ligand: the first listed subunit's; case-insensitive."""
+    """Give the pathway of a ligand, possibly a complex ``A_B``: the first listed subunit's, case-insensitive.
+
+    Parameters
+    ----------
+    ligand
+        Ligand symbol or complex (human or mouse capitalisation).
+
+    Returns
+    -------
+    str or None
+        The CellChatDB pathway name, None when the ligand is not in the table.
+    """
     table = ligand_pathways()
     for gene in str(ligand).split("_"):
         hit = table.get(gene.upper())
@@ -81,9 +98,20 @@ def pathway_of(ligand: str) -> str | None:
 
 
 def curated_pathway_map(resource: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """(ligand, receptor) -> pathway name for every interaction of ``resource`` whose ligand is listed."""
+    """Map every interaction of ``resource`` whose ligand is in the bundled table to its pathway.
+
+    Parameters
+    ----------
+    resource
+        The ligand-receptor resource (``ligand``, ``receptor``).
+
+    Returns
+    -------
+    dict[tuple[str, str], str]
+        (ligand, receptor) -> CellChatDB pathway name.
+    """
     out = {}
-    for ligand, receptor in zip(resource["ligand"].astype(str), resource["receptor"].astype(str)):
+    for ligand, receptor in zip(resource["ligand"].astype(str), resource["receptor"].astype(str), strict=True):
         name = pathway_of(ligand)
         if name:
             out[(ligand, receptor)] = name
@@ -95,8 +123,20 @@ def curated_pathway_map(resource: pd.DataFrame) -> dict[tuple[str, str], str]:
 
 
 def simes(pvalues) -> float:
-    """Simes (1986) combination ``min_i m p_(i) / i``: a valid test of "no interaction of the set differs"
-    when the tests are independent or positively dependent (Sarkar 1998), as tests sharing a ligand are.
+    """Combine p-values by Simes (1986): ``min_i m p_(i) / i``.
+
+    A valid test of "no interaction of the set differs" when the tests are independent or positively
+    dependent (Sarkar 1998), as tests sharing a ligand are.
+
+    Parameters
+    ----------
+    pvalues
+        The p-values of the set; NaN are dropped.
+
+    Returns
+    -------
+    float
+        The combined p-value (at most 1); NaN for an empty set.
     """
     p = np.sort(np.asarray(pvalues, dtype=float))
     p = p[np.isfinite(p)]
@@ -106,15 +146,34 @@ def simes(pvalues) -> float:
 
 
 def pathway_tests(table: pd.DataFrame, pathways: dict[tuple[str, str], str], name: str, *, fdr: float) -> pd.DataFrame:
-    """Pathway-level differential signalling from the sample-level interaction tests (see the module
-    docstring): per pathway (``level = pathway``, ``source = target = all``) and per pathway and
-    source -> target (``level = pair``) the Simes combination of the interaction p-values, BH FDR per
-    level; ``logfc`` = log2 of the summed mean sample score (strength) in test over reference, with
-    the interaction of smallest p-value.
+    """Test differential signalling per pathway from the sample-level interaction tests.
+
+    Per pathway (``level = pathway``, ``source = target = all``) and per pathway and source -> target
+    (``level = pair``): the Simes combination of the interaction p-values (:func:`simes`), BH FDR per level;
+    ``logfc`` = log2 of the summed mean sample score (strength) in test over reference, with the
+    interaction of smallest p-value.
+
+    Parameters
+    ----------
+    table
+        The differential interactions of one contrast (:func:`tmeflow.communication.differential_interactions`).
+    pathways
+        (ligand, receptor) -> pathway.
+    name
+        The contrast name written in ``contrast``.
+    fdr
+        ``significant`` is ``fdr < fdr`` (``communication_fdr``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``PATHWAY_TEST_COLUMNS``, one row per pathway and per pathway and source -> target pair.
     """
     if not len(table) or not pathways:
         return pd.DataFrame(columns=PATHWAY_TEST_COLUMNS)
-    frame = table.assign(pathway=[pathways.get((l, r)) for l, r in zip(table["ligand"], table["receptor"])])
+    frame = table.assign(
+        pathway=[pathways.get((lig, rec)) for lig, rec in zip(table["ligand"], table["receptor"], strict=True)]
+    )
     frame = frame.dropna(subset=["pathway", "pvalue"]).sort_values("pvalue", kind="stable")
     parts = []
     for level, keys in (("pathway", ["pathway"]), ("pair", ["pathway", "source", "target"])):
@@ -156,9 +215,21 @@ def pathway_tests(table: pd.DataFrame, pathways: dict[tuple[str, str], str], nam
 
 
 def flow_betweenness(weights: np.ndarray) -> np.ndarray:
-    """Flow betweenness (Freeman, Borgatti & White 1991; ``sna::flowbet``): for node ``i``, the sum over
-    ordered pairs ``j != k`` (both ``!= i``) of ``maxflow(j, k) - maxflow(j, k without i)``. Weights
-    are capacities (scaled to integers for :func:`scipy.sparse.csgraph.maximum_flow`).
+    """Compute flow betweenness (Freeman, Borgatti & White 1991; ``sna::flowbet``), CellChat's mediator role.
+
+    For node ``i``, the sum over ordered pairs ``j != k`` (both ``!= i``) of
+    ``maxflow(j, k) - maxflow(j, k without i)``. Weights are capacities (scaled to integers for
+    :func:`scipy.sparse.csgraph.maximum_flow`).
+
+    Parameters
+    ----------
+    weights
+        Square source x target weight matrix (non-negative).
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per node.
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import maximum_flow
@@ -195,12 +266,23 @@ def flow_betweenness(weights: np.ndarray) -> np.ndarray:
 
 
 def information_centrality(weights: np.ndarray) -> np.ndarray:
-    """Information centrality (Stephenson & Zelen 1989) as ``sna::infocent(rescale = TRUE)``: on the
-    symmetric network ``W + W^T`` (self-loops drop out of the Laplacian), ``C = (L + J)^-1`` (``L`` the
+    """Compute information centrality (Stephenson & Zelen 1989) as ``sna::infocent(rescale = TRUE)``.
+
+    On the symmetric network ``W + W^T`` (self-loops drop out of the Laplacian), ``C = (L + J)^-1`` (``L`` the
     Laplacian, ``J`` all ones), ``I_i = 1 / (C_ii + (T - 2 R_i) / n)`` with ``T`` the trace and ``R_i``
     the row sum of ``C``; rescaled to sum 1; isolated nodes get 0. CellChat passes ``cmode = "lower"``,
     which keeps only the edges from later to earlier cell types in the factor order (so the result
     depends on how the cell types are named); the sum of both directions is used here instead.
+
+    Parameters
+    ----------
+    weights
+        Square source x target weight matrix (non-negative).
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per node, summing to 1 (all 0 without edges).
     """
     w = np.array(weights, dtype=float)
     np.fill_diagonal(w, 0.0)
@@ -219,7 +301,20 @@ def information_centrality(weights: np.ndarray) -> np.ndarray:
 
 
 def network_roles(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Sender / receiver / mediator / influencer of every cell type of a source x target weight matrix."""
+    """Score every cell type's signalling roles in a source x target weight matrix (Jin et al. 2021).
+
+    Parameters
+    ----------
+    matrix
+        Square source x target strengths (index and columns: the same cell types).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cell_type``, ``sender`` (out-strength), ``receiver`` (in-strength), ``mediator``
+        (:func:`flow_betweenness`), ``influencer`` (:func:`information_centrality`) and each role divided by
+        its maximum (``<role>_scaled``; 0 when the maximum is 0).
+    """
     w = matrix.to_numpy(dtype=float)
     roles = pd.DataFrame(
         {
@@ -237,8 +332,19 @@ def network_roles(matrix: pd.DataFrame) -> pd.DataFrame:
 
 
 def signalling_roles(pathway_strength: pd.DataFrame) -> pd.DataFrame:
-    """Roles per condition and pathway (and ``all``) from the called-interaction pathway table
-    (condition, pathway, source, target, strength).
+    """Score signalling roles per condition and pathway (and over all pathways, ``all``).
+
+    Parameters
+    ----------
+    pathway_strength
+        Called-interaction strengths per condition, pathway, source and target
+        (:func:`tmeflow.communication.pathway_table`); ``other`` is left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ROLE_COLUMNS``: condition, pathway, cell type and the roles of :func:`network_roles`; every cell type
+        of the table appears in every network.
     """
     table = pathway_strength[pathway_strength["pathway"] != "other"]
     if not len(table):
