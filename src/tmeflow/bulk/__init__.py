@@ -32,7 +32,7 @@ column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation 
 (treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.molecular` (MSI, CNV and methylation tables: score-MSI
 and CNV/methylation-expression correlations, CNV frequencies, radar plots), :mod:`.normals` (tumour vs normal per cancer type, normals from the
 same table or a separate normal cohort), :mod:`.drugs` (cell-line drug sensitivity: Spearman per drug, oncoPredict-style ridge
-prediction), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+prediction), :mod:`.settings` (``BulkSettings``, the stage's typed settings), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -141,3 +141,4 @@ from .run import (  # noqa: F401
     read_cohort,
     run_bulk,
 )
+from .settings import BulkSettings  # noqa: F401

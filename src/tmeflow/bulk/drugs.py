@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,9 @@ from ..plotting import pyplot
 from ..signatures import filter_gene_sets, ssgsea
 from ..stats import bh_fdr
 from .reading import detect_id_type, map_identifiers, read_expression, transform_values
+
+if TYPE_CHECKING:
+    from .settings import BulkSettings
 
 logger = get_logger(__package__)
 
@@ -98,13 +101,14 @@ def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame
                 )
             value = column
         else:
-            value = _pick(list(frame.columns), VALUE_COLUMNS)
-            if value is None:
+            picked = _pick(list(frame.columns), VALUE_COLUMNS)
+            if picked is None:
                 raise TmeflowInputError(
                     f"long drug_response table has no value column (one of {', '.join(VALUE_COLUMNS)}; "
                     "or set drug_response_column)",
                     file=path,
                 )
+            value = picked
         numeric = pd.to_numeric(frame[value], errors="coerce")
         bad = numeric.isna() & frame[value].notna() & ~frame[value].str.strip().str.upper().isin(["", "NA", "NAN"])
         if bad.any():
@@ -147,22 +151,22 @@ def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame
     return matrix.astype(float), measure
 
 
-def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
+def read_drug_inputs(settings: BulkSettings) -> SimpleNamespace | None:
     """The cell lines' log expression (genes x lines) and response (lines x drugs), lines in both only;
     None when ``drug_expression`` and ``drug_response`` are unset (one without the other is an error).
     """
-    expr_path, resp_path = params.get("drug_expression"), params.get("drug_response")
+    expr_path, resp_path = settings.drug_expression, settings.drug_response
     if not expr_path and not resp_path:
         return None
     if not (expr_path and resp_path):
         given, missing = ("drug_expression", "drug_response") if expr_path else ("drug_response", "drug_expression")
         raise TmeflowInputError(f"{given} needs {missing} as well", file=expr_path or resp_path)
-    expr_path, resp_path = Path(expr_path), Path(resp_path)
-    response, measure = read_drug_response(resp_path, params.get("drug_response_column", ""))
-    raw = read_expression(expr_path, response.index, what="drug_response cell lines")
+    expression, source = Path(expr_path), Path(resp_path)
+    response, measure = read_drug_response(source, settings.drug_response_column or "")
+    raw = read_expression(expression, response.index, what="drug_response cell lines")
     id_type = detect_id_type(raw.index, "auto", False)
-    mapped, _ = map_identifiers(raw, id_type, params["bulk_species"], None, expr_path)
-    log_expr, _ = transform_values(mapped, params["drug_values"], params["bulk_max_missing"], expr_path)
+    mapped, _ = map_identifiers(raw, id_type, settings.bulk_species, None, expression)
+    log_expr, _ = transform_values(mapped, settings.drug_values, settings.bulk_max_missing, expression)
     response = response.loc[log_expr.columns]
     screened = response.notna().sum()
     dropped = screened.index[screened < MIN_CELL_LINES]
@@ -171,7 +175,7 @@ def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
     response = response.drop(columns=dropped)
     if response.shape[1] == 0:
         raise TmeflowInputError(
-            f"no drug has at least {MIN_CELL_LINES} screened cell lines with expression", file=resp_path
+            f"no drug has at least {MIN_CELL_LINES} screened cell lines with expression", file=source
         )
     logger.info(
         "drugs: %d cell lines, %d genes, %d drugs (%s)",
@@ -180,9 +184,7 @@ def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
         response.shape[1],
         measure,
     )
-    return SimpleNamespace(
-        log_expr=log_expr, response=response, measure=measure, expression=expr_path, source=resp_path
-    )
+    return SimpleNamespace(log_expr=log_expr, response=response, measure=measure, expression=expression, source=source)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,19 +192,19 @@ def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
 
 
 def cell_line_features(
-    log_expr: pd.DataFrame, sets: dict[str, list[str]], focus: list[str], params: dict[str, Any]
+    log_expr: pd.DataFrame, sets: dict[str, list[str]], focus: list[str], settings: BulkSettings
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Cell lines x features: the focus signatures scored by ssGSEA as on the tumours (sets with fewer than
     ``signature_min_size`` genes on the cell lines left out), and every member gene (``gene:X``) present.
     """
     wanted = {name: sets[name] for name in focus if name in sets}
     kept = filter_gene_sets(
-        wanted, log_expr.index, min_size=params["signature_min_size"], source="cell lines", required=False
+        wanted, log_expr.index, min_size=settings.signature_min_size, source="cell lines", required=False
     )
     features = pd.DataFrame(index=log_expr.columns)
     kinds: dict[str, str] = {}
     if kept:
-        scores = ssgsea(log_expr, kept, alpha=params["ssgsea_alpha"], normalize=params["ssgsea_normalize"]).T
+        scores = ssgsea(log_expr, kept, alpha=settings.ssgsea_alpha, normalize=settings.ssgsea_normalize).T
         for name in kept:
             features[name], kinds[name] = scores[name], "score"
     genes = [f.split(":", 1)[1] for f in focus if f.startswith("gene:")]
@@ -358,10 +360,10 @@ def run_drugs(
     sets: dict[str, list[str]],
     focus: list[str],
     tumour_log: pd.DataFrame,
-    params: dict[str, Any],
+    settings: BulkSettings,
 ) -> dict[str, Any]:
     """Correlations (and, with ``drug_predict``, ridge CV and predictions) for one bulk cohort."""
-    features, kinds = cell_line_features(drugs.log_expr, sets, focus, params)
+    features, kinds = cell_line_features(drugs.log_expr, sets, focus, settings)
     if features.shape[1] == 0:
         logger.warning("drugs: no focus signature or gene is measured on the cell lines; drug correlations skipped")
         return {}
@@ -370,9 +372,9 @@ def run_drugs(
         "measure": drugs.measure,
         "lead": next((f for f in features.columns if kinds[f] == "score"), features.columns[0]),
     }
-    if params.get("drug_predict"):
+    if settings.drug_predict:
         result["cv"], result["predicted"] = predict_drug_response(
-            drugs.log_expr, tumour_log, drugs.response, min_cv_rho=params["drug_min_cv_rho"], seed=params["seed"]
+            drugs.log_expr, tumour_log, drugs.response, min_cv_rho=settings.drug_min_cv_rho, seed=settings.seed
         )
     return result
 

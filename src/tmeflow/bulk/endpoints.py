@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,9 @@ from ..errors import TmeflowInputError
 from ..log import get_logger, progress
 from ..stats import bh_fdr
 from ..survival import cox_regression, logrank_test, maxstat_cutpoint, median_cutpoint, parse_event
+
+if TYPE_CHECKING:
+    from .settings import BulkSettings
 
 logger = get_logger(__package__)
 
@@ -150,7 +153,7 @@ def analyse_survival(
     surv: pd.DataFrame,
     endpoint: str,
     covariates: pd.DataFrame,
-    params: dict[str, Any],
+    settings: BulkSettings,
     required: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.Series]]:
     """Cut-point, log-rank and Cox models of every feature for one endpoint.
@@ -175,20 +178,20 @@ def analyse_survival(
     rows, cox_rows, groups, cuts, unsplittable = [], [], {}, {}, []
     samples = surv.index.intersection(features.index)
     surv = surv.loc[samples]
-    n_perm = params["cutpoint_permutations"] if params["cutpoint_method"] == "maxstat" else 0
+    n_perm = settings.cutpoint_permutations if settings.cutpoint_method == "maxstat" else 0
     # all cut-points first: a degenerate split fails before any model is fitted
     what = f"endpoint {endpoint}: cut-points ({n_perm} permutations each), feature"
     for feature in progress(features.columns, len(features.columns), what, logger):
         x = features.loc[samples, feature].dropna()
         s = surv.loc[x.index]
-        if params["cutpoint_method"] == "maxstat":
+        if settings.cutpoint_method == "maxstat":
             cut = maxstat_cutpoint(
                 x.to_numpy(),
                 s["time"].to_numpy(),
                 s["event"].to_numpy(),
-                params["cutpoint_min_prop"],
-                n_perm=params["cutpoint_permutations"],
-                seed=params["seed"],
+                settings.cutpoint_min_prop,
+                n_perm=settings.cutpoint_permutations,
+                seed=settings.seed,
             )
         else:
             cut = median_cutpoint(x.to_numpy(), s["time"].to_numpy(), s["event"].to_numpy())
@@ -253,7 +256,7 @@ def analyse_survival(
             models.append(("multivariate_group", ["high", *covariates.columns]))
         for model, terms in models:
             res = cox_regression(
-                data, "time", "event", terms, ph_alpha=params["ph_alpha"], label=f"{feature} {endpoint} {model}"
+                data, "time", "event", terms, ph_alpha=settings.ph_alpha, label=f"{feature} {endpoint} {model}"
             )
             for term, trow in res.table.iterrows():
                 cox_rows.append(

@@ -122,7 +122,7 @@ def _type_lists(values: pd.Series) -> pd.Series:
 
 
 def read_normal_cohort(
-    expression: Path, clinical: Path, tumour_types: pd.Series | None, params: dict[str, Any], read_table
+    expression: Path, clinical: Path, tumour_types: pd.Series | None, cancer_type_column: str, read_table
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """The separate normal cohort's log2 expression (genes x samples) and, per cancer type of the
     tumours (``all`` without types), its normal samples. ``read_table(expression, clinical)`` reads an
@@ -132,13 +132,13 @@ def read_normal_cohort(
     logger.warning("%s (%s: %d normal samples)", BATCH_WARNING, expression.name, log_expr.shape[1])
     if tumour_types is None:
         return log_expr, {ALL: list(log_expr.columns)}
-    name = clinical_column(clin, params["cancer_type_column"], "cancer_type", "cancer_type_column", clinical)
+    name = clinical_column(clin, cancer_type_column, "cancer_type", "cancer_type_column", clinical)
     if name is None:
         raise TmeflowInputError(
             "the normal cohort's clinical table needs a cancer_type column naming the cancer type(s) "
             "each normal serves (comma-separated), as the tumour cohort has cancer types",
             file=clinical,
-            column=params["cancer_type_column"] or "cancer_type",
+            column=cancer_type_column or "cancer_type",
         )
     lists = _type_lists(clin.loc[log_expr.columns, name])
     known = set(tumour_types.dropna())
@@ -250,7 +250,9 @@ def run_tumour_normal(
     kinds: dict[str, str],
     extra_genes: list[str],
     focus: list[str],
-    params: dict[str, Any],
+    *,
+    alpha: float,
+    normalize: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tumour-normal tests of the signature genes and the focus scores (ssGSEA of the focus sets on tumours and
     normals together, over the genes both tables have); returns (table, the tested values: samples x features).
@@ -269,8 +271,8 @@ def run_tumour_normal(
         ssgsea(
             combined,
             {f: g for f, g in score_sets.items() if g},
-            alpha=params["ssgsea_alpha"],
-            normalize=params["ssgsea_normalize"],
+            alpha=alpha,
+            normalize=normalize,
         ).T
         if score_sets
         else pd.DataFrame(index=combined.columns)

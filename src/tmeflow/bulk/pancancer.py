@@ -25,7 +25,7 @@ fractions are in the tables, not the figures).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from ..text import slug
 from .deconvolution import spearman_table
 from .endpoints import analyse_survival
 from .reading import clinical_column
+
+if TYPE_CHECKING:
+    from .settings import BulkSettings
 
 logger = get_logger(__package__)
 
@@ -98,12 +101,12 @@ def survival_per_type(
     types: pd.Series,
     analysed: list[str],
     covariates: pd.DataFrame,
-    params: dict[str, Any],
-    min_samples: int,
+    settings: BulkSettings,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`analyse_survival` per type and endpoint; returns (survival table, Cox table) with a
     ``cancer_type`` first column and the pan-cancer FDRs (module docstring).
     """
+    min_samples = settings.pancancer_min_samples
     tables, coxes = [], []
     for cancer_type in analysed:
         members = types.index[types == cancer_type]
@@ -129,7 +132,7 @@ def survival_per_type(
                 )
                 cov = cov.drop(columns=constant)
             try:
-                table, cox, _ = analyse_survival(features.loc[s.index], s, endpoint, cov, params)
+                table, cox, _ = analyse_survival(features.loc[s.index], s, endpoint, cov, settings)
             except TmeflowInputError as exc:  # no feature splittable in a small type: skip the type, not the cohort
                 logger.info("pan-cancer: %s %s skipped: %s", cancer_type, endpoint, exc)
                 continue
@@ -387,18 +390,18 @@ def run_pancancer(
     survs: dict[str, pd.DataFrame],
     types: pd.Series,
     covariates: pd.DataFrame,
-    params: dict[str, Any],
+    settings: BulkSettings,
 ) -> dict[str, Any]:
     """All per-type analyses of a cohort (module docstring): the type table, survival and Cox tables,
     the immune-context correlations (targets: ESTIMATE scores and cell-type fractions, when present).
     """
-    min_samples = params["pancancer_min_samples"]
+    min_samples = settings.pancancer_min_samples
     types = types.loc[types.index.intersection(features.index)].dropna()
     table = type_table(types, min_samples)
     analysed = list(table.loc[table["analysed"], "cancer_type"])
     logger.info("pan-cancer: %d cancer type(s), %d analysed (>= %d samples)", len(table), len(analysed), min_samples)
     survival, cox = (
-        survival_per_type(features, survs, types, analysed, covariates, params, min_samples)
+        survival_per_type(features, survs, types, analysed, covariates, settings)
         if analysed
         else (pd.DataFrame(), pd.DataFrame())
     )
