@@ -38,11 +38,17 @@ Comparison between conditions
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .stats import bh_fdr, condition_contrast
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 N_SIGNATURE_GENES = 200
 MIN_GENE_CELLS = 5
@@ -184,7 +190,7 @@ def compare_conditions(
     return pd.concat(parts, ignore_index=True)[TEST_COLUMNS] if parts else pd.DataFrame(columns=TEST_COLUMNS)
 
 
-def plot_by_condition(means: pd.DataFrame, conditions: list[str]):
+def plot_by_condition(means: pd.DataFrame, conditions: list[str]) -> Figure:
     """Per cell type, the per-sample mean CytoTRACE score by condition (one dot per sample)."""
     from .plotting import pyplot
 

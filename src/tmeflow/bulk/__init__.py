@@ -108,10 +108,13 @@ from .pancancer import (  # noqa: F401
     write_pancancer,
 )
 from .plots import (  # noqa: F401
-    _survival_plots,
-    correlation_heatmap,
     forest_plot,
+    plot_correlation_heatmap,
+    plot_forest,
     plot_km,
+    plot_km_grid,
+    split_label,
+    write_survival_plots,
 )
 from .reading import (  # noqa: F401
     MIN_MATCHED_SAMPLES,

@@ -45,6 +45,8 @@ from ..stats import bh_fdr
 from .reading import detect_id_type, map_identifiers, read_expression, transform_values
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .settings import BulkSettings
 
 logger = get_logger(__package__)
@@ -246,7 +248,7 @@ def drug_correlations(features: pd.DataFrame, kinds: dict[str, str], response: p
     return table
 
 
-def plot_drug_bubbles(table: pd.DataFrame, feature: str, measure: str, top: int = TOP_DRUGS):
+def plot_drug_bubbles(table: pd.DataFrame, feature: str, measure: str, top: int = TOP_DRUGS) -> Figure:
     """The ``top`` drugs by p for ``feature``: x = Spearman rho with the response, size = -log10 FDR,
     filled where FDR < 0.05 (blue: higher score, lower IC50/AUC = more sensitive).
     """

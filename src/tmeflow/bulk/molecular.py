@@ -35,7 +35,7 @@ types); CNV gain/loss frequency heatmaps; a heatmap of the CNV- and methylation-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,8 +47,11 @@ from ..plotting import pyplot
 from ..stats import bh_fdr
 from .deconvolution import spearman_pair
 from .mutations import match_barcodes
-from .pancancer import plot_radar, plot_value_correlation, rho_figure, value_correlations
+from .pancancer import plot_radar, plot_rho_panels, plot_value_correlation, value_correlations
 from .reading import _read_delimited
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -253,7 +256,7 @@ def run_molecular(
 # Figures and outputs
 
 
-def plot_cnv_frequency(table: pd.DataFrame):
+def plot_cnv_frequency(table: pd.DataFrame) -> Figure:
     """Heatmaps of the gain (>= 1) and loss (<= -1) frequency, signature genes x cancer types."""
     plt = pyplot()
     genes = list(dict.fromkeys(table["feature"]))
@@ -278,12 +281,12 @@ def plot_cnv_frequency(table: pd.DataFrame):
     return fig
 
 
-def plot_gene_correlations(tables: list[pd.DataFrame]):
+def plot_gene_correlations(tables: list[pd.DataFrame]) -> Figure:
     """Heatmap of the CNV- and methylation-expression rho, signature genes x cancer types, one panel per table."""
     genes = list(dict.fromkeys(g for t in tables for g in t["feature"]))
     types = sorted(set().union(*(set(t["cancer_type"]) for t in tables)))
     titles = {"CNV": "copy number vs expression", "methylation": "methylation vs expression"}
-    return rho_figure(
+    return plot_rho_panels(
         [(titles[t["target"].iloc[0]], t) for t in tables],
         ("feature", genes),
         ("cancer_type", types),

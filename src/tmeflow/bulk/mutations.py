@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ import pandas as pd
 from ..errors import TmeflowInputError
 from ..log import get_logger
 from .pancancer import plot_value_correlation, value_correlations
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -180,6 +184,6 @@ def tmb_correlations(
     return value_correlations(features, kinds, tmb, types, min_samples, "TMB")
 
 
-def plot_tmb_correlation(table: pd.DataFrame, features: list[str]):
+def plot_tmb_correlation(table: pd.DataFrame, features: list[str]) -> Figure:
     """Bars of the Spearman rho of each focus score with TMB per cancer type; * marks pan-cancer FDR < 0.05."""
     return plot_value_correlation(table, features, "TMB")

@@ -32,7 +32,7 @@ Signature genes: those of the user's signatures when given, else of the bundled 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from ..stats import bh_fdr
 from ..text import split_list
 from .mutations import TCGA_BARCODE, _normalise
 from .reading import clinical_column
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -302,7 +305,7 @@ def _stars(fdr: float) -> str:
     return "***" if fdr < 0.001 else "**" if fdr < 0.01 else "*" if fdr < 0.05 else ""
 
 
-def plot_tumour_normal_heatmap(table: pd.DataFrame):
+def plot_tumour_normal_heatmap(table: pd.DataFrame) -> Figure:
     """Heatmap of log2 fold changes (tumour / normal), signature genes x cancer types; stars: BH FDR."""
     plt = pyplot()
     genes = table[table["kind"] == "gene"]
@@ -326,7 +329,7 @@ def plot_tumour_normal_heatmap(table: pd.DataFrame):
 
 def plot_tumour_normal_scores(
     table: pd.DataFrame, values: pd.DataFrame, tumour_types: pd.Series | None, normals: dict[str, list[str]]
-):
+) -> Figure:
     """Box plots of each focus score by cancer type, tumour (red) vs normal (blue); stars: BH FDR."""
     plt = pyplot()
     scores = list(dict.fromkeys(table.loc[table["kind"] == "score", "feature"]))

@@ -41,6 +41,8 @@ from .endpoints import analyse_survival
 from .reading import clinical_column
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .settings import BulkSettings
 
 logger = get_logger(__package__)
@@ -224,7 +226,7 @@ def lead_first(focus: list[str], kinds: dict[str, str]) -> list[str]:
 # Figures
 
 
-def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str]):
+def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str]) -> Figure:
     """Forest plot of the univariate Cox HR per SD (95% CI) per cancer type, one panel per feature;
     filled markers: pan-cancer FDR (of the HR p) < 0.05.
     """
@@ -268,7 +270,7 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
     return fig
 
 
-def rho_figure(
+def plot_rho_panels(
     panels: list[tuple[str, pd.DataFrame]],
     rows: tuple[str, list],
     columns: tuple[str, list],
@@ -276,7 +278,7 @@ def rho_figure(
     figsize: tuple[float, float],
     fontsizes: tuple[float, float, float],
     shrink: float,
-):
+) -> Figure:
     """Heatmaps of Spearman rho side by side, one per ``(title, part)`` of ``panels`` (``rows`` and ``columns``
     are (column of the part, order)), * where the pan-cancer FDR < 0.05; ``fontsizes`` = row labels, title,
     stars. Row labels on the first panel only, one shared colour bar.
@@ -303,14 +305,14 @@ def rho_figure(
     return fig
 
 
-def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
+def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]) -> Figure:
     """Heatmap of Spearman rho, cancer types x features, one panel per target; * pan-cancer FDR < 0.05."""
     sub = table[table["feature"].isin(features)]
     targets = list(dict.fromkeys(sub["target"]))
     shown = [f for f in features if f in set(sub["feature"])]
     types = sorted(sub["cancer_type"].unique())
     width = 0.35 * len(shown) + 1.2
-    return rho_figure(
+    return plot_rho_panels(
         [(target, sub[sub["target"] == target]) for target in targets],
         ("cancer_type", types),
         ("feature", shown),
@@ -320,7 +322,7 @@ def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
     )
 
 
-def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str):
+def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str) -> Figure:
     """Bars of the Spearman rho of each focus score with ``label`` (TMB, MSI) per cancer type; * marks pan-cancer
     FDR < 0.05.
     """
@@ -347,7 +349,7 @@ def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str)
     return fig
 
 
-def plot_radar(tables: dict[str, pd.DataFrame], features: list[str]):
+def plot_radar(tables: dict[str, pd.DataFrame], features: list[str]) -> Figure:
     """Radar plots (one per focus score, up to 4): Spearman rho with each of ``tables``' values (e.g. TMB and MSI)
     on spokes, one per cancer type, as pan-cancer signature papers draw them; filled markers: pan-cancer FDR < 0.05.
     """

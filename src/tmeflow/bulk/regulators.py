@@ -10,11 +10,16 @@ tested; immunomodulators absent from the expression matrix are skipped (logged).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from ..log import get_logger
 from ..signatures import resource_path
-from .pancancer import correlation_per_type, rho_figure
+from .pancancer import correlation_per_type, plot_rho_panels
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -58,14 +63,14 @@ def regulator_correlations(
     return correlation_per_type(features.loc[groups.index, focus], targets, groups, analysed)
 
 
-def plot_regulator_heatmap(table: pd.DataFrame, focus: list[str]):
+def plot_regulator_heatmap(table: pd.DataFrame, focus: list[str]) -> Figure:
     """Heatmap of rho, immunomodulators x cancer types, one panel per focus score (the first
     :data:`MAX_PANELS`); * marks pan-cancer FDR < 0.05.
     """
     shown = [f for f in focus if f in set(table["feature"])][:MAX_PANELS]
     genes = list(dict.fromkeys(table["target"]))
     types = sorted(table["cancer_type"].unique())
-    return rho_figure(
+    return plot_rho_panels(
         [(feature, table[table["feature"] == feature]) for feature in shown],
         ("target", genes),
         ("cancer_type", types),

@@ -22,6 +22,7 @@ permutations) next to the naive log-rank p.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,11 @@ from ..errors import TmeflowInputError
 from ..log import get_logger
 from ..plotting import pyplot
 from ..stats import bh_fdr
-from .plots import plot_km, split_label
+from .plots import _draw_km, split_label
 from .reading import clinical_column
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -132,7 +136,7 @@ def response_table(features: pd.DataFrame, kinds: dict[str, str], status: pd.Ser
     return table
 
 
-def plot_response_roc(features: pd.DataFrame, status: pd.Series, table: pd.DataFrame, focus: list[str]):
+def plot_response_roc(features: pd.DataFrame, status: pd.Series, table: pd.DataFrame, focus: list[str]) -> Figure:
     """ROC curves (higher score = responder) of the focus features, AUC with 95% CI in the legend."""
     plt = pyplot()
     status = status.dropna()
@@ -157,7 +161,7 @@ def plot_response_roc(features: pd.DataFrame, status: pd.Series, table: pd.DataF
 
 def plot_immunotherapy_km(
     survival: pd.DataFrame, survs: dict[str, pd.DataFrame], groups: dict[str, dict[str, pd.Series]], feature: str
-):
+) -> Figure:
     """Kaplan-Meier curves of ``feature``'s high/low groups at its cut-point, one panel per endpoint (up to 4),
     each titled with the endpoint and labelled with the split and its corrected p (module docstring).
     """
@@ -171,6 +175,6 @@ def plot_immunotherapy_km(
     for ax, (_, row) in zip(axes[0], rows.iterrows()):
         g = groups[row["endpoint"]][feature]
         label = split_label(row).replace(" (naive", "\n(naive").replace("; HR/SD", "\nHR/SD")
-        plot_km(ax, survs[row["endpoint"]].loc[g.index], g, f"{feature} ({row['endpoint']}, immunotherapy)", label)
+        _draw_km(ax, survs[row["endpoint"]].loc[g.index], g, f"{feature} ({row['endpoint']}, immunotherapy)", label)
     fig.subplots_adjust(bottom=0.25, wspace=0.3)
     return fig

@@ -34,7 +34,7 @@ from .normals import (
     write_tumour_normal,
 )
 from .pancancer import cancer_types, focus_features, lead_first, run_pancancer, write_pancancer
-from .plots import _survival_plots, correlation_heatmap
+from .plots import plot_correlation_heatmap, write_survival_plots
 from .reading import (
     MIN_MATCHED_SAMPLES,
     detect_id_type,
@@ -422,7 +422,7 @@ def run_bulk(
             )
         )
         with timed(logger, "survival plots"):
-            written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir, prefix)
+            written += write_survival_plots(survival_table, survs, all_groups, outdir, prefix)
         lead = lead_first(focus, feature_kind)[0]
         if cohort.response is not None and (survival_table["feature"] == lead).any():
             written.append(
@@ -450,7 +450,7 @@ def run_bulk(
             )
         )
         written.append(
-            save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png")
+            save_figure(plot_correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png")
         )
     if pancancer is not None:
         written += write_pancancer(pancancer, outdir, prefix, sample, cohort_id)
