@@ -295,7 +295,7 @@ def test_nnls_recovers_mixture_fractions():
     rng = np.random.default_rng(0)
     genes = [f"G{i}" for i in range(60)]
     profiles = pd.DataFrame(rng.uniform(0, 5, (60, 3)), index=genes, columns=["a", "b", "c"])
-    for j, col in enumerate(profiles.columns):
+    for j in range(profiles.shape[1]):
         profiles.iloc[j * 20 : (j + 1) * 20, j] += 100
     truth = rng.dirichlet(np.ones(3), size=8)
     bulk = pd.DataFrame(profiles.to_numpy() @ truth.T * 3.0, index=genes, columns=[f"s{i}" for i in range(8)])

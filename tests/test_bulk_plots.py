@@ -1,6 +1,10 @@
-"""Plotting contract of the bulk stage (issue 21): every figure comes from a ``plot_*(data) -> Figure`` function
-that neither saves nor reads settings, axes-level helpers are private, and only the writing code saves, under the
-same file names. Hand-built cohorts of 10 samples; no simulation.
+"""Plotting and docstring contracts of the bulk stage (issue 21).
+
+Every figure comes from a ``plot_*(data) -> Figure`` function that neither saves nor reads settings, axes-level
+helpers are private, and only the writing code saves, under the same file names (hand-built cohorts of 10
+samples; no simulation). Every public science function of the bulk package and the modules it calls documents
+each parameter (and no other) under a numpydoc ``Parameters`` section and what it returns under ``Returns``;
+writers (``write_*``) and the CLI entry are exempt.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 
 import numpy as np
 import pandas as pd
@@ -129,3 +134,38 @@ def test_public_import_paths_kept(name):
     import tmeflow.bulk
 
     assert callable(getattr(tmeflow.bulk, name))
+
+
+# --------------------------------------------------------------------------------------------------
+# numpydoc
+
+EXEMPT = {"cli"}
+
+
+def _documented(doc: str) -> list[str]:
+    """Names listed under the docstring's ``Parameters`` section (``x, y`` lines name two)."""
+    match = re.search(r"\nParameters\n-+\n(.*?)(?:\n\n[A-Z][A-Za-z ]+\n-+\n|\Z)", doc, flags=re.S)
+    if not match:
+        return []
+    return [name for line in match.group(1).splitlines() if line and not line[0].isspace() for name in line.split(", ")]
+
+
+def _public():
+    return [
+        (name, function)
+        for name, function in _functions()
+        if not name.rsplit(".", 1)[1].startswith(("_", "write_")) and name.rsplit(".", 1)[1] not in EXEMPT
+    ]
+
+
+def test_enough_public_functions_are_walked():
+    assert len(_public()) >= 80
+
+
+@pytest.mark.parametrize("name, function", _public(), ids=lambda value: value if isinstance(value, str) else "")
+def test_public_function_has_numpydoc_parameters_and_returns(name, function):
+    doc = inspect.getdoc(function) or ""
+    parameters = list(inspect.signature(function).parameters)
+    if parameters:
+        assert _documented(doc) == parameters, name
+    assert "\nReturns\n-------\n" in doc, name

@@ -127,7 +127,8 @@ def test_cli_normal_expression_without_its_clinical_is_one_line(tmp_path, capsys
 def test_separate_normal_cohort_read_with_the_cohorts_rules_and_compared(tmp_path, caplog):
     """read_cohort with normal_expression/normal_clinical: a GTEx-like table (other gene order, one extra gene,
     counts per type from a comma-separated mapping), the cohort's own in-table normals set aside (logged) and the
-    separate ones compared; the planted gene differs (FDR < 0.05), another gene's fold change equals a hand computation; the batch caveat is logged.
+    separate ones compared; the planted gene differs (FDR < 0.05), another gene's fold change equals a hand
+    computation; the batch caveat is logged.
     """
     from tmeflow.bulk.run import read_cohort
     from tmeflow.bulk.settings import BulkSettings

@@ -132,7 +132,7 @@ def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp
         pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_cox.tsv", sep="\t").drop(columns="cancer_type"), cox
     )
     # one type: BH across types x endpoints = BH over the feature's 3 endpoints
-    for feature, rows in per_type.groupby("feature"):
+    for _feature, rows in per_type.groupby("feature"):
         assert np.allclose(rows["pancancer_hr_fdr"], bh_fdr(rows["hr_per_sd_p"]))
     for endpoint in ("DMFS", "OS", "RFS"):
         assert (outs["typed"] / f"NKI.bulk_pancancer_forest_{endpoint}.png").stat().st_size > 5000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -56,7 +57,7 @@ logger = get_logger(__package__)
 
 
 def _gene_sets(settings: BulkSettings, signatures: list[Path], genes: pd.Index, markers: dict[str, list[str]]):
-    """All scored gene sets with their kind: necroptosis, Hallmark, user GMTs, reference markers."""
+    """Collect every scored gene set with its kind: necroptosis, Hallmark, user GMTs, reference markers."""
     species = settings.bulk_species
     min_size = settings.signature_min_size
     kinds: dict[str, str] = {}
@@ -81,8 +82,10 @@ def _gene_sets(settings: BulkSettings, signatures: list[Path], genes: pd.Index, 
 
 
 def _read_table(expression: Path, clinical_path: Path, settings: BulkSettings, probe_map: pd.Series | None):
-    """An expression table and its clinical table read with the cohort's rules: (clinical, log2 expression,
-    linear expression, identifier summary); used for the cohort and for a separate normal cohort.
+    """Read an expression table and its clinical table with the cohort's rules.
+
+    Used for the cohort and for a separate normal cohort; returns (clinical, log2 expression, linear expression,
+    identifier summary).
     """
     clin = read_clinical(clinical_path)
     raw = read_expression(expression, clin.index)
@@ -94,9 +97,27 @@ def _read_table(expression: Path, clinical_path: Path, settings: BulkSettings, p
 
 
 def read_cohort(expression: Path, clinical_path: Path, settings: BulkSettings) -> SimpleNamespace:
-    """Read and check a bulk cohort's inputs (sample matching, identifiers, values, endpoints and their
-    event coding, covariates, node column, bulk_genes); every check runs before anything is written,
-    and ``tmeflow run`` calls this for every bulk row before its first stage.
+    """Read and check a bulk cohort's inputs before anything is written.
+
+    Checks sample matching, identifiers, values, endpoints and their event coding, covariates, the node column and
+    ``bulk_genes``; ``tmeflow run`` calls this (through :mod:`tmeflow.validate`) for every bulk row before its
+    first stage.
+
+    Parameters
+    ----------
+    expression
+        The expression table.
+    clinical_path
+        The clinical table.
+    settings
+        The bulk settings (``bulk_species``: the samplesheet row's species when it has one).
+
+    Returns
+    -------
+    SimpleNamespace
+        ``clinical``, ``id_summary``, ``log_expr`` and ``linear`` (genes x tumour samples), ``endpoints``,
+        ``survs``, ``covariates``, ``node``, ``genes``, ``types``, ``tmb``, ``response``, ``msi``, ``cnv``,
+        ``methylation``, ``normal_expr``, ``normals``, ``normals_separate`` and ``drugs`` (None where not given).
     """
     if bool(settings.normal_expression) != bool(settings.normal_clinical):
         given, missing = (
@@ -200,11 +221,36 @@ def run_bulk(
     sample: str,
     species: str | None = None,
 ) -> dict[str, Any]:
-    """Read the cohort, compute every score and test, then write tables, plots and MultiQC content
-    (probe IDs mapped with the ``probe_annotation`` parameter's table when set). ``species`` (the
-    samplesheet row's) overrides the ``bulk_species`` parameter. Every file starts
-    with ``<sample>.`` (the samplesheet row), so that several cohorts share ``bulk/``; the report
-    shows each cohort as its own tables (MultiQC ids carry the name).
+    """Read the cohort, compute every score and test, then write tables, plots and MultiQC content.
+
+    The stage entry: builds :class:`BulkSettings` once from ``params``. Probe IDs are mapped with the
+    ``probe_annotation`` parameter's table when set. Every file starts with ``<sample>.`` (the samplesheet row),
+    so that several cohorts share ``bulk/``; the report shows each cohort as its own tables (MultiQC ids carry
+    the name).
+
+    Parameters
+    ----------
+    expression
+        The expression table.
+    clinical
+        The clinical table.
+    outdir
+        Output folder (``bulk/``).
+    params
+        The pipeline parameters (``tmeflow.params``).
+    reference
+        Annotated single-cell reference (h5ad) for reference signatures and NNLS deconvolution.
+    signatures
+        User gene-set GMT files.
+    sample
+        The samplesheet row's name (file prefix).
+    species
+        The samplesheet row's species; overrides the ``bulk_species`` parameter.
+
+    Returns
+    -------
+    dict
+        The run summary written to ``<sample>.bulk_summary.json``.
     """
     expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
     prefix = f"{sample}."
@@ -217,7 +263,7 @@ def run_bulk(
     params = {**params, "bulk_species": species}
     settings = BulkSettings.from_params(params)
     cohort = read_cohort(expression, clinical_path, settings)
-    clin, id_summary, log_expr, linear = cohort.clinical, cohort.id_summary, cohort.log_expr, cohort.linear
+    id_summary, log_expr, linear = cohort.id_summary, cohort.log_expr, cohort.linear
     endpoints, survs, covariates, node, genes = (
         cohort.endpoints,
         cohort.survs,
@@ -412,7 +458,8 @@ def run_bulk(
                     f"tmeflow_bulk_survival_{cohort_id}",
                     f"Bulk cohort {sample}: survival",
                     f"Per feature and endpoint, by primary p: p/fdr = {settings.cutpoint_method} high/low cut-point p "
-                    "(corrected for the cut-point search when maxstat); HR per SD of the continuous score (univariate Cox); "
+                    "(corrected for the cut-point search when maxstat); HR per SD of the continuous score "
+                    "(univariate Cox); "
                     "logrank_p = plain log-rank p at the split (not corrected for an optimised split); "
                     "ph_fail = Schoenfeld test p < ph_alpha.",
                     "table",
@@ -547,7 +594,8 @@ def run_bulk(
                 ((drugs["correlations"]["feature"] == drugs["lead"]) & (drugs["correlations"]["fdr"] < 0.05)).sum()
             ),
             "predicted_drugs": int(drugs["predicted"].shape[1]) if "predicted" in drugs else None,
-            "method": "Spearman per drug, BH across drugs; ridge (RidgeCV, per-set gene standardisation, 5-fold CV) with drug_predict",
+            "method": "Spearman per drug, BH across drugs; ridge (RidgeCV, per-set gene standardisation, 5-fold CV) "
+            "with drug_predict",
         },
         "cancer_types": None
         if pancancer is None
@@ -567,7 +615,8 @@ def run_bulk(
             )
             if settings.cutpoint_method == "maxstat"
             else "median split",
-            "cox": "lifelines CoxPHFitter, Efron ties; PH by Grambsch-Therneau test on scaled Schoenfeld residuals (km transform)",
+            "cox": "lifelines CoxPHFitter, Efron ties; PH by Grambsch-Therneau test on scaled Schoenfeld residuals "
+            "(km transform)",
             "deconvolution": "NNLS on mean-CPM signature matrix of reference marker genes"
             if profiles is not None
             else None,
@@ -585,7 +634,7 @@ def run_bulk(
     return summary
 
 
-def cli(args, params: dict[str, Any]) -> None:
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
     """Entry of ``tmeflow bulk`` (declared in :mod:`tmeflow.stages`)."""
     run_bulk(
         args.expression,
