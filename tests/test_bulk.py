@@ -295,7 +295,7 @@ def test_nnls_recovers_mixture_fractions():
     rng = np.random.default_rng(0)
     genes = [f"G{i}" for i in range(60)]
     profiles = pd.DataFrame(rng.uniform(0, 5, (60, 3)), index=genes, columns=["a", "b", "c"])
-    for j, col in enumerate(profiles.columns):
+    for j in range(profiles.shape[1]):
         profiles.iloc[j * 20 : (j + 1) * 20, j] += 100
     truth = rng.dirichlet(np.ones(3), size=8)
     bulk = pd.DataFrame(profiles.to_numpy() @ truth.T * 3.0, index=genes, columns=[f"s{i}" for i in range(8)])
@@ -544,9 +544,9 @@ def test_a_feature_that_cannot_be_split_is_left_out_unless_the_user_named_it(cap
     """A deconvolution fraction that is 0 in every sample (a cell type the bulk cohort lacks) used to stop
     the whole bulk stage; it is now left out with a warning. A gene the user named still fails clearly.
     """
+    from tmeflow.bulk import BulkSettings
     from tmeflow.bulk.endpoints import analyse_survival
     from tmeflow.errors import TmeflowInputError
-    from tmeflow.params import defaults
 
     rng = np.random.default_rng(0)
     n = 60
@@ -556,16 +556,16 @@ def test_a_feature_that_cannot_be_split_is_left_out_unless_the_user_named_it(cap
         {"time": rng.exponential(1000 * np.exp(-0.7 * score)), "event": rng.uniform(size=n) < 0.7}, index=samples
     ).astype({"event": int})
     features = pd.DataFrame({"signature": score, "fraction:neutrophil": 0.0, "gene:CHMP3": 1.0}, index=samples)
-    params = {**defaults(), "cutpoint_permutations": 20}
+    settings = BulkSettings.defaults().replace(cutpoint_permutations=20)
     table, _, groups = analyse_survival(
-        features[["signature", "fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), params
+        features[["signature", "fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), settings
     )
     assert list(table["feature"]) == ["signature"] and set(groups) == {"signature"}
     assert "fraction:neutrophil" in caplog.text and "cannot be split" in caplog.text
     with pytest.raises(TmeflowInputError, match="gene:CHMP3, endpoint OS: all 60 samples fall in one cut-point group"):
-        analyse_survival(features, surv, "OS", pd.DataFrame(index=samples), params, required=("gene:CHMP3",))
+        analyse_survival(features, surv, "OS", pd.DataFrame(index=samples), settings, required=("gene:CHMP3",))
     with pytest.raises(TmeflowInputError, match="no feature can be split"):
-        analyse_survival(features[["fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), params)
+        analyse_survival(features[["fraction:neutrophil"]], surv, "OS", pd.DataFrame(index=samples), settings)
 
 
 # --------------------------------------------------------------------------------------------------

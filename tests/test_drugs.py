@@ -19,9 +19,9 @@ from tmeflow.bulk.drugs import (
     read_drug_response,
     spearman_columns,
 )
+from tmeflow.bulk.settings import BulkSettings
 from tmeflow.cli import main
 from tmeflow.errors import TmeflowInputError
-from tmeflow.params import defaults
 
 # --------------------------------------------------------------------------------------------------
 # Reading
@@ -76,8 +76,8 @@ def test_drug_input_errors_name_file_and_column(tmp_path, capsys, small_bulk_arg
     message = error(pd.DataFrame({"name": ["A"], "DRUG_NAME": ["x"], "AUC": [1.0]}), "nocell.tsv")
     assert "no cell-line column" in message
     with pytest.raises(TmeflowInputError, match="drug_expression needs drug_response as well"):
-        read_drug_inputs({"drug_expression": str(tmp_path / "e.tsv"), "drug_response": None})
-    assert read_drug_inputs({"drug_expression": None, "drug_response": None}) is None
+        read_drug_inputs(BulkSettings.defaults().replace(drug_expression=str(tmp_path / "e.tsv")))
+    assert read_drug_inputs(BulkSettings.defaults()) is None
     # cell lines that do not match the expression: one line through the CLI, before anything is written
     response = tmp_path / "response.tsv"
     pd.DataFrame({"CELL_LINE_NAME": [f"L{i}" for i in range(12)], "DRUG_NAME": "x", "LN_IC50": 1.0}).to_csv(
@@ -139,12 +139,12 @@ def test_simulated_planted_drugs_found_and_null_drugs_calibrated_over_20_seeds(m
 
     config, model = model
     genes = model.programmes["fate_A"]
-    params = defaults()
+    settings = BulkSettings.defaults()
     planted, null = drug_names(config)
     tables = []
     for seed in range(20):
         expression, response, _ = _screen(config, model, seed)
-        features, kinds = cell_line_features(expression, {"FATE_A": genes}, ["FATE_A"], params)
+        features, kinds = cell_line_features(expression, {"FATE_A": genes}, ["FATE_A"], settings)
         tables.append(drug_correlations(features, kinds, response).assign(seed=seed))
     table = pd.concat(tables, ignore_index=True)
     score = table[table["feature"] == "FATE_A"]

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tmeflow.bulk.settings import BulkSettings
 from tmeflow.errors import TmeflowInputError
-from tmeflow.params import defaults
 
 
 def _cohorts(log_or: float, seeds: range, n: int = 100):
@@ -49,7 +49,7 @@ def _tests(log_or: float) -> pd.DataFrame:
     from tmeflow.bulk.endpoints import analyse_survival
     from tmeflow.bulk.response import response_table
 
-    params = {**defaults(), "cutpoint_permutations": 0}
+    settings = BulkSettings.defaults().replace(cutpoint_permutations=0)
     rows = []
     for seed, score, status, survs in _cohorts(log_or, range(20)):
         response = response_table(score, {"SIG": "user_signature"}, status).iloc[0]
@@ -62,7 +62,7 @@ def _tests(log_or: float) -> pd.DataFrame:
             "responders": int(status.sum()),
         }
         for name, surv in survs.items():
-            table, _, _ = analyse_survival(score, surv, name, pd.DataFrame(index=score.index), params)
+            table, _, _ = analyse_survival(score, surv, name, pd.DataFrame(index=score.index), settings)
             row |= {
                 f"{name}_p": table["p"].iloc[0],
                 f"{name}_hr_p": table["hr_per_sd_p"].iloc[0],

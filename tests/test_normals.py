@@ -105,19 +105,15 @@ def test_separate_normal_cohort_matched_by_cancer_type(tmp_path, caplog):
     path = tmp_path / "normals_clinical.tsv"
     clinical.to_csv(path, sep="\t", index=False)
     with caplog.at_level(logging.INFO, logger="tmeflow"):
-        log_expr, by_type = read_normal_cohort(
-            tmp_path / "gtex.tsv", path, tumour_types, {"cancer_type_column": ""}, reader
-        )
+        log_expr, by_type = read_normal_cohort(tmp_path / "gtex.tsv", path, tumour_types, "", reader)
     assert by_type == {"COAD": ["N1", "N2"], "READ": ["N1"], "LUAD": ["N3"]}
     assert BATCH_WARNING in caplog.text and "cancer type(s) BRCA not in the tumour cohort, ignored" in caplog.text
     clinical.drop(columns="cancer_type").to_csv(path, sep="\t", index=False)
     with pytest.raises(TmeflowInputError, match="needs a cancer_type column") as error:
-        read_normal_cohort(tmp_path / "gtex.tsv", path, tumour_types, {"cancer_type_column": ""}, reader)
+        read_normal_cohort(tmp_path / "gtex.tsv", path, tumour_types, "", reader)
     assert "normals_clinical.tsv" in str(error.value) and "\n" not in str(error.value)
     # without cancer types in the cohort, every normal is compared with all tumours
-    assert read_normal_cohort(tmp_path / "gtex.tsv", path, None, {"cancer_type_column": ""}, reader)[1] == {
-        "all": ["N1", "N2", "N3", "N4"]
-    }
+    assert read_normal_cohort(tmp_path / "gtex.tsv", path, None, "", reader)[1] == {"all": ["N1", "N2", "N3", "N4"]}
 
 
 def test_cli_normal_expression_without_its_clinical_is_one_line(tmp_path, capsys, small_bulk_args):
@@ -131,10 +127,11 @@ def test_cli_normal_expression_without_its_clinical_is_one_line(tmp_path, capsys
 def test_separate_normal_cohort_read_with_the_cohorts_rules_and_compared(tmp_path, caplog):
     """read_cohort with normal_expression/normal_clinical: a GTEx-like table (other gene order, one extra gene,
     counts per type from a comma-separated mapping), the cohort's own in-table normals set aside (logged) and the
-    separate ones compared; the planted gene differs (FDR < 0.05), another gene's fold change equals a hand computation; the batch caveat is logged.
+    separate ones compared; the planted gene differs (FDR < 0.05), another gene's fold change equals a hand
+    computation; the batch caveat is logged.
     """
     from tmeflow.bulk.run import read_cohort
-    from tmeflow.params import defaults
+    from tmeflow.bulk.settings import BulkSettings
     from tmeflow.signatures import read_bundled_gmt
 
     rng = np.random.default_rng(3)
@@ -160,14 +157,13 @@ def test_separate_normal_cohort_read_with_the_cohorts_rules_and_compared(tmp_pat
     pd.DataFrame({"SAMPID": normals.columns, "cancer_type": ["A,B"] * 6 + ["B"] * 4 + ["LUAD"] * 2}).to_csv(
         tmp_path / "gtex_samples.tsv", sep="\t", index=False
     )
-    params = {
-        **defaults(),
-        "bulk_values": "tpm",
-        "normal_expression": str(tmp_path / "gtex.tsv"),
-        "normal_clinical": str(tmp_path / "gtex_samples.tsv"),
-    }
+    settings = BulkSettings.defaults().replace(
+        bulk_values="tpm",
+        normal_expression=str(tmp_path / "gtex.tsv"),
+        normal_clinical=str(tmp_path / "gtex_samples.tsv"),
+    )
     with caplog.at_level(logging.INFO, logger="tmeflow"):
-        cohort = read_cohort(tmp_path / "expr.tsv", tmp_path / "clin.tsv", params)
+        cohort = read_cohort(tmp_path / "expr.tsv", tmp_path / "clin.tsv", settings)
     assert list(cohort.log_expr.columns) == list(tumours.columns) and cohort.normals_separate
     assert {t: len(s) for t, s in cohort.normals.items()} == {"A": 6, "B": 10}
     assert "the 5 normals of the expression table are not compared" in caplog.text and BATCH_WARNING in caplog.text

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from tmeflow.bulk.pancancer import cancer_types, run_pancancer
+from tmeflow.bulk.settings import BulkSettings
 from tmeflow.cli import main
 from tmeflow.errors import TmeflowInputError
-from tmeflow.params import defaults
 from tmeflow.stats import bh_fdr
 
 PROLIFERATION = "MKI67 CCNB1 BUB1 AURKA CENPF MCM2 CDC20 CCNE2 BIRC5 MYBL2 RRM2 TYMS".split()
@@ -46,9 +46,9 @@ def _typed_cohort(seed=0):
 
 def test_per_type_survival_finds_the_planted_type_and_skips_small_types(caplog):
     features, kinds, survs, types = _typed_cohort()
-    params = {**defaults(), "cutpoint_permutations": 0, "pancancer_min_samples": 20}
+    settings = BulkSettings.defaults().replace(cutpoint_permutations=0, pancancer_min_samples=20)
     with caplog.at_level(logging.INFO, logger="tmeflow"):
-        result = run_pancancer(features, kinds, survs, types, pd.DataFrame(index=types.index), params)
+        result = run_pancancer(features, kinds, survs, types, pd.DataFrame(index=types.index), settings)
     assert "cancer type C skipped: 8 samples < pancancer_min_samples=20" in caplog.text
     assert result["types"].set_index("cancer_type")["analysed"].to_dict() == {"A": True, "B": True, "C": False}
     surv = result["survival"]
@@ -132,7 +132,7 @@ def test_nki_as_one_cancer_type_gives_the_single_cohort_numbers(shared_data, tmp
         pd.read_csv(outs["typed"] / "NKI.bulk_pancancer_cox.tsv", sep="\t").drop(columns="cancer_type"), cox
     )
     # one type: BH across types x endpoints = BH over the feature's 3 endpoints
-    for feature, rows in per_type.groupby("feature"):
+    for _feature, rows in per_type.groupby("feature"):
         assert np.allclose(rows["pancancer_hr_fdr"], bh_fdr(rows["hr_per_sd_p"]))
     for endpoint in ("DMFS", "OS", "RFS"):
         assert (outs["typed"] / f"NKI.bulk_pancancer_forest_{endpoint}.png").stat().st_size > 5000
@@ -181,7 +181,7 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
     rng = np.random.default_rng(0)
     model = build_model(config, build_genes(config, rng), rng)
     genes = model.programmes["fate_A"]
-    params = {**defaults(), "cutpoint_permutations": 0}
+    settings = BulkSettings.defaults().replace(cutpoint_permutations=0)
     tables, tmb_tables = [], []
     for seed in range(20):
         rng = np.random.default_rng(seed)
@@ -200,7 +200,7 @@ def test_simulated_pancancer_planted_types_found_and_null_types_calibrated_over_
             {"OS": surv},
             pd.Series(types, index=expression.columns),
             pd.DataFrame(index=expression.columns),
-            params,
+            settings,
         )
         tables.append(result["survival"].assign(seed=seed))
         tmb = tumour_mutational_burden(maf, expression.columns, 38.0, Path("simulated.maf"))
@@ -463,7 +463,6 @@ def test_simulate_drug_screen_end_to_end(pancancer_run):
 
 @pytest.mark.slow
 def test_simulate_pancancer_settings_are_checked():
-
     from tmeflow.simulate import SimConfig
 
     with pytest.raises(TmeflowInputError, match="fewer than 10 samples per cancer type"):

@@ -19,7 +19,7 @@ def test_bundled_immunomodulators():
 
 
 def test_planted_score_regulator_correlation_per_type(caplog):
-    """SIG tracks CD274 expression in type A only (rho ~0.9); type B is null; genes missing from the matrix are logged."""
+    """SIG tracks CD274 expression in type A only (rho ~0.9); type B is null; missing genes are logged."""
     rng = np.random.default_rng(0)
     samples = [f"S{i}" for i in range(120)]
     types = pd.Series(["A"] * 60 + ["B"] * 60, index=samples)

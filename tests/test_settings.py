@@ -19,6 +19,7 @@ SHARED_FIELDS = {"seed"}
 # Stages whose science functions take settings or keyword arguments; the rest still pass ``params`` down.
 CONVERTED_STAGES = (
     "annotate",
+    "bulk",
     "cnv",
     "communication",
     "composition",

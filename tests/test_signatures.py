@@ -32,7 +32,7 @@ def _walk(values: np.ndarray, members: set[str], alpha: float = 0.25) -> float:
     total_w, n_out = sum(weights), sum(not x for x in inside)
     p_in = p_out = 0.0
     walk = 0.0
-    for is_in, w in zip(inside, weights):
+    for is_in, w in zip(inside, weights, strict=True):
         if is_in:
             p_in += w / total_w
         else:
@@ -169,7 +169,7 @@ def test_human_ensembl_matrix_keeps_bundled_signatures():
     }
     # outdated symbols in the gene sets (PHB, DDX58, WISP1 ...): their id maps to the current symbol (PHB1, RIGI, CCN4)
     current = ensembl_to_symbol(table["gene_id"])
-    renamed = {old for gid, old in zip(table["gene_id"], table["gene_symbol"]) if current[gid] != old}
+    renamed = {old for gid, old in zip(table["gene_id"], table["gene_symbol"], strict=True) if current[gid] != old}
     absent |= renamed
     files = [resource_path(BUNDLED_GMTS[k]) for k in ("estimate", "hallmark", "necroptosis", "cell_death")]
     files.append(resource_path("signatures/tme_signatures.gmt"))

@@ -15,7 +15,7 @@ ESTIMATE_COLUMNS = ("ImmuneScore", "StromalScore", "ESTIMATEScore")
 def estimate_scores(
     log_expression: pd.DataFrame, species: str, alpha: float = 0.25, min_size: int = 5
 ) -> pd.DataFrame | None:
-    """ESTIMATE stromal, immune and ESTIMATE scores per sample (Yoshihara et al. 2013); no tumour purity.
+    """Compute the ESTIMATE stromal, immune and ESTIMATE scores per sample (Yoshihara et al. 2013); no purity.
 
     Scores are un-normalised ssGSEA sums (:func:`tmeflow.signatures.ssgsea` with ``normalize=False``,
     alpha 0.25), which is how the ``estimate`` package scores its two 141-gene signatures;
@@ -27,7 +27,23 @@ def estimate_scores(
     20,000-gene matrix gives purity about -0.65 and 35,000 genes about -0.95. The common-genes list is
     not bundled (only the signatures are, see ``resources/estimate/SOURCE.md``), and no subset of the
     matrix reproduces it faithfully, so a purity from this score would be wrong by construction.
-    Returns None (with a warning) when either signature has fewer than ``min_size`` genes in the matrix.
+
+    Parameters
+    ----------
+    log_expression
+        Log2 expression, genes x samples.
+    species
+        Species of the symbols (mouse: the human signatures are mapped by the bundled orthologs).
+    alpha
+        ssGSEA rank weight exponent (0.25, as ``estimate`` uses).
+    min_size
+        Fewest genes of each signature present for the scores to be computed (``signature_min_size``).
+
+    Returns
+    -------
+    DataFrame or None
+        Samples x :data:`ESTIMATE_COLUMNS` (``ImmuneScore``, ``StromalScore``, ``ESTIMATEScore``); None (with a
+        warning) when either signature has fewer than ``min_size`` genes in the matrix.
     """
     sets = read_bundled_gmt("estimate")
     if species != "human":

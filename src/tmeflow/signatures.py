@@ -32,16 +32,37 @@ GENE_TABLES = {"human": "genes_hg38_xclone.tsv", "mouse": "genes_mm10_xclone.tsv
 
 
 def resource_path(relative: str) -> Path:
-    """Filesystem path of a file bundled in ``tmeflow/resources``."""
+    """Return the filesystem path of a file bundled in ``tmeflow/resources``.
+
+    Parameters
+    ----------
+    relative
+        Path inside ``tmeflow/resources`` (e.g. ``"estimate/estimate.gmt"``).
+
+    Returns
+    -------
+    Path
+        The bundled file's path.
+    """
     return Path(str(resources.files("tmeflow").joinpath("resources", relative)))
 
 
 def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
     """Read a GMT file (Broad format: ``name<TAB>description<TAB>gene<TAB>gene...`` per line).
 
-    Empty lines and ``#`` comments are skipped, gene symbols are stripped, duplicated genes within a
-    set are kept once (first occurrence). A missing file, a line with fewer than 3 fields, a
-    duplicated set name or a file without any set raises :class:`TmeflowInputError`.
+    Empty lines and ``#`` comments are skipped, gene symbols are stripped, duplicated genes within a set are kept
+    once (first occurrence). A missing file, a line with fewer than 3 fields, a duplicated set name or a file
+    without any set raises :class:`TmeflowInputError`.
+
+    Parameters
+    ----------
+    path
+        The GMT file.
+
+    Returns
+    -------
+    dict
+        Set name -> its genes, in file order.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,7 +90,18 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
 
 
 def read_bundled_gmt(key: str) -> dict[str, list[str]]:
-    """Read one of the bundled GMT files (:data:`BUNDLED_GMTS` key)."""
+    """Read one of the bundled GMT files.
+
+    Parameters
+    ----------
+    key
+        A :data:`BUNDLED_GMTS` key (``necroptosis``, ``hallmark``, ``estimate`` ...).
+
+    Returns
+    -------
+    dict
+        Set name -> its genes (human symbols).
+    """
     return read_gmt(resource_path(BUNDLED_GMTS[key]))
 
 
@@ -83,9 +115,27 @@ def filter_gene_sets(
 ) -> dict[str, list[str]]:
     """Restrict each set to the genes present in ``genes``; drop sets left with fewer than ``min_size``.
 
-    Dropped sets are logged as a warning. When ``required`` and no set survives, a
-    :class:`TmeflowInputError` says how many of the file's genes were found at all (the usual cause is
-    a gene-identifier or species mismatch, e.g. mouse symbols against a human matrix).
+    Dropped sets are logged as a warning. When ``required`` and no set survives, a :class:`TmeflowInputError` says
+    how many of the file's genes were found at all (the usual cause is a gene-identifier or species mismatch, e.g.
+    mouse symbols against a human matrix).
+
+    Parameters
+    ----------
+    gene_sets
+        Set name -> genes.
+    genes
+        The genes measured.
+    min_size
+        Fewest genes present for a set to be kept (``signature_min_size``).
+    source
+        Where the sets come from, for messages.
+    required
+        Whether no surviving set is an input error.
+
+    Returns
+    -------
+    dict
+        The kept sets, restricted to the genes present.
     """
     present = set(map(str, genes))
     kept: dict[str, list[str]] = {}
@@ -120,26 +170,54 @@ def filter_gene_sets(
 
 @cache
 def load_orthologs() -> pd.DataFrame:
-    """The bundled one-to-one human-mouse ortholog table (Ensembl BioMart + HGNC HCOP; see SOURCE.md)."""
+    """Read the bundled one-to-one human-mouse ortholog table (Ensembl BioMart + HGNC HCOP; see SOURCE.md).
+
+    Returns
+    -------
+    DataFrame
+        One row per ortholog pair (text): ``human_symbol``, ``mouse_symbol``, ``human_ensembl``, ``mouse_ensembl``,
+        ``ensembl_orthology_confidence`` and ``hcop_n_sources``.
+    """
     return pd.read_csv(resource_path("orthologs/orthologs_human_mouse.tsv"), sep="\t", dtype=str)
 
 
 def ortholog_map(from_species: str, to_species: str) -> dict[str, str]:
-    """Symbol -> symbol map between ``human`` and ``mouse`` (identity when the species are equal).
+    """Map symbols between ``human`` and ``mouse`` (identity when the species are equal).
 
-    Uses only the bundled one-to-one orthologs (Ensembl Compara ``ortholog_one2one``), so genes with
-    one-to-many orthologs (e.g. CD8B) are not mapped.
+    Uses only the bundled one-to-one orthologs (Ensembl Compara ``ortholog_one2one``), so genes with one-to-many
+    orthologs (e.g. CD8B) are not mapped.
+
+    Parameters
+    ----------
+    from_species, to_species
+        ``human`` or ``mouse``.
+
+    Returns
+    -------
+    dict
+        Symbol of ``from_species`` -> symbol of ``to_species``.
     """
     if from_species == to_species:
         return {}
     table = load_orthologs()
     column = {"human": "human_symbol", "mouse": "mouse_symbol"}
-    return dict(zip(table[column[from_species]], table[column[to_species]]))
+    return dict(zip(table[column[from_species]], table[column[to_species]], strict=True))
 
 
 @cache
 def species_symbols(species: str) -> frozenset[str]:
-    """Gene symbols known for ``species``: the bundled gene-position table plus the ortholog table's symbols."""
+    """Return the gene symbols known for ``species``: the bundled gene-position table plus the ortholog table's.
+
+    Parameters
+    ----------
+    species
+        ``human`` or ``mouse``.
+
+    Returns
+    -------
+    frozenset of str
+        The known symbols.
+    """
     positions = pd.read_csv(
         resource_path(f"gene_positions/{GENE_TABLES[species]}"), sep="\t", dtype=str, usecols=["gene_symbol"]
     )
@@ -148,15 +226,26 @@ def species_symbols(species: str) -> frozenset[str]:
 
 
 def map_gene_sets(gene_sets: dict[str, list[str]], from_species: str, to_species: str) -> dict[str, list[str]]:
-    """Translate gene sets to another species; unmapped genes are dropped and the coverage of each set
-    is logged (:func:`mapping_coverage`).
+    """Translate gene sets to another species; unmapped genes are dropped and each set's coverage is logged.
 
-    A gene with a one-to-one ortholog (:func:`ortholog_map`) takes it. A gene without one (one-to-many
-    or many-to-many in Ensembl Compara, e.g. CCL3, CCL4, GZMB, S100A9, HMGB1) keeps the gene of the
-    other species with the same symbol ignoring case when the bundled gene tables know it (``Ccl3``,
-    ``Gzmb`` ...), the usual convention for human-mouse symbol translation. Genes whose orthologs carry
-    other names (CD8B -> Cd8b1, CCL21 -> Ccl21a/b/c) are not mapped: the bundled table has only
-    one-to-one pairs, so such genes show up in the coverage log.
+    A gene with a one-to-one ortholog (:func:`ortholog_map`) takes it. A gene without one (one-to-many or
+    many-to-many in Ensembl Compara, e.g. CCL3, CCL4, GZMB, S100A9, HMGB1) keeps the gene of the other species with
+    the same symbol ignoring case when the bundled gene tables know it (``Ccl3``, ``Gzmb`` ...), the usual convention
+    for human-mouse symbol translation. Genes whose orthologs carry other names (CD8B -> Cd8b1, CCL21 ->
+    Ccl21a/b/c) are not mapped: the bundled table has only one-to-one pairs, so such genes show up in the coverage
+    log (:func:`mapping_coverage`).
+
+    Parameters
+    ----------
+    gene_sets
+        Set name -> genes of ``from_species``.
+    from_species, to_species
+        ``human`` or ``mouse``.
+
+    Returns
+    -------
+    dict
+        Set name -> genes of ``to_species``.
     """
     if from_species == to_species:
         return gene_sets
@@ -191,7 +280,20 @@ def map_gene_sets(gene_sets: dict[str, list[str]], from_species: str, to_species
 
 
 def mapping_coverage(gene_sets: dict[str, list[str]], mapped: dict[str, list[str]]) -> pd.DataFrame:
-    """Per set: genes before and after a species mapping and the fraction kept."""
+    """Count each set's genes before and after a species mapping.
+
+    Parameters
+    ----------
+    gene_sets
+        The sets before the mapping.
+    mapped
+        The sets after it.
+
+    Returns
+    -------
+    DataFrame
+        Per set: ``gene_set``, ``n_genes`` (before), ``n_mapped`` (after) and ``fraction`` kept.
+    """
     rows = [
         {
             "gene_set": name,
@@ -226,28 +328,44 @@ _POSITION_TABLES = {"human": "genes_hg38_xclone.tsv", "mouse": "genes_mm10_xclon
 
 @cache
 def ensembl_symbol_table() -> dict[str, str]:
-    """Unversioned Ensembl gene id -> symbol, human and mouse (see :func:`ensembl_to_symbol`)."""
+    """Return the unversioned Ensembl gene id -> symbol table, human and mouse (see :func:`ensembl_to_symbol`).
+
+    Returns
+    -------
+    dict
+        Unversioned Ensembl gene id -> symbol (cached).
+    """
     mapping: dict[str, str] = {}
     for table in GENE_TABLES.values():
         positions = pd.read_csv(
             resource_path(f"gene_positions/{table}"), sep="\t", dtype=str, usecols=["gene_symbol", "gene_id"]
         ).dropna()
-        mapping.update(zip(positions["gene_id"], positions["gene_symbol"]))
+        mapping.update(zip(positions["gene_id"], positions["gene_symbol"], strict=True))
     orthologs = load_orthologs()
     # the ortholog table is the newer Ensembl release: its (current) symbols win where both know an id
-    mapping.update(zip(orthologs["human_ensembl"], orthologs["human_symbol"]))
-    mapping.update(zip(orthologs["mouse_ensembl"], orthologs["mouse_symbol"]))
+    mapping.update(zip(orthologs["human_ensembl"], orthologs["human_symbol"], strict=True))
+    mapping.update(zip(orthologs["mouse_ensembl"], orthologs["mouse_symbol"], strict=True))
     mapping.update(_HUMAN_MITO_IDS)
     return mapping
 
 
 def ensembl_to_symbol(ids: pd.Index | list[str]) -> dict[str, str]:
-    """Ensembl gene ID (version suffix ignored) -> symbol, human and mouse.
+    """Map Ensembl gene IDs (version suffix ignored) to symbols, human and mouse.
 
-    Sources: the bundled gene tables (``gene_positions/``: 33,472 human GRCh38 and 32,195 mouse GRCm38
-    Ensembl genes, all biotypes; plus the 13 human MT genes they lack) and the one-to-one ortholog table (Ensembl ~110; its current symbols
-    win for ids in both). The ortholog table alone would drop every gene without a one-to-one ortholog
-    (e.g. GZMB, GNLY, many immune genes).
+    Sources: the bundled gene tables (``gene_positions/``: 33,472 human GRCh38 and 32,195 mouse GRCm38 Ensembl
+    genes, all biotypes; plus the 13 human MT genes they lack) and the one-to-one ortholog table (Ensembl ~110; its
+    current symbols win for ids in both). The ortholog table alone would drop every gene without a one-to-one
+    ortholog (e.g. GZMB, GNLY, many immune genes).
+
+    Parameters
+    ----------
+    ids
+        Ensembl gene IDs, versioned or not.
+
+    Returns
+    -------
+    dict
+        ID as given -> symbol, for the IDs known.
     """
     mapping = ensembl_symbol_table()
     return {i: mapping[i.split(".")[0]] for i in map(str, ids) if i.split(".")[0] in mapping}
@@ -258,10 +376,19 @@ def ensembl_to_symbol(ids: pd.Index | list[str]) -> dict[str, str]:
 
 
 def gsva_ranks(expression: np.ndarray) -> np.ndarray:
-    """Per-sample gene ranks as GSVA's ssGSEA computes them: average ranks of ties, truncated to integers.
+    """Rank genes within each sample as GSVA's ssGSEA does: average ranks of ties, truncated to integers.
 
-    ``expression`` is genes x samples; the lowest value gets rank 1, the highest rank ``n_genes``
-    (GSVA: ``colRanks(X, ties.method = "average")`` then ``mode(R) <- "integer"``).
+    GSVA: ``colRanks(X, ties.method = "average")`` then ``mode(R) <- "integer"``.
+
+    Parameters
+    ----------
+    expression
+        Genes x samples.
+
+    Returns
+    -------
+    ndarray
+        Integer ranks, genes x samples; the lowest value gets rank 1, the highest rank ``n_genes``.
     """
     return np.floor(rankdata(expression, axis=0, method="average")).astype(np.int64)
 
@@ -296,6 +423,26 @@ def ssgsea(
     As GSVA does, genes with constant expression across samples are removed first (``drop_constant``)
     and sets are restricted to genes present (sets with fewer than ``min_size`` are dropped, see
     :func:`filter_gene_sets`). Missing values are not allowed.
+
+    Parameters
+    ----------
+    expression
+        Genes x samples (log scale for bulk, as GSVA is usually run).
+    gene_sets
+        Set name -> genes.
+    alpha
+        Rank weight exponent (GSVA's default 0.25; ``ssgsea_alpha``).
+    normalize
+        Divide by the range of the score matrix (GSVA ``ssgsea.norm``; ``ssgsea_normalize``).
+    min_size
+        Fewest genes present for a set to be scored.
+    drop_constant
+        Remove genes with constant expression first, as GSVA does.
+
+    Returns
+    -------
+    DataFrame
+        Sets x samples.
     """
     if expression.isna().to_numpy().any():
         raise TmeflowInputError("expression matrix has missing values; impute or drop them before ssGSEA")

@@ -1,5 +1,7 @@
-"""Stemness / differentiation potency: original CytoTRACE (Gulati et al. 2020, *Science* 367:405) and its
-comparison between conditions with samples as units (used by ``tmeflow pathways``).
+"""Stemness / differentiation potency: original CytoTRACE and its comparison between conditions.
+
+Original CytoTRACE (Gulati et al. 2020, *Science* 367:405) and its comparison between conditions with samples
+as units (used by ``tmeflow pathways``).
 
 Why not CytoTRACE 2 (Kang et al. 2024): ``cytotrace2-py`` does ship its model weights inside the
 package (``package_data`` ``resources/17_models_weights/*.pt``, so it would run offline), but CytoTRACE 2
@@ -38,11 +40,18 @@ Comparison between conditions
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .stats import bh_fdr, condition_contrast
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
+
 
 N_SIGNATURE_GENES = 200
 MIN_GENE_CELLS = 5
@@ -63,8 +72,25 @@ TEST_COLUMNS = [
 ]
 
 
-def gene_counts_signature(counts, X, *, n_genes: int = N_SIGNATURE_GENES) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(gene counts per cell, GCS per cell, indices of the signature genes); see the module docstring."""
+def gene_counts_signature(
+    counts: np.ndarray | sp.spmatrix, X: np.ndarray | sp.spmatrix, *, n_genes: int = N_SIGNATURE_GENES
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Compute CytoTRACE's gene counts and gene counts signature (GCS) per cell (module docstring).
+
+    Parameters
+    ----------
+    counts
+        Raw counts, cells x genes (dense or sparse): the number of detected genes per cell.
+    X
+        Expression the GCS averages, cells x genes (log-normalised).
+    n_genes
+        Genes most correlated with the gene counts that form the signature (CytoTRACE: 200).
+
+    Returns
+    -------
+    tuple of (ndarray, ndarray, list of int)
+        Gene counts per cell, GCS per cell and the column indices of the signature genes.
+    """
     counts = sp.csr_matrix(counts) if sp.issparse(counts) else np.asarray(counts)
     detected = counts > 0
     gene_counts = np.asarray(detected.sum(axis=1)).ravel().astype(float)
@@ -84,8 +110,23 @@ def gene_counts_signature(counts, X, *, n_genes: int = N_SIGNATURE_GENES) -> tup
     return gene_counts, gcs, top
 
 
-def knn_graph(adata, *, n_neighbors: int, seed: int) -> sp.csr_matrix:
-    """The atlas' kNN connectivities, or a kNN graph on 30 principal components of ``X``."""
+def knn_graph(adata: AnnData, *, n_neighbors: int, seed: int) -> sp.csr_matrix:
+    """Return the atlas' kNN connectivities, or a kNN graph on up to 30 principal components of ``X``.
+
+    Parameters
+    ----------
+    adata
+        The cells (``obsp['connectivities']`` used when present and non-empty; not modified).
+    n_neighbors
+        Neighbours of the graph built when the atlas has none.
+    seed
+        Seed of the PCA and the neighbour search.
+
+    Returns
+    -------
+    csr_matrix
+        Cells x cells connectivities.
+    """
     graph = adata.obsp.get("connectivities") if hasattr(adata, "obsp") else None
     if graph is not None and graph.shape == (adata.n_obs, adata.n_obs) and graph.nnz:
         return sp.csr_matrix(graph)
@@ -102,8 +143,28 @@ def knn_graph(adata, *, n_neighbors: int, seed: int) -> sp.csr_matrix:
 def diffuse(
     graph: sp.csr_matrix, values: np.ndarray, *, alpha: float = ALPHA, tol: float = 1e-6, max_iter: int = 10_000
 ) -> np.ndarray:
-    """``p <- alpha M p + (1 - alpha) values`` on the row-normalised ``graph`` until the largest change is
-    below ``tol`` times the range of ``values`` (CytoTRACE's smoothing step).
+    """Smooth ``values`` on a graph: ``p <- alpha M p + (1 - alpha) values`` until it converges (CytoTRACE).
+
+    ``M`` is the row-normalised ``graph``; iteration stops when the largest change is below ``tol`` times the range
+    of ``values``.
+
+    Parameters
+    ----------
+    graph
+        Cells x cells connectivities.
+    values
+        The value per cell (the GCS).
+    alpha
+        Weight of the neighbours (CytoTRACE's 0.9, :data:`ALPHA`).
+    tol
+        Convergence tolerance, relative to the range of ``values``.
+    max_iter
+        Most iterations.
+
+    Returns
+    -------
+    ndarray
+        The smoothed value per cell.
     """
     degree = np.asarray(graph.sum(axis=1)).ravel()
     markov = sp.diags(np.divide(1.0, degree, out=np.zeros_like(degree, dtype=float), where=degree > 0)) @ graph
@@ -119,9 +180,25 @@ def diffuse(
     return p
 
 
-def cytotrace(adata, *, n_neighbors: int = 30, seed: int = 0) -> pd.DataFrame:
-    """Per cell: ``n_genes_detected``, ``gene_counts_signature`` and ``cytotrace`` (rank of the smoothed
-    GCS scaled to (0, 1]; 1 = least differentiated). Raw counts from ``layers['counts']`` (else ``X``).
+def cytotrace(adata: AnnData, *, n_neighbors: int = 30, seed: int = 0) -> pd.DataFrame:
+    """Score each cell's differentiation potency by CytoTRACE (Gulati et al. 2020, Science 367:405).
+
+    Raw counts come from ``layers['counts']`` (else ``X``); ``adata`` is not modified.
+
+    Parameters
+    ----------
+    adata
+        The cells, log-normalised ``X``.
+    n_neighbors
+        Neighbours of the smoothing graph when the atlas has none (:func:`knn_graph`).
+    seed
+        Seed of that graph.
+
+    Returns
+    -------
+    DataFrame
+        Per cell (indexed by ``obs_names``): ``n_genes_detected``, ``gene_counts_signature`` and ``cytotrace`` (rank
+        of the smoothed GCS scaled to (0, 1]; 1 = least differentiated).
     """
     from scipy.stats import rankdata
 
@@ -139,8 +216,23 @@ def cytotrace(adata, *, n_neighbors: int = 30, seed: int = 0) -> pd.DataFrame:
 
 
 def sample_means(obs: pd.DataFrame, score: str, *, min_cells: int) -> pd.DataFrame:
-    """Mean ``score`` per sample and cell type (groups of at least ``min_cells`` cells), with condition
-    and patient.
+    """Average ``score`` per sample and cell type, with the sample's condition and patient.
+
+    Parameters
+    ----------
+    obs
+        Cell metadata: ``sample``, ``condition``, ``cell_type``, ``score`` and, when present, ``patient`` and
+        ``n_genes_detected``.
+    score
+        The column averaged.
+    min_cells
+        Smallest group (sample x cell type) kept.
+
+    Returns
+    -------
+    DataFrame
+        One row per sample and cell type: the keys, ``n_cells``, ``mean_score`` and (with ``n_genes_detected``)
+        ``median_genes_detected``.
     """
     keys = (
         ["sample", "condition", "patient", "cell_type"]
@@ -162,8 +254,26 @@ def sample_means(obs: pd.DataFrame, score: str, *, min_cells: int) -> pd.DataFra
 def compare_conditions(
     means: pd.DataFrame, samples: pd.DataFrame, pairs: list[tuple[str, str]], *, min_samples: int = 2
 ) -> pd.DataFrame:
-    """Per contrast and cell type: moderated test of the per-sample mean score (samples as units), BH FDR
-    per contrast; ``difference`` = test minus reference (score units).
+    """Compare the per-sample mean score between conditions per cell type, samples as units.
+
+    A moderated test (:func:`tmeflow.stats.condition_contrast`) per contrast and cell type, BH FDR per contrast.
+
+    Parameters
+    ----------
+    means
+        The table of :func:`sample_means`.
+    samples
+        Sample metadata indexed by sample (``condition``, ``patient``).
+    pairs
+        (test, reference) condition pairs.
+    min_samples
+        Fewest samples per condition for a cell type to be tested.
+
+    Returns
+    -------
+    DataFrame
+        :data:`TEST_COLUMNS`: per contrast and cell type, ``difference`` (test minus reference, score units), ``t``,
+        ``df``, ``pvalue``, ``fdr``, the group means and sample numbers, and the ``design``.
     """
     parts = []
     wide = means.pivot_table(index="sample", columns="cell_type", values="mean_score", observed=True)
@@ -184,8 +294,21 @@ def compare_conditions(
     return pd.concat(parts, ignore_index=True)[TEST_COLUMNS] if parts else pd.DataFrame(columns=TEST_COLUMNS)
 
 
-def plot_by_condition(means: pd.DataFrame, conditions: list[str]):
-    """Per cell type, the per-sample mean CytoTRACE score by condition (one dot per sample)."""
+def plot_by_condition(means: pd.DataFrame, conditions: list[str]) -> Figure:
+    """Plot the per-sample mean CytoTRACE score by condition per cell type (one dot per sample).
+
+    Parameters
+    ----------
+    means
+        The table of :func:`sample_means`.
+    conditions
+        The conditions, in plotting order.
+
+    Returns
+    -------
+    Figure
+        Box plots with the samples' dots, one colour per condition.
+    """
     from .plotting import pyplot
 
     plt = pyplot()

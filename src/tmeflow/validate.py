@@ -46,11 +46,12 @@ def _check_spatial(row: SampleRow, params: dict[str, Any]) -> None:
 
 
 def _check_bulk(row: SampleRow, params: dict[str, Any]) -> None:
-    from .bulk import read_cohort
+    from .bulk import BulkSettings, read_cohort
 
     if row.clinical is None:
         raise TmeflowInputError("a bulk row needs a clinical table", sample=row.sample, column="clinical")
-    read_cohort(Path(row.data), Path(row.clinical), {**params, "bulk_species": row.species or params["bulk_species"]})
+    settings = BulkSettings.from_params({**params, "bulk_species": row.species or params["bulk_species"]})
+    read_cohort(Path(row.data), Path(row.clinical), settings)
 
 
 CHECKS: dict[str, Callable[[SampleRow, dict[str, Any]], None]] = {

@@ -1,5 +1,7 @@
-"""Bulk cohort validation (``tmeflow bulk``): signature scores, cut-points, Kaplan-Meier, Cox,
-logistic regression, ESTIMATE immune context and deconvolution with the single-cell reference.
+"""Bulk cohort validation (``tmeflow bulk``): signature scores, survival, immune context and deconvolution.
+
+Signature scores, cut-points, Kaplan-Meier, Cox, logistic regression, ESTIMATE immune context and deconvolution
+with the single-cell reference.
 
 Inputs
     * expression matrix: genes x samples (a samples x genes matrix is transposed when its *rows*, not
@@ -29,10 +31,12 @@ Package layout: :mod:`.reading` (tables, identifiers, values), :mod:`.deconvolut
 markers, NNLS, Spearman), :mod:`.endpoints` (clinical columns, survival per feature), :mod:`.plots`,
 :mod:`.pancancer` (per-cancer-type survival and correlations, when the clinical table has a cancer-type
 column), :mod:`.mutations` (MAF, TCGA barcode matching, TMB and its correlation with the scores), :mod:`.response`
-(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations), :mod:`.molecular` (MSI, CNV and methylation tables: score-MSI
-and CNV/methylation-expression correlations, CNV frequencies, radar plots), :mod:`.normals` (tumour vs normal per cancer type, normals from the
-same table or a separate normal cohort), :mod:`.drugs` (cell-line drug sensitivity: Spearman per drug, oncoPredict-style ridge
-prediction), :mod:`.run` (``read_cohort``, ``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
+(treatment response: Wilcoxon, ROC AUC with DeLong CI), :mod:`.regulators` (immunomodulator correlations),
+:mod:`.molecular` (MSI, CNV and methylation tables: score-MSI and CNV/methylation-expression correlations, CNV
+frequencies, radar plots), :mod:`.normals` (tumour vs normal per cancer type, normals from the same table or a
+separate normal cohort), :mod:`.drugs` (cell-line drug sensitivity: Spearman per drug, oncoPredict-style ridge
+prediction), :mod:`.settings` (``BulkSettings``, the stage's typed settings), :mod:`.run` (``read_cohort``,
+``run_bulk``, ``cli``); every name is importable from ``tmeflow.bulk``.
 """
 
 from __future__ import annotations
@@ -108,10 +112,13 @@ from .pancancer import (  # noqa: F401
     write_pancancer,
 )
 from .plots import (  # noqa: F401
-    _survival_plots,
-    correlation_heatmap,
     forest_plot,
+    plot_correlation_heatmap,
+    plot_forest,
     plot_km,
+    plot_km_grid,
+    split_label,
+    write_survival_plots,
 )
 from .reading import (  # noqa: F401
     MIN_MATCHED_SAMPLES,
@@ -141,3 +148,4 @@ from .run import (  # noqa: F401
     read_cohort,
     run_bulk,
 )
+from .settings import BulkSettings  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,9 @@ from ..log import get_logger
 from ..signatures import ortholog_map
 from ..stats import bh_fdr
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+
 logger = get_logger(__package__)
 
 
@@ -21,11 +25,27 @@ reference_species = species_of  # the species of a reference atlas: the one dete
 # Reference: marker signatures and deconvolution
 
 
-def reference_profiles(adata, bulk_species: str, ref_species: str, source: Path) -> pd.DataFrame:
-    """Mean counts-per-million per ``cell_type`` (genes x cell types) of a single-cell reference.
+def reference_profiles(adata: AnnData, bulk_species: str, ref_species: str, source: Path) -> pd.DataFrame:
+    """Average a single-cell reference into mean counts-per-million per ``cell_type`` (genes x cell types).
 
-    Raw counts come from ``layers['counts']`` (else ``X``). Gene symbols are translated to the bulk
-    species with the bundled one-to-one orthologs when the species differ.
+    Raw counts come from ``layers['counts']`` (else ``X``). Gene symbols are translated to the bulk species with
+    the bundled one-to-one orthologs when the species differ.
+
+    Parameters
+    ----------
+    adata
+        The annotated single-cell reference (``obs['cell_type']``).
+    bulk_species
+        Species of the bulk cohort's genes.
+    ref_species
+        Species of the reference (:func:`reference_species`).
+    source
+        The reference's path, for messages.
+
+    Returns
+    -------
+    DataFrame
+        Genes x cell types, mean CPM.
     """
     import scipy.sparse as sp
 
@@ -54,10 +74,24 @@ def reference_profiles(adata, bulk_species: str, ref_species: str, source: Path)
 
 
 def marker_genes(profiles: pd.DataFrame, n_markers: int, universe: pd.Index | None = None) -> dict[str, list[str]]:
-    """Top ``n_markers`` genes per cell type by specificity ``log2((mean_t + 1) / (max_other + 1)) > 0``.
+    """Pick the top ``n_markers`` genes per cell type by specificity ``log2((mean_t + 1) / (max_other + 1)) > 0``.
 
-    A simple, deterministic marker rule on the mean-CPM profiles (each type against the highest other
-    type, so markers separate every pair), restricted to ``universe`` (genes in the bulk matrix).
+    A simple, deterministic marker rule on the mean-CPM profiles (each type against the highest other type, so
+    markers separate every pair).
+
+    Parameters
+    ----------
+    profiles
+        Genes x cell types, mean CPM (:func:`reference_profiles`).
+    n_markers
+        Markers per cell type (``reference_markers``).
+    universe
+        Genes the markers are taken from (the bulk matrix's); None = all genes of ``profiles``.
+
+    Returns
+    -------
+    dict
+        Cell type -> its markers, most specific first.
     """
     frame = profiles if universe is None else profiles.loc[profiles.index.isin(universe)]
     values = np.log2(frame.to_numpy() + 1.0)
@@ -73,14 +107,28 @@ def marker_genes(profiles: pd.DataFrame, n_markers: int, universe: pd.Index | No
 def deconvolve_nnls(
     linear: pd.DataFrame, profiles: pd.DataFrame, markers: dict[str, list[str]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cell-type fractions of bulk samples by non-negative least squares on a signature matrix.
+    """Estimate cell-type fractions of bulk samples by non-negative least squares on a signature matrix.
 
-    Signature-matrix deconvolution (Abbas et al. 2009, PLoS One 4:e6098; the CIBERSORT idea of a
-    marker-gene signature matrix, Newman et al. 2015, Nat Methods 12:453, with NNLS instead of
-    nu-SVR): the signature matrix is the mean CPM per cell type over the union of marker genes
-    present in the bulk matrix; each sample's linear-scale expression ``b`` is fitted as
-    ``b ~ S f`` with ``f >= 0`` (``scipy.optimize.nnls``) and ``f`` is normalised to sum 1.
-    Returns ``(fractions samples x types, fit table with residual norm and Pearson r per sample)``.
+    Signature-matrix deconvolution (Abbas et al. 2009, PLoS One 4:e6098; the CIBERSORT idea of a marker-gene
+    signature matrix, Newman et al. 2015, Nat Methods 12:453, with NNLS instead of nu-SVR): the signature matrix is
+    the mean CPM per cell type over the union of marker genes present in the bulk matrix; each sample's
+    linear-scale expression ``b`` is fitted as ``b ~ S f`` with ``f >= 0`` (``scipy.optimize.nnls``) and ``f`` is
+    normalised to sum 1.
+
+    Parameters
+    ----------
+    linear
+        Linear-scale bulk expression, genes x samples.
+    profiles
+        Genes x cell types, mean CPM.
+    markers
+        Cell type -> marker genes.
+
+    Returns
+    -------
+    tuple of (DataFrame, DataFrame)
+        Fractions (samples x cell types, rows summing to 1) and the fit table (residual norm and Pearson r of
+        fitted and observed expression per sample).
     """
     from scipy.optimize import nnls
 
@@ -111,8 +159,18 @@ def deconvolve_nnls(
 
 
 def spearman_pair(x: pd.Series, y: pd.Series) -> tuple[float, float, int]:
-    """Spearman rho and p of ``x`` and ``y`` over the samples where both are known, and that number of
-    samples; rho and p are NaN below 3 samples or when either side is constant.
+    """Compute the Spearman rho and p of ``x`` and ``y`` over the samples where both are known.
+
+    Parameters
+    ----------
+    x, y
+        Values per sample (aligned on the index; NaN = unknown).
+
+    Returns
+    -------
+    tuple of (float, float, int)
+        rho, two-sided p and the number of complete samples; rho and p are NaN below 3 samples or when either
+        side is constant.
     """
     from scipy.stats import spearmanr
 
@@ -124,7 +182,20 @@ def spearman_pair(x: pd.Series, y: pd.Series) -> tuple[float, float, int]:
 
 
 def spearman_table(features: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlation of every feature with every target (samples in rows), with BH FDR over all pairs."""
+    """Correlate every feature with every target (Spearman), with BH FDR over all pairs.
+
+    Parameters
+    ----------
+    features
+        Samples x features.
+    targets
+        Samples x targets.
+
+    Returns
+    -------
+    DataFrame
+        One row per feature and target: ``feature``, ``target``, ``rho``, ``p``, ``n`` and ``fdr``.
+    """
     rows = []
     for feature in features.columns:
         for target in targets.columns:

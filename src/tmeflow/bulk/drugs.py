@@ -1,5 +1,7 @@
-"""Drug sensitivity of a signature: cell-line screens (GDSC/CTRP) correlated with the signature, and an
-oncoPredict-style ridge model predicting the tumours' drug response.
+"""Drug sensitivity of a signature: cell-line screens correlated with it, and a ridge model of the response.
+
+Cell-line screens (GDSC/CTRP) are correlated with the signature, and an oncoPredict-style ridge model predicts the
+tumours' drug response.
 
 Inputs (parameters, shared by every bulk row; skipped when unset)
     * ``drug_expression``: the screened cell lines' expression, genes x cell lines (or transposed), read,
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +45,11 @@ from ..plotting import pyplot
 from ..signatures import filter_gene_sets, ssgsea
 from ..stats import bh_fdr
 from .reading import detect_id_type, map_identifiers, read_expression, transform_values
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .settings import BulkSettings
 
 logger = get_logger(__package__)
 
@@ -59,14 +66,26 @@ TOP_DRUGS = 20
 
 
 def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
-    """The first column (any case) named like one of ``candidates``, in the candidates' order."""
+    """Return the first column (any case) named like one of ``candidates``, in the candidates' order."""
     lowered = {c.lower(): c for c in columns}
     return next((lowered[c] for c in candidates if c in lowered), None)
 
 
 def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame, str]:
-    """Cell lines x drugs response matrix (NaN where a line was not screened) and the measure's name,
-    from a long or wide table (module docstring).
+    """Read a long or wide drug-response table (GDSC/CTRP, module docstring) as cell lines x drugs.
+
+    Parameters
+    ----------
+    path
+        The ``drug_response`` table (CSV/TSV, optionally gzipped).
+    column
+        Value column of a long table (``drug_response_column``); empty = the first of :data:`VALUE_COLUMNS`.
+
+    Returns
+    -------
+    tuple of (DataFrame, str)
+        Cell lines x drugs (float; NaN where a line was not screened, repeated measurements averaged) and the
+        measure's name (the value column, or ``"response"`` for a wide table).
     """
     path = Path(path)
     if not path.is_file():
@@ -98,13 +117,14 @@ def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame
                 )
             value = column
         else:
-            value = _pick(list(frame.columns), VALUE_COLUMNS)
-            if value is None:
+            picked = _pick(list(frame.columns), VALUE_COLUMNS)
+            if picked is None:
                 raise TmeflowInputError(
                     f"long drug_response table has no value column (one of {', '.join(VALUE_COLUMNS)}; "
                     "or set drug_response_column)",
                     file=path,
                 )
+            value = picked
         numeric = pd.to_numeric(frame[value], errors="coerce")
         bad = numeric.isna() & frame[value].notna() & ~frame[value].str.strip().str.upper().isin(["", "NA", "NAN"])
         if bad.any():
@@ -147,22 +167,35 @@ def read_drug_response(path: str | Path, column: str = "") -> tuple[pd.DataFrame
     return matrix.astype(float), measure
 
 
-def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
-    """The cell lines' log expression (genes x lines) and response (lines x drugs), lines in both only;
-    None when ``drug_expression`` and ``drug_response`` are unset (one without the other is an error).
+def read_drug_inputs(settings: BulkSettings) -> SimpleNamespace | None:
+    """Read the cell-line screen named by ``drug_expression`` and ``drug_response``.
+
+    Expression is read, mapped and transformed with the cohort's rules (``drug_values``, ``bulk_max_missing``,
+    ``bulk_species``); drugs with fewer than :data:`MIN_CELL_LINES` screened lines are left out (logged).
+
+    Parameters
+    ----------
+    settings
+        The bulk settings; one of the two paths without the other is an input error.
+
+    Returns
+    -------
+    SimpleNamespace or None
+        ``log_expr`` (genes x cell lines, log2), ``response`` (lines x drugs, lines in both tables only),
+        ``measure``, ``expression`` and ``source`` (the two paths); None when neither path is set.
     """
-    expr_path, resp_path = params.get("drug_expression"), params.get("drug_response")
+    expr_path, resp_path = settings.drug_expression, settings.drug_response
     if not expr_path and not resp_path:
         return None
     if not (expr_path and resp_path):
         given, missing = ("drug_expression", "drug_response") if expr_path else ("drug_response", "drug_expression")
         raise TmeflowInputError(f"{given} needs {missing} as well", file=expr_path or resp_path)
-    expr_path, resp_path = Path(expr_path), Path(resp_path)
-    response, measure = read_drug_response(resp_path, params.get("drug_response_column", ""))
-    raw = read_expression(expr_path, response.index, what="drug_response cell lines")
+    expression, source = Path(expr_path), Path(resp_path)
+    response, measure = read_drug_response(source, settings.drug_response_column or "")
+    raw = read_expression(expression, response.index, what="drug_response cell lines")
     id_type = detect_id_type(raw.index, "auto", False)
-    mapped, _ = map_identifiers(raw, id_type, params["bulk_species"], None, expr_path)
-    log_expr, _ = transform_values(mapped, params["drug_values"], params["bulk_max_missing"], expr_path)
+    mapped, _ = map_identifiers(raw, id_type, settings.bulk_species, None, expression)
+    log_expr, _ = transform_values(mapped, settings.drug_values, settings.bulk_max_missing, expression)
     response = response.loc[log_expr.columns]
     screened = response.notna().sum()
     dropped = screened.index[screened < MIN_CELL_LINES]
@@ -171,7 +204,7 @@ def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
     response = response.drop(columns=dropped)
     if response.shape[1] == 0:
         raise TmeflowInputError(
-            f"no drug has at least {MIN_CELL_LINES} screened cell lines with expression", file=resp_path
+            f"no drug has at least {MIN_CELL_LINES} screened cell lines with expression", file=source
         )
     logger.info(
         "drugs: %d cell lines, %d genes, %d drugs (%s)",
@@ -180,9 +213,7 @@ def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
         response.shape[1],
         measure,
     )
-    return SimpleNamespace(
-        log_expr=log_expr, response=response, measure=measure, expression=expr_path, source=resp_path
-    )
+    return SimpleNamespace(log_expr=log_expr, response=response, measure=measure, expression=expression, source=source)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,19 +221,36 @@ def read_drug_inputs(params: dict[str, Any]) -> SimpleNamespace | None:
 
 
 def cell_line_features(
-    log_expr: pd.DataFrame, sets: dict[str, list[str]], focus: list[str], params: dict[str, Any]
+    log_expr: pd.DataFrame, sets: dict[str, list[str]], focus: list[str], settings: BulkSettings
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Cell lines x features: the focus signatures scored by ssGSEA as on the tumours (sets with fewer than
-    ``signature_min_size`` genes on the cell lines left out), and every member gene (``gene:X``) present.
+    """Score the focus signatures and their genes on the cell lines, as on the tumours.
+
+    Parameters
+    ----------
+    log_expr
+        Cell-line log2 expression, genes x lines.
+    sets
+        Gene sets by name (the cohort's scored sets).
+    focus
+        The focus features (set names and ``gene:X``) of the cohort.
+    settings
+        ``signature_min_size`` (sets with fewer genes on the cell lines are left out), ``ssgsea_alpha`` and
+        ``ssgsea_normalize``.
+
+    Returns
+    -------
+    tuple of (DataFrame, dict)
+        Cell lines x features (ssGSEA scores and every member gene present, as ``gene:X``) and the kind of each
+        feature (``score`` or ``gene``).
     """
     wanted = {name: sets[name] for name in focus if name in sets}
     kept = filter_gene_sets(
-        wanted, log_expr.index, min_size=params["signature_min_size"], source="cell lines", required=False
+        wanted, log_expr.index, min_size=settings.signature_min_size, source="cell lines", required=False
     )
     features = pd.DataFrame(index=log_expr.columns)
     kinds: dict[str, str] = {}
     if kept:
-        scores = ssgsea(log_expr, kept, alpha=params["ssgsea_alpha"], normalize=params["ssgsea_normalize"]).T
+        scores = ssgsea(log_expr, kept, alpha=settings.ssgsea_alpha, normalize=settings.ssgsea_normalize).T
         for name in kept:
             features[name], kinds[name] = scores[name], "score"
     genes = [f.split(":", 1)[1] for f in focus if f.startswith("gene:")]
@@ -213,8 +261,21 @@ def cell_line_features(
 
 
 def spearman_columns(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Spearman rho of each column of ``x`` with ``y`` and its two-sided p (t approximation, as
-    scipy.stats.spearmanr); NaN for a constant column.
+    """Compute the Spearman rho of each column of ``x`` with ``y`` and its two-sided p.
+
+    The p uses the t approximation with n - 2 degrees of freedom, as :func:`scipy.stats.spearmanr`.
+
+    Parameters
+    ----------
+    x
+        Samples x columns, complete (no NaN).
+    y
+        One value per sample.
+
+    Returns
+    -------
+    tuple of (ndarray, ndarray)
+        rho and p per column; NaN for a constant column.
     """
     from scipy.stats import rankdata
     from scipy.stats import t as student_t
@@ -230,7 +291,23 @@ def spearman_columns(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def drug_correlations(features: pd.DataFrame, kinds: dict[str, str], response: pd.DataFrame) -> pd.DataFrame:
-    """Per feature and drug: n cell lines, Spearman rho and p; ``fdr``: BH across drugs of each feature."""
+    """Correlate every feature with every drug's response across the cell lines (Spearman).
+
+    Parameters
+    ----------
+    features
+        Cell lines x features (:func:`cell_line_features`).
+    kinds
+        Kind of each feature.
+    response
+        Cell lines x drugs (IC50 or AUC; NaN where not screened: each test uses the lines screened).
+
+    Returns
+    -------
+    DataFrame
+        One row per feature and drug: ``feature``, ``kind``, ``drug``, ``n``, ``rho``, ``p`` and ``fdr`` (BH across
+        the drugs of each feature).
+    """
     rows = []
     for drug in response.columns:
         y = response[drug].dropna()
@@ -244,9 +321,25 @@ def drug_correlations(features: pd.DataFrame, kinds: dict[str, str], response: p
     return table
 
 
-def plot_drug_bubbles(table: pd.DataFrame, feature: str, measure: str, top: int = TOP_DRUGS):
-    """The ``top`` drugs by p for ``feature``: x = Spearman rho with the response, size = -log10 FDR,
-    filled where FDR < 0.05 (blue: higher score, lower IC50/AUC = more sensitive).
+def plot_drug_bubbles(table: pd.DataFrame, feature: str, measure: str, top: int = TOP_DRUGS) -> Figure:
+    """Plot the ``top`` drugs by p for ``feature`` as bubbles.
+
+    Parameters
+    ----------
+    table
+        Long table of :func:`drug_correlations`.
+    feature
+        The feature shown (the lead signature).
+    measure
+        Name of the response measure, for the axis label.
+    top
+        Number of drugs shown (default :data:`TOP_DRUGS`, what fits a readable figure).
+
+    Returns
+    -------
+    Figure
+        x = Spearman rho with the response, size = -log10 FDR, filled where FDR < 0.05 (blue: higher score, lower
+        IC50/AUC = more sensitive).
     """
     plt = pyplot()
     sub = table[table["feature"] == feature].dropna(subset=["p"]).sort_values("p", kind="stable").head(top).iloc[::-1]
@@ -282,7 +375,7 @@ def plot_drug_bubbles(table: pd.DataFrame, feature: str, measure: str, top: int 
 
 
 def _standardise(log_expr: pd.DataFrame) -> pd.DataFrame:
-    """Samples x genes, each gene z-scored across the samples of its set."""
+    """Z-score each gene (column) across the samples (rows)."""
     frame = log_expr.T
     return (frame - frame.mean()) / frame.std(ddof=0)
 
@@ -290,8 +383,29 @@ def _standardise(log_expr: pd.DataFrame) -> pd.DataFrame:
 def predict_drug_response(
     cell_log: pd.DataFrame, tumour_log: pd.DataFrame, response: pd.DataFrame, *, min_cv_rho: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per drug: 5-fold CV Spearman of a ridge model (module docstring) and, for drugs with ``cv_rho >=
-    min_cv_rho``, the tumours' predicted response (tumours x drugs).
+    """Train a ridge model per drug on the cell lines and predict the tumours' response (oncoPredict-style).
+
+    Maeser et al. 2021 (oncoPredict, Brief Bioinform): per-set gene standardisation, scikit-learn ``RidgeCV``;
+    the model's quality is the 5-fold cross-validated Spearman rho of predicted and measured response.
+
+    Parameters
+    ----------
+    cell_log
+        Cell-line log2 expression, genes x lines.
+    tumour_log
+        Tumour log2 expression, genes x samples (the genes both tables share are used).
+    response
+        Cell lines x drugs.
+    min_cv_rho
+        Drugs whose ``cv_rho`` is below it get no tumour prediction (``drug_min_cv_rho``).
+    seed
+        Seed of the cross-validation folds.
+
+    Returns
+    -------
+    tuple of (DataFrame, DataFrame)
+        Per drug the CV table (``drug``, ``n``, ``cv_rho`` ...) and the tumours x drugs predicted response of the
+        drugs passing ``min_cv_rho``.
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold
@@ -358,10 +472,30 @@ def run_drugs(
     sets: dict[str, list[str]],
     focus: list[str],
     tumour_log: pd.DataFrame,
-    params: dict[str, Any],
+    settings: BulkSettings,
 ) -> dict[str, Any]:
-    """Correlations (and, with ``drug_predict``, ridge CV and predictions) for one bulk cohort."""
-    features, kinds = cell_line_features(drugs.log_expr, sets, focus, params)
+    """Run the drug analyses of one bulk cohort: correlations and, with ``drug_predict``, ridge CV and predictions.
+
+    Parameters
+    ----------
+    drugs
+        The screen of :func:`read_drug_inputs`.
+    sets
+        The cohort's gene sets by name.
+    focus
+        The cohort's focus features, lead first.
+    tumour_log
+        The cohort's log2 expression, genes x samples.
+    settings
+        ``drug_predict``, ``drug_min_cv_rho``, ``seed`` and the ssGSEA settings.
+
+    Returns
+    -------
+    dict
+        ``correlations``, ``measure``, ``lead`` and, with ``drug_predict``, ``cv`` and ``predicted``; empty when no
+        focus feature is measured on the cell lines.
+    """
+    features, kinds = cell_line_features(drugs.log_expr, sets, focus, settings)
     if features.shape[1] == 0:
         logger.warning("drugs: no focus signature or gene is measured on the cell lines; drug correlations skipped")
         return {}
@@ -370,15 +504,15 @@ def run_drugs(
         "measure": drugs.measure,
         "lead": next((f for f in features.columns if kinds[f] == "score"), features.columns[0]),
     }
-    if params.get("drug_predict"):
+    if settings.drug_predict:
         result["cv"], result["predicted"] = predict_drug_response(
-            drugs.log_expr, tumour_log, drugs.response, min_cv_rho=params["drug_min_cv_rho"], seed=params["seed"]
+            drugs.log_expr, tumour_log, drugs.response, min_cv_rho=settings.drug_min_cv_rho, seed=settings.seed
         )
     return result
 
 
 def write_drugs(result: dict[str, Any], outdir: Path, prefix: str, sample: str, cohort_id: str) -> list[Path]:
-    """Tables, the bubble plot and the report table of :func:`run_drugs` (file names in docs/output.md)."""
+    """Write the tables, the bubble plot and the report table of :func:`run_drugs` (names in docs/output.md)."""
     if not result:
         return []
     table, lead = result["correlations"], result["lead"]
@@ -399,7 +533,8 @@ def write_drugs(result: dict[str, Any], outdir: Path, prefix: str, sample: str, 
             header_lines=multiqc_header(
                 f"tmeflow_bulk_drug_{cohort_id}",
                 f"Bulk cohort {sample}: drug sensitivity",
-                f"Top drugs by Spearman correlation of {lead} (scored on the cell lines as on the tumours) with {result['measure']}; "
+                f"Top drugs by Spearman correlation of {lead} (scored on the cell lines as on the tumours) "
+                f"with {result['measure']}; "
                 "fdr: BH across drugs. Negative rho: higher score, more sensitive.",
                 "table",
                 headers=headers,

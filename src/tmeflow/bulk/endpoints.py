@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ from ..log import get_logger, progress
 from ..stats import bh_fdr
 from ..survival import cox_regression, logrank_test, maxstat_cutpoint, median_cutpoint, parse_event
 
+if TYPE_CHECKING:
+    from .settings import BulkSettings
+
 logger = get_logger(__package__)
 
 
@@ -22,7 +25,22 @@ logger = get_logger(__package__)
 
 
 def detect_endpoints(clinical: pd.DataFrame, explicit: str = "", restrict: str = "") -> dict[str, tuple[str, str]]:
-    """Endpoint name -> (time column, event column), by the naming rules of the module docstring."""
+    """Find the survival endpoints of a clinical table by the naming rules of the module docstring.
+
+    Parameters
+    ----------
+    clinical
+        The clinical table.
+    explicit
+        ``survival_columns``: ``NAME:time_column:event_column,...`` (overrides detection).
+    restrict
+        ``survival_endpoints``: comma-separated names kept (empty = all).
+
+    Returns
+    -------
+    dict
+        Endpoint name -> (time column, event column).
+    """
     columns = list(clinical.columns)
     lowered = {c.lower(): c for c in columns}
     endpoints: dict[str, tuple[str, str]] = {}
@@ -65,7 +83,24 @@ def detect_endpoints(clinical: pd.DataFrame, explicit: str = "", restrict: str =
 
 
 def survival_frame(clinical: pd.DataFrame, name: str, columns: tuple[str, str], source: Path) -> pd.DataFrame:
-    """Validated ``time``/``event`` columns of one endpoint (rows with a missing time or event dropped)."""
+    """Validate the ``time``/``event`` columns of one endpoint.
+
+    Parameters
+    ----------
+    clinical
+        The clinical table, indexed by sample.
+    name
+        The endpoint's name, for messages.
+    columns
+        (time column, event column); events are coded by :func:`tmeflow.survival.parse_event`.
+    source
+        The clinical table's path, for messages.
+
+    Returns
+    -------
+    DataFrame
+        ``time`` and ``event`` (0/1) per sample; rows with a missing time or event dropped.
+    """
     time_col, event_col = columns
     time = pd.to_numeric(clinical[time_col], errors="coerce")
     if (time.isna() & clinical[time_col].notna()).any():
@@ -93,7 +128,22 @@ def survival_frame(clinical: pd.DataFrame, name: str, columns: tuple[str, str], 
 
 
 def covariate_matrix(clinical: pd.DataFrame, covariates: str, source: Path) -> pd.DataFrame:
-    """Numeric covariates for multivariate models; text columns become 0/1 dummies (first level = reference)."""
+    """Build the numeric covariates of the multivariate models.
+
+    Parameters
+    ----------
+    clinical
+        The clinical table.
+    covariates
+        ``cox_covariates``: comma-separated clinical columns.
+    source
+        The clinical table's path, for messages.
+
+    Returns
+    -------
+    DataFrame
+        Samples x covariates; text columns become 0/1 dummies (first level = reference).
+    """
     names = [c.strip() for c in covariates.split(",") if c.strip()]
     parts = []
     for name in names:
@@ -111,7 +161,20 @@ def covariate_matrix(clinical: pd.DataFrame, covariates: str, source: Path) -> p
 
 
 def node_status(column: pd.Series, source: Path) -> pd.Series:
-    """Lymph-node status as 0 (N0) / 1 (N+): numbers > 0, ``N1``-``N3`` (any prefix such as pN), yes/positive."""
+    """Code lymph-node status as 0 (N0) / 1 (N+): numbers > 0, ``N1``-``N3`` (any prefix such as pN), yes/positive.
+
+    Parameters
+    ----------
+    column
+        The ``node_column`` values per sample.
+    source
+        The clinical table's path, for messages.
+
+    Returns
+    -------
+    Series
+        0 / 1 / NaN per sample; an unreadable value is an input error.
+    """
 
     def one(value: Any) -> float:
         """One clinical value -> 0/1/NaN."""
@@ -150,7 +213,7 @@ def analyse_survival(
     surv: pd.DataFrame,
     endpoint: str,
     covariates: pd.DataFrame,
-    params: dict[str, Any],
+    settings: BulkSettings,
     required: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.Series]]:
     """Cut-point, log-rank and Cox models of every feature for one endpoint.
@@ -163,7 +226,7 @@ def analyse_survival(
     p, or median; every split is checked before any model is fitted),
     log-rank (R ``survdiff``) of high vs low, univariate Cox of the standardised feature (HR per SD)
     and of high vs low, and, when covariates are given, multivariate Cox of high vs low + covariates,
-    each with a Schoenfeld proportional-hazards check. Returns (survival table, Cox table, groups).
+    each with a Schoenfeld proportional-hazards check.
 
     Which numbers to use: ``p`` (and its BH ``fdr``) is the primary p-value, the corrected cut-point p
     for maxstat (Hothorn & Lausen 2003; the cut-point was chosen to minimise the log-rank p, so the
@@ -171,24 +234,46 @@ def analyse_survival(
     median split. Effect sizes are the HRs per SD of the continuous score (``hr_per_sd``), which do
     not depend on a chosen split; the high/low HRs of the Cox table (``*_group`` models) and the
     log-rank p of a maxstat split are descriptive of the optimised split (``split`` says which).
+
+    Parameters
+    ----------
+    features
+        Samples x features.
+    surv
+        The endpoint's survival frame (``time``, ``event``) indexed by sample.
+    endpoint
+        The endpoint's name.
+    covariates
+        Samples x covariates of the multivariate model (no columns: no multivariate model).
+    settings
+        ``cutpoint_method``, ``cutpoint_min_prop``, ``cutpoint_permutations``, ``seed`` and ``ph_alpha``.
+    required
+        Features that must be splittable (the genes a user named).
+
+    Returns
+    -------
+    tuple of (DataFrame, DataFrame, dict)
+        The survival table (one row per feature: split, ``p``, ``fdr``, ``hr_per_sd`` and its CI and p,
+        ``logrank_p``, ``ph_fail`` ...), the Cox table (one row per feature, model and term) and, per feature,
+        the high/low group of each sample.
     """
     rows, cox_rows, groups, cuts, unsplittable = [], [], {}, {}, []
     samples = surv.index.intersection(features.index)
     surv = surv.loc[samples]
-    n_perm = params["cutpoint_permutations"] if params["cutpoint_method"] == "maxstat" else 0
+    n_perm = settings.cutpoint_permutations if settings.cutpoint_method == "maxstat" else 0
     # all cut-points first: a degenerate split fails before any model is fitted
     what = f"endpoint {endpoint}: cut-points ({n_perm} permutations each), feature"
     for feature in progress(features.columns, len(features.columns), what, logger):
         x = features.loc[samples, feature].dropna()
         s = surv.loc[x.index]
-        if params["cutpoint_method"] == "maxstat":
+        if settings.cutpoint_method == "maxstat":
             cut = maxstat_cutpoint(
                 x.to_numpy(),
                 s["time"].to_numpy(),
                 s["event"].to_numpy(),
-                params["cutpoint_min_prop"],
-                n_perm=params["cutpoint_permutations"],
-                seed=params["seed"],
+                settings.cutpoint_min_prop,
+                n_perm=settings.cutpoint_permutations,
+                seed=settings.seed,
             )
         else:
             cut = median_cutpoint(x.to_numpy(), s["time"].to_numpy(), s["event"].to_numpy())
@@ -253,7 +338,7 @@ def analyse_survival(
             models.append(("multivariate_group", ["high", *covariates.columns]))
         for model, terms in models:
             res = cox_regression(
-                data, "time", "event", terms, ph_alpha=params["ph_alpha"], label=f"{feature} {endpoint} {model}"
+                data, "time", "event", terms, ph_alpha=settings.ph_alpha, label=f"{feature} {endpoint} {model}"
             )
             for term, trow in res.table.iterrows():
                 cox_rows.append(

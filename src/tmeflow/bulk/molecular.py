@@ -35,7 +35,7 @@ types); CNV gain/loss frequency heatmaps; a heatmap of the CNV- and methylation-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,8 +47,11 @@ from ..plotting import pyplot
 from ..stats import bh_fdr
 from .deconvolution import spearman_pair
 from .mutations import match_barcodes
-from .pancancer import plot_radar, plot_value_correlation, rho_figure, value_correlations
+from .pancancer import plot_radar, plot_rho_panels, plot_value_correlation, value_correlations
 from .reading import _read_delimited
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -62,7 +65,7 @@ CNV_LEVELS = (-2, -1, 0, 1, 2)
 
 
 def _numeric(frame: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
-    """The table as floats; a non-numeric value is an error naming its column."""
+    """Return the table as floats; a non-numeric value is an error naming its column."""
     numeric = frame.apply(pd.to_numeric, errors="coerce")
     bad = numeric.isna() & frame.notna()
     if bad.to_numpy().any():
@@ -76,8 +79,9 @@ def _numeric(frame: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
 
 
 def _to_cohort(frame: pd.DataFrame, samples: pd.Index, path: Path, what: str) -> pd.DataFrame:
-    """Rows = the table's sample barcodes, renamed to the cohort's samples (matched by
-    :func:`match_barcodes`, logged) and reindexed to them (NaN rows: samples absent from the table).
+    """Rename the table's sample rows to the cohort's samples and reindex to them.
+
+    Barcodes are matched by :func:`match_barcodes` (logged); NaN rows are samples absent from the table.
     """
     mapping, rule = match_barcodes(pd.Index(frame.index), samples, path, what)
     if not mapping:
@@ -100,7 +104,20 @@ def _to_cohort(frame: pd.DataFrame, samples: pd.Index, path: Path, what: str) ->
 
 
 def read_msi(path: str | Path, samples: pd.Index) -> pd.Series:
-    """MSI score per cohort sample (NaN: absent from the table)."""
+    """Read an MSI score table (first column the sample, then the score; module docstring).
+
+    Parameters
+    ----------
+    path
+        The ``msi`` table.
+    samples
+        The cohort's samples (TCGA barcodes matched at the best level).
+
+    Returns
+    -------
+    Series
+        MSI score per cohort sample (NaN: absent from the table).
+    """
     path = Path(path)
     frame = _read_delimited(path, "MSI")
     lowered = {c.lower(): c for c in frame.columns}
@@ -118,8 +135,23 @@ def read_msi(path: str | Path, samples: pd.Index) -> pd.Series:
 
 
 def read_gene_table(path: str | Path, samples: pd.Index, what: str) -> pd.DataFrame:
-    """A gene-level CNV (``what="CNV"``) or methylation table as cohort samples x genes, validated (module
-    docstring); genes x samples and samples x genes are told apart by which axis matches the cohort.
+    """Read and validate a gene-level copy-number or methylation table (module docstring).
+
+    Genes x samples and samples x genes are told apart by which axis matches the cohort.
+
+    Parameters
+    ----------
+    path
+        The ``copy_number`` (GISTIC thresholded, -2..2) or ``methylation`` (beta, 0..1) table.
+    samples
+        The cohort's samples.
+    what
+        ``"CNV"`` or ``"methylation"``: which value checks apply, and the name in messages.
+
+    Returns
+    -------
+    DataFrame
+        Cohort samples x genes (NaN rows: samples absent from the table).
     """
     path = Path(path)
     frame = _read_delimited(path, what)
@@ -157,7 +189,7 @@ def read_gene_table(path: str | Path, samples: pd.Index, what: str) -> pd.DataFr
 
 
 def _groups(index: pd.Index, types: pd.Series | None, min_samples: int, what: str) -> pd.Series:
-    """Cancer type (``all`` without types) of the samples of ``index``, types below ``min_samples`` dropped (logged)."""
+    """Return the cancer type (``all`` without types) of the samples of ``index``, small types dropped (logged)."""
     groups = (types if types is not None else pd.Series("all", index=index)).reindex(index).dropna()
     sizes = groups.value_counts()
     for skipped in sorted(sizes.index[sizes < min_samples]):
@@ -172,8 +204,22 @@ def _groups(index: pd.Index, types: pd.Series | None, min_samples: int, what: st
 
 
 def cnv_frequency(cnv: pd.DataFrame, genes: list[str], groups: pd.Series) -> pd.DataFrame:
-    """Per cancer type and signature gene: samples and the fraction amplified (2), gained (>= 1), lost (<= -1)
-    and deeply deleted (-2).
+    """Count copy-number changes of the signature genes per cancer type.
+
+    Parameters
+    ----------
+    cnv
+        Samples x genes, GISTIC thresholded (-2..2).
+    genes
+        The signature genes (those absent from ``cnv`` are skipped).
+    groups
+        Cancer type per sample (:func:`_groups`).
+
+    Returns
+    -------
+    DataFrame
+        One row per cancer type and gene: ``n`` samples and the fractions amplified (2), gained (>= 1), lost
+        (<= -1) and deeply deleted (-2).
     """
     rows = []
     for cancer_type in sorted(groups.unique()):
@@ -197,8 +243,26 @@ def cnv_frequency(cnv: pd.DataFrame, genes: list[str], groups: pd.Series) -> pd.
 def gene_correlations(
     values: pd.DataFrame, expression: pd.DataFrame, genes: list[str], groups: pd.Series, label: str
 ) -> pd.DataFrame:
-    """Per cancer type and gene: Spearman rho of the gene's ``values`` (copy number, beta) with its own expression
-    (``expression``: genes x samples); ``fdr`` within the type, ``pancancer_fdr`` across types x genes.
+    """Correlate each gene's copy number or methylation with its own expression per cancer type (Spearman).
+
+    Parameters
+    ----------
+    values
+        Samples x genes (copy number or beta).
+    expression
+        Log2 expression, genes x samples.
+    genes
+        The signature genes tested.
+    groups
+        Cancer type per sample.
+    label
+        Name of the values (``CNV``, ``methylation``), written in the ``target`` column.
+
+    Returns
+    -------
+    DataFrame
+        One row per cancer type and gene (``feature``): ``target``, ``rho``, ``p``, ``n``, ``fdr`` (BH within the type)
+        and ``pancancer_fdr`` (BH across types x genes).
     """
     rows = []
     for cancer_type in sorted(groups.unique()):
@@ -217,8 +281,26 @@ def gene_correlations(
 def run_molecular(
     cohort: Any, features: pd.DataFrame, kinds: dict[str, str], genes: list[str], min_samples: int
 ) -> dict[str, Any]:
-    """Every analysis of the tables the cohort has (``cohort.msi``, ``cohort.cnv``, ``cohort.methylation``:
-    None when not given); ``genes``: the signature genes (:func:`tmeflow.bulk.normals.signature_genes`).
+    """Run every analysis of the MSI, copy-number and methylation tables the cohort has.
+
+    Parameters
+    ----------
+    cohort
+        The cohort of :func:`tmeflow.bulk.read_cohort` (``msi``, ``cnv``, ``methylation``: None when not given).
+    features
+        Samples x features (scores, genes, ESTIMATE, fractions).
+    kinds
+        Kind of each feature.
+    genes
+        The signature genes (:func:`tmeflow.bulk.normals.signature_genes`).
+    min_samples
+        Smallest cancer type analysed (``pancancer_min_samples``).
+
+    Returns
+    -------
+    dict
+        ``msi`` (score-MSI correlations), ``cnv_frequency``, ``cnv`` and ``methylation`` (gene correlations) tables, for
+        the inputs given.
     """
     result: dict[str, Any] = {}
     if cohort.msi is not None:
@@ -253,13 +335,24 @@ def run_molecular(
 # Figures and outputs
 
 
-def plot_cnv_frequency(table: pd.DataFrame):
-    """Heatmaps of the gain (>= 1) and loss (<= -1) frequency, signature genes x cancer types."""
+def plot_cnv_frequency(table: pd.DataFrame) -> Figure:
+    """Plot the gain (>= 1) and loss (<= -1) frequencies as heatmaps, signature genes x cancer types.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`cnv_frequency`.
+
+    Returns
+    -------
+    Figure
+        Two panels (gain in reds, loss in blues).
+    """
     plt = pyplot()
     genes = list(dict.fromkeys(table["feature"]))
     types = sorted(table["cancer_type"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(2 * (0.45 * len(types) + 2.2), 0.22 * len(genes) + 1.8), squeeze=False)
-    for ax, (column, cmap) in zip(axes[0], (("gain", "Reds"), ("loss", "Blues"))):
+    for ax, (column, cmap) in zip(axes[0], (("gain", "Reds"), ("loss", "Blues")), strict=True):
         values = table.pivot(index="feature", columns="cancer_type", values=column).reindex(index=genes, columns=types)
         image = ax.imshow(
             values.to_numpy(dtype=float),
@@ -278,12 +371,23 @@ def plot_cnv_frequency(table: pd.DataFrame):
     return fig
 
 
-def plot_gene_correlations(tables: list[pd.DataFrame]):
-    """Heatmap of the CNV- and methylation-expression rho, signature genes x cancer types, one panel per table."""
+def plot_gene_correlations(tables: list[pd.DataFrame]) -> Figure:
+    """Plot the CNV- and methylation-expression rho as heatmaps, signature genes x cancer types.
+
+    Parameters
+    ----------
+    tables
+        Tables of :func:`gene_correlations`, one panel each.
+
+    Returns
+    -------
+    Figure
+        One panel per table, * where the pan-cancer FDR < 0.05, one shared colour bar.
+    """
     genes = list(dict.fromkeys(g for t in tables for g in t["feature"]))
     types = sorted(set().union(*(set(t["cancer_type"]) for t in tables)))
     titles = {"CNV": "copy number vs expression", "methylation": "methylation vs expression"}
-    return rho_figure(
+    return plot_rho_panels(
         [(titles[t["target"].iloc[0]], t) for t in tables],
         ("feature", genes),
         ("cancer_type", types),
@@ -296,7 +400,7 @@ def plot_gene_correlations(tables: list[pd.DataFrame]):
 def write_molecular(
     result: dict[str, Any], tmb_corr: pd.DataFrame | None, focus: list[str], outdir: Path, prefix: str
 ) -> list[Path]:
-    """Tables and figures of :func:`run_molecular` (file names in docs/output.md), and the TMB/MSI radar plot."""
+    """Write the tables and figures of :func:`run_molecular` and the TMB/MSI radar plot (names in docs/output.md)."""
     written = []
     msi = result.get("msi")
     if msi is not None and len(msi):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ import pandas as pd
 from ..errors import TmeflowInputError
 from ..log import get_logger
 from .pancancer import plot_value_correlation, value_correlations
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -53,7 +57,19 @@ LEVELS = ((15, "TCGA sample (15 characters)"), (12, "TCGA patient (12 characters
 
 
 def read_maf(path: str | Path) -> pd.DataFrame:
-    """The MAF's rows (every column as text), duplicated variants of a sample dropped (logged)."""
+    """Read a MAF (GDC mutation annotation format), every column as text.
+
+    Parameters
+    ----------
+    path
+        The ``maf`` file (tab-separated, ``#`` comment lines, optionally gzipped); needs
+        :data:`REQUIRED_COLUMNS`.
+
+    Returns
+    -------
+    DataFrame
+        The MAF's rows, duplicated variants of a sample dropped (logged).
+    """
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError("MAF file not found", file=path)
@@ -92,16 +108,32 @@ def _normalise(barcode: str) -> str:
 def match_barcodes(
     barcodes: pd.Index, samples: pd.Index, source: Path, what: str = "MAF"
 ) -> tuple[dict[str, str], str]:
-    """Barcode of a ``what`` table (MAF, CNV, methylation, MSI) -> cohort sample, and the rule used (module
-    docstring). Raises when ambiguous.
+    """Match a table's sample barcodes to the cohort's samples (TCGA barcode levels, module docstring).
+
+    Parameters
+    ----------
+    barcodes
+        The table's sample identifiers.
+    samples
+        The cohort's samples.
+    source
+        The table's path, for messages.
+    what
+        Name of the table in messages (MAF, CNV, methylation, MSI).
+
+    Returns
+    -------
+    tuple of (dict, str)
+        Table barcode -> cohort sample, and the matching rule used (``exact`` or a barcode level). Raises
+        :class:`TmeflowInputError` when the match is ambiguous.
     """
     barcodes = pd.Index(pd.unique(barcodes))
     candidates = [(None, "exact")] + list(LEVELS)
     best, best_rule, best_n = {}, "exact", -1
     for width, rule in candidates:
 
-        def key(value: str) -> str:
-            """The compared form of an identifier at this level."""
+        def key(value: str, width: int | None = width) -> str:
+            """Return the compared form of an identifier at this level."""
             norm = _normalise(value)
             return norm[:width] if width and TCGA_BARCODE.match(norm) else norm
 
@@ -130,9 +162,27 @@ def match_barcodes(
 
 
 def tumour_mutational_burden(maf: pd.DataFrame, samples: pd.Index, capture_mb: float, source: Path) -> pd.DataFrame:
-    """Per cohort sample: matched MAF barcode, variants, non-synonymous variants and TMB (per Mb).
+    """Count each cohort sample's variants and its tumour mutational burden.
 
-    Samples without a MAF barcode get NA; the matching rule and counts are logged.
+    Non-synonymous coding variants (:data:`NON_SYNONYMOUS`, maftools ``vc_nonSyn``) per Mb of capture (Chalmers
+    et al. 2017, Genome Med). Samples without a MAF barcode get NA; the matching rule and counts are logged.
+
+    Parameters
+    ----------
+    maf
+        The MAF of :func:`read_maf`.
+    samples
+        The cohort's samples.
+    capture_mb
+        Captured sequence in Mb (``tmb_capture_mb``, 38 for a TCGA whole exome).
+    source
+        The MAF's path, for messages.
+
+    Returns
+    -------
+    DataFrame
+        Per cohort sample: ``barcode`` (matched MAF barcode), ``match_rule``, ``n_variants``, ``n_nonsynonymous``
+        and ``tmb``.
     """
     if capture_mb <= 0:
         raise TmeflowInputError(f"tmb_capture_mb must be positive, got {capture_mb}")
@@ -176,10 +226,42 @@ def tumour_mutational_burden(maf: pd.DataFrame, samples: pd.Index, capture_mb: f
 def tmb_correlations(
     features: pd.DataFrame, kinds: dict[str, str], tmb: pd.Series, types: pd.Series | None, min_samples: int
 ) -> pd.DataFrame:
-    """Spearman rho of every score with TMB per cancer type (:func:`tmeflow.bulk.pancancer.value_correlations`)."""
+    """Correlate every score with TMB per cancer type (:func:`tmeflow.bulk.pancancer.value_correlations`).
+
+    Parameters
+    ----------
+    features
+        Samples x features.
+    kinds
+        Kind of each feature.
+    tmb
+        TMB per sample.
+    types
+        Cancer type per sample (None: the whole cohort as one type).
+    min_samples
+        Smallest cancer type analysed (``pancancer_min_samples``).
+
+    Returns
+    -------
+    DataFrame
+        One row per cancer type and feature: ``rho``, ``p``, ``n``, ``fdr`` and ``pancancer_fdr``.
+    """
     return value_correlations(features, kinds, tmb, types, min_samples, "TMB")
 
 
-def plot_tmb_correlation(table: pd.DataFrame, features: list[str]):
-    """Bars of the Spearman rho of each focus score with TMB per cancer type; * marks pan-cancer FDR < 0.05."""
+def plot_tmb_correlation(table: pd.DataFrame, features: list[str]) -> Figure:
+    """Plot the Spearman rho of each focus score with TMB per cancer type as bars; * marks pan-cancer FDR < 0.05.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`tmb_correlations`.
+    features
+        The focus scores shown.
+
+    Returns
+    -------
+    Figure
+        Grouped bars, cancer types on the x axis.
+    """
     return plot_value_correlation(table, features, "TMB")

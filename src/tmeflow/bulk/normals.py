@@ -31,8 +31,9 @@ Signature genes: those of the user's signatures when given, else of the bundled 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,9 @@ from ..stats import bh_fdr
 from ..text import split_list
 from .mutations import TCGA_BARCODE, _normalise
 from .reading import clinical_column
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -88,8 +92,22 @@ def _state_of_value(value: Any, source: Path, column: str, sample: str) -> str |
 
 
 def sample_states(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series | None:
-    """``tumour`` / ``normal`` / NaN per sample from the sample-type column or TCGA barcodes (module
-    docstring); None when neither tells (every sample is then a tumour, as before).
+    """Tell tumour from normal samples by the sample-type column or TCGA barcodes (module docstring).
+
+    Parameters
+    ----------
+    clinical
+        The clinical table, indexed by sample.
+    column
+        ``sample_type_column``; empty = the column ``sample_type`` if present, else TCGA barcodes.
+    source
+        The clinical table's path, for messages.
+
+    Returns
+    -------
+    Series or None
+        ``tumour`` / ``normal`` / NaN (other types) per sample; None when neither tells (every sample is then a
+        tumour).
     """
     name = clinical_column(clinical, column, DEFAULT_COLUMN, "sample_type_column", source)
     if name is not None:
@@ -122,23 +140,46 @@ def _type_lists(values: pd.Series) -> pd.Series:
 
 
 def read_normal_cohort(
-    expression: Path, clinical: Path, tumour_types: pd.Series | None, params: dict[str, Any], read_table
+    expression: Path,
+    clinical: Path,
+    tumour_types: pd.Series | None,
+    cancer_type_column: str,
+    read_table: Callable[[Path, Path], tuple[pd.DataFrame, pd.DataFrame]],
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """The separate normal cohort's log2 expression (genes x samples) and, per cancer type of the
-    tumours (``all`` without types), its normal samples. ``read_table(expression, clinical)`` reads an
-    expression table with the cohort's rules and returns (clinical, log2 expression).
+    """Read a separate normal cohort (e.g. GTEx) and assign its samples to the tumours' cancer types.
+
+    Parameters
+    ----------
+    expression
+        The ``normal_expression`` table.
+    clinical
+        The ``normal_clinical`` table: sample identifiers and a cancer-type column naming, comma-separated, the
+        cancer type(s) each normal serves.
+    tumour_types
+        Cancer type per tumour (None: every normal serves all tumours).
+    cancer_type_column
+        The ``cancer_type_column`` parameter (empty = the column ``cancer_type``).
+    read_table
+        ``read_table(expression, clinical)`` reads an expression table with the cohort's rules and returns
+        (clinical, log2 expression).
+
+    Returns
+    -------
+    tuple of (DataFrame, dict)
+        The normals' log2 expression (genes x samples) and, per cancer type of the tumours (``all`` without
+        types), its normal samples.
     """
     clin, log_expr = read_table(expression, clinical)
     logger.warning("%s (%s: %d normal samples)", BATCH_WARNING, expression.name, log_expr.shape[1])
     if tumour_types is None:
         return log_expr, {ALL: list(log_expr.columns)}
-    name = clinical_column(clin, params["cancer_type_column"], "cancer_type", "cancer_type_column", clinical)
+    name = clinical_column(clin, cancer_type_column, "cancer_type", "cancer_type_column", clinical)
     if name is None:
         raise TmeflowInputError(
             "the normal cohort's clinical table needs a cancer_type column naming the cancer type(s) "
             "each normal serves (comma-separated), as the tumour cohort has cancer types",
             file=clinical,
-            column=params["cancer_type_column"] or "cancer_type",
+            column=cancer_type_column or "cancer_type",
         )
     lists = _type_lists(clin.loc[log_expr.columns, name])
     known = set(tumour_types.dropna())
@@ -169,7 +210,20 @@ def read_normal_cohort(
 
 
 def in_table_normals(states: pd.Series, types: pd.Series | None) -> dict[str, list[str]]:
-    """Per cancer type (``all`` without types), the normals of the cohort's own table."""
+    """Group the normals of the cohort's own table by cancer type.
+
+    Parameters
+    ----------
+    states
+        ``tumour`` / ``normal`` per sample (:func:`sample_states`).
+    types
+        Cancer type per sample (None: one group ``all``).
+
+    Returns
+    -------
+    dict
+        Cancer type -> its normal samples.
+    """
     normals = states.index[states == "normal"]
     if types is None:
         return {ALL: list(normals)}
@@ -182,7 +236,22 @@ def in_table_normals(states: pd.Series, types: pd.Series | None) -> dict[str, li
 
 
 def signature_genes(sets: dict[str, list[str]], kinds: dict[str, str], extra: list[str]) -> list[str]:
-    """The user signatures' genes (else the necroptosis sets'), then ``extra`` (``bulk_genes``), each once."""
+    """List the genes compared: the user signatures' genes (else the necroptosis sets'), then ``extra``, each once.
+
+    Parameters
+    ----------
+    sets
+        Gene sets by name.
+    kinds
+        Kind of each set (``user_signature``, ``necroptosis`` ...).
+    extra
+        Further genes (``bulk_genes``).
+
+    Returns
+    -------
+    list of str
+        The genes in that order, without repeats.
+    """
     user = [n for n, k in kinds.items() if k == "user_signature" and n in sets]
     chosen = user or [n for n, k in kinds.items() if k == "necroptosis" and n in sets]
     return list(dict.fromkeys([g for n in chosen for g in sets[n]] + list(extra)))
@@ -191,8 +260,25 @@ def signature_genes(sets: dict[str, list[str]], kinds: dict[str, str], extra: li
 def tumour_normal_table(
     values: pd.DataFrame, kinds: dict[str, str], tumour_types: pd.Series | None, normals: dict[str, list[str]]
 ) -> pd.DataFrame:
-    """Wilcoxon rank-sum tumour vs normal per cancer type of every column of ``values`` (samples x
-    features: tumours and normals); ``kinds`` maps a column to ``gene`` or ``score`` (module docstring).
+    """Test tumour vs normal per cancer type for every column of ``values`` (Wilcoxon rank-sum).
+
+    Parameters
+    ----------
+    values
+        Samples x features (tumours and normals together).
+    kinds
+        ``gene`` or ``score`` per column.
+    tumour_types
+        Cancer type per tumour (None: one type ``all``).
+    normals
+        Cancer type -> its normal samples.
+
+    Returns
+    -------
+    DataFrame
+        One row per cancer type and feature: ``kind``, ``n_tumour``, ``n_normal``, ``mean_tumour``, ``mean_normal``,
+        ``difference`` (tumour - normal), ``log2fc`` (genes), ``p`` and ``fdr`` (BH across types x features of
+        each kind).
     """
     from scipy.stats import mannwhitneyu
 
@@ -250,10 +336,42 @@ def run_tumour_normal(
     kinds: dict[str, str],
     extra_genes: list[str],
     focus: list[str],
-    params: dict[str, Any],
+    *,
+    alpha: float,
+    normalize: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tumour-normal tests of the signature genes and the focus scores (ssGSEA of the focus sets on tumours and
-    normals together, over the genes both tables have); returns (table, the tested values: samples x features).
+    """Compare the signature genes and the focus scores between tumours and normals per cancer type.
+
+    The focus sets are scored by ssGSEA (Barbie et al. 2009, GSVA definition) on tumours and normals together,
+    over the genes both tables have.
+
+    Parameters
+    ----------
+    tumour_expr
+        Tumour log2 expression, genes x samples.
+    normal_expr
+        Normal log2 expression, genes x samples.
+    normals
+        Cancer type -> its normal samples.
+    tumour_types
+        Cancer type per tumour (None: one type ``all``).
+    sets
+        Gene sets by name.
+    kinds
+        Kind of each set.
+    extra_genes
+        Further genes (``bulk_genes``).
+    focus
+        The focus features.
+    alpha
+        ssGSEA rank weight exponent (``ssgsea_alpha``).
+    normalize
+        Divide the scores by the range of the score matrix (``ssgsea_normalize``).
+
+    Returns
+    -------
+    tuple of (DataFrame, DataFrame)
+        The test table (:func:`tumour_normal_table`) and the tested values, samples x features.
     """
     from ..signatures import ssgsea
 
@@ -269,8 +387,8 @@ def run_tumour_normal(
         ssgsea(
             combined,
             {f: g for f, g in score_sets.items() if g},
-            alpha=params["ssgsea_alpha"],
-            normalize=params["ssgsea_normalize"],
+            alpha=alpha,
+            normalize=normalize,
         ).T
         if score_sets
         else pd.DataFrame(index=combined.columns)
@@ -300,8 +418,19 @@ def _stars(fdr: float) -> str:
     return "***" if fdr < 0.001 else "**" if fdr < 0.01 else "*" if fdr < 0.05 else ""
 
 
-def plot_tumour_normal_heatmap(table: pd.DataFrame):
-    """Heatmap of log2 fold changes (tumour / normal), signature genes x cancer types; stars: BH FDR."""
+def plot_tumour_normal_heatmap(table: pd.DataFrame) -> Figure:
+    """Plot the log2 fold changes (tumour / normal) as a heatmap, signature genes x cancer types; stars: BH FDR.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`tumour_normal_table` (its ``gene`` rows are shown).
+
+    Returns
+    -------
+    Figure
+        Diverging colour scale centred on 0, * FDR < 0.05, ** < 0.01, *** < 0.001.
+    """
     plt = pyplot()
     genes = table[table["kind"] == "gene"]
     order = list(dict.fromkeys(genes["feature"]))
@@ -315,7 +444,7 @@ def plot_tumour_normal_heatmap(table: pd.DataFrame):
     ax.set_xticklabels(types, rotation=90, fontsize=7)
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels(order, fontsize=6)
-    for i, j in zip(*np.nonzero(fdr.notna().to_numpy())):
+    for i, j in zip(*np.nonzero(fdr.notna().to_numpy()), strict=True):
         ax.text(j, i, _stars(fdr.iat[i, j]), ha="center", va="center", fontsize=6)
     fig.colorbar(image, ax=ax, label="log2 fold change, tumour / normal", shrink=0.7)
     fig.tight_layout()
@@ -324,15 +453,32 @@ def plot_tumour_normal_heatmap(table: pd.DataFrame):
 
 def plot_tumour_normal_scores(
     table: pd.DataFrame, values: pd.DataFrame, tumour_types: pd.Series | None, normals: dict[str, list[str]]
-):
-    """Box plots of each focus score by cancer type, tumour (red) vs normal (blue); stars: BH FDR."""
+) -> Figure:
+    """Plot each focus score by cancer type as box plots, tumour (red) vs normal (blue); stars: BH FDR.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`tumour_normal_table` (its ``score`` rows give the stars).
+    values
+        Samples x features (tumours and normals).
+    tumour_types
+        Cancer type per tumour.
+    normals
+        Cancer type -> its normal samples.
+
+    Returns
+    -------
+    Figure
+        One row of panels per score.
+    """
     plt = pyplot()
     scores = list(dict.fromkeys(table.loc[table["kind"] == "score", "feature"]))
     types = sorted(table["cancer_type"].unique())
     fig, axes = plt.subplots(
         len(scores) or 1, 1, figsize=(max(4.0, 0.8 * len(types) + 2), 2.6 * max(1, len(scores))), squeeze=False
     )
-    for ax, score in zip(axes[:, 0], scores):
+    for ax, score in zip(axes[:, 0], scores, strict=False):
         fdr = table[(table["kind"] == "score") & (table["feature"] == score)].set_index("cancer_type")["fdr"]
         for k, cancer_type in enumerate(types):
             tumours = (
@@ -345,7 +491,7 @@ def plot_tumour_normal_scores(
                 values.loc[values.index.intersection(normals.get(cancer_type, [])), score].dropna(),
             ]
             parts = ax.boxplot(groups, positions=[3 * k, 3 * k + 1], widths=0.8, patch_artist=True, showfliers=False)
-            for patch, colour in zip(parts["boxes"], ("#d6604d", "#4393c3")):
+            for patch, colour in zip(parts["boxes"], ("#d6604d", "#4393c3"), strict=False):
                 patch.set_facecolor(colour)
             if cancer_type in fdr.index:
                 top = max(float(g.max()) for g in groups if len(g))
@@ -366,7 +512,7 @@ def write_tumour_normal(
     outdir: Path,
     prefix: str,
 ) -> list[Path]:
-    """The test table and its two figures (file names in docs/output.md)."""
+    """Write the test table and its two figures (file names in docs/output.md)."""
     written = [write_table(table, outdir / f"{prefix}bulk_tumour_normal.tsv")]
     if (table["kind"] == "gene").any():
         written.append(

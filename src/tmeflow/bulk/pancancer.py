@@ -25,7 +25,7 @@ fractions are in the tables, not the figures).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,11 @@ from .deconvolution import spearman_table
 from .endpoints import analyse_survival
 from .reading import clinical_column
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .settings import BulkSettings
+
 logger = get_logger(__package__)
 
 DEFAULT_COLUMN = "cancer_type"
@@ -51,10 +56,23 @@ FOCUS_KINDS = ("user_signature", "gene", "necroptosis")
 
 
 def cancer_types(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series | None:
-    """Cancer type per sample, or None when the cohort has no cancer-type column.
+    """Read each sample's cancer type, or None when the cohort has no cancer-type column.
 
-    ``column`` empty: the column ``cancer_type`` (any case) if present; named: it must exist. Samples
-    with no type are left out of the per-type analyses (logged); a column with no value is an error.
+    Samples with no type are left out of the per-type analyses (logged); a column with no value is an error.
+
+    Parameters
+    ----------
+    clinical
+        The clinical table, indexed by sample.
+    column
+        ``cancer_type_column``; empty = the column ``cancer_type`` (any case) if present; named: it must exist.
+    source
+        The clinical table's path, for messages.
+
+    Returns
+    -------
+    Series or None
+        Cancer type per sample (NaN: none given).
     """
     name = clinical_column(clinical, column, DEFAULT_COLUMN, "cancer_type_column", source)
     if name is None:
@@ -73,7 +91,20 @@ def cancer_types(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series
 
 
 def type_table(types: pd.Series, min_samples: int) -> pd.DataFrame:
-    """Samples per type and whether it is analysed (types below ``min_samples`` are skipped, logged)."""
+    """Count the samples per type and mark the types analysed (types below ``min_samples`` are skipped, logged).
+
+    Parameters
+    ----------
+    types
+        Cancer type per sample.
+    min_samples
+        Smallest type analysed (``pancancer_min_samples``).
+
+    Returns
+    -------
+    DataFrame
+        One row per type: ``cancer_type``, ``n``, ``analysed`` and the ``reason`` a type is skipped.
+    """
     counts = types.value_counts().sort_index()
     table = pd.DataFrame({"cancer_type": counts.index, "n": counts.to_numpy()})
     table["analysed"] = table["n"] >= min_samples
@@ -98,12 +129,35 @@ def survival_per_type(
     types: pd.Series,
     analysed: list[str],
     covariates: pd.DataFrame,
-    params: dict[str, Any],
-    min_samples: int,
+    settings: BulkSettings,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`analyse_survival` per type and endpoint; returns (survival table, Cox table) with a
-    ``cancer_type`` first column and the pan-cancer FDRs (module docstring).
+    """Run :func:`analyse_survival` per cancer type and endpoint, with the pan-cancer FDRs (module docstring).
+
+    A type x endpoint with fewer than ``pancancer_min_samples`` samples or no event is skipped (logged), as is a
+    type where no feature can be split; covariates constant within a type are left out of its multivariate Cox.
+
+    Parameters
+    ----------
+    features
+        Samples x features.
+    survs
+        Per endpoint, the survival frame (``time``, ``event``) indexed by sample.
+    types
+        Cancer type per sample.
+    analysed
+        The types analysed (:func:`type_table`).
+    covariates
+        Samples x covariates of the multivariate models.
+    settings
+        The cut-point, PH and ``pancancer_min_samples`` settings.
+
+    Returns
+    -------
+    tuple of (DataFrame, DataFrame)
+        The survival and Cox tables, each with a ``cancer_type`` first column; the survival table adds
+        ``pancancer_hr_fdr`` and ``pancancer_fdr`` (BH across types x endpoints of each feature).
     """
+    min_samples = settings.pancancer_min_samples
     tables, coxes = [], []
     for cancer_type in analysed:
         members = types.index[types == cancer_type]
@@ -129,7 +183,7 @@ def survival_per_type(
                 )
                 cov = cov.drop(columns=constant)
             try:
-                table, cox, _ = analyse_survival(features.loc[s.index], s, endpoint, cov, params)
+                table, cox, _ = analyse_survival(features.loc[s.index], s, endpoint, cov, settings)
             except TmeflowInputError as exc:  # no feature splittable in a small type: skip the type, not the cohort
                 logger.info("pan-cancer: %s %s skipped: %s", cancer_type, endpoint, exc)
                 continue
@@ -151,8 +205,24 @@ def survival_per_type(
 def correlation_per_type(
     features: pd.DataFrame, targets: pd.DataFrame, types: pd.Series, analysed: list[str]
 ) -> pd.DataFrame:
-    """Spearman rho of every feature with every target per type (``fdr`` within the type, as
-    :func:`spearman_table`), and ``pancancer_fdr``: BH across types x targets of each feature.
+    """Correlate every feature with every target per cancer type (Spearman).
+
+    Parameters
+    ----------
+    features
+        Samples x features (the sources).
+    targets
+        Samples x targets (ESTIMATE scores, cell-type fractions, immunomodulator genes ...).
+    types
+        Cancer type per sample.
+    analysed
+        The types analysed.
+
+    Returns
+    -------
+    DataFrame
+        One row per type, feature and target: ``rho``, ``p``, ``n``, ``fdr`` (within the type, as
+        :func:`spearman_table`) and ``pancancer_fdr`` (BH across types x targets of each feature).
     """
     tables = []
     for cancer_type in analysed:
@@ -168,7 +238,18 @@ def correlation_per_type(
 
 
 def focus_features(kinds: dict[str, str]) -> list[str]:
-    """Features drawn in the pan-cancer figures: user signatures, genes and necroptosis sets, else all."""
+    """List the features drawn in the pan-cancer figures: user signatures, genes and necroptosis sets, else all.
+
+    Parameters
+    ----------
+    kinds
+        Kind of each feature.
+
+    Returns
+    -------
+    list of str
+        The focus features, in ``kinds`` order.
+    """
     focus = [f for f, k in kinds.items() if k in FOCUS_KINDS]
     return focus or list(kinds)
 
@@ -181,10 +262,31 @@ def value_correlations(
     min_samples: int,
     label: str,
 ) -> pd.DataFrame:
-    """Spearman rho of every score (not ESTIMATE scores or fractions) with one per-sample value (TMB, MSI score)
-    per cancer type (types with at least ``min_samples`` samples with a value; the whole cohort as ``all``
-    without a cancer-type column); ``target`` is ``label``. ``fdr``: BH within the type across features;
-    ``pancancer_fdr``: BH across types of each feature.
+    """Correlate every score with one per-sample value (TMB, MSI score) per cancer type (Spearman).
+
+    ESTIMATE scores and fractions are not tested; types need at least ``min_samples`` samples with a value; the
+    whole cohort is one type ``all`` without a cancer-type column.
+
+    Parameters
+    ----------
+    features
+        Samples x features.
+    kinds
+        Kind of each feature.
+    values
+        The value per sample.
+    types
+        Cancer type per sample (None: one type ``all``).
+    min_samples
+        Smallest type analysed (``pancancer_min_samples``).
+    label
+        Name of the value, written in the ``target`` column.
+
+    Returns
+    -------
+    DataFrame
+        One row per type and feature: ``kind``, ``target``, ``rho``, ``p``, ``n``, ``fdr`` (BH within the type
+        across features) and ``pancancer_fdr`` (BH across types of each feature).
     """
     values = values.dropna()
     columns = [c for c in features.columns if kinds[c] not in ("estimate", "fraction")]
@@ -210,8 +312,21 @@ def value_correlations(
 
 
 def lead_first(focus: list[str], kinds: dict[str, str]) -> list[str]:
-    """``focus`` with the user's signatures first, then the necroptosis sets, then genes (stable within a kind):
-    the first is the lead feature of the one-signature figures (drug bubbles, immunotherapy KM).
+    """Order ``focus`` by kind: user signatures, then necroptosis sets, then genes (stable within a kind).
+
+    The first is the lead feature of the one-signature figures (drug bubbles, immunotherapy KM).
+
+    Parameters
+    ----------
+    focus
+        The focus features.
+    kinds
+        Kind of each feature.
+
+    Returns
+    -------
+    list of str
+        ``focus`` reordered.
     """
     order = {"user_signature": 0, "necroptosis": 1, "gene": 2}
     return sorted(focus, key=lambda f: order.get(kinds.get(f, ""), 3))
@@ -221,9 +336,22 @@ def lead_first(focus: list[str], kinds: dict[str, str]) -> list[str]:
 # Figures
 
 
-def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str]):
-    """Forest plot of the univariate Cox HR per SD (95% CI) per cancer type, one panel per feature;
-    filled markers: pan-cancer FDR (of the HR p) < 0.05.
+def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str]) -> Figure:
+    """Plot the univariate Cox HR per SD (95% CI) per cancer type, one panel per feature.
+
+    Parameters
+    ----------
+    table
+        The pan-cancer survival table (:func:`survival_per_type`).
+    endpoint
+        The endpoint shown.
+    features
+        The features shown, one panel each (up to three per row).
+
+    Returns
+    -------
+    Figure
+        Log-scale HR axes; filled markers: pan-cancer FDR (of the HR p) < 0.05.
     """
     plt = pyplot()
     import matplotlib.ticker
@@ -235,7 +363,7 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
     nrow = int(np.ceil(max(1, len(shown)) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, (0.3 * len(types) + 1.4) * nrow), squeeze=False)
     y_of = {t: i for i, t in enumerate(types)}
-    for ax, feature in zip(axes.ravel(), shown):
+    for ax, feature in zip(axes.ravel(), shown, strict=False):
         data = sub[sub["feature"] == feature]
         y = data["cancer_type"].map(y_of).to_numpy()
         significant = (data["pancancer_hr_fdr"] < 0.05).to_numpy()
@@ -265,7 +393,7 @@ def plot_pancancer_forest(table: pd.DataFrame, endpoint: str, features: list[str
     return fig
 
 
-def rho_figure(
+def plot_rho_panels(
     panels: list[tuple[str, pd.DataFrame]],
     rows: tuple[str, list],
     columns: tuple[str, list],
@@ -273,16 +401,32 @@ def rho_figure(
     figsize: tuple[float, float],
     fontsizes: tuple[float, float, float],
     shrink: float,
-):
-    """Heatmaps of Spearman rho side by side, one per ``(title, part)`` of ``panels`` (``rows`` and ``columns``
-    are (column of the part, order)), * where the pan-cancer FDR < 0.05; ``fontsizes`` = row labels, title,
-    stars. Row labels on the first panel only, one shared colour bar.
+) -> Figure:
+    """Plot heatmaps of Spearman rho side by side, one per ``(title, part)`` of ``panels``.
+
+    Parameters
+    ----------
+    panels
+        (title, long table with ``rho`` and ``pancancer_fdr``) per panel.
+    rows, columns
+        (column of the part, order) of the heatmap rows and columns.
+    figsize
+        Figure size in inches.
+    fontsizes
+        Font sizes of the row labels, the titles and the stars.
+    shrink
+        Shrink factor of the shared colour bar.
+
+    Returns
+    -------
+    Figure
+        Row labels on the first panel only, * where the pan-cancer FDR < 0.05, one shared colour bar.
     """
     plt = pyplot()
     (row_key, row_order), (column_key, column_order) = rows, columns
     fig, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False)
     image = None
-    for ax, (title, part) in zip(axes[0], panels):
+    for ax, (title, part) in zip(axes[0], panels, strict=True):
         rho, fdr = (
             part.pivot(index=row_key, columns=column_key, values=value).reindex(index=row_order, columns=column_order)
             for value in ("rho", "pancancer_fdr")
@@ -293,21 +437,34 @@ def rho_figure(
         ax.set_yticks(range(len(row_order)))
         ax.set_yticklabels(row_order if ax is axes[0][0] else [], fontsize=fontsizes[0])
         ax.set_title(title, fontsize=fontsizes[1])
-        for i, j in zip(*np.nonzero(fdr.to_numpy(dtype=float) < 0.05)):
+        for i, j in zip(*np.nonzero(fdr.to_numpy(dtype=float) < 0.05), strict=True):
             ax.text(j, i, "*", ha="center", va="center", fontsize=fontsizes[2])
     if image is not None:
         fig.colorbar(image, ax=list(axes[0]), label="Spearman rho", shrink=shrink)
     return fig
 
 
-def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
-    """Heatmap of Spearman rho, cancer types x features, one panel per target; * pan-cancer FDR < 0.05."""
+def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]) -> Figure:
+    """Plot Spearman rho as heatmaps, cancer types x features, one panel per target; * pan-cancer FDR < 0.05.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`correlation_per_type`.
+    features
+        The features shown.
+
+    Returns
+    -------
+    Figure
+        One panel per target (ESTIMATE score or fraction).
+    """
     sub = table[table["feature"].isin(features)]
     targets = list(dict.fromkeys(sub["target"]))
     shown = [f for f in features if f in set(sub["feature"])]
     types = sorted(sub["cancer_type"].unique())
     width = 0.35 * len(shown) + 1.2
-    return rho_figure(
+    return plot_rho_panels(
         [(target, sub[sub["target"] == target]) for target in targets],
         ("cancer_type", types),
         ("feature", shown),
@@ -317,9 +474,22 @@ def plot_pancancer_heatmap(table: pd.DataFrame, features: list[str]):
     )
 
 
-def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str):
-    """Bars of the Spearman rho of each focus score with ``label`` (TMB, MSI) per cancer type; * marks pan-cancer
-    FDR < 0.05.
+def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str) -> Figure:
+    """Plot the Spearman rho of each focus score with ``label`` (TMB, MSI) per cancer type as bars.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`value_correlations`.
+    features
+        The focus scores shown.
+    label
+        Name of the value, for the axis label.
+
+    Returns
+    -------
+    Figure
+        Grouped bars, cancer types on the x axis; * marks pan-cancer FDR < 0.05.
     """
     plt = pyplot()
     sub = table[table["feature"].isin(features)]
@@ -331,7 +501,7 @@ def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str)
         part = sub[sub["feature"] == feature].set_index("cancer_type").reindex(types)
         x = np.arange(len(types)) + j * width
         ax.bar(x, part["rho"].to_numpy(dtype=float), width=width, label=feature)
-        for xi, rho, fdr in zip(x, part["rho"], part["pancancer_fdr"]):
+        for xi, rho, fdr in zip(x, part["rho"], part["pancancer_fdr"], strict=True):
             if fdr < 0.05:
                 ax.text(xi, rho + (0.02 if rho >= 0 else -0.08), "*", ha="center", fontsize=9)
     ax.axhline(0, color="black", lw=0.6)
@@ -344,9 +514,22 @@ def plot_value_correlation(table: pd.DataFrame, features: list[str], label: str)
     return fig
 
 
-def plot_radar(tables: dict[str, pd.DataFrame], features: list[str]):
-    """Radar plots (one per focus score, up to 4): Spearman rho with each of ``tables``' values (e.g. TMB and MSI)
-    on spokes, one per cancer type, as pan-cancer signature papers draw them; filled markers: pan-cancer FDR < 0.05.
+def plot_radar(tables: dict[str, pd.DataFrame], features: list[str]) -> Figure:
+    """Plot radar charts of each focus score's rho with the values of ``tables`` (e.g. TMB and MSI) per cancer type.
+
+    One spoke per cancer type, one chart per focus score (up to 4), as pan-cancer signature papers draw them.
+
+    Parameters
+    ----------
+    tables
+        Value name -> table of :func:`value_correlations`.
+    features
+        The focus scores.
+
+    Returns
+    -------
+    Figure
+        One polar panel per score; filled markers: pan-cancer FDR < 0.05.
     """
     plt = pyplot()
     shown = [f for f in features if any(f in set(t["feature"]) for t in tables.values())][:4]
@@ -359,8 +542,8 @@ def plot_radar(tables: dict[str, pd.DataFrame], features: list[str]):
         subplot_kw={"projection": "polar"},
         squeeze=False,
     )
-    for ax, feature in zip(axes[0], shown):
-        for (label, table), colour in zip(tables.items(), ("#b2182b", "#2166ac", "#1b7837")):
+    for ax, feature in zip(axes[0], shown, strict=False):
+        for (label, table), colour in zip(tables.items(), ("#b2182b", "#2166ac", "#1b7837"), strict=False):
             part = table[table["feature"] == feature].set_index("cancer_type").reindex(types)
             rho = part["rho"].to_numpy(dtype=float)
             ax.plot(np.append(angles, angles[0]), np.append(rho, rho[0]), color=colour, lw=1.2, label=label)
@@ -387,18 +570,38 @@ def run_pancancer(
     survs: dict[str, pd.DataFrame],
     types: pd.Series,
     covariates: pd.DataFrame,
-    params: dict[str, Any],
+    settings: BulkSettings,
 ) -> dict[str, Any]:
-    """All per-type analyses of a cohort (module docstring): the type table, survival and Cox tables,
-    the immune-context correlations (targets: ESTIMATE scores and cell-type fractions, when present).
+    """Run every per-cancer-type analysis of a cohort (module docstring).
+
+    Parameters
+    ----------
+    features
+        Samples x features.
+    kinds
+        Kind of each feature.
+    survs
+        Per endpoint, the survival frame indexed by sample.
+    types
+        Cancer type per sample.
+    covariates
+        Samples x covariates of the multivariate models.
+    settings
+        ``pancancer_min_samples`` and the survival settings.
+
+    Returns
+    -------
+    dict
+        ``types`` (:func:`type_table`), ``survival`` and ``cox`` (:func:`survival_per_type`), ``correlations``
+        (immune context: ESTIMATE scores and fractions, when present) and ``focus`` (:func:`focus_features`).
     """
-    min_samples = params["pancancer_min_samples"]
+    min_samples = settings.pancancer_min_samples
     types = types.loc[types.index.intersection(features.index)].dropna()
     table = type_table(types, min_samples)
     analysed = list(table.loc[table["analysed"], "cancer_type"])
     logger.info("pan-cancer: %d cancer type(s), %d analysed (>= %d samples)", len(table), len(analysed), min_samples)
     survival, cox = (
-        survival_per_type(features, survs, types, analysed, covariates, params, min_samples)
+        survival_per_type(features, survs, types, analysed, covariates, settings)
         if analysed
         else (pd.DataFrame(), pd.DataFrame())
     )
@@ -421,7 +624,7 @@ def run_pancancer(
 
 
 def write_pancancer(result: dict[str, Any], outdir: Path, prefix: str, sample: str, cohort_id: str) -> list[Path]:
-    """Tables, figures and the report table of :func:`run_pancancer` (file names in docs/output.md)."""
+    """Write the tables, figures and report table of :func:`run_pancancer` (file names in docs/output.md)."""
     written = [write_table(result["types"], outdir / f"{prefix}bulk_pancancer_types.tsv")]
     survival, focus = result["survival"], result["focus"]
     if len(survival):
@@ -464,8 +667,9 @@ def write_pancancer(result: dict[str, Any], outdir: Path, prefix: str, sample: s
                 header_lines=multiqc_header(
                     f"tmeflow_bulk_pancancer_{cohort_id}",
                     f"Bulk cohort {sample}: survival per cancer type",
-                    "Per feature, cancer type and endpoint: HR per SD (univariate Cox) and its p, BH across types x endpoints "
-                    "of the feature (pancancer_hr_fdr); log-rank p at the cut-point, primary cut-point p and its pan-cancer FDR.",
+                    "Per feature, cancer type and endpoint: HR per SD (univariate Cox) and its p, BH across types x "
+                    "endpoints of the feature (pancancer_hr_fdr); log-rank p at the cut-point, primary cut-point p and "
+                    "its pan-cancer FDR.",
                     "table",
                     headers=headers,
                     pconfig={"id": f"tmeflow_bulk_pancancer_{cohort_id}_table", "sort_rows": False},

@@ -1,8 +1,13 @@
-"""Bulk figures: Kaplan-Meier panels, forest plots and the correlation heatmap."""
+"""Bulk figures: Kaplan-Meier panels, forest plots and the correlation heatmap.
+
+Every figure comes from a ``plot_*`` function that takes the data and returns the figure; only
+:func:`write_survival_plots` (called by the stage's writing code) saves them, with :func:`tmeflow.io.save_figure`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,12 +17,16 @@ from ..io import save_figure
 from ..plotting import pyplot
 from ..text import slug
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 # --------------------------------------------------------------------------------------------------
 # Plots
 
 
-def plot_km(ax, surv: pd.DataFrame, groups: pd.Series, title: str, p_text: str) -> None:
-    """Kaplan-Meier curves of the high/low groups with numbers at risk (lifelines ``add_at_risk_counts``)."""
+def _draw_km(ax: Axes, surv: pd.DataFrame, groups: pd.Series, title: str, p_text: str) -> None:
+    """Draw Kaplan-Meier curves of the high/low groups with numbers at risk (lifelines ``add_at_risk_counts``)."""
     from lifelines import KaplanMeierFitter
     from lifelines.plotting import add_at_risk_counts
 
@@ -36,8 +45,77 @@ def plot_km(ax, surv: pd.DataFrame, groups: pd.Series, title: str, p_text: str) 
     add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
 
 
-def split_label(row) -> str:
-    """Primary p of a survival-table row (corrected cut-point p of an optimised split), continuous HR and the split used."""
+def plot_km(surv: pd.DataFrame, groups: pd.Series, *, title: str, p_text: str) -> Figure:
+    """Plot Kaplan-Meier curves of one feature's high/low groups (Kaplan & Meier 1958).
+
+    Parameters
+    ----------
+    surv
+        Survival frame indexed by sample: ``time`` and ``event`` (1 = event, 0 = censored).
+    groups
+        ``"high"``/``"low"`` per sample (the samples of ``surv``).
+    title
+        Panel title (feature and endpoint).
+    p_text
+        Text in the lower left corner: the split and its primary p (:func:`split_label`).
+
+    Returns
+    -------
+    Figure
+        One 5 x 4.5 inch panel with the numbers at risk below it.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    _draw_km(ax, surv, groups, title, p_text)
+    return fig
+
+
+def plot_km_grid(rows: pd.DataFrame, surv: pd.DataFrame, groups: dict[str, pd.Series], endpoint: str) -> Figure:
+    """Plot Kaplan-Meier panels of up to four features for one endpoint (the MultiQC KM grid).
+
+    Parameters
+    ----------
+    rows
+        Survival-table rows of the features to show, in panel order (columns ``feature``, ``cutpoint_method``,
+        ``p``, ``logrank_p``, ``hr_per_sd``).
+    surv
+        Survival frame of the endpoint (``time``, ``event``) indexed by sample.
+    groups
+        Per feature, the high/low group of each sample.
+    endpoint
+        Endpoint name, for the panel titles.
+
+    Returns
+    -------
+    Figure
+        Two panels per row (one when a single feature is shown), unused axes hidden.
+    """
+    plt = pyplot()
+    ncol = min(2, len(rows))
+    nrow = int(np.ceil(len(rows) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 5 * nrow), squeeze=False)
+    for ax, (_, row) in zip(axes.ravel(), rows.iterrows(), strict=False):
+        g = groups[row["feature"]]
+        _draw_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", split_label(row))
+    for ax in axes.ravel()[len(rows) :]:
+        ax.axis("off")
+    fig.subplots_adjust(hspace=0.7, wspace=0.3)
+    return fig
+
+
+def split_label(row: pd.Series) -> str:
+    """Describe a survival-table row's split: its primary p, the continuous HR per SD and the split used.
+
+    Parameters
+    ----------
+    row
+        One row of the survival table (``cutpoint_method``, ``p``, ``logrank_p``, ``hr_per_sd``).
+
+    Returns
+    -------
+    str
+        E.g. ``"optimised (maxstat) split: corrected p=0.01 (naive log-rank p=0.001); HR/SD=1.50"``.
+    """
     if row["cutpoint_method"] == "maxstat":
         return (
             f"optimised (maxstat) split: corrected p={row['p']:.2g} (naive log-rank p={row['logrank_p']:.2g}); "
@@ -46,8 +124,22 @@ def split_label(row) -> str:
     return f"median split: log-rank p={row['p']:.2g}; HR/SD={row['hr_per_sd']:.2f}"
 
 
-def forest_plot(table: pd.DataFrame, endpoint: str):
-    """Forest plot of univariate hazard ratios per SD (95% CI) of every feature for one endpoint."""
+def plot_forest(table: pd.DataFrame, endpoint: str) -> Figure:
+    """Plot the univariate Cox hazard ratios per SD (95% CI) of every feature for one endpoint.
+
+    Parameters
+    ----------
+    table
+        Survival-table rows of the endpoint: ``feature``, ``hr_per_sd``, ``hr_per_sd_lower``, ``hr_per_sd_upper``
+        (rows without an HR are left out).
+    endpoint
+        Endpoint name, for the axis label.
+
+    Returns
+    -------
+    Figure
+        Features sorted by HR on a log axis, a dashed line at HR = 1.
+    """
     plt = pyplot()
 
     data = table.dropna(subset=["hr_per_sd"]).sort_values("hr_per_sd")
@@ -71,8 +163,23 @@ def forest_plot(table: pd.DataFrame, endpoint: str):
     return fig
 
 
-def correlation_heatmap(table: pd.DataFrame):
-    """Heatmap of Spearman rho (features x ESTIMATE scores); * marks FDR < 0.05."""
+# The name before issue 21, still importable from tmeflow.bulk (tests/test_module_size.py lists it).
+forest_plot = plot_forest
+
+
+def plot_correlation_heatmap(table: pd.DataFrame) -> Figure:
+    """Plot the Spearman rho of every feature with the ESTIMATE scores as a heatmap; * marks FDR < 0.05.
+
+    Parameters
+    ----------
+    table
+        Long table of :func:`tmeflow.bulk.spearman_table`: ``feature``, ``target``, ``rho``, ``fdr``.
+
+    Returns
+    -------
+    Figure
+        Features x targets (ESTIMATE columns first), rho on a -1..1 diverging scale with a colour bar.
+    """
     plt = pyplot()
 
     rho = table.pivot(index="feature", columns="target", values="rho")
@@ -92,26 +199,45 @@ def correlation_heatmap(table: pd.DataFrame):
     return fig
 
 
-def _survival_plots(
-    table: pd.DataFrame, survs: dict, groups: dict, kinds: dict, outdir: Path, prefix: str
+def write_survival_plots(
+    table: pd.DataFrame,
+    survs: dict[str, pd.DataFrame],
+    groups: dict[str, dict[str, pd.Series]],
+    outdir: Path,
+    prefix: str,
 ) -> list[Path]:
-    """Per endpoint: a KM plot for every single gene, user signature and non-Hallmark feature with primary
-    p < 0.05 (corrected cut-point p; log-rank p for median splits), a MultiQC KM grid (up to 4 features:
-    non-Hallmark ones by primary p, then Hallmark ones) and a forest plot of all features (continuous HR
-    per SD). Each KM panel names its split (optimised or median) and shows the primary p.
-    """
-    plt = pyplot()
+    """Save the survival figures of every endpoint and return their paths.
 
+    Per endpoint: a KM plot (:func:`plot_km`) for every single gene, user signature and non-Hallmark
+    feature with primary p < 0.05 (corrected cut-point p; log-rank p for median splits), a MultiQC KM grid
+    (:func:`plot_km_grid`, up to 4 features: non-Hallmark ones by primary p, then Hallmark ones) and a
+    forest plot of all features (:func:`plot_forest`, continuous HR per SD).
+
+    Parameters
+    ----------
+    table
+        The survival table (one row per feature and endpoint, with ``kind``, ``p`` and ``hr_per_sd_p``).
+    survs
+        Per endpoint, the survival frame (``time``, ``event``) indexed by sample.
+    groups
+        Per endpoint and feature, the high/low group of each sample.
+    outdir, prefix
+        Folder and file-name prefix (``<sample>.``) of the figures.
+
+    Returns
+    -------
+    list of Path
+        The files written: ``bulk_km_<endpoint>_<feature>.png``, ``bulk_km_<endpoint>_mqc.png`` and
+        ``bulk_forest_<endpoint>.png``.
+    """
     written = []
     for endpoint, surv in survs.items():
         sub = table[table["endpoint"] == endpoint]
         focus = sub[sub["kind"] != "hallmark"]
-
         single = focus[focus["kind"].isin(["gene", "user_signature"]) | (focus["p"] < 0.05)]
         for _, row in single.iterrows():
-            fig, ax = plt.subplots(figsize=(5, 4.5))
             g = groups[endpoint][row["feature"]]
-            plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", split_label(row))
+            fig = plot_km(surv.loc[g.index], g, title=f"{row['feature']} ({endpoint})", p_text=split_label(row))
             written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{slug(endpoint)}_{slug(row['feature'])}.png"))
         rest = sub[sub["kind"] == "hallmark"]
         best = pd.concat(
@@ -121,15 +247,7 @@ def _survival_plots(
             ]
         ).head(4)
         if len(best):
-            ncol = min(2, len(best))
-            nrow = int(np.ceil(len(best) / ncol))
-            fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 5 * nrow), squeeze=False)
-            for ax, (_, row) in zip(axes.ravel(), best.iterrows()):
-                g = groups[endpoint][row["feature"]]
-                plot_km(ax, surv.loc[g.index], g, f"{row['feature']} ({endpoint})", split_label(row))
-            for ax in axes.ravel()[len(best) :]:
-                ax.axis("off")
-            fig.subplots_adjust(hspace=0.7, wspace=0.3)
+            fig = plot_km_grid(best, surv, groups[endpoint], endpoint)
             written.append(save_figure(fig, outdir / f"{prefix}bulk_km_{slug(endpoint)}_mqc.png"))
-        written.append(save_figure(forest_plot(sub, endpoint), outdir / f"{prefix}bulk_forest_{slug(endpoint)}.png"))
+        written.append(save_figure(plot_forest(sub, endpoint), outdir / f"{prefix}bulk_forest_{slug(endpoint)}.png"))
     return written

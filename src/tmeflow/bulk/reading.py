@@ -41,7 +41,18 @@ def _read_delimited(path: Path, what: str) -> pd.DataFrame:
 
 
 def read_clinical(path: str | Path) -> pd.DataFrame:
-    """Clinical table indexed by sample: column ``sample``/``sample_id`` if present, else the first column."""
+    """Read a clinical table indexed by sample: column ``sample``/``sample_id`` if present, else the first column.
+
+    Parameters
+    ----------
+    path
+        The clinical table (CSV/TSV, optionally gzipped).
+
+    Returns
+    -------
+    DataFrame
+        One row per sample (identifiers as text); duplicated samples are an input error.
+    """
     path = Path(path)
     frame = _read_delimited(path, "clinical")
     lowered = {c.lower(): c for c in frame.columns}
@@ -58,8 +69,25 @@ def read_clinical(path: str | Path) -> pd.DataFrame:
 
 
 def clinical_column(clinical: pd.DataFrame, named: str, default: str, parameter: str, source: Path) -> str | None:
-    """The clinical column an optional analysis reads: ``named`` (the ``parameter``'s value) must exist;
-    empty: the column called ``default`` in any case, or None when there is none.
+    """Find the clinical column an optional analysis reads.
+
+    Parameters
+    ----------
+    clinical
+        The clinical table.
+    named
+        The ``parameter``'s value: when set, that column must exist.
+    default
+        Column looked for (any case) when ``named`` is empty.
+    parameter
+        Name of the parameter, for messages.
+    source
+        The clinical table's path, for messages.
+
+    Returns
+    -------
+    str or None
+        The column's name, or None when ``named`` is empty and no column is called ``default``.
     """
     if named:
         if named not in clinical.columns:
@@ -69,11 +97,24 @@ def clinical_column(clinical: pd.DataFrame, named: str, default: str, parameter:
 
 
 def read_expression(path: str | Path, samples: pd.Index, what: str = "clinical samples") -> pd.DataFrame:
-    """Expression matrix as genes x samples, restricted to the samples also in the clinical table.
+    """Read an expression matrix as genes x samples, restricted to the samples also in the clinical table.
 
-    The orientation is chosen by which axis matches the clinical identifiers. Fewer than
-    ``MIN_MATCHED_SAMPLES`` matching samples, or non-numeric values, raise :class:`TmeflowInputError`
-    that says how many match.
+    The orientation is chosen by which axis matches the clinical identifiers. Fewer than ``MIN_MATCHED_SAMPLES``
+    matching samples, or non-numeric values, raise :class:`TmeflowInputError` that says how many match.
+
+    Parameters
+    ----------
+    path
+        The expression table (CSV/TSV, optionally gzipped; first column the gene identifier).
+    samples
+        The samples of the clinical table.
+    what
+        Name of the samples in messages.
+
+    Returns
+    -------
+    DataFrame
+        Genes x matched samples (float, NaN kept).
     """
     path = Path(path)
     frame = _read_delimited(path, "expression")
@@ -110,7 +151,18 @@ def read_expression(path: str | Path, samples: pd.Index, what: str = "clinical s
 
 
 def read_probe_annotation(path: str | Path) -> pd.Series:
-    """Probe -> gene symbol from an annotation table (column rules in the module docstring)."""
+    """Read a probe -> gene symbol table (column rules in the module docstring).
+
+    Parameters
+    ----------
+    path
+        The ``probe_annotation`` table.
+
+    Returns
+    -------
+    Series
+        Gene symbol by probe identifier (probes without a symbol dropped).
+    """
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError("probe annotation file not found", file=path)
@@ -138,7 +190,22 @@ def read_probe_annotation(path: str | Path) -> pd.Series:
 
 
 def detect_id_type(ids: pd.Index, id_type: str, has_annotation: bool) -> str:
-    """``auto`` -> ``probe`` (annotation given), ``ensembl`` (>= half the IDs look like ENS...G) or ``symbol``."""
+    """Resolve ``bulk_id_type``: ``auto`` -> ``probe`` (annotation given), ``ensembl`` (most IDs ENS...G) or ``symbol``.
+
+    Parameters
+    ----------
+    ids
+        The matrix's row identifiers.
+    id_type
+        ``bulk_id_type`` (``auto``, ``symbol``, ``ensembl`` or ``probe``).
+    has_annotation
+        Whether a probe annotation is given.
+
+    Returns
+    -------
+    str
+        ``symbol``, ``ensembl`` or ``probe``.
+    """
     if id_type != "auto":
         return id_type
     if has_annotation:
@@ -148,7 +215,18 @@ def detect_id_type(ids: pd.Index, id_type: str, has_annotation: bool) -> str:
 
 
 def collapse_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
-    """Keep, for every duplicated gene symbol, the row with the highest mean expression (MaxMean)."""
+    """Keep, for every duplicated gene symbol, the row with the highest mean expression (WGCNA MaxMean).
+
+    Parameters
+    ----------
+    frame
+        Genes x samples, possibly with repeated symbols.
+
+    Returns
+    -------
+    DataFrame
+        One row per symbol, in first-seen order.
+    """
     if not frame.index.duplicated().any():
         return frame
     means = frame.mean(axis=1, skipna=True).to_numpy()
@@ -165,6 +243,25 @@ def map_identifiers(
     """Map row identifiers to gene symbols of ``species``; return the collapsed matrix and a summary.
 
     Raises :class:`TmeflowInputError` when no (or almost no) identifier is a known gene of ``species``.
+
+    Parameters
+    ----------
+    frame
+        Genes x samples with the table's identifiers.
+    id_type
+        ``symbol``, ``ensembl`` or ``probe`` (:func:`detect_id_type`).
+    species
+        ``human`` or ``mouse``.
+    probe_map
+        Probe -> symbol (:func:`read_probe_annotation`) for ``probe`` identifiers.
+    source
+        The table's path, for messages.
+
+    Returns
+    -------
+    tuple of (DataFrame, dict)
+        Symbols x samples (duplicates collapsed by :func:`collapse_duplicates`) and the identifier summary
+        written to ``bulk_summary.json``.
     """
     n_rows = len(frame)
     if id_type == "probe":
@@ -222,8 +319,24 @@ def transform_values(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return ``(log_expression, linear_expression)`` from the declared ``bulk_values``.
 
-    tpm -> log2(TPM + 1); counts -> CPM then log2(CPM + 1); log -> as given (linear = 2^x - 1).
-    Genes with more than ``max_missing`` missing values are dropped, the rest are mean-imputed.
+    tpm -> log2(TPM + 1); counts -> CPM then log2(CPM + 1); log -> as given (linear = 2^x - 1). Genes with more
+    than ``max_missing`` missing values are dropped, the rest are mean-imputed.
+
+    Parameters
+    ----------
+    frame
+        Genes x samples as read.
+    values
+        ``tpm``, ``counts`` or ``log`` (``bulk_values``).
+    max_missing
+        Largest fraction of missing values a gene may have (``bulk_max_missing``).
+    source
+        The table's path, for messages.
+
+    Returns
+    -------
+    tuple of (DataFrame, DataFrame)
+        Log2 and linear-scale expression, genes x samples.
     """
     missing = frame.isna().mean(axis=1)
     if (missing > max_missing).any():

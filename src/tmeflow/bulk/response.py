@@ -22,6 +22,7 @@ permutations) next to the naive log-rank p.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,11 @@ from ..errors import TmeflowInputError
 from ..log import get_logger
 from ..plotting import pyplot
 from ..stats import bh_fdr
-from .plots import plot_km, split_label
+from .plots import _draw_km, split_label
 from .reading import clinical_column
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__package__)
 
@@ -55,7 +59,22 @@ MIN_PER_GROUP = 3
 
 
 def response_status(clinical: pd.DataFrame, column: str, source: Path) -> pd.Series | None:
-    """1 (responder) / 0 (non-responder) / NaN per sample, or None when the cohort has no response column."""
+    """Code each sample's treatment response: 1 (responder) / 0 (non-responder) / NaN (module docstring).
+
+    Parameters
+    ----------
+    clinical
+        The clinical table, indexed by sample.
+    column
+        ``response_column``; empty = the column ``response`` if present.
+    source
+        The clinical table's path, for messages.
+
+    Returns
+    -------
+    Series or None
+        The coded response per sample, or None when the cohort has no response column.
+    """
     name = clinical_column(clinical, column, DEFAULT_COLUMN, "response_column", source)
     if name is None:
         return None
@@ -92,7 +111,22 @@ def response_status(clinical: pd.DataFrame, column: str, source: Path) -> pd.Ser
 
 
 def delong_auc(responders: np.ndarray, others: np.ndarray) -> tuple[float, float]:
-    """ROC AUC of a score separating ``responders`` from ``others`` and its DeLong standard error."""
+    """Compute the ROC AUC of a score separating ``responders`` from ``others`` and its DeLong standard error.
+
+    DeLong, DeLong & Clarke-Pearson 1988 (Biometrics 44:837), structural components.
+
+    Parameters
+    ----------
+    responders
+        Scores of the responders.
+    others
+        Scores of the non-responders.
+
+    Returns
+    -------
+    tuple of (float, float)
+        AUC (ties count 1/2) and its standard error.
+    """
     x, y = np.asarray(responders, float)[:, None], np.asarray(others, float)[None, :]
     psi = (x > y) + 0.5 * (x == y)
     v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
@@ -101,7 +135,23 @@ def delong_auc(responders: np.ndarray, others: np.ndarray) -> tuple[float, float
 
 
 def response_table(features: pd.DataFrame, kinds: dict[str, str], status: pd.Series) -> pd.DataFrame:
-    """Per feature: n, medians, Wilcoxon p, AUC with DeLong 95% CI, BH FDR (module docstring)."""
+    """Test every feature for treatment response: Wilcoxon rank-sum and ROC AUC with DeLong 95% CI.
+
+    Parameters
+    ----------
+    features
+        Samples x features.
+    kinds
+        Kind of each feature.
+    status
+        1 / 0 / NaN per sample (:func:`response_status`).
+
+    Returns
+    -------
+    DataFrame
+        One row per feature: n, medians by group, ``wilcoxon_p``, ``auc``, ``auc_lower``, ``auc_upper`` and
+        ``fdr`` (BH across features).
+    """
     from scipy.stats import mannwhitneyu
 
     status = status.dropna()
@@ -132,8 +182,25 @@ def response_table(features: pd.DataFrame, kinds: dict[str, str], status: pd.Ser
     return table
 
 
-def plot_response_roc(features: pd.DataFrame, status: pd.Series, table: pd.DataFrame, focus: list[str]):
-    """ROC curves (higher score = responder) of the focus features, AUC with 95% CI in the legend."""
+def plot_response_roc(features: pd.DataFrame, status: pd.Series, table: pd.DataFrame, focus: list[str]) -> Figure:
+    """Plot the ROC curves of the focus features (higher score = responder), AUC with 95% CI in the legend.
+
+    Parameters
+    ----------
+    features
+        Samples x features.
+    status
+        1 / 0 / NaN per sample.
+    table
+        The table of :func:`response_table`.
+    focus
+        The features drawn.
+
+    Returns
+    -------
+    Figure
+        One curve per focus feature and the chance diagonal.
+    """
     plt = pyplot()
     status = status.dropna()
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -157,9 +224,24 @@ def plot_response_roc(features: pd.DataFrame, status: pd.Series, table: pd.DataF
 
 def plot_immunotherapy_km(
     survival: pd.DataFrame, survs: dict[str, pd.DataFrame], groups: dict[str, dict[str, pd.Series]], feature: str
-):
-    """Kaplan-Meier curves of ``feature``'s high/low groups at its cut-point, one panel per endpoint (up to 4),
-    each titled with the endpoint and labelled with the split and its corrected p (module docstring).
+) -> Figure:
+    """Plot Kaplan-Meier curves of ``feature``'s high/low groups at its cut-point, one panel per endpoint (up to 4).
+
+    Parameters
+    ----------
+    survival
+        The survival table (split, corrected p and HR per feature and endpoint).
+    survs
+        Per endpoint, the survival frame indexed by sample.
+    groups
+        Per endpoint and feature, the high/low group of each sample.
+    feature
+        The lead feature.
+
+    Returns
+    -------
+    Figure
+        Each panel titled with the endpoint and labelled with the split and its corrected p (module docstring).
     """
     plt = pyplot()
     rows = (
@@ -168,9 +250,9 @@ def plot_immunotherapy_km(
         .head(4)
     )
     fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(5.6 * max(1, len(rows)), 5), squeeze=False)
-    for ax, (_, row) in zip(axes[0], rows.iterrows()):
+    for ax, (_, row) in zip(axes[0], rows.iterrows(), strict=False):
         g = groups[row["endpoint"]][feature]
         label = split_label(row).replace(" (naive", "\n(naive").replace("; HR/SD", "\nHR/SD")
-        plot_km(ax, survs[row["endpoint"]].loc[g.index], g, f"{feature} ({row['endpoint']}, immunotherapy)", label)
+        _draw_km(ax, survs[row["endpoint"]].loc[g.index], g, f"{feature} ({row['endpoint']}, immunotherapy)", label)
     fig.subplots_adjust(bottom=0.25, wspace=0.3)
     return fig

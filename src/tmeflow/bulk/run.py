@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,7 +35,7 @@ from .normals import (
     write_tumour_normal,
 )
 from .pancancer import cancer_types, focus_features, lead_first, run_pancancer, write_pancancer
-from .plots import _survival_plots, correlation_heatmap
+from .plots import plot_correlation_heatmap, write_survival_plots
 from .reading import (
     MIN_MATCHED_SAMPLES,
     detect_id_type,
@@ -46,6 +47,7 @@ from .reading import (
 )
 from .regulators import plot_regulator_heatmap, regulator_correlations
 from .response import plot_immunotherapy_km, plot_response_roc, response_status, response_table
+from .settings import BulkSettings
 
 logger = get_logger(__package__)
 
@@ -54,10 +56,10 @@ logger = get_logger(__package__)
 # Stage
 
 
-def _gene_sets(params: dict[str, Any], signatures: list[Path], genes: pd.Index, markers: dict[str, list[str]]):
-    """All scored gene sets with their kind: necroptosis, Hallmark, user GMTs, reference markers."""
-    species = params["bulk_species"]
-    min_size = params["signature_min_size"]
+def _gene_sets(settings: BulkSettings, signatures: list[Path], genes: pd.Index, markers: dict[str, list[str]]):
+    """Collect every scored gene set with its kind: necroptosis, Hallmark, user GMTs, reference markers."""
+    species = settings.bulk_species
+    min_size = settings.signature_min_size
     kinds: dict[str, str] = {}
     sets: dict[str, list[str]] = {}
 
@@ -70,7 +72,7 @@ def _gene_sets(params: dict[str, Any], signatures: list[Path], genes: pd.Index, 
 
     bundled = read_bundled_gmt("necroptosis")
     add(map_gene_sets(bundled, "human", species), "necroptosis", "bundled necroptosis sets", False)
-    if params["bulk_hallmark"]:
+    if settings.bulk_hallmark:
         add(map_gene_sets(read_bundled_gmt("hallmark"), "human", species), "hallmark", "bundled Hallmark", False)
     for path in signatures:
         add(read_gmt(path), "user_signature", str(path), True)
@@ -79,39 +81,59 @@ def _gene_sets(params: dict[str, Any], signatures: list[Path], genes: pd.Index, 
     return sets, kinds
 
 
-def _read_table(expression: Path, clinical_path: Path, params: dict[str, Any], probe_map: pd.Series | None):
-    """An expression table and its clinical table read with the cohort's rules: (clinical, log2 expression,
-    linear expression, identifier summary); used for the cohort and for a separate normal cohort.
+def _read_table(expression: Path, clinical_path: Path, settings: BulkSettings, probe_map: pd.Series | None):
+    """Read an expression table and its clinical table with the cohort's rules.
+
+    Used for the cohort and for a separate normal cohort; returns (clinical, log2 expression, linear expression,
+    identifier summary).
     """
     clin = read_clinical(clinical_path)
     raw = read_expression(expression, clin.index)
     clin = clin.loc[raw.columns]
-    id_type = detect_id_type(raw.index, params["bulk_id_type"], probe_map is not None)
-    mapped, id_summary = map_identifiers(raw, id_type, params["bulk_species"], probe_map, expression)
-    log_expr, linear = transform_values(mapped, params["bulk_values"], params["bulk_max_missing"], expression)
+    id_type = detect_id_type(raw.index, settings.bulk_id_type, probe_map is not None)
+    mapped, id_summary = map_identifiers(raw, id_type, settings.bulk_species, probe_map, expression)
+    log_expr, linear = transform_values(mapped, settings.bulk_values, settings.bulk_max_missing, expression)
     return clin, log_expr, linear, id_summary
 
 
-def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -> SimpleNamespace:
-    """Read and check a bulk cohort's inputs (sample matching, identifiers, values, endpoints and their
-    event coding, covariates, node column, bulk_genes); every check runs before anything is written,
-    and ``tmeflow run`` calls this for every bulk row before its first stage.
+def read_cohort(expression: Path, clinical_path: Path, settings: BulkSettings) -> SimpleNamespace:
+    """Read and check a bulk cohort's inputs before anything is written.
+
+    Checks sample matching, identifiers, values, endpoints and their event coding, covariates, the node column and
+    ``bulk_genes``; ``tmeflow run`` calls this (through :mod:`tmeflow.validate`) for every bulk row before its
+    first stage.
+
+    Parameters
+    ----------
+    expression
+        The expression table.
+    clinical_path
+        The clinical table.
+    settings
+        The bulk settings (``bulk_species``: the samplesheet row's species when it has one).
+
+    Returns
+    -------
+    SimpleNamespace
+        ``clinical``, ``id_summary``, ``log_expr`` and ``linear`` (genes x tumour samples), ``endpoints``,
+        ``survs``, ``covariates``, ``node``, ``genes``, ``types``, ``tmb``, ``response``, ``msi``, ``cnv``,
+        ``methylation``, ``normal_expr``, ``normals``, ``normals_separate`` and ``drugs`` (None where not given).
     """
-    if bool(params.get("normal_expression")) != bool(params.get("normal_clinical")):
+    if bool(settings.normal_expression) != bool(settings.normal_clinical):
         given, missing = (
             ("normal_expression", "normal_clinical")
-            if params.get("normal_expression")
+            if settings.normal_expression
             else ("normal_clinical", "normal_expression")
         )
         raise TmeflowInputError(
             f"{given} needs {missing} (the normal cohort's expression and its sample table, with a "
             "cancer_type column when the cohort has cancer types)",
-            file=params[given],
+            file=getattr(settings, given),
         )
-    probe_map = read_probe_annotation(params["probe_annotation"]) if params.get("probe_annotation") else None
-    clin, log_expr, linear, id_summary = _read_table(expression, clinical_path, params, probe_map)
-    types = cancer_types(clin, params["cancer_type_column"], clinical_path)
-    states = sample_states(clin, params["sample_type_column"], clinical_path)
+    probe_map = read_probe_annotation(settings.probe_annotation) if settings.probe_annotation else None
+    clin, log_expr, linear, id_summary = _read_table(expression, clinical_path, settings, probe_map)
+    types = cancer_types(clin, settings.cancer_type_column, clinical_path)
+    states = sample_states(clin, settings.sample_type_column, clinical_path)
     normal_expr, normals = None, {}
     if states is not None:
         tumours = states.index[states == "tumour"]
@@ -130,45 +152,41 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
                 )
             clin, log_expr, linear = clin.loc[tumours], log_expr[tumours], linear[tumours]
             types = None if types is None else types.loc[tumours]
-    if params.get("normal_expression"):
+    if settings.normal_expression and settings.normal_clinical:
         if normals:
             logger.info(
                 "the %d normals of the expression table are not compared: the separate normal cohort is",
                 sum(len(s) for s in normals.values()),
             )
         normal_expr, normals = read_normal_cohort(
-            Path(params["normal_expression"]),
-            Path(params["normal_clinical"]),
+            Path(settings.normal_expression),
+            Path(settings.normal_clinical),
             types,
-            params,
-            lambda path, clinical: _read_table(path, clinical, params, probe_map)[:2],
+            settings.cancer_type_column,
+            lambda path, clinical: _read_table(path, clinical, settings, probe_map)[:2],
         )
 
-    endpoints = detect_endpoints(clin, params["survival_columns"], params["survival_endpoints"])
+    endpoints = detect_endpoints(clin, settings.survival_columns, settings.survival_endpoints)
     survs = {name: survival_frame(clin, name, cols, clinical_path) for name, cols in endpoints.items()}
-    covariates = covariate_matrix(clin, params["cox_covariates"], clinical_path)
-    if params["node_column"] and params["node_column"] not in clin.columns:
+    covariates = covariate_matrix(clin, settings.cox_covariates, clinical_path)
+    if settings.node_column and settings.node_column not in clin.columns:
+        raise TmeflowInputError("node_column is not a clinical column", file=clinical_path, column=settings.node_column)
+    node = node_status(clin[settings.node_column], clinical_path) if settings.node_column else None
+    genes = settings.genes
+    absent = [g for g in genes if g not in log_expr.index]
+    if absent:
         raise TmeflowInputError(
-            "node_column is not a clinical column", file=clinical_path, column=params["node_column"]
-        )
-    node = node_status(clin[params["node_column"]], clinical_path) if params["node_column"] else None
-    genes = [g.strip() for g in params["bulk_genes"].split(",") if g.strip()]
-    missing = [g for g in genes if g not in log_expr.index]
-    if missing:
-        raise TmeflowInputError(
-            f"gene(s) {', '.join(missing)} from bulk_genes not in the expression matrix", file=expression
+            f"gene(s) {', '.join(absent)} from bulk_genes not in the expression matrix", file=expression
         )
     tmb = None
-    if params.get("maf"):
-        maf_path = Path(params["maf"])
-        tmb = tumour_mutational_burden(read_maf(maf_path), clin.index, params["tmb_capture_mb"], maf_path)
-    msi = read_msi(params["msi"], clin.index) if params.get("msi") else None
-    cnv = read_gene_table(params["copy_number"], clin.index, "CNV") if params.get("copy_number") else None
-    methylation = (
-        read_gene_table(params["methylation"], clin.index, "methylation") if params.get("methylation") else None
-    )
-    response = response_status(clin, params["response_column"], clinical_path)
-    drugs = read_drug_inputs(params)
+    if settings.maf:
+        maf_path = Path(settings.maf)
+        tmb = tumour_mutational_burden(read_maf(maf_path), clin.index, settings.tmb_capture_mb, maf_path)
+    msi = read_msi(settings.msi, clin.index) if settings.msi else None
+    cnv = read_gene_table(settings.copy_number, clin.index, "CNV") if settings.copy_number else None
+    methylation = read_gene_table(settings.methylation, clin.index, "methylation") if settings.methylation else None
+    response = response_status(clin, settings.response_column, clinical_path)
+    drugs = read_drug_inputs(settings)
     return SimpleNamespace(
         clinical=clin,
         id_summary=id_summary,
@@ -187,7 +205,7 @@ def read_cohort(expression: Path, clinical_path: Path, params: dict[str, Any]) -
         methylation=methylation,
         normal_expr=normal_expr,
         normals=normals,
-        normals_separate=bool(params.get("normal_expression")),
+        normals_separate=bool(settings.normal_expression),
         drugs=drugs,
     )
 
@@ -203,23 +221,49 @@ def run_bulk(
     sample: str,
     species: str | None = None,
 ) -> dict[str, Any]:
-    """Read the cohort, compute every score and test, then write tables, plots and MultiQC content
-    (probe IDs mapped with the ``probe_annotation`` parameter's table when set). ``species`` (the
-    samplesheet row's) overrides the ``bulk_species`` parameter. Every file starts
-    with ``<sample>.`` (the samplesheet row), so that several cohorts share ``bulk/``; the report
-    shows each cohort as its own tables (MultiQC ids carry the name).
+    """Read the cohort, compute every score and test, then write tables, plots and MultiQC content.
+
+    The stage entry: builds :class:`BulkSettings` once from ``params``. Probe IDs are mapped with the
+    ``probe_annotation`` parameter's table when set. Every file starts with ``<sample>.`` (the samplesheet row),
+    so that several cohorts share ``bulk/``; the report shows each cohort as its own tables (MultiQC ids carry
+    the name).
+
+    Parameters
+    ----------
+    expression
+        The expression table.
+    clinical
+        The clinical table.
+    outdir
+        Output folder (``bulk/``).
+    params
+        The pipeline parameters (``tmeflow.params``).
+    reference
+        Annotated single-cell reference (h5ad) for reference signatures and NNLS deconvolution.
+    signatures
+        User gene-set GMT files.
+    sample
+        The samplesheet row's name (file prefix).
+    species
+        The samplesheet row's species; overrides the ``bulk_species`` parameter.
+
+    Returns
+    -------
+    dict
+        The run summary written to ``<sample>.bulk_summary.json``.
     """
     expression, clinical_path, outdir = Path(expression), Path(clinical), Path(outdir)
     prefix = f"{sample}."
     cohort_id = slug(sample) or "cohort"
-    signatures = [Path(s) for s in (signatures or [])]
-    for path in signatures:
+    gmt_paths = [Path(s) for s in (signatures or [])]
+    for path in gmt_paths:
         if not path.is_file():
             raise TmeflowInputError("signature GMT not found", file=path)
     species = species or params["bulk_species"]
     params = {**params, "bulk_species": species}
-    cohort = read_cohort(expression, clinical_path, params)
-    clin, id_summary, log_expr, linear = cohort.clinical, cohort.id_summary, cohort.log_expr, cohort.linear
+    settings = BulkSettings.from_params(params)
+    cohort = read_cohort(expression, clinical_path, settings)
+    id_summary, log_expr, linear = cohort.id_summary, cohort.log_expr, cohort.linear
     endpoints, survs, covariates, node, genes = (
         cohort.endpoints,
         cohort.survs,
@@ -235,22 +279,23 @@ def run_bulk(
         with timed(logger, "reading reference and building the signature matrix"):
             adata = read_h5ad(reference, "reference h5ad")
             ref_species = species_of(adata)
-            profiles = reference_profiles(adata, species, ref_species, reference)
-            markers = marker_genes(profiles, params["reference_markers"], log_expr.index)
+            profiles = reference_profiles(adata, species, ref_species, Path(reference))
+            markers = marker_genes(profiles, settings.reference_markers, log_expr.index)
 
     # ---- scores
     with timed(logger, f"ssGSEA on {log_expr.shape[0]} genes x {log_expr.shape[1]} samples"):
-        sets, kinds = _gene_sets(params, signatures, log_expr.index, markers)
-        scores = ssgsea(log_expr, sets, alpha=params["ssgsea_alpha"], normalize=params["ssgsea_normalize"]).T
-        estimate = estimate_scores(log_expr, species, params["ssgsea_alpha"], params["signature_min_size"])
+        sets, kinds = _gene_sets(settings, gmt_paths, log_expr.index, markers)
+        scores = ssgsea(log_expr, sets, alpha=settings.ssgsea_alpha, normalize=settings.ssgsea_normalize).T
+        estimate = estimate_scores(log_expr, species, settings.ssgsea_alpha, settings.signature_min_size)
     features = scores.copy()
     feature_kind = dict(kinds)
     for gene in genes:
         features[f"gene:{gene}"] = log_expr.loc[gene]
         feature_kind[f"gene:{gene}"] = "gene"
-    for column in ESTIMATE_COLUMNS if estimate is not None else ():
-        features[f"ESTIMATE:{column}"] = estimate[column]
-        feature_kind[f"ESTIMATE:{column}"] = "estimate"
+    if estimate is not None:
+        for column in ESTIMATE_COLUMNS:
+            features[f"ESTIMATE:{column}"] = estimate[column]
+            feature_kind[f"ESTIMATE:{column}"] = "estimate"
     fractions = fit = None
     if profiles is not None:
         fractions, fit = deconvolve_nnls(linear, profiles, markers)
@@ -267,7 +312,7 @@ def run_bulk(
             f"survival {name}: {features.shape[1]} features, {len(surv)} samples, {int(surv['event'].sum())} events",
         ):
             table, cox, groups = analyse_survival(
-                features, surv, name, covariates, params, required=tuple(f"gene:{gene}" for gene in genes)
+                features, surv, name, covariates, settings, required=tuple(f"gene:{gene}" for gene in genes)
             )
         table.insert(1, "kind", table["feature"].map(feature_kind))
         surv_tables.append(table)
@@ -305,19 +350,19 @@ def run_bulk(
     pancancer = None
     if cohort.types is not None:
         with timed(logger, f"pan-cancer analyses over {cohort.types.nunique()} cancer type(s)"):
-            pancancer = run_pancancer(features, feature_kind, survs, cohort.types, covariates, params)
+            pancancer = run_pancancer(features, feature_kind, survs, cohort.types, covariates, settings)
 
     tmb_corr = None
     if cohort.tmb is not None:
         tmb_corr = tmb_correlations(
-            features, feature_kind, cohort.tmb["tmb"], cohort.types, params["pancancer_min_samples"]
+            features, feature_kind, cohort.tmb["tmb"], cohort.types, settings.pancancer_min_samples
         )
 
     molecular = {}
     if cohort.msi is not None or cohort.cnv is not None or cohort.methylation is not None:
         with timed(logger, "MSI, CNV and methylation analyses"):
             molecular = run_molecular(
-                cohort, features, feature_kind, signature_genes(sets, kinds, genes), params["pancancer_min_samples"]
+                cohort, features, feature_kind, signature_genes(sets, kinds, genes), settings.pancancer_min_samples
             )
 
     response = None
@@ -326,7 +371,7 @@ def run_bulk(
 
     focus = focus_features({f: k for f, k in feature_kind.items() if k not in ("estimate", "fraction")})
     regulators = regulator_correlations(
-        features, focus, log_expr, cohort.types, params["pancancer_min_samples"], species
+        features, focus, log_expr, cohort.types, settings.pancancer_min_samples, species
     )
     drugs = None
     if cohort.drugs is not None:
@@ -334,13 +379,22 @@ def run_bulk(
             logger,
             f"drug sensitivity: {cohort.drugs.response.shape[1]} drugs on {cohort.drugs.response.shape[0]} cell lines",
         ):
-            drugs = run_drugs(cohort.drugs, sets, lead_first(focus, feature_kind), log_expr, params)
+            drugs = run_drugs(cohort.drugs, sets, lead_first(focus, feature_kind), log_expr, settings)
 
     tumour_normal = None
     if cohort.normals:
         with timed(logger, "tumour vs normal per cancer type"):
             tumour_normal = run_tumour_normal(
-                log_expr, cohort.normal_expr, cohort.normals, cohort.types, sets, kinds, genes, focus, params
+                log_expr,
+                cohort.normal_expr,
+                cohort.normals,
+                cohort.types,
+                sets,
+                kinds,
+                genes,
+                focus,
+                alpha=settings.ssgsea_alpha,
+                normalize=settings.ssgsea_normalize,
             )
 
     correlations = None
@@ -357,7 +411,7 @@ def run_bulk(
         [{"gene_set": n, "kind": kinds[n], "n_genes": len(g), "genes": ",".join(g)} for n, g in sets.items()]
     )
     written.append(write_table(gene_set_table, outdir / f"{prefix}bulk_gene_sets.tsv"))
-    if fractions is not None:
+    if fractions is not None and profiles is not None:
         written.append(write_table(fractions.reset_index(), outdir / f"{prefix}bulk_deconvolution.tsv"))
         written.append(write_table(fit, outdir / f"{prefix}bulk_deconvolution_fit.tsv"))
         sig = profiles.loc[[g for g in dict.fromkeys(g for m in markers.values() for g in m)]]
@@ -403,8 +457,9 @@ def run_bulk(
                 header_lines=multiqc_header(
                     f"tmeflow_bulk_survival_{cohort_id}",
                     f"Bulk cohort {sample}: survival",
-                    f"Per feature and endpoint, by primary p: p/fdr = {params['cutpoint_method']} high/low cut-point p "
-                    "(corrected for the cut-point search when maxstat); HR per SD of the continuous score (univariate Cox); "
+                    f"Per feature and endpoint, by primary p: p/fdr = {settings.cutpoint_method} high/low cut-point p "
+                    "(corrected for the cut-point search when maxstat); HR per SD of the continuous score "
+                    "(univariate Cox); "
                     "logrank_p = plain log-rank p at the split (not corrected for an optimised split); "
                     "ph_fail = Schoenfeld test p < ph_alpha.",
                     "table",
@@ -414,7 +469,7 @@ def run_bulk(
             )
         )
         with timed(logger, "survival plots"):
-            written += _survival_plots(survival_table, survs, all_groups, feature_kind, outdir, prefix)
+            written += write_survival_plots(survival_table, survs, all_groups, outdir, prefix)
         lead = lead_first(focus, feature_kind)[0]
         if cohort.response is not None and (survival_table["feature"] == lead).any():
             written.append(
@@ -442,7 +497,7 @@ def run_bulk(
             )
         )
         written.append(
-            save_figure(correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png")
+            save_figure(plot_correlation_heatmap(correlations), outdir / f"{prefix}bulk_estimate_correlation.png")
         )
     if pancancer is not None:
         written += write_pancancer(pancancer, outdir, prefix, sample, cohort_id)
@@ -464,7 +519,7 @@ def run_bulk(
         written += write_drugs(drugs, outdir, prefix, sample, cohort_id)
     if cohort.tmb is not None:
         written.append(write_table(cohort.tmb.reset_index(), outdir / f"{prefix}bulk_tmb.tsv"))
-        if len(tmb_corr):
+        if tmb_corr is not None and len(tmb_corr):
             written.append(write_table(tmb_corr, outdir / f"{prefix}bulk_tmb_correlation.tsv"))
             written.append(
                 save_figure(plot_tmb_correlation(tmb_corr, focus), outdir / f"{prefix}bulk_tmb_correlation.png")
@@ -478,7 +533,7 @@ def run_bulk(
         "cohort": sample,
         "samples": int(features.shape[0]),
         "identifiers": id_summary,
-        "bulk_values": params["bulk_values"],
+        "bulk_values": settings.bulk_values,
         "bulk_species": species,
         "reference_species": ref_species,
         "gene_sets_scored": len(sets),
@@ -493,12 +548,12 @@ def run_bulk(
             for name, cols in endpoints.items()
         },
         "cox_covariates": list(covariates.columns),
-        "node_column": params["node_column"] or None,
+        "node_column": settings.node_column or None,
         "tmb": None
         if cohort.tmb is None
         else {
-            "maf": str(params["maf"]),
-            "capture_mb": params["tmb_capture_mb"],
+            "maf": str(settings.maf),
+            "capture_mb": settings.tmb_capture_mb,
             "samples_with_tmb": int(cohort.tmb["tmb"].notna().sum()),
             "match_rule": next((r for r in cohort.tmb["match_rule"] if r), ""),
             "method": "non-synonymous coding variants (maftools vc_nonSyn) per Mb of capture",
@@ -539,7 +594,8 @@ def run_bulk(
                 ((drugs["correlations"]["feature"] == drugs["lead"]) & (drugs["correlations"]["fdr"] < 0.05)).sum()
             ),
             "predicted_drugs": int(drugs["predicted"].shape[1]) if "predicted" in drugs else None,
-            "method": "Spearman per drug, BH across drugs; ridge (RidgeCV, per-set gene standardisation, 5-fold CV) with drug_predict",
+            "method": "Spearman per drug, BH across drugs; ridge (RidgeCV, per-set gene standardisation, 5-fold CV) "
+            "with drug_predict",
         },
         "cancer_types": None
         if pancancer is None
@@ -548,18 +604,19 @@ def run_bulk(
             for _, row in pancancer["types"].iterrows()
         },
         "methods": {
-            "ssgsea": f"GSVA ssgsea definition, alpha={params['ssgsea_alpha']}, normalize={params['ssgsea_normalize']}",
+            "ssgsea": f"GSVA ssgsea definition, alpha={settings.ssgsea_alpha}, normalize={settings.ssgsea_normalize}",
             "cutpoint": (
-                f"maxstat log-rank, min_prop={params['cutpoint_min_prop']}, p corrected by "
+                f"maxstat log-rank, min_prop={settings.cutpoint_min_prop}, p corrected by "
                 + (
-                    f"{params['cutpoint_permutations']} permutations (seed {params['seed']}); Lau92 also reported"
-                    if params["cutpoint_permutations"]
+                    f"{settings.cutpoint_permutations} permutations (seed {settings.seed}); Lau92 also reported"
+                    if settings.cutpoint_permutations
                     else "Lausen & Schumacher 1992 (Lau92)"
                 )
             )
-            if params["cutpoint_method"] == "maxstat"
+            if settings.cutpoint_method == "maxstat"
             else "median split",
-            "cox": "lifelines CoxPHFitter, Efron ties; PH by Grambsch-Therneau test on scaled Schoenfeld residuals (km transform)",
+            "cox": "lifelines CoxPHFitter, Efron ties; PH by Grambsch-Therneau test on scaled Schoenfeld residuals "
+            "(km transform)",
             "deconvolution": "NNLS on mean-CPM signature matrix of reference marker genes"
             if profiles is not None
             else None,
@@ -577,7 +634,7 @@ def run_bulk(
     return summary
 
 
-def cli(args, params: dict[str, Any]) -> None:
+def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
     """Entry of ``tmeflow bulk`` (declared in :mod:`tmeflow.stages`)."""
     run_bulk(
         args.expression,
