@@ -129,13 +129,6 @@ def test_write_survival_plots_saves_the_same_file_names_and_closes(tmp_path):
     assert set(plt.get_fignums()) == before
 
 
-@pytest.mark.parametrize("name", ["forest_plot", "plot_forest"])
-def test_public_import_paths_kept(name):
-    import tmeflow.bulk
-
-    assert callable(getattr(tmeflow.bulk, name))
-
-
 # --------------------------------------------------------------------------------------------------
 # numpydoc
 

@@ -33,7 +33,7 @@ def test_no_module_over_700_lines():
                 "map_identifiers",
                 "deconvolve_nnls",
                 "analyse_survival",
-                "forest_plot",
+                "plot_forest",
                 "reference_species",
                 "estimate_scores",
                 "MIN_MATCHED_SAMPLES",

@@ -112,7 +112,6 @@ from .pancancer import (  # noqa: F401
     write_pancancer,
 )
 from .plots import (  # noqa: F401
-    forest_plot,
     plot_correlation_heatmap,
     plot_forest,
     plot_km,

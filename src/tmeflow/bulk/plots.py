@@ -163,10 +163,6 @@ def plot_forest(table: pd.DataFrame, endpoint: str) -> Figure:
     return fig
 
 
-# The name before issue 21, still importable from tmeflow.bulk (tests/test_module_size.py lists it).
-forest_plot = plot_forest
-
-
 def plot_correlation_heatmap(table: pd.DataFrame) -> Figure:
     """Plot the Spearman rho of every feature with the ESTIMATE scores as a heatmap; * marks FDR < 0.05.
 
