@@ -86,6 +86,22 @@ def test_no_module_over_700_lines():
             ],
         ),
         (
+            "composition",
+            [
+                "cli",
+                "run_composition",
+                "CompositionSettings",
+                "propeller",
+                "linear_model_test",
+                "fit_f_dist_robust",
+                "resolve_contrasts",
+                "sample_table",
+                "plot_stacked",
+                "plot_boxes",
+                "write_da_table",
+            ],
+        ),
+        (
             "trajectory",
             [
                 "cli",
