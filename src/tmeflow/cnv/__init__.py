@@ -88,34 +88,40 @@ on). tmeflow pins ``pynndescent==0.5.13`` / ``scipy==1.16.3``; if a known-bad ve
 anyway, :func:`neighbour_transformer` switches to scikit-learn's exact neighbours with a warning.
 
 Package layout: :mod:`.positions`, :mod:`.reference` (reference/candidate cells, dependency trap),
-:mod:`.infer` (inference, clusters, arms, the malignant call), :mod:`.plots`, :mod:`.run` (``run_cnv``,
+:mod:`.infer` (calibrated inference), :mod:`.clusters` (CNV clusters, window arms, arm
+summary), :mod:`.call` (scores, CNV-high cells, the malignant call), :mod:`.plots`, :mod:`.run` (``run_cnv``,
 ``cli``); every name is importable from ``tmeflow.cnv``.
 """
 
 from __future__ import annotations
 
 from ..errors import TmeflowInputError  # noqa: F401  (tmeflow.cnv.TmeflowInputError, as before the split)
-from .infer import (  # noqa: F401
-    EXACT_NEIGHBOURS_MAX_CELLS,
-    MIN_NULL_CELLS,
-    NOISE_SD_AMPLIFIER,
+from .call import (  # noqa: F401
     CnvResult,
-    ReferenceNull,
-    _arm_key,
-    _cluster_key,
     _relabel,
     _summary,
-    arm_summary,
     call_malignant,
-    chunk_cells,
-    cluster_cnv,
     cnv_high,
-    infer_cnv,
     neighbourhood_correlation,
-    sample_offsets,
+)
+from .clusters import (  # noqa: F401
+    EXACT_NEIGHBOURS_MAX_CELLS,
+    _arm_key,
+    _cluster_key,
+    arm_summary,
+    cluster_cnv,
     smooth_over_neighbours,
-    split_reference,
     window_arms,
+)
+from .infer import (  # noqa: F401
+    MIN_NULL_CELLS,
+    NOISE_SD_AMPLIFIER,
+    ReferenceNull,
+    candidate_programme,
+    chunk_cells,
+    infer_cnv,
+    sample_offsets,
+    split_reference,
 )
 from .plots import (  # noqa: F401
     VIOLIN_MAX_CELLS,

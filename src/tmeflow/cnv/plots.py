@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import io
 from ..plotting import pyplot
-from .infer import _arm_key
+from .clusters import _arm_key
 from .positions import HEATMAP_MAX_CELLS
 
 

@@ -15,7 +15,7 @@ import yaml
 from .. import io
 from ..errors import TmeflowInputError
 from ..log import get_logger, timed
-from .infer import CnvResult, call_malignant
+from .call import CnvResult, call_malignant
 from .plots import arms_heatmap, plot_heatmap, plot_violin
 from .positions import MIN_POSITIONED_GENES, REQUIRED_OBS, annotate_positions, bundled_positions, read_gene_positions
 from .reference import reference_mask
