@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ from .genes import species_of
 from .log import get_logger, timed
 from .plotting import pyplot
 from .settings import StageSettings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -366,7 +369,24 @@ def annotate(adata: AnnData, settings: AnnotationSettings) -> dict[str, pd.DataF
     return {"calls": calls, "scores": means.reset_index(), "markers": markers, "net": net}
 
 
-def plot_dotplot(adata, markers: pd.DataFrame, cluster_key: str, path: Path) -> Path:
+def plot_dotplot(adata: AnnData, markers: pd.DataFrame, cluster_key: str) -> Figure:
+    """Draw the top marker genes of every cluster as a scanpy dot plot.
+
+    Parameters
+    ----------
+    adata
+        Annotated cells (log-normalised ``X``; ``obs[cluster_key]`` and ``obs['cell_type']``).
+    markers
+        :func:`find_markers` table (``cluster``, ``gene``, best first within each cluster); the top 3 genes per
+        cluster are drawn, at most 120 genes (the first 5 genes of ``adata`` when ``markers`` is empty).
+    cluster_key
+        ``obs`` column of the clusters; the rows are labelled ``<cluster>: <cell type>``.
+
+    Returns
+    -------
+    Figure
+        Dot plot (mean expression scaled per gene, fraction of cells expressing); the caller saves it.
+    """
     pyplot()  # scanpy draws with the Agg backend
     import scanpy as sc
 
@@ -378,7 +398,7 @@ def plot_dotplot(adata, markers: pd.DataFrame, cluster_key: str, path: Path) -> 
                            var=pd.DataFrame(index=genes))  # fmt: skip
     dot = sc.pl.dotplot(view, genes, groupby="cluster", return_fig=True, show=False, standard_scale="var")
     dot.make_figure()
-    return io.save_figure(dot.fig if hasattr(dot, "fig") else dot.get_axes()["mainplot_ax"].figure, path)
+    return dot.fig if hasattr(dot, "fig") else dot.get_axes()["mainplot_ax"].figure
 
 
 #: cells scored by the label-conservation metrics (seeded subsample), as ``metrics_max_cells`` at integration
@@ -434,7 +454,7 @@ def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params:
         ),
     )
     if len(results["markers"]):
-        plot_dotplot(adata, results["markers"], cluster_key, outdir / "annotation_dotplot_mqc.png")
+        io.save_figure(plot_dotplot(adata, results["markers"], cluster_key), outdir / "annotation_dotplot_mqc.png")
     if "X_umap" in adata.obsm:
         keys = ["cell_type", "compartment", cluster_key] + (
             ["celltypist_majority"] if "celltypist_majority" in adata.obs else []

@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,10 @@ from .errors import TmeflowInputError
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, progress, timed
 from .settings import StageSettings
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -246,7 +250,26 @@ def wilcoxon(adata, test: str, reference: str) -> pd.DataFrame:
 # Plots
 
 
-def plot_volcanoes(table: pd.DataFrame, title: str, lfc: float, fdr: float):
+def plot_volcanoes(table: pd.DataFrame, title: str, lfc: float, fdr: float) -> Figure:
+    """Draw one volcano per cell type of a contrast's DE table.
+
+    Parameters
+    ----------
+    table
+        DE results of one contrast (``cell_type``, ``gene``, ``log2fc``, ``padj``, ``significant``).
+    title
+        Figure title.
+    lfc
+        ``de_lfc``: the |log2 fold change| cut, drawn as dotted vertical lines.
+    fdr
+        ``de_fdr``: the adjusted-p cut, drawn as a dotted horizontal line at -log10(fdr).
+
+    Returns
+    -------
+    Figure
+        Up to 4 panels a row (significant genes red up, blue down; the 5 most significant named); the caller
+        saves it.
+    """
     from .plotting import pyplot
 
     plt = pyplot()

@@ -32,6 +32,8 @@ type, Milo's beeswarm).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -39,6 +41,9 @@ from anndata import AnnData
 
 from .errors import TmeflowInputError
 from .log import get_logger
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -205,8 +210,23 @@ def _majority_type(membership: sp.csr_matrix, cell_types: np.ndarray) -> tuple[n
     return np.asarray(categories.categories)[best], per_nhood.max(axis=1) / np.maximum(per_nhood.sum(axis=1), 1)
 
 
-def plot_beeswarm(table: pd.DataFrame, fdr: float, title: str):
-    """Neighbourhood log fold changes per majority cell type; neighbourhoods at spatial FDR < ``fdr`` coloured."""
+def plot_beeswarm(table: pd.DataFrame, fdr: float, title: str) -> Figure:
+    """Draw the neighbourhood log fold changes per majority cell type (Milo's beeswarm).
+
+    Parameters
+    ----------
+    table
+        :func:`neighbourhood_da` table of one contrast (``cell_type``, ``logfc``, ``spatial_fdr``).
+    fdr
+        Spatial FDR below which a neighbourhood is coloured (red up, blue down; others grey).
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        One row of jittered points per cell type, ordered by mean log fold change; the caller saves it.
+    """
     from .plotting import pyplot
 
     plt = pyplot()

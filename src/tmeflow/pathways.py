@@ -66,7 +66,7 @@ import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -81,6 +81,10 @@ from .plotting import pyplot
 from .settings import StageSettings
 from .signatures import filter_gene_sets, map_gene_sets, read_gmt, resource_path, ssgsea
 from .stemness import compare_conditions, cytotrace, plot_by_condition, sample_means
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -334,8 +338,24 @@ def progeny_activities(adata, species: str, *, method: str, top: int) -> list[st
 # Plots
 
 
-def heatmap(frame: pd.DataFrame, title: str, *, center: bool = True):
-    """Rows x columns heatmap, rows z-scored across columns when ``center``."""
+def plot_heatmap(frame: pd.DataFrame, title: str, *, center: bool = True) -> Figure:
+    """Draw a rows x columns heatmap of scores, rows z-scored across columns when ``center``.
+
+    Parameters
+    ----------
+    frame
+        Scores (e.g. ssGSEA signatures x conditions); index and columns label the axes.
+    title
+        Figure title.
+    center
+        Z-score each row across the columns (default; the signatures' scales differ); with a single column the
+        raw scores are drawn.
+
+    Returns
+    -------
+    Figure
+        Diverging heatmap symmetric about 0, with a colour bar; the caller saves it.
+    """
     plt = pyplot()
     data = frame.astype(float)
     if center and data.shape[1] > 1:
@@ -353,9 +373,31 @@ def heatmap(frame: pd.DataFrame, title: str, *, center: bool = True):
     return fig
 
 
-def bubble_plot(
+def plot_bubbles(
     frame: pd.DataFrame, x: str, y: str, colour: str, size: str, title: str, colour_label: str, size_label: str
-):
+) -> Figure:
+    """Draw a bubble grid: one point per row of ``frame``, placed by two label columns.
+
+    Parameters
+    ----------
+    frame
+        Long table, one row per point.
+    x, y
+        Columns whose labels (in order of first appearance) make the x and y axes.
+    colour
+        Numeric column mapped to a diverging colour scale symmetric about 0 (e.g. NES).
+    size
+        Non-negative numeric column mapped to the point area (largest point 120 pt^2; e.g. -log10 FDR).
+    title
+        Figure title.
+    colour_label, size_label
+        Legends of the colour bar and of the size encoding (in the title).
+
+    Returns
+    -------
+    Figure
+        The bubble grid; the caller saves it.
+    """
     plt = pyplot()
     xs = list(dict.fromkeys(frame[x]))
     ys = list(dict.fromkeys(frame[y]))
@@ -384,12 +426,26 @@ def bubble_plot(
     return fig
 
 
-def enrichment_plot(curves: list[tuple[str, str, float, np.ndarray, np.ndarray]], title: str):
-    """Running enrichment score (and hits) of one set per panel: (cell type, term, NES, RES, hit indices)."""
+def plot_enrichment(curves: list[tuple[str, str, float, np.ndarray, np.ndarray]], title: str) -> Figure:
+    """Draw the GSEA running enrichment score and the hits of one gene set per panel.
+
+    Parameters
+    ----------
+    curves
+        One ``(cell type, term, NES, running enrichment score per rank, hit ranks)`` per panel (Subramanian et
+        al. 2005).
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        One panel per curve (an empty one when ``curves`` is empty); the caller saves it.
+    """
     plt = pyplot()
     n = max(1, len(curves))
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.0), squeeze=False)
-    for ax, (group, term, nes, res, hits) in zip(axes.ravel(), curves):
+    for ax, (group, term, nes, res, hits) in zip(axes.ravel(), curves, strict=False):
         ax.plot(np.arange(len(res)), res, color="#2b8cbe", lw=1.2)
         ax.axhline(0, color="k", lw=0.5)
         low = float(np.min(res)) if len(res) else 0.0
@@ -527,12 +583,12 @@ def run_pathways(
             top_terms = gsea[gsea["rank"] <= 5]["term"].unique()
             shown = gsea[gsea["term"].isin(top_terms)].assign(mlog10fdr=lambda f: -np.log10(f["fdr"].clip(lower=1e-4)))
             io.save_figure(
-                bubble_plot(shown, "cell_type", "term", "nes", "mlog10fdr", f"GSEA {contrast}", "NES", "-log10 FDR"),
+                plot_bubbles(shown, "cell_type", "term", "nes", "mlog10fdr", f"GSEA {contrast}", "NES", "-log10 FDR"),
                 outdir / f"gsea_{contrast}_bubble.png",
             )
         if curves:
             io.save_figure(
-                enrichment_plot(curves, f"GSEA {contrast}: top set per cell type"),
+                plot_enrichment(curves, f"GSEA {contrast}: top set per cell type"),
                 outdir / f"gsea_{contrast}_enrichment.png",
             )
     write_gsea_table(gsea_tables, outdir / "pathways_gsea_mqc.tsv")
@@ -548,7 +604,7 @@ def run_pathways(
         by_condition = samples_table.groupby("condition")[list(scores.columns)].mean().T
         by_condition = by_condition[[c for c in conditions if c in by_condition.columns]]
         io.save_figure(
-            heatmap(by_condition, "ssGSEA (pseudobulk per sample), mean by condition"),
+            plot_heatmap(by_condition, "ssGSEA (pseudobulk per sample), mean by condition"),
             outdir / "ssgsea_by_condition_heatmap.png",
         )
         per_type, type_meta = pseudobulk_profiles(adata, ["sample", "condition", "cell_type"], MIN_PSEUDOBULK_CELLS)
@@ -559,7 +615,7 @@ def run_pathways(
         means = types_table.groupby(["cell_type", "condition"])[list(type_scores.columns)].mean()
         means.index = [f"{t} | {c}" for t, c in means.index]
         io.save_figure(
-            heatmap(means.T, "ssGSEA (pseudobulk per sample x cell type), mean by cell type and condition"),
+            plot_heatmap(means.T, "ssGSEA (pseudobulk per sample x cell type), mean by cell type and condition"),
             outdir / "ssgsea_cell_types_heatmap.png",
         )
 
@@ -608,7 +664,7 @@ def run_pathways(
         lambda v: (v - v.mean()) / (v.std() if v.std() > 0 else 1.0)
     )
     io.save_figure(
-        bubble_plot(
+        plot_bubbles(
             long,
             "score",
             "group",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,11 @@ from . import io
 from .errors import TmeflowInputError
 from .genes import SPECIES, gene_class_mask, mostly_ensembl, symbols_from_ensembl
 from .log import get_logger, timed
+from .plotting import pyplot
 from .settings import StageSettings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -273,42 +277,86 @@ def _too_few_cells_message(stats: dict[str, Any], minimum: int) -> str:
     )
 
 
-def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, settings: QcSettings) -> list[Path]:
-    """Violins of the QC metrics before/after filtering (with the fixed thresholds) and a
-    counts-vs-genes scatter coloured by the filter each cell failed.
+QC_METRICS = {  # column: (label, drawn on a log10(1 + x) scale)
+    "n_genes_by_counts": ("detected genes", True),
+    "total_counts": ("total counts", True),
+    "pct_counts_mito": ("% mitochondrial", False),
+    "pct_counts_hb": ("% haemoglobin", False),
+}
+
+
+def plot_qc_violins(cells: pd.DataFrame, sample: str, *, thresholds: dict[str, float | None] | None = None) -> Figure:
+    """Draw violins of the QC metrics before and after filtering, with the fixed thresholds.
+
+    Parameters
+    ----------
+    cells
+        One row per cell of the sample (:func:`qc_sample`'s cell table): the ``QC_METRICS`` columns and
+        ``qc_fail_reason`` (empty for kept cells).
+    sample
+        Sample name, in the title.
+    thresholds
+        Threshold drawn (red dashed line) per metric column, in the metric's units; ``None`` or a missing column
+        draws none (adaptive MAD thresholds differ per cell group, so only fixed ones are drawn).
+
+    Returns
+    -------
+    Figure
+        One panel per metric (``before`` = all cells, ``after`` = kept cells; counts on log10(1 + x)); the
+        caller saves it.
     """
-    from .plotting import pyplot
-
     plt = pyplot()
-
+    thresholds = thresholds or {}
     kept = cells["qc_fail_reason"] == ""
-    fixed = settings.qc_mode == "fixed"
-    metrics = {  # column: (label, log scale, threshold drawn)
-        "n_genes_by_counts": ("detected genes", True, settings.min_genes if fixed else None),
-        "total_counts": ("total counts", True, settings.min_counts if fixed else None),
-        "pct_counts_mito": ("% mitochondrial", False, settings.max_pct_mito if fixed else None),
-        "pct_counts_hb": ("% haemoglobin", False, settings.max_pct_hb),
-    }
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4))
-    for ax, (column, (label, log_scale, threshold)) in zip(axes, metrics.items()):
+    fig, axes = plt.subplots(1, len(QC_METRICS), figsize=(3.2 * len(QC_METRICS), 3.4))
+    for ax, (column, (label, log_scale)) in zip(axes, QC_METRICS.items(), strict=True):
         groups = [cells[column].to_numpy(), cells.loc[kept, column].to_numpy()]
         groups = [np.log10(1 + g) if log_scale else g for g in groups]
         ax.violinplot([g if len(g) else np.zeros(1) for g in groups], showmedians=True)
+        threshold = thresholds.get(column)
         if threshold is not None:
             ax.axhline(np.log10(1 + threshold) if log_scale else threshold, color="red", linestyle="--", linewidth=1)
         ax.set_xticks([1, 2], ["before", "after"])
         ax.set_title(f"log10(1 + {label})" if log_scale else label)
     fig.suptitle(f"{sample}: {int(kept.sum())} of {len(cells)} cells kept")
     fig.tight_layout()
-    violin = io.save_figure(fig, outdir / f"{sample}.qc_violin.png")
+    return fig
 
+
+def plot_qc_scatter(cells: pd.DataFrame, sample: str) -> Figure:
+    """Draw total counts against detected genes per cell, coloured by the filter each cell failed.
+
+    Parameters
+    ----------
+    cells
+        One row per cell of the sample: ``total_counts``, ``n_genes_by_counts`` and ``qc_fail_reason`` (empty for
+        kept cells, drawn as ``kept``).
+    sample
+        Sample name, the title.
+
+    Returns
+    -------
+    Figure
+        Log-log scatter, one colour per reason, the legend giving each reason's cell count; the caller saves it.
+    """
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     for reason, group in cells.groupby(cells["qc_fail_reason"].replace("", "kept")):
         ax.scatter(group["total_counts"], group["n_genes_by_counts"], s=4, alpha=0.6, label=f"{reason} ({len(group)})")
     ax.set(xscale="log", yscale="log", xlabel="total counts", ylabel="detected genes", title=sample)
     ax.legend(fontsize=7, markerscale=3)
-    scatter = io.save_figure(fig, outdir / f"{sample}.qc_scatter.png")
-    return [violin, scatter]
+    return fig
+
+
+def _drawn_thresholds(settings: QcSettings) -> dict[str, float | None]:
+    """Thresholds the violins show: the fixed-mode ones, and the haemoglobin cap in every mode."""
+    fixed = settings.qc_mode == "fixed"
+    return {
+        "n_genes_by_counts": settings.min_genes if fixed else None,
+        "total_counts": settings.min_counts if fixed else None,
+        "pct_counts_mito": settings.max_pct_mito if fixed else None,
+        "pct_counts_hb": settings.max_pct_hb,
+    }
 
 
 def write_outputs(
@@ -356,7 +404,10 @@ def write_outputs(
         "qc_fail_reason",
     ]
     io.write_table(cells[cell_columns], outdir / f"{sample}.qc_cells.tsv.gz", index=True)
-    plot_qc(cells, sample, outdir, settings)
+    io.save_figure(
+        plot_qc_violins(cells, sample, thresholds=_drawn_thresholds(settings)), outdir / f"{sample}.qc_violin.png"
+    )
+    io.save_figure(plot_qc_scatter(cells, sample), outdir / f"{sample}.qc_scatter.png")
     if kept is None:
         return None
     kept.uns["tmeflow"] = {"qc": {**io.provenance("qc", params), "stats": stats}}

@@ -11,13 +11,13 @@ import scipy.sparse as sp
 
 from ..log import get_logger, timed
 from ..stats import conformal_quantile
+from .clusters import arm_summary, cluster_cnv, smooth_over_neighbours, window_arms
+from .infer import infer_cnv
 from .positions import MALIGNANT_LABEL, NORMAL_EPITHELIAL_LABEL
 from .reference import _in_list, candidate_mask, normal_tissue_mask, reference_mask, reference_plan
 from .settings import CnvSettings
 
 logger = get_logger(__package__)
-from .clusters import arm_summary, cluster_cnv, smooth_over_neighbours, window_arms
-from .infer import infer_cnv
 
 
 @dataclass

@@ -138,15 +138,15 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
     with timed(logger, "writing cnv_cells.tsv.gz"):
         paths["cells"] = io.write_table(adata.obs[cell_columns], outdir / "cnv_cells.tsv.gz", index=True)
     with timed(logger, "plots"):
-        paths["violin"] = plot_violin(adata, outdir / "cnv_score_violin_mqc.png", params["seed"])
+        paths["violin"] = io.save_figure(plot_violin(adata, seed=params["seed"]), outdir / "cnv_score_violin_mqc.png")
         paths["arms_heatmap"] = io.write_text(
             yaml.safe_dump(arms_heatmap(result.arms, params["cnv_arm_threshold"]), sort_keys=False),
             outdir / "cnv_arms_mqc.yaml",
         )
         for patient in pd.unique(adata.obs["patient"].astype(str)):
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", patient)
-            paths[f"heatmap_{patient}"] = plot_heatmap(
-                adata, patient, outdir / f"cnv_heatmap_{safe}.png", params["seed"]
+            paths[f"heatmap_{patient}"] = io.save_figure(
+                plot_heatmap(adata, patient, seed=params["seed"]), outdir / f"cnv_heatmap_{safe}.png"
             )
     adata.uns.setdefault("tmeflow", {})
     adata.uns["tmeflow"]["cnv"] = {**io.provenance("cnv", params), "reference": result.plan.to_dict(orient="list")}

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from ..plotting import pyplot
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def plot_stacked(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str], title: str):
+
+def plot_stacked(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str], title: str) -> Figure:
+    """Draw the cell-type proportions of every sample as stacked bars.
+
+    Parameters
+    ----------
+    props
+        Samples x cell types proportions (rows sum to 1).
+    samples
+        :func:`tmeflow.composition.sample_table` (``condition`` per sample).
+    conditions
+        Condition order; samples are grouped by it, then sorted by name.
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        One bar per sample (tick label ``sample (condition)``), legend outside the axes; the caller saves it.
+    """
     plt = pyplot()
 
     order = sorted(props.index, key=lambda s: (conditions.index(samples.loc[s, "condition"]), s))
@@ -28,16 +51,38 @@ def plot_stacked(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[st
     return fig
 
 
-def plot_boxes(props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str], da: pd.DataFrame | None, title: str):
+def plot_boxes(
+    props: pd.DataFrame, samples: pd.DataFrame, conditions: list[str], da: pd.DataFrame | None, title: str
+) -> Figure:
+    """Draw the proportions of each cell type per condition as boxplots with the samples as points.
+
+    Parameters
+    ----------
+    props
+        Samples x cell types proportions.
+    samples
+        :func:`tmeflow.composition.sample_table` (``condition`` per sample).
+    conditions
+        Conditions in box order.
+    da
+        :func:`tmeflow.composition.propeller` result whose ``fdr`` is written under each panel title, or ``None``.
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        One panel per cell type, 5 a row (jitter seeded); the caller saves it.
+    """
     plt = pyplot()
 
     types = list(props.columns)
     ncol = min(5, len(types))
     nrow = int(np.ceil(len(types) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol, 2.3 * nrow), squeeze=False)
-    fdr = {} if da is None else dict(zip(da["cell_type"], da["fdr"]))
+    fdr = {} if da is None else dict(zip(da["cell_type"], da["fdr"], strict=True))
     rng = np.random.default_rng(0)  # jitter only
-    for ax, cell_type in zip(axes.ravel(), types):
+    for ax, cell_type in zip(axes.ravel(), types, strict=False):
         groups = [
             props.loc[samples.index[samples["condition"] == c].intersection(props.index), cell_type].to_numpy()
             for c in conditions
