@@ -144,7 +144,7 @@ def score_column(cell_type: str) -> str:
     return "score_" + "".join(c if c.isalnum() else "_" for c in cell_type)
 
 
-def ulm_scores(adata, net: pd.DataFrame) -> pd.DataFrame:
+def ulm_scores(adata: AnnData, net: pd.DataFrame) -> pd.DataFrame:
     """Per-cell decoupler ULM t-values (cells x types) on the log-normalised ``X``."""
     import decoupler as dc
 
@@ -207,7 +207,7 @@ def read_overrides(path: str | Path, clusters: set[str]) -> pd.DataFrame:
     return table
 
 
-def run_celltypist(adata, model_path: str | Path, cluster_key: str) -> None:
+def run_celltypist(adata: AnnData, model_path: str | Path, cluster_key: str) -> None:
     """CellTypist labels from a local model file (majority voting over ``cluster_key``)."""
     import celltypist
 
@@ -240,7 +240,7 @@ def run_celltypist(adata, model_path: str | Path, cluster_key: str) -> None:
     )
 
 
-def find_markers(adata, cluster_key: str, n_genes: int, seed: int) -> pd.DataFrame:
+def find_markers(adata: AnnData, cluster_key: str, n_genes: int, seed: int) -> pd.DataFrame:
     """Wilcoxon markers per cluster (top ``n_genes``) on at most 1,000 cells per cluster."""
     import scanpy as sc
 
@@ -405,7 +405,7 @@ def plot_dotplot(adata: AnnData, markers: pd.DataFrame, cluster_key: str) -> Fig
 LABEL_METRICS_MAX_CELLS = 20000
 
 
-def label_conservation(adata, seed: int) -> pd.DataFrame:
+def label_conservation(adata: AnnData, seed: int) -> pd.DataFrame:
     """Integration metrics again, now that cells have labels (``cell_type``), on the uncorrected PCs and
     the batch-corrected embedding (``uns['integration']``): at integration time there were no labels,
     so cLISI and label ASW were NaN and over-correction (cell types merged by the batch correction)
@@ -428,7 +428,7 @@ def label_conservation(adata, seed: int) -> pd.DataFrame:
     return table
 
 
-def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params: dict[str, Any]) -> Path:
+def write_outputs(adata: AnnData, results: dict[str, pd.DataFrame], outdir: Path, params: dict[str, Any]) -> Path:
     from .integrate import plot_umaps
 
     cluster_key = params["annotation_cluster_key"]

@@ -102,7 +102,7 @@ SKIP_COLUMNS = [
 # Inputs
 
 
-def check_counts(adata, *, file: str | Path | None = None) -> None:
+def check_counts(adata: AnnData, *, file: str | Path | None = None) -> None:
     """``layers['counts']`` must exist and hold non-negative integers (checked on up to 2,000 cells)."""
     if "counts" not in adata.layers:
         raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk DE)", file=file)
@@ -216,7 +216,7 @@ def run_pydeseq2(
     return stats.results_df
 
 
-def wilcoxon(adata, test: str, reference: str) -> pd.DataFrame:
+def wilcoxon(adata: AnnData, test: str, reference: str) -> pd.DataFrame:
     """Scanpy Wilcoxon rank-sum of ``test`` vs ``reference`` cells (log-normalised X), Bonferroni."""
     import scanpy as sc
 

@@ -50,7 +50,7 @@ logger = get_logger(__name__)
 EMBEDDINGS = ("X_scVI", "X_pca_harmony", "X_pca")
 
 
-def embedding_of(adata) -> tuple[str, np.ndarray]:
+def embedding_of(adata: AnnData) -> tuple[str, np.ndarray]:
     """The integrated embedding the atlas graph was built on (the first of :data:`EMBEDDINGS` present)."""
     for key in EMBEDDINGS:
         if key in adata.obsm:

@@ -151,9 +151,22 @@ def signature_sets(species: str, user_gmts: list[str], genes) -> dict[str, list[
 
 
 def read_de_tables(paths: list[str]) -> pd.DataFrame:
+    """Read and stack the DE tables written by ``tmeflow de``.
+
+    Parameters
+    ----------
+    paths
+        ``de_<contrast>.tsv`` files (columns ``contrast``, ``cell_type``, ``gene``, ``log2fc``, ``stat``,
+        ``padj``); a missing file or column is a one-line input error naming the file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tables concatenated, in the order given.
+    """
     frames = []
-    for path in paths:
-        path = Path(path)
+    for name in paths:
+        path = Path(name)
         if not path.is_file():
             raise TmeflowInputError("DE table not found", file=path)
         frame = pd.read_csv(path, sep="\t")
@@ -280,7 +293,7 @@ def log_cpm(counts: pd.DataFrame) -> pd.DataFrame:
     return np.log2(counts.div(totals, axis=0) * 1e6 + 1).T
 
 
-def pseudobulk_profiles(adata, by: list[str], min_cells: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pseudobulk_profiles(adata: AnnData, by: list[str], min_cells: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Raw counts summed per combination of ``obs`` columns ``by`` (groups with >= ``min_cells`` cells)."""
     counts = adata.layers["counts"] if "counts" in adata.layers else None
     if counts is None:
@@ -299,7 +312,7 @@ def pseudobulk_profiles(adata, by: list[str], min_cells: int) -> tuple[pd.DataFr
     return frame.loc[keep], meta
 
 
-def module_scores(adata, sets: dict[str, list[str]], *, ctrl_size: int, seed: int) -> list[str]:
+def module_scores(adata: AnnData, sets: dict[str, list[str]], *, ctrl_size: int, seed: int) -> list[str]:
     """Scanpy ``score_genes`` per set into ``obs['score_<SET>']``; returns the column names."""
     import scanpy as sc
 
@@ -313,7 +326,7 @@ def module_scores(adata, sets: dict[str, list[str]], *, ctrl_size: int, seed: in
     return columns
 
 
-def progeny_activities(adata, species: str, *, method: str, top: int) -> list[str]:
+def progeny_activities(adata: AnnData, species: str, *, method: str, top: int) -> list[str]:
     """PROGENy activities per cell with decoupler (bundled weights) into ``obs['progeny_<Pathway>']``."""
     import decoupler as dc
 

@@ -87,7 +87,7 @@ def check_species(var_names: pd.Index, species: str, *, sample: str, file: str |
         )
 
 
-def ensembl_to_symbols(adata, species: str, *, sample: str) -> None:
+def ensembl_to_symbols(adata: AnnData, species: str, *, sample: str) -> None:
     """Name genes by symbol when the input has Ensembl ids only (a features.tsv without symbols, an
     h5ad without a symbol column): the mitochondrial, ribosomal and haemoglobin classes, the species
     check and every later stage work on symbols. Ids without a symbol in the bundled table are kept.
@@ -113,7 +113,7 @@ def ensembl_to_symbols(adata, species: str, *, sample: str) -> None:
     )
 
 
-def compute_qc_metrics(adata, species: str) -> None:
+def compute_qc_metrics(adata: AnnData, species: str) -> None:
     """Add per-cell QC metrics to ``obs`` (counts in ``X``): ``n_genes_by_counts``, ``total_counts``,
     ``pct_counts_mito`` / ``_ribo`` / ``_hb`` and their log1p versions.
     """
@@ -171,13 +171,13 @@ def filter_reasons(obs: pd.DataFrame, settings: QcSettings) -> pd.Series:
             "max_pct_mito": obs["pct_counts_mito"].to_numpy() > settings.max_pct_mito,
         }
     failed["max_pct_hb"] = obs["pct_counts_hb"].to_numpy() > settings.max_pct_hb
-    reasons = np.full(len(obs), "", dtype=object)
+    reasons: np.ndarray = np.full(len(obs), "", dtype=object)
     for name, mask in reversed(failed.items()):  # the first listed filter wins
         reasons[mask] = name
     return pd.Series(reasons, index=obs.index, name="qc_fail_reason")
 
 
-def detect_doublets(adata, *, expected_rate: float, seed: int, sample: str) -> tuple[np.ndarray, np.ndarray]:
+def detect_doublets(adata: AnnData, *, expected_rate: float, seed: int, sample: str) -> tuple[np.ndarray, np.ndarray]:
     """Scrublet doublet scores and calls (counts in ``X``); no calls for samples too small to score."""
     import scanpy as sc
 

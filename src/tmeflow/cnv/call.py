@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ from .infer import infer_cnv
 from .positions import MALIGNANT_LABEL, NORMAL_EPITHELIAL_LABEL
 from .reference import _in_list, candidate_mask, normal_tissue_mask, reference_mask, reference_plan
 from .settings import CnvSettings
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 logger = get_logger(__package__)
 
@@ -44,18 +47,37 @@ def _pearson_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 def neighbourhood_correlation(
     X, graph, in_consensus: np.ndarray, in_null: np.ndarray, null_sum: np.ndarray, n_null: int
 ) -> np.ndarray:
-    """Correlation of each cell's neighbourhood-averaged CNV profile with the candidate-minus-null
-    contrast computed *without* the cell's neighbourhood.
+    """Correlate each cell's neighbourhood-averaged CNV profile with the candidate-minus-null contrast.
 
-    ``graph`` (cells x cells, binary, self included) defines the neighbourhood N(i); ``in_consensus``
-    marks the candidate cells whose mean makes the patient profile, ``in_null`` the held-out reference
-    cells among these rows; ``null_sum`` / ``n_null`` are the sum and number of all held-out rows of
-    the group. For cell i the contrast is mean(candidates outside N(i)) - mean(held-out cells outside
-    N(i)): a cell is never compared with a profile it or its neighbours helped to make. (Averaging
-    correlations over neighbours, as before, let each candidate's neighbours be correlated with a
-    candidate mean that contained the candidate, and each held-out cell's neighbours with a held-out
-    mean that contained it, which pushed candidates up and the null down.) Subtracting the held-out
-    mean removes the baseline's own noise, which every row shares."""
+    The contrast is computed *without* the cell's neighbourhood. ``graph`` (cells x cells, binary, self included)
+    defines the neighbourhood N(i); ``in_consensus`` marks the candidate cells whose mean makes the patient profile,
+    ``in_null`` the held-out reference cells among these rows; ``null_sum`` / ``n_null`` are the sum and number of all
+    held-out rows of the group. For cell i the contrast is mean(candidates outside N(i)) - mean(held-out cells outside
+    N(i)): a cell is never compared with a profile it or its neighbours helped to make. (Averaging correlations over
+    neighbours, as before, let each candidate's neighbours be correlated with a candidate mean that contained the
+    candidate, and each held-out cell's neighbours with a held-out mean that contained it, which pushed candidates up
+    and the null down.) Subtracting the held-out mean removes the baseline's own noise, which every row shares.
+
+    Parameters
+    ----------
+    X
+        CNV rows of the group's cells (cells x windows, sparse or dense).
+    graph
+        Cells x cells binary neighbourhood graph, self included.
+    in_consensus
+        Boolean per row: candidate cells whose mean is the patient profile.
+    in_null
+        Boolean per row: held-out reference cells among the rows.
+    null_sum
+        Sum of all held-out rows of the group (one value per window).
+    n_null
+        Number of held-out rows summed in ``null_sum``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Pearson correlation per row (0 where a profile is constant).
+    """
     X = sp.csr_matrix(X)
     cand = sp.csr_matrix(X.multiply(in_consensus[:, None].astype(np.float64)))
     nul = sp.csr_matrix(X.multiply(in_null[:, None].astype(np.float64)))
@@ -76,7 +98,7 @@ def neighbourhood_correlation(
 
 
 def cnv_high(
-    adata,
+    adata: AnnData,
     group: np.ndarray,
     nulls: dict,
     is_candidate: np.ndarray,
@@ -84,19 +106,41 @@ def cnv_high(
     level: float,
     crossed: np.ndarray | None = None,
 ):
-    """CNV-high cells: CNV correlation above the conformal ``level`` quantile
-    (:func:`tmeflow.stats.conformal_quantile`) of the held-out reference cells' correlations, and CNV
-    score above their median.
+    """Call CNV-high cells against the held-out reference cells of their group.
 
-    The held-out cells (:func:`infer_cnv`) are scored exactly like the candidates: rows against the
-    same baseline and noise filter, then :func:`neighbourhood_correlation` over the same CNV
-    neighbour graph (the baseline half, scored against the other half, is left out of every
-    neighbourhood); the CNV score is averaged over the same neighbourhoods. inferCNV and CopyKAT
-    likewise judge cells against normal cells that did not build what they are compared with. For
-    patients inferred against the cohort-wide reference, held-out cells of other patients are not in
-    the patient's graph: their single-cell rows are correlated with the contrast without themselves,
-    which varies more than a neighbourhood average, so that threshold is conservative. Returns the
-    CNV-high mask, correlation, raw and smoothed scores, per-cell threshold and per-patient thresholds."""
+    A cell is CNV-high when its CNV correlation is above the conformal ``level`` quantile
+    (:func:`tmeflow.stats.conformal_quantile`) of the held-out reference cells' correlations and its CNV score above
+    their median. The held-out cells (:func:`infer_cnv`) are scored exactly like the candidates: rows against the same
+    baseline and noise filter, then :func:`neighbourhood_correlation` over the same CNV neighbour graph (the baseline
+    half, scored against the other half, is left out of every neighbourhood); the CNV score is averaged over the same
+    neighbourhoods. inferCNV and CopyKAT likewise judge cells against normal cells that did not build what they are
+    compared with. For patients inferred against the cohort-wide reference, held-out cells of other patients are not in
+    the patient's graph: their single-cell rows are correlated with the contrast without themselves, which varies more
+    than a neighbourhood average, so that threshold is conservative.
+
+    Parameters
+    ----------
+    adata
+        Cells after :func:`tmeflow.cnv.infer_cnv` (``obsm['X_cnv']``) and :func:`tmeflow.cnv.cluster_cnv`.
+    group
+        Inference group label per cell (patient, or the cohort-wide group).
+    nulls
+        :class:`~tmeflow.cnv.ReferenceNull` per group: the held-out reference cells and their CNV rows.
+    is_candidate
+        Boolean per cell: candidate (possibly malignant) cells.
+    distances
+        CNV-neighbour distances of all cells (cells x cells, block-diagonal by patient).
+    level
+        ``cnv_score_quantile`` (default 0.95): the null quantile a correlation must exceed.
+    crossed
+        Boolean per cell: reference cells held out for a group they are not in, or ``None``.
+
+    Returns
+    -------
+    tuple
+        ``(cnv_high, correlation, raw_score, smoothed_score, threshold, patient_thresholds)``: boolean and float
+        arrays per cell (threshold: the correlation cut of the cell's group) and a dict patient -> cut.
+    """
     X = sp.csr_matrix(adata.obsm["X_cnv"])
     comparable = np.ones(adata.n_obs, dtype=bool) if crossed is None else ~crossed
     raw = np.asarray(abs(X).mean(axis=1)).ravel()
@@ -139,9 +183,43 @@ def cnv_high(
     return above, correlation, raw, smoothed, threshold, patient_thresholds
 
 
-def call_malignant(adata, settings: CnvSettings, *, n_jobs: int = 1) -> CnvResult:
-    """CNV inference, scores, clusters and malignant calls on an AnnData whose ``var`` carries positions
-    (:func:`annotate_positions`); adds ``obs`` ``malignant``, ``cnv_score``, ``cnv_cluster`` and more."""
+def call_malignant(adata: AnnData, settings: CnvSettings, *, n_jobs: int = 1) -> CnvResult:
+    """Infer CNVs, score and cluster the cells, and call malignant cells (steps 2-7 of :mod:`tmeflow.cnv`).
+
+    Parameters
+    ----------
+    adata
+        Log-normalised cells (``X``: log1p CP10k) whose ``var`` carries positions
+        (:func:`tmeflow.cnv.annotate_positions`) and whose ``obs`` has ``patient``, ``cell_type`` and, when
+        present, ``compartment``, ``condition`` and ``sample``.
+    settings
+        The stage's ``cnv_options`` (reference and candidate types, window, step, quantile, cluster rules, seed).
+    n_jobs
+        Worker processes for infercnvpy's smoothing.
+
+    Returns
+    -------
+    CnvResult
+        Reference plan per patient, the CNV-cluster table, the arm summary, the arm of every window and the
+        per-patient summary table.
+
+    Adds
+    ----
+    ``obs['cnv_score']``, ``obs['cnv_score_cell']``
+        Mean absolute CNV signal of the cell averaged over its CNV neighbours, and the cell's own value.
+    ``obs['cnv_correlation']``, ``obs['cnv_threshold']``
+        Neighbourhood CNV correlation with the patient contrast, and the null cut it is compared with.
+    ``obs['cnv_high']``, ``obs['malignant']``
+        CNV-high cells, and the malignant call (candidates of malignant CNV clusters).
+    ``obs['cnv_reference']``, ``obs['cnv_candidate']``, ``obs['cnv_group']``
+        Reference cells, candidate cells and the inference group (patient or cohort).
+    ``obs['cnv_cluster']``
+        CNV cluster ``<patient>:<n>``.
+    ``obs['cell_type']``, ``obs['cell_type_pre_cnv']``
+        ``Malignant`` / ``Epithelial (normal)`` relabelling of candidates, and the label before it.
+    ``obsm['X_cnv']``, ``obsm['X_cnv_pca']``, ``uns['cnv']``
+        CNV matrix (cells x windows), its PCA within each patient, and ``chr_pos`` (first window per chromosome).
+    """
     obs = adata.obs
     is_reference = reference_mask(obs, settings)
     is_candidate = candidate_mask(obs, settings)
@@ -235,7 +313,7 @@ def call_malignant(adata, settings: CnvSettings, *, n_jobs: int = 1) -> CnvResul
     return CnvResult(plan=plan, clusters=cluster_table, arms=arm_table, window_arms=arms, summary=summary)
 
 
-def _relabel(adata, is_candidate: np.ndarray, malignant: np.ndarray) -> None:
+def _relabel(adata: AnnData, is_candidate: np.ndarray, malignant: np.ndarray) -> None:
     obs = adata.obs
     before = obs["cell_type"].astype(str).to_numpy()
     obs["cell_type_pre_cnv"] = pd.Categorical(before)
@@ -248,7 +326,7 @@ def _relabel(adata, is_candidate: np.ndarray, malignant: np.ndarray) -> None:
     obs["cell_type"] = pd.Categorical(after)
 
 
-def _summary(adata, plan: pd.DataFrame, arms: pd.DataFrame) -> pd.DataFrame:
+def _summary(adata: AnnData, plan: pd.DataFrame, arms: pd.DataFrame) -> pd.DataFrame:
     obs = adata.obs
     patients = obs["patient"].astype(str)
     rows = []

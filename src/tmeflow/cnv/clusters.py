@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,25 +12,60 @@ import scipy.sparse as sp
 from .positions import N_PCS, SCORE_NEIGHBOURS
 from .reference import neighbour_transformer
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+
 
 def window_arms(var: pd.DataFrame, window: int, step: int, chr_pos: dict[str, int], n_windows: int) -> np.ndarray:
-    """Chromosome arm of every CNV window (the arm of its central gene), as infercnvpy lays them out."""
+    """Assign every CNV window the chromosome arm of its central gene, as infercnvpy lays windows out.
+
+    Parameters
+    ----------
+    var
+        Gene table with ``cnv_gene`` (used for CNV), ``chromosome``, ``start`` and ``chr_arm``.
+    window, step
+        ``cnv_window`` genes per window and ``cnv_step`` genes between window starts.
+    chr_pos
+        First window of each chromosome (``uns['cnv']['chr_pos']``).
+    n_windows
+        Number of windows (columns of ``obsm['X_cnv']``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of ``n_windows`` arm names (e.g. ``'7p'``; ``None`` where no window maps).
+    """
     placed = var[var["cnv_gene"].to_numpy(dtype=bool)]
-    arms = np.empty(n_windows, dtype=object)
+    arms: np.ndarray = np.empty(n_windows, dtype=object)
     for chrom, first in chr_pos.items():
         genes = placed[placed["chromosome"] == chrom].sort_values("start")
         n = len(genes)
         if n > window:
-            centres = np.arange(0, n - window + 1)[::step] + window // 2
+            centres: np.ndarray = np.arange(0, n - window + 1)[::step] + window // 2
         else:
-            centres = np.array([n // 2])
+            centres = np.array([n // 2], dtype=np.int64)
         arms[first : first + len(centres)] = genes["chr_arm"].to_numpy()[centres]
     return arms
 
 
 def smooth_over_neighbours(values: np.ndarray, distances, include: np.ndarray | None = None) -> np.ndarray:
-    """Average of each cell's value and its CNV neighbours' values (only neighbours in ``include``
-    when given: the baseline half of the reference, scored against the other half, is not comparable)."""
+    """Average each cell's value with its CNV neighbours' values.
+
+    Parameters
+    ----------
+    values
+        One value per cell.
+    distances
+        Cells x cells CNV-neighbour distances (an edge where > 0).
+    include
+        Boolean per cell: only these neighbours count (the baseline half of the reference, scored against the
+        other half, is not comparable); ``None``: all.
+
+    Returns
+    -------
+    numpy.ndarray
+        Mean of the cell and its included neighbours, one per cell.
+    """
     edges = (distances > 0).astype(np.float64)
     if include is not None:
         edges = sp.csr_matrix(edges) @ sp.diags(np.asarray(include, dtype=np.float64))
@@ -45,13 +81,36 @@ def _cluster_key(label: str) -> tuple:
     return (patient, int(number)) if number.isdigit() else (str(label), -1)
 
 
-def cluster_cnv(adata, *, resolution: float, seed: int):
-    """CNV-PCA, neighbours and Leiden clusters within each patient (``obs['cnv_cluster']``, labelled
-    ``<patient>:<n>``); returns the CNV-neighbour distances of all cells (block-diagonal by patient).
+def cluster_cnv(adata: AnnData, *, resolution: float, seed: int) -> sp.csr_matrix:
+    """Cluster the cells by CNV profile within each patient: CNV-PCA, neighbours and Leiden.
 
     Malignant clones are patient-specific, so clustering per patient loses nothing and keeps the
     neighbour search quadratic in the patient's cells only (exact scikit-learn neighbours up to
-    ``EXACT_NEIGHBOURS_MAX_CELLS`` cells, no numba compilation; pynndescent above)."""
+    ``EXACT_NEIGHBOURS_MAX_CELLS`` cells, no numba compilation; pynndescent above).
+
+    Parameters
+    ----------
+    adata
+        Cells with ``obsm['X_cnv']`` (:func:`tmeflow.cnv.infer_cnv`) and ``obs['patient']``.
+    resolution
+        ``cnv_leiden_resolution`` of :func:`infercnvpy.tl.leiden`.
+    seed
+        Seed of the PCA and Leiden.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        CNV-neighbour distances of all cells (cells x cells, block-diagonal by patient).
+
+    Adds
+    ----
+    ``obs['cnv_cluster']``
+        Categorical ``<patient>:<n>`` (numeric order within patient).
+    ``obsm['X_cnv_pca']``
+        CNV principal components (``N_PCS`` columns; zero-padded for small patients).
+    ``obsp['cnv_neighbors_distances']``
+        The returned distances.
+    """
     import anndata as ad
     import infercnvpy as cnv
 
@@ -97,8 +156,24 @@ def cluster_cnv(adata, *, resolution: float, seed: int):
     return distances
 
 
-def arm_summary(adata, arms: np.ndarray, threshold: float) -> pd.DataFrame:
-    """Mean CNV per arm over malignant cells, per patient (``cnv_cluster`` 'all') and patient x cluster."""
+def arm_summary(adata: AnnData, arms: np.ndarray, threshold: float) -> pd.DataFrame:
+    """Average the CNV signal per chromosome arm over the malignant cells of each patient and CNV cluster.
+
+    Parameters
+    ----------
+    adata
+        Cells after the malignant call (``obsm['X_cnv']``, ``obs`` ``malignant``, ``patient``, ``cnv_cluster``).
+    arms
+        Arm of every window (:func:`window_arms`).
+    threshold
+        ``cnv_arm_threshold``: mean above it is a ``gain``, below minus it a ``loss``, else ``neutral``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient x cluster (``cnv_cluster`` ``all`` for the patient) x arm: ``patient``,
+        ``cnv_cluster``, ``n_cells``, ``chr_arm``, ``n_windows``, ``mean_cnv``, ``median_cnv``, ``call``.
+    """
     X = adata.obsm["X_cnv"]
     malignant = adata.obs["malignant"].to_numpy(dtype=bool)
     arm_names = [a for a in pd.unique(arms) if a is not None]
@@ -123,7 +198,7 @@ def arm_summary(adata, arms: np.ndarray, threshold: float) -> pd.DataFrame:
         mean_window = np.asarray(X[cells].mean(axis=0)).ravel()
         per_arm = (mean_window @ indicator) / n_windows
         median_arm = [float(np.median(mean_window[arm_index == i])) for i in range(len(arm_order))]
-        for arm, value, median, n_win in zip(arm_order, per_arm, median_arm, n_windows):
+        for arm, value, median, n_win in zip(arm_order, per_arm, median_arm, n_windows, strict=True):
             call = "gain" if value > threshold else "loss" if value < -threshold else "neutral"
             rows.append(
                 {

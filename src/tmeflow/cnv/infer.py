@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,9 @@ import scipy.sparse as sp
 from ..log import get_logger
 from .positions import MIN_CELLS_PER_REFERENCE_TYPE
 from .reference import reference_profiles
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 from .settings import CnvSettings
 
 logger = get_logger(__package__)
@@ -37,13 +41,30 @@ class ReferenceNull:
 
 
 def split_reference(cell_types: np.ndarray, mask: np.ndarray, seed: int, salt: str) -> tuple[np.ndarray, np.ndarray]:
-    """Split the reference cells at random (seeded), within each cell type, into a half that builds the
-    baseline and a half that is the null; both are ``mask``-sized boolean arrays. A reference with
-    fewer than ``2 * MIN_NULL_CELLS`` cells is not split (both masks are the whole reference)."""
+    """Split the reference cells at random (seeded), within each cell type, into a baseline and a null half.
+
+    A reference with fewer than ``2 * MIN_NULL_CELLS`` cells is not split (both masks are the whole reference).
+
+    Parameters
+    ----------
+    cell_types
+        Cell-type label per cell (the split is stratified by it; odd counts give the baseline one more).
+    mask
+        Boolean per cell: the reference cells to split.
+    seed
+        Pipeline seed.
+    salt
+        Group name mixed into the seed, so that every inference group draws its own split.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(baseline, null)``: ``mask``-sized boolean arrays.
+    """
     if mask.sum() < 2 * MIN_NULL_CELLS:
         return mask.copy(), mask.copy()
     rng = np.random.default_rng([int(seed), *(ord(ch) for ch in salt)])
-    build = np.zeros(len(mask), dtype=bool)
+    build: np.ndarray = np.zeros(len(mask), dtype=bool)
     for cell_type in pd.unique(cell_types[mask]):
         members = rng.permutation(np.flatnonzero(mask & (cell_types == cell_type)))
         build[members[: (len(members) + 1) // 2]] = True
@@ -51,13 +72,29 @@ def split_reference(cell_types: np.ndarray, mask: np.ndarray, seed: int, salt: s
 
 
 def chunk_cells(n_genes: int) -> int:
-    """Cells per infercnvpy call (bounds the dense cells x genes block to ~2e7 values)."""
+    """Choose the cells per infercnvpy call, bounding the dense cells x genes block to ~2e7 values.
+
+    Parameters
+    ----------
+    n_genes
+        Genes in the inference.
+
+    Returns
+    -------
+    int
+        Cells per chunk, between 200 and 2,000.
+    """
     return max(200, min(2000, int(2e7 // max(n_genes, 1))))
 
 
-def _infer_rows(adata, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarray, settings: CnvSettings, n_jobs: int):
-    """Undenoised CNV rows of ``cells`` against ``profiles`` (infercnvpy without its per-chunk noise
-    filter), as (chr_pos, dense float32 block) per chunk of :func:`chunk_cells` cells."""
+def _infer_rows(
+    adata: AnnData, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarray, settings: CnvSettings, n_jobs: int
+):
+    """Yield the undenoised CNV rows of ``cells`` against ``profiles``, chunk by chunk.
+
+    infercnvpy without its per-chunk noise filter; ``(start, chr_pos, dense float32 block)`` per chunk of
+    :func:`chunk_cells` cells.
+    """
     import infercnvpy as cnv
 
     chunk = chunk_cells(int(genes.sum()))
@@ -78,7 +115,7 @@ def _infer_rows(adata, cells: np.ndarray, genes: np.ndarray, profiles: np.ndarra
 
 
 def _rows(
-    adata,
+    adata: AnnData,
     cells,
     genes,
     profiles,
@@ -89,12 +126,15 @@ def _rows(
     threshold=None,
     programme=None,
 ):
-    """CNV rows of ``cells`` (csr, or dense when ``threshold`` is None), each minus its sample's offset
-    and, for candidate cells of a type in ``programme`` (:class:`Programme`), minus that type's
-    cross-patient consensus, and, with a ``threshold``, denoised chunk by chunk (memory stays one chunk
-    of dense rows)."""
+    """Compute the CNV rows of ``cells`` (csr, or dense when ``threshold`` is None).
+
+    Each row is minus its sample's offset and, for candidate cells of a type in ``programme``
+    (:class:`Programme`), minus that type's cross-patient consensus, and, with a ``threshold``, denoised chunk
+    by chunk (memory stays one chunk of dense rows).
+    """
     blocks, chr_pos = [], None
-    for start, chr_pos, block in _infer_rows(adata, cells, genes, profiles, settings, n_jobs):
+    for start, positions, block in _infer_rows(adata, cells, genes, profiles, settings, n_jobs):
+        chr_pos = positions
         if offsets:
             block_samples = samples[cells[start : start + len(block)]]
             for sample, offset in offsets.items():
@@ -127,12 +167,13 @@ class Programme:
     cell_types: np.ndarray  # adata-sized cell-type labels
 
     def subtract(self, block: np.ndarray, cells: np.ndarray) -> None:
+        """Subtract, in place, each candidate cell type's consensus from its rows of ``block`` (rows: ``cells``)."""
         for cell_type, row in self.consensus.items():
             block[self.candidates[cells] & (self.cell_types[cells] == cell_type)] -= row
 
 
 def candidate_programme(
-    adata,
+    adata: AnnData,
     candidates: np.ndarray,
     genes: np.ndarray,
     profiles: np.ndarray,
@@ -141,24 +182,48 @@ def candidate_programme(
     offsets: dict[str, np.ndarray],
     samples: np.ndarray | None,
 ) -> Programme | None:
-    """Cross-patient consensus of the candidates' CNV rows, per candidate cell type: against a reference
-    of other cell types only (immune cells), the expression programme of the candidates' own cell type
-    (e.g. epithelial genes) reads as a CNV of every candidate, normal or malignant. That programme is
-    shared by the cell type in every patient, whereas copy-number changes of carcinomas are
-    patient-specific (clonal). So, against the group's baseline, each patient's mean CNV row of the
-    type's candidates (at most :data:`CONSENSUS_CELLS` per patient, after the sample offsets) is taken,
-    and their window-wise median across patients is the type's expression programme, subtracted from its
-    candidates' rows (cf. Tirosh et al. 2016, Science 352:189, who judged cells by the correlation with
-    their own tumour's consensus CNV profile; CopyKAT and SCEVAN likewise look for what distinguishes a
-    clone from the cell population's baseline). The median over at least :data:`MIN_CONSENSUS_PATIENTS`
-    patients leaves out a change present in fewer than half of them; a change recurrent in most
-    patients (e.g. a cancer type's hallmark arm event) is absorbed into the consensus and weakened.
-    None when no candidate type has :data:`MIN_CONSENSUS_PATIENTS` patients with
-    ``2 * MIN_CELLS_PER_REFERENCE_TYPE`` candidates of it."""
+    """Find the cross-patient consensus of the candidates' CNV rows, per candidate cell type.
+
+    Against a reference of other cell types only (immune cells), the expression programme of the candidates' own cell
+    type (e.g. epithelial genes) reads as a CNV of every candidate, normal or malignant. That programme is shared by the
+    cell type in every patient, whereas copy-number changes of carcinomas are patient-specific (clonal). So, against the
+    group's baseline, each patient's mean CNV row of the type's candidates (at most :data:`CONSENSUS_CELLS` per patient,
+    after the sample offsets) is taken, and their window-wise median across patients is the type's expression programme,
+    subtracted from its candidates' rows (cf. Tirosh et al. 2016, Science 352:189, who judged cells by the correlation
+    with their own tumour's consensus CNV profile; CopyKAT and SCEVAN likewise look for what distinguishes a clone from
+    the cell population's baseline). The median over at least :data:`MIN_CONSENSUS_PATIENTS` patients leaves out a
+    change present in fewer than half of them; a change recurrent in most patients (e.g. a cancer type's hallmark arm
+    event) is absorbed into the consensus and weakened.
+
+    Parameters
+    ----------
+    adata
+        Log-normalised cells (``obs`` ``patient``, ``cell_type``).
+    candidates
+        Boolean per cell: candidate cells.
+    genes
+        Boolean per gene: genes used for CNV.
+    profiles
+        Reference expression profiles (reference types x genes) of the group's baseline.
+    settings
+        ``cnv_options`` (window, step, clip, seed).
+    n_jobs
+        infercnvpy worker processes.
+    offsets
+        Sample offsets (:func:`sample_offsets`) subtracted first.
+    samples
+        Sample per cell, or ``None`` without sample offsets.
+
+    Returns
+    -------
+    Programme or None
+        The consensus row per candidate cell type; ``None`` when no candidate type has
+        :data:`MIN_CONSENSUS_PATIENTS` patients with ``2 * MIN_CELLS_PER_REFERENCE_TYPE`` candidates of it.
+    """
     patients = adata.obs["patient"].astype(str).to_numpy()
     cell_types = adata.obs["cell_type"].astype(str).to_numpy()
     rng = np.random.default_rng(settings.seed)
-    consensus = {}
+    consensus: dict[str, np.ndarray] = {}
     for cell_type in pd.unique(cell_types[candidates]):
         means = []
         for patient in pd.unique(patients[candidates]):
@@ -182,15 +247,31 @@ def candidate_programme(
 
 
 def sample_offsets(rows: np.ndarray, samples: np.ndarray, cell_types: np.ndarray) -> dict[str, np.ndarray]:
-    """What every cell of a sample shares: per sample, the mean over anchor cell types (the reference
-    cell types, e.g. T, NK, B, which carry no CNV) with at least ``MIN_CELLS_PER_REFERENCE_TYPE`` cells
-    there of (the type's mean CNV row in the sample - its mean over all samples), shrunk towards 0 by
-    the positive-part James-Stein factor ``max(0, 1 - noise / |offset|^2)`` (James & Stein 1961; noise:
-    the summed sampling variance of the offset over windows). ``rows`` are the anchors' CNV rows
-    against one baseline. A batch or sample effect on gene expression otherwise reads as a CNV shared
-    by every cell of the sample, which the candidate profile picks up and the held-out reference cells
-    of other samples (normal tissue) do not; an offset estimated from few anchors would add its own
-    shared noise instead, hence the shrinkage (no batch effect: offsets near 0)."""
+    """Estimate what every cell of a sample shares (a batch offset), per sample.
+
+    The offset is the mean over anchor cell types (the reference cell types, e.g. T, NK, B, which carry no CNV) with at
+    least ``MIN_CELLS_PER_REFERENCE_TYPE`` cells there of (the type's mean CNV row in the sample - its mean over all
+    samples), shrunk towards 0 by the positive-part James-Stein factor ``max(0, 1 - noise / |offset|^2)`` (James & Stein
+    1961; noise: the summed sampling variance of the offset over windows). ``rows`` are the anchors' CNV rows against
+    one baseline. A batch or sample effect on gene expression otherwise reads as a CNV shared by every cell of the
+    sample, which the candidate profile picks up and the held-out reference cells of other samples (normal tissue) do
+    not; an offset estimated from few anchors would add its own shared noise instead, hence the shrinkage (no batch
+    effect: offsets near 0).
+
+    Parameters
+    ----------
+    rows
+        CNV rows of the anchor cells (cells x windows).
+    samples
+        Sample per row.
+    cell_types
+        Cell type per row.
+
+    Returns
+    -------
+    dict
+        Sample -> offset (float32, one value per window); samples without anchors of any type are absent.
+    """
     offsets: dict[str, np.ndarray] = {}
     stats = {}
     for t in pd.unique(cell_types):
@@ -219,7 +300,7 @@ def sample_offsets(rows: np.ndarray, samples: np.ndarray, cell_types: np.ndarray
 
 
 def infer_cnv(
-    adata,
+    adata: AnnData,
     plan: pd.DataFrame,
     is_reference: np.ndarray,
     normal_tissue: np.ndarray,
@@ -229,11 +310,7 @@ def infer_cnv(
     anchors: np.ndarray | None = None,
     candidates: np.ndarray | None = None,
 ):
-    """Run infercnvpy per inference group; store ``obsm['X_cnv']`` (cells in ``adata`` order) and
-    ``uns['cnv']``; return the per-cell group label, the mask of the reference cells of every group
-    (normal-tissue candidate-like cells when the group has ``cnv_min_reference_cells`` of them, else
-    the reference cell types), each group's :class:`ReferenceNull` and the mask of the baseline
-    halves (their rows are against the other half's baseline).
+    """Run infercnvpy per inference group against a held-out-calibrated baseline.
 
     Calibration (cross-fitting: inferCNV and CopyKAT compare cells with normal cells that did not take
     part in the comparison): the group's reference cells are split at random within each cell type
@@ -248,7 +325,43 @@ def infer_cnv(
     value per group, instead of infercnvpy's SD of each chunk of cells, which made a cell's profile
     depend on the cells that shared its chunk. When the group's reference has no normal tissue of the
     candidates' type, the candidates' cross-patient consensus (:func:`candidate_programme`) is subtracted
-    from their rows (``candidates``: the candidate mask)."""
+    from their rows (``candidates``: the candidate mask).
+
+    Parameters
+    ----------
+    adata
+        Log-normalised cells (log1p CP10k in ``X``) with positions in ``var``; ``obs`` ``patient``,
+        ``cell_type`` and optionally ``sample``.
+    plan
+        :func:`tmeflow.cnv.reference_plan`: the inference group of every patient.
+    is_reference
+        Boolean per cell: reference cells (:func:`tmeflow.cnv.reference_mask`).
+    normal_tissue
+        Boolean per cell: candidate-like cells of normal samples (:func:`tmeflow.cnv.normal_tissue_mask`).
+    settings
+        ``cnv_options``.
+    n_jobs
+        infercnvpy worker processes.
+    anchors
+        Boolean per cell: cells of the reference cell types, for the sample offsets; ``None``: no offsets.
+    candidates
+        Boolean per cell: candidate cells, for the cross-patient consensus; ``None``: no consensus.
+
+    Returns
+    -------
+    tuple
+        ``(group, profile_cells, nulls, crossed)``: inference group per cell; the mask of the reference cells
+        that define each group's profile (normal-tissue cells when the group has ``cnv_min_reference_cells``
+        of them, else the reference cell types); :class:`ReferenceNull` per group; the mask of the baseline
+        halves (their rows are against the other half's baseline).
+
+    Adds
+    ----
+    ``obsm['X_cnv']``
+        Denoised CNV matrix (cells x windows, csr, ``adata`` order).
+    ``uns['cnv']``
+        ``{'chr_pos': first window of each chromosome}``.
+    """
     patients = adata.obs["patient"].astype(str).to_numpy()
     cell_types = adata.obs["cell_type"].astype(str).to_numpy()
     samples = adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs.columns else None
@@ -316,7 +429,8 @@ def infer_cnv(
             programme = candidate_programme(adata, candidates, genes, profiles, settings, n_jobs, offsets, samples)
             if programme is None:
                 logger.warning(
-                    "CNV group %s: no normal-tissue cells of the candidates' type in the reference (cnv_normal_conditions) "
+                    "CNV group %s: no normal-tissue cells of the candidates' type in the reference "
+                    "(cnv_normal_conditions) "
                     "and fewer than %d patients with candidates of one type for a cross-patient consensus; the null "
                     "holds only %s cells, so cell-type expression differences can look like CNVs (simulated "
                     "normal-only cohorts: 30-65%% of normal epithelial cells CNV-high)",
@@ -347,5 +461,7 @@ def infer_cnv(
     inverse = np.empty(adata.n_obs, dtype=np.int64)
     inverse[np.concatenate(order)] = np.arange(adata.n_obs)
     adata.obsm["X_cnv"] = stacked[inverse]
+    if chr_pos is None:
+        raise RuntimeError("CNV inference produced no windows")
     adata.uns["cnv"] = {"chr_pos": {k: int(v) for k, v in chr_pos.items()}}
     return group, profile_cells, nulls, crossed_cells

@@ -37,8 +37,13 @@ def dependency_problem() -> str | None:
 
 
 def neighbour_transformer() -> str | None:
-    """``None`` (scanpy's default, pynndescent on large data) or ``'sklearn'`` when pynndescent is a
-    known-bad version.
+    """Choose the neighbour search of the CNV graph, avoiding a known-bad pynndescent.
+
+    Returns
+    -------
+    str or None
+        ``None`` (scanpy's default, pynndescent on large data) or ``'sklearn'`` when pynndescent is a known-bad
+        version (with a warning).
     """
     problem = dependency_problem()
     if problem and problem.startswith("pynndescent"):
@@ -56,7 +61,7 @@ def _in_list(values: pd.Series, items: list[str]) -> np.ndarray:
 
 
 def _candidate_like(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
-    mask = np.zeros(len(obs), dtype=bool)
+    mask: np.ndarray = np.zeros(len(obs), dtype=bool)
     compartments = settings.candidate_compartments
     if compartments and "compartment" in obs.columns:
         mask |= _in_list(obs["compartment"], compartments)
@@ -75,11 +80,38 @@ def normal_tissue_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
 
 
 def reference_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
-    """Reference cells: the cell types of cnv_reference_types, plus candidate-like cells of normal tissue."""
+    """Mark the reference cells: the cell types of ``cnv_reference_types`` and candidate-like normal-tissue cells.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``cell_type``; ``compartment`` and ``condition`` when present).
+    settings
+        ``cnv_options`` (reference types, candidate compartments/types, normal conditions; case-insensitive).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per cell.
+    """
     return _in_list(obs["cell_type"], settings.reference_types) | normal_tissue_mask(obs, settings)
 
 
 def candidate_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
+    """Mark the candidate cells: ``cnv_candidate_compartments`` / ``cnv_candidate_types``, never reference cells.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``cell_type``; ``compartment`` and ``condition`` when present).
+    settings
+        ``cnv_options``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per cell.
+    """
     return _candidate_like(obs, settings) & ~reference_mask(obs, settings)
 
 

@@ -22,7 +22,6 @@ MIN_SAMPLES_DA = 2  # per condition: with fewer, no residual variance can be est
 
 def read_obs(path: str | Path) -> pd.DataFrame:
     """``obs`` of an h5ad file, without loading the matrix."""
-
     adata = read_h5ad(path, "atlas h5ad", backed="r")
     obs = adata.obs.copy()
     adata.file.close()

@@ -30,7 +30,7 @@ def trigamma_inverse(x: np.ndarray) -> np.ndarray:
 
 
 def fit_f_dist(s2: np.ndarray, df1: float) -> tuple[float, float]:
-    """limma ``fitFDist`` (non-robust, no covariate): prior ``(s0^2, d0)`` of residual variances."""
+    """Limma ``fitFDist`` (non-robust, no covariate): prior ``(s0^2, d0)`` of residual variances."""
     from scipy.special import digamma, polygamma
 
     s2 = np.asarray(s2, dtype=float)
@@ -67,7 +67,8 @@ def _f_distribution(df1: float, df2: float):
 
 def _winsorized_moments(df1: float, df2: float, tail: tuple[float, float]) -> tuple[float, float]:
     """Mean and variance of log(F) Winsorized at the ``tail`` probabilities, by 128-point Gauss-Legendre
-    quadrature on x / (1 + x) (limma ``fitFDistRobustly``'s ``winsorizedMoments``)."""
+    quadrature on x / (1 + x) (limma ``fitFDistRobustly``'s ``winsorizedMoments``).
+    """
     nodes, weights = np.polynomial.legendre.leggauss(128)
     nodes, weights = (nodes + 1.0) / 2.0, weights / 2.0  # statmod gauss.quad.prob(128, "uniform")
     dist = _f_distribution(df1, df2)
@@ -87,13 +88,14 @@ def _winsorized_moments(df1: float, df2: float, tail: tuple[float, float]) -> tu
 def fit_f_dist_robust(
     s2: np.ndarray, df1: float, tail: tuple[float, float] = WINSOR_TAIL_P
 ) -> tuple[float, np.ndarray]:
-    """limma ``fitFDistRobustly`` (no covariate; Phipson, Lee, Majewski, Alexander & Smyth 2016, *Ann
+    """Limma ``fitFDistRobustly`` (no covariate; Phipson, Lee, Majewski, Alexander & Smyth 2016, *Ann
     Appl Stat* 10:946): prior scale ``s0^2`` and per-feature prior df of residual variances, robust
     to outlier variances. The moments of Winsorized log-variances are matched to those of a
     Winsorized scaled F-distribution (df2 searched between the non-robust estimate and infinity);
     a variance that is an outlier (upper tail probability below its empirical rank probability) gets
     a smaller prior df (shrunk less towards ``s0^2``), monotone in its tail probability. With fewer
-    than 10 features (both tail proportions below 1/n) the non-robust fit is returned, as limma does."""
+    than 10 features (both tail proportions below 1/n) the non-robust fit is returned, as limma does.
+    """
     from scipy.optimize import brentq
     from scipy.stats import rankdata, trim_mean
 
@@ -213,7 +215,7 @@ def linear_model_test(
         s2 = np.sum(resid**2, axis=0) / df_res
     else:
         s2 = np.full(values.shape[1], np.nan)
-    df_prior = 0.0
+    df_prior: float | np.ndarray = 0.0
     s2_post = s2
     df_total = np.full(values.shape[1], float(df_res))
     if moderated and df_res > 0:
@@ -248,7 +250,8 @@ def linear_model_test(
 
 def condition_design(samples: pd.DataFrame, test: str, *, paired: bool) -> np.ndarray:
     """Design matrix of one contrast over ``samples`` (rows): intercept, condition == ``test`` (the
-    tested coefficient, column 1) and, when ``paired``, one indicator per patient but the first."""
+    tested coefficient, column 1) and, when ``paired``, one indicator per patient but the first.
+    """
     columns = [np.ones(len(samples)), (samples["condition"] == test).to_numpy(dtype=float)]
     if paired:
         patients = sorted(samples["patient"].unique())
@@ -261,7 +264,8 @@ def contrast_design(
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | int]:
     """The samples fitted, the design and the contrast of ``test - reference``: ``~ 0 + condition``
     (``+ patient`` but the first when ``paired``) over every sample; when that design is not of full
-    rank, :func:`condition_design` over the two contrasted conditions (contrast: its coefficient 1)."""
+    rank, :func:`condition_design` over the two contrasted conditions (contrast: its coefficient 1).
+    """
     conditions = sorted(samples["condition"].unique())
     columns = [(samples["condition"] == condition).to_numpy(dtype=float) for condition in conditions]
     if paired:

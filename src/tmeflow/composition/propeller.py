@@ -12,7 +12,7 @@ from .limma import contrast_design, linear_model_test
 
 
 def transform_proportions(counts: pd.DataFrame, transform: str) -> pd.DataFrame:
-    """speckle ``getTransformedProps``: ``logit`` of (counts + 0.5) proportions, or ``asin(sqrt(p))``."""
+    """Speckle ``getTransformedProps``: ``logit`` of (counts + 0.5) proportions, or ``asin(sqrt(p))``."""
     values = counts.to_numpy(dtype=float)
     if transform == "logit":
         pseudo = values + 0.5
