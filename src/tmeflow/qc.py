@@ -76,7 +76,17 @@ class QCResult:
 
 
 def check_species(var_names: pd.Index, species: str, *, sample: str, file: str | None = None) -> None:
-    """Fail when the gene symbols look like another species (mitochondrial genes of the other one)."""
+    """Fail when the gene symbols look like another species (mitochondrial genes of the other one only).
+
+    Parameters
+    ----------
+    var_names
+        Gene symbols of the sample.
+    species
+        Declared species of the sample (samplesheet).
+    sample, file
+        Named in the one-line error.
+    """
     other = next(s for s in SPECIES if s != species)
     if not gene_class_mask(var_names, species, "mito").any() and gene_class_mask(var_names, other, "mito").any():
         raise TmeflowInputError(
@@ -88,10 +98,25 @@ def check_species(var_names: pd.Index, species: str, *, sample: str, file: str |
 
 
 def ensembl_to_symbols(adata: AnnData, species: str, *, sample: str) -> None:
-    """Name genes by symbol when the input has Ensembl ids only (a features.tsv without symbols, an
-    h5ad without a symbol column): the mitochondrial, ribosomal and haemoglobin classes, the species
-    check and every later stage work on symbols. Ids without a symbol in the bundled table are kept.
-    Fails when no mitochondrial gene can be named, rather than setting % mito to 0 for every cell.
+    """Name genes by symbol when the input has Ensembl ids only.
+
+    A features.tsv without symbols or an h5ad without a symbol column: the mitochondrial, ribosomal and haemoglobin
+    classes, the species check and every later stage work on symbols. Ids without a symbol in the bundled table are
+    kept. Fails when no mitochondrial gene can be named, rather than setting % mito to 0 for every cell.
+
+    Parameters
+    ----------
+    adata
+        One sample's cells x genes.
+    species
+        ``human`` or ``mouse`` (the bundled id -> symbol table).
+    sample
+        Named in the error.
+
+    Adds
+    ----
+    ``var['gene_ids']``
+        The Ensembl ids (``var_names`` become symbols, made unique).
     """
     if not mostly_ensembl(adata.var_names):
         return
@@ -114,8 +139,23 @@ def ensembl_to_symbols(adata: AnnData, species: str, *, sample: str) -> None:
 
 
 def compute_qc_metrics(adata: AnnData, species: str) -> None:
-    """Add per-cell QC metrics to ``obs`` (counts in ``X``): ``n_genes_by_counts``, ``total_counts``,
-    ``pct_counts_mito`` / ``_ribo`` / ``_hb`` and their log1p versions.
+    """Add per-cell QC metrics (scanpy ``calculate_qc_metrics``; counts in ``X``).
+
+    Parameters
+    ----------
+    adata
+        One sample's raw counts.
+    species
+        ``human`` or ``mouse``: which symbols are mitochondrial (``MT-``/``mt-``), ribosomal and haemoglobin.
+
+    Adds
+    ----
+    ``var['mito']``, ``var['ribo']``, ``var['hb']``
+        Gene-class masks.
+    ``obs['n_genes_by_counts']``, ``obs['total_counts']``
+        Detected genes and total counts per cell (and their ``log1p_`` versions).
+    ``obs['pct_counts_mito']``, ``obs['pct_counts_ribo']``, ``obs['pct_counts_hb']``
+        Percent of counts in each class (and ``total_counts_<class>``, ``log1p_total_counts_<class>``).
     """
     import scanpy as sc
 
@@ -125,7 +165,22 @@ def compute_qc_metrics(adata: AnnData, species: str) -> None:
 
 
 def mad_outlier(values: np.ndarray, n_mads: float, *, upper_only: bool = False) -> np.ndarray:
-    """Cells more than ``n_mads`` median absolute deviations from the median (above it if ``upper_only``)."""
+    """Flag values more than ``n_mads`` median absolute deviations from the median (scater ``isOutlier``).
+
+    Parameters
+    ----------
+    values
+        One metric per cell (log-scale for counts, as in the OSCA book).
+    n_mads
+        Number of MADs (unscaled MAD) a value may deviate.
+    upper_only
+        Flag only values above the median (e.g. % mitochondrial).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per cell.
+    """
     median = np.median(values)
     mad = np.median(np.abs(values - median))
     deviation = values - median if upper_only else np.abs(values - median)
@@ -155,8 +210,20 @@ class QcSettings(StageSettings):
 
 
 def filter_reasons(obs: pd.DataFrame, settings: QcSettings) -> pd.Series:
-    """The first filter each cell fails ('' when it passes), in the order the filters are listed: the MAD
-    outlier filters (``qc_mode`` mad) or the fixed thresholds, then % haemoglobin.
+    """Name the first filter each cell fails, in the order the filters are listed.
+
+    Parameters
+    ----------
+    obs
+        Cells with :func:`compute_qc_metrics` columns.
+    settings
+        ``qc_options``: ``qc_mode`` ``mad`` (MAD outliers, :func:`mad_outlier`) or ``fixed`` thresholds
+        (``min_genes``, ``min_counts``, ``max_pct_mito``), then ``max_pct_hb`` in both modes.
+
+    Returns
+    -------
+    pandas.Series
+        Filter name per cell (``''`` when the cell passes), indexed like ``obs``.
     """
     if settings.qc_mode == "mad":
         failed = {
@@ -178,7 +245,25 @@ def filter_reasons(obs: pd.DataFrame, settings: QcSettings) -> pd.Series:
 
 
 def detect_doublets(adata: AnnData, *, expected_rate: float, seed: int, sample: str) -> tuple[np.ndarray, np.ndarray]:
-    """Scrublet doublet scores and calls (counts in ``X``); no calls for samples too small to score."""
+    """Score and call doublets with Scrublet (Wolock et al. 2019; counts in ``X``).
+
+    Parameters
+    ----------
+    adata
+        Cells that passed the metric filters.
+    expected_rate
+        ``expected_doublet_rate`` given to Scrublet.
+    seed
+        Scrublet's seed.
+    sample
+        Named in warnings.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(scores, called)`` per cell; zeros and no calls for samples with fewer than ``MIN_CELLS_FOR_DOUBLETS``
+        cells.
+    """
     import scanpy as sc
 
     if adata.n_obs < MIN_CELLS_FOR_DOUBLETS:
@@ -214,8 +299,28 @@ def detect_doublets(adata: AnnData, *, expected_rate: float, seed: int, sample: 
 def qc_sample(adata: AnnData, meta: dict[str, str], settings: QcSettings):
     """Run QC on one sample (raw counts in ``X``).
 
-    Returns ``(kept, cells)``: the AnnData of kept cells (counts in ``layers['counts']``,
-    log-normalised ``X``) and a per-cell table of metrics with ``qc_fail_reason``.
+    Parameters
+    ----------
+    adata
+        The sample's raw counts (cells x genes).
+    meta
+        Samplesheet row: ``sample``, ``species`` and the other ``META_COLUMNS``.
+    settings
+        ``qc_options``.
+
+    Returns
+    -------
+    tuple
+        ``(kept, cells)``: the AnnData of kept cells (counts in ``layers['counts']``, log1p CP10k ``X``, the
+        ``META_COLUMNS`` categorical in ``obs``) and the per-cell table of every cell (metrics, ``doublet_score``,
+        ``qc_fail_reason``).
+
+    Adds
+    ----
+    ``obs[<META_COLUMNS>]``, ``obs['barcode']``
+        Samplesheet columns and the original barcode (``obs_names`` become ``<sample>_<barcode>``).
+    ``obs['doublet_score']``, ``obs['qc_fail_reason']``
+        Scrublet score (NaN when not scored) and the first failed filter (``''`` when kept).
     """
     import scanpy as sc
 
@@ -249,7 +354,23 @@ def qc_sample(adata: AnnData, meta: dict[str, str], settings: QcSettings):
 
 
 def sample_stats(cells: pd.DataFrame, kept_obs: pd.DataFrame, sample: str) -> dict[str, Any]:
-    """Per-sample QC summary for the MultiQC general-statistics table."""
+    """Summarise one sample's QC for the MultiQC general-statistics table.
+
+    Parameters
+    ----------
+    cells
+        Per-cell table of every cell (``qc_fail_reason``, ``doublet_score``).
+    kept_obs
+        ``obs`` of the kept cells.
+    sample
+        Sample name.
+
+    Returns
+    -------
+    dict
+        ``Sample``, ``cells_in``, ``cells_kept``, ``pct_kept``, medians of genes, UMIs and % mito of kept cells,
+        ``doublet_rate`` (% of scored cells) and ``removed_<reason>`` counts.
+    """
     reasons = cells["qc_fail_reason"]
     n_scored = int(cells["doublet_score"].notna().sum())
     stats = {
@@ -367,7 +488,8 @@ def write_outputs(
     outdir: Path,
     settings: QcSettings,
     params: dict[str, Any],
-):
+) -> Path | None:
+    """Write the sample's QC tables, figures (saved here) and, when cells are kept, ``<sample>.qc.h5ad``."""
     header = io.multiqc_header(
         "tmeflow_qc_general_stats",
         "Per-sample QC",
@@ -447,5 +569,6 @@ def run_qc(input_path: str | Path, meta: dict[str, str], outdir: str | Path, par
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow qc``."""
     meta = {column: getattr(args, column) for column in META_COLUMNS}
     run_qc(args.input, meta, args.outdir, params)
