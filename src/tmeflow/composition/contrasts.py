@@ -21,7 +21,18 @@ MIN_SAMPLES_DA = 2  # per condition: with fewer, no residual variance can be est
 
 
 def read_obs(path: str | Path) -> pd.DataFrame:
-    """``obs`` of an h5ad file, without loading the matrix."""
+    """Read the ``obs`` of an h5ad file without loading the matrix.
+
+    Parameters
+    ----------
+    path
+        The atlas h5ad (opened backed, read-only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``obs``.
+    """
     adata = read_h5ad(path, "atlas h5ad", backed="r")
     obs = adata.obs.copy()
     adata.file.close()
@@ -29,7 +40,17 @@ def read_obs(path: str | Path) -> pd.DataFrame:
 
 
 def check_obs(obs: pd.DataFrame, required: tuple[str, ...], *, file: str | Path | None = None) -> None:
-    """Fail with one line when ``obs`` lacks a required column or a sample has several conditions."""
+    """Fail with one line when ``obs`` lacks a required column or a sample has several conditions or patients.
+
+    Parameters
+    ----------
+    obs
+        Cell table of the atlas (``sample``, ``condition``, optionally ``patient``).
+    required
+        Columns that must be present and complete.
+    file
+        Input file named in the error.
+    """
     for column in required:
         if column not in obs.columns:
             raise TmeflowInputError(f"atlas obs has no column '{column}'", file=file, column=column)
@@ -52,14 +73,36 @@ def check_obs(obs: pd.DataFrame, required: tuple[str, ...], *, file: str | Path 
 
 
 def sample_table(obs: pd.DataFrame) -> pd.DataFrame:
-    """One row per sample: ``sample``, ``condition``, ``patient`` (the sample itself when absent)."""
+    """Tabulate the samples: one row per sample with its condition and patient.
+
+    Parameters
+    ----------
+    obs
+        Cell table of the atlas (``sample``, ``condition``, optionally ``patient``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``sample`` (sorted); ``condition``, ``patient`` (the sample itself without an obs ``patient``).
+    """
     frame = pd.DataFrame({"sample": obs["sample"].astype(str), "condition": obs["condition"].astype(str)})
     frame["patient"] = obs["patient"].astype(str).to_numpy() if "patient" in obs.columns else frame["sample"]
     return frame.drop_duplicates("sample").set_index("sample").sort_index()
 
 
 def condition_order(obs: pd.DataFrame) -> list[str]:
-    """Conditions in category order (or order of first appearance)."""
+    """List the conditions present, in category order (or order of first appearance).
+
+    Parameters
+    ----------
+    obs
+        Cell table of the atlas (``sample``, ``condition``, optionally ``patient``).
+
+    Returns
+    -------
+    list of str
+        Condition names.
+    """
     column = obs["condition"]
     present = set(column.astype(str))
     if isinstance(column.dtype, pd.CategoricalDtype):
@@ -70,7 +113,23 @@ def condition_order(obs: pd.DataFrame) -> list[str]:
 def resolve_contrasts(
     obs: pd.DataFrame, contrast: str | None, *, file: str | Path | None = None
 ) -> list[tuple[str, str]]:
-    """The ``(test, reference)`` pairs to compare (see the module docstring for the default rule)."""
+    """Resolve the ``(test, reference)`` pairs to compare (the default rule is in :mod:`tmeflow.composition`).
+
+    Parameters
+    ----------
+    obs
+        Cell table of the atlas (``sample``, ``condition``, optionally ``patient``).
+    contrast
+        ``contrast`` parameter: ``test,reference`` pairs separated by ``;``, ``all`` (every pair), or empty
+        (default rule).
+    file
+        Input file named in errors.
+
+    Returns
+    -------
+    list of tuple
+        ``(test, reference)`` condition pairs.
+    """
     conditions = condition_order(obs)
     if len(conditions) < 2:
         raise TmeflowInputError(
@@ -91,7 +150,8 @@ def resolve_contrasts(
             for name in names:
                 if name not in conditions:
                     raise TmeflowInputError(
-                        f"contrast names condition '{name}', which is not in the data (conditions: {', '.join(conditions)})",
+                        f"contrast names condition '{name}', which is not in the data "
+                        f"(conditions: {', '.join(conditions)})",
                         file=file,
                         column="condition",
                     )
@@ -110,11 +170,25 @@ def resolve_contrasts(
 
 
 def contrast_name(test: str, reference: str) -> str:
+    """Name a contrast ``<test>_vs_<reference>`` (file names and table columns)."""
     return f"{test}_vs_{reference}"
 
 
 def is_paired(samples: pd.DataFrame, test: str, reference: str) -> bool:
-    """Every patient has samples in both conditions, and there are at least two patients."""
+    """Decide whether a contrast is paired: every patient has samples in both conditions, at least two patients.
+
+    Parameters
+    ----------
+    samples
+        :func:`sample_table`.
+    test, reference
+        The contrasted conditions.
+
+    Returns
+    -------
+    bool
+        True when the design can block on patient.
+    """
     sub = samples[samples["condition"].isin([test, reference])]
     per_patient = sub.groupby("patient")["condition"].nunique()
     return len(per_patient) >= 2 and bool((per_patient == 2).all()) and not (sub["patient"] == sub.index).all()
@@ -123,7 +197,21 @@ def is_paired(samples: pd.DataFrame, test: str, reference: str) -> bool:
 def check_samples_per_condition(
     samples: pd.DataFrame, pairs: list[tuple[str, str]], minimum: int, what: str, *, file: str | Path | None = None
 ) -> None:
-    """Fail when a contrasted condition has fewer than ``minimum`` samples."""
+    """Fail when a contrasted condition has fewer than ``minimum`` samples.
+
+    Parameters
+    ----------
+    samples
+        :func:`sample_table`.
+    pairs
+        ``(test, reference)`` pairs.
+    minimum
+        Samples needed per condition.
+    what
+        The analysis, named in the error.
+    file
+        Input file named in the error.
+    """
     counts = samples["condition"].value_counts()
     for pair in pairs:
         for condition in pair:
@@ -137,7 +225,20 @@ def check_samples_per_condition(
 
 
 def cell_counts(obs: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Samples x cell types table of cell counts (all categories, zeros included)."""
+    """Count the cells of every sample and cell type (all categories, zeros included).
+
+    Parameters
+    ----------
+    obs
+        Cell table (``sample`` and ``key``).
+    key
+        Cell-type column (``cell_type`` or ``cell_type_fine``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Samples (index ``sample``, sorted) x cell types.
+    """
     table = pd.crosstab(obs["sample"].astype(str), obs[key].astype(str))
     table.columns.name = None
     table.index.name = "sample"

@@ -9,7 +9,18 @@ from ..errors import TmeflowInputError
 
 
 def trigamma_inverse(x: np.ndarray) -> np.ndarray:
-    """Inverse of the trigamma function (limma ``trigammaInverse``, Newton's method)."""
+    """Invert the trigamma function (limma ``trigammaInverse``, Newton's method).
+
+    Parameters
+    ----------
+    x
+        Positive values.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``y`` with ``trigamma(y) = x``.
+    """
     from scipy.special import polygamma
 
     x = np.atleast_1d(np.asarray(x, dtype=float))
@@ -30,7 +41,20 @@ def trigamma_inverse(x: np.ndarray) -> np.ndarray:
 
 
 def fit_f_dist(s2: np.ndarray, df1: float) -> tuple[float, float]:
-    """Limma ``fitFDist`` (non-robust, no covariate): prior ``(s0^2, d0)`` of residual variances."""
+    """Fit the scaled F prior of residual variances (limma ``fitFDist``, non-robust, no covariate; Smyth 2004).
+
+    Parameters
+    ----------
+    s2
+        Residual variances, one per feature (non-finite ones ignored).
+    df1
+        Residual degrees of freedom.
+
+    Returns
+    -------
+    tuple of float
+        ``(s0^2, d0)``: prior variance and prior degrees of freedom (``inf`` when the variances agree).
+    """
     from scipy.special import digamma, polygamma
 
     s2 = np.asarray(s2, dtype=float)
@@ -59,15 +83,16 @@ WINSOR_TAIL_P = (0.05, 0.1)  # limma fitFDistRobustly's default winsor.tail.p (l
 
 
 def _f_distribution(df1: float, df2: float):
-    """The F(df1, df2) distribution; F(df1, inf) is chi-square(df1) / df1."""
+    """Return the F(df1, df2) distribution; F(df1, inf) is chi-square(df1) / df1."""
     from scipy import stats
 
     return stats.chi2(df1, scale=1.0 / df1) if np.isinf(df2) else stats.f(df1, df2)
 
 
 def _winsorized_moments(df1: float, df2: float, tail: tuple[float, float]) -> tuple[float, float]:
-    """Mean and variance of log(F) Winsorized at the ``tail`` probabilities, by 128-point Gauss-Legendre
-    quadrature on x / (1 + x) (limma ``fitFDistRobustly``'s ``winsorizedMoments``).
+    """Compute the mean and variance of log(F) Winsorized at the ``tail`` probabilities.
+
+    By 128-point Gauss-Legendre quadrature on x / (1 + x) (limma ``fitFDistRobustly``'s ``winsorizedMoments``).
     """
     nodes, weights = np.polynomial.legendre.leggauss(128)
     nodes, weights = (nodes + 1.0) / 2.0, weights / 2.0  # statmod gauss.quad.prob(128, "uniform")
@@ -88,13 +113,28 @@ def _winsorized_moments(df1: float, df2: float, tail: tuple[float, float]) -> tu
 def fit_f_dist_robust(
     s2: np.ndarray, df1: float, tail: tuple[float, float] = WINSOR_TAIL_P
 ) -> tuple[float, np.ndarray]:
-    """Limma ``fitFDistRobustly`` (no covariate; Phipson, Lee, Majewski, Alexander & Smyth 2016, *Ann
-    Appl Stat* 10:946): prior scale ``s0^2`` and per-feature prior df of residual variances, robust
-    to outlier variances. The moments of Winsorized log-variances are matched to those of a
-    Winsorized scaled F-distribution (df2 searched between the non-robust estimate and infinity);
-    a variance that is an outlier (upper tail probability below its empirical rank probability) gets
-    a smaller prior df (shrunk less towards ``s0^2``), monotone in its tail probability. With fewer
-    than 10 features (both tail proportions below 1/n) the non-robust fit is returned, as limma does.
+    """Fit the scaled F prior robustly to outlier variances (limma ``fitFDistRobustly``, no covariate).
+
+    Phipson, Lee, Majewski, Alexander & Smyth 2016, *Ann Appl Stat* 10:946: prior scale ``s0^2`` and per-feature prior
+    df of residual variances, robust to outlier variances. The moments of Winsorized log-variances are matched to those
+    of a Winsorized scaled F-distribution (df2 searched between the non-robust estimate and infinity); a variance that
+    is an outlier (upper tail probability below its empirical rank probability) gets a smaller prior df (shrunk less
+    towards ``s0^2``), monotone in its tail probability. With fewer than 10 features (both tail proportions below 1/n)
+    the non-robust fit is returned, as limma does.
+
+    Parameters
+    ----------
+    s2
+        Residual variances, one per feature.
+    df1
+        Residual degrees of freedom.
+    tail
+        Lower and upper Winsorization tail proportions (limma's ``winsor.tail.p`` default).
+
+    Returns
+    -------
+    tuple
+        ``(s0^2, df_prior)``: prior variance and per-feature prior degrees of freedom.
     """
     from scipy.optimize import brentq
     from scipy.stats import rankdata, trim_mean
@@ -188,14 +228,33 @@ def fit_f_dist_robust(
 def linear_model_test(
     y: pd.DataFrame, design: np.ndarray, coef: int | np.ndarray, *, moderated: bool = True, robust: bool = False
 ) -> pd.DataFrame:
-    """Per-column OLS of ``y`` (samples x features) on ``design``; t-test of coefficient ``coef`` or,
-    when ``coef`` is a vector, of the contrast ``coef @ beta`` (limma ``contrasts.fit``).
+    """Fit a per-column linear model and test one coefficient or contrast, limma-style (Smyth 2004).
+
+    Per-column OLS of ``y`` (samples x features) on ``design``; t-test of coefficient ``coef`` or, when ``coef``
+    is a vector, of the contrast ``coef @ beta`` (limma ``contrasts.fit``).
 
     With ``moderated`` the residual variances are squeezed as in limma ``eBayes``; with ``robust`` as in
     ``eBayes(robust = TRUE)`` (:func:`fit_f_dist_robust`: per-feature prior df, outlier variances
     shrunk less). ``df_prior`` is then per feature.
-    Returns ``logfc`` (the coefficient or contrast), ``se``, ``t``, ``df``, ``pvalue``, ``s2``,
-    ``s2_post``, ``df_prior``.
+
+    Parameters
+    ----------
+    y
+        Samples x features response (e.g. transformed proportions).
+    design
+        Samples x coefficients design matrix of full rank.
+    coef
+        Index of the tested coefficient, or a contrast vector over the coefficients.
+    moderated
+        Squeeze the residual variances (empirical Bayes); else ordinary t-tests.
+    robust
+        Robust prior (:func:`fit_f_dist_robust`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per feature (index: ``y``'s columns): ``logfc`` (the coefficient or contrast), ``se``, ``t``,
+        ``df``, ``pvalue``, ``s2``, ``s2_post``, ``df_prior``.
     """
     from scipy.stats import t as t_dist
 
@@ -249,8 +308,21 @@ def linear_model_test(
 
 
 def condition_design(samples: pd.DataFrame, test: str, *, paired: bool) -> np.ndarray:
-    """Design matrix of one contrast over ``samples`` (rows): intercept, condition == ``test`` (the
-    tested coefficient, column 1) and, when ``paired``, one indicator per patient but the first.
+    """Build the design matrix of one two-condition contrast.
+
+    Parameters
+    ----------
+    samples
+        Samples of the two conditions (``condition``, ``patient``).
+    test
+        The tested condition.
+    paired
+        Add one indicator per patient but the first.
+
+    Returns
+    -------
+    numpy.ndarray
+        Samples x coefficients: intercept, condition == ``test`` (the tested coefficient, column 1), patients.
     """
     columns = [np.ones(len(samples)), (samples["condition"] == test).to_numpy(dtype=float)]
     if paired:
@@ -262,9 +334,24 @@ def condition_design(samples: pd.DataFrame, test: str, *, paired: bool) -> np.nd
 def contrast_design(
     samples: pd.DataFrame, test: str, reference: str, *, paired: bool
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | int]:
-    """The samples fitted, the design and the contrast of ``test - reference``: ``~ 0 + condition``
-    (``+ patient`` but the first when ``paired``) over every sample; when that design is not of full
-    rank, :func:`condition_design` over the two contrasted conditions (contrast: its coefficient 1).
+    """Build the design and contrast of ``test - reference`` over every sample.
+
+    ``~ 0 + condition`` (``+ patient`` but the first when ``paired``) over every sample; when that design is not
+    of full rank, :func:`condition_design` over the two contrasted conditions (contrast: its coefficient 1).
+
+    Parameters
+    ----------
+    samples
+        :func:`tmeflow.composition.sample_table`.
+    test, reference
+        The contrasted conditions.
+    paired
+        Block on patient.
+
+    Returns
+    -------
+    tuple
+        ``(samples fitted, design, contrast)``; the contrast is a vector, or the coefficient index 1.
     """
     conditions = sorted(samples["condition"].unique())
     columns = [(samples["condition"] == condition).to_numpy(dtype=float) for condition in conditions]

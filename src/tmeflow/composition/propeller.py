@@ -12,7 +12,20 @@ from .limma import contrast_design, linear_model_test
 
 
 def transform_proportions(counts: pd.DataFrame, transform: str) -> pd.DataFrame:
-    """Speckle ``getTransformedProps``: ``logit`` of (counts + 0.5) proportions, or ``asin(sqrt(p))``."""
+    """Transform cell counts to proportions on a variance-stabilised scale (speckle ``getTransformedProps``).
+
+    Parameters
+    ----------
+    counts
+        Samples x cell types cell counts.
+    transform
+        ``logit`` of (counts + 0.5) proportions, or ``asin`` (``asin(sqrt(p))``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Transformed proportions, shaped like ``counts``.
+    """
     values = counts.to_numpy(dtype=float)
     if transform == "logit":
         pseudo = values + 0.5
@@ -36,12 +49,33 @@ def propeller(
     paired: bool | None = None,
     robust: bool = True,
 ) -> pd.DataFrame:
-    """propeller-style differential abundance of every cell type (columns of ``counts``) for one contrast
-    (moderation as speckle's ``eBayes(robust = TRUE)`` unless ``robust`` is False).
+    """Test the differential abundance of every cell type for one contrast (propeller; Phipson et al. 2022).
 
-    ``samples`` has ``condition`` and ``patient`` per sample (index). Returns one row per cell type
-    with mean proportions, their ratio, the transformed-scale difference (``logfc``), ``t``,
-    ``pvalue`` and BH ``fdr``.
+    Moderation as speckle's ``eBayes(robust = TRUE)`` unless ``robust`` is False.
+
+    Parameters
+    ----------
+    counts
+        Samples x cell types cell counts.
+    samples
+        ``condition`` and ``patient`` per sample (index).
+    test, reference
+        The contrasted conditions.
+    transform
+        ``logit`` (default, speckle's) or ``asin``.
+    moderated
+        Empirical-Bayes moderated t-tests (default); else ordinary t-tests.
+    paired
+        Block on patient; ``None``: when :func:`tmeflow.composition.is_paired`.
+    robust
+        Robust prior (default, as speckle).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell type: ``cell_type``, ``contrast``, ``test``, ``reference``, sample counts, mean proportions
+        and their ratio, ``logfc`` (transformed scale), ``t``, ``df``, ``pvalue``, BH ``fdr``, ``transform``,
+        ``moderated``, ``design``; by p-value.
     """
     if paired is None:
         paired = is_paired(samples, test, reference)

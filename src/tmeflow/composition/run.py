@@ -44,7 +44,7 @@ DA_TABLE_COLUMNS = [
 
 
 def write_da_table(da_tables: list[pd.DataFrame], path: Path) -> Path:
-    """Every level's and contrast's propeller results as one sortable MultiQC table, lowest FDR first."""
+    """Write every level's and contrast's propeller results as one sortable MultiQC table, lowest FDR first."""
     table = pd.concat(da_tables, ignore_index=True) if da_tables else pd.DataFrame(columns=DA_TABLE_COLUMNS)
     table = table[DA_TABLE_COLUMNS].sort_values(["fdr", "pvalue"], kind="stable")
     table.insert(0, "test", table["level"] + ": " + table["contrast"] + ": " + table["cell_type"].astype(str))
