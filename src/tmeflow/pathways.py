@@ -114,7 +114,20 @@ ORA_COLUMNS = [
 
 
 def column_name(prefix: str, set_name: str) -> str:
-    """``<prefix>_<set>`` with characters other than letters, digits and ``_`` replaced by ``_``."""
+    """Name a score column ``<prefix>_<set>``, characters other than letters, digits and ``_`` replaced by ``_``.
+
+    Parameters
+    ----------
+    prefix
+        ``score``, ``ssgsea`` or ``progeny``.
+    set_name
+        Gene-set or pathway name.
+
+    Returns
+    -------
+    str
+        The column name (HDF5-safe).
+    """
     return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]+', '_', set_name).strip('_')}"
 
 
@@ -123,7 +136,18 @@ def column_name(prefix: str, set_name: str) -> str:
 
 
 def pathway_collection(species: str) -> dict[str, list[str]]:
-    """Hallmark + regulated-cell-death sets for GSEA and over-representation."""
+    """Load the Hallmark and regulated-cell-death gene sets for GSEA and over-representation.
+
+    Parameters
+    ----------
+    species
+        ``human`` or ``mouse`` (the cell-death sets are mapped from human by orthology).
+
+    Returns
+    -------
+    dict
+        Set name -> gene symbols.
+    """
     sets = dict(read_gmt(resource_path(HALLMARK[species])))
     death: dict[str, list[str]] = {}
     for path in CELL_DEATH:
@@ -133,7 +157,22 @@ def pathway_collection(species: str) -> dict[str, list[str]]:
 
 
 def signature_sets(species: str, user_gmts: list[str], genes) -> dict[str, list[str]]:
-    """Bundled TME signatures + user sets, restricted to ``genes``. A user GMT without any gene present fails."""
+    """Collect the bundled TME signatures and the user's sets, restricted to ``genes``.
+
+    Parameters
+    ----------
+    species
+        ``human`` or ``mouse``.
+    user_gmts
+        User GMT files; one without any gene present, or a set named like a bundled one, is an input error.
+    genes
+        Genes of the atlas.
+
+    Returns
+    -------
+    dict
+        Set name -> genes present (bundled sets with fewer than ``MIN_SIGNATURE_GENES`` present are dropped).
+    """
     bundled = map_gene_sets(read_gmt(resource_path(TME_SIGNATURES)), "human", species)
     sets = filter_gene_sets(bundled, genes, min_size=MIN_SIGNATURE_GENES, required=False)
     for path in user_gmts:
@@ -200,8 +239,26 @@ class PathwaysSettings(StageSettings):
 def gsea_prerank(
     ranking: pd.Series, gene_sets: dict[str, list[str]], *, permutations: int, min_size: int, max_size: int, seed: int
 ):
-    """Gseapy prerank of ``ranking`` (gene -> statistic) with ``permutations`` gene-set permutations over
-    sets of ``min_size``-``max_size`` genes; returns (table, gseapy result object).
+    """Run preranked GSEA with gseapy (Subramanian et al. 2005).
+
+    Parameters
+    ----------
+    ranking
+        Gene -> statistic (e.g. the DE Wald statistic); NaN and duplicated genes dropped.
+    gene_sets
+        Set name -> genes.
+    permutations
+        ``gsea_permutations``: gene-set permutations of the null.
+    min_size, max_size
+        Sets with fewer or more genes in the ranking are skipped.
+    seed
+        Permutation seed.
+
+    Returns
+    -------
+    tuple
+        ``(table, gseapy result)``: ``term``, ``es``, ``nes``, ``pvalue``, ``fdr``, ``fwer``, ``n_genes``,
+        ``lead_genes``, ``rank`` (by p-value, then |NES|); the result holds the running enrichment scores.
     """
     import gseapy
 
@@ -242,7 +299,25 @@ def gsea_prerank(
 def over_representation(
     genes: list[str], universe: list[str], gene_sets: dict[str, list[str]], *, min_size: int, max_size: int
 ) -> pd.DataFrame:
-    """Hypergeometric test of ``genes`` against every set (restricted to ``universe``), BH FDR."""
+    """Test the over-representation of ``genes`` in every set by the hypergeometric test, BH FDR.
+
+    Parameters
+    ----------
+    genes
+        The gene list (e.g. significant up-regulated genes).
+    universe
+        Genes tested (the list and sets are restricted to it).
+    gene_sets
+        Set name -> genes.
+    min_size, max_size
+        Sets with fewer or more genes in the universe are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set: ``term``, ``n_list``, ``n_universe``, ``n_set``, ``overlap``, ``expected``,
+        ``odds_ratio``, ``pvalue``, ``genes``, ``fdr``; by p-value.
+    """
     from scipy.stats import hypergeom
 
     from .stats import bh_fdr
@@ -288,13 +363,39 @@ def over_representation(
 
 
 def log_cpm(counts: pd.DataFrame) -> pd.DataFrame:
-    """log2(CPM + 1) of a samples x genes count table, returned genes x samples."""
+    """Transform a samples x genes count table to log2(CPM + 1), genes x samples.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes counts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Genes x samples log2(CPM + 1).
+    """
     totals = counts.sum(axis=1).replace(0, 1)
     return np.log2(counts.div(totals, axis=0) * 1e6 + 1).T
 
 
 def pseudobulk_profiles(adata: AnnData, by: list[str], min_cells: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Raw counts summed per combination of ``obs`` columns ``by`` (groups with >= ``min_cells`` cells)."""
+    """Sum the raw counts per combination of the ``obs`` columns ``by`` (pseudobulk profiles).
+
+    Parameters
+    ----------
+    adata
+        Cells with raw counts in ``layers['counts']``.
+    by
+        ``obs`` columns defining the groups (e.g. ``sample``, ``condition``, ``cell_type``).
+    min_cells
+        Groups with fewer cells are dropped.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        ``(groups x genes counts, group table)``: the table has the ``by`` columns and ``n_cells``.
+    """
     counts = adata.layers["counts"] if "counts" in adata.layers else None
     if counts is None:
         raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk ssGSEA)")
@@ -313,7 +414,29 @@ def pseudobulk_profiles(adata: AnnData, by: list[str], min_cells: int) -> tuple[
 
 
 def module_scores(adata: AnnData, sets: dict[str, list[str]], *, ctrl_size: int, seed: int) -> list[str]:
-    """Scanpy ``score_genes`` per set into ``obs['score_<SET>']``; returns the column names."""
+    """Score every cell for every gene set with scanpy ``score_genes`` (Tirosh et al. 2016).
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X``.
+    sets
+        Set name -> genes.
+    ctrl_size
+        ``score_ctrl_size``: control genes per expression bin (25 bins).
+    seed
+        Seed of the control-gene draw.
+
+    Returns
+    -------
+    list of str
+        The score columns written.
+
+    Adds
+    ----
+    ``obs['score_<set>']``
+        Mean expression of the set minus that of the control genes (:func:`column_name`).
+    """
     import scanpy as sc
 
     columns = []
@@ -327,7 +450,29 @@ def module_scores(adata: AnnData, sets: dict[str, list[str]], *, ctrl_size: int,
 
 
 def progeny_activities(adata: AnnData, species: str, *, method: str, top: int) -> list[str]:
-    """PROGENy activities per cell with decoupler (bundled weights) into ``obs['progeny_<Pathway>']``."""
+    """Infer PROGENy pathway activities per cell with decoupler (Schubert et al. 2018; bundled weights).
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X``.
+    species
+        ``human`` or ``mouse`` (which bundled footprint table).
+    method
+        ``progeny_method``: decoupler method (e.g. ``ulm``, ``mlm``).
+    top
+        ``progeny_top``: footprint genes per pathway (the bundled table of that size).
+
+    Returns
+    -------
+    list of str
+        The activity columns written (empty, with a warning, when no footprint gene is in the atlas).
+
+    Adds
+    ----
+    ``obs['progeny_<pathway>']``
+        Activity score per cell and pathway.
+    """
     import decoupler as dc
 
     net = pd.read_csv(resource_path(PROGENY.format(species=species, top=top)), sep="\t")
@@ -481,7 +626,7 @@ GSEA_TABLE_COLUMNS = ["contrast", "cell_type", "term", "nes", "pvalue", "fdr"]
 
 
 def write_gsea_table(gsea_tables: list[pd.DataFrame], path: Path) -> Path:
-    """The top GSEA sets of each cell type and contrast as one sortable MultiQC table, lowest FDR first."""
+    """Write the top GSEA sets of each cell type and contrast as one sortable MultiQC table, lowest FDR first."""
     gsea = (
         pd.concat(gsea_tables, ignore_index=True)
         if gsea_tables
@@ -506,6 +651,7 @@ def write_gsea_table(gsea_tables: list[pd.DataFrame], path: Path) -> Path:
 def run_pathways(
     input_path: str | Path, de_paths: list[str], user_gmts: list[str], outdir: str | Path, params: dict[str, Any]
 ) -> dict[str, Any]:
+    """Run GSEA/ORA on the DE tables and ssGSEA, module scores, CytoTRACE and PROGENy on the atlas; write outputs."""
     outdir = Path(outdir)
     input_path = Path(input_path)
     settings = PathwaysSettings.from_params(params)
