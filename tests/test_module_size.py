@@ -102,6 +102,23 @@ def test_no_module_over_700_lines():
             ],
         ),
         (
+            "pathways",
+            [
+                "cli",
+                "run_pathways",
+                "PathwaysSettings",
+                "gsea_prerank",
+                "over_representation",
+                "pathway_collection",
+                "signature_sets",
+                "module_scores",
+                "progeny_activities",
+                "log_cpm",
+                "plot_heatmap",
+                "ORA_COLUMNS",
+            ],
+        ),
+        (
             "trajectory",
             [
                 "cli",

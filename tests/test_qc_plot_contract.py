@@ -22,7 +22,7 @@ MODULES = [
     "tmeflow.composition.plots",
     "tmeflow.de",
     "tmeflow.neighbourhood_da",
-    "tmeflow.pathways",
+    "tmeflow.pathways.plots",
 ]
 FORBIDDEN = {"path", "outdir", "out", "params", "settings"}
 
@@ -44,9 +44,9 @@ def test_plot_functions_take_data_and_return_a_figure():
         "tmeflow.annotate.plot_dotplot",
         "tmeflow.cnv.plots.plot_heatmap",
         "tmeflow.cnv.plots.plot_violin",
-        "tmeflow.pathways.plot_heatmap",
-        "tmeflow.pathways.plot_bubbles",
-        "tmeflow.pathways.plot_enrichment",
+        "tmeflow.pathways.plots.plot_heatmap",
+        "tmeflow.pathways.plots.plot_bubbles",
+        "tmeflow.pathways.plots.plot_enrichment",
     ):
         assert name in found, name
     bad = {
