@@ -68,12 +68,40 @@ MIN_GENES_PER_TYPE = 3
 # Marker tables
 # ----------------------------------------------------------------------------------------------
 def bundled_markers(kind: str, species: str) -> Path:
-    """Path of a bundled marker table (``kind`` = ``major`` or ``subtypes``)."""
+    """Locate a bundled marker table.
+
+    Parameters
+    ----------
+    kind
+        ``major`` (cell types) or ``subtypes``.
+    species
+        ``human`` or ``mouse``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``resources/markers/<kind>_<species>.tsv``.
+    """
     return Path(str(resources.files("tmeflow").joinpath("resources", "markers", f"{kind}_{species}.tsv")))
 
 
 def read_marker_table(path: str | Path, *, type_column: str = "cell_type", required=("gene",)) -> pd.DataFrame:
-    """Read a marker TSV (``cell_type``/``cell_type_fine``, ``compartment``, ``gene``[, ``source``])."""
+    """Read a marker table (TSV: ``cell_type``/``cell_type_fine``, ``compartment``, ``gene``[, ``source``]).
+
+    Parameters
+    ----------
+    path
+        The table; a missing file or column is a one-line input error naming it.
+    type_column
+        Column of the cell-type names.
+    required
+        Other columns that must be present.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows with a type and a gene (names stripped); ``compartment`` defaults to the type.
+    """
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError("marker table not found", file=path)
@@ -104,10 +132,30 @@ def marker_network(
     stage: str = "annotate",
     species: str | None = None,
 ) -> pd.DataFrame:
-    """Decoupler network (source, target, weight) of the marker genes present in ``genes``.
+    """Build the decoupler network (source, target, weight) of the marker genes present in ``genes``.
 
     Types with fewer than 3 genes present are dropped (warning); no gene present at all fails, in one line
     naming the stage and the species of the marker table (a species mismatch is the usual cause).
+
+    Parameters
+    ----------
+    table
+        Marker table (:func:`read_marker_table`).
+    genes
+        Genes of the data.
+    type_column
+        Column of the cell-type names (the network's ``source``).
+    file
+        The marker file named in errors (``None``: the bundled table).
+    stage
+        Stage named in errors.
+    species
+        Species of the bundled table named in errors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``source`` (type), ``target`` (gene), ``weight`` (1.0), one row per type and gene.
     """
     present = table[table["gene"].isin(set(genes))]
     if present.empty:
@@ -232,7 +280,20 @@ def call_clusters(
 
 
 def read_overrides(path: str | Path, clusters: set[str]) -> pd.DataFrame:
-    """Override table: columns ``cluster``, ``cell_type`` [, ``compartment``]."""
+    """Read the cluster override table (columns ``cluster``, ``cell_type`` [, ``compartment``]).
+
+    Parameters
+    ----------
+    path
+        TSV or CSV; a missing file, column or unknown cluster is a one-line input error.
+    clusters
+        The clusters of the data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per overridden cluster.
+    """
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError("annotation_overrides file not found", file=path)

@@ -52,7 +52,22 @@ def _gram(X: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 def nb_nll(counts: np.ndarray, mu: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Negative binomial negative log-likelihood per gene (column); as ``pydeseq2.utils.nb_nll``."""
+    """Compute the negative binomial negative log-likelihood per gene (column), as ``pydeseq2.utils.nb_nll``.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes counts.
+    mu
+        Samples x genes fitted means.
+    alpha
+        Dispersion per gene.
+
+    Returns
+    -------
+    numpy.ndarray
+        Negative log-likelihood per gene.
+    """
     inv = 1.0 / alpha
     logbinom = gammaln(counts + inv) - gammaln(counts + 1) - gammaln(inv)
     return (inv * np.log(alpha) - logbinom + (counts + inv) * np.log(mu + inv) - counts * np.log(mu)).sum(axis=0)

@@ -74,6 +74,18 @@ def read_gene_positions(path: str | Path, species: str | None = None) -> pd.Data
 
     Arms come from a ``chr_arm``/``arm`` column, else from the bundled table of ``species``,
     else from the nearest gene with a known arm on the same chromosome.
+
+    Parameters
+    ----------
+    path
+        The user table (``--gene_positions``); unreadable or malformed tables are one-line input errors.
+    species
+        Species whose bundled table supplies missing arms; ``None``: nearest-gene rule only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index gene symbol; ``chromosome`` (no ``chr`` prefix), ``start``, ``end``, ``chr_arm``, ``gene_id``.
     """
     path = Path(path)
     if not path.is_file():

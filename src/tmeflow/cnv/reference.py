@@ -72,7 +72,20 @@ def _candidate_like(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
 
 
 def normal_tissue_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
-    """Candidate-like cells (e.g. epithelium) of samples whose condition is a normal tissue."""
+    """Mark the candidate-like cells (e.g. epithelium) of samples whose condition is a normal tissue.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``cell_type``; ``compartment`` and ``condition`` when present).
+    settings
+        ``cnv_options`` (candidate compartments/types and normal conditions; case-insensitive).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per cell.
+    """
     conditions = settings.normal_conditions
     if not conditions or "condition" not in obs.columns:
         return np.zeros(len(obs), dtype=bool)
@@ -116,7 +129,23 @@ def candidate_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
 
 
 def reference_plan(obs: pd.DataFrame, is_reference: np.ndarray, min_reference_cells: int) -> pd.DataFrame:
-    """Per patient: cells, reference cells and whether it is inferred against its own reference."""
+    """Plan the inference group of every patient: its own reference, or the cohort's.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``patient``).
+    is_reference
+        Boolean per cell: reference cells (:func:`reference_mask`).
+    min_reference_cells
+        ``cnv_min_reference_cells``: a patient with at least this many reference cells uses its own.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient: ``patient``, ``n_cells``, ``n_reference_cells``, ``reference`` (``patient`` or
+        ``cohort``), ``reference_cells_used``.
+    """
     patients = obs["patient"].astype(str)
     rows = []
     for patient in pd.unique(patients):
@@ -137,7 +166,23 @@ def reference_plan(obs: pd.DataFrame, is_reference: np.ndarray, min_reference_ce
 
 
 def reference_profiles(X, cell_types: pd.Series, is_reference: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Mean expression per reference cell type with enough cells (rows), or the pooled mean."""
+    """Average the expression of each reference cell type (infercnvpy's several references, "bounded" difference).
+
+    Parameters
+    ----------
+    X
+        Cells x genes log-normalised expression (sparse or dense).
+    cell_types
+        Cell type per cell.
+    is_reference
+        Boolean per cell: the reference cells to average.
+
+    Returns
+    -------
+    tuple
+        ``(types x genes mean profiles, type names)`` for types with at least ``MIN_CELLS_PER_REFERENCE_TYPE``
+        cells; the pooled mean (``['pooled']``) when no type has that many.
+    """
     types = cell_types.astype(str).to_numpy()
     kept = []
     rows = []
