@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ from .genes import species_of
 from .log import get_logger, timed
 from .plotting import pyplot
 from .settings import StageSettings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -65,12 +68,40 @@ MIN_GENES_PER_TYPE = 3
 # Marker tables
 # ----------------------------------------------------------------------------------------------
 def bundled_markers(kind: str, species: str) -> Path:
-    """Path of a bundled marker table (``kind`` = ``major`` or ``subtypes``)."""
+    """Locate a bundled marker table.
+
+    Parameters
+    ----------
+    kind
+        ``major`` (cell types) or ``subtypes``.
+    species
+        ``human`` or ``mouse``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``resources/markers/<kind>_<species>.tsv``.
+    """
     return Path(str(resources.files("tmeflow").joinpath("resources", "markers", f"{kind}_{species}.tsv")))
 
 
 def read_marker_table(path: str | Path, *, type_column: str = "cell_type", required=("gene",)) -> pd.DataFrame:
-    """Read a marker TSV (``cell_type``/``cell_type_fine``, ``compartment``, ``gene``[, ``source``])."""
+    """Read a marker table (TSV: ``cell_type``/``cell_type_fine``, ``compartment``, ``gene``[, ``source``]).
+
+    Parameters
+    ----------
+    path
+        The table; a missing file or column is a one-line input error naming it.
+    type_column
+        Column of the cell-type names.
+    required
+        Other columns that must be present.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows with a type and a gene (names stripped); ``compartment`` defaults to the type.
+    """
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError("marker table not found", file=path)
@@ -101,10 +132,30 @@ def marker_network(
     stage: str = "annotate",
     species: str | None = None,
 ) -> pd.DataFrame:
-    """Decoupler network (source, target, weight) of the marker genes present in ``genes``.
+    """Build the decoupler network (source, target, weight) of the marker genes present in ``genes``.
 
     Types with fewer than 3 genes present are dropped (warning); no gene present at all fails, in one line
     naming the stage and the species of the marker table (a species mismatch is the usual cause).
+
+    Parameters
+    ----------
+    table
+        Marker table (:func:`read_marker_table`).
+    genes
+        Genes of the data.
+    type_column
+        Column of the cell-type names (the network's ``source``).
+    file
+        The marker file named in errors (``None``: the bundled table).
+    stage
+        Stage named in errors.
+    species
+        Species of the bundled table named in errors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``source`` (type), ``target`` (gene), ``weight`` (1.0), one row per type and gene.
     """
     present = table[table["gene"].isin(set(genes))]
     if present.empty:
@@ -137,12 +188,36 @@ def marker_network(
 # Scoring
 # ----------------------------------------------------------------------------------------------
 def score_column(cell_type: str) -> str:
-    """Obs column of a type's score (no '/' or spaces, which HDF5 keys cannot hold)."""
+    """Name the obs column of a type's score (no '/' or spaces, which HDF5 keys cannot hold).
+
+    Parameters
+    ----------
+    cell_type
+        Cell-type name.
+
+    Returns
+    -------
+    str
+        ``score_<type>`` with characters other than letters and digits replaced by ``_``.
+    """
     return "score_" + "".join(c if c.isalnum() else "_" for c in cell_type)
 
 
-def ulm_scores(adata, net: pd.DataFrame) -> pd.DataFrame:
-    """Per-cell decoupler ULM t-values (cells x types) on the log-normalised ``X``."""
+def ulm_scores(adata: AnnData, net: pd.DataFrame) -> pd.DataFrame:
+    """Score every cell for every cell type by decoupler's univariate linear model (Badia-i-Mompel et al. 2022).
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X``.
+    net
+        Marker network (:func:`marker_network`: ``source`` cell type, ``target`` gene, ``weight``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cells x types ULM t-values (0 where a type could not be scored).
+    """
     import decoupler as dc
 
     scored = adata.__class__(
@@ -158,7 +233,25 @@ def ulm_scores(adata, net: pd.DataFrame) -> pd.DataFrame:
 def call_clusters(
     cell_scores: pd.DataFrame, clusters: pd.Series, *, min_score: float, min_margin: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cluster means of the cell scores and the call per cluster (best type, margin, Unknown)."""
+    """Call each cluster's cell type from the mean marker scores of its cells.
+
+    Parameters
+    ----------
+    cell_scores
+        Cells x types scores (:func:`ulm_scores`).
+    clusters
+        Cluster label per cell.
+    min_score
+        ``annotation_min_score``: a best mean score below it is ``Unknown``.
+    min_margin
+        ``annotation_min_margin``: a margin (best - second mean score) below it is ``Unknown``.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        ``(calls, means)``: per cluster ``cluster``, ``n_cells``, ``best_type``, ``best_score``, ``second_type``,
+        ``second_score``, ``confidence`` (the margin), ``cell_type``, ``call``; and clusters x types mean scores.
+    """
     clusters = clusters.astype(str)
     means = cell_scores.groupby(clusters.to_numpy(), observed=True).mean()
     means.index.name = "cluster"
@@ -174,7 +267,7 @@ def call_clusters(
             "best_type": best.to_numpy(),
             "best_score": top,
             "second_type": [
-                row.drop(b).idxmax() if len(row) > 1 else "" for (_, row), b in zip(means.iterrows(), best)
+                row.drop(b).idxmax() if len(row) > 1 else "" for (_, row), b in zip(means.iterrows(), best, strict=True)
             ],
             "second_score": second,
             "confidence": margin,
@@ -187,7 +280,20 @@ def call_clusters(
 
 
 def read_overrides(path: str | Path, clusters: set[str]) -> pd.DataFrame:
-    """Override table: columns ``cluster``, ``cell_type`` [, ``compartment``]."""
+    """Read the cluster override table (columns ``cluster``, ``cell_type`` [, ``compartment``]).
+
+    Parameters
+    ----------
+    path
+        TSV or CSV; a missing file, column or unknown cluster is a one-line input error.
+    clusters
+        The clusters of the data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per overridden cluster.
+    """
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError("annotation_overrides file not found", file=path)
@@ -204,8 +310,25 @@ def read_overrides(path: str | Path, clusters: set[str]) -> pd.DataFrame:
     return table
 
 
-def run_celltypist(adata, model_path: str | Path, cluster_key: str) -> None:
-    """CellTypist labels from a local model file (majority voting over ``cluster_key``)."""
+def run_celltypist(adata: AnnData, model_path: str | Path, cluster_key: str) -> None:
+    """Label the cells with a local CellTypist model (Dominguez Conde et al. 2022), majority voting by cluster.
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X`` (log1p CP10k, as CellTypist expects).
+    model_path
+        Local ``.pkl`` model (models are never downloaded).
+    cluster_key
+        ``obs`` column of the clusters used for majority voting.
+
+    Adds
+    ----
+    ``obs['celltypist_label']``, ``obs['celltypist_majority']``
+        Per-cell prediction and the cluster's majority label.
+    ``obs['celltypist_conf']``
+        Highest class probability per cell.
+    """
     import celltypist
 
     path = Path(model_path)
@@ -237,8 +360,26 @@ def run_celltypist(adata, model_path: str | Path, cluster_key: str) -> None:
     )
 
 
-def find_markers(adata, cluster_key: str, n_genes: int, seed: int) -> pd.DataFrame:
-    """Wilcoxon markers per cluster (top ``n_genes``) on at most 1,000 cells per cluster."""
+def find_markers(adata: AnnData, cluster_key: str, n_genes: int, seed: int) -> pd.DataFrame:
+    """Find marker genes per cluster by scanpy's Wilcoxon test, on at most 1,000 cells per cluster (seeded).
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X``.
+    cluster_key
+        ``obs`` column of the clusters.
+    n_genes
+        ``n_marker_genes`` kept per cluster (positive log fold change only).
+    seed
+        Seed of the per-cluster subsample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cluster``, ``gene``, ``score``, ``logfoldchange``, ``pval``, ``pval_adj``, ``pct_in``, ``pct_out``; best
+        first within each cluster.
+    """
     import scanpy as sc
 
     rng = np.random.default_rng(seed)
@@ -250,8 +391,11 @@ def find_markers(adata, cluster_key: str, n_genes: int, seed: int) -> pd.DataFra
             members = rng.choice(members, MAX_CELLS_PER_CLUSTER_FOR_MARKERS, replace=False)
         keep.append(members)
     sub = adata[np.sort(np.concatenate(keep))]
-    sub = sub.__class__(X=sub.X, obs=pd.DataFrame({cluster_key: pd.Categorical(sub.obs[cluster_key].astype(str))}, index=sub.obs_names),
-                        var=pd.DataFrame(index=sub.var_names))  # fmt: skip
+    sub = sub.__class__(
+        X=sub.X,
+        obs=pd.DataFrame({cluster_key: pd.Categorical(sub.obs[cluster_key].astype(str))}, index=sub.obs_names),
+        var=pd.DataFrame(index=sub.var_names),
+    )
     groups = sub.obs[cluster_key].value_counts()
     testable = groups.index[groups >= 2].tolist()
     if len(testable) < 2:
@@ -262,8 +406,18 @@ def find_markers(adata, cluster_key: str, n_genes: int, seed: int) -> pd.DataFra
     table = sc.get.rank_genes_groups_df(sub, group=None)
     if "group" not in table:
         table.insert(0, "group", testable[0])
-    table = table.rename(columns={"group": "cluster", "names": "gene", "scores": "score", "logfoldchanges": "logfoldchange",
-                                  "pvals": "pval", "pvals_adj": "pval_adj", "pct_nz_group": "pct_in", "pct_nz_reference": "pct_out"})  # fmt: skip
+    table = table.rename(
+        columns={
+            "group": "cluster",
+            "names": "gene",
+            "scores": "score",
+            "logfoldchanges": "logfoldchange",
+            "pvals": "pval",
+            "pvals_adj": "pval_adj",
+            "pct_nz_group": "pct_in",
+            "pct_nz_reference": "pct_out",
+        }
+    )
     table = table[table["logfoldchange"] > 0]
     return table.groupby("cluster", observed=True, sort=False).head(n_genes).reset_index(drop=True)
 
@@ -288,9 +442,34 @@ class AnnotationSettings(StageSettings):
 
 
 def annotate(adata: AnnData, settings: AnnotationSettings) -> dict[str, pd.DataFrame]:
-    """Markers, marker-based calls, CellTypist and overrides; writes obs columns in place.
+    """Annotate the clusters: marker scores and calls, optional CellTypist, overrides and marker genes.
 
-    ``settings``: ``AnnotationSettings.from_params(params)``, or ``AnnotationSettings.defaults()``.
+    Parameters
+    ----------
+    adata
+        Integrated cells (log-normalised ``X``; ``obs[annotation_cluster_key]``).
+    settings
+        ``AnnotationSettings.from_params(params)``, or ``AnnotationSettings.defaults()``.
+
+    Returns
+    -------
+    dict
+        ``calls`` (:func:`call_clusters`, with ``compartment`` and optional ``celltypist`` and
+        ``pct_proliferating``), ``scores`` (cluster mean scores), ``markers`` (:func:`find_markers` with
+        ``cell_type``) and ``net`` (the marker network).
+
+    Adds
+    ----
+    ``obs['cell_type']``, ``obs['compartment']``
+        The cluster's call (categorical).
+    ``obs['annotation_confidence']``
+        The cluster's margin between the best and second-best type score.
+    ``obs['score_<type>']``
+        Per-cell ULM score of every type (:func:`score_column`).
+    ``obs['proliferating']``
+        Cells above ``PROLIFERATING_SCORE`` on the proliferation markers (when the marker table has them).
+    ``obs['celltypist_*']``
+        With ``celltypist_model`` (:func:`run_celltypist`).
     """
     cluster_key = settings.annotation_cluster_key
     if cluster_key not in adata.obs:
@@ -361,12 +540,37 @@ def annotate(adata: AnnData, settings: AnnotationSettings) -> dict[str, pd.DataF
         markers = find_markers(adata, cluster_key, settings.n_marker_genes, settings.seed)
     markers.insert(1, "cell_type", markers["cluster"].astype(str).map(by_cluster["cell_type"]).to_numpy())
     for row in calls.itertuples():
-        logger.info("cluster %s (%d cells): %s (best %s %.2f, second %s %.2f)", row.cluster, row.n_cells, row.cell_type, row.best_type,
-                    row.best_score, row.second_type, row.second_score)  # fmt: skip
+        logger.info(
+            "cluster %s (%d cells): %s (best %s %.2f, second %s %.2f)",
+            row.cluster,
+            row.n_cells,
+            row.cell_type,
+            row.best_type,
+            row.best_score,
+            row.second_type,
+            row.second_score,
+        )
     return {"calls": calls, "scores": means.reset_index(), "markers": markers, "net": net}
 
 
-def plot_dotplot(adata, markers: pd.DataFrame, cluster_key: str, path: Path) -> Path:
+def plot_dotplot(adata: AnnData, markers: pd.DataFrame, cluster_key: str) -> Figure:
+    """Draw the top marker genes of every cluster as a scanpy dot plot.
+
+    Parameters
+    ----------
+    adata
+        Annotated cells (log-normalised ``X``; ``obs[cluster_key]`` and ``obs['cell_type']``).
+    markers
+        :func:`find_markers` table (``cluster``, ``gene``, best first within each cluster); the top 3 genes per
+        cluster are drawn, at most 120 genes (the first 5 genes of ``adata`` when ``markers`` is empty).
+    cluster_key
+        ``obs`` column of the clusters; the rows are labelled ``<cluster>: <cell type>``.
+
+    Returns
+    -------
+    Figure
+        Dot plot (mean expression scaled per gene, fraction of cells expressing); the caller saves it.
+    """
     pyplot()  # scanpy draws with the Agg backend
     import scanpy as sc
 
@@ -374,23 +578,39 @@ def plot_dotplot(adata, markers: pd.DataFrame, cluster_key: str, path: Path) -> 
     genes = list(dict.fromkeys(top["gene"]))[:120] or list(adata.var_names[:5])
     labels = adata.obs[cluster_key].astype(str) + ": " + adata.obs["cell_type"].astype(str)
     order = sorted(labels.unique(), key=lambda x: (len(x.split(":")[0]), x))
-    view = adata.__class__(X=adata[:, genes].X, obs=pd.DataFrame({"cluster": pd.Categorical(labels, categories=order)}, index=adata.obs_names),
-                           var=pd.DataFrame(index=genes))  # fmt: skip
+    view = adata.__class__(
+        X=adata[:, genes].X,
+        obs=pd.DataFrame({"cluster": pd.Categorical(labels, categories=order)}, index=adata.obs_names),
+        var=pd.DataFrame(index=genes),
+    )
     dot = sc.pl.dotplot(view, genes, groupby="cluster", return_fig=True, show=False, standard_scale="var")
     dot.make_figure()
-    return io.save_figure(dot.fig if hasattr(dot, "fig") else dot.get_axes()["mainplot_ax"].figure, path)
+    return dot.fig if hasattr(dot, "fig") else dot.get_axes()["mainplot_ax"].figure
 
 
 #: cells scored by the label-conservation metrics (seeded subsample), as ``metrics_max_cells`` at integration
 LABEL_METRICS_MAX_CELLS = 20000
 
 
-def label_conservation(adata, seed: int) -> pd.DataFrame:
-    """Integration metrics again, now that cells have labels (``cell_type``), on the uncorrected PCs and
-    the batch-corrected embedding (``uns['integration']``): at integration time there were no labels,
-    so cLISI and label ASW were NaN and over-correction (cell types merged by the batch correction)
-    could not be seen. A drop of cLISI / label ASW from ``uncorrected`` to the corrected embedding is
-    that over-correction. Same definitions and subsample rule as :func:`tmeflow.integrate.metrics_table`.
+def label_conservation(adata: AnnData, seed: int) -> pd.DataFrame:
+    """Recompute the integration metrics now that cells have labels (``cell_type``).
+
+    On the uncorrected PCs and the batch-corrected embedding (``uns['integration']``): at integration time there were no
+    labels, so cLISI and label ASW were NaN and over-correction (cell types merged by the batch correction) could not be
+    seen. A drop of cLISI / label ASW from ``uncorrected`` to the corrected embedding is that over-correction. Same
+    definitions and subsample rule as :func:`tmeflow.integrate.metrics_table`.
+
+    Parameters
+    ----------
+    adata
+        Annotated cells (``obs['cell_type']``, ``obsm`` embeddings, ``uns['integration']``).
+    seed
+        Seed of the metrics' cell subsample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per embedding (``uncorrected`` and the corrected one): the scIB metrics with labels.
     """
     from .integrate import metrics_table
 
@@ -408,13 +628,18 @@ def label_conservation(adata, seed: int) -> pd.DataFrame:
     return table
 
 
-def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params: dict[str, Any]) -> Path:
+def write_outputs(adata: AnnData, results: dict[str, pd.DataFrame], outdir: Path, params: dict[str, Any]) -> Path:
+    """Write the annotation tables, figures (saved here) and ``annotated.h5ad``."""
     from .integrate import plot_umaps
 
     cluster_key = params["annotation_cluster_key"]
-    header = io.multiqc_header("tmeflow_annotation", "Cluster annotation",
-                               "Major cell type per cluster from canonical markers (decoupler ULM); confidence = margin "
-                               "between the best and second-best type score.", "table")  # fmt: skip
+    header = io.multiqc_header(
+        "tmeflow_annotation",
+        "Cluster annotation",
+        "Major cell type per cluster from canonical markers (decoupler ULM); confidence = margin "
+        "between the best and second-best type score.",
+        "table",
+    )
     calls = results["calls"].copy()
     calls.insert(0, "Cluster", "cluster " + calls.pop("cluster").astype(str))
     io.write_table(calls, outdir / "annotation_clusters_mqc.tsv", header_lines=header)
@@ -434,7 +659,7 @@ def write_outputs(adata, results: dict[str, pd.DataFrame], outdir: Path, params:
         ),
     )
     if len(results["markers"]):
-        plot_dotplot(adata, results["markers"], cluster_key, outdir / "annotation_dotplot_mqc.png")
+        io.save_figure(plot_dotplot(adata, results["markers"], cluster_key), outdir / "annotation_dotplot_mqc.png")
     if "X_umap" in adata.obsm:
         keys = ["cell_type", "compartment", cluster_key] + (
             ["celltypist_majority"] if "celltypist_majority" in adata.obs else []
@@ -455,10 +680,16 @@ def run_annotate(input_path: str | Path, outdir: str | Path, params: dict[str, A
     results = annotate(adata, AnnotationSettings.from_params(params))
     path = write_outputs(adata, results, outdir, params)
     counts = adata.obs["cell_type"].value_counts()
-    logger.info("annotated %d cells in %d clusters: %s (%.1f s)", adata.n_obs, len(results["calls"]),
-                ", ".join(f"{k} {v}" for k, v in counts.items()), time.perf_counter() - start)  # fmt: skip
+    logger.info(
+        "annotated %d cells in %d clusters: %s (%.1f s)",
+        adata.n_obs,
+        len(results["calls"]),
+        ", ".join(f"{k} {v}" for k, v in counts.items()),
+        time.perf_counter() - start,
+    )
     return path
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow annotate``."""
     run_annotate(args.input, args.outdir, params)

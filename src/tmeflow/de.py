@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,10 @@ from .errors import TmeflowInputError
 from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
 from .log import get_logger, progress, timed
 from .settings import StageSettings
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -98,8 +102,16 @@ SKIP_COLUMNS = [
 # Inputs
 
 
-def check_counts(adata, *, file: str | Path | None = None) -> None:
-    """``layers['counts']`` must exist and hold non-negative integers (checked on up to 2,000 cells)."""
+def check_counts(adata: AnnData, *, file: str | Path | None = None) -> None:
+    """Fail with one line unless ``layers['counts']`` holds non-negative integers (checked on up to 2,000 cells).
+
+    Parameters
+    ----------
+    adata
+        The atlas.
+    file
+        Input file named in the error.
+    """
     if "counts" not in adata.layers:
         raise TmeflowInputError("atlas has no layers['counts'] (raw counts are needed for pseudobulk DE)", file=file)
     block = adata.layers["counts"][: min(2000, adata.n_obs)]
@@ -109,7 +121,20 @@ def check_counts(adata, *, file: str | Path | None = None) -> None:
 
 
 def de_groups(obs: pd.DataFrame, cell_types: str | None = None) -> dict[str, np.ndarray]:
-    """Boolean cell masks of the groups to test, by name."""
+    """Mask the cells of every group to test: each cell type, and ``Malignant`` from ``obs['malignant']``.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``cell_type``; optional boolean ``malignant``).
+    cell_types
+        ``de_cell_types``: comma list of the groups to keep (an unknown name is an input error); ``None``: all.
+
+    Returns
+    -------
+    dict
+        Group name -> boolean mask per cell, in category order.
+    """
     labels = obs["cell_type"].astype(str).to_numpy()
     names = list(pd.unique(labels))
     if isinstance(obs["cell_type"].dtype, pd.CategoricalDtype):
@@ -138,7 +163,24 @@ def de_groups(obs: pd.DataFrame, cell_types: str | None = None) -> dict[str, np.
 
 
 def pseudobulk(counts, sample_labels: np.ndarray, mask: np.ndarray, genes) -> tuple[pd.DataFrame, pd.Series]:
-    """Raw counts summed per sample over the cells in ``mask``: (samples x genes counts, cells per sample)."""
+    """Sum the raw counts of the cells in ``mask`` per sample (pseudobulk; Squair et al. 2021).
+
+    Parameters
+    ----------
+    counts
+        Cells x genes raw counts (sparse or dense).
+    sample_labels
+        Sample per cell.
+    mask
+        Boolean per cell: the group's cells.
+    genes
+        Gene names (columns).
+
+    Returns
+    -------
+    tuple
+        ``(samples x genes int64 counts, cells per sample)``; only samples with cells in ``mask``.
+    """
     labels = pd.Categorical(np.asarray(sample_labels)[mask])
     codes = labels.codes
     indicator = sp.csr_matrix(
@@ -159,7 +201,26 @@ def pseudobulk(counts, sample_labels: np.ndarray, mask: np.ndarray, genes) -> tu
 def guard_samples(
     n_cells: pd.Series, samples: pd.DataFrame, test: str, reference: str, min_cells: int, min_samples: int
 ) -> tuple[list[str], str | None, dict[str, int]]:
-    """Samples kept (enough cells), and the reason to skip the group (None when it can be tested)."""
+    """Keep the samples with enough cells of the group and decide whether the group can be tested.
+
+    Parameters
+    ----------
+    n_cells
+        Cells of the group per sample.
+    samples
+        :func:`tmeflow.composition.sample_table`.
+    test, reference
+        The contrasted conditions.
+    min_cells
+        ``de_min_cells``: cells a sample needs in the group.
+    min_samples
+        ``de_min_samples``: kept samples each condition needs.
+
+    Returns
+    -------
+    tuple
+        ``(kept samples, reason to skip or None, counts of samples and cells per condition)``.
+    """
     cells = n_cells.reindex(samples.index, fill_value=0)
     sub = samples[samples["condition"].isin([test, reference])]
     kept = [s for s in sub.index if cells[s] >= min_cells]
@@ -181,7 +242,18 @@ def guard_samples(
 
 
 def paired_design(samples: pd.DataFrame) -> bool:
-    """Paired when every patient has both conditions and there are at least two patients."""
+    """Decide whether the design blocks on patient: every patient has both conditions, at least two patients.
+
+    Parameters
+    ----------
+    samples
+        The kept samples (``condition``, ``patient``).
+
+    Returns
+    -------
+    bool
+        True for ``~ patient + condition``.
+    """
     per_patient = samples.groupby("patient")["condition"].nunique()
     return len(per_patient) >= 2 and bool((per_patient == 2).all()) and not (samples["patient"] == samples.index).all()
 
@@ -189,13 +261,27 @@ def paired_design(samples: pd.DataFrame) -> bool:
 def run_pydeseq2(
     counts: pd.DataFrame, metadata: pd.DataFrame, test: str, reference: str, *, paired: bool, inference: Any = None
 ) -> pd.DataFrame:
-    """PyDESeq2 Wald test of ``condition`` test vs reference; returns PyDESeq2's ``results_df``.
+    """Test ``condition`` test vs reference with PyDESeq2's Wald test (Love et al. 2014).
 
-    ``counts``: samples x genes integers; ``metadata``: ``condition`` (and ``patient`` when paired)
-    per sample. Design ``~ patient + condition`` when ``paired``, else ``~ condition``. ``inference``:
-    PyDESeq2's inference engine; default :class:`tmeflow.deseq.VectorizedInference` (PyDESeq2's
-    routines vectorised over genes), ``pydeseq2.default_inference.DefaultInference(n_cpus=1)`` for
-    PyDESeq2's own per-gene loops.
+    Parameters
+    ----------
+    counts
+        Samples x genes integer counts (pseudobulk).
+    metadata
+        ``condition`` (and ``patient`` when paired) per sample.
+    test, reference
+        The contrasted conditions.
+    paired
+        Design ``~ patient + condition``; else ``~ condition``.
+    inference
+        PyDESeq2's inference engine; default :class:`tmeflow.deseq.VectorizedInference` (PyDESeq2's routines
+        vectorised over genes), ``pydeseq2.default_inference.DefaultInference(n_cpus=1)`` for its own per-gene loops.
+
+    Returns
+    -------
+    pandas.DataFrame
+        PyDESeq2's ``results_df`` (index gene; ``baseMean``, ``log2FoldChange``, ``lfcSE``, ``stat``, ``pvalue``,
+        ``padj``).
     """
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.ds import DeseqStats
@@ -212,8 +298,26 @@ def run_pydeseq2(
     return stats.results_df
 
 
-def wilcoxon(adata, test: str, reference: str) -> pd.DataFrame:
-    """Scanpy Wilcoxon rank-sum of ``test`` vs ``reference`` cells (log-normalised X), Bonferroni."""
+def wilcoxon(adata: AnnData, test: str, reference: str) -> pd.DataFrame:
+    """Test ``test`` vs ``reference`` cells by scanpy's Wilcoxon rank-sum test (log-normalised X), Bonferroni.
+
+    Parameters
+    ----------
+    adata
+        Cells of one group (``obs['condition']``; log-normalised ``X``).
+    test, reference
+        The contrasted conditions.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index gene; ``stat``, ``log2fc``, ``pvalue``, ``padj``, ``pct_test``, ``pct_reference``.
+
+    Adds
+    ----
+    ``uns['tmeflow_de']``
+        scanpy's ``rank_genes_groups`` result.
+    """
     import scanpy as sc
 
     sc.tl.rank_genes_groups(
@@ -246,7 +350,26 @@ def wilcoxon(adata, test: str, reference: str) -> pd.DataFrame:
 # Plots
 
 
-def plot_volcanoes(table: pd.DataFrame, title: str, lfc: float, fdr: float):
+def plot_volcanoes(table: pd.DataFrame, title: str, lfc: float, fdr: float) -> Figure:
+    """Draw one volcano per cell type of a contrast's DE table.
+
+    Parameters
+    ----------
+    table
+        DE results of one contrast (``cell_type``, ``gene``, ``log2fc``, ``padj``, ``significant``).
+    title
+        Figure title.
+    lfc
+        ``de_lfc``: the |log2 fold change| cut, drawn as dotted vertical lines.
+    fdr
+        ``de_fdr``: the adjusted-p cut, drawn as a dotted horizontal line at -log10(fdr).
+
+    Returns
+    -------
+    Figure
+        Up to 4 panels a row (significant genes red up, blue down; the 5 most significant named); the caller
+        saves it.
+    """
     from .plotting import pyplot
 
     plt = pyplot()
@@ -255,7 +378,7 @@ def plot_volcanoes(table: pd.DataFrame, title: str, lfc: float, fdr: float):
     ncol = min(4, max(1, len(groups)))
     nrow = int(np.ceil(max(1, len(groups)) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.0 * nrow), squeeze=False)
-    for ax, group in zip(axes.ravel(), groups):
+    for ax, group in zip(axes.ravel(), groups, strict=False):
         sub = table[table["cell_type"] == group]
         y = -np.log10(np.clip(sub["padj"].fillna(1.0).to_numpy(), 1e-300, 1.0))
         x = sub["log2fc"].to_numpy()

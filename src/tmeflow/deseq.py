@@ -52,7 +52,22 @@ def _gram(X: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 def nb_nll(counts: np.ndarray, mu: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Negative binomial negative log-likelihood per gene (column); as ``pydeseq2.utils.nb_nll``."""
+    """Compute the negative binomial negative log-likelihood per gene (column), as ``pydeseq2.utils.nb_nll``.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes counts.
+    mu
+        Samples x genes fitted means.
+    alpha
+        Dispersion per gene.
+
+    Returns
+    -------
+    numpy.ndarray
+        Negative log-likelihood per gene.
+    """
     inv = 1.0 / alpha
     logbinom = gammaln(counts + inv) - gammaln(counts + 1) - gammaln(inv)
     return (inv * np.log(alpha) - logbinom + (counts + inv) * np.log(mu + inv) - counts * np.log(mu)).sum(axis=0)
@@ -65,7 +80,8 @@ class VectorizedInference(DefaultInference):
         kwargs.setdefault("n_cpus", 1)
         super().__init__(**kwargs)
 
-    def lin_reg_mu(self, counts, size_factors, design_matrix, min_mu):  # noqa: D102
+    def lin_reg_mu(self, counts, size_factors, design_matrix, min_mu):
+        """Initialise the means by least squares of normalised counts on the design, all genes at once."""
         coef = np.linalg.lstsq(design_matrix, counts / size_factors[:, None], rcond=None)[0]
         return np.maximum(size_factors[:, None] * (design_matrix @ coef), min_mu)
 
@@ -81,7 +97,11 @@ class VectorizedInference(DefaultInference):
         max_beta=30,
         optimizer="L-BFGS-B",
         maxiter=250,
-    ):  # noqa: D102
+    ):
+        """Fit the negative-binomial GLM coefficients of every gene by IRLS, vectorised over genes.
+
+        Same arguments and returns as :meth:`pydeseq2.default_inference.DefaultInference.irls`.
+        """
         X = np.asarray(design_matrix, dtype=float)
         counts = np.asarray(counts, dtype=float)
         n, p = X.shape
@@ -149,7 +169,11 @@ class VectorizedInference(DefaultInference):
         cr_reg=True,
         prior_reg=False,
         optimizer="L-BFGS-B",
-    ):  # noqa: D102
+    ):
+        """Estimate the gene-wise dispersions by maximum (Cox-Reid adjusted) likelihood, vectorised over genes.
+
+        Same arguments and returns as :meth:`pydeseq2.default_inference.DefaultInference.alpha_mle`.
+        """
         X = np.asarray(design_matrix, dtype=float)
         counts = np.asarray(counts, dtype=float)
         mu = np.asarray(mu, dtype=float)
@@ -233,7 +257,8 @@ class VectorizedInference(DefaultInference):
             x[i] = np.log(alpha)
         return np.exp(x), converged
 
-    def wald_test(self, design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, alt_hypothesis=None):  # noqa: D102
+    def wald_test(self, design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, alt_hypothesis=None):
+        """Run the Wald test of ``contrast`` for every gene at once (pydeseq2's per-gene test otherwise)."""
         if alt_hypothesis is not None:
             return super().wald_test(design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, alt_hypothesis)
         X = np.asarray(design_matrix, dtype=float)

@@ -7,9 +7,9 @@ instead, with the sample as the unit of replication.
 
 Method (defaults of miloR/milopy where they apply)
     1. **Neighbours** on the integrated embedding (``X_scVI`` / ``X_pca_harmony`` / ``X_pca``, as
-       ``tmeflow integrate`` wrote it), ``k = max(30, 10 x samples)`` (at most 200): Milo asks for at least 5 and gains power with more
-       neighbourhoods of several cells per sample; the atlas's own 15-neighbour graph would give
-       about two cells per sample and no power.
+       ``tmeflow integrate`` wrote it), ``k = max(30, 10 x samples)`` (at most 200): Milo asks for at least 5 and gains
+       power with more neighbourhoods of several cells per sample; the atlas's own 15-neighbour graph would give about
+       two cells per sample and no power.
     2. **Index cells** (Milo's refined sampling): a seeded random ``da_nhood_prop`` (10%) of the
        cells; each is replaced by the member of its neighbourhood nearest to the neighbourhood's median
        position in the embedding; duplicates dropped. A **neighbourhood** is an index cell and its
@@ -32,6 +32,8 @@ type, Milo's beeswarm).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -40,13 +42,27 @@ from anndata import AnnData
 from .errors import TmeflowInputError
 from .log import get_logger
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 logger = get_logger(__name__)
 
 EMBEDDINGS = ("X_scVI", "X_pca_harmony", "X_pca")
 
 
-def embedding_of(adata) -> tuple[str, np.ndarray]:
-    """The integrated embedding the atlas graph was built on (the first of :data:`EMBEDDINGS` present)."""
+def embedding_of(adata: AnnData) -> tuple[str, np.ndarray]:
+    """Return the integrated embedding the atlas graph was built on (the first of :data:`EMBEDDINGS` present).
+
+    Parameters
+    ----------
+    adata
+        Atlas cells with ``obsm`` embeddings.
+
+    Returns
+    -------
+    tuple
+        ``(obsm key, cells x dimensions float64 array)``.
+    """
     for key in EMBEDDINGS:
         if key in adata.obsm:
             return key, np.asarray(adata.obsm[key], dtype=np.float64)
@@ -54,15 +70,43 @@ def embedding_of(adata) -> tuple[str, np.ndarray]:
 
 
 def nhood_size(n_samples: int) -> int:
-    """Neighbours per neighbourhood: ``max(30, 10 x samples)``, at most 200."""
+    """Choose the neighbours per neighbourhood: ``max(30, 10 x samples)``, at most 200.
+
+    Parameters
+    ----------
+    n_samples
+        Samples in the cohort.
+
+    Returns
+    -------
+    int
+        ``k``.
+    """
     return int(min(200, max(30, 10 * n_samples)))
 
 
 def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Milo's refined sampling: each randomly drawn cell moves to the member of its ``k``-neighbourhood
-    nearest to the neighbourhood's median position. Returns the unique index cells (sorted), their
-    neighbourhoods (index cells x ``k`` cell indices, the index cell included) and the distance of each
-    index cell to its k-th neighbour.
+    """Sample neighbourhood index cells by Milo's refined sampling (Dann et al. 2022).
+
+    Each randomly drawn cell moves to the member of its ``k``-neighbourhood nearest to the neighbourhood's median
+    position.
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    k
+        Neighbours per neighbourhood (:func:`nhood_size`).
+    prop
+        Fraction of cells drawn (``da_nhood_prop``).
+    seed
+        Seed of the draw.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Unique index cells (sorted), their neighbourhoods (index cells x ``k`` cell indices, the index cell
+        included) and the distance of each index cell to its k-th neighbour.
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -79,7 +123,20 @@ def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[
 
 
 def nhood_matrix(neighbourhoods: np.ndarray, n_cells: int) -> sp.csr_matrix:
-    """Cells x neighbourhoods membership."""
+    """Build the cells x neighbourhoods membership matrix.
+
+    Parameters
+    ----------
+    neighbourhoods
+        Neighbourhoods x ``k`` cell indices (:func:`index_cells`).
+    n_cells
+        Cells in the atlas.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Cells x neighbourhoods, 1 where the cell belongs.
+    """
     n_nhoods, k = neighbourhoods.shape
     return sp.csr_matrix(
         (np.ones(n_nhoods * k, dtype=np.float32), (neighbourhoods.ravel(), np.repeat(np.arange(n_nhoods), k))),
@@ -88,8 +145,21 @@ def nhood_matrix(neighbourhoods: np.ndarray, n_cells: int) -> sp.csr_matrix:
 
 
 def spatial_fdr(pvalues: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Milo's weighted Benjamini-Hochberg (``graphSpatialFDR``): ``p_(i) * sum(w) / cumsum(w)_(i)``
-    in p-value order, made monotone from the largest p down; NaN p-values stay NaN.
+    """Adjust neighbourhood p-values by Milo's weighted Benjamini-Hochberg (``graphSpatialFDR``).
+
+    ``p_(i) * sum(w) / cumsum(w)_(i)`` in p-value order, made monotone from the largest p down.
+
+    Parameters
+    ----------
+    pvalues
+        One p-value per neighbourhood.
+    weights
+        Per neighbourhood (1 / distance to the k-th neighbour: dense regions weigh less).
+
+    Returns
+    -------
+    numpy.ndarray
+        Spatial FDR per neighbourhood, capped at 1; NaN where the p-value or weight is not finite.
     """
     out = np.full(len(pvalues), np.nan)
     ok = np.isfinite(pvalues) & np.isfinite(weights)
@@ -106,7 +176,22 @@ def spatial_fdr(pvalues: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def nhood_counts(membership: sp.csr_matrix, samples_of_cells: np.ndarray, samples: list[str]) -> pd.DataFrame:
-    """Samples x neighbourhoods cell counts."""
+    """Count each sample's cells in every neighbourhood.
+
+    Parameters
+    ----------
+    membership
+        Cells x neighbourhoods (:func:`nhood_matrix`).
+    samples_of_cells
+        Sample per cell.
+    samples
+        Sample order of the rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Samples x neighbourhoods cell counts.
+    """
     codes = pd.Categorical(samples_of_cells, categories=samples).codes
     design = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(samples), len(codes)))
     return pd.DataFrame((design @ membership).toarray(), index=samples)
@@ -122,7 +207,28 @@ def contrast_neighbourhoods(
     paired: bool,
     moderated: bool = True,
 ) -> pd.DataFrame:
-    """The moderated contrast ``test - reference`` of every neighbourhood's logit fraction (see step 4)."""
+    """Test ``test - reference`` on every neighbourhood's logit fraction of the sample's cells (step 4).
+
+    Parameters
+    ----------
+    counts
+        Samples x neighbourhoods cell counts.
+    sample_sizes
+        Cells per sample.
+    samples
+        :func:`tmeflow.composition.sample_table`.
+    test, reference
+        The contrasted conditions.
+    paired
+        Block on patient.
+    moderated
+        Empirical-Bayes moderated t (default).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`tmeflow.composition.linear_model_test` table, one row per neighbourhood.
+    """
     from .composition import contrast_design, linear_model_test
 
     kept, design, contrast = contrast_design(samples, test, reference, paired=paired)
@@ -140,10 +246,30 @@ def neighbourhood_da(
     moderated: bool,
     seed: int,
 ) -> dict[str, pd.DataFrame]:
-    """One table per contrast (``<test>_vs_<reference>``) of neighbourhood DA (see the module docstring).
+    """Test Milo-style neighbourhood differential abundance for every contrast (see the module docstring).
 
-    ``prop``: the fraction of cells sampled as neighbourhood indices (``da_nhood_prop``); ``moderated``:
-    empirical-Bayes moderated t (``da_moderated``); ``fdr``: the spatial FDR logged as a call (``da_fdr``).
+    Parameters
+    ----------
+    adata
+        Cells with ``obs`` ``sample``, ``cell_type`` and an integrated embedding (:data:`EMBEDDINGS`).
+    samples
+        :func:`tmeflow.composition.sample_table`.
+    pairs
+        ``(test, reference)`` contrasts.
+    prop
+        Fraction of cells sampled as neighbourhood indices (``da_nhood_prop``).
+    fdr
+        Spatial FDR logged as a call (``da_fdr``).
+    moderated
+        Empirical-Bayes moderated t (``da_moderated``).
+    seed
+        Seed of the index sampling.
+
+    Returns
+    -------
+    dict
+        ``<test>_vs_<reference>`` -> one row per neighbourhood: ``index_cell``, ``n_cells``, majority
+        ``cell_type`` and ``cell_type_fraction``, ``logfc``, ``t``, ``df``, ``pvalue``, ``spatial_fdr``.
     """
     from .composition import contrast_name, is_paired
 
@@ -205,8 +331,23 @@ def _majority_type(membership: sp.csr_matrix, cell_types: np.ndarray) -> tuple[n
     return np.asarray(categories.categories)[best], per_nhood.max(axis=1) / np.maximum(per_nhood.sum(axis=1), 1)
 
 
-def plot_beeswarm(table: pd.DataFrame, fdr: float, title: str):
-    """Neighbourhood log fold changes per majority cell type; neighbourhoods at spatial FDR < ``fdr`` coloured."""
+def plot_beeswarm(table: pd.DataFrame, fdr: float, title: str) -> Figure:
+    """Draw the neighbourhood log fold changes per majority cell type (Milo's beeswarm).
+
+    Parameters
+    ----------
+    table
+        :func:`neighbourhood_da` table of one contrast (``cell_type``, ``logfc``, ``spatial_fdr``).
+    fdr
+        Spatial FDR below which a neighbourhood is coloured (red up, blue down; others grey).
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        One row of jittered points per cell type, ordered by mean log fold change; the caller saves it.
+    """
     from .plotting import pyplot
 
     plt = pyplot()

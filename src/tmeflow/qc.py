@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,11 @@ from . import io
 from .errors import TmeflowInputError
 from .genes import SPECIES, gene_class_mask, mostly_ensembl, symbols_from_ensembl
 from .log import get_logger, timed
+from .plotting import pyplot
 from .settings import StageSettings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -72,7 +76,17 @@ class QCResult:
 
 
 def check_species(var_names: pd.Index, species: str, *, sample: str, file: str | None = None) -> None:
-    """Fail when the gene symbols look like another species (mitochondrial genes of the other one)."""
+    """Fail when the gene symbols look like another species (mitochondrial genes of the other one only).
+
+    Parameters
+    ----------
+    var_names
+        Gene symbols of the sample.
+    species
+        Declared species of the sample (samplesheet).
+    sample, file
+        Named in the one-line error.
+    """
     other = next(s for s in SPECIES if s != species)
     if not gene_class_mask(var_names, species, "mito").any() and gene_class_mask(var_names, other, "mito").any():
         raise TmeflowInputError(
@@ -83,11 +97,26 @@ def check_species(var_names: pd.Index, species: str, *, sample: str, file: str |
         )
 
 
-def ensembl_to_symbols(adata, species: str, *, sample: str) -> None:
-    """Name genes by symbol when the input has Ensembl ids only (a features.tsv without symbols, an
-    h5ad without a symbol column): the mitochondrial, ribosomal and haemoglobin classes, the species
-    check and every later stage work on symbols. Ids without a symbol in the bundled table are kept.
-    Fails when no mitochondrial gene can be named, rather than setting % mito to 0 for every cell.
+def ensembl_to_symbols(adata: AnnData, species: str, *, sample: str) -> None:
+    """Name genes by symbol when the input has Ensembl ids only.
+
+    A features.tsv without symbols or an h5ad without a symbol column: the mitochondrial, ribosomal and haemoglobin
+    classes, the species check and every later stage work on symbols. Ids without a symbol in the bundled table are
+    kept. Fails when no mitochondrial gene can be named, rather than setting % mito to 0 for every cell.
+
+    Parameters
+    ----------
+    adata
+        One sample's cells x genes.
+    species
+        ``human`` or ``mouse`` (the bundled id -> symbol table).
+    sample
+        Named in the error.
+
+    Adds
+    ----
+    ``var['gene_ids']``
+        The Ensembl ids (``var_names`` become symbols, made unique).
     """
     if not mostly_ensembl(adata.var_names):
         return
@@ -109,9 +138,24 @@ def ensembl_to_symbols(adata, species: str, *, sample: str) -> None:
     )
 
 
-def compute_qc_metrics(adata, species: str) -> None:
-    """Add per-cell QC metrics to ``obs`` (counts in ``X``): ``n_genes_by_counts``, ``total_counts``,
-    ``pct_counts_mito`` / ``_ribo`` / ``_hb`` and their log1p versions.
+def compute_qc_metrics(adata: AnnData, species: str) -> None:
+    """Add per-cell QC metrics (scanpy ``calculate_qc_metrics``; counts in ``X``).
+
+    Parameters
+    ----------
+    adata
+        One sample's raw counts.
+    species
+        ``human`` or ``mouse``: which symbols are mitochondrial (``MT-``/``mt-``), ribosomal and haemoglobin.
+
+    Adds
+    ----
+    ``var['mito']``, ``var['ribo']``, ``var['hb']``
+        Gene-class masks.
+    ``obs['n_genes_by_counts']``, ``obs['total_counts']``
+        Detected genes and total counts per cell (and their ``log1p_`` versions).
+    ``obs['pct_counts_mito']``, ``obs['pct_counts_ribo']``, ``obs['pct_counts_hb']``
+        Percent of counts in each class (and ``total_counts_<class>``, ``log1p_total_counts_<class>``).
     """
     import scanpy as sc
 
@@ -121,7 +165,22 @@ def compute_qc_metrics(adata, species: str) -> None:
 
 
 def mad_outlier(values: np.ndarray, n_mads: float, *, upper_only: bool = False) -> np.ndarray:
-    """Cells more than ``n_mads`` median absolute deviations from the median (above it if ``upper_only``)."""
+    """Flag values more than ``n_mads`` median absolute deviations from the median (scater ``isOutlier``).
+
+    Parameters
+    ----------
+    values
+        One metric per cell (log-scale for counts, as in the OSCA book).
+    n_mads
+        Number of MADs (unscaled MAD) a value may deviate.
+    upper_only
+        Flag only values above the median (e.g. % mitochondrial).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per cell.
+    """
     median = np.median(values)
     mad = np.median(np.abs(values - median))
     deviation = values - median if upper_only else np.abs(values - median)
@@ -151,8 +210,20 @@ class QcSettings(StageSettings):
 
 
 def filter_reasons(obs: pd.DataFrame, settings: QcSettings) -> pd.Series:
-    """The first filter each cell fails ('' when it passes), in the order the filters are listed: the MAD
-    outlier filters (``qc_mode`` mad) or the fixed thresholds, then % haemoglobin.
+    """Name the first filter each cell fails, in the order the filters are listed.
+
+    Parameters
+    ----------
+    obs
+        Cells with :func:`compute_qc_metrics` columns.
+    settings
+        ``qc_options``: ``qc_mode`` ``mad`` (MAD outliers, :func:`mad_outlier`) or ``fixed`` thresholds
+        (``min_genes``, ``min_counts``, ``max_pct_mito``), then ``max_pct_hb`` in both modes.
+
+    Returns
+    -------
+    pandas.Series
+        Filter name per cell (``''`` when the cell passes), indexed like ``obs``.
     """
     if settings.qc_mode == "mad":
         failed = {
@@ -167,14 +238,32 @@ def filter_reasons(obs: pd.DataFrame, settings: QcSettings) -> pd.Series:
             "max_pct_mito": obs["pct_counts_mito"].to_numpy() > settings.max_pct_mito,
         }
     failed["max_pct_hb"] = obs["pct_counts_hb"].to_numpy() > settings.max_pct_hb
-    reasons = np.full(len(obs), "", dtype=object)
+    reasons: np.ndarray = np.full(len(obs), "", dtype=object)
     for name, mask in reversed(failed.items()):  # the first listed filter wins
         reasons[mask] = name
     return pd.Series(reasons, index=obs.index, name="qc_fail_reason")
 
 
-def detect_doublets(adata, *, expected_rate: float, seed: int, sample: str) -> tuple[np.ndarray, np.ndarray]:
-    """Scrublet doublet scores and calls (counts in ``X``); no calls for samples too small to score."""
+def detect_doublets(adata: AnnData, *, expected_rate: float, seed: int, sample: str) -> tuple[np.ndarray, np.ndarray]:
+    """Score and call doublets with Scrublet (Wolock et al. 2019; counts in ``X``).
+
+    Parameters
+    ----------
+    adata
+        Cells that passed the metric filters.
+    expected_rate
+        ``expected_doublet_rate`` given to Scrublet.
+    seed
+        Scrublet's seed.
+    sample
+        Named in warnings.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(scores, called)`` per cell; zeros and no calls for samples with fewer than ``MIN_CELLS_FOR_DOUBLETS``
+        cells.
+    """
     import scanpy as sc
 
     if adata.n_obs < MIN_CELLS_FOR_DOUBLETS:
@@ -210,8 +299,28 @@ def detect_doublets(adata, *, expected_rate: float, seed: int, sample: str) -> t
 def qc_sample(adata: AnnData, meta: dict[str, str], settings: QcSettings):
     """Run QC on one sample (raw counts in ``X``).
 
-    Returns ``(kept, cells)``: the AnnData of kept cells (counts in ``layers['counts']``,
-    log-normalised ``X``) and a per-cell table of metrics with ``qc_fail_reason``.
+    Parameters
+    ----------
+    adata
+        The sample's raw counts (cells x genes).
+    meta
+        Samplesheet row: ``sample``, ``species`` and the other ``META_COLUMNS``.
+    settings
+        ``qc_options``.
+
+    Returns
+    -------
+    tuple
+        ``(kept, cells)``: the AnnData of kept cells (counts in ``layers['counts']``, log1p CP10k ``X``, the
+        ``META_COLUMNS`` categorical in ``obs``) and the per-cell table of every cell (metrics, ``doublet_score``,
+        ``qc_fail_reason``).
+
+    Adds
+    ----
+    ``obs[<META_COLUMNS>]``, ``obs['barcode']``
+        Samplesheet columns and the original barcode (``obs_names`` become ``<sample>_<barcode>``).
+    ``obs['doublet_score']``, ``obs['qc_fail_reason']``
+        Scrublet score (NaN when not scored) and the first failed filter (``''`` when kept).
     """
     import scanpy as sc
 
@@ -245,7 +354,23 @@ def qc_sample(adata: AnnData, meta: dict[str, str], settings: QcSettings):
 
 
 def sample_stats(cells: pd.DataFrame, kept_obs: pd.DataFrame, sample: str) -> dict[str, Any]:
-    """Per-sample QC summary for the MultiQC general-statistics table."""
+    """Summarise one sample's QC for the MultiQC general-statistics table.
+
+    Parameters
+    ----------
+    cells
+        Per-cell table of every cell (``qc_fail_reason``, ``doublet_score``).
+    kept_obs
+        ``obs`` of the kept cells.
+    sample
+        Sample name.
+
+    Returns
+    -------
+    dict
+        ``Sample``, ``cells_in``, ``cells_kept``, ``pct_kept``, medians of genes, UMIs and % mito of kept cells,
+        ``doublet_rate`` (% of scored cells) and ``removed_<reason>`` counts.
+    """
     reasons = cells["qc_fail_reason"]
     n_scored = int(cells["doublet_score"].notna().sum())
     stats = {
@@ -273,42 +398,86 @@ def _too_few_cells_message(stats: dict[str, Any], minimum: int) -> str:
     )
 
 
-def plot_qc(cells: pd.DataFrame, sample: str, outdir: Path, settings: QcSettings) -> list[Path]:
-    """Violins of the QC metrics before/after filtering (with the fixed thresholds) and a
-    counts-vs-genes scatter coloured by the filter each cell failed.
+QC_METRICS = {  # column: (label, drawn on a log10(1 + x) scale)
+    "n_genes_by_counts": ("detected genes", True),
+    "total_counts": ("total counts", True),
+    "pct_counts_mito": ("% mitochondrial", False),
+    "pct_counts_hb": ("% haemoglobin", False),
+}
+
+
+def plot_qc_violins(cells: pd.DataFrame, sample: str, *, thresholds: dict[str, float | None] | None = None) -> Figure:
+    """Draw violins of the QC metrics before and after filtering, with the fixed thresholds.
+
+    Parameters
+    ----------
+    cells
+        One row per cell of the sample (:func:`qc_sample`'s cell table): the ``QC_METRICS`` columns and
+        ``qc_fail_reason`` (empty for kept cells).
+    sample
+        Sample name, in the title.
+    thresholds
+        Threshold drawn (red dashed line) per metric column, in the metric's units; ``None`` or a missing column
+        draws none (adaptive MAD thresholds differ per cell group, so only fixed ones are drawn).
+
+    Returns
+    -------
+    Figure
+        One panel per metric (``before`` = all cells, ``after`` = kept cells; counts on log10(1 + x)); the
+        caller saves it.
     """
-    from .plotting import pyplot
-
     plt = pyplot()
-
+    thresholds = thresholds or {}
     kept = cells["qc_fail_reason"] == ""
-    fixed = settings.qc_mode == "fixed"
-    metrics = {  # column: (label, log scale, threshold drawn)
-        "n_genes_by_counts": ("detected genes", True, settings.min_genes if fixed else None),
-        "total_counts": ("total counts", True, settings.min_counts if fixed else None),
-        "pct_counts_mito": ("% mitochondrial", False, settings.max_pct_mito if fixed else None),
-        "pct_counts_hb": ("% haemoglobin", False, settings.max_pct_hb),
-    }
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4))
-    for ax, (column, (label, log_scale, threshold)) in zip(axes, metrics.items()):
+    fig, axes = plt.subplots(1, len(QC_METRICS), figsize=(3.2 * len(QC_METRICS), 3.4))
+    for ax, (column, (label, log_scale)) in zip(axes, QC_METRICS.items(), strict=True):
         groups = [cells[column].to_numpy(), cells.loc[kept, column].to_numpy()]
         groups = [np.log10(1 + g) if log_scale else g for g in groups]
         ax.violinplot([g if len(g) else np.zeros(1) for g in groups], showmedians=True)
+        threshold = thresholds.get(column)
         if threshold is not None:
             ax.axhline(np.log10(1 + threshold) if log_scale else threshold, color="red", linestyle="--", linewidth=1)
         ax.set_xticks([1, 2], ["before", "after"])
         ax.set_title(f"log10(1 + {label})" if log_scale else label)
     fig.suptitle(f"{sample}: {int(kept.sum())} of {len(cells)} cells kept")
     fig.tight_layout()
-    violin = io.save_figure(fig, outdir / f"{sample}.qc_violin.png")
+    return fig
 
+
+def plot_qc_scatter(cells: pd.DataFrame, sample: str) -> Figure:
+    """Draw total counts against detected genes per cell, coloured by the filter each cell failed.
+
+    Parameters
+    ----------
+    cells
+        One row per cell of the sample: ``total_counts``, ``n_genes_by_counts`` and ``qc_fail_reason`` (empty for
+        kept cells, drawn as ``kept``).
+    sample
+        Sample name, the title.
+
+    Returns
+    -------
+    Figure
+        Log-log scatter, one colour per reason, the legend giving each reason's cell count; the caller saves it.
+    """
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     for reason, group in cells.groupby(cells["qc_fail_reason"].replace("", "kept")):
         ax.scatter(group["total_counts"], group["n_genes_by_counts"], s=4, alpha=0.6, label=f"{reason} ({len(group)})")
     ax.set(xscale="log", yscale="log", xlabel="total counts", ylabel="detected genes", title=sample)
     ax.legend(fontsize=7, markerscale=3)
-    scatter = io.save_figure(fig, outdir / f"{sample}.qc_scatter.png")
-    return [violin, scatter]
+    return fig
+
+
+def _drawn_thresholds(settings: QcSettings) -> dict[str, float | None]:
+    """Thresholds the violins show: the fixed-mode ones, and the haemoglobin cap in every mode."""
+    fixed = settings.qc_mode == "fixed"
+    return {
+        "n_genes_by_counts": settings.min_genes if fixed else None,
+        "total_counts": settings.min_counts if fixed else None,
+        "pct_counts_mito": settings.max_pct_mito if fixed else None,
+        "pct_counts_hb": settings.max_pct_hb,
+    }
 
 
 def write_outputs(
@@ -319,7 +488,8 @@ def write_outputs(
     outdir: Path,
     settings: QcSettings,
     params: dict[str, Any],
-):
+) -> Path | None:
+    """Write the sample's QC tables, figures (saved here) and, when cells are kept, ``<sample>.qc.h5ad``."""
     header = io.multiqc_header(
         "tmeflow_qc_general_stats",
         "Per-sample QC",
@@ -356,7 +526,10 @@ def write_outputs(
         "qc_fail_reason",
     ]
     io.write_table(cells[cell_columns], outdir / f"{sample}.qc_cells.tsv.gz", index=True)
-    plot_qc(cells, sample, outdir, settings)
+    io.save_figure(
+        plot_qc_violins(cells, sample, thresholds=_drawn_thresholds(settings)), outdir / f"{sample}.qc_violin.png"
+    )
+    io.save_figure(plot_qc_scatter(cells, sample), outdir / f"{sample}.qc_scatter.png")
     if kept is None:
         return None
     kept.uns["tmeflow"] = {"qc": {**io.provenance("qc", params), "stats": stats}}
@@ -396,5 +569,6 @@ def run_qc(input_path: str | Path, meta: dict[str, str], outdir: str | Path, par
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow qc``."""
     meta = {column: getattr(args, column) for column in META_COLUMNS}
     run_qc(args.input, meta, args.outdir, params)

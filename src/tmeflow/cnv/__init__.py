@@ -13,18 +13,17 @@ Method
    the same reason). Fewer than ``MIN_POSITIONED_GENES`` (1,000) positioned genes, before or after
    that filter, is an input error.
 2. **Reference.** Cells whose ``cell_type`` is one of ``cnv_reference_types`` (default T, NK, B;
-   case-insensitive) are the normal reference, together with the candidate-like cells (step 6) of
-   samples whose ``condition`` is in ``cnv_normal_conditions`` (default ``normal``): normal
-   epithelium is the best reference for epithelial cells, because expression differences between
-   cell types (clustered marker genes, cell-type-wide programmes) otherwise look like CNVs. A patient with at least ``cnv_min_reference_cells``
-   reference cells is inferred against its own reference cells; the other patients together against
-   the reference cells of the whole cohort. The choice is logged and written to
-   ``cnv_reference.tsv``. When the group holds at least ``cnv_min_reference_cells`` normal-tissue
-   reference cells, they alone define the reference expression (mixing very different cell types
-   in infercnvpy's "bounded" difference flattens real CNVs); otherwise the reference cell types do.
-   The reference expression is the mean log-normalised profile of each reference cell type with at
-   least ``MIN_CELLS_PER_REFERENCE_TYPE`` (5) cells (infercnvpy's "bounded" difference between
-   several references; the pooled mean when no type has 5 cells).
+   case-insensitive) are the normal reference, together with the candidate-like cells (step 6) of samples whose
+   ``condition`` is in ``cnv_normal_conditions`` (default ``normal``): normal epithelium is the best reference for
+   epithelial cells, because expression differences between cell types (clustered marker genes, cell-type-wide
+   programmes) otherwise look like CNVs. A patient with at least ``cnv_min_reference_cells`` reference cells is inferred
+   against its own reference cells; the other patients together against the reference cells of the whole cohort. The
+   choice is logged and written to ``cnv_reference.tsv``. When the group holds at least ``cnv_min_reference_cells``
+   normal-tissue reference cells, they alone define the reference expression (mixing very different cell types in
+   infercnvpy's "bounded" difference flattens real CNVs); otherwise the reference cell types do. The reference
+   expression is the mean log-normalised profile of each reference cell type with at least
+   ``MIN_CELLS_PER_REFERENCE_TYPE`` (5) cells (infercnvpy's "bounded" difference between several references; the pooled
+   mean when no type has 5 cells).
 3. **CNV inference** with :func:`infercnvpy.tl.infercnv` on log1p(CP10k) in ``X``: log fold change
    against the reference, clipped at +/- ``cnv_lfc_clip`` (default 1.0; infercnvpy's own default is 3),
    pyramid-weighted running mean of ``cnv_window`` genes every ``cnv_step`` genes per chromosome,
@@ -53,30 +52,26 @@ Method
    process; exact scikit-learn neighbours up to 30,000 cells per patient) and
    :func:`infercnvpy.tl.leiden` (``cnv_leiden_resolution``).
 6. **Malignant calls.** Candidates are cells whose ``compartment`` is in
-   ``cnv_candidate_compartments`` (default epithelial) or whose ``cell_type`` is in
-   ``cnv_candidate_types``; reference cells are never candidates. A cell is *CNV-high*
-   (:func:`cnv_high`) when its CNV correlation is above the conformal ``cnv_score_quantile`` (0.95)
-   quantile of the held-out reference cells' correlations and its CNV score above their median.
-   Normal-only simulated cohorts (malignant cells removed, 40 seeds) give 2.7% CNV-high and 0.7%
-   malignant normal epithelial cells (before: 9.0% and 6.6%; CHANGELOG). Calibration needs normal cells of the
-   candidates' type in the reference (``cnv_normal_conditions``): against immune cells only, the
-   candidates' own expression programme (epithelial genes) reads as a CNV of every candidate. Without
-   such cells, that programme is taken to be what the candidates of at least 3 patients share: per
-   candidate cell type, the window-wise median across patients of each patient's mean CNV row is
-   subtracted from the candidates' rows (:func:`tmeflow.cnv.infer.candidate_programme`; carcinoma
-   CNVs are patient-specific, so a change present in fewer than half of the patients survives, while
-   one recurrent in most patients is weakened). Simulated normal-only cohorts (3 patients, 10 seeds)
-   with the immune-only reference: 4.3% of normal epithelial cells CNV-high and 0.3% malignant (46%
-   and 46% without the consensus); simulated tumour cohorts (4 seeds): malignant F1 0.89 (0.90),
-   recall 0.82 (0.93), normal epithelium called malignant 3.7% (23%). A normal-tissue reference
-   remains better (F1 >= 0.9 in tests/test_cnv.py). A CNV cluster is malignant when at least ``cnv_cluster_min_fraction`` (0.5) of its
-   candidate cells are CNV-high and at most ``cnv_cluster_max_reference`` (0.25) of its cells are
-   reference cells. ``obs['malignant']`` is True for the candidate cells of malignant clusters, and
-   for the CNV-high candidate cells of clusters that fail only the reference rule (small tumours
-   whose few cells share a cluster with reference cells).
-   ``cell_type`` of candidate cells becomes ``"Malignant"`` when malignant and
-   ``"Epithelial (normal)"`` when not malignant and epithelial-like (cell type or compartment
-   containing "epithel"); the previous label is kept in ``obs['cell_type_pre_cnv']``.
+   ``cnv_candidate_compartments`` (default epithelial) or whose ``cell_type`` is in ``cnv_candidate_types``; reference
+   cells are never candidates. A cell is *CNV-high* (:func:`cnv_high`) when its CNV correlation is above the conformal
+   ``cnv_score_quantile`` (0.95) quantile of the held-out reference cells' correlations and its CNV score above their
+   median. Normal-only simulated cohorts (malignant cells removed, 40 seeds) give 2.7% CNV-high and 0.7% malignant
+   normal epithelial cells (before: 9.0% and 6.6%; CHANGELOG). Calibration needs normal cells of the candidates' type in
+   the reference (``cnv_normal_conditions``): against immune cells only, the candidates' own expression programme
+   (epithelial genes) reads as a CNV of every candidate. Without such cells, that programme is taken to be what the
+   candidates of at least 3 patients share: per candidate cell type, the window-wise median across patients of each
+   patient's mean CNV row is subtracted from the candidates' rows (:func:`tmeflow.cnv.infer.candidate_programme`;
+   carcinoma CNVs are patient-specific, so a change present in fewer than half of the patients survives, while one
+   recurrent in most patients is weakened). Simulated normal-only cohorts (3 patients, 10 seeds) with the immune-only
+   reference: 4.3% of normal epithelial cells CNV-high and 0.3% malignant (46% and 46% without the consensus); simulated
+   tumour cohorts (4 seeds): malignant F1 0.89 (0.90), recall 0.82 (0.93), normal epithelium called malignant 3.7%
+   (23%). A normal-tissue reference remains better (F1 >= 0.9 in tests/test_cnv.py). A CNV cluster is malignant when at
+   least ``cnv_cluster_min_fraction`` (0.5) of its candidate cells are CNV-high and at most
+   ``cnv_cluster_max_reference`` (0.25) of its cells are reference cells. ``obs['malignant']`` is True for the candidate
+   cells of malignant clusters, and for the CNV-high candidate cells of clusters that fail only the reference rule
+   (small tumours whose few cells share a cluster with reference cells). ``cell_type`` of candidate cells becomes
+   ``"Malignant"`` when malignant and ``"Epithelial (normal)"`` when not malignant and epithelial-like (cell type or
+   compartment containing "epithel"); the previous label is kept in ``obs['cell_type_pre_cnv']``.
 7. **Arm summary** (``cnv_arms.tsv``): mean CNV signal per chromosome arm (windows assigned to the
    arm of their central gene) over the malignant cells of each patient (``cnv_cluster`` = ``all``)
    and of each patient x CNV cluster; ``gain`` when the mean is above ``cnv_arm_threshold``,
@@ -88,34 +83,40 @@ on). tmeflow pins ``pynndescent==0.5.13`` / ``scipy==1.16.3``; if a known-bad ve
 anyway, :func:`neighbour_transformer` switches to scikit-learn's exact neighbours with a warning.
 
 Package layout: :mod:`.positions`, :mod:`.reference` (reference/candidate cells, dependency trap),
-:mod:`.infer` (inference, clusters, arms, the malignant call), :mod:`.plots`, :mod:`.run` (``run_cnv``,
+:mod:`.infer` (calibrated inference), :mod:`.clusters` (CNV clusters, window arms, arm
+summary), :mod:`.call` (scores, CNV-high cells, the malignant call), :mod:`.plots`, :mod:`.run` (``run_cnv``,
 ``cli``); every name is importable from ``tmeflow.cnv``.
 """
 
 from __future__ import annotations
 
 from ..errors import TmeflowInputError  # noqa: F401  (tmeflow.cnv.TmeflowInputError, as before the split)
-from .infer import (  # noqa: F401
-    EXACT_NEIGHBOURS_MAX_CELLS,
-    MIN_NULL_CELLS,
-    NOISE_SD_AMPLIFIER,
+from .call import (  # noqa: F401
     CnvResult,
-    ReferenceNull,
-    _arm_key,
-    _cluster_key,
     _relabel,
     _summary,
-    arm_summary,
     call_malignant,
-    chunk_cells,
-    cluster_cnv,
     cnv_high,
-    infer_cnv,
     neighbourhood_correlation,
-    sample_offsets,
+)
+from .clusters import (  # noqa: F401
+    EXACT_NEIGHBOURS_MAX_CELLS,
+    _arm_key,
+    _cluster_key,
+    arm_summary,
+    cluster_cnv,
     smooth_over_neighbours,
-    split_reference,
     window_arms,
+)
+from .infer import (  # noqa: F401
+    MIN_NULL_CELLS,
+    NOISE_SD_AMPLIFIER,
+    ReferenceNull,
+    candidate_programme,
+    chunk_cells,
+    infer_cnv,
+    sample_offsets,
+    split_reference,
 )
 from .plots import (  # noqa: F401
     VIOLIN_MAX_CELLS,

@@ -2,28 +2,48 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .. import io
 from ..plotting import pyplot
-from .infer import _arm_key
+from .clusters import _arm_key
 from .positions import HEATMAP_MAX_CELLS
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
-# ----------------------------------------------------------------------------------------------
-# Plots
-# ----------------------------------------------------------------------------------------------
-def plot_heatmap(adata, patient: str, path: Path, seed: int) -> Path:
-    """CNV heatmap of one patient: cells (reference, other, malignant; by CNV cluster) x windows."""
+
+def plot_heatmap(adata: AnnData, patient: str, *, seed: int = 0, max_cells: int = HEATMAP_MAX_CELLS) -> Figure:
+    """Draw the CNV heatmap of one patient: cells (reference, other, malignant; by CNV cluster) x windows.
+
+    Parameters
+    ----------
+    adata
+        Cells after :func:`tmeflow.cnv.call_malignant`: ``obs`` ``patient``, ``malignant``, ``cnv_reference``,
+        ``cnv_cluster`` (categorical), ``obsm['X_cnv']`` (cells x windows, sparse) and ``uns['cnv']['chr_pos']``
+        (first window of each chromosome, infercnvpy's layout).
+    patient
+        The patient whose cells are drawn.
+    seed
+        Seed of the subsample drawn when the patient has more than ``max_cells`` cells.
+    max_cells
+        Most cells drawn (default ``HEATMAP_MAX_CELLS``: more rows than pixels add nothing).
+
+    Returns
+    -------
+    Figure
+        Status strip (reference blue, other grey, malignant red) and the CNV matrix (colour scale +/- the 99th
+        percentile of the absolute signal), chromosomes separated by lines; the caller saves it.
+    """
     plt = pyplot()
     obs = adata.obs
     cells = np.flatnonzero((obs["patient"].astype(str) == patient).to_numpy())
     rng = np.random.default_rng(seed)
-    if len(cells) > HEATMAP_MAX_CELLS:
-        cells = np.sort(rng.choice(cells, HEATMAP_MAX_CELLS, replace=False))
+    if len(cells) > max_cells:
+        cells = np.sort(rng.choice(cells, max_cells, replace=False))
     status = np.where(obs["malignant"].to_numpy()[cells], 2, np.where(obs["cnv_reference"].to_numpy()[cells], 0, 1))
     cluster = obs["cnv_cluster"].cat.codes.to_numpy()[cells]
     order = np.lexsort((cluster, status))
@@ -48,24 +68,43 @@ def plot_heatmap(adata, patient: str, path: Path, seed: int) -> Path:
     for start in starts[1:]:
         ax.axvline(start - 0.5, color="black", linewidth=0.5)
     ends = starts[1:] + [matrix.shape[1]]
-    ax.set_xticks([(s + e) / 2 for s, e in zip(starts, ends)], [c.removeprefix("chr") for c in chr_pos], fontsize=7)
+    ax.set_xticks(
+        [(s + e) / 2 for s, e in zip(starts, ends, strict=True)], [c.removeprefix("chr") for c in chr_pos], fontsize=7
+    )
     ax.set_yticks([])
     ax.set_title(f"inferred CNV, patient {patient} ({len(cells)} cells shown)")
     fig.colorbar(image, ax=ax, fraction=0.02, label="CNV signal")
-    return io.save_figure(fig, path)
+    return fig
 
 
 VIOLIN_MAX_CELLS = 20000
 
 
-def plot_violin(adata, path: Path, seed: int = 0) -> Path:
-    """CNV score by cell type and by CNV cluster (at most ``VIOLIN_MAX_CELLS`` cells, seeded sample)."""
+def plot_violin(adata: AnnData, *, seed: int = 0, max_cells: int = VIOLIN_MAX_CELLS) -> Figure:
+    """Draw the CNV score by cell type and by CNV cluster.
+
+    Parameters
+    ----------
+    adata
+        Cells after :func:`tmeflow.cnv.call_malignant` (``obs`` ``cell_type``, ``cnv_cluster``, ``cnv_score``,
+        ``malignant``).
+    seed
+        Seed of the subsample drawn when there are more than ``max_cells`` cells.
+    max_cells
+        Most cells drawn (default ``VIOLIN_MAX_CELLS``).
+
+    Returns
+    -------
+    Figure
+        Two rows of violins (by cell type, by CNV cluster; clusters with a malignant majority labelled red); the
+        caller saves it.
+    """
     plt = pyplot()
     obs = adata.obs
-    if len(obs) > VIOLIN_MAX_CELLS:
-        obs = obs.iloc[np.sort(np.random.default_rng(seed).choice(len(obs), VIOLIN_MAX_CELLS, replace=False))]
+    if len(obs) > max_cells:
+        obs = obs.iloc[np.sort(np.random.default_rng(seed).choice(len(obs), max_cells, replace=False))]
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.45 * obs["cnv_cluster"].nunique()), 7))
-    for ax, key in zip(axes, ("cell_type", "cnv_cluster")):
+    for ax, key in zip(axes, ("cell_type", "cnv_cluster"), strict=True):
         labels = [str(c) for c in obs[key].astype("category").cat.categories if (obs[key] == c).any()]
         data = [obs.loc[obs[key] == c, "cnv_score"].to_numpy() for c in labels]
         ax.violinplot(data, showmedians=True)
@@ -78,12 +117,24 @@ def plot_violin(adata, path: Path, seed: int = 0) -> Path:
                 if malignant.get(c, 0) > 0.5:
                     ax.get_xticklabels()[i - 1].set_color("#cc3311")
     fig.tight_layout()
-    return io.save_figure(fig, path)
+    return fig
 
 
 def arms_heatmap(arms: pd.DataFrame, threshold: float) -> dict:
-    """Patients x arms mean CNV of malignant cells as MultiQC custom content (a native heatmap; an HTML
-    note when no patient has malignant cells).
+    """Describe the patients x arms mean CNV of malignant cells as MultiQC custom content.
+
+    Parameters
+    ----------
+    arms
+        :func:`tmeflow.cnv.arm_summary` table (``patient``, ``cnv_cluster``, ``chr_arm``, ``mean_cnv`` ...).
+    threshold
+        ``cnv_arm_threshold``: the |mean| above which an arm is called gained or lost (quoted in the description).
+
+    Returns
+    -------
+    dict
+        MultiQC custom-content config: a native heatmap of the patients' ``cnv_cluster == 'all'`` rows, or an
+        HTML note when no patient has malignant cells.
     """
     table = arms[arms["cnv_cluster"] == "all"].pivot(index="patient", columns="chr_arm", values="mean_cnv")
     header = {

@@ -37,8 +37,13 @@ def dependency_problem() -> str | None:
 
 
 def neighbour_transformer() -> str | None:
-    """``None`` (scanpy's default, pynndescent on large data) or ``'sklearn'`` when pynndescent is a
-    known-bad version.
+    """Choose the neighbour search of the CNV graph, avoiding a known-bad pynndescent.
+
+    Returns
+    -------
+    str or None
+        ``None`` (scanpy's default, pynndescent on large data) or ``'sklearn'`` when pynndescent is a known-bad
+        version (with a warning).
     """
     problem = dependency_problem()
     if problem and problem.startswith("pynndescent"):
@@ -56,7 +61,7 @@ def _in_list(values: pd.Series, items: list[str]) -> np.ndarray:
 
 
 def _candidate_like(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
-    mask = np.zeros(len(obs), dtype=bool)
+    mask: np.ndarray = np.zeros(len(obs), dtype=bool)
     compartments = settings.candidate_compartments
     if compartments and "compartment" in obs.columns:
         mask |= _in_list(obs["compartment"], compartments)
@@ -67,7 +72,20 @@ def _candidate_like(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
 
 
 def normal_tissue_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
-    """Candidate-like cells (e.g. epithelium) of samples whose condition is a normal tissue."""
+    """Mark the candidate-like cells (e.g. epithelium) of samples whose condition is a normal tissue.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``cell_type``; ``compartment`` and ``condition`` when present).
+    settings
+        ``cnv_options`` (candidate compartments/types and normal conditions; case-insensitive).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per cell.
+    """
     conditions = settings.normal_conditions
     if not conditions or "condition" not in obs.columns:
         return np.zeros(len(obs), dtype=bool)
@@ -75,16 +93,59 @@ def normal_tissue_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
 
 
 def reference_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
-    """Reference cells: the cell types of cnv_reference_types, plus candidate-like cells of normal tissue."""
+    """Mark the reference cells: the cell types of ``cnv_reference_types`` and candidate-like normal-tissue cells.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``cell_type``; ``compartment`` and ``condition`` when present).
+    settings
+        ``cnv_options`` (reference types, candidate compartments/types, normal conditions; case-insensitive).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per cell.
+    """
     return _in_list(obs["cell_type"], settings.reference_types) | normal_tissue_mask(obs, settings)
 
 
 def candidate_mask(obs: pd.DataFrame, settings: CnvSettings) -> np.ndarray:
+    """Mark the candidate cells: ``cnv_candidate_compartments`` / ``cnv_candidate_types``, never reference cells.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``cell_type``; ``compartment`` and ``condition`` when present).
+    settings
+        ``cnv_options``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per cell.
+    """
     return _candidate_like(obs, settings) & ~reference_mask(obs, settings)
 
 
 def reference_plan(obs: pd.DataFrame, is_reference: np.ndarray, min_reference_cells: int) -> pd.DataFrame:
-    """Per patient: cells, reference cells and whether it is inferred against its own reference."""
+    """Plan the inference group of every patient: its own reference, or the cohort's.
+
+    Parameters
+    ----------
+    obs
+        Cell table (``patient``).
+    is_reference
+        Boolean per cell: reference cells (:func:`reference_mask`).
+    min_reference_cells
+        ``cnv_min_reference_cells``: a patient with at least this many reference cells uses its own.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient: ``patient``, ``n_cells``, ``n_reference_cells``, ``reference`` (``patient`` or
+        ``cohort``), ``reference_cells_used``.
+    """
     patients = obs["patient"].astype(str)
     rows = []
     for patient in pd.unique(patients):
@@ -105,7 +166,23 @@ def reference_plan(obs: pd.DataFrame, is_reference: np.ndarray, min_reference_ce
 
 
 def reference_profiles(X, cell_types: pd.Series, is_reference: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Mean expression per reference cell type with enough cells (rows), or the pooled mean."""
+    """Average the expression of each reference cell type (infercnvpy's several references, "bounded" difference).
+
+    Parameters
+    ----------
+    X
+        Cells x genes log-normalised expression (sparse or dense).
+    cell_types
+        Cell type per cell.
+    is_reference
+        Boolean per cell: the reference cells to average.
+
+    Returns
+    -------
+    tuple
+        ``(types x genes mean profiles, type names)`` for types with at least ``MIN_CELLS_PER_REFERENCE_TYPE``
+        cells; the pooled mean (``['pooled']``) when no type has that many.
+    """
     types = cell_types.astype(str).to_numpy()
     kept = []
     rows = []

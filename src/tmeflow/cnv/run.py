@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,11 +15,14 @@ import yaml
 from .. import io
 from ..errors import TmeflowInputError
 from ..log import get_logger, timed
-from .infer import CnvResult, call_malignant
+from .call import CnvResult, call_malignant
 from .plots import arms_heatmap, plot_heatmap, plot_violin
 from .positions import MIN_POSITIONED_GENES, REQUIRED_OBS, annotate_positions, bundled_positions, read_gene_positions
 from .reference import reference_mask
 from .settings import CnvSettings
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 logger = get_logger(__package__)
 
@@ -27,7 +30,7 @@ logger = get_logger(__package__)
 # ----------------------------------------------------------------------------------------------
 # Stage
 # ----------------------------------------------------------------------------------------------
-def check_inputs(adata, settings: CnvSettings, *, file: str | None = None) -> None:
+def check_inputs(adata: AnnData, settings: CnvSettings, *, file: str | None = None) -> None:
     """Everything that can be wrong with the input before any work is done."""
     missing = [c for c in REQUIRED_OBS if c not in adata.obs.columns]
     if missing:
@@ -43,7 +46,8 @@ def check_inputs(adata, settings: CnvSettings, *, file: str | None = None) -> No
     if n_ref == 0:
         present = ", ".join(sorted(map(str, pd.unique(adata.obs["cell_type"].astype(str))))[:15])
         raise TmeflowInputError(
-            f"no reference cells: no cell_type in cnv_reference_types ({', '.join(ref_types)}); cell types present: {present}",
+            f"no reference cells: no cell_type in cnv_reference_types ({', '.join(ref_types)}); "
+            f"cell types present: {present}",
             file=file,
             column="cell_type",
         )
@@ -51,9 +55,33 @@ def check_inputs(adata, settings: CnvSettings, *, file: str | None = None) -> No
         raise TmeflowInputError("cnv_window and cnv_step must be at least 1", column="cnv_window")
 
 
-def prepare(adata, settings: CnvSettings, *, species: str | None = None, file: str | None = None) -> int:
-    """Check inputs and place genes on the genome (the ``gene_positions`` table when set, else the bundled
-    one of the species); return the number of positioned, included genes.
+def prepare(adata: AnnData, settings: CnvSettings, *, species: str | None = None, file: str | None = None) -> int:
+    """Check the inputs and place the genes on the genome.
+
+    Parameters
+    ----------
+    adata
+        Annotated atlas cells (``obs`` ``patient``, ``cell_type``; raw counts in ``layers['counts']`` or ``X``).
+    settings
+        ``cnv_options`` (``gene_positions``: a user table, else the bundled one of the species).
+    species
+        ``human`` or ``mouse``; ``None``: from ``obs['species']``.
+    file
+        Input file named in error messages.
+
+    Returns
+    -------
+    int
+        Number of positioned genes used (outside the excluded chromosomes, detected in enough cells).
+
+    Adds
+    ----
+    ``var['chromosome']``, ``var['start']``, ``var['end']``, ``var['chr_arm']``
+        Gene positions (:func:`tmeflow.cnv.annotate_positions`).
+    ``var['cnv_detected_fraction']``
+        Fraction of cells with a count > 0.
+    ``var['cnv_gene']``
+        Genes used for CNV inference.
     """
     check_inputs(adata, settings, file=file)
     gene_positions = settings.gene_positions
@@ -72,7 +100,8 @@ def prepare(adata, settings: CnvSettings, *, species: str | None = None, file: s
     n_positioned = int(positioned.sum())
     if n_positioned < MIN_POSITIONED_GENES:
         raise TmeflowInputError(
-            f"only {n_positioned} genes have a known genomic position outside {', '.join(excluded) or 'no excluded chromosomes'} "
+            f"only {n_positioned} genes have a known genomic position outside "
+            f"{', '.join(excluded) or 'no excluded chromosomes'} "
             f"(of {adata.n_vars}; {n_placed} placed); CNV inference needs at least {MIN_POSITIONED_GENES}; "
             "check the species or give --gene_positions",
             file=file,
@@ -104,14 +133,16 @@ def prepare(adata, settings: CnvSettings, *, species: str | None = None, file: s
     return n_used
 
 
-def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]) -> dict[str, Path]:
+def write_outputs(adata: AnnData, result: CnvResult, outdir: Path, params: dict[str, Any]) -> dict[str, Path]:
+    """Write the CNV tables, figures (saved here with :func:`tmeflow.io.save_figure`) and ``cnv.h5ad``."""
     outdir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     header = io.multiqc_header(
         "tmeflow_cnv_summary",
         "CNV and malignant cells",
         "Per patient: candidate cells, cells called malignant from inferred copy-number profiles (infercnvpy), "
-        f"the reference used and arm-level gains/losses of malignant cells (|mean CNV| > {params['cnv_arm_threshold']}).",
+        "the reference used and arm-level gains/losses of malignant cells "
+        f"(|mean CNV| > {params['cnv_arm_threshold']}).",
         "table",
     )
     paths["summary"] = io.write_table(result.summary, outdir / "cnv_summary_mqc.tsv", header_lines=header)
@@ -138,15 +169,15 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
     with timed(logger, "writing cnv_cells.tsv.gz"):
         paths["cells"] = io.write_table(adata.obs[cell_columns], outdir / "cnv_cells.tsv.gz", index=True)
     with timed(logger, "plots"):
-        paths["violin"] = plot_violin(adata, outdir / "cnv_score_violin_mqc.png", params["seed"])
+        paths["violin"] = io.save_figure(plot_violin(adata, seed=params["seed"]), outdir / "cnv_score_violin_mqc.png")
         paths["arms_heatmap"] = io.write_text(
             yaml.safe_dump(arms_heatmap(result.arms, params["cnv_arm_threshold"]), sort_keys=False),
             outdir / "cnv_arms_mqc.yaml",
         )
         for patient in pd.unique(adata.obs["patient"].astype(str)):
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", patient)
-            paths[f"heatmap_{patient}"] = plot_heatmap(
-                adata, patient, outdir / f"cnv_heatmap_{safe}.png", params["seed"]
+            paths[f"heatmap_{patient}"] = io.save_figure(
+                plot_heatmap(adata, patient, seed=params["seed"]), outdir / f"cnv_heatmap_{safe}.png"
             )
     adata.uns.setdefault("tmeflow", {})
     adata.uns["tmeflow"]["cnv"] = {**io.provenance("cnv", params), "reference": result.plan.to_dict(orient="list")}
@@ -158,8 +189,9 @@ def write_outputs(adata, result: CnvResult, outdir: Path, params: dict[str, Any]
 def run_cnv(
     input_path: str | Path, outdir: str | Path, params: dict[str, Any], *, species: str | None = None, n_jobs: int = 1
 ) -> dict[str, Path]:
-    """Read the annotated atlas, infer CNV, call malignant cells and write every output to ``outdir``
-    (genes placed with the ``gene_positions`` parameter's table when set, else the bundled one).
+    """Read the annotated atlas, infer CNV, call malignant cells and write every output to ``outdir``.
+
+    Genes are placed with the ``gene_positions`` parameter's table when set, else the bundled one.
     """
     input_path, outdir = Path(input_path), Path(outdir)
     with timed(logger, f"reading {input_path}"):
@@ -171,4 +203,5 @@ def run_cnv(
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Entry of ``tmeflow cnv``."""
     run_cnv(args.input, args.outdir, params, species=args.species, n_jobs=args.n_jobs)

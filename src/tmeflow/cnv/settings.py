@@ -45,4 +45,5 @@ class CnvSettings(StageSettings):
 
     @property
     def excluded_chromosomes(self) -> list[str]:
+        """``cnv_exclude_chromosomes`` as ``chr``-prefixed names."""
         return excluded_chromosomes(self.cnv_exclude_chromosomes)
