@@ -373,11 +373,8 @@ def test_module_convention_check_reports_breaches():
         assert new_text != text
         return ns.check_module_conventions(new_text, __version__, "qc")
 
-    assert any("container should be" in p for p in problems(text.replace(f"tmeflow:{__version__}", "tmeflow:0.0.9")))
-    gpu_image = text.replace("process_medium", "process_gpu").replace(
-        f'tmeflow:{__version__}"', f'tmeflow:{__version__}-gpu"'
-    )
-    assert any("container should be" in p and "-gpu']" in p for p in problems(gpu_image))
+    own_image = text.replace('    conda "', f'    container "ghcr.io/tmeflow/tmeflow:{__version__}"\n    conda "')
+    assert any("names a container" in p and "conf/containers.config" in p for p in problems(own_image))
     assert any("resource label" in p for p in problems(text.replace("process_medium", "process_huge")))
     assert any(
         "stub does not create output" in p for p in problems(text.replace("touch ${meta.id}.qc_scatter.png\n", ""))

@@ -3,7 +3,6 @@ process DECONVOLVE {
     label 'process_gpu'
 
     conda "${moduleDir}/../../../containers/environment.yml"
-    container "ghcr.io/tmeflow/tmeflow:0.1.0"   // the CUDA image under -profile gpu (conf/gpu.config)
 
     input:
     tuple val(meta), path(h5ad)
