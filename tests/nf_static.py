@@ -62,7 +62,20 @@ META_PLACEHOLDERS = {
     "meta.modality": "sc",
     "task.cpus": "2",
     "task.process": "QC",
+    "prefix": "S1",  # task.ext.prefix ?: "${meta.id}" with no ext.prefix set
 }
+
+# task.ext.prefix (nf-core): a module whose stage names its outputs after the sample through a CLI option
+# that names the outputs but is not the sample's identity in the data (obs 'sample') takes `prefix = task.ext.prefix ?: "${meta.id}"` (no `def`: the output
+# declarations read it), passes it on that option and builds its output globs from it.
+PREFIX_OPTIONS: dict[str, str] = {"bulk": "--sample", "deconvolve": "--sample"}
+# Modules whose output names carry the sample but that cannot take ext.prefix, with the reason.
+NO_PREFIX: dict[str, str] = {
+    "qc": "--sample is the sample's identity (obs 'sample', MultiQC rows), not only a file name",
+    "spatial_qc": "--sample is the section's identity (obs 'sample', MultiQC rows), not only a file name",
+    "spatial_analysis": "names its files after obs 'sample' of the section; its CLI has no option for a file prefix",
+}
+PREFIX_ASSIGNMENT = re.compile(r'^\s*prefix\s*=\s*task\.ext\.prefix\s*\?:\s*"\$\{meta\.id\}"\s*$', flags=re.M)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -790,6 +803,7 @@ def check_stage_command(
     local_values = script_locals(sections.get("script", ""))
     namespace = None
     meta_values = {**META_PLACEHOLDERS, **{f"meta.{key}": str(value) for key, value in (meta or {}).items()}}
+    meta_values["prefix"] = meta_values["meta.id"]  # task.ext.prefix unset
     for branch in (0, 1):  # optional inputs given / not given
         values = {**meta_values, **{k: interpolate(v[branch], meta_values) for k, v in local_values.items()}}
         rendered = interpolate(with_args, values)
@@ -1043,6 +1057,43 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
                 continue
             if not any(glob_match(token, pattern) for token in created):
                 problems.append(f"{name}: stub does not create output {output.pattern!r}")
+    return problems
+
+
+def check_ext_prefix(text: str, module: str, name: str = "<module>") -> list[str]:
+    """Output names after the sample come from ``task.ext.prefix`` where the stage's CLI lets them.
+
+    A module in :data:`PREFIX_OPTIONS` sets ``prefix = task.ext.prefix ?: "${meta.id}"`` in its script
+    and its stub, passes ``${prefix}`` on the option and names its outputs and stub files from it; a
+    module whose outputs carry ``${meta.id}`` must be in :data:`NO_PREFIX` (with its reason) otherwise.
+    """
+    blocks = process_blocks(text)
+    if len(blocks) != 1:
+        return [f"{name}: expected one process, found {len(blocks)}"]
+    sections = process_sections(next(iter(blocks.values())))
+    output = scan(sections.get("output", "")).no_comments
+    problems = []
+    if module not in PREFIX_OPTIONS:
+        if re.search(r"\$\{?meta\.id\b", output) and module not in NO_PREFIX:
+            problems.append(
+                f"{name}: outputs are named after ${{meta.id}}: take task.ext.prefix (PREFIX_OPTIONS) "
+                "or say in NO_PREFIX why the stage's CLI cannot"
+            )
+        if "task.ext.prefix" in text:
+            problems.append(f"{name}: reads task.ext.prefix, but PREFIX_OPTIONS names no option to pass it on")
+        return problems
+    option = PREFIX_OPTIONS[module]
+    script = sections.get("script", "")
+    stub = sections.get("stub", "")
+    for label, section in (("script", script), ("stub", stub)):
+        if not PREFIX_ASSIGNMENT.search(scan(section).no_comments):
+            problems.append(f'{name}: {label}: lacks `prefix = task.ext.prefix ?: "${{meta.id}}"` (no def)')
+    if not re.search(rf"{re.escape(option)}\s+\$\{{prefix\}}", triple_quoted(script) or ""):
+        problems.append(f"{name}: does not pass {option} ${{prefix}}")
+    if re.search(r"\$\{?meta\.id\b", output) or not re.search(r"\$\{prefix\}", output):
+        problems.append(f"{name}: output names are not built from ${{prefix}}")
+    if re.search(r"\$\{?meta\.id\b", triple_quoted(stub) or ""):
+        problems.append(f"{name}: stub names files after ${{meta.id}}, not ${{prefix}}")
     return problems
 
 
@@ -1328,14 +1379,14 @@ def check_outputs_produced(
     if not outputs:
         problems.append(f"{name}: declares no path outputs")
     for output in outputs:
-        per_sample = re.search(r"\$\{?meta\.id\}?", output.pattern) is not None
+        per_sample = re.search(r"\$\{?(meta\.id|prefix)\}?", output.pattern) is not None
         if per_sample:
             if not processed:
                 problems.append(f"{name}: no file in {stage_dir} starts with a sample name of {samples}")
                 break
             hits = []
             for sample in processed:
-                pattern = interpolate(output.pattern, {**META_PLACEHOLDERS, "meta.id": sample})
+                pattern = interpolate(output.pattern, {**META_PLACEHOLDERS, "meta.id": sample, "prefix": sample})
                 matched = any(glob_match(f, pattern) for f in written)
                 hits.append(matched)
                 if not matched and not output.optional:
