@@ -66,8 +66,9 @@ META_PLACEHOLDERS = {
 }
 
 # task.ext.prefix (nf-core): a module whose stage names its outputs after the sample through a CLI option
-# that names the outputs but is not the sample's identity in the data (obs 'sample') takes `prefix = task.ext.prefix ?: "${meta.id}"` (no `def`: the output
-# declarations read it), passes it on that option and builds its output globs from it.
+# that names the outputs but is not the sample's identity in the data (obs 'sample') takes
+# `prefix = task.ext.prefix ?: "${meta.id}"` (no `def`: the output declarations read it), passes it on
+# that option and builds its output globs from it.
 PREFIX_OPTIONS: dict[str, str] = {"bulk": "--sample", "deconvolve": "--sample"}
 # Modules whose output names carry the sample but that cannot take ext.prefix, with the reason.
 NO_PREFIX: dict[str, str] = {
@@ -780,7 +781,7 @@ def check_stage_command(
     staged = {
         flag
         for variable, (given, _) in script_locals(sections.get("script", "")).items()
-        if re.search(r"\$\{?\s*%s\b" % re.escape(variable), command)
+        if re.search(rf"\$\{{?\s*{re.escape(variable)}\b", command)
         for flag in re.findall(r"--([A-Za-z][\w-]*)", given)
     }
     properties = schema_properties(schema)
@@ -843,7 +844,7 @@ def command_flags(module_text: str) -> set[str]:
     command = commands[0]
     flags = set(re.findall(r"(?:^|\s)--([A-Za-z][\w-]*)", command))
     for variable, (given, _) in script_locals(sections.get("script", "")).items():
-        if re.search(r"\$\{?\s*%s\b" % re.escape(variable), command):
+        if re.search(rf"\$\{{?\s*{re.escape(variable)}\b", command):
             flags.update(re.findall(r"--([A-Za-z][\w-]*)", given))
     return flags
 
@@ -933,7 +934,8 @@ def check_includes(path: Path, text: str | None = None) -> list[str]:
             continue
         if not defines(target.read_text(), component):
             problems.append(
-                f"{path}: include {{ {component} }} from '{source}': {target} defines no process/workflow/def {component}"
+                f"{path}: include {{ {component} }} from '{source}': "
+                f"{target} defines no process/workflow/def {component}"
             )
         if not re.search(rf"\b{re.escape(alias)}\b", no_includes):
             problems.append(f"{path}: {alias} is included but never used")
@@ -1148,7 +1150,8 @@ def check_versions_topic(text: str, name: str = "<module>", consumer: bool = Fal
         return [f"{name}: consumes the versions topic (report), so it must not emit to it: the run would never end"]
     if not consumer and not topic:
         return [
-            f'{name}: versions.yml is not sent to the versions topic (`path "versions.yml", emit: versions, topic: versions`)'
+            f"{name}: versions.yml is not sent to the versions topic "
+            '(`path "versions.yml", emit: versions, topic: versions`)'
         ]
     return []
 
@@ -1217,7 +1220,8 @@ def check_topic_support(
     if floor[:2] < (24, 4):
         return [f"{name}: manifest.nextflowVersion allows {version}, but topic channels need Nextflow >= 24.04"]
     return [
-        f"{name}: manifest.nextflowVersion allows {version}: topic channels need 25.04, or nextflow.preview.topic = true before it"
+        f"{name}: manifest.nextflowVersion allows {version}: topic channels need 25.04, "
+        "or nextflow.preview.topic = true before it"
     ]
 
 
@@ -1327,7 +1331,8 @@ def check_nf_tests(repo: Path = REPO) -> list[str]:
             ]
             if not testing:
                 problems.append(
-                    f"{rel(main)}: workflow {workflow} has no nf-test tests/nextflow/subworkflows/{folder}*.nf.test naming it"
+                    f"{rel(main)}: workflow {workflow} has no nf-test "
+                    f"tests/nextflow/subworkflows/{folder}*.nf.test naming it"
                 )
             elif _calls_processes(text) and not any(stub for t in testing for _, stub in t.tests):
                 problems.append(f'{rel(main)}: the nf-test of workflow {workflow} has no test with options "-stub"')

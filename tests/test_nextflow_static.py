@@ -77,7 +77,10 @@ def test_light_parse_reports_broken_files(broken, expected):
 
 
 def test_light_parse_ignores_brackets_in_strings_and_comments():
-    text = 'process QC {\n    // a } in a comment\n    tag "${meta.id}"\n    script:\n    """\n    echo "}" \\$(x) [\n    """\n}\n'
+    text = (
+        'process QC {\n    // a } in a comment\n    tag "${meta.id}"\n    script:\n'
+        '    """\n    echo "}" \\$(x) [\n    """\n}\n'
+    )
     assert ns.check_balanced(text) == []
 
 
@@ -206,7 +209,10 @@ def test_stage_options_check_reports_inputs_never_passed():
 
 def test_ext_args_evaluation_of_conditional_items():
     defaults = {"markers": None, "seed": 0, "flag": True}
-    source = """{ [ params.markers ? "--markers ${params.markers}" : '', "--seed ${params.seed}", params.flag ? '--x 1' : '' ].join(' ') }"""
+    source = (
+        """{ [ params.markers ? "--markers ${params.markers}" : '', "--seed ${params.seed}", """
+        """params.flag ? '--x 1' : '' ].join(' ') }"""
+    )
     assert ns.evaluate_ext_args(source, defaults) == ("--seed 0 --x 1", [])
     quoted = """{ [ params.markers ? "--markers '${params.seed}'" : '' ].join(' ') }"""
     assert ns._flag_value_pairs(quoted) == [("markers", "seed")]
@@ -648,7 +654,7 @@ def test_stage_command_check_reports_file_params_not_staged():
     ):
         module = (REPO / "modules" / "local" / stage / "main.nf").read_text()
         assert ns.check_stage_command(module, config, SCHEMA, stage=stage) == []
-        unstaged = module.replace("${%s}" % variable, "")
+        unstaged = module.replace("${" + variable + "}", "")
         assert unstaged != module
         assert any(
             f"--{param} is neither staged" in p for p in ns.check_stage_command(unstaged, config, SCHEMA, stage=stage)
