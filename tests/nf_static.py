@@ -62,7 +62,21 @@ META_PLACEHOLDERS = {
     "meta.modality": "sc",
     "task.cpus": "2",
     "task.process": "QC",
+    "prefix": "S1",  # task.ext.prefix ?: "${meta.id}" with no ext.prefix set
 }
+
+# task.ext.prefix (nf-core): a module whose stage names its outputs after the sample through a CLI option
+# that names the outputs but is not the sample's identity in the data (obs 'sample') takes
+# `prefix = task.ext.prefix ?: "${meta.id}"` (no `def`: the output declarations read it), passes it on
+# that option and builds its output globs from it.
+PREFIX_OPTIONS: dict[str, str] = {"bulk": "--sample", "deconvolve": "--sample"}
+# Modules whose output names carry the sample but that cannot take ext.prefix, with the reason.
+NO_PREFIX: dict[str, str] = {
+    "qc": "--sample is the sample's identity (obs 'sample', MultiQC rows), not only a file name",
+    "spatial_qc": "--sample is the section's identity (obs 'sample', MultiQC rows), not only a file name",
+    "spatial_analysis": "names its files after obs 'sample' of the section; its CLI has no option for a file prefix",
+}
+PREFIX_ASSIGNMENT = re.compile(r'^\s*prefix\s*=\s*task\.ext\.prefix\s*\?:\s*"\$\{meta\.id\}"\s*$', flags=re.M)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -767,7 +781,7 @@ def check_stage_command(
     staged = {
         flag
         for variable, (given, _) in script_locals(sections.get("script", "")).items()
-        if re.search(r"\$\{?\s*%s\b" % re.escape(variable), command)
+        if re.search(rf"\$\{{?\s*{re.escape(variable)}\b", command)
         for flag in re.findall(r"--([A-Za-z][\w-]*)", given)
     }
     properties = schema_properties(schema)
@@ -790,6 +804,7 @@ def check_stage_command(
     local_values = script_locals(sections.get("script", ""))
     namespace = None
     meta_values = {**META_PLACEHOLDERS, **{f"meta.{key}": str(value) for key, value in (meta or {}).items()}}
+    meta_values["prefix"] = meta_values["meta.id"]  # task.ext.prefix unset
     for branch in (0, 1):  # optional inputs given / not given
         values = {**meta_values, **{k: interpolate(v[branch], meta_values) for k, v in local_values.items()}}
         rendered = interpolate(with_args, values)
@@ -829,7 +844,7 @@ def command_flags(module_text: str) -> set[str]:
     command = commands[0]
     flags = set(re.findall(r"(?:^|\s)--([A-Za-z][\w-]*)", command))
     for variable, (given, _) in script_locals(sections.get("script", "")).items():
-        if re.search(r"\$\{?\s*%s\b" % re.escape(variable), command):
+        if re.search(rf"\$\{{?\s*{re.escape(variable)}\b", command):
             flags.update(re.findall(r"--([A-Za-z][\w-]*)", given))
     return flags
 
@@ -919,7 +934,8 @@ def check_includes(path: Path, text: str | None = None) -> list[str]:
             continue
         if not defines(target.read_text(), component):
             problems.append(
-                f"{path}: include {{ {component} }} from '{source}': {target} defines no process/workflow/def {component}"
+                f"{path}: include {{ {component} }} from '{source}': "
+                f"{target} defines no process/workflow/def {component}"
             )
         if not re.search(rf"\b{re.escape(alias)}\b", no_includes):
             problems.append(f"{path}: {alias} is included but never used")
@@ -987,7 +1003,7 @@ def check_stage_modules(
 
 
 def check_module_conventions(text: str, version: str, name: str = "<module>", tool: bool = False) -> list[str]:
-    """tag, one resource label, conda + container lines, `when:`, versions.yml emitted and written,
+    """tag, one resource label, a conda line and no container line, `when:`, versions.yml emitted and written,
     a stub that creates every required output (optional ones may be left out).
     """
     problems = []
@@ -1008,11 +1024,13 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
         r"^\s*conda\s+\"\$\{moduleDir\}/\.\./\.\./\.\./containers/environment\.yml\"", directives, flags=re.M
     ):
         problems.append(f'{name}: lacks `conda "${{moduleDir}}/../../../containers/environment.yml"`')
-    containers = re.findall(r"^\s*container\s+['\"]([^'\"]+)['\"]", directives, flags=re.M)
-    # The CPU image everywhere: the CUDA image comes from conf/gpu.config under -profile gpu only
-    expected = f"ghcr.io/tmeflow/tmeflow:{version}"
-    if containers != [expected]:
-        problems.append(f"{name}: container should be {expected!r}, is {containers}")
+    # The image is named once, in conf/containers.config (the CUDA image in conf/gpu.config); a
+    # module of a third-party tool (TOOL_MODULES) names its own image, nf-core style.
+    containers = re.findall(r"^\s*container\b", directives, flags=re.M)
+    if containers and not tool:
+        problems.append(
+            f"{name}: names a container; the tmeflow image is set once, in conf/containers.config (version {version})"
+        )
     if not re.search(r"task\.ext\.when\s*==\s*null\s*\|\|\s*task\.ext\.when", sections.get("when", "")):
         problems.append(f"{name}: lacks `when: task.ext.when == null || task.ext.when`")
     if not re.search(
@@ -1041,6 +1059,43 @@ def check_module_conventions(text: str, version: str, name: str = "<module>", to
                 continue
             if not any(glob_match(token, pattern) for token in created):
                 problems.append(f"{name}: stub does not create output {output.pattern!r}")
+    return problems
+
+
+def check_ext_prefix(text: str, module: str, name: str = "<module>") -> list[str]:
+    """Output names after the sample come from ``task.ext.prefix`` where the stage's CLI lets them.
+
+    A module in :data:`PREFIX_OPTIONS` sets ``prefix = task.ext.prefix ?: "${meta.id}"`` in its script
+    and its stub, passes ``${prefix}`` on the option and names its outputs and stub files from it; a
+    module whose outputs carry ``${meta.id}`` must be in :data:`NO_PREFIX` (with its reason) otherwise.
+    """
+    blocks = process_blocks(text)
+    if len(blocks) != 1:
+        return [f"{name}: expected one process, found {len(blocks)}"]
+    sections = process_sections(next(iter(blocks.values())))
+    output = scan(sections.get("output", "")).no_comments
+    problems = []
+    if module not in PREFIX_OPTIONS:
+        if re.search(r"\$\{?meta\.id\b", output) and module not in NO_PREFIX:
+            problems.append(
+                f"{name}: outputs are named after ${{meta.id}}: take task.ext.prefix (PREFIX_OPTIONS) "
+                "or say in NO_PREFIX why the stage's CLI cannot"
+            )
+        if "task.ext.prefix" in text:
+            problems.append(f"{name}: reads task.ext.prefix, but PREFIX_OPTIONS names no option to pass it on")
+        return problems
+    option = PREFIX_OPTIONS[module]
+    script = sections.get("script", "")
+    stub = sections.get("stub", "")
+    for label, section in (("script", script), ("stub", stub)):
+        if not PREFIX_ASSIGNMENT.search(scan(section).no_comments):
+            problems.append(f'{name}: {label}: lacks `prefix = task.ext.prefix ?: "${{meta.id}}"` (no def)')
+    if not re.search(rf"{re.escape(option)}\s+\$\{{prefix\}}", triple_quoted(script) or ""):
+        problems.append(f"{name}: does not pass {option} ${{prefix}}")
+    if re.search(r"\$\{?meta\.id\b", output) or not re.search(r"\$\{prefix\}", output):
+        problems.append(f"{name}: output names are not built from ${{prefix}}")
+    if re.search(r"\$\{?meta\.id\b", triple_quoted(stub) or ""):
+        problems.append(f"{name}: stub names files after ${{meta.id}}, not ${{prefix}}")
     return problems
 
 
@@ -1095,7 +1150,8 @@ def check_versions_topic(text: str, name: str = "<module>", consumer: bool = Fal
         return [f"{name}: consumes the versions topic (report), so it must not emit to it: the run would never end"]
     if not consumer and not topic:
         return [
-            f'{name}: versions.yml is not sent to the versions topic (`path "versions.yml", emit: versions, topic: versions`)'
+            f"{name}: versions.yml is not sent to the versions topic "
+            '(`path "versions.yml", emit: versions, topic: versions`)'
         ]
     return []
 
@@ -1164,7 +1220,8 @@ def check_topic_support(
     if floor[:2] < (24, 4):
         return [f"{name}: manifest.nextflowVersion allows {version}, but topic channels need Nextflow >= 24.04"]
     return [
-        f"{name}: manifest.nextflowVersion allows {version}: topic channels need 25.04, or nextflow.preview.topic = true before it"
+        f"{name}: manifest.nextflowVersion allows {version}: topic channels need 25.04, "
+        "or nextflow.preview.topic = true before it"
     ]
 
 
@@ -1274,7 +1331,8 @@ def check_nf_tests(repo: Path = REPO) -> list[str]:
             ]
             if not testing:
                 problems.append(
-                    f"{rel(main)}: workflow {workflow} has no nf-test tests/nextflow/subworkflows/{folder}*.nf.test naming it"
+                    f"{rel(main)}: workflow {workflow} has no nf-test "
+                    f"tests/nextflow/subworkflows/{folder}*.nf.test naming it"
                 )
             elif _calls_processes(text) and not any(stub for t in testing for _, stub in t.tests):
                 problems.append(f'{rel(main)}: the nf-test of workflow {workflow} has no test with options "-stub"')
@@ -1326,14 +1384,14 @@ def check_outputs_produced(
     if not outputs:
         problems.append(f"{name}: declares no path outputs")
     for output in outputs:
-        per_sample = re.search(r"\$\{?meta\.id\}?", output.pattern) is not None
+        per_sample = re.search(r"\$\{?(meta\.id|prefix)\}?", output.pattern) is not None
         if per_sample:
             if not processed:
                 problems.append(f"{name}: no file in {stage_dir} starts with a sample name of {samples}")
                 break
             hits = []
             for sample in processed:
-                pattern = interpolate(output.pattern, {**META_PLACEHOLDERS, "meta.id": sample})
+                pattern = interpolate(output.pattern, {**META_PLACEHOLDERS, "meta.id": sample, "prefix": sample})
                 matched = any(glob_match(f, pattern) for f in written)
                 hits.append(matched)
                 if not matched and not output.optional:

@@ -140,7 +140,8 @@ def config_assignments(text: str) -> list[tuple[str, int]]:
 def check_deprecated_options(text: str, name: str = "<config>") -> list[str]:
     """No option of :data:`DEPRECATED_CONFIG_OPTIONS` is set."""
     return [
-        f"{name}:{line}: {option} is deprecated ({DEPRECATED_CONFIG_OPTIONS[option][1]}); use {DEPRECATED_CONFIG_OPTIONS[option][0]}"
+        f"{name}:{line}: {option} is deprecated ({DEPRECATED_CONFIG_OPTIONS[option][1]}); "
+        f"use {DEPRECATED_CONFIG_OPTIONS[option][0]}"
         for option, line in config_assignments(text)
         if option in DEPRECATED_CONFIG_OPTIONS
     ]
@@ -166,7 +167,7 @@ def shell_safe_columns(input_schema: dict[str, Any]) -> set[str]:
     a number (nf-schema casts ``101`` to an integer) is safe too.
     """
     safe = set()
-    for column, spec in input_schema["items"]["properties"].items():
+    for spec in input_schema["items"]["properties"].values():
         keys = spec.get("meta", [])
         enum = spec.get("enum")
         pattern = spec.get("pattern", "")
@@ -286,7 +287,8 @@ def check_gpu_routing(repo: Path = ns.REPO) -> list[str]:
             engine, options = match.group(1), match.group(3)
             if engine in GPU_FLAGS and GPU_FLAGS[engine] in options:
                 problems.append(
-                    f"{rel}: {engine}.runOptions gives every task a GPU ({options!r}); GPU flags belong to conf/gpu.config"
+                    f"{rel}: {engine}.runOptions gives every task a GPU ({options!r}); "
+                    "GPU flags belong to conf/gpu.config"
                 )
         if rel != "conf/gpu.config" and GPU_IMAGE.search(code):
             problems.append(f"{rel}: names the CUDA image; only conf/gpu.config may (-profile gpu)")
@@ -316,7 +318,8 @@ def check_gpu_routing(repo: Path = ns.REPO) -> list[str]:
             with_flag = [g for g in given if flag in g]
             if len(with_flag) != 1 or with_flag[0].count(flag.split()[0]) != 1:
                 problems.append(
-                    f"conf/gpu.config: {selector} gives {engine} {len(with_flag)} options with {flag} (want exactly one)"
+                    f"conf/gpu.config: {selector} gives {engine} {len(with_flag)} options with {flag} "
+                    "(want exactly one)"
                 )
             if not re.search(rf"['\"]{engine}['\"]", options):
                 problems.append(f"conf/gpu.config: {selector} containerOptions do not test for {engine}")

@@ -53,7 +53,7 @@ def publish_folder(config_text: str, process: str) -> str | None:
 
 
 def module_outputs(repo: Path = REPO) -> dict[str, list[tuple[str, str]]]:
-    """``{publish folder: [(module, output glob with ${meta.id} as <sample>), ...]}`` of modules/local."""
+    """``{publish folder: [(module, output glob with ${meta.id} / ${prefix} as <sample>), ...]}`` of modules/local."""
     config = (repo / "conf" / "modules.config").read_text()
     outputs: dict[str, list[tuple[str, str]]] = {}
     for path in sorted((repo / "modules" / "local").glob("*/main.nf")):
@@ -62,7 +62,8 @@ def module_outputs(repo: Path = REPO) -> dict[str, list[tuple[str, str]]]:
             for output in output_paths(process_sections(body).get("output", "")):
                 if output.pattern == "versions.yml":
                     continue
-                pattern = interpolate(output.pattern, {"meta.id": SAMPLE})
+                # ${prefix}: task.ext.prefix ?: "${meta.id}" (BULK, DECONVOLVE), the sample by default
+                pattern = interpolate(output.pattern, {"meta.id": SAMPLE, "prefix": SAMPLE})
                 outputs.setdefault(folder, []).append((path.parent.name, pattern))
     return outputs
 

@@ -90,7 +90,10 @@ def test_channel_factories_on_channel(path):
 
 
 def test_channel_check_reports_capitalised_factory():
-    broken = "workflow {\n    ch = Channel.of(1)  // Channel.fromList in a comment is fine\n    log.info 'Channel.of in a string is fine'\n}\n"
+    broken = (
+        "workflow {\n    ch = Channel.of(1)  // Channel.fromList in a comment is fine\n"
+        "    log.info 'Channel.of in a string is fine'\n}\n"
+    )
     problems = st.check_channel_factory(broken, "main.nf")
     assert problems == ["main.nf:2: `Channel.of` -> `channel.of` (Channel is deprecated)"]
 
@@ -113,7 +116,8 @@ def test_meta_quote_check_reports_unquoted_tissue():
     assert broken != qc
     problems = st.check_meta_quoted(broken, st.shell_safe_columns(INPUT_SCHEMA), "modules/local/qc/main.nf")
     assert problems == [
-        "modules/local/qc/main.nf: QC script: `${meta.tissue}` reaches the shell unquoted; write ${shellQuote(meta.tissue)}"
+        "modules/local/qc/main.nf: QC script: `${meta.tissue}` reaches the shell unquoted; "
+        "write ${shellQuote(meta.tissue)}"
     ]
     quoted_by_hand = qc.replace("${shellQuote(meta.tissue)}", "'${meta.tissue}'")  # breaks on Peyer's patch
     assert st.check_meta_quoted(quoted_by_hand, st.shell_safe_columns(INPUT_SCHEMA), "qc")
@@ -171,7 +175,8 @@ def test_gpu_routing_check_reports_double_flags_and_missing_routes(tmp_path):
         .read_text()
         .replace(
             "    gpu {\n        includeConfig 'conf/gpu.config'\n    }",
-            "    gpu {\n        docker.runOptions = '-u $(id -u):$(id -g) --gpus all'\n        includeConfig 'conf/gpu.config'\n    }",
+            "    gpu {\n        docker.runOptions = '-u $(id -u):$(id -g) --gpus all'\n"
+            "        includeConfig 'conf/gpu.config'\n    }",
         )
     )
     (tmp_path / "nextflow.config").write_text(config)
@@ -224,7 +229,8 @@ def test_conda_environment_is_named_after_the_version():
 
     env = (REPO / "containers" / "environment.yml").read_text()
     assert re.search(rf"^name: tmeflow-{re.escape(__version__)}\b", env, flags=re.M), (
-        "Nextflow names a conda env by the hash of environment.yml's text: without the version in it an upgrade reuses the old code"
+        "Nextflow names a conda env by the hash of environment.yml's text: "
+        "without the version in it an upgrade reuses the old code"
     )
 
 

@@ -3,7 +3,6 @@ process BULK {
     label 'process_medium'
 
     conda "${moduleDir}/../../../containers/environment.yml"
-    container "ghcr.io/tmeflow/tmeflow:0.1.0"
 
     input:
     tuple val(meta), path(expression), path(clinical)
@@ -20,17 +19,19 @@ process BULK {
     path drug_response      // their IC50/AUC per drug; [] for none
 
     output:
-    tuple val(meta), path("${meta.id}.bulk_*.tsv")       , emit: tables
-    tuple val(meta), path("${meta.id}.bulk_*.png")       , emit: plots   , optional: true
-    tuple val(meta), path("${meta.id}.bulk_summary.json"), emit: summary
-    path "${meta.id}.bulk_*_mqc.*"                       , emit: mqc     , optional: true
-    path "versions.yml"                           , emit: versions, topic: versions
+    tuple val(meta), path("${prefix}.bulk_*.tsv")        , emit: tables
+    tuple val(meta), path("${prefix}.bulk_*.png")        , emit: plots   , optional: true
+    tuple val(meta), path("${prefix}.bulk_summary.json") , emit: summary
+    path "${prefix}.bulk_*_mqc.*"                        , emit: mqc     , optional: true
+    path "versions.yml"                                  , emit: versions, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
 
     script:
     def args = task.ext.args ?: ''
+    // no `def`: the output declarations read it too (nf-core modules do the same)
+    prefix = task.ext.prefix ?: "${meta.id}"
     def reference_arg = reference ? "--reference ${reference}" : ''
     def signatures_arg = signatures ? "--signatures ${signatures}" : ''
     def probes_arg = probe_annotation ? "--probe_annotation ${probe_annotation}" : ''
@@ -57,7 +58,7 @@ process BULK {
         ${methylation_arg} \\
         ${drug_expression_arg} \\
         ${drug_response_arg} \\
-        --sample ${meta.id} \\
+        --sample ${prefix} \\
         --outdir . \\
         ${args}
 
@@ -68,16 +69,17 @@ process BULK {
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${meta.id}.bulk_scores.tsv
-    touch ${meta.id}.bulk_features.tsv
-    touch ${meta.id}.bulk_gene_sets.tsv
-    touch ${meta.id}.bulk_survival.tsv
-    touch ${meta.id}.bulk_cox.tsv
-    touch ${meta.id}.bulk_survival_mqc.tsv
-    touch ${meta.id}.bulk_km_OS_mqc.png
-    touch ${meta.id}.bulk_forest_OS.png
-    echo '{}' > ${meta.id}.bulk_summary.json
+    touch ${prefix}.bulk_scores.tsv
+    touch ${prefix}.bulk_features.tsv
+    touch ${prefix}.bulk_gene_sets.tsv
+    touch ${prefix}.bulk_survival.tsv
+    touch ${prefix}.bulk_cox.tsv
+    touch ${prefix}.bulk_survival_mqc.tsv
+    touch ${prefix}.bulk_km_OS_mqc.png
+    touch ${prefix}.bulk_forest_OS.png
+    echo '{}' > ${prefix}.bulk_summary.json
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

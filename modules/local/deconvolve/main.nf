@@ -3,22 +3,21 @@ process DECONVOLVE {
     label 'process_gpu'
 
     conda "${moduleDir}/../../../containers/environment.yml"
-    container "ghcr.io/tmeflow/tmeflow:0.1.0"   // the CUDA image under -profile gpu (conf/gpu.config)
 
     input:
     tuple val(meta), path(h5ad)
     path reference
 
     output:
-    tuple val(meta), path("${meta.id}.deconvolved.h5ad")                  , emit: h5ad
-    tuple val(meta), path("${meta.id}.deconvolution_abundance*.tsv")      , emit: abundance
-    tuple val(meta), path("${meta.id}.deconvolution_proportions.tsv")     , emit: proportions
-    tuple val(meta), path("${meta.id}.deconvolution_proportions_fine.tsv"), emit: proportions_fine, optional: true
-    tuple val(meta), path("${meta.id}.deconvolution_marker_scores.tsv")   , emit: marker_scores
-    tuple val(meta), path("${meta.id}.deconvolution_proportions.png")     , emit: plot
-    tuple val(meta), path("${meta.id}.deconvolution_abundance.png")       , emit: abundance_plot
-    tuple val(meta), path("${meta.id}.deconvolution_dominant.png")        , emit: dominant_plot
-    path "${meta.id}.deconvolution*_mqc.tsv"                              , emit: mqc
+    tuple val(meta), path("${prefix}.deconvolved.h5ad")                   , emit: h5ad
+    tuple val(meta), path("${prefix}.deconvolution_abundance*.tsv")       , emit: abundance
+    tuple val(meta), path("${prefix}.deconvolution_proportions.tsv")      , emit: proportions
+    tuple val(meta), path("${prefix}.deconvolution_proportions_fine.tsv") , emit: proportions_fine, optional: true
+    tuple val(meta), path("${prefix}.deconvolution_marker_scores.tsv")    , emit: marker_scores
+    tuple val(meta), path("${prefix}.deconvolution_proportions.png")      , emit: plot
+    tuple val(meta), path("${prefix}.deconvolution_abundance.png")        , emit: abundance_plot
+    tuple val(meta), path("${prefix}.deconvolution_dominant.png")         , emit: dominant_plot
+    path "${prefix}.deconvolution*_mqc.tsv"                               , emit: mqc
     path "versions.yml"                                                   , emit: versions, topic: versions
 
     when:
@@ -26,11 +25,13 @@ process DECONVOLVE {
 
     script:
     def args = task.ext.args ?: ''
+    // no `def`: the output declarations read it too (nf-core modules do the same)
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
     tmeflow deconvolve \\
         --input ${h5ad} \\
         --reference ${reference} \\
-        --sample ${meta.id} \\
+        --sample ${prefix} \\
         --outdir . \\
         ${args}
 
@@ -43,16 +44,17 @@ process DECONVOLVE {
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${meta.id}.deconvolved.h5ad
-    touch ${meta.id}.deconvolution_abundance.tsv
-    touch ${meta.id}.deconvolution_proportions.tsv
-    touch ${meta.id}.deconvolution_proportions.png
-    touch ${meta.id}.deconvolution_abundance.png
-    touch ${meta.id}.deconvolution_dominant.png
-    touch ${meta.id}.deconvolution_mqc.tsv
-    touch ${meta.id}.deconvolution_agreement_mqc.tsv
-    touch ${meta.id}.deconvolution_marker_scores.tsv
+    touch ${prefix}.deconvolved.h5ad
+    touch ${prefix}.deconvolution_abundance.tsv
+    touch ${prefix}.deconvolution_proportions.tsv
+    touch ${prefix}.deconvolution_proportions.png
+    touch ${prefix}.deconvolution_abundance.png
+    touch ${prefix}.deconvolution_dominant.png
+    touch ${prefix}.deconvolution_mqc.tsv
+    touch ${prefix}.deconvolution_agreement_mqc.tsv
+    touch ${prefix}.deconvolution_marker_scores.tsv
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

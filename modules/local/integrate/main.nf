@@ -5,7 +5,6 @@ process INTEGRATE {
     label 'process_high'
 
     conda "${moduleDir}/../../../containers/environment.yml"
-    container "ghcr.io/tmeflow/tmeflow:0.1.0"
 
     input:
     tuple val(meta), path(h5ads, stageAs: 'qc/*')    // fan-in: every <sample>.qc.h5ad of the cohort

@@ -2,7 +2,6 @@ process REPORT {
     label 'process_single'
 
     conda "${moduleDir}/../../../containers/environment.yml"
-    container "ghcr.io/tmeflow/tmeflow:0.1.0"
 
     input:
     path report_files, stageAs: "?/*"

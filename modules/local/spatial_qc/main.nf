@@ -5,7 +5,6 @@ process SPATIAL_QC {
     label 'process_medium'
 
     conda "${moduleDir}/../../../containers/environment.yml"
-    container "ghcr.io/tmeflow/tmeflow:0.1.0"
 
     input:
     tuple val(meta), path(outs)

@@ -3,7 +3,6 @@ process TRAJECTORY {
     label 'process_high'
 
     conda "${moduleDir}/../../../containers/environment.yml"
-    container "ghcr.io/tmeflow/tmeflow:0.1.0"
 
     input:
     tuple val(meta), path(atlas)
