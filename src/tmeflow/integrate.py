@@ -52,7 +52,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -64,6 +64,9 @@ from .errors import TmeflowInputError
 from .log import get_logger, timed
 from .plotting import pyplot
 from .settings import StageSettings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = get_logger(__name__)
 
@@ -505,8 +508,29 @@ def metrics_table(
     return pd.DataFrame(rows)
 
 
-def plot_umaps(adata, basis: str, keys: list[str], title: str, path: Path) -> Path:
-    """One UMAP panel per obs key (categorical colours, legend when it fits)."""
+def plot_umaps(adata: AnnData, basis: str, keys: list[str], title: str) -> Figure:
+    """Draw one UMAP panel per obs key (categorical colours, legend when it fits).
+
+    Cells are drawn in a fixed random order (seed 0) so that no category is painted on top of all
+    the others; rows of ``obsm[basis]`` that are NaN (cells left out of a subsampled embedding) are
+    not drawn.
+
+    Parameters
+    ----------
+    adata
+        Cells with the embedding in ``obsm[basis]`` and every key of ``keys`` in ``obs``.
+    basis
+        ``obsm`` key of a 2-D embedding (``X_umap``, ``X_umap_uncorrected``).
+    keys
+        ``obs`` columns, one panel each, coloured as categories (``tab10``, ``tab20`` above 10).
+    title
+        Figure title.
+
+    Returns
+    -------
+    Figure
+        One row of ``len(keys)`` panels; a legend beside each panel with at most 25 categories.
+    """
     plt = pyplot()
 
     coords = np.asarray(adata.obsm[basis])
@@ -533,7 +557,7 @@ def plot_umaps(adata, basis: str, keys: list[str], title: str, path: Path) -> Pa
             ax.legend(handles=handles, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
-    return io.save_figure(fig, path)
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
@@ -595,19 +619,20 @@ def write_outputs(adata, table: pd.DataFrame, outdir: Path, params: dict[str, An
     keys = [k for k in PLOT_KEYS if k in adata.obs]
     label = adata.uns["integration"]["label_key"]
     if "X_umap_uncorrected" in adata.obsm:
-        plot_umaps(adata, "X_umap_uncorrected", keys + ([label] if label else []), "Uncorrected PCs",
-                   outdir / "integration_umap_uncorrected_mqc.png")  # fmt: skip
+        io.save_figure(
+            plot_umaps(adata, "X_umap_uncorrected", keys + ([label] if label else []), "Uncorrected PCs"),
+            outdir / "integration_umap_uncorrected_mqc.png",
+        )
         title = f"After {adata.uns['integration']['method']} ({adata.uns['integration']['batch_key']})"
     else:
         adata.obsm["X_umap_uncorrected"] = adata.obsm["X_umap"].copy()
-        plot_umaps(adata, "X_umap", keys + ([label] if label else []), "Uncorrected PCs (no batch correction)",
-                   outdir / "integration_umap_uncorrected_mqc.png")  # fmt: skip
+        io.save_figure(
+            plot_umaps(adata, "X_umap", keys + ([label] if label else []), "Uncorrected PCs (no batch correction)"),
+            outdir / "integration_umap_uncorrected_mqc.png",
+        )
         title = "No batch correction"
-    plot_umaps(
-        adata,
-        "X_umap",
-        keys + ([label] if label else []) + ["leiden"],
-        title,
+    io.save_figure(
+        plot_umaps(adata, "X_umap", keys + ([label] if label else []) + ["leiden"], title),
         outdir / "integration_umap_corrected_mqc.png",
     )
     adata.uns.setdefault("tmeflow", {})["integrate"] = {

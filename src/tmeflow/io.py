@@ -13,12 +13,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import __version__
 from .errors import TmeflowInputError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -99,10 +102,15 @@ def write_yaml(data: Any, path: str | os.PathLike) -> Path:
     return write_text(yaml.safe_dump(data, sort_keys=False), path)
 
 
-def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
-    """Save a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically and close it.
 
+    The one place a stage's figure is written: ``plot_*`` functions return the figure, the stage's writing
+    code passes it here (PNG at ``dpi``, tight bounding box).
+    """
+    from .plotting import pyplot
+
+    plt = pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

@@ -252,11 +252,8 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
             )
         )
         keys = ["subcluster", "cell_type_fine"] + [k for k in ("sample", "condition") if k in sub.obs]
-        plot_umaps(
-            sub,
-            "X_umap",
-            keys,
-            f"{compartment}: {sub.n_obs} cells",
+        io.save_figure(
+            plot_umaps(sub, "X_umap", keys, f"{compartment}: {sub.n_obs} cells"),
             outdir / f"subcluster_umap_{_safe(compartment)}.png",
         )
     adata.uns.setdefault("tmeflow", {})["subcluster"] = io.provenance("subcluster", params)

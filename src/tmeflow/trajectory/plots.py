@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -10,8 +10,32 @@ import scipy.sparse as sp
 
 from ..plotting import pyplot
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
-def plot_embedding(adata, fate_names: list[str], labels: dict[str, dict[str, Any]]):
+
+def plot_embedding(adata: AnnData, fate_names: list[str], labels: dict[str, dict[str, Any]]) -> Figure:
+    """Draw pseudotime, each fate's probability and the condition on diffusion components 1 and 2.
+
+    Parameters
+    ----------
+    adata
+        Cells after the trajectory stage: ``obsm['X_diffmap']`` (at least 3 components;
+        component 0 is the constant one and is skipped), ``obs['pseudotime']``,
+        ``obs['fate_probability_<fate>']`` for each fate, ``obs['condition']`` and ``uns['iroot']``.
+    fate_names
+        Terminal states, one panel each, in this order.
+    labels
+        Per fate, its description; ``labels[fate]['label']`` (e.g. the majority cell type) is shown in the
+        panel title.
+
+    Returns
+    -------
+    Figure
+        One row of ``len(fate_names) + 2`` panels (pseudotime, each fate, condition); the root cell is
+        marked with a red star in every panel.
+    """
     plt = pyplot()
     xy = adata.obsm["X_diffmap"][:, 1:3]
     panels = [("pseudotime", adata.obs["pseudotime"].to_numpy(dtype=float), "viridis")]
@@ -42,8 +66,33 @@ def plot_embedding(adata, fate_names: list[str], labels: dict[str, dict[str, Any
     return fig
 
 
-def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes: int = 12, n_bins: int = 30):
-    """Heatmap per fate: top fate genes (rows) x pseudotime bins of the cells most likely in that fate."""
+def plot_trends(
+    adata: AnnData, genes_table: pd.DataFrame, fate_names: list[str], n_genes: int = 12, n_bins: int = 30
+) -> Figure:
+    """Draw one heatmap per fate: top fate genes (rows) x pseudotime bins of the cells most likely in that fate.
+
+    Each bin shows the fate-probability-weighted mean of the gene's expression, z-scored per gene over all
+    cells (colour range -1.5 to 1.5).
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X``, ``obs['pseudotime']``, ``obs['fate']`` and
+        ``obs['fate_probability_<fate>']``.
+    genes_table
+        Fate genes with ``fate`` and ``gene`` columns, best first within a fate.
+    fate_names
+        Terminal states, one panel each.
+    n_genes
+        Top genes per fate (default 12: a readable heatmap for 2-4 fates).
+    n_bins
+        Equal-width pseudotime bins (default 30).
+
+    Returns
+    -------
+    Figure
+        One panel per fate over the union of the fates' top genes; empty panels when there are none.
+    """
     plt = pyplot()
     top = {f: genes_table[(genes_table["fate"] == f)].head(n_genes)["gene"].tolist() for f in fate_names}
     genes = list(dict.fromkeys(g for f in fate_names for g in top[f]))
@@ -75,10 +124,25 @@ def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes
     return fig
 
 
-def plot_branch_heatmap(result: dict, max_genes: int = 200):
-    """Root-to-fate heatmap (as the gastric study's branched heatmap): branch genes x pseudotime grid, one
-    panel per fate, rows ordered by cluster and then by where the gene peaks; cohort-level smooths z-scored
-    per gene over all panels.
+def plot_branch_heatmap(result: dict[str, Any], max_genes: int = 200) -> Figure:
+    """Draw the root-to-fate heatmap of branch-dependent genes (as the gastric study's branched heatmap).
+
+    Branch genes x pseudotime grid, one panel per fate, rows ordered by cluster and then by where the gene
+    peaks; cohort-level smooths z-scored per gene over all panels.
+
+    Parameters
+    ----------
+    result
+        What :func:`tmeflow.trajectory.branch.branch_analysis` returns: ``fate_names``, ``clusters``
+        (cluster per branch gene), ``genes`` (table with ``gene`` and ``pvalue_branch``), ``tested_genes``
+        and ``pooled`` (lineages x grid x tested genes smooths).
+    max_genes
+        At most this many genes, the smallest branch p-values (default 200: rows stay visible).
+
+    Returns
+    -------
+    Figure
+        One panel per fate; a panel saying so when no gene is branch-dependent.
     """
     plt = pyplot()
     fates = result["fate_names"]
@@ -118,8 +182,20 @@ def plot_branch_heatmap(result: dict, max_genes: int = 200):
     return fig
 
 
-def plot_set_trends(trends: pd.DataFrame):
-    """Pseudotime trends of named gene sets (e.g. necroptosis, DAMPs): one panel per set, one line per fate."""
+def plot_set_trends(trends: pd.DataFrame) -> Figure:
+    """Draw pseudotime trends of named gene sets (e.g. necroptosis, DAMPs): one panel per set, one line per fate.
+
+    Parameters
+    ----------
+    trends
+        One row per gene set, fate and grid point: ``gene_set``, ``fate``, ``pseudotime_scaled``, ``score``
+        (mean z-score of the set's genes) and ``pvalue_branch`` (the set's branch test, shown in the title).
+
+    Returns
+    -------
+    Figure
+        One panel per gene set (a single empty panel when ``trends`` is empty).
+    """
     plt = pyplot()
     names = list(dict.fromkeys(trends["gene_set"])) if len(trends) else []
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.6 * max(len(names), 1), 3.0), squeeze=False)
