@@ -37,11 +37,13 @@ _ENSEMBL_PREFIX = {"human": "ENSG", "mouse": "ENSMUSG"}
 def mostly_ensembl(names) -> bool:
     """Whether most of (the first 2,000) gene names are Ensembl gene ids."""
     names = [str(name) for name in list(names)[:2000]]
-    return bool(names) and np.mean([bool(ENSEMBL_ID.match(name)) for name in names]) > 0.5
+    return bool(names) and bool(np.mean([bool(ENSEMBL_ID.match(name)) for name in names]) > 0.5)
 
 
 def symbols_from_ensembl(names, species: str) -> tuple[pd.Index, int]:
-    """Gene symbols for the ``species``' Ensembl ids (versions ignored; the table of
+    """Map Ensembl ids to gene symbols.
+
+    Gene symbols for the ``species``' Ensembl ids (versions ignored; the table of
     :func:`tmeflow.signatures.ensembl_to_symbol`); other ids are kept. Returns the new names and how many
     were mapped.
     """
@@ -50,12 +52,14 @@ def symbols_from_ensembl(names, species: str) -> tuple[pd.Index, int]:
     names = [str(name) for name in names]
     mapping = ensembl_to_symbol([name for name in names if name.startswith(_ENSEMBL_PREFIX[species])])
     symbols = [mapping.get(name, name) for name in names]
-    mapped = sum(new != str(old) for new, old in zip(symbols, names))
+    mapped = sum(new != str(old) for new, old in zip(symbols, names, strict=True))
     return pd.Index(symbols), mapped
 
 
 def species_of(adata=None, *, obs: pd.DataFrame | None = None, var_names=None) -> str:
-    """Species of a dataset: the obs ``species`` column (from the samplesheet) when it names one, else
+    """Return the species of a dataset (``human`` or ``mouse``).
+
+    Species of a dataset: the obs ``species`` column (from the samplesheet) when it names one, else
     inferred from the gene symbols (mouse mitochondrial ``mt-`` genes and no human ``MT-``, or mostly
     capitalised symbols such as ``Cd3e``), never assumed human. The one place every stage asks.
     """

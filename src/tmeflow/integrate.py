@@ -1,4 +1,6 @@
-"""Cohort integration: concatenate the QC'd samples, normalise, select genes, PCA, batch correction,
+"""Integrate the cohort: from the QC'd samples to a batch-corrected, clustered atlas.
+
+Cohort integration: concatenate the QC'd samples, normalise, select genes, PCA, batch correction,
 neighbours, Leiden clusters, UMAP, and integration-quality metrics before and after correction.
 
 Method (sc-best-practices.org, Heumos et al. 2023 Nat Rev Genet: "Normalization", "Feature
@@ -168,7 +170,9 @@ class IntegrationSettings(StageSettings):
 
 
 def check_inputs(infos: list[dict[str, Any]], *, batch_key: str, min_shared_genes: int) -> pd.Index:
-    """Validate the inputs before anything is computed (one species, ``batch_key`` present, >= 3 cells per
+    """Check the integration inputs; return the shared genes.
+
+    Validate the inputs before anything is computed (one species, ``batch_key`` present, >= 3 cells per
     sample); return the genes shared by every sample (at least ``min_shared_genes``).
     """
     species = sorted({s for info in infos for s in info["species"]})
@@ -203,7 +207,7 @@ def _slim_counts(path: Path, genes: pd.Index, columns: list[str]):
 
 
 def concatenate(infos: list[dict[str, Any]], genes: pd.Index, workdir: Path):
-    """Counts of every sample on the shared genes, joined on disk (never two copies of the cohort)."""
+    """Join the counts of every sample on the shared genes, joined on disk (never two copies of the cohort)."""
     import anndata as ad
     from anndata.experimental import concat_on_disk
 
@@ -233,7 +237,7 @@ def concatenate(infos: list[dict[str, Any]], genes: pd.Index, workdir: Path):
 # Normalisation, genes, PCA
 # ----------------------------------------------------------------------------------------------
 def normalise(adata) -> None:
-    """Counts into ``layers['counts']``; log1p(CP10k) into ``X``."""
+    """Keep counts in ``layers['counts']``; put log1p(CP10k) into ``X``."""
     import scanpy as sc
 
     adata.layers["counts"] = adata.X.copy()
@@ -289,7 +293,9 @@ def sparse_pca(
     n_iter: int = 7,
     oversample: int = 10,
 ) -> dict[str, np.ndarray]:
-    """PCA of ``X`` (cells x genes, sparse or dense) centred per gene, with ``covariates`` regressed
+    """Compute an implicitly centred, regressed and scaled PCA.
+
+    PCA of ``X`` (cells x genes, sparse or dense) centred per gene, with ``covariates`` regressed
     out per gene by least squares and scaled to unit variance, all implicitly (never densified).
 
     Returns ``scores`` (cells x comps), ``loadings`` (genes x comps), ``variance``, ``variance_ratio``.
@@ -336,7 +342,9 @@ def sparse_pca(
 
 
 def pca(adata: AnnData, *, n_comps: int, regress_mito: bool, seed: int) -> None:
-    """Implicitly centred/scaled PCA (``n_comps`` components) of the HVGs, the % mito regressed out when
+    """Run the sparse PCA of the HVGs.
+
+    Implicitly centred/scaled PCA (``n_comps`` components) of the HVGs, the % mito regressed out when
     ``regress_mito`` -> ``obsm['X_pca']``, ``varm['PCs']``, ``uns['pca']``.
     """
     hvg = adata.var["highly_variable"].to_numpy()
@@ -376,7 +384,9 @@ def harmony(pcs: np.ndarray, obs: pd.DataFrame, batch_key: str, seed: int) -> np
 
 
 def scvi_latent(adata: AnnData, batch_key: str, *, n_latent: int, max_epochs: int, seed: int) -> np.ndarray:
-    """ScVI latent space (``n_latent`` dimensions, ``max_epochs`` epochs) trained on the HVG counts with
+    """Train scVI and return its latent space.
+
+    ScVI latent space (``n_latent`` dimensions, ``max_epochs`` epochs) trained on the HVG counts with
     ``batch_key`` as the batch covariate.
     """
     import scvi
@@ -430,8 +440,8 @@ def graph_and_umap(
     """``n_neighbors`` kNN graph on ``rep`` (its first ``n_pcs`` for PCs) and UMAP; ``key`` names a secondary graph."""
     import scanpy as sc
 
-    n_pcs = min(n_pcs, adata.obsm[rep].shape[1]) if rep == "X_pca" else None
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=rep, n_pcs=n_pcs, random_state=seed, key_added=key)
+    use_pcs = min(n_pcs, adata.obsm[rep].shape[1]) if rep == "X_pca" else None
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=rep, n_pcs=use_pcs, random_state=seed, key_added=key)
     if key is None:
         sc.tl.umap(adata, random_state=seed)
     else:
@@ -470,7 +480,9 @@ def leiden(adata, resolution: float, seed: int, *, key_added: str = "leiden", ne
 # Metrics and figures
 # ----------------------------------------------------------------------------------------------
 def label_key(adata: AnnData, metrics_label_key: str | None) -> str | None:
-    """The obs column used as cell labels by the conservation metrics: ``metrics_label_key`` when set, else
+    """Choose the cell-label column of the conservation metrics.
+
+    The obs column used as cell labels by the conservation metrics: ``metrics_label_key`` when set, else
     ``cell_type`` when present (None when there is none).
     """
     key = metrics_label_key or ""
@@ -484,7 +496,9 @@ def label_key(adata: AnnData, metrics_label_key: str | None) -> str | None:
 def metrics_table(
     adata: AnnData, embeddings: dict[str, np.ndarray], labels_key: str | None, *, max_cells: int, seed: int
 ) -> pd.DataFrame:
-    """ScIB metrics per embedding and per batch key (``sample``, ``batch``), on at most ``max_cells`` cells
+    """Compute the scIB metrics of each embedding.
+
+    ScIB metrics per embedding and per batch key (``sample``, ``batch``), on at most ``max_cells`` cells
     (seeded subsample).
     """
     from .metrics import integration_metrics
@@ -538,7 +552,7 @@ def plot_umaps(adata: AnnData, basis: str, keys: list[str], title: str) -> Figur
     shown = np.flatnonzero(np.isfinite(coords).all(axis=1))  # a subsampled embedding has NaN rows
     order = np.random.default_rng(0).permutation(shown)  # no category painted on top of all others
     size = max(0.5, min(8.0, 30000 / max(len(shown), 1)))
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         values = adata.obs[key].astype(str).to_numpy()
         categories = sorted(pd.unique(values))
         cmap = plt.get_cmap("tab20" if len(categories) > 10 else "tab10")
@@ -603,6 +617,7 @@ def integrate(adata: AnnData, settings: IntegrationSettings) -> tuple[AnnData, p
 
 
 def write_outputs(adata, table: pd.DataFrame, outdir: Path, params: dict[str, Any]) -> Path:
+    """Write the integrated AnnData, the metrics and cluster tables and the before/after UMAPs."""
     header = io.multiqc_header(
         "tmeflow_integration_metrics",
         "Integration metrics",
@@ -661,8 +676,16 @@ def run_integrate(inputs: list[str | Path], outdir: str | Path, params: dict[str
             adata = concatenate(infos, genes, Path(workdir))
     adata, table = integrate(adata, settings)
     for row in table.itertuples():
-        logger.info("%s: kBET %.3f iLISI %.3f batchASW %.3f graph %.3f cLISI %.3f labelASW %.3f", row.Embedding, row.kbet_acceptance,
-                    row.ilisi, row.batch_asw, row.graph_connectivity, row.clisi, row.label_asw)  # fmt: skip
+        logger.info(
+            "%s: kBET %.3f iLISI %.3f batchASW %.3f graph %.3f cLISI %.3f labelASW %.3f",
+            row.Embedding,
+            row.kbet_acceptance,
+            row.ilisi,
+            row.batch_asw,
+            row.graph_connectivity,
+            row.clisi,
+            row.label_asw,
+        )
     path = write_outputs(adata, table, outdir, params)
     logger.info("integrated %d cells from %d samples into %d clusters in %.1f s", adata.n_obs, len(infos),
                 adata.obs["leiden"].nunique(), time.perf_counter() - start)  # fmt: skip
@@ -670,4 +693,5 @@ def run_integrate(inputs: list[str | Path], outdir: str | Path, params: dict[str
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Run ``tmeflow integrate``."""
     run_integrate(args.input, args.outdir, params)

@@ -1,4 +1,6 @@
-"""Integration-quality metrics after the scIB benchmark (Luecken et al. 2022, *Benchmarking atlas-level
+"""Compute integration-quality metrics (scIB definitions).
+
+Integration-quality metrics after the scIB benchmark (Luecken et al. 2022, *Benchmarking atlas-level
 data integration in single-cell genomics*, Nat Methods 19:41-50).
 
 Every metric is computed on an embedding (uncorrected PCs, Harmony PCs or the scVI latent space) and
@@ -67,7 +69,9 @@ def knn(embedding: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _perplexity_weights(distances: np.ndarray, perplexity: float, *, tol: float = 1e-5, n_iter: int = 50) -> np.ndarray:
-    """Gaussian-kernel neighbour weights with entropy ``log(perplexity)`` per row (LISI's binary search
+    """Compute Gaussian-kernel neighbour weights at a given perplexity.
+
+    Gaussian-kernel neighbour weights with entropy ``log(perplexity)`` per row (LISI's binary search
     over the precision ``beta``), vectorised over cells.
     """
     n = distances.shape[0]
@@ -158,7 +162,9 @@ def batch_asw(embedding: np.ndarray, batches, labels=None) -> float:
 
 
 def graph_connectivity(indices: np.ndarray, labels=None) -> float:
-    """Mean over labels of the fraction of the label's cells in the largest connected component of
+    """Compute the scIB graph connectivity.
+
+    Mean over labels of the fraction of the label's cells in the largest connected component of
     the kNN graph (given as neighbour ``indices``) restricted to the label.
     """
     from scipy.sparse import csr_matrix
@@ -212,7 +218,7 @@ def kbet_acceptance(
 
 
 def subsample(n: int, max_cells: int, seed: int) -> np.ndarray:
-    """Indices of at most ``max_cells`` of ``n`` cells (all of them, in order, when ``n`` is small)."""
+    """Return the indices of at most ``max_cells`` of ``n`` cells (all of them, in order, when ``n`` is small)."""
     if n <= max_cells:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_cells, replace=False))

@@ -19,7 +19,9 @@ def bh_fdr(pvalues) -> np.ndarray:
 
 
 def moderated_by_pattern(y, design_for, *, moderated: bool = True) -> pd.DataFrame:
-    """Limma-style moderated t-tests of every column of ``y`` (samples x features, NaN = no value),
+    """Run limma-style moderated t-tests.
+
+    Limma-style moderated t-tests of every column of ``y`` (samples x features, NaN = no value),
     samples being the units of replication.
 
     Features are grouped by which samples have values; each group gets one fit
@@ -65,7 +67,9 @@ def moderated_by_pattern(y, design_for, *, moderated: bool = True) -> pd.DataFra
 def condition_contrast(
     y, samples, test: str, reference: str, *, min_samples: int = 2, moderated: bool = True
 ) -> pd.DataFrame:
-    """Sample-level test of ``test`` vs ``reference`` for every column of ``y`` (samples x features, NaN
+    """Test two conditions at sample level.
+
+    Sample-level test of ``test`` vs ``reference`` for every column of ``y`` (samples x features, NaN
     allowed) with :func:`moderated_by_pattern`: design ``~ condition`` or, when every patient has both
     conditions (:func:`tmeflow.composition.is_paired`), ``~ condition + patient``. ``samples`` has
     ``condition`` and ``patient`` per sample. A feature needs ``min_samples`` samples with values in each
@@ -93,7 +97,9 @@ def condition_contrast(
 def msr_rank_correlation(
     x: np.ndarray, y: np.ndarray, vectors: np.ndarray | None, mask: np.ndarray | None = None
 ) -> tuple[float, float, float]:
-    """Spearman correlation of ``x`` and ``y`` over the spots in ``mask`` (all when None), tested against
+    """Test a Spearman correlation against Moran spectral randomisation.
+
+    Spearman correlation of ``x`` and ``y`` over the spots in ``mask`` (all when None), tested against
     Moran spectral randomisation of ``y``'s ranks over the whole section (:func:`msr_linear_test`).
 
     A Spearman p-value over spots treats autocorrelated spots as independent (a smooth score and a
@@ -131,7 +137,9 @@ MSR_MAX_SPOTS = 6000
 
 
 def moran_eigenvectors(graph) -> np.ndarray:
-    """Eigenvectors (columns) of the doubly-centred symmetric spatial weight matrix
+    """Compute Moran eigenvector maps.
+
+    Eigenvectors (columns) of the doubly-centred symmetric spatial weight matrix
     ``(I - 11'/n) W (I - 11'/n)`` (Moran eigenvector maps, Dray et al. 2006), ``W`` = ``graph``
     symmetrised and binarised. Dense: O(n^3) time, n^2 memory.
     """
@@ -148,7 +156,9 @@ def moran_eigenvectors(graph) -> np.ndarray:
 def msr_linear_test(
     values: np.ndarray, weights: np.ndarray, vectors: np.ndarray, alternative: str = "two-sided"
 ) -> tuple[float, float, float]:
-    """Test of a linear statistic ``T = weights . (values - mean)`` against Moran spectral randomisation
+    """Test a linear statistic against Moran spectral randomisation.
+
+    Test of a linear statistic ``T = weights . (values - mean)`` against Moran spectral randomisation
     of ``values`` (Wagner & Dray 2015, Methods Ecol Evol 6:1169; adespatial ``msr``, "singleton"
     method: the centred vector is expanded on the Moran eigenvectors ``vectors``
     (:func:`moran_eigenvectors`) and the signs of its coefficients are flipped at random, which keeps
@@ -173,7 +183,9 @@ def msr_linear_test(
 
 
 def conformal_quantile(null_values, level: float) -> float:
-    """Split-conformal upper threshold: the ``ceil((n + 1) * level)``-th smallest of ``n`` null values
+    """Return the split-conformal upper threshold.
+
+    Split-conformal upper threshold: the ``ceil((n + 1) * level)``-th smallest of ``n`` null values
     (the largest when ``n`` is too small), so that a new value exchangeable with the null exceeds it
     with probability at most ``1 - level`` (Vovk, Gammerman & Shafer 2005; Lei et al. 2018, *JASA*
     113:1094). NaN when there is no null value.

@@ -83,7 +83,9 @@ class SubclusterSettings(StageSettings):
 
 
 def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resolution: float, seed: int) -> None:
-    """Normalise, ``n_top_genes`` HVGs, PCA, Harmony, graph, Leiden at ``resolution`` and UMAP of one
+    """Re-cluster one compartment in place.
+
+    Normalise, ``n_top_genes`` HVGs, PCA, Harmony, graph, Leiden at ``resolution`` and UMAP of one
     compartment (in place).
     """
     import scanpy as sc
@@ -230,10 +232,15 @@ def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, pd.Dat
 
 
 def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str, Any]) -> Path:
+    """Write the subclustered AnnData, the calls, markers and counts tables and one UMAP per compartment."""
     from .integrate import plot_umaps
 
-    header = io.multiqc_header("tmeflow_subcluster", "Compartment subclusters",
-                               "Fine subtypes per compartment subcluster (subtype markers, decoupler ULM).", "table")  # fmt: skip
+    header = io.multiqc_header(
+        "tmeflow_subcluster",
+        "Compartment subclusters",
+        "Fine subtypes per compartment subcluster (subtype markers, decoupler ULM).",
+        "table",
+    )
     calls = results["calls"].copy()
     calls.insert(0, "Subcluster", calls["compartment"].astype(str) + ":" + calls["cluster"].astype(str))
     io.write_table(calls, outdir / "subcluster_calls_mqc.tsv", header_lines=header)
@@ -275,4 +282,5 @@ def run_subcluster(input_path: str | Path, outdir: str | Path, params: dict[str,
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Run ``tmeflow subcluster``."""
     run_subcluster(args.input, args.outdir, params)

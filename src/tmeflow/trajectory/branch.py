@@ -64,6 +64,20 @@ def scale_pseudotime(t: np.ndarray) -> np.ndarray:
 
 
 def knots_at_quantiles(t: np.ndarray, n_knots: int) -> np.ndarray:
+    """Place spline knots at evenly spaced quantiles of pseudotime.
+
+    Parameters
+    ----------
+    t
+        Pseudotime of the cells (any scale).
+    n_knots
+        Number of knots (at least 3); tied quantiles are merged.
+
+    Returns
+    -------
+    numpy.ndarray
+        The distinct knots, increasing; ``[0, 0.5, 1]`` when fewer than 3 are distinct.
+    """
     knots = np.unique(np.quantile(t, np.linspace(0.0, 1.0, max(int(n_knots), 3))))
     return knots if knots.size >= 3 else np.array([0.0, 0.5, 1.0])
 
@@ -87,13 +101,13 @@ def _solve(ztz: np.ndarray, zty: np.ndarray) -> np.ndarray:
 
 def _normal_equations(basis: np.ndarray, weights: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per lineage ``N' W_l N`` and ``N' W_l Y`` (L x K x K, L x K x genes)."""
-    ztz = np.stack([basis.T @ (weights[:, [l]] * basis) for l in range(weights.shape[1])])
-    zty = np.stack([basis.T @ (weights[:, [l]] * Y) for l in range(weights.shape[1])])
+    ztz = np.stack([basis.T @ (weights[:, [lin]] * basis) for lin in range(weights.shape[1])])
+    zty = np.stack([basis.T @ (weights[:, [lin]] * Y) for lin in range(weights.shape[1])])
     return ztz, zty
 
 
 def _curves(ztz: np.ndarray, zty: np.ndarray, grid_basis: np.ndarray) -> np.ndarray:
-    return np.stack([grid_basis @ _solve(ztz[l], zty[l]) for l in range(ztz.shape[0])])  # L x grid x genes
+    return np.stack([grid_basis @ _solve(ztz[lin], zty[lin]) for lin in range(ztz.shape[0])])  # L x grid x genes
 
 
 def fit_smooths(
@@ -113,13 +127,14 @@ def fit_smooths(
     grid = np.linspace(0.0, 1.0, grid_size)
     grid_basis = spline_basis(grid, knots)
     W = np.asarray(weights, dtype=float)
-    per_sample, ztz_all, zty_all = {}, 0.0, 0.0
+    per_sample: dict[str, np.ndarray] = {}
+    ztz_all, zty_all = np.zeros(0), np.zeros(0)
     for sample in pd.unique(samples):
         idx = np.flatnonzero(samples == sample)
         Y = X[idx]
         Y = Y.toarray() if sp.issparse(Y) else np.asarray(Y, dtype=float)
         ztz, zty = _normal_equations(spline_basis(ts[idx], knots), W[idx], Y)
-        ztz_all, zty_all = ztz_all + ztz, zty_all + zty
+        ztz_all, zty_all = (ztz, zty) if ztz_all.size == 0 else (ztz_all + ztz, zty_all + zty)
         if idx.size >= MIN_SAMPLE_CELLS and W[idx].sum(axis=0).min() >= MIN_LINEAGE_WEIGHT:
             per_sample[str(sample)] = _curves(ztz, zty, grid_basis)
     return per_sample, _curves(ztz_all, zty_all, grid_basis), grid
@@ -148,8 +163,8 @@ def branch_tests(per_sample: dict[str, np.ndarray], grid: np.ndarray, genes, fat
         return out.rename_axis("gene").reset_index()
     stack = np.stack([per_sample[s] for s in samples])  # samples x L x grid x genes
     assoc = []
-    for l, fate in enumerate(fate_names):
-        change = stack[:, l][:, end].mean(axis=1) - stack[:, l][:, start].mean(axis=1)
+    for lin, fate in enumerate(fate_names):
+        change = stack[:, lin][:, end].mean(axis=1) - stack[:, lin][:, start].mean(axis=1)
         res = _one_sample_tests(pd.DataFrame(change, index=samples, columns=genes))
         out[f"change_{fate}"] = res["estimate"].to_numpy()
         assoc.append(res["pvalue"].to_numpy())
@@ -176,7 +191,9 @@ def branch_tests(per_sample: dict[str, np.ndarray], grid: np.ndarray, genes, fat
 
 
 def cluster_genes(pooled: np.ndarray, genes, selected, k: int, seed: int) -> pd.Series:
-    """k-means clusters (1..k, ordered by where along pseudotime the cluster peaks) of the ``selected``
+    """Cluster the selected genes' smooths.
+
+    k-means clusters (1..k, ordered by where along pseudotime the cluster peaks) of the ``selected``
     genes' pooled smooths (lineages concatenated, z-scored per gene).
     """
     from sklearn.cluster import KMeans
@@ -190,7 +207,7 @@ def cluster_genes(pooled: np.ndarray, genes, selected, k: int, seed: int) -> pd.
     k = max(1, min(int(k), pos.size))
     labels = KMeans(n_clusters=k, n_init=10, random_state=int(seed)).fit_predict(z)
     peak = {c: float(np.argmax(z[labels == c].mean(axis=0))) for c in range(k)}
-    rank = {c: i + 1 for i, c in enumerate(sorted(peak, key=peak.get))}
+    rank = {c: i + 1 for i, c in enumerate(sorted(peak, key=lambda c: peak[c]))}
     return pd.Series([rank[c] for c in labels], index=genes[pos], name="cluster")
 
 
@@ -255,7 +272,9 @@ def set_scores(adata, sets: dict[str, list[str]]) -> pd.DataFrame:
 
 
 def resolve_trend_sets(wanted: list[str], species: str, *, file=None) -> dict[str, list[str]]:
-    """The bundled sets named in ``wanted`` (``trajectory_trend_sets``, case-insensitive); an unknown name is
+    """Resolve the named trend gene sets.
+
+    The bundled sets named in ``wanted`` (``trajectory_trend_sets``, case-insensitive); an unknown name is
     an input error.
     """
     from ..errors import TmeflowInputError
@@ -285,7 +304,9 @@ def branch_analysis(
     min_expressed: float,
     file=None,
 ) -> dict:
-    """Branch genes, their clusters and enrichment, and set trends of the trajectory subset ``adata``
+    """Find branch genes, their clusters and enrichment, and gene-set trends.
+
+    Branch genes, their clusters and enrichment, and set trends of the trajectory subset ``adata``
     (obs ``pseudotime``, var ``highly_variable``; ``probs`` cells x fates): lineage smooths with ``knots``
     knots, branch genes at FDR ``fdr`` grouped into ``n_clusters`` k-means clusters (``seed``), pseudotime
     trends of the bundled ``trend_sets``.
@@ -319,14 +340,14 @@ def branch_analysis(
         set_per_sample, set_pooled, _ = fit_smooths(scores.to_numpy(), t, W, samples, n_knots=knots)
         set_tests = branch_tests(set_per_sample, grid, list(chosen), fate_names).set_index("gene")
         for s, name in enumerate(chosen):
-            for l, fate in enumerate(fate_names):
+            for lin, fate in enumerate(fate_names):
                 for g, x in enumerate(grid):
                     rows.append(
                         {
                             "gene_set": name,
                             "fate": fate,
                             "pseudotime_scaled": float(x),
-                            "score": float(set_pooled[l, g, s]),
+                            "score": float(set_pooled[lin, g, s]),
                             "n_genes_present": int(sum(m in adata.var_names for m in chosen[name])),
                             "pvalue_association": set_tests.at[name, "pvalue_association"],
                             "pvalue_branch": set_tests.at[name, "pvalue_branch"],

@@ -67,6 +67,29 @@ def embed(adata: AnnData, settings: TrajectorySettings) -> None:
 
 
 def pseudotime(adata, root: int, n_dcs: int = 10) -> np.ndarray:
+    """Compute diffusion pseudotime from ``root`` (Haghverdi et al. 2016, scanpy's ``tl.dpt``).
+
+    Parameters
+    ----------
+    adata
+        Cells with ``obsm['X_diffmap']`` (and the neighbour graph it came from).
+    root
+        Index of the root cell.
+    n_dcs
+        Diffusion components used (default 10, at most as many as computed).
+
+    Returns
+    -------
+    numpy.ndarray
+        Pseudotime per cell (0 at the root); NaN for cells not connected to it.
+
+    Adds
+    ----
+    ``uns['iroot']``
+        The root cell index.
+    ``obs['dpt_pseudotime']``
+        Scanpy's diffusion pseudotime (infinite for unreachable cells).
+    """
     import scanpy as sc
 
     adata.uns["iroot"] = int(root)
@@ -141,7 +164,9 @@ FATE_FDR = 0.05
 
 
 def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Per fate and condition: is the fate more likely in the condition's samples than in the others?
+    """Test, per fate and condition, whether the fate is more likely in the condition's samples.
+
+    Per fate and condition: is the fate more likely in the condition's samples than in the others?
 
     Samples are the units (cells of one sample are not independent): per sample with at least
     :data:`MIN_CELLS_PER_SAMPLE` subset cells, the mean fate probability of its cells; per fate and
@@ -197,7 +222,9 @@ def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str
 
 
 def label_fates(enrichment: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """``<condition> branch`` for the condition with the largest sample-level difference when its
+    """Label each fate by the condition it is enriched in.
+
+    ``<condition> branch`` for the condition with the largest sample-level difference when its
     FDR < :data:`FATE_FDR` and the difference is positive; else ``shared``.
     """
     labels = {}

@@ -22,7 +22,7 @@ def weighted_spearman(X, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
     w = w / w.sum()
     rt = rankdata(t)
     rt = rt - np.sum(w * rt)
-    vt = np.sum(w * rt**2)
+    vt = float(np.sum(w * rt**2))
     rhos = []
     for start in range(0, X.shape[1], CHUNK):
         block = X[:, start : start + CHUNK]
@@ -41,6 +41,28 @@ def weighted_spearman(X, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def fate_genes(adata, probs: pd.DataFrame, fdr: float) -> pd.DataFrame:
+    """Test every expressed gene for a monotone trend along each fate.
+
+    Weighted Spearman correlation with pseudotime (:func:`weighted_spearman`, weights: the cells' fate
+    probabilities), Benjamini-Hochberg within each fate. A fate gene rises along its fate (``rho > 0``,
+    ``fdr < fdr``) by at least ``SPECIFICITY`` more than along any other fate.
+
+    Parameters
+    ----------
+    adata
+        Cells of the trajectory subset: log-normalised ``X`` and ``obs['pseudotime']``; genes expressed in fewer than
+        ``MIN_EXPRESSED`` (5%) of the cells are not tested.
+    probs
+        Fate probabilities, cells x fates (rows in ``adata``'s order).
+    fdr
+        Benjamini-Hochberg threshold of a fate gene.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fate and tested gene: ``fate, gene, rho, pvalue, fdr, rho_other_max, direction, fate_gene``,
+        sorted by fate, fate genes first, then by decreasing ``rho``.
+    """
     X = adata.X
     expressed = np.asarray((X > 0).mean(axis=0)).ravel() >= MIN_EXPRESSED
     genes = adata.var_names[expressed].astype(str)
@@ -82,10 +104,10 @@ def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
     for fate, block in table.groupby("fate", sort=False):
         hits = set(block.loc[block["fate_gene"], "gene"])
         for name, members in sets.items():
-            members = set(members) & universe
-            if not members:
+            present = set(members) & universe
+            if not present:
                 continue
-            overlap = hits & members
+            overlap = hits & present
             p = float(hypergeom.sf(len(overlap) - 1, len(universe), len(members), len(hits))) if hits else 1.0
             rows.append(
                 {
@@ -103,6 +125,6 @@ def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
         rows, columns=["fate", "gene_set", "set_size", "n_fate_genes", "overlap", "expected", "pvalue", "genes"]
     )
     out["fdr"] = np.nan
-    for fate, idx in out.groupby("fate").groups.items():
+    for idx in out.groupby("fate").groups.values():
         out.loc[idx, "fdr"] = bh_fdr(out.loc[idx, "pvalue"])
     return out.sort_values(["fate", "pvalue"]).reset_index(drop=True)

@@ -25,7 +25,7 @@ def subset_mask(obs: pd.DataFrame, spec: str | None, *, file: str | Path | None 
     names = split_list(spec)
     if not names:
         return np.ones(len(obs), dtype=bool)
-    mask = np.zeros(len(obs), dtype=bool)
+    mask: np.ndarray = np.zeros(len(obs), dtype=bool)
     for name in names:
         low = name.lower()
         if "compartment" in obs.columns:
@@ -76,7 +76,7 @@ def root_gene_score(adata, genes: list[str], *, file: str | Path | None = None) 
 
 
 def root_in_group(adata, mask: np.ndarray) -> int:
-    """The cell of ``mask`` at the extreme of the diffusion component that best separates it from the rest."""
+    """Return the cell of ``mask`` at the extreme of the diffusion component that best separates it from the rest."""
     dcs = adata.obsm["X_diffmap"][:, 1:6]
     if mask.all():
         return int(np.argmax(dcs[:, 0]))

@@ -45,7 +45,7 @@ def plot_embedding(adata: AnnData, fate_names: list[str], labels: dict[str, dict
     ]
     ncol = len(panels) + 1
     fig, axes = plt.subplots(1, ncol, figsize=(3.3 * ncol, 3.2), squeeze=False)
-    for ax, (title, values, cmap) in zip(axes.ravel(), panels):
+    for ax, (title, values, cmap) in zip(axes.ravel(), panels, strict=False):  # one more axis: the condition panel
         dots = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=4, cmap=cmap, linewidths=0)
         fig.colorbar(dots, ax=ax, shrink=0.7)
         ax.set_title(title, fontsize=8)
@@ -107,7 +107,7 @@ def plot_trends(
     t = adata.obs["pseudotime"].to_numpy(dtype=float)
     best = adata.obs["fate"].astype(str).to_numpy()
     edges = np.linspace(np.nanmin(t), np.nanmax(t), n_bins + 1)
-    for ax, fate in zip(axes.ravel(), fate_names):
+    for ax, fate in zip(axes.ravel(), fate_names, strict=True):
         w = adata.obs[f"fate_probability_{fate}"].to_numpy(dtype=float)
         mat = np.full((len(genes), n_bins), np.nan)
         idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
@@ -164,8 +164,8 @@ def plot_branch_heatmap(result: dict[str, Any], max_genes: int = 200) -> Figure:
     peak = np.argmax(np.concatenate(list(z), axis=0), axis=0)
     order = np.lexsort((peak, clusters.loc[genes].to_numpy()))
     labels = clusters.loc[genes].to_numpy()[order]
-    for ax, (l, fate) in zip(axes.ravel(), enumerate(fates)):
-        im = ax.imshow(z[l][:, order].T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
+    for ax, (lineage, fate) in zip(axes.ravel(), enumerate(fates), strict=True):
+        im = ax.imshow(z[lineage][:, order].T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
         ax.set_title(f"root -> {fate}", fontsize=8)
         ax.set_xticks([0, z.shape[1] - 1], ["root", "fate"], fontsize=7)
         for boundary in np.flatnonzero(np.diff(labels)) + 0.5:
@@ -199,7 +199,7 @@ def plot_set_trends(trends: pd.DataFrame) -> Figure:
     plt = pyplot()
     names = list(dict.fromkeys(trends["gene_set"])) if len(trends) else []
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.6 * max(len(names), 1), 3.0), squeeze=False)
-    for ax, name in zip(axes.ravel(), names):
+    for ax, name in zip(axes.ravel(), names, strict=False):  # one empty axis when there is no set
         block = trends[trends["gene_set"] == name]
         for fate, rows in block.groupby("fate", sort=False):
             ax.plot(rows["pseudotime_scaled"], rows["score"], label=fate)
