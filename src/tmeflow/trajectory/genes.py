@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 from ..stats import bh_fdr
 
@@ -14,7 +19,25 @@ CHUNK = 512
 
 
 def weighted_spearman(X, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted Spearman rho of every column of ``X`` with ``t`` (weights ``w``); t-approximation p-values."""
+    """Correlate every column of ``X`` with ``t`` by weighted Spearman correlation.
+
+    Ranks are unweighted, moments weighted by ``w``; p-values from the t approximation with Kish's effective
+    sample size ``1 / sum(w^2)`` (weights normalised) as n.
+
+    Parameters
+    ----------
+    X
+        Cells x genes (dense or sparse; processed in blocks of ``CHUNK`` genes).
+    t
+        Pseudotime per cell.
+    w
+        Non-negative weight per cell (e.g. a fate probability).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(rho, pvalue)`` per gene; rho 0 for a constant gene.
+    """
     from scipy.stats import rankdata
     from scipy.stats import t as t_dist
 
@@ -40,7 +63,7 @@ def weighted_spearman(X, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
     return rho, 2.0 * t_dist.sf(np.abs(stat), df)
 
 
-def fate_genes(adata, probs: pd.DataFrame, fdr: float) -> pd.DataFrame:
+def fate_genes(adata: AnnData, probs: pd.DataFrame, fdr: float) -> pd.DataFrame:
     """Test every expressed gene for a monotone trend along each fate.
 
     Weighted Spearman correlation with pseudotime (:func:`weighted_spearman`, weights: the cells' fate
@@ -88,7 +111,21 @@ def fate_genes(adata, probs: pd.DataFrame, fdr: float) -> pd.DataFrame:
 
 
 def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
-    """Hypergeometric over-representation of each fate's genes in the Hallmark sets (universe: tested genes)."""
+    """Test each fate's genes for over-representation in the Hallmark sets (hypergeometric; BH FDR per fate).
+
+    Parameters
+    ----------
+    table
+        :func:`fate_genes`'s table (universe: its tested genes).
+    species
+        ``human`` or ``mouse`` (mouse: the ortholog-mapped Hallmark GMT).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fate and set: ``fate, gene_set, set_size, n_fate_genes, overlap, expected, pvalue, genes, fdr``,
+        sorted by fate and p-value.
+    """
     from scipy.stats import hypergeom
 
     from ..signatures import BUNDLED_GMTS, read_gmt, resource_path
