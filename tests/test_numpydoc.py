@@ -15,6 +15,9 @@ import re
 import pytest
 
 MODULES = (
+    "tmeflow.genes",
+    "tmeflow.metrics",
+    "tmeflow.stats",
     "tmeflow.trajectory.branch",
     "tmeflow.trajectory.fates",
     "tmeflow.trajectory.genes",
@@ -57,7 +60,7 @@ def test_public_science_functions_have_numpydoc(module_name):
         if not returns_none and section(doc, "Returns") is None:
             problems.append(f"{name}: no Returns section")
         if "adata" in signature.parameters:
-            if signature.parameters["adata"].annotation != "AnnData":
+            if signature.parameters["adata"].annotation not in ("AnnData", "AnnData | None"):
                 problems.append(f"{name}: adata not typed AnnData")
             if returns_none and section(doc, "Adds") is None:
                 problems.append(f"{name}: changes adata in place without an Adds section")
