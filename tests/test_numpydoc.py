@@ -16,6 +16,12 @@ import pytest
 
 MODULES = (
     "tmeflow.genes",
+    "tmeflow.integrate.correction",
+    "tmeflow.integrate.graph",
+    "tmeflow.integrate.inputs",
+    "tmeflow.integrate.preprocess",
+    "tmeflow.integrate.quality",
+    "tmeflow.integrate.stage",
     "tmeflow.metrics",
     "tmeflow.stats",
     "tmeflow.trajectory.branch",
