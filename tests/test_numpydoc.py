@@ -24,6 +24,7 @@ MODULES = (
     "tmeflow.integrate.stage",
     "tmeflow.metrics",
     "tmeflow.stats",
+    "tmeflow.subcluster",
     "tmeflow.trajectory.branch",
     "tmeflow.trajectory.fates",
     "tmeflow.trajectory.genes",
