@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 from _cohort import integrated, qc_params
 
-from tmeflow import integrate
+from tmeflow import integrate, io
 from tmeflow.cli import main
 
 
@@ -95,8 +95,10 @@ def test_sparse_pca_equals_dense_pca_of_the_regressed_scaled_matrix():
 def _tiny(path, sample, genes, batch="b1", species="human", n=40, seed=0):
     rng = np.random.default_rng(seed)
     counts = sp.csr_matrix(rng.poisson(1.0, size=(n, len(genes))).astype(np.float32))
-    obs = pd.DataFrame({"sample": sample, "patient": "p", "condition": "c", "tissue": "t", "species": species, "batch": batch},
-                       index=[f"{sample}_{i}" for i in range(n)])  # fmt: skip
+    obs = pd.DataFrame(
+        {"sample": sample, "patient": "p", "condition": "c", "tissue": "t", "species": species, "batch": batch},
+        index=[f"{sample}_{i}" for i in range(n)],
+    )
     adata = ad.AnnData(X=counts.copy(), obs=obs, var=pd.DataFrame(index=genes))
     adata.layers["counts"] = counts
     adata.write_h5ad(path)
@@ -193,3 +195,51 @@ def test_label_asw_of_two_pairs_by_hand():
 
     embedding = np.c_[[0.0, 1.0, 10.0, 11.0], np.zeros(4)]
     assert metrics.label_asw(embedding, ["x", "x", "y", "y"]) == pytest.approx(0.949875, abs=1e-6)
+
+
+def test_plot_umaps_returns_the_figure_without_writing(tmp_path, monkeypatch):
+    """Plotting contract (issue 21): ``plot_umaps`` takes the data, returns one panel per key, saves nothing.
+
+    Ten cells, two samples x two conditions: two panels titled by the keys, each legend lists that key's two
+    categories; the cell left NaN in the embedding (as in a subsampled uncorrected UMAP) is not drawn (9 points).
+    """
+    from matplotlib.figure import Figure
+
+    from tmeflow.integrate import plot_umaps
+
+    monkeypatch.chdir(tmp_path)
+    coords = np.c_[np.arange(10.0), np.arange(10.0)]
+    coords[3] = np.nan
+    cells = ad.AnnData(
+        X=np.zeros((10, 1), dtype=np.float32),
+        obs=pd.DataFrame(
+            {"sample": ["S1", "S2"] * 5, "condition": ["a"] * 5 + ["b"] * 5}, index=[f"c{i}" for i in range(10)]
+        ),
+    )
+    cells.obsm["X_umap"] = coords
+    fig = plot_umaps(cells, "X_umap", ["sample", "condition"], "Tiny")
+    assert isinstance(fig, Figure)
+    assert [ax.get_title() for ax in fig.axes] == ["sample", "condition"]
+    assert [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes] == [["S1", "S2"], ["a", "b"]]
+    assert [len(ax.collections[0].get_offsets()) for ax in fig.axes] == [9, 9]
+    assert fig._suptitle.get_text() == "Tiny"
+    assert list(tmp_path.iterdir()) == []  # nothing saved
+    io.save_figure(fig, tmp_path / "umap.png")
+    assert (tmp_path / "umap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("module", ["tmeflow.integrate.quality", "tmeflow.subcluster", "tmeflow.trajectory.plots"])
+def test_plots_take_data_and_return_a_figure(module):
+    """Plotting contract (issue 21): every public ``plot_*`` returns ``Figure`` and takes no path or settings."""
+    import importlib
+    import inspect
+
+    forbidden = {"path", "outdir", "params", "settings", "out", "filename"}
+    mod = importlib.import_module(module)
+    plots = {name: f for name, f in vars(mod).items() if name.startswith("plot_") and inspect.isfunction(f)}
+    plots = {name: f for name, f in plots.items() if f.__module__ == module}
+    for name, function in plots.items():
+        signature = inspect.signature(function)
+        assert signature.return_annotation == "Figure", name
+        assert not forbidden & set(signature.parameters), name
+    assert plots or module == "tmeflow.subcluster"

@@ -39,6 +39,21 @@ def test_no_module_over_700_lines():
                 "MIN_MATCHED_SAMPLES",
             ],
         ),
+        (
+            "integrate",
+            [
+                "cli",
+                "run_integrate",
+                "IntegrationSettings",
+                "METRIC_COLUMNS",
+                "concatenate",
+                "sparse_pca",
+                "harmony",
+                "leiden",
+                "metrics_table",
+                "plot_umaps",
+            ],
+        ),
         ("readers", ["read_counts", "read_spatial", "detect_format", "FORMATS", "_known_genes", "_finalise"]),
         (
             "simulate",

@@ -664,7 +664,7 @@ def write_outputs(adata: AnnData, results: dict[str, pd.DataFrame], outdir: Path
         keys = ["cell_type", "compartment", cluster_key] + (
             ["celltypist_majority"] if "celltypist_majority" in adata.obs else []
         )
-        plot_umaps(adata, "X_umap", keys, "Annotation", outdir / "annotation_umap_mqc.png")
+        io.save_figure(plot_umaps(adata, "X_umap", keys, "Annotation"), outdir / "annotation_umap_mqc.png")
     adata.uns.setdefault("tmeflow", {})["annotate"] = io.provenance("annotate", params)
     return io.write_h5ad(adata, outdir / "annotated.h5ad")
 

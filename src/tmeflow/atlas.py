@@ -10,7 +10,8 @@ It follows the CELLxGENE schema's conventions where they apply to an atlas witho
 (CZ CELLxGENE Discover schema 5.x, https://github.com/chanzuckerberg/single-cell-curation/blob/main/schema/5.2.0/schema.md):
 unique ``var`` names; ``obs`` columns named without ``/`` (HDF5's separator), numeric, boolean or
 categorical of strings (no object columns); ``X`` log-normalised with raw counts in ``layers['counts']``;
-embeddings in ``obsm['X_<name>']`` (``n x 2`` floats, NaN for cells outside an embedding, never infinite); ``uns`` small (``title``,
+embeddings in ``obsm['X_<name>']`` (``n x 2`` floats, NaN for cells outside an embedding, never infinite); ``uns``
+small (``title``,
 ``default_embedding``, colours, provenance). It opens in CELLxGENE (``cellxgene launch atlas.h5ad``) and
 in scanpy.
 
@@ -69,7 +70,10 @@ def read_obs(path: str | Path, what: str) -> pd.DataFrame:
 
 
 def _bool_with_missing(values: pd.Series) -> pd.Series:
-    """A boolean column that gained missing values (cells a stage did not analyse): categorical 'True'/'False'."""
+    """Encode a boolean column that gained missing values (cells a stage did not analyse) as categorical strings.
+
+    The categories are 'False' and 'True'; missing values stay missing.
+    """
     return values.map({True: "True", False: "False"}).astype(pd.CategoricalDtype(["False", "True"]))
 
 
@@ -92,7 +96,9 @@ def merge_obs(obs: pd.DataFrame, extra: pd.DataFrame, source: str, path: str | P
 
 
 def clean_obs(frame: pd.DataFrame) -> pd.DataFrame:
-    """CELLxGENE-style annotations: strings as categoricals of strings (unused categories dropped),
+    """Make obs columns CELLxGENE-style annotations.
+
+    CELLxGENE-style annotations: strings as categoricals of strings (unused categories dropped),
     integers with missing values as floats, 64-bit floats as 32-bit (CELLxGENE converts them, with a
     warning per column); booleans and integers unchanged.
     """
@@ -118,7 +124,7 @@ def clean_obs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def h5_key(name: Any) -> str:
-    """A column name HDF5 stores as one key ('/' separates groups; anndata will refuse it)."""
+    """Return a column name HDF5 stores as one key ('/' separates groups; anndata will refuse it)."""
     return str(name).replace("/", "_")
 
 
@@ -138,7 +144,9 @@ def _kept_colours(uns: dict[str, Any], obs: pd.DataFrame) -> dict[str, Any]:
 
 
 def build_atlas(subclustered: str | Path, extras: dict[str, str | Path], title: str = "tmeflow atlas"):
-    """The cohort atlas: ``subclustered`` (all cells, counts, embeddings) with the new obs columns of
+    """Build the cohort atlas from the subclustered cells and the other stages' obs columns.
+
+    The cohort atlas: ``subclustered`` (all cells, counts, embeddings) with the new obs columns of
     ``extras`` (``{stage: h5ad}``); returns ``(adata, {column: source stage})``.
     """
     adata = io.read_h5ad(subclustered, "subclustered atlas")
@@ -174,6 +182,7 @@ def build_atlas(subclustered: str | Path, extras: dict[str, str | Path], title: 
 
 
 def section_name(path: str | Path) -> str:
+    """Return the section name of a ``<sample>.<stage>.h5ad`` path."""
     return Path(path).name.removesuffix(SPATIAL_INPUT_SUFFIX).removesuffix(".h5ad")
 
 
@@ -212,7 +221,9 @@ def run_atlas(
     trajectory: str | Path | None = None,
     sections: list[str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Write ``atlas.h5ad``, ``atlas_columns.tsv``, one ``<sample>.atlas.h5ad`` per section, the spatial statistics
+    """Write the cohort atlas and its per-section and cohort-level companions.
+
+    Write ``atlas.h5ad``, ``atlas_columns.tsv``, one ``<sample>.atlas.h5ad`` per section, the spatial statistics
     across sections and patients (``spatial_cohort*``) and ``atlas_summary.json``.
     """
     outdir = Path(outdir)

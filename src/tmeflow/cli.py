@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from . import __version__
 from .errors import EXIT_INPUT_ERROR, Interrupted, TmeflowInputError, TmeflowInputErrors
@@ -14,16 +15,19 @@ from .stages import STAGES, Stage
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (``tmeflow <stage>: error: ...``, exit 2), as every
+    """Parse arguments; errors are one line.
+
+    An argument parser whose errors are one line (``tmeflow <stage>: error: ...``, exit 2), as every
     other user mistake, instead of argparse's usage block; ``--help`` still shows the usage.
     """
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         line = " ".join(f"{message}; see '{self.prog} --help'".split())
         self.exit(EXIT_INPUT_ERROR, f"{self.prog}: error: {line}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the ``tmeflow`` argument parser: one subcommand per registered stage."""
     parser = _Parser(
         prog="tmeflow",
         description="Tumour-microenvironment atlas pipeline. Each stage is a subcommand; "
@@ -51,6 +55,7 @@ def _call(stage: Stage, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``tmeflow`` command line; return the exit status (2 for a user mistake)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

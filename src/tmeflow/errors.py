@@ -46,7 +46,9 @@ class TmeflowInputError(Exception):
 
 
 class TmeflowInputErrors(TmeflowInputError):
-    """Several input problems found at once (``tmeflow run`` checks every row before any stage);
+    """Report several input problems at once.
+
+    Several input problems found at once (``tmeflow run`` checks every row before any stage);
     the CLI prints one line per problem.
     """
 
@@ -55,11 +57,14 @@ class TmeflowInputErrors(TmeflowInputError):
         super().__init__(f"{len(self.errors)} input problem(s): " + "; ".join(str(error) for error in self.errors))
 
     def lines(self) -> list[str]:
+        """Return one line per problem."""
         return [str(error) for error in self.errors]
 
 
 class Interrupted(BaseException):
-    """SIGTERM or SIGINT during ``tmeflow run``: a BaseException, so that no stage's ``except
+    """Signal SIGTERM or SIGINT during ``tmeflow run``.
+
+    SIGTERM or SIGINT during ``tmeflow run``: a BaseException, so that no stage's ``except
     Exception`` swallows it and every ``finally`` (temporary files) runs on the way out.
     """
 

@@ -13,12 +13,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import __version__
 from .errors import TmeflowInputError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -65,7 +68,9 @@ FINAL_H5AD_COMPRESSION = "gzip"
 
 
 def write_h5ad(adata, path: str | os.PathLike, *, final: bool = False) -> Path:
-    """Write an AnnData atomically: LZF-compressed when another stage reads it next, gzip when ``final``
+    """Write an AnnData atomically.
+
+    Write an AnnData atomically: LZF-compressed when another stage reads it next, gzip when ``final``
     (the cohort atlas and the per-section result users keep).
     """
     with atomic_path(path) as tmp:
@@ -74,7 +79,9 @@ def write_h5ad(adata, path: str | os.PathLike, *, final: bool = False) -> Path:
 
 
 def write_table(frame, path: str | os.PathLike, *, index: bool = False, header_lines: str = "") -> Path:
-    """Write a DataFrame as TSV atomically (gzipped for ``.gz`` names); ``header_lines`` (e.g. MultiQC
+    """Write a DataFrame as TSV atomically.
+
+    Write a DataFrame as TSV atomically (gzipped for ``.gz`` names); ``header_lines`` (e.g. MultiQC
     ``#`` headers) go first.
     """
     opener = gzip.open if str(path).endswith(".gz") else open
@@ -86,23 +93,31 @@ def write_table(frame, path: str | os.PathLike, *, index: bool = False, header_l
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_json(data: Any, path: str | os.PathLike) -> Path:
+    """Write ``data`` as indented JSON atomically."""
     return write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", path)
 
 
 def write_yaml(data: Any, path: str | os.PathLike) -> Path:
+    """Write ``data`` as YAML atomically."""
     return write_text(yaml.safe_dump(data, sort_keys=False), path)
 
 
-def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
-    """Save a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically and close it.
 
+    The one place a stage's figure is written: ``plot_*`` functions return the figure, the stage's writing
+    code passes it here (PNG at ``dpi``, tight bounding box).
+    """
+    from .plotting import pyplot
+
+    plt = pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -110,7 +125,7 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
 
 
 def provenance(stage: str, params: dict[str, Any]) -> dict[str, Any]:
-    """What ``uns['tmeflow'][stage]`` records: version and the parameters used."""
+    """Return what ``uns['tmeflow'][stage]`` records: version and the parameters used."""
     return {"version": __version__, "params": {k: v for k, v in params.items() if v is not None}}
 
 
@@ -125,7 +140,9 @@ P_VALUE_COLUMNS = frozenset({"pvalue", "fdr", "pval", "p", "padj"})
 
 
 def write_multiqc_table(frame, path: str | Path, section_id: str, section_name: str, description: str) -> Path:
-    """A sortable MultiQC table of ``frame`` (first column: the row names, unique), every other column shown:
+    """Write a sortable MultiQC table.
+
+    A sortable MultiQC table of ``frame`` (first column: the row names, unique), every other column shown:
     p-values and FDRs coloured on [0, 1] with 2 significant digits, other numbers with 3.
     """
     from pandas.api.types import is_float_dtype

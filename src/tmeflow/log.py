@@ -69,7 +69,9 @@ def format_duration(seconds: float) -> str:
 
 
 def progress_line(what: str, done: int, total: int | None, elapsed: float) -> str:
-    """``<what> i/n (p%), elapsed E, ETA R`` (``<what> i, elapsed E`` without a total): the one format of
+    """Format a progress line.
+
+    ``<what> i/n (p%), elapsed E, ETA R`` (``<what> i, elapsed E`` without a total): the one format of
     progress lines (:func:`progress`; cell2location's epoch logger).
     """
     if not total:
@@ -87,7 +89,9 @@ def progress(
     every_s: float = 30.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[T]:
-    """Yield ``items``, logging ``<what> i/n (p%), elapsed E, ETA R`` after an item is done, at most once every
+    """Yield ``items`` and log progress.
+
+    Yield ``items``, logging ``<what> i/n (p%), elapsed E, ETA R`` after an item is done, at most once every
     ``every_s`` seconds (``0``: after every item) and always after the last one. ``n`` is ``total`` or
     ``len(items)``; without either, the lines give the count and elapsed time only. The ETA assumes the
     remaining items take as long as the mean of the done ones.

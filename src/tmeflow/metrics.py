@@ -1,4 +1,6 @@
-"""Integration-quality metrics after the scIB benchmark (Luecken et al. 2022, *Benchmarking atlas-level
+"""Compute integration-quality metrics (scIB definitions).
+
+Integration-quality metrics after the scIB benchmark (Luecken et al. 2022, *Benchmarking atlas-level
 data integration in single-cell genomics*, Nat Methods 19:41-50).
 
 Every metric is computed on an embedding (uncorrected PCs, Harmony PCs or the scVI latent space) and
@@ -50,7 +52,20 @@ KBET_MIN_CELLS = 10  # scIB skips smaller labels
 
 
 def knn(embedding: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``k`` nearest neighbours (self excluded): ``(distances, indices)``, each cells x k."""
+    """Find the exact ``k`` nearest neighbours of every cell, the cell itself excluded (Euclidean).
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    k
+        Neighbours per cell (at most cells - 1).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(distances, indices)``, each cells x k, nearest first.
+    """
     from sklearn.neighbors import NearestNeighbors
 
     embedding = np.asarray(embedding, dtype=np.float64)
@@ -67,7 +82,9 @@ def knn(embedding: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _perplexity_weights(distances: np.ndarray, perplexity: float, *, tol: float = 1e-5, n_iter: int = 50) -> np.ndarray:
-    """Gaussian-kernel neighbour weights with entropy ``log(perplexity)`` per row (LISI's binary search
+    """Compute Gaussian-kernel neighbour weights at a given perplexity.
+
+    Gaussian-kernel neighbour weights with entropy ``log(perplexity)`` per row (LISI's binary search
     over the precision ``beta``), vectorised over cells.
     """
     n = distances.shape[0]
@@ -95,11 +112,27 @@ def _perplexity_weights(distances: np.ndarray, perplexity: float, *, tol: float 
 
 
 def lisi(distances: np.ndarray, indices: np.ndarray, labels, *, perplexity: float = LISI_PERPLEXITY) -> np.ndarray:
-    """Local inverse Simpson index per cell from its neighbours' distances and indices.
+    """Compute the local inverse Simpson index of every cell (Korsunsky et al. 2019, Harmony's LISI).
 
-    With uniform weights over neighbours, LISI is ``1 / sum_b f_b^2`` for the neighbour fractions
-    ``f_b`` of each label: 1 when all neighbours share one label, ``B`` when ``B`` labels are equally
-    represented.
+    Neighbours are weighted by a Gaussian kernel whose width gives each cell's weights the entropy
+    ``log(perplexity)``; with uniform weights LISI is ``1 / sum_b f_b^2`` for the neighbour fractions ``f_b`` of each
+    label: 1 when all neighbours share one label, ``B`` when ``B`` labels are equally represented.
+
+    Parameters
+    ----------
+    distances
+        Cells x k neighbour distances (:func:`knn`).
+    indices
+        Cells x k neighbour indices.
+    labels
+        Label (batch or cell type) per cell.
+    perplexity
+        Effective neighbourhood size (default ``LISI_PERPLEXITY`` = 30 as in scIB; at most k / 3).
+
+    Returns
+    -------
+    numpy.ndarray
+        LISI per cell, between 1 and the number of labels.
     """
     codes, _ = pd.factorize(pd.Series(labels).astype(str))
     perplexity = min(perplexity, distances.shape[1] / 3)
@@ -112,7 +145,22 @@ def lisi(distances: np.ndarray, indices: np.ndarray, labels, *, perplexity: floa
 
 
 def ilisi(distances, indices, batches) -> float:
-    """Median iLISI scaled to [0, 1]: 0 = no mixing, 1 = every neighbourhood has all batches evenly."""
+    """Compute iLISI (scIB): median LISI of the batches, scaled to [0, 1].
+
+    Parameters
+    ----------
+    distances
+        Cells x k neighbour distances (:func:`knn`).
+    indices
+        Cells x k neighbour indices.
+    batches
+        Batch per cell.
+
+    Returns
+    -------
+    float
+        0 = no mixing, 1 = every neighbourhood holds all batches evenly; NaN with one batch.
+    """
     n_batches = pd.Series(batches).nunique()
     if n_batches < 2:
         return float("nan")
@@ -120,7 +168,22 @@ def ilisi(distances, indices, batches) -> float:
 
 
 def clisi(distances, indices, labels) -> float:
-    """Median cLISI scaled to [0, 1]: 1 = every neighbourhood holds one label."""
+    """Compute cLISI (scIB): median LISI of the cell labels, scaled to [0, 1] so that higher is better.
+
+    Parameters
+    ----------
+    distances
+        Cells x k neighbour distances (:func:`knn`).
+    indices
+        Cells x k neighbour indices.
+    labels
+        Cell type per cell.
+
+    Returns
+    -------
+    float
+        1 = every neighbourhood holds one label; NaN with one label.
+    """
     n_labels = pd.Series(labels).nunique()
     if n_labels < 2:
         return float("nan")
@@ -128,7 +191,20 @@ def clisi(distances, indices, labels) -> float:
 
 
 def label_asw(embedding: np.ndarray, labels) -> float:
-    """Silhouette of the labels, scaled ``(s + 1) / 2``."""
+    """Compute the label average silhouette width (scIB), scaled ``(s + 1) / 2``.
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    labels
+        Cell type per cell.
+
+    Returns
+    -------
+    float
+        In [0, 1], higher = labels better separated; NaN with one label.
+    """
     from sklearn.metrics import silhouette_score
 
     labels = pd.Series(labels).astype(str).to_numpy()
@@ -138,9 +214,24 @@ def label_asw(embedding: np.ndarray, labels) -> float:
 
 
 def batch_asw(embedding: np.ndarray, batches, labels=None) -> float:
-    """ScIB ``silhouette_batch``: per label, mean of ``1 - |silhouette of the batches|``; mean over labels.
+    """Compute scIB's ``silhouette_batch`` (batch average silhouette width within labels).
 
-    Labels holding a single batch, or as many batches as cells, are skipped (as in scIB).
+    Per label, the mean of ``1 - |silhouette of the batches|``; the mean over labels. Labels holding a single
+    batch, or as many batches as cells, are skipped (as in scIB).
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    batches
+        Batch per cell.
+    labels
+        Cell type per cell; None: all cells one label.
+
+    Returns
+    -------
+    float
+        In [0, 1], 1 = batches perfectly mixed within labels; NaN when no label qualifies.
     """
     from sklearn.metrics import silhouette_samples
 
@@ -158,8 +249,22 @@ def batch_asw(embedding: np.ndarray, batches, labels=None) -> float:
 
 
 def graph_connectivity(indices: np.ndarray, labels=None) -> float:
-    """Mean over labels of the fraction of the label's cells in the largest connected component of
+    """Compute the scIB graph connectivity.
+
+    Mean over labels of the fraction of the label's cells in the largest connected component of
     the kNN graph (given as neighbour ``indices``) restricted to the label.
+
+    Parameters
+    ----------
+    indices
+        Cells x k neighbour indices (:func:`knn`).
+    labels
+        Cell type per cell; None: all cells one label.
+
+    Returns
+    -------
+    float
+        In (0, 1], 1 = every label's cells connected.
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
@@ -176,14 +281,48 @@ def graph_connectivity(indices: np.ndarray, labels=None) -> float:
 
 
 def kbet_k0(batch_sizes: np.ndarray) -> int:
-    """ScIB's kBET neighbourhood size: a quarter of the mean batch size, kept between 10 and 70."""
+    """Choose scIB's kBET neighbourhood size: a quarter of the mean batch size, kept between 10 and 70.
+
+    Parameters
+    ----------
+    batch_sizes
+        Cells per batch.
+
+    Returns
+    -------
+    int
+        ``k0`` (the cell and its ``k0 - 1`` neighbours).
+    """
     return int(np.clip(np.floor(np.mean(batch_sizes) / 4), *KBET_K0_RANGE))
 
 
 def kbet_acceptance(
     embedding: np.ndarray, batches, labels=None, *, alpha: float = KBET_ALPHA, k0: int | None = None
 ) -> float:
-    """KBET acceptance rate (``1 -`` mean rejection rate over labels; see the module docstring)."""
+    """Compute the kBET acceptance rate (Büttner et al. 2019): ``1 -`` the mean rejection rate over labels.
+
+    Per label, each cell's neighbourhood (the cell and its ``k0 - 1`` nearest neighbours) is tested for the label's
+    batch proportions by a chi-squared test; labels with one batch, or fewer than ``KBET_MIN_CELLS`` cells without a
+    given ``k0``, are skipped.
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    batches
+        Batch per cell.
+    labels
+        Cell type per cell; None: all cells one label.
+    alpha
+        Significance level of each neighbourhood's test (default ``KBET_ALPHA`` = 0.05, kBET's).
+    k0
+        Neighbourhood size; None: :func:`kbet_k0` of the label's batch sizes.
+
+    Returns
+    -------
+    float
+        In [0, 1], 1 = no neighbourhood rejected; NaN when no label qualifies.
+    """
     from scipy.stats import chi2
 
     batches = pd.Series(batches).astype(str).to_numpy()
@@ -212,7 +351,22 @@ def kbet_acceptance(
 
 
 def subsample(n: int, max_cells: int, seed: int) -> np.ndarray:
-    """Indices of at most ``max_cells`` of ``n`` cells (all of them, in order, when ``n`` is small)."""
+    """Return the indices of at most ``max_cells`` of ``n`` cells (all of them, in order, when ``n`` is small).
+
+    Parameters
+    ----------
+    n
+        Number of cells.
+    max_cells
+        The most cells kept.
+    seed
+        Random seed of the draw (without replacement).
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted cell indices.
+    """
     if n <= max_cells:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_cells, replace=False))
@@ -226,7 +380,26 @@ def integration_metrics(
     max_cells: int = 20000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """All metrics of one embedding for one batch key (and label key when ``labels`` is given)."""
+    """Compute every integration metric of one embedding for one batch key (and label key when ``labels`` is given).
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions (e.g. the first ``n_pcs`` PCs or Harmony's corrected PCs).
+    batches
+        Batch per cell.
+    labels
+        Cell type per cell; None: label-conservation metrics and graph connectivity are NaN.
+    max_cells
+        Cells scored (a seeded subsample above it; default 20,000 keeps exact kNN and silhouettes tractable).
+    seed
+        Seed of the subsample.
+
+    Returns
+    -------
+    dict
+        ``cells_scored, kbet_acceptance, ilisi, batch_asw, graph_connectivity, clisi, label_asw``.
+    """
     idx = subsample(embedding.shape[0], max_cells, seed)
     emb = np.asarray(embedding, dtype=np.float64)[idx]
     batches = pd.Series(batches).astype(str).to_numpy()[idx]

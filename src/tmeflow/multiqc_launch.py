@@ -37,6 +37,7 @@ def drop_ai_section_content() -> bool:
 
 
 def main() -> None:
+    """Run MultiQC with this process's arguments (without its AI section under ``--no-ai``)."""
     if "--no-ai" in sys.argv[1:]:
         drop_ai_section_content()
     from multiqc.__main__ import run_multiqc

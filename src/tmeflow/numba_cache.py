@@ -32,7 +32,9 @@ HOOKED_PACKAGES = ("pynndescent", "umap")
 
 
 def default_cache_dir(outdir: str | os.PathLike) -> Path:
-    """Where ``tmeflow run`` caches numba code when ``NUMBA_CACHE_DIR`` is unset: the user's cache
+    """Choose the numba cache folder of ``tmeflow run``.
+
+    Where ``tmeflow run`` caches numba code when ``NUMBA_CACHE_DIR`` is unset: the user's cache
     folder (``$XDG_CACHE_HOME`` or ``~/.cache``)/tmeflow/numba when writable, so that every later run
     reuses it, else ``<outdir>/.tmeflow_cache/numba``.
     """
@@ -47,7 +49,9 @@ def default_cache_dir(outdir: str | os.PathLike) -> Path:
 
 
 def _cached_by_default(decorator: Callable[..., Any]) -> Callable[..., Any]:
-    """``decorator`` (numba.njit / numba.jit) with ``cache=True`` unless given; if numba cannot cache a
+    """Make a numba decorator cache by default.
+
+    ``decorator`` (numba.njit / numba.jit) with ``cache=True`` unless given; if numba cannot cache a
     function (no writable cache folder, dynamic globals), it is compiled uncached as before.
     """
 
@@ -103,7 +107,9 @@ class _Loader(importlib.abc.Loader):
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    """Finds the hooked packages with the other finders and wraps their loader (submodules are
+    """Find the hooked packages and wrap their loaders.
+
+    Finds the hooked packages with the other finders and wraps their loader (submodules are
     imported while the package executes, so they are covered too).
     """
 
@@ -121,7 +127,9 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def enable(cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """Cache UMAP / PyNNDescent numba code in ``cache_dir`` (sets ``NUMBA_CACHE_DIR`` when it is unset)
+    """Cache UMAP / PyNNDescent numba code.
+
+    Cache UMAP / PyNNDescent numba code in ``cache_dir`` (sets ``NUMBA_CACHE_DIR`` when it is unset)
     or in ``NUMBA_CACHE_DIR``; returns the folder, or None (nothing changed) when neither is given.
 
     Call it before UMAP or PyNNDescent is imported: packages already imported keep their code.

@@ -26,7 +26,7 @@ NEXTFLOW_ONLY = frozenset({"publish_dir_mode", "validate_params", "monochrome_lo
 
 @cache
 def load_schema() -> dict[str, Any]:
-    """The pipeline's parameter schema (``nextflow_schema.json``, shipped as package data)."""
+    """Load the pipeline's parameter schema (``nextflow_schema.json``, shipped as package data)."""
     text = resources.files("tmeflow").joinpath("resources", "nextflow_schema.json").read_text()
     return json.loads(text)
 
@@ -50,6 +50,7 @@ def defaults() -> dict[str, Any]:
 
 
 def parse_bool(value: str | bool) -> bool:
+    """Parse a command-line boolean (``true``/``1``/``yes`` or ``false``/``0``/``no``)."""
     if isinstance(value, bool):
         return value
     lowered = value.strip().lower()
@@ -61,7 +62,9 @@ def parse_bool(value: str | bool) -> bool:
 
 
 def option_help(spec: dict[str, Any]) -> str:
-    """The ``--help`` line of a schema parameter: its description and, where the schema gives one,
+    """Return the ``--help`` line of a schema parameter.
+
+    The ``--help`` line of a schema parameter: its description and, where the schema gives one,
     its default as JSON (optional paths and strings without a default show none).
     """
     description = spec.get("description", "")
@@ -100,7 +103,7 @@ def add_group_arguments(parser: argparse.ArgumentParser, group: str, *, override
 
 
 def params_from_args(args: argparse.Namespace, groups: tuple[str, ...]) -> dict[str, Any]:
-    """The schema parameters of ``groups`` as given on the command line, validated."""
+    """Return the schema parameters of ``groups`` as given on the command line, validated."""
     params = {name: getattr(args, name) for group in groups for name in group_properties(group)}
     validate(params, source="command line")
     return params

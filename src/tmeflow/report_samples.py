@@ -75,11 +75,14 @@ REASON_COLOURS = {
 
 
 def sample_of(path: Path, suffix: str) -> str:
+    """Return the sample name of a per-sample file named ``<sample><suffix>``."""
     return path.name.removesuffix(suffix)
 
 
 def read_per_sample(paths: list[Path], suffix: str, columns: list[str]) -> dict[str, pd.DataFrame]:
-    """``{sample: table}`` of per-cell (per-spot) tables named ``<sample><suffix>``, in natural order of the
+    """Read per-cell (per-spot) tables by sample.
+
+    ``{sample: table}`` of per-cell (per-spot) tables named ``<sample><suffix>``, in natural order of the
     sample names (the order of the bars and boxes: ``P2`` before ``P10``).
     """
     tables: dict[str, pd.DataFrame] = {}
@@ -99,7 +102,9 @@ def read_per_sample(paths: list[Path], suffix: str, columns: list[str]) -> dict[
 
 
 def box_summary(values) -> dict[str, float]:
-    """Quartiles, mean and Tukey's whiskers (most extreme values within 1.5 IQR of the quartiles), as
+    """Summarise values as a box.
+
+    Quartiles, mean and Tukey's whiskers (most extreme values within 1.5 IQR of the quartiles), as
     MultiQC's pre-computed box statistics (``min``/``max`` are drawn as the whiskers).
     """
     values = np.asarray(values, dtype=float)
@@ -140,7 +145,7 @@ def reason_counts(tables: dict[str, pd.DataFrame], order: list[str]) -> pd.DataF
 
 
 def write_html_content(target: Path, header: dict[str, Any], body: str) -> Path:
-    """An HTML custom-content file: its MultiQC config as YAML in a leading comment."""
+    """Write an HTML custom-content file: its MultiQC config as YAML in a leading comment."""
     return io.write_text(f"<!--\n{yaml.safe_dump(header, sort_keys=False, width=10**6)}-->\n{body}\n", target)
 
 
@@ -155,7 +160,7 @@ def write_bargraph(
     ylab: str,
     percentages: bool = True,
 ) -> Path:
-    """A stacked bar graph (one bar per sample, a category per column) as a MultiQC ``*_mqc.tsv``."""
+    """Write a stacked bar graph (one bar per sample, a category per column) as a MultiQC ``*_mqc.tsv``."""
     header = io.multiqc_header(
         section_id,
         name,
@@ -187,7 +192,9 @@ def write_boxplot(
     name: str,
     description: str,
 ) -> Path:
-    """A MultiQC box plot (``*_mqc.yaml``) of per-sample distributions, a tab per metric, from each box's
+    """Write a MultiQC box plot of per-sample distributions.
+
+    A MultiQC box plot (``*_mqc.yaml``) of per-sample distributions, a tab per metric, from each box's
     summary (:func:`box_summary`).
     """
     data = [{sample: box_summary(table[column]) for sample, table in tables.items()} for column in metrics]
@@ -211,6 +218,7 @@ def write_boxplot(
 def write_general_stats(
     stats: pd.DataFrame, path: Path, *, section_id: str, name: str, description: str, columns: dict[str, dict[str, Any]]
 ) -> Path:
+    """Write per-sample values as MultiQC general statistics."""
     header = io.multiqc_header(
         section_id, name, description, "generalstats", pconfig=[{column: config} for column, config in columns.items()]
     )
@@ -246,7 +254,8 @@ def stage_cell_qc(paths: list[Path], parent: dict[str, str], staging: Path) -> l
             parent,
             section_id="tmeflow_qc_cells_by_reason",
             name="Cells kept and removed per sample",
-            description="Cells of each sample kept by QC, and removed by the first filter each failed (doublet: Scrublet call).",
+            description="Cells of each sample kept by QC, and removed by the first filter each failed (doublet: "
+            "Scrublet call).",
             ylab="Cells",
         )
     ]
@@ -274,7 +283,8 @@ def stage_cell_qc(paths: list[Path], parent: dict[str, str], staging: Path) -> l
                 section_id="tmeflow_qc_doublet_rate",
                 name="Doublet rate per sample",
                 ylab="% of cells scored",
-                description="Scrublet doublet calls as a percentage of the cells that passed the other filters and were scored.",
+                description="Scrublet doublet calls as a percentage of the cells that passed the other filters and "
+                "were scored.",
                 percentages=False,
             )
         )
@@ -286,7 +296,8 @@ def stage_cell_qc(paths: list[Path], parent: dict[str, str], staging: Path) -> l
             parent,
             section_id="tmeflow_qc_distributions",
             name="QC metrics per sample",
-            description="Every cell before filtering: boxes are quartiles, whiskers the most extreme cells within 1.5 IQR (Tukey).",
+            description="Every cell before filtering: boxes are quartiles, whiskers the most extreme cells within "
+            "1.5 IQR (Tukey).",
         )
     )
     return staged
@@ -336,7 +347,7 @@ def stage_cell_types(paths: list[Path], staging: Path) -> list[Path]:
     if not frames:
         return []
     table = malignant_and_dominant(pd.concat(frames, ignore_index=True))
-    columns = {
+    columns: dict[str, dict[str, Any]] = {
         "pct_malignant": {"title": "% malignant", "max": 100, "suffix": "%", "scale": "Reds"},
         "dominant_cell_type": {"title": "Dominant cell type"},
         "pct_dominant": {"title": "% dominant", "max": 100, "suffix": "%", "hidden": True},
@@ -372,8 +383,18 @@ def figure_entity(figure) -> tuple[str, str] | None:
     return None
 
 
+def _entity(figure) -> tuple[str, str]:
+    """Return :func:`figure_entity` of a figure known to be per-sample or per-patient."""
+    entity = figure_entity(figure)
+    if entity is None:
+        raise ValueError(f"{figure.path.name} is not a per-sample or per-patient figure")
+    return entity
+
+
 def figures_to_link(figures: list, limit: int | None = None) -> dict[str, list]:
-    """``{section id: [figure, ...]}`` of the per-sample (per-patient) figures of sections with more than
+    """Choose the per-sample figures to link rather than embed.
+
+    ``{section id: [figure, ...]}`` of the per-sample (per-patient) figures of sections with more than
     ``limit`` (default :data:`INLINE_SAMPLE_LIMIT`) samples (patients).
     """
     limit = INLINE_SAMPLE_LIMIT if limit is None else limit
@@ -384,21 +405,23 @@ def figures_to_link(figures: list, limit: int | None = None) -> dict[str, list]:
     return {
         section_id: items
         for section_id, items in by_section.items()
-        if len({figure_entity(item)[0] for item in items}) > limit
+        if len({_entity(item)[0] for item in items}) > limit
     }
 
 
 def link_figures(
     figures: list, section_id: str, parent: dict[str, str], folder: Path, staging: Path, image: Callable[[Path], bytes]
 ) -> Path:
-    """Write each figure (report-sized by ``image``) into ``folder`` and one HTML section of links: a row per
+    """Write linked figures and their HTML section.
+
+    Write each figure (report-sized by ``image``) into ``folder`` and one HTML section of links: a row per
     sample, a column per figure kind.
     """
     folder.mkdir(parents=True, exist_ok=True)
     links: dict[str, dict[str, str]] = defaultdict(dict)
     kinds: dict[str, str] = {}
     for figure in figures:
-        sample, kind = figure_entity(figure)
+        sample, kind = _entity(figure)
         target = folder / figure.path.name
         with io.atomic_path(target) as tmp:
             tmp.write_bytes(image(figure.path))
@@ -411,7 +434,8 @@ def link_figures(
     rows = "".join(
         f"<tr><td>{html.escape(sample)}</td>"
         + "".join(
-            f'<td><a href="{html.escape(links[sample][kind])}" target="_blank">{html.escape(kind.replace("_", " "))}</a></td>'
+            f'<td><a href="{html.escape(links[sample][kind])}" target="_blank">'
+            f"{html.escape(kind.replace('_', ' '))}</a></td>"
             if kind in links[sample]
             else "<td></td>"
             for kind in kinds
@@ -426,7 +450,8 @@ def link_figures(
     label = "Patient" if any(figure.pattern in PER_PATIENT_FIGURES for figure in figures) else "Sample"
     body = (
         f"<ul>{captions}</ul>"
-        f'<table class="table table-sm table-hover"><thead><tr><th>{label}</th>{head}</tr></thead><tbody>{rows}</tbody></table>'
+        f'<table class="table table-sm table-hover"><thead><tr><th>{label}</th>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
     )
     header = {
         "id": f"{section_id}_figure_links",

@@ -102,7 +102,10 @@ def _file_state(path: Path) -> list[Any]:
 
 
 def _is_path(value: Any) -> bool:
-    """A Path, or a string that names an absolute path (not a sample name that happens to name a folder)."""
+    """Tell whether ``value`` is an existing Path, or a string naming an existing absolute path.
+
+    A sample name that happens to name a folder is not a path.
+    """
     if isinstance(value, Path):
         return value.exists()
     return isinstance(value, str) and len(value) < 4096 and os.path.isabs(value) and os.path.exists(value)
@@ -123,7 +126,9 @@ def _inputs_state(value: Any) -> Any:
 
 
 def stage_params(stage: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters a stage reads: those of its schema groups; a user file (markers, gene positions,
+    """Return the parameters a stage reads, with the user files' sizes and times.
+
+    The parameters a stage reads: those of its schema groups; a user file (markers, gene positions,
     probe annotation ...) with its size and mtime, so that editing it reruns the stage.
     """
     specs = {name: spec for group in get_stage(stage).param_groups for name, spec in group_properties(group).items()}
@@ -138,6 +143,7 @@ def stage_params(stage: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_key(stage: str, args: tuple, kwargs: dict[str, Any], params: dict[str, Any]) -> str:
+    """Return the hash that identifies a stage task: its stage, inputs, arguments and parameters."""
     payload = {
         "stage": stage,
         "version": __version__,
@@ -198,7 +204,9 @@ class TaskRunner:
     def run(
         self, task: str, stage: str, function: Callable[..., Any], args: tuple, kwargs: dict[str, Any], final_dir: Path
     ) -> Any:
-        """Call ``function(*args, <tmp folder>, self.params, **kwargs)`` unless a matching record exists;
+        """Run a stage unless a matching completion record exists.
+
+        Call ``function(*args, <tmp folder>, self.params, **kwargs)`` unless a matching record exists;
         move its outputs into ``final_dir`` and write the completion record last.
         """
         raise_if_interrupted()

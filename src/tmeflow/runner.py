@@ -54,7 +54,9 @@ VERSIONS_FILE = "tmeflow_software_mqc_versions.yml"
 
 
 class _Pipeline:
-    """Runs stages (kill-safe, reused with ``--resume``: :mod:`tmeflow.resume`) and records what ran,
+    """Run stages and record what ran.
+
+    Runs stages (kill-safe, reused with ``--resume``: :mod:`tmeflow.resume`) and records what ran,
     for ``pipeline_info/run_summary.json``.
     """
 
@@ -74,7 +76,9 @@ class _Pipeline:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
 
     def run(self, stage: str, function: Callable[..., Any], *inputs: Any, per: str | None = None, **kwargs: Any) -> Any:
-        """Call one stage's ``run_<stage>(*inputs, <outdir>, params, **kwargs)`` (for sample ``per`` of
+        """Run one stage as a task and record it.
+
+        Call one stage's ``run_<stage>(*inputs, <outdir>, params, **kwargs)`` (for sample ``per`` of
         per-sample stages) as a task, and record it.
         """
         task = f"{stage}.{per}" if per else stage
@@ -131,7 +135,9 @@ def _run_trajectory_and_communication(pipeline: _Pipeline, atlas: Path) -> None:
 
 
 def _run_spatial(pipeline: _Pipeline, rows: list[SampleRow], atlas: Path) -> list[Path]:
-    """Per section: spatial_qc -> deconvolve -> spatial_analysis, as the SPATIAL subworkflow; returns the
+    """Run the spatial stages of every section.
+
+    Per section: spatial_qc -> deconvolve -> spatial_analysis, as the SPATIAL subworkflow; returns the
     analysed sections (``<sample>.spatial_analysis.h5ad``).
     """
     from .deconvolve import run_deconvolve
@@ -264,7 +270,10 @@ def _summary(pipeline: _Pipeline, rows: list[SampleRow], started: float) -> dict
 
 
 def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
-    """Schema defaults, overridden by ``--params-file``, overridden by options given on the command line."""
+    """Resolve the parameters of ``tmeflow run``.
+
+    Schema defaults, overridden by ``--params-file``, overridden by options given on the command line.
+    """
     params = defaults()
     if args.params_file:
         params.update(read_params_file(args.params_file))
@@ -282,5 +291,6 @@ def resolve_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Run ``tmeflow run``."""
     params = resolve_params(args)
     run_pipeline(params["input"], params["outdir"], params, resume=bool(getattr(args, "resume", False)))

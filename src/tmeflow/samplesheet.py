@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
@@ -52,6 +52,7 @@ class SampleRow:
 
 @cache
 def load_input_schema() -> dict[str, Any]:
+    """Load the samplesheet schema (``assets/schema_input.json``, shipped as package data)."""
     text = resources.files("tmeflow").joinpath("resources", "schema_input.json").read_text()
     return json.loads(text)
 
@@ -73,7 +74,9 @@ _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 def infer_type(text: str) -> Any:
-    """A CSV cell as nf-schema's ``samplesheetToList`` reads it (org.json ``stringToValue``):
+    """Type a CSV cell as nf-schema reads it.
+
+    A CSV cell as nf-schema's ``samplesheetToList`` reads it (org.json ``stringToValue``):
     ``true``/``false`` -> bool, a whole number without leading zeros -> int, a decimal -> float,
     anything else (``007``, ``P1``, ``+5``) the text itself. The schema is checked against these
     types, so that both runners accept the same samplesheets; the row keeps the text.
@@ -137,5 +140,5 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
             if column in record
         }
         fields = {key: value for key, value in record.items() if key in SampleRow.__dataclass_fields__}
-        rows.append(SampleRow(**{**fields, **paths}))
+        rows.append(SampleRow(**cast(dict[str, Any], {**fields, **paths})))  # text columns and resolved paths
     return rows

@@ -18,7 +18,9 @@ from .text import split_list
 
 
 def comma_list(name: str) -> property:
-    """A read-only property: the settings field ``name`` (a comma-separated string) as a list, parsed in this one
+    """Make a read-only list property of a comma-separated settings field.
+
+    A read-only property: the settings field ``name`` (a comma-separated string) as a list, parsed in this one
     place instead of at every use.
     """
     return property(lambda settings: split_list(getattr(settings, name)), doc=f"``{name}`` as a list.")
@@ -32,7 +34,7 @@ class StageSettings:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Self:
-        """The settings named by this class's fields, taken from ``params``."""
+        """Build the settings named by this class's fields, taken from ``params``."""
         names = [field.name for field in fields(cls)]
         missing = [name for name in names if name not in params]
         if missing:
@@ -41,9 +43,9 @@ class StageSettings:
 
     @classmethod
     def defaults(cls) -> Self:
-        """The settings at the schema's defaults (for notebooks and tests)."""
+        """Build the settings at the schema's defaults (for notebooks and tests)."""
         return cls.from_params(defaults())
 
     def replace(self, **changes: Any) -> Self:
-        """A copy with ``changes`` applied."""
+        """Return a copy with ``changes`` applied."""
         return replace(self, **changes)

@@ -22,6 +22,7 @@ class Option:
 
 
 def option(*flags: str, **kwargs: Any) -> Option:
+    """Declare one command-line option of a stage (``argparse.add_argument``'s arguments)."""
     return Option(flags, kwargs)
 
 
@@ -40,6 +41,7 @@ class Stage:
 
     @property
     def folder(self) -> str:
+        """Return the stage's output folder name."""
         return self.results_folder or self.name
 
 
@@ -117,7 +119,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="pathways",
-        summary="GSEA, over-representation, ssGSEA, module scores, PROGENy activities and CytoTRACE stemness per cell type and condition.",
+        summary="GSEA, over-representation, ssGSEA, module scores, PROGENy activities and CytoTRACE stemness per "
+        "cell type and condition.",
         entry="tmeflow.pathways:cli",
         options=(
             option(
@@ -133,7 +136,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="integrate",
-        summary="Cohort integration: concatenate QC'd samples, HVGs, sparse PCA, Harmony/scVI, Leiden, UMAP, scIB metrics.",
+        summary="Cohort integration: concatenate QC'd samples, HVGs, sparse PCA, Harmony/scVI, Leiden, UMAP, scIB "
+        "metrics.",
         entry="tmeflow.integrate:cli",
         options=(
             option("--input", required=True, nargs="+", help="Per-sample QC outputs (<sample>.qc.h5ad), one or more."),
@@ -163,7 +167,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="cnv",
-        summary="Malignant cells: CNV inference (infercnvpy) against immune reference cells, CNV score, malignant calls.",
+        summary="Malignant cells: CNV inference (infercnvpy) against immune reference cells, CNV score, malignant "
+        "calls.",
         entry="tmeflow.cnv:cli",
         options=(
             option(
@@ -181,7 +186,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="spatial_qc",
-        summary="Per-section spatial QC: in-tissue spots, spot filters, normalisation, clusters, spatially variable genes.",
+        summary="Per-section spatial QC: in-tissue spots, spot filters, normalisation, clusters, spatially variable "
+        "genes.",
         entry="tmeflow.spatial_qc:cli",
         options=(
             option("--input", required=True, help="Space Ranger(-like) outs/ folder of one section."),
@@ -208,7 +214,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="spatial_analysis",
-        summary="Regions, neighbourhood enrichment, co-localisation, spatial ligand-receptor, trajectory, distance tests, TLS.",
+        summary="Regions, neighbourhood enrichment, co-localisation, spatial ligand-receptor, trajectory, distance "
+        "tests, TLS.",
         entry="tmeflow.spatial_analysis:cli",
         options=(
             option("--input", required=True, help="Deconvolved section (<sample>.deconvolved.h5ad)."),
@@ -223,7 +230,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="trajectory",
-        summary="Trajectories: diffusion pseudotime from a chosen root, CellRank fates, fate genes and their Hallmark enrichment.",
+        summary="Trajectories: diffusion pseudotime from a chosen root, CellRank fates, fate genes and their "
+        "Hallmark enrichment.",
         entry="tmeflow.trajectory:cli",
         options=(
             option(
@@ -237,7 +245,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="communication",
-        summary="Cell-cell communication: LIANA per condition and sample, sample-level differential interactions and pathways, signalling roles, proportion tests.",
+        summary="Cell-cell communication: LIANA per condition and sample, sample-level differential interactions and "
+        "pathways, signalling roles, proportion tests.",
         entry="tmeflow.communication:cli",
         options=(
             option("--input", required=True, help="Atlas .h5ad (log-normalised X, obs sample, condition, cell_type)."),
@@ -247,7 +256,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="atlas",
-        summary="The explorable atlas: every stage's per-cell annotations in one CELLxGENE-ready h5ad, one h5ad per spatial section; "
+        summary="The explorable atlas: every stage's per-cell annotations in one CELLxGENE-ready h5ad, one h5ad per "
+        "spatial section; "
         "the sections' spatial statistics combined across patients.",
         entry="tmeflow.atlas:cli",
         options=(
@@ -275,7 +285,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="report",
-        summary="The MultiQC report: every stage's tables and figures, in analysis order, with software versions and parameters.",
+        summary="The MultiQC report: every stage's tables and figures, in analysis order, with software versions and "
+        "parameters.",
         entry="tmeflow.report:cli",
         options=(
             option(
@@ -371,51 +382,59 @@ STAGES: tuple[Stage, ...] = (
                 "--bulk_cancer_types",
                 type=int,
                 default=0,
-                help="Cancer types of a pan-cancer bulk cohort (clinical column cancer_type, samples dealt round-robin); 0 for one cohort (default: 0).",
+                help="Cancer types of a pan-cancer bulk cohort (clinical column cancer_type, samples dealt "
+                "round-robin); 0 for one cohort (default: 0).",
             ),
             option(
                 "--bulk_planted_types",
                 type=int,
                 default=1,
-                help="With --bulk_cancer_types: the first this many types carry the score-survival effect (--bulk_beta), the others none (default: 1).",
+                help="With --bulk_cancer_types: the first this many types carry the score-survival effect "
+                "(--bulk_beta), the others none (default: 1).",
             ),
             option(
                 "--bulk_normals",
                 type=int,
                 default=0,
-                help="Normal samples per cancer type (or for the one cohort) in the bulk expression table (clinical column sample_type), "
+                help="Normal samples per cancer type (or for the one cohort) in the bulk expression table (clinical "
+                "column sample_type), "
                 "with a planted tumour-normal difference in the first 6 signature genes (default: 0).",
             ),
             option(
                 "--n_bulk_validation",
                 type=int,
                 default=0,
-                help="Samples of a second bulk cohort with survival (its own samplesheet row 'bulk_validation', drawn as the first with the same --bulk_beta, a validation set); 0 for none (default: 0).",
+                help="Samples of a second bulk cohort with survival (its own samplesheet row 'bulk_validation', "
+                "drawn as the first with the same --bulk_beta, a validation set); 0 for none (default: 0).",
             ),
             option(
                 "--n_immunotherapy",
                 type=int,
                 default=0,
-                help="Samples of an immunotherapy bulk cohort (its own samplesheet row 'immunotherapy': expression, response CR/PR/SD/PD, OS and PFS); 0 for none (default: 0).",
+                help="Samples of an immunotherapy bulk cohort (its own samplesheet row 'immunotherapy': expression, "
+                "response CR/PR/SD/PD, OS and PFS); 0 for none (default: 0).",
             ),
             option(
                 "--immunotherapy_log_or",
                 type=float,
                 default=1.0,
-                help="Log odds ratio of response per SD of the signature score in the immunotherapy cohort; OS/PFS hazards fall as exp(-0.6 x it x z); 0 for a null cohort (default: 1).",
+                help="Log odds ratio of response per SD of the signature score in the immunotherapy cohort; OS/PFS "
+                "hazards fall as exp(-0.6 x it x z); 0 for a null cohort (default: 1).",
             ),
             option(
                 "--n_cell_lines",
                 type=int,
                 default=0,
-                help="Drug-screened cell lines (drugs/cell_line_expression.tsv, drugs/drug_response.tsv, GDSC-like); 0 for none (default: 0).",
+                help="Drug-screened cell lines (drugs/cell_line_expression.tsv, drugs/drug_response.tsv, GDSC-like); "
+                "0 for none (default: 0).",
             ),
             option("--n_drugs", type=int, default=20, help="With --n_cell_lines: drugs screened (default: 20)."),
             option(
                 "--planted_drugs",
                 type=int,
                 default=3,
-                help="With --n_cell_lines: the first this many drugs have an IC50 that falls with the signature score, the others none (default: 3).",
+                help="With --n_cell_lines: the first this many drugs have an IC50 that falls with the signature "
+                "score, the others none (default: 3).",
             ),
             option("--doublet_rate", type=float, default=0.0, help="Fraction of heterotypic doublets (default: 0)."),
             option("--low_quality_rate", type=float, default=0.0, help="Fraction of low-quality cells (default: 0)."),
@@ -429,13 +448,15 @@ STAGES: tuple[Stage, ...] = (
                 "--spatial_platform_sd",
                 type=float,
                 default=0.7,
-                help="SD of the gene-wise log factors of the spatial assay vs single-cell (platform effects; default: 0.7).",
+                help="SD of the gene-wise log factors of the spatial assay vs single-cell (platform effects; "
+                "default: 0.7).",
             ),
             option(
                 "--heldout_sections",
                 type=parse_bool,
                 default=False,
-                help="Spatial sections from patients absent from the scRNA samples, with their own tumour programme (default: false).",
+                help="Spatial sections from patients absent from the scRNA samples, with their own tumour programme "
+                "(default: false).",
             ),
             option(
                 "--spot_umi_per_cell",
@@ -451,6 +472,7 @@ STAGES: tuple[Stage, ...] = (
 
 
 def get_stage(name: str) -> Stage:
+    """Return the registered stage ``name``."""
     return next(stage for stage in STAGES if stage.name == name)
 
 

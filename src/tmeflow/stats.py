@@ -7,7 +7,18 @@ import pandas as pd
 
 
 def bh_fdr(pvalues) -> np.ndarray:
-    """Benjamini-Hochberg (1995) adjusted p-values, as R's ``p.adjust(method = "BH")``; NaN stays NaN."""
+    """Adjust p-values by Benjamini-Hochberg (1995), as R's ``p.adjust(method = "BH")``.
+
+    Parameters
+    ----------
+    pvalues
+        P-values (any array-like); NaN ones are left out of the adjustment and stay NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values (FDR), same shape as ``pvalues``.
+    """
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
@@ -19,16 +30,27 @@ def bh_fdr(pvalues) -> np.ndarray:
 
 
 def moderated_by_pattern(y, design_for, *, moderated: bool = True) -> pd.DataFrame:
-    """Limma-style moderated t-tests of every column of ``y`` (samples x features, NaN = no value),
-    samples being the units of replication.
+    """Run limma-style moderated t-tests of every column of ``y``, samples being the units of replication.
 
     Features are grouped by which samples have values; each group gets one fit
     (:func:`tmeflow.composition.linear_model_test`, empirical-Bayes variance moderation as limma
-    ``eBayes``, Smyth 2004) with the design ``design_for(sample_index)`` returns as
-    ``(design, coef, label)`` (``None`` skips the group, e.g. too few samples). Returns, per tested
-    feature (index as ``y.columns``): ``estimate``, ``t``, ``df``, ``pvalue``, ``n_samples`` and
-    ``design`` (the label). ``moderated=False`` gives ordinary t-tests (features that are not
-    exchangeable, e.g. fate probabilities that sum to one, must not share a variance prior).
+    ``eBayes``, Smyth 2004) with the design that ``design_for(sample_index)`` returns.
+
+    Parameters
+    ----------
+    y
+        Samples x features (NaN = no value).
+    design_for
+        Called with the samples of a group; returns ``(design matrix, coefficient index, design label)``, or None
+        to skip the group (e.g. too few samples).
+    moderated
+        Empirical-Bayes moderation (default); False gives ordinary t-tests (features that are not exchangeable, e.g.
+        fate probabilities that sum to one, must not share a variance prior).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per tested feature (index as ``y.columns``): ``estimate, t, df, pvalue, n_samples, design``.
     """
     from .composition import linear_model_test
 
@@ -65,11 +87,31 @@ def moderated_by_pattern(y, design_for, *, moderated: bool = True) -> pd.DataFra
 def condition_contrast(
     y, samples, test: str, reference: str, *, min_samples: int = 2, moderated: bool = True
 ) -> pd.DataFrame:
-    """Sample-level test of ``test`` vs ``reference`` for every column of ``y`` (samples x features, NaN
-    allowed) with :func:`moderated_by_pattern`: design ``~ condition`` or, when every patient has both
-    conditions (:func:`tmeflow.composition.is_paired`), ``~ condition + patient``. ``samples`` has
-    ``condition`` and ``patient`` per sample. A feature needs ``min_samples`` samples with values in each
-    condition. Adds ``n_samples_test`` / ``n_samples_reference``; ``estimate`` is the condition effect.
+    """Test ``test`` against ``reference`` at sample level for every column of ``y``.
+
+    Uses :func:`moderated_by_pattern` with the design ``~ condition`` or, when every patient has both conditions
+    (:func:`tmeflow.composition.is_paired`), ``~ condition + patient``.
+
+    Parameters
+    ----------
+    y
+        Samples x features (NaN allowed).
+    samples
+        Per sample (index as ``y.index``): ``condition`` and ``patient``.
+    test
+        The tested condition.
+    reference
+        The reference condition; samples of other conditions are dropped.
+    min_samples
+        Samples with values a feature needs in each condition (default 2: a variance on each side).
+    moderated
+        Empirical-Bayes moderation (see :func:`moderated_by_pattern`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`moderated_by_pattern`'s table (``estimate`` is the condition effect) with ``n_samples_test`` and
+        ``n_samples_reference``.
     """
     from .composition import condition_design, is_paired
 
@@ -93,14 +135,28 @@ def condition_contrast(
 def msr_rank_correlation(
     x: np.ndarray, y: np.ndarray, vectors: np.ndarray | None, mask: np.ndarray | None = None
 ) -> tuple[float, float, float]:
-    """Spearman correlation of ``x`` and ``y`` over the spots in ``mask`` (all when None), tested against
-    Moran spectral randomisation of ``y``'s ranks over the whole section (:func:`msr_linear_test`).
+    """Test a Spearman correlation over spots against Moran spectral randomisation.
 
     A Spearman p-value over spots treats autocorrelated spots as independent (a smooth score and a
     distance axis look correlated far more often than the nominal level); randomising ``y``'s ranks
-    on the section's Moran eigenvectors keeps its spatial autocorrelation. The statistic is the sum
-    over ``mask`` of ``x``'s centred ranks times ``y``'s section-wide ranks. Returns
-    ``(rho, z, p)``; ``z`` and ``p`` are NaN without ``vectors`` (sections above :data:`MSR_MAX_SPOTS`).
+    on the section's Moran eigenvectors keeps its spatial autocorrelation (:func:`msr_linear_test`). The statistic is
+    the sum over ``mask`` of ``x``'s centred ranks times ``y``'s section-wide ranks.
+
+    Parameters
+    ----------
+    x
+        Value per spot (e.g. a distance axis).
+    y
+        Value per spot (e.g. a score); its ranks are randomised over the whole section.
+    vectors
+        Moran eigenvectors of the section (:func:`moran_eigenvectors`); None above :data:`MSR_MAX_SPOTS` spots.
+    mask
+        Spots the correlation is computed over (all when None).
+
+    Returns
+    -------
+    tuple of float
+        ``(rho, z, p)``; all NaN with fewer than 3 spots or a constant side, ``z`` and ``p`` NaN without ``vectors``.
     """
     from scipy.stats import rankdata, spearmanr
 
@@ -131,9 +187,20 @@ MSR_MAX_SPOTS = 6000
 
 
 def moran_eigenvectors(graph) -> np.ndarray:
-    """Eigenvectors (columns) of the doubly-centred symmetric spatial weight matrix
-    ``(I - 11'/n) W (I - 11'/n)`` (Moran eigenvector maps, Dray et al. 2006), ``W`` = ``graph``
-    symmetrised and binarised. Dense: O(n^3) time, n^2 memory.
+    """Compute Moran eigenvector maps (Dray, Legendre & Peres-Neto 2006).
+
+    Eigenvectors of the doubly-centred symmetric spatial weight matrix ``(I - 11'/n) W (I - 11'/n)``, ``W`` =
+    ``graph`` symmetrised and binarised. Dense: O(n^3) time, n^2 memory.
+
+    Parameters
+    ----------
+    graph
+        Spots x spots spatial neighbour graph (sparse or dense).
+
+    Returns
+    -------
+    numpy.ndarray
+        Spots x spots, one eigenvector per column (ascending eigenvalue).
     """
     import scipy.sparse as sp
 
@@ -148,15 +215,30 @@ def moran_eigenvectors(graph) -> np.ndarray:
 def msr_linear_test(
     values: np.ndarray, weights: np.ndarray, vectors: np.ndarray, alternative: str = "two-sided"
 ) -> tuple[float, float, float]:
-    """Test of a linear statistic ``T = weights . (values - mean)`` against Moran spectral randomisation
-    of ``values`` (Wagner & Dray 2015, Methods Ecol Evol 6:1169; adespatial ``msr``, "singleton"
-    method: the centred vector is expanded on the Moran eigenvectors ``vectors``
-    (:func:`moran_eigenvectors`) and the signs of its coefficients are flipped at random, which keeps
-    its mean, variance and Moran's I, i.e. its spatial autocorrelation, unlike an i.i.d. permutation
-    of spots). For a linear statistic the randomisation null is known exactly: with coefficients
-    ``a = V'(x - mean)`` and ``b = V' weights``, ``T* = sum_k s_k a_k b_k`` (random signs ``s``) has mean 0
-    and variance ``sum_k (a_k b_k)^2``. Returns ``(T, z, p)``, ``p`` from the normal approximation of
-    ``z`` (as squidpy's z-scores; it resolves p-values far below 1 / n_randomisations).
+    """Test a linear statistic ``T = weights . (values - mean)`` against Moran spectral randomisation of ``values``.
+
+    Wagner & Dray 2015, Methods Ecol Evol 6:1169; adespatial ``msr``, "singleton" method: the centred vector is
+    expanded on the Moran eigenvectors and the signs of its coefficients are flipped at random, which keeps its mean,
+    variance and Moran's I, i.e. its spatial autocorrelation, unlike an i.i.d. permutation of spots. For a linear
+    statistic the randomisation null is known exactly: with coefficients ``a = V'(x - mean)`` and ``b = V' weights``,
+    ``T* = sum_k s_k a_k b_k`` (random signs ``s``) has mean 0 and variance ``sum_k (a_k b_k)^2``.
+
+    Parameters
+    ----------
+    values
+        Value per spot.
+    weights
+        Weight per spot.
+    vectors
+        Moran eigenvectors (:func:`moran_eigenvectors`).
+    alternative
+        ``two-sided`` (default) or ``greater``.
+
+    Returns
+    -------
+    tuple of float
+        ``(T, z, p)``; ``p`` from the normal approximation of ``z`` (as squidpy's z-scores; it resolves p-values far
+        below 1 / n_randomisations); ``z`` and ``p`` NaN when the null has no variance.
     """
     from scipy.stats import norm
 
@@ -173,10 +255,23 @@ def msr_linear_test(
 
 
 def conformal_quantile(null_values, level: float) -> float:
-    """Split-conformal upper threshold: the ``ceil((n + 1) * level)``-th smallest of ``n`` null values
-    (the largest when ``n`` is too small), so that a new value exchangeable with the null exceeds it
-    with probability at most ``1 - level`` (Vovk, Gammerman & Shafer 2005; Lei et al. 2018, *JASA*
-    113:1094). NaN when there is no null value.
+    """Return the split-conformal upper threshold of null values (Vovk, Gammerman & Shafer 2005; Lei et al. 2018).
+
+    The ``ceil((n + 1) * level)``-th smallest of ``n`` null values (the largest when ``n`` is too small), so that a
+    new value exchangeable with the null exceeds it with probability at most ``1 - level`` (Lei et al. 2018, *JASA*
+    113:1094).
+
+    Parameters
+    ----------
+    null_values
+        Values under the null (NaN ignored).
+    level
+        Coverage, e.g. 0.95.
+
+    Returns
+    -------
+    float
+        The threshold; NaN when there is no null value.
     """
     values = np.sort(np.asarray(null_values, dtype=float))
     values = values[~np.isnan(values)]

@@ -83,8 +83,34 @@ class SubclusterSettings(StageSettings):
 
 
 def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resolution: float, seed: int) -> None:
-    """Normalise, ``n_top_genes`` HVGs, PCA, Harmony, graph, Leiden at ``resolution`` and UMAP of one
-    compartment (in place).
+    """Re-cluster one compartment in place: normalise, HVGs, sparse PCA, Harmony, graph, Leiden and UMAP.
+
+    The steps of :mod:`tmeflow.integrate` on the compartment's own genes (``N_PCS`` PCs, ``N_NEIGHBORS`` neighbours;
+    Harmony, Korsunsky et al. 2019, only when ``batch_key`` has more than one level in the compartment).
+
+    Parameters
+    ----------
+    sub
+        The compartment's cells with raw counts in ``layers['counts']``.
+    batch_key
+        Obs column of the batches; None: no correction.
+    n_top_genes
+        HVGs of the compartment (``subcluster_n_top_genes``).
+    resolution
+        Leiden resolution (``subcluster_resolution``).
+    seed
+        Random state of PCA, Harmony, graph, Leiden and UMAP.
+
+    Adds
+    ----
+    ``X``, ``var['highly_variable']``
+        log1p(CP10k) of the counts and the compartment's HVGs.
+    ``obsm['X_pca']``, ``obsm['X_pca_harmony']``
+        PCs (and corrected PCs with a batch key).
+    ``obsp['connectivities']``, ``obsp['distances']``, ``obsm['X_umap']``
+        Graph and UMAP.
+    ``obs['subcluster']``
+        Leiden clusters of the compartment.
     """
     import scanpy as sc
 
@@ -113,8 +139,33 @@ def subcluster_compartment(
     subtypes: pd.DataFrame,
     batch_key: str | None,
     settings: SubclusterSettings,
-):
-    """Re-cluster and annotate one compartment; returns (sub AnnData, calls, markers)."""
+) -> tuple[AnnData, pd.DataFrame, pd.DataFrame]:
+    """Re-cluster one compartment and call a fine subtype per subcluster from its subtype markers.
+
+    Subtypes are scored by decoupler's ULM (Badia-i-Mompel et al. 2022) on the compartment's markers and called
+    per subcluster (score at least ``SUBTYPE_MIN_SCORE``, margin ``SUBTYPE_MIN_MARGIN``); a subcluster without a
+    confident call, or a compartment with fewer than two scorable subtypes, keeps its major cell type.
+
+    Parameters
+    ----------
+    adata
+        The annotated atlas (``layers['counts']``, ``obs['cell_type']``).
+    mask
+        The compartment's cells.
+    compartment
+        The compartment's name.
+    subtypes
+        Subtype marker table (``gene``, ``compartment``, ``cell_type_fine``).
+    batch_key
+        Obs column of the batches; None: no correction.
+    settings
+        The subcluster settings.
+
+    Returns
+    -------
+    tuple
+        ``(compartment AnnData (:func:`recluster`), calls per subcluster, marker genes per subcluster)``.
+    """
     counts = sp.csr_matrix(adata.layers["counts"][mask], dtype=np.float32)
     detected = (
         np.asarray((counts > 0).sum(axis=0)).ravel() >= MIN_CELLS_PER_GENE
@@ -164,10 +215,35 @@ def subcluster_compartment(
     return sub, calls, markers
 
 
-def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, pd.DataFrame]:
-    """Every eligible compartment; writes ``subcluster``, ``cell_type_fine`` and ``X_umap_subcluster``.
+def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, Any]:
+    """Sub-cluster every compartment with enough cells and subtype markers, and call fine cell types.
 
-    ``settings``: ``SubclusterSettings.from_params(params)``, or ``SubclusterSettings.defaults()``.
+    Parameters
+    ----------
+    adata
+        The annotated atlas: ``obs['cell_type']``, ``obs['compartment']``, raw counts in ``layers['counts']``.
+    settings
+        ``SubclusterSettings.from_params(params)``, or ``SubclusterSettings.defaults()``.
+
+    Returns
+    -------
+    dict
+        ``calls`` and ``markers`` tables of every re-clustered compartment, and ``figures`` (``{compartment: its
+        AnnData}``, for the UMAPs).
+
+    Adds
+    ----
+    ``obs['cell_type_fine']``
+        Fine subtype (the major type outside re-clustered compartments or without a confident call).
+    ``obs['subcluster']``
+        ``<compartment>:<cluster>`` labels (the compartment outside re-clustered ones).
+    ``obsm['X_umap_subcluster']``
+        Each compartment's own UMAP (NaN elsewhere).
+
+    Raises
+    ------
+    TmeflowInputError
+        No ``cell_type``/``compartment`` column, no counts, or none of the user's subtype marker genes in the data.
     """
     for column in ("cell_type", "compartment"):
         if column not in adata.obs:
@@ -230,10 +306,15 @@ def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, pd.Dat
 
 
 def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str, Any]) -> Path:
+    """Write the subclustered AnnData, the calls, markers and counts tables and one UMAP per compartment."""
     from .integrate import plot_umaps
 
-    header = io.multiqc_header("tmeflow_subcluster", "Compartment subclusters",
-                               "Fine subtypes per compartment subcluster (subtype markers, decoupler ULM).", "table")  # fmt: skip
+    header = io.multiqc_header(
+        "tmeflow_subcluster",
+        "Compartment subclusters",
+        "Fine subtypes per compartment subcluster (subtype markers, decoupler ULM).",
+        "table",
+    )
     calls = results["calls"].copy()
     calls.insert(0, "Subcluster", calls["compartment"].astype(str) + ":" + calls["cluster"].astype(str))
     io.write_table(calls, outdir / "subcluster_calls_mqc.tsv", header_lines=header)
@@ -252,11 +333,8 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
             )
         )
         keys = ["subcluster", "cell_type_fine"] + [k for k in ("sample", "condition") if k in sub.obs]
-        plot_umaps(
-            sub,
-            "X_umap",
-            keys,
-            f"{compartment}: {sub.n_obs} cells",
+        io.save_figure(
+            plot_umaps(sub, "X_umap", keys, f"{compartment}: {sub.n_obs} cells"),
             outdir / f"subcluster_umap_{_safe(compartment)}.png",
         )
     adata.uns.setdefault("tmeflow", {})["subcluster"] = io.provenance("subcluster", params)
@@ -278,4 +356,5 @@ def run_subcluster(input_path: str | Path, outdir: str | Path, params: dict[str,
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Run ``tmeflow subcluster``."""
     run_subcluster(args.input, args.outdir, params)

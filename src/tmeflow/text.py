@@ -11,7 +11,9 @@ def split_list(value: str | None) -> list[str]:
 
 
 def slug(text: str, *, keep: str = "._-", lower: bool = False) -> str:
-    """File-name-safe version of ``text``: every run of characters other than ASCII letters, digits and
+    """Return a file-name-safe version of ``text``.
+
+    File-name-safe version of ``text``: every run of characters other than ASCII letters, digits and
     ``keep`` becomes one ``_``; leading/trailing ``_`` are dropped; lower-cased with ``lower``.
     """
     out = re.sub(f"[^A-Za-z0-9{re.escape(keep)}]+", "_", str(text)).strip("_")
@@ -19,7 +21,9 @@ def slug(text: str, *, keep: str = "._-", lower: bool = False) -> str:
 
 
 def natural_key(text: str) -> tuple:
-    """Sort key of "natural" order: runs of digits compare as numbers, the rest case-insensitively, so
+    """Return a natural-order sort key.
+
+    Sort key of "natural" order: runs of digits compare as numbers, the rest case-insensitively, so
     ``P2_primary`` comes before ``P10_primary`` (plain sorting puts ``P10``..``P19`` before ``P1_``, as
     ``_`` sorts after digits); the text itself breaks ties.
     """

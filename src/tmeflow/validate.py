@@ -62,7 +62,7 @@ CHECKS: dict[str, Callable[[SampleRow, dict[str, Any]], None]] = {
 
 
 def _with_sample(error: TmeflowInputError, row: SampleRow) -> TmeflowInputError:
-    """The error, naming the samplesheet row's sample (bulk readers name files and bulk samples only)."""
+    """Return the error, naming the samplesheet row's sample (bulk readers name files and bulk samples only)."""
     if error.sample == row.sample:
         return error
     if error.sample is None:

@@ -54,7 +54,12 @@ def read_counts(path: str | os.PathLike, *, sample: str, strict_counts: bool = F
     start = time.perf_counter()
     fmt, target = _resolve(path, sample)
     if fmt == "spaceranger":
-        fmt, target = ("10x_h5" if _spaceranger_counts(target).is_file() else "10x_mtx"), _spaceranger_counts(target)
+        counts = _spaceranger_counts(target)
+        if counts is None:  # _resolve names a Space Ranger folder only when its counts exist
+            raise TmeflowInputError(
+                "no filtered_feature_bc_matrix in the Space Ranger folder", file=target, sample=sample
+            )
+        fmt, target = ("10x_h5" if counts.is_file() else "10x_mtx"), counts
     reader = {"10x_h5": _read_10x_h5, "10x_mtx": _read_10x_mtx, "h5ad": _read_h5ad, "dense": _read_dense}[fmt]
     adata = reader(target, sample)
     adata = _finalise(adata, target, sample, strict_counts)
@@ -103,17 +108,18 @@ def read_spatial(path: str | os.PathLike, *, sample: str, strict_counts: bool = 
         raise TmeflowInputError("spatial data not found", file=path, sample=sample)
     if not path.is_dir():
         raise TmeflowInputError("spatial data must be a Space Ranger outs/ folder", file=path, sample=sample)
-    outs = next((o for o in (path, path / "outs") if _spaceranger_counts(o) is not None), None)
-    if outs is None:
+    found = next(((o, c) for o in (path, path / "outs") if (c := _spaceranger_counts(o)) is not None), None)
+    if found is None:
         raise TmeflowInputError(
             "no filtered_feature_bc_matrix.h5 or filtered_feature_bc_matrix/ in the spatial folder",
             file=path,
             sample=sample,
         )
+    outs, counts = found
     spatial_dir = outs / "spatial"
     if not spatial_dir.is_dir():
         raise TmeflowInputError("no spatial/ folder beside the count matrix", file=outs, sample=sample)
-    adata = read_counts(_spaceranger_counts(outs), sample=sample, strict_counts=strict_counts)
+    adata = read_counts(counts, sample=sample, strict_counts=strict_counts)
 
     positions_file, positions = _read_positions(spatial_dir, sample)
     missing = adata.obs_names.difference(positions.index, sort=False)

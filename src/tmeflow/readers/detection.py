@@ -222,14 +222,14 @@ def _resolve_dir(path: Path, sample: str | None) -> tuple[str, Path]:
 
 
 def _missing_mtx_companion(folder: Path, sample: str | None) -> None:
-    """A folder with a matrix.mtx but no barcodes or features file: name the missing file."""
+    """Fail for a folder with a matrix.mtx but no barcodes or features file, naming the missing file."""
     matrices = sorted(p for p in folder.glob("*matrix.mtx*") if p.name.endswith(("matrix.mtx", "matrix.mtx.gz")))
     if not matrices:
         return
     name = matrices[0].name.removesuffix(".gz")
     prefix = name[: -len("matrix.mtx")]
     suffix = ".gz" if matrices[0].name.endswith(".gz") else ""
-    for kind, names in (
+    for _kind, names in (
         ("barcodes", ("barcodes.tsv", "barcodes.txt", "barcodes.csv")),
         ("features", ("features.tsv", "genes.tsv", "features.txt", "genes.txt")),
     ):

@@ -47,7 +47,7 @@ def _read_10x_h5(path: Path, sample: str) -> ad.AnnData:
 
 
 def _csc_cells(group: h5py.Group) -> sp.csr_matrix:
-    """The genes x cells CSC matrix of a Cell Ranger group, as cells x genes CSR."""
+    """Read the genes x cells CSC matrix of a Cell Ranger group, as cells x genes CSR."""
     n_genes, n_cells = (int(x) for x in group["shape"][:])
     matrix = sp.csc_matrix((group["data"][:], group["indices"][:], group["indptr"][:]), shape=(n_genes, n_cells))
     return matrix.T.tocsr()
@@ -131,7 +131,7 @@ def _mmread(path: Path, mmread):
 
 
 def _mmread_plain(path: Path, mmread):
-    """A file named ``.gz`` that is not gzip: read it as plain Matrix Market (scipy goes by the name)."""
+    """Read a file named ``.gz`` that is not gzip as plain Matrix Market (scipy goes by the name)."""
     with tempfile.TemporaryDirectory(prefix="tmeflow-mtx-") as folder:
         plain = Path(folder) / "matrix.mtx"
         os.symlink(path.resolve(), plain)

@@ -52,14 +52,14 @@ Bulk
     TPM from per-sample random mixtures of the cell-type profiles; the fate-A genes form a signature
     whose z-scored score (mean log2(TPM+1) over the signature, z across samples) sets an exponential
     hazard ``exp(beta * z)``; exponential censoring (~35%). With ``--bulk_cancer_types K`` the cohort is
-    pan-cancer: a ``cancer_type`` column (``TYPE1``..``TYPEK``, dealt round-robin) and the score-survival
-    effect only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others), and a MAF
+    pan-cancer: a ``cancer_type`` column (``TYPE1``..``TYPEK``, dealt round-robin) and the score-survival effect
+    only in the first ``--bulk_planted_types`` types (hazard ``exp(0 * z)`` in the others), and a MAF
     (``bulk/mutations.maf``) whose non-synonymous counts rise with z in the planted types only (score-TMB
     correlation), an MSI table (``bulk/msi.tsv``, rising with z in the planted types) and GISTIC-style thresholded
     copy number of the signature genes (``bulk/cnv_thresholded.tsv``; the 7th gene's expression follows its copy
-    number, the others are independent). ``--bulk_normals N`` adds N normal samples per type (``NORMAL0001``..., clinical column
-    ``sample_type``, no survival) drawn from the same mixture model with the first 6 fate-A genes shifted by
-    log2 fold change +-1 (tumour / normal; listed in truth.json), every other gene null.
+    number, the others are independent). ``--bulk_normals N`` adds N normal samples per type (``NORMAL0001``...,
+    clinical column ``sample_type``, no survival) drawn from the same mixture model with the first 6 fate-A genes
+    shifted by log2 fold change +-1 (tumour / normal; listed in truth.json), every other gene null.
 Validation cohort (``--n_bulk_validation N``, default none)
     A second bulk row (``bulk_validation``) drawn like the first, with the same survival model.
 Immunotherapy cohort (``--n_immunotherapy N``, default none)
@@ -72,10 +72,10 @@ Drug screen (``--n_cell_lines N``, default none)
     ``--n_drugs`` drugs: ln IC50 = 2 + N(0, 1) - 0.8 z for the first ``--planted_drugs`` (z: the line's
     signature score), without the z term for the others.
 
-All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into
-model / single-cell / spatial / bulk / drug-screen / immunotherapy / validation-cohort streams). Cells are generated one sample at a time, in blocks
-of at most ``BLOCK_ELEMENTS`` dense means, turned into CSR at once and appended to the sample's
-h5ad, so memory does not grow with the number of cells.
+All randomness comes from one ``numpy`` Generator seeded with ``--seed`` (split with ``spawn`` into model /
+single-cell / spatial / bulk / drug-screen / immunotherapy / validation-cohort streams). Cells are generated one
+sample at a time, in blocks of at most ``BLOCK_ELEMENTS`` dense means, turned into CSR at once and appended to the
+sample's h5ad, so memory does not grow with the number of cells.
 
 Truth lives in ``truth.json`` (cohort-level), ``truth_cells.tsv.gz`` and the ``true_*`` obs columns
 (per cell), ``spatial/<section>/truth_spots.tsv`` (per spot) and ``bulk/true_proportions.tsv``.

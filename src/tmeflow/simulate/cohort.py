@@ -49,7 +49,7 @@ logger = get_logger(__package__)
 # Bulk cohort with survival
 # ----------------------------------------------------------------------------------------------
 def signature_score(expression: pd.DataFrame, genes: list[str]) -> pd.Series:
-    """The planted survival score: mean log2(TPM + 1) over ``genes``, z-scored across samples."""
+    """Compute the planted survival score: mean log2(TPM + 1) over ``genes``, z-scored across samples."""
     score = np.log2(expression.loc[genes] + 1.0).mean(axis=0)
     return (score - score.mean()) / score.std(ddof=0)
 
@@ -57,7 +57,9 @@ def signature_score(expression: pd.DataFrame, genes: list[str]) -> pd.Series:
 def _bulk_expression(
     model: Model, n: int, rng: np.random.Generator, platform: np.ndarray | None = None, prefix: str = "BULK"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """TPM of ``n`` mixed samples and their truth; ``platform`` (gene-wise assay factors, drawn when None) is
+    """Draw the TPM of ``n`` mixed samples and their truth.
+
+    TPM of ``n`` mixed samples and their truth; ``platform`` (gene-wise assay factors, drawn when None) is
     kept in ``truth.attrs["platform"]`` so that more samples of the same assay (normals) can share it.
     """
     ids = [f"{prefix}{i + 1:04d}" for i in range(n)]
@@ -83,14 +85,16 @@ def _bulk_expression(
 
 
 def cancer_type_labels(n: int, n_types: int) -> np.ndarray:
-    """Cancer type of each of ``n`` samples: ``TYPE1`` ... ``TYPE<n_types>`` dealt round-robin (no random draw,
+    """Deal cancer types to samples.
+
+    Cancer type of each of ``n`` samples: ``TYPE1`` ... ``TYPE<n_types>`` dealt round-robin (no random draw,
     so the rest of the cohort is the one a single-cohort simulation with the same seed makes).
     """
     return np.array([f"TYPE{i % n_types + 1}" for i in range(n)])
 
 
 def planted_types(config: SimConfig) -> list[str]:
-    """The cancer types with a score-survival effect: the first ``bulk_planted_types``."""
+    """Return the cancer types with a score-survival effect: the first ``bulk_planted_types``."""
     return [f"TYPE{k + 1}" for k in range(min(config.bulk_planted_types, config.bulk_cancer_types))]
 
 
@@ -110,7 +114,9 @@ NONSYN_CLASSES = (
 
 
 def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
-    """Somatic mutations of a pan-cancer cohort (MAF columns): non-synonymous variants per sample
+    """Draw the somatic mutations of a pan-cancer cohort.
+
+    Somatic mutations of a pan-cancer cohort (MAF columns): non-synonymous variants per sample
     Poisson(``BULK_TMB_PER_MB`` x 38 Mb x exp(``BULK_TMB_LOG_PER_SD`` x z + ``BULK_TMB_LOG_SD`` x N(0, 1))) in the
     planted types, without the z term elsewhere, plus Poisson(30% of that mean) silent variants; barcodes are
     the sample identifiers.
@@ -118,13 +124,13 @@ def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.ran
     planted = np.isin(types, planted_types(config))
     log_mean = np.where(planted, BULK_TMB_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_TMB_LOG_SD * rng.normal(size=len(z))
     mean = BULK_TMB_PER_MB * BULK_CAPTURE_MB * np.exp(log_mean)
-    n_nonsyn, n_silent = rng.poisson(mean), rng.poisson(0.3 * mean)
-    names, weights = zip(*NONSYN_CLASSES)
+    n_nonsyn, n_silent = np.asarray(rng.poisson(mean)), np.asarray(rng.poisson(0.3 * mean))
+    names, weights = zip(*NONSYN_CLASSES, strict=True)
     rows = []
-    for sample, k, m in zip(z.index, n_nonsyn, n_silent):
+    for sample, k, m in zip(z.index, n_nonsyn, n_silent, strict=True):
         classes = list(rng.choice(names, size=k, p=weights)) + ["Silent"] * m
         starts = rng.integers(1, 248_000_000, size=len(classes))
-        rows += [(sample, c, int(p)) for c, p in zip(classes, starts)]
+        rows += [(sample, c, int(p)) for c, p in zip(classes, starts, strict=True)]
     maf = pd.DataFrame(rows, columns=["Tumor_Sample_Barcode", "Variant_Classification", "Start_Position"])
     maf.insert(0, "Hugo_Symbol", "SIMGENE")
     maf.insert(1, "Chromosome", "chr1")
@@ -133,7 +139,9 @@ def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.ran
 
 
 def simulate_msi(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
-    """MSI score per tumour (``sample``, ``msi_score``): ``BULK_MSI_MEDIAN`` x exp(``BULK_MSI_LOG_PER_SD`` x z in the
+    """Draw the MSI score of each tumour.
+
+    MSI score per tumour (``sample``, ``msi_score``): ``BULK_MSI_MEDIAN`` x exp(``BULK_MSI_LOG_PER_SD`` x z in the
     planted types + ``BULK_MSI_LOG_SD`` x N(0, 1)): a score-MSI correlation in the planted types only.
     """
     planted = np.isin(types, planted_types(config))
@@ -142,12 +150,17 @@ def simulate_msi(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.ran
 
 
 def cnv_gene(model: Model) -> str:
-    """The signature gene whose copy number drives its expression (the first one without a tumour-normal difference)."""
+    """Return the signature gene whose copy number drives its expression.
+
+    The first signature gene without a tumour-normal difference.
+    """
     return model.programmes["fate_A"][BULK_NORMAL_DE_GENES]
 
 
 def simulate_cnv(expression: pd.DataFrame, model: Model, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """GISTIC-style thresholded copy number (-2..2, probabilities ``BULK_CNV_PROBABILITIES``, independent per gene and
+    """Draw GISTIC-style thresholded copy numbers.
+
+    GISTIC-style thresholded copy number (-2..2, probabilities ``BULK_CNV_PROBABILITIES``, independent per gene and
     tumour) of the signature genes, as GISTIC2's ``all_thresholded.by_genes`` (Gene Symbol, Locus ID, Cytoband,
     samples); returns (table, expression with :func:`cnv_gene`'s TPM x 2^(``BULK_CNV_LOG2_PER_LEVEL`` x level)).
     """
@@ -163,7 +176,9 @@ def simulate_cnv(expression: pd.DataFrame, model: Model, rng: np.random.Generato
 
 
 def normal_de_genes(model: Model) -> dict[str, float]:
-    """The planted tumour-normal differences: the first ``BULK_NORMAL_DE_GENES`` signature (fate-A) genes, log2
+    """Return the planted tumour-normal differences.
+
+    The planted tumour-normal differences: the first ``BULK_NORMAL_DE_GENES`` signature (fate-A) genes, log2
     fold change tumour / normal ``+BULK_NORMAL_LOG2FC`` (even positions) or ``-BULK_NORMAL_LOG2FC`` (odd).
     """
     genes = model.programmes["fate_A"][:BULK_NORMAL_DE_GENES]
@@ -171,7 +186,9 @@ def normal_de_genes(model: Model) -> dict[str, float]:
 
 
 def simulate_normals(model: Model, n: int, platform: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
-    """``n`` normal samples (TPM, genes x samples, ``NORMAL0001``...): drawn from the tumours' mixture model on
+    """Draw normal samples.
+
+    ``n`` normal samples (TPM, genes x samples, ``NORMAL0001``...): drawn from the tumours' mixture model on
     the tumours' assay (``platform``), then each gene of :func:`normal_de_genes` divided by 2^log2fc (not
     renormalised); every other gene has the tumours' distribution: a null gene of the tumour-normal test.
     """
@@ -196,7 +213,7 @@ def _survival(z: pd.Series, beta: float | np.ndarray, rng: np.random.Generator) 
 
 
 def to_species(expression: pd.DataFrame, from_species: str, to_species: str) -> pd.DataFrame:
-    """The expression table under the one-to-one orthologs of ``to_species`` (genes without one dropped)."""
+    """Rename the expression table to the one-to-one orthologs of ``to_species`` (genes without one dropped)."""
     from ..signatures import ortholog_map
 
     if from_species == to_species:
@@ -215,6 +232,7 @@ def to_species(expression: pd.DataFrame, from_species: str, to_species: str) -> 
 
 
 def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Write the bulk cohort and its companions (mutations, MSI, copy number, normals); return the truth."""
     expression, proportions = _bulk_expression(model, config.n_bulk, rng)
     z = signature_score(expression, model.programmes["fate_A"])
     types = cancer_type_labels(config.n_bulk, config.bulk_cancer_types) if config.bulk_cancer_types else None
@@ -226,9 +244,9 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
     if types is not None:  # drawn after everything else, so the rest of the cohort is unchanged
         msi = simulate_msi(z, types, config, rng)
         cnv, expression = simulate_cnv(expression, model, rng)
-    normal_summary = None
+    normal_summary: dict[str, Any] | None = None
     if config.bulk_normals:
-        groups = sorted(set(types), key=lambda t: int(t[4:])) if types is not None else [None]
+        groups = sorted(set(types), key=lambda t: int(str(t)[4:])) if types is not None else [None]
         normals = simulate_normals(model, config.bulk_normals * len(groups), proportions.attrs["platform"], rng)
         expression = pd.concat([expression, normals], axis=1)
         extra = pd.DataFrame({"sample": normals.columns, "sample_type": "normal"})
@@ -277,8 +295,8 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
             "hazard": "exp(beta * z) in the planted types, no effect of z in the others",
             "maf": "bulk/mutations.maf",
             "tmb_capture_mb": BULK_CAPTURE_MB,
-            "msi": "bulk/msi.tsv: msi_score = %g x exp(%g z in the planted types + %g N(0,1))"
-            % (BULK_MSI_MEDIAN, BULK_MSI_LOG_PER_SD, BULK_MSI_LOG_SD),
+            "msi": f"bulk/msi.tsv: msi_score = {BULK_MSI_MEDIAN:g} x exp({BULK_MSI_LOG_PER_SD:g} z in the planted types"
+            f" + {BULK_MSI_LOG_SD:g} N(0,1))",
             "cnv": "bulk/cnv_thresholded.tsv: GISTIC levels -2..2 of the signature genes, independent",
             "cnv_gene": cnv_gene(model),
             "cnv_log2_per_level": BULK_CNV_LOG2_PER_LEVEL,
@@ -306,7 +324,9 @@ def drug_names(config: SimConfig) -> tuple[list[str], list[str]]:
 def simulate_cell_lines(
     model: Model, config: SimConfig, rng: np.random.Generator
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """Cell lines drawn like bulk samples (log2(TPM + 1), genes x lines ``CL0001`` ...) and a long GDSC-like
+    """Draw cell lines and their drug responses.
+
+    Cell lines drawn like bulk samples (log2(TPM + 1), genes x lines ``CL0001`` ...) and a long GDSC-like
     response table (``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``): ln IC50 = ``DRUG_BASE_LN_IC50`` + N(0, 1)
     - ``DRUG_SLOPE_PER_SD`` x z for the planted drugs (z: the signature score), without the z term for the others.
     """
@@ -337,7 +357,8 @@ def write_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) 
         "response": "drugs/drug_response.tsv",
         "planted": planted,
         "null": null,
-        "ln_ic50": f"{DRUG_BASE_LN_IC50:g} + N(0,1) - {DRUG_SLOPE_PER_SD:g} z for the planted drugs, without the z term for the others "
+        "ln_ic50": f"{DRUG_BASE_LN_IC50:g} + N(0,1) - {DRUG_SLOPE_PER_SD:g} z for the planted drugs, without the z "
+        f"term for the others "
         "(z: the bulk signature score of the cell line)",
     }
 
@@ -346,7 +367,9 @@ def write_cell_lines(model: Model, config: SimConfig, rng: np.random.Generator) 
 # Immunotherapy cohort
 # ----------------------------------------------------------------------------------------------
 def immunotherapy_clinical(z: pd.Series, log_or: float, rng: np.random.Generator) -> pd.DataFrame:
-    """Best response and survival of an immunotherapy cohort driven by the signature score z: P(CR/PR) =
+    """Draw the response and survival of an immunotherapy cohort.
+
+    Best response and survival of an immunotherapy cohort driven by the signature score z: P(CR/PR) =
     logistic(``IO_BASE_LOGIT`` + log_or z) (responders CR 30% / PR, the others SD 40% / PD); time to
     progression and death after progression exponential with hazards exp(-``IO_LOG_HR_PER_LOG_OR`` log_or z)
     (OS = progression + post-progression time, so PFS <= OS); one exponential censoring time for both.
@@ -382,7 +405,9 @@ def write_bulk_cohort(
     clinical_of: Callable[[pd.Series], pd.DataFrame],
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """``n`` more bulk samples drawn like the bulk cohort (``<prefix>0001`` ...): ``<folder>/expression.tsv``
+    """Write more bulk samples drawn like the bulk cohort.
+
+    ``n`` more bulk samples drawn like the bulk cohort (``<prefix>0001`` ...): ``<folder>/expression.tsv``
     (TPM, in the bulk species) and ``<folder>/clinical.tsv`` = ``clinical_of(z)`` of their signature score;
     returns the clinical table.
     """
@@ -396,7 +421,9 @@ def write_bulk_cohort(
 
 
 def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
-    """``immunotherapy/expression.tsv`` (TPM, samples ``IO0001`` ...) and ``immunotherapy/clinical.tsv``
+    """Write the immunotherapy cohort.
+
+    ``immunotherapy/expression.tsv`` (TPM, samples ``IO0001`` ...) and ``immunotherapy/clinical.tsv``
     (:func:`immunotherapy_clinical`); returns the truth.
     """
     clinical = write_bulk_cohort(
@@ -415,14 +442,17 @@ def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Gener
         "log_or_per_sd": config.immunotherapy_log_or,
         "responders": responders,
         "response": f"P(CR/PR) = logistic({IO_BASE_LOGIT:g} + {config.immunotherapy_log_or:g} z)",
-        "hazard": f"progression and post-progression hazards x exp(-{IO_LOG_HR_PER_LOG_OR * config.immunotherapy_log_or:g} z); "
+        "hazard": f"progression and post-progression hazards x "
+        f"exp(-{IO_LOG_HR_PER_LOG_OR * config.immunotherapy_log_or:g} z); "
         f"median PFS {IO_MEDIAN_PFS_DAYS:g} days at z = 0; OS = PFS + post-progression time",
         "files": {"expression": "immunotherapy/expression.tsv", "clinical": "immunotherapy/clinical.tsv"},
     }
 
 
 def simulate_validation_cohort(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
-    """A second bulk cohort (``bulk_validation/``: samples ``VAL0001`` ..., one cancer type) drawn like the first,
+    """Write a validation bulk cohort.
+
+    A second bulk cohort (``bulk_validation/``: samples ``VAL0001`` ..., one cancer type) drawn like the first,
     with the same hazard ``exp(bulk_beta * z)``: a validation set; returns the truth.
     """
     clinical = write_bulk_cohort(

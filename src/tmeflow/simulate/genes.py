@@ -47,9 +47,11 @@ class Genes:
     position: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        """Index the gene symbols."""
         self.position = {symbol: i for i, symbol in enumerate(self.var.index)}
 
     def index(self, symbols) -> np.ndarray:
+        """Return the column positions of ``symbols``."""
         return np.array([self.position[s] for s in symbols], dtype=np.int64)
 
 
@@ -69,7 +71,9 @@ def _read_gmt_set(species: str, name: str) -> list[str]:
 
 
 def _marker_table_genes(species: str, available: set[str]) -> list[str]:
-    """Genes of the bundled major and subtype marker tables (mouse only), so annotation and sub-clustering
+    """Return the genes of the bundled marker tables (mouse only).
+
+    Genes of the bundled major and subtype marker tables (mouse only), so annotation and sub-clustering
     of a simulated mouse cohort can score every bundled type. Human simulations keep their gene list (and so
     their bytes for a seed): the human tables are matched by the random background genes as before.
     """
@@ -82,7 +86,7 @@ def _marker_table_genes(species: str, available: set[str]) -> list[str]:
 
 
 def _species_symbol(human: str, species: str, orthologs: dict[str, str], available: set[str]) -> str | None:
-    """The symbol of a human gene in ``species`` (ortholog, then known mouse name, then capitalised)."""
+    """Return the symbol of a human gene in ``species`` (ortholog, then known mouse name, then capitalised)."""
     if species == "human":
         return human if human in available else None
     for candidate in (orthologs.get(human), MOUSE_NAMES.get(human), human.capitalize()):
@@ -131,7 +135,7 @@ def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
     orthologs = {}
     if species == "mouse":
         pairs = _resource_table("orthologs", "orthologs_human_mouse.tsv")
-        orthologs = dict(zip(pairs["human_symbol"], pairs["mouse_symbol"]))
+        orthologs = dict(zip(pairs["human_symbol"], pairs["mouse_symbol"], strict=True))
     to_species = lambda g: _species_symbol(g, species, orthologs, available)  # noqa: E731
 
     markers: dict[str, list[str]] = {}
@@ -158,7 +162,8 @@ def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
             least += 1
         raise TmeflowInputError(
             f"--n_genes must be at least {fixed + least} for {species} (programme genes plus 20 per arm, and "
-            f"{CNV_EVENTS_RANGE[1]} autosomal arms of {MIN_CNV_ARM_GENES} genes for the planted CNVs); got {config.n_genes}"
+            f"{CNV_EVENTS_RANGE[1]} autosomal arms of {MIN_CNV_ARM_GENES} genes for the planted CNVs); got "
+            f"{config.n_genes}"
         )
     quota = _allocate_per_arm(per_arm, budget)
     chosen = list(required)
@@ -185,11 +190,13 @@ def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
     var.insert(1, "feature_types", "Gene Expression")
     var = var.rename(columns={"gene_id": "gene_ids"})
     states = _neutrophil_states(species, set(var.index) - special)
+    if ligand is None or receptor is None:  # the planted pair is in both species' gene lists
+        raise ValueError(f"the planted ligand-receptor pair {LR_LIGAND}-{LR_RECEPTOR} has no {species} symbol")
     return Genes(var, markers, ribo, list(mito), haemoglobin, pathway, ligand, receptor, states)
 
 
 def _neutrophil_states(species: str, candidates: set[str]) -> dict[str, list[str]]:
-    """The genes that vary with the planted neutrophil states (mouse only; see ``NEUTROPHIL_STATE_GENES``)."""
+    """Return the genes that vary with the planted neutrophil states (mouse only; see ``NEUTROPHIL_STATE_GENES``)."""
     if species != "mouse":
         return {}
     return {state: [g for g in genes if g in candidates] for state, genes in NEUTROPHIL_STATE_GENES.items()}

@@ -64,6 +64,7 @@ class Model:
     idx: dict[str, np.ndarray] = field(default_factory=dict)
 
     def type_index(self, cell_type: str) -> int:
+        """Return the position of ``cell_type`` in the model's cell types."""
         return CELL_TYPES.index(cell_type)
 
 
@@ -93,7 +94,7 @@ def _draw_programmes(genes: Genes, rng: np.random.Generator) -> dict[str, list[s
 
 
 def _cnv_factor(genes: Genes, events: list[dict[str, str]]) -> np.ndarray:
-    factor = np.ones(len(genes.var), dtype=np.float32)
+    factor: np.ndarray = np.ones(len(genes.var), dtype=np.float32)
     for event in events:
         factor[(genes.var["chr_arm"] == event["arm"]).to_numpy()] = CNV_GAIN if event["type"] == "gain" else CNV_LOSS
     return factor
@@ -107,7 +108,7 @@ def _draw_cnv_events(genes: Genes, rng: np.random.Generator) -> list[dict[str, s
     chosen = rng.choice(np.array(arms), size=n, replace=False)
     kinds = ["gain", "loss"] + rng.choice(["gain", "loss"], size=n - 2).tolist()
     order = {arm: i for i, arm in enumerate(genes.var["chr_arm"].unique())}
-    events = [{"arm": str(arm), "type": kind} for arm, kind in zip(chosen, kinds)]
+    events = [{"arm": str(arm), "type": kind} for arm, kind in zip(chosen, kinds, strict=True)]
     return sorted(events, key=lambda e: order[e["arm"]])
 
 
@@ -120,16 +121,17 @@ def _base_profiles(genes: Genes, programmes: dict[str, list[str]], rng: np.rando
     baseline[genes.index(mid)] = _quantile_values(baseline, *PROGRAMME_QUANTILES, len(mid), rng)
     baseline[genes.index(marker_genes)] = _quantile_values(baseline, *MARKER_OFF_QUANTILES, len(marker_genes), rng)
     mito, ribo, hb = genes.index(genes.mito), genes.index(genes.ribo), genes.index(genes.haemoglobin)
-    fixed = np.zeros(n_genes, dtype=bool)
+    fixed: np.ndarray = np.zeros(n_genes, dtype=bool)
     fixed[np.concatenate([mito, ribo, hb])] = True
 
+    marker_low, marker_high = np.log(marker_levels)
     profiles = np.empty((len(CELL_TYPES), n_genes))
     for t, cell_type in enumerate(CELL_TYPES):
         if cell_type == MALIGNANT:  # malignant = epithelial with extra noise, below
             continue
         profiles[t] = baseline * rng.lognormal(0.0, TYPE_NOISE_SD, size=n_genes)
         markers = genes.index(genes.markers[cell_type])
-        profiles[t, markers] = np.exp(rng.uniform(*np.log(marker_levels), size=len(markers)))
+        profiles[t, markers] = np.exp(rng.uniform(marker_low, marker_high, size=len(markers)))
     malignant = CELL_TYPES.index(MALIGNANT)
     profiles[malignant] = profiles[CELL_TYPES.index("epithelial")] * rng.lognormal(
         0.0, MALIGNANT_NOISE_SD, size=n_genes
@@ -150,7 +152,7 @@ def _base_profiles(genes: Genes, programmes: dict[str, list[str]], rng: np.rando
 
 
 def _draw_patient(genes: Genes, rng: np.random.Generator) -> tuple[list[dict[str, str]], np.ndarray]:
-    """A patient's CNV events and malignant-cell factor (CNV x patient-specific programme noise)."""
+    """Draw a patient's CNV events and malignant-cell factor (CNV x patient-specific programme noise)."""
     events = _draw_cnv_events(genes, rng)
     noise = rng.lognormal(0.0, PATIENT_NOISE_SD, size=len(genes.var)).astype(np.float32)
     noise[genes.index(genes.markers[MALIGNANT] + genes.mito + genes.ribo)] = 1.0
@@ -158,6 +160,7 @@ def _draw_patient(genes: Genes, rng: np.random.Generator) -> tuple[list[dict[str
 
 
 def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Model:
+    """Draw the cohort's expression model: cell-type profiles, programmes, dispersions, batch and patient factors."""
     programmes = _draw_programmes(genes, rng)
     profiles = _base_profiles(genes, programmes, rng)
     n_genes = len(genes.var)
@@ -186,7 +189,9 @@ def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Mo
 
 
 def _neutrophil_state_genes(genes: Genes, programmes: dict[str, list[str]], seed: int) -> dict[str, list[str]]:
-    """The genes of each planted neutrophil state (mouse only): the bundled subtype markers plus
+    """Choose the genes of each planted neutrophil state.
+
+    The genes of each planted neutrophil state (mouse only): the bundled subtype markers plus
     ``NEUTROPHIL_PROGRAMME_GENES`` random genes each (a state moves hundreds of genes in real neutrophils, not
     a handful of markers). Drawn from a stream of its own.
     """
@@ -202,14 +207,16 @@ def _neutrophil_state_genes(genes: Genes, programmes: dict[str, list[str]], seed
 
 
 def _raise_neutrophil_state_genes(model: Model) -> None:
-    """Neutrophil state genes at the level of the neutrophil's highest marker for the bundled markers
+    """Raise the neutrophil state genes.
+
+    Neutrophil state genes at the level of the neutrophil's highest marker for the bundled markers
     (granule-protein genes such as Camp, Ltf, Ngp are among immature neutrophils' most abundant transcripts) and
     at the 95th percentile of the neutrophil profile for the random programme genes; the state factors of
     :func:`_neutrophil_factors` then lower them outside their state. No random draw.
     """
     neutrophil = model.type_index("neutrophil")
     profile = model.profiles[neutrophil]
-    marker_level = np.max(profile[model.genes.index(model.genes.markers["neutrophil"])])
+    marker_level = float(np.max(profile[model.genes.index(model.genes.markers["neutrophil"])]))
     programme_level = np.quantile(profile, 0.95)
     for state, symbols in model.neutrophil_states.items():
         markers = set(model.genes.neutrophil_states[state])
@@ -232,7 +239,9 @@ def _trajectory_factor(model: Model, pseudotime: np.ndarray, fate: np.ndarray) -
 
 
 def _neutrophil_factors(maturation: np.ndarray, state: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-cell factors of each state's genes: immature genes fall and mature genes rise with maturation
+    """Return per-cell factors of each neutrophil state's genes.
+
+    Per-cell factors of each state's genes: immature genes fall and mature genes rise with maturation
     (``NEUTROPHIL_LOG2FC`` over the path); PROK2-high cells switch their state's genes on and the mature
     state's genes off (a distinct state, as in Xue et al. 2022, not a mature cell with extra genes).
     """
@@ -252,7 +261,7 @@ def _scale_columns(mu: np.ndarray, rows: np.ndarray, cols: np.ndarray, factor) -
 
 
 def cell_means(model: Model, cells: pd.DataFrame, *, patient: str, condition: str, batch: str | None) -> np.ndarray:
-    """Expected counts (cells x genes, float32) of cells with columns type_code, library, pseudotime, fate.
+    """Compute expected counts (cells x genes, float32) of cells with columns type_code, library, pseudotime, fate.
 
     ``batch`` None: no batch factor (spatial sections are their own platform).
     """
@@ -309,7 +318,7 @@ def draw_counts(mu: np.ndarray, dispersion: np.ndarray, rng: np.random.Generator
     gamma = rng.standard_gamma(np.broadcast_to(shape[None, :], mu.shape), dtype=np.float32)
     gamma *= dispersion[None, :]
     gamma *= mu
-    counts = rng.poisson(gamma)
+    counts = np.asarray(rng.poisson(gamma))
     rows, cols = np.nonzero(counts)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=mu.shape[0]))])
     return sp.csr_matrix((counts[rows, cols].astype(np.float32), cols.astype(np.int32), indptr), shape=mu.shape)

@@ -96,41 +96,104 @@ def _truth(config: SimConfig, model: Model, plan: pd.DataFrame, sections: list[d
         "mito_genes": genes.mito,
         "ribo_genes": genes.ribo,
         "haemoglobin_genes": genes.haemoglobin,
-        "samples": plan.drop(columns=["composition", "library_shift"]).assign(
-            composition=[dict(zip(CELL_TYPES, np.round(c, 4).tolist())) for c in plan["composition"]]
-        ).to_dict(orient="records"),
+        "samples": plan.drop(columns=["composition", "library_shift"])
+        .assign(composition=[dict(zip(CELL_TYPES, np.round(c, 4).tolist(), strict=True)) for c in plan["composition"]])
+        .to_dict(orient="records"),
         "batches": sorted(model.batch_factors),
-        "cnv": {"events": model.cnv_events, "gain_fold": CNV_GAIN, "loss_fold": CNV_LOSS, "cells": "malignant cells of the patient"},
-        "differential_abundance": {"cell_type": DA_CELL_TYPE, "fold_change": DA_FOLD, "condition": METASTASIS, "reference": "other tumour conditions"},
-        "differential_expression": {"cell_type": DE_CELL_TYPE, "condition": METASTASIS, "reference": "other tumour conditions",
-                                    "log2fc": DE_LOG2FC, "up": model.programmes["de_up"], "down": model.programmes["de_down"]},
-        "pathway": {"name": PATHWAY, "cell_type": MALIGNANT, "condition": METASTASIS, "fold_change": PATHWAY_FOLD, "genes": genes.pathway},
-        "ligand_receptor": {"ligand": genes.ligand, "receptor": genes.receptor, "source": LR_SOURCE, "target": LR_TARGET,
-                            "condition": METASTASIS, "fold_change": LR_FOLD, "interface_fold_change": INTERFACE_LR_FOLD},
-        "trajectory": {"cell_type": MALIGNANT, "branch_point": BRANCH_POINT, "log2fc": TRAJECTORY_LOG2FC,
-                       "early": model.programmes["early"], "fate_A": model.programmes["fate_A"], "fate_B": model.programmes["fate_B"],
-                       "fate_A_probability": {"metastasis": FATE_A_PROB["metastasis"], "other": FATE_A_PROB["other"]}},
-        "neutrophil_states": {"genes": model.neutrophil_states, "mature_at": NEUTROPHIL_MATURE_AT, "prok2_at": NEUTROPHIL_PROK2_AT,
-                              "prok2_probability": NEUTROPHIL_PROK2_PROB, "log2fc": NEUTROPHIL_LOG2FC,
-                              "root_genes": genes.neutrophil_states.get("immature neutrophil", [])},
-        "qc": {"low_quality_rate": config.low_quality_rate, "low_quality_umi": LOW_QUALITY_UMI, "low_quality_mito_fraction": LOW_QUALITY_MITO,
-               "doublet_rate": config.doublet_rate, "doublet_thinning": DOUBLET_THINNING, "mito_fraction_good": MITO_FRACTION},
-        "spatial": {"grid": config.grid, "n_spots": config.n_spots, "sections": sections, "regions": {
-            "tumour": "inside a tumour blob (disc)", "interface": "within 1.5 spot spacings outside a blob",
-            "stroma": "elsewhere", "composition": REGION_COMPOSITION}, "cells_per_spot": SPOT_CELLS,
-            "spot_spacing_um": SPOT_SPACING_UM, "pixels_per_um": PX_PER_UM,
-            "platform_sd": config.spatial_platform_sd, "umi_per_cell": config.spot_umi_per_cell,
-            "heldout_patients": config.heldout_sections},
-        "bulk": {"n_samples": config.n_bulk, "beta": config.bulk_beta, "signature_genes": model.programmes["fate_A"],
-                 "score": "mean log2(TPM+1) over signature_genes, z-scored across samples (population SD)",
-                 "true_proportions": "bulk/true_proportions.tsv: mixture weights of the cell-type profiles (RNA fractions) and true_signature_z",
-                 "hazard": "exponential, baseline median %g days, hazard ratio exp(beta * z)" % BULK_MEDIAN_SURVIVAL_DAYS, **bulk},
+        "cnv": {
+            "events": model.cnv_events,
+            "gain_fold": CNV_GAIN,
+            "loss_fold": CNV_LOSS,
+            "cells": "malignant cells of the patient",
+        },
+        "differential_abundance": {
+            "cell_type": DA_CELL_TYPE,
+            "fold_change": DA_FOLD,
+            "condition": METASTASIS,
+            "reference": "other tumour conditions",
+        },
+        "differential_expression": {
+            "cell_type": DE_CELL_TYPE,
+            "condition": METASTASIS,
+            "reference": "other tumour conditions",
+            "log2fc": DE_LOG2FC,
+            "up": model.programmes["de_up"],
+            "down": model.programmes["de_down"],
+        },
+        "pathway": {
+            "name": PATHWAY,
+            "cell_type": MALIGNANT,
+            "condition": METASTASIS,
+            "fold_change": PATHWAY_FOLD,
+            "genes": genes.pathway,
+        },
+        "ligand_receptor": {
+            "ligand": genes.ligand,
+            "receptor": genes.receptor,
+            "source": LR_SOURCE,
+            "target": LR_TARGET,
+            "condition": METASTASIS,
+            "fold_change": LR_FOLD,
+            "interface_fold_change": INTERFACE_LR_FOLD,
+        },
+        "trajectory": {
+            "cell_type": MALIGNANT,
+            "branch_point": BRANCH_POINT,
+            "log2fc": TRAJECTORY_LOG2FC,
+            "early": model.programmes["early"],
+            "fate_A": model.programmes["fate_A"],
+            "fate_B": model.programmes["fate_B"],
+            "fate_A_probability": {"metastasis": FATE_A_PROB["metastasis"], "other": FATE_A_PROB["other"]},
+        },
+        "neutrophil_states": {
+            "genes": model.neutrophil_states,
+            "mature_at": NEUTROPHIL_MATURE_AT,
+            "prok2_at": NEUTROPHIL_PROK2_AT,
+            "prok2_probability": NEUTROPHIL_PROK2_PROB,
+            "log2fc": NEUTROPHIL_LOG2FC,
+            "root_genes": genes.neutrophil_states.get("immature neutrophil", []),
+        },
+        "qc": {
+            "low_quality_rate": config.low_quality_rate,
+            "low_quality_umi": LOW_QUALITY_UMI,
+            "low_quality_mito_fraction": LOW_QUALITY_MITO,
+            "doublet_rate": config.doublet_rate,
+            "doublet_thinning": DOUBLET_THINNING,
+            "mito_fraction_good": MITO_FRACTION,
+        },
+        "spatial": {
+            "grid": config.grid,
+            "n_spots": config.n_spots,
+            "sections": sections,
+            "regions": {
+                "tumour": "inside a tumour blob (disc)",
+                "interface": "within 1.5 spot spacings outside a blob",
+                "stroma": "elsewhere",
+                "composition": REGION_COMPOSITION,
+            },
+            "cells_per_spot": SPOT_CELLS,
+            "spot_spacing_um": SPOT_SPACING_UM,
+            "pixels_per_um": PX_PER_UM,
+            "platform_sd": config.spatial_platform_sd,
+            "umi_per_cell": config.spot_umi_per_cell,
+            "heldout_patients": config.heldout_sections,
+        },
+        "bulk": {
+            "n_samples": config.n_bulk,
+            "beta": config.bulk_beta,
+            "signature_genes": model.programmes["fate_A"],
+            "score": "mean log2(TPM+1) over signature_genes, z-scored across samples (population SD)",
+            "true_proportions": "bulk/true_proportions.tsv: mixture weights of the cell-type profiles (RNA "
+            "fractions) and true_signature_z",
+            "hazard": f"exponential, baseline median {BULK_MEDIAN_SURVIVAL_DAYS:g} days, hazard ratio exp(beta * z)",
+            **bulk,
+        },
         "files": {"truth_cells": "truth_cells.tsv.gz", "samplesheet": "samplesheet.csv"},
-    }  # fmt: skip
+    }
 
 
 def _bulk_row(config: SimConfig, sample: str, patient: str) -> dict[str, str]:
-    """The samplesheet row of a bulk cohort written to the folder ``<sample>/``."""
+    """Return the samplesheet row of a bulk cohort written to the folder ``<sample>/``."""
     return {
         "sample": sample,
         "patient": patient,
@@ -179,16 +242,30 @@ def run_simulate(config: SimConfig) -> Path:
             truth_cells.to_csv(truth_handle, sep="\t", header=(i == 0))
             meta = {k: getattr(row, k) for k in ("sample", "patient", "condition", "tissue", "species", "batch")}
             sheet.append({**meta, "modality": "sc", "data": data})
-            logger.info("sample %s: %d cells, %d genes, %.1f UMI/cell (mean) written in %.1f s", row.sample, len(counts.obs), len(counts.var),
-                        counts.total_umi / max(1, len(counts.obs)), time.perf_counter() - start)  # fmt: skip
+            logger.info(
+                "sample %s: %d cells, %d genes, %.1f UMI/cell (mean) written in %.1f s",
+                row.sample,
+                len(counts.obs),
+                len(counts.var),
+                counts.total_umi / max(1, len(counts.obs)),
+                time.perf_counter() - start,
+            )
     sections = _sections(config)
     add_heldout_patients(model, sections, config)
     for section in sections:
         start = time.perf_counter()
         simulate_section(model, section, config, rng_spatial)
         folder = f"spatial/{section['sample']}"
-        sheet.append({**{k: section[k] for k in ("sample", "patient", "condition", "tissue")}, "species": config.species, "batch": "visium",
-                      "modality": "spatial", "data": f"{folder}/outs", "region_annotation": f"{folder}/region_annotation.csv"})  # fmt: skip
+        sheet.append(
+            {
+                **{k: section[k] for k in ("sample", "patient", "condition", "tissue")},
+                "species": config.species,
+                "batch": "visium",
+                "modality": "spatial",
+                "data": f"{folder}/outs",
+                "region_annotation": f"{folder}/region_annotation.csv",
+            }
+        )
         logger.info("section %s written in %.1f s", section["sample"], time.perf_counter() - start)
     bulk: dict[str, Any] = {}
     if config.n_bulk:
@@ -214,6 +291,7 @@ def run_simulate(config: SimConfig) -> Path:
 
 
 def config_from_args(args) -> SimConfig:
+    """Build the simulation settings from parsed command-line arguments."""
     conditions = tuple(c.strip() for c in str(args.conditions).split(",") if c.strip())
     fields = {
         name: getattr(args, name)
@@ -228,7 +306,8 @@ def cli(args, params: dict[str, Any]) -> None:
     config = config_from_args(args)
     with timed(
         logger,
-        f"simulating {config.n_cells} cells, {config.n_sections} section(s), {config.n_bulk} bulk samples into {config.outdir}",
+        f"simulating {config.n_cells} cells, {config.n_sections} section(s), {config.n_bulk} bulk samples into "
+        f"{config.outdir}",
     ):
         sheet = run_simulate(config)
     logger.info("samplesheet: %s", sheet)

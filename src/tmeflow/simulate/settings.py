@@ -180,9 +180,16 @@ IO_CENSORING_HAZARD = 1 / 900.0  # administrative/loss-to-follow-up censoring of
 DRUG_SLOPE_PER_SD = 0.8  # ... minus 0.8 per SD of the signature score for the planted drugs (rho about -0.6)
 SC_FORMATS = ("h5ad", "mtx", "h5")
 TRUTH_CELL_COLUMNS = (
-    "true_cell_type", "true_compartment", "true_malignant", "true_pseudotime", "true_fate", "true_qc", "true_doublet_partner",
-    "true_state", "true_maturation",
-)  # fmt: skip
+    "true_cell_type",
+    "true_compartment",
+    "true_malignant",
+    "true_pseudotime",
+    "true_fate",
+    "true_qc",
+    "true_doublet_partner",
+    "true_state",
+    "true_maturation",
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,6 +197,8 @@ TRUTH_CELL_COLUMNS = (
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SimConfig:
+    """Hold the options of one simulated cohort (``tmeflow simulate``), with their defaults."""
+
     outdir: Path
     n_cells: int = 3000
     n_patients: int = 3
@@ -222,7 +231,7 @@ class SimConfig:
     spot_umi_per_cell: float = 800.0
 
     def settings(self) -> dict[str, Any]:
-        """The options as plain JSON/HDF5-friendly values (no output folder)."""
+        """Return the options as plain JSON/HDF5-friendly values (no output folder)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k != "outdir"}
 
     def check(self) -> None:
@@ -266,9 +275,9 @@ class SimConfig:
             raise TmeflowInputError(f"--n_immunotherapy must be 0 or at least 30, got {self.n_immunotherapy}")
         if self.n_sections and self.n_spots < 50:
             raise TmeflowInputError(f"--n_spots must be at least 50, got {self.n_spots}")
-        for name, value in {"doublet_rate": self.doublet_rate, "low_quality_rate": self.low_quality_rate}.items():
-            if not 0.0 <= value < 0.5:
-                raise TmeflowInputError(f"--{name} must be in [0, 0.5), got {value}")
+        for name, rate in {"doublet_rate": self.doublet_rate, "low_quality_rate": self.low_quality_rate}.items():
+            if not 0.0 <= rate < 0.5:
+                raise TmeflowInputError(f"--{name} must be in [0, 0.5), got {rate}")
         if self.doublet_rate + self.low_quality_rate >= 0.5:
             raise TmeflowInputError("--doublet_rate plus --low_quality_rate must stay below 0.5")
         choices = {
@@ -277,12 +286,12 @@ class SimConfig:
             "grid": (self.grid, ("hex", "square")),
             "sc_format": (self.sc_format, SC_FORMATS),
         }
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise TmeflowInputError(f"--{name} must be one of {', '.join(allowed)}, got {value}")
-        for name, value in {"batch_effect": self.batch_effect, "spatial_platform_sd": self.spatial_platform_sd}.items():
-            if value < 0:
-                raise TmeflowInputError(f"--{name} must be 0 or more, got {value}")
+        for name, (choice, allowed) in choices.items():
+            if choice not in allowed:
+                raise TmeflowInputError(f"--{name} must be one of {', '.join(allowed)}, got {choice}")
+        for name, sd in {"batch_effect": self.batch_effect, "spatial_platform_sd": self.spatial_platform_sd}.items():
+            if sd < 0:
+                raise TmeflowInputError(f"--{name} must be 0 or more, got {sd}")
         if self.spot_umi_per_cell <= 0:
             raise TmeflowInputError(f"--spot_umi_per_cell must be positive, got {self.spot_umi_per_cell}")
         if not self.conditions or len(set(self.conditions)) != len(self.conditions):

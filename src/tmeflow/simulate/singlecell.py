@@ -65,7 +65,7 @@ def plan_samples(config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
     while sizes.sum() != config.n_cells:  # fix rounding: add to / take from the largest samples
         step = 1 if sizes.sum() < config.n_cells else -1
         sizes[np.argmax(sizes) if step < 0 else rng.integers(n)] += step
-    batches = np.resize([f"batch{b + 1}" for b in range(config.n_batches)], n)
+    batches: np.ndarray = np.resize([f"batch{b + 1}" for b in range(config.n_batches)], n)
     rng.shuffle(batches)
     plan = pd.DataFrame(rows, columns=["patient", "condition"])
     plan.insert(0, "sample", plan["patient"] + "_" + plan["condition"])
@@ -102,7 +102,9 @@ def _draw_cells(plan_row, n: int, composition: np.ndarray, rng: np.random.Genera
 
 
 def _draw_neutrophil_states(cells: pd.DataFrame, plan_row, config: SimConfig) -> pd.DataFrame:
-    """Maturation and state of each neutrophil (mouse only; ``NEUTROPHIL_*`` in settings), from a stream of
+    """Draw the maturation and state of each neutrophil.
+
+    Maturation and state of each neutrophil (mouse only; ``NEUTROPHIL_*`` in settings), from a stream of
     its own per sample so every other draw of the cohort is unchanged.
     """
     n = len(cells)
@@ -173,6 +175,7 @@ class SampleCounts:
     total_umi: float = 0.0
 
     def stream(self) -> Iterator[sp.csr_matrix]:
+        """Yield the counts of the sample in blocks of cells."""
         for block in self.blocks:
             self.total_umi += float(block.sum())
             yield block
@@ -236,12 +239,12 @@ def _mtx_chunks(matrix: sp.csr_matrix, n_genes: int):
 
 
 def write_10x_mtx(matrix: sp.csr_matrix, barcodes, var: pd.DataFrame, folder: Path) -> Path:
-    """A Cell Ranger v3 ``filtered_feature_bc_matrix`` folder, written beside and renamed into place."""
+    """Write a Cell Ranger v3 ``filtered_feature_bc_matrix`` folder beside and renamed into place."""
     folder = Path(folder)
     tmp = folder.parent / f".{folder.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    features = (f"{gid}\t{sym}\tGene Expression\n" for gid, sym in zip(var["gene_ids"], var.index))
+    features = (f"{gid}\t{sym}\tGene Expression\n" for gid, sym in zip(var["gene_ids"], var.index, strict=True))
     _write_gz_lines(tmp / "features.tsv.gz", ["".join(features)])
     _write_gz_lines(tmp / "barcodes.tsv.gz", ["".join(f"{b}\n" for b in barcodes)])
     _write_gz_lines(tmp / "matrix.mtx.gz", _mtx_chunks(matrix, len(var)))
@@ -251,7 +254,7 @@ def write_10x_mtx(matrix: sp.csr_matrix, barcodes, var: pd.DataFrame, folder: Pa
 
 
 def write_10x_h5(matrix: sp.csr_matrix, barcodes, var: pd.DataFrame, path: Path, genome: str, library_id: str) -> Path:
-    """A Cell Ranger / Space Ranger v3 ``filtered_feature_bc_matrix.h5``."""
+    """Write a Cell Ranger / Space Ranger v3 ``filtered_feature_bc_matrix.h5``."""
     import h5py
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ def _regions(spots: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray,
 
 def _spot_cells(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Cell counts per spot and type (spots x types)."""
-    counts = np.zeros((len(region), len(CELL_TYPES)), dtype=np.int64)
+    counts: np.ndarray = np.zeros((len(region), len(CELL_TYPES)), dtype=np.int64)
     n_cells = rng.integers(SPOT_CELLS[0], SPOT_CELLS[1] + 1, size=len(region))
     for name in REGIONS:
         rows = np.flatnonzero(region == name)
@@ -98,7 +99,7 @@ def _spot_means(
     umi_per_cell: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Expected counts per spot: sum over its cells of the cell-type means (with planted effects)."""
+    """Compute expected counts per spot: sum over its cells of the cell-type means (with planted effects)."""
     n_spots, n_genes = counts.shape[0], len(model.genes.var)
     mu = np.zeros((n_spots, n_genes), dtype=np.float32)
     capture = rng.lognormal(math.log(umi_per_cell), 0.25, size=n_spots).astype(np.float32)
@@ -126,14 +127,16 @@ def _spot_means(
 def _lowres_image(
     spots: pd.DataFrame, region: np.ndarray, scalef: float, spot_diameter_px: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """An RGB tissue image: darker purple where tumour, pink stroma, white background."""
+    """Draw an RGB tissue image: darker purple where tumour, pink stroma, white background."""
     margin = 2 * spot_diameter_px
     height = int((spots["pxl_row_in_fullres"].max() + margin) * scalef) + 1
     width = int((spots["pxl_col_in_fullres"].max() + margin) * scalef) + 1
-    image = np.full((height, width, 3), 245, dtype=np.float32)
+    image: np.ndarray = np.full((height, width, 3), 245, dtype=np.float32)
     yy, xx = np.mgrid[0:height, 0:width]
     radius = max(1.0, SPOT_SPACING_UM * PX_PER_UM * scalef * 0.6)
-    for (row_px, col_px), name in zip(spots[["pxl_row_in_fullres", "pxl_col_in_fullres"]].to_numpy() * scalef, region):
+    for (row_px, col_px), name in zip(
+        spots[["pxl_row_in_fullres", "pxl_col_in_fullres"]].to_numpy() * scalef, region, strict=True
+    ):
         r0, r1 = int(max(0, row_px - radius)), int(min(height, row_px + radius + 1))
         c0, c1 = int(max(0, col_px - radius)), int(min(width, col_px + radius + 1))
         disc = (yy[r0:r1, c0:c1] - row_px) ** 2 + (xx[r0:r1, c0:c1] - col_px) ** 2 <= radius**2
@@ -150,7 +153,9 @@ def _write_image(array: np.ndarray, path: Path) -> None:
 
 
 def spatial_platform(model: Model, config: SimConfig) -> np.ndarray:
-    """Per-gene factors of the spatial assay relative to the single-cell one (log-normal, SD
+    """Draw the per-gene factors of the spatial assay.
+
+    Per-gene factors of the spatial assay relative to the single-cell one (log-normal, SD
     ``spatial_platform_sd``), shared by every section: the gene-specific capture differences that
     make a single-cell reference and a Visium section disagree (Cable et al. 2022, RCTD). Drawn from
     their own random stream, so they leave every other simulated value unchanged.
@@ -170,7 +175,7 @@ def add_heldout_patients(model: Model, sections: list[dict[str, str]], config: S
 
 
 def simulate_section(
-    model: Model, section: dict[str, str], config: SimConfig, rng: np.random.Generator
+    model: Model, section: dict[str, Any], config: SimConfig, rng: np.random.Generator
 ) -> pd.DataFrame:
     """Simulate one Visium-like section and write its ``outs/`` folder; return the spot truth."""
     spots = spot_grid(config.n_spots, config.grid)
@@ -231,8 +236,13 @@ def simulate_section(
     write_table(truth, folder / "truth_spots.tsv")
     with atomic_path(folder / "region_annotation.csv") as tmp:
         truth[["barcode"]].assign(region=region).to_csv(tmp, index=False)
-    logger.info("spatial section %s: %d spots (%s), %d UMI per spot (median)", section["sample"], len(spots),
-                ", ".join(f"{r} {int((region == r).sum())}" for r in REGIONS), int(np.median(np.asarray(matrix.sum(axis=1)))))  # fmt: skip
+    logger.info(
+        "spatial section %s: %d spots (%s), %d UMI per spot (median)",
+        section["sample"],
+        len(spots),
+        ", ".join(f"{r} {int((region == r).sum())}" for r in REGIONS),
+        int(np.median(np.asarray(matrix.sum(axis=1)))),
+    )
     return truth
 
 

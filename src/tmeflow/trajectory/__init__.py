@@ -11,7 +11,8 @@ Subset (``trajectory_subset``)
 Embedding
     Highly variable genes of the subset (``trajectory_n_top_genes``; Seurat v3 on raw counts, else
     Seurat on ``X``), PCA (``trajectory_n_pcs``), kNN graph (``trajectory_n_neighbors``), diffusion
-    map (its first two components are the plotted embedding), Leiden clusters (``trajectory_resolution``; obs ``trajectory_cluster``).
+    map (its first two components are the plotted embedding), Leiden clusters (``trajectory_resolution``; obs
+    ``trajectory_cluster``).
 Root (first that is set)
     ``trajectory_root_genes``: the cell with the highest score, the mean z-score of the root genes,
     averaged over each cell's kNN neighbourhood (absent genes are ignored with a warning; no gene
@@ -43,16 +44,15 @@ Condition enrichment of a fate (samples as units)
     branches after conditions almost automatically. Without ``obs['sample']`` each condition is one
     sample and no fate can be labelled.
 Genes along each fate
-    Weighted Spearman correlation of each gene (log-normalised, expressed in >= 5% of the subset)
-    with pseudotime, weights = the fate's probability; p-values from the t approximation with the
-    Kish effective sample size, BH FDR per fate. What this ranking can claim: genes that change along
-    the inferred pseudotime of a fate, in these cells. It is exploratory, not a test of a biological
-    hypothesis: cells are not independent replicates (samples are), and pseudotime and fates were
-    computed from the same genes' expression (double dipping), so p-values and FDRs are too small and
-    serve to rank genes; validate in held-out samples or with sample-level designs. *Fate genes*: FDR < ``trajectory_fdr``, rho > 0
-    and rho at least 0.1 above the gene's rho in every other fate. Hallmark over-representation of
-    the fate genes: hypergeometric test against the tested genes (bundled Hallmark GMT; mouse: the
-    ortholog-mapped one), BH FDR per fate.
+    Weighted Spearman correlation of each gene (log-normalised, expressed in >= 5% of the subset) with pseudotime,
+    weights = the fate's probability; p-values from the t approximation with the Kish effective sample size, BH FDR
+    per fate. What this ranking can claim: genes that change along the inferred pseudotime of a fate, in these
+    cells. It is exploratory, not a test of a biological hypothesis: cells are not independent replicates (samples
+    are), and pseudotime and fates were computed from the same genes' expression (double dipping), so p-values and
+    FDRs are too small and serve to rank genes; validate in held-out samples or with sample-level designs. *Fate
+    genes*: FDR < ``trajectory_fdr``, rho > 0 and rho at least 0.1 above the gene's rho in every other fate.
+    Hallmark over-representation of the fate genes: hypergeometric test against the tested genes (bundled Hallmark
+    GMT; mouse: the ortholog-mapped one), BH FDR per fate.
 
 Branch-dependent genes (:mod:`tmeflow.trajectory.branch`; tradeSeq, Van den Berge et al. 2020)
     Per HVG (expressed in >= 5% of the subset), lineage smooths of log-normalised expression on

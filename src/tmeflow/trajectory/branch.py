@@ -58,18 +58,56 @@ RIDGE = 1e-3
 
 
 def scale_pseudotime(t: np.ndarray) -> np.ndarray:
-    """Pseudotime scaled to [0, 1] between its 1% and 99% quantiles (clipped)."""
+    """Scale pseudotime to [0, 1] between its 1% and 99% quantiles (clipped), as tradeSeq's grid does.
+
+    Parameters
+    ----------
+    t
+        Pseudotime per cell (any scale; NaN ignored by the quantiles).
+
+    Returns
+    -------
+    numpy.ndarray
+        Scaled pseudotime, same shape as ``t``, in [0, 1].
+    """
     lo, hi = np.nanquantile(t, [0.01, 0.99])
     return np.clip((t - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
 
 
 def knots_at_quantiles(t: np.ndarray, n_knots: int) -> np.ndarray:
+    """Place spline knots at evenly spaced quantiles of pseudotime.
+
+    Parameters
+    ----------
+    t
+        Pseudotime of the cells (any scale).
+    n_knots
+        Number of knots (at least 3); tied quantiles are merged.
+
+    Returns
+    -------
+    numpy.ndarray
+        The distinct knots, increasing; ``[0, 0.5, 1]`` when fewer than 3 are distinct.
+    """
     knots = np.unique(np.quantile(t, np.linspace(0.0, 1.0, max(int(n_knots), 3))))
     return knots if knots.size >= 3 else np.array([0.0, 0.5, 1.0])
 
 
 def spline_basis(t: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """Natural cubic spline basis (ESL eq. 5.4-5.5): ``1, t, d_k - d_{K-1}`` (cells x K)."""
+    """Evaluate the natural cubic spline basis (Hastie, Tibshirani & Friedman, ESL eq. 5.4-5.5).
+
+    Parameters
+    ----------
+    t
+        Scaled pseudotime of the cells (or grid points).
+    knots
+        Increasing knots (at least 3), e.g. :func:`knots_at_quantiles`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``len(t) x K`` basis: ``1, t, d_k - d_{K-1}`` for ``k = 1 .. K-2``, linear beyond the boundary knots.
+    """
     t = np.asarray(t, dtype=float)
     K = knots.size
 
@@ -87,39 +125,60 @@ def _solve(ztz: np.ndarray, zty: np.ndarray) -> np.ndarray:
 
 def _normal_equations(basis: np.ndarray, weights: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per lineage ``N' W_l N`` and ``N' W_l Y`` (L x K x K, L x K x genes)."""
-    ztz = np.stack([basis.T @ (weights[:, [l]] * basis) for l in range(weights.shape[1])])
-    zty = np.stack([basis.T @ (weights[:, [l]] * Y) for l in range(weights.shape[1])])
+    ztz = np.stack([basis.T @ (weights[:, [lin]] * basis) for lin in range(weights.shape[1])])
+    zty = np.stack([basis.T @ (weights[:, [lin]] * Y) for lin in range(weights.shape[1])])
     return ztz, zty
 
 
 def _curves(ztz: np.ndarray, zty: np.ndarray, grid_basis: np.ndarray) -> np.ndarray:
-    return np.stack([grid_basis @ _solve(ztz[l], zty[l]) for l in range(ztz.shape[0])])  # L x grid x genes
+    return np.stack([grid_basis @ _solve(ztz[lin], zty[lin]) for lin in range(ztz.shape[0])])  # L x grid x genes
 
 
 def fit_smooths(
     X, t: np.ndarray, weights: np.ndarray, samples: np.ndarray, *, n_knots: int = 5, grid_size: int = GRID
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Per-sample and pooled lineage smooths on a pseudotime grid.
+    """Fit per-sample and pooled lineage smooths on a pseudotime grid (tradeSeq-style GAM, Van den Berge et al. 2020).
 
-    ``X`` cells x genes (log-normalised, dense or sparse), ``t`` pseudotime, ``weights`` cells x L.
-    Each lineage's smooth is the weighted least-squares spline fit with the cells' probabilities of that
-    lineage as weights (each cell counted in every lineage with its probability: the expectation of
-    tradeSeq's random assignment of cells to lineages), so cells before the branch point, shared by
-    all lineages, anchor every smooth at the root. Returns ``({sample: L x grid x genes}, pooled
-    L x grid x genes, grid)``; samples without enough cells or lineage weight are left out.
+    Each lineage's smooth is the weighted least-squares spline fit with the cells' probabilities of that lineage as
+    weights (each cell counted in every lineage with its probability: the expectation of tradeSeq's random assignment
+    of cells to lineages), so cells before the branch point, shared by all lineages, anchor every smooth at the root.
+    A small ridge (``RIDGE`` x mean diagonal) keeps sparse samples solvable.
+
+    Parameters
+    ----------
+    X
+        Cells x genes, log-normalised (dense or sparse).
+    t
+        Pseudotime per cell (scaled internally by :func:`scale_pseudotime`).
+    weights
+        Cells x L lineage (fate) probabilities.
+    samples
+        Sample of each cell; smooths are fitted per sample (samples are the units of replication).
+    n_knots
+        Knots at pseudotime quantiles (default 5: enough for one turn before and after a branch point).
+    grid_size
+        Points of the evaluation grid on [0, 1] (default ``GRID``).
+
+    Returns
+    -------
+    tuple
+        ``({sample: L x grid x genes}, pooled L x grid x genes, grid)``; samples with fewer than
+        ``MIN_SAMPLE_CELLS`` cells or less than ``MIN_LINEAGE_WEIGHT`` weight in a lineage are left out of the
+        per-sample dict (they still count in the pooled fit).
     """
     ts = scale_pseudotime(np.asarray(t, dtype=float))
     knots = knots_at_quantiles(ts, n_knots)
     grid = np.linspace(0.0, 1.0, grid_size)
     grid_basis = spline_basis(grid, knots)
     W = np.asarray(weights, dtype=float)
-    per_sample, ztz_all, zty_all = {}, 0.0, 0.0
+    per_sample: dict[str, np.ndarray] = {}
+    ztz_all, zty_all = np.zeros(0), np.zeros(0)
     for sample in pd.unique(samples):
         idx = np.flatnonzero(samples == sample)
         Y = X[idx]
         Y = Y.toarray() if sp.issparse(Y) else np.asarray(Y, dtype=float)
         ztz, zty = _normal_equations(spline_basis(ts[idx], knots), W[idx], Y)
-        ztz_all, zty_all = ztz_all + ztz, zty_all + zty
+        ztz_all, zty_all = (ztz, zty) if ztz_all.size == 0 else (ztz_all + ztz, zty_all + zty)
         if idx.size >= MIN_SAMPLE_CELLS and W[idx].sum(axis=0).min() >= MIN_LINEAGE_WEIGHT:
             per_sample[str(sample)] = _curves(ztz, zty, grid_basis)
     return per_sample, _curves(ztz_all, zty_all, grid_basis), grid
@@ -135,7 +194,34 @@ def _one_sample_tests(values: pd.DataFrame) -> pd.DataFrame:
 
 
 def branch_tests(per_sample: dict[str, np.ndarray], grid: np.ndarray, genes, fate_names: list[str]) -> pd.DataFrame:
-    """Sample-level association and between-lineage tests of every gene (see the module docstring)."""
+    """Test every gene for association with pseudotime and for differences between lineages, across samples.
+
+    Per sample, a lineage's change is the smooth's mean over the last ``END_FRACTION`` of the grid minus its mean
+    over the first; the between-lineage statistics are, per pair of lineages, the difference at the end
+    (``diff_end``) and over the whole grid (``diff_mean``). Each is tested across samples by a moderated one-sample
+    t-test (:func:`tmeflow.stats.moderated_by_pattern`; limma, Smyth 2004). Association: the smallest lineage
+    p-value, Bonferroni over lineages; branch: the smallest pair/statistic p-value, Bonferroni over them. BH FDR
+    over genes for both.
+
+    Parameters
+    ----------
+    per_sample
+        ``{sample: L x grid x genes}`` smooths of :func:`fit_smooths`.
+    grid
+        The pseudotime grid (scaled, [0, 1]).
+    genes
+        Gene names, one per smooth column.
+    fate_names
+        Lineage names, in the smooths' order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per gene: ``gene, n_samples, change_<fate>...,
+        pvalue_association, contrast, best_statistic, pvalue_branch, fdr_association, fdr_branch`` (plus
+        ``diff_end``, ``diff_mean`` and their p-values with two lineages), sorted by ``pvalue_branch``; p-values
+        NaN with fewer than ``MIN_SAMPLES`` samples.
+    """
     genes = pd.Index(genes, dtype=str)
     samples = sorted(per_sample)
     end = grid >= 1.0 - END_FRACTION
@@ -148,8 +234,8 @@ def branch_tests(per_sample: dict[str, np.ndarray], grid: np.ndarray, genes, fat
         return out.rename_axis("gene").reset_index()
     stack = np.stack([per_sample[s] for s in samples])  # samples x L x grid x genes
     assoc = []
-    for l, fate in enumerate(fate_names):
-        change = stack[:, l][:, end].mean(axis=1) - stack[:, l][:, start].mean(axis=1)
+    for lin, fate in enumerate(fate_names):
+        change = stack[:, lin][:, end].mean(axis=1) - stack[:, lin][:, start].mean(axis=1)
         res = _one_sample_tests(pd.DataFrame(change, index=samples, columns=genes))
         out[f"change_{fate}"] = res["estimate"].to_numpy()
         assoc.append(res["pvalue"].to_numpy())
@@ -176,8 +262,28 @@ def branch_tests(per_sample: dict[str, np.ndarray], grid: np.ndarray, genes, fat
 
 
 def cluster_genes(pooled: np.ndarray, genes, selected, k: int, seed: int) -> pd.Series:
-    """k-means clusters (1..k, ordered by where along pseudotime the cluster peaks) of the ``selected``
-    genes' pooled smooths (lineages concatenated, z-scored per gene).
+    """Cluster the selected genes' pooled smooths by k-means.
+
+    The lineages' smooths are concatenated and z-scored per gene; clusters are numbered 1..k in the order of
+    where along pseudotime their mean profile peaks.
+
+    Parameters
+    ----------
+    pooled
+        L x grid x genes pooled smooths (:func:`fit_smooths`).
+    genes
+        Names of the smooths' genes.
+    selected
+        The genes to cluster (e.g. the branch genes).
+    k
+        Number of clusters (at most the number of selected genes).
+    seed
+        k-means random state (10 initialisations).
+
+    Returns
+    -------
+    pandas.Series
+        Cluster (int, 1..k) per selected gene, named ``cluster``; empty when nothing is selected.
     """
     from sklearn.cluster import KMeans
 
@@ -190,12 +296,31 @@ def cluster_genes(pooled: np.ndarray, genes, selected, k: int, seed: int) -> pd.
     k = max(1, min(int(k), pos.size))
     labels = KMeans(n_clusters=k, n_init=10, random_state=int(seed)).fit_predict(z)
     peak = {c: float(np.argmax(z[labels == c].mean(axis=0))) for c in range(k)}
-    rank = {c: i + 1 for i, c in enumerate(sorted(peak, key=peak.get))}
+    rank = {c: i + 1 for i, c in enumerate(sorted(peak, key=lambda c: peak[c]))}
     return pd.Series([rank[c] for c in labels], index=genes[pos], name="cluster")
 
 
 def cluster_enrichment(clusters: pd.Series, universe, gene_sets: dict[str, list[str]]) -> pd.DataFrame:
-    """Over-representation of each cluster's genes (the pathways stage's hypergeometric helper)."""
+    """Test each cluster's genes for over-representation in ``gene_sets`` (hypergeometric, BH FDR).
+
+    Uses the pathways stage's :func:`tmeflow.pathways.over_representation` (sets of 5-1,000 genes in the
+    universe).
+
+    Parameters
+    ----------
+    clusters
+        Cluster per gene (:func:`cluster_genes`).
+    universe
+        The tested genes (background).
+    gene_sets
+        ``{name: genes}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cluster and set: ``cluster, term, n_list, n_universe, n_set, overlap, expected, odds_ratio,
+        pvalue, fdr, genes``.
+    """
     from ..pathways import over_representation
 
     tables = []
@@ -231,7 +356,18 @@ DAMPS_GMT = "cell_death/damps.gmt"
 
 
 def branch_gene_sets(species: str) -> dict[str, list[str]]:
-    """Hallmark + regulated cell death (the pathways stage's collection) + the bundled DAMPs set."""
+    """Return the trend gene sets: Hallmark, regulated cell death (the pathways stage's collection) and DAMPs.
+
+    Parameters
+    ----------
+    species
+        ``human`` or ``mouse`` (mouse: ortholog-mapped sets).
+
+    Returns
+    -------
+    dict
+        ``{set name: gene symbols}``.
+    """
     from ..pathways import pathway_collection
     from ..signatures import map_gene_sets, read_gmt, resource_path
 
@@ -240,8 +376,21 @@ def branch_gene_sets(species: str) -> dict[str, list[str]]:
     return sets
 
 
-def set_scores(adata, sets: dict[str, list[str]]) -> pd.DataFrame:
-    """Per cell, the mean z-score (over the subset) of each set's genes present in ``adata``."""
+def set_scores(adata: AnnData, sets: dict[str, list[str]]) -> pd.DataFrame:
+    """Score gene sets per cell: the mean z-score (over the cells of ``adata``) of each set's genes present.
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X``.
+    sets
+        ``{name: genes}``; a set with no gene in ``adata`` scores 0.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cells x sets scores, indexed by ``obs_names``.
+    """
     out = {}
     for name, members in sets.items():
         present = [g for g in members if g in adata.var_names]
@@ -255,8 +404,26 @@ def set_scores(adata, sets: dict[str, list[str]]) -> pd.DataFrame:
 
 
 def resolve_trend_sets(wanted: list[str], species: str, *, file=None) -> dict[str, list[str]]:
-    """The bundled sets named in ``wanted`` (``trajectory_trend_sets``, case-insensitive); an unknown name is
-    an input error.
+    """Resolve the named trend gene sets (``trajectory_trend_sets``) among the bundled ones.
+
+    Parameters
+    ----------
+    wanted
+        Set names, case-insensitive.
+    species
+        ``human`` or ``mouse``.
+    file
+        Input file named by the error.
+
+    Returns
+    -------
+    dict
+        ``{bundled name: genes}`` in the order of ``wanted``.
+
+    Raises
+    ------
+    TmeflowInputError
+        A name is not a bundled set.
     """
     from ..errors import TmeflowInputError
 
@@ -285,10 +452,39 @@ def branch_analysis(
     min_expressed: float,
     file=None,
 ) -> dict:
-    """Branch genes, their clusters and enrichment, and set trends of the trajectory subset ``adata``
-    (obs ``pseudotime``, var ``highly_variable``; ``probs`` cells x fates): lineage smooths with ``knots``
-    knots, branch genes at FDR ``fdr`` grouped into ``n_clusters`` k-means clusters (``seed``), pseudotime
-    trends of the bundled ``trend_sets``.
+    """Find branch-dependent genes, their clusters and enrichment, and gene-set trends (the module docstring).
+
+    Parameters
+    ----------
+    adata
+        The trajectory subset: log-normalised ``X``, ``obs['pseudotime']``, ``obs['sample']`` (else
+        ``obs['condition']``) and ``var['highly_variable']`` (all genes when absent).
+    probs
+        Fate probabilities, cells x fates.
+    species
+        ``human`` or ``mouse`` (gene sets).
+    trend_sets
+        Bundled gene sets whose pseudotime trends are drawn (``trajectory_trend_sets``).
+    knots
+        Spline knots per lineage smooth (``trajectory_branch_knots``).
+    fdr
+        BH threshold of a branch gene and of a significant enrichment (``trajectory_fdr``).
+    n_clusters
+        k-means clusters of the branch genes (``trajectory_branch_clusters``).
+    seed
+        k-means random state.
+    min_expressed
+        Fraction of cells in which a tested gene is detected.
+    file
+        Input file named by errors.
+
+    Returns
+    -------
+    dict
+        ``genes`` (:func:`branch_tests` table with ``branch_gene`` and ``cluster``), ``clusters``,
+        ``enrichment`` (:func:`cluster_enrichment` with ``significant``), ``trends`` (set scores per fate and grid
+        point with the sets' tests), ``pooled`` smooths, ``tested_genes``, ``grid``, ``fate_names`` and
+        ``n_samples`` (samples with per-sample smooths).
     """
     sets = branch_gene_sets(species)
     chosen = resolve_trend_sets(trend_sets, species, file=file)
@@ -319,14 +515,14 @@ def branch_analysis(
         set_per_sample, set_pooled, _ = fit_smooths(scores.to_numpy(), t, W, samples, n_knots=knots)
         set_tests = branch_tests(set_per_sample, grid, list(chosen), fate_names).set_index("gene")
         for s, name in enumerate(chosen):
-            for l, fate in enumerate(fate_names):
+            for lin, fate in enumerate(fate_names):
                 for g, x in enumerate(grid):
                     rows.append(
                         {
                             "gene_set": name,
                             "fate": fate,
                             "pseudotime_scaled": float(x),
-                            "score": float(set_pooled[l, g, s]),
+                            "score": float(set_pooled[lin, g, s]),
                             "n_genes_present": int(sum(m in adata.var_names for m in chosen[name])),
                             "pvalue_association": set_tests.at[name, "pvalue_association"],
                             "pvalue_branch": set_tests.at[name, "pvalue_branch"],

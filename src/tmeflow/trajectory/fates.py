@@ -20,7 +20,22 @@ logger = get_logger(__name__)
 
 
 def regress_out_keys(X: np.ndarray, obs: pd.DataFrame, keys: list[str]) -> np.ndarray:
-    """``X`` minus its least-squares fit on the one-hot levels of the categorical ``keys`` (means kept)."""
+    """Remove the effect of categorical covariates by least squares, keeping the overall mean.
+
+    Parameters
+    ----------
+    X
+        Cells x genes (dense).
+    obs
+        Cell metadata holding ``keys``.
+    keys
+        Categorical columns (e.g. ``batch``) regressed out as one-hot levels (first level as reference).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``X`` minus its fit on the non-intercept columns, float32.
+    """
     columns = [np.ones(len(obs))]
     for key in keys:
         levels = obs[key].astype(str).to_numpy()
@@ -31,7 +46,31 @@ def regress_out_keys(X: np.ndarray, obs: pd.DataFrame, keys: list[str]) -> np.nd
 
 
 def embed(adata: AnnData, settings: TrajectorySettings) -> None:
-    """HVGs, PCA, kNN graph, diffusion map and Leiden clusters of the subset (in place)."""
+    """Embed the trajectory subset: HVGs, PCA, kNN graph, diffusion map (Haghverdi et al. 2016) and Leiden clusters.
+
+    Parameters
+    ----------
+    adata
+        The trajectory subset (log-normalised ``X``, ``layers['counts']`` when present for Seurat v3 HVGs).
+    settings
+        ``trajectory_n_top_genes``, ``trajectory_n_pcs``, ``trajectory_n_neighbors``, ``trajectory_resolution``,
+        ``trajectory_batch_keys`` (regressed out of the HVGs before PCA) and ``seed``.
+
+    Adds
+    ----
+    ``var['highly_variable']``
+        The HVGs.
+    ``obsm['X_pca']``
+        PCs (of the regressed HVGs with batch keys).
+    ``obsp['connectivities']``, ``obsp['distances']``, ``uns['neighbors']``
+        The kNN graph.
+    ``obsm['X_diffmap']``, ``uns['diffmap_evals']``
+        Diffusion map (at most 15 components).
+    ``obs['trajectory_cluster']``
+        Leiden clusters.
+    ``uns['trajectory_regressed_out']``
+        The regressed keys (only with batch keys).
+    """
     import scanpy as sc
 
     seed = settings.seed
@@ -66,7 +105,30 @@ def embed(adata: AnnData, settings: TrajectorySettings) -> None:
     )
 
 
-def pseudotime(adata, root: int, n_dcs: int = 10) -> np.ndarray:
+def pseudotime(adata: AnnData, root: int, n_dcs: int = 10) -> np.ndarray:
+    """Compute diffusion pseudotime from ``root`` (Haghverdi et al. 2016, scanpy's ``tl.dpt``).
+
+    Parameters
+    ----------
+    adata
+        Cells with ``obsm['X_diffmap']`` (and the neighbour graph it came from).
+    root
+        Index of the root cell.
+    n_dcs
+        Diffusion components used (default 10, at most as many as computed).
+
+    Returns
+    -------
+    numpy.ndarray
+        Pseudotime per cell (0 at the root); NaN for cells not connected to it.
+
+    Adds
+    ----
+    ``uns['iroot']``
+        The root cell index.
+    ``obs['dpt_pseudotime']``
+        Scanpy's diffusion pseudotime (infinite for unreachable cells).
+    """
     import scanpy as sc
 
     adata.uns["iroot"] = int(root)
@@ -81,7 +143,25 @@ def _safe(name: str) -> str:
 
 
 def fates(adata: AnnData, settings: TrajectorySettings) -> tuple[pd.DataFrame, pd.Series, int]:
-    """CellRank fate probabilities (cells x fates), terminal-state labels and the macrostates used."""
+    """Compute CellRank fate probabilities (Lange et al. 2022; GPCCA macrostates, Reuter et al. 2019).
+
+    The transition matrix mixes a pseudotime kernel and a connectivity kernel (``trajectory_kernel_weight``);
+    GPCCA looks for ``trajectory_n_states`` macrostates (neighbouring numbers when that fails) and the terminal
+    ones (``trajectory_n_terminal``, else CellRank's choice).
+
+    Parameters
+    ----------
+    adata
+        The embedded subset (:func:`embed`) with ``obs['pseudotime']``.
+    settings
+        The trajectory settings (kernel weight, states, terminal states, seed).
+
+    Returns
+    -------
+    tuple
+        ``(probabilities cells x fates, terminal state per cell ('' outside one), number of macrostates)``;
+        fate names are file-name safe.
+    """
     import cellrank as cr
 
     seed = settings.seed
@@ -141,7 +221,7 @@ FATE_FDR = 0.05
 
 
 def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Per fate and condition: is the fate more likely in the condition's samples than in the others?
+    """Test, per fate and condition, whether the fate is more likely in the condition's samples.
 
     Samples are the units (cells of one sample are not independent): per sample with at least
     :data:`MIN_CELLS_PER_SAMPLE` subset cells, the mean fate probability of its cells; per fate and
@@ -150,9 +230,23 @@ def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str
     every patient has samples on both sides, else ``~ condition``; not moderated: fate probabilities
     sum to one, so fates share no exchangeable variance prior and eBayes over them was
     anti-conservative, 12.5% rejections at 5% on null cohorts), two-sided, BH FDR
-    over all fate x condition tests. ``enrichment`` is the condition's mean of sample means over the
-    mean of all sample means; ``difference`` the tested effect. Needs two samples on each side;
-    otherwise ``pvalue`` is NaN.
+    over all fate x condition tests. Needs two samples on each side; otherwise ``pvalue`` is NaN.
+
+    Parameters
+    ----------
+    probs
+        Fate probabilities, cells x fates.
+    obs
+        Cell metadata with ``sample``, ``condition`` and ``patient`` (rows as ``probs``).
+    order
+        Conditions to test, in the table's order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per condition and fate: ``fate, condition, n_samples_condition, n_samples_other,
+        n_cells_condition, mean_probability, enrichment`` (the condition's mean of sample means over the mean of
+        all sample means), ``difference`` (the tested effect), ``t, pvalue, design`` and ``fdr``.
     """
     from ..composition import sample_table
     from ..stats import condition_contrast
@@ -197,8 +291,19 @@ def condition_enrichment(probs: pd.DataFrame, obs: pd.DataFrame, order: list[str
 
 
 def label_fates(enrichment: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """``<condition> branch`` for the condition with the largest sample-level difference when its
-    FDR < :data:`FATE_FDR` and the difference is positive; else ``shared``.
+    """Label each fate by the condition it is enriched in.
+
+    Parameters
+    ----------
+    enrichment
+        :func:`condition_enrichment`'s table.
+
+    Returns
+    -------
+    dict
+        Per fate: ``label`` (``<condition> branch`` for the condition with the largest sample-level difference when
+        its FDR < :data:`FATE_FDR` and the difference is positive; else ``shared``), ``enriched_condition`` ('' when
+        shared) and that condition's ``enrichment``, ``pvalue`` and ``fdr``.
     """
     labels = {}
     for fate, block in enrichment.groupby("fate", sort=False):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 from ..stats import bh_fdr
 
@@ -14,7 +19,25 @@ CHUNK = 512
 
 
 def weighted_spearman(X, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted Spearman rho of every column of ``X`` with ``t`` (weights ``w``); t-approximation p-values."""
+    """Correlate every column of ``X`` with ``t`` by weighted Spearman correlation.
+
+    Ranks are unweighted, moments weighted by ``w``; p-values from the t approximation with Kish's effective
+    sample size ``1 / sum(w^2)`` (weights normalised) as n.
+
+    Parameters
+    ----------
+    X
+        Cells x genes (dense or sparse; processed in blocks of ``CHUNK`` genes).
+    t
+        Pseudotime per cell.
+    w
+        Non-negative weight per cell (e.g. a fate probability).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(rho, pvalue)`` per gene; rho 0 for a constant gene.
+    """
     from scipy.stats import rankdata
     from scipy.stats import t as t_dist
 
@@ -22,7 +45,7 @@ def weighted_spearman(X, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
     w = w / w.sum()
     rt = rankdata(t)
     rt = rt - np.sum(w * rt)
-    vt = np.sum(w * rt**2)
+    vt = float(np.sum(w * rt**2))
     rhos = []
     for start in range(0, X.shape[1], CHUNK):
         block = X[:, start : start + CHUNK]
@@ -40,7 +63,29 @@ def weighted_spearman(X, t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
     return rho, 2.0 * t_dist.sf(np.abs(stat), df)
 
 
-def fate_genes(adata, probs: pd.DataFrame, fdr: float) -> pd.DataFrame:
+def fate_genes(adata: AnnData, probs: pd.DataFrame, fdr: float) -> pd.DataFrame:
+    """Test every expressed gene for a monotone trend along each fate.
+
+    Weighted Spearman correlation with pseudotime (:func:`weighted_spearman`, weights: the cells' fate
+    probabilities), Benjamini-Hochberg within each fate. A fate gene rises along its fate (``rho > 0``,
+    ``fdr < fdr``) by at least ``SPECIFICITY`` more than along any other fate.
+
+    Parameters
+    ----------
+    adata
+        Cells of the trajectory subset: log-normalised ``X`` and ``obs['pseudotime']``; genes expressed in fewer than
+        ``MIN_EXPRESSED`` (5%) of the cells are not tested.
+    probs
+        Fate probabilities, cells x fates (rows in ``adata``'s order).
+    fdr
+        Benjamini-Hochberg threshold of a fate gene.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fate and tested gene: ``fate, gene, rho, pvalue, fdr, rho_other_max, direction, fate_gene``,
+        sorted by fate, fate genes first, then by decreasing ``rho``.
+    """
     X = adata.X
     expressed = np.asarray((X > 0).mean(axis=0)).ravel() >= MIN_EXPRESSED
     genes = adata.var_names[expressed].astype(str)
@@ -66,7 +111,21 @@ def fate_genes(adata, probs: pd.DataFrame, fdr: float) -> pd.DataFrame:
 
 
 def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
-    """Hypergeometric over-representation of each fate's genes in the Hallmark sets (universe: tested genes)."""
+    """Test each fate's genes for over-representation in the Hallmark sets (hypergeometric; BH FDR per fate).
+
+    Parameters
+    ----------
+    table
+        :func:`fate_genes`'s table (universe: its tested genes).
+    species
+        ``human`` or ``mouse`` (mouse: the ortholog-mapped Hallmark GMT).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fate and set: ``fate, gene_set, set_size, n_fate_genes, overlap, expected, pvalue, genes, fdr``,
+        sorted by fate and p-value.
+    """
     from scipy.stats import hypergeom
 
     from ..signatures import BUNDLED_GMTS, read_gmt, resource_path
@@ -82,10 +141,10 @@ def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
     for fate, block in table.groupby("fate", sort=False):
         hits = set(block.loc[block["fate_gene"], "gene"])
         for name, members in sets.items():
-            members = set(members) & universe
-            if not members:
+            present = set(members) & universe
+            if not present:
                 continue
-            overlap = hits & members
+            overlap = hits & present
             p = float(hypergeom.sf(len(overlap) - 1, len(universe), len(members), len(hits))) if hits else 1.0
             rows.append(
                 {
@@ -103,6 +162,6 @@ def hallmark_enrichment(table: pd.DataFrame, species: str) -> pd.DataFrame:
         rows, columns=["fate", "gene_set", "set_size", "n_fate_genes", "overlap", "expected", "pvalue", "genes"]
     )
     out["fdr"] = np.nan
-    for fate, idx in out.groupby("fate").groups.items():
+    for idx in out.groupby("fate").groups.values():
         out.loc[idx, "fdr"] = bh_fdr(out.loc[idx, "pvalue"])
     return out.sort_values(["fate", "pvalue"]).reset_index(drop=True)

@@ -21,11 +21,34 @@ EPITHELIAL_PATTERN = re.compile(r"epithel|malignant|tumou?r|cancer|carcinoma", r
 
 
 def subset_mask(obs: pd.DataFrame, spec: str | None, *, file: str | Path | None = None) -> np.ndarray:
-    """Cells of the compartments / cell types named in ``spec`` (all cells when empty)."""
+    """Select the cells of the compartments or cell types named in ``spec`` (``trajectory_subset``).
+
+    A name matches a ``compartment`` first, else ``cell_type`` / ``cell_type_fine`` (case-insensitive);
+    ``epithelial`` also takes epithelial-like cell types and cells called malignant.
+
+    Parameters
+    ----------
+    obs
+        Cell metadata of the atlas.
+    spec
+        Comma-separated names; all cells when empty.
+    file
+        Input file named by the error.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask over ``obs``.
+
+    Raises
+    ------
+    TmeflowInputError
+        A name matches no compartment or cell type.
+    """
     names = split_list(spec)
     if not names:
         return np.ones(len(obs), dtype=bool)
-    mask = np.zeros(len(obs), dtype=bool)
+    mask: np.ndarray = np.zeros(len(obs), dtype=bool)
     for name in names:
         low = name.lower()
         if "compartment" in obs.columns:
@@ -50,8 +73,28 @@ def subset_mask(obs: pd.DataFrame, spec: str | None, *, file: str | Path | None 
     return mask
 
 
-def root_gene_score(adata, genes: list[str], *, file: str | Path | None = None) -> np.ndarray:
-    """Neighbourhood-smoothed mean z-score of the root genes (input errors when none is usable)."""
+def root_gene_score(adata: AnnData, genes: list[str], *, file: str | Path | None = None) -> np.ndarray:
+    """Score cells for the root genes: the neighbourhood-smoothed mean z-score of the expressed root genes.
+
+    Parameters
+    ----------
+    adata
+        The embedded subset (``obsp['connectivities']``, log-normalised ``X``).
+    genes
+        Root genes (``trajectory_root_genes``); absent ones are ignored with a warning.
+    file
+        Input file named by errors.
+
+    Returns
+    -------
+    numpy.ndarray
+        Score per cell (mean over the cell and its kNN neighbours).
+
+    Raises
+    ------
+    TmeflowInputError
+        No root gene is in ``adata`` or none is expressed.
+    """
     present = [g for g in genes if g in adata.var_names]
     missing = [g for g in genes if g not in adata.var_names]
     if missing:
@@ -75,8 +118,21 @@ def root_gene_score(adata, genes: list[str], *, file: str | Path | None = None) 
     return np.asarray(conn @ score).ravel()
 
 
-def root_in_group(adata, mask: np.ndarray) -> int:
-    """The cell of ``mask`` at the extreme of the diffusion component that best separates it from the rest."""
+def root_in_group(adata: AnnData, mask: np.ndarray) -> int:
+    """Return the cell of ``mask`` at the extreme of the diffusion component that best separates it from the rest.
+
+    Parameters
+    ----------
+    adata
+        Cells with ``obsm['X_diffmap']`` (components 1-5 are considered).
+    mask
+        The root group (a cell type or cluster).
+
+    Returns
+    -------
+    int
+        Index of the root cell (the group's extreme cell of diffusion component 1 when the group is everything).
+    """
     dcs = adata.obsm["X_diffmap"][:, 1:6]
     if mask.all():
         return int(np.argmax(dcs[:, 0]))
@@ -88,7 +144,27 @@ def root_in_group(adata, mask: np.ndarray) -> int:
 
 
 def choose_root(adata: AnnData, settings: TrajectorySettings, *, file: str | Path | None = None) -> tuple[int, str]:
-    """Index of the root cell in the subset, and how it was chosen."""
+    """Choose the root cell: by root genes, else root cell type, else root cluster, else diffusion component 1.
+
+    Parameters
+    ----------
+    adata
+        The embedded subset (``obsm['X_diffmap']``, ``obs['trajectory_cluster']``).
+    settings
+        ``trajectory_root_genes``, ``trajectory_root_type`` and ``trajectory_root_cluster`` (first set wins).
+    file
+        Input file named by errors.
+
+    Returns
+    -------
+    tuple
+        ``(index of the root cell, how it was chosen)``.
+
+    Raises
+    ------
+    TmeflowInputError
+        The root type or cluster is not in the subset; no usable root gene.
+    """
     genes = settings.root_genes
     if genes:
         score = root_gene_score(adata, genes, file=file)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -10,8 +10,32 @@ import scipy.sparse as sp
 
 from ..plotting import pyplot
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
-def plot_embedding(adata, fate_names: list[str], labels: dict[str, dict[str, Any]]):
+
+def plot_embedding(adata: AnnData, fate_names: list[str], labels: dict[str, dict[str, Any]]) -> Figure:
+    """Draw pseudotime, each fate's probability and the condition on diffusion components 1 and 2.
+
+    Parameters
+    ----------
+    adata
+        Cells after the trajectory stage: ``obsm['X_diffmap']`` (at least 3 components;
+        component 0 is the constant one and is skipped), ``obs['pseudotime']``,
+        ``obs['fate_probability_<fate>']`` for each fate, ``obs['condition']`` and ``uns['iroot']``.
+    fate_names
+        Terminal states, one panel each, in this order.
+    labels
+        Per fate, its description; ``labels[fate]['label']`` (e.g. the majority cell type) is shown in the
+        panel title.
+
+    Returns
+    -------
+    Figure
+        One row of ``len(fate_names) + 2`` panels (pseudotime, each fate, condition); the root cell is
+        marked with a red star in every panel.
+    """
     plt = pyplot()
     xy = adata.obsm["X_diffmap"][:, 1:3]
     panels = [("pseudotime", adata.obs["pseudotime"].to_numpy(dtype=float), "viridis")]
@@ -21,7 +45,7 @@ def plot_embedding(adata, fate_names: list[str], labels: dict[str, dict[str, Any
     ]
     ncol = len(panels) + 1
     fig, axes = plt.subplots(1, ncol, figsize=(3.3 * ncol, 3.2), squeeze=False)
-    for ax, (title, values, cmap) in zip(axes.ravel(), panels):
+    for ax, (title, values, cmap) in zip(axes.ravel(), panels, strict=False):  # one more axis: the condition panel
         dots = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=4, cmap=cmap, linewidths=0)
         fig.colorbar(dots, ax=ax, shrink=0.7)
         ax.set_title(title, fontsize=8)
@@ -42,8 +66,33 @@ def plot_embedding(adata, fate_names: list[str], labels: dict[str, dict[str, Any
     return fig
 
 
-def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes: int = 12, n_bins: int = 30):
-    """Heatmap per fate: top fate genes (rows) x pseudotime bins of the cells most likely in that fate."""
+def plot_trends(
+    adata: AnnData, genes_table: pd.DataFrame, fate_names: list[str], n_genes: int = 12, n_bins: int = 30
+) -> Figure:
+    """Draw one heatmap per fate: top fate genes (rows) x pseudotime bins of the cells most likely in that fate.
+
+    Each bin shows the fate-probability-weighted mean of the gene's expression, z-scored per gene over all
+    cells (colour range -1.5 to 1.5).
+
+    Parameters
+    ----------
+    adata
+        Cells with log-normalised ``X``, ``obs['pseudotime']``, ``obs['fate']`` and
+        ``obs['fate_probability_<fate>']``.
+    genes_table
+        Fate genes with ``fate`` and ``gene`` columns, best first within a fate.
+    fate_names
+        Terminal states, one panel each.
+    n_genes
+        Top genes per fate (default 12: a readable heatmap for 2-4 fates).
+    n_bins
+        Equal-width pseudotime bins (default 30).
+
+    Returns
+    -------
+    Figure
+        One panel per fate over the union of the fates' top genes; empty panels when there are none.
+    """
     plt = pyplot()
     top = {f: genes_table[(genes_table["fate"] == f)].head(n_genes)["gene"].tolist() for f in fate_names}
     genes = list(dict.fromkeys(g for f in fate_names for g in top[f]))
@@ -58,7 +107,7 @@ def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes
     t = adata.obs["pseudotime"].to_numpy(dtype=float)
     best = adata.obs["fate"].astype(str).to_numpy()
     edges = np.linspace(np.nanmin(t), np.nanmax(t), n_bins + 1)
-    for ax, fate in zip(axes.ravel(), fate_names):
+    for ax, fate in zip(axes.ravel(), fate_names, strict=True):
         w = adata.obs[f"fate_probability_{fate}"].to_numpy(dtype=float)
         mat = np.full((len(genes), n_bins), np.nan)
         idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
@@ -75,10 +124,25 @@ def plot_trends(adata, genes_table: pd.DataFrame, fate_names: list[str], n_genes
     return fig
 
 
-def plot_branch_heatmap(result: dict, max_genes: int = 200):
-    """Root-to-fate heatmap (as the gastric study's branched heatmap): branch genes x pseudotime grid, one
-    panel per fate, rows ordered by cluster and then by where the gene peaks; cohort-level smooths z-scored
-    per gene over all panels.
+def plot_branch_heatmap(result: dict[str, Any], max_genes: int = 200) -> Figure:
+    """Draw the root-to-fate heatmap of branch-dependent genes (as the gastric study's branched heatmap).
+
+    Branch genes x pseudotime grid, one panel per fate, rows ordered by cluster and then by where the gene
+    peaks; cohort-level smooths z-scored per gene over all panels.
+
+    Parameters
+    ----------
+    result
+        What :func:`tmeflow.trajectory.branch.branch_analysis` returns: ``fate_names``, ``clusters``
+        (cluster per branch gene), ``genes`` (table with ``gene`` and ``pvalue_branch``), ``tested_genes``
+        and ``pooled`` (lineages x grid x tested genes smooths).
+    max_genes
+        At most this many genes, the smallest branch p-values (default 200: rows stay visible).
+
+    Returns
+    -------
+    Figure
+        One panel per fate; a panel saying so when no gene is branch-dependent.
     """
     plt = pyplot()
     fates = result["fate_names"]
@@ -100,8 +164,8 @@ def plot_branch_heatmap(result: dict, max_genes: int = 200):
     peak = np.argmax(np.concatenate(list(z), axis=0), axis=0)
     order = np.lexsort((peak, clusters.loc[genes].to_numpy()))
     labels = clusters.loc[genes].to_numpy()[order]
-    for ax, (l, fate) in zip(axes.ravel(), enumerate(fates)):
-        im = ax.imshow(z[l][:, order].T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
+    for ax, (lineage, fate) in zip(axes.ravel(), enumerate(fates), strict=True):
+        im = ax.imshow(z[lineage][:, order].T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
         ax.set_title(f"root -> {fate}", fontsize=8)
         ax.set_xticks([0, z.shape[1] - 1], ["root", "fate"], fontsize=7)
         for boundary in np.flatnonzero(np.diff(labels)) + 0.5:
@@ -118,12 +182,24 @@ def plot_branch_heatmap(result: dict, max_genes: int = 200):
     return fig
 
 
-def plot_set_trends(trends: pd.DataFrame):
-    """Pseudotime trends of named gene sets (e.g. necroptosis, DAMPs): one panel per set, one line per fate."""
+def plot_set_trends(trends: pd.DataFrame) -> Figure:
+    """Draw pseudotime trends of named gene sets (e.g. necroptosis, DAMPs): one panel per set, one line per fate.
+
+    Parameters
+    ----------
+    trends
+        One row per gene set, fate and grid point: ``gene_set``, ``fate``, ``pseudotime_scaled``, ``score``
+        (mean z-score of the set's genes) and ``pvalue_branch`` (the set's branch test, shown in the title).
+
+    Returns
+    -------
+    Figure
+        One panel per gene set (a single empty panel when ``trends`` is empty).
+    """
     plt = pyplot()
     names = list(dict.fromkeys(trends["gene_set"])) if len(trends) else []
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.6 * max(len(names), 1), 3.0), squeeze=False)
-    for ax, name in zip(axes.ravel(), names):
+    for ax, name in zip(axes.ravel(), names, strict=False):  # one empty axis when there is no set
         block = trends[trends["gene_set"] == name]
         for fate, rows in block.groupby("fate", sort=False):
             ax.plot(rows["pseudotime_scaled"], rows["score"], label=fate)

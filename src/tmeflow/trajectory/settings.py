@@ -38,8 +38,10 @@ class TrajectorySettings(StageSettings):
 
     @property
     def root_type(self) -> str:
+        """Return ``trajectory_root_type`` without surrounding blanks (empty when unset)."""
         return (self.trajectory_root_type or "").strip()
 
     @property
     def root_cluster(self) -> str:
+        """Return ``trajectory_root_cluster`` without surrounding blanks (empty when unset)."""
         return (self.trajectory_root_cluster or "").strip()

@@ -61,15 +61,15 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
             )
     genes = settings.root_genes
     if genes:
-        present = [g for g in genes if g in adata.var_names]
-        if not present:
+        found = [g for g in genes if g in adata.var_names]
+        if not found:
             raise TmeflowInputError(
                 f"none of the trajectory_root_genes ({', '.join(genes)}) is in the atlas var_names", file=input_path
             )
-        block = adata[:, present].X
+        block = adata[:, found].X
         if (block.count_nonzero() if sp.issparse(block) else np.count_nonzero(block)) == 0:
             raise TmeflowInputError(
-                f"the trajectory_root_genes ({', '.join(present)}) are not expressed in the trajectory subset",
+                f"the trajectory_root_genes ({', '.join(found)}) are not expressed in the trajectory subset",
                 file=input_path,
             )
     resolve_trend_sets(

@@ -1,0 +1,81 @@
+"""Numpydoc on the public science functions (issue 21).
+
+Every public function of the science modules below (stage entries ``run_<stage>``, ``cli`` and ``write_outputs``
+aside) documents every parameter in a ``Parameters`` section and what it returns in ``Returns`` (unless it returns
+None), types ``adata`` as ``AnnData``, and, when it changes an AnnData in place and returns nothing, lists what it
+writes in an ``Adds`` section.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+
+import pytest
+
+MODULES = (
+    "tmeflow.genes",
+    "tmeflow.integrate.correction",
+    "tmeflow.integrate.graph",
+    "tmeflow.integrate.inputs",
+    "tmeflow.integrate.preprocess",
+    "tmeflow.integrate.quality",
+    "tmeflow.integrate.stage",
+    "tmeflow.metrics",
+    "tmeflow.stats",
+    "tmeflow.subcluster",
+    "tmeflow.trajectory.branch",
+    "tmeflow.trajectory.fates",
+    "tmeflow.trajectory.genes",
+    "tmeflow.trajectory.inputs",
+    "tmeflow.trajectory.plots",
+)
+STAGE_ENTRIES = {"cli", "write_outputs"}
+
+
+def public_functions(module_name: str):
+    module = importlib.import_module(module_name)
+    for name, function in vars(module).items():
+        if (
+            inspect.isfunction(function)
+            and function.__module__ == module_name
+            and not name.startswith("_")
+            and not name.startswith("run_")
+            and name not in STAGE_ENTRIES
+        ):
+            yield name, function
+
+
+def section(doc: str, title: str) -> str | None:
+    """The body of a numpydoc section (up to the next underlined title), or None."""
+    match = re.search(rf"^{title}\n-{{{len(title)}}}\n(.*?)(?=^\w[\w ]*\n-+\n|\Z)", doc, flags=re.M | re.S)
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_public_science_functions_have_numpydoc(module_name):
+    problems = []
+    for name, function in public_functions(module_name):
+        doc = inspect.cleandoc(function.__doc__ or "")
+        signature = inspect.signature(function)
+        parameters = [p for p in signature.parameters if p not in ("self", "cls")]
+        documented = set(re.findall(r"^(\w+)(?: :.*)?$", section(doc, "Parameters") or "", flags=re.M))
+        if missing := [p for p in parameters if p not in documented]:
+            problems.append(f"{name}: parameters not documented: {missing}")
+        returns_none = signature.return_annotation in (None, "None")
+        if not returns_none and section(doc, "Returns") is None:
+            problems.append(f"{name}: no Returns section")
+        if "adata" in signature.parameters:
+            if signature.parameters["adata"].annotation not in ("AnnData", "AnnData | None"):
+                problems.append(f"{name}: adata not typed AnnData")
+            if returns_none and section(doc, "Adds") is None:
+                problems.append(f"{name}: changes adata in place without an Adds section")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_section_parser_reads_numpydoc():
+    doc = "Do it.\n\nParameters\n----------\nx\n    The x.\ny : int\n    The y.\n\nReturns\n-------\nint\n    Sum.\n"
+    assert set(re.findall(r"^(\w+)(?: :.*)?$", section(doc, "Parameters"), flags=re.M)) == {"x", "y"}
+    assert section(doc, "Returns").startswith("int")
+    assert section(doc, "Adds") is None
