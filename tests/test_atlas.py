@@ -30,7 +30,7 @@ def assert_cellxgene_conventions(adata: ad.AnnData, embedding_prefix: str = "X_"
     assert adata.var_names.is_unique and adata.obs_names.is_unique
     for column, dtype in adata.obs.dtypes.items():
         assert "/" not in column, column
-        assert dtype != object, f"obs column {column} is object"
+        assert not pd.api.types.is_object_dtype(dtype), f"obs column {column} is object"
         assert (
             pd.api.types.is_numeric_dtype(dtype)
             or pd.api.types.is_bool_dtype(dtype)

@@ -87,7 +87,7 @@ def _write_mtx(folder: Path, matrix, barcodes, genes, ids=None) -> None:
         handle.write("".join(f"{b}\n" for b in barcodes))
     ids = ids or genes
     with gzip.open(folder / "features.tsv.gz", "wt") as handle:
-        handle.write("".join(f"{i}\t{g}\tGene Expression\n" for i, g in zip(ids, genes)))
+        handle.write("".join(f"{i}\t{g}\tGene Expression\n" for i, g in zip(ids, genes, strict=True)))
 
 
 def _sheet(tmp_path: Path, *rows: str) -> Path:
@@ -282,7 +282,7 @@ MTX_CASES = {
     ),
     "no_gene_expression": (
         lambda f: _lines_gz(
-            f / "features.tsv.gz", lambda ls: [l.replace("Gene Expression", "Antibody Capture") for l in ls]
+            f / "features.tsv.gz", lambda lines: [line.replace("Gene Expression", "Antibody Capture") for line in lines]
         ),
         "no 'Gene Expression' features",
     ),

@@ -308,7 +308,8 @@ def test_oligodendroglioma_malignant_calls(oligodendroglioma):
     malignant_scores, normal_scores = cells.loc[truth, "cnv_score"], cells.loc[~truth, "cnv_score"]
     auc = mannwhitneyu(malignant_scores, normal_scores).statistic / (len(malignant_scores) * len(normal_scores))
     print(
-        f"oligodendroglioma CNV score: median malignant/normal {malignant_scores.median() / normal_scores.median():.2f}, AUC {auc:.3f}"
+        "oligodendroglioma CNV score: median malignant/normal "
+        f"{malignant_scores.median() / normal_scores.median():.2f}, AUC {auc:.3f}"
     )
     assert malignant_scores.median() > 2 * normal_scores.median()
     assert auc >= 0.95
@@ -446,7 +447,7 @@ def test_simulated_arm_events_recovered(simulated):
     for patient, events in truth["cnv"]["events"].items():
         planted = {(event["arm"], event["type"]) for event in events}
         rows = arms[(arms["patient"] == patient) & (arms["call"] != "neutral")]
-        called = set(zip(rows["chr_arm"], rows["call"]))
+        called = set(zip(rows["chr_arm"], rows["call"], strict=True))
         tp, fp, fn = tp + len(planted & called), fp + len(called - planted), fn + len(planted - called)
     sensitivity, precision = tp / (tp + fn), tp / max(tp + fp, 1)
     print(

@@ -124,7 +124,8 @@ def test_simulated_normal_only_cohorts_reject_at_the_nominal_rate(tmp_path):
         high.append(float(adata.obs["cnv_high"].to_numpy(dtype=bool)[candidates].mean()))
         malignant.append(float(adata.obs["malignant"].to_numpy(dtype=bool)[candidates].mean()))
     print(
-        f"normal-only cohorts: CNV-high {np.mean(high):.3f}, malignant {np.mean(malignant):.3f} (per seed {np.round(malignant, 3)})"
+        f"normal-only cohorts: CNV-high {np.mean(high):.3f}, malignant {np.mean(malignant):.3f} "
+        f"(per seed {np.round(malignant, 3)})"
     )
     assert np.mean(high) <= 0.05
     assert np.mean(malignant) <= 0.05

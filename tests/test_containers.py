@@ -516,7 +516,10 @@ def test_environment_check_reports_drift():
 
 
 def test_container_tag_check_reports_other_versions():
-    text = f'process QC {{\n    container "{IMAGE}:0.0.9"\n}}\nprocess X {{\n    container "{IMAGE}:{__version__}-gpu"\n}}\n'
+    text = (
+        f'process QC {{\n    container "{IMAGE}:0.0.9"\n}}\n'
+        f'process X {{\n    container "{IMAGE}:{__version__}-gpu"\n}}\n'
+    )
     assert check_container_tags(text, __version__, "m.nf") == [
         f"m.nf: image {IMAGE}:0.0.9, package version is {__version__}"
     ]

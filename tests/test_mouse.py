@@ -31,8 +31,9 @@ def mouse_run(tmp_path_factory) -> Path:
     ]) == 0  # fmt: skip
     outdir = tmp_path_factory.mktemp("mouse_results")
     (outdir / "cohort").symlink_to(cohort, target_is_directory=True)
+    params_file = REPO / "assets" / "test" / "params.yaml"
     assert main([
-        "run", "--params-file", str(REPO / "assets" / "test" / "params.yaml"), "--input", str(cohort / "samplesheet.csv"),
+        "run", "--params-file", str(params_file), "--input", str(cohort / "samplesheet.csv"),
         "--outdir", str(outdir), "--deconvolution_method", "poisson", "--subcluster_min_cells", "50",
         "--trajectory_subset", "neutrophil", "--trajectory_root_genes", "Camp,Ltf", "--trajectory_batch_key", "batch",
     ]) == 0  # fmt: skip

@@ -81,7 +81,8 @@ def test_null_cohorts_are_calibrated_and_a_planted_state_is_found():
     found = table["spatial_fdr"].to_numpy() < 0.05
     print(
         f"null: {any_discovery} of {N_NULL_COHORTS} cohorts with a discovery (spatial FDR < 0.05), neighbourhood "
-        f"p < 0.05 in {rate_p:.3f}; planted state 1 x3 (6 vs 6 samples): {found[state == 1].mean():.2f} of its neighbourhoods found, "
+        f"p < 0.05 in {rate_p:.3f}; planted state 1 x3 (6 vs 6 samples): "
+        f"{found[state == 1].mean():.2f} of its neighbourhoods found, "
         f"{found[state != 1].mean():.3f} of the others"
     )
     assert rate_any <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / N_NULL_COHORTS)

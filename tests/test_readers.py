@@ -176,9 +176,9 @@ def write_mtx(
     _write_text(folder / f"{prefix}barcodes.tsv{suffix}", "".join(f"{b}\n" for b in barcodes), gz)
     if feature_lines is None:
         if version == 3:
-            feature_lines = [f"{i}\t{g}\tGene Expression" for i, g in zip(GENE_IDS, GENES)]
+            feature_lines = [f"{i}\t{g}\tGene Expression" for i, g in zip(GENE_IDS, GENES, strict=True)]
         else:
-            feature_lines = [f"{i}\t{g}" for i, g in zip(GENE_IDS, GENES)]
+            feature_lines = [f"{i}\t{g}" for i, g in zip(GENE_IDS, GENES, strict=True)]
     name = "features.tsv" if version == 3 else "genes.tsv"
     _write_text(folder / f"{prefix}{name}{suffix}", "".join(f"{line}\n" for line in feature_lines), gz)
     return folder
@@ -198,7 +198,9 @@ def write_dense(
     matrix = counts.T if genes_in_rows else counts
     rows, columns = (genes, cells) if genes_in_rows else (cells, genes)
     header = ([corner] if corner is not None else []) + list(columns)
-    lines = [sep.join(header)] + [sep.join([r] + [str(v) for v in values]) for r, values in zip(rows, matrix)]
+    lines = [sep.join(header)] + [
+        sep.join([r] + [str(v) for v in values]) for r, values in zip(rows, matrix, strict=True)
+    ]
     _write_text(path, comments + "\n".join(lines) + "\n", path.name.endswith(".gz"))
     return path
 
@@ -376,7 +378,7 @@ def test_dense_r_write_table_quoted(tmp_path):
     for sep in ("\t", " "):
         path = tmp_path / f"quoted{len(sep)}.txt"
         lines = [sep.join(f'"{c}"' for c in BARCODES)]
-        lines += [sep.join([f'"{g}"'] + [str(v) for v in row]) for g, row in zip(GENES, COUNTS.T)]
+        lines += [sep.join([f'"{g}"'] + [str(v) for v in row]) for g, row in zip(GENES, COUNTS.T, strict=True)]
         path.write_text("\n".join(lines) + "\n")
         assert_same(read_counts(path, sample=SAMPLE))
 

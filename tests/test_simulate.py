@@ -140,15 +140,20 @@ def test_same_seed_same_data_other_seed_differs(tmp_path):
     for name, seed in (("a", 0), ("b", 0), ("c", 5)):
         simulate.run_simulate(_small_config(tmp_path / name, seed=seed))
         paths[name] = tmp_path / name
-    read = lambda name: ad.read_h5ad(paths[name] / "sc" / "P2_metastasis.h5ad")  # noqa: E731
-    a, b, c = read("a"), read("b"), read("c")
+
+    def single_cell(name):
+        return ad.read_h5ad(paths[name] / "sc" / "P2_metastasis.h5ad")
+
+    def spatial(name):
+        return _read_mtx_gz(next((paths[name] / "spatial").glob("*/outs/filtered_feature_bc_matrix/matrix.mtx.gz")))
+
+    def bulk(name):
+        return pd.read_csv(paths[name] / "bulk" / "expression.tsv", sep="\t", index_col=0)
+
+    a, b, c = single_cell("a"), single_cell("b"), single_cell("c")
     assert (a.X != b.X).nnz == 0 and a.obs.equals(b.obs)
     assert a.shape != c.shape or (a.X != c.X).nnz > 0
-    spatial = lambda name: _read_mtx_gz(
-        next((paths[name] / "spatial").glob("*/outs/filtered_feature_bc_matrix/matrix.mtx.gz"))
-    )  # noqa: E731
     assert (spatial("a") != spatial("b")).nnz == 0 and (spatial("a") != spatial("c")).nnz > 0
-    bulk = lambda name: pd.read_csv(paths[name] / "bulk" / "expression.tsv", sep="\t", index_col=0)  # noqa: E731
     assert bulk("a").equals(bulk("b")) and not bulk("a").equals(bulk("c"))
 
 
@@ -178,7 +183,7 @@ def test_markers_are_higher_in_their_cell_type(cells, truth):
         own = types.isin(["epithelial", "malignant"]) if cell_type == "epithelial" else types == cell_type
         others = ~own & (types != ("malignant" if cell_type == "epithelial" else "-"))
         fold = (_mean_cpm(good, own, markers) + 1) / (_mean_cpm(good, others, markers) + 1)
-        assert np.mean(fold > 2) >= 0.9, (cell_type, dict(zip(markers, fold.round(1))))
+        assert np.mean(fold > 2) >= 0.9, (cell_type, dict(zip(markers, fold.round(1), strict=True)))
         assert np.exp(np.mean(np.log(fold))) > 4, cell_type
 
 

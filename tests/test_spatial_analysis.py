@@ -335,7 +335,8 @@ def test_spatial_nulls_are_calibrated():
         ].tolist()
     rate_coloc, rate_interface = np.mean(np.array(p_coloc) < 0.05), np.mean(np.array(p_interface) < 0.05)
     print(
-        f"null rejection: co-localisation {rate_coloc:.3f} of {len(p_coloc)}, interface {rate_interface:.3f} of {len(p_interface)}"
+        f"null rejection: co-localisation {rate_coloc:.3f} of {len(p_coloc)}, "
+        f"interface {rate_interface:.3f} of {len(p_interface)}"
     )
     assert rate_coloc <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / len(p_coloc))
     assert rate_interface <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / len(p_interface))

@@ -122,7 +122,7 @@ def _grid_graph(side: int):
         for di, dj in ((0, 1), (1, 0))
         if i + di < side and j + dj < side
     ]
-    rows, cols = zip(*pairs)
+    rows, cols = zip(*pairs, strict=True)
     graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(side * side,) * 2)
     return sp.csr_matrix(graph + graph.T)
 

@@ -225,7 +225,8 @@ def test_branch_genes_recover_planted_fates(planted):
     early = table["gene"].isin(truth["early"]).to_numpy()
     print(
         f"planted cohort: AUPRC {auprc:.3f}; {called.sum()} branch genes, {int((called & is_planted).sum())} planted, "
-        f"false discovery proportion {fdp:.3f}; early (not branch-dependent) genes called {int((called & early).sum())}/{int(early.sum())}"
+        f"false discovery proportion {fdp:.3f}; "
+        f"early (not branch-dependent) genes called {int((called & early).sum())}/{int(early.sum())}"
     )
     assert auprc >= 0.8
     assert (table["n_samples"] >= 3).all()

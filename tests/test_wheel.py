@@ -1,9 +1,10 @@
 """The package works outside the repository: a wheel carries every resource and runs from anywhere.
 
 The Dockerfiles install the locked dependencies, then ``pip install --no-deps`` the copied source; this
-test does the same with a wheel built by ``pip wheel --no-deps`` from the files the Dockerfile copies: a fresh venv that sees the locked
-dependencies of the test environment (its site-packages on the path, not its tmeflow) gets the wheel,
-and ``tmeflow --version`` / ``tmeflow run --help`` run from a folder outside the repository.
+test does the same with a wheel built by ``pip wheel --no-deps`` from the files the Dockerfile copies: a
+fresh venv that sees the locked dependencies of the test environment (its site-packages on the path,
+not its tmeflow) gets the wheel, and ``tmeflow --version`` / ``tmeflow run --help`` run from a folder
+outside the repository.
 """
 
 from __future__ import annotations
