@@ -53,6 +53,15 @@ def section(doc: str, title: str) -> str | None:
     return match.group(1) if match else None
 
 
+def documented_parameters(doc: str) -> set[str]:
+    """Names in a ``Parameters`` section: ``x``, ``x : int``, ``x, y : float``, ``*args``, ``**kwargs``."""
+    names = set()
+    for line in (section(doc, "Parameters") or "").splitlines():
+        if match := re.fullmatch(r"((?:\*{0,2}\w+)(?:, \*{0,2}\w+)*)(?: :.*)?", line):
+            names.update(name.lstrip("*") for name in match.group(1).split(", "))
+    return names
+
+
 @pytest.mark.parametrize("module_name", MODULES)
 def test_public_science_functions_have_numpydoc(module_name):
     problems = []
@@ -60,7 +69,7 @@ def test_public_science_functions_have_numpydoc(module_name):
         doc = inspect.cleandoc(function.__doc__ or "")
         signature = inspect.signature(function)
         parameters = [p for p in signature.parameters if p not in ("self", "cls")]
-        documented = set(re.findall(r"^(\w+)(?: :.*)?$", section(doc, "Parameters") or "", flags=re.M))
+        documented = documented_parameters(doc)
         if missing := [p for p in parameters if p not in documented]:
             problems.append(f"{name}: parameters not documented: {missing}")
         returns_none = signature.return_annotation in (None, "None")
@@ -76,6 +85,8 @@ def test_public_science_functions_have_numpydoc(module_name):
 
 def test_the_section_parser_reads_numpydoc():
     doc = "Do it.\n\nParameters\n----------\nx\n    The x.\ny : int\n    The y.\n\nReturns\n-------\nint\n    Sum.\n"
-    assert set(re.findall(r"^(\w+)(?: :.*)?$", section(doc, "Parameters"), flags=re.M)) == {"x", "y"}
+    assert documented_parameters(doc) == {"x", "y"}
+    doc = "Do it.\n\nParameters\n----------\ntest, reference : str\n    Levels.\n**kwargs\n    Passed on.\n"
+    assert documented_parameters(doc) == {"test", "reference", "kwargs"}
     assert section(doc, "Returns").startswith("int")
     assert section(doc, "Adds") is None
