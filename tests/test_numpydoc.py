@@ -86,7 +86,7 @@ def test_public_science_functions_have_numpydoc(module_name):
 def test_the_section_parser_reads_numpydoc():
     doc = "Do it.\n\nParameters\n----------\nx\n    The x.\ny : int\n    The y.\n\nReturns\n-------\nint\n    Sum.\n"
     assert documented_parameters(doc) == {"x", "y"}
-    doc = "Do it.\n\nParameters\n----------\ntest, reference : str\n    Levels.\n**kwargs\n    Passed on.\n"
-    assert documented_parameters(doc) == {"test", "reference", "kwargs"}
     assert section(doc, "Returns").startswith("int")
+    grouped = "Do it.\n\nParameters\n----------\ntest, reference : str\n    Levels.\n**kwargs\n    Passed on.\n"
+    assert documented_parameters(grouped) == {"test", "reference", "kwargs"}
     assert section(doc, "Adds") is None
