@@ -226,20 +226,3 @@ def test_plot_umaps_returns_the_figure_without_writing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # nothing saved
     io.save_figure(fig, tmp_path / "umap.png")
     assert (tmp_path / "umap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.mark.parametrize("module", ["tmeflow.integrate.quality", "tmeflow.subcluster", "tmeflow.trajectory.plots"])
-def test_plots_take_data_and_return_a_figure(module):
-    """Plotting contract (issue 21): every public ``plot_*`` returns ``Figure`` and takes no path or settings."""
-    import importlib
-    import inspect
-
-    forbidden = {"path", "outdir", "params", "settings", "out", "filename"}
-    mod = importlib.import_module(module)
-    plots = {name: f for name, f in vars(mod).items() if name.startswith("plot_") and inspect.isfunction(f)}
-    plots = {name: f for name, f in plots.items() if f.__module__ == module}
-    for name, function in plots.items():
-        signature = inspect.signature(function)
-        assert signature.return_annotation == "Figure", name
-        assert not forbidden & set(signature.parameters), name
-    assert plots or module == "tmeflow.subcluster"

@@ -1,35 +1,53 @@
 """Numpydoc on the public science functions (issue 21).
 
-Every public function of the science modules below (stage entries ``run_<stage>``, ``cli`` and ``write_outputs``
-aside) documents every parameter in a ``Parameters`` section and what it returns in ``Returns`` (unless it returns
-None), types ``adata`` as ``AnnData``, and, when it changes an AnnData in place and returns nothing, lists what it
-writes in an ``Adds`` section.
+Every public function of every tmeflow module (the infrastructure modules below aside; stage entries ``run_<stage>``,
+``cli``, ``write_outputs`` and the ``write_*`` writers aside) documents every parameter in a ``Parameters`` section
+and what it returns in ``Returns`` (unless it returns None), types ``adata`` as ``AnnData``, and, when it changes an
+AnnData in place and returns nothing, lists what it writes in an ``Adds`` section (``check_*`` validators, which only
+raise, are exempt from that last rule).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 import re
 
 import pytest
 
-MODULES = (
-    "tmeflow.genes",
-    "tmeflow.integrate.correction",
-    "tmeflow.integrate.graph",
-    "tmeflow.integrate.inputs",
-    "tmeflow.integrate.preprocess",
-    "tmeflow.integrate.quality",
-    "tmeflow.integrate.stage",
-    "tmeflow.metrics",
-    "tmeflow.stats",
-    "tmeflow.subcluster",
-    "tmeflow.trajectory.branch",
-    "tmeflow.trajectory.fates",
-    "tmeflow.trajectory.genes",
-    "tmeflow.trajectory.inputs",
-    "tmeflow.trajectory.plots",
+import tmeflow
+
+# Modules that are plumbing rather than science: the command line, file and log helpers, the parameter schema, the
+# stage registry and runner, input validation, the report builders. Their functions keep short docstrings.
+INFRASTRUCTURE = {
+    "tmeflow.cli",
+    "tmeflow.errors",
+    "tmeflow.io",
+    "tmeflow.log",
+    "tmeflow.multiqc_launch",
+    "tmeflow.numba_cache",
+    "tmeflow.params",
+    "tmeflow.plotting",
+    "tmeflow.report",
+    "tmeflow.report_samples",
+    "tmeflow.report_sections",
+    "tmeflow.resume",
+    "tmeflow.runner",
+    "tmeflow.samplesheet",
+    "tmeflow.settings",
+    "tmeflow.stages",
+    "tmeflow.text",
+    "tmeflow.validate",
+    # survival is being rewritten on another branch (issue 21); it joins the walk when that branch merges.
+    "tmeflow.survival",
+}
+MODULES = tuple(
+    sorted(
+        module.name
+        for module in pkgutil.walk_packages(tmeflow.__path__, "tmeflow.")
+        if module.name not in INFRASTRUCTURE
+    )
 )
 STAGE_ENTRIES = {"cli", "write_outputs"}
 
@@ -42,6 +60,7 @@ def public_functions(module_name: str):
             and function.__module__ == module_name
             and not name.startswith("_")
             and not name.startswith("run_")
+            and not name.startswith("write_")
             and name not in STAGE_ENTRIES
         ):
             yield name, function
@@ -78,7 +97,7 @@ def test_public_science_functions_have_numpydoc(module_name):
         if "adata" in signature.parameters:
             if signature.parameters["adata"].annotation not in ("AnnData", "AnnData | None"):
                 problems.append(f"{name}: adata not typed AnnData")
-            if returns_none and section(doc, "Adds") is None:
+            if returns_none and not name.startswith("check_") and section(doc, "Adds") is None:
                 problems.append(f"{name}: changes adata in place without an Adds section")
     assert not problems, "\n".join(problems)
 
@@ -90,3 +109,11 @@ def test_the_section_parser_reads_numpydoc():
     grouped = "Do it.\n\nParameters\n----------\ntest, reference : str\n    Levels.\n**kwargs\n    Passed on.\n"
     assert documented_parameters(grouped) == {"test", "reference", "kwargs"}
     assert section(doc, "Adds") is None
+
+
+def test_the_walk_covers_every_science_module():
+    assert "tmeflow.atlas" in MODULES
+    assert "tmeflow.simulate.cohort" in MODULES
+    assert "tmeflow.cnv.reference" in MODULES
+    assert not INFRASTRUCTURE & set(MODULES)
+    assert len(MODULES) > 40

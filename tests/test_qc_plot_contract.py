@@ -1,62 +1,16 @@
 """Issue 21 plotting contract for qc, annotate, cnv, composition, de, neighbourhood DA and pathways.
 
-Every figure comes from a public ``plot_*(data, ...) -> Figure`` that takes data and plain options (no path,
-outdir, params or settings), neither saves nor closes; the stage's writing code saves it. Hand-built 6-12 cell
-fixtures with hand-computed expectations; no simulator, no pipeline.
+Each plot returns its figure and neither saves nor closes it; the stage's writing code saves it. The signature
+rule for every plot of the package lives in tests/test_plot_contract.py. Hand-built 6-12 cell fixtures with
+hand-computed expectations; no simulator, no pipeline.
 """
 
 from __future__ import annotations
-
-import importlib
-import inspect
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-MODULES = [
-    "tmeflow.qc",
-    "tmeflow.annotate",
-    "tmeflow.cnv.plots",
-    "tmeflow.composition.plots",
-    "tmeflow.de",
-    "tmeflow.neighbourhood_da",
-    "tmeflow.pathways.plots",
-]
-FORBIDDEN = {"path", "outdir", "out", "params", "settings"}
-
-
-def _plot_functions():
-    for name in MODULES:
-        module = importlib.import_module(name)
-        for attr, function in inspect.getmembers(module, inspect.isfunction):
-            if function.__module__ == module.__name__ and attr.startswith("plot_"):
-                yield f"{name}.{attr}", function
-
-
-def test_plot_functions_take_data_and_return_a_figure():
-    found = dict(_plot_functions())
-    # the figures of these stages, one function each (qc draws two figures)
-    for name in (
-        "tmeflow.qc.plot_qc_violins",
-        "tmeflow.qc.plot_qc_scatter",
-        "tmeflow.annotate.plot_dotplot",
-        "tmeflow.cnv.plots.plot_heatmap",
-        "tmeflow.cnv.plots.plot_violin",
-        "tmeflow.pathways.plots.plot_heatmap",
-        "tmeflow.pathways.plots.plot_bubbles",
-        "tmeflow.pathways.plots.plot_enrichment",
-    ):
-        assert name in found, name
-    bad = {
-        name: sorted(FORBIDDEN & set(inspect.signature(function).parameters))
-        for name, function in found.items()
-        if FORBIDDEN & set(inspect.signature(function).parameters)
-    }
-    assert not bad, f"plot functions take a destination or settings: {bad}"
-    untyped = [name for name, function in found.items() if inspect.signature(function).return_annotation != "Figure"]
-    assert not untyped, f"plot functions not typed -> Figure: {untyped}"
 
 
 @pytest.fixture

@@ -1,50 +1,16 @@
-"""Issue 21 plotting contract for the communication, deconvolution and spatial stages.
+"""Issue 21 plotting contract: behaviour of the communication and spatial stages' plots.
 
-Every figure comes from a public ``plot_*(data, ...) -> Figure`` that takes data and plain options (never a
-path, an outdir, ``params`` or a settings object), returns the figure and neither saves nor closes it; the
-stage's writing code saves it with ``tmeflow.io.save_figure``. Fast: hand-built inputs of a few spots.
+Each plot returns its figure and neither saves nor closes it; the stage's writing code saves it with
+``tmeflow.io.save_figure``. The signature rule for every plot of the package lives in tests/test_plot_contract.py.
+Fast: hand-built inputs of a few spots.
 """
 
 from __future__ import annotations
-
-import importlib
-import inspect
-import pkgutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import tiny
-
-MODULES = ("communication", "deconvolve", "spatial_analysis", "spatial_qc", "spatial_cnv", "spatial_cohort")
-FORBIDDEN = {"path", "outdir", "params", "settings", "file", "filename"}
-
-
-def _modules():
-    for name in MODULES:
-        package = importlib.import_module(f"tmeflow.{name}")
-        yield package
-        for info in pkgutil.walk_packages(getattr(package, "__path__", []), f"{package.__name__}."):
-            yield importlib.import_module(info.name)
-
-
-def test_every_plot_takes_data_and_returns_a_figure():
-    plots = {
-        f"{module.__name__}.{name}": function
-        for module in _modules()
-        for name, function in inspect.getmembers(module, inspect.isfunction)
-        if function.__module__ == module.__name__ and name.startswith("plot_")
-    }
-    assert {"tmeflow.spatial_qc.plot_on_tissue", "tmeflow.communication.plots.plot_pathway_circles"} <= set(plots)
-    assert "tmeflow.spatial_analysis.plots.plot_trajectory" in plots
-    bad = {
-        name: sorted(FORBIDDEN & set(inspect.signature(function).parameters))
-        for name, function in plots.items()
-        if FORBIDDEN & set(inspect.signature(function).parameters)
-    }
-    assert bad == {}, f"plot functions take a path/params: {bad}"
-    untyped = [name for name, f in plots.items() if inspect.signature(f).return_annotation not in ("Figure",)]
-    assert untyped == [], f"plot functions not typed -> Figure: {untyped}"
 
 
 def _section(n: int = 6):

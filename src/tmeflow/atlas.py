@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from . import io
 from .errors import TmeflowInputError
 from .log import get_logger, timed
 from .spatial_cohort import run_spatial_cohort
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 logger = get_logger(__name__)
 
@@ -53,7 +56,20 @@ SECTION_OBSP_KEPT = ("spatial_connectivities", "spatial_distances")
 
 
 def read_obs(path: str | Path, what: str) -> pd.DataFrame:
-    """Only the ``obs`` table of an h5ad (the matrices stay on disk)."""
+    """Read only the ``obs`` table of an h5ad (the matrices stay on disk).
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file.
+    what
+        What the file is (e.g. ``"pathways h5ad"``), named in the error when it is missing or unreadable.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``obs`` table, one row per cell indexed by barcode (``obs_names``), with anndata's dtypes.
+    """
     import h5py
     from anndata.io import read_elem
 
@@ -78,7 +94,27 @@ def _bool_with_missing(values: pd.Series) -> pd.Series:
 
 
 def merge_obs(obs: pd.DataFrame, extra: pd.DataFrame, source: str, path: str | Path) -> list[str]:
-    """Add ``extra``'s columns that ``obs`` lacks, aligned by cell barcode (``obs_names``); return their names."""
+    """Add ``extra``'s columns that ``obs`` lacks, aligned by cell barcode (``obs_names``).
+
+    Cells of ``obs`` missing from ``extra`` (cells a stage did not analyse) get missing values; boolean columns that
+    gain missing values become categorical ``'False'``/``'True'`` strings.
+
+    Parameters
+    ----------
+    obs
+        The atlas ``obs`` table, changed in place.
+    extra
+        Another stage's ``obs`` table (index: cell barcodes, a subset of ``obs``'s).
+    source
+        The stage ``extra`` comes from, named in the error.
+    path
+        The file ``extra`` was read from, named in the error.
+
+    Returns
+    -------
+    list of str
+        The names of the columns added to ``obs``, in ``extra``'s order.
+    """
     unknown = extra.index.difference(obs.index)
     if len(unknown):
         raise TmeflowInputError(
@@ -101,6 +137,16 @@ def clean_obs(frame: pd.DataFrame) -> pd.DataFrame:
     CELLxGENE-style annotations: strings as categoricals of strings (unused categories dropped),
     integers with missing values as floats, 64-bit floats as 32-bit (CELLxGENE converts them, with a
     warning per column); booleans and integers unchanged.
+
+    Parameters
+    ----------
+    frame
+        An ``obs`` or ``var`` table; not changed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the converted columns, a string index and column names without ``/`` (see :func:`h5_key`).
     """
     frame = frame.copy()
     for column in frame.columns:
@@ -124,7 +170,18 @@ def clean_obs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def h5_key(name: Any) -> str:
-    """Return a column name HDF5 stores as one key ('/' separates groups; anndata will refuse it)."""
+    """Return a column name HDF5 stores as one key ('/' separates groups; anndata will refuse it).
+
+    Parameters
+    ----------
+    name
+        A column name (any type; converted with ``str``).
+
+    Returns
+    -------
+    str
+        The name with every ``/`` replaced by ``_``.
+    """
     return str(name).replace("/", "_")
 
 
@@ -143,11 +200,31 @@ def _kept_colours(uns: dict[str, Any], obs: pd.DataFrame) -> dict[str, Any]:
     return kept
 
 
-def build_atlas(subclustered: str | Path, extras: dict[str, str | Path], title: str = "tmeflow atlas"):
+def build_atlas(
+    subclustered: str | Path, extras: dict[str, str | Path], title: str = "tmeflow atlas"
+) -> tuple[AnnData, dict[str, str]]:
     """Build the cohort atlas from the subclustered cells and the other stages' obs columns.
 
-    The cohort atlas: ``subclustered`` (all cells, counts, embeddings) with the new obs columns of
-    ``extras`` (``{stage: h5ad}``); returns ``(adata, {column: source stage})``.
+    The cohort atlas is ``subclustered`` (all cells, counts, embeddings) with the new obs columns of ``extras``,
+    cleaned to the CELLxGENE conventions of the module docstring: UMAP embeddings only (first two dimensions,
+    float32, non-finite rows set to NaN), no ``obsp``/``varm``, a small ``uns``.
+
+    Parameters
+    ----------
+    subclustered
+        The ``subcluster`` stage's h5ad: every cell, raw counts in ``layers['counts']``, log-normalised ``X``
+        (``uns['log1p']``) and ``obsm['X_umap']``.
+    extras
+        ``{stage name: h5ad path}`` of the later stages whose new ``obs`` columns are merged in by barcode.
+    title
+        ``uns['title']``, the name CELLxGENE shows.
+
+    Returns
+    -------
+    adata : AnnData
+        The cohort atlas.
+    sources : dict of str to str
+        ``{obs column: stage it comes from}`` (``"subcluster"`` for the subclustered atlas's own columns).
     """
     adata = io.read_h5ad(subclustered, "subclustered atlas")
     if "counts" not in adata.layers:
@@ -182,12 +259,35 @@ def build_atlas(subclustered: str | Path, extras: dict[str, str | Path], title: 
 
 
 def section_name(path: str | Path) -> str:
-    """Return the section name of a ``<sample>.<stage>.h5ad`` path."""
+    """Return the section name of a ``<sample>.<stage>.h5ad`` path.
+
+    Parameters
+    ----------
+    path
+        A ``<sample>.spatial_analysis.h5ad`` (or any ``<name>.h5ad``) path.
+
+    Returns
+    -------
+    str
+        The file name without ``.spatial_analysis.h5ad`` (or ``.h5ad``).
+    """
     return Path(path).name.removesuffix(SPATIAL_INPUT_SUFFIX).removesuffix(".h5ad")
 
 
-def build_section(path: str | Path):
-    """One spatial section's atlas from its ``spatial_analysis`` h5ad (see the module docstring)."""
+def build_section(path: str | Path) -> AnnData:
+    """Build one spatial section's atlas from its ``spatial_analysis`` h5ad (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        The section's ``<sample>.spatial_analysis.h5ad``, with ``obsm['spatial']`` and ``uns['spatial']``.
+
+    Returns
+    -------
+    AnnData
+        The section atlas: cleaned ``obs``/``var``, ``obsm['X_spatial']`` (coordinates with y flipped), the spatial
+        neighbour graphs in ``obsp`` and the image, graph and stage provenance in ``uns``.
+    """
     adata = io.read_h5ad(path, "spatial section")
     for needed, where in (("spatial", adata.obsm), ("spatial", adata.uns)):
         if needed not in where:

@@ -22,7 +22,13 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def dependency_problem() -> str | None:
-    """Why scanpy's pynndescent neighbours would crash here (None when the versions are known-good)."""
+    """Say why scanpy's pynndescent neighbours would crash here (None when the versions are known-good).
+
+    Returns
+    -------
+    str or None
+        A one-line explanation naming the installed pynndescent or scipy version and the known-good pin, or None.
+    """
     import pynndescent
     import scipy
 

@@ -31,7 +31,23 @@ logger = get_logger(__package__)
 # Stage
 # ----------------------------------------------------------------------------------------------
 def check_inputs(adata: AnnData, settings: CnvSettings, *, file: str | None = None) -> None:
-    """Everything that can be wrong with the input before any work is done."""
+    """Check everything that can be wrong with the input before any work is done.
+
+    Parameters
+    ----------
+    adata
+        The annotated cells; ``obs`` must hold ``cell_type`` and ``patient``. Not changed.
+    settings
+        The stage settings: ``reference_types`` (the normal cell types used as the CNV reference; at least one
+        cell must have one of them), ``cnv_window`` and ``cnv_step`` (genes; at least 1).
+    file
+        The input file, named in the errors.
+
+    Raises
+    ------
+    TmeflowInputError
+        Naming the missing column, the empty reference or the invalid window.
+    """
     missing = [c for c in REQUIRED_OBS if c not in adata.obs.columns]
     if missing:
         raise TmeflowInputError(

@@ -10,7 +10,18 @@ from .positions import _chrom
 
 
 def excluded_chromosomes(names: str | None) -> list[str]:
-    """``cnv_exclude_chromosomes`` (e.g. ``"X,Y"``) as infercnvpy names chromosomes (``chr``-prefixed)."""
+    """Return ``cnv_exclude_chromosomes`` (e.g. ``"X,Y"``) as infercnvpy names chromosomes (``chr``-prefixed).
+
+    Parameters
+    ----------
+    names
+        A comma-separated list of chromosomes, with or without the ``chr`` prefix; None or empty for none.
+
+    Returns
+    -------
+    list of str
+        The chromosomes as ``chr``-prefixed names (``["chrX", "chrY"]``), in the given order.
+    """
     return ["chr" + _chrom(name) for name in split_list(names)]
 
 

@@ -170,7 +170,18 @@ def resolve_contrasts(
 
 
 def contrast_name(test: str, reference: str) -> str:
-    """Name a contrast ``<test>_vs_<reference>`` (file names and table columns)."""
+    """Name a contrast ``<test>_vs_<reference>`` (file names and table columns).
+
+    Parameters
+    ----------
+    test, reference
+        The condition levels compared (the test level and the baseline).
+
+    Returns
+    -------
+    str
+        ``"<test>_vs_<reference>"``.
+    """
     return f"{test}_vs_{reference}"
 
 

@@ -49,7 +49,20 @@ logger = get_logger(__package__)
 # Bulk cohort with survival
 # ----------------------------------------------------------------------------------------------
 def signature_score(expression: pd.DataFrame, genes: list[str]) -> pd.Series:
-    """Compute the planted survival score: mean log2(TPM + 1) over ``genes``, z-scored across samples."""
+    """Compute the planted survival score: mean log2(TPM + 1) over ``genes``, z-scored across samples.
+
+    Parameters
+    ----------
+    expression
+        TPM, genes x samples.
+    genes
+        The signature genes (rows of ``expression``), the fate-A programme in the simulator.
+
+    Returns
+    -------
+    pandas.Series
+        The z-scored score per sample (mean 0, population SD 1), indexed like ``expression``'s columns.
+    """
     score = np.log2(expression.loc[genes] + 1.0).mean(axis=0)
     return (score - score.mean()) / score.std(ddof=0)
 
@@ -89,17 +102,53 @@ def cancer_type_labels(n: int, n_types: int) -> np.ndarray:
 
     Cancer type of each of ``n`` samples: ``TYPE1`` ... ``TYPE<n_types>`` dealt round-robin (no random draw,
     so the rest of the cohort is the one a single-cohort simulation with the same seed makes).
+
+    Parameters
+    ----------
+    n
+        Number of samples.
+    n_types
+        Number of cancer types (at least 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` strings, ``TYPE1`` ... ``TYPE<n_types>``.
     """
     return np.array([f"TYPE{i % n_types + 1}" for i in range(n)])
 
 
 def planted_types(config: SimConfig) -> list[str]:
-    """Return the cancer types with a score-survival effect: the first ``bulk_planted_types``."""
+    """Return the cancer types with a score-survival effect: the first ``bulk_planted_types``.
+
+    Parameters
+    ----------
+    config
+        The simulation settings (``bulk_planted_types``, capped at ``bulk_cancer_types``).
+
+    Returns
+    -------
+    list of str
+        ``["TYPE1", ..., "TYPE<k>"]``.
+    """
     return [f"TYPE{k + 1}" for k in range(min(config.bulk_planted_types, config.bulk_cancer_types))]
 
 
 def sample_beta(types: np.ndarray | None, config: SimConfig) -> float | np.ndarray:
-    """Log hazard ratio per SD of each sample: ``bulk_beta`` (in the planted types of a pan-cancer cohort), else 0."""
+    """Log hazard ratio per SD of each sample: ``bulk_beta`` (in the planted types of a pan-cancer cohort), else 0.
+
+    Parameters
+    ----------
+    types
+        Cancer type of each sample (:func:`cancer_type_labels`), or None for a single-cohort simulation.
+    config
+        The simulation settings (``bulk_beta``, the log hazard ratio per SD of the score).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``bulk_beta`` when ``types`` is None, else one log hazard ratio per sample (``bulk_beta`` or 0).
+    """
     if types is None:
         return config.bulk_beta
     return np.where(np.isin(types, planted_types(config)), config.bulk_beta, 0.0)
@@ -120,6 +169,23 @@ def simulate_maf(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.ran
     Poisson(``BULK_TMB_PER_MB`` x 38 Mb x exp(``BULK_TMB_LOG_PER_SD`` x z + ``BULK_TMB_LOG_SD`` x N(0, 1))) in the
     planted types, without the z term elsewhere, plus Poisson(30% of that mean) silent variants; barcodes are
     the sample identifiers.
+
+    Parameters
+    ----------
+    z
+        The signature score per sample (:func:`signature_score`), indexed by sample.
+    types
+        Cancer type of each sample, aligned with ``z``.
+    config
+        The simulation settings (which types are planted).
+    rng
+        The random generator.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per variant: ``Hugo_Symbol``, ``Chromosome``, ``Tumor_Sample_Barcode``, ``Variant_Classification``,
+        ``Start_Position``.
     """
     planted = np.isin(types, planted_types(config))
     log_mean = np.where(planted, BULK_TMB_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_TMB_LOG_SD * rng.normal(size=len(z))
@@ -143,6 +209,22 @@ def simulate_msi(z: pd.Series, types: np.ndarray, config: SimConfig, rng: np.ran
 
     MSI score per tumour (``sample``, ``msi_score``): ``BULK_MSI_MEDIAN`` x exp(``BULK_MSI_LOG_PER_SD`` x z in the
     planted types + ``BULK_MSI_LOG_SD`` x N(0, 1)): a score-MSI correlation in the planted types only.
+
+    Parameters
+    ----------
+    z
+        The signature score per sample, indexed by sample.
+    types
+        Cancer type of each sample, aligned with ``z``.
+    config
+        The simulation settings (which types are planted).
+    rng
+        The random generator.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``sample``, ``msi_score`` (positive, median ``BULK_MSI_MEDIAN`` at z = 0), one row per sample.
     """
     planted = np.isin(types, planted_types(config))
     log_score = np.where(planted, BULK_MSI_LOG_PER_SD * z.to_numpy(), 0.0) + BULK_MSI_LOG_SD * rng.normal(size=len(z))
@@ -153,6 +235,16 @@ def cnv_gene(model: Model) -> str:
     """Return the signature gene whose copy number drives its expression.
 
     The first signature gene without a tumour-normal difference.
+
+    Parameters
+    ----------
+    model
+        The simulation model (its ``fate_A`` programme).
+
+    Returns
+    -------
+    str
+        The gene symbol.
     """
     return model.programmes["fate_A"][BULK_NORMAL_DE_GENES]
 
@@ -163,6 +255,22 @@ def simulate_cnv(expression: pd.DataFrame, model: Model, rng: np.random.Generato
     GISTIC-style thresholded copy number (-2..2, probabilities ``BULK_CNV_PROBABILITIES``, independent per gene and
     tumour) of the signature genes, as GISTIC2's ``all_thresholded.by_genes`` (Gene Symbol, Locus ID, Cytoband,
     samples); returns (table, expression with :func:`cnv_gene`'s TPM x 2^(``BULK_CNV_LOG2_PER_LEVEL`` x level)).
+
+    Parameters
+    ----------
+    expression
+        TPM, genes x samples; not changed.
+    model
+        The simulation model (its ``fate_A`` programme).
+    rng
+        The random generator.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Levels -2..2, signature genes (index ``Gene Symbol``) x samples, after ``Locus ID`` and ``Cytoband`` columns.
+    expression : pandas.DataFrame
+        A copy of ``expression`` with :func:`cnv_gene`'s TPM scaled by its copy number.
     """
     genes = model.programmes["fate_A"]
     levels = rng.choice(np.arange(-2, 3), size=(len(genes), expression.shape[1]), p=BULK_CNV_PROBABILITIES)
@@ -180,6 +288,16 @@ def normal_de_genes(model: Model) -> dict[str, float]:
 
     The planted tumour-normal differences: the first ``BULK_NORMAL_DE_GENES`` signature (fate-A) genes, log2
     fold change tumour / normal ``+BULK_NORMAL_LOG2FC`` (even positions) or ``-BULK_NORMAL_LOG2FC`` (odd).
+
+    Parameters
+    ----------
+    model
+        The simulation model (its ``fate_A`` programme).
+
+    Returns
+    -------
+    dict of str to float
+        ``{gene: log2 fold change tumour / normal}``.
     """
     genes = model.programmes["fate_A"][:BULK_NORMAL_DE_GENES]
     return {gene: BULK_NORMAL_LOG2FC * (1.0 if k % 2 == 0 else -1.0) for k, gene in enumerate(genes)}
@@ -191,6 +309,22 @@ def simulate_normals(model: Model, n: int, platform: np.ndarray, rng: np.random.
     ``n`` normal samples (TPM, genes x samples, ``NORMAL0001``...): drawn from the tumours' mixture model on
     the tumours' assay (``platform``), then each gene of :func:`normal_de_genes` divided by 2^log2fc (not
     renormalised); every other gene has the tumours' distribution: a null gene of the tumour-normal test.
+
+    Parameters
+    ----------
+    model
+        The simulation model.
+    n
+        Number of normal samples.
+    platform
+        The tumours' gene-wise assay factors (``truth.attrs["platform"]`` of the tumour draw), one per gene.
+    rng
+        The random generator.
+
+    Returns
+    -------
+    pandas.DataFrame
+        TPM, genes (index ``gene``) x ``n`` samples ``NORMAL0001`` ...
     """
     expression, _ = _bulk_expression(model, n, rng, platform=platform, prefix="NORMAL")
     for gene, log2fc in normal_de_genes(model).items():
@@ -213,7 +347,20 @@ def _survival(z: pd.Series, beta: float | np.ndarray, rng: np.random.Generator) 
 
 
 def to_species(expression: pd.DataFrame, from_species: str, to_species: str) -> pd.DataFrame:
-    """Rename the expression table to the one-to-one orthologs of ``to_species`` (genes without one dropped)."""
+    """Rename the expression table to the one-to-one orthologs of ``to_species`` (genes without one dropped).
+
+    Parameters
+    ----------
+    expression
+        Genes (symbols of ``from_species``) x samples.
+    from_species, to_species
+        Species names known to :func:`tmeflow.signatures.ortholog_map` (e.g. ``"human"``, ``"mouse"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``expression`` itself when the species are equal, else the mapped rows (first of duplicated targets kept).
+    """
     from ..signatures import ortholog_map
 
     if from_species == to_species:
@@ -232,7 +379,19 @@ def to_species(expression: pd.DataFrame, from_species: str, to_species: str) -> 
 
 
 def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
-    """Write the bulk cohort and its companions (mutations, MSI, copy number, normals); return the truth."""
+    """Write the bulk cohort and its companions (mutations, MSI, copy number, normals); return the truth.
+
+    Parameters
+    ----------
+    model, config, rng
+        The simulation model (profiles, programmes), the settings and the random generator (one cohort per seed).
+
+    Returns
+    -------
+    dict
+        The truth written to ``truth.json``: censored fraction, species, gene count and, when drawn, the normals'
+        planted tumour-normal differences and the pan-cancer planted types, TMB, MSI and CNV models.
+    """
     expression, proportions = _bulk_expression(model, config.n_bulk, rng)
     z = signature_score(expression, model.programmes["fate_A"])
     types = cancer_type_labels(config.n_bulk, config.bulk_cancer_types) if config.bulk_cancer_types else None
@@ -316,7 +475,18 @@ def simulate_bulk(model: Model, config: SimConfig, rng: np.random.Generator) -> 
 # Drug-screened cell lines
 # ----------------------------------------------------------------------------------------------
 def drug_names(config: SimConfig) -> tuple[list[str], list[str]]:
-    """(planted, null) drug names: ``DRUG01`` ... ; the first ``planted_drugs`` are planted."""
+    """Name the drugs ``DRUG01`` ...; the first ``planted_drugs`` are planted.
+
+    Parameters
+    ----------
+    config
+        The simulation settings (``n_drugs``, ``planted_drugs``).
+
+    Returns
+    -------
+    planted, null : list of str
+        The planted drugs (IC50 depends on the score) and the null drugs.
+    """
     names = [f"DRUG{k + 1:02d}" for k in range(config.n_drugs)]
     return names[: config.planted_drugs], names[config.planted_drugs :]
 
@@ -329,6 +499,20 @@ def simulate_cell_lines(
     Cell lines drawn like bulk samples (log2(TPM + 1), genes x lines ``CL0001`` ...) and a long GDSC-like
     response table (``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``): ln IC50 = ``DRUG_BASE_LN_IC50`` + N(0, 1)
     - ``DRUG_SLOPE_PER_SD`` x z for the planted drugs (z: the signature score), without the z term for the others.
+
+    Parameters
+    ----------
+    model, config, rng
+        The simulation model (profiles, programmes), the settings and the random generator (one cohort per seed).
+
+    Returns
+    -------
+    expression : pandas.DataFrame
+        log2(TPM + 1), genes x ``n_cell_lines`` lines.
+    response : pandas.DataFrame
+        ``CELL_LINE_NAME``, ``DRUG_NAME``, ``LN_IC50``, one row per line and drug.
+    z : pandas.Series
+        The signature score of each line.
     """
     expression, _ = _bulk_expression(model, config.n_cell_lines, rng)
     expression.columns = [f"CL{i + 1:04d}" for i in range(config.n_cell_lines)]
@@ -373,6 +557,20 @@ def immunotherapy_clinical(z: pd.Series, log_or: float, rng: np.random.Generator
     logistic(``IO_BASE_LOGIT`` + log_or z) (responders CR 30% / PR, the others SD 40% / PD); time to
     progression and death after progression exponential with hazards exp(-``IO_LOG_HR_PER_LOG_OR`` log_or z)
     (OS = progression + post-progression time, so PFS <= OS); one exponential censoring time for both.
+
+    Parameters
+    ----------
+    z
+        The signature score per sample, indexed by sample.
+    log_or
+        Log odds ratio of response per SD of the score (``immunotherapy_log_or``).
+    rng
+        The random generator.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``sample``, ``response`` (CR/PR/SD/PD), ``os_time``, ``os_event``, ``pfs_time``, ``pfs_event`` (days, events 1).
     """
     n, x = len(z), z.to_numpy()
     responder = rng.uniform(size=n) < 1 / (1 + np.exp(-(IO_BASE_LOGIT + log_or * x)))
@@ -425,6 +623,16 @@ def simulate_immunotherapy(model: Model, config: SimConfig, rng: np.random.Gener
 
     ``immunotherapy/expression.tsv`` (TPM, samples ``IO0001`` ...) and ``immunotherapy/clinical.tsv``
     (:func:`immunotherapy_clinical`); returns the truth.
+
+    Parameters
+    ----------
+    model, config, rng
+        The simulation model (profiles, programmes), the settings and the random generator (one cohort per seed).
+
+    Returns
+    -------
+    dict
+        The truth: sample count, log odds ratio, responders, the response and hazard models and the file names.
     """
     clinical = write_bulk_cohort(
         model,
@@ -454,6 +662,16 @@ def simulate_validation_cohort(model: Model, config: SimConfig, rng: np.random.G
 
     A second bulk cohort (``bulk_validation/``: samples ``VAL0001`` ..., one cancer type) drawn like the first,
     with the same hazard ``exp(bulk_beta * z)``: a validation set; returns the truth.
+
+    Parameters
+    ----------
+    model, config, rng
+        The simulation model (profiles, programmes), the settings and the random generator (one cohort per seed).
+
+    Returns
+    -------
+    dict
+        The truth: sample count, ``bulk_beta``, the hazard model and the file names.
     """
     clinical = write_bulk_cohort(
         model,

@@ -126,7 +126,20 @@ def _cnv_arms(table: pd.DataFrame, required: list[str], per_arm: pd.Series, budg
 
 
 def build_genes(config: SimConfig, rng: np.random.Generator) -> Genes:
-    """Choose the simulated genes; raise if ``--n_genes`` cannot hold the programme genes and the CNV arms."""
+    """Choose the simulated genes; raise if ``--n_genes`` cannot hold the programme genes and the CNV arms.
+
+    Parameters
+    ----------
+    config
+        The simulation settings (``species``, ``n_genes``).
+    rng
+        The random generator (consumed in a fixed order, so a seed gives one cohort).
+
+    Returns
+    -------
+    Genes
+        ``var`` (genome order, mitochondrial genes last; symbols of ``config.species``) and the named gene groups.
+    """
     species = config.species
     table_name = "genes_hg38_xclone.tsv" if species == "human" else "genes_mm10_xclone.tsv"
     table = _resource_table("gene_positions", table_name).drop_duplicates("gene_symbol")

@@ -160,7 +160,23 @@ def _draw_patient(genes: Genes, rng: np.random.Generator) -> tuple[list[dict[str
 
 
 def build_model(config: SimConfig, genes: Genes, rng: np.random.Generator) -> Model:
-    """Draw the cohort's expression model: cell-type profiles, programmes, dispersions, batch and patient factors."""
+    """Draw the cohort's expression model: cell-type profiles, programmes, dispersions, batch and patient factors.
+
+    Parameters
+    ----------
+    config
+        The simulation settings (``n_patients``, ``n_batches``, ``batch_effect``).
+    genes
+        The simulated genes (:func:`tmeflow.simulate.genes.build_genes`).
+    rng
+        The random generator (consumed in a fixed order, so a seed gives one cohort).
+
+    Returns
+    -------
+    Model
+        Cell-type profiles (types x genes, rows summing to 1), per-gene dispersions, batch and per-patient factors,
+        the patients' CNV events and the gene programmes.
+    """
     programmes = _draw_programmes(genes, rng)
     profiles = _base_profiles(genes, programmes, rng)
     n_genes = len(genes.var)
@@ -264,6 +280,26 @@ def cell_means(model: Model, cells: pd.DataFrame, *, patient: str, condition: st
     """Compute expected counts (cells x genes, float32) of cells with columns type_code, library, pseudotime, fate.
 
     ``batch`` None: no batch factor (spatial sections are their own platform).
+
+    Parameters
+    ----------
+    model
+        The simulation model.
+    cells
+        One row per cell: ``type_code`` (index into the cell types), ``library`` (expected UMIs), ``pseudotime``
+        (0-1) and ``fate`` (the malignant cells' fate).
+    patient
+        The cells' patient (its CNV factors apply to malignant cells).
+    condition
+        The cells' condition; in the metastasis condition the planted ligand-receptor, pathway and myeloid DE
+        effects apply.
+    batch
+        The cells' batch, or None for no batch factor.
+
+    Returns
+    -------
+    numpy.ndarray
+        Expected counts, cells x genes, float32.
     """
     type_codes = cells["type_code"].to_numpy()
     mu = model.profiles[type_codes].astype(np.float32)
@@ -313,7 +349,22 @@ def _make_low_quality(mu: np.ndarray, rows: np.ndarray, mito: np.ndarray, rng: n
 
 
 def draw_counts(mu: np.ndarray, dispersion: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
-    """Negative-binomial counts (gamma-Poisson, variance mu + dispersion * mu^2) as CSR float32."""
+    """Draw negative-binomial counts (gamma-Poisson, variance mu + dispersion * mu^2) as CSR float32.
+
+    Parameters
+    ----------
+    mu
+        Expected counts, cells x genes.
+    dispersion
+        Per-gene negative-binomial dispersion (variance mu + dispersion * mu^2), length genes.
+    rng
+        The random generator.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Counts, cells x genes, float32.
+    """
     shape = 1.0 / dispersion
     gamma = rng.standard_gamma(np.broadcast_to(shape[None, :], mu.shape), dtype=np.float32)
     gamma *= dispersion[None, :]

@@ -291,7 +291,19 @@ def run_simulate(config: SimConfig) -> Path:
 
 
 def config_from_args(args) -> SimConfig:
-    """Build the simulation settings from parsed command-line arguments."""
+    """Build the simulation settings from parsed command-line arguments.
+
+    Parameters
+    ----------
+    args
+        The ``tmeflow simulate`` arguments (``argparse.Namespace``): one attribute per :class:`SimConfig` field,
+        ``conditions`` as a comma-separated string and ``outdir`` as a path string.
+
+    Returns
+    -------
+    SimConfig
+        The frozen settings.
+    """
     conditions = tuple(c.strip() for c in str(args.conditions).split(",") if c.strip())
     fields = {
         name: getattr(args, name)

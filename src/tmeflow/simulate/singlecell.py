@@ -57,7 +57,22 @@ def _composition(condition: str) -> np.ndarray:
 
 
 def plan_samples(config: SimConfig, rng: np.random.Generator) -> pd.DataFrame:
-    """One scRNA sample per patient x condition, with size, batch, library shift and composition."""
+    """Plan one scRNA sample per patient x condition, with size, batch, library shift and composition.
+
+    Parameters
+    ----------
+    config
+        The simulation settings (``n_patients``, ``conditions``, ``n_cells``, ``n_batches``, ``species``).
+    rng
+        The random generator (consumed in a fixed order, so a seed gives one cohort).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sample: ``sample`` (``<patient>_<condition>``), ``patient``, ``condition``, ``tissue``,
+        ``species``, ``batch``, ``n_cells`` (summing to ``n_cells``), ``library_shift`` and ``composition``
+        (cell-type proportions).
+    """
     rows = [(f"P{p + 1}", c) for p in range(config.n_patients) for c in config.conditions]
     n = len(rows)
     shares = 0.5 / n + 0.5 * rng.dirichlet(np.full(n, 4.0))  # every sample gets at least half the mean
@@ -182,7 +197,24 @@ class SampleCounts:
 
 
 def simulate_sample(model: Model, plan_row, config: SimConfig, rng: np.random.Generator) -> SampleCounts:
-    """One scRNA sample: cell metadata and truth now, counts block by block when the stream is read."""
+    """Simulate one scRNA sample: cell metadata and truth now, counts block by block when read.
+
+    Parameters
+    ----------
+    model
+        The simulation model.
+    plan_row
+        The sample's row of :func:`plan_samples` (a named tuple from ``itertuples``).
+    config
+        The simulation settings.
+    rng
+        The random generator (consumed in a fixed order, so a seed gives one cohort).
+
+    Returns
+    -------
+    SampleCounts
+        The cells' ``obs`` (metadata and planted truth), ``var``, ``uns`` and a one-pass stream of CSR count blocks.
+    """
     n = int(plan_row.n_cells)
     cells = _draw_cells(plan_row, n, plan_row.composition, rng)
     cells = _draw_qc(cells, config, plan_row.composition, rng)

@@ -45,7 +45,20 @@ logger = get_logger(__package__)
 # Spatial
 # ----------------------------------------------------------------------------------------------
 def spot_grid(n_spots: int, grid: str) -> pd.DataFrame:
-    """``n_spots`` spots on a Visium-like hexagonal (or square) grid, with physical x/y in um."""
+    """Lay ``n_spots`` spots on a Visium-like hexagonal (or square) grid, with physical x/y in um.
+
+    Parameters
+    ----------
+    n_spots
+        Number of spots.
+    grid
+        ``"hex"`` (Visium: odd rows shifted by one column) or ``"square"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``array_row``, ``array_col`` (grid indices), ``x_um``, ``y_um`` (centres in micrometres), one row per spot.
+    """
     aspect = math.sqrt(3) / 2 if grid == "hex" else 1.0
     n_rows = max(1, round(math.sqrt(n_spots * aspect)))
     n_per_row = math.ceil(n_spots / n_rows)
@@ -159,13 +172,35 @@ def spatial_platform(model: Model, config: SimConfig) -> np.ndarray:
     ``spatial_platform_sd``), shared by every section: the gene-specific capture differences that
     make a single-cell reference and a Visium section disagree (Cable et al. 2022, RCTD). Drawn from
     their own random stream, so they leave every other simulated value unchanged.
+
+    Parameters
+    ----------
+    model
+        The simulation model (its genes).
+    config
+        The simulation settings (``seed``, ``spatial_platform_sd``).
+
+    Returns
+    -------
+    numpy.ndarray
+        One positive float32 factor per gene.
     """
     rng = np.random.default_rng([config.seed, PLATFORM_STREAM])
     return rng.lognormal(0.0, config.spatial_platform_sd, size=len(model.genes.var)).astype(np.float32)
 
 
 def add_heldout_patients(model: Model, sections: list[dict[str, str]], config: SimConfig) -> None:
-    """Patients of held-out sections get their own CNVs and malignant programme (own random stream)."""
+    """Give the patients of held-out sections their own CNVs and malignant programme (own random stream).
+
+    Parameters
+    ----------
+    model
+        The simulation model; ``cnv_events`` and ``patient_factors`` gain the new patients (changed in place).
+    sections
+        The planned sections (each with a ``patient``); patients already in the model are left as they are.
+    config
+        The simulation settings (``seed``).
+    """
     rng = np.random.default_rng([config.seed, HELDOUT_STREAM])
     for section in sections:
         if section["patient"] not in model.patient_factors:
@@ -177,7 +212,25 @@ def add_heldout_patients(model: Model, sections: list[dict[str, str]], config: S
 def simulate_section(
     model: Model, section: dict[str, Any], config: SimConfig, rng: np.random.Generator
 ) -> pd.DataFrame:
-    """Simulate one Visium-like section and write its ``outs/`` folder; return the spot truth."""
+    """Simulate one Visium-like section and write its ``outs/`` folder; return the spot truth.
+
+    Parameters
+    ----------
+    model
+        The simulation model.
+    section
+        The planned section (``sample``, ``patient``, ...); gains ``blobs``, the tumour discs drawn.
+    config
+        The simulation settings (``n_spots``, ``grid``, ``outdir`` ...).
+    rng
+        The random generator (consumed in a fixed order, so a seed gives one cohort).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per spot: barcode, grid position, ``true_region``, ``true_n_cells`` and per cell type
+        ``true_prop_<type>`` and ``true_n_<type>``.
+    """
     spots = spot_grid(config.n_spots, config.grid)
     region, blobs = _regions(spots, rng)
     section["blobs"] = blobs
