@@ -119,3 +119,17 @@ def test_constant_with_rounding_noise_variance_is_nan_not_lifelines_noise():
     assert reference.table.loc["x", "se"] > 1e20
     ours = cox_regression(data, "time", "event", ["x"])
     assert not ours.converged and ours.table[COLUMNS].isna().all(axis=None) and ours.ph_ok
+
+
+def test_negative_likelihood_ratio_statistic_has_p_one_as_lifelines():
+    """A rare group (15%) with few events: lifelines' damped Newton stops (relative change of the log
+    likelihood < 1e-9) at a coefficient whose likelihood is below the null one, so the LR statistic is
+    negative and lifelines reports p = 1; the port stops at the same point and reports the same p
+    (a plain chi-square survival function would give NaN; one such row is in the test cohort's bulk_validation)."""
+    rng = np.random.default_rng(1082)
+    x = (rng.random(30) < 0.15).astype(float)
+    time = np.ceil(rng.exponential(60, 30))
+    data = pd.DataFrame({"time": time, "event": (rng.random(30) < 0.6).astype(float), "x": x})
+    ours = cox_regression(data, "time", "event", ["x"])
+    assert ours.lr_statistic < 0 and ours.lr_p == 1.0
+    _assert_same_as_lifelines(data)

@@ -186,7 +186,7 @@ def cox_univariate(x: np.ndarray, time: np.ndarray, event: np.ndarray, ph_check:
         "ph_p": float("nan"),
         "concordance": _concordance(data.time, data.event, np.exp((data.x - mean) * coef)),
         "lr_statistic": lr,
-        "lr_p": float(special.chdtrc(1, lr)),
+        "lr_p": float(special.chdtrc(1, np.maximum(lr, 0.0))),  # lifelines: p = 1 for a negative statistic
     }
     if ph_check:
         with np.errstate(all="ignore"):
