@@ -158,7 +158,7 @@ def plot_maps(section: ad.AnnData, maps: dict[str, np.ndarray], path: Path) -> N
     axes = axes.ravel()
     axes[0].imshow(image)
     axes[0].set_title("H&E (low-res)", fontsize=9)
-    for ax, (title, values) in zip(axes[1:], maps.items()):
+    for ax, (title, values) in zip(axes[1:], maps.items(), strict=False):
         ax.imshow(image, alpha=0.25)
         points = ax.scatter(
             xy[:, 0],

@@ -75,7 +75,8 @@ def main() -> None:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(
         f"{args.method}: {section.n_obs} spots x {reference.n_obs} reference cells x {reference.n_vars} genes: "
-        f"load {loaded - started:.1f} s, deconvolution + marker baseline {done - loaded:.1f} s, peak RSS {peak_gb:.2f} GB; "
+        f"load {loaded - started:.1f} s, deconvolution + marker baseline {done - loaded:.1f} s, "
+        f"peak RSS {peak_gb:.2f} GB; "
         f"{info['n_genes']} genes; min Pearson r vs planted (types >= 5%) {min(r.values()):.3f}"
     )
 

@@ -56,8 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     if not (args.reuse and (sim / "samplesheet.csv").exists()):
         start = time.perf_counter()
-        run_simulate(SimConfig(outdir=sim, n_cells=args.n_cells, n_patients=args.n_patients, seed=args.seed, batch_effect=0.4,
-                               n_sections=0, n_bulk=0))  # fmt: skip
+        config = SimConfig(
+            outdir=sim,
+            n_cells=args.n_cells,
+            n_patients=args.n_patients,
+            seed=args.seed,
+            batch_effect=0.4,
+            n_sections=0,
+            n_bulk=0,
+        )
+        run_simulate(config)
         timings["simulate_s"] = time.perf_counter() - start
     sheet = pd.read_csv(sim / "samplesheet.csv")
     sheet = sheet[sheet["modality"] == "sc"]

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(outdir, ignore_errors=True)
         stats = run_once(n_cells, outdir, extra)
         print(
-            f"{n_cells}\t{stats['wall_s']:.1f}\t{stats['peak_rss_mib']:.0f}\t{stats['output_mib']:.0f}\t{n_cells / stats['wall_s']:.0f}",
+            f"{n_cells}\t{stats['wall_s']:.1f}\t{stats['peak_rss_mib']:.0f}\t{stats['output_mib']:.0f}\t"
+            f"{n_cells / stats['wall_s']:.0f}",
             flush=True,
         )
         if not args.keep:

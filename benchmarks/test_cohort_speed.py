@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/test_cohort_speed.py [--outdir bench_work/test_cohort] [--compare OLD/pipeline_info/run_summary.json]
+    python benchmarks/test_cohort_speed.py [--outdir bench_work/test_cohort]
+    python benchmarks/test_cohort_speed.py --compare OLD/pipeline_info/run_summary.json
 
 Runs ``tmeflow run --params-file assets/test/params.yaml`` (6 scRNA samples, 1,800 cells, one section
 of 400 spots, 60 bulk samples; every stage) as a child process with single-threaded BLAS / numba,

@@ -39,8 +39,6 @@ INFRASTRUCTURE = {
     "tmeflow.stages",
     "tmeflow.text",
     "tmeflow.validate",
-    # survival is being rewritten on another branch (issue 21); it joins the walk when that branch merges.
-    "tmeflow.survival",
 }
 MODULES = tuple(
     sorted(

@@ -113,7 +113,7 @@ def test_maxstat_statistics_brute_force():
     event = (rng.random(n) < 0.6).astype(float)
     scores = logrank_scores(time, event)
     cuts, stats = maxstat_statistics(x, scores, 0.1)
-    for cut, stat in zip(cuts, stats):
+    for cut, stat in zip(cuts, stats, strict=True):
         low = x <= cut
         m = low.sum()
         assert np.floor(0.1 * n) <= m <= np.floor(0.9 * n)

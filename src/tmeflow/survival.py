@@ -64,6 +64,16 @@ def parse_event(values: pd.Series) -> pd.Series:
     Accepts 0/1 numbers, booleans, cBioPortal strings (``1:DECEASED``, ``0:LIVING``: the leading digit
     counts) and words (dead/deceased/event/yes/progressed/recurred... = 1; alive/living/censored/no = 0,
     case-insensitive). Anything else becomes NaN (the caller decides whether that is an error).
+
+    Parameters
+    ----------
+    values
+        One clinical event column, any dtype.
+
+    Returns
+    -------
+    pandas.Series
+        Same index; 1.0 (event), 0.0 (censored) or NaN (unreadable).
     """
     if pd.api.types.is_bool_dtype(values):
         return values.astype(float)
@@ -96,6 +106,18 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray) -> pd.DataFrame:
     One row per distinct observed time: ``n_risk`` (time >= t), ``n_event``, ``n_censor`` and
     ``survival`` = prod over t_i <= t of (1 - d_i / n_i), with Greenwood's standard error ``std_err``
     of the survival.
+
+    Parameters
+    ----------
+    time
+        Follow-up time per subject (any unit).
+    event
+        1 for an event, 0 for censored, per subject.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``time, n_risk, n_event, n_censor, survival, std_err``, sorted by time.
     """
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=float)
@@ -118,7 +140,20 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray) -> pd.DataFrame:
 
 
 def median_survival(time: np.ndarray, event: np.ndarray) -> float:
-    """Median survival time: first time at which the Kaplan-Meier survival is <= 0.5 (NaN if never)."""
+    """Return the median survival time: the first time at which the Kaplan-Meier survival is <= 0.5.
+
+    Parameters
+    ----------
+    time
+        Follow-up time per subject.
+    event
+        1 for an event, 0 for censored, per subject.
+
+    Returns
+    -------
+    float
+        The median survival time, NaN when the survival never falls to 0.5.
+    """
     table = kaplan_meier(time, event)
     below = table.loc[table["survival"] <= 0.5, "time"]
     return float(below.iloc[0]) if len(below) else float("nan")
@@ -141,6 +176,21 @@ def logrank_test(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> LogR
     ``d_t n_gt / n_t`` events; the covariance of O - E is
     ``V_gh = sum_t d_t (n_t - d_t) / (n_t - 1) * n_gt / n_t * (1[g = h] - n_ht / n_t)``.
     The statistic is ``(O - E)' V^- (O - E)`` with a generalised inverse, on k - 1 df.
+
+    Parameters
+    ----------
+    time
+        Follow-up time per subject.
+    event
+        1 for an event, 0 for censored, per subject.
+    group
+        Group label per subject (two or more groups).
+
+    Returns
+    -------
+    LogRankResult
+        Chi-square statistic, degrees of freedom (groups - 1), p-value and the per-group observed and
+        expected events.
     """
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=float)
@@ -189,6 +239,18 @@ def logrank_scores(time: np.ndarray, event: np.ndarray) -> np.ndarray:
 
     ``a_i = event_i - sum_{j : rank_j <= R_i} event_(j) / (N - rank_(j) + 1)`` where observations are
     sorted by time and ``R_i`` = number of observations with time <= time_i (ties: max rank).
+
+    Parameters
+    ----------
+    time
+        Follow-up time per subject.
+    event
+        1 for an event, 0 for censored, per subject.
+
+    Returns
+    -------
+    numpy.ndarray
+        One score per subject, in the input order.
     """
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=float)
@@ -207,6 +269,18 @@ def p_lausen92(statistic: float, min_prop: float = 0.1, max_prop: float = 0.9) -
     bounded to [0, 1] (``maxstat::pLausen92``, Hothorn & Lausen 2003). It corrects for having chosen
     the best of all cut-points between the ``min_prop`` and ``max_prop`` quantiles; it is an upper
     bound and so slightly conservative.
+
+    Parameters
+    ----------
+    statistic
+        The maximally selected standardised statistic.
+    min_prop, max_prop
+        The quantile range of ``x`` the cut-points were searched in.
+
+    Returns
+    -------
+    float
+        The approximate p-value in [0, 1]; 1 for a non-positive or non-finite statistic.
     """
     b = float(statistic)
     if not np.isfinite(b) or b <= 0:
@@ -247,7 +321,23 @@ def maxstat_statistics(x: np.ndarray, scores: np.ndarray, min_prop: float = 0.1,
     distinct value, ``floor(N min_prop) <= m <= floor(N max_prop)``, ``1 <= m <= N - 1``) the statistic
     is ``|S_m - E_m| / sqrt(V_m)`` with ``S_m`` the sum of the scores of the lower group and the
     permutation moments ``E_m = m/N sum a``, ``V_m = m (N - m) / (N^2 (N - 1)) (N sum a^2 - (sum a)^2)``
-    (Hothorn & Lausen 2003, ``maxstat::cmaxstat``). Returns ``(cuts, statistics)``.
+    (Hothorn & Lausen 2003, ``maxstat::cmaxstat``).
+
+    Parameters
+    ----------
+    x
+        The continuous variable to cut, per subject.
+    scores
+        Rank scores per subject (e.g. :func:`logrank_scores`).
+    min_prop, max_prop
+        Smallest and largest fraction of subjects in the lower group; ``max_prop`` defaults to
+        ``1 - min_prop``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(cuts, statistics)``: each admissible cut-point (the largest ``x`` of its lower group) and its
+        standardised statistic; both empty when no cut-point is admissible.
     """
     max_prop = 1 - min_prop if max_prop is None else max_prop
     x = np.asarray(x, dtype=float)
@@ -275,6 +365,26 @@ def maxstat_permutation_p(
     for each permutation the maximum standardised statistic over the same admissible cut-points is
     computed in one vectorised pass (the permutation moments E, V do not change), and
     ``p = (1 + #{max_perm >= observed}) / (n_perm + 1)``.
+
+    Parameters
+    ----------
+    x
+        The continuous variable that was cut, per subject.
+    scores
+        Rank scores per subject (e.g. :func:`logrank_scores`).
+    observed
+        The maximally selected statistic of the data.
+    min_prop
+        Smallest fraction of subjects in either group.
+    n_perm
+        Number of permutations.
+    seed
+        Seed of the permutation generator.
+
+    Returns
+    -------
+    float
+        The permutation p-value; NaN when no cut-point is admissible or the scores do not vary.
     """
     x = np.asarray(x, dtype=float)
     order = np.argsort(x, kind="stable")
@@ -305,6 +415,27 @@ def maxstat_cutpoint(
     permutations (:func:`maxstat_permutation_p`); with ``n_perm = 0`` the Lausen & Schumacher (1992)
     approximation (``maxstat`` ``pmethod = "Lau92"``, :func:`p_lausen92`; Hothorn & Lausen 2003,
     Comput Stat Data Anal 43:121), which is always reported as ``p_lau92`` and is conservative.
+
+    Parameters
+    ----------
+    x
+        The continuous variable to cut (e.g. a signature score), per subject.
+    time
+        Follow-up time per subject.
+    event
+        1 for an event, 0 for censored, per subject.
+    min_prop
+        Smallest fraction of subjects in either group (survminer's default 0.1).
+    n_perm
+        Permutations for the corrected p-value; 0 uses the Lausen & Schumacher approximation.
+    seed
+        Seed of the permutations.
+
+    Returns
+    -------
+    CutpointResult
+        The cut-point, its statistic, the corrected p-value and the group sizes (NaN fields when no
+        cut-point is admissible).
     """
     x = np.asarray(x, dtype=float)
     scores = logrank_scores(time, event)
@@ -337,7 +468,22 @@ def maxstat_cutpoint(
 
 
 def median_cutpoint(x: np.ndarray, time: np.ndarray, event: np.ndarray) -> CutpointResult:
-    """Median split: ``high`` = ``x > median(x)``; the p-value is the plain log-rank p (no search)."""
+    """Split at the median: ``high`` = ``x > median(x)``; the p-value is the plain log-rank p (no search).
+
+    Parameters
+    ----------
+    x
+        The continuous variable to split, per subject.
+    time
+        Follow-up time per subject.
+    event
+        1 for an event, 0 for censored, per subject.
+
+    Returns
+    -------
+    CutpointResult
+        The median, the log-rank chi-square and p, and the group sizes (NaN when one group is empty).
+    """
     x = np.asarray(x, dtype=float)
     cut = float(np.median(x))
     high = x > cut
@@ -522,6 +668,21 @@ def logistic_regression(data: pd.DataFrame, outcome: str, terms: list[str]) -> L
 
     Complete cases only; reports per term the log-odds coefficient, odds ratio ``exp(coef)`` with Wald
     95% CI and p. Perfect separation or non-convergence gives NaN rows (logged), not an exception.
+
+    Parameters
+    ----------
+    data
+        One row per subject with the outcome and term columns.
+    outcome
+        The 0/1 outcome column (e.g. immunotherapy response).
+    terms
+        The explanatory columns, entered together.
+
+    Returns
+    -------
+    LogisticResult
+        Per-term table (``coef, odds_ratio, or_lower, or_upper, se, p``), the complete-case size, the number
+        of positives and whether the fit converged.
     """
     import statsmodels.api as sm
 

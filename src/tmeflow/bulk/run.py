@@ -615,8 +615,8 @@ def run_bulk(
             )
             if settings.cutpoint_method == "maxstat"
             else "median split",
-            "cox": "lifelines CoxPHFitter, Efron ties; PH by Grambsch-Therneau test on scaled Schoenfeld residuals "
-            "(km transform)",
+            "cox": "lifelines CoxPHFitter, Efron ties (one-term models by tmeflow.coxph, a numpy port of its fit that "
+            "gives the same numbers); PH by Grambsch-Therneau test on scaled Schoenfeld residuals (km transform)",
             "deconvolution": "NNLS on mean-CPM signature matrix of reference marker genes"
             if profiles is not None
             else None,
