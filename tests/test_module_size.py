@@ -56,6 +56,17 @@ def test_no_module_over_700_lines():
         ),
         ("readers", ["read_counts", "read_spatial", "detect_format", "FORMATS", "_known_genes", "_finalise"]),
         (
+            "survival",
+            [
+                "parse_event",
+                "kaplan_meier",
+                "logrank_test",
+                "maxstat_cutpoint",
+                "cox_regression",
+                "logistic_regression",
+            ],
+        ),
+        (
             "simulate",
             [
                 "cli",
