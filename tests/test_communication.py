@@ -452,3 +452,57 @@ def test_simes_combination_by_hand():
     # (0.5, 0.6): 2 x 0.5 / 1 = 1.0, 2 x 0.6 / 2 = 0.6 -> 0.6
     assert simes([0.6, 0.5]) == pytest.approx(0.6)
     assert np.isnan(simes([np.nan]))
+
+
+@pytest.mark.slow  # LIANA's import alone is ~9 s
+def test_liana_on_hands_liana_only_x_and_the_groups_with_the_same_result(monkeypatch):
+    """LIANA copies obs and obsp into every per-cell-type view, so ``liana_on`` passes it X and ``cell_type``
+    only (issue 23); the interactions equal those of the whole subset (every obs column, graphs, layers).
+    """
+    import scipy.sparse as sp
+
+    from tmeflow.communication import core
+
+    lr_genes = ["MDK", "NCL", "CD47", "SIRPA", "MIF", "CD74", "CXCR4", "CD44", "COL1A1", "ITGB1", "ITGA1", "APP"]
+    resource = core.load_resource(None, "human", lr_genes)[1]
+    resource = resource.iloc[:300]
+    genes = sorted({g for col in ("ligand", "receptor") for entry in resource[col] for g in entry.split("_")})
+    genes += [f"G{i}" for i in range(20)]
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(2.0, size=(90, len(genes))).astype(np.float32)
+    cell_types = np.where(np.arange(90) % 10 == 0, "rare", np.tile(["a", "b", "c"], 30))
+    adata = ad.AnnData(
+        sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)),
+        obs=pd.DataFrame(
+            {"cell_type": pd.Categorical(cell_types), "sample": np.repeat(["s1", "s2", "s3"], 30)},
+            index=[f"c{i}" for i in range(90)],
+        ),
+        var=pd.DataFrame(index=genes),
+    )
+    adata.obs["score"] = np.arange(90.0)
+    adata.obsp["connectivities"] = sp.random(90, 90, density=0.1, format="csr", random_state=0)
+    adata.layers["counts"] = adata.X.copy()
+    settings = core.CommunicationSettings.defaults().replace(
+        communication_n_perms=20, communication_min_cells=7, seed=3
+    )
+    mask = adata.obs["sample"].isin(["s1", "s2"]).to_numpy()
+    seen = []
+    run_liana = core.run_liana
+
+    def recording(sub, resource, settings):
+        seen.append(sub)
+        return run_liana(sub, resource, settings)
+
+    monkeypatch.setattr(core, "run_liana", recording)
+    skipped: list[dict] = []
+    got = core.liana_on(adata, mask, resource, settings, scope="condition", condition="c", sample="", skipped=skipped)
+    (sub,) = seen
+    assert list(sub.obs.columns) == ["cell_type"] and not sub.obsp and not sub.layers and not sub.obsm
+    assert [s["cell_type"] for s in skipped] == ["rare"]  # 6 cells < 7
+
+    full = adata[mask & (cell_types != "rare")].copy()  # the whole subset, as before, without the rare type
+    full.obs["cell_type"] = pd.Categorical(full.obs["cell_type"].astype(str), categories=["a", "b", "c"])
+    expected = run_liana(full, resource, settings)
+    expected.insert(0, "condition", "c")
+    assert got is not None and len(got) > 0
+    pd.testing.assert_frame_equal(got, expected)
