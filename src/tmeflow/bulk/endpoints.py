@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -376,3 +377,31 @@ def analyse_survival(
     table["logrank_fdr"] = bh_fdr(table["logrank_p"])
     table["cut_fdr"] = bh_fdr(table["cut_p_corrected"])
     return table, pd.DataFrame(cox_rows), groups
+
+
+def survival_mqc_headers(columns: Iterable[str], p_values: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Return the MultiQC column headers of a survival table: p-values red to green, HR with 2 decimals.
+
+    MultiQC shows only the columns named in the headers, so every column gets a dict (empty: its defaults).
+
+    Parameters
+    ----------
+    columns
+        The table's columns after the ``id`` column.
+    p_values
+        The columns that hold p-values or FDRs (0-1, ``RdYlGn`` scale, 2 significant digits).
+
+    Returns
+    -------
+    dict
+        Column -> MultiQC header settings.
+    """
+    p_values = set(p_values)
+    return {
+        column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1}
+        if column in p_values
+        else {"format": "{:.2f}"}
+        if column == "hr_per_sd"
+        else {}
+        for column in columns
+    }

@@ -37,7 +37,7 @@ from ..plotting import pyplot
 from ..stats import bh_fdr
 from ..text import slug
 from .deconvolution import spearman_table
-from .endpoints import analyse_survival
+from .endpoints import analyse_survival, survival_mqc_headers
 from .reading import clinical_column
 
 if TYPE_CHECKING:
@@ -652,14 +652,7 @@ def write_pancancer(result: dict[str, Any], outdir: Path, prefix: str, sample: s
             ["pancancer_hr_fdr", "hr_per_sd_p"], kind="stable"
         )
         p_values = ("hr_per_sd_p", "pancancer_hr_fdr", "logrank_p", "p", "pancancer_fdr")
-        headers = {
-            column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1}
-            if column in p_values
-            else {"format": "{:.2f}"}
-            if column == "hr_per_sd"
-            else {}
-            for column in mqc.columns[1:]
-        }
+        headers = survival_mqc_headers(mqc.columns[1:], p_values)
         written.append(
             write_table(
                 mqc,

@@ -22,7 +22,14 @@ from ..survival import logistic_regression
 from ..text import slug
 from .deconvolution import deconvolve_nnls, marker_genes, reference_profiles, spearman_table
 from .drugs import read_drug_inputs, run_drugs, write_drugs
-from .endpoints import analyse_survival, covariate_matrix, detect_endpoints, node_status, survival_frame
+from .endpoints import (
+    analyse_survival,
+    covariate_matrix,
+    detect_endpoints,
+    node_status,
+    survival_frame,
+    survival_mqc_headers,
+)
 from .molecular import read_gene_table, read_msi, run_molecular, write_molecular
 from .mutations import plot_tmb_correlation, read_maf, tmb_correlations, tumour_mutational_burden
 from .normals import (
@@ -441,15 +448,7 @@ def run_bulk(
         mqc.insert(0, "id", mqc["feature"] + " | " + mqc["endpoint"])
         mqc = mqc.drop(columns=["feature", "endpoint"]).sort_values(["p", "hr_per_sd_p"], kind="stable")
         p_values = ("p", "fdr", "logrank_p", "hr_per_sd_p")
-        # MultiQC shows only the columns named in `headers`: every column, one dict each
-        headers = {
-            column: {"format": "{:.2g}", "scale": "RdYlGn", "min": 0, "max": 1}
-            if column in p_values
-            else {"format": "{:.2f}"}
-            if column == "hr_per_sd"
-            else {}
-            for column in mqc.columns[1:]
-        }
+        headers = survival_mqc_headers(mqc.columns[1:], p_values)
         written.append(
             write_table(
                 mqc,
