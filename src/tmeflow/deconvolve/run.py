@@ -239,28 +239,15 @@ def write_outputs(section, abundance, proportions, info, sample: str, outdir: Pa
     )
     io.write_table(summary, outdir / f"{sample}.deconvolution_mqc.tsv", index=True, header_lines=header)
     types = list(proportions.columns)
-    io.save_figure(
-        plot_on_tissue(
-            section,
-            {t: proportions[t].to_numpy() for t in types},
-            sample=sample,
-            ncols=4,
-            cmap="magma",
-            title=f"{sample}: cell-type proportions ({info['method']})",
-        ),
-        outdir / f"{sample}.deconvolution_proportions.png",
-    )
-    io.save_figure(
-        plot_on_tissue(
-            section,
-            {t: abundance[t].to_numpy() for t in types},
-            sample=sample,
-            ncols=4,
-            cmap="magma",
-            title=f"{sample}: estimated cells per spot ({info['method']}; follows cellularity, unlike proportions)",
-        ),
-        outdir / f"{sample}.deconvolution_abundance.png",
-    )
+    method = info["method"]
+    per_type_maps = {
+        "proportions": (proportions, f"cell-type proportions ({method})"),
+        "abundance": (abundance, f"estimated cells per spot ({method}; follows cellularity, unlike proportions)"),
+    }
+    for name, (table, title) in per_type_maps.items():
+        values = {t: table[t].to_numpy() for t in types}
+        figure = plot_on_tissue(section, values, sample=sample, ncols=4, cmap="magma", title=f"{sample}: {title}")
+        io.save_figure(figure, outdir / f"{sample}.deconvolution_{name}.png")
     io.save_figure(
         plot_on_tissue(
             section,
