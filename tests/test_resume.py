@@ -155,7 +155,11 @@ def test_killed_three_times_and_resumed_equals_an_uninterrupted_run(small_cohort
     # the tasks finished before the last kill were reused, not recomputed (their records are untouched)
     assert set(finished) - {"report"} <= set(summary["tasks_reused"])
     assert {"integrate", "de", "qc.P1_normal", "spatial_qc.P1_primary_visium1"} <= set(summary["tasks_reused"])
-    assert "deconvolve.P1_primary_visium1" in summary["tasks_run"] and "report" in summary["tasks_run"]
+    # and every task not finished by then ran now: which ones depends on how far the last run got in its 0.5 s
+    # (deconvolve of 150 spots can finish in that time), but the cohort steps after it cannot
+    every_task = set(summary["tasks_run"]) | set(summary["tasks_reused"])
+    assert every_task - (set(finished) - {"report"}) <= set(summary["tasks_run"])
+    assert {"atlas", "report"} <= set(summary["tasks_run"])
     for stem, mtime in finished.items():
         if stem != "report":
             assert (records / f"{stem}.json").stat().st_mtime_ns == mtime, stem
