@@ -163,6 +163,53 @@ def test_single_sample_skips_correction_and_scvi_runs_on_cpu(tmp_path, tmp_path_
     assert set(metrics["embedding"]) == {"uncorrected", "scvi"}
 
 
+def test_row_blocks_give_the_same_integration_as_one_block(tmp_path, tmp_path_factory, monkeypatch):
+    # the counts are normalised and the output written in row blocks; 7-cell blocks must equal one block of all
+    qc = sorted((integrated(tmp_path_factory).parent.parent / "qc").glob("*.qc.h5ad"))[:3]
+    params = qc_params()
+    params.update(n_top_genes=500, pca_comps=20, n_pcs=10)
+    whole = ad.read_h5ad(integrate.run_integrate(qc, tmp_path / "whole", params))
+    monkeypatch.setattr("tmeflow.integrate.stage.BLOCK_CELLS", 7)
+    blocks = ad.read_h5ad(integrate.run_integrate(qc, tmp_path / "blocks", params))
+    assert (blocks.obs_names == whole.obs_names).all() and (blocks.var_names == whole.var_names).all()
+    for key in ("X_pca", "X_pca_harmony", "X_umap"):
+        np.testing.assert_array_equal(blocks.obsm[key], whole.obsm[key])
+    assert (blocks.obs["leiden"] == whole.obs["leiden"]).all()
+    assert abs(blocks.X - whole.X).max() == 0 and abs(blocks.layers["counts"] - whole.layers["counts"]).max() == 0
+    # the counts are the samples' own, in their order; X is log1p(CP10k) of all genes; loadings only on HVGs
+    own = sp.vstack([ad.read_h5ad(p).layers["counts"][:, ad.read_h5ad(p).var_names.get_indexer(whole.var_names)]
+                     for p in qc])  # fmt: skip
+    assert abs(whole.layers["counts"] - own).max() == 0
+    assert abs(whole.X - integrate.lognormalise(own)).max() == 0
+    assert whole.var["highly_variable"].sum() == 500
+    assert not whole.varm["PCs"][~whole.var["highly_variable"].to_numpy()].any()
+
+
+def test_select_hvgs_falls_back_to_seurat_dispersions_of_the_log_counts(monkeypatch, caplog):
+    import scanpy as sc
+
+    rng = np.random.default_rng(1)
+    counts = sp.csr_matrix(rng.poisson(rng.gamma(0.5, 2.0, size=(1, 400)), size=(300, 400)).astype(np.float32))
+    cells = ad.AnnData(obs=pd.DataFrame({"batch": ["a", "b"] * 150}, index=[f"c{i}" for i in range(300)]),
+                       var=pd.DataFrame(index=[f"g{i}" for i in range(400)]), layers={"counts": counts})  # fmt: skip
+    reference = ad.AnnData(X=counts.copy(), obs=cells.obs.copy(), var=cells.var.copy())
+    integrate.normalise(reference)
+    sc.pp.highly_variable_genes(reference, flavor="seurat", n_top_genes=50, batch_key="batch")
+    real_hvg = sc.pp.highly_variable_genes
+
+    def loess_fails(adata, **kwargs):
+        if kwargs.get("flavor") == "seurat_v3":
+            raise ValueError("simulated near-singular loess fit")
+        return real_hvg(adata, **kwargs)
+
+    monkeypatch.setattr(sc.pp, "highly_variable_genes", loess_fails)
+    integrate.select_hvgs(cells, 50, "batch")
+    assert caplog.text.count("retrying more simply") == 2
+    assert cells.uns["hvg"]["flavor"] == "seurat"
+    assert (cells.var["highly_variable"] == reference.var["highly_variable"]).all()
+    assert cells.var["highly_variable"].sum() == 50
+
+
 # --------------------------------------------------------------------------------------------------
 # Fast tier: hand-built tiny inputs, hand-computed expectations
 

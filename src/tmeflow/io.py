@@ -78,6 +78,56 @@ def write_h5ad(adata, path: str | os.PathLike, *, final: bool = False) -> Path:
     return Path(path)
 
 
+def write_csr_blocks(handle, key: str, blocks, *, compression: str = INTERMEDIATE_H5AD_COMPRESSION) -> int:
+    """Write CSR row blocks as one sparse matrix at ``handle[key]`` of an open h5ad, one block in memory.
+
+    Parameters
+    ----------
+    handle
+        An :class:`h5py.File` (or group) open for writing.
+    key
+        Where the matrix goes (``X``, ``layers/counts``).
+    blocks
+        Iterable of :class:`scipy.sparse.csr_matrix` with the same number of columns, in row order.
+    compression
+        h5py compression of the datasets.
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    import anndata as ad
+
+    matrix, rows = None, 0
+    for block in blocks:
+        if matrix is None:
+            ad.io.write_elem(handle, key, block, dataset_kwargs={"compression": compression})
+            matrix = ad.io.sparse_dataset(handle[key])
+        else:
+            matrix.append(block)
+        rows += block.shape[0]
+    return rows
+
+
+def write_h5ad_elements(handle, **elements) -> None:
+    """Write the AnnData elements (``obs``, ``var``, ``obsm``, ``uns`` ...) of an h5ad whose matrices are streamed.
+
+    Elements already in the file are replaced; the AnnData groups not given and not present are written empty, and
+    the file is marked as an AnnData, so :func:`anndata.read_h5ad` reads it.
+    """
+    import anndata as ad
+
+    for key, value in elements.items():
+        if key in handle:
+            del handle[key]
+        ad.io.write_elem(handle, key, value)
+    for key in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
+        if key not in handle:
+            ad.io.write_elem(handle, key, {})
+    handle.attrs["encoding-type"], handle.attrs["encoding-version"] = "anndata", "0.1.0"
+
+
 def write_table(frame, path: str | os.PathLike, *, index: bool = False, header_lines: str = "") -> Path:
     """Write a DataFrame as TSV atomically.
 

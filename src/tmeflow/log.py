@@ -49,13 +49,21 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"tmeflow.{name.removeprefix('tmeflow.')}")
 
 
+def peak_rss_gb() -> float:
+    """Return the largest resident memory of this process so far, in GB (``getrusage``)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024**3 if sys.platform == "darwin" else peak / 1024**2  # bytes on macOS, KiB on Linux
+
+
 @contextmanager
 def timed(logger: logging.Logger, what: str) -> Iterator[None]:
-    """Log ``what`` when it starts and how long it took when it ends."""
+    """Log ``what`` when it starts, and how long it took and the process's peak memory so far when it ends."""
     logger.info("%s ...", what)
     start = time.perf_counter()
     yield
-    logger.info("%s done in %.1f s", what, time.perf_counter() - start)
+    logger.info("%s done in %.1f s (peak RSS %.2f GB)", what, time.perf_counter() - start, peak_rss_gb())
 
 
 def format_duration(seconds: float) -> str:

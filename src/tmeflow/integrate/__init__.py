@@ -8,11 +8,11 @@ selection", "Dimensionality reduction", "Data integration", "Clustering"):
 
 1. **Concatenation** (fan-in of ``<sample>.qc.h5ad``): the gene sets are checked first from the
    files' metadata alone; samples sharing fewer than ``min_shared_genes`` genes fail with one line
-   naming them. Each sample is then reduced to its raw counts (``layers['counts']``) on the shared
-   genes and written to a temporary file, one sample at a time, and
-   :func:`anndata.experimental.concat_on_disk` joins them on disk; only the joined matrix is read
-   back, so the cohort is never held twice in memory.
-2. **Normalisation**: counts per 10,000 and ``log1p`` into ``X``; counts stay in ``layers['counts']``.
+   naming them. Each sample's raw counts (``layers['counts']``) on the shared genes are then appended
+   to the output h5ad, one sample in memory at a time.
+2. **Normalisation**: counts per 10,000 and ``log1p`` (row-wise, so computed in row blocks of
+   ``BLOCK_CELLS`` cells); the output keeps the counts in ``layers['counts']`` and the log-normalised
+   matrix in ``X``, written block by block at the end.
 3. **Highly variable genes**: ``seurat_v3`` on the counts (Stuart et al. 2019), batch-aware
    (``batch_key``), ``n_top_genes`` (default 3,000).
 4. **PCA** (``pca_comps`` = 50 components; ``n_pcs`` = 30 used downstream) on the HVGs of the
@@ -43,6 +43,11 @@ selection", "Dimensionality reduction", "Data integration", "Clustering"):
    when labels exist (``metrics_label_key``, else ``cell_type`` when present), on the uncorrected and
    the corrected embedding -> ``integration_metrics_mqc.tsv``.
 
+**Memory**: the cohort's counts are held in memory once (8 bytes per non-zero: ~16 GB for 1M cells
+with 2,000 genes detected each), for the HVG selection, then freed; every later step works on the
+HVGs only (log-normalised, ~1/3 of the non-zeros), and the log-normalised matrix of all genes is
+never in memory (``benchmarks/million_cells.py``).
+
 Outputs: ``integrated.h5ad``, ``integration_metrics_mqc.tsv``, ``integration_clusters.tsv`` (cells
 per cluster and sample), ``integration_umap_uncorrected_mqc.png``, ``integration_umap_corrected_mqc.png``.
 """
@@ -52,7 +57,15 @@ from __future__ import annotations
 from .correction import correct, harmony, scvi_latent
 from .graph import graph_and_umap, leiden, uncorrected_umap
 from .inputs import check_inputs, concatenate, inspect_inputs, shared_genes
-from .preprocess import normalise, pca, select_hvgs, sparse_pca
+from .preprocess import lognormalise, normalise, pca, select_hvgs, sparse_pca
 from .quality import label_key, metrics_table, plot_umaps
 from .settings import METRIC_COLUMNS, PLOT_KEYS, REPRESENTATION, TARGET_SUM, IntegrationSettings
-from .stage import cli, integrate, run_integrate, write_outputs
+from .stage import (
+    BLOCK_CELLS,
+    Integration,
+    cli,
+    integrate,
+    run_integrate,
+    write_integrated,
+    write_outputs,
+)

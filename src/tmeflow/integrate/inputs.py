@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from anndata import AnnData
 
 from ..errors import TmeflowInputError
+from ..io import write_csr_blocks, write_h5ad_elements
 
 
 def _sample_name(path: Path, obs: pd.DataFrame) -> str:
@@ -151,23 +151,22 @@ def check_inputs(infos: list[dict[str, Any]], *, batch_key: str, min_shared_gene
     return shared_genes(infos, min_shared_genes)
 
 
-def _slim_counts(path: Path, genes: pd.Index, columns: list[str]):
-    """One sample as counts-only AnnData on ``genes`` with the ``columns`` of obs."""
+def _sample_counts(path: Path, genes: pd.Index, columns: list[str]) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    """One sample's raw counts (float32 CSR) on ``genes`` and the ``columns`` of its obs."""
     import anndata as ad
 
     full = ad.read_h5ad(path)
     counts = full.layers["counts"] if "counts" in full.layers else full.X
-    counts = sp.csr_matrix(counts, dtype=np.float32)
-    index = full.var_names.get_indexer(genes)
-    slim = ad.AnnData(X=counts[:, index], obs=full.obs[columns].copy(), var=pd.DataFrame(index=genes))
-    for column in slim.obs.columns:
-        if slim.obs[column].dtype == object or isinstance(slim.obs[column].dtype, pd.CategoricalDtype):
-            slim.obs[column] = slim.obs[column].astype(str)
-    return slim
+    counts = sp.csr_matrix(counts, dtype=np.float32)[:, full.var_names.get_indexer(genes)]
+    obs = full.obs[columns].copy()
+    for column in obs.columns:
+        if obs[column].dtype == object or isinstance(obs[column].dtype, pd.CategoricalDtype):
+            obs[column] = obs[column].astype(str)
+    return counts, obs
 
 
-def concatenate(infos: list[dict[str, Any]], genes: pd.Index, workdir: Path) -> AnnData:
-    """Join the counts of every sample on the shared genes on disk (never two copies of the cohort in memory).
+def concatenate(infos: list[dict[str, Any]], genes: pd.Index, path: Path) -> None:
+    """Write the counts of every sample on the shared genes into one h5ad, one sample in memory at a time.
 
     Parameters
     ----------
@@ -175,34 +174,27 @@ def concatenate(infos: list[dict[str, Any]], genes: pd.Index, workdir: Path) -> 
         :func:`inspect_inputs`'s records.
     genes
         The shared genes (:func:`check_inputs`).
-    workdir
-        Folder for the per-sample temporary files and the joined file (removed after reading).
-
-    Returns
-    -------
-    AnnData
-        Cells of every sample x ``genes``, raw counts (float32 CSR) in ``X``, the obs columns all samples share.
+    path
+        The h5ad to write: raw counts of the cells of every sample, in the order of ``infos``, in ``X`` (float32
+        CSR, appended sample by sample), the obs columns all samples share in ``obs``, ``genes`` in ``var``.
     """
-    import anndata as ad
-    from anndata.experimental import concat_on_disk
+    import h5py
 
     columns = [c for c in infos[0]["columns"] if all(c in info["columns"] for info in infos)]
-    parts = []
-    for i, info in enumerate(infos):
-        part = workdir / f"part{i:05d}.h5ad"
-        slim = _slim_counts(info["path"], genes, columns)
-        slim.write_h5ad(part)
-        parts.append(part)
-        del slim
-    joined = workdir / "joined.h5ad"
-    concat_on_disk(parts, joined, join="inner")
-    for part in parts:
-        part.unlink()
-    adata = ad.read_h5ad(joined)
-    joined.unlink()
-    if not adata.obs_names.is_unique:
-        raise TmeflowInputError("cell names repeat across samples; run QC (it prefixes barcodes with the sample)")
-    for column in adata.obs.columns:
-        if adata.obs[column].dtype == object:
-            adata.obs[column] = pd.Categorical(adata.obs[column].astype(str))
-    return adata
+    obs_parts: list[pd.DataFrame] = []
+
+    def sample_blocks():
+        for info in infos:
+            counts, obs = _sample_counts(info["path"], genes, columns)
+            obs_parts.append(obs)
+            yield counts
+
+    with h5py.File(path, "w") as handle:
+        write_csr_blocks(handle, "X", sample_blocks())
+        obs = pd.concat(obs_parts)
+        if not obs.index.is_unique:
+            raise TmeflowInputError("cell names repeat across samples; run QC (it prefixes barcodes with the sample)")
+        for column in obs.columns:
+            if obs[column].dtype == object:
+                obs[column] = pd.Categorical(obs[column])
+        write_h5ad_elements(handle, obs=obs, var=pd.DataFrame(index=genes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -13,8 +14,31 @@ from .settings import TARGET_SUM
 logger = get_logger(__name__)
 
 
+def lognormalise(counts):
+    """Return log1p(counts per 10,000) of a cells x genes count matrix (sc-best-practices "Normalization").
+
+    Row-wise, so a matrix normalised in row blocks equals the whole matrix normalised at once.
+
+    Parameters
+    ----------
+    counts
+        Raw counts, cells x genes (sparse or dense); not changed.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix or numpy.ndarray
+        A new float32 matrix of the same shape.
+    """
+    import scanpy as sc
+
+    cells = AnnData(X=counts.astype(np.float32, copy=True))
+    sc.pp.normalize_total(cells, target_sum=TARGET_SUM)
+    sc.pp.log1p(cells)
+    return cells.X
+
+
 def normalise(adata: AnnData) -> None:
-    """Normalise to counts per 10,000 and ``log1p`` (sc-best-practices "Normalization").
+    """Normalise to counts per 10,000 and ``log1p`` (:func:`lognormalise`), keeping the counts.
 
     Parameters
     ----------
@@ -30,24 +54,33 @@ def normalise(adata: AnnData) -> None:
     ``uns['log1p']``
         Scanpy's record of the transform.
     """
+    adata.layers["counts"] = adata.X
+    adata.X = lognormalise(adata.X)
+    adata.uns["log1p"] = {"base": None}
+
+
+def _seurat_dispersions(adata: AnnData, n_top_genes: int, batch_key: str | None) -> None:
+    """Run the ``seurat`` flavour (dispersions of the log-normalised counts) into ``adata.var`` and ``uns['hvg']``."""
     import scanpy as sc
 
-    adata.layers["counts"] = adata.X.copy()
-    sc.pp.normalize_total(adata, target_sum=TARGET_SUM)
-    sc.pp.log1p(adata)
+    logged = AnnData(X=lognormalise(adata.layers["counts"]), obs=adata.obs, var=pd.DataFrame(index=adata.var_names))
+    sc.pp.highly_variable_genes(logged, flavor="seurat", n_top_genes=n_top_genes, batch_key=batch_key, subset=False)
+    for column in logged.var.columns:
+        adata.var[column] = logged.var[column]
+    adata.uns["hvg"] = logged.uns["hvg"]
 
 
 def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None) -> None:
     """Select highly variable genes: batch-aware ``seurat_v3`` on the counts (Stuart et al. 2019).
 
     seurat_v3's loess fit can fail on small or sparse data (near-singular fits); then it is retried without the
-    batch key, and finally the ``seurat`` flavour (dispersions of the log data, no loess) is used, each time with a
-    warning.
+    batch key, and finally the ``seurat`` flavour (dispersions of the log-normalised counts, no loess) is used, each
+    time with a warning.
 
     Parameters
     ----------
     adata
-        Cells with ``layers['counts']`` and log-normalised ``X``.
+        Cells with raw counts in ``layers['counts']`` (``X`` is not read).
     n_top_genes
         HVGs to select (at most all genes; default 3,000 in the schema).
     batch_key
@@ -76,7 +109,7 @@ def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None) -> None
                     adata, flavor=flavor, n_top_genes=n_top, layer="counts", batch_key=key, subset=False
                 )
             else:
-                sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top, batch_key=key, subset=False)
+                _seurat_dispersions(adata, n_top, key)
             return
         except (ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
             if (flavor, key) == attempts[-1]:
@@ -203,7 +236,8 @@ def pca(adata: AnnData, *, n_comps: int, regress_mito: bool, seed: int) -> None:
                 "regress_mito needs obs 'pct_counts_mito' (written by tmeflow qc)", column="pct_counts_mito"
             )
         covariates = adata.obs["pct_counts_mito"].to_numpy(dtype=float)
-    result = sparse_pca(adata.X[:, hvg], n_comps, covariates=covariates, seed=seed)
+    matrix = adata.X if hvg.all() else adata.X[:, hvg]
+    result = sparse_pca(matrix, n_comps, covariates=covariates, seed=seed)
     adata.obsm["X_pca"] = result["scores"].astype(np.float32)
     loadings = np.zeros((adata.n_vars, result["loadings"].shape[1]), dtype=np.float32)
     loadings[hvg] = result["loadings"]

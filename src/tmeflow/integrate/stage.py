@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import io
@@ -18,49 +19,98 @@ from ..log import get_logger, timed
 from .correction import correct
 from .graph import graph_and_umap, leiden, uncorrected_umap
 from .inputs import check_inputs, concatenate, inspect_inputs
-from .preprocess import normalise, pca, select_hvgs
+from .preprocess import lognormalise, pca, select_hvgs
 from .quality import label_key, metrics_table, plot_umaps
 from .settings import METRIC_COLUMNS, PLOT_KEYS, IntegrationSettings
 
 logger = get_logger(__name__)
 
 
+# Cells per row block when the counts are normalised block by block (~40 M non-zeros at 2,000 genes per cell).
+BLOCK_CELLS = 20_000
+
+
+class Integration(NamedTuple):
+    """What :func:`integrate` returns."""
+
+    cells: AnnData
+    """The cells on their HVGs, with every embedding, graph, cluster and record of the stage."""
+    genes: pd.DataFrame
+    """Every gene with its HVG statistics (``highly_variable`` ...)."""
+    metrics: pd.DataFrame
+    """The integration metrics (:func:`~tmeflow.integrate.metrics_table`)."""
+
+
 def _embedding(adata, rep: str, n_pcs: int) -> np.ndarray:
     return adata.obsm[rep][:, :n_pcs] if rep == "X_pca" else adata.obsm[rep]
 
 
-def integrate(adata: AnnData, settings: IntegrationSettings) -> tuple[AnnData, pd.DataFrame]:
-    """Run everything after concatenation: normalise, HVGs, PCA, batch correction, graph, Leiden, UMAP and metrics.
+def _row_blocks(counts, size: int) -> Iterator[sp.csr_matrix]:
+    """Yield ``counts`` (in memory or an h5ad's backed CSR dataset) in blocks of ``size`` rows, each in memory."""
+    for start in range(0, counts.shape[0], size):
+        yield counts[start : start + size]
+
+
+def _highly_variable_genes(counts, obs: pd.DataFrame, var: pd.DataFrame, settings: IntegrationSettings) -> AnnData:
+    """Select the HVGs (:func:`select_hvgs`) on the counts, held in memory for it only; returns the genes' AnnData."""
+    in_memory = counts if sp.issparse(counts) else counts.to_memory()
+    genes = AnnData(obs=obs, var=var.copy(), layers={"counts": in_memory})
+    select_hvgs(genes, settings.n_top_genes, settings.batch_key)
+    del genes.layers["counts"]  # the cohort's counts are not kept past this step
+    return genes
+
+
+def _hvg_cells(counts, obs: pd.DataFrame, genes: AnnData, *, keep_counts: bool) -> AnnData:
+    """Return the cells on their HVGs, log-normalised over all genes (:func:`lognormalise`), built in row blocks.
+
+    ``layers['counts']`` holds the HVG counts with ``keep_counts`` (scVI trains on them).
+    """
+    hvg = genes.var["highly_variable"].to_numpy()
+    logged, raw = [], []
+    for block in _row_blocks(counts, BLOCK_CELLS):
+        logged.append(lognormalise(block)[:, hvg])
+        if keep_counts:
+            raw.append(block[:, hvg])
+    cells = AnnData(X=sp.vstack(logged, format="csr"), obs=obs.copy(), var=genes.var.loc[hvg].copy())
+    if keep_counts:
+        cells.layers["counts"] = sp.vstack(raw, format="csr")
+    cells.uns["hvg"], cells.uns["log1p"] = genes.uns["hvg"], {"base": None}
+    return cells
+
+
+def integrate(counts, obs: pd.DataFrame, var: pd.DataFrame, settings: IntegrationSettings) -> Integration:
+    """Run everything after concatenation: HVGs, normalisation, PCA, batch correction, graph, Leiden, UMAP, metrics.
+
+    The counts are held in memory once, for the HVG selection; everything after it works on the HVGs, log-normalised
+    in row blocks, so the log-normalised matrix of every gene is never made (:func:`write_integrated` writes it
+    block by block).
 
     Parameters
     ----------
-    adata
-        The concatenated cohort with raw counts in ``X`` (:func:`concatenate`).
+    counts
+        Raw counts of the concatenated cohort, cells x genes: a CSR matrix or an h5ad's backed CSR dataset
+        (:func:`anndata.io.sparse_dataset`); read only.
+    obs
+        The cells (``batch_key`` ...).
+    var
+        The genes.
     settings
         ``IntegrationSettings.from_params(params)``, or ``IntegrationSettings.defaults()``.
 
     Returns
     -------
-    tuple
-        ``(adata, metrics table)`` (the same AnnData, changed in place).
-
-    Adds
-    ----
-    ``layers['counts']``, ``X`` (log-normalised), ``var['highly_variable']``, ``obsm['X_pca']``, ``varm['PCs']``
-        :func:`normalise`, :func:`select_hvgs`, :func:`pca`.
-    ``obsm['X_pca_harmony']`` / ``obsm['X_scVI']``, ``obsm['X_umap_uncorrected']``
-        The corrected embedding and the uncorrected UMAP (with correction).
-    ``obsp['connectivities']``, ``obsp['distances']``, ``obsm['X_umap']``, ``obs['leiden']``
-        Graph, UMAP and clusters on the corrected embedding.
-    ``uns['integration']``
-        ``use_rep, batch_key, method, label_key, n_pcs``.
+    Integration
+        ``cells``: the cells x HVGs with log-normalised ``X`` (``layers['counts']`` with scVI), ``obsm['X_pca']``,
+        ``varm['PCs']``, ``obsm['X_pca_harmony']`` / ``obsm['X_scVI']``, ``obsm['X_umap_uncorrected']`` (with
+        correction), ``obsp['connectivities']``, ``obsp['distances']``, ``obsm['X_umap']``, ``obs['leiden']``,
+        ``uns['integration']`` (``use_rep, batch_key, method, label_key, n_pcs``) and scanpy's records in ``uns``;
+        ``genes``: every gene's HVG statistics; ``metrics``: :func:`metrics_table`.
     """
     batch_key, n_pcs, seed = settings.batch_key, settings.n_pcs, settings.seed
-    with timed(
-        logger, f"normalising and selecting {settings.n_top_genes} HVGs ({adata.n_obs} cells x {adata.n_vars} genes)"
-    ):
-        normalise(adata)
-        select_hvgs(adata, settings.n_top_genes, batch_key)
+    with timed(logger, f"selecting {settings.n_top_genes} HVGs ({counts.shape[0]} cells x {counts.shape[1]} genes)"):
+        genes = _highly_variable_genes(counts, obs, var, settings)
+    with timed(logger, "log-normalising the HVGs (counts per 10,000, log1p)"):
+        adata = _hvg_cells(counts, obs, genes, keep_counts=settings.batch_correction == "scvi")
     mito = ", % mito regressed" if settings.regress_mito else ""
     with timed(logger, f"sparse PCA ({settings.pca_comps} components{mito})"):
         pca(adata, n_comps=settings.pca_comps, regress_mito=settings.regress_mito, seed=seed)
@@ -86,11 +136,33 @@ def integrate(adata: AnnData, settings: IntegrationSettings) -> tuple[AnnData, p
         "label_key": labels or "",
         "n_pcs": int(n_pcs),
     }
-    return adata, table
+    return Integration(adata, genes.var, table)
 
 
-def write_outputs(adata, table: pd.DataFrame, outdir: Path, params: dict[str, Any]) -> Path:
-    """Write the integrated AnnData, the metrics and cluster tables and the before/after UMAPs."""
+def write_integrated(path: Path, cells: AnnData, genes: pd.DataFrame) -> None:
+    """Turn the concatenated counts at ``path`` (:func:`concatenate`) into the integrated h5ad, block by block.
+
+    The counts move to ``layers['counts']``; ``X`` becomes their log1p(counts per 10,000), written in row blocks
+    (one block in memory); obs, var (``genes``), the embeddings, graphs, loadings (0 for non-HVGs) and records of
+    ``cells`` are added.
+    """
+    import anndata as ad
+    import h5py
+
+    hvg = genes["highly_variable"].to_numpy()
+    loadings = np.zeros((len(genes), cells.varm["PCs"].shape[1]), dtype=np.float32)
+    loadings[hvg] = cells.varm["PCs"]
+    with h5py.File(path, "r+") as handle:
+        ad.io.write_elem(handle, "layers", {})
+        handle.move("X", "layers/counts")
+        counts = ad.io.sparse_dataset(handle["layers/counts"])
+        io.write_csr_blocks(handle, "X", (lognormalise(block) for block in _row_blocks(counts, BLOCK_CELLS)))
+        io.write_h5ad_elements(handle, obs=cells.obs, var=genes, obsm=dict(cells.obsm), obsp=dict(cells.obsp),
+                               varm={"PCs": loadings}, uns=dict(cells.uns))  # fmt: skip
+
+
+def write_outputs(adata: AnnData, table: pd.DataFrame, outdir: Path, params: dict[str, Any]) -> None:
+    """Write the metrics and cluster tables and the before/after UMAPs; record the provenance in ``adata.uns``."""
     header = io.multiqc_header(
         "tmeflow_integration_metrics",
         "Integration metrics",
@@ -127,7 +199,6 @@ def write_outputs(adata, table: pd.DataFrame, outdir: Path, params: dict[str, An
         **io.provenance("integrate", params),
         "metrics": {str(row["Embedding"]): {k: float(row[k]) for k in METRIC_COLUMNS} for _, row in table.iterrows()},
     }
-    return io.write_h5ad(adata, outdir / "integrated.h5ad")
 
 
 def run_integrate(inputs: list[str | Path], outdir: str | Path, params: dict[str, Any]) -> Path:
@@ -141,28 +212,38 @@ def run_integrate(inputs: list[str | Path], outdir: str | Path, params: dict[str
     settings = IntegrationSettings.from_params(params)
     genes = check_inputs(infos, batch_key=settings.batch_key, min_shared_genes=settings.min_shared_genes)
     outdir.mkdir(parents=True, exist_ok=True)
-    with timed(
-        logger,
-        f"concatenating {len(infos)} samples ({sum(i['n_obs'] for i in infos)} cells) on {len(genes)} shared genes",
-    ):
-        with tempfile.TemporaryDirectory(prefix=".integrate.", dir=outdir) as workdir:
-            adata = concatenate(infos, genes, Path(workdir))
-    adata, table = integrate(adata, settings)
-    for row in table.itertuples():
-        logger.info(
-            "%s: kBET %.3f iLISI %.3f batchASW %.3f graph %.3f cLISI %.3f labelASW %.3f",
-            row.Embedding,
-            row.kbet_acceptance,
-            row.ilisi,
-            row.batch_asw,
-            row.graph_connectivity,
-            row.clisi,
-            row.label_asw,
-        )
-    path = write_outputs(adata, table, outdir, params)
+    n_cells = sum(info["n_obs"] for info in infos)
+    with io.atomic_path(outdir / "integrated.h5ad") as h5ad:
+        with timed(logger, f"concatenating {len(infos)} samples ({n_cells} cells) on {len(genes)} shared genes"):
+            concatenate(infos, genes, h5ad)
+        adata, gene_table, table = _integrate_file(h5ad, settings)
+        for row in table.itertuples():
+            logger.info(
+                "%s: kBET %.3f iLISI %.3f batchASW %.3f graph %.3f cLISI %.3f labelASW %.3f",
+                row.Embedding,
+                row.kbet_acceptance,
+                row.ilisi,
+                row.batch_asw,
+                row.graph_connectivity,
+                row.clisi,
+                row.label_asw,
+            )
+        write_outputs(adata, table, outdir, params)
+        with timed(logger, "writing integrated.h5ad (log-normalised X in row blocks)"):
+            write_integrated(h5ad, adata, gene_table)
     logger.info("integrated %d cells from %d samples into %d clusters in %.1f s", adata.n_obs, len(infos),
                 adata.obs["leiden"].nunique(), time.perf_counter() - start)  # fmt: skip
-    return path
+    return outdir / "integrated.h5ad"
+
+
+def _integrate_file(h5ad: Path, settings: IntegrationSettings) -> Integration:
+    """Run :func:`integrate` on the counts of the concatenated h5ad, read from disk in row blocks."""
+    import anndata as ad
+    import h5py
+
+    with h5py.File(h5ad, "r") as handle:
+        obs, var = ad.io.read_elem(handle["obs"]), ad.io.read_elem(handle["var"])
+        return integrate(ad.io.sparse_dataset(handle["X"]), obs, var, settings)
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .. import __version__
-from ..io import atomic_path, provenance
+from ..io import atomic_path, provenance, write_csr_blocks, write_h5ad_elements
 from .model import Model, _make_low_quality, cell_means, draw_counts
 from .settings import (
     BLOCK_ELEMENTS,
@@ -310,22 +310,11 @@ def write_10x_h5(matrix: sp.csr_matrix, barcodes, var: pd.DataFrame, path: Path,
 
 def write_h5ad_streamed(counts: SampleCounts, path: Path) -> Path:
     """Write an h5ad (counts in X, CSR float32, gzip) appending X block by block: one block in memory."""
-    import anndata as ad
     import h5py
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        x = None
-        for block in counts.stream():
-            if x is None:
-                ad.io.write_elem(handle, "X", block, dataset_kwargs={"compression": "gzip"})
-                x = ad.io.sparse_dataset(handle["X"])
-            else:
-                x.append(block)
-        for key, value in (("obs", counts.obs), ("var", counts.var), ("uns", counts.uns)):
-            ad.io.write_elem(handle, key, value)
-        for key in ("obsm", "varm", "obsp", "varp", "layers"):
-            ad.io.write_elem(handle, key, {})
-        handle.attrs["encoding-type"], handle.attrs["encoding-version"] = "anndata", "0.1.0"
+        write_csr_blocks(handle, "X", counts.stream(), compression="gzip")
+        write_h5ad_elements(handle, obs=counts.obs, var=counts.var, uns=counts.uns)
     return Path(path)
 
 
