@@ -169,7 +169,8 @@ def test_row_blocks_give_the_same_integration_as_one_block(tmp_path, tmp_path_fa
     params = qc_params()
     params.update(n_top_genes=500, pca_comps=20, n_pcs=10)
     whole = ad.read_h5ad(integrate.run_integrate(qc, tmp_path / "whole", params))
-    monkeypatch.setattr("tmeflow.integrate.stage.BLOCK_CELLS", 7)
+    for module in ("preprocess", "stage"):
+        monkeypatch.setattr(f"tmeflow.integrate.{module}.BLOCK_CELLS", 7)
     blocks = ad.read_h5ad(integrate.run_integrate(qc, tmp_path / "blocks", params))
     assert (blocks.obs_names == whole.obs_names).all() and (blocks.var_names == whole.var_names).all()
     for key in ("X_pca", "X_pca_harmony", "X_umap"):
@@ -185,6 +186,30 @@ def test_row_blocks_give_the_same_integration_as_one_block(tmp_path, tmp_path_fa
     assert not whole.varm["PCs"][~whole.var["highly_variable"].to_numpy()].any()
 
 
+@pytest.mark.parametrize("batch_key", ["batch", None])
+def test_seurat_v3_in_row_blocks_selects_scanpys_genes(tmp_path_factory, monkeypatch, batch_key):
+    import scanpy as sc
+
+    qc = sorted((integrated(tmp_path_factory).parent.parent / "qc").glob("*.qc.h5ad"))
+    cells = ad.concat([ad.read_h5ad(p) for p in qc])
+    cells.X = cells.layers["counts"]
+    expected = sc.pp.highly_variable_genes(cells, flavor="seurat_v3", n_top_genes=800, batch_key=batch_key,
+                                           inplace=False)  # fmt: skip
+    monkeypatch.setattr("tmeflow.integrate.preprocess.BLOCK_CELLS", 97)
+    path = tmp_path_factory.mktemp("hvg") / "counts.h5ad"
+    ad.AnnData(X=cells.X).write_h5ad(path)
+    with __import__("h5py").File(path) as handle:  # read from disk in blocks of 97 cells
+        batches = cells.obs[batch_key].to_numpy() if batch_key else None
+        table = integrate.seurat_v3(ad.io.sparse_dataset(handle["X"]), batches, 800, cells.var_names)
+    assert list(table.columns) == [c for c in table.columns if c in expected.columns]
+    assert (table["highly_variable"] == expected["highly_variable"]).all() and table["highly_variable"].sum() == 800
+    np.testing.assert_array_equal(table["highly_variable_rank"], expected["highly_variable_rank"])
+    for column in ("means", "variances", "variances_norm"):
+        np.testing.assert_allclose(table[column], expected[column], rtol=1e-9)
+    if batch_key:
+        np.testing.assert_array_equal(table["highly_variable_nbatches"], expected["highly_variable_nbatches"])
+
+
 def test_select_hvgs_falls_back_to_seurat_dispersions_of_the_log_counts(monkeypatch, caplog):
     import scanpy as sc
 
@@ -195,14 +220,11 @@ def test_select_hvgs_falls_back_to_seurat_dispersions_of_the_log_counts(monkeypa
     reference = ad.AnnData(X=counts.copy(), obs=cells.obs.copy(), var=cells.var.copy())
     integrate.normalise(reference)
     sc.pp.highly_variable_genes(reference, flavor="seurat", n_top_genes=50, batch_key="batch")
-    real_hvg = sc.pp.highly_variable_genes
 
-    def loess_fails(adata, **kwargs):
-        if kwargs.get("flavor") == "seurat_v3":
-            raise ValueError("simulated near-singular loess fit")
-        return real_hvg(adata, **kwargs)
+    def loess_fails(*args, **kwargs):
+        raise ValueError("simulated near-singular loess fit")
 
-    monkeypatch.setattr(sc.pp, "highly_variable_genes", loess_fails)
+    monkeypatch.setattr("tmeflow.integrate.preprocess.seurat_v3", loess_fails)
     integrate.select_hvgs(cells, 50, "batch")
     assert caplog.text.count("retrying more simply") == 2
     assert cells.uns["hvg"]["flavor"] == "seurat"

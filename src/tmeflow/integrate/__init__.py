@@ -14,7 +14,8 @@ selection", "Dimensionality reduction", "Data integration", "Clustering"):
    ``BLOCK_CELLS`` cells); the output keeps the counts in ``layers['counts']`` and the log-normalised
    matrix in ``X``, written block by block at the end.
 3. **Highly variable genes**: ``seurat_v3`` on the counts (Stuart et al. 2019), batch-aware
-   (``batch_key``), ``n_top_genes`` (default 3,000).
+   (``batch_key``), ``n_top_genes`` (default 3,000); scanpy's method, computed in two passes over
+   row blocks (:func:`seurat_v3`).
 4. **PCA** (``pca_comps`` = 50 components; ``n_pcs`` = 30 used downstream) on the HVGs of the
    log-normalised matrix, **without densifying it**: the gene-wise centring (and, with
    ``regress_mito``, the least-squares removal of % mitochondrial counts per gene) and the scaling to
@@ -43,10 +44,11 @@ selection", "Dimensionality reduction", "Data integration", "Clustering"):
    when labels exist (``metrics_label_key``, else ``cell_type`` when present), on the uncorrected and
    the corrected embedding -> ``integration_metrics_mqc.tsv``.
 
-**Memory**: the cohort's counts are held in memory once (8 bytes per non-zero: ~16 GB for 1M cells
-with 2,000 genes detected each), for the HVG selection, then freed; every later step works on the
-HVGs only (log-normalised, ~1/3 of the non-zeros), and the log-normalised matrix of all genes is
-never in memory (``benchmarks/million_cells.py``).
+**Memory**: the cohort's counts (8 bytes per non-zero: ~16 GB for 1M cells with 2,000 genes
+detected each) are never held in memory: they are read from the output file in row blocks of
+``BLOCK_CELLS`` cells, twice for the HVGs and once for the HVGs' log-normalised matrix; every later
+step works on the HVGs only (~1/3 of the non-zeros) and the log-normalised matrix of all genes is
+written block by block (``benchmarks/million_cells.py``).
 
 Outputs: ``integrated.h5ad``, ``integration_metrics_mqc.tsv``, ``integration_clusters.tsv`` (cells
 per cluster and sample), ``integration_umap_uncorrected_mqc.png``, ``integration_umap_corrected_mqc.png``.
@@ -57,11 +59,10 @@ from __future__ import annotations
 from .correction import correct, harmony, scvi_latent
 from .graph import graph_and_umap, leiden, uncorrected_umap
 from .inputs import check_inputs, concatenate, inspect_inputs, shared_genes
-from .preprocess import lognormalise, normalise, pca, select_hvgs, sparse_pca
+from .preprocess import hvg_table, lognormalise, normalise, pca, row_blocks, select_hvgs, seurat_v3, sparse_pca
 from .quality import label_key, metrics_table, plot_umaps
-from .settings import METRIC_COLUMNS, PLOT_KEYS, REPRESENTATION, TARGET_SUM, IntegrationSettings
+from .settings import BLOCK_CELLS, METRIC_COLUMNS, PLOT_KEYS, REPRESENTATION, TARGET_SUM, IntegrationSettings
 from .stage import (
-    BLOCK_CELLS,
     Integration,
     cli,
     integrate,

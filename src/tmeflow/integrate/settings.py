@@ -8,6 +8,9 @@ from ..settings import StageSettings
 
 TARGET_SUM = 1e4
 
+# Cells per row block when counts are read or normalised block by block (~40 M non-zeros at 2,000 genes per cell).
+BLOCK_CELLS = 20_000
+
 
 PLOT_KEYS = ("sample", "patient", "condition", "batch")
 

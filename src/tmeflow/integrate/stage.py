@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,15 +18,11 @@ from ..log import get_logger, timed
 from .correction import correct
 from .graph import graph_and_umap, leiden, uncorrected_umap
 from .inputs import check_inputs, concatenate, inspect_inputs
-from .preprocess import lognormalise, pca, select_hvgs
+from .preprocess import hvg_table, lognormalise, pca, row_blocks
 from .quality import label_key, metrics_table, plot_umaps
-from .settings import METRIC_COLUMNS, PLOT_KEYS, IntegrationSettings
+from .settings import BLOCK_CELLS, METRIC_COLUMNS, PLOT_KEYS, IntegrationSettings
 
 logger = get_logger(__name__)
-
-
-# Cells per row block when the counts are normalised block by block (~40 M non-zeros at 2,000 genes per cell).
-BLOCK_CELLS = 20_000
 
 
 class Integration(NamedTuple):
@@ -45,45 +40,30 @@ def _embedding(adata, rep: str, n_pcs: int) -> np.ndarray:
     return adata.obsm[rep][:, :n_pcs] if rep == "X_pca" else adata.obsm[rep]
 
 
-def _row_blocks(counts, size: int) -> Iterator[sp.csr_matrix]:
-    """Yield ``counts`` (in memory or an h5ad's backed CSR dataset) in blocks of ``size`` rows, each in memory."""
-    for start in range(0, counts.shape[0], size):
-        yield counts[start : start + size]
-
-
-def _highly_variable_genes(counts, obs: pd.DataFrame, var: pd.DataFrame, settings: IntegrationSettings) -> AnnData:
-    """Select the HVGs (:func:`select_hvgs`) on the counts, held in memory for it only; returns the genes' AnnData."""
-    in_memory = counts if sp.issparse(counts) else counts.to_memory()
-    genes = AnnData(obs=obs, var=var.copy(), layers={"counts": in_memory})
-    select_hvgs(genes, settings.n_top_genes, settings.batch_key)
-    del genes.layers["counts"]  # the cohort's counts are not kept past this step
-    return genes
-
-
-def _hvg_cells(counts, obs: pd.DataFrame, genes: AnnData, *, keep_counts: bool) -> AnnData:
+def _hvg_cells(counts, obs: pd.DataFrame, genes: pd.DataFrame, flavor: str, *, keep_counts: bool) -> AnnData:
     """Return the cells on their HVGs, log-normalised over all genes (:func:`lognormalise`), built in row blocks.
 
     ``layers['counts']`` holds the HVG counts with ``keep_counts`` (scVI trains on them).
     """
-    hvg = genes.var["highly_variable"].to_numpy()
+    hvg = genes["highly_variable"].to_numpy()
     logged, raw = [], []
-    for block in _row_blocks(counts, BLOCK_CELLS):
+    for _, block in row_blocks(counts, BLOCK_CELLS):
         logged.append(lognormalise(block)[:, hvg])
         if keep_counts:
             raw.append(block[:, hvg])
-    cells = AnnData(X=sp.vstack(logged, format="csr"), obs=obs.copy(), var=genes.var.loc[hvg].copy())
+    cells = AnnData(X=sp.vstack(logged, format="csr"), obs=obs.copy(), var=genes.loc[hvg].copy())
     if keep_counts:
         cells.layers["counts"] = sp.vstack(raw, format="csr")
-    cells.uns["hvg"], cells.uns["log1p"] = genes.uns["hvg"], {"base": None}
+    cells.uns["hvg"], cells.uns["log1p"] = {"flavor": flavor}, {"base": None}
     return cells
 
 
 def integrate(counts, obs: pd.DataFrame, var: pd.DataFrame, settings: IntegrationSettings) -> Integration:
     """Run everything after concatenation: HVGs, normalisation, PCA, batch correction, graph, Leiden, UMAP, metrics.
 
-    The counts are held in memory once, for the HVG selection; everything after it works on the HVGs, log-normalised
-    in row blocks, so the log-normalised matrix of every gene is never made (:func:`write_integrated` writes it
-    block by block).
+    The counts are only read in row blocks of ``BLOCK_CELLS`` cells (twice for the HVG selection, once for the HVGs'
+    log-normalised matrix); everything after the HVG selection works on the HVGs, and the log-normalised matrix of
+    every gene is never made (:func:`write_integrated` writes it block by block).
 
     Parameters
     ----------
@@ -108,9 +88,9 @@ def integrate(counts, obs: pd.DataFrame, var: pd.DataFrame, settings: Integratio
     """
     batch_key, n_pcs, seed = settings.batch_key, settings.n_pcs, settings.seed
     with timed(logger, f"selecting {settings.n_top_genes} HVGs ({counts.shape[0]} cells x {counts.shape[1]} genes)"):
-        genes = _highly_variable_genes(counts, obs, var, settings)
+        genes, flavor = hvg_table(counts, obs, var.index, settings.n_top_genes, batch_key)
     with timed(logger, "log-normalising the HVGs (counts per 10,000, log1p)"):
-        adata = _hvg_cells(counts, obs, genes, keep_counts=settings.batch_correction == "scvi")
+        adata = _hvg_cells(counts, obs, genes, flavor, keep_counts=settings.batch_correction == "scvi")
     mito = ", % mito regressed" if settings.regress_mito else ""
     with timed(logger, f"sparse PCA ({settings.pca_comps} components{mito})"):
         pca(adata, n_comps=settings.pca_comps, regress_mito=settings.regress_mito, seed=seed)
@@ -136,7 +116,7 @@ def integrate(counts, obs: pd.DataFrame, var: pd.DataFrame, settings: Integratio
         "label_key": labels or "",
         "n_pcs": int(n_pcs),
     }
-    return Integration(adata, genes.var, table)
+    return Integration(adata, genes, table)
 
 
 def write_integrated(path: Path, cells: AnnData, genes: pd.DataFrame) -> None:
@@ -156,7 +136,7 @@ def write_integrated(path: Path, cells: AnnData, genes: pd.DataFrame) -> None:
         ad.io.write_elem(handle, "layers", {})
         handle.move("X", "layers/counts")
         counts = ad.io.sparse_dataset(handle["layers/counts"])
-        io.write_csr_blocks(handle, "X", (lognormalise(block) for block in _row_blocks(counts, BLOCK_CELLS)))
+        io.write_csr_blocks(handle, "X", (lognormalise(block) for _, block in row_blocks(counts, BLOCK_CELLS)))
         io.write_h5ad_elements(handle, obs=cells.obs, var=genes, obsm=dict(cells.obsm), obsp=dict(cells.obsp),
                                varm={"PCs": loadings}, uns=dict(cells.uns))  # fmt: skip
 
