@@ -138,7 +138,7 @@ def scanpy_script(sim: Path, out: Path, seed: int = 0) -> dict[str, float]:
 # The driver
 
 
-def _child(command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
+def run_child(command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
     """Run one child; its wall and CPU seconds and peak RSS (its own, from ``wait4``)."""
     start = time.perf_counter()
     with open(log, "a") as handle:
@@ -175,7 +175,7 @@ def run_tmeflow(sim: Path, out: Path, env: dict[str, str]) -> dict[str, object]:
     qc = {"wall": 0.0, "cpu": 0.0, "peak_rss_gb": 0.0}
     for row in sheet.itertuples():
         meta = [f"--{key}={getattr(row, key)}" for key in META]
-        step = _child(
+        step = run_child(
             [sys.executable, "-m", "tmeflow.cli", "qc", "--input", str(sim / row.data), *meta, "--outdir", str(qc_dir)],
             env,
             log,
@@ -186,7 +186,7 @@ def run_tmeflow(sim: Path, out: Path, env: dict[str, str]) -> dict[str, object]:
             "peak_rss_gb": max(qc["peak_rss_gb"], step["peak_rss_gb"]),
         }
     inputs = sorted(str(path) for path in qc_dir.glob("*.qc.h5ad"))
-    integrate = _child(
+    integrate = run_child(
         [sys.executable, "-m", "tmeflow.cli", "integrate", "--input", *inputs, "--outdir", str(out / "integrate")],
         env,
         log,
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         out = work / "scanpy"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        step = _child(
+        step = run_child(
             [sys.executable, str(Path(__file__).resolve()), "scanpy", str(sim), str(out)], env, out / "scanpy.log"
         )
         lines = [line for line in (out / "scanpy.log").read_text().splitlines() if line.startswith('{"steps"')]

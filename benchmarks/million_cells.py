@@ -36,25 +36,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-THREADS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-META = ("sample", "patient", "condition", "tissue", "species", "batch")
+from core_path import META, ROOT, THREADS, run_child  # the same child runner and sample columns
+
 STEP = re.compile(r"INFO (?P<what>.*) done in (?P<seconds>[0-9.]+) s \(peak RSS (?P<rss>[0-9.]+) GB\)")
-
-
-def run_child(command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
-    """Run one child process; its wall and CPU seconds and its own peak RSS (``wait4``)."""
-    start = time.perf_counter()
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{' '.join(command[:4])} failed; see {log}")
-    return {
-        "wall_s": time.perf_counter() - start,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_gb": usage.ru_maxrss / 1024**2,
-    }
 
 
 def steps_of(log: Path) -> list[dict[str, object]]:
@@ -92,16 +76,17 @@ def run_qc(sim: Path, out: Path, env: dict[str, str], jobs: int) -> dict[str, ob
         samples = list(pool.map(one, sheet.itertuples()))
     return {
         "samples": len(samples),
-        "wall_s": time.perf_counter() - start,
-        "cpu_s": sum(s["cpu_s"] for s in samples),
+        "wall": time.perf_counter() - start,
+        "cpu": sum(s["cpu"] for s in samples),
         "peak_rss_gb": max(s["peak_rss_gb"] for s in samples),
-        "slowest_sample_s": max(s["wall_s"] for s in samples),
+        "slowest_sample": max(s["wall"] for s in samples),
     }
 
 
 def run_integrate(out: Path, env: dict[str, str]) -> dict[str, object]:
     inputs = sorted(str(path) for path in (out / "qc").glob("*.qc.h5ad"))
     log = out / "logs" / "integrate.log"
+    log.unlink(missing_ok=True)  # run_child appends; the steps are read from this run's lines only
     command = [sys.executable, "-m", "tmeflow.cli", "integrate", "--input", *inputs, "--outdir", str(out / "integrate")]
     result = run_child(command, env, log)
     return {**result, "steps": steps_of(log)}
@@ -110,12 +95,12 @@ def run_integrate(out: Path, env: dict[str, str]) -> dict[str, object]:
 def markdown(result: dict) -> str:
     qc, integrate = result["qc"], result["integrate"]
     lines = ["| step | wall (s) | peak RSS (GB) |", "|---|---:|---:|"]
-    lines.append(f"| `tmeflow qc` x {qc['samples']} ({result['jobs']} at a time) | {qc['wall_s']:.0f} | "
+    lines.append(f"| `tmeflow qc` x {qc['samples']} ({result['jobs']} at a time) | {qc['wall']:.0f} | "
                  f"{qc['peak_rss_gb']:.2f} (largest process) |")  # fmt: skip
     for step in integrate["steps"]:
         lines.append(f"| integrate: {step['step']} | {step['seconds']:.0f} | {step['peak_rss_gb']:.2f} (so far) |")
-    lines.append(f"| `tmeflow integrate` (process) | {integrate['wall_s']:.0f} | {integrate['peak_rss_gb']:.2f} |")
-    total = qc["wall_s"] + integrate["wall_s"]
+    lines.append(f"| `tmeflow integrate` (process) | {integrate['wall']:.0f} | {integrate['peak_rss_gb']:.2f} |")
+    total = qc["wall"] + integrate["wall"]
     lines.append(
         f"| **QC + integrate** | **{total:.0f}** | **{max(qc['peak_rss_gb'], integrate['peak_rss_gb']):.2f}** |"
     )
