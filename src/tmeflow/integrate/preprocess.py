@@ -208,18 +208,21 @@ def hvg_table(counts, obs: pd.DataFrame, genes: pd.Index, n_top_genes: int, batc
     attempts = [("seurat_v3", batched), ("seurat_v3", None), ("seurat", batched)]
     if batched is None:
         attempts = attempts[1:]
-    for flavor, key in attempts:
+
+    def attempt(flavor: str, key: str | None) -> pd.DataFrame:
+        if flavor == "seurat_v3":
+            return seurat_v3(counts, obs[key].to_numpy() if key else None, n_top, genes)
+        return _seurat_dispersions(counts, obs, genes, n_top, key)
+
+    for flavor, key in attempts[:-1]:
         try:
-            if flavor == "seurat_v3":
-                return seurat_v3(counts, obs[key].to_numpy() if key else None, n_top, genes), flavor
-            return _seurat_dispersions(counts, obs, genes, n_top, key), flavor
+            return attempt(flavor, key), flavor
         except (ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
-            if (flavor, key) == attempts[-1]:
-                raise
             logger.warning(
                 "HVG selection (%s, batch_key %s) failed (%s); retrying more simply", flavor, key, str(exc).strip()[:80]
             )
-    raise AssertionError("unreachable")
+    flavor, key = attempts[-1]
+    return attempt(flavor, key), flavor
 
 
 def select_hvgs(adata: AnnData, n_top_genes: int, batch_key: str | None) -> None:
