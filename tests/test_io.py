@@ -71,3 +71,33 @@ def test_intermediate_h5ad_is_lzf_and_the_kept_atlas_gzip(tmp_path):
     for path in (inter, final):  # same content either way
         back = ad.read_h5ad(path)
         assert (back.X != adata.X).nnz == 0 and (back.layers["counts"] != adata.layers["counts"]).nnz == 0
+
+
+def test_read_h5ad_parts_reads_the_tables_and_named_embeddings_only(tmp_path):
+    """The cell tables and the asked-for embeddings come back as written; matrices and other elements stay on disk."""
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(sp.random(30, 8, density=0.3, format="csr", random_state=rng, dtype=np.float32))
+    adata.layers["counts"] = adata.X.copy()
+    adata.obs["sample"] = pd.Categorical(rng.choice(["s1", "s2"], 30))
+    adata.obsm["X_pca_harmony"] = rng.normal(size=(30, 4))
+    adata.obsm["X_umap"] = rng.normal(size=(30, 2))
+    adata.uns["big"] = np.zeros(5)
+    path = io.write_h5ad(adata, tmp_path / "atlas.h5ad")
+
+    parts = io.read_h5ad_parts(path, "atlas h5ad", obsm_keys=("X_scVI", "X_pca_harmony"))
+    assert parts.shape == adata.shape and parts.X is None
+    pd.testing.assert_frame_equal(parts.obs, adata.obs)
+    assert list(parts.var_names) == list(adata.var_names)
+    assert list(parts.obsm) == ["X_pca_harmony"]
+    np.testing.assert_array_equal(parts.obsm["X_pca_harmony"], adata.obsm["X_pca_harmony"])
+    assert not parts.layers and not parts.uns
+
+    (tmp_path / "broken.h5ad").write_text("not hdf5")
+    for missing_or_broken, words in ((tmp_path / "none.h5ad", "not found"), (tmp_path / "broken.h5ad", "cannot read")):
+        with pytest.raises(TmeflowInputError, match=f"atlas h5ad {words}|{words} atlas h5ad") as error:
+            io.read_h5ad_parts(missing_or_broken, "atlas h5ad")
+        assert "\n" not in str(error.value) and str(missing_or_broken) in str(error.value)

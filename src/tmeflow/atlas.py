@@ -55,36 +55,6 @@ SECTION_UNS_KEPT = ("tmeflow", "log1p", "spatial", "spatial_neighbors", "spatial
 SECTION_OBSP_KEPT = ("spatial_connectivities", "spatial_distances")
 
 
-def read_obs(path: str | Path, what: str) -> pd.DataFrame:
-    """Read only the ``obs`` table of an h5ad (the matrices stay on disk).
-
-    Parameters
-    ----------
-    path
-        The ``.h5ad`` file.
-    what
-        What the file is (e.g. ``"pathways h5ad"``), named in the error when it is missing or unreadable.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The ``obs`` table, one row per cell indexed by barcode (``obs_names``), with anndata's dtypes.
-    """
-    import h5py
-    from anndata.io import read_elem
-
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError(f"{what} not found", file=path)
-    try:
-        with h5py.File(path, "r") as handle:
-            return read_elem(handle["obs"])
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise TmeflowInputError(
-            f"cannot read the obs table of {what} ({str(error).splitlines()[0]})", file=path
-        ) from error
-
-
 def _bool_with_missing(values: pd.Series) -> pd.Series:
     """Encode a boolean column that gained missing values (cells a stage did not analyse) as categorical strings.
 
@@ -234,7 +204,7 @@ def build_atlas(
     sources = dict.fromkeys(map(h5_key, adata.obs.columns), "subcluster")
     obs = adata.obs.copy()
     for stage, path in extras.items():
-        for column in merge_obs(obs, read_obs(path, f"{stage} h5ad"), stage, path):
+        for column in merge_obs(obs, io.read_h5ad_parts(path, f"{stage} h5ad").obs, stage, path):
             sources[h5_key(column)] = stage
     adata.obs = clean_obs(obs)
     adata.var = clean_obs(adata.var)

@@ -60,6 +60,46 @@ def read_h5ad(path: str | os.PathLike, what: str = "input h5ad", *, backed: str 
         raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
 
 
+def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_keys: tuple[str, ...] = ()):
+    """Read only an h5ad's ``obs``, ``var`` and the named ``obsm`` entries; the matrices stay on disk.
+
+    ``anndata.read_h5ad(..., backed="r")`` keeps ``X`` on disk but still loads every layer, graph and
+    embedding (~16 GB for a million-cell atlas with raw counts); this reads the parts a cell-table step
+    needs with h5py.
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file.
+    what
+        What the file is (e.g. ``"atlas h5ad"``), named in the error when it is missing or unreadable.
+    obsm_keys
+        ``obsm`` entries to read; those absent from the file are left out.
+
+    Returns
+    -------
+    AnnData
+        No ``X``; ``obs`` and ``var`` as anndata reads them, ``obsm`` with the named entries present.
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError(f"{what} not found", file=path)
+    try:
+        with h5py.File(path, "r") as handle:
+            obsm = handle.get("obsm", {})
+            return ad.AnnData(
+                obs=read_elem(handle["obs"]),
+                var=read_elem(handle["var"]),
+                obsm={key: read_elem(obsm[key]) for key in obsm_keys if key in obsm},
+            )
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
+
+
 # h5ad compression: LZF for the files the next stage reads (several times faster to write than gzip,
 # ~1.5x larger; read by h5py / anndata without plugins), gzip for the files a user keeps and may open
 # outside Python (gzip is HDF5's built-in filter; R's hdf5r / rhdf5 read it without rhdf5filters).

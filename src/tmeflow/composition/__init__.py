@@ -62,7 +62,6 @@ from .contrasts import (
     condition_order,
     contrast_name,
     is_paired,
-    read_obs,
     resolve_contrasts,
     sample_table,
 )
@@ -102,7 +101,6 @@ __all__ = [
     "plot_boxes",
     "plot_stacked",
     "propeller",
-    "read_obs",
     "resolve_contrasts",
     "run_composition",
     "sample_table",

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TmeflowInputError
-from ..io import read_h5ad
 
 NORMAL = "normal"
 PREFERRED_REFERENCE = "primary"
@@ -18,25 +17,6 @@ MIN_SAMPLES_DA = 2  # per condition: with fewer, no residual variance can be est
 
 # --------------------------------------------------------------------------------------------------
 # Inputs shared by composition, de and pathways
-
-
-def read_obs(path: str | Path) -> pd.DataFrame:
-    """Read the ``obs`` of an h5ad file without loading the matrix.
-
-    Parameters
-    ----------
-    path
-        The atlas h5ad (opened backed, read-only).
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy of ``obs``.
-    """
-    adata = read_h5ad(path, "atlas h5ad", backed="r")
-    obs = adata.obs.copy()
-    adata.file.close()
-    return obs
 
 
 def check_obs(obs: pd.DataFrame, required: tuple[str, ...], *, file: str | Path | None = None) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import TmeflowInputError
-from ..io import multiqc_header, read_h5ad, save_figure, write_json, write_multiqc_table, write_table
+from ..io import multiqc_header, read_h5ad_parts, save_figure, write_json, write_multiqc_table, write_table
 from ..log import get_logger, timed
 from ..settings import StageSettings
 from .contrasts import (
@@ -22,7 +22,6 @@ from .contrasts import (
     condition_order,
     contrast_name,
     is_paired,
-    read_obs,
     resolve_contrasts,
     sample_table,
 )
@@ -76,7 +75,7 @@ def run_composition(input_path: str | Path, outdir: str | Path, params: dict[str
     """Read the atlas obs, check it, compute proportions and DA for every contrast; write outputs."""
     outdir = Path(outdir)
     settings = CompositionSettings.from_params(params)
-    obs = read_obs(input_path)
+    obs = read_h5ad_parts(input_path, "atlas h5ad").obs
     check_obs(obs, ("sample", "condition", "cell_type"), file=input_path)
     samples = sample_table(obs)
     pairs = resolve_contrasts(obs, settings.contrast, file=input_path)
@@ -192,9 +191,8 @@ def _neighbourhood_da(
     """Milo-style neighbourhood DA (:mod:`tmeflow.neighbourhood_da`); tables and beeswarms per contrast."""
     from ..neighbourhood_da import EMBEDDINGS, neighbourhood_da, plot_beeswarm
 
-    adata = read_h5ad(input_path, "atlas h5ad", backed="r")
-    if not any(key in adata.obsm for key in EMBEDDINGS):
-        adata.file.close()
+    embeddings = read_h5ad_parts(input_path, "atlas h5ad", obsm_keys=EMBEDDINGS).obsm
+    if not embeddings:
         logger.warning(
             "atlas has no integrated embedding (%s, written by tmeflow integrate); neighbourhood DA skipped",
             ", ".join(EMBEDDINGS),
@@ -204,9 +202,7 @@ def _neighbourhood_da(
         with timed(logger, "neighbourhood DA (Milo-style)"):
             import anndata as ad
 
-            embedding = ad.AnnData(
-                obs=obs[["sample", "cell_type"]], obsm={k: adata.obsm[k] for k in EMBEDDINGS if k in adata.obsm}
-            )
+            embedding = ad.AnnData(obs=obs[["sample", "cell_type"]], obsm=dict(embeddings))
             tables = neighbourhood_da(
                 embedding,
                 samples,
@@ -218,8 +214,6 @@ def _neighbourhood_da(
             )
     except TmeflowInputError as error:
         raise TmeflowInputError(error.message, file=input_path, column=error.column) from error
-    finally:
-        adata.file.close()
     for name, table in tables.items():
         write_table(table, outdir / f"da_nhood_{name}.tsv")
         save_figure(
