@@ -12,6 +12,9 @@ import pytest
 from _cohort import atlas_from_simulation
 from scipy.stats import spearmanr
 
+# two thirds of the planted subset's 519 cells: the fates below are recovered from a subsample (trajectory_max_cells)
+MAX_CELLS = 350
+
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> tuple[Path, dict]:
@@ -62,6 +65,8 @@ def planted(tmp_path_factory) -> tuple[Path, dict]:
             "3",
             "--trajectory_n_states",
             "3",
+            "--trajectory_max_cells",
+            str(MAX_CELLS),
         ]
     )
     assert code == 0
@@ -118,6 +123,8 @@ def test_fate_genes_and_outputs(planted):
         assert (out / name).is_file(), name
     probs = adata.obs[[c for c in adata.obs.columns if c.startswith("fate_probability_")]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+    summary = json.loads((out / "trajectory_summary.json").read_text())
+    assert summary["n_cells_subset"] > MAX_CELLS >= summary["n_cells"] - 10 * 3 and summary["n_cells"] == adata.n_obs
 
 
 def _tiny_atlas(path: Path) -> Path:
@@ -293,3 +300,29 @@ def test_pseudotime_scaling_of_eleven_cells_by_hand():
     assert scaled[1] == pytest.approx(0.9 / 9.8)  # 0.091837
     # 5 knots at the 0, 25, 50, 75, 100 % quantiles of 0..10: 0, 2.5, 5, 7.5, 10
     np.testing.assert_allclose(knots_at_quantiles(t, 5), [0.0, 2.5, 5.0, 7.5, 10.0])
+
+
+def test_subsample_keeps_each_sample_and_cell_type_share_and_rare_types():
+    from tmeflow.trajectory.inputs import MIN_CELLS_PER_GROUP, subsample_cells
+
+    sizes = {("s1", "tumour"): 5990, ("s2", "tumour"): 3000, ("s2", "stem"): 12, ("s3", "tumour"): 991, ("s3", "x"): 7}
+    obs = pd.DataFrame(
+        [(sample, cell_type) for (sample, cell_type), n in sizes.items() for _ in range(n)],
+        columns=["sample", "cell_type"],
+    ).sample(frac=1.0, random_state=0)  # groups interleaved
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    kept = subsample_cells(obs, 1000, seed=0)
+    assert np.array_equal(kept, np.unique(kept)) and np.array_equal(kept, subsample_cells(obs, 1000, seed=0))
+    counts = obs.iloc[kept].groupby(["sample", "cell_type"]).size().to_dict()
+    # a tenth of each group, rare groups floored at MIN_CELLS_PER_GROUP (10) or kept whole
+    assert MIN_CELLS_PER_GROUP == 10
+    assert counts == {
+        ("s1", "tumour"): 599,
+        ("s2", "tumour"): 300,
+        ("s2", "stem"): 10,
+        ("s3", "tumour"): 99,
+        ("s3", "x"): 7,
+    }
+    assert not np.array_equal(kept, subsample_cells(obs, 1000, seed=1))
+    assert np.array_equal(subsample_cells(obs, 0, seed=0), np.arange(len(obs)))
+    assert np.array_equal(subsample_cells(obs, len(obs), seed=0), np.arange(len(obs)))

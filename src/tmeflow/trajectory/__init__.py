@@ -8,6 +8,12 @@ Subset (``trajectory_subset``)
     ``cell_type`` / ``cell_type_fine``. ``epithelial`` without a compartment column takes every cell
     type named ``*epithelial*``, ``malignant``, ``tumour``/``tumor``/``cancer*`` and cells with
     ``obs['malignant']`` true. Empty: all cells. An unknown name is an input error.
+Cap (``trajectory_max_cells``, default 10,000; 0: none)
+    GPCCA needs a real Schur decomposition of the transition matrix; without PETSc/SLEPc pyGPCCA
+    computes it densely ('brandts'): O(n^2) memory, O(n^3) time (25 s at 4,000 cells, minutes at
+    10,000, hours beyond). A larger subset is subsampled (seeded) per (sample, cell type) group in
+    proportion to its size, at least 10 cells or all of a group (:func:`.inputs.subsample_cells`); the
+    other cells get no pseudotime or fate.
 Embedding
     Highly variable genes of the subset (``trajectory_n_top_genes``; Seurat v3 on raw counts, else
     Seurat on ``X``), PCA (``trajectory_n_pcs``), kNN graph (``trajectory_n_neighbors``), diffusion

@@ -73,6 +73,43 @@ def subset_mask(obs: pd.DataFrame, spec: str | None, *, file: str | Path | None 
     return mask
 
 
+MIN_CELLS_PER_GROUP = 10  # a (sample, cell type) group keeps at least this many cells (or all it has)
+
+
+def subsample_cells(obs: pd.DataFrame, max_cells: int, seed: int) -> np.ndarray:
+    """Choose about ``max_cells`` cells, each (sample, cell type) group in proportion to its size.
+
+    Every group keeps at least :data:`MIN_CELLS_PER_GROUP` cells (or all it has), so each sample stays
+    in the per-sample fate summaries and a rare root cell type is not lost; the total may exceed
+    ``max_cells`` by that floor.
+
+    Parameters
+    ----------
+    obs
+        Cell metadata of the trajectory subset (``sample`` and ``cell_type`` when present).
+    max_cells
+        The cap (``trajectory_max_cells``); 0 or at least ``len(obs)`` keeps every cell.
+    seed
+        Random seed of the draw.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted positions of the chosen cells in ``obs``.
+    """
+    if max_cells <= 0 or len(obs) <= max_cells:
+        return np.arange(len(obs))
+    columns = [column for column in ("sample", "cell_type") if column in obs.columns]
+    groups = obs[columns].astype(str).agg("|".join, axis=1) if columns else pd.Series("all", index=obs.index)
+    rng = np.random.default_rng(seed)
+    fraction = max_cells / len(obs)
+    chosen = []
+    for positions in groups.reset_index(drop=True).groupby(groups.to_numpy(), sort=True).indices.values():
+        n_keep = min(len(positions), max(round(fraction * len(positions)), MIN_CELLS_PER_GROUP))
+        chosen.append(rng.choice(positions, size=n_keep, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
 def root_gene_score(adata: AnnData, genes: list[str], *, file: str | Path | None = None) -> np.ndarray:
     """Score cells for the root genes: the neighbourhood-smoothed mean z-score of the expressed root genes.
 

@@ -14,6 +14,7 @@ class TrajectorySettings(StageSettings):
     SCHEMA_GROUPS = ("trajectory_options",)
 
     trajectory_subset: str | None
+    trajectory_max_cells: int
     trajectory_root_type: str | None
     trajectory_root_cluster: str | None
     trajectory_root_genes: str | None

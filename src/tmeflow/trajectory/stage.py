@@ -18,7 +18,7 @@ from ..log import get_logger, timed
 from .branch import branch_analysis, resolve_trend_sets
 from .fates import _safe, condition_enrichment, embed, fates, label_fates, pseudotime
 from .genes import MIN_EXPRESSED, fate_genes, hallmark_enrichment
-from .inputs import choose_root, subset_mask
+from .inputs import choose_root, subsample_cells, subset_mask
 from .plots import plot_branch_heatmap, plot_embedding, plot_set_trends, plot_trends
 from .settings import TrajectorySettings
 
@@ -40,7 +40,17 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
             f"trajectory subset '{settings.trajectory_subset}' has {int(mask.sum())} cells; needs at least {n_min}",
             file=input_path,
         )
-    adata = atlas[mask].copy()
+    adata = atlas[mask]
+    kept = subsample_cells(adata.obs, settings.trajectory_max_cells, settings.seed)
+    if kept.size < adata.n_obs:
+        logger.info(
+            "trajectory subset subsampled from %d to %d cells (trajectory_max_cells %d; per sample and cell type)",
+            adata.n_obs,
+            kept.size,
+            settings.trajectory_max_cells,
+        )
+    n_subset = int(adata.n_obs)
+    adata = adata[kept].copy()
     del atlas
     for key in settings.batch_keys:
         if key not in adata.obs.columns:
@@ -194,6 +204,7 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     write_h5ad(adata, outdir / "trajectory.h5ad")
     summary = {
         "n_cells": int(adata.n_obs),
+        "n_cells_subset": n_subset,
         "root": str(adata.obs_names[root]),
         "root_rule": how,
         "n_macrostates": int(n_states),
