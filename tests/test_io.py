@@ -101,3 +101,33 @@ def test_read_h5ad_parts_reads_the_tables_and_named_embeddings_only(tmp_path):
         with pytest.raises(TmeflowInputError, match=f"atlas h5ad {words}|{words} atlas h5ad") as error:
             io.read_h5ad_parts(missing_or_broken, "atlas h5ad")
         assert "\n" not in str(error.value) and str(missing_or_broken) in str(error.value)
+
+
+def test_read_h5ad_rows_equals_subsetting_the_whole_file(tmp_path):
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    adata = ad.AnnData(sp.random(40, 6, density=0.4, format="csr", random_state=rng, dtype=np.float32))
+    adata.layers["counts"] = sp.random(40, 6, density=0.4, format="csr", random_state=rng)
+    adata.layers["dense"] = rng.normal(size=(40, 6))
+    adata.obs["cell_type"] = pd.Categorical(rng.choice(["T", "B", "tumour"], 40))
+    adata.obsm["X_umap"] = rng.normal(size=(40, 2))
+    adata.obsm["scores"] = pd.DataFrame(rng.normal(size=(40, 2)), index=adata.obs_names, columns=["a", "b"])
+    adata.obsp["connectivities"] = sp.random(40, 40, density=0.1, format="csr", random_state=rng)
+    adata.uns["log1p"] = {"base": None}
+    path = io.write_h5ad(adata, tmp_path / "atlas.h5ad")
+
+    rows = np.array([0, 3, 4, 17, 39])
+    part, whole = io.read_h5ad_rows(path, "atlas h5ad", rows), ad.read_h5ad(path)[rows].copy()
+    assert list(part.obs_names) == list(whole.obs_names)
+    pd.testing.assert_frame_equal(part.obs, whole.obs)
+    assert sp.issparse(part.X) and (part.X != whole.X).nnz == 0
+    assert (part.layers["counts"] != whole.layers["counts"]).nnz == 0
+    np.testing.assert_array_equal(part.layers["dense"], whole.layers["dense"])
+    np.testing.assert_array_equal(part.obsm["X_umap"], whole.obsm["X_umap"])
+    pd.testing.assert_frame_equal(part.obsm["scores"], whole.obsm["scores"])
+    assert part.uns["log1p"] == {"base": None} and not part.obsp
+    with pytest.raises(TmeflowInputError, match="atlas h5ad not found"):
+        io.read_h5ad_rows(tmp_path / "none.h5ad", "atlas h5ad", rows)

@@ -100,6 +100,57 @@ def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_k
         raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
 
 
+def read_h5ad_rows(path: str | os.PathLike, what: str, rows) -> Any:
+    """Read the cells at ``rows`` of an h5ad: their ``X``, layers, ``obs`` and ``obsm`` rows, with ``var`` and ``uns``.
+
+    CSR matrices are read row by row from disk (:func:`anndata.io.sparse_dataset`), so a subset of a
+    million-cell atlas costs the subset's memory, not the atlas's; cell-cell graphs (``obsp``) are left out.
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file.
+    what
+        What the file is, named in the error when it is missing or unreadable.
+    rows
+        Increasing integer positions of the cells to read.
+
+    Returns
+    -------
+    AnnData
+        The cells at ``rows``, in that order; categorical ``obs`` columns keep only the categories present (as
+        anndata's subsetting does).
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    def rows_of(element):
+        if element.attrs.get("encoding-type", "") == "csr_matrix":
+            return ad.io.sparse_dataset(element)[rows]
+        value = read_elem(element)
+        return value.iloc[rows] if hasattr(value, "iloc") else value[rows]
+
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError(f"{what} not found", file=path)
+    try:
+        with h5py.File(path, "r") as handle:
+            group = {key: handle.get(key, {}) for key in ("layers", "obsm")}
+            return ad.AnnData(
+                X=rows_of(handle["X"]) if "X" in handle else None,
+                obs=rows_of(handle["obs"]).apply(  # as anndata's subsetting: categories of the subset only
+                    lambda column: column.cat.remove_unused_categories() if column.dtype == "category" else column
+                ),
+                var=read_elem(handle["var"]),
+                layers={key: rows_of(group["layers"][key]) for key in group["layers"]},
+                obsm={key: rows_of(group["obsm"][key]) for key in group["obsm"]},
+                uns=read_elem(handle["uns"]) if "uns" in handle else {},
+            )
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
+
+
 # h5ad compression: LZF for the files the next stage reads (several times faster to write than gzip,
 # ~1.5x larger; read by h5py / anndata without plugins), gzip for the files a user keeps and may open
 # outside Python (gzip is HDF5's built-in filter; R's hdf5r / rhdf5 read it without rhdf5filters).

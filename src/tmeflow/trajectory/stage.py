@@ -13,7 +13,16 @@ import scipy.sparse as sp
 from ..composition import condition_order
 from ..errors import TmeflowInputError
 from ..genes import species_of
-from ..io import multiqc_header, provenance, read_h5ad, save_figure, write_h5ad, write_json, write_table
+from ..io import (
+    multiqc_header,
+    provenance,
+    read_h5ad_parts,
+    read_h5ad_rows,
+    save_figure,
+    write_h5ad,
+    write_json,
+    write_table,
+)
 from ..log import get_logger, timed
 from .branch import branch_analysis, resolve_trend_sets
 from .fates import _safe, condition_enrichment, embed, fates, label_fates, pseudotime
@@ -29,29 +38,27 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     """Check the atlas and parameters, compute pseudotime, fates and fate genes, write outputs."""
     outdir = Path(outdir)
     settings = TrajectorySettings.from_params(params)
-    atlas = read_h5ad(input_path, "atlas h5ad")
+    obs = read_h5ad_parts(input_path, "atlas h5ad").obs
     for column in ("cell_type", "condition"):
-        if column not in atlas.obs.columns:
+        if column not in obs.columns:
             raise TmeflowInputError(f"atlas obs has no column '{column}'", file=input_path, column=column)
-    mask = subset_mask(atlas.obs, settings.trajectory_subset, file=input_path)
+    subset = np.flatnonzero(subset_mask(obs, settings.trajectory_subset, file=input_path))
     n_min = max(50, settings.trajectory_n_neighbors + 2)
-    if mask.sum() < n_min:
+    if subset.size < n_min:
         raise TmeflowInputError(
-            f"trajectory subset '{settings.trajectory_subset}' has {int(mask.sum())} cells; needs at least {n_min}",
+            f"trajectory subset '{settings.trajectory_subset}' has {subset.size} cells; needs at least {n_min}",
             file=input_path,
         )
-    adata = atlas[mask]
-    kept = subsample_cells(adata.obs, settings.trajectory_max_cells, settings.seed)
-    if kept.size < adata.n_obs:
+    kept = subset[subsample_cells(obs.iloc[subset], settings.trajectory_max_cells, settings.seed)]
+    if kept.size < subset.size:
         logger.info(
             "trajectory subset subsampled from %d to %d cells (trajectory_max_cells %d; per sample and cell type)",
-            adata.n_obs,
+            subset.size,
             kept.size,
             settings.trajectory_max_cells,
         )
-    n_subset = int(adata.n_obs)
-    adata = adata[kept].copy()
-    del atlas
+    del obs
+    adata = read_h5ad_rows(input_path, "atlas h5ad", kept)  # only these cells' rows are read
     for key in settings.batch_keys:
         if key not in adata.obs.columns:
             raise TmeflowInputError(
@@ -204,7 +211,7 @@ def run_trajectory(input_path: str | Path, outdir: str | Path, params: dict[str,
     write_h5ad(adata, outdir / "trajectory.h5ad")
     summary = {
         "n_cells": int(adata.n_obs),
-        "n_cells_subset": n_subset,
+        "n_cells_subset": int(subset.size),
         "root": str(adata.obs_names[root]),
         "root_rule": how,
         "n_macrostates": int(n_states),
