@@ -100,6 +100,7 @@ def test_gsea_ranks_planted_pathway_first(run):
 def test_scores_are_named_consistently(run):
     _, out, _ = run
     scored = ad.read_h5ad(out / "pathways.h5ad", backed="r")
+    assert scored.shape[1] == 0 and not scored.layers  # the cell table and its scores, not a copy of the matrices
     obs_scores = [c for c in scored.obs.columns if c.startswith(("score_", "progeny_"))]
     cells = pd.read_csv(out / "cell_scores.tsv.gz", sep="\t", index_col=0)
     by_type = pd.read_csv(out / "scores_by_cell_type.tsv", sep="\t")

@@ -56,7 +56,8 @@ Outputs: ``gsea_<contrast>.tsv``, ``ora_<contrast>.tsv``, ``gsea_<contrast>_bubb
 ``ssgsea_cell_types.tsv``, ``ssgsea_by_condition_heatmap.png``, ``ssgsea_cell_types_heatmap.png``,
 ``cell_scores.tsv.gz`` (per cell: sample, condition, cell_type, ``score_*``, ``progeny_*``),
 ``scores_by_cell_type.tsv`` (means per cell type x condition), ``module_scores_bubble.png``,
-``pathways.h5ad`` (the atlas with the scores in ``obs``), ``stemness_samples.tsv``, ``stemness_tests.tsv``,
+``pathways.h5ad`` (the atlas's cells with the scores in ``obs``, ``obsm`` and ``uns``; zero genes wide),
+``stemness_samples.tsv``, ``stemness_tests.tsv``,
 ``stemness_by_condition.png``.
 
 Package layout: :mod:`.gene_sets` (collections, signatures, column names), :mod:`.enrichment` (DE tables, GSEA,

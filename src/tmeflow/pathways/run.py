@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .. import io
 from ..composition import check_obs, condition_order, resolve_contrasts, sample_table
@@ -270,7 +271,11 @@ def run_pathways(
         outdir / "module_scores_bubble.png",
     )
     adata.uns.setdefault("tmeflow", {})["pathways"] = io.provenance("pathways", params)
-    io.write_h5ad(adata, outdir / "pathways.h5ad")
+    # the cell table with its scores, embeddings and uns, zero genes wide: the expression matrices stay in the atlas
+    # (~30 GB at 1M cells); an empty X keeps the file readable by anndata's backed mode
+    cells = type(adata)(sp.csr_matrix((adata.n_obs, 0), dtype=np.float32), obs=adata.obs, obsm=dict(adata.obsm))
+    cells.uns = adata.uns
+    io.write_h5ad(cells, outdir / "pathways.h5ad")
     summary["cell_scores"] = score_columns + progeny_columns
     io.write_json(summary, outdir / "pathways_summary.json")
     return summary
