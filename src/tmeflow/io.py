@@ -47,13 +47,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _existing_input(path: str | os.PathLike, what: str) -> Path:
+    """Return ``path`` as a Path; a missing file is a :class:`TmeflowInputError` naming ``what``."""
+    path = Path(path)
+    if not path.is_file():
+        raise TmeflowInputError(f"{what} not found", file=path)
+    return path
+
+
 def read_h5ad(path: str | os.PathLike, what: str = "input h5ad", *, backed: str | None = None):
     """Read a stage's input AnnData; a missing or unreadable file is a :class:`TmeflowInputError`."""
     import anndata as ad
 
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError(f"{what} not found", file=path)
+    path = _existing_input(path, what)
     try:
         return ad.read_h5ad(path, backed=backed)
     except (OSError, KeyError, ValueError, TypeError) as error:
@@ -85,9 +91,7 @@ def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_k
     import h5py
     from anndata.io import read_elem
 
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError(f"{what} not found", file=path)
+    path = _existing_input(path, what)
     try:
         with h5py.File(path, "r") as handle:
             obsm = handle.get("obsm", {})
@@ -131,9 +135,7 @@ def read_h5ad_rows(path: str | os.PathLike, what: str, rows) -> Any:
         value = read_elem(element)
         return value.iloc[rows] if hasattr(value, "iloc") else value[rows]
 
-    path = Path(path)
-    if not path.is_file():
-        raise TmeflowInputError(f"{what} not found", file=path)
+    path = _existing_input(path, what)
     try:
         with h5py.File(path, "r") as handle:
             group = {key: handle.get(key, {}) for key in ("layers", "obsm")}
