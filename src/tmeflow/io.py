@@ -47,23 +47,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _existing_input(path: str | os.PathLike, what: str) -> Path:
-    """Return ``path`` as a Path; a missing file is a :class:`TmeflowInputError` naming ``what``."""
+@contextmanager
+def _h5ad_input(path: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Yield ``path`` as a Path; a missing file, or one the block cannot read, is a one-line input error."""
     path = Path(path)
     if not path.is_file():
         raise TmeflowInputError(f"{what} not found", file=path)
-    return path
+    try:
+        yield path
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
 
 
 def read_h5ad(path: str | os.PathLike, what: str = "input h5ad", *, backed: str | None = None):
     """Read a stage's input AnnData; a missing or unreadable file is a :class:`TmeflowInputError`."""
     import anndata as ad
 
-    path = _existing_input(path, what)
-    try:
+    with _h5ad_input(path, what) as path:
         return ad.read_h5ad(path, backed=backed)
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
 
 
 def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_keys: tuple[str, ...] = ()):
@@ -91,17 +92,13 @@ def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_k
     import h5py
     from anndata.io import read_elem
 
-    path = _existing_input(path, what)
-    try:
-        with h5py.File(path, "r") as handle:
-            obsm = handle.get("obsm", {})
-            return ad.AnnData(
-                obs=read_elem(handle["obs"]),
-                var=read_elem(handle["var"]),
-                obsm={key: read_elem(obsm[key]) for key in obsm_keys if key in obsm},
-            )
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
+    with _h5ad_input(path, what) as path, h5py.File(path, "r") as handle:
+        obsm = handle.get("obsm", {})
+        return ad.AnnData(
+            obs=read_elem(handle["obs"]),
+            var=read_elem(handle["var"]),
+            obsm={key: read_elem(obsm[key]) for key in obsm_keys if key in obsm},
+        )
 
 
 def read_h5ad_rows(path: str | os.PathLike, what: str, rows) -> Any:
@@ -135,22 +132,18 @@ def read_h5ad_rows(path: str | os.PathLike, what: str, rows) -> Any:
         value = read_elem(element)
         return value.iloc[rows] if hasattr(value, "iloc") else value[rows]
 
-    path = _existing_input(path, what)
-    try:
-        with h5py.File(path, "r") as handle:
-            group = {key: handle.get(key, {}) for key in ("layers", "obsm")}
-            return ad.AnnData(
-                X=rows_of(handle["X"]) if "X" in handle else None,
-                obs=rows_of(handle["obs"]).apply(  # as anndata's subsetting: categories of the subset only
-                    lambda column: column.cat.remove_unused_categories() if column.dtype == "category" else column
-                ),
-                var=read_elem(handle["var"]),
-                layers={key: rows_of(group["layers"][key]) for key in group["layers"]},
-                obsm={key: rows_of(group["obsm"][key]) for key in group["obsm"]},
-                uns=read_elem(handle["uns"]) if "uns" in handle else {},
-            )
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise TmeflowInputError(f"cannot read {what} as h5ad ({str(error).splitlines()[0]})", file=path) from error
+    with _h5ad_input(path, what) as path, h5py.File(path, "r") as handle:
+        group = {key: handle.get(key, {}) for key in ("layers", "obsm")}
+        return ad.AnnData(
+            X=rows_of(handle["X"]) if "X" in handle else None,
+            obs=rows_of(handle["obs"]).apply(  # as anndata's subsetting: categories of the subset only
+                lambda column: column.cat.remove_unused_categories() if column.dtype == "category" else column
+            ),
+            var=read_elem(handle["var"]),
+            layers={key: rows_of(group["layers"][key]) for key in group["layers"]},
+            obsm={key: rows_of(group["obsm"][key]) for key in group["obsm"]},
+            uns=read_elem(handle["uns"]) if "uns" in handle else {},
+        )
 
 
 # h5ad compression: LZF for the files the next stage reads (several times faster to write than gzip,

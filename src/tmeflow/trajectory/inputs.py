@@ -104,7 +104,7 @@ def subsample_cells(obs: pd.DataFrame, max_cells: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     fraction = max_cells / len(obs)
     chosen = []
-    for positions in groups.reset_index(drop=True).groupby(groups.to_numpy(), sort=True).indices.values():
+    for positions in groups.groupby(groups.to_numpy(), sort=True).indices.values():
         n_keep = min(len(positions), max(round(fraction * len(positions)), MIN_CELLS_PER_GROUP))
         chosen.append(rng.choice(positions, size=n_keep, replace=False))
     return np.sort(np.concatenate(chosen))
