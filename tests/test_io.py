@@ -131,3 +131,41 @@ def test_read_h5ad_rows_equals_subsetting_the_whole_file(tmp_path):
     assert part.uns["log1p"] == {"base": None} and not part.obsp
     with pytest.raises(TmeflowInputError, match="atlas h5ad not found"):
         io.read_h5ad_rows(tmp_path / "none.h5ad", "atlas h5ad", rows)
+
+
+def test_h5ad_on_disk_reads_rows_in_blocks_and_the_copy_keeps_the_matrices(tmp_path):
+    """X stays on disk (rows read when asked); the copy gets the new obs and keeps X, layers and graphs untouched."""
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(2)
+    adata = ad.AnnData(sp.random(50, 7, density=0.4, format="csr", random_state=rng, dtype=np.float32))
+    adata.layers["counts"] = sp.random(50, 7, density=0.4, format="csr", random_state=rng)
+    adata.obsm["X_umap"] = rng.normal(size=(50, 2))
+    adata.obsp["connectivities"] = sp.random(50, 50, density=0.1, format="csr", random_state=rng)
+    adata.uns["integration"] = {"method": "harmony"}
+    path = io.write_h5ad(adata, tmp_path / "integrated.h5ad")
+
+    with io.h5ad_on_disk(path, "integrated h5ad") as lazy:
+        assert not sp.issparse(lazy.X) and lazy.shape == adata.shape and not lazy.layers and not lazy.obsp
+        blocks = list(io.row_blocks(lazy.X, 20))
+        assert [start for start, _ in blocks] == [0, 20, 40]
+        assert (sp.vstack([block for _, block in blocks]) != adata.X).nnz == 0
+        np.testing.assert_array_equal(lazy.obsm["X_umap"], adata.obsm["X_umap"])
+        lazy.obs["cell_type"] = pd.Categorical(rng.choice(["T", "B"], 50))
+        lazy.uns["annotate"] = {"version": "x"}
+        copy = io.write_h5ad_copy(path, tmp_path / "annotated.h5ad", obs=lazy.obs, uns=lazy.uns)
+
+    back = ad.read_h5ad(copy)
+    pd.testing.assert_frame_equal(back.obs, lazy.obs)
+    assert back.uns["integration"] == {"method": "harmony"} and back.uns["annotate"] == {"version": "x"}
+    assert (back.X != adata.X).nnz == 0 and (back.layers["counts"] != adata.layers["counts"]).nnz == 0
+    assert (back.obsp["connectivities"] != adata.obsp["connectivities"]).nnz == 0
+    assert ad.read_h5ad(path).obs.columns.tolist() == []  # the source is not touched
+
+    dense = io.write_h5ad(ad.AnnData(np.ones((3, 2), dtype=np.float32)), tmp_path / "dense.h5ad")
+    with pytest.raises(TmeflowInputError, match="X is not a CSR matrix"), io.h5ad_on_disk(dense, "integrated h5ad"):
+        pass
+    with pytest.raises(KeyError), io.h5ad_on_disk(path, "integrated h5ad"):
+        raise KeyError("an error of the caller's block stays itself, not a reading error")

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +101,47 @@ def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_k
         )
 
 
+@contextmanager
+def h5ad_on_disk(path: str | os.PathLike, what: str) -> Iterator[Any]:
+    """Open an h5ad with ``X`` left on disk: an AnnData for the block of a ``with`` statement.
+
+    ``X`` is the file's backed CSR dataset (:func:`anndata.io.sparse_dataset`; rows are read when indexed, e.g.
+    by :func:`row_blocks`); ``obs``, ``var``, ``obsm`` and ``uns`` are read; ``layers`` and ``obsp`` are left
+    out. A stage that scores every cell in row blocks then holds its results, not the atlas (a million-cell
+    atlas' log-normalised ``X`` and raw counts are ~16 GB each).
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file; ``X`` must be a CSR matrix.
+    what
+        What the file is, named in the error when it is missing or unreadable.
+
+    Returns
+    -------
+    Iterator
+        The AnnData, usable until the block ends (the file is closed then).
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    with ExitStack() as open_file:
+        with _h5ad_input(path, what) as path:  # errors of the caller's block are not reading errors
+            handle = open_file.enter_context(h5py.File(path, "r"))
+            if handle["X"].attrs.get("encoding-type", "") != "csr_matrix":
+                raise TmeflowInputError(f"{what}: X is not a CSR matrix (as tmeflow integrate writes it)", file=path)
+            obsm = handle.get("obsm", {})
+            adata = ad.AnnData(
+                X=ad.io.sparse_dataset(handle["X"]),
+                obs=read_elem(handle["obs"]),
+                var=read_elem(handle["var"]),
+                obsm={key: read_elem(obsm[key]) for key in obsm},
+                uns=read_elem(handle["uns"]) if "uns" in handle else {},
+            )
+        yield adata
+
+
 def read_h5ad_rows(path: str | os.PathLike, what: str, rows) -> Any:
     """Read the cells at ``rows`` of an h5ad: their ``X``, layers, ``obs`` and ``obsm`` rows, with ``var`` and ``uns``.
 
@@ -144,6 +185,30 @@ def read_h5ad_rows(path: str | os.PathLike, what: str, rows) -> Any:
             obsm={key: rows_of(group["obsm"][key]) for key in group["obsm"]},
             uns=read_elem(handle["uns"]) if "uns" in handle else {},
         )
+
+
+#: rows of a cells x genes matrix read into memory at a time by :func:`row_blocks` (~2,000 non-zeros per cell: ~40 M)
+ROW_BLOCK_CELLS = 20_000
+
+
+def row_blocks(matrix, size: int = ROW_BLOCK_CELLS) -> Iterator[tuple[int, Any]]:
+    """Yield the rows of a matrix in blocks, each read into memory.
+
+    Parameters
+    ----------
+    matrix
+        Cells x genes: an array, a scipy sparse matrix or an h5ad's backed CSR dataset
+        (:func:`anndata.io.sparse_dataset`, read from disk block by block).
+    size
+        Rows per block.
+
+    Returns
+    -------
+    Iterator
+        ``(first row, block)`` pairs; ``block`` is the matrix's rows in memory (CSR for a sparse or backed matrix).
+    """
+    for start in range(0, matrix.shape[0], size):
+        yield start, matrix[start : start + size]
 
 
 # h5ad compression: LZF for the files the next stage reads (several times faster to write than gzip,
@@ -212,6 +277,38 @@ def write_h5ad_elements(handle, **elements) -> None:
         if key not in handle:
             ad.io.write_elem(handle, key, {})
     handle.attrs["encoding-type"], handle.attrs["encoding-version"] = "anndata", "0.1.0"
+
+
+def write_h5ad_copy(source: str | os.PathLike, path: str | os.PathLike, **elements) -> Path:
+    """Write a copy of the h5ad ``source`` with some AnnData elements replaced, atomically; no matrix is read.
+
+    The file is copied on disk and the given elements (``obs``, ``uns`` ...) are rewritten in the copy, so a
+    stage that adds cell annotations to a million-cell atlas never holds its matrices. The copy keeps the
+    source's compression.
+
+    Parameters
+    ----------
+    source
+        The h5ad to copy.
+    path
+        The output h5ad.
+    **elements
+        The elements to write (:func:`write_h5ad_elements`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    import shutil
+
+    import h5py
+
+    with atomic_path(path) as tmp:
+        shutil.copyfile(source, tmp)
+        with h5py.File(tmp, "r+") as handle:
+            write_h5ad_elements(handle, **elements)
+    return Path(path)
 
 
 def write_table(frame, path: str | os.PathLike, *, index: bool = False, header_lines: str = "") -> Path:

@@ -48,10 +48,10 @@ from .annotate import (
     find_markers,
     marker_network,
     read_marker_table,
-    species_of,
     ulm_scores,
 )
 from .errors import TmeflowInputError
+from .genes import species_of
 from .log import get_logger, timed
 from .settings import StageSettings
 

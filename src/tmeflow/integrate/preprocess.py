@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
 from ..errors import TmeflowInputError
+from ..io import row_blocks
 from ..log import get_logger
 from .settings import BLOCK_CELLS, TARGET_SUM
 
@@ -59,25 +58,6 @@ def normalise(adata: AnnData) -> None:
     adata.layers["counts"] = adata.X
     adata.X = lognormalise(adata.X)
     adata.uns["log1p"] = {"base": None}
-
-
-def row_blocks(counts, size: int) -> Iterator[tuple[int, sp.csr_matrix]]:
-    """Yield the rows of a matrix in blocks, each read into memory.
-
-    Parameters
-    ----------
-    counts
-        Cells x genes: a CSR matrix or an h5ad's backed CSR dataset (:func:`anndata.io.sparse_dataset`).
-    size
-        Rows per block.
-
-    Returns
-    -------
-    Iterator
-        ``(first row, block)`` pairs, ``block`` a CSR matrix.
-    """
-    for start in range(0, counts.shape[0], size):
-        yield start, counts[start : start + size]
 
 
 def _gene_sums(counts, codes: np.ndarray, n_batches: int, clip: np.ndarray | None = None):
