@@ -227,7 +227,7 @@ def test_cli_gene_positions_parameter_replaces_bundled_table(tmp_path, capsys):
         ("no_reference", "no reference cells"),
         ("species", "no bundled gene-position table for species 'rat'"),
         ("few_genes", "CNV inference needs at least 1000"),
-        ("missing_file", "input h5ad not found"),
+        ("missing_file", "annotated h5ad not found"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case, expected):

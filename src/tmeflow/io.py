@@ -103,12 +103,12 @@ def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_k
 
 @contextmanager
 def h5ad_on_disk(path: str | os.PathLike, what: str) -> Iterator[Any]:
-    """Open an h5ad with ``X`` left on disk: an AnnData for the block of a ``with`` statement.
+    """Open an h5ad with its matrices left on disk: an AnnData for the block of a ``with`` statement.
 
-    ``X`` is the file's backed CSR dataset (:func:`anndata.io.sparse_dataset`; rows are read when indexed, e.g.
-    by :func:`row_blocks`); ``obs``, ``var``, ``obsm`` and ``uns`` are read; ``layers`` and ``obsp`` are left
-    out. A stage that scores every cell in row blocks then holds its results, not the atlas (a million-cell
-    atlas' log-normalised ``X`` and raw counts are ~16 GB each).
+    ``X`` and the CSR ``layers`` are the file's backed datasets (:func:`anndata.io.sparse_dataset`; rows are
+    read when indexed, e.g. by :func:`row_blocks` or ``adata[rows]``); ``obs``, ``var``, ``obsm`` and ``uns``
+    are read; ``obsp`` is left out. A stage that works on every cell in row blocks then holds its results, not
+    the atlas (a million-cell atlas' log-normalised ``X`` and raw counts are ~16 GB each).
 
     Parameters
     ----------
@@ -131,9 +131,14 @@ def h5ad_on_disk(path: str | os.PathLike, what: str) -> Iterator[Any]:
             handle = open_file.enter_context(h5py.File(path, "r"))
             if handle["X"].attrs.get("encoding-type", "") != "csr_matrix":
                 raise TmeflowInputError(f"{what}: X is not a CSR matrix (as tmeflow integrate writes it)", file=path)
-            obsm = handle.get("obsm", {})
+            obsm, layers = handle.get("obsm", {}), handle.get("layers", {})
             adata = ad.AnnData(
                 X=ad.io.sparse_dataset(handle["X"]),
+                layers={
+                    key: ad.io.sparse_dataset(layers[key])
+                    for key in layers
+                    if layers[key].attrs.get("encoding-type", "") == "csr_matrix"
+                },
                 obs=read_elem(handle["obs"]),
                 var=read_elem(handle["var"]),
                 obsm={key: read_elem(obsm[key]) for key in obsm},
@@ -272,6 +277,10 @@ def write_h5ad_elements(handle, **elements) -> None:
     for key, value in elements.items():
         if key in handle:
             del handle[key]
+        if key in ("obs", "var"):  # as AnnData.write_h5ad: string columns (with missing values) as categoricals
+            table = ad.AnnData(obs=value.copy())
+            table.strings_to_categoricals()
+            value = table.obs
         ad.io.write_elem(handle, key, value)
     for key in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
         if key not in handle:

@@ -177,7 +177,8 @@ def reference_profiles(X, cell_types: pd.Series, is_reference: np.ndarray) -> tu
     Parameters
     ----------
     X
-        Cells x genes log-normalised expression (sparse or dense).
+        Cells x genes log-normalised expression (dense, sparse or an h5ad's backed CSR dataset: the reference cells'
+        rows are read).
     cell_types
         Cell type per cell.
     is_reference
@@ -196,7 +197,7 @@ def reference_profiles(X, cell_types: pd.Series, is_reference: np.ndarray) -> tu
         mask = is_reference & (types == cell_type)
         if mask.sum() >= MIN_CELLS_PER_REFERENCE_TYPE:
             kept.append(str(cell_type))
-            rows.append(np.asarray(X[mask].mean(axis=0)).ravel())
+            rows.append(np.asarray(X[np.flatnonzero(mask)].mean(axis=0)).ravel())
     if not rows:
-        return np.asarray(X[is_reference].mean(axis=0)).ravel()[np.newaxis, :], ["pooled"]
+        return np.asarray(X[np.flatnonzero(is_reference)].mean(axis=0)).ravel()[np.newaxis, :], ["pooled"]
     return np.vstack(rows), kept

@@ -71,6 +71,29 @@ def check_inputs(adata: AnnData, settings: CnvSettings, *, file: str | None = No
         raise TmeflowInputError("cnv_window and cnv_step must be at least 1", column="cnv_window")
 
 
+def detected_fraction(counts) -> np.ndarray:
+    """Compute the fraction of cells with a count > 0 of every gene, reading ``counts`` in row blocks.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes counts: an array, a sparse matrix or an h5ad's backed CSR dataset.
+
+    Returns
+    -------
+    numpy.ndarray
+        One fraction per gene.
+    """
+    cells_with_count = np.zeros(counts.shape[1])
+    for _, block in io.row_blocks(counts):
+        if sp.issparse(block):
+            block = sp.csr_matrix(block)
+            cells_with_count += np.bincount(block.indices[block.data > 0], minlength=counts.shape[1])
+        else:
+            cells_with_count += (np.asarray(block) > 0).sum(axis=0)
+    return cells_with_count / max(counts.shape[0], 1)
+
+
 def prepare(adata: AnnData, settings: CnvSettings, *, species: str | None = None, file: str | None = None) -> int:
     """Check the inputs and place the genes on the genome.
 
@@ -122,12 +145,7 @@ def prepare(adata: AnnData, settings: CnvSettings, *, species: str | None = None
             "check the species or give --gene_positions",
             file=file,
         )
-    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
-    if sp.issparse(counts):
-        counts = sp.csr_matrix(counts)
-        detected = np.bincount(counts.indices[counts.data > 0], minlength=adata.n_vars) / max(adata.n_obs, 1)
-    else:
-        detected = np.asarray((np.asarray(counts) > 0).mean(axis=0)).ravel()
+    detected = detected_fraction(adata.layers["counts"] if "counts" in adata.layers else adata.X)
     used = positioned & (detected >= settings.cnv_min_gene_fraction)
     adata.var["cnv_detected_fraction"] = detected.astype(np.float32)
     adata.var["cnv_gene"] = used
@@ -149,8 +167,14 @@ def prepare(adata: AnnData, settings: CnvSettings, *, species: str | None = None
     return n_used
 
 
-def write_outputs(adata: AnnData, result: CnvResult, outdir: Path, params: dict[str, Any]) -> dict[str, Path]:
-    """Write the CNV tables, figures (saved here with :func:`tmeflow.io.save_figure`) and ``cnv.h5ad``."""
+def write_outputs(
+    adata: AnnData, result: CnvResult, outdir: Path, params: dict[str, Any], source: Path
+) -> dict[str, Path]:
+    """Write the CNV tables, figures (saved here with :func:`tmeflow.io.save_figure`) and ``cnv.h5ad``.
+
+    ``cnv.h5ad`` is a copy of the input h5ad ``source`` with the new ``obs``, ``var``, ``obsm`` and ``uns``: its
+    matrices are never read whole.
+    """
     outdir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     header = io.multiqc_header(
@@ -198,24 +222,26 @@ def write_outputs(adata: AnnData, result: CnvResult, outdir: Path, params: dict[
     adata.uns.setdefault("tmeflow", {})
     adata.uns["tmeflow"]["cnv"] = {**io.provenance("cnv", params), "reference": result.plan.to_dict(orient="list")}
     with timed(logger, "writing cnv.h5ad"):
-        paths["h5ad"] = io.write_h5ad(adata, outdir / "cnv.h5ad")
+        paths["h5ad"] = io.write_h5ad_copy(
+            source, outdir / "cnv.h5ad", obs=adata.obs, var=adata.var, obsm=dict(adata.obsm), uns=adata.uns
+        )
     return paths
 
 
 def run_cnv(
     input_path: str | Path, outdir: str | Path, params: dict[str, Any], *, species: str | None = None, n_jobs: int = 1
 ) -> dict[str, Path]:
-    """Read the annotated atlas, infer CNV, call malignant cells and write every output to ``outdir``.
+    """Infer CNV on the annotated atlas, call malignant cells and write every output to ``outdir``.
 
-    Genes are placed with the ``gene_positions`` parameter's table when set, else the bundled one.
+    Genes are placed with the ``gene_positions`` parameter's table when set, else the bundled one. The atlas'
+    matrices stay on disk (:func:`tmeflow.io.h5ad_on_disk`): the cells of each chunk are read when inferred.
     """
     input_path, outdir = Path(input_path), Path(outdir)
-    with timed(logger, f"reading {input_path}"):
-        adata = io.read_h5ad(input_path)
     settings = CnvSettings.from_params(params)
-    prepare(adata, settings, species=species, file=str(input_path))
-    result = call_malignant(adata, settings, n_jobs=n_jobs)
-    return write_outputs(adata, result, outdir, params)
+    with io.h5ad_on_disk(input_path, "annotated h5ad") as adata:
+        prepare(adata, settings, species=species, file=str(input_path))
+        result = call_malignant(adata, settings, n_jobs=n_jobs)
+        return write_outputs(adata, result, outdir, params, input_path)
 
 
 def cli(args: argparse.Namespace, params: dict[str, Any]) -> None:
