@@ -133,9 +133,10 @@ def test_read_h5ad_rows_equals_subsetting_the_whole_file(tmp_path):
         io.read_h5ad_rows(tmp_path / "none.h5ad", "atlas h5ad", rows)
 
 
-def test_h5ad_on_disk_reads_rows_in_blocks_and_the_copy_keeps_the_matrices(tmp_path):
+def test_h5ad_on_disk_reads_rows_in_blocks_and_the_copy_keeps_the_matrices(tmp_path, monkeypatch):
     """X stays on disk (rows read when asked); the copy gets the new obs and keeps X, layers and graphs untouched."""
     import anndata as ad
+    import h5py
     import numpy as np
     import scipy.sparse as sp
 
@@ -164,6 +165,16 @@ def test_h5ad_on_disk_reads_rows_in_blocks_and_the_copy_keeps_the_matrices(tmp_p
     assert (back.X != adata.X).nnz == 0 and (back.layers["counts"] != adata.layers["counts"]).nnz == 0
     assert (back.obsp["connectivities"] != adata.obsp["connectivities"]).nnz == 0
     assert ad.read_h5ad(path).obs.columns.tolist() == []  # the source is not touched
+
+    monkeypatch.setattr(io, "COPY_ELEMENTS", 7)  # several slices per dataset
+    final = io.write_h5ad_copy(path, tmp_path / "subclustered.h5ad", final=True, obs=lazy.obs, uns=lazy.uns)
+    with h5py.File(final) as handle:
+        assert handle["X/data"].compression == "gzip" and handle["layers/counts/indices"].compression == "gzip"
+    kept = ad.read_h5ad(final)
+    pd.testing.assert_frame_equal(kept.obs, back.obs)
+    assert (kept.X != adata.X).nnz == 0 and (kept.layers["counts"] != adata.layers["counts"]).nnz == 0
+    assert (kept.obsp["connectivities"] != adata.obsp["connectivities"]).nnz == 0
+    np.testing.assert_array_equal(kept.obsm["X_umap"], adata.obsm["X_umap"])
 
     dense = io.write_h5ad(ad.AnnData(np.ones((3, 2), dtype=np.float32)), tmp_path / "dense.h5ad")
     with pytest.raises(TmeflowInputError, match="X is not a CSR matrix"), io.h5ad_on_disk(dense, "integrated h5ad"):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -288,12 +289,13 @@ def write_h5ad_elements(handle, **elements) -> None:
     handle.attrs["encoding-type"], handle.attrs["encoding-version"] = "anndata", "0.1.0"
 
 
-def write_h5ad_copy(source: str | os.PathLike, path: str | os.PathLike, **elements) -> Path:
-    """Write a copy of the h5ad ``source`` with some AnnData elements replaced, atomically; no matrix is read.
+def write_h5ad_copy(source: str | os.PathLike, path: str | os.PathLike, *, final: bool = False, **elements) -> Path:
+    """Write a copy of the h5ad ``source`` with some AnnData elements replaced, atomically; no matrix is held whole.
 
-    The file is copied on disk and the given elements (``obs``, ``uns`` ...) are rewritten in the copy, so a
-    stage that adds cell annotations to a million-cell atlas never holds its matrices. The copy keeps the
-    source's compression.
+    The given elements (``obs``, ``uns`` ...) are rewritten in the copy, so a stage that adds cell annotations to a
+    million-cell atlas never holds its matrices. The copy is the file itself (same compression) for a file the
+    next stage reads; with ``final`` (a file users keep) every compressed dataset is rewritten gzip-compressed
+    (as :func:`write_h5ad`), ``COPY_ELEMENTS`` values at a time.
 
     Parameters
     ----------
@@ -301,6 +303,8 @@ def write_h5ad_copy(source: str | os.PathLike, path: str | os.PathLike, **elemen
         The h5ad to copy.
     path
         The output h5ad.
+    final
+        Recompress with ``FINAL_H5AD_COMPRESSION`` instead of keeping the source's compression.
     **elements
         The elements to write (:func:`write_h5ad_elements`).
 
@@ -314,10 +318,40 @@ def write_h5ad_copy(source: str | os.PathLike, path: str | os.PathLike, **elemen
     import h5py
 
     with atomic_path(path) as tmp:
-        shutil.copyfile(source, tmp)
+        if final:
+            with h5py.File(source, "r") as original, h5py.File(tmp, "w") as handle:
+                _copy_recompressed(original, handle, skip=set(elements))
+        else:
+            shutil.copyfile(source, tmp)
         with h5py.File(tmp, "r+") as handle:
             write_h5ad_elements(handle, **elements)
     return Path(path)
+
+
+#: values of a dataset read into memory at a time by :func:`write_h5ad_copy` when it recompresses (256 MB of float32)
+COPY_ELEMENTS = 64 * 1024**2
+
+
+def _copy_recompressed(source, target, *, skip: Collection[str] = ()) -> None:
+    """Copy an HDF5 group's attributes and members, compressed datasets rewritten with the final compression."""
+    import h5py
+
+    target.attrs.update(source.attrs)
+    for name, item in source.items():
+        if name in skip:
+            continue
+        if isinstance(item, h5py.Group):
+            _copy_recompressed(item, target.create_group(name))
+        elif item.compression is None or item.ndim == 0:
+            source.copy(item, target, name=name)
+        else:
+            copy = target.create_dataset(
+                name, shape=item.shape, dtype=item.dtype, chunks=item.chunks, compression=FINAL_H5AD_COMPRESSION
+            )
+            copy.attrs.update(item.attrs)
+            step = max(1, COPY_ELEMENTS // max(1, math.prod(item.shape[1:])))
+            for start in range(0, item.shape[0], step):
+                copy[start : start + step] = item[start : start + step]
 
 
 def write_table(frame, path: str | os.PathLike, *, index: bool = False, header_lines: str = "") -> Path:

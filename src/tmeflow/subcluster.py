@@ -166,7 +166,7 @@ def subcluster_compartment(
     tuple
         ``(compartment AnnData (:func:`recluster`), calls per subcluster, marker genes per subcluster)``.
     """
-    counts = sp.csr_matrix(adata.layers["counts"][mask], dtype=np.float32)
+    counts = sp.csr_matrix(adata.layers["counts"][np.flatnonzero(mask)], dtype=np.float32)  # rows read from disk
     detected = (
         np.asarray((counts > 0).sum(axis=0)).ravel() >= MIN_CELLS_PER_GENE
     )  # genes silent in the compartment break loess
@@ -305,8 +305,12 @@ def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, Any]:
     }
 
 
-def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str, Any]) -> Path:
-    """Write the subclustered AnnData, the calls, markers and counts tables and one UMAP per compartment."""
+def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str, Any], source: Path) -> Path:
+    """Write the calls, markers and counts tables, one UMAP per compartment and ``subclustered.h5ad``.
+
+    ``subclustered.h5ad`` is the input h5ad ``source`` with the new ``obs``, ``obsm`` and ``uns``, gzip-compressed
+    (a file users keep), copied in blocks.
+    """
     from .integrate import plot_umaps
 
     header = io.multiqc_header(
@@ -338,7 +342,9 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
             outdir / f"subcluster_umap_{_safe(compartment)}.png",
         )
     adata.uns.setdefault("tmeflow", {})["subcluster"] = io.provenance("subcluster", params)
-    return io.write_h5ad(adata, outdir / "subclustered.h5ad", final=True)
+    return io.write_h5ad_copy(
+        source, outdir / "subclustered.h5ad", final=True, obs=adata.obs, obsm=dict(adata.obsm), uns=adata.uns
+    )
 
 
 def run_subcluster(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:
@@ -347,9 +353,9 @@ def run_subcluster(input_path: str | Path, outdir: str | Path, params: dict[str,
     input_path, outdir = Path(input_path), Path(outdir)
     if params.get("subtype_markers") and not Path(params["subtype_markers"]).is_file():
         raise TmeflowInputError("subtype_markers file not found", file=params["subtype_markers"])
-    adata = io.read_h5ad(input_path)
-    results = subcluster(adata, SubclusterSettings.from_params(params))
-    path = write_outputs(adata, results, outdir, params)
+    with io.h5ad_on_disk(input_path, "annotated h5ad") as adata:  # each compartment's counts are read by rows
+        results = subcluster(adata, SubclusterSettings.from_params(params))
+        path = write_outputs(adata, results, outdir, params, input_path)
     logger.info("subclustered %d compartments, %d fine types, %d cells (%.1f s)", len(results["figures"]),
                 adata.obs["cell_type_fine"].nunique(), adata.n_obs, time.perf_counter() - start)  # fmt: skip
     return path
