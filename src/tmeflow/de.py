@@ -57,7 +57,7 @@ from .composition import (
     sample_table,
 )
 from .errors import TmeflowInputError
-from .io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_table
+from .io import ROW_BLOCK_CELLS, atomic_path, h5ad_on_disk, multiqc_header, save_figure, write_json, write_table
 from .log import get_logger, progress, timed
 from .settings import StageSettings
 
@@ -168,7 +168,8 @@ def pseudobulk(counts, sample_labels: np.ndarray, mask: np.ndarray, genes) -> tu
     Parameters
     ----------
     counts
-        Cells x genes raw counts (sparse or dense).
+        Cells x genes raw counts (dense, sparse or an h5ad's backed CSR dataset), read ``ROW_BLOCK_CELLS`` of the
+        group's rows at a time.
     sample_labels
         Sample per cell.
     mask
@@ -186,9 +187,11 @@ def pseudobulk(counts, sample_labels: np.ndarray, mask: np.ndarray, genes) -> tu
     indicator = sp.csr_matrix(
         (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(labels.categories), len(codes))
     )
-    sub = counts[np.flatnonzero(mask)]
-    summed = indicator @ sub
-    summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
+    rows = np.flatnonzero(mask)
+    summed = np.zeros((len(labels.categories), counts.shape[1]))
+    for start in range(0, len(rows), ROW_BLOCK_CELLS):
+        block = indicator[:, start : start + ROW_BLOCK_CELLS] @ counts[rows[start : start + ROW_BLOCK_CELLS]]
+        summed += block.toarray() if sp.issparse(block) else np.asarray(block)
     frame = pd.DataFrame(
         np.rint(summed).astype(np.int64),
         index=pd.Index(labels.categories.astype(str), name="sample"),
@@ -447,12 +450,18 @@ def _result_frame(
 
 
 def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Check the atlas, run DE for every contrast and group, write tables and plots."""
-    outdir = Path(outdir)
-    settings = DeSettings.from_params(params)
+    """Check the atlas, run DE for every contrast and group, write tables and plots.
+
+    The atlas' matrices stay on disk (:func:`tmeflow.io.h5ad_on_disk`): each group's counts are summed per
+    sample from its rows, a block at a time.
+    """
+    with h5ad_on_disk(input_path, "atlas h5ad") as adata:
+        return _de_on(adata, Path(input_path), Path(outdir), DeSettings.from_params(params))
+
+
+def _de_on(adata: AnnData, input_path: Path, outdir: Path, settings: DeSettings) -> dict[str, Any]:
     method = settings.de_method
     min_cells, min_samples = settings.de_min_cells, settings.de_min_samples
-    adata = read_h5ad(input_path, "atlas h5ad")
     check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
     if method == "pseudobulk":
         check_counts(adata, file=input_path)
@@ -462,8 +471,6 @@ def run_de(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -
     groups = de_groups(adata.obs, settings.de_cell_types)
     sample_labels = adata.obs["sample"].astype(str).to_numpy()
     counts = adata.layers["counts"] if method == "pseudobulk" else None
-    if counts is not None and sp.issparse(counts):
-        counts = sp.csr_matrix(counts)
     genes = adata.var_names.astype(str)
     skipped: list[dict[str, Any]] = []
     summary: dict[str, Any] = {"method": method, "contrasts": {}}

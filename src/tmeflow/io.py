@@ -106,15 +106,16 @@ def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_k
 def h5ad_on_disk(path: str | os.PathLike, what: str) -> Iterator[Any]:
     """Open an h5ad with its matrices left on disk: an AnnData for the block of a ``with`` statement.
 
-    ``X`` and the CSR ``layers`` are the file's backed datasets (:func:`anndata.io.sparse_dataset`; rows are
-    read when indexed, e.g. by :func:`row_blocks` or ``adata[rows]``); ``obs``, ``var``, ``obsm`` and ``uns``
-    are read; ``obsp`` is left out. A stage that works on every cell in row blocks then holds its results, not
-    the atlas (a million-cell atlas' log-normalised ``X`` and raw counts are ~16 GB each).
+    ``X`` and the ``layers`` stored as CSR are the file's backed datasets (:func:`anndata.io.sparse_dataset`; rows
+    are read when indexed, e.g. by :func:`row_blocks` or ``adata[rows]``; other storage is read); ``obs``,
+    ``var``, ``obsm`` and ``uns`` are read; ``obsp`` is left out. A stage that works on every cell in row blocks
+    then holds its results, not the atlas (a million-cell atlas' log-normalised ``X`` and raw counts are ~16 GB
+    each).
 
     Parameters
     ----------
     path
-        The ``.h5ad`` file; ``X`` must be a CSR matrix.
+        The ``.h5ad`` file.
     what
         What the file is, named in the error when it is missing or unreadable.
 
@@ -130,16 +131,15 @@ def h5ad_on_disk(path: str | os.PathLike, what: str) -> Iterator[Any]:
     with ExitStack() as open_file:
         with _h5ad_input(path, what) as path:  # errors of the caller's block are not reading errors
             handle = open_file.enter_context(h5py.File(path, "r"))
-            if handle["X"].attrs.get("encoding-type", "") != "csr_matrix":
-                raise TmeflowInputError(f"{what}: X is not a CSR matrix (as tmeflow integrate writes it)", file=path)
+
+            def on_disk(element):
+                csr = element.attrs.get("encoding-type", "") == "csr_matrix"
+                return ad.io.sparse_dataset(element) if csr else read_elem(element)
+
             obsm, layers = handle.get("obsm", {}), handle.get("layers", {})
             adata = ad.AnnData(
-                X=ad.io.sparse_dataset(handle["X"]),
-                layers={
-                    key: ad.io.sparse_dataset(layers[key])
-                    for key in layers
-                    if layers[key].attrs.get("encoding-type", "") == "csr_matrix"
-                },
+                X=on_disk(handle["X"]) if "X" in handle else None,
+                layers={key: on_disk(layers[key]) for key in layers},
                 obs=read_elem(handle["obs"]),
                 var=read_elem(handle["var"]),
                 obsm={key: read_elem(obsm[key]) for key in obsm},
