@@ -155,6 +155,8 @@ def test_h5ad_on_disk_reads_rows_in_blocks_and_the_copy_keeps_the_matrices(tmp_p
         assert [start for start, _ in blocks] == [0, 20, 40]
         assert (sp.vstack([block for _, block in blocks]) != adata.X).nnz == 0
         np.testing.assert_array_equal(lazy.obsm["X_umap"], adata.obsm["X_umap"])
+        with io.h5ad_on_disk(path, "integrated h5ad", obsp_keys=("connectivities", "distances")) as graphs:
+            assert list(graphs.obsp) == ["connectivities"]
         lazy.obs["cell_type"] = pd.Categorical(rng.choice(["T", "B"], 50))
         lazy.uns["annotate"] = {"version": "x"}
         copy = io.write_h5ad_copy(path, tmp_path / "annotated.h5ad", obs=lazy.obs, uns=lazy.uns)

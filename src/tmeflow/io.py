@@ -103,12 +103,12 @@ def read_h5ad_parts(path: str | os.PathLike, what: str = "input h5ad", *, obsm_k
 
 
 @contextmanager
-def h5ad_on_disk(path: str | os.PathLike, what: str) -> Iterator[Any]:
+def h5ad_on_disk(path: str | os.PathLike, what: str, *, obsp_keys: tuple[str, ...] = ()) -> Iterator[Any]:
     """Open an h5ad with its matrices left on disk: an AnnData for the block of a ``with`` statement.
 
     ``X`` and the ``layers`` stored as CSR are the file's backed datasets (:func:`anndata.io.sparse_dataset`; rows
     are read when indexed, e.g. by :func:`row_blocks` or ``adata[rows]``; other storage is read); ``obs``,
-    ``var``, ``obsm`` and ``uns`` are read; ``obsp`` is left out. A stage that works on every cell in row blocks
+    ``var``, ``obsm``, ``uns`` and the named ``obsp`` graphs are read. A stage that works on every cell in row blocks
     then holds its results, not the atlas (a million-cell atlas' log-normalised ``X`` and raw counts are ~16 GB
     each).
 
@@ -118,6 +118,8 @@ def h5ad_on_disk(path: str | os.PathLike, what: str) -> Iterator[Any]:
         The ``.h5ad`` file.
     what
         What the file is, named in the error when it is missing or unreadable.
+    obsp_keys
+        Cell-cell graphs to read (those absent from the file are left out).
 
     Returns
     -------
@@ -136,13 +138,14 @@ def h5ad_on_disk(path: str | os.PathLike, what: str) -> Iterator[Any]:
                 csr = element.attrs.get("encoding-type", "") == "csr_matrix"
                 return ad.io.sparse_dataset(element) if csr else read_elem(element)
 
-            obsm, layers = handle.get("obsm", {}), handle.get("layers", {})
+            obsm, layers, obsp = (handle.get(key, {}) for key in ("obsm", "layers", "obsp"))
             adata = ad.AnnData(
                 X=on_disk(handle["X"]) if "X" in handle else None,
                 layers={key: on_disk(layers[key]) for key in layers},
                 obs=read_elem(handle["obs"]),
                 var=read_elem(handle["var"]),
                 obsm={key: read_elem(obsm[key]) for key in obsm},
+                obsp={key: read_elem(obsp[key]) for key in obsp_keys if key in obsp},
                 uns=read_elem(handle["uns"]) if "uns" in handle else {},
             )
         yield adata
@@ -197,7 +200,7 @@ def read_h5ad_rows(path: str | os.PathLike, what: str, rows) -> Any:
 ROW_BLOCK_CELLS = 20_000
 
 
-def row_blocks(matrix, size: int = ROW_BLOCK_CELLS) -> Iterator[tuple[int, Any]]:
+def row_blocks(matrix, size: int | None = None) -> Iterator[tuple[int, Any]]:
     """Yield the rows of a matrix in blocks, each read into memory.
 
     Parameters
@@ -206,13 +209,14 @@ def row_blocks(matrix, size: int = ROW_BLOCK_CELLS) -> Iterator[tuple[int, Any]]
         Cells x genes: an array, a scipy sparse matrix or an h5ad's backed CSR dataset
         (:func:`anndata.io.sparse_dataset`, read from disk block by block).
     size
-        Rows per block.
+        Rows per block (default ``ROW_BLOCK_CELLS``).
 
     Returns
     -------
     Iterator
         ``(first row, block)`` pairs; ``block`` is the matrix's rows in memory (CSR for a sparse or backed matrix).
     """
+    size = size or ROW_BLOCK_CELLS
     for start in range(0, matrix.shape[0], size):
         yield start, matrix[start : start + size]
 

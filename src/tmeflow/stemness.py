@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .io import row_blocks
 from .stats import bh_fdr, condition_contrast
 
 if TYPE_CHECKING:
@@ -80,9 +81,11 @@ def gene_counts_signature(
     Parameters
     ----------
     counts
-        Raw counts, cells x genes (dense or sparse): the number of detected genes per cell.
+        Raw counts, cells x genes (dense, sparse or an h5ad's backed CSR dataset): the number of detected genes
+        per cell.
     X
-        Expression the GCS averages, cells x genes (log-normalised).
+        Expression the GCS averages, cells x genes (log-normalised; same storage choices). Both are read in row
+        blocks (:func:`tmeflow.io.row_blocks`): two passes over ``X``, one over ``counts``.
     n_genes
         Genes most correlated with the gene counts that form the signature (CytoTRACE: 200).
 
@@ -91,23 +94,31 @@ def gene_counts_signature(
     tuple of (ndarray, ndarray, list of int)
         Gene counts per cell, GCS per cell and the column indices of the signature genes.
     """
-    counts = sp.csr_matrix(counts) if sp.issparse(counts) else np.asarray(counts)
-    detected = counts > 0
-    gene_counts = np.asarray(detected.sum(axis=1)).ravel().astype(float)
-    cells_per_gene = np.asarray(detected.sum(axis=0)).ravel()
-    X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
-    n = X.shape[0]
-    c = gene_counts - gene_counts.mean()
-    mean = np.asarray(X.mean(axis=0)).ravel()
-    square = np.asarray((X.multiply(X) if sp.issparse(X) else X * X).mean(axis=0)).ravel()
+    n_cells, n_all_genes = X.shape
+    gene_counts, cells_per_gene = np.zeros(n_cells), np.zeros(n_all_genes)
+    sums, squares, with_counts = np.zeros(n_all_genes), np.zeros(n_all_genes), np.zeros(n_all_genes)
+    for (start, count_rows), (_, rows) in zip(row_blocks(counts), row_blocks(X), strict=True):
+        detected = sp.csr_matrix(count_rows) > 0 if sp.issparse(count_rows) else np.asarray(count_rows) > 0
+        block_counts = np.asarray(detected.sum(axis=1)).ravel().astype(float)
+        gene_counts[start : start + len(block_counts)] = block_counts
+        cells_per_gene += np.asarray(detected.sum(axis=0)).ravel()
+        x = _float64(rows)
+        sums += np.asarray(x.sum(axis=0)).ravel()
+        squares += np.asarray((x.multiply(x) if sp.issparse(x) else x * x).sum(axis=0)).ravel()
+        with_counts += np.asarray(x.T @ block_counts).ravel()
+    mean, square = sums / n_cells, squares / n_cells
     sd = np.sqrt(np.clip(square - mean**2, 0, None))
-    cov = np.asarray(X.T @ c).ravel() / n  # E[(x - mean) c] = E[x c] since c is centred
+    cov = with_counts / n_cells - mean * gene_counts.mean()  # E[x c] - E[x] E[c]
     with np.errstate(divide="ignore", invalid="ignore"):
-        corr = cov / (sd * c.std())
+        corr = cov / (sd * gene_counts.std())
     corr[(cells_per_gene < MIN_GENE_CELLS) | ~np.isfinite(corr)] = -np.inf
     top = [int(i) for i in np.argsort(-corr)[: min(n_genes, int(np.isfinite(corr).sum()))]]
-    gcs = np.asarray(X[:, top].mean(axis=1)).ravel()
+    gcs = np.concatenate([np.asarray(_float64(rows)[:, top].mean(axis=1)).ravel() for _, rows in row_blocks(X)])
     return gene_counts, gcs, top
+
+
+def _float64(rows):
+    return sp.csr_matrix(rows, dtype=np.float64) if sp.issparse(rows) else np.asarray(rows, dtype=np.float64)
 
 
 def knn_graph(adata: AnnData, *, n_neighbors: int, seed: int) -> sp.csr_matrix:
@@ -133,7 +144,8 @@ def knn_graph(adata: AnnData, *, n_neighbors: int, seed: int) -> sp.csr_matrix:
     import anndata as ad
     import scanpy as sc
 
-    work = ad.AnnData(X=adata.X.copy(), obs=pd.DataFrame(index=adata.obs_names.astype(str)))
+    matrix = adata.X.to_memory() if hasattr(adata.X, "to_memory") else adata.X.copy()  # X on disk: read it
+    work = ad.AnnData(X=matrix, obs=pd.DataFrame(index=adata.obs_names.astype(str)))
     n_comps = int(min(30, work.n_obs - 1, work.n_vars - 1))
     sc.pp.pca(work, n_comps=n_comps, random_state=seed)
     sc.pp.neighbors(work, n_neighbors=int(min(n_neighbors, work.n_obs - 1)), random_state=seed)

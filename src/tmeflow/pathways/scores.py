@@ -9,8 +9,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import TmeflowInputError
+from ..io import row_blocks
 from ..log import get_logger
 from ..signatures import resource_path
+from ..ulm import ulm_scores
 from .gene_sets import (
     PROGENY,
     column_name,
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 logger = get_logger("tmeflow.pathways")
+
+#: fewest footprint genes in the data for a PROGENy pathway to be scored
+PROGENY_TMIN = 5
 
 
 def log_cpm(counts: pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +50,7 @@ def pseudobulk_profiles(adata: AnnData, by: list[str], min_cells: int) -> tuple[
     Parameters
     ----------
     adata
-        Cells with raw counts in ``layers['counts']``.
+        Cells with raw counts in ``layers['counts']`` (in memory or on disk: read in row blocks).
     by
         ``obs`` columns defining the groups (e.g. ``sample``, ``condition``, ``cell_type``).
     min_cells
@@ -65,16 +70,63 @@ def pseudobulk_profiles(adata: AnnData, by: list[str], min_cells: int) -> tuple[
     indicator = sp.csr_matrix(
         (np.ones(len(keys)), (labels.codes, np.arange(len(keys)))), shape=(len(labels.categories), len(keys))
     )
-    summed = indicator @ sp.csr_matrix(counts)
-    frame = pd.DataFrame(summed.toarray(), index=labels.categories.astype(str), columns=adata.var_names.astype(str))
+    summed = np.zeros((len(labels.categories), adata.n_vars))
+    for start, block in row_blocks(counts):  # counts may stay on disk
+        product = indicator[:, start : start + block.shape[0]] @ block
+        summed += product.toarray() if sp.issparse(product) else np.asarray(product)
+    frame = pd.DataFrame(summed, index=labels.categories.astype(str), columns=adata.var_names.astype(str))
     keep = sizes >= min_cells
     meta = pd.DataFrame([k.split("|") for k in frame.index[keep]], columns=by, index=frame.index[keep])
     meta["n_cells"] = sizes[keep]
     return frame.loc[keep], meta
 
 
+def control_genes(genes: list[str], gene_means: pd.Series, *, ctrl_size: int, n_bins: int, seed: int) -> pd.Index:
+    """Draw a gene set's control genes from expression bins, as scanpy's ``score_genes`` (Seurat's AddModuleScore).
+
+    The genes are binned by the rank of their mean expression over all cells into ``n_bins`` bins; from every
+    bin holding a set gene ``ctrl_size`` genes are drawn (all of the bin when it has fewer) and the set's genes
+    removed. The draw uses numpy's legacy global generator seeded with ``seed``, as scanpy does, so the control
+    genes are the ones ``scanpy.tl.score_genes(..., random_state=seed)`` picks.
+
+    Parameters
+    ----------
+    genes
+        The set's genes present in the data.
+    gene_means
+        Mean expression of every gene over all cells (index: gene names).
+    ctrl_size
+        Control genes drawn per bin.
+    n_bins
+        Expression bins.
+    seed
+        Seed of the draw.
+
+    Returns
+    -------
+    pandas.Index
+        The control genes, sorted.
+    """
+    np.random.seed(seed)  # scanpy's draw: pandas' sample on the legacy global generator
+    means = gene_means[np.isfinite(gene_means)]
+    items_per_bin = int(np.round(len(means) / (n_bins - 1)))
+    bins = means.rank(method="min") // items_per_bin
+    chosen = pd.Index([], dtype="string")
+    for level in np.unique(bins.loc[genes]):
+        candidates = bins.index[bins == level]
+        if ctrl_size < len(candidates):
+            candidates = candidates.to_series().sample(ctrl_size).index
+        chosen = chosen.union(candidates.difference(genes))
+    return chosen
+
+
 def module_scores(adata: AnnData, sets: dict[str, list[str]], *, ctrl_size: int, seed: int) -> list[str]:
-    """Score every cell for every gene set with scanpy ``score_genes`` (Tirosh et al. 2016).
+    """Score every cell for every gene set as scanpy's ``score_genes`` (Tirosh et al. 2016), in row blocks of ``X``.
+
+    The score is the cell's mean expression over the set minus its mean over control genes of matched expression
+    (:func:`control_genes`, 25 bins); the genes' means come from one pass over ``X`` and the scores from a
+    second, a block of rows at a time, so ``X`` may stay on disk (:func:`tmeflow.io.h5ad_on_disk`). Same control
+    genes and scores as ``scanpy.tl.score_genes(..., ctrl_size=ctrl_size, n_bins=25, random_state=seed)``.
 
     Parameters
     ----------
@@ -97,16 +149,32 @@ def module_scores(adata: AnnData, sets: dict[str, list[str]], *, ctrl_size: int,
     ``obs['score_<set>']``
         Mean expression of the set minus that of the control genes (:func:`column_name`).
     """
-    import scanpy as sc
-
-    columns = []
+    names = pd.Index(adata.var_names.astype(str))
+    sums = np.zeros(adata.n_vars)
+    for _, block in row_blocks(adata.X):
+        sums += np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
+    gene_means = pd.Series(sums / max(adata.n_obs, 1), index=names.astype("string"))
+    columns, members = [], []
     for name, genes in sets.items():
-        column = column_name("score", name)
-        sc.tl.score_genes(
-            adata, genes, ctrl_size=ctrl_size, n_bins=25, score_name=column, random_state=seed, use_raw=False
-        )
-        columns.append(column)
+        present = list(pd.Index(genes).intersection(names))
+        if not present:
+            raise TmeflowInputError(f"gene set {name}: none of its genes is in the atlas")
+        controls = control_genes(present, gene_means, ctrl_size=ctrl_size, n_bins=25, seed=seed)
+        columns.append(column_name("score", name))
+        members.append((names.get_indexer(present), names.get_indexer(controls.astype(str))))
+    scores = np.zeros((adata.n_obs, len(columns)))
+    for start, block in row_blocks(adata.X):
+        block = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+        in_block = slice(start, start + block.shape[0])
+        for position, (in_set, controls) in enumerate(members):
+            scores[in_block, position] = _row_means(block, in_set) - _row_means(block, controls)
+    for name, values in zip(columns, scores.T, strict=True):
+        adata.obs[name] = values
     return columns
+
+
+def _row_means(block, columns: np.ndarray) -> np.ndarray:
+    return np.asarray(block[:, columns].sum(axis=1)).ravel() / len(columns)
 
 
 def progeny_activities(adata: AnnData, species: str, *, method: str, top: int) -> list[str]:
@@ -141,9 +209,12 @@ def progeny_activities(adata: AnnData, species: str, *, method: str, top: int) -
     if not present.any():
         logger.warning("PROGENy: none of the footprint genes is in the atlas; no pathway activities")
         return []
-    getattr(dc.mt, method)(data=adata, net=net, tmin=5, verbose=False)
-    scores = adata.obsm.pop(f"score_{method}")
-    adata.obsm.pop(f"padj_{method}", None)
+    if method == "ulm":  # in row blocks (tmeflow.ulm: decoupler's definitions), X may stay on disk
+        scores = ulm_scores(adata.X, adata.var_names, adata.obs_names, net, tmin=PROGENY_TMIN)
+    else:  # decoupler's other methods on X in memory
+        cells = type(adata)(X=adata.X.to_memory() if hasattr(adata.X, "to_memory") else adata.X, var=adata.var[[]])
+        getattr(dc.mt, method)(data=cells, net=net, tmin=PROGENY_TMIN, verbose=False)
+        scores = cells.obsm[f"score_{method}"]
     columns = []
     for pathway in scores.columns:
         column = column_name("progeny", str(pathway))
