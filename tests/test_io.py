@@ -183,3 +183,25 @@ def test_h5ad_on_disk_reads_rows_in_blocks_and_the_copy_keeps_the_matrices(tmp_p
         np.testing.assert_array_equal(small.X, np.ones((3, 2)))
     with pytest.raises(KeyError), io.h5ad_on_disk(path, "integrated h5ad"):
         raise KeyError("an error of the caller's block stays itself, not a reading error")
+
+
+def test_read_rows_in_blocks_equals_indexing(tmp_path, monkeypatch):
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    matrix = sp.random(60, 9, density=0.4, format="csr", random_state=rng, dtype=np.float32)
+    path = io.write_h5ad(ad.AnnData(matrix), tmp_path / "cells.h5ad")
+    monkeypatch.setattr(io, "ROW_BLOCK_CELLS", 7)
+    rows, columns = np.array([1, 2, 8, 30, 31, 59]), np.array([4, 0, 8])
+    with io.h5ad_on_disk(path, "cells") as lazy:
+        for source in (matrix, matrix.toarray(), lazy.X):
+            chosen = io.read_rows(source, rows, columns)
+            np.testing.assert_array_equal(
+                chosen.toarray() if sp.issparse(chosen) else chosen, matrix[rows][:, columns].toarray()
+            )
+            assert io.read_rows(source, rows).shape == (6, 9) and io.read_rows(source, np.array([], int)).shape == (
+                0,
+                9,
+            )

@@ -221,6 +221,36 @@ def row_blocks(matrix, size: int | None = None) -> Iterator[tuple[int, Any]]:
         yield start, matrix[start : start + size]
 
 
+def read_rows(matrix, rows, columns=None) -> Any:
+    """Read some rows (and columns) of a matrix, ``ROW_BLOCK_CELLS`` rows at a time.
+
+    Reading the rows of an h5ad's backed matrix and then choosing columns would hold all of those rows' genes
+    at once; this keeps one block of them.
+
+    Parameters
+    ----------
+    matrix
+        Cells x genes: an array, a scipy sparse matrix or an h5ad's backed CSR dataset.
+    rows
+        Increasing integer positions of the rows.
+    columns
+        Integer positions of the columns to keep (``None``: all).
+
+    Returns
+    -------
+    numpy.ndarray or scipy.sparse.csr_matrix
+        The rows x columns (CSR when ``matrix`` is sparse or backed).
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    rows = np.asarray(rows, dtype=np.int64)
+    keep = slice(None) if columns is None else np.asarray(columns)
+    starts = range(0, len(rows), ROW_BLOCK_CELLS) if len(rows) else [0]
+    blocks = [matrix[rows[start : start + ROW_BLOCK_CELLS]][:, keep] for start in starts]
+    return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)
+
+
 # h5ad compression: LZF for the files the next stage reads (several times faster to write than gzip,
 # ~1.5x larger; read by h5py / anndata without plugins), gzip for the files a user keeps and may open
 # outside Python (gzip is HDF5's built-in filter; R's hdf5r / rhdf5 read it without rhdf5filters).

@@ -90,6 +90,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..errors import TmeflowInputError
+from ..io import read_rows
 from ..log import get_logger
 from ..settings import StageSettings
 from .signalling import curated_pathway_map
@@ -377,7 +378,7 @@ def liana_on(
     cells = np.flatnonzero(mask)[in_kept]
     groups = pd.Categorical(labels.astype(str).to_numpy()[in_kept], categories=kept)
     sub = AnnData(
-        adata.X[cells],
+        read_rows(adata.X, cells),
         obs=pd.DataFrame({"cell_type": groups}, index=adata.obs_names[cells]),
         var=pd.DataFrame(index=adata.var_names),
     )

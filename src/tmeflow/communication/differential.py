@@ -14,6 +14,7 @@ from anndata import AnnData
 from ..composition import (
     contrast_name,
 )
+from ..io import read_rows
 from ..log import get_logger
 from ..stats import bh_fdr, condition_contrast, moderated_by_pattern
 
@@ -260,7 +261,7 @@ def differential_interactions(
     genes = [g for g in adata.var_names.astype(str)]
     wanted = sorted({g for col in ("ligand", "receptor") for e in resource[col] for g in e.split("_")} & set(genes))
     gene_pos = pd.Index(genes).get_indexer(wanted)
-    X = adata.X[np.flatnonzero(in_contrast)][:, gene_pos]
+    X = read_rows(adata.X, np.flatnonzero(in_contrast), gene_pos)  # the ligand and receptor genes only
     X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
     gene_index = {g: i for i, g in enumerate(wanted)}
     sub_obs = obs.iloc[np.flatnonzero(in_contrast)]

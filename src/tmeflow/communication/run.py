@@ -20,7 +20,7 @@ from ..composition import (
 )
 from ..errors import TmeflowInputError
 from ..genes import species_of
-from ..io import atomic_path, multiqc_header, read_h5ad, save_figure, write_json, write_multiqc_table, write_table
+from ..io import atomic_path, h5ad_on_disk, multiqc_header, save_figure, write_json, write_multiqc_table, write_table
 from ..log import get_logger, progress, timed
 from ..text import slug, split_list
 from .core import (
@@ -107,208 +107,216 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     """
     settings = CommunicationSettings.from_params(params)
     outdir = Path(outdir)
-    adata = read_h5ad(input_path, "atlas h5ad")
-    check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
-    check_lognorm(adata, file=input_path)
-    obs = adata.obs
-    samples = sample_table(obs)
-    conditions = condition_order(obs)
-    contrast = (settings.contrast or "").strip()
-    pairs = resolve_contrasts(obs, contrast, file=input_path) if (contrast or len(conditions) > 1) else []
-    resource_name, resource = load_resource(
-        settings.communication_resource,
-        species_of(obs=obs, var_names=adata.var_names),
-        adata.var_names,
-        file=input_path,
-    )
-    pathways, pathway_source = pathway_map(resource)
-    chosen = split_list(settings.communication_plot_pathways)
-    unknown = [p for p in chosen if p not in set(pathways.values())]
-    if unknown:
-        known = sorted(set(pathways.values()) - {"other"})
-        raise TmeflowInputError(
-            f"communication_plot_pathways: unknown pathway(s) {', '.join(unknown)} (known: {', '.join(known[:40])}"
-            f"{' ...' if len(known) > 40 else ''})",
+    with h5ad_on_disk(input_path, "atlas h5ad") as adata:  # each inference reads its cells' rows
+        check_obs(adata.obs, ("sample", "condition", "cell_type"), file=input_path)
+        check_lognorm(adata, file=input_path)
+        obs = adata.obs
+        samples = sample_table(obs)
+        conditions = condition_order(obs)
+        contrast = (settings.contrast or "").strip()
+        pairs = resolve_contrasts(obs, contrast, file=input_path) if (contrast or len(conditions) > 1) else []
+        resource_name, resource = load_resource(
+            settings.communication_resource,
+            species_of(obs=obs, var_names=adata.var_names),
+            adata.var_names,
             file=input_path,
         )
-    cutoff = settings.communication_rank_cutoff
-    skipped: list[dict[str, Any]] = []
-    condition_labels = obs["condition"].astype(str).to_numpy()
-    results = []
-    for condition in conditions:
-        with timed(
-            logger, f"LIANA rank_aggregate, condition {condition} ({int((condition_labels == condition).sum())} cells)"
-        ):
-            res = liana_on(
-                adata,
-                condition_labels == condition,
-                resource,
-                settings,
-                scope="condition",
-                condition=condition,
-                sample="",
-                skipped=skipped,
+        pathways, pathway_source = pathway_map(resource)
+        chosen = split_list(settings.communication_plot_pathways)
+        unknown = [p for p in chosen if p not in set(pathways.values())]
+        if unknown:
+            known = sorted(set(pathways.values()) - {"other"})
+            raise TmeflowInputError(
+                f"communication_plot_pathways: unknown pathway(s) {', '.join(unknown)} (known: {', '.join(known[:40])}"
+                f"{' ...' if len(known) > 40 else ''})",
+                file=input_path,
             )
-        if res is not None:
-            results.append(res)
-    if not results:
-        raise TmeflowInputError(
-            "no condition has two cell types with at least communication_min_cells cells", file=input_path
-        )
-    liana = pd.concat(results, ignore_index=True)
-    liana["interaction"] = liana["ligand"] + "->" + liana["receptor"]
-    liana["called"] = liana["magnitude_rank"] <= cutoff
-    _write_gz(liana, outdir / "communication_liana_by_condition.tsv.gz")
-    summary: dict[str, Any] = {
-        "resource": resource_name,
-        "pathways_from": pathway_source,
-        "conditions": conditions,
-        "contrasts": [contrast_name(*p) for p in pairs],
-        "called": {},
-        "differential": {},
-        "pathway_differential": {},
-    }
-    sample_counts = None
-    if settings.communication_per_sample:
-        sample_labels = obs["sample"].astype(str).to_numpy()
-        per_sample = []
-        with timed(logger, f"LIANA rank_aggregate per sample ({len(samples)} samples)"):
-            what = f"LIANA ({settings.communication_n_perms} permutations), sample"
-            for sample in progress(samples.index, len(samples), what, logger):
+        cutoff = settings.communication_rank_cutoff
+        skipped: list[dict[str, Any]] = []
+        condition_labels = obs["condition"].astype(str).to_numpy()
+        results = []
+        for condition in conditions:
+            with timed(
+                logger,
+                f"LIANA rank_aggregate, condition {condition} ({int((condition_labels == condition).sum())} cells)",
+            ):
                 res = liana_on(
                     adata,
-                    sample_labels == sample,
+                    condition_labels == condition,
                     resource,
                     settings,
-                    scope="sample",
-                    condition=str(samples.at[sample, "condition"]),
-                    sample=sample,
+                    scope="condition",
+                    condition=condition,
+                    sample="",
                     skipped=skipped,
                 )
-                if res is not None:
-                    per_sample.append(res)
-        if per_sample:
-            table = pd.concat(per_sample, ignore_index=True)
-            table["called"] = table["magnitude_rank"] <= cutoff
-            _write_gz(table, outdir / "communication_liana_by_sample.tsv.gz")
-            sample_counts = sample_call_counts(table, cutoff)
-    counts = count_strength(liana, cutoff)
-    write_table(counts, outdir / "communication_counts.tsv")
-    strength = pathway_table(liana, pathways, cutoff)
-    write_table(strength.assign(pathway_source=pathway_source), outdir / "communication_pathways.tsv")
-    roles = signalling_roles(strength)
-    write_table(roles, outdir / "communication_roles.tsv")
-    present = [c for c in conditions if c in set(counts["condition"])]
-    save_figure(
-        plot_pair_heatmaps(
-            counts, "n_interactions", present, pairs, f"Number of interactions (magnitude_rank <= {cutoff:g})"
-        ),
-        outdir / "communication_counts_heatmap.png",
-    )
-    save_figure(
-        plot_pair_heatmaps(
-            counts, "strength", present, pairs, "Interaction strength (sum of lr_means of called interactions)"
-        ),
-        outdir / "communication_strength_heatmap.png",
-    )
-    if sample_counts is None:
-        logger.warning(
-            "source -> target proportion tests need per-sample inference (communication_per_sample); not done"
-        )
-    write_table(
-        proportion_tests(sample_counts if sample_counts is not None else pd.DataFrame(), samples, pairs),
-        outdir / "communication_proportion_tests.tsv",
-    )
-    for condition in present:
-        summary["called"][condition] = int(liana.loc[liana["condition"] == condition, "called"].sum())
-    min_cells = settings.communication_min_cells
-    top_pathways: list[pd.DataFrame] = []
-    for test, reference in pairs:
-        name = contrast_name(test, reference)
-        in_pair = obs["condition"].astype(str).isin([test, reference])
-        per_condition = pd.crosstab(
-            obs.loc[in_pair, "cell_type"].astype(str), obs.loc[in_pair, "condition"].astype(str)
-        )
-        cell_types = sorted(
-            per_condition.index[
-                (per_condition.reindex(columns=[test, reference], fill_value=0) >= min_cells).all(axis=1)
-            ]
-        )
-        with timed(logger, f"{name}: sample-level differential interactions over {len(cell_types)} cell types"):
-            table, long, reason = differential_interactions(
-                adata,
-                resource,
-                pathways,
-                samples,
-                test,
-                reference,
-                cell_types,
-                min_cells=min_cells,
-                expr_prop=settings.communication_expr_prop,
-                fdr=settings.communication_fdr,
+            if res is not None:
+                results.append(res)
+        if not results:
+            raise TmeflowInputError(
+                "no condition has two cell types with at least communication_min_cells cells", file=input_path
             )
-        if reason:
-            logger.warning("%s: differential interactions skipped: %s", name, reason)
-            skipped.append(
-                {"scope": "contrast", "condition": name, "sample": "", "cell_type": "", "n_cells": 0, "reason": reason}
-            )
-        write_table(table, outdir / f"communication_diff_{name}.tsv")
-        if len(long):
-            _write_gz(long, outdir / f"communication_sample_scores_{name}.tsv.gz")
-        if len(table):
-            save_figure(
-                plot_diff_dots(table, settings.communication_top_n, f"Top differential interactions, {name}"),
-                outdir / f"communication_diff_{name}_dotplot.png",
-            )
-        path_table = pathway_tests(table, pathways, name, fdr=settings.communication_fdr)
-        write_table(path_table, outdir / f"communication_pathway_diff_{name}.tsv")
-        overall = path_table[path_table["level"] == "pathway"]
-        top_pathways.append(overall.sort_values("pvalue", kind="stable").head(TOP_PATHWAYS_IN_REPORT))
-        if len(overall):
-            save_figure(
-                plot_pathway_diff_heatmap(
-                    path_table, settings.communication_top_n, f"Differential signalling pathways, {name}"
-                ),
-                outdir / f"communication_pathway_diff_{name}_heatmap.png",
-            )
-        summary["pathway_differential"][name] = overall.head(10)[["pathway", "logfc", "pvalue", "fdr"]].to_dict(
-            "records"
-        )
-        n_sig = int(table["significant"].sum()) if len(table) else 0
-        logger.info(
-            "%s: %d candidate interactions tested, %d with FDR < %g",
-            name,
-            len(table),
-            n_sig,
-            settings.communication_fdr,
-        )
-        summary["differential"][name] = {
-            "tested": int(len(table)),
-            "significant": n_sig,
-            "top": table.head(10)[["source", "target", "interaction", "logfc", "pvalue", "fdr"]].to_dict("records")
-            if len(table)
-            else [],
+        liana = pd.concat(results, ignore_index=True)
+        liana["interaction"] = liana["ligand"] + "->" + liana["receptor"]
+        liana["called"] = liana["magnitude_rank"] <= cutoff
+        _write_gz(liana, outdir / "communication_liana_by_condition.tsv.gz")
+        summary: dict[str, Any] = {
+            "resource": resource_name,
+            "pathways_from": pathway_source,
+            "conditions": conditions,
+            "contrasts": [contrast_name(*p) for p in pairs],
+            "called": {},
+            "differential": {},
+            "pathway_differential": {},
         }
-    selected, rule = choose_pathways(
-        strength, summary["pathway_differential"], chosen=chosen, n_plots=settings.communication_n_pathway_plots
-    )
-    summary["plotted_pathways"] = {"pathways": selected, "rule": rule}
-    summary["top_pathways_by_strength"] = top_pathways_by_strength(strength, present)
-    _save_pathway_figures(strength, roles, selected, present, outdir)
-    write_table(pd.DataFrame(skipped, columns=SKIP_COLUMNS), outdir / "communication_skipped.tsv")
-    write_pathway_table(top_pathways, outdir / "communication_pathways_mqc.tsv")
-    mqc = counts.groupby("condition", observed=True)[["n_interactions"]].sum()
-    header = multiqc_header(
-        "tmeflow_communication",
-        "Cell-cell communication",
-        f"Ligand-receptor interactions called by LIANA (magnitude_rank <= {cutoff:g}) per condition.",
-        "bargraph",
-        pconfig={"id": "tmeflow_communication_plot", "title": "Called interactions per condition"},
-    )
-    write_table(mqc, outdir / "communication_mqc.tsv", index=True, header_lines=header)
-    summary["skipped"] = skipped
-    write_json(summary, outdir / "communication_summary.json")
-    return summary
+        sample_counts = None
+        if settings.communication_per_sample:
+            sample_labels = obs["sample"].astype(str).to_numpy()
+            per_sample = []
+            with timed(logger, f"LIANA rank_aggregate per sample ({len(samples)} samples)"):
+                what = f"LIANA ({settings.communication_n_perms} permutations), sample"
+                for sample in progress(samples.index, len(samples), what, logger):
+                    res = liana_on(
+                        adata,
+                        sample_labels == sample,
+                        resource,
+                        settings,
+                        scope="sample",
+                        condition=str(samples.at[sample, "condition"]),
+                        sample=sample,
+                        skipped=skipped,
+                    )
+                    if res is not None:
+                        per_sample.append(res)
+            if per_sample:
+                table = pd.concat(per_sample, ignore_index=True)
+                table["called"] = table["magnitude_rank"] <= cutoff
+                _write_gz(table, outdir / "communication_liana_by_sample.tsv.gz")
+                sample_counts = sample_call_counts(table, cutoff)
+        counts = count_strength(liana, cutoff)
+        write_table(counts, outdir / "communication_counts.tsv")
+        strength = pathway_table(liana, pathways, cutoff)
+        write_table(strength.assign(pathway_source=pathway_source), outdir / "communication_pathways.tsv")
+        roles = signalling_roles(strength)
+        write_table(roles, outdir / "communication_roles.tsv")
+        present = [c for c in conditions if c in set(counts["condition"])]
+        save_figure(
+            plot_pair_heatmaps(
+                counts, "n_interactions", present, pairs, f"Number of interactions (magnitude_rank <= {cutoff:g})"
+            ),
+            outdir / "communication_counts_heatmap.png",
+        )
+        save_figure(
+            plot_pair_heatmaps(
+                counts, "strength", present, pairs, "Interaction strength (sum of lr_means of called interactions)"
+            ),
+            outdir / "communication_strength_heatmap.png",
+        )
+        if sample_counts is None:
+            logger.warning(
+                "source -> target proportion tests need per-sample inference (communication_per_sample); not done"
+            )
+        write_table(
+            proportion_tests(sample_counts if sample_counts is not None else pd.DataFrame(), samples, pairs),
+            outdir / "communication_proportion_tests.tsv",
+        )
+        for condition in present:
+            summary["called"][condition] = int(liana.loc[liana["condition"] == condition, "called"].sum())
+        min_cells = settings.communication_min_cells
+        top_pathways: list[pd.DataFrame] = []
+        for test, reference in pairs:
+            name = contrast_name(test, reference)
+            in_pair = obs["condition"].astype(str).isin([test, reference])
+            per_condition = pd.crosstab(
+                obs.loc[in_pair, "cell_type"].astype(str), obs.loc[in_pair, "condition"].astype(str)
+            )
+            cell_types = sorted(
+                per_condition.index[
+                    (per_condition.reindex(columns=[test, reference], fill_value=0) >= min_cells).all(axis=1)
+                ]
+            )
+            with timed(logger, f"{name}: sample-level differential interactions over {len(cell_types)} cell types"):
+                table, long, reason = differential_interactions(
+                    adata,
+                    resource,
+                    pathways,
+                    samples,
+                    test,
+                    reference,
+                    cell_types,
+                    min_cells=min_cells,
+                    expr_prop=settings.communication_expr_prop,
+                    fdr=settings.communication_fdr,
+                )
+            if reason:
+                logger.warning("%s: differential interactions skipped: %s", name, reason)
+                skipped.append(
+                    {
+                        "scope": "contrast",
+                        "condition": name,
+                        "sample": "",
+                        "cell_type": "",
+                        "n_cells": 0,
+                        "reason": reason,
+                    }
+                )
+            write_table(table, outdir / f"communication_diff_{name}.tsv")
+            if len(long):
+                _write_gz(long, outdir / f"communication_sample_scores_{name}.tsv.gz")
+            if len(table):
+                save_figure(
+                    plot_diff_dots(table, settings.communication_top_n, f"Top differential interactions, {name}"),
+                    outdir / f"communication_diff_{name}_dotplot.png",
+                )
+            path_table = pathway_tests(table, pathways, name, fdr=settings.communication_fdr)
+            write_table(path_table, outdir / f"communication_pathway_diff_{name}.tsv")
+            overall = path_table[path_table["level"] == "pathway"]
+            top_pathways.append(overall.sort_values("pvalue", kind="stable").head(TOP_PATHWAYS_IN_REPORT))
+            if len(overall):
+                save_figure(
+                    plot_pathway_diff_heatmap(
+                        path_table, settings.communication_top_n, f"Differential signalling pathways, {name}"
+                    ),
+                    outdir / f"communication_pathway_diff_{name}_heatmap.png",
+                )
+            summary["pathway_differential"][name] = overall.head(10)[["pathway", "logfc", "pvalue", "fdr"]].to_dict(
+                "records"
+            )
+            n_sig = int(table["significant"].sum()) if len(table) else 0
+            logger.info(
+                "%s: %d candidate interactions tested, %d with FDR < %g",
+                name,
+                len(table),
+                n_sig,
+                settings.communication_fdr,
+            )
+            summary["differential"][name] = {
+                "tested": int(len(table)),
+                "significant": n_sig,
+                "top": table.head(10)[["source", "target", "interaction", "logfc", "pvalue", "fdr"]].to_dict("records")
+                if len(table)
+                else [],
+            }
+        selected, rule = choose_pathways(
+            strength, summary["pathway_differential"], chosen=chosen, n_plots=settings.communication_n_pathway_plots
+        )
+        summary["plotted_pathways"] = {"pathways": selected, "rule": rule}
+        summary["top_pathways_by_strength"] = top_pathways_by_strength(strength, present)
+        _save_pathway_figures(strength, roles, selected, present, outdir)
+        write_table(pd.DataFrame(skipped, columns=SKIP_COLUMNS), outdir / "communication_skipped.tsv")
+        write_pathway_table(top_pathways, outdir / "communication_pathways_mqc.tsv")
+        mqc = counts.groupby("condition", observed=True)[["n_interactions"]].sum()
+        header = multiqc_header(
+            "tmeflow_communication",
+            "Cell-cell communication",
+            f"Ligand-receptor interactions called by LIANA (magnitude_rank <= {cutoff:g}) per condition.",
+            "bargraph",
+            pconfig={"id": "tmeflow_communication_plot", "title": "Called interactions per condition"},
+        )
+        write_table(mqc, outdir / "communication_mqc.tsv", index=True, header_lines=header)
+        summary["skipped"] = skipped
+        write_json(summary, outdir / "communication_summary.json")
+        return summary
 
 
 def choose_pathways(
