@@ -192,15 +192,17 @@ def build_atlas(
     Returns
     -------
     adata : AnnData
-        The cohort atlas.
+        The cohort atlas' cell and gene tables, embeddings and ``uns``; its matrices (``X``, ``layers``) stay in
+        ``subclustered``, from which :func:`run_atlas` copies them.
     sources : dict of str to str
         ``{obs column: stage it comes from}`` (``"subcluster"`` for the subclustered atlas's own columns).
     """
-    adata = io.read_h5ad(subclustered, "subclustered atlas")
-    if "counts" not in adata.layers:
-        raise TmeflowInputError("the atlas has no raw counts (layers['counts'])", file=subclustered)
-    if "log1p" not in adata.uns:
-        raise TmeflowInputError("the atlas X is not log-normalised (uns['log1p'] missing)", file=subclustered)
+    with io.h5ad_on_disk(subclustered, "subclustered atlas") as cells:  # the matrices are copied by run_atlas
+        if "counts" not in cells.layers:
+            raise TmeflowInputError("the atlas has no raw counts (layers['counts'])", file=subclustered)
+        if "log1p" not in cells.uns:
+            raise TmeflowInputError("the atlas X is not log-normalised (uns['log1p'] missing)", file=subclustered)
+        adata = type(cells)(obs=cells.obs, var=cells.var, obsm=dict(cells.obsm), uns=cells.uns)
     sources = dict.fromkeys(map(h5_key, adata.obs.columns), "subcluster")
     obs = adata.obs.copy()
     for stage, path in extras.items():
@@ -219,8 +221,6 @@ def build_atlas(
     for value in embeddings.values():
         value[~np.isfinite(value).all(axis=1)] = np.nan
     adata.obsm = embeddings
-    adata.obsp = {}
-    adata.varm = {}
     uns = {key: adata.uns[key] for key in CELL_UNS_KEPT if key in adata.uns}
     uns.update(_kept_colours(adata.uns, adata.obs))
     uns.update(title=title, default_embedding="X_umap")
@@ -302,7 +302,8 @@ def run_atlas(
     with timed(logger, "building the cohort atlas"):
         adata, sources = build_atlas(subclustered, extras)
         adata.uns["tmeflow"] = {**adata.uns.get("tmeflow", {}), "atlas": io.provenance("atlas", params)}
-        io.write_h5ad(adata, outdir / ATLAS_FILE, final=True)
+        elements = {"obs": adata.obs, "var": adata.var, "obsm": dict(adata.obsm), "uns": adata.uns}
+        io.write_h5ad_copy(subclustered, outdir / ATLAS_FILE, final=True, **elements, obsp={}, varm={})
     columns = pd.DataFrame(
         {
             "column": list(adata.obs.columns),

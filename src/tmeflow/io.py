@@ -328,8 +328,9 @@ def write_h5ad_copy(source: str | os.PathLike, path: str | os.PathLike, *, final
 
     The given elements (``obs``, ``uns`` ...) are rewritten in the copy, so a stage that adds cell annotations to a
     million-cell atlas never holds its matrices. The copy is the file itself (same compression) for a file the
-    next stage reads; with ``final`` (a file users keep) every compressed dataset is rewritten gzip-compressed
-    (as :func:`write_h5ad`), ``COPY_ELEMENTS`` values at a time.
+    next stage reads; with ``final`` (a file users keep) every dataset compressed otherwise is rewritten
+    gzip-compressed (as :func:`write_h5ad`), ``COPY_ELEMENTS`` values at a time, and the elements given are not
+    copied at all (an empty ``obsp`` drops the source's graphs).
 
     Parameters
     ----------
@@ -376,8 +377,8 @@ def _copy_recompressed(source, target, *, skip: Collection[str] = ()) -> None:
             continue
         if isinstance(item, h5py.Group):
             _copy_recompressed(item, target.create_group(name))
-        elif item.compression is None or item.ndim == 0:
-            source.copy(item, target, name=name)
+        elif item.compression in (None, FINAL_H5AD_COMPRESSION) or item.ndim == 0:
+            source.copy(item, target, name=name)  # HDF5 copies the stored chunks as they are
         else:
             copy = target.create_dataset(
                 name, shape=item.shape, dtype=item.dtype, chunks=item.chunks, compression=FINAL_H5AD_COMPRESSION
