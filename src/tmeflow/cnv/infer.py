@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
+from ..io import read_rows
 from ..log import get_logger
 from .positions import MIN_CELLS_PER_REFERENCE_TYPE
 from .reference import reference_profiles
-
-if TYPE_CHECKING:
-    from anndata import AnnData
 from .settings import CnvSettings
 
 logger = get_logger(__package__)
@@ -98,9 +96,11 @@ def _infer_rows(
     import infercnvpy as cnv
 
     chunk = chunk_cells(int(genes.sum()))
+    gene_table = adata.var.loc[genes]
     for start in range(0, len(cells), chunk):
-        chr_pos, matrix, _ = cnv.tl.infercnv(
-            adata[cells[start : start + chunk], genes],
+        rows = cells[start : start + chunk]
+        chr_pos, matrix, _ = cnv.tl.infercnv(  # the chunk read once (X may be on disk), its CNV genes only
+            AnnData(read_rows(adata.X, rows, np.flatnonzero(genes)), obs=adata.obs.iloc[rows], var=gene_table),
             reference=profiles[:, genes],
             window_size=settings.cnv_window,
             step=settings.cnv_step,
