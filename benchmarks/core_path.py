@@ -138,16 +138,20 @@ def scanpy_script(sim: Path, out: Path, seed: int = 0) -> dict[str, float]:
 # The driver
 
 
-def run_child(command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
-    """Run one child; its wall and CPU seconds and peak RSS (its own, from ``wait4``)."""
+def run_child(command: list[str], env: dict[str, str], log: Path, *, check: bool = True, **popen) -> dict[str, float]:
+    """Run one child; its exit status, wall and CPU seconds and peak RSS (its own, from ``wait4``).
+
+    With ``check`` a failed child raises :class:`subprocess.CalledProcessError`; ``popen`` goes to ``Popen``.
+    """
     start = time.perf_counter()
     with open(log, "a") as handle:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, **popen)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
+    if check and process.returncode:
         raise subprocess.CalledProcessError(process.returncode, command)
     return {
+        "returncode": process.returncode,
         "wall": time.perf_counter() - start,
         "cpu": usage.ru_utime + usage.ru_stime,
         "peak_rss_gb": usage.ru_maxrss / 1024**2,
