@@ -113,3 +113,16 @@ def test_index_cells_are_refined_and_unique(prop):
     index, neighbourhoods, kth = index_cells(embedding, 30, prop, seed=0)
     assert len(np.unique(index)) == len(index) and 0 < len(index) <= round(prop * adata.n_obs)
     assert (neighbourhoods[:, 0] == index).all() and neighbourhoods.shape == (len(index), 30) and (kth > 0).all()
+
+
+def test_refined_sampling_in_batches_is_the_same(monkeypatch):
+    """Refining the drawn cells a batch at a time (bounded memory at 1M cells) picks the same neighbourhoods."""
+    from tmeflow import neighbourhood_da
+
+    embedding = np.random.default_rng(0).normal(size=(3000, 8))
+    whole = neighbourhood_da.index_cells(embedding, 40, 0.1, seed=3)
+    monkeypatch.setattr(neighbourhood_da, "REFINE_BATCH", 7)
+    batched = neighbourhood_da.index_cells(embedding, 40, 0.1, seed=3)
+    assert len(whole[0]) > 200
+    for one, other in zip(whole, batched, strict=True):
+        np.testing.assert_array_equal(one, other)

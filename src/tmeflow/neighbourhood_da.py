@@ -69,6 +69,10 @@ def embedding_of(adata: AnnData) -> tuple[str, np.ndarray]:
     raise TmeflowInputError(f"atlas has no embedding ({', '.join(EMBEDDINGS)}) for neighbourhood DA", column="obsm")
 
 
+#: drawn cells refined at a time by :func:`index_cells` (their neighbourhoods' coordinates in memory)
+REFINE_BATCH = 5000
+
+
 def nhood_size(n_samples: int) -> int:
     """Choose the neighbours per neighbourhood: ``max(30, 10 x samples)``, at most 200.
 
@@ -114,10 +118,13 @@ def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[
     rng = np.random.default_rng(seed)
     drawn = rng.choice(embedding.shape[0], size=max(1, int(round(prop * embedding.shape[0]))), replace=False)
     search = NearestNeighbors(n_neighbors=k).fit(embedding)
-    _, members = search.kneighbors(embedding[drawn])
-    medians = np.median(embedding[members], axis=1)
-    nearest = np.argmin(np.linalg.norm(embedding[members] - medians[:, None, :], axis=2), axis=1)
-    index = np.unique(members[np.arange(len(drawn)), nearest])
+    refined = np.empty(len(drawn), dtype=np.int64)
+    for start in range(0, len(drawn), REFINE_BATCH):  # batches: ~drawn x k x dimensions floats otherwise (GBs)
+        _, members = search.kneighbors(embedding[drawn[start : start + REFINE_BATCH]])
+        around = embedding[members]
+        nearest = np.argmin(np.linalg.norm(around - np.median(around, axis=1)[:, None, :], axis=2), axis=1)
+        refined[start : start + len(members)] = members[np.arange(len(members)), nearest]
+    index = np.unique(refined)
     distances, neighbourhoods = search.kneighbors(embedding[index])
     return index, neighbourhoods, distances[:, -1]
 
