@@ -118,7 +118,7 @@ def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[
     rng = np.random.default_rng(seed)
     drawn = rng.choice(embedding.shape[0], size=max(1, int(round(prop * embedding.shape[0]))), replace=False)
     search = NearestNeighbors(n_neighbors=k).fit(embedding)
-    refined = np.empty(len(drawn), dtype=np.int64)
+    refined: np.ndarray = np.empty(len(drawn), dtype=np.int64)
     for start in range(0, len(drawn), REFINE_BATCH):  # batches: ~drawn x k x dimensions floats otherwise (GBs)
         _, members = search.kneighbors(embedding[drawn[start : start + REFINE_BATCH]])
         around = embedding[members]
