@@ -205,3 +205,25 @@ def test_read_rows_in_blocks_equals_indexing(tmp_path, monkeypatch):
                 0,
                 9,
             )
+
+
+def test_group_sums_in_blocks_equal_a_groupby(tmp_path, monkeypatch):
+    """One pseudobulk helper for de, pathways, communication, deconvolve and Milo: block by block it sums what a
+    pandas groupby sums, over all rows or chosen ones, skipping rows of no group (negative code)."""
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(4)
+    matrix = sp.random(50, 6, density=0.5, format="csr", random_state=rng, dtype=np.float32)
+    path = io.write_h5ad(ad.AnnData(matrix), tmp_path / "cells.h5ad")
+    monkeypatch.setattr(io, "ROW_BLOCK_CELLS", 8)
+    codes = rng.integers(-1, 4, size=50)
+    rows = np.flatnonzero(rng.random(50) < 0.6)
+    dense = matrix.toarray()
+    expected_all = pd.DataFrame(dense).groupby(codes).sum().reindex(range(4), fill_value=0.0).to_numpy()
+    expected_rows = pd.DataFrame(dense[rows]).groupby(codes[rows]).sum().reindex(range(4), fill_value=0.0).to_numpy()
+    with io.h5ad_on_disk(path, "cells") as lazy:
+        for source in (matrix, dense, lazy.X):
+            np.testing.assert_allclose(io.group_sums(source, codes, 4), expected_all, rtol=1e-6)
+            np.testing.assert_allclose(io.group_sums(source, codes[rows], 4, rows=rows), expected_rows, rtol=1e-6)

@@ -57,7 +57,15 @@ from .composition import (
     sample_table,
 )
 from .errors import TmeflowInputError
-from .io import ROW_BLOCK_CELLS, atomic_path, h5ad_on_disk, multiqc_header, save_figure, write_json, write_table
+from .io import (
+    atomic_path,
+    group_sums,
+    h5ad_on_disk,
+    multiqc_header,
+    save_figure,
+    write_json,
+    write_table,
+)
 from .log import get_logger, progress, timed
 from .settings import StageSettings
 
@@ -184,14 +192,7 @@ def pseudobulk(counts, sample_labels: np.ndarray, mask: np.ndarray, genes) -> tu
     """
     labels = pd.Categorical(np.asarray(sample_labels)[mask])
     codes = labels.codes
-    indicator = sp.csr_matrix(
-        (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(labels.categories), len(codes))
-    )
-    rows = np.flatnonzero(mask)
-    summed = np.zeros((len(labels.categories), counts.shape[1]))
-    for start in range(0, len(rows), ROW_BLOCK_CELLS):
-        block = indicator[:, start : start + ROW_BLOCK_CELLS] @ counts[rows[start : start + ROW_BLOCK_CELLS]]
-        summed += block.toarray() if sp.issparse(block) else np.asarray(block)
+    summed = group_sums(counts, codes, len(labels.categories), rows=np.flatnonzero(mask))
     frame = pd.DataFrame(
         np.rint(summed).astype(np.int64),
         index=pd.Index(labels.categories.astype(str), name="sample"),

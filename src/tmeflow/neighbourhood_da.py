@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .errors import TmeflowInputError
+from .io import group_sums
 from .log import get_logger
 
 if TYPE_CHECKING:
@@ -200,8 +201,7 @@ def nhood_counts(membership: sp.csr_matrix, samples_of_cells: np.ndarray, sample
         Samples x neighbourhoods cell counts.
     """
     codes = pd.Categorical(samples_of_cells, categories=samples).codes
-    design = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(samples), len(codes)))
-    return pd.DataFrame((design @ membership).toarray(), index=samples)
+    return pd.DataFrame(group_sums(membership, codes, len(samples)), index=samples)
 
 
 def contrast_neighbourhoods(

@@ -14,7 +14,7 @@ from anndata import AnnData
 from ..composition import (
     contrast_name,
 )
-from ..io import read_rows
+from ..io import group_sums, read_rows
 from ..log import get_logger
 from ..stats import bh_fdr, condition_contrast, moderated_by_pattern
 
@@ -164,19 +164,9 @@ def group_means(X, labels: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarra
         and cell counts.
     """
     cat = pd.Categorical(labels)
-    codes = cat.codes
-    indicator = sp.csr_matrix(
-        (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(cat.categories), len(codes))
-    )
-    n = np.asarray(indicator.sum(axis=1)).ravel()
-    sums = indicator @ X
-    nonzero = (
-        indicator @ (X != 0).astype(np.float32)
-        if sp.issparse(X)
-        else indicator @ (np.asarray(X) != 0).astype(np.float32)
-    )
-    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
-    nonzero = nonzero.toarray() if sp.issparse(nonzero) else np.asarray(nonzero)
+    n = np.bincount(cat.codes, minlength=len(cat.categories))
+    sums = group_sums(X, cat.codes, len(cat.categories))
+    nonzero = group_sums((X != 0).astype(np.float32), cat.codes, len(cat.categories))
     with np.errstate(invalid="ignore", divide="ignore"):
         return [str(c) for c in cat.categories], sums / n[:, None], nonzero / n[:, None], n
 

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..errors import TmeflowInputError
+from ..io import group_sums
 from ..log import get_logger
 from .inputs import LABEL_KEY, MARKER_MIN_DETECTION, TARGET_SUM, DeconvolutionSettings
 
@@ -40,11 +41,10 @@ def type_means(ref: AnnData) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     detected.data = (detected.data > 0).astype(np.float32)
     types = list(ref.obs[LABEL_KEY].cat.categories)
     codes = ref.obs[LABEL_KEY].cat.codes.to_numpy()
-    indicator = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(types), len(codes)))
-    n = np.asarray(indicator.sum(axis=1)).ravel()[:, None]
+    n = np.bincount(codes, minlength=len(types))[:, None]
     frames = []
     for matrix in (counts, normalised, detected):
-        mean = np.asarray((indicator @ matrix).todense()) / n
+        mean = group_sums(matrix, codes, len(types)) / n
         frames.append(pd.DataFrame(mean.T, index=ref.var_names, columns=types))
     return frames[0], frames[1], frames[2]
 

@@ -9,7 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import TmeflowInputError
-from ..io import row_blocks
+from ..io import group_sums, row_blocks
 from ..log import get_logger
 from ..signatures import resource_path
 from ..ulm import ulm_scores
@@ -67,13 +67,7 @@ def pseudobulk_profiles(adata: AnnData, by: list[str], min_cells: int) -> tuple[
     keys = adata.obs[by].astype(str).agg("|".join, axis=1).to_numpy()
     labels = pd.Categorical(keys)
     sizes = np.bincount(labels.codes, minlength=len(labels.categories))
-    indicator = sp.csr_matrix(
-        (np.ones(len(keys)), (labels.codes, np.arange(len(keys)))), shape=(len(labels.categories), len(keys))
-    )
-    summed = np.zeros((len(labels.categories), adata.n_vars))
-    for start, block in row_blocks(counts):  # counts may stay on disk
-        product = indicator[:, start : start + block.shape[0]] @ block
-        summed += product.toarray() if sp.issparse(product) else np.asarray(product)
+    summed = group_sums(counts, labels.codes, len(labels.categories))  # counts may stay on disk
     frame = pd.DataFrame(summed, index=labels.categories.astype(str), columns=adata.var_names.astype(str))
     keep = sizes >= min_cells
     meta = pd.DataFrame([k.split("|") for k in frame.index[keep]], columns=by, index=frame.index[keep])
