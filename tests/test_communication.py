@@ -506,3 +506,58 @@ def test_liana_on_hands_liana_only_x_and_the_groups_with_the_same_result(monkeyp
     expected.insert(0, "condition", "c")
     assert got is not None and len(got) > 0
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_liana_sees_at_most_max_cells_per_cell_type_with_the_same_ranking(monkeypatch):
+    """``communication_max_cells`` (issue 23): a large cell type enters LIANA as a seeded subsample, which is
+    listed; the scores are group means, so the subsample ranks the interactions as all cells do.
+    """
+    from scipy.stats import spearmanr
+
+    from tmeflow.communication import cap_cells_per_group, core
+
+    lr_genes = ["MDK", "NCL", "CD47", "SIRPA", "MIF", "CD74", "CXCR4", "CD44", "COL1A1", "ITGB1", "ITGA1", "APP"]
+    resource = core.load_resource(None, "human", lr_genes)[1].iloc[:300]
+    genes = sorted({g for col in ("ligand", "receptor") for entry in resource[col] for g in entry.split("_")})
+    rng = np.random.default_rng(2)
+    sizes = {"big": 3000, "small": 200, "other": 150}
+    labels = np.repeat(list(sizes), list(sizes.values()))
+    rates = rng.gamma(1.0, 1.0, size=(len(sizes), len(genes)))  # each type its own expression profile
+    counts = rng.poisson(rates[pd.Categorical(labels, categories=list(sizes)).codes]).astype(np.float32)
+    adata = ad.AnnData(
+        np.log1p(counts / counts.sum(1, keepdims=True).clip(1) * 1e4),
+        obs=pd.DataFrame({"cell_type": pd.Categorical(labels)}, index=[f"c{i}" for i in range(len(labels))]),
+        var=pd.DataFrame(index=genes),
+    )
+    mask = np.ones(len(labels), dtype=bool)
+    settings = core.CommunicationSettings.defaults().replace(communication_n_perms=20, seed=3)
+    kept = cap_cells_per_group(labels, 250, seed=3)
+    assert (pd.Series(labels[kept]).value_counts().to_dict()) == {"big": 250, "small": 200, "other": 150}
+    assert np.array_equal(kept, cap_cells_per_group(labels, 250, seed=3))  # seeded
+    assert np.array_equal(cap_cells_per_group(labels, 0, seed=3), np.arange(len(labels)))
+
+    seen = []
+    run_liana = core.run_liana
+    monkeypatch.setattr(core, "run_liana", lambda sub, res, s: seen.append(sub.n_obs) or run_liana(sub, res, s))
+    runs = {}
+    for cap in (0, 250):
+        subsampled: list[dict] = []
+        runs[cap] = core.liana_on(
+            adata,
+            mask,
+            resource,
+            settings.replace(communication_max_cells=cap),
+            scope="condition",
+            condition="c",
+            sample="",
+            skipped=[],
+            subsampled=subsampled,
+        )
+        expected = [] if cap == 0 else [{"cell_type": "big", "n_cells": 3000, "n_used": 250}]
+        assert [{k: s[k] for k in ("cell_type", "n_cells", "n_used")} for s in subsampled] == expected
+    assert seen == [3350, 600]
+    keys = ["source", "target", "ligand", "receptor"]
+    both = runs[0].merge(runs[250], on=keys, suffixes=("_all", "_cap"))
+    assert len(both) >= 0.9 * len(runs[0])
+    assert spearmanr(both["lr_means_all"], both["lr_means_cap"]).statistic > 0.99
+    assert spearmanr(both["magnitude_rank_all"], both["magnitude_rank_cap"]).statistic > 0.95

@@ -10,6 +10,10 @@ Inference per condition (and per sample)
     ``consensus`` (human) / ``mouseconsensus`` (mouse; from obs ``species``); nothing is downloaded.
     ``communication_expr_prop`` is the minimum fraction of cells of a group expressing every subunit
     of a ligand / receptor; ``communication_n_perms`` permutations for the CellPhoneDB p-values.
+    A cell type with more than ``communication_max_cells`` cells in a condition (or sample) enters
+    LIANA as a seeded random subsample of that many (its means and expression fractions are estimated
+    to ~1% from 5,000 cells; LIANA's time and memory grow with the cells); every such case is listed
+    in the summary's ``liana_subsampled``. The sample-level tests below use every cell.
     An interaction *is called* in a condition when its ``magnitude_rank <= communication_rank_cutoff``.
     With ``communication_per_sample`` the same runs on every sample alone.
 
@@ -251,6 +255,7 @@ class CommunicationSettings(StageSettings):
     communication_resource: str | None
     communication_expr_prop: float
     communication_min_cells: int
+    communication_max_cells: int
     communication_n_perms: int
     communication_per_sample: bool
     communication_rank_cutoff: float
@@ -259,6 +264,33 @@ class CommunicationSettings(StageSettings):
     communication_plot_pathways: str | None
     communication_n_pathway_plots: int
     seed: int
+
+
+def cap_cells_per_group(labels: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
+    """Keep at most ``max_cells`` cells of every group (a seeded random draw within each larger group).
+
+    Parameters
+    ----------
+    labels
+        Group (cell type) per cell.
+    max_cells
+        Cells kept per group at most (``communication_max_cells``); 0 keeps every cell.
+    seed
+        Random seed of the draw.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted positions of the kept cells.
+    """
+    if max_cells <= 0:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    kept = [
+        positions if len(positions) <= max_cells else rng.choice(positions, size=max_cells, replace=False)
+        for _, positions in sorted(pd.Series(labels).groupby(np.asarray(labels)).indices.items())
+    ]
+    return np.sort(np.concatenate(kept)) if kept else np.arange(0)
 
 
 def run_liana(adata: AnnData, resource: pd.DataFrame, settings: CommunicationSettings) -> pd.DataFrame:
@@ -309,8 +341,12 @@ def liana_on(
     condition: str,
     sample: str,
     skipped: list[dict[str, Any]],
+    subsampled: list[dict[str, Any]] | None = None,
 ) -> pd.DataFrame | None:
     """Run LIANA on the cells of ``mask`` after leaving out the cell types with too few cells.
+
+    A cell type with more than ``communication_max_cells`` cells enters as a seeded subsample of that many
+    (:func:`cap_cells_per_group`).
 
     Parameters
     ----------
@@ -328,6 +364,9 @@ def liana_on(
         The condition and sample names written into the result and into ``skipped``.
     skipped
         The skipped-cases list; one row is appended per cell type left out and when nothing is inferred.
+    subsampled
+        When given, one row (scope, condition, sample, cell type, cells, cells used) is appended per
+        subsampled cell type.
 
     Returns
     -------
@@ -375,8 +414,11 @@ def liana_on(
     # every per-cell-type view, so the atlas' ~50 obs columns and 3 cell x cell graphs would be carried along for
     # nothing (same result; ~1/3 of a test-cohort LIANA run).
     in_kept = labels.astype(str).isin(kept).to_numpy()
-    cells = np.flatnonzero(mask)[in_kept]
-    groups = pd.Categorical(labels.astype(str).to_numpy()[in_kept], categories=kept)
+    kept_labels = labels.astype(str).to_numpy()[in_kept]
+    chosen = cap_cells_per_group(kept_labels, settings.communication_max_cells, settings.seed)
+    _record_subsampled(kept_labels, chosen, scope, condition, sample, subsampled)
+    cells = np.flatnonzero(mask)[in_kept][chosen]
+    groups = pd.Categorical(kept_labels[chosen], categories=kept)
     sub = AnnData(
         read_rows(adata.X, cells),
         obs=pd.DataFrame({"cell_type": groups}, index=adata.obs_names[cells]),
@@ -401,6 +443,39 @@ def liana_on(
     if scope == "sample":
         result.insert(0, "sample", sample)
     return result
+
+
+def _record_subsampled(
+    labels: np.ndarray,
+    chosen: np.ndarray,
+    scope: str,
+    condition: str,
+    sample: str,
+    subsampled: list[dict[str, Any]] | None,
+) -> None:
+    """Log every cell type LIANA sees a subsample of, and list it in ``subsampled``."""
+    total = pd.Series(labels).value_counts()
+    used = pd.Series(labels[chosen]).value_counts()
+    for cell_type in sorted(total.index[total > used.reindex(total.index, fill_value=0)]):
+        logger.info(
+            "%s %s: cell type %s has %d cells; LIANA sees a seeded subsample of %d (communication_max_cells)",
+            scope,
+            sample if scope == "sample" else condition,
+            cell_type,
+            total[cell_type],
+            used[cell_type],
+        )
+        if subsampled is not None:
+            subsampled.append(
+                {
+                    "scope": scope,
+                    "condition": condition,
+                    "sample": sample,
+                    "cell_type": cell_type,
+                    "n_cells": int(total[cell_type]),
+                    "n_used": int(used[cell_type]),
+                }
+            )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
     -------
     dict
         The summary written to ``communication_summary.json`` (resource, conditions, contrasts, called and
-        differential counts, plotted pathways, skipped cases).
+        differential counts, plotted pathways, skipped cases, cell types LIANA saw a subsample of).
     """
     settings = CommunicationSettings.from_params(params)
     outdir = Path(outdir)
@@ -133,6 +133,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
             )
         cutoff = settings.communication_rank_cutoff
         skipped: list[dict[str, Any]] = []
+        subsampled: list[dict[str, Any]] = []
         condition_labels = obs["condition"].astype(str).to_numpy()
         results = []
         for condition in conditions:
@@ -149,6 +150,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
                     condition=condition,
                     sample="",
                     skipped=skipped,
+                    subsampled=subsampled,
                 )
             if res is not None:
                 results.append(res)
@@ -185,6 +187,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
                         condition=str(samples.at[sample, "condition"]),
                         sample=sample,
                         skipped=skipped,
+                        subsampled=subsampled,
                     )
                     if res is not None:
                         per_sample.append(res)
@@ -315,6 +318,7 @@ def run_communication(input_path: str | Path, outdir: str | Path, params: dict[s
         )
         write_table(mqc, outdir / "communication_mqc.tsv", index=True, header_lines=header)
         summary["skipped"] = skipped
+        summary["liana_subsampled"] = subsampled
         write_json(summary, outdir / "communication_summary.json")
         return summary
 
