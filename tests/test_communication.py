@@ -514,7 +514,8 @@ def test_liana_sees_at_most_max_cells_per_cell_type_with_the_same_ranking(monkey
     """
     from scipy.stats import spearmanr
 
-    from tmeflow.communication import cap_cells_per_group, core
+    from tmeflow.communication import core
+    from tmeflow.stats import cap_cells_per_group
 
     lr_genes = ["MDK", "NCL", "CD47", "SIRPA", "MIF", "CD74", "CXCR4", "CD44", "COL1A1", "ITGB1", "ITGA1", "APP"]
     resource = core.load_resource(None, "human", lr_genes)[1].iloc[:300]

@@ -421,3 +421,62 @@ def test_poisson_weights_recover_an_exact_two_type_three_gene_mixture():
     counts = np.array([[20.0, 30.0, 25.0], [10.0, 0.0, 5.0]])
     weights = poisson_weights(counts, signatures, max_iterations=5000, tolerance=1e-12)
     np.testing.assert_allclose(weights, [[2.0, 3.0], [1.0, 0.0]], atol=1e-3)
+
+
+def test_read_reference_reads_at_most_max_cells_per_label_from_disk(tmp_path, caplog):
+    """Issue 23: a section's process reads the chosen reference cells' counts, not the whole atlas."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from tmeflow import io
+    from tmeflow.deconvolve import read_reference
+
+    rng = np.random.default_rng(5)
+    coarse = np.repeat(["T", "T", "malignant"], [300, 40, 100])
+    fine = np.repeat(["CD8", "Treg", "malignant"], [300, 40, 100])
+    counts = sp.random(len(coarse), 30, density=0.3, format="csr", random_state=rng, dtype=np.float32)
+    counts.data = np.ceil(counts.data * 10)
+    atlas = ad.AnnData(
+        counts.copy(),
+        obs=pd.DataFrame({"cell_type": coarse, "cell_type_fine": fine}, index=[f"c{i}" for i in range(len(coarse))]),
+        var=pd.DataFrame(index=[f"g{j}" for j in range(30)]),
+    )
+    atlas.X.data = np.log1p(atlas.X.data)  # log-normalised X; the counts are in the layer
+    atlas.layers["counts"] = counts
+    path = io.write_h5ad(atlas, tmp_path / "atlas.h5ad")
+    with caplog.at_level("INFO", logger="tmeflow"):
+        reference = read_reference(path, 50, seed=0)
+    assert reference.obs["cell_type_fine"].value_counts().to_dict() == {"CD8": 50, "Treg": 40, "malignant": 50}
+    assert reference.X is None and "reference: 140 of 440 cells read" in caplog.text
+    rows = atlas.obs_names.get_indexer(reference.obs_names)
+    assert np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(reference.layers["counts"].toarray(), counts[rows].toarray())
+    assert read_reference(path, 0, seed=0).n_obs == 440
+    assert np.array_equal(read_reference(path, 50, seed=0).obs_names, reference.obs_names)  # seeded
+
+
+@pytest.mark.slow
+def test_a_capped_reference_still_recovers_the_planted_proportions(realistic_cohort, tmp_path, capsys):
+    """``deconv_max_cells_per_type``: signatures are per-type means, so 40 cells per type recover the section's
+    planted composition as well as the whole reference (issue 23)."""
+    import anndata as ad
+
+    qc = spatial_qc_output(realistic_cohort)
+    reference = reference_h5ad(realistic_cohort)
+    truth = pd.read_csv(section_dir(realistic_cohort) / "truth_spots.tsv", sep="\t", index_col=0)
+    r = {}
+    for cap in ("0", "40"):
+        outdir = tmp_path / cap
+        args = ["--input", str(qc), "--reference", str(reference), "--outdir", str(outdir)]
+        assert main(["deconvolve", *args, "--deconvolution_method", "poisson", "--deconv_max_cells_per_type", cap]) == 0
+        log = capsys.readouterr().err
+        assert ("at most 40 per cell type (deconv_max_cells_per_type)" in log) == (cap == "40")
+        adata = ad.read_h5ad(next(outdir.glob("*.deconvolved.h5ad")))
+        r[cap] = pearson_per_type(adata.obsm["deconvolution_proportions"], truth)
+    major = [t for t in r["0"].index if truth[f"true_prop_{t}"].mean() >= MAJOR_MIN_PROPORTION]
+    print(
+        "Pearson r, whole reference / 40 cells per type:",
+        r["0"][major].round(3).to_dict(),
+        r["40"][major].round(3).to_dict(),
+    )
+    assert (r["40"][major] >= 0.8).all() and (r["40"][major] >= r["0"][major] - 0.05).all()

@@ -279,3 +279,30 @@ def conformal_quantile(null_values, level: float) -> float:
         return float("nan")
     rank = min(int(np.ceil((len(values) + 1) * level)), len(values))
     return float(values[max(rank, 1) - 1])
+
+
+def cap_cells_per_group(labels: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
+    """Keep at most ``max_cells`` cells of every group (a seeded random draw within each larger group).
+
+    Parameters
+    ----------
+    labels
+        Group (cell type) per cell.
+    max_cells
+        Cells kept per group at most (e.g. ``communication_max_cells``); 0 keeps every cell.
+    seed
+        Random seed of the draw.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted positions of the kept cells.
+    """
+    if max_cells <= 0:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    kept = [
+        positions if len(positions) <= max_cells else rng.choice(positions, size=max_cells, replace=False)
+        for _, positions in sorted(pd.Series(labels).groupby(np.asarray(labels)).indices.items())
+    ]
+    return np.sort(np.concatenate(kept)) if kept else np.arange(0)

@@ -97,6 +97,7 @@ from ..errors import TmeflowInputError
 from ..io import read_rows
 from ..log import get_logger
 from ..settings import StageSettings
+from ..stats import cap_cells_per_group
 from .signalling import curated_pathway_map
 
 logger = get_logger(__name__)
@@ -264,33 +265,6 @@ class CommunicationSettings(StageSettings):
     communication_plot_pathways: str | None
     communication_n_pathway_plots: int
     seed: int
-
-
-def cap_cells_per_group(labels: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
-    """Keep at most ``max_cells`` cells of every group (a seeded random draw within each larger group).
-
-    Parameters
-    ----------
-    labels
-        Group (cell type) per cell.
-    max_cells
-        Cells kept per group at most (``communication_max_cells``); 0 keeps every cell.
-    seed
-        Random seed of the draw.
-
-    Returns
-    -------
-    numpy.ndarray
-        Sorted positions of the kept cells.
-    """
-    if max_cells <= 0:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    kept = [
-        positions if len(positions) <= max_cells else rng.choice(positions, size=max_cells, replace=False)
-        for _, positions in sorted(pd.Series(labels).groupby(np.asarray(labels)).indices.items())
-    ]
-    return np.sort(np.concatenate(kept)) if kept else np.arange(0)
 
 
 def run_liana(adata: AnnData, resource: pd.DataFrame, settings: CommunicationSettings) -> pd.DataFrame:

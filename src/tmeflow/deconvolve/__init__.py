@@ -49,6 +49,10 @@ A marker-score baseline guards every section: each reference type's score (scanp
 with Spearman's rho between a type's proportion and its score; a type whose rho falls below
 ``deconv_min_agreement`` gets a warning in the log and in the report's agreement table.
 
+The reference atlas stays on disk: its labels and, per ``cell_type`` (and ``cell_type_fine``) label, the raw
+counts of at most ``deconv_max_cells_per_type`` cells (a seeded subsample of a larger type; 0: all) are read
+(:func:`read_reference`), so every section's process needs the subsample's memory, not the atlas's.
+
 Input checks (one-line :class:`TmeflowInputError`, exit 2): no ``cell_type`` column in the
 reference; a reference without counts (no ``layers['counts']`` and a non-integer ``X``); fewer
 genes shared by section and reference than ``deconv_min_shared_genes``; fewer than two cell types
@@ -75,6 +79,7 @@ from .inputs import (
     TARGET_SUM,
     DeconvolutionSettings,
     prepare_inputs,
+    read_reference,
     reference_counts,
     section_counts,
 )
@@ -108,6 +113,7 @@ __all__ = [
     "platform_effects",
     "poisson_deconvolve",
     "poisson_weights",
+    "read_reference",
     "prepare_inputs",
     "proportions_",
     "reference_counts",

@@ -10,8 +10,10 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..errors import TmeflowInputError
+from ..io import h5ad_on_disk, read_rows
 from ..log import get_logger
 from ..settings import StageSettings
+from ..stats import cap_cells_per_group
 
 logger = get_logger(__name__)
 
@@ -69,6 +71,49 @@ def reference_counts(reference: AnnData, *, file: str | None = None) -> sp.csr_m
     return sp.csr_matrix(matrix, dtype=np.float32)
 
 
+def read_reference(path, max_cells_per_type: int, seed: int) -> AnnData:
+    """Read the reference atlas's cell labels and raw counts, at most ``max_cells_per_type`` cells per label.
+
+    The atlas stays on disk: only its ``obs``, ``var`` and the chosen cells' rows of ``layers['counts']`` (else of
+    ``X``) are read, so a million-cell atlas costs the chosen cells' memory. A label is a ``cell_type`` and, when
+    the atlas has it, ``cell_type_fine`` value; a larger label keeps a seeded random subsample of its cells
+    (:func:`tmeflow.stats.cap_cells_per_group`). The signatures are per-type means, estimated to about 1% from
+    5,000 cells.
+
+    Parameters
+    ----------
+    path
+        The reference atlas h5ad.
+    max_cells_per_type
+        Cells read per label at most (``deconv_max_cells_per_type``); 0 reads every cell.
+    seed
+        Random seed of the subsample.
+
+    Returns
+    -------
+    AnnData
+        The chosen cells with the atlas's ``obs`` and ``var``; their counts in ``layers['counts']`` (no ``X``) or,
+        when the atlas has no counts layer, in ``X``.
+    """
+    with h5ad_on_disk(path, "reference atlas") as atlas:
+        columns = [column for column in (LABEL_KEY, FINE_LABEL_KEY) if column in atlas.obs.columns]
+        labels = atlas.obs[columns].astype(str).agg("|".join, axis=1).to_numpy() if columns else np.zeros(atlas.n_obs)
+        cells = cap_cells_per_group(labels, max_cells_per_type, seed)
+        obs, var = atlas.obs.iloc[cells].copy(), atlas.var.copy()
+        if "counts" in atlas.layers:
+            reference = AnnData(obs=obs, var=var, layers={"counts": read_rows(atlas.layers["counts"], cells)})
+        else:
+            reference = AnnData(read_rows(atlas.X, cells), obs=obs, var=var)
+    if len(cells) < len(labels):
+        logger.info(
+            "reference: %d of %d cells read, at most %d per cell type (deconv_max_cells_per_type)",
+            len(cells),
+            len(labels),
+            max_cells_per_type,
+        )
+    return reference
+
+
 def section_counts(adata: AnnData, *, file: str | None = None) -> sp.csr_matrix:
     """Return the section's raw counts: ``layers['counts']``, else an integer-valued ``X``.
 
@@ -105,6 +150,7 @@ class DeconvolutionSettings(StageSettings):
     deconvolution_method: str
     deconv_min_shared_genes: int
     deconv_min_cells_per_type: int
+    deconv_max_cells_per_type: int
     deconv_min_agreement: float
     nnls_n_markers: int
     c2l_ref_epochs: int

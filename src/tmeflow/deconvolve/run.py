@@ -15,7 +15,7 @@ from ..log import get_logger, timed
 from ..spatial_qc import plot_on_tissue
 from .baseline import marker_agreement, marker_scores
 from .cell2location import cell2location_deconvolve, resolve_method
-from .inputs import FINE_LABEL_KEY, LABEL_KEY, DeconvolutionSettings, prepare_inputs
+from .inputs import FINE_LABEL_KEY, LABEL_KEY, DeconvolutionSettings, prepare_inputs, read_reference
 from .nnls import nnls_deconvolve
 from .poisson import poisson_deconvolve
 
@@ -300,14 +300,15 @@ def run_deconvolve(input_path, reference_path, outdir, params: dict[str, Any], *
     pathlib.Path
         ``<sample>.deconvolved.h5ad``.
     """
+    settings = DeconvolutionSettings.from_params(params)
     section = io.read_h5ad(input_path, "spatial section")
-    reference = io.read_h5ad(reference_path, "reference atlas")
+    reference = read_reference(reference_path, settings.deconv_max_cells_per_type, settings.seed)
     if sample is None:
         sample = str(section.obs["sample"].iloc[0]) if "sample" in section.obs else Path(input_path).name.split(".")[0]
     abundance, proportions, info = deconvolve(
         section,
         reference,
-        DeconvolutionSettings.from_params(params),
+        settings,
         section_file=str(input_path),
         reference_file=str(reference_path),
     )
