@@ -126,3 +126,26 @@ def test_refined_sampling_in_batches_is_the_same(monkeypatch):
     assert len(whole[0]) > 200
     for one, other in zip(whole, batched, strict=True):
         np.testing.assert_array_equal(one, other)
+
+
+def test_max_nhoods_caps_the_drawn_cells_and_still_covers_and_finds_the_planted_state():
+    """``da_max_nhoods`` (issue 23): 100 neighbourhoods of 120 cells on 3,000 cells (4x coverage, as 20,000 of 200
+    on a million cells) instead of 10% drawn: the drawn cells within the cap, most of the cells Milo's 10% cover
+    still covered, the planted state still found."""
+    from tmeflow.neighbourhood_da import index_cells, nhood_size
+
+    adata = _atlas(np.random.default_rng(123), fold=3.0, n_per_condition=6)
+    samples = _samples(adata)
+    embedding = np.asarray(adata.obsm["X_pca_harmony"], dtype=float)
+    index, neighbourhoods, _ = index_cells(embedding, nhood_size(len(samples)), 0.1, seed=0, max_nhoods=100)
+    uncapped = index_cells(embedding, nhood_size(len(samples)), 0.1, seed=0)[1]
+    assert len(index) <= 100 < round(0.1 * adata.n_obs)
+    # refined sampling moves index cells towards dense centres, so 10% drawn cover 78% of the cells here
+    assert len(np.unique(neighbourhoods)) >= 0.8 * len(np.unique(uncapped))
+    options = {"prop": 0.1, "fdr": 0.05, "moderated": True, "seed": 0, "max_nhoods": 100}
+    table = neighbourhood_da(adata, samples, [("metastasis", "primary")], **options)["metastasis_vs_primary"]
+    state = adata.obs.loc[table["index_cell"], "state"].to_numpy()
+    found = table["spatial_fdr"].to_numpy() < 0.05
+    print(f"capped: {len(table)} neighbourhoods, {found[state == 1].mean():.2f} of state 1's found")
+    assert len(table) == len(index)
+    assert found[state == 1].mean() >= 0.8 and (table.loc[state == 1, "logfc"] > 0).all()

@@ -11,9 +11,10 @@ Method (defaults of miloR/milopy where they apply)
        power with more neighbourhoods of several cells per sample; the atlas's own 15-neighbour graph would give about
        two cells per sample and no power.
     2. **Index cells** (Milo's refined sampling): a seeded random ``da_nhood_prop`` (10%) of the
-       cells; each is replaced by the member of its neighbourhood nearest to the neighbourhood's median
-       position in the embedding; duplicates dropped. A **neighbourhood** is an index cell and its
-       ``k - 1`` nearest neighbours.
+       cells, at most ``da_max_nhoods`` (the exact neighbour search costs drawn x all cells: linear in the
+       cells with the cap, quadratic without); each is replaced by the member of its neighbourhood nearest
+       to the neighbourhood's median position in the embedding; duplicates dropped. A **neighbourhood**
+       is an index cell and its ``k - 1`` nearest neighbours.
     3. **Counts**: cells of each sample in each neighbourhood.
     4. **Test**: per neighbourhood, the logit of the sample's fraction of cells in it
        (``(n + 0.5) / (N + 1)``, ``N`` = the sample's cells), a linear model over every sample
@@ -90,7 +91,9 @@ def nhood_size(n_samples: int) -> int:
     return int(min(200, max(30, 10 * n_samples)))
 
 
-def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def index_cells(
+    embedding: np.ndarray, k: int, prop: float, seed: int, max_nhoods: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample neighbourhood index cells by Milo's refined sampling (Dann et al. 2022).
 
     Each randomly drawn cell moves to the member of its ``k``-neighbourhood nearest to the neighbourhood's median
@@ -106,6 +109,8 @@ def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[
         Fraction of cells drawn (``da_nhood_prop``).
     seed
         Seed of the draw.
+    max_nhoods
+        Cells drawn at most (``da_max_nhoods``); 0: no cap.
 
     Returns
     -------
@@ -117,7 +122,8 @@ def index_cells(embedding: np.ndarray, k: int, prop: float, seed: int) -> tuple[
 
     k = min(k, embedding.shape[0])
     rng = np.random.default_rng(seed)
-    drawn = rng.choice(embedding.shape[0], size=max(1, int(round(prop * embedding.shape[0]))), replace=False)
+    n_drawn = max(1, int(round(prop * embedding.shape[0])))
+    drawn = rng.choice(embedding.shape[0], size=min(n_drawn, max_nhoods) if max_nhoods > 0 else n_drawn, replace=False)
     search = NearestNeighbors(n_neighbors=k).fit(embedding)
     refined: np.ndarray = np.empty(len(drawn), dtype=np.int64)
     for start in range(0, len(drawn), REFINE_BATCH):  # batches: ~drawn x k x dimensions floats otherwise (GBs)
@@ -252,6 +258,7 @@ def neighbourhood_da(
     fdr: float,
     moderated: bool,
     seed: int,
+    max_nhoods: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """Test Milo-style neighbourhood differential abundance for every contrast (see the module docstring).
 
@@ -271,6 +278,8 @@ def neighbourhood_da(
         Empirical-Bayes moderated t (``da_moderated``).
     seed
         Seed of the index sampling.
+    max_nhoods
+        Cells drawn as index cells at most (``da_max_nhoods``); 0: no cap.
 
     Returns
     -------
@@ -282,7 +291,7 @@ def neighbourhood_da(
 
     key, embedding = embedding_of(adata)
     k = nhood_size(len(samples))
-    index, neighbourhoods, kth_distance = index_cells(embedding, k, prop, seed)
+    index, neighbourhoods, kth_distance = index_cells(embedding, k, prop, seed, max_nhoods)
     membership = nhood_matrix(neighbourhoods, adata.n_obs)
     sizes = np.full(len(index), neighbourhoods.shape[1])
     weights = 1.0 / np.maximum(kth_distance, 1e-12)

@@ -68,6 +68,7 @@ class CompositionSettings(StageSettings):
     da_fdr: float
     da_nhood: bool
     da_nhood_prop: float
+    da_max_nhoods: int
     seed: int
 
 
@@ -208,6 +209,7 @@ def _neighbourhood_da(
                 samples,
                 pairs,
                 prop=settings.da_nhood_prop,
+                max_nhoods=settings.da_max_nhoods,
                 fdr=settings.da_fdr,
                 moderated=settings.da_moderated,
                 seed=settings.seed,
