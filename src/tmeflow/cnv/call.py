@@ -251,30 +251,7 @@ def call_malignant(adata: AnnData, settings: CnvSettings, *, n_jobs: int = 1) ->
         adata, group, nulls, is_candidate, distances, settings.cnv_score_quantile, crossed=crossed
     )
 
-    clusters = adata.obs["cnv_cluster"].astype(str).to_numpy()
-    rows = []
-    for cluster in adata.obs["cnv_cluster"].cat.categories:
-        in_cluster = clusters == cluster
-        cand = in_cluster & is_candidate
-        frac_above = float(above[cand].mean()) if cand.any() else 0.0
-        frac_ref = float(is_reference[in_cluster].mean())
-        rows.append(
-            {
-                "cnv_cluster": cluster,
-                "n_cells": int(in_cluster.sum()),
-                "n_candidates": int(cand.sum()),
-                "n_reference": int((in_cluster & is_reference).sum()),
-                "fraction_candidates_above": frac_above,
-                "fraction_reference": frac_ref,
-                "mean_cnv_score": float(smoothed[in_cluster].mean()),
-                "malignant": bool(
-                    cand.any()
-                    and frac_above >= settings.cnv_cluster_min_fraction
-                    and frac_ref <= settings.cnv_cluster_max_reference
-                ),
-            }
-        )
-    cluster_table = pd.DataFrame(rows)
+    cluster_table = _cluster_table(adata.obs["cnv_cluster"], is_candidate, above, is_reference, smoothed, settings)
     malignant_clusters = set(cluster_table.loc[cluster_table["malignant"], "cnv_cluster"])
     # clusters that fail only the reference rule (mixed clusters): their CNV-high candidates are still malignant
     mostly_high = set(
@@ -282,8 +259,9 @@ def call_malignant(adata: AnnData, settings: CnvSettings, *, n_jobs: int = 1) ->
             cluster_table["fraction_candidates_above"] >= settings.cnv_cluster_min_fraction, "cnv_cluster"
         ]
     )
+    cluster_of = adata.obs["cnv_cluster"]  # pandas' hashed isin: numpy's sorts a million strings
     malignant = is_candidate & (
-        np.isin(clusters, list(malignant_clusters)) | (above & np.isin(clusters, list(mostly_high)))
+        cluster_of.isin(malignant_clusters).to_numpy() | (above & cluster_of.isin(mostly_high).to_numpy())
     )
 
     obs["cnv_score"] = smoothed.astype(np.float32)
@@ -311,6 +289,46 @@ def call_malignant(adata: AnnData, settings: CnvSettings, *, n_jobs: int = 1) ->
         len(malignant_clusters),
     )
     return CnvResult(plan=plan, clusters=cluster_table, arms=arm_table, window_arms=arms, summary=summary)
+
+
+def _cluster_table(
+    cnv_cluster: pd.Series,
+    is_candidate: np.ndarray,
+    above: np.ndarray,
+    is_reference: np.ndarray,
+    score: np.ndarray,
+    settings: CnvSettings,
+) -> pd.DataFrame:
+    """One row per CNV cluster: its cells, candidates, reference cells, CNV-high fraction, mean score and call.
+
+    Each cluster's cells come from one grouping of the cluster codes (in cell order, so the means are those of a
+    boolean selection), not from comparing every cell with every cluster: a million cells fall into thousands.
+    """
+    codes = cnv_cluster.cat.codes.to_numpy()
+    members_of = pd.Series(np.arange(len(codes))).groupby(codes).indices
+    rows = []
+    for position, cluster in enumerate(cnv_cluster.cat.categories):
+        members = members_of.get(position, np.arange(0))
+        candidates = members[is_candidate[members]]
+        frac_above = float(above[candidates].mean()) if len(candidates) else 0.0
+        frac_ref = float(is_reference[members].mean())
+        rows.append(
+            {
+                "cnv_cluster": cluster,
+                "n_cells": len(members),
+                "n_candidates": len(candidates),
+                "n_reference": int(is_reference[members].sum()),
+                "fraction_candidates_above": frac_above,
+                "fraction_reference": frac_ref,
+                "mean_cnv_score": float(score[members].mean()),
+                "malignant": bool(
+                    len(candidates)
+                    and frac_above >= settings.cnv_cluster_min_fraction
+                    and frac_ref <= settings.cnv_cluster_max_reference
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _relabel(adata: AnnData, is_candidate: np.ndarray, malignant: np.ndarray) -> None:

@@ -186,13 +186,18 @@ def arm_summary(adata: AnnData, arms: np.ndarray, threshold: float) -> pd.DataFr
     rows = []
     patients = adata.obs["patient"].astype(str).to_numpy()
     clusters = adata.obs["cnv_cluster"].astype(str).to_numpy()
+    # positions of each patient's malignant cells and of each of its clusters' (thousands at a million cells):
+    # one grouping each, not one comparison of every cell per cluster
+    malignant_cells = np.flatnonzero(malignant)
+    of_patient = pd.Series(malignant_cells).groupby(patients[malignant_cells]).indices
     groups = []
     for patient in pd.unique(patients):
-        cells = malignant & (patients == patient)
-        if cells.any():
+        if patient in of_patient:
+            cells = malignant_cells[of_patient[patient]]
             groups.append((patient, "all", cells))
-            for cluster in sorted(pd.unique(clusters[cells]), key=_cluster_key):
-                groups.append((patient, cluster, cells & (clusters == cluster)))
+            of_cluster = pd.Series(cells).groupby(clusters[cells]).indices
+            for cluster in sorted(of_cluster, key=_cluster_key):
+                groups.append((patient, cluster, cells[of_cluster[cluster]]))
     arm_index = np.array([arm_order.index(a) for a in arms])
     for patient, cluster, cells in groups:
         mean_window = np.asarray(X[cells].mean(axis=0)).ravel()
@@ -204,7 +209,7 @@ def arm_summary(adata: AnnData, arms: np.ndarray, threshold: float) -> pd.DataFr
                 {
                     "patient": patient,
                     "cnv_cluster": cluster,
-                    "n_cells": int(cells.sum()),
+                    "n_cells": len(cells),
                     "chr_arm": arm,
                     "n_windows": int(n_win),
                     "mean_cnv": float(value),
