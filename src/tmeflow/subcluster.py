@@ -104,7 +104,7 @@ def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resoluti
     Adds
     ----
     ``X``, ``var['highly_variable']``
-        log1p(CP10k) of the counts and the compartment's HVGs.
+        log1p(CP10k) of the counts and the compartment's HVGs (``layers['counts']`` is removed).
     ``obsm['X_pca']``, ``obsm['X_pca_harmony']``
         PCs (and corrected PCs with a batch key).
     ``obsp['connectivities']``, ``obsp['distances']``, ``obsm['X_umap']``
@@ -119,6 +119,7 @@ def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resoluti
     sub.X = sub.layers["counts"].copy()
     normalise(sub)
     select_hvgs(sub, n_top_genes, batch_key)
+    del sub.layers["counts"]  # the compartment's counts are not used past the HVGs (GBs at 1M cells)
     hvg = sub.var["highly_variable"].to_numpy()
     result = sparse_pca(sub.X[:, hvg], min(N_PCS, sub.n_obs - 2, int(hvg.sum()) - 1), seed=seed)
     sub.obsm["X_pca"] = result["scores"].astype(np.float32)
@@ -167,13 +168,14 @@ def subcluster_compartment(
         ``(compartment AnnData (:func:`recluster`), calls per subcluster, marker genes per subcluster)``.
     """
     counts = sp.csr_matrix(adata.layers["counts"][np.flatnonzero(mask)], dtype=np.float32)  # rows read from disk
-    detected = (
-        np.asarray((counts > 0).sum(axis=0)).ravel() >= MIN_CELLS_PER_GENE
-    )  # genes silent in the compartment break loess
+    counts.eliminate_zeros()  # in place: then a gene's stored entries are the cells detecting it
+    detected = np.bincount(counts.indices, minlength=counts.shape[1]) >= MIN_CELLS_PER_GENE  # silent genes break loess
     sub = adata.__class__(
-        X=counts[:, detected], obs=adata.obs.loc[mask].copy(), var=pd.DataFrame(index=adata.var_names[detected])
+        obs=adata.obs.loc[mask].copy(),
+        var=pd.DataFrame(index=adata.var_names[detected]),
+        layers={"counts": counts[:, detected]},
     )
-    sub.layers["counts"] = sub.X.copy()
+    del counts  # one copy of the compartment's counts at a time
     recluster(
         sub,
         batch_key,
@@ -213,6 +215,12 @@ def subcluster_compartment(
     calls.insert(0, "compartment", compartment)
     markers.insert(0, "compartment", compartment)
     return sub, calls, markers
+
+
+def _umap_cells(sub: AnnData) -> AnnData:
+    """Keep what a compartment's UMAP figure shows (its cells' labels and UMAP), not its matrices and graphs."""
+    keys = [key for key in ("subcluster", "sample", "condition") if key in sub.obs]
+    return sub.__class__(obs=sub.obs[keys].copy(), obsm={"X_umap": sub.obsm["X_umap"]})
 
 
 def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, Any]:
@@ -287,7 +295,8 @@ def subcluster(adata: AnnData, settings: SubclusterSettings) -> dict[str, Any]:
         umap[mask] = sub.obsm["X_umap"]
         all_calls.append(calls)
         all_markers.append(markers)
-        figures[compartment] = sub
+        figures[compartment] = _umap_cells(sub)
+        del sub
         logger.info(
             "%s: %d subclusters: %s", compartment, len(calls), ", ".join(f"{c}={t}" for c, t in by_cluster.items())
         )
