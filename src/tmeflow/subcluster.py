@@ -116,8 +116,8 @@ def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resoluti
 
     from .integrate import harmony, normalise, select_hvgs, sparse_pca
 
-    sub.X = sub.layers["counts"].copy()
-    normalise(sub)
+    sub.X = sub.layers["counts"]
+    normalise(sub)  # keeps the counts in layers['counts'], X a log-normalised copy
     select_hvgs(sub, n_top_genes, batch_key)
     del sub.layers["counts"]  # the compartment's counts are not used past the HVGs (GBs at 1M cells)
     hvg = sub.var["highly_variable"].to_numpy()
@@ -131,6 +131,19 @@ def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resoluti
     sc.tl.leiden(sub, resolution=resolution, flavor="igraph", n_iterations=2, directed=False,
                  random_state=seed, key_added="subcluster")  # fmt: skip
     sc.tl.umap(sub, random_state=seed)
+
+
+def _detected_counts(counts, rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Read the rows' counts of the genes detected in at least ``MIN_CELLS_PER_GENE`` of them.
+
+    Silent genes break the HVG loess. Two passes over row blocks: the rows' counts are never held with all genes.
+    """
+    cells_detecting = np.zeros(counts.shape[1], dtype=np.int64)
+    for start in range(0, len(rows), io.ROW_BLOCK_CELLS):
+        block = counts[rows[start : start + io.ROW_BLOCK_CELLS]]
+        cells_detecting += np.bincount(block.indices[block.data > 0], minlength=counts.shape[1])
+    detected = cells_detecting >= MIN_CELLS_PER_GENE
+    return sp.csr_matrix(io.read_rows(counts, rows, np.flatnonzero(detected)), dtype=np.float32), detected
 
 
 def subcluster_compartment(
@@ -167,15 +180,11 @@ def subcluster_compartment(
     tuple
         ``(compartment AnnData (:func:`recluster`), calls per subcluster, marker genes per subcluster)``.
     """
-    counts = sp.csr_matrix(adata.layers["counts"][np.flatnonzero(mask)], dtype=np.float32)  # rows read from disk
-    counts.eliminate_zeros()  # in place: then a gene's stored entries are the cells detecting it
-    detected = np.bincount(counts.indices, minlength=counts.shape[1]) >= MIN_CELLS_PER_GENE  # silent genes break loess
+    counts, detected = _detected_counts(adata.layers["counts"], np.flatnonzero(mask))
     sub = adata.__class__(
-        obs=adata.obs.loc[mask].copy(),
-        var=pd.DataFrame(index=adata.var_names[detected]),
-        layers={"counts": counts[:, detected]},
+        obs=adata.obs.loc[mask].copy(), var=pd.DataFrame(index=adata.var_names[detected]), layers={"counts": counts}
     )
-    del counts  # one copy of the compartment's counts at a time
+    del counts
     recluster(
         sub,
         batch_key,
