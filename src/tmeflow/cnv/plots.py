@@ -78,6 +78,7 @@ def plot_heatmap(adata: AnnData, patient: str, *, seed: int = 0, max_cells: int 
 
 
 VIOLIN_MAX_CELLS = 20000
+VIOLIN_MAX_GROUPS = 60  # violins per row at most (the largest groups): a million cells fall into thousands of clusters
 
 
 def plot_violin(adata: AnnData, *, seed: int = 0, max_cells: int = VIOLIN_MAX_CELLS) -> Figure:
@@ -96,26 +97,29 @@ def plot_violin(adata: AnnData, *, seed: int = 0, max_cells: int = VIOLIN_MAX_CE
     Returns
     -------
     Figure
-        Two rows of violins (by cell type, by CNV cluster; clusters with a malignant majority labelled red); the
-        caller saves it.
+        Two rows of violins (by cell type, by CNV cluster; clusters with a malignant majority labelled red; at most
+        ``VIOLIN_MAX_GROUPS`` per row, the largest); the caller saves it.
     """
     plt = pyplot()
     obs = adata.obs
     if len(obs) > max_cells:
         obs = obs.iloc[np.sort(np.random.default_rng(seed).choice(len(obs), max_cells, replace=False))]
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.45 * obs["cnv_cluster"].nunique()), 7))
+    n_shown = min(obs["cnv_cluster"].nunique(), VIOLIN_MAX_GROUPS)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.45 * n_shown), 7))
+    malignant = obs.groupby("cnv_cluster", observed=True)["malignant"].mean()
     for ax, key in zip(axes, ("cell_type", "cnv_cluster"), strict=True):
-        labels = [str(c) for c in obs[key].astype("category").cat.categories if (obs[key] == c).any()]
-        data = [obs.loc[obs[key] == c, "cnv_score"].to_numpy() for c in labels]
-        ax.violinplot(data, showmedians=True)
+        scores = obs["cnv_score"].groupby(obs[key].astype("category"), observed=True)  # category order
+        sizes = scores.size()
+        labels = [str(c) for c in sizes.index[sizes.index.isin(sizes.nlargest(VIOLIN_MAX_GROUPS).index)]]
+        ax.violinplot([scores.get_group(c).to_numpy() for c in labels], showmedians=True)
         ax.set_xticks(np.arange(1, len(labels) + 1), labels, rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("CNV score")
-        ax.set_title(f"CNV score by {key.replace('_', ' ')}")
+        shown = f" (the {len(labels)} largest of {len(sizes)})" if len(labels) < len(sizes) else ""
+        ax.set_title(f"CNV score by {key.replace('_', ' ')}{shown}")
         if key == "cnv_cluster":
-            malignant = obs.groupby("cnv_cluster", observed=True)["malignant"].mean()
-            for i, c in enumerate(labels, start=1):
+            for tick, c in zip(ax.get_xticklabels(), labels, strict=True):
                 if malignant.get(c, 0) > 0.5:
-                    ax.get_xticklabels()[i - 1].set_color("#cc3311")
+                    tick.set_color("#cc3311")
     fig.tight_layout()
     return fig
 
