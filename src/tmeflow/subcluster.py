@@ -184,7 +184,6 @@ def subcluster_compartment(
     sub = adata.__class__(
         obs=adata.obs.loc[mask].copy(), var=pd.DataFrame(index=adata.var_names[detected]), layers={"counts": counts}
     )
-    del counts
     recluster(
         sub,
         batch_key,
