@@ -85,3 +85,27 @@ def test_progress_line_is_the_shared_format():
         == "cell2location spatial model: epoch 500/30000 (1%), elapsed 2m05s, ETA 2h02m"
     )
     assert progress_line("group", 0, 3, 0) == "group 0/3 (0%), elapsed 0s, ETA unknown"
+
+
+def _bar_output(env_value: str | None) -> str:
+    """Stderr of a fresh process that sets up tmeflow's logging, then loops under a tqdm bar (as infercnvpy does)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    if env_value is not None:
+        env["TQDM_DISABLE"] = env_value
+    code = (
+        "from tmeflow.log import setup_logging\n"
+        "setup_logging('cnv')\n"
+        "from tqdm.auto import tqdm\n"
+        "for _ in tqdm(range(3)): pass\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return done.stderr
+
+
+def test_setup_logging_turns_library_progress_bars_off_unless_the_user_asks_for_them():
+    assert "3/3" not in _bar_output(None)
+    assert "3/3" in _bar_output("")  # tqdm reads any non-empty value, "0" too, as true

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -33,7 +34,14 @@ class _CurrentStderrHandler(logging.StreamHandler):
 
 
 def setup_logging(stage: str, level: int = logging.INFO) -> None:
-    """Send tmeflow's log records to stderr, tagged with the running stage."""
+    """Send tmeflow's log records to stderr, tagged with the running stage; turn library progress bars off.
+
+    tmeflow logs its own progress lines (:func:`progress`, :func:`timed`); tqdm bars of libraries that offer
+    no switch (infercnvpy draws one per chunk of cells) would fill task logs with carriage-return lines.
+    ``TQDM_DISABLE`` is read when tqdm is imported, so it is set here, before any stage imports a library;
+    a user's own value is kept (``TQDM_DISABLE=`` empty shows the bars: tqdm reads any non-empty value as true).
+    """
+    os.environ.setdefault("TQDM_DISABLE", "1")
     logger = logging.getLogger("tmeflow")
     logger.handlers.clear()
     handler = _CurrentStderrHandler(sys.stderr)
