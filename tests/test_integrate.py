@@ -186,6 +186,30 @@ def test_row_blocks_give_the_same_integration_as_one_block(tmp_path, tmp_path_fa
     assert not whole.varm["PCs"][~whole.var["highly_variable"].to_numpy()].any()
 
 
+def _lognormalise_peak(counts, copy: bool):
+    """lognormalise's values and the most memory it allocated beyond its input (numpy arrays, tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    logged = integrate.lognormalise(counts, copy=copy)
+    peak = tracemalloc.get_traced_memory()[1] - start
+    tracemalloc.stop()
+    return logged.toarray(), peak
+
+
+def test_lognormalise_in_place_gives_the_copy_s_values_in_half_the_extra_memory():
+    rng = np.random.default_rng(0)
+    counts = sp.random(2000, 500, density=0.3, format="csr", dtype=np.float32, random_state=rng)
+    counts.data = rng.poisson(3, counts.nnz).astype(np.float32) + 1
+    integrate.lognormalise(counts[:10])  # imports and compiles outside the measurement
+    expected, copy_peak = _lognormalise_peak(counts, copy=True)
+    assert counts.data.max() > 1 and (counts.data == np.round(counts.data)).all()  # the counts are unchanged
+    logged, in_place_peak = _lognormalise_peak(counts, copy=False)
+    np.testing.assert_array_equal(logged, expected)
+    assert in_place_peak < 0.6 * copy_peak, (in_place_peak, copy_peak)
+
+
 @pytest.mark.parametrize("batch_key", ["batch", None])
 def test_seurat_v3_in_row_blocks_selects_scanpys_genes(tmp_path_factory, monkeypatch, batch_key):
     import scanpy as sc

@@ -114,12 +114,12 @@ def recluster(sub: AnnData, batch_key: str | None, *, n_top_genes: int, resoluti
     """
     import scanpy as sc
 
-    from .integrate import harmony, normalise, select_hvgs, sparse_pca
+    from .integrate import harmony, lognormalise, select_hvgs, sparse_pca
 
-    sub.X = sub.layers["counts"]
-    normalise(sub)  # keeps the counts in layers['counts'], X a log-normalised copy
-    select_hvgs(sub, n_top_genes, batch_key)
-    del sub.layers["counts"]  # the compartment's counts are not used past the HVGs (GBs at 1M cells)
+    select_hvgs(sub, n_top_genes, batch_key)  # seurat_v3 on the counts
+    # the counts are not used past the HVGs: normalised in place, never held beside their log-normalised copy
+    sub.X = lognormalise(sub.layers.pop("counts"), copy=False)
+    sub.uns["log1p"] = {"base": None}
     hvg = sub.var["highly_variable"].to_numpy()
     result = sparse_pca(sub.X[:, hvg], min(N_PCS, sub.n_obs - 2, int(hvg.sum()) - 1), seed=seed)
     sub.obsm["X_pca"] = result["scores"].astype(np.float32)
