@@ -359,9 +359,10 @@ def write_outputs(adata, results: dict[str, Any], outdir: Path, params: dict[str
             outdir / f"subcluster_umap_{_safe(compartment)}.png",
         )
     adata.uns.setdefault("tmeflow", {})["subcluster"] = io.provenance("subcluster", params)
-    return io.write_h5ad_copy(
-        source, outdir / "subclustered.h5ad", final=True, obs=adata.obs, obsm=dict(adata.obsm), uns=adata.uns
-    )
+    with timed(logger, "writing subclustered.h5ad (matrices recompressed with gzip)"):
+        return io.write_h5ad_copy(
+            source, outdir / "subclustered.h5ad", final=True, obs=adata.obs, obsm=dict(adata.obsm), uns=adata.uns
+        )
 
 
 def run_subcluster(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:

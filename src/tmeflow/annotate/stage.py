@@ -288,7 +288,8 @@ def write_outputs(
         )
         io.save_figure(plot_umaps(adata, "X_umap", keys, "Annotation"), outdir / "annotation_umap_mqc.png")
     adata.uns.setdefault("tmeflow", {})["annotate"] = io.provenance("annotate", params)
-    return io.write_h5ad_copy(source, outdir / "annotated.h5ad", obs=adata.obs, uns=adata.uns)
+    with timed(logger, "writing annotated.h5ad"):
+        return io.write_h5ad_copy(source, outdir / "annotated.h5ad", obs=adata.obs, uns=adata.uns)
 
 
 def run_annotate(input_path: str | Path, outdir: str | Path, params: dict[str, Any]) -> Path:
