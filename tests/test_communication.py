@@ -562,3 +562,60 @@ def test_liana_sees_at_most_max_cells_per_cell_type_with_the_same_ranking(monkey
     assert len(both) >= 0.9 * len(runs[0])
     assert spearmanr(both["lr_means_all"], both["lr_means_cap"]).statistic > 0.99
     assert spearmanr(both["magnitude_rank_all"], both["magnitude_rank_cap"]).statistic > 0.95
+
+
+def test_interactions_in_keeps_only_interactions_with_every_subunit_present():
+    from tmeflow.communication.core import interactions_in
+
+    resource = pd.DataFrame(
+        {
+            "ligand": ["MDK", "MDK", "COL1A1", "TGFB1", "CD47"],
+            "receptor": ["NCL", "LRP1", "ITGA1_ITGB1", "TGFBR1_TGFBR2", "SIRPA"],
+        }
+    )
+    genes = pd.Index(["MDK", "NCL", "COL1A1", "ITGA1", "ITGB1", "TGFB1", "TGFBR1", "CD47"])
+    kept = interactions_in(resource, genes)
+    assert kept.index.tolist() == [0, 2]  # LRP1, TGFBR2 and SIRPA are missing
+    assert interactions_in(resource, []).empty
+
+
+@pytest.mark.slow
+def test_run_liana_on_the_covered_interactions_equals_liana_on_the_whole_resource():
+    """``run_liana`` hands LIANA only the interactions the data covers (issue 23); LIANA's own filter left the
+    same ones, so every score is the same as with the whole resource."""
+    import liana as li
+    import scipy.sparse as sp
+
+    from tmeflow.communication import core
+
+    rng = np.random.default_rng(2)
+    all_genes = ["MDK", "NCL", "CD47", "SIRPA", "MIF", "CD74", "CXCR4", "CD44", "COL1A1", "ITGB1", "ITGA1", "APP"]
+    resource = core.load_resource(None, "human", all_genes)[1]
+    all_genes = sorted({g for col in ("ligand", "receptor") for entry in resource[col] for g in entry.split("_")})
+    # a third of the resource's genes (above LIANA's 2% coverage check), so complexes are often half-covered
+    genes = list(rng.choice(all_genes, size=len(all_genes) // 3, replace=False)) + [f"G{i}" for i in range(20)]
+    counts = rng.poisson(2.0, size=(60, len(genes))).astype(np.float32)
+    adata = ad.AnnData(
+        sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)),
+        obs=pd.DataFrame(
+            {"cell_type": pd.Categorical(np.tile(["a", "b", "c"], 20))}, index=[f"c{i}" for i in range(60)]
+        ),
+        var=pd.DataFrame(index=genes),
+    )
+    settings = core.CommunicationSettings.defaults().replace(communication_n_perms=20, seed=3)
+    got = core.run_liana(adata, resource, settings)
+    expected = li.mt.rank_aggregate(
+        adata,
+        groupby="cell_type",
+        resource=resource[["ligand", "receptor"]],
+        expr_prop=settings.communication_expr_prop,
+        min_cells=settings.communication_min_cells,
+        use_raw=False,
+        n_perms=settings.communication_n_perms,
+        seed=settings.seed,
+        inplace=False,
+        verbose=False,
+    ).rename(columns={"ligand_complex": "ligand", "receptor_complex": "receptor"})
+    assert len(got) > 0
+    assert len(core.interactions_in(resource, genes)) < len(resource) / 4
+    pd.testing.assert_frame_equal(got, expected)

@@ -267,6 +267,32 @@ class CommunicationSettings(StageSettings):
     seed: int
 
 
+def interactions_in(resource: pd.DataFrame, genes) -> pd.DataFrame:
+    """Keep the resource's interactions whose every gene (each subunit of a complex ``A_B``) is in ``genes``.
+
+    LIANA keeps no others (``filter_resource``); filtering first with a set replaces its ``np.isin`` over the
+    whole resource's object arrays in every LIANA call (0.3 s each on 3,000 genes), same result.
+
+    Parameters
+    ----------
+    resource
+        The ligand-receptor resource (:func:`load_resource`).
+    genes
+        The data's gene symbols.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The covered rows of ``resource``, in its order.
+    """
+    present = set(map(str, genes))
+    covered = [
+        all(gene in present for gene in f"{ligand}_{receptor}".split("_"))
+        for ligand, receptor in zip(resource["ligand"], resource["receptor"], strict=True)
+    ]
+    return resource[np.asarray(covered, dtype=bool)]
+
+
 def run_liana(adata: AnnData, resource: pd.DataFrame, settings: CommunicationSettings) -> pd.DataFrame:
     """Run LIANA ``rank_aggregate`` (Dimitrov et al. 2022) between the ``cell_type`` groups of ``adata``.
 
@@ -288,12 +314,15 @@ def run_liana(adata: AnnData, resource: pd.DataFrame, settings: CommunicationSet
     """
     import liana as li
 
+    covered = interactions_in(resource, adata.var_names)
+    if covered.empty:
+        raise ValueError("no interaction of the resource has all its genes in the data")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = li.mt.rank_aggregate(
             adata,
             groupby="cell_type",
-            resource=resource[["ligand", "receptor"]],
+            resource=covered[["ligand", "receptor"]],
             expr_prop=settings.communication_expr_prop,
             min_cells=settings.communication_min_cells,
             use_raw=False,
