@@ -360,6 +360,35 @@ def test_mouse_reference_maps_to_human_bulk_and_ensembl_ids():
     assert mapped == {"ENSG00000141510.17": "TP53", "ENSMUSG00000059552": "Trp53"}
 
 
+def test_reference_profiles_read_on_disk_in_row_blocks_match_the_cpm_means(tmp_path, monkeypatch):
+    """The bulk stage reads the reference atlas's counts in row blocks (issue 23: the whole atlas was read into
+    memory, ~28 GB at a million cells); the profiles are the per-type means of each cell's CPM."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from tmeflow import io
+    from tmeflow.bulk import reference_profiles
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(1.5, size=(50, 12)).astype(np.float32)
+    counts[4] = 0  # a cell without counts adds nothing
+    types = np.array(["T", "B", "Mac"])[rng.integers(0, 3, size=50)]
+    adata = ad.AnnData(
+        X=sp.csr_matrix(np.log1p(counts)),
+        layers={"counts": sp.csr_matrix(counts)},
+        obs=pd.DataFrame({"cell_type": types}, index=[f"c{i}" for i in range(50)]),
+        var=pd.DataFrame(index=[f"GENE{i}" for i in range(12)]),
+    )
+    adata.write_h5ad(tmp_path / "ref.h5ad")
+    monkeypatch.setattr(io, "ROW_BLOCK_CELLS", 7)
+    with io.h5ad_on_disk(tmp_path / "ref.h5ad", "reference h5ad") as on_disk:
+        assert not isinstance(on_disk.layers["counts"], np.ndarray | sp.spmatrix)  # still on disk
+        profiles = reference_profiles(on_disk, "human", "human", tmp_path / "ref.h5ad")
+    cpm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) * 1e6
+    expected = pd.DataFrame({t: cpm[types == t].mean(axis=0) for t in ["B", "Mac", "T"]}, index=adata.var_names)
+    pd.testing.assert_frame_equal(profiles, expected, check_dtype=False, rtol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_nki_probe_annotation_and_endpoints(shared_data):

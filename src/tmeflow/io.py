@@ -251,8 +251,8 @@ def read_rows(matrix, rows, columns=None) -> Any:
     return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)
 
 
-def group_sums(matrix, codes, n_groups: int, rows=None) -> Any:
-    """Sum the rows of a matrix per group, ``ROW_BLOCK_CELLS`` rows at a time (pseudobulk, group means).
+def group_sums(matrix, codes, n_groups: int, rows=None, weights=None) -> Any:
+    """Sum the (weighted) rows of a matrix per group, ``ROW_BLOCK_CELLS`` rows at a time (pseudobulk, group means).
 
     Parameters
     ----------
@@ -265,6 +265,8 @@ def group_sums(matrix, codes, n_groups: int, rows=None) -> Any:
         Number of groups.
     rows
         Increasing integer positions of the rows to sum (``None``: all rows, read as contiguous blocks).
+    weights
+        A factor per row, aligned like ``codes`` (e.g. ``1e6 / total counts`` for the sum of CPM); ``None``: 1.
 
     Returns
     -------
@@ -281,9 +283,8 @@ def group_sums(matrix, codes, n_groups: int, rows=None) -> Any:
         stop = min(start + ROW_BLOCK_CELLS, n_rows)
         block = matrix[start:stop] if rows is None else matrix[np.asarray(rows[start:stop])]
         in_group = np.flatnonzero(codes[start:stop] >= 0)
-        indicator = sp.csr_matrix(
-            (np.ones(len(in_group)), (codes[start:stop][in_group], in_group)), shape=(n_groups, stop - start)
-        )
+        factors = np.ones(len(in_group)) if weights is None else np.asarray(weights[start:stop])[in_group]
+        indicator = sp.csr_matrix((factors, (codes[start:stop][in_group], in_group)), shape=(n_groups, stop - start))
         product = indicator @ block
         summed += product.toarray() if sp.issparse(product) else np.asarray(product)
     return summed

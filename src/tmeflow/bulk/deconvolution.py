@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import TmeflowInputError
 from ..genes import species_of
+from ..io import group_sums, row_blocks
 from ..log import get_logger
 from ..signatures import ortholog_map
 from ..stats import bh_fdr
@@ -28,13 +29,14 @@ reference_species = species_of  # the species of a reference atlas: the one dete
 def reference_profiles(adata: AnnData, bulk_species: str, ref_species: str, source: Path) -> pd.DataFrame:
     """Average a single-cell reference into mean counts-per-million per ``cell_type`` (genes x cell types).
 
-    Raw counts come from ``layers['counts']`` (else ``X``). Gene symbols are translated to the bulk species with
-    the bundled one-to-one orthologs when the species differ.
+    Raw counts come from ``layers['counts']`` (else ``X``), read in row blocks, so an atlas opened with
+    :func:`tmeflow.io.h5ad_on_disk` stays on disk (two passes: the cells' totals, then the per-type sums of CPM).
+    Gene symbols are translated to the bulk species with the bundled one-to-one orthologs when the species differ.
 
     Parameters
     ----------
     adata
-        The annotated single-cell reference (``obs['cell_type']``).
+        The annotated single-cell reference (``obs['cell_type']``), in memory or on disk.
     bulk_species
         Species of the bulk cohort's genes.
     ref_species
@@ -47,20 +49,18 @@ def reference_profiles(adata: AnnData, bulk_species: str, ref_species: str, sour
     DataFrame
         Genes x cell types, mean CPM.
     """
-    import scipy.sparse as sp
-
     if "cell_type" not in adata.obs:
         raise TmeflowInputError("reference has no obs column 'cell_type'", file=source, column="cell_type")
     counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
-    counts = sp.csr_matrix(counts, dtype=float)
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    totals[totals == 0] = 1.0
-    cpm = sp.diags(1e6 / totals) @ counts
     labels = adata.obs["cell_type"].astype(str).to_numpy()
     types = sorted(pd.unique(labels))
     if len(types) < 2:
         raise TmeflowInputError("reference needs at least two cell types", file=source, column="cell_type")
-    profiles = np.vstack([np.asarray(cpm[labels == t].mean(axis=0)).ravel() for t in types]).T
+    codes = pd.Categorical(labels, categories=types).codes
+    totals = np.concatenate([np.asarray(block.sum(axis=1), dtype=float).ravel() for _, block in row_blocks(counts)])
+    totals[totals == 0] = 1.0
+    cpm_sums = group_sums(counts, codes, len(types), weights=1e6 / totals)
+    profiles = (cpm_sums / np.bincount(codes, minlength=len(types))[:, None]).T
     frame = pd.DataFrame(profiles, index=adata.var_names.astype(str), columns=types)
     if ref_species != bulk_species:
         mapping = ortholog_map(ref_species, bulk_species)

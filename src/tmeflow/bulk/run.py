@@ -14,7 +14,7 @@ from .. import __version__
 from ..errors import TmeflowInputError
 from ..estimate import ESTIMATE_COLUMNS, estimate_scores
 from ..genes import species_of
-from ..io import multiqc_header, read_h5ad, save_figure, write_json, write_table
+from ..io import h5ad_on_disk, multiqc_header, save_figure, write_json, write_table
 from ..log import get_logger, timed
 from ..signatures import filter_gene_sets, map_gene_sets, read_bundled_gmt, read_gmt, ssgsea
 from ..stats import bh_fdr
@@ -284,9 +284,9 @@ def run_bulk(
     profiles, markers, ref_species = None, {}, None
     if reference:
         with timed(logger, "reading reference and building the signature matrix"):
-            adata = read_h5ad(reference, "reference h5ad")
-            ref_species = species_of(adata)
-            profiles = reference_profiles(adata, species, ref_species, Path(reference))
+            with h5ad_on_disk(reference, "reference h5ad") as adata:  # the counts are summed in row blocks
+                ref_species = species_of(adata)
+                profiles = reference_profiles(adata, species, ref_species, Path(reference))
             markers = marker_genes(profiles, settings.reference_markers, log_expr.index)
 
     # ---- scores
