@@ -194,3 +194,28 @@ def test_cluster_calls_of_six_cells_by_hand():
     assert calls["cell_type"].tolist() == ["T cell", "B cell", UNKNOWN]
     assert calls["second_type"].tolist() == ["B cell", "T cell", "B cell"]
     assert calls["n_cells"].tolist() == [2, 2, 2]
+
+
+def test_markers_of_many_clusters_do_not_warn_about_scanpy_s_fragmented_frame():
+    """scanpy's Wilcoxon adds 5 columns per cluster one by one; from ~20 clusters pandas warned once per cluster
+    into the logs of a large atlas (annotate, subcluster). The markers are still found."""
+    import warnings
+
+    import scipy.sparse as sp
+
+    from tmeflow.annotate.markers import find_markers
+
+    rng = np.random.default_rng(0)
+    clusters = (np.arange(1500) % 30).astype(str)
+    counts = rng.poisson(0.5, size=(1500, 60)).astype(np.float32)
+    counts[clusters == "7", 5] += 6  # a planted marker of cluster 7
+    adata = ad.AnnData(
+        sp.csr_matrix(np.log1p(counts)),
+        obs=pd.DataFrame({"leiden": pd.Categorical(clusters)}, index=[f"c{i}" for i in range(1500)]),
+        var=pd.DataFrame(index=[f"G{i}" for i in range(60)]),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        table = find_markers(adata, "leiden", 5, 0)
+    assert table["cluster"].nunique() == 30
+    assert table[table["cluster"] == "7"].iloc[0]["gene"] == "G5"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -204,7 +205,11 @@ def find_markers(adata: AnnData, cluster_key: str, n_genes: int, seed: int) -> p
         return pd.DataFrame(
             columns=["cluster", "gene", "score", "logfoldchange", "pval", "pval_adj", "pct_in", "pct_out"]
         )
-    sc.tl.rank_genes_groups(sub, cluster_key, groups=testable, method="wilcoxon", use_raw=False, pts=True)
+    with warnings.catch_warnings():  # scanpy adds 5 columns per cluster one by one: noise from ~20 clusters on
+        warnings.filterwarnings(
+            "ignore", message="DataFrame is highly fragmented", category=pd.errors.PerformanceWarning
+        )
+        sc.tl.rank_genes_groups(sub, cluster_key, groups=testable, method="wilcoxon", use_raw=False, pts=True)
     table = sc.get.rank_genes_groups_df(sub, group=None)
     if "group" not in table:
         table.insert(0, "group", testable[0])
