@@ -2,19 +2,19 @@
 """The cohort stages after integration on a large atlas: time and peak memory of each (issue 23, item 3).
 
 Issue 23 asks for every cohort stage (annotate, cnv, subcluster, composition, de, pathways, trajectory,
-communication, atlas) to be measured at a million cells. Making a million integrated cells takes ~2 h here
-(``million_cells.py``), so this script builds large inputs from a smaller run by **tiling**: an h5ad is repeated
-``--tiles`` times, in row blocks (one copy in memory): cell names get ``-t<k>``; each copy's log-normalised values
-and dense embeddings get 1% Gaussian jitter (no two cells identical, so kNN graphs and ranks behave as on distinct
-cells); raw counts, sparse embeddings and cell graphs (block-diagonal) are repeated; samples, patients, conditions
-and clusters are the source's. A 50k-cell atlas of 60 samples x 20 is 1M cells in the same 60 samples, with the
-same genes and non-zeros per cell.
+communication, atlas; here also bulk, which reads the atlas as its reference) to be measured at a million cells.
+Making a million integrated cells takes ~2 h here (``million_cells.py``), so this script builds large inputs from a
+smaller run by **tiling**: an h5ad is repeated ``--tiles`` times, in row blocks (one copy in memory): cell names get
+``-t<k>``; each copy's log-normalised values and dense embeddings get 1% Gaussian jitter (no two cells identical,
+so kNN graphs and ranks behave as on distinct cells); raw counts, sparse embeddings and cell graphs
+(block-diagonal) are repeated; samples, patients, conditions and clusters are the source's. A 50k-cell atlas of 60
+samples x 20 is 1M cells in the same 60 samples, with the same genes and non-zeros per cell.
 
 Each stage runs as ``tmeflow run`` chains them (annotate -> cnv -> subcluster -> composition, de, pathways,
-trajectory, communication -> atlas), defaults, in a child process with ``--threads`` BLAS / numba threads, its
-address space limited to ``--max_memory_gb`` (a stage that needs more fails with a MemoryError instead of waking
-the VM's OOM killer) and its time to ``--timeout`` seconds (exit status 124). Per stage: exit status, wall and
-CPU seconds, peak RSS (``wait4``).
+trajectory, communication -> atlas -> bulk, on the test cohort's bulk samples), defaults, in a child process with
+``--threads`` BLAS / numba threads, its address space limited to ``--max_memory_gb`` (a stage that needs more
+fails with a MemoryError instead of waking the VM's OOM killer) and its time to ``--timeout`` seconds (exit
+status 124). Per stage: exit status, wall and CPU seconds, peak RSS (``wait4``).
 
 - **Chain** (``--atlas`` only): the integrated atlas is tiled; every later input is the previous stage's output.
 - **Per stage** (``--base``: the workdir of a finished chain run at the source size, e.g. with ``--tiles 1``):
@@ -42,9 +42,12 @@ import sys
 import time
 from pathlib import Path
 
-from core_path import THREADS, run_child
+from core_path import ROOT, THREADS, run_child
 
-STAGES = ("annotate", "cnv", "subcluster", "composition", "de", "pathways", "trajectory", "communication", "atlas")
+STAGES = (
+    "annotate", "cnv", "subcluster", "composition", "de", "pathways", "trajectory", "communication", "atlas", "bulk"
+)  # fmt: skip
+BULK_COHORT = ROOT / "assets" / "test" / "cohort" / "bulk"  # its 20 samples, the atlas as the reference
 JITTER = 0.01
 DE_OTHER_TABLES = ("de_skipped.tsv", "de_summary_mqc.tsv")  # de's tables that are not a contrast's results
 
@@ -122,8 +125,16 @@ def commands(work: Path) -> dict[str, tuple[list[str], list[Path]]]:
     result = {}
     for stage in STAGES:
         needed = inputs.get(stage, [atlas])
-        arguments = [stage, "--input", str(needed[0]), *extra.get(stage, []), "--outdir", str(out / stage)]
-        result[stage] = (arguments, needed)
+        source = ["--input", str(needed[0])]
+        if stage == "bulk":
+            source = [
+                "--expression",
+                str(BULK_COHORT / "expression.tsv.gz"),
+                "--clinical",
+                str(BULK_COHORT / "clinical.tsv"),
+            ]
+            source += ["--reference", str(needed[0]), "--sample", "bulk"]
+        result[stage] = ([stage, *source, *extra.get(stage, []), "--outdir", str(out / stage)], needed)
     return result
 
 
