@@ -47,7 +47,7 @@ from core_path import ROOT, THREADS, run_child
 STAGES = (
     "annotate", "cnv", "subcluster", "composition", "de", "pathways", "trajectory", "communication", "atlas", "bulk"
 )  # fmt: skip
-BULK_COHORT = ROOT / "assets" / "test" / "cohort" / "bulk"  # its 20 samples, the atlas as the reference
+BULK_COHORT = ROOT / "assets" / "test" / "cohort" / "bulk"  # its 60 samples, the atlas as the reference
 JITTER = 0.01
 DE_OTHER_TABLES = ("de_skipped.tsv", "de_summary_mqc.tsv")  # de's tables that are not a contrast's results
 
@@ -127,13 +127,9 @@ def commands(work: Path) -> dict[str, tuple[list[str], list[Path]]]:
         needed = inputs.get(stage, [atlas])
         source = ["--input", str(needed[0])]
         if stage == "bulk":
-            source = [
-                "--expression",
-                str(BULK_COHORT / "expression.tsv.gz"),
-                "--clinical",
-                str(BULK_COHORT / "clinical.tsv"),
-            ]
-            source += ["--reference", str(needed[0]), "--sample", "bulk"]
+            cohort = [BULK_COHORT / "expression.tsv.gz", BULK_COHORT / "clinical.tsv"]
+            source = ["--expression", str(cohort[0]), "--clinical", str(cohort[1]), "--reference", str(needed[0])]
+            source += ["--sample", "bulk"]
         result[stage] = ([stage, *source, *extra.get(stage, []), "--outdir", str(out / stage)], needed)
     return result
 
