@@ -302,6 +302,14 @@ def test_mtx_symbol_in_both_columns_has_no_gene_ids(tmp_path):
     assert "gene_ids" not in adata.var
 
 
+def test_mtx_keeps_only_gene_expression_features(tmp_path):
+    feature_lines = [f"{i}\t{g}\tGene Expression" for i, g in zip(GENE_IDS, GENES, strict=True)]
+    feature_lines[-2:] = [f"{i}\t{g}\tAntibody Capture" for i, g in zip(GENE_IDS[-2:], GENES[-2:], strict=True)]
+    adata = read_counts(write_mtx(tmp_path / "mtx", feature_lines=feature_lines), sample=SAMPLE)
+    assert list(adata.var_names) == list(GENES[:-2])
+    np.testing.assert_array_equal(adata.X.toarray(), COUNTS[:, :-2])
+
+
 def test_mtx_ensembl_ids_only_are_kept_with_warning(tmp_path, tme_log):
     folder = write_mtx(tmp_path / "mtx", feature_lines=GENE_IDS)
     adata = read_counts(folder, sample=SAMPLE)

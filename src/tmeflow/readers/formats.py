@@ -59,20 +59,7 @@ def _read_10x_h5_v3(group: h5py.Group, path: Path, sample: str) -> ad.AnnData:
     names = _decode(features["name"][:]) if "name" in features else ids
     types = _decode(features["feature_type"][:]) if "feature_type" in features else np.full(len(ids), "Gene Expression")
     matrix = _csc_cells(group)
-    keep = types == "Gene Expression"
-    if not keep.any():
-        raise TmeflowInputError(
-            f"no 'Gene Expression' features (feature types: {', '.join(sorted(set(types)))})", file=path, sample=sample
-        )
-    if not keep.all():
-        logger.info(
-            "sample %s: kept %d Gene Expression features, dropped %d others (%s)",
-            sample,
-            int(keep.sum()),
-            int((~keep).sum()),
-            ", ".join(sorted(set(types[~keep]))),
-        )
-        matrix, ids, names = matrix[:, np.flatnonzero(keep)], ids[keep], names[keep]
+    matrix, ids, names = _gene_expression_only(matrix, ids, names, types, path, sample)
     return _anndata(matrix, _decode(group["barcodes"][:]), names, ids, path, sample)
 
 
@@ -171,9 +158,17 @@ def _read_10x_mtx(path: Path, sample: str) -> ad.AnnData:
     ids = np.array([row[0] for row in features], dtype=object)
     names = np.array([row[1] if len(row) > 1 else row[0] for row in features], dtype=object)
     types = np.array([row[2] if len(row) > 2 else "Gene Expression" for row in features], dtype=object)
+    matrix, ids, names = _gene_expression_only(matrix, ids, names, types, features_file, sample)
+    return _anndata(matrix, barcodes, names, ids, features_file, sample)
+
+
+def _gene_expression_only(matrix, ids, names, types, path: Path, sample: str):
+    """Keep the 'Gene Expression' features of a Cell Ranger matrix (antibody capture, CRISPR guides... dropped)."""
     keep = types == "Gene Expression"
     if not keep.any():
-        raise TmeflowInputError("no 'Gene Expression' features", file=features_file, sample=sample)
+        raise TmeflowInputError(
+            f"no 'Gene Expression' features (feature types: {', '.join(sorted(set(types)))})", file=path, sample=sample
+        )
     if not keep.all():
         logger.info(
             "sample %s: kept %d Gene Expression features, dropped %d others (%s)",
@@ -183,7 +178,7 @@ def _read_10x_mtx(path: Path, sample: str) -> ad.AnnData:
             ", ".join(sorted(set(types[~keep]))),
         )
         matrix, ids, names = matrix[:, np.flatnonzero(keep)], ids[keep], names[keep]
-    return _anndata(matrix, barcodes, names, ids, features_file, sample)
+    return matrix, ids, names
 
 
 def _anndata(matrix, barcodes, names, ids, path: Path, sample: str) -> ad.AnnData:
