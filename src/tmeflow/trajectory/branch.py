@@ -321,7 +321,7 @@ def cluster_enrichment(clusters: pd.Series, universe, gene_sets: dict[str, list[
         One row per cluster and set: ``cluster, term, n_list, n_universe, n_set, overlap, expected, odds_ratio,
         pvalue, fdr, genes``.
     """
-    from ..pathways import over_representation
+    from ..pathways import ORA_COLUMNS, over_representation
 
     tables = []
     for cluster in sorted(clusters.unique()):
@@ -331,19 +331,7 @@ def cluster_enrichment(clusters: pd.Series, universe, gene_sets: dict[str, list[
         tables.append(table.assign(cluster=int(cluster)))
     if not tables:
         return pd.DataFrame(
-            columns=[
-                "cluster",
-                "term",
-                "n_list",
-                "n_universe",
-                "n_set",
-                "overlap",
-                "expected",
-                "odds_ratio",
-                "pvalue",
-                "fdr",
-                "genes",
-            ]
+            columns=["cluster", *[c for c in ORA_COLUMNS if c not in ("contrast", "cell_type", "direction")]]
         )
     table = pd.concat(tables, ignore_index=True)
     return table[["cluster", *[c for c in table.columns if c != "cluster"]]]
