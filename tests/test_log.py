@@ -109,3 +109,20 @@ def _bar_output(env_value: str | None) -> str:
 def test_setup_logging_turns_library_progress_bars_off_unless_the_user_asks_for_them():
     assert "3/3" not in _bar_output(None)
     assert "3/3" in _bar_output("")  # tqdm reads any non-empty value, "0" too, as true
+
+
+def test_setup_logging_ignores_numbas_cannot_cache_warnings_only():
+    import warnings
+
+    from numba.core.errors import NumbaWarning
+
+    from tmeflow.log import setup_logging
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setup_logging("subcluster")
+        warnings.warn(
+            NumbaWarning('Cannot cache compiled function "nn_descent" as it uses dynamic globals'), stacklevel=1
+        )
+        warnings.warn(NumbaWarning("Compilation is falling back to object mode"), stacklevel=1)
+    assert [str(w.message) for w in caught] == ["Compilation is falling back to object mode"]

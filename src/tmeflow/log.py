@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from typing import TypeVar
@@ -40,8 +41,12 @@ def setup_logging(stage: str, level: int = logging.INFO) -> None:
     no switch (infercnvpy draws one per chunk of cells) would fill task logs with carriage-return lines.
     ``TQDM_DISABLE`` is read when tqdm is imported, so it is set here, before any stage imports a library;
     a user's own value is kept (``TQDM_DISABLE=`` empty shows the bars: tqdm reads any non-empty value as true).
+    numba's "Cannot cache compiled function" warnings are ignored: pynndescent's kNN (scanpy's neighbours on more
+    than 4,096 cells) repeats three of them, with their source lines, in every neighbour search of a cohort-sized
+    stage; they say only that those functions are compiled again in each process, which the log cannot change.
     """
     os.environ.setdefault("TQDM_DISABLE", "1")
+    warnings.filterwarnings("ignore", message="Cannot cache compiled function")
     logger = logging.getLogger("tmeflow")
     logger.handlers.clear()
     handler = _CurrentStderrHandler(sys.stderr)
